@@ -1,0 +1,57 @@
+"""The exceptions lossreg raises.
+
+Every error about a caller's input names the loss, the argument, what was expected and what was
+given, and subclasses the builtin a caller would catch anyway (``ValueError`` or ``TypeError``).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "LossError",
+    "LossValueError",
+    "LossTypeError",
+    "UnknownLossError",
+    "UnsupportedError",
+    "PluginError",
+    "LossregPluginWarning",
+]
+
+
+class LossError(Exception):
+    """Base class of every lossreg exception."""
+
+
+def _message(loss: str, argument: str, expected: str, got: str) -> str:
+    return f"{loss}: argument '{argument}' expected {expected}, got {got}"
+
+
+class LossValueError(LossError, ValueError):
+    """An argument has the right type but a wrong shape, value or option."""
+
+    def __init__(self, loss: str, argument: str, expected: str, got: str):
+        super().__init__(_message(loss, argument, expected, got))
+        self.loss, self.argument, self.expected, self.got = loss, argument, expected, got
+
+
+class LossTypeError(LossError, TypeError):
+    """An argument is not an array, or an array of the wrong dtype, library or device."""
+
+    def __init__(self, loss: str, argument: str, expected: str, got: str):
+        super().__init__(_message(loss, argument, expected, got))
+        self.loss, self.argument, self.expected, self.got = loss, argument, expected, got
+
+
+class UnknownLossError(LossError, LookupError):
+    """No loss is registered under a name; the message lists the closest names."""
+
+
+class UnsupportedError(LossError, NotImplementedError):
+    """A loss cannot run on an array library or dtype; the message says why."""
+
+
+class PluginError(LossError):
+    """A plugin failed to load, raised in a hook or returned something malformed."""
+
+
+class LossregPluginWarning(UserWarning):
+    """Warns that a plugin was skipped; the rest of lossreg keeps working."""

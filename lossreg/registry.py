@@ -1,0 +1,399 @@
+"""Loss specs, their derived forms, and the registry that looks them up.
+
+A loss is written once, as a pure function decorated with :func:`define_loss`. Everything else
+is derived from that function: its spec (names, inputs, options), the dispatching functional
+form (which picks a kernel when one is registered for the caller's array library), the
+``torch.nn``-style class form, and the registry entry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import difflib
+import functools
+import inspect
+import json
+import os
+import re
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import LossTypeError, LossValueError, PluginError, UnknownLossError
+
+__all__ = [
+    "LossSpec", "Kernel", "Loss", "define_loss", "get", "spec", "names", "from_config",
+    "use_kernels", "kernels_enabled", "register_plugin", "reload", "registry",
+]
+
+
+def normalize(name: str) -> str:
+    """Names compare case-, '_'-, '-'- and space-insensitively: MSELoss == mse_loss == "MSE-Loss"."""
+    return re.sub(r"[\s_\-]", "", name).lower()
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """Everything the registry knows of one loss; built by :func:`define_loss`."""
+
+    name: str
+    function: Callable[..., Any]  # the portable definition
+    class_name: str
+    aliases: tuple[str, ...] = ()
+    inputs: tuple[str, ...] = ()  # positional array arguments, in torch.nn.functional order
+    options: dict[str, Any] = field(default_factory=dict)  # keyword-only options and defaults
+    array_options: tuple[str, ...] = ()  # options that hold arrays (e.g. weight)
+    differentiable: tuple[str, ...] = ("input",)
+    reference: str = ""  # what torch (or a paper) calls it
+    replace: bool = False  # may take over a name another plugin registered
+    plugin: str = ""  # filled in on registration
+
+    @property
+    def summary(self) -> str:
+        return (inspect.getdoc(self.function) or "").partition("\n")[0]
+
+    @property
+    def all_names(self) -> tuple[str, ...]:
+        return (self.name, self.class_name, *self.aliases)
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """A faster implementation of the registered loss ``loss`` for one ``backend``.
+
+    ``function`` takes the same arguments as the portable definition and must agree with it;
+    it may return ``NotImplemented`` to hand a call back to the portable path.
+    """
+
+    loss: str
+    backend: str
+    function: Callable[..., Any]
+    name: str = ""
+    plugin: str = ""
+
+
+_kernels_on: contextvars.ContextVar[bool | None] = contextvars.ContextVar("lossreg_kernels", default=None)
+
+
+def kernels_enabled() -> bool:
+    """Kernels are on unless ``use_kernels(False)`` is in effect or ``LOSSREG_KERNELS=0``."""
+    on = _kernels_on.get()
+    return os.environ.get("LOSSREG_KERNELS", "1") != "0" if on is None else on
+
+
+@contextlib.contextmanager
+def use_kernels(enabled: bool = True) -> Iterator[None]:
+    """Within this block (thread- and task-local), use registered kernels or only portable code."""
+    token = _kernels_on.set(enabled)
+    try:
+        yield
+    finally:
+        _kernels_on.reset(token)
+
+
+def define_loss(
+    *,
+    class_name: str,
+    aliases: Sequence[str] = (),
+    differentiable: Sequence[str] = ("input",),
+    array_options: Sequence[str] = (),
+    reference: str = "",
+    name: str | None = None,
+    replace: bool = False,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Declare a pure array-API function as a loss.
+
+    Arrays are the function's positional-only parameters; options are its keyword-only ones,
+    with defaults. Returns the functional form: it calls a registered kernel for the caller's
+    array library when there is one (see :func:`use_kernels`), else the function itself,
+    which stays reachable as ``.portable``; ``.spec`` is the :class:`LossSpec`.
+    """
+
+    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+        params = inspect.signature(function).parameters.values()
+        spec = LossSpec(
+            name=name or function.__name__,
+            function=function,
+            class_name=class_name,
+            aliases=tuple(aliases),
+            inputs=tuple(p.name for p in params if p.kind is p.POSITIONAL_ONLY),
+            options={p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY},
+            array_options=tuple(array_options),
+            differentiable=tuple(differentiable),
+            reference=reference,
+            replace=replace,
+        )
+        loss_name = spec.name
+
+        @functools.wraps(function)
+        def dispatch(*arrays: Any, **options: Any) -> Any:
+            if arrays and kernels_enabled():
+                kernel = registry().kernel_for(loss_name, arrays[0])
+                if kernel is not None:
+                    result = kernel(*arrays, **options)
+                    if result is not NotImplemented:
+                        return result
+            return function(*arrays, **options)
+
+        dispatch.spec = spec  # type: ignore[attr-defined]
+        dispatch.portable = function  # type: ignore[attr-defined]
+        return dispatch
+
+    return decorate
+
+
+class Loss:
+    """Base of the class forms: ``MSELoss(reduction="sum")(input, target)``.
+
+    Subclasses are derived from a :class:`LossSpec` by the registry; options are checked when
+    the object is made, and array options given as lists are converted to the caller's array
+    library, device and dtype at call time.
+    """
+
+    spec: LossSpec
+    _dispatch: Callable[..., Any]
+
+    def __init__(self, **options: Any) -> None:
+        for key in options:
+            if key not in self.spec.options:
+                expected = "one of its options " + ", ".join(self.spec.options) if self.spec.options else "no options"
+                raise LossTypeError(self.spec.name, key, expected, "an unknown option")
+        self.options = {**self.spec.options, **options}
+
+    def __call__(self, *arrays: Any) -> Any:
+        options = self.options
+        listed = [k for k in self.spec.array_options if isinstance(options[k], (list, tuple))]
+        if listed and arrays:
+            from . import _xp
+
+            xp = _xp.namespace(self.spec.name, **dict(zip(self.spec.inputs, arrays)))
+            like = arrays[0]
+            options = {**options, **{k: xp.asarray(options[k], dtype=like.dtype, device=_device(like)) for k in listed}}
+        return self._dispatch(*arrays, **options)
+
+    def get_config(self) -> dict[str, Any]:
+        """A JSON-serializable description; ``from_config`` rebuilds an equal loss from it."""
+        from .backends import to_list
+
+        options = {}
+        for key, value in self.options.items():
+            if key in self.spec.array_options and value is not None and not isinstance(value, (list, tuple)):
+                value = to_list(value)
+            try:
+                json.dumps(value)
+            except (TypeError, ValueError):
+                raise LossTypeError(self.spec.name, key, "a JSON-serializable option value for get_config",
+                                    type(value).__name__) from None
+            options[key] = value
+        return {"name": self.spec.name, "options": options}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Loss:
+        return from_config(config)
+
+    def __repr__(self) -> str:
+        changed = ", ".join(f"{k}={v!r}" for k, v in self.options.items() if v is not self.spec.options[k])
+        return f"{self.spec.class_name}({changed})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and json.dumps(self.get_config()) == json.dumps(other.get_config())  # type: ignore[union-attr]
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _device(x: Any) -> Any:
+    import array_api_compat
+
+    return array_api_compat.device(x)
+
+
+def _functional(spec: LossSpec) -> Callable[..., Any]:
+    """The dispatching form of a spec (the decorated function when it came from define_loss)."""
+    return define_loss(class_name=spec.class_name, name=spec.name)(spec.function)
+
+
+def make_class(spec: LossSpec) -> type[Loss]:
+    return type(spec.class_name, (Loss,), {
+        "spec": spec,
+        "_dispatch": staticmethod(_functional(spec)),
+        "__module__": "lossreg",
+        "__qualname__": spec.class_name,
+        "__doc__": inspect.getdoc(spec.function),
+    })
+
+
+class Registry:
+    """The loaded catalogue: specs by name, their classes, kernels, cases and backends."""
+
+    def __init__(self, extra: list[tuple[str, Any]]) -> None:
+        from . import plugins
+
+        self.pm, self.plugins = plugins.make_manager(extra)
+        self.specs: dict[str, LossSpec] = {}
+        self.classes: dict[str, type[Loss]] = {}
+        self.index: dict[str, str] = {}  # normalized name -> canonical name
+        self.kernels: dict[tuple[str, str], list[Kernel]] = {}
+        self.backends: dict[str, Any] = {}
+        self.cases: list[Any] = []
+        self._kernel_cache: dict[tuple[str, type], Callable[..., Any] | None] = {}
+        self._collect()
+
+    def _fault(self, plugin: str, fault: str) -> None:
+        from .plugins import PluginInfo, _warn
+
+        self.plugins.setdefault(plugin, PluginInfo(plugin)).faults.append(fault)
+        _warn(plugin, fault)
+
+    def _note(self, plugin: str, hook: str, item: str) -> None:
+        from .plugins import PluginInfo
+
+        self.plugins.setdefault(plugin, PluginInfo(plugin)).registered.setdefault(hook, []).append(item)
+
+    def _collect(self) -> None:
+        from .backends import Backend
+        from .conformance import Case, load_cases
+        from .plugins import call_each
+
+        for plugin, item in call_each(self.pm, "lossreg_losses", self.plugins):
+            found = getattr(item, "spec", item)
+            if not isinstance(found, LossSpec):
+                self._fault(plugin, f"lossreg_losses returned {type(item).__name__}, not a loss defined with define_loss")
+                continue
+            self._add_spec(plugin, found)
+        for plugin, item in call_each(self.pm, "lossreg_kernels", self.plugins):
+            if not isinstance(item, Kernel) or item.loss not in self.specs:
+                self._fault(plugin, f"lossreg_kernels returned {item!r}: not a Kernel of a registered loss")
+                continue
+            kernel = Kernel(item.loss, item.backend, item.function, item.name or item.function.__name__, plugin)
+            self.kernels.setdefault((item.loss, item.backend), []).append(kernel)
+            self._note(plugin, "kernels", f"{kernel.loss}[{kernel.backend}]")
+        for plugin, item in call_each(self.pm, "lossreg_backends", self.plugins):
+            if not isinstance(item, Backend):
+                self._fault(plugin, f"lossreg_backends returned {type(item).__name__}, not a Backend")
+                continue
+            if item.name in self.backends:
+                self._fault(plugin, f"backend '{item.name}' is already provided")
+                continue
+            self.backends[item.name] = item
+            self._note(plugin, "backends", item.name)
+        for plugin, item in call_each(self.pm, "lossreg_cases", self.plugins):
+            try:
+                cases = [item] if isinstance(item, Case) else load_cases(item)
+            except Exception as exc:
+                self._fault(plugin, f"lossreg_cases: cannot read {item}: {type(exc).__name__}: {exc}")
+                continue
+            for case in cases:
+                case.plugin = plugin
+            self.cases.extend(cases)
+            self._note(plugin, "cases", f"{len(cases)} from {getattr(item, 'id', item)}")
+
+    def _add_spec(self, plugin: str, new: LossSpec) -> None:
+        keys = {normalize(n): n for n in new.all_names}
+        owners = {self.index[k] for k in keys if k in self.index}
+        if owners and not new.replace:
+            taken = ", ".join(f"'{o}' of plugin '{self.specs[o].plugin}'" for o in sorted(owners))
+            self._fault(plugin, f"loss '{new.name}' clashes with {taken}; define it with replace=True to take over")
+            return
+        for owner in owners:  # replace: the old spec goes entirely
+            old = self.specs.pop(owner)
+            self.classes.pop(owner, None)
+            self.index = {k: v for k, v in self.index.items() if v != owner}
+            self._note(plugin, "replaced", f"{owner} (of {old.plugin})")
+        spec = LossSpec(**{**new.__dict__, "plugin": plugin})
+        self.specs[spec.name] = spec
+        self.index.update(dict.fromkeys(keys, spec.name))
+        self._note(plugin, "losses", spec.name)
+
+    def lookup(self, name: str) -> LossSpec:
+        if not isinstance(name, str):
+            raise LossTypeError("lossreg.get", "name", "a loss name (str)", type(name).__name__)
+        key = normalize(name)
+        if key not in self.index:
+            shown = {normalize(n): n for s in self.specs.values() for n in s.all_names}
+            close = difflib.get_close_matches(key, list(shown), n=5, cutoff=0.5)
+            hint = ", ".join(shown[k] for k in close) or ", ".join(sorted(self.specs))
+            raise UnknownLossError(f"no loss named {name!r}; closest: {hint}")
+        return self.specs[self.index[key]]
+
+    def loss_class(self, name: str) -> type[Loss]:
+        spec = self.lookup(name)
+        if spec.name not in self.classes:
+            self.classes[spec.name] = make_class(spec)
+        return self.classes[spec.name]
+
+    def kernel_for(self, loss: str, array: Any) -> Callable[..., Any] | None:
+        """The kernel to use for ``loss`` on arrays like ``array``, cached per array type."""
+        key = (loss, type(array))
+        try:
+            return self._kernel_cache[key]
+        except KeyError:
+            pass
+        chosen = None
+        for backend in self.backends.values():
+            kernels = self.kernels.get((loss, backend.name))
+            if kernels and backend.owns(array):
+                chosen = kernels[-1].function  # the most recently registered wins
+                break
+        self._kernel_cache[key] = chosen
+        return chosen
+
+
+_lock = threading.Lock()
+_registry: Registry | None = None
+_extra: list[tuple[str, Any]] = []
+
+
+def registry() -> Registry:
+    """The registry, loading plugins on first use (once, from whichever thread comes first)."""
+    global _registry
+    if _registry is None:
+        with _lock:
+            if _registry is None:
+                _registry = Registry(list(_extra))
+    return _registry
+
+
+def reload() -> Registry:
+    """Forget the loaded plugins and load them again (after installing one, say)."""
+    global _registry
+    with _lock:
+        _registry = None
+    return registry()
+
+
+def register_plugin(plugin: Any, name: str | None = None) -> None:
+    """Register an in-process plugin object or module (as an entry point would) and reload."""
+    name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
+    if any(n == name for n, _ in _extra):
+        raise PluginError(f"a plugin named '{name}' is already registered")
+    _extra.append((name, plugin))
+    reload()
+
+
+def unregister_plugin(name: str) -> None:
+    _extra[:] = [(n, p) for n, p in _extra if n != name]
+    reload()
+
+
+def spec(name: str) -> LossSpec:
+    """The spec of the loss registered under ``name`` (any of its names or aliases)."""
+    return registry().lookup(name)
+
+
+def get(name: str, **options: Any) -> Loss:
+    """The class form of a loss, configured: ``get("mse", reduction="sum")(input, target)``."""
+    return registry().loss_class(name)(**options)
+
+
+def names() -> list[str]:
+    """The canonical names of every registered loss, sorted."""
+    return sorted(registry().specs)
+
+
+def from_config(config: dict[str, Any]) -> Loss:
+    """Rebuild a loss from ``Loss.get_config()`` output (or its JSON)."""
+    if not isinstance(config, dict) or "name" not in config:
+        raise LossValueError("lossreg.from_config", "config", "a dict with 'name' and 'options'", repr(config))
+    return get(config["name"], **config.get("options", {}))
