@@ -1,7 +1,12 @@
 """The built-in catalogue, itself a lossreg plugin: one module per family of losses.
 
-regression      mse_loss, l1_loss
-classification  cross_entropy, nll_loss, binary_cross_entropy
+regression      mse_loss, l1_loss, ...
+classification  cross_entropy, nll_loss, binary_cross_entropy, ...
+probabilistic   divergences and likelihoods of distributions
+embedding       margins between pairs and triplets
+sequence        CTC
+
+``lossreg list`` shows every loss with its family's plugin; the README's table is generated.
 
 Its conformance cases are the JSON files of ``conformance/cases`` (installed as ``lossreg.cases``).
 """
@@ -14,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from ..hookspecs import hookimpl
-from . import classification, regression
+from . import classification, embedding, probabilistic, regression, sequence
 
-FAMILIES = (regression, classification)
+FAMILIES = (regression, classification, probabilistic, embedding, sequence)
 
 
 def _defined(module: Any) -> Iterator[Callable[..., Any]]:

@@ -1,0 +1,1 @@
+"""Embedding and ranking losses: margins between pairs and triplets of representations."""

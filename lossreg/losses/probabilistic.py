@@ -1,0 +1,1 @@
+"""Probabilistic losses: divergences and negative log-likelihoods of distributions."""

@@ -1,0 +1,1 @@
+"""Sequence losses: alignments of unsegmented sequences (CTC)."""
