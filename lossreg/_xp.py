@@ -24,13 +24,16 @@ def describe(x: Any) -> str:
     return f"{type(x).__name__} {x!r}" if isinstance(x, (int, float, str, bool)) else type(x).__name__
 
 
-def namespace(loss: str, **arrays: Any) -> Any:
-    """The array namespace shared by ``arrays``; ``None`` values (absent options) are skipped.
+OPTIONAL_ARRAYS = ("weight", "pos_weight")
+
+
+def namespace(loss: str, *, optional: tuple[str, ...] = OPTIONAL_ARRAYS, **arrays: Any) -> Any:
+    """The array namespace shared by ``arrays``; ``None`` is skipped for the ``optional`` ones.
 
     Checks that each value is an array, that all come from one library, and that all live on
     one device, so that no backend raises a confusing error (or silently copies) later.
     """
-    present = {name: x for name, x in arrays.items() if x is not None}
+    present = {name: x for name, x in arrays.items() if x is not None or name not in optional}
     for name, x in present.items():
         if not compat.is_array_api_obj(x):
             raise LossTypeError(loss, name, "an array (NumPy, CuPy, torch, JAX, Dask, ...)", describe(x))

@@ -1,0 +1,38 @@
+"""The README's catalogue table is generated from the registry and kept current."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+REPORT = ROOT / "conformance" / "results" / "cpu.json"
+
+
+def test_readme_catalogue_is_generated_from_the_registry():
+    code = ("import json, sys, lossreg.docs as d; r = json.load(open(sys.argv[1])) if sys.argv[1] else None; "
+            "print(d.catalogue_table(r))")
+    env = {**os.environ, "LOSSREG_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    table = subprocess.run([sys.executable, "-c", code, str(REPORT) if REPORT.exists() else ""], env=env,
+                           capture_output=True, text=True, check=True).stdout.strip()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert table in readme, "README.md is stale: run python -m lossreg.docs README.md --report conformance/results/cpu.json"
+
+
+def test_every_builtin_loss_is_in_the_table_with_its_torch_class():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    import lossreg
+
+    for name in lossreg.names():
+        spec = lossreg.spec(name)
+        if spec.plugin == "lossreg":
+            assert f"| `{spec.name}` | `{spec.class_name}` |" in readme
+
+
+def test_report_used_for_the_table_is_a_conformance_report():
+    if REPORT.exists():
+        report = json.loads(REPORT.read_text())
+        assert report["summary"]["failed"] == 0 and report["outcomes"]

@@ -1,0 +1,82 @@
+"""Bad input raises a lossreg error naming the loss, the argument, what was expected and what was given."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lossreg
+
+X = np.random.default_rng(0).normal(size=(3, 5))
+T = np.array([1, 0, 4])
+P = np.array([0.1, 0.2, 0.8, 0.9])
+Y = np.array([0.0, 0.0, 1.0, 1.0])
+
+# (call, error type, text the message must contain: loss, argument, expectation, what was given)
+BAD = {
+    "mse shape mismatch": (lambda: lossreg.mse_loss(np.zeros(4), np.zeros((4, 1))), lossreg.LossValueError,
+                           "mse_loss: argument 'target' expected the shape of 'input' (4,), got shape (4, 1)"),
+    "l1 integer input": (lambda: lossreg.l1_loss(np.arange(3), np.zeros(3)), lossreg.LossTypeError,
+                         "l1_loss: argument 'input' expected a real floating-point array, got numpy array of dtype int64"),
+    "mse python list": (lambda: lossreg.mse_loss([1.0, 2.0], np.zeros(2)), lossreg.LossTypeError,
+                        "mse_loss: argument 'input' expected an array (NumPy, CuPy, torch, JAX, Dask, ...), got list"),
+    "mse None": (lambda: lossreg.mse_loss(np.zeros(2), None), lossreg.LossTypeError,
+                 "argument 'target' expected an array"),
+    "mse bad reduction": (lambda: lossreg.mse_loss(np.zeros(2), np.zeros(2), reduction="avg"), lossreg.LossValueError,
+                          "mse_loss: argument 'reduction' expected one of 'none', 'mean', 'sum', got 'avg'"),
+    "ce index out of range": (lambda: lossreg.cross_entropy(X, np.array([1, 0, 5])), lossreg.LossValueError,
+                              "cross_entropy: argument 'target' expected class indices in [0, 5) or ignore_index=-100, got 5"),
+    "ce negative index": (lambda: lossreg.cross_entropy(X, np.array([1, -1, 2])), lossreg.LossValueError,
+                          "got -1"),
+    "ce float indices": (lambda: lossreg.cross_entropy(X, np.array([1.0, 0.0, 4.0])), lossreg.LossValueError,
+                         "cross_entropy: argument 'target' expected the shape of 'input' (3, 5), got shape (3,)"),
+    "ce target shape": (lambda: lossreg.cross_entropy(X, np.array([1, 0])), lossreg.LossValueError,
+                        "cross_entropy: argument 'target' expected class indices of shape (3,) or (3, 1)"),
+    "ce weight length": (lambda: lossreg.cross_entropy(X, T, weight=np.ones(4)), lossreg.LossValueError,
+                         "cross_entropy: argument 'weight' expected a vector of one weight per class, shape (5,), got shape (4,)"),
+    "ce smoothing": (lambda: lossreg.cross_entropy(X, T, label_smoothing=1.5), lossreg.LossValueError,
+                     "cross_entropy: argument 'label_smoothing' expected a number in [0.0, 1.0], got 1.5"),
+    "ce integer logits": (lambda: lossreg.cross_entropy(T, np.array(1)), lossreg.LossTypeError,
+                          "cross_entropy: argument 'input' expected a real floating-point array"),
+    "nll float target": (lambda: lossreg.nll_loss(X, np.zeros(3)), lossreg.LossTypeError,
+                         "nll_loss: argument 'target' expected integer class indices"),
+    "bce above 1": (lambda: lossreg.binary_cross_entropy(np.array([0.5, 1.5]), np.array([0.0, 1.0])),
+                    lossreg.LossValueError, "binary_cross_entropy: argument 'input' expected probabilities in [0, 1], got 1.5"),
+    "bce nan": (lambda: lossreg.binary_cross_entropy(np.array([np.nan]), np.array([1.0])),
+                lossreg.LossValueError, "expected probabilities in [0, 1], got nan"),
+    "bce (N,) vs (N, 1)": (lambda: lossreg.binary_cross_entropy(P, Y.reshape(4, 1)), lossreg.LossValueError,
+                           "binary_cross_entropy: argument 'target' expected the shape of 'input' (4,), got shape (4, 1)"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD), ids=list(BAD))
+def test_bad_input_is_reported_clearly(case):
+    call, error, text = BAD[case]
+    with pytest.raises(error) as info:
+        call()
+    assert text in str(info.value)
+    assert isinstance(info.value, (ValueError, TypeError)) and isinstance(info.value, lossreg.LossError)
+
+
+def test_mixed_array_libraries_are_refused():
+    torch = pytest.importorskip("torch")
+    with pytest.raises(lossreg.LossTypeError, match="mse_loss: argument 'input/target' expected arrays of one "
+                                                   "array library, got 'input' from numpy, 'target' from torch"):
+        lossreg.mse_loss(np.zeros(3), torch.zeros(3))
+
+
+def test_mixed_devices_are_refused():
+    xp = pytest.importorskip("array_api_strict")
+    a = xp.asarray([0.5, 0.5], device=xp.Device("CPU_DEVICE"))
+    b = xp.asarray([0.0, 1.0], device=xp.Device("device1"))
+    with pytest.raises(lossreg.LossValueError, match="binary_cross_entropy: argument 'target' expected an array on "
+                                                    "input's device .*CPU_DEVICE.*, got one on .*device1"):
+        lossreg.binary_cross_entropy(a, b)
+
+
+def test_lazy_arrays_turn_invalid_values_into_nan_instead_of_reading_them():
+    da = pytest.importorskip("dask.array")
+    x = da.from_array(X, chunks=(2, 5))
+    value = lossreg.cross_entropy(x, da.from_array(np.array([1, 9, 4]), chunks=2), reduction="none")
+    got = value.compute()
+    assert np.isnan(got[1]) and np.isfinite(got[[0, 2]]).all()

@@ -1,0 +1,109 @@
+"""Looking losses up, configuring them, and the class forms derived from each loss function."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+
+import lossreg
+
+
+@pytest.mark.parametrize("name", ["mse", "MSELoss", "mse_loss", "MSE-Loss", "Mean_Squared_Error", "l2 loss"])
+def test_names_are_case_underscore_and_dash_insensitive(name):
+    assert lossreg.spec(name).name == "mse_loss"
+
+
+@pytest.mark.parametrize("alias, name", [("bce", "binary_cross_entropy"), ("ce", "cross_entropy"),
+                                         ("CrossEntropyLoss", "cross_entropy"), ("nll", "nll_loss"),
+                                         ("mae", "l1_loss"), ("L1Loss", "l1_loss")])
+def test_torch_class_names_functional_names_and_aliases(alias, name):
+    assert lossreg.spec(alias).name == name
+
+
+def test_unknown_name_lists_the_closest_names():
+    with pytest.raises(lossreg.UnknownLossError, match="closest: .*mse"):
+        lossreg.get("mes")
+
+
+def test_unknown_option_is_named():
+    with pytest.raises(lossreg.LossTypeError, match="mse_loss: argument 'beta' expected one of its options reduction"):
+        lossreg.get("mse", beta=1.0)
+
+
+def test_get_returns_the_configured_class_form():
+    loss = lossreg.get("mse", reduction="sum")
+    assert isinstance(loss, lossreg.MSELoss) and isinstance(loss, lossreg.Loss)
+    assert loss(np.array([1.0, 2.0]), np.array([0.0, 0.0])) == 5.0
+    assert repr(loss) == "MSELoss(reduction='sum')"
+
+
+def test_names_lists_every_registered_loss():
+    assert {"mse_loss", "l1_loss", "cross_entropy", "nll_loss", "binary_cross_entropy"} <= set(lossreg.names())
+    assert lossreg.names() == sorted(lossreg.names())
+
+
+def test_config_round_trips_through_json_arrays_included():
+    loss = lossreg.CrossEntropyLoss(weight=np.array([1.0, 2.0, 0.5]), ignore_index=1, label_smoothing=0.1)
+    config = json.loads(json.dumps(loss.get_config()))
+    assert config == {"name": "cross_entropy", "options": {"weight": [1.0, 2.0, 0.5], "ignore_index": 1,
+                                                           "reduction": "mean", "label_smoothing": 0.1}}
+    rebuilt = lossreg.from_config(config)
+    assert type(rebuilt) is lossreg.CrossEntropyLoss and rebuilt == lossreg.CrossEntropyLoss.from_config(config)
+    x, t = np.random.default_rng(0).normal(size=(4, 3)), np.array([0, 1, 2, 2])
+    np.testing.assert_allclose(rebuilt(x, t), loss(x, t))
+
+
+def test_list_options_become_arrays_of_the_callers_library():
+    torch = pytest.importorskip("torch")
+    loss = lossreg.get("ce", weight=[1.0, 2.0, 0.5])
+    x, t = torch.randn(4, 3, dtype=torch.float64), torch.tensor([0, 1, 2, 2])
+    torch.testing.assert_close(loss(x, t), torch.nn.CrossEntropyLoss(weight=torch.tensor([1.0, 2.0, 0.5],
+                                                                                       dtype=torch.float64))(x, t))
+
+
+def test_class_forms_pickle_by_name():
+    loss = lossreg.get("l1", reduction="none")
+    assert pickle.loads(pickle.dumps(loss)) == loss
+
+
+def test_the_spec_is_derived_from_the_function_signature():
+    spec = lossreg.spec("cross_entropy")
+    assert spec.inputs == ("input", "target")
+    assert spec.options == {"weight": None, "ignore_index": -100, "reduction": "mean", "label_smoothing": 0.0}
+    assert spec.class_name == "CrossEntropyLoss" and spec.plugin == "lossreg"
+    assert lossreg.cross_entropy.portable is spec.function
+
+
+def test_functional_and_class_forms_are_module_attributes():
+    assert lossreg.CrossEntropyLoss.spec is lossreg.spec("ce")
+    assert "BCELoss" in dir(lossreg)
+    with pytest.raises(AttributeError):
+        lossreg.NoSuchLoss  # noqa: B018
+
+
+def test_a_kernel_is_chosen_for_its_library_and_can_be_switched_off():
+    calls = []
+
+    class Plugin:
+        @lossreg.hookimpl
+        def lossreg_kernels(self):
+            def fast_mse(input, target, /, *, reduction="mean"):
+                calls.append(reduction)
+                return NotImplemented if reduction == "none" else lossreg.mse_loss.portable(input, target, reduction=reduction)
+
+            return [lossreg.Kernel("mse_loss", "numpy", fast_mse)]
+
+    lossreg.register_plugin(Plugin(), "test-kernel")
+    try:
+        x, y = np.array([1.0, 2.0]), np.array([0.0, 0.0])
+        assert lossreg.mse_loss(x, y) == 2.5 and calls == ["mean"]
+        np.testing.assert_array_equal(lossreg.mse_loss(x, y, reduction="none"), [1.0, 4.0])  # declined
+        assert calls == ["mean", "none"]
+        with lossreg.use_kernels(False):
+            lossreg.mse_loss(x, y)
+        assert calls == ["mean", "none"]
+    finally:
+        lossreg.unregister_plugin("test-kernel")
