@@ -35,3 +35,55 @@ def cases() -> Iterator[dict[str, Any]]:
                                                              "target": np.zeros(3)})
         yield raises(loss, "bad-reduction", "LossValueError", {"input": np.zeros(3), "target": np.zeros(3)},
                      {"reduction": "average"})
+    yield from smooth_cases()
+
+
+def smooth_cases() -> Iterator[dict[str, Any]]:
+    """huber_loss and smooth_l1_loss: every shape, reduction and threshold, both branches hit."""
+    rng = np.random.default_rng(20261127)
+    thresholds = {"smooth_l1_loss": ("beta", (None, 0.0, 0.5, 2.0)), "huber_loss": ("delta", (None, 0.5, 2.0))}
+    for loss, ref in (("smooth_l1_loss", F.smooth_l1_loss), ("huber_loss", F.huber_loss)):
+        option, values = thresholds[loss]
+        for shape_name, shape in SHAPES.items():
+            x, y = 2 * rng.normal(size=shape), rng.normal(size=shape)
+            for value in values:
+                for reduction in REDUCTIONS:
+                    options: dict[str, Any] = {"reduction": reduction}
+                    if value is not None:
+                        options[option] = value
+                    yield golden(loss, ref, f"{shape_name}-{reduction}-{option}{'default' if value is None else value}",
+                                 {"input": x, "target": y}, options)
+        # d = 0 (gradient 0, also for beta = 0), |d| exactly at the threshold, on both sides of it.
+        x, y = np.array([1.0, 2.0, 1.5, 0.5, 3.0, -1.0]), np.array([1.0, 2.5, 1.0, 1.0, 0.0, 1.0])
+        for value in values[1:]:
+            yield golden(loss, ref, f"ties-and-threshold-{option}{value}", {"input": x, "target": y},
+                         {"reduction": "sum", option: value})
+        yield golden(loss, ref, f"{option}-inf", {"input": x, "target": y}, {"reduction": "none", option: np.inf})
+        yield golden(loss, ref, "nan-propagates", {"input": np.array([1.0, np.nan, 3.0]),
+                                                  "target": np.array([0.5, 2.0, 3.5])}, {"reduction": "none"},
+                     grads=False)
+        yield golden(loss, ref, "large-values", {"input": np.array([1e4, -1e4, 3.0]), "target": np.array([-1e4, 1e4, 2.5])},
+                     {"reduction": "mean", option: 5.0}, dtypes=["float32", "float64"])
+        yield raises(loss, "shape-mismatch", "LossValueError", {"input": np.zeros((4,)), "target": np.zeros((4, 1))})
+        yield raises(loss, "integer-input", "LossTypeError", {"input": np.zeros(3, dtype="int64"),
+                                                             "target": np.zeros(3)})
+        yield raises(loss, "integer-target", "LossTypeError", {"input": np.zeros(3),
+                                                              "target": np.zeros(3, dtype="int64")})
+        yield raises(loss, "bad-reduction", "LossValueError", {"input": np.zeros(3), "target": np.zeros(3)},
+                     {"reduction": "batchmean"})
+        yield raises(loss, f"negative-{option}", "LossValueError", {"input": np.zeros(3), "target": np.zeros(3)},
+                     {option: -1.0})
+        yield raises(loss, f"{option}-not-a-number", "LossValueError", {"input": np.zeros(3), "target": np.zeros(3)},
+                     {option: "1.0"})
+    yield raises("huber_loss", "zero-delta", "LossValueError", {"input": np.zeros(3), "target": np.zeros(3)},
+                 {"delta": 0.0})
+    # F.huber_loss's weight (torch.nn.HuberLoss has none): the input's shape, the plain mean of weighted terms.
+    for shape_name, shape in (("vector", (5,)), ("matrix", (3, 4)), ("scalar", ())):
+        x, y, w = 2 * rng.normal(size=shape), rng.normal(size=shape), rng.uniform(0.0, 2.0, size=shape)
+        for reduction in REDUCTIONS:
+            yield golden("huber_loss", F.huber_loss, f"weight-{shape_name}-{reduction}", {"input": x, "target": y},
+                         {"reduction": reduction, "delta": 0.7, "weight": w})
+    yield raises("huber_loss", "weight-shape", "LossValueError", {"input": np.zeros((3, 2)), "target": np.zeros((3, 2))},
+                 {"weight": np.ones((2,))})
+    yield raises("huber_loss", "integer-weight", "LossTypeError", {"input": np.zeros(3), "target": np.zeros(3)},
+                 {"weight": np.ones(3, dtype="int64")})

@@ -1,1 +1,174 @@
 """Probabilistic losses: divergences and negative log-likelihoods of distributions."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from array_api_compat import device
+
+from .. import _xp
+from ..errors import LossValueError
+from ..registry import define_loss
+
+
+def _check_flag(loss: str, name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise LossValueError(loss, name, "True or False", repr(value))
+
+
+def _xlogx(xp: Any, t: Any) -> Any:
+    """``t · log(t)`` with ``0 · log 0 = 0``: torch's ``xlogy(t, t)``, gradient included.
+
+    torch's gradient at t = 0 is NaN (its xlogy backward computes t / t); so is this one, without
+    evaluating log(0) (NumPy would warn): √(t - t) is 0 there, with derivative ∞ - ∞.
+    Negative t give NaN, as in torch.
+    """
+    zero = t == 0
+    nan_slope = xp.sqrt(xp.where(zero, t - t, xp.zeros_like(t)))
+    return xp.where(zero, nan_slope, t * xp.log(xp.where(zero, xp.ones_like(t), t)))
+
+
+@define_loss(
+    class_name="KLDivLoss",
+    aliases=("kl", "kl_divergence", "kld", "kullback_leibler_divergence"),
+    differentiable=("input", "target"),
+    reference="torch.nn.KLDivLoss",
+)
+def kl_div(input: Any, target: Any, /, *, reduction: str = "mean", log_target: bool = False) -> Any:
+    """Kullback-Leibler divergence of ``target`` from log-probabilities ``input``.
+
+    ``ℓ_i = t_i · (log t_i - x_i)`` (0 where t_i = 0, as torch's xlogy), or with
+    ``log_target=True``, where ``target`` holds log-probabilities, ``ℓ_i = exp(t_i) · (t_i - x_i)``.
+    Reductions: "none", "sum", "mean" (over every element, as torch; it warns that this is not the
+    KL divergence, lossreg does not) and "batchmean" (the sum divided by ``input.shape[0]``,
+    the mathematical KL divergence per sample; a 0-d input is not divided).
+
+    Shapes: ``input`` and ``target`` of one shape, any number of dimensions; unequal shapes are an
+    error (torch broadcasts). Negative targets give NaN and a target of 0 a NaN target gradient
+    (``log_target=False``), as in torch.
+    """
+    name = "kl_div"
+    _xp.check_reduction(name, reduction, (*_xp.REDUCTIONS, "batchmean"))
+    _check_flag(name, "log_target", log_target)
+    xp, x, t, dtype = _xp.pointwise_inputs(name, input, target, "none")  # reduction checked above
+    losses = xp.exp(t) * (t - x) if log_target else _xlogx(xp, t) - t * x
+    if reduction != "batchmean":
+        return _xp.reduce(xp, losses, reduction, dtype)
+    n = x.shape[0] if x.ndim else 1
+    total = xp.sum(losses)
+    return _xp.as_dtype(xp, total / n if n else total * math.nan, dtype)
+
+
+@define_loss(
+    class_name="PoissonNLLLoss",
+    aliases=("poisson_nll", "poisson"),
+    differentiable=("input", "target"),
+    reference="torch.nn.PoissonNLLLoss",
+)
+def poisson_nll_loss(input: Any, target: Any, /, *, log_input: bool = True, full: bool = False,
+                     eps: float = 1e-8, reduction: str = "mean") -> Any:
+    """Negative log-likelihood of ``target`` under a Poisson distribution of rate ``input``.
+
+    ``ℓ_i = exp(x_i) - t_i x_i`` with ``log_input=True`` (``input`` is the log-rate), else
+    ``ℓ_i = x_i - t_i log(x_i + eps)``. ``full=True`` adds Stirling's approximation of
+    ``log(t_i!)``, ``t_i log t_i - t_i + 0.5 log(2π t_i)``, where ``t_i > 1`` (0 elsewhere).
+
+    Shapes: ``input`` and ``target`` of one shape; unequal shapes are an error (torch
+    broadcasts). As in torch, targets are not checked, and with ``full=True`` a target ≤ 0 has a
+    NaN gradient.
+    """
+    name = "poisson_nll_loss"
+    _check_flag(name, "log_input", log_input)
+    _check_flag(name, "full", full)
+    _xp.check_number(name, "eps", eps, 0.0)
+    xp, x, t, dtype = _xp.pointwise_inputs(name, input, target, reduction)
+    losses = xp.exp(x) - t * x if log_input else x - t * xp.log(x + eps)
+    if full:
+        small = t <= 1
+        positive = xp.where(small, xp.ones_like(t), t)  # keeps log(0) out of the masked branch
+        stirling = _xlogx(xp, t) - t + 0.5 * xp.log(2 * math.pi * positive)
+        losses = losses + xp.where(small, xp.zeros_like(t), stirling)
+    return _xp.reduce(xp, losses, reduction, dtype)
+
+
+def _var_shape(xp: Any, loss: str, var: Any, input: Any) -> Any:
+    """``var`` reshaped to broadcast against ``input``, by torch's rules, or an error."""
+    if var.shape == input.shape:
+        return var
+    if var.shape == input.shape[:-1]:  # one variance per sample: (N, *) for input (N, *, D)
+        return xp.expand_dims(var, axis=-1)
+    mismatched = [(i, v) for i, v in zip(input.shape, var.shape) if i != v]
+    # torch's rule: the mismatched sizes of var sum to 1, as (N, 1) for (N, D); then they must broadcast.
+    if var.ndim == input.ndim and sum(v for _, v in mismatched) == 1 and all(1 in m for m in mismatched):
+        return var
+    raise LossValueError(loss, "var", f"the input's shape {tuple(input.shape)}, that shape without its "
+                         "last axis, or with one axis of size 1", f"shape {tuple(var.shape)}")
+
+
+def _clamp_straight_through(xp: Any, v: Any, lo: float) -> Any:
+    """``max(v, lo)`` in value, with derivative 1 everywhere, below ``lo`` too.
+
+    torch clamps GaussianNLLLoss's ``var`` in place under ``no_grad``, so its gradient passes the
+    clamp unchanged. The array API has no stop-gradient, but floor's derivative is 0 in every
+    autodiff library: for ``u`` in [0, 1), ``u - ⌊u·2⁵³⌋/2⁵³`` lies below 2⁻⁵³, so it vanishes
+    when added to 1 (in float32 and float64), yet has derivative 1.
+    """
+    below = v < lo
+    u = xp.where(below, v, xp.zeros_like(v)) / lo
+    vanishing = u - xp.floor(u * 2.0**53) / 2.0**53
+    return xp.where(below, lo * (1 + vanishing), v)
+
+
+@define_loss(
+    class_name="GaussianNLLLoss",
+    aliases=("gaussian_nll", "gaussian", "normal_nll"),
+    differentiable=("input", "target", "var"),
+    reference="torch.nn.GaussianNLLLoss",
+)
+def gaussian_nll_loss(input: Any, target: Any, var: Any, /, *, full: bool = False, eps: float = 1e-6,
+                      reduction: str = "mean") -> Any:
+    """Negative log-likelihood of ``target`` under a normal distribution of mean ``input``.
+
+    ``ℓ_i = 0.5 (log v_i + (x_i - t_i)² / v_i)``, plus ``0.5 log(2π)`` with ``full=True``, where
+    ``v = max(var, eps)``; as in torch, the gradient with respect to ``var`` passes the clamp
+    (it is that of ``v``, below ``eps`` too).
+
+    Shapes: ``input`` (N, *) or (*); ``target`` of the input's shape, or with axes of size 1 that
+    broadcast to it (torch broadcasts any shapes; lossreg refuses a target that would grow the
+    input); ``var`` non-negative (a negative entry is an error), of the input's shape, of that
+    shape without its last axis (one variance per sample), of the same number of axes with one of
+    them 1 where the input's is not (torch's rule), or a Python number (the same variance for
+    every element).
+    """
+    name = "gaussian_nll_loss"
+    _check_flag(name, "full", full)
+    _xp.check_number(name, "eps", eps, 0.0)
+    scalar_var = isinstance(var, (int, float)) and not isinstance(var, bool)
+    xp = _xp.namespace(name, input=input, target=target, **({} if scalar_var else {"var": var}))
+    _xp.check_floating(name, "input", input, xp)
+    _xp.check_floating(name, "target", target, xp)
+    _xp.check_reduction(name, reduction)
+    if target.ndim != input.ndim or any(t not in (i, 1) for i, t in zip(input.shape, target.shape)):
+        raise LossValueError(name, "target", f"the input's shape {tuple(input.shape)}, or with axes "
+                             "of size 1 that broadcast to it", f"shape {tuple(target.shape)}")
+    dtype = xp.result_type(input, target)
+    bad = None
+    if scalar_var:
+        if not var >= 0:
+            raise LossValueError(name, "var", "a non-negative variance", repr(var))
+        work = _xp.compute_dtype(xp, dtype)
+        v = xp.full(input.shape, max(var, eps), dtype=work, device=device(input))
+    else:
+        _xp.check_floating(name, "var", var, xp)
+        var = _var_shape(xp, name, var, input)
+        bad = _xp.check_values(name, "var", var, var < 0, xp, "non-negative variances")
+        dtype = xp.result_type(dtype, var.dtype)
+        work = _xp.compute_dtype(xp, dtype)
+        v = _xp.as_dtype(xp, var, work)
+        v = _clamp_straight_through(xp, v, eps) if eps > 0 else v
+    diff = _xp.as_dtype(xp, input, work) - _xp.as_dtype(xp, target, work)
+    losses = 0.5 * (xp.log(v) + diff * diff / v)
+    if full:
+        losses = losses + 0.5 * math.log(2 * math.pi)
+    return _xp.reduce(xp, _xp.poison(xp, losses, bad), reduction, dtype)

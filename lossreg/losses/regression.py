@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .. import _xp
+from ..errors import LossValueError
 from ..registry import define_loss
 
 
@@ -41,3 +43,68 @@ def l1_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
     diff = x - y
     # sign(d)·d is |d| with torch's gradient everywhere: 0 at d = 0 and NaN at NaN, on every library.
     return _xp.reduce(xp, xp.sign(diff) * diff, reduction, dtype)
+
+
+def _abs(xp: Any, diff: Any) -> Any:
+    # sign(d)·d is |d| with torch's gradient: sign(d), 0 at d = 0.
+    return xp.sign(diff) * diff
+
+
+@define_loss(
+    class_name="SmoothL1Loss",
+    aliases=("smooth_l1",),
+    differentiable=("input", "target"),
+    reference="torch.nn.SmoothL1Loss",
+)
+def smooth_l1_loss(input: Any, target: Any, /, *, reduction: str = "mean", beta: float = 1.0) -> Any:
+    """Smooth L1: ``ℓ_i = 0.5 d_i² / β`` where ``|d_i| < β``, else ``|d_i| - 0.5 β``, with ``d = x - y``.
+
+    ``beta`` ≥ 0; ``beta = 0`` is exactly :func:`l1_loss`, as in torch. Shapes: ``input`` and
+    ``target`` of one shape; unequal shapes are an error (torch broadcasts with a warning).
+    """
+    name = "smooth_l1_loss"
+    _xp.check_number(name, "beta", beta, 0.0)
+    xp, x, y, dtype = _xp.pointwise_inputs(name, input, target, reduction)
+    diff = x - y
+    z = _abs(xp, diff)
+    if beta == 0:  # the quadratic branch would divide by zero, and its NaN gradient would leak
+        return _xp.reduce(xp, z, reduction, dtype)
+    return _xp.reduce(xp, xp.where(z < beta, 0.5 * diff * diff / beta, z - 0.5 * beta), reduction, dtype)
+
+
+@define_loss(
+    class_name="HuberLoss",
+    aliases=("huber",),
+    differentiable=("input", "target"),
+    array_options=("weight",),
+    reference="torch.nn.HuberLoss",
+)
+def huber_loss(input: Any, target: Any, /, *, reduction: str = "mean", delta: float = 1.0,
+               weight: Any = None) -> Any:
+    """Huber: ``ℓ_i = 0.5 d_i²`` where ``|d_i| < δ``, else ``δ (|d_i| - 0.5 δ)``, with ``d = x - y``.
+
+    Equals ``δ · smooth_l1_loss(beta=δ)``; ``delta`` > 0. ``weight`` (as ``F.huber_loss`` takes
+    it; ``torch.nn.HuberLoss`` does not) has the input's shape and multiplies each ``ℓ_i``,
+    "mean" then being the plain mean of the weighted terms. Shapes: ``input`` and ``target`` of
+    one shape; unequal shapes are an error (torch broadcasts with a warning).
+    """
+    name = "huber_loss"
+    _xp.check_number(name, "delta", delta)
+    if delta <= 0:
+        raise LossValueError(name, "delta", "a number > 0", repr(delta))
+    xp, x, y, dtype = _xp.pointwise_inputs(name, input, target, reduction)
+    if weight is not None:
+        _xp.namespace(name, input=input, weight=weight)
+        _xp.check_floating(name, "weight", weight, xp)
+        _xp.check_same_shape(name, "weight", weight, "input", input)
+        dtype = xp.result_type(dtype, weight.dtype)
+        work = _xp.compute_dtype(xp, dtype)
+        x, y = _xp.as_dtype(xp, x, work), _xp.as_dtype(xp, y, work)
+    diff = x - y
+    z = _abs(xp, diff)
+    losses = 0.5 * diff * diff
+    if delta != math.inf:  # the linear branch's slope δ = ∞ would leak a NaN gradient through where
+        losses = xp.where(z < delta, losses, delta * (z - 0.5 * delta))
+    if weight is not None:
+        losses = losses * _xp.as_dtype(xp, weight, losses.dtype)
+    return _xp.reduce(xp, losses, reduction, dtype)
