@@ -27,6 +27,13 @@ def describe(x: Any) -> str:
 OPTIONAL_ARRAYS = ("weight", "pos_weight")
 
 
+# (types of the arrays) -> their namespace. array_namespace and the device checks cost several µs
+# per call, more than a small loss itself; the namespace depends only on the types (except for
+# NumPy arrays of JAX's float0 dtype, which never reach a loss), and NumPy arrays all live on the CPU.
+_NAMESPACES: dict[tuple[type, ...], Any] = {}
+_NUMPY_TYPES: frozenset[type] = frozenset()
+
+
 def namespace(loss: str, *, optional: tuple[str, ...] = OPTIONAL_ARRAYS, **arrays: Any) -> Any:
     """The array namespace shared by ``arrays``; ``None`` is skipped for the ``optional`` ones.
 
@@ -34,23 +41,43 @@ def namespace(loss: str, *, optional: tuple[str, ...] = OPTIONAL_ARRAYS, **array
     one device, so that no backend raises a confusing error (or silently copies) later.
     """
     present = {name: x for name, x in arrays.items() if x is not None or name not in optional}
+    types = tuple(map(type, present.values()))
+    xp = _NAMESPACES.get(types)
+    if xp is None:
+        xp = _namespace(loss, present)
+        if all(compat.is_numpy_array(x) for x in present.values()):
+            global _NUMPY_TYPES
+            _NUMPY_TYPES = _NUMPY_TYPES | set(types)
+        _NAMESPACES[types] = xp
+    if len(present) > 1 and not _NUMPY_TYPES.issuperset(types):
+        _check_devices(loss, present)
+    return xp
+
+
+def _namespace(loss: str, present: dict[str, Any]) -> Any:
     for name, x in present.items():
         if not compat.is_array_api_obj(x):
             raise LossTypeError(loss, name, "an array (NumPy, CuPy, torch, JAX, Dask, ...)", describe(x))
     try:
-        xp = compat.array_namespace(*present.values())
+        return compat.array_namespace(*present.values())
     except TypeError:
         libraries = ", ".join(f"'{n}' from {type(x).__module__.split('.')[0]}" for n, x in present.items())
         raise LossTypeError(loss, "/".join(present), "arrays of one array library", libraries) from None
+
+
+def _device_of(x: Any) -> Any:
+    # compat.device asks about every library in turn; a torch tensor can be asked directly.
+    return x.device if compat.is_torch_array(x) else compat.device(x)
+
+
+def _check_devices(loss: str, present: dict[str, Any]) -> None:
     first_name, first = next(iter(present.items()))
-    device = compat.device(first)
+    device = _device_of(first)
     for name, x in present.items():
+        other = _device_of(x)
         # Traced arrays (under jax.jit or grad) report no device; they cannot be compared.
-        if compat.device(x) != device and device is not None and compat.device(x) is not None:
-            raise LossValueError(
-                loss, name, f"an array on {first_name}'s device {device}", f"one on {compat.device(x)}"
-            )
-    return xp
+        if other != device and device is not None and other is not None:
+            raise LossValueError(loss, name, f"an array on {first_name}'s device {device}", f"one on {other}")
 
 
 def check_reduction(loss: str, reduction: Any, allowed: tuple[str, ...] = REDUCTIONS) -> None:
@@ -147,6 +174,10 @@ def take_class(xp: Any, x: Any, index: Any) -> Any:
     n, c = x.shape[0], x.shape[1]
     spatial = math.prod(x.shape[2:])
     dev = compat.device(x)
+    if x.ndim == 2:  # the common (N, C) case, in three operations
+        index = index if index.dtype == xp.int64 else xp.astype(index, xp.int64)
+        flat = xp.arange(0, n * c, c, dtype=xp.int64, device=dev) + xp.reshape(index, (n,))
+        return xp.take(xp.reshape(x, (-1,)), flat)
     index = xp.reshape(xp.astype(index, xp.int64), (n, spatial))
     rows = xp.reshape(xp.arange(n, dtype=xp.int64, device=dev), (n, 1)) * (c * spatial)
     cols = xp.reshape(xp.arange(spatial, dtype=xp.int64, device=dev), (1, spatial))
@@ -188,5 +219,5 @@ def safe_log(xp: Any, x: Any, floor: float = -100.0) -> Any:
     The inner ``where`` keeps ``log`` away from 0, so autograd never multiplies 0 by infinity.
     """
     positive = x > 0
-    one = xp.ones_like(x)
-    return xp.where(positive, xp.maximum(xp.log(xp.where(positive, x, one)), floor * one), floor * one)
+    floors = xp.full_like(x, floor)  # one array of the floor, used twice (not two products)
+    return xp.where(positive, xp.maximum(xp.log(xp.where(positive, x, xp.ones_like(x))), floors), floors)

@@ -3,14 +3,80 @@
 A kernel must agree with the portable definition; the conformance suite runs both. Kernels are
 used automatically for their library and can be switched off with ``LOSSREG_KERNELS=0`` or
 ``lossreg.use_kernels(False)``.
+
+Registering a kernel must not import its library: a kernel is only ever called with that
+library's arrays, so the module holding it is imported on the first call (or at once, when the
+library is already imported, to spare the per-call indirection).
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
 from ..hookspecs import hookimpl
 from ..registry import Kernel
+
+_CUPY_LOSSES = ("mse_loss", "l1_loss", "binary_cross_entropy", "cross_entropy")  # unverified: see kernels/cupy.py
+_NUMPY_LOSSES = ("cross_entropy", "binary_cross_entropy")
+_TORCH_LOSSES = ("mse_loss", "l1_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
+                 "nll_loss", "cross_entropy")
+
+
+def _lazy(module: str, loss: str) -> Callable[..., Any]:
+    """The kernel ``KERNELS[loss]`` of ``module``, imported on first use."""
+    real: list[Callable[..., Any]] = []
+
+    def kernel(*arrays: Any, **options: Any) -> Any:
+        if not real:
+            real.append(importlib.import_module(module).KERNELS[loss])
+        return real[0](*arrays, **options)
+
+    kernel.__name__ = loss
+    return kernel
+
+
+def _kernel(library: str, module: str, loss: str) -> Callable[..., Any]:
+    if library in sys.modules:  # already paid for: bind the function itself
+        return importlib.import_module(module).KERNELS[loss]
+    return _lazy(module, loss)
+
+
+def _triton_ce(*arrays: Any, **options: Any) -> Any:
+    """The Triton cross-entropy (CUDA only): declines when Triton or CUDA is missing."""
+    if "ok" not in _triton_ce.__dict__:
+        _triton_ce.ok = _triton_usable()  # type: ignore[attr-defined]
+    if not _triton_ce.ok:  # type: ignore[attr-defined]
+        return NotImplemented
+    from .triton_ce import cross_entropy
+
+    return cross_entropy(*arrays, **options)
+
+
+def _triton_usable() -> bool:
+    if importlib.util.find_spec("triton") is None:
+        return False
+    import torch
+
+    return torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
 @hookimpl
 def lossreg_kernels() -> list[Kernel]:
-    return []
+    kernels = [Kernel(loss, "numpy", _kernel("numpy", f"{__name__}.numpy", loss), name="numpy")
+               for loss in _NUMPY_LOSSES]
+    if importlib.util.find_spec("cupy") is not None:
+        kernels += [Kernel(loss, "cupy", _kernel("cupy", f"{__name__}.cupy", loss), name="cupy")
+                    for loss in _CUPY_LOSSES]
+    if importlib.util.find_spec("torch") is not None:
+        # Triton first: the dispatcher takes the last kernel of a loss, and the torch one already
+        # uses Triton on CUDA; the separate entry lets the conformance suite check it on its own.
+        if importlib.util.find_spec("triton") is not None:
+            kernels.append(Kernel("cross_entropy", "torch", _triton_ce, name="triton"))
+        kernels += [Kernel(loss, "torch", _kernel("torch", f"{__name__}.torch", loss), name="torch")
+                    for loss in _TORCH_LOSSES]
+    return kernels

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The GPU benchmarks of issue 6, for a CUDA machine with torch (and Triton, CuPy if available), no network.
+#
+#   benchmarks/gpu/run.sh              # full sizes, a few minutes; results in $OUT (default benchmarks/results/gpu)
+#   benchmarks/gpu/run.sh --dry-run    # small sizes; with --device cpu it checks the logic without a GPU
+#
+# lossreg runs from this checkout (PYTHONPATH). Its pure-Python dependencies (pluggy,
+# array-api-compat, array-api-extra) are taken from the machine, or else from
+# benchmarks/gpu/_deps, which `benchmarks/gpu/run.sh --prepare` fills from this machine's
+# environment beforehand (the GPU machine has no network).
+set -u
+cd "$(dirname "$0")/../.."
+DEPS=benchmarks/gpu/_deps
+if [ "${1:-}" = "--prepare" ]; then
+    python - "$DEPS" <<'PY'
+import importlib, pathlib, shutil, sys
+dest = pathlib.Path(sys.argv[1]); dest.mkdir(parents=True, exist_ok=True)
+for name in ("pluggy", "array_api_compat", "array_api_extra"):
+    src = pathlib.Path(importlib.import_module(name).__file__).parent
+    shutil.copytree(src, dest / name, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "tests"))
+print("copied into", dest)
+PY
+    exit $?
+fi
+OUT="${OUT:-benchmarks/results/gpu}"
+mkdir -p "$OUT"
+export PYTHONPATH="$PWD:$PWD/$DEPS${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
+DEVICE=cuda
+prev=""
+for arg in "$@"; do [ "$prev" = "--device" ] && DEVICE="$arg"; prev="$arg"; done
+{
+    date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null
+    python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.is_available())"
+    python -c "import triton; print('triton', triton.__version__)" 2>&1 | tail -1
+    python -c "import cupy; print('cupy', cupy.__version__)" 2>&1 | tail -1
+} | tee "$OUT/env.txt"
+status=0
+if [ "$DEVICE" = cuda ]; then
+    # Correctness first: every kernel path against every conformance case, on the GPU.
+    timeout 150 python -m lossreg.cli conformance --backend torch --device cuda --dtype float32,float64,bfloat16 \
+        --loss mse_loss,l1_loss,binary_cross_entropy,binary_cross_entropy_with_logits,nll_loss,cross_entropy \
+        --json "$OUT/conformance_torch_cuda.json" > "$OUT/conformance_torch_cuda.txt" 2>&1
+    echo "conformance torch/cuda: exit $?"; tail -3 "$OUT/conformance_torch_cuda.txt"
+    timeout 90 python -m lossreg.cli conformance --backend cupy --dtype float32,float64 \
+        --loss mse_loss,l1_loss,binary_cross_entropy,cross_entropy \
+        --json "$OUT/conformance_cupy.json" > "$OUT/conformance_cupy.txt" 2>&1
+    echo "conformance cupy: exit $?"; tail -3 "$OUT/conformance_cupy.txt"
+fi
+timeout 420 python benchmarks/gpu/bench_gpu.py --out "$OUT" "$@" 2>&1 | tee "$OUT/bench.log"
+status=${PIPESTATUS[0]}
+echo "bench exit $status"
+exit "$status"

@@ -1,0 +1,302 @@
+"""Side-by-side CPU timings of lossreg against the native implementation (``lossreg bench``).
+
+For each loss, array library, size and mode, the native call, lossreg with kernels (the default
+path) and lossreg with kernels off (the portable definition) run on the same arrays, interleaved
+round by round in rotating order, so that a busy machine slows all three alike. Each sample
+times a batch of calls (about 0.2 ms worth, so that the timer's resolution does not matter);
+the report gives the median per call and the ratios lossreg / native.
+
+Native is ``torch.nn.functional`` on torch tensors (torch's default threads) and, for NumPy
+arrays, torch on one thread (``torch.set_num_threads(1)``) on the same memory.
+"""
+
+from __future__ import annotations
+
+import datetime
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from typing import Any
+
+SIZES = {"tiny": (4, 5), "medium": (256, 1000), "large": (2048, 8192)}
+LOSSES = ("mse", "l1", "cross_entropy", "bce")
+# Targets of issue 6 for the default (kernel) path: (library, mode, size) -> ratio.
+TARGETS = {("torch", "forward", "tiny"): 1.3, ("torch", "forward", "medium"): 1.1,
+           ("torch", "forward", "large"): 1.1, ("torch", "forward+backward", "tiny"): 1.3,
+           ("torch", "forward+backward", "medium"): 1.2, ("torch", "forward+backward", "large"): 1.2,
+           ("numpy", "forward", "tiny"): 2.0, ("numpy", "forward", "medium"): 2.0, ("numpy", "forward", "large"): 2.0}
+
+
+@dataclass
+class Row:
+    library: str
+    loss: str
+    size: str
+    shape: tuple[int, int]
+    mode: str
+    native_us: float
+    kernel_us: float
+    portable_us: float
+    samples: int
+    calls_per_sample: int
+    target: float | None = None
+    kernel_ratio: float = field(init=False)
+    portable_ratio: float = field(init=False)
+    met: bool | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.kernel_ratio = self.kernel_us / self.native_us
+        self.portable_ratio = self.portable_us / self.native_us
+        self.met = None if self.target is None else self.kernel_ratio <= self.target
+
+
+def _inputs(loss: str, shape: tuple[int, int], seed: int = 0) -> tuple[Any, Any]:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    n, c = shape
+    x = rng.standard_normal(shape, dtype=np.float32)
+    if loss == "cross_entropy":
+        return x, rng.integers(0, c, size=n)
+    if loss == "bce":
+        return 1 / (1 + np.exp(-x)), rng.random(shape, dtype=np.float32)
+    return x, rng.standard_normal(shape, dtype=np.float32)
+
+
+def _calls(loss: str, library: str, mode: str, x: Any, y: Any) -> dict[str, Callable[[], Any]]:
+    """The three callables to compare: native, lossreg (kernels on), lossreg (kernels off)."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    import lossreg
+
+    native_fn = {"mse": F.mse_loss, "l1": F.l1_loss, "cross_entropy": F.cross_entropy,
+                 "bce": F.binary_cross_entropy}[loss]
+    ours = {"mse": lossreg.mse_loss, "l1": lossreg.l1_loss, "cross_entropy": lossreg.cross_entropy,
+            "bce": lossreg.binary_cross_entropy}[loss]
+    tx, ty = torch.from_numpy(x), torch.from_numpy(np.ascontiguousarray(y))
+    if library == "numpy":
+        def native() -> Any:
+            return native_fn(tx, ty)
+
+        def kernel() -> Any:
+            return ours(x, y)
+
+        def portable() -> Any:
+            with lossreg.use_kernels(False):
+                return ours(x, y)
+
+        return {"native": native, "kernel": kernel, "portable": portable}
+    if mode == "forward":
+        def native() -> Any:
+            return native_fn(tx, ty)
+
+        def kernel() -> Any:
+            return ours(tx, ty)
+
+        def portable() -> Any:
+            with lossreg.use_kernels(False):
+                return ours(tx, ty)
+
+        return {"native": native, "kernel": kernel, "portable": portable}
+    leaf = tx.clone().requires_grad_(True)
+
+    def backward(fn: Callable[..., Any]) -> Callable[[], Any]:
+        def run() -> Any:
+            leaf.grad = None
+            fn(leaf, ty).backward()
+            return leaf.grad
+
+        return run
+
+    def off(*a: Any) -> Any:
+        with lossreg.use_kernels(False):
+            return ours(*a)
+
+    return {"native": backward(native_fn), "kernel": backward(ours), "portable": backward(off)}
+
+
+def _measure(calls: dict[str, Callable[[], Any]], budget_s: float, min_samples: int = 5,
+             max_samples: int = 200) -> tuple[dict[str, float], int, int]:
+    """Median seconds per call of each callable, sampled in interleaved rounds."""
+    for fn in calls.values():  # warm up: caches, lazy imports, allocator
+        fn()
+        fn()
+    start = time.perf_counter()
+    for fn in calls.values():
+        fn()
+    per_round = max(time.perf_counter() - start, 1e-7)
+    batch = max(1, int(2e-4 * len(calls) / per_round))
+    floor = min_samples if per_round < 0.5 else 3  # rows of whole seconds: three rounds
+    samples = int(min(max_samples, max(floor, budget_s / (per_round * batch))))
+    times: dict[str, list[float]] = {k: [] for k in calls}
+    names = list(calls)
+    gc_was = gc.isenabled()
+    gc.disable()
+    try:
+        for i in range(samples):
+            order = names[i % len(names):] + names[:i % len(names)]
+            for name in order:
+                fn = calls[name]
+                t0 = time.perf_counter()
+                for _ in range(batch):
+                    fn()
+                times[name].append((time.perf_counter() - t0) / batch)
+    finally:
+        if gc_was:
+            gc.enable()
+    return {k: statistics.median(v) for k, v in times.items()}, samples, batch
+
+
+def run(losses: Sequence[str] = LOSSES, sizes: Sequence[str] = tuple(SIZES), libraries: Sequence[str] = ("torch", "numpy"),
+        budget_s: float = 1.0, log: Callable[[str], None] | None = None) -> list[Row]:
+    import torch
+
+    rows = []
+    threads = torch.get_num_threads()
+    for library in libraries:
+        modes = ("forward", "forward+backward") if library == "torch" else ("forward",)
+        torch.set_num_threads(1 if library == "numpy" else threads)
+        try:
+            for size in sizes:
+                for loss in losses:
+                    x, y = _inputs(loss, SIZES[size])
+                    for mode in modes:
+                        calls = _calls(loss, library, mode, x, y)
+                        med, samples, batch = _measure(calls, budget_s)
+                        row = Row(library, loss, size, SIZES[size], mode, med["native"] * 1e6, med["kernel"] * 1e6,
+                                  med["portable"] * 1e6, samples, batch, TARGETS.get((library, mode, size)))
+                        rows.append(row)
+                        if log:
+                            log(_line(row))
+        finally:
+            torch.set_num_threads(threads)
+    return rows
+
+
+def _us(t: float) -> str:
+    return f"{t:,.1f}" if t < 1000 else f"{t:,.0f}"
+
+
+HEADER = ("library", "loss", "size", "mode", "native µs", "lossreg µs", "ratio", "target", "portable µs", "ratio")
+
+
+def _cells(r: Row) -> tuple[str, ...]:
+    target = "" if r.target is None else f"≤{r.target} " + ("met" if r.met else "MISSED")
+    return (r.library, r.loss, f"{r.size} {r.shape[0]}×{r.shape[1]}", r.mode, _us(r.native_us), _us(r.kernel_us),
+            f"{r.kernel_ratio:.2f}", target, _us(r.portable_us), f"{r.portable_ratio:.2f}")
+
+
+def _line(r: Row) -> str:
+    return "  ".join(_cells(r))
+
+
+def markdown(rows: Sequence[Row], context: dict[str, Any]) -> str:
+    lines = ["# lossreg CPU benchmark", "",
+             f"Command: `{context['command']}`  ", f"Date: {context['date']}  ",
+             f"CPU: {context['cpu']} ({context['cores']} cores, torch threads {context['torch_threads']}); "
+             f"load average at start {context['load_start']}, at end {context['load_end']}  ",
+             "Versions: " + ", ".join(f"{k} {v}" for k, v in context["versions"].items()), "",
+             "Median time per call; ratio = lossreg / native on the same arrays, sampled interleaved. "
+             "`lossreg` is the default path (kernels on: lossreg/kernels/torch.py on torch tensors, "
+             "lossreg/kernels/numpy.py for NumPy cross_entropy and bce, the portable code otherwise); "
+             "`portable` is the same call with `use_kernels(False)`. "
+             "Native: torch.nn.functional (torch tensors), torch on one thread (NumPy arrays).", "",
+             "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
+    missed = [r for r in rows if r.met is False]
+    lines += ["", f"Targets met: {sum(r.met is True for r in rows)} of {sum(r.met is not None for r in rows)}."]
+    if missed:
+        lines.append("Missed: " + "; ".join(f"{r.library} {r.loss} {r.size} {r.mode} {r.kernel_ratio:.2f}× "
+                                            f"(target {r.target}×)" for r in missed) + ".")
+    return "\n".join(lines) + "\n"
+
+
+def _cpu() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in ("lossreg", "torch", "numpy", "array-api-compat", "array-api-extra"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _load() -> str:
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def main(argv: Sequence[str] | None = None, *, command: str | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="lossreg bench", description=__doc__.partition("\n")[0])
+    add_arguments(parser)
+    return run_from_args(parser.parse_args(argv), command=command)
+
+
+def add_arguments(parser: Any) -> None:
+    parser.add_argument("--loss", default=",".join(LOSSES), help="comma-separated: " + ", ".join(LOSSES))
+    parser.add_argument("--size", default=",".join(SIZES), help="comma-separated: " + ", ".join(SIZES))
+    parser.add_argument("--library", default="torch,numpy", help="comma-separated: torch, numpy")
+    parser.add_argument("--budget", type=float, default=0.5, help="seconds of sampling per row (default 0.5)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads for the torch-tensor rows (default: torch's own choice); on a "
+                             "shared machine, 1 avoids stalls of parallel regions waiting for a busy core")
+    parser.add_argument("--out", default=None, metavar="STEM",
+                        help="write STEM.json and STEM.md (e.g. benchmarks/results/cpu)")
+
+
+def run_from_args(args: Any, *, command: str | None = None) -> int:
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    split = [[s.strip() for s in v.split(",") if s.strip()] for v in (args.loss, args.size, args.library)]
+    for values, known, what in zip(split, (LOSSES, tuple(SIZES), ("torch", "numpy")), ("loss", "size", "library")):
+        for v in values:
+            if v not in known:
+                print(f"lossreg bench: unknown {what} {v!r}; expected one of {', '.join(known)}", file=sys.stderr)
+                return 2
+    context = {"command": command or " ".join(["lossreg", "bench", *sys.argv[1:]]),
+               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+               "cpu": _cpu(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+               "load_start": _load(), "versions": _versions(), "platform": platform.platform()}
+    print("  ".join(HEADER))
+    rows = run(*split[:1], split[1], split[2], budget_s=args.budget, log=print)
+    context["load_end"] = _load()
+    md = markdown(rows, context)
+    print(md.split("\n\n")[-1].strip())
+    if args.out:
+        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+        with open(args.out + ".json", "w", encoding="utf-8") as f:
+            json.dump({**context, "rows": [asdict(r) for r in rows]}, f, indent=1)
+        with open(args.out + ".md", "w", encoding="utf-8") as f:
+            f.write(md)
+        print(f"wrote {args.out}.json and {args.out}.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

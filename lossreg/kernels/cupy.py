@@ -1,0 +1,123 @@
+"""CuPy kernels: fused elementwise + reduction kernels, so that no temporary of the input's size is made.
+
+UNVERIFIED: written without a GPU. ``benchmarks/gpu/run.sh`` runs the conformance suite on CuPy
+(``lossreg conformance --backend cupy``), which checks every case against these kernels, and
+times them against the bandwidth floor. Until that run passes, treat them as unchecked; any
+error while compiling or launching one makes it return ``NotImplemented``, so the portable path
+answers instead.
+
+MSE and L1 are one fused map-reduce pass over both inputs; BCE one pass to check the range (as
+the portable path must) and one fused map-reduce. Cross-entropy makes two passes over the
+logits (the row maximum, then the sum of exponentials, fused; a third, fused, with label
+smoothing) and no N×C temporary. Forward only: CuPy has no autograd.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cupy as cp
+
+_REDUCTIONS = frozenset(("none", "mean", "sum"))
+_FLOATS = frozenset((cp.dtype(cp.float32), cp.dtype(cp.float64)))
+ndarray = cp.ndarray
+
+_sq = cp.ElementwiseKernel("T x, T y", "T z", "T d = x - y; z = d * d", "lossreg_sq")
+_sq_sum = cp.ReductionKernel("T x, T y", "T z", "(x - y) * (x - y)", "a + b", "z = a", "0", "lossreg_sq_sum")
+_abs = cp.ElementwiseKernel("T x, T y", "T z", "z = fabs(x - y)", "lossreg_abs")
+_abs_sum = cp.ReductionKernel("T x, T y", "T z", "fabs(x - y)", "a + b", "z = a", "0", "lossreg_abs_sum")
+_BCE = "-(y * fmax(log(x), (T)-100) + (1 - y) * fmax(log(1 - x), (T)-100))"
+_bce = cp.ElementwiseKernel("T x, T y", "T z", f"z = {_BCE}", "lossreg_bce")
+_bce_sum = cp.ReductionKernel("T x, T y", "T z", _BCE, "a + b", "z = a", "0", "lossreg_bce_sum")
+_outside = cp.ReductionKernel("T x", "int32 z", "(x >= 0 && x <= 1) ? 0 : 1", "(a > b ? a : b)", "z = a", "0",
+                              "lossreg_outside_unit")
+_sum_exp = cp.ReductionKernel("T x, T m", "T z", "exp(x - m)", "a + b", "z = a", "0", "lossreg_sum_exp")
+_sum_shifted = cp.ReductionKernel("T x, T m, T w", "T z", "w * (x - m)", "a + b", "z = a", "0",
+                                  "lossreg_sum_w_shifted")
+
+
+def _pair(input: Any, target: Any, reduction: Any) -> bool:
+    return (type(input) is ndarray and type(target) is ndarray and input.dtype in _FLOATS
+            and target.dtype == input.dtype and input.shape == target.shape and reduction in _REDUCTIONS
+            and input.size > 0 and input.device == target.device)
+
+
+def _reduce(elementwise: Any, total: Any, input: Any, target: Any, reduction: str) -> Any:
+    if reduction == "none":
+        return elementwise(input, target)
+    out = total(input, target)
+    return out / input.dtype.type(input.size) if reduction == "mean" else out
+
+
+def mse_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
+    if not _pair(input, target, reduction):
+        return NotImplemented
+    try:
+        return _reduce(_sq, _sq_sum, input, target, reduction)
+    except Exception:  # unverified kernel: never worse than the portable path
+        return NotImplemented
+
+
+def l1_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
+    if not _pair(input, target, reduction):
+        return NotImplemented
+    try:
+        return _reduce(_abs, _abs_sum, input, target, reduction)
+    except Exception:
+        return NotImplemented
+
+
+def binary_cross_entropy(input: Any, target: Any, /, *, weight: Any = None, reduction: str = "mean") -> Any:
+    if weight is not None or not _pair(input, target, reduction):
+        return NotImplemented
+    try:
+        if int(_outside(input)):
+            return NotImplemented  # the portable path names the offending value
+        return _reduce(_bce, _bce_sum, input, target, reduction)
+    except Exception:
+        return NotImplemented
+
+
+def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_index: int = -100,
+                  reduction: str = "mean", label_smoothing: float = 0.0) -> Any:
+    if (type(input) is not ndarray or type(target) is not ndarray or input.ndim != 2 or input.dtype not in _FLOATS
+            or target.dtype.kind not in "iu" or reduction not in _REDUCTIONS or type(ignore_index) is not int
+            or type(label_smoothing) not in (int, float) or not 0.0 <= label_smoothing <= 1.0 or 0 in input.shape):
+        return NotImplemented
+    n, c = input.shape
+    if target.shape != (n,):
+        if target.shape != (n, 1):
+            return NotImplemented
+        target = target.reshape(n)
+    if weight is not None and (type(weight) is not ndarray or weight.dtype != input.dtype or weight.shape != (c,)):
+        return NotImplemented
+    try:
+        ignored = target == ignore_index
+        valid = (target >= 0) & (target < c)
+        if not bool((valid | ignored).all()):
+            return NotImplemented
+        active = valid & ~ignored
+        safe = cp.where(valid, target, 0)
+        w = active.astype(input.dtype) if weight is None else cp.where(active, weight[safe], 0).astype(input.dtype)
+        m = input.max(axis=1, keepdims=True)
+        m = cp.where(cp.isfinite(m), m, 0).astype(input.dtype)
+        log_sum = cp.log(_sum_exp(input, m, axis=1))
+        picked = input[cp.arange(n), safe] - m[:, 0]
+        losses = w * (log_sum - picked)
+        if label_smoothing:
+            wc = cp.ones((1, c), input.dtype) if weight is None else weight.reshape(1, c)
+            w_sum = float(c) if weight is None else weight.sum()
+            smooth = w_sum * log_sum - _sum_shifted(input, m, wc, axis=1)
+            losses = (1.0 - label_smoothing) * losses + (label_smoothing / c) * smooth
+        losses = cp.where(active, losses, 0).astype(input.dtype)
+        if reduction == "none":
+            return losses
+        if reduction == "sum":
+            return losses.sum()
+        return losses.sum() / w.sum()
+    except Exception:
+        return NotImplemented
+
+
+KERNELS = {"mse_loss": mse_loss, "l1_loss": l1_loss, "binary_cross_entropy": binary_cross_entropy,
+           "cross_entropy": cross_entropy}

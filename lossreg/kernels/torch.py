@@ -1,0 +1,226 @@
+"""torch kernels: delegate to ``torch.nn.functional`` where it computes exactly the portable loss.
+
+Each kernel takes the portable signature and returns ``NotImplemented`` for anything it does not
+handle exactly as the portable definition does: mixed dtypes, shapes torch would broadcast
+(lossreg refuses them), option values lossreg rejects, and any error torch raises (so that the
+portable path raises its precise lossreg error). Half precision is computed in float32 and cast
+back, as the portable path does. On CUDA, invalid values (class indices out of range,
+probabilities outside [0, 1]) are checked before the native call, because torch reports them
+with a device-side assert that poisons the CUDA context instead of raising.
+
+torch is imported only when this module is (the kernels hook imports it lazily).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+Tensor = torch.Tensor
+_nn = torch._C._nn
+# torch.nn.functional's own Python preamble (argument checks, broadcast_tensors) costs several µs
+# per call; these kernels check their arguments themselves, so they call the ATen operators
+# directly, except for Tensor subclasses, which may override them through __torch_function__.
+_ENUM = {"none": 0, "mean": 1, "sum": 2}
+_HALF = frozenset((torch.float16, torch.bfloat16))
+_FLOAT = frozenset((torch.float16, torch.bfloat16, torch.float32, torch.float64))
+_INDEX = frozenset((torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8))
+
+
+def _pair(input: Any, target: Any, reduction: Any) -> bool:
+    """Two floating tensors of one dtype and shape, and a known reduction (devices: torch checks)."""
+    return (
+        isinstance(target, Tensor)
+        and reduction in _ENUM
+        and input.dtype in _FLOAT
+        and input.dtype is target.dtype
+        and input.shape == target.shape
+    )
+
+
+def _fits(w: Any, input: Tensor) -> bool:
+    """``w`` is a tensor of the input's dtype that broadcasts to the input's shape."""
+    if not isinstance(w, Tensor) or w.dtype is not input.dtype:
+        return False
+    shape, full = w.shape, input.shape
+    return len(shape) <= len(full) and all(s == 1 or s == t for s, t in zip(reversed(shape), reversed(full)))
+
+
+def _plain(*xs: Any) -> bool:
+    return all(x is None or type(x) is Tensor for x in xs)
+
+
+def _float(x: Any) -> Any:
+    return None if x is None else x.float()
+
+
+def mse_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
+    if not _pair(input, target, reduction):
+        return NotImplemented
+    try:
+        if input.dtype in _HALF:
+            return _nn.mse_loss(input.float(), target.float(), _ENUM[reduction]).to(input.dtype)
+        if type(input) is Tensor and type(target) is Tensor:
+            return _nn.mse_loss(input, target, _ENUM[reduction])
+        return F.mse_loss(input, target, reduction=reduction)
+    except Exception:  # e.g. tensors on two devices: the portable path says so precisely
+        return NotImplemented
+
+
+def l1_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
+    if not _pair(input, target, reduction):
+        return NotImplemented
+    try:
+        if input.dtype in _HALF:
+            return _nn.l1_loss(input.float(), target.float(), _ENUM[reduction]).to(input.dtype)
+        if type(input) is Tensor and type(target) is Tensor:
+            return _nn.l1_loss(input, target, _ENUM[reduction])
+        return F.l1_loss(input, target, reduction=reduction)
+    except Exception:
+        return NotImplemented
+
+
+def binary_cross_entropy(input: Any, target: Any, /, *, weight: Any = None, reduction: str = "mean") -> Any:
+    if not _pair(input, target, reduction) or (weight is not None and not _fits(weight, input)):
+        return NotImplemented
+    if input.requires_grad or input.is_cuda:
+        # torch's gradient divides by max(x (1 - x), 1e-12) where the portable one divides by
+        # x (1 - x) (and is 0 where a log is clamped): they differ only within 1e-12 of 0 and 1.
+        # x (1 - x) is concave, so its minimum over [lo, hi] lies at an end. NaN fails both tests.
+        # On CUDA the range must be checked before the call (torch would assert on the device).
+        if input.numel():
+            lo, hi = (float(v) for v in torch.aminmax(input.detach()))
+            if not (0.0 <= lo and hi <= 1.0):
+                return NotImplemented  # the portable path names the offending value
+            if input.requires_grad and min(lo * (1 - lo), hi * (1 - hi)) < 1e-12:
+                return NotImplemented
+    try:
+        if weight is not None:
+            weight = weight.expand(input.shape)
+        if input.dtype in _HALF:
+            return _nn.binary_cross_entropy(input.float(), target.float(), _float(weight),
+                                            _ENUM[reduction]).to(input.dtype)
+        if _plain(input, target, weight):
+            return _nn.binary_cross_entropy(input, target, weight, _ENUM[reduction])
+        return F.binary_cross_entropy(input, target, weight=weight, reduction=reduction)
+    except Exception:  # on CPU: values outside [0, 1] (NaN included)
+        return NotImplemented
+
+
+def binary_cross_entropy_with_logits(input: Any, target: Any, /, *, weight: Any = None, reduction: str = "mean",
+                                     pos_weight: Any = None) -> Any:
+    if (not _pair(input, target, reduction) or (weight is not None and not _fits(weight, input))
+            or (pos_weight is not None and not _fits(pos_weight, input))):
+        return NotImplemented
+    try:
+        if input.dtype in _HALF:
+            return torch.binary_cross_entropy_with_logits(input.float(), target.float(), _float(weight),
+                                                          _float(pos_weight), _ENUM[reduction]).to(input.dtype)
+        if _plain(input, target, weight, pos_weight):
+            return torch.binary_cross_entropy_with_logits(input, target, weight, pos_weight, _ENUM[reduction])
+        return F.binary_cross_entropy_with_logits(input, target, weight=weight, reduction=reduction,
+                                                  pos_weight=pos_weight)
+    except Exception:
+        return NotImplemented
+
+
+def _class_args(input: Any, target: Any, weight: Any, ignore_index: Any, reduction: Any) -> Any:
+    """The int64 target to hand to torch for an index-target loss, or None to decline."""
+    if (not isinstance(target, Tensor) or reduction not in _ENUM or type(ignore_index) is not int
+            or input.dtype not in _FLOAT):
+        return None
+    ndim = input.ndim
+    if ndim == 0 or (weight is not None and (not isinstance(weight, Tensor) or weight.dtype is not input.dtype
+                                              or weight.shape != input.shape[ndim > 1:][:1])):
+        return None
+    if target.dtype is not torch.int64:
+        if target.dtype not in _INDEX:
+            return None
+        target = target.long()
+    shape = target.shape
+    if ndim == 2:
+        if shape != input.shape[:1]:
+            if shape != (input.shape[0], 1):
+                return None
+            target = target.reshape(input.shape[0])  # the source document's (N, 1) labels
+    elif shape != input.shape[:1] + input.shape[2:] if ndim > 1 else shape != ():
+        return None
+    if input.is_cuda and target.numel():
+        c = input.shape[ndim > 1]
+        if bool(((target != ignore_index) & ((target < 0) | (target >= c))).any()):
+            return None  # out-of-range classes: the portable path raises (CUDA would assert)
+    return target
+
+
+def nll_loss(input: Any, target: Any, /, *, weight: Any = None, ignore_index: int = -100,
+             reduction: str = "mean") -> Any:
+    index = _class_args(input, target, weight, ignore_index, reduction)
+    if index is None:
+        return NotImplemented
+    try:
+        if input.dtype in _HALF:
+            return _nn.nll_loss_nd(input.float(), index, _float(weight), _ENUM[reduction],
+                                   ignore_index).to(input.dtype)
+        if _plain(input, weight):
+            return _nn.nll_loss_nd(input, index, weight, _ENUM[reduction], ignore_index)
+        return F.nll_loss(input, index, weight=weight, ignore_index=ignore_index, reduction=reduction)
+    except Exception:  # on CPU: a class index out of range
+        return NotImplemented
+
+
+def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_index: int = -100,
+                  reduction: str = "mean", label_smoothing: float = 0.0) -> Any:
+    if type(label_smoothing) not in (int, float) or not 0.0 <= label_smoothing <= 1.0:
+        return NotImplemented
+    if isinstance(target, Tensor) and target.dtype in _FLOAT:  # probabilities of the input's shape
+        if (ignore_index != -100 or not _pair(input, target, reduction) or input.ndim == 0
+                or (weight is not None and (not isinstance(weight, Tensor) or weight.dtype is not input.dtype
+                                            or weight.shape != input.shape[input.ndim > 1:][:1]))):
+            return NotImplemented
+        index = target
+    else:
+        index = _class_args(input, target, weight, ignore_index, reduction)
+        if index is None:
+            return NotImplemented
+        if _triton_ce is not None and input.is_cuda:
+            result = _triton_ce(input, index, weight=weight, ignore_index=ignore_index, reduction=reduction,
+                                label_smoothing=label_smoothing)
+            if result is not NotImplemented:
+                return result
+    try:
+        if input.dtype in _HALF:
+            t = index.float() if index.dtype in _HALF else index
+            return _nn.cross_entropy_loss(input.float(), t, _float(weight), _ENUM[reduction], ignore_index,
+                                          float(label_smoothing)).to(input.dtype)
+        if _plain(input, index, weight):
+            return _nn.cross_entropy_loss(input, index, weight, _ENUM[reduction], ignore_index,
+                                          float(label_smoothing))
+        return F.cross_entropy(input, index, weight=weight, ignore_index=ignore_index, reduction=reduction,
+                               label_smoothing=label_smoothing)
+    except Exception:  # on CPU: a class index out of range
+        return NotImplemented
+
+
+def _load_triton() -> Any:
+    """The Triton cross-entropy when Triton and a CUDA device are present, else None."""
+    if not torch.cuda.is_available():
+        return None
+    try:
+        from .triton_ce import cross_entropy_index
+    except Exception:  # Triton missing or broken: the native kernel serves
+        return None
+    return cross_entropy_index
+
+
+_triton_ce = _load_triton()
+
+KERNELS = {
+    "mse_loss": mse_loss,
+    "l1_loss": l1_loss,
+    "binary_cross_entropy": binary_cross_entropy,
+    "binary_cross_entropy_with_logits": binary_cross_entropy_with_logits,
+    "nll_loss": nll_loss,
+    "cross_entropy": cross_entropy,
+}

@@ -1,0 +1,238 @@
+"""Kernels agree with the portable definitions, are chosen for their library, and can be switched off.
+
+The conformance suite runs every kernel against every case (``lossreg conformance --backend
+torch``); these tests add random inputs, gradients, and the selection machinery. No timings.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lossreg
+
+torch = pytest.importorskip("torch")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _inputs(loss: str, shape: tuple[int, ...], dtype: torch.dtype, seed: int) -> tuple[list, dict]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=g, dtype=torch.float64).to(dtype) * 3
+    if loss in ("cross_entropy", "nll_loss"):
+        c = shape[1] if len(shape) > 1 else shape[0]
+        target = torch.randint(0, c, shape[:1] + shape[2:] if len(shape) > 1 else (), generator=g)
+        if loss == "nll_loss":
+            x = torch.log_softmax(x.double(), dim=1 if len(shape) > 1 else 0).to(dtype)
+        return [x, target], {}
+    if loss == "binary_cross_entropy":
+        p = torch.rand(shape, generator=g, dtype=torch.float64).clamp(0.01, 0.99).to(dtype)
+        return [p, torch.rand(shape, generator=g, dtype=torch.float64).to(dtype)], {}
+    return [x, torch.randn(shape, generator=g, dtype=torch.float64).to(dtype)], {}
+
+
+CASES = [
+    ("mse_loss", {}), ("mse_loss", {"reduction": "sum"}), ("mse_loss", {"reduction": "none"}),
+    ("l1_loss", {}), ("l1_loss", {"reduction": "none"}),
+    ("binary_cross_entropy", {}), ("binary_cross_entropy", {"reduction": "sum"}),
+    ("binary_cross_entropy_with_logits", {}), ("binary_cross_entropy_with_logits", {"reduction": "none"}),
+    ("nll_loss", {}), ("nll_loss", {"reduction": "none", "ignore_index": 1}),
+    ("cross_entropy", {}), ("cross_entropy", {"reduction": "sum", "label_smoothing": 0.1}),
+    ("cross_entropy", {"ignore_index": 2, "label_smoothing": 0.3}), ("cross_entropy", {"reduction": "none"}),
+]
+
+
+def _run(loss: str, arrays: list, options: dict, kernels: bool) -> tuple:
+    leaf = arrays[0].detach().clone().requires_grad_(True)
+    with lossreg.use_kernels(kernels):
+        value = getattr(lossreg, loss)(leaf, *arrays[1:], **options)
+    value.sum().backward()
+    return value.detach(), leaf.grad
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(7, 5), (3, 4, 6)])
+@pytest.mark.parametrize(("loss", "options"), CASES)
+def test_kernel_matches_portable(loss: str, options: dict, shape: tuple, dtype: torch.dtype) -> None:
+    arrays, _ = _inputs(loss, shape, dtype, seed=hash((loss, shape)) % 1000)
+    kernel = lossreg.registry().kernel_for(loss, arrays[0])
+    assert kernel is not None
+    assert kernel(arrays[0], *arrays[1:], **options) is not NotImplemented
+    value, grad = _run(loss, arrays, options, kernels=True)
+    want, want_grad = _run(loss, arrays, options, kernels=False)
+    assert value.dtype == want.dtype == dtype and value.shape == want.shape
+    tol = {torch.float64: 1e-10, torch.float32: 1e-5, torch.bfloat16: 2e-2}[dtype]
+    torch.testing.assert_close(value.double(), want.double(), rtol=tol, atol=tol)
+    torch.testing.assert_close(grad.double(), want_grad.double(), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_weighted_class_losses(weighted: bool) -> None:
+    x, t = torch.randn(9, 4, dtype=torch.float64), torch.randint(0, 4, (9,))
+    w = torch.rand(4, dtype=torch.float64) + 0.5 if weighted else None
+    for loss, opts in [("cross_entropy", {"label_smoothing": 0.2}), ("nll_loss", {})]:
+        got = getattr(lossreg, loss)(x, t, weight=w, **opts)
+        with lossreg.use_kernels(False):
+            want = getattr(lossreg, loss)(x, t, weight=w, **opts)
+        torch.testing.assert_close(got, want)
+
+
+def test_kernels_are_chosen_and_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    reg = lossreg.registry()
+    x, y = torch.randn(3, 2), torch.randn(3, 2)
+    kernel = reg.kernel_for("mse_loss", x)
+    assert kernel is not None and reg.kernel_for("mse_loss", x.numpy()) is None
+
+    def spy(*a, **k):
+        calls.append(1)
+        return kernel(*a, **k)
+
+    monkeypatch.setitem(reg._kernel_cache, ("mse_loss", torch.Tensor), spy)
+    lossreg.mse_loss(x, y)
+    assert calls == [1]
+    with lossreg.use_kernels(False):
+        lossreg.mse_loss(x, y)
+    assert calls == [1]
+    monkeypatch.setenv("LOSSREG_KERNELS", "0")
+    lossreg.mse_loss(x, y)
+    assert calls == [1]
+    with lossreg.use_kernels(True):  # the argument wins over the environment
+        lossreg.mse_loss(x, y)
+    assert calls == [1, 1]
+
+
+@pytest.mark.parametrize(("loss", "arrays", "options"), [
+    ("mse_loss", lambda: [torch.randn(3, 2), torch.randn(3, 1)], {}),  # torch would broadcast
+    ("mse_loss", lambda: [torch.randn(3), np.zeros(3, dtype=np.float32)], {}),  # two libraries
+    ("mse_loss", lambda: [torch.randn(3), torch.arange(3)], {}),  # integer target
+    ("l1_loss", lambda: [torch.randn(3), torch.randn(3)], {"reduction": "avg"}),
+    ("binary_cross_entropy", lambda: [torch.tensor([0.5, 1.5]), torch.tensor([1.0, 0.0])], {}),
+    ("binary_cross_entropy", lambda: [torch.tensor([0.5, float("nan")]), torch.tensor([1.0, 0.0])], {}),
+    ("binary_cross_entropy", lambda: [torch.rand(2, 3), torch.rand(2, 3)], {"weight": torch.rand(4)}),
+    ("cross_entropy", lambda: [torch.randn(3, 4), torch.tensor([0, 1, 4])], {}),
+    ("cross_entropy", lambda: [torch.randn(3, 4), torch.tensor([0, 1, 2])], {"label_smoothing": 1.5}),
+    ("cross_entropy", lambda: [torch.randn(3, 4), torch.tensor([0, 1, 2])], {"weight": torch.rand(3)}),
+    ("cross_entropy", lambda: [torch.randn(3, 4), torch.tensor([0.0, 1.0, 2.0])], {}),
+    ("nll_loss", lambda: [torch.randn(3, 4), torch.tensor([[0, 1, 2]])], {}),
+])
+def test_bad_input_raises_the_lossreg_error(loss: str, arrays, options: dict) -> None:
+    args = arrays()
+    with lossreg.use_kernels(False), pytest.raises(lossreg.LossError) as portable:
+        getattr(lossreg, loss)(*args, **options)
+    with pytest.raises(type(portable.value)) as kernel:
+        getattr(lossreg, loss)(*args, **options)
+    assert str(kernel.value) == str(portable.value)
+
+
+def test_mixed_dtypes_fall_back_to_the_portable_promotion() -> None:
+    x, y = torch.randn(3), torch.randn(3, dtype=torch.float64)
+    assert lossreg.registry().kernel_for("mse_loss", x)(x, y) is NotImplemented
+    assert lossreg.mse_loss(x, y).dtype == torch.float64
+
+
+def test_document_shaped_targets() -> None:
+    """The source document's (N, 1) class labels go through the kernel too."""
+    x, t = torch.randn(4, 3), torch.tensor([[0], [2], [1], [2]])
+    kernel = lossreg.registry().kernel_for("cross_entropy", x)
+    assert kernel(x, t) is not NotImplemented
+    with lossreg.use_kernels(False):
+        want = lossreg.cross_entropy(x, t)
+    torch.testing.assert_close(lossreg.cross_entropy(x, t), want)
+
+
+TRITON_CHECK = textwrap.dedent("""
+    import torch, lossreg
+    from lossreg.kernels import triton_ce
+    torch.manual_seed(0)
+    for dtype, tol in [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)]:
+        for n, c in [(6, 5), (5, 300)]:
+            for opts in [{}, {"reduction": "sum"}, {"reduction": "none"}, {"ignore_index": 1},
+                         {"label_smoothing": 0.2}, {"weight": True, "label_smoothing": 0.1, "ignore_index": 0},
+                         {"weight": True, "reduction": "none"}]:
+                opts = dict(opts)
+                if opts.pop("weight", False):
+                    opts["weight"] = (torch.rand(c) + 0.5).to(dtype)
+                x = (torch.randn(n, c) * 3).to(dtype)
+                t = torch.randint(0, c, (n,))
+                results = []
+                for use in (True, False):
+                    leaf = x.clone().requires_grad_(True)
+                    if use:
+                        value = triton_ce.cross_entropy(leaf, t, **opts)
+                        assert value is not NotImplemented
+                    else:
+                        with lossreg.use_kernels(False):
+                            value = lossreg.cross_entropy(leaf, t, **opts)
+                    (value * torch.arange(1, value.numel() + 1).reshape(value.shape)).sum().backward()
+                    results.append((value.detach().double(), leaf.grad.double()))
+                (v, g), (w, h) = results
+                torch.testing.assert_close(v, w, rtol=tol, atol=tol)
+                torch.testing.assert_close(g, h, rtol=tol, atol=tol)
+                with torch.no_grad():  # the forward-only launch writes no gradient
+                    torch.testing.assert_close(triton_ce.cross_entropy(x, t, **opts).double(), w, rtol=tol, atol=tol)
+    print("ok")
+""")
+
+
+def test_triton_cross_entropy_in_interpreter() -> None:
+    """The Triton kernel, run by Triton's CPU interpreter, against the portable definition."""
+    pytest.importorskip("triton", reason="triton is not installed (pip install triton)")
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    done = subprocess.run([sys.executable, "-c", TRITON_CHECK], env=env, cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
+
+
+def test_triton_kernel_declines_on_cpu() -> None:
+    pytest.importorskip("triton", reason="triton is not installed (pip install triton)")
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        pytest.skip("the interpreter accepts CPU tensors on purpose")
+    triton_kernel = next(k for k in lossreg.registry().kernels[("cross_entropy", "torch")] if k.name == "triton")
+    assert triton_kernel.function(torch.randn(3, 4), torch.tensor([0, 1, 2])) is NotImplemented
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("options", [{}, {"reduction": "sum"}, {"reduction": "none"}, {"ignore_index": 1},
+                                     {"label_smoothing": 0.2}, {"weighted": True, "label_smoothing": 0.1},
+                                     {"weighted": True, "reduction": "none", "ignore_index": 0}])
+def test_numpy_kernels_match_portable(options: dict, dtype: type) -> None:
+    rng = np.random.default_rng(0)
+    options = dict(options)
+    x = (rng.standard_normal((9, 6)) * 4).astype(dtype)
+    t = rng.integers(0, 6, 9)
+    if options.pop("weighted", False):
+        options["weight"] = (rng.random(6) + 0.5).astype(dtype)
+    p, y = (rng.random((9, 6)).astype(dtype) for _ in range(2))
+    p[0, :2] = (0.0, 1.0)  # the clamped logs
+    bce_options = {k: v for k, v in options.items() if k in ("reduction", "weight")}
+    for loss, args, opts in [("cross_entropy", (x, t), options), ("cross_entropy", (x, t[:, None]), options),
+                             ("binary_cross_entropy", (p, y), bce_options)]:
+        kernel = lossreg.registry().kernel_for(loss, x)
+        got = kernel(*args, **opts)
+        assert got is not NotImplemented
+        with lossreg.use_kernels(False):
+            want = getattr(lossreg, loss)(*args, **opts)
+        assert type(got) is type(want) and got.dtype == want.dtype and np.shape(got) == np.shape(want)
+        np.testing.assert_allclose(got, want, rtol=1e-6 if dtype == np.float32 else 1e-13)
+
+
+@pytest.mark.parametrize(("loss", "args", "options"), [
+    ("cross_entropy", lambda: (np.zeros((3, 4)), np.array([0, 1, 4])), {}),
+    ("cross_entropy", lambda: (np.zeros((3, 4)), np.array([0, 1, 2])), {"weight": np.ones(3)}),
+    ("cross_entropy", lambda: (np.zeros((3, 4)), np.array([0, 1, 2])), {"reduction": "avg"}),
+    ("binary_cross_entropy", lambda: (np.array([0.5, 1.5]), np.array([1.0, 0.0])), {}),
+    ("binary_cross_entropy", lambda: (np.array([0.5, np.nan]), np.array([1.0, 0.0])), {}),
+    ("binary_cross_entropy", lambda: (np.full((2, 3), 0.5), np.ones((2, 3))), {"weight": np.ones(4)}),
+])
+def test_numpy_kernels_leave_errors_to_the_portable_path(loss: str, args, options: dict) -> None:
+    kernel = lossreg.registry().kernel_for(loss, np.zeros(1))
+    assert kernel(*args(), **options) is NotImplemented
+    with pytest.raises(lossreg.LossError):
+        getattr(lossreg, loss)(*args(), **options)
