@@ -214,3 +214,209 @@ def binary_cross_entropy(input: Any, target: Any, /, *, weight: Any = None, redu
         dtype = xp.result_type(dtype, weight.dtype)
         losses = losses * _xp.as_dtype(xp, weight, losses.dtype)
     return _xp.reduce(xp, _xp.poison(xp, losses, bad), reduction, dtype)
+
+
+def _neg_log_sigmoid(xp: Any, x: Any) -> Any:
+    """``-log σ(x) = log(1 + exp(-x))``, as torch's log_sigmoid: ``max(-x, 0) + log1p(exp(-|x|))``.
+
+    No exp overflows at any |x|. ``where`` stands in for max and abs so that the gradient at
+    x = 0 is -σ(0) = -1/2 on every library (max and abs each split the tie their own way).
+    """
+    nonnegative = x >= 0
+    return xp.where(nonnegative, xp.zeros_like(x), -x) + xp.log1p(xp.exp(xp.where(nonnegative, -x, x)))
+
+
+def _check_broadcasts(loss: str, name: str, w: Any, x: Any, xp: Any) -> None:
+    """``w`` is a floating array that broadcasts to the input's shape (never enlarging the result)."""
+    _xp.check_floating(loss, name, w, xp)
+    fits = w.ndim <= x.ndim and all(a in (1, b) for a, b in zip(w.shape[::-1], x.shape[::-1]))
+    if not fits:
+        raise LossValueError(loss, name, f"a shape that broadcasts to the input's {tuple(x.shape)}",
+                             f"shape {tuple(w.shape)}")
+
+
+def _weighted_pointwise(loss: str, input: Any, target: Any, reduction: str,
+                        **weights: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+    """:func:`_xp.pointwise_inputs` plus optional weight arrays that broadcast to the input.
+
+    Returns ``(xp, input, target, dtype, weights)``, every array in the dtype to compute in.
+    """
+    xp, x, y, dtype = _xp.pointwise_inputs(loss, input, target, reduction)
+    present = {k: w for k, w in weights.items() if w is not None}
+    if present:
+        _xp.namespace(loss, input=input, **present)
+    for k, w in present.items():
+        _check_broadcasts(loss, k, w, x, xp)
+        dtype = xp.result_type(dtype, w.dtype)
+    work = _xp.compute_dtype(xp, dtype)
+    present = {k: _xp.as_dtype(xp, w, work) for k, w in present.items()}
+    return xp, _xp.as_dtype(xp, x, work), _xp.as_dtype(xp, y, work), dtype, present
+
+
+@define_loss(
+    class_name="BCEWithLogitsLoss",
+    aliases=("bce_with_logits", "sigmoid_cross_entropy", "sigmoid_binary_cross_entropy",
+             "binary_crossentropy_from_logits", "binary_cross_entropy_from_logits"),
+    differentiable=("input", "target"),
+    array_options=("weight", "pos_weight"),
+    reference="torch.nn.BCEWithLogitsLoss",
+)
+def binary_cross_entropy_with_logits(input: Any, target: Any, /, *, weight: Any = None, reduction: str = "mean",
+                                     pos_weight: Any = None) -> Any:
+    """Binary cross-entropy of logits: ``ℓ_i = -w_i [p_i y_i log σ(x_i) + (1 - y_i) log(1 - σ(x_i))]``.
+
+    Computed as torch does, ``ℓ = w [(1 - y) x + (1 + (p - 1) y) (max(-x, 0) + log1p(exp(-|x|)))]``,
+    which never overflows (logits of ±1e4 are fine). Shapes: ``input`` and ``target`` (soft
+    targets in [0, 1] allowed) of one shape; ``weight`` and ``pos_weight`` broadcast to it, so a
+    (C,) ``pos_weight`` weighs the positives of each class along the last axis.
+    """
+    name = "binary_cross_entropy_with_logits"
+    xp, x, y, dtype, w = _weighted_pointwise(name, input, target, reduction, weight=weight, pos_weight=pos_weight)
+    positive = _neg_log_sigmoid(xp, x)  # -log σ(x); -log(1 - σ(x)) = x - log σ(x)
+    if "pos_weight" in w:
+        positive = positive * ((w["pos_weight"] - 1) * y + 1)
+    losses = (1 - y) * x + positive
+    if "weight" in w:
+        losses = losses * w["weight"]
+    return _xp.reduce(xp, losses, reduction, dtype)
+
+
+@define_loss(
+    class_name="SoftMarginLoss",
+    aliases=("soft_margin",),
+    reference="torch.nn.SoftMarginLoss",
+)
+def soft_margin_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
+    """Two-class logistic loss: ``ℓ_i = log(1 + exp(-y_i x_i))``, targets ``y`` usually ±1.
+
+    Shapes: ``input`` and ``target`` of one shape. Computed stably: torch evaluates
+    ``log1p(exp(-y x))`` literally, which overflows to inf (and a NaN gradient) once ``-y x``
+    exceeds about 88 in float32 or 709 in float64; lossreg gives the finite value there.
+    """
+    xp, x, y, dtype = _xp.pointwise_inputs("soft_margin_loss", input, target, reduction)
+    return _xp.reduce(xp, _neg_log_sigmoid(xp, y * x), reduction, dtype)
+
+
+@define_loss(
+    class_name="MultiLabelSoftMarginLoss",
+    aliases=("multilabel_soft_margin", "multi_label_soft_margin"),
+    differentiable=("input", "target"),
+    array_options=("weight",),
+    reference="torch.nn.MultiLabelSoftMarginLoss",
+)
+def multilabel_soft_margin_loss(input: Any, target: Any, /, *, weight: Any = None, reduction: str = "mean") -> Any:
+    """One-versus-all logistic loss, averaged over the classes (the last axis):
+
+    ``ℓ_n = -(1/C) Σ_c w_c [y_nc log σ(x_nc) + (1 - y_nc) log σ(-x_nc)]``, then reduced over N.
+
+    Shapes: ``input`` (C) or (N, C) (torch also allows more leading axes, and so does lossreg),
+    ``target`` of the same shape with labels in {0, 1}; ``weight`` broadcasts to the input,
+    normally (C,). torch broadcasts a target of another shape; lossreg refuses it.
+    """
+    name = "multilabel_soft_margin_loss"
+    if getattr(input, "ndim", None) == 0:
+        raise LossValueError(name, "input", "scores of shape (C) or (N, C)", "a 0-d array")
+    xp, x, y, dtype, w = _weighted_pointwise(name, input, target, reduction, weight=weight)
+    losses = y * _neg_log_sigmoid(xp, x) + (1 - y) * _neg_log_sigmoid(xp, -x)
+    if "weight" in w:
+        losses = losses * w["weight"]
+    return _xp.reduce(xp, xp.sum(losses, axis=-1) / x.shape[-1], reduction, dtype)
+
+
+def _margin_inputs(loss: str, input: Any, target: Any, reduction: str, target_shape: str,
+                   weight: Any = None) -> Any:
+    """The shared checks of the two margin losses: (C) or (N, C) scores, integer targets."""
+    xp = _xp.namespace(loss, input=input, target=target, weight=weight)
+    _xp.check_floating(loss, "input", input, xp)
+    _xp.check_reduction(loss, reduction)
+    if input.ndim not in (1, 2) or input.shape[-1] == 0:
+        raise LossValueError(loss, "input", "scores of shape (C) or (N, C) with C ≥ 1", f"shape {tuple(input.shape)}")
+    _xp.check_integer(loss, "target", target, xp, f"integer {target_shape}")
+    return xp
+
+
+@define_loss(
+    class_name="MultiMarginLoss",
+    aliases=("multi_margin", "multiclass_hinge", "multi_class_hinge"),
+    array_options=("weight",),
+    reference="torch.nn.MultiMarginLoss",
+)
+def multi_margin_loss(input: Any, target: Any, /, *, p: int = 1, margin: float = 1.0, weight: Any = None,
+                      reduction: str = "mean") -> Any:
+    """Multi-class hinge loss: ``ℓ_n = (w[y_n] / C) Σ_{i ≠ y_n} max(0, margin - x[n, y_n] + x[n, i])^p``.
+
+    ``p`` is 1 or 2. Shapes: ``input`` (C) or (N, C); ``target`` () or (N) of class indices in
+    [0, C); ``weight`` (C,). "mean" divides by N, whatever the weights. A term exactly at the
+    margin has gradient 0, as in torch.
+    """
+    name = "multi_margin_loss"
+    if isinstance(p, bool) or p not in (1, 2):
+        raise LossValueError(name, "p", "1 or 2", repr(p))
+    _xp.check_number(name, "margin", margin)
+    xp = _margin_inputs(name, input, target, reduction, "class indices", weight)
+    unbatched = input.ndim == 1
+    n, c = (1, input.shape[0]) if unbatched else input.shape
+    expected = () if unbatched else (n,)
+    if tuple(target.shape) != expected:
+        raise LossValueError(name, "target", f"class indices of shape {expected} for input of shape "
+                             f"{tuple(input.shape)}", f"shape {tuple(target.shape)}")
+    dtype = input.dtype
+    if weight is not None:
+        _xp.check_floating(name, "weight", weight, xp)
+        _xp.check_shape(name, "weight", weight, (c,), f"a vector of one weight per class, shape ({c},)")
+        dtype = xp.result_type(input, weight)
+    valid = (target >= 0) & (target < c)
+    bad = _xp.check_values(name, "target", target, ~valid, xp, f"class indices in [0, {c})")
+    work = _xp.compute_dtype(xp, dtype)
+    x = xp.reshape(_xp.as_dtype(xp, input, work), (n, c))
+    t = xp.reshape(xp.where(valid, target, xp.zeros_like(target)), (n,))
+    # Same association as torch's kernel, so that a term exactly at the margin is exactly 0.
+    z = margin - xp.reshape(_xp.take_class(xp, x, t), (n, 1)) + x
+    hinge = xp.where(z > 0, z, xp.zeros_like(z))  # gradient 0 at z = 0, torch's choice
+    if p == 2:
+        hinge = hinge * hinge
+    is_target = xp.reshape(t, (n, 1)) == xp.reshape(xp.arange(c, device=device(x)), (1, c))
+    losses = xp.sum(xp.where(is_target, xp.zeros_like(hinge), hinge), axis=1) / c
+    if weight is not None:
+        losses = losses * xp.take(_xp.as_dtype(xp, weight, work), t)
+    losses = _xp.poison(xp, losses, None if bad is None else xp.reshape(bad, (n,)))
+    return _xp.reduce(xp, losses[0] if unbatched else losses, reduction, dtype)
+
+
+@define_loss(
+    class_name="MultiLabelMarginLoss",
+    aliases=("multilabel_margin", "multilabel_hinge"),
+    reference="torch.nn.MultiLabelMarginLoss",
+)
+def multilabel_margin_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
+    """Multi-label hinge loss: ``ℓ_n = (1/C) Σ_{j ∈ J_n} Σ_{i ∉ J_n} max(0, 1 - (x[n, j] - x[n, i]))``.
+
+    ``J_n`` is read from ``target[n]``: the class indices before the first -1 (the rest is
+    padding, but must still lie in [-1, C), as torch checks). A class listed twice counts twice,
+    as in torch. Shapes: ``input`` (C) or (N, C); ``target`` of the same shape, integer.
+    """
+    name = "multilabel_margin_loss"
+    xp = _margin_inputs(name, input, target, reduction, "class indices padded with -1")
+    _xp.check_same_shape(name, "target", target, "input", input)
+    unbatched = input.ndim == 1
+    n, c = (1, input.shape[0]) if unbatched else input.shape
+    bad = _xp.check_values(name, "target", target, (target < -1) | (target >= c), xp,
+                           f"class indices in [0, {c}) or -1 padding")
+    dtype = input.dtype
+    x = xp.reshape(_xp.as_dtype(xp, input, _xp.compute_dtype(xp, dtype)), (n, c))
+    t = xp.reshape(target, (n, c))
+    dev = device(x)
+    # listed[n, k]: position k comes before the first -1 of its row.
+    listed = xp.cumulative_sum(xp.astype(t == -1, xp.int32), axis=1) == 0
+    t = xp.where(listed & (t >= 0) & (t < c), t, xp.zeros_like(t))
+    classes = xp.reshape(xp.arange(c, device=dev), (1, 1, c))
+    names = (xp.reshape(t, (n, c, 1)) == classes) & xp.reshape(listed, (n, c, 1))  # position k names class i
+    is_target = xp.any(names, axis=1)
+    rows = xp.reshape(xp.arange(n, dtype=xp.int64, device=dev), (n, 1)) * c
+    picked = xp.take(xp.reshape(x, (-1,)), xp.reshape(rows + xp.astype(t, xp.int64), (-1,)))  # x[n, t[n, k]]
+    # Same association as torch's kernel, so that a term exactly at the margin is exactly 0.
+    z = 1 - xp.reshape(picked, (n, c, 1)) + xp.reshape(x, (n, 1, c))
+    counted = xp.reshape(listed, (n, c, 1)) & ~xp.reshape(is_target, (n, 1, c)) & (z > 0)
+    losses = xp.sum(xp.where(counted, z, xp.zeros_like(z)), axis=(1, 2)) / c
+    losses = _xp.poison(xp, losses, None if bad is None else xp.any(xp.reshape(bad, (n, c)), axis=1))
+    return _xp.reduce(xp, losses[0] if unbatched else losses, reduction, dtype)
