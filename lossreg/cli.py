@@ -1,4 +1,4 @@
-"""The ``lossreg`` command: list losses and plugins, run the conformance suite."""
+"""The ``lossreg`` command: list losses and plugins, run the conformance suite and the benchmarks."""
 
 from __future__ import annotations
 
@@ -34,40 +34,76 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     infos = registry().plugins
     if args.json:
         print(json.dumps([info.__dict__ for info in infos.values()], indent=1))
-        return 0
-    for info in infos.values():
-        dist = f"{info.distribution} {info.version}" if info.distribution else "(in-process)"
-        print(f"{info.name}  [{info.status}]  {dist}")
-        for hook, items in info.registered.items():
-            print(f"    {hook}: {', '.join(items)}")
-        for fault in info.faults:
-            print(f"    fault: {fault}")
+    else:
+        for info in infos.values():
+            dist = f"{info.distribution} {info.version}" if info.distribution else "(in-process)"
+            timing = f"  import {info.import_s:.3f} s" if info.import_s else ""
+            faults = f", {len(info.faults)} fault{'s' * (len(info.faults) > 1)}" if info.faults else ""
+            print(f"{info.name}  [{info.status}{faults}]  {dist}{timing}")
+            for what, items in info.registered.items():
+                print(f"    {what} ({len(items)}): {', '.join(items)}")
+            for fault in info.faults:
+                print(f"    fault: {fault}")
+    broken = [info.name for info in infos.values() if info.faults]
+    if args.strict and broken:
+        print(f"lossreg plugins --strict: faults in {', '.join(broken)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_new_plugin(args: argparse.Namespace) -> int:
+    from . import scaffold
+
+    try:
+        root = scaffold.create(args.name, args.dir, force=args.force)
+    except (ValueError, FileExistsError) as exc:
+        print(f"lossreg new-plugin: {exc}", file=sys.stderr)
+        return 2
+    print(scaffold.next_steps(root))
     return 0
 
 
 def cmd_conformance(args: argparse.Namespace) -> int:
     reg = registry()
-    wanted = _split(args.backend)
-    if wanted == ["all"]:
-        wanted = list(reg.backends)
-    missing = {}
-    if args.backend.strip() == "all":
-        missing = {name: why for name in wanted if (why := reg.backends[name].unavailable())}
-        wanted = [name for name in wanted if name not in missing]
-    outcomes = conformance.run(wanted, _split(args.dtype), args.device, _split(args.loss) if args.loss else None)
-    print(conformance.matrix(outcomes))
-    for name, why in missing.items():
-        print(f"not run: {name}: {why}")
+    all_backends = args.backend.strip() == "all"
+    wanted = [name for name in reg.backends if not reg.backends[name].unavailable()] if all_backends \
+        else _split(args.backend)
+    dtypes = list(conformance.EPS) if args.dtype.strip() == "all" else _split(args.dtype)
+    seconds: dict[str, float] = {}
+
+    def progress(name: str, device: str, took: float) -> None:
+        seconds[name if args.device is None else f"{name}@{device}"] = took
+        print(f"lossreg conformance: {name} on {device} took {took:.1f} s", file=sys.stderr, flush=True)
+
+    outcomes = conformance.run(wanted, dtypes, args.device, _split(args.loss) if args.loss else None,
+                               max_cases=args.max_cases, progress=progress)
+    print(conformance.matrix(outcomes, seconds))
+    not_run = conformance.not_covered(wanted, args.device)
+    for line in not_run:
+        print(f"not run: {line}")
     if args.json:
-        versions = {}
-        for name in [*wanted, "lossreg", "array_api_compat", "array_api_extra", "numpy"]:
+        import datetime
+
+        versions = {"python": platform.python_version()}
+        for name in ["lossreg", "array_api_compat", "array_api_extra", "numpy"]:
             try:
                 versions[name] = metadata.version(name.replace("_", "-"))
             except metadata.PackageNotFoundError:
                 pass
+        hardware = {}
+        for name in wanted:
+            backend = reg.backends[name]
+            if not backend.unavailable():
+                versions.update(backend.versions())
+                device = args.device or backend.devices[0]
+                if not backend.device_unavailable(device) and (found := backend.device_name(device)):
+                    hardware[f"{name}@{device}"] = found
         with open(args.json, "w", encoding="utf-8") as f:
-            f.write(conformance.to_json(outcomes, command=sys.argv, versions=versions, not_run=missing,
-                                        python=platform.python_version(), machine=platform.platform()))
+            f.write(conformance.to_json(
+                outcomes, command=["lossreg", *sys.argv[1:]], date=datetime.datetime.now(datetime.timezone.utc).isoformat(),
+                backends=wanted, dtypes=dtypes, device=args.device, device_names=hardware, max_cases=args.max_cases,
+                versions=versions, seconds=seconds, not_run=not_run, machine=platform.platform(),
+                processor=platform.processor(), matrix=conformance.matrix(outcomes, seconds)))
     return 1 if conformance.summarize(outcomes)["failed"] else 0
 
 
@@ -79,14 +115,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.set_defaults(run=cmd_list)
     p = sub.add_parser("plugins", help="plugins, what each registered, and any faults")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--strict", action="store_true", help="exit with status 1 if any plugin has a fault")
     p.set_defaults(run=cmd_plugins)
+    p = sub.add_parser("new-plugin", help="write a working plugin package skeleton (pyproject, a loss, cases, a test)")
+    p.add_argument("name", help="the plugin's name, e.g. 'focal' for the distribution lossreg-focal")
+    p.add_argument("--dir", default=".", help="the folder to create the package in (default: the current one)")
+    p.add_argument("--force", action="store_true", help="write into an existing, non-empty package folder")
+    p.set_defaults(run=cmd_new_plugin)
     p = sub.add_parser("conformance", help="run the conformance suite and print the matrix")
-    p.add_argument("--backend", default="numpy", help="comma-separated backends, or 'all' (default numpy)")
-    p.add_argument("--dtype", default="float32,float64", help="comma-separated dtypes (default float32,float64)")
-    p.add_argument("--device", default=None, help="device name (default: the backend's first, e.g. cpu)")
+    p.add_argument("--backend", default="numpy",
+                   help="comma-separated backends, or 'all' for every installed one (default numpy)")
+    p.add_argument("--dtype", default="float32,float64",
+                   help="comma-separated dtypes among float16, bfloat16, float32, float64, or 'all' "
+                        "(default float32,float64)")
+    p.add_argument("--device", default=None, help="device, e.g. cuda or cuda:1 (default: each backend's first, e.g. cpu)")
     p.add_argument("--loss", default=None, help="comma-separated loss names (default: all)")
+    p.add_argument("--max-cases", type=int, default=None, metavar="N",
+                   help="run at most N cases per loss, chosen to cover every option value and shape (default: all)")
     p.add_argument("--json", default=None, metavar="PATH", help="write every outcome to this JSON file")
     p.set_defaults(run=cmd_conformance)
+    p = sub.add_parser("bench", help="time lossreg against native torch on CPU, side by side")
+    from . import bench  # light: imports torch and numpy only when run
+
+    bench.add_arguments(p)
+    p.set_defaults(run=lambda a: bench.run_from_args(a, command=" ".join(["lossreg", *(argv or sys.argv[1:])])))
     args = parser.parse_args(argv)
     return int(args.run(args))
 

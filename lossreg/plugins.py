@@ -1,14 +1,28 @@
 """Plugin discovery: the pluggy manager, entry-point loading, and the environment switches.
 
-``LOSSREG_DISABLE_PLUGIN_AUTOLOAD=1`` loads no entry points, ``LOSSREG_BLOCK_PLUGINS=a,b`` skips
-the named ones, ``LOSSREG_PLUGINS=a,b`` loads only those. The built-in catalogue is registered
-first, through the same hooks, and cannot be blocked.
+Entry points of the ``lossreg`` group are loaded on first use of the registry, once, from
+whichever thread comes first. Three environment variables control them, as pytest and llm do:
+
+``LOSSREG_DISABLE_PLUGIN_AUTOLOAD=1``  load no entry point (``lossreg plugins`` still lists them)
+``LOSSREG_BLOCK_PLUGINS=a,b``          skip these plugins
+``LOSSREG_PLUGINS=a,b``                load only these plugins (an allow-list)
+
+A plugin is named by its entry-point name or its distribution's name (``extras`` or
+``lossreg-extras``). The built-in catalogue is registered first, through the same hooks, and
+cannot be blocked. A plugin that fails (its import raises, a hook raises or returns something
+malformed, a name it registers is taken, its import is slow) is reported in a
+:class:`~lossreg.errors.LossregPluginWarning` that names it and the fault, and in
+``lossreg plugins``; everything else keeps working. ``LOSSREG_SLOW_IMPORT_S`` (default 1.0)
+sets the import time above which a plugin is reported as slow.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib.metadata
 import os
+import re
+import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -22,7 +36,15 @@ from .errors import LossregPluginWarning
 
 GROUP = "lossreg"
 BUILTIN = "lossreg"
-SLOW_IMPORT_S = 1.0  # an import slower than this is reported, since every process pays it
+HOOKS = tuple(name for name in vars(hookspecs) if name.startswith("lossreg_"))
+
+
+def slow_import_s() -> float:
+    """Import time (seconds) above which a plugin is reported: every process that uses lossreg pays it."""
+    try:
+        return float(os.environ.get("LOSSREG_SLOW_IMPORT_S", "1.0"))
+    except ValueError:
+        return 1.0
 
 
 @dataclass
@@ -32,19 +54,40 @@ class PluginInfo:
     name: str
     distribution: str | None = None
     version: str | None = None
+    entry_point: str | None = None  # "module" or "module:object"
     import_s: float = 0.0
-    registered: dict[str, list[str]] = field(default_factory=dict)  # hook -> item names
+    registered: dict[str, list[str]] = field(default_factory=dict)  # what -> item names
     faults: list[str] = field(default_factory=list)
-    status: str = "loaded"  # loaded | failed | blocked
+    status: str = "loaded"  # loaded | failed | blocked | disabled | missing
 
 
-def _env_list(name: str) -> set[str] | None:
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _env_list(name: str) -> dict[str, str] | None:
+    """The names in a comma-separated variable, canonical name -> as written; None if unset."""
     value = os.environ.get(name)
-    return None if value is None else {item.strip() for item in value.split(",") if item.strip()}
+    items = [] if value is None else [item.strip() for item in value.split(",") if item.strip()]
+    return None if value is None else {_canonical(item): item for item in items}
 
 
 def _warn(plugin: str, fault: str) -> None:
-    warnings.warn(f"lossreg plugin '{plugin}' skipped: {fault}", LossregPluginWarning, stacklevel=4)
+    # Point the warning at the caller's line (the lossreg.get that loaded plugins), not at lossreg's.
+    here, frame, level = os.path.dirname(__file__) + os.sep, sys._getframe(1), 2
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(here):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(f"lossreg plugin '{plugin}': {fault}", LossregPluginWarning, stacklevel=level)
+
+
+def _fault(info: PluginInfo, fault: str) -> None:
+    info.faults.append(fault)
+    _warn(info.name, fault)
+
+
+def _fail(info: PluginInfo, fault: str) -> None:
+    info.status = "failed"
+    _fault(info, fault)
 
 
 def make_manager(extra: list[tuple[str, Any]]) -> tuple[pluggy.PluginManager, dict[str, PluginInfo]]:
@@ -57,32 +100,53 @@ def make_manager(extra: list[tuple[str, Any]]) -> tuple[pluggy.PluginManager, di
     version = importlib.metadata.version("lossreg") if _installed("lossreg") else None
     for module in (losses, kernels, backends):
         pm.register(module, name=f"{BUILTIN}:{module.__name__.rsplit('.', 1)[-1]}")
-    infos[BUILTIN] = PluginInfo(BUILTIN, "lossreg", version)
+    infos[BUILTIN] = PluginInfo(BUILTIN, "lossreg", version, "lossreg.losses")
 
-    if os.environ.get("LOSSREG_DISABLE_PLUGIN_AUTOLOAD", "").strip() not in ("", "0"):
-        entry_points: list[importlib.metadata.EntryPoint] = []
-    else:
-        entry_points = sorted(importlib.metadata.entry_points(group=GROUP), key=lambda ep: ep.name)
-    blocked, allowed = _env_list("LOSSREG_BLOCK_PLUGINS") or set(), _env_list("LOSSREG_PLUGINS")
-    for ep in entry_points:
+    autoload = os.environ.get("LOSSREG_DISABLE_PLUGIN_AUTOLOAD", "").strip().lower() in ("", "0", "false", "no")
+    blocked, allowed = _env_list("LOSSREG_BLOCK_PLUGINS") or {}, _env_list("LOSSREG_PLUGINS")
+    seen: set[str] = set()
+    for ep in sorted(importlib.metadata.entry_points(group=GROUP), key=lambda ep: ep.name):
         dist = getattr(ep, "dist", None)
-        info = infos.setdefault(ep.name, PluginInfo(ep.name, dist and dist.name, dist and dist.version))
-        if ep.name in blocked or (allowed is not None and ep.name not in allowed):
+        info = PluginInfo(ep.name, dist and dist.name, dist and dist.version, ep.value)
+        if ep.name in infos:  # two distributions claim one plugin name: the first keeps it
+            other = infos[ep.name]
+            _fault(other, f"entry point '{ep.name}' is also declared by {info.distribution} {info.version} "
+                          f"({ep.value}), which was not loaded")
+            continue
+        infos[ep.name] = info
+        names = {_canonical(ep.name), *([_canonical(dist.name)] if dist else [])}
+        seen |= names
+        if not autoload:
+            info.status = "disabled"
+        elif names & blocked.keys() or (allowed is not None and not names & allowed.keys()):
             info.status = "blocked"
-            continue
-        start = time.perf_counter()
-        try:
-            plugin = ep.load()
-        except Exception as exc:  # any failure of third-party code must not break lossreg
-            _fail(info, f"import of {ep.value} failed: {type(exc).__name__}: {exc}")
-            continue
-        info.import_s = time.perf_counter() - start
-        if info.import_s > SLOW_IMPORT_S:
-            info.faults.append(f"slow import: {info.import_s:.1f} s")
-        _register(pm, info, plugin)
+        else:
+            _load(pm, info, ep)
+    for name in sorted(allowed[key] for key in (allowed or {}).keys() - seen) if autoload else ():
+        infos[name] = PluginInfo(name, status="missing")
+        _fault(infos[name], "named in LOSSREG_PLUGINS, but no installed package provides a lossreg plugin of "
+                            "that name (entry point or distribution)")
     for name, plugin in extra:
-        _register(pm, infos.setdefault(name, PluginInfo(name)), plugin)
+        info = infos.setdefault(name, PluginInfo(name))
+        _register(pm, info, plugin)
     return pm, infos
+
+
+def _load(pm: pluggy.PluginManager, info: PluginInfo, ep: importlib.metadata.EntryPoint) -> None:
+    start = time.perf_counter()
+    try:
+        plugin = ep.load()
+    except BaseException as exc:  # any failure of third-party code (even SystemExit) must not break lossreg
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        info.import_s = time.perf_counter() - start
+        _fail(info, f"import of {ep.value} failed, plugin skipped: {type(exc).__name__}: {exc}")
+        return
+    info.import_s = time.perf_counter() - start
+    if info.import_s > slow_import_s():
+        _fault(info, f"slow import: {info.import_s:.2f} s (over {slow_import_s():g} s, paid by every process "
+                     f"that uses lossreg; import heavy libraries inside functions)")
+    _register(pm, info, plugin)
 
 
 def _installed(dist: str) -> bool:
@@ -96,14 +160,18 @@ def _installed(dist: str) -> bool:
 def _register(pm: pluggy.PluginManager, info: PluginInfo, plugin: Any) -> None:
     try:
         pm.register(plugin, name=info.name)
-    except Exception as exc:  # pluggy rejects unknown lossreg_* hooks and duplicate names
-        _fail(info, f"registration failed: {type(exc).__name__}: {exc}")
-
-
-def _fail(info: PluginInfo, fault: str) -> None:
-    info.status = "failed"
-    info.faults.append(fault)
-    _warn(info.name, fault)
+    except Exception as exc:  # pluggy rejects duplicate names and bad hook signatures
+        _fail(info, f"registration failed, plugin skipped: {type(exc).__name__}: {exc}")
+        return
+    for caller in pm.get_hookcallers(plugin) or ():
+        if not caller.has_spec():  # a typo: pluggy would silently never call it
+            close = difflib.get_close_matches(caller.name, HOOKS, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else f" (lossreg's hooks: {', '.join(HOOKS)})"
+            _fault(info, f"implements unknown hook {caller.name}{hint}; it is never called")
+    for hook in HOOKS:
+        function = getattr(plugin, hook, None)
+        if callable(function) and not hasattr(function, GROUP + "_impl"):
+            _fault(info, f"{hook} is not marked with @lossreg.hookimpl; it is never called")
 
 
 def plugin_of(pm: pluggy.PluginManager, impl: pluggy.HookImpl) -> str:
@@ -115,17 +183,18 @@ def call_each(pm: pluggy.PluginManager, hook: str, infos: dict[str, PluginInfo])
     """Call ``hook`` on each plugin in registration order, isolating failures.
 
     Yields ``(plugin name, item)`` for every item returned; a plugin whose hook raises, or
-    returns something that is not iterable, is reported and contributes nothing.
+    returns something that is not iterable, is reported and contributes nothing to this hook.
     """
     for impl in getattr(pm.hook, hook).get_hookimpls():  # in registration order
         name = plugin_of(pm, impl)
         try:
-            items = list(impl.function() or ())
+            result = impl.function()
+            if isinstance(result, (str, bytes)):
+                raise TypeError(f"returned the string {result!r}, not an iterable of items")
+            items = list(result or ())
         except Exception as exc:
-            fault = f"hook {hook} raised {type(exc).__name__}: {exc}"
-            info = infos.setdefault(name, PluginInfo(name))
-            info.faults.append(fault)
-            _warn(name, fault)
+            _fault(infos.setdefault(name, PluginInfo(name)),
+                   f"hook {hook} raised {type(exc).__name__}: {exc}; nothing it returns is registered")
             continue
         for item in items:
             yield name, item

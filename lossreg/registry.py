@@ -111,6 +111,9 @@ def define_loss(
     which stays reachable as ``.portable``; ``.spec`` is the :class:`LossSpec`.
     """
 
+    if isinstance(aliases, str):  # tuple("mse") would register "m", "s" and "e"
+        raise TypeError(f"define_loss: aliases must be a sequence of names, not the string {aliases!r}")
+
     def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
         params = inspect.signature(function).parameters.values()
         spec = LossSpec(
@@ -127,14 +130,26 @@ def define_loss(
         )
         loss_name = spec.name
 
+        # The hot path of every call, kept to a few dict lookups: os.environ.get costs about 1 µs
+        # when the variable is unset (it raises KeyError inside), so read its bytes dict directly.
+        environ = getattr(os.environ, "_data", None) if os.name == "posix" else None
+        missing = object()
+
         @functools.wraps(function)
         def dispatch(*arrays: Any, **options: Any) -> Any:
-            if arrays and kernels_enabled():
-                kernel = registry().kernel_for(loss_name, arrays[0])
-                if kernel is not None:
-                    result = kernel(*arrays, **options)
-                    if result is not NotImplemented:
-                        return result
+            if arrays:
+                on = _kernels_on.get()
+                if on is None:
+                    on = environ.get(b"LOSSREG_KERNELS", b"1") != b"0" if environ is not None else kernels_enabled()
+                if on:
+                    reg = _registry or registry()
+                    kernel = reg._kernel_cache.get((loss_name, type(arrays[0])), missing)
+                    if kernel is missing:
+                        kernel = reg.kernel_for(loss_name, arrays[0])
+                    if kernel is not None:
+                        result = kernel(*arrays, **options)
+                        if result is not NotImplemented:
+                            return result
             return function(*arrays, **options)
 
         dispatch.spec = spec  # type: ignore[attr-defined]
@@ -214,6 +229,24 @@ def _functional(spec: LossSpec) -> Callable[..., Any]:
     return define_loss(class_name=spec.class_name, name=spec.name)(spec.function)
 
 
+def _malformed(spec: LossSpec) -> str:
+    """What is wrong with a spec a plugin built by hand (``define_loss`` makes well-formed ones)."""
+    if not (isinstance(spec.name, str) and spec.name.isidentifier()):
+        return f"name {spec.name!r} is not a Python identifier"
+    if not (isinstance(spec.class_name, str) and spec.class_name.isidentifier()):
+        return f"class_name {spec.class_name!r} is not a Python identifier"
+    aliases = spec.aliases
+    if not (isinstance(aliases, (tuple, list)) and all(isinstance(a, str) and normalize(a) for a in aliases)):
+        return f"aliases {spec.aliases!r} is not a tuple of names"
+    if not callable(spec.function):
+        return f"function {spec.function!r} is not callable"
+    if not (isinstance(spec.inputs, tuple) and all(isinstance(i, str) for i in spec.inputs) and spec.inputs):
+        return f"inputs {spec.inputs!r} is not a non-empty tuple of argument names"
+    if not isinstance(spec.options, dict):
+        return f"options {spec.options!r} is not a dict of option defaults"
+    return ""
+
+
 def make_class(spec: LossSpec) -> type[Loss]:
     return type(spec.class_name, (Loss,), {
         "spec": spec,
@@ -263,11 +296,13 @@ class Registry:
                 continue
             self._add_spec(plugin, found)
         for plugin, item in call_each(self.pm, "lossreg_kernels", self.plugins):
-            if not isinstance(item, Kernel) or item.loss not in self.specs:
-                self._fault(plugin, f"lossreg_kernels returned {item!r}: not a Kernel of a registered loss")
+            loss, problem = self._kernel_loss(item)
+            if problem:
+                self._fault(plugin, f"lossreg_kernels returned {problem}; it is not used")
                 continue
-            kernel = Kernel(item.loss, item.backend, item.function, item.name or item.function.__name__, plugin)
-            self.kernels.setdefault((item.loss, item.backend), []).append(kernel)
+            name = item.name or getattr(item.function, "__name__", "kernel")
+            kernel = Kernel(loss, item.backend, item.function, name, plugin)
+            self.kernels.setdefault((loss, item.backend), []).append(kernel)
             self._note(plugin, "kernels", f"{kernel.loss}[{kernel.backend}]")
         for plugin, item in call_each(self.pm, "lossreg_backends", self.plugins):
             if not isinstance(item, Backend):
@@ -278,6 +313,13 @@ class Registry:
                 continue
             self.backends[item.name] = item
             self._note(plugin, "backends", item.name)
+        for (loss, backend), kernels in list(self.kernels.items()):
+            if backend not in self.backends:  # it could never be chosen, nor checked
+                del self.kernels[(loss, backend)]
+                for kernel in kernels:
+                    self.plugins[kernel.plugin].registered["kernels"].remove(f"{loss}[{backend}]")
+                    self._fault(kernel.plugin, f"kernel '{kernel.name}' of '{loss}' is for backend '{backend}', "
+                                               f"which no plugin provides (known: {', '.join(self.backends)})")
         for plugin, item in call_each(self.pm, "lossreg_cases", self.plugins):
             try:
                 cases = [item] if isinstance(item, Case) else load_cases(item)
@@ -289,12 +331,30 @@ class Registry:
             self.cases.extend(cases)
             self._note(plugin, "cases", f"{len(cases)} from {getattr(item, 'id', item)}")
 
+    def _kernel_loss(self, item: Any) -> tuple[str, str]:
+        """``(canonical name of the loss, "")`` for a well-formed kernel, else ``("", what is wrong)``."""
+        if not isinstance(item, Kernel):
+            return "", f"{type(item).__name__} {item!r:.60}, not a lossreg.Kernel"
+        if not (isinstance(item.loss, str) and isinstance(item.backend, str)):
+            return "", f"a Kernel whose loss {item.loss!r} or backend {item.backend!r} is not a name"
+        if not callable(item.function):
+            return "", f"a Kernel of '{item.loss}' whose function {item.function!r:.60} is not callable"
+        if normalize(item.loss) not in self.index:
+            return "", f"a Kernel of '{item.loss}', which is not a registered loss"
+        return self.index[normalize(item.loss)], ""
+
     def _add_spec(self, plugin: str, new: LossSpec) -> None:
+        problem = _malformed(new)
+        if problem:
+            self._fault(plugin, f"lossreg_losses returned a malformed spec {getattr(new, 'name', '?')!r}: {problem}")
+            return
         keys = {normalize(n): n for n in new.all_names}
         owners = {self.index[k] for k in keys if k in self.index}
         if owners and not new.replace:
-            taken = ", ".join(f"'{o}' of plugin '{self.specs[o].plugin}'" for o in sorted(owners))
-            self._fault(plugin, f"loss '{new.name}' clashes with {taken}; define it with replace=True to take over")
+            taken = "; ".join(f"'{n}' is a name of '{self.index[k]}' of plugin '{self.specs[self.index[k]].plugin}'"
+                              for k, n in keys.items() if k in self.index)
+            self._fault(plugin, f"loss '{new.name}' not registered: {taken}; define it with replace=True "
+                                "to take over")
             return
         for owner in owners:  # replace: the old spec goes entirely
             old = self.specs.pop(owner)
@@ -319,8 +379,8 @@ class Registry:
 
     def loss_class(self, name: str) -> type[Loss]:
         spec = self.lookup(name)
-        if spec.name not in self.classes:
-            self.classes[spec.name] = make_class(spec)
+        if spec.name not in self.classes:  # setdefault: racing threads all get the first class made
+            return self.classes.setdefault(spec.name, make_class(spec))
         return self.classes[spec.name]
 
     def kernel_for(self, loss: str, array: Any) -> Callable[..., Any] | None:
@@ -340,18 +400,26 @@ class Registry:
         return chosen
 
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # reentrant, so that a plugin asking for the registry while loading is told, not deadlocked
+_building = False
 _registry: Registry | None = None
 _extra: list[tuple[str, Any]] = []
 
 
 def registry() -> Registry:
     """The registry, loading plugins on first use (once, from whichever thread comes first)."""
-    global _registry
+    global _registry, _building
     if _registry is None:
         with _lock:
+            if _building:  # only the loading thread gets here: the others wait on the lock
+                raise PluginError("a plugin used the lossreg registry (get, spec, names, a class form, ...) while "
+                                  "plugins were loading; look losses up when they are called, not at import")
             if _registry is None:
-                _registry = Registry(list(_extra))
+                _building = True
+                try:
+                    _registry = Registry(list(_extra))
+                finally:
+                    _building = False
     return _registry
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-import array_api_extra as xpx
 from array_api_compat import device
 
 from .. import _xp
@@ -177,7 +176,7 @@ def _cross_entropy_probabilities(xp: Any, input: Any, target: Any, weight: Any, 
     if weight is not None:
         t = t * xp.reshape(_xp.as_dtype(xp, weight, work), _xp.class_shape(x))
     shifted, log_sum = _log_softmax_parts(xp, x)
-    losses = xp.sum(t * (xpx.expand_dims(log_sum, axis=(1,), xp=xp) - shifted), axis=1)
+    losses = xp.sum(t * (xp.expand_dims(log_sum, axis=1) - shifted), axis=1)
     if unbatched:
         losses = losses[0]
     return _xp.reduce(xp, losses, reduction, dtype)
@@ -198,21 +197,11 @@ def binary_cross_entropy(input: Any, target: Any, /, *, weight: Any = None, redu
     (N, 1); ``weight`` broadcasts to the input's shape.
     """
     name = "binary_cross_entropy"
-    xp, x, y, dtype = _xp.pointwise_inputs(name, input, target, reduction)
+    xp, x, y, dtype, weights = _weighted_pointwise(name, input, target, reduction, weight=weight)
     bad = _xp.check_values(name, "input", input, ~((x >= 0) & (x <= 1)), xp, "probabilities in [0, 1]")
     losses = -(y * _xp.safe_log(xp, x) + (1 - y) * _xp.safe_log(xp, 1 - x))
-    if weight is not None:
-        _xp.namespace(name, input=input, weight=weight)
-        _xp.check_floating(name, "weight", weight, xp)
-        try:
-            fits = xpx.broadcast_shapes(weight.shape, x.shape) == tuple(x.shape)
-        except ValueError:
-            fits = False
-        if not fits:
-            raise LossValueError(name, "weight", f"a shape that broadcasts to the input's {tuple(x.shape)}",
-                                     f"shape {tuple(weight.shape)}")
-        dtype = xp.result_type(dtype, weight.dtype)
-        losses = losses * _xp.as_dtype(xp, weight, losses.dtype)
+    if weights:
+        losses = losses * weights["weight"]
     return _xp.reduce(xp, _xp.poison(xp, losses, bad), reduction, dtype)
 
 

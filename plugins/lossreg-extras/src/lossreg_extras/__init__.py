@@ -1,0 +1,43 @@
+"""lossreg-extras: regression, classification and contrastive losses beyond torch.nn.
+
+Log-cosh, MAPE, MSLE and quantile (pinball) losses; poly-1 cross-entropy, generalized
+cross-entropy, sparsemax loss and z-loss; NT-Xent (InfoNCE). Each is written once against the
+Array API. The package also adds the ``numpy_readonly`` conformance backend, which proves that
+a loss never writes into its inputs. Installing it is enough: lossreg finds it through its
+``lossreg`` entry point.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from lossreg import hookimpl
+
+from .classification import generalized_cross_entropy, poly1_cross_entropy, sparsemax_loss, z_loss
+from .contrastive import nt_xent_loss
+from .regression import log_cosh_loss, mape_loss, msle_loss, quantile_loss
+
+__all__ = ["generalized_cross_entropy", "log_cosh_loss", "mape_loss", "msle_loss", "nt_xent_loss",
+           "poly1_cross_entropy", "quantile_loss", "sparsemax_loss", "z_loss"]
+__version__ = "0.1.0"
+
+LOSSES = [log_cosh_loss, mape_loss, msle_loss, quantile_loss, poly1_cross_entropy, generalized_cross_entropy,
+          sparsemax_loss, z_loss, nt_xent_loss]
+
+
+@hookimpl
+def lossreg_losses() -> list:
+    return LOSSES
+
+
+@hookimpl
+def lossreg_backends() -> list:
+    from .backends import NumPyReadOnlyBackend
+
+    return [NumPyReadOnlyBackend()]
+
+
+@hookimpl
+def lossreg_cases() -> list[Path]:
+    return [Path(str(resources.files(__name__) / "cases" / "extras.json"))]

@@ -1,0 +1,121 @@
+"""Classification losses beyond torch.nn: poly-1, generalized cross-entropy, sparsemax loss, z-loss.
+
+Each takes logits of shape (C), (N, C) or (N, C, d1, ...) with the class axis 1, as
+``torch.nn.CrossEntropyLoss`` does; those with targets take class indices and ``ignore_index``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from array_api_compat import device
+
+from lossreg import _xp, define_loss
+from lossreg.errors import LossValueError
+
+from ._ops import class_inputs, log_softmax, reduce_classes, shifted_logsumexp
+
+
+@define_loss(
+    class_name="Poly1CrossEntropyLoss",
+    aliases=("poly1", "poly1_loss", "poly_loss"),
+    reference="Leng et al. 2022, 'PolyLoss', eq. 3 (Poly-1)",
+)
+def poly1_cross_entropy(input: Any, target: Any, /, *, epsilon: float = 1.0, ignore_index: int = -100,
+                        reduction: str = "mean") -> Any:
+    """Poly-1 loss: cross-entropy plus ``ε (1 - p_t)``, ``p_t`` the probability of the target class.
+
+    ``epsilon = 0`` is cross-entropy; the paper keeps ``ε ≥ -1`` so the loss stays decreasing in
+    ``p_t``. ``ignore_index`` and the reductions are those of ``cross_entropy`` without weights.
+    Shapes: ``input`` (C), (N, C) or (N, C, d1, ...); ``target`` (), (N) or (N, d1, ...).
+    """
+    name = "poly1_cross_entropy"
+    _xp.check_number(name, "epsilon", epsilon, -1.0)
+    cls = class_inputs(name, input, target, ignore_index, reduction)
+    log_p = _xp.take_class(cls.xp, log_softmax(cls.xp, cls.input), cls.target)
+    return reduce_classes(cls, -log_p - epsilon * cls.xp.expm1(log_p), reduction)
+
+
+@define_loss(
+    class_name="GeneralizedCrossEntropyLoss",
+    aliases=("gce", "gce_loss"),
+    reference="Zhang & Sabuncu 2018, 'Generalized Cross Entropy Loss for Training Deep Neural "
+              "Networks with Noisy Labels', eq. 6",
+)
+def generalized_cross_entropy(input: Any, target: Any, /, *, q: float = 0.7, ignore_index: int = -100,
+                              reduction: str = "mean") -> Any:
+    """Generalized cross-entropy: ``ℓ = (1 - p_t^q) / q``, robust to noisy labels.
+
+    ``q → 0`` tends to cross-entropy, ``q = 1`` is the mean absolute error of the probabilities
+    (``1 - p_t``); the paper recommends 0.7. ``ignore_index`` and reductions as ``cross_entropy``.
+    Shapes: ``input`` (C), (N, C) or (N, C, d1, ...); ``target`` (), (N) or (N, d1, ...).
+    """
+    name = "generalized_cross_entropy"
+    _xp.check_number(name, "q", q, 0.0, 1.0)
+    if q == 0:
+        raise LossValueError(name, "q", "a number in (0, 1]", "0 (use cross_entropy)")
+    cls = class_inputs(name, input, target, ignore_index, reduction)
+    log_p = _xp.take_class(cls.xp, log_softmax(cls.xp, cls.input), cls.target)
+    return reduce_classes(cls, -cls.xp.expm1(q * log_p) / q, reduction)  # expm1: exact for p_t near 1
+
+
+@define_loss(
+    class_name="SparsemaxLoss",
+    aliases=("sparsemax",),
+    reference="Martins & Astudillo 2016, 'From Softmax to Sparsemax', eq. 20",
+)
+def sparsemax_loss(input: Any, target: Any, /, *, ignore_index: int = -100, reduction: str = "mean") -> Any:
+    """Sparsemax loss: ``ℓ = -z_t + ½ Σ_{j∈S(z)} (z_j² - τ(z)²) + ½``, the loss whose gradient is
+    ``sparsemax(z) - onehot(t)``.
+
+    ``τ`` is the sparsemax threshold and ``S(z) = {j : z_j > τ}`` its support. The support is
+    found without sorting (Dask cannot sort along an axis, JAX cannot under ``jit`` with a
+    data-dependent length): ``j ∈ S`` iff ``1 + k_j z_j > Σ_{i: z_i ≥ z_j} z_i`` with
+    ``k_j = #{i : z_i ≥ z_j}``, which takes O(C²) memory per sample. Logits are shifted by their
+    maximum first (the loss is shift-invariant), so large logits keep their precision.
+    ``ignore_index`` and reductions as ``cross_entropy``. Shapes: ``input`` (C), (N, C) or
+    (N, C, d1, ...); ``target`` (), (N) or (N, d1, ...).
+    """
+    cls = class_inputs("sparsemax_loss", input, target, ignore_index, reduction)
+    xp, x = cls.xp, cls.input
+    if 0 in x.shape:
+        return reduce_classes(cls, xp.zeros(cls.target.shape, dtype=x.dtype, device=device(x)), reduction)
+    _, z, _ = shifted_logsumexp(xp, x)  # z = x - max(x): the largest logit is 0
+    zj, zi = xp.expand_dims(z, axis=2), xp.expand_dims(z, axis=1)  # (N, C, 1, *d), (N, 1, C, *d)
+    above = xp.astype(zi >= zj, z.dtype)  # [z_i ≥ z_j] at [n, j, i]
+    k, cumulative = xp.sum(above, axis=2), xp.sum(above * zi, axis=2)
+    support = xp.astype(1 + k * z > cumulative, z.dtype)
+    tau = (xp.sum(support * z, axis=1, keepdims=True) - 1) / xp.sum(support, axis=1, keepdims=True)
+    losses = 0.5 * xp.sum(support * (z * z - tau * tau), axis=1) - _xp.take_class(xp, z, cls.target) + 0.5
+    return reduce_classes(cls, losses, reduction)
+
+
+@define_loss(
+    class_name="ZLoss",
+    aliases=("logit_z_loss",),
+    reference="Chowdhery et al. 2022, 'PaLM', section 5 (auxiliary z-loss)",
+)
+def z_loss(input: Any, /, *, reduction: str = "mean") -> Any:
+    """The square of the log-partition function: ``ℓ_n = (log Σ_c exp(x[n, c]))²``.
+
+    An auxiliary loss that keeps the softmax normalizer near 1 (PaLM adds it with weight 1e-4) so
+    that large-vocabulary logits do not drift. Shapes: ``input`` (C), (N, C) or (N, C, d1, ...) of
+    logits; "none" gives (), (N) or (N, d1, ...).
+    """
+    name = "z_loss"
+    xp = _xp.namespace(name, input=input)
+    _xp.check_floating(name, "input", input, xp)
+    _xp.check_reduction(name, reduction)
+    if input.ndim == 0 or input.shape[0 if input.ndim == 1 else 1] == 0:
+        raise LossValueError(name, "input", "logits of shape (C), (N, C) or (N, C, d1, ...) with C ≥ 1",
+                             f"shape {tuple(input.shape)}")
+    unbatched = input.ndim == 1
+    dtype = input.dtype
+    x = _xp.as_dtype(xp, xp.expand_dims(input, axis=0) if unbatched else input, _xp.compute_dtype(xp, dtype))
+    if x.shape[0] == 0:  # Dask cannot take the max of an empty chunk
+        losses = xp.zeros((0, *x.shape[2:]), dtype=x.dtype, device=device(x))
+    else:
+        m, _, lse = shifted_logsumexp(xp, x)
+        z = xp.squeeze(m + lse, axis=1)
+        losses = z * z
+    return _xp.reduce(xp, losses[0] if unbatched else losses, reduction, dtype)

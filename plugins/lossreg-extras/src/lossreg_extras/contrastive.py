@@ -1,0 +1,63 @@
+"""Contrastive representation losses: NT-Xent (the InfoNCE of SimCLR)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from array_api_compat import device
+
+from lossreg import _xp, define_loss
+from lossreg.errors import LossValueError
+
+from ._ops import shifted_logsumexp
+
+
+def _unit_rows(xp: Any, x: Any, eps: float = 1e-12) -> Any:
+    """Rows scaled to unit length, as ``torch.nn.functional.normalize``; a zero row stays zero."""
+    squared = xp.sum(x * x, axis=1, keepdims=True)
+    nonzero = squared > 0
+    norm = xp.where(nonzero, xp.sqrt(xp.where(nonzero, squared, xp.ones_like(squared))), xp.zeros_like(squared))
+    return x / xp.where(norm > eps, norm, eps * xp.ones_like(norm))
+
+
+@define_loss(
+    class_name="NTXentLoss",
+    aliases=("nt_xent", "ntxent", "simclr_loss", "info_nce", "infonce"),
+    differentiable=("input", "positive"),
+    reference="Chen et al. 2020, 'A Simple Framework for Contrastive Learning of Visual Representations' "
+              "(SimCLR), eq. 1",
+)
+def nt_xent_loss(input: Any, positive: Any, /, *, temperature: float = 0.5, reduction: str = "mean") -> Any:
+    """Normalized temperature-scaled cross-entropy of two views of a batch of N examples.
+
+    The 2N embeddings ``z = [input; positive]`` are scaled to unit length, ``s_ij = z_i·z_j / τ``,
+    and each one's loss is ``ℓ_i = -s_{i,p(i)} + log Σ_{k≠i} exp(s_ik)``, ``p(i)`` its other view:
+    the other 2N - 2 embeddings are its negatives. Shapes: ``input`` and ``positive`` (N, D),
+    N ≥ 1; "none" gives (2N,), the losses of the ``input`` rows first.
+    """
+    name = "nt_xent_loss"
+    _xp.check_number(name, "temperature", temperature, 0.0)
+    if temperature == 0:
+        raise LossValueError(name, "temperature", "a positive number", "0")
+    xp = _xp.namespace(name, input=input, positive=positive)
+    _xp.check_floating(name, "input", input, xp)
+    _xp.check_floating(name, "positive", positive, xp)
+    _xp.check_reduction(name, reduction)
+    _xp.check_shape(name, "input", input, (None, None), "embeddings of shape (N, D)")
+    _xp.check_same_shape(name, "positive", positive, "input", input)
+    n = input.shape[0]
+    if n == 0:
+        raise LossValueError(name, "input", "at least one pair of embeddings (N ≥ 1)", "shape (0, D)")
+    dtype = xp.result_type(input, positive)
+    work = _xp.compute_dtype(xp, dtype)
+    u, v = _unit_rows(xp, _xp.as_dtype(xp, input, work)), _unit_rows(xp, _xp.as_dtype(xp, positive, work))
+    z = xp.concat([u, v], axis=0)
+    similarity = xp.matmul(z, xp.permute_dims(z, (1, 0))) / temperature
+    index = xp.arange(2 * n, device=device(z))
+    itself = xp.expand_dims(index, axis=1) == xp.expand_dims(index, axis=0)
+    similarity = xp.where(itself, xp.full_like(similarity, -math.inf), similarity)
+    m, _, lse = shifted_logsumexp(xp, similarity)
+    pair = xp.sum(u * v, axis=1) / temperature
+    losses = (xp.squeeze(m, axis=1) - xp.concat([pair, pair], axis=0)) + xp.squeeze(lse, axis=1)
+    return _xp.reduce(xp, losses, reduction, dtype)

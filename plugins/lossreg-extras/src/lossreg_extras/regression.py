@@ -1,0 +1,84 @@
+"""Regression losses beyond torch.nn, as Keras 3 has them: log-cosh, MAPE, MSLE, quantile (pinball)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lossreg import _xp, define_loss
+
+
+@define_loss(
+    class_name="LogCoshLoss",
+    aliases=("log_cosh", "logcosh"),
+    differentiable=("input", "target"),
+    reference="keras.losses.log_cosh",
+)
+def log_cosh_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
+    """Log-cosh error: ``ℓ_i = log cosh(x_i - y_i)``, then reduced.
+
+    About ``d²/2`` for small errors and ``|d| - log 2`` for large ones: smooth like MSE, robust
+    like L1. Computed as ``|d| + log1p(expm1(-2|d|) / 2)``, which neither overflows nor loses the
+    small errors. Shapes: ``input`` and ``target`` of one shape (unequal shapes are an error).
+    Keras' ``log_cosh`` averages over the last axis; here the reduction decides.
+    """
+    xp, x, y, dtype = _xp.pointwise_inputs("log_cosh_loss", input, target, reduction)
+    d = x - y
+    a = xp.where(d >= 0, d, -d)  # |d|, each side analytic, so the gradient at 0 is tanh(0) = 0
+    return _xp.reduce(xp, a + xp.log1p(xp.expm1(-2 * a) / 2), reduction, dtype)
+
+
+@define_loss(
+    class_name="MAPELoss",
+    aliases=("mape", "mean_absolute_percentage_error"),
+    reference="keras.losses.mean_absolute_percentage_error",
+)
+def mape_loss(input: Any, target: Any, /, *, eps: float = 1e-7, reduction: str = "mean") -> Any:
+    """Absolute percentage error: ``ℓ_i = 100 · |x_i - y_i| / max(|y_i|, ε)``, then reduced.
+
+    ``eps`` (Keras' ``epsilon()``) keeps targets at 0 finite. Shapes: ``input`` and ``target`` of
+    one shape. The gradient at ``x = y`` is 0, as L1's.
+    """
+    name = "mape_loss"
+    _xp.check_number(name, "eps", eps, 0.0)
+    xp, x, y, dtype = _xp.pointwise_inputs(name, input, target, reduction)
+    d = x - y
+    return _xp.reduce(xp, 100 * (xp.sign(d) * d) / xp.clip(xp.abs(y), min=eps), reduction, dtype)
+
+
+@define_loss(
+    class_name="MSLELoss",
+    aliases=("msle", "mean_squared_logarithmic_error"),
+    differentiable=("input", "target"),
+    reference="keras.losses.mean_squared_logarithmic_error",
+)
+def msle_loss(input: Any, target: Any, /, *, eps: float = 1e-7, reduction: str = "mean") -> Any:
+    """Squared logarithmic error: ``ℓ_i = (log(1 + max(x_i, ε)) - log(1 + max(y_i, ε)))²``.
+
+    For non-negative quantities (counts, prices) where relative errors matter; values below
+    ``eps`` count as ``eps``, as in Keras, so negative predictions cost like 0 and get no gradient.
+    Shapes: ``input`` and ``target`` of one shape.
+    """
+    name = "msle_loss"
+    _xp.check_number(name, "eps", eps, 0.0)
+    xp, x, y, dtype = _xp.pointwise_inputs(name, input, target, reduction)
+    d = xp.log1p(xp.clip(x, min=eps)) - xp.log1p(xp.clip(y, min=eps))
+    return _xp.reduce(xp, d * d, reduction, dtype)
+
+
+@define_loss(
+    class_name="QuantileLoss",
+    aliases=("pinball_loss", "pinball"),
+    reference="Koenker & Bassett 1978, 'Regression Quantiles'; sklearn.metrics.mean_pinball_loss",
+)
+def quantile_loss(input: Any, target: Any, /, *, quantile: float = 0.5, reduction: str = "mean") -> Any:
+    """Pinball loss of a predicted ``quantile`` q: ``ℓ_i = max(q d_i, (q - 1) d_i)``, ``d_i = y_i - x_i``.
+
+    Minimized in expectation by the q-quantile of the target; q = ½ is half the L1 loss. At
+    ``x = y`` the gradient is that of the ``y ≥ x`` side, ``-q``. Shapes: ``input`` and ``target``
+    of one shape.
+    """
+    name = "quantile_loss"
+    _xp.check_number(name, "quantile", quantile, 0.0, 1.0)
+    xp, x, y, dtype = _xp.pointwise_inputs(name, input, target, reduction)
+    d = y - x
+    return _xp.reduce(xp, xp.where(d >= 0, quantile * d, (quantile - 1) * d), reduction, dtype)

@@ -1,0 +1,30 @@
+"""torch kernels: the same losses through torch's fused native operators.
+
+torch is imported when a kernel is first called, never when the plugin loads, so that
+``import lossreg`` and ``lossreg list`` stay free of torch. A kernel shares its loss's checks
+(and so its errors) and must agree with the portable definition; the conformance suite runs both.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lossreg import _xp
+
+from .losses import binary_focal_inputs
+
+
+def binary_focal_loss_torch(input: Any, target: Any, /, *, alpha: float | None = 0.25, gamma: float = 2.0,
+                            reduction: str = "mean") -> Any:
+    """:func:`~lossreg_segmentation.losses.binary_focal_loss` with torch's fused
+    ``binary_cross_entropy_with_logits`` and ``sigmoid``: about half the operators of the portable form."""
+    import torch
+    import torch.nn.functional as F
+
+    xp, x, t, dtype = binary_focal_inputs(input, target, alpha, gamma, reduction)
+    ce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
+    z = t * torch.sigmoid(-x) + (1 - t) * torch.sigmoid(x)  # 1 - p_t, without cancellation
+    losses = ce if gamma == 0 else ce * z.pow(gamma)
+    if alpha is not None:
+        losses = losses * (alpha * t + (1 - alpha) * (1 - t))
+    return _xp.reduce(xp, losses, reduction, dtype)

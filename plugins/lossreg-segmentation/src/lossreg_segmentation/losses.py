@@ -1,0 +1,167 @@
+"""Segmentation and class-imbalance losses, each one pure array-API function.
+
+Overlap losses (Dice, Tversky, generalized Dice) compare per-sample probability maps with
+target masks; focal losses down-weight the examples a model already gets right.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from lossreg import _xp, define_loss
+from lossreg.errors import LossValueError
+
+from ._ops import class_inputs, flat_samples, log_softmax, power, reduce_classes, sigmoids, unit_interval
+
+
+def _overlap_inputs(loss: str, input: Any, target: Any, reduction: str, smooth: Any) -> tuple[Any, Any, Any, Any]:
+    """Probabilities and targets of one shape ``(N, d1, ...)``, flattened to ``(N, M)``."""
+    xp, x, y, dtype = _xp.pointwise_inputs(loss, input, target, reduction)
+    _xp.check_number(loss, "smooth", smooth, 0.0)
+    if input.ndim == 0:
+        raise LossValueError(loss, "input", "a batch of shape (N, d1, ...), at least 1-d", "a 0-d array")
+    x = unit_interval(loss, "input", input, x, xp)
+    y = unit_interval(loss, "target", target, y, xp)
+    return xp, flat_samples(xp, x), flat_samples(xp, y), dtype
+
+
+@define_loss(
+    class_name="DiceLoss",
+    aliases=("dice", "soft_dice_loss"),
+    differentiable=("input", "target"),
+    reference="Milletari et al. 2016 (V-Net), eq. 1, with the linear denominator of keras.losses.Dice",
+)
+def dice_loss(input: Any, target: Any, /, *, smooth: float = 1.0, reduction: str = "mean") -> Any:
+    """Soft Dice loss of each sample: ``ℓ_n = 1 - (2 Σ x y + s) / (Σ x + Σ y + s)``.
+
+    Shapes: ``input`` (probabilities in [0, 1]) and ``target`` (masks or soft labels in [0, 1])
+    of one shape ``(N, d1, ...)``; sums run over every axis but the batch axis, so "none" gives
+    shape ``(N,)``. ``smooth`` (s ≥ 0, as MONAI's ``smooth_nr = smooth_dr``) keeps empty masks
+    finite: a sample with empty prediction and target has loss 0. Keras' ``Dice`` sums over the
+    whole batch instead; MONAI's ``DiceLoss(batch=False)`` matches this.
+    """
+    xp, x, y, dtype = _overlap_inputs("dice_loss", input, target, reduction, smooth)
+    overlap = xp.sum(x * y, axis=1)
+    total = xp.sum(x, axis=1) + xp.sum(y, axis=1)
+    return _xp.reduce(xp, 1 - (2 * overlap + smooth) / (total + smooth), reduction, dtype)
+
+
+@define_loss(
+    class_name="TverskyLoss",
+    aliases=("tversky",),
+    differentiable=("input", "target"),
+    reference="Salehi et al. 2017, 'Tversky loss function for image segmentation', eq. 3",
+)
+def tversky_loss(input: Any, target: Any, /, *, alpha: float = 0.5, beta: float = 0.5, smooth: float = 1.0,
+                 reduction: str = "mean") -> Any:
+    """Tversky loss of each sample: ``ℓ_n = 1 - (TP + s) / (TP + α FP + β FN + s)``.
+
+    ``TP = Σ x y``, ``FP = Σ x (1 - y)``, ``FN = Σ (1 - x) y`` over every axis but the batch
+    axis. α weighs false positives, β false negatives (β > α favours recall); α = β = ½ with
+    s = 0 is the Dice loss. Shapes and ``smooth`` as :func:`dice_loss`; "none" gives ``(N,)``.
+    """
+    name = "tversky_loss"
+    _xp.check_number(name, "alpha", alpha, 0.0)
+    _xp.check_number(name, "beta", beta, 0.0)
+    xp, x, y, dtype = _overlap_inputs(name, input, target, reduction, smooth)
+    tp = xp.sum(x * y, axis=1)
+    fp = xp.sum(x * (1 - y), axis=1)
+    fn = xp.sum((1 - x) * y, axis=1)
+    return _xp.reduce(xp, 1 - (tp + smooth) / (tp + alpha * fp + beta * fn + smooth), reduction, dtype)
+
+
+@define_loss(
+    class_name="GeneralizedDiceLoss",
+    aliases=("generalized_dice", "gdl"),
+    differentiable=("input",),
+    reference="Sudre et al. 2017, 'Generalised Dice overlap as a deep learning loss function', eq. 2",
+)
+def generalized_dice_loss(input: Any, target: Any, /, *, smooth: float = 1e-5, reduction: str = "mean") -> Any:
+    """Generalized Dice loss: Dice summed over classes, each weighted by its inverse squared volume.
+
+    ``ℓ_n = 1 - (2 Σ_c w_c Σ x_c y_c + s) / (Σ_c w_c Σ (x_c + y_c) + s)`` with
+    ``w_c = 1 / (Σ y_c)²``; a class absent from a sample's target gets that sample's largest
+    finite weight, as MONAI's ``GeneralizedDiceLoss`` does. Shapes: ``input`` (class
+    probabilities, e.g. a softmax) and ``target`` (one-hot or soft labels) of one shape
+    ``(N, C, d1, ...)``, values in [0, 1]; "none" gives ``(N,)``. The weights depend on the target
+    only, which is not differentiated.
+    """
+    name = "generalized_dice_loss"
+    xp, x, y, dtype = _xp.pointwise_inputs(name, input, target, reduction)
+    _xp.check_number(name, "smooth", smooth, 0.0)
+    if input.ndim < 2 or input.shape[1] == 0:
+        raise LossValueError(name, "input", "class probabilities of shape (N, C, d1, ...) with C ≥ 1",
+                             f"shape {tuple(input.shape)}")
+    x = unit_interval(name, "input", input, x, xp)
+    y = unit_interval(name, "target", target, y, xp)
+    shape = (x.shape[0], x.shape[1], math.prod(x.shape[2:]))
+    x, y = xp.reshape(x, shape), xp.reshape(y, shape)
+    volume = xp.sum(y, axis=2)  # (N, C)
+    present = volume > 0
+    w = xp.where(present, 1 / xp.where(present, volume, xp.ones_like(volume)) ** 2, xp.zeros_like(volume))
+    w = xp.where(present, w, xp.max(w, axis=1, keepdims=True))
+    overlap = xp.sum(w * xp.sum(x * y, axis=2), axis=1)
+    total = xp.sum(w * (xp.sum(x, axis=2) + volume), axis=1)
+    return _xp.reduce(xp, 1 - (2 * overlap + smooth) / (total + smooth), reduction, dtype)
+
+
+def binary_focal_inputs(input: Any, target: Any, alpha: Any, gamma: Any, reduction: str) -> tuple[Any, Any, Any, Any]:
+    """The checks of :func:`binary_focal_loss`, shared with its torch kernel."""
+    name = "binary_focal_loss"
+    if alpha is not None:
+        _xp.check_number(name, "alpha", alpha, 0.0, 1.0)
+    _xp.check_number(name, "gamma", gamma, 0.0)
+    xp, x, t, dtype = _xp.pointwise_inputs(name, input, target, reduction)
+    return xp, x, unit_interval(name, "target", target, t, xp), dtype
+
+
+@define_loss(
+    class_name="BinaryFocalLoss",
+    aliases=("sigmoid_focal_loss", "binary_focal_crossentropy"),
+    differentiable=("input", "target"),
+    reference="Lin et al. 2017, 'Focal Loss for Dense Object Detection', eq. 5; torchvision.ops.sigmoid_focal_loss",
+)
+def binary_focal_loss(input: Any, target: Any, /, *, alpha: float | None = 0.25, gamma: float = 2.0,
+                      reduction: str = "mean") -> Any:
+    """Focal loss of logits against binary (or soft) targets: ``ℓ = -α_t (1 - p_t)^γ log p_t``.
+
+    ``p = σ(x)``, ``p_t = p y + (1 - p)(1 - y)``, ``α_t = α y + (1 - α)(1 - y)``; ``alpha=None``
+    drops the α weighting (torchvision's ``alpha=-1``), ``gamma=0`` gives BCE with logits.
+    Shapes: ``input`` (logits) and ``target`` (in [0, 1]) of one shape. As torchvision's
+    ``sigmoid_focal_loss`` (whose default reduction is "none"; here "mean", as every lossreg loss).
+    """
+    xp, x, t, dtype = binary_focal_inputs(input, target, alpha, gamma, reduction)
+    log_p, log_q, p, q = sigmoids(xp, x)
+    ce = -(t * log_p + (1 - t) * log_q)
+    losses = power(xp, t * q + (1 - t) * p, gamma) * ce  # 1 - p_t, without cancellation
+    if alpha is not None:
+        losses = (alpha * t + (1 - alpha) * (1 - t)) * losses
+    return _xp.reduce(xp, losses, reduction, dtype)
+
+
+@define_loss(
+    class_name="FocalLoss",
+    aliases=("categorical_focal_loss", "sparse_categorical_focal_loss", "softmax_focal_loss"),
+    array_options=("weight",),
+    reference="Lin et al. 2017, 'Focal Loss for Dense Object Detection', eq. 5, on softmax probabilities",
+)
+def focal_loss(input: Any, target: Any, /, *, gamma: float = 2.0, weight: Any = None, ignore_index: int = -100,
+               reduction: str = "mean") -> Any:
+    """Focal loss of logits against class indices: ``ℓ_n = -w[y_n] (1 - p_n)^γ log p_n``.
+
+    ``p_n = softmax(x_n)[y_n]``. ``weight`` (one per class, the α_t of the paper), ``ignore_index``
+    and the reductions are those of ``cross_entropy`` ("mean" divides by the summed weights of the
+    counted targets), so ``gamma=0`` is exactly cross-entropy. Shapes: ``input`` (C), (N, C) or
+    (N, C, d1, ...); ``target`` (), (N) or (N, d1, ...).
+    """
+    name = "focal_loss"
+    _xp.check_number(name, "gamma", gamma, 0.0)
+    cls = class_inputs(name, input, target, ignore_index, reduction, weight)
+    xp = cls.xp
+    log_p = _xp.take_class(xp, log_softmax(xp, cls.input), cls.target)
+    losses = -cls.weight * power(xp, -xp.expm1(log_p), gamma) * log_p  # -expm1: 1 - p without cancellation
+    return reduce_classes(cls, losses, reduction)
+
+
+LOSSES = [dice_loss, tversky_loss, generalized_dice_loss, binary_focal_loss, focal_loss]

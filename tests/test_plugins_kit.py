@@ -1,0 +1,119 @@
+"""The plugin author's kit in lossreg's pytest plugin: check_conformance and the fixtures."""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+import lossreg
+from lossreg.conformance import Case
+from lossreg.pytest_plugin import check_conformance
+
+
+@lossreg.define_loss(class_name="KitCubeLoss", differentiable=("input",))
+def kit_cube_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
+    """``ℓ_i = (x_i - y_i)³``: a loss for these tests only."""
+    from lossreg import _xp
+
+    xp, x, y, dtype = _xp.pointwise_inputs("kit_cube_loss", input, target, reduction)
+    return _xp.reduce(xp, (x - y) ** 3, reduction, dtype)
+
+
+def _case(expected: float, grad: list[float]) -> Case:
+    return Case("kit_cube_loss", "sum", {"input": {"data": [1.0, 3.0]}, "target": {"data": [0.0, 1.0]}},
+                {"reduction": "sum"}, expected=expected, grads={"input": grad})
+
+
+@pytest.fixture
+def plugin() -> Iterator[types.SimpleNamespace]:
+    """An in-process plugin; tests set its cases."""
+    found = types.SimpleNamespace(cases=[_case(9.0, [3.0, 12.0])])
+    found.lossreg_losses = lossreg.hookimpl(lambda: [kit_cube_loss])
+    found.lossreg_cases = lossreg.hookimpl(lambda: found.cases)
+    lossreg.register_plugin(found, name="kit")
+    yield found
+    lossreg.unregister_plugin("kit")
+
+
+def test_check_conformance_passes_and_returns_the_outcomes(plugin):
+    outcomes = check_conformance(plugin="kit", backends="numpy,torch")
+    assert {(o.backend, o.dtype, o.status) for o in outcomes} == {
+        (b, d, "passed") for b in ("numpy", "torch") for d in ("float32", "float64")}
+
+
+def test_check_conformance_fails_with_the_matrix(plugin):
+    plugin.cases = [_case(9.0, [3.0, 11.0])]  # a wrong gradient: only backends with autograd see it
+    lossreg.reload()
+    with pytest.raises(pytest.fail.Exception) as failed:
+        check_conformance(["kit_cube_loss"], backends=["numpy", "torch"], dtypes=["float64"])
+    message = str(failed.value)
+    assert "kit_cube_loss | ok 0.00" in message and "| FAIL" in message
+    assert "FAIL kit_cube_loss [torch/float64/cpu, portable]" in message and "gradient of input" in message
+
+
+def test_check_conformance_fails_for_a_loss_without_cases(plugin):
+    plugin.cases = []
+    lossreg.reload()
+    with pytest.raises(pytest.fail.Exception, match="no conformance cases are registered"):
+        check_conformance(plugin="kit", backends=["numpy"])
+
+
+def test_check_conformance_says_what_is_missing():
+    with pytest.raises(pytest.fail.Exception, match=r"no lossreg plugin named 'nope' is loaded.*pip install -e"):
+        check_conformance(plugin="nope")
+    with pytest.raises(pytest.fail.Exception, match="no loss named 'nope_loss' is registered"):
+        check_conformance(["nope_loss"])
+    with pytest.raises(pytest.fail.Exception, match="unknown backend tensorflow"):
+        check_conformance(["mse_loss"], backends=["tensorflow"])
+
+
+def test_check_conformance_fails_for_a_plugin_with_faults():
+    broken = types.SimpleNamespace(lossreg_losses=lossreg.hookimpl(lambda: [kit_cube_loss, 42]))
+    with pytest.warns(lossreg.LossregPluginWarning, match="lossreg plugin 'broken': lossreg_losses returned int"):
+        lossreg.register_plugin(broken, name="broken")
+    try:
+        with pytest.raises(pytest.fail.Exception, match="plugin 'broken' is loaded: lossreg_losses returned int"):
+            check_conformance(plugin="broken", backends=["numpy"])
+    finally:
+        lossreg.unregister_plugin("broken")
+
+
+def test_check_conformance_skips_when_no_backend_can_run(monkeypatch):
+    backend = lossreg.registry().backends["numpy"]
+    monkeypatch.setattr(type(backend), "unavailable", lambda self: "pretend it is not installed")
+    with pytest.raises(pytest.skip.Exception, match="not run: numpy: pretend it is not installed"):
+        check_conformance(["mse_loss"], backends=["numpy"])
+
+
+def test_the_xp_fixture_runs_once_per_backend(xp, backend):
+    x = xp.asarray(np.array([1.0, 2.0, 3.0]))
+    assert backend.owns(x)
+    assert float(lossreg.mse_loss(x, x + 1)) == 1.0
+
+
+def test_the_conformance_fixture_uses_the_command_line_backends(lossreg_conformance, request, plugin):
+    outcomes = lossreg_conformance(plugin="kit", dtypes=["float64"])
+    wanted = [b.strip() for b in request.config.getoption("--backend").split(",")]
+    assert [o.backend for o in outcomes] == [b for b in wanted if not lossreg.registry().backends[b].unavailable()]
+
+
+def test_a_kernel_named_by_alias_is_used_and_may_decline():
+    calls = []
+
+    def declining(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
+        calls.append(reduction)
+        return NotImplemented  # hands the call back to the portable definition
+
+    plugin = types.SimpleNamespace(lossreg_kernels=lossreg.hookimpl(
+        lambda: [lossreg.Kernel(loss="MSE", backend="numpy", function=declining)]))
+    lossreg.register_plugin(plugin, name="alias_kernel")
+    try:
+        assert lossreg.registry().plugins["alias_kernel"].registered == {"kernels": ["mse_loss[numpy]"]}
+        assert float(lossreg.mse_loss(np.ones(2), np.zeros(2), reduction="sum")) == 2.0
+        assert calls == ["sum"]
+    finally:
+        lossreg.unregister_plugin("alias_kernel")

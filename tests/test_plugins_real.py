@@ -1,0 +1,83 @@
+"""The real plugin packages under plugins/: pip-installed, listed, conformant, and passing their own tests."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from fixtures.plugin_sites import LOSSREG, PLUGINS, pip_install, probe, run
+
+SEGMENTATION = ["dice_loss", "tversky_loss", "generalized_dice_loss", "binary_focal_loss", "focal_loss"]
+EXTRAS = ["log_cosh_loss", "mape_loss", "msle_loss", "quantile_loss", "poly1_cross_entropy",
+          "generalized_cross_entropy", "sparsemax_loss", "z_loss", "nt_xent_loss"]
+PACKAGES = {"segmentation": SEGMENTATION, "extras": EXTRAS}
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = tmp_path_factory.mktemp("real-plugins") / "site"
+    return pip_install([PLUGINS / f"lossreg-{name}" for name in PACKAGES], target)
+
+
+def test_each_package_has_what_a_distribution_needs():
+    for name in PACKAGES:
+        root = PLUGINS / f"lossreg-{name}"
+        pyproject = (root / "pyproject.toml").read_text()
+        assert "[project.entry-points.lossreg]" in pyproject and f'{name} = "lossreg_{name}"' in pyproject
+        assert (root / "README.md").is_file() and (root / "generate_cases.py").is_file()
+        assert list((root / "tests").glob("test_*.py"))
+        cases = json.loads((root / "src" / f"lossreg_{name}" / "cases" / f"{name}.json").read_text())["cases"]
+        assert {case["loss"] for case in cases} == set(PACKAGES[name])
+        assert all(case.get("source") for case in cases)
+
+
+def test_installed_losses_appear_in_lossreg_list(site):
+    done = run([*LOSSREG, "list", "--json"], site)
+    assert done.returncode == 0, done.stderr
+    plugin_of = {row["name"]: row["plugin"] for row in json.loads(done.stdout)}
+    for plugin, losses in PACKAGES.items():
+        for loss in losses:
+            assert plugin_of[loss] == plugin
+    assert plugin_of["cross_entropy"] == "lossreg"
+    assert len(SEGMENTATION) + len(EXTRAS) >= 12
+
+
+def test_lossreg_plugins_shows_them_without_faults(site):
+    done = run([*LOSSREG, "plugins", "--strict"], site, LOSSREG_SLOW_IMPORT_S="30")  # a loaded CI machine is slow
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "segmentation  [loaded]  lossreg-segmentation 0.1.0  import " in done.stdout
+    assert "extras  [loaded]  lossreg-extras 0.1.0  import " in done.stdout
+    assert "kernels (1): binary_focal_loss[torch]" in done.stdout
+    assert "backends (1): numpy_readonly" in done.stdout
+
+
+def test_conformance_passes_on_numpy_array_api_strict_torch_and_read_only_numpy(site):
+    losses = ",".join(SEGMENTATION + EXTRAS)
+    done = run([*LOSSREG, "conformance", "--backend", "numpy,array_api_strict,torch,numpy_readonly", "--loss", losses],
+               site)
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
+    rows = {line.split("|")[0].strip(): line for line in done.stdout.splitlines() if "|" in line}
+    for loss in SEGMENTATION + EXTRAS:
+        assert rows[loss].count("ok ") == 8, rows[loss]  # 4 backends × float32, float64
+    assert "+k" in rows["binary_focal_loss"]  # the torch kernel ran, and passed, too
+    assert " 0 failed, 0 unsupported" in done.stdout
+
+
+def test_loading_the_plugins_imports_no_torch(site):
+    report = probe(site, "out['torch'] = 'torch' in sys.modules", LOSSREG_SLOW_IMPORT_S="30")
+    assert report["torch"] is False and report["warnings"] == []
+    assert "binary_focal_loss[torch]:segmentation" in report["kernels"]
+
+
+@pytest.mark.parametrize("name", list(PACKAGES))
+def test_the_package_passes_its_own_tests(site, name, tmp_path):
+    package = tmp_path / name
+    shutil.copytree(PLUGINS / f"lossreg-{name}", package, ignore=shutil.ignore_patterns("build", "*.egg-info"))
+    # numpy only: the conformance test above covered the other backends; the kernel test uses torch itself.
+    done = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--backend", "numpy"], site,
+               cwd=package)
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
+    assert " passed" in done.stdout and "failed" not in done.stdout
