@@ -23,6 +23,7 @@ from .errors import (
     UnknownLossError,
     UnsupportedError,
 )
+from ._xp import value_checks
 from .hookspecs import hookimpl
 from .losses import *  # noqa: F403  (the built-in functional forms)
 from .losses import __all__ as _builtin_losses
@@ -47,7 +48,7 @@ __all__ = [
     "LossError", "LossValueError", "LossTypeError", "UnknownLossError", "UnsupportedError", "PluginError",
     "LossregPluginWarning", "hookimpl", "Kernel", "Loss", "LossSpec", "define_loss", "from_config", "get",
     "kernels_enabled", "names", "register_plugin", "unregister_plugin", "registry", "reload", "spec",
-    "use_kernels", *_builtin_losses,
+    "use_kernels", "value_checks", *_builtin_losses,
 ]
 
 

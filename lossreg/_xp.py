@@ -6,7 +6,11 @@ the argument, what was expected and what was given.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
+import os
+from collections.abc import Iterator
 from typing import Any
 
 import array_api_compat as compat
@@ -123,14 +127,60 @@ def is_lazy(x: Any) -> bool:
     return compat.is_lazy_array(x)
 
 
+CHECK_MODES = ("auto", "sync", "poison")
+_check_mode: contextvars.ContextVar[str | None] = contextvars.ContextVar("lossreg_value_checks", default=None)
+
+
+@contextlib.contextmanager
+def value_checks(mode: str) -> Iterator[None]:
+    """How invalid values (class indices out of range, probabilities outside [0, 1]) are caught.
+
+    "auto" (the default, or ``LOSSREG_VALUE_CHECKS``): raise on CPU arrays, poison on
+    accelerators. "sync": always raise; on a GPU this reads one boolean back to the host,
+    a device synchronisation per call (tens of microseconds, and it stalls queued kernels).
+    "poison": never read; an invalid element makes its loss NaN. Indices are clamped before any
+    gather in every mode, so no mode reads memory out of bounds. Thread- and task-local.
+    """
+    if mode not in CHECK_MODES:
+        raise LossValueError("lossreg.value_checks", "mode", "one of " + ", ".join(map(repr, CHECK_MODES)),
+                             repr(mode))
+    token = _check_mode.set(mode)
+    try:
+        yield
+    finally:
+        _check_mode.reset(token)
+
+
+def _on_accelerator(x: Any) -> bool:
+    if compat.is_cupy_array(x):
+        return True
+    dev = compat.device(x)
+    kind = getattr(dev, "type", None) or getattr(dev, "platform", None)  # torch / jax
+    return kind not in (None, "cpu")
+
+
+def check_mode() -> str:
+    """The value-check mode in force: see :func:`value_checks`."""
+    return _check_mode.get() or os.environ.get("LOSSREG_VALUE_CHECKS", "auto")
+
+
+def _reads_values(x: Any) -> bool:
+    """Whether check_values may read ``x`` (and raise) rather than poison the result."""
+    if is_lazy(x):
+        return False
+    mode = check_mode()
+    return mode == "sync" or (mode == "auto" and not _on_accelerator(x))
+
+
 def check_values(loss: str, name: str, x: Any, bad: Any, xp: Any, expected: str) -> Any:
     """Guard against invalid values of ``x`` flagged by the boolean array ``bad``.
 
-    Eager arrays raise at once, quoting an offending value. Lazy arrays (Dask, JAX) cannot be
-    read without forcing a computation, so the returned mask is applied with :func:`poison`
-    instead: an invalid element yields NaN, never a quietly wrong number.
+    Eager CPU arrays raise at once, quoting an offending value. Lazy arrays (Dask, JAX) cannot be
+    read without forcing a computation, and reading a GPU array costs a synchronisation, so
+    there (see :func:`value_checks`) the returned mask is applied with :func:`poison` instead:
+    an invalid element yields NaN, never a quietly wrong number.
     """
-    if is_lazy(x):
+    if not _reads_values(x):
         return bad
     if bool(xp.any(bad)):
         flat = xp.reshape(x, (-1,))

@@ -80,3 +80,15 @@ def test_lazy_arrays_turn_invalid_values_into_nan_instead_of_reading_them():
     value = lossreg.cross_entropy(x, da.from_array(np.array([1, 9, 4]), chunks=2), reduction="none")
     got = value.compute()
     assert np.isnan(got[1]) and np.isfinite(got[[0, 2]]).all()
+
+
+def test_value_checks_can_poison_instead_of_reading_values():
+    # On a GPU, reading a value back costs a synchronisation; "poison" never reads.
+    with lossreg.value_checks("poison"):
+        got = lossreg.cross_entropy(X, np.array([1, 9, 4]), reduction="none")
+    assert np.isnan(got[1]) and np.isfinite(got[[0, 2]]).all()
+    with lossreg.value_checks("sync"), pytest.raises(lossreg.LossValueError, match="got 9"):
+        lossreg.cross_entropy(X, np.array([1, 9, 4]))
+    with pytest.raises(lossreg.LossValueError, match="'mode' expected one of 'auto', 'sync', 'poison'"):
+        with lossreg.value_checks("fast"):
+            pass

@@ -177,11 +177,7 @@ def _poisoned(name: str, value: float) -> dict:
     return {**ex.inputs, arg: x}
 
 
-INF_XFAIL = {
-    "cross_entropy": "cross_entropy with a +inf logit in a non-target class: torch gives NaN "
-                     "(inf - inf in its log-softmax), lossreg inf (_log_softmax_parts replaces a non-finite "
-                     "row maximum by 0); either document it as a deliberate difference or follow torch",
-}
+INF_XFAIL: dict[str, str] = {}  # cross_entropy with a +inf logit gives NaN, as torch does
 
 
 @pytest.mark.parametrize("name", _marked(NAMES, INF_XFAIL))

@@ -18,6 +18,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .. import _xp
+
 Tensor = torch.Tensor
 _nn = torch._C._nn
 # torch.nn.functional's own Python preamble (argument checks, broadcast_tensors) costs several µs
@@ -90,6 +92,8 @@ def binary_cross_entropy(input: Any, target: Any, /, *, weight: Any = None, redu
         # x (1 - x) (and is 0 where a log is clamped): they differ only within 1e-12 of 0 and 1.
         # x (1 - x) is concave, so its minimum over [lo, hi] lies at an end. NaN fails both tests.
         # On CUDA the range must be checked before the call (torch would assert on the device).
+        if input.is_cuda and _xp.check_mode() == "poison":
+            return NotImplemented  # reading the range would synchronise; the portable path poisons
         if input.numel():
             lo, hi = (float(v) for v in torch.aminmax(input.detach()))
             if not (0.0 <= lo and hi <= 1.0):
@@ -148,6 +152,8 @@ def _class_args(input: Any, target: Any, weight: Any, ignore_index: Any, reducti
     elif shape != input.shape[:1] + input.shape[2:] if ndim > 1 else shape != ():
         return None
     if input.is_cuda and target.numel():
+        if _xp.check_mode() == "poison":
+            return None  # no synchronisation wanted: the portable path turns bad indices into NaN
         c = input.shape[ndim > 1]
         if bool(((target != ignore_index) & ((target < 0) | (target >= c))).any()):
             return None  # out-of-range classes: the portable path raises (CUDA would assert)

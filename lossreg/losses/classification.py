@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 from array_api_compat import device
@@ -147,8 +148,8 @@ def _log_softmax_parts(xp: Any, x: Any) -> tuple[Any, Any]:
     if 0 in x.shape:  # nothing to reduce; Dask cannot take the max of an empty chunk
         return x, xp.zeros((x.shape[0], *x.shape[2:]), dtype=x.dtype, device=device(x))
     m = xp.max(x, axis=1, keepdims=True)
-    # A row of -inf (or +inf) has no finite maximum; subtracting it would make NaN of -inf - -inf.
-    m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
+    # A row of -inf would give -inf - -inf = NaN; a +inf logit gives NaN, as in torch.
+    m = xp.where(m == -math.inf, xp.zeros_like(m), m)
     shifted = x - m
     return shifted, xp.log(xp.sum(xp.exp(shifted), axis=1))
 
