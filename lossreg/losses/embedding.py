@@ -1,1 +1,267 @@
 """Embedding and ranking losses: margins between pairs and triplets of representations."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from .. import _xp
+from ..errors import LossTypeError, LossValueError
+from ..registry import define_loss
+
+
+def _clamp_min0(xp: Any, z: Any) -> Any:
+    """``max(z, 0)`` as torch's ``clamp_min``: the gradient passes at z = 0 and NaN stays NaN."""
+    return xp.where(z < 0, xp.zeros_like(z), z)
+
+
+def _abs(xp: Any, x: Any) -> Any:
+    # sign(x)·x is |x| with torch's gradient sign(x), 0 at x = 0 (JAX's abs gives 1 there).
+    return xp.sign(x) * x
+
+
+def _check_labels(loss: str, name: str, target: Any, xp: Any) -> None:
+    """Labels of ±1 may come as integers or floats; torch accepts any value and so does lossreg."""
+    if not xp.isdtype(target.dtype, ("integral", "real floating")):
+        raise LossTypeError(loss, name, "a real-valued array of labels 1 or -1", _xp.describe(target))
+
+
+def _check_flag(loss: str, name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise LossTypeError(loss, name, "True or False", _xp.describe(value))
+
+
+def _check_positive_margin(loss: str, margin: Any) -> None:
+    _xp.check_number(loss, "margin", margin)
+    if not margin > 0:  # torch raises for margin <= 0
+        raise LossValueError(loss, "margin", "a number greater than 0", repr(margin))
+
+
+def _broadcast(loss: str, **shapes: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape that arrays of ``shapes`` broadcast to, as in torch; an error if they do not."""
+    ndim = max(len(s) for s in shapes.values())
+    out = []
+    for sizes in zip(*((1,) * (ndim - len(s)) + tuple(s) for s in shapes.values())):
+        known = {d for d in sizes if d != 1 and d is not None}  # None: a Dask size not yet known
+        if len(known) > 1:
+            given = ", ".join(f"'{k}' {tuple(s)}" for k, s in shapes.items())
+            raise LossValueError(loss, "/".join(shapes), "shapes that broadcast together", given)
+        out.append(known.pop() if known else (None if None in sizes else 1))
+    return tuple(out)
+
+
+def _same_ndim(loss: str, **arrays: Any) -> None:
+    (first, x), *rest = arrays.items()
+    for name, y in rest:
+        if y.ndim != x.ndim:
+            raise LossValueError(loss, name, f"as many dimensions as '{first}' ({x.ndim})",
+                                 f"{y.ndim} dimensions (shape {tuple(y.shape)})")
+
+
+def _floats(loss: str, xp: Any, **arrays: Any) -> tuple[Any, Any, list[Any]]:
+    """``(dtype, work, arrays)``: the result dtype, the dtype to compute in and the cast arrays."""
+    for name, x in arrays.items():
+        _xp.check_floating(loss, name, x, xp)
+    dtype = xp.result_type(*arrays.values())
+    work = _xp.compute_dtype(xp, dtype)
+    return dtype, work, [_xp.as_dtype(xp, x, work) for x in arrays.values()]
+
+
+@define_loss(
+    class_name="MarginRankingLoss",
+    aliases=("margin_ranking", "ranking", "ranking_loss"),
+    differentiable=("input1", "input2", "target"),
+    reference="torch.nn.MarginRankingLoss",
+)
+def margin_ranking_loss(input1: Any, input2: Any, target: Any, /, *, margin: float = 0.0,
+                        reduction: str = "mean") -> Any:
+    """Margin ranking loss: ``ℓ_i = max(0, -y_i · (x1_i - x2_i) + margin)``.
+
+    ``y = 1`` asks for ``x1`` to rank above ``x2``, ``y = -1`` for the opposite. Shapes: the
+    three arrays have one number of dimensions and broadcast together, as in torch (usually all
+    (N) or all ()). Labels may be integers or floats; other values than ±1 are used as given.
+    """
+    name = "margin_ranking_loss"
+    xp = _xp.namespace(name, input1=input1, input2=input2, target=target)
+    _check_labels(name, "target", target, xp)
+    _xp.check_number(name, "margin", margin)
+    _xp.check_reduction(name, reduction)
+    _same_ndim(name, input1=input1, input2=input2, target=target)
+    _broadcast(name, input1=input1.shape, input2=input2.shape, target=target.shape)
+    floats = {"input1": input1, "input2": input2}
+    if xp.isdtype(target.dtype, "real floating"):
+        floats["target"] = target  # a floating target takes part in type promotion, as in torch
+    dtype, work, (x1, x2, *_) = _floats(name, xp, **floats)
+    y = _xp.as_dtype(xp, target, work)
+    return _xp.reduce(xp, _clamp_min0(xp, -y * (x1 - x2) + margin), reduction, dtype)
+
+
+@define_loss(
+    class_name="HingeEmbeddingLoss",
+    aliases=("hinge_embedding",),
+    reference="torch.nn.HingeEmbeddingLoss",
+)
+def hinge_embedding_loss(input: Any, target: Any, /, *, margin: float = 1.0, reduction: str = "mean") -> Any:
+    """Hinge embedding loss: ``ℓ_i = x_i`` where ``y_i = 1``, ``max(0, margin - x_i)`` where ``y_i = -1``.
+
+    ``input`` is typically a distance between two embeddings. As torch computes it, a label
+    that is neither 1 nor -1 gets both terms, ``x_i + max(0, margin - x_i)``. Shapes: ``input``
+    and ``target`` broadcast together (usually both (*)); labels may be integers or floats.
+    The result has the input's dtype.
+    """
+    name = "hinge_embedding_loss"
+    xp = _xp.namespace(name, input=input, target=target)
+    _xp.check_floating(name, "input", input, xp)
+    _check_labels(name, "target", target, xp)
+    _xp.check_number(name, "margin", margin)
+    _xp.check_reduction(name, reduction)
+    _broadcast(name, input=input.shape, target=target.shape)
+    dtype = input.dtype
+    x = _xp.as_dtype(xp, input, _xp.compute_dtype(xp, dtype))
+    zero = xp.zeros_like(x)
+    losses = xp.where(target != 1, _clamp_min0(xp, margin - x), zero) + xp.where(target != -1, x, zero)
+    return _xp.reduce(xp, losses, reduction, dtype)
+
+
+@define_loss(
+    class_name="CosineEmbeddingLoss",
+    aliases=("cosine_embedding",),
+    differentiable=("input1", "input2"),
+    reference="torch.nn.CosineEmbeddingLoss",
+)
+def cosine_embedding_loss(input1: Any, input2: Any, target: Any, /, *, margin: float = 0.0,
+                          reduction: str = "mean") -> Any:
+    """Cosine embedding loss: ``1 - cos(x1_i, x2_i)`` where ``y_i = 1``, ``max(0, cos - margin)`` where ``y_i = -1``.
+
+    ``cos = Σ_d x1·x2 / sqrt((Σ_d x1² + ε) · (Σ_d x2² + ε))``: as in torch, ε = 1e-12 (rounded
+    to float32) is added to each squared norm, so zero vectors give cos = 0. A label that is
+    neither 1 nor -1 contributes 0. Shapes: ``input1``, ``input2`` (N, D) with ``target`` (N), or (D) with
+    ``target`` (); as in torch, the inputs may broadcast, e.g. (1, D) against (N, D).
+    """
+    name = "cosine_embedding_loss"
+    xp = _xp.namespace(name, input1=input1, input2=input2, target=target)
+    _check_labels(name, "target", target, xp)
+    _xp.check_number(name, "margin", margin)
+    _xp.check_reduction(name, reduction)
+    if target.ndim not in (0, 1):
+        raise LossValueError(name, "target", "labels of shape (N) or ()", f"shape {tuple(target.shape)}")
+    wanted = "(N, D) for target (N)" if target.ndim else "(D) for target ()"
+    for key, x in (("input1", input1), ("input2", input2)):
+        if x.ndim != target.ndim + 1:
+            raise LossValueError(name, key, f"embeddings of shape {wanted}", f"shape {tuple(x.shape)}")
+    rows = _broadcast(name, input1=input1.shape, input2=input2.shape)[:-1]
+    if rows and len({target.shape[0], rows[0]} - {1, None}) > 1:
+        raise LossValueError(name, "target", f"one label per row of input1/input2, shape ({rows[0]})",
+                             f"shape {tuple(target.shape)}")
+    dtype, _, (x1, x2) = _floats(name, xp, input1=input1, input2=input2)
+    eps = 9.999999960041972e-13  # torch's `constexpr float EPSILON = 1e-12`, read as a double
+    prod = xp.sum(x1 * x2, axis=-1)
+    cos = prod / xp.sqrt((xp.sum(x1 * x1, axis=-1) + eps) * (xp.sum(x2 * x2, axis=-1) + eps))
+    zero = xp.zeros_like(cos)
+    losses = xp.where(target == 1, 1 - cos, zero) + xp.where(target == -1, _clamp_min0(xp, cos - margin), zero)
+    return _xp.reduce(xp, losses, reduction, dtype)
+
+
+def _norm(xp: Any, d: Any, p: float) -> Any:
+    """``‖d‖_p`` over the last axis with torch's gradients (0 where the norm or an entry is 0)."""
+    if p == 0:
+        return xp.sum(xp.sign(d) * xp.sign(d), axis=-1)  # the count of non-zeros, gradient 0
+    if p == 2:
+        s = xp.sum(d * d, axis=-1)
+    else:
+        a = _abs(xp, d)
+        if p == 1:
+            return xp.sum(a, axis=-1)
+        if math.isinf(p):
+            return xp.max(a, axis=-1) if p > 0 else xp.min(a, axis=-1)
+        nonzero = a > 0
+        zero_power = xp.zeros_like(a) if p > 0 else xp.full_like(a, math.inf)
+        s = xp.sum(xp.where(nonzero, xp.where(nonzero, a, xp.ones_like(a)) ** p, zero_power), axis=-1)
+    # Inner where: no infinite derivative of s^(1/p) at s = 0 to multiply by 0.
+    positive = s > 0
+    safe = xp.where(positive, s, xp.ones_like(s))
+    return xp.where(positive, xp.sqrt(safe) if p == 2 else safe ** (1 / p), xp.zeros_like(s))
+
+
+def _pairwise_distance(xp: Any, x1: Any, x2: Any, p: float = 2.0, eps: float = 1e-6) -> Any:
+    """torch's ``pairwise_distance``: ``‖x1 - x2 + eps‖_p`` over the last axis (a 0-d pair: |x1 - x2 + eps|)."""
+    d = x1 - x2 + eps
+    if d.ndim == 0:
+        return _norm(xp, xp.reshape(d, (1,)), p)
+    return _norm(xp, d, p)
+
+
+def _triplet_inputs(name: str, anchor: Any, positive: Any, negative: Any, margin: Any, swap: Any,
+                    reduction: str) -> tuple[Any, Any, list[Any]]:
+    xp = _xp.namespace(name, anchor=anchor, positive=positive, negative=negative)
+    _check_positive_margin(name, margin)
+    _check_flag(name, "swap", swap)
+    _xp.check_reduction(name, reduction)
+    _same_ndim(name, anchor=anchor, positive=positive, negative=negative)
+    _broadcast(name, anchor=anchor.shape, positive=positive.shape, negative=negative.shape)
+    dtype, _, arrays = _floats(name, xp, anchor=anchor, positive=positive, negative=negative)
+    return xp, dtype, arrays
+
+
+def _triplet(xp: Any, distance: Callable[[Any, Any], Any], a: Any, p: Any, n: Any, margin: float,
+             swap: bool) -> Any:
+    d_pos, d_neg = distance(a, p), distance(a, n)
+    if swap:  # Balntas et al.: the positive may be the closer "anchor" of the negative
+        d_neg = xp.minimum(d_neg, distance(p, n))
+    return _clamp_min0(xp, margin + d_pos - d_neg)
+
+
+@define_loss(
+    class_name="TripletMarginLoss",
+    aliases=("triplet", "triplet_margin"),
+    differentiable=("anchor", "positive", "negative"),
+    reference="torch.nn.TripletMarginLoss",
+)
+def triplet_margin_loss(anchor: Any, positive: Any, negative: Any, /, *, margin: float = 1.0, p: float = 2.0,
+                        eps: float = 1e-6, swap: bool = False, reduction: str = "mean") -> Any:
+    """Triplet margin loss: ``ℓ_i = max(0, margin + d(a_i, p_i) - d(a_i, n_i))``.
+
+    ``d(x, y) = ‖x - y + eps‖_p`` over the last axis (torch's ``pairwise_distance``; any p,
+    including 0 (count of non-zeros), ±inf and negative values). With ``swap``, ``d(a, n)``
+    becomes ``min(d(a, n), d(p, n))``. ``margin`` must be > 0. Shapes: (N, D) or (D) (any
+    number of dimensions, the last one the embedding), one number of dimensions for all three,
+    broadcasting as in torch.
+    """
+    name = "triplet_margin_loss"
+    _xp.check_number(name, "p", p)
+    _xp.check_number(name, "eps", eps)
+    xp, dtype, (a, pos, neg) = _triplet_inputs(name, anchor, positive, negative, margin, swap, reduction)
+    features = _broadcast(name, anchor=anchor.shape, positive=positive.shape, negative=negative.shape)[-1:]
+    if features == (0,) and (p < 0 or math.isinf(p)):
+        raise LossValueError(name, "p", "a norm that exists for empty vectors (p ≥ 0, finite)", repr(p))
+    losses = _triplet(xp, lambda x, y: _pairwise_distance(xp, x, y, p, eps), a, pos, neg, margin, swap)
+    return _xp.reduce(xp, losses, reduction, dtype)
+
+
+@define_loss(
+    class_name="TripletMarginWithDistanceLoss",
+    aliases=("triplet_with_distance", "triplet_margin_with_distance"),
+    differentiable=("anchor", "positive", "negative"),
+    reference="torch.nn.TripletMarginWithDistanceLoss",
+)
+def triplet_margin_with_distance_loss(anchor: Any, positive: Any, negative: Any, /, *,
+                                      distance_function: Callable[[Any, Any], Any] | None = None,
+                                      margin: float = 1.0, swap: bool = False, reduction: str = "mean") -> Any:
+    """Triplet margin loss with any distance: ``ℓ_i = max(0, margin + d(a_i, p_i) - d(a_i, n_i))``.
+
+    ``distance_function(x, y)`` takes two arrays of the caller's library and returns their
+    distances (one per row); ``None`` means ``‖x - y + 1e-6‖_2`` over the last axis, torch's
+    ``pairwise_distance``. It receives the inputs as given (half precision promoted to float32).
+    With ``swap``, ``d(a, n)`` becomes ``min(d(a, n), d(p, n))``. ``margin`` must be > 0.
+    Shapes as for :func:`triplet_margin_loss`. A callable option cannot go into JSON, so
+    ``get_config`` refuses a loss that holds one.
+    """
+    name = "triplet_margin_with_distance_loss"
+    if distance_function is not None and not callable(distance_function):
+        raise LossTypeError(name, "distance_function", "a callable (x, y) -> distances, or None",
+                            _xp.describe(distance_function))
+    xp, dtype, (a, pos, neg) = _triplet_inputs(name, anchor, positive, negative, margin, swap, reduction)
+    distance = distance_function or (lambda x, y: _pairwise_distance(xp, x, y))
+    losses = _triplet(xp, distance, a, pos, neg, margin, swap)
+    return _xp.reduce(xp, losses, reduction, dtype)

@@ -1,1 +1,201 @@
 """Sequence losses: alignments of unsegmented sequences (CTC)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from array_api_compat import device
+
+from .. import _xp
+from ..errors import LossTypeError, LossValueError
+from ..registry import define_loss
+
+
+def _logsumexp(xp: Any, *terms: Any) -> Any:
+    """``log Σ exp(terms)`` as torch's CTC computes it, ``m + log Σ exp(x - m)`` with m the maximum.
+
+    All terms -inf gives -inf with finite gradients: the where-guards keep -inf - -inf = NaN and
+    log(0) out of the backward pass. The gradient does not depend on how the maximum splits ties.
+    """
+    m = terms[0]
+    for x in terms[1:]:
+        m = xp.maximum(m, x)
+    dead = m == -math.inf
+    shift = xp.where(dead, 0.0, m)
+    total = xp.exp(terms[0] - shift)
+    for x in terms[1:]:
+        total = total + xp.exp(x - shift)
+    return m + xp.log(xp.where(dead, 1.0, total))
+
+
+def _without_gradient(xp: Any, e: Any) -> Any:
+    """The value of ``e`` (finite, ≥ 1) exactly, with a zero gradient: floor is piecewise constant.
+
+    ``e - floor(e)`` is exact and a multiple of ``eps``, so scaling it by ``1 / eps`` (a power
+    of two), flooring and scaling back loses nothing.
+    """
+    scale = 1 / xp.finfo(e.dtype).eps
+    whole = xp.floor(e)
+    return whole + xp.floor((e - whole) * scale) / scale
+
+
+def _lengths(name: str, key: str, x: Any, xp: Any, n: int, unbatched: bool) -> Any:
+    _xp.check_integer(name, key, x, xp, "an integer array of lengths")
+    if tuple(x.shape) != (n,) and not (unbatched and x.ndim == 0):
+        raise LossValueError(name, key, "one length per sequence, shape " + ("() or (1)" if unbatched else f"({n})"),
+                             f"shape {tuple(x.shape)}")
+    return xp.reshape(xp.astype(x, xp.int64), (n,))
+
+
+@define_loss(
+    class_name="CTCLoss",
+    aliases=("ctc", "connectionist_temporal_classification"),
+    differentiable=("log_probs",),
+    reference="torch.nn.CTCLoss",
+)
+def ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, /, *, blank: int = 0,
+             reduction: str = "mean", zero_infinity: bool = False) -> Any:
+    """Connectionist temporal classification: ``ℓ_n = -log Σ_{π ∈ B⁻¹(y_n)} Π_t p[t, n, π_t]``.
+
+    The sum runs over every alignment π of the first ``input_lengths[n]`` frames that collapses
+    (merge repeats, then drop blanks) to the first ``target_lengths[n]`` labels of ``y_n``;
+    it is the alpha recursion in log space over the extended labels ``l' = (b, y_1, b, ...,
+    y_S, b)``. An impossible alignment (too few frames) gives inf, or 0 with a zero gradient
+    under ``zero_infinity``. "mean" divides each loss by its target length (at least 1), then
+    averages over the batch.
+
+    Shapes: ``log_probs`` (T, N, C) or unbatched (T, C) of log-probabilities (e.g. a
+    log_softmax); ``targets`` padded (N, S) or concatenated (sum(target_lengths)) of labels in
+    [0, C) other than ``blank``; ``input_lengths`` and ``target_lengths`` (N) (or () unbatched),
+    each input length at most T. Integer arrays only (torch also takes float targets).
+
+    The gradient is torch's: over each sequence's frames torch's backward returns
+    ``exp(log_probs) - γ`` (γ the alignment posteriors), the derivative of
+    ``ctc(log_softmax(log_probs))``, rather than ``-γ``, the derivative of the value. The two
+    agree for log-probabilities that come out of a log_softmax, through which gradients reach
+    the logits.
+    """
+    name = "ctc_loss"
+    xp = _xp.namespace(name, log_probs=log_probs, targets=targets, input_lengths=input_lengths,
+                       target_lengths=target_lengths)
+    _xp.check_floating(name, "log_probs", log_probs, xp)
+    _xp.check_reduction(name, reduction)
+    if not isinstance(zero_infinity, bool):
+        raise LossTypeError(name, "zero_infinity", "True or False", _xp.describe(zero_infinity))
+    if log_probs.ndim not in (2, 3):
+        raise LossValueError(name, "log_probs", "log-probabilities of shape (T, N, C) or (T, C)",
+                             f"shape {tuple(log_probs.shape)}")
+    unbatched = log_probs.ndim == 2
+    t_max, c = log_probs.shape[0], log_probs.shape[-1]
+    n = 1 if unbatched else log_probs.shape[1]
+    if t_max * n * c == 0:
+        raise LossValueError(name, "log_probs", "a non-empty array (as torch requires)",
+                             f"shape {tuple(log_probs.shape)}")
+    _xp.check_number(name, "blank", blank, 0, c - 1, integer=True)
+    _xp.check_integer(name, "targets", targets, xp, "an integer array of labels")
+    padded = targets.ndim == 2
+    if targets.ndim not in (1, 2) or (padded and targets.shape[0] != n):
+        raise LossValueError(name, "targets", f"padded labels of shape ({n}, S) or concatenated ones of shape "
+                             "(sum(target_lengths))", f"shape {tuple(targets.shape)}")
+    il = _lengths(name, "input_lengths", input_lengths, xp, n, unbatched)
+    tl = _lengths(name, "target_lengths", target_lengths, xp, n, unbatched)
+    dev = device(log_probs)
+
+    # Invalid values raise on eager arrays; on lazy ones each flags the sequences it spoils.
+    bad = [_xp.check_values(name, "input_lengths", il, (il < 0) | (il > t_max), xp,
+                            f"lengths in [0, {t_max}] (T, the frames of log_probs)")]
+    width = targets.shape[-1]  # S padded, sum(target_lengths) concatenated
+    labels = xp.astype(targets, xp.int64)
+    if padded:
+        bad.append(_xp.check_values(name, "target_lengths", tl, (tl < 0) | (tl > width), xp,
+                                    f"lengths in [0, {width}] (S, the padded targets' length)"))
+        active = xp.reshape(xp.arange(width, dtype=xp.int64, device=dev), (1, width)) < xp.reshape(tl, (n, 1))
+    else:
+        bad.append(_xp.check_values(name, "target_lengths", tl, tl < 0, xp, "non-negative lengths"))
+        total = xp.reshape(xp.sum(tl), (1,))
+        bad.append(_xp.check_values(name, "target_lengths", total, total != width, xp,
+                                    f"lengths summing to {width}, the length of the concatenated targets"))
+        active = xp.ones(labels.shape, dtype=xp.bool, device=dev)
+    wrong = active & ((labels < 0) | (labels >= c) | (labels == blank))
+    flagged = _xp.check_values(name, "targets", targets, wrong, xp,
+                               f"labels in [0, {c}) other than blank={blank} (within target_lengths)")
+    if flagged is not None:
+        bad.append(xp.any(flagged, axis=1) if padded else xp.reshape(xp.any(flagged), (1,)))
+
+    # A target longer than T cannot be aligned (inf), so at most T labels per sequence are read.
+    s_max = min(width, t_max)
+    il = xp.clip(il, 0, t_max)
+    if padded:
+        labels = labels[:, :s_max]
+    elif s_max:
+        offsets = xp.cumulative_sum(tl) - tl
+        spots = xp.reshape(offsets, (n, 1)) + xp.reshape(xp.arange(s_max, dtype=xp.int64, device=dev), (1, s_max))
+        labels = xp.reshape(xp.take(labels, xp.reshape(xp.clip(spots, 0, width - 1), (-1,)), axis=0), (n, s_max))
+    else:
+        labels = xp.zeros((n, 0), dtype=xp.int64, device=dev)
+    positions = xp.reshape(xp.arange(s_max, dtype=xp.int64, device=dev), (1, s_max))
+    blanks = xp.full((n, s_max), blank, dtype=xp.int64, device=dev)
+    # Padding (and, on lazy arrays, invalid labels) becomes blank, so that every gather stays in range.
+    usable = (positions < xp.reshape(tl, (n, 1))) & (labels >= 0) & (labels < c)
+    labels = xp.where(usable, labels, blanks)
+
+    # Extended labels l' = (b, y_1, b, y_2, ..., y_S, b), length L = 2S + 1.
+    length = 2 * s_max + 1
+    extended = xp.full((n, 1), blank, dtype=xp.int64, device=dev)
+    if s_max:  # Dask cannot reshape an empty array
+        extended = xp.concat([xp.reshape(xp.stack([blanks, labels], axis=2), (n, 2 * s_max)), extended], axis=1)
+    # Shifts along s are gathers with fixed indices: slicing and concatenating would split
+    # Dask's chunks a little further at every frame.
+    s_index = xp.arange(length, dtype=xp.int64, device=dev)
+    back1, back2 = xp.clip(s_index - 1, 0, None), xp.clip(s_index - 2, 0, None)
+    # The skip l'[s-2] -> l'[s] is allowed between two different labels (never from or to a blank).
+    skip = (s_index >= 2) & (extended != blank) & (extended != xp.take(extended, back2, axis=1))
+
+    dtype = log_probs.dtype
+    work = _xp.compute_dtype(xp, dtype)
+    neg = xp.full((n, length), -math.inf, dtype=work, device=dev)
+    # Added to the shifted alphas: -inf where a transition does not exist.
+    no_prev, no_skip = xp.where(s_index >= 1, 0.0, neg), xp.where(skip, 0.0, neg)
+
+    lp = xp.reshape(_xp.as_dtype(xp, log_probs, work), (t_max, n, c))
+    index = (xp.reshape(xp.arange(t_max, dtype=xp.int64, device=dev), (t_max, 1, 1)) * (n * c)
+             + xp.reshape(xp.arange(n, dtype=xp.int64, device=dev), (1, n, 1)) * c
+             + xp.reshape(extended, (1, n, length)))
+    emit = xp.reshape(xp.take(xp.reshape(lp, (-1,)), xp.reshape(index, (-1,)), axis=0), (t_max, n, length))
+    frames = xp.reshape(xp.arange(t_max, dtype=xp.int64, device=dev), (t_max, 1)) < xp.reshape(il, (1, n))
+    # Frames past a sequence's length are never read; zeroing them keeps NaN padding out of the gradient.
+    running = xp.reshape(frames, (t_max, n, 1))
+    emit = xp.where(running, emit, 0.0)
+
+    # Before the first frame: the empty prefix, at s = 0 with probability 1.
+    alpha = xp.where(s_index == 0, 0.0, neg)
+    for t in range(t_max):
+        step = _logsumexp(xp, alpha, xp.take(alpha, back1, axis=1) + no_prev,
+                          xp.take(alpha, back2, axis=1) + no_skip) + emit[t, ...]
+        alpha = xp.where(running[t, ...], step, alpha)  # frozen after the input's length
+
+    # log p(y | x) = logaddexp(alpha[2S], alpha[2S - 1]) at the last frame.
+    rows = xp.arange(n, dtype=xp.int64, device=dev) * length
+    last = xp.clip(tl, 0, s_max) * 2
+    flat = xp.reshape(alpha, (-1,))
+    end_blank = xp.take(flat, rows + last, axis=0)
+    end_label = xp.where(last > 0, xp.take(flat, rows + xp.clip(last - 1, 0, None), axis=0), -math.inf)
+    losses = -_logsumexp(xp, end_blank, end_label)
+    losses = xp.where(tl > s_max, math.inf, losses)
+
+    # torch's backward returns exp(x) - γ, not the derivative -γ of its value (see the docstring):
+    # e - e_without_gradient adds exactly 0 to the value and Σ exp(x) to what is differentiated.
+    e = xp.sum(xp.exp(xp.where(running, lp, -math.inf)), axis=(0, 2)) + 1
+    losses = losses + xp.where(xp.isfinite(e), e - _without_gradient(xp, e), 0.0)
+    if zero_infinity:
+        losses = xp.where(losses == math.inf, 0.0, losses)
+    for mask in bad:
+        losses = _xp.poison(xp, losses, mask)
+    if reduction == "mean":
+        out = xp.mean(losses / xp.astype(xp.clip(tl, 1, None), work))
+    elif reduction == "sum":
+        out = xp.sum(losses)
+    else:
+        out = losses[0] if unbatched else losses
+    return _xp.as_dtype(xp, out, dtype)
