@@ -179,7 +179,7 @@ def _norm(xp: Any, d: Any, p: float) -> Any:
         zero_power = xp.zeros_like(a) if p > 0 else xp.full_like(a, math.inf)
         s = xp.sum(xp.where(nonzero, xp.where(nonzero, a, xp.ones_like(a)) ** p, zero_power), axis=-1)
     # Inner where: no infinite derivative of s^(1/p) at s = 0 to multiply by 0.
-    positive = s > 0
+    positive = ~(s <= 0)  # NaN counts as positive, so that it propagates
     safe = xp.where(positive, s, xp.ones_like(s))
     return xp.where(positive, xp.sqrt(safe) if p == 2 else safe ** (1 / p), xp.zeros_like(s))
 
