@@ -7,9 +7,14 @@ library is imported only when its backend is used.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
+import json
+import os
+import sys
 from collections.abc import Callable, Sequence
+from importlib import metadata
 from typing import Any
 
 import array_api_compat as compat
@@ -23,16 +28,20 @@ FLOATS = ("float16", "bfloat16", "float32", "float64")
 class Backend:
     """An array library as the conformance suite sees it. Subclass and override to add one.
 
-    ``name`` is what ``--backend`` takes; ``module`` is imported to tell whether it is
-    installed. Arrays are made from NumPy data (``asarray``) and read back (``to_numpy``);
-    ``value_and_grad`` is ``None`` for libraries without automatic differentiation.
+    ``name`` is what ``--backend`` takes and ``short`` heads its column in the matrix; ``module``
+    is imported to tell whether it is installed. Arrays are made from NumPy data (``asarray``)
+    on one of ``devices`` (the first is the default; ``"cuda:1"`` names a device of the kind
+    ``"cuda"``) and read back (``to_numpy``). ``value_and_grad`` is ``None`` for libraries
+    without automatic differentiation.
     """
 
     name: str = ""
+    short: str = ""
     module: str = ""
     dtypes: tuple[str, ...] = ("float32", "float64")
     devices: tuple[str, ...] = ("cpu",)
     lazy = False  # results stay unevaluated, so data-dependent checks yield NaN, not errors
+    kernels_of = ""  # the backend whose kernels apply to these arrays (default: this one)
 
     def unavailable(self) -> str | None:
         """Why this backend cannot run here, or ``None`` if it can."""
@@ -40,8 +49,22 @@ class Backend:
             return f"{self.module} is not installed"
         return None
 
-    def xp(self) -> Any:
-        return compat.array_namespace(self.asarray(np.zeros(1), "float64", self.devices[0]))
+    def device_unavailable(self, device: str) -> str | None:
+        """Why arrays cannot be made on ``device`` here, or ``None`` (asked once available)."""
+        if device.partition(":")[0] not in {d.partition(":")[0] for d in self.devices}:
+            return f"{self.name} has no device {device!r} (it has {', '.join(self.devices)})"
+        return None
+
+    def device_name(self, device: str) -> str | None:
+        """The hardware behind ``device`` (a GPU's name), where there is more to say than its name."""
+        return None
+
+    def versions(self) -> dict[str, str]:
+        """The versions of the libraries this backend runs on, for reports."""
+        return {self.module: _version(self.module)} if self.module else {}
+
+    def xp(self, device: str | None = None) -> Any:
+        return compat.array_namespace(self.asarray(np.zeros(1), "float64", device or self.devices[0]))
 
     def owns(self, x: Any) -> bool:
         """Whether ``x`` is an array of this library (kernels are chosen by this)."""
@@ -59,12 +82,34 @@ class Backend:
 
     value_and_grad: Callable[..., tuple[Any, list[Any]]] | None = None
 
+    @property
+    def label(self) -> str:
+        return self.short or self.name
+
     def __repr__(self) -> str:
         return f"<lossreg backend {self.name}>"
 
 
+def _version(module: str) -> str:
+    """A module's version without importing it (when its distribution is known)."""
+    loaded = sys.modules.get(module)
+    if loaded is not None and isinstance(getattr(loaded, "__version__", None), str):
+        return loaded.__version__
+    for dist in metadata.packages_distributions().get(module, [module]):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return "unknown"
+
+
+def _split_device(device: str) -> tuple[str, int | None]:
+    kind, _, index = device.partition(":")
+    return kind, int(index) if index else None
+
+
 class NumPyBackend(Backend):
-    name = module = "numpy"
+    name = module = short = "numpy"
     dtypes = ("float16", "float32", "float64")
 
     def owns(self, x: Any) -> bool:
@@ -75,8 +120,15 @@ class NumPyBackend(Backend):
 
 
 class ArrayAPIStrictBackend(Backend):
+    """array-api-strict, the standard's referee, with its fake devices (``device1``, ``device2``)."""
+
     name = module = "array_api_strict"
+    short = "strict"
     devices = ("CPU_DEVICE", "device1", "device2")
+
+    def device_unavailable(self, device: str) -> str | None:
+        return None if device in self.devices else \
+            f"array_api_strict has no device {device!r} (it has {', '.join(self.devices)})"
 
     def owns(self, x: Any) -> bool:
         return type(x).__module__.startswith("array_api_strict")
@@ -93,9 +145,46 @@ class ArrayAPIStrictBackend(Backend):
 
 
 class TorchBackend(Backend):
-    name = module = "torch"
+    """PyTorch on any device it can allocate on: ``cpu``, ``cuda``, ``cuda:1``, ``mps`` ..."""
+
+    name = module = short = "torch"
     dtypes = FLOATS
     devices = ("cpu", "cuda")
+
+    def device_unavailable(self, device: str) -> str | None:
+        import torch
+
+        try:
+            dev = torch.device(device)
+        except RuntimeError as exc:
+            return f"torch does not know the device {device!r}: {exc}"
+        if dev.type == "cuda":
+            if not torch.cuda.is_available():
+                build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+                return f"torch {torch.__version__} ({build}) sees no CUDA device"
+            if dev.index is not None and dev.index >= torch.cuda.device_count():
+                return f"torch sees {torch.cuda.device_count()} CUDA device(s), not {device!r}"
+        try:
+            torch.empty(1, device=dev)
+        except Exception as exc:
+            return f"torch cannot allocate on {device!r}: {type(exc).__name__}: {exc}"
+        return None
+
+    def device_name(self, device: str) -> str | None:
+        import torch
+
+        dev = torch.device(device)
+        if dev.type == "cuda" and torch.cuda.is_available():
+            return torch.cuda.get_device_name(dev)
+        return None
+
+    def versions(self) -> dict[str, str]:
+        found = super().versions()
+        if "torch" in sys.modules:
+            import torch
+
+            found["torch.cuda"] = str(torch.version.cuda)
+        return found
 
     def owns(self, x: Any) -> bool:
         return compat.is_torch_array(x)
@@ -103,8 +192,9 @@ class TorchBackend(Backend):
     def asarray(self, data: np.ndarray, dtype: str, device: str) -> Any:
         import torch
 
-        return torch.asarray(np.asarray(data, dtype="float64" if dtype == "bfloat16" else dtype),
-                             dtype=getattr(torch, dtype), device=device)
+        # NumPy has no bfloat16: hand torch the float64 data and let it round once, to nearest.
+        data = np.asarray(data, dtype="float64" if dtype == "bfloat16" else dtype)
+        return torch.asarray(data, dtype=getattr(torch, dtype), device=device)
 
     def to_numpy(self, x: Any) -> np.ndarray:
         import torch
@@ -116,56 +206,209 @@ class TorchBackend(Backend):
                        options: dict[str, Any]) -> tuple[Any, list[Any]]:
         import torch
 
-        leaves = [a.detach().requires_grad_(i in wrt) if i in wrt else a for i, a in enumerate(arrays)]
+        leaves = [a.detach().requires_grad_(True) if i in wrt else a for i, a in enumerate(arrays)]
         value = function(*leaves, **options)
         grads = torch.autograd.grad(value.sum(), [leaves[i] for i in wrt], allow_unused=True)
         return value, [torch.zeros_like(leaves[i]) if g is None else g for i, g in zip(wrt, grads)]
 
 
+# XLA's CPU compiler takes about 0.1 s per program at its default settings, and eager JAX compiles
+# every operation anew for each shape: the suite's hundreds of small, differently shaped cases
+# spend most of their time compiling. These flags cut compile time 2-4x; the programs run slower,
+# which tiny arrays do not notice, and compute the same values. Set LOSSREG_JAX_FAST_COMPILE=0 to
+# test JAX with its default settings. The first two flags are old; the third exists in the jaxlib
+# versions listed (an unknown flag aborts the process, so it is never guessed).
+_FAST_COMPILE = ("--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true")
+_FAST_COMPILE_BY_JAXLIB = {("0", "10"): ("--xla_cpu_use_fusion_emitters=false",)}
+
+
+def _configure_jax() -> None:
+    """Before JAX starts its CPU client: fast compiles; always: float64 (``jax_enable_x64``)."""
+    if os.environ.get("LOSSREG_JAX_FAST_COMPILE", "1") != "0" and not _jax_started():
+        jaxlib = tuple(_version("jaxlib").split(".")[:2])
+        current = os.environ.get("XLA_FLAGS", "")
+        extra = [flag for flag in (*_FAST_COMPILE, *_FAST_COMPILE_BY_JAXLIB.get(jaxlib, ()))
+                 if flag.partition("=")[0] not in current]  # the user's own settings win
+        if extra:
+            os.environ["XLA_FLAGS"] = " ".join([current, *extra]).strip()
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+
+
+def _jax_started() -> bool:
+    if "jax" not in sys.modules:
+        return False
+    try:
+        from jax._src import xla_bridge
+
+        return bool(xla_bridge._backends)
+    except (ImportError, AttributeError):  # a JAX that moved its internals: assume the worst
+        return True
+
+
 class JAXBackend(Backend):
-    name = module = "jax"
+    """JAX, eager: each operation runs (and compiles, once per shape and dtype) as it is called.
+
+    Values only: gradients are checked by ``jax_jit``, which differentiates under ``jax.jit``
+    (the stricter test of the code, with the same primitives). Eager differentiation compiles
+    every forward and backward operation of every differently shaped case anew, five times the
+    cost of the rest of a JAX run, to test again what ``jax_jit`` tests.
+    """
+
+    name = module = short = "jax"
     dtypes = FLOATS
+    devices = ("cpu", "cuda")
     lazy = True
 
     def unavailable(self) -> str | None:
         reason = super().unavailable()
         if reason is None:
-            import jax
-
-            jax.config.update("jax_enable_x64", True)  # float64 cases need it
+            _configure_jax()
         return reason
+
+    def device_unavailable(self, device: str) -> str | None:
+        import jax
+
+        kind, index = _split_device(device)
+        try:
+            found = jax.devices(kind)
+        except RuntimeError as exc:
+            return f"jax {jax.__version__} has no {kind} device: {exc}".split("\n")[0]
+        if (index or 0) >= len(found):
+            return f"jax sees {len(found)} {kind} device(s), not {device!r}"
+        return None
+
+    def device_name(self, device: str) -> str | None:
+        kind, _ = _split_device(device)
+        return None if kind == "cpu" else self._device(device).device_kind
+
+    def versions(self) -> dict[str, str]:
+        return {"jax": _version("jax"), "jaxlib": _version("jaxlib"), "XLA_FLAGS": os.environ.get("XLA_FLAGS", "")}
+
+    def _device(self, device: str) -> Any:
+        import jax
+
+        kind, index = _split_device(device)
+        return jax.devices(kind)[index or 0]
 
     def owns(self, x: Any) -> bool:
         return compat.is_jax_array(x)
 
     def asarray(self, data: np.ndarray, dtype: str, device: str) -> Any:
+        _configure_jax()
         import jax
         import jax.numpy as jnp
 
-        return jax.device_put(jnp.asarray(data, dtype=getattr(jnp, dtype)), jax.devices(device)[0])
+        return jax.device_put(jnp.asarray(data, dtype=getattr(jnp, dtype)), self._device(device))
 
     def to_numpy(self, x: Any) -> np.ndarray:
         return np.asarray(x.astype("float32") if str(x.dtype) == "bfloat16" else x)
 
+
+def _summed(function: Callable[..., Any], arrays: Sequence[Any], wrt: Sequence[int],
+            options: dict[str, Any]) -> Callable[..., tuple[Any, Any]]:
+    """``diff -> (sum(loss), loss)`` with the arrays at ``wrt`` replaced by ``diff``."""
+
+    def total(diff: Sequence[Any]) -> tuple[Any, Any]:
+        args = list(arrays)
+        for i, a in zip(wrt, diff):
+            args[i] = a
+        value = function(*args, **options)
+        return value.sum(), value
+
+    return total
+
+
+class JAXJitBackend(JAXBackend):
+    """JAX under ``jax.jit``, values and gradients (``jax.value_and_grad`` inside the jit): arrays
+    (array options too) are traced, other options static.
+
+    Compiled functions are kept per (loss, static options, differentiated inputs), so cases
+    that differ only in their data, and any later run in the same process, compile nothing.
+    """
+
+    name = "jax_jit"
+    short = "jit"
+    kernels_of = "jax"
+
+    def call(self, function: Callable[..., Any], arrays: Sequence[Any], options: dict[str, Any]) -> Any:
+        static, traced = _split_options(options)
+        return _jitted(function, static, None)(list(arrays), traced)
+
     def value_and_grad(self, function: Callable[..., Any], arrays: Sequence[Any], wrt: Sequence[int],
                        options: dict[str, Any]) -> tuple[Any, list[Any]]:
-        import jax
-
-        def total(*diff: Any) -> Any:
-            args = list(arrays)
-            for i, a in zip(wrt, diff):
-                args[i] = a
-            value = function(*args, **options)
-            return value.sum(), value
-
-        (_, value), grads = jax.value_and_grad(total, argnums=tuple(range(len(wrt))), has_aux=True)(
-            *[arrays[i] for i in wrt])
+        static, traced = _split_options(options)
+        value, grads = _jitted(function, static, tuple(wrt))(list(arrays), traced)
         return value, list(grads)
 
 
+class _Static:
+    """A static option value, hashable by its JSON form when the value itself is not hashable."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+        try:
+            self.key: Any = (type(value), hash(value), value)
+        except TypeError:
+            self.key = ("json", json.dumps(value, sort_keys=True, default=repr))
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Static) and self.key == other.key
+
+
+def _split_options(options: dict[str, Any]) -> tuple[tuple[tuple[str, _Static], ...], dict[str, Any]]:
+    traced = {k: v for k, v in options.items() if compat.is_jax_array(v)}
+    static = tuple(sorted((k, _Static(v)) for k, v in options.items() if k not in traced))
+    return static, traced
+
+
+@functools.lru_cache(maxsize=1024)
+def _jitted(function: Callable[..., Any], static: tuple[tuple[str, _Static], ...],
+            wrt: tuple[int, ...] | None) -> Callable[..., Any]:
+    import jax
+
+    fixed = {k: v.value for k, v in static}
+
+    def forward(arrays: list[Any], traced: dict[str, Any]) -> Any:
+        return function(*arrays, **fixed, **traced)
+
+    def forward_and_grad(arrays: list[Any], traced: dict[str, Any]) -> tuple[Any, list[Any]]:
+        assert wrt is not None
+        total = _summed(function, arrays, wrt, {**fixed, **traced})
+        (_, value), grads = jax.value_and_grad(total, has_aux=True)([arrays[i] for i in wrt])
+        return value, grads
+
+    return jax.jit(forward if wrt is None else forward_and_grad)
+
+
+def _refuse_compute(*args: Any, **kwargs: Any) -> Any:
+    """A Dask scheduler that fails: a loss must build its graph without computing anything."""
+    raise AssertionError("the loss computed a Dask graph during the call; it must only build one")
+
+
 class DaskBackend(Backend):
-    name = module = "dask"
+    """Dask arrays of NumPy chunks, each input split in two along ``split_axes`` (default: the
+    batch axis), so that blockwise code and reductions across chunks are exercised.
+
+    The loss is called with a scheduler that refuses to run, so any compute (``bool()``,
+    ``float()``, ``.compute()``) during the call fails the case; results are computed afterwards
+    with the single-threaded scheduler (tiny graphs run fastest there).
+    """
+
+    name = module = short = "dask"
+    dtypes = ("float16", "float32", "float64")
     lazy = True
+
+    def __init__(self, split_axes: Sequence[int] = (0,), name: str | None = None, short: str | None = None) -> None:
+        self.split_axes = tuple(split_axes)
+        if name:
+            self.name = name
+        if short:
+            self.short = short
 
     def owns(self, x: Any) -> bool:
         return compat.is_dask_array(x)
@@ -173,16 +416,26 @@ class DaskBackend(Backend):
     def asarray(self, data: np.ndarray, dtype: str, device: str) -> Any:
         import dask.array as da
 
-        # Two chunks along the batch axis (where there is one), so blockwise code is exercised.
-        chunks = tuple(max(1, -(-s // 2)) if i == 0 else s for i, s in enumerate(data.shape)) or ()
+        chunks = tuple(max(1, -(-s // 2)) if i in self.split_axes else s for i, s in enumerate(data.shape))
         return da.from_array(np.asarray(data, dtype=dtype), chunks=chunks or -1)
 
+    def call(self, function: Callable[..., Any], arrays: Sequence[Any], options: dict[str, Any]) -> Any:
+        import dask
+
+        with dask.config.set(scheduler=_refuse_compute):
+            result = function(*arrays, **options)
+        if not compat.is_dask_array(result):
+            raise AssertionError(f"returned {type(result).__module__}.{type(result).__name__}, not a lazy Dask array")
+        return result
+
     def to_numpy(self, x: Any) -> np.ndarray:
-        return np.asarray(x.compute())
+        return np.asarray(x.compute(scheduler="sync", optimize_graph=False))
 
 
 class CuPyBackend(Backend):
-    name = module = "cupy"
+    """CuPy on a CUDA device: ``cuda`` (the current one) or ``cuda:N``."""
+
+    name = module = short = "cupy"
     dtypes = ("float16", "float32", "float64")
     devices = ("cuda",)
 
@@ -192,10 +445,45 @@ class CuPyBackend(Backend):
             try:
                 import cupy
 
-                cupy.cuda.runtime.getDeviceCount()
-            except Exception as exc:  # CuPy imports without a GPU but cannot run
-                return f"cupy cannot reach a CUDA device: {exc}"
+                if cupy.cuda.runtime.getDeviceCount() < 1:
+                    return "cupy sees no CUDA device"
+            except Exception as exc:  # CuPy imports without a GPU or driver, but cannot run
+                return f"cupy cannot reach a CUDA device: {type(exc).__name__}: {exc}".split("\n")[0]
         return reason
+
+    def device_unavailable(self, device: str) -> str | None:
+        kind, index = _split_device(device)
+        if kind != "cuda":
+            return f"cupy has no device {device!r} (it has cuda, cuda:N)"
+        import cupy
+
+        count = cupy.cuda.runtime.getDeviceCount()
+        return None if (index or 0) < count else f"cupy sees {count} CUDA device(s), not {device!r}"
+
+    def device_name(self, device: str) -> str | None:
+        import cupy
+
+        index = self._index(device)
+        name = cupy.cuda.runtime.getDeviceProperties(index)["name"]
+        return name.decode() if isinstance(name, bytes) else str(name)
+
+    def versions(self) -> dict[str, str]:
+        found = super().versions()
+        if "cupy" in sys.modules:
+            import cupy
+
+            try:
+                found["cuda runtime"] = str(cupy.cuda.runtime.runtimeGetVersion())
+            except Exception:  # no driver: nothing more to report
+                pass
+        return found
+
+    @staticmethod
+    def _index(device: str) -> int:
+        import cupy
+
+        _, index = _split_device(device)
+        return cupy.cuda.runtime.getDevice() if index is None else index
 
     def owns(self, x: Any) -> bool:
         return compat.is_cupy_array(x)
@@ -203,13 +491,17 @@ class CuPyBackend(Backend):
     def asarray(self, data: np.ndarray, dtype: str, device: str) -> Any:
         import cupy
 
-        return cupy.asarray(np.asarray(data, dtype=dtype))
+        with cupy.cuda.Device(self._index(device)):
+            return cupy.asarray(np.asarray(data, dtype=dtype))
 
     def to_numpy(self, x: Any) -> np.ndarray:
-        return x.get()
+        import cupy
+
+        return cupy.asnumpy(x)
 
 
-BUILTIN = (NumPyBackend(), ArrayAPIStrictBackend(), TorchBackend(), JAXBackend(), DaskBackend(), CuPyBackend())
+BUILTIN = (NumPyBackend(), ArrayAPIStrictBackend(), TorchBackend(), JAXBackend(), JAXJitBackend(), DaskBackend(),
+           CuPyBackend())
 
 
 @hookimpl

@@ -76,7 +76,7 @@ def cmd_conformance(args: argparse.Namespace) -> int:
         print(f"lossreg conformance: {name} on {device} took {took:.1f} s", file=sys.stderr, flush=True)
 
     outcomes = conformance.run(wanted, dtypes, args.device, _split(args.loss) if args.loss else None,
-                               max_cases=args.max_cases, progress=progress)
+                               max_cases=args.max_cases, progress=progress, jobs=args.jobs)
     print(conformance.matrix(outcomes, seconds))
     not_run = conformance.not_covered(wanted, args.device)
     for line in not_run:
@@ -132,6 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--loss", default=None, help="comma-separated loss names (default: all)")
     p.add_argument("--max-cases", type=int, default=None, metavar="N",
                    help="run at most N cases per loss, chosen to cover every option value and shape (default: all)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="run (backend, loss) pairs in N processes (default 1; CI machines: their core count)")
     p.add_argument("--json", default=None, metavar="PATH", help="write every outcome to this JSON file")
     p.set_defaults(run=cmd_conformance)
     p = sub.add_parser("bench", help="time lossreg against native torch on CPU, side by side")

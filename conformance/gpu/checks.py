@@ -1,0 +1,150 @@
+"""Checks on a CUDA machine that the conformance matrix does not make: mixed libraries and devices
+raise lossreg errors, results stay on the inputs' device, and kernels agree with the portable path
+on larger random inputs than the cases hold. Prints one line per check; exits 1 if any failed.
+
+    python3 conformance/gpu/checks.py       (run.py runs it)
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+import lossreg
+from lossreg.errors import LossTypeError, LossValueError
+
+RESULTS: list[tuple[str, bool, str]] = []
+
+
+def check(name: str) -> Callable[[Callable[[], str | None]], None]:
+    def run(test: Callable[[], str | None]) -> None:
+        try:
+            note = test() or ""
+            RESULTS.append((name, True, note))
+        except Exception as exc:  # report and go on: every check gets its line
+            RESULTS.append((name, False, f"{type(exc).__name__}: {exc}".splitlines()[0][:300]))
+            traceback.print_exc(file=sys.stderr)
+
+    return run
+
+
+def raises(error: type[Exception], function: Callable[[], Any], *words: str) -> str:
+    try:
+        got = function()
+    except error as exc:
+        missing = [w for w in words if w not in str(exc)]
+        if missing:
+            raise AssertionError(f"the message lacks {missing}: {exc}") from None
+        return str(exc)
+    raise AssertionError(f"no {error.__name__}; returned {type(got).__module__}.{type(got).__name__}")
+
+
+def main() -> int:
+    import cupy as cp
+    import torch
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 10)), rng.normal(size=(64, 10))
+    labels = rng.integers(0, 10, size=64)
+
+    @check("cupy input with a torch CUDA target -> LossTypeError naming the loss and both libraries")
+    def _() -> str:
+        return raises(LossTypeError, lambda: lossreg.mse_loss(cp.asarray(x), torch.asarray(y, device="cuda")),
+                      "mse_loss", "cupy", "torch")
+
+    @check("torch CUDA input with a cupy target (cross_entropy) -> LossTypeError")
+    def _() -> str:
+        return raises(LossTypeError, lambda: lossreg.cross_entropy(torch.asarray(x, device="cuda"), cp.asarray(labels)),
+                      "cross_entropy", "target")
+
+    @check("cupy weight option with torch CUDA arrays -> LossTypeError naming 'weight'")
+    def _() -> str:
+        return raises(LossTypeError, lambda: lossreg.cross_entropy(torch.asarray(x, device="cuda"),
+                                                                   torch.asarray(labels, device="cuda"),
+                                                                   weight=cp.ones(10)), "weight")
+
+    @check("cupy with numpy -> LossTypeError")
+    def _() -> str:
+        return raises(LossTypeError, lambda: lossreg.l1_loss(cp.asarray(x), y), "l1_loss")
+
+    for name in lossreg.names():
+        spec = lossreg.spec(name)
+        if len(spec.inputs) < 2:
+            continue
+
+        @check(f"{name}: torch CUDA input, CPU {spec.inputs[1]} -> LossValueError naming it")
+        def _(name: str = name, spec: Any = spec) -> str:
+            arrays = _plain_inputs(name)
+            tensors = [torch.asarray(a, device="cuda" if i == 0 else "cpu") for i, a in enumerate(arrays)]
+            return raises(LossValueError, lambda: getattr(lossreg, name)(*tensors), name, spec.inputs[1], "cpu")
+
+    @check("0-d CPU tensor next to a CUDA tensor (torch accepts it) -> LossValueError")
+    def _() -> str:
+        return raises(LossValueError, lambda: lossreg.mse_loss(torch.tensor(1.0), torch.tensor(2.0, device="cuda")),
+                      "mse_loss")
+
+    @check("results stay on the inputs' device (torch cuda, cupy)")
+    def _() -> str:
+        t = lossreg.cross_entropy(torch.asarray(x, device="cuda"), torch.asarray(labels, device="cuda"))
+        c = lossreg.cross_entropy(cp.asarray(x), cp.asarray(labels))
+        assert t.device.type == "cuda", t.device
+        assert isinstance(c, cp.ndarray) and c.device.id == cp.cuda.runtime.getDevice()
+        return f"torch {t.device}, cupy device {c.device.id}"
+
+    big = rng.normal(size=(4096, 1000)) * 5
+    target = rng.integers(0, 1000, size=4096)
+    for library in ("torch", "cupy"):
+        for dtype in ("float16", "bfloat16", "float32", "float64"):
+            if library == "cupy" and dtype == "bfloat16":
+                continue
+
+            @check(f"cross_entropy 4096x1000 {library} {dtype}: kernels on = off = float64 NumPy")
+            def _(library: str = library, dtype: str = dtype) -> str:
+                if library == "torch":
+                    xs = torch.asarray(big, device="cuda").to(getattr(torch, dtype))
+                    ts = torch.asarray(target, device="cuda")
+                    back = lambda v: v.float().cpu().numpy()  # noqa: E731
+                    held = xs.double().cpu().numpy()
+                else:
+                    xs, ts = cp.asarray(big.astype(dtype)), cp.asarray(target)
+                    back = lambda v: cp.asnumpy(v).astype("float64")  # noqa: E731
+                    held = cp.asnumpy(xs).astype("float64")
+                want = lossreg.cross_entropy(held, target, reduction="none", label_smoothing=0.1)
+                notes = []
+                for kernels in (True, False):
+                    with lossreg.use_kernels(kernels):
+                        got = back(lossreg.cross_entropy(xs, ts, reduction="none", label_smoothing=0.1))
+                    eps = float(np.finfo(np.float16).eps) if dtype == "float16" else \
+                        2.0**-7 if dtype == "bfloat16" else float(np.finfo(dtype).eps)
+                    err = float(np.max(np.abs(got - want) / (np.abs(want) + np.abs(want).max())))
+                    assert err <= 32 * eps, f"kernels={kernels}: error {err:.3g} = {err / eps:.3g} eps"
+                    notes.append(f"kernels={kernels}: {err / eps:.2f} eps")
+                return ", ".join(notes)
+
+    failed = [r for r in RESULTS if not r[1]]
+    for name, ok, note in RESULTS:
+        print(f"{'ok  ' if ok else 'FAIL'} {name}" + (f"  [{note}]" if note else ""))
+    print(f"{len(RESULTS) - len(failed)} passed, {len(failed)} failed")
+    return 1 if failed else 0
+
+
+def _plain_inputs(name: str) -> list[np.ndarray]:
+    from lossreg import conformance
+    from lossreg.registry import registry
+
+    spec = lossreg.spec(name)
+    for case in conformance.cases_for(spec, registry().cases):
+        if not case.raises and all(n in case.inputs for n in spec.inputs) and not case.options:
+            return [conformance._data(case.inputs[n]) for n in spec.inputs]
+    for case in conformance.cases_for(spec, registry().cases):
+        if not case.raises and all(n in case.inputs for n in spec.inputs):
+            return [conformance._data(case.inputs[n]) for n in spec.inputs]
+    raise AssertionError(f"{name} has no case to take inputs from")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,303 @@
+"""The backends: arrays made and read back on each library, dtype and device; gradients; what a
+backend reports when it cannot run; backends from plugins; mixed libraries and devices.
+
+Tests that take ``backend`` run once per backend of ``--backend`` (lossreg's pytest plugin).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from contextlib import redirect_stdout
+from pathlib import Path
+from typing import Any
+
+import array_api_compat as compat
+import numpy as np
+import pytest
+
+import lossreg
+from lossreg import cli, conformance
+from lossreg.backends import Backend, DaskBackend, JAXJitBackend, NumPyBackend
+from lossreg.errors import LossError, LossTypeError, LossValueError
+from lossreg.hookspecs import hookimpl
+from lossreg.registry import registry
+
+NAMES = lossreg.names()
+DATA = np.array([[0.1, -2.5, 3.0], [1e-3, 7.25, -0.5]])
+
+
+def _rounded(data: np.ndarray, dtype: str) -> np.ndarray:
+    if dtype == "bfloat16":  # round to nearest even on the 16 high bits of the float32 pattern
+        bits = data.astype("float32").view("uint32")
+        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+        return bits.astype("uint32").view("float32").astype("float64")
+    return data.astype(dtype).astype("float64")
+
+
+def test_round_trip(backend: Backend, device: str) -> None:
+    for dtype in backend.dtypes:
+        x = backend.asarray(DATA, dtype, device)
+        assert str(x.dtype).rsplit(".", 1)[-1] == dtype
+        assert backend.owns(x)
+        got = backend.to_numpy(x).astype("float64")
+        np.testing.assert_array_equal(got, _rounded(DATA, dtype), err_msg=f"{backend.name} {dtype}")
+        again = backend.asarray(np.array([1, 2, 3]), "int64", device)
+        assert compat.device(again) == compat.device(x)
+
+
+def test_value_and_grad(backend: Backend, device: str) -> None:
+    if backend.value_and_grad is None:
+        pytest.skip(f"{backend.name} has no automatic differentiation")
+    x, y = backend.asarray(DATA, "float64", device), backend.asarray(DATA * 0, "float64", device)
+    value, (gx, gy) = backend.value_and_grad(lossreg.mse_loss.portable, [x, y], [0, 1], {"reduction": "sum"})
+    np.testing.assert_allclose(backend.to_numpy(value), (DATA**2).sum())
+    np.testing.assert_allclose(backend.to_numpy(gx), 2 * DATA)
+    np.testing.assert_allclose(backend.to_numpy(gy), -2 * DATA)
+
+
+def test_every_builtin_backend_is_registered() -> None:
+    assert {"numpy", "array_api_strict", "torch", "jax", "jax_jit", "dask", "cupy"} <= set(registry().backends)
+
+
+def test_missing_library_is_reported() -> None:
+    class Missing(Backend):
+        name = module = "lossreg_no_such_array_library"
+
+    assert Missing().unavailable() == "lossreg_no_such_array_library is not installed"
+    outcomes = conformance.run([Missing()], ("float64",), None, ["mse_loss"])
+    assert [o.status for o in outcomes] == ["unsupported"]
+    assert "not installed" in conformance.matrix(outcomes)
+
+
+def test_unknown_device_is_reported() -> None:
+    outcomes = conformance.run(["numpy"], ("float64",), "cuda", ["mse_loss"])
+    assert outcomes[0].status == "unsupported" and "no device 'cuda'" in outcomes[0].reason
+
+
+def test_torch_without_cuda_says_so() -> None:
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    why = registry().backends["torch"].device_unavailable("cuda")
+    assert why and "CUDA" in why
+    assert any(line.startswith("torch on cuda: ") for line in conformance.not_covered(["torch"]))
+
+
+def test_run_says_what_it_cannot_cover() -> None:
+    """CI runs on CPUs: the output must say that CuPy and CUDA were not checked, and why."""
+    torch = pytest.importorskip("torch")
+    lines = conformance.not_covered(["numpy", "torch"])
+    if "cupy" not in registry().backends or registry().backends["cupy"].unavailable():
+        assert any(line.startswith("cupy: ") for line in lines)
+    if not torch.cuda.is_available():
+        assert any(line.startswith("torch on cuda: ") and "CUDA" in line for line in lines)
+    assert lines[-1].startswith("available here, not requested: ") and "torch" not in lines[-1].split(": ")[1].split(", ")
+
+
+def test_tolerances_are_derived_from_epsilon() -> None:
+    for dtype, (rtol, atol) in conformance.TOLERANCES.items():
+        eps = conformance.EPS[dtype]
+        assert rtol == atol == conformance.ULPS[dtype] * eps
+    assert conformance.EPS["float16"] == np.finfo(np.float16).eps
+    assert conformance.EPS["float32"] == np.finfo(np.float32).eps
+    assert conformance.MAX["float16"] == float(np.finfo(np.float16).max)
+
+
+def test_half_precision_case_out_of_range_does_not_apply() -> None:
+    case = conformance.Case("mse_loss", "too-big", {"input": {"data": [1e5, 1.0]}, "target": {"data": [0.0, 1.0]}},
+                            {"reduction": "none"}, expected=[1e10, 0.0], grads={"input": [2e5, 0.0]})
+    spec = lossreg.spec("mse_loss")
+    backend = registry().backends["numpy"]
+    with pytest.raises(conformance.NotApplicable, match="beyond the float16 range"):
+        conformance.check_case(case, spec, spec.function, backend, "float16", "cpu")
+    # In float32 the rounded inputs give the reference answer, and the case passes.
+    assert conformance.check_case(case, spec, spec.function, backend, "float32", "cpu") <= 1
+
+
+def test_half_precision_is_judged_at_the_rounded_inputs() -> None:
+    """|x - y| of two nearly equal numbers: float16 rounding moves the exact answer by far more
+    than its tolerance, yet the float16 result is the exact answer at the rounded inputs."""
+    x, y = np.array([1.0001, 2.0004]), np.array([1.0, 2.0])
+    case = conformance.Case("l1_loss", "cancel", {"input": {"data": x.tolist()}, "target": {"data": y.tolist()}},
+                            {"reduction": "none"}, expected=np.abs(x - y).tolist(), grads={})
+    spec = lossreg.spec("l1_loss")
+    numpy = registry().backends["numpy"]
+    assert conformance.check_case(case, spec, spec.function, numpy, "float16", "cpu") <= 1
+    wrong = conformance.Case(**{**case.__dict__, "expected": [5e-4, 5e-4]})  # torch's answer is the reference
+    with pytest.raises(AssertionError, match="disagrees with the golden"):
+        conformance.check_case(wrong, spec, spec.function, numpy, "float16", "cpu")
+
+
+class ReadOnlyNumPy(NumPyBackend):
+    """NumPy arrays that refuse writes: a loss that writes into its inputs fails here."""
+
+    name = "numpy_readonly"
+    short = "np-ro"
+
+    def asarray(self, data: np.ndarray, dtype: str, device: str) -> Any:
+        x = np.array(data, dtype=dtype)
+        x.flags.writeable = False
+        return x
+
+
+class BackendPlugin:
+    @hookimpl
+    def lossreg_backends(self) -> list[Backend]:
+        return [ReadOnlyNumPy()]
+
+
+def test_backend_from_a_plugin() -> None:
+    lossreg.register_plugin(BackendPlugin(), name="readonly-backend")
+    try:
+        assert "numpy_readonly" in registry().backends
+        outcomes = conformance.run(["numpy_readonly"], ("float64",), None, ["mse_loss", "cross_entropy"], max_cases=6)
+        assert conformance.summarize(outcomes)["failed"] == 0, conformance.matrix(outcomes)
+        assert "np-ro" in conformance.matrix(outcomes)
+    finally:
+        from lossreg.registry import unregister_plugin
+
+        unregister_plugin("readonly-backend")
+    assert "numpy_readonly" not in registry().backends
+
+
+def test_dask_backend_refuses_compute_during_the_call() -> None:
+    pytest.importorskip("dask")
+    backend = DaskBackend()
+    x = backend.asarray(DATA, "float64", "cpu")
+
+    def eager(a: Any) -> Any:
+        return a * float(a.sum())  # reads a value: computes
+
+    with pytest.raises(AssertionError, match="computed a Dask graph"):
+        backend.call(eager, [x], {})
+    with pytest.raises(AssertionError, match="not a lazy Dask array"):
+        backend.call(lambda a: np.zeros(2), [x], {})
+    assert backend.call(lambda a: a * 2, [x], {}).chunks == ((1, 1), (3,))
+
+
+def test_jax_jit_compiles_once_per_shape_and_options() -> None:
+    pytest.importorskip("jax")
+    backend = registry().backends["jax_jit"]
+    assert isinstance(backend, JAXJitBackend)
+    traced = []
+
+    def loss(x: Any, y: Any, /, *, reduction: str = "mean", weights: Any = None) -> Any:
+        traced.append(reduction)
+        return lossreg.mse_loss.portable(x * weights, y, reduction=reduction)
+
+    x = backend.asarray(DATA, "float64", "cpu")
+    w = backend.asarray(np.ones(3), "float64", "cpu")
+    for scale in (1.0, 2.0, 3.0):
+        backend.call(loss, [x * scale, x], {"reduction": "sum", "weights": w * scale})
+    assert traced == ["sum"]
+    backend.call(loss, [x, x], {"reduction": "none", "weights": w})
+    assert traced == ["sum", "none"]
+    value, (grad,) = backend.value_and_grad(loss, [x, x * 0], [0], {"reduction": "sum", "weights": w})
+    np.testing.assert_allclose(np.asarray(grad), 2 * DATA)
+
+
+# --- mixed libraries and devices: a lossreg error naming the loss and the argument ------------
+
+def _valid_inputs(name: str, ndim: int | None = None) -> tuple[list[str], dict[str, np.ndarray]]:
+    """The inputs of a loss's first plain case (no expected error; with a first input of ``ndim``
+    dimensions, if given), as NumPy arrays."""
+    spec = lossreg.spec(name)
+    for case in conformance.cases_for(spec, registry().cases):
+        if not case.raises and all(n in case.inputs for n in spec.inputs):
+            data = {n: conformance._data(case.inputs[n]) for n in spec.inputs}
+            if ndim is None or data[spec.inputs[0]].ndim == ndim:
+                return list(spec.inputs), data
+    if ndim is not None:
+        pytest.skip(f"{name} has no case with {ndim}-d inputs")
+    pytest.fail(f"{name} has no case to take valid inputs from")
+
+
+def _assert_names(err: LossError, name: str, argument: str) -> None:
+    assert isinstance(err, (ValueError, TypeError)) and err.loss == name, repr(err)
+    assert argument in err.argument.split("/"), f"{err.argument!r} does not name {argument!r}: {err}"
+    assert str(err).startswith(f"{name}: ")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_torch_tensor_among_numpy_arrays(name: str) -> None:
+    torch = pytest.importorskip("torch")
+    names, data = _valid_inputs(name)
+    for mixed in names:
+        arrays = [torch.asarray(data[n]) if n == mixed else data[n] for n in names]
+        with pytest.raises(LossTypeError) as info:
+            getattr(lossreg, name)(*arrays)
+        _assert_names(info.value, name, mixed)
+        assert "torch" in info.value.got and "one array library" in info.value.expected
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_array_api_strict_devices_mixed(name: str) -> None:
+    xp = pytest.importorskip("array_api_strict")
+    names, data = _valid_inputs(name)
+    for odd in names:
+        for main, other in (("CPU_DEVICE", "device1"), ("device1", "CPU_DEVICE")):
+            arrays = [xp.asarray(data[n], device=xp.Device(other if n == odd else main)) for n in names]
+            if odd == names[0]:  # the first input sets the device: the second argument is the odd one out
+                with pytest.raises(LossValueError) as info:
+                    getattr(lossreg, name)(*arrays)
+                _assert_names(info.value, name, names[1])
+            else:
+                with pytest.raises(LossValueError) as info:
+                    getattr(lossreg, name)(*arrays)
+                _assert_names(info.value, name, odd)
+                assert other in info.value.got
+
+
+@pytest.mark.parametrize("ndim", [None, 0])
+@pytest.mark.parametrize("name", NAMES)
+def test_torch_devices_mixed(name: str, ndim: int | None) -> None:
+    """A tensor on torch's "meta" device (shapes, no data) next to CPU tensors; also 0-d ones,
+    which torch's own operators accept on the CPU next to tensors on any device."""
+    torch = pytest.importorskip("torch")
+    names, data = _valid_inputs(name, ndim)
+    odd = names[-1]
+    arrays = [torch.asarray(data[n], device="meta" if n == odd else "cpu") for n in names]
+    with pytest.raises(LossValueError) as info:
+        getattr(lossreg, name)(*arrays)
+    _assert_names(info.value, name, odd)
+    assert "meta" in info.value.got
+
+
+# --- the command ---------------------------------------------------------------------------
+
+def _cli(*args: str) -> tuple[int, str]:
+    out = io.StringIO()
+    with redirect_stdout(out):
+        code = cli.main(["conformance", *args])
+    return code, out.getvalue()
+
+
+def test_cli_backend_all_lists_what_is_missing(tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    code, out = _cli("--backend", "all", "--loss", "mse_loss,cross_entropy", "--dtype", "float64",
+                     "--max-cases", "2", "--json", str(report))
+    assert code == 0, out
+    lines = out.splitlines()
+    assert lines[1].split()[0] == "loss" and lines[2].startswith("mse_loss ")
+    for name, backend in registry().backends.items():
+        why = backend.unavailable()
+        if why:
+            assert f"not run: {name}: {why}" in lines
+        else:
+            assert backend.label in lines[0]
+    data = json.loads(report.read_text())
+    assert data["summary"]["failed"] == 0 and data["versions"]["numpy"] == np.__version__
+    assert {"date", "command", "device_names", "seconds", "not_run", "tolerances", "matrix"} <= set(data)
+
+
+def test_cli_matrix_stays_compact() -> None:
+    code, out = _cli("--backend", "numpy,array_api_strict", "--dtype", "all", "--max-cases", "1")
+    assert code == 0, out
+    header, dtypes, *rows = out.splitlines()
+    assert header.split() == ["numpy", "strict"]
+    assert dtypes.split() == ["loss", "f16", "f32", "f64", "f32", "f64"]  # no column where nothing ran
+    table = rows[: len(NAMES)]
+    assert [r.split()[0] for r in table] == NAMES
+    assert max(map(len, table)) <= max(map(len, NAMES)) + 2 + 5 * 5
+    assert "unsupported  numpy/bf16, strict/f16, strict/bf16" in out or "numpy has no bfloat16" in out

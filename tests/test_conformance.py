@@ -1,0 +1,132 @@
+"""The conformance suite under pytest, once per backend named by ``--backend`` (lossreg's plugin).
+
+    pytest tests/test_conformance.py --backend numpy,array_api_strict,torch,jax,jax_jit,dask
+
+Every registered loss runs every case (values and gradients against the golden answers) on each
+backend, in float32 and float64 (``LOSSREG_CONFORMANCE_DTYPES`` changes that, and
+``LOSSREG_CONFORMANCE_MAX_CASES`` caps the cases per loss, as ``--max-cases`` does). On top:
+``lazy_xp_function`` runs each loss under ``jax.jit`` and forbids Dask from computing during the
+call; Dask with the class axis chunked too; array-api-strict with its data-dependent features
+switched off and on its fake devices.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import pytest
+from array_api_extra.testing import lazy_xp_function, patch_lazy_xp_functions
+
+import lossreg
+from lossreg import conformance
+from lossreg.backends import DaskBackend
+from lossreg.registry import registry
+
+NAMES = lossreg.names()
+DTYPES = [d.strip() for d in os.environ.get("LOSSREG_CONFORMANCE_DTYPES", "float32,float64").split(",") if d.strip()]
+MAX_CASES = int(os.environ["LOSSREG_CONFORMANCE_MAX_CASES"]) if os.environ.get("LOSSREG_CONFORMANCE_MAX_CASES") else None
+
+
+def _assert_passed(outcomes: list[conformance.Outcome]) -> None:
+    counts = conformance.summarize(outcomes)
+    if counts["failed"]:
+        pytest.fail(conformance.matrix(outcomes), pytrace=False)
+    if not counts["passed"]:
+        pytest.skip("; ".join(sorted({o.reason for o in outcomes})))
+
+
+@pytest.mark.parametrize("loss", NAMES)
+def test_conformance(backend: Any, device: str, loss: str) -> None:
+    _assert_passed(conformance.run([backend], DTYPES, device, [loss], max_cases=MAX_CASES))
+
+
+def call_loss(function: Any, *arrays: Any, **options: Any) -> Any:
+    """A loss call; tagged below, so that on JAX it runs in ``jax.jit`` (options static) and on
+    Dask any ``compute()`` during it fails the test."""
+    return function(*arrays, **options)
+
+
+lazy_xp_function(call_loss)
+
+
+@pytest.fixture
+def lazy_calls(request: pytest.FixtureRequest, xp: Any) -> Any:
+    with patch_lazy_xp_functions(request, xp=xp):
+        yield
+
+
+@pytest.mark.parametrize("loss", NAMES)
+def test_lazy_xp_function(backend: Any, device: str, lazy_calls: None, loss: str) -> None:
+    spec = lossreg.spec(loss)
+    cases = [c for c in conformance.cases_for(spec, registry().cases) if not c.raises]
+    cases = [c for c in conformance.select_cases(cases, 4) if c.dtypes is None or "float64" in c.dtypes]
+    assert cases, f"{loss} has no conformance case to run"
+    for case in cases:
+        names = [n for n in spec.inputs if n in case.inputs]
+        arrays = [conformance._make(backend, case.inputs[n], "float64", device) for n in names]
+        options = {k: conformance._make(backend, v, "float64", device) if conformance._is_array(v) else v
+                   for k, v in case.options.items()}
+        with lossreg.use_kernels(False):
+            value = call_loss(spec.function, *arrays, **options)
+        got = backend.to_numpy(value)
+        rtol, atol = conformance.TOLERANCES["float64"]
+        ratio = conformance._error_ratio(got, np.asarray(case.expected, dtype="float64"), rtol, atol)
+        assert ratio <= 1, f"{loss} case {case.id}: off by {ratio:.3g}× the tolerance: {got} vs {case.expected}"
+
+
+def _registered(name: str) -> Any:
+    found = registry().backends[name]
+    reason = found.unavailable()
+    if reason:
+        pytest.skip(f"{name}: {reason}")
+    return found
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "nll_loss"])
+def test_dask_class_axis_chunked(loss: str) -> None:
+    """Inputs split along the class axis as well as the batch axis: reductions cross chunks."""
+    _registered("dask")
+    both = DaskBackend(split_axes=(0, 1), name="dask_class_chunks", short="dask01")
+    _assert_passed(conformance.run([both], ("float32", "float64"), None, [loss], max_cases=MAX_CASES))
+
+
+def test_dask_cross_entropy_stays_lazy_with_many_chunks() -> None:
+    """A (N, C) problem in 4 × 5 chunks: the loss is a Dask array, computed only when asked,
+    equal to NumPy's answer."""
+    _registered("dask")
+    import dask
+    import dask.array as da
+
+    rng = np.random.default_rng(0)
+    logits, target = rng.normal(size=(40, 50)) * 4, rng.integers(0, 50, size=40)
+    weight = rng.uniform(0.5, 2, size=50)
+    x, t, w = da.from_array(logits, chunks=(10, 10)), da.from_array(target, chunks=10), da.from_array(weight, chunks=25)
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("computed during the call")
+
+    for options in ({}, {"reduction": "none"}, {"label_smoothing": 0.2}, {"ignore_index": 3}):
+        with dask.config.set(scheduler=refuse):
+            lazy = lossreg.cross_entropy(x, t, weight=w, **options)
+        assert isinstance(lazy, da.Array)
+        want = lossreg.cross_entropy(logits, target, weight=weight, **options)
+        np.testing.assert_allclose(lazy.compute(scheduler="sync"), want, rtol=1e-12)
+
+
+def test_array_api_strict_without_data_dependent_features() -> None:
+    """The strictest referee: no boolean indexing, no data-dependent shapes."""
+    xp = pytest.importorskip("array_api_strict")
+    _registered("array_api_strict")
+    with xp.ArrayAPIStrictFlags(boolean_indexing=False, data_dependent_shapes=False):
+        assert not xp.get_array_api_strict_flags()["boolean_indexing"]
+        outcomes = conformance.run(["array_api_strict"], ("float32", "float64"), None, None, max_cases=MAX_CASES)
+    _assert_passed(outcomes)
+
+
+@pytest.mark.parametrize("device", ["device1", "device2"])
+def test_array_api_strict_fake_device(device: str) -> None:
+    """Inputs on a fake device: every result stays there (the runner checks each one)."""
+    _registered("array_api_strict")
+    _assert_passed(conformance.run(["array_api_strict"], ("float64",), device, None, max_cases=MAX_CASES))
