@@ -218,22 +218,17 @@ def reduce(xp: Any, values: Any, reduction: str, dtype: Any = None) -> Any:
 def take_class(xp: Any, x: Any, index: Any) -> Any:
     """``x[n, index[n, ...], ...]``: pick one entry along axis 1 of ``x`` (shape (N, C, *d)).
 
-    ``index`` has shape (N, *d) and must already lie in [0, C). Written with ``take`` on the
-    flattened array because Dask has no ``take_along_axis`` and one-hot masks cost C times more.
+    ``index`` has shape (N, *d) and must already lie in [0, C). ``take_along_axis`` (array API
+    2024.12) where the namespace has it; otherwise (Dask) a one-hot ``where`` summed over the
+    class axis. That costs a pass over ``x``, but it is blockwise: Dask's ``take`` with indices it
+    cannot see pairs every chunk of ``index`` with every chunk of ``x``, quadratic in the chunks.
     """
-    n, c = x.shape[0], x.shape[1]
-    spatial = math.prod(x.shape[2:])
-    dev = compat.device(x)
-    if x.ndim == 2:  # the common (N, C) case, in three operations
-        index = index if index.dtype == xp.int64 else xp.astype(index, xp.int64)
-        flat = xp.arange(0, n * c, c, dtype=xp.int64, device=dev) + xp.reshape(index, (n,))
-        return xp.take(xp.reshape(x, (-1,)), flat)
-    index = xp.reshape(xp.astype(index, xp.int64), (n, spatial))
-    rows = xp.reshape(xp.arange(n, dtype=xp.int64, device=dev), (n, 1)) * (c * spatial)
-    cols = xp.reshape(xp.arange(spatial, dtype=xp.int64, device=dev), (1, spatial))
-    flat = xp.reshape(rows + index * spatial + cols, (-1,))
-    picked = xp.take(xp.reshape(x, (-1,)), flat)
-    return xp.reshape(picked, (n, *x.shape[2:]))
+    index = xp.expand_dims(index if index.dtype == xp.int64 else xp.astype(index, xp.int64), axis=1)
+    take_along_axis = getattr(xp, "take_along_axis", None)
+    if take_along_axis is not None:
+        return xp.squeeze(take_along_axis(x, index, axis=1), axis=1)
+    classes = xp.reshape(xp.arange(x.shape[1], dtype=xp.int64, device=compat.device(x)), class_shape(x))
+    return xp.sum(xp.where(classes == index, x, xp.zeros_like(x)), axis=1)
 
 
 def class_shape(x: Any, axis: int = 1) -> tuple[int, ...]:

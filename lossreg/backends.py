@@ -212,28 +212,31 @@ class TorchBackend(Backend):
         return value, [torch.zeros_like(leaves[i]) if g is None else g for i, g in zip(wrt, grads)]
 
 
-# XLA's CPU compiler takes about 0.1 s per program at its default settings, and eager JAX compiles
-# every operation anew for each shape: the suite's hundreds of small, differently shaped cases
-# spend most of their time compiling. These flags cut compile time 2-4x; the programs run slower,
-# which tiny arrays do not notice, and compute the same values. Set LOSSREG_JAX_FAST_COMPILE=0 to
-# test JAX with its default settings. The first two flags are old; the third exists in the jaxlib
-# versions listed (an unknown flag aborts the process, so it is never guessed).
+# XLA's CPU compiler takes 0.1 s or more per program, and eager JAX compiles every operation anew
+# for each shape: the suite's hundreds of small, differently shaped cases spend most of their time
+# compiling. Skipping LLVM's optimizations cuts that by about a third; the programs run slower,
+# which tiny arrays do not notice, and compute the same values. (XLA's legacy CPU emitters,
+# ``--xla_cpu_use_fusion_emitters=false``, compile small programs twice as fast again but take
+# minutes over CTC's unrolled recursion.) LOSSREG_JAX_FAST_COMPILE=0 keeps JAX's defaults.
 _FAST_COMPILE = ("--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true")
-_FAST_COMPILE_BY_JAXLIB = {("0", "10"): ("--xla_cpu_use_fusion_emitters=false",)}
+
+
+_jax_configured: list[bool] = []
 
 
 def _configure_jax() -> None:
     """Before JAX starts its CPU client: fast compiles; always: float64 (``jax_enable_x64``)."""
+    if _jax_configured:
+        return
     if os.environ.get("LOSSREG_JAX_FAST_COMPILE", "1") != "0" and not _jax_started():
-        jaxlib = tuple(_version("jaxlib").split(".")[:2])
         current = os.environ.get("XLA_FLAGS", "")
-        extra = [flag for flag in (*_FAST_COMPILE, *_FAST_COMPILE_BY_JAXLIB.get(jaxlib, ()))
-                 if flag.partition("=")[0] not in current]  # the user's own settings win
+        extra = [flag for flag in _FAST_COMPILE if flag.partition("=")[0] not in current]  # the user's own win
         if extra:
             os.environ["XLA_FLAGS"] = " ".join([current, *extra]).strip()
     import jax
 
     jax.config.update("jax_enable_x64", True)
+    _jax_configured.append(True)
 
 
 def _jax_started() -> bool:

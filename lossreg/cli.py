@@ -75,8 +75,14 @@ def cmd_conformance(args: argparse.Namespace) -> int:
         seconds[name if args.device is None else f"{name}@{device}"] = took
         print(f"lossreg conformance: {name} on {device} took {took:.1f} s", file=sys.stderr, flush=True)
 
+    limits: dict[str, int] = {}
+    for item in _split(args.max_cases or ""):
+        name, _, number = item.rpartition("=")
+        limits[name or "*"] = int(number)
     outcomes = conformance.run(wanted, dtypes, args.device, _split(args.loss) if args.loss else None,
-                               max_cases=args.max_cases, progress=progress, jobs=args.jobs)
+                               max_cases=limits or None, progress=progress, jobs=args.jobs)
+    order = list(dict.fromkeys(o.backend if args.device is None else f"{o.backend}@{o.device}" for o in outcomes))
+    seconds = {name: seconds[name] for name in order if name in seconds}
     print(conformance.matrix(outcomes, seconds))
     not_run = conformance.not_covered(wanted, args.device)
     for line in not_run:
@@ -130,8 +136,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "(default float32,float64)")
     p.add_argument("--device", default=None, help="device, e.g. cuda or cuda:1 (default: each backend's first, e.g. cpu)")
     p.add_argument("--loss", default=None, help="comma-separated loss names (default: all)")
-    p.add_argument("--max-cases", type=int, default=None, metavar="N",
-                   help="run at most N cases per loss, chosen to cover every option value and shape (default: all)")
+    p.add_argument("--max-cases", default=None, metavar="N|BACKEND=N,...",
+                   help="run at most N cases per loss, chosen to cover every option value and shape first; "
+                        "per backend as jax=4,dask=20 (default: all)")
     p.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="run (backend, loss) pairs in N processes (default 1; CI machines: their core count)")
     p.add_argument("--json", default=None, metavar="PATH", help="write every outcome to this JSON file")

@@ -187,11 +187,14 @@ class References:
     def __init__(self) -> None:
         self._answers: dict[tuple[Any, ...], tuple[np.ndarray, dict[str, np.ndarray]]] = {}
         self._checked: dict[tuple[int, str], str | None] = {}
+        self._torch: list[Backend] | None = None
 
     def backend_for(self, backend: Backend) -> tuple[Backend, str]:
-        torch = registry().backends.get("torch")
-        if torch is not None and torch.unavailable() is None:
-            return torch, "cpu"
+        if self._torch is None:
+            torch = registry().backends.get("torch")
+            self._torch = [torch] if torch is not None and torch.unavailable() is None else []
+        if self._torch:
+            return self._torch[0], "cpu"
         if "float64" in backend.dtypes:
             return backend, backend.devices[0]
         return registry().backends["numpy"], "cpu"
@@ -202,7 +205,10 @@ class References:
         key = (id(case), ref.name, tuple((k, v.shape, v.tobytes()) for k, v in sorted(held.items())))
         if key not in self._answers:
             self._check(case, spec, ref, device)
-            self._answers[key] = _evaluate(case, spec, ref, device, held)
+            try:
+                self._answers[key] = _evaluate(case, spec, ref, device, held)
+            except errors.LossError as exc:  # rounding made the inputs invalid (a probability of 1 + eps)
+                raise NotApplicable(f"inputs invalid once rounded: {type(exc).__name__}") from None
         return self._answers[key]
 
     def _check(self, case: Case, spec: LossSpec, ref: Backend, device: str) -> None:
@@ -336,12 +342,13 @@ def select_cases(cases: Sequence[Case], limit: int | None) -> list[Case]:
 
 
 def run(backends: Sequence[str | Backend], dtypes: Sequence[str] = ("float32", "float64"), device: str | None = None,
-        losses: Sequence[str] | None = None, *, max_cases: int | None = None,
+        losses: Sequence[str] | None = None, *, max_cases: int | dict[str, int] | None = None,
         progress: Callable[[str, str, float], None] | None = None, jobs: int = 1) -> list[Outcome]:
     """Run the suite; one :class:`Outcome` per (loss, backend, dtype, path).
 
     ``backends`` are registered names or :class:`Backend` objects; ``max_cases`` runs at most
-    that many cases per loss (see :func:`select_cases`); ``progress(backend, device, seconds)``
+    that many cases per loss (see :func:`select_cases`), or per backend name (``"*"`` for the
+    others) from a dict; ``progress(backend, device, seconds)``
     is called as each backend finishes. ``jobs`` > 1 spreads the (backend, loss) pairs over that
     many processes, which load plugins from entry points (not ones registered in this process).
     """
@@ -373,7 +380,7 @@ def run(backends: Sequence[str | Backend], dtypes: Sequence[str] = ("float32", "
                 kernels = reg.kernels.get((spec.name, backend.kernels_of or backend.name), [])
                 paths = [("portable", spec.function)] + [(f"kernel:{k.name}", k.function) for k in kernels]
                 all_cases = cases_for(spec, reg.cases)
-                cases = select_cases(all_cases, max_cases)
+                cases = select_cases(all_cases, _limit(max_cases, backend.name))
                 for path, function in paths:
                     base = Outcome(spec.name, spec.plugin, backend.name, dtype, dev, path, "unsupported",
                                    total=len(all_cases), reason=why or "")
@@ -383,13 +390,19 @@ def run(backends: Sequence[str | Backend], dtypes: Sequence[str] = ("float32", "
     return outcomes
 
 
+def _limit(max_cases: int | dict[str, int] | None, backend: str) -> int | None:
+    if isinstance(max_cases, dict):
+        return max_cases.get(backend, max_cases.get("*"))
+    return max_cases
+
+
 def _run_task(task: tuple[Any, ...]) -> list[Outcome]:
     backend, dtypes, device, loss, max_cases = task
     return run([backend], dtypes, device, [loss], max_cases=max_cases)
 
 
 def _run_parallel(backends: Sequence[str | Backend], dtypes: Sequence[str], device: str | None, losses: list[str],
-                  max_cases: int | None, progress: Callable[[str, str, float], None] | None,
+                  max_cases: int | dict[str, int] | None, progress: Callable[[str, str, float], None] | None,
                   jobs: int) -> list[Outcome]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -462,7 +475,7 @@ def _run_path(outcome: Outcome, spec: LossSpec, function: Any, backend: Backend,
     if outcome.failures:
         outcome.status = "failed"
     elif declined and declined == outcome.cases:
-        outcome.status, outcome.reason = "unsupported", "the kernel declined every case (returned NotImplemented)"
+        outcome.status, outcome.reason = "unsupported", f"{outcome.path} declined every case (returned NotImplemented)"
     else:
         outcome.status = "passed"
     return outcome
@@ -541,16 +554,17 @@ def matrix(outcomes: Sequence[Outcome], seconds: dict[str, float] | None = None)
         for note, count in o.notes.items():
             applicable.setdefault((o.dtype, note), {})[o.loss] = count
     for (dtype, note), per_loss in applicable.items():
-        lines.append(f"n/a cases    {DTYPE_ABBREVIATIONS.get(dtype, dtype)}: {sum(per_loss.values())} cases of "
-                     f"{len(per_loss)} losses ({note})")
-    sampled: dict[str, tuple[int, int]] = {}
+        lines.append(f"n/a cases    {DTYPE_ABBREVIATIONS.get(dtype, dtype)}: {sum(per_loss.values())} case{'s' * (sum(per_loss.values()) > 1)} of "
+                     f"{len(per_loss)} loss{'es' * (len(per_loss) > 1)} ({note})")
+    considered: dict[tuple[str, str], dict[str, tuple[int, int]]] = {}  # (backend, device) -> loss -> (run, total)
     for o in outcomes:
-        if o.status != "unsupported" and o.cases + o.not_applicable < o.total:
-            sampled.setdefault(o.loss, (o.cases + o.not_applicable, o.total))
+        if o.status != "unsupported":
+            considered.setdefault((o.backend, o.device), {}).setdefault(o.loss, (o.cases + o.not_applicable, o.total))
+    sampled = [f"{_label(*b)} {sum(r for r, _ in per.values())} of {sum(t for _, t in per.values())}"
+               for b, per in considered.items() if any(r < t for r, t in per.values())]
     if sampled:
-        lines.append(f"sampled      {sum(r for r, _ in sampled.values())} of {sum(t for _, t in sampled.values())} "
-                     f"cases of {len(sampled)} losses (at most --max-cases per loss, chosen to cover every option "
-                     "value and input shape)")
+        lines.append(f"sampled      {', '.join(sampled)} cases (at most --max-cases per loss and dtype, "
+                     "chosen to cover every option value and input shape first)")
     for o in outcomes:
         if o.status == "failed":
             lines.append(f"FAIL {o.loss} [{o.backend}/{o.dtype}/{o.device}, {o.path}]" + (": " + o.reason if o.reason else ""))

@@ -132,8 +132,11 @@ def test_half_precision_is_judged_at_the_rounded_inputs() -> None:
 class ReadOnlyNumPy(NumPyBackend):
     """NumPy arrays that refuse writes: a loss that writes into its inputs fails here."""
 
-    name = "numpy_readonly"
+    name = "numpy_frozen_test"
     short = "np-ro"
+
+    def owns(self, x: Any) -> bool:
+        return False  # NumPy arrays belong to the numpy backend
 
     def asarray(self, data: np.ndarray, dtype: str, device: str) -> Any:
         x = np.array(data, dtype=dtype)
@@ -150,15 +153,15 @@ class BackendPlugin:
 def test_backend_from_a_plugin() -> None:
     lossreg.register_plugin(BackendPlugin(), name="readonly-backend")
     try:
-        assert "numpy_readonly" in registry().backends
-        outcomes = conformance.run(["numpy_readonly"], ("float64",), None, ["mse_loss", "cross_entropy"], max_cases=6)
+        assert "numpy_frozen_test" in registry().backends
+        outcomes = conformance.run(["numpy_frozen_test"], ("float64",), None, ["mse_loss", "cross_entropy"], max_cases=6)
         assert conformance.summarize(outcomes)["failed"] == 0, conformance.matrix(outcomes)
         assert "np-ro" in conformance.matrix(outcomes)
     finally:
         from lossreg.registry import unregister_plugin
 
         unregister_plugin("readonly-backend")
-    assert "numpy_readonly" not in registry().backends
+    assert "numpy_frozen_test" not in registry().backends
 
 
 def test_dask_backend_refuses_compute_during_the_call() -> None:

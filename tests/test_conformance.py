@@ -37,9 +37,10 @@ def _assert_passed(outcomes: list[conformance.Outcome]) -> None:
         pytest.skip("; ".join(sorted({o.reason for o in outcomes})))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("loss", NAMES)
-def test_conformance(backend: Any, device: str, loss: str) -> None:
-    _assert_passed(conformance.run([backend], DTYPES, device, [loss], max_cases=MAX_CASES))
+def test_conformance(backend: Any, device: str, loss: str, dtype: str) -> None:
+    _assert_passed(conformance.run([backend], [dtype], device, [loss], max_cases=MAX_CASES))
 
 
 def call_loss(function: Any, *arrays: Any, **options: Any) -> Any:

@@ -32,19 +32,23 @@ _INDEX = frozenset((torch.int8, torch.int16, torch.int32, torch.int64, torch.uin
 
 
 def _pair(input: Any, target: Any, reduction: Any) -> bool:
-    """Two floating tensors of one dtype and shape, and a known reduction (devices: torch checks)."""
+    """Two floating tensors of one dtype, shape and device, and a known reduction.
+
+    The device is compared here because torch lets a 0-d CPU tensor join tensors on any device.
+    """
     return (
         isinstance(target, Tensor)
         and reduction in _ENUM
         and input.dtype in _FLOAT
         and input.dtype is target.dtype
         and input.shape == target.shape
+        and input.device == target.device
     )
 
 
 def _fits(w: Any, input: Tensor) -> bool:
-    """``w`` is a tensor of the input's dtype that broadcasts to the input's shape."""
-    if not isinstance(w, Tensor) or w.dtype is not input.dtype:
+    """``w`` is a tensor of the input's dtype and device that broadcasts to the input's shape."""
+    if not isinstance(w, Tensor) or w.dtype is not input.dtype or w.device != input.device:
         return False
     shape, full = w.shape, input.shape
     return len(shape) <= len(full) and all(s == 1 or s == t for s, t in zip(reversed(shape), reversed(full)))
@@ -133,11 +137,12 @@ def binary_cross_entropy_with_logits(input: Any, target: Any, /, *, weight: Any 
 def _class_args(input: Any, target: Any, weight: Any, ignore_index: Any, reduction: Any) -> Any:
     """The int64 target to hand to torch for an index-target loss, or None to decline."""
     if (not isinstance(target, Tensor) or reduction not in _ENUM or type(ignore_index) is not int
-            or input.dtype not in _FLOAT):
+            or input.dtype not in _FLOAT or target.device != input.device):
         return None
     ndim = input.ndim
     if ndim == 0 or (weight is not None and (not isinstance(weight, Tensor) or weight.dtype is not input.dtype
-                                              or weight.shape != input.shape[ndim > 1:][:1])):
+                                              or weight.shape != input.shape[ndim > 1:][:1]
+                                              or weight.device != input.device)):
         return None
     if target.dtype is not torch.int64:
         if target.dtype not in _INDEX:
@@ -183,7 +188,8 @@ def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_inde
     if isinstance(target, Tensor) and target.dtype in _FLOAT:  # probabilities of the input's shape
         if (ignore_index != -100 or not _pair(input, target, reduction) or input.ndim == 0
                 or (weight is not None and (not isinstance(weight, Tensor) or weight.dtype is not input.dtype
-                                            or weight.shape != input.shape[input.ndim > 1:][:1]))):
+                                            or weight.shape != input.shape[input.ndim > 1:][:1]
+                                            or weight.device != input.device))):
             return NotImplemented
         index = target
     else:

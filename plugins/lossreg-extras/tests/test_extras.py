@@ -53,9 +53,11 @@ def test_read_only_backend_catches_a_loss_that_writes_into_its_input():
                                    lossreg_cases=lossreg.hookimpl(lambda: [case]))
     lossreg.register_plugin(plugin, name="in_place_test")
     try:
-        check_conformance(["clamp_in_place_loss"], backends=["numpy"])  # NumPy lets it through
+        # float64 only: in float32 the suite judges a loss against itself run in float64 with
+        # torch at the rounded inputs, and this NumPy-only loss cannot run on torch.
+        check_conformance(["clamp_in_place_loss"], backends=["numpy"], dtypes=["float64"])  # NumPy lets it through
         with pytest.raises(pytest.fail.Exception, match="read-only"):
-            check_conformance(["clamp_in_place_loss"], backends=["numpy_readonly"])
+            check_conformance(["clamp_in_place_loss"], backends=["numpy_readonly"], dtypes=["float64"])
     finally:
         lossreg.unregister_plugin("in_place_test")
 
