@@ -13,7 +13,8 @@ and every process it started (workers, nannies) and keeps the peak of their sum.
 The check is independent of lossreg: for a few row blocks the logits are materialised and the
 per-row losses recomputed in float64 with NumPy (log-sum-exp minus the picked logit), and the
 mean is compared with the mean of the per-row losses. Each run is added to
-``benchmarks/results/dask_out_of_core.json`` (replacing an earlier run of the same size), and ``dask_out_of_core.md`` is written from all of them.
+``benchmarks/results/dask_out_of_core.json`` (replacing an earlier run of the same size and
+number of workers), and ``dask_out_of_core.md`` is written from all of them.
 
 How cross-entropy picks ``x[n, y_n]`` matters here: with ``take`` on the flattened logits, Dask,
 not knowing the indices, pairs every chunk of labels with every chunk of logits, so work and
@@ -178,8 +179,9 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     path = out.with_suffix(".json")
     runs = json.loads(path.read_text(encoding="utf-8"))["runs"] if path.exists() else []
-    runs = [r for r in runs if r["logits"]["shape"] != result["logits"]["shape"]] + [result]
-    runs.sort(key=lambda r: -r["logits"]["bytes"])
+    same = (result["logits"]["shape"], result["cluster"]["workers"])
+    runs = [r for r in runs if (r["logits"]["shape"], r["cluster"]["workers"]) != same] + [result]
+    runs.sort(key=lambda r: (-r["logits"]["bytes"], r["cluster"]["workers"]))
     path.write_text(json.dumps({"runs": runs}, indent=1) + "\n", encoding="utf-8")
     out.with_suffix(".md").write_text(markdown(runs), encoding="utf-8")
     print(markdown([result]))

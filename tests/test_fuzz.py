@@ -53,8 +53,7 @@ def _check(name: str, ex: Example) -> None:
 COUNTS = os.environ.get("LOSSREG_FUZZ_COUNTS")  # a file that a long run appends "loss cases" lines to
 
 
-def _fuzz_test(name: str):
-    done = [0]
+def _fuzz_test(name: str, done: list[int]):
 
     @FUZZ
     @given(ex=STRATEGIES[name])
@@ -76,7 +75,11 @@ def test_fuzz_against_torch(name: str) -> None:
         pytest.skip(f"{name} is not registered")
     if name in XFAIL:
         pytest.xfail(XFAIL[name])
-    _fuzz_test(name)()
+    done = [0]
+    _fuzz_test(name, done)()
+    if COUNTS:
+        with open(COUNTS, "a") as f:
+            f.write(f"{name} {done[0]} passed\n")
 
 
 REGRESSION_CASES = load_regressions()
