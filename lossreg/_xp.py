@@ -218,17 +218,27 @@ def reduce(xp: Any, values: Any, reduction: str, dtype: Any = None) -> Any:
 def take_class(xp: Any, x: Any, index: Any) -> Any:
     """``x[n, index[n, ...], ...]``: pick one entry along axis 1 of ``x`` (shape (N, C, *d)).
 
-    ``index`` has shape (N, *d) and must already lie in [0, C). ``take_along_axis`` (array API
-    2024.12) where the namespace has it; otherwise (Dask) a one-hot ``where`` summed over the
-    class axis. That costs a pass over ``x``, but it is blockwise: Dask's ``take`` with indices it
-    cannot see pairs every chunk of ``index`` with every chunk of ``x``, quadratic in the chunks.
+    ``index`` has shape (N, *d) and must already lie in [0, C). Eager libraries take from the
+    flattened array: three operations, several times faster than ``take_along_axis`` on NumPy.
+    Dask cannot see the indices, so its ``take`` pairs every chunk of ``index`` with every chunk
+    of ``x`` (quadratic in the chunks); there a one-hot ``where`` summed over the class axis costs
+    one more pass over ``x`` but stays blockwise along both axes.
     """
-    index = xp.expand_dims(index if index.dtype == xp.int64 else xp.astype(index, xp.int64), axis=1)
-    take_along_axis = getattr(xp, "take_along_axis", None)
-    if take_along_axis is not None:
-        return xp.squeeze(take_along_axis(x, index, axis=1), axis=1)
-    classes = xp.reshape(xp.arange(x.shape[1], dtype=xp.int64, device=compat.device(x)), class_shape(x))
-    return xp.sum(xp.where(classes == index, x, xp.zeros_like(x)), axis=1)
+    dev = compat.device(x)
+    index = index if index.dtype == xp.int64 else xp.astype(index, xp.int64)
+    if compat.is_dask_namespace(xp):
+        classes = xp.reshape(xp.arange(x.shape[1], dtype=xp.int64, device=dev), class_shape(x))
+        return xp.sum(xp.where(classes == xp.expand_dims(index, axis=1), x, xp.zeros_like(x)), axis=1)
+    n, c = x.shape[0], x.shape[1]
+    if x.ndim == 2:  # the common (N, C) case
+        flat = xp.arange(0, n * c, c, dtype=xp.int64, device=dev) + xp.reshape(index, (n,))
+        return xp.take(xp.reshape(x, (-1,)), flat)
+    spatial = math.prod(x.shape[2:])
+    index = xp.reshape(index, (n, spatial))
+    rows = xp.reshape(xp.arange(n, dtype=xp.int64, device=dev), (n, 1)) * (c * spatial)
+    cols = xp.reshape(xp.arange(spatial, dtype=xp.int64, device=dev), (1, spatial))
+    flat = xp.reshape(rows + index * spatial + cols, (-1,))
+    return xp.reshape(xp.take(xp.reshape(x, (-1,)), flat), (n, *x.shape[2:]))
 
 
 def class_shape(x: Any, axis: int = 1) -> tuple[int, ...]:

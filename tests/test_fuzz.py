@@ -90,3 +90,17 @@ def test_saved_regressions(case: dict) -> None:
     ex = decode(case)
     got = lossreg.spec(case["loss"]).function(*ex.inputs.values(), **ex.options)
     assert_matches(got, np.asarray(case["expected"], dtype="float64"), case["id"])
+
+
+def test_a_float32_answer_closer_to_the_truth_than_torchs_passes():
+    """Saved by the 10k-per-loss run: torch's own float32 CTC gradient is 11% off at one element;
+    lossreg's float32 is judged against torch's float64 answer there, and passes."""
+    case = next(c for c in REGRESSION_CASES if c["id"] == "fuzz-0fca803065")
+    ex = decode(case)
+    ex32 = type(ex)(ex.inputs, ex.options, "float32")
+    from fuzz_regressions import reference
+
+    _, torch32 = reference("ctc_loss", ex32)
+    exact = np.asarray(case["grads"]["log_probs"])
+    assert abs(float(torch32["log_probs"][2, 3]) - exact[2, 3]) > 0.1 * abs(exact[2, 3])  # torch's float32 is off
+    compare("ctc_loss", ex32)
