@@ -385,6 +385,8 @@ def run(backends: Sequence[str | Backend], dtypes: Sequence[str] = ("float32", "
                     base = Outcome(spec.name, spec.plugin, backend.name, dtype, dev, path, "unsupported",
                                    total=len(all_cases), reason=why or "")
                     outcomes.append(base if why else _run_path(base, spec, function, backend, cases, references))
+                if not why:
+                    backend.release()
         if progress is not None:
             progress(backend.name, dev, time.perf_counter() - start)
     return outcomes
