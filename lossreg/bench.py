@@ -207,7 +207,7 @@ def markdown(rows: Sequence[Row], context: dict[str, Any]) -> str:
              "Versions: " + ", ".join(f"{k} {v}" for k, v in context["versions"].items()), "",
              "Median time per call; ratio = lossreg / native on the same arrays, sampled interleaved. "
              "`lossreg` is the default path (kernels on: lossreg/kernels/torch.py on torch tensors, "
-             "lossreg/kernels/numpy.py for NumPy cross_entropy and bce, the portable code otherwise); "
+             "lossreg/kernels/numpy.py on NumPy arrays); "
              "`portable` is the same call with `use_kernels(False)`. "
              "Native: torch.nn.functional (torch tensors), torch on one thread (NumPy arrays).", "",
              "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]

@@ -29,7 +29,8 @@ BAD = {
     "ce negative index": (lambda: lossreg.cross_entropy(X, np.array([1, -1, 2])), lossreg.LossValueError,
                           "got -1"),
     "ce float indices": (lambda: lossreg.cross_entropy(X, np.array([1.0, 0.0, 4.0])), lossreg.LossValueError,
-                         "cross_entropy: argument 'target' expected the shape of 'input' (3, 5), got shape (3,)"),
+                         "cross_entropy: argument 'target' expected probabilities of the input's shape (3, 5), or class "
+                         "indices as an integer array, got numpy array of dtype float64 and shape (3,)"),
     "ce target shape": (lambda: lossreg.cross_entropy(X, np.array([1, 0])), lossreg.LossValueError,
                         "cross_entropy: argument 'target' expected class indices of shape (3,) or (3, 1)"),
     "ce weight length": (lambda: lossreg.cross_entropy(X, T, weight=np.ones(4)), lossreg.LossValueError,

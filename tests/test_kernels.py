@@ -88,7 +88,8 @@ def test_kernels_are_chosen_and_switched_off(monkeypatch: pytest.MonkeyPatch) ->
     reg = lossreg.registry()
     x, y = torch.randn(3, 2), torch.randn(3, 2)
     kernel = reg.kernel_for("mse_loss", x)
-    assert kernel is not None and reg.kernel_for("mse_loss", x.numpy()) is None
+    assert kernel is not None and reg.kernel_for("mse_loss", x.numpy()) not in (None, kernel)
+    assert reg.kernel_for("huber_loss", x) is None
 
     def spy(*a, **k):
         calls.append(1)
@@ -145,6 +146,65 @@ def test_document_shaped_targets() -> None:
     with lossreg.use_kernels(False):
         want = lossreg.cross_entropy(x, t)
     torch.testing.assert_close(lossreg.cross_entropy(x, t), want)
+
+
+def _ctc_inputs(layout: str, dtype: torch.dtype, seed: int) -> list:
+    """Log-probabilities (T=12, N=4, C=6) with targets padded, concatenated or unbatched.
+
+    The lengths include an empty target and a target too long to align (an infinite loss).
+    """
+    g = torch.Generator().manual_seed(seed)
+    lp = torch.log_softmax(torch.randn(12, 4, 6, generator=g, dtype=torch.float64), -1).to(dtype)
+    targets = torch.randint(1, 6, (4, 7), generator=g)
+    il, tl = torch.tensor([12, 9, 5, 12]), torch.tensor([7, 0, 4, 3])
+    if layout == "unbatched":
+        return [lp[:, 0], targets[0, :5], il[0], torch.tensor(5)]
+    if layout == "concatenated":
+        return [lp, torch.cat([targets[i, :n] for i, n in enumerate(tl.tolist())]), il, tl]
+    return [lp, targets, il, tl]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("layout", ["padded", "concatenated", "unbatched"])
+@pytest.mark.parametrize("options", [{}, {"reduction": "sum", "zero_infinity": True},
+                                     {"reduction": "none", "zero_infinity": True}, {"reduction": "none"}])
+def test_ctc_kernel_matches_portable(options: dict, layout: str, dtype: torch.dtype) -> None:
+    """The CTC kernel is torch's CTC in float64: the portable values, and its gradients where finite.
+
+    Without ``zero_infinity`` an impossible alignment has an infinite loss, whose gradient torch
+    makes NaN and the portable definition finite (README, "Errors and edge cases").
+    """
+    arrays = _ctc_inputs(layout, dtype, seed=len(options))
+    assert lossreg.registry().kernel_for("ctc_loss", arrays[0])(*arrays, **options) is not NotImplemented
+    value, grad = _run("ctc_loss", arrays, options, kernels=True)
+    want, want_grad = _run("ctc_loss", arrays, options, kernels=False)
+    assert value.dtype == want.dtype == dtype and value.shape == want.shape
+    tol = {torch.float64: 1e-10, torch.float32: 1e-5, torch.bfloat16: 2e-2}[dtype]
+    torch.testing.assert_close(value.double(), want.double(), rtol=tol, atol=tol)
+    if torch.isfinite(value).all():
+        torch.testing.assert_close(grad.double(), want_grad.double(), rtol=tol, atol=tol)
+    else:
+        assert grad.isnan().any() and want_grad.isfinite().all()
+
+
+@pytest.mark.parametrize("change", [
+    {"targets": lambda t: t.index_fill(1, torch.tensor([2]), 0)},  # a label equal to blank
+    {"targets": lambda t: t.index_fill(1, torch.tensor([2]), 6)},  # a label out of range
+    {"input_lengths": lambda x: x + 1},  # longer than T
+    {"target_lengths": lambda x: x.masked_fill(x == 7, 8)},  # longer than the padded targets
+    {"target_lengths": lambda x: x[:3]},  # one length short
+    {"targets": lambda t: t.double()},  # float labels
+])
+def test_ctc_kernel_leaves_errors_to_the_portable_path(change: dict) -> None:
+    lp, targets, il, tl = _ctc_inputs("padded", torch.float64, seed=0)
+    args = dict(targets=targets, input_lengths=il, target_lengths=tl)
+    args.update({k: f(args[k]) for k, f in change.items()})
+    with lossreg.use_kernels(False), pytest.raises(lossreg.LossError) as portable:
+        lossreg.ctc_loss(lp, *args.values())
+    assert lossreg.registry().kernel_for("ctc_loss", lp)(lp, *args.values()) is NotImplemented
+    with pytest.raises(type(portable.value)) as kernel:
+        lossreg.ctc_loss(lp, *args.values())
+    assert str(kernel.value) == str(portable.value)
 
 
 TRITON_CHECK = textwrap.dedent("""
@@ -212,8 +272,10 @@ def test_numpy_kernels_match_portable(options: dict, dtype: type) -> None:
     p, y = (rng.random((9, 6)).astype(dtype) for _ in range(2))
     p[0, :2] = (0.0, 1.0)  # the clamped logs
     bce_options = {k: v for k, v in options.items() if k in ("reduction", "weight")}
+    pointwise = {k: v for k, v in options.items() if k == "reduction"}
     for loss, args, opts in [("cross_entropy", (x, t), options), ("cross_entropy", (x, t[:, None]), options),
-                             ("binary_cross_entropy", (p, y), bce_options)]:
+                             ("binary_cross_entropy", (p, y), bce_options),
+                             ("mse_loss", (x, p * 4), pointwise), ("l1_loss", (x, p * 4), pointwise)]:
         kernel = lossreg.registry().kernel_for(loss, x)
         got = kernel(*args, **opts)
         assert got is not NotImplemented
@@ -223,13 +285,32 @@ def test_numpy_kernels_match_portable(options: dict, dtype: type) -> None:
         np.testing.assert_allclose(got, want, rtol=1e-6 if dtype == np.float32 else 1e-13)
 
 
+@pytest.mark.parametrize("options", [{}, {"label_smoothing": 0.1}, {"weight": np.array([1.0, 2.0, 3.0])}])
+@pytest.mark.parametrize("target", [[1, 0, 2], [0, -100, 2], [1, 0, -100]])
+def test_numpy_cross_entropy_kernel_on_infinite_logits(target: list, options: dict) -> None:
+    """A +inf logit, or a row of -inf, makes the loss NaN as in torch, unless the target is ignored."""
+    x = np.array([[np.inf, 0.0, 1.0], [0.0, 1.0, 2.0], [-np.inf, -np.inf, -np.inf]])
+    t = np.array(target)
+    with np.errstate(all="ignore"):
+        got = lossreg.registry().kernel_for("cross_entropy", x)(x, t, reduction="none", **options)
+    torch_options = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in options.items()}
+    want = torch.nn.functional.cross_entropy(torch.from_numpy(x), torch.from_numpy(t), reduction="none",
+                                             **torch_options)
+    np.testing.assert_array_equal(got, want.numpy())
+
+
 @pytest.mark.parametrize(("loss", "args", "options"), [
     ("cross_entropy", lambda: (np.zeros((3, 4)), np.array([0, 1, 4])), {}),
+    ("cross_entropy", lambda: (np.zeros((3, 4)), np.array([0, -1, 2])), {}),
+    ("cross_entropy", lambda: (np.zeros((3, 4)), np.array([0, -1, 2], dtype=np.int32)), {"ignore_index": 1}),
     ("cross_entropy", lambda: (np.zeros((3, 4)), np.array([0, 1, 2])), {"weight": np.ones(3)}),
     ("cross_entropy", lambda: (np.zeros((3, 4)), np.array([0, 1, 2])), {"reduction": "avg"}),
     ("binary_cross_entropy", lambda: (np.array([0.5, 1.5]), np.array([1.0, 0.0])), {}),
     ("binary_cross_entropy", lambda: (np.array([0.5, np.nan]), np.array([1.0, 0.0])), {}),
     ("binary_cross_entropy", lambda: (np.full((2, 3), 0.5), np.ones((2, 3))), {"weight": np.ones(4)}),
+    ("mse_loss", lambda: (np.zeros((3, 2)), np.zeros((3, 1))), {}),  # NumPy would broadcast
+    ("l1_loss", lambda: (np.zeros(3), np.arange(3)), {}),  # an integer target
+    ("l1_loss", lambda: (np.zeros(3), np.zeros(3)), {"reduction": "avg"}),
 ])
 def test_numpy_kernels_leave_errors_to_the_portable_path(loss: str, args, options: dict) -> None:
     kernel = lossreg.registry().kernel_for(loss, np.zeros(1))

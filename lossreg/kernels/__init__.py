@@ -22,9 +22,9 @@ from ..hookspecs import hookimpl
 from ..registry import Kernel
 
 _CUPY_LOSSES = ("mse_loss", "l1_loss", "binary_cross_entropy", "cross_entropy")  # unverified: see kernels/cupy.py
-_NUMPY_LOSSES = ("cross_entropy", "binary_cross_entropy")
+_NUMPY_LOSSES = ("cross_entropy", "binary_cross_entropy", "mse_loss", "l1_loss")
 _TORCH_LOSSES = ("mse_loss", "l1_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
-                 "nll_loss", "cross_entropy")
+                 "nll_loss", "cross_entropy", "ctc_loss")
 
 
 def _lazy(module: str, loss: str) -> Callable[..., Any]:

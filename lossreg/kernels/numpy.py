@@ -3,14 +3,15 @@
 The portable path pays for its generality twice on NumPy: several µs of namespace and
 validation machinery per call (most of a small loss's time), and a fresh N×C array for every
 step (``x - m``, then ``exp``), whose page faults cost as much as the arithmetic on large inputs.
-These kernels do the same operations in the same order (so the results are the same bits) with
-plain NumPy calls and one reused N×C buffer. They handle the common cases (float32/float64,
-(N, C) scores, index targets) and return ``NotImplemented`` for everything else, including
-every invalid input, so that the portable path raises its lossreg error.
+These kernels compute the same values in the same order (so the results are the same bits)
+with plain NumPy calls and one reused buffer. They handle the common cases (float32/float64;
+for cross-entropy (N, C) scores and index targets) and return ``NotImplemented`` for everything
+else, including every invalid input, so that the portable path raises its lossreg error.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,33 @@ ndarray = np.ndarray
 # The ufuncs' own reductions: the ndarray methods (x.sum(), x.max()) add a few µs of Python
 # wrapping per call, which is most of the time of a small loss. Same loops, same results.
 _sum, _max, _min, _all = np.add.reduce, np.maximum.reduce, np.minimum.reduce, np.logical_and.reduce
+
+
+def _rows(n: int) -> Any:
+    """``arange(n)``, the row indices of a gather; cached for batches of up to 65,536 rows
+    (at most 32 MiB for 64 sizes), where making it is a noticeable part of the call."""
+    return _small_rows(n) if n <= 1 << 16 else np.arange(n)
+
+
+@functools.lru_cache(maxsize=64)
+def _small_rows(n: int) -> Any:
+    rows = np.arange(n)
+    rows.flags.writeable = False
+    return rows
+
+
+def _gather_all(buffer: Any, target: Any) -> Any:
+    """``buffer[i, target[i]]`` for every row, or None if a target lies outside [0, C).
+
+    The gather itself rejects indices from C up, so only negative ones need a pass of their own
+    (an unsigned view would not do: NumPy wraps uint64 indices back to negative ones).
+    """
+    if not len(target) or _min(target) < 0:
+        return None
+    try:
+        return buffer[_rows(len(target)), target]
+    except IndexError:
+        return None
 
 
 def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_index: int = -100,
@@ -36,10 +64,16 @@ def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_inde
         target = target.reshape(n)  # the source document's (N, 1) labels
     if weight is not None and (type(weight) is not ndarray or weight.dtype != input.dtype or weight.shape != (c,)):
         return NotImplemented
-    if target.size and 0 <= _min(target) and _max(target) < c and not 0 <= ignore_index < c:
-        active = safe = None  # every target counts: the usual case, in two small reductions
-        w = np.ones(n, dtype=input.dtype) if weight is None else weight[target]
-    else:
+    # No maximum is replaced: torch's NaN for a row with a +inf logit or only -inf logits comes
+    # out of the arithmetic as it does in the portable path (which zeroes a -inf maximum only to
+    # keep NaN out of gradients, and NumPy has none).
+    buffer = input - _max(input, axis=1, keepdims=True)  # the shifted logits, then their exponentials
+    # The usual case first: no weights, every target a class; "mean" then divides by n, which
+    # is the exact sum of n ones up to 2^24 (float32).
+    common = weight is None and not 0 <= ignore_index < c and n <= 1 << 24
+    picked = _gather_all(buffer, target) if common else None
+    w = active = None
+    if picked is None:  # ignored or invalid targets, weights, or a huge batch
         ignored = target == ignore_index
         valid = (target >= 0) & (target < c)
         if not _all(valid | ignored):
@@ -51,19 +85,14 @@ def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_inde
         else:
             picked_w = weight[safe]
             w = np.where(active, picked_w, np.zeros_like(picked_w))
-    target = target if safe is None else safe
-    m = _max(input, axis=1, keepdims=True)
-    if not _all(np.isfinite(m), axis=None):  # a row of ±inf has no finite maximum to subtract
-        m = np.where(np.isfinite(m), m, np.zeros_like(m))
-    buffer = input - m  # the shifted logits, then their exponentials, in one array
-    picked = buffer[np.arange(n), target]
+        picked = buffer[_rows(n), safe]
     if label_smoothing:
         wc = 1.0 if weight is None else weight.reshape(1, c)
         w_sum = c * 1.0 if weight is None else _sum(weight)
         weighted = _sum(wc * buffer, axis=1)
     np.exp(buffer, out=buffer)
     log_sum = np.log(_sum(buffer, axis=1))
-    losses = w * (log_sum - picked)
+    losses = log_sum - picked if w is None else w * (log_sum - picked)
     if label_smoothing:
         smooth = w_sum * log_sum - weighted
         losses = (1.0 - label_smoothing) * losses + (label_smoothing / c) * smooth
@@ -73,7 +102,11 @@ def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_inde
         return losses
     if reduction == "sum":
         return _sum(losses)
-    return _sum(losses) / _sum(w)  # all targets ignored: 0 / 0 = NaN, as torch
+    total = n if w is None else _sum(w)
+    if total:
+        return _sum(losses) / total
+    with np.errstate(invalid="ignore", divide="ignore"):  # all targets ignored: 0 / 0 = NaN, as torch
+        return _sum(losses) / total
 
 
 def binary_cross_entropy(input: Any, target: Any, /, *, weight: Any = None, reduction: str = "mean") -> Any:
@@ -98,4 +131,38 @@ def binary_cross_entropy(input: Any, target: Any, /, *, weight: Any = None, redu
     return losses.sum() if reduction == "sum" else losses.mean()
 
 
-KERNELS = {"cross_entropy": cross_entropy, "binary_cross_entropy": binary_cross_entropy}
+def _same(input: Any, target: Any, reduction: Any) -> bool:
+    """Two non-empty float32/float64 NumPy arrays of one dtype and shape, and a known reduction.
+
+    0-d arrays are left to the portable path: their difference is a NumPy scalar, not a buffer.
+    """
+    return (type(input) is ndarray and type(target) is ndarray and input.dtype in _FLOATS
+            and target.dtype == input.dtype and input.shape == target.shape and reduction in _REDUCTIONS
+            and input.size > 0 and input.ndim > 0)
+
+
+def _reduce(losses: Any, reduction: str) -> Any:
+    if reduction == "none":
+        return losses
+    total = _sum(losses, axis=None)
+    return total if reduction == "sum" else total / losses.size  # np.mean's sum and division
+
+
+def mse_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
+    if not _same(input, target, reduction):
+        return NotImplemented
+    diff = input - target
+    return _reduce(np.multiply(diff, diff, out=diff), reduction)
+
+
+def l1_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
+    # |d| in place of the portable sign(d)·d (there for its gradient): the same values, one
+    # array instead of three.
+    if not _same(input, target, reduction):
+        return NotImplemented
+    diff = input - target
+    return _reduce(np.abs(diff, out=diff), reduction)
+
+
+KERNELS = {"cross_entropy": cross_entropy, "binary_cross_entropy": binary_cross_entropy,
+           "mse_loss": mse_loss, "l1_loss": l1_loss}

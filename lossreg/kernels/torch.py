@@ -215,6 +215,59 @@ def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_inde
         return NotImplemented
 
 
+def _lengths_ok(x: Any, n: int, unbatched: bool, device: Any) -> bool:
+    return (isinstance(x, Tensor) and x.dtype in _INDEX and x.device == device
+            and (tuple(x.shape) == (n,) or (unbatched and x.ndim == 0)))
+
+
+def ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, /, *, blank: int = 0,
+             reduction: str = "mean", zero_infinity: bool = False) -> Any:
+    # Differentiated in float64 whatever the input's dtype: torch's float32 CTC gradient loses up
+    # to ~10 % of an element where exp(log_probs) and the posteriors nearly cancel (the regression
+    # case fuzz-0fca803065), which the portable path, and so this kernel, must not. Its values
+    # are as accurate as the portable ones, so a forward pass alone runs in the input's dtype.
+    if (not isinstance(targets, Tensor) or log_probs.dtype not in _FLOAT or log_probs.ndim not in (2, 3)
+            or reduction not in _ENUM or type(zero_infinity) is not bool or type(blank) is not int
+            or targets.dtype not in _INDEX or targets.device != log_probs.device or not log_probs.numel()):
+        return NotImplemented
+    unbatched = log_probs.ndim == 2
+    t_max, c = log_probs.shape[0], log_probs.shape[-1]
+    n = 1 if unbatched else log_probs.shape[1]
+    dev = log_probs.device
+    if (not 0 <= blank < c or targets.ndim not in (1, 2) or (targets.ndim == 2 and targets.shape[0] != n)
+            or not _lengths_ok(input_lengths, n, unbatched, dev) or not _lengths_ok(target_lengths, n, unbatched, dev)):
+        return NotImplemented
+    if log_probs.is_cuda and _xp.check_mode() == "poison":
+        return NotImplemented  # checking the values would synchronise; the portable path poisons instead
+    il, tl = input_lengths.reshape(n).long(), target_lengths.reshape(n).long()
+    labels, width = targets.long(), targets.shape[-1]
+    if targets.ndim == 2 and width:  # only the first target_lengths[i] labels of row i count
+        labels = torch.where(torch.arange(width, device=dev) < tl.unsqueeze(1), labels, (blank + 1) % c)
+    # Every value the checks need, read in one synchronisation: the lengths' ranges, the total
+    # length, the labels' range, and whether a label is blank.
+    stats = [*torch.aminmax(il), *torch.aminmax(tl), tl.sum()]
+    if labels.numel():
+        stats += [*torch.aminmax(labels), (labels == blank).any()]
+    got = torch.stack([x.long() for x in stats]).tolist()
+    il_lo, il_hi, tl_lo, tl_hi, total = got[:5]
+    if (il_lo < 0 or il_hi > t_max or tl_lo < 0 or (tl_hi > width if targets.ndim == 2 else total != width)
+            or (labels.numel() and (got[5] < 0 or got[6] >= c or got[7]))):
+        return NotImplemented  # the portable path names the offending argument and value
+    if log_probs.requires_grad and torch.is_grad_enabled():
+        lp = log_probs.double()
+    else:
+        lp = log_probs.float() if log_probs.dtype in _HALF else log_probs
+    if unbatched:
+        lp, labels = lp.unsqueeze(1), labels.reshape(1, -1) if targets.ndim == 2 else labels
+    try:
+        out = torch.ctc_loss(lp, labels, il, tl, blank, _ENUM[reduction], zero_infinity)
+    except Exception:
+        return NotImplemented
+    if unbatched and reduction == "none":
+        out = out.reshape(())
+    return out.to(log_probs.dtype)
+
+
 def _load_triton() -> Any:
     """The Triton cross-entropy when Triton and a CUDA device are present, else None."""
     if not torch.cuda.is_available():
@@ -235,4 +288,5 @@ KERNELS = {
     "binary_cross_entropy_with_logits": binary_cross_entropy_with_logits,
     "nll_loss": nll_loss,
     "cross_entropy": cross_entropy,
+    "ctc_loss": ctc_loss,
 }

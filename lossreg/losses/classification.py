@@ -159,7 +159,9 @@ def _cross_entropy_probabilities(xp: Any, input: Any, target: Any, weight: Any, 
     name = "cross_entropy"
     _xp.check_floating(name, "input", input, xp)
     _xp.check_reduction(name, reduction)
-    _xp.check_same_shape(name, "target", target, "input", input)
+    if target.shape != input.shape:  # floats of another shape are most likely indices of the wrong dtype
+        raise LossValueError(name, "target", f"probabilities of the input's shape {tuple(input.shape)}, or "
+                             "class indices as an integer array", _xp.describe(target))
     if ignore_index != -100:
         raise LossValueError(name, "ignore_index", "the default -100 with probability targets "
                                  "(there is no class index to ignore)", repr(ignore_index))
