@@ -45,10 +45,15 @@ def reference(name: str, ex: Example, grads: bool = True) -> tuple[torch.Tensor,
     return value, _grads(value, ins)
 
 
-def ours(name: str, ex: Example, grads: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def _function(name: str, kernels: bool) -> Any:
+    """The portable definition, or with ``kernels`` the default path that hands arrays to kernels."""
+    return getattr(lossreg, name) if kernels else lossreg.spec(name).function
+
+
+def ours(name: str, ex: Example, grads: bool = True, kernels: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     leaves = set(lossreg.spec(name).differentiable) if grads else set()
     ins = {k: _tensor(v, ex.dtype, k in leaves) for k, v in ex.inputs.items()}
-    value = lossreg.spec(name).function(*ins.values(), **_convert(ex.options, ex.dtype))
+    value = _function(name, kernels)(*ins.values(), **_convert(ex.options, ex.dtype))
     return value, _grads(value, ins)
 
 
@@ -81,9 +86,14 @@ def _float64(x: Any) -> np.ndarray:
     return np.asarray(x.detach().numpy() if isinstance(x, torch.Tensor) else x, dtype="float64")
 
 
-def compare(name: str, ex: Example, *, grads: bool = True, numpy: bool = True) -> None:
+def compare(name: str, ex: Example, *, grads: bool = True, numpy: bool = True, kernels: bool = False) -> None:
+    """lossreg against torch on ``ex``: values and gradients on torch tensors, values on NumPy.
+
+    ``kernels`` calls the default path (torch and NumPy kernels where registered) rather than
+    the portable definition.
+    """
     want, g_want = reference(name, ex, grads)
-    got, g_got = ours(name, ex, grads)
+    got, g_got = ours(name, ex, grads, kernels)
     context = f"{name}{ex!r}"
     assert got.dtype == want.dtype, f"dtype {got.dtype}, torch {want.dtype}: {context}"
     rtol, atol = (max(RTOL, ex.rtol), ATOL) if ex.dtype == "float64" else (RTOL32, ATOL32)
@@ -100,7 +110,7 @@ def compare(name: str, ex: Example, *, grads: bool = True, numpy: bool = True) -
         np_in = [np.asarray(v).astype(ex.dtype) if np.asarray(v).dtype.kind == "f" else np.asarray(v)
                  for v in ex.inputs.values()]
         np_opts = {k: v.astype(ex.dtype) if isinstance(v, np.ndarray) else v for k, v in ex.options.items()}
-        assert_matches(lossreg.spec(name).function(*np_in, **np_opts), want, f"numpy value: {context}", rtol,
+        assert_matches(_function(name, kernels)(*np_in, **np_opts), want, f"numpy value: {context}", rtol,
                        atol * max(1.0, value_scale), exact)
 
 

@@ -40,9 +40,9 @@ def _plugin_losses() -> list[str]:
             and n not in STRATEGIES]
 
 
-def _check(name: str, ex: Example) -> None:
+def _check(name: str, ex: Example, kernels: bool = False) -> None:
     try:
-        compare(name, ex)
+        compare(name, ex, kernels=kernels)
     except AssertionError as error:
         if SAVE:
             case = save_regression(name, ex, str(error))
@@ -53,12 +53,12 @@ def _check(name: str, ex: Example) -> None:
 COUNTS = os.environ.get("LOSSREG_FUZZ_COUNTS")  # a file that a long run appends "loss cases" lines to
 
 
-def _fuzz_test(name: str, done: list[int]):
+def _fuzz_test(name: str, done: list[int], kernels: bool = False):
 
     @FUZZ
     @given(ex=STRATEGIES[name])
     def run(ex: Example) -> None:
-        _check(name, ex)
+        _check(name, ex, kernels)
         done[0] += 1
         if COUNTS and done[0] % 50 == 0:
             with open(COUNTS, "a") as f:
@@ -80,6 +80,21 @@ def test_fuzz_against_torch(name: str) -> None:
     if COUNTS:
         with open(COUNTS, "a") as f:
             f.write(f"{name} {done[0]} passed\n")
+
+
+KERNEL_LOSSES = sorted({loss for loss, backend in lossreg.registry().kernels if backend in ("torch", "numpy")}
+                       & set(STRATEGIES))
+
+
+@pytest.mark.parametrize("name", KERNEL_LOSSES)
+def test_fuzz_kernels_against_torch(name: str) -> None:
+    """The same inputs through the default path, where torch tensors and NumPy arrays meet
+    lossreg's kernels (which must agree with torch as the portable definition does)."""
+    done = [0]
+    _fuzz_test(name, done, kernels=True)()
+    if COUNTS:
+        with open(COUNTS, "a") as f:
+            f.write(f"{name} (kernels) {done[0]} passed\n")
 
 
 REGRESSION_CASES = load_regressions()
