@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from importlib import metadata
 
 from . import conformance
+from .errors import LossError
 from .registry import registry
 
 
@@ -149,7 +150,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench.add_arguments(p)
     p.set_defaults(run=lambda a: bench.run_from_args(a, command=" ".join(["lossreg", *(argv or sys.argv[1:])])))
     args = parser.parse_args(argv)
-    return int(args.run(args))
+    try:
+        return int(args.run(args))
+    except LossError as error:  # a bad argument: its message says which and why, no traceback
+        print(f"lossreg: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -357,15 +357,16 @@ def run(backends: Sequence[str | Backend], dtypes: Sequence[str] = ("float32", "
     unknown = [d for d in dtypes if d not in EPS]
     if unknown:
         raise errors.LossValueError("lossreg conformance", "dtype", "some of " + ", ".join(EPS), ", ".join(unknown))
+    unknown = [repr(b) for b in backends if not isinstance(b, Backend) and b not in reg.backends]
+    if unknown:  # before anything runs, not after the backends ahead of it
+        raise errors.LossValueError("lossreg conformance", "backend", "some of " + ", ".join(reg.backends),
+                                    ", ".join(unknown))
     if jobs > 1:
         return _run_parallel(backends, dtypes, device, [s.name for s in specs], max_cases, progress, jobs)
     references = References()
     outcomes: list[Outcome] = []
     for chosen in backends:
-        backend = chosen if isinstance(chosen, Backend) else reg.backends.get(chosen)
-        if backend is None:
-            raise errors.LossValueError("lossreg conformance", "backend",
-                                        "one of " + ", ".join(reg.backends), repr(chosen))
+        backend = chosen if isinstance(chosen, Backend) else reg.backends[chosen]
         dev = device or backend.devices[0]
         reason = backend.unavailable() or backend.device_unavailable(dev)
         if reason is None:

@@ -296,6 +296,20 @@ def test_cli_backend_all_lists_what_is_missing(tmp_path: Path) -> None:
     assert {"date", "command", "device_names", "seconds", "not_run", "tolerances", "matrix"} <= set(data)
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["--backend", "numpy,tensorflow"], "argument 'backend' expected some of numpy, "),
+    (["--backend", "numpy", "--dtype", "float128"], "argument 'dtype' expected some of float16, "),
+    (["--backend", "numpy", "--loss", "nosuchloss"], "no loss named 'nosuchloss'"),
+])
+def test_cli_bad_arguments_are_one_line_errors_before_anything_runs(args: list, message: str,
+                                                                     capsys: pytest.CaptureFixture) -> None:
+    code, out = _cli(*args)
+    err = capsys.readouterr().err
+    assert code == 2 and out == ""
+    assert err.startswith("lossreg: ") and message in err and "Traceback" not in err
+    assert "took" not in err  # numpy, named first, did not run
+
+
 def test_cli_matrix_stays_compact() -> None:
     code, out = _cli("--backend", "numpy,array_api_strict", "--dtype", "all", "--max-cases", "1")
     assert code == 0, out

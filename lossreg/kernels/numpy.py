@@ -126,9 +126,7 @@ def binary_cross_entropy(input: Any, target: Any, /, *, weight: Any = None, redu
     losses = -(target * log_x + (1 - target) * log_1mx)
     if weight is not None:
         losses = losses * weight
-    if reduction == "none":
-        return losses
-    return losses.sum() if reduction == "sum" else losses.mean()
+    return _reduce(losses, reduction)
 
 
 def _same(input: Any, target: Any, reduction: Any) -> bool:
