@@ -37,6 +37,23 @@ def _small_rows(n: int) -> Any:
     return rows
 
 
+def _same(input: Any, target: Any, reduction: Any) -> bool:
+    """Two non-empty float32/float64 NumPy arrays of one dtype and shape, and a known reduction.
+
+    0-d arrays are left to the portable path: their difference is a NumPy scalar, not a buffer.
+    """
+    return (type(input) is ndarray and type(target) is ndarray and input.dtype in _FLOATS
+            and target.dtype == input.dtype and input.shape == target.shape and reduction in _REDUCTIONS
+            and input.size > 0 and input.ndim > 0)
+
+
+def _reduce(losses: Any, reduction: str) -> Any:
+    if reduction == "none":
+        return losses
+    total = _sum(losses, axis=None)
+    return total if reduction == "sum" else total / losses.size  # np.mean's sum and division
+
+
 def _gather_all(buffer: Any, target: Any) -> Any:
     """``buffer[i, target[i]]`` for every row, or None if a target lies outside [0, C).
 
@@ -98,10 +115,8 @@ def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_inde
         losses = (1.0 - label_smoothing) * losses + (label_smoothing / c) * smooth
     if active is not None:
         losses = np.where(active, losses, np.zeros_like(losses))
-    if reduction == "none":
-        return losses
-    if reduction == "sum":
-        return _sum(losses)
+    if reduction != "mean":
+        return _reduce(losses, reduction)
     total = n if w is None else _sum(w)
     if total:
         return _sum(losses) / total
@@ -127,23 +142,6 @@ def binary_cross_entropy(input: Any, target: Any, /, *, weight: Any = None, redu
     if weight is not None:
         losses = losses * weight
     return _reduce(losses, reduction)
-
-
-def _same(input: Any, target: Any, reduction: Any) -> bool:
-    """Two non-empty float32/float64 NumPy arrays of one dtype and shape, and a known reduction.
-
-    0-d arrays are left to the portable path: their difference is a NumPy scalar, not a buffer.
-    """
-    return (type(input) is ndarray and type(target) is ndarray and input.dtype in _FLOATS
-            and target.dtype == input.dtype and input.shape == target.shape and reduction in _REDUCTIONS
-            and input.size > 0 and input.ndim > 0)
-
-
-def _reduce(losses: Any, reduction: str) -> Any:
-    if reduction == "none":
-        return losses
-    total = _sum(losses, axis=None)
-    return total if reduction == "sum" else total / losses.size  # np.mean's sum and division
 
 
 def mse_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
