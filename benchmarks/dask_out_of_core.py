@@ -18,7 +18,7 @@ number of workers), and ``dask_out_of_core.md`` is written from all of them.
 
 How cross-entropy picks ``x[n, y_n]`` matters here: with ``take`` on the flattened logits, Dask,
 not knowing the indices, pairs every chunk of labels with every chunk of logits, so work and
-memory grow with the square of the size. ``lossreg._xp.take_class`` therefore picks with a one-hot
+memory grow with the square of the size. ``lossreg.toolkit.take_class`` therefore picks with a one-hot
 ``where`` summed over the class axis on Dask: blockwise along both axes, one more pass over the
 logits.
 """

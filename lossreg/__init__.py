@@ -23,7 +23,7 @@ from .errors import (
     UnknownLossError,
     UnsupportedError,
 )
-from ._xp import value_checks
+from .toolkit import value_checks
 from .hookspecs import hookimpl
 from .losses import *  # noqa: F403  (the built-in functional forms)
 from .losses import __all__ as _builtin_losses

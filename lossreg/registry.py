@@ -181,9 +181,9 @@ class Loss:
         options = self.options
         listed = [k for k in self.spec.array_options if isinstance(options[k], (list, tuple))]
         if listed and arrays:
-            from . import _xp
+            from . import toolkit
 
-            xp = _xp.namespace(self.spec.name, **dict(zip(self.spec.inputs, arrays)))
+            xp = toolkit.namespace(self.spec.name, **dict(zip(self.spec.inputs, arrays)))
             like = arrays[0]
             options = {**options, **{k: xp.asarray(options[k], dtype=like.dtype, device=_device(like)) for k in listed}}
         return self._dispatch(*arrays, **options)

@@ -103,7 +103,7 @@ LOSSES = '''\
 
 To run on every array library (NumPy, PyTorch, JAX, CuPy, Dask, ...), a loss uses only the
 namespace ``xp`` of its inputs: no in-place writes, no boolean-mask indexing, no ``float()`` or
-``bool()`` on arrays, no shapes that depend on values. ``lossreg._xp`` has the checks and the
+``bool()`` on arrays, no shapes that depend on values. ``lossreg.toolkit`` has the checks and the
 reduction every built-in loss uses, so errors name the loss, the argument, what was expected
 and what was given.
 """
@@ -112,7 +112,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lossreg import _xp, define_loss
+from lossreg import define_loss, toolkit
 from lossreg.errors import LossValueError
 
 
@@ -129,14 +129,14 @@ def {loss}(input: Any, target: Any, /, *, delta: float = 1.0, reduction: str = "
     Shapes: ``input`` and ``target`` of one shape, any number of dimensions.
     """
     name = "{loss}"
-    _xp.check_number(name, "delta", delta, 0.0)
+    toolkit.check_number(name, "delta", delta, 0.0)
     if delta == 0:
         raise LossValueError(name, "delta", "a positive number", "0")
-    xp, x, y, dtype = _xp.pointwise_inputs(name, input, target, reduction)
+    xp, x, y, dtype = toolkit.pointwise_inputs(name, input, target, reduction)
     d = x - y
     # The same value as δ²(√(1 + (d/δ)²) - 1), without its cancellation at small d.
     losses = d * d / (xp.sqrt(1 + (d / delta) ** 2) + 1)
-    return _xp.reduce(xp, losses, reduction, dtype)
+    return toolkit.reduce(xp, losses, reduction, dtype)
 '''
 
 GENERATE = '''\

@@ -17,10 +17,10 @@ from lossreg.pytest_plugin import check_conformance
 @lossreg.define_loss(class_name="KitCubeLoss", differentiable=("input",))
 def kit_cube_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
     """``ℓ_i = (x_i - y_i)³``: a loss for these tests only."""
-    from lossreg import _xp
+    from lossreg import toolkit
 
-    xp, x, y, dtype = _xp.pointwise_inputs("kit_cube_loss", input, target, reduction)
-    return _xp.reduce(xp, (x - y) ** 3, reduction, dtype)
+    xp, x, y, dtype = toolkit.pointwise_inputs("kit_cube_loss", input, target, reduction)
+    return toolkit.reduce(xp, (x - y) ** 3, reduction, dtype)
 
 
 def _case(expected: float, grad: list[float]) -> Case:

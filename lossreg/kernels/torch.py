@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .. import _xp
+from .. import toolkit
 
 Tensor = torch.Tensor
 _nn = torch._C._nn
@@ -96,7 +96,7 @@ def binary_cross_entropy(input: Any, target: Any, /, *, weight: Any = None, redu
         # x (1 - x) (and is 0 where a log is clamped): they differ only within 1e-12 of 0 and 1.
         # x (1 - x) is concave, so its minimum over [lo, hi] lies at an end. NaN fails both tests.
         # On CUDA the range must be checked before the call (torch would assert on the device).
-        if input.is_cuda and _xp.check_mode() == "poison":
+        if input.is_cuda and toolkit.check_mode() == "poison":
             return NotImplemented  # reading the range would synchronise; the portable path poisons
         if input.numel():
             lo, hi = (float(v) for v in torch.aminmax(input.detach()))
@@ -157,7 +157,7 @@ def _class_args(input: Any, target: Any, weight: Any, ignore_index: Any, reducti
     elif shape != input.shape[:1] + input.shape[2:] if ndim > 1 else shape != ():
         return None
     if input.is_cuda and target.numel():
-        if _xp.check_mode() == "poison":
+        if toolkit.check_mode() == "poison":
             return None  # no synchronisation wanted: the portable path turns bad indices into NaN
         c = input.shape[ndim > 1]
         if bool(((target != ignore_index) & ((target < 0) | (target >= c))).any()):
@@ -237,7 +237,7 @@ def ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: A
     if (not 0 <= blank < c or targets.ndim not in (1, 2) or (targets.ndim == 2 and targets.shape[0] != n)
             or not _lengths_ok(input_lengths, n, unbatched, dev) or not _lengths_ok(target_lengths, n, unbatched, dev)):
         return NotImplemented
-    if log_probs.is_cuda and _xp.check_mode() == "poison":
+    if log_probs.is_cuda and toolkit.check_mode() == "poison":
         return NotImplemented  # checking the values would synchronise; the portable path poisons instead
     il, tl = input_lengths.reshape(n).long(), target_lengths.reshape(n).long()
     labels, width = targets.long(), targets.shape[-1]

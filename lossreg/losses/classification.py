@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 from array_api_compat import device
 
-from .. import _xp
+from .. import toolkit
 from ..errors import LossValueError
 from ..registry import define_loss
 
@@ -27,13 +27,13 @@ class _Classes(NamedTuple):
 
 def _class_inputs(loss: str, input: Any, target: Any, weight: Any, ignore_index: Any,
                   reduction: str) -> _Classes:
-    xp = _xp.namespace(loss, input=input, target=target, weight=weight)
-    _xp.check_floating(loss, "input", input, xp)
-    _xp.check_reduction(loss, reduction)
-    _xp.check_number(loss, "ignore_index", ignore_index, integer=True)
+    xp = toolkit.namespace(loss, input=input, target=target, weight=weight)
+    toolkit.check_floating(loss, "input", input, xp)
+    toolkit.check_reduction(loss, reduction)
+    toolkit.check_number(loss, "ignore_index", ignore_index, integer=True)
     if input.ndim == 0:
         raise LossValueError(loss, "input", "scores of shape (C), (N, C) or (N, C, d1, ...)", "a 0-d array")
-    _xp.check_integer(loss, "target", target, xp, "integer class indices (or, for cross_entropy, "
+    toolkit.check_integer(loss, "target", target, xp, "integer class indices (or, for cross_entropy, "
                       "probabilities of the input's shape)")
     unbatched = input.ndim == 1
     if unbatched:
@@ -48,21 +48,21 @@ def _class_inputs(loss: str, input: Any, target: Any, weight: Any, ignore_index:
                                  f"{tuple(input.shape[1:] if unbatched else input.shape)}",
                                  f"shape {tuple(target.shape) if not unbatched else tuple(target.shape[1:])}")
     if weight is not None:
-        _xp.check_floating(loss, "weight", weight, xp)
-        _xp.check_shape(loss, "weight", weight, (c,), f"a vector of one weight per class, shape ({c},)")
+        toolkit.check_floating(loss, "weight", weight, xp)
+        toolkit.check_shape(loss, "weight", weight, (c,), f"a vector of one weight per class, shape ({c},)")
     ignored = target == ignore_index
     valid = (target >= 0) & (target < c)
-    bad = _xp.check_values(loss, "target", target, ~valid & ~ignored, xp,
+    bad = toolkit.check_values(loss, "target", target, ~valid & ~ignored, xp,
                            f"class indices in [0, {c}) or ignore_index={ignore_index}")
     active = valid & ~ignored
     safe = xp.where(valid, target, xp.zeros_like(target))
     dtype = input.dtype if weight is None else xp.result_type(input, weight)
-    work = _xp.compute_dtype(xp, dtype)
-    input = _xp.as_dtype(xp, input, work)
+    work = toolkit.compute_dtype(xp, dtype)
+    input = toolkit.as_dtype(xp, input, work)
     if weight is None:
         w = xp.astype(active, work)
     else:
-        picked_w = xp.reshape(xp.take(_xp.as_dtype(xp, weight, work), xp.reshape(safe, (-1,))), safe.shape)
+        picked_w = xp.reshape(xp.take(toolkit.as_dtype(xp, weight, work), xp.reshape(safe, (-1,))), safe.shape)
         w = xp.where(active, picked_w, xp.zeros_like(picked_w))
     return _Classes(xp, input, safe, active, w, bad, dtype, unbatched)
 
@@ -70,14 +70,14 @@ def _class_inputs(loss: str, input: Any, target: Any, weight: Any, ignore_index:
 def _reduce_weighted(cls: _Classes, losses: Any, reduction: str) -> Any:
     """torch's reduction of index-target losses: "mean" divides by the sum of the weights."""
     xp = cls.xp
-    losses = _xp.poison(xp, losses, cls.bad)
+    losses = toolkit.poison(xp, losses, cls.bad)
     if reduction == "none":
         out = losses[0] if cls.unbatched else losses
     elif reduction == "sum":
         out = xp.sum(losses)
     else:  # all targets ignored gives 0 / 0 = NaN, torch's choice
         out = xp.sum(losses) / xp.sum(cls.weight)
-    return _xp.as_dtype(xp, out, cls.dtype)
+    return toolkit.as_dtype(xp, out, cls.dtype)
 
 
 @define_loss(
@@ -96,7 +96,7 @@ def nll_loss(input: Any, target: Any, /, *, weight: Any = None, ignore_index: in
     """
     cls = _class_inputs("nll_loss", input, target, weight, ignore_index, reduction)
     xp = cls.xp
-    picked = _xp.take_class(xp, cls.input, cls.target)
+    picked = toolkit.take_class(xp, cls.input, cls.target)
     losses = xp.where(cls.active, -cls.weight * picked, xp.zeros_like(picked))
     return _reduce_weighted(cls, losses, reduction)
 
@@ -122,19 +122,19 @@ def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_inde
     ``ignore_index`` not allowed.
     """
     name = "cross_entropy"
-    _xp.check_number(name, "label_smoothing", label_smoothing, 0.0, 1.0)
-    xp = _xp.namespace(name, input=input, target=target, weight=weight)
+    toolkit.check_number(name, "label_smoothing", label_smoothing, 0.0, 1.0)
+    xp = toolkit.namespace(name, input=input, target=target, weight=weight)
     if xp.isdtype(target.dtype, "real floating") and input.ndim >= 1:
         return _cross_entropy_probabilities(xp, input, target, weight, ignore_index, reduction,
                                             label_smoothing)
     cls = _class_inputs(name, input, target, weight, ignore_index, reduction)
     x = cls.input
     shifted, log_sum = _log_softmax_parts(xp, x)
-    nll = log_sum - _xp.take_class(xp, shifted, cls.target)  # -log p[n, y_n]
+    nll = log_sum - toolkit.take_class(xp, shifted, cls.target)  # -log p[n, y_n]
     losses = cls.weight * nll
     if label_smoothing:
         c = x.shape[1]
-        w = 1.0 if weight is None else xp.reshape(_xp.as_dtype(xp, weight, x.dtype), _xp.class_shape(x))
+        w = 1.0 if weight is None else xp.reshape(toolkit.as_dtype(xp, weight, x.dtype), toolkit.class_shape(x))
         # Σ_c -w_c log p_c with every term non-negative: no cancellation at large logits.
         w_sum = c * 1.0 if weight is None else xp.sum(w)
         smooth = w_sum * log_sum - xp.sum(w * shifted, axis=1)
@@ -157,11 +157,11 @@ def _log_softmax_parts(xp: Any, x: Any) -> tuple[Any, Any]:
 def _cross_entropy_probabilities(xp: Any, input: Any, target: Any, weight: Any, ignore_index: Any,
                                  reduction: str, label_smoothing: float) -> Any:
     name = "cross_entropy"
-    _xp.check_floating(name, "input", input, xp)
-    _xp.check_reduction(name, reduction)
+    toolkit.check_floating(name, "input", input, xp)
+    toolkit.check_reduction(name, reduction)
     if target.shape != input.shape:  # floats of another shape are most likely indices of the wrong dtype
         raise LossValueError(name, "target", f"probabilities of the input's shape {tuple(input.shape)}, or "
-                             "class indices as an integer array", _xp.describe(target))
+                             "class indices as an integer array", toolkit.describe(target))
     if ignore_index != -100:
         raise LossValueError(name, "ignore_index", "the default -100 with probability targets "
                                  "(there is no class index to ignore)", repr(ignore_index))
@@ -169,20 +169,20 @@ def _cross_entropy_probabilities(xp: Any, input: Any, target: Any, weight: Any, 
     x, t = (xp.expand_dims(input, axis=0), xp.expand_dims(target, axis=0)) if unbatched else (input, target)
     c = x.shape[1]
     if weight is not None:
-        _xp.check_floating(name, "weight", weight, xp)
-        _xp.check_shape(name, "weight", weight, (c,), f"a vector of one weight per class, shape ({c},)")
+        toolkit.check_floating(name, "weight", weight, xp)
+        toolkit.check_shape(name, "weight", weight, (c,), f"a vector of one weight per class, shape ({c},)")
     dtype = xp.result_type(x, t) if weight is None else xp.result_type(x, t, weight)
-    work = _xp.compute_dtype(xp, dtype)
-    x, t = _xp.as_dtype(xp, x, work), _xp.as_dtype(xp, t, work)
+    work = toolkit.compute_dtype(xp, dtype)
+    x, t = toolkit.as_dtype(xp, x, work), toolkit.as_dtype(xp, t, work)
     if label_smoothing:
         t = t * (1.0 - label_smoothing) + label_smoothing / c
     if weight is not None:
-        t = t * xp.reshape(_xp.as_dtype(xp, weight, work), _xp.class_shape(x))
+        t = t * xp.reshape(toolkit.as_dtype(xp, weight, work), toolkit.class_shape(x))
     shifted, log_sum = _log_softmax_parts(xp, x)
     losses = xp.sum(t * (xp.expand_dims(log_sum, axis=1) - shifted), axis=1)
     if unbatched:
         losses = losses[0]
-    return _xp.reduce(xp, losses, reduction, dtype)
+    return toolkit.reduce(xp, losses, reduction, dtype)
 
 
 @define_loss(
@@ -201,11 +201,11 @@ def binary_cross_entropy(input: Any, target: Any, /, *, weight: Any = None, redu
     """
     name = "binary_cross_entropy"
     xp, x, y, dtype, weights = _weighted_pointwise(name, input, target, reduction, weight=weight)
-    bad = _xp.check_values(name, "input", input, ~((x >= 0) & (x <= 1)), xp, "probabilities in [0, 1]")
-    losses = -(y * _xp.safe_log(xp, x) + (1 - y) * _xp.safe_log(xp, 1 - x))
+    bad = toolkit.check_values(name, "input", input, ~((x >= 0) & (x <= 1)), xp, "probabilities in [0, 1]")
+    losses = -(y * toolkit.safe_log(xp, x) + (1 - y) * toolkit.safe_log(xp, 1 - x))
     if weights:
         losses = losses * weights["weight"]
-    return _xp.reduce(xp, _xp.poison(xp, losses, bad), reduction, dtype)
+    return toolkit.reduce(xp, toolkit.poison(xp, losses, bad), reduction, dtype)
 
 
 def _neg_log_sigmoid(xp: Any, x: Any) -> Any:
@@ -220,7 +220,7 @@ def _neg_log_sigmoid(xp: Any, x: Any) -> Any:
 
 def _check_broadcasts(loss: str, name: str, w: Any, x: Any, xp: Any) -> None:
     """``w`` is a floating array that broadcasts to the input's shape (never enlarging the result)."""
-    _xp.check_floating(loss, name, w, xp)
+    toolkit.check_floating(loss, name, w, xp)
     fits = w.ndim <= x.ndim and all(a in (1, b) for a, b in zip(w.shape[::-1], x.shape[::-1]))
     if not fits:
         raise LossValueError(loss, name, f"a shape that broadcasts to the input's {tuple(x.shape)}",
@@ -229,20 +229,20 @@ def _check_broadcasts(loss: str, name: str, w: Any, x: Any, xp: Any) -> None:
 
 def _weighted_pointwise(loss: str, input: Any, target: Any, reduction: str,
                         **weights: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
-    """:func:`_xp.pointwise_inputs` plus optional weight arrays that broadcast to the input.
+    """:func:`toolkit.pointwise_inputs` plus optional weight arrays that broadcast to the input.
 
     Returns ``(xp, input, target, dtype, weights)``, every array in the dtype to compute in.
     """
-    xp, x, y, dtype = _xp.pointwise_inputs(loss, input, target, reduction)
+    xp, x, y, dtype = toolkit.pointwise_inputs(loss, input, target, reduction)
     present = {k: w for k, w in weights.items() if w is not None}
     if present:
-        _xp.namespace(loss, input=input, **present)
+        toolkit.namespace(loss, input=input, **present)
     for k, w in present.items():
         _check_broadcasts(loss, k, w, x, xp)
         dtype = xp.result_type(dtype, w.dtype)
-    work = _xp.compute_dtype(xp, dtype)
-    present = {k: _xp.as_dtype(xp, w, work) for k, w in present.items()}
-    return xp, _xp.as_dtype(xp, x, work), _xp.as_dtype(xp, y, work), dtype, present
+    work = toolkit.compute_dtype(xp, dtype)
+    present = {k: toolkit.as_dtype(xp, w, work) for k, w in present.items()}
+    return xp, toolkit.as_dtype(xp, x, work), toolkit.as_dtype(xp, y, work), dtype, present
 
 
 @define_loss(
@@ -270,7 +270,7 @@ def binary_cross_entropy_with_logits(input: Any, target: Any, /, *, weight: Any 
     losses = (1 - y) * x + positive
     if "weight" in w:
         losses = losses * w["weight"]
-    return _xp.reduce(xp, losses, reduction, dtype)
+    return toolkit.reduce(xp, losses, reduction, dtype)
 
 
 @define_loss(
@@ -285,8 +285,8 @@ def soft_margin_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> 
     ``log1p(exp(-y x))`` literally, which overflows to inf (and a NaN gradient) once ``-y x``
     exceeds about 88 in float32 or 709 in float64; lossreg gives the finite value there.
     """
-    xp, x, y, dtype = _xp.pointwise_inputs("soft_margin_loss", input, target, reduction)
-    return _xp.reduce(xp, _neg_log_sigmoid(xp, y * x), reduction, dtype)
+    xp, x, y, dtype = toolkit.pointwise_inputs("soft_margin_loss", input, target, reduction)
+    return toolkit.reduce(xp, _neg_log_sigmoid(xp, y * x), reduction, dtype)
 
 
 @define_loss(
@@ -312,18 +312,18 @@ def multilabel_soft_margin_loss(input: Any, target: Any, /, *, weight: Any = Non
     losses = y * _neg_log_sigmoid(xp, x) + (1 - y) * _neg_log_sigmoid(xp, -x)
     if "weight" in w:
         losses = losses * w["weight"]
-    return _xp.reduce(xp, xp.sum(losses, axis=-1) / x.shape[-1], reduction, dtype)
+    return toolkit.reduce(xp, xp.sum(losses, axis=-1) / x.shape[-1], reduction, dtype)
 
 
 def _margin_inputs(loss: str, input: Any, target: Any, reduction: str, target_shape: str,
                    weight: Any = None) -> Any:
     """The shared checks of the two margin losses: (C) or (N, C) scores, integer targets."""
-    xp = _xp.namespace(loss, input=input, target=target, weight=weight)
-    _xp.check_floating(loss, "input", input, xp)
-    _xp.check_reduction(loss, reduction)
+    xp = toolkit.namespace(loss, input=input, target=target, weight=weight)
+    toolkit.check_floating(loss, "input", input, xp)
+    toolkit.check_reduction(loss, reduction)
     if input.ndim not in (1, 2) or input.shape[-1] == 0:
         raise LossValueError(loss, "input", "scores of shape (C) or (N, C) with C ≥ 1", f"shape {tuple(input.shape)}")
-    _xp.check_integer(loss, "target", target, xp, f"integer {target_shape}")
+    toolkit.check_integer(loss, "target", target, xp, f"integer {target_shape}")
     return xp
 
 
@@ -344,7 +344,7 @@ def multi_margin_loss(input: Any, target: Any, /, *, p: int = 1, margin: float =
     name = "multi_margin_loss"
     if isinstance(p, bool) or p not in (1, 2):
         raise LossValueError(name, "p", "1 or 2", repr(p))
-    _xp.check_number(name, "margin", margin)
+    toolkit.check_number(name, "margin", margin)
     xp = _margin_inputs(name, input, target, reduction, "class indices", weight)
     unbatched = input.ndim == 1
     n, c = (1, input.shape[0]) if unbatched else input.shape
@@ -354,25 +354,25 @@ def multi_margin_loss(input: Any, target: Any, /, *, p: int = 1, margin: float =
                              f"{tuple(input.shape)}", f"shape {tuple(target.shape)}")
     dtype = input.dtype
     if weight is not None:
-        _xp.check_floating(name, "weight", weight, xp)
-        _xp.check_shape(name, "weight", weight, (c,), f"a vector of one weight per class, shape ({c},)")
+        toolkit.check_floating(name, "weight", weight, xp)
+        toolkit.check_shape(name, "weight", weight, (c,), f"a vector of one weight per class, shape ({c},)")
         dtype = xp.result_type(input, weight)
     valid = (target >= 0) & (target < c)
-    bad = _xp.check_values(name, "target", target, ~valid, xp, f"class indices in [0, {c})")
-    work = _xp.compute_dtype(xp, dtype)
-    x = xp.reshape(_xp.as_dtype(xp, input, work), (n, c))
+    bad = toolkit.check_values(name, "target", target, ~valid, xp, f"class indices in [0, {c})")
+    work = toolkit.compute_dtype(xp, dtype)
+    x = xp.reshape(toolkit.as_dtype(xp, input, work), (n, c))
     t = xp.reshape(xp.where(valid, target, xp.zeros_like(target)), (n,))
     # Same association as torch's kernel, so that a term exactly at the margin is exactly 0.
-    z = margin - xp.reshape(_xp.take_class(xp, x, t), (n, 1)) + x
+    z = margin - xp.reshape(toolkit.take_class(xp, x, t), (n, 1)) + x
     hinge = xp.where(z > 0, z, xp.zeros_like(z))  # gradient 0 at z = 0, torch's choice
     if p == 2:
         hinge = hinge * hinge
     is_target = xp.reshape(t, (n, 1)) == xp.reshape(xp.arange(c, device=device(x)), (1, c))
     losses = xp.sum(xp.where(is_target, xp.zeros_like(hinge), hinge), axis=1) / c
     if weight is not None:
-        losses = losses * xp.take(_xp.as_dtype(xp, weight, work), t)
-    losses = _xp.poison(xp, losses, None if bad is None else xp.reshape(bad, (n,)))
-    return _xp.reduce(xp, losses[0] if unbatched else losses, reduction, dtype)
+        losses = losses * xp.take(toolkit.as_dtype(xp, weight, work), t)
+    losses = toolkit.poison(xp, losses, None if bad is None else xp.reshape(bad, (n,)))
+    return toolkit.reduce(xp, losses[0] if unbatched else losses, reduction, dtype)
 
 
 @define_loss(
@@ -389,13 +389,13 @@ def multilabel_margin_loss(input: Any, target: Any, /, *, reduction: str = "mean
     """
     name = "multilabel_margin_loss"
     xp = _margin_inputs(name, input, target, reduction, "class indices padded with -1")
-    _xp.check_same_shape(name, "target", target, "input", input)
+    toolkit.check_same_shape(name, "target", target, "input", input)
     unbatched = input.ndim == 1
     n, c = (1, input.shape[0]) if unbatched else input.shape
-    bad = _xp.check_values(name, "target", target, (target < -1) | (target >= c), xp,
+    bad = toolkit.check_values(name, "target", target, (target < -1) | (target >= c), xp,
                            f"class indices in [0, {c}) or -1 padding")
     dtype = input.dtype
-    x = xp.reshape(_xp.as_dtype(xp, input, _xp.compute_dtype(xp, dtype)), (n, c))
+    x = xp.reshape(toolkit.as_dtype(xp, input, toolkit.compute_dtype(xp, dtype)), (n, c))
     t = xp.reshape(target, (n, c))
     dev = device(x)
     # listed[n, k]: position k comes before the first -1 of its row.
@@ -410,5 +410,5 @@ def multilabel_margin_loss(input: Any, target: Any, /, *, reduction: str = "mean
     z = 1 - xp.reshape(picked, (n, c, 1)) + xp.reshape(x, (n, 1, c))
     counted = xp.reshape(listed, (n, c, 1)) & ~xp.reshape(is_target, (n, 1, c)) & (z > 0)
     losses = xp.sum(xp.where(counted, z, xp.zeros_like(z)), axis=(1, 2)) / c
-    losses = _xp.poison(xp, losses, None if bad is None else xp.any(xp.reshape(bad, (n, c)), axis=1))
-    return _xp.reduce(xp, losses[0] if unbatched else losses, reduction, dtype)
+    losses = toolkit.poison(xp, losses, None if bad is None else xp.any(xp.reshape(bad, (n, c)), axis=1))
+    return toolkit.reduce(xp, losses[0] if unbatched else losses, reduction, dtype)

@@ -6,7 +6,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from .. import _xp
+from .. import toolkit
 from ..errors import LossTypeError, LossValueError
 from ..registry import define_loss
 
@@ -24,16 +24,16 @@ def _abs(xp: Any, x: Any) -> Any:
 def _check_labels(loss: str, name: str, target: Any, xp: Any) -> None:
     """Labels of ±1 may come as integers or floats; torch accepts any value and so does lossreg."""
     if not xp.isdtype(target.dtype, ("integral", "real floating")):
-        raise LossTypeError(loss, name, "a real-valued array of labels 1 or -1", _xp.describe(target))
+        raise LossTypeError(loss, name, "a real-valued array of labels 1 or -1", toolkit.describe(target))
 
 
 def _check_flag(loss: str, name: str, value: Any) -> None:
     if not isinstance(value, bool):
-        raise LossTypeError(loss, name, "True or False", _xp.describe(value))
+        raise LossTypeError(loss, name, "True or False", toolkit.describe(value))
 
 
 def _check_positive_margin(loss: str, margin: Any) -> None:
-    _xp.check_number(loss, "margin", margin)
+    toolkit.check_number(loss, "margin", margin)
     if not margin > 0:  # torch raises for margin <= 0
         raise LossValueError(loss, "margin", "a number greater than 0", repr(margin))
 
@@ -62,10 +62,10 @@ def _same_ndim(loss: str, **arrays: Any) -> None:
 def _floats(loss: str, xp: Any, **arrays: Any) -> tuple[Any, Any, list[Any]]:
     """``(dtype, work, arrays)``: the result dtype, the dtype to compute in and the cast arrays."""
     for name, x in arrays.items():
-        _xp.check_floating(loss, name, x, xp)
+        toolkit.check_floating(loss, name, x, xp)
     dtype = xp.result_type(*arrays.values())
-    work = _xp.compute_dtype(xp, dtype)
-    return dtype, work, [_xp.as_dtype(xp, x, work) for x in arrays.values()]
+    work = toolkit.compute_dtype(xp, dtype)
+    return dtype, work, [toolkit.as_dtype(xp, x, work) for x in arrays.values()]
 
 
 @define_loss(
@@ -83,18 +83,18 @@ def margin_ranking_loss(input1: Any, input2: Any, target: Any, /, *, margin: flo
     (N) or all ()). Labels may be integers or floats; other values than ±1 are used as given.
     """
     name = "margin_ranking_loss"
-    xp = _xp.namespace(name, input1=input1, input2=input2, target=target)
+    xp = toolkit.namespace(name, input1=input1, input2=input2, target=target)
     _check_labels(name, "target", target, xp)
-    _xp.check_number(name, "margin", margin)
-    _xp.check_reduction(name, reduction)
+    toolkit.check_number(name, "margin", margin)
+    toolkit.check_reduction(name, reduction)
     _same_ndim(name, input1=input1, input2=input2, target=target)
     _broadcast(name, input1=input1.shape, input2=input2.shape, target=target.shape)
     floats = {"input1": input1, "input2": input2}
     if xp.isdtype(target.dtype, "real floating"):
         floats["target"] = target  # a floating target takes part in type promotion, as in torch
     dtype, work, (x1, x2, *_) = _floats(name, xp, **floats)
-    y = _xp.as_dtype(xp, target, work)
-    return _xp.reduce(xp, _clamp_min0(xp, -y * (x1 - x2) + margin), reduction, dtype)
+    y = toolkit.as_dtype(xp, target, work)
+    return toolkit.reduce(xp, _clamp_min0(xp, -y * (x1 - x2) + margin), reduction, dtype)
 
 
 @define_loss(
@@ -111,17 +111,17 @@ def hinge_embedding_loss(input: Any, target: Any, /, *, margin: float = 1.0, red
     The result has the input's dtype.
     """
     name = "hinge_embedding_loss"
-    xp = _xp.namespace(name, input=input, target=target)
-    _xp.check_floating(name, "input", input, xp)
+    xp = toolkit.namespace(name, input=input, target=target)
+    toolkit.check_floating(name, "input", input, xp)
     _check_labels(name, "target", target, xp)
-    _xp.check_number(name, "margin", margin)
-    _xp.check_reduction(name, reduction)
+    toolkit.check_number(name, "margin", margin)
+    toolkit.check_reduction(name, reduction)
     _broadcast(name, input=input.shape, target=target.shape)
     dtype = input.dtype
-    x = _xp.as_dtype(xp, input, _xp.compute_dtype(xp, dtype))
+    x = toolkit.as_dtype(xp, input, toolkit.compute_dtype(xp, dtype))
     zero = xp.zeros_like(x)
     losses = xp.where(target != 1, _clamp_min0(xp, margin - x), zero) + xp.where(target != -1, x, zero)
-    return _xp.reduce(xp, losses, reduction, dtype)
+    return toolkit.reduce(xp, losses, reduction, dtype)
 
 
 @define_loss(
@@ -140,10 +140,10 @@ def cosine_embedding_loss(input1: Any, input2: Any, target: Any, /, *, margin: f
     ``target`` (); as in torch, the inputs may broadcast, e.g. (1, D) against (N, D).
     """
     name = "cosine_embedding_loss"
-    xp = _xp.namespace(name, input1=input1, input2=input2, target=target)
+    xp = toolkit.namespace(name, input1=input1, input2=input2, target=target)
     _check_labels(name, "target", target, xp)
-    _xp.check_number(name, "margin", margin)
-    _xp.check_reduction(name, reduction)
+    toolkit.check_number(name, "margin", margin)
+    toolkit.check_reduction(name, reduction)
     if target.ndim not in (0, 1):
         raise LossValueError(name, "target", "labels of shape (N) or ()", f"shape {tuple(target.shape)}")
     wanted = "(N, D) for target (N)" if target.ndim else "(D) for target ()"
@@ -160,7 +160,7 @@ def cosine_embedding_loss(input1: Any, input2: Any, target: Any, /, *, margin: f
     cos = prod / xp.sqrt((xp.sum(x1 * x1, axis=-1) + eps) * (xp.sum(x2 * x2, axis=-1) + eps))
     zero = xp.zeros_like(cos)
     losses = xp.where(target == 1, 1 - cos, zero) + xp.where(target == -1, _clamp_min0(xp, cos - margin), zero)
-    return _xp.reduce(xp, losses, reduction, dtype)
+    return toolkit.reduce(xp, losses, reduction, dtype)
 
 
 def _norm(xp: Any, d: Any, p: float) -> Any:
@@ -194,10 +194,10 @@ def _pairwise_distance(xp: Any, x1: Any, x2: Any, p: float = 2.0, eps: float = 1
 
 def _triplet_inputs(name: str, anchor: Any, positive: Any, negative: Any, margin: Any, swap: Any,
                     reduction: str) -> tuple[Any, Any, list[Any]]:
-    xp = _xp.namespace(name, anchor=anchor, positive=positive, negative=negative)
+    xp = toolkit.namespace(name, anchor=anchor, positive=positive, negative=negative)
     _check_positive_margin(name, margin)
     _check_flag(name, "swap", swap)
-    _xp.check_reduction(name, reduction)
+    toolkit.check_reduction(name, reduction)
     _same_ndim(name, anchor=anchor, positive=positive, negative=negative)
     _broadcast(name, anchor=anchor.shape, positive=positive.shape, negative=negative.shape)
     dtype, _, arrays = _floats(name, xp, anchor=anchor, positive=positive, negative=negative)
@@ -229,14 +229,14 @@ def triplet_margin_loss(anchor: Any, positive: Any, negative: Any, /, *, margin:
     broadcasting as in torch.
     """
     name = "triplet_margin_loss"
-    _xp.check_number(name, "p", p)
-    _xp.check_number(name, "eps", eps)
+    toolkit.check_number(name, "p", p)
+    toolkit.check_number(name, "eps", eps)
     xp, dtype, (a, pos, neg) = _triplet_inputs(name, anchor, positive, negative, margin, swap, reduction)
     features = _broadcast(name, anchor=anchor.shape, positive=positive.shape, negative=negative.shape)[-1:]
     if features == (0,) and (p < 0 or math.isinf(p)):
         raise LossValueError(name, "p", "a norm that exists for empty vectors (p ≥ 0, finite)", repr(p))
     losses = _triplet(xp, lambda x, y: _pairwise_distance(xp, x, y, p, eps), a, pos, neg, margin, swap)
-    return _xp.reduce(xp, losses, reduction, dtype)
+    return toolkit.reduce(xp, losses, reduction, dtype)
 
 
 @define_loss(
@@ -260,8 +260,8 @@ def triplet_margin_with_distance_loss(anchor: Any, positive: Any, negative: Any,
     name = "triplet_margin_with_distance_loss"
     if distance_function is not None and not callable(distance_function):
         raise LossTypeError(name, "distance_function", "a callable (x, y) -> distances, or None",
-                            _xp.describe(distance_function))
+                            toolkit.describe(distance_function))
     xp, dtype, (a, pos, neg) = _triplet_inputs(name, anchor, positive, negative, margin, swap, reduction)
     distance = distance_function or (lambda x, y: _pairwise_distance(xp, x, y))
     losses = _triplet(xp, distance, a, pos, neg, margin, swap)
-    return _xp.reduce(xp, losses, reduction, dtype)
+    return toolkit.reduce(xp, losses, reduction, dtype)

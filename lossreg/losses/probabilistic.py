@@ -7,7 +7,7 @@ from typing import Any
 
 from array_api_compat import device
 
-from .. import _xp
+from .. import toolkit
 from ..errors import LossValueError
 from ..registry import define_loss
 
@@ -49,15 +49,15 @@ def kl_div(input: Any, target: Any, /, *, reduction: str = "mean", log_target: b
     (``log_target=False``), as in torch.
     """
     name = "kl_div"
-    _xp.check_reduction(name, reduction, (*_xp.REDUCTIONS, "batchmean"))
+    toolkit.check_reduction(name, reduction, (*toolkit.REDUCTIONS, "batchmean"))
     _check_flag(name, "log_target", log_target)
-    xp, x, t, dtype = _xp.pointwise_inputs(name, input, target, "none")  # reduction checked above
+    xp, x, t, dtype = toolkit.pointwise_inputs(name, input, target, "none")  # reduction checked above
     losses = xp.exp(t) * (t - x) if log_target else _xlogx(xp, t) - t * x
     if reduction != "batchmean":
-        return _xp.reduce(xp, losses, reduction, dtype)
+        return toolkit.reduce(xp, losses, reduction, dtype)
     n = x.shape[0] if x.ndim else 1
     total = xp.sum(losses)
-    return _xp.as_dtype(xp, total / n if n else total * math.nan, dtype)
+    return toolkit.as_dtype(xp, total / n if n else total * math.nan, dtype)
 
 
 @define_loss(
@@ -81,15 +81,15 @@ def poisson_nll_loss(input: Any, target: Any, /, *, log_input: bool = True, full
     name = "poisson_nll_loss"
     _check_flag(name, "log_input", log_input)
     _check_flag(name, "full", full)
-    _xp.check_number(name, "eps", eps, 0.0)
-    xp, x, t, dtype = _xp.pointwise_inputs(name, input, target, reduction)
+    toolkit.check_number(name, "eps", eps, 0.0)
+    xp, x, t, dtype = toolkit.pointwise_inputs(name, input, target, reduction)
     losses = xp.exp(x) - t * x if log_input else x - t * xp.log(x + eps)
     if full:
         small = t <= 1
         positive = xp.where(small, xp.ones_like(t), t)  # keeps log(0) out of the masked branch
         stirling = _xlogx(xp, t) - t + 0.5 * xp.log(2 * math.pi * positive)
         losses = losses + xp.where(small, xp.zeros_like(t), stirling)
-    return _xp.reduce(xp, losses, reduction, dtype)
+    return toolkit.reduce(xp, losses, reduction, dtype)
 
 
 def _var_shape(xp: Any, loss: str, var: Any, input: Any) -> Any:
@@ -143,12 +143,12 @@ def gaussian_nll_loss(input: Any, target: Any, var: Any, /, *, full: bool = Fals
     """
     name = "gaussian_nll_loss"
     _check_flag(name, "full", full)
-    _xp.check_number(name, "eps", eps, 0.0)
+    toolkit.check_number(name, "eps", eps, 0.0)
     scalar_var = isinstance(var, (int, float)) and not isinstance(var, bool)
-    xp = _xp.namespace(name, input=input, target=target, **({} if scalar_var else {"var": var}))
-    _xp.check_floating(name, "input", input, xp)
-    _xp.check_floating(name, "target", target, xp)
-    _xp.check_reduction(name, reduction)
+    xp = toolkit.namespace(name, input=input, target=target, **({} if scalar_var else {"var": var}))
+    toolkit.check_floating(name, "input", input, xp)
+    toolkit.check_floating(name, "target", target, xp)
+    toolkit.check_reduction(name, reduction)
     if target.ndim != input.ndim or any(t not in (i, 1) for i, t in zip(input.shape, target.shape)):
         raise LossValueError(name, "target", f"the input's shape {tuple(input.shape)}, or with axes "
                              "of size 1 that broadcast to it", f"shape {tuple(target.shape)}")
@@ -157,18 +157,18 @@ def gaussian_nll_loss(input: Any, target: Any, var: Any, /, *, full: bool = Fals
     if scalar_var:
         if not var >= 0:
             raise LossValueError(name, "var", "a non-negative variance", repr(var))
-        work = _xp.compute_dtype(xp, dtype)
+        work = toolkit.compute_dtype(xp, dtype)
         v = xp.full(input.shape, max(var, eps), dtype=work, device=device(input))
     else:
-        _xp.check_floating(name, "var", var, xp)
+        toolkit.check_floating(name, "var", var, xp)
         var = _var_shape(xp, name, var, input)
-        bad = _xp.check_values(name, "var", var, var < 0, xp, "non-negative variances")
+        bad = toolkit.check_values(name, "var", var, var < 0, xp, "non-negative variances")
         dtype = xp.result_type(dtype, var.dtype)
-        work = _xp.compute_dtype(xp, dtype)
-        v = _xp.as_dtype(xp, var, work)
+        work = toolkit.compute_dtype(xp, dtype)
+        v = toolkit.as_dtype(xp, var, work)
         v = _clamp_straight_through(xp, v, eps) if eps > 0 else v
-    diff = _xp.as_dtype(xp, input, work) - _xp.as_dtype(xp, target, work)
+    diff = toolkit.as_dtype(xp, input, work) - toolkit.as_dtype(xp, target, work)
     losses = 0.5 * (xp.log(v) + diff * diff / v)
     if full:
         losses = losses + 0.5 * math.log(2 * math.pi)
-    return _xp.reduce(xp, _xp.poison(xp, losses, bad), reduction, dtype)
+    return toolkit.reduce(xp, toolkit.poison(xp, losses, bad), reduction, dtype)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .. import _xp
+from .. import toolkit
 from ..errors import LossValueError
 from ..registry import define_loss
 
@@ -22,9 +22,9 @@ def mse_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
     Shapes: ``input`` and ``target`` of one shape, any number of dimensions. torch broadcasts
     unequal shapes with a warning; as the source document requires, lossreg refuses them.
     """
-    xp, x, y, dtype = _xp.pointwise_inputs("mse_loss", input, target, reduction)
+    xp, x, y, dtype = toolkit.pointwise_inputs("mse_loss", input, target, reduction)
     diff = x - y
-    return _xp.reduce(xp, diff * diff, reduction, dtype)
+    return toolkit.reduce(xp, diff * diff, reduction, dtype)
 
 
 @define_loss(
@@ -39,10 +39,10 @@ def l1_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
     Shapes: ``input`` and ``target`` of one shape; unequal shapes are an error (torch broadcasts).
     Less sensitive to outliers than MSE, since errors are not squared.
     """
-    xp, x, y, dtype = _xp.pointwise_inputs("l1_loss", input, target, reduction)
+    xp, x, y, dtype = toolkit.pointwise_inputs("l1_loss", input, target, reduction)
     diff = x - y
     # sign(d)·d is |d| with torch's gradient everywhere: 0 at d = 0 and NaN at NaN, on every library.
-    return _xp.reduce(xp, xp.sign(diff) * diff, reduction, dtype)
+    return toolkit.reduce(xp, xp.sign(diff) * diff, reduction, dtype)
 
 
 def _abs(xp: Any, diff: Any) -> Any:
@@ -63,13 +63,13 @@ def smooth_l1_loss(input: Any, target: Any, /, *, reduction: str = "mean", beta:
     ``target`` of one shape; unequal shapes are an error (torch broadcasts with a warning).
     """
     name = "smooth_l1_loss"
-    _xp.check_number(name, "beta", beta, 0.0)
-    xp, x, y, dtype = _xp.pointwise_inputs(name, input, target, reduction)
+    toolkit.check_number(name, "beta", beta, 0.0)
+    xp, x, y, dtype = toolkit.pointwise_inputs(name, input, target, reduction)
     diff = x - y
     z = _abs(xp, diff)
     if beta == 0:  # the quadratic branch would divide by zero, and its NaN gradient would leak
-        return _xp.reduce(xp, z, reduction, dtype)
-    return _xp.reduce(xp, xp.where(z < beta, 0.5 * diff * diff / beta, z - 0.5 * beta), reduction, dtype)
+        return toolkit.reduce(xp, z, reduction, dtype)
+    return toolkit.reduce(xp, xp.where(z < beta, 0.5 * diff * diff / beta, z - 0.5 * beta), reduction, dtype)
 
 
 @define_loss(
@@ -89,22 +89,22 @@ def huber_loss(input: Any, target: Any, /, *, reduction: str = "mean", delta: fl
     one shape; unequal shapes are an error (torch broadcasts with a warning).
     """
     name = "huber_loss"
-    _xp.check_number(name, "delta", delta)
+    toolkit.check_number(name, "delta", delta)
     if delta <= 0:
         raise LossValueError(name, "delta", "a number > 0", repr(delta))
-    xp, x, y, dtype = _xp.pointwise_inputs(name, input, target, reduction)
+    xp, x, y, dtype = toolkit.pointwise_inputs(name, input, target, reduction)
     if weight is not None:
-        _xp.namespace(name, input=input, weight=weight)
-        _xp.check_floating(name, "weight", weight, xp)
-        _xp.check_same_shape(name, "weight", weight, "input", input)
+        toolkit.namespace(name, input=input, weight=weight)
+        toolkit.check_floating(name, "weight", weight, xp)
+        toolkit.check_same_shape(name, "weight", weight, "input", input)
         dtype = xp.result_type(dtype, weight.dtype)
-        work = _xp.compute_dtype(xp, dtype)
-        x, y = _xp.as_dtype(xp, x, work), _xp.as_dtype(xp, y, work)
+        work = toolkit.compute_dtype(xp, dtype)
+        x, y = toolkit.as_dtype(xp, x, work), toolkit.as_dtype(xp, y, work)
     diff = x - y
     z = _abs(xp, diff)
     losses = 0.5 * diff * diff
     if delta != math.inf:  # the linear branch's slope δ = ∞ would leak a NaN gradient through where
         losses = xp.where(z < delta, losses, delta * (z - 0.5 * delta))
     if weight is not None:
-        losses = losses * _xp.as_dtype(xp, weight, losses.dtype)
-    return _xp.reduce(xp, losses, reduction, dtype)
+        losses = losses * toolkit.as_dtype(xp, weight, losses.dtype)
+    return toolkit.reduce(xp, losses, reduction, dtype)

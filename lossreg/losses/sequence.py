@@ -7,7 +7,7 @@ from typing import Any
 
 from array_api_compat import device
 
-from .. import _xp
+from .. import toolkit
 from ..errors import LossTypeError, LossValueError
 from ..registry import define_loss
 
@@ -41,7 +41,7 @@ def _without_gradient(xp: Any, e: Any) -> Any:
 
 
 def _lengths(name: str, key: str, x: Any, xp: Any, n: int, unbatched: bool) -> Any:
-    _xp.check_integer(name, key, x, xp, "an integer array of lengths")
+    toolkit.check_integer(name, key, x, xp, "an integer array of lengths")
     if tuple(x.shape) != (n,) and not (unbatched and x.ndim == 0):
         raise LossValueError(name, key, "one length per sequence, shape " + ("() or (1)" if unbatched else f"({n})"),
                              f"shape {tuple(x.shape)}")
@@ -77,12 +77,12 @@ def ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: A
     the logits.
     """
     name = "ctc_loss"
-    xp = _xp.namespace(name, log_probs=log_probs, targets=targets, input_lengths=input_lengths,
+    xp = toolkit.namespace(name, log_probs=log_probs, targets=targets, input_lengths=input_lengths,
                        target_lengths=target_lengths)
-    _xp.check_floating(name, "log_probs", log_probs, xp)
-    _xp.check_reduction(name, reduction)
+    toolkit.check_floating(name, "log_probs", log_probs, xp)
+    toolkit.check_reduction(name, reduction)
     if not isinstance(zero_infinity, bool):
-        raise LossTypeError(name, "zero_infinity", "True or False", _xp.describe(zero_infinity))
+        raise LossTypeError(name, "zero_infinity", "True or False", toolkit.describe(zero_infinity))
     if log_probs.ndim not in (2, 3):
         raise LossValueError(name, "log_probs", "log-probabilities of shape (T, N, C) or (T, C)",
                              f"shape {tuple(log_probs.shape)}")
@@ -92,8 +92,8 @@ def ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: A
     if t_max * n * c == 0:
         raise LossValueError(name, "log_probs", "a non-empty array (as torch requires)",
                              f"shape {tuple(log_probs.shape)}")
-    _xp.check_number(name, "blank", blank, 0, c - 1, integer=True)
-    _xp.check_integer(name, "targets", targets, xp, "an integer array of labels")
+    toolkit.check_number(name, "blank", blank, 0, c - 1, integer=True)
+    toolkit.check_integer(name, "targets", targets, xp, "an integer array of labels")
     padded = targets.ndim == 2
     if targets.ndim not in (1, 2) or (padded and targets.shape[0] != n):
         raise LossValueError(name, "targets", f"padded labels of shape ({n}, S) or concatenated ones of shape "
@@ -103,22 +103,22 @@ def ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: A
     dev = device(log_probs)
 
     # Invalid values raise on eager arrays; on lazy ones each flags the sequences it spoils.
-    bad = [_xp.check_values(name, "input_lengths", il, (il < 0) | (il > t_max), xp,
+    bad = [toolkit.check_values(name, "input_lengths", il, (il < 0) | (il > t_max), xp,
                             f"lengths in [0, {t_max}] (T, the frames of log_probs)")]
     width = targets.shape[-1]  # S padded, sum(target_lengths) concatenated
     labels = xp.astype(targets, xp.int64)
     if padded:
-        bad.append(_xp.check_values(name, "target_lengths", tl, (tl < 0) | (tl > width), xp,
+        bad.append(toolkit.check_values(name, "target_lengths", tl, (tl < 0) | (tl > width), xp,
                                     f"lengths in [0, {width}] (S, the padded targets' length)"))
         active = xp.reshape(xp.arange(width, dtype=xp.int64, device=dev), (1, width)) < xp.reshape(tl, (n, 1))
     else:
-        bad.append(_xp.check_values(name, "target_lengths", tl, tl < 0, xp, "non-negative lengths"))
+        bad.append(toolkit.check_values(name, "target_lengths", tl, tl < 0, xp, "non-negative lengths"))
         total = xp.reshape(xp.sum(tl), (1,))
-        bad.append(_xp.check_values(name, "target_lengths", total, total != width, xp,
+        bad.append(toolkit.check_values(name, "target_lengths", total, total != width, xp,
                                     f"lengths summing to {width}, the length of the concatenated targets"))
         active = xp.ones(labels.shape, dtype=xp.bool, device=dev)
     wrong = active & ((labels < 0) | (labels >= c) | (labels == blank))
-    flagged = _xp.check_values(name, "targets", targets, wrong, xp,
+    flagged = toolkit.check_values(name, "targets", targets, wrong, xp,
                                f"labels in [0, {c}) other than blank={blank} (within target_lengths)")
     if flagged is not None:
         bad.append(xp.any(flagged, axis=1) if padded else xp.reshape(xp.any(flagged), (1,)))
@@ -153,12 +153,12 @@ def ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: A
     skip = (s_index >= 2) & (extended != blank) & (extended != xp.take(extended, back2, axis=1))
 
     dtype = log_probs.dtype
-    work = _xp.compute_dtype(xp, dtype)
+    work = toolkit.compute_dtype(xp, dtype)
     neg = xp.full((n, length), -math.inf, dtype=work, device=dev)
     # Added to the shifted alphas: -inf where a transition does not exist.
     no_prev, no_skip = xp.where(s_index >= 1, 0.0, neg), xp.where(skip, 0.0, neg)
 
-    lp = xp.reshape(_xp.as_dtype(xp, log_probs, work), (t_max, n, c))
+    lp = xp.reshape(toolkit.as_dtype(xp, log_probs, work), (t_max, n, c))
     index = (xp.reshape(xp.arange(t_max, dtype=xp.int64, device=dev), (t_max, 1, 1)) * (n * c)
              + xp.reshape(xp.arange(n, dtype=xp.int64, device=dev), (1, n, 1)) * c
              + xp.reshape(extended, (1, n, length)))
@@ -191,11 +191,11 @@ def ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: A
     if zero_infinity:
         losses = xp.where(losses == math.inf, 0.0, losses)
     for mask in bad:
-        losses = _xp.poison(xp, losses, mask)
+        losses = toolkit.poison(xp, losses, mask)
     if reduction == "mean":
         out = xp.mean(losses / xp.astype(xp.clip(tl, 1, None), work))
     elif reduction == "sum":
         out = xp.sum(losses)
     else:
         out = losses[0] if unbatched else losses
-    return _xp.as_dtype(xp, out, dtype)
+    return toolkit.as_dtype(xp, out, dtype)

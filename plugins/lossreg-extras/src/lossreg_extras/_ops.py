@@ -1,6 +1,6 @@
 """Array-API building blocks the losses of this package share (no array library is imported).
 
-Input checking comes from ``lossreg._xp``, so errors read like lossreg's own: they name the
+Input checking comes from ``lossreg.toolkit``, so errors read like lossreg's own: they name the
 loss, the argument, what was expected and what was given.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from lossreg import _xp
+from lossreg import toolkit
 from lossreg.errors import LossValueError
 
 
@@ -48,13 +48,13 @@ class Classes(NamedTuple):
 def class_inputs(loss: str, input: Any, target: Any, ignore_index: Any, reduction: str,
                  weight: Any = None) -> Classes:
     """Check logits ``(C)``, ``(N, C)`` or ``(N, C, d1, ...)`` against class indices, as cross_entropy does."""
-    xp = _xp.namespace(loss, input=input, target=target, weight=weight)
-    _xp.check_floating(loss, "input", input, xp)
-    _xp.check_reduction(loss, reduction)
-    _xp.check_number(loss, "ignore_index", ignore_index, integer=True)
+    xp = toolkit.namespace(loss, input=input, target=target, weight=weight)
+    toolkit.check_floating(loss, "input", input, xp)
+    toolkit.check_reduction(loss, reduction)
+    toolkit.check_number(loss, "ignore_index", ignore_index, integer=True)
     if input.ndim == 0:
         raise LossValueError(loss, "input", "scores of shape (C), (N, C) or (N, C, d1, ...)", "a 0-d array")
-    _xp.check_integer(loss, "target", target, xp, "integer class indices")
+    toolkit.check_integer(loss, "target", target, xp, "integer class indices")
     unbatched = input.ndim == 1
     if unbatched:
         input, target = xp.expand_dims(input, axis=0), xp.expand_dims(target, axis=0)
@@ -65,32 +65,32 @@ def class_inputs(loss: str, input: Any, target: Any, ignore_index: Any, reductio
         wanted = "()" if unbatched else str(expected)
         raise LossValueError(loss, "target", f"class indices of shape {wanted}", f"shape {shown}")
     if weight is not None:
-        _xp.check_floating(loss, "weight", weight, xp)
-        _xp.check_shape(loss, "weight", weight, (c,), f"a vector of one weight per class, shape ({c},)")
+        toolkit.check_floating(loss, "weight", weight, xp)
+        toolkit.check_shape(loss, "weight", weight, (c,), f"a vector of one weight per class, shape ({c},)")
     ignored = target == ignore_index
     valid = (target >= 0) & (target < c)
-    bad = _xp.check_values(loss, "target", target, ~valid & ~ignored, xp,
+    bad = toolkit.check_values(loss, "target", target, ~valid & ~ignored, xp,
                            f"class indices in [0, {c}) or ignore_index={ignore_index}")
     active = valid & ~ignored
     safe = xp.where(valid, target, xp.zeros_like(target))
     dtype = input.dtype if weight is None else xp.result_type(input, weight)
-    work = _xp.compute_dtype(xp, dtype)
+    work = toolkit.compute_dtype(xp, dtype)
     if weight is None:
         w = xp.astype(active, work)
     else:
-        picked = xp.reshape(xp.take(_xp.as_dtype(xp, weight, work), xp.reshape(safe, (-1,))), safe.shape)
+        picked = xp.reshape(xp.take(toolkit.as_dtype(xp, weight, work), xp.reshape(safe, (-1,))), safe.shape)
         w = xp.where(active, picked, xp.zeros_like(picked))
-    return Classes(xp, _xp.as_dtype(xp, input, work), safe, active, w, bad, dtype, unbatched)
+    return Classes(xp, toolkit.as_dtype(xp, input, work), safe, active, w, bad, dtype, unbatched)
 
 
 def reduce_classes(cls: Classes, losses: Any, reduction: str) -> Any:
     """torch's reduction of index-target losses: "mean" divides by the sum of the active weights."""
     xp = cls.xp
-    losses = _xp.poison(xp, xp.where(cls.active, losses, xp.zeros_like(losses)), cls.bad)
+    losses = toolkit.poison(xp, xp.where(cls.active, losses, xp.zeros_like(losses)), cls.bad)
     if reduction == "none":
         out = losses[0] if cls.unbatched else losses
     elif reduction == "sum":
         out = xp.sum(losses)
     else:  # every target ignored gives 0 / 0 = NaN, as torch's cross_entropy does
         out = xp.sum(losses) / xp.sum(cls.weight)
-    return _xp.as_dtype(xp, out, cls.dtype)
+    return toolkit.as_dtype(xp, out, cls.dtype)

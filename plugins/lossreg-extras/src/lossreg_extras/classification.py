@@ -10,7 +10,7 @@ from typing import Any
 
 from array_api_compat import device
 
-from lossreg import _xp, define_loss
+from lossreg import define_loss, toolkit
 from lossreg.errors import LossValueError
 
 from ._ops import class_inputs, log_softmax, reduce_classes, shifted_logsumexp
@@ -30,9 +30,9 @@ def poly1_cross_entropy(input: Any, target: Any, /, *, epsilon: float = 1.0, ign
     Shapes: ``input`` (C), (N, C) or (N, C, d1, ...); ``target`` (), (N) or (N, d1, ...).
     """
     name = "poly1_cross_entropy"
-    _xp.check_number(name, "epsilon", epsilon, -1.0)
+    toolkit.check_number(name, "epsilon", epsilon, -1.0)
     cls = class_inputs(name, input, target, ignore_index, reduction)
-    log_p = _xp.take_class(cls.xp, log_softmax(cls.xp, cls.input), cls.target)
+    log_p = toolkit.take_class(cls.xp, log_softmax(cls.xp, cls.input), cls.target)
     return reduce_classes(cls, -log_p - epsilon * cls.xp.expm1(log_p), reduction)
 
 
@@ -51,11 +51,11 @@ def generalized_cross_entropy(input: Any, target: Any, /, *, q: float = 0.7, ign
     Shapes: ``input`` (C), (N, C) or (N, C, d1, ...); ``target`` (), (N) or (N, d1, ...).
     """
     name = "generalized_cross_entropy"
-    _xp.check_number(name, "q", q, 0.0, 1.0)
+    toolkit.check_number(name, "q", q, 0.0, 1.0)
     if q == 0:
         raise LossValueError(name, "q", "a number in (0, 1]", "0 (use cross_entropy)")
     cls = class_inputs(name, input, target, ignore_index, reduction)
-    log_p = _xp.take_class(cls.xp, log_softmax(cls.xp, cls.input), cls.target)
+    log_p = toolkit.take_class(cls.xp, log_softmax(cls.xp, cls.input), cls.target)
     return reduce_classes(cls, -cls.xp.expm1(q * log_p) / q, reduction)  # expm1: exact for p_t near 1
 
 
@@ -86,7 +86,7 @@ def sparsemax_loss(input: Any, target: Any, /, *, ignore_index: int = -100, redu
     k, cumulative = xp.sum(above, axis=2), xp.sum(above * zi, axis=2)
     support = xp.astype(1 + k * z > cumulative, z.dtype)
     tau = (xp.sum(support * z, axis=1, keepdims=True) - 1) / xp.sum(support, axis=1, keepdims=True)
-    losses = 0.5 * xp.sum(support * (z * z - tau * tau), axis=1) - _xp.take_class(xp, z, cls.target) + 0.5
+    losses = 0.5 * xp.sum(support * (z * z - tau * tau), axis=1) - toolkit.take_class(xp, z, cls.target) + 0.5
     return reduce_classes(cls, losses, reduction)
 
 
@@ -103,19 +103,19 @@ def z_loss(input: Any, /, *, reduction: str = "mean") -> Any:
     logits; "none" gives (), (N) or (N, d1, ...).
     """
     name = "z_loss"
-    xp = _xp.namespace(name, input=input)
-    _xp.check_floating(name, "input", input, xp)
-    _xp.check_reduction(name, reduction)
+    xp = toolkit.namespace(name, input=input)
+    toolkit.check_floating(name, "input", input, xp)
+    toolkit.check_reduction(name, reduction)
     if input.ndim == 0 or input.shape[0 if input.ndim == 1 else 1] == 0:
         raise LossValueError(name, "input", "logits of shape (C), (N, C) or (N, C, d1, ...) with C ≥ 1",
                              f"shape {tuple(input.shape)}")
     unbatched = input.ndim == 1
     dtype = input.dtype
-    x = _xp.as_dtype(xp, xp.expand_dims(input, axis=0) if unbatched else input, _xp.compute_dtype(xp, dtype))
+    x = toolkit.as_dtype(xp, xp.expand_dims(input, axis=0) if unbatched else input, toolkit.compute_dtype(xp, dtype))
     if x.shape[0] == 0:  # Dask cannot take the max of an empty chunk
         losses = xp.zeros((0, *x.shape[2:]), dtype=x.dtype, device=device(x))
     else:
         m, _, lse = shifted_logsumexp(xp, x)
         z = xp.squeeze(m + lse, axis=1)
         losses = z * z
-    return _xp.reduce(xp, losses[0] if unbatched else losses, reduction, dtype)
+    return toolkit.reduce(xp, losses[0] if unbatched else losses, reduction, dtype)

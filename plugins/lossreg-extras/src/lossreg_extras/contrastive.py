@@ -7,7 +7,7 @@ from typing import Any
 
 from array_api_compat import device
 
-from lossreg import _xp, define_loss
+from lossreg import define_loss, toolkit
 from lossreg.errors import LossValueError
 
 from ._ops import shifted_logsumexp
@@ -37,21 +37,21 @@ def nt_xent_loss(input: Any, positive: Any, /, *, temperature: float = 0.5, redu
     N ≥ 1; "none" gives (2N,), the losses of the ``input`` rows first.
     """
     name = "nt_xent_loss"
-    _xp.check_number(name, "temperature", temperature, 0.0)
+    toolkit.check_number(name, "temperature", temperature, 0.0)
     if temperature == 0:
         raise LossValueError(name, "temperature", "a positive number", "0")
-    xp = _xp.namespace(name, input=input, positive=positive)
-    _xp.check_floating(name, "input", input, xp)
-    _xp.check_floating(name, "positive", positive, xp)
-    _xp.check_reduction(name, reduction)
-    _xp.check_shape(name, "input", input, (None, None), "embeddings of shape (N, D)")
-    _xp.check_same_shape(name, "positive", positive, "input", input)
+    xp = toolkit.namespace(name, input=input, positive=positive)
+    toolkit.check_floating(name, "input", input, xp)
+    toolkit.check_floating(name, "positive", positive, xp)
+    toolkit.check_reduction(name, reduction)
+    toolkit.check_shape(name, "input", input, (None, None), "embeddings of shape (N, D)")
+    toolkit.check_same_shape(name, "positive", positive, "input", input)
     n = input.shape[0]
     if n == 0:
         raise LossValueError(name, "input", "at least one pair of embeddings (N ≥ 1)", "shape (0, D)")
     dtype = xp.result_type(input, positive)
-    work = _xp.compute_dtype(xp, dtype)
-    u, v = _unit_rows(xp, _xp.as_dtype(xp, input, work)), _unit_rows(xp, _xp.as_dtype(xp, positive, work))
+    work = toolkit.compute_dtype(xp, dtype)
+    u, v = _unit_rows(xp, toolkit.as_dtype(xp, input, work)), _unit_rows(xp, toolkit.as_dtype(xp, positive, work))
     z = xp.concat([u, v], axis=0)
     similarity = xp.matmul(z, xp.permute_dims(z, (1, 0))) / temperature
     index = xp.arange(2 * n, device=device(z))
@@ -60,4 +60,4 @@ def nt_xent_loss(input: Any, positive: Any, /, *, temperature: float = 0.5, redu
     m, _, lse = shifted_logsumexp(xp, similarity)
     pair = xp.sum(u * v, axis=1) / temperature
     losses = (xp.squeeze(m, axis=1) - xp.concat([pair, pair], axis=0)) + xp.squeeze(lse, axis=1)
-    return _xp.reduce(xp, losses, reduction, dtype)
+    return toolkit.reduce(xp, losses, reduction, dtype)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lossreg import _xp, define_loss
+from lossreg import define_loss, toolkit
 
 
 @define_loss(
@@ -21,10 +21,10 @@ def log_cosh_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any
     small errors. Shapes: ``input`` and ``target`` of one shape (unequal shapes are an error).
     Keras' ``log_cosh`` averages over the last axis; here the reduction decides.
     """
-    xp, x, y, dtype = _xp.pointwise_inputs("log_cosh_loss", input, target, reduction)
+    xp, x, y, dtype = toolkit.pointwise_inputs("log_cosh_loss", input, target, reduction)
     d = x - y
     a = xp.where(d >= 0, d, -d)  # |d|, each side analytic, so the gradient at 0 is tanh(0) = 0
-    return _xp.reduce(xp, a + xp.log1p(xp.expm1(-2 * a) / 2), reduction, dtype)
+    return toolkit.reduce(xp, a + xp.log1p(xp.expm1(-2 * a) / 2), reduction, dtype)
 
 
 @define_loss(
@@ -39,10 +39,10 @@ def mape_loss(input: Any, target: Any, /, *, eps: float = 1e-7, reduction: str =
     one shape. The gradient at ``x = y`` is 0, as L1's.
     """
     name = "mape_loss"
-    _xp.check_number(name, "eps", eps, 0.0)
-    xp, x, y, dtype = _xp.pointwise_inputs(name, input, target, reduction)
+    toolkit.check_number(name, "eps", eps, 0.0)
+    xp, x, y, dtype = toolkit.pointwise_inputs(name, input, target, reduction)
     d = x - y
-    return _xp.reduce(xp, 100 * (xp.sign(d) * d) / xp.clip(xp.abs(y), min=eps), reduction, dtype)
+    return toolkit.reduce(xp, 100 * (xp.sign(d) * d) / xp.clip(xp.abs(y), min=eps), reduction, dtype)
 
 
 @define_loss(
@@ -59,10 +59,10 @@ def msle_loss(input: Any, target: Any, /, *, eps: float = 1e-7, reduction: str =
     Shapes: ``input`` and ``target`` of one shape.
     """
     name = "msle_loss"
-    _xp.check_number(name, "eps", eps, 0.0)
-    xp, x, y, dtype = _xp.pointwise_inputs(name, input, target, reduction)
+    toolkit.check_number(name, "eps", eps, 0.0)
+    xp, x, y, dtype = toolkit.pointwise_inputs(name, input, target, reduction)
     d = xp.log1p(xp.clip(x, min=eps)) - xp.log1p(xp.clip(y, min=eps))
-    return _xp.reduce(xp, d * d, reduction, dtype)
+    return toolkit.reduce(xp, d * d, reduction, dtype)
 
 
 @define_loss(
@@ -78,7 +78,7 @@ def quantile_loss(input: Any, target: Any, /, *, quantile: float = 0.5, reductio
     of one shape.
     """
     name = "quantile_loss"
-    _xp.check_number(name, "quantile", quantile, 0.0, 1.0)
-    xp, x, y, dtype = _xp.pointwise_inputs(name, input, target, reduction)
+    toolkit.check_number(name, "quantile", quantile, 0.0, 1.0)
+    xp, x, y, dtype = toolkit.pointwise_inputs(name, input, target, reduction)
     d = y - x
-    return _xp.reduce(xp, xp.where(d >= 0, quantile * d, (quantile - 1) * d), reduction, dtype)
+    return toolkit.reduce(xp, xp.where(d >= 0, quantile * d, (quantile - 1) * d), reduction, dtype)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lossreg import _xp
+from lossreg import toolkit
 
 from .losses import binary_focal_inputs
 
@@ -27,4 +27,4 @@ def binary_focal_loss_torch(input: Any, target: Any, /, *, alpha: float | None =
     losses = ce if gamma == 0 else ce * z.pow(gamma)
     if alpha is not None:
         losses = losses * (alpha * t + (1 - alpha) * (1 - t))
-    return _xp.reduce(xp, losses, reduction, dtype)
+    return toolkit.reduce(xp, losses, reduction, dtype)

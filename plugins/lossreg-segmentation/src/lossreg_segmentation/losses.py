@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from lossreg import _xp, define_loss
+from lossreg import define_loss, toolkit
 from lossreg.errors import LossValueError
 
 from ._ops import class_inputs, flat_samples, log_softmax, power, reduce_classes, sigmoids, unit_interval
@@ -17,8 +17,8 @@ from ._ops import class_inputs, flat_samples, log_softmax, power, reduce_classes
 
 def _overlap_inputs(loss: str, input: Any, target: Any, reduction: str, smooth: Any) -> tuple[Any, Any, Any, Any]:
     """Probabilities and targets of one shape ``(N, d1, ...)``, flattened to ``(N, M)``."""
-    xp, x, y, dtype = _xp.pointwise_inputs(loss, input, target, reduction)
-    _xp.check_number(loss, "smooth", smooth, 0.0)
+    xp, x, y, dtype = toolkit.pointwise_inputs(loss, input, target, reduction)
+    toolkit.check_number(loss, "smooth", smooth, 0.0)
     if input.ndim == 0:
         raise LossValueError(loss, "input", "a batch of shape (N, d1, ...), at least 1-d", "a 0-d array")
     x = unit_interval(loss, "input", input, x, xp)
@@ -44,7 +44,7 @@ def dice_loss(input: Any, target: Any, /, *, smooth: float = 1.0, reduction: str
     xp, x, y, dtype = _overlap_inputs("dice_loss", input, target, reduction, smooth)
     overlap = xp.sum(x * y, axis=1)
     total = xp.sum(x, axis=1) + xp.sum(y, axis=1)
-    return _xp.reduce(xp, 1 - (2 * overlap + smooth) / (total + smooth), reduction, dtype)
+    return toolkit.reduce(xp, 1 - (2 * overlap + smooth) / (total + smooth), reduction, dtype)
 
 
 @define_loss(
@@ -62,13 +62,13 @@ def tversky_loss(input: Any, target: Any, /, *, alpha: float = 0.5, beta: float 
     s = 0 is the Dice loss. Shapes and ``smooth`` as :func:`dice_loss`; "none" gives ``(N,)``.
     """
     name = "tversky_loss"
-    _xp.check_number(name, "alpha", alpha, 0.0)
-    _xp.check_number(name, "beta", beta, 0.0)
+    toolkit.check_number(name, "alpha", alpha, 0.0)
+    toolkit.check_number(name, "beta", beta, 0.0)
     xp, x, y, dtype = _overlap_inputs(name, input, target, reduction, smooth)
     tp = xp.sum(x * y, axis=1)
     fp = xp.sum(x * (1 - y), axis=1)
     fn = xp.sum((1 - x) * y, axis=1)
-    return _xp.reduce(xp, 1 - (tp + smooth) / (tp + alpha * fp + beta * fn + smooth), reduction, dtype)
+    return toolkit.reduce(xp, 1 - (tp + smooth) / (tp + alpha * fp + beta * fn + smooth), reduction, dtype)
 
 
 @define_loss(
@@ -88,8 +88,8 @@ def generalized_dice_loss(input: Any, target: Any, /, *, smooth: float = 1e-5, r
     only, which is not differentiated.
     """
     name = "generalized_dice_loss"
-    xp, x, y, dtype = _xp.pointwise_inputs(name, input, target, reduction)
-    _xp.check_number(name, "smooth", smooth, 0.0)
+    xp, x, y, dtype = toolkit.pointwise_inputs(name, input, target, reduction)
+    toolkit.check_number(name, "smooth", smooth, 0.0)
     if input.ndim < 2 or input.shape[1] == 0:
         raise LossValueError(name, "input", "class probabilities of shape (N, C, d1, ...) with C ≥ 1",
                              f"shape {tuple(input.shape)}")
@@ -103,16 +103,16 @@ def generalized_dice_loss(input: Any, target: Any, /, *, smooth: float = 1e-5, r
     w = xp.where(present, w, xp.max(w, axis=1, keepdims=True))
     overlap = xp.sum(w * xp.sum(x * y, axis=2), axis=1)
     total = xp.sum(w * (xp.sum(x, axis=2) + volume), axis=1)
-    return _xp.reduce(xp, 1 - (2 * overlap + smooth) / (total + smooth), reduction, dtype)
+    return toolkit.reduce(xp, 1 - (2 * overlap + smooth) / (total + smooth), reduction, dtype)
 
 
 def binary_focal_inputs(input: Any, target: Any, alpha: Any, gamma: Any, reduction: str) -> tuple[Any, Any, Any, Any]:
     """The checks of :func:`binary_focal_loss`, shared with its torch kernel."""
     name = "binary_focal_loss"
     if alpha is not None:
-        _xp.check_number(name, "alpha", alpha, 0.0, 1.0)
-    _xp.check_number(name, "gamma", gamma, 0.0)
-    xp, x, t, dtype = _xp.pointwise_inputs(name, input, target, reduction)
+        toolkit.check_number(name, "alpha", alpha, 0.0, 1.0)
+    toolkit.check_number(name, "gamma", gamma, 0.0)
+    xp, x, t, dtype = toolkit.pointwise_inputs(name, input, target, reduction)
     return xp, x, unit_interval(name, "target", target, t, xp), dtype
 
 
@@ -137,7 +137,7 @@ def binary_focal_loss(input: Any, target: Any, /, *, alpha: float | None = 0.25,
     losses = power(xp, t * q + (1 - t) * p, gamma) * ce  # 1 - p_t, without cancellation
     if alpha is not None:
         losses = (alpha * t + (1 - alpha) * (1 - t)) * losses
-    return _xp.reduce(xp, losses, reduction, dtype)
+    return toolkit.reduce(xp, losses, reduction, dtype)
 
 
 @define_loss(
@@ -156,10 +156,10 @@ def focal_loss(input: Any, target: Any, /, *, gamma: float = 2.0, weight: Any = 
     (N, C, d1, ...); ``target`` (), (N) or (N, d1, ...).
     """
     name = "focal_loss"
-    _xp.check_number(name, "gamma", gamma, 0.0)
+    toolkit.check_number(name, "gamma", gamma, 0.0)
     cls = class_inputs(name, input, target, ignore_index, reduction, weight)
     xp = cls.xp
-    log_p = _xp.take_class(xp, log_softmax(xp, cls.input), cls.target)
+    log_p = toolkit.take_class(xp, log_softmax(xp, cls.input), cls.target)
     losses = -cls.weight * power(xp, -xp.expm1(log_p), gamma) * log_p  # -expm1: 1 - p without cancellation
     return reduce_classes(cls, losses, reduction)
 
