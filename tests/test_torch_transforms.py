@@ -29,8 +29,9 @@ import lossreg
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 SLOW = os.environ.get("LOSSREG_SLOW", "0") == "1"
-# Kernels (cross_entropy, BCE) and portable code (huber, multi_margin with a value check), one plugin loss.
-INDUCTOR = ["cross_entropy", "binary_cross_entropy", "huber_loss", "multi_margin_loss", "focal_loss"]
+# Two kernels (cross_entropy; BCE, with its in-graph value check) and portable code (huber):
+# inductor compiles C++ for each, several seconds apiece, so CI takes three.
+INDUCTOR = ["cross_entropy", "binary_cross_entropy", "huber_loss"]
 TOL = {"rtol": 1e-7, "atol": 1e-10}  # float64; compiled code may associate sums differently
 
 
@@ -87,7 +88,10 @@ def test_compiles_with_fullgraph_on_aot_eager(name: str) -> None:
 
 @pytest.mark.parametrize("name", NAMES if SLOW else INDUCTOR)
 def test_compiles_with_fullgraph_on_inductor(name: str) -> None:
-    _check_compiled(name, "inductor")
+    import torch._inductor.config
+
+    with torch._inductor.config.patch(compile_threads=1):  # no worker pool to start on a small CI machine
+        _check_compiled(name, "inductor")
 
 
 def test_first_call_inside_a_compiled_region_loads_the_registry() -> None:

@@ -251,6 +251,13 @@ def _lengths_ok(x: Any, n: int, unbatched: bool, device: Any) -> bool:
             and (tuple(x.shape) == (n,) or (unbatched and x.ndim == 0)))
 
 
+def _as_lengths(x: Any, device: Any) -> Any:
+    """A list or tuple of ints (as F.ctc_loss takes them) as a tensor; anything else unchanged."""
+    if isinstance(x, (list, tuple)) and all(type(v) is int for v in x):
+        return torch.tensor(x, dtype=torch.int64, device=device)
+    return x
+
+
 def ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, /, *, blank: int = 0,
              reduction: str = "mean", zero_infinity: bool = False) -> Any:
     # Differentiated in float64 whatever the input's dtype: torch's float32 CTC gradient loses up
@@ -265,6 +272,7 @@ def ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: A
     t_max, c = log_probs.shape[0], log_probs.shape[-1]
     n = 1 if unbatched else log_probs.shape[1]
     dev = log_probs.device
+    input_lengths, target_lengths = _as_lengths(input_lengths, dev), _as_lengths(target_lengths, dev)
     if (not 0 <= blank < c or targets.ndim not in (1, 2) or (targets.ndim == 2 and targets.shape[0] != n)
             or not _lengths_ok(input_lengths, n, unbatched, dev) or not _lengths_ok(target_lengths, n, unbatched, dev)):
         return NotImplemented

@@ -74,7 +74,8 @@ def ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: A
     Shapes: ``log_probs`` (T, N, C) or unbatched (T, C) of log-probabilities (e.g. a
     log_softmax); ``targets`` padded (N, S) or concatenated (sum(target_lengths)) of labels in
     [0, C) other than ``blank``; ``input_lengths`` and ``target_lengths`` (N) (or () unbatched),
-    each input length at most T. Integer arrays only (torch also takes float targets).
+    integer arrays or lists or tuples of ints, each input length at most T. ``targets`` must be
+    integers (torch also takes float targets, truncating them; lossreg refuses them).
 
     The gradient is torch's: over each sequence's frames torch's backward returns
     ``exp(log_probs) - γ`` (γ the alignment posteriors), the derivative of
@@ -83,8 +84,20 @@ def ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: A
     the logits.
     """
     name = "ctc_loss"
-    xp = toolkit.namespace(name, log_probs=log_probs, targets=targets, input_lengths=input_lengths,
-                       target_lengths=target_lengths)
+    # Lengths may be sequences of ints, as torch.nn.functional.ctc_loss documents.
+    listed = {k: v for k, v in (("input_lengths", input_lengths), ("target_lengths", target_lengths))
+              if isinstance(v, (list, tuple))}
+    for key, value in listed.items():
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise LossTypeError(name, key, "an integer array or a list or tuple of ints",
+                                f"{type(value).__name__} {value!r:.60}")
+    arrays = {"input_lengths": input_lengths, "target_lengths": target_lengths}
+    xp = toolkit.namespace(name, log_probs=log_probs, targets=targets,
+                           **{k: v for k, v in arrays.items() if k not in listed})
+    if listed:
+        dev = device(log_probs)
+        input_lengths, target_lengths = (xp.asarray(listed[k], dtype=xp.int64, device=dev) if k in listed else v
+                                         for k, v in arrays.items())
     toolkit.check_floating(name, "log_probs", log_probs, xp)
     toolkit.check_reduction(name, reduction)
     if not isinstance(zero_infinity, bool):
