@@ -374,18 +374,14 @@ def as_dtype(xp: Any, x: Any, dtype: Any) -> Any:
 
 
 def pointwise_inputs(loss: str, input: Any, target: Any, reduction: str, *,
-                     target_name: str = "target", integer_target: bool = False) -> tuple[Any, Any, Any, Any]:
+                     target_name: str = "target") -> tuple[Any, Any, Any, Any]:
     """The common preamble of losses that compare two floating arrays of one shape.
 
     Returns ``(xp, input, target, dtype)``: both arrays promoted to the dtype to compute in
-    (float32 for half precision) and ``dtype``, the dtype of the result. With
-    ``integer_target``, an integer (or boolean) target, such as labels or counts, is taken in
-    the input's dtype, as torch promotes it.
+    (float32 for half precision) and ``dtype``, the dtype of the result.
     """
     xp = namespace(loss, input=input, **{target_name: target})
     check_floating(loss, "input", input, xp)
-    if integer_target and xp.isdtype(target.dtype, ("integral", "bool")):
-        target = xp.astype(target, input.dtype)
     check_floating(loss, target_name, target, xp)
     check_same_shape(loss, target_name, target, "input", input)
     check_reduction(loss, reduction)

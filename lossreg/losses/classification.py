@@ -227,13 +227,13 @@ def _check_broadcasts(loss: str, name: str, w: Any, x: Any, xp: Any) -> None:
                              f"shape {tuple(w.shape)}")
 
 
-def _weighted_pointwise(loss: str, input: Any, target: Any, reduction: str, integer_target: bool = False,
+def _weighted_pointwise(loss: str, input: Any, target: Any, reduction: str,
                         **weights: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
     """:func:`toolkit.pointwise_inputs` plus optional weight arrays that broadcast to the input.
 
     Returns ``(xp, input, target, dtype, weights)``, every array in the dtype to compute in.
     """
-    xp, x, y, dtype = toolkit.pointwise_inputs(loss, input, target, reduction, integer_target=integer_target)
+    xp, x, y, dtype = toolkit.pointwise_inputs(loss, input, target, reduction)
     present = {k: w for k, w in weights.items() if w is not None}
     if present:
         toolkit.namespace(loss, input=input, **present)
@@ -285,8 +285,7 @@ def soft_margin_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> 
     ``log1p(exp(-y x))`` literally, which overflows to inf (and a NaN gradient) once ``-y x``
     exceeds about 88 in float32 or 709 in float64; lossreg gives the finite value there.
     """
-    xp, x, y, dtype = toolkit.pointwise_inputs("soft_margin_loss", input, target, reduction,
-                                                integer_target=True)
+    xp, x, y, dtype = toolkit.pointwise_inputs("soft_margin_loss", input, target, reduction)
     return toolkit.reduce(xp, _neg_log_sigmoid(xp, y * x), reduction, dtype)
 
 
@@ -309,7 +308,7 @@ def multilabel_soft_margin_loss(input: Any, target: Any, /, *, weight: Any = Non
     name = "multilabel_soft_margin_loss"
     if getattr(input, "ndim", None) == 0:
         raise LossValueError(name, "input", "scores of shape (C) or (N, C)", "a 0-d array")
-    xp, x, y, dtype, w = _weighted_pointwise(name, input, target, reduction, integer_target=True, weight=weight)
+    xp, x, y, dtype, w = _weighted_pointwise(name, input, target, reduction, weight=weight)
     losses = y * _neg_log_sigmoid(xp, x) + (1 - y) * _neg_log_sigmoid(xp, -x)
     if "weight" in w:
         losses = losses * w["weight"]

@@ -82,7 +82,7 @@ def poisson_nll_loss(input: Any, target: Any, /, *, log_input: bool = True, full
     _check_flag(name, "log_input", log_input)
     _check_flag(name, "full", full)
     toolkit.check_number(name, "eps", eps, 0.0)
-    xp, x, t, dtype = toolkit.pointwise_inputs(name, input, target, reduction, integer_target=True)
+    xp, x, t, dtype = toolkit.pointwise_inputs(name, input, target, reduction)
     losses = xp.exp(x) - t * x if log_input else x - t * xp.log(x + eps)
     if full:
         small = t <= 1
@@ -147,8 +147,6 @@ def gaussian_nll_loss(input: Any, target: Any, var: Any, /, *, full: bool = Fals
     scalar_var = isinstance(var, (int, float)) and not isinstance(var, bool)
     xp = toolkit.namespace(name, input=input, target=target, **({} if scalar_var else {"var": var}))
     toolkit.check_floating(name, "input", input, xp)
-    if xp.isdtype(target.dtype, ("integral", "bool")):  # as torch promotes it
-        target = xp.astype(target, input.dtype)
     toolkit.check_floating(name, "target", target, xp)
     toolkit.check_reduction(name, reduction)
     if target.ndim != input.ndim or any(t not in (i, 1) for i, t in zip(input.shape, target.shape)):

@@ -22,7 +22,7 @@ def mse_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
     Shapes: ``input`` and ``target`` of one shape, any number of dimensions. torch broadcasts
     unequal shapes with a warning; as the source document requires, lossreg refuses them.
     """
-    xp, x, y, dtype = toolkit.pointwise_inputs("mse_loss", input, target, reduction, integer_target=True)
+    xp, x, y, dtype = toolkit.pointwise_inputs("mse_loss", input, target, reduction)
     diff = x - y
     return toolkit.reduce(xp, diff * diff, reduction, dtype)
 
@@ -39,7 +39,7 @@ def l1_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
     Shapes: ``input`` and ``target`` of one shape; unequal shapes are an error (torch broadcasts).
     Less sensitive to outliers than MSE, since errors are not squared.
     """
-    xp, x, y, dtype = toolkit.pointwise_inputs("l1_loss", input, target, reduction, integer_target=True)
+    xp, x, y, dtype = toolkit.pointwise_inputs("l1_loss", input, target, reduction)
     return toolkit.reduce(xp, _abs(xp, x - y), reduction, dtype)
 
 
@@ -66,7 +66,7 @@ def smooth_l1_loss(input: Any, target: Any, /, *, reduction: str = "mean", beta:
     """
     name = "smooth_l1_loss"
     toolkit.check_number(name, "beta", beta, 0.0)
-    xp, x, y, dtype = toolkit.pointwise_inputs(name, input, target, reduction, integer_target=True)
+    xp, x, y, dtype = toolkit.pointwise_inputs(name, input, target, reduction)
     diff = x - y
     z = _abs(xp, diff)
     if beta == 0:  # the quadratic branch would divide by zero, and its NaN gradient would leak
