@@ -325,3 +325,15 @@ def test_numpy_kernels_leave_errors_to_the_portable_path(loss: str, args, option
     assert kernel(*args(), **options) is NotImplemented
     with pytest.raises(lossreg.LossError):
         getattr(lossreg, loss)(*args(), **options)
+
+
+def test_torch_kernels_do_not_import_the_triton_module() -> None:
+    """No import cycle: kernels/torch.py loads the Triton kernel on first CUDA use, not at import,
+    so importing either module first never meets the other half-initialised."""
+    import subprocess
+    import sys
+
+    code = ("import sys, lossreg.kernels.torch as k; assert 'lossreg.kernels.triton_ce' not in sys.modules; "
+            "assert k.KERNELS['cross_entropy'] is k.cross_entropy")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

@@ -207,3 +207,38 @@ def test_runs_on_meta_tensors(name: str, mode: str) -> None:
             got = f(*tensors(inputs, device="meta").values(), **_with(torch_options(options, "meta"),
                                                                       reduction=reduction))
         assert got.is_meta and got.shape == want.shape and got.dtype == want.dtype, (reduction, got)
+
+
+# --- the switches, read by traced code ----------------------------------------------------------------
+
+
+def test_use_kernels_is_followed_by_compiled_code() -> None:
+    """BCE at exactly 0 tells the paths apart: torch's gradient (the kernel) is -(t - x) · 1e12,
+    the portable definition's (1 - t) / (1 - x) = 0.2. Dynamo guards on the switch."""
+    torch._dynamo.reset()
+    x = torch.tensor([0.0, 0.5], dtype=torch.float64, requires_grad=True)
+    t = torch.tensor([0.8, 0.5], dtype=torch.float64)
+    compiled = torch.compile(lambda a, b: lossreg.binary_cross_entropy(a, b, reduction="sum"), fullgraph=True,
+                             backend="aot_eager")
+
+    def slope() -> float:
+        return float(torch.autograd.grad(compiled(x, t), x)[0][0])
+
+    assert slope() == pytest.approx(-0.8e12)
+    with lossreg.use_kernels(False):
+        assert slope() == pytest.approx(0.2)
+    assert slope() == pytest.approx(-0.8e12)
+
+
+def test_switches_are_thread_local() -> None:
+    import threading
+
+    seen = {}
+    with lossreg.use_kernels(False), lossreg.value_checks("poison"):
+        worker = threading.Thread(target=lambda: seen.update(kernels=lossreg.kernels_enabled(),
+                                                             mode=lossreg.toolkit.check_mode()))
+        worker.start()
+        worker.join()
+        assert not lossreg.kernels_enabled() and lossreg.toolkit.check_mode() == "poison"
+    assert seen == {"kernels": True, "mode": "auto"}
+    assert lossreg.kernels_enabled() and lossreg.toolkit.check_mode() == "auto"
