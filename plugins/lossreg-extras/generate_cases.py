@@ -23,8 +23,7 @@ import numpy as np
 from lossreg.testing import error_case as raises
 from lossreg.testing import mp_case as case
 from lossreg.testing import mp_reduce as reduce
-from lossreg.testing import mp_sum as s
-from lossreg.testing import elementwise, per_sample, write_cases
+from lossreg.testing import elementwise, write_cases
 
 mp.mp.dps = 40
 OUT = Path(__file__).resolve().parent / "src" / "lossreg_extras" / "cases" / "extras.json"

@@ -1,0 +1,25 @@
+"""lossreg's own tests use its pytest plugin (loaded by ``-p lossreg.pytest_plugin`` in pyproject's
+addopts) under the short names these tests were written with: ``backend``, ``device`` and ``xp``
+are lossreg's ``lossreg_backend``, ``lossreg_device`` and ``lossreg_xp``, so a test that takes
+one runs once per backend of ``--lossreg-backend``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture
+def backend(lossreg_backend: Any) -> Any:
+    return lossreg_backend
+
+
+@pytest.fixture
+def device(lossreg_device: str) -> str:
+    return lossreg_device
+
+
+@pytest.fixture
+def xp(lossreg_xp: Any) -> Any:
+    return lossreg_xp
