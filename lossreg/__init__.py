@@ -25,6 +25,7 @@ from .errors import (
 )
 from .toolkit import value_checks
 from .hookspecs import hookimpl
+from . import plugins as _plugins  # discovery: installs the registry's loader
 from .losses import *  # noqa: F403  (the built-in functional forms)
 from .losses import __all__ as _builtin_losses
 from .registry import (

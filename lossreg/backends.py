@@ -8,103 +8,20 @@ library is imported only when its backend is used.
 from __future__ import annotations
 
 import functools
-import importlib
-import importlib.util
 import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from importlib import metadata
 from typing import Any
 
 import array_api_compat as compat
 import numpy as np
 
+from .core import FLOATS, Backend, _version
 from .hookspecs import hookimpl
 
-FLOATS = ("float16", "bfloat16", "float32", "float64")
-
-
-class Backend:
-    """An array library as the conformance suite sees it. Subclass and override to add one.
-
-    ``name`` is what ``--backend`` takes and ``short`` heads its column in the matrix; ``module``
-    is imported to tell whether it is installed. Arrays are made from NumPy data (``asarray``)
-    on one of ``devices`` (the first is the default; ``"cuda:1"`` names a device of the kind
-    ``"cuda"``) and read back (``to_numpy``). ``value_and_grad`` is ``None`` for libraries
-    without automatic differentiation.
-    """
-
-    name: str = ""
-    short: str = ""
-    module: str = ""
-    dtypes: tuple[str, ...] = ("float32", "float64")
-    devices: tuple[str, ...] = ("cpu",)
-    lazy = False  # results stay unevaluated, so data-dependent checks yield NaN, not errors
-    kernels_of = ""  # the backend whose kernels apply to these arrays (default: this one)
-
-    def unavailable(self) -> str | None:
-        """Why this backend cannot run here, or ``None`` if it can."""
-        if importlib.util.find_spec(self.module) is None:
-            return f"{self.module} is not installed"
-        return None
-
-    def device_unavailable(self, device: str) -> str | None:
-        """Why arrays cannot be made on ``device`` here, or ``None`` (asked once available)."""
-        if device.partition(":")[0] not in {d.partition(":")[0] for d in self.devices}:
-            return f"{self.name} has no device {device!r} (it has {', '.join(self.devices)})"
-        return None
-
-    def device_name(self, device: str) -> str | None:
-        """The hardware behind ``device`` (a GPU's name), where there is more to say than its name."""
-        return None
-
-    def versions(self) -> dict[str, str]:
-        """The versions of the libraries this backend runs on, for reports."""
-        return {self.module: _version(self.module)} if self.module else {}
-
-    def xp(self, device: str | None = None) -> Any:
-        return compat.array_namespace(self.asarray(np.zeros(1), "float64", device or self.devices[0]))
-
-    def owns(self, x: Any) -> bool:
-        """Whether ``x`` is an array of this library (kernels are chosen by this)."""
-        return False
-
-    def asarray(self, data: np.ndarray, dtype: str, device: str) -> Any:
-        raise NotImplementedError
-
-    def to_numpy(self, x: Any) -> np.ndarray:
-        return np.asarray(x)
-
-    def call(self, function: Callable[..., Any], arrays: Sequence[Any], options: dict[str, Any]) -> Any:
-        """Run a loss; a backend may wrap this (under ``jax.jit``, say)."""
-        return function(*arrays, **options)
-
-    value_and_grad: Callable[..., tuple[Any, list[Any]]] | None = None
-
-    def release(self) -> None:
-        """Drop what running one loss's cases built up (compiled programs, caches); the runner
-        calls it after each loss, so that memory stays bounded over the whole suite."""
-
-    @property
-    def label(self) -> str:
-        return self.short or self.name
-
-    def __repr__(self) -> str:
-        return f"<lossreg backend {self.name}>"
-
-
-def _version(module: str) -> str:
-    """A module's version without importing it (when its distribution is known)."""
-    loaded = sys.modules.get(module)
-    if loaded is not None and isinstance(getattr(loaded, "__version__", None), str):
-        return loaded.__version__
-    for dist in metadata.packages_distributions().get(module, [module]):
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return "unknown"
+__all__ = ["Backend", "FLOATS", "NumPyBackend", "ArrayAPIStrictBackend", "TorchBackend", "JAXBackend",
+           "JAXJitBackend", "DaskBackend", "CuPyBackend", "BUILTIN", "to_numpy", "to_list"]
 
 
 def _split_device(device: str) -> tuple[str, int | None]:
@@ -528,10 +445,7 @@ def to_numpy(x: Any) -> np.ndarray:
     """Read any registered library's array back into NumPy (used for configs and reports)."""
     from .registry import registry
 
-    for backend in registry().backends.values():
-        if backend.owns(x):
-            return backend.to_numpy(x)
-    return np.asarray(x)
+    return registry().to_numpy(x)
 
 
 def to_list(x: Any) -> Any:

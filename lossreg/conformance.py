@@ -25,14 +25,13 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import array_api_compat as compat
 import numpy as np
 
 from . import errors
-from .backends import Backend
+from .core import Backend, Case, load_cases  # noqa: F401  (Case and load_cases: also their public home, lossreg.testing)
 from .registry import LossSpec, normalize, registry, use_kernels
 
 # Machine epsilon (the gap above 1.0) of each floating dtype the suite runs.
@@ -51,37 +50,6 @@ ULPS = {"float16": 2, "bfloat16": 2, "float32": 32, "float64": 256}
 # scale = max(1, max |want|): absolute errors are relative to the size of the array's values.
 TOLERANCES = {dtype: (ULPS[dtype] * eps, ULPS[dtype] * eps) for dtype, eps in EPS.items()}
 DTYPE_ABBREVIATIONS = {"float16": "f16", "bfloat16": "bf16", "float32": "f32", "float64": "f64"}
-
-
-@dataclass
-class Case:
-    """One reference case of one loss."""
-
-    loss: str
-    id: str
-    inputs: dict[str, Any]  # name -> {"data": nested list, "dtype": "float" | "int64" | ...}
-    options: dict[str, Any] = field(default_factory=dict)  # arrays as {"data", "dtype"}
-    expected: Any = None  # value (nested list or number); absent when the case expects an error
-    grads: dict[str, Any] = field(default_factory=dict)  # input -> d sum(loss) / d input
-    raises: str | None = None  # name of the lossreg exception the call must raise
-    dtypes: list[str] | None = None  # restrict to these run dtypes (values that need the range)
-    source: str = ""
-    plugin: str = ""
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], loss: str | None = None) -> Case:
-        data = dict(data)
-        data.setdefault("loss", loss)
-        known = {k: data.pop(k) for k in list(data) if k in cls.__dataclass_fields__}
-        if data:
-            raise ValueError(f"case {known.get('id')!r}: unknown fields {sorted(data)}")
-        return cls(**known)
-
-
-def load_cases(path: str | Path) -> list[Case]:
-    """Read a JSON case file: ``{"loss": name, "cases": [...]}`` (a case may name its own loss)."""
-    content = json.loads(Path(path).read_text(encoding="utf-8"))
-    return [Case.from_dict(case, content.get("loss")) for case in content["cases"]]
 
 
 @dataclass

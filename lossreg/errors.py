@@ -6,6 +6,10 @@ given, and subclasses the builtin a caller would catch anyway (``ValueError`` or
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
+
 __all__ = [
     "LossError",
     "LossValueError",
@@ -55,3 +59,14 @@ class PluginError(LossError):
 
 class LossregPluginWarning(UserWarning):
     """Warns that a plugin was skipped; the rest of lossreg keeps working."""
+
+
+def warn_plugin(plugin: str, fault: str) -> None:
+    """Warn, with a :class:`LossregPluginWarning`, that ``plugin`` has ``fault``.
+
+    The warning points at the caller's line (the ``lossreg.get`` that loaded plugins), not at lossreg's.
+    """
+    here, frame, level = os.path.dirname(__file__) + os.sep, sys._getframe(1), 2
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(here):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(f"lossreg plugin '{plugin}': {fault}", LossregPluginWarning, stacklevel=level)

@@ -15,63 +15,17 @@ import functools
 import inspect
 import json
 import os
-import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import LossTypeError, LossValueError, PluginError, UnknownLossError
+from .core import Kernel, LossSpec, PluginInfo, normalize
+from .errors import LossTypeError, LossValueError, PluginError, UnknownLossError, warn_plugin
 
 __all__ = [
     "LossSpec", "Kernel", "Loss", "define_loss", "get", "spec", "names", "from_config",
-    "use_kernels", "kernels_enabled", "register_plugin", "reload", "registry",
+    "use_kernels", "kernels_enabled", "register_plugin", "unregister_plugin", "reload", "registry", "normalize",
 ]
-
-
-def normalize(name: str) -> str:
-    """Names compare case-, '_'-, '-'- and space-insensitively: MSELoss == mse_loss == "MSE-Loss"."""
-    return re.sub(r"[\s_\-]", "", name).lower()
-
-
-@dataclass(frozen=True)
-class LossSpec:
-    """Everything the registry knows of one loss; built by :func:`define_loss`."""
-
-    name: str
-    function: Callable[..., Any]  # the portable definition
-    class_name: str
-    aliases: tuple[str, ...] = ()
-    inputs: tuple[str, ...] = ()  # positional array arguments, in torch.nn.functional order
-    options: dict[str, Any] = field(default_factory=dict)  # keyword-only options and defaults
-    array_options: tuple[str, ...] = ()  # options that hold arrays (e.g. weight)
-    differentiable: tuple[str, ...] = ("input",)
-    reference: str = ""  # what torch (or a paper) calls it
-    replace: bool = False  # may take over a name another plugin registered
-    plugin: str = ""  # filled in on registration
-
-    @property
-    def summary(self) -> str:
-        return (inspect.getdoc(self.function) or "").partition("\n")[0]
-
-    @property
-    def all_names(self) -> tuple[str, ...]:
-        return (self.name, self.class_name, *self.aliases)
-
-
-@dataclass(frozen=True)
-class Kernel:
-    """A faster implementation of the registered loss ``loss`` for one ``backend``.
-
-    ``function`` takes the same arguments as the portable definition and must agree with it;
-    it may return ``NotImplemented`` to hand a call back to the portable path.
-    """
-
-    loss: str
-    backend: str
-    function: Callable[..., Any]
-    name: str = ""
-    plugin: str = ""
 
 
 _kernels_on: contextvars.ContextVar[bool | None] = contextvars.ContextVar("lossreg_kernels", default=None)
@@ -190,12 +144,10 @@ class Loss:
 
     def get_config(self) -> dict[str, Any]:
         """A JSON-serializable description; ``from_config`` rebuilds an equal loss from it."""
-        from .backends import to_list
-
         options = {}
         for key, value in self.options.items():
             if key in self.spec.array_options and value is not None and not isinstance(value, (list, tuple)):
-                value = to_list(value)
+                value = registry().to_numpy(value).tolist()
             try:
                 json.dumps(value)
             except (TypeError, ValueError):
@@ -258,12 +210,15 @@ def make_class(spec: LossSpec) -> type[Loss]:
 
 
 class Registry:
-    """The loaded catalogue: specs by name, their classes, kernels, cases and backends."""
+    """The loaded catalogue: specs by name, their classes, kernels, cases and backends.
 
-    def __init__(self, extra: list[tuple[str, Any]]) -> None:
-        from . import plugins
+    Filled in by discovery (:mod:`lossreg.plugins`), which calls each plugin's hooks and hands
+    their items to :meth:`add_spec`, :meth:`add_kernel`, :meth:`add_backend` and :meth:`add_cases`.
+    """
 
-        self.pm, self.plugins = plugins.make_manager(extra)
+    def __init__(self, pm: Any = None, plugins: dict[str, PluginInfo] | None = None) -> None:
+        self.pm = pm
+        self.plugins: dict[str, PluginInfo] = {} if plugins is None else plugins
         self.specs: dict[str, LossSpec] = {}
         self.classes: dict[str, type[Loss]] = {}
         self.index: dict[str, str] = {}  # normalized name -> canonical name
@@ -271,65 +226,66 @@ class Registry:
         self.backends: dict[str, Any] = {}
         self.cases: list[Any] = []
         self._kernel_cache: dict[tuple[str, type], Callable[..., Any] | None] = {}
-        self._collect()
 
     def _fault(self, plugin: str, fault: str) -> None:
-        from .plugins import PluginInfo, _warn
-
         self.plugins.setdefault(plugin, PluginInfo(plugin)).faults.append(fault)
-        _warn(plugin, fault)
+        warn_plugin(plugin, fault)
 
     def _note(self, plugin: str, hook: str, item: str) -> None:
-        from .plugins import PluginInfo
-
         self.plugins.setdefault(plugin, PluginInfo(plugin)).registered.setdefault(hook, []).append(item)
 
-    def _collect(self) -> None:
-        from .backends import Backend
-        from .conformance import Case, load_cases
-        from .plugins import call_each
+    def add_kernel(self, plugin: str, item: Any) -> None:
+        loss, problem = self._kernel_loss(item)
+        if problem:
+            self._fault(plugin, f"lossreg_kernels returned {problem}; it is not used")
+            return
+        name = item.name or getattr(item.function, "__name__", "kernel")
+        kernel = Kernel(loss, item.backend, item.function, name, plugin)
+        self.kernels.setdefault((loss, item.backend), []).append(kernel)
+        self._note(plugin, "kernels", f"{kernel.loss}[{kernel.backend}]")
 
-        for plugin, item in call_each(self.pm, "lossreg_losses", self.plugins):
-            found = getattr(item, "spec", item)
-            if not isinstance(found, LossSpec):
-                self._fault(plugin, f"lossreg_losses returned {type(item).__name__}, not a loss defined with define_loss")
-                continue
-            self._add_spec(plugin, found)
-        for plugin, item in call_each(self.pm, "lossreg_kernels", self.plugins):
-            loss, problem = self._kernel_loss(item)
-            if problem:
-                self._fault(plugin, f"lossreg_kernels returned {problem}; it is not used")
-                continue
-            name = item.name or getattr(item.function, "__name__", "kernel")
-            kernel = Kernel(loss, item.backend, item.function, name, plugin)
-            self.kernels.setdefault((loss, item.backend), []).append(kernel)
-            self._note(plugin, "kernels", f"{kernel.loss}[{kernel.backend}]")
-        for plugin, item in call_each(self.pm, "lossreg_backends", self.plugins):
-            if not isinstance(item, Backend):
-                self._fault(plugin, f"lossreg_backends returned {type(item).__name__}, not a Backend")
-                continue
-            if item.name in self.backends:
-                self._fault(plugin, f"backend '{item.name}' is already provided")
-                continue
+    def add_backend(self, plugin: str, item: Any) -> None:
+        from .core import Backend
+
+        if not isinstance(item, Backend):
+            self._fault(plugin, f"lossreg_backends returned {type(item).__name__}, not a Backend")
+        elif item.name in self.backends:
+            self._fault(plugin, f"backend '{item.name}' is already provided")
+        else:
             self.backends[item.name] = item
             self._note(plugin, "backends", item.name)
+
+    def drop_orphan_kernels(self) -> None:
+        """Kernels for a backend no plugin provides could never be chosen, nor checked."""
         for (loss, backend), kernels in list(self.kernels.items()):
-            if backend not in self.backends:  # it could never be chosen, nor checked
+            if backend not in self.backends:
                 del self.kernels[(loss, backend)]
                 for kernel in kernels:
                     self.plugins[kernel.plugin].registered["kernels"].remove(f"{loss}[{backend}]")
                     self._fault(kernel.plugin, f"kernel '{kernel.name}' of '{loss}' is for backend '{backend}', "
                                                f"which no plugin provides (known: {', '.join(self.backends)})")
-        for plugin, item in call_each(self.pm, "lossreg_cases", self.plugins):
-            try:
-                cases = [item] if isinstance(item, Case) else load_cases(item)
-            except Exception as exc:
-                self._fault(plugin, f"lossreg_cases: cannot read {item}: {type(exc).__name__}: {exc}")
-                continue
-            for case in cases:
-                case.plugin = plugin
-            self.cases.extend(cases)
-            self._note(plugin, "cases", f"{len(cases)} from {getattr(item, 'id', item)}")
+
+    def add_cases(self, plugin: str, item: Any) -> None:
+        from .core import Case, load_cases
+
+        try:
+            cases = [item] if isinstance(item, Case) else load_cases(item)
+        except Exception as exc:
+            self._fault(plugin, f"lossreg_cases: cannot read {item}: {type(exc).__name__}: {exc}")
+            return
+        for case in cases:
+            case.plugin = plugin
+        self.cases.extend(cases)
+        self._note(plugin, "cases", f"{len(cases)} from {getattr(item, 'id', item)}")
+
+    def to_numpy(self, x: Any) -> Any:
+        """Read an array of any registered backend back into NumPy (for configs and reports)."""
+        import numpy as np
+
+        for backend in self.backends.values():
+            if backend.owns(x):
+                return backend.to_numpy(x)
+        return np.asarray(x)
 
     def _kernel_loss(self, item: Any) -> tuple[str, str]:
         """``(canonical name of the loss, "")`` for a well-formed kernel, else ``("", what is wrong)``."""
@@ -343,7 +299,11 @@ class Registry:
             return "", f"a Kernel of '{item.loss}', which is not a registered loss"
         return self.index[normalize(item.loss)], ""
 
-    def _add_spec(self, plugin: str, new: LossSpec) -> None:
+    def add_spec(self, plugin: str, item: Any) -> None:
+        new = getattr(item, "spec", item)
+        if not isinstance(new, LossSpec):
+            self._fault(plugin, f"lossreg_losses returned {type(item).__name__}, not a loss defined with define_loss")
+            return
         problem = _malformed(new)
         if problem:
             self._fault(plugin, f"lossreg_losses returned a malformed spec {getattr(new, 'name', '?')!r}: {problem}")
@@ -400,6 +360,22 @@ class Registry:
         return chosen
 
 
+# Discovery (lossreg.plugins, a layer above) installs the function that builds a loaded registry.
+_loader: Callable[[list[tuple[str, Any]]], Registry] | None = None
+
+
+def set_loader(loader: Callable[[list[tuple[str, Any]]], Registry]) -> None:
+    """Install the function that loads plugins into a new :class:`Registry` (done by lossreg.plugins)."""
+    global _loader
+    _loader = loader
+
+
+def _load(extra: list[tuple[str, Any]]) -> Registry:
+    if _loader is None:  # importing lossreg imports discovery, which installs it
+        raise PluginError("no plugin loader is installed; import lossreg (not only lossreg.registry)")
+    return _loader(extra)
+
+
 _lock = threading.RLock()  # reentrant, so that a plugin asking for the registry while loading is told, not deadlocked
 _building = False
 _registry: Registry | None = None
@@ -417,7 +393,7 @@ def registry() -> Registry:
             if _registry is None:
                 _building = True
                 try:
-                    _registry = Registry(list(_extra))
+                    _registry = _load(list(_extra))
                 finally:
                     _building = False
     return _registry
