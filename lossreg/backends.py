@@ -7,11 +7,12 @@ library is imported only when its backend is used.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import array_api_compat as compat
@@ -142,33 +143,32 @@ class TorchBackend(Backend):
 _FAST_COMPILE = ("--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true")
 
 
-_jax_configured: list[bool] = []
+def fast_jax_compile_flags(current: str = "") -> str:
+    """``XLA_FLAGS`` with lossreg's fast-compile flags added to ``current`` (the caller's own win)."""
+    extra = [flag for flag in _FAST_COMPILE if flag.partition("=")[0] not in current]
+    return " ".join([current, *extra]).strip()
 
 
-def _configure_jax() -> None:
-    """Before JAX starts its CPU client: fast compiles; always: float64 (``jax_enable_x64``)."""
-    if _jax_configured:
-        return
-    if os.environ.get("LOSSREG_JAX_FAST_COMPILE", "1") != "0" and not _jax_started():
-        current = os.environ.get("XLA_FLAGS", "")
-        extra = [flag for flag in _FAST_COMPILE if flag.partition("=")[0] not in current]  # the user's own win
-        if extra:
-            os.environ["XLA_FLAGS"] = " ".join([current, *extra]).strip()
+def use_fast_jax_compile() -> bool:
+    """Set ``XLA_FLAGS`` for fast XLA compiles in this process, if JAX is not imported yet (the
+    flags are read once, when JAX starts) and ``LOSSREG_JAX_FAST_COMPILE`` is not ``0``.
+
+    Process-wide, so lossreg never calls it on import or lookup: only ``lossreg conformance``
+    (its own process), the conformance run's worker processes, and a test suite that asks (lossreg's
+    own conftest.py). Returns whether the flags were set.
+    """
+    if os.environ.get("LOSSREG_JAX_FAST_COMPILE", "1") == "0" or "jax" in sys.modules:
+        return False
+    os.environ["XLA_FLAGS"] = fast_jax_compile_flags(os.environ.get("XLA_FLAGS", ""))
+    return True
+
+
+@contextlib.contextmanager
+def _x64() -> Iterator[None]:
     import jax
 
-    jax.config.update("jax_enable_x64", True)
-    _jax_configured.append(True)
-
-
-def _jax_started() -> bool:
-    if "jax" not in sys.modules:
-        return False
-    try:
-        from jax._src import xla_bridge
-
-        return bool(xla_bridge._backends)
-    except (ImportError, AttributeError):  # a JAX that moved its internals: assume the worst
-        return True
+    with jax.enable_x64(True):  # thread-local and undone on exit, unlike jax.config.update
+        yield
 
 
 class JAXBackend(Backend):
@@ -185,11 +185,14 @@ class JAXBackend(Backend):
     devices = ("cpu", "cuda")
     lazy = True
 
-    def unavailable(self) -> str | None:
-        reason = super().unavailable()
-        if reason is None:
-            _configure_jax()
-        return reason
+    @property
+    def values_only(self) -> str:
+        return "" if self.value_and_grad is not None else \
+            "eager JAX checks values only; the jax_jit backend checks JAX's gradients (under jax.jit)"
+
+    def scope(self) -> contextlib.AbstractContextManager[None]:
+        """float64 (``jax_enable_x64``) within the block only: a run never changes the caller's JAX."""
+        return _x64()
 
     def device_unavailable(self, device: str) -> str | None:
         import jax
@@ -220,11 +223,15 @@ class JAXBackend(Backend):
         return compat.is_jax_array(x)
 
     def asarray(self, data: np.ndarray, dtype: str, device: str) -> Any:
-        _configure_jax()
         import jax
         import jax.numpy as jnp
 
-        return jax.device_put(jnp.asarray(data, dtype=getattr(jnp, dtype)), self._device(device))
+        with self.scope():
+            return jax.device_put(jnp.asarray(data, dtype=getattr(jnp, dtype)), self._device(device))
+
+    def call(self, function: Callable[..., Any], arrays: Sequence[Any], options: dict[str, Any]) -> Any:
+        with self.scope():
+            return function(*arrays, **options)
 
     def release(self) -> None:
         import jax
@@ -266,12 +273,14 @@ class JAXJitBackend(JAXBackend):
 
     def call(self, function: Callable[..., Any], arrays: Sequence[Any], options: dict[str, Any]) -> Any:
         static, traced = _split_options(options)
-        return _jitted(function, static, None)(list(arrays), traced)
+        with self.scope():
+            return _jitted(function, static, None)(list(arrays), traced)
 
     def value_and_grad(self, function: Callable[..., Any], arrays: Sequence[Any], wrt: Sequence[int],
                        options: dict[str, Any]) -> tuple[Any, list[Any]]:
         static, traced = _split_options(options)
-        value, grads = _jitted(function, static, tuple(wrt))(list(arrays), traced)
+        with self.scope():
+            value, grads = _jitted(function, static, tuple(wrt))(list(arrays), traced)
         return value, list(grads)
 
 

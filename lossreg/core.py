@@ -5,6 +5,7 @@ library other than NumPy, nor any other part of lossreg but its errors.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import inspect
 import json
@@ -59,7 +60,8 @@ class Kernel:
     """A faster implementation of the registered loss ``loss`` for one ``backend``.
 
     ``function`` takes the same arguments as the portable definition and must agree with it;
-    it may return ``NotImplemented`` to hand a call back to the portable path.
+    it may return ``NotImplemented`` to hand a call back to the portable path. A kernel with a
+    ``disabled`` reason is listed (``lossreg plugins``, with the reason) but neither used nor checked.
     """
 
     loss: str
@@ -67,6 +69,7 @@ class Kernel:
     function: Callable[..., Any]
     name: str = ""
     plugin: str = ""
+    disabled: str = ""  # why it is off (e.g. never verified on its hardware): listed, never called
 
 
 @dataclass
@@ -156,6 +159,17 @@ class Backend:
         return function(*arrays, **options)
 
     value_and_grad: Callable[..., tuple[Any, list[Any]]] | None = None
+
+    @property
+    def values_only(self) -> str:
+        """Why this backend checks values but no gradients ("" when it checks both)."""
+        return "" if self.value_and_grad is not None else "no automatic differentiation"
+
+    def scope(self) -> contextlib.AbstractContextManager[None]:
+        """A context within which this backend's arrays are made, losses called and read back: the
+        conformance runner and the pytest plugin enter it around their use of the backend, so that
+        any setting a library needs (JAX's float64) holds there and nowhere else."""
+        return contextlib.nullcontext()
 
     def release(self) -> None:
         """Drop what running one loss's cases built up (compiled programs, caches); the runner

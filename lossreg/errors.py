@@ -17,6 +17,7 @@ __all__ = [
     "UnknownLossError",
     "UnsupportedError",
     "PluginError",
+    "DefinitionError",
     "LossregPluginWarning",
 ]
 
@@ -55,6 +56,10 @@ class UnsupportedError(LossError, NotImplementedError):
 
 class PluginError(LossError):
     """A plugin failed to load, raised in a hook or returned something malformed."""
+
+
+class DefinitionError(LossError, TypeError):
+    """A function given to ``define_loss`` is not a well-formed loss; the message names it and the fix."""
 
 
 class LossregPluginWarning(UserWarning):

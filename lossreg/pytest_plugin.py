@@ -27,7 +27,7 @@ Nothing else: no option or fixture outside the ``lossreg`` namespace, so a proje
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -77,7 +77,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture(scope="session")
-def lossreg_backend(lossreg_backend_name: str) -> Any:
+def lossreg_backend(lossreg_backend_name: str) -> Iterator[Any]:
     """The :class:`lossreg.testing.Backend` under test; skipped (saying why) if unavailable here."""
     from .registry import registry
 
@@ -87,7 +87,8 @@ def lossreg_backend(lossreg_backend_name: str) -> Any:
     reason = found.unavailable()
     if reason:
         pytest.skip(f"backend {lossreg_backend_name} unavailable: {reason}")
-    return found
+    with found.scope():  # what the library needs (JAX's float64) holds for these tests only
+        yield found
 
 
 @pytest.fixture(scope="session")

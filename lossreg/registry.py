@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from .core import Kernel, LossSpec, PluginInfo, normalize
-from .errors import LossTypeError, LossValueError, PluginError, UnknownLossError, warn_plugin
+from .errors import DefinitionError, LossTypeError, LossValueError, PluginError, UnknownLossError, warn_plugin
 
 __all__ = [
     "LossSpec", "Kernel", "Loss", "define_loss", "get", "spec", "names", "from_config",
@@ -51,7 +51,7 @@ def define_loss(
     *,
     class_name: str,
     aliases: Sequence[str] = (),
-    differentiable: Sequence[str] = ("input",),
+    differentiable: Sequence[str] | None = None,
     array_options: Sequence[str] = (),
     reference: str = "",
     name: str | None = None,
@@ -59,17 +59,30 @@ def define_loss(
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare a pure array-API function as a loss.
 
-    Arrays are the function's positional-only parameters; options are its keyword-only ones,
-    with defaults. Returns the functional form: it calls a registered kernel for the caller's
-    array library when there is one (see :func:`use_kernels`), else the function itself,
-    which stays reachable as ``.portable``; ``.spec`` is the :class:`LossSpec`.
+    Arrays are the function's positional-only parameters (before ``/``); options are its
+    keyword-only ones (after ``*``), each with a default. Returns the functional form: it calls
+    a registered kernel for the caller's array library when there is one (see
+    :func:`use_kernels`), else the function itself, which stays reachable as ``.portable``;
+    ``.spec`` is the :class:`LossSpec`.
+
+    ``differentiable`` names the arguments whose gradient the loss defines: arrays, and options
+    that may be arrays or traced values (a learned option as a ``requires_grad`` tensor, or an
+    option traced under ``jax.jit``); such options are array options, as are those named in
+    ``array_options`` (e.g. ``weight``). A malformed definition (no ``/`` or no ``*``, an option
+    without a default, ``*args`` or ``**kwargs``, an unknown name in ``differentiable`` or
+    ``array_options``) raises :class:`~lossreg.errors.DefinitionError` naming the function and the fix.
     """
 
     if isinstance(aliases, str):  # tuple("mse") would register "m", "s" and "e"
         raise TypeError(f"define_loss: aliases must be a sequence of names, not the string {aliases!r}")
 
     def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+        # The default: the argument named "input", if there is one.
+        wrt = tuple(p for p in inspect.signature(function).parameters if p == "input") if differentiable is None \
+            else tuple(differentiable)
+        check_definition(function, wrt, array_options)
         params = inspect.signature(function).parameters.values()
+        options = [p.name for p in params if p.kind is p.KEYWORD_ONLY]
         spec = LossSpec(
             name=name or function.__name__,
             function=function,
@@ -77,8 +90,8 @@ def define_loss(
             aliases=tuple(aliases),
             inputs=tuple(p.name for p in params if p.kind is p.POSITIONAL_ONLY),
             options={p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY},
-            array_options=tuple(array_options),
-            differentiable=tuple(differentiable),
+            array_options=tuple(dict.fromkeys([*array_options, *(d for d in wrt if d in options)])),
+            differentiable=wrt,
             reference=reference,
             replace=replace,
         )
@@ -111,6 +124,57 @@ def define_loss(
         return dispatch
 
     return decorate
+
+
+def check_definition(function: Callable[..., Any], differentiable: Sequence[str] = (),
+                     array_options: Sequence[str] = ()) -> None:
+    """Raise :class:`DefinitionError` if ``function`` is not a well-formed loss: arrays positional-only
+    (before ``/``), options keyword-only (after ``*``) with defaults, no ``*args``/``**kwargs``,
+    and ``differentiable`` / ``array_options`` naming its arguments / options."""
+    name = getattr(function, "__name__", repr(function))
+    try:
+        params = list(inspect.signature(function).parameters.values())
+    except (TypeError, ValueError) as exc:
+        raise DefinitionError(f"define_loss: {name} has no inspectable signature ({exc})") from None
+    shown = f"{name}{inspect.signature(function)}"
+    arrays = [p.name for p in params if p.kind is p.POSITIONAL_ONLY]
+    options = [p for p in params if p.kind is p.KEYWORD_ONLY]
+    loose = [p for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
+
+    def fix(problem: str, how: str) -> DefinitionError:
+        return DefinitionError(f"define_loss: {shown}: {problem}; {how}")
+
+    for p in params:
+        if p.kind is p.VAR_POSITIONAL:
+            raise fix(f"*{p.name} is not allowed (a loss takes a fixed set of arrays)",
+                      "list the arrays before '/', e.g. def loss(input, target, /, *, reduction='mean')")
+        if p.kind is p.VAR_KEYWORD:
+            raise fix(f"**{p.name} is not allowed (options are declared, so that class forms, configs and "
+                      "lookups know them)", "list each option after '*' with its default")
+    if loose:  # '/' or '*' forgotten: show the signature with both in place
+        fixed = inspect.Signature([p.replace(kind=p.POSITIONAL_ONLY if p.default is p.empty and p.kind is not p.KEYWORD_ONLY
+                                             else p.KEYWORD_ONLY if p.kind is p.POSITIONAL_OR_KEYWORD else p.kind)
+                                   for p in params])
+        defaulted = [p.name for p in loose if p.default is not p.empty]
+        plain = [p.name for p in loose if p.default is p.empty]
+        problem = (f"the options {', '.join(defaulted)} are not keyword-only (the '*' is missing)" if defaulted
+                   else f"the arrays {', '.join(plain)} are not positional-only (the '/' is missing)")
+        raise fix(problem, f"write def {name}{fixed}")
+    if not arrays:
+        raise fix("it takes no arrays", f"declare them positional-only: def {name}(input, target, /, *, ...)")
+    missing = [p.name for p in options if p.default is p.empty]
+    if missing:
+        raise fix(f"the options {', '.join(missing)} have no default",
+                  "give each option a default (the class form and get() build losses from defaults)")
+    option_names = [p.name for p in options]
+    unknown = [d for d in differentiable if d not in arrays and d not in option_names]
+    if unknown:
+        raise fix(f"differentiable names {', '.join(map(repr, unknown))}, which {'is' if len(unknown) == 1 else 'are'} "
+                  f"not among its arguments", f"name some of {', '.join(arrays + option_names)}")
+    unknown = [a for a in array_options if a not in option_names]
+    if unknown:
+        raise fix(f"array_options names {', '.join(map(repr, unknown))}, which {'is' if len(unknown) == 1 else 'are'} "
+                  f"not among its options", f"name some of {', '.join(option_names) or '(none)'}")
 
 
 class Loss:
@@ -178,7 +242,8 @@ def _device(x: Any) -> Any:
 
 def _functional(spec: LossSpec) -> Callable[..., Any]:
     """The dispatching form of a spec (the decorated function when it came from define_loss)."""
-    return define_loss(class_name=spec.class_name, name=spec.name)(spec.function)
+    return define_loss(class_name=spec.class_name, name=spec.name, differentiable=spec.differentiable,
+                       array_options=spec.array_options)(spec.function)
 
 
 def _malformed(spec: LossSpec) -> str:
@@ -196,6 +261,10 @@ def _malformed(spec: LossSpec) -> str:
         return f"inputs {spec.inputs!r} is not a non-empty tuple of argument names"
     if not isinstance(spec.options, dict):
         return f"options {spec.options!r} is not a dict of option defaults"
+    try:
+        check_definition(spec.function, spec.differentiable, spec.array_options)
+    except DefinitionError as exc:
+        return str(exc)
     return ""
 
 
@@ -240,6 +309,9 @@ class Registry:
             self._fault(plugin, f"lossreg_kernels returned {problem}; it is not used")
             return
         name = item.name or getattr(item.function, "__name__", "kernel")
+        if item.disabled:
+            self._note(plugin, "kernels off", f"{loss}[{item.backend}]: {item.disabled}")
+            return
         kernel = Kernel(loss, item.backend, item.function, name, plugin)
         self.kernels.setdefault((loss, item.backend), []).append(kernel)
         self._note(plugin, "kernels", f"{kernel.loss}[{kernel.backend}]")
@@ -332,9 +404,16 @@ class Registry:
         key = normalize(name)
         if key not in self.index:
             shown = {normalize(n): n for s in self.specs.values() for n in s.all_names}
-            close = difflib.get_close_matches(key, list(shown), n=5, cutoff=0.5)
-            hint = ", ".join(shown[k] for k in close) or ", ".join(sorted(self.specs))
-            raise UnknownLossError(f"no loss named {name!r}; closest: {hint}")
+            close = difflib.get_close_matches(key, list(shown), n=5, cutoff=0.6)
+            hint = f"closest: {', '.join(shown[k] for k in close)}" if close else \
+                "no registered name is close (`lossreg list` shows them all)"
+            # A loss that is missing because its plugin did not load: say so, not just what is close.
+            broken = [f"plugin '{info.name}' {info.status}: {info.faults[0] if info.faults else info.status}"
+                      for info in self.plugins.values() if info.status in ("failed", "missing")]
+            related = [b for b in broken if key in normalize(b) or any(
+                normalize(part) in key for part in b.split("'")[1:2] if len(part) > 2)]
+            note = "; ".join(related or broken)
+            raise UnknownLossError(f"no loss named {name!r}; {hint}" + (f"; {note}" if note else ""))
         return self.specs[self.index[key]]
 
     def loss_class(self, name: str) -> type[Loss]:

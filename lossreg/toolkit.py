@@ -154,8 +154,22 @@ def check_shape(loss: str, name: str, x: Any, shape: tuple[int | None, ...], wha
 
 
 def check_number(loss: str, name: str, value: Any, lo: float = -math.inf, hi: float = math.inf, *,
-                 integer: bool = False) -> None:
-    """A Python scalar option within [lo, hi]."""
+                 integer: bool = False, arrays: bool = False) -> None:
+    """A Python scalar option within [lo, hi].
+
+    With ``arrays=True`` (for an option the loss declares differentiable or an array option), a
+    0-d real array is accepted too: a learned option (a ``requires_grad`` tensor) or a value
+    traced under ``jax.jit``. Its range is checked where its value can be read without a sync or
+    a trace (see :func:`check_values`); elsewhere an out-of-range value is the caller's to avoid.
+    """
+    if arrays and compat.is_array_api_obj(value):
+        xp = compat.array_namespace(value)
+        if value.ndim != 0 or not xp.isdtype(value.dtype, "integral" if integer else ("integral", "real floating")):
+            kind = "an integer" if integer else "a number"
+            raise LossValueError(loss, name, f"{kind} or a 0-d {'integer' if integer else 'real'} array", describe(value))
+        if (lo, hi) != (-math.inf, math.inf) and _reads_values(value):
+            check_values(loss, name, value, ~((value >= lo) & (value <= hi)), xp, f"a value in [{lo}, {hi}]")
+        return
     kinds = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds) or not (lo <= value <= hi):
         kind = "an integer" if integer else "a number"

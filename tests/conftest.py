@@ -9,6 +9,13 @@ from typing import Any
 
 import pytest
 
+from lossreg.backends import use_fast_jax_compile
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # This suite compiles hundreds of small JAX programs: it asks for fast XLA compiles, before JAX starts.
+    use_fast_jax_compile()
+
 
 @pytest.fixture
 def backend(lossreg_backend: Any) -> Any:
