@@ -7,6 +7,17 @@
 Functional forms (``lossreg.cross_entropy``) and class forms (``lossreg.CrossEntropyLoss``) of
 every registered loss, plugins' included, are attributes of this module; ``lossreg.get(name)``
 looks one up by any of its names.
+
+The public API, all of it (everything else, and every name starting with ``_``, may change):
+
+- ``lossreg``: the names in :data:`__all__` below, and every registered loss's forms;
+- ``lossreg.toolkit``: the checks, reductions and numerics for writing a loss;
+- ``lossreg.testing``: cases, backends, the conformance check and the case writers, for testing one;
+- ``lossreg.errors``: the exceptions (also re-exported here);
+- ``lossreg.pytest_plugin``: the opt-in pytest plugin (``pytest_plugins = ["lossreg.pytest_plugin"]``);
+- the ``lossreg`` command and the ``lossreg`` entry-point group with the hooks of ``lossreg.hookspecs``.
+
+Deprecated, for one release (they warn): ``lossreg._xp`` (now ``lossreg.toolkit``).
 """
 
 from __future__ import annotations
@@ -15,6 +26,7 @@ import pkgutil
 from typing import TYPE_CHECKING, Any
 
 from .errors import (
+    DefinitionError,
     LossError,
     LossregPluginWarning,
     LossTypeError,
@@ -46,7 +58,7 @@ from .registry import (
 )
 
 __all__ = [
-    "LossError", "LossValueError", "LossTypeError", "UnknownLossError", "UnsupportedError", "PluginError",
+    "DefinitionError", "LossError", "LossValueError", "LossTypeError", "UnknownLossError", "UnsupportedError", "PluginError",
     "LossregPluginWarning", "hookimpl", "Kernel", "Loss", "LossSpec", "define_loss", "from_config", "get",
     "kernels_enabled", "names", "register_plugin", "unregister_plugin", "registry", "reload", "spec",
     "use_kernels", "value_checks", *_builtin_losses,
