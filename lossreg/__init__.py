@@ -74,128 +74,128 @@ if TYPE_CHECKING:  # the class forms, made at run time (see __getattr__), declar
     class BCELoss(Loss):
         """Binary cross-entropy of probabilities: ``ℓ_i = -w_i [y_i log x_i + (1 - y_i) log(1 - x_i)]``."""
 
-        def __init__(self, *, weight: Any = None, reduction: str = 'mean') -> None: ...  # type: ignore[override]
-        def __call__(self, input: Any, target: Any, /) -> Any: ...  # type: ignore[override]
+        def __init__(self, *, weight: Any = None, reduction: str = 'mean') -> None: ...
+        def __call__(self, input: Any, target: Any, /) -> Any: ...
 
     class BCEWithLogitsLoss(Loss):
         """Binary cross-entropy of logits: ``ℓ_i = -w_i [p_i y_i log σ(x_i) + (1 - y_i) log(1 - σ(x_i))]``."""
 
-        def __init__(self, *, weight: Any = None, reduction: str = 'mean', pos_weight: Any = None) -> None: ...  # type: ignore[override]
-        def __call__(self, input: Any, target: Any, /) -> Any: ...  # type: ignore[override]
+        def __init__(self, *, weight: Any = None, reduction: str = 'mean', pos_weight: Any = None) -> None: ...
+        def __call__(self, input: Any, target: Any, /) -> Any: ...
 
     class CTCLoss(Loss):
         """Connectionist temporal classification: ``ℓ_n = -log Σ_{π ∈ B⁻¹(y_n)} Π_t p[t, n, π_t]``."""
 
-        def __init__(self, *, blank: int = 0, reduction: str = 'mean', zero_infinity: bool = False) -> None: ...  # type: ignore[override]
-        def __call__(self, log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, /) -> Any: ...  # type: ignore[override]
+        def __init__(self, *, blank: int = 0, reduction: str = 'mean', zero_infinity: bool = False) -> None: ...
+        def __call__(self, log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, /) -> Any: ...
 
     class CosineEmbeddingLoss(Loss):
         """Cosine embedding loss: ``1 - cos(x1_i, x2_i)`` where ``y_i = 1``, ``max(0, cos - margin)`` where ``y_i = -1``."""
 
-        def __init__(self, *, margin: float = 0.0, reduction: str = 'mean') -> None: ...  # type: ignore[override]
-        def __call__(self, input1: Any, input2: Any, target: Any, /) -> Any: ...  # type: ignore[override]
+        def __init__(self, *, margin: float = 0.0, reduction: str = 'mean') -> None: ...
+        def __call__(self, input1: Any, input2: Any, target: Any, /) -> Any: ...
 
     class CrossEntropyLoss(Loss):
         """Cross-entropy of unnormalized scores (logits): LogSoftmax followed by NLL."""
 
-        def __init__(self, *, weight: Any = None, ignore_index: int = -100, reduction: str = 'mean', label_smoothing: float = 0.0) -> None: ...  # type: ignore[override]
-        def __call__(self, input: Any, target: Any, /) -> Any: ...  # type: ignore[override]
+        def __init__(self, *, weight: Any = None, ignore_index: int = -100, reduction: str = 'mean', label_smoothing: float = 0.0) -> None: ...
+        def __call__(self, input: Any, target: Any, /) -> Any: ...
 
     class GaussianNLLLoss(Loss):
         """Negative log-likelihood of ``target`` under a normal distribution of mean ``input``."""
 
-        def __init__(self, *, full: bool = False, eps: float = 1e-06, reduction: str = 'mean') -> None: ...  # type: ignore[override]
-        def __call__(self, input: Any, target: Any, var: Any, /) -> Any: ...  # type: ignore[override]
+        def __init__(self, *, full: bool = False, eps: float = 1e-06, reduction: str = 'mean') -> None: ...
+        def __call__(self, input: Any, target: Any, var: Any, /) -> Any: ...
 
     class HingeEmbeddingLoss(Loss):
         """Hinge embedding loss: ``ℓ_i = x_i`` where ``y_i = 1``, ``max(0, margin - x_i)`` where ``y_i = -1``."""
 
-        def __init__(self, *, margin: float = 1.0, reduction: str = 'mean') -> None: ...  # type: ignore[override]
-        def __call__(self, input: Any, target: Any, /) -> Any: ...  # type: ignore[override]
+        def __init__(self, *, margin: float = 1.0, reduction: str = 'mean') -> None: ...
+        def __call__(self, input: Any, target: Any, /) -> Any: ...
 
     class HuberLoss(Loss):
         """Huber: ``ℓ_i = 0.5 d_i²`` where ``|d_i| < δ``, else ``δ (|d_i| - 0.5 δ)``, with ``d = x - y``."""
 
-        def __init__(self, *, reduction: str = 'mean', delta: float = 1.0, weight: Any = None) -> None: ...  # type: ignore[override]
-        def __call__(self, input: Any, target: Any, /) -> Any: ...  # type: ignore[override]
+        def __init__(self, *, reduction: str = 'mean', delta: float = 1.0, weight: Any = None) -> None: ...
+        def __call__(self, input: Any, target: Any, /) -> Any: ...
 
     class KLDivLoss(Loss):
         """Kullback-Leibler divergence of ``target`` from log-probabilities ``input``."""
 
-        def __init__(self, *, reduction: str = 'mean', log_target: bool = False) -> None: ...  # type: ignore[override]
-        def __call__(self, input: Any, target: Any, /) -> Any: ...  # type: ignore[override]
+        def __init__(self, *, reduction: str = 'mean', log_target: bool = False) -> None: ...
+        def __call__(self, input: Any, target: Any, /) -> Any: ...
 
     class L1Loss(Loss):
         """Mean absolute error: ``ℓ_i = |x_i - y_i|``, then reduced."""
 
-        def __init__(self, *, reduction: str = 'mean') -> None: ...  # type: ignore[override]
-        def __call__(self, input: Any, target: Any, /) -> Any: ...  # type: ignore[override]
+        def __init__(self, *, reduction: str = 'mean') -> None: ...
+        def __call__(self, input: Any, target: Any, /) -> Any: ...
 
     class MSELoss(Loss):
         """Mean squared error: ``ℓ_i = (x_i - y_i)²``, then reduced."""
 
-        def __init__(self, *, reduction: str = 'mean') -> None: ...  # type: ignore[override]
-        def __call__(self, input: Any, target: Any, /) -> Any: ...  # type: ignore[override]
+        def __init__(self, *, reduction: str = 'mean') -> None: ...
+        def __call__(self, input: Any, target: Any, /) -> Any: ...
 
     class MarginRankingLoss(Loss):
         """Margin ranking loss: ``ℓ_i = max(0, -y_i · (x1_i - x2_i) + margin)``."""
 
-        def __init__(self, *, margin: float = 0.0, reduction: str = 'mean') -> None: ...  # type: ignore[override]
-        def __call__(self, input1: Any, input2: Any, target: Any, /) -> Any: ...  # type: ignore[override]
+        def __init__(self, *, margin: float = 0.0, reduction: str = 'mean') -> None: ...
+        def __call__(self, input1: Any, input2: Any, target: Any, /) -> Any: ...
 
     class MultiLabelMarginLoss(Loss):
         """Multi-label hinge loss: ``ℓ_n = (1/C) Σ_{j ∈ J_n} Σ_{i ∉ J_n} max(0, 1 - (x[n, j] - x[n, i]))``."""
 
-        def __init__(self, *, reduction: str = 'mean') -> None: ...  # type: ignore[override]
-        def __call__(self, input: Any, target: Any, /) -> Any: ...  # type: ignore[override]
+        def __init__(self, *, reduction: str = 'mean') -> None: ...
+        def __call__(self, input: Any, target: Any, /) -> Any: ...
 
     class MultiLabelSoftMarginLoss(Loss):
         """One-versus-all logistic loss, averaged over the classes (the last axis):"""
 
-        def __init__(self, *, weight: Any = None, reduction: str = 'mean') -> None: ...  # type: ignore[override]
-        def __call__(self, input: Any, target: Any, /) -> Any: ...  # type: ignore[override]
+        def __init__(self, *, weight: Any = None, reduction: str = 'mean') -> None: ...
+        def __call__(self, input: Any, target: Any, /) -> Any: ...
 
     class MultiMarginLoss(Loss):
         """Multi-class hinge loss: ``ℓ_n = (w[y_n] / C) Σ_{i ≠ y_n} max(0, margin - x[n, y_n] + x[n, i])^p``."""
 
-        def __init__(self, *, p: int = 1, margin: float = 1.0, weight: Any = None, reduction: str = 'mean') -> None: ...  # type: ignore[override]
-        def __call__(self, input: Any, target: Any, /) -> Any: ...  # type: ignore[override]
+        def __init__(self, *, p: int = 1, margin: float = 1.0, weight: Any = None, reduction: str = 'mean') -> None: ...
+        def __call__(self, input: Any, target: Any, /) -> Any: ...
 
     class NLLLoss(Loss):
         """Negative log-likelihood of log-probabilities: ``ℓ_n = -w[y_n] · x[n, y_n]``."""
 
-        def __init__(self, *, weight: Any = None, ignore_index: int = -100, reduction: str = 'mean') -> None: ...  # type: ignore[override]
-        def __call__(self, input: Any, target: Any, /) -> Any: ...  # type: ignore[override]
+        def __init__(self, *, weight: Any = None, ignore_index: int = -100, reduction: str = 'mean') -> None: ...
+        def __call__(self, input: Any, target: Any, /) -> Any: ...
 
     class PoissonNLLLoss(Loss):
         """Negative log-likelihood of ``target`` under a Poisson distribution of rate ``input``."""
 
-        def __init__(self, *, log_input: bool = True, full: bool = False, eps: float = 1e-08, reduction: str = 'mean') -> None: ...  # type: ignore[override]
-        def __call__(self, input: Any, target: Any, /) -> Any: ...  # type: ignore[override]
+        def __init__(self, *, log_input: bool = True, full: bool = False, eps: float = 1e-08, reduction: str = 'mean') -> None: ...
+        def __call__(self, input: Any, target: Any, /) -> Any: ...
 
     class SmoothL1Loss(Loss):
         """Smooth L1: ``ℓ_i = 0.5 d_i² / β`` where ``|d_i| < β``, else ``|d_i| - 0.5 β``, with ``d = x - y``."""
 
-        def __init__(self, *, reduction: str = 'mean', beta: float = 1.0) -> None: ...  # type: ignore[override]
-        def __call__(self, input: Any, target: Any, /) -> Any: ...  # type: ignore[override]
+        def __init__(self, *, reduction: str = 'mean', beta: float = 1.0) -> None: ...
+        def __call__(self, input: Any, target: Any, /) -> Any: ...
 
     class SoftMarginLoss(Loss):
         """Two-class logistic loss: ``ℓ_i = log(1 + exp(-y_i x_i))``, targets ``y`` usually ±1."""
 
-        def __init__(self, *, reduction: str = 'mean') -> None: ...  # type: ignore[override]
-        def __call__(self, input: Any, target: Any, /) -> Any: ...  # type: ignore[override]
+        def __init__(self, *, reduction: str = 'mean') -> None: ...
+        def __call__(self, input: Any, target: Any, /) -> Any: ...
 
     class TripletMarginLoss(Loss):
         """Triplet margin loss: ``ℓ_i = max(0, margin + d(a_i, p_i) - d(a_i, n_i))``."""
 
-        def __init__(self, *, margin: float = 1.0, p: float = 2.0, eps: float = 1e-06, swap: bool = False, reduction: str = 'mean') -> None: ...  # type: ignore[override]
-        def __call__(self, anchor: Any, positive: Any, negative: Any, /) -> Any: ...  # type: ignore[override]
+        def __init__(self, *, margin: float = 1.0, p: float = 2.0, eps: float = 1e-06, swap: bool = False, reduction: str = 'mean') -> None: ...
+        def __call__(self, anchor: Any, positive: Any, negative: Any, /) -> Any: ...
 
     class TripletMarginWithDistanceLoss(Loss):
         """Triplet margin loss with any distance: ``ℓ_i = max(0, margin + d(a_i, p_i) - d(a_i, n_i))``."""
 
-        def __init__(self, *, distance_function: Callable[[Any, Any], Any] | None = None, margin: float = 1.0, swap: bool = False, reduction: str = 'mean') -> None: ...  # type: ignore[override]
-        def __call__(self, anchor: Any, positive: Any, negative: Any, /) -> Any: ...  # type: ignore[override]
+        def __init__(self, *, distance_function: Callable[[Any, Any], Any] | None = None, margin: float = 1.0, swap: bool = False, reduction: str = 'mean') -> None: ...
+        def __call__(self, anchor: Any, positive: Any, negative: Any, /) -> Any: ...
     # class-forms:end
 
 

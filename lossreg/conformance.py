@@ -245,7 +245,7 @@ def check_case(case: Case, spec: LossSpec, function: Any, backend: Backend, dtyp
             return 0.0  # lazy arrays cannot raise on data; invalid values come out as NaN
         raise AssertionError(f"returned {value!r}; expected {case.raises}")
     want = np.asarray(case.expected, dtype="float64")
-    want_grads = {name: np.asarray(g, dtype="float64") for name, g in case.grads.items()}
+    want_grads: dict[str, np.ndarray | None] = {name: np.asarray(g, dtype="float64") for name, g in case.grads.items()}
     if dtype != "float64":
         held = _floats(backend, case, names, arrays, options)
         for name, values in held.items():
@@ -268,10 +268,11 @@ def check_case(case: Case, spec: LossSpec, function: Any, backend: Backend, dtyp
     worst = _error_ratio(got, want, rtol, atol)
     for i, grad in zip(wrt, grads):
         name = names[i]
-        if want_grads[name] is None:  # the reference backend cannot differentiate
+        wanted = want_grads[name]
+        if wanted is None:  # the reference backend cannot differentiate
             continue
         try:
-            ratio = _error_ratio(backend.to_numpy(grad), want_grads[name], rtol, atol)
+            ratio = _error_ratio(backend.to_numpy(grad), wanted, rtol, atol)
         except AssertionError as exc:
             raise AssertionError(f"gradient of {name}: {exc}") from None
         if ratio > 1:
@@ -541,7 +542,7 @@ def matrix(outcomes: Sequence[Outcome], seconds: dict[str, float] | None = None)
         lines.append(f"unsupported  {', '.join(columns)}: {reason}")
     ran = {o.backend for o in outcomes if o.status != "unsupported"}
     known = registry().backends
-    why_not = {}
+    why_not: dict[str, list[str]] = {}
     for name in ran:
         if name in known and known[name].values_only:
             why_not.setdefault(known[name].values_only, []).append(name)

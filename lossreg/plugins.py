@@ -104,7 +104,7 @@ def make_manager(extra: list[tuple[str, Any]]) -> tuple[pluggy.PluginManager, di
             info.status = "blocked"
         else:
             _load(pm, info, ep)
-    for name in sorted(allowed[key] for key in (allowed or {}).keys() - seen) if autoload else ():
+    for name in sorted((allowed or {})[key] for key in (allowed or {}).keys() - seen) if autoload else ():
         infos[name] = PluginInfo(name, status="missing")
         _fault(infos[name], "named in LOSSREG_PLUGINS, but no installed package provides a lossreg plugin of "
                             "that name (entry point or distribution)")

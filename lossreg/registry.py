@@ -100,7 +100,7 @@ def define_loss(
         # The hot path of every call, kept to a few dict lookups: os.environ.get costs about 1 µs
         # when the variable is unset (it raises KeyError inside), so read its bytes dict directly.
         environ = getattr(os.environ, "_data", None) if os.name == "posix" else None
-        missing = object()
+        missing: Any = object()
 
         @functools.wraps(function)
         def dispatch(*arrays: Any, **options: Any) -> Any:
@@ -229,7 +229,7 @@ class Loss:
         return f"{self.spec.class_name}({changed})"
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and json.dumps(self.get_config()) == json.dumps(other.get_config())  # type: ignore[union-attr]
+        return type(other) is type(self) and json.dumps(self.get_config()) == json.dumps(other.get_config())
 
     __hash__ = None  # type: ignore[assignment]
 

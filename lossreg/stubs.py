@@ -24,8 +24,7 @@ def render() -> str:
     from .losses import LOSSES
 
     lines = [START]
-    for loss in sorted(LOSSES, key=lambda f: f.spec.class_name):
-        spec = loss.spec
+    for spec in sorted((getattr(loss, "spec") for loss in LOSSES), key=lambda s: s.class_name):
         params = [p for p in inspect.signature(spec.function).parameters.values() if p.kind is p.KEYWORD_ONLY]
         options = "".join(f", {p.name}: {p.annotation if isinstance(p.annotation, str) else 'Any'} = {p.default!r}"
                           for p in params)
@@ -33,8 +32,8 @@ def render() -> str:
         arrays = ", ".join(f"{name}: Any" for name in spec.inputs)
         lines += [f"    class {spec.class_name}(Loss):\n",
                   f'        """{summary}"""\n\n',
-                  f"        def __init__(self, *{options}) -> None: ...  # type: ignore[override]\n",
-                  f"        def __call__(self, {arrays}, /) -> Any: ...  # type: ignore[override]\n\n"]
+                  f"        def __init__(self, *{options}) -> None: ...\n",
+                  f"        def __call__(self, {arrays}, /) -> Any: ...\n\n"]
     lines[-1] = lines[-1].rstrip("\n") + "\n"
     return "".join(lines) + END
 

@@ -23,3 +23,15 @@ def test_every_built_in_loss_is_declared_with_its_options():
         assert made.spec is lossreg.spec(spec.name) or made.spec.name == spec.name
         options = [p.name for p in inspect.signature(spec.function).parameters.values() if p.kind is p.KEYWORD_ONLY]
         assert options == list(spec.options)
+
+
+def test_the_readme_states_the_tolerances_the_code_uses():
+    from pathlib import Path
+
+    from lossreg.conformance import EPS, ULPS
+    from lossreg.testing import TOLERANCES
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for dtype, (rtol, atol) in TOLERANCES.items():
+        assert rtol == atol == ULPS[dtype] * EPS[dtype]
+        assert f"{dtype} {ULPS[dtype]} ε = {rtol:.1e}".replace("e-0", "e-") in readme, dtype
