@@ -35,3 +35,29 @@ def test_the_readme_states_the_tolerances_the_code_uses():
     for dtype, (rtol, atol) in TOLERANCES.items():
         assert rtol == atol == ULPS[dtype] * EPS[dtype]
         assert f"{dtype} {ULPS[dtype]} ε = {rtol:.1e}".replace("e-0", "e-") in readme, dtype
+
+
+def test_the_old_private_toolkit_name_warns_and_forwards_for_one_release():
+    import importlib
+
+    import pytest
+
+    from lossreg import toolkit
+
+    old = importlib.import_module("lossreg._xp")
+    with pytest.warns(DeprecationWarning, match="lossreg._xp is deprecated .* use lossreg.toolkit"):
+        assert old.reduce is toolkit.reduce
+
+
+def test_the_plugin_packages_import_only_public_lossreg_names():
+    import re
+    from pathlib import Path
+
+    public = {"lossreg", "lossreg.toolkit", "lossreg.testing", "lossreg.errors"}
+    plugins = Path(__file__).resolve().parents[1] / "plugins"
+    found = {}
+    for path in plugins.rglob("*.py"):
+        for module in re.findall(r"^\s*(?:from|import) (lossreg(?:\.\w+)*)\b", path.read_text(), re.M):
+            found.setdefault(module, []).append(str(path.relative_to(plugins)))
+    assert found and set(found) <= public, {m: f for m, f in found.items() if m not in public}
+    assert not list(plugins.rglob("_ops.py"))
