@@ -51,7 +51,7 @@ def _broadcast(loss: str, **shapes: tuple[int, ...]) -> tuple[int, ...]:
     and putting it in a set would fix it to its first value (a recompilation per batch size).
     """
     ndim = max(len(s) for s in shapes.values())
-    out = []
+    out: list[Any] = []
     for sizes in zip(*((1,) * (ndim - len(s)) + tuple(s) for s in shapes.values())):
         known = [d for d in sizes if d is not None and d != 1]  # None: a Dask size not yet known
         if any(d != known[0] for d in known[1:]):
