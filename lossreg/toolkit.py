@@ -311,7 +311,7 @@ def _on_accelerator(x: Any) -> bool:
 
 def check_mode() -> str:
     """The value-check mode in force: see :func:`value_checks`."""
-    return _check_mode.get()  # type: ignore[no-any-return]
+    return str(_check_mode.get())
 
 
 def traced(x: Any) -> bool:
