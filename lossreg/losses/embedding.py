@@ -16,9 +16,15 @@ def _clamp_min0(xp: Any, z: Any) -> Any:
     return xp.where(z < 0, xp.zeros_like(z), z)
 
 
+def _sign(xp: Any, x: Any) -> Any:
+    """sign(x) (NaN at NaN) with ``where`` only: compat's torch ``sign`` writes through a boolean
+    mask, which ``torch.func.vmap`` and ``meta`` tensors cannot run."""
+    return xp.where(x > 0, 1.0, xp.where(x < 0, -1.0, x * 0))
+
+
 def _abs(xp: Any, x: Any) -> Any:
     # sign(x)·x is |x| with torch's gradient sign(x), 0 at x = 0 (JAX's abs gives 1 there).
-    return xp.sign(x) * x
+    return _sign(xp, x) * x
 
 
 def _check_labels(loss: str, name: str, target: Any, xp: Any) -> None:
@@ -39,15 +45,19 @@ def _check_positive_margin(loss: str, margin: Any) -> None:
 
 
 def _broadcast(loss: str, **shapes: tuple[int, ...]) -> tuple[int, ...]:
-    """The shape that arrays of ``shapes`` broadcast to, as in torch; an error if they do not."""
+    """The shape that arrays of ``shapes`` broadcast to, as in torch; an error if they do not.
+
+    Sizes are compared, never hashed: under ``torch.compile(dynamic=True)`` a size is symbolic,
+    and putting it in a set would fix it to its first value (a recompilation per batch size).
+    """
     ndim = max(len(s) for s in shapes.values())
     out: list[Any] = []
     for sizes in zip(*((1,) * (ndim - len(s)) + tuple(s) for s in shapes.values())):
-        known = {d for d in sizes if d != 1 and d is not None}  # None: a Dask size not yet known
-        if len(known) > 1:
+        known = [d for d in sizes if d is not None and d != 1]  # None: a Dask size not yet known
+        if any(d != known[0] for d in known[1:]):
             given = ", ".join(f"'{k}' {tuple(s)}" for k, s in shapes.items())
             raise LossValueError(loss, "/".join(shapes), "shapes that broadcast together", given)
-        out.append(known.pop() if known else (None if None in sizes else 1))
+        out.append(known[0] if known else (None if None in sizes else 1))
     return tuple(out)
 
 
@@ -151,7 +161,8 @@ def cosine_embedding_loss(input1: Any, input2: Any, target: Any, /, *, margin: f
         if x.ndim != target.ndim + 1:
             raise LossValueError(name, key, f"embeddings of shape {wanted}", f"shape {tuple(x.shape)}")
     rows = _broadcast(name, input1=input1.shape, input2=input2.shape)[:-1]
-    if rows and len({target.shape[0], rows[0]} - {1, None}) > 1:
+    labels, pairs = (target.shape[0], rows[0]) if rows else (1, 1)
+    if labels is not None and pairs is not None and labels != 1 and pairs != 1 and labels != pairs:
         raise LossValueError(name, "target", f"one label per row of input1/input2, shape ({rows[0]})",
                              f"shape {tuple(target.shape)}")
     dtype, _, (x1, x2) = _floats(name, xp, input1=input1, input2=input2)
@@ -166,7 +177,7 @@ def cosine_embedding_loss(input1: Any, input2: Any, target: Any, /, *, margin: f
 def _norm(xp: Any, d: Any, p: float) -> Any:
     """``‖d‖_p`` over the last axis with torch's gradients (0 where the norm or an entry is 0)."""
     if p == 0:
-        return xp.sum(xp.sign(d) * xp.sign(d), axis=-1)  # the count of non-zeros, gradient 0
+        return xp.sum(_sign(xp, d) * _sign(xp, d), axis=-1)  # the count of non-zeros, gradient 0
     if p == 2:
         s = xp.sum(d * d, axis=-1)
     else:

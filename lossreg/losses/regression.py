@@ -40,14 +40,16 @@ def l1_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
     Less sensitive to outliers than MSE, since errors are not squared.
     """
     xp, x, y, dtype = toolkit.pointwise_inputs("l1_loss", input, target, reduction)
-    diff = x - y
-    # sign(d)·d is |d| with torch's gradient everywhere: 0 at d = 0 and NaN at NaN, on every library.
-    return toolkit.reduce(xp, xp.sign(diff) * diff, reduction, dtype)
+    return toolkit.reduce(xp, _abs(xp, x - y), reduction, dtype)
 
 
-def _abs(xp: Any, diff: Any) -> Any:
-    # sign(d)·d is |d| with torch's gradient: sign(d), 0 at d = 0.
-    return xp.sign(diff) * diff
+def _abs(xp: Any, d: Any) -> Any:
+    """``|d|`` with torch's gradient everywhere, on every library: sign(d), 0 at d = 0, NaN at NaN.
+
+    ``sign(d)·d``, with the sign made of ``where``: array-api-compat's torch ``sign`` writes
+    NaN through a boolean mask, which ``torch.func.vmap`` and ``meta`` tensors cannot run.
+    """
+    return xp.where(d > 0, 1.0, xp.where(d < 0, -1.0, d * 0)) * d
 
 
 @define_loss(
