@@ -1,8 +1,8 @@
 """Keras 3 forms of every registered loss, plugins' included (``pip install "lossreg[keras]"``).
 
-    >>> import os; os.environ.setdefault("KERAS_BACKEND", "jax")  # before keras is imported
-    >>> import lossreg.keras
-    >>> model.compile(optimizer="adam", loss=lossreg.keras.CrossEntropyLoss(weight=[1.0, 2.0, 0.5]))
+    import os; os.environ.setdefault("KERAS_BACKEND", "jax")    # before keras is imported
+    import lossreg.keras
+    model.compile(optimizer="adam", loss=lossreg.keras.CrossEntropyLoss(weight=[1.0, 2.0, 0.5]))
 
 Each class is a ``keras.losses.Loss`` named as the class form, called as Keras calls a loss,
 ``loss(y_true, y_pred, sample_weight=None)``, and computes ``lossreg``'s function of

@@ -36,6 +36,7 @@ class LossModule(nn.Module):
 
     spec: LossSpec
     _positional: tuple[str, ...] = ()  # the options torch.nn's class of this name takes positionally
+    _function: Any  # the dispatching functional form
 
     def __init__(self, *args: Any, **options: Any) -> None:
         super().__init__()
@@ -64,8 +65,22 @@ class LossModule(nn.Module):
         """The options as the functional form takes them; array options are the current buffers."""
         return {key: getattr(self, key) for key in self.spec.options}
 
-    def forward(self, *arrays: Any) -> Any:
-        return self._loss_class()._dispatch(*arrays, **self.options)
+    def forward(self, *arrays: Any, **named: Any) -> Any:
+        """``loss(input, target)``, or by the functional form's argument names (``input=..., target=...``)."""
+        if named:
+            arrays = self._by_name(arrays, named)
+        return self._function(*arrays, **self.options)
+
+    def _by_name(self, arrays: tuple[Any, ...], named: dict[str, Any]) -> tuple[Any, ...]:
+        inputs = self.spec.inputs
+        unknown = set(named) - set(inputs[len(arrays):])
+        if unknown:
+            raise TypeError(f"{self.spec.class_name}.forward() takes the arrays {', '.join(inputs)}; "
+                            f"got unexpected or repeated {', '.join(sorted(unknown))}")
+        missing = [k for k in inputs[len(arrays):] if k not in named]
+        if missing:
+            raise TypeError(f"{self.spec.class_name}.forward() is missing the array(s) {', '.join(missing)}")
+        return (*arrays, *(named[k] for k in inputs[len(arrays):]))
 
     def get_config(self) -> dict[str, Any]:
         """The class form's config (array options as lists): ``lossreg.torch.from_config`` rebuilds it."""
@@ -119,6 +134,7 @@ def module_class(name: str) -> type[LossModule]:
             cls = type(spec.class_name, (LossModule,), {
                 "spec": spec,
                 "_positional": _torch_positional(spec),
+                "_function": staticmethod(registry().loss_class(spec.name)._dispatch),  # no lookup per call
                 "__module__": __name__,
                 "__qualname__": spec.class_name,
                 "__doc__": inspect.getdoc(spec.function),

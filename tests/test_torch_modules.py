@@ -95,6 +95,17 @@ def test_constructor_arguments_are_torch_nns() -> None:
         lt.MSELoss(reduction="avg")(torch.zeros(2), torch.zeros(2))
 
 
+def test_forward_takes_the_arrays_by_name_too() -> None:
+    x, y = torch.randn(4, 3), torch.tensor([0, 2, 1, 1])
+    crit = lt.CrossEntropyLoss()
+    torch.testing.assert_close(crit(input=x, target=y), torch.nn.CrossEntropyLoss()(input=x, target=y))
+    torch.testing.assert_close(crit(x, target=y), F.cross_entropy(x, y))
+    with pytest.raises(TypeError, match="missing the array"):
+        crit(input=x)
+    with pytest.raises(TypeError, match="unexpected or repeated input"):
+        crit(x, y, input=x)
+
+
 def test_array_options_are_buffers_that_move_and_round_trip_through_state_dict() -> None:
     crit = lt.BCEWithLogitsLoss(weight=W3, pos_weight=torch.tensor([2.0, 1.0, 3.0]))
     assert crit.weight.dtype == torch.float32 and dict(crit.named_buffers()).keys() == {"weight", "pos_weight"}
