@@ -65,6 +65,9 @@ def cmd_new_plugin(args: argparse.Namespace) -> int:
 
 
 def cmd_conformance(args: argparse.Namespace) -> int:
+    from .backends import use_fast_jax_compile
+
+    use_fast_jax_compile()  # this process is the conformance run: fast XLA compiles, unless JAX is already up
     reg = registry()
     all_backends = args.backend.strip() == "all"
     wanted = [name for name in reg.backends if not reg.backends[name].unavailable()] if all_backends \
