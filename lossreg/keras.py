@@ -40,7 +40,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import keras
+import keras  # type: ignore[import-untyped]  # Keras ships no type information
 
 from .errors import LossValueError, UnsupportedError
 from .registry import LossSpec, registry
@@ -164,8 +164,7 @@ def _class_weights(arrays: list[Any], options: dict[str, Any], values: Any) -> t
     x, target = arrays[0], arrays[1]
     if "int" not in keras.backend.standardize_dtype(target.dtype):
         return "count", None  # probability targets: the plain mean over the samples
-    from .losses import nll_loss
-
+    nll_loss = registry().loss_class("nll_loss")._dispatch
     ones = -keras.ops.ones_like(x)  # nll of log-probabilities -1 is exactly weight[y] (0 if ignored)
     return "count", nll_loss(ones, target, weight=options["weight"], ignore_index=options["ignore_index"],
                              reduction="none")

@@ -20,7 +20,13 @@ import lossreg
 
 jax = pytest.importorskip("jax")
 jnp = jax.numpy
-jax.config.update("jax_enable_x64", True)  # float64, as lossreg's JAX backend sets it
+
+
+@pytest.fixture(autouse=True)
+def float64():
+    """float64 within each test only (thread-local): the other tests' JAX is left as it was."""
+    with jax.enable_x64(True):
+        yield
 
 SAMPLES = 3
 
