@@ -19,7 +19,8 @@ if importlib.util.find_spec("keras") is None:  # not imported here: that would f
     pytest.skip("the keras extra is not installed: pip install 'lossreg[keras]'", allow_module_level=True)
 
 CHECKS = ["check_every_loss_equals_torch_nn", "check_sample_weight_rules", "check_config_and_saving",
-          "check_fit_and_load_model", "check_unsupported_tensors_are_a_lossreg_error"]
+          "check_fit_and_load_model", "check_fit_class_weight_is_torchs_class_weight",
+          "check_unsupported_tensors_are_a_lossreg_error"]
 
 
 @pytest.mark.parametrize("keras_backend", ["jax", "torch"])
