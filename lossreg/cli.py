@@ -127,7 +127,11 @@ def cmd_docs(args: argparse.Namespace) -> int:
     if args.action == "serve":
         docsite.serve(Path(args.out), reports, dev_addr=args.dev_addr)
         return 0
-    done = docsite.build(Path(args.out), reports, strict=not args.no_strict)
+    try:
+        done = docsite.build(Path(args.out), reports, strict=not args.no_strict)
+    except docsite.BuildError as exc:
+        print(f"lossreg docs: {exc}", file=sys.stderr)
+        return 1
     print(f"lossreg docs: {len(done.losses)} loss pages; site in {Path(args.out) / 'site'}")
     return 0
 

@@ -10,6 +10,7 @@ Needs the ``docs`` extra (mkdocs-material, mkdocstrings[python], matplotlib).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from dataclasses import dataclass
@@ -223,12 +224,32 @@ def _config(root: Path, strict: bool, dev_addr: str | None = None) -> Any:
     return load_config(**options)
 
 
+class BuildError(Exception):
+    """A strict build met warnings (printed to stderr as they came)."""
+
+
+def render(root: Path, strict: bool = True) -> None:
+    """Render the mkdocs project in ``root`` to ``root/site``, printing mkdocs's warnings to stderr."""
+    from mkdocs.commands.build import build as mkdocs_build
+    from mkdocs.exceptions import Abort
+
+    log = logging.getLogger("mkdocs")
+    if not any(getattr(h, "_lossreg", False) for h in log.handlers):
+        handler = logging.StreamHandler()
+        handler.setLevel(logging.WARNING)
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        handler._lossreg = True  # type: ignore[attr-defined]
+        log.addHandler(handler)
+    try:
+        mkdocs_build(_config(root, strict))
+    except Abort as exc:
+        raise BuildError(f"{exc.message} (lossreg docs build --no-strict lets warnings pass)") from None
+
+
 def build(out: Path, reports: Path | None = None, strict: bool = True) -> Generated:
     """Generate the project into ``out`` and render it to ``out/site``; a warning fails a strict build."""
-    from mkdocs.commands.build import build as mkdocs_build
-
     generated = generate(out, reports)
-    mkdocs_build(_config(out, strict))
+    render(out, strict)
     return generated
 
 
@@ -250,4 +271,4 @@ def use_plugins(enabled: bool) -> None:
             reload()
 
 
-__all__ = ["build", "generate", "serve", "use_plugins", "Generated"]
+__all__ = ["build", "generate", "render", "serve", "use_plugins", "BuildError", "Generated"]

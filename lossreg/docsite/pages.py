@@ -191,6 +191,7 @@ def _example_case(spec: LossSpec, cases: Iterable[Any]) -> Any:
         return (not case.id.startswith("document"), changed, min(sizes) < 2, sum(sizes))
 
     usable = [c for c in cases if c.loss == spec.name and c.raises is None and np.ndim(c.expected) == 0
+              and c.expected is not None and np.isfinite(c.expected)
               and all("data" in v for v in c.inputs.values())
               and all(not isinstance(v, dict) for v in c.options.values())]
     return min(usable, key=key) if usable else None
@@ -312,8 +313,12 @@ def catalogue_page(specs: list[LossSpec], thumbs: dict[str, str], pages: dict[st
         out += [f"## {name}", "", "| curve | loss | what it is |", "|---|---|---|"]
         for spec in members:
             thumb = f"![]({thumbs[spec.name]})" if spec.name in thumbs else "no plot"
-            summary = _escape(markdown(parse_docstring(inspect.getdoc(spec.function) or "").summary))
-            out.append(f"| {thumb} | [{spec.class_name}]({pages[spec.name]})<br>`{spec.name}` | {summary} |")
+            doc = parse_docstring(inspect.getdoc(spec.function) or "")
+            words = re.split(r"[:,]?\s*``", doc.summary, maxsplit=1)[0].rstrip(":. ")
+            formula = doc.formulas[0] if doc.formulas else " ".join(unicode_tex(f) for f in doc.fallback_formulas)
+            math = f"<br>${formula}$".replace("|", r"\vert ") if formula else ""
+            out.append(f"| {thumb} | [{spec.class_name}]({pages[spec.name]})<br>`{spec.name}` | "
+                       f"{_escape(markdown(words))}{math} |")
         out.append("")
     return "\n".join(out)
 

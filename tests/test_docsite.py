@@ -1,0 +1,191 @@
+"""The documentation site: built strictly from the registry, a page per loss, and looked at in a browser.
+
+One strict build of the built-in catalogue (about 10 s of CPU) serves the checks on its pages;
+a second, of the same project with a broken link and a loss page removed, must fail. The browser
+check opens a loss page in headless Chromium (Debian's ``chromium``; skipped, saying so, where
+it is not installed) and reads back whether MathJax rendered the formula and the plot loaded.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("mkdocs", reason="the docs extra is not installed: pip install -e '.[docs]'")
+pytest.importorskip("material", reason="the docs extra is not installed: pip install -e '.[docs]'")
+pytest.importorskip("matplotlib", reason="the docs extra is not installed: pip install -e '.[docs]'")
+
+import lossreg  # noqa: E402
+from lossreg.docsite import equivalents, pages, plots  # noqa: E402
+
+BUILTIN = [name for name in lossreg.names() if lossreg.spec(name).plugin == "lossreg"]
+ENV = {**os.environ, "LOSSREG_DISABLE_PLUGIN_AUTOLOAD": "1", "MPLBACKEND": "Agg"}
+
+
+def _docs(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "lossreg.cli", "docs", *args], env=ENV, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("docs")
+    done = _docs("build", "--out", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+    return out
+
+
+def test_strict_build_gives_every_registered_loss_a_page(site: Path) -> None:
+    built = {p.stem for p in (site / "site" / "losses").glob("*.html")}
+    assert built == set(BUILTIN)
+    nav = json.loads((site / "mkdocs.yml").read_text())["nav"]
+    assert all(f"losses/{name}.md" in json.dumps(nav) for name in BUILTIN)
+
+
+def test_a_loss_page_has_formula_options_equivalents_examples_curve_and_matrix(site: Path) -> None:
+    html = (site / "site" / "losses" / "huber_loss.html").read_text(encoding="utf-8")
+    assert re.search(r'<div class="arithmatex">\\\[.*\\delta', html, flags=re.S)  # the docstring's LaTeX
+    assert "<code>delta</code>" in html and "where the quadratic part turns linear" in html
+    assert "keras.losses.Huber" in html and "optax.losses.huber_loss" in html
+    assert html.count('class="tabbed-block"') == len(pages.LIBRARIES)
+    assert (site / "site" / "losses" / "img" / "huber_loss.png").stat().st_size > 10_000
+    assert 'src="img/huber_loss.png"' in html
+    assert "passed (" in html and "<td>jax_jit</td>" in html  # from conformance/results/cpu.json
+
+
+def test_overview_pages_are_built(site: Path) -> None:
+    root = site / "site"
+    catalogue = (root / "catalogue.html").read_text(encoding="utf-8")
+    assert all(f"losses/{name}.html" in catalogue for name in BUILTIN)
+    assert catalogue.count('src="img/thumbs/') == len(BUILTIN)
+    assert "robust.png" in (root / "robust-regression.html").read_text(encoding="utf-8")
+    cli = (root / "reference" / "cli.html").read_text(encoding="utf-8")
+    assert all(f"lossreg {command}" in cli for command in ("list", "plugins", "conformance", "bench", "docs"))
+    assert "lossreg_losses" in (root / "guide" / "plugins.html").read_text(encoding="utf-8")
+    assert "keras.losses.SparseCategoricalCrossentropy" in (root / "coming-from" / "keras.html").read_text()
+
+
+def test_a_broken_link_or_a_missing_loss_page_fails_the_strict_build(site: Path, tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(site, project, ignore=shutil.ignore_patterns("site"))
+    page = project / "docs" / "catalogue.md"
+    page.write_text(page.read_text() + "\n[gone](losses/no_such_loss.md)\n")
+    (project / "docs" / "losses" / "mse_loss.md").unlink()
+    code = "import sys, pathlib; from lossreg.docsite import render; render(pathlib.Path(sys.argv[1]))"
+    done = subprocess.run([sys.executable, "-c", code, str(project)], env=ENV, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode != 0 and "BuildError" in done.stderr
+    assert "no_such_loss.md" in done.stderr and "mse_loss.md" in done.stderr
+
+
+def test_every_builtin_loss_documents_its_formula_and_options() -> None:
+    for name in BUILTIN:
+        spec = lossreg.spec(name)
+        doc = pages.parse_docstring(inspect.getdoc(spec.function) or "")
+        assert doc.formulas, f"{name}: no $$ ... $$ formula in its docstring"
+        assert doc.shapes, f"{name}: no 'Shapes:' in its docstring"
+        undocumented = [o for o in spec.options if not pages.option_meaning(spec, o, doc)]
+        assert not undocumented, f"{name}: options without a meaning (docstring Args:): {undocumented}"
+        assert set(doc.args) <= set(spec.options), f"{name}: Args: names options it does not have"
+
+
+def test_every_builtin_loss_has_a_curve_from_its_own_values() -> None:
+    for name in BUILTIN:
+        recipe, why = plots.recipe_for(lossreg.spec(name))
+        assert recipe is not None, why
+        assert plots.curves(lossreg.spec(name), recipe), f"{name}: no curve could be computed"
+
+
+def test_curves_are_the_loss_and_its_derivative() -> None:
+    spec = lossreg.spec("huber_loss")
+    (label, t, value, grad), *_ = plots.curves(spec, plots.RECIPES["huber_loss"])
+    assert label == "delta=0.5"
+    np.testing.assert_allclose(value, np.where(abs(t) < 0.5, 0.5 * t**2, 0.5 * (abs(t) - 0.25)), atol=1e-12)
+    away = abs(abs(t) - 0.5) > 1e-3  # the finite difference straddles the kink
+    np.testing.assert_allclose(grad[away], np.clip(t, -0.5, 0.5)[away], atol=1e-6)
+
+
+def test_a_plugin_loss_without_recipe_or_latex_still_gets_a_curve_and_a_formula() -> None:
+    @lossreg.define_loss(class_name="CharbonnierDocLoss", differentiable=("input", "target"))
+    def charbonnier_doc_loss(input, target, /, *, delta=1.0, reduction="mean"):  # type: ignore[no-untyped-def]
+        """Pseudo-Huber loss: ``ℓ_i = δ² (√(1 + (d_i / δ)²) - 1)``, then reduced."""
+        from lossreg import toolkit
+
+        xp, x, y, dtype = toolkit.pointwise_inputs("charbonnier_doc_loss", input, target, reduction)
+        d = x - y
+        return toolkit.reduce(xp, delta**2 * (xp.sqrt(1 + (d / delta) ** 2) - 1), reduction, dtype)
+
+    spec = charbonnier_doc_loss.spec
+    recipe, _ = plots.recipe_for(spec)
+    assert recipe is not None and recipe.xlabel.startswith("error")
+    (_, t, value, _), *_ = plots.curves(spec, recipe)
+    np.testing.assert_allclose(value, 0.25 * (np.sqrt(1 + (t / 0.5) ** 2) - 1), atol=1e-12)  # delta halved first
+    page = pages.loss_page(spec, [], [], {}, "img/x.png", "")
+    assert r"\sqrt" in page and "no `$$ ... $$` formula" in page and "(not documented)" in page
+
+
+def test_equivalents_name_real_keras_and_optax_losses() -> None:
+    code = ("import importlib, json, sys\n"
+            "missing = []\n"
+            "for full in json.loads(sys.argv[1]):\n"
+            "    module, _, attr = full.rpartition('.')\n"
+            "    if not hasattr(importlib.import_module(module), attr): missing.append(full)\n"
+            "print(json.dumps(missing))")
+    names = sorted({e.name for table in (equivalents.KERAS, equivalents.OPTAX) for e in table.values()})
+    for needed in ("keras", "optax"):  # imported in the subprocess, where Keras gets its backend
+        if importlib.util.find_spec(needed) is None:
+            pytest.skip(f"{needed} is not installed")
+    done = subprocess.run([sys.executable, "-c", code, json.dumps(names)], capture_output=True, text=True,
+                          env={**ENV, "KERAS_BACKEND": "jax"}, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []
+    for spec in map(lossreg.spec, BUILTIN):
+        torch_name = equivalents.torch_equivalent(spec)
+        assert torch_name is not None
+        module, _, attr = torch_name.name.rpartition(".")
+        assert hasattr(importlib.import_module(module), attr)
+
+
+PROBE = """
+<script>
+window.addEventListener("load", async () => {
+  if (window.MathJax && MathJax.startup) { await MathJax.startup.promise; }
+  const img = document.querySelector('img[src$="huber_loss.png"]');
+  const math = document.querySelectorAll("mjx-container svg");
+  const box = math.length ? math[0].getBoundingClientRect() : {width: 0, height: 0};
+  const out = document.createElement("pre");
+  out.id = "probe";
+  out.textContent = JSON.stringify({img: img ? img.naturalWidth : -1, math: math.length,
+                                    width: box.width, height: box.height});
+  document.body.appendChild(out);
+});
+</script>
+"""
+
+
+def test_a_loss_page_renders_in_a_real_browser(site: Path) -> None:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("headless Chromium is not installed (Debian: apt-get install chromium); .ci/run installs it")
+    page = site / "site" / "losses" / "huber_loss.html"
+    probe = page.with_name("huber_loss_probe.html")  # the page as built, plus a script that reports back
+    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", PROBE + "</body>"), encoding="utf-8")
+    done = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
+                           "--virtual-time-budget=15000", "--dump-dom", probe.as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    found = re.search(r'<pre id="probe">(.*?)</pre>', done.stdout)
+    assert found, f"the page did not finish loading: {done.stderr[-2000:]}"
+    result = json.loads(found.group(1).replace("&quot;", '"'))
+    assert result["img"] > 0, "the curve image did not load"
+    assert result["math"] >= 1 and result["width"] > 0 and result["height"] > 0, "MathJax rendered no formula"
