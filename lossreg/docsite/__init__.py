@@ -152,7 +152,8 @@ def generate(out: Path, reports: Path | None = None) -> Generated:
         "extra_css": ["assets/extra.css"],
         "plugins": ["search", {"mkdocstrings": {"handlers": {"python": {"options": {
             "docstring_style": "google", "show_source": False, "heading_level": 2, "show_root_heading": True,
-            "members_order": "source", "show_signature_annotations": True}}}}}],
+            "members_order": "source", "show_signature_annotations": True, "separate_signature": True,
+            "line_length": 88}}}}}],
         "validation": {"omitted_files": "warn", "absolute_links": "warn", "unrecognized_links": "warn",
                        "anchors": "warn", "not_found": "warn"},
         "nav": [
@@ -212,6 +213,7 @@ def _api_page() -> str:
         "::: lossreg.registry.define_loss", "::: lossreg.registry.get", "::: lossreg.registry.spec",
         "::: lossreg.registry.names", "::: lossreg.registry.from_config", "::: lossreg.registry.use_kernels",
         "::: lossreg.registry.LossSpec", "::: lossreg.registry.Kernel",
+        "## The author toolkit", "::: lossreg.toolkit\n    options:\n      show_root_heading: false\n      heading_level: 3",
     ]) + "\n"
 
 

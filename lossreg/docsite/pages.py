@@ -100,8 +100,10 @@ _TEX_WORDS = {"log": r"\log", "exp": r"\exp", "max": r"\max", "min": r"\min", "c
 
 def unicode_tex(formula: str) -> str:
     """A docstring's plain-text formula (``ℓ_i = log cosh(x_i - y_i)``) as TeX, for losses without ``$$``."""
-    out = re.sub(r"\b(log|exp|max|min|cosh|cos|sin|tanh)\b", lambda m: _TEX_WORDS[m.group(1)], formula)
-    out = re.sub(r"\b([A-Za-z]{4,})\b", r"\\text{\1}", out)
+    functions = r"\b(log|exp|max|min|cosh|cos|sin|tanh)\b"
+    out = re.sub(r"\b([A-Za-z]{4,})\b", lambda m: m.group(1) if re.fullmatch(functions, m.group(1))
+                 else rf"\text{{{m.group(1)}}}", formula)
+    out = re.sub(functions, lambda m: _TEX_WORDS[m.group(1)], out)
     for char, tex in _TEX_WORDS.items():
         if len(char) == 1:
             out = out.replace(char, tex)
@@ -316,7 +318,7 @@ def catalogue_page(specs: list[LossSpec], thumbs: dict[str, str], pages: dict[st
             doc = parse_docstring(inspect.getdoc(spec.function) or "")
             words = re.split(r"[:,]?\s*``", doc.summary, maxsplit=1)[0].rstrip(":. ")
             formula = doc.formulas[0] if doc.formulas else " ".join(unicode_tex(f) for f in doc.fallback_formulas)
-            math = f"<br>${formula}$".replace("|", r"\vert ") if formula else ""
+            math = f"<br>${' '.join(formula.split())}$".replace("|", r"\vert ") if formula else ""
             out.append(f"| {thumb} | [{spec.class_name}]({pages[spec.name]})<br>`{spec.name}` | "
                        f"{_escape(markdown(words))}{math} |")
         out.append("")
@@ -328,7 +330,8 @@ def robust_page(drawn: list[str], pages: dict[str, str], missing: list[str]) -> 
     out = ["# Robust regression losses", "",
            f"{names} against the error `d = input − target`, with default options, on one axis. The "
            "gradient panel is what an outlier does to training: MSE's pull grows with the error, L1's is "
-           "constant, Huber and SmoothL1 switch from the first to the second at `delta` / `beta`.", "",
+           "constant, Huber and SmoothL1 switch from the first to the second at `delta` / `beta` (with the "
+           "defaults δ = β = 1 the two coincide: `huber_loss(delta=δ) = δ · smooth_l1_loss(beta=δ)`).", "",
            "![Robust regression losses and their gradients](img/robust.png)", ""]
     if missing:
         out += [f"Not drawn (not registered in this build: install `plugins/lossreg-extras` and build with "

@@ -228,6 +228,7 @@ def plot_robust(specs: dict[str, LossSpec], path: Path) -> list[str]:
     fig, (left, right) = plt.subplots(1, 2, figsize=(8.5, 3.4), layout="constrained")
     drawn = []
     t = np.linspace(-4, 4, 321)
+    styles = iter(["-", "-", "-", "--", "-.", ":", "-", "--"])
     for name in ROBUST:
         if name not in specs:
             continue
@@ -241,8 +242,9 @@ def plot_robust(specs: dict[str, LossSpec], path: Path) -> list[str]:
         except Exception:
             continue
         label = f"{spec.class_name} ({', '.join(f'{k}={v}' for k, v in spec.options.items() if k != 'reduction' and isinstance(v, float))})".replace(" ()", "")
-        left.plot(t, value, lw=1.6, label=label)
-        right.plot(t, grad, lw=1.6)
+        style = next(styles)
+        left.plot(t, value, style, lw=1.6, label=label)
+        right.plot(t, grad, style, lw=1.6)
         drawn.append(name)
     left.set(xlabel=ERROR, ylabel="loss", ylim=(-0.2, 4.5), title="loss")
     right.set(xlabel=ERROR, ylabel="gradient", title="gradient (how hard an outlier pulls)")
