@@ -125,6 +125,7 @@ def cmd_docs(args: argparse.Namespace) -> int:
     docsite.use_plugins(args.plugins)
     reports = Path(args.reports) if args.reports else None
     if args.action == "serve":
+        print(f"lossreg docs: serving on http://{args.dev_addr} (Ctrl-C stops)", file=sys.stderr, flush=True)
         docsite.serve(Path(args.out), reports, dev_addr=args.dev_addr)
         return 0
     try:

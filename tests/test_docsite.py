@@ -40,7 +40,22 @@ def _docs(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("docs")
+    """The strict build of the built-in catalogue, made once per session even under pytest-xdist."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return _build(tmp_path_factory.mktemp("docs"))
+    shared = tmp_path_factory.getbasetemp().parent  # this session's folder, common to its workers
+    import fcntl
+
+    with open(shared / "docsite.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the first worker builds; the others wait, then reuse it
+        out = shared / "docsite"
+        if not (out / "built").exists():
+            _build(out)
+            (out / "built").touch()
+    return out
+
+
+def _build(out: Path) -> Path:
     done = _docs("build", "--out", str(out))
     assert done.returncode == 0, done.stdout + done.stderr
     return out
@@ -179,7 +194,7 @@ def test_a_loss_page_renders_in_a_real_browser(site: Path) -> None:
     if browser is None:
         pytest.skip("headless Chromium is not installed (Debian: apt-get install chromium); .ci/run installs it")
     page = site / "site" / "losses" / "huber_loss.html"
-    probe = page.with_name("huber_loss_probe.html")  # the page as built, plus a script that reports back
+    probe = page.with_name(f"huber_loss_probe_{os.getpid()}.html")  # the page as built, plus a script that reports back
     probe.write_text(page.read_text(encoding="utf-8").replace("</body>", PROBE + "</body>"), encoding="utf-8")
     done = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
                            "--virtual-time-budget=15000", "--dump-dom", probe.as_uri()],
@@ -189,3 +204,21 @@ def test_a_loss_page_renders_in_a_real_browser(site: Path) -> None:
     result = json.loads(found.group(1).replace("&quot;", '"'))
     assert result["img"] > 0, "the curve image did not load"
     assert result["math"] >= 1 and result["width"] > 0 and result["height"] > 0, "MathJax rendered no formula"
+
+
+def test_the_matrix_reads_every_report_gpu_ones_included(tmp_path: Path) -> None:
+    def outcome(backend: str, device: str, dtype: str, status: str, reason: str = "") -> dict:
+        return {"loss": "mse_loss", "backend": backend, "device": device, "dtype": dtype, "path": "portable",
+                "status": status, "worst": 0.25, "reason": reason, "failures": ["case x: off by 3"] * (status == "failed")}
+
+    (tmp_path / "gpu-2026-11-30").mkdir()
+    (tmp_path / "gpu-2026-11-30" / "report.json").write_text(json.dumps({
+        "command": ["lossreg", "conformance", "--device", "cuda"], "dtypes": ["bfloat16", "float32"],
+        "outcomes": [outcome("torch", "cuda", "bfloat16", "passed"), outcome("torch", "cuda", "float32", "failed"),
+                     outcome("cupy", "cuda:0", "bfloat16", "unsupported", "CuPy has no bfloat16")]}))
+    (tmp_path / "notes.json").write_text("[1, 2]")  # not a report: ignored
+    reports = pages.load_reports(tmp_path)
+    assert [file for file, _ in reports] == ["gpu-2026-11-30/report.json"]
+    table = pages.loss_matrix("mse_loss", reports)
+    assert "| torch@cuda | passed (0.25 of tol.; portable) | **failed**: portable: case x: off by 3 |" in table
+    assert "| cupy@cuda:0 | unsupported: CuPy has no bfloat16 | not run |" in table

@@ -370,7 +370,8 @@ def cli_page(parser: Any) -> str:
     """The CLI reference, walked from the argument parser itself."""
     import argparse
 
-    out = ["# Command line", "", f"`{parser.prog}`: {parser.description.strip() if parser.description else ''}", ""]
+    out = ["# Command line", "", (parser.description or "").strip(), "",
+           "Generated from the argument parser (`lossreg.cli.build_parser`).", ""]
 
     def walk(p: argparse.ArgumentParser, depth: int) -> None:
         for action in p._actions:
