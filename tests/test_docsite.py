@@ -222,3 +222,20 @@ def test_the_matrix_reads_every_report_gpu_ones_included(tmp_path: Path) -> None
     table = pages.loss_matrix("mse_loss", reports)
     assert "| torch@cuda | passed (0.25 of tol.; portable) | **failed**: portable: case x: off by 3 |" in table
     assert "| cupy@cuda:0 | unsupported: CuPy has no bfloat16 | not run |" in table
+
+
+@pytest.mark.parametrize("library", ["NumPy", "PyTorch", "JAX", "Dask", "array-api-strict"])
+def test_the_examples_run_and_give_the_value_shown(library: str) -> None:
+    checked = 0
+    for name in BUILTIN:
+        spec = lossreg.spec(name)
+        found = pages.example(spec, [c for c in lossreg.registry().cases if c.loss == name])
+        assert found is not None, f"{name}: no example"
+        code = dict(found.snippets)[library]
+        *setup, call = code.splitlines()
+        pytest.importorskip(setup[0].split()[1])
+        scope: dict = {}
+        exec("\n".join(setup) + f"\nresult = {call}", scope)
+        np.testing.assert_allclose(float(scope["result"]), found.value, rtol=2e-5, atol=1e-6, err_msg=f"{name}:\n{code}")
+        checked += 1
+    assert checked == len(BUILTIN)

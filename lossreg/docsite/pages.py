@@ -216,11 +216,19 @@ LIBRARIES = [  # (tab title, import line, how to make an array from (data, dtype
 ]
 
 
-def examples(spec: LossSpec, cases: Iterable[Any]) -> str:
-    """A tab per array library: the loss on one of its conformance cases, the value computed here."""
+@dataclass
+class Example:
+    case: str  # the conformance case it comes from
+    value: float  # computed by lossreg on NumPy float32 at build time
+    snippets: list[tuple[str, str]]  # (library, code whose last line is the call)
+    class_form: str
+
+
+def example(spec: LossSpec, cases: Iterable[Any]) -> Example | None:
+    """The loss on one of its conformance cases, as code for each array library."""
     case = _example_case(spec, cases)
     if case is None:
-        return "No example: the loss has no conformance case with a single-number result.\n"
+        return None
     arrays = {}
     for name, value in case.inputs.items():
         float_ = value["dtype"] == "float"
@@ -232,17 +240,30 @@ def examples(spec: LossSpec, cases: Iterable[Any]) -> str:
         got = spec.function(*(np.asarray(d, dtype=t) for d, t in arrays.values()), **case.options)
     changed = {k: v for k, v in case.options.items() if spec.options.get(k, object()) != v}
     options = "".join(f", {k}={v!r}" for k, v in changed.items())
-    blocks = []
+    snippets = []
     for title, imports, make, show in LIBRARIES:
         lines = [imports, "import lossreg", ""]
-        lines += [f"{n} = {make.format(data=json.dumps(d), dtype=t)}" for n, (d, t) in arrays.items()]
-        call = f"lossreg.{spec.name}({', '.join(arrays)}{options})"
-        lines.append(f"{show.format(call=call)}  # {float(got):.6g}")
-        code = "\n".join("    " + line if line else "" for line in "\n".join(lines).splitlines())
-        blocks.append(f'=== "{title}"\n\n    ```python\n{code}\n    ```\n')
-    cls = f"lossreg.{spec.class_name}({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
-    return ("\n".join(blocks) + f"\nThe class form is the same: `{cls}({', '.join(arrays)})`, and so is "
-            f"`lossreg.get({spec.name!r})`. Inputs from the conformance case `{case.id}`, rounded; "
+        for n, (d, t) in arrays.items():
+            t = "int32" if title == "JAX" and t == "int64" else t  # JAX has no int64 unless x64 is enabled
+            lines.append(f"{n} = {make.format(data=json.dumps(d), dtype=t)}")
+        lines.append(show.format(call=f"lossreg.{spec.name}({', '.join(arrays)}{options})"))
+        snippets.append((title, "\n".join(lines)))
+    cls = f"lossreg.{spec.class_name}({', '.join(f'{k}={v!r}' for k, v in changed.items())})({', '.join(arrays)})"
+    return Example(case.id, float(got), snippets, cls)
+
+
+def examples(spec: LossSpec, cases: Iterable[Any]) -> str:
+    """A tab per array library; the value in the comment computed when the page was built."""
+    found = example(spec, cases)
+    if found is None:
+        return "No example: the loss has no conformance case with a single-number result.\n"
+    blocks = []
+    for title, code in found.snippets:
+        code = f"{code}  # {found.value:.6g}"
+        indented = "\n".join("    " + line if line else "" for line in code.splitlines())
+        blocks.append(f'=== "{title}"\n\n    ```python\n{indented}\n    ```\n')
+    return ("\n".join(blocks) + f"\nThe class form is the same: `{found.class_form}`, and so is "
+            f"`lossreg.get({spec.name!r})`. Inputs from the conformance case `{found.case}`, rounded; "
             "the value in the comment was computed by lossreg (NumPy, float32) when this page was built.\n")
 
 

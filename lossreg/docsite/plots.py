@@ -81,7 +81,7 @@ RECIPES: dict[str, Recipe] = {
                                _targets([0.0, 1.0, 3.0], lambda t, v: (t, np.full_like(t, v)), "target")),
     "kl_div": Recipe("input (log q)", -4, 0, lambda t: (t, np.full_like(t, 0.5)),
                      _targets([0.2, 0.5, 0.8], lambda t, v: (t, np.full_like(t, v)), "target p")),
-    "binary_cross_entropy": Recipe("input (probability)", 0.001, 0.999, lambda t: (t, np.ones_like(t)),
+    "binary_cross_entropy": Recipe("input (probability)", 0.02, 0.98, lambda t: (t, np.ones_like(t)),
                                    _targets([1.0, 0.0], lambda t, v: (t, np.full_like(t, v)), "target")),
     "binary_cross_entropy_with_logits": Recipe(
         "input (logit)", -5, 5, lambda t: (t, np.ones_like(t)),
@@ -115,10 +115,10 @@ RECIPES: dict[str, Recipe] = {
          *[(f"target=-1, margin={m}", {"margin": m}, lambda t: (_angle(t), _angle(np.zeros_like(t)), -np.ones_like(t)))
            for m in (0.0, 0.5)]]),
     "triplet_margin_loss": Recipe(
-        "d(anchor, positive), with d(anchor, negative) = 1", 0, 3,
+        "d(anchor, positive), with d(anchor, negative) = 1", 0.02, 3,
         lambda t: (np.zeros((t.size, 1)), t[:, None], np.ones((t.size, 1))), _vary("margin", [0.5, 1.0, 2.0])),
     "triplet_margin_with_distance_loss": Recipe(
-        "d(anchor, positive), with d(anchor, negative) = 1", 0, 3,
+        "d(anchor, positive), with d(anchor, negative) = 1", 0.02, 3,
         lambda t: (np.zeros((t.size, 1)), t[:, None], np.ones((t.size, 1))), _vary("margin", [0.5, 1.0, 2.0])),
     "ctc_loss": Recipe("logit of the label, blank at 0 (one frame)", -6, 6, _ctc),
 }
@@ -178,6 +178,7 @@ def curves(spec: LossSpec, recipe: Recipe, points: int = 241) -> list[tuple[str,
         try:
             value = _values(spec, recipe, make, options, t)
             grad = (_values(spec, recipe, make, options, t + h) - _values(spec, recipe, make, options, t - h)) / (2 * h)
+            grad = np.round(grad, 6)  # the differences' rounding noise (~1e-9) is no part of the curve
         except Exception:  # a typical value the loss refuses (a generic guess): leave that curve out
             continue
         found.append((label, t, value, grad))
@@ -204,6 +205,7 @@ def plot_loss(spec: LossSpec, recipe: Recipe, path: Path) -> None:
         right.plot(t, grad, lw=1.6)
     left.set(title=f"{spec.class_name}", xlabel=recipe.xlabel, ylabel="loss")
     right.set(title="gradient d loss / d x", xlabel=recipe.xlabel, ylabel="gradient")
+    right.ticklabel_format(axis="y", useOffset=False)
     if any(v[0] for v in recipe.variants):
         left.legend(frameon=False, fontsize=8)
     fig.savefig(path, dpi=110)
