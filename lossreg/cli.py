@@ -117,11 +117,15 @@ def cmd_conformance(args: argparse.Namespace) -> int:
 def cmd_docs(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    try:
-        from . import docsite
-    except ImportError as exc:  # matplotlib or mkdocs missing
-        print(f"lossreg docs: {exc}; install the docs extra: pip install 'lossreg[docs]'", file=sys.stderr)
+    import importlib.util
+
+    missing = [m for m in ("mkdocs", "material", "mkdocstrings", "matplotlib") if importlib.util.find_spec(m) is None]
+    if missing:
+        print(f"lossreg docs: {', '.join(missing)} not installed; install the docs extra: pip install 'lossreg[docs]'",
+              file=sys.stderr)
         return 2
+    from . import docsite
+
     docsite.use_plugins(args.plugins)
     reports = Path(args.reports) if args.reports else None
     if args.action == "serve":

@@ -53,7 +53,7 @@ def _readme() -> str:
     path = ROOT / "README.md"
     if path.is_file():
         return path.read_text(encoding="utf-8")
-    return metadata.metadata("lossreg").get_payload() or ""  # type: ignore[no-any-return]
+    return str(metadata.metadata("lossreg").get_payload() or "")  # type: ignore[attr-defined]
 
 
 def _mathjax(assets: Path) -> str:
@@ -154,6 +154,7 @@ def generate(out: Path, reports: Path | None = None) -> Generated:
             "docstring_style": "google", "show_source": False, "heading_level": 2, "show_root_heading": True,
             "members_order": "source", "show_signature_annotations": True, "separate_signature": True,
             "line_length": 88}}}}}],
+        "hooks": [str(Path(__file__).with_name("hooks.py"))],
         "validation": {"omitted_files": "warn", "absolute_links": "warn", "unrecognized_links": "warn",
                        "anchors": "warn", "not_found": "warn"},
         "nav": [

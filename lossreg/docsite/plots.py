@@ -65,7 +65,10 @@ def _vary(option: str, values: Sequence[Any]) -> list[tuple[str, dict[str, Any],
 
 def _targets(values: Sequence[float], make: Callable[[np.ndarray, float], tuple[Any, ...]],
              name: str = "y") -> list[tuple[str, dict[str, Any], Arrays]]:
-    return [(f"{name}={v:g}", {}, lambda t, v=v: make(t, v)) for v in values]
+    def bound(v: float) -> Arrays:
+        return lambda t: make(t, v)
+
+    return [(f"{name}={v:g}", {}, bound(v)) for v in values]
 
 
 ERROR = "error d = input − target"
