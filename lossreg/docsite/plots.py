@@ -219,8 +219,12 @@ def plot_thumbnail(spec: LossSpec, recipe: Recipe, path: Path) -> None:
     """A small loss-only curve (default options) for the catalogue."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(2.0, 1.3), layout="constrained")
-    for label, t, value, _ in curves(spec, recipe, points=121)[:1]:
-        ax.plot(t, value, lw=1.4)
+    t = np.linspace(recipe.lo, recipe.hi, 121)
+    try:
+        ax.plot(t, _values(spec, recipe, recipe.arrays, {}, t), lw=1.4)
+    except Exception:  # the defaults do not fit the generic layout: the first variant that does
+        for _, t, value, _ in curves(spec, recipe, points=121)[:1]:
+            ax.plot(t, value, lw=1.4)
     ax.tick_params(labelsize=6)
     ax.grid(alpha=0.3)
     fig.savefig(path, dpi=100)
