@@ -85,7 +85,10 @@ def generate(out: Path, reports: Path | None = None) -> Generated:
     docs = out / "docs"
     for folder in ("losses/img", "img/thumbs", "assets", "coming-from", "guide", "reference"):
         (docs / folder).mkdir(parents=True, exist_ok=True)
-    found_reports = pages.load_reports(reports if reports is not None else ROOT / "conformance" / "results")
+    if reports is None:  # the checkout lossreg runs from, else the clone the command runs in
+        reports = next((p for p in (ROOT / "conformance" / "results", Path.cwd() / "conformance" / "results")
+                        if p.is_dir()), None)
+    found_reports = pages.load_reports(reports)
 
     # Links are relative to the page that holds them; these are from docs/losses/*.md.
     from_loss = {s.name: f"{s.name}.md" for s in specs}
