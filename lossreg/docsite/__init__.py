@@ -216,7 +216,7 @@ def _api_page() -> str:
         "# Python API", "The registry and the author toolkit, from their docstrings.",
         "::: lossreg.registry.define_loss", "::: lossreg.registry.get", "::: lossreg.registry.spec",
         "::: lossreg.registry.names", "::: lossreg.registry.from_config", "::: lossreg.registry.use_kernels",
-        "::: lossreg.registry.LossSpec", "::: lossreg.registry.Kernel",
+        "::: lossreg.registry.LossSpec", "::: lossreg.registry.Kernel", "::: lossreg.backends.Backend",
         "## The author toolkit", "::: lossreg.toolkit\n    options:\n      show_root_heading: false\n      heading_level: 3",
     ]) + "\n"
 
@@ -256,6 +256,9 @@ def build(out: Path, reports: Path | None = None, strict: bool = True) -> Genera
     """Generate the project into ``out`` and render it to ``out/site``; a warning fails a strict build."""
     generated = generate(out, reports)
     render(out, strict)
+    missing = [name for name in registry().specs if not (out / "site" / "losses" / f"{name}.html").is_file()]
+    if missing and strict:
+        raise BuildError(f"registered losses without a page: {', '.join(sorted(missing))}")
     return generated
 
 

@@ -259,7 +259,7 @@ def examples(spec: LossSpec, cases: Iterable[Any]) -> str:
     """A tab per array library; the value in the comment computed when the page was built."""
     found = example(spec, cases)
     if found is None:
-        return "No example: the loss has no conformance case with a single-number result.\n"
+        return "No example: none of the loss's conformance cases gives a single number on NumPy.\n"
     blocks = []
     for title, code in found.snippets:
         code = f"{code}  # {found.value:.6g}"
