@@ -109,7 +109,9 @@ def generate(out: Path, reports: Path | None = None) -> Generated:
             no_plot[spec.name] = why
         cases = [c for c in reg.cases if c.loss == spec.name]
         (docs / "losses" / f"{spec.name}.md").write_text(
-            pages.loss_page(spec, cases, found_reports, from_loss, plot, why), encoding="utf-8")
+            pages.loss_page(spec, cases, found_reports, from_loss, plot, why,
+                            [k for (loss, _), ks in reg.kernels.items() if loss == spec.name for k in ks]),
+            encoding="utf-8")
 
     by_name = {s.name: s for s in specs}
     drawn = plots.plot_robust(by_name, docs / "img" / "robust.png")

@@ -284,7 +284,7 @@ def option_meaning(spec: LossSpec, option: str, doc: Doc) -> str:
 
 
 def loss_page(spec: LossSpec, cases: list[Any], reports: list[tuple[str, dict[str, Any]]],
-              links: dict[str, str], plot: str, plot_missing: str) -> str:
+              links: dict[str, str], plot: str, plot_missing: str, kernels: Iterable[Any] = ()) -> str:
     doc = parse_docstring(inspect.getdoc(spec.function) or "")
     out = [f"# {spec.class_name}", "", f"`lossreg.{spec.name}` · `lossreg.{spec.class_name}` · "
            f"family **{family(spec)}**", "", markdown(doc.summary, links), ""]
@@ -310,7 +310,10 @@ def loss_page(spec: LossSpec, cases: list[Any], reports: list[tuple[str, dict[st
         out.append("None.")
     out += ["", "## Names", "", f"- function: `lossreg.{spec.name}`", f"- class: `lossreg.{spec.class_name}`",
             f"- aliases for `lossreg.get`: {', '.join(f'`{a}`' for a in spec.aliases) or 'none'}",
-            f"- plugin: `{spec.plugin}`", f"- reference: {spec.reference or 'none given'}", ""]
+            f"- plugin: `{spec.plugin}`", f"- reference: {spec.reference or 'none given'}",
+            f"- kernels (faster paths for one library, checked against every case): "
+            f"{', '.join(k.backend + (f' (`{k.name}`)' if k.name != k.backend else '') for k in kernels) or 'none'}",
+            f"- conformance cases: {len(cases)}", ""]
     out += ["## Equivalents", "", "| library | equivalent | how the arguments map |", "|---|---|---|"]
     for key, found in equivalents.equivalents(spec).items():
         page = links.get(f"coming-from-{key}", "")
