@@ -22,9 +22,8 @@ class Equivalent(NamedTuple):
 _KERAS_AXIS = "Keras takes `(y_true, y_pred)`, averages over the last axis, then over the batch"
 _OPTAX_NONE = "optax returns one loss per element (`reduction=\"none\"`); take `.mean()` for the default"
 
-TORCH: dict[str, Equivalent] = {
-    "nll_loss": Equivalent("torch.nn.NLLLoss", "same arguments (`weight`, `ignore_index`, `reduction`)"),
-}
+# torch equivalents that a loss's ``reference`` does not give (none for the built-in catalogue).
+TORCH: dict[str, Equivalent] = {}
 
 KERAS: dict[str, Equivalent] = {
     "mse_loss": Equivalent("keras.losses.MeanSquaredError", _KERAS_AXIS),
