@@ -37,7 +37,8 @@ document$.subscribe(() => {
 EXTRA_CSS = """\
 .md-typeset table:not([class]) { font-size: .68rem; }
 .md-typeset table:not([class]) td img { max-width: 180px; }
-.md-typeset table:not([class]) td:first-child code { white-space: nowrap; }
+.md-typeset .options td:first-child code { white-space: nowrap; }
+.md-grid { max-width: 72rem; }
 """
 
 

@@ -302,10 +302,11 @@ def loss_page(spec: LossSpec, cases: list[Any], reports: list[tuple[str, dict[st
         out += [markdown(doc.shapes, links), ""]
     out += ["## Options", ""]
     if spec.options:
-        out += ["| option | default | meaning |", "|---|---|---|"]
+        out += ['<div class="options" markdown>', "", "| option | default | meaning |", "|---|---|---|"]
         for option, default in spec.options.items():
             meaning = option_meaning(spec, option, doc) or "*(not documented)*"
             out.append(f"| `{option}` | `{default!r}` | {_escape(markdown(meaning, links))} |")
+        out += ["", "</div>"]
     else:
         out.append("None.")
     out += ["", "## Names", "", f"- function: `lossreg.{spec.name}`", f"- class: `lossreg.{spec.class_name}`",
@@ -385,7 +386,7 @@ def coming_from_page(key: str, specs: list[LossSpec], pages: dict[str, str]) -> 
     for spec in specs:
         found = equivalents.equivalents(spec)[key]
         if found:
-            rows.append((found.name, f"[`{spec.class_name}`]({pages[spec.name]}) / `{spec.name}`", found.mapping))
+            rows.append((found.name, f"[`{spec.class_name}`]({pages[spec.name]})", found.mapping))
     out += [f"| `{a}` | {b} | {c} |" for a, b, c in sorted(rows)]
     absent = [spec for spec in specs if equivalents.equivalents(spec)[key] is None]
     if absent:
