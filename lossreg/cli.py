@@ -65,6 +65,9 @@ def cmd_new_plugin(args: argparse.Namespace) -> int:
 
 
 def cmd_conformance(args: argparse.Namespace) -> int:
+    from .backends import use_fast_jax_compile
+
+    use_fast_jax_compile()  # this process is the conformance run: fast XLA compiles, unless JAX is already up
     reg = registry()
     all_backends = args.backend.strip() == "all"
     wanted = [name for name in reg.backends if not reg.backends[name].unavailable()] if all_backends \
@@ -130,10 +133,10 @@ def cmd_docs(args: argparse.Namespace) -> int:
     reports = Path(args.reports) if args.reports else None
     if args.action == "serve":
         print(f"lossreg docs: serving on http://{args.dev_addr} (Ctrl-C stops)", file=sys.stderr, flush=True)
-        docsite.serve(Path(args.out), reports, dev_addr=args.dev_addr)
+        docsite.serve(Path(args.out), reports, dev_addr=args.dev_addr, cli=build_parser())
         return 0
     try:
-        done = docsite.build(Path(args.out), reports, strict=not args.no_strict)
+        done = docsite.build(Path(args.out), reports, strict=not args.no_strict, cli=build_parser())
     except docsite.BuildError as exc:
         print(f"lossreg docs: {exc}", file=sys.stderr)
         return 1

@@ -1,7 +1,31 @@
-"""The few helpers every loss shares: validation, reduction and gathering, in array-API terms.
+"""The public toolkit for loss authors: checks, reductions and the numerics every family shares.
 
-Nothing here imports an array library. Every check raises a lossreg error that names the loss,
-the argument, what was expected and what was given.
+Everything here is written once against the Array API (no array library is imported) and is what
+the built-in catalogue itself uses; plugins use the same functions, so their errors and their
+edge cases (infinite logits, ignored targets, half precision) are lossreg's.
+
+Argument convention (one rule per kind of function):
+
+- **Checks** (``check_*``, ``namespace``, ``pointwise_inputs``, ``class_inputs``) raise a
+  :class:`~lossreg.LossValueError` / :class:`~lossreg.LossTypeError` naming the loss, the argument,
+  what was expected and what was given. They take what the message names first:
+  ``(loss, argument, value, ...)``, then the namespace ``xp`` when they need one.
+- **Computations** (``reduce``, ``take_class``, ``log_softmax``, ``logsumexp``, ``log_sigmoid``,
+  ``safe_log``, ``safe_pow``, ...) take the namespace first, then arrays, then options:
+  ``(xp, x, ..., *, axis=...)``, as ``xp`` is the first thing a formula needs.
+- Axes follow torch's class axis: ``axis=1`` for ``(N, C, d1, ...)`` scores.
+
+A loss usually reads::
+
+    xp, x, y, dtype = toolkit.pointwise_inputs("my_loss", input, target, reduction)
+    return toolkit.reduce(xp, formula(x, y), reduction, dtype)
+
+or, with class indices::
+
+    cls = toolkit.class_inputs("my_loss", input, target, weight=weight, ignore_index=ignore_index,
+                               reduction=reduction)
+    log_p = toolkit.take_class(cls.xp, toolkit.log_softmax(cls.xp, cls.input), cls.target)
+    return toolkit.reduce_classes(cls, -cls.weight * log_p, reduction)
 """
 
 from __future__ import annotations
@@ -11,11 +35,24 @@ import contextvars
 import math
 import os
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import array_api_compat as compat
 
 from .errors import LossTypeError, LossValueError
+
+__all__ = [
+    # checks
+    "namespace", "describe", "check_reduction", "check_floating", "check_integer", "check_shape",
+    "check_same_shape", "check_number", "check_broadcasts", "pointwise_inputs", "class_inputs", "ClassInputs",
+    # invalid values
+    "check_values", "poison", "value_checks", "check_mode", "is_lazy",
+    # dtypes and reductions
+    "compute_dtype", "as_dtype", "reduce", "reduce_classes", "take_class", "class_shape",
+    # numerics
+    "log_softmax", "log_softmax_parts", "logsumexp", "log_sigmoid", "safe_log", "safe_pow",
+    "REDUCTIONS", "OPTIONAL_ARRAYS", "CHECK_MODES",
+]
 
 REDUCTIONS = ("none", "mean", "sum")
 
@@ -85,21 +122,25 @@ def _check_devices(loss: str, present: dict[str, Any]) -> None:
 
 
 def check_reduction(loss: str, reduction: Any, allowed: tuple[str, ...] = REDUCTIONS) -> None:
+    """``reduction`` is one of ``allowed`` ("none", "mean", "sum" by default)."""
     if reduction not in allowed:
         raise LossValueError(loss, "reduction", "one of " + ", ".join(map(repr, allowed)), repr(reduction))
 
 
 def check_floating(loss: str, name: str, x: Any, xp: Any) -> None:
+    """``x`` has a real floating dtype."""
     if not xp.isdtype(x.dtype, "real floating"):
         raise LossTypeError(loss, name, "a real floating-point array", describe(x))
 
 
 def check_integer(loss: str, name: str, x: Any, xp: Any, what: str = "an integer array") -> None:
+    """``x`` has an integer dtype; ``what`` says what was expected, in words."""
     if not xp.isdtype(x.dtype, "integral"):
         raise LossTypeError(loss, name, what, describe(x))
 
 
 def check_same_shape(loss: str, name: str, x: Any, like_name: str, like: Any) -> None:
+    """``x`` (the argument ``name``) has the shape of ``like`` (the argument ``like_name``): no broadcasting."""
     if x.shape != like.shape:
         raise LossValueError(
             loss, name, f"the shape of '{like_name}' {tuple(like.shape)}", f"shape {tuple(x.shape)}"
@@ -113,8 +154,22 @@ def check_shape(loss: str, name: str, x: Any, shape: tuple[int | None, ...], wha
 
 
 def check_number(loss: str, name: str, value: Any, lo: float = -math.inf, hi: float = math.inf, *,
-                 integer: bool = False) -> None:
-    """A Python scalar option within [lo, hi]."""
+                 integer: bool = False, arrays: bool = False) -> None:
+    """A Python scalar option within [lo, hi].
+
+    With ``arrays=True`` (for an option the loss declares differentiable or an array option), a
+    0-d real array is accepted too: a learned option (a ``requires_grad`` tensor) or a value
+    traced under ``jax.jit``. Its range is checked where its value can be read without a sync or
+    a trace (see :func:`check_values`); elsewhere an out-of-range value is the caller's to avoid.
+    """
+    if arrays and compat.is_array_api_obj(value):
+        xp = compat.array_namespace(value)
+        if value.ndim != 0 or not xp.isdtype(value.dtype, "integral" if integer else ("integral", "real floating")):
+            kind = "an integer" if integer else "a number"
+            raise LossValueError(loss, name, f"{kind} or a 0-d {'integer' if integer else 'real'} array", describe(value))
+        if (lo, hi) != (-math.inf, math.inf) and _reads_values(value):
+            check_values(loss, name, value, ~((value >= lo) & (value <= hi)), xp, f"a value in [{lo}, {hi}]")
+        return
     kinds = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds) or not (lo <= value <= hi):
         kind = "an integer" if integer else "a number"
@@ -276,3 +331,172 @@ def safe_log(xp: Any, x: Any, floor: float = -100.0) -> Any:
     positive = x > 0
     floors = xp.full_like(x, floor)  # one array of the floor, used twice (not two products)
     return xp.where(positive, xp.maximum(xp.log(xp.where(positive, x, xp.ones_like(x))), floors), floors)
+
+
+def check_broadcasts(loss: str, name: str, w: Any, x: Any, xp: Any) -> None:
+    """``w`` is a floating array that broadcasts to ``x``'s shape without enlarging the result."""
+    check_floating(loss, name, w, xp)
+    fits = w.ndim <= x.ndim and all(a in (1, b) for a, b in zip(w.shape[::-1], x.shape[::-1]))
+    if not fits:
+        raise LossValueError(loss, name, f"a shape that broadcasts to the input's {tuple(x.shape)}",
+                             f"shape {tuple(w.shape)}")
+
+
+def safe_pow(xp: Any, z: Any, exponent: float) -> Any:
+    """``z ** exponent`` for ``z >= 0`` whose gradient at ``z = 0`` is 0 rather than ``0 · inf``.
+
+    ``exponent = 0`` gives ones (``0 ** 0 = 1``, with a zero gradient), as the focal losses need.
+    """
+    if exponent == 0:
+        return xp.ones_like(z)
+    positive = z > 0
+    return xp.where(positive, xp.where(positive, z, xp.ones_like(z)) ** exponent, xp.zeros_like(z))
+
+
+def log_sigmoid(xp: Any, x: Any) -> Any:
+    """``log σ(x) = -log(1 + exp(-x))``, as torch's ``logsigmoid``: ``-(max(-x, 0) + log1p(exp(-|x|)))``.
+
+    No exp overflows at any ``|x|``. ``where`` stands in for max and abs so that the gradient at
+    ``x = 0`` is ``σ(0) = 1/2`` on every library (max and abs each split the tie their own way).
+    ``log(1 - σ(x)) = log_sigmoid(-x)``.
+    """
+    nonnegative = x >= 0
+    return -(xp.where(nonnegative, xp.zeros_like(x), -x) + xp.log1p(xp.exp(xp.where(nonnegative, -x, x))))
+
+
+def log_softmax_parts(xp: Any, x: Any, *, axis: int = 1) -> tuple[Any, Any, Any]:
+    """``(m, x - m, log Σ exp(x - m))`` along ``axis``: the parts of a stable log-softmax.
+
+    ``m`` is the maximum (reduced along ``axis``, as is the log-sum); ``log p = (x - m) - log_sum``
+    and ``log Σ exp(x) = m + log_sum``. Keeping the parts apart lets a caller subtract before
+    adding, so a log-probability of logits near ±1e4 keeps its precision, and pick one class
+    before adding. A row whose maximum is -inf is shifted by 0 (its log-sum is -inf, not NaN);
+    a +inf logit makes its row NaN, as torch's ``log_softmax`` and ``cross_entropy`` do.
+    Shapes: ``x`` (N, C, d1, ...) for ``axis=1``; ``m`` and the log-sum (N, d1, ...).
+    """
+    if 0 in x.shape:  # nothing to reduce; Dask cannot take the max of an empty chunk
+        shape = tuple(s for i, s in enumerate(x.shape) if i != axis % x.ndim)
+        zeros = xp.zeros(shape, dtype=x.dtype, device=compat.device(x))
+        return zeros, x, zeros
+    m = xp.max(x, axis=axis, keepdims=True)
+    m = xp.where(m == -math.inf, xp.zeros_like(m), m)
+    shifted = x - m
+    return xp.squeeze(m, axis=axis), shifted, xp.log(xp.sum(xp.exp(shifted), axis=axis))
+
+
+def log_softmax(xp: Any, x: Any, *, axis: int = 1) -> Any:
+    """Log-probabilities along ``axis`` by max subtraction, as torch's ``log_softmax``.
+
+    No overflow at logits of ±1e4; a -inf logit gets log-probability -inf; a +inf logit makes
+    its row NaN, as in torch. Shape: that of ``x``.
+    """
+    _, shifted, log_sum = log_softmax_parts(xp, x, axis=axis)
+    return shifted - xp.expand_dims(log_sum, axis=axis)
+
+
+def logsumexp(xp: Any, x: Any, *, axis: int = 1, keepdims: bool = False) -> Any:
+    """``log Σ exp(x)`` along ``axis``, as torch's ``logsumexp``: stable at any magnitude.
+
+    An infinite maximum is not subtracted, so a +inf entry gives +inf and a row of -inf gives -inf.
+    """
+    if 0 in x.shape:
+        return xp.log(xp.sum(xp.exp(x), axis=axis, keepdims=keepdims))
+    m = xp.max(x, axis=axis, keepdims=True)
+    m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
+    out = m + xp.log(xp.sum(xp.exp(x - m), axis=axis, keepdims=True))
+    return out if keepdims else xp.squeeze(out, axis=axis)
+
+
+class ClassInputs(NamedTuple):
+    """The inputs of a class-index loss, checked and normalized by :func:`class_inputs`.
+
+    ``input`` has shape (N, C, d1, ...) in the dtype to compute in; ``target`` (N, d1, ...)
+    holds class indices clamped into [0, C), so that gathering with :func:`take_class` is always
+    safe; ``active`` marks the elements that count (neither ignored nor invalid); ``weight`` is
+    ``weight[target]`` there and 0 elsewhere (1 without class weights); ``bad`` marks invalid
+    indices to poison (lazy and accelerator arrays, see :func:`check_values`), else ``None``;
+    ``dtype`` is the result's dtype; ``unbatched`` says the input was (C) and the target ().
+    """
+
+    xp: Any
+    input: Any
+    target: Any
+    active: Any
+    weight: Any
+    bad: Any
+    dtype: Any
+    unbatched: bool
+
+
+def class_inputs(loss: str, input: Any, target: Any, *, weight: Any = None, ignore_index: Any = -100,
+                 reduction: str = "mean", target_expected: str = "integer class indices") -> ClassInputs:
+    """The checks and normalization of ``torch.nn.CrossEntropyLoss``'s class-index form.
+
+    Shapes: ``input`` (C), (N, C) or (N, C, d1, ...) of scores; ``target`` (), (N) or (N, d1, ...)
+    of class indices, and (N, 1) for (N, C) input (the source document's labels, which torch
+    rejects); ``weight`` None or (C,). A target equal to ``ignore_index`` (which may lie outside
+    [0, C)) does not count; any other index outside [0, C) is an error (or NaN, see
+    :func:`check_values`). ``target_expected`` words the error for a non-integer target.
+    Reduce the per-element losses with :func:`reduce_classes`.
+    """
+    xp = namespace(loss, input=input, target=target, weight=weight)
+    check_floating(loss, "input", input, xp)
+    check_reduction(loss, reduction)
+    check_number(loss, "ignore_index", ignore_index, integer=True)
+    if input.ndim == 0:
+        raise LossValueError(loss, "input", "scores of shape (C), (N, C) or (N, C, d1, ...)", "a 0-d array")
+    check_integer(loss, "target", target, xp, target_expected)
+    unbatched = input.ndim == 1
+    if unbatched:
+        input, target = xp.expand_dims(input, axis=0), xp.expand_dims(target, axis=0)
+    if input.ndim == 2 and target.shape == (input.shape[0], 1):
+        target = xp.reshape(target, (input.shape[0],))  # the source document's (N, 1) labels
+    n, c = input.shape[0], input.shape[1]
+    expected = (n, *input.shape[2:])
+    if tuple(target.shape) != expected:
+        wanted = "()" if unbatched else f"{expected}" + (f" or ({n}, 1)" if input.ndim == 2 else "")
+        raise LossValueError(loss, "target", f"class indices of shape {wanted} for input of shape "
+                             f"{tuple(input.shape[1:] if unbatched else input.shape)}",
+                             f"shape {tuple(target.shape) if not unbatched else tuple(target.shape[1:])}")
+    if weight is not None:
+        check_floating(loss, "weight", weight, xp)
+        check_shape(loss, "weight", weight, (c,), f"a vector of one weight per class, shape ({c},)")
+    ignored = target == ignore_index
+    valid = (target >= 0) & (target < c)
+    bad = check_values(loss, "target", target, ~valid & ~ignored, xp,
+                       f"class indices in [0, {c}) or ignore_index={ignore_index}")
+    active = valid & ~ignored
+    safe = xp.where(valid, target, xp.zeros_like(target))
+    dtype = input.dtype if weight is None else xp.result_type(input, weight)
+    work = compute_dtype(xp, dtype)
+    input = as_dtype(xp, input, work)
+    if weight is None:
+        w = xp.astype(active, work)
+    else:
+        picked = xp.reshape(xp.take(as_dtype(xp, weight, work), xp.reshape(safe, (-1,))), safe.shape)
+        w = xp.where(active, picked, xp.zeros_like(picked))
+    return ClassInputs(xp, input, safe, active, w, bad, dtype, unbatched)
+
+
+def reduce_classes(cls: ClassInputs, losses: Any, reduction: str) -> Any:
+    """torch's reduction of class-index losses, of shape (N, d1, ...).
+
+    Inactive elements (ignored or invalid targets) count 0; invalid ones are poisoned where
+    :func:`check_values` could not raise. "mean" divides by the sum of the active weights: with
+    every target ignored that is 0 / 0, NaN as in torch (computed without a division warning).
+    The result is in ``cls.dtype``; "none" of an unbatched input has shape ().
+    """
+    xp = cls.xp
+    losses = poison(xp, xp.where(cls.active, losses, xp.zeros_like(losses)), cls.bad)
+    if reduction == "none":
+        out = losses[0] if cls.unbatched else losses
+    elif reduction == "sum":
+        out = xp.sum(losses)
+    else:
+        total, count = xp.sum(losses), xp.sum(cls.weight)
+        nothing = count == 0
+        # x / 0 without NumPy's "invalid value" warning: NaN for 0 / 0 (every target ignored), ±inf else.
+        over_zero = xp.where(total > 0, xp.full_like(total, math.inf),
+                             xp.where(total < 0, xp.full_like(total, -math.inf), xp.full_like(total, math.nan)))
+        out = xp.where(nothing, over_zero, total / xp.where(nothing, xp.ones_like(count), count))
+    return as_dtype(xp, out, cls.dtype)

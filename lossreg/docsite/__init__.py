@@ -9,6 +9,7 @@ Needs the ``docs`` extra (mkdocs-material, mkdocstrings[python], matplotlib).
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -60,7 +61,7 @@ def _readme() -> str:
 def _mathjax(assets: Path) -> str:
     """MathJax for the pages: a local copy from the ``django-static-mathjax`` package, else the CDN."""
     try:
-        import mathjax  # the django-static-mathjax distribution: MathJax 3 as package data
+        import mathjax  # type: ignore[import-untyped, import-not-found, unused-ignore]  # django-static-mathjax: MathJax 3 as package data
 
         found = Path(mathjax.__file__).parent / "static" / "mathjax" / "es5" / "tex-svg.js"
     except ImportError:
@@ -71,14 +72,12 @@ def _mathjax(assets: Path) -> str:
     return "assets/tex-svg.js"
 
 
-def _cli_parser() -> Any:
-    from ..cli import build_parser
+def generate(out: Path, reports: Path | None = None, cli: argparse.ArgumentParser | None = None) -> Generated:
+    """Write the mkdocs project for the losses registered now into ``out`` (emptied first).
 
-    return build_parser()
-
-
-def generate(out: Path, reports: Path | None = None) -> Generated:
-    """Write the mkdocs project for the losses registered now into ``out`` (emptied first)."""
+    ``cli``: the ``lossreg`` argument parser, for the command-line reference (``lossreg docs``
+    passes it; without it the site has no such page).
+    """
     reg = registry()
     specs = [reg.specs[name] for name in sorted(reg.specs, key=lambda n: (pages.family(reg.specs[n]), n))]
     if out.exists():
@@ -126,10 +125,11 @@ def generate(out: Path, reports: Path | None = None) -> Generated:
                                                          "2. Losses from plugins", "3. The conformance suite, per backend",
                                                          "Kernels and speed", "Errors and edge cases"], "Using lossreg"),
         "guide/plugins.md": pages.readme_sections(readme, ["Writing a plugin"], "Writing a plugin") + _doc_conventions(),
-        "reference/cli.md": pages.cli_page(_cli_parser()),
         "reference/api.md": _api_page(),
         "reference/conformance.md": pages.reports_page(found_reports),
     }
+    if cli is not None:
+        files["reference/cli.md"] = pages.cli_page(cli)
     for key in equivalents.LIBRARIES:
         files[f"coming-from/{key}.md"] = pages.coming_from_page(key, specs, from_sub)
     for name, text in files.items():
@@ -170,8 +170,8 @@ def generate(out: Path, reports: Path | None = None) -> Generated:
             {"Compare": [{"Robust regression losses": "robust-regression.md"}]},
             {"Coming from": [{equivalents.LIBRARIES[k]: f"coming-from/{k}.md"} for k in equivalents.LIBRARIES]},
             {"Guides": [{"Using lossreg": "guide/usage.md"}, {"Writing a plugin": "guide/plugins.md"}]},
-            {"Reference": [{"Command line": "reference/cli.md"}, {"Python API": "reference/api.md"},
-                           {"Conformance reports": "reference/conformance.md"}]},
+            {"Reference": [*([{"Command line": "reference/cli.md"}] if cli is not None else []),
+                           {"Python API": "reference/api.md"}, {"Conformance reports": "reference/conformance.md"}]},
         ],
     }
     (out / "mkdocs.yml").write_text(json.dumps(config, indent=1), encoding="utf-8")  # JSON is YAML
@@ -255,9 +255,10 @@ def render(root: Path, strict: bool = True) -> None:
         raise BuildError(f"{exc.message} (lossreg docs build --no-strict lets warnings pass)") from None
 
 
-def build(out: Path, reports: Path | None = None, strict: bool = True) -> Generated:
+def build(out: Path, reports: Path | None = None, strict: bool = True,
+          cli: argparse.ArgumentParser | None = None) -> Generated:
     """Generate the project into ``out`` and render it to ``out/site``; a warning fails a strict build."""
-    generated = generate(out, reports)
+    generated = generate(out, reports, cli)
     render(out, strict)
     missing = [name for name in registry().specs if not (out / "site" / "losses" / f"{name}.html").is_file()]
     if missing and strict:
@@ -265,10 +266,11 @@ def build(out: Path, reports: Path | None = None, strict: bool = True) -> Genera
     return generated
 
 
-def serve(out: Path, reports: Path | None = None, dev_addr: str = "127.0.0.1:8000") -> None:
+def serve(out: Path, reports: Path | None = None, dev_addr: str = "127.0.0.1:8000",
+          cli: argparse.ArgumentParser | None = None) -> None:
     from mkdocs.commands.serve import serve as mkdocs_serve
 
-    generate(out, reports)
+    generate(out, reports, cli)
     mkdocs_serve(str(out / "mkdocs.yml"), dev_addr=dev_addr, strict=False)
 
 

@@ -428,6 +428,10 @@ def readme_sections(readme: str, titles: list[str], top: str) -> str:
     """The README's ``##`` sections of these titles, one level up, under the title ``top``."""
     parts = re.split(r"(?m)^## ", readme)
     chosen = [part for part in parts[1:] if part.splitlines()[0].strip() in titles]
+    found = {part.splitlines()[0].strip() for part in chosen}
+    if found != set(titles):  # a renamed README section: say so rather than build an empty page
+        raise ValueError(f"README.md has no section(s) {sorted(set(titles) - found)} for the page {top!r}; "
+                         "update the titles in lossreg/docsite/__init__.py")
     body = "\n".join("## " + part for part in sorted(chosen, key=lambda p: titles.index(p.splitlines()[0].strip())))
     if len(chosen) == 1:  # one section: it is the page
         body = re.sub(r"(?m)^#(#+) ", r"\1 ", body)

@@ -41,7 +41,7 @@ def _check_positive_margin(loss: str, margin: Any) -> None:
 def _broadcast(loss: str, **shapes: tuple[int, ...]) -> tuple[int, ...]:
     """The shape that arrays of ``shapes`` broadcast to, as in torch; an error if they do not."""
     ndim = max(len(s) for s in shapes.values())
-    out = []
+    out: list[Any] = []
     for sizes in zip(*((1,) * (ndim - len(s)) + tuple(s) for s in shapes.values())):
         known = {d for d in sizes if d != 1 and d is not None}  # None: a Dask size not yet known
         if len(known) > 1:
