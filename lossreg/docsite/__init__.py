@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[2]  # the repository, in a source checko
 MATHJAX_CDN = "https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-svg.js"
 MATHJAX_CONFIG = """\
 window.MathJax = {
-  tex: {inlineMath: [["\\\\(", "\\\\)"]], displayMath: [["\\\\[", "\\\\]"]], processEscapes: true, processEnvironments: true},
+  tex: {inlineMath: [["\\\\(", "\\\\)"]], displayMath: [["\\\\[", "\\\\]"]],
+        processEscapes: true, processEnvironments: true},
   options: {ignoreHtmlClass: ".*|", processHtmlClass: "arithmatex"}
 };
 document$.subscribe(() => {
@@ -41,6 +42,11 @@ EXTRA_CSS = """\
 .md-typeset .options td:first-child code { white-space: nowrap; }
 .md-grid { max-width: 72rem; }
 """
+
+
+# The README sections the site's guide pages are made of (a renamed section fails the build).
+USAGE_SECTIONS = ["1. Call a loss with any array library", "2. Losses from plugins",
+                  "3. The conformance suite, per backend", "Kernels and speed", "Errors and edge cases"]
 
 
 @dataclass
@@ -61,7 +67,8 @@ def _readme() -> str:
 def _mathjax(assets: Path) -> str:
     """MathJax for the pages: a local copy from the ``django-static-mathjax`` package, else the CDN."""
     try:
-        import mathjax  # type: ignore[import-untyped, import-not-found, unused-ignore]  # django-static-mathjax: MathJax 3 as package data
+        # the django-static-mathjax distribution: MathJax 3 as package data
+        import mathjax  # type: ignore[import-untyped, import-not-found, unused-ignore]
 
         found = Path(mathjax.__file__).parent / "static" / "mathjax" / "es5" / "tex-svg.js"
     except ImportError:
@@ -121,9 +128,7 @@ def generate(out: Path, reports: Path | None = None, cli: argparse.ArgumentParse
         "index.md": _home(readme, specs, from_top),
         "catalogue.md": pages.catalogue_page(specs, thumbs, from_top),
         "robust-regression.md": pages.robust_page(drawn, from_top, missing),
-        "guide/usage.md": pages.readme_sections(readme, ["1. Call a loss with any array library",
-                                                         "2. Losses from plugins", "3. The conformance suite, per backend",
-                                                         "Kernels and speed", "Errors and edge cases"], "Using lossreg"),
+        "guide/usage.md": pages.readme_sections(readme, USAGE_SECTIONS, "Using lossreg"),
         "guide/plugins.md": pages.readme_sections(readme, ["Writing a plugin"], "Writing a plugin") + _doc_conventions(),
         "reference/api.md": _api_page(),
         "reference/conformance.md": pages.reports_page(found_reports),
@@ -220,7 +225,8 @@ def _api_page() -> str:
         "::: lossreg.registry.define_loss", "::: lossreg.registry.get", "::: lossreg.registry.spec",
         "::: lossreg.registry.names", "::: lossreg.registry.from_config", "::: lossreg.registry.use_kernels",
         "::: lossreg.registry.LossSpec", "::: lossreg.registry.Kernel", "::: lossreg.backends.Backend",
-        "## The author toolkit", "::: lossreg.toolkit\n    options:\n      show_root_heading: false\n      heading_level: 3",
+        "## The author toolkit",
+        "::: lossreg.toolkit\n    options:\n      show_root_heading: false\n      heading_level: 3",
     ]) + "\n"
 
 

@@ -43,7 +43,8 @@ KERAS: dict[str, Equivalent] = {
         "last axis, torch on axis 1; `ignore_index` as `ignore_class`"),
     "kl_div": Equivalent("keras.losses.KLDivergence",
                          "Keras takes probabilities `(y_true=p, y_pred=q)`, lossreg log-probabilities "
-                         "`(input=log q, target=p)`: `KLDivergence()(p, q) == kl_div(log q, p, reduction=\"batchmean\")`"),
+                         "`(input=log q, target=p)`: "
+                         "`KLDivergence()(p, q) == kl_div(log q, p, reduction=\"batchmean\")`"),
     "poisson_nll_loss": Equivalent("keras.losses.Poisson",
                                    "`log_input=False`: Keras takes the rate itself, `y_pred - y_true log(y_pred + 1e-7)`"),
     "cosine_embedding_loss": Equivalent("keras.losses.CosineSimilarity",
@@ -85,7 +86,8 @@ OPTAX: dict[str, Equivalent] = {
     "multi_margin_loss": Equivalent("optax.losses.multiclass_hinge_loss",
                                     "close, not equal: optax takes the largest other score, torch sums over them"),
     "triplet_margin_loss": Equivalent("optax.losses.triplet_margin_loss",
-                                      f"`(anchors, positives, negatives, margin=, norm_degree=p, eps=)`; {_OPTAX_NONE}"),
+                                      "`(anchors, positives, negatives, margin=, norm_degree=p, eps=)`; "
+                                      + _OPTAX_NONE),
     "ctc_loss": Equivalent("optax.losses.ctc_loss",
                            "`(logits, logit_paddings, labels, label_paddings, blank_id)`: batch-major, "
                            "paddings instead of lengths, logits instead of log-probabilities"),

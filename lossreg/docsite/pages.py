@@ -373,7 +373,8 @@ def coming_from_page(key: str, specs: list[LossSpec], pages: dict[str, str]) -> 
         "torch": "lossreg's losses are `torch.nn`'s: the class names, the functional names of "
                  "`torch.nn.functional`, the argument order, option names and defaults are torch's, and on "
                  "torch tensors the value and gradient are torch's. What differs is listed on the home page's "
-                 "*Errors and edge cases*: unequal shapes are an error rather than a broadcast, and options are validated.",
+                 "*Errors and edge cases*: unequal shapes are an error rather than a broadcast, and options "
+                 "are validated.",
         "keras": "Keras losses take `(y_true, y_pred)`; lossreg takes `(input, target)` as torch, i.e. "
                  "`(y_pred, y_true)`. Keras reduces over the last axis first and puts classes on the last axis; "
                  "lossreg follows torch (classes on axis 1, `reduction=\"mean\"` over every element).",
@@ -390,7 +391,8 @@ def coming_from_page(key: str, specs: list[LossSpec], pages: dict[str, str]) -> 
     out += [f"| `{a}` | {b} | {c} |" for a, b, c in sorted(rows)]
     absent = [spec for spec in specs if equivalents.equivalents(spec)[key] is None]
     if absent:
-        out += ["", f"No {title} equivalent: " + ", ".join(f"[`{s.class_name}`]({pages[s.name]})" for s in absent) + "."]
+        listed = ", ".join(f"[`{s.class_name}`]({pages[s.name]})" for s in absent)
+        out += ["", f"No {title} equivalent: {listed}."]
     return "\n".join(out) + "\n"
 
 
@@ -447,7 +449,8 @@ def reports_page(reports: list[tuple[str, dict[str, Any]]]) -> str:
         versions = versions if isinstance(versions, dict) else {}
         out += [f"## {file}", "", f"- date: {report.get('date', '?')}",
                 f"- command: `{' '.join(report.get('command', []))}`",
-                f"- machine: {report.get('machine', '?')} {' '.join(f'{k}: {v}' for k, v in report.get('device_names', {}).items())}",
+                f"- machine: {report.get('machine', '?')} "
+                + " ".join(f"{k}: {v}" for k, v in report.get("device_names", {}).items()),
                 f"- versions: {', '.join(f'{k} {v}' for k, v in versions.items())}",
                 f"- summary: {report.get('summary', {})}", "", "```text", report.get("matrix", "").rstrip(), "```", ""]
     if not reports:

@@ -140,7 +140,7 @@ ROBUST = ["mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss", "log_cosh_loss"
 def _generic_variants(spec: LossSpec) -> list[tuple[str, dict[str, Any], None]]:
     """Halve and double the first real-valued option, when its default is a non-zero number."""
     for name, default in spec.options.items():
-        if isinstance(default, float) and not isinstance(default, bool) and default not in (0.0,) and math.isfinite(default):
+        if isinstance(default, float) and default != 0.0 and math.isfinite(default):
             return _vary(name, [default / 2, default, default * 2])
     return []
 
@@ -250,7 +250,8 @@ def plot_robust(specs: dict[str, LossSpec], path: Path) -> list[str]:
             grad = (_values(spec, recipe, arrays, {}, t + h) - _values(spec, recipe, arrays, {}, t - h)) / (2 * h)
         except Exception:
             continue
-        label = f"{spec.class_name} ({', '.join(f'{k}={v}' for k, v in spec.options.items() if k != 'reduction' and isinstance(v, float))})".replace(" ()", "")
+        typical = ", ".join(f"{k}={v}" for k, v in spec.options.items() if isinstance(v, float))
+        label = f"{spec.class_name} ({typical})" if typical else spec.class_name
         style = next(styles)
         left.plot(t, value, style, lw=1.6, label=label)
         right.plot(t, grad, style, lw=1.6)
