@@ -167,9 +167,9 @@ def loss_matrix(name: str, reports: list[tuple[str, dict[str, Any]]]) -> str:
         labels = list(dict.fromkeys([*(_label(o) for o in mine)]))
         head = f"**`{file}`** ({str(report.get('date', ''))[:10]}; `{' '.join(report.get('command', []))}`)"
         if not mine:
-            blocks.append(f"{head}: this loss was not in the run (its plugin was not loaded; "
-                          "`lossreg conformance --backend all --json conformance/results/NAME.json` with the "
-                          "plugin installed adds a report that covers it).")
+            blocks.append(f"{head}: this loss was not in the run (plugins off, or `--loss` left it out; "
+                          "`lossreg conformance --backend all --json conformance/results/NAME.json` with its "
+                          "plugin installed makes a report that covers it).")
             continue
         rows = [f"| backend | {' | '.join(dtypes)} |", "|---|" + "---|" * len(dtypes)]
         for label in labels:
