@@ -14,7 +14,9 @@ import functools
 import inspect
 import json
 import os
+import sys
 import threading
+import types
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -551,3 +553,14 @@ def from_config(config: dict[str, Any]) -> Loss:
     if not isinstance(config, dict) or "name" not in config:
         raise LossValueError("lossreg.from_config", "config", "a dict with 'name' and 'options'", repr(config))
     return get(config["name"], **config.get("options", {}))
+
+
+class _RegistryModule(types.ModuleType):
+    """This module, callable: ``lossreg.registry`` is the module and ``lossreg.registry()`` the loaded
+    registry, so the function no longer hides the submodule of the same name."""
+
+    def __call__(self) -> Registry:
+        return registry()
+
+
+sys.modules[__name__].__class__ = _RegistryModule

@@ -621,5 +621,6 @@ def reduce_classes(cls: ClassInputs, losses: Any, reduction: str) -> Any:
         # x / 0 without NumPy's "invalid value" warning: NaN for 0 / 0 (every target ignored), ±inf else.
         over_zero = xp.where(total > 0, xp.full_like(total, math.inf),
                              xp.where(total < 0, xp.full_like(total, -math.inf), xp.full_like(total, math.nan)))
-        out = xp.where(nothing, over_zero, total / xp.where(nothing, xp.ones_like(count), count))
+        # [()]: NumPy's where gives a 0-d array where the division gave a scalar (as the sum does).
+        out = xp.where(nothing, over_zero, total / xp.where(nothing, xp.ones_like(count), count))[()]
     return as_dtype(xp, out, cls.dtype)

@@ -62,7 +62,9 @@ def _lengths(name: str, key: str, x: Any, xp: Any, n: int, unbatched: bool) -> A
 )
 def ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, /, *, blank: int = 0,
              reduction: str = "mean", zero_infinity: bool = False) -> Any:
-    """Connectionist temporal classification: ``ℓ_n = -log Σ_{π ∈ B⁻¹(y_n)} Π_t p[t, n, π_t]``.
+    r"""Connectionist temporal classification: ``ℓ_n = -log Σ_{π ∈ B⁻¹(y_n)} Π_t p[t, n, π_t]``.
+
+    $$\ell_n = -\log \sum_{\pi \in \mathcal{B}^{-1}(y_n)} \prod_t p_{t, n, \pi_t}$$
 
     The sum runs over every alignment π of the first ``input_lengths[n]`` frames that collapses
     (merge repeats, then drop blanks) to the first ``target_lengths[n]`` labels of ``y_n``;
@@ -82,6 +84,12 @@ def ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: A
     ``ctc(log_softmax(log_probs))``, rather than ``-γ``, the derivative of the value. The two
     agree for log-probabilities that come out of a log_softmax, through which gradients reach
     the logits.
+
+    Args:
+        blank: the class index of the blank label.
+        reduction: "none", "sum", or "mean": each loss divided by its target length, then averaged over the
+            batch.
+        zero_infinity: give infinite losses (impossible alignments) and their gradients the value 0.
     """
     name = "ctc_loss"
     # Lengths may be sequences of ints, as torch.nn.functional.ctc_loss documents.
