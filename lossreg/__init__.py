@@ -40,6 +40,7 @@ from .hookspecs import hookimpl
 from . import plugins as _plugins  # discovery: installs the registry's loader
 from .losses import *  # noqa: F403  (the built-in functional forms)
 from .losses import __all__ as _builtin_losses
+from . import registry  # the module, callable: lossreg.registry() is the loaded registry
 from .registry import (
     Kernel,
     Loss,
@@ -50,7 +51,6 @@ from .registry import (
     kernels_enabled,
     names,
     register_plugin,
-    registry,
     reload,
     spec,
     unregister_plugin,
@@ -206,7 +206,7 @@ def __getattr__(name: str) -> Any:
     """Class forms (``lossreg.MSELoss``) and plugins' functional forms, from the registry."""
     if name in _SUBMODULES or name.startswith("__"):  # an import in progress asks for these first
         raise AttributeError(f"module 'lossreg' has no attribute {name!r}")
-    reg = registry()
+    reg = registry.registry()
     for spec_ in reg.specs.values():
         if name == spec_.class_name:
             return reg.loss_class(spec_.name)
@@ -216,5 +216,5 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    reg = registry()
+    reg = registry.registry()
     return sorted({*globals(), *(s.class_name for s in reg.specs.values()), *reg.specs})

@@ -9,18 +9,21 @@ form (which picks a kernel when one is registered for the caller's array library
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import difflib
 import functools
 import inspect
 import json
 import os
+import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+import types
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from . import toolkit
 from .core import Kernel, LossSpec, PluginInfo, normalize
 from .errors import DefinitionError, LossTypeError, LossValueError, PluginError, UnknownLossError, warn_plugin
+from .toolkit import Setting
 
 __all__ = [
     "LossSpec", "Kernel", "Loss", "define_loss", "get", "spec", "names", "from_config",
@@ -28,23 +31,31 @@ __all__ = [
 ]
 
 
-_kernels_on: contextvars.ContextVar[bool | None] = contextvars.ContextVar("lossreg_kernels", default=None)
+_kernels_on = Setting(True)
+
+
+def read_environment() -> None:
+    """Take ``LOSSREG_KERNELS`` and ``LOSSREG_VALUE_CHECKS`` from the environment.
+
+    Done when lossreg is imported and again by :func:`reload`: setting either variable later
+    takes effect at the next ``lossreg.reload()``. Reading them then, not at every call, keeps
+    the call path to a global lookup and lets ``torch.compile`` trace it.
+    """
+    _kernels_on.default = os.environ.get("LOSSREG_KERNELS", "1") != "0"
+    toolkit.read_environment()
+
+
+read_environment()
 
 
 def kernels_enabled() -> bool:
     """Kernels are on unless ``use_kernels(False)`` is in effect or ``LOSSREG_KERNELS=0``."""
-    on = _kernels_on.get()
-    return os.environ.get("LOSSREG_KERNELS", "1") != "0" if on is None else on
+    return _kernels_on.get()  # type: ignore[no-any-return]
 
 
-@contextlib.contextmanager
-def use_kernels(enabled: bool = True) -> Iterator[None]:
-    """Within this block (thread- and task-local), use registered kernels or only portable code."""
-    token = _kernels_on.set(enabled)
-    try:
-        yield
-    finally:
-        _kernels_on.reset(token)
+def use_kernels(enabled: bool = True) -> contextlib.AbstractContextManager[None]:
+    """Within this block (thread-local), use registered kernels or only portable code."""
+    return _kernels_on.override(bool(enabled))
 
 
 def define_loss(
@@ -97,26 +108,26 @@ def define_loss(
         )
         loss_name = spec.name
 
-        # The hot path of every call, kept to a few dict lookups: os.environ.get costs about 1 µs
-        # when the variable is unset (it raises KeyError inside), so read its bytes dict directly.
-        environ = getattr(os.environ, "_data", None) if os.name == "posix" else None
+        # The hot path of every call: a few dict and attribute lookups, nothing that torch.compile
+        # cannot trace (no ContextVar, no os.environ: see read_environment).
         missing: Any = object()
 
         @functools.wraps(function)
         def dispatch(*arrays: Any, **options: Any) -> Any:
-            if arrays:
-                on = _kernels_on.get()
-                if on is None:
-                    on = environ.get(b"LOSSREG_KERNELS", b"1") != b"0" if environ is not None else kernels_enabled()
-                if on:
+            if arrays and (_kernels_on.get() if _kernels_on.active else _kernels_on.default):
+                if _compiling():
+                    # Chosen afresh from the loaded tables: a read of the cache would make Dynamo
+                    # guard on it, and recompile whenever another loss or array type filled it.
+                    kernel = _registry.choose_kernel(loss_name, arrays[0])  # type: ignore[union-attr]
+                else:
                     reg = _registry or registry()
                     kernel = reg._kernel_cache.get((loss_name, type(arrays[0])), missing)
                     if kernel is missing:
                         kernel = reg.kernel_for(loss_name, arrays[0])
-                    if kernel is not None:
-                        result = kernel(*arrays, **options)
-                        if result is not NotImplemented:
-                            return result
+                if kernel is not None:
+                    result = kernel(*arrays, **options)
+                    if result is not NotImplemented:
+                        return result
             return function(*arrays, **options)
 
         dispatch.spec = spec  # type: ignore[attr-defined]
@@ -429,14 +440,18 @@ class Registry:
             return self._kernel_cache[key]
         except KeyError:
             pass
-        chosen = None
+        chosen = self.choose_kernel(loss, array)
+        self._kernel_cache[key] = chosen
+        return chosen
+
+    def choose_kernel(self, loss: str, array: Any) -> Callable[..., Any] | None:
+        """The kernel to use for ``loss`` on arrays like ``array``: the most recently registered
+        one whose backend owns the array (uncached: see :meth:`kernel_for`)."""
         for backend in self.backends.values():
             kernels = self.kernels.get((loss, backend.name))
             if kernels and backend.owns(array):
-                chosen = kernels[-1].function  # the most recently registered wins
-                break
-        self._kernel_cache[key] = chosen
-        return chosen
+                return kernels[-1].function
+        return None
 
 
 # Discovery (lossreg.plugins, a layer above) installs the function that builds a loaded registry.
@@ -478,11 +493,29 @@ def registry() -> Registry:
     return _registry
 
 
+def _compiling() -> bool:
+    """Whether torch.compile is tracing the call; if so, the registry is loaded first.
+
+    Marked like :func:`lossreg.toolkit.torch_compiling`, so that Dynamo runs it (loading
+    plugins: locks, imports, entry points) instead of tracing it. A loss first called inside a
+    compiled region thus still compiles with ``fullgraph=True``.
+    """
+    if toolkit.torch_compiling():
+        registry()
+        return True
+    return False
+
+
+_compiling._dynamo_marked_constant = True  # type: ignore[attr-defined]
+
+
 def reload() -> Registry:
-    """Forget the loaded plugins and load them again (after installing one, say)."""
+    """Forget the loaded plugins and load them again (after installing one, say); reads the
+    environment again (:func:`read_environment`)."""
     global _registry
     with _lock:
         _registry = None
+    read_environment()
     return registry()
 
 
@@ -520,3 +553,14 @@ def from_config(config: dict[str, Any]) -> Loss:
     if not isinstance(config, dict) or "name" not in config:
         raise LossValueError("lossreg.from_config", "config", "a dict with 'name' and 'options'", repr(config))
     return get(config["name"], **config.get("options", {}))
+
+
+class _RegistryModule(types.ModuleType):
+    """This module, callable: ``lossreg.registry`` is the module and ``lossreg.registry()`` the loaded
+    registry, so the function no longer hides the submodule of the same name."""
+
+    def __call__(self) -> Registry:
+        return registry()
+
+
+sys.modules[__name__].__class__ = _RegistryModule

@@ -31,9 +31,10 @@ or, with class indices::
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import math
 import os
+import sys
+import threading
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
@@ -45,8 +46,9 @@ __all__ = [
     # checks
     "namespace", "describe", "check_reduction", "check_floating", "check_integer", "check_shape",
     "check_same_shape", "check_number", "check_broadcasts", "pointwise_inputs", "class_inputs", "ClassInputs",
-    # invalid values
-    "check_values", "poison", "value_checks", "check_mode", "is_lazy",
+    # invalid values, and arrays whose values cannot be read (tracers, meta tensors, lazy arrays)
+    "check_values", "poison", "value_checks", "check_mode", "is_lazy", "traced", "reads_values",
+    "torch_compiling", "read_environment", "Setting",
     # dtypes and reductions
     "compute_dtype", "as_dtype", "reduce", "reduce_classes", "take_class", "class_shape",
     # numerics
@@ -82,6 +84,11 @@ def namespace(loss: str, *, optional: tuple[str, ...] = OPTIONAL_ARRAYS, **array
     one device, so that no backend raises a confusing error (or silently copies) later.
     """
     present = {name: x for name, x in arrays.items() if x is not None or name not in optional}
+    if torch_compiling():  # no cache (see torch_compiling); traced once per compilation anyway
+        xp = _namespace(loss, present)
+        if len(present) > 1:
+            _check_devices(loss, present)
+        return xp
     types = tuple(map(type, present.values()))
     xp = _NAMESPACES.get(types)
     if xp is None:
@@ -93,6 +100,44 @@ def namespace(loss: str, *, optional: tuple[str, ...] = OPTIONAL_ARRAYS, **array
     if len(present) > 1 and not _NUMPY_TYPES.issuperset(types):
         _check_devices(loss, present)
     return xp
+
+
+def torch_compiling() -> bool:
+    """Whether ``torch.compile`` (Dynamo) is tracing the caller.
+
+    Dynamo runs a function so marked (the mark is what ``torch.compiler.assume_constant_result``
+    sets; lossreg does not import torch) instead of tracing it, and keeps its answer as a
+    constant of the graph. Traced code must not read lossreg's caches: Dynamo would guard on
+    their contents and recompile whenever an unrelated call filled them.
+    """
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.compiler.is_compiling():
+        return False
+    if not _QUIETED:
+        _quiet_dynamo()
+    return True
+
+
+torch_compiling._dynamo_marked_constant = True  # type: ignore[attr-defined]
+_QUIETED: list[bool] = []
+
+
+def _quiet_dynamo() -> None:
+    """Tell Dynamo that array-api-compat's ``lru_cache``d type tests may be traced through.
+
+    They are pure functions of a type, so tracing through the cache is exact; without this,
+    Dynamo warns once per call site (a dozen warnings for a user's first compiled loss). This
+    uses the registration torch itself makes for einops; if it moves, the warnings come back.
+    """
+    _QUIETED.append(True)
+    try:
+        from array_api_compat.common import _helpers
+        from torch._dynamo.utils import allow_lru_cache_wrapper_trace_without_warning, is_lru_cache_wrapped_function
+    except ImportError:
+        return
+    for value in vars(_helpers).values():
+        if is_lru_cache_wrapped_function(value):
+            allow_lru_cache_wrapper_trace_without_warning(value)
 
 
 def _namespace(loss: str, present: dict[str, Any]) -> Any:
@@ -182,60 +227,136 @@ def is_lazy(x: Any) -> bool:
     return compat.is_lazy_array(x)
 
 
+class Setting:
+    """A process-wide setting with thread-local overrides, cheap to read and visible to tracers.
+
+    ``torch.compile`` cannot trace ``ContextVar.get``, but it reads module globals and the
+    attributes of objects and of a ``threading.local`` (and guards on them). So an override is
+    kept in a per-thread stack, consulted only while ``active`` (a count over all threads) says
+    one is in force: with none, reading the setting is one attribute lookup. Overrides are
+    thread-local, not asyncio-task-local: tasks sharing a thread share them.
+    """
+
+    def __init__(self, default: Any) -> None:
+        self.default = default
+        self.active = 0
+        self._local = threading.local()
+        self._lock = threading.Lock()
+
+    def get(self) -> Any:
+        if self.active:
+            stack = getattr(self._local, "stack", None)
+            if stack:
+                return stack[-1]
+        return self.default
+
+    @contextlib.contextmanager
+    def override(self, value: Any) -> Iterator[None]:
+        stack = self._local.__dict__.setdefault("stack", [])
+        stack.append(value)
+        with self._lock:
+            self.active += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.active -= 1
+            stack.pop()
+
+
 CHECK_MODES = ("auto", "sync", "poison")
-_check_mode: contextvars.ContextVar[str | None] = contextvars.ContextVar("lossreg_value_checks", default=None)
+_check_mode = Setting("auto")
+
+
+def read_environment() -> None:
+    """Take ``LOSSREG_VALUE_CHECKS`` from the environment: at import and at ``lossreg.reload()``.
+
+    Read then rather than at every call: a call costs a global lookup, and traced code (which
+    cannot see ``os.environ``) follows the setting too.
+    """
+    _check_mode.default = os.environ.get("LOSSREG_VALUE_CHECKS", "auto")
+
+
+read_environment()
 
 
 @contextlib.contextmanager
 def value_checks(mode: str) -> Iterator[None]:
     """How invalid values (class indices out of range, probabilities outside [0, 1]) are caught.
 
-    "auto" (the default, or ``LOSSREG_VALUE_CHECKS``): raise on CPU arrays, poison on
-    accelerators. "sync": always raise; on a GPU this reads one boolean back to the host,
-    a device synchronisation per call (tens of microseconds, and it stalls queued kernels).
-    "poison": never read; an invalid element makes its loss NaN. Indices are clamped before any
-    gather in every mode, so no mode reads memory out of bounds. Thread- and task-local.
+    "auto" (the default, or ``LOSSREG_VALUE_CHECKS`` as it was at import or at the last
+    ``lossreg.reload()``): raise on CPU arrays, poison on accelerators. "sync": raise wherever
+    values can be read; on a GPU this reads one boolean back to the host, a device
+    synchronisation per call (tens of microseconds, it stalls queued kernels, and it is not
+    allowed in a CUDA graph). "poison": never read; an invalid element makes its loss NaN.
+    Arrays that hold no values to read (under ``torch.compile``, ``torch.func`` transforms,
+    ``jax.jit``, on ``meta`` tensors, lazy Dask arrays) are always poisoned, whatever the mode.
+    Indices are clamped before any gather in every mode, so no mode reads memory out of bounds.
+    Thread-local.
     """
     if mode not in CHECK_MODES:
         raise LossValueError("lossreg.value_checks", "mode", "one of " + ", ".join(map(repr, CHECK_MODES)),
                              repr(mode))
-    token = _check_mode.set(mode)
-    try:
+    with _check_mode.override(mode):
         yield
-    finally:
-        _check_mode.reset(token)
 
 
 def _on_accelerator(x: Any) -> bool:
     if compat.is_cupy_array(x):
         return True
-    dev = compat.device(x)
+    dev = _device_of(x)
     kind = getattr(dev, "type", None) or getattr(dev, "platform", None)  # torch / jax
     return kind not in (None, "cpu")
 
 
 def check_mode() -> str:
     """The value-check mode in force: see :func:`value_checks`."""
-    return _check_mode.get() or os.environ.get("LOSSREG_VALUE_CHECKS", "auto")
+    return _check_mode.get()  # type: ignore[no-any-return]
 
 
-def _reads_values(x: Any) -> bool:
-    """Whether check_values may read ``x`` (and raise) rather than poison the result."""
-    if is_lazy(x):
+def traced(x: Any) -> bool:
+    """Whether ``x`` holds no values that could be read now: a tracer, a meta or lazy array.
+
+    torch: inside ``torch.compile`` (Dynamo, fake tensors), inside ``torch.func`` transforms
+    (vmap, grad, jacrev, ... wrap their tensors) and on ``meta`` tensors. Other libraries: lazy
+    arrays (JAX under ``jit``, Dask).
+    """
+    if compat.is_torch_array(x):
+        torch = sys.modules["torch"]  # loaded: x is one of its tensors
+        return (torch.compiler.is_compiling() or x.device.type == "meta"
+                or torch._C._functorch.is_functorch_wrapped_tensor(x) or _is_fake(x))
+    return is_lazy(x)
+
+
+def _is_fake(x: Any) -> bool:
+    fake = sys.modules.get("torch._subclasses.fake_tensor")
+    return fake is not None and isinstance(x, fake.FakeTensor)
+
+
+def reads_values(x: Any) -> bool:
+    """Whether a check of ``x``'s values may read them (and raise) rather than poison the result.
+
+    False for :func:`traced` arrays; else by the mode: "sync" reads, "poison" does not, "auto"
+    reads on the CPU only. Kernels use it to choose between a host check and an in-graph one.
+    """
+    if traced(x):
         return False
-    mode = check_mode()
+    mode = _check_mode.get()
     return mode == "sync" or (mode == "auto" and not _on_accelerator(x))
+
+
+_reads_values = reads_values  # the former private name
 
 
 def check_values(loss: str, name: str, x: Any, bad: Any, xp: Any, expected: str) -> Any:
     """Guard against invalid values of ``x`` flagged by the boolean array ``bad``.
 
-    Eager CPU arrays raise at once, quoting an offending value. Lazy arrays (Dask, JAX) cannot be
-    read without forcing a computation, and reading a GPU array costs a synchronisation, so
-    there (see :func:`value_checks`) the returned mask is applied with :func:`poison` instead:
-    an invalid element yields NaN, never a quietly wrong number.
+    Eager CPU arrays raise at once, quoting an offending value. Lazy and traced arrays cannot be
+    read, and reading a GPU array costs a synchronisation, so there (see :func:`value_checks`)
+    the returned mask is applied with :func:`poison` instead: an invalid element yields NaN,
+    never a quietly wrong number.
     """
-    if not _reads_values(x):
+    if not reads_values(x):
         return bad
     if bool(xp.any(bad)):
         flat = xp.reshape(x, (-1,))
@@ -249,7 +370,9 @@ def poison(xp: Any, values: Any, bad: Any | None) -> Any:
     """NaN where ``bad`` (a mask from :func:`check_values`) is set; ``values`` unchanged if None."""
     if bad is None:
         return values
-    return xp.where(bad, xp.asarray(math.nan, dtype=values.dtype, device=compat.device(values)), values)
+    # A Python scalar, not an array made from one: that would be a host-to-device copy (a
+    # synchronisation on CUDA, and not allowed while capturing a CUDA graph).
+    return xp.where(bad, math.nan, values)
 
 
 def compute_dtype(xp: Any, dtype: Any) -> Any:
@@ -498,5 +621,6 @@ def reduce_classes(cls: ClassInputs, losses: Any, reduction: str) -> Any:
         # x / 0 without NumPy's "invalid value" warning: NaN for 0 / 0 (every target ignored), ±inf else.
         over_zero = xp.where(total > 0, xp.full_like(total, math.inf),
                              xp.where(total < 0, xp.full_like(total, -math.inf), xp.full_like(total, math.nan)))
-        out = xp.where(nothing, over_zero, total / xp.where(nothing, xp.ones_like(count), count))
+        # [()]: NumPy's where gives a 0-d array where the division gave a scalar (as the sum does).
+        out = xp.where(nothing, over_zero, total / xp.where(nothing, xp.ones_like(count), count))[()]
     return as_dtype(xp, out, cls.dtype)

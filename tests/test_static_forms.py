@@ -61,3 +61,12 @@ def test_the_plugin_packages_import_only_public_lossreg_names():
             found.setdefault(module, []).append(str(path.relative_to(plugins)))
     assert found and set(found) <= public, {m: f for m, f in found.items() if m not in public}
     assert not list(plugins.rglob("_ops.py"))
+
+
+def test_lossreg_registry_is_the_submodule_and_calling_it_gives_the_loaded_registry():
+    import types
+
+    import lossreg.registry as module
+
+    assert lossreg.registry is module and isinstance(module, types.ModuleType)
+    assert lossreg.registry() is module.registry() and isinstance(lossreg.registry(), module.Registry)

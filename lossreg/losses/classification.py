@@ -29,11 +29,16 @@ def _class_inputs(loss: str, input: Any, target: Any, weight: Any, ignore_index:
 )
 def nll_loss(input: Any, target: Any, /, *, weight: Any = None, ignore_index: int = -100,
              reduction: str = "mean") -> Any:
-    """Negative log-likelihood of log-probabilities: ``ℓ_n = -w[y_n] · x[n, y_n]``.
+    r"""Negative log-likelihood of log-probabilities: ``ℓ_n = -w[y_n] · x[n, y_n]``.
+
+    $$\ell_n = -w_{y_n}\, x_{n, y_n} \qquad \text{mean: } \sum_n \ell_n \Big/ \sum_n w_{y_n}$$
 
     Shapes: ``input`` (C), (N, C) or (N, C, d1, ..., dK) of log-probabilities; ``target`` (),
     (N) or (N, d1, ..., dK) of class indices (and (N, 1) for (N, C) input). Targets equal to
     ``ignore_index`` contribute 0; "mean" divides by the sum of ``weight[target]`` over the rest.
+
+    Args:
+        weight: a weight per class, shape (C,), or None (all 1).
     """
     cls = _class_inputs("nll_loss", input, target, weight, ignore_index, reduction)
     xp = cls.xp
@@ -49,7 +54,12 @@ def nll_loss(input: Any, target: Any, /, *, weight: Any = None, ignore_index: in
 )
 def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_index: int = -100,
                   reduction: str = "mean", label_smoothing: float = 0.0) -> Any:
-    """Cross-entropy of unnormalized scores (logits): LogSoftmax followed by NLL.
+    r"""Cross-entropy of unnormalized scores (logits): LogSoftmax followed by NLL.
+
+    $$
+    \ell_n = -(1 - \varepsilon)\, w_{y_n} \log p_{n, y_n} - \frac{\varepsilon}{C} \sum_{c} w_c \log p_{n, c}
+    \qquad p_{n, c} = \frac{e^{x_{n, c}}}{\sum_k e^{x_{n, k}}}
+    $$
 
     ``log p[n, c] = x[n, c] - m_n - log Σ_k exp(x[n, k] - m_n)`` with ``m_n = max_k x[n, k]``
     (so neither exp overflows nor a picked log-probability becomes -inf), and
@@ -59,6 +69,10 @@ def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_inde
     :func:`nll_loss` (including the source document's (N, 1)), or probabilities of the
     input's shape, smoothed as ``t (1 - ε) + ε / C``, "mean" then dividing by N·d1·...·dK and
     ``ignore_index`` not allowed.
+
+    Args:
+        weight: a weight per class, shape (C,), or None (all 1).
+        label_smoothing: ε in [0, 1]: the target is mixed with the uniform distribution over the C classes.
     """
     name = "cross_entropy"
     toolkit.check_number(name, "label_smoothing", label_smoothing, 0.0, 1.0)
@@ -120,11 +134,16 @@ def _cross_entropy_probabilities(xp: Any, input: Any, target: Any, weight: Any, 
     reference="torch.nn.BCELoss",
 )
 def binary_cross_entropy(input: Any, target: Any, /, *, weight: Any = None, reduction: str = "mean") -> Any:
-    """Binary cross-entropy of probabilities: ``ℓ_i = -w_i [y_i log x_i + (1 - y_i) log(1 - x_i)]``.
+    r"""Binary cross-entropy of probabilities: ``ℓ_i = -w_i [y_i log x_i + (1 - y_i) log(1 - x_i)]``.
+
+    $$\ell_i = -w_i \left[ y_i \log x_i + (1 - y_i) \log (1 - x_i) \right]$$
 
     Each log is clamped at -100, as torch does, so exact 0 and 1 give finite losses. Shapes:
     ``input`` (probabilities in [0, 1], else an error) and ``target`` of one shape, e.g. (N) or
     (N, 1); ``weight`` broadcasts to the input's shape.
+
+    Args:
+        weight: weights that broadcast to the input's shape, or None (all 1).
     """
     name = "binary_cross_entropy"
     xp, x, y, dtype, weights = _weighted_pointwise(name, input, target, reduction, weight=weight)
@@ -163,12 +182,19 @@ def _weighted_pointwise(loss: str, input: Any, target: Any, reduction: str,
 )
 def binary_cross_entropy_with_logits(input: Any, target: Any, /, *, weight: Any = None, reduction: str = "mean",
                                      pos_weight: Any = None) -> Any:
-    """Binary cross-entropy of logits: ``ℓ_i = -w_i [p_i y_i log σ(x_i) + (1 - y_i) log(1 - σ(x_i))]``.
+    r"""Binary cross-entropy of logits: ``ℓ_i = -w_i [p_i y_i log σ(x_i) + (1 - y_i) log(1 - σ(x_i))]``.
+
+    $$\ell_i = -w_i \left[ p_i\, y_i \log \sigma(x_i) + (1 - y_i) \log (1 - \sigma(x_i)) \right]$$
 
     Computed as torch does, ``ℓ = w [(1 - y) x + (1 + (p - 1) y) (max(-x, 0) + log1p(exp(-|x|)))]``,
     which never overflows (logits of ±1e4 are fine). Shapes: ``input`` and ``target`` (soft
     targets in [0, 1] allowed) of one shape; ``weight`` and ``pos_weight`` broadcast to it, so a
     (C,) ``pos_weight`` weighs the positives of each class along the last axis.
+
+    Args:
+        weight: weights that broadcast to the input's shape, or None (all 1).
+        pos_weight: p, the weight of the positive term, broadcasting to the input (a (C,) array weighs each
+            class of the last axis), or None (1).
     """
     name = "binary_cross_entropy_with_logits"
     xp, x, y, dtype, w = _weighted_pointwise(name, input, target, reduction, weight=weight, pos_weight=pos_weight)
@@ -187,7 +213,9 @@ def binary_cross_entropy_with_logits(input: Any, target: Any, /, *, weight: Any 
     reference="torch.nn.SoftMarginLoss",
 )
 def soft_margin_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
-    """Two-class logistic loss: ``ℓ_i = log(1 + exp(-y_i x_i))``, targets ``y`` usually ±1.
+    r"""Two-class logistic loss: ``ℓ_i = log(1 + exp(-y_i x_i))``, targets ``y`` usually ±1.
+
+    $$\ell_i = \log \left( 1 + e^{-y_i x_i} \right)$$
 
     Shapes: ``input`` and ``target`` of one shape. Computed stably: torch evaluates
     ``log1p(exp(-y x))`` literally, which overflows to inf (and a NaN gradient) once ``-y x``
@@ -205,13 +233,20 @@ def soft_margin_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> 
     reference="torch.nn.MultiLabelSoftMarginLoss",
 )
 def multilabel_soft_margin_loss(input: Any, target: Any, /, *, weight: Any = None, reduction: str = "mean") -> Any:
-    """One-versus-all logistic loss, averaged over the classes (the last axis):
+    r"""One-versus-all logistic loss, averaged over the classes (the last axis):
+
+    $$
+    \ell_n = -\frac{1}{C} \sum_c w_c \left[ y_{nc} \log \sigma(x_{nc}) + (1 - y_{nc}) \log \sigma(-x_{nc}) \right]
+    $$
 
     ``ℓ_n = -(1/C) Σ_c w_c [y_nc log σ(x_nc) + (1 - y_nc) log σ(-x_nc)]``, then reduced over N.
 
     Shapes: ``input`` (C) or (N, C) (torch also allows more leading axes, and so does lossreg),
     ``target`` of the same shape with labels in {0, 1}; ``weight`` broadcasts to the input,
     normally (C,). torch broadcasts a target of another shape; lossreg refuses it.
+
+    Args:
+        weight: a weight per class, broadcasting to the input (normally (C,)), or None (all 1).
     """
     name = "multilabel_soft_margin_loss"
     if getattr(input, "ndim", None) == 0:
@@ -243,11 +278,18 @@ def _margin_inputs(loss: str, input: Any, target: Any, reduction: str, target_sh
 )
 def multi_margin_loss(input: Any, target: Any, /, *, p: int = 1, margin: float = 1.0, weight: Any = None,
                       reduction: str = "mean") -> Any:
-    """Multi-class hinge loss: ``ℓ_n = (w[y_n] / C) Σ_{i ≠ y_n} max(0, margin - x[n, y_n] + x[n, i])^p``.
+    r"""Multi-class hinge loss: ``ℓ_n = (w[y_n] / C) Σ_{i ≠ y_n} max(0, margin - x[n, y_n] + x[n, i])^p``.
+
+    $$\ell_n = \frac{w_{y_n}}{C} \sum_{i \ne y_n} \max(0,\ \text{margin} - x_{n, y_n} + x_{n, i})^p$$
 
     ``p`` is 1 or 2. Shapes: ``input`` (C) or (N, C); ``target`` () or (N) of class indices in
     [0, C); ``weight`` (C,). "mean" divides by N, whatever the weights. A term exactly at the
     margin has gradient 0, as in torch.
+
+    Args:
+        p: 1 or 2, the power of each hinge term.
+        margin: by how much the true class's score should exceed each other score.
+        weight: a weight per class, shape (C,), taken at the target's class, or None (all 1).
     """
     name = "multi_margin_loss"
     if isinstance(p, bool) or p not in (1, 2):
@@ -289,7 +331,9 @@ def multi_margin_loss(input: Any, target: Any, /, *, p: int = 1, margin: float =
     reference="torch.nn.MultiLabelMarginLoss",
 )
 def multilabel_margin_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
-    """Multi-label hinge loss: ``ℓ_n = (1/C) Σ_{j ∈ J_n} Σ_{i ∉ J_n} max(0, 1 - (x[n, j] - x[n, i]))``.
+    r"""Multi-label hinge loss: ``ℓ_n = (1/C) Σ_{j ∈ J_n} Σ_{i ∉ J_n} max(0, 1 - (x[n, j] - x[n, i]))``.
+
+    $$\ell_n = \frac{1}{C} \sum_{j \in J_n} \sum_{i \notin J_n} \max(0,\ 1 - (x_{n, j} - x_{n, i}))$$
 
     ``J_n`` is read from ``target[n]``: the class indices before the first -1 (the rest is
     padding, but must still lie in [-1, C), as torch checks). A class listed twice counts twice,
