@@ -56,7 +56,7 @@ def plan_chunks(n: int, v: int, chunk_size: Any = None) -> Chunks:
     return Chunks(max(1, min(n, tokens)), max(1, min(v, vocab)))
 
 
-class _Inputs(NamedTuple):
+class Inputs(NamedTuple):
     """The checked inputs, flattened: hidden (N, D), target (N,) clamped into [0, V)."""
 
     xp: Any
@@ -83,8 +83,10 @@ def _check_chunk_size(name: str, chunk_size: Any) -> None:
                              "vocabulary entries) of positive integers", repr(chunk_size))
 
 
-def _inputs(name: str, hidden: Any, weight: Any, target: Any, bias: Any, ignore_index: Any, reduction: str,
-            label_smoothing: Any, z_loss: Any, softcap: Any, chunk_size: Any) -> _Inputs:
+def prepare_inputs(name: str, hidden: Any, weight: Any, target: Any, bias: Any, ignore_index: Any, reduction: str,
+            label_smoothing: Any, z_loss: Any, softcap: Any, chunk_size: Any, *, poison: bool = False) -> Inputs:
+    """The checked, flattened inputs. ``poison``: flag invalid targets (NaN results) without reading
+    them, for callers being traced (a torch kernel under torch.compile)."""
     xp = toolkit.namespace(name, optional=("bias",), hidden=hidden, weight=weight, target=target, bias=bias)
     toolkit.check_floating(name, "hidden", hidden, xp)
     toolkit.check_floating(name, "weight", weight, xp)
@@ -121,16 +123,19 @@ def _inputs(name: str, hidden: Any, weight: Any, target: Any, bias: Any, ignore_
     t = xp.reshape(target, (n,))
     ignored = t == ignore_index
     valid = (t >= 0) & (t < v)
-    bad = toolkit.check_values(name, "target", target, xp.reshape(~valid & ~ignored, target.shape), xp,
-                               f"class indices in [0, {v}) or ignore_index={ignore_index}")
-    if bad is not None:
-        bad = xp.reshape(bad, (n,))
+    if poison:
+        bad = ~valid & ~ignored
+    else:
+        bad = toolkit.check_values(name, "target", target, xp.reshape(~valid & ~ignored, target.shape), xp,
+                                   f"class indices in [0, {v}) or ignore_index={ignore_index}")
+        if bad is not None:
+            bad = xp.reshape(bad, (n,))
     work = toolkit.compute_dtype(xp, dtype)
-    return _Inputs(xp, xp.reshape(hidden, (n, d)), weight, bias, xp.where(valid, t, xp.zeros_like(t)),
+    return Inputs(xp, xp.reshape(hidden, (n, d)), weight, bias, xp.where(valid, t, xp.zeros_like(t)),
                    valid & ~ignored, bad, dtype, work, shape, plan_chunks(n, v, chunk_size))
 
 
-def _coefficients(inp: _Inputs, reduction: str, cotangent: Any) -> Any:
+def _coefficients(inp: Inputs, reduction: str, cotangent: Any) -> Any:
     """``d result / d ℓ_n`` (N,) in the work dtype: 0 for inactive tokens, 1/count for "mean"
     (0 everywhere when every token is ignored: torch's zero gradient beside its NaN value)."""
     xp = inp.xp
@@ -241,12 +246,12 @@ def chunk_loss(xp: Any, h: Any, weight: Any, bias: Any, t: Any, active: Any, coe
     return losses, lse, d_h, d_w, d_b
 
 
-def _options(label_smoothing: float, z_loss: float, softcap: float | None, inp: _Inputs) -> dict[str, Any]:
+def _options(label_smoothing: float, z_loss: float, softcap: float | None, inp: Inputs) -> dict[str, Any]:
     return {"label_smoothing": float(label_smoothing), "z_loss": float(z_loss),
             "softcap": None if softcap is None else float(softcap), "vocab": inp.chunks.vocab, "work": inp.work}
 
 
-def _finish(inp: _Inputs, losses: Any, reduction: str) -> Any:
+def _finish(inp: Inputs, losses: Any, reduction: str) -> Any:
     """Poison invalid targets, reduce as cross_entropy does ("mean" over active tokens)."""
     xp = inp.xp
     losses = toolkit.poison(xp, losses, inp.bad)
@@ -259,7 +264,7 @@ def _finish(inp: _Inputs, losses: Any, reduction: str) -> Any:
     return toolkit.as_dtype(xp, out, inp.dtype)
 
 
-def _empty(inp: _Inputs) -> Any:
+def _empty(inp: Inputs) -> Any:
     return inp.xp.zeros((0,), dtype=inp.work, device=device(inp.hidden))
 
 
@@ -289,7 +294,7 @@ def linear_cross_entropy(hidden: Any, weight: Any, target: Any, /, *, bias: Any 
     Reference: ``F.cross_entropy(F.linear(hidden, weight, bias), target)``; Liger-Kernel,
     Cut Cross-Entropy (arXiv:2411.09009).
     """
-    inp = _inputs("linear_cross_entropy", hidden, weight, target, bias, ignore_index, reduction, label_smoothing,
+    inp = prepare_inputs("linear_cross_entropy", hidden, weight, target, bias, ignore_index, reduction, label_smoothing,
                   z_loss, softcap, chunk_size)
     xp = inp.xp
     opts = _options(label_smoothing, z_loss, softcap, inp)
@@ -329,7 +334,7 @@ def linear_cross_entropy_value_and_grad(
     memory is a few chunks plus the gradients themselves. Same options and errors as the loss.
     """
     name = "linear_cross_entropy"
-    inp = _inputs(name, hidden, weight, target, bias, ignore_index, reduction, label_smoothing, z_loss, softcap,
+    inp = prepare_inputs(name, hidden, weight, target, bias, ignore_index, reduction, label_smoothing, z_loss, softcap,
                   chunk_size)
     if cotangent is not None:
         want = inp.shape if reduction == "none" else ()
@@ -340,7 +345,7 @@ def linear_cross_entropy_value_and_grad(
                                _options(label_smoothing, z_loss, softcap, inp))
 
 
-def value_and_grad_flat(inp: _Inputs, reduction: str, coef: Any, opts: dict[str, Any]) -> tuple[Any, tuple[Any, Any, Any]]:
+def value_and_grad_flat(inp: Inputs, reduction: str, coef: Any, opts: dict[str, Any]) -> tuple[Any, tuple[Any, Any, Any]]:
     xp = inp.xp
     n, d = inp.hidden.shape
     v = inp.weight.shape[0]

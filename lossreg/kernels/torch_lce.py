@@ -1,0 +1,231 @@
+"""torch kernel of linear_cross_entropy: a ``torch.autograd.Function`` that never holds the logits.
+
+The arguments are checked by the portable preamble (``lossreg.losses.fused.prepare_inputs``: the
+same errors, the same chunking). Then, per chunk of tokens, the logits are made by one ``addmm``
+and turned into their gradient in place (``exp``, scale, subtract at the target, soft-cap
+derivative), which feeds ``d_hidden = G W``, ``d_weight += Gᵀ h`` and ``d_bias += Σ G`` and is
+dropped. Two ways to split the work between forward and backward, both here, measured in
+``benchmarks/bench_lce.py``:
+
+- forward-time gradients (as Liger-Kernel does): the forward pass computes the loss and the three
+  gradients, scaled as "mean" or "sum" ask; the backward pass multiplies them by the incoming
+  scalar. Three matmuls in all (the logits once), the fastest; used for "mean" and "sum" when a
+  gradient is wanted.
+- recomputed in the backward pass (as Cut Cross-Entropy does): the forward pass keeps only the
+  per-token log-sum-exp; the backward pass makes each chunk's logits again. Four matmuls, but the
+  gradients are not held between the passes and the incoming gradient may differ per token: used
+  for "none", and with ``recompute=True`` for "mean" and "sum".
+
+When no gradient is wanted, only the loss is computed. Half-precision inputs are computed in
+float32 on the CPU (each chunk of hidden states and the weight cast once per call); on CUDA the
+matmuls run in the input dtype (tensor cores, float32 accumulation inside), their results are
+read in float32, and the gradients are accumulated in float32.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import torch
+
+from ..losses.fused import prepare_inputs
+
+Tensor = torch.Tensor
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def _logits(h: Tensor, w: Tensor, b: Tensor | None, softcap: float | None) -> Tensor:
+    """One block of soft-capped logits, float32 (or float64), a fresh array that may be overwritten."""
+    z = torch.mm(h, w.t()) if b is None else torch.addmm(b, h, w.t())
+    z = z.float() if z.dtype in _HALF else z
+    if softcap is not None:
+        z = z.div_(softcap).tanh_().mul_(softcap)
+    return z
+
+
+def _chunk(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, coef: Tensor | None, ls: float,
+           zl: float, cap: float | None, vocab: int, lse: Tensor | None,
+           acc: tuple[Tensor, Tensor, Tensor | None] | None) -> tuple[Tensor | None, Tensor]:
+    """Losses and lse of one chunk; with ``acc = (d_hidden rows, d_weight, d_bias)`` adds the
+    gradients, ``coef`` being d result / d loss per token (the formulas of ``fused.chunk_loss``)."""
+    v = w.shape[0]
+    blocks = [(j, min(j + vocab, v)) for j in range(0, v, vocab)]
+    one = len(blocks) == 1
+    tc = t.unsqueeze(1)
+    kept = None
+    losses = None
+    if lse is None or one:
+        m = s = picked = zsum = None
+        for j, k in blocks:
+            z = _logits(h, w[j:k], None if b is None else b[j:k], cap)
+            inside = (tc >= j) & (tc < k)
+            pick = torch.where(inside.squeeze(1), z.gather(1, (tc - j).clamp_(0, k - j - 1)).squeeze(1), 0.0)
+            picked = pick if picked is None else picked + pick
+            if ls:
+                zsum = z.sum(1) if zsum is None else zsum + z.sum(1)
+            if one:
+                lse = torch.logsumexp(z, 1)
+                kept = z
+            else:
+                mj = z.amax(1)
+                m_new = mj if m is None else torch.maximum(m, mj)
+                m_new = torch.where(m_new == -torch.inf, 0.0, m_new)
+                e = (z - m_new.unsqueeze(1)).exp_().sum(1)
+                s = e if s is None else s * (m - m_new).exp() + e
+                m = m_new
+        if not one:
+            lse = m + s.log()
+        losses = (1.0 - ls) * (lse - picked)
+        if ls:
+            losses = losses + ls * (lse - zsum / v)
+        if zl:
+            losses = losses + zl * lse * lse
+        losses = torch.where(act, losses, 0.0)
+    if acc is None:
+        return losses, lse
+    d_h, d_w, d_b = acc
+    a = (coef * (1.0 + 2.0 * zl * lse)).unsqueeze(1)
+    on_target = (coef * (ls - 1.0)).unsqueeze(1)
+    hw = h
+    for j, k in blocks:
+        z = kept if kept is not None else _logits(h, w[j:k], None if b is None else b[j:k], cap)
+        g = (z - lse.unsqueeze(1)).exp_().mul_(a)
+        if ls:
+            g.sub_((coef * (ls / v)).unsqueeze(1))
+        inside = (tc >= j) & (tc < k)
+        g.scatter_add_(1, (tc - j).clamp_(0, k - j - 1), torch.where(inside, on_target, 0.0))
+        if cap is not None:  # d softcap·tanh(u/softcap) / du = 1 - (z/softcap)², made in z's place
+            g.mul_(z.div_(cap).square_().neg_().add_(1.0))
+        del z
+        kept = None
+        gw = g.to(w.dtype) if w.dtype in _HALF else g
+        if j == 0:
+            d_h.copy_(torch.mm(gw, w[j:k]))
+        else:
+            d_h.add_(torch.mm(gw, w[j:k]))
+        d_w[j:k].add_(torch.mm(gw.t(), hw))
+        if d_b is not None:
+            d_b[j:k].add_(g.sum(0))
+    return losses, lse
+
+
+class _Meta(NamedTuple):
+    """What the autograd Function needs besides the tensors (hashable constants, for torch.compile)."""
+
+    reduction: str
+    shape: tuple[int, ...]  # of the per-token losses
+    dtype: torch.dtype  # of the result
+    chunks: tuple[int, int]
+    ls: float
+    zl: float
+    cap: float | None
+    recompute: bool
+
+
+def _work(h: Tensor, w: Tensor, b: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
+    """The (hidden, weight, bias) to compute with: float32 copies of half inputs on the CPU."""
+    if h.is_cuda and h.dtype in _HALF and w.dtype == h.dtype and (b is None or b.dtype == h.dtype):
+        return h, w, b
+    work = torch.float64 if torch.float64 in (h.dtype, w.dtype, None if b is None else b.dtype) else torch.float32
+    return h.to(work), w.to(work), None if b is None else b.to(work)
+
+
+def _sweep(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, meta: _Meta, coef: Tensor | None,
+           lse: Tensor | None = None) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor | None] | None]:
+    """Every chunk of tokens: per-token losses and lse (N,), and the gradients when ``coef`` is given
+    (from the saved ``lse`` when given, recomputing the logits: the Cut Cross-Entropy backward)."""
+    h, w, b = _work(h, w, b)
+    n, d = h.shape
+    step, vocab = meta.chunks
+    acc = torch.float64 if h.dtype == torch.float64 else torch.float32
+    losses = torch.zeros(n, dtype=acc, device=h.device)
+    lse_out = torch.empty(n, dtype=acc, device=h.device)
+    full = None
+    if coef is not None:
+        full = (torch.empty(n, d, dtype=acc, device=h.device), torch.zeros(w.shape, dtype=acc, device=h.device),
+                None if b is None else torch.zeros(b.shape, dtype=acc, device=h.device))
+    reuse = lse is not None and vocab < w.shape[0]  # one block: the logits are made once anyway
+    for i in range(0, n, step):
+        sl = slice(i, i + step)
+        li, si = _chunk(h[sl], w, b, t[sl], act[sl], None if coef is None else coef[sl], meta.ls, meta.zl, meta.cap,
+                        vocab, lse[sl] if reuse else None, None if full is None else (full[0][sl], full[1], full[2]))
+        if li is not None:
+            losses[sl] = li
+        lse_out[sl] = si
+    return losses, lse_out, full
+
+
+def _base_coef(act: Tensor, reduction: str, dtype: torch.dtype) -> Tensor:
+    """d result / d loss_n: 1 for active tokens ("sum", "none"), 1/count ("mean"), else 0."""
+    c = act.to(dtype)
+    if reduction == "mean":
+        count = c.sum()
+        c = c / torch.where(count > 0, count, 1.0)
+    return c
+
+
+def _reduce(losses: Tensor, act: Tensor, bad: Tensor | None, meta: _Meta) -> Tensor:
+    if bad is not None:
+        losses = torch.where(bad, torch.nan, losses)
+    if meta.reduction == "none":
+        out = losses.reshape(meta.shape)
+    elif meta.reduction == "sum":
+        out = losses.sum()
+    else:  # every target ignored: 0 / 0 = NaN, as torch
+        out = losses.sum() / act.sum()
+    return out.to(meta.dtype)
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """Value and gradients of linear_cross_entropy; hidden (N, D), weight and bias are differentiable."""
+
+    @staticmethod
+    def forward(ctx: Any, h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, bad: Tensor | None,
+                meta: _Meta) -> Tensor:
+        grads = any(ctx.needs_input_grad[:3])
+        early = grads and not meta.recompute and meta.reduction != "none"
+        acc = torch.float64 if torch.float64 in (h.dtype, w.dtype) else torch.float32
+        coef = _base_coef(act, meta.reduction, acc) if early else None
+        losses, lse, full = _sweep(h, w, b, t, act, meta, coef)
+        ctx.meta, ctx.early, ctx.has_bias = meta, early, b is not None
+        ctx.dtypes = (h.dtype, w.dtype, None if b is None else b.dtype)
+        if early:
+            assert full is not None
+            ctx.save_for_backward(full[0], full[1], full[2], bad)
+        elif grads:
+            ctx.save_for_backward(h, w, b, t, act, bad, lse)
+        return _reduce(losses, act, bad, meta)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Any, ...]:
+        meta = ctx.meta
+        if ctx.early:
+            d_h, d_w, d_b, bad = ctx.saved_tensors
+            d_h, d_w = d_h * grad_out, d_w * grad_out
+            d_b = None if d_b is None else d_b * grad_out
+        else:
+            h, w, b, t, act, bad, lse = ctx.saved_tensors
+            g = grad_out.reshape(-1) if meta.reduction == "none" else grad_out
+            coef = _base_coef(act, meta.reduction, lse.dtype) * g.to(lse.dtype)
+            _, _, full = _sweep(h, w, b, t, act, meta, coef, lse)
+            assert full is not None
+            d_h, d_w, d_b = full
+        if bad is not None:  # invalid targets were poisoned in the value: so are the gradients
+            d_h = torch.where(bad.unsqueeze(1), torch.nan, d_h)
+        dh_t, dw_t, db_t = ctx.dtypes
+        return (d_h.to(dh_t), d_w.to(dw_t), None if d_b is None else d_b.to(db_t), None, None, None, None)
+
+
+def linear_cross_entropy(hidden: Any, weight: Any, target: Any, /, *, bias: Any = None, ignore_index: int = -100,
+                         label_smoothing: float = 0.0, reduction: str = "mean", z_loss: float = 0.0,
+                         softcap: float | None = None, chunk_size: Any = None, recompute: bool = False) -> Any:
+    """The kernel: the portable checks, then :class:`_LinearCrossEntropy` (``recompute``: the Cut
+    Cross-Entropy split for "mean" and "sum" too, for the benchmark)."""
+    inp = prepare_inputs("linear_cross_entropy", hidden, weight, target, bias, ignore_index, reduction,
+                         label_smoothing, z_loss, softcap, chunk_size, poison=torch.compiler.is_compiling())
+    meta = _Meta(reduction, inp.shape, inp.dtype, tuple(inp.chunks), float(label_smoothing), float(z_loss),
+                 None if softcap is None else float(softcap), bool(recompute))
+    return _LinearCrossEntropy.apply(inp.hidden, inp.weight, inp.bias, inp.target, inp.active, inp.bad, meta)
+
+
+KERNELS = {"linear_cross_entropy": linear_cross_entropy}
