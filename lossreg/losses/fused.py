@@ -227,11 +227,15 @@ def chunk_loss(xp: Any, h: Any, weight: Any, bias: Any, t: Any, active: Any, coe
     for j, k in blocks:
         if kept:
             (z, th), (e, s) = kept
+            kept.clear()  # drop each chunk-sized array as soon as it is used: eager libraries free it
             p = e * xp.reshape(1.0 / s, (-1, 1))
+            del e
         else:
             z, th = _logits(xp, h, weight[j:k, ...], None if bias is None else bias[j:k], softcap, work)
             p = xp.exp(z - xp.reshape(lse, (-1, 1)))
+        del z
         g = a * p
+        del p
         if label_smoothing:
             g = g - uniform
         hit = xp.reshape(xp.arange(j, k, device=dev), (1, -1)) == tcol
@@ -265,7 +269,9 @@ def _finish(inp: Inputs, losses: Any, reduction: str) -> Any:
 
 
 def _empty(inp: Inputs) -> Any:
-    return inp.xp.zeros((0,), dtype=inp.work, device=device(inp.hidden))
+    """The (0,) losses of no tokens, made from the hidden states so that autodiff finds them used."""
+    xp = inp.xp
+    return xp.sum(toolkit.as_dtype(xp, inp.hidden, inp.work), axis=1) * 0.0
 
 
 @define_loss(
@@ -301,8 +307,9 @@ def linear_cross_entropy(hidden: Any, weight: Any, target: Any, /, *, bias: Any 
     n, step = inp.hidden.shape[0], inp.chunks.tokens
     parts = []
     for i in range(0, n, step):
-        act = inp.active[i:i + step]
-        losses, *_ = chunk_loss(xp, inp.hidden[i:i + step, ...], inp.weight, inp.bias, inp.target[i:i + step], act,
+        rows = slice(i, min(i + step, n))  # array-api-strict refuses stops past the end
+        act = inp.active[rows]
+        losses, *_ = chunk_loss(xp, inp.hidden[rows, ...], inp.weight, inp.bias, inp.target[rows], act,
                                 None, grads=False, **opts)
         parts.append(losses if reduction == "none" else xp.sum(losses, keepdims=True))
     losses = xp.concat(parts) if parts else _empty(inp)
@@ -356,8 +363,9 @@ def value_and_grad_flat(inp: Inputs, reduction: str, coef: Any, opts: dict[str, 
     d_b = [xp.zeros((min(j + vocab, v) - j,), dtype=inp.work, device=dev) for j in blocks]
     parts, d_h = [], []
     for i in range(0, n, step):
-        losses, _, dh, dws, dbs = chunk_loss(xp, inp.hidden[i:i + step, ...], inp.weight, inp.bias,
-                                             inp.target[i:i + step], inp.active[i:i + step], coef[i:i + step],
+        rows = slice(i, min(i + step, n))
+        losses, _, dh, dws, dbs = chunk_loss(xp, inp.hidden[rows, ...], inp.weight, inp.bias,
+                                             inp.target[rows], inp.active[rows], coef[rows],
                                              **opts)
         parts.append(losses)
         d_h.append(dh)
