@@ -136,6 +136,8 @@ def _lce_bwd(meta: _Meta, res: Any, g: Any) -> tuple[Any, ...]:
 
 
 _lce.defvjp(_lce_fwd, _lce_bwd)
+# Compiled once per (options, shapes): eager callers would otherwise trace the scan on every call.
+_lce_compiled = jax.jit(_lce, static_argnums=(0,))
 
 
 def linear_cross_entropy(hidden: Any, weight: Any, target: Any, /, *, bias: Any = None, ignore_index: int = -100,
@@ -146,7 +148,7 @@ def linear_cross_entropy(hidden: Any, weight: Any, target: Any, /, *, bias: Any 
                          label_smoothing, z_loss, softcap, chunk_size)
     meta = _Meta(reduction, inp.shape, inp.dtype, inp.work, tuple(inp.chunks), float(label_smoothing),
                  float(z_loss), None if softcap is None else float(softcap))
-    return _lce(meta, inp.hidden, inp.weight, inp.bias, inp.target, inp.active, inp.bad)
+    return _lce_compiled(meta, inp.hidden, inp.weight, inp.bias, inp.target, inp.active, inp.bad)
 
 
 KERNELS = {"linear_cross_entropy": linear_cross_entropy}

@@ -47,13 +47,15 @@ def _chunk(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, coef:
            zl: float, cap: float | None, vocab: int, lse: Tensor | None,
            acc: tuple[Tensor, Tensor, Tensor | None] | None) -> tuple[Tensor | None, Tensor]:
     """Losses and lse of one chunk; with ``acc = (d_hidden rows, d_weight, d_bias)`` adds the
-    gradients, ``coef`` being d result / d loss per token (the formulas of ``fused.chunk_loss``)."""
+    gradients, ``coef`` being d result / d loss per token (the formulas of ``fused.chunk_loss``).
+
+    Each block of logits is one array, turned in place into exponentials and then into its
+    gradient: without a soft cap no other chunk-sized array exists (with one, its derivative)."""
     v = w.shape[0]
     blocks = [(j, min(j + vocab, v)) for j in range(0, v, vocab)]
     one = len(blocks) == 1
     tc = t.unsqueeze(1)
-    kept = None
-    losses = None
+    losses = exp = deriv = None
     if lse is None or one:
         m = s = picked = zsum = None
         for j, k in blocks:
@@ -63,50 +65,67 @@ def _chunk(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, coef:
             picked = pick if picked is None else picked + pick
             if ls:
                 zsum = z.sum(1) if zsum is None else zsum + z.sum(1)
+            if one and acc is not None and cap is not None:
+                deriv = _cap_derivative(z, cap)
+            mj = z.amax(1)
+            m_new = mj if m is None else torch.maximum(m, mj)
+            m_new = torch.where(m_new == -torch.inf, 0.0, m_new)  # a row of -inf: no -inf - -inf
+            e = z.sub_(m_new.unsqueeze(1)).exp_()
+            s = e.sum(1) if s is None else s * (m - m_new).exp() + e.sum(1)
+            m = m_new
             if one:
-                lse = torch.logsumexp(z, 1)
-                kept = z
-            else:
-                mj = z.amax(1)
-                m_new = mj if m is None else torch.maximum(m, mj)
-                m_new = torch.where(m_new == -torch.inf, 0.0, m_new)
-                e = (z - m_new.unsqueeze(1)).exp_().sum(1)
-                s = e if s is None else s * (m - m_new).exp() + e
-                m = m_new
-        if not one:
-            lse = m + s.log()
+                exp = e  # exp(z - m), kept for the gradient
+            del z, e
+        lse = m + s.log()
         losses = (1.0 - ls) * (lse - picked)
         if ls:
             losses = losses + ls * (lse - zsum / v)
         if zl:
             losses = losses + zl * lse * lse
         losses = torch.where(act, losses, 0.0)
+        if one and exp is not None:
+            scale = (1.0 / s).unsqueeze(1)  # exp(z - m) / s = softmax
     if acc is None:
         return losses, lse
     d_h, d_w, d_b = acc
     a = (coef * (1.0 + 2.0 * zl * lse)).unsqueeze(1)
     on_target = (coef * (ls - 1.0)).unsqueeze(1)
-    hw = h
     for j, k in blocks:
-        z = kept if kept is not None else _logits(h, w[j:k], None if b is None else b[j:k], cap)
-        g = (z - lse.unsqueeze(1)).exp_().mul_(a)
+        if exp is not None:
+            g = exp.mul_(a * scale)
+            exp = None
+        else:
+            z = _logits(h, w[j:k], None if b is None else b[j:k], cap)
+            deriv = None if cap is None else _cap_derivative(z, cap)
+            g = z.sub_(lse.unsqueeze(1)).exp_().mul_(a)
+            del z
         if ls:
             g.sub_((coef * (ls / v)).unsqueeze(1))
         inside = (tc >= j) & (tc < k)
         g.scatter_add_(1, (tc - j).clamp_(0, k - j - 1), torch.where(inside, on_target, 0.0))
-        if cap is not None:  # d softcap·tanh(u/softcap) / du = 1 - (z/softcap)², made in z's place
-            g.mul_(z.div_(cap).square_().neg_().add_(1.0))
-        del z
-        kept = None
+        if deriv is not None:
+            g.mul_(deriv)
+            deriv = None
         gw = g.to(w.dtype) if w.dtype in _HALF else g
         if j == 0:
             d_h.copy_(torch.mm(gw, w[j:k]))
-        else:
+        elif gw.dtype == d_h.dtype:
+            d_h.addmm_(gw, w[j:k])
+        else:  # half-precision matmuls (CUDA), float32 sums
             d_h.add_(torch.mm(gw, w[j:k]))
-        d_w[j:k].add_(torch.mm(gw.t(), hw))
+        if gw.dtype == d_w.dtype:
+            d_w[j:k].addmm_(gw.t(), h)  # accumulated inside the matmul: no temporary of d_weight's size
+        else:
+            d_w[j:k].add_(torch.mm(gw.t(), h))
         if d_b is not None:
             d_b[j:k].add_(g.sum(0))
+        del g, gw
     return losses, lse
+
+
+def _cap_derivative(z: Tensor, cap: float) -> Tensor:
+    """d softcap·tanh(u/softcap) / du = 1 - (z/softcap)², from the capped logits z."""
+    return (z / cap).square_().neg_().add_(1.0)
 
 
 class _Meta(NamedTuple):
@@ -187,7 +206,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         acc = torch.float64 if torch.float64 in (h.dtype, w.dtype) else torch.float32
         coef = _base_coef(act, meta.reduction, acc) if early else None
         losses, lse, full = _sweep(h, w, b, t, act, meta, coef)
-        ctx.meta, ctx.early, ctx.has_bias = meta, early, b is not None
+        ctx.meta, ctx.early, ctx.used = meta, early, False
         ctx.dtypes = (h.dtype, w.dtype, None if b is None else b.dtype)
         if early:
             assert full is not None
@@ -200,9 +219,14 @@ class _LinearCrossEntropy(torch.autograd.Function):
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Any, ...]:
         meta = ctx.meta
         if ctx.early:
+            if ctx.used:
+                raise RuntimeError("linear_cross_entropy: a second backward pass through one forward pass needs "
+                                   "recompute=True (the gradients made in the forward pass were scaled in place)")
+            ctx.used = True
             d_h, d_w, d_b, bad = ctx.saved_tensors
-            d_h, d_w = d_h * grad_out, d_w * grad_out
-            d_b = None if d_b is None else d_b * grad_out
+            # Scaled in place: a copy would hold the gradients twice (d_weight is V×D).
+            d_h, d_w = d_h.mul_(grad_out), d_w.mul_(grad_out)
+            d_b = None if d_b is None else d_b.mul_(grad_out)
         else:
             h, w, b, t, act, bad, lse = ctx.saved_tensors
             g = grad_out.reshape(-1) if meta.reduction == "none" else grad_out

@@ -26,10 +26,11 @@ from .. import toolkit
 from ..errors import LossTypeError, LossValueError
 from ..registry import define_loss
 
-# Logits per chunk when chunk_size is None: 2^21 (8 MiB in float32). A chunk's elementwise work
-# holds about four arrays of this size, so on the reference size (N=4096, V=32000) the peak
-# extra memory stays near 1/16 of the logits while each matmul still has 64 rows to work with.
-CHUNK_ELEMENTS = 2**21
+# Logits per chunk when chunk_size is None: 2^22 (16 MiB in float32). The torch kernel holds one
+# such array at a time, the portable code and XLA two to four; on the reference size (N=4096,
+# V=32000: 128 tokens per chunk) that keeps the extra memory at 1/32 to 1/8 of the logits. Larger
+# chunks are faster on CPUs (each chunk reads the whole weight again): see the README's table.
+CHUNK_ELEMENTS = 2**22
 # Fewest tokens per chunk before the vocabulary is split too: below this a matmul is mostly
 # overhead, and splitting the vocabulary costs one more pass (the online log-sum-exp first).
 MIN_TOKENS = 16
