@@ -24,6 +24,8 @@ read in float32, and the gradients are accumulated in float32.
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from typing import Any, NamedTuple
 
 import torch
@@ -32,6 +34,7 @@ from ..losses.fused import prepare_inputs
 
 Tensor = torch.Tensor
 _HALF = (torch.float16, torch.bfloat16)
+CUDA_CHUNK_ELEMENTS = 2**25  # logits per chunk on CUDA when chunk_size is None (unmeasured: no GPU here)
 
 
 def _logits(h: Tensor, w: Tensor, b: Tensor | None, softcap: float | None) -> Tensor:
@@ -54,6 +57,16 @@ def _chunk(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, coef:
     v = w.shape[0]
     blocks = [(j, min(j + vocab, v)) for j in range(0, v, vocab)]
     one = len(blocks) == 1
+    if one and h.is_cuda and h.dtype != torch.float64 and _triton_rows() is not None:  # opt-in, unverified
+        z = torch.mm(h, w.t()) if b is None else torch.addmm(b, h, w.t())
+        losses, lse = _triton_rows()(z, t, act, None if acc is None else coef, ls, zl, cap)
+        if acc is not None:
+            d_h, d_w, d_b = acc
+            d_h.copy_(torch.mm(z, w))
+            d_w.add_(torch.mm(z.t(), h))
+            if d_b is not None:
+                d_b.add_(z.sum(0, dtype=d_b.dtype))
+        return losses, lse
     tc = t.unsqueeze(1)
     losses = exp = deriv = None
     if lse is None or one:
@@ -123,6 +136,21 @@ def _chunk(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, coef:
     return losses, lse
 
 
+def _triton_rows() -> Any:
+    """triton_lce.rows when LOSSREG_LCE_TRITON=1 and Triton imports, else None (looked up once)."""
+    if not _TRITON:
+        if os.environ.get("LOSSREG_LCE_TRITON", "0") == "1" and importlib.util.find_spec("triton") is not None:
+            from .triton_lce import rows
+
+            _TRITON.append(rows)
+        else:
+            _TRITON.append(None)
+    return _TRITON[0]
+
+
+_TRITON: list[Any] = []
+
+
 def _cap_derivative(z: Tensor, cap: float) -> Tensor:
     """d softcap·tanh(u/softcap) / du = 1 - (z/softcap)², from the capped logits z."""
     return (z / cap).square_().neg_().add_(1.0)
@@ -161,7 +189,11 @@ def _sweep(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, meta:
     lse_out = torch.empty(n, dtype=acc, device=h.device)
     full = None
     if coef is not None:
-        full = (torch.empty(n, d, dtype=acc, device=h.device), torch.zeros(w.shape, dtype=acc, device=h.device),
+        # Half precision on CUDA: d_weight summed in the weight's dtype inside each addmm (float32
+        # within a matmul, rounded between chunks, as Liger-Kernel does); a float32 copy would be
+        # V×D×4 bytes, as large as the logits at N=8192, D=4096.
+        w_acc = w.dtype if w.dtype in _HALF else acc
+        full = (torch.empty(n, d, dtype=acc, device=h.device), torch.zeros(w.shape, dtype=w_acc, device=h.device),
                 None if b is None else torch.zeros(b.shape, dtype=acc, device=h.device))
     reuse = lse is not None and vocab < w.shape[0]  # one block: the logits are made once anyway
     for i in range(0, n, step):
@@ -245,6 +277,9 @@ def linear_cross_entropy(hidden: Any, weight: Any, target: Any, /, *, bias: Any 
                          softcap: float | None = None, chunk_size: Any = None, recompute: bool = False) -> Any:
     """The kernel: the portable checks, then :class:`_LinearCrossEntropy` (``recompute``: the Cut
     Cross-Entropy split for "mean" and "sum" too, for the benchmark)."""
+    if chunk_size is None and getattr(hidden, "is_cuda", False) and getattr(weight, "ndim", 0) == 2:
+        # A GPU wants larger chunks: each one reads the whole weight again (at V=128256: 256 tokens).
+        chunk_size = max(16, CUDA_CHUNK_ELEMENTS // max(weight.shape[0], 1))
     inp = prepare_inputs("linear_cross_entropy", hidden, weight, target, bias, ignore_index, reduction,
                          label_smoothing, z_loss, softcap, chunk_size, poison=torch.compiler.is_compiling())
     meta = _Meta(reduction, inp.shape, inp.dtype, tuple(inp.chunks), float(label_smoothing), float(z_loss),
