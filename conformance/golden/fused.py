@@ -51,44 +51,43 @@ def linear_cross_entropy_cases(rng: np.random.Generator) -> Iterator[dict[str, A
     h = rng.normal(size=(7, d))
     t = rng.integers(0, v, size=(7,))
     t[2] = -100
-    for chunks in (None, 3, [3, 4]):  # every feature at once, through each way of cutting the work
+    # Every feature at once, through each way of cutting the work (JAX compiles each case anew:
+    # the cases are kept few, each covering much).
+    for chunks in (None, 3, [3, 4]):
         tag = "auto" if chunks is None else f"c{chunks}" if isinstance(chunks, int) else "c{}x{}".format(*chunks)
-        for reduction in REDUCTIONS:
+        for reduction in (("mean",) if chunks is None else REDUCTIONS):
             options: dict[str, Any] = {"reduction": reduction, "bias": bias, "label_smoothing": 0.2,
                                        "z_loss": 1e-2, "softcap": 2.5}
             if chunks is not None:
                 options["chunk_size"] = chunks
             yield _case(f"smooth-z-cap-{tag}-{reduction}", {"hidden": h, "weight": weight, "target": t}, options)
-    for reduction in REDUCTIONS:
-        yield _case(f"plain-c3x4-{reduction}", {"hidden": h, "weight": weight, "target": t},
-                    {"reduction": reduction, "chunk_size": [3, 4]})
+    yield _case("plain-c3x4-mean", {"hidden": h, "weight": weight, "target": t}, {"chunk_size": [3, 4]})
     yield _case("bias-c3-mean", {"hidden": h, "weight": weight, "target": t}, {"chunk_size": 3, "bias": bias})
-    for name, extra in (("smooth0.1", {"label_smoothing": 0.1}), ("smooth1", {"label_smoothing": 1.0}),
-                        ("zloss", {"z_loss": 1e-4}), ("zloss0.1", {"z_loss": 0.1}), ("softcap", {"softcap": 1.5}),
-                        ("softcap30", {"softcap": 30.0})):
+    for name, extra in (("smooth1", {"label_smoothing": 1.0}), ("zloss0.1", {"z_loss": 0.1}),
+                        ("softcap", {"softcap": 1.5})):
         yield _case(f"{name}-c3x4-mean", {"hidden": h, "weight": weight, "target": t},
                     {"chunk_size": [3, 4], **extra})
     # Leading axes: (B, T, D) hidden states take (B, T) targets; unbatched (D) takes ().
     h3, t3 = rng.normal(size=(2, 3, d)), rng.integers(0, v, size=(2, 3))
-    for reduction in REDUCTIONS:
+    for reduction in ("none", "mean"):
         yield _case(f"btd-{reduction}", {"hidden": h3, "weight": weight, "target": t3},
                     {"reduction": reduction, "chunk_size": 4, "bias": bias})
-    for reduction in ("none", "mean"):
-        yield _case(f"unbatched-{reduction}", {"hidden": h[0], "weight": weight, "target": np.array(4)},
-                    {"reduction": reduction})
-        # The (N, 1) labels cross_entropy accepts (torch refuses them): read as (N,).
-        yield _case(f"n1-target-{reduction}", {"hidden": h[:4], "weight": weight, "target": t[:4, None]},
-                    {"reduction": reduction, "chunk_size": 3})
+    yield _case("unbatched-none", {"hidden": h[0], "weight": weight, "target": np.array(4)}, {"reduction": "none"})
+    # The (N, 1) labels cross_entropy accepts (torch refuses them): read as (N,).
+    yield _case("n1-target-none", {"hidden": h[:4], "weight": weight, "target": t[:4, None]},
+                {"reduction": "none", "chunk_size": 3})
     # ignore_index other than -100; all targets ignored (mean: NaN, gradients 0, as torch); no tokens.
     t_ign = np.array([0, 3, 1, 3, 4, 3, 10])
     for reduction in REDUCTIONS:
-        yield _case(f"ignore-3-{reduction}", {"hidden": h, "weight": weight, "target": t_ign},
-                    {"reduction": reduction, "ignore_index": 3, "label_smoothing": 0.1, "z_loss": 1e-2,
-                     "chunk_size": [2, 5]})
+        if reduction != "sum":
+            yield _case(f"ignore-3-{reduction}", {"hidden": h, "weight": weight, "target": t_ign},
+                        {"reduction": reduction, "ignore_index": 3, "label_smoothing": 0.1, "z_loss": 1e-2,
+                         "chunk_size": [2, 5]})
         yield _case(f"all-ignored-{reduction}", {"hidden": h[:5], "weight": weight, "target": np.full(5, -100)},
                     {"reduction": reduction, "chunk_size": 2, "z_loss": 1e-2})
-        yield _case(f"empty-batch-{reduction}", {"hidden": np.zeros((0, d)), "weight": weight,
-                                                 "target": np.zeros((0,), dtype="int64")}, {"reduction": reduction})
+        if reduction != "sum":
+            yield _case(f"empty-batch-{reduction}", {"hidden": np.zeros((0, d)), "weight": weight,
+                                                     "target": np.zeros((0,), dtype="int64")}, {"reduction": reduction})
     # A vocabulary of one entry, and large logits (the online log-sum-exp rescales without overflow).
     yield _case("vocab-1", {"hidden": h, "weight": weight[:1], "target": np.zeros(7, dtype="int64")}, {})
     big = h * 60.0
