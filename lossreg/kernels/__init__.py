@@ -83,4 +83,9 @@ def lossreg_kernels() -> list[Kernel]:
             kernels.append(Kernel("cross_entropy", "torch", _triton_ce, name="triton"))
         kernels += [Kernel(loss, "torch", _kernel("torch", f"{__name__}.torch", loss), name="torch")
                     for loss in _TORCH_LOSSES]
+        kernels.append(Kernel("linear_cross_entropy", "torch", _kernel("torch", f"{__name__}.torch_lce",
+                                                                       "linear_cross_entropy"), name="torch"))
+    if importlib.util.find_spec("jax") is not None:
+        kernels.append(Kernel("linear_cross_entropy", "jax", _kernel("jax", f"{__name__}.jax_lce",
+                                                                     "linear_cross_entropy"), name="jax"))
     return kernels
