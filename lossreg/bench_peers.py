@@ -89,7 +89,7 @@ def _pairs() -> dict[str, Pair]:
     extras: dict[str, Callable[..., Any]] = {}
     for name in ("log_cosh_loss", "poly1_cross_entropy", "sparsemax_loss"):
         try:
-            extras[name] = lossreg.get(name)
+            extras[name] = (lambda loss: lambda *arrays: loss(*arrays))(lossreg.get(name))
         except Exception:  # the lossreg-extras plugin is not installed
             pass
 

@@ -225,7 +225,7 @@ def _neg_log_sigmoid(xp: Any, x: Any) -> Any:
     x = 0 is -σ(0) = -1/2 on every library (max and abs each split the tie their own way).
     """
     nonnegative = x >= 0
-    return xp.where(nonnegative, xp.zeros_like(x), -x) + xp.log1p(xp.exp(xp.where(nonnegative, -x, x)))
+    return xp.where(nonnegative, 0.0, -x) + xp.log1p(xp.exp(xp.where(nonnegative, -x, x)))
 
 
 def _check_broadcasts(loss: str, name: str, w: Any, x: Any, xp: Any) -> None:
