@@ -23,6 +23,8 @@ from ..registry import Kernel
 
 _CUPY_LOSSES = ("mse_loss", "l1_loss", "binary_cross_entropy", "cross_entropy")  # unverified: see kernels/cupy.py
 _NUMPY_LOSSES = ("cross_entropy", "binary_cross_entropy", "mse_loss", "l1_loss")
+# Losses whose JAX peers (optax, jax.nn, Keras) are compiled functions: run under jax.jit (see kernels/jax.py).
+_JAX_LOSSES = ("cross_entropy", "binary_cross_entropy_with_logits", "kl_div", "triplet_margin_loss")
 _TORCH_LOSSES = ("mse_loss", "l1_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
                  "nll_loss", "cross_entropy", "ctc_loss")
 
@@ -79,4 +81,6 @@ def lossreg_kernels() -> list[Kernel]:
             kernels.append(Kernel("cross_entropy", "torch", _triton_ce, name="triton"))
         kernels += [Kernel(loss, "torch", _kernel("torch", f"{__name__}.torch", loss), name="torch")
                     for loss in _TORCH_LOSSES]
+    if importlib.util.find_spec("jax") is not None:
+        kernels += [Kernel(loss, "jax", _kernel("jax", f"{__name__}.jax", loss), name="jax") for loss in _JAX_LOSSES]
     return kernels
