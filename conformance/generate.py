@@ -12,7 +12,6 @@ which is installed as the package data ``lossreg.cases``, so running the suite n
 from __future__ import annotations
 
 import importlib
-import json
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -21,18 +20,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from lossreg.testing import encode_array, error_case, write_cases
+
 HERE = Path(__file__).resolve().parent
 CASES = HERE / "cases"
 sys.path.insert(0, str(HERE))
-
-
-def _encode(x: Any) -> dict[str, Any]:
-    x = np.asarray(x)
-    kind = "float" if x.dtype.kind == "f" else str(x.dtype)
-    encoded = {"data": x.tolist(), "dtype": kind}
-    if x.size == 0:  # nested lists lose the shape of empty arrays
-        encoded["shape"] = list(x.shape)
-    return encoded
 
 
 def _torch(x: np.ndarray, grad: bool) -> torch.Tensor:
@@ -68,8 +60,8 @@ def golden(
     case: dict[str, Any] = {
         "loss": loss,
         "id": id,
-        "inputs": {k: _encode(v) for k, v in arrays.items()},
-        "options": {k: _encode(v) if isinstance(v, np.ndarray) else v for k, v in options.items()},
+        "inputs": {k: encode_array(v) for k, v in arrays.items()},
+        "options": {k: encode_array(v) if isinstance(v, np.ndarray) else v for k, v in options.items()},
         "expected": value.detach().numpy().tolist(),
     }
     leaves = {k: t for k, t in tensors.items() if t.requires_grad}
@@ -87,22 +79,14 @@ def golden(
 def raises(loss: str, id: str, error: str, inputs: dict[str, Any], options: dict[str, Any] | None = None,
            source: str = "") -> dict[str, Any]:
     """A case whose call must raise the lossreg exception named ``error``."""
-    return {"loss": loss, "id": id, "inputs": {k: _encode(v) for k, v in inputs.items()},
-            "options": {k: _encode(v) if isinstance(v, np.ndarray) else v for k, v in (options or {}).items()},
-            "raises": error, "source": source}
+    return error_case(loss, id, error, inputs, options, source=source)
 
 
 def write(family: str) -> Path:
     module = importlib.import_module(f"golden.{family}")
     cases = list(module.cases())
-    ids = [(c["loss"], c["id"]) for c in cases]
-    duplicates = {i for i in ids if ids.count(i) > 1}
-    if duplicates:
-        raise SystemExit(f"{family}: duplicate case ids {sorted(duplicates)}")
-    path = CASES / f"{family}.json"
-    text = json.dumps({"family": family, "generator": f"conformance/golden/{family}.py",
-                       "torch": torch.__version__, "cases": cases}, allow_nan=True)
-    path.write_text(text + "\n", encoding="utf-8")
+    path = write_cases(CASES / f"{family}.json", cases, family=family,
+                       generator=f"conformance/golden/{family}.py", torch=torch.__version__)
     print(f"{path.relative_to(HERE.parent)}: {len(cases)} cases")
     return path
 

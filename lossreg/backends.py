@@ -7,104 +7,22 @@ library is imported only when its backend is used.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import importlib
-import importlib.util
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
-from importlib import metadata
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import array_api_compat as compat
 import numpy as np
 
+from .core import FLOATS, Backend, _version
 from .hookspecs import hookimpl
 
-FLOATS = ("float16", "bfloat16", "float32", "float64")
-
-
-class Backend:
-    """An array library as the conformance suite sees it. Subclass and override to add one.
-
-    ``name`` is what ``--backend`` takes and ``short`` heads its column in the matrix; ``module``
-    is imported to tell whether it is installed. Arrays are made from NumPy data (``asarray``)
-    on one of ``devices`` (the first is the default; ``"cuda:1"`` names a device of the kind
-    ``"cuda"``) and read back (``to_numpy``). ``value_and_grad`` is ``None`` for libraries
-    without automatic differentiation.
-    """
-
-    name: str = ""
-    short: str = ""
-    module: str = ""
-    dtypes: tuple[str, ...] = ("float32", "float64")
-    devices: tuple[str, ...] = ("cpu",)
-    lazy = False  # results stay unevaluated, so data-dependent checks yield NaN, not errors
-    kernels_of = ""  # the backend whose kernels apply to these arrays (default: this one)
-
-    def unavailable(self) -> str | None:
-        """Why this backend cannot run here, or ``None`` if it can."""
-        if importlib.util.find_spec(self.module) is None:
-            return f"{self.module} is not installed"
-        return None
-
-    def device_unavailable(self, device: str) -> str | None:
-        """Why arrays cannot be made on ``device`` here, or ``None`` (asked once available)."""
-        if device.partition(":")[0] not in {d.partition(":")[0] for d in self.devices}:
-            return f"{self.name} has no device {device!r} (it has {', '.join(self.devices)})"
-        return None
-
-    def device_name(self, device: str) -> str | None:
-        """The hardware behind ``device`` (a GPU's name), where there is more to say than its name."""
-        return None
-
-    def versions(self) -> dict[str, str]:
-        """The versions of the libraries this backend runs on, for reports."""
-        return {self.module: _version(self.module)} if self.module else {}
-
-    def xp(self, device: str | None = None) -> Any:
-        return compat.array_namespace(self.asarray(np.zeros(1), "float64", device or self.devices[0]))
-
-    def owns(self, x: Any) -> bool:
-        """Whether ``x`` is an array of this library (kernels are chosen by this)."""
-        return False
-
-    def asarray(self, data: np.ndarray, dtype: str, device: str) -> Any:
-        raise NotImplementedError
-
-    def to_numpy(self, x: Any) -> np.ndarray:
-        return np.asarray(x)
-
-    def call(self, function: Callable[..., Any], arrays: Sequence[Any], options: dict[str, Any]) -> Any:
-        """Run a loss; a backend may wrap this (under ``jax.jit``, say)."""
-        return function(*arrays, **options)
-
-    value_and_grad: Callable[..., tuple[Any, list[Any]]] | None = None
-
-    def release(self) -> None:
-        """Drop what running one loss's cases built up (compiled programs, caches); the runner
-        calls it after each loss, so that memory stays bounded over the whole suite."""
-
-    @property
-    def label(self) -> str:
-        return self.short or self.name
-
-    def __repr__(self) -> str:
-        return f"<lossreg backend {self.name}>"
-
-
-def _version(module: str) -> str:
-    """A module's version without importing it (when its distribution is known)."""
-    loaded = sys.modules.get(module)
-    if loaded is not None and isinstance(getattr(loaded, "__version__", None), str):
-        return loaded.__version__
-    for dist in metadata.packages_distributions().get(module, [module]):
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return "unknown"
+__all__ = ["Backend", "FLOATS", "NumPyBackend", "ArrayAPIStrictBackend", "TorchBackend", "JAXBackend",
+           "JAXJitBackend", "DaskBackend", "CuPyBackend", "BUILTIN", "to_numpy", "to_list"]
 
 
 def _split_device(device: str) -> tuple[str, int | None]:
@@ -225,33 +143,32 @@ class TorchBackend(Backend):
 _FAST_COMPILE = ("--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true")
 
 
-_jax_configured: list[bool] = []
+def fast_jax_compile_flags(current: str = "") -> str:
+    """``XLA_FLAGS`` with lossreg's fast-compile flags added to ``current`` (the caller's own win)."""
+    extra = [flag for flag in _FAST_COMPILE if flag.partition("=")[0] not in current]
+    return " ".join([current, *extra]).strip()
 
 
-def _configure_jax() -> None:
-    """Before JAX starts its CPU client: fast compiles; always: float64 (``jax_enable_x64``)."""
-    if _jax_configured:
-        return
-    if os.environ.get("LOSSREG_JAX_FAST_COMPILE", "1") != "0" and not _jax_started():
-        current = os.environ.get("XLA_FLAGS", "")
-        extra = [flag for flag in _FAST_COMPILE if flag.partition("=")[0] not in current]  # the user's own win
-        if extra:
-            os.environ["XLA_FLAGS"] = " ".join([current, *extra]).strip()
+def use_fast_jax_compile() -> bool:
+    """Set ``XLA_FLAGS`` for fast XLA compiles in this process, if JAX is not imported yet (the
+    flags are read once, when JAX starts) and ``LOSSREG_JAX_FAST_COMPILE`` is not ``0``.
+
+    Process-wide, so lossreg never calls it on import or lookup: only ``lossreg conformance``
+    (its own process), the conformance run's worker processes, and a test suite that asks (lossreg's
+    own conftest.py). Returns whether the flags were set.
+    """
+    if os.environ.get("LOSSREG_JAX_FAST_COMPILE", "1") == "0" or "jax" in sys.modules:
+        return False
+    os.environ["XLA_FLAGS"] = fast_jax_compile_flags(os.environ.get("XLA_FLAGS", ""))
+    return True
+
+
+@contextlib.contextmanager
+def _x64() -> Iterator[None]:
     import jax
 
-    jax.config.update("jax_enable_x64", True)
-    _jax_configured.append(True)
-
-
-def _jax_started() -> bool:
-    if "jax" not in sys.modules:
-        return False
-    try:
-        from jax._src import xla_bridge
-
-        return bool(xla_bridge._backends)
-    except (ImportError, AttributeError):  # a JAX that moved its internals: assume the worst
-        return True
+    with jax.enable_x64(True):  # thread-local and undone on exit, unlike jax.config.update
+        yield
 
 
 class JAXBackend(Backend):
@@ -268,11 +185,14 @@ class JAXBackend(Backend):
     devices = ("cpu", "cuda")
     lazy = True
 
-    def unavailable(self) -> str | None:
-        reason = super().unavailable()
-        if reason is None:
-            _configure_jax()
-        return reason
+    @property
+    def values_only(self) -> str:
+        return "" if self.value_and_grad is not None else \
+            "eager JAX checks values only; the jax_jit backend checks JAX's gradients (under jax.jit)"
+
+    def scope(self) -> contextlib.AbstractContextManager[None]:
+        """float64 (``jax_enable_x64``) within the block only: a run never changes the caller's JAX."""
+        return _x64()
 
     def device_unavailable(self, device: str) -> str | None:
         import jax
@@ -303,11 +223,15 @@ class JAXBackend(Backend):
         return compat.is_jax_array(x)
 
     def asarray(self, data: np.ndarray, dtype: str, device: str) -> Any:
-        _configure_jax()
         import jax
         import jax.numpy as jnp
 
-        return jax.device_put(jnp.asarray(data, dtype=getattr(jnp, dtype)), self._device(device))
+        with self.scope():
+            return jax.device_put(jnp.asarray(data, dtype=getattr(jnp, dtype)), self._device(device))
+
+    def call(self, function: Callable[..., Any], arrays: Sequence[Any], options: dict[str, Any]) -> Any:
+        with self.scope():
+            return function(*arrays, **options)
 
     def release(self) -> None:
         import jax
@@ -349,12 +273,14 @@ class JAXJitBackend(JAXBackend):
 
     def call(self, function: Callable[..., Any], arrays: Sequence[Any], options: dict[str, Any]) -> Any:
         static, traced = _split_options(options)
-        return _jitted(function, static, None)(list(arrays), traced)
+        with self.scope():
+            return _jitted(function, static, None)(list(arrays), traced)
 
     def value_and_grad(self, function: Callable[..., Any], arrays: Sequence[Any], wrt: Sequence[int],
                        options: dict[str, Any]) -> tuple[Any, list[Any]]:
         static, traced = _split_options(options)
-        value, grads = _jitted(function, static, tuple(wrt))(list(arrays), traced)
+        with self.scope():
+            value, grads = _jitted(function, static, tuple(wrt))(list(arrays), traced)
         return value, list(grads)
 
 
@@ -528,10 +454,7 @@ def to_numpy(x: Any) -> np.ndarray:
     """Read any registered library's array back into NumPy (used for configs and reports)."""
     from .registry import registry
 
-    for backend in registry().backends.values():
-        if backend.owns(x):
-            return backend.to_numpy(x)
-    return np.asarray(x)
+    return registry().to_numpy(x)
 
 
 def to_list(x: Any) -> Any:

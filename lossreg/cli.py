@@ -65,6 +65,9 @@ def cmd_new_plugin(args: argparse.Namespace) -> int:
 
 
 def cmd_conformance(args: argparse.Namespace) -> int:
+    from .backends import use_fast_jax_compile
+
+    use_fast_jax_compile()  # this process is the conformance run: fast XLA compiles, unless JAX is already up
     reg = registry()
     all_backends = args.backend.strip() == "all"
     wanted = [name for name in reg.backends if not reg.backends[name].unavailable()] if all_backends \
@@ -121,7 +124,35 @@ def cmd_conformance(args: argparse.Namespace) -> int:
     return 1 if conformance.summarize(outcomes)["failed"] else 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def cmd_docs(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import importlib.util
+
+    missing = [m for m in ("mkdocs", "material", "mkdocstrings", "matplotlib") if importlib.util.find_spec(m) is None]
+    if missing:
+        print(f"lossreg docs: {', '.join(missing)} not installed; install the docs extra: pip install 'lossreg[docs]'",
+              file=sys.stderr)
+        return 2
+    from . import docsite
+
+    docsite.use_plugins(args.plugins)
+    reports = Path(args.reports) if args.reports else None
+    if args.action == "serve":
+        print(f"lossreg docs: serving on http://{args.dev_addr} (Ctrl-C stops)", file=sys.stderr, flush=True)
+        docsite.serve(Path(args.out), reports, dev_addr=args.dev_addr, cli=build_parser())
+        return 0
+    try:
+        done = docsite.build(Path(args.out), reports, strict=not args.no_strict, cli=build_parser())
+    except docsite.BuildError as exc:
+        print(f"lossreg docs: {exc}", file=sys.stderr)
+        return 1
+    print(f"lossreg docs: {len(done.losses)} loss pages; site in {Path(args.out) / 'site'}")
+    return 0
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The ``lossreg`` argument parser (the site's CLI reference is generated from it)."""
     parser = argparse.ArgumentParser(prog="lossreg", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("list", help="registered losses, their classes, aliases and plugins")
@@ -156,7 +187,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     bench.add_arguments(p)
     p.set_defaults(run=lambda a: bench.run_from_args(a, command=" ".join(["lossreg", *(argv or sys.argv[1:])])))
-    args = parser.parse_args(argv)
+    p = sub.add_parser("docs", help="build or serve the documentation site (needs the docs extra)")
+    p.add_argument("action", choices=["build", "serve"], help="build: render the site; serve: build and serve it")
+    p.add_argument("--plugins", action="store_true",
+                   help="document every installed plugin's losses too (default: the built-in catalogue)")
+    p.add_argument("--out", default="build/docs", help="folder for the generated project and site/ (default build/docs)")
+    p.add_argument("--reports", default=None, metavar="DIR",
+                   help="conformance reports to show (default: the checkout's conformance/results)")
+    p.add_argument("--no-strict", action="store_true", help="build: let warnings pass (broken links, missing pages)")
+    p.add_argument("--dev-addr", default="127.0.0.1:8000", help="serve: address to serve on (default 127.0.0.1:8000)")
+    p.set_defaults(run=cmd_docs)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser(argv).parse_args(argv)
     try:
         return int(args.run(args))
     except LossError as error:  # a bad argument: its message says which and why, no traceback

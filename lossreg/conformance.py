@@ -20,19 +20,20 @@ restricted by its ``dtypes`` field.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import array_api_compat as compat
 import numpy as np
 
 from . import errors
-from .backends import Backend
+from .backends import use_fast_jax_compile
+from .core import Backend, Case, load_cases  # noqa: F401  (Case and load_cases: also their public home, lossreg.testing)
 from .registry import LossSpec, normalize, registry, use_kernels
 
 # Machine epsilon (the gap above 1.0) of each floating dtype the suite runs.
@@ -51,37 +52,6 @@ ULPS = {"float16": 2, "bfloat16": 2, "float32": 32, "float64": 256}
 # scale = max(1, max |want|): absolute errors are relative to the size of the array's values.
 TOLERANCES = {dtype: (ULPS[dtype] * eps, ULPS[dtype] * eps) for dtype, eps in EPS.items()}
 DTYPE_ABBREVIATIONS = {"float16": "f16", "bfloat16": "bf16", "float32": "f32", "float64": "f64"}
-
-
-@dataclass
-class Case:
-    """One reference case of one loss."""
-
-    loss: str
-    id: str
-    inputs: dict[str, Any]  # name -> {"data": nested list, "dtype": "float" | "int64" | ...}
-    options: dict[str, Any] = field(default_factory=dict)  # arrays as {"data", "dtype"}
-    expected: Any = None  # value (nested list or number); absent when the case expects an error
-    grads: dict[str, Any] = field(default_factory=dict)  # input -> d sum(loss) / d input
-    raises: str | None = None  # name of the lossreg exception the call must raise
-    dtypes: list[str] | None = None  # restrict to these run dtypes (values that need the range)
-    source: str = ""
-    plugin: str = ""
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], loss: str | None = None) -> Case:
-        data = dict(data)
-        data.setdefault("loss", loss)
-        known = {k: data.pop(k) for k in list(data) if k in cls.__dataclass_fields__}
-        if data:
-            raise ValueError(f"case {known.get('id')!r}: unknown fields {sorted(data)}")
-        return cls(**known)
-
-
-def load_cases(path: str | Path) -> list[Case]:
-    """Read a JSON case file: ``{"loss": name, "cases": [...]}`` (a case may name its own loss)."""
-    content = json.loads(Path(path).read_text(encoding="utf-8"))
-    return [Case.from_dict(case, content.get("loss")) for case in content["cases"]]
 
 
 @dataclass
@@ -215,20 +185,24 @@ class References:
         key = (id(case), ref.name)
         if key not in self._checked:
             value, grads = _evaluate(case, spec, ref, device, {})
-            rtol, atol = TOLERANCES["float64"]
-            problem = None
-            try:
-                ratio = _error_ratio(value, np.asarray(case.expected, dtype="float64"), rtol, atol)
-                for name, grad in grads.items():
-                    ratio = max(ratio, _error_ratio(grad, np.asarray(case.grads[name], dtype="float64"), rtol, atol))
-                if ratio > 1:
-                    problem = f"off by {ratio:.3g}× the float64 tolerance"
-            except AssertionError as exc:
-                problem = str(exc)
-            self._checked[key] = problem
+            parts = [("value", value, case.expected)] + [(f"gradient of {name}", grad, case.grads[name])
+                                                         for name, grad in grads.items()]
+            self._checked[key] = "; ".join(filter(None, (_disagreement(got, want) and f"{what}: {_disagreement(got, want)}"
+                                                         for what, got, want in parts))) or None
         if self._checked[key]:
-            raise AssertionError(f"the float64 reference ({ref.name}) disagrees with the golden answer at the "
-                                 f"case's inputs, so lower precisions cannot be judged: {self._checked[key]}")
+            # Named by part ("gradient of input: ..."), so that a wrong golden gradient reads as one.
+            raise AssertionError(f"{self._checked[key]} (the float64 reference, {ref.name}, disagrees with the golden "
+                                 "answer at the case's inputs, so lower precisions cannot be judged)")
+
+
+def _disagreement(got: np.ndarray, want: Any) -> str:
+    """Why ``got`` fails the float64 tolerance against ``want``, or ""."""
+    rtol, atol = TOLERANCES["float64"]
+    try:
+        ratio = _error_ratio(got, np.asarray(want, dtype="float64"), rtol, atol)
+    except AssertionError as exc:
+        return str(exc)
+    return f"off by {ratio:.3g}× the float64 tolerance" if ratio > 1 else ""
 
 
 def _evaluate(case: Case, spec: LossSpec, ref: Backend, device: str,
@@ -271,7 +245,7 @@ def check_case(case: Case, spec: LossSpec, function: Any, backend: Backend, dtyp
             return 0.0  # lazy arrays cannot raise on data; invalid values come out as NaN
         raise AssertionError(f"returned {value!r}; expected {case.raises}")
     want = np.asarray(case.expected, dtype="float64")
-    want_grads = {name: np.asarray(g, dtype="float64") for name, g in case.grads.items()}
+    want_grads: dict[str, np.ndarray | None] = {name: np.asarray(g, dtype="float64") for name, g in case.grads.items()}
     if dtype != "float64":
         held = _floats(backend, case, names, arrays, options)
         for name, values in held.items():
@@ -294,10 +268,11 @@ def check_case(case: Case, spec: LossSpec, function: Any, backend: Backend, dtyp
     worst = _error_ratio(got, want, rtol, atol)
     for i, grad in zip(wrt, grads):
         name = names[i]
-        if want_grads[name] is None:  # the reference backend cannot differentiate
+        wanted = want_grads[name]
+        if wanted is None:  # the reference backend cannot differentiate
             continue
         try:
-            ratio = _error_ratio(backend.to_numpy(grad), want_grads[name], rtol, atol)
+            ratio = _error_ratio(backend.to_numpy(grad), wanted, rtol, atol)
         except AssertionError as exc:
             raise AssertionError(f"gradient of {name}: {exc}") from None
         if ratio > 1:
@@ -377,35 +352,45 @@ def run(backends: Sequence[str | Backend], dtypes: Sequence[str] = ("float32", "
         reason = backend.unavailable() or backend.device_unavailable(dev)
         if reason is None:
             try:
-                backend.asarray(np.zeros(1), "float32", dev)
+                with backend.scope():
+                    backend.asarray(np.zeros(1), "float32", dev)
             except Exception as exc:
                 reason = f"cannot make arrays on {dev}: {type(exc).__name__}: {exc}"
         start = time.perf_counter()
-        per_loss: list[list[Outcome]] = []
-        # Loss by loss (each in every dtype), so that progress can be reported as each finishes;
-        # the outcomes are then ordered by dtype, as before.
-        for spec in specs:
-            kernels = reg.kernels.get((spec.name, backend.kernels_of or backend.name), [])
-            paths = [("portable", spec.function)] + [(f"kernel:{k.name}", k.function) for k in kernels]
-            all_cases = cases_for(spec, reg.cases)
-            cases = select_cases(all_cases, _limit(max_cases, backend.name))
-            found: list[Outcome] = []
-            for dtype in dtypes:
-                why = reason or (None if dtype in backend.dtypes else f"{backend.name} has no {dtype}")
-                for path, function in paths:
-                    base = Outcome(spec.name, spec.plugin, backend.name, dtype, dev, path, "unsupported",
-                                   total=len(all_cases), reason=why or "")
-                    found.append(base if why else _run_path(base, spec, function, backend, cases, references))
+        with contextlib.ExitStack() as scope:
             if reason is None:
-                backend.release()
-            per_loss.append(found)
-            if step is not None:
-                step(backend.name, dev, spec.name, found)
-        for dtype in dtypes:
-            outcomes += [o for found in per_loss for o in found if o.dtype == dtype]
+                scope.enter_context(backend.scope())  # e.g. JAX's float64, for this run only
+            outcomes += _run_backend(backend, reason, dev, dtypes, specs, max_cases, references, step)
         if progress is not None:
             progress(backend.name, dev, time.perf_counter() - start)
     return outcomes
+
+
+def _run_backend(backend: Backend, reason: str | None, dev: str, dtypes: Sequence[str], specs: list[LossSpec],
+                 max_cases: int | dict[str, int] | None, references: References,
+                 step: Callable[[str, str, str, list[Outcome]], None] | None = None) -> list[Outcome]:
+    reg = registry()
+    per_loss: list[list[Outcome]] = []
+    # Loss by loss (each in every dtype), so that progress can be reported as each finishes;
+    # the outcomes are then ordered by dtype, as before.
+    for spec in specs:
+        kernels = reg.kernels.get((spec.name, backend.kernels_of or backend.name), [])
+        paths = [("portable", spec.function)] + [(f"kernel:{k.name}", k.function) for k in kernels]
+        all_cases = cases_for(spec, reg.cases)
+        cases = select_cases(all_cases, _limit(max_cases, backend.name))
+        found: list[Outcome] = []
+        for dtype in dtypes:
+            why = reason or (None if dtype in backend.dtypes else f"{backend.name} has no {dtype}")
+            for path, function in paths:
+                base = Outcome(spec.name, spec.plugin, backend.name, dtype, dev, path, "unsupported",
+                               total=len(all_cases), reason=why or "")
+                found.append(base if why else _run_path(base, spec, function, backend, cases, references))
+        if reason is None:
+            backend.release()
+        per_loss.append(found)
+        if step is not None:
+            step(backend.name, dev, spec.name, found)
+    return [o for dtype in dtypes for found in per_loss for o in found if o.dtype == dtype]
 
 
 def _limit(max_cases: int | dict[str, int] | None, backend: str) -> int | None:
@@ -439,7 +424,8 @@ def _run_parallel(backends: Sequence[str | Backend], dtypes: Sequence[str], devi
     pending = {_backend_name(b): sum(_backend_name(t[0]) == _backend_name(b) for t in tasks) for b in backends}
     results: dict[tuple[str, str], list[Outcome]] = {}
     # "spawn": JAX and torch threads do not survive a fork.
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=use_fast_jax_compile) as pool:
         futures = {pool.submit(_run_task, task): task for task in tasks}
         for future in as_completed(futures):
             backend, _, _, loss, _ = futures[future]
@@ -607,6 +593,14 @@ def matrix(outcomes: Sequence[Outcome], seconds: dict[str, float] | None = None)
                   "FAIL: see below; -: unsupported; n/a: no case applies to the dtype"]
     for reason, columns in unsupported.items():
         lines.append(f"unsupported  {', '.join(columns)}: {reason}")
+    ran = {o.backend for o in outcomes if o.status != "unsupported"}
+    known = registry().backends
+    why_not: dict[str, list[str]] = {}
+    for name in ran:
+        if name in known and known[name].values_only:
+            why_not.setdefault(known[name].values_only, []).append(name)
+    if why_not:
+        lines.append("gradients    not checked on " + "; ".join(f"{', '.join(names)} ({why})" for why, names in why_not.items()))
     applicable: dict[tuple[str, str], dict[str, int]] = {}
     for o in outcomes:
         for note, count in o.notes.items():

@@ -6,6 +6,10 @@ given, and subclasses the builtin a caller would catch anyway (``ValueError`` or
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
+
 __all__ = [
     "LossError",
     "LossValueError",
@@ -13,6 +17,7 @@ __all__ = [
     "UnknownLossError",
     "UnsupportedError",
     "PluginError",
+    "DefinitionError",
     "LossregPluginWarning",
 ]
 
@@ -53,5 +58,20 @@ class PluginError(LossError):
     """A plugin failed to load, raised in a hook or returned something malformed."""
 
 
+class DefinitionError(LossError, TypeError):
+    """A function given to ``define_loss`` is not a well-formed loss; the message names it and the fix."""
+
+
 class LossregPluginWarning(UserWarning):
     """Warns that a plugin was skipped; the rest of lossreg keeps working."""
+
+
+def warn_plugin(plugin: str, fault: str) -> None:
+    """Warn, with a :class:`LossregPluginWarning`, that ``plugin`` has ``fault``.
+
+    The warning points at the caller's line (the ``lossreg.get`` that loaded plugins), not at lossreg's.
+    """
+    here, frame, level = os.path.dirname(__file__) + os.sep, sys._getframe(1), 2
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(here):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(f"lossreg plugin '{plugin}': {fault}", LossregPluginWarning, stacklevel=level)

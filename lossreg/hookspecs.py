@@ -19,9 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from .backends import Backend
-    from .conformance import Case
-    from .registry import Kernel, LossSpec
+    from .core import Backend, Case, Kernel, LossSpec
 
 hookspec = pluggy.HookspecMarker("lossreg")
 hookimpl = pluggy.HookimplMarker("lossreg")
@@ -48,7 +46,7 @@ def lossreg_kernels() -> Iterable[Kernel]:
 
 @hookspec
 def lossreg_cases() -> Iterable[Case | str | Path]:
-    """Conformance cases: :class:`lossreg.conformance.Case` objects or paths to JSON case files."""
+    """Conformance cases: :class:`lossreg.testing.Case` objects or paths to JSON case files."""
 
 
 @hookspec

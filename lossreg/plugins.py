@@ -19,23 +19,26 @@ sets the import time above which a plugin is reported as slow.
 from __future__ import annotations
 
 import difflib
+import importlib
 import importlib.metadata
 import os
 import re
-import sys
 import time
-import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pluggy
 
 from . import hookspecs
-from .errors import LossregPluginWarning
+from .core import PluginInfo
+from .errors import warn_plugin
+from .registry import Registry, set_loader
 
 GROUP = "lossreg"
 BUILTIN = "lossreg"
+# The built-in plugins, by import string (as llm registers its own): discovery imports them when it
+# loads, so that this layer never imports the catalogue, kernels or backends above it.
+BUILTIN_PLUGINS = ("lossreg.losses", "lossreg.kernels", "lossreg.backends")
 HOOKS = tuple(name for name in vars(hookspecs) if name.startswith("lossreg_"))
 
 
@@ -45,20 +48,6 @@ def slow_import_s() -> float:
         return float(os.environ.get("LOSSREG_SLOW_IMPORT_S", "1.0"))
     except ValueError:
         return 1.0
-
-
-@dataclass
-class PluginInfo:
-    """What ``lossreg plugins`` shows of one plugin."""
-
-    name: str
-    distribution: str | None = None
-    version: str | None = None
-    entry_point: str | None = None  # "module" or "module:object"
-    import_s: float = 0.0
-    registered: dict[str, list[str]] = field(default_factory=dict)  # what -> item names
-    faults: list[str] = field(default_factory=list)
-    status: str = "loaded"  # loaded | failed | blocked | disabled | missing
 
 
 def _canonical(name: str) -> str:
@@ -72,12 +61,7 @@ def _env_list(name: str) -> dict[str, str] | None:
     return None if value is None else {_canonical(item): item for item in items}
 
 
-def _warn(plugin: str, fault: str) -> None:
-    # Point the warning at the caller's line (the lossreg.get that loaded plugins), not at lossreg's.
-    here, frame, level = os.path.dirname(__file__) + os.sep, sys._getframe(1), 2
-    while frame.f_back is not None and frame.f_code.co_filename.startswith(here):
-        frame, level = frame.f_back, level + 1
-    warnings.warn(f"lossreg plugin '{plugin}': {fault}", LossregPluginWarning, stacklevel=level)
+_warn = warn_plugin  # the name older code imported
 
 
 def _fault(info: PluginInfo, fault: str) -> None:
@@ -92,14 +76,12 @@ def _fail(info: PluginInfo, fault: str) -> None:
 
 def make_manager(extra: list[tuple[str, Any]]) -> tuple[pluggy.PluginManager, dict[str, PluginInfo]]:
     """A plugin manager holding the built-ins, the allowed entry points and ``extra`` plugins."""
-    from . import backends, kernels, losses  # noqa: I001  (submodules, never lossreg.__getattr__)
-
     pm = pluggy.PluginManager(GROUP)
     pm.add_hookspecs(hookspecs)
     infos: dict[str, PluginInfo] = {}
     version = importlib.metadata.version("lossreg") if _installed("lossreg") else None
-    for module in (losses, kernels, backends):
-        pm.register(module, name=f"{BUILTIN}:{module.__name__.rsplit('.', 1)[-1]}")
+    for name in BUILTIN_PLUGINS:
+        pm.register(importlib.import_module(name), name=f"{BUILTIN}:{name.rsplit('.', 1)[-1]}")
     infos[BUILTIN] = PluginInfo(BUILTIN, "lossreg", version, "lossreg.losses")
 
     autoload = os.environ.get("LOSSREG_DISABLE_PLUGIN_AUTOLOAD", "").strip().lower() in ("", "0", "false", "no")
@@ -122,7 +104,7 @@ def make_manager(extra: list[tuple[str, Any]]) -> tuple[pluggy.PluginManager, di
             info.status = "blocked"
         else:
             _load(pm, info, ep)
-    for name in sorted(allowed[key] for key in (allowed or {}).keys() - seen) if autoload else ():
+    for name in sorted((allowed or {})[key] for key in (allowed or {}).keys() - seen) if autoload else ():
         infos[name] = PluginInfo(name, status="missing")
         _fault(infos[name], "named in LOSSREG_PLUGINS, but no installed package provides a lossreg plugin of "
                             "that name (entry point or distribution)")
@@ -198,3 +180,23 @@ def call_each(pm: pluggy.PluginManager, hook: str, infos: dict[str, PluginInfo])
             continue
         for item in items:
             yield name, item
+
+
+def load(extra: list[tuple[str, Any]]) -> Registry:
+    """A registry filled by every plugin's hooks: losses first, then kernels (which name losses),
+    backends, and cases. Installed as the registry's loader when this module is imported."""
+    pm, infos = make_manager(extra)
+    reg = Registry(pm, infos)
+    for plugin, item in call_each(pm, "lossreg_losses", infos):
+        reg.add_spec(plugin, item)
+    for plugin, item in call_each(pm, "lossreg_kernels", infos):
+        reg.add_kernel(plugin, item)
+    for plugin, item in call_each(pm, "lossreg_backends", infos):
+        reg.add_backend(plugin, item)
+    reg.drop_orphan_kernels()
+    for plugin, item in call_each(pm, "lossreg_cases", infos):
+        reg.add_cases(plugin, item)
+    return reg
+
+
+set_loader(load)

@@ -1,37 +1,55 @@
-"""lossreg's pytest plugin (entry point ``pytest11``): what a loss or plugin author tests with.
+"""lossreg's pytest plugin: what a loss or plugin author tests with. Opt-in, and namespaced.
 
-    pytest --backend numpy,torch
+Installing lossreg changes no pytest session. A project asks for the plugin in its top-level
+``conftest.py``::
 
-- ``--backend`` (comma-separated, default ``numpy,array_api_strict,torch``; ``all`` for every
-  registered backend) and ``--lossreg-device``;
-- fixtures ``backend`` (the :class:`~lossreg.backends.Backend` under test: a test that takes it,
-  or ``xp``, runs once per backend and is skipped where that library is not installed),
-  ``device`` and ``xp`` (the backend's array namespace);
-- :func:`check_conformance`, and the fixture ``lossreg_conformance`` (the same, on the backends
-  and device given on the command line): runs the conformance suite on a plugin's losses and
-  cases and fails the test with the matrix::
+    pytest_plugins = ["lossreg.pytest_plugin"]
+
+(or with ``-p lossreg.pytest_plugin`` on the command line or in ``addopts``). Then:
+
+- options ``--lossreg-backend`` (comma-separated, default ``numpy,array_api_strict,torch``;
+  ``all`` for every registered backend) and ``--lossreg-device``;
+- fixtures ``lossreg_backend`` (the :class:`~lossreg.testing.Backend` under test: a test that
+  takes it, or ``lossreg_xp`` / ``lossreg_device``, runs once per backend and is skipped where
+  that library is not installed), ``lossreg_device`` and ``lossreg_xp`` (the backend's array
+  namespace);
+- the marker ``@pytest.mark.lossreg(backends=["numpy", "torch"])``, which restricts one test to
+  those of the chosen backends;
+- the fixture ``lossreg_conformance``: :func:`lossreg.testing.check_conformance` on the backends
+  and device of the command line, which fails the test with the matrix::
 
       def test_conformance(lossreg_conformance):
           lossreg_conformance(plugin="focal")       # or losses=["focal_loss"]
+
+Nothing else: no option or fixture outside the ``lossreg`` namespace, so a project's own
+``--backend`` option or ``xp`` fixture is untouched.
 """
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
 
-DEFAULT_BACKENDS = "numpy,array_api_strict,torch"
+from .testing import DEFAULT_BACKENDS, check_conformance
+
+__all__ = ["check_conformance", "DEFAULT_BACKENDS"]
+
+_FIXTURES = ("lossreg_backend", "lossreg_device", "lossreg_xp")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("lossreg")
-    group.addoption("--backend", default=DEFAULT_BACKENDS,
-                    help="comma-separated lossreg backends to run array tests on, or 'all' "
-                         f"(default {DEFAULT_BACKENDS})")
+    group.addoption("--lossreg-backend", default=DEFAULT_BACKENDS,
+                    help="comma-separated lossreg backends for the lossreg_backend / lossreg_xp fixtures, or "
+                         f"'all' (default {DEFAULT_BACKENDS})")
     group.addoption("--lossreg-device", default=None, help="device for the backends (default: each one's first)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "lossreg(backends=None): run this test's lossreg_backend / lossreg_xp "
+                                       "only on these of the --lossreg-backend backends")
 
 
 def _split(value: str) -> list[str]:
@@ -39,7 +57,7 @@ def _split(value: str) -> list[str]:
 
 
 def _backend_names(config: pytest.Config) -> list[str]:
-    value = config.getoption("--backend")
+    value = config.getoption("--lossreg-backend")
     if value.strip() == "all":
         from .registry import registry
 
@@ -48,102 +66,46 @@ def _backend_names(config: pytest.Config) -> list[str]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "backend" in metafunc.fixturenames or "xp" in metafunc.fixturenames:
-        metafunc.parametrize("backend_name", _backend_names(metafunc.config), scope="session")
+    if not any(name in metafunc.fixturenames for name in _FIXTURES):
+        return
+    names = _backend_names(metafunc.config)
+    marker = metafunc.definition.get_closest_marker("lossreg")
+    only = marker.kwargs.get("backends") if marker is not None else None
+    if only is not None:
+        names = [n for n in names if n in only]
+    metafunc.parametrize("lossreg_backend_name", names, scope="session")
 
 
 @pytest.fixture(scope="session")
-def backend(backend_name: str) -> Any:
-    """The :class:`lossreg.backends.Backend` under test; skipped (saying why) if unavailable here."""
+def lossreg_backend(lossreg_backend_name: str) -> Iterator[Any]:
+    """The :class:`lossreg.testing.Backend` under test; skipped (saying why) if unavailable here."""
     from .registry import registry
 
-    found = registry().backends.get(backend_name)
+    found = registry().backends.get(lossreg_backend_name)
     if found is None:
-        pytest.fail(f"unknown backend {backend_name!r}; known: {', '.join(registry().backends)}")
+        pytest.fail(f"unknown backend {lossreg_backend_name!r}; known: {', '.join(registry().backends)}")
     reason = found.unavailable()
     if reason:
-        pytest.skip(f"backend {backend_name} unavailable: {reason}")
-    return found
+        pytest.skip(f"backend {lossreg_backend_name} unavailable: {reason}")
+    with found.scope():  # what the library needs (JAX's float64) holds for these tests only
+        yield found
 
 
 @pytest.fixture(scope="session")
-def device(backend: Any, request: pytest.FixtureRequest) -> str:
-    return request.config.getoption("--lossreg-device") or backend.devices[0]
+def lossreg_device(lossreg_backend: Any, request: pytest.FixtureRequest) -> str:
+    """The device of ``--lossreg-device``, or the backend's default one."""
+    return request.config.getoption("--lossreg-device") or lossreg_backend.devices[0]
 
 
 @pytest.fixture(scope="session")
-def xp(backend: Any, device: str) -> Any:
+def lossreg_xp(lossreg_backend: Any, lossreg_device: str) -> Any:
     """The array namespace (array-api-compat's) of the backend under test."""
-    import array_api_compat
-    import numpy as np
-
-    return array_api_compat.array_namespace(backend.asarray(np.zeros(1), "float64", device))
-
-
-def check_conformance(losses: Sequence[str] | None = None, *, plugin: str | None = None,
-                      backends: Sequence[str] | str = DEFAULT_BACKENDS,
-                      dtypes: Sequence[str] = ("float32", "float64"), device: str | None = None) -> list[Any]:
-    """Run the conformance suite on ``losses`` (default: every loss ``plugin`` registered) and fail
-    the calling test with the matrix if any case fails.
-
-    ``plugin`` must be loaded without faults (a failed import, a hook that raised, a name it
-    could not register all fail the test, saying why); a slow import only warns. Backends whose
-    library is not installed are skipped; if none could run, the test is skipped. Returns the
-    :class:`lossreg.conformance.Outcome` list.
-    """
-    from . import conformance
-    from .errors import LossregPluginWarning
-    from .registry import registry
-
-    reg = registry()
-    if plugin is not None:
-        info = reg.plugins.get(plugin)
-        if info is None:
-            known = ", ".join(n for n in reg.plugins if n != "lossreg") or "none"
-            pytest.fail(f"no lossreg plugin named {plugin!r} is loaded (plugins: {known}); is its package "
-                        "installed, e.g. with `pip install -e .`, and is the entry point in the group 'lossreg'?",
-                        pytrace=False)
-        faults = [f for f in info.faults if not f.startswith("slow import")]
-        if info.status != "loaded" or faults:
-            pytest.fail(f"lossreg plugin {plugin!r} is {info.status}: " + "; ".join(faults or info.faults),
-                        pytrace=False)
-        for fault in info.faults:
-            warnings.warn(f"lossreg plugin '{plugin}': {fault}", LossregPluginWarning, stacklevel=2)
-        if losses is None:
-            losses = [spec.name for spec in reg.specs.values() if spec.plugin == plugin]
-            if not losses:
-                pytest.fail(f"lossreg plugin {plugin!r} registered no losses", pytrace=False)
-    if losses is not None:
-        missing = [name for name in losses if not _known(reg, name)]
-        if missing:
-            pytest.fail(f"no loss named {', '.join(map(repr, missing))} is registered; is the plugin that "
-                        "defines it installed (`pip install -e .`)?", pytrace=False)
-    names = _split(backends) if isinstance(backends, str) else list(backends)
-    unknown = [b for b in names if b not in reg.backends]
-    if unknown:
-        pytest.fail(f"unknown backend {', '.join(unknown)}; known: {', '.join(reg.backends)}", pytrace=False)
-    skipped = {b: why for b in names if (why := reg.backends[b].unavailable())}
-    outcomes = conformance.run([b for b in names if b not in skipped], dtypes, device, losses)
-    report = conformance.matrix(outcomes) + "".join(f"\nnot run: {b}: {why}" for b, why in skipped.items())
-    counts = conformance.summarize(outcomes)
-    if counts["failed"]:
-        pytest.fail("lossreg conformance failed\n" + report, pytrace=False)
-    if not counts["passed"]:
-        pytest.skip("no backend could run the conformance suite:\n" + report)
-    return outcomes
-
-
-def _known(reg: Any, name: str) -> bool:
-    try:
-        reg.lookup(name)
-    except Exception:
-        return False
-    return True
+    return lossreg_backend.xp(lossreg_device)
 
 
 @pytest.fixture
 def lossreg_conformance(request: pytest.FixtureRequest) -> Callable[..., list[Any]]:
-    """:func:`check_conformance` on the backends of ``--backend`` and the device of ``--lossreg-device``."""
+    """:func:`check_conformance` on the backends of ``--lossreg-backend`` and the device of ``--lossreg-device``."""
     chosen, device = _backend_names(request.config), request.config.getoption("--lossreg-device")
 
     def check(losses: Sequence[str] | None = None, *, plugin: str | None = None,

@@ -9,95 +9,60 @@ form (which picks a kernel when one is registered for the caller's array library
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import difflib
 import functools
 import inspect
 import json
 import os
-import re
+import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+import types
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from .errors import LossTypeError, LossValueError, PluginError, UnknownLossError
+from . import toolkit
+from .core import Kernel, LossSpec, PluginInfo, normalize
+from .errors import DefinitionError, LossTypeError, LossValueError, PluginError, UnknownLossError, warn_plugin
+from .toolkit import Setting
 
 __all__ = [
     "LossSpec", "Kernel", "Loss", "define_loss", "get", "spec", "names", "from_config",
-    "use_kernels", "kernels_enabled", "register_plugin", "reload", "registry",
+    "use_kernels", "kernels_enabled", "register_plugin", "unregister_plugin", "reload", "registry", "normalize",
 ]
 
 
-def normalize(name: str) -> str:
-    """Names compare case-, '_'-, '-'- and space-insensitively: MSELoss == mse_loss == "MSE-Loss"."""
-    return re.sub(r"[\s_\-]", "", name).lower()
+_kernels_on = Setting(True)
 
 
-@dataclass(frozen=True)
-class LossSpec:
-    """Everything the registry knows of one loss; built by :func:`define_loss`."""
+def read_environment() -> None:
+    """Take ``LOSSREG_KERNELS`` and ``LOSSREG_VALUE_CHECKS`` from the environment.
 
-    name: str
-    function: Callable[..., Any]  # the portable definition
-    class_name: str
-    aliases: tuple[str, ...] = ()
-    inputs: tuple[str, ...] = ()  # positional array arguments, in torch.nn.functional order
-    options: dict[str, Any] = field(default_factory=dict)  # keyword-only options and defaults
-    array_options: tuple[str, ...] = ()  # options that hold arrays (e.g. weight)
-    differentiable: tuple[str, ...] = ("input",)
-    reference: str = ""  # what torch (or a paper) calls it
-    replace: bool = False  # may take over a name another plugin registered
-    plugin: str = ""  # filled in on registration
-
-    @property
-    def summary(self) -> str:
-        return (inspect.getdoc(self.function) or "").partition("\n")[0]
-
-    @property
-    def all_names(self) -> tuple[str, ...]:
-        return (self.name, self.class_name, *self.aliases)
-
-
-@dataclass(frozen=True)
-class Kernel:
-    """A faster implementation of the registered loss ``loss`` for one ``backend``.
-
-    ``function`` takes the same arguments as the portable definition and must agree with it;
-    it may return ``NotImplemented`` to hand a call back to the portable path.
+    Done when lossreg is imported and again by :func:`reload`: setting either variable later
+    takes effect at the next ``lossreg.reload()``. Reading them then, not at every call, keeps
+    the call path to a global lookup and lets ``torch.compile`` trace it.
     """
-
-    loss: str
-    backend: str
-    function: Callable[..., Any]
-    name: str = ""
-    plugin: str = ""
+    _kernels_on.default = os.environ.get("LOSSREG_KERNELS", "1") != "0"
+    toolkit.read_environment()
 
 
-_kernels_on: contextvars.ContextVar[bool | None] = contextvars.ContextVar("lossreg_kernels", default=None)
+read_environment()
 
 
 def kernels_enabled() -> bool:
     """Kernels are on unless ``use_kernels(False)`` is in effect or ``LOSSREG_KERNELS=0``."""
-    on = _kernels_on.get()
-    return os.environ.get("LOSSREG_KERNELS", "1") != "0" if on is None else on
+    return _kernels_on.get()  # type: ignore[no-any-return]
 
 
-@contextlib.contextmanager
-def use_kernels(enabled: bool = True) -> Iterator[None]:
-    """Within this block (thread- and task-local), use registered kernels or only portable code."""
-    token = _kernels_on.set(enabled)
-    try:
-        yield
-    finally:
-        _kernels_on.reset(token)
+def use_kernels(enabled: bool = True) -> contextlib.AbstractContextManager[None]:
+    """Within this block (thread-local), use registered kernels or only portable code."""
+    return _kernels_on.override(bool(enabled))
 
 
 def define_loss(
     *,
     class_name: str,
     aliases: Sequence[str] = (),
-    differentiable: Sequence[str] = ("input",),
+    differentiable: Sequence[str] | None = None,
     array_options: Sequence[str] = (),
     reference: str = "",
     name: str | None = None,
@@ -105,17 +70,30 @@ def define_loss(
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare a pure array-API function as a loss.
 
-    Arrays are the function's positional-only parameters; options are its keyword-only ones,
-    with defaults. Returns the functional form: it calls a registered kernel for the caller's
-    array library when there is one (see :func:`use_kernels`), else the function itself,
-    which stays reachable as ``.portable``; ``.spec`` is the :class:`LossSpec`.
+    Arrays are the function's positional-only parameters (before ``/``); options are its
+    keyword-only ones (after ``*``), each with a default. Returns the functional form: it calls
+    a registered kernel for the caller's array library when there is one (see
+    :func:`use_kernels`), else the function itself, which stays reachable as ``.portable``;
+    ``.spec`` is the :class:`LossSpec`.
+
+    ``differentiable`` names the arguments whose gradient the loss defines: arrays, and options
+    that may be arrays or traced values (a learned option as a ``requires_grad`` tensor, or an
+    option traced under ``jax.jit``); such options are array options, as are those named in
+    ``array_options`` (e.g. ``weight``). A malformed definition (no ``/`` or no ``*``, an option
+    without a default, ``*args`` or ``**kwargs``, an unknown name in ``differentiable`` or
+    ``array_options``) raises :class:`~lossreg.errors.DefinitionError` naming the function and the fix.
     """
 
     if isinstance(aliases, str):  # tuple("mse") would register "m", "s" and "e"
         raise TypeError(f"define_loss: aliases must be a sequence of names, not the string {aliases!r}")
 
     def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+        # The default: the argument named "input", if there is one.
+        wrt = tuple(p for p in inspect.signature(function).parameters if p == "input") if differentiable is None \
+            else tuple(differentiable)
+        check_definition(function, wrt, array_options)
         params = inspect.signature(function).parameters.values()
+        options = [p.name for p in params if p.kind is p.KEYWORD_ONLY]
         spec = LossSpec(
             name=name or function.__name__,
             function=function,
@@ -123,33 +101,33 @@ def define_loss(
             aliases=tuple(aliases),
             inputs=tuple(p.name for p in params if p.kind is p.POSITIONAL_ONLY),
             options={p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY},
-            array_options=tuple(array_options),
-            differentiable=tuple(differentiable),
+            array_options=tuple(dict.fromkeys([*array_options, *(d for d in wrt if d in options)])),
+            differentiable=wrt,
             reference=reference,
             replace=replace,
         )
         loss_name = spec.name
 
-        # The hot path of every call, kept to a few dict lookups: os.environ.get costs about 1 µs
-        # when the variable is unset (it raises KeyError inside), so read its bytes dict directly.
-        environ = getattr(os.environ, "_data", None) if os.name == "posix" else None
-        missing = object()
+        # The hot path of every call: a few dict and attribute lookups, nothing that torch.compile
+        # cannot trace (no ContextVar, no os.environ: see read_environment).
+        missing: Any = object()
 
         @functools.wraps(function)
         def dispatch(*arrays: Any, **options: Any) -> Any:
-            if arrays:
-                on = _kernels_on.get()
-                if on is None:
-                    on = environ.get(b"LOSSREG_KERNELS", b"1") != b"0" if environ is not None else kernels_enabled()
-                if on:
+            if arrays and (_kernels_on.get() if _kernels_on.active else _kernels_on.default):
+                if _compiling():
+                    # Chosen afresh from the loaded tables: a read of the cache would make Dynamo
+                    # guard on it, and recompile whenever another loss or array type filled it.
+                    kernel = _registry.choose_kernel(loss_name, arrays[0])  # type: ignore[union-attr]
+                else:
                     reg = _registry or registry()
                     kernel = reg._kernel_cache.get((loss_name, type(arrays[0])), missing)
                     if kernel is missing:
                         kernel = reg.kernel_for(loss_name, arrays[0])
-                    if kernel is not None:
-                        result = kernel(*arrays, **options)
-                        if result is not NotImplemented:
-                            return result
+                if kernel is not None:
+                    result = kernel(*arrays, **options)
+                    if result is not NotImplemented:
+                        return result
             return function(*arrays, **options)
 
         dispatch.spec = spec  # type: ignore[attr-defined]
@@ -157,6 +135,57 @@ def define_loss(
         return dispatch
 
     return decorate
+
+
+def check_definition(function: Callable[..., Any], differentiable: Sequence[str] = (),
+                     array_options: Sequence[str] = ()) -> None:
+    """Raise :class:`DefinitionError` if ``function`` is not a well-formed loss: arrays positional-only
+    (before ``/``), options keyword-only (after ``*``) with defaults, no ``*args``/``**kwargs``,
+    and ``differentiable`` / ``array_options`` naming its arguments / options."""
+    name = getattr(function, "__name__", repr(function))
+    try:
+        params = list(inspect.signature(function).parameters.values())
+    except (TypeError, ValueError) as exc:
+        raise DefinitionError(f"define_loss: {name} has no inspectable signature ({exc})") from None
+    shown = f"{name}{inspect.signature(function)}"
+    arrays = [p.name for p in params if p.kind is p.POSITIONAL_ONLY]
+    options = [p for p in params if p.kind is p.KEYWORD_ONLY]
+    loose = [p for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
+
+    def fix(problem: str, how: str) -> DefinitionError:
+        return DefinitionError(f"define_loss: {shown}: {problem}; {how}")
+
+    for p in params:
+        if p.kind is p.VAR_POSITIONAL:
+            raise fix(f"*{p.name} is not allowed (a loss takes a fixed set of arrays)",
+                      "list the arrays before '/', e.g. def loss(input, target, /, *, reduction='mean')")
+        if p.kind is p.VAR_KEYWORD:
+            raise fix(f"**{p.name} is not allowed (options are declared, so that class forms, configs and "
+                      "lookups know them)", "list each option after '*' with its default")
+    if loose:  # '/' or '*' forgotten: show the signature with both in place
+        fixed = inspect.Signature([p.replace(kind=p.POSITIONAL_ONLY if p.default is p.empty and p.kind is not p.KEYWORD_ONLY
+                                             else p.KEYWORD_ONLY if p.kind is p.POSITIONAL_OR_KEYWORD else p.kind)
+                                   for p in params])
+        defaulted = [p.name for p in loose if p.default is not p.empty]
+        plain = [p.name for p in loose if p.default is p.empty]
+        problem = (f"the options {', '.join(defaulted)} are not keyword-only (the '*' is missing)" if defaulted
+                   else f"the arrays {', '.join(plain)} are not positional-only (the '/' is missing)")
+        raise fix(problem, f"write def {name}{fixed}")
+    if not arrays:
+        raise fix("it takes no arrays", f"declare them positional-only: def {name}(input, target, /, *, ...)")
+    missing = [p.name for p in options if p.default is p.empty]
+    if missing:
+        raise fix(f"the options {', '.join(missing)} have no default",
+                  "give each option a default (the class form and get() build losses from defaults)")
+    option_names = [p.name for p in options]
+    unknown = [d for d in differentiable if d not in arrays and d not in option_names]
+    if unknown:
+        raise fix(f"differentiable names {', '.join(map(repr, unknown))}, which {'is' if len(unknown) == 1 else 'are'} "
+                  f"not among its arguments", f"name some of {', '.join(arrays + option_names)}")
+    unknown = [a for a in array_options if a not in option_names]
+    if unknown:
+        raise fix(f"array_options names {', '.join(map(repr, unknown))}, which {'is' if len(unknown) == 1 else 'are'} "
+                  f"not among its options", f"name some of {', '.join(option_names) or '(none)'}")
 
 
 class Loss:
@@ -190,12 +219,10 @@ class Loss:
 
     def get_config(self) -> dict[str, Any]:
         """A JSON-serializable description; ``from_config`` rebuilds an equal loss from it."""
-        from .backends import to_list
-
         options = {}
         for key, value in self.options.items():
             if key in self.spec.array_options and value is not None and not isinstance(value, (list, tuple)):
-                value = to_list(value)
+                value = registry().to_numpy(value).tolist()
             try:
                 json.dumps(value)
             except (TypeError, ValueError):
@@ -213,7 +240,7 @@ class Loss:
         return f"{self.spec.class_name}({changed})"
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and json.dumps(self.get_config()) == json.dumps(other.get_config())  # type: ignore[union-attr]
+        return type(other) is type(self) and json.dumps(self.get_config()) == json.dumps(other.get_config())
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -226,7 +253,8 @@ def _device(x: Any) -> Any:
 
 def _functional(spec: LossSpec) -> Callable[..., Any]:
     """The dispatching form of a spec (the decorated function when it came from define_loss)."""
-    return define_loss(class_name=spec.class_name, name=spec.name)(spec.function)
+    return define_loss(class_name=spec.class_name, name=spec.name, differentiable=spec.differentiable,
+                       array_options=spec.array_options)(spec.function)
 
 
 def _malformed(spec: LossSpec) -> str:
@@ -244,6 +272,10 @@ def _malformed(spec: LossSpec) -> str:
         return f"inputs {spec.inputs!r} is not a non-empty tuple of argument names"
     if not isinstance(spec.options, dict):
         return f"options {spec.options!r} is not a dict of option defaults"
+    try:
+        check_definition(spec.function, spec.differentiable, spec.array_options)
+    except DefinitionError as exc:
+        return str(exc)
     return ""
 
 
@@ -258,12 +290,15 @@ def make_class(spec: LossSpec) -> type[Loss]:
 
 
 class Registry:
-    """The loaded catalogue: specs by name, their classes, kernels, cases and backends."""
+    """The loaded catalogue: specs by name, their classes, kernels, cases and backends.
 
-    def __init__(self, extra: list[tuple[str, Any]]) -> None:
-        from . import plugins
+    Filled in by discovery (:mod:`lossreg.plugins`), which calls each plugin's hooks and hands
+    their items to :meth:`add_spec`, :meth:`add_kernel`, :meth:`add_backend` and :meth:`add_cases`.
+    """
 
-        self.pm, self.plugins = plugins.make_manager(extra)
+    def __init__(self, pm: Any = None, plugins: dict[str, PluginInfo] | None = None) -> None:
+        self.pm = pm
+        self.plugins: dict[str, PluginInfo] = {} if plugins is None else plugins
         self.specs: dict[str, LossSpec] = {}
         self.classes: dict[str, type[Loss]] = {}
         self.index: dict[str, str] = {}  # normalized name -> canonical name
@@ -271,65 +306,69 @@ class Registry:
         self.backends: dict[str, Any] = {}
         self.cases: list[Any] = []
         self._kernel_cache: dict[tuple[str, type], Callable[..., Any] | None] = {}
-        self._collect()
 
     def _fault(self, plugin: str, fault: str) -> None:
-        from .plugins import PluginInfo, _warn
-
         self.plugins.setdefault(plugin, PluginInfo(plugin)).faults.append(fault)
-        _warn(plugin, fault)
+        warn_plugin(plugin, fault)
 
     def _note(self, plugin: str, hook: str, item: str) -> None:
-        from .plugins import PluginInfo
-
         self.plugins.setdefault(plugin, PluginInfo(plugin)).registered.setdefault(hook, []).append(item)
 
-    def _collect(self) -> None:
-        from .backends import Backend
-        from .conformance import Case, load_cases
-        from .plugins import call_each
+    def add_kernel(self, plugin: str, item: Any) -> None:
+        loss, problem = self._kernel_loss(item)
+        if problem:
+            self._fault(plugin, f"lossreg_kernels returned {problem}; it is not used")
+            return
+        name = item.name or getattr(item.function, "__name__", "kernel")
+        if item.disabled:
+            self._note(plugin, "kernels off", f"{loss}[{item.backend}]: {item.disabled}")
+            return
+        kernel = Kernel(loss, item.backend, item.function, name, plugin)
+        self.kernels.setdefault((loss, item.backend), []).append(kernel)
+        self._note(plugin, "kernels", f"{kernel.loss}[{kernel.backend}]")
 
-        for plugin, item in call_each(self.pm, "lossreg_losses", self.plugins):
-            found = getattr(item, "spec", item)
-            if not isinstance(found, LossSpec):
-                self._fault(plugin, f"lossreg_losses returned {type(item).__name__}, not a loss defined with define_loss")
-                continue
-            self._add_spec(plugin, found)
-        for plugin, item in call_each(self.pm, "lossreg_kernels", self.plugins):
-            loss, problem = self._kernel_loss(item)
-            if problem:
-                self._fault(plugin, f"lossreg_kernels returned {problem}; it is not used")
-                continue
-            name = item.name or getattr(item.function, "__name__", "kernel")
-            kernel = Kernel(loss, item.backend, item.function, name, plugin)
-            self.kernels.setdefault((loss, item.backend), []).append(kernel)
-            self._note(plugin, "kernels", f"{kernel.loss}[{kernel.backend}]")
-        for plugin, item in call_each(self.pm, "lossreg_backends", self.plugins):
-            if not isinstance(item, Backend):
-                self._fault(plugin, f"lossreg_backends returned {type(item).__name__}, not a Backend")
-                continue
-            if item.name in self.backends:
-                self._fault(plugin, f"backend '{item.name}' is already provided")
-                continue
+    def add_backend(self, plugin: str, item: Any) -> None:
+        from .core import Backend
+
+        if not isinstance(item, Backend):
+            self._fault(plugin, f"lossreg_backends returned {type(item).__name__}, not a Backend")
+        elif item.name in self.backends:
+            self._fault(plugin, f"backend '{item.name}' is already provided")
+        else:
             self.backends[item.name] = item
             self._note(plugin, "backends", item.name)
+
+    def drop_orphan_kernels(self) -> None:
+        """Kernels for a backend no plugin provides could never be chosen, nor checked."""
         for (loss, backend), kernels in list(self.kernels.items()):
-            if backend not in self.backends:  # it could never be chosen, nor checked
+            if backend not in self.backends:
                 del self.kernels[(loss, backend)]
                 for kernel in kernels:
                     self.plugins[kernel.plugin].registered["kernels"].remove(f"{loss}[{backend}]")
                     self._fault(kernel.plugin, f"kernel '{kernel.name}' of '{loss}' is for backend '{backend}', "
                                                f"which no plugin provides (known: {', '.join(self.backends)})")
-        for plugin, item in call_each(self.pm, "lossreg_cases", self.plugins):
-            try:
-                cases = [item] if isinstance(item, Case) else load_cases(item)
-            except Exception as exc:
-                self._fault(plugin, f"lossreg_cases: cannot read {item}: {type(exc).__name__}: {exc}")
-                continue
-            for case in cases:
-                case.plugin = plugin
-            self.cases.extend(cases)
-            self._note(plugin, "cases", f"{len(cases)} from {getattr(item, 'id', item)}")
+
+    def add_cases(self, plugin: str, item: Any) -> None:
+        from .core import Case, load_cases
+
+        try:
+            cases = [item] if isinstance(item, Case) else load_cases(item)
+        except Exception as exc:
+            self._fault(plugin, f"lossreg_cases: cannot read {item}: {type(exc).__name__}: {exc}")
+            return
+        for case in cases:
+            case.plugin = plugin
+        self.cases.extend(cases)
+        self._note(plugin, "cases", f"{len(cases)} from {getattr(item, 'id', item)}")
+
+    def to_numpy(self, x: Any) -> Any:
+        """Read an array of any registered backend back into NumPy (for configs and reports)."""
+        import numpy as np
+
+        for backend in self.backends.values():
+            if backend.owns(x):
+                return backend.to_numpy(x)
+        return np.asarray(x)
 
     def _kernel_loss(self, item: Any) -> tuple[str, str]:
         """``(canonical name of the loss, "")`` for a well-formed kernel, else ``("", what is wrong)``."""
@@ -343,7 +382,11 @@ class Registry:
             return "", f"a Kernel of '{item.loss}', which is not a registered loss"
         return self.index[normalize(item.loss)], ""
 
-    def _add_spec(self, plugin: str, new: LossSpec) -> None:
+    def add_spec(self, plugin: str, item: Any) -> None:
+        new = getattr(item, "spec", item)
+        if not isinstance(new, LossSpec):
+            self._fault(plugin, f"lossreg_losses returned {type(item).__name__}, not a loss defined with define_loss")
+            return
         problem = _malformed(new)
         if problem:
             self._fault(plugin, f"lossreg_losses returned a malformed spec {getattr(new, 'name', '?')!r}: {problem}")
@@ -372,9 +415,16 @@ class Registry:
         key = normalize(name)
         if key not in self.index:
             shown = {normalize(n): n for s in self.specs.values() for n in s.all_names}
-            close = difflib.get_close_matches(key, list(shown), n=5, cutoff=0.5)
-            hint = ", ".join(shown[k] for k in close) or ", ".join(sorted(self.specs))
-            raise UnknownLossError(f"no loss named {name!r}; closest: {hint}")
+            close = difflib.get_close_matches(key, list(shown), n=5, cutoff=0.6)
+            hint = f"closest: {', '.join(shown[k] for k in close)}" if close else \
+                "no registered name is close (`lossreg list` shows them all)"
+            # A loss that is missing because its plugin did not load: say so, not just what is close.
+            broken = [f"plugin '{info.name}' {info.status}: {info.faults[0] if info.faults else info.status}"
+                      for info in self.plugins.values() if info.status in ("failed", "missing")]
+            related = [b for b in broken if key in normalize(b) or any(
+                normalize(part) in key for part in b.split("'")[1:2] if len(part) > 2)]
+            note = "; ".join(related or broken)
+            raise UnknownLossError(f"no loss named {name!r}; {hint}" + (f"; {note}" if note else ""))
         return self.specs[self.index[key]]
 
     def loss_class(self, name: str) -> type[Loss]:
@@ -390,14 +440,34 @@ class Registry:
             return self._kernel_cache[key]
         except KeyError:
             pass
-        chosen = None
+        chosen = self.choose_kernel(loss, array)
+        self._kernel_cache[key] = chosen
+        return chosen
+
+    def choose_kernel(self, loss: str, array: Any) -> Callable[..., Any] | None:
+        """The kernel to use for ``loss`` on arrays like ``array``: the most recently registered
+        one whose backend owns the array (uncached: see :meth:`kernel_for`)."""
         for backend in self.backends.values():
             kernels = self.kernels.get((loss, backend.name))
             if kernels and backend.owns(array):
-                chosen = kernels[-1].function  # the most recently registered wins
-                break
-        self._kernel_cache[key] = chosen
-        return chosen
+                return kernels[-1].function
+        return None
+
+
+# Discovery (lossreg.plugins, a layer above) installs the function that builds a loaded registry.
+_loader: Callable[[list[tuple[str, Any]]], Registry] | None = None
+
+
+def set_loader(loader: Callable[[list[tuple[str, Any]]], Registry]) -> None:
+    """Install the function that loads plugins into a new :class:`Registry` (done by lossreg.plugins)."""
+    global _loader
+    _loader = loader
+
+
+def _load(extra: list[tuple[str, Any]]) -> Registry:
+    if _loader is None:  # importing lossreg imports discovery, which installs it
+        raise PluginError("no plugin loader is installed; import lossreg (not only lossreg.registry)")
+    return _loader(extra)
 
 
 _lock = threading.RLock()  # reentrant, so that a plugin asking for the registry while loading is told, not deadlocked
@@ -417,17 +487,35 @@ def registry() -> Registry:
             if _registry is None:
                 _building = True
                 try:
-                    _registry = Registry(list(_extra))
+                    _registry = _load(list(_extra))
                 finally:
                     _building = False
     return _registry
 
 
+def _compiling() -> bool:
+    """Whether torch.compile is tracing the call; if so, the registry is loaded first.
+
+    Marked like :func:`lossreg.toolkit.torch_compiling`, so that Dynamo runs it (loading
+    plugins: locks, imports, entry points) instead of tracing it. A loss first called inside a
+    compiled region thus still compiles with ``fullgraph=True``.
+    """
+    if toolkit.torch_compiling():
+        registry()
+        return True
+    return False
+
+
+_compiling._dynamo_marked_constant = True  # type: ignore[attr-defined]
+
+
 def reload() -> Registry:
-    """Forget the loaded plugins and load them again (after installing one, say)."""
+    """Forget the loaded plugins and load them again (after installing one, say); reads the
+    environment again (:func:`read_environment`)."""
     global _registry
     with _lock:
         _registry = None
+    read_environment()
     return registry()
 
 
@@ -465,3 +553,14 @@ def from_config(config: dict[str, Any]) -> Loss:
     if not isinstance(config, dict) or "name" not in config:
         raise LossValueError("lossreg.from_config", "config", "a dict with 'name' and 'options'", repr(config))
     return get(config["name"], **config.get("options", {}))
+
+
+class _RegistryModule(types.ModuleType):
+    """This module, callable: ``lossreg.registry`` is the module and ``lossreg.registry()`` the loaded
+    registry, so the function no longer hides the submodule of the same name."""
+
+    def __call__(self) -> Registry:
+        return registry()
+
+
+sys.modules[__name__].__class__ = _RegistryModule

@@ -3,10 +3,10 @@
     lossreg new-plugin charbonnier            # writes ./lossreg-charbonnier/
     cd lossreg-charbonnier && pip install -e ".[test]" && pytest
 
-The package holds one real loss (the pseudo-Huber, or Charbonnier, loss, named after the
-plugin), its conformance cases with the generator that computes them, and a test that runs the
-conformance suite on them through lossreg's pytest plugin. Replace the loss with yours, rerun
-the generator, and the rest keeps working.
+The package holds one loss named after the plugin (a placeholder formula, half the scaled squared
+error, marked TODO), its conformance cases with the generator that computes them, and a test
+that runs the conformance suite on them through lossreg's pytest plugin. Replace the formula and
+its reference with yours, rerun the generator, and the rest keeps working.
 """
 
 from __future__ import annotations
@@ -50,8 +50,9 @@ README = '''\
 # {dist}
 
 A [lossreg](https://pypi.org/project/lossreg/) plugin that adds the `{loss}` loss (class form
-`{cls}`, also found as `lossreg.get("{name}")`): the pseudo-Huber (Charbonnier) loss, quadratic
-for small errors and linear for large ones. It runs on every Array API library lossreg supports.
+`{cls}`, also found as `lossreg.get("{name}")`). As generated, `{loss}` is a placeholder (half the
+scaled squared error) that shows every part working: replace its formula with yours, rewrite the
+reference in `generate_cases.py`, rerun it, and the tests check your loss.
 
 ## Develop
 
@@ -59,7 +60,7 @@ for small errors and linear for large ones. It runs on every Array API library l
 pip install -e ".[test]"          # installs the package and registers its entry point
 lossreg list                      # {loss} is listed, with plugin {name}
 lossreg conformance --backend numpy,array_api_strict --loss {loss}
-pytest                            # the same conformance suite, on --backend numpy,array_api_strict,torch
+pytest                            # the same conformance suite, on --lossreg-backend numpy,array_api_strict,torch
 ```
 
 ## Layout
@@ -68,11 +69,12 @@ pytest                            # the same conformance suite, on --backend num
 - `src/{module}/__init__.py`: the hooks that hand the loss and its cases to lossreg.
 - `generate_cases.py`: computes the reference values in float64, independently of the package's
   code, and writes `src/{module}/cases/{name}.json`. Rerun it after changing a loss.
-- `tests/test_{name}.py`: runs the conformance suite on the cases and checks a few properties.
+- `conftest.py`: turns on lossreg's pytest plugin (its fixtures and `--lossreg-backend`).
+- `tests/test_{name}.py`: runs the conformance suite on the cases and checks a property.
 '''
 
 INIT = '''\
-"""{dist}: a lossreg plugin. lossreg finds it through the "lossreg" entry point in pyproject.toml."""
+\"\"\"{dist}: a lossreg plugin. lossreg finds it through the "lossreg" entry point in pyproject.toml.\"\"\"
 
 from __future__ import annotations
 
@@ -88,100 +90,86 @@ __all__ = ["{loss}"]
 
 @hookimpl
 def lossreg_losses() -> list:
-    """The losses this package registers: functions decorated with lossreg.define_loss."""
+    \"\"\"The losses this package registers: functions decorated with lossreg.define_loss.\"\"\"
     return [{loss}]
 
 
 @hookimpl
 def lossreg_cases() -> list[Path]:
-    """Conformance cases of those losses: the JSON file that generate_cases.py writes."""
+    \"\"\"Conformance cases of those losses: the JSON file that generate_cases.py writes.\"\"\"
     return [Path(str(resources.files(__name__) / "cases" / "{name}.json"))]
 '''
 
 LOSSES = '''\
-"""The losses of {dist}, each one pure function written against the Array API.
+\"\"\"The losses of {dist}, each one pure function written against the Array API.
 
 To run on every array library (NumPy, PyTorch, JAX, CuPy, Dask, ...), a loss uses only the
 namespace ``xp`` of its inputs: no in-place writes, no boolean-mask indexing, no ``float()`` or
-``bool()`` on arrays, no shapes that depend on values. ``lossreg.toolkit`` has the checks and the
-reduction every built-in loss uses, so errors name the loss, the argument, what was expected
-and what was given.
-"""
+``bool()`` on arrays, no shapes that depend on values. ``lossreg.toolkit`` has the checks,
+reductions and shared numerics (log_softmax, log_sigmoid, class_inputs, ...) every built-in
+loss uses, so errors name the loss, the argument, what was expected and what was given.
+\"\"\"
 
 from __future__ import annotations
 
 from typing import Any
 
 from lossreg import define_loss, toolkit
-from lossreg.errors import LossValueError
 
 
 @define_loss(
     class_name="{cls}",
     aliases=("{name}",),
     differentiable=("input", "target"),
-    reference="Charbonnier et al. 1994; the pseudo-Huber loss",
+    reference="TODO: the paper or library this loss comes from",
 )
-def {loss}(input: Any, target: Any, /, *, delta: float = 1.0, reduction: str = "mean") -> Any:
-    """Pseudo-Huber loss: ``ℓ_i = δ² (√(1 + (d_i / δ)²) - 1)``, ``d_i = x_i - y_i``, then reduced.
+def {loss}(input: Any, target: Any, /, *, scale: float = 1.0, reduction: str = "mean") -> Any:
+    \"\"\"TODO: your loss. As generated, a placeholder: ``ℓ_i = scale · (x_i - y_i)² / 2``, then reduced.
 
-    About ``d² / 2`` for small errors and ``δ |d|`` for large ones, and smooth everywhere.
+    Arrays are positional-only (before ``/``), options keyword-only with defaults (after ``*``).
     Shapes: ``input`` and ``target`` of one shape, any number of dimensions.
-    """
+    \"\"\"
     name = "{loss}"
-    toolkit.check_number(name, "delta", delta, 0.0)
-    if delta == 0:
-        raise LossValueError(name, "delta", "a positive number", "0")
+    toolkit.check_number(name, "scale", scale, 0.0)
     xp, x, y, dtype = toolkit.pointwise_inputs(name, input, target, reduction)
     d = x - y
-    # The same value as δ²(√(1 + (d/δ)²) - 1), without its cancellation at small d.
-    losses = d * d / (xp.sqrt(1 + (d / delta) ** 2) + 1)
-    return toolkit.reduce(xp, losses, reduction, dtype)
+    return toolkit.reduce(xp, scale * (d * d) / 2, reduction, dtype)
 '''
 
 GENERATE = '''\
-"""Reference conformance cases for {dist}; rerun after changing a loss:
+\"\"\"Reference conformance cases for {dist}; rerun after changing a loss:
 
     python generate_cases.py      # writes src/{module}/cases/{name}.json
 
-The values come from the textbook formula in NumPy float64, written independently of the
-package's code, and the gradients of sum(loss) are worked out by hand. Each case names its source.
-lossreg's conformance suite runs every case on each backend and dtype (inputs rounded to the
-dtype, tolerances growing with its epsilon) and compares values and gradients.
-"""
+The values come from the formula in NumPy float64, written independently of the package's code,
+and the gradients of sum(loss) are worked out by hand. Each case names its source. lossreg's
+conformance suite runs every case on each backend and dtype (inputs rounded to the dtype,
+tolerances growing with its epsilon) and compares values and gradients.
+\"\"\"
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from lossreg.testing import error_case, value_case, write_cases
+
 OUT = Path(__file__).resolve().parent / "src" / "{module}" / "cases" / "{name}.json"
-SOURCE = "pseudo-Huber loss, Hartley & Zisserman, Multiple View Geometry (2nd ed.), A6.8; NumPy float64"
+SOURCE = "TODO: where the formula comes from; NumPy float64"
 
 
-def array(x: Any) -> dict[str, Any]:
-    return {{"data": np.asarray(x).tolist(), "dtype": "float"}}
-
-
-def case(id: str, x: np.ndarray, y: np.ndarray, delta: float = 1.0, reduction: str = "mean") -> dict[str, Any]:
+def case(id: str, x: np.ndarray, y: np.ndarray, scale: float = 1.0, reduction: str = "mean") -> dict[str, Any]:
     d = x - y
-    values = delta**2 * (np.sqrt(1 + (d / delta) ** 2) - 1)
-    grad = d / np.sqrt(1 + (d / delta) ** 2)  # d ℓ_i / d x_i; d ℓ_i / d y_i is its negative
+    values = scale * d**2 / 2
+    grad = scale * d  # d ℓ_i / d x_i; d ℓ_i / d y_i is its negative
     if reduction == "mean":
         value, grad = values.mean(), grad / values.size
     else:
         value = values.sum() if reduction == "sum" else values
-    return {{"id": id, "inputs": {{"input": array(x), "target": array(y)}},
-            "options": {{"delta": delta, "reduction": reduction}}, "expected": np.asarray(value).tolist(),
-            "grads": {{"input": grad.tolist(), "target": (-grad).tolist()}}, "source": SOURCE}}
-
-
-def error(id: str, raises: str, x: Any, y: Any, **options: Any) -> dict[str, Any]:
-    """A call that must raise the lossreg exception named ``raises``."""
-    return {{"id": id, "inputs": {{"input": array(x), "target": array(y)}}, "options": options, "raises": raises}}
+    return value_case("{loss}", id, {{"input": x, "target": y}}, value, {{"scale": scale, "reduction": reduction}},
+                      grads={{"input": grad, "target": -grad}}, source=SOURCE)
 
 
 def cases() -> list[dict[str, Any]]:
@@ -192,23 +180,32 @@ def cases() -> list[dict[str, Any]]:
         for reduction in ("none", "mean", "sum"):
             out.append(case(f"{{len(shape)}}d-{{reduction}}", x, y, reduction=reduction))
     x, y = rng.normal(scale=3.0, size=6), rng.normal(size=6)
-    out.append(case("delta-0.5", x, y, delta=0.5, reduction="none"))
-    out.append(case("delta-4", x, y, delta=4.0, reduction="none"))
-    out.append(error("shape-mismatch", "LossValueError", np.zeros(3), np.zeros((3, 1))))
-    out.append(error("negative-delta", "LossValueError", np.zeros(3), np.zeros(3), delta=-1.0))
-    out.append(error("bad-reduction", "LossValueError", np.zeros(3), np.zeros(3), reduction="average"))
+    out.append(case("scale-0.5", x, y, scale=0.5, reduction="none"))
+    out.append(case("scale-4", x, y, scale=4.0, reduction="none"))
+    zeros = np.zeros(3)
+    out.append(error_case("{loss}", "shape-mismatch", "LossValueError", {{"input": zeros, "target": np.zeros((3, 1))}}))
+    out.append(error_case("{loss}", "negative-scale", "LossValueError", {{"input": zeros, "target": zeros}},
+                          {{"scale": -1.0}}))
+    out.append(error_case("{loss}", "bad-reduction", "LossValueError", {{"input": zeros, "target": zeros}},
+                          {{"reduction": "average"}}))
     return out
 
 
 if __name__ == "__main__":
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps({{"loss": "{loss}", "cases": cases()}}, indent=1) + "\\n", encoding="utf-8")
-    print(f"wrote {{OUT}}")
+    print(f"wrote {{write_cases(OUT, cases(), generator='generate_cases.py')}}")
+'''
+
+CONFTEST = '''\
+\"\"\"lossreg's pytest plugin is opt-in: this line gives the tests its fixtures (``lossreg_xp``,
+``lossreg_backend``, ``lossreg_device``, ``lossreg_conformance``) and ``--lossreg-backend``.\"\"\"
+
+pytest_plugins = ["lossreg.pytest_plugin"]
 '''
 
 TEST = '''\
-"""Tests of {dist}. lossreg's pytest plugin adds ``--backend`` (default numpy,array_api_strict,torch)
-and the ``xp``, ``backend`` and ``lossreg_conformance`` fixtures; backends not installed are skipped."""
+\"\"\"Tests of {dist}, with lossreg's pytest plugin (see conftest.py): ``--lossreg-backend`` (default
+numpy,array_api_strict,torch) and the ``lossreg_xp`` and ``lossreg_conformance`` fixtures; backends
+not installed are skipped.\"\"\"
 
 from __future__ import annotations
 
@@ -218,7 +215,7 @@ from {module} import {loss}
 
 
 def test_conformance(lossreg_conformance):
-    """Every case of generate_cases.py on every backend and dtype; fails with the matrix."""
+    \"\"\"Every case of generate_cases.py on every backend and dtype; fails with the matrix.\"\"\"
     lossreg_conformance(plugin="{name}")
 
 
@@ -226,11 +223,9 @@ def test_registered():
     assert lossreg.get("{name}").spec.plugin == "{name}"
 
 
-def test_quadratic_then_linear(xp):
-    x = xp.asarray([1e-3, 1e3], dtype=xp.float64)
-    losses = {loss}(x, xp.zeros_like(x), reduction="none")
-    assert abs(float(losses[0]) - 0.5e-6) < 1e-12  # d² / 2
-    assert abs(float(losses[1]) - (1e3 - 1)) < 1e-3  # about δ |d| - δ² for δ = 1
+def test_zero_where_input_equals_target(lossreg_xp):
+    x = lossreg_xp.asarray([-2.0, 0.0, 3.5], dtype=lossreg_xp.float64)
+    assert float({loss}(x, x, reduction="sum")) == 0.0
 '''
 
 FILES = {
@@ -240,6 +235,7 @@ FILES = {
     "src/{module}/__init__.py": INIT,
     "src/{module}/losses.py": LOSSES,
     "tests/test_{name}.py": TEST,
+    "conftest.py": CONFTEST,
 }
 
 

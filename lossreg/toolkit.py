@@ -1,21 +1,60 @@
-"""The few helpers every loss shares: validation, reduction and gathering, in array-API terms.
+"""The public toolkit for loss authors: checks, reductions and the numerics every family shares.
 
-Nothing here imports an array library. Every check raises a lossreg error that names the loss,
-the argument, what was expected and what was given.
+Everything here is written once against the Array API (no array library is imported) and is what
+the built-in catalogue itself uses; plugins use the same functions, so their errors and their
+edge cases (infinite logits, ignored targets, half precision) are lossreg's.
+
+Argument convention (one rule per kind of function):
+
+- **Checks** (``check_*``, ``namespace``, ``pointwise_inputs``, ``class_inputs``) raise a
+  :class:`~lossreg.LossValueError` / :class:`~lossreg.LossTypeError` naming the loss, the argument,
+  what was expected and what was given. They take what the message names first:
+  ``(loss, argument, value, ...)``, then the namespace ``xp`` when they need one.
+- **Computations** (``reduce``, ``take_class``, ``log_softmax``, ``logsumexp``, ``log_sigmoid``,
+  ``safe_log``, ``safe_pow``, ...) take the namespace first, then arrays, then options:
+  ``(xp, x, ..., *, axis=...)``, as ``xp`` is the first thing a formula needs.
+- Axes follow torch's class axis: ``axis=1`` for ``(N, C, d1, ...)`` scores.
+
+A loss usually reads::
+
+    xp, x, y, dtype = toolkit.pointwise_inputs("my_loss", input, target, reduction)
+    return toolkit.reduce(xp, formula(x, y), reduction, dtype)
+
+or, with class indices::
+
+    cls = toolkit.class_inputs("my_loss", input, target, weight=weight, ignore_index=ignore_index,
+                               reduction=reduction)
+    log_p = toolkit.take_class(cls.xp, toolkit.log_softmax(cls.xp, cls.input), cls.target)
+    return toolkit.reduce_classes(cls, -cls.weight * log_p, reduction)
 """
 
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import math
 import os
+import sys
+import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import array_api_compat as compat
 
 from .errors import LossTypeError, LossValueError
+
+__all__ = [
+    # checks
+    "namespace", "describe", "check_reduction", "check_floating", "check_integer", "check_shape",
+    "check_same_shape", "check_number", "check_broadcasts", "pointwise_inputs", "class_inputs", "ClassInputs",
+    # invalid values, and arrays whose values cannot be read (tracers, meta tensors, lazy arrays)
+    "check_values", "poison", "value_checks", "check_mode", "is_lazy", "traced", "reads_values",
+    "torch_compiling", "read_environment", "Setting",
+    # dtypes and reductions
+    "compute_dtype", "as_dtype", "reduce", "reduce_classes", "take_class", "class_shape",
+    # numerics
+    "log_softmax", "log_softmax_parts", "logsumexp", "log_sigmoid", "safe_log", "safe_pow",
+    "REDUCTIONS", "OPTIONAL_ARRAYS", "CHECK_MODES",
+]
 
 REDUCTIONS = ("none", "mean", "sum")
 
@@ -45,6 +84,11 @@ def namespace(loss: str, *, optional: tuple[str, ...] = OPTIONAL_ARRAYS, **array
     one device, so that no backend raises a confusing error (or silently copies) later.
     """
     present = {name: x for name, x in arrays.items() if x is not None or name not in optional}
+    if torch_compiling():  # no cache (see torch_compiling); traced once per compilation anyway
+        xp = _namespace(loss, present)
+        if len(present) > 1:
+            _check_devices(loss, present)
+        return xp
     types = tuple(map(type, present.values()))
     xp = _NAMESPACES.get(types)
     if xp is None:
@@ -56,6 +100,44 @@ def namespace(loss: str, *, optional: tuple[str, ...] = OPTIONAL_ARRAYS, **array
     if len(present) > 1 and not _NUMPY_TYPES.issuperset(types):
         _check_devices(loss, present)
     return xp
+
+
+def torch_compiling() -> bool:
+    """Whether ``torch.compile`` (Dynamo) is tracing the caller.
+
+    Dynamo runs a function so marked (the mark is what ``torch.compiler.assume_constant_result``
+    sets; lossreg does not import torch) instead of tracing it, and keeps its answer as a
+    constant of the graph. Traced code must not read lossreg's caches: Dynamo would guard on
+    their contents and recompile whenever an unrelated call filled them.
+    """
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.compiler.is_compiling():
+        return False
+    if not _QUIETED:
+        _quiet_dynamo()
+    return True
+
+
+torch_compiling._dynamo_marked_constant = True  # type: ignore[attr-defined]
+_QUIETED: list[bool] = []
+
+
+def _quiet_dynamo() -> None:
+    """Tell Dynamo that array-api-compat's ``lru_cache``d type tests may be traced through.
+
+    They are pure functions of a type, so tracing through the cache is exact; without this,
+    Dynamo warns once per call site (a dozen warnings for a user's first compiled loss). This
+    uses the registration torch itself makes for einops; if it moves, the warnings come back.
+    """
+    _QUIETED.append(True)
+    try:
+        from array_api_compat.common import _helpers
+        from torch._dynamo.utils import allow_lru_cache_wrapper_trace_without_warning, is_lru_cache_wrapped_function
+    except ImportError:
+        return
+    for value in vars(_helpers).values():
+        if is_lru_cache_wrapped_function(value):
+            allow_lru_cache_wrapper_trace_without_warning(value)
 
 
 def _namespace(loss: str, present: dict[str, Any]) -> Any:
@@ -85,21 +167,25 @@ def _check_devices(loss: str, present: dict[str, Any]) -> None:
 
 
 def check_reduction(loss: str, reduction: Any, allowed: tuple[str, ...] = REDUCTIONS) -> None:
+    """``reduction`` is one of ``allowed`` ("none", "mean", "sum" by default)."""
     if reduction not in allowed:
         raise LossValueError(loss, "reduction", "one of " + ", ".join(map(repr, allowed)), repr(reduction))
 
 
 def check_floating(loss: str, name: str, x: Any, xp: Any) -> None:
+    """``x`` has a real floating dtype."""
     if not xp.isdtype(x.dtype, "real floating"):
         raise LossTypeError(loss, name, "a real floating-point array", describe(x))
 
 
 def check_integer(loss: str, name: str, x: Any, xp: Any, what: str = "an integer array") -> None:
+    """``x`` has an integer dtype; ``what`` says what was expected, in words."""
     if not xp.isdtype(x.dtype, "integral"):
         raise LossTypeError(loss, name, what, describe(x))
 
 
 def check_same_shape(loss: str, name: str, x: Any, like_name: str, like: Any) -> None:
+    """``x`` (the argument ``name``) has the shape of ``like`` (the argument ``like_name``): no broadcasting."""
     if x.shape != like.shape:
         raise LossValueError(
             loss, name, f"the shape of '{like_name}' {tuple(like.shape)}", f"shape {tuple(x.shape)}"
@@ -113,8 +199,22 @@ def check_shape(loss: str, name: str, x: Any, shape: tuple[int | None, ...], wha
 
 
 def check_number(loss: str, name: str, value: Any, lo: float = -math.inf, hi: float = math.inf, *,
-                 integer: bool = False) -> None:
-    """A Python scalar option within [lo, hi]."""
+                 integer: bool = False, arrays: bool = False) -> None:
+    """A Python scalar option within [lo, hi].
+
+    With ``arrays=True`` (for an option the loss declares differentiable or an array option), a
+    0-d real array is accepted too: a learned option (a ``requires_grad`` tensor) or a value
+    traced under ``jax.jit``. Its range is checked where its value can be read without a sync or
+    a trace (see :func:`check_values`); elsewhere an out-of-range value is the caller's to avoid.
+    """
+    if arrays and compat.is_array_api_obj(value):
+        xp = compat.array_namespace(value)
+        if value.ndim != 0 or not xp.isdtype(value.dtype, "integral" if integer else ("integral", "real floating")):
+            kind = "an integer" if integer else "a number"
+            raise LossValueError(loss, name, f"{kind} or a 0-d {'integer' if integer else 'real'} array", describe(value))
+        if (lo, hi) != (-math.inf, math.inf) and _reads_values(value):
+            check_values(loss, name, value, ~((value >= lo) & (value <= hi)), xp, f"a value in [{lo}, {hi}]")
+        return
     kinds = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds) or not (lo <= value <= hi):
         kind = "an integer" if integer else "a number"
@@ -127,60 +227,136 @@ def is_lazy(x: Any) -> bool:
     return compat.is_lazy_array(x)
 
 
+class Setting:
+    """A process-wide setting with thread-local overrides, cheap to read and visible to tracers.
+
+    ``torch.compile`` cannot trace ``ContextVar.get``, but it reads module globals and the
+    attributes of objects and of a ``threading.local`` (and guards on them). So an override is
+    kept in a per-thread stack, consulted only while ``active`` (a count over all threads) says
+    one is in force: with none, reading the setting is one attribute lookup. Overrides are
+    thread-local, not asyncio-task-local: tasks sharing a thread share them.
+    """
+
+    def __init__(self, default: Any) -> None:
+        self.default = default
+        self.active = 0
+        self._local = threading.local()
+        self._lock = threading.Lock()
+
+    def get(self) -> Any:
+        if self.active:
+            stack = getattr(self._local, "stack", None)
+            if stack:
+                return stack[-1]
+        return self.default
+
+    @contextlib.contextmanager
+    def override(self, value: Any) -> Iterator[None]:
+        stack = self._local.__dict__.setdefault("stack", [])
+        stack.append(value)
+        with self._lock:
+            self.active += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.active -= 1
+            stack.pop()
+
+
 CHECK_MODES = ("auto", "sync", "poison")
-_check_mode: contextvars.ContextVar[str | None] = contextvars.ContextVar("lossreg_value_checks", default=None)
+_check_mode = Setting("auto")
+
+
+def read_environment() -> None:
+    """Take ``LOSSREG_VALUE_CHECKS`` from the environment: at import and at ``lossreg.reload()``.
+
+    Read then rather than at every call: a call costs a global lookup, and traced code (which
+    cannot see ``os.environ``) follows the setting too.
+    """
+    _check_mode.default = os.environ.get("LOSSREG_VALUE_CHECKS", "auto")
+
+
+read_environment()
 
 
 @contextlib.contextmanager
 def value_checks(mode: str) -> Iterator[None]:
     """How invalid values (class indices out of range, probabilities outside [0, 1]) are caught.
 
-    "auto" (the default, or ``LOSSREG_VALUE_CHECKS``): raise on CPU arrays, poison on
-    accelerators. "sync": always raise; on a GPU this reads one boolean back to the host,
-    a device synchronisation per call (tens of microseconds, and it stalls queued kernels).
-    "poison": never read; an invalid element makes its loss NaN. Indices are clamped before any
-    gather in every mode, so no mode reads memory out of bounds. Thread- and task-local.
+    "auto" (the default, or ``LOSSREG_VALUE_CHECKS`` as it was at import or at the last
+    ``lossreg.reload()``): raise on CPU arrays, poison on accelerators. "sync": raise wherever
+    values can be read; on a GPU this reads one boolean back to the host, a device
+    synchronisation per call (tens of microseconds, it stalls queued kernels, and it is not
+    allowed in a CUDA graph). "poison": never read; an invalid element makes its loss NaN.
+    Arrays that hold no values to read (under ``torch.compile``, ``torch.func`` transforms,
+    ``jax.jit``, on ``meta`` tensors, lazy Dask arrays) are always poisoned, whatever the mode.
+    Indices are clamped before any gather in every mode, so no mode reads memory out of bounds.
+    Thread-local.
     """
     if mode not in CHECK_MODES:
         raise LossValueError("lossreg.value_checks", "mode", "one of " + ", ".join(map(repr, CHECK_MODES)),
                              repr(mode))
-    token = _check_mode.set(mode)
-    try:
+    with _check_mode.override(mode):
         yield
-    finally:
-        _check_mode.reset(token)
 
 
 def _on_accelerator(x: Any) -> bool:
     if compat.is_cupy_array(x):
         return True
-    dev = compat.device(x)
+    dev = _device_of(x)
     kind = getattr(dev, "type", None) or getattr(dev, "platform", None)  # torch / jax
     return kind not in (None, "cpu")
 
 
 def check_mode() -> str:
     """The value-check mode in force: see :func:`value_checks`."""
-    return _check_mode.get() or os.environ.get("LOSSREG_VALUE_CHECKS", "auto")
+    return _check_mode.get()  # type: ignore[no-any-return]
 
 
-def _reads_values(x: Any) -> bool:
-    """Whether check_values may read ``x`` (and raise) rather than poison the result."""
-    if is_lazy(x):
+def traced(x: Any) -> bool:
+    """Whether ``x`` holds no values that could be read now: a tracer, a meta or lazy array.
+
+    torch: inside ``torch.compile`` (Dynamo, fake tensors), inside ``torch.func`` transforms
+    (vmap, grad, jacrev, ... wrap their tensors) and on ``meta`` tensors. Other libraries: lazy
+    arrays (JAX under ``jit``, Dask).
+    """
+    if compat.is_torch_array(x):
+        torch = sys.modules["torch"]  # loaded: x is one of its tensors
+        return (torch.compiler.is_compiling() or x.device.type == "meta"
+                or torch._C._functorch.is_functorch_wrapped_tensor(x) or _is_fake(x))
+    return is_lazy(x)
+
+
+def _is_fake(x: Any) -> bool:
+    fake = sys.modules.get("torch._subclasses.fake_tensor")
+    return fake is not None and isinstance(x, fake.FakeTensor)
+
+
+def reads_values(x: Any) -> bool:
+    """Whether a check of ``x``'s values may read them (and raise) rather than poison the result.
+
+    False for :func:`traced` arrays; else by the mode: "sync" reads, "poison" does not, "auto"
+    reads on the CPU only. Kernels use it to choose between a host check and an in-graph one.
+    """
+    if traced(x):
         return False
-    mode = check_mode()
+    mode = _check_mode.get()
     return mode == "sync" or (mode == "auto" and not _on_accelerator(x))
+
+
+_reads_values = reads_values  # the former private name
 
 
 def check_values(loss: str, name: str, x: Any, bad: Any, xp: Any, expected: str) -> Any:
     """Guard against invalid values of ``x`` flagged by the boolean array ``bad``.
 
-    Eager CPU arrays raise at once, quoting an offending value. Lazy arrays (Dask, JAX) cannot be
-    read without forcing a computation, and reading a GPU array costs a synchronisation, so
-    there (see :func:`value_checks`) the returned mask is applied with :func:`poison` instead:
-    an invalid element yields NaN, never a quietly wrong number.
+    Eager CPU arrays raise at once, quoting an offending value. Lazy and traced arrays cannot be
+    read, and reading a GPU array costs a synchronisation, so there (see :func:`value_checks`)
+    the returned mask is applied with :func:`poison` instead: an invalid element yields NaN,
+    never a quietly wrong number.
     """
-    if not _reads_values(x):
+    if not reads_values(x):
         return bad
     if bool(xp.any(bad)):
         flat = xp.reshape(x, (-1,))
@@ -194,7 +370,9 @@ def poison(xp: Any, values: Any, bad: Any | None) -> Any:
     """NaN where ``bad`` (a mask from :func:`check_values`) is set; ``values`` unchanged if None."""
     if bad is None:
         return values
-    return xp.where(bad, math.nan, values)  # a Python scalar: asarray on a device costs ~100 µs in eager JAX
+    # A Python scalar, not an array made from one: that would be a host-to-device copy (a
+    # synchronisation on CUDA, and not allowed while capturing a CUDA graph).
+    return xp.where(bad, math.nan, values)
 
 
 def compute_dtype(xp: Any, dtype: Any) -> Any:
@@ -285,3 +463,182 @@ def safe_log(xp: Any, x: Any, floor: float = -100.0) -> Any:
     positive = x > 0
     floors = xp.full_like(x, floor)  # one array of the floor, used twice (not two products)
     return xp.where(positive, xp.maximum(xp.log(xp.where(positive, x, xp.ones_like(x))), floors), floors)
+
+
+def check_broadcasts(loss: str, name: str, w: Any, x: Any, xp: Any) -> None:
+    """``w`` is a floating array that broadcasts to ``x``'s shape without enlarging the result."""
+    check_floating(loss, name, w, xp)
+    fits = w.ndim <= x.ndim and all(a in (1, b) for a, b in zip(w.shape[::-1], x.shape[::-1]))
+    if not fits:
+        raise LossValueError(loss, name, f"a shape that broadcasts to the input's {tuple(x.shape)}",
+                             f"shape {tuple(w.shape)}")
+
+
+def safe_pow(xp: Any, z: Any, exponent: float) -> Any:
+    """``z ** exponent`` for ``z >= 0`` whose gradient at ``z = 0`` is 0 rather than ``0 · inf``.
+
+    ``exponent = 0`` gives ones (``0 ** 0 = 1``, with a zero gradient), as the focal losses need.
+    """
+    if exponent == 0:
+        return xp.ones_like(z)
+    positive = z > 0
+    return xp.where(positive, xp.where(positive, z, xp.ones_like(z)) ** exponent, xp.zeros_like(z))
+
+
+def log_sigmoid(xp: Any, x: Any) -> Any:
+    """``log σ(x) = -log(1 + exp(-x))``, as torch's ``logsigmoid``: ``-(max(-x, 0) + log1p(exp(-|x|)))``.
+
+    No exp overflows at any ``|x|``. ``where`` stands in for max and abs so that the gradient at
+    ``x = 0`` is ``σ(0) = 1/2`` on every library (max and abs each split the tie their own way).
+    ``log(1 - σ(x)) = log_sigmoid(-x)``.
+    """
+    nonnegative = x >= 0
+    return -(xp.where(nonnegative, 0.0, -x) + xp.log1p(xp.exp(xp.where(nonnegative, -x, x))))
+
+
+def log_softmax_parts(xp: Any, x: Any, *, axis: int = 1) -> tuple[Any, Any, Any]:
+    """``(m, x - m, log Σ exp(x - m))`` along ``axis``: the parts of a stable log-softmax.
+
+    ``m`` is the maximum rounded down to an integer (reduced along ``axis``, as is the log-sum);
+    ``log p = (x - m) - log_sum`` and ``log Σ exp(x) = m + log_sum``. Keeping the parts apart
+    lets a caller subtract before adding, so a log-probability of logits near ±1e4 keeps its
+    precision, and pick one class (from ``x``, then subtract ``m``) before adding. A row whose
+    maximum is -inf is shifted by the lowest finite number (its log-sum is -inf, not NaN); a +inf
+    logit makes its row NaN, as torch's ``log_softmax`` and ``cross_entropy`` do.
+
+    Why ``floor``: each ``exp(x - m)`` is still at most e and the largest at least 1, and floor
+    has derivative 0 on every library, so autodiff never differentiates through the maximum.
+    That derivative is zero anyway (softmax is shift-invariant), but computed it costs two more
+    passes over ``x`` (a mask of where the maximum is, and its count): this is the portable
+    spelling of optax's ``stop_gradient(max)``, and halves the gradient's time under ``jax.jit``.
+    Shapes: ``x`` (N, C, d1, ...) for ``axis=1``; ``m`` and the log-sum (N, d1, ...).
+    """
+    if 0 in x.shape:  # nothing to reduce; Dask cannot take the max of an empty chunk
+        shape = tuple(s for i, s in enumerate(x.shape) if i != axis % x.ndim)
+        zeros = xp.zeros(shape, dtype=x.dtype, device=compat.device(x))
+        return zeros, x, zeros
+    # A clip rather than a where on -inf: one operation (each costs tens of µs in eager JAX).
+    m = xp.floor(xp.clip(xp.max(x, axis=axis, keepdims=True), min=float(xp.finfo(x.dtype).min)))
+    shifted = x - m
+    return xp.squeeze(m, axis=axis), shifted, xp.log(xp.sum(xp.exp(shifted), axis=axis))
+
+
+def log_softmax(xp: Any, x: Any, *, axis: int = 1) -> Any:
+    """Log-probabilities along ``axis`` by max subtraction, as torch's ``log_softmax``.
+
+    No overflow at logits of ±1e4; a -inf logit gets log-probability -inf; a +inf logit makes
+    its row NaN, as in torch. Shape: that of ``x``.
+    """
+    _, shifted, log_sum = log_softmax_parts(xp, x, axis=axis)
+    return shifted - xp.expand_dims(log_sum, axis=axis)
+
+
+def logsumexp(xp: Any, x: Any, *, axis: int = 1, keepdims: bool = False) -> Any:
+    """``log Σ exp(x)`` along ``axis``, as torch's ``logsumexp``: stable at any magnitude.
+
+    An infinite maximum is not subtracted, so a +inf entry gives +inf and a row of -inf gives -inf.
+    """
+    if 0 in x.shape:
+        return xp.log(xp.sum(xp.exp(x), axis=axis, keepdims=keepdims))
+    m = xp.max(x, axis=axis, keepdims=True)
+    m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
+    out = m + xp.log(xp.sum(xp.exp(x - m), axis=axis, keepdims=True))
+    return out if keepdims else xp.squeeze(out, axis=axis)
+
+
+class ClassInputs(NamedTuple):
+    """The inputs of a class-index loss, checked and normalized by :func:`class_inputs`.
+
+    ``input`` has shape (N, C, d1, ...) in the dtype to compute in; ``target`` (N, d1, ...)
+    holds class indices clamped into [0, C), so that gathering with :func:`take_class` is always
+    safe; ``active`` marks the elements that count (neither ignored nor invalid); ``weight`` is
+    ``weight[target]`` there and 0 elsewhere (1 without class weights); ``bad`` marks invalid
+    indices to poison (lazy and accelerator arrays, see :func:`check_values`), else ``None``;
+    ``dtype`` is the result's dtype; ``unbatched`` says the input was (C) and the target ().
+    """
+
+    xp: Any
+    input: Any
+    target: Any
+    active: Any
+    weight: Any
+    bad: Any
+    dtype: Any
+    unbatched: bool
+
+
+def class_inputs(loss: str, input: Any, target: Any, *, weight: Any = None, ignore_index: Any = -100,
+                 reduction: str = "mean", target_expected: str = "integer class indices") -> ClassInputs:
+    """The checks and normalization of ``torch.nn.CrossEntropyLoss``'s class-index form.
+
+    Shapes: ``input`` (C), (N, C) or (N, C, d1, ...) of scores; ``target`` (), (N) or (N, d1, ...)
+    of class indices, and (N, 1) for (N, C) input (the source document's labels, which torch
+    rejects); ``weight`` None or (C,). A target equal to ``ignore_index`` (which may lie outside
+    [0, C)) does not count; any other index outside [0, C) is an error (or NaN, see
+    :func:`check_values`). ``target_expected`` words the error for a non-integer target.
+    Reduce the per-element losses with :func:`reduce_classes`.
+    """
+    xp = namespace(loss, input=input, target=target, weight=weight)
+    check_floating(loss, "input", input, xp)
+    check_reduction(loss, reduction)
+    check_number(loss, "ignore_index", ignore_index, integer=True)
+    if input.ndim == 0:
+        raise LossValueError(loss, "input", "scores of shape (C), (N, C) or (N, C, d1, ...)", "a 0-d array")
+    check_integer(loss, "target", target, xp, target_expected)
+    unbatched = input.ndim == 1
+    if unbatched:
+        input, target = xp.expand_dims(input, axis=0), xp.expand_dims(target, axis=0)
+    if input.ndim == 2 and target.shape == (input.shape[0], 1):
+        target = xp.reshape(target, (input.shape[0],))  # the source document's (N, 1) labels
+    n, c = input.shape[0], input.shape[1]
+    expected = (n, *input.shape[2:])
+    if tuple(target.shape) != expected:
+        wanted = "()" if unbatched else f"{expected}" + (f" or ({n}, 1)" if input.ndim == 2 else "")
+        raise LossValueError(loss, "target", f"class indices of shape {wanted} for input of shape "
+                             f"{tuple(input.shape[1:] if unbatched else input.shape)}",
+                             f"shape {tuple(target.shape) if not unbatched else tuple(target.shape[1:])}")
+    if weight is not None:
+        check_floating(loss, "weight", weight, xp)
+        check_shape(loss, "weight", weight, (c,), f"a vector of one weight per class, shape ({c},)")
+    # Each mask built once, Python scalars rather than *_like arrays: in eager JAX every
+    # operation is a dispatch of tens of µs, more than a small loss itself.
+    kept = target != ignore_index
+    valid = (target >= 0) & (target < c)
+    bad = check_values(loss, "target", target, ~valid & kept, xp,
+                       f"class indices in [0, {c}) or ignore_index={ignore_index}")
+    active = valid & kept
+    safe = xp.where(valid, target, 0)
+    dtype = input.dtype if weight is None else xp.result_type(input, weight)
+    work = compute_dtype(xp, dtype)
+    input = as_dtype(xp, input, work)
+    if weight is None:
+        w = xp.astype(active, work)
+    else:
+        picked = xp.reshape(xp.take(as_dtype(xp, weight, work), xp.reshape(safe, (-1,))), safe.shape)
+        w = xp.where(active, picked, 0.0)
+    return ClassInputs(xp, input, safe, active, w, bad, dtype, unbatched)
+
+
+def reduce_classes(cls: ClassInputs, losses: Any, reduction: str) -> Any:
+    """torch's reduction of class-index losses, of shape (N, d1, ...).
+
+    Inactive elements (ignored or invalid targets) count 0; invalid ones are poisoned where
+    :func:`check_values` could not raise. "mean" divides by the sum of the active weights: with
+    every target ignored that is 0 / 0, NaN as in torch (computed without a division warning).
+    The result is in ``cls.dtype``; "none" of an unbatched input has shape ().
+    """
+    xp = cls.xp
+    losses = poison(xp, xp.where(cls.active, losses, 0.0), cls.bad)
+    if reduction == "none":
+        out = losses[0] if cls.unbatched else losses
+    elif reduction == "sum":
+        out = xp.sum(losses)
+    else:
+        total, count = xp.sum(losses), xp.sum(cls.weight)
+        nothing = count == 0
+        # x / 0 without NumPy's "invalid value" warning: NaN for 0 / 0 (every target ignored), ±inf else.
+        over_zero = xp.where(total > 0, xp.full_like(total, math.inf),
+                             xp.where(total < 0, xp.full_like(total, -math.inf), xp.full_like(total, math.nan)))
+        # [()]: NumPy's where gives a 0-d array where the division gave a scalar (as the sum does).
+        out = xp.where(nothing, over_zero, total / xp.where(nothing, xp.ones_like(count), count))[()]
+    return as_dtype(xp, out, cls.dtype)

@@ -1,7 +1,7 @@
 """The backends: arrays made and read back on each library, dtype and device; gradients; what a
 backend reports when it cannot run; backends from plugins; mixed libraries and devices.
 
-Tests that take ``backend`` run once per backend of ``--backend`` (lossreg's pytest plugin).
+Tests that take ``backend`` run once per backend of ``--lossreg-backend`` (lossreg's pytest plugin; tests/conftest.py).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""The conformance suite under pytest, once per backend named by ``--backend`` (lossreg's plugin).
+"""The conformance suite under pytest, once per backend named by ``--lossreg-backend`` (lossreg's plugin).
 
-    pytest tests/test_conformance.py --backend numpy,array_api_strict,torch,jax,jax_jit,dask
+    pytest tests/test_conformance.py --lossreg-backend numpy,array_api_strict,torch,jax,jax_jit,dask
 
 Every registered loss runs every case (values and gradients against the golden answers) on each
 backend, in float32 and float64 (``LOSSREG_CONFORMANCE_DTYPES`` changes that, and

@@ -98,11 +98,29 @@ def test_bce_probabilities_exactly_0_and_1(reduction: str) -> None:
          weight=np.linspace(0.5, 2.0, 6))
 
 
-@pytest.mark.xfail(strict=True, reason="binary_cross_entropy's gradient at input exactly 0 or 1 differs from "
-                   "torch: torch returns (x - t) / max(x (1 - x), 1e-12) (e.g. -8e11 for x=0, t=0.8), "
-                   "lossreg the gradient of the clamped logs ((1 - t) / (1 - x) = 0.2)")
-def test_bce_gradient_at_exactly_0_and_1() -> None:
-    _cmp("binary_cross_entropy", {"input": np.array([0.0, 1.0]), "target": np.array([0.8, 0.3])})
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_bce_gradient_at_exactly_0_and_1_is_torchs_on_torch_tensors(reduction: str, dtype: str) -> None:
+    """torch's gradient there, (x - t) / max(x (1 - x), 1e-12) (e.g. -8e11 for x=0, t=0.8), from the torch kernel."""
+    ex = Example({"input": P01, "target": Y01}, {"reduction": reduction}, dtype=dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        compare("binary_cross_entropy", ex, kernels=True, numpy=False)
+        compare("binary_cross_entropy", Example({"input": P01, "target": Y01},
+                                                {"reduction": reduction, "weight": np.linspace(0.5, 2.0, 6)}, dtype=dtype),
+                kernels=True, numpy=False)
+
+
+def test_bce_gradient_at_exactly_0_and_1_portable_definition() -> None:
+    """The portable definition (every other library, and torch with kernels off) differentiates the
+    clamped logs: (1 - t) / (1 - x) = 0.2 at x=0, t=0.8, and -t / x = -0.3 at x=1, t=0.3, where
+    torch gives ±(t - x) · 1e12 (a documented difference)."""
+    import torch
+
+    x = torch.tensor([0.0, 1.0], dtype=torch.float64, requires_grad=True)
+    lossreg.spec("binary_cross_entropy").function(x, torch.tensor([0.8, 0.3], dtype=torch.float64),
+                                                  reduction="sum").backward()
+    np.testing.assert_allclose(x.grad.numpy(), [0.2, -0.3])
 
 
 def test_kl_div_target_exactly_0() -> None:

@@ -102,11 +102,19 @@ def test_kernels_are_chosen_and_switched_off(monkeypatch: pytest.MonkeyPatch) ->
         lossreg.mse_loss(x, y)
     assert calls == [1]
     monkeypatch.setenv("LOSSREG_KERNELS", "0")
-    lossreg.mse_loss(x, y)
-    assert calls == [1]
-    with lossreg.use_kernels(True):  # the argument wins over the environment
-        lossreg.mse_loss(x, y)
+    lossreg.mse_loss(x, y)  # the environment is read at import and at reload, not at every call
     assert calls == [1, 1]
+    reg = lossreg.reload()
+    try:
+        reg._kernel_cache[("mse_loss", torch.Tensor)] = spy
+        lossreg.mse_loss(x, y)
+        assert calls == [1, 1]
+        with lossreg.use_kernels(True):  # the argument wins over the environment
+            lossreg.mse_loss(x, y)
+        assert calls == [1, 1, 1]
+    finally:
+        monkeypatch.delenv("LOSSREG_KERNELS")
+        lossreg.reload()
 
 
 @pytest.mark.parametrize(("loss", "arrays", "options"), [
@@ -317,3 +325,15 @@ def test_numpy_kernels_leave_errors_to_the_portable_path(loss: str, args, option
     assert kernel(*args(), **options) is NotImplemented
     with pytest.raises(lossreg.LossError):
         getattr(lossreg, loss)(*args(), **options)
+
+
+def test_torch_kernels_do_not_import_the_triton_module() -> None:
+    """No import cycle: kernels/torch.py loads the Triton kernel on first CUDA use, not at import,
+    so importing either module first never meets the other half-initialised."""
+    import subprocess
+    import sys
+
+    code = ("import sys, lossreg.kernels.torch as k; assert 'lossreg.kernels.triton_ce' not in sys.modules; "
+            "assert k.KERNELS['cross_entropy'] is k.cross_entropy")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

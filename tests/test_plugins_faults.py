@@ -51,6 +51,14 @@ def test_a_plugin_that_fails_to_import(everything):
     assert warned(everything, "fault_import", "import of lossreg_fault_import failed", "ImportError", "libfoo")
 
 
+def test_looking_up_a_loss_of_a_plugin_that_failed_to_import_names_the_failure(site):
+    """Not "closest: HuberLoss, ...": the loss is missing because its plugin did not load."""
+    report = probe(site, "try:\n    lossreg.get('fault_import')\nexcept lossreg.UnknownLossError as exc:\n"
+                         "    out['error'] = str(exc)", LOSSREG_PLUGINS="fault_import")
+    assert report["error"].startswith("no loss named 'fault_import'; no registered name is close")
+    assert "plugin 'fault_import' failed: import of lossreg_fault_import failed" in report["error"]
+
+
 def test_a_hook_that_raises_and_one_not_marked(everything):
     info = everything["plugins"]["fault_hook"]
     assert info["status"] == "loaded" and not info["registered"]

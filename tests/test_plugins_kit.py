@@ -11,7 +11,7 @@ import pytest
 
 import lossreg
 from lossreg.conformance import Case
-from lossreg.pytest_plugin import check_conformance
+from lossreg.testing import check_conformance
 
 
 @lossreg.define_loss(class_name="KitCubeLoss", differentiable=("input",))
@@ -91,15 +91,15 @@ def test_check_conformance_skips_when_no_backend_can_run(monkeypatch):
         check_conformance(["mse_loss"], backends=["numpy"])
 
 
-def test_the_xp_fixture_runs_once_per_backend(xp, backend):
-    x = xp.asarray(np.array([1.0, 2.0, 3.0]))
-    assert backend.owns(x)
+def test_the_xp_fixture_runs_once_per_backend(lossreg_xp, lossreg_backend):
+    x = lossreg_xp.asarray(np.array([1.0, 2.0, 3.0]))
+    assert lossreg_backend.owns(x)
     assert float(lossreg.mse_loss(x, x + 1)) == 1.0
 
 
 def test_the_conformance_fixture_uses_the_command_line_backends(lossreg_conformance, request, plugin):
     outcomes = lossreg_conformance(plugin="kit", dtypes=["float64"])
-    wanted = [b.strip() for b in request.config.getoption("--backend").split(",")]
+    wanted = [b.strip() for b in request.config.getoption("--lossreg-backend").split(",")]
     assert [o.backend for o in outcomes] == [b for b in wanted if not lossreg.registry().backends[b].unavailable()]
 
 

@@ -81,7 +81,7 @@ def test_the_package_passes_its_own_tests(site, name, tmp_path):
     package = tmp_path / name
     shutil.copytree(PLUGINS / f"lossreg-{name}", package, ignore=shutil.ignore_patterns("build", "*.egg-info"))
     # numpy only: the conformance test above covered the other backends; the kernel test uses torch itself.
-    done = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--backend", "numpy"], site,
+    done = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--lossreg-backend", "numpy"], site,
                cwd=package)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
     assert " passed" in done.stdout and "failed" not in done.stdout

@@ -27,10 +27,27 @@ def site(generated: Path) -> Path:
 
 def test_it_writes_a_complete_package(generated):
     files = sorted(str(p.relative_to(generated)) for p in generated.rglob("*") if p.is_file())
-    assert files == ["README.md", "generate_cases.py", "pyproject.toml", "src/lossreg_pseudo_huber/__init__.py",
+    assert files == ["README.md", "conftest.py", "generate_cases.py", "pyproject.toml",
+                     "src/lossreg_pseudo_huber/__init__.py",
                      "src/lossreg_pseudo_huber/cases/pseudo_huber.json", "src/lossreg_pseudo_huber/losses.py",
                      "tests/test_pseudo_huber.py"]
     assert 'pseudo_huber = "lossreg_pseudo_huber"' in (generated / "pyproject.toml").read_text()
+    assert 'pytest_plugins = ["lossreg.pytest_plugin"]' in (generated / "conftest.py").read_text()
+
+
+def test_the_template_is_neutral_and_named_after_the_loss(generated):
+    """Whatever the name, the loss is a placeholder marked TODO, not someone else's loss."""
+    text = "\n".join(p.read_text() for p in generated.rglob("*.py")) + (generated / "README.md").read_text()
+    assert "def pseudo_huber_loss(input: Any, target: Any, /, *, scale: float = 1.0" in text
+    assert 'class_name="PseudoHuberLoss"' in text and "TODO" in text
+    assert "charbonnier" not in text.lower()
+
+
+def test_generated_files_import_only_public_lossreg_names(generated):
+    import re
+
+    imports = {m for p in generated.rglob("*.py") for m in re.findall(r"^from (lossreg(?:\.\w+)*) import", p.read_text(), re.M)}
+    assert imports <= {"lossreg", "lossreg.testing"}, imports
 
 
 def test_the_installed_package_passes_conformance(site):

@@ -13,6 +13,9 @@ has them, and carried along). Writes to OUT_DIR (default ``$OUT``, else
 - ``gpu-conformance.json``: every outcome, with the same context (``lossreg conformance --json``);
 - ``gpu-checks.txt``: mixed libraries and devices on the GPU (a CuPy array with a torch tensor,
   CUDA with CPU tensors) must raise lossreg errors; kernels on and off agree on real calls;
+- ``gpu-sync.txt``: every loss, and a training step, under ``torch.cuda.set_sync_debug_mode("error")``;
+  the step captured in a CUDA graph; compiled (Triton) cross-entropy against compiled
+  ``F.cross_entropy`` (``sync_checks.py``; ``DEVICE=cpu`` dry-runs it without a GPU);
 - ``gpu-env.json``: nvidia-smi, versions, the commands and their exit codes and times.
 
 Environment: ``MAX_CASES`` (cases per loss, default all), ``DTYPES`` (default all four),
@@ -96,6 +99,7 @@ def main() -> int:
         ("gpu-matrix.txt", [sys.executable, "-m", "lossreg.cli", "conformance", "--backend", "cupy,torch",
                             "--device", "cuda", "--dtype", dtypes, *limit, "--json", str(out / "gpu-conformance.json")]),
         ("gpu-checks.txt", [sys.executable, str(HERE / "checks.py")]),
+        ("gpu-sync.txt", [sys.executable, str(HERE / "sync_checks.py")]),
     ]
     if os.environ.get("JAX") == "1":
         steps.append(("gpu-jax.txt", [sys.executable, "-m", "lossreg.cli", "conformance", "--backend", "jax_jit",

@@ -4,15 +4,24 @@ Each kernel takes the portable signature and returns ``NotImplemented`` for anyt
 handle exactly as the portable definition does: mixed dtypes, shapes torch would broadcast
 (lossreg refuses them), option values lossreg rejects, and any error torch raises (so that the
 portable path raises its precise lossreg error). Half precision is computed in float32 and cast
-back, as the portable path does. On CUDA, invalid values (class indices out of range,
-probabilities outside [0, 1]) are checked before the native call, because torch reports them
-with a device-side assert that poisons the CUDA context instead of raising.
+back, as the portable path does.
+
+Invalid values (class indices out of range, probabilities outside [0, 1]) follow
+:func:`lossreg.toolkit.reads_values`. Where values may be read (eager CPU tensors, and CUDA in
+the "sync" mode) torch's own check raises on the CPU (the kernel then declines, so that the
+portable path raises lossreg's error), and on CUDA they are checked on the host before the
+native call, since torch would report them with a device-side assert that poisons the CUDA
+context. Elsewhere (CUDA in the default mode, ``torch.compile``, ``torch.func`` transforms,
+``meta`` tensors) nothing is read: invalid entries are replaced by harmless ones before the
+native call and the result is poisoned with NaN in the graph, as the portable path does, so
+no host synchronisation happens and the call can be captured in a CUDA graph.
 
 torch is imported only when this module is (the kernels hook imports it lazily).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -88,33 +97,38 @@ def l1_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
         return NotImplemented
 
 
+def _poison(out: Tensor, bad: Tensor | None, reduction: str) -> Tensor:
+    """NaN where ``bad`` (elementwise for "none", anywhere for "mean" and "sum"), in the graph."""
+    if bad is None:
+        return out
+    flag = bad if reduction == "none" else bad.any()
+    return torch.where(flag, torch.full((), math.nan, dtype=out.dtype, device=out.device), out)
+
+
 def binary_cross_entropy(input: Any, target: Any, /, *, weight: Any = None, reduction: str = "mean") -> Any:
+    # torch's own answer everywhere, including its gradient at exactly 0 and 1 ((x - t) divided by
+    # max(x (1 - x), 1e-12)), which the portable definition does not share (see the README).
     if not _pair(input, target, reduction) or (weight is not None and not _fits(weight, input)):
         return NotImplemented
-    if input.requires_grad or input.is_cuda:
-        # torch's gradient divides by max(x (1 - x), 1e-12) where the portable one divides by
-        # x (1 - x) (and is 0 where a log is clamped): they differ only within 1e-12 of 0 and 1.
-        # x (1 - x) is concave, so its minimum over [lo, hi] lies at an end. NaN fails both tests.
-        # On CUDA the range must be checked before the call (torch would assert on the device).
-        if input.is_cuda and toolkit.check_mode() == "poison":
-            return NotImplemented  # reading the range would synchronise; the portable path poisons
-        if input.numel():
-            lo, hi = (float(v) for v in torch.aminmax(input.detach()))
-            if not (0.0 <= lo and hi <= 1.0):
-                return NotImplemented  # the portable path names the offending value
-            if input.requires_grad and min(lo * (1 - lo), hi * (1 - hi)) < 1e-12:
-                return NotImplemented
+    bad = None
+    if not toolkit.reads_values(input):  # NaN counts as out of range, as in torch's check
+        bad = ~((input >= 0) & (input <= 1))
+        input = torch.where(bad, torch.full((), 0.5, dtype=input.dtype, device=input.device), input)
+    elif input.is_cuda and input.numel() and not bool(((input >= 0) & (input <= 1)).all()):
+        return NotImplemented  # "sync" mode: the portable path names the offending value
     try:
         if weight is not None:
             weight = weight.expand(input.shape)
         if input.dtype in _HALF:
-            return _nn.binary_cross_entropy(input.float(), target.float(), _float(weight),
-                                            _ENUM[reduction]).to(input.dtype)
-        if _plain(input, target, weight):
-            return _nn.binary_cross_entropy(input, target, weight, _ENUM[reduction])
-        return F.binary_cross_entropy(input, target, weight=weight, reduction=reduction)
+            out = _nn.binary_cross_entropy(input.float(), target.float(), _float(weight),
+                                           _ENUM[reduction]).to(input.dtype)
+        elif _plain(input, target, weight):
+            out = _nn.binary_cross_entropy(input, target, weight, _ENUM[reduction])
+        else:
+            out = F.binary_cross_entropy(input, target, weight=weight, reduction=reduction)
     except Exception:  # on CPU: values outside [0, 1] (NaN included)
         return NotImplemented
+    return _poison(out, bad, reduction)
 
 
 def binary_cross_entropy_with_logits(input: Any, target: Any, /, *, weight: Any = None, reduction: str = "mean",
@@ -135,7 +149,12 @@ def binary_cross_entropy_with_logits(input: Any, target: Any, /, *, weight: Any 
 
 
 def _class_args(input: Any, target: Any, weight: Any, ignore_index: Any, reduction: Any) -> Any:
-    """The int64 target to hand to torch for an index-target loss, or None to decline."""
+    """``(index, bad)`` to hand to torch for an index-target loss, or None to decline.
+
+    ``index`` is the target as int64; ``bad`` is None where torch's own check (or the host check
+    on CUDA) guards the indices, else the mask of invalid ones, which ``index`` then ignores
+    and the caller poisons.
+    """
     if (not isinstance(target, Tensor) or reduction not in _ENUM or type(ignore_index) is not int
             or input.dtype not in _FLOAT or target.device != input.device):
         return None
@@ -156,35 +175,40 @@ def _class_args(input: Any, target: Any, weight: Any, ignore_index: Any, reducti
             target = target.reshape(input.shape[0])  # the source document's (N, 1) labels
     elif shape != input.shape[:1] + input.shape[2:] if ndim > 1 else shape != ():
         return None
-    if input.is_cuda and target.numel():
-        if toolkit.check_mode() == "poison":
-            return None  # no synchronisation wanted: the portable path turns bad indices into NaN
-        c = input.shape[ndim > 1]
+    c = input.shape[ndim > 1]
+    if not toolkit.reads_values(target):
+        bad = (target != ignore_index) & ((target < 0) | (target >= c))
+        return torch.where(bad, ignore_index, target), bad
+    if input.is_cuda and target.numel():  # "sync" mode on CUDA, where torch would assert on the device
         if bool(((target != ignore_index) & ((target < 0) | (target >= c))).any()):
-            return None  # out-of-range classes: the portable path raises (CUDA would assert)
-    return target
+            return None  # out-of-range classes: the portable path raises
+    return target, None
 
 
 def nll_loss(input: Any, target: Any, /, *, weight: Any = None, ignore_index: int = -100,
              reduction: str = "mean") -> Any:
-    index = _class_args(input, target, weight, ignore_index, reduction)
-    if index is None:
+    args = _class_args(input, target, weight, ignore_index, reduction)
+    if args is None:
         return NotImplemented
+    index, bad = args
     try:
         if input.dtype in _HALF:
-            return _nn.nll_loss_nd(input.float(), index, _float(weight), _ENUM[reduction],
-                                   ignore_index).to(input.dtype)
-        if _plain(input, weight):
-            return _nn.nll_loss_nd(input, index, weight, _ENUM[reduction], ignore_index)
-        return F.nll_loss(input, index, weight=weight, ignore_index=ignore_index, reduction=reduction)
+            out = _nn.nll_loss_nd(input.float(), index, _float(weight), _ENUM[reduction],
+                                  ignore_index).to(input.dtype)
+        elif _plain(input, weight):
+            out = _nn.nll_loss_nd(input, index, weight, _ENUM[reduction], ignore_index)
+        else:
+            out = F.nll_loss(input, index, weight=weight, ignore_index=ignore_index, reduction=reduction)
     except Exception:  # on CPU: a class index out of range
         return NotImplemented
+    return _poison(out, bad, reduction)
 
 
 def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_index: int = -100,
                   reduction: str = "mean", label_smoothing: float = 0.0) -> Any:
     if type(label_smoothing) not in (int, float) or not 0.0 <= label_smoothing <= 1.0:
         return NotImplemented
+    bad = None
     if isinstance(target, Tensor) and target.dtype in _FLOAT:  # probabilities of the input's shape
         if (ignore_index != -100 or not _pair(input, target, reduction) or input.ndim == 0
                 or (weight is not None and (not isinstance(weight, Tensor) or weight.dtype is not input.dtype
@@ -193,31 +217,45 @@ def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_inde
             return NotImplemented
         index = target
     else:
-        index = _class_args(input, target, weight, ignore_index, reduction)
-        if index is None:
+        args = _class_args(input, target, weight, ignore_index, reduction)
+        if args is None:
             return NotImplemented
-        if _triton_ce is not None and input.is_cuda:
-            result = _triton_ce(input, index, weight=weight, ignore_index=ignore_index, reduction=reduction,
-                                label_smoothing=label_smoothing)
-            if result is not NotImplemented:
-                return result
+        index, bad = args
+        # The Triton kernel in eager CUDA code; compiled code keeps torch's operator, which
+        # Inductor fuses itself (and a Triton launch inside a compiled graph would be opaque to it).
+        if input.is_cuda and not torch.compiler.is_compiling():
+            triton_ce = _triton()
+            if triton_ce is not None:
+                result = triton_ce(input, index, weight=weight, ignore_index=ignore_index, reduction=reduction,
+                                   label_smoothing=label_smoothing)
+                if result is not NotImplemented:
+                    return _poison(result, bad, reduction)
     try:
         if input.dtype in _HALF:
             t = index.float() if index.dtype in _HALF else index
-            return _nn.cross_entropy_loss(input.float(), t, _float(weight), _ENUM[reduction], ignore_index,
-                                          float(label_smoothing)).to(input.dtype)
-        if _plain(input, index, weight):
-            return _nn.cross_entropy_loss(input, index, weight, _ENUM[reduction], ignore_index,
-                                          float(label_smoothing))
-        return F.cross_entropy(input, index, weight=weight, ignore_index=ignore_index, reduction=reduction,
-                               label_smoothing=label_smoothing)
+            out = _nn.cross_entropy_loss(input.float(), t, _float(weight), _ENUM[reduction], ignore_index,
+                                         float(label_smoothing)).to(input.dtype)
+        elif _plain(input, index, weight):
+            out = _nn.cross_entropy_loss(input, index, weight, _ENUM[reduction], ignore_index,
+                                         float(label_smoothing))
+        else:
+            out = F.cross_entropy(input, index, weight=weight, ignore_index=ignore_index, reduction=reduction,
+                                  label_smoothing=label_smoothing)
     except Exception:  # on CPU: a class index out of range
         return NotImplemented
+    return _poison(out, bad, reduction)
 
 
 def _lengths_ok(x: Any, n: int, unbatched: bool, device: Any) -> bool:
     return (isinstance(x, Tensor) and x.dtype in _INDEX and x.device == device
             and (tuple(x.shape) == (n,) or (unbatched and x.ndim == 0)))
+
+
+def _as_lengths(x: Any, device: Any) -> Any:
+    """A list or tuple of ints (as F.ctc_loss takes them) as a tensor; anything else unchanged."""
+    if isinstance(x, (list, tuple)) and all(type(v) is int for v in x):
+        return torch.tensor(x, dtype=torch.int64, device=device)
+    return x
 
 
 def ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, /, *, blank: int = 0,
@@ -234,11 +272,12 @@ def ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: A
     t_max, c = log_probs.shape[0], log_probs.shape[-1]
     n = 1 if unbatched else log_probs.shape[1]
     dev = log_probs.device
+    input_lengths, target_lengths = _as_lengths(input_lengths, dev), _as_lengths(target_lengths, dev)
     if (not 0 <= blank < c or targets.ndim not in (1, 2) or (targets.ndim == 2 and targets.shape[0] != n)
             or not _lengths_ok(input_lengths, n, unbatched, dev) or not _lengths_ok(target_lengths, n, unbatched, dev)):
         return NotImplemented
-    if log_probs.is_cuda and toolkit.check_mode() == "poison":
-        return NotImplemented  # checking the values would synchronise; the portable path poisons instead
+    if not toolkit.reads_values(log_probs):
+        return NotImplemented  # the checks below read values; the portable path poisons instead
     il, tl = input_lengths.reshape(n).long(), target_lengths.reshape(n).long()
     labels, width = targets.long(), targets.shape[-1]
     if targets.ndim == 2 and width:  # only the first target_lengths[i] labels of row i count
@@ -268,18 +307,25 @@ def ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: A
     return out.to(log_probs.dtype)
 
 
-def _load_triton() -> Any:
-    """The Triton cross-entropy when Triton and a CUDA device are present, else None."""
-    if not torch.cuda.is_available():
-        return None
-    try:
-        from .triton_ce import cross_entropy_index
-    except Exception:  # Triton missing or broken: the native kernel serves
-        return None
-    return cross_entropy_index
+_TRITON: list[Any] = []
 
 
-_triton_ce = _load_triton()
+def _triton() -> Any:
+    """The Triton cross-entropy when Triton and a CUDA device are present, else None.
+
+    Imported on first use, not with this module: triton_ce imports this module, so importing it
+    from here at import time could meet a half-initialised module, whichever is imported first.
+    """
+    if not _TRITON:
+        found = None
+        if torch.cuda.is_available():
+            try:
+                from .triton_ce import cross_entropy_index as found
+            except Exception:  # Triton missing or broken: the native kernel serves
+                found = None
+        _TRITON.append(found)
+    return _TRITON[0]
+
 
 KERNELS = {
     "mse_loss": mse_loss,

@@ -29,7 +29,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .torch import _class_args
+from .torch import _class_args, _poison
 
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -149,10 +149,9 @@ class _CrossEntropy(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[Any, ...]:
         (grad,) = ctx.saved_tensors
-        if ctx.reduction == "none":
-            grad = grad * grad_out[:, None]
-        elif not torch.equal(grad_out, torch.ones_like(grad_out)):  # the usual loss.backward() needs no pass
-            grad = grad * grad_out
+        # Always rescaled: asking whether grad_out is 1 would read it on the host (a synchronisation,
+        # and not allowed while capturing a CUDA graph).
+        grad = grad * (grad_out[:, None] if ctx.reduction == "none" else grad_out)
         return grad, None, None, None, None, None
 
 
@@ -175,12 +174,14 @@ def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_inde
             or not 0.0 <= label_smoothing <= 1.0 or not isinstance(target, torch.Tensor)
             or target.dtype.is_floating_point or not (input.is_cuda or _INTERPRET)):
         return NotImplemented
-    index = _class_args(input, target, weight, ignore_index, reduction)
-    if index is None:
+    args = _class_args(input, target, weight, ignore_index, reduction)
+    if args is None:
         return NotImplemented
-    if _INTERPRET and not input.is_cuda and index.numel():
+    index, bad = args
+    if _INTERPRET and not input.is_cuda and bad is None and index.numel():
         c = input.shape[1] if input.ndim == 2 else 0
         if bool(((index != ignore_index) & ((index < 0) | (index >= c))).any()):
             return NotImplemented  # on CUDA _class_args has checked this
-    return cross_entropy_index(input, index, weight=weight, ignore_index=ignore_index, reduction=reduction,
-                               label_smoothing=label_smoothing)
+    result = cross_entropy_index(input, index, weight=weight, ignore_index=ignore_index, reduction=reduction,
+                                 label_smoothing=label_smoothing)
+    return result if result is NotImplemented else _poison(result, bad, reduction)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import math
-from typing import Any, NamedTuple
+from typing import Any
 
 from array_api_compat import device
 
@@ -12,72 +11,14 @@ from ..errors import LossValueError
 from ..registry import define_loss
 
 
-class _Classes(NamedTuple):
-    """Inputs of an index-target loss, normalized to ``input (N, C, *d)``, ``target (N, *d)``."""
-
-    xp: Any
-    input: Any
-    target: Any  # integer class indices, clamped into [0, C) so that gathering is always safe
-    active: Any  # bool: counts towards the loss (neither ignored nor invalid)
-    weight: Any  # per-element weight w[target], 0 where inactive
-    bad: Any  # bool mask of invalid indices on lazy arrays (poisoned to NaN), else None
-    dtype: Any  # the dtype of the result
-    unbatched: bool
+# What torch's NLLLoss and CrossEntropyLoss say of a target that is not an integer array.
+_TARGET = "integer class indices (or, for cross_entropy, probabilities of the input's shape)"
 
 
 def _class_inputs(loss: str, input: Any, target: Any, weight: Any, ignore_index: Any,
-                  reduction: str) -> _Classes:
-    xp = toolkit.namespace(loss, input=input, target=target, weight=weight)
-    toolkit.check_floating(loss, "input", input, xp)
-    toolkit.check_reduction(loss, reduction)
-    toolkit.check_number(loss, "ignore_index", ignore_index, integer=True)
-    if input.ndim == 0:
-        raise LossValueError(loss, "input", "scores of shape (C), (N, C) or (N, C, d1, ...)", "a 0-d array")
-    toolkit.check_integer(loss, "target", target, xp, "integer class indices (or, for cross_entropy, "
-                      "probabilities of the input's shape)")
-    unbatched = input.ndim == 1
-    if unbatched:
-        input, target = xp.expand_dims(input, axis=0), xp.expand_dims(target, axis=0)
-    if input.ndim == 2 and target.shape == (input.shape[0], 1):
-        target = xp.reshape(target, (input.shape[0],))  # the source document's (N, 1) labels
-    n, c = input.shape[0], input.shape[1]
-    expected = (n, *input.shape[2:])
-    if tuple(target.shape) != expected:
-        wanted = "()" if unbatched else f"{expected}" + (f" or ({n}, 1)" if input.ndim == 2 else "")
-        raise LossValueError(loss, "target", f"class indices of shape {wanted} for input of shape "
-                                 f"{tuple(input.shape[1:] if unbatched else input.shape)}",
-                                 f"shape {tuple(target.shape) if not unbatched else tuple(target.shape[1:])}")
-    if weight is not None:
-        toolkit.check_floating(loss, "weight", weight, xp)
-        toolkit.check_shape(loss, "weight", weight, (c,), f"a vector of one weight per class, shape ({c},)")
-    kept = target != ignore_index  # one mask each, built once: every op costs tens of µs in eager JAX
-    valid = (target >= 0) & (target < c)
-    bad = toolkit.check_values(loss, "target", target, ~valid & kept, xp,
-                           f"class indices in [0, {c}) or ignore_index={ignore_index}")
-    active = valid & kept
-    safe = xp.where(valid, target, 0)
-    dtype = input.dtype if weight is None else xp.result_type(input, weight)
-    work = toolkit.compute_dtype(xp, dtype)
-    input = toolkit.as_dtype(xp, input, work)
-    if weight is None:
-        w = xp.astype(active, work)
-    else:
-        picked_w = xp.reshape(xp.take(toolkit.as_dtype(xp, weight, work), xp.reshape(safe, (-1,))), safe.shape)
-        w = xp.where(active, picked_w, xp.zeros_like(picked_w))
-    return _Classes(xp, input, safe, active, w, bad, dtype, unbatched)
-
-
-def _reduce_weighted(cls: _Classes, losses: Any, reduction: str) -> Any:
-    """torch's reduction of index-target losses: "mean" divides by the sum of the weights."""
-    xp = cls.xp
-    losses = toolkit.poison(xp, losses, cls.bad)
-    if reduction == "none":
-        out = losses[0] if cls.unbatched else losses
-    elif reduction == "sum":
-        out = xp.sum(losses)
-    else:  # all targets ignored gives 0 / 0 = NaN, torch's choice
-        out = xp.sum(losses) / xp.sum(cls.weight)
-    return toolkit.as_dtype(xp, out, cls.dtype)
+                  reduction: str) -> toolkit.ClassInputs:
+    return toolkit.class_inputs(loss, input, target, weight=weight, ignore_index=ignore_index,
+                                reduction=reduction, target_expected=_TARGET)
 
 
 @define_loss(
@@ -88,17 +29,20 @@ def _reduce_weighted(cls: _Classes, losses: Any, reduction: str) -> Any:
 )
 def nll_loss(input: Any, target: Any, /, *, weight: Any = None, ignore_index: int = -100,
              reduction: str = "mean") -> Any:
-    """Negative log-likelihood of log-probabilities: ``ℓ_n = -w[y_n] · x[n, y_n]``.
+    r"""Negative log-likelihood of log-probabilities: ``ℓ_n = -w[y_n] · x[n, y_n]``.
+
+    $$\ell_n = -w_{y_n}\, x_{n, y_n} \qquad \text{mean: } \sum_n \ell_n \Big/ \sum_n w_{y_n}$$
 
     Shapes: ``input`` (C), (N, C) or (N, C, d1, ..., dK) of log-probabilities; ``target`` (),
     (N) or (N, d1, ..., dK) of class indices (and (N, 1) for (N, C) input). Targets equal to
     ``ignore_index`` contribute 0; "mean" divides by the sum of ``weight[target]`` over the rest.
+
+    Args:
+        weight: a weight per class, shape (C,), or None (all 1).
     """
     cls = _class_inputs("nll_loss", input, target, weight, ignore_index, reduction)
     xp = cls.xp
-    picked = toolkit.take_class(xp, cls.input, cls.target)
-    losses = xp.where(cls.active, -cls.weight * picked, xp.zeros_like(picked))
-    return _reduce_weighted(cls, losses, reduction)
+    return toolkit.reduce_classes(cls, -cls.weight * toolkit.take_class(xp, cls.input, cls.target), reduction)
 
 
 @define_loss(
@@ -110,7 +54,12 @@ def nll_loss(input: Any, target: Any, /, *, weight: Any = None, ignore_index: in
 )
 def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_index: int = -100,
                   reduction: str = "mean", label_smoothing: float = 0.0) -> Any:
-    """Cross-entropy of unnormalized scores (logits): LogSoftmax followed by NLL.
+    r"""Cross-entropy of unnormalized scores (logits): LogSoftmax followed by NLL.
+
+    $$
+    \ell_n = -(1 - \varepsilon)\, w_{y_n} \log p_{n, y_n} - \frac{\varepsilon}{C} \sum_{c} w_c \log p_{n, c}
+    \qquad p_{n, c} = \frac{e^{x_{n, c}}}{\sum_k e^{x_{n, k}}}
+    $$
 
     ``log p[n, c] = x[n, c] - m_n - log Σ_k exp(x[n, k] - m_n)`` with ``m_n = max_k x[n, k]``
     (so neither exp overflows nor a picked log-probability becomes -inf), and
@@ -120,6 +69,10 @@ def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_inde
     :func:`nll_loss` (including the source document's (N, 1)), or probabilities of the
     input's shape, smoothed as ``t (1 - ε) + ε / C``, "mean" then dividing by N·d1·...·dK and
     ``ignore_index`` not allowed.
+
+    Args:
+        weight: a weight per class, shape (C,), or None (all 1).
+        label_smoothing: ε in [0, 1]: the target is mixed with the uniform distribution over the C classes.
     """
     name = "cross_entropy"
     toolkit.check_number(name, "label_smoothing", label_smoothing, 0.0, 1.0)
@@ -129,39 +82,19 @@ def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_inde
                                             label_smoothing)
     cls = _class_inputs(name, input, target, weight, ignore_index, reduction)
     x = cls.input
-    m, log_sum = _log_softmax_parts(xp, x)
+    m, shifted, log_sum = toolkit.log_softmax_parts(xp, x)
     # -log p[n, y_n], picked from x rather than from x - m: a second use of x - m would make a
     # compiler (XLA) write it out in full instead of fusing it into the exp-sum.
-    nll = log_sum - (toolkit.take_class(xp, x, cls.target) - xp.squeeze(m, axis=1))
+    nll = log_sum - (toolkit.take_class(xp, x, cls.target) - m)
     losses = cls.weight * nll
     if label_smoothing:
         c = x.shape[1]
         w = 1.0 if weight is None else xp.reshape(toolkit.as_dtype(xp, weight, x.dtype), toolkit.class_shape(x))
         # Σ_c -w_c log p_c with every term non-negative: no cancellation at large logits.
         w_sum = c * 1.0 if weight is None else xp.sum(w)
-        smooth = w_sum * log_sum - xp.sum(w * (x - m), axis=1)
+        smooth = w_sum * log_sum - xp.sum(w * shifted, axis=1)
         losses = (1.0 - label_smoothing) * losses + (label_smoothing / c) * smooth
-    losses = xp.where(cls.active, losses, 0.0)  # a scalar: a zeros_like costs ~40 µs in eager JAX
-    return _reduce_weighted(cls, losses, reduction)
-
-
-def _log_softmax_parts(xp: Any, x: Any) -> tuple[Any, Any]:
-    """``(m, log Σ exp(x - m))`` along axis 1 (``m`` keeps the axis), so ``log p = (x - m) - log_sum``.
-
-    ``m`` is the row maximum rounded down to an integer: each ``exp(x - m)`` is then at most e
-    (no overflow) and the largest at least 1 (a finite log). ``floor`` has derivative 0 on every
-    library, so autodiff never differentiates through the maximum. That derivative is zero anyway
-    (softmax is shift-invariant), but computed it costs two more passes over ``x`` (an equality
-    mask against the maximum and its count): this is the portable spelling of optax's
-    ``stop_gradient(max)``.
-    """
-    if 0 in x.shape:  # nothing to reduce; Dask cannot take the max of an empty chunk
-        return (xp.zeros((x.shape[0], 1, *x.shape[2:]), dtype=x.dtype, device=device(x)),
-                xp.zeros((x.shape[0], *x.shape[2:]), dtype=x.dtype, device=device(x)))
-    # Clipped at the lowest finite number, as a row of -inf would give -inf - -inf = NaN (a +inf
-    # logit gives NaN, as in torch). A clip, not a where: each eager JAX call costs tens of µs.
-    m = xp.floor(xp.clip(xp.max(x, axis=1, keepdims=True), min=float(xp.finfo(x.dtype).min)))
-    return m, xp.log(xp.sum(xp.exp(x - m), axis=1))
+    return toolkit.reduce_classes(cls, losses, reduction)
 
 
 def _cross_entropy_probabilities(xp: Any, input: Any, target: Any, weight: Any, ignore_index: Any,
@@ -188,8 +121,8 @@ def _cross_entropy_probabilities(xp: Any, input: Any, target: Any, weight: Any, 
         t = t * (1.0 - label_smoothing) + label_smoothing / c
     if weight is not None:
         t = t * xp.reshape(toolkit.as_dtype(xp, weight, work), toolkit.class_shape(x))
-    m, log_sum = _log_softmax_parts(xp, x)
-    losses = xp.sum(t * (xp.expand_dims(log_sum, axis=1) - (x - m)), axis=1)
+    _, shifted, log_sum = toolkit.log_softmax_parts(xp, x)
+    losses = xp.sum(t * (xp.expand_dims(log_sum, axis=1) - shifted), axis=1)
     if unbatched:
         losses = losses[0]
     return toolkit.reduce(xp, losses, reduction, dtype)
@@ -203,11 +136,16 @@ def _cross_entropy_probabilities(xp: Any, input: Any, target: Any, weight: Any, 
     reference="torch.nn.BCELoss",
 )
 def binary_cross_entropy(input: Any, target: Any, /, *, weight: Any = None, reduction: str = "mean") -> Any:
-    """Binary cross-entropy of probabilities: ``ℓ_i = -w_i [y_i log x_i + (1 - y_i) log(1 - x_i)]``.
+    r"""Binary cross-entropy of probabilities: ``ℓ_i = -w_i [y_i log x_i + (1 - y_i) log(1 - x_i)]``.
+
+    $$\ell_i = -w_i \left[ y_i \log x_i + (1 - y_i) \log (1 - x_i) \right]$$
 
     Each log is clamped at -100, as torch does, so exact 0 and 1 give finite losses. Shapes:
     ``input`` (probabilities in [0, 1], else an error) and ``target`` of one shape, e.g. (N) or
     (N, 1); ``weight`` broadcasts to the input's shape.
+
+    Args:
+        weight: weights that broadcast to the input's shape, or None (all 1).
     """
     name = "binary_cross_entropy"
     xp, x, y, dtype, weights = _weighted_pointwise(name, input, target, reduction, weight=weight)
@@ -216,25 +154,6 @@ def binary_cross_entropy(input: Any, target: Any, /, *, weight: Any = None, redu
     if weights:
         losses = losses * weights["weight"]
     return toolkit.reduce(xp, toolkit.poison(xp, losses, bad), reduction, dtype)
-
-
-def _neg_log_sigmoid(xp: Any, x: Any) -> Any:
-    """``-log σ(x) = log(1 + exp(-x))``, as torch's log_sigmoid: ``max(-x, 0) + log1p(exp(-|x|))``.
-
-    No exp overflows at any |x|. ``where`` stands in for max and abs so that the gradient at
-    x = 0 is -σ(0) = -1/2 on every library (max and abs each split the tie their own way).
-    """
-    nonnegative = x >= 0
-    return xp.where(nonnegative, 0.0, -x) + xp.log1p(xp.exp(xp.where(nonnegative, -x, x)))
-
-
-def _check_broadcasts(loss: str, name: str, w: Any, x: Any, xp: Any) -> None:
-    """``w`` is a floating array that broadcasts to the input's shape (never enlarging the result)."""
-    toolkit.check_floating(loss, name, w, xp)
-    fits = w.ndim <= x.ndim and all(a in (1, b) for a, b in zip(w.shape[::-1], x.shape[::-1]))
-    if not fits:
-        raise LossValueError(loss, name, f"a shape that broadcasts to the input's {tuple(x.shape)}",
-                             f"shape {tuple(w.shape)}")
 
 
 def _weighted_pointwise(loss: str, input: Any, target: Any, reduction: str,
@@ -248,7 +167,7 @@ def _weighted_pointwise(loss: str, input: Any, target: Any, reduction: str,
     if present:
         toolkit.namespace(loss, input=input, **present)
     for k, w in present.items():
-        _check_broadcasts(loss, k, w, x, xp)
+        toolkit.check_broadcasts(loss, k, w, x, xp)
         dtype = xp.result_type(dtype, w.dtype)
     work = toolkit.compute_dtype(xp, dtype)
     present = {k: toolkit.as_dtype(xp, w, work) for k, w in present.items()}
@@ -265,16 +184,23 @@ def _weighted_pointwise(loss: str, input: Any, target: Any, reduction: str,
 )
 def binary_cross_entropy_with_logits(input: Any, target: Any, /, *, weight: Any = None, reduction: str = "mean",
                                      pos_weight: Any = None) -> Any:
-    """Binary cross-entropy of logits: ``ℓ_i = -w_i [p_i y_i log σ(x_i) + (1 - y_i) log(1 - σ(x_i))]``.
+    r"""Binary cross-entropy of logits: ``ℓ_i = -w_i [p_i y_i log σ(x_i) + (1 - y_i) log(1 - σ(x_i))]``.
+
+    $$\ell_i = -w_i \left[ p_i\, y_i \log \sigma(x_i) + (1 - y_i) \log (1 - \sigma(x_i)) \right]$$
 
     Computed as torch does, ``ℓ = w [(1 - y) x + (1 + (p - 1) y) (max(-x, 0) + log1p(exp(-|x|)))]``,
     which never overflows (logits of ±1e4 are fine). Shapes: ``input`` and ``target`` (soft
     targets in [0, 1] allowed) of one shape; ``weight`` and ``pos_weight`` broadcast to it, so a
     (C,) ``pos_weight`` weighs the positives of each class along the last axis.
+
+    Args:
+        weight: weights that broadcast to the input's shape, or None (all 1).
+        pos_weight: p, the weight of the positive term, broadcasting to the input (a (C,) array weighs each
+            class of the last axis), or None (1).
     """
     name = "binary_cross_entropy_with_logits"
     xp, x, y, dtype, w = _weighted_pointwise(name, input, target, reduction, weight=weight, pos_weight=pos_weight)
-    positive = _neg_log_sigmoid(xp, x)  # -log σ(x); -log(1 - σ(x)) = x - log σ(x)
+    positive = -toolkit.log_sigmoid(xp, x)  # -log σ(x); -log(1 - σ(x)) = x - log σ(x)
     if "pos_weight" in w:
         positive = positive * ((w["pos_weight"] - 1) * y + 1)
     losses = (1 - y) * x + positive
@@ -289,14 +215,16 @@ def binary_cross_entropy_with_logits(input: Any, target: Any, /, *, weight: Any 
     reference="torch.nn.SoftMarginLoss",
 )
 def soft_margin_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
-    """Two-class logistic loss: ``ℓ_i = log(1 + exp(-y_i x_i))``, targets ``y`` usually ±1.
+    r"""Two-class logistic loss: ``ℓ_i = log(1 + exp(-y_i x_i))``, targets ``y`` usually ±1.
+
+    $$\ell_i = \log \left( 1 + e^{-y_i x_i} \right)$$
 
     Shapes: ``input`` and ``target`` of one shape. Computed stably: torch evaluates
     ``log1p(exp(-y x))`` literally, which overflows to inf (and a NaN gradient) once ``-y x``
     exceeds about 88 in float32 or 709 in float64; lossreg gives the finite value there.
     """
     xp, x, y, dtype = toolkit.pointwise_inputs("soft_margin_loss", input, target, reduction)
-    return toolkit.reduce(xp, _neg_log_sigmoid(xp, y * x), reduction, dtype)
+    return toolkit.reduce(xp, -toolkit.log_sigmoid(xp, y * x), reduction, dtype)
 
 
 @define_loss(
@@ -307,19 +235,26 @@ def soft_margin_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> 
     reference="torch.nn.MultiLabelSoftMarginLoss",
 )
 def multilabel_soft_margin_loss(input: Any, target: Any, /, *, weight: Any = None, reduction: str = "mean") -> Any:
-    """One-versus-all logistic loss, averaged over the classes (the last axis):
+    r"""One-versus-all logistic loss, averaged over the classes (the last axis):
+
+    $$
+    \ell_n = -\frac{1}{C} \sum_c w_c \left[ y_{nc} \log \sigma(x_{nc}) + (1 - y_{nc}) \log \sigma(-x_{nc}) \right]
+    $$
 
     ``ℓ_n = -(1/C) Σ_c w_c [y_nc log σ(x_nc) + (1 - y_nc) log σ(-x_nc)]``, then reduced over N.
 
     Shapes: ``input`` (C) or (N, C) (torch also allows more leading axes, and so does lossreg),
     ``target`` of the same shape with labels in {0, 1}; ``weight`` broadcasts to the input,
     normally (C,). torch broadcasts a target of another shape; lossreg refuses it.
+
+    Args:
+        weight: a weight per class, broadcasting to the input (normally (C,)), or None (all 1).
     """
     name = "multilabel_soft_margin_loss"
     if getattr(input, "ndim", None) == 0:
         raise LossValueError(name, "input", "scores of shape (C) or (N, C)", "a 0-d array")
     xp, x, y, dtype, w = _weighted_pointwise(name, input, target, reduction, weight=weight)
-    losses = y * _neg_log_sigmoid(xp, x) + (1 - y) * _neg_log_sigmoid(xp, -x)
+    losses = -(y * toolkit.log_sigmoid(xp, x) + (1 - y) * toolkit.log_sigmoid(xp, -x))
     if "weight" in w:
         losses = losses * w["weight"]
     return toolkit.reduce(xp, xp.sum(losses, axis=-1) / x.shape[-1], reduction, dtype)
@@ -345,11 +280,18 @@ def _margin_inputs(loss: str, input: Any, target: Any, reduction: str, target_sh
 )
 def multi_margin_loss(input: Any, target: Any, /, *, p: int = 1, margin: float = 1.0, weight: Any = None,
                       reduction: str = "mean") -> Any:
-    """Multi-class hinge loss: ``ℓ_n = (w[y_n] / C) Σ_{i ≠ y_n} max(0, margin - x[n, y_n] + x[n, i])^p``.
+    r"""Multi-class hinge loss: ``ℓ_n = (w[y_n] / C) Σ_{i ≠ y_n} max(0, margin - x[n, y_n] + x[n, i])^p``.
+
+    $$\ell_n = \frac{w_{y_n}}{C} \sum_{i \ne y_n} \max(0,\ \text{margin} - x_{n, y_n} + x_{n, i})^p$$
 
     ``p`` is 1 or 2. Shapes: ``input`` (C) or (N, C); ``target`` () or (N) of class indices in
     [0, C); ``weight`` (C,). "mean" divides by N, whatever the weights. A term exactly at the
     margin has gradient 0, as in torch.
+
+    Args:
+        p: 1 or 2, the power of each hinge term.
+        margin: by how much the true class's score should exceed each other score.
+        weight: a weight per class, shape (C,), taken at the target's class, or None (all 1).
     """
     name = "multi_margin_loss"
     if isinstance(p, bool) or p not in (1, 2):
@@ -391,7 +333,9 @@ def multi_margin_loss(input: Any, target: Any, /, *, p: int = 1, margin: float =
     reference="torch.nn.MultiLabelMarginLoss",
 )
 def multilabel_margin_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
-    """Multi-label hinge loss: ``ℓ_n = (1/C) Σ_{j ∈ J_n} Σ_{i ∉ J_n} max(0, 1 - (x[n, j] - x[n, i]))``.
+    r"""Multi-label hinge loss: ``ℓ_n = (1/C) Σ_{j ∈ J_n} Σ_{i ∉ J_n} max(0, 1 - (x[n, j] - x[n, i]))``.
+
+    $$\ell_n = \frac{1}{C} \sum_{j \in J_n} \sum_{i \notin J_n} \max(0,\ 1 - (x_{n, j} - x_{n, i}))$$
 
     ``J_n`` is read from ``target[n]``: the class indices before the first -1 (the rest is
     padding, but must still lie in [-1, C), as torch checks). A class listed twice counts twice,

@@ -16,9 +16,15 @@ def _clamp_min0(xp: Any, z: Any) -> Any:
     return xp.where(z < 0, xp.zeros_like(z), z)
 
 
+def _sign(xp: Any, x: Any) -> Any:
+    """sign(x) (NaN at NaN) with ``where`` only: compat's torch ``sign`` writes through a boolean
+    mask, which ``torch.func.vmap`` and ``meta`` tensors cannot run."""
+    return xp.where(x > 0, 1.0, xp.where(x < 0, -1.0, x * 0))
+
+
 def _abs(xp: Any, x: Any) -> Any:
     # sign(x)·x is |x| with torch's gradient sign(x), 0 at x = 0 (JAX's abs gives 1 there).
-    return xp.sign(x) * x
+    return _sign(xp, x) * x
 
 
 def _check_labels(loss: str, name: str, target: Any, xp: Any) -> None:
@@ -39,15 +45,19 @@ def _check_positive_margin(loss: str, margin: Any) -> None:
 
 
 def _broadcast(loss: str, **shapes: tuple[int, ...]) -> tuple[int, ...]:
-    """The shape that arrays of ``shapes`` broadcast to, as in torch; an error if they do not."""
+    """The shape that arrays of ``shapes`` broadcast to, as in torch; an error if they do not.
+
+    Sizes are compared, never hashed: under ``torch.compile(dynamic=True)`` a size is symbolic,
+    and putting it in a set would fix it to its first value (a recompilation per batch size).
+    """
     ndim = max(len(s) for s in shapes.values())
-    out = []
+    out: list[Any] = []
     for sizes in zip(*((1,) * (ndim - len(s)) + tuple(s) for s in shapes.values())):
-        known = {d for d in sizes if d != 1 and d is not None}  # None: a Dask size not yet known
-        if len(known) > 1:
+        known = [d for d in sizes if d is not None and d != 1]  # None: a Dask size not yet known
+        if any(d != known[0] for d in known[1:]):
             given = ", ".join(f"'{k}' {tuple(s)}" for k, s in shapes.items())
             raise LossValueError(loss, "/".join(shapes), "shapes that broadcast together", given)
-        out.append(known.pop() if known else (None if None in sizes else 1))
+        out.append(known[0] if known else (None if None in sizes else 1))
     return tuple(out)
 
 
@@ -76,11 +86,16 @@ def _floats(loss: str, xp: Any, **arrays: Any) -> tuple[Any, Any, list[Any]]:
 )
 def margin_ranking_loss(input1: Any, input2: Any, target: Any, /, *, margin: float = 0.0,
                         reduction: str = "mean") -> Any:
-    """Margin ranking loss: ``ℓ_i = max(0, -y_i · (x1_i - x2_i) + margin)``.
+    r"""Margin ranking loss: ``ℓ_i = max(0, -y_i · (x1_i - x2_i) + margin)``.
+
+    $$\ell_i = \max\left(0,\ -y_i \left( x^{(1)}_i - x^{(2)}_i \right) + \text{margin} \right)$$
 
     ``y = 1`` asks for ``x1`` to rank above ``x2``, ``y = -1`` for the opposite. Shapes: the
     three arrays have one number of dimensions and broadcast together, as in torch (usually all
     (N) or all ()). Labels may be integers or floats; other values than ±1 are used as given.
+
+    Args:
+        margin: by how much the higher-ranked input should exceed the other.
     """
     name = "margin_ranking_loss"
     xp = toolkit.namespace(name, input1=input1, input2=input2, target=target)
@@ -103,12 +118,17 @@ def margin_ranking_loss(input1: Any, input2: Any, target: Any, /, *, margin: flo
     reference="torch.nn.HingeEmbeddingLoss",
 )
 def hinge_embedding_loss(input: Any, target: Any, /, *, margin: float = 1.0, reduction: str = "mean") -> Any:
-    """Hinge embedding loss: ``ℓ_i = x_i`` where ``y_i = 1``, ``max(0, margin - x_i)`` where ``y_i = -1``.
+    r"""Hinge embedding loss: ``ℓ_i = x_i`` where ``y_i = 1``, ``max(0, margin - x_i)`` where ``y_i = -1``.
+
+    $$\ell_i = \begin{cases} x_i & y_i = 1 \\ \max(0,\ \text{margin} - x_i) & y_i = -1 \end{cases}$$
 
     ``input`` is typically a distance between two embeddings. As torch computes it, a label
     that is neither 1 nor -1 gets both terms, ``x_i + max(0, margin - x_i)``. Shapes: ``input``
     and ``target`` broadcast together (usually both (*)); labels may be integers or floats.
     The result has the input's dtype.
+
+    Args:
+        margin: the distance beyond which dissimilar pairs (target -1) cost nothing.
     """
     name = "hinge_embedding_loss"
     xp = toolkit.namespace(name, input=input, target=target)
@@ -132,12 +152,20 @@ def hinge_embedding_loss(input: Any, target: Any, /, *, margin: float = 1.0, red
 )
 def cosine_embedding_loss(input1: Any, input2: Any, target: Any, /, *, margin: float = 0.0,
                           reduction: str = "mean") -> Any:
-    """Cosine embedding loss: ``1 - cos(x1_i, x2_i)`` where ``y_i = 1``, ``max(0, cos - margin)`` where ``y_i = -1``.
+    r"""Cosine embedding loss: ``1 - cos(x1_i, x2_i)`` where ``y_i = 1``, ``max(0, cos - margin)`` where ``y_i = -1``.
+
+    $$
+    \ell_i = \begin{cases} 1 - \cos(x^{(1)}_i, x^{(2)}_i) & y_i = 1
+    \\ \max\left(0,\ \cos(x^{(1)}_i, x^{(2)}_i) - \text{margin}\right) & y_i = -1 \end{cases}
+    $$
 
     ``cos = Σ_d x1·x2 / sqrt((Σ_d x1² + ε) · (Σ_d x2² + ε))``: as in torch, ε = 1e-12 (rounded
     to float32) is added to each squared norm, so zero vectors give cos = 0. A label that is
     neither 1 nor -1 contributes 0. Shapes: ``input1``, ``input2`` (N, D) with ``target`` (N), or (D) with
     ``target`` (); as in torch, the inputs may broadcast, e.g. (1, D) against (N, D).
+
+    Args:
+        margin: the cosine below which dissimilar pairs (target -1) cost nothing, in [-1, 1].
     """
     name = "cosine_embedding_loss"
     xp = toolkit.namespace(name, input1=input1, input2=input2, target=target)
@@ -151,7 +179,8 @@ def cosine_embedding_loss(input1: Any, input2: Any, target: Any, /, *, margin: f
         if x.ndim != target.ndim + 1:
             raise LossValueError(name, key, f"embeddings of shape {wanted}", f"shape {tuple(x.shape)}")
     rows = _broadcast(name, input1=input1.shape, input2=input2.shape)[:-1]
-    if rows and len({target.shape[0], rows[0]} - {1, None}) > 1:
+    labels, pairs = (target.shape[0], rows[0]) if rows else (1, 1)
+    if labels is not None and pairs is not None and labels != 1 and pairs != 1 and labels != pairs:
         raise LossValueError(name, "target", f"one label per row of input1/input2, shape ({rows[0]})",
                              f"shape {tuple(target.shape)}")
     dtype, _, (x1, x2) = _floats(name, xp, input1=input1, input2=input2)
@@ -166,7 +195,7 @@ def cosine_embedding_loss(input1: Any, input2: Any, target: Any, /, *, margin: f
 def _norm(xp: Any, d: Any, p: float) -> Any:
     """``‖d‖_p`` over the last axis with torch's gradients (0 where the norm or an entry is 0)."""
     if p == 0:
-        return xp.sum(xp.sign(d) * xp.sign(d), axis=-1)  # the count of non-zeros, gradient 0
+        return xp.sum(_sign(xp, d) * _sign(xp, d), axis=-1)  # the count of non-zeros, gradient 0
     if p == 2:
         s = xp.sum(d * d, axis=-1)
     else:
@@ -220,13 +249,25 @@ def _triplet(xp: Any, distance: Callable[[Any, Any], Any], a: Any, p: Any, n: An
 )
 def triplet_margin_loss(anchor: Any, positive: Any, negative: Any, /, *, margin: float = 1.0, p: float = 2.0,
                         eps: float = 1e-6, swap: bool = False, reduction: str = "mean") -> Any:
-    """Triplet margin loss: ``ℓ_i = max(0, margin + d(a_i, p_i) - d(a_i, n_i))``.
+    r"""Triplet margin loss: ``ℓ_i = max(0, margin + d(a_i, p_i) - d(a_i, n_i))``.
+
+    $$
+    \ell_i = \max\left(0,\ \text{margin} + d(a_i, p_i) - d(a_i, n_i)\right)
+    \qquad d(u, v) = \lVert u - v + \epsilon \rVert_p
+    $$
 
     ``d(x, y) = ‖x - y + eps‖_p`` over the last axis (torch's ``pairwise_distance``; any p,
     including 0 (count of non-zeros), ±inf and negative values). With ``swap``, ``d(a, n)``
     becomes ``min(d(a, n), d(p, n))``. ``margin`` must be > 0. Shapes: (N, D) or (D) (any
     number of dimensions, the last one the embedding), one number of dimensions for all three,
     broadcasting as in torch.
+
+    Args:
+        margin: by how much the negative should be farther from the anchor than the positive.
+        p: the degree of the norm of the pairwise distance.
+        eps: added to the difference before the norm, as torch's ``pairwise_distance``.
+        swap: use the positive–negative distance when it is smaller than the anchor–negative one (Balntas et
+            al., 2016).
     """
     name = "triplet_margin_loss"
     toolkit.check_number(name, "p", p)
@@ -248,14 +289,23 @@ def triplet_margin_loss(anchor: Any, positive: Any, negative: Any, /, *, margin:
 def triplet_margin_with_distance_loss(anchor: Any, positive: Any, negative: Any, /, *,
                                       distance_function: Callable[[Any, Any], Any] | None = None,
                                       margin: float = 1.0, swap: bool = False, reduction: str = "mean") -> Any:
-    """Triplet margin loss with any distance: ``ℓ_i = max(0, margin + d(a_i, p_i) - d(a_i, n_i))``.
+    r"""Triplet margin loss with any distance: ``ℓ_i = max(0, margin + d(a_i, p_i) - d(a_i, n_i))``.
+
+    $$\ell_i = \max\left(0,\ \text{margin} + d(a_i, p_i) - d(a_i, n_i)\right)$$
 
     ``distance_function(x, y)`` takes two arrays of the caller's library and returns their
     distances (one per row); ``None`` means ``‖x - y + 1e-6‖_2`` over the last axis, torch's
     ``pairwise_distance``. It receives the inputs as given (half precision promoted to float32).
     With ``swap``, ``d(a, n)`` becomes ``min(d(a, n), d(p, n))``. ``margin`` must be > 0.
-    Shapes as for :func:`triplet_margin_loss`. A callable option cannot go into JSON, so
-    ``get_config`` refuses a loss that holds one.
+    A callable option cannot go into JSON, so ``get_config`` refuses a loss that holds one.
+    Shapes: as for :func:`triplet_margin_loss`.
+
+    Args:
+        distance_function: a function of two arrays giving their distances along the last axis; None: the
+            Euclidean pairwise distance.
+        margin: by how much the negative should be farther from the anchor than the positive.
+        swap: use the positive–negative distance when it is smaller than the anchor–negative one (Balntas et
+            al., 2016).
     """
     name = "triplet_margin_with_distance_loss"
     if distance_function is not None and not callable(distance_function):

@@ -36,7 +36,12 @@ def _xlogx(xp: Any, t: Any) -> Any:
     reference="torch.nn.KLDivLoss",
 )
 def kl_div(input: Any, target: Any, /, *, reduction: str = "mean", log_target: bool = False) -> Any:
-    """Kullback-Leibler divergence of ``target`` from log-probabilities ``input``.
+    r"""Kullback-Leibler divergence of ``target`` from log-probabilities ``input``.
+
+    $$
+    \ell_i = t_i \left( \log t_i - x_i \right)
+    \qquad \text{or, with log\_target: } \ell_i = e^{t_i} (t_i - x_i)
+    $$
 
     ``ℓ_i = t_i · (log t_i - x_i)`` (0 where t_i = 0, as torch's xlogy), or with
     ``log_target=True``, where ``target`` holds log-probabilities, ``ℓ_i = exp(t_i) · (t_i - x_i)``.
@@ -47,6 +52,11 @@ def kl_div(input: Any, target: Any, /, *, reduction: str = "mean", log_target: b
     Shapes: ``input`` and ``target`` of one shape, any number of dimensions; unequal shapes are an
     error (torch broadcasts). Negative targets give NaN and a target of 0 a NaN target gradient
     (``log_target=False``), as in torch.
+
+    Args:
+        reduction: "none", "mean" (over every element), "sum", or "batchmean": the sum divided by the batch
+            size, the KL divergence proper.
+        log_target: whether ``target`` holds log-probabilities rather than probabilities.
     """
     name = "kl_div"
     toolkit.check_reduction(name, reduction, (*toolkit.REDUCTIONS, "batchmean"))
@@ -68,7 +78,12 @@ def kl_div(input: Any, target: Any, /, *, reduction: str = "mean", log_target: b
 )
 def poisson_nll_loss(input: Any, target: Any, /, *, log_input: bool = True, full: bool = False,
                      eps: float = 1e-8, reduction: str = "mean") -> Any:
-    """Negative log-likelihood of ``target`` under a Poisson distribution of rate ``input``.
+    r"""Negative log-likelihood of ``target`` under a Poisson distribution of rate ``input``.
+
+    $$
+    \ell_i = e^{x_i} - t_i x_i
+    \qquad \text{or, with log\_input=False: } \ell_i = x_i - t_i \log(x_i + \varepsilon)
+    $$
 
     ``ℓ_i = exp(x_i) - t_i x_i`` with ``log_input=True`` (``input`` is the log-rate), else
     ``ℓ_i = x_i - t_i log(x_i + eps)``. ``full=True`` adds Stirling's approximation of
@@ -77,6 +92,11 @@ def poisson_nll_loss(input: Any, target: Any, /, *, log_input: bool = True, full
     Shapes: ``input`` and ``target`` of one shape; unequal shapes are an error (torch
     broadcasts). As in torch, targets are not checked, and with ``full=True`` a target ≤ 0 has a
     NaN gradient.
+
+    Args:
+        log_input: whether ``input`` is the log of the rate (True) or the rate itself.
+        full: add Stirling's approximation of log(t!), ``t log t - t + 0.5 log(2π t)``, where t > 1.
+        eps: added to the rate under the log when ``log_input=False``, ≥ 0.
     """
     name = "poisson_nll_loss"
     _check_flag(name, "log_input", log_input)
@@ -128,7 +148,12 @@ def _clamp_straight_through(xp: Any, v: Any, lo: float) -> Any:
 )
 def gaussian_nll_loss(input: Any, target: Any, var: Any, /, *, full: bool = False, eps: float = 1e-6,
                       reduction: str = "mean") -> Any:
-    """Negative log-likelihood of ``target`` under a normal distribution of mean ``input``.
+    r"""Negative log-likelihood of ``target`` under a normal distribution of mean ``input``.
+
+    $$
+    \ell_i = \frac{1}{2} \left( \log v_i + \frac{(x_i - t_i)^2}{v_i} \right) \left[ + \frac{1}{2} \log 2\pi \right]
+    \qquad v_i = \max(\mathrm{var}_i, \varepsilon)
+    $$
 
     ``ℓ_i = 0.5 (log v_i + (x_i - t_i)² / v_i)``, plus ``0.5 log(2π)`` with ``full=True``, where
     ``v = max(var, eps)``; as in torch, the gradient with respect to ``var`` passes the clamp
@@ -140,6 +165,10 @@ def gaussian_nll_loss(input: Any, target: Any, var: Any, /, *, full: bool = Fals
     shape without its last axis (one variance per sample), of the same number of axes with one of
     them 1 where the input's is not (torch's rule), or a Python number (the same variance for
     every element).
+
+    Args:
+        full: add the constant 0.5 log(2π).
+        eps: the floor of ``var``, for stability, ≥ 0.
     """
     name = "gaussian_nll_loss"
     _check_flag(name, "full", full)

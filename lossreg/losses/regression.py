@@ -17,7 +17,9 @@ from ..registry import define_loss
     reference="torch.nn.MSELoss",
 )
 def mse_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
-    """Mean squared error: ``ℓ_i = (x_i - y_i)²``, then reduced.
+    r"""Mean squared error: ``ℓ_i = (x_i - y_i)²``, then reduced.
+
+    $$\ell_i = (x_i - y_i)^2$$
 
     Shapes: ``input`` and ``target`` of one shape, any number of dimensions. torch broadcasts
     unequal shapes with a warning; as the source document requires, lossreg refuses them.
@@ -34,20 +36,24 @@ def mse_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
     reference="torch.nn.L1Loss",
 )
 def l1_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
-    """Mean absolute error: ``ℓ_i = |x_i - y_i|``, then reduced.
+    r"""Mean absolute error: ``ℓ_i = |x_i - y_i|``, then reduced.
+
+    $$\ell_i = |x_i - y_i|$$
 
     Shapes: ``input`` and ``target`` of one shape; unequal shapes are an error (torch broadcasts).
     Less sensitive to outliers than MSE, since errors are not squared.
     """
     xp, x, y, dtype = toolkit.pointwise_inputs("l1_loss", input, target, reduction)
-    diff = x - y
-    # sign(d)·d is |d| with torch's gradient everywhere: 0 at d = 0 and NaN at NaN, on every library.
-    return toolkit.reduce(xp, xp.sign(diff) * diff, reduction, dtype)
+    return toolkit.reduce(xp, _abs(xp, x - y), reduction, dtype)
 
 
-def _abs(xp: Any, diff: Any) -> Any:
-    # sign(d)·d is |d| with torch's gradient: sign(d), 0 at d = 0.
-    return xp.sign(diff) * diff
+def _abs(xp: Any, d: Any) -> Any:
+    """``|d|`` with torch's gradient everywhere, on every library: sign(d), 0 at d = 0, NaN at NaN.
+
+    ``sign(d)·d``, with the sign made of ``where``: array-api-compat's torch ``sign`` writes
+    NaN through a boolean mask, which ``torch.func.vmap`` and ``meta`` tensors cannot run.
+    """
+    return xp.where(d > 0, 1.0, xp.where(d < 0, -1.0, d * 0)) * d
 
 
 @define_loss(
@@ -57,10 +63,19 @@ def _abs(xp: Any, diff: Any) -> Any:
     reference="torch.nn.SmoothL1Loss",
 )
 def smooth_l1_loss(input: Any, target: Any, /, *, reduction: str = "mean", beta: float = 1.0) -> Any:
-    """Smooth L1: ``ℓ_i = 0.5 d_i² / β`` where ``|d_i| < β``, else ``|d_i| - 0.5 β``, with ``d = x - y``.
+    r"""Smooth L1: ``ℓ_i = 0.5 d_i² / β`` where ``|d_i| < β``, else ``|d_i| - 0.5 β``, with ``d = x - y``.
+
+    $$
+    \ell_i = \begin{cases} 0.5\, d_i^2 / \beta & |d_i| < \beta
+    \\ |d_i| - 0.5\, \beta & \text{otherwise} \end{cases}
+    \qquad d_i = x_i - y_i
+    $$
 
     ``beta`` ≥ 0; ``beta = 0`` is exactly :func:`l1_loss`, as in torch. Shapes: ``input`` and
     ``target`` of one shape; unequal shapes are an error (torch broadcasts with a warning).
+
+    Args:
+        beta: where the quadratic part turns linear, β ≥ 0 (0 gives :func:`l1_loss`).
     """
     name = "smooth_l1_loss"
     toolkit.check_number(name, "beta", beta, 0.0)
@@ -81,12 +96,22 @@ def smooth_l1_loss(input: Any, target: Any, /, *, reduction: str = "mean", beta:
 )
 def huber_loss(input: Any, target: Any, /, *, reduction: str = "mean", delta: float = 1.0,
                weight: Any = None) -> Any:
-    """Huber: ``ℓ_i = 0.5 d_i²`` where ``|d_i| < δ``, else ``δ (|d_i| - 0.5 δ)``, with ``d = x - y``.
+    r"""Huber: ``ℓ_i = 0.5 d_i²`` where ``|d_i| < δ``, else ``δ (|d_i| - 0.5 δ)``, with ``d = x - y``.
+
+    $$
+    \ell_i = w_i \begin{cases} 0.5\, d_i^2 & |d_i| < \delta
+    \\ \delta\, (|d_i| - 0.5\, \delta) & \text{otherwise} \end{cases}
+    \qquad d_i = x_i - y_i
+    $$
 
     Equals ``δ · smooth_l1_loss(beta=δ)``; ``delta`` > 0. ``weight`` (as ``F.huber_loss`` takes
     it; ``torch.nn.HuberLoss`` does not) has the input's shape and multiplies each ``ℓ_i``,
     "mean" then being the plain mean of the weighted terms. Shapes: ``input`` and ``target`` of
     one shape; unequal shapes are an error (torch broadcasts with a warning).
+
+    Args:
+        delta: where the quadratic part turns linear, δ > 0.
+        weight: per-element weights of the input's shape, or None (all 1).
     """
     name = "huber_loss"
     toolkit.check_number(name, "delta", delta)

@@ -40,6 +40,12 @@ def _without_gradient(xp: Any, e: Any) -> Any:
     return whole + xp.floor((e - whole) * scale) / scale
 
 
+def _clamp(xp: Any, x: Any, lo: int, hi: int) -> Any:
+    """``clip(x, lo, hi)`` for integer arrays, as ``where``: a bound taken from a shape is symbolic
+    under ``torch.compile(dynamic=True)``, which array-api-compat's torch ``clip`` cannot take."""
+    return xp.where(x < lo, lo, xp.where(x > hi, hi, x))
+
+
 def _lengths(name: str, key: str, x: Any, xp: Any, n: int, unbatched: bool) -> Any:
     toolkit.check_integer(name, key, x, xp, "an integer array of lengths")
     if tuple(x.shape) != (n,) and not (unbatched and x.ndim == 0):
@@ -56,7 +62,9 @@ def _lengths(name: str, key: str, x: Any, xp: Any, n: int, unbatched: bool) -> A
 )
 def ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, /, *, blank: int = 0,
              reduction: str = "mean", zero_infinity: bool = False) -> Any:
-    """Connectionist temporal classification: ``ℓ_n = -log Σ_{π ∈ B⁻¹(y_n)} Π_t p[t, n, π_t]``.
+    r"""Connectionist temporal classification: ``ℓ_n = -log Σ_{π ∈ B⁻¹(y_n)} Π_t p[t, n, π_t]``.
+
+    $$\ell_n = -\log \sum_{\pi \in \mathcal{B}^{-1}(y_n)} \prod_t p_{t, n, \pi_t}$$
 
     The sum runs over every alignment π of the first ``input_lengths[n]`` frames that collapses
     (merge repeats, then drop blanks) to the first ``target_lengths[n]`` labels of ``y_n``;
@@ -68,17 +76,36 @@ def ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: A
     Shapes: ``log_probs`` (T, N, C) or unbatched (T, C) of log-probabilities (e.g. a
     log_softmax); ``targets`` padded (N, S) or concatenated (sum(target_lengths)) of labels in
     [0, C) other than ``blank``; ``input_lengths`` and ``target_lengths`` (N) (or () unbatched),
-    each input length at most T. Integer arrays only (torch also takes float targets).
+    integer arrays or lists or tuples of ints, each input length at most T. ``targets`` must be
+    integers (torch also takes float targets, truncating them; lossreg refuses them).
 
     The gradient is torch's: over each sequence's frames torch's backward returns
     ``exp(log_probs) - γ`` (γ the alignment posteriors), the derivative of
     ``ctc(log_softmax(log_probs))``, rather than ``-γ``, the derivative of the value. The two
     agree for log-probabilities that come out of a log_softmax, through which gradients reach
     the logits.
+
+    Args:
+        blank: the class index of the blank label.
+        reduction: "none", "sum", or "mean": each loss divided by its target length, then averaged over the
+            batch.
+        zero_infinity: give infinite losses (impossible alignments) and their gradients the value 0.
     """
     name = "ctc_loss"
-    xp = toolkit.namespace(name, log_probs=log_probs, targets=targets, input_lengths=input_lengths,
-                       target_lengths=target_lengths)
+    # Lengths may be sequences of ints, as torch.nn.functional.ctc_loss documents.
+    listed = {k: v for k, v in (("input_lengths", input_lengths), ("target_lengths", target_lengths))
+              if isinstance(v, (list, tuple))}
+    for key, value in listed.items():
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise LossTypeError(name, key, "an integer array or a list or tuple of ints",
+                                f"{type(value).__name__} {value!r:.60}")
+    arrays = {"input_lengths": input_lengths, "target_lengths": target_lengths}
+    xp = toolkit.namespace(name, log_probs=log_probs, targets=targets,
+                           **{k: v for k, v in arrays.items() if k not in listed})
+    if listed:
+        dev = device(log_probs)
+        input_lengths, target_lengths = (xp.asarray(listed[k], dtype=xp.int64, device=dev) if k in listed else v
+                                         for k, v in arrays.items())
     toolkit.check_floating(name, "log_probs", log_probs, xp)
     toolkit.check_reduction(name, reduction)
     if not isinstance(zero_infinity, bool):
@@ -125,13 +152,13 @@ def ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: A
 
     # A target longer than T cannot be aligned (inf), so at most T labels per sequence are read.
     s_max = min(width, t_max)
-    il = xp.clip(il, 0, t_max)
+    il = _clamp(xp, il, 0, t_max)
     if padded:
         labels = labels[:, :s_max]
     elif s_max:
         offsets = xp.cumulative_sum(tl) - tl
         spots = xp.reshape(offsets, (n, 1)) + xp.reshape(xp.arange(s_max, dtype=xp.int64, device=dev), (1, s_max))
-        labels = xp.reshape(xp.take(labels, xp.reshape(xp.clip(spots, 0, width - 1), (-1,)), axis=0), (n, s_max))
+        labels = xp.reshape(xp.take(labels, xp.reshape(_clamp(xp, spots, 0, width - 1), (-1,)), axis=0), (n, s_max))
     else:
         labels = xp.zeros((n, 0), dtype=xp.int64, device=dev)
     positions = xp.reshape(xp.arange(s_max, dtype=xp.int64, device=dev), (1, s_max))
@@ -177,7 +204,7 @@ def ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: A
 
     # log p(y | x) = logaddexp(alpha[2S], alpha[2S - 1]) at the last frame.
     rows = xp.arange(n, dtype=xp.int64, device=dev) * length
-    last = xp.clip(tl, 0, s_max) * 2
+    last = _clamp(xp, tl, 0, s_max) * 2
     flat = xp.reshape(alpha, (-1,))
     end_blank = xp.take(flat, rows + last, axis=0)
     end_label = xp.where(last > 0, xp.take(flat, rows + xp.clip(last - 1, 0, None), axis=0), -math.inf)

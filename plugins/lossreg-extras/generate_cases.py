@@ -13,131 +13,22 @@ source of its formula in its "source" field.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import mpmath as mp
 import numpy as np
 
+from lossreg.testing import error_case as raises
+from lossreg.testing import mp_case as case
+from lossreg.testing import mp_reduce as reduce
+from lossreg.testing import elementwise, write_cases
+
 mp.mp.dps = 40
 OUT = Path(__file__).resolve().parent / "src" / "lossreg_extras" / "cases" / "extras.json"
 REDUCTIONS = ("none", "mean", "sum")
 
-
-
-# --- the framework: references take and return NumPy object arrays of mpmath numbers ----------
-
-def mpf_array(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x)
-    if x.dtype.kind != "f":
-        return x
-    out = np.empty(x.shape, dtype=object)
-    for index in np.ndindex(x.shape):
-        out[index] = mp.mpf(float(x[index]))
-    return out
-
-
-def snap(x: np.ndarray) -> np.ndarray:
-    """``x`` rounded to 8 significant bits, so that float16 and bfloat16 hold it exactly: the
-    reference then answers for the very inputs each dtype is run on."""
-    x = np.asarray(x)
-    if x.dtype.kind != "f":
-        return x
-    mantissa, exponent = np.frexp(x)
-    return np.ldexp(np.round(mantissa * 256) / 256, exponent)
-
-
-def encode(x: np.ndarray) -> dict[str, Any]:
-    x = np.asarray(x)
-    encoded = {"data": x.tolist(), "dtype": "float" if x.dtype.kind == "f" else str(x.dtype)}
-    if x.size == 0:
-        encoded["shape"] = list(x.shape)
-    return encoded
-
-
-def to_float(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return [to_float(v) for v in value] if value.ndim else to_float(value[()])
-    return float(value)
-
-
-def reduce(values: np.ndarray, reduction: str, count: Any = None) -> Any:
-    if reduction == "none":
-        return values
-    total = mp.fsum(values.ravel())
-    if reduction == "sum":
-        return total
-    count = values.size if count is None else count
-    return total / count if count else mp.nan
-
-
-def total_of(value: Any) -> Any:
-    return mp.fsum(value.ravel()) if isinstance(value, np.ndarray) else value
-
-
-def case(loss: str, id: str, reference: Callable[..., Any], inputs: dict[str, np.ndarray],
-         options: dict[str, Any] | None = None, *, grads: Iterable[str] = ("input",), dtypes: list[str] | None = None,
-         source: str, subgradients: dict[str, np.ndarray] | None = None, exact: bool = False) -> dict[str, Any]:
-    """One case: the reference value, and d sum(loss) / d input for each name in ``grads``.
-
-    Inputs are snapped to 8 significant bits unless ``exact`` (for values chosen to probe
-    float32 or float64 precision, whose ``dtypes`` should then say so).
-
-    At a point where the formula is not differentiable, ``subgradients`` gives the gradient
-    the loss documents (worked out by hand) instead of a numerical derivative.
-    """
-    inputs = inputs if exact else {k: snap(v) for k, v in inputs.items()}
-    given = options or {}
-    options = {k: mpf_array(v) if isinstance(v, np.ndarray) else v for k, v in given.items()}
-    exact = {k: mpf_array(v) for k, v in inputs.items()}
-    value = reference(**exact, **options)
-    out: dict[str, Any] = {"loss": loss, "id": id, "inputs": {k: encode(v) for k, v in inputs.items()},
-                           "options": {k: encode(v) if isinstance(v, np.ndarray) else v for k, v in given.items()},
-                           "expected": to_float(value)}
-    out["grads"] = {}
-    for name in grads:
-        if subgradients and name in subgradients:
-            out["grads"][name] = np.asarray(subgradients[name], dtype="float64").tolist()
-            continue
-        grad = np.empty(exact[name].shape, dtype=object)
-        for index in np.ndindex(exact[name].shape):
-            def f(t: Any, index: tuple[int, ...] = index, name: str = name) -> Any:
-                moved = {k: v.copy() for k, v in exact.items()}
-                moved[name][index] = t
-                return total_of(reference(**moved, **options))
-
-            grad[index] = mp.diff(f, exact[name][index])
-        out["grads"][name] = to_float(grad)
-    if not out["grads"]:
-        del out["grads"]
-    if dtypes:
-        out["dtypes"] = dtypes
-    out["source"] = source + "; reference: mpmath, 40 digits (generate_cases.py)"
-    return out
-
-
-def raises(loss: str, id: str, error: str, inputs: dict[str, np.ndarray], options: dict[str, Any] | None = None,
-           *, source: str = "argument checking") -> dict[str, Any]:
-    return {"loss": loss, "id": id, "inputs": {k: encode(v) for k, v in inputs.items()},
-            "options": options or {}, "raises": error, "source": source}
-
-
-def per_sample(f: Callable[..., Any], *arrays: np.ndarray) -> np.ndarray:
-    """``f`` applied to each sample (index along axis 0) of the arrays."""
-    out = np.empty(arrays[0].shape[0], dtype=object)
-    for n in range(arrays[0].shape[0]):
-        out[n] = f(*(a[n] for a in arrays))
-    return out
-
-
-def apply(f: Callable[[Any], Any], x: np.ndarray) -> np.ndarray:
-    return np.frompyfunc(f, 1, 1)(x) if x.ndim else np.asarray(f(x[()]), dtype=object)
-
-
-def s(x: np.ndarray) -> Any:
-    return mp.fsum(np.asarray(x).ravel())
 
 
 # --- the references -------------------------------------------------------------------------
@@ -152,11 +43,6 @@ GCE = "Zhang & Sabuncu 2018, Generalized Cross Entropy Loss for Training Deep Ne
 SPARSEMAX = "Martins & Astudillo 2016, From Softmax to Sparsemax, eq. 20, threshold by the sort of Algorithm 1"
 ZLOSS = "Chowdhery et al. 2022, PaLM, section 5: z-loss = (log Z)^2, Z the softmax normalizer"
 NTXENT = "Chen et al. 2020, SimCLR, eq. 1 (NT-Xent), averaged over all 2N positive pairs"
-
-
-def elementwise(f: Callable[..., Any], reduction: str, *arrays: np.ndarray) -> Any:
-    values = np.frompyfunc(f, len(arrays), 1)(*arrays)
-    return reduce(np.asarray(values, dtype=object), reduction)
 
 
 def log_cosh(input: np.ndarray, target: np.ndarray, reduction: str = "mean") -> Any:
@@ -385,16 +271,10 @@ def contrastive_cases(rng: np.random.Generator) -> Iterator[dict[str, Any]]:
 
 def cases() -> list[dict[str, Any]]:
     rng = np.random.default_rng(20261128)
-    out = [*regression_cases(rng), *class_cases(rng), *contrastive_cases(rng)]
-    ids = [(c["loss"], c["id"]) for c in out]
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
-    if duplicates:
-        raise SystemExit(f"duplicate case ids: {duplicates}")
-    return out
+    return [*regression_cases(rng), *class_cases(rng), *contrastive_cases(rng)]
 
 
 if __name__ == "__main__":
     found = cases()
-    OUT.write_text(json.dumps({"generator": "generate_cases.py", "mpmath": mp.__version__, "cases": found},
-                              allow_nan=True) + "\n", encoding="utf-8")
+    write_cases(OUT, found, generator="generate_cases.py", mpmath=mp.__version__)
     print(f"{OUT.name}: {len(found)} cases")

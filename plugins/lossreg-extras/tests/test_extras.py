@@ -1,6 +1,6 @@
-"""Tests of lossreg-extras, run with lossreg's pytest plugin:
+"""Tests of lossreg-extras, run with lossreg's pytest plugin (``pytest_plugins`` in ../conftest.py):
 
-    pytest --backend numpy,array_api_strict,torch,jax,dask
+    pytest --lossreg-backend numpy,array_api_strict,torch,jax,dask
 
 The conformance suite checks every loss against the reference cases, also on the package's own
 ``numpy_readonly`` backend; the property tests check relations between losses on each backend.
@@ -23,8 +23,7 @@ from lossreg_extras import (
 )
 
 import lossreg
-from lossreg.conformance import Case
-from lossreg.pytest_plugin import check_conformance
+from lossreg.testing import Case, check_conformance
 
 rng = np.random.default_rng(11)
 
@@ -68,45 +67,66 @@ def test_registered_under_every_name():
     assert "numpy_readonly" in lossreg.registry().backends
 
 
-def test_poly1_with_epsilon_0_is_cross_entropy(backend, device):
-    x = backend.asarray(rng.normal(size=(5, 4, 2)), "float64", device)
-    t = backend.asarray(rng.integers(0, 4, size=(5, 2)), "int64", device)
-    close(backend, poly1_cross_entropy(x, t, epsilon=0.0), lossreg.cross_entropy(x, t))
+def test_poly1_with_epsilon_0_is_cross_entropy(lossreg_backend, lossreg_device):
+    x = lossreg_backend.asarray(rng.normal(size=(5, 4, 2)), "float64", lossreg_device)
+    t = lossreg_backend.asarray(rng.integers(0, 4, size=(5, 2)), "int64", lossreg_device)
+    close(lossreg_backend, poly1_cross_entropy(x, t, epsilon=0.0), lossreg.cross_entropy(x, t))
 
 
-def test_quantile_one_half_is_half_of_l1(backend, device):
-    x, y = (backend.asarray(rng.normal(size=(4, 3)), "float64", device) for _ in range(2))
-    close(backend, 2 * quantile_loss(x, y, quantile=0.5), lossreg.l1_loss(x, y))
+def test_quantile_one_half_is_half_of_l1(lossreg_backend, lossreg_device):
+    x, y = (lossreg_backend.asarray(rng.normal(size=(4, 3)), "float64", lossreg_device) for _ in range(2))
+    close(lossreg_backend, 2 * quantile_loss(x, y, quantile=0.5), lossreg.l1_loss(x, y))
 
 
-def test_generalized_cross_entropy_with_q_1_is_one_minus_p(backend, device):
+def test_generalized_cross_entropy_with_q_1_is_one_minus_p(lossreg_backend, lossreg_device):
     logits = rng.normal(size=(6, 3))
     t = rng.integers(0, 3, size=6)
     p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    got = generalized_cross_entropy(backend.asarray(logits, "float64", device), backend.asarray(t, "int64", device),
+    got = generalized_cross_entropy(lossreg_backend.asarray(logits, "float64", lossreg_device), lossreg_backend.asarray(t, "int64", lossreg_device),
                                     q=1.0, reduction="none")
-    np.testing.assert_allclose(backend.to_numpy(got), 1 - p[np.arange(6), t], rtol=1e-12)
+    np.testing.assert_allclose(lossreg_backend.to_numpy(got), 1 - p[np.arange(6), t], rtol=1e-12)
 
 
-def test_sparsemax_loss_is_0_for_a_clear_winner_and_positive_otherwise(backend, device):
-    x = backend.asarray(np.array([[5.0, 0.0, 0.0], [0.2, 0.1, 0.0]]), "float64", device)
-    t = backend.asarray(np.array([0, 2]), "int64", device)
-    got = backend.to_numpy(sparsemax_loss(x, t, reduction="none"))
+def test_sparsemax_loss_is_0_for_a_clear_winner_and_positive_otherwise(lossreg_backend, lossreg_device):
+    x = lossreg_backend.asarray(np.array([[5.0, 0.0, 0.0], [0.2, 0.1, 0.0]]), "float64", lossreg_device)
+    t = lossreg_backend.asarray(np.array([0, 2]), "int64", lossreg_device)
+    got = lossreg_backend.to_numpy(sparsemax_loss(x, t, reduction="none"))
     assert got[0] == 0.0 and got[1] > 0
 
 
-def test_log_cosh_lies_between_its_asymptotes(backend, device):
+def test_log_cosh_lies_between_its_asymptotes(lossreg_backend, lossreg_device):
     d = np.array([-30.0, -1.0, -1e-4, 0.0, 1e-4, 2.0, 50.0])
-    got = backend.to_numpy(log_cosh_loss(backend.asarray(d, "float64", device),
-                                         backend.asarray(np.zeros_like(d), "float64", device), reduction="none"))
+    got = lossreg_backend.to_numpy(log_cosh_loss(lossreg_backend.asarray(d, "float64", lossreg_device),
+                                         lossreg_backend.asarray(np.zeros_like(d), "float64", lossreg_device), reduction="none"))
     assert np.all(got <= d**2 / 2 + 1e-15) and np.all(got >= np.abs(d) - math.log(2) - 1e-12)
 
 
-def test_nt_xent_prefers_matching_views(backend, device):
+def test_nt_xent_prefers_matching_views(lossreg_backend, lossreg_device):
     a = rng.normal(size=(8, 16))
-    matching = nt_xent_loss(backend.asarray(a, "float64", device), backend.asarray(a, "float64", device))
-    shuffled = nt_xent_loss(backend.asarray(a, "float64", device), backend.asarray(a[::-1].copy(), "float64", device))
-    assert float(backend.to_numpy(matching)) < float(backend.to_numpy(shuffled))
+    matching = nt_xent_loss(lossreg_backend.asarray(a, "float64", lossreg_device), lossreg_backend.asarray(a, "float64", lossreg_device))
+    shuffled = nt_xent_loss(lossreg_backend.asarray(a, "float64", lossreg_device), lossreg_backend.asarray(a[::-1].copy(), "float64", lossreg_device))
+    assert float(lossreg_backend.to_numpy(matching)) < float(lossreg_backend.to_numpy(shuffled))
+
+
+def test_class_index_losses_take_the_documents_n_by_1_targets(lossreg_backend, lossreg_device):
+    x = lossreg_backend.asarray(rng.normal(size=(5, 4)), "float64", lossreg_device)
+    t = rng.integers(0, 4, size=5)
+    flat, column = (lossreg_backend.asarray(v, "int64", lossreg_device) for v in (t, t[:, None]))
+    for loss in (poly1_cross_entropy, generalized_cross_entropy, sparsemax_loss):
+        close(lossreg_backend, loss(x, column, reduction="none"), loss(x, flat, reduction="none"))
+
+
+def test_poly1_agrees_with_cross_entropy_at_infinite_logits(lossreg_backend, lossreg_device):
+    """A -inf logit is a class of probability 0; a +inf logit makes its row NaN, as torch's cross_entropy."""
+    inf = math.inf
+    x = lossreg_backend.asarray(np.array([[-inf, 0.0, 1.0], [-inf, 0.0, 1.0], [inf, 0.0, 1.0], [2.0, -1.0, 0.5]]),
+                                "float64", lossreg_device)
+    t = lossreg_backend.asarray(np.array([1, 0, 1, 2]), "int64", lossreg_device)
+    got = lossreg_backend.to_numpy(poly1_cross_entropy(x, t, epsilon=0.0, reduction="none"))
+    want = lossreg_backend.to_numpy(lossreg.cross_entropy(x, t, reduction="none"))
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    assert np.isinf(got[1]) and np.isnan(got[2])
 
 
 SORTING = [pytest.param(name, marks=pytest.mark.skipif(not lossreg.registry().backends[name].unavailable() is None,
@@ -129,8 +149,9 @@ def test_sparsemax_loss_sorted_support_equals_the_sort_free_one(name):
     want = dask.to_numpy(sparsemax_loss(dask.asarray(x, "float64", "cpu"), dask.asarray(t, "int64", "cpu"),
                                         reduction="none"))
     dev = backend.devices[0]
-    got = backend.to_numpy(sparsemax_loss(backend.asarray(x, "float64", dev), backend.asarray(t, "int64", dev),
-                                          reduction="none"))
+    with backend.scope():  # JAX: float64 for this test only
+        got = backend.to_numpy(sparsemax_loss(backend.asarray(x, "float64", dev), backend.asarray(t, "int64", dev),
+                                              reduction="none"))
     np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13)
     assert want[1, 1] == 0.0 or t[1, 1] != 0
 

@@ -1,9 +1,9 @@
-"""Tests of lossreg-segmentation, run with lossreg's pytest plugin:
+"""Tests of lossreg-segmentation, run with lossreg's pytest plugin (``pytest_plugins`` in ../conftest.py):
 
-    pytest --backend numpy,array_api_strict,torch,jax,dask
+    pytest --lossreg-backend numpy,array_api_strict,torch,jax,dask
 
 The conformance suite checks every loss against the reference cases; the property tests below
-check relations between losses on every backend given by ``--backend``.
+check relations between losses on every backend given by ``--lossreg-backend``.
 """
 
 from __future__ import annotations
@@ -33,30 +33,30 @@ def test_registered_under_every_name():
                                                             "options": {"smooth": 0.0, "reduction": "mean"}}
 
 
-def test_tversky_with_equal_weights_is_dice(backend, device):
-    x = backend.asarray(rng.uniform(size=(3, 2, 4)), "float64", device)
-    y = backend.asarray((rng.uniform(size=(3, 2, 4)) < 0.5).astype("float64"), "float64", device)
-    close(backend, tversky_loss(x, y, smooth=0.0, reduction="none"), dice_loss(x, y, smooth=0.0, reduction="none"))
+def test_tversky_with_equal_weights_is_dice(lossreg_backend, lossreg_device):
+    x = lossreg_backend.asarray(rng.uniform(size=(3, 2, 4)), "float64", lossreg_device)
+    y = lossreg_backend.asarray((rng.uniform(size=(3, 2, 4)) < 0.5).astype("float64"), "float64", lossreg_device)
+    close(lossreg_backend, tversky_loss(x, y, smooth=0.0, reduction="none"), dice_loss(x, y, smooth=0.0, reduction="none"))
 
 
-def test_focal_with_gamma_0_is_cross_entropy(backend, device):
-    x = backend.asarray(rng.normal(size=(6, 4)), "float64", device)
-    t = backend.asarray(np.array([0, 3, 1, -100, 2, 2]), "int64", device)
-    w = backend.asarray(np.array([0.5, 1.0, 2.0, 1.5]), "float64", device)
-    close(backend, focal_loss(x, t, gamma=0.0, weight=w), lossreg.cross_entropy(x, t, weight=w))
+def test_focal_with_gamma_0_is_cross_entropy(lossreg_backend, lossreg_device):
+    x = lossreg_backend.asarray(rng.normal(size=(6, 4)), "float64", lossreg_device)
+    t = lossreg_backend.asarray(np.array([0, 3, 1, -100, 2, 2]), "int64", lossreg_device)
+    w = lossreg_backend.asarray(np.array([0.5, 1.0, 2.0, 1.5]), "float64", lossreg_device)
+    close(lossreg_backend, focal_loss(x, t, gamma=0.0, weight=w), lossreg.cross_entropy(x, t, weight=w))
 
 
-def test_binary_focal_with_gamma_0_is_bce_with_logits(backend, device):
-    x = backend.asarray(rng.normal(scale=3.0, size=(5, 3)), "float64", device)
-    t = backend.asarray(rng.uniform(size=(5, 3)), "float64", device)
+def test_binary_focal_with_gamma_0_is_bce_with_logits(lossreg_backend, lossreg_device):
+    x = lossreg_backend.asarray(rng.normal(scale=3.0, size=(5, 3)), "float64", lossreg_device)
+    t = lossreg_backend.asarray(rng.uniform(size=(5, 3)), "float64", lossreg_device)
     bce = lossreg.get("BCEWithLogitsLoss", reduction="none")
-    close(backend, binary_focal_loss(x, t, alpha=None, gamma=0.0, reduction="none"), bce(x, t))
+    close(lossreg_backend, binary_focal_loss(x, t, alpha=None, gamma=0.0, reduction="none"), bce(x, t))
 
 
-def test_generalized_dice_of_a_perfect_prediction_is_0(backend, device):
+def test_generalized_dice_of_a_perfect_prediction_is_0(lossreg_backend, lossreg_device):
     y = np.moveaxis(np.eye(3)[rng.integers(0, 3, size=(2, 5))], -1, 1)  # one-hot (2, 3, 5)
-    y_ = backend.asarray(y, "float64", device)
-    np.testing.assert_allclose(backend.to_numpy(generalized_dice_loss(y_, y_, reduction="none")), 0.0, atol=1e-9)
+    y_ = lossreg_backend.asarray(y, "float64", lossreg_device)
+    np.testing.assert_allclose(lossreg_backend.to_numpy(generalized_dice_loss(y_, y_, reduction="none")), 0.0, atol=1e-9)
 
 
 def test_torch_kernel_is_chosen_and_agrees_with_the_portable_definition():
@@ -73,3 +73,23 @@ def test_torch_kernel_is_chosen_and_agrees_with_the_portable_definition():
     (g_portable,) = torch.autograd.grad(portable, x)
     torch.testing.assert_close(fast, portable, rtol=1e-12, atol=0)
     torch.testing.assert_close(g_fast, g_portable, rtol=1e-10, atol=1e-15)
+
+
+def test_focal_takes_the_documents_n_by_1_targets(lossreg_backend, lossreg_device):
+    x = lossreg_backend.asarray(rng.normal(size=(5, 4)), "float64", lossreg_device)
+    t = rng.integers(0, 4, size=5)
+    column, flat = (lossreg_backend.asarray(v, "int64", lossreg_device) for v in (t[:, None], t))
+    close(lossreg_backend, focal_loss(x, column, reduction="none"), focal_loss(x, flat, reduction="none"))
+
+
+def test_focal_with_gamma_0_agrees_with_cross_entropy_at_infinite_logits(lossreg_backend, lossreg_device):
+    """A -inf logit is a class of probability 0; a +inf logit makes its row NaN, as torch's cross_entropy."""
+    inf = np.inf
+    x = lossreg_backend.asarray(np.array([[-inf, 0.0, 1.0], [-inf, 0.0, 1.0], [inf, 0.0, 1.0]]), "float64",
+                                lossreg_device)
+    t = lossreg_backend.asarray(np.array([1, 0, 1]), "int64", lossreg_device)
+    got = lossreg_backend.to_numpy(focal_loss(x, t, gamma=0.0, reduction="none"))
+    want = lossreg_backend.to_numpy(lossreg.cross_entropy(x, t, reduction="none"))
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    assert np.isinf(got[1]) and np.isnan(got[2])

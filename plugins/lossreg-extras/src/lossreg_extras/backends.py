@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from lossreg.backends import Backend
+from lossreg.testing import Backend
 
 
 class NumPyReadOnlyBackend(Backend):

@@ -10,10 +10,7 @@ from typing import Any
 
 from array_api_compat import device, is_dask_namespace
 
-from lossreg import define_loss, toolkit
-from lossreg.errors import LossValueError
-
-from ._ops import class_inputs, log_softmax, reduce_classes, shifted_logsumexp
+from lossreg import LossValueError, define_loss, toolkit
 
 
 @define_loss(
@@ -26,14 +23,15 @@ def poly1_cross_entropy(input: Any, target: Any, /, *, epsilon: float = 1.0, ign
     """Poly-1 loss: cross-entropy plus ``ε (1 - p_t)``, ``p_t`` the probability of the target class.
 
     ``epsilon = 0`` is cross-entropy; the paper keeps ``ε ≥ -1`` so the loss stays decreasing in
-    ``p_t``. ``ignore_index`` and the reductions are those of ``cross_entropy`` without weights.
-    Shapes: ``input`` (C), (N, C) or (N, C, d1, ...); ``target`` (), (N) or (N, d1, ...).
+    ``p_t``. ``ignore_index``, the reductions and infinite logits are those of ``cross_entropy``
+    without weights. Shapes: ``input`` (C), (N, C) or (N, C, d1, ...); ``target`` (), (N),
+    (N, 1) or (N, d1, ...).
     """
     name = "poly1_cross_entropy"
     toolkit.check_number(name, "epsilon", epsilon, -1.0)
-    cls = class_inputs(name, input, target, ignore_index, reduction)
-    log_p = toolkit.take_class(cls.xp, log_softmax(cls.xp, cls.input), cls.target)
-    return reduce_classes(cls, -log_p - epsilon * cls.xp.expm1(log_p), reduction)
+    cls = toolkit.class_inputs(name, input, target, ignore_index=ignore_index, reduction=reduction)
+    log_p = toolkit.take_class(cls.xp, toolkit.log_softmax(cls.xp, cls.input), cls.target)
+    return toolkit.reduce_classes(cls, -log_p - epsilon * cls.xp.expm1(log_p), reduction)
 
 
 @define_loss(
@@ -48,15 +46,15 @@ def generalized_cross_entropy(input: Any, target: Any, /, *, q: float = 0.7, ign
 
     ``q → 0`` tends to cross-entropy, ``q = 1`` is the mean absolute error of the probabilities
     (``1 - p_t``); the paper recommends 0.7. ``ignore_index`` and reductions as ``cross_entropy``.
-    Shapes: ``input`` (C), (N, C) or (N, C, d1, ...); ``target`` (), (N) or (N, d1, ...).
+    Shapes: ``input`` (C), (N, C) or (N, C, d1, ...); ``target`` (), (N), (N, 1) or (N, d1, ...).
     """
     name = "generalized_cross_entropy"
     toolkit.check_number(name, "q", q, 0.0, 1.0)
     if q == 0:
         raise LossValueError(name, "q", "a number in (0, 1]", "0 (use cross_entropy)")
-    cls = class_inputs(name, input, target, ignore_index, reduction)
-    log_p = toolkit.take_class(cls.xp, log_softmax(cls.xp, cls.input), cls.target)
-    return reduce_classes(cls, -cls.xp.expm1(q * log_p) / q, reduction)  # expm1: exact for p_t near 1
+    cls = toolkit.class_inputs(name, input, target, ignore_index=ignore_index, reduction=reduction)
+    log_p = toolkit.take_class(cls.xp, toolkit.log_softmax(cls.xp, cls.input), cls.target)
+    return toolkit.reduce_classes(cls, -cls.xp.expm1(q * log_p) / q, reduction)  # expm1: exact for p_t near 1
 
 
 @define_loss(
@@ -79,11 +77,11 @@ def sparsemax_loss(input: Any, target: Any, /, *, ignore_index: int = -100, redu
     ``ignore_index`` and reductions as ``cross_entropy``. Shapes: ``input`` (C), (N, C) or
     (N, C, d1, ...); ``target`` (), (N) or (N, d1, ...).
     """
-    cls = class_inputs("sparsemax_loss", input, target, ignore_index, reduction)
+    cls = toolkit.class_inputs("sparsemax_loss", input, target, ignore_index=ignore_index, reduction=reduction)
     xp, x = cls.xp, cls.input
     if 0 in x.shape:
-        return reduce_classes(cls, xp.zeros(cls.target.shape, dtype=x.dtype, device=device(x)), reduction)
-    _, z, _ = shifted_logsumexp(xp, x)  # z = x - max(x): the largest logit is 0
+        return toolkit.reduce_classes(cls, xp.zeros(cls.target.shape, dtype=x.dtype, device=device(x)), reduction)
+    _, z, _ = toolkit.log_softmax_parts(xp, x)  # z = x - ⌊max x⌋: the largest logit in [0, 1)
     if is_dask_namespace(xp):
         zj, zi = xp.expand_dims(z, axis=2), xp.expand_dims(z, axis=1)  # (N, C, 1, *d), (N, 1, C, *d)
         above = xp.astype(zi >= zj, z.dtype)  # [z_i ≥ z_j] at [n, j, i]
@@ -98,7 +96,7 @@ def sparsemax_loss(input: Any, target: Any, /, *, ignore_index: int = -100, redu
         tau = (xp.sum(support * ordered, axis=1, keepdims=True) - 1) / xp.sum(support, axis=1, keepdims=True)
         squares = xp.sum(support * (ordered * ordered - tau * tau), axis=1)
     losses = 0.5 * squares - toolkit.take_class(xp, z, cls.target) + 0.5
-    return reduce_classes(cls, losses, reduction)
+    return toolkit.reduce_classes(cls, losses, reduction)
 
 
 @define_loss(
@@ -126,7 +124,6 @@ def z_loss(input: Any, /, *, reduction: str = "mean") -> Any:
     if x.shape[0] == 0:  # Dask cannot take the max of an empty chunk
         losses = xp.zeros((0, *x.shape[2:]), dtype=x.dtype, device=device(x))
     else:
-        m, _, lse = shifted_logsumexp(xp, x)
-        z = xp.squeeze(m + lse, axis=1)
+        z = toolkit.logsumexp(xp, x, axis=1)
         losses = z * z
     return toolkit.reduce(xp, losses[0] if unbatched else losses, reduction, dtype)

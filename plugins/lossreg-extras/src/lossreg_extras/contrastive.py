@@ -7,10 +7,7 @@ from typing import Any
 
 from array_api_compat import device
 
-from lossreg import define_loss, toolkit
-from lossreg.errors import LossValueError
-
-from ._ops import shifted_logsumexp
+from lossreg import LossValueError, define_loss, toolkit
 
 
 def _unit_rows(xp: Any, x: Any, eps: float = 1e-12) -> Any:
@@ -57,7 +54,7 @@ def nt_xent_loss(input: Any, positive: Any, /, *, temperature: float = 0.5, redu
     index = xp.arange(2 * n, device=device(z))
     itself = xp.expand_dims(index, axis=1) == xp.expand_dims(index, axis=0)
     similarity = xp.where(itself, xp.full_like(similarity, -math.inf), similarity)
-    m, _, lse = shifted_logsumexp(xp, similarity)
+    m, _, lse = toolkit.log_softmax_parts(xp, similarity)
     pair = xp.sum(u * v, axis=1) / temperature
-    losses = (xp.squeeze(m, axis=1) - xp.concat([pair, pair], axis=0)) + xp.squeeze(lse, axis=1)
+    losses = (m - xp.concat([pair, pair], axis=0)) + lse  # subtract first: m and the pair are both near 1/τ
     return toolkit.reduce(xp, losses, reduction, dtype)

@@ -7,6 +7,12 @@ from typing import Any
 from lossreg import define_loss, toolkit
 
 
+def _at_least(xp: Any, x: Any, lo: float) -> Any:
+    """``max(x, lo)`` (NaN stays NaN), as ``where``: compat's torch ``clip`` cannot take a
+    symbolic bound under ``torch.compile(dynamic=True)``."""
+    return xp.where(x < lo, lo, x)
+
+
 @define_loss(
     class_name="LogCoshLoss",
     aliases=("log_cosh", "logcosh"),
@@ -42,7 +48,7 @@ def mape_loss(input: Any, target: Any, /, *, eps: float = 1e-7, reduction: str =
     toolkit.check_number(name, "eps", eps, 0.0)
     xp, x, y, dtype = toolkit.pointwise_inputs(name, input, target, reduction)
     d = x - y
-    return toolkit.reduce(xp, 100 * (xp.sign(d) * d) / xp.clip(xp.abs(y), min=eps), reduction, dtype)
+    return toolkit.reduce(xp, 100 * (xp.where(d > 0, d, xp.where(d < 0, -d, d * d))) / _at_least(xp, xp.abs(y), eps), reduction, dtype)
 
 
 @define_loss(
@@ -61,7 +67,7 @@ def msle_loss(input: Any, target: Any, /, *, eps: float = 1e-7, reduction: str =
     name = "msle_loss"
     toolkit.check_number(name, "eps", eps, 0.0)
     xp, x, y, dtype = toolkit.pointwise_inputs(name, input, target, reduction)
-    d = xp.log1p(xp.clip(x, min=eps)) - xp.log1p(xp.clip(y, min=eps))
+    d = xp.log1p(_at_least(xp, x, eps)) - xp.log1p(_at_least(xp, y, eps))
     return toolkit.reduce(xp, d * d, reduction, dtype)
 
 

@@ -9,10 +9,33 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from lossreg import define_loss, toolkit
-from lossreg.errors import LossValueError
+from lossreg import LossValueError, define_loss, toolkit
 
-from ._ops import class_inputs, flat_samples, log_softmax, power, reduce_classes, sigmoids, unit_interval
+
+def unit_interval(loss: str, name: str, original: Any, x: Any, xp: Any) -> Any:
+    """``x`` after checking that ``original`` lies in [0, 1]; lazy arrays get NaN where it does not."""
+    bad = toolkit.check_values(loss, name, original, ~((x >= 0) & (x <= 1)), xp, "values in [0, 1]")
+    return toolkit.poison(xp, x, bad)
+
+
+def flat_samples(xp: Any, x: Any) -> Any:
+    """``(N, d1, ...)`` as ``(N, d1·...)``, so that a sample's statistics are sums over axis 1."""
+    return xp.reshape(x, (x.shape[0], math.prod(x.shape[1:])))
+
+
+def sigmoids(xp: Any, x: Any) -> tuple[Any, Any, Any, Any]:
+    """``(log σ(x), log σ(-x), σ(x), σ(-x))`` without overflow and with exact gradients.
+
+    Each branch of the ``where`` is analytic on its own side of 0 and exp only ever sees
+    ``-|x|``, so no exp overflows and autograd never meets ``inf · 0``; at ``x = 0`` the
+    ``x >= 0`` branch gives the true derivative (``abs`` would give 0 there).
+    """
+    pos = x >= 0
+    e = xp.exp(-xp.where(pos, x, -x))  # exp(-|x|), in (0, 1]
+    soft = xp.log1p(e)
+    log_p, log_q = xp.where(pos, -soft, x - soft), xp.where(pos, -x - soft, -soft)
+    p, q = xp.where(pos, 1 / (1 + e), e / (1 + e)), xp.where(pos, e / (1 + e), 1 / (1 + e))
+    return log_p, log_q, p, q
 
 
 def _overlap_inputs(loss: str, input: Any, target: Any, reduction: str, smooth: Any) -> tuple[Any, Any, Any, Any]:
@@ -134,7 +157,7 @@ def binary_focal_loss(input: Any, target: Any, /, *, alpha: float | None = 0.25,
     xp, x, t, dtype = binary_focal_inputs(input, target, alpha, gamma, reduction)
     log_p, log_q, p, q = sigmoids(xp, x)
     ce = -(t * log_p + (1 - t) * log_q)
-    losses = power(xp, t * q + (1 - t) * p, gamma) * ce  # 1 - p_t, without cancellation
+    losses = toolkit.safe_pow(xp, t * q + (1 - t) * p, gamma) * ce  # 1 - p_t, without cancellation
     if alpha is not None:
         losses = (alpha * t + (1 - alpha) * (1 - t)) * losses
     return toolkit.reduce(xp, losses, reduction, dtype)
@@ -152,16 +175,16 @@ def focal_loss(input: Any, target: Any, /, *, gamma: float = 2.0, weight: Any = 
 
     ``p_n = softmax(x_n)[y_n]``. ``weight`` (one per class, the α_t of the paper), ``ignore_index``
     and the reductions are those of ``cross_entropy`` ("mean" divides by the summed weights of the
-    counted targets), so ``gamma=0`` is exactly cross-entropy. Shapes: ``input`` (C), (N, C) or
-    (N, C, d1, ...); ``target`` (), (N) or (N, d1, ...).
+    counted targets), so ``gamma=0`` is exactly cross-entropy (infinite logits included). Shapes:
+    ``input`` (C), (N, C) or (N, C, d1, ...); ``target`` (), (N), (N, 1) or (N, d1, ...).
     """
     name = "focal_loss"
     toolkit.check_number(name, "gamma", gamma, 0.0)
-    cls = class_inputs(name, input, target, ignore_index, reduction, weight)
+    cls = toolkit.class_inputs(name, input, target, weight=weight, ignore_index=ignore_index, reduction=reduction)
     xp = cls.xp
-    log_p = toolkit.take_class(xp, log_softmax(xp, cls.input), cls.target)
-    losses = -cls.weight * power(xp, -xp.expm1(log_p), gamma) * log_p  # -expm1: 1 - p without cancellation
-    return reduce_classes(cls, losses, reduction)
+    log_p = toolkit.take_class(xp, toolkit.log_softmax(xp, cls.input), cls.target)
+    losses = -cls.weight * toolkit.safe_pow(xp, -xp.expm1(log_p), gamma) * log_p  # -expm1: 1 - p without cancellation
+    return toolkit.reduce_classes(cls, losses, reduction)
 
 
 LOSSES = [dice_loss, tversky_loss, generalized_dice_loss, binary_focal_loss, focal_loss]

@@ -1,0 +1,210 @@
+"""The core types every layer above shares: a loss's spec, a kernel, a conformance case, the
+interface of an array backend, and what is known of a plugin. Nothing here imports an array
+library other than NumPy, nor any other part of lossreg but its errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import inspect
+import json
+import re
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import array_api_compat as compat
+import numpy as np
+
+__all__ = ["normalize", "LossSpec", "Kernel", "Case", "load_cases", "Backend", "PluginInfo", "FLOATS"]
+
+FLOATS = ("float16", "bfloat16", "float32", "float64")
+
+
+def normalize(name: str) -> str:
+    """Names compare case-, '_'-, '-'- and space-insensitively: MSELoss == mse_loss == "MSE-Loss"."""
+    return re.sub(r"[\s_\-]", "", name).lower()
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """Everything the registry knows of one loss; built by :func:`define_loss`."""
+
+    name: str
+    function: Callable[..., Any]  # the portable definition
+    class_name: str
+    aliases: tuple[str, ...] = ()
+    inputs: tuple[str, ...] = ()  # positional array arguments, in torch.nn.functional order
+    options: dict[str, Any] = field(default_factory=dict)  # keyword-only options and defaults
+    array_options: tuple[str, ...] = ()  # options that hold arrays (e.g. weight)
+    differentiable: tuple[str, ...] = ("input",)
+    reference: str = ""  # what torch (or a paper) calls it
+    replace: bool = False  # may take over a name another plugin registered
+    plugin: str = ""  # filled in on registration
+
+    @property
+    def summary(self) -> str:
+        return (inspect.getdoc(self.function) or "").partition("\n")[0]
+
+    @property
+    def all_names(self) -> tuple[str, ...]:
+        return (self.name, self.class_name, *self.aliases)
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """A faster implementation of the registered loss ``loss`` for one ``backend``.
+
+    ``function`` takes the same arguments as the portable definition and must agree with it;
+    it may return ``NotImplemented`` to hand a call back to the portable path. A kernel with a
+    ``disabled`` reason is listed (``lossreg plugins``, with the reason) but neither used nor checked.
+    """
+
+    loss: str
+    backend: str
+    function: Callable[..., Any]
+    name: str = ""
+    plugin: str = ""
+    disabled: str = ""  # why it is off (e.g. never verified on its hardware): listed, never called
+
+
+@dataclass
+class Case:
+    """One reference case of one loss."""
+
+    loss: str
+    id: str
+    inputs: dict[str, Any]  # name -> {"data": nested list, "dtype": "float" | "int64" | ...}
+    options: dict[str, Any] = field(default_factory=dict)  # arrays as {"data", "dtype"}
+    expected: Any = None  # value (nested list or number); absent when the case expects an error
+    grads: dict[str, Any] = field(default_factory=dict)  # input -> d sum(loss) / d input
+    raises: str | None = None  # name of the lossreg exception the call must raise
+    dtypes: list[str] | None = None  # restrict to these run dtypes (values that need the range)
+    source: str = ""
+    plugin: str = ""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], loss: str | None = None) -> Case:
+        data = dict(data)
+        data.setdefault("loss", loss)
+        known = {k: data.pop(k) for k in list(data) if k in cls.__dataclass_fields__}
+        if data:
+            raise ValueError(f"case {known.get('id')!r}: unknown fields {sorted(data)}")
+        return cls(**known)
+
+
+def load_cases(path: str | Path) -> list[Case]:
+    """Read a JSON case file: ``{"loss": name, "cases": [...]}`` (a case may name its own loss)."""
+    content = json.loads(Path(path).read_text(encoding="utf-8"))
+    return [Case.from_dict(case, content.get("loss")) for case in content["cases"]]
+
+
+class Backend:
+    """An array library as the conformance suite sees it. Subclass and override to add one.
+
+    ``name`` is what ``--backend`` takes and ``short`` heads its column in the matrix; ``module``
+    is imported to tell whether it is installed. Arrays are made from NumPy data (``asarray``)
+    on one of ``devices`` (the first is the default; ``"cuda:1"`` names a device of the kind
+    ``"cuda"``) and read back (``to_numpy``). ``value_and_grad`` is ``None`` for libraries
+    without automatic differentiation.
+    """
+
+    name: str = ""
+    short: str = ""
+    module: str = ""
+    dtypes: tuple[str, ...] = ("float32", "float64")
+    devices: tuple[str, ...] = ("cpu",)
+    lazy = False  # results stay unevaluated, so data-dependent checks yield NaN, not errors
+    kernels_of = ""  # the backend whose kernels apply to these arrays (default: this one)
+
+    def unavailable(self) -> str | None:
+        """Why this backend cannot run here, or ``None`` if it can."""
+        if importlib.util.find_spec(self.module) is None:
+            return f"{self.module} is not installed"
+        return None
+
+    def device_unavailable(self, device: str) -> str | None:
+        """Why arrays cannot be made on ``device`` here, or ``None`` (asked once available)."""
+        if device.partition(":")[0] not in {d.partition(":")[0] for d in self.devices}:
+            return f"{self.name} has no device {device!r} (it has {', '.join(self.devices)})"
+        return None
+
+    def device_name(self, device: str) -> str | None:
+        """The hardware behind ``device`` (a GPU's name), where there is more to say than its name."""
+        return None
+
+    def versions(self) -> dict[str, str]:
+        """The versions of the libraries this backend runs on, for reports."""
+        return {self.module: _version(self.module)} if self.module else {}
+
+    def xp(self, device: str | None = None) -> Any:
+        return compat.array_namespace(self.asarray(np.zeros(1), "float64", device or self.devices[0]))
+
+    def owns(self, x: Any) -> bool:
+        """Whether ``x`` is an array of this library (kernels are chosen by this)."""
+        return False
+
+    def asarray(self, data: np.ndarray, dtype: str, device: str) -> Any:
+        raise NotImplementedError
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        return np.asarray(x)
+
+    def call(self, function: Callable[..., Any], arrays: Sequence[Any], options: dict[str, Any]) -> Any:
+        """Run a loss; a backend may wrap this (under ``jax.jit``, say)."""
+        return function(*arrays, **options)
+
+    value_and_grad: Callable[..., tuple[Any, list[Any]]] | None = None
+
+    @property
+    def values_only(self) -> str:
+        """Why this backend checks values but no gradients ("" when it checks both)."""
+        return "" if self.value_and_grad is not None else "no automatic differentiation"
+
+    def scope(self) -> contextlib.AbstractContextManager[None]:
+        """A context within which this backend's arrays are made, losses called and read back: the
+        conformance runner and the pytest plugin enter it around their use of the backend, so that
+        any setting a library needs (JAX's float64) holds there and nowhere else."""
+        return contextlib.nullcontext()
+
+    def release(self) -> None:
+        """Drop what running one loss's cases built up (compiled programs, caches); the runner
+        calls it after each loss, so that memory stays bounded over the whole suite."""
+
+    @property
+    def label(self) -> str:
+        return self.short or self.name
+
+    def __repr__(self) -> str:
+        return f"<lossreg backend {self.name}>"
+
+
+def _version(module: str) -> str:
+    """A module's version without importing it (when its distribution is known)."""
+    loaded = sys.modules.get(module)
+    if loaded is not None and isinstance(getattr(loaded, "__version__", None), str):
+        return loaded.__version__
+    for dist in metadata.packages_distributions().get(module, [module]):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return "unknown"
+
+
+@dataclass
+class PluginInfo:
+    """What ``lossreg plugins`` shows of one plugin."""
+
+    name: str
+    distribution: str | None = None
+    version: str | None = None
+    entry_point: str | None = None  # "module" or "module:object"
+    import_s: float = 0.0
+    registered: dict[str, list[str]] = field(default_factory=dict)  # what -> item names
+    faults: list[str] = field(default_factory=list)
+    status: str = "loaded"  # loaded | failed | blocked | disabled | missing

@@ -1,0 +1,114 @@
+"""What each loss is called in torch.nn, Keras and optax, and how the arguments map.
+
+One table, read by the loss pages and by the "coming from" pages. A loss absent from a library's
+column has no equivalent there ("none" on its page). torch's entry defaults to the loss's
+``reference`` when that names a ``torch.nn`` class. Keras names are ``keras.losses`` classes,
+optax names ``optax.losses`` functions; ``tests/test_docsite.py`` checks that each exists and
+that the mappings stated as equal give lossreg's values.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from ..registry import LossSpec
+
+
+class Equivalent(NamedTuple):
+    name: str  # the API, importable as written
+    mapping: str  # how arguments and results correspond (markdown)
+
+
+_KERAS_AXIS = "Keras takes `(y_true, y_pred)`, averages over the last axis, then over the batch"
+_OPTAX_NONE = "optax returns one loss per element (`reduction=\"none\"`); take `.mean()` for the default"
+
+# torch equivalents that a loss's ``reference`` does not give (none for the built-in catalogue).
+TORCH: dict[str, Equivalent] = {}
+
+KERAS: dict[str, Equivalent] = {
+    "mse_loss": Equivalent("keras.losses.MeanSquaredError", _KERAS_AXIS),
+    "l1_loss": Equivalent("keras.losses.MeanAbsoluteError", _KERAS_AXIS),
+    "huber_loss": Equivalent("keras.losses.Huber", f"`delta` as `delta`; {_KERAS_AXIS}"),
+    "binary_cross_entropy": Equivalent(
+        "keras.losses.BinaryCrossentropy", "`from_logits=False`; Keras clips probabilities to [1e-7, 1 - 1e-7] "
+        "where torch clamps each log at -100; `(y_true, y_pred)` order"),
+    "binary_cross_entropy_with_logits": Equivalent(
+        "keras.losses.BinaryCrossentropy", "`from_logits=True`; no `pos_weight`; `(y_true, y_pred)` order"),
+    "multilabel_soft_margin_loss": Equivalent(
+        "keras.losses.BinaryCrossentropy", "`from_logits=True` averages over the classes as this loss does"),
+    "cross_entropy": Equivalent(
+        "keras.losses.SparseCategoricalCrossentropy",
+        "class indices: `SparseCategoricalCrossentropy(from_logits=True)`; probabilities: "
+        "`CategoricalCrossentropy(from_logits=True, label_smoothing=ε)`; Keras puts classes on the "
+        "last axis, torch on axis 1; `ignore_index` as `ignore_class`"),
+    "kl_div": Equivalent("keras.losses.KLDivergence",
+                         "Keras takes probabilities `(y_true=p, y_pred=q)`, lossreg log-probabilities "
+                         "`(input=log q, target=p)`: "
+                         "`KLDivergence()(p, q) == kl_div(log q, p, reduction=\"batchmean\")`"),
+    "poisson_nll_loss": Equivalent("keras.losses.Poisson",
+                                   "`log_input=False`: Keras takes the rate itself, `y_pred - y_true log(y_pred + 1e-7)`"),
+    "cosine_embedding_loss": Equivalent("keras.losses.CosineSimilarity",
+                                        "Keras gives `-cos`, lossreg `1 - cos` for target 1: "
+                                        "`CosineSimilarity()(x2, x1) == cosine_embedding_loss(x1, x2, ones) - 1`"),
+    "ctc_loss": Equivalent("keras.losses.CTC", "Keras takes `(y_true, y_pred)` batch-major `(N, T, C)` "
+                                               "probabilities and blank = the last class"),
+    "multi_margin_loss": Equivalent("keras.losses.CategoricalHinge",
+                                    "close, not equal: Keras takes the largest other score, torch sums over them"),
+    "log_cosh_loss": Equivalent("keras.losses.LogCosh", _KERAS_AXIS),
+    "mape_loss": Equivalent("keras.losses.MeanAbsolutePercentageError", _KERAS_AXIS),
+    "msle_loss": Equivalent("keras.losses.MeanSquaredLogarithmicError", _KERAS_AXIS),
+    "dice_loss": Equivalent("keras.losses.Dice", "`(y_true, y_pred)` order"),
+    "tversky_loss": Equivalent("keras.losses.Tversky", "`alpha`, `beta` as here; `(y_true, y_pred)` order"),
+    "binary_focal_loss": Equivalent("keras.losses.BinaryFocalCrossentropy",
+                                    "`from_logits=True`, `alpha`, `gamma`; `apply_class_balancing=True` for `alpha`"),
+    "focal_loss": Equivalent("keras.losses.CategoricalFocalCrossentropy", "one-hot targets, `gamma`"),
+    "generalized_cross_entropy": Equivalent("keras.losses.CategoricalGeneralizedCrossEntropy", "`q` as `q`"),
+}
+
+OPTAX: dict[str, Equivalent] = {
+    "mse_loss": Equivalent("optax.losses.squared_error", f"`(predictions, targets)`; {_OPTAX_NONE}"),
+    "huber_loss": Equivalent("optax.losses.huber_loss", f"`(predictions, targets, delta)`; {_OPTAX_NONE}"),
+    "smooth_l1_loss": Equivalent("optax.losses.huber_loss",
+                                 f"`smooth_l1_loss(beta=β) = huber_loss(delta=β) / β`; {_OPTAX_NONE}"),
+    "binary_cross_entropy_with_logits": Equivalent("optax.losses.sigmoid_binary_cross_entropy",
+                                                   f"`(logits, labels)`; {_OPTAX_NONE}"),
+    "multilabel_soft_margin_loss": Equivalent("optax.losses.sigmoid_binary_cross_entropy",
+                                              "then `.mean(axis=-1)` over the classes"),
+    "cross_entropy": Equivalent(
+        "optax.losses.softmax_cross_entropy_with_integer_labels",
+        "class indices: `softmax_cross_entropy_with_integer_labels(logits, labels)`; probabilities: "
+        "`softmax_cross_entropy(logits, labels)`; label smoothing: `optax.smooth_labels`; classes on "
+        f"the last axis; {_OPTAX_NONE}"),
+    "kl_div": Equivalent("optax.losses.kl_divergence",
+                         "`kl_divergence(log_predictions, targets)`, the same order as torch; "
+                         "`log_target=True`: `kl_divergence_with_log_targets`; optax sums over the last axis"),
+    "cosine_embedding_loss": Equivalent("optax.losses.cosine_distance", "`1 - cos`, the target-1 branch"),
+    "multi_margin_loss": Equivalent("optax.losses.multiclass_hinge_loss",
+                                    "close, not equal: optax takes the largest other score, torch sums over them"),
+    "triplet_margin_loss": Equivalent("optax.losses.triplet_margin_loss",
+                                      "`(anchors, positives, negatives, margin=, norm_degree=p, eps=)`; "
+                                      + _OPTAX_NONE),
+    "ctc_loss": Equivalent("optax.losses.ctc_loss",
+                           "`(logits, logit_paddings, labels, label_paddings, blank_id)`: batch-major, "
+                           "paddings instead of lengths, logits instead of log-probabilities"),
+    "log_cosh_loss": Equivalent("optax.losses.log_cosh", f"`(predictions, targets)`; {_OPTAX_NONE}"),
+    "sparsemax_loss": Equivalent("optax.losses.multiclass_sparsemax_loss", "`(scores, labels)`"),
+    "poly1_cross_entropy": Equivalent("optax.losses.poly_loss_cross_entropy", "`epsilon` as `epsilon`; one-hot labels"),
+    "dice_loss": Equivalent("optax.losses.dice_loss", "`(predictions, targets)`"),
+    "binary_focal_loss": Equivalent("optax.losses.sigmoid_focal_loss", "`(logits, labels, alpha, gamma)`"),
+    "nt_xent_loss": Equivalent("optax.losses.ntxent", "`(embeddings, labels, temperature)`"),
+}
+
+LIBRARIES = {"torch": "torch.nn", "keras": "Keras", "optax": "optax"}
+
+
+def torch_equivalent(spec: LossSpec) -> Equivalent | None:
+    if spec.name in TORCH:
+        return TORCH[spec.name]
+    if spec.reference.startswith("torch.nn."):
+        return Equivalent(spec.reference, "the same arguments, names and defaults")
+    return None
+
+
+def equivalents(spec: LossSpec) -> dict[str, Equivalent | None]:
+    return {"torch": torch_equivalent(spec), "keras": KERAS.get(spec.name), "optax": OPTAX.get(spec.name)}

@@ -1,0 +1,228 @@
+"""Keras 3 forms of every registered loss, plugins' included (``pip install "lossreg[keras]"``).
+
+    import os; os.environ.setdefault("KERAS_BACKEND", "jax")    # before keras is imported
+    import lossreg.keras
+    model.compile(optimizer="adam", loss=lossreg.keras.CrossEntropyLoss(weight=[1.0, 2.0, 0.5]))
+
+Each class is a ``keras.losses.Loss`` named as the class form, called as Keras calls a loss,
+``loss(y_true, y_pred, sample_weight=None)``, and computes ``lossreg``'s function of
+``(y_pred, y_true)``: the value a torch user gets from ``torch.nn`` for the same arrays. It works
+on the Keras backends whose tensors lossreg reads through array-api-compat: JAX, torch and NumPy
+(inference only). TensorFlow tensors are not covered by array-api-compat: on the tensorflow
+backend a loss raises :class:`lossreg.UnsupportedError` saying so.
+
+Reductions. The ``reduction`` option is lossreg's (torch.nn's: "mean", "sum", "none", and
+"batchmean" for kl_div), applied by lossreg; Keras's own reduction is not applied on top. So
+without ``sample_weight`` the value is exactly torch.nn's, e.g. weighted cross-entropy's mean
+divides by the sum of the weights of the targets, not by the batch size.
+
+``sample_weight`` (Keras's per-sample weights, also what ``fit(class_weight=...)`` passes) weights
+the unreduced loss (``reduction="none"``), broadcast over its leading axes as Keras does; then
+"none" returns the weighted values, "sum" their sum, "batchmean" their sum over the batch size,
+and "mean" their sum divided by what the loss's own mean divides by, weighted alike: the number of
+values for most losses (Keras's "sum_over_batch_size"), Σ sᵢ·weight[yᵢ] over the non-ignored
+targets for cross_entropy and nll_loss with class-index targets, and for ctc_loss each sequence's
+loss is divided by its target length first. With all sample weights 1 the value is torch.nn's.
+A plugin loss whose "mean" is not the plain mean of its unreduced values gets the plain weighted
+mean (``sample_weight=None`` is always exact).
+
+Losses of more than two arrays take dicts keyed by the argument names:
+``GaussianNLLLoss()({"target": y}, {"input": mu, "var": var})``; a bare ``y_pred`` is the first
+argument (``input``) and a bare ``y_true`` the second (``target``). Class-index targets keep their
+integer dtype (Keras would cast them to floats); floating ``y_true`` is cast to ``y_pred``'s dtype.
+
+Classes are registered with ``keras.saving`` as ``"lossreg>ClassName"`` when this module is
+imported, so ``keras.models.load_model`` restores a model compiled with one.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import keras  # type: ignore[import-untyped]  # Keras ships no type information
+
+from .errors import LossValueError, UnsupportedError
+from .registry import LossSpec, registry
+from .registry import from_config as lossreg_from_config
+
+__all__ = ["KerasLoss", "get", "from_config", "SUPPORTED_BACKENDS"]
+
+SUPPORTED_BACKENDS = ("jax", "torch", "numpy")
+
+
+def check_backend(loss: str, backend: str) -> None:
+    """Raise :class:`UnsupportedError` unless lossreg can read the tensors of Keras backend ``backend``."""
+    if backend not in SUPPORTED_BACKENDS:
+        raise UnsupportedError(
+            f"{loss}: the Keras backend '{backend}' is not supported: its tensors are not covered by "
+            f"array-api-compat, so lossreg cannot compute on them; set KERAS_BACKEND to one of "
+            f"{', '.join(SUPPORTED_BACKENDS)} before importing keras")
+
+
+class KerasLoss(keras.losses.Loss):
+    """Base of the generated Keras losses; ``spec`` is the loss's :class:`lossreg.LossSpec`."""
+
+    spec: LossSpec
+
+    def __init__(self, *, name: str | None = None, dtype: Any = None, **options: Any) -> None:
+        check_backend(self.spec.name, keras.backend.backend())
+        self.lossreg = registry().loss_class(self.spec.name)(**options)  # checks the option names
+        super().__init__(name=name or self.spec.name, reduction="none", dtype=dtype)  # lossreg reduces
+
+    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
+        check_backend(self.spec.name, keras.backend.backend())
+        arrays = self._arrays(y_true, y_pred)
+        options = self._options(arrays[0])
+        function = self.lossreg._dispatch
+        if sample_weight is None:
+            return function(*arrays, **options)
+        return self._weighted(function, arrays, options, sample_weight)
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        return self(y_true, y_pred)
+
+    def _arrays(self, y_true: Any, y_pred: Any) -> list[Any]:
+        names = self.spec.inputs
+        given: dict[str, Any] = {}
+        for part, default in ((y_pred, names[0]), (y_true, names[1] if len(names) > 1 else None)):
+            if isinstance(part, dict):
+                given.update(part)
+            elif default is not None:
+                given[default] = part
+        if set(given) != set(names):
+            raise LossValueError(self.spec.name, "y_true/y_pred", f"the arrays {', '.join(names)} (pass dicts "
+                                 "keyed by these names when the loss takes more than two)",
+                                 ", ".join(sorted(given)) or "nothing")
+        first = keras.ops.convert_to_tensor(given[names[0]], dtype=self.dtype)
+        arrays = [first]
+        for name in names[1:]:
+            x = keras.ops.convert_to_tensor(given[name])
+            if "float" in keras.backend.standardize_dtype(x.dtype):  # integer targets stay integers
+                x = keras.ops.cast(x, first.dtype)
+            arrays.append(x)
+        return arrays
+
+    def _options(self, like: Any) -> dict[str, Any]:
+        options = dict(self.lossreg.options)
+        for key in self.spec.array_options:
+            if options[key] is not None:
+                options[key] = keras.ops.convert_to_tensor(_plain(options[key]), dtype=like.dtype)
+        return options
+
+    def _weighted(self, function: Any, arrays: list[Any], options: dict[str, Any], sample_weight: Any) -> Any:
+        ops = keras.ops
+        reduction = options["reduction"]
+        values = function(*arrays, **{**options, "reduction": "none"})
+        s = ops.cast(ops.convert_to_tensor(sample_weight), values.dtype)
+        if s.ndim > values.ndim:
+            raise LossValueError(self.spec.name, "sample_weight", f"at most {values.ndim} dimension(s), one "
+                                 "weight per sample (or per value)", f"shape {tuple(s.shape)}")
+        s = ops.reshape(s, (*s.shape, *(1,) * (values.ndim - s.ndim)))  # leading axes, as Keras broadcasts
+        weighted = values * s
+        if reduction == "none":
+            return weighted
+        if reduction == "sum":
+            return ops.sum(weighted)
+        if reduction == "batchmean":
+            return ops.sum(weighted) / values.shape[0]
+        rule = _MEAN_DENOMINATORS.get(self.spec.name)
+        kind, d = rule(arrays, options, values) if rule else ("count", None)
+        if kind == "divide":
+            return ops.sum(weighted / d) / _size(values)
+        return ops.sum(weighted) / (_size(values) if d is None else ops.sum(d * s))
+
+    def get_config(self) -> dict[str, Any]:
+        """Keras's name and dtype, and lossreg's options (array options as lists, as the class form's)."""
+        return {"name": self.name, "dtype": self.dtype, **self.lossreg.get_config()["options"]}
+
+    def lossreg_config(self) -> dict[str, Any]:
+        """The class form's config: ``lossreg.from_config`` (or ``lossreg.torch.from_config``) rebuilds it."""
+        return self.lossreg.get_config()
+
+    def __repr__(self) -> str:
+        return f"lossreg.keras.{self.lossreg!r}"
+
+
+def _plain(value: Any) -> Any:
+    import numpy as np
+
+    from .backends import to_numpy
+
+    return value if isinstance(value, (list, tuple)) else np.asarray(to_numpy(value))
+
+
+def _size(values: Any) -> Any:
+    n = 1
+    for d in values.shape:
+        n *= d
+    return n
+
+
+def _class_weights(arrays: list[Any], options: dict[str, Any], values: Any) -> tuple[str, Any]:
+    """Per target, what cross-entropy's and NLL's mean divides by: weight[y], 0 where y is ignored."""
+    x, target = arrays[0], arrays[1]
+    if "int" not in keras.backend.standardize_dtype(target.dtype):
+        return "count", None  # probability targets: the plain mean over the samples
+    nll_loss = registry().loss_class("nll_loss")._dispatch
+    ones = -keras.ops.ones_like(x)  # nll of log-probabilities -1 is exactly weight[y] (0 if ignored)
+    return "count", nll_loss(ones, target, weight=options["weight"], ignore_index=options["ignore_index"],
+                             reduction="none")
+
+
+def _target_lengths(arrays: list[Any], options: dict[str, Any], values: Any) -> tuple[str, Any]:
+    """ctc_loss's mean divides each sequence's loss by its target length (at least 1), then averages."""
+    lengths = keras.ops.cast(keras.ops.convert_to_tensor(arrays[3]), values.dtype)
+    return "divide", keras.ops.maximum(lengths, 1)
+
+
+_MEAN_DENOMINATORS = {"cross_entropy": _class_weights, "nll_loss": _class_weights, "ctc_loss": _target_lengths}
+
+
+_classes: dict[str, type[KerasLoss]] = {}
+_lock = threading.Lock()
+
+
+def loss_class(name: str) -> type[KerasLoss]:
+    """The Keras class of the loss registered under ``name`` (any of its names), registered for saving."""
+    spec = registry().lookup(name)
+    with _lock:
+        cls = _classes.get(spec.name)
+        if cls is None or cls.spec != spec:
+            cls = type(spec.class_name, (KerasLoss,), {
+                "spec": spec,
+                "__module__": __name__,
+                "__qualname__": spec.class_name,
+                "__doc__": (spec.function.__doc__ or "").strip(),
+            })
+            cls = keras.saving.register_keras_serializable(package="lossreg", name=spec.class_name)(cls)
+            _classes[spec.name] = cls
+    return cls
+
+
+def get(name: str, **options: Any) -> KerasLoss:
+    """The Keras loss of ``name``, configured: ``lossreg.keras.get("mse", reduction="sum")``."""
+    return loss_class(name)(**options)
+
+
+def from_config(config: dict[str, Any]) -> KerasLoss:
+    """A Keras loss from the class form's ``get_config()`` (``{"name": ..., "options": ...}``)."""
+    loss = lossreg_from_config(config)  # checks the config as the class form does
+    return get(loss.spec.name, **config.get("options", {}))
+
+
+def __getattr__(name: str) -> type[KerasLoss]:
+    """``lossreg.keras.MSELoss``: the Keras class of each registered loss, by its class name."""
+    if not name.startswith("__"):
+        for spec in registry().specs.values():
+            if name == spec.class_name:
+                return loss_class(spec.name)
+    raise AttributeError(f"module 'lossreg.keras' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *(s.class_name for s in registry().specs.values())})
+
+
+for _spec in list(registry().specs.values()):  # registered for keras.saving before any model is loaded
+    loss_class(_spec.name)

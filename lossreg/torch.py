@@ -1,0 +1,167 @@
+"""``torch.nn.Module`` forms of every registered loss, plugins' included.
+
+    >>> import torch, lossreg.torch
+    >>> crit = lossreg.torch.CrossEntropyLoss(weight=torch.tensor([1.0, 2.0, 0.5]), label_smoothing=0.1)
+    >>> isinstance(crit, torch.nn.Module), list(crit.state_dict())
+    (True, ['weight'])
+
+The classes are generated from the registry on first access (``lossreg.torch.CrossEntropyLoss``,
+``lossreg.torch.get("dice")``), named as the class form and defined in this module, so that
+``torch.save``/``pickle`` of a model holding one finds the class again. Each takes the class
+form's options as keywords, with torch.nn's names and defaults; where a torch.nn class of the
+same name exists, its leading positional arguments too (``CrossEntropyLoss(weight)``). Array
+options (``weight``, ``pos_weight``, ...) are buffers: they move with ``.to()``/``.double()``,
+are saved in ``state_dict`` (``None`` is allowed and then not saved, as in torch.nn) and are
+broadcast by DDP. The other options are plain attributes (``crit.reduction``), as in torch.nn.
+``forward(*arrays)`` calls the registered functional form, kernels included.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from typing import Any
+
+import torch
+from torch import nn
+
+from .registry import Loss, LossSpec, registry
+from .registry import from_config as lossreg_from_config
+
+__all__ = ["LossModule", "get", "from_config"]
+
+
+class LossModule(nn.Module):
+    """Base of the generated modules; ``spec`` is the loss's :class:`lossreg.LossSpec`."""
+
+    spec: LossSpec
+    _positional: tuple[str, ...] = ()  # the options torch.nn's class of this name takes positionally
+    _function: Any  # the dispatching functional form
+
+    def __init__(self, *args: Any, **options: Any) -> None:
+        super().__init__()
+        spec = self.spec
+        if len(args) > len(self._positional):
+            raise TypeError(f"{spec.class_name}() takes {len(self._positional)} positional option(s) "
+                            f"({', '.join(self._positional) or 'none'}), {len(args)} were given; "
+                            "pass options by keyword")
+        for key, value in zip(self._positional, args):
+            if key in options:
+                raise TypeError(f"{spec.class_name}() got multiple values for option '{key}'")
+            options[key] = value
+        options = self._loss_class()(**options).options  # the class form checks the option names
+        for key, value in options.items():
+            if key in spec.array_options:
+                self.register_buffer(key, _as_tensor(value))
+            else:
+                setattr(self, key, value)
+
+    @classmethod
+    def _loss_class(cls) -> type[Loss]:
+        return registry().loss_class(cls.spec.name)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The options as the functional form takes them; array options are the current buffers."""
+        return {key: getattr(self, key) for key in self.spec.options}
+
+    def forward(self, *arrays: Any, **named: Any) -> Any:
+        """``loss(input, target)``, or by the functional form's argument names (``input=..., target=...``)."""
+        if named:
+            arrays = self._by_name(arrays, named)
+        return self._function(*arrays, **self.options)
+
+    def _by_name(self, arrays: tuple[Any, ...], named: dict[str, Any]) -> tuple[Any, ...]:
+        inputs = self.spec.inputs
+        unknown = set(named) - set(inputs[len(arrays):])
+        if unknown:
+            raise TypeError(f"{self.spec.class_name}.forward() takes the arrays {', '.join(inputs)}; "
+                            f"got unexpected or repeated {', '.join(sorted(unknown))}")
+        missing = [k for k in inputs[len(arrays):] if k not in named]
+        if missing:
+            raise TypeError(f"{self.spec.class_name}.forward() is missing the array(s) {', '.join(missing)}")
+        return (*arrays, *(named[k] for k in inputs[len(arrays):]))
+
+    def get_config(self) -> dict[str, Any]:
+        """The class form's config (array options as lists): ``lossreg.torch.from_config`` rebuilds it."""
+        return self._loss_class()(**self.options).get_config()
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> LossModule:
+        return from_config(config)
+
+    def extra_repr(self) -> str:
+        defaults = self.spec.options
+        return ", ".join(f"{k}={v!r}" for k, v in self.options.items()
+                         if k not in self.spec.array_options and not _same(v, defaults[k]))
+
+
+def _same(a: Any, b: Any) -> bool:
+    return a is b or (type(a) is type(b) and isinstance(a, (int, float, str, bool)) and a == b)
+
+
+def _as_tensor(value: Any) -> torch.Tensor | None:
+    """An array option as a buffer: tensors are kept as given (torch.nn does the same), others converted."""
+    if value is None or isinstance(value, torch.Tensor):
+        return value
+    tensor = torch.as_tensor(value)
+    return tensor.to(torch.get_default_dtype()) if not tensor.is_floating_point() else tensor
+
+
+def _torch_positional(spec: LossSpec) -> tuple[str, ...]:
+    """The options torch.nn's class of the same name takes positionally, up to the first one lossreg lacks."""
+    reference = getattr(nn, spec.class_name, None)
+    if not (isinstance(reference, type) and issubclass(reference, nn.Module)):
+        return ()
+    names = []
+    for p in list(inspect.signature(reference.__init__).parameters.values())[1:]:
+        if p.kind is not p.POSITIONAL_OR_KEYWORD or p.name not in spec.options:
+            break
+        names.append(p.name)
+    return tuple(names)
+
+
+_classes: dict[str, type[LossModule]] = {}
+_lock = threading.Lock()
+
+
+def module_class(name: str) -> type[LossModule]:
+    """The module class of the loss registered under ``name`` (any of its names)."""
+    spec = registry().lookup(name)
+    with _lock:  # one class per spec: pickle requires that the name finds the very same class
+        cls = _classes.get(spec.name)
+        if cls is None or cls.spec != spec:
+            cls = type(spec.class_name, (LossModule,), {
+                "spec": spec,
+                "_positional": _torch_positional(spec),
+                "_function": staticmethod(registry().loss_class(spec.name)._dispatch),  # no lookup per call
+                "__module__": __name__,
+                "__qualname__": spec.class_name,
+                "__doc__": inspect.getdoc(spec.function),
+            })
+            _classes[spec.name] = cls
+    return cls
+
+
+def get(name: str, *args: Any, **options: Any) -> LossModule:
+    """The module of a loss, configured: ``lossreg.torch.get("mse", reduction="sum")``."""
+    return module_class(name)(*args, **options)
+
+
+def from_config(config: dict[str, Any]) -> LossModule:
+    """A module from ``get_config()`` output of a module or of the class form."""
+    loss = lossreg_from_config(config)  # checks the config as the class form does
+    return get(loss.spec.name, **config.get("options", {}))
+
+
+def __getattr__(name: str) -> type[LossModule]:
+    """``lossreg.torch.MSELoss``: the module class of each registered loss, by its class name."""
+    if not name.startswith("__"):
+        for spec in registry().specs.values():
+            if name == spec.class_name:
+                return module_class(spec.name)
+    raise AttributeError(f"module 'lossreg.torch' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *(s.class_name for s in registry().specs.values())})

@@ -1,0 +1,32 @@
+"""lossreg's own tests use its pytest plugin (loaded by ``-p lossreg.pytest_plugin`` in pyproject's
+addopts) under the short names these tests were written with: ``backend``, ``device`` and ``xp``
+are lossreg's ``lossreg_backend``, ``lossreg_device`` and ``lossreg_xp``, so a test that takes
+one runs once per backend of ``--lossreg-backend``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from lossreg.backends import use_fast_jax_compile
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # This suite compiles hundreds of small JAX programs: it asks for fast XLA compiles, before JAX starts.
+    use_fast_jax_compile()
+
+
+@pytest.fixture
+def backend(lossreg_backend: Any) -> Any:
+    return lossreg_backend
+
+
+@pytest.fixture
+def device(lossreg_device: str) -> str:
+    return lossreg_device
+
+
+@pytest.fixture
+def xp(lossreg_xp: Any) -> Any:
+    return lossreg_xp

@@ -1,0 +1,214 @@
+"""lossreg.torch: every registered loss as a real torch.nn.Module, interchangeable with torch.nn's.
+
+The modules are compared with torch.nn's class of the same name (value and gradients), then
+used the ways a torch model uses its criterion: in module trees, moved with ``.to()``, saved
+with ``state_dict``/``torch.save``, hooked, and trained under DDP with two processes.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from strategies import make_good
+
+import lossreg
+import lossreg.torch as lt
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILTIN = [n for n in lossreg.names() if lossreg.spec(n).plugin == "lossreg"]
+W3 = [1.0, 2.0, 0.5]
+# Non-default options per loss (array options as lists), compared too; the defaults always are.
+OPTIONS = {
+    "cross_entropy": {"weight": W3, "ignore_index": 1, "label_smoothing": 0.1},
+    "nll_loss": {"weight": W3, "reduction": "sum"},
+    "binary_cross_entropy": {"weight": W3},
+    "binary_cross_entropy_with_logits": {"weight": W3, "pos_weight": [2.0, 1.0, 3.0]},
+    "multi_margin_loss": {"p": 2, "margin": 0.5, "weight": W3},
+    "multilabel_soft_margin_loss": {"weight": W3, "reduction": "none"},
+    "smooth_l1_loss": {"beta": 0.5},
+    "huber_loss": {"delta": 0.5, "reduction": "sum"},
+    "kl_div": {"reduction": "batchmean", "log_target": True},
+    "poisson_nll_loss": {"log_input": False, "full": True},
+    "gaussian_nll_loss": {"full": True},
+    "triplet_margin_loss": {"margin": 0.3, "p": 1.0, "swap": True},
+    "triplet_margin_with_distance_loss": {"margin": 0.3, "swap": True},
+    "ctc_loss": {"zero_infinity": True, "reduction": "sum"},
+    "margin_ranking_loss": {"margin": 0.2},
+    "cosine_embedding_loss": {"margin": 0.1},
+    "hinge_embedding_loss": {"margin": 0.7, "reduction": "none"},
+}
+
+
+def _inputs(name: str, options: dict) -> list[torch.Tensor]:
+    ex = make_good(name, seed=3)
+    if options.get("log_target"):
+        ex.inputs["target"] = np.log(ex.inputs["target"] + 0.05)
+    if options.get("log_input") is False:
+        ex.inputs["input"] = np.abs(ex.inputs["input"]) + 0.1  # rates, for log_input=False
+    grads = lossreg.spec(name).differentiable
+    return [torch.from_numpy(v).requires_grad_(k in grads and v.dtype == np.float64) for k, v in ex.inputs.items()]
+
+
+def _torch_nn(name: str, options: dict) -> torch.nn.Module | None:
+    """torch.nn's module of the same class name, with tensors for the array options."""
+    cls = getattr(torch.nn, lossreg.spec(name).class_name)
+    opts = {k: torch.tensor(v, dtype=torch.float64) if isinstance(v, list) else v for k, v in options.items()}
+    if name == "huber_loss":  # torch.nn.HuberLoss takes no weight (F.huber_loss does)
+        opts.pop("weight", None)
+    return cls(**opts)
+
+
+CONFIGURED = [(name, {}) for name in BUILTIN] + [(name, OPTIONS[name]) for name in BUILTIN if name in OPTIONS]
+
+
+@pytest.mark.parametrize(("name", "options"), CONFIGURED, ids=[f"{n}-{bool(o)}" for n, o in CONFIGURED])
+def test_each_module_equals_torch_nn_in_value_and_gradient(name: str, options: dict) -> None:
+    ours = lt.get(name, **options).double()  # .double(): float buffers follow, as in torch.nn
+    theirs = _torch_nn(name, options)
+    assert isinstance(ours, torch.nn.Module) and type(ours).__name__ == type(theirs).__name__
+    assert {k for k, _ in ours.named_buffers()} == {k for k, _ in theirs.named_buffers()}
+    a, b = _inputs(name, options), _inputs(name, options)
+    got, want = ours(*a), theirs(*(x.long() if not x.is_floating_point() else x for x in b))
+    torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-10)
+    leaves = [(x, y) for x, y in zip(a, b) if x.requires_grad]
+    g_got = torch.autograd.grad(got.sum(), [x for x, _ in leaves], allow_unused=True, materialize_grads=True)
+    g_want = torch.autograd.grad(want.sum(), [y for _, y in leaves], allow_unused=True, materialize_grads=True)
+    torch.testing.assert_close(g_got, g_want, rtol=1e-7, atol=1e-10, equal_nan=True)  # NaN where torch gives NaN
+
+
+def test_constructor_arguments_are_torch_nns() -> None:
+    w = torch.tensor(W3)
+    assert torch.equal(lt.CrossEntropyLoss(w).weight, w)  # torch.nn's leading positional argument
+    assert lt.TripletMarginLoss(0.5, 1.0).p == 1.0 and lt.TripletMarginLoss(0.5).margin == 0.5
+    with pytest.raises(TypeError, match="positional"):
+        lt.CrossEntropyLoss(w, None)  # torch.nn's next one is the deprecated size_average: not taken
+    with pytest.raises(lossreg.LossTypeError, match="cross_entropy: argument 'size_average'"):
+        lt.CrossEntropyLoss(size_average=True)
+    with pytest.raises(lossreg.LossValueError, match="reduction"):
+        lt.MSELoss(reduction="avg")(torch.zeros(2), torch.zeros(2))
+
+
+def test_forward_takes_the_arrays_by_name_too() -> None:
+    x, y = torch.randn(4, 3), torch.tensor([0, 2, 1, 1])
+    crit = lt.CrossEntropyLoss()
+    torch.testing.assert_close(crit(input=x, target=y), torch.nn.CrossEntropyLoss()(input=x, target=y))
+    torch.testing.assert_close(crit(x, target=y), F.cross_entropy(x, y))
+    with pytest.raises(TypeError, match="missing the array"):
+        crit(input=x)
+    with pytest.raises(TypeError, match="unexpected or repeated input"):
+        crit(x, y, input=x)
+
+
+def test_array_options_are_buffers_that_move_and_round_trip_through_state_dict() -> None:
+    crit = lt.BCEWithLogitsLoss(weight=W3, pos_weight=torch.tensor([2.0, 1.0, 3.0]))
+    assert crit.weight.dtype == torch.float32 and dict(crit.named_buffers()).keys() == {"weight", "pos_weight"}
+    crit.to(torch.float64)
+    assert crit.weight.dtype == crit.pos_weight.dtype == torch.float64
+    buf = io.BytesIO()
+    torch.save(crit.state_dict(), buf)
+    buf.seek(0)
+    fresh = lt.BCEWithLogitsLoss(weight=torch.zeros(3, dtype=torch.float64), pos_weight=torch.zeros(3, dtype=torch.float64))
+    fresh.load_state_dict(torch.load(buf))  # weights_only=True: buffers are plain tensors
+    assert torch.equal(fresh.weight, crit.weight) and torch.equal(fresh.pos_weight, crit.pos_weight)
+    unweighted = lt.CrossEntropyLoss()
+    assert unweighted.weight is None and "weight" not in unweighted.state_dict()  # as torch.nn
+
+
+class Classifier(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+        self.losses = torch.nn.ModuleDict({"ce": lt.CrossEntropyLoss(weight=W3, label_smoothing=0.1),
+                                           "nll": lt.NLLLoss(weight=W3)})
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        logits = self.net(x)
+        return self.losses["ce"](logits, y) + self.losses["nll"](logits.log_softmax(-1), y)
+
+
+def test_in_a_module_tree_with_hooks_and_torch_save() -> None:
+    torch.manual_seed(0)
+    model = Classifier().double()
+    assert {"losses.ce.weight", "losses.nll.weight"} <= set(model.state_dict())
+    assert model.losses["ce"].weight.dtype == torch.float64
+    seen = []
+    handle = model.losses["ce"].register_forward_hook(lambda mod, args, out: seen.append((type(mod).__name__, out)))
+    x, y = torch.randn(5, 4, dtype=torch.float64), torch.tensor([0, 1, 2, 1, 0])
+    value = model(x, y)
+    assert seen and seen[0][0] == "CrossEntropyLoss" and seen[0][1].ndim == 0
+    handle.remove()
+    reference = (torch.nn.CrossEntropyLoss(weight=model.losses["ce"].weight, label_smoothing=0.1)(model.net(x), y)
+                 + torch.nn.NLLLoss(weight=model.losses["nll"].weight)(model.net(x).log_softmax(-1), y))
+    torch.testing.assert_close(value, reference)
+    buf = io.BytesIO()
+    torch.save(model, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=False)  # a whole pickled model: the classes are found by name
+    assert type(loaded.losses["ce"]) is lt.CrossEntropyLoss
+    torch.testing.assert_close(loaded(x, y), value)
+
+
+def test_torch_load_in_a_fresh_interpreter_finds_the_generated_class(tmp_path: Path) -> None:
+    path = tmp_path / "model.pt"
+    torch.save(torch.nn.ModuleDict({"crit": lt.CrossEntropyLoss(weight=W3, ignore_index=2)}), path)
+    code = ("import torch, sys; m = torch.load(sys.argv[1], weights_only=False)['crit'];"
+            "print(type(m).__module__, type(m).__name__, m.ignore_index, m.weight.tolist())")
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["lossreg.torch", "CrossEntropyLoss", "2", "[1.0,", "2.0,", "0.5]"]
+
+
+def test_get_config_equals_the_class_forms_and_rebuilds_the_module() -> None:
+    for name in BUILTIN:
+        options = {k: v for k, v in OPTIONS.get(name, {}).items()}
+        module = lt.get(name, **{k: torch.tensor(v) if isinstance(v, list) else v for k, v in options.items()})
+        config = module.get_config()
+        assert config == lossreg.get(name, **options).get_config(), name
+        rebuilt = lt.from_config(config)
+        assert type(rebuilt) is type(module) and rebuilt.get_config() == config
+
+
+@pytest.fixture
+def segmentation_plugin():
+    """The real lossreg-segmentation package, registered in this process as its entry point would."""
+    sys.path.insert(0, str(ROOT / "plugins" / "lossreg-segmentation" / "src"))
+    import lossreg_segmentation
+
+    lossreg.register_plugin(lossreg_segmentation, "segmentation")
+    try:
+        yield
+    finally:
+        lossreg.unregister_plugin("segmentation")
+        sys.path.remove(str(ROOT / "plugins" / "lossreg-segmentation" / "src"))
+
+
+def test_plugins_losses_are_modules_too(segmentation_plugin) -> None:
+    assert "FocalLoss" in dir(lt) and "DiceLoss" in dir(lt)
+    focal = lt.FocalLoss(weight=W3, gamma=0.0).double()  # gamma = 0: exactly weighted cross-entropy
+    assert focal.weight.dtype == torch.float64 and focal.gamma == 0.0
+    x, y = torch.randn(6, 3, dtype=torch.float64, requires_grad=True), torch.tensor([0, 1, 2, 2, 1, 0])
+    torch.testing.assert_close(focal(x, y), F.cross_entropy(x, y, weight=torch.tensor(W3, dtype=torch.float64)))
+    buf = io.BytesIO()
+    torch.save(focal, buf)
+    buf.seek(0)
+    assert type(torch.load(buf, weights_only=False)) is lt.FocalLoss
+
+
+def test_unknown_attribute_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="NoSuchLoss"):
+        lt.NoSuchLoss  # noqa: B018
+
+
+def test_ddp_two_processes_on_gloo(tmp_path: Path) -> None:
+    """Two CPU processes: DDP broadcasts rank 0's loss weight and averages gradients as torch.nn's would."""
+    done = subprocess.run([sys.executable, str(ROOT / "tests" / "fixtures" / "ddp_train.py"), str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sorted(w for w in done.stdout.split() if w.startswith("rank")) == ["rank0-ok", "rank1-ok"], done.stdout

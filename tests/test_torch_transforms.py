@@ -1,0 +1,244 @@
+"""Every registered loss inside torch's transforms: torch.compile, torch.func, meta tensors.
+
+Each loss (built-in, and those of the two plugin packages, registered in-process) is called as a
+user calls it, through its dispatching form, kernels included, and compared with the same call
+in eager torch: values, and gradients of every differentiable input.
+
+- ``torch.compile(fullgraph=True)`` on ``aot_eager`` for every loss, forward and backward, at two
+  batch sizes under ``dynamic=True``, with one graph for both; on ``inductor`` for a few losses
+  (``LOSSREG_SLOW=1`` runs every loss on inductor).
+- ``torch.func``: ``vmap`` against a loop over the batch, ``grad`` and ``vjp`` against autograd,
+  ``jacrev`` against ``torch.autograd.functional.jacobian``.
+- ``meta`` tensors: every loss runs without reading a value and gives the right shape and dtype.
+- Checks that need values cannot read them under tracing: they poison the result (NaN) in the graph.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import torch
+from torch._dynamo.utils import counters
+from torch_examples import NAMES, differentiable, example, function, plugins_registered, tensors, torch_options
+
+import lossreg
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+SLOW = os.environ.get("LOSSREG_SLOW", "0") == "1"
+# Two kernels (cross_entropy; BCE, with its in-graph value check) and portable code (huber):
+# inductor compiles C++ for each, several seconds apiece, so CI takes three.
+INDUCTOR = ["cross_entropy", "binary_cross_entropy", "huber_loss"]
+TOL = {"rtol": 1e-7, "atol": 1e-10}  # float64; compiled code may associate sums differently
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _plugins() -> Iterator[None]:
+    with plugins_registered(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Dynamo's notes on traced lru_caches, functorch fallbacks
+        yield
+
+
+def _eager(name: str, inputs: dict[str, Any], options: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The value and the gradients of ``sum(loss)`` in eager torch."""
+    diff = differentiable(name, inputs)
+    ins = tensors(inputs, diff)
+    out = function(name)(*ins.values(), **torch_options(options))
+    grads = torch.autograd.grad(out.sum(), [ins[k] for k in diff], allow_unused=True) if diff else ()
+    return out.detach(), dict(zip(diff, grads))
+
+
+def _assert_same(got: tuple[torch.Tensor, dict], want: tuple[torch.Tensor, dict], what: str) -> None:
+    torch.testing.assert_close(got[0], want[0], **TOL, msg=lambda m: f"value, {what}: {m}")
+    for k, g in want[1].items():
+        if g is None:
+            assert got[1][k] is None or not got[1][k].any(), f"gradient of {k}, {what}"
+        else:
+            torch.testing.assert_close(got[1][k], g, **TOL, equal_nan=True, msg=lambda m: f"gradient of {k}, {what}: {m}")
+
+
+def _compiled_run(compiled: Callable[..., Any], name: str, inputs: dict[str, Any]) -> tuple[torch.Tensor, dict]:
+    diff = differentiable(name, inputs)
+    ins = tensors(inputs, diff)
+    out = compiled(*ins.values())
+    grads = torch.autograd.grad(out.sum(), [ins[k] for k in diff], allow_unused=True) if diff else ()
+    return out.detach(), dict(zip(diff, grads))
+
+
+def _check_compiled(name: str, backend: str) -> None:
+    """Forward and backward at two batch sizes, against eager; one graph serves both sizes."""
+    torch._dynamo.reset()
+    options = example(name)[1]
+    f, opts = function(name), torch_options(options)
+    compiled = torch.compile(lambda *arrays: f(*arrays, **opts), fullgraph=True, backend=backend, dynamic=True)
+    before = counters["stats"]["unique_graphs"]
+    for size in (0, 1):
+        inputs = example(name, size)[0]
+        _assert_same(_compiled_run(compiled, name, inputs), _eager(name, inputs, options), f"{name} on {backend}")
+    assert counters["stats"]["unique_graphs"] - before == 1, f"{name} recompiled for another batch size"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_compiles_with_fullgraph_on_aot_eager(name: str) -> None:
+    _check_compiled(name, "aot_eager")
+
+
+@pytest.mark.parametrize("name", NAMES if SLOW else INDUCTOR)
+def test_compiles_with_fullgraph_on_inductor(name: str) -> None:
+    import torch._inductor.config
+
+    with torch._inductor.config.patch(compile_threads=1):  # no worker pool to start on a small CI machine
+        _check_compiled(name, "inductor")
+
+
+def test_first_call_inside_a_compiled_region_loads_the_registry() -> None:
+    """The registry (plugins, kernels) loads at trace time, outside the graph: no break, no recompile."""
+    torch._dynamo.reset()
+    lossreg.reload()
+    compiled = torch.compile(lambda x, t: lossreg.cross_entropy(x, t), fullgraph=True, backend="aot_eager",
+                             dynamic=True)
+    before = counters["stats"]["unique_graphs"]
+    for n in (3, 5, 8):
+        x, t = torch.randn(n, 4, dtype=torch.float64), torch.arange(n) % 4
+        torch.testing.assert_close(compiled(x, t), torch.nn.functional.cross_entropy(x, t))
+    assert counters["stats"]["unique_graphs"] - before == 1
+
+
+# --- checks that need values become in-graph poison under tracing ----------------------------------
+
+INVALID = {  # a call whose values are invalid: eager CPU raises, traced code gives NaN
+    "cross_entropy": lambda: (torch.randn(3, 4, dtype=torch.float64), torch.tensor([0, 7, 1])),
+    "nll_loss": lambda: (torch.randn(3, 4, dtype=torch.float64), torch.tensor([0, -3, 1])),
+    "binary_cross_entropy": lambda: (torch.tensor([0.2, 1.5, 0.3], dtype=torch.float64), torch.rand(3, dtype=torch.float64)),
+    "multi_margin_loss": lambda: (torch.randn(3, 4, dtype=torch.float64), torch.tensor([0, 4, 1])),
+    "gaussian_nll_loss": lambda: (torch.randn(3, dtype=torch.float64), torch.randn(3, dtype=torch.float64),
+                                  torch.tensor([1.0, -1.0, 1.0], dtype=torch.float64)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(INVALID))
+def test_invalid_values_raise_eagerly_and_poison_under_tracing(name: str) -> None:
+    f, arrays = function(name), INVALID[name]()
+    with pytest.raises(lossreg.LossValueError, match=name):
+        f(*arrays)
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda *a: f(*a, reduction="none"), fullgraph=True, backend="aot_eager")
+    out = compiled(*arrays)
+    assert out.isnan().any() and not out.isnan().all(), out  # only the invalid element
+    batched = torch.func.vmap(lambda *a: f(*a, reduction="none"))(*(torch.stack([a, a]) for a in arrays))
+    assert torch.equal(batched.isnan(), torch.stack([out, out]).isnan())
+    assert f(*(a.to("meta") for a in arrays)).is_meta
+    with lossreg.value_checks("poison"):
+        assert f(*arrays).isnan()
+
+
+# --- torch.func -------------------------------------------------------------------------------------
+
+
+def _with(options: dict[str, Any], **more: Any) -> dict[str, Any]:
+    return {**torch_options(options), **more}
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean"])
+@pytest.mark.parametrize("name", NAMES)
+def test_vmap_matches_a_loop(name: str, reduction: str) -> None:
+    """vmap over a stack of independent calls gives each call's own answer."""
+    draws = [example(name, seed=s) for s in range(3)]
+    f, opts = function(name), _with(draws[0][1], reduction=reduction)
+    stacked = [torch.stack(list(ts)) for ts in zip(*(tensors(inputs).values() for inputs, _ in draws))]
+    want = torch.stack([f(*tensors(inputs).values(), **opts) for inputs, _ in draws])
+    got = torch.func.vmap(lambda *arrays: f(*arrays, **opts))(*stacked)
+    torch.testing.assert_close(got, want, **TOL)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_grad_vjp_and_jacrev_match_autograd(name: str) -> None:
+    inputs, options = example(name)
+    f, diff = function(name), differentiable(name, inputs)
+    if not diff:
+        pytest.fail(f"{name} has no differentiable floating input in its example")
+
+    def call(*varying: torch.Tensor, reduction: str) -> torch.Tensor:
+        arrays = dict(tensors(inputs))
+        arrays.update(zip(diff, varying))
+        return f(*arrays.values(), **_with(options, reduction=reduction))
+
+    fresh = tensors(inputs, diff)
+    leaves = [fresh[k] for k in diff]
+    eager_sum = f(*fresh.values(), **_with(options, reduction="sum"))
+    want = torch.autograd.grad(eager_sum, leaves, allow_unused=True)
+    want = [torch.zeros_like(x) if g is None else g for x, g in zip(leaves, want)]
+    primals = [tensors(inputs)[k] for k in diff]
+
+    got = torch.func.grad(lambda *v: call(*v, reduction="sum"), argnums=tuple(range(len(diff))))(*primals)
+    for k, a, b in zip(diff, got, want):
+        torch.testing.assert_close(a, b, **TOL, equal_nan=True, msg=lambda m: f"grad of {k}: {m}")
+
+    out, pullback = torch.func.vjp(lambda *v: call(*v, reduction="none"), *primals)
+    cotangent = torch.linspace(-1.0, 2.0, out.numel(), dtype=out.dtype).reshape(out.shape)
+    fresh = tensors(inputs, diff)
+    eager = f(*fresh.values(), **_with(options, reduction="none"))
+    want_vjp = torch.autograd.grad(eager, [fresh[k] for k in diff], cotangent, allow_unused=True)
+    for k, a, b, x in zip(diff, pullback(cotangent), want_vjp, primals):
+        torch.testing.assert_close(a, torch.zeros_like(x) if b is None else b, **TOL, equal_nan=True,
+                                   msg=lambda m: f"vjp of {k}: {m}")
+
+    first = primals[0]
+    jac = torch.func.jacrev(lambda v: call(v, *primals[1:], reduction="none"))(first)
+    want_jac = torch.autograd.functional.jacobian(lambda v: call(v, *primals[1:], reduction="none"), first)
+    torch.testing.assert_close(jac, want_jac, **TOL, equal_nan=True)
+
+
+# --- meta tensors -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["auto", "sync"])
+@pytest.mark.parametrize("name", NAMES)
+def test_runs_on_meta_tensors(name: str, mode: str) -> None:
+    """No value is read (not even in the "sync" mode, which has none to read): shapes and dtypes only."""
+    inputs, options = example(name)
+    f = function(name)
+    for reduction in ("none", "mean"):
+        want = f(*tensors(inputs).values(), **_with(options, reduction=reduction))
+        with lossreg.value_checks(mode):
+            got = f(*tensors(inputs, device="meta").values(), **_with(torch_options(options, "meta"),
+                                                                      reduction=reduction))
+        assert got.is_meta and got.shape == want.shape and got.dtype == want.dtype, (reduction, got)
+
+
+# --- the switches, read by traced code ----------------------------------------------------------------
+
+
+def test_use_kernels_is_followed_by_compiled_code() -> None:
+    """BCE at exactly 0 tells the paths apart: torch's gradient (the kernel) is -(t - x) · 1e12,
+    the portable definition's (1 - t) / (1 - x) = 0.2. Dynamo guards on the switch."""
+    torch._dynamo.reset()
+    x = torch.tensor([0.0, 0.5], dtype=torch.float64, requires_grad=True)
+    t = torch.tensor([0.8, 0.5], dtype=torch.float64)
+    compiled = torch.compile(lambda a, b: lossreg.binary_cross_entropy(a, b, reduction="sum"), fullgraph=True,
+                             backend="aot_eager")
+
+    def slope() -> float:
+        return float(torch.autograd.grad(compiled(x, t), x)[0][0])
+
+    assert slope() == pytest.approx(-0.8e12)
+    with lossreg.use_kernels(False):
+        assert slope() == pytest.approx(0.2)
+    assert slope() == pytest.approx(-0.8e12)
+
+
+def test_switches_are_thread_local() -> None:
+    import threading
+
+    seen = {}
+    with lossreg.use_kernels(False), lossreg.value_checks("poison"):
+        worker = threading.Thread(target=lambda: seen.update(kernels=lossreg.kernels_enabled(),
+                                                             mode=lossreg.toolkit.check_mode()))
+        worker.start()
+        worker.join()
+        assert not lossreg.kernels_enabled() and lossreg.toolkit.check_mode() == "poison"
+    assert seen == {"kernels": True, "mode": "auto"}
+    assert lossreg.kernels_enabled() and lossreg.toolkit.check_mode() == "auto"
