@@ -68,6 +68,8 @@ def cmd_conformance(args: argparse.Namespace) -> int:
     from .backends import use_fast_jax_compile
 
     use_fast_jax_compile()  # this process is the conformance run: fast XLA compiles, unless JAX is already up
+    if "jax" in args.backend or args.backend.strip() == "all":
+        conformance.share_jax_compiles()  # and JAX's compiled programs kept on disk between runs
     reg = registry()
     all_backends = args.backend.strip() == "all"
     wanted = [name for name in reg.backends if not reg.backends[name].unavailable()] if all_backends \

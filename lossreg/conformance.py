@@ -328,8 +328,8 @@ def run(backends: Sequence[str | Backend], dtypes: Sequence[str] = ("float32", "
     is called as each backend finishes, ``step(backend, device, loss, outcomes)`` as each loss
     finishes on a backend (every dtype and path). ``jobs`` > 1 spreads the (backend, loss) pairs
     over that many processes, which load plugins from entry points (not ones registered in this
-    process). JAX backends keep their compiled programs on disk between runs and processes
-    (see :func:`_share_jax_compiles`).
+    process). ``lossreg conformance`` and the worker processes keep JAX's compiled programs on
+    disk between runs (see :func:`share_jax_compiles`); an in-process run changes no JAX setting.
     """
     reg = registry()
     specs = [reg.lookup(name) for name in losses] if losses else [reg.specs[n] for n in sorted(reg.specs)]
@@ -340,8 +340,6 @@ def run(backends: Sequence[str | Backend], dtypes: Sequence[str] = ("float32", "
     if unknown:  # before anything runs, not after the backends ahead of it
         raise errors.LossValueError("lossreg conformance", "backend", "some of " + ", ".join(reg.backends),
                                     ", ".join(unknown))
-    if any(_backend_name(b).startswith("jax") for b in backends):
-        _share_jax_compiles()
     if jobs > 1:
         return _run_parallel(backends, dtypes, device, [s.name for s in specs], max_cases, progress, jobs, step)
     references = References()
@@ -425,7 +423,7 @@ def _run_parallel(backends: Sequence[str | Backend], dtypes: Sequence[str], devi
     results: dict[tuple[str, str], list[Outcome]] = {}
     # "spawn": JAX and torch threads do not survive a fork.
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=use_fast_jax_compile) as pool:
+                             initializer=_worker_setup) as pool:
         futures = {pool.submit(_run_task, task): task for task in tasks}
         for future in as_completed(futures):
             backend, _, _, loss, _ = futures[future]
@@ -450,13 +448,21 @@ def _backend_name(backend: str | Backend) -> str:
     return backend if isinstance(backend, str) else backend.name
 
 
-def _share_jax_compiles() -> None:
+def _worker_setup() -> None:
+    """A worker process is the conformance run's own: fast XLA compiles and the shared JAX cache."""
+    use_fast_jax_compile()
+    share_jax_compiles()
+
+
+def share_jax_compiles() -> None:
     """Keep JAX's compiled programs on disk, so that the next run (and every worker process of
     ``jobs`` > 1) loads them instead of compiling again: eager JAX compiles each operation for
     each new shape and dtype, ~10-60 ms apiece, which is most of a JAX run's time.
 
     ``LOSSREG_JAX_CACHE``: a folder (default ``$XDG_CACHE_HOME/lossreg/jax``, else
     ``~/.cache/lossreg/jax``), or ``0`` for none. A folder the user configured for JAX wins.
+    Process-wide (JAX's config), so only ``lossreg conformance``, its workers and a test suite that
+    asks call it, never ``run`` itself.
     """
     import os
 
@@ -467,7 +473,7 @@ def _share_jax_compiles() -> None:
         import jax
     except ImportError:
         return
-    if jax.config.jax_compilation_cache_dir:
+    if getattr(jax.config, "jax_compilation_cache_dir", None):
         return
     if not where:
         base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")

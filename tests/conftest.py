@@ -15,6 +15,10 @@ from lossreg.backends import use_fast_jax_compile
 def pytest_configure(config: pytest.Config) -> None:
     # This suite compiles hundreds of small JAX programs: it asks for fast XLA compiles, before JAX starts.
     use_fast_jax_compile()
+    if "jax" in config.getoption("--lossreg-backend"):
+        from lossreg.conformance import share_jax_compiles
+
+        share_jax_compiles()  # and keeps JAX's compiled programs on disk, shared by the xdist workers
 
 
 @pytest.fixture
