@@ -322,10 +322,14 @@ def traced(x: Any) -> bool:
     arrays (JAX under ``jit``, Dask).
     """
     if compat.is_torch_array(x):
-        torch = sys.modules["torch"]  # loaded: x is one of its tensors
-        return (torch.compiler.is_compiling() or x.device.type == "meta"
-                or torch._C._functorch.is_functorch_wrapped_tensor(x) or _is_fake(x))
+        return _torch_traced(sys.modules["torch"], x) or bool(x.is_meta)  # torch is loaded: x is its tensor
     return is_lazy(x)
+
+
+def _torch_traced(torch: Any, x: Any) -> bool:
+    # A plain Tensor is never fake (FakeTensor is a subclass): the isinstance test is skipped.
+    return bool(torch.compiler.is_compiling() or torch._C._functorch.is_functorch_wrapped_tensor(x)
+                or (type(x) is not torch.Tensor and _is_fake(x)))
 
 
 def _is_fake(x: Any) -> bool:
@@ -339,9 +343,15 @@ def reads_values(x: Any) -> bool:
     False for :func:`traced` arrays; else by the mode: "sync" reads, "poison" does not, "auto"
     reads on the CPU only. Kernels use it to choose between a host check and an in-graph one.
     """
-    if traced(x):
+    mode = _check_mode.get() if _check_mode.active else _check_mode.default
+    if mode == "poison":
         return False
-    mode = _check_mode.get()
+    if compat.is_torch_array(x):  # the common case, on the hot path of the torch kernels: one device lookup
+        if _torch_traced(sys.modules["torch"], x) or x.is_meta:
+            return False
+        return mode == "sync" or (mode == "auto" and x.is_cpu)
+    if is_lazy(x):
+        return False
     return mode == "sync" or (mode == "auto" and not _on_accelerator(x))
 
 
