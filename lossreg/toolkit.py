@@ -406,14 +406,17 @@ def reduce(xp: Any, values: Any, reduction: str, dtype: Any = None) -> Any:
 def take_class(xp: Any, x: Any, index: Any) -> Any:
     """``x[n, index[n, ...], ...]``: pick one entry along axis 1 of ``x`` (shape (N, C, *d)).
 
-    ``index`` has shape (N, *d) and must already lie in [0, C). NumPy takes from the flattened
-    array: three operations, several times faster than its ``take_along_axis``; other libraries
-    gather along the axis.
+    ``index`` has shape (N, *d) and must already lie in [0, C). NumPy and torch take from the
+    flattened array: three operations, several times faster than NumPy's ``take_along_axis``
+    (and torch's keeps the batch size symbolic under ``torch.compile``); other libraries gather
+    along the axis.
     Dask cannot see the indices, so its ``take`` pairs every chunk of ``index`` with every chunk
     of ``x`` (quadratic in the chunks); there a one-hot ``where`` summed over the class axis costs
     one more pass over ``x`` but stays blockwise along both axes.
     """
-    if not compat.is_numpy_namespace(xp) and not compat.is_dask_namespace(xp):
+    # torch takes the flat form too: torch.take_along_dim fixes the batch size under
+    # torch.compile(dynamic=True) (one graph per batch size), the flat take does not.
+    if not (compat.is_numpy_namespace(xp) or compat.is_dask_namespace(xp) or compat.is_torch_namespace(xp)):
         # One gather along the class axis. Under jax.jit its gradient scatters straight into the
         # gradient of x; the flat form's scatters into a zeroed copy of x first, then adds it in
         # (one more write and read of the whole array). JAX takes any integer index (and has no
