@@ -322,10 +322,14 @@ def traced(x: Any) -> bool:
     arrays (JAX under ``jit``, Dask).
     """
     if compat.is_torch_array(x):
-        torch = sys.modules["torch"]  # loaded: x is one of its tensors
-        return (torch.compiler.is_compiling() or x.device.type == "meta"
-                or torch._C._functorch.is_functorch_wrapped_tensor(x) or _is_fake(x))
+        return _torch_traced(sys.modules["torch"], x) or bool(x.is_meta)  # torch is loaded: x is its tensor
     return is_lazy(x)
+
+
+def _torch_traced(torch: Any, x: Any) -> bool:
+    # A plain Tensor is never fake (FakeTensor is a subclass): the isinstance test is skipped.
+    return bool(torch.compiler.is_compiling() or torch._C._functorch.is_functorch_wrapped_tensor(x)
+                or (type(x) is not torch.Tensor and _is_fake(x)))
 
 
 def _is_fake(x: Any) -> bool:
@@ -339,9 +343,15 @@ def reads_values(x: Any) -> bool:
     False for :func:`traced` arrays; else by the mode: "sync" reads, "poison" does not, "auto"
     reads on the CPU only. Kernels use it to choose between a host check and an in-graph one.
     """
-    if traced(x):
+    mode = _check_mode.get() if _check_mode.active else _check_mode.default
+    if mode == "poison":
         return False
-    mode = _check_mode.get()
+    if compat.is_torch_array(x):  # the common case, on the hot path of the torch kernels: one device lookup
+        if _torch_traced(sys.modules["torch"], x) or x.is_meta:
+            return False
+        return mode == "sync" or (mode == "auto" and x.is_cpu)
+    if is_lazy(x):
+        return False
     return mode == "sync" or (mode == "auto" and not _on_accelerator(x))
 
 
@@ -396,14 +406,17 @@ def reduce(xp: Any, values: Any, reduction: str, dtype: Any = None) -> Any:
 def take_class(xp: Any, x: Any, index: Any) -> Any:
     """``x[n, index[n, ...], ...]``: pick one entry along axis 1 of ``x`` (shape (N, C, *d)).
 
-    ``index`` has shape (N, *d) and must already lie in [0, C). NumPy takes from the flattened
-    array: three operations, several times faster than its ``take_along_axis``; other libraries
-    gather along the axis.
+    ``index`` has shape (N, *d) and must already lie in [0, C). NumPy and torch take from the
+    flattened array: three operations, several times faster than NumPy's ``take_along_axis``
+    (and torch's keeps the batch size symbolic under ``torch.compile``); other libraries gather
+    along the axis.
     Dask cannot see the indices, so its ``take`` pairs every chunk of ``index`` with every chunk
     of ``x`` (quadratic in the chunks); there a one-hot ``where`` summed over the class axis costs
     one more pass over ``x`` but stays blockwise along both axes.
     """
-    if not compat.is_numpy_namespace(xp) and not compat.is_dask_namespace(xp):
+    # torch takes the flat form too: torch.take_along_dim fixes the batch size under
+    # torch.compile(dynamic=True) (one graph per batch size), the flat take does not.
+    if not (compat.is_numpy_namespace(xp) or compat.is_dask_namespace(xp) or compat.is_torch_namespace(xp)):
         # One gather along the class axis. Under jax.jit its gradient scatters straight into the
         # gradient of x; the flat form's scatters into a zeroed copy of x first, then adds it in
         # (one more write and read of the whole array). JAX takes any integer index (and has no

@@ -166,7 +166,8 @@ def _probabilities(name: str, arg: str) -> bool:
 SUBNORMAL_GRAD_XFAIL = {
     "binary_cross_entropy": "binary_cross_entropy's gradient where log(x) is clamped at -100 (x < e^-100, "
                             "subnormal x included): torch returns (x - t) / max(x (1 - x), 1e-12) (about -t·1e12), "
-                            "lossreg 0 for the clamped log term",
+                            "the portable definition 0 for the clamped log term (torch tensors get torch's through "
+                            "the kernel: test_bce_subnormal_inputs_on_torch_tensors_get_torchs_gradient)",
 }
 
 
@@ -179,6 +180,15 @@ def test_subnormal_inputs(name: str) -> None:
     _cmp(name, inputs, grads=False, reduction="none")
     _cmp(name, inputs, reduction="none")
     _cmp(name, inputs, reduction="sum")
+
+
+def test_bce_subnormal_inputs_on_torch_tensors_get_torchs_gradient() -> None:
+    """The difference above is the portable definition's: on torch tensors the kernel gives torch's."""
+    inputs = _scaled("binary_cross_entropy", TINY)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for reduction in ("none", "sum"):
+            compare("binary_cross_entropy", Example(inputs, {"reduction": reduction}), kernels=True, numpy=False)
 
 
 NAN_DIFFERS = {"binary_cross_entropy": "NaN is not a probability: lossreg raises (test_bad_input)"}

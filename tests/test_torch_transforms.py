@@ -81,12 +81,22 @@ def _check_compiled(name: str, backend: str) -> None:
     assert counters["stats"]["unique_graphs"] - before == 1, f"{name} recompiled for another batch size"
 
 
-@pytest.mark.parametrize("name", NAMES)
+# Known gaps, each a strict expected failure (it fails loudly once fixed).
+RECOMPILES = {"linear_cross_entropy": "chunks the batch in a Python loop (range over N): one graph per batch "
+                                      "size under dynamic=True (values and gradients do match)"}
+
+
+def _marked(names: list[str], xfail: dict[str, str]) -> list:
+    return [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=xfail[n])) if n in xfail else n
+            for n in names]
+
+
+@pytest.mark.parametrize("name", _marked(NAMES, RECOMPILES))
 def test_compiles_with_fullgraph_on_aot_eager(name: str) -> None:
     _check_compiled(name, "aot_eager")
 
 
-@pytest.mark.parametrize("name", NAMES if SLOW else INDUCTOR)
+@pytest.mark.parametrize("name", _marked(NAMES, RECOMPILES) if SLOW else INDUCTOR)
 def test_compiles_with_fullgraph_on_inductor(name: str) -> None:
     import torch._inductor.config
 

@@ -20,7 +20,7 @@ from strategies import make_good
 
 import lossreg
 from lossreg.conformance import load_cases
-from lossreg.losses import __all__ as BUILTIN
+from lossreg import losses as catalogue
 
 ROOT = Path(__file__).resolve().parent.parent
 for _src in ("plugins/lossreg-extras/src", "plugins/lossreg-segmentation/src"):
@@ -32,6 +32,7 @@ import lossreg_segmentation  # noqa: E402
 
 PLUGINS = {"lossreg_extras": lossreg_extras, "lossreg_segmentation": lossreg_segmentation}
 PLUGIN_LOSSES = {f.spec.name: module for module in PLUGINS.values() for f in module.LOSSES}
+BUILTIN = [n for n in catalogue.__all__ if hasattr(getattr(catalogue, n), "spec")]  # losses, not helpers
 NAMES = sorted(BUILTIN) + sorted(PLUGIN_LOSSES)
 
 

@@ -277,6 +277,9 @@ def linear_cross_entropy(hidden: Any, weight: Any, target: Any, /, *, bias: Any 
                          softcap: float | None = None, chunk_size: Any = None, recompute: bool = False) -> Any:
     """The kernel: the portable checks, then :class:`_LinearCrossEntropy` (``recompute``: the Cut
     Cross-Entropy split for "mean" and "sum" too, for the benchmark)."""
+    if not torch.compiler.is_compiling() and any(
+            torch._C._functorch.is_functorch_wrapped_tensor(a) for a in (hidden, weight) if isinstance(a, Tensor)):
+        return NotImplemented  # torch.func transforms: the autograd.Function has no setup_context (torchx)
     if chunk_size is None and getattr(hidden, "is_cuda", False) and getattr(weight, "ndim", 0) == 2:
         # A GPU wants larger chunks: each one reads the whole weight again (at V=128256: 256 tokens).
         chunk_size = max(16, CUDA_CHUNK_ELEMENTS // max(weight.shape[0], 1))
