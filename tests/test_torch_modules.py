@@ -121,6 +121,14 @@ def test_array_options_are_buffers_that_move_and_round_trip_through_state_dict()
     assert unweighted.weight is None and "weight" not in unweighted.state_dict()  # as torch.nn
 
 
+def test_an_option_given_as_a_parameter_is_a_parameter() -> None:
+    weight = torch.nn.Parameter(torch.tensor(W3))
+    crit = lt.CrossEntropyLoss(weight=weight)
+    assert [name for name, _ in crit.named_parameters()] == ["weight"] and crit.weight is weight
+    crit(torch.randn(4, 3), torch.tensor([0, 1, 2, 0])).backward()
+    assert weight.grad is not None and weight.grad.shape == (3,)
+
+
 class Classifier(torch.nn.Module):
     def __init__(self) -> None:
         super().__init__()
