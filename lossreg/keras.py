@@ -28,7 +28,7 @@ mean (``sample_weight=None`` is always exact).
 
 Losses of more than two arrays take dicts keyed by the argument names:
 ``GaussianNLLLoss()({"target": y}, {"input": mu, "var": var})``; a bare ``y_pred`` is the first
-argument (``input``) and a bare ``y_true`` the second (``target``). Class-index targets keep their
+argument (``input``) and a bare ``y_true`` the ``target`` (else the second argument). Class-index targets keep their
 integer dtype (Keras would cast them to floats); floating ``y_true`` is cast to ``y_pred``'s dtype.
 
 Classes are registered with ``keras.saving`` as ``"lossreg>ClassName"`` when this module is
@@ -84,8 +84,9 @@ class KerasLoss(keras.losses.Loss):
 
     def _arrays(self, y_true: Any, y_pred: Any) -> list[Any]:
         names = self.spec.inputs
+        truth = next((n for n in ("target", "targets") if n in names), names[1] if len(names) > 1 else None)
         given: dict[str, Any] = {}
-        for part, default in ((y_pred, names[0]), (y_true, names[1] if len(names) > 1 else None)):
+        for part, default in ((y_pred, names[0]), (y_true, truth)):
             if isinstance(part, dict):
                 given.update(part)
             elif default is not None:

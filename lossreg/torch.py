@@ -12,7 +12,7 @@ form's options as keywords, with torch.nn's names and defaults; where a torch.nn
 same name exists, its leading positional arguments too (``CrossEntropyLoss(weight)``). Array
 options (``weight``, ``pos_weight``, ...) are buffers: they move with ``.to()``/``.double()``,
 are saved in ``state_dict`` (``None`` is allowed and then not saved, as in torch.nn) and are
-broadcast by DDP. The other options are plain attributes (``crit.reduction``), as in torch.nn.
+broadcast by DDP; an option given as an ``nn.Parameter`` is registered as a parameter, and trains. The other options are plain attributes (``crit.reduction``), as in torch.nn.
 ``forward(*arrays)`` calls the registered functional form, kernels included.
 """
 
@@ -51,7 +51,9 @@ class LossModule(nn.Module):
             options[key] = value
         options = self._loss_class()(**options).options  # the class form checks the option names
         for key, value in options.items():
-            if key in spec.array_options:
+            if isinstance(value, nn.Parameter):  # a learned option (say, a temperature) trains with the model
+                self.register_parameter(key, value)
+            elif key in spec.array_options:
                 self.register_buffer(key, _as_tensor(value))
             else:
                 setattr(self, key, value)

@@ -7,8 +7,10 @@ with ``state_dict``/``torch.save``, hooked, and trained under DDP with two proce
 
 from __future__ import annotations
 
+import functools
 import io
 import subprocess
+from collections.abc import Callable
 import sys
 from pathlib import Path
 
@@ -16,14 +18,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from strategies import make_good
+from strategies import REFERENCES, make_good
 
 import lossreg
 import lossreg.torch as lt
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILTIN = [n for n in lossreg.names() if lossreg.spec(n).plugin == "lossreg"]
-W3 = [1.0, 2.0, 0.5]
+W3 = [1.0, 2.0, 0.5]  # array options exact in float32, so that configs compare equal after a round trip
 # Non-default options per loss (array options as lists), compared too; the defaults always are.
 OPTIONS = {
     "cross_entropy": {"weight": W3, "ignore_index": 1, "label_smoothing": 0.1},
@@ -43,7 +45,13 @@ OPTIONS = {
     "margin_ranking_loss": {"margin": 0.2},
     "cosine_embedding_loss": {"margin": 0.1},
     "hinge_embedding_loss": {"margin": 0.7, "reduction": "none"},
+    "linear_cross_entropy": {"bias": [0.125, -0.25, 0.375, 0.0, 0.5], "label_smoothing": 0.1, "z_loss": 1e-3},
 }
+
+
+# torch.nn.LinearCrossEntropyLoss(in_features, num_classes) owns its projection; lossreg's takes the
+# projection weight as an input (hidden, weight, target): compared with the functional reference.
+OTHER_INTERFACE_IN_TORCH = {"linear_cross_entropy"}
 
 
 def _inputs(name: str, options: dict) -> list[torch.Tensor]:
@@ -56,10 +64,13 @@ def _inputs(name: str, options: dict) -> list[torch.Tensor]:
     return [torch.from_numpy(v).requires_grad_(k in grads and v.dtype == np.float64) for k, v in ex.inputs.items()]
 
 
-def _torch_nn(name: str, options: dict) -> torch.nn.Module | None:
-    """torch.nn's module of the same class name, with tensors for the array options."""
-    cls = getattr(torch.nn, lossreg.spec(name).class_name)
+def _torch_nn(name: str, options: dict) -> Callable[..., torch.Tensor]:
+    """torch.nn's module of the same class name, with tensors for the array options; else the
+    torch reference of the fuzz tests."""
     opts = {k: torch.tensor(v, dtype=torch.float64) if isinstance(v, list) else v for k, v in options.items()}
+    cls = getattr(torch.nn, lossreg.spec(name).class_name, None)
+    if cls is None or name in OTHER_INTERFACE_IN_TORCH:
+        return functools.partial(REFERENCES[name], **opts)
     if name == "huber_loss":  # torch.nn.HuberLoss takes no weight (F.huber_loss does)
         opts.pop("weight", None)
     return cls(**opts)
@@ -72,8 +83,10 @@ CONFIGURED = [(name, {}) for name in BUILTIN] + [(name, OPTIONS[name]) for name 
 def test_each_module_equals_torch_nn_in_value_and_gradient(name: str, options: dict) -> None:
     ours = lt.get(name, **options).double()  # .double(): float buffers follow, as in torch.nn
     theirs = _torch_nn(name, options)
-    assert isinstance(ours, torch.nn.Module) and type(ours).__name__ == type(theirs).__name__
-    assert {k for k, _ in ours.named_buffers()} == {k for k, _ in theirs.named_buffers()}
+    assert isinstance(ours, torch.nn.Module) and type(ours).__name__ == lossreg.spec(name).class_name
+    if isinstance(theirs, torch.nn.Module):
+        assert type(theirs).__name__ == type(ours).__name__
+        assert {k for k, _ in ours.named_buffers()} == {k for k, _ in theirs.named_buffers()}
     a, b = _inputs(name, options), _inputs(name, options)
     got, want = ours(*a), theirs(*(x.long() if not x.is_floating_point() else x for x in b))
     torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-10)
@@ -119,6 +132,14 @@ def test_array_options_are_buffers_that_move_and_round_trip_through_state_dict()
     assert torch.equal(fresh.weight, crit.weight) and torch.equal(fresh.pos_weight, crit.pos_weight)
     unweighted = lt.CrossEntropyLoss()
     assert unweighted.weight is None and "weight" not in unweighted.state_dict()  # as torch.nn
+
+
+def test_an_option_given_as_a_parameter_is_a_parameter() -> None:
+    weight = torch.nn.Parameter(torch.tensor(W3))
+    crit = lt.CrossEntropyLoss(weight=weight)
+    assert [name for name, _ in crit.named_parameters()] == ["weight"] and crit.weight is weight
+    crit(torch.randn(4, 3), torch.tensor([0, 1, 2, 0])).backward()
+    assert weight.grad is not None and weight.grad.shape == (3,)
 
 
 class Classifier(torch.nn.Module):
