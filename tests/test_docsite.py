@@ -88,6 +88,9 @@ def test_overview_pages_are_built(site: Path) -> None:
     cli = (root / "reference" / "cli.html").read_text(encoding="utf-8")
     assert all(f"lossreg {command}" in cli for command in ("list", "plugins", "conformance", "bench", "docs"))
     assert "lossreg_losses" in (root / "guide" / "plugins.html").read_text(encoding="utf-8")
+    training = (root / "guide" / "training.html").read_text(encoding="utf-8")
+    for image in re.findall(r'src="\.\./(repo/[^"]+)"', training):  # the README's pictures, copied in
+        assert (root / image).stat().st_size > 0
     assert "keras.losses.SparseCategoricalCrossentropy" in (root / "coming-from" / "keras.html").read_text()
 
 

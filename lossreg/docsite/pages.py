@@ -8,6 +8,7 @@ conformance reports (its matrix) and :mod:`.equivalents`.
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import json
 import re
@@ -311,7 +312,9 @@ def loss_page(spec: LossSpec, cases: list[Any], reports: list[tuple[str, dict[st
         out += ["", "</div>"]
     else:
         out.append("None.")
-    out += ["", "## Names", "", f"- function: `lossreg.{spec.name}`", f"- class: `lossreg.{spec.class_name}`",
+    adapters = [f"- {what}: `lossreg.{module}.{spec.class_name}`" for module, what in
+                (("torch", "`torch.nn.Module`"), ("keras", "Keras 3 loss")) if importlib.util.find_spec(f"lossreg.{module}")]
+    out += ["", "## Names", "", f"- function: `lossreg.{spec.name}`", f"- class: `lossreg.{spec.class_name}`", *adapters,
             f"- aliases for `lossreg.get`: {', '.join(f'`{a}`' for a in spec.aliases) or 'none'}",
             f"- plugin: `{spec.plugin}`", f"- reference: {spec.reference or 'none given'}",
             f"- kernels (faster paths for one library, checked against every case): "
