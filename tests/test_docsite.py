@@ -266,7 +266,7 @@ def test_the_matrix_reads_every_report_gpu_ones_included(tmp_path: Path) -> None
     assert "| cupy@cuda:0 | unsupported: CuPy has no bfloat16 | not run |" in table
 
 
-@pytest.mark.parametrize("library", ["NumPy", "PyTorch", "JAX", "Dask", "array-api-strict"])
+@pytest.mark.parametrize("library", ["NumPy", "PyTorch", "torch.nn.Module", "JAX", "Dask", "array-api-strict"])
 def test_the_examples_run_and_give_the_value_shown(library: str) -> None:
     checked = 0
     for name in BUILTIN:
@@ -275,7 +275,7 @@ def test_the_examples_run_and_give_the_value_shown(library: str) -> None:
         assert found is not None, f"{name}: no example"
         code = dict(found.snippets)[library]
         *setup, call = code.splitlines()
-        pytest.importorskip(setup[0].split()[1])
+        pytest.importorskip(setup[0].split()[1])  # the library the tab is about (not CuPy here)
         scope: dict = {}
         exec("\n".join(setup) + f"\nresult = {call}", scope)
         np.testing.assert_allclose(float(scope["result"]), found.value, rtol=2e-5, atol=1e-6, err_msg=f"{name}:\n{code}")
