@@ -281,3 +281,10 @@ def test_the_examples_run_and_give_the_value_shown(library: str) -> None:
         np.testing.assert_allclose(float(scope["result"]), found.value, rtol=2e-5, atol=1e-6, err_msg=f"{name}:\n{code}")
         checked += 1
     assert checked == len(BUILTIN)
+
+
+def test_docs_build_never_empties_a_folder_it_did_not_make(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    done = _docs("build", "--out", str(tmp_path))
+    assert done.returncode == 1 and "not emptying it" in done.stderr
+    assert (tmp_path / "notes.txt").read_text() == "mine"

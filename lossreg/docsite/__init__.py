@@ -52,6 +52,9 @@ FROM_README = ("index.md", "guide/usage.md", "guide/training.md", "guide/plugins
 TRAINING_SECTIONS = ["Inside training stacks", "Inside torch.compile, torch.func, meta tensors and CUDA graphs"]
 
 
+GENERATED_MARK = '"site_name": "lossreg"'  # in the mkdocs.yml it writes: the folder may be emptied again
+
+
 @dataclass
 class Generated:
     root: Path  # holds mkdocs.yml
@@ -90,7 +93,10 @@ def generate(out: Path, reports: Path | None = None, cli: argparse.ArgumentParse
     """
     reg = registry()
     specs = [reg.specs[name] for name in sorted(reg.specs, key=lambda n: (pages.family(reg.specs[n]), n))]
-    if out.exists():
+    if out.exists() and any(out.iterdir()):
+        made = out / "mkdocs.yml"
+        if not (made.is_file() and GENERATED_MARK in made.read_text(encoding="utf-8")):
+            raise BuildError(f"{out} is not empty and not a folder lossreg docs made; not emptying it")
         shutil.rmtree(out)
     docs = out / "docs"
     for folder in ("losses/img", "img/thumbs", "assets", "coming-from", "guide", "reference"):
