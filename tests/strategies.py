@@ -373,6 +373,27 @@ def ctc(draw: Any) -> Example:
 
 
 @st.composite
+def linear_ce(draw: Any) -> Example:
+    """Hidden states (*lead, D), a (V, D) weight, targets of the leading shape, every option, and
+    chunk sizes that cut N and V anywhere (a pair also splits the vocabulary)."""
+    lead = draw(shapes(max_dims=2))
+    dim, vocab = draw(side), draw(st.integers(1, 7))
+    d = Draw(draw(seeds), draw(magnitudes))
+    ignore = draw(st.sampled_from([-100, 0, 2]))
+    t = np.where(d.rng.uniform(size=lead) < 0.25, ignore, d.integers(0, vocab, lead))
+    options: dict[str, Any] = {"reduction": draw(reductions), "ignore_index": ignore,
+                               "chunk_size": draw(st.sampled_from([None, 1, 2, 5, (2, 3), (3, 1), (4, 4)]))}
+    if draw(st.booleans()):
+        options["bias"] = d.normal((vocab,))
+    for key, values in (("label_smoothing", [0.0, 0.1, 1.0]), ("z_loss", [0.0, 1e-4, 0.1]),
+                        ("softcap", [None, 1.0, 30.0])):
+        value = draw(st.sampled_from(values))
+        if value:
+            options[key] = value
+    return Example({"hidden": d.normal((*lead, dim)), "weight": d.normal((vocab, dim)), "target": t}, options)
+
+
+@st.composite
 def some_float32(draw: Any, examples: st.SearchStrategy[Example]) -> Example:
     """About one example in five in float32 (compared with torch in float32, at float32 tolerance)."""
     ex = draw(examples)
@@ -403,6 +424,7 @@ _FLOAT64: dict[str, st.SearchStrategy[Example]] = {
     "poisson_nll_loss": poisson_nll(),
     "gaussian_nll_loss": gaussian_nll(),
     "ctc_loss": ctc(),
+    "linear_cross_entropy": linear_ce(),
 }
 STRATEGIES: dict[str, st.SearchStrategy[Example]] = {name: some_float32(s) for name, s in _FLOAT64.items()}
 
@@ -417,6 +439,23 @@ def _indexed(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
     def call(input: torch.Tensor, target: torch.Tensor, **options: Any) -> torch.Tensor:
         return fn(input, target.long() if not target.is_floating_point() else target, **options)
     return call
+
+
+def _linear_ce(hidden: torch.Tensor, weight: torch.Tensor, target: torch.Tensor, *, bias: Any = None,
+               ignore_index: int = -100, label_smoothing: float = 0.0, reduction: str = "mean", z_loss: float = 0.0,
+               softcap: Any = None, chunk_size: Any = None) -> torch.Tensor:
+    """``F.cross_entropy(F.linear(h, W, b), t)`` over the leading axes, plus the soft cap and z-loss."""
+    z = F.linear(hidden, weight, bias)
+    if softcap is not None:
+        z = softcap * torch.tanh(z / softcap)
+    flat, t = z.reshape(-1, z.shape[-1]), target.reshape(-1).long()
+    losses = F.cross_entropy(flat, t, ignore_index=ignore_index, label_smoothing=label_smoothing, reduction="none")
+    active = t != ignore_index
+    if z_loss:
+        losses = losses + z_loss * torch.where(active, torch.logsumexp(flat, dim=-1) ** 2, 0.0)
+    if reduction == "none":
+        return losses.reshape(hidden.shape[:-1])
+    return losses.sum() if reduction == "sum" else losses.sum() / active.sum()
 
 
 REFERENCES: dict[str, Callable[..., torch.Tensor]] = {
@@ -441,6 +480,7 @@ REFERENCES: dict[str, Callable[..., torch.Tensor]] = {
     "poisson_nll_loss": F.poisson_nll_loss,
     "gaussian_nll_loss": F.gaussian_nll_loss,
     "ctc_loss": _ctc,
+    "linear_cross_entropy": _linear_ce,
 }
 
 
@@ -483,5 +523,6 @@ def make_good(name: str, seed: int = 0, n: int = 4, c: int = 3) -> Example:
         "gaussian_nll_loss": lambda: {"input": x, "target": d.normal((n, c)), "var": d.uniform((n, c), 0.1, 2.0)},
         "ctc_loss": lambda: {"log_probs": log_probs, "targets": d.integers(1, 4, (n, 3)),
                              "input_lengths": np.full(n, t_len), "target_lengths": target_lengths},
+        "linear_cross_entropy": lambda: {"hidden": x, "weight": d.normal((5, c)), "target": d.integers(0, 5, (n,))},
     }
     return Example(dict(goods[name]()))

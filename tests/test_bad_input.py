@@ -86,10 +86,15 @@ def test_unknown_reduction(name: str) -> None:
     _assert_reported(info, name, "reduction", "'avg'")
 
 
+# The input shortened by one sample, where the second input has no sample axis (a weight of
+# linear_cross_entropy one row short is a valid smaller vocabulary).
+SAMPLE_INPUT = {"linear_cross_entropy": "target"}
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_wrong_shape(name: str) -> None:
     ex = make_good(name)
-    second = list(ex.inputs)[1]
+    second = SAMPLE_INPUT.get(name, list(ex.inputs)[1])
     short = np.asarray(ex.inputs[second])[:-1]  # one sample short
     with pytest.raises(LossValueError) as info:
         _call(name, {second: short})
@@ -137,6 +142,13 @@ T = np.array([0, 2, 1, 1])
 LOGP = np.log(np.full((4, 3), 1 / 3))
 P = np.full((4, 3), 0.5)
 Case = tuple[str, Callable[[], Any], type, str, str]
+W5 = make_good("linear_cross_entropy").inputs["weight"]  # (5, 3): a vocabulary of 5 for X's width 3
+
+
+def _torch_tensor(x: np.ndarray) -> Any:
+    import torch
+
+    return torch.from_numpy(x)
 
 
 def _index_cases(fn: Callable[..., Any], x: np.ndarray) -> list[Case]:
@@ -269,6 +281,46 @@ SPECIFIC: dict[str, list[Case]] = {
         ("blank out of range", lambda: lossreg.ctc_loss(LOGP[:, None], np.array([[1, 2]]), np.array([4]),
                                                         np.array([2]), blank=3), LossValueError, "blank", "3"),
     ],
+    "linear_cross_entropy": [
+        ("index out of range", lambda: lossreg.linear_cross_entropy(X, W5, np.array([0, 5, 1, 1])), LossValueError,
+         "target", "5"),
+        ("negative index", lambda: lossreg.linear_cross_entropy(X, W5, np.array([0, -1, 1, 1])), LossValueError,
+         "target", "-1"),
+        ("float class indices", lambda: lossreg.linear_cross_entropy(X, W5, T * 1.0), LossTypeError, "target",
+         "float64"),
+        ("targets of another shape", lambda: lossreg.linear_cross_entropy(X, W5, T[:3]), LossValueError, "target",
+         "(3,)"),
+        ("(B, T) targets for (N, D) hidden", lambda: lossreg.linear_cross_entropy(X, W5, T.reshape(2, 2)),
+         LossValueError, "target", "(2, 2)"),
+        ("weight of another width", lambda: lossreg.linear_cross_entropy(X, W5[:, :2], T), LossValueError, "weight",
+         "(5, 2)"),
+        ("weight a vector", lambda: lossreg.linear_cross_entropy(X, W5[:, 0], T), LossValueError, "weight", "(5,)"),
+        ("empty vocabulary", lambda: lossreg.linear_cross_entropy(X, W5[:0], np.zeros(4, dtype="int64"),
+                                                                 ignore_index=0), LossValueError, "weight", "(0, 3)"),
+        ("bias of another length", lambda: lossreg.linear_cross_entropy(X, W5, T, bias=np.ones(3)), LossValueError,
+         "bias", "(3,)"),
+        ("bias of integers", lambda: lossreg.linear_cross_entropy(X, W5, T, bias=np.ones(5, dtype="int64")),
+         LossTypeError, "bias", "int64"),
+        ("bias a list", lambda: lossreg.linear_cross_entropy(X, W5, T, bias=[0.0] * 5), LossTypeError, "bias",
+         "list"),
+        ("0-d hidden", lambda: lossreg.linear_cross_entropy(X[0, 0], W5, np.array(0)), LossValueError, "hidden",
+         "0-d"),
+        ("smoothing above 1", lambda: lossreg.linear_cross_entropy(X, W5, T, label_smoothing=1.5), LossValueError,
+         "label_smoothing", "1.5"),
+        ("negative z_loss", lambda: lossreg.linear_cross_entropy(X, W5, T, z_loss=-0.1), LossValueError, "z_loss",
+         "-0.1"),
+        ("softcap 0", lambda: lossreg.linear_cross_entropy(X, W5, T, softcap=0.0), LossValueError, "softcap", "0.0"),
+        ("softcap a string", lambda: lossreg.linear_cross_entropy(X, W5, T, softcap="30"), LossValueError, "softcap",
+         "'30'"),
+        ("chunk_size 0", lambda: lossreg.linear_cross_entropy(X, W5, T, chunk_size=0), LossValueError, "chunk_size",
+         "0"),
+        ("chunk_size a triple", lambda: lossreg.linear_cross_entropy(X, W5, T, chunk_size=(2, 2, 2)), LossValueError,
+         "chunk_size", "(2, 2, 2)"),
+        ("ignore_index not an integer", lambda: lossreg.linear_cross_entropy(X, W5, T, ignore_index=1.5),
+         LossValueError, "ignore_index", "1.5"),
+        ("hidden and weight from two libraries",
+         lambda: lossreg.linear_cross_entropy(X, _torch_tensor(W5), T), LossTypeError, "weight", "torch"),
+    ],
 }
 
 SPECIFIC_CASES = [(name, case) for name in sorted(SPECIFIC) for case in SPECIFIC[name]]
@@ -292,6 +344,7 @@ LAZY_BAD_INDEX = {  # loss -> (argument, an invalid value for it, where to put i
     "multi_margin_loss": ("target", 9, (1,)),
     "multilabel_margin_loss": ("target", 5, (1, 0)),
     "ctc_loss": ("targets", 9, (1, 0)),
+    "linear_cross_entropy": ("target", 6, (1,)),
 }
 
 

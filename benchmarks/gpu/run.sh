@@ -39,7 +39,7 @@ status=0
 if [ "$DEVICE" = cuda ]; then
     # Correctness first: every kernel path against every conformance case, on the GPU.
     timeout 150 python -m lossreg.cli conformance --backend torch --device cuda --dtype float32,float64,bfloat16 \
-        --loss mse_loss,l1_loss,binary_cross_entropy,binary_cross_entropy_with_logits,nll_loss,cross_entropy \
+        --loss mse_loss,l1_loss,binary_cross_entropy,binary_cross_entropy_with_logits,nll_loss,cross_entropy,linear_cross_entropy \
         --json "$OUT/conformance_torch_cuda.json" > "$OUT/conformance_torch_cuda.txt" 2>&1
     echo "conformance torch/cuda: exit $?"; tail -3 "$OUT/conformance_torch_cuda.txt"
     timeout 90 python -m lossreg.cli conformance --backend cupy --dtype float32,float64 \
@@ -50,4 +50,8 @@ fi
 timeout 420 python benchmarks/gpu/bench_gpu.py --out "$OUT" "$@" 2>&1 | tee "$OUT/bench.log"
 status=${PIPESTATUS[0]}
 echo "bench exit $status"
+# Issue 14: linear_cross_entropy at N=8192 D=4096 V=128256 bf16 vs torch (and Liger-Kernel if installed).
+# LOSSREG_LCE_TRITON=1: the (unverified) Triton row kernel is compared with torch before it is timed.
+LOSSREG_LCE_TRITON=1 timeout 300 python benchmarks/gpu/bench_lce_gpu.py --out "$OUT" "$@" 2>&1 | tee "$OUT/bench_lce.log"
+echo "bench_lce exit ${PIPESTATUS[0]}"
 exit "$status"

@@ -5,6 +5,7 @@ classification  cross_entropy, nll_loss, binary_cross_entropy, ...
 probabilistic   divergences and likelihoods of distributions
 embedding       margins between pairs and triplets
 sequence        CTC
+fused           linear_cross_entropy (a linear layer and cross-entropy, without the logits)
 
 ``lossreg list`` shows every loss with its family's plugin; the README's table is generated.
 
@@ -19,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from ..hookspecs import hookimpl
-from . import classification, embedding, probabilistic, regression, sequence
+from . import classification, embedding, fused, probabilistic, regression, sequence
+from .fused import linear_cross_entropy_value_and_grad
 
-FAMILIES = (regression, classification, probabilistic, embedding, sequence)
+FAMILIES = (regression, classification, probabilistic, embedding, sequence, fused)
 
 
 def _defined(module: Any) -> Iterator[Callable[..., Any]]:
@@ -31,7 +33,7 @@ def _defined(module: Any) -> Iterator[Callable[..., Any]]:
 
 
 LOSSES = [loss for family in FAMILIES for loss in _defined(family)]
-__all__ = [loss.__name__ for loss in LOSSES]
+__all__ = [loss.__name__ for loss in LOSSES] + ["linear_cross_entropy_value_and_grad"]
 globals().update({loss.__name__: loss for loss in LOSSES})
 
 

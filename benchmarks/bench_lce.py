@@ -1,0 +1,235 @@
+"""linear_cross_entropy against the unfused ``F.linear`` + ``F.cross_entropy`` (and its JAX twin).
+
+    python benchmarks/bench_lce.py --out benchmarks/results/lce_cpu            # N=4096 D=512 V=32000
+    python benchmarks/bench_lce.py --size small --out /tmp/lce                 # a quick check
+
+torch (CPU, float32, forward + backward of "mean"): the unfused reference, lossreg's kernel with
+gradients made in the forward pass (Liger-style) and recomputed in the backward pass (Cut
+Cross-Entropy style), and a sweep of chunk sizes. Times are medians of interleaved rounds (every
+variant once per round, so that the load of a shared machine falls on all alike); ratios are
+against the unfused reference of the same round.
+
+Memory on torch's CPU allocator: tracemalloc does not see it, and the profiler's memory events
+need a timeline walk, so each variant runs once in a fresh subprocess that reads its resident set
+before the call (inputs made, a small warm-up done) and polls it every 0.5 ms during it: torch's
+CPU allocator takes large blocks from mmap and returns them on free, so the resident set follows
+the live tensors. "extra" is that peak minus the baseline; the gradients themselves (d_hidden and
+d_weight, which both paths must return) are listed apart, and "beyond grads" subtracts them.
+
+JAX (CPU, float32): ``jax.jit(jax.value_and_grad(...))`` of the unfused definition
+(``logits = h @ W.T``, log-softmax, pick) against lossreg (the custom_vjp kernel); temporary
+memory from ``compiled.memory_analysis().temp_size_in_bytes``, time interleaved as above.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+SIZES = {"full": (4096, 512, 32000), "small": (1024, 256, 8000)}
+CHUNKS = (64, 256, 512, 1024, (4096, 2048))  # tokens per chunk (whole vocabulary), or (tokens, vocab)
+
+
+def _torch_inputs(n: int, d: int, v: int) -> tuple[Any, Any, Any]:
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(n, d, generator=g).requires_grad_(True)
+    w = (torch.randn(v, d, generator=g) * d**-0.5).requires_grad_(True)
+    return h, w, torch.randint(0, v, (n,), generator=g)
+
+
+def _torch_variants(chunks: tuple[Any, ...]) -> dict[str, Callable[..., Any]]:
+    import torch.nn.functional as F
+
+    from lossreg.kernels import torch_lce
+
+    variants: dict[str, Callable[..., Any]] = {
+        "torch unfused": lambda h, w, t: F.cross_entropy(F.linear(h, w), t),
+        "lossreg forward-time grads": lambda h, w, t: torch_lce.linear_cross_entropy(h, w, t),
+        "lossreg recomputed grads": lambda h, w, t: torch_lce.linear_cross_entropy(h, w, t, recompute=True),
+    }
+    for c in chunks:
+        variants[f"lossreg chunk {c}"] = (lambda c: lambda h, w, t: torch_lce.linear_cross_entropy(
+            h, w, t, chunk_size=c))(c)
+    return variants
+
+
+def _step(f: Callable[..., Any], h: Any, w: Any, t: Any) -> None:
+    h.grad = w.grad = None
+    f(h, w, t).backward()
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def memory_child(variant: str, size: str) -> None:
+    """In a fresh process: the peak resident memory of one forward+backward above the baseline."""
+    import torch
+
+    n, d, v = SIZES[size]
+    variants = _torch_variants(CHUNKS)
+    small = _torch_inputs(64, d, 256)
+    _step(variants[variant], *small)  # loads the kernels and torch's threads outside the count
+    h, w, t = _torch_inputs(n, d, v)
+    base = _rss()
+    peak = [base]
+    done = threading.Event()
+
+    def sample() -> None:  # torch releases the GIL inside its operators, so this thread keeps polling
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss())
+            time.sleep(0.0005)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        _step(variants[variant], h, w, t)
+    finally:
+        done.set()
+        sampler.join()
+    print(json.dumps({"extra": peak[0] - base, "grads": (h.numel() + w.numel()) * 4,
+                      "threads": torch.get_num_threads()}))
+
+
+def _memory(variant: str, size: str) -> dict[str, int]:
+    out = subprocess.run([sys.executable, __file__, "--memory-child", variant, "--size", size],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def bench_torch(size: str, rounds: int, chunks: tuple[Any, ...]) -> list[dict[str, Any]]:
+    n, d, v = SIZES[size]
+    logits = n * v * 4
+    variants = _torch_variants(chunks)
+    h, w, t = _torch_inputs(n, d, v)
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for f in variants.values():  # warm-up
+        _step(f, *_torch_inputs(64, d, 256))
+    for r in range(rounds):
+        for name, f in variants.items():
+            start = time.perf_counter()
+            _step(f, h, w, t)
+            times[name].append(time.perf_counter() - start)
+        print(f"round {r + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()), flush=True)
+    rows = []
+    for name in variants:
+        ratios = [a / b for a, b in zip(times[name], times["torch unfused"])]
+        mem = _memory(name, size)
+        rows.append({"variant": name, "median_s": statistics.median(times[name]),
+                     "time_ratio": statistics.median(ratios), "extra_bytes": mem["extra"],
+                     "beyond_grads_bytes": mem["extra"] - mem["grads"], "logits_bytes": logits,
+                     "extra_over_logits": mem["extra"] / logits,
+                     "beyond_grads_over_logits": (mem["extra"] - mem["grads"]) / logits})
+        print(rows[-1], flush=True)
+    return rows
+
+
+def bench_jax(size: str, rounds: int) -> list[dict[str, Any]]:
+    import jax
+    import jax.numpy as jnp
+
+    import lossreg
+
+    n, d, v = SIZES[size]
+    logits = n * v * 4
+    key = jax.random.PRNGKey(0)
+    h = jax.random.normal(key, (n, d), jnp.float32)
+    w = jax.random.normal(jax.random.PRNGKey(1), (v, d), jnp.float32) * d**-0.5
+    t = jax.random.randint(jax.random.PRNGKey(2), (n,), 0, v)
+
+    def unfused(h: Any, w: Any) -> Any:
+        z = h @ w.T
+        logp = jax.nn.log_softmax(z, axis=-1)
+        return -jnp.mean(jnp.take_along_axis(logp, t[:, None], axis=1))
+
+    def fused(h: Any, w: Any, chunk: Any = None) -> Any:
+        return lossreg.linear_cross_entropy(h, w, t, chunk_size=chunk)
+
+    variants = {"jax unfused (jit)": unfused, "lossreg jax kernel": fused}
+    for c in (128, 512):
+        variants[f"lossreg jax chunk {c}"] = (lambda c: lambda h, w: fused(h, w, c))(c)
+    compiled, rows = {}, []
+    for name, f in variants.items():
+        lowered = jax.jit(jax.value_and_grad(f, argnums=(0, 1))).lower(h, w)
+        compiled[name] = lowered.compile()
+        jax.block_until_ready(compiled[name](h, w))
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for r in range(rounds):
+        for name, c in compiled.items():
+            start = time.perf_counter()
+            jax.block_until_ready(c(h, w))
+            times[name].append(time.perf_counter() - start)
+        print(f"jax round {r + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()), flush=True)
+    for name, c in compiled.items():
+        temp = c.memory_analysis().temp_size_in_bytes
+        ratios = [a / b for a, b in zip(times[name], times["jax unfused (jit)"])]
+        rows.append({"variant": name, "median_s": statistics.median(times[name]),
+                     "time_ratio": statistics.median(ratios), "temp_bytes": temp, "logits_bytes": logits,
+                     "temp_over_logits": temp / logits})
+        print(rows[-1], flush=True)
+    return rows
+
+
+def _markdown(torch_rows: list[dict[str, Any]], jax_rows: list[dict[str, Any]], context: dict[str, Any]) -> str:
+    mb = 2**20
+    lines = [f"# linear_cross_entropy, CPU, N={context['n']} D={context['d']} V={context['v']} float32, "
+             f"forward+backward ({context['date']})", "",
+             f"Machine: {context['machine']}. Logits: {context['logits_mb']:.0f} MiB.", "",
+             "| torch variant | median s | time / torch | peak extra MiB | / logits | beyond grads MiB | / logits |",
+             "|---|---|---|---|---|---|---|"]
+    for r in torch_rows:
+        lines.append(f"| {r['variant']} | {r['median_s']:.2f} | {r['time_ratio']:.2f} | {r['extra_bytes'] / mb:.0f} | "
+                     f"{r['extra_over_logits']:.3f} | {r['beyond_grads_bytes'] / mb:.0f} | "
+                     f"{r['beyond_grads_over_logits']:.3f} |")
+    if jax_rows:
+        lines += ["", "| JAX variant (jit, value_and_grad) | median s | time / unfused | temp MiB | / logits |",
+                  "|---|---|---|---|---|"]
+        for r in jax_rows:
+            lines.append(f"| {r['variant']} | {r['median_s']:.2f} | {r['time_ratio']:.2f} | "
+                         f"{r['temp_bytes'] / mb:.0f} | {r['temp_over_logits']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", choices=sorted(SIZES), default="full")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-jax", action="store_true")
+    parser.add_argument("--no-sweep", action="store_true", help="skip the chunk-size sweep")
+    parser.add_argument("--out", help="write OUT.json and OUT.md")
+    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child:
+        memory_child(args.memory_child, args.size)
+        return
+    n, d, v = SIZES[args.size]
+    chunks = () if args.no_sweep else CHUNKS
+    torch_rows = bench_torch(args.size, args.rounds, chunks)
+    jax_rows = [] if args.no_jax else bench_jax(args.size, args.rounds)
+    load = os.getloadavg()
+    context = {"n": n, "d": d, "v": v, "logits_mb": n * v * 4 / 2**20,
+               "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+               "machine": f"{os.cpu_count()} CPUs shared with other jobs, load average {load[0]:.1f} at the end"}
+    text = _markdown(torch_rows, jax_rows, context)
+    print(text)
+    if args.out:
+        with open(args.out + ".json", "w") as f:
+            json.dump({"context": context, "torch": torch_rows, "jax": jax_rows}, f, indent=1)
+        with open(args.out + ".md", "w") as f:
+            f.write(text)
+
+
+if __name__ == "__main__":
+    main()
