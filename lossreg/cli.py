@@ -140,11 +140,11 @@ def cmd_docs(args: argparse.Namespace) -> int:
 
     docsite.use_plugins(args.plugins)
     reports = Path(args.reports) if args.reports else None
-    if args.action == "serve":
-        print(f"lossreg docs: serving on http://{args.dev_addr} (Ctrl-C stops)", file=sys.stderr, flush=True)
-        docsite.serve(Path(args.out), reports, dev_addr=args.dev_addr, cli=build_parser())
-        return 0
     try:
+        if args.action == "serve":
+            print(f"lossreg docs: serving on http://{args.dev_addr} (Ctrl-C stops)", file=sys.stderr, flush=True)
+            docsite.serve(Path(args.out), reports, dev_addr=args.dev_addr, cli=build_parser())
+            return 0
         done = docsite.build(Path(args.out), reports, strict=not args.no_strict, cli=build_parser())
     except docsite.BuildError as exc:
         print(f"lossreg docs: {exc}", file=sys.stderr)

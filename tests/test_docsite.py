@@ -88,6 +88,9 @@ def test_overview_pages_are_built(site: Path) -> None:
     cli = (root / "reference" / "cli.html").read_text(encoding="utf-8")
     assert all(f"lossreg {command}" in cli for command in ("list", "plugins", "conformance", "bench", "docs"))
     assert "lossreg_losses" in (root / "guide" / "plugins.html").read_text(encoding="utf-8")
+    training = (root / "guide" / "training.html").read_text(encoding="utf-8")
+    for image in re.findall(r'src="\.\./(repo/[^"]+)"', training):  # the README's pictures, copied in
+        assert (root / image).stat().st_size > 0
     assert "keras.losses.SparseCategoricalCrossentropy" in (root / "coming-from" / "keras.html").read_text()
 
 
@@ -263,7 +266,7 @@ def test_the_matrix_reads_every_report_gpu_ones_included(tmp_path: Path) -> None
     assert "| cupy@cuda:0 | unsupported: CuPy has no bfloat16 | not run |" in table
 
 
-@pytest.mark.parametrize("library", ["NumPy", "PyTorch", "JAX", "Dask", "array-api-strict"])
+@pytest.mark.parametrize("library", ["NumPy", "PyTorch", "torch.nn.Module", "JAX", "Dask", "array-api-strict"])
 def test_the_examples_run_and_give_the_value_shown(library: str) -> None:
     checked = 0
     for name in BUILTIN:
@@ -272,9 +275,16 @@ def test_the_examples_run_and_give_the_value_shown(library: str) -> None:
         assert found is not None, f"{name}: no example"
         code = dict(found.snippets)[library]
         *setup, call = code.splitlines()
-        pytest.importorskip(setup[0].split()[1])
+        pytest.importorskip(setup[0].split()[1])  # the library the tab is about (not CuPy here)
         scope: dict = {}
         exec("\n".join(setup) + f"\nresult = {call}", scope)
         np.testing.assert_allclose(float(scope["result"]), found.value, rtol=2e-5, atol=1e-6, err_msg=f"{name}:\n{code}")
         checked += 1
     assert checked == len(BUILTIN)
+
+
+def test_docs_build_never_empties_a_folder_it_did_not_make(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    done = _docs("build", "--out", str(tmp_path))
+    assert done.returncode == 1 and "not emptying it" in done.stderr
+    assert (tmp_path / "notes.txt").read_text() == "mine"

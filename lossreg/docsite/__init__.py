@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from importlib import metadata
@@ -47,6 +48,11 @@ EXTRA_CSS = """\
 # The README sections the site's guide pages are made of (a renamed section fails the build).
 USAGE_SECTIONS = ["1. Call a loss with any array library", "2. Losses from plugins",
                   "3. The conformance suite, per backend", "Kernels and speed", "Errors and edge cases"]
+FROM_README = ("index.md", "guide/usage.md", "guide/training.md", "guide/plugins.md")
+TRAINING_SECTIONS = ["Inside training stacks", "Inside torch.compile, torch.func, meta tensors and CUDA graphs"]
+
+
+GENERATED_MARK = '"site_name": "lossreg"'  # in the mkdocs.yml it writes: the folder may be emptied again
 
 
 @dataclass
@@ -87,7 +93,10 @@ def generate(out: Path, reports: Path | None = None, cli: argparse.ArgumentParse
     """
     reg = registry()
     specs = [reg.specs[name] for name in sorted(reg.specs, key=lambda n: (pages.family(reg.specs[n]), n))]
-    if out.exists():
+    if out.exists() and any(out.iterdir()):
+        made = out / "mkdocs.yml"
+        if not (made.is_file() and GENERATED_MARK in made.read_text(encoding="utf-8")):
+            raise BuildError(f"{out} is not empty and not a folder lossreg docs made; not emptying it")
         shutil.rmtree(out)
     docs = out / "docs"
     for folder in ("losses/img", "img/thumbs", "assets", "coming-from", "guide", "reference"):
@@ -129,6 +138,7 @@ def generate(out: Path, reports: Path | None = None, cli: argparse.ArgumentParse
         "catalogue.md": pages.catalogue_page(specs, thumbs, from_top),
         "robust-regression.md": pages.robust_page(drawn, from_top, missing),
         "guide/usage.md": pages.readme_sections(readme, USAGE_SECTIONS, "Using lossreg"),
+        "guide/training.md": pages.readme_sections(readme, TRAINING_SECTIONS, "In training stacks"),
         "guide/plugins.md": pages.readme_sections(readme, ["Writing a plugin"], "Writing a plugin") + _doc_conventions(),
         "reference/api.md": _api_page(),
         "reference/conformance.md": pages.reports_page(found_reports),
@@ -138,6 +148,8 @@ def generate(out: Path, reports: Path | None = None, cli: argparse.ArgumentParse
     for key in equivalents.LIBRARIES:
         files[f"coming-from/{key}.md"] = pages.coming_from_page(key, specs, from_sub)
     for name, text in files.items():
+        if name in FROM_README:
+            text = _repo_links(text, docs, name.count("/"), set(files))
         (docs / name).write_text(text, encoding="utf-8")
     (docs / "assets" / "mathjax-config.js").write_text(MATHJAX_CONFIG, encoding="utf-8")
     (docs / "assets" / "extra.css").write_text(EXTRA_CSS, encoding="utf-8")
@@ -174,13 +186,30 @@ def generate(out: Path, reports: Path | None = None, cli: argparse.ArgumentParse
             {"Losses": [{name: members} for name, members in families.items()]},
             {"Compare": [{"Robust regression losses": "robust-regression.md"}]},
             {"Coming from": [{equivalents.LIBRARIES[k]: f"coming-from/{k}.md"} for k in equivalents.LIBRARIES]},
-            {"Guides": [{"Using lossreg": "guide/usage.md"}, {"Writing a plugin": "guide/plugins.md"}]},
+            {"Guides": [{"Using lossreg": "guide/usage.md"}, {"In training stacks": "guide/training.md"},
+                        {"Writing a plugin": "guide/plugins.md"}]},
             {"Reference": [*([{"Command line": "reference/cli.md"}] if cli is not None else []),
                            {"Python API": "reference/api.md"}, {"Conformance reports": "reference/conformance.md"}]},
         ],
     }
     (out / "mkdocs.yml").write_text(json.dumps(config, indent=1), encoding="utf-8")  # JSON is YAML
     return Generated(out, [s.name for s in specs], no_plot)
+
+
+def _repo_links(text: str, docs: Path, depth: int, pages: set[str]) -> str:
+    """The README's links to files of the repository (its example plots): copied into the site."""
+    def copy(match: re.Match[str]) -> str:
+        label, target = match.group(1), match.group(2)
+        if depth == 0 and target in pages:  # a page of the site (the home page's own links)
+            return match.group(0)
+        source = ROOT / target
+        if not source.is_file():  # an installed lossreg without the repository: name the file
+            return f"{label} (`{target}` in the repository)"
+        (docs / "repo" / target).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, docs / "repo" / target)
+        return f"{label}({'../' * depth}repo/{target})"
+
+    return re.sub(r"(!?\[[^\]]*\])\((?!https?:|#|mailto:)([^)\s]+)\)", copy, text)
 
 
 def _home(readme: str, specs: list[LossSpec], links: dict[str, str]) -> str:

@@ -22,8 +22,13 @@ class Equivalent(NamedTuple):
 _KERAS_AXIS = "Keras takes `(y_true, y_pred)`, averages over the last axis, then over the batch"
 _OPTAX_NONE = "optax returns one loss per element (`reduction=\"none\"`); take `.mean()` for the default"
 
-# torch equivalents that a loss's ``reference`` does not give (none for the built-in catalogue).
-TORCH: dict[str, Equivalent] = {}
+# torch equivalents that a loss's ``reference`` does not name as a torch.nn class.
+TORCH: dict[str, Equivalent] = {
+    "linear_cross_entropy": Equivalent(
+        "torch.nn.functional.cross_entropy",
+        "`cross_entropy(linear(hidden, weight, bias), target, ignore_index=, label_smoothing=)`: the same "
+        "value, but torch materialises the (N, V) logits; no `z_loss` or `softcap`"),
+}
 
 KERAS: dict[str, Equivalent] = {
     "mse_loss": Equivalent("keras.losses.MeanSquaredError", _KERAS_AXIS),

@@ -8,6 +8,7 @@ conformance reports (its matrix) and :mod:`.equivalents`.
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import json
 import re
@@ -210,6 +211,7 @@ def _rounded(data: Any, float_: bool) -> Any:
 LIBRARIES = [  # (tab title, import line, how to make an array from (data, dtype name), how to print the result)
     ("NumPy", "import numpy as np", "np.asarray({data}, dtype=np.{dtype})", "{call}"),
     ("PyTorch", "import torch", "torch.tensor({data}, dtype=torch.{dtype})", "{call}"),
+    ("torch.nn.Module", "import torch\nimport lossreg.torch", "torch.tensor({data}, dtype=torch.{dtype})", "{module}"),
     ("JAX", "import jax.numpy as jnp", "jnp.asarray({data}, dtype=jnp.{dtype})", "{call}"),
     ("CuPy", "import cupy as cp", "cp.asarray({data}, dtype=cp.{dtype})", "{call}"),
     ("Dask", "import dask.array as da\nimport numpy as np", "da.from_array(np.asarray({data}, dtype=np.{dtype}))",
@@ -247,11 +249,12 @@ def example(spec: LossSpec, cases: Iterable[Any]) -> Example | None:
     options = "".join(f", {k}={v!r}" for k, v in changed.items())
     snippets = []
     for title, imports, make, show in LIBRARIES:
-        lines = [imports, "import lossreg", ""]
+        lines = [imports, *([] if "import lossreg" in imports else ["import lossreg"]), ""]
         for n, (d, t) in arrays.items():
             t = "int32" if title == "JAX" and t == "int64" else t  # JAX has no int64 unless x64 is enabled
             lines.append(f"{n} = {make.format(data=json.dumps(d), dtype=t)}")
-        lines.append(show.format(call=f"lossreg.{spec.name}({', '.join(arrays)}{options})"))
+        module = f"lossreg.torch.{spec.class_name}({options.removeprefix(', ')})({', '.join(arrays)})"
+        lines.append(show.format(call=f"lossreg.{spec.name}({', '.join(arrays)}{options})", module=module))
         snippets.append((title, "\n".join(lines)))
     cls = f"lossreg.{spec.class_name}({', '.join(f'{k}={v!r}' for k, v in changed.items())})({', '.join(arrays)})"
     return Example(case.id, float(got), snippets, cls)
@@ -311,7 +314,9 @@ def loss_page(spec: LossSpec, cases: list[Any], reports: list[tuple[str, dict[st
         out += ["", "</div>"]
     else:
         out.append("None.")
-    out += ["", "## Names", "", f"- function: `lossreg.{spec.name}`", f"- class: `lossreg.{spec.class_name}`",
+    adapters = [f"- {what}: `lossreg.{module}.{spec.class_name}`" for module, what in
+                (("torch", "`torch.nn.Module`"), ("keras", "Keras 3 loss")) if importlib.util.find_spec(f"lossreg.{module}")]
+    out += ["", "## Names", "", f"- function: `lossreg.{spec.name}`", f"- class: `lossreg.{spec.class_name}`", *adapters,
             f"- aliases for `lossreg.get`: {', '.join(f'`{a}`' for a in spec.aliases) or 'none'}",
             f"- plugin: `{spec.plugin}`", f"- reference: {spec.reference or 'none given'}",
             f"- kernels (faster paths for one library, checked against every case): "

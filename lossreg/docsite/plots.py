@@ -123,6 +123,10 @@ RECIPES: dict[str, Recipe] = {
     "triplet_margin_with_distance_loss": Recipe(
         "d(anchor, positive), with d(anchor, negative) = 1", 0.02, 3,
         lambda t: (np.zeros((t.size, 1)), t[:, None], np.ones((t.size, 1))), _vary("margin", [0.5, 1.0, 2.0])),
+    "linear_cross_entropy": Recipe(
+        "logit of the true class, h·w_y (the other 4 at 0)", -6, 6,
+        lambda t: (t[:, None], np.eye(5, 1), _zeros_int(t)),
+        [("defaults", {}, None), ("softcap=2", {"softcap": 2.0}, None), ("z_loss=0.1", {"z_loss": 0.1}, None)]),
     "ctc_loss": Recipe("logit of the label, blank at 0 (one frame)", -6, 6, _ctc),
 }
 

@@ -285,7 +285,13 @@ def _empty(inp: Inputs) -> Any:
 def linear_cross_entropy(hidden: Any, weight: Any, target: Any, /, *, bias: Any = None, ignore_index: int = -100,
                          label_smoothing: float = 0.0, reduction: str = "mean", z_loss: float = 0.0,
                          softcap: float | None = None, chunk_size: Any = None) -> Any:
-    """Cross-entropy of a linear layer's output, without materialising it:
+    r"""Cross-entropy of a linear layer's output, without materialising it:
+
+    $$
+    \ell_n = \mathrm{CE}(z_n, y_n) + \lambda_z\, \mathrm{lse}_n^2
+    \qquad z_n = h_n W^\top + b \quad \left(\text{or } s \tanh(z_n / s)\right)
+    \qquad \mathrm{lse}_n = \log \sum_c e^{z_{nc}}
+    $$
 
     ``cross_entropy(z, target, ignore_index, label_smoothing) + z_loss · mean(lse²)``, with
     ``z = hidden @ weight.T + bias`` (or ``softcap · tanh(z / softcap)``, Gemma 2's soft cap),
@@ -300,6 +306,13 @@ def linear_cross_entropy(hidden: Any, weight: Any, target: Any, /, *, bias: Any 
     vocabulary entries) with an online log-sum-exp, in float32 for half-precision inputs.
     Reference: ``F.cross_entropy(F.linear(hidden, weight, bias), target)``; Liger-Kernel,
     Cut Cross-Entropy (arXiv:2411.09009).
+
+    Args:
+        bias: the linear layer's bias, shape (V,), or None.
+        label_smoothing: ε in [0, 1], as for :func:`cross_entropy`.
+        z_loss: λ_z ≥ 0, the weight of the squared log-partition term (0: none).
+        softcap: s > 0 to cap the logits at ±s through ``s · tanh(z / s)``, or None (no cap).
+        chunk_size: tokens per chunk, or a pair (tokens, vocabulary entries); None chooses.
     """
     inp = prepare_inputs("linear_cross_entropy", hidden, weight, target, bias, ignore_index, reduction, label_smoothing,
                   z_loss, softcap, chunk_size)
