@@ -467,7 +467,7 @@ def _share_jax_compiles() -> None:
         import jax
     except ImportError:
         return
-    if jax.config.jax_compilation_cache_dir:
+    if getattr(jax.config, "jax_compilation_cache_dir", None):
         return
     if not where:
         base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
