@@ -16,19 +16,16 @@ arrays, torch on one thread (``torch.set_num_threads(1)``) on the same memory.
 from __future__ import annotations
 
 import datetime
-import gc
 import json
 import os
 import platform
-import statistics
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from typing import Any
 
-SIZES = {"tiny": (4, 5), "medium": (256, 1000), "large": (2048, 8192)}
+from .timing import SIZES, cpu as _cpu, load as _load, measure as _measure, us as _us, versions as _versions
+
 LOSSES = ("mse", "l1", "cross_entropy", "bce")
 PEER_MODES = ("jit forward", "jit forward+grad", "eager forward", "eager forward+grad")
 # Targets of issue 6 for the default (kernel) path: (library, mode, size) -> ratio.
@@ -128,38 +125,6 @@ def _calls(loss: str, library: str, mode: str, x: Any, y: Any) -> dict[str, Call
     return {"native": backward(native_fn), "kernel": backward(ours), "portable": backward(off)}
 
 
-def _measure(calls: dict[str, Callable[[], Any]], budget_s: float, min_samples: int = 5,
-             max_samples: int = 200) -> tuple[dict[str, float], int, int]:
-    """Median seconds per call of each callable, sampled in interleaved rounds."""
-    for fn in calls.values():  # warm up: caches, lazy imports, allocator
-        fn()
-        fn()
-    start = time.perf_counter()
-    for fn in calls.values():
-        fn()
-    per_round = max(time.perf_counter() - start, 1e-7)
-    batch = max(1, int(2e-4 * len(calls) / per_round))
-    floor = min_samples if per_round < 0.5 else 3  # rows of whole seconds: three rounds
-    samples = int(min(max_samples, max(floor, budget_s / (per_round * batch))))
-    times: dict[str, list[float]] = {k: [] for k in calls}
-    names = list(calls)
-    gc_was = gc.isenabled()
-    gc.disable()
-    try:
-        for i in range(samples):
-            order = names[i % len(names):] + names[:i % len(names)]
-            for name in order:
-                fn = calls[name]
-                t0 = time.perf_counter()
-                for _ in range(batch):
-                    fn()
-                times[name].append((time.perf_counter() - t0) / batch)
-    finally:
-        if gc_was:
-            gc.enable()
-    return {k: statistics.median(v) for k, v in times.items()}, samples, batch
-
-
 def run(losses: Sequence[str] = LOSSES, sizes: Sequence[str] = tuple(SIZES), libraries: Sequence[str] = ("torch", "numpy"),
         budget_s: float = 1.0, log: Callable[[str], None] | None = None) -> list[Row]:
     import torch
@@ -184,10 +149,6 @@ def run(losses: Sequence[str] = LOSSES, sizes: Sequence[str] = tuple(SIZES), lib
         finally:
             torch.set_num_threads(threads)
     return rows
-
-
-def _us(t: float) -> str:
-    return f"{t:,.1f}" if t < 1000 else f"{t:,.0f}"
 
 
 HEADER = ("library", "loss", "size", "mode", "native µs", "lossreg µs", "ratio", "target", "portable µs", "ratio")
@@ -222,34 +183,6 @@ def markdown(rows: Sequence[Row], context: dict[str, Any]) -> str:
         lines.append("Missed: " + "; ".join(f"{r.library} {r.loss} {r.size} {r.mode} {r.kernel_ratio:.2f}× "
                                             f"(target {r.target}×)" for r in missed) + ".")
     return "\n".join(lines) + "\n"
-
-
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in ("lossreg", "torch", "numpy", "array-api-compat", "array-api-extra"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
-def _load() -> str:
-    try:
-        return " ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:
-        return "n/a"
 
 
 def main(argv: Sequence[str] | None = None, *, command: str | None = None) -> int:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .bench import SIZES, _measure, _us
+from .timing import SIZES, measure as _measure, us as _us
 
 MODES = ("jit forward", "jit forward+grad", "eager forward", "eager forward+grad")
 # Targets of issue 13, for lossreg / optax: (mode, size or None for every size) -> ratio.
@@ -251,7 +251,7 @@ def markdown(rows: Sequence[PeerRow], context: dict[str, Any]) -> str:
 def versions() -> dict[str, str]:
     from importlib import metadata
 
-    from .bench import _versions
+    from .timing import versions as _versions
 
     out = _versions()
     for name in ("jax", "jaxlib", "optax", "keras"):

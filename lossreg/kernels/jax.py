@@ -53,7 +53,8 @@ def compiled(loss: str) -> Callable[..., Any]:
 
             program = programs[static] = jax.jit(run)
         if len(arrays) + len(traced) > 1:  # traced arrays report no device: check them here
-            toolkit.namespace(loss, **dict(zip(names, arrays)), **traced)
+            present: dict[str, Any] = {**dict(zip(names, arrays)), **traced}
+            toolkit.namespace(loss, **present)
         try:
             return program(arrays, traced)
         except _TRACING_ERRORS:  # the portable code reads a value here: run it op by op

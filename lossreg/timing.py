@@ -1,0 +1,78 @@
+"""Timing helpers shared by the benchmarks (``lossreg bench``): interleaved sampling and the context."""
+
+from __future__ import annotations
+
+import gc
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from importlib import metadata
+from typing import Any
+
+SIZES = {"tiny": (4, 5), "medium": (256, 1000), "large": (2048, 8192)}
+
+
+def measure(calls: dict[str, Callable[[], Any]], budget_s: float, min_samples: int = 5,
+            max_samples: int = 200) -> tuple[dict[str, float], int, int]:
+    """Median seconds per call of each callable, sampled in interleaved rounds."""
+    for fn in calls.values():  # warm up: caches, lazy imports, allocator
+        fn()
+        fn()
+    start = time.perf_counter()
+    for fn in calls.values():
+        fn()
+    per_round = max(time.perf_counter() - start, 1e-7)
+    batch = max(1, int(2e-4 * len(calls) / per_round))
+    floor = min_samples if per_round < 0.5 else 3  # rows of whole seconds: three rounds
+    samples = int(min(max_samples, max(floor, budget_s / (per_round * batch))))
+    times: dict[str, list[float]] = {k: [] for k in calls}
+    names = list(calls)
+    gc_was = gc.isenabled()
+    gc.disable()
+    try:
+        for i in range(samples):
+            order = names[i % len(names):] + names[:i % len(names)]
+            for name in order:
+                fn = calls[name]
+                t0 = time.perf_counter()
+                for _ in range(batch):
+                    fn()
+                times[name].append((time.perf_counter() - t0) / batch)
+    finally:
+        if gc_was:
+            gc.enable()
+    return {k: statistics.median(v) for k, v in times.items()}, samples, batch
+
+
+def cpu() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in ("lossreg", "torch", "numpy", "array-api-compat", "array-api-extra"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def load() -> str:
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def us(t: float) -> str:
+    return f"{t:,.1f}" if t < 1000 else f"{t:,.0f}"
