@@ -40,7 +40,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import keras  # type: ignore[import-untyped]  # Keras ships no type information
+import keras
 
 from .errors import LossValueError, UnsupportedError
 from .registry import LossSpec, registry
