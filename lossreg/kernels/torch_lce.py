@@ -30,11 +30,14 @@ from typing import Any, NamedTuple
 
 import torch
 
-from ..losses.fused import prepare_inputs
+from ..losses.fused import MIN_TOKENS, prepare_inputs
 
 Tensor = torch.Tensor
 _HALF = (torch.float16, torch.bfloat16)
-CUDA_CHUNK_ELEMENTS = 2**25  # logits per chunk on CUDA when chunk_size is None (unmeasured: no GPU here)
+# Logits per chunk when chunk_size is None: 2^23 (32 MiB in float32: 256 tokens at V=32000, 1/16
+# of the logits at N=4096) on the CPU; 2^25 on CUDA (unmeasured: no GPU where this was written).
+CPU_CHUNK_ELEMENTS = 2**23
+CUDA_CHUNK_ELEMENTS = 2**25
 
 
 def _logits(h: Tensor, w: Tensor, b: Tensor | None, softcap: float | None) -> Tensor:
@@ -277,9 +280,14 @@ def linear_cross_entropy(hidden: Any, weight: Any, target: Any, /, *, bias: Any 
                          softcap: float | None = None, chunk_size: Any = None, recompute: bool = False) -> Any:
     """The kernel: the portable checks, then :class:`_LinearCrossEntropy` (``recompute``: the Cut
     Cross-Entropy split for "mean" and "sum" too, for the benchmark)."""
-    if chunk_size is None and getattr(hidden, "is_cuda", False) and getattr(weight, "ndim", 0) == 2:
-        # A GPU wants larger chunks: each one reads the whole weight again (at V=128256: 256 tokens).
-        chunk_size = max(16, CUDA_CHUNK_ELEMENTS // max(weight.shape[0], 1))
+    if chunk_size is None and isinstance(hidden, Tensor) and getattr(weight, "ndim", 0) == 2 and weight.shape[0]:
+        # One chunk-sized array at a time here (the portable code holds several), so larger chunks:
+        # each chunk reads the whole weight again, and on a CPU 256 tokens at V=32000 beat torch's
+        # unfused time where 64 took 1.7 times as long (benchmarks/bench_lce.py, README).
+        budget = CUDA_CHUNK_ELEMENTS if hidden.is_cuda else CPU_CHUNK_ELEMENTS
+        tokens = budget // weight.shape[0] // MIN_TOKENS * MIN_TOKENS
+        if tokens >= MIN_TOKENS:  # else the portable plan, which splits the vocabulary too
+            chunk_size = tokens
     inp = prepare_inputs("linear_cross_entropy", hidden, weight, target, bias, ignore_index, reduction,
                          label_smoothing, z_loss, softcap, chunk_size, poison=torch.compiler.is_compiling())
     meta = _Meta(reduction, inp.shape, inp.dtype, tuple(inp.chunks), float(label_smoothing), float(z_loss),
