@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ..losses.fused import chunk_loss, prepare_inputs
+from ..chunked import chunk_loss, prepare_inputs
 
 
 class _Meta(NamedTuple):
@@ -60,7 +60,7 @@ def _scan(meta: _Meta, h: Any, w: Any, b: Any, t: Any, act: Any, coef: Any, lse:
     if lse is not None:
         xs.append(_padded(lse, step, 0))
     blocks = [(j, min(j + vocab, w.shape[0])) for j in range(0, w.shape[0], vocab)]
-    init = ([jnp.zeros((k - j, d), meta.work) for j, k in blocks],
+    init: Any = ([jnp.zeros((k - j, d), meta.work) for j, k in blocks],
             [jnp.zeros((k - j,), meta.work) for j, k in blocks]) if grads else ()
 
     def body(carry: Any, x: Any) -> tuple[Any, Any]:
@@ -76,6 +76,7 @@ def _scan(meta: _Meta, h: Any, w: Any, b: Any, t: Any, act: Any, coef: Any, lse:
         carry = ([a + g for a, g in zip(d_w, dws)], [a + g for a, g in zip(d_b, dbs)])
         return carry, (losses, l_out, dh)
 
+    carry: Any
     carry, out = lax.scan(body, init, tuple(xs))
     losses, l_out = out[0].reshape(-1)[:n], out[1].reshape(-1)[:n]
     if not grads:
@@ -146,7 +147,7 @@ def linear_cross_entropy(hidden: Any, weight: Any, target: Any, /, *, bias: Any 
     """The kernel: the portable checks (JAX arrays are lazy: invalid targets give NaN), then :func:`_lce`."""
     inp = prepare_inputs("linear_cross_entropy", hidden, weight, target, bias, ignore_index, reduction,
                          label_smoothing, z_loss, softcap, chunk_size)
-    meta = _Meta(reduction, inp.shape, inp.dtype, inp.work, tuple(inp.chunks), float(label_smoothing),
+    meta = _Meta(reduction, inp.shape, inp.dtype, inp.work, (inp.chunks.tokens, inp.chunks.vocab), float(label_smoothing),
                  float(z_loss), None if softcap is None else float(softcap))
     return _lce_compiled(meta, inp.hidden, inp.weight, inp.bias, inp.target, inp.active, inp.bad)
 

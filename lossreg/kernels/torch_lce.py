@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from ..losses.fused import MIN_TOKENS, prepare_inputs
+from ..chunked import MIN_TOKENS, prepare_inputs
 
 Tensor = torch.Tensor
 _HALF = (torch.float16, torch.bfloat16)
@@ -62,18 +62,24 @@ def _chunk(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, coef:
     one = len(blocks) == 1
     if one and h.is_cuda and h.dtype != torch.float64 and _triton_rows() is not None:  # opt-in, unverified
         z = torch.mm(h, w.t()) if b is None else torch.addmm(b, h, w.t())
-        losses, lse = _triton_rows()(z, t, act, None if acc is None else coef, ls, zl, cap)
+        rows: tuple[Tensor, Tensor] = _triton_rows()(z, t, act, None if acc is None else coef, ls, zl, cap)
         if acc is not None:
             d_h, d_w, d_b = acc
             d_h.copy_(torch.mm(z, w))
             d_w.add_(torch.mm(z.t(), h))
             if d_b is not None:
                 d_b.add_(z.sum(0, dtype=d_b.dtype))
-        return losses, lse
+        return rows
     tc = t.unsqueeze(1)
-    losses = exp = deriv = None
+    losses: Any = None
+    exp: Any = None
+    deriv: Any = None
+    scale: Any = None
     if lse is None or one:
-        m = s = picked = zsum = None
+        m: Any = None
+        s: Any = None
+        picked: Any = None
+        zsum: Any = None
         for j, k in blocks:
             z = _logits(h, w[j:k], None if b is None else b[j:k], cap)
             inside = (tc >= j) & (tc < k)
@@ -103,6 +109,7 @@ def _chunk(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, coef:
             scale = (1.0 / s).unsqueeze(1)  # exp(z - m) / s = softmax
     if acc is None:
         return losses, lse
+    assert coef is not None and lse is not None
     d_h, d_w, d_b = acc
     a = (coef * (1.0 + 2.0 * zl * lse)).unsqueeze(1)
     on_target = (coef * (ls - 1.0)).unsqueeze(1)
@@ -202,7 +209,7 @@ def _sweep(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, meta:
     for i in range(0, n, step):
         sl = slice(i, i + step)
         li, si = _chunk(h[sl], w, b, t[sl], act[sl], None if coef is None else coef[sl], meta.ls, meta.zl, meta.cap,
-                        vocab, lse[sl] if reuse else None, None if full is None else (full[0][sl], full[1], full[2]))
+                        vocab, lse[sl] if lse is not None and reuse else None, None if full is None else (full[0][sl], full[1], full[2]))
         if li is not None:
             losses[sl] = li
         lse_out[sl] = si
@@ -290,7 +297,7 @@ def linear_cross_entropy(hidden: Any, weight: Any, target: Any, /, *, bias: Any 
             chunk_size = tokens
     inp = prepare_inputs("linear_cross_entropy", hidden, weight, target, bias, ignore_index, reduction,
                          label_smoothing, z_loss, softcap, chunk_size, poison=torch.compiler.is_compiling())
-    meta = _Meta(reduction, inp.shape, inp.dtype, tuple(inp.chunks), float(label_smoothing), float(z_loss),
+    meta = _Meta(reduction, inp.shape, inp.dtype, (inp.chunks.tokens, inp.chunks.vocab), float(label_smoothing), float(z_loss),
                  None if softcap is None else float(softcap), bool(recompute))
     return _LinearCrossEntropy.apply(inp.hidden, inp.weight, inp.bias, inp.target, inp.active, inp.bad, meta)
 
