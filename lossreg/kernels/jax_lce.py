@@ -36,6 +36,7 @@ class _Meta(NamedTuple):
     ls: float
     zl: float
     cap: float | None
+    recompute: bool = False
 
 
 def _padded(x: Any, step: int, fill: Any) -> Any:
@@ -115,7 +116,7 @@ def _lce(meta: _Meta, h: Any, w: Any, b: Any, t: Any, act: Any, bad: Any) -> Any
 
 
 def _lce_fwd(meta: _Meta, h: Any, w: Any, b: Any, t: Any, act: Any, bad: Any) -> tuple[Any, Any]:
-    if meta.reduction == "none":
+    if meta.reduction == "none" or meta.recompute:
         losses, lse = _scan(meta, h, w, b, t, act, None)
         return _reduce(meta, losses, act, bad), (False, (h, w, b, t, act, bad, lse))
     losses, _, d_h, d_w, d_b = _scan(meta, h, w, b, t, act, _base_coef(meta, act))
@@ -129,7 +130,7 @@ def _lce_bwd(meta: _Meta, res: Any, g: Any) -> tuple[Any, ...]:
         d_h, d_w, d_b = d_h * g, d_w * g, d_b * g
     else:
         h, w, b, t, act, bad, lse = saved
-        coef = _base_coef(meta, act) * g.reshape(-1).astype(meta.work)
+        coef = _base_coef(meta, act) * (g.reshape(-1) if meta.reduction == "none" else g).astype(meta.work)
         _, _, d_h, d_w, d_b = _scan(meta, h, w, b, t, act, coef, lse if meta.chunks[1] < w.shape[0] else None)
     if bad is not None:  # invalid targets were poisoned in the value: so are the gradients
         d_h = jnp.where(bad[:, None], jnp.nan, d_h)
@@ -143,12 +144,12 @@ _lce_compiled = jax.jit(_lce, static_argnums=(0,))
 
 def linear_cross_entropy(hidden: Any, weight: Any, target: Any, /, *, bias: Any = None, ignore_index: int = -100,
                          label_smoothing: float = 0.0, reduction: str = "mean", z_loss: float = 0.0,
-                         softcap: float | None = None, chunk_size: Any = None) -> Any:
+                         softcap: float | None = None, chunk_size: Any = None, recompute: bool = False) -> Any:
     """The kernel: the portable checks (JAX arrays are lazy: invalid targets give NaN), then :func:`_lce`."""
     inp = prepare_inputs("linear_cross_entropy", hidden, weight, target, bias, ignore_index, reduction,
                          label_smoothing, z_loss, softcap, chunk_size)
     meta = _Meta(reduction, inp.shape, inp.dtype, inp.work, (inp.chunks.tokens, inp.chunks.vocab), float(label_smoothing),
-                 float(z_loss), None if softcap is None else float(softcap))
+                 float(z_loss), None if softcap is None else float(softcap), bool(recompute))
     return _lce_compiled(meta, inp.hidden, inp.weight, inp.bias, inp.target, inp.active, inp.bad)
 
 
