@@ -73,7 +73,7 @@ def _empty(inp: Inputs) -> Any:
 def linear_cross_entropy(hidden: Any, weight: Any, target: Any, /, *, bias: Any = None, ignore_index: int = -100,
                          label_smoothing: float = 0.0, reduction: str = "mean", z_loss: float = 0.0,
                          softcap: float | None = None, chunk_size: Any = None) -> Any:
-    """Cross-entropy of a linear layer's output, without materialising it:
+    """Cross-entropy of a linear layer's output, computed without materialising it.
 
     ``cross_entropy(z, target, ignore_index, label_smoothing) + z_loss · mean(lse²)``, with
     ``z = hidden @ weight.T + bias`` (or ``softcap · tanh(z / softcap)``, Gemma 2's soft cap),
