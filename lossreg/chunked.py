@@ -40,12 +40,14 @@ def plan_chunks(n: int, v: int, chunk_size: Any = None) -> Chunks:
     if chunk_size is None:
         tokens = CHUNK_ELEMENTS // max(v, 1)
         if tokens >= MIN_TOKENS:
-            return Chunks(max(1, min(n, tokens // MIN_TOKENS * MIN_TOKENS)), max(v, 1))
-        return Chunks(max(1, min(n, MIN_TOKENS)), max(1, CHUNK_ELEMENTS // MIN_TOKENS))
+            return Chunks(tokens // MIN_TOKENS * MIN_TOKENS, max(v, 1))
+        return Chunks(MIN_TOKENS, max(1, CHUNK_ELEMENTS // MIN_TOKENS))
+    # Not clamped to n: the plan must not depend on the number of tokens, which torch.compile
+    # may trace as a symbol (a chunk larger than n is just one chunk).
     if isinstance(chunk_size, int):
-        return Chunks(max(1, min(n, chunk_size)), max(v, 1))
+        return Chunks(chunk_size, max(v, 1))
     tokens, vocab = chunk_size
-    return Chunks(max(1, min(n, tokens)), max(1, min(v, vocab)))
+    return Chunks(tokens, max(1, min(v, vocab)))
 
 
 class Inputs(NamedTuple):

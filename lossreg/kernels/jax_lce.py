@@ -53,6 +53,7 @@ def _scan(meta: _Meta, h: Any, w: Any, b: Any, t: Any, act: Any, coef: Any, lse:
     """Per-token losses and lse (N,) and, with ``coef``, the gradients (work dtype)."""
     n, d = h.shape
     step, vocab = meta.chunks
+    step = max(1, min(step, n))  # a few tokens: one chunk of their size, not a padded full one
     opts = {"label_smoothing": meta.ls, "z_loss": meta.zl, "softcap": meta.cap, "vocab": vocab, "work": meta.work}
     xs = [_padded(h, step, 0), _padded(t, step, 0), _padded(act, step, False)]
     grads = coef is not None

@@ -206,8 +206,11 @@ def _sweep(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, meta:
         full = (torch.empty(n, d, dtype=acc, device=h.device), torch.zeros(w.shape, dtype=w_acc, device=h.device),
                 None if b is None else torch.zeros(b.shape, dtype=acc, device=h.device))
     reuse = lse is not None and vocab < w.shape[0]  # one block: the logits are made once anyway
-    for i in range(0, n, step):
-        sl = slice(i, i + step)
+    # Under torch.compile(dynamic=True) N is symbolic: a loop over its chunks would make the graph
+    # depend on N, so one chunk takes every token (no saving there; static shapes keep the chunks).
+    symbolic = isinstance(n, torch.SymInt)
+    for i in ([0] if symbolic else range(0, n, step)):
+        sl = slice(0, None) if symbolic else slice(i, i + step)
         li, si = _chunk(h[sl], w, b, t[sl], act[sl], None if coef is None else coef[sl], meta.ls, meta.zl, meta.cap,
                         vocab, lse[sl] if lse is not None and reuse else None, None if full is None else (full[0][sl], full[1], full[2]))
         if li is not None:
@@ -287,6 +290,8 @@ def linear_cross_entropy(hidden: Any, weight: Any, target: Any, /, *, bias: Any 
                          softcap: float | None = None, chunk_size: Any = None, recompute: bool = False) -> Any:
     """The kernel: the portable checks, then :class:`_LinearCrossEntropy` (``recompute``: the Cut
     Cross-Entropy split for "mean" and "sum" too, for the benchmark)."""
+    if torch._C._are_functorch_transforms_active():
+        return NotImplemented  # torch.func (vmap, grad, ...): the portable path, differentiated op by op
     if chunk_size is None and isinstance(hidden, Tensor) and getattr(weight, "ndim", 0) == 2 and weight.shape[0]:
         # One chunk-sized array at a time here (the portable code holds several), so larger chunks:
         # each chunk reads the whole weight again, and on a CPU 256 tokens at V=32000 beat torch's
