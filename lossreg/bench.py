@@ -8,6 +8,9 @@ the report gives the median per call and the ratios lossreg / native.
 
 Native is ``torch.nn.functional`` on torch tensors (torch's default threads) and, for NumPy
 arrays, torch on one thread (``torch.set_num_threads(1)``) on the same memory.
+
+``--library jax`` compares lossreg on JAX arrays with optax and Keras instead (see
+:mod:`lossreg.bench_peers`): under ``jax.jit`` and eagerly, forward and forward+grad.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any
 
 SIZES = {"tiny": (4, 5), "medium": (256, 1000), "large": (2048, 8192)}
 LOSSES = ("mse", "l1", "cross_entropy", "bce")
+PEER_MODES = ("jit forward", "jit forward+grad", "eager forward", "eager forward+grad")
 # Targets of issue 6 for the default (kernel) path: (library, mode, size) -> ratio.
 TARGETS = {("torch", "forward", "tiny"): 1.3, ("torch", "forward", "medium"): 1.1,
            ("torch", "forward", "large"): 1.1, ("torch", "forward+backward", "tiny"): 1.3,
@@ -257,9 +261,13 @@ def main(argv: Sequence[str] | None = None, *, command: str | None = None) -> in
 
 
 def add_arguments(parser: Any) -> None:
-    parser.add_argument("--loss", default=",".join(LOSSES), help="comma-separated: " + ", ".join(LOSSES))
+    parser.add_argument("--loss", default=None, help="comma-separated: " + ", ".join(LOSSES) + " (default: these; "
+                        "with --library jax, every loss optax or Keras also has)")
     parser.add_argument("--size", default=",".join(SIZES), help="comma-separated: " + ", ".join(SIZES))
-    parser.add_argument("--library", default="torch,numpy", help="comma-separated: torch, numpy")
+    parser.add_argument("--library", default="torch,numpy",
+                        help="comma-separated: torch, numpy (against native torch), jax (against optax and Keras)")
+    parser.add_argument("--mode", default=None, help="with --library jax, comma-separated: " + ", ".join(
+        m.replace(" ", "-") for m in PEER_MODES) + " (default: all)")
     parser.add_argument("--budget", type=float, default=0.5, help="seconds of sampling per row (default 0.5)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads for the torch-tensor rows (default: torch's own choice); on a "
@@ -273,28 +281,57 @@ def run_from_args(args: Any, *, command: str | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    split = [[s.strip() for s in v.split(",") if s.strip()] for v in (args.loss, args.size, args.library)]
-    for values, known, what in zip(split, (LOSSES, tuple(SIZES), ("torch", "numpy")), ("loss", "size", "library")):
+    split = [[s.strip() for s in v.split(",") if s.strip()] for v in (args.size, args.library)]
+    for values, known, what in zip(split, (tuple(SIZES), ("torch", "numpy", "jax")), ("size", "library")):
         for v in values:
             if v not in known:
                 print(f"lossreg bench: unknown {what} {v!r}; expected one of {', '.join(known)}", file=sys.stderr)
                 return 2
+    sizes, libraries = split
+    losses = None if args.loss is None else [s.strip() for s in args.loss.split(",") if s.strip()]
+    native = [lib for lib in libraries if lib != "jax"]
+    for v in losses or () if native else ():
+        if v not in LOSSES:
+            print(f"lossreg bench: unknown loss {v!r}; expected one of {', '.join(LOSSES)}", file=sys.stderr)
+            return 2
+    modes = PEER_MODES
+    if getattr(args, "mode", None):
+        modes = tuple(m.strip().replace("-", " ").replace("forward grad", "forward+grad")
+                      for m in args.mode.split(",") if m.strip())
+        bad = [m for m in modes if m not in PEER_MODES]
+        if bad:
+            print(f"lossreg bench: unknown mode {bad[0]!r}; expected one of "
+                  f"{', '.join(m.replace(' ', '-') for m in PEER_MODES)}", file=sys.stderr)
+            return 2
     context = {"command": command or " ".join(["lossreg", "bench", *sys.argv[1:]]),
                "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                "cpu": _cpu(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                "load_start": _load(), "versions": _versions(), "platform": platform.platform()}
-    print("  ".join(HEADER))
-    rows = run(*split[:1], split[1], split[2], budget_s=args.budget, log=print)
-    context["load_end"] = _load()
-    md = markdown(rows, context)
-    print(md.split("\n\n")[-1].strip())
-    if args.out:
-        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-        with open(args.out + ".json", "w", encoding="utf-8") as f:
-            json.dump({**context, "rows": [asdict(r) for r in rows]}, f, indent=1)
-        with open(args.out + ".md", "w", encoding="utf-8") as f:
-            f.write(md)
-        print(f"wrote {args.out}.json and {args.out}.md")
+    outputs: list[tuple[str, str, list[Any], dict[str, Any]]] = []
+    if native:
+        print("  ".join(HEADER))
+        rows = run(losses or LOSSES, sizes, native, budget_s=args.budget, log=print)
+        context["load_end"] = _load()
+        outputs.append(("", markdown(rows, context), rows, dict(context)))
+    if "jax" in libraries:
+        from . import bench_peers
+
+        peer_context = {**context, "load_start": _load(), "versions": bench_peers.versions()}
+        print("  ".join(bench_peers.HEADER))
+        peer_rows = bench_peers.run(losses, sizes, modes, budget_s=args.budget, log=print)
+        peer_context["load_end"] = _load()
+        outputs.append(("_jax" if native else "", bench_peers.markdown(peer_rows, peer_context), peer_rows,
+                        peer_context))
+    for suffix, md, rows, ctx in outputs:
+        print(md.split("\n\n")[-1].strip())
+        if args.out:
+            stem = args.out + suffix
+            os.makedirs(os.path.dirname(stem) or ".", exist_ok=True)
+            with open(stem + ".json", "w", encoding="utf-8") as f:
+                json.dump({**ctx, "rows": [asdict(r) for r in rows]}, f, indent=1)
+            with open(stem + ".md", "w", encoding="utf-8") as f:
+                f.write(md)
+            print(f"wrote {stem}.json and {stem}.md")
     return 0
 
 

@@ -74,17 +74,24 @@ def cmd_conformance(args: argparse.Namespace) -> int:
         else _split(args.backend)
     dtypes = list(conformance.EPS) if args.dtype.strip() == "all" else _split(args.dtype)
     seconds: dict[str, float] = {}
+    from .progress import ConformanceProgress
+
+    losses = _split(args.loss) if args.loss else None
+    # A live display on a terminal; plain lines (one per backend) in a pipe or log, or with --json.
+    shown = ConformanceProgress({name: len(losses) if losses else len(reg.specs) for name in wanted},
+                                live=False if args.json else None)
 
     def progress(name: str, device: str, took: float) -> None:
         seconds[name if args.device is None else f"{name}@{device}"] = took
-        print(f"lossreg conformance: {name} on {device} took {took:.1f} s", file=sys.stderr, flush=True)
+        shown.backend_done(name, device, took)
 
     limits: dict[str, int] = {}
     for item in _split(args.max_cases or ""):
         name, _, number = item.rpartition("=")
         limits[name or "*"] = int(number)
-    outcomes = conformance.run(wanted, dtypes, args.device, _split(args.loss) if args.loss else None,
-                               max_cases=limits or None, progress=progress, jobs=args.jobs)
+    with shown:
+        outcomes = conformance.run(wanted, dtypes, args.device, losses, max_cases=limits or None,
+                                   progress=progress, jobs=args.jobs, step=shown.step)
     order = list(dict.fromkeys(o.backend if args.device is None else f"{o.backend}@{o.device}" for o in outcomes))
     seconds = {name: seconds[name] for name in order if name in seconds}
     print(conformance.matrix(outcomes, seconds))

@@ -318,14 +318,18 @@ def select_cases(cases: Sequence[Case], limit: int | None) -> list[Case]:
 
 def run(backends: Sequence[str | Backend], dtypes: Sequence[str] = ("float32", "float64"), device: str | None = None,
         losses: Sequence[str] | None = None, *, max_cases: int | dict[str, int] | None = None,
-        progress: Callable[[str, str, float], None] | None = None, jobs: int = 1) -> list[Outcome]:
+        progress: Callable[[str, str, float], None] | None = None, jobs: int = 1,
+        step: Callable[[str, str, str, list[Outcome]], None] | None = None) -> list[Outcome]:
     """Run the suite; one :class:`Outcome` per (loss, backend, dtype, path).
 
     ``backends`` are registered names or :class:`Backend` objects; ``max_cases`` runs at most
     that many cases per loss (see :func:`select_cases`), or per backend name (``"*"`` for the
     others) from a dict; ``progress(backend, device, seconds)``
-    is called as each backend finishes. ``jobs`` > 1 spreads the (backend, loss) pairs over that
-    many processes, which load plugins from entry points (not ones registered in this process).
+    is called as each backend finishes, ``step(backend, device, loss, outcomes)`` as each loss
+    finishes on a backend (every dtype and path). ``jobs`` > 1 spreads the (backend, loss) pairs
+    over that many processes, which load plugins from entry points (not ones registered in this
+    process). JAX backends keep their compiled programs on disk between runs and processes
+    (see :func:`_share_jax_compiles`).
     """
     reg = registry()
     specs = [reg.lookup(name) for name in losses] if losses else [reg.specs[n] for n in sorted(reg.specs)]
@@ -336,8 +340,10 @@ def run(backends: Sequence[str | Backend], dtypes: Sequence[str] = ("float32", "
     if unknown:  # before anything runs, not after the backends ahead of it
         raise errors.LossValueError("lossreg conformance", "backend", "some of " + ", ".join(reg.backends),
                                     ", ".join(unknown))
+    if any(_backend_name(b).startswith("jax") for b in backends):
+        _share_jax_compiles()
     if jobs > 1:
-        return _run_parallel(backends, dtypes, device, [s.name for s in specs], max_cases, progress, jobs)
+        return _run_parallel(backends, dtypes, device, [s.name for s in specs], max_cases, progress, jobs, step)
     references = References()
     outcomes: list[Outcome] = []
     for chosen in backends:
@@ -354,30 +360,37 @@ def run(backends: Sequence[str | Backend], dtypes: Sequence[str] = ("float32", "
         with contextlib.ExitStack() as scope:
             if reason is None:
                 scope.enter_context(backend.scope())  # e.g. JAX's float64, for this run only
-            outcomes += _run_backend(backend, reason, dev, dtypes, specs, max_cases, references)
+            outcomes += _run_backend(backend, reason, dev, dtypes, specs, max_cases, references, step)
         if progress is not None:
             progress(backend.name, dev, time.perf_counter() - start)
     return outcomes
 
 
 def _run_backend(backend: Backend, reason: str | None, dev: str, dtypes: Sequence[str], specs: list[LossSpec],
-                 max_cases: int | dict[str, int] | None, references: References) -> list[Outcome]:
+                 max_cases: int | dict[str, int] | None, references: References,
+                 step: Callable[[str, str, str, list[Outcome]], None] | None = None) -> list[Outcome]:
     reg = registry()
-    outcomes: list[Outcome] = []
-    for dtype in dtypes:
-        why = reason or (None if dtype in backend.dtypes else f"{backend.name} has no {dtype}")
-        for spec in specs:
-            kernels = reg.kernels.get((spec.name, backend.kernels_of or backend.name), [])
-            paths = [("portable", spec.function)] + [(f"kernel:{k.name}", k.function) for k in kernels]
-            all_cases = cases_for(spec, reg.cases)
-            cases = select_cases(all_cases, _limit(max_cases, backend.name))
+    per_loss: list[list[Outcome]] = []
+    # Loss by loss (each in every dtype), so that progress can be reported as each finishes;
+    # the outcomes are then ordered by dtype, as before.
+    for spec in specs:
+        kernels = reg.kernels.get((spec.name, backend.kernels_of or backend.name), [])
+        paths = [("portable", spec.function)] + [(f"kernel:{k.name}", k.function) for k in kernels]
+        all_cases = cases_for(spec, reg.cases)
+        cases = select_cases(all_cases, _limit(max_cases, backend.name))
+        found: list[Outcome] = []
+        for dtype in dtypes:
+            why = reason or (None if dtype in backend.dtypes else f"{backend.name} has no {dtype}")
             for path, function in paths:
                 base = Outcome(spec.name, spec.plugin, backend.name, dtype, dev, path, "unsupported",
                                total=len(all_cases), reason=why or "")
-                outcomes.append(base if why else _run_path(base, spec, function, backend, cases, references))
-            if not why:
-                backend.release()
-    return outcomes
+                found.append(base if why else _run_path(base, spec, function, backend, cases, references))
+        if reason is None:
+            backend.release()
+        per_loss.append(found)
+        if step is not None:
+            step(backend.name, dev, spec.name, found)
+    return [o for dtype in dtypes for found in per_loss for o in found if o.dtype == dtype]
 
 
 def _limit(max_cases: int | dict[str, int] | None, backend: str) -> int | None:
@@ -391,17 +404,23 @@ def _run_task(task: tuple[Any, ...]) -> list[Outcome]:
     return run([backend], dtypes, device, [loss], max_cases=max_cases)
 
 
+# Rough cost of a case per backend, relative to NumPy: eager JAX compiles every operation for
+# every new shape and dtype, jax_jit every case's program. Used only to start long tasks first.
+_COST = {"jax": 30.0, "jax_jit": 20.0, "dask": 3.0, "array_api_strict": 2.0}
+
+
 def _run_parallel(backends: Sequence[str | Backend], dtypes: Sequence[str], device: str | None, losses: list[str],
                   max_cases: int | dict[str, int] | None, progress: Callable[[str, str, float], None] | None,
-                  jobs: int) -> list[Outcome]:
+                  jobs: int, step: Callable[[str, str, str, list[Outcome]], None] | None = None) -> list[Outcome]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     reg = registry()
     count = {name: len(cases_for(reg.specs[name], reg.cases)) for name in losses}
-    # The losses with the most cases first, so that no long task starts last.
-    tasks = [(b, tuple(dtypes), device, loss, max_cases) for loss in sorted(losses, key=lambda n: -count[n])
-             for b in backends]
+    # The longest tasks first (cases × the backend's cost), so that no long task starts last and
+    # the short ones fill the gaps at the end.
+    tasks = sorted(((b, tuple(dtypes), device, loss, max_cases) for loss in losses for b in backends),
+                   key=lambda t: -count[t[3]] * _COST.get(_backend_name(t[0]), 1.0))
     pending = {_backend_name(b): sum(_backend_name(t[0]) == _backend_name(b) for t in tasks) for b in backends}
     results: dict[tuple[str, str], list[Outcome]] = {}
     # "spawn": JAX and torch threads do not survive a fork.
@@ -412,6 +431,9 @@ def _run_parallel(backends: Sequence[str | Backend], dtypes: Sequence[str], devi
             backend, _, _, loss, _ = futures[future]
             name = _backend_name(backend)
             results[(name, loss)] = future.result()
+            if step is not None:
+                found = results[(name, loss)]
+                step(name, found[0].device if found else device or "", loss, found)
             pending[name] -= 1
             if not pending[name] and progress is not None:
                 done = [o for (b, _), found in results.items() if b == name for o in found]
@@ -426,6 +448,37 @@ def _run_parallel(backends: Sequence[str | Backend], dtypes: Sequence[str], devi
 
 def _backend_name(backend: str | Backend) -> str:
     return backend if isinstance(backend, str) else backend.name
+
+
+def _share_jax_compiles() -> None:
+    """Keep JAX's compiled programs on disk, so that the next run (and every worker process of
+    ``jobs`` > 1) loads them instead of compiling again: eager JAX compiles each operation for
+    each new shape and dtype, ~10-60 ms apiece, which is most of a JAX run's time.
+
+    ``LOSSREG_JAX_CACHE``: a folder (default ``$XDG_CACHE_HOME/lossreg/jax``, else
+    ``~/.cache/lossreg/jax``), or ``0`` for none. A folder the user configured for JAX wins.
+    """
+    import os
+
+    where = os.environ.get("LOSSREG_JAX_CACHE", "")
+    if where == "0":
+        return
+    try:
+        import jax
+    except ImportError:
+        return
+    if jax.config.jax_compilation_cache_dir:
+        return
+    if not where:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        where = os.path.join(base, "lossreg", "jax")
+    try:
+        os.makedirs(where, exist_ok=True)
+    except OSError:
+        return  # a read-only home: compile as before
+    jax.config.update("jax_compilation_cache_dir", where)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 def _run_path(outcome: Outcome, spec: LossSpec, function: Any, backend: Backend, cases: list[Case],

@@ -50,7 +50,7 @@ read_environment()
 
 def kernels_enabled() -> bool:
     """Kernels are on unless ``use_kernels(False)`` is in effect or ``LOSSREG_KERNELS=0``."""
-    return _kernels_on.get()  # type: ignore[no-any-return]
+    return bool(_kernels_on.get())
 
 
 def use_kernels(enabled: bool = True) -> contextlib.AbstractContextManager[None]:

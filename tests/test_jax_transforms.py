@@ -43,17 +43,17 @@ def test_jit_grad_and_vmap_give_the_plain_answer(name: str) -> None:
     arrays, first = _problem(name, 0)
     value_and_grad = jax.value_and_grad(lambda *a: loss(*a), argnums=first)
 
-    eager_value, eager_grad = value_and_grad(*arrays)
-    jitted = jax.jit(value_and_grad)
-    jit_value, jit_grad = jitted(*arrays)
-    np.testing.assert_allclose(jit_value, eager_value, rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(jit_grad, eager_grad, rtol=1e-10, atol=1e-14)
-
     problems = [_problem(name, seed)[0] for seed in range(SAMPLES)]  # same shapes, other values
     stacked = [jnp.stack(column) for column in zip(*problems)]
-    values, grads = jax.jit(jax.vmap(value_and_grad))(*stacked)  # per-sample losses and gradients
-    for i, problem in enumerate(problems):  # the loop (jitted: equal to eager, as checked above)
-        want_value, want_grad = jitted(*problem)
+    # One compilation for both: the jitted call, and per-sample losses and gradients under vmap.
+    jitted = jax.jit(lambda single, batch: (value_and_grad(*single), jax.vmap(value_and_grad)(*batch)))
+    (jit_value, jit_grad), (values, grads) = jitted(arrays, stacked)
+
+    eager_value, eager_grad = value_and_grad(*arrays)
+    np.testing.assert_allclose(jit_value, eager_value, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(jit_grad, eager_grad, rtol=1e-10, atol=1e-14)
+    for i, problem in enumerate(problems):  # the eager loop
+        want_value, want_grad = value_and_grad(*problem)
         np.testing.assert_allclose(values[i], want_value, rtol=1e-12, atol=1e-14, err_msg=f"sample {i}")
         np.testing.assert_allclose(grads[i], want_grad, rtol=1e-10, atol=1e-14, err_msg=f"sample {i} gradient")
 

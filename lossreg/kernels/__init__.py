@@ -25,6 +25,8 @@ _CUPY_LOSSES = ("mse_loss", "l1_loss", "binary_cross_entropy", "cross_entropy") 
 # Unverified code is off by default: the CuPy kernels have never run on a GPU.
 CUPY_OPT_IN = "LOSSREG_CUPY_KERNELS"
 _NUMPY_LOSSES = ("cross_entropy", "binary_cross_entropy", "mse_loss", "l1_loss")
+# Losses whose JAX peers (optax, jax.nn, Keras) are compiled functions: run under jax.jit (see kernels/jax.py).
+_JAX_LOSSES = ("cross_entropy", "binary_cross_entropy_with_logits", "kl_div", "triplet_margin_loss")
 _TORCH_LOSSES = ("mse_loss", "l1_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
                  "nll_loss", "cross_entropy", "ctc_loss")
 
@@ -86,6 +88,7 @@ def lossreg_kernels() -> list[Kernel]:
         kernels.append(Kernel("linear_cross_entropy", "torch", _kernel("torch", f"{__name__}.torch_lce",
                                                                        "linear_cross_entropy"), name="torch"))
     if importlib.util.find_spec("jax") is not None:
+        kernels += [Kernel(loss, "jax", _kernel("jax", f"{__name__}.jax", loss), name="jax") for loss in _JAX_LOSSES]
         kernels.append(Kernel("linear_cross_entropy", "jax", _kernel("jax", f"{__name__}.jax_lce",
                                                                      "linear_cross_entropy"), name="jax"))
     return kernels

@@ -21,23 +21,20 @@ torch is imported only when this module is (the kernels hook imports it lazily).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from .. import toolkit
+from .torch_common import _ENUM, _FLOAT, _INDEX, _class_args, _poison
 
 Tensor = torch.Tensor
 _nn = torch._C._nn
 # torch.nn.functional's own Python preamble (argument checks, broadcast_tensors) costs several µs
 # per call; these kernels check their arguments themselves, so they call the ATen operators
 # directly, except for Tensor subclasses, which may override them through __torch_function__.
-_ENUM = {"none": 0, "mean": 1, "sum": 2}
 _HALF = frozenset((torch.float16, torch.bfloat16))
-_FLOAT = frozenset((torch.float16, torch.bfloat16, torch.float32, torch.float64))
-_INDEX = frozenset((torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8))
 
 
 def _pair(input: Any, target: Any, reduction: Any) -> bool:
@@ -97,14 +94,6 @@ def l1_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
         return NotImplemented
 
 
-def _poison(out: Tensor, bad: Tensor | None, reduction: str) -> Tensor:
-    """NaN where ``bad`` (elementwise for "none", anywhere for "mean" and "sum"), in the graph."""
-    if bad is None:
-        return out
-    flag = bad if reduction == "none" else bad.any()
-    return torch.where(flag, torch.full((), math.nan, dtype=out.dtype, device=out.device), out)
-
-
 def binary_cross_entropy(input: Any, target: Any, /, *, weight: Any = None, reduction: str = "mean") -> Any:
     # torch's own answer everywhere, including its gradient at exactly 0 and 1 ((x - t) divided by
     # max(x (1 - x), 1e-12)), which the portable definition does not share (see the README).
@@ -146,43 +135,6 @@ def binary_cross_entropy_with_logits(input: Any, target: Any, /, *, weight: Any 
                                                   pos_weight=pos_weight)
     except Exception:
         return NotImplemented
-
-
-def _class_args(input: Any, target: Any, weight: Any, ignore_index: Any, reduction: Any) -> Any:
-    """``(index, bad)`` to hand to torch for an index-target loss, or None to decline.
-
-    ``index`` is the target as int64; ``bad`` is None where torch's own check (or the host check
-    on CUDA) guards the indices, else the mask of invalid ones, which ``index`` then ignores
-    and the caller poisons.
-    """
-    if (not isinstance(target, Tensor) or reduction not in _ENUM or type(ignore_index) is not int
-            or input.dtype not in _FLOAT or target.device != input.device):
-        return None
-    ndim = input.ndim
-    if ndim == 0 or (weight is not None and (not isinstance(weight, Tensor) or weight.dtype is not input.dtype
-                                              or weight.shape != input.shape[ndim > 1:][:1]
-                                              or weight.device != input.device)):
-        return None
-    if target.dtype is not torch.int64:
-        if target.dtype not in _INDEX:
-            return None
-        target = target.long()
-    shape = target.shape
-    if ndim == 2:
-        if shape != input.shape[:1]:
-            if shape != (input.shape[0], 1):
-                return None
-            target = target.reshape(input.shape[0])  # the source document's (N, 1) labels
-    elif shape != input.shape[:1] + input.shape[2:] if ndim > 1 else shape != ():
-        return None
-    c = input.shape[ndim > 1]
-    if not toolkit.reads_values(target):
-        bad = (target != ignore_index) & ((target < 0) | (target >= c))
-        return torch.where(bad, ignore_index, target), bad
-    if input.is_cuda and target.numel():  # "sync" mode on CUDA, where torch would assert on the device
-        if bool(((target != ignore_index) & ((target < 0) | (target >= c))).any()):
-            return None  # out-of-range classes: the portable path raises
-    return target, None
 
 
 def nll_loss(input: Any, target: Any, /, *, weight: Any = None, ignore_index: int = -100,
@@ -313,8 +265,8 @@ _TRITON: list[Any] = []
 def _triton() -> Any:
     """The Triton cross-entropy when Triton and a CUDA device are present, else None.
 
-    Imported on first use, not with this module: triton_ce imports this module, so importing it
-    from here at import time could meet a half-initialised module, whichever is imported first.
+    Imported on first use, not with this module: importing Triton is slow, and the two modules
+    share their checks through ``torch_common``, so neither imports the other at import time.
     """
     if not _TRITON:
         found = None

@@ -29,7 +29,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .torch import _class_args, _poison
+from .torch_common import _class_args, _poison
 
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16)

@@ -82,8 +82,10 @@ def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_inde
                                             label_smoothing)
     cls = _class_inputs(name, input, target, weight, ignore_index, reduction)
     x = cls.input
-    _, shifted, log_sum = toolkit.log_softmax_parts(xp, x)
-    nll = log_sum - toolkit.take_class(xp, shifted, cls.target)  # -log p[n, y_n]
+    m, shifted, log_sum = toolkit.log_softmax_parts(xp, x)
+    # -log p[n, y_n], picked from x rather than from x - m: a second use of x - m would make a
+    # compiler (XLA) write it out in full instead of fusing it into the exp-sum.
+    nll = log_sum - (toolkit.take_class(xp, x, cls.target) - m)
     losses = cls.weight * nll
     if label_smoothing:
         c = x.shape[1]

@@ -127,3 +127,37 @@ def test_poly1_agrees_with_cross_entropy_at_infinite_logits(lossreg_backend, los
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     np.testing.assert_allclose(got, want, rtol=1e-12)
     assert np.isinf(got[1]) and np.isnan(got[2])
+
+
+SORTING = [pytest.param(name, marks=pytest.mark.skipif(not lossreg.registry().backends[name].unavailable() is None,
+                                                       reason=f"{name} is not installed"))
+           for name in ("numpy", "array_api_strict", "torch", "jax")]
+
+
+@pytest.mark.parametrize("name", SORTING)
+def test_sparsemax_loss_sorted_support_equals_the_sort_free_one(name):
+    """Backends that sort find the support from the sorted logits; Dask compares every pair of
+    logits instead. Ties (which both must treat alike) and several support sizes, on (N, C, d)."""
+    dask = lossreg.registry().backends["dask"]
+    if dask.unavailable() is not None:
+        pytest.skip("dask is not installed")
+    backend = lossreg.registry().backends[name]
+    x = np.round(rng.normal(size=(5, 7, 3)) * 2, 1)  # rounded: ties within a row
+    x[0, :, 0] = 1.5  # a row of equal logits: the support is every class
+    x[1, 0, 1] = 40.0  # a clear winner: the support is one class
+    t = rng.integers(0, 7, size=(5, 3))
+    want = dask.to_numpy(sparsemax_loss(dask.asarray(x, "float64", "cpu"), dask.asarray(t, "int64", "cpu"),
+                                        reduction="none"))
+    dev = backend.devices[0]
+    with backend.scope():  # JAX: float64 for this test only
+        got = backend.to_numpy(sparsemax_loss(backend.asarray(x, "float64", dev), backend.asarray(t, "int64", dev),
+                                              reduction="none"))
+    np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13)
+    assert want[1, 1] == 0.0 or t[1, 1] != 0
+
+
+def test_sparsemax_loss_handles_a_vocabulary_sized_row_in_linear_memory():
+    # 50 000 classes: the sort-free form would need 50 000² = 2.5e9 entries per row.
+    x = rng.normal(size=(2, 50_000)).astype(np.float32)
+    got = sparsemax_loss(x, np.array([3, 49_999]), reduction="none")
+    assert got.shape == (2,) and np.all(np.isfinite(got)) and np.all(got >= 0)

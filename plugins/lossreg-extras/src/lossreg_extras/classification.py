@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from array_api_compat import device
+from array_api_compat import device, is_dask_namespace
 
 from lossreg import LossValueError, define_loss, toolkit
 
@@ -66,11 +66,14 @@ def sparsemax_loss(input: Any, target: Any, /, *, ignore_index: int = -100, redu
     """Sparsemax loss: ``ℓ = -z_t + ½ Σ_{j∈S(z)} (z_j² - τ(z)²) + ½``, the loss whose gradient is
     ``sparsemax(z) - onehot(t)``.
 
-    ``τ`` is the sparsemax threshold and ``S(z) = {j : z_j > τ}`` its support. The support is
-    found without sorting (Dask cannot sort along an axis, JAX cannot under ``jit`` with a
-    data-dependent length): ``j ∈ S`` iff ``1 + k_j z_j > Σ_{i: z_i ≥ z_j} z_i`` with
-    ``k_j = #{i : z_i ≥ z_j}``, which takes O(C²) memory per sample. Logits are shifted by their
-    maximum first (the loss is shift-invariant), so large logits keep their precision.
+    ``τ`` is the sparsemax threshold and ``S(z) = {j : z_j > τ}`` its support. With the logits
+    sorted in decreasing order, ``z_(1) ≥ z_(2) ≥ ...``, the support is the longest prefix with
+    ``1 + k z_(k) > Σ_{i ≤ k} z_(i)`` and ``τ = (Σ_{i ≤ |S|} z_(i) - 1) / |S|`` (Martins &
+    Astudillo, Prop. 1): O(C log C) time and O(C) memory per sample. Dask cannot sort along an
+    axis, so there the support is found without sorting: ``j ∈ S`` iff
+    ``1 + k_j z_j > Σ_{i: z_i ≥ z_j} z_i`` with ``k_j = #{i : z_i ≥ z_j}``, the same test (tied
+    logits pass or fail it together either way), in O(C²) memory per sample. Logits are shifted
+    by their maximum first (the loss is shift-invariant), so large logits keep their precision.
     ``ignore_index`` and reductions as ``cross_entropy``. Shapes: ``input`` (C), (N, C) or
     (N, C, d1, ...); ``target`` (), (N) or (N, d1, ...).
     """
@@ -78,13 +81,21 @@ def sparsemax_loss(input: Any, target: Any, /, *, ignore_index: int = -100, redu
     xp, x = cls.xp, cls.input
     if 0 in x.shape:
         return toolkit.reduce_classes(cls, xp.zeros(cls.target.shape, dtype=x.dtype, device=device(x)), reduction)
-    _, z, _ = toolkit.log_softmax_parts(xp, x)  # z = x - max(x): the largest logit is 0
-    zj, zi = xp.expand_dims(z, axis=2), xp.expand_dims(z, axis=1)  # (N, C, 1, *d), (N, 1, C, *d)
-    above = xp.astype(zi >= zj, z.dtype)  # [z_i ≥ z_j] at [n, j, i]
-    k, cumulative = xp.sum(above, axis=2), xp.sum(above * zi, axis=2)
-    support = xp.astype(1 + k * z > cumulative, z.dtype)
-    tau = (xp.sum(support * z, axis=1, keepdims=True) - 1) / xp.sum(support, axis=1, keepdims=True)
-    losses = 0.5 * xp.sum(support * (z * z - tau * tau), axis=1) - toolkit.take_class(xp, z, cls.target) + 0.5
+    _, z, _ = toolkit.log_softmax_parts(xp, x)  # z = x - ⌊max x⌋: the largest logit in [0, 1)
+    if is_dask_namespace(xp):
+        zj, zi = xp.expand_dims(z, axis=2), xp.expand_dims(z, axis=1)  # (N, C, 1, *d), (N, 1, C, *d)
+        above = xp.astype(zi >= zj, z.dtype)  # [z_i ≥ z_j] at [n, j, i]
+        k, cumulative = xp.sum(above, axis=2), xp.sum(above * zi, axis=2)
+        support = xp.astype(1 + k * z > cumulative, z.dtype)
+        tau = (xp.sum(support * z, axis=1, keepdims=True) - 1) / xp.sum(support, axis=1, keepdims=True)
+        squares = xp.sum(support * (z * z - tau * tau), axis=1)
+    else:
+        ordered = xp.sort(z, axis=1, descending=True)
+        k = xp.reshape(xp.arange(1, x.shape[1] + 1, dtype=z.dtype, device=device(z)), toolkit.class_shape(z))
+        support = xp.astype(1 + k * ordered > xp.cumulative_sum(ordered, axis=1), z.dtype)  # a prefix
+        tau = (xp.sum(support * ordered, axis=1, keepdims=True) - 1) / xp.sum(support, axis=1, keepdims=True)
+        squares = xp.sum(support * (ordered * ordered - tau * tau), axis=1)
+    losses = 0.5 * squares - toolkit.take_class(xp, z, cls.target) + 0.5
     return toolkit.reduce_classes(cls, losses, reduction)
 
 

@@ -48,7 +48,8 @@ def mape_loss(input: Any, target: Any, /, *, eps: float = 1e-7, reduction: str =
     toolkit.check_number(name, "eps", eps, 0.0)
     xp, x, y, dtype = toolkit.pointwise_inputs(name, input, target, reduction)
     d = x - y
-    return toolkit.reduce(xp, 100 * (xp.where(d > 0, d, xp.where(d < 0, -d, d * d))) / _at_least(xp, xp.abs(y), eps), reduction, dtype)
+    a = xp.where(d > 0, d, xp.where(d < 0, -d, d * d))  # |d|, gradient 0 at d = 0, no boolean mask (vmap, meta)
+    return toolkit.reduce(xp, 100 * a / _at_least(xp, xp.abs(y), eps), reduction, dtype)
 
 
 @define_loss(

@@ -1,0 +1,262 @@
+"""lossreg on JAX against the libraries a JAX user would otherwise pick: optax and Keras (JAX backend).
+
+On JAX no kernel stands in for lossreg's portable definition, so the portable code is what runs.
+Each row times one loss at one size in one mode, lossreg and its peers on the same arrays,
+interleaved round by round in rotating order (so that a busy machine slows all alike), and
+reports the median time per call and the ratios lossreg / peer.
+
+Modes: ``jit forward`` and ``jit forward+grad`` (``jax.value_and_grad`` with respect to the
+first input, inside ``jax.jit``; compiled before timing), ``eager forward`` and ``eager
+forward+grad`` (op by op, as in a notebook). Peers compute the same formula as lossreg's
+default options: optax's per-example values reduced by ``.mean()`` (Keras's likewise), e.g.
+``optax.losses.softmax_cross_entropy_with_integer_labels(x, y).mean()`` for ``cross_entropy(x, y)``.
+Inputs are prepared outside the timed call (one-hot labels for optax's poly-1, say).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .bench import SIZES, _measure, _us
+
+MODES = ("jit forward", "jit forward+grad", "eager forward", "eager forward+grad")
+# Targets of issue 13, for lossreg / optax: (mode, size or None for every size) -> ratio.
+TARGETS = {("jit forward", None): 1.1, ("jit forward+grad", None): 1.2,
+           ("eager forward", "tiny"): 1.5, ("eager forward+grad", "tiny"): 1.5}
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One loss and its peers. ``make(rng, shape)`` returns lossreg's arrays and each peer's."""
+
+    loss: str  # lossreg's name
+    call: str  # how lossreg is called, for the report
+    lossreg: Callable[..., Any]
+    optax: Callable[..., Any] | None
+    keras: Callable[..., Any] | None
+    make: Callable[[Any, tuple[int, int]], dict[str, tuple[Any, ...]]]
+    sizes: tuple[str, ...] = tuple(SIZES)
+
+
+def _pairs() -> dict[str, Pair]:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+
+    import lossreg
+
+    keras = _keras()
+    kl = keras.losses if keras is not None else None
+
+    def normal(rng: Any, shape: tuple[int, ...]) -> Any:
+        return jnp.asarray(rng.standard_normal(shape, dtype=np.float32))
+
+    def labels(rng: Any, shape: tuple[int, int]) -> Any:
+        return jnp.asarray(rng.integers(0, shape[1], size=shape[0]).astype(np.int32))
+
+    def same(rng: Any, shape: tuple[int, int], y: Any = None) -> dict[str, tuple[Any, ...]]:
+        x = normal(rng, shape)
+        y = normal(rng, shape) if y is None else y
+        return {"lossreg": (x, y), "optax": (x, y), "keras": (x, y)}
+
+    def index(rng: Any, shape: tuple[int, int]) -> dict[str, tuple[Any, ...]]:
+        x, y = normal(rng, shape), labels(rng, shape)
+        return {"lossreg": (x, y), "optax": (x, y), "keras": (x, y)}
+
+    def index_onehot(rng: Any, shape: tuple[int, int]) -> dict[str, tuple[Any, ...]]:
+        x, y = normal(rng, shape), labels(rng, shape)
+        return {"lossreg": (x, y), "optax": (x, jax.nn.one_hot(y, shape[1], dtype=x.dtype)), "keras": (x, y)}
+
+    def probabilities(rng: Any, shape: tuple[int, int]) -> dict[str, tuple[Any, ...]]:
+        x, t = normal(rng, shape), jax.nn.softmax(normal(rng, shape), axis=1)
+        return {"lossreg": (x, t), "optax": (x, t), "keras": (x, t)}
+
+    def log_probabilities(rng: Any, shape: tuple[int, int]) -> dict[str, tuple[Any, ...]]:
+        x, t = jax.nn.log_softmax(normal(rng, shape), axis=1), jax.nn.softmax(normal(rng, shape), axis=1)
+        return {"lossreg": (x, t), "optax": (x, t), "keras": (x, t)}
+
+    def binary(rng: Any, shape: tuple[int, int]) -> dict[str, tuple[Any, ...]]:
+        return same(rng, shape, jnp.asarray((rng.random(shape) < 0.5).astype(np.float32)))
+
+    def triplets(rng: Any, shape: tuple[int, int]) -> dict[str, tuple[Any, ...]]:
+        a, p, n = normal(rng, shape), normal(rng, shape), normal(rng, shape)
+        return {"lossreg": (a, p, n), "optax": (a, p, n)}
+
+    extras: dict[str, Callable[..., Any]] = {}
+    for name in ("log_cosh_loss", "poly1_cross_entropy", "sparsemax_loss"):
+        try:
+            extras[name] = (lambda loss: lambda *arrays: loss(*arrays))(lossreg.get(name))
+        except Exception:  # the lossreg-extras plugin is not installed
+            pass
+
+    def keras_mean(f: Callable[..., Any], **kw: Any) -> Callable[..., Any] | None:
+        # Keras takes (y_true, y_pred) and returns per-example values.
+        return None if kl is None else (lambda x, y: jnp.mean(f(y, x, **kw)))
+
+    pairs = [
+        Pair("cross_entropy", "cross_entropy(x, labels)", lossreg.cross_entropy,
+             lambda x, y: optax.losses.softmax_cross_entropy_with_integer_labels(x, y).mean(),
+             keras_mean(kl.sparse_categorical_crossentropy, from_logits=True) if kl else None, index),
+        Pair("cross_entropy", "cross_entropy(x, probabilities)", lossreg.cross_entropy,
+             lambda x, t: optax.losses.softmax_cross_entropy(x, t).mean(),
+             keras_mean(kl.categorical_crossentropy, from_logits=True) if kl else None, probabilities),
+        Pair("binary_cross_entropy_with_logits", "binary_cross_entropy_with_logits(x, y)",
+             lossreg.binary_cross_entropy_with_logits,
+             lambda x, y: optax.losses.sigmoid_binary_cross_entropy(x, y).mean(),
+             keras_mean(kl.binary_crossentropy, from_logits=True) if kl else None, binary),
+        Pair("mse_loss", "mse_loss(x, y)", lossreg.mse_loss, lambda x, y: optax.losses.squared_error(x, y).mean(),
+             keras_mean(kl.mean_squared_error) if kl else None, same),
+        Pair("l1_loss", "l1_loss(x, y)", lossreg.l1_loss, None,
+             keras_mean(kl.mean_absolute_error) if kl else None, same),
+        Pair("huber_loss", "huber_loss(x, y)", lossreg.huber_loss, lambda x, y: optax.losses.huber_loss(x, y).mean(),
+             keras_mean(kl.huber) if kl else None, same),
+        Pair("kl_div", "kl_div(log_p, t, reduction='batchmean')",
+             lambda x, t: lossreg.kl_div(x, t, reduction="batchmean"),
+             lambda x, t: optax.losses.kl_divergence(x, t).mean(), None, log_probabilities),
+        Pair("triplet_margin_loss", "triplet_margin_loss(a, p, n)", lossreg.triplet_margin_loss,
+             lambda a, p, n: optax.losses.triplet_margin_loss(a, p, n).mean(), None, triplets),
+    ]
+    if "log_cosh_loss" in extras:
+        pairs.append(Pair("log_cosh_loss", "log_cosh_loss(x, y) [extras]", extras["log_cosh_loss"],
+                          lambda x, y: optax.losses.log_cosh(x, y).mean(), keras_mean(kl.log_cosh) if kl else None, same))
+    if "poly1_cross_entropy" in extras:
+        pairs.append(Pair("poly1_cross_entropy", "poly1_cross_entropy(x, labels) [extras]",
+                          extras["poly1_cross_entropy"],
+                          lambda x, t: optax.losses.poly_loss_cross_entropy(x, t, epsilon=1.0).mean(), None, index_onehot))
+    if "sparsemax_loss" in extras:
+        pairs.append(Pair("sparsemax_loss", "sparsemax_loss(x, labels) [extras]", extras["sparsemax_loss"],
+                          lambda x, y: optax.losses.multiclass_sparsemax_loss(x, y).mean(), None, index))
+    return {p.call.split(" [")[0]: p for p in pairs}
+
+
+def _keras() -> Any:
+    """Keras on its JAX backend, or None (not installed, or already imported with another backend)."""
+    import sys
+
+    if "keras" not in sys.modules:
+        os.environ.setdefault("KERAS_BACKEND", "jax")
+    try:
+        import keras
+    except ImportError:
+        return None
+    return keras if keras.backend.backend() == "jax" else None
+
+
+@dataclass
+class PeerRow:
+    loss: str
+    call: str
+    size: str
+    shape: tuple[int, int]
+    mode: str
+    lossreg_us: float
+    optax_us: float | None
+    keras_us: float | None
+    samples: int
+    calls_per_sample: int
+    target: float | None = None
+    optax_ratio: float | None = field(init=False)
+    keras_ratio: float | None = field(init=False)
+    met: bool | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.optax_ratio = None if self.optax_us is None else self.lossreg_us / self.optax_us
+        self.keras_ratio = None if self.keras_us is None else self.lossreg_us / self.keras_us
+        self.met = None if self.target is None or self.optax_ratio is None else self.optax_ratio <= self.target
+
+
+def _timed(fn: Callable[..., Any], args: tuple[Any, ...], mode: str) -> Callable[[], Any]:
+    import jax
+
+    f = jax.value_and_grad(fn) if mode.endswith("grad") else fn
+    if mode.startswith("jit"):
+        f = jax.jit(f)
+
+    def call() -> Any:
+        return jax.block_until_ready(f(*args))
+
+    return call
+
+
+def target_for(mode: str, size: str) -> float | None:
+    return TARGETS.get((mode, size), TARGETS.get((mode, None)))
+
+
+def run(losses: Sequence[str] | None = None, sizes: Sequence[str] = tuple(SIZES), modes: Sequence[str] = MODES,
+        budget_s: float = 0.5, log: Callable[[str], None] | None = None, seed: int = 0) -> list[PeerRow]:
+    import numpy as np
+
+    pairs = _pairs()
+    chosen = [pairs[k] for k in pairs if losses is None or pairs[k].loss in losses or k.split("(")[0] in losses]
+    rows = []
+    for size in sizes:
+        for pair in chosen:
+            if size not in pair.sizes:
+                continue
+            arrays = pair.make(np.random.default_rng(seed), SIZES[size])
+            for mode in modes:
+                calls = {"lossreg": _timed(pair.lossreg, arrays["lossreg"], mode)}
+                for peer in ("optax", "keras"):
+                    fn = getattr(pair, peer)
+                    if fn is not None:
+                        calls[peer] = _timed(fn, arrays[peer], mode)
+                med, samples, batch = _measure(calls, budget_s)
+                row = PeerRow(pair.loss, pair.call, size, SIZES[size], mode, med["lossreg"] * 1e6,
+                              med["optax"] * 1e6 if "optax" in med else None,
+                              med["keras"] * 1e6 if "keras" in med else None, samples, batch,
+                              target_for(mode, size) if "optax" in med else None)
+                rows.append(row)
+                if log:
+                    log("  ".join(_cells(row)))
+    return rows
+
+
+HEADER = ("call", "size", "mode", "lossreg µs", "optax µs", "ratio", "target", "keras µs", "ratio")
+
+
+def _cells(r: PeerRow) -> tuple[str, ...]:
+    def maybe(v: float | None, fmt: Callable[[float], str]) -> str:
+        return "—" if v is None else fmt(v)
+
+    target = "" if r.target is None else f"≤{r.target} " + ("met" if r.met else "MISSED")
+    return (r.call, f"{r.size} {r.shape[0]}×{r.shape[1]}", r.mode, _us(r.lossreg_us), maybe(r.optax_us, _us),
+            maybe(r.optax_ratio, lambda v: f"{v:.2f}"), target, maybe(r.keras_us, _us),
+            maybe(r.keras_ratio, lambda v: f"{v:.2f}"))
+
+
+def markdown(rows: Sequence[PeerRow], context: dict[str, Any]) -> str:
+    lines = ["# lossreg on JAX against optax and Keras", "",
+             f"Command: `{context['command']}`  ", f"Date: {context['date']}  ",
+             f"CPU: {context['cpu']} ({context['cores']} cores); load average at start {context['load_start']}, "
+             f"at end {context['load_end']}  ",
+             "Versions: " + ", ".join(f"{k} {v}" for k, v in context["versions"].items()), "",
+             "float32 on the CPU. Median time per call; ratio = lossreg / peer on the same arrays, sampled "
+             "interleaved. Peers compute the same formula: optax's (Keras's) per-example values reduced by "
+             "`.mean()`. `forward+grad` is `jax.value_and_grad` with respect to the first input. "
+             "Targets (issue 13) apply to the optax ratio.", "",
+             "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
+    missed = [r for r in rows if r.met is False]
+    lines += ["", f"Targets met: {sum(r.met is True for r in rows)} of {sum(r.met is not None for r in rows)}."]
+    if missed:
+        lines.append("Missed: " + "; ".join(f"{r.call} {r.size} {r.mode} {r.optax_ratio:.2f}× (target {r.target}×)"
+                                            for r in missed) + ".")
+    return "\n".join(lines) + "\n"
+
+
+def versions() -> dict[str, str]:
+    from importlib import metadata
+
+    from .bench import _versions
+
+    out = _versions()
+    for name in ("jax", "jaxlib", "optax", "keras"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out

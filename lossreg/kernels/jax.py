@@ -1,0 +1,67 @@
+"""JAX kernels: the portable definition itself, compiled as one program per shape by ``jax.jit``.
+
+Called eagerly, every array-API operation on JAX arrays is its own dispatch (tens of µs) and,
+for each new shape, its own compilation; ``jax.nn`` and optax functions are compiled as a whole,
+so on small inputs the portable code loses to them by its number of operations, not by what it
+computes. These kernels run the unchanged portable definition under ``jax.jit``: arrays (and
+array options such as ``weight``) are traced, the other options are static, and the first call
+per shape and options compiles one fused program instead of one per operation. Under an outer
+``jit``, ``grad`` or ``vmap`` the call is inlined into the caller's trace.
+
+The argument checks run while tracing, so bad shapes, dtypes and options raise the same lossreg
+errors; the device check, which traced arrays cannot answer, runs before. A call the kernel
+cannot compile (a non-hashable option value, an array of another library) is handed back to the
+portable path with ``NotImplemented``.
+
+jax is imported only when this module is (the kernels hook imports it lazily).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+
+from .. import losses as catalogue
+from .. import toolkit
+from . import _JAX_LOSSES
+_TRACING_ERRORS = (jax.errors.ConcretizationTypeError, jax.errors.TracerBoolConversionError,
+                   jax.errors.TracerIntegerConversionError, jax.errors.TracerArrayConversionError)
+
+
+def compiled(loss: str) -> Callable[..., Any]:
+    """The kernel of ``loss``: its portable definition under ``jax.jit``, one program per static options."""
+    loss_spec = getattr(catalogue, loss).spec
+    function, names = loss_spec.function, loss_spec.inputs
+    programs: dict[tuple[tuple[str, Any], ...], Any] = {}
+
+    def kernel(*arrays: Any, **options: Any) -> Any:
+        if not all(isinstance(a, jax.Array) for a in arrays):
+            return NotImplemented
+        traced = {k: v for k, v in options.items() if isinstance(v, jax.Array)}
+        static = tuple(sorted((k, v) for k, v in options.items() if k not in traced))
+        try:
+            program = programs.get(static)
+        except TypeError:  # an unhashable option value (a list of weights, say)
+            return NotImplemented
+        if program is None:
+            fixed = dict(static)
+
+            def run(arrays: tuple[Any, ...], traced: dict[str, Any]) -> Any:
+                return function(*arrays, **fixed, **traced)
+
+            program = programs[static] = jax.jit(run)
+        if len(arrays) + len(traced) > 1:  # traced arrays report no device: check them here
+            toolkit.namespace(loss, **dict(zip(names, arrays)), **traced)
+        try:
+            return program(arrays, traced)
+        except _TRACING_ERRORS:  # the portable code reads a value here: run it op by op
+            return NotImplemented
+
+    kernel.__name__ = loss
+    kernel.__doc__ = f"{loss} under jax.jit (see lossreg.kernels.jax)."
+    return kernel
+
+
+KERNELS = {loss: compiled(loss) for loss in _JAX_LOSSES}

@@ -1,0 +1,65 @@
+"""What the torch kernels and the Triton cross-entropy share: argument checks and in-graph poison.
+
+A module of its own so that ``torch.py`` (which loads ``triton_ce.py`` on first CUDA use) and
+``triton_ce.py`` both import it, and neither imports the other at import time: no cycle, and no
+half-initialised module whichever is imported first.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from .. import toolkit
+
+Tensor = torch.Tensor
+_ENUM = {"none": 0, "mean": 1, "sum": 2}
+_FLOAT = frozenset((torch.float16, torch.bfloat16, torch.float32, torch.float64))
+_INDEX = frozenset((torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8))
+
+
+def _poison(out: Tensor, bad: Tensor | None, reduction: str) -> Tensor:
+    """NaN where ``bad`` (elementwise for "none", anywhere for "mean" and "sum"), in the graph."""
+    if bad is None:
+        return out
+    flag = bad if reduction == "none" else bad.any()
+    return torch.where(flag, torch.full((), math.nan, dtype=out.dtype, device=out.device), out)
+
+
+def _class_args(input: Any, target: Any, weight: Any, ignore_index: Any, reduction: Any) -> Any:
+    """``(index, bad)`` to hand to torch for an index-target loss, or None to decline.
+
+    ``index`` is the target as int64; ``bad`` is None where torch's own check (or the host check
+    on CUDA) guards the indices, else the mask of invalid ones, which ``index`` then ignores
+    and the caller poisons.
+    """
+    if (not isinstance(target, Tensor) or reduction not in _ENUM or type(ignore_index) is not int
+            or input.dtype not in _FLOAT or target.device != input.device):
+        return None
+    ndim = input.ndim
+    if ndim == 0 or (weight is not None and (not isinstance(weight, Tensor) or weight.dtype is not input.dtype
+                                              or weight.shape != input.shape[ndim > 1:][:1]
+                                              or weight.device != input.device)):
+        return None
+    if target.dtype is not torch.int64:
+        if target.dtype not in _INDEX:
+            return None
+        target = target.long()
+    shape = target.shape
+    if ndim == 2:
+        if shape != input.shape[:1]:
+            if shape != (input.shape[0], 1):
+                return None
+            target = target.reshape(input.shape[0])  # the source document's (N, 1) labels
+    elif shape != input.shape[:1] + input.shape[2:] if ndim > 1 else shape != ():
+        return None
+    c = input.shape[ndim > 1]
+    if not toolkit.reads_values(target):
+        bad = (target != ignore_index) & ((target < 0) | (target >= c))
+        return torch.where(bad, ignore_index, target), bad
+    if input.is_cuda and target.numel():  # "sync" mode on CUDA, where torch would assert on the device
+        if bool(((target != ignore_index) & ((target < 0) | (target >= c))).any()):
+            return None  # out-of-range classes: the portable path raises
+    return target, None

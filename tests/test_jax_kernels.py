@@ -1,0 +1,76 @@
+"""The JAX kernels run the portable definition under ``jax.jit``: same values, gradients and errors.
+
+The conformance suite runs them against every case (``lossreg conformance --backend jax,jax_jit``);
+these tests add random inputs, the hand-back to the portable path, and calls inside transforms.
+No timings (those are in ``lossreg bench --library jax``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lossreg
+
+jax = pytest.importorskip("jax")
+jnp = jax.numpy
+
+from lossreg.kernels import jax as jax_kernels  # noqa: E402
+
+rng = np.random.default_rng(13)
+
+
+def _arrays(loss: str) -> tuple[list, dict]:
+    x = jnp.asarray(rng.standard_normal((6, 5)) * 4, dtype=jnp.float32)
+    if loss == "cross_entropy":
+        return [x, jnp.asarray(rng.integers(0, 5, 6), dtype=jnp.int32)], {"label_smoothing": 0.1,
+                                                                         "weight": jnp.linspace(0.5, 2.0, 5)}
+    if loss == "kl_div":
+        return [jax.nn.log_softmax(x, axis=1), jax.nn.softmax(x[::-1], axis=1)], {"reduction": "batchmean"}
+    if loss == "triplet_margin_loss":
+        return [x, x[::-1], x * 0.5], {"margin": 0.5}
+    return [x, jnp.asarray(rng.random((6, 5)) < 0.5, dtype=jnp.float32)], {"pos_weight": jnp.full((5,), 2.0)}
+
+
+@pytest.mark.parametrize("loss", jax_kernels.KERNELS)
+def test_kernel_agrees_with_the_portable_definition_in_value_and_gradient(loss):
+    arrays, options = _arrays(loss)
+    kernel, portable = jax_kernels.KERNELS[loss], getattr(lossreg, loss).portable
+    np.testing.assert_allclose(kernel(*arrays, **options), portable(*arrays, **options), rtol=1e-6)
+    got = jax.grad(lambda x: kernel(x, *arrays[1:], **options))(arrays[0])
+    want = jax.grad(lambda x: portable(x, *arrays[1:], **options))(arrays[0])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+
+
+def test_the_kernel_is_chosen_for_jax_arrays_and_inlined_under_jit_and_vmap():
+    x = jnp.asarray(rng.standard_normal((4, 3)), dtype=jnp.float32)
+    y = jnp.asarray([0, 2, 1, 2], dtype=jnp.int32)
+    eager = lossreg.cross_entropy(x, y, reduction="none")
+    with lossreg.use_kernels(False):
+        np.testing.assert_allclose(eager, lossreg.cross_entropy(x, y, reduction="none"), rtol=1e-6)
+    np.testing.assert_allclose(jax.jit(lambda a, b: lossreg.cross_entropy(a, b, reduction="none"))(x, y), eager,
+                               rtol=1e-6)
+    np.testing.assert_allclose(jax.vmap(lambda a, b: lossreg.cross_entropy(a, b))(x, y), eager, rtol=1e-6)
+
+
+def test_bad_input_raises_the_same_lossreg_error_through_the_kernel():
+    x = jnp.zeros((4, 3))
+    with pytest.raises(lossreg.LossValueError, match="target.*shape"):
+        lossreg.cross_entropy(x, jnp.zeros((3,), dtype=jnp.int32))
+    with pytest.raises(lossreg.LossValueError, match="reduction"):
+        lossreg.binary_cross_entropy_with_logits(x, x, reduction="average")
+
+
+def test_invalid_class_indices_are_poisoned_as_on_the_portable_path():
+    x = jnp.zeros((2, 3))
+    got = lossreg.cross_entropy(x, jnp.asarray([0, 7], dtype=jnp.int32), reduction="none")
+    assert np.isfinite(got[0]) and np.isnan(got[1])
+
+
+def test_options_it_cannot_compile_are_handed_back_to_the_portable_path():
+    x = jnp.zeros((2, 3))
+    y = jnp.asarray([0, 1], dtype=jnp.int32)
+    assert jax_kernels.KERNELS["cross_entropy"](x, y, weight=[1.0, 2.0, 3.0]) is NotImplemented
+    assert jax_kernels.KERNELS["cross_entropy"](np.zeros((2, 3)), y) is NotImplemented
+    # The class form turns a list of weights into an array first, so the kernel still runs.
+    np.testing.assert_allclose(lossreg.CrossEntropyLoss(weight=[1.0, 2.0, 3.0])(x, y), np.log(3), rtol=1e-6)
