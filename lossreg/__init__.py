@@ -40,6 +40,7 @@ from .hookspecs import hookimpl
 from . import plugins as _plugins  # discovery: installs the registry's loader
 from .losses import *  # noqa: F403  (the built-in functional forms)
 from .losses import __all__ as _builtin_losses
+from .losses.fused import linear_cross_entropy_value_and_grad  # the gradients without autodiff
 from . import registry  # the module, callable: lossreg.registry() is the loaded registry
 from .registry import (
     Kernel,
@@ -61,7 +62,7 @@ __all__ = [
     "DefinitionError", "LossError", "LossValueError", "LossTypeError", "UnknownLossError", "UnsupportedError", "PluginError",
     "LossregPluginWarning", "hookimpl", "Kernel", "Loss", "LossSpec", "define_loss", "from_config", "get",
     "kernels_enabled", "names", "register_plugin", "unregister_plugin", "registry", "reload", "spec",
-    "use_kernels", "value_checks", *_builtin_losses,
+    "use_kernels", "value_checks", "linear_cross_entropy_value_and_grad", *_builtin_losses,
 ]
 
 

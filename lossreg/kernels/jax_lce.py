@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ..losses.fused import chunk_loss, prepare_inputs
+from ..chunked import chunk_loss, prepare_inputs
 
 
 class _Meta(NamedTuple):
@@ -36,6 +36,7 @@ class _Meta(NamedTuple):
     ls: float
     zl: float
     cap: float | None
+    recompute: bool = False
 
 
 def _padded(x: Any, step: int, fill: Any) -> Any:
@@ -52,6 +53,7 @@ def _scan(meta: _Meta, h: Any, w: Any, b: Any, t: Any, act: Any, coef: Any, lse:
     """Per-token losses and lse (N,) and, with ``coef``, the gradients (work dtype)."""
     n, d = h.shape
     step, vocab = meta.chunks
+    step = max(1, min(step, n))  # a few tokens: one chunk of their size, not a padded full one
     opts = {"label_smoothing": meta.ls, "z_loss": meta.zl, "softcap": meta.cap, "vocab": vocab, "work": meta.work}
     xs = [_padded(h, step, 0), _padded(t, step, 0), _padded(act, step, False)]
     grads = coef is not None
@@ -60,7 +62,7 @@ def _scan(meta: _Meta, h: Any, w: Any, b: Any, t: Any, act: Any, coef: Any, lse:
     if lse is not None:
         xs.append(_padded(lse, step, 0))
     blocks = [(j, min(j + vocab, w.shape[0])) for j in range(0, w.shape[0], vocab)]
-    init = ([jnp.zeros((k - j, d), meta.work) for j, k in blocks],
+    init: Any = ([jnp.zeros((k - j, d), meta.work) for j, k in blocks],
             [jnp.zeros((k - j,), meta.work) for j, k in blocks]) if grads else ()
 
     def body(carry: Any, x: Any) -> tuple[Any, Any]:
@@ -76,6 +78,7 @@ def _scan(meta: _Meta, h: Any, w: Any, b: Any, t: Any, act: Any, coef: Any, lse:
         carry = ([a + g for a, g in zip(d_w, dws)], [a + g for a, g in zip(d_b, dbs)])
         return carry, (losses, l_out, dh)
 
+    carry: Any
     carry, out = lax.scan(body, init, tuple(xs))
     losses, l_out = out[0].reshape(-1)[:n], out[1].reshape(-1)[:n]
     if not grads:
@@ -114,7 +117,7 @@ def _lce(meta: _Meta, h: Any, w: Any, b: Any, t: Any, act: Any, bad: Any) -> Any
 
 
 def _lce_fwd(meta: _Meta, h: Any, w: Any, b: Any, t: Any, act: Any, bad: Any) -> tuple[Any, Any]:
-    if meta.reduction == "none":
+    if meta.reduction == "none" or meta.recompute:
         losses, lse = _scan(meta, h, w, b, t, act, None)
         return _reduce(meta, losses, act, bad), (False, (h, w, b, t, act, bad, lse))
     losses, _, d_h, d_w, d_b = _scan(meta, h, w, b, t, act, _base_coef(meta, act))
@@ -128,7 +131,7 @@ def _lce_bwd(meta: _Meta, res: Any, g: Any) -> tuple[Any, ...]:
         d_h, d_w, d_b = d_h * g, d_w * g, d_b * g
     else:
         h, w, b, t, act, bad, lse = saved
-        coef = _base_coef(meta, act) * g.reshape(-1).astype(meta.work)
+        coef = _base_coef(meta, act) * (g.reshape(-1) if meta.reduction == "none" else g).astype(meta.work)
         _, _, d_h, d_w, d_b = _scan(meta, h, w, b, t, act, coef, lse if meta.chunks[1] < w.shape[0] else None)
     if bad is not None:  # invalid targets were poisoned in the value: so are the gradients
         d_h = jnp.where(bad[:, None], jnp.nan, d_h)
@@ -142,12 +145,12 @@ _lce_compiled = jax.jit(_lce, static_argnums=(0,))
 
 def linear_cross_entropy(hidden: Any, weight: Any, target: Any, /, *, bias: Any = None, ignore_index: int = -100,
                          label_smoothing: float = 0.0, reduction: str = "mean", z_loss: float = 0.0,
-                         softcap: float | None = None, chunk_size: Any = None) -> Any:
+                         softcap: float | None = None, chunk_size: Any = None, recompute: bool = False) -> Any:
     """The kernel: the portable checks (JAX arrays are lazy: invalid targets give NaN), then :func:`_lce`."""
     inp = prepare_inputs("linear_cross_entropy", hidden, weight, target, bias, ignore_index, reduction,
                          label_smoothing, z_loss, softcap, chunk_size)
-    meta = _Meta(reduction, inp.shape, inp.dtype, inp.work, tuple(inp.chunks), float(label_smoothing),
-                 float(z_loss), None if softcap is None else float(softcap))
+    meta = _Meta(reduction, inp.shape, inp.dtype, inp.work, (inp.chunks.tokens, inp.chunks.vocab), float(label_smoothing),
+                 float(z_loss), None if softcap is None else float(softcap), bool(recompute))
     return _lce_compiled(meta, inp.hidden, inp.weight, inp.bias, inp.target, inp.active, inp.bad)
 
 

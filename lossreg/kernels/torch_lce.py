@@ -30,11 +30,14 @@ from typing import Any, NamedTuple
 
 import torch
 
-from ..losses.fused import prepare_inputs
+from ..chunked import MIN_TOKENS, prepare_inputs
 
 Tensor = torch.Tensor
 _HALF = (torch.float16, torch.bfloat16)
-CUDA_CHUNK_ELEMENTS = 2**25  # logits per chunk on CUDA when chunk_size is None (unmeasured: no GPU here)
+# Logits per chunk when chunk_size is None: 2^23 (32 MiB in float32: 256 tokens at V=32000, 1/16
+# of the logits at N=4096) on the CPU; 2^25 on CUDA (unmeasured: no GPU where this was written).
+CPU_CHUNK_ELEMENTS = 2**23
+CUDA_CHUNK_ELEMENTS = 2**25
 
 
 def _logits(h: Tensor, w: Tensor, b: Tensor | None, softcap: float | None) -> Tensor:
@@ -59,18 +62,24 @@ def _chunk(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, coef:
     one = len(blocks) == 1
     if one and h.is_cuda and h.dtype != torch.float64 and _triton_rows() is not None:  # opt-in, unverified
         z = torch.mm(h, w.t()) if b is None else torch.addmm(b, h, w.t())
-        losses, lse = _triton_rows()(z, t, act, None if acc is None else coef, ls, zl, cap)
+        rows: tuple[Tensor, Tensor] = _triton_rows()(z, t, act, None if acc is None else coef, ls, zl, cap)
         if acc is not None:
             d_h, d_w, d_b = acc
             d_h.copy_(torch.mm(z, w))
             d_w.add_(torch.mm(z.t(), h))
             if d_b is not None:
                 d_b.add_(z.sum(0, dtype=d_b.dtype))
-        return losses, lse
+        return rows
     tc = t.unsqueeze(1)
-    losses = exp = deriv = None
+    losses: Any = None
+    exp: Any = None
+    deriv: Any = None
+    scale: Any = None
     if lse is None or one:
-        m = s = picked = zsum = None
+        m: Any = None
+        s: Any = None
+        picked: Any = None
+        zsum: Any = None
         for j, k in blocks:
             z = _logits(h, w[j:k], None if b is None else b[j:k], cap)
             inside = (tc >= j) & (tc < k)
@@ -100,6 +109,7 @@ def _chunk(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, coef:
             scale = (1.0 / s).unsqueeze(1)  # exp(z - m) / s = softmax
     if acc is None:
         return losses, lse
+    assert coef is not None and lse is not None
     d_h, d_w, d_b = acc
     a = (coef * (1.0 + 2.0 * zl * lse)).unsqueeze(1)
     on_target = (coef * (ls - 1.0)).unsqueeze(1)
@@ -196,10 +206,13 @@ def _sweep(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, meta:
         full = (torch.empty(n, d, dtype=acc, device=h.device), torch.zeros(w.shape, dtype=w_acc, device=h.device),
                 None if b is None else torch.zeros(b.shape, dtype=acc, device=h.device))
     reuse = lse is not None and vocab < w.shape[0]  # one block: the logits are made once anyway
-    for i in range(0, n, step):
-        sl = slice(i, i + step)
+    # Under torch.compile(dynamic=True) N is symbolic: a loop over its chunks would make the graph
+    # depend on N, so one chunk takes every token (no saving there; static shapes keep the chunks).
+    symbolic = isinstance(n, torch.SymInt)
+    for i in ([0] if symbolic else range(0, n, step)):
+        sl = slice(0, None) if symbolic else slice(i, i + step)
         li, si = _chunk(h[sl], w, b, t[sl], act[sl], None if coef is None else coef[sl], meta.ls, meta.zl, meta.cap,
-                        vocab, lse[sl] if reuse else None, None if full is None else (full[0][sl], full[1], full[2]))
+                        vocab, lse[sl] if lse is not None and reuse else None, None if full is None else (full[0][sl], full[1], full[2]))
         if li is not None:
             losses[sl] = li
         lse_out[sl] = si
@@ -277,15 +290,19 @@ def linear_cross_entropy(hidden: Any, weight: Any, target: Any, /, *, bias: Any 
                          softcap: float | None = None, chunk_size: Any = None, recompute: bool = False) -> Any:
     """The kernel: the portable checks, then :class:`_LinearCrossEntropy` (``recompute``: the Cut
     Cross-Entropy split for "mean" and "sum" too, for the benchmark)."""
-    if not torch.compiler.is_compiling() and any(
-            torch._C._functorch.is_functorch_wrapped_tensor(a) for a in (hidden, weight) if isinstance(a, Tensor)):
-        return NotImplemented  # torch.func transforms: the autograd.Function has no setup_context (torchx)
-    if chunk_size is None and getattr(hidden, "is_cuda", False) and getattr(weight, "ndim", 0) == 2:
-        # A GPU wants larger chunks: each one reads the whole weight again (at V=128256: 256 tokens).
-        chunk_size = max(16, CUDA_CHUNK_ELEMENTS // max(weight.shape[0], 1))
+    if torch._C._are_functorch_transforms_active():
+        return NotImplemented  # torch.func (vmap, grad, ...): the portable path, differentiated op by op
+    if chunk_size is None and isinstance(hidden, Tensor) and getattr(weight, "ndim", 0) == 2 and weight.shape[0]:
+        # One chunk-sized array at a time here (the portable code holds several), so larger chunks:
+        # each chunk reads the whole weight again, and on a CPU 256 tokens at V=32000 beat torch's
+        # unfused time where 64 took 1.7 times as long (benchmarks/bench_lce.py, README).
+        budget = CUDA_CHUNK_ELEMENTS if hidden.is_cuda else CPU_CHUNK_ELEMENTS
+        tokens = budget // weight.shape[0] // MIN_TOKENS * MIN_TOKENS
+        if tokens >= MIN_TOKENS:  # else the portable plan, which splits the vocabulary too
+            chunk_size = tokens
     inp = prepare_inputs("linear_cross_entropy", hidden, weight, target, bias, ignore_index, reduction,
                          label_smoothing, z_loss, softcap, chunk_size, poison=torch.compiler.is_compiling())
-    meta = _Meta(reduction, inp.shape, inp.dtype, tuple(inp.chunks), float(label_smoothing), float(z_loss),
+    meta = _Meta(reduction, inp.shape, inp.dtype, (inp.chunks.tokens, inp.chunks.vocab), float(label_smoothing), float(z_loss),
                  None if softcap is None else float(softcap), bool(recompute))
     return _LinearCrossEntropy.apply(inp.hidden, inp.weight, inp.bias, inp.target, inp.active, inp.bad, meta)
 

@@ -21,7 +21,6 @@ from typing import Any
 
 from ..hookspecs import hookimpl
 from . import classification, embedding, fused, probabilistic, regression, sequence
-from .fused import linear_cross_entropy_value_and_grad
 
 FAMILIES = (regression, classification, probabilistic, embedding, sequence, fused)
 
@@ -33,7 +32,7 @@ def _defined(module: Any) -> Iterator[Callable[..., Any]]:
 
 
 LOSSES = [loss for family in FAMILIES for loss in _defined(family)]
-__all__ = [loss.__name__ for loss in LOSSES] + ["linear_cross_entropy_value_and_grad"]
+__all__ = [loss.__name__ for loss in LOSSES]
 globals().update({loss.__name__: loss for loss in LOSSES})
 
 

@@ -1,0 +1,230 @@
+"""Chunked linear layer + softmax cross-entropy, in array-API terms: the shared core of
+``lossreg.losses.fused.linear_cross_entropy`` and of its torch and JAX kernels.
+
+It sits with the toolkit, below the catalogue and the kernels, which may not import each other:
+the argument checks (:func:`prepare_inputs`, the same errors for every path), the chunking plan
+(:func:`plan_chunks`) and the computation of one chunk of tokens (:func:`chunk_loss`, the loss
+and, from the same logits, their gradient's three matmuls).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+from array_api_compat import device
+
+from . import toolkit
+from .errors import LossValueError
+
+# Logits per chunk when chunk_size is None: 2^22 (16 MiB in float32). The torch kernel holds one
+# such array at a time, the portable code and XLA two to four; on the reference size (N=4096,
+# V=32000: 128 tokens per chunk) that keeps the extra memory at 1/32 to 1/8 of the logits. Larger
+# chunks are faster on CPUs (each chunk reads the whole weight again): see the README's table.
+CHUNK_ELEMENTS = 2**22
+# Fewest tokens per chunk before the vocabulary is split too: below this a matmul is mostly
+# overhead, and splitting the vocabulary costs one more pass (the online log-sum-exp first).
+MIN_TOKENS = 16
+
+
+class Chunks(NamedTuple):
+    """How the work is cut: ``tokens`` rows per chunk, ``vocab`` columns per block."""
+
+    tokens: int
+    vocab: int
+
+
+def plan_chunks(n: int, v: int, chunk_size: Any = None) -> Chunks:
+    """The chunking of an (n, v) problem: ``chunk_size`` is None (automatic), a number of tokens
+    per chunk (the whole vocabulary at once), or a pair (tokens, vocabulary entries)."""
+    if chunk_size is None:
+        tokens = CHUNK_ELEMENTS // max(v, 1)
+        if tokens >= MIN_TOKENS:
+            return Chunks(tokens // MIN_TOKENS * MIN_TOKENS, max(v, 1))
+        return Chunks(MIN_TOKENS, max(1, CHUNK_ELEMENTS // MIN_TOKENS))
+    # Not clamped to n: the plan must not depend on the number of tokens, which torch.compile
+    # may trace as a symbol (a chunk larger than n is just one chunk).
+    if isinstance(chunk_size, int):
+        return Chunks(chunk_size, max(v, 1))
+    tokens, vocab = chunk_size
+    return Chunks(tokens, max(1, min(v, vocab)))
+
+
+class Inputs(NamedTuple):
+    """The checked inputs, flattened: hidden (N, D), target (N,) clamped into [0, V)."""
+
+    xp: Any
+    hidden: Any
+    weight: Any
+    bias: Any
+    target: Any
+    active: Any  # bool (N,): counts towards the loss
+    bad: Any  # bool (N,) of invalid targets on lazy arrays (poisoned to NaN), else None
+    dtype: Any  # of the result
+    work: Any  # to compute in (float32 for half precision)
+    shape: tuple[int, ...]  # of the per-token losses ("none")
+    chunks: Chunks
+
+
+def _check_chunk_size(name: str, chunk_size: Any) -> None:
+    def positive(k: Any) -> bool:
+        return isinstance(k, int) and not isinstance(k, bool) and k >= 1
+
+    ok = chunk_size is None or positive(chunk_size) or (
+        isinstance(chunk_size, (tuple, list)) and len(chunk_size) == 2 and all(map(positive, chunk_size)))
+    if not ok:
+        raise LossValueError(name, "chunk_size", "None, a positive number of tokens, or a pair (tokens, "
+                             "vocabulary entries) of positive integers", repr(chunk_size))
+
+
+def prepare_inputs(name: str, hidden: Any, weight: Any, target: Any, bias: Any, ignore_index: Any, reduction: str,
+            label_smoothing: Any, z_loss: Any, softcap: Any, chunk_size: Any, *, poison: bool = False) -> Inputs:
+    """The checked, flattened inputs. ``poison``: flag invalid targets (NaN results) without reading
+    them, for callers being traced (a torch kernel under torch.compile)."""
+    xp = toolkit.namespace(name, optional=("bias",), hidden=hidden, weight=weight, target=target, bias=bias)
+    toolkit.check_floating(name, "hidden", hidden, xp)
+    toolkit.check_floating(name, "weight", weight, xp)
+    toolkit.check_reduction(name, reduction)
+    toolkit.check_number(name, "ignore_index", ignore_index, integer=True)
+    toolkit.check_number(name, "label_smoothing", label_smoothing, 0.0, 1.0)
+    toolkit.check_number(name, "z_loss", z_loss, 0.0)
+    if softcap is not None:
+        toolkit.check_number(name, "softcap", softcap, 0.0)
+        if softcap == 0:
+            raise LossValueError(name, "softcap", "None or a positive number", repr(softcap))
+    _check_chunk_size(name, chunk_size)
+    if hidden.ndim == 0:
+        raise LossValueError(name, "hidden", "hidden states of shape (D) or (N, ..., D)", "a 0-d array")
+    d = hidden.shape[-1]
+    if weight.ndim != 2 or weight.shape[1] != d or weight.shape[0] == 0:
+        raise LossValueError(name, "weight", f"a (V, {d}) matrix (torch.nn.Linear's weight) with V ≥ 1 for hidden "
+                             f"states of width {d}", f"shape {tuple(weight.shape)}")
+    v = weight.shape[0]
+    dtype = xp.result_type(hidden, weight)
+    if bias is not None:
+        toolkit.check_floating(name, "bias", bias, xp)
+        toolkit.check_shape(name, "bias", bias, (v,), f"a vector of one bias per vocabulary entry, shape ({v},)")
+        dtype = xp.result_type(dtype, bias)
+    toolkit.check_integer(name, "target", target, xp, "integer class indices")
+    lead = tuple(hidden.shape[:-1])
+    n = math.prod(lead)
+    shape = lead
+    if tuple(target.shape) != lead:
+        if not (len(lead) == 1 and tuple(target.shape) == (lead[0], 1)):  # the (N, 1) labels cross_entropy takes
+            wanted = f"{lead}" + (f" or ({lead[0]}, 1)" if len(lead) == 1 else "")
+            raise LossValueError(name, "target", f"class indices of shape {wanted} for hidden states of shape "
+                                 f"{tuple(hidden.shape)}", f"shape {tuple(target.shape)}")
+    t = xp.reshape(target, (n,))
+    ignored = t == ignore_index
+    valid = (t >= 0) & (t < v)
+    if poison:
+        bad = ~valid & ~ignored
+    else:
+        bad = toolkit.check_values(name, "target", target, xp.reshape(~valid & ~ignored, target.shape), xp,
+                                   f"class indices in [0, {v}) or ignore_index={ignore_index}")
+        if bad is not None:
+            bad = xp.reshape(bad, (n,))
+    work = toolkit.compute_dtype(xp, dtype)
+    return Inputs(xp, xp.reshape(hidden, (n, d)), weight, bias, xp.where(valid, t, xp.zeros_like(t)),
+                   valid & ~ignored, bad, dtype, work, shape, plan_chunks(n, v, chunk_size))
+
+
+def _logits(xp: Any, h: Any, w: Any, b: Any, softcap: float | None, work: Any) -> tuple[Any, Any]:
+    """``(softcap · tanh(u / softcap), tanh(u / softcap))`` with ``u = h @ w.T + b``, or ``(u, None)``."""
+    u = xp.matmul(toolkit.as_dtype(xp, h, work), xp.matrix_transpose(toolkit.as_dtype(xp, w, work)))
+    if b is not None:
+        u = u + toolkit.as_dtype(xp, b, work)
+    if softcap is None:
+        return u, None
+    th = xp.tanh(u / softcap)
+    return softcap * th, th
+
+
+def chunk_loss(xp: Any, h: Any, weight: Any, bias: Any, t: Any, active: Any, coef: Any, *, label_smoothing: float,
+               z_loss: float, softcap: float | None, vocab: int, work: Any, lse: Any = None,
+               grads: bool = True) -> tuple[Any, Any, Any, list[Any], list[Any]]:
+    """One chunk of tokens: ``(losses, lse, d_hidden, d_weight blocks, d_bias blocks)``.
+
+    ``h`` (B, D), ``t`` (B,) in [0, V), ``active`` and ``coef`` (B,) (``coef`` = d result /
+    d ℓ_n). With z = the (soft-capped) logits, lse_n = log Σ_c exp z_nc, ε the smoothing and
+    ζ the z-loss weight,
+
+        ℓ_n = (1 - ε)(lse_n - z_{n,y_n}) + ε (lse_n - Σ_c z_nc / V) + ζ lse_n²
+        ∂ℓ_n/∂z_nc = (1 + 2ζ lse_n) p_nc - (1 - ε)[c = y_n] - ε / V,   p = softmax(z)
+
+    times ``1 - tanh²`` under the soft cap. The vocabulary goes by blocks of ``vocab``: a first
+    pass keeps a running maximum and sum of exponentials (unless ``lse`` is given, as in the
+    backward pass that recomputes the logits), a second recomputes each block for its gradient;
+    with one block the logits are computed once. ``grads=False``: losses and lse only.
+    """
+    v = weight.shape[0]
+    dev = device(h)
+    blocks = [(j, min(j + vocab, v)) for j in range(0, v, vocab)]
+    tcol = xp.reshape(t, (-1, 1))
+    kept: list[tuple[Any, Any]] = []  # the one block's logits, reused by the gradient
+    picked = zsum = None
+    if lse is None or len(blocks) == 1:
+        m = s = None
+        for j, k in blocks:
+            z, th = _logits(xp, h, weight[j:k, ...], None if bias is None else bias[j:k], softcap, work)
+            hit = xp.reshape(xp.arange(j, k, device=dev), (1, -1)) == tcol
+            pick = xp.sum(xp.where(hit, z, xp.zeros_like(z)), axis=1)
+            picked = pick if picked is None else picked + pick
+            if label_smoothing:
+                zs = xp.sum(z, axis=1)
+                zsum = zs if zsum is None else zsum + zs
+            mj = xp.max(z, axis=1)
+            if m is None:
+                m = xp.where(mj == -math.inf, xp.zeros_like(mj), mj)  # a row of -inf: no -inf - -inf
+                e = xp.exp(z - xp.reshape(m, (-1, 1)))
+                s = xp.sum(e, axis=1)
+            else:
+                m_new = xp.maximum(m, mj)
+                e = xp.exp(z - xp.reshape(m_new, (-1, 1)))
+                s = s * xp.exp(m - m_new) + xp.sum(e, axis=1)
+                m = m_new
+            if len(blocks) == 1:
+                kept.append((z, th))
+                kept.append((e, s))
+        lse = m + xp.log(s)
+    losses = None
+    if picked is not None:
+        losses = (1.0 - label_smoothing) * (lse - picked)
+        if label_smoothing:
+            losses = losses + label_smoothing * (lse - zsum / v)
+        if z_loss:
+            losses = losses + z_loss * lse * lse
+        losses = xp.where(active, losses, xp.zeros_like(losses))
+    if not grads:
+        return losses, lse, None, [], []
+    a = xp.reshape(coef * (1.0 + 2.0 * z_loss * lse), (-1, 1))
+    on_target = xp.reshape(coef * (1.0 - label_smoothing), (-1, 1))
+    uniform = xp.reshape(coef * (label_smoothing / v), (-1, 1))
+    d_h = None
+    d_w: list[Any] = []
+    d_b: list[Any] = []
+    hw = toolkit.as_dtype(xp, h, work)
+    for j, k in blocks:
+        if kept:
+            (z, th), (e, s) = kept
+            kept.clear()  # drop each chunk-sized array as soon as it is used: eager libraries free it
+            p = e * xp.reshape(1.0 / s, (-1, 1))
+            del e
+        else:
+            z, th = _logits(xp, h, weight[j:k, ...], None if bias is None else bias[j:k], softcap, work)
+            p = xp.exp(z - xp.reshape(lse, (-1, 1)))
+        del z
+        g = a * p
+        del p
+        if label_smoothing:
+            g = g - uniform
+        hit = xp.reshape(xp.arange(j, k, device=dev), (1, -1)) == tcol
+        g = xp.where(hit, g - on_target, g)
+        if th is not None:
+            g = g * (1.0 - th * th)
+        wj = toolkit.as_dtype(xp, weight[j:k, ...], work)
+        dh = xp.matmul(g, wj)
+        d_h = dh if d_h is None else d_h + dh
+        d_w.append(xp.matmul(xp.matrix_transpose(g), hw))
+        d_b.append(xp.sum(g, axis=0))
+    return losses, lse, d_h, d_w, d_b
