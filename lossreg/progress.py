@@ -50,10 +50,11 @@ class ConformanceProgress:
             self._bars.start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, kind: type[BaseException] | None, *exc: Any) -> None:
         if self._bars is not None:
             self._bars.stop()
-        self.finish()
+        if kind is None:  # a run refused before it started (a bad argument) has no time worth printing
+            self.finish()
 
     def step(self, backend: str, device: str, loss: str, outcomes: Sequence[Any]) -> None:
         """One loss finished on one backend (all its dtypes and paths)."""
