@@ -79,8 +79,9 @@ def _calls(loss: str, library: str, mode: str, x: Any, y: Any) -> dict[str, Call
 
     import lossreg
 
-    native_fn = {"mse": F.mse_loss, "l1": F.l1_loss, "cross_entropy": F.cross_entropy,
-                 "bce": F.binary_cross_entropy}[loss]
+    natives: dict[str, Callable[..., Any]] = {"mse": F.mse_loss, "l1": F.l1_loss, "cross_entropy": F.cross_entropy,
+                                              "bce": F.binary_cross_entropy}
+    native_fn = natives[loss]
     ours = {"mse": lossreg.mse_loss, "l1": lossreg.l1_loss, "cross_entropy": lossreg.cross_entropy,
             "bce": lossreg.binary_cross_entropy}[loss]
     tx, ty = torch.from_numpy(x), torch.from_numpy(np.ascontiguousarray(y))

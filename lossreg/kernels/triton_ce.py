@@ -35,8 +35,10 @@ _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
+# Triton reads a kernel's parameter annotations (tl.constexpr = compile-time constant): the
+# pointers and scalars stay unannotated so that Triton specialises them itself.
 @triton.jit
-def _ce_kernel(X, stride_x, T, W, WSUM, SCALE, LOSS, G, stride_g, n_cols, ignore_index, eps,
+def _ce_kernel(X, stride_x, T, W, WSUM, SCALE, LOSS, G, stride_g, n_cols, ignore_index, eps,  # type: ignore[no-untyped-def]
                HAS_WEIGHT: tl.constexpr, SMOOTH: tl.constexpr, HAS_SCALE: tl.constexpr,
                WRITE_GRAD: tl.constexpr, BLOCK: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
@@ -133,6 +135,7 @@ def _launch(input: torch.Tensor, index: torch.Tensor, weight: Any, ignore_index:
     elif reduction == "sum":
         out = losses.sum()
     else:  # all targets ignored: 0 / 0 = NaN, as torch
+        assert scale is not None  # made above for reduction="mean"
         out = losses.sum() * scale[0]
     return out.to(input.dtype), grad
 

@@ -1,4 +1,5 @@
 # mypy: disable-error-code="no-untyped-def"
+# (Triton reads a kernel's parameter annotations, tl.constexpr among them: the @triton.jit kernels stay unannotated.)
 """Triton row kernel for linear_cross_entropy on CUDA: one chunk's logits into losses and gradient.
 
 UNVERIFIED: written without a GPU or Triton at hand (neither is installed where it was written),
