@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 import lossreg
-from lossreg.bench import _cpu, _load, _measure, _us, _versions
+from lossreg.timing import cpu, load, measure, us, versions
 
 SIZES = {"small": (50, 8, 20, 10), "medium": (100, 16, 30, 30), "large": (400, 32, 80, 100)}  # T, N, C, S
 
@@ -62,21 +62,21 @@ def main() -> int:
     args = parser.parse_args()
     context = {"command": " ".join(["python", *sys.argv]),
                "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-               "cpu": _cpu(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-               "load_start": _load(), "versions": _versions()}
+               "cpu": cpu(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+               "load_start": load(), "versions": versions()}
     rows = []
     for size in args.size.split(","):
         shape = SIZES[size]
         arrays = _inputs(*shape)
         for mode in ("forward", "forward+backward"):
-            med, samples, batch = _measure(_calls(mode, *arrays), args.budget, min_samples=3)
+            med, samples, batch = measure(_calls(mode, *arrays), args.budget, min_samples=3)
             row = {"size": size, "T,N,C,S": shape, "mode": mode, "samples": samples,
                    **{f"{k}_us": v * 1e6 for k, v in med.items()},
                    "kernel_ratio": med["kernel"] / med["native"], "portable_ratio": med["portable"] / med["native"]}
             rows.append(row)
-            print(f"{size} {shape} {mode}: native {_us(row['native_us'])} µs, kernel {_us(row['kernel_us'])} µs "
-                  f"({row['kernel_ratio']:.2f}×), portable {_us(row['portable_us'])} µs ({row['portable_ratio']:.1f}×)")
-    context["load_end"] = _load()
+            print(f"{size} {shape} {mode}: native {us(row['native_us'])} µs, kernel {us(row['kernel_us'])} µs "
+                  f"({row['kernel_ratio']:.2f}×), portable {us(row['portable_us'])} µs ({row['portable_ratio']:.1f}×)")
+    context["load_end"] = load()
     if args.out:
         with open(args.out + ".json", "w", encoding="utf-8") as f:
             json.dump({**context, "rows": rows}, f, indent=1)
@@ -87,8 +87,8 @@ def main() -> int:
                  __doc__.split("\n\n", 2)[2].strip(), "",
                  "| size | T, N, C, S | mode | native µs | lossreg µs | ratio | portable µs | ratio |",
                  "|---|---|---|---|---|---|---|---|"]
-        lines += [f"| {r['size']} | {', '.join(map(str, r['T,N,C,S']))} | {r['mode']} | {_us(r['native_us'])} | "
-                  f"{_us(r['kernel_us'])} | {r['kernel_ratio']:.2f} | {_us(r['portable_us'])} | "
+        lines += [f"| {r['size']} | {', '.join(map(str, r['T,N,C,S']))} | {r['mode']} | {us(r['native_us'])} | "
+                  f"{us(r['kernel_us'])} | {r['kernel_ratio']:.2f} | {us(r['portable_us'])} | "
                   f"{r['portable_ratio']:.1f} |" for r in rows]
         with open(args.out + ".md", "w", encoding="utf-8") as f:
             f.write("\n".join(lines) + "\n")
