@@ -35,6 +35,12 @@ _nn = torch._C._nn
 # per call; these kernels check their arguments themselves, so they call the ATen operators
 # directly, except for Tensor subclasses, which may override them through __torch_function__.
 _HALF = frozenset((torch.float16, torch.bfloat16))
+# For the fast path of cross_entropy: bound once, so that a call pays no module lookups.
+_FAST = frozenset((torch.float32, torch.float64))
+_INT64 = torch.int64
+_is_compiling = torch.compiler.is_compiling
+_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+_mode = toolkit._check_mode  # the value-check setting, read as toolkit.reads_values reads it
 
 
 def _pair(input: Any, target: Any, reduction: Any) -> bool:
@@ -158,6 +164,22 @@ def nll_loss(input: Any, target: Any, /, *, weight: Any = None, ignore_index: in
 
 def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_index: int = -100,
                   reduction: str = "mean", label_smoothing: float = 0.0) -> Any:
+    # The common case first, in Python facts and tensor attributes only (no tensor operation,
+    # nothing read): two plain CPU tensors, (N, C) float32/float64 logits and (N,) int64 classes,
+    # no weight, eager code, values readable (not "poison"). There torch's own range check is
+    # lossreg's check: an index out of range raises, and the kernel declines so that the portable
+    # path raises lossreg's error. Everything else (and traced code: Dynamo folds
+    # is_compiling() to True) takes the general path below.
+    if (weight is None and type(input) is Tensor and type(target) is Tensor and type(label_smoothing) is float
+            and type(ignore_index) is int and type(reduction) is str and reduction in _ENUM
+            and 0.0 <= label_smoothing <= 1.0 and target.dtype is _INT64 and input.dtype in _FAST
+            and input.is_cpu and target.is_cpu and input.ndim == 2 and target.ndim == 1
+            and not _is_compiling() and not _wrapped(target)
+            and (_mode.get() if _mode.active else _mode.default) != "poison"):
+        try:
+            return _nn.cross_entropy_loss(input, target, None, _ENUM[reduction], ignore_index, label_smoothing)
+        except Exception:  # a class index out of range, or N differs (torch checks it): the portable path says so
+            return NotImplemented
     if type(label_smoothing) not in (int, float) or not 0.0 <= label_smoothing <= 1.0:
         return NotImplemented
     bad = None
