@@ -38,8 +38,10 @@ _HALF = frozenset((torch.float16, torch.bfloat16))
 # For the fast path of cross_entropy: bound once, so that a call pays no module lookups.
 _FAST = frozenset((torch.float32, torch.float64))
 _INT64 = torch.int64
-_is_compiling = torch.compiler.is_compiling
-_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+# False in eager code, folded to True by Dynamo (torch.compiler.is_compiling also calls
+# torch.jit.is_scripting: twice the cost). Non-strict export and make_fx trace fake tensors,
+# which the fast path's ``type(...) is Tensor`` already turns away.
+_dynamo_compiling = torch.compiler.is_dynamo_compiling
 _mode = toolkit._check_mode  # the value-check setting, read as toolkit.reads_values reads it
 
 
@@ -165,21 +167,23 @@ def nll_loss(input: Any, target: Any, /, *, weight: Any = None, ignore_index: in
 def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_index: int = -100,
                   reduction: str = "mean", label_smoothing: float = 0.0) -> Any:
     # The common case first, in Python facts and tensor attributes only (no tensor operation,
-    # nothing read): two plain CPU tensors, (N, C) float32/float64 logits and (N,) int64 classes,
-    # no weight, eager code, values readable (not "poison"). There torch's own range check is
-    # lossreg's check: an index out of range raises, and the kernel declines so that the portable
-    # path raises lossreg's error. Everything else (and traced code: Dynamo folds
-    # is_compiling() to True) takes the general path below.
+    # nothing read): two plain CPU tensors, (N, C) float32/float64 logits and int64 classes, no
+    # weight, eager code, values readable (not "poison"). There torch's own checks are lossreg's:
+    # a class out of range, a target that is not (N,), an unknown reduction raise, and the
+    # general path below decides (it takes (N, 1) labels, and declines the rest so that the
+    # portable path raises lossreg's error). Under Dynamo (which folds _dynamo_compiling() to
+    # True) and on fake or meta tensors the general path runs. torch.func transforms may take
+    # the fast path: they run torch's check on real values, and on an invalid class the general
+    # path poisons, as it would have.
     if (weight is None and type(input) is Tensor and type(target) is Tensor and type(label_smoothing) is float
-            and type(ignore_index) is int and type(reduction) is str and reduction in _ENUM
-            and 0.0 <= label_smoothing <= 1.0 and target.dtype is _INT64 and input.dtype in _FAST
-            and input.is_cpu and target.is_cpu and input.ndim == 2 and target.ndim == 1
-            and not _is_compiling() and not _wrapped(target)
+            and type(ignore_index) is int and 0.0 <= label_smoothing <= 1.0
+            and target.dtype is _INT64 and input.dtype in _FAST and input.is_cpu and target.is_cpu
+            and input.ndim == 2 and not _dynamo_compiling()
             and (_mode.get() if _mode.active else _mode.default) != "poison"):
         try:
             return _nn.cross_entropy_loss(input, target, None, _ENUM[reduction], ignore_index, label_smoothing)
-        except Exception:  # a class index out of range, or N differs (torch checks it): the portable path says so
-            return NotImplemented
+        except Exception:
+            pass
     if type(label_smoothing) not in (int, float) or not 0.0 <= label_smoothing <= 1.0:
         return NotImplemented
     bad = None
