@@ -56,7 +56,8 @@ def _common(input: Any, target: Any, weight: Any, ignore_index: Any) -> bool:
     declines the rest so that the portable path raises lossreg's error). Under Dynamo (which
     folds ``_dynamo_compiling()`` to True) and on fake or meta tensors the general path runs.
     torch.func transforms may pass: they run torch's check on the real values, and on an
-    invalid class the general path poisons, as it would have.
+    invalid class the general path poisons, as it would have. Only a 2-d input passes: the
+    case whose torch checks (any target but (N,) refused) were compared with lossreg's.
     """
     return (weight is None and type(input) is Tensor and type(target) is Tensor and type(ignore_index) is int
             and target.dtype is _INT64 and input.dtype in _FAST and input.is_cpu and target.is_cpu
@@ -169,7 +170,7 @@ def nll_loss(input: Any, target: Any, /, *, weight: Any = None, ignore_index: in
     if _common(input, target, weight, ignore_index):
         try:
             return _nn.nll_loss_nd(input, target, None, _ENUM[reduction], ignore_index)
-        except Exception:
+        except Exception:  # torch refused: the general path decides (see _common)
             pass
     args = _class_args(input, target, weight, ignore_index, reduction)
     if args is None:
@@ -190,10 +191,12 @@ def nll_loss(input: Any, target: Any, /, *, weight: Any = None, ignore_index: in
 
 def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_index: int = -100,
                   reduction: str = "mean", label_smoothing: float = 0.0) -> Any:
-    if type(label_smoothing) is float and 0.0 <= label_smoothing <= 1.0 and _common(input, target, weight, ignore_index):
+    # The range is tested here: torch refuses label_smoothing > 1 but takes negative and NaN values.
+    if (type(label_smoothing) is float and 0.0 <= label_smoothing <= 1.0
+            and _common(input, target, weight, ignore_index)):
         try:
             return _nn.cross_entropy_loss(input, target, None, _ENUM[reduction], ignore_index, label_smoothing)
-        except Exception:
+        except Exception:  # torch refused: the general path decides (see _common)
             pass
     if type(label_smoothing) not in (int, float) or not 0.0 <= label_smoothing <= 1.0:
         return NotImplemented
