@@ -30,11 +30,39 @@ from .. import toolkit
 from .torch_common import _ENUM, _FLOAT, _INDEX, _class_args, _poison
 
 Tensor = torch.Tensor
-_nn = torch._C._nn
+# Typed Any: its stubs say str for the reduction, which the ATen operators take as an int.
+_nn: Any = torch._C._nn
 # torch.nn.functional's own Python preamble (argument checks, broadcast_tensors) costs several µs
 # per call; these kernels check their arguments themselves, so they call the ATen operators
 # directly, except for Tensor subclasses, which may override them through __torch_function__.
 _HALF = frozenset((torch.float16, torch.bfloat16))
+# For _common: bound once, so that a call pays no module lookups.
+_FAST = frozenset((torch.float32, torch.float64))
+_INT64 = torch.int64
+# False in eager code, folded to True by Dynamo (torch.compiler.is_compiling also calls
+# torch.jit.is_scripting: twice the cost). Non-strict export and make_fx trace fake tensors,
+# which the fast path's ``type(...) is Tensor`` already turns away.
+_dynamo_compiling = torch.compiler.is_dynamo_compiling
+_mode = toolkit._check_mode  # the value-check setting, read as toolkit.reads_values reads it
+
+
+def _common(input: Any, target: Any, weight: Any, ignore_index: Any) -> bool:
+    """The common call of an index-target loss, told from Python facts and tensor attributes alone.
+
+    Two plain CPU tensors, (N, C) float32/float64 input and int64 classes, no weight, eager code,
+    values readable (not "poison"): nothing is read or computed here, since torch's own checks
+    then are lossreg's. A class out of range, a target that is not (N,), an unknown reduction
+    make torch raise, and the caller's general path decides (it takes (N, 1) labels, and
+    declines the rest so that the portable path raises lossreg's error). Under Dynamo (which
+    folds ``_dynamo_compiling()`` to True) and on fake or meta tensors the general path runs.
+    torch.func transforms may pass: they run torch's check on the real values, and on an
+    invalid class the general path poisons, as it would have. Only a 2-d input passes: the
+    case whose torch checks (any target but (N,) refused) were compared with lossreg's.
+    """
+    return (weight is None and type(input) is Tensor and type(target) is Tensor and type(ignore_index) is int
+            and target.dtype is _INT64 and input.dtype in _FAST and input.is_cpu and target.is_cpu
+            and input.ndim == 2 and not _dynamo_compiling()
+            and (_mode.get() if _mode.active else _mode.default) != "poison")
 
 
 def _pair(input: Any, target: Any, reduction: Any) -> bool:
@@ -139,6 +167,11 @@ def binary_cross_entropy_with_logits(input: Any, target: Any, /, *, weight: Any 
 
 def nll_loss(input: Any, target: Any, /, *, weight: Any = None, ignore_index: int = -100,
              reduction: str = "mean") -> Any:
+    if _common(input, target, weight, ignore_index):
+        try:
+            return _nn.nll_loss_nd(input, target, None, _ENUM[reduction], ignore_index)
+        except Exception:  # torch refused: the general path decides (see _common)
+            pass
     args = _class_args(input, target, weight, ignore_index, reduction)
     if args is None:
         return NotImplemented
@@ -158,6 +191,13 @@ def nll_loss(input: Any, target: Any, /, *, weight: Any = None, ignore_index: in
 
 def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_index: int = -100,
                   reduction: str = "mean", label_smoothing: float = 0.0) -> Any:
+    # The range is tested here: torch refuses label_smoothing > 1 but takes negative and NaN values.
+    if (type(label_smoothing) is float and 0.0 <= label_smoothing <= 1.0
+            and _common(input, target, weight, ignore_index)):
+        try:
+            return _nn.cross_entropy_loss(input, target, None, _ENUM[reduction], ignore_index, label_smoothing)
+        except Exception:  # torch refused: the general path decides (see _common)
+            pass
     if type(label_smoothing) not in (int, float) or not 0.0 <= label_smoothing <= 1.0:
         return NotImplemented
     bad = None
@@ -269,7 +309,7 @@ def _triton() -> Any:
     share their checks through ``torch_common``, so neither imports the other at import time.
     """
     if not _TRITON:
-        found = None
+        found: Any = None
         if torch.cuda.is_available():
             try:
                 from .triton_ce import cross_entropy_index as found
