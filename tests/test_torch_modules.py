@@ -77,12 +77,6 @@ def _torch_nn(name: str, options: dict) -> Callable[..., torch.Tensor]:
 
 
 CONFIGURED = [(name, {}) for name in BUILTIN] + [(name, OPTIONS[name]) for name in BUILTIN if name in OPTIONS]
-# torch 2.13's nn.LinearCrossEntropyLoss(in_features, num_classes, ...) owns its Linear layer;
-# lossreg's takes the weight as an input (F.linear_cross_entropy's form). Not reconciled yet.
-DIFFERENT_MODULE = {"linear_cross_entropy": "torch.nn.LinearCrossEntropyLoss owns its Linear (in_features, "
-                                            "num_classes); lossreg's takes hidden, weight, target as inputs"}
-CONFIGURED = [pytest.param(n, o, id=f"{n}-{bool(o)}", marks=[pytest.mark.xfail(reason=DIFFERENT_MODULE[n], strict=True)]
-                           if n in DIFFERENT_MODULE else []) for n, o in CONFIGURED]
 
 
 @pytest.mark.parametrize(("name", "options"), CONFIGURED)
