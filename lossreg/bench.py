@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .timing import SIZES, cpu as _cpu, load as _load, measure as _measure, us as _us, versions as _versions
+from .timing import SIZES, cpu as _cpu, load as _load, measure as _measure, report, us as _us, versions as _versions
 
 LOSSES = ("mse", "l1", "cross_entropy", "bce")
 PEER_MODES = ("jit forward", "jit forward+grad", "eager forward", "eager forward+grad")
@@ -166,24 +166,16 @@ def _line(r: Row) -> str:
 
 
 def markdown(rows: Sequence[Row], context: dict[str, Any]) -> str:
-    lines = ["# lossreg CPU benchmark", "",
-             f"Command: `{context['command']}`  ", f"Date: {context['date']}  ",
-             f"CPU: {context['cpu']} ({context['cores']} cores, torch threads {context['torch_threads']}); "
-             f"load average at start {context['load_start']}, at end {context['load_end']}  ",
-             "Versions: " + ", ".join(f"{k} {v}" for k, v in context["versions"].items()), "",
-             "Median time per call; ratio = lossreg / native on the same arrays, sampled interleaved. "
-             "`lossreg` is the default path (kernels on: lossreg/kernels/torch.py on torch tensors, "
-             "lossreg/kernels/numpy.py on NumPy arrays); "
-             "`portable` is the same call with `use_kernels(False)`. "
-             "Native: torch.nn.functional (torch tensors), torch on one thread (NumPy arrays).", "",
-             "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
-    missed = [r for r in rows if r.met is False]
-    lines += ["", f"Targets met: {sum(r.met is True for r in rows)} of {sum(r.met is not None for r in rows)}."]
-    if missed:
-        lines.append("Missed: " + "; ".join(f"{r.library} {r.loss} {r.size} {r.mode} {r.kernel_ratio:.2f}× "
-                                            f"(target {r.target}×)" for r in missed) + ".")
-    return "\n".join(lines) + "\n"
+    return report(
+        "lossreg CPU benchmark", context,
+        f"{context['cpu']} ({context['cores']} cores, torch threads {context['torch_threads']})",
+        "Median time per call; ratio = lossreg / native on the same arrays, sampled interleaved. "
+        "`lossreg` is the default path (kernels on: lossreg/kernels/torch.py on torch tensors, "
+        "lossreg/kernels/numpy.py on NumPy arrays); "
+        "`portable` is the same call with `use_kernels(False)`. "
+        "Native: torch.nn.functional (torch tensors), torch on one thread (NumPy arrays).",
+        HEADER, rows, _cells,
+        lambda r: f"{r.library} {r.loss} {r.size} {r.mode} {r.kernel_ratio:.2f}× (target {r.target}×)")
 
 
 def main(argv: Sequence[str] | None = None, *, command: str | None = None) -> int:

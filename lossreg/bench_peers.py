@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .timing import SIZES, measure as _measure, us as _us
+from .timing import SIZES, measure as _measure, report, us as _us
 
 MODES = ("jit forward", "jit forward+grad", "eager forward", "eager forward+grad")
 # Targets of issue 13, for lossreg / optax: (mode, size or None for every size) -> ratio.
@@ -229,23 +229,14 @@ def _cells(r: PeerRow) -> tuple[str, ...]:
 
 
 def markdown(rows: Sequence[PeerRow], context: dict[str, Any]) -> str:
-    lines = ["# lossreg on JAX against optax and Keras", "",
-             f"Command: `{context['command']}`  ", f"Date: {context['date']}  ",
-             f"CPU: {context['cpu']} ({context['cores']} cores); load average at start {context['load_start']}, "
-             f"at end {context['load_end']}  ",
-             "Versions: " + ", ".join(f"{k} {v}" for k, v in context["versions"].items()), "",
-             "float32 on the CPU. Median time per call; ratio = lossreg / peer on the same arrays, sampled "
-             "interleaved. Peers compute the same formula: optax's (Keras's) per-example values reduced by "
-             "`.mean()`. `forward+grad` is `jax.value_and_grad` with respect to the first input. "
-             "Targets (issue 13) apply to the optax ratio.", "",
-             "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
-    missed = [r for r in rows if r.met is False]
-    lines += ["", f"Targets met: {sum(r.met is True for r in rows)} of {sum(r.met is not None for r in rows)}."]
-    if missed:
-        lines.append("Missed: " + "; ".join(f"{r.call} {r.size} {r.mode} {r.optax_ratio:.2f}× (target {r.target}×)"
-                                            for r in missed) + ".")
-    return "\n".join(lines) + "\n"
+    return report(
+        "lossreg on JAX against optax and Keras", context, f"{context['cpu']} ({context['cores']} cores)",
+        "float32 on the CPU. Median time per call; ratio = lossreg / peer on the same arrays, sampled "
+        "interleaved. Peers compute the same formula: optax's (Keras's) per-example values reduced by "
+        "`.mean()`. `forward+grad` is `jax.value_and_grad` with respect to the first input. "
+        "Targets (issue 13) apply to the optax ratio.",
+        HEADER, rows, _cells,
+        lambda r: f"{r.call} {r.size} {r.mode} {r.optax_ratio:.2f}× (target {r.target}×)")
 
 
 def versions() -> dict[str, str]:

@@ -7,7 +7,7 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from typing import Any
 
@@ -76,3 +76,21 @@ def load() -> str:
 
 def us(t: float) -> str:
     return f"{t:,.1f}" if t < 1000 else f"{t:,.0f}"
+
+
+def report(title: str, context: dict[str, Any], cpu_line: str, intro: str, header: Sequence[str],
+           rows: Sequence[Any], cells: Callable[[Any], Sequence[str]], missed: Callable[[Any], str]) -> str:
+    """A benchmark's Markdown report: its context, one table row per result, and the targets.
+
+    ``rows`` have ``met`` (True, False, or None where no target applies); ``cells`` gives a row's
+    table cells and ``missed`` how a missed row is named in the closing line.
+    """
+    lines = [f"# {title}", "", f"Command: `{context['command']}`  ", f"Date: {context['date']}  ",
+             f"CPU: {cpu_line}; load average at start {context['load_start']}, at end {context['load_end']}  ",
+             "Versions: " + ", ".join(f"{k} {v}" for k, v in context["versions"].items()), "", intro, "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cells(r)) + " |" for r in rows]
+    lines += ["", f"Targets met: {sum(r.met is True for r in rows)} of {sum(r.met is not None for r in rows)}."]
+    if any(r.met is False for r in rows):
+        lines.append("Missed: " + "; ".join(missed(r) for r in rows if r.met is False) + ".")
+    return "\n".join(lines) + "\n"
