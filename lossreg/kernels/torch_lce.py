@@ -29,8 +29,9 @@ import os
 from typing import Any, NamedTuple
 
 import torch
+from array_api_compat import array_namespace
 
-from ..chunked import MIN_TOKENS, prepare_inputs
+from ..chunked import MIN_TOKENS, prepare_inputs, reduce_tokens, token_weights
 
 Tensor = torch.Tensor
 _HALF = (torch.float16, torch.bfloat16)
@@ -221,23 +222,11 @@ def _sweep(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, meta:
 
 def _base_coef(act: Tensor, reduction: str, dtype: torch.dtype) -> Tensor:
     """d result / d loss_n: 1 for active tokens ("sum", "none"), 1/count ("mean"), else 0."""
-    c = act.to(dtype)
-    if reduction == "mean":
-        count = c.sum()
-        c = c / torch.where(count > 0, count, 1.0)
-    return c
+    return token_weights(array_namespace(act), act, reduction, dtype)
 
 
 def _reduce(losses: Tensor, act: Tensor, bad: Tensor | None, meta: _Meta) -> Tensor:
-    if bad is not None:
-        losses = torch.where(bad, torch.nan, losses)
-    if meta.reduction == "none":
-        out = losses.reshape(meta.shape)
-    elif meta.reduction == "sum":
-        out = losses.sum()
-    else:  # every target ignored: 0 / 0 = NaN, as torch
-        out = losses.sum() / act.sum()
-    return out.to(meta.dtype)
+    return reduce_tokens(array_namespace(losses), losses, act, bad, meta.reduction, meta.shape, meta.dtype, losses.dtype)
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
