@@ -24,7 +24,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ..chunked import WEIGHT_GRAD_ELEMENTS, chunk_loss, prepare_inputs, reduce_tokens, token_weights
+from .. import chunked
+from ..chunked import chunk_loss, prepare_inputs, reduce_tokens, token_weights
 
 
 class _Meta(NamedTuple):
@@ -37,6 +38,7 @@ class _Meta(NamedTuple):
     zl: float
     cap: float | None
     recompute: bool = False
+    weight_rows: int = 1  # rows of the weight gradient per block (chunked.WEIGHT_GRAD_ELEMENTS // D)
 
 
 def _padded(x: Any, step: int, fill: Any) -> Any:
@@ -49,26 +51,30 @@ def _padded(x: Any, step: int, fill: Any) -> Any:
     return x.reshape(k, step, *x.shape[1:])
 
 
-def _add_weight_grad(xp: Any, d_weight: Any, start: int, g: Any, h: Any) -> Any:
-    """``d_weight[start : start + B'] += gᵀ h`` by blocks of rows in a ``fori_loop``, written in
-    place into the accumulator: the blocks of a Python loop (``chunked.add_weight_grad``) would be
-    scheduled side by side by XLA, and one product would be a temporary of the weight's size."""
-    d = h.shape[1]
-    width = g.shape[1]
-    rows = min(width, max(1, WEIGHT_GRAD_ELEMENTS // max(d, 1)))
-    full = width // rows
+def _weight_grad_adder(rows: int) -> Any:
+    """``add(xp, d_weight, start, g, h)``: ``d_weight[start : start + B'] += gᵀ h`` by blocks of
+    ``rows`` in a ``fori_loop``, written in place into the accumulator. The blocks of a Python loop
+    (``chunked.add_weight_grad``) would be scheduled side by side by XLA, and one product of the
+    whole chunk would be a temporary of the weight's size."""
 
-    def block(i: Any, acc: Any) -> Any:
-        j = i * rows
-        part = lax.dynamic_slice_in_dim(g, j, rows, axis=1).T @ h
-        return lax.dynamic_update_slice_in_dim(acc, lax.dynamic_slice_in_dim(acc, start + j, rows) + part, start + j, 0)
+    def add(xp: Any, d_weight: Any, start: int, g: Any, h: Any) -> Any:
+        width = g.shape[1]
+        step = min(rows, width)
+        full = width // step
 
-    d_weight = block(0, d_weight) if full == 1 else lax.fori_loop(0, full, block, d_weight)
-    if full * rows < width:
-        j = start + full * rows
-        part = g[:, full * rows:].T @ h
-        d_weight = lax.dynamic_update_slice_in_dim(d_weight, d_weight[j:start + width] + part, j, 0)
-    return d_weight
+        def block(i: Any, acc: Any) -> Any:
+            j = start + i * step
+            part = lax.dynamic_slice_in_dim(g, i * step, step, axis=1).T @ h
+            return lax.dynamic_update_slice_in_dim(acc, lax.dynamic_slice_in_dim(acc, j, step) + part, j, 0)
+
+        d_weight = block(0, d_weight) if full == 1 else lax.fori_loop(0, full, block, d_weight)
+        if full * step < width:  # the last, shorter block
+            j = start + full * step
+            part = g[:, full * step:].T @ h
+            d_weight = lax.dynamic_update_slice_in_dim(d_weight, d_weight[j:start + width] + part, j, 0)
+        return d_weight
+
+    return add
 
 
 def _scan(meta: _Meta, h: Any, w: Any, b: Any, t: Any, act: Any, bad: Any, coef: Any,
@@ -95,7 +101,7 @@ def _scan(meta: _Meta, h: Any, w: Any, b: Any, t: Any, act: Any, bad: Any, coef:
         d_w, d_b = carry if grads else (None, None)
         losses, l_out, dh, d_w, d_b = chunk_loss(jnp, x["h"], w, b, x["t"], x["act"], x.get("coef"), lse=x.get("lse"),
                                                  grads=grads, d_weight=d_w, d_bias=d_b,
-                                                 add_weight=_add_weight_grad, **opts)
+                                                 add_weight=_weight_grad_adder(meta.weight_rows), **opts)
         if losses is None:
             losses = jnp.zeros(x["h"].shape[:1], meta.work)
         if not grads:
@@ -159,7 +165,8 @@ def linear_cross_entropy(hidden: Any, weight: Any, target: Any, /, *, bias: Any 
     inp = prepare_inputs("linear_cross_entropy", hidden, weight, target, bias, ignore_index, reduction,
                          label_smoothing, z_loss, softcap, chunk_size)
     meta = _Meta(reduction, inp.shape, inp.dtype, inp.work, (inp.chunks.tokens, inp.chunks.vocab), float(label_smoothing),
-                 float(z_loss), None if softcap is None else float(softcap), bool(recompute))
+                 float(z_loss), None if softcap is None else float(softcap), bool(recompute),
+                 max(1, chunked.WEIGHT_GRAD_ELEMENTS // max(inp.hidden.shape[1], 1)))
     return _lce_compiled(meta, inp.hidden, inp.weight, inp.bias, inp.target, inp.active, inp.bad)
 
 
