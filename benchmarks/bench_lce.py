@@ -17,8 +17,13 @@ the live tensors. "extra" is that peak minus the baseline; the gradients themsel
 d_weight, which both paths must return) are listed apart, and "beyond grads" subtracts them.
 
 JAX (CPU, float32): ``jax.jit(jax.value_and_grad(...))`` of the unfused definition
-(``logits = h @ W.T``, log-softmax, pick) against lossreg (the custom_vjp kernel); temporary
-memory from ``compiled.memory_analysis().temp_size_in_bytes``, time interleaved as above.
+(``logits = h @ W.T``, log-softmax, pick: optax's integer-label cross-entropy) against lossreg
+(the custom_vjp kernel), the targets an argument of the compiled program as in a training step;
+temporary memory from ``compiled.memory_analysis().temp_size_in_bytes`` (the gradients are
+outputs, not temporaries), time interleaved as above; bfloat16 inputs compiled for their memory.
+
+NumPy: the portable ``lossreg.linear_cross_entropy_value_and_grad`` once, in a fresh process:
+peak of the live arrays (NumPy reports them to tracemalloc) and of the resident set.
 """
 
 from __future__ import annotations
