@@ -2,8 +2,11 @@
 
 The portable definition, traced by ``jax.grad``, would keep every chunk's logits for the backward
 pass (a Python loop unrolls into one program holding them all). Here the chunks are the steps of
-one ``lax.scan``, each running the portable chunk (``lossreg.losses.fused.chunk_loss``, written
-once in array-API terms, with ``jax.numpy`` as its namespace), and the gradient is a custom VJP:
+one ``lax.scan``, each running the portable chunk (``lossreg.chunked.chunk_loss``, written
+once in array-API terms, with ``jax.numpy`` as its namespace), and the gradient is a custom VJP.
+The weight and bias gradients are the scan's carry, which XLA keeps in the output's buffer; each
+chunk adds its ``Gᵀ h`` into it by blocks of rows in a ``fori_loop`` (made whole, that product
+would be a V×D temporary: 1/8 of the logits at D/N = 1/8). Two splits of the work:
 
 - "mean" and "sum": the forward pass of ``jax.grad`` computes the gradients of hidden, weight and
   bias along with the loss (Liger-Kernel's split; the logits are made once) and the backward
