@@ -87,15 +87,16 @@ def test_torch_autograd_function_matches_torch(lead: tuple[int, ...], v: int, ch
     _close([value.detach(), h.grad, w.grad, b.grad], [want, *want_grads])
 
 
-def test_torch_tensors_dispatch_to_the_autograd_function():
+def test_torch_tensors_dispatch_to_the_custom_operator():
+    """Autograd records one node, the ``lossreg::linear_cross_entropy`` operator's formula."""
     ex = _example((5,), 7, "dispatch")
     h = torch.tensor(ex["hidden"], requires_grad=True)
+    node = "GeneratedBackwardFor_lossreg_linear_cross_entropy_default"
     value = lossreg.linear_cross_entropy(h, torch.tensor(ex["weight"]), torch.tensor(ex["target"]))
-    assert type(value.grad_fn).__name__ == "_LinearCrossEntropyBackward"
+    assert type(value.grad_fn).__name__.startswith(node)
     with lossreg.use_kernels(False):  # the portable definition, differentiated by autograd op by op
-        assert type(lossreg.linear_cross_entropy(h, torch.tensor(ex["weight"]),
-                                                 torch.tensor(ex["target"])).grad_fn).__name__ != \
-            "_LinearCrossEntropyBackward"
+        portable = lossreg.linear_cross_entropy(h, torch.tensor(ex["weight"]), torch.tensor(ex["target"]))
+        assert not type(portable.grad_fn).__name__.startswith(node)
 
 
 @pytest.mark.parametrize(("lead", "v", "chunks", "options"), CASES[::5], ids=IDS[::5])
