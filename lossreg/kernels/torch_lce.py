@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from ..chunked import MIN_TOKENS, plan_chunks, prepare_inputs
+from ..errors import UnsupportedError
 
 Tensor = torch.Tensor
 _HALF = (torch.float16, torch.bfloat16)
@@ -317,6 +318,9 @@ def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: _Outputs) -> None:
     _, lse, d_h, d_w, d_b = output
     ctx.mark_non_differentiable(lse, d_h, d_w, d_b)
     ctx.early, ctx.used, ctx.reduction, ctx.opts = early, False, reduction, tuple(opts)
+    # Eager autograd tracks the inputs (torch.func's levels are told apart in _refuse_second_order).
+    ctx.tracked = not torch._C._are_functorch_transforms_active() and \
+        any(x is not None and x.requires_grad for x in (h, w, b))
     ctx.dtypes = (h.dtype, w.dtype, None if b is None else b.dtype)
     if early:
         ctx.save_for_backward(d_h, d_w, None if b is None else d_b, bad)
@@ -326,8 +330,10 @@ def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: _Outputs) -> None:
 
 def _backward(ctx: Any, grad: Tensor, *unused: Any) -> tuple[Tensor | None, ...]:
     """Gradients of hidden, weight and bias (the other inputs: None)."""
+    saved = ctx.saved_tensors
+    _refuse_second_order(ctx.tracked, grad, *saved)
     if ctx.early:
-        d_h, d_w, d_b, bad = ctx.saved_tensors
+        d_h, d_w, d_b, bad = saved
         if _plain(grad, d_h, d_w):
             # Eager: scaled in place, as a copy would hold the gradients twice (d_weight is V×D).
             if ctx.used:
@@ -342,14 +348,39 @@ def _backward(ctx: Any, grad: Tensor, *unused: Any) -> tuple[Tensor | None, ...]
         dh_t, dw_t, db_t = ctx.dtypes
         d_h, d_w, d_b = d_h.to(dh_t), d_w.to(dw_t), None if d_b is None else d_b.to(db_t)
     else:
-        h, w, b, t, act, bad, lse = ctx.saved_tensors
+        h, w, b, t, act, bad, lse = saved
         g = grad.reshape(-1) if ctx.reduction == "none" else grad
         coef = _base_coef(act, ctx.reduction, lse.dtype) * g.to(lse.dtype)
-        d_h, d_w, d_b = torch.ops.lossreg.linear_cross_entropy_backward(h, w, b, t, act, coef, lse, *ctx.opts)
+        # Detached: torch.func's grad levels would otherwise ask the operator for a formula of its own.
+        d_h, d_w, d_b = torch.ops.lossreg.linear_cross_entropy_backward(
+            *(None if x is None else x.detach() for x in (h, w, b, t, act, coef, lse)), *ctx.opts)
         d_b = None if b is None else d_b
     if bad is not None:  # invalid targets were poisoned in the value: so are the gradients
         d_h = torch.where(bad.unsqueeze(1), torch.nan, d_h)
     return (d_h, d_w, d_b) + (None,) * 10
+
+
+def _refuse_second_order(tracked: bool, *tensors: Tensor | None) -> None:
+    """The formula is not differentiable itself (the gradients are made by the operators, outside
+    autograd): differentiating it again would silently give zero, so it raises instead."""
+    if torch._C._are_functorch_transforms_active():  # one grad transform is this backward's own; two: nested
+        again = any(_grad_layers(x) > 1 for x in tensors if x is not None)
+    else:  # eager backward(create_graph=True); traced backward passes (fake tensors) are first-order
+        again = tracked and torch.is_grad_enabled() and all(x is None or type(x) is Tensor for x in tensors)
+    if again:
+        raise UnsupportedError("linear_cross_entropy: the torch kernel gives first derivatives only (no "
+                               "create_graph=True, hessian or nested grad); lossreg.use_kernels(False) "
+                               "differentiates the portable definition to any order")
+
+
+def _grad_layers(x: Tensor) -> int:
+    """How many torch.func grad transforms track ``x`` (vmap's batching layers not counted)."""
+    f = torch._C._functorch
+    layers = 0
+    while f.is_functorch_wrapped_tensor(x):
+        layers += f.is_gradtrackingtensor(x)
+        x = f.get_unwrapped(x)
+    return layers
 
 
 def _plain(*tensors: Tensor) -> bool:
