@@ -401,11 +401,11 @@ class _UnderTransforms(torch.autograd.Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(*args: Any) -> Any:  # type: ignore[override]
+    def forward(*args: Any) -> Any:
         return torch.ops.lossreg.linear_cross_entropy(*args)
 
     setup_context = staticmethod(_setup_context)
-    backward = staticmethod(_backward)  # type: ignore[assignment]
+    backward = staticmethod(_backward)
 
 
 def _one_at_a_time(op: Any) -> Callable[..., Any]:
