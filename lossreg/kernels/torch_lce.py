@@ -317,6 +317,7 @@ def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: _Outputs) -> None:
     h, w, b, t, act, bad, reduction, *opts, early = inputs
     _, lse, d_h, d_w, d_b = output
     ctx.mark_non_differentiable(lse, d_h, d_w, d_b)
+    ctx.set_materialize_grads(False)  # else autograd passes zeros of d_weight's size for the extra outputs
     ctx.early, ctx.used, ctx.reduction, ctx.opts = early, False, reduction, tuple(opts)
     # Eager autograd tracks the inputs (torch.func's levels are told apart in _refuse_second_order).
     ctx.tracked = not torch._C._are_functorch_transforms_active() and \
@@ -328,9 +329,11 @@ def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: _Outputs) -> None:
         ctx.save_for_backward(h, w, b, t, act, bad, lse)
 
 
-def _backward(ctx: Any, grad: Tensor, *unused: Any) -> tuple[Tensor | None, ...]:
+def _backward(ctx: Any, grad: Tensor | None, *unused: Any) -> tuple[Tensor | None, ...]:
     """Gradients of hidden, weight and bias (the other inputs: None)."""
     saved = ctx.saved_tensors
+    if grad is None:  # the result was not used
+        return (None,) * 13
     _refuse_second_order(ctx.tracked, grad, *saved)
     if ctx.early:
         d_h, d_w, d_b, bad = saved
