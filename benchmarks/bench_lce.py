@@ -162,11 +162,25 @@ def _compiled_variants(names: tuple[str, ...] | None = None) -> dict[str, Callab
     return {k: make() for k, make in made.items() if names is None or k in names}
 
 
+def _trim() -> None:
+    """Hand the C allocator's free memory back to the system (glibc), so that the baseline read after a
+    full-size warm-up does not include the warm-up's freed blocks, which the measured step would reuse."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name:
+        libc = ctypes.CDLL(name)
+        if hasattr(libc, "malloc_trim"):
+            libc.malloc_trim(0)
+
+
 def compiled_memory_child(variant: str, size: str) -> None:
     """In a fresh process: the peak resident memory of one compiled forward+backward above the inputs.
 
     The step is compiled and run once at the measured shape first (compilation, its caches and
-    torch's threads are outside the count), then the gradients are dropped and the baseline read."""
+    torch's threads are outside the count), then the gradients are dropped, the allocator's free
+    memory returned (:func:`_trim`) and the baseline read."""
     import torch
 
     n, d, v = SIZES[size]
@@ -174,6 +188,7 @@ def compiled_memory_child(variant: str, size: str) -> None:
     h, w, t = _torch_inputs(n, d, v)
     _step(f, h, w, t)
     h.grad = w.grad = None
+    _trim()
     base = _rss()
     peak = [base]
     done = threading.Event()
