@@ -1,4 +1,4 @@
-"""torch kernel of linear_cross_entropy: a ``torch.autograd.Function`` that never holds the logits.
+"""torch kernel of linear_cross_entropy: two custom operators that never hold the logits.
 
 The arguments are checked by the portable preamble (``lossreg.losses.fused.prepare_inputs``: the
 same errors, the same chunking). Then, per chunk of tokens, the logits are made by one ``addmm``
@@ -15,6 +15,17 @@ dropped. Two ways to split the work between forward and backward, both here, mea
   per-token log-sum-exp; the backward pass makes each chunk's logits again. Four matmuls, but the
   gradients are not held between the passes and the incoming gradient may differ per token: used
   for "none", and with ``recompute=True`` for "mean" and "sum".
+
+The chunked work runs inside two ``torch.library.custom_op`` operators,
+``lossreg::linear_cross_entropy`` (the loss, and the forward-time gradients) and
+``lossreg::linear_cross_entropy_backward`` (the recomputing backward), with fake (shape-only),
+autograd and vmap registrations. torch.compile sees each as one opaque call, so the loop over
+chunks, which depends on N, is never traced: under ``dynamic=True`` one graph serves every batch
+size, and a compiled training step holds no N×V array. torch.func's ``grad``, ``vjp`` and
+``functional_call`` use the same operators (through an ``autograd.Function`` with
+``setup_context``: torch 2.13's ``register_autograd`` lacks one, which torch.func requires);
+``vmap`` runs them once per problem of the batch. The gradient formula is not differentiable
+itself: a second derivative (``create_graph=True``, nested ``grad``) raises instead of giving zero.
 
 When no gradient is wanted, only the loss is computed. Half-precision inputs are computed in
 float32 on the CPU (each chunk of hidden states and the weight cast once per call); on CUDA the
