@@ -216,11 +216,13 @@ def binary_cross_entropy_with_logits(input: Any, target: Any, /, *, weight: Any 
     """
     name = "binary_cross_entropy_with_logits"
     xp, x, y, dtype, w = _weighted_pointwise(name, input, target, reduction, weight=weight, pos_weight=pos_weight)
-    # -log σ(x) = max(-x, 0) + log1p(exp(-|x|)) as toolkit.log_sigmoid computes it (where's for max
-    # and abs, so the gradient at 0 is σ(0) - 1 everywhere), -x made once and not negated twice.
+    # -log σ(x) = max(-x, 0) + log1p(exp(-|x|)), with -|x| = min(x, -x): maximum and minimum split
+    # a tie in halves on torch and JAX alike, so the gradient at 0 is σ(0) - 1 = -1/2 (abs would
+    # give JAX's +1 there). No where (toolkit.log_sigmoid has two): the slowest elementwise
+    # operation on torch's CPU, and a select that XLA does not fuse into the reduction.
     # -log(1 - σ(x)) = x - log σ(x).
-    nonnegative, minus_x = x >= 0, -x
-    positive = xp.where(nonnegative, 0.0, minus_x) + xp.log1p(xp.exp(xp.where(nonnegative, minus_x, x)))
+    minus_x = -x
+    positive = xp.maximum(minus_x, 0.0) + xp.log1p(xp.exp(xp.minimum(x, minus_x)))
     if "pos_weight" in w:
         positive = positive * ((w["pos_weight"] - 1) * y + 1)
     losses = (1 - y) * x + positive

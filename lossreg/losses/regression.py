@@ -45,10 +45,11 @@ def l1_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
     """
     xp, x, y, dtype = toolkit.pointwise_inputs("l1_loss", input, target, reduction)
     d = x - y
-    # |d| with torch's gradient sign(d): 0 at d = 0 (JAX's abs gives 1 there, hence the where;
-    # at d = 0 both branches are 0) and at NaN. Three passes over d where _abs takes six, and on
-    # torch its backward is abs's own (sign, product) plus the where's mask.
-    return toolkit.reduce(xp, xp.where(d != 0, xp.abs(d), 0.0), reduction, dtype)
+    # |d| with torch's gradient sign(d), 0 at d = 0 (JAX's abs gives 1 there: the mask, which has
+    # no gradient, makes it 0) and 0 at NaN on torch. Arithmetic, not where: a where is the
+    # slowest elementwise operation on torch's CPU, forward and backward, and XLA does not fuse
+    # a select into the reduction that follows.
+    return toolkit.reduce(xp, xp.abs(d) * xp.astype(d != 0, d.dtype), reduction, dtype)
 
 
 def _abs(xp: Any, d: Any) -> Any:
