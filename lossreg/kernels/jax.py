@@ -30,9 +30,14 @@ _TRACING_ERRORS = (jax.errors.ConcretizationTypeError, jax.errors.TracerBoolConv
                    jax.errors.TracerIntegerConversionError, jax.errors.TracerArrayConversionError)
 
 
-def compiled(loss: str) -> Callable[..., Any]:
-    """The kernel of ``loss``: its portable definition under ``jax.jit``, one program per static options."""
-    loss_spec = getattr(catalogue, loss).spec
+def compiled(loss: str | Callable[..., Any]) -> Callable[..., Any]:
+    """The kernel of ``loss``: its portable definition under ``jax.jit``, one program per static options.
+
+    ``loss`` is a catalogue name or a loss made with ``define_loss`` (a plugin's; see
+    :func:`lossreg.kernels.jax_jit`).
+    """
+    loss_spec = getattr(catalogue, loss).spec if isinstance(loss, str) else loss.spec  # type: ignore[attr-defined]
+    loss = loss_spec.name
     function, names = loss_spec.function, loss_spec.inputs
     programs: dict[tuple[tuple[str, Any], ...], Any] = {}
 
