@@ -30,15 +30,16 @@ _TRACING_ERRORS = (jax.errors.ConcretizationTypeError, jax.errors.TracerBoolConv
                    jax.errors.TracerIntegerConversionError, jax.errors.TracerArrayConversionError)
 
 
-def compiled(loss: str | Callable[..., Any]) -> Callable[..., Any]:
+def compiled(loss: str | Callable[..., Any], definition: Callable[..., Any] | None = None) -> Callable[..., Any]:
     """The kernel of ``loss``: its portable definition under ``jax.jit``, one program per static options.
 
     ``loss`` is a catalogue name or a loss made with ``define_loss`` (a plugin's; see
-    :func:`lossreg.kernels.jax_jit`).
+    :func:`lossreg.kernels.jax_jit`). ``definition``, when given, is compiled instead: a JAX
+    form of the loss with its signature (one that states a derivative, say).
     """
     loss_spec = getattr(catalogue, loss).spec if isinstance(loss, str) else loss.spec  # type: ignore[attr-defined]
     loss = loss_spec.name
-    function, names = loss_spec.function, loss_spec.inputs
+    function, names = definition or loss_spec.function, loss_spec.inputs
     programs: dict[tuple[tuple[str, Any], ...], Any] = {}
 
     def kernel(*arrays: Any, **options: Any) -> Any:
