@@ -38,7 +38,7 @@ def compiled(loss: str | Callable[..., Any], definition: Callable[..., Any] | No
     form of the loss with its signature (one that states a derivative, say).
     """
     loss_spec = getattr(catalogue, loss).spec if isinstance(loss, str) else loss.spec  # type: ignore[attr-defined]
-    loss = loss_spec.name
+    name: str = loss_spec.name
     function, names = definition or loss_spec.function, loss_spec.inputs
     programs: dict[tuple[tuple[str, Any], ...], Any] = {}
 
@@ -60,14 +60,14 @@ def compiled(loss: str | Callable[..., Any], definition: Callable[..., Any] | No
             program = programs[static] = jax.jit(run)
         if len(arrays) + len(traced) > 1:  # traced arrays report no device: check them here
             present: dict[str, Any] = {**dict(zip(names, arrays)), **traced}
-            toolkit.namespace(loss, **present)
+            toolkit.namespace(name, **present)
         try:
             return program(arrays, traced)
         except _TRACING_ERRORS:  # the portable code reads a value here: run it op by op
             return NotImplemented
 
-    kernel.__name__ = loss
-    kernel.__doc__ = f"{loss} under jax.jit (see lossreg.kernels.jax)."
+    kernel.__name__ = name
+    kernel.__doc__ = f"{name} under jax.jit (see lossreg.kernels.jax)."
     return kernel
 
 
