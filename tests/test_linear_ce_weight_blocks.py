@@ -81,3 +81,21 @@ def test_compiled_jax_gradient_holds_no_weight_sized_temporary():
     temp = compiled.memory_analysis().temp_size_in_bytes
     weight_bytes = v * d * 4  # 16 MiB; a chunk of logits is 2 MiB, a block of rows 4 MiB
     assert temp < weight_bytes * 3 // 4, (temp, weight_bytes)
+
+
+def test_jax_invalid_target_poisons_every_gradient_as_the_portable_form():
+    """JAX arrays are not read by the checks: a target outside [0, V) makes the value NaN, and the
+    gradients of hidden (its row), weight and bias NaN too, as the portable value_and_grad does."""
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)
+    h, w, b, t = _example(7, 11)
+    t[3] = 11  # one past the vocabulary
+    hj, wj, bj, tj = map(jax.numpy.asarray, (h, w, b, t))
+
+    def loss(h: object, w: object, b: object) -> object:
+        return lossreg.linear_cross_entropy(h, w, tj, bias=b, chunk_size=3)
+
+    value, (d_h, d_w, d_b) = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))(hj, wj, bj)
+    assert np.isnan(value)
+    assert np.isnan(d_h[3]).all() and not np.isnan(np.delete(np.asarray(d_h), 3, axis=0)).any()
+    assert np.isnan(d_w).all() and np.isnan(d_b).all()

@@ -119,6 +119,9 @@ def _scan(meta: _Meta, h: Any, w: Any, b: Any, t: Any, act: Any, bad: Any, coef:
     if not grads:
         return losses, l_out
     d_w, d_b = carry
+    if bad is not None:  # as the portable gradient: any invalid target poisons the weight's and bias's
+        anybad = jnp.any(bad)
+        d_w, d_b = jnp.where(anybad, jnp.nan, d_w), jnp.where(anybad, jnp.nan, d_b)
     return losses, l_out, out[2].reshape(-1, d)[:n], d_w, d_b
 
 
