@@ -68,7 +68,7 @@ def _huber(xp: Any, d: Any, delta: float) -> Any:
     if delta == math.inf:
         return 0.5 * d * d
     z = xp.abs(d)
-    q = xp.minimum(z, delta)
+    q = toolkit.minimum(xp, z, delta)
     return 0.5 * q * q + delta * (z - q)
 
 
