@@ -69,7 +69,7 @@ def _huber(xp: Any, d: Any, delta: float) -> Any:
         return 0.5 * d * d
     z = xp.abs(d)
     q = toolkit.minimum(xp, z, delta)
-    return 0.5 * q * q + delta * (z - q)
+    return 0.5 * (q * q) + delta * (z - q)
 
 
 @define_loss(
