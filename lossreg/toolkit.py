@@ -52,7 +52,7 @@ __all__ = [
     # dtypes and reductions
     "result_type", "compute_dtype", "as_dtype", "reduce", "reduce_classes", "take_class", "class_shape",
     # numerics
-    "log_softmax", "log_softmax_parts", "logsumexp", "log_sigmoid", "safe_log", "safe_pow",
+    "log_softmax", "log_softmax_parts", "logsumexp", "log_sigmoid", "safe_log", "safe_pow", "minimum",
     "REDUCTIONS", "OPTIONAL_ARRAYS", "CHECK_MODES",
 ]
 
@@ -410,6 +410,18 @@ def result_type(xp: Any, *arrays_and_dtypes: Any) -> Any:
 def compute_dtype(xp: Any, dtype: Any) -> Any:
     """The dtype to accumulate in: float32 for half-precision inputs, as torch does."""
     return xp.float32 if xp.finfo(dtype).bits < 32 else dtype
+
+
+def minimum(xp: Any, x: Any, bound: float) -> Any:
+    """``min(x, bound)`` elementwise for a Python number ``bound``; NaN propagates, gradient included.
+
+    Unlike ``clip`` (torch's ``clamp`` masks a NaN's gradient to 0) and ``where`` (a select, which
+    XLA's CPU reduction fusion does not take). On torch the bound is made a 0-d tensor here:
+    array-api-compat converts a number through ``result_type``, which ``torch.compile`` cannot trace.
+    """
+    if compat.is_torch_array(x):
+        return xp.minimum(x, x.new_full((), bound))
+    return xp.minimum(x, bound)
 
 
 def reduce(xp: Any, values: Any, reduction: str, dtype: Any = None) -> Any:

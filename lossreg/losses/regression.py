@@ -5,8 +5,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from array_api_compat import device
-
 from .. import toolkit
 from ..errors import LossValueError
 from ..registry import define_loss
@@ -69,15 +67,14 @@ def _huber(xp: Any, d: Any, delta: float) -> Any:
     Branch-free, so that XLA fuses it into the reduction that follows (a ``where`` is a select,
     which its CPU reduction fusion does not take, and the selected array is written out). Its
     gradient is torch's: ``d`` inside, ``±δ`` outside and at ``|d| = δ`` (``minimum`` splits a
-    tie in halves: ``δ/2 + δ/2``), 0 at 0, NaN at NaN (``minimum`` propagates it; ``clip`` would
-    not). δ = ∞ has no linear part (``∞ · 0`` would be NaN). δ goes in as a 0-d array: for a
-    Python scalar array-api-compat asks ``torch.result_type``, which torch.compile cannot trace.
+    tie in halves: ``δ/2 + δ/2``), 0 at 0, NaN at NaN (``minimum`` propagates it). δ = ∞ has no
+    linear part (``∞ · 0`` would be NaN).
     """
     if delta == math.inf:
         return 0.5 * d * d
     z = xp.abs(d)
-    q = xp.minimum(z, xp.asarray(delta, dtype=z.dtype, device=device(z)))
-    return 0.5 * q * q + delta * (z - q)
+    q = toolkit.minimum(xp, z, delta)
+    return 0.5 * (q * q) + delta * (z - q)
 
 
 @define_loss(
