@@ -1,4 +1,4 @@
-"""Every registered loss inside JAX's transforms: jit, grad, vmap, and arrays sharded over devices.
+"""Every loss (built-in, and those of the two plugin packages) inside JAX's transforms: jit, grad, vmap, sharding.
 
 A transformed loss must give the plain answer: ``jax.jit`` the eager value and gradient,
 ``jax.vmap`` (per-sample losses and per-sample gradients) the Python loop over the samples.
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from strategies import make_good
+from torch_examples import NAMES, differentiable, example, plugins_registered
 
 import lossreg
 
@@ -28,22 +28,35 @@ def float64():
     with jax.enable_x64(True):
         yield
 
+
+@pytest.fixture(scope="module", autouse=True)
+def _plugins():
+    """The losses of the two plugin packages under plugins/ are checked too, installed or not."""
+    with plugins_registered():
+        yield
+
 SAMPLES = 3
 
 
-def _problem(name: str, seed: int) -> tuple[list, tuple[int, ...]]:
-    """One loss call's arrays, and the positions of the differentiable floating ones."""
-    inputs = make_good(name, seed=seed).inputs
-    grads = tuple(i for i, (k, v) in enumerate(inputs.items())
-                  if k in lossreg.spec(name).differentiable and v.dtype.kind == "f")
-    return [jnp.asarray(v) for v in inputs.values()], grads
+def _problem(name: str, seed: int) -> tuple[list, tuple[int, ...], dict]:
+    """One loss call's arrays, the positions of the differentiable floating ones, and its options."""
+    inputs, options = example(name, seed=seed)
+    diff = differentiable(name, inputs)
+    grads = tuple(i for i, k in enumerate(inputs) if k in diff)
+    options = {k: jnp.asarray(v) if isinstance(v, np.ndarray) else v for k, v in options.items()}
+    return [jnp.asarray(v) for v in inputs.values()], grads, options
 
 
-@pytest.mark.parametrize("name", lossreg.names())
+@pytest.mark.parametrize("name", NAMES)
 def test_jit_grad_and_vmap_give_the_plain_answer(name: str) -> None:
-    loss = lossreg.get(name)
-    arrays, differentiable = _problem(name, 0)
-    value_and_grad = jax.value_and_grad(lambda *a: loss(*a), argnums=differentiable)
+    arrays, differentiable, options = _problem(name, 0)
+    loss = lossreg.get(name, **options)
+
+    def value_and_grad(*a):
+        """The loss (unreduced ones as they are) and the gradients of its sum."""
+        (_, value), grads = jax.value_and_grad(lambda *b: (jnp.sum(out := loss(*b)), out), argnums=differentiable,
+                                               has_aux=True)(*a)
+        return value, grads
 
     problems = [_problem(name, seed)[0] for seed in range(SAMPLES)]  # same shapes, other values
     stacked = [jnp.stack(column) for column in zip(*problems)]
