@@ -123,11 +123,27 @@ def _cross_entropy_probabilities(xp: Any, input: Any, target: Any, weight: Any, 
         t = t * (1.0 - label_smoothing) + label_smoothing / c
     if weight is not None:
         t = t * xp.reshape(toolkit.as_dtype(xp, weight, work), toolkit.class_shape(x))
-    _, shifted, log_sum = toolkit.log_softmax_parts(xp, x)
-    losses = xp.sum(t * (xp.expand_dims(log_sum, axis=1) - shifted), axis=1)
+    losses = xp.sum(t * _log_sum_minus_shifted(xp, x), axis=1)
     if unbatched:
         losses = losses[0]
     return toolkit.reduce(xp, losses, reduction, dtype)
+
+
+def _log_sum_minus_shifted(xp: Any, x: Any) -> Any:
+    """``-log softmax(x)`` along axis 1 of (N, C, ...) logits, as ``log Σ_k exp(x_k - m) - (x - m)``.
+
+    The parts of :func:`toolkit.log_softmax_parts`, with ``m = floor(max)``; but the exp-sum is
+    shifted by ``ceil(-max)``, which is exactly ``-m``. Written as one ``x - m`` for both uses, XLA
+    computes it once and writes it out in full (a pass over the logits more, the cost of
+    reading and writing (N, C)); as two different expressions of the same numbers each is fused
+    into its own reduction. Same values and gradient (floor and ceil have derivative 0).
+    """
+    if 0 in x.shape:  # no maximum of nothing
+        _, shifted, log_sum = toolkit.log_softmax_parts(xp, x)
+        return xp.expand_dims(log_sum, axis=1) - shifted
+    top = xp.clip(xp.max(x, axis=1, keepdims=True), min=float(xp.finfo(x.dtype).min))
+    log_sum = xp.log(xp.sum(xp.exp(x + xp.ceil(-top)), axis=1, keepdims=True))
+    return log_sum - (x - xp.floor(top))
 
 
 @define_loss(
