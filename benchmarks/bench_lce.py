@@ -25,8 +25,13 @@ above the inputs (gradients included), "beyond grads" subtracts d_hidden and d_w
     python benchmarks/bench_lce.py --compiled --no-jax --no-sweep --rounds 5 --out /tmp/lce_compiled
 
 JAX (CPU, float32): ``jax.jit(jax.value_and_grad(...))`` of the unfused definition
-(``logits = h @ W.T``, log-softmax, pick) against lossreg (the custom_vjp kernel); temporary
-memory from ``compiled.memory_analysis().temp_size_in_bytes``, time interleaved as above.
+(``logits = h @ W.T``, log-softmax, pick: optax's integer-label cross-entropy) against lossreg
+(the custom_vjp kernel), the targets an argument of the compiled program as in a training step;
+temporary memory from ``compiled.memory_analysis().temp_size_in_bytes`` (the gradients are
+outputs, not temporaries), time interleaved as above; bfloat16 inputs compiled for their memory.
+
+NumPy: the portable ``lossreg.linear_cross_entropy_value_and_grad`` once, in a fresh process:
+peak of the live arrays (NumPy reports them to tracemalloc) and of the resident set.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from typing import Any
 
 SIZES = {"full": (4096, 512, 32000), "small": (1024, 256, 8000)}
 CHUNKS = (64, 256, 512, 1024, (4096, 2048))  # tokens per chunk (whole vocabulary), or (tokens, vocab)
+JAX_CHUNKS = (64, 256, 512)  # the default is 128 at V=32000
 
 
 def _torch_inputs(n: int, d: int, v: int) -> tuple[Any, Any, Any]:
@@ -265,64 +271,142 @@ def bench_jax(size: str, rounds: int) -> list[dict[str, Any]]:
     import jax.numpy as jnp
 
     import lossreg
+    from lossreg.kernels import jax_lce
 
     n, d, v = SIZES[size]
     logits = n * v * 4
-    key = jax.random.PRNGKey(0)
-    h = jax.random.normal(key, (n, d), jnp.float32)
+    h = jax.random.normal(jax.random.PRNGKey(0), (n, d), jnp.float32)
     w = jax.random.normal(jax.random.PRNGKey(1), (v, d), jnp.float32) * d**-0.5
     t = jax.random.randint(jax.random.PRNGKey(2), (n,), 0, v)
 
-    def unfused(h: Any, w: Any) -> Any:
-        z = h @ w.T
+    def unfused(h: Any, w: Any, t: Any) -> Any:  # optax's softmax_cross_entropy_with_integer_labels, mean
+        z = (h @ w.T).astype(jnp.float32)
         logp = jax.nn.log_softmax(z, axis=-1)
         return -jnp.mean(jnp.take_along_axis(logp, t[:, None], axis=1))
 
-    def fused(h: Any, w: Any, chunk: Any = None) -> Any:
-        return lossreg.linear_cross_entropy(h, w, t, chunk_size=chunk)
+    def fused(chunk: Any = None, recompute: bool = False) -> Callable[..., Any]:
+        if recompute:  # the kernel's option for the benchmark; the public loss does not take it
+            return lambda h, w, t: jax_lce.linear_cross_entropy(h, w, t, chunk_size=chunk, recompute=True)
+        return lambda h, w, t: lossreg.linear_cross_entropy(h, w, t, chunk_size=chunk)
 
-    variants = {"jax unfused (jit)": unfused, "lossreg jax kernel": fused}
-    for c in (128, 512):
-        variants[f"lossreg jax chunk {c}"] = (lambda c: lambda h, w: fused(h, w, c))(c)
+    # The targets are an argument, as in a training step (closed over, XLA would fold what depends on them).
+    variants = {"jax unfused (jit)": unfused, "lossreg jax kernel (default)": fused()}
+    for c in JAX_CHUNKS:
+        variants[f"lossreg jax chunk {c}"] = fused(c)
+    variants["lossreg jax recomputed grads"] = fused(recompute=True)
     compiled, rows = {}, []
     for name, f in variants.items():
-        lowered = jax.jit(jax.value_and_grad(f, argnums=(0, 1))).lower(h, w)
-        compiled[name] = lowered.compile()
-        jax.block_until_ready(compiled[name](h, w))
+        compiled[name] = jax.jit(jax.value_and_grad(f, argnums=(0, 1))).lower(h, w, t).compile()
+        jax.block_until_ready(compiled[name](h, w, t))
     times: dict[str, list[float]] = {k: [] for k in variants}
     for r in range(rounds):
         for name, c in compiled.items():
             start = time.perf_counter()
-            jax.block_until_ready(c(h, w))
+            jax.block_until_ready(c(h, w, t))
             times[name].append(time.perf_counter() - start)
         print(f"jax round {r + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()), flush=True)
     for name, c in compiled.items():
         temp = c.memory_analysis().temp_size_in_bytes
         ratios = [a / b for a, b in zip(times[name], times["jax unfused (jit)"])]
-        rows.append({"variant": name, "median_s": statistics.median(times[name]),
+        rows.append({"variant": name, "dtype": "float32", "median_s": statistics.median(times[name]),
                      "time_ratio": statistics.median(ratios), "temp_bytes": temp, "logits_bytes": logits,
                      "temp_over_logits": temp / logits})
+        print(rows[-1], flush=True)
+    # bfloat16 inputs (float32 inside): compiled only, for the temporary memory (bfloat16 matmuls
+    # on a CPU time nothing useful). The logits would be bfloat16 too: half the float32 size.
+    hb, wb = h.astype(jnp.bfloat16), w.astype(jnp.bfloat16)
+    for name in ("jax unfused (jit)", "lossreg jax kernel (default)"):
+        c = jax.jit(jax.value_and_grad(variants[name], argnums=(0, 1))).lower(hb, wb, t).compile()
+        temp = c.memory_analysis().temp_size_in_bytes
+        rows.append({"variant": name, "dtype": "bfloat16", "median_s": None, "time_ratio": None, "temp_bytes": temp,
+                     "logits_bytes": logits // 2, "temp_over_logits": temp / (logits // 2)})
         print(rows[-1], flush=True)
     return rows
 
 
-def _markdown(torch_rows: list[dict[str, Any]], jax_rows: list[dict[str, Any]], context: dict[str, Any]) -> str:
+def numpy_memory_child(size: str) -> None:
+    """In a fresh process: time and peak memory of the portable ``linear_cross_entropy_value_and_grad``
+    on NumPy. NumPy reports its arrays to tracemalloc, so its peak is the live arrays' exactly;
+    the resident set (polled as for torch) adds what the allocator keeps."""
+    import tracemalloc
+
+    import numpy as np
+
+    import lossreg
+
+    n, d, v = SIZES[size]
+    rng = np.random.default_rng(0)
+    small = rng.standard_normal((64, d), dtype=np.float32), rng.standard_normal((256, d), dtype=np.float32)
+    lossreg.linear_cross_entropy_value_and_grad(*small, rng.integers(0, 256, 64))
+    h = rng.standard_normal((n, d), dtype=np.float32)
+    w = rng.standard_normal((v, d), dtype=np.float32) * np.float32(d**-0.5)
+    t = rng.integers(0, v, n)
+    base = _rss()
+    peak = [base]
+    done = threading.Event()
+
+    def sample() -> None:  # NumPy releases the GIL in its loops and BLAS calls
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss())
+            time.sleep(0.0005)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        lossreg.linear_cross_entropy_value_and_grad(h, w, t)
+    finally:
+        seconds = time.perf_counter() - start
+        traced = tracemalloc.get_traced_memory()[1]
+        done.set()
+        sampler.join()
+    print(json.dumps({"extra": peak[0] - base, "traced": traced, "grads": (h.size + w.size) * 4, "seconds": seconds}))
+
+
+def bench_numpy(size: str) -> list[dict[str, Any]]:
+    n, d, v = SIZES[size]
+    logits = n * v * 4
+    out = subprocess.run([sys.executable, __file__, "--numpy-memory-child", "--size", size],
+                         capture_output=True, text=True, check=True)
+    mem = json.loads(out.stdout.strip().splitlines()[-1])
+    row = {"variant": "numpy, portable linear_cross_entropy_value_and_grad (default chunks)", "median_s": mem["seconds"],
+           "traced_bytes": mem["traced"], "extra_bytes": mem["extra"], "grads_bytes": mem["grads"],
+           "logits_bytes": logits, "traced_over_logits": mem["traced"] / logits,
+           "traced_beyond_grads_over_logits": (mem["traced"] - mem["grads"]) / logits,
+           "extra_over_logits": mem["extra"] / logits}
+    print(row, flush=True)
+    return [row]
+
+
+def _markdown(torch_rows: list[dict[str, Any]], jax_rows: list[dict[str, Any]], context: dict[str, Any],
+              numpy_rows: tuple[dict[str, Any], ...] = ()) -> str:
     mb = 2**20
     lines = [f"# linear_cross_entropy, CPU, N={context['n']} D={context['d']} V={context['v']} float32, "
              f"forward+backward ({context['date']})", "",
-             f"Machine: {context['machine']}. Logits: {context['logits_mb']:.0f} MiB.", "",
-             "| torch variant | median s | time / torch | peak extra MiB | / logits | beyond grads MiB | / logits |",
-             "|---|---|---|---|---|---|---|"]
+             f"Machine: {context['machine']}. Logits: {context['logits_mb']:.0f} MiB.", ""]
+    if torch_rows:
+        lines += ["| torch variant | median s | time / torch | peak extra MiB | / logits | beyond grads MiB | / logits |",
+                  "|---|---|---|---|---|---|---|"]
     for r in torch_rows:
         lines.append(f"| {r['variant']} | {r['median_s']:.2f} | {r['time_ratio']:.2f} | {r['extra_bytes'] / mb:.0f} | "
                      f"{r['extra_over_logits']:.3f} | {r['beyond_grads_bytes'] / mb:.0f} | "
                      f"{r['beyond_grads_over_logits']:.3f} |")
     if jax_rows:
-        lines += ["", "| JAX variant (jit, value_and_grad) | median s | time / unfused | temp MiB | / logits |",
-                  "|---|---|---|---|---|"]
+        lines += ["", "| JAX variant (jit, value_and_grad) | dtype | median s | time / unfused | temp MiB | / logits |",
+                  "|---|---|---|---|---|---|"]
         for r in jax_rows:
-            lines.append(f"| {r['variant']} | {r['median_s']:.2f} | {r['time_ratio']:.2f} | "
-                         f"{r['temp_bytes'] / mb:.0f} | {r['temp_over_logits']:.3f} |")
+            timed = (f"{r['median_s']:.2f} | {r['time_ratio']:.2f}" if r["median_s"] is not None
+                     else "(compiled only) | –")
+            lines.append(f"| {r['variant']} | {r['dtype']} | {timed} | {r['temp_bytes'] / mb:.0f} | "
+                         f"{r['temp_over_logits']:.3f} |")
+    if numpy_rows:
+        lines += ["", "| NumPy (one run, fresh process) | s | peak of live arrays MiB (tracemalloc) | / logits | "
+                  "beyond grads / logits | peak RSS extra MiB | / logits |", "|---|---|---|---|---|---|---|"]
+        for r in numpy_rows:
+            lines.append(f"| {r['variant']} | {r['median_s']:.1f} | {r['traced_bytes'] / mb:.0f} | "
+                         f"{r['traced_over_logits']:.3f} | {r['traced_beyond_grads_over_logits']:.3f} | "
+                         f"{r['extra_bytes'] / mb:.0f} | {r['extra_over_logits']:.3f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -333,9 +417,12 @@ def main() -> None:
     parser.add_argument("--no-jax", action="store_true")
     parser.add_argument("--no-sweep", action="store_true", help="skip the chunk-size sweep")
     parser.add_argument("--out", help="write OUT.json and OUT.md")
+    parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--no-numpy", action="store_true")
     parser.add_argument("--compiled", action="store_true", help="also torch.compile (inductor) against the unfused")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     parser.add_argument("--compiled-memory-child", help=argparse.SUPPRESS)
+    parser.add_argument("--numpy-memory-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
         memory_child(args.memory_child, args.size)
@@ -343,21 +430,26 @@ def main() -> None:
     if args.compiled_memory_child:
         compiled_memory_child(args.compiled_memory_child, args.size)
         return
+    if args.numpy_memory_child:
+        numpy_memory_child(args.size)
+        return
     n, d, v = SIZES[args.size]
     chunks = () if args.no_sweep else CHUNKS
-    torch_rows = bench_torch(args.size, args.rounds, chunks)
+    torch_rows = [] if args.no_torch else bench_torch(args.size, args.rounds, chunks)
     jax_rows = [] if args.no_jax else bench_jax(args.size, args.rounds)
     compiled_rows = bench_torch_compiled(args.size, args.rounds) if args.compiled else []
+    numpy_rows = [] if args.no_numpy else bench_numpy(args.size)
     load = os.getloadavg()
     context = {"n": n, "d": d, "v": v, "logits_mb": n * v * 4 / 2**20,
                "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                "machine": f"{os.cpu_count()} CPUs shared with other jobs, load average {load[0]:.1f} at the end"}
-    text = _markdown(torch_rows, jax_rows, context) + (_markdown_compiled(compiled_rows) if compiled_rows else "")
+    text = (_markdown(torch_rows, jax_rows, context, tuple(numpy_rows))
+            + (_markdown_compiled(compiled_rows) if compiled_rows else ""))
     print(text)
     if args.out:
         with open(args.out + ".json", "w") as f:
-            json.dump({"context": context, "torch": torch_rows, "jax": jax_rows, "torch_compiled": compiled_rows}, f,
-                      indent=1)
+            json.dump({"context": context, "torch": torch_rows, "jax": jax_rows, "torch_compiled": compiled_rows,
+                       "numpy": numpy_rows}, f, indent=1)
         with open(args.out + ".md", "w") as f:
             f.write(text)
 

@@ -10,8 +10,10 @@ and, from the same logits, their gradient's three matmuls).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import array_api_extra as xpx
 from array_api_compat import device
 
 from . import toolkit
@@ -25,6 +27,9 @@ CHUNK_ELEMENTS = 2**22
 # Fewest tokens per chunk before the vocabulary is split too: below this a matmul is mostly
 # overhead, and splitting the vocabulary costs one more pass (the online log-sum-exp first).
 MIN_TOKENS = 16
+# Entries of one block of the weight gradient's product (2^20: 4 MiB in float32; 2048 rows at
+# D=512), added into the accumulator before the next block is made.
+WEIGHT_GRAD_ELEMENTS = 2**20
 
 
 class Chunks(NamedTuple):
@@ -100,13 +105,11 @@ def prepare_inputs(name: str, hidden: Any, weight: Any, target: Any, bias: Any, 
         raise LossValueError(name, "weight", f"a (V, {d}) matrix (torch.nn.Linear's weight) with V ≥ 1 for hidden "
                              f"states of width {d}", f"shape {tuple(weight.shape)}")
     v = weight.shape[0]
-    # One dtype needs no promotion: array-api-compat promotes torch's half dtypes with
-    # torch.result_type, which torch.compile cannot trace (fullgraph fails).
-    dtype = hidden.dtype if hidden.dtype == weight.dtype else xp.result_type(hidden, weight)
+    dtype = toolkit.result_type(xp, hidden, weight)
     if bias is not None:
         toolkit.check_floating(name, "bias", bias, xp)
         toolkit.check_shape(name, "bias", bias, (v,), f"a vector of one bias per vocabulary entry, shape ({v},)")
-        dtype = dtype if bias.dtype == dtype else xp.result_type(dtype, bias)
+        dtype = toolkit.result_type(xp, dtype, bias)
     toolkit.check_integer(name, "target", target, xp, "integer class indices")
     lead = tuple(hidden.shape[:-1])
     n = math.prod(lead)
@@ -131,6 +134,32 @@ def prepare_inputs(name: str, hidden: Any, weight: Any, target: Any, bias: Any, 
                    valid & ~ignored, bad, dtype, work, shape, plan_chunks(n, v, chunk_size))
 
 
+def token_weights(xp: Any, active: Any, reduction: str, work: Any) -> Any:
+    """``d result / d ℓ_n`` (N,) in ``work``: 1 for the tokens not ignored ("sum", "none"), one over
+    their number ("mean"), 0 for the others (for all when every token is ignored: torch's zero
+    gradient beside its NaN mean). Shared by the portable gradient and the torch and JAX kernels."""
+    c = xp.astype(active, work)
+    if reduction == "mean":
+        count = xp.sum(c)
+        c = c / xp.where(count > 0, count, xp.ones_like(count))
+    return c
+
+
+def reduce_tokens(xp: Any, losses: Any, active: Any, bad: Any, reduction: str, shape: tuple[int, ...], dtype: Any,
+                  work: Any) -> Any:
+    """The per-token losses (N,) poisoned where ``bad`` (NaN), reduced as ``cross_entropy`` does:
+    "none" in ``shape``, "sum", or "mean" over the active tokens (0 / 0 = NaN when every token is
+    ignored, as torch), in ``dtype``. Shared by the portable gradient and the torch and JAX kernels."""
+    losses = toolkit.poison(xp, losses, bad)
+    if reduction == "none":
+        out = xp.reshape(losses, shape)
+    elif reduction == "sum":
+        out = xp.sum(losses)
+    else:
+        out = xp.sum(losses) / xp.sum(xp.astype(active, work))
+    return toolkit.as_dtype(xp, out, dtype)
+
+
 def _logits(xp: Any, h: Any, w: Any, b: Any, softcap: float | None, work: Any) -> tuple[Any, Any]:
     """``(softcap · tanh(u / softcap), tanh(u / softcap))`` with ``u = h @ w.T + b``, or ``(u, None)``."""
     u = xp.matmul(toolkit.as_dtype(xp, h, work), xp.matrix_transpose(toolkit.as_dtype(xp, w, work)))
@@ -142,10 +171,26 @@ def _logits(xp: Any, h: Any, w: Any, b: Any, softcap: float | None, work: Any) -
     return softcap * th, th
 
 
+def add_weight_grad(xp: Any, d_weight: Any, start: int, g: Any, h: Any) -> Any:
+    """``d_weight[start : start + B'] += gᵀ h`` for ``g`` (B, B') and ``h`` (B, D), by blocks of
+    :data:`WEIGHT_GRAD_ELEMENTS`: the product of a whole chunk would be a temporary of the weight's
+    size (V×D, 1/8 of the logits at D/N = 1/8), each block is small. In place where the library
+    allows it (NumPy, torch, array-api-strict); the JAX kernel passes a loop of its own, since
+    XLA would schedule the blocks of a Python loop side by side."""
+    rows = max(1, WEIGHT_GRAD_ELEMENTS // max(h.shape[1], 1))
+    width = g.shape[1]
+    for j in range(0, width, rows):
+        k = min(j + rows, width)
+        part = xp.matmul(xp.matrix_transpose(g if (j, k) == (0, width) else g[:, j:k]), h)
+        d_weight = xpx.at(d_weight)[start + j:start + k, ...].add(part)
+    return d_weight
+
+
 def chunk_loss(xp: Any, h: Any, weight: Any, bias: Any, t: Any, active: Any, coef: Any, *, label_smoothing: float,
                z_loss: float, softcap: float | None, vocab: int, work: Any, lse: Any = None,
-               grads: bool = True) -> tuple[Any, Any, Any, list[Any], list[Any]]:
-    """One chunk of tokens: ``(losses, lse, d_hidden, d_weight blocks, d_bias blocks)``.
+               grads: bool = True, d_weight: Any = None, d_bias: Any = None,
+               add_weight: Callable[..., Any] = add_weight_grad) -> tuple[Any, Any, Any, Any, Any]:
+    """One chunk of tokens: ``(losses, lse, d_hidden, d_weight, d_bias)``.
 
     ``h`` (B, D), ``t`` (B,) in [0, V), ``active`` and ``coef`` (B,) (``coef`` = d result /
     d ℓ_n). With z = the (soft-capped) logits, lse_n = log Σ_c exp z_nc, ε the smoothing and
@@ -157,7 +202,10 @@ def chunk_loss(xp: Any, h: Any, weight: Any, bias: Any, t: Any, active: Any, coe
     times ``1 - tanh²`` under the soft cap. The vocabulary goes by blocks of ``vocab``: a first
     pass keeps a running maximum and sum of exponentials (unless ``lse`` is given, as in the
     backward pass that recomputes the logits), a second recomputes each block for its gradient;
-    with one block the logits are computed once. ``grads=False``: losses and lse only.
+    with one block the logits are computed once. ``grads=False``: losses and lse only. With
+    gradients, this chunk's ``Gᵀ h`` and ``Σ G`` are added into the accumulators ``d_weight``
+    (V, D) and ``d_bias`` (V,) (work dtype) through ``add_weight`` (:func:`add_weight_grad`), and
+    they are returned.
     """
     v = weight.shape[0]
     dev = device(h)
@@ -198,13 +246,11 @@ def chunk_loss(xp: Any, h: Any, weight: Any, bias: Any, t: Any, active: Any, coe
             losses = losses + z_loss * lse * lse
         losses = xp.where(active, losses, xp.zeros_like(losses))
     if not grads:
-        return losses, lse, None, [], []
+        return losses, lse, None, d_weight, d_bias
     a = xp.reshape(coef * (1.0 + 2.0 * z_loss * lse), (-1, 1))
     on_target = xp.reshape(coef * (1.0 - label_smoothing), (-1, 1))
     uniform = xp.reshape(coef * (label_smoothing / v), (-1, 1))
     d_h = None
-    d_w: list[Any] = []
-    d_b: list[Any] = []
     hw = toolkit.as_dtype(xp, h, work)
     for j, k in blocks:
         if kept:
@@ -227,6 +273,6 @@ def chunk_loss(xp: Any, h: Any, weight: Any, bias: Any, t: Any, active: Any, coe
         wj = toolkit.as_dtype(xp, weight[j:k, ...], work)
         dh = xp.matmul(g, wj)
         d_h = dh if d_h is None else d_h + dh
-        d_w.append(xp.matmul(xp.matrix_transpose(g), hw))
-        d_b.append(xp.sum(g, axis=0))
-    return losses, lse, d_h, d_w, d_b
+        d_weight = add_weight(xp, d_weight, j, g, hw)
+        d_bias = xpx.at(d_bias)[j:k].add(xp.sum(g, axis=0))
+    return losses, lse, d_h, d_weight, d_bias

@@ -50,7 +50,7 @@ __all__ = [
     "check_values", "poison", "value_checks", "check_mode", "is_lazy", "traced", "reads_values",
     "torch_compiling", "read_environment", "Setting",
     # dtypes and reductions
-    "compute_dtype", "as_dtype", "reduce", "reduce_classes", "take_class", "class_shape",
+    "result_type", "compute_dtype", "as_dtype", "reduce", "reduce_classes", "take_class", "class_shape",
     # numerics
     "log_softmax", "log_softmax_parts", "logsumexp", "log_sigmoid", "safe_log", "safe_pow",
     "REDUCTIONS", "OPTIONAL_ARRAYS", "CHECK_MODES",
@@ -385,6 +385,28 @@ def poison(xp: Any, values: Any, bad: Any | None) -> Any:
     return xp.where(bad, math.nan, values)
 
 
+def result_type(xp: Any, *arrays_and_dtypes: Any) -> Any:
+    """``xp.result_type`` of arrays and dtypes, answered from the dtypes where that is enough.
+
+    array-api-compat answers torch's half-precision dtypes, which the standard's promotion table
+    leaves out, with ``torch.result_type`` on tensors, a call torch.compile cannot put in a graph:
+    every loss on bfloat16 input broke ``fullgraph=True``. Equal dtypes promote to themselves, and
+    distinct floating ones as torch, JAX and NumPy agree: to the widest, float16 with bfloat16 to
+    float32. Anything else goes to ``xp.result_type``.
+    """
+    dtypes: list[Any] = []
+    for a in arrays_and_dtypes:
+        dtype = getattr(a, "dtype", a)
+        if dtype not in dtypes:
+            dtypes.append(dtype)
+    if len(dtypes) == 1:
+        return dtypes[0]
+    if all(xp.isdtype(d, "real floating") for d in dtypes):
+        widest = max(dtypes, key=lambda d: xp.finfo(d).bits)
+        return widest if xp.finfo(widest).bits >= 32 else xp.float32
+    return xp.result_type(*dtypes)
+
+
 def compute_dtype(xp: Any, dtype: Any) -> Any:
     """The dtype to accumulate in: float32 for half-precision inputs, as torch does."""
     return xp.float32 if xp.finfo(dtype).bits < 32 else dtype
@@ -466,7 +488,7 @@ def pointwise_inputs(loss: str, input: Any, target: Any, reduction: str, *,
     check_floating(loss, target_name, target, xp)
     check_same_shape(loss, target_name, target, "input", input)
     check_reduction(loss, reduction)
-    dtype = xp.result_type(input, target)
+    dtype = result_type(xp, input, target)
     work = compute_dtype(xp, dtype)
     return xp, as_dtype(xp, input, work), as_dtype(xp, target, work), dtype
 
@@ -624,7 +646,7 @@ def class_inputs(loss: str, input: Any, target: Any, *, weight: Any = None, igno
                        f"class indices in [0, {c}) or ignore_index={ignore_index}")
     active = valid & kept
     safe = xp.where(valid, target, 0)
-    dtype = input.dtype if weight is None else xp.result_type(input, weight)
+    dtype = input.dtype if weight is None else result_type(xp, input, weight)
     work = compute_dtype(xp, dtype)
     input = as_dtype(xp, input, work)
     if weight is None:

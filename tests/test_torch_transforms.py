@@ -104,6 +104,35 @@ def test_compiles_with_fullgraph_on_inductor(name: str) -> None:
         _check_compiled(name, "inductor")
 
 
+def _half(inputs: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to(dtype).requires_grad_(v.requires_grad) if v.is_floating_point() else v
+            for k, v in inputs.items()}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_compiles_with_fullgraph_in_bfloat16(name: str) -> None:
+    """Half-precision training compiles too: dtype promotion is answered in the graph, not by a
+    ``torch.result_type`` call Dynamo cannot trace; the compiled value and gradients are eager's."""
+    torch._dynamo.reset()
+    inputs, options = example(name)
+    f, opts = function(name), torch_options(options)
+    diff = differentiable(name, inputs)
+    ins = _half(tensors(inputs, diff), torch.bfloat16)
+    compiled = torch.compile(lambda *arrays: f(*arrays, **opts), fullgraph=True, backend="aot_eager")
+    runs = []
+    for call in (compiled, lambda *arrays: f(*arrays, **opts)):
+        out = call(*ins.values())
+        assert out.dtype == torch.bfloat16, f"{name}: bfloat16 in, {out.dtype} out"
+        grads = torch.autograd.grad(out.float().sum(), [ins[k] for k in diff], allow_unused=True) if diff else ()
+        runs.append((out.detach().float(), [None if g is None else g.float() for g in grads]))
+    (got, got_grads), (want, want_grads) = runs
+    # bfloat16 keeps 8 bits: compiled code may round intermediate sums differently
+    torch.testing.assert_close(got, want, rtol=2e-2, atol=2e-2, equal_nan=True)
+    for k, g, w in zip(diff, got_grads, want_grads):
+        if w is not None:
+            torch.testing.assert_close(g, w, rtol=2e-2, atol=2e-2, equal_nan=True, msg=lambda m: f"gradient of {k}: {m}")
+
+
 def test_first_call_inside_a_compiled_region_loads_the_registry() -> None:
     """The registry (plugins, kernels) loads at trace time, outside the graph: no break, no recompile."""
     torch._dynamo.reset()

@@ -2,8 +2,11 @@
 
 The portable definition, traced by ``jax.grad``, would keep every chunk's logits for the backward
 pass (a Python loop unrolls into one program holding them all). Here the chunks are the steps of
-one ``lax.scan``, each running the portable chunk (``lossreg.losses.fused.chunk_loss``, written
-once in array-API terms, with ``jax.numpy`` as its namespace), and the gradient is a custom VJP:
+one ``lax.scan``, each running the portable chunk (``lossreg.chunked.chunk_loss``, written
+once in array-API terms, with ``jax.numpy`` as its namespace), and the gradient is a custom VJP.
+The weight and bias gradients are the scan's carry, which XLA keeps in the output's buffer; each
+chunk adds its ``Gᵀ h`` into it by blocks of rows in a ``fori_loop`` (made whole, that product
+would be a V×D temporary: 1/8 of the logits at D/N = 1/8). Two splits of the work:
 
 - "mean" and "sum": the forward pass of ``jax.grad`` computes the gradients of hidden, weight and
   bias along with the loss (Liger-Kernel's split; the logits are made once) and the backward
@@ -24,7 +27,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ..chunked import chunk_loss, prepare_inputs
+from .. import chunked
+from ..chunked import chunk_loss, prepare_inputs, reduce_tokens, token_weights
 
 
 class _Meta(NamedTuple):
@@ -37,6 +41,7 @@ class _Meta(NamedTuple):
     zl: float
     cap: float | None
     recompute: bool = False
+    weight_rows: int = 1  # rows of the weight gradient per block (chunked.WEIGHT_GRAD_ELEMENTS // D)
 
 
 def _padded(x: Any, step: int, fill: Any) -> Any:
@@ -49,92 +54,108 @@ def _padded(x: Any, step: int, fill: Any) -> Any:
     return x.reshape(k, step, *x.shape[1:])
 
 
-def _scan(meta: _Meta, h: Any, w: Any, b: Any, t: Any, act: Any, coef: Any, lse: Any = None) -> tuple[Any, ...]:
-    """Per-token losses and lse (N,) and, with ``coef``, the gradients (work dtype)."""
+def _weight_grad_adder(rows: int) -> Any:
+    """``add(xp, d_weight, start, g, h)``: ``d_weight[start : start + B'] += gᵀ h`` by blocks of
+    ``rows`` in a ``fori_loop``, written in place into the accumulator. The blocks of a Python loop
+    (``chunked.add_weight_grad``) would be scheduled side by side by XLA, and one product of the
+    whole chunk would be a temporary of the weight's size."""
+
+    def add(xp: Any, d_weight: Any, start: int, g: Any, h: Any) -> Any:
+        width = g.shape[1]
+        step = min(rows, width)
+        full = width // step
+
+        def block(i: Any, acc: Any) -> Any:
+            j = start + i * step
+            part = lax.dynamic_slice_in_dim(g, i * step, step, axis=1).T @ h
+            return lax.dynamic_update_slice_in_dim(acc, lax.dynamic_slice_in_dim(acc, j, step) + part, j, 0)
+
+        d_weight = block(0, d_weight) if full == 1 else lax.fori_loop(0, full, block, d_weight)
+        if full * step < width:  # the last, shorter block
+            j = start + full * step
+            part = g[:, full * step:].T @ h
+            d_weight = lax.dynamic_update_slice_in_dim(d_weight, d_weight[j:start + width] + part, j, 0)
+        return d_weight
+
+    return add
+
+
+def _scan(meta: _Meta, h: Any, w: Any, b: Any, t: Any, act: Any, bad: Any, coef: Any,
+          lse: Any = None) -> tuple[Any, ...]:
+    """Per-token losses and lse (N,) and, with ``coef``, the gradients (work dtype; d_hidden NaN
+    where ``bad``, set inside the scan so that its output is the result's buffer)."""
     n, d = h.shape
+    v = w.shape[0]
     step, vocab = meta.chunks
     step = max(1, min(step, n))  # a few tokens: one chunk of their size, not a padded full one
     opts = {"label_smoothing": meta.ls, "z_loss": meta.zl, "softcap": meta.cap, "vocab": vocab, "work": meta.work}
-    xs = [_padded(h, step, 0), _padded(t, step, 0), _padded(act, step, False)]
+    xs = {"h": _padded(h, step, 0), "t": _padded(t, step, 0), "act": _padded(act, step, False)}
     grads = coef is not None
     if grads:
-        xs.append(_padded(coef, step, 0))
+        xs["coef"] = _padded(coef, step, 0)
+        if bad is not None:
+            xs["bad"] = _padded(bad, step, False)
     if lse is not None:
-        xs.append(_padded(lse, step, 0))
-    blocks = [(j, min(j + vocab, w.shape[0])) for j in range(0, w.shape[0], vocab)]
-    init: Any = ([jnp.zeros((k - j, d), meta.work) for j, k in blocks],
-            [jnp.zeros((k - j,), meta.work) for j, k in blocks]) if grads else ()
+        xs["lse"] = _padded(lse, step, 0)
+    # The accumulators are the scan's carry, which XLA keeps in the output's buffer.
+    init: Any = (jnp.zeros((v, d), meta.work), jnp.zeros((v,), meta.work)) if grads else ()
 
     def body(carry: Any, x: Any) -> tuple[Any, Any]:
-        hc, tc, ac = x[:3]
-        cc = x[3] if grads else None
-        lc = x[4] if lse is not None else None
-        losses, l_out, dh, dws, dbs = chunk_loss(jnp, hc, w, b, tc, ac, cc, lse=lc, grads=grads, **opts)
+        d_w, d_b = carry if grads else (None, None)
+        losses, l_out, dh, d_w, d_b = chunk_loss(jnp, x["h"], w, b, x["t"], x["act"], x.get("coef"), lse=x.get("lse"),
+                                                 grads=grads, d_weight=d_w, d_bias=d_b,
+                                                 add_weight=_weight_grad_adder(meta.weight_rows), **opts)
         if losses is None:
-            losses = jnp.zeros(hc.shape[:1], meta.work)
+            losses = jnp.zeros(x["h"].shape[:1], meta.work)
         if not grads:
             return carry, (losses, l_out)
-        d_w, d_b = carry
-        carry = ([a + g for a, g in zip(d_w, dws)], [a + g for a, g in zip(d_b, dbs)])
-        return carry, (losses, l_out, dh)
+        if "bad" in x:  # invalid targets were poisoned in the value: so are the gradients
+            dh = jnp.where(x["bad"][:, None], jnp.nan, dh)
+        return (d_w, d_b), (losses, l_out, dh)
 
     carry: Any
-    carry, out = lax.scan(body, init, tuple(xs))
+    carry, out = lax.scan(body, init, xs)
     losses, l_out = out[0].reshape(-1)[:n], out[1].reshape(-1)[:n]
     if not grads:
         return losses, l_out
-    d_h = out[2].reshape(-1, d)[:n]
     d_w, d_b = carry
-    d_w = d_w[0] if len(d_w) == 1 else jnp.concatenate(d_w)
-    d_b = d_b[0] if len(d_b) == 1 else jnp.concatenate(d_b)
-    return losses, l_out, d_h, d_w, d_b
+    if bad is not None:  # as the portable gradient: any invalid target poisons the weight's and bias's
+        anybad = jnp.any(bad)
+        d_w, d_b = jnp.where(anybad, jnp.nan, d_w), jnp.where(anybad, jnp.nan, d_b)
+    return losses, l_out, out[2].reshape(-1, d)[:n], d_w, d_b
 
 
 def _base_coef(meta: _Meta, act: Any) -> Any:
-    c = act.astype(meta.work)
-    if meta.reduction == "mean":
-        count = c.sum()
-        c = c / jnp.where(count > 0, count, 1.0)
-    return c
+    return token_weights(jnp, act, meta.reduction, meta.work)
 
 
 def _reduce(meta: _Meta, losses: Any, act: Any, bad: Any) -> Any:
-    if bad is not None:
-        losses = jnp.where(bad, jnp.nan, losses)
-    if meta.reduction == "none":
-        out = losses.reshape(meta.shape)
-    elif meta.reduction == "sum":
-        out = losses.sum()
-    else:  # every target ignored: 0 / 0 = NaN, as torch
-        out = losses.sum() / act.astype(meta.work).sum()
-    return out.astype(meta.dtype)
+    return reduce_tokens(jnp, losses, act, bad, meta.reduction, meta.shape, meta.dtype, meta.work)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _lce(meta: _Meta, h: Any, w: Any, b: Any, t: Any, act: Any, bad: Any) -> Any:
-    losses, _ = _scan(meta, h, w, b, t, act, None)
+    losses, _ = _scan(meta, h, w, b, t, act, bad, None)
     return _reduce(meta, losses, act, bad)
 
 
 def _lce_fwd(meta: _Meta, h: Any, w: Any, b: Any, t: Any, act: Any, bad: Any) -> tuple[Any, Any]:
     if meta.reduction == "none" or meta.recompute:
-        losses, lse = _scan(meta, h, w, b, t, act, None)
+        losses, lse = _scan(meta, h, w, b, t, act, bad, None)
         return _reduce(meta, losses, act, bad), (False, (h, w, b, t, act, bad, lse))
-    losses, _, d_h, d_w, d_b = _scan(meta, h, w, b, t, act, _base_coef(meta, act))
-    return _reduce(meta, losses, act, bad), (True, (h, w, b, bad, d_h, d_w, d_b))
+    losses, _, d_h, d_w, d_b = _scan(meta, h, w, b, t, act, bad, _base_coef(meta, act))
+    return _reduce(meta, losses, act, bad), (True, (h, w, b, d_h, d_w, d_b))
 
 
 def _lce_bwd(meta: _Meta, res: Any, g: Any) -> tuple[Any, ...]:
     early, saved = res
     if early:
-        h, w, b, bad, d_h, d_w, d_b = saved
+        h, w, b, d_h, d_w, d_b = saved
         d_h, d_w, d_b = d_h * g, d_w * g, d_b * g
     else:
         h, w, b, t, act, bad, lse = saved
         coef = _base_coef(meta, act) * (g.reshape(-1) if meta.reduction == "none" else g).astype(meta.work)
-        _, _, d_h, d_w, d_b = _scan(meta, h, w, b, t, act, coef, lse if meta.chunks[1] < w.shape[0] else None)
-    if bad is not None:  # invalid targets were poisoned in the value: so are the gradients
-        d_h = jnp.where(bad[:, None], jnp.nan, d_h)
+        _, _, d_h, d_w, d_b = _scan(meta, h, w, b, t, act, bad, coef, lse if meta.chunks[1] < w.shape[0] else None)
     return (d_h.astype(h.dtype), d_w.astype(w.dtype), None if b is None else d_b.astype(b.dtype), None, None, None)
 
 
@@ -150,7 +171,8 @@ def linear_cross_entropy(hidden: Any, weight: Any, target: Any, /, *, bias: Any 
     inp = prepare_inputs("linear_cross_entropy", hidden, weight, target, bias, ignore_index, reduction,
                          label_smoothing, z_loss, softcap, chunk_size)
     meta = _Meta(reduction, inp.shape, inp.dtype, inp.work, (inp.chunks.tokens, inp.chunks.vocab), float(label_smoothing),
-                 float(z_loss), None if softcap is None else float(softcap), bool(recompute))
+                 float(z_loss), None if softcap is None else float(softcap), bool(recompute),
+                 max(1, chunked.WEIGHT_GRAD_ELEMENTS // max(inp.hidden.shape[1], 1)))
     return _lce_compiled(meta, inp.hidden, inp.weight, inp.bias, inp.target, inp.active, inp.bad)
 
 

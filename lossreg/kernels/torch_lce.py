@@ -41,8 +41,9 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from array_api_compat import array_namespace
 
-from ..chunked import MIN_TOKENS, plan_chunks, prepare_inputs
+from ..chunked import MIN_TOKENS, plan_chunks, prepare_inputs, reduce_tokens, token_weights
 from ..errors import UnsupportedError
 
 Tensor = torch.Tensor
@@ -250,21 +251,11 @@ def _sweep(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, opts:
 
 def _base_coef(act: Tensor, reduction: str, dtype: torch.dtype) -> Tensor:
     """d result / d loss_n: 1 for active tokens ("sum", "none"), 1/count ("mean"), else 0."""
-    c = act.to(dtype)
-    if reduction == "mean":
-        count = c.sum()
-        c = c / torch.where(count > 0, count, 1.0)
-    return c
+    return token_weights(array_namespace(act), act, reduction, dtype)
 
 
 def _reduce(losses: Tensor, act: Tensor, bad: Tensor | None, reduction: str, dtype: torch.dtype) -> Tensor:
-    if bad is not None:
-        losses = torch.where(bad, torch.nan, losses)
-    if reduction == "sum":
-        losses = losses.sum()
-    elif reduction == "mean":  # every target ignored: 0 / 0 = NaN, as torch
-        losses = losses.sum() / act.sum()
-    return losses.to(dtype)
+    return reduce_tokens(array_namespace(losses), losses, act, bad, reduction, tuple(losses.shape), dtype, losses.dtype)
 
 
 # --- the operators: one opaque call each for torch.compile ---------------------------------------------

@@ -116,7 +116,7 @@ def _cross_entropy_probabilities(xp: Any, input: Any, target: Any, weight: Any, 
     if weight is not None:
         toolkit.check_floating(name, "weight", weight, xp)
         toolkit.check_shape(name, "weight", weight, (c,), f"a vector of one weight per class, shape ({c},)")
-    dtype = xp.result_type(x, t) if weight is None else xp.result_type(x, t, weight)
+    dtype = toolkit.result_type(xp, x, t) if weight is None else toolkit.result_type(xp, x, t, weight)
     work = toolkit.compute_dtype(xp, dtype)
     x, t = toolkit.as_dtype(xp, x, work), toolkit.as_dtype(xp, t, work)
     if label_smoothing:
@@ -200,7 +200,7 @@ def _weighted_pointwise(loss: str, input: Any, target: Any, reduction: str,
         toolkit.namespace(loss, input=input, **present)
     for k, w in present.items():
         toolkit.check_broadcasts(loss, k, w, x, xp)
-        dtype = xp.result_type(dtype, w.dtype)
+        dtype = toolkit.result_type(xp, dtype, w.dtype)
     work = toolkit.compute_dtype(xp, dtype)
     present = {k: toolkit.as_dtype(xp, w, work) for k, w in present.items()}
     return xp, toolkit.as_dtype(xp, x, work), toolkit.as_dtype(xp, y, work), dtype, present
@@ -348,7 +348,7 @@ def multi_margin_loss(input: Any, target: Any, /, *, p: int = 1, margin: float =
     if weight is not None:
         toolkit.check_floating(name, "weight", weight, xp)
         toolkit.check_shape(name, "weight", weight, (c,), f"a vector of one weight per class, shape ({c},)")
-        dtype = xp.result_type(input, weight)
+        dtype = toolkit.result_type(xp, input, weight)
     valid = (target >= 0) & (target < c)
     bad = toolkit.check_values(name, "target", target, ~valid, xp, f"class indices in [0, {c})")
     work = toolkit.compute_dtype(xp, dtype)

@@ -73,7 +73,7 @@ def _floats(loss: str, xp: Any, **arrays: Any) -> tuple[Any, Any, list[Any]]:
     """``(dtype, work, arrays)``: the result dtype, the dtype to compute in and the cast arrays."""
     for name, x in arrays.items():
         toolkit.check_floating(loss, name, x, xp)
-    dtype = xp.result_type(*arrays.values())
+    dtype = toolkit.result_type(xp, *arrays.values())
     work = toolkit.compute_dtype(xp, dtype)
     return dtype, work, [toolkit.as_dtype(xp, x, work) for x in arrays.values()]
 

@@ -22,17 +22,13 @@ import array_api_extra as xpx
 from array_api_compat import device
 
 from .. import toolkit
-from ..chunked import Inputs, chunk_loss, prepare_inputs
+from ..chunked import Inputs, chunk_loss, prepare_inputs, reduce_tokens, token_weights
 from ..registry import define_loss
 
 def _coefficients(inp: Inputs, reduction: str, cotangent: Any) -> Any:
-    """``d result / d ℓ_n`` (N,) in the work dtype: 0 for inactive tokens, 1/count for "mean"
-    (0 everywhere when every token is ignored: torch's zero gradient beside its NaN value)."""
+    """``d result / d ℓ_n`` (N,) in the work dtype (:func:`~lossreg.chunked.token_weights`), times the cotangent."""
     xp = inp.xp
-    act = xp.astype(inp.active, inp.work)
-    if reduction == "mean":
-        count = xp.sum(act)
-        act = act / xp.where(count > 0, count, xp.ones_like(count))
+    act = token_weights(xp, inp.active, reduction, inp.work)
     if cotangent is None:
         return act
     g = toolkit.as_dtype(xp, cotangent, inp.work)
@@ -45,16 +41,7 @@ def _options(label_smoothing: float, z_loss: float, softcap: float | None, inp: 
 
 
 def _finish(inp: Inputs, losses: Any, reduction: str) -> Any:
-    """Poison invalid targets, reduce as cross_entropy does ("mean" over active tokens)."""
-    xp = inp.xp
-    losses = toolkit.poison(xp, losses, inp.bad)
-    if reduction == "none":
-        out = xp.reshape(losses, inp.shape)
-    elif reduction == "sum":
-        out = xp.sum(losses)
-    else:  # every target ignored: 0 / 0 = NaN, as torch
-        out = xp.sum(losses) / xp.sum(xp.astype(inp.active, inp.work))
-    return toolkit.as_dtype(xp, out, inp.dtype)
+    return reduce_tokens(inp.xp, losses, inp.active, inp.bad, reduction, inp.shape, inp.dtype, inp.work)
 
 
 def _empty(inp: Inputs) -> Any:
@@ -158,29 +145,23 @@ def value_and_grad_flat(inp: Inputs, reduction: str, coef: Any, opts: dict[str, 
     xp = inp.xp
     n, d = inp.hidden.shape
     v = inp.weight.shape[0]
-    step, vocab = inp.chunks
+    step = inp.chunks.tokens
     dev = device(inp.hidden)
-    blocks = list(range(0, v, vocab))
-    d_w = [xp.zeros((min(j + vocab, v) - j, d), dtype=inp.work, device=dev) for j in blocks]
-    d_b = [xp.zeros((min(j + vocab, v) - j,), dtype=inp.work, device=dev) for j in blocks]
-    parts, d_h = [], []
+    d_w = xp.zeros((v, d), dtype=inp.work, device=dev)
+    d_b = xp.zeros((v,), dtype=inp.work, device=dev)
+    grad_h = xp.zeros((n, d), dtype=inp.work, device=dev)
+    parts = []
     for i in range(0, n, step):
         rows = slice(i, min(i + step, n))
-        losses, _, dh, dws, dbs = chunk_loss(xp, inp.hidden[rows, ...], inp.weight, inp.bias,
-                                             inp.target[rows], inp.active[rows], coef[rows],
-                                             **opts)
+        losses, _, dh, d_w, d_b = chunk_loss(xp, inp.hidden[rows, ...], inp.weight, inp.bias, inp.target[rows],
+                                             inp.active[rows], coef[rows], d_weight=d_w, d_bias=d_b, **opts)
         parts.append(losses)
-        d_h.append(dh)
-        # In place where the library allows it (NumPy, torch), so d_weight is not held twice.
-        d_w = [xpx.at(acc)[...].add(x) for acc, x in zip(d_w, dws)]
-        d_b = [xpx.at(acc)[...].add(x) for acc, x in zip(d_b, dbs)]
+        grad_h = xpx.at(grad_h)[rows, ...].set(dh)  # in place where the library allows it: no second copy
     losses = xp.concat(parts) if parts else _empty(inp)
     value = _finish(inp, losses, reduction)
-    grad_h = xp.concat(d_h) if d_h else xp.zeros((0, d), dtype=inp.work, device=dev)
     if inp.bad is not None:  # invalid targets on lazy arrays: NaN gradients as well as NaN losses
         grad_h = toolkit.poison(xp, grad_h, xp.reshape(inp.bad, (-1, 1)))
-    grad_w = d_w[0] if len(d_w) == 1 else xp.concat(d_w)
-    grad_b = d_b[0] if len(d_b) == 1 else xp.concat(d_b)
+    grad_w, grad_b = d_w, d_b
     if inp.bad is not None:
         grad_w = toolkit.poison(xp, grad_w, xp.any(inp.bad))
         grad_b = toolkit.poison(xp, grad_b, xp.any(inp.bad))

@@ -181,7 +181,7 @@ def gaussian_nll_loss(input: Any, target: Any, var: Any, /, *, full: bool = Fals
     if target.ndim != input.ndim or any(t not in (i, 1) for i, t in zip(input.shape, target.shape)):
         raise LossValueError(name, "target", f"the input's shape {tuple(input.shape)}, or with axes "
                              "of size 1 that broadcast to it", f"shape {tuple(target.shape)}")
-    dtype = xp.result_type(input, target)
+    dtype = toolkit.result_type(xp, input, target)
     bad = None
     if scalar_var:
         if not var >= 0:
@@ -192,7 +192,7 @@ def gaussian_nll_loss(input: Any, target: Any, var: Any, /, *, full: bool = Fals
         toolkit.check_floating(name, "var", var, xp)
         var = _var_shape(xp, name, var, input)
         bad = toolkit.check_values(name, "var", var, var < 0, xp, "non-negative variances")
-        dtype = xp.result_type(dtype, var.dtype)
+        dtype = toolkit.result_type(xp, dtype, var.dtype)
         work = toolkit.compute_dtype(xp, dtype)
         v = toolkit.as_dtype(xp, var, work)
         v = _clamp_straight_through(xp, v, eps) if eps > 0 else v

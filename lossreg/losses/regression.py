@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from array_api_compat import device
+
 from .. import toolkit
 from ..errors import LossValueError
 from ..registry import define_loss
@@ -67,13 +69,14 @@ def _huber(xp: Any, d: Any, delta: float) -> Any:
     Branch-free, so that XLA fuses it into the reduction that follows (a ``where`` is a select,
     which its CPU reduction fusion does not take, and the selected array is written out). Its
     gradient is torch's: ``d`` inside, ``±δ`` outside and at ``|d| = δ`` (``minimum`` splits a
-    tie in halves: ``δ/2 + δ/2``), 0 at 0, NaN at NaN (``minimum`` propagates it). δ = ∞ has no
-    linear part (``∞ · 0`` would be NaN).
+    tie in halves: ``δ/2 + δ/2``), 0 at 0, NaN at NaN (``minimum`` propagates it; ``clip`` would
+    not). δ = ∞ has no linear part (``∞ · 0`` would be NaN). δ goes in as a 0-d array: for a
+    Python scalar array-api-compat asks ``torch.result_type``, which torch.compile cannot trace.
     """
     if delta == math.inf:
         return 0.5 * d * d
     z = xp.abs(d)
-    q = xp.minimum(z, delta)
+    q = xp.minimum(z, xp.asarray(delta, dtype=z.dtype, device=device(z)))
     return 0.5 * q * q + delta * (z - q)
 
 
@@ -142,7 +145,7 @@ def huber_loss(input: Any, target: Any, /, *, reduction: str = "mean", delta: fl
         toolkit.namespace(name, input=input, weight=weight)
         toolkit.check_floating(name, "weight", weight, xp)
         toolkit.check_same_shape(name, "weight", weight, "input", input)
-        dtype = xp.result_type(dtype, weight.dtype)
+        dtype = toolkit.result_type(xp, dtype, weight.dtype)
         work = toolkit.compute_dtype(xp, dtype)
         x, y = toolkit.as_dtype(xp, x, work), toolkit.as_dtype(xp, y, work)
     diff = x - y
