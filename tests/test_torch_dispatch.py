@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 
+import pytest
 import torch
 from torch._dynamo.utils import counters
 
@@ -38,3 +39,32 @@ def test_the_question_is_answered_yes_under_compile_and_no_in_eager_code() -> No
     x = torch.zeros(2)
     torch.testing.assert_close(compiled(x), x + 1)
     assert not registry._compiling()
+
+
+# The portable definitions of the losses that have torch kernels, as torch.compile sees them
+# with kernels off (the kernels themselves are compiled in test_torch_transforms.py).
+PORTABLE = {
+    "mse_loss": lambda: (torch.randn(3, 4, dtype=torch.float64), torch.randn(3, 4, dtype=torch.float64)),
+    "l1_loss": lambda: (torch.tensor([[0.0, 1.0], [-2.0, 0.5]], dtype=torch.float64), torch.zeros(2, 2, dtype=torch.float64)),
+    "binary_cross_entropy": lambda: (torch.rand(3, 4, dtype=torch.float64), torch.rand(3, 4, dtype=torch.float64)),
+    "binary_cross_entropy_with_logits": lambda: (torch.tensor([0.0, 3.0, -3.0], dtype=torch.float64),
+                                                 torch.tensor([0.3, 1.0, 0.0], dtype=torch.float64)),
+    "cross_entropy": lambda: (torch.randn(3, 4, dtype=torch.float64), torch.tensor([0, 3, -100])),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PORTABLE))
+def test_portable_definitions_compile_with_fullgraph(name: str) -> None:
+    """Values and input gradients (ties at 0 included) as in eager torch.nn.functional."""
+    torch._dynamo.reset()
+    x, t = PORTABLE[name]()
+    native = getattr(torch.nn.functional, name)
+    compiled = torch.compile(lambda a, b: getattr(lossreg, name)(a, b, reduction="sum"), fullgraph=True,
+                             backend="aot_eager")
+    xg, xw = x.clone().requires_grad_(), x.clone().requires_grad_()
+    with lossreg.use_kernels(False), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = compiled(xg, t)
+    want = native(xw, t, reduction="sum")
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(torch.autograd.grad(got, xg)[0], torch.autograd.grad(want, xw)[0])
