@@ -331,9 +331,9 @@ def run(backends: Sequence[str | Backend], dtypes: Sequence[str] = ("float32", "
     that many cases per loss (see :func:`select_cases`), or per backend name (``"*"`` for the
     others) from a dict; ``progress(backend, device, seconds)``
     is called as each backend finishes, ``step(backend, device, loss, outcomes)`` as each loss
-    finishes on a backend (every dtype and path). ``jobs`` > 1 spreads the (backend, loss) pairs
-    over that many processes, which load plugins from entry points (not ones registered in this
-    process). ``lossreg conformance`` and the worker processes keep JAX's compiled programs on
+    finishes on a backend (every dtype and path). ``jobs`` > 1 spreads the (backend, loss, dtype)
+    triples, the slow backends' cut into slices of cases (see ``_SLICE``), over that many
+    processes, which load plugins from entry points (not ones registered in this process). ``lossreg conformance`` and the worker processes keep JAX's compiled programs on
     disk between runs (see :func:`share_jax_compiles`); an in-process run changes no JAX setting.
     """
     reg = registry()
