@@ -16,6 +16,14 @@ CPU allocator takes large blocks from mmap and returns them on free, so the resi
 the live tensors. "extra" is that peak minus the baseline; the gradients themselves (d_hidden and
 d_weight, which both paths must return) are listed apart, and "beyond grads" subtracts them.
 
+torch.compile (``--compiled``): the unfused reference and lossreg's public function, each eager and
+under ``torch.compile(fullgraph=True)`` (inductor), forward + backward interleaved as above; time
+ratios against both unfused forms. Memory of one compiled step in a fresh subprocess, the step
+compiled (and run once) at the measured shape before the baseline is read: "total" is the peak
+above the inputs (gradients included), "beyond grads" subtracts d_hidden and d_weight.
+
+    python benchmarks/bench_lce.py --compiled --no-jax --no-sweep --rounds 5 --out /tmp/lce_compiled
+
 JAX (CPU, float32): ``jax.jit(jax.value_and_grad(...))`` of the unfused definition
 (``logits = h @ W.T``, log-softmax, pick) against lossreg (the custom_vjp kernel); temporary
 memory from ``compiled.memory_analysis().temp_size_in_bytes``, time interleaved as above.
@@ -136,6 +144,122 @@ def bench_torch(size: str, rounds: int, chunks: tuple[Any, ...]) -> list[dict[st
     return rows
 
 
+def _compiled_variants(names: tuple[str, ...] | None = None) -> dict[str, Callable[..., Any]]:
+    """The unfused reference and lossreg's public function, eager and under torch.compile (inductor)."""
+    import torch
+    import torch.nn.functional as F
+
+    import lossreg
+
+    def unfused(h: Any, w: Any, t: Any) -> Any:
+        return F.cross_entropy(F.linear(h, w), t)
+
+    def fused(h: Any, w: Any, t: Any) -> Any:
+        return lossreg.linear_cross_entropy(h, w, t)
+
+    made = {"torch unfused, eager": lambda: unfused, "torch unfused, inductor": lambda: torch.compile(unfused, fullgraph=True),
+            "lossreg, eager": lambda: fused, "lossreg, inductor": lambda: torch.compile(fused, fullgraph=True)}
+    return {k: make() for k, make in made.items() if names is None or k in names}
+
+
+def _trim() -> None:
+    """Hand the C allocator's free memory back to the system (glibc), so that the baseline read after a
+    full-size warm-up does not include the warm-up's freed blocks, which the measured step would reuse."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name:
+        libc = ctypes.CDLL(name)
+        if hasattr(libc, "malloc_trim"):
+            libc.malloc_trim(0)
+
+
+def compiled_memory_child(variant: str, size: str) -> None:
+    """In a fresh process: the peak resident memory of one compiled forward+backward above the inputs.
+
+    The step is compiled and run once at the measured shape first (compilation, its caches and
+    torch's threads are outside the count), then the gradients are dropped, the allocator's free
+    memory returned (:func:`_trim`) and the baseline read."""
+    import torch
+
+    n, d, v = SIZES[size]
+    f = _compiled_variants((variant,))[variant]
+    h, w, t = _torch_inputs(n, d, v)
+    _step(f, h, w, t)
+    h.grad = w.grad = None
+    _trim()
+    base = _rss()
+    peak = [base]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss())
+            time.sleep(0.0005)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        _step(f, h, w, t)
+    finally:
+        done.set()
+        sampler.join()
+    print(json.dumps({"extra": peak[0] - base, "grads": (h.numel() + w.numel()) * 4, "peak_rss": peak[0],
+                      "threads": torch.get_num_threads()}))
+
+
+def bench_torch_compiled(size: str, rounds: int) -> list[dict[str, Any]]:
+    """Eager and inductor forward+backward, interleaved; memory of each in a fresh subprocess."""
+    import torch._inductor.config
+
+    torch._inductor.config.compile_threads = 1  # no worker pool on a shared machine
+    n, d, v = SIZES[size]
+    logits = n * v * 4
+    variants = _compiled_variants()
+    h, w, t = _torch_inputs(n, d, v)
+    load = [os.getloadavg()[0]]
+    for name, f in variants.items():  # compiled at the measured shape, outside the timings
+        start = time.perf_counter()
+        _step(f, h, w, t)
+        print(f"warm-up {name}: {time.perf_counter() - start:.1f}s", flush=True)
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for r in range(rounds):
+        for name, f in variants.items():
+            start = time.perf_counter()
+            _step(f, h, w, t)
+            times[name].append(time.perf_counter() - start)
+        print(f"round {r + 1}/{rounds}: " + ", ".join(f"{k} {x[-1]:.2f}s" for k, x in times.items()), flush=True)
+    load.append(os.getloadavg()[0])
+    rows = []
+    for name in variants:
+        out = subprocess.run([sys.executable, __file__, "--compiled-memory-child", name, "--size", size],
+                             capture_output=True, text=True, check=True)
+        mem = json.loads(out.stdout.strip().splitlines()[-1])
+        rows.append({"variant": name, "median_s": statistics.median(times[name]),
+                     "vs_unfused_eager": statistics.median(a / b for a, b in zip(times[name], times["torch unfused, eager"])),
+                     "vs_unfused_inductor": statistics.median(
+                         a / b for a, b in zip(times[name], times["torch unfused, inductor"])),
+                     "total_bytes": mem["extra"], "beyond_grads_bytes": mem["extra"] - mem["grads"],
+                     "peak_rss_bytes": mem["peak_rss"], "logits_bytes": logits, "load": load})
+        print(rows[-1], flush=True)
+    return rows
+
+
+def _markdown_compiled(rows: list[dict[str, Any]]) -> str:
+    mb = 2**20
+    logits = rows[0]["logits_bytes"]
+    lines = ["", f"torch.compile (inductor), forward+backward; load average {rows[0]['load'][0]:.1f} before the "
+             f"timings, {rows[0]['load'][1]:.1f} after. Memory: one step in a fresh process, above the inputs.", "",
+             "| variant | median s | / unfused eager | / unfused inductor | total MiB | / logits | "
+             "beyond grads MiB | / logits |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['variant']} | {r['median_s']:.2f} | {r['vs_unfused_eager']:.2f} | "
+                     f"{r['vs_unfused_inductor']:.2f} | {r['total_bytes'] / mb:.0f} | {r['total_bytes'] / logits:.3f} | "
+                     f"{r['beyond_grads_bytes'] / mb:.0f} | {r['beyond_grads_bytes'] / logits:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
 def bench_jax(size: str, rounds: int) -> list[dict[str, Any]]:
     import jax
     import jax.numpy as jnp
@@ -209,24 +333,31 @@ def main() -> None:
     parser.add_argument("--no-jax", action="store_true")
     parser.add_argument("--no-sweep", action="store_true", help="skip the chunk-size sweep")
     parser.add_argument("--out", help="write OUT.json and OUT.md")
+    parser.add_argument("--compiled", action="store_true", help="also torch.compile (inductor) against the unfused")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    parser.add_argument("--compiled-memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
         memory_child(args.memory_child, args.size)
+        return
+    if args.compiled_memory_child:
+        compiled_memory_child(args.compiled_memory_child, args.size)
         return
     n, d, v = SIZES[args.size]
     chunks = () if args.no_sweep else CHUNKS
     torch_rows = bench_torch(args.size, args.rounds, chunks)
     jax_rows = [] if args.no_jax else bench_jax(args.size, args.rounds)
+    compiled_rows = bench_torch_compiled(args.size, args.rounds) if args.compiled else []
     load = os.getloadavg()
     context = {"n": n, "d": d, "v": v, "logits_mb": n * v * 4 / 2**20,
                "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                "machine": f"{os.cpu_count()} CPUs shared with other jobs, load average {load[0]:.1f} at the end"}
-    text = _markdown(torch_rows, jax_rows, context)
+    text = _markdown(torch_rows, jax_rows, context) + (_markdown_compiled(compiled_rows) if compiled_rows else "")
     print(text)
     if args.out:
         with open(args.out + ".json", "w") as f:
-            json.dump({"context": context, "torch": torch_rows, "jax": jax_rows}, f, indent=1)
+            json.dump({"context": context, "torch": torch_rows, "jax": jax_rows, "torch_compiled": compiled_rows}, f,
+                      indent=1)
         with open(args.out + ".md", "w") as f:
             f.write(text)
 

@@ -159,6 +159,7 @@ class PeerRow:
     samples: int
     calls_per_sample: int
     target: float | None = None
+    load: float | None = None  # the 1-minute load average when the row was taken (a shared machine)
     optax_ratio: float | None = field(init=False)
     keras_ratio: float | None = field(init=False)
     met: bool | None = field(init=False)
@@ -180,6 +181,13 @@ def _timed(fn: Callable[..., Any], args: tuple[Any, ...], mode: str) -> Callable
         return jax.block_until_ready(f(*args))
 
     return call
+
+
+def _load1() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
 
 
 def target_for(mode: str, size: str) -> float | None:
@@ -204,18 +212,21 @@ def run(losses: Sequence[str] | None = None, sizes: Sequence[str] = tuple(SIZES)
                     fn = getattr(pair, peer)
                     if fn is not None:
                         calls[peer] = _timed(fn, arrays[peer], mode)
-                med, samples, batch = _measure(calls, budget_s)
+                # One warm-up call: a JAX function is compiled (whole under jit, per operation
+                # eagerly) on its first call, and the timing round after it is a second warm one.
+                # A second warm-up would add a sixth call of several seconds to each large row.
+                med, samples, batch = _measure(calls, budget_s, warmups=1)
                 row = PeerRow(pair.loss, pair.call, size, SIZES[size], mode, med["lossreg"] * 1e6,
                               med["optax"] * 1e6 if "optax" in med else None,
                               med["keras"] * 1e6 if "keras" in med else None, samples, batch,
-                              target_for(mode, size) if "optax" in med else None)
+                              target_for(mode, size) if "optax" in med else None, _load1())
                 rows.append(row)
                 if log:
                     log("  ".join(_cells(row)))
     return rows
 
 
-HEADER = ("call", "size", "mode", "lossreg µs", "optax µs", "ratio", "target", "keras µs", "ratio")
+HEADER = ("call", "size", "mode", "lossreg µs", "optax µs", "ratio", "target", "keras µs", "ratio", "load")
 
 
 def _cells(r: PeerRow) -> tuple[str, ...]:
@@ -225,7 +236,7 @@ def _cells(r: PeerRow) -> tuple[str, ...]:
     target = "" if r.target is None else f"≤{r.target} " + ("met" if r.met else "MISSED")
     return (r.call, f"{r.size} {r.shape[0]}×{r.shape[1]}", r.mode, _us(r.lossreg_us), maybe(r.optax_us, _us),
             maybe(r.optax_ratio, lambda v: f"{v:.2f}"), target, maybe(r.keras_us, _us),
-            maybe(r.keras_ratio, lambda v: f"{v:.2f}"))
+            maybe(r.keras_ratio, lambda v: f"{v:.2f}"), maybe(r.load, lambda v: f"{v:.1f}"))
 
 
 def markdown(rows: Sequence[PeerRow], context: dict[str, Any]) -> str:
@@ -234,7 +245,8 @@ def markdown(rows: Sequence[PeerRow], context: dict[str, Any]) -> str:
         "float32 on the CPU. Median time per call; ratio = lossreg / peer on the same arrays, sampled "
         "interleaved. Peers compute the same formula: optax's (Keras's) per-example values reduced by "
         "`.mean()`. `forward+grad` is `jax.value_and_grad` with respect to the first input. "
-        "Targets (issue 13) apply to the optax ratio.",
+        "Targets (issue 13) apply to the optax ratio. `load`: the 1-minute load average as the row "
+        "finished; on a shared machine the ratios, interleaved, are what counts.",
         HEADER, rows, _cells,
         lambda r: f"{r.call} {r.size} {r.mode} {r.optax_ratio:.2f}× (target {r.target}×)")
 

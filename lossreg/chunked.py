@@ -100,11 +100,13 @@ def prepare_inputs(name: str, hidden: Any, weight: Any, target: Any, bias: Any, 
         raise LossValueError(name, "weight", f"a (V, {d}) matrix (torch.nn.Linear's weight) with V ≥ 1 for hidden "
                              f"states of width {d}", f"shape {tuple(weight.shape)}")
     v = weight.shape[0]
-    dtype = xp.result_type(hidden, weight)
+    # One dtype needs no promotion: array-api-compat promotes torch's half dtypes with
+    # torch.result_type, which torch.compile cannot trace (fullgraph fails).
+    dtype = hidden.dtype if hidden.dtype == weight.dtype else xp.result_type(hidden, weight)
     if bias is not None:
         toolkit.check_floating(name, "bias", bias, xp)
         toolkit.check_shape(name, "bias", bias, (v,), f"a vector of one bias per vocabulary entry, shape ({v},)")
-        dtype = xp.result_type(dtype, bias)
+        dtype = dtype if bias.dtype == dtype else xp.result_type(dtype, bias)
     toolkit.check_integer(name, "target", target, xp, "integer class indices")
     lead = tuple(hidden.shape[:-1])
     n = math.prod(lead)

@@ -15,11 +15,11 @@ SIZES = {"tiny": (4, 5), "medium": (256, 1000), "large": (2048, 8192)}
 
 
 def measure(calls: dict[str, Callable[[], Any]], budget_s: float, min_samples: int = 5,
-            max_samples: int = 200) -> tuple[dict[str, float], int, int]:
-    """Median seconds per call of each callable, sampled in interleaved rounds."""
+            max_samples: int = 200, warmups: int = 2) -> tuple[dict[str, float], int, int]:
+    """Median seconds per call of each callable, sampled in interleaved rounds after ``warmups`` calls each."""
     for fn in calls.values():  # warm up: caches, lazy imports, allocator
-        fn()
-        fn()
+        for _ in range(warmups):
+            fn()
     start = time.perf_counter()
     for fn in calls.values():
         fn()

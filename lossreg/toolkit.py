@@ -393,13 +393,16 @@ def compute_dtype(xp: Any, dtype: Any) -> Any:
 def reduce(xp: Any, values: Any, reduction: str, dtype: Any = None) -> Any:
     """Apply a "none" / "mean" / "sum" reduction, casting the result to ``dtype`` if given.
 
-    The mean of nothing is NaN (torch's answer), computed without a division warning.
+    The mean of nothing is NaN (torch's answer), computed without a division warning. The mean
+    is the sum divided by the count, as torch, NumPy and JAX compute it; spelled so, its gradient
+    is a broadcast view of the scalar on torch, where ``mean``'s backward writes out an array of
+    the input's size (a pass over it in every loss's backward).
     """
     if reduction == "sum":
         values = xp.sum(values)
     elif reduction == "mean":
         n = math.prod(values.shape)
-        values = xp.mean(values) if n else xp.sum(values) * math.nan
+        values = xp.sum(values) / n if n else xp.sum(values) * math.nan
     return values if dtype is None or values.dtype == dtype else xp.astype(values, dtype)
 
 
@@ -474,8 +477,8 @@ def safe_log(xp: Any, x: Any, floor: float = -100.0) -> Any:
     The inner ``where`` keeps ``log`` away from 0, so autograd never multiplies 0 by infinity.
     """
     positive = x > 0
-    floors = xp.full_like(x, floor)  # one array of the floor, used twice (not two products)
-    return xp.where(positive, xp.maximum(xp.log(xp.where(positive, x, xp.ones_like(x))), floors), floors)
+    # Python scalars, not arrays of them: each *_like array is one more pass over x in eager code.
+    return xp.where(positive, xp.clip(xp.log(xp.where(positive, x, 1.0)), min=floor), floor)
 
 
 def check_broadcasts(loss: str, name: str, w: Any, x: Any, xp: Any) -> None:
@@ -649,9 +652,10 @@ def reduce_classes(cls: ClassInputs, losses: Any, reduction: str) -> Any:
     else:
         total, count = xp.sum(losses), xp.sum(cls.weight)
         nothing = count == 0
-        # x / 0 without NumPy's "invalid value" warning: NaN for 0 / 0 (every target ignored), ±inf else.
-        over_zero = xp.where(total > 0, xp.full_like(total, math.inf),
-                             xp.where(total < 0, xp.full_like(total, -math.inf), xp.full_like(total, math.nan)))
+        # x / 0 without NumPy's "invalid value" warning: NaN for 0 / 0 (every target ignored), ±inf
+        # else. Python scalars where they can be (each 0-d operation costs µs in eager code); the
+        # NaN not made from total, whose gradient would then be 0 · NaN.
+        over_zero = xp.where(total > 0, math.inf, xp.where(total < 0, -math.inf, xp.full_like(total, math.nan)))
         # [()]: NumPy's where gives a 0-d array where the division gave a scalar (as the sum does).
-        out = xp.where(nothing, over_zero, total / xp.where(nothing, xp.ones_like(count), count))[()]
+        out = xp.where(nothing, over_zero, total / xp.where(nothing, 1.0, count))[()]
     return as_dtype(xp, out, cls.dtype)

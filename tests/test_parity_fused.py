@@ -87,15 +87,16 @@ def test_torch_autograd_function_matches_torch(lead: tuple[int, ...], v: int, ch
     _close([value.detach(), h.grad, w.grad, b.grad], [want, *want_grads])
 
 
-def test_torch_tensors_dispatch_to_the_autograd_function():
+def test_torch_tensors_dispatch_to_the_custom_operator():
+    """Autograd records one node, the ``lossreg::linear_cross_entropy`` operator's formula."""
     ex = _example((5,), 7, "dispatch")
     h = torch.tensor(ex["hidden"], requires_grad=True)
+    node = "GeneratedBackwardFor_lossreg_linear_cross_entropy_default"
     value = lossreg.linear_cross_entropy(h, torch.tensor(ex["weight"]), torch.tensor(ex["target"]))
-    assert type(value.grad_fn).__name__ == "_LinearCrossEntropyBackward"
+    assert type(value.grad_fn).__name__.startswith(node)
     with lossreg.use_kernels(False):  # the portable definition, differentiated by autograd op by op
-        assert type(lossreg.linear_cross_entropy(h, torch.tensor(ex["weight"]),
-                                                 torch.tensor(ex["target"])).grad_fn).__name__ != \
-            "_LinearCrossEntropyBackward"
+        portable = lossreg.linear_cross_entropy(h, torch.tensor(ex["weight"]), torch.tensor(ex["target"]))
+        assert not type(portable.grad_fn).__name__.startswith(node)
 
 
 @pytest.mark.parametrize(("lead", "v", "chunks", "options"), CASES[::5], ids=IDS[::5])
@@ -175,3 +176,193 @@ def test_the_numpy_gradients_never_hold_the_logits():
         tracemalloc.stop()
     grads_bytes = (n * d + v * d + v) * 8
     assert peak - grads_bytes < logits_bytes / 4, (peak, logits_bytes)  # about 6 chunks of 64 × V
+
+
+# --- the torch operators under torch.compile(dynamic=True) and torch.func ----------------------------
+
+# (options, chunk_size): each split of the work (forward-time gradients for "mean"/"sum", recomputed
+# for "none" and recompute=True), every option, chunks cutting N and the vocabulary.
+COMPILED = [
+    ({"reduction": "mean", "z_loss": 1e-2, "softcap": 3.0}, (4, 5)),
+    ({"reduction": "sum", "label_smoothing": 0.1, "ignore_index": 1}, 3),
+    ({"reduction": "none", "label_smoothing": 0.2, "softcap": 2.0}, None),
+    ({"reduction": "mean", "recompute": True, "z_loss": 0.1}, (2, 4)),
+]
+MATMULS = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default,
+           torch.ops.aten.matmul.default}
+
+
+def _recording_backend(graphs: list[Any]) -> Any:
+    """aot_eager that keeps the forward and backward graphs AOTAutograd hands to the compiler."""
+    from torch._dynamo.backends.common import aot_autograd
+    from torch._functorch.aot_autograd import make_boxed_func
+
+    def keep(gm: torch.fx.GraphModule, _: Any) -> Any:
+        graphs.append(gm)
+        return make_boxed_func(gm.forward)
+
+    return aot_autograd(fw_compiler=keep, bw_compiler=keep)
+
+
+@pytest.mark.parametrize(("options", "chunks"), COMPILED, ids=[str(i) for i in range(len(COMPILED))])
+def test_one_compiled_graph_serves_every_batch_size_without_the_logits(options: dict[str, Any], chunks: Any):
+    """Under torch.compile(fullgraph=True, dynamic=True) the kernel is one operator call: the same
+    graph for N = 6, 9, 14, values and gradients equal to torch's, no matmul outside the operators."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    opts = {k: o for k, o in options.items() if k != "recompute"}
+    graphs: list[Any] = []
+
+    def loss(h: Any, w: Any, b: Any, t: Any) -> Any:
+        return torch_lce.linear_cross_entropy(h, w, t, bias=b, chunk_size=chunks, **options)
+
+    compiled = torch.compile(loss, fullgraph=True, dynamic=True, backend=_recording_backend(graphs))
+    before = counters["stats"]["unique_graphs"]
+    for n in (6, 9, 14):
+        ex = _example((n,), 11, ("compiled", n), ignore=opts.get("ignore_index", -100))
+        want, want_grads = _torch_answer(ex, opts)
+        h, w, b = (torch.tensor(ex[k], requires_grad=True) for k in ("hidden", "weight", "bias"))
+        value = compiled(h, w, b, torch.tensor(ex["target"]))
+        value.sum().backward()
+        _close([value.detach(), h.grad, w.grad, b.grad], [want, *want_grads])
+    assert counters["stats"]["unique_graphs"] - before == 1
+    forward, backward = graphs  # compiled once each
+    targets = {node.target for g in graphs for node in g.graph.nodes if node.op == "call_function"}
+    assert torch.ops.lossreg.linear_cross_entropy.default in targets
+    recomputed = options.get("recompute") or options["reduction"] == "none"
+    assert (torch.ops.lossreg.linear_cross_entropy_backward.default in targets) == bool(recomputed)
+    assert not targets & MATMULS, targets & MATMULS
+
+
+def test_inductor_compiles_the_training_step_once():
+    """inductor (C++ code for the elementwise work around the operators) at two batch sizes."""
+    import torch._inductor.config
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    before = counters["stats"]["unique_graphs"]
+    with torch._inductor.config.patch(compile_threads=1):
+        compiled = torch.compile(lambda h, w, b, t: torch_lce.linear_cross_entropy(
+            h, w, t, bias=b, chunk_size=(4, 5), z_loss=1e-2, label_smoothing=0.1), fullgraph=True, dynamic=True)
+        for n in (6, 9):
+            ex = _example((n,), 11, ("inductor", n))
+            want, want_grads = _torch_answer(ex, {"z_loss": 1e-2, "label_smoothing": 0.1})
+            h, w, b = (torch.tensor(ex[k], requires_grad=True) for k in ("hidden", "weight", "bias"))
+            value = compiled(h, w, b, torch.tensor(ex["target"]))
+            value.backward()
+            _close([value.detach(), h.grad, w.grad, b.grad], [want, *want_grads])
+    assert counters["stats"]["unique_graphs"] - before == 1
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_compiled_half_precision_equals_eager(dtype: torch.dtype):
+    """The compiled graph calls the same operator: float32 accumulation, the same rounding."""
+    torch._dynamo.reset()
+    ex = _example((12,), 40, ("half", str(dtype)))
+    t = torch.tensor(ex["target"])
+
+    def run(f: Any) -> list[torch.Tensor]:
+        h, w, b = (torch.tensor(ex[k]).to(dtype).requires_grad_(True) for k in ("hidden", "weight", "bias"))
+        value = f(h, w, b)
+        value.backward()
+        return [value.detach(), h.grad, w.grad, b.grad]
+
+    def loss(h: Any, w: Any, b: Any) -> Any:
+        return torch_lce.linear_cross_entropy(h, w, t, bias=b, chunk_size=(5, 16), softcap=3.0)
+
+    eager = run(loss)
+    compiled = run(torch.compile(loss, fullgraph=True, dynamic=True, backend="aot_eager"))
+    assert all(x.dtype == dtype for x in eager)
+    for a, b in zip(compiled, eager):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def _ran_the_operator(call: Any) -> Any:
+    """``call()``, asserting that the ``lossreg::linear_cross_entropy`` operator ran (no fallback)."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        out = call()
+    assert "lossreg::linear_cross_entropy" in {e.name for e in prof.events()}
+    return out
+
+
+@pytest.mark.parametrize(("lead", "v", "chunks", "options"), CASES[::3], ids=IDS[::3])
+def test_torch_func_grad_and_vjp_use_the_operator(lead: tuple[int, ...], v: int, chunks: Any,
+                                                  options: dict[str, Any]):
+    ex = _example(lead, v, ("func", lead, v, chunks), ignore=options.get("ignore_index", -100))
+    want, want_grads = _torch_answer(ex, options)
+    t = torch.tensor(ex["target"])
+    primals = [torch.tensor(ex[k]) for k in ("hidden", "weight", "bias")]
+
+    def loss(h: Any, w: Any, b: Any) -> Any:
+        return lossreg.linear_cross_entropy(h, w, t, bias=b, chunk_size=chunks, **options)
+
+    grads = _ran_the_operator(lambda: torch.func.grad(lambda *p: loss(*p).sum(), argnums=(0, 1, 2))(*primals))
+    _close(grads, want_grads)
+    value, pullback = _ran_the_operator(lambda: torch.func.vjp(loss, *primals))
+    _close([value], [want])
+    cotangent = torch.linspace(-1.0, 2.0, value.numel(), dtype=value.dtype).reshape(value.shape)
+    fresh = [x.clone().requires_grad_(True) for x in primals]
+    expected = torch.autograd.grad(reference(fresh[0], fresh[1], t, bias=fresh[2], **options), fresh, cotangent)
+    _close(pullback(cotangent), [x.numpy() for x in expected])
+
+
+def test_functional_call_over_a_module_with_the_loss_module():
+    """torch.func.grad of a head (nn.Linear's parameters, lossreg.torch.LinearCrossEntropyLoss) through
+    functional_call: the parameters' gradients are autograd's of the unfused float64 head."""
+    import lossreg.torch
+
+    class Head(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = torch.nn.Linear(4, 9, dtype=torch.float64)
+            self.crit = lossreg.torch.LinearCrossEntropyLoss(z_loss=1e-3, label_smoothing=0.1, chunk_size=5)
+
+        def forward(self, h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return self.crit(h, self.proj.weight, t) + 0.0 * self.proj.bias.sum()
+
+    torch.manual_seed(0)
+    head, h, t = Head(), torch.randn(2, 7, 4, dtype=torch.float64), torch.randint(0, 9, (2, 7))
+    params = {k: p.detach() for k, p in head.named_parameters()}
+    grads = _ran_the_operator(lambda: torch.func.grad(lambda p: torch.func.functional_call(head, p, (h, t)))(params))
+    z = torch.nn.functional.linear(h, head.proj.weight)
+    want = torch.nn.functional.cross_entropy(z.reshape(-1, 9), t.reshape(-1), label_smoothing=0.1) + \
+        1e-3 * (torch.logsumexp(z, -1) ** 2).mean()
+    want.backward()
+    torch.testing.assert_close(grads["proj.weight"], head.proj.weight.grad, rtol=1e-12, atol=1e-12)
+    assert not grads["proj.bias"].any()
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_vmap_of_grad_gives_per_sample_gradients(reduction: str):
+    """vmap runs the operators once per problem of the batch (each still chunked): per-example
+    gradients of a shared weight equal a loop of autograd over the examples."""
+    torch.manual_seed(1)
+    hs, w, ts = torch.randn(3, 6, 4, dtype=torch.float64), torch.randn(7, 4, dtype=torch.float64), torch.randint(0, 7, (3, 6))
+
+    def loss(h: Any, w: Any, t: Any) -> Any:
+        return lossreg.linear_cross_entropy(h, w, t, chunk_size=4, softcap=2.0, reduction=reduction).sum()
+
+    got = _ran_the_operator(lambda: torch.func.vmap(torch.func.grad(loss, argnums=(0, 1)), in_dims=(0, None, 0))(hs, w, ts))
+    for i in range(3):
+        h, wi = hs[i].clone().requires_grad_(True), w.clone().requires_grad_(True)
+        want = torch.autograd.grad(reference(h, wi, ts[i], softcap=2.0, reduction=reduction).sum(), (h, wi))
+        torch.testing.assert_close(got[0][i], want[0], rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(got[1][i], want[1], rtol=1e-10, atol=1e-12)
+
+
+def test_second_derivatives_raise_instead_of_giving_zero():
+    """The operators' gradients are made outside autograd: a second derivative is refused."""
+    h, w, t = torch.randn(5, 4, dtype=torch.float64), torch.randn(6, 4, dtype=torch.float64), torch.arange(5)
+    for reduction in ("mean", "none"):
+        def loss(h: Any) -> Any:
+            return lossreg.linear_cross_entropy(h, w, t, reduction=reduction).sum()
+
+        with pytest.raises(lossreg.UnsupportedError, match="first derivatives only"):
+            torch.func.grad(lambda h: torch.func.grad(loss)(h).sum())(h)
+        hh = h.clone().requires_grad_(True)
+        with pytest.raises(lossreg.UnsupportedError, match="first derivatives only"):
+            torch.autograd.grad(loss(hh), hh, create_graph=True)
+    with lossreg.use_kernels(False):  # the portable definition has them
+        hess = torch.func.hessian(lambda h: lossreg.linear_cross_entropy(h, w, t))(h)
+    torch.testing.assert_close(hess, torch.func.hessian(lambda h: reference(h, w, t))(h))

@@ -40,6 +40,34 @@ def test_huber_matches_torch(delta, reduction, weighted):
         check_parity("huber_loss", F.huber_loss, _pair(seed, shape), options)
 
 
+# d = x - y at 0, inside, at the threshold (1.0 here), outside, at ±inf and NaN: the branch-free
+# form 0.5 q² + δ (|d| - q), q = min(|d|, δ), must give torch's value and gradient at each.
+EDGES = (0.0, 0.25, -0.25, 1.0, -1.0, 2.5, -2.5, math.inf, -math.inf, math.nan)
+
+
+@pytest.mark.parametrize(("loss", "reference", "option"), [("huber_loss", F.huber_loss, "delta"),
+                                                           ("smooth_l1_loss", F.smooth_l1_loss, "beta")])
+@pytest.mark.parametrize("threshold", (0.5, 1.0))
+def test_value_and_gradient_at_zero_the_threshold_the_infinities_and_nan_are_torchs(loss, reference, option, threshold):
+    import jax
+    import torch
+
+    options = {option: threshold, "reduction": "none"}
+    x = torch.tensor(EDGES, dtype=torch.float32, requires_grad=True)
+    y = torch.zeros(len(EDGES), dtype=torch.float32)
+    want = reference(x, y, **options)
+    (want_grad,) = torch.autograd.grad(want.sum(), x)
+    x2 = x.detach().clone().requires_grad_(True)
+    got = getattr(lossreg, loss)(x2, y, **options)
+    (got_grad,) = torch.autograd.grad(got.sum(), x2)
+    torch.testing.assert_close(got, want, equal_nan=True)
+    torch.testing.assert_close(got_grad, want_grad, equal_nan=True)
+    xj, yj = jax.numpy.asarray(x.detach().numpy()), jax.numpy.asarray(y.numpy())
+    np.testing.assert_allclose(getattr(lossreg, loss)(xj, yj, **options), want.detach().numpy(), rtol=1e-6)
+    jax_grad = jax.grad(lambda a: getattr(lossreg, loss)(a, yj, **options).sum())(xj)
+    np.testing.assert_allclose(jax_grad, want_grad.numpy(), rtol=1e-6)
+
+
 def test_defaults_match_torch():
     for seed in SEEDS:
         check_parity("smooth_l1_loss", F.smooth_l1_loss, _pair(seed, (3, 4)))

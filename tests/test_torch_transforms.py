@@ -29,9 +29,10 @@ import lossreg
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 SLOW = os.environ.get("LOSSREG_SLOW", "0") == "1"
-# Two kernels (cross_entropy; BCE, with its in-graph value check) and portable code (huber):
-# inductor compiles C++ for each, several seconds apiece, so CI takes three.
-INDUCTOR = ["cross_entropy", "binary_cross_entropy", "huber_loss"]
+# Three kernels (cross_entropy; BCE, with its in-graph value check; linear_cross_entropy, two custom
+# operators) and portable code (huber):
+# inductor compiles C++ for each, several seconds apiece, so CI takes four.
+INDUCTOR = ["cross_entropy", "binary_cross_entropy", "huber_loss", "linear_cross_entropy"]
 TOL = {"rtol": 1e-7, "atol": 1e-10}  # float64; compiled code may associate sums differently
 
 
@@ -82,8 +83,7 @@ def _check_compiled(name: str, backend: str) -> None:
 
 
 # Known gaps, each a strict expected failure (it fails loudly once fixed).
-RECOMPILES = {"linear_cross_entropy": "chunks the batch in a Python loop (range over N): one graph per batch "
-                                      "size under dynamic=True (values and gradients do match)"}
+RECOMPILES: dict[str, str] = {}
 
 
 def _marked(names: list[str], xfail: dict[str, str]) -> list:

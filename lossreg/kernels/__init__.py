@@ -50,6 +50,26 @@ def _kernel(library: str, module: str, loss: str) -> Callable[..., Any]:
     return _lazy(module, loss)
 
 
+def jax_jit(loss: Callable[..., Any]) -> Callable[..., Any]:
+    """A JAX kernel for a loss made with ``define_loss``: its portable definition under ``jax.jit``.
+
+    For a plugin whose loss has a compiled JAX peer (a ``jax.nn`` or optax function), which op by
+    op eager JAX loses to by its number of dispatches; see :mod:`lossreg.kernels.jax`. JAX is
+    imported on the first call, so registering it imports nothing::
+
+        Kernel(loss="poly1_cross_entropy", backend="jax", function=jax_jit(poly1_cross_entropy), name="jax")
+    """
+    real: list[Callable[..., Any]] = []
+
+    def kernel(*arrays: Any, **options: Any) -> Any:
+        if not real:
+            real.append(importlib.import_module(f"{__name__}.jax").compiled(loss))
+        return real[0](*arrays, **options)
+
+    kernel.__name__ = loss.spec.name  # type: ignore[attr-defined]
+    return kernel
+
+
 def _triton_ce(*arrays: Any, **options: Any) -> Any:
     """The Triton cross-entropy (CUDA only): declines when Triton or CUDA is missing."""
     if "ok" not in _triton_ce.__dict__:

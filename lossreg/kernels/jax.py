@@ -30,10 +30,16 @@ _TRACING_ERRORS = (jax.errors.ConcretizationTypeError, jax.errors.TracerBoolConv
                    jax.errors.TracerIntegerConversionError, jax.errors.TracerArrayConversionError)
 
 
-def compiled(loss: str) -> Callable[..., Any]:
-    """The kernel of ``loss``: its portable definition under ``jax.jit``, one program per static options."""
-    loss_spec = getattr(catalogue, loss).spec
-    function, names = loss_spec.function, loss_spec.inputs
+def compiled(loss: str | Callable[..., Any], definition: Callable[..., Any] | None = None) -> Callable[..., Any]:
+    """The kernel of ``loss``: its portable definition under ``jax.jit``, one program per static options.
+
+    ``loss`` is a catalogue name or a loss made with ``define_loss`` (a plugin's; see
+    :func:`lossreg.kernels.jax_jit`). ``definition``, when given, is compiled instead: a JAX
+    form of the loss with its signature (one that states a derivative, say).
+    """
+    loss_spec = getattr(catalogue, loss).spec if isinstance(loss, str) else loss.spec  # type: ignore[attr-defined]
+    name: str = loss_spec.name
+    function, names = definition or loss_spec.function, loss_spec.inputs
     programs: dict[tuple[tuple[str, Any], ...], Any] = {}
 
     def kernel(*arrays: Any, **options: Any) -> Any:
@@ -54,14 +60,14 @@ def compiled(loss: str) -> Callable[..., Any]:
             program = programs[static] = jax.jit(run)
         if len(arrays) + len(traced) > 1:  # traced arrays report no device: check them here
             present: dict[str, Any] = {**dict(zip(names, arrays)), **traced}
-            toolkit.namespace(loss, **present)
+            toolkit.namespace(name, **present)
         try:
             return program(arrays, traced)
         except _TRACING_ERRORS:  # the portable code reads a value here: run it op by op
             return NotImplemented
 
-    kernel.__name__ = loss
-    kernel.__doc__ = f"{loss} under jax.jit (see lossreg.kernels.jax)."
+    kernel.__name__ = name
+    kernel.__doc__ = f"{name} under jax.jit (see lossreg.kernels.jax)."
     return kernel
 
 

@@ -1,4 +1,4 @@
-"""torch kernel of linear_cross_entropy: a ``torch.autograd.Function`` that never holds the logits.
+"""torch kernel of linear_cross_entropy: two custom operators that never hold the logits.
 
 The arguments are checked by the portable preamble (``lossreg.losses.fused.prepare_inputs``: the
 same errors, the same chunking). Then, per chunk of tokens, the logits are made by one ``addmm``
@@ -16,6 +16,17 @@ dropped. Two ways to split the work between forward and backward, both here, mea
   gradients are not held between the passes and the incoming gradient may differ per token: used
   for "none", and with ``recompute=True`` for "mean" and "sum".
 
+The chunked work runs inside two ``torch.library.custom_op`` operators,
+``lossreg::linear_cross_entropy`` (the loss, and the forward-time gradients) and
+``lossreg::linear_cross_entropy_backward`` (the recomputing backward), with fake (shape-only),
+autograd and vmap registrations. torch.compile sees each as one opaque call, so the loop over
+chunks, which depends on N, is never traced: under ``dynamic=True`` one graph serves every batch
+size, and a compiled training step holds no N×V array. torch.func's ``grad``, ``vjp`` and
+``functional_call`` use the same operators (through an ``autograd.Function`` with
+``setup_context``: torch 2.13's ``register_autograd`` lacks one, which torch.func requires);
+``vmap`` runs them once per problem of the batch. The gradient formula is not differentiable
+itself: a second derivative (``create_graph=True``, nested ``grad``) raises instead of giving zero.
+
 When no gradient is wanted, only the loss is computed. Half-precision inputs are computed in
 float32 on the CPU (each chunk of hidden states and the weight cast once per call); on CUDA the
 matmuls run in the input dtype (tensor cores, float32 accumulation inside), their results are
@@ -26,11 +37,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
-from ..chunked import MIN_TOKENS, prepare_inputs
+from ..chunked import MIN_TOKENS, plan_chunks, prepare_inputs
+from ..errors import UnsupportedError
 
 Tensor = torch.Tensor
 _HALF = (torch.float16, torch.bfloat16)
@@ -166,53 +179,69 @@ def _cap_derivative(z: Tensor, cap: float) -> Tensor:
     return (z / cap).square_().neg_().add_(1.0)
 
 
-class _Meta(NamedTuple):
-    """What the autograd Function needs besides the tensors (hashable constants, for torch.compile)."""
-
-    reduction: str
-    shape: tuple[int, ...]  # of the per-token losses
-    dtype: torch.dtype  # of the result
-    chunks: tuple[int, int]
-    ls: float
-    zl: float
-    cap: float | None
-    recompute: bool
+# --- the chunked computation, on real tensors ---------------------------------------------------------
 
 
 def _work(h: Tensor, w: Tensor, b: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
     """The (hidden, weight, bias) to compute with: float32 copies of half inputs on the CPU."""
-    if h.is_cuda and h.dtype in _HALF and w.dtype == h.dtype and (b is None or b.dtype == h.dtype):
+    if _in_place_dtype(h, w, b):
         return h, w, b
     work = torch.float64 if torch.float64 in (h.dtype, w.dtype, None if b is None else b.dtype) else torch.float32
     return h.to(work), w.to(work), None if b is None else b.to(work)
 
 
-def _sweep(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, meta: _Meta, coef: Tensor | None,
-           lse: Tensor | None = None) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor | None] | None]:
+def _in_place_dtype(h: Tensor, w: Tensor, b: Tensor | None) -> bool:
+    """Half precision on CUDA, one dtype: the matmuls run in it (tensor cores)."""
+    return h.is_cuda and h.dtype in _HALF and w.dtype == h.dtype and (b is None or b.dtype == h.dtype)
+
+
+def _dtypes(h: Tensor, w: Tensor, b: Tensor | None) -> tuple[torch.dtype, torch.dtype, torch.dtype]:
+    """(accumulation, d_weight accumulation, result) dtypes: float64 if any input is, else float32;
+    half-precision d_weight on CUDA is summed in its dtype inside each addmm (float32 within a
+    matmul, rounded between chunks, as Liger-Kernel does): a float32 copy would be V×D×4 bytes, as
+    large as the logits at N=8192, D=4096."""
+    acc = torch.float64 if torch.float64 in (h.dtype, w.dtype, None if b is None else b.dtype) else torch.float32
+    out = torch.promote_types(h.dtype, w.dtype) if b is None else \
+        torch.promote_types(torch.promote_types(h.dtype, w.dtype), b.dtype)
+    return acc, (w.dtype if _in_place_dtype(h, w, b) else acc), out
+
+
+def _plan(n: int, v: int, tokens: int, vocab: int, cuda: bool) -> tuple[int, int]:
+    """(tokens, vocabulary entries) per chunk, from the op's ``tokens``/``vocab`` (0: automatic).
+
+    Planned here, on the concrete shapes, so that a compiled graph does not depend on them. One
+    chunk-sized array at a time here (the portable code holds several), so larger automatic
+    chunks: each chunk reads the whole weight again, and on a CPU 256 tokens at V=32000 beat
+    torch's unfused time where 64 took 1.7 times as long (benchmarks/bench_lce.py, README)."""
+    if tokens == 0:
+        auto = (CUDA_CHUNK_ELEMENTS if cuda else CPU_CHUNK_ELEMENTS) // v // MIN_TOKENS * MIN_TOKENS
+        if auto >= MIN_TOKENS:
+            return auto, v
+        return tuple(plan_chunks(n, v, None))  # type: ignore[return-value]  # the vocabulary split too
+    return tuple(plan_chunks(n, v, tokens if vocab == 0 else (tokens, vocab)))  # type: ignore[return-value]
+
+
+def _sweep(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, opts: tuple[int, int, float, float, float | None],
+           coef: Tensor | None, lse: Tensor | None = None) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor | None] | None]:
     """Every chunk of tokens: per-token losses and lse (N,), and the gradients when ``coef`` is given
     (from the saved ``lse`` when given, recomputing the logits: the Cut Cross-Entropy backward)."""
+    tokens, vocab, ls, zl, cap = opts
+    acc, w_acc, _ = _dtypes(h, w, b)
     h, w, b = _work(h, w, b)
     n, d = h.shape
-    step, vocab = meta.chunks
-    acc = torch.float64 if h.dtype == torch.float64 else torch.float32
+    step, vocab = _plan(n, w.shape[0], tokens, vocab, h.is_cuda)
     losses = torch.zeros(n, dtype=acc, device=h.device)
     lse_out = torch.empty(n, dtype=acc, device=h.device)
     full = None
     if coef is not None:
-        # Half precision on CUDA: d_weight summed in the weight's dtype inside each addmm (float32
-        # within a matmul, rounded between chunks, as Liger-Kernel does); a float32 copy would be
-        # V×D×4 bytes, as large as the logits at N=8192, D=4096.
-        w_acc = w.dtype if w.dtype in _HALF else acc
         full = (torch.empty(n, d, dtype=acc, device=h.device), torch.zeros(w.shape, dtype=w_acc, device=h.device),
                 None if b is None else torch.zeros(b.shape, dtype=acc, device=h.device))
     reuse = lse is not None and vocab < w.shape[0]  # one block: the logits are made once anyway
-    # Under torch.compile(dynamic=True) N is symbolic: a loop over its chunks would make the graph
-    # depend on N, so one chunk takes every token (no saving there; static shapes keep the chunks).
-    symbolic = isinstance(n, torch.SymInt)
-    for i in ([0] if symbolic else range(0, n, step)):
-        sl = slice(0, None) if symbolic else slice(i, i + step)
-        li, si = _chunk(h[sl], w, b, t[sl], act[sl], None if coef is None else coef[sl], meta.ls, meta.zl, meta.cap,
-                        vocab, lse[sl] if lse is not None and reuse else None, None if full is None else (full[0][sl], full[1], full[2]))
+    for i in range(0, n, step):
+        sl = slice(i, i + step)
+        li, si = _chunk(h[sl], w, b, t[sl], act[sl], None if coef is None else coef[sl], ls, zl, cap, vocab,
+                        lse[sl] if lse is not None and reuse else None,
+                        None if full is None else (full[0][sl], full[1], full[2]))
         if li is not None:
             losses[sl] = li
         lse_out[sl] = si
@@ -228,83 +257,214 @@ def _base_coef(act: Tensor, reduction: str, dtype: torch.dtype) -> Tensor:
     return c
 
 
-def _reduce(losses: Tensor, act: Tensor, bad: Tensor | None, meta: _Meta) -> Tensor:
+def _reduce(losses: Tensor, act: Tensor, bad: Tensor | None, reduction: str, dtype: torch.dtype) -> Tensor:
     if bad is not None:
         losses = torch.where(bad, torch.nan, losses)
-    if meta.reduction == "none":
-        out = losses.reshape(meta.shape)
-    elif meta.reduction == "sum":
-        out = losses.sum()
-    else:  # every target ignored: 0 / 0 = NaN, as torch
-        out = losses.sum() / act.sum()
-    return out.to(meta.dtype)
+    if reduction == "sum":
+        losses = losses.sum()
+    elif reduction == "mean":  # every target ignored: 0 / 0 = NaN, as torch
+        losses = losses.sum() / act.sum()
+    return losses.to(dtype)
 
 
-class _LinearCrossEntropy(torch.autograd.Function):
-    """Value and gradients of linear_cross_entropy; hidden (N, D), weight and bias are differentiable."""
+# --- the operators: one opaque call each for torch.compile ---------------------------------------------
+#
+# Dynamo and AOTAutograd see ``lossreg::linear_cross_entropy`` (forward, with the forward-time
+# gradients when asked) and ``lossreg::linear_cross_entropy_backward`` (the recomputing backward)
+# as single nodes of known output shapes (the fake implementations), so the chunk loop, which
+# depends on N, is never traced: one graph serves every batch size, and no N×V array appears in it.
+# Their arguments are what the computation needs (the portable preamble's flattened, checked
+# tensors) and hashable constants; ``tokens``/``vocab`` 0 means "plan from the shapes".
 
-    @staticmethod
-    def forward(ctx: Any, h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, bad: Tensor | None,
-                meta: _Meta) -> Tensor:
-        grads = any(ctx.needs_input_grad[:3])
-        early = grads and not meta.recompute and meta.reduction != "none"
-        acc = torch.float64 if torch.float64 in (h.dtype, w.dtype) else torch.float32
-        coef = _base_coef(act, meta.reduction, acc) if early else None
-        losses, lse, full = _sweep(h, w, b, t, act, meta, coef)
-        ctx.meta, ctx.early, ctx.used = meta, early, False
-        ctx.dtypes = (h.dtype, w.dtype, None if b is None else b.dtype)
-        if early:
-            assert full is not None
-            ctx.save_for_backward(full[0], full[1], full[2], bad)
-        elif grads:
-            ctx.save_for_backward(h, w, b, t, act, bad, lse)
-        return _reduce(losses, act, bad, meta)
+_Outputs = tuple[Tensor, Tensor, Tensor, Tensor, Tensor]
 
-    @staticmethod
-    def backward(ctx: Any, grad_out: Tensor) -> tuple[Any, ...]:
-        meta = ctx.meta
-        if ctx.early:
+
+@torch.library.custom_op("lossreg::linear_cross_entropy", mutates_args=())
+def _forward_op(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, bad: Tensor | None, reduction: str,
+                tokens: int, vocab: int, ls: float, zl: float, cap: float | None, early: bool) -> _Outputs:
+    """``(result, lse (N,), d_hidden, d_weight, d_bias)``: the gradients of the "mean"/"sum" result
+    when ``early`` (Liger-style, made in the forward pass), else (and without a bias) empty."""
+    acc, _, out = _dtypes(h, w, b)
+    coef = _base_coef(act, reduction, acc) if early else None
+    losses, lse, full = _sweep(h, w, b, t, act, (tokens, vocab, ls, zl, cap), coef)
+    result = _reduce(losses, act, bad, reduction, out)
+    if full is None:
+        return result, lse, *(h.new_empty(0, dtype=acc) for _ in range(3))  # type: ignore[return-value]
+    d_h, d_w, d_b = full
+    return result, lse, d_h, d_w, h.new_empty(0, dtype=acc) if d_b is None else d_b
+
+
+@_forward_op.register_fake
+def _forward_fake(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, bad: Tensor | None, reduction: str,
+                  tokens: int, vocab: int, ls: float, zl: float, cap: float | None, early: bool) -> _Outputs:
+    acc, w_acc, out = _dtypes(h, w, b)
+    n = h.shape[0]
+    result = h.new_empty((n,) if reduction == "none" else (), dtype=out)
+    lse = h.new_empty((n,), dtype=acc)
+    if not early:
+        return result, lse, h.new_empty(0, dtype=acc), h.new_empty(0, dtype=acc), h.new_empty(0, dtype=acc)
+    return (result, lse, h.new_empty(h.shape, dtype=acc), w.new_empty(w.shape, dtype=w_acc),
+            h.new_empty(0 if b is None else b.shape[0], dtype=acc))
+
+
+@torch.library.custom_op("lossreg::linear_cross_entropy_backward", mutates_args=())
+def _backward_op(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, coef: Tensor, lse: Tensor,
+                 tokens: int, vocab: int, ls: float, zl: float, cap: float | None) -> tuple[Tensor, Tensor, Tensor]:
+    """``(d_hidden, d_weight, d_bias)`` of ``Σ coef_n ℓ_n`` in the inputs' dtypes (d_bias empty
+    without a bias), each chunk's logits made again from the saved log-sum-exp (Cut Cross-Entropy)."""
+    _, _, full = _sweep(h, w, b, t, act, (tokens, vocab, ls, zl, cap), coef, lse)
+    assert full is not None
+    d_h, d_w, d_b = full
+    return d_h.to(h.dtype), d_w.to(w.dtype), h.new_empty(0) if d_b is None or b is None else d_b.to(b.dtype)
+
+
+@_backward_op.register_fake
+def _backward_fake(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, coef: Tensor, lse: Tensor,
+                   tokens: int, vocab: int, ls: float, zl: float, cap: float | None) -> tuple[Tensor, Tensor, Tensor]:
+    return h.new_empty(h.shape), w.new_empty(w.shape), h.new_empty(0) if b is None else b.new_empty(b.shape)
+
+
+def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: _Outputs) -> None:
+    h, w, b, t, act, bad, reduction, *opts, early = inputs
+    _, lse, d_h, d_w, d_b = output
+    ctx.mark_non_differentiable(lse, d_h, d_w, d_b)
+    ctx.set_materialize_grads(False)  # else autograd passes zeros of d_weight's size for the extra outputs
+    ctx.early, ctx.used, ctx.reduction, ctx.opts = early, False, reduction, tuple(opts)
+    # Eager autograd tracks the inputs (torch.func's levels are told apart in _refuse_second_order).
+    ctx.tracked = not torch._C._are_functorch_transforms_active() and \
+        any(x is not None and x.requires_grad for x in (h, w, b))
+    ctx.dtypes = (h.dtype, w.dtype, None if b is None else b.dtype)
+    if early:
+        ctx.save_for_backward(d_h, d_w, None if b is None else d_b, bad)
+    else:
+        ctx.save_for_backward(h, w, b, t, act, bad, lse)
+
+
+def _backward(ctx: Any, grad: Tensor | None, *unused: Any) -> tuple[Tensor | None, ...]:
+    """Gradients of hidden, weight and bias (the other inputs: None)."""
+    saved = ctx.saved_tensors
+    if grad is None:  # the result was not used
+        return (None,) * 13
+    _refuse_second_order(ctx.tracked, grad, *saved)
+    if ctx.early:
+        d_h, d_w, d_b, bad = saved
+        if _plain(grad, d_h, d_w):
+            # Eager: scaled in place, as a copy would hold the gradients twice (d_weight is V×D).
             if ctx.used:
                 raise RuntimeError("linear_cross_entropy: a second backward pass through one forward pass needs "
                                    "recompute=True (the gradients made in the forward pass were scaled in place)")
             ctx.used = True
-            d_h, d_w, d_b, bad = ctx.saved_tensors
-            # Scaled in place: a copy would hold the gradients twice (d_weight is V×D).
-            d_h, d_w = d_h.mul_(grad_out), d_w.mul_(grad_out)
-            d_b = None if d_b is None else d_b.mul_(grad_out)
-        else:
-            h, w, b, t, act, bad, lse = ctx.saved_tensors
-            g = grad_out.reshape(-1) if meta.reduction == "none" else grad_out
-            coef = _base_coef(act, meta.reduction, lse.dtype) * g.to(lse.dtype)
-            _, _, full = _sweep(h, w, b, t, act, meta, coef, lse)
-            assert full is not None
-            d_h, d_w, d_b = full
-        if bad is not None:  # invalid targets were poisoned in the value: so are the gradients
-            d_h = torch.where(bad.unsqueeze(1), torch.nan, d_h)
+            d_h, d_w = d_h.mul_(grad), d_w.mul_(grad)
+            d_b = None if d_b is None else d_b.mul_(grad)
+        else:  # traced (compiled: Inductor may reuse the buffers) or under torch.func (grad may be batched)
+            d_h, d_w = d_h * grad, d_w * grad
+            d_b = None if d_b is None else d_b * grad
         dh_t, dw_t, db_t = ctx.dtypes
-        return (d_h.to(dh_t), d_w.to(dw_t), None if d_b is None else d_b.to(db_t), None, None, None, None)
+        d_h, d_w, d_b = d_h.to(dh_t), d_w.to(dw_t), None if d_b is None else d_b.to(db_t)
+    else:
+        h, w, b, t, act, bad, lse = saved
+        g = grad.reshape(-1) if ctx.reduction == "none" else grad
+        coef = _base_coef(act, ctx.reduction, lse.dtype) * g.to(lse.dtype)
+        # Detached: torch.func's grad levels would otherwise ask the operator for a formula of its own.
+        d_h, d_w, d_b = torch.ops.lossreg.linear_cross_entropy_backward(
+            *(None if x is None else x.detach() for x in (h, w, b, t, act, coef, lse)), *ctx.opts)
+        d_b = None if b is None else d_b
+    if bad is not None:  # invalid targets were poisoned in the value: so are the gradients
+        d_h = torch.where(bad.unsqueeze(1), torch.nan, d_h)
+    return (d_h, d_w, d_b) + (None,) * 10
+
+
+def _refuse_second_order(tracked: bool, *tensors: Tensor | None) -> None:
+    """The formula is not differentiable itself (the gradients are made by the operators, outside
+    autograd): differentiating it again would silently give zero, so it raises instead."""
+    if torch._C._are_functorch_transforms_active():  # one grad transform is this backward's own; two: nested
+        again = any(_grad_layers(x) > 1 for x in tensors if x is not None)
+    else:  # eager backward(create_graph=True); traced backward passes (fake tensors) are first-order
+        again = tracked and torch.is_grad_enabled() and all(x is None or type(x) is Tensor for x in tensors)
+    if again:
+        raise UnsupportedError("linear_cross_entropy: the torch kernel gives first derivatives only (no "
+                               "create_graph=True, hessian or nested grad); lossreg.use_kernels(False) "
+                               "differentiates the portable definition to any order")
+
+
+def _grad_layers(x: Tensor) -> int:
+    """How many torch.func grad transforms track ``x`` (vmap's batching layers not counted)."""
+    f = torch._C._functorch
+    layers = 0
+    while f.is_functorch_wrapped_tensor(x):
+        layers += f.is_gradtrackingtensor(x)
+        x = f.get_unwrapped(x)
+    return layers
+
+
+def _plain(*tensors: Tensor) -> bool:
+    """Real eager tensors: not fake, functional or batched (torch.compile, torch.func)."""
+    return not torch._C._are_functorch_transforms_active() and all(type(x) is Tensor for x in tensors)
+
+
+_forward_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+class _UnderTransforms(torch.autograd.Function):
+    """The forward operator with the same autograd formula, for torch.func's transforms.
+
+    torch 2.13's ``register_autograd`` wraps the formula in an ``autograd.Function`` without a
+    ``setup_context``, which torch.func refuses (pytorch/pytorch#168393, #170834). This class has
+    one, and its vmap rule is generated from the operators' own (:func:`_one_at_a_time`)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(*args: Any) -> Any:
+        return torch.ops.lossreg.linear_cross_entropy(*args)
+
+    setup_context = staticmethod(_setup_context)
+    backward = staticmethod(_backward)
+
+
+def _one_at_a_time(op: Any) -> Callable[..., Any]:
+    """A vmap rule that runs ``op`` on each problem of the batch in turn and stacks the results:
+    each problem is still chunked (no N×V array), at the cost of one call per problem."""
+
+    def rule(info: Any, in_dims: tuple[Any, ...], *args: Any) -> tuple[tuple[Tensor, ...], tuple[int, ...]]:
+        outs = [op(*(a if d is None else a.select(d, i) for a, d in zip(args, in_dims)))
+                for i in range(info.batch_size)]
+        stacked = tuple(torch.stack(parts) for parts in zip(*outs))
+        return stacked, (0,) * len(stacked)
+
+    return rule
+
+
+torch.library.register_vmap("lossreg::linear_cross_entropy", _one_at_a_time(torch.ops.lossreg.linear_cross_entropy))
+torch.library.register_vmap("lossreg::linear_cross_entropy_backward",
+                            _one_at_a_time(torch.ops.lossreg.linear_cross_entropy_backward))
+
+
+def _chunk_args(chunk_size: Any) -> tuple[int, int]:
+    """chunk_size (None, tokens, or a pair; checked by the preamble) as the operators' two ints."""
+    if chunk_size is None:
+        return 0, 0
+    if isinstance(chunk_size, int):
+        return chunk_size, 0
+    return int(chunk_size[0]), int(chunk_size[1])
 
 
 def linear_cross_entropy(hidden: Any, weight: Any, target: Any, /, *, bias: Any = None, ignore_index: int = -100,
                          label_smoothing: float = 0.0, reduction: str = "mean", z_loss: float = 0.0,
                          softcap: float | None = None, chunk_size: Any = None, recompute: bool = False) -> Any:
-    """The kernel: the portable checks, then :class:`_LinearCrossEntropy` (``recompute``: the Cut
-    Cross-Entropy split for "mean" and "sum" too, for the benchmark)."""
-    if torch._C._are_functorch_transforms_active():
-        return NotImplemented  # torch.func (vmap, grad, ...): the portable path, differentiated op by op
-    if chunk_size is None and isinstance(hidden, Tensor) and getattr(weight, "ndim", 0) == 2 and weight.shape[0]:
-        # One chunk-sized array at a time here (the portable code holds several), so larger chunks:
-        # each chunk reads the whole weight again, and on a CPU 256 tokens at V=32000 beat torch's
-        # unfused time where 64 took 1.7 times as long (benchmarks/bench_lce.py, README).
-        budget = CUDA_CHUNK_ELEMENTS if hidden.is_cuda else CPU_CHUNK_ELEMENTS
-        tokens = budget // weight.shape[0] // MIN_TOKENS * MIN_TOKENS
-        if tokens >= MIN_TOKENS:  # else the portable plan, which splits the vocabulary too
-            chunk_size = tokens
+    """The kernel: the portable checks, then the ``lossreg::linear_cross_entropy`` operator
+    (``recompute``: the Cut Cross-Entropy split for "mean" and "sum" too, for the benchmark)."""
     inp = prepare_inputs("linear_cross_entropy", hidden, weight, target, bias, ignore_index, reduction,
                          label_smoothing, z_loss, softcap, chunk_size, poison=torch.compiler.is_compiling())
-    meta = _Meta(reduction, inp.shape, inp.dtype, (inp.chunks.tokens, inp.chunks.vocab), float(label_smoothing), float(z_loss),
-                 None if softcap is None else float(softcap), bool(recompute))
-    return _LinearCrossEntropy.apply(inp.hidden, inp.weight, inp.bias, inp.target, inp.active, inp.bad, meta)
+    grads = torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in (inp.hidden, inp.weight, inp.bias))
+    args = (inp.hidden, inp.weight, inp.bias, inp.target, inp.active, inp.bad, reduction, *_chunk_args(chunk_size),
+            float(label_smoothing), float(z_loss), None if softcap is None else float(softcap),
+            grads and not recompute and reduction != "none")
+    if torch._C._are_functorch_transforms_active():
+        result = _UnderTransforms.apply(*args)[0]
+    else:
+        result = torch.ops.lossreg.linear_cross_entropy(*args)[0]
+    return result.reshape(inp.shape) if reduction == "none" else result
 
 
 KERNELS = {"linear_cross_entropy": linear_cross_entropy}

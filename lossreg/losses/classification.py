@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from array_api_compat import device
@@ -86,7 +87,8 @@ def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_inde
     # -log p[n, y_n], picked from x rather than from x - m: a second use of x - m would make a
     # compiler (XLA) write it out in full instead of fusing it into the exp-sum.
     nll = log_sum - (toolkit.take_class(xp, x, cls.target) - m)
-    losses = cls.weight * nll
+    # Without class weights cls.weight is the 0/1 mask that reduce_classes applies anyway.
+    losses = nll if weight is None else cls.weight * nll
     if label_smoothing:
         c = x.shape[1]
         w = 1.0 if weight is None else xp.reshape(toolkit.as_dtype(xp, weight, x.dtype), toolkit.class_shape(x))
@@ -121,11 +123,27 @@ def _cross_entropy_probabilities(xp: Any, input: Any, target: Any, weight: Any, 
         t = t * (1.0 - label_smoothing) + label_smoothing / c
     if weight is not None:
         t = t * xp.reshape(toolkit.as_dtype(xp, weight, work), toolkit.class_shape(x))
-    _, shifted, log_sum = toolkit.log_softmax_parts(xp, x)
-    losses = xp.sum(t * (xp.expand_dims(log_sum, axis=1) - shifted), axis=1)
+    losses = xp.sum(t * _log_sum_minus_shifted(xp, x), axis=1)
     if unbatched:
         losses = losses[0]
     return toolkit.reduce(xp, losses, reduction, dtype)
+
+
+def _log_sum_minus_shifted(xp: Any, x: Any) -> Any:
+    """``-log softmax(x)`` along axis 1 of (N, C, ...) logits, as ``log Σ_k exp(x_k - m) - (x - m)``.
+
+    The parts of :func:`toolkit.log_softmax_parts`, with ``m = floor(max)``; but the exp-sum is
+    shifted by ``ceil(-max)``, which is exactly ``-m``. Written as one ``x - m`` for both uses, XLA
+    computes it once and writes it out in full (a pass over the logits more, the cost of
+    reading and writing (N, C)); as two different expressions of the same numbers each is fused
+    into its own reduction. Same values and gradient (floor and ceil have derivative 0).
+    """
+    if 0 in x.shape:  # no maximum of nothing
+        _, shifted, log_sum = toolkit.log_softmax_parts(xp, x)
+        return xp.expand_dims(log_sum, axis=1) - shifted
+    top = xp.clip(xp.max(x, axis=1, keepdims=True), min=float(xp.finfo(x.dtype).min))
+    log_sum = xp.log(xp.sum(xp.exp(x + xp.ceil(-top)), axis=1, keepdims=True))
+    return log_sum - (x - xp.floor(top))
 
 
 @define_loss(
@@ -149,11 +167,25 @@ def binary_cross_entropy(input: Any, target: Any, /, *, weight: Any = None, redu
     """
     name = "binary_cross_entropy"
     xp, x, y, dtype, weights = _weighted_pointwise(name, input, target, reduction, weight=weight)
-    bad = toolkit.check_values(name, "input", input, ~((x >= 0) & (x <= 1)), xp, "probabilities in [0, 1]")
-    losses = -(y * toolkit.safe_log(xp, x) + (1 - y) * toolkit.safe_log(xp, 1 - x))
+    bad = _check_probabilities(name, input, x, xp)
+    log_x, log_1mx = toolkit.safe_log(xp, x), toolkit.safe_log(xp, 1 - x)
+    # -(y log x + (1 - y) log(1 - x)), in three operations rather than five.
+    losses = y * (log_1mx - log_x) - log_1mx
     if weights:
         losses = losses * weights["weight"]
     return toolkit.reduce(xp, toolkit.poison(xp, losses, bad), reduction, dtype)
+
+
+def _check_probabilities(loss: str, input: Any, x: Any, xp: Any) -> Any:
+    """:func:`toolkit.check_values` of ``x`` (``input`` in the dtype computed in) against [0, 1].
+
+    Where values may be read, two reductions (NaN propagates through min and max, so it fails
+    too) stand for the mask, which is built only to name the offending value; elsewhere the
+    mask is the poison.
+    """
+    if toolkit.reads_values(input) and (not math.prod(x.shape) or (bool(xp.min(x) >= 0) and bool(xp.max(x) <= 1))):
+        return None
+    return toolkit.check_values(loss, "input", input, ~((x >= 0) & (x <= 1)), xp, "probabilities in [0, 1]")
 
 
 def _weighted_pointwise(loss: str, input: Any, target: Any, reduction: str,
@@ -200,7 +232,13 @@ def binary_cross_entropy_with_logits(input: Any, target: Any, /, *, weight: Any 
     """
     name = "binary_cross_entropy_with_logits"
     xp, x, y, dtype, w = _weighted_pointwise(name, input, target, reduction, weight=weight, pos_weight=pos_weight)
-    positive = -toolkit.log_sigmoid(xp, x)  # -log σ(x); -log(1 - σ(x)) = x - log σ(x)
+    # -log σ(x) = max(-x, 0) + log1p(exp(-|x|)), with -|x| = min(x, -x): maximum and minimum split
+    # a tie in halves on torch and JAX alike, so the gradient at 0 is σ(0) - 1 = -1/2 (abs would
+    # give JAX's +1 there). No where (toolkit.log_sigmoid has two): the slowest elementwise
+    # operation on torch's CPU, and a select that XLA does not fuse into the reduction.
+    # -log(1 - σ(x)) = x - log σ(x).
+    minus_x = -x
+    positive = xp.maximum(minus_x, 0.0) + xp.log1p(xp.exp(xp.minimum(x, minus_x)))
     if "pos_weight" in w:
         positive = positive * ((w["pos_weight"] - 1) * y + 1)
     losses = (1 - y) * x + positive

@@ -213,9 +213,13 @@ def _norm(xp: Any, d: Any, p: float) -> Any:
     return xp.where(positive, xp.sqrt(safe) if p == 2 else safe ** (1 / p), xp.zeros_like(s))
 
 
-def _pairwise_distance(xp: Any, x1: Any, x2: Any, p: float = 2.0, eps: float = 1e-6) -> Any:
-    """torch's ``pairwise_distance``: ``‖x1 - x2 + eps‖_p`` over the last axis (a 0-d pair: |x1 - x2 + eps|)."""
-    d = x1 - x2 + eps
+def _pairwise_distance(xp: Any, x1: Any, x2: Any, p: float = 2.0, eps: float = 1e-6, negated: bool = False) -> Any:
+    """torch's ``pairwise_distance``: ``‖x1 - x2 + eps‖_p`` over the last axis (a 0-d pair: |x1 - x2 + eps|).
+
+    ``negated`` computes the same norm of ``(x2 - x1) - eps``, exactly the negated difference, so
+    the same values and gradients; see :func:`triplet_margin_loss` for why.
+    """
+    d = x2 - x1 - eps if negated else x1 - x2 + eps
     if d.ndim == 0:
         return _norm(xp, xp.reshape(d, (1,)), p)
     return _norm(xp, d, p)
@@ -234,8 +238,8 @@ def _triplet_inputs(name: str, anchor: Any, positive: Any, negative: Any, margin
 
 
 def _triplet(xp: Any, distance: Callable[[Any, Any], Any], a: Any, p: Any, n: Any, margin: float,
-             swap: bool) -> Any:
-    d_pos, d_neg = distance(a, p), distance(a, n)
+             swap: bool, negative_distance: Callable[[Any, Any], Any] | None = None) -> Any:
+    d_pos, d_neg = distance(a, p), (negative_distance or distance)(a, n)
     if swap:  # Balntas et al.: the positive may be the closer "anchor" of the negative
         d_neg = xp.minimum(d_neg, distance(p, n))
     return _clamp_min0(xp, margin + d_pos - d_neg)
@@ -276,7 +280,11 @@ def triplet_margin_loss(anchor: Any, positive: Any, negative: Any, /, *, margin:
     features = _broadcast(name, anchor=anchor.shape, positive=positive.shape, negative=negative.shape)[-1:]
     if features == (0,) and (p < 0 or math.isinf(p)):
         raise LossValueError(name, "p", "a norm that exists for empty vectors (p ≥ 0, finite)", repr(p))
-    losses = _triplet(xp, lambda x, y: _pairwise_distance(xp, x, y, p, eps), a, pos, neg, margin, swap)
+    # d(a, n) as the norm of (n - a) - eps: the same numbers as (a - n) + eps, negated. Spelt
+    # like d(a, p), both would add one broadcast eps, which XLA then writes out in full as an
+    # (N, D) array shared by the two reductions (2.5x optax's time at 2048x8192 under jit).
+    losses = _triplet(xp, lambda x, y: _pairwise_distance(xp, x, y, p, eps), a, pos, neg, margin, swap,
+                      lambda x, y: _pairwise_distance(xp, x, y, p, eps, negated=True))
     return toolkit.reduce(xp, losses, reduction, dtype)
 
 

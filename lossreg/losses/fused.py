@@ -7,7 +7,7 @@ at N=8192, V=128256 in bfloat16. :func:`linear_cross_entropy` computes
 one chunk of tokens over the whole vocabulary would not fit the budget), with an online
 log-sum-exp, so that no N×V array exists. The same chunks give the gradients of ``hidden``,
 ``weight`` and ``bias`` without the logits (:func:`linear_cross_entropy_value_and_grad`), which
-the torch and JAX kernels wrap in ``torch.autograd.Function`` and ``jax.custom_vjp``.
+the torch and JAX kernels wrap in ``torch.library`` custom operators and ``jax.custom_vjp``.
 
 Ideas from Liger-Kernel's fused linear cross-entropy (gradients during the forward pass) and
 Apple's Cut Cross-Entropy (Wijmans et al. 2024, arXiv:2411.09009: logits recomputed blockwise

@@ -161,3 +161,20 @@ def test_sparsemax_loss_handles_a_vocabulary_sized_row_in_linear_memory():
     x = rng.normal(size=(2, 50_000)).astype(np.float32)
     got = sparsemax_loss(x, np.array([3, 49_999]), reduction="none")
     assert got.shape == (2,) and np.all(np.isfinite(got)) and np.all(got >= 0)
+
+
+@pytest.mark.parametrize("name", ["poly1_cross_entropy", "log_cosh_loss"])
+def test_jax_kernels_agree_with_the_portable_definitions_in_value_and_gradient(name):
+    jax = pytest.importorskip("jax")
+    loss = {"poly1_cross_entropy": poly1_cross_entropy, "log_cosh_loss": log_cosh_loss}[name]
+    assert [k.plugin for k in lossreg.registry().kernels[(name, "jax")]] == ["extras"]
+    x = jax.numpy.asarray(rng.standard_normal((6, 5)) * 4, dtype="float32")
+    other = (jax.numpy.asarray(rng.integers(0, 5, 6), dtype="int32") if name == "poly1_cross_entropy"
+             else jax.numpy.asarray(np.round(rng.standard_normal((6, 5)) * 4), dtype="float32").at[0].set(x[0]))
+    for reduction in ("none", "mean", "sum"):
+        got, want = loss(x, other, reduction=reduction), loss.portable(x, other, reduction=reduction)
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    got = jax.grad(lambda a: loss(a, other))(x)
+    np.testing.assert_allclose(got, jax.grad(lambda a: loss.portable(a, other))(x), rtol=1e-5, atol=1e-7)
+    if name == "log_cosh_loss":  # the derivative the kernel states, at d = 0 (row 0) too
+        np.testing.assert_allclose(got, np.tanh(np.asarray(x - other)) / x.size, rtol=1e-6, atol=1e-9)

@@ -10,9 +10,11 @@ a loss never writes into its inputs. Installing it is enough: lossreg finds it t
 from __future__ import annotations
 
 from importlib import resources
+from importlib.util import find_spec
 from pathlib import Path
+from typing import Any
 
-from lossreg import hookimpl
+from lossreg import Kernel, hookimpl
 
 from .classification import generalized_cross_entropy, poly1_cross_entropy, sparsemax_loss, z_loss
 from .contrastive import nt_xent_loss
@@ -29,6 +31,25 @@ LOSSES = [log_cosh_loss, mape_loss, msle_loss, quantile_loss, poly1_cross_entrop
 @hookimpl
 def lossreg_losses() -> list:
     return LOSSES
+
+
+def _log_cosh_jax(*arrays: Any, **options: Any) -> Any:
+    from .jax_kernels import log_cosh_loss
+
+    return log_cosh_loss(*arrays, **options)
+
+
+@hookimpl
+def lossreg_kernels() -> list:
+    # JAX kernels, checked by conformance like every kernel. Poly-1's optax peer is compiled as a
+    # whole; op by op, eager JAX loses to it by its number of dispatches (4x at 4x5), so its
+    # kernel is the same definition under jax.jit. Log-cosh's states its derivative (jax_kernels.py).
+    if find_spec("jax") is None:
+        return []
+    from lossreg.kernels import jax_jit
+
+    return [Kernel(loss="poly1_cross_entropy", backend="jax", function=jax_jit(poly1_cross_entropy), name="jax"),
+            Kernel(loss="log_cosh_loss", backend="jax", function=_log_cosh_jax, name="jax")]
 
 
 @hookimpl

@@ -28,9 +28,13 @@ def log_cosh_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any
     Keras' ``log_cosh`` averages over the last axis; here the reduction decides.
     """
     xp, x, y, dtype = toolkit.pointwise_inputs("log_cosh_loss", input, target, reduction)
-    d = x - y
+    return toolkit.reduce(xp, log_cosh(xp, x - y), reduction, dtype)
+
+
+def log_cosh(xp: Any, d: Any) -> Any:
+    """``log cosh(d)`` elementwise, as ``|d| + log1p(expm1(-2|d|) / 2)``; its derivative is ``tanh(d)``."""
     a = xp.where(d >= 0, d, -d)  # |d|, each side analytic, so the gradient at 0 is tanh(0) = 0
-    return toolkit.reduce(xp, a + xp.log1p(xp.expm1(-2 * a) / 2), reduction, dtype)
+    return a + xp.log1p(xp.expm1(-2 * a) / 2)
 
 
 @define_loss(

@@ -1,0 +1,62 @@
+"""The compiled programs behind benchmarks/results/jax_peers.md: lossreg and optax under ``jax.jit``.
+
+Timings on a shared 2-core machine move by ±30 %; the programs XLA compiles do not. For each
+loss optax also has, this counts the fusions of the compiled HLO module (forward, and
+``jax.value_and_grad``) and how many of them write a full input-sized array (a pass over
+memory that a fused reduction avoids)::
+
+    python benchmarks/jax_programs.py --size medium,large --out benchmarks/results/jax_programs.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+
+
+def programs(size: str) -> list[tuple[str, str, str, str]]:
+    import jax
+    import numpy as np
+
+    from lossreg import bench_peers
+    from lossreg.timing import SIZES
+
+    shape = SIZES[size]
+    full = re.compile(rf"= f32\[{shape[0]},{shape[1]}\]")
+    rows = []
+    for name, pair in bench_peers._pairs().items():
+        if pair.optax is None or name.startswith("sparsemax"):  # sparsemax: seconds of compilation per size
+            continue
+        arrays = pair.make(np.random.default_rng(0), shape)
+        for mode, transform in (("jit forward", lambda f: f), ("jit forward+grad", jax.value_and_grad)):
+            cells = []
+            for lib in ("lossreg", "optax"):
+                text = jax.jit(transform(getattr(pair, lib))).lower(*arrays[lib]).compile().as_text()
+                fusions = [line for line in text[text.index("ENTRY"):].splitlines() if " fusion(" in line]
+                cells.append(f"{len(fusions)} / {sum(bool(full.search(line)) for line in fusions)}")
+            rows.append((pair.call, f"{size} {shape[0]}×{shape[1]}", mode, *cells))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", default="medium,large")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+    lines = ["# lossreg and optax under jax.jit: the compiled programs", "",
+             f"Command: `python benchmarks/jax_programs.py {' '.join(argv or sys.argv[1:])}`", "",
+             "Each cell: fusions in the compiled HLO module / fusions that write a full input-sized array "
+             "(float32, XLA CPU).", "", "| call | size | mode | lossreg | optax |", "|---|---|---|---|---|"]
+    for size in args.size.split(","):
+        lines += ["| " + " | ".join(row) + " |" for row in programs(size.strip())]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
+            f.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
