@@ -166,7 +166,7 @@ def use_fast_jax_compile() -> bool:
     return True
 
 
-_KEEP_BYTES = 1536 * 2**20
+_KEEP_BYTES = 2560 * 2**20  # torch, JAX and Dask imported take 0.4 GB; a run's workers grew past 1.5 GB
 
 
 def _resident_bytes() -> int:
@@ -253,9 +253,9 @@ class JAXBackend(Backend):
 
         # Each case's shapes compile new programs, kept for the life of the process: over the
         # whole suite they grow to many GB (CTC alone, 1.3 GB under jit). They are dropped only
-        # once the process holds more than _KEEP_BYTES, though: until then the next loss (or the
-        # next slice of this one) reuses them, and eager JAX's one-operation programs (add, exp,
-        # sum of a (3, 4) float32 array ...) are mostly the same from one loss to the next.
+        # once the process holds more than _KEEP_BYTES (2.5 GB), though: until then the next loss
+        # (or the next slice of this one) reuses them, and eager JAX's one-operation programs (add,
+        # exp, sum of a (3, 4) float32 array ...) are mostly the same from one loss to the next.
         if _resident_bytes() < _KEEP_BYTES:
             return
         _jitted.cache_clear()
