@@ -134,13 +134,16 @@ class TorchBackend(Backend):
         return value, [torch.zeros_like(leaves[i]) if g is None else g for i, g in zip(wrt, grads)]
 
 
-# XLA's CPU compiler takes 0.1 s or more per program, and eager JAX compiles every operation anew
+# XLA's CPU compiler takes 0.05 s or more per program, and eager JAX compiles every operation anew
 # for each shape: the suite's hundreds of small, differently shaped cases spend most of their time
-# compiling. Skipping LLVM's optimizations cuts that by about a third; the programs run slower,
-# which tiny arrays do not notice, and compute the same values. (XLA's legacy CPU emitters,
-# ``--xla_cpu_use_fusion_emitters=false``, compile small programs twice as fast again but take
-# minutes over CTC's unrolled recursion.) LOSSREG_JAX_FAST_COMPILE=0 keeps JAX's defaults.
-_FAST_COMPILE = ("--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true")
+# compiling. Skipping LLVM's optimizations cuts that by about a third, and XLA's legacy CPU
+# emitters (no fusion emitters) by a quarter to a third again (eager JAX, jaxlib 0.10, 2 cores);
+# the programs run slower, which tiny arrays do not notice, and compute values within the suite's
+# tolerances. (The legacy emitters once took minutes over CTC's unrolled recursion under jit; with
+# jaxlib 0.10 CTC's 40 most varied cases compile in the same CPU time either way.)
+# LOSSREG_JAX_FAST_COMPILE=0 keeps JAX's defaults.
+_FAST_COMPILE = ("--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true",
+                 "--xla_cpu_use_fusion_emitters=false")
 
 
 def fast_jax_compile_flags(current: str = "") -> str:
@@ -161,6 +164,18 @@ def use_fast_jax_compile() -> bool:
         return False
     os.environ["XLA_FLAGS"] = fast_jax_compile_flags(os.environ.get("XLA_FLAGS", ""))
     return True
+
+
+_KEEP_BYTES = 2560 * 2**20  # torch, JAX and Dask imported take 0.4 GB; a run's workers grew past 1.5 GB
+
+
+def _resident_bytes() -> int:
+    """This process's resident memory (Linux); elsewhere "too much", so that caches are dropped."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return sys.maxsize
 
 
 @contextlib.contextmanager
@@ -237,7 +252,12 @@ class JAXBackend(Backend):
         import jax
 
         # Each case's shapes compile new programs, kept for the life of the process: over the
-        # whole suite they grow to many GB (CTC alone, 1.3 GB under jit).
+        # whole suite they grow to many GB (CTC alone, 1.3 GB under jit). They are dropped only
+        # once the process holds more than _KEEP_BYTES (2.5 GB), though: until then the next loss
+        # (or the next slice of this one) reuses them, and eager JAX's one-operation programs (add,
+        # exp, sum of a (3, 4) float32 array ...) are mostly the same from one loss to the next.
+        if _resident_bytes() < _KEEP_BYTES:
+            return
         _jitted.cache_clear()
         jax.clear_caches()
 

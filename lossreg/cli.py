@@ -181,7 +181,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
                    help="run at most N cases per loss, chosen to cover every option value and shape first; "
                         "per backend as jax=4,dask=20 (default: all)")
     p.add_argument("--jobs", type=int, default=1, metavar="N",
-                   help="run (backend, loss) pairs in N processes (default 1; CI machines: their core count)")
+                   help="run (backend, loss) pairs, the slow backends' in slices of cases, in N processes "
+                        "(default 1; CI machines: their core count)")
     p.add_argument("--json", default=None, metavar="PATH", help="write every outcome to this JSON file")
     p.set_defaults(run=cmd_conformance)
     p = sub.add_parser("bench", help="time lossreg against native torch on CPU, side by side")

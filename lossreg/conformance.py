@@ -21,6 +21,7 @@ restricted by its ``dtypes`` field.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import time
 import warnings
@@ -32,7 +33,7 @@ import array_api_compat as compat
 import numpy as np
 
 from . import errors
-from .backends import use_fast_jax_compile
+from .backends import JAXBackend, use_fast_jax_compile
 from .core import Backend, Case, load_cases  # noqa: F401  (Case and load_cases: also their public home, lossreg.testing)
 from .registry import LossSpec, normalize, registry, use_kernels
 
@@ -83,7 +84,11 @@ class _Declined(Exception):
     """A kernel returned NotImplemented: the case is not for it."""
 
 
+@functools.lru_cache(maxsize=None)
 def _declining(function: Any) -> Any:
+    """``function``, raising :class:`_Declined` where it returns NotImplemented; one wrapper per
+    function for the life of the process, so that what a backend compiled for it (keyed by the
+    function) serves every dtype, slice and run of its cases."""
     def call(*arrays: Any, **options: Any) -> Any:
         result = function(*arrays, **options)
         if result is NotImplemented:
@@ -326,9 +331,9 @@ def run(backends: Sequence[str | Backend], dtypes: Sequence[str] = ("float32", "
     that many cases per loss (see :func:`select_cases`), or per backend name (``"*"`` for the
     others) from a dict; ``progress(backend, device, seconds)``
     is called as each backend finishes, ``step(backend, device, loss, outcomes)`` as each loss
-    finishes on a backend (every dtype and path). ``jobs`` > 1 spreads the (backend, loss) pairs
-    over that many processes, which load plugins from entry points (not ones registered in this
-    process). ``lossreg conformance`` and the worker processes keep JAX's compiled programs on
+    finishes on a backend (every dtype and path). ``jobs`` > 1 spreads the (backend, loss, dtype)
+    triples, the slow backends' cut into slices of cases (see ``_SLICE``), over that many
+    processes, which load plugins from entry points (not ones registered in this process). ``lossreg conformance`` and the worker processes keep JAX's compiled programs on
     disk between runs (see :func:`share_jax_compiles`); an in-process run changes no JAX setting.
     """
     reg = registry()
@@ -346,27 +351,37 @@ def run(backends: Sequence[str | Backend], dtypes: Sequence[str] = ("float32", "
     outcomes: list[Outcome] = []
     for chosen in backends:
         backend = chosen if isinstance(chosen, Backend) else reg.backends[chosen]
-        dev = device or backend.devices[0]
-        reason = backend.unavailable() or backend.device_unavailable(dev)
-        if reason is None:
-            try:
-                with backend.scope():
-                    backend.asarray(np.zeros(1), "float32", dev)
-            except Exception as exc:
-                reason = f"cannot make arrays on {dev}: {type(exc).__name__}: {exc}"
         start = time.perf_counter()
-        with contextlib.ExitStack() as scope:
-            if reason is None:
-                scope.enter_context(backend.scope())  # e.g. JAX's float64, for this run only
-            outcomes += _run_backend(backend, reason, dev, dtypes, specs, max_cases, references, step)
+        dev = device or backend.devices[0]
+        outcomes += _run_on(backend, dev, dtypes, specs, max_cases, references, step)
         if progress is not None:
             progress(backend.name, dev, time.perf_counter() - start)
     return outcomes
 
 
+def _run_on(backend: Backend, dev: str, dtypes: Sequence[str], specs: list[LossSpec],
+            max_cases: int | dict[str, int] | None, references: References,
+            step: Callable[[str, str, str, list[Outcome]], None] | None = None,
+            part: tuple[int, int] | None = None) -> list[Outcome]:
+    """Every case of ``specs`` on one backend and device (or only the ``part`` (index, size) slice of
+    each loss's cases), or every outcome unsupported with the reason it cannot run here."""
+    reason = backend.unavailable() or backend.device_unavailable(dev)
+    if reason is None:
+        try:
+            with backend.scope():
+                backend.asarray(np.zeros(1), "float32", dev)
+        except Exception as exc:
+            reason = f"cannot make arrays on {dev}: {type(exc).__name__}: {exc}"
+    with contextlib.ExitStack() as scope:
+        if reason is None:
+            scope.enter_context(backend.scope())  # e.g. JAX's float64, for this run only
+        return _run_backend(backend, reason, dev, dtypes, specs, max_cases, references, step, part)
+
+
 def _run_backend(backend: Backend, reason: str | None, dev: str, dtypes: Sequence[str], specs: list[LossSpec],
                  max_cases: int | dict[str, int] | None, references: References,
-                 step: Callable[[str, str, str, list[Outcome]], None] | None = None) -> list[Outcome]:
+                 step: Callable[[str, str, str, list[Outcome]], None] | None = None,
+                 part: tuple[int, int] | None = None) -> list[Outcome]:
     reg = registry()
     per_loss: list[list[Outcome]] = []
     # Loss by loss (each in every dtype), so that progress can be reported as each finishes;
@@ -376,6 +391,8 @@ def _run_backend(backend: Backend, reason: str | None, dev: str, dtypes: Sequenc
         paths = [("portable", spec.function)] + [(f"kernel:{k.name}", k.function) for k in kernels]
         all_cases = cases_for(spec, reg.cases)
         cases = select_cases(all_cases, _limit(max_cases, backend.name))
+        if part is not None:
+            cases = cases[part[0] * part[1]:(part[0] + 1) * part[1]]
         found: list[Outcome] = []
         for dtype in dtypes:
             why = reason or (None if dtype in backend.dtypes else f"{backend.name} has no {dtype}")
@@ -397,14 +414,53 @@ def _limit(max_cases: int | dict[str, int] | None, backend: str) -> int | None:
     return max_cases
 
 
-def _run_task(task: tuple[Any, ...]) -> list[Outcome]:
-    backend, dtypes, device, loss, max_cases = task
-    return run([backend], dtypes, device, [loss], max_cases=max_cases)
+# Cases per task of a parallel run on the slow backends (a loss in one dtype is cut into slices of
+# this many cases), so that no single long task (CTC under jax.jit: minutes) is left running alone
+# at the end while the other workers idle. Slices stay contiguous: a loss's cases come grouped by
+# shape, and the shapes of one slice share compiled programs. Other backends: one task per loss.
+_SLICE = {"jax": 32, "jax_jit": 16, "dask": 24}
+# Rough cost of a case per backend, relative to NumPy (from the CPU report's seconds per case run):
+# eager JAX compiles every operation for every new shape and dtype, jax_jit every case's program,
+# Dask builds and orders a graph per case. Used only to start long tasks first.
+_COST = {"jax": 30.0, "jax_jit": 200.0, "dask": 100.0, "array_api_strict": 2.0, "torch": 2.0}
+# The worker's own float64 references, shared by every task it runs (the same case on another
+# backend or dtype slice needs no second reference computation).
+_WORKER_REFERENCES: References | None = None
 
 
-# Rough cost of a case per backend, relative to NumPy: eager JAX compiles every operation for
-# every new shape and dtype, jax_jit every case's program. Used only to start long tasks first.
-_COST = {"jax": 30.0, "jax_jit": 20.0, "dask": 3.0, "array_api_strict": 2.0}
+def _run_task(task: tuple[Any, ...]) -> tuple[list[Outcome], float]:
+    global _WORKER_REFERENCES
+    backend, dtype, device, loss, max_cases, part = task
+    if _WORKER_REFERENCES is None:
+        _WORKER_REFERENCES = References()
+    reg = registry()
+    chosen = backend if isinstance(backend, Backend) else reg.backends[backend]
+    start = time.perf_counter()
+    found = _run_on(chosen, device or chosen.devices[0], [dtype], [reg.lookup(loss)], max_cases,
+                    _WORKER_REFERENCES, part=part)
+    return found, time.perf_counter() - start
+
+
+def _size(case: Case) -> int:
+    """How many numbers a case's inputs hold: a case's cost grows with it (CTC's recursion most)."""
+    return sum(int(np.prod(_data(spec).shape)) for spec in case.inputs.values())
+
+
+def _merge(parts: list[list[Outcome]]) -> list[Outcome]:
+    """The outcomes of one loss and dtype, run as slices of its cases, as one run of them all."""
+    merged = [Outcome(**{**asdict(o), "failures": list(o.failures), "notes": dict(o.notes)}) for o in parts[0]]
+    for found in parts[1:]:
+        for into, o in zip(merged, found):
+            into.worst = max(into.worst, o.worst)
+            into.cases += o.cases
+            into.not_applicable += o.not_applicable
+            into.failures += o.failures
+            into.seconds += o.seconds
+            for note, count in o.notes.items():
+                into.notes[note] = into.notes.get(note, 0) + count
+            if o.status == "failed" or (o.status == "passed" and into.status == "unsupported"):
+                into.status, into.reason = o.status, o.reason
+    return merged
 
 
 def _run_parallel(backends: Sequence[str | Backend], dtypes: Sequence[str], device: str | None, losses: list[str],
@@ -414,28 +470,54 @@ def _run_parallel(backends: Sequence[str | Backend], dtypes: Sequence[str], devi
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     reg = registry()
-    count = {name: len(cases_for(reg.specs[name], reg.cases)) for name in losses}
-    # The longest tasks first (cases × the backend's cost), so that no long task starts last and
-    # the short ones fill the gaps at the end.
-    tasks = sorted(((b, tuple(dtypes), device, loss, max_cases) for loss in losses for b in backends),
-                   key=lambda t: -count[t[3]] * _COST.get(_backend_name(t[0]), 1.0))
-    pending = {_backend_name(b): sum(_backend_name(t[0]) == _backend_name(b) for t in tasks) for b in backends}
+    tasks: list[tuple[float, tuple[Any, ...]]] = []
+    for b in backends:
+        name = _backend_name(b)
+        chosen = b if isinstance(b, Backend) else reg.backends[name]
+        runs = chosen.unavailable() is None
+        for loss in losses:
+            cases = select_cases(cases_for(reg.specs[loss], reg.cases), _limit(max_cases, name))
+            size = _SLICE.get(name, len(cases)) if runs else len(cases)
+            slices = max(1, -(-len(cases) // max(1, size)))
+            for dtype in dtypes:
+                for i in range(slices):
+                    mine = cases[i * size:(i + 1) * size]
+                    cost = _COST.get(name, 1.0) * sum(1 + _size(c) / 16 for c in mine)
+                    tasks.append((cost, (b, dtype, device, loss, max_cases, (i, size) if slices > 1 else None)))
+    # The longest tasks first, so that no long task starts last and the short ones fill the gaps.
+    tasks.sort(key=lambda t: -t[0])
+    waiting = {(_backend_name(t[0]), t[3]): 0 for _, t in tasks}
+    for _, t in tasks:
+        waiting[(_backend_name(t[0]), t[3])] += 1
+    pending = {_backend_name(b): sum(n for (name, _), n in waiting.items() if name == _backend_name(b))
+               for b in backends}
+    got: dict[tuple[str, str], dict[tuple[str, int], list[Outcome]]] = {}
     results: dict[tuple[str, str], list[Outcome]] = {}
+    spent: dict[str, float] = {}
     # "spawn": JAX and torch threads do not survive a fork.
+    uses_jax = any(isinstance(reg.backends.get(_backend_name(b)), JAXBackend) or isinstance(b, JAXBackend)
+                   for b in backends)
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_worker_setup) as pool:
-        futures = {pool.submit(_run_task, task): task for task in tasks}
+                             initializer=_worker_setup, initargs=(uses_jax,)) as pool:
+        futures = {pool.submit(_run_task, task): task for _, task in tasks}
         for future in as_completed(futures):
-            backend, _, _, loss, _ = futures[future]
+            backend, dtype, _, loss, _, part = futures[future]
             name = _backend_name(backend)
-            results[(name, loss)] = future.result()
-            if step is not None:
-                found = results[(name, loss)]
-                step(name, found[0].device if found else device or "", loss, found)
+            found, took = future.result()
+            spent[name] = spent.get(name, 0.0) + took
+            got.setdefault((name, loss), {})[(dtype, part[0] if part else 0)] = found
+            waiting[(name, loss)] -= 1
             pending[name] -= 1
+            if not waiting[(name, loss)]:
+                parts = got.pop((name, loss))
+                results[(name, loss)] = [o for d in dtypes
+                                         for o in _merge([parts[k] for k in sorted(parts) if k[0] == d])]
+                if step is not None:
+                    found = results[(name, loss)]
+                    step(name, found[0].device if found else device or "", loss, found)
             if not pending[name] and progress is not None:
                 done = [o for (b, _), found in results.items() if b == name for o in found]
-                progress(name, done[0].device if done else device or "", sum(o.seconds for o in done))
+                progress(name, done[0].device if done else device or "", spent[name])
     ordered = []
     for backend in backends:
         name = _backend_name(backend)
@@ -448,10 +530,12 @@ def _backend_name(backend: str | Backend) -> str:
     return backend if isinstance(backend, str) else backend.name
 
 
-def _worker_setup() -> None:
-    """A worker process is the conformance run's own: fast XLA compiles and the shared JAX cache."""
+def _worker_setup(uses_jax: bool = True) -> None:
+    """A worker process is the conformance run's own: fast XLA compiles and the shared JAX cache
+    (JAX imported only where a JAX backend runs)."""
     use_fast_jax_compile()
-    share_jax_compiles()
+    if uses_jax:
+        share_jax_compiles()
 
 
 def share_jax_compiles() -> None:
@@ -494,7 +578,7 @@ def _run_path(outcome: Outcome, spec: LossSpec, function: Any, backend: Backend,
         outcome.status, outcome.reason = "failed", "no conformance cases are registered for this loss"
         return outcome
     declined = 0
-    function = _declining(function)  # one wrapper per path, so that backends can cache compiled forms
+    function = _declining(function)
     with use_kernels(False), warnings.catch_warnings():  # the path under test is called directly
         # NumPy warns where a result is NaN by design (0/0 for a mean of nothing); values are checked.
         warnings.simplefilter("ignore", RuntimeWarning)

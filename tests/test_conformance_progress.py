@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import io
 
+import lossreg
 from lossreg import conformance
+from lossreg.registry import registry
 from lossreg.progress import ConformanceProgress
 
 
@@ -45,3 +47,30 @@ def test_failures_are_counted_in_the_backend_line():
         shown.step("numpy", "cpu", "mse_loss", [failed])
         shown.backend_done("numpy", "cpu", 1.25)
     assert "numpy on cpu took 1.2 s, 1 failed" in out.getvalue() or "took 1.3 s, 1 failed" in out.getvalue()
+
+
+def test_slices_of_a_loss_in_parallel_add_up_to_one_run_of_it(monkeypatch):
+    # The slow backends' losses are cut into slices of cases (one task each) under --jobs; cut
+    # NumPy's too, so that this test stays cheap: the merged verdicts are those of a plain run.
+    monkeypatch.setitem(conformance._SLICE, "numpy", 5)
+    seen = []
+    alone = conformance.run(["numpy"], ["float64"], losses=["mse_loss"])
+    sliced = conformance.run(["numpy"], ["float64"], losses=["mse_loss"], jobs=2,
+                             step=lambda backend, device, loss, outcomes: seen.append((backend, loss, len(outcomes))))
+    assert len(conformance.cases_for(lossreg.spec("mse_loss"), registry().cases)) > 5  # so it was cut
+
+    def verdict(o):
+        return o.loss, o.dtype, o.path, o.status, o.cases, o.not_applicable, o.total, o.worst, o.failures, o.notes
+
+    assert [verdict(o) for o in sliced] == [verdict(o) for o in alone]
+    assert seen == [("numpy", "mse_loss", 2)]  # once, when its last slice is in: portable and kernel
+
+
+def test_a_failure_in_any_slice_fails_the_merged_outcome():
+    def part(status, cases, worst, failures=()):
+        return [conformance.Outcome("mse_loss", "lossreg", "numpy", "float64", "cpu", "portable", status,
+                                    worst=worst, cases=cases, total=9, failures=list(failures), notes={"n/a": 1})]
+
+    merged = conformance._merge([part("passed", 4, 0.5), part("failed", 3, 0.1, ["c7: off"]), part("passed", 2, 0.7)])
+    assert [(o.status, o.cases, o.worst, o.failures, o.notes) for o in merged] == [
+        ("failed", 9, 0.7, ["c7: off"], {"n/a": 3})]
