@@ -2,8 +2,10 @@
 
 On a terminal (and when rich is installed) each backend gets a bar that advances as each of its
 losses finishes, with the failures so far and the time spent; elsewhere (a pipe, a CI log, or
-``--json``) one line is printed per backend as it finishes. Either way the total wall time is
-printed at the end. Everything goes to stderr, so stdout carries only the matrix.
+``--json``) one line is printed per backend as it finishes, and between those a line of how far
+the run has got at most every ``interval`` seconds, so that a CI log is never silent for minutes
+(with ``--jobs`` the slow backends finish last). Either way the total wall time is printed at
+the end. Everything goes to stderr, so stdout carries only the matrix.
 """
 
 from __future__ import annotations
@@ -21,12 +23,14 @@ class ConformanceProgress:
     manager: the live display (if any) stops on exit and the total time is printed.
     """
 
-    def __init__(self, totals: dict[str, int], *, live: bool | None = None, stream: IO[str] | None = None) -> None:
+    def __init__(self, totals: dict[str, int], *, live: bool | None = None, stream: IO[str] | None = None,
+                 interval: float = 15.0) -> None:
         self.stream = stream or sys.stderr
+        self.interval = interval
         self.totals = totals
         self.failed: dict[str, int] = dict.fromkeys(totals, 0)
         self.done: dict[str, int] = dict.fromkeys(totals, 0)
-        self.start = time.perf_counter()
+        self.start = self._said = time.perf_counter()
         if live is None:
             live = bool(getattr(self.stream, "isatty", lambda: False)())
         self._bars: Any = None
@@ -65,6 +69,13 @@ class ConformanceProgress:
             failed = self.failed[name]
             self._bars.update(self._tasks[name], advance=1,
                               status=f"[red]{failed} failed[/red]" if failed else f"(last: {loss})")
+        elif time.perf_counter() - self._said >= self.interval:
+            self._said = time.perf_counter()
+            failed = sum(self.failed.values())
+            note = f", {failed} failed" if failed else ""
+            print(f"lossreg conformance: {sum(self.done.values())} of {sum(self.totals.values())} losses done "
+                  f"({name}: {self.done[name]} of {self.totals.get(name, '?')}){note}, "
+                  f"{self._said - self.start:.0f} s", file=self.stream, flush=True)
 
     def backend_done(self, backend: str, device: str, seconds: float) -> None:
         """Every loss finished on a backend; ``seconds`` is the time spent on it (summed over jobs)."""

@@ -40,6 +40,16 @@ def test_without_a_terminal_it_prints_a_line_per_backend_and_the_total():
     assert not any(o.status == "failed" for o in outcomes)
 
 
+def test_without_a_terminal_a_long_run_says_how_far_it_has_got_between_backends():
+    out = io.StringIO()
+    with ConformanceProgress({"jax": 2, "dask": 1}, stream=out, interval=0.0) as shown:
+        shown.step("jax", "cpu", "mse_loss", [])
+        shown.step("dask", "cpu", "mse_loss", [])
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("lossreg conformance: 1 of 3 losses done (jax: 1 of 2), ")
+    assert lines[1].startswith("lossreg conformance: 2 of 3 losses done (dask: 1 of 1), ")
+
+
 def test_failures_are_counted_in_the_backend_line():
     out = io.StringIO()
     failed = conformance.Outcome("mse_loss", "lossreg", "numpy", "float64", "cpu", "portable", "failed")
