@@ -136,14 +136,13 @@ class TorchBackend(Backend):
 
 # XLA's CPU compiler takes 0.05 s or more per program, and eager JAX compiles every operation anew
 # for each shape: the suite's hundreds of small, differently shaped cases spend most of their time
-# compiling. Skipping LLVM's optimizations cuts that by about a third, and XLA's legacy CPU
-# emitters (no fusion emitters) by a quarter to a third again (eager JAX, jaxlib 0.10, 2 cores);
-# the programs run slower, which tiny arrays do not notice, and compute values within the suite's
-# tolerances. (The legacy emitters once took minutes over CTC's unrolled recursion under jit; with
-# jaxlib 0.10 CTC's 40 most varied cases compile in the same CPU time either way.)
+# compiling. Skipping LLVM's optimizations cuts that by about a third; the programs run slower,
+# which tiny arrays do not notice, and compute values within the suite's tolerances. XLA's legacy
+# CPU emitters (``--xla_cpu_use_fusion_emitters=false``) would compile small programs a quarter to
+# a third faster again, but not CTC's unrolled recursion: with jaxlib 0.10 one batch-4 CTC under
+# jit grew past 20 GB of memory with them (about 0.6 GB without), so they are not used.
 # LOSSREG_JAX_FAST_COMPILE=0 keeps JAX's defaults.
-_FAST_COMPILE = ("--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true",
-                 "--xla_cpu_use_fusion_emitters=false")
+_FAST_COMPILE = ("--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true")
 
 
 def fast_jax_compile_flags(current: str = "") -> str:

@@ -50,7 +50,7 @@ def _kernel(library: str, module: str, loss: str) -> Callable[..., Any]:
     return _lazy(module, loss)
 
 
-def jax_jit(loss: Callable[..., Any]) -> Callable[..., Any]:
+def jax_jit(loss: Callable[..., Any], definition: Callable[..., Any] | None = None) -> Callable[..., Any]:
     """A JAX kernel for a loss made with ``define_loss``: its portable definition under ``jax.jit``.
 
     For a plugin whose loss has a compiled JAX peer (a ``jax.nn`` or optax function), which op by
@@ -58,12 +58,15 @@ def jax_jit(loss: Callable[..., Any]) -> Callable[..., Any]:
     imported on the first call, so registering it imports nothing::
 
         Kernel(loss="poly1_cross_entropy", backend="jax", function=jax_jit(poly1_cross_entropy), name="jax")
+
+    ``definition``, when given, is compiled instead of the portable one: a JAX form of the loss
+    with its signature (one that states its derivative through ``jax.custom_jvp``, say).
     """
     real: list[Callable[..., Any]] = []
 
     def kernel(*arrays: Any, **options: Any) -> Any:
         if not real:
-            real.append(importlib.import_module(f"{__name__}.jax").compiled(loss))
+            real.append(importlib.import_module(f"{__name__}.jax").compiled(loss, definition))
         return real[0](*arrays, **options)
 
     kernel.__name__ = loss.spec.name  # type: ignore[attr-defined]

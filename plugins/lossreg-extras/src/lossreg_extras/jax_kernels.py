@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from lossreg import toolkit
-from lossreg.kernels.jax import compiled
+from lossreg.kernels import jax_jit
 
 from . import regression
 from .regression import log_cosh
@@ -40,4 +40,4 @@ def _log_cosh_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> An
 
 # Compiled whole for eager calls, as the catalogue's JAX kernels (lossreg.kernels.jax): op by op,
 # the custom derivative's dispatch alone costs eager JAX more than optax's whole compiled call.
-log_cosh_loss = compiled(regression.log_cosh_loss, _log_cosh_loss)
+log_cosh_loss = jax_jit(regression.log_cosh_loss, _log_cosh_loss)
