@@ -45,19 +45,20 @@ def l1_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
     """
     xp, x, y, dtype = toolkit.pointwise_inputs("l1_loss", input, target, reduction)
     d = x - y
-    return toolkit.reduce(xp, _abs(xp, x - y), reduction, dtype)
+    # |d| with torch's gradient sign(d), 0 at d = 0 (JAX's abs gives 1 there: the mask, which has
+    # no gradient, makes it 0) and 0 at NaN on torch. Arithmetic, not where: a where is the
+    # slowest elementwise operation on torch's CPU, forward and backward, and XLA does not fuse
+    # a select into the reduction that follows.
+    return toolkit.reduce(xp, xp.abs(d) * xp.astype(d != 0, d.dtype), reduction, dtype)
 
 
 def _abs(xp: Any, d: Any) -> Any:
-    """``|d|`` with torch's gradient on every library: sign(d), and 0 at d = 0 and at NaN.
+    """``|d|`` with torch's gradient everywhere, on every library: sign(d), 0 at d = 0, NaN at NaN.
 
-    JAX's ``abs`` has the gradient 1 at 0 and -1 at NaN: the mask, which has no gradient and is
-    false at both, makes them 0. Arithmetic, not ``where``: a where is the slowest elementwise
-    operation on torch's CPU, forward and backward, and XLA does not fuse a select into the
-    reduction that follows.
+    ``sign(d)·d``, with the sign made of ``where``: array-api-compat's torch ``sign`` writes
+    NaN through a boolean mask, which ``torch.func.vmap`` and ``meta`` tensors cannot run.
     """
-    a = xp.abs(d)
-    return a * xp.astype(a > 0, d.dtype)
+    return xp.where(d > 0, 1.0, xp.where(d < 0, -1.0, d * 0)) * d
 
 
 def _huber(xp: Any, d: Any, delta: float) -> Any:
