@@ -88,6 +88,28 @@ def _rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def _peak_rss(run: Callable[[], Any]) -> tuple[int, int]:
+    """(resident set before, its peak during ``run()``), polled every 0.5 ms from a thread: torch
+    and NumPy release the GIL inside their operators, so the thread keeps polling."""
+    base = _rss()
+    peak = [base]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss())
+            time.sleep(0.0005)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        run()
+    finally:
+        done.set()
+        sampler.join()
+    return base, peak[0]
+
+
 def memory_child(variant: str, size: str) -> None:
     """In a fresh process: the peak resident memory of one forward+backward above the baseline."""
     import torch
@@ -97,23 +119,8 @@ def memory_child(variant: str, size: str) -> None:
     small = _torch_inputs(64, d, 256)
     _step(variants[variant], *small)  # loads the kernels and torch's threads outside the count
     h, w, t = _torch_inputs(n, d, v)
-    base = _rss()
-    peak = [base]
-    done = threading.Event()
-
-    def sample() -> None:  # torch releases the GIL inside its operators, so this thread keeps polling
-        while not done.is_set():
-            peak[0] = max(peak[0], _rss())
-            time.sleep(0.0005)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    try:
-        _step(variants[variant], h, w, t)
-    finally:
-        done.set()
-        sampler.join()
-    print(json.dumps({"extra": peak[0] - base, "grads": (h.numel() + w.numel()) * 4,
+    base, peak = _peak_rss(lambda: _step(variants[variant], h, w, t))
+    print(json.dumps({"extra": peak - base, "grads": (h.numel() + w.numel()) * 4,
                       "threads": torch.get_num_threads()}))
 
 
@@ -195,23 +202,8 @@ def compiled_memory_child(variant: str, size: str) -> None:
     _step(f, h, w, t)
     h.grad = w.grad = None
     _trim()
-    base = _rss()
-    peak = [base]
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], _rss())
-            time.sleep(0.0005)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    try:
-        _step(f, h, w, t)
-    finally:
-        done.set()
-        sampler.join()
-    print(json.dumps({"extra": peak[0] - base, "grads": (h.numel() + w.numel()) * 4, "peak_rss": peak[0],
+    base, peak = _peak_rss(lambda: _step(f, h, w, t))
+    print(json.dumps({"extra": peak - base, "grads": (h.numel() + w.numel()) * 4, "peak_rss": peak,
                       "threads": torch.get_num_threads()}))
 
 
@@ -341,27 +333,17 @@ def numpy_memory_child(size: str) -> None:
     h = rng.standard_normal((n, d), dtype=np.float32)
     w = rng.standard_normal((v, d), dtype=np.float32) * np.float32(d**-0.5)
     t = rng.integers(0, v, n)
-    base = _rss()
-    peak = [base]
-    done = threading.Event()
-
-    def sample() -> None:  # NumPy releases the GIL in its loops and BLAS calls
-        while not done.is_set():
-            peak[0] = max(peak[0], _rss())
-            time.sleep(0.0005)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    tracemalloc.start()
-    start = time.perf_counter()
-    try:
+    def run() -> None:  # NumPy releases the GIL in its loops and BLAS calls, so the sampler polls
+        tracemalloc.start()
+        start = time.perf_counter()
         lossreg.linear_cross_entropy_value_and_grad(h, w, t)
-    finally:
-        seconds = time.perf_counter() - start
-        traced = tracemalloc.get_traced_memory()[1]
-        done.set()
-        sampler.join()
-    print(json.dumps({"extra": peak[0] - base, "traced": traced, "grads": (h.size + w.size) * 4, "seconds": seconds}))
+        measured["seconds"] = time.perf_counter() - start
+        measured["traced"] = tracemalloc.get_traced_memory()[1]
+
+    measured: dict[str, float] = {}
+    base, peak = _peak_rss(run)
+    print(json.dumps({"extra": peak - base, "traced": measured["traced"], "grads": (h.size + w.size) * 4,
+                      "seconds": measured["seconds"]}))
 
 
 def bench_numpy(size: str) -> list[dict[str, Any]]:
