@@ -52,7 +52,7 @@ __all__ = [
     # dtypes and reductions
     "result_type", "compute_dtype", "as_dtype", "reduce", "reduce_classes", "take_class", "class_shape",
     # numerics
-    "log_softmax", "log_softmax_parts", "logsumexp", "log_sigmoid", "safe_log", "safe_pow", "minimum",
+    "log_softmax", "log_softmax_parts", "logsumexp", "log_sigmoid", "safe_log", "safe_pow", "minimum", "maximum",
     "REDUCTIONS", "OPTIONAL_ARRAYS", "CHECK_MODES",
 ]
 
@@ -419,9 +419,16 @@ def minimum(xp: Any, x: Any, bound: float) -> Any:
     XLA's CPU reduction fusion does not take). On torch the bound is made a 0-d tensor here:
     array-api-compat converts a number through ``result_type``, which ``torch.compile`` cannot trace.
     """
-    if compat.is_torch_array(x):
-        return xp.minimum(x, x.new_full((), bound))
-    return xp.minimum(x, bound)
+    return xp.minimum(x, _bound(x, bound))
+
+
+def maximum(xp: Any, x: Any, bound: float) -> Any:
+    """``max(x, bound)`` elementwise for a Python number ``bound``, as :func:`minimum`."""
+    return xp.maximum(x, _bound(x, bound))
+
+
+def _bound(x: Any, bound: float) -> Any:
+    return x.new_full((), bound) if compat.is_torch_array(x) else bound
 
 
 def reduce(xp: Any, values: Any, reduction: str, dtype: Any = None) -> Any:

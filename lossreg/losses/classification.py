@@ -237,10 +237,8 @@ def binary_cross_entropy_with_logits(input: Any, target: Any, /, *, weight: Any 
     # give JAX's +1 there). No where (toolkit.log_sigmoid has two): the slowest elementwise
     # operation on torch's CPU, and a select that XLA does not fuse into the reduction.
     # -log(1 - σ(x)) = x - log σ(x).
-    # A 0-d zero, not the scalar 0.0: array-api-compat's torch maximum asks torch.result_type of a
-    # scalar, which torch.compile cannot trace.
-    minus_x, zero = -x, xp.zeros((), dtype=x.dtype, device=device(x))
-    positive = xp.maximum(minus_x, zero) + xp.log1p(xp.exp(xp.minimum(x, minus_x)))
+    minus_x = -x
+    positive = toolkit.maximum(xp, minus_x, 0.0) + xp.log1p(xp.exp(xp.minimum(x, minus_x)))
     if "pos_weight" in w:
         positive = positive * ((w["pos_weight"] - 1) * y + 1)
     losses = (1 - y) * x + positive
