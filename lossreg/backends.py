@@ -137,23 +137,28 @@ class TorchBackend(Backend):
 # XLA's CPU compiler takes 0.05 s or more per program, and eager JAX compiles every operation anew
 # for each shape: the suite's hundreds of small, differently shaped cases spend most of their time
 # compiling. Skipping LLVM's optimizations cuts that by about a third; the programs run slower,
-# which tiny arrays do not notice, and compute values within the suite's tolerances. XLA's legacy
-# CPU emitters (``--xla_cpu_use_fusion_emitters=false``) would compile small programs a quarter to
-# a third faster again, but not CTC's unrolled recursion: with jaxlib 0.10 one batch-4 CTC under
-# jit grew past 20 GB of memory with them (about 0.6 GB without), so they are not used.
+# which tiny arrays do not notice, and compute values within the suite's tolerances.
 # LOSSREG_JAX_FAST_COMPILE=0 keeps JAX's defaults.
 _FAST_COMPILE = ("--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true")
+# XLA's legacy CPU emitters compile one-operation programs twice as fast again (an eager JAX
+# conformance run: 197 CPU-s instead of 292), but not a whole loss unrolled under jit: with jaxlib
+# 0.10 one batch-4 CTC under jit grew past 20 GB of memory with them (0.6 GB without). So only a
+# run that compiles no whole unrolled loss takes them: eager JAX without the jax_jit backend (whose
+# jitted kernels are single fused programs without Python loops).
+_EAGER_ONLY = ("--xla_cpu_use_fusion_emitters=false",)
 
 
-def fast_jax_compile_flags(current: str = "") -> str:
+def fast_jax_compile_flags(current: str = "", eager_only: bool = False) -> str:
     """``XLA_FLAGS`` with lossreg's fast-compile flags added to ``current`` (the caller's own win)."""
-    extra = [flag for flag in _FAST_COMPILE if flag.partition("=")[0] not in current]
+    extra = [flag for flag in _FAST_COMPILE + _EAGER_ONLY * eager_only if flag.partition("=")[0] not in current]
     return " ".join([current, *extra]).strip()
 
 
-def use_fast_jax_compile() -> bool:
+def use_fast_jax_compile(eager_only: bool = False) -> bool:
     """Set ``XLA_FLAGS`` for fast XLA compiles in this process, if JAX is not imported yet (the
-    flags are read once, when JAX starts) and ``LOSSREG_JAX_FAST_COMPILE`` is not ``0``.
+    flags are read once, when JAX starts) and ``LOSSREG_JAX_FAST_COMPILE`` is not ``0``;
+    ``eager_only``: this process will not compile whole losses under ``jax.jit`` (no jax_jit
+    backend), so the compiler may be faster still at the cost of memory on large programs.
 
     Process-wide, so lossreg never calls it on import or lookup: only ``lossreg conformance``
     (its own process), the conformance run's worker processes, and a test suite that asks (lossreg's
@@ -161,7 +166,7 @@ def use_fast_jax_compile() -> bool:
     """
     if os.environ.get("LOSSREG_JAX_FAST_COMPILE", "1") == "0" or "jax" in sys.modules:
         return False
-    os.environ["XLA_FLAGS"] = fast_jax_compile_flags(os.environ.get("XLA_FLAGS", ""))
+    os.environ["XLA_FLAGS"] = fast_jax_compile_flags(os.environ.get("XLA_FLAGS", ""), eager_only)
     return True
 
 

@@ -67,7 +67,8 @@ def cmd_new_plugin(args: argparse.Namespace) -> int:
 def cmd_conformance(args: argparse.Namespace) -> int:
     from .backends import use_fast_jax_compile
 
-    use_fast_jax_compile()  # this process is the conformance run: fast XLA compiles, unless JAX is already up
+    # This process is the conformance run: fast XLA compiles, unless JAX is already up.
+    use_fast_jax_compile(eager_only=args.backend.strip() != "all" and "jax_jit" not in _split(args.backend))
     if "jax" in args.backend or args.backend.strip() == "all":
         conformance.share_jax_compiles()  # and JAX's compiled programs kept on disk between runs
     reg = registry()
@@ -87,10 +88,13 @@ def cmd_conformance(args: argparse.Namespace) -> int:
         seconds[name if args.device is None else f"{name}@{device}"] = took
         shown.backend_done(name, device, took)
 
-    limits: dict[str, int] = {}
+    limits: dict[str, int | str] = {"*": conformance.COVER} if args.quick else {}
     for item in _split(args.max_cases or ""):
         name, _, number = item.rpartition("=")
-        limits[name or "*"] = int(number)
+        if number != conformance.COVER and not number.isdigit():
+            print(f"lossreg conformance: --max-cases takes N, cover or BACKEND=N|cover,..., not {item!r}", file=sys.stderr)
+            return 2
+        limits[name or "*"] = number if number == conformance.COVER else int(number)
     with shown:
         outcomes = conformance.run(wanted, dtypes, args.device, losses, max_cases=limits or None,
                                    progress=progress, jobs=args.jobs, step=shown.step)
@@ -120,7 +124,7 @@ def cmd_conformance(args: argparse.Namespace) -> int:
         with open(args.json, "w", encoding="utf-8") as f:
             f.write(conformance.to_json(
                 outcomes, command=["lossreg", *sys.argv[1:]], date=datetime.datetime.now(datetime.timezone.utc).isoformat(),
-                backends=wanted, dtypes=dtypes, device=args.device, device_names=hardware, max_cases=args.max_cases,
+                backends=wanted, dtypes=dtypes, device=args.device, device_names=hardware, max_cases=limits or None,
                 versions=versions, seconds=seconds, not_run=not_run, machine=platform.platform(),
                 processor=platform.processor(), matrix=conformance.matrix(outcomes, seconds)))
     return 1 if conformance.summarize(outcomes)["failed"] else 0
@@ -177,9 +181,13 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
                         "(default float32,float64)")
     p.add_argument("--device", default=None, help="device, e.g. cuda or cuda:1 (default: each backend's first, e.g. cpu)")
     p.add_argument("--loss", default=None, help="comma-separated loss names (default: all)")
-    p.add_argument("--max-cases", default=None, metavar="N|BACKEND=N,...",
-                   help="run at most N cases per loss, chosen to cover every option value and shape first; "
-                        "per backend as jax=4,dask=20 (default: all)")
+    p.add_argument("--max-cases", default=None, metavar="N|cover|BACKEND=N,...",
+                   help="run at most N cases per loss, chosen to cover every option value, shape and expected "
+                        "error first, or 'cover': as many as it takes to cover each once; per backend as "
+                        "jax=4,dask=cover (default: all)")
+    p.add_argument("--quick", action="store_true",
+                   help="--max-cases cover on every backend (a backend named in --max-cases keeps its own): "
+                        "each option value, input shape and expected error once, about a quarter of the cases")
     p.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="run (backend, loss) pairs, the slow backends' in slices of cases, in N processes "
                         "(default 1; CI machines: their core count)")

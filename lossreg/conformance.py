@@ -33,7 +33,7 @@ import array_api_compat as compat
 import numpy as np
 
 from . import errors
-from .backends import JAXBackend, use_fast_jax_compile
+from .backends import JAXBackend, JAXJitBackend, use_fast_jax_compile
 from .core import Backend, Case, load_cases  # noqa: F401  (Case and load_cases: also their public home, lossreg.testing)
 from .registry import LossSpec, normalize, registry, use_kernels
 
@@ -304,17 +304,25 @@ def _features(case: Case) -> set[tuple[Any, ...]]:
     return found
 
 
-def select_cases(cases: Sequence[Case], limit: int | None) -> list[Case]:
+# A ``max_cases`` value: per loss, the fewest cases (chosen as by a limit) that together exercise
+# every option value, input shape and expected error once; about a quarter of them.
+COVER = "cover"
+
+
+def select_cases(cases: Sequence[Case], limit: int | str | None) -> list[Case]:
     """At most ``limit`` of ``cases``, in their order, chosen greedily to cover the most distinct
-    option values, input shapes and expected errors first (ties go to the earlier case)."""
-    if limit is None or len(cases) <= limit:
+    option values, input shapes and expected errors first (ties go to the earlier case); with
+    ``limit`` :data:`COVER`, as many as it takes to cover each of them once."""
+    if limit is None or (limit != COVER and len(cases) <= int(limit)):
         return list(cases)
     features = [_features(case) for case in cases]
     chosen: list[int] = []
     seen: set[tuple[Any, ...]] = set()
     remaining = list(range(len(cases)))
-    while remaining and len(chosen) < limit:
+    while remaining and (limit == COVER or len(chosen) < int(limit)):
         best = max(remaining, key=lambda i: (len(features[i] - seen), -i))
+        if limit == COVER and not features[best] - seen:
+            break
         chosen.append(best)
         seen |= features[best]
         remaining.remove(best)
@@ -322,13 +330,14 @@ def select_cases(cases: Sequence[Case], limit: int | None) -> list[Case]:
 
 
 def run(backends: Sequence[str | Backend], dtypes: Sequence[str] = ("float32", "float64"), device: str | None = None,
-        losses: Sequence[str] | None = None, *, max_cases: int | dict[str, int] | None = None,
+        losses: Sequence[str] | None = None, *, max_cases: int | str | dict[str, int | str] | None = None,
         progress: Callable[[str, str, float], None] | None = None, jobs: int = 1,
         step: Callable[[str, str, str, list[Outcome]], None] | None = None) -> list[Outcome]:
     """Run the suite; one :class:`Outcome` per (loss, backend, dtype, path).
 
     ``backends`` are registered names or :class:`Backend` objects; ``max_cases`` runs at most
-    that many cases per loss (see :func:`select_cases`), or per backend name (``"*"`` for the
+    that many cases per loss (see :func:`select_cases`; :data:`COVER`: the fewest that exercise
+    every option value, input shape and expected error), or per backend name (``"*"`` for the
     others) from a dict; ``progress(backend, device, seconds)``
     is called as each backend finishes, ``step(backend, device, loss, outcomes)`` as each loss
     finishes on a backend (every dtype and path). ``jobs`` > 1 spreads the (backend, loss, dtype)
@@ -360,7 +369,7 @@ def run(backends: Sequence[str | Backend], dtypes: Sequence[str] = ("float32", "
 
 
 def _run_on(backend: Backend, dev: str, dtypes: Sequence[str], specs: list[LossSpec],
-            max_cases: int | dict[str, int] | None, references: References,
+            max_cases: int | str | dict[str, int | str] | None, references: References,
             step: Callable[[str, str, str, list[Outcome]], None] | None = None,
             part: tuple[int, int] | None = None) -> list[Outcome]:
     """Every case of ``specs`` on one backend and device (or only the ``part`` (index, size) slice of
@@ -379,7 +388,7 @@ def _run_on(backend: Backend, dev: str, dtypes: Sequence[str], specs: list[LossS
 
 
 def _run_backend(backend: Backend, reason: str | None, dev: str, dtypes: Sequence[str], specs: list[LossSpec],
-                 max_cases: int | dict[str, int] | None, references: References,
+                 max_cases: int | str | dict[str, int | str] | None, references: References,
                  step: Callable[[str, str, str, list[Outcome]], None] | None = None,
                  part: tuple[int, int] | None = None) -> list[Outcome]:
     reg = registry()
@@ -408,7 +417,7 @@ def _run_backend(backend: Backend, reason: str | None, dev: str, dtypes: Sequenc
     return [o for dtype in dtypes for found in per_loss for o in found if o.dtype == dtype]
 
 
-def _limit(max_cases: int | dict[str, int] | None, backend: str) -> int | None:
+def _limit(max_cases: int | str | dict[str, int | str] | None, backend: str) -> int | str | None:
     if isinstance(max_cases, dict):
         return max_cases.get(backend, max_cases.get("*"))
     return max_cases
@@ -464,7 +473,7 @@ def _merge(parts: list[list[Outcome]]) -> list[Outcome]:
 
 
 def _run_parallel(backends: Sequence[str | Backend], dtypes: Sequence[str], device: str | None, losses: list[str],
-                  max_cases: int | dict[str, int] | None, progress: Callable[[str, str, float], None] | None,
+                  max_cases: int | str | dict[str, int | str] | None, progress: Callable[[str, str, float], None] | None,
                   jobs: int, step: Callable[[str, str, str, list[Outcome]], None] | None = None) -> list[Outcome]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -495,10 +504,11 @@ def _run_parallel(backends: Sequence[str | Backend], dtypes: Sequence[str], devi
     results: dict[tuple[str, str], list[Outcome]] = {}
     spent: dict[str, float] = {}
     # "spawn": JAX and torch threads do not survive a fork.
-    uses_jax = any(isinstance(reg.backends.get(_backend_name(b)), JAXBackend) or isinstance(b, JAXBackend)
-                   for b in backends)
+    chosen = [b if isinstance(b, Backend) else reg.backends[b] for b in backends]
+    uses_jax = any(isinstance(b, JAXBackend) for b in chosen)
+    eager_only = not any(isinstance(b, JAXJitBackend) for b in chosen)
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_worker_setup, initargs=(uses_jax,)) as pool:
+                             initializer=_worker_setup, initargs=(uses_jax, eager_only)) as pool:
         futures = {pool.submit(_run_task, task): task for _, task in tasks}
         for future in as_completed(futures):
             backend, dtype, _, loss, _, part = futures[future]
@@ -530,10 +540,11 @@ def _backend_name(backend: str | Backend) -> str:
     return backend if isinstance(backend, str) else backend.name
 
 
-def _worker_setup(uses_jax: bool = True) -> None:
-    """A worker process is the conformance run's own: fast XLA compiles and the shared JAX cache
+def _worker_setup(uses_jax: bool = True, eager_only: bool = False) -> None:
+    """A worker process is the conformance run's own: fast XLA compiles (faster still in a run
+    without jax_jit, see :func:`~lossreg.backends.use_fast_jax_compile`) and the shared JAX cache
     (JAX imported only where a JAX backend runs)."""
-    use_fast_jax_compile()
+    use_fast_jax_compile(eager_only)
     if uses_jax:
         share_jax_compiles()
 
@@ -705,8 +716,8 @@ def matrix(outcomes: Sequence[Outcome], seconds: dict[str, float] | None = None)
     sampled = [f"{_label(*b)} {sum(r for r, _ in per.values())} of {sum(t for _, t in per.values())}"
                for b, per in considered.items() if any(r < t for r, t in per.values())]
     if sampled:
-        lines.append(f"sampled      {', '.join(sampled)} cases (at most --max-cases per loss and dtype, "
-                     "chosen to cover every option value and input shape first)")
+        lines.append(f"sampled      {', '.join(sampled)} cases (--quick or --max-cases: per loss and dtype, "
+                     "chosen to cover every option value, input shape and expected error first)")
     for o in outcomes:
         if o.status == "failed":
             lines.append(f"FAIL {o.loss} [{o.backend}/{o.dtype}/{o.device}, {o.path}]" + (": " + o.reason if o.reason else ""))

@@ -12,20 +12,18 @@ from ..errors import LossTypeError, LossValueError
 from ..registry import define_loss
 
 
-def _logsumexp(xp: Any, *terms: Any) -> Any:
-    """``log Σ exp(terms)`` as torch's CTC computes it, ``m + log Σ exp(x - m)`` with m the maximum.
+def _logsumexp(xp: Any, terms: Any) -> Any:
+    """``log Σ exp(terms)`` over axis 1, as torch's CTC computes it, ``m + log Σ exp(x - m)`` with
+    m the maximum.
 
     All terms -inf gives -inf with finite gradients: the where-guards keep -inf - -inf = NaN and
-    log(0) out of the backward pass. The gradient does not depend on how the maximum splits ties.
+    log(0) out of the backward pass. The gradient does not depend on how the maximum splits ties
+    (the derivative through m cancels), so one reduction over the stacked terms serves.
     """
-    m = terms[0]
-    for x in terms[1:]:
-        m = xp.maximum(m, x)
+    m = xp.max(terms, axis=1)
     dead = m == -math.inf
     shift = xp.where(dead, 0.0, m)
-    total = xp.exp(terms[0] - shift)
-    for x in terms[1:]:
-        total = total + xp.exp(x - shift)
+    total = xp.sum(xp.exp(terms - xp.expand_dims(shift, axis=1)), axis=1)
     return m + xp.log(xp.where(dead, 1.0, total))
 
 
@@ -175,15 +173,20 @@ def ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: A
     # Shifts along s are gathers with fixed indices: slicing and concatenating would split
     # Dask's chunks a little further at every frame.
     s_index = xp.arange(length, dtype=xp.int64, device=dev)
-    back1, back2 = xp.clip(s_index - 1, 0, None), xp.clip(s_index - 2, 0, None)
+    back2 = xp.clip(s_index - 2, 0, None)
     # The skip l'[s-2] -> l'[s] is allowed between two different labels (never from or to a blank).
     skip = (s_index >= 2) & (extended != blank) & (extended != xp.take(extended, back2, axis=1))
+    # alpha[s], alpha[s-1] and alpha[s-2] side by side, by one gather per frame: each frame is
+    # then a handful of operations, which is what eager JAX dispatches (and compiles per shape),
+    # Dask adds to its graph and an unrolled jit compiles, T times over.
+    sources = xp.concat([s_index, xp.clip(s_index - 1, 0, None), back2])
 
     dtype = log_probs.dtype
     work = toolkit.compute_dtype(xp, dtype)
     neg = xp.full((n, length), -math.inf, dtype=work, device=dev)
     # Added to the shifted alphas: -inf where a transition does not exist.
-    no_prev, no_skip = xp.where(s_index >= 1, 0.0, neg), xp.where(skip, 0.0, neg)
+    barred = xp.stack([xp.zeros((n, length), dtype=work, device=dev), xp.where(s_index >= 1, 0.0, neg),
+                       xp.where(skip, 0.0, neg)], axis=1)
 
     lp = xp.reshape(toolkit.as_dtype(xp, log_probs, work), (t_max, n, c))
     index = (xp.reshape(xp.arange(t_max, dtype=xp.int64, device=dev), (t_max, 1, 1)) * (n * c)
@@ -198,8 +201,8 @@ def ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: A
     # Before the first frame: the empty prefix, at s = 0 with probability 1.
     alpha = xp.where(s_index == 0, 0.0, neg)
     for t in range(t_max):
-        step = _logsumexp(xp, alpha, xp.take(alpha, back1, axis=1) + no_prev,
-                          xp.take(alpha, back2, axis=1) + no_skip) + emit[t, ...]
+        came_from = xp.reshape(xp.take(alpha, sources, axis=1), (n, 3, length)) + barred
+        step = _logsumexp(xp, came_from) + emit[t, ...]
         alpha = xp.where(running[t, ...], step, alpha)  # frozen after the input's length
 
     # log p(y | x) = logaddexp(alpha[2S], alpha[2S - 1]) at the last frame.
@@ -208,7 +211,7 @@ def ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: A
     flat = xp.reshape(alpha, (-1,))
     end_blank = xp.take(flat, rows + last, axis=0)
     end_label = xp.where(last > 0, xp.take(flat, rows + xp.clip(last - 1, 0, None), axis=0), -math.inf)
-    losses = -_logsumexp(xp, end_blank, end_label)
+    losses = -_logsumexp(xp, xp.stack([end_blank, end_label], axis=1))
     losses = xp.where(tl > s_max, math.inf, losses)
 
     # torch's backward returns exp(x) - γ, not the derivative -γ of its value (see the docstring):

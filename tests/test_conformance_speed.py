@@ -1,0 +1,67 @@
+"""``lossreg conformance`` compiles JAX's programs as fast as its backends allow.
+
+Eager JAX compiles every operation for every new shape, so a run spends most of its time in
+XLA's compiler: the run sets fast-compile flags for its own process (and its workers) before JAX
+starts. XLA's legacy CPU emitters halve the compile time of small programs but blow up on a whole
+loss unrolled under ``jax.jit`` (CTC: past 20 GB), so only a run without ``jax_jit`` takes them.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from lossreg.backends import fast_jax_compile_flags
+
+pytest.importorskip("jax")
+
+LEGACY = "--xla_cpu_use_fusion_emitters=false"
+
+
+def test_the_legacy_emitters_are_added_only_for_eager_runs():
+    assert LEGACY in fast_jax_compile_flags("", eager_only=True).split()
+    assert "fusion_emitters" not in fast_jax_compile_flags("", eager_only=False)
+
+
+def test_the_callers_own_xla_flags_win():
+    mine = "--xla_cpu_use_fusion_emitters=true --xla_backend_optimization_level=2"
+    flags = fast_jax_compile_flags(mine, eager_only=True).split()
+    assert flags.count("--xla_cpu_use_fusion_emitters=true") == 1 and LEGACY not in flags
+    assert "--xla_backend_optimization_level=0" not in flags
+    assert "--xla_llvm_disable_expensive_passes=true" in flags
+
+
+@pytest.mark.parametrize("backends, legacy", [("numpy,jax", True), ("jax,jax_jit", False)])
+def test_the_run_records_the_flags_it_compiled_with(tmp_path, backends, legacy):
+    report = tmp_path / "report.json"
+    env = {"LOSSREG_JAX_CACHE": "0", "LOSSREG_DISABLE_PLUGIN_AUTOLOAD": "1", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-m", "lossreg.cli", "conformance", "--backend", backends, "--loss", "mse_loss",
+                           "--dtype", "float64", "--max-cases", "1", "--json", str(report)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    flags = json.loads(report.read_text())["versions"]["XLA_FLAGS"].split()
+    assert "--xla_backend_optimization_level=0" in flags
+    assert (LEGACY in flags) is legacy
+
+
+def test_quick_runs_the_fewest_cases_that_exercise_every_option_value_shape_and_error():
+    import lossreg
+    from lossreg import conformance
+    from lossreg.registry import registry
+
+    for loss in ("cross_entropy", "triplet_margin_loss", "ctc_loss"):
+        cases = conformance.cases_for(lossreg.spec(loss), registry().cases)
+        quick = conformance.select_cases(cases, conformance.COVER)
+        every = set().union(*map(conformance._features, cases))
+        assert set().union(*map(conformance._features, quick)) == every
+        assert len(quick) < len(cases) / 2
+
+
+def test_max_cases_refuses_what_it_cannot_read():
+    done = subprocess.run([sys.executable, "-m", "lossreg.cli", "conformance", "--max-cases", "jax=few"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "--max-cases takes N, cover or BACKEND=N|cover" in done.stderr and "'jax=few'" in done.stderr
