@@ -39,18 +39,26 @@ class Chunks(NamedTuple):
     vocab: int
 
 
-def plan_chunks(n: int, v: int, chunk_size: Any = None) -> Chunks:
+def plan_chunks(n: int, v: int, chunk_size: Any = None, *, budget: int = CHUNK_ELEMENTS,
+                split_vocab: bool = True) -> Chunks:
     """The chunking of an (n, v) problem: ``chunk_size`` is None (automatic), a number of tokens
-    per chunk (the whole vocabulary at once), or a pair (tokens, vocabulary entries)."""
+    per chunk (the whole vocabulary at once), or a pair (tokens, vocabulary entries).
+
+    The automatic plan takes whole vocabulary rows, as many as ``budget`` logits hold, in
+    multiples of ``MIN_TOKENS``; past ``budget / MIN_TOKENS`` entries it splits the vocabulary
+    into blocks of that size, or (``split_vocab`` False: XLA runs the blocks side by side, see
+    the JAX kernel) keeps ``MIN_TOKENS`` tokens with the whole vocabulary.
+    """
+    v = max(v, 1)
     if chunk_size is None:
-        tokens = CHUNK_ELEMENTS // max(v, 1)
+        tokens = budget // v
         if tokens >= MIN_TOKENS:
-            return Chunks(tokens // MIN_TOKENS * MIN_TOKENS, max(v, 1))
-        return Chunks(MIN_TOKENS, max(1, CHUNK_ELEMENTS // MIN_TOKENS))
+            return Chunks(tokens // MIN_TOKENS * MIN_TOKENS, v)
+        return Chunks(MIN_TOKENS, max(1, budget // MIN_TOKENS) if split_vocab else v)
     # Not clamped to n: the plan must not depend on the number of tokens, which torch.compile
     # may trace as a symbol (a chunk larger than n is just one chunk).
     if isinstance(chunk_size, int):
-        return Chunks(chunk_size, max(v, 1))
+        return Chunks(chunk_size, v)
     tokens, vocab = chunk_size
     return Chunks(tokens, max(1, min(v, vocab)))
 

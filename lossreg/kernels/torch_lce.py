@@ -43,7 +43,7 @@ from typing import Any
 import torch
 from array_api_compat import array_namespace
 
-from ..chunked import MIN_TOKENS, plan_chunks, prepare_inputs, reduce_tokens, token_weights
+from ..chunked import plan_chunks, prepare_inputs, reduce_tokens, token_weights
 from ..errors import UnsupportedError
 
 Tensor = torch.Tensor
@@ -215,10 +215,7 @@ def _plan(n: int, v: int, tokens: int, vocab: int, cuda: bool) -> tuple[int, int
     chunks: each chunk reads the whole weight again, and on a CPU 256 tokens at V=32000 beat
     torch's unfused time where 64 took 1.7 times as long (benchmarks/bench_lce.py, README)."""
     if tokens == 0:
-        auto = (CUDA_CHUNK_ELEMENTS if cuda else CPU_CHUNK_ELEMENTS) // v // MIN_TOKENS * MIN_TOKENS
-        if auto >= MIN_TOKENS:
-            return auto, v
-        return tuple(plan_chunks(n, v, None))  # type: ignore[return-value]  # the vocabulary split too
+        return tuple(plan_chunks(n, v, None, budget=CUDA_CHUNK_ELEMENTS if cuda else CPU_CHUNK_ELEMENTS))  # type: ignore[return-value]
     return tuple(plan_chunks(n, v, tokens if vocab == 0 else (tokens, vocab)))  # type: ignore[return-value]
 
 
