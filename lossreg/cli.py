@@ -97,7 +97,8 @@ def cmd_conformance(args: argparse.Namespace) -> int:
         limits[name or "*"] = number if number == conformance.COVER else int(number)
     with shown:
         outcomes = conformance.run(wanted, dtypes, args.device, losses, max_cases=limits or None,
-                                   progress=progress, jobs=args.jobs, step=shown.step)
+                                   progress=progress, step=shown.step,
+                                   jobs=conformance.default_jobs(wanted) if args.jobs is None else args.jobs)
     order = list(dict.fromkeys(o.backend if args.device is None else f"{o.backend}@{o.device}" for o in outcomes))
     seconds = {name: seconds[name] for name in order if name in seconds}
     print(conformance.matrix(outcomes, seconds))
@@ -188,9 +189,10 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help="--max-cases cover on every backend (a backend named in --max-cases keeps its own): "
                         "each option value, input shape and expected error once, about a quarter of the cases")
-    p.add_argument("--jobs", type=int, default=1, metavar="N",
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="run (backend, loss) pairs, the slow backends' in slices of cases, in N processes "
-                        "(default 1; CI machines: their core count)")
+                        "(default: one per core, at most 4, when eager JAX, jax_jit or Dask is among the "
+                        "backends, else 1)")
     p.add_argument("--json", default=None, metavar="PATH", help="write every outcome to this JSON file")
     p.set_defaults(run=cmd_conformance)
     p = sub.add_parser("bench", help="time lossreg against native torch on CPU, side by side")

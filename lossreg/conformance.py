@@ -432,6 +432,17 @@ _SLICE = {"jax": 32, "jax_jit": 16, "dask": 24}
 # eager JAX compiles every operation for every new shape and dtype, jax_jit every case's program,
 # Dask builds and orders a graph per case. Used only to start long tasks first.
 _COST = {"jax": 30.0, "jax_jit": 200.0, "dask": 100.0, "array_api_strict": 2.0, "torch": 2.0}
+def default_jobs(backends: Sequence[str | Backend]) -> int:
+    """Processes for a run that does not say: one per core (at most 4: a worker holds up to
+    2.5 GB of compiled programs) when a slow backend (eager JAX, ``jax_jit``, Dask: they compile
+    or build a graph per case) is among ``backends``, else 1 (a worker's start, importing the
+    array libraries again, costs more than NumPy's whole run)."""
+    import os
+
+    slow = any(_COST.get(_backend_name(b), 1.0) >= 10 for b in backends)
+    return max(1, min(os.cpu_count() or 1, 4)) if slow else 1
+
+
 # The worker's own float64 references, shared by every task it runs (the same case on another
 # backend or dtype slice needs no second reference computation).
 _WORKER_REFERENCES: References | None = None

@@ -65,3 +65,13 @@ def test_max_cases_refuses_what_it_cannot_read():
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "--max-cases takes N, cover or BACKEND=N|cover" in done.stderr and "'jax=few'" in done.stderr
+
+
+def test_a_run_with_a_slow_backend_spreads_over_the_cores_by_default():
+    import os
+
+    from lossreg import conformance
+
+    assert conformance.default_jobs(["numpy", "torch", "array_api_strict"]) == 1
+    assert conformance.default_jobs(["numpy", "dask"]) == max(1, min(os.cpu_count() or 1, 4))
+    assert conformance.default_jobs(["jax"]) == conformance.default_jobs(["jax_jit"]) == conformance.default_jobs(["dask"])
