@@ -86,6 +86,23 @@ def _pairs() -> dict[str, Pair]:
         a, p, n = normal(rng, shape), normal(rng, shape), normal(rng, shape)
         return {"lossreg": (a, p, n), "optax": (a, p, n)}
 
+    # CTC at its own sizes, by the row's size: (batch, frames, classes, labels per sequence).
+    ctc_dims = dict(zip(SIZES.values(), [(2, 5, 5, 2), (8, 50, 32, 20), (16, 200, 128, 60)]))
+
+    def sequences(rng: Any, shape: tuple[int, int]) -> dict[str, tuple[Any, ...]]:
+        b, t, k, s = ctc_dims[shape]
+        logits = normal(rng, (b, t, k))
+        labels = jnp.asarray(rng.integers(1, k, size=(b, s)).astype(np.int32))
+        frames = jnp.asarray(rng.integers(t // 2, t + 1, size=b).astype(np.int32))
+        used = jnp.asarray(rng.integers(1, s + 1, size=b).astype(np.int32))
+        logit_pad = (jnp.arange(t)[None, :] >= frames[:, None]).astype(jnp.float32)
+        label_pad = (jnp.arange(s)[None, :] >= used[:, None]).astype(jnp.float32)
+        return {"lossreg": (logits, labels, frames, used), "optax": (logits, logit_pad, labels, label_pad)}
+
+    def ctc(logits: Any, labels: Any, frames: Any, used: Any) -> Any:
+        log_probs = jnp.transpose(jax.nn.log_softmax(logits, axis=-1), (1, 0, 2))  # (T, B, K), as torch's
+        return lossreg.ctc_loss(log_probs, labels, frames, used, reduction="sum") / logits.shape[0]
+
     extras: dict[str, Callable[..., Any]] = {}
     for name in ("log_cosh_loss", "poly1_cross_entropy", "sparsemax_loss"):
         try:
@@ -119,6 +136,10 @@ def _pairs() -> dict[str, Pair]:
              lambda x, t: optax.losses.kl_divergence(x, t).mean(), None, log_probabilities),
         Pair("triplet_margin_loss", "triplet_margin_loss(a, p, n)", lossreg.triplet_margin_loss,
              lambda a, p, n: optax.losses.triplet_margin_loss(a, p, n).mean(), None, triplets),
+        # optax takes logits and paddings; lossreg torch's log-probabilities and lengths.
+        Pair("ctc_loss", "ctc_loss(log_softmax(x), y, lengths, 'sum') / B [B,T,K,S: 2,5,5,2|8,50,32,20|16,200,128,60]",
+             ctc,
+             lambda x, xp, y, yp: optax.losses.ctc_loss(x, xp, y, yp).mean(), None, sequences),
     ]
     if "log_cosh_loss" in extras:
         pairs.append(Pair("log_cosh_loss", "log_cosh_loss(x, y) [extras]", extras["log_cosh_loss"],

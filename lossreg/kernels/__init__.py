@@ -114,4 +114,5 @@ def lossreg_kernels() -> list[Kernel]:
         kernels += [Kernel(loss, "jax", _kernel("jax", f"{__name__}.jax", loss), name="jax") for loss in _JAX_LOSSES]
         kernels.append(Kernel("linear_cross_entropy", "jax", _kernel("jax", f"{__name__}.jax_lce",
                                                                      "linear_cross_entropy"), name="jax"))
+        kernels.append(Kernel("ctc_loss", "jax", _kernel("jax", f"{__name__}.jax_ctc", "ctc_loss"), name="jax"))
     return kernels

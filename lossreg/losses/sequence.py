@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from array_api_compat import device
@@ -89,6 +90,24 @@ def ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: A
             batch.
         zero_infinity: give infinite losses (impossible alignments) and their gradients the value 0.
     """
+    return ctc(log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity, unrolled)
+
+
+Frame = Callable[[Any, Any, Any], Any]
+
+
+def unrolled(step: Frame, alpha: Any, emit: Any, running: Any) -> Any:
+    """The frames in turn, ``alpha = step(alpha, emit[t], running[t])``: a Python loop, which
+    the standard leaves as the only way (a lazy or traced library records every frame; JAX's
+    kernel runs the same step in a ``lax.scan`` instead)."""
+    for t in range(emit.shape[0]):
+        alpha = step(alpha, emit[t, ...], running[t, ...])
+    return alpha
+
+
+def ctc(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, blank: int, reduction: str,
+        zero_infinity: bool, over_frames: Callable[[Frame, Any, Any, Any], Any]) -> Any:
+    """:func:`ctc_loss`, with the loop over the frames, ``over_frames(step, alpha, emit, running)``, given."""
     name = "ctc_loss"
     # Lengths may be sequences of ints, as torch.nn.functional.ctc_loss documents.
     listed = {k: v for k, v in (("input_lengths", input_lengths), ("target_lengths", target_lengths))
@@ -200,10 +219,12 @@ def ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: A
 
     # Before the first frame: the empty prefix, at s = 0 with probability 1.
     alpha = xp.where(s_index == 0, 0.0, neg)
-    for t in range(t_max):
+
+    def step(alpha: Any, emit: Any, running: Any) -> Any:
         came_from = xp.reshape(xp.take(alpha, sources, axis=1), (n, 3, length)) + barred
-        step = _logsumexp(xp, came_from) + emit[t, ...]
-        alpha = xp.where(running[t, ...], step, alpha)  # frozen after the input's length
+        return xp.where(running, _logsumexp(xp, came_from) + emit, alpha)  # frozen after the input's length
+
+    alpha = over_frames(step, alpha, emit, running)
 
     # log p(y | x) = logaddexp(alpha[2S], alpha[2S - 1]) at the last frame.
     rows = xp.arange(n, dtype=xp.int64, device=dev) * length

@@ -1,0 +1,30 @@
+"""JAX kernel of ctc_loss: the portable definition with its frames in a ``lax.scan``.
+
+The standard has no loop construct, so the portable recursion over the T frames is a Python
+loop, which ``jax.jit`` unrolls into T copies of the frame's operations: compile time and
+memory grow with T (hundreds of frames take minutes to compile). Here the same frame step is the
+body of one ``lax.scan`` (compiled once, whatever T), and the whole loss one program per shape and
+options, as the other JAX kernels (see :mod:`lossreg.kernels.jax`). The gradient is autodiff's
+through the scan, of the same expression as the portable one, so torch's ``exp(log_probs) - γ``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+
+from ..losses import sequence
+from .jax import compiled
+
+
+def _scanned(step: sequence.Frame, alpha: Any, emit: Any, running: Any) -> Any:
+    return jax.lax.scan(lambda a, frame: (step(a, *frame), None), alpha, (emit, running))[0]
+
+
+def _ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, /, *, blank: int = 0,
+              reduction: str = "mean", zero_infinity: bool = False) -> Any:
+    return sequence.ctc(log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity, _scanned)
+
+
+KERNELS = {"ctc_loss": compiled("ctc_loss", _ctc_loss)}
