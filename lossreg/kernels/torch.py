@@ -125,6 +125,14 @@ def l1_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
 def binary_cross_entropy(input: Any, target: Any, /, *, weight: Any = None, reduction: str = "mean") -> Any:
     # torch's own answer everywhere, including its gradient at exactly 0 and 1 ((x - t) divided by
     # max(x (1 - x), 1e-12)), which the portable definition does not share (see the README).
+    if (weight is None and type(input) is Tensor and type(target) is Tensor and input.dtype in _FAST
+            and target.dtype is input.dtype and input.is_cpu and target.is_cpu and input.shape == target.shape
+            and not _dynamo_compiling() and (_mode.get() if _mode.active else _mode.default) != "poison"):
+        # The common call, as in _common: torch's range check is lossreg's (and raises on NaN).
+        try:
+            return _nn.binary_cross_entropy(input, target, None, _ENUM[reduction])
+        except Exception:  # out of range, or an unknown reduction: the general path decides
+            pass
     if not _pair(input, target, reduction) or (weight is not None and not _fits(weight, input)):
         return NotImplemented
     bad = None
