@@ -4,8 +4,9 @@ The standard has no loop construct, so the portable recursion over the T frames 
 loop, which ``jax.jit`` unrolls into T copies of the frame's operations: compile time and
 memory grow with T (hundreds of frames take minutes to compile). Here the same frame step is the
 body of one ``lax.scan`` (compiled once, whatever T), and the whole loss one program per shape and
-options, as the other JAX kernels (see :mod:`lossreg.kernels.jax`). The gradient is autodiff's
-through the scan, of the same expression as the portable one, so torch's ``exp(log_probs) - γ``.
+options, as the other JAX kernels (see :mod:`lossreg.kernels.jax`), and the predecessors of each
+state are slices (:func:`~lossreg.losses.sequence.sliced`), whose gradient is slices too. The
+gradient is autodiff's of the portable expression, so torch's ``exp(log_probs) - γ``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ def _scanned(step: sequence.Frame, alpha: Any, emit: Any, running: Any) -> Any:
 
 def _ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, /, *, blank: int = 0,
               reduction: str = "mean", zero_infinity: bool = False) -> Any:
-    return sequence.ctc(log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity, _scanned)
+    return sequence.ctc(log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity, _scanned,
+                        sequence.sliced)
 
 
 KERNELS = {"ctc_loss": compiled("ctc_loss", _ctc_loss)}

@@ -90,10 +90,27 @@ def ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: A
             batch.
         zero_infinity: give infinite losses (impossible alignments) and their gradients the value 0.
     """
-    return ctc(log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity, unrolled)
+    return ctc(log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity, unrolled, gathered)
 
 
 Frame = Callable[[Any, Any, Any], Any]
+
+
+def gathered(xp: Any, alpha: Any, sources: Any) -> Any:
+    """``(alpha[s], alpha[s-1], alpha[s-2])`` stacked on axis 1, by one gather with fixed indices
+    (clamped at 0: the transitions from s < 0 are barred separately). Slices and a concatenation
+    would be cheaper to differentiate, but would split Dask's chunks a little further at every
+    frame."""
+    n, length = alpha.shape
+    return xp.reshape(xp.take(alpha, sources, axis=1), (n, 3, length))
+
+
+def sliced(xp: Any, alpha: Any, sources: Any) -> Any:
+    """:func:`gathered` as slices of ``alpha`` padded on the left (the padding is barred anyway):
+    under ``jax.jit`` its gradient is slices too, not a scatter per frame."""
+    n, length = alpha.shape
+    padded = xp.concat([xp.zeros((n, 2), dtype=alpha.dtype, device=device(alpha)), alpha], axis=1)
+    return xp.stack([alpha, padded[:, 1:length + 1], padded[:, :length]], axis=1)
 
 
 def unrolled(step: Frame, alpha: Any, emit: Any, running: Any) -> Any:
@@ -106,8 +123,10 @@ def unrolled(step: Frame, alpha: Any, emit: Any, running: Any) -> Any:
 
 
 def ctc(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, blank: int, reduction: str,
-        zero_infinity: bool, over_frames: Callable[[Frame, Any, Any, Any], Any]) -> Any:
-    """:func:`ctc_loss`, with the loop over the frames, ``over_frames(step, alpha, emit, running)``, given."""
+        zero_infinity: bool, over_frames: Callable[[Frame, Any, Any, Any], Any],
+        came_from: Callable[[Any, Any, Any], Any]) -> Any:
+    """:func:`ctc_loss`, with the loop over the frames, ``over_frames(step, alpha, emit, running)``,
+    and the three predecessors of each state, ``came_from(xp, alpha, sources)``, given."""
     name = "ctc_loss"
     # Lengths may be sequences of ints, as torch.nn.functional.ctc_loss documents.
     listed = {k: v for k, v in (("input_lengths", input_lengths), ("target_lengths", target_lengths))
@@ -195,9 +214,9 @@ def ctc(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, b
     back2 = xp.clip(s_index - 2, 0, None)
     # The skip l'[s-2] -> l'[s] is allowed between two different labels (never from or to a blank).
     skip = (s_index >= 2) & (extended != blank) & (extended != xp.take(extended, back2, axis=1))
-    # alpha[s], alpha[s-1] and alpha[s-2] side by side, by one gather per frame: each frame is
-    # then a handful of operations, which is what eager JAX dispatches (and compiles per shape),
-    # Dask adds to its graph and an unrolled jit compiles, T times over.
+    # alpha[s], alpha[s-1] and alpha[s-2] side by side (see gathered): each frame is then a
+    # handful of operations, which is what eager JAX dispatches (and compiles per shape), Dask
+    # adds to its graph and an unrolled jit compiles, T times over.
     sources = xp.concat([s_index, xp.clip(s_index - 1, 0, None), back2])
 
     dtype = log_probs.dtype
@@ -221,8 +240,8 @@ def ctc(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, b
     alpha = xp.where(s_index == 0, 0.0, neg)
 
     def step(alpha: Any, emit: Any, running: Any) -> Any:
-        came_from = xp.reshape(xp.take(alpha, sources, axis=1), (n, 3, length)) + barred
-        return xp.where(running, _logsumexp(xp, came_from) + emit, alpha)  # frozen after the input's length
+        paths = came_from(xp, alpha, sources) + barred
+        return xp.where(running, _logsumexp(xp, paths) + emit, alpha)  # frozen after the input's length
 
     alpha = over_frames(step, alpha, emit, running)
 
