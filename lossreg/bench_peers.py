@@ -90,7 +90,7 @@ def _pairs() -> dict[str, Pair]:
     ctc_dims = dict(zip(SIZES.values(), [(2, 5, 5, 2), (8, 50, 32, 20), (16, 200, 128, 60)]))
 
     def sequences(rng: Any, shape: tuple[int, int]) -> dict[str, tuple[Any, ...]]:
-        b, t, k, s = ctc_dims[shape]
+        b, t, k, s = ctc_dims.get(shape, (2, shape[0], shape[1], 2))
         logits = normal(rng, (b, t, k))
         labels = jnp.asarray(rng.integers(1, k, size=(b, s)).astype(np.int32))
         frames = jnp.asarray(rng.integers(t // 2, t + 1, size=b).astype(np.int32))

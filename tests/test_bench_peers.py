@@ -17,10 +17,11 @@ pytest.importorskip("optax")
 from lossreg import bench, bench_peers  # noqa: E402
 
 
-# Each pair compiles its operations eagerly (seconds on a busy machine): three by default, every
+# Each pair compiles its operations eagerly (seconds on a busy machine): four by default, every
 # pair with LOSSREG_PEER_CHECK=all.
 CHECKED = None if os.environ.get("LOSSREG_PEER_CHECK") == "all" else (
-    "cross_entropy(x, labels)", "cross_entropy(x, probabilities)", "mse_loss(x, y)")
+    "cross_entropy(x, labels)", "cross_entropy(x, probabilities)", "mse_loss(x, y)",
+    "ctc_loss(log_softmax(x), y, lengths, 'sum') / B")  # lengths against optax's paddings
 
 
 def test_every_pair_computes_the_same_value_as_its_peers():
