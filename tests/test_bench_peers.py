@@ -27,7 +27,9 @@ CHECKED = None if os.environ.get("LOSSREG_PEER_CHECK") == "all" else (
 def test_every_pair_computes_the_same_value_as_its_peers():
     import numpy as np
 
-    for name, pair in bench_peers._pairs().items():
+    pairs = bench_peers._pairs()
+    assert set(CHECKED or ()) <= set(pairs)
+    for name, pair in pairs.items():
         if CHECKED is not None and name not in CHECKED:
             continue
         arrays = pair.make(np.random.default_rng(0), (8, 6))
