@@ -694,8 +694,8 @@ def reduce_classes(cls: ClassInputs, losses: Any, reduction: str) -> Any:
         out = xp.sum(losses)
     elif compat.is_jax_namespace(xp):
         # IEEE's x / 0 is torch's answer (NaN when every target is ignored) and JAX does not warn.
-        # The guarded form below keeps XLA from fusing the final sums into the division: three
-        # more small fusions, 1.2-1.4x optax's forward at 256x1000 under jax.jit.
+        # The guarded form below keeps XLA from fusing the final sums into the division: two
+        # more small fusions, cross_entropy 1.1-1.4x optax's forward at 256x1000 under jax.jit.
         out = xp.sum(losses) / xp.sum(cls.weight)
     else:
         total, count = xp.sum(losses), xp.sum(cls.weight)
