@@ -26,7 +26,7 @@ def programs(size: str) -> list[tuple[str, str, str, str]]:
     full = re.compile(rf"= f32\[{shape[0]},{shape[1]}\]")
     rows = []
     for name, pair in bench_peers._pairs().items():
-        if pair.optax is None or name.startswith("sparsemax"):  # sparsemax: seconds of compilation per size
+        if pair.optax is None:
             continue
         arrays = pair.make(np.random.default_rng(0), shape)
         for mode, transform in (("jit forward", lambda f: f), ("jit forward+grad", jax.value_and_grad)):

@@ -2,9 +2,10 @@
 
 For each loss, array library, size and mode, the native call, lossreg with kernels (the default
 path) and lossreg with kernels off (the portable definition) run on the same arrays, interleaved
-round by round in rotating order, so that a busy machine slows all three alike. Each sample
-times a batch of calls (about 0.2 ms worth, so that the timer's resolution does not matter);
-the report gives the median per call and the ratios lossreg / native.
+round by round, each after each other equally often (see :func:`lossreg.timing.measure`), so
+that a busy machine slows all three alike. Each sample times a batch of calls (about 0.2 ms
+worth, so that the timer's resolution does not matter); the report gives the median per call
+and the ratios lossreg / native.
 
 Native is ``torch.nn.functional`` on torch tensors (torch's default threads) and, for NumPy
 arrays, torch on one thread (``torch.set_num_threads(1)``) on the same memory.

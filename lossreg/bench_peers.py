@@ -2,7 +2,8 @@
 
 On JAX no kernel stands in for lossreg's portable definition, so the portable code is what runs.
 Each row times one loss at one size in one mode, lossreg and its peers on the same arrays,
-interleaved round by round in rotating order (so that a busy machine slows all alike), and
+interleaved round by round, each after each other equally often (so that a busy machine, or a
+peer that slows the next call, slows all alike; see :func:`lossreg.timing.measure`), and
 reports the median time per call and the ratios lossreg / peer.
 
 Modes: ``jit forward`` and ``jit forward+grad`` (``jax.value_and_grad`` with respect to the

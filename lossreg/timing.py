@@ -16,7 +16,15 @@ SIZES = {"tiny": (4, 5), "medium": (256, 1000), "large": (2048, 8192)}
 
 def measure(calls: dict[str, Callable[[], Any]], budget_s: float, min_samples: int = 5,
             max_samples: int = 200, warmups: int = 2) -> tuple[dict[str, float], int, int]:
-    """Median seconds per call of each callable, sampled in interleaved rounds after ``warmups`` calls each."""
+    """Median seconds per call of each callable, sampled in interleaved rounds after ``warmups`` calls each.
+
+    A call can slow the one after it (on JAX, any call that follows Keras's at 2048x8192 takes
+    10-15 % longer), so each callable must follow each other one equally often: rounds alternate
+    the given order with its tail reversed, ``a b c``, ``a c b``, ..., so that of two or three
+    callables each follows each other one in half the rounds. (Rotation, ``a b c``, ``b c a``,
+    ``c a b``, puts ``a`` after ``c`` in two rounds of three and ``b`` after ``c`` in one: it
+    made lossreg, timed after Keras twice as often as optax, 1.1-1.4x optax where equal.)
+    """
     for fn in calls.values():  # warm up: caches, lazy imports, allocator
         for _ in range(warmups):
             fn()
@@ -33,7 +41,7 @@ def measure(calls: dict[str, Callable[[], Any]], budget_s: float, min_samples: i
     gc.disable()
     try:
         for i in range(samples):
-            order = names[i % len(names):] + names[:i % len(names)]
+            order = names if i % 2 == 0 else names[:1] + names[:0:-1]
             for name in order:
                 fn = calls[name]
                 t0 = time.perf_counter()

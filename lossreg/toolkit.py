@@ -681,8 +681,10 @@ def reduce_classes(cls: ClassInputs, losses: Any, reduction: str) -> Any:
 
     Inactive elements (ignored or invalid targets) count 0; invalid ones are poisoned where
     :func:`check_values` could not raise. "mean" divides by the sum of the active weights: with
-    every target ignored that is 0 / 0, NaN as in torch (computed without a division warning).
-    The result is in ``cls.dtype``; "none" of an unbatched input has shape ().
+    every target ignored that is 0 / 0, NaN as in torch (computed without NumPy's division
+    warning; JAX, which does not warn, divides plainly, so its gradient is torch's too where
+    the active weights sum to 0). The result is in ``cls.dtype``; "none" of an unbatched input
+    has shape ().
     """
     xp = cls.xp
     losses = poison(xp, xp.where(cls.active, losses, 0.0), cls.bad)
@@ -690,6 +692,11 @@ def reduce_classes(cls: ClassInputs, losses: Any, reduction: str) -> Any:
         out = losses[0] if cls.unbatched else losses
     elif reduction == "sum":
         out = xp.sum(losses)
+    elif compat.is_jax_namespace(xp):
+        # IEEE's x / 0 is torch's answer (NaN when every target is ignored) and JAX does not warn.
+        # The guarded form below keeps XLA from fusing the final sums into the division: two
+        # more small fusions, cross_entropy 1.1-1.4x optax's forward at 256x1000 under jax.jit.
+        out = xp.sum(losses) / xp.sum(cls.weight)
     else:
         total, count = xp.sum(losses), xp.sum(cls.weight)
         nothing = count == 0

@@ -163,13 +163,14 @@ def test_sparsemax_loss_handles_a_vocabulary_sized_row_in_linear_memory():
     assert got.shape == (2,) and np.all(np.isfinite(got)) and np.all(got >= 0)
 
 
-@pytest.mark.parametrize("name", ["poly1_cross_entropy", "log_cosh_loss"])
+@pytest.mark.parametrize("name", ["poly1_cross_entropy", "log_cosh_loss", "sparsemax_loss"])
 def test_jax_kernels_agree_with_the_portable_definitions_in_value_and_gradient(name):
     jax = pytest.importorskip("jax")
-    loss = {"poly1_cross_entropy": poly1_cross_entropy, "log_cosh_loss": log_cosh_loss}[name]
+    loss = {"poly1_cross_entropy": poly1_cross_entropy, "log_cosh_loss": log_cosh_loss,
+            "sparsemax_loss": sparsemax_loss}[name]
     assert [k.plugin for k in lossreg.registry().kernels[(name, "jax")]] == ["extras"]
     x = jax.numpy.asarray(rng.standard_normal((6, 5)) * 4, dtype="float32")
-    other = (jax.numpy.asarray(rng.integers(0, 5, 6), dtype="int32") if name == "poly1_cross_entropy"
+    other = (jax.numpy.asarray(rng.integers(0, 5, 6), dtype="int32") if name != "log_cosh_loss"
              else jax.numpy.asarray(np.round(rng.standard_normal((6, 5)) * 4), dtype="float32").at[0].set(x[0]))
     for reduction in ("none", "mean", "sum"):
         got, want = loss(x, other, reduction=reduction), loss.portable(x, other, reduction=reduction)
@@ -178,3 +179,26 @@ def test_jax_kernels_agree_with_the_portable_definitions_in_value_and_gradient(n
     np.testing.assert_allclose(got, jax.grad(lambda a: loss.portable(a, other))(x), rtol=1e-5, atol=1e-7)
     if name == "log_cosh_loss":  # the derivative the kernel states, at d = 0 (row 0) too
         np.testing.assert_allclose(got, np.tanh(np.asarray(x - other)) / x.size, rtol=1e-6, atol=1e-9)
+
+
+def test_sparsemax_jax_kernel_states_the_gradient_sparsemax_minus_onehot_in_both_modes():
+    """Reverse and forward mode, on (N, C, d) logits with an ignored and an invalid (poisoned) target."""
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    x = jnp.asarray(rng.standard_normal((4, 5, 2)) * 2, dtype="float32")
+    t = jnp.asarray([[0, 4], [2, -100], [1, 1], [3, 0]], dtype="int32")
+    z = np.moveaxis(np.asarray(x, dtype=np.float64), 1, -1)  # (N, d, C): sparsemax by sorting each row
+    ordered = -np.sort(-z, axis=-1)
+    k = np.arange(1, 6)
+    size = np.sum(1 + k * ordered > np.cumsum(ordered, axis=-1), axis=-1, keepdims=True)
+    tau = (np.take_along_axis(np.cumsum(ordered, axis=-1), size - 1, axis=-1) - 1) / size
+    active = np.asarray(t) != -100
+    onehot = np.eye(5)[np.where(active, t, 0)]
+    want = np.moveaxis((np.maximum(z - tau, 0) - onehot) * active[..., None], -1, 1) / active.sum()
+    got = jax.jit(jax.grad(lambda a: sparsemax_loss(a, t)))(x)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+    direction = jnp.asarray(rng.standard_normal(x.shape), dtype="float32")
+    _, slope = jax.jvp(lambda a: sparsemax_loss(a, t), (x,), (direction,))
+    np.testing.assert_allclose(slope, np.sum(want * np.asarray(direction)), rtol=1e-5, atol=1e-7)
+    poisoned = jax.grad(lambda a: sparsemax_loss(a, t.at[0, 0].set(7), reduction="sum"))(x)
+    assert np.all(np.isfinite(poisoned)) and np.isnan(sparsemax_loss(x, t.at[0, 0].set(7)))

@@ -39,17 +39,25 @@ def _log_cosh_jax(*arrays: Any, **options: Any) -> Any:
     return log_cosh_loss(*arrays, **options)
 
 
+def _sparsemax_jax(*arrays: Any, **options: Any) -> Any:
+    from .jax_kernels import sparsemax_loss
+
+    return sparsemax_loss(*arrays, **options)
+
+
 @hookimpl
 def lossreg_kernels() -> list:
     # JAX kernels, checked by conformance like every kernel. Poly-1's optax peer is compiled as a
     # whole; op by op, eager JAX loses to it by its number of dispatches (4x at 4x5), so its
-    # kernel is the same definition under jax.jit. Log-cosh's states its derivative (jax_kernels.py).
+    # kernel is the same definition under jax.jit. Log-cosh's and sparsemax's state their
+    # derivatives (jax_kernels.py).
     if find_spec("jax") is None:
         return []
     from lossreg.kernels import jax_jit
 
     return [Kernel(loss="poly1_cross_entropy", backend="jax", function=jax_jit(poly1_cross_entropy), name="jax"),
-            Kernel(loss="log_cosh_loss", backend="jax", function=_log_cosh_jax, name="jax")]
+            Kernel(loss="log_cosh_loss", backend="jax", function=_log_cosh_jax, name="jax"),
+            Kernel(loss="sparsemax_loss", backend="jax", function=_sparsemax_jax, name="jax")]
 
 
 @hookimpl

@@ -81,6 +81,17 @@ def sparsemax_loss(input: Any, target: Any, /, *, ignore_index: int = -100, redu
     xp, x = cls.xp, cls.input
     if 0 in x.shape:
         return toolkit.reduce_classes(cls, xp.zeros(cls.target.shape, dtype=x.dtype, device=device(x)), reduction)
+    return toolkit.reduce_classes(cls, sparsemax_parts(xp, x, cls.target)[0], reduction)
+
+
+def sparsemax_parts(xp: Any, x: Any, target: Any) -> tuple[Any, Any, Any]:
+    """``(ℓ, z, τ)`` of :func:`sparsemax_loss` for logits ``x`` (N, C, d1, ...) and classes ``target`` in [0, C).
+
+    ``ℓ`` (N, d1, ...) is the loss of each element, unmasked; ``z = x - ⌊max x⌋`` the shifted
+    logits and ``τ`` (N, 1, d1, ...) their threshold, so that ``sparsemax(x) = max(z - τ, 0)``:
+    the gradient ``∂ℓ/∂x = sparsemax(x) - onehot(target)`` without differentiating the sort (see
+    the plugin's JAX kernel). ``x`` must not be empty.
+    """
     _, z, _ = toolkit.log_softmax_parts(xp, x)  # z = x - ⌊max x⌋: the largest logit in [0, 1)
     if is_dask_namespace(xp):
         zj, zi = xp.expand_dims(z, axis=2), xp.expand_dims(z, axis=1)  # (N, C, 1, *d), (N, 1, C, *d)
@@ -95,8 +106,7 @@ def sparsemax_loss(input: Any, target: Any, /, *, ignore_index: int = -100, redu
         support = xp.astype(1 + k * ordered > xp.cumulative_sum(ordered, axis=1), z.dtype)  # a prefix
         tau = (xp.sum(support * ordered, axis=1, keepdims=True) - 1) / xp.sum(support, axis=1, keepdims=True)
         squares = xp.sum(support * (ordered * ordered - tau * tau), axis=1)
-    losses = 0.5 * squares - toolkit.take_class(xp, z, cls.target) + 0.5
-    return toolkit.reduce_classes(cls, losses, reduction)
+    return 0.5 * squares - toolkit.take_class(xp, z, target) + 0.5, z, tau
 
 
 @define_loss(

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from lossreg import toolkit
 from lossreg.kernels import jax_jit
 
-from . import regression
+from . import classification, regression
 from .regression import log_cosh
 
 
@@ -41,3 +41,29 @@ def _log_cosh_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> An
 # Compiled whole for eager calls, as the catalogue's JAX kernels (lossreg.kernels.jax): op by op,
 # the custom derivative's dispatch alone costs eager JAX more than optax's whole compiled call.
 log_cosh_loss = jax_jit(regression.log_cosh_loss, _log_cosh_loss)
+
+
+@jax.custom_jvp
+def _sparsemax_losses(x: Any, target: Any) -> Any:
+    return classification.sparsemax_parts(jnp, x, target)[0]
+
+
+@_sparsemax_losses.defjvp
+def _sparsemax_losses_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> tuple[Any, Any]:
+    # ∂ℓ/∂x = sparsemax(x) - onehot(target), said once. Differentiated through the sort, JAX
+    # sorts (value, index) pairs to carry the permutation back and scatters through it: 1.2x
+    # optax's forward+grad at 2048x8192 under jit, whose projection states its derivative too.
+    (x, target), (dx, _) = primals, tangents
+    losses, z, tau = classification.sparsemax_parts(jnp, x, target)
+    return losses, jnp.sum(jnp.maximum(z - tau, 0.0) * dx, axis=1) - toolkit.take_class(jnp, dx, target)
+
+
+def _sparsemax_loss(input: Any, target: Any, /, *, ignore_index: int = -100, reduction: str = "mean") -> Any:
+    """:func:`lossreg_extras.sparsemax_loss` with its derivative given: ``sparsemax(x) - onehot(target)``."""
+    cls = toolkit.class_inputs("sparsemax_loss", input, target, ignore_index=ignore_index, reduction=reduction)
+    if 0 in cls.input.shape:
+        return classification.sparsemax_loss.portable(input, target, ignore_index=ignore_index, reduction=reduction)
+    return toolkit.reduce_classes(cls, _sparsemax_losses(cls.input, cls.target), reduction)
+
+
+sparsemax_loss = jax_jit(classification.sparsemax_loss, _sparsemax_loss)
