@@ -74,3 +74,36 @@ def test_options_it_cannot_compile_are_handed_back_to_the_portable_path():
     assert jax_kernels.KERNELS["cross_entropy"](np.zeros((2, 3)), y) is NotImplemented
     # The class form turns a list of weights into an array first, so the kernel still runs.
     np.testing.assert_allclose(lossreg.CrossEntropyLoss(weight=[1.0, 2.0, 3.0])(x, y), np.log(3), rtol=1e-6)
+
+
+def _ctc_gradient_program(frames: int) -> int:
+    """Lines of the StableHLO of ``jit(grad(ctc_loss))`` over ``frames`` frames (batch 2, 5 classes)."""
+    targets = jnp.asarray([[1, 2, 3], [4, 4, 0]], dtype=jnp.int32)
+    lengths = jnp.asarray([frames, frames - 1], dtype=jnp.int32), jnp.asarray([3, 2], dtype=jnp.int32)
+    log_probs = jax.nn.log_softmax(jnp.zeros((frames, 2, 5)), axis=-1)
+    step = jax.jit(jax.grad(lambda x: lossreg.ctc_loss(x, targets, *lengths)))
+    return len(step.lower(log_probs).as_text().splitlines())
+
+
+def test_ctc_under_jit_is_one_loop_over_the_frames_whatever_their_number():
+    # The kernel's scan: the program (and its compile time) does not grow with T ...
+    assert _ctc_gradient_program(8) == _ctc_gradient_program(40)
+    # ... where the portable definition's Python loop is unrolled, T frames written out.
+    with lossreg.use_kernels(False):
+        assert _ctc_gradient_program(40) > 2 * _ctc_gradient_program(8)
+
+
+def test_ctc_kernel_gives_the_portable_value_and_gradient():
+    t, n, c = 12, 3, 6
+    log_probs = jax.nn.log_softmax(jnp.asarray(rng.standard_normal((t, n, c))), axis=-1)
+    targets = jnp.asarray(rng.integers(1, c, (n, 4)), dtype=jnp.int32)
+    lengths = jnp.asarray([12, 9, 3], dtype=jnp.int32), jnp.asarray([4, 2, 3], dtype=jnp.int32)
+
+    def loss(x):
+        return lossreg.ctc_loss(x, targets, *lengths, reduction="sum", zero_infinity=True)
+
+    fused = jax.value_and_grad(loss)(log_probs)
+    with lossreg.use_kernels(False):
+        portable = jax.value_and_grad(loss)(log_probs)
+    np.testing.assert_allclose(fused[0], portable[0], rtol=1e-6)
+    np.testing.assert_allclose(fused[1], portable[1], rtol=1e-5, atol=1e-7)
