@@ -202,3 +202,17 @@ def test_sparsemax_jax_kernel_states_the_gradient_sparsemax_minus_onehot_in_both
     np.testing.assert_allclose(slope, np.sum(want * np.asarray(direction)), rtol=1e-5, atol=1e-7)
     poisoned = jax.grad(lambda a: sparsemax_loss(a, t.at[0, 0].set(7), reduction="sum"))(x)
     assert np.all(np.isfinite(poisoned)) and np.isnan(sparsemax_loss(x, t.at[0, 0].set(7)))
+
+
+def test_sparsemax_loss_with_an_entry_exactly_on_the_threshold():
+    # z = x - 2 = (-0.7, -0.4, -2.1, -1.8, -3.7, 0, -4.8): τ = -0.7 with the entry -0.7 in the
+    # support or out of it, so ℓ = ½((0 - .49) + (.16 - .49)) + 0.7 + 0.5 = 0.79 either way. Whether
+    # the entry is in is decided by rounding; an XLA program that decided it differently for τ's
+    # numerator and denominator gave -0.129 (jit with --xla_backend_optimization_level=0).
+    x = np.array([[1.3, 1.6, -0.1, 0.2, -1.7, 2.0, -2.8]])
+    t = np.array([0])
+    assert float(sparsemax_loss(x, t)) == pytest.approx(0.79, abs=1e-12)
+    jax = pytest.importorskip("jax")
+    with jax.enable_x64(True):
+        compiled = jax.jit(lambda a, b: sparsemax_loss(a, b))(jax.numpy.asarray(x), jax.numpy.asarray(t))
+        assert float(compiled) == pytest.approx(0.79, abs=1e-12)

@@ -103,8 +103,13 @@ def sparsemax_parts(xp: Any, x: Any, target: Any) -> tuple[Any, Any, Any]:
     else:
         ordered = xp.sort(z, axis=1, descending=True)
         k = xp.reshape(xp.arange(1, x.shape[1] + 1, dtype=z.dtype, device=device(z)), toolkit.class_shape(z))
-        support = xp.astype(1 + k * ordered > xp.cumulative_sum(ordered, axis=1), z.dtype)  # a prefix
-        tau = (xp.sum(support * ordered, axis=1, keepdims=True) - 1) / xp.sum(support, axis=1, keepdims=True)
+        cumulative = xp.cumulative_sum(ordered, axis=1)
+        support = xp.astype(1 + k * ordered > cumulative, z.dtype)  # a prefix, at least the largest
+        # τ from the support's size alone. At a tie (an entry equal to τ, in or out alike) the
+        # test above is decided by rounding, and a compiler that evaluates it twice (XLA, once
+        # per reduction it feeds) may decide it once each way: (sum of 3) / 2.
+        size = xp.sum(support, axis=1)
+        tau = xp.expand_dims((toolkit.take_class(xp, cumulative, xp.astype(size, xp.int64) - 1) - 1) / size, axis=1)
         squares = xp.sum(support * (ordered * ordered - tau * tau), axis=1)
     return 0.5 * squares - toolkit.take_class(xp, z, target) + 0.5, z, tau
 
