@@ -208,8 +208,6 @@ def ctc(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, b
     extended = xp.full((n, 1), blank, dtype=xp.int64, device=dev)
     if s_max:  # Dask cannot reshape an empty array
         extended = xp.concat([xp.reshape(xp.stack([blanks, labels], axis=2), (n, 2 * s_max)), extended], axis=1)
-    # Shifts along s are gathers with fixed indices: slicing and concatenating would split
-    # Dask's chunks a little further at every frame.
     s_index = xp.arange(length, dtype=xp.int64, device=dev)
     back2 = xp.clip(s_index - 2, 0, None)
     # The skip l'[s-2] -> l'[s] is allowed between two different labels (never from or to a blank).
