@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from strategies import make_good
+from strategies import BUILT_IN, make_good
 
 import lossreg
 from lossreg.errors import LossError, LossTypeError, LossValueError
 
-NAMES = lossreg.names()
+NAMES = BUILT_IN  # a plugin installed beside lossreg is checked by its own tests
 
 
 def _call(name: str, replace: dict[str, Any] | None = None, **options: Any) -> Any:
