@@ -307,6 +307,8 @@ def _features(case: Case) -> set[tuple[Any, ...]]:
 # A ``max_cases`` value: per loss, the fewest cases (chosen as by a limit) that together exercise
 # every option value, input shape and expected error once; about a quarter of them.
 COVER = "cover"
+# How many cases per loss: all (None), at most N, COVER, or either per backend name ("*": the others).
+MaxCases = int | str | dict[str, int | str] | None
 
 
 def select_cases(cases: Sequence[Case], limit: int | str | None) -> list[Case]:
@@ -330,7 +332,7 @@ def select_cases(cases: Sequence[Case], limit: int | str | None) -> list[Case]:
 
 
 def run(backends: Sequence[str | Backend], dtypes: Sequence[str] = ("float32", "float64"), device: str | None = None,
-        losses: Sequence[str] | None = None, *, max_cases: int | str | dict[str, int | str] | None = None,
+        losses: Sequence[str] | None = None, *, max_cases: MaxCases = None,
         progress: Callable[[str, str, float], None] | None = None, jobs: int = 1,
         step: Callable[[str, str, str, list[Outcome]], None] | None = None) -> list[Outcome]:
     """Run the suite; one :class:`Outcome` per (loss, backend, dtype, path).
@@ -369,7 +371,7 @@ def run(backends: Sequence[str | Backend], dtypes: Sequence[str] = ("float32", "
 
 
 def _run_on(backend: Backend, dev: str, dtypes: Sequence[str], specs: list[LossSpec],
-            max_cases: int | str | dict[str, int | str] | None, references: References,
+            max_cases: MaxCases, references: References,
             step: Callable[[str, str, str, list[Outcome]], None] | None = None,
             part: tuple[int, int] | None = None) -> list[Outcome]:
     """Every case of ``specs`` on one backend and device (or only the ``part`` (index, size) slice of
@@ -388,7 +390,7 @@ def _run_on(backend: Backend, dev: str, dtypes: Sequence[str], specs: list[LossS
 
 
 def _run_backend(backend: Backend, reason: str | None, dev: str, dtypes: Sequence[str], specs: list[LossSpec],
-                 max_cases: int | str | dict[str, int | str] | None, references: References,
+                 max_cases: MaxCases, references: References,
                  step: Callable[[str, str, str, list[Outcome]], None] | None = None,
                  part: tuple[int, int] | None = None) -> list[Outcome]:
     reg = registry()
@@ -417,7 +419,7 @@ def _run_backend(backend: Backend, reason: str | None, dev: str, dtypes: Sequenc
     return [o for dtype in dtypes for found in per_loss for o in found if o.dtype == dtype]
 
 
-def _limit(max_cases: int | str | dict[str, int | str] | None, backend: str) -> int | str | None:
+def _limit(max_cases: MaxCases, backend: str) -> int | str | None:
     if isinstance(max_cases, dict):
         return max_cases.get(backend, max_cases.get("*"))
     return max_cases
@@ -484,7 +486,7 @@ def _merge(parts: list[list[Outcome]]) -> list[Outcome]:
 
 
 def _run_parallel(backends: Sequence[str | Backend], dtypes: Sequence[str], device: str | None, losses: list[str],
-                  max_cases: int | str | dict[str, int | str] | None, progress: Callable[[str, str, float], None] | None,
+                  max_cases: MaxCases, progress: Callable[[str, str, float], None] | None,
                   jobs: int, step: Callable[[str, str, str, list[Outcome]], None] | None = None) -> list[Outcome]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
