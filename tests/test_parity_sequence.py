@@ -144,6 +144,25 @@ def test_lazy_arrays_poison_invalid_values():
         assert np.isnan(got.compute())
 
 
+def test_on_dask_each_frame_adds_a_few_tasks_and_no_rechunk():
+    """Dask records the frame loop, so what one frame adds to the graph is paid T times over.
+    Each frame stays within the batch chunks its inputs came in: about 20 tasks per chunk, and
+    no rechunk (arrays made whole would be rechunked to the inputs' chunks at every frame)."""
+    da = pytest.importorskip("dask.array")
+    rng = np.random.default_rng(0)
+
+    def graph(frames: int) -> tuple[int, int]:
+        arrays = [da.from_array(_log_softmax(rng.normal(size=(frames, 4, 5))), chunks=(frames, 2, 5)),
+                  da.from_array(rng.integers(1, 5, size=(4, 6)), chunks=(2, 6)),
+                  da.from_array(np.full(4, frames), chunks=2), da.from_array(np.array([3, 2, 6, 1]), chunks=2)]
+        tasks = dict(lossreg.ctc_loss(*arrays, reduction="none").__dask_graph__())
+        return len(tasks), sum("rechunk" in (k[0] if isinstance(k, tuple) else k) for k in tasks)
+
+    (short, short_rechunks), (long, long_rechunks) = graph(3), graph(23)
+    assert (long - short) / 20 < 50  # tasks per frame, two chunks (212 when frames rechunked)
+    assert (long_rechunks - short_rechunks) / 20 < 5  # the setup's, along T (48 per frame then)
+
+
 def test_jax_jit():
     jax = pytest.importorskip("jax")
     jax.config.update("jax_enable_x64", True)

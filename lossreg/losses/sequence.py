@@ -45,12 +45,12 @@ def _clamp(xp: Any, x: Any, lo: int, hi: int) -> Any:
     return xp.where(x < lo, lo, xp.where(x > hi, hi, x))
 
 
-def _lengths(name: str, key: str, x: Any, xp: Any, n: int, unbatched: bool) -> Any:
+def _lengths(name: str, key: str, x: Any, xp: Any, n: int, unbatched: bool, ints: Any) -> Any:
     toolkit.check_integer(name, key, x, xp, "an integer array of lengths")
     if tuple(x.shape) != (n,) and not (unbatched and x.ndim == 0):
         raise LossValueError(name, key, "one length per sequence, shape " + ("() or (1)" if unbatched else f"({n})"),
                              f"shape {tuple(x.shape)}")
-    return xp.reshape(xp.astype(x, xp.int64), (n,))
+    return xp.reshape(xp.astype(x, ints), (n,))
 
 
 @define_loss(
@@ -138,9 +138,11 @@ def ctc(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, b
     arrays = {"input_lengths": input_lengths, "target_lengths": target_lengths}
     xp = toolkit.namespace(name, log_probs=log_probs, targets=targets,
                            **{k: v for k, v in arrays.items() if k not in listed})
+    # Flat indices reach T·N·C (log_probs) and N·(2S + 1) ≤ N·(2T + 1) (the states).
+    ints = toolkit.index_dtype(name, "log_probs", xp, 3 * math.prod(log_probs.shape))
     if listed:
         dev = device(log_probs)
-        input_lengths, target_lengths = (xp.asarray(listed[k], dtype=xp.int64, device=dev) if k in listed else v
+        input_lengths, target_lengths = (xp.asarray(listed[k], dtype=ints, device=dev) if k in listed else v
                                          for k, v in arrays.items())
     toolkit.check_floating(name, "log_probs", log_probs, xp)
     toolkit.check_reduction(name, reduction)
@@ -161,19 +163,19 @@ def ctc(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, b
     if targets.ndim not in (1, 2) or (padded and targets.shape[0] != n):
         raise LossValueError(name, "targets", f"padded labels of shape ({n}, S) or concatenated ones of shape "
                              "(sum(target_lengths))", f"shape {tuple(targets.shape)}")
-    il = _lengths(name, "input_lengths", input_lengths, xp, n, unbatched)
-    tl = _lengths(name, "target_lengths", target_lengths, xp, n, unbatched)
+    il = _lengths(name, "input_lengths", input_lengths, xp, n, unbatched, ints)
+    tl = _lengths(name, "target_lengths", target_lengths, xp, n, unbatched, ints)
     dev = device(log_probs)
 
     # Invalid values raise on eager arrays; on lazy ones each flags the sequences it spoils.
     bad = [toolkit.check_values(name, "input_lengths", il, (il < 0) | (il > t_max), xp,
                             f"lengths in [0, {t_max}] (T, the frames of log_probs)")]
     width = targets.shape[-1]  # S padded, sum(target_lengths) concatenated
-    labels = xp.astype(targets, xp.int64)
+    labels = xp.astype(targets, ints)
     if padded:
         bad.append(toolkit.check_values(name, "target_lengths", tl, (tl < 0) | (tl > width), xp,
                                     f"lengths in [0, {width}] (S, the padded targets' length)"))
-        active = xp.reshape(xp.arange(width, dtype=xp.int64, device=dev), (1, width)) < xp.reshape(tl, (n, 1))
+        active = xp.reshape(xp.arange(width, dtype=ints, device=dev), (1, width)) < xp.reshape(tl, (n, 1))
     else:
         bad.append(toolkit.check_values(name, "target_lengths", tl, tl < 0, xp, "non-negative lengths"))
         total = xp.reshape(xp.sum(tl), (1,))
@@ -193,46 +195,54 @@ def ctc(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, b
         labels = labels[:, :s_max]
     elif s_max:
         offsets = xp.cumulative_sum(tl) - tl
-        spots = xp.reshape(offsets, (n, 1)) + xp.reshape(xp.arange(s_max, dtype=xp.int64, device=dev), (1, s_max))
+        spots = xp.reshape(offsets, (n, 1)) + xp.reshape(xp.arange(s_max, dtype=ints, device=dev), (1, s_max))
         labels = xp.reshape(xp.take(labels, xp.reshape(_clamp(xp, spots, 0, width - 1), (-1,)), axis=0), (n, s_max))
     else:
-        labels = xp.zeros((n, 0), dtype=xp.int64, device=dev)
-    positions = xp.reshape(xp.arange(s_max, dtype=xp.int64, device=dev), (1, s_max))
-    blanks = xp.full((n, s_max), blank, dtype=xp.int64, device=dev)
+        labels = xp.zeros((n, 0), dtype=ints, device=dev)
+    positions = xp.reshape(xp.arange(s_max, dtype=ints, device=dev), (1, s_max))
+    blanks = xp.full((n, s_max), blank, dtype=ints, device=dev)
     # Padding (and, on lazy arrays, invalid labels) becomes blank, so that every gather stays in range.
     usable = (positions < xp.reshape(tl, (n, 1))) & (labels >= 0) & (labels < c)
     labels = xp.where(usable, labels, blanks)
 
     # Extended labels l' = (b, y_1, b, y_2, ..., y_S, b), length L = 2S + 1.
     length = 2 * s_max + 1
-    extended = xp.full((n, 1), blank, dtype=xp.int64, device=dev)
+    extended = xp.full((n, 1), blank, dtype=ints, device=dev)
     if s_max:  # Dask cannot reshape an empty array
         extended = xp.concat([xp.reshape(xp.stack([blanks, labels], axis=2), (n, 2 * s_max)), extended], axis=1)
-    s_index = xp.arange(length, dtype=xp.int64, device=dev)
+    s_index = xp.arange(length, dtype=ints, device=dev)
     back2 = xp.clip(s_index - 2, 0, None)
     # The skip l'[s-2] -> l'[s] is allowed between two different labels (never from or to a blank).
     skip = (s_index >= 2) & (extended != blank) & (extended != xp.take(extended, back2, axis=1))
     # alpha[s], alpha[s-1] and alpha[s-2] side by side (see gathered): each frame is then a
     # handful of operations, which is what eager JAX dispatches (and compiles per shape), Dask
     # adds to its graph and an unrolled jit compiles, T times over.
-    sources = xp.concat([s_index, xp.clip(s_index - 1, 0, None), back2])
+    # Column j of a frame's paths holds state s = j mod L from s - j // L (see gathered). Built
+    # from one arange, so that on Dask the paths and the barred transitions are one chunk wide,
+    # and no frame is rechunked.
+    spots = xp.arange(3 * length, dtype=ints, device=dev)
+    prior = spots % length - spots // length
+    sources = xp.clip(prior, 0, None)
+    # -inf where a transition does not exist: from s - 1 < 0, or a skip from s - 2 not allowed.
+    allowed = (prior >= 0) & ((spots < 2 * length) | xp.take(skip, spots % length, axis=1))
 
     dtype = log_probs.dtype
     work = toolkit.compute_dtype(xp, dtype)
-    neg = xp.full((n, length), -math.inf, dtype=work, device=dev)
-    # Added to the shifted alphas: -inf where a transition does not exist.
-    barred = xp.stack([xp.zeros((n, length), dtype=work, device=dev), xp.where(s_index >= 1, 0.0, neg),
-                       xp.where(skip, 0.0, neg)], axis=1)
-
     lp = xp.reshape(toolkit.as_dtype(xp, log_probs, work), (t_max, n, c))
-    index = (xp.reshape(xp.arange(t_max, dtype=xp.int64, device=dev), (t_max, 1, 1)) * (n * c)
-             + xp.reshape(xp.arange(n, dtype=xp.int64, device=dev), (1, n, 1)) * c
+    index = (xp.reshape(xp.arange(t_max, dtype=ints, device=dev), (t_max, 1, 1)) * (n * c)
+             + xp.reshape(xp.arange(n, dtype=ints, device=dev), (1, n, 1)) * c
              + xp.reshape(extended, (1, n, length)))
     emit = xp.reshape(xp.take(xp.reshape(lp, (-1,)), xp.reshape(index, (-1,)), axis=0), (t_max, n, length))
-    frames = xp.reshape(xp.arange(t_max, dtype=xp.int64, device=dev), (t_max, 1)) < xp.reshape(il, (1, n))
+    frames = xp.reshape(xp.arange(t_max, dtype=ints, device=dev), (t_max, 1)) < xp.reshape(il, (1, n))
     # Frames past a sequence's length are never read; zeroing them keeps NaN padding out of the gradient.
     running = xp.reshape(frames, (t_max, n, 1))
     emit = xp.where(running, emit, 0.0)
+
+    # Shaped like a frame, so that on Dask every frame's operands share emit's chunks (arrays
+    # created whole would be rechunked to them at every frame).
+    neg = xp.full_like(emit[0, ...], -math.inf)
+    barred = xp.reshape(xp.where(allowed, xp.asarray(0.0, dtype=work, device=dev),
+                                 xp.asarray(-math.inf, dtype=work, device=dev)), (n, 3, length))
 
     # Before the first frame: the empty prefix, at s = 0 with probability 1.
     alpha = xp.where(s_index == 0, 0.0, neg)
@@ -244,7 +254,7 @@ def ctc(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, b
     alpha = over_frames(step, alpha, emit, running)
 
     # log p(y | x) = logaddexp(alpha[2S], alpha[2S - 1]) at the last frame.
-    rows = xp.arange(n, dtype=xp.int64, device=dev) * length
+    rows = xp.arange(n, dtype=ints, device=dev) * length
     last = _clamp(xp, tl, 0, s_max) * 2
     flat = xp.reshape(alpha, (-1,))
     end_blank = xp.take(flat, rows + last, axis=0)

@@ -109,7 +109,8 @@ def sparsemax_parts(xp: Any, x: Any, target: Any) -> tuple[Any, Any, Any]:
         # test above is decided by rounding, and a compiler that evaluates it twice (XLA, once
         # per reduction it feeds) may decide it once each way: (sum of 3) / 2.
         size = xp.sum(support, axis=1)
-        tau = xp.expand_dims((toolkit.take_class(xp, cumulative, xp.astype(size, xp.int64) - 1) - 1) / size, axis=1)
+        last = xp.astype(size, toolkit.index_dtype("sparsemax_loss", "input", xp, x.shape[1])) - 1
+        tau = xp.expand_dims((toolkit.take_class(xp, cumulative, last) - 1) / size, axis=1)
         squares = xp.sum(support * (ordered * ordered - tau * tau), axis=1)
     return 0.5 * squares - toolkit.take_class(xp, z, target) + 0.5, z, tau
 
