@@ -75,6 +75,8 @@ OPTIONAL_ARRAYS = ("weight", "pos_weight")
 # NumPy arrays of JAX's float0 dtype, which never reach a loss), and NumPy arrays all live on the CPU.
 _NAMESPACES: dict[tuple[type, ...], Any] = {}
 _NUMPY_TYPES: frozenset[type] = frozenset()
+# Argument types of a Dask call: its arrays may have unknown sizes (NaN in the shape).
+_SIZE_UNKNOWN_TYPES: frozenset[tuple[type, ...]] = frozenset()
 
 
 def namespace(loss: str, *, optional: tuple[str, ...] = OPTIONAL_ARRAYS, **arrays: Any) -> Any:
@@ -96,10 +98,24 @@ def namespace(loss: str, *, optional: tuple[str, ...] = OPTIONAL_ARRAYS, **array
         if all(compat.is_numpy_array(x) for x in present.values()):
             global _NUMPY_TYPES
             _NUMPY_TYPES = _NUMPY_TYPES | set(types)
+        if compat.is_dask_namespace(xp):
+            global _SIZE_UNKNOWN_TYPES
+            _SIZE_UNKNOWN_TYPES = _SIZE_UNKNOWN_TYPES | {types}
         _NAMESPACES[types] = xp
     if len(present) > 1 and not _NUMPY_TYPES.issuperset(types):
         _check_devices(loss, present)
+    if types in _SIZE_UNKNOWN_TYPES:
+        _check_sizes_known(loss, present)
     return xp
+
+
+def _check_sizes_known(loss: str, present: dict[str, Any]) -> None:
+    """A shape with an unknown size (NaN: Dask after boolean indexing, say) cannot be checked
+    against the others, and "mean" would divide by NaN: refuse it rather than answer NaN."""
+    for name, x in present.items():
+        if any(math.isnan(s) for s in x.shape):
+            raise LossValueError(loss, name, "an array of known shape (on a Dask array with unknown chunk sizes, "
+                                 "call .compute_chunk_sizes() first)", f"shape {tuple(x.shape)}")
 
 
 def torch_compiling() -> bool:

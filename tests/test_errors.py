@@ -83,6 +83,18 @@ def test_lazy_arrays_turn_invalid_values_into_nan_instead_of_reading_them():
     assert np.isnan(got[1]) and np.isfinite(got[[0, 2]]).all()
 
 
+def test_dask_arrays_of_unknown_size_are_refused_rather_than_averaged_into_nan():
+    da = pytest.importorskip("dask.array")
+    x = da.from_array(np.arange(10.0), chunks=5)
+    kept = x[x > 2]  # boolean indexing: sizes known only after computing
+    with pytest.raises(lossreg.LossValueError, match=r"mse_loss: argument 'input' expected an array of known "
+                                                     r"shape .*compute_chunk_sizes.*, got shape \(nan,\)"):
+        lossreg.mse_loss(kept, kept)
+    with pytest.raises(lossreg.LossValueError, match="argument 'target'"):
+        lossreg.mse_loss(x[:7], (2 * x)[x > 2])
+    assert float(lossreg.mse_loss(kept.compute_chunk_sizes(), (2 * x)[x > 2].compute_chunk_sizes()).compute()) == 40.0
+
+
 def test_value_checks_can_poison_instead_of_reading_values():
     # On a GPU, reading a value back costs a synchronisation; "poison" never reads.
     with lossreg.value_checks("poison"):
