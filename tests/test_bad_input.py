@@ -213,7 +213,10 @@ SPECIFIC: dict[str, list[Case]] = {
          "weight", "(4,)"),
     ],
     "multi_margin_loss": [
-        *[c for c in _index_cases(lossreg.multi_margin_loss, X) if "ignore" not in c[0]],
+        # One 0-d score is a valid input here (C = 1), as torch's own tests pass it.
+        *[c for c in _index_cases(lossreg.multi_margin_loss, X) if "ignore" not in c[0] and c[0] != "0-d input"],
+        ("3-d input", lambda: lossreg.multi_margin_loss(np.zeros((2, 3, 2)), np.zeros((2, 2), dtype="int64")),
+         LossValueError, "input", "(2, 3, 2)"),
         ("p = 3", lambda: lossreg.multi_margin_loss(X, T, p=3), LossValueError, "p", "3"),
         ("p = 1.5", lambda: lossreg.multi_margin_loss(X, T, p=1.5), LossValueError, "p", "1.5"),
         ("margin a string", lambda: lossreg.multi_margin_loss(X, T, margin="1"), LossValueError, "margin", "'1'"),

@@ -343,7 +343,12 @@ def multi_margin_cases(rng: np.random.Generator) -> Iterator[dict[str, Any]]:
     yield raises(name, "target-n1", "LossValueError", {"input": x, "target": t.reshape(3, 1)})
     yield raises(name, "3d-input", "LossValueError",
                  {"input": np.zeros((2, c, 2)), "target": np.zeros((2, 2), dtype="int64")})
-    yield raises(name, "0d-input", "LossValueError", {"input": np.array(1.0), "target": np.array(0)})
+    # Forms torch's own tests use: one score (0-d, C = 1) with a 0-d target; an unbatched target as (1,).
+    for reduction in REDUCTIONS:
+        yield golden(name, ref, f"0d-input-{reduction}", {"input": np.array(1.25), "target": np.array(0)},
+                     {"reduction": reduction})
+        yield golden(name, ref, f"unbatched-target-1-{reduction}",
+                     {"input": np.array([-0.5, 1.5, 0.25, 2.0]), "target": np.array([1])}, {"p": 2, "reduction": reduction})
 
 
 def _label_lists(rng: np.random.Generator, n: int, c: int) -> np.ndarray:
@@ -405,6 +410,10 @@ def multilabel_margin_cases(rng: np.random.Generator) -> Iterator[dict[str, Any]
                  {"reduction": "elementwise_mean"})
     yield raises(name, "3d-input", "LossValueError",
                  {"input": np.zeros((2, 3, c)), "target": np.zeros((2, 3, c), dtype="int64")})
+    # One score (0-d, C = 1), as torch's own tests pass it: a target (0) or none (-1); loss 0 either way.
+    for label in (0, -1):
+        yield golden(name, ref, f"0d-input-target{label}", {"input": np.array(-0.75), "target": np.array(label)},
+                     {"reduction": "none"})
 
 
 def cases() -> Iterator[dict[str, Any]]:

@@ -300,12 +300,14 @@ def multilabel_soft_margin_loss(input: Any, target: Any, /, *, weight: Any = Non
 
 def _margin_inputs(loss: str, input: Any, target: Any, reduction: str, target_shape: str,
                    weight: Any = None) -> Any:
-    """The shared checks of the two margin losses: (C) or (N, C) scores, integer targets."""
+    """The shared checks of the two margin losses: (C) or (N, C) scores (or one score, 0-d, as
+    torch takes it: C = 1), integer targets."""
     xp = toolkit.namespace(loss, input=input, target=target, weight=weight)
     toolkit.check_floating(loss, "input", input, xp)
     toolkit.check_reduction(loss, reduction)
-    if input.ndim not in (1, 2) or input.shape[-1] == 0:
-        raise LossValueError(loss, "input", "scores of shape (C) or (N, C) with C ≥ 1", f"shape {tuple(input.shape)}")
+    if input.ndim > 2 or (input.ndim and input.shape[-1] == 0):
+        raise LossValueError(loss, "input", "scores of shape (C) or (N, C) with C ≥ 1, or one score (0-d)",
+                             f"shape {tuple(input.shape)}")
     toolkit.check_integer(loss, "target", target, xp, f"integer {target_shape}")
     return xp
 
@@ -322,7 +324,8 @@ def multi_margin_loss(input: Any, target: Any, /, *, p: int = 1, margin: float =
 
     $$\ell_n = \frac{w_{y_n}}{C} \sum_{i \ne y_n} \max(0,\ \text{margin} - x_{n, y_n} + x_{n, i})^p$$
 
-    ``p`` is 1 or 2. Shapes: ``input`` (C) or (N, C); ``target`` () or (N) of class indices in
+    ``p`` is 1 or 2. Shapes: ``input`` (C) or (N, C), or one score (0-d, C = 1, as torch takes
+    it); ``target`` () (or (1), unbatched) or (N) of class indices in
     [0, C); ``weight`` (C,). "mean" divides by N, whatever the weights. A term exactly at the
     margin has gradient 0, as in torch.
 
@@ -336,12 +339,12 @@ def multi_margin_loss(input: Any, target: Any, /, *, p: int = 1, margin: float =
         raise LossValueError(name, "p", "1 or 2", repr(p))
     toolkit.check_number(name, "margin", margin)
     xp = _margin_inputs(name, input, target, reduction, "class indices", weight)
-    unbatched = input.ndim == 1
-    n, c = (1, input.shape[0]) if unbatched else input.shape
-    expected = () if unbatched else (n,)
-    if tuple(target.shape) != expected:
-        raise LossValueError(name, "target", f"class indices of shape {expected} for input of shape "
-                             f"{tuple(input.shape)}", f"shape {tuple(target.shape)}")
+    unbatched = input.ndim < 2
+    n, c = (1, input.shape[0] if input.ndim else 1) if unbatched else input.shape
+    # Unbatched, torch also takes the one index as a (1,) array.
+    if tuple(target.shape) not in (((), (1,)) if unbatched else ((n,),)):
+        raise LossValueError(name, "target", f"class indices of shape {'() or (1,)' if unbatched else (n,)} for "
+                             f"input of shape {tuple(input.shape)}", f"shape {tuple(target.shape)}")
     dtype = input.dtype
     if weight is not None:
         toolkit.check_floating(name, "weight", weight, xp)
@@ -362,7 +365,8 @@ def multi_margin_loss(input: Any, target: Any, /, *, p: int = 1, margin: float =
     if weight is not None:
         losses = losses * xp.take(toolkit.as_dtype(xp, weight, work), t)
     losses = toolkit.poison(xp, losses, None if bad is None else xp.reshape(bad, (n,)))
-    return toolkit.reduce(xp, losses[0] if unbatched else losses, reduction, dtype)
+    # Unbatched, the losses take the target's shape: () or, as torch gives it, (1,).
+    return toolkit.reduce(xp, losses[0] if unbatched and target.ndim == 0 else losses, reduction, dtype)
 
 
 @define_loss(
@@ -377,13 +381,14 @@ def multilabel_margin_loss(input: Any, target: Any, /, *, reduction: str = "mean
 
     ``J_n`` is read from ``target[n]``: the class indices before the first -1 (the rest is
     padding, but must still lie in [-1, C), as torch checks). A class listed twice counts twice,
-    as in torch. Shapes: ``input`` (C) or (N, C); ``target`` of the same shape, integer.
+    as in torch. Shapes: ``input`` (C) or (N, C), or one score (0-d, C = 1, as torch takes it);
+    ``target`` of the same shape, integer.
     """
     name = "multilabel_margin_loss"
     xp = _margin_inputs(name, input, target, reduction, "class indices padded with -1")
     toolkit.check_same_shape(name, "target", target, "input", input)
-    unbatched = input.ndim == 1
-    n, c = (1, input.shape[0]) if unbatched else input.shape
+    unbatched = input.ndim < 2
+    n, c = (1, input.shape[0] if input.ndim else 1) if unbatched else input.shape
     bad = toolkit.check_values(name, "target", target, (target < -1) | (target >= c), xp,
                            f"class indices in [0, {c}) or -1 padding")
     dtype = input.dtype
