@@ -216,15 +216,15 @@ def ctc(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, b
     skip = (s_index >= 2) & (extended != blank) & (extended != xp.take(extended, back2, axis=1))
     # alpha[s], alpha[s-1] and alpha[s-2] side by side (see gathered): each frame is then a
     # handful of operations, which is what eager JAX dispatches (and compiles per shape), Dask
-    # adds to its graph and an unrolled jit compiles, T times over.
-    # Column j of a frame's paths holds state s = j mod L from s - j // L (see gathered). Built
-    # from one arange, so that on Dask the paths and the barred transitions are one chunk wide,
-    # and no frame is rechunked.
-    spots = xp.arange(3 * length, dtype=ints, device=dev)
-    prior = spots % length - spots // length
+    # adds to its graph and an unrolled jit compiles, T times over. Column j holds state
+    # s = j mod L, reached from s - j // L; built from one arange, so that on Dask the paths and
+    # the barred transitions are one chunk wide and no frame is rechunked.
+    columns = xp.arange(3 * length, dtype=ints, device=dev)
+    state = columns % length
+    prior = state - columns // length
     sources = xp.clip(prior, 0, None)
     # -inf where a transition does not exist: from s - 1 < 0, or a skip from s - 2 not allowed.
-    allowed = (prior >= 0) & ((spots < 2 * length) | xp.take(skip, spots % length, axis=1))
+    allowed = (prior >= 0) & ((columns < 2 * length) | xp.take(skip, state, axis=1))
 
     dtype = log_probs.dtype
     work = toolkit.compute_dtype(xp, dtype)
