@@ -72,6 +72,12 @@ def _torch_variants(chunks: tuple[Any, ...]) -> dict[str, Callable[..., Any]]:
         "lossreg forward-time grads": lambda h, w, t: torch_lce.linear_cross_entropy(h, w, t),
         "lossreg recomputed grads": lambda h, w, t: torch_lce.linear_cross_entropy(h, w, t, recompute=True),
     }
+    if hasattr(F, "linear_cross_entropy"):  # torch ≥ 2.13's own chunked operator: the peer a torch user has
+        import torch
+
+        options = torch.nn.LinearCrossEntropyOptions()
+        variants["torch F.linear_cross_entropy(options=...)"] = lambda h, w, t: F.linear_cross_entropy(
+            h, w, t, options=options)
     for c in chunks:
         variants[f"lossreg chunk {c}"] = (lambda c: lambda h, w, t: torch_lce.linear_cross_entropy(
             h, w, t, chunk_size=c))(c)

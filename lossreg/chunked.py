@@ -14,10 +14,10 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import array_api_extra as xpx
-from array_api_compat import device
+from array_api_compat import array_namespace, device
 
 from . import toolkit
-from .errors import LossValueError
+from .errors import LossTypeError, LossValueError
 
 # Logits per chunk when chunk_size is None: 2^22 (16 MiB in float32). The torch kernel holds one
 # such array at a time, the portable code and XLA two to four; on the reference size (N=4096,
@@ -77,6 +77,61 @@ class Inputs(NamedTuple):
     work: Any  # to compute in (float32 for half precision)
     shape: tuple[int, ...]  # of the per-token losses ("none")
     chunks: Chunks
+    chunk_size: Any  # as asked (None: automatic), for kernels with plans of their own
+
+
+class TorchArguments(NamedTuple):
+    """torch's keywords resolved: the bias (``linear_bias`` or lossreg's ``bias``), the ignored
+    index (None: -100, torch's default for class indices) and the tokens per chunk (``chunk_size``,
+    else ``options.batch_chunk_size``)."""
+
+    bias: Any
+    bias_name: str  # as the caller spelt it, for the errors
+    ignore_index: Any
+    chunk_size: Any
+
+
+def torch_arguments(name: str, linear_bias: Any, bias: Any, ignore_index: Any, options: Any,
+                    chunk_size: Any) -> TorchArguments:
+    """The keywords of ``torch.nn.functional.linear_cross_entropy`` in lossreg's terms.
+
+    ``options`` is torch's ``LinearCrossEntropyOptions``: lossreg always chunks, so of its fields
+    only ``batch_chunk_size`` means something here (tokens per chunk, unless ``chunk_size`` says)."""
+    if linear_bias is not None and bias is not None:
+        raise LossValueError(name, "bias", "either linear_bias (torch's name) or bias (lossreg's), not both",
+                             "both")
+    if options is not None:
+        tokens = getattr(options, "batch_chunk_size", _MISSING)
+        if tokens is _MISSING:
+            raise LossTypeError(name, "options", "None or a torch.nn.LinearCrossEntropyOptions",
+                                type(options).__name__)
+        if chunk_size is None and tokens is not None:
+            chunk_size = tokens
+    named = ("bias", bias) if linear_bias is None else ("linear_bias", linear_bias)
+    return TorchArguments(named[1], named[0], -100 if ignore_index is None else ignore_index, chunk_size)
+
+
+_MISSING = object()
+
+
+def takes_logits(linear_weight: Any, target: Any, weight: Any) -> bool:
+    """Whether a call goes through the logits, as torch's reference path: with class weights, a
+    K-dimensional ``linear_weight`` (C, d1, ..., dK, D), or probability (floating) targets. The
+    chunked computation (and its kernels) takes class indices, a (C, D) weight and no class weights."""
+    if weight is not None or getattr(linear_weight, "ndim", 2) != 2:
+        return True
+    dtype = getattr(target, "dtype", None)
+    if dtype is None:  # not an array: the chunked path's checks say so
+        return False
+    # Read from the dtype itself where it can be: array_namespace is an lru_cache, which
+    # torch.compile warns about on every trace.
+    kind = getattr(dtype, "kind", None)  # NumPy's dtypes, which JAX, CuPy and Dask use
+    if isinstance(kind, str):
+        return kind == "f"
+    floating = getattr(dtype, "is_floating_point", None)  # torch's
+    if isinstance(floating, bool):
+        return floating
+    return bool(array_namespace(target).isdtype(dtype, "real floating"))
 
 
 def _check_chunk_size(name: str, chunk_size: Any) -> None:
@@ -91,12 +146,14 @@ def _check_chunk_size(name: str, chunk_size: Any) -> None:
 
 
 def prepare_inputs(name: str, hidden: Any, weight: Any, target: Any, bias: Any, ignore_index: Any, reduction: str,
-            label_smoothing: Any, z_loss: Any, softcap: Any, chunk_size: Any, *, poison: bool = False) -> Inputs:
+            label_smoothing: Any, z_loss: Any, softcap: Any, chunk_size: Any, *, poison: bool = False,
+            bias_name: str = "bias") -> Inputs:
     """The checked, flattened inputs. ``poison``: flag invalid targets (NaN results) without reading
     them, for callers being traced (a torch kernel under torch.compile)."""
-    xp = toolkit.namespace(name, optional=("bias",), hidden=hidden, weight=weight, target=target, bias=bias)
-    toolkit.check_floating(name, "hidden", hidden, xp)
-    toolkit.check_floating(name, "weight", weight, xp)
+    xp = toolkit.namespace(name, optional=(bias_name,), input=hidden, linear_weight=weight, target=target,
+                           **{bias_name: bias})
+    toolkit.check_floating(name, "input", hidden, xp)
+    toolkit.check_floating(name, "linear_weight", weight, xp)
     toolkit.check_reduction(name, reduction)
     toolkit.check_number(name, "ignore_index", ignore_index, integer=True)
     toolkit.check_number(name, "label_smoothing", label_smoothing, 0.0, 1.0)
@@ -107,16 +164,16 @@ def prepare_inputs(name: str, hidden: Any, weight: Any, target: Any, bias: Any, 
             raise LossValueError(name, "softcap", "None or a positive number", repr(softcap))
     _check_chunk_size(name, chunk_size)
     if hidden.ndim == 0:
-        raise LossValueError(name, "hidden", "hidden states of shape (D) or (N, ..., D)", "a 0-d array")
+        raise LossValueError(name, "input", "hidden states of shape (D) or (N, ..., D)", "a 0-d array")
     d = hidden.shape[-1]
     if weight.ndim != 2 or weight.shape[1] != d or weight.shape[0] == 0:
-        raise LossValueError(name, "weight", f"a (V, {d}) matrix (torch.nn.Linear's weight) with V ≥ 1 for hidden "
+        raise LossValueError(name, "linear_weight", f"a (V, {d}) matrix (torch.nn.Linear's weight) with V ≥ 1 for hidden "
                              f"states of width {d}", f"shape {tuple(weight.shape)}")
     v = weight.shape[0]
     dtype = toolkit.result_type(xp, hidden, weight)
     if bias is not None:
-        toolkit.check_floating(name, "bias", bias, xp)
-        toolkit.check_shape(name, "bias", bias, (v,), f"a vector of one bias per vocabulary entry, shape ({v},)")
+        toolkit.check_floating(name, bias_name, bias, xp)
+        toolkit.check_shape(name, bias_name, bias, (v,), f"a vector of one bias per vocabulary entry, shape ({v},)")
         dtype = toolkit.result_type(xp, dtype, bias)
     toolkit.check_integer(name, "target", target, xp, "integer class indices")
     lead = tuple(hidden.shape[:-1])
@@ -139,7 +196,19 @@ def prepare_inputs(name: str, hidden: Any, weight: Any, target: Any, bias: Any, 
             bad = xp.reshape(bad, (n,))
     work = toolkit.compute_dtype(xp, dtype)
     return Inputs(xp, xp.reshape(hidden, (n, d)), weight, bias, xp.where(valid, t, xp.zeros_like(t)),
-                   valid & ~ignored, bad, dtype, work, shape, plan_chunks(n, v, chunk_size))
+                   valid & ~ignored, bad, dtype, work, shape, plan_chunks(n, v, chunk_size), chunk_size)
+
+
+def prepare_call(name: str, input: Any, linear_weight: Any, target: Any, *, linear_bias: Any, bias: Any,
+                 weight: Any, ignore_index: Any, options: Any, chunk_size: Any, reduction: str,
+                 label_smoothing: Any, z_loss: Any, softcap: Any, poison: bool = False) -> Inputs | None:
+    """The chunked form's checked inputs from ``linear_cross_entropy``'s keywords (torch's and
+    lossreg's), or None for a call that goes through the logits (:func:`takes_logits`)."""
+    if takes_logits(linear_weight, target, weight):
+        return None
+    given = torch_arguments(name, linear_bias, bias, ignore_index, options, chunk_size)
+    return prepare_inputs(name, input, linear_weight, target, given.bias, given.ignore_index, reduction,
+                          label_smoothing, z_loss, softcap, given.chunk_size, poison=poison, bias_name=given.bias_name)
 
 
 def token_weights(xp: Any, active: Any, reduction: str, work: Any) -> Any:

@@ -177,7 +177,23 @@ def _target_lengths(arrays: list[Any], options: dict[str, Any], values: Any) -> 
     return "divide", keras.ops.maximum(lengths, 1)
 
 
-_MEAN_DENOMINATORS = {"cross_entropy": _class_weights, "nll_loss": _class_weights, "ctc_loss": _target_lengths}
+def _token_weights(arrays: list[Any], options: dict[str, Any], values: Any) -> tuple[str, Any]:
+    """linear_cross_entropy's mean, as cross-entropy's: weight[y] per token (1 without class
+    weights), 0 where y is ignored; the plain mean for probability targets."""
+    ops, target = keras.ops, arrays[2]
+    if "int" not in keras.backend.standardize_dtype(target.dtype):
+        return "count", None
+    ignore = -100 if options["ignore_index"] is None else options["ignore_index"]
+    target = ops.reshape(target, values.shape)  # the (N, 1) labels the chunked form reads as (N,)
+    active = ops.not_equal(target, ignore)
+    kept = ops.cast(active, values.dtype)
+    if options["weight"] is None:
+        return "count", kept
+    return "count", ops.take(ops.cast(options["weight"], values.dtype), ops.where(active, target, 0)) * kept
+
+
+_MEAN_DENOMINATORS = {"cross_entropy": _class_weights, "nll_loss": _class_weights, "ctc_loss": _target_lengths,
+                      "linear_cross_entropy": _token_weights}
 
 
 _classes: dict[str, type[KerasLoss]] = {}

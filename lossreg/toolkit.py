@@ -527,18 +527,22 @@ def as_dtype(xp: Any, x: Any, dtype: Any) -> Any:
 
 
 def pointwise_inputs(loss: str, input: Any, target: Any, reduction: str, *,
-                     target_name: str = "target") -> tuple[Any, Any, Any, Any]:
+                     target_name: str = "target", labels: bool = False) -> tuple[Any, Any, Any, Any]:
     """The common preamble of losses that compare two floating arrays of one shape.
 
     Returns ``(xp, input, target, dtype)``: both arrays promoted to the dtype to compute in
-    (float32 for half precision) and ``dtype``, the dtype of the result.
+    (float32 for half precision) and ``dtype``, the dtype of the result. ``labels``: the target
+    holds labels (0/1 or ±1), which may also come as integers or booleans, exact in any floating
+    dtype; they take the input's dtype, as torch does.
     """
     xp = namespace(loss, input=input, **{target_name: target})
     check_floating(loss, "input", input, xp)
-    check_floating(loss, target_name, target, xp)
+    as_labels = labels and xp.isdtype(target.dtype, "integral")
+    if not as_labels:
+        check_floating(loss, target_name, target, xp)
     check_same_shape(loss, target_name, target, "input", input)
     check_reduction(loss, reduction)
-    dtype = result_type(xp, input, target)
+    dtype = result_type(xp, input) if as_labels else result_type(xp, input, target)
     work = compute_dtype(xp, dtype)
     return xp, as_dtype(xp, input, work), as_dtype(xp, target, work), dtype
 

@@ -19,8 +19,9 @@ broadcast by DDP; an option given as an ``nn.Parameter`` is registered as a para
 from __future__ import annotations
 
 import inspect
+import math
 import threading
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 from torch import nn
@@ -28,7 +29,7 @@ from torch import nn
 from .registry import Loss, LossSpec, registry
 from .registry import from_config as lossreg_from_config
 
-__all__ = ["LossModule", "get", "from_config"]
+__all__ = ["LossModule", "LinearLossModule", "get", "from_config"]
 
 
 class LossModule(nn.Module):
@@ -50,6 +51,7 @@ class LossModule(nn.Module):
                 raise TypeError(f"{spec.class_name}() got multiple values for option '{key}'")
             options[key] = value
         options = self._loss_class()(**options).options  # the class form checks the option names
+        self._option_names = tuple(options)
         for key, value in options.items():
             if isinstance(value, nn.Parameter):  # a learned option (say, a temperature) trains with the model
                 self.register_parameter(key, value)
@@ -64,14 +66,20 @@ class LossModule(nn.Module):
 
     @property
     def options(self) -> dict[str, Any]:
+        """The options as the functional form takes them; array options are the current buffers.
+        (A loss with an option named ``options`` has that option here instead, as torch.nn's
+        ``LinearCrossEntropyLoss`` does; ``loss_options()`` is the same dict for every loss.)"""
+        return self.loss_options()
+
+    def loss_options(self) -> dict[str, Any]:
         """The options as the functional form takes them; array options are the current buffers."""
-        return {key: getattr(self, key) for key in self.spec.options}
+        return {key: getattr(self, key) for key in self._option_names}
 
     def forward(self, *arrays: Any, **named: Any) -> Any:
         """``loss(input, target)``, or by the functional form's argument names (``input=..., target=...``)."""
         if named:
             arrays = self._by_name(arrays, named)
-        return self._function(*arrays, **self.options)
+        return self._function(*arrays, **self.loss_options())
 
     def _by_name(self, arrays: tuple[Any, ...], named: dict[str, Any]) -> tuple[Any, ...]:
         inputs = self.spec.inputs
@@ -86,7 +94,7 @@ class LossModule(nn.Module):
 
     def get_config(self) -> dict[str, Any]:
         """The class form's config (array options as lists): ``lossreg.torch.from_config`` rebuilds it."""
-        return self._loss_class()(**self.options).get_config()
+        return self._loss_class()(**self.loss_options()).get_config()
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> LossModule:
@@ -94,8 +102,76 @@ class LossModule(nn.Module):
 
     def extra_repr(self) -> str:
         defaults = self.spec.options
-        return ", ".join(f"{k}={v!r}" for k, v in self.options.items()
+        return ", ".join(f"{k}={v!r}" for k, v in self.loss_options().items()
                          if k not in self.spec.array_options and not _same(v, defaults[k]))
+
+
+class LinearLossModule(LossModule):
+    """Base of the modules of losses that take a linear layer's weight (arrays ``input,
+    linear_weight, ...``: ``LinearCrossEntropyLoss``), in torch.nn's two forms.
+
+    ``LinearCrossEntropyLoss(in_features, num_classes, *, out_features=(), bias=False,
+    device=None, dtype=None, **options)``, as torch.nn's, owns the layer: ``self.linear``, an
+    ``nn.Linear`` to ``num_classes · ∏ out_features`` outputs, whose weight is reshaped to
+    (C, d1, ..., dK, D) on each call; ``forward(input, target)``. Built from options alone it owns
+    nothing and ``forward(input, linear_weight, target)`` takes the layer's weight. ``get_config``
+    describes the loss's options; the layer is state, saved by ``state_dict``.
+    """
+
+    def __init__(self, in_features: int | None = None, num_classes: int | None = None, *,
+                 out_features: tuple[int, ...] = (), bias: Any = None, device: Any = None, dtype: Any = None,
+                 **options: Any) -> None:
+        name = self.spec.class_name
+        if in_features is None and num_classes is None:
+            if out_features != () or device is not None or dtype is not None:
+                raise TypeError(f"{name}(): out_features, device and dtype describe an owned linear layer; "
+                                "give in_features and num_classes too")
+            if bias is not None:
+                options["bias"] = bias
+            super().__init__(**options)
+            return
+        if not (_is_size(in_features) and _is_size(num_classes)):
+            raise TypeError(f"{name}(in_features, num_classes): two non-negative integers, got "
+                            f"{in_features!r} and {num_classes!r}")
+        if not isinstance(bias, (bool, type(None))):
+            raise TypeError(f"{name}(in_features, num_classes, bias=...): whether the owned layer has a bias "
+                            f"(a bool), got {type(bias).__name__}")
+        for key in ("linear_bias", "bias"):
+            if options.get(key) is not None:
+                raise TypeError(f"{name}(): {key}= is the bias of a linear layer passed to forward; an owned "
+                                "layer has its own (bias=True)")
+        super().__init__(**options)
+        self.num_classes, self.out_features = num_classes, tuple(out_features)
+        self.linear = nn.Linear(in_features, math.prod(self.out_features, start=num_classes), bias=bool(bias),
+                                device=device, dtype=dtype)
+
+    def extra_repr(self) -> str:
+        linear = self.__dict__["_modules"].get("linear")
+        owned = "" if linear is None else (f"in_features={linear.in_features}, num_classes={self.num_classes}, "
+                                           f"out_features={self.out_features}")
+        return ", ".join(part for part in (owned, super().extra_repr()) if part)
+
+    def forward(self, *arrays: Any, **named: Any) -> Any:
+        """``loss(input, target)`` with an owned layer, else ``loss(input, linear_weight, target)``."""
+        linear = self.__dict__["_modules"].get("linear")
+        if linear is None:
+            return super().forward(*arrays, **named)
+        given = dict(zip(("input", "target"), arrays))
+        for key, value in named.items():
+            if key not in ("input", "target") or key in given:
+                raise TypeError(f"{self.spec.class_name}.forward() with an owned layer takes (input, target); "
+                                f"got unexpected or repeated {key}")
+            given[key] = value
+        if len(arrays) > 2 or set(given) != {"input", "target"}:
+            raise TypeError(f"{self.spec.class_name}.forward() with an owned layer takes (input, target)")
+        weight = linear.weight.reshape(self.num_classes, *self.out_features, linear.in_features)
+        bias = None if linear.bias is None else linear.bias.reshape(self.num_classes, *self.out_features)
+        options = {**self.loss_options(), "linear_bias": bias, "bias": None}
+        return self._function(given["input"], weight, given["target"], **options)
+
+
+def _is_size(k: object) -> TypeGuard[int]:
+    return isinstance(k, int) and not isinstance(k, bool) and k >= 0
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -133,14 +209,18 @@ def module_class(name: str) -> type[LossModule]:
     with _lock:  # one class per spec: pickle requires that the name finds the very same class
         cls = _classes.get(spec.name)
         if cls is None or cls.spec != spec:
-            cls = type(spec.class_name, (LossModule,), {
+            base = LinearLossModule if spec.inputs[:2] == ("input", "linear_weight") else LossModule
+            body: dict[str, Any] = {
                 "spec": spec,
                 "_positional": _torch_positional(spec),
                 "_function": staticmethod(registry().loss_class(spec.name)._dispatch),  # no lookup per call
                 "__module__": __name__,
                 "__qualname__": spec.class_name,
                 "__doc__": inspect.getdoc(spec.function),
-            })
+            }
+            if "options" in spec.options:  # torch.nn's name for an option: it shadows the property
+                body["options"] = None
+            cls = type(spec.class_name, (base,), body)
             _classes[spec.name] = cls
     return cls
 

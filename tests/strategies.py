@@ -379,23 +379,35 @@ def ctc(draw: Any) -> Example:
 
 @st.composite
 def linear_ce(draw: Any) -> Example:
-    """Hidden states (*lead, D), a (V, D) weight, targets of the leading shape, every option, and
-    chunk sizes that cut N and V anywhere (a pair also splits the vocabulary)."""
+    """Inputs (*lead, D), a (C, D) weight, targets of the leading shape, every option, and chunk
+    sizes that cut N and C anywhere (a pair also splits the classes); one example in four in one
+    of torch's forms computed through the logits: class weights, probability targets, or a
+    K-dimensional (C, d1, D) weight for an (N, D) input."""
     lead = draw(shapes(max_dims=2))
     dim, vocab = draw(side), draw(st.integers(1, 7))
     d = Draw(draw(seeds), draw(magnitudes))
     ignore = draw(st.sampled_from([-100, 0, 2]))
-    t = np.where(d.rng.uniform(size=lead) < 0.25, ignore, d.integers(0, vocab, lead))
+    form = draw(st.sampled_from(["chunked"] * 3 + ["class-weights", "probabilities", "k-dimensional"]))
+    out = (draw(st.integers(1, 3)),) if form == "k-dimensional" else ()
+    if out:
+        lead = lead[:1] or (3,)
+    t = np.where(d.rng.uniform(size=(*lead, *out)) < 0.25, ignore, d.integers(0, vocab, (*lead, *out)))
     options: dict[str, Any] = {"reduction": draw(reductions), "ignore_index": ignore,
                                "chunk_size": draw(st.sampled_from([None, 1, 2, 5, (2, 3), (3, 1), (4, 4)]))}
+    if form == "probabilities":
+        t = d.rng.dirichlet(np.ones(vocab), size=lead) if lead else d.rng.dirichlet(np.ones(vocab))
+        del options["ignore_index"]
+    if form == "class-weights":
+        options["weight"] = d.rng.uniform(0.1, 3.0, size=(vocab,))
     if draw(st.booleans()):
-        options["bias"] = d.normal((vocab,))
+        options[draw(st.sampled_from(["bias", "linear_bias"]))] = d.normal((vocab, *out))
     for key, values in (("label_smoothing", [0.0, 0.1, 1.0]), ("z_loss", [0.0, 1e-4, 0.1]),
                         ("softcap", [None, 1.0, 30.0])):
         value = draw(st.sampled_from(values))
-        if value:
+        if value and not (key == "z_loss" and form != "chunked"):  # the z-loss is the chunked form's
             options[key] = value
-    return Example({"hidden": d.normal((*lead, dim)), "weight": d.normal((vocab, dim)), "target": t}, options)
+    return Example({"input": d.normal((*lead, dim)), "linear_weight": d.normal((vocab, *out, dim)), "target": t},
+                   options)
 
 
 @st.composite
@@ -446,20 +458,32 @@ def _indexed(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
     return call
 
 
-def _linear_ce(hidden: torch.Tensor, weight: torch.Tensor, target: torch.Tensor, *, bias: Any = None,
-               ignore_index: int = -100, label_smoothing: float = 0.0, reduction: str = "mean", z_loss: float = 0.0,
-               softcap: Any = None, chunk_size: Any = None) -> torch.Tensor:
-    """``F.cross_entropy(F.linear(h, W, b), t)`` over the leading axes, plus the soft cap and z-loss."""
-    z = F.linear(hidden, weight, bias)
+def _linear_ce(input: torch.Tensor, linear_weight: torch.Tensor, target: torch.Tensor, *, bias: Any = None,
+               linear_bias: Any = None, weight: Any = None, ignore_index: int = -100, label_smoothing: float = 0.0,
+               reduction: str = "mean", z_loss: float = 0.0, softcap: Any = None, chunk_size: Any = None) -> torch.Tensor:
+    """``F.cross_entropy`` of the (soft-capped) logits ``F.linear(x, W, b)`` reshaped to (N, C,
+    d1, ..., dK), over the leading axes of ``x``, plus the z-loss (class indices only)."""
+    b = bias if linear_bias is None else linear_bias
+    c, out, lead = linear_weight.shape[0], linear_weight.shape[1:-1], input.shape[:-1]
+    z = F.linear(input, linear_weight.reshape(-1, linear_weight.shape[-1]), None if b is None else b.reshape(-1))
     if softcap is not None:
         z = softcap * torch.tanh(z / softcap)
-    flat, t = z.reshape(-1, z.shape[-1]), target.reshape(-1).long()
+    if target.is_floating_point():  # probabilities (N, C, ...), or (C,) for one input
+        flat = z.reshape(-1, c, *out) if lead else z
+        losses = F.cross_entropy(flat, target.reshape(flat.shape), weight=weight, label_smoothing=label_smoothing,
+                                 reduction=reduction)
+        return losses.reshape(*lead, *out) if reduction == "none" else losses
+    flat, t = z.reshape(-1, c, *out), target.reshape(-1, *out).long()
+    if weight is not None or out:
+        losses = F.cross_entropy(flat, t, weight=weight, ignore_index=ignore_index, label_smoothing=label_smoothing,
+                                 reduction=reduction)
+        return losses.reshape(*lead, *out) if reduction == "none" else losses
     losses = F.cross_entropy(flat, t, ignore_index=ignore_index, label_smoothing=label_smoothing, reduction="none")
     active = t != ignore_index
     if z_loss:
         losses = losses + z_loss * torch.where(active, torch.logsumexp(flat, dim=-1) ** 2, 0.0)
     if reduction == "none":
-        return losses.reshape(hidden.shape[:-1])
+        return losses.reshape(input.shape[:-1])
     return losses.sum() if reduction == "sum" else losses.sum() / active.sum()
 
 
@@ -528,6 +552,7 @@ def make_good(name: str, seed: int = 0, n: int = 4, c: int = 3) -> Example:
         "gaussian_nll_loss": lambda: {"input": x, "target": d.normal((n, c)), "var": d.uniform((n, c), 0.1, 2.0)},
         "ctc_loss": lambda: {"log_probs": log_probs, "targets": d.integers(1, 4, (n, 3)),
                              "input_lengths": np.full(n, t_len), "target_lengths": target_lengths},
-        "linear_cross_entropy": lambda: {"hidden": x, "weight": d.normal((5, c)), "target": d.integers(0, 5, (n,))},
+        "linear_cross_entropy": lambda: {"input": x, "linear_weight": d.normal((5, c)),
+                                          "target": d.integers(0, 5, (n,))},
     }
     return Example(dict(goods[name]()))

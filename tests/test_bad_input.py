@@ -142,7 +142,7 @@ T = np.array([0, 2, 1, 1])
 LOGP = np.log(np.full((4, 3), 1 / 3))
 P = np.full((4, 3), 0.5)
 Case = tuple[str, Callable[[], Any], type, str, str]
-W5 = make_good("linear_cross_entropy").inputs["weight"]  # (5, 3): a vocabulary of 5 for X's width 3
+W5 = make_good("linear_cross_entropy").inputs["linear_weight"]  # (5, 3): a vocabulary of 5 for X's width 3
 
 
 def _torch_tensor(x: np.ndarray) -> Any:
@@ -289,24 +289,43 @@ SPECIFIC: dict[str, list[Case]] = {
          "target", "5"),
         ("negative index", lambda: lossreg.linear_cross_entropy(X, W5, np.array([0, -1, 1, 1])), LossValueError,
          "target", "-1"),
-        ("float class indices", lambda: lossreg.linear_cross_entropy(X, W5, T * 1.0), LossTypeError, "target",
-         "float64"),
+        ("floating targets (probabilities) of the indices' shape",
+         lambda: lossreg.linear_cross_entropy(X, W5, T * 1.0), LossValueError, "target", "(4,)"),
+        ("probabilities with ignore_index", lambda: lossreg.linear_cross_entropy(X, W5, np.full((4, 5), 0.2),
+                                                                                 ignore_index=-100),
+         LossValueError, "ignore_index", "-100"),
+        ("class weights of another length", lambda: lossreg.linear_cross_entropy(X, W5, T, weight=np.ones(4)),
+         LossValueError, "weight", "(4,)"),
+        ("class weights with a z-loss", lambda: lossreg.linear_cross_entropy(X, W5, T, weight=np.ones(5),
+                                                                              z_loss=0.1),
+         LossValueError, "z_loss", "0.1"),
+        ("a K-dimensional weight for one unbatched input",
+         lambda: lossreg.linear_cross_entropy(X[0], np.ones((5, 2, 3)), np.zeros(2, dtype="int64")),
+         LossValueError, "input", "(3,)"),
+        ("both linear_bias and bias", lambda: lossreg.linear_cross_entropy(X, W5, T, bias=np.ones(5),
+                                                                            linear_bias=np.ones(5)),
+         LossValueError, "bias", "both"),
+        ("options not torch's LinearCrossEntropyOptions",
+         lambda: lossreg.linear_cross_entropy(X, W5, T, options={"batch_chunk_size": 2}), LossTypeError, "options",
+         "dict"),
+        ("linear_bias of another length", lambda: lossreg.linear_cross_entropy(X, W5, T, linear_bias=np.ones(3)),
+         LossValueError, "linear_bias", "(3,)"),
         ("targets of another shape", lambda: lossreg.linear_cross_entropy(X, W5, T[:3]), LossValueError, "target",
          "(3,)"),
         ("(B, T) targets for (N, D) hidden", lambda: lossreg.linear_cross_entropy(X, W5, T.reshape(2, 2)),
          LossValueError, "target", "(2, 2)"),
-        ("weight of another width", lambda: lossreg.linear_cross_entropy(X, W5[:, :2], T), LossValueError, "weight",
+        ("weight of another width", lambda: lossreg.linear_cross_entropy(X, W5[:, :2], T), LossValueError, "linear_weight",
          "(5, 2)"),
-        ("weight a vector", lambda: lossreg.linear_cross_entropy(X, W5[:, 0], T), LossValueError, "weight", "(5,)"),
+        ("weight a vector", lambda: lossreg.linear_cross_entropy(X, W5[:, 0], T), LossValueError, "linear_weight", "(5,)"),
         ("empty vocabulary", lambda: lossreg.linear_cross_entropy(X, W5[:0], np.zeros(4, dtype="int64"),
-                                                                 ignore_index=0), LossValueError, "weight", "(0, 3)"),
+                                                                 ignore_index=0), LossValueError, "linear_weight", "(0, 3)"),
         ("bias of another length", lambda: lossreg.linear_cross_entropy(X, W5, T, bias=np.ones(3)), LossValueError,
          "bias", "(3,)"),
         ("bias of integers", lambda: lossreg.linear_cross_entropy(X, W5, T, bias=np.ones(5, dtype="int64")),
          LossTypeError, "bias", "int64"),
         ("bias a list", lambda: lossreg.linear_cross_entropy(X, W5, T, bias=[0.0] * 5), LossTypeError, "bias",
          "list"),
-        ("0-d hidden", lambda: lossreg.linear_cross_entropy(X[0, 0], W5, np.array(0)), LossValueError, "hidden",
+        ("0-d input", lambda: lossreg.linear_cross_entropy(X[0, 0], W5, np.array(0)), LossValueError, "input",
          "0-d"),
         ("smoothing above 1", lambda: lossreg.linear_cross_entropy(X, W5, T, label_smoothing=1.5), LossValueError,
          "label_smoothing", "1.5"),
@@ -322,7 +341,7 @@ SPECIFIC: dict[str, list[Case]] = {
         ("ignore_index not an integer", lambda: lossreg.linear_cross_entropy(X, W5, T, ignore_index=1.5),
          LossValueError, "ignore_index", "1.5"),
         ("hidden and weight from two libraries",
-         lambda: lossreg.linear_cross_entropy(X, _torch_tensor(W5), T), LossTypeError, "weight", "torch"),
+         lambda: lossreg.linear_cross_entropy(X, _torch_tensor(W5), T), LossTypeError, "linear_weight", "torch"),
     ],
 }
 

@@ -248,7 +248,7 @@ EMPTY_DIFFERS = {
 
 
 # Inputs without a batch axis, kept whole in an empty batch (a weight's rows are vocabulary entries).
-NO_BATCH_AXIS = {"linear_cross_entropy": ("weight",)}
+NO_BATCH_AXIS = {"linear_cross_entropy": ("linear_weight",)}
 
 
 def _empty(name: str) -> dict:

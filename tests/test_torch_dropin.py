@@ -4,9 +4,10 @@ Each row is one documented form (shapes, argument types) of one loss, called thr
 default path (kernels included) and through ``torch.nn.functional`` on the same float64
 tensors. The forms torch accepts only by broadcasting (or truncating) silently stay errors in
 lossreg; the second table checks that each is a clear lossreg error, as listed in the README.
-So do integer targets of the pointwise losses, which torch promotes to floats (MSELoss, L1Loss,
-SmoothL1Loss, the soft-margin and Poisson losses): the conformance cases make them a
-``LossTypeError`` (a contract of the catalogue, ``conformance/golden``), kept here.
+So do integer targets of the pointwise losses that compare values, which torch promotes to
+floats (MSELoss, L1Loss, SmoothL1Loss, the Poisson loss): the conformance cases make them a
+``LossTypeError`` (a contract of the catalogue, ``conformance/golden``), kept here. Integer
+*labels* (±1, multi-hot 0/1) are exact as floats and are taken as torch takes them.
 """
 
 from __future__ import annotations
@@ -77,6 +78,9 @@ FORMS: list[tuple[str, str, Callable[[], tuple], dict[str, Any]]] = [
     ("margin_ranking_loss", "0-d", lambda: (r(), r(), i(1.0).double()), {"margin": 0.2}),
     ("margin_ranking_loss", "integer labels", lambda: (r(4), r(4), i(1, -1, 1, -1)), {}),
     ("hinge_embedding_loss", "integer labels", lambda: (r(2, 3), i([1, -1, 1], [-1, 1, 1])), {"margin": 0.5}),
+    ("soft_margin_loss", "integer ±1 labels", lambda: (r(3), i(1, -1, 1)), {}),
+    ("multilabel_soft_margin_loss", "integer multi-hot labels, as torch's own tests pass them",
+     lambda: (r(2, 3), i([1, 0, 1], [0, 0, 1])), {"reduction": "none"}),
     ("multi_margin_loss", "unbatched (C), 0-d target", lambda: (r(4), i(2)), {}),
     ("multi_margin_loss", "unbatched (C), (1) target, as torch's own tests pass it", lambda: (r(4), i([2])),
      {"p": 2, "reduction": "none"}),
@@ -130,7 +134,6 @@ REFUSED: list[tuple[str, str, Callable[[], tuple], dict[str, Any], str]] = [
     ("gaussian_nll_loss", "broadcasts the input (3, 1) up to a target (3, 2)", lambda: (r(3, 1), r(3, 2), u(3, 1)), {},
      "target"),
     ("mse_loss", "promotes an integer target", lambda: (r(3), i(1, 0, 2)), {}, "target"),
-    ("soft_margin_loss", "promotes integer ±1 labels", lambda: (r(3), i(1, -1, 1)), {}, "target"),
     ("poisson_nll_loss", "promotes integer counts", lambda: (r(3), i(0, 1, 3)), {}, "target"),
     ("ctc_loss", "truncates float targets to integers", lambda: (log_probs(6, 2, 5), i([1.5, 2.0], [3.0, 1.0]).double(),
                                                                [6, 6], [2, 2]), {}, "targets"),

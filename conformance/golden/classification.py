@@ -258,7 +258,9 @@ def soft_margin_cases(rng: np.random.Generator) -> Iterator[dict[str, Any]]:
     x = rng.normal(size=(3,))
     yield raises(name, "shape-mismatch", "LossValueError", {"input": x, "target": np.ones((3, 1))})
     yield raises(name, "integer-input", "LossTypeError", {"input": np.zeros(3, dtype="int64"), "target": np.ones(3)})
-    yield raises(name, "integer-target", "LossTypeError", {"input": x, "target": np.ones(3, dtype="int64")})
+    # Integer ±1 labels, as torch takes them (exact in every floating dtype).
+    yield golden(name, ref, "integer-labels", {"input": x, "target": np.array([1, -1, 1])}, {"reduction": "none"},
+                 grads=["input"])
     yield raises(name, "bad-reduction", "LossValueError", {"input": x, "target": np.ones(3)}, {"reduction": "avg"})
 
 
@@ -290,7 +292,10 @@ def multilabel_soft_margin_cases(rng: np.random.Generator) -> Iterator[dict[str,
     yield raises(name, "shape-mismatch", "LossValueError", {"input": x, "target": np.zeros((c,))})
     yield raises(name, "integer-input", "LossTypeError",
                  {"input": np.zeros((3, c), dtype="int64"), "target": np.zeros((3, c))})
-    yield raises(name, "integer-target", "LossTypeError", {"input": x, "target": np.zeros((3, c), dtype="int64")})
+    # Multi-hot labels as integers, as torch's own tests pass them (booleans: torch refuses them too).
+    hot = rng.integers(0, 2, size=(3, c))
+    yield golden(name, ref, "integer-multi-hot", {"input": x, "target": hot}, {"weight": rng.uniform(0.5, 2.0, size=(c,))})
+    yield raises(name, "bool-target", "LossTypeError", {"input": x, "target": hot.astype(bool)})
     yield raises(name, "0d-input", "LossValueError", {"input": np.array(0.5), "target": np.array(1.0)})
     yield raises(name, "bad-reduction", "LossValueError", {"input": x, "target": y}, {"reduction": "mean_sum"})
     yield raises(name, "weight-wrong-length", "LossValueError", {"input": x, "target": y}, {"weight": np.ones(c + 1)})

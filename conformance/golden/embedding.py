@@ -46,6 +46,11 @@ def margin_ranking_cases(rng: np.random.Generator) -> Iterator[dict[str, Any]]:
             "target": np.array([1.0, -1.0, 1.0, 1.0])}
     for margin in (0.0, 0.5):
         yield golden(loss, F.margin_ranking_loss, f"on-the-hinge-m{margin}", kink, {"margin": margin, "reduction": "sum"})
+    # NaN and infinite inputs, as torch's reference inputs pass them: clamp_min keeps a NaN with a
+    # zero gradient, and -inf below the hinge gives 0.
+    odd = {"input1": np.array([math.nan, 1.0, -math.inf, 2.0, math.inf]),
+           "input2": np.array([0.5, math.nan, 1.0, math.inf, 0.0]), "target": np.array([1.0, -1.0, -1.0, 1.0, 1.0])}
+    yield golden(loss, F.margin_ranking_loss, "nan-and-inf-none", odd, {"margin": 0.1, "reduction": "none"})
     for reduction in REDUCTIONS:
         yield golden(loss, F.margin_ranking_loss, f"empty-{reduction}",
                      {"input1": np.zeros((0,)), "input2": np.zeros((0,)), "target": np.zeros((0,))},

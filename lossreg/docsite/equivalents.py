@@ -25,9 +25,9 @@ _OPTAX_NONE = "optax returns one loss per element (`reduction=\"none\"`); take `
 # torch equivalents that a loss's ``reference`` does not name as a torch.nn class.
 TORCH: dict[str, Equivalent] = {
     "linear_cross_entropy": Equivalent(
-        "torch.nn.functional.cross_entropy",
-        "`cross_entropy(linear(hidden, weight, bias), target, ignore_index=, label_smoothing=)`: the same "
-        "value, but torch materialises the (N, V) logits; no `z_loss` or `softcap`"),
+        "torch.nn.LinearCrossEntropyLoss",
+        "torch ≥ 2.13, same signature and value; torch chunks only with `options=` set (and not with "
+        "class weights or label smoothing); no `z_loss` or `softcap`"),
 }
 
 KERAS: dict[str, Equivalent] = {

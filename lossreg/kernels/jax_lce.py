@@ -28,7 +28,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from .. import chunked
-from ..chunked import chunk_loss, prepare_inputs, reduce_tokens, token_weights
+from ..chunked import chunk_loss, reduce_tokens, token_weights
 
 
 class _Meta(NamedTuple):
@@ -164,15 +164,23 @@ _lce.defvjp(_lce_fwd, _lce_bwd)
 _lce_compiled = jax.jit(_lce, static_argnums=(0,))
 
 
-def linear_cross_entropy(hidden: Any, weight: Any, target: Any, /, *, bias: Any = None, ignore_index: int = -100,
-                         label_smoothing: float = 0.0, reduction: str = "mean", z_loss: float = 0.0,
-                         softcap: float | None = None, chunk_size: Any = None, recompute: bool = False) -> Any:
-    """The kernel: the portable checks (JAX arrays are lazy: invalid targets give NaN), then :func:`_lce`."""
-    inp = prepare_inputs("linear_cross_entropy", hidden, weight, target, bias, ignore_index, reduction,
-                         label_smoothing, z_loss, softcap, chunk_size)
+def linear_cross_entropy(input: Any, linear_weight: Any, target: Any, /, *, linear_bias: Any = None,
+                         weight: Any = None, reduction: str = "mean", ignore_index: int | None = None,
+                         label_smoothing: float = 0.0, options: Any = None, z_loss: float = 0.0,
+                         softcap: float | None = None, chunk_size: Any = None, bias: Any = None,
+                         recompute: bool = False) -> Any:
+    """The kernel: the portable checks (JAX arrays are lazy: invalid targets give NaN), then
+    :func:`_lce`. Calls that go through the logits (class weights, probability targets,
+    K-dimensional weights) are handed back to the portable definition."""
+    inp = chunked.prepare_call("linear_cross_entropy", input, linear_weight, target, linear_bias=linear_bias,
+                               bias=bias, weight=weight, ignore_index=ignore_index, options=options,
+                               chunk_size=chunk_size, reduction=reduction, label_smoothing=label_smoothing,
+                               z_loss=z_loss, softcap=softcap)
+    if inp is None:
+        return NotImplemented
     # XLA schedules an unrolled loop of vocabulary blocks side by side (2.3 times the logits
     # measured): the automatic plan keeps the whole vocabulary, 16 tokens at a time past 2^18.
-    tokens, vocab = inp.chunks if chunk_size is not None else \
+    tokens, vocab = inp.chunks if inp.chunk_size is not None else \
         chunked.plan_chunks(inp.hidden.shape[0], inp.weight.shape[0], split_vocab=False)
     meta = _Meta(reduction, inp.shape, inp.dtype, inp.work, (tokens, vocab), float(label_smoothing),
                  float(z_loss), None if softcap is None else float(softcap), bool(recompute),

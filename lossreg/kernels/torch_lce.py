@@ -1,6 +1,6 @@
 """torch kernel of linear_cross_entropy: two custom operators that never hold the logits.
 
-The arguments are checked by the portable preamble (``lossreg.losses.fused.prepare_inputs``: the
+The arguments are checked by the portable preamble (``lossreg.chunked.prepare_call``: the
 same errors, the same chunking). Then, per chunk of tokens, the logits are made by one ``addmm``
 and turned into their gradient in place (``exp``, scale, subtract at the target, soft-cap
 derivative), which feeds ``d_hidden = G W``, ``d_weight += Gᵀ h`` and ``d_bias += Σ G`` and is
@@ -43,7 +43,7 @@ from typing import Any
 import torch
 from array_api_compat import array_namespace
 
-from ..chunked import plan_chunks, prepare_inputs, reduce_tokens, token_weights
+from ..chunked import plan_chunks, prepare_call, reduce_tokens, token_weights
 from ..errors import UnsupportedError
 
 Tensor = torch.Tensor
@@ -437,15 +437,23 @@ def _chunk_args(chunk_size: Any) -> tuple[int, int]:
     return int(chunk_size[0]), int(chunk_size[1])
 
 
-def linear_cross_entropy(hidden: Any, weight: Any, target: Any, /, *, bias: Any = None, ignore_index: int = -100,
-                         label_smoothing: float = 0.0, reduction: str = "mean", z_loss: float = 0.0,
-                         softcap: float | None = None, chunk_size: Any = None, recompute: bool = False) -> Any:
+def linear_cross_entropy(input: Any, linear_weight: Any, target: Any, /, *, linear_bias: Any = None,
+                         weight: Any = None, reduction: str = "mean", ignore_index: int | None = None,
+                         label_smoothing: float = 0.0, options: Any = None, z_loss: float = 0.0,
+                         softcap: float | None = None, chunk_size: Any = None, bias: Any = None,
+                         recompute: bool = False) -> Any:
     """The kernel: the portable checks, then the ``lossreg::linear_cross_entropy`` operator
-    (``recompute``: the Cut Cross-Entropy split for "mean" and "sum" too, for the benchmark)."""
-    inp = prepare_inputs("linear_cross_entropy", hidden, weight, target, bias, ignore_index, reduction,
-                         label_smoothing, z_loss, softcap, chunk_size, poison=torch.compiler.is_compiling())
+    (``recompute``: the Cut Cross-Entropy split for "mean" and "sum" too, for the benchmark).
+    Calls that go through the logits (class weights, probability targets, K-dimensional weights)
+    are handed back to the portable definition."""
+    inp = prepare_call("linear_cross_entropy", input, linear_weight, target, linear_bias=linear_bias, bias=bias,
+                       weight=weight, ignore_index=ignore_index, options=options, chunk_size=chunk_size,
+                       reduction=reduction, label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap,
+                       poison=torch.compiler.is_compiling())
+    if inp is None:
+        return NotImplemented
     grads = torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in (inp.hidden, inp.weight, inp.bias))
-    args = (inp.hidden, inp.weight, inp.bias, inp.target, inp.active, inp.bad, reduction, *_chunk_args(chunk_size),
+    args = (inp.hidden, inp.weight, inp.bias, inp.target, inp.active, inp.bad, reduction, *_chunk_args(inp.chunk_size),
             float(label_smoothing), float(z_loss), None if softcap is None else float(softcap),
             grads and not recompute and reduction != "none")
     if torch._C._are_functorch_transforms_active():

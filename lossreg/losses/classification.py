@@ -188,13 +188,13 @@ def _check_probabilities(loss: str, input: Any, x: Any, xp: Any) -> Any:
     return toolkit.check_values(loss, "input", input, ~((x >= 0) & (x <= 1)), xp, "probabilities in [0, 1]")
 
 
-def _weighted_pointwise(loss: str, input: Any, target: Any, reduction: str,
+def _weighted_pointwise(loss: str, input: Any, target: Any, reduction: str, labels: bool = False,
                         **weights: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
     """:func:`toolkit.pointwise_inputs` plus optional weight arrays that broadcast to the input.
 
     Returns ``(xp, input, target, dtype, weights)``, every array in the dtype to compute in.
     """
-    xp, x, y, dtype = toolkit.pointwise_inputs(loss, input, target, reduction)
+    xp, x, y, dtype = toolkit.pointwise_inputs(loss, input, target, reduction, labels=labels)
     present = {k: w for k, w in weights.items() if w is not None}
     if present:
         toolkit.namespace(loss, input=input, **present)
@@ -257,11 +257,12 @@ def soft_margin_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> 
 
     $$\ell_i = \log \left( 1 + e^{-y_i x_i} \right)$$
 
-    Shapes: ``input`` and ``target`` of one shape. Computed stably: torch evaluates
+    Shapes: ``input`` and ``target`` of one shape; the labels may be floating or integer,
+    as torch takes them. Computed stably: torch evaluates
     ``log1p(exp(-y x))`` literally, which overflows to inf (and a NaN gradient) once ``-y x``
     exceeds about 88 in float32 or 709 in float64; lossreg gives the finite value there.
     """
-    xp, x, y, dtype = toolkit.pointwise_inputs("soft_margin_loss", input, target, reduction)
+    xp, x, y, dtype = toolkit.pointwise_inputs("soft_margin_loss", input, target, reduction, labels=True)
     return toolkit.reduce(xp, -toolkit.log_sigmoid(xp, y * x), reduction, dtype)
 
 
@@ -282,7 +283,8 @@ def multilabel_soft_margin_loss(input: Any, target: Any, /, *, weight: Any = Non
     ``ℓ_n = -(1/C) Σ_c w_c [y_nc log σ(x_nc) + (1 - y_nc) log σ(-x_nc)]``, then reduced over N.
 
     Shapes: ``input`` (C) or (N, C) (torch also allows more leading axes, and so does lossreg),
-    ``target`` of the same shape with labels in {0, 1}; ``weight`` broadcasts to the input,
+    ``target`` of the same shape with labels in {0, 1} (floating, or integer multi-hot labels,
+    as torch takes them); ``weight`` broadcasts to the input,
     normally (C,). torch broadcasts a target of another shape; lossreg refuses it.
 
     Args:
@@ -291,7 +293,7 @@ def multilabel_soft_margin_loss(input: Any, target: Any, /, *, weight: Any = Non
     name = "multilabel_soft_margin_loss"
     if getattr(input, "ndim", None) == 0:
         raise LossValueError(name, "input", "scores of shape (C) or (N, C)", "a 0-d array")
-    xp, x, y, dtype, w = _weighted_pointwise(name, input, target, reduction, weight=weight)
+    xp, x, y, dtype, w = _weighted_pointwise(name, input, target, reduction, labels=True, weight=weight)
     losses = -(y * toolkit.log_sigmoid(xp, x) + (1 - y) * toolkit.log_sigmoid(xp, -x))
     if "weight" in w:
         losses = losses * w["weight"]

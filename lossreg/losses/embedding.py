@@ -12,8 +12,9 @@ from ..registry import define_loss
 
 
 def _clamp_min0(xp: Any, z: Any) -> Any:
-    """``max(z, 0)`` as torch's ``clamp_min``: the gradient passes at z = 0 and NaN stays NaN."""
-    return xp.where(z < 0, xp.zeros_like(z), z)
+    """``max(z, 0)`` as torch's ``clamp_min``: the gradient passes where z ≥ 0 (at 0 too), and a
+    NaN stays NaN with a zero gradient: there ``z - z`` (NaN, of gradient 1 - 1 = 0) is taken."""
+    return xp.where(z >= 0, z, xp.where(z < 0, 0.0, z - z))
 
 
 def _sign(xp: Any, x: Any) -> Any:

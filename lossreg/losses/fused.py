@@ -16,14 +16,18 @@ in the backward pass from the saved log-sum-exp); the code is lossreg's own.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import array_api_extra as xpx
 from array_api_compat import device
 
 from .. import toolkit
-from ..chunked import Inputs, chunk_loss, prepare_inputs, reduce_tokens, token_weights
+from ..chunked import (Inputs, TorchArguments, chunk_loss, prepare_call, reduce_tokens, token_weights,
+                       torch_arguments)
+from ..errors import LossError, LossTypeError, LossValueError, UnsupportedError
 from ..registry import define_loss
+from .classification import cross_entropy
 
 def _coefficients(inp: Inputs, reduction: str, cotangent: Any) -> Any:
     """``d result / d ℓ_n`` (N,) in the work dtype (:func:`~lossreg.chunked.token_weights`), times the cotangent."""
@@ -53,13 +57,14 @@ def _empty(inp: Inputs) -> Any:
 @define_loss(
     class_name="LinearCrossEntropyLoss",
     aliases=("fused_linear_cross_entropy", "linear_ce", "cut_cross_entropy"),
-    differentiable=("hidden", "weight"),
-    array_options=("bias",),
-    reference="torch.nn.functional.cross_entropy(torch.nn.functional.linear(hidden, weight, bias), target)",
+    differentiable=("input", "linear_weight"),
+    array_options=("linear_bias", "weight", "bias"),
+    reference="torch.nn.functional.linear_cross_entropy(input, linear_weight, target)",
 )
-def linear_cross_entropy(hidden: Any, weight: Any, target: Any, /, *, bias: Any = None, ignore_index: int = -100,
-                         label_smoothing: float = 0.0, reduction: str = "mean", z_loss: float = 0.0,
-                         softcap: float | None = None, chunk_size: Any = None) -> Any:
+def linear_cross_entropy(input: Any, linear_weight: Any, target: Any, /, *, linear_bias: Any = None,
+                         weight: Any = None, reduction: str = "mean", ignore_index: int | None = None,
+                         label_smoothing: float = 0.0, options: Any = None, z_loss: float = 0.0,
+                         softcap: float | None = None, chunk_size: Any = None, bias: Any = None) -> Any:
     r"""Cross-entropy of a linear layer's output, without materialising it:
 
     $$
@@ -68,29 +73,48 @@ def linear_cross_entropy(hidden: Any, weight: Any, target: Any, /, *, bias: Any 
     \qquad \mathrm{lse}_n = \log \sum_c e^{z_{nc}}
     $$
 
-    ``cross_entropy(z, target, ignore_index, label_smoothing) + z_loss · mean(lse²)``, with
-    ``z = hidden @ weight.T + bias`` (or ``softcap · tanh(z / softcap)``, Gemma 2's soft cap),
-    ``lse_n = log Σ_c exp z_nc``; the z-loss (PaLM, Chowdhery et al. 2022) is counted, like the
-    cross-entropy, only for tokens not ignored, and "mean" divides both by their number.
+    ``cross_entropy(z, target, weight, ignore_index, label_smoothing) + z_loss · mean(lse²)``,
+    with ``z = input @ linear_weight.T + linear_bias`` (or ``softcap · tanh(z / softcap)``,
+    Gemma 2's soft cap), ``lse_n = log Σ_c exp z_nc``; the z-loss (PaLM, Chowdhery et al. 2022)
+    is counted, like the cross-entropy, only for tokens not ignored, and "mean" divides both by
+    their number. torch's ``F.linear_cross_entropy`` with lossreg's z-loss, soft cap and chunking.
 
-    Shapes: ``hidden`` (..., D) (any leading axes, each a batch axis: (B, T, D) hidden states
-    take (B, T) targets), ``weight`` (V, D) as ``torch.nn.Linear`` holds it, ``target`` the
-    leading shape of ``hidden`` (or (N, 1) for (N, D) hidden states) of class indices in
-    [0, V) or ``ignore_index``; ``bias`` an optional (V,) option. "none" returns the leading
-    shape. Computed in chunks of ``chunk_size`` tokens (None: automatic; a pair: tokens and
-    vocabulary entries) with an online log-sum-exp, in float32 for half-precision inputs.
-    Reference: ``F.cross_entropy(F.linear(hidden, weight, bias), target)``; Liger-Kernel,
-    Cut Cross-Entropy (arXiv:2411.09009).
+    Shapes: ``input`` (..., D) (any leading axes, each a batch axis: (B, T, D) hidden states take
+    (B, T) targets), ``linear_weight`` (C, D) as ``torch.nn.Linear`` holds it, ``target`` the
+    leading shape of ``input`` (or (N, 1) for (N, D) inputs) of class indices in [0, C) or
+    ``ignore_index``. "none" returns the leading shape. Computed in chunks of ``chunk_size``
+    tokens (None: automatic; a pair: tokens and classes) with an online log-sum-exp, in float32
+    for half-precision inputs, so that no N×C array exists.
+
+    torch's other forms are computed through the logits, as torch's own reference path
+    (``options=None``) does: class weights ``weight`` (C,); probability targets (floating, of
+    the logits' shape: (..., C)); and K-dimensional outputs, a ``linear_weight`` of shape
+    (C, d1, ..., dK, D) giving logits (N, C, d1, ..., dK) for an (N, D) input, with targets
+    (N, d1, ..., dK) (or probabilities (N, C, d1, ..., dK)). The z-loss is defined only for the
+    chunked form. Reference: ``F.linear_cross_entropy`` (torch ≥ 2.13), ``F.cross_entropy(
+    F.linear(input, linear_weight, linear_bias), target)``; Liger-Kernel, Cut Cross-Entropy
+    (arXiv:2411.09009).
 
     Args:
-        bias: the linear layer's bias, shape (V,), or None.
+        linear_bias: the linear layer's bias, shape (C,) (or (C, d1, ..., dK)), or None.
+        weight: a weight per class, shape (C,), or None, as for :func:`cross_entropy`.
+        ignore_index: the class index to ignore; None means -100 for class indices and none
+            for probability targets (torch's rule).
         label_smoothing: ε in [0, 1], as for :func:`cross_entropy`.
+        options: torch's ``LinearCrossEntropyOptions``, or None. lossreg always chunks; its
+            ``batch_chunk_size`` is taken as the tokens per chunk when ``chunk_size`` is None.
         z_loss: λ_z ≥ 0, the weight of the squared log-partition term (0: none).
         softcap: s > 0 to cap the logits at ±s through ``s · tanh(z / s)``, or None (no cap).
-        chunk_size: tokens per chunk, or a pair (tokens, vocabulary entries); None chooses.
+        chunk_size: tokens per chunk, or a pair (tokens, classes); None chooses.
+        bias: lossreg's earlier name of ``linear_bias`` (give one or the other).
     """
-    inp = prepare_inputs("linear_cross_entropy", hidden, weight, target, bias, ignore_index, reduction, label_smoothing,
-                  z_loss, softcap, chunk_size)
+    name = "linear_cross_entropy"
+    inp = prepare_call(name, input, linear_weight, target, linear_bias=linear_bias, bias=bias, weight=weight,
+                       ignore_index=ignore_index, options=options, chunk_size=chunk_size, reduction=reduction,
+                       label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap)
+    if inp is None:
+        return _through_logits(input, linear_weight, target, torch_arguments(name, linear_bias, bias, ignore_index,
+                               options, chunk_size), weight, ignore_index, reduction, label_smoothing, z_loss, softcap)
     xp = inp.xp
     opts = _options(label_smoothing, z_loss, softcap, inp)
     n, step = inp.hidden.shape[0], inp.chunks.tokens
@@ -111,18 +135,83 @@ def linear_cross_entropy(hidden: Any, weight: Any, target: Any, /, *, bias: Any 
     return _finish(inp, losses, reduction)
 
 
+def _through_logits(input: Any, linear_weight: Any, target: Any, args: TorchArguments, weight: Any,
+                    ignore_index: Any, reduction: str, label_smoothing: float, z_loss: float,
+                    softcap: float | None) -> Any:
+    """torch's reference path: the logits (N, C, d1, ..., dK) made whole, then :func:`cross_entropy`."""
+    name = "linear_cross_entropy"
+    xp = toolkit.namespace(name, optional=(args.bias_name, "weight"), input=input, linear_weight=linear_weight,
+                           target=target, weight=weight, **{args.bias_name: args.bias})
+    toolkit.check_floating(name, "input", input, xp)
+    toolkit.check_floating(name, "linear_weight", linear_weight, xp)
+    toolkit.check_number(name, "z_loss", z_loss, 0.0)
+    if z_loss:
+        raise LossValueError(name, "z_loss", "0 with class weights, probability targets or a K-dimensional "
+                             "linear_weight (the z-loss is defined for class indices, a (C, D) weight and no "
+                             "class weights)", repr(z_loss))
+    if softcap is not None:
+        toolkit.check_number(name, "softcap", softcap, 0.0)
+        if softcap == 0:
+            raise LossValueError(name, "softcap", "None or a positive number", repr(softcap))
+    if input.ndim == 0:
+        raise LossValueError(name, "input", "hidden states of shape (D) or (N, ..., D)", "a 0-d array")
+    d = input.shape[-1]
+    if linear_weight.ndim < 2 or linear_weight.shape[-1] != d or linear_weight.shape[0] == 0:
+        raise LossValueError(name, "linear_weight", f"a (C, {d}) or (C, d1, ..., dK, {d}) array with C ≥ 1 for "
+                             f"inputs of width {d}", f"shape {tuple(linear_weight.shape)}")
+    c, out = linear_weight.shape[0], tuple(linear_weight.shape[1:-1])
+    lead = tuple(input.shape[:-1])
+    if out and not lead:
+        raise LossValueError(name, "input", f"a batch (N, {d}) for the K-dimensional linear_weight of shape "
+                             f"{tuple(linear_weight.shape)} (as torch)", f"shape {tuple(input.shape)}")
+    if args.bias is not None:
+        toolkit.check_floating(name, args.bias_name, args.bias, xp)
+        toolkit.check_shape(name, args.bias_name, args.bias, (c, *out), f"one bias per output, shape {(c, *out)}")
+    probabilities = xp.isdtype(target.dtype, "real floating")
+    n = math.prod(lead)
+    batch = (n,) if lead else ()
+    if probabilities:
+        if ignore_index is not None:
+            raise LossValueError(name, "ignore_index", "None with probability targets (torch's rule: a "
+                                 "distribution has no ignored class)", repr(ignore_index))
+        wanted, flat = (*lead, c, *out), (*batch, c, *out)
+        what = "probabilities"
+    else:
+        toolkit.check_integer(name, "target", target, xp, "integer class indices or floating probabilities")
+        wanted, flat = (*lead, *out), (*batch, *out)
+        what = "class indices"
+    toolkit.check_shape(name, "target", target, wanted, f"{what} of shape {wanted} for an input of shape "
+                        f"{tuple(input.shape)} and a linear_weight of shape {tuple(linear_weight.shape)}")
+    w2 = xp.reshape(linear_weight, (math.prod(out) * c, d))
+    z = xp.matmul(xp.reshape(input, (*batch, d)), xp.matrix_transpose(w2))
+    if args.bias is not None:
+        z = z + xp.reshape(args.bias, (-1,))
+    z = xp.reshape(z, (*batch, c, *out))
+    if softcap is not None:
+        z = softcap * xp.tanh(z / softcap)
+    try:
+        losses = cross_entropy(z, xp.reshape(target, flat), weight=weight, ignore_index=args.ignore_index,
+                               reduction=reduction, label_smoothing=label_smoothing)
+    except LossError as err:  # named for this loss, whose arguments the caller gave
+        if isinstance(err, (LossValueError, LossTypeError)):
+            raise type(err)(name, err.argument, err.expected, err.got) from None
+        raise
+    return xp.reshape(losses, (*lead, *out)) if reduction == "none" else losses
+
+
 def _any(xp: Any, bad: Any) -> Any:
     return None if bad is None else xp.any(bad)
 
 
 def linear_cross_entropy_value_and_grad(
-    hidden: Any, weight: Any, target: Any, /, *, bias: Any = None, ignore_index: int = -100,
-    label_smoothing: float = 0.0, reduction: str = "mean", z_loss: float = 0.0, softcap: float | None = None,
-    chunk_size: Any = None, cotangent: Any = None,
+    input: Any, linear_weight: Any, target: Any, /, *, linear_bias: Any = None, weight: Any = None,
+    reduction: str = "mean", ignore_index: int | None = None, label_smoothing: float = 0.0, options: Any = None,
+    z_loss: float = 0.0, softcap: float | None = None, chunk_size: Any = None, bias: Any = None,
+    cotangent: Any = None,
 ) -> tuple[Any, tuple[Any, Any, Any]]:
     """:func:`linear_cross_entropy` and its gradients, for array libraries without autodiff.
 
-    Returns ``(value, (d_hidden, d_weight, d_bias))``: the gradients of ``sum(cotangent ·
+    Returns ``(value, (d_input, d_linear_weight, d_bias))``: the gradients of ``sum(cotangent ·
     value)`` (``cotangent`` None means ones, so for "none" the gradient of the sum of the
     per-token losses), each of its array's shape and dtype (``d_bias`` is None without a bias).
     Chunk by chunk: the gradient of each chunk's logits is made, used for the three matmuls
@@ -130,11 +219,16 @@ def linear_cross_entropy_value_and_grad(
     memory is a few chunks plus the gradients themselves. Same options and errors as the loss.
     """
     name = "linear_cross_entropy"
-    inp = prepare_inputs(name, hidden, weight, target, bias, ignore_index, reduction, label_smoothing, z_loss, softcap,
-                  chunk_size)
+    inp = prepare_call(name, input, linear_weight, target, linear_bias=linear_bias, bias=bias, weight=weight,
+                       ignore_index=ignore_index, options=options, chunk_size=chunk_size, reduction=reduction,
+                       label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap)
+    if inp is None:
+        raise UnsupportedError(f"{name}_value_and_grad: class weights, probability targets and K-dimensional "
+                               "linear weights are computed through the logits; take their gradient with an "
+                               "autodiff library (torch, JAX) calling linear_cross_entropy")
     if cotangent is not None:
         want = inp.shape if reduction == "none" else ()
-        toolkit.namespace(name, hidden=hidden, cotangent=cotangent)
+        toolkit.namespace(name, input=input, cotangent=cotangent)
         toolkit.check_floating(name, "cotangent", cotangent, inp.xp)
         toolkit.check_shape(name, "cotangent", cotangent, want, f"an array of the result's shape {want}")
     return value_and_grad_flat(inp, reduction, _coefficients(inp, reduction, cotangent),
