@@ -72,6 +72,8 @@ class Inputs(NamedTuple):
     bias: Any
     target: Any
     active: Any  # bool (N,): counts towards the loss
+    counts: Any  # (N,) work dtype: what each token counts for in "mean" (active, times w[y] with class weights)
+    class_weight: Any  # (V,) work dtype, or None
     bad: Any  # bool (N,) of invalid targets on lazy arrays (poisoned to NaN), else None
     dtype: Any  # of the result
     work: Any  # to compute in (float32 for half precision)
@@ -114,11 +116,11 @@ def torch_arguments(name: str, linear_bias: Any, bias: Any, ignore_index: Any, o
 _MISSING = object()
 
 
-def takes_logits(linear_weight: Any, target: Any, weight: Any) -> bool:
-    """Whether a call goes through the logits, as torch's reference path: with class weights, a
-    K-dimensional ``linear_weight`` (C, d1, ..., dK, D), or probability (floating) targets. The
-    chunked computation (and its kernels) takes class indices, a (C, D) weight and no class weights."""
-    if weight is not None or getattr(linear_weight, "ndim", 2) != 2:
+def takes_logits(linear_weight: Any, target: Any) -> bool:
+    """Whether a call goes through the logits, as torch's reference path: with a K-dimensional
+    ``linear_weight`` (C, d1, ..., dK, D) or probability (floating) targets. The chunked
+    computation (and its kernels) takes class indices and a (C, D) weight."""
+    if getattr(linear_weight, "ndim", 2) != 2:
         return True
     dtype = getattr(target, "dtype", None)
     if dtype is None:  # not an array: the chunked path's checks say so
@@ -147,11 +149,11 @@ def _check_chunk_size(name: str, chunk_size: Any) -> None:
 
 def prepare_inputs(name: str, hidden: Any, weight: Any, target: Any, bias: Any, ignore_index: Any, reduction: str,
             label_smoothing: Any, z_loss: Any, softcap: Any, chunk_size: Any, *, poison: bool = False,
-            bias_name: str = "bias") -> Inputs:
+            bias_name: str = "bias", class_weight: Any = None) -> Inputs:
     """The checked, flattened inputs. ``poison``: flag invalid targets (NaN results) without reading
     them, for callers being traced (a torch kernel under torch.compile)."""
-    xp = toolkit.namespace(name, optional=(bias_name,), input=hidden, linear_weight=weight, target=target,
-                           **{bias_name: bias})
+    xp = toolkit.namespace(name, optional=(bias_name, "weight"), input=hidden, linear_weight=weight, target=target,
+                           weight=class_weight, **{bias_name: bias})
     toolkit.check_floating(name, "input", hidden, xp)
     toolkit.check_floating(name, "linear_weight", weight, xp)
     toolkit.check_reduction(name, reduction)
@@ -195,8 +197,19 @@ def prepare_inputs(name: str, hidden: Any, weight: Any, target: Any, bias: Any, 
         if bad is not None:
             bad = xp.reshape(bad, (n,))
     work = toolkit.compute_dtype(xp, dtype)
-    return Inputs(xp, xp.reshape(hidden, (n, d)), weight, bias, xp.where(valid, t, xp.zeros_like(t)),
-                   valid & ~ignored, bad, dtype, work, shape, plan_chunks(n, v, chunk_size), chunk_size)
+    t = xp.where(valid, t, xp.zeros_like(t))
+    active = valid & ~ignored
+    counts = xp.astype(active, work)
+    if class_weight is not None:  # as cross_entropy takes them: cast to the input's dtype, not promoting it
+        toolkit.check_floating(name, "weight", class_weight, xp)
+        toolkit.check_shape(name, "weight", class_weight, (v,), f"a weight per class, shape ({v},)")
+        if z_loss:
+            raise LossValueError(name, "z_loss", "0 with class weights (the z-loss is defined without them)",
+                                 repr(z_loss))
+        class_weight = toolkit.as_dtype(xp, class_weight, work)
+        counts = counts * xp.take(class_weight, t)
+    return Inputs(xp, xp.reshape(hidden, (n, d)), weight, bias, t, active, counts, class_weight, bad, dtype, work,
+                  shape, plan_chunks(n, v, chunk_size), chunk_size)
 
 
 def prepare_call(name: str, input: Any, linear_weight: Any, target: Any, *, linear_bias: Any, bias: Any,
@@ -204,36 +217,39 @@ def prepare_call(name: str, input: Any, linear_weight: Any, target: Any, *, line
                  label_smoothing: Any, z_loss: Any, softcap: Any, poison: bool = False) -> Inputs | None:
     """The chunked form's checked inputs from ``linear_cross_entropy``'s keywords (torch's and
     lossreg's), or None for a call that goes through the logits (:func:`takes_logits`)."""
-    if takes_logits(linear_weight, target, weight):
+    if takes_logits(linear_weight, target):
         return None
     given = torch_arguments(name, linear_bias, bias, ignore_index, options, chunk_size)
     return prepare_inputs(name, input, linear_weight, target, given.bias, given.ignore_index, reduction,
-                          label_smoothing, z_loss, softcap, given.chunk_size, poison=poison, bias_name=given.bias_name)
+                          label_smoothing, z_loss, softcap, given.chunk_size, poison=poison, bias_name=given.bias_name,
+                          class_weight=weight)
 
 
-def token_weights(xp: Any, active: Any, reduction: str, work: Any) -> Any:
-    """``d result / d ℓ_n`` (N,) in ``work``: 1 for the tokens not ignored ("sum", "none"), one over
-    their number ("mean"), 0 for the others (for all when every token is ignored: torch's zero
+def token_weights(xp: Any, active: Any, reduction: str, work: Any, counts: Any = None) -> Any:
+    """``d result / d ℓ_n`` (N,) in ``work``: 1 for the tokens not ignored (``active``), over the
+    mean's denominator for "mean" (the sum of ``counts``, what each token counts for: w[y] with
+    class weights, else 1); 0 for the others (for all when every token is ignored: torch's zero
     gradient beside its NaN mean). Shared by the portable gradient and the torch and JAX kernels."""
     c = xp.astype(active, work)
-    if reduction == "mean":
-        count = xp.sum(c)
-        c = c / xp.where(count > 0, count, xp.ones_like(count))
-    return c
+    if reduction != "mean":
+        return c
+    total = xp.sum(c if counts is None else xp.astype(counts, work))
+    return c / xp.where(total > 0, total, xp.ones_like(total))
 
 
 def reduce_tokens(xp: Any, losses: Any, active: Any, bad: Any, reduction: str, shape: tuple[int, ...], dtype: Any,
-                  work: Any) -> Any:
+                  work: Any, counts: Any = None) -> Any:
     """The per-token losses (N,) poisoned where ``bad`` (NaN), reduced as ``cross_entropy`` does:
-    "none" in ``shape``, "sum", or "mean" over the active tokens (0 / 0 = NaN when every token is
-    ignored, as torch), in ``dtype``. Shared by the portable gradient and the torch and JAX kernels."""
+    "none" in ``shape``, "sum", or "mean": divided by the sum of ``counts`` (w[y] of the active
+    tokens with class weights, else their number: 0 / 0 = NaN when every token is ignored, as
+    torch), in ``dtype``. Shared by the portable gradient and the torch and JAX kernels."""
     losses = toolkit.poison(xp, losses, bad)
     if reduction == "none":
         out = xp.reshape(losses, shape)
     elif reduction == "sum":
         out = xp.sum(losses)
     else:
-        out = xp.sum(losses) / xp.sum(xp.astype(active, work))
+        out = xp.sum(losses) / xp.sum(xp.astype(active if counts is None else counts, work))
     return toolkit.as_dtype(xp, out, dtype)
 
 
@@ -266,15 +282,18 @@ def add_weight_grad(xp: Any, d_weight: Any, start: int, g: Any, h: Any) -> Any:
 def chunk_loss(xp: Any, h: Any, weight: Any, bias: Any, t: Any, active: Any, coef: Any, *, label_smoothing: float,
                z_loss: float, softcap: float | None, vocab: int, work: Any, lse: Any = None,
                grads: bool = True, d_weight: Any = None, d_bias: Any = None,
-               add_weight: Callable[..., Any] = add_weight_grad) -> tuple[Any, Any, Any, Any, Any]:
+               add_weight: Callable[..., Any] = add_weight_grad,
+               class_weight: Any = None) -> tuple[Any, Any, Any, Any, Any]:
     """One chunk of tokens: ``(losses, lse, d_hidden, d_weight, d_bias)``.
 
     ``h`` (B, D), ``t`` (B,) in [0, V), ``active`` and ``coef`` (B,) (``coef`` = d result /
-    d ℓ_n). With z = the (soft-capped) logits, lse_n = log Σ_c exp z_nc, ε the smoothing and
-    ζ the z-loss weight,
+    d ℓ_n). With z = the (soft-capped) logits, lse_n = log Σ_c exp z_nc, ε the smoothing,
+    ζ the z-loss weight and w the class weights (all 1 without; then W = Σ_c w_c = V),
 
-        ℓ_n = (1 - ε)(lse_n - z_{n,y_n}) + ε (lse_n - Σ_c z_nc / V) + ζ lse_n²
-        ∂ℓ_n/∂z_nc = (1 + 2ζ lse_n) p_nc - (1 - ε)[c = y_n] - ε / V,   p = softmax(z)
+        ℓ_n = (1 - ε) w_{y_n} (lse_n - z_{n,y_n}) + (ε / V) (W lse_n - Σ_c w_c z_nc) + ζ lse_n²
+        ∂ℓ_n/∂z_nc = ((1 - ε) w_{y_n} + ε W / V + 2ζ lse_n) p_nc - (1 - ε) w_{y_n} [c = y_n] - ε w_c / V
+
+    with p = softmax(z) (torch's cross-entropy with class weights and smoothing).
 
     times ``1 - tanh²`` under the soft cap. The vocabulary goes by blocks of ``vocab``: a first
     pass keeps a running maximum and sum of exponentials (unless ``lse`` is given, as in the
@@ -288,6 +307,9 @@ def chunk_loss(xp: Any, h: Any, weight: Any, bias: Any, t: Any, active: Any, coe
     dev = device(h)
     blocks = [(j, min(j + vocab, v)) for j in range(0, v, vocab)]
     tcol = xp.reshape(t, (-1, 1))
+    cw = class_weight
+    wy = 1.0 if cw is None else xp.take(cw, t)  # w[y_n]
+    w_total = v if cw is None else xp.sum(cw)
     kept: list[tuple[Any, Any]] = []  # the one block's logits, reused by the gradient
     picked = zsum = None
     if lse is None or len(blocks) == 1:
@@ -298,7 +320,7 @@ def chunk_loss(xp: Any, h: Any, weight: Any, bias: Any, t: Any, active: Any, coe
             pick = xp.sum(xp.where(hit, z, xp.zeros_like(z)), axis=1)
             picked = pick if picked is None else picked + pick
             if label_smoothing:
-                zs = xp.sum(z, axis=1)
+                zs = xp.sum(z if cw is None else z * xp.reshape(cw[j:k], (1, -1)), axis=1)
                 zsum = zs if zsum is None else zsum + zs
             mj = xp.max(z, axis=1)
             if m is None:
@@ -316,16 +338,17 @@ def chunk_loss(xp: Any, h: Any, weight: Any, bias: Any, t: Any, active: Any, coe
         lse = m + xp.log(s)
     losses = None
     if picked is not None:
-        losses = (1.0 - label_smoothing) * (lse - picked)
+        losses = (1.0 - label_smoothing) * wy * (lse - picked)
         if label_smoothing:
-            losses = losses + label_smoothing * (lse - zsum / v)
+            losses = losses + (label_smoothing / v) * (w_total * lse - zsum)
         if z_loss:
             losses = losses + z_loss * lse * lse
         losses = xp.where(active, losses, xp.zeros_like(losses))
     if not grads:
         return losses, lse, None, d_weight, d_bias
-    a = xp.reshape(coef * (1.0 + 2.0 * z_loss * lse), (-1, 1))
-    on_target = xp.reshape(coef * (1.0 - label_smoothing), (-1, 1))
+    a = xp.reshape(coef * ((1.0 - label_smoothing) * wy + (label_smoothing / v) * w_total + 2.0 * z_loss * lse),
+                   (-1, 1))
+    on_target = xp.reshape(coef * ((1.0 - label_smoothing) * wy), (-1, 1))
     uniform = xp.reshape(coef * (label_smoothing / v), (-1, 1))
     d_h = None
     hw = toolkit.as_dtype(xp, h, work)
@@ -342,7 +365,7 @@ def chunk_loss(xp: Any, h: Any, weight: Any, bias: Any, t: Any, active: Any, coe
         g = a * p
         del p
         if label_smoothing:
-            g = g - uniform
+            g = g - (uniform if cw is None else uniform * xp.reshape(cw[j:k], (1, -1)))
         hit = xp.reshape(xp.arange(j, k, device=dev), (1, -1)) == tcol
         g = xp.where(hit, g - on_target, g)
         if th is not None:

@@ -472,12 +472,12 @@ def _linear_ce(input: torch.Tensor, linear_weight: torch.Tensor, target: torch.T
         flat = z.reshape(-1, c, *out) if lead else z
         losses = F.cross_entropy(flat, target.reshape(flat.shape), weight=weight, label_smoothing=label_smoothing,
                                  reduction=reduction)
-        return losses.reshape(*lead, *out) if reduction == "none" else losses
+        return losses.reshape((*lead, *out)) if reduction == "none" else losses
     flat, t = z.reshape(-1, c, *out), target.reshape(-1, *out).long()
     if weight is not None or out:
         losses = F.cross_entropy(flat, t, weight=weight, ignore_index=ignore_index, label_smoothing=label_smoothing,
                                  reduction=reduction)
-        return losses.reshape(*lead, *out) if reduction == "none" else losses
+        return losses.reshape((*lead, *out)) if reduction == "none" else losses
     losses = F.cross_entropy(flat, t, ignore_index=ignore_index, label_smoothing=label_smoothing, reduction="none")
     active = t != ignore_index
     if z_loss:

@@ -1,7 +1,7 @@
 """torch 2.13's ``F.linear_cross_entropy`` and ``nn.LinearCrossEntropyLoss``, as lossreg gives them.
 
-Beyond lossreg's chunked form (class indices, a (C, D) weight), torch's function takes class
-weights, probability targets and K-dimensional outputs; lossreg computes those through the
+Class weights are computed in chunks like the rest of lossreg's form (class indices, a (C, D)
+weight); torch's two other forms, probability targets and K-dimensional outputs, go through the
 logits, as torch's own reference path does, on every array library. torch's keyword names
 (``linear_bias``, ``weight``, ``ignore_index=None``, ``options``) are lossreg's, and its module
 owns its linear layer. The values and gradients are torch's (float64, every backend with
@@ -150,9 +150,41 @@ def test_torchs_options_choose_the_tokens_per_chunk_unless_chunk_size_does() -> 
 
 def test_the_value_and_grad_form_refuses_what_it_cannot_chunk() -> None:
     with pytest.raises(lossreg.UnsupportedError, match="autodiff library"):
-        lossreg.linear_cross_entropy_value_and_grad(X, W, T, weight=CLASS_WEIGHTS)
+        lossreg.linear_cross_entropy_value_and_grad(X, WK, TK)
     with pytest.raises(lossreg.UnsupportedError, match="autodiff library"):
         lossreg.linear_cross_entropy_value_and_grad(X, W, Q)
+
+
+@pytest.mark.parametrize("chunks", [None, 2, (2, 4), (3, 1)])
+@pytest.mark.parametrize(("reduction", "smoothing"), [("mean", 0.0), ("mean", 0.2), ("sum", 0.1), ("none", 0.3)])
+def test_class_weights_are_chunked_with_torchs_value_and_gradients(chunks: Any, reduction: str, smoothing: float):
+    """The NumPy ``value_and_grad`` form and the JAX kernel (``custom_vjp``) take class weights in
+    chunks of tokens and of classes; "mean" divides by Σ w[y] over the tokens not ignored."""
+    jax = pytest.importorskip("jax")
+    from lossreg.kernels import jax_lce
+
+    options = {"weight": CLASS_WEIGHTS, "linear_bias": B, "label_smoothing": smoothing, "reduction": reduction}
+    xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (X, W, B))
+    want = F.linear_cross_entropy(xt, wt, _torch(T), **{**{k: _torch(v) for k, v in options.items()},
+                                                         "linear_bias": bt})
+    want_grads = [g.numpy() for g in torch.autograd.grad(want.sum(), (xt, wt, bt))]
+    value, grads = lossreg.linear_cross_entropy_value_and_grad(X, W, T, chunk_size=chunks, **options)
+    np.testing.assert_allclose(value, want.detach().numpy(), rtol=1e-12)
+    for g, wg in zip(grads, want_grads):
+        np.testing.assert_allclose(g, wg, rtol=1e-10, atol=1e-12)
+    with jax.enable_x64(True):
+        jnp = jax.numpy
+        jopts = {k: jnp.asarray(v) if isinstance(v, np.ndarray) else v for k, v in options.items()}
+
+        def total(a: Any, w: Any, b: Any) -> Any:
+            out = jax_lce.linear_cross_entropy(a, w, jnp.asarray(T), chunk_size=chunks, **{**jopts, "linear_bias": b})
+            assert out is not NotImplemented  # the kernel itself, not the portable definition
+            return out.sum()
+
+        jv, jg = jax.jit(jax.value_and_grad(total, argnums=(0, 1, 2)))(jnp.asarray(X), jnp.asarray(W), jnp.asarray(B))
+    np.testing.assert_allclose(float(jv), float(want.detach().sum()), rtol=1e-12)
+    for g, wg in zip(jg, want_grads):
+        np.testing.assert_allclose(np.asarray(g), wg, rtol=1e-10, atol=1e-12)
 
 
 def _module_pair(**kwargs: Any) -> tuple[Any, Any]:

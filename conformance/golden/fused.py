@@ -46,12 +46,17 @@ def _case(id: str, inputs: dict[str, Any], options: dict[str, Any], **kw: Any) -
 
 def _torch_case(id: str, inputs: dict[str, Any], options: dict[str, Any], **kw: Any) -> dict[str, Any]:
     """A case of torch's own ``F.linear_cross_entropy`` (torch ≥ 2.13), on its reference path."""
-    return golden("linear_cross_entropy", F.linear_cross_entropy, id, inputs, options,
+    return golden("linear_cross_entropy", _torch_reference, id, inputs, options,
                   source="torch.nn.functional.linear_cross_entropy", **kw)
 
 
+def _torch_reference(*arrays: Any, chunk_size: Any = None, **options: Any) -> Any:
+    """torch's function (``chunk_size`` only changes how lossreg computes it)."""
+    return F.linear_cross_entropy(*arrays, **options)
+
+
 def torch_form_cases(rng: np.random.Generator) -> Iterator[dict[str, Any]]:
-    """torch's forms beyond lossreg's chunked one: class weights, probability targets and
+    """torch's forms beyond lossreg's first: class weights (chunked), probability targets and
     K-dimensional outputs (computed through the logits), and its keyword names."""
     d, c = 4, 6
     w, b = rng.normal(size=(c, d)), rng.normal(size=(c,))
@@ -62,6 +67,8 @@ def torch_form_cases(rng: np.random.Generator) -> Iterator[dict[str, Any]]:
     for reduction in REDUCTIONS:
         yield _torch_case(f"class-weights-{reduction}", {"input": x, "linear_weight": w, "target": t},
                           {"reduction": reduction, "weight": cw, "linear_bias": b, "label_smoothing": 0.15})
+    yield _torch_case("class-weights-c2x4-mean", {"input": x, "linear_weight": w, "target": t},
+                      {"weight": cw, "label_smoothing": 0.3, "chunk_size": [2, 4]})
     yield _torch_case("class-weights-ignore-2", {"input": x, "linear_weight": w, "target": np.array([2, 0, 2, 5, 1])},
                       {"weight": cw, "ignore_index": 2})
     yield _torch_case("linear-bias-none", {"input": x, "linear_weight": w, "target": t},

@@ -80,7 +80,7 @@ def _weight_grad_adder(rows: int) -> Any:
     return add
 
 
-def _scan(meta: _Meta, h: Any, w: Any, b: Any, t: Any, act: Any, bad: Any, coef: Any,
+def _scan(meta: _Meta, h: Any, w: Any, b: Any, t: Any, act: Any, bad: Any, cw: Any, coef: Any,
           lse: Any = None) -> tuple[Any, ...]:
     """Per-token losses and lse (N,) and, with ``coef``, the gradients (work dtype; d_hidden NaN
     where ``bad``, set inside the scan so that its output is the result's buffer)."""
@@ -88,7 +88,8 @@ def _scan(meta: _Meta, h: Any, w: Any, b: Any, t: Any, act: Any, bad: Any, coef:
     v = w.shape[0]
     step, vocab = meta.chunks
     step = max(1, min(step, n))  # a few tokens: one chunk of their size, not a padded full one
-    opts = {"label_smoothing": meta.ls, "z_loss": meta.zl, "softcap": meta.cap, "vocab": vocab, "work": meta.work}
+    opts = {"label_smoothing": meta.ls, "z_loss": meta.zl, "softcap": meta.cap, "vocab": vocab, "work": meta.work,
+            "class_weight": cw}
     xs = {"h": _padded(h, step, 0), "t": _padded(t, step, 0), "act": _padded(act, step, False)}
     grads = coef is not None
     if grads:
@@ -125,26 +126,31 @@ def _scan(meta: _Meta, h: Any, w: Any, b: Any, t: Any, act: Any, bad: Any, coef:
     return losses, l_out, out[2].reshape(-1, d)[:n], d_w, d_b
 
 
-def _base_coef(meta: _Meta, act: Any) -> Any:
-    return token_weights(jnp, act, meta.reduction, meta.work)
+def _counts(act: Any, t: Any, cw: Any) -> Any:
+    """What each token counts for in "mean": w[y] of the active tokens (None without class weights)."""
+    return None if cw is None else jnp.where(act, cw[t], 0)
 
 
-def _reduce(meta: _Meta, losses: Any, act: Any, bad: Any) -> Any:
-    return reduce_tokens(jnp, losses, act, bad, meta.reduction, meta.shape, meta.dtype, meta.work)
+def _base_coef(meta: _Meta, act: Any, t: Any, cw: Any) -> Any:
+    return token_weights(jnp, act, meta.reduction, meta.work, _counts(act, t, cw))
+
+
+def _reduce(meta: _Meta, losses: Any, act: Any, bad: Any, t: Any, cw: Any) -> Any:
+    return reduce_tokens(jnp, losses, act, bad, meta.reduction, meta.shape, meta.dtype, meta.work, _counts(act, t, cw))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _lce(meta: _Meta, h: Any, w: Any, b: Any, t: Any, act: Any, bad: Any) -> Any:
-    losses, _ = _scan(meta, h, w, b, t, act, bad, None)
-    return _reduce(meta, losses, act, bad)
+def _lce(meta: _Meta, h: Any, w: Any, b: Any, t: Any, act: Any, bad: Any, cw: Any) -> Any:
+    losses, _ = _scan(meta, h, w, b, t, act, bad, cw, None)
+    return _reduce(meta, losses, act, bad, t, cw)
 
 
-def _lce_fwd(meta: _Meta, h: Any, w: Any, b: Any, t: Any, act: Any, bad: Any) -> tuple[Any, Any]:
+def _lce_fwd(meta: _Meta, h: Any, w: Any, b: Any, t: Any, act: Any, bad: Any, cw: Any) -> tuple[Any, Any]:
     if meta.reduction == "none" or meta.recompute:
-        losses, lse = _scan(meta, h, w, b, t, act, bad, None)
-        return _reduce(meta, losses, act, bad), (False, (h, w, b, t, act, bad, lse))
-    losses, _, d_h, d_w, d_b = _scan(meta, h, w, b, t, act, bad, _base_coef(meta, act))
-    return _reduce(meta, losses, act, bad), (True, (h, w, b, d_h, d_w, d_b))
+        losses, lse = _scan(meta, h, w, b, t, act, bad, cw, None)
+        return _reduce(meta, losses, act, bad, t, cw), (False, (h, w, b, t, act, bad, cw, lse))
+    losses, _, d_h, d_w, d_b = _scan(meta, h, w, b, t, act, bad, cw, _base_coef(meta, act, t, cw))
+    return _reduce(meta, losses, act, bad, t, cw), (True, (h, w, b, d_h, d_w, d_b))
 
 
 def _lce_bwd(meta: _Meta, res: Any, g: Any) -> tuple[Any, ...]:
@@ -153,10 +159,13 @@ def _lce_bwd(meta: _Meta, res: Any, g: Any) -> tuple[Any, ...]:
         h, w, b, d_h, d_w, d_b = saved
         d_h, d_w, d_b = d_h * g, d_w * g, d_b * g
     else:
-        h, w, b, t, act, bad, lse = saved
-        coef = _base_coef(meta, act) * (g.reshape(-1) if meta.reduction == "none" else g).astype(meta.work)
-        _, _, d_h, d_w, d_b = _scan(meta, h, w, b, t, act, bad, coef, lse if meta.chunks[1] < w.shape[0] else None)
-    return (d_h.astype(h.dtype), d_w.astype(w.dtype), None if b is None else d_b.astype(b.dtype), None, None, None)
+        h, w, b, t, act, bad, cw, lse = saved
+        coef = _base_coef(meta, act, t, cw) * (g.reshape(-1) if meta.reduction == "none" else g).astype(meta.work)
+        _, _, d_h, d_w, d_b = _scan(meta, h, w, b, t, act, bad, cw, coef,
+                                    lse if meta.chunks[1] < w.shape[0] else None)
+    # The class weights are constants: torch does not differentiate them either (nll_loss).
+    return (d_h.astype(h.dtype), d_w.astype(w.dtype), None if b is None else d_b.astype(b.dtype), None, None, None,
+            None)
 
 
 _lce.defvjp(_lce_fwd, _lce_bwd)
@@ -170,8 +179,8 @@ def linear_cross_entropy(input: Any, linear_weight: Any, target: Any, /, *, line
                          softcap: float | None = None, chunk_size: Any = None, bias: Any = None,
                          recompute: bool = False) -> Any:
     """The kernel: the portable checks (JAX arrays are lazy: invalid targets give NaN), then
-    :func:`_lce`. Calls that go through the logits (class weights, probability targets,
-    K-dimensional weights) are handed back to the portable definition."""
+    :func:`_lce`. Calls that go through the logits (probability targets, K-dimensional weights)
+    are handed back to the portable definition."""
     inp = chunked.prepare_call("linear_cross_entropy", input, linear_weight, target, linear_bias=linear_bias,
                                bias=bias, weight=weight, ignore_index=ignore_index, options=options,
                                chunk_size=chunk_size, reduction=reduction, label_smoothing=label_smoothing,
@@ -185,7 +194,7 @@ def linear_cross_entropy(input: Any, linear_weight: Any, target: Any, /, *, line
     meta = _Meta(reduction, inp.shape, inp.dtype, inp.work, (tokens, vocab), float(label_smoothing),
                  float(z_loss), None if softcap is None else float(softcap), bool(recompute),
                  max(1, chunked.WEIGHT_GRAD_ELEMENTS // max(inp.hidden.shape[1], 1)))
-    return _lce_compiled(meta, inp.hidden, inp.weight, inp.bias, inp.target, inp.active, inp.bad)
+    return _lce_compiled(meta, inp.hidden, inp.weight, inp.bias, inp.target, inp.active, inp.bad, inp.class_weight)
 
 
 KERNELS = {"linear_cross_entropy": linear_cross_entropy}

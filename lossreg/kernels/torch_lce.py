@@ -444,14 +444,17 @@ def linear_cross_entropy(input: Any, linear_weight: Any, target: Any, /, *, line
                          recompute: bool = False) -> Any:
     """The kernel: the portable checks, then the ``lossreg::linear_cross_entropy`` operator
     (``recompute``: the Cut Cross-Entropy split for "mean" and "sum" too, for the benchmark).
-    Calls that go through the logits (class weights, probability targets, K-dimensional weights)
-    are handed back to the portable definition."""
+    Calls that go through the logits (probability targets, K-dimensional weights) are handed back
+    to the portable definition."""
     inp = prepare_call("linear_cross_entropy", input, linear_weight, target, linear_bias=linear_bias, bias=bias,
                        weight=weight, ignore_index=ignore_index, options=options, chunk_size=chunk_size,
                        reduction=reduction, label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap,
                        poison=torch.compiler.is_compiling())
     if inp is None:
         return NotImplemented
+    if weight is not None:
+        return _class_weighted(inp, target, -100 if ignore_index is None else ignore_index, reduction,
+                               float(label_smoothing), softcap)
     grads = torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in (inp.hidden, inp.weight, inp.bias))
     args = (inp.hidden, inp.weight, inp.bias, inp.target, inp.active, inp.bad, reduction, *_chunk_args(inp.chunk_size),
             float(label_smoothing), float(z_loss), None if softcap is None else float(softcap),
@@ -461,6 +464,20 @@ def linear_cross_entropy(input: Any, linear_weight: Any, target: Any, /, *, line
     else:
         result = torch.ops.lossreg.linear_cross_entropy(*args)[0]
     return result.reshape(inp.shape) if reduction == "none" else result
+
+
+def _class_weighted(inp: Any, target: Tensor, ignore_index: int, reduction: str, label_smoothing: float,
+                    softcap: float | None) -> Tensor:
+    """With class weights, which the operators do not take: torch's reference path, the logits made
+    whole (in the work dtype) and torch's cross-entropy. The portable chunked definition under
+    autograd would keep every chunk's logits and more for the backward pass, and run slower."""
+    z = torch.nn.functional.linear(inp.hidden.to(inp.work), inp.weight.to(inp.work),
+                                   None if inp.bias is None else inp.bias.to(inp.work))
+    if softcap is not None:
+        z = softcap * torch.tanh(z / softcap)
+    out = torch.nn.functional.cross_entropy(z, target.reshape(-1), weight=inp.class_weight, ignore_index=ignore_index,
+                                            reduction=reduction, label_smoothing=label_smoothing)
+    return (out.reshape(inp.shape) if reduction == "none" else out).to(inp.dtype)
 
 
 KERNELS = {"linear_cross_entropy": linear_cross_entropy}

@@ -32,7 +32,7 @@ from .classification import cross_entropy
 def _coefficients(inp: Inputs, reduction: str, cotangent: Any) -> Any:
     """``d result / d ℓ_n`` (N,) in the work dtype (:func:`~lossreg.chunked.token_weights`), times the cotangent."""
     xp = inp.xp
-    act = token_weights(xp, inp.active, reduction, inp.work)
+    act = token_weights(xp, inp.active, reduction, inp.work, inp.counts)
     if cotangent is None:
         return act
     g = toolkit.as_dtype(xp, cotangent, inp.work)
@@ -41,11 +41,12 @@ def _coefficients(inp: Inputs, reduction: str, cotangent: Any) -> Any:
 
 def _options(label_smoothing: float, z_loss: float, softcap: float | None, inp: Inputs) -> dict[str, Any]:
     return {"label_smoothing": float(label_smoothing), "z_loss": float(z_loss),
-            "softcap": None if softcap is None else float(softcap), "vocab": inp.chunks.vocab, "work": inp.work}
+            "softcap": None if softcap is None else float(softcap), "vocab": inp.chunks.vocab, "work": inp.work,
+            "class_weight": inp.class_weight}
 
 
 def _finish(inp: Inputs, losses: Any, reduction: str) -> Any:
-    return reduce_tokens(inp.xp, losses, inp.active, inp.bad, reduction, inp.shape, inp.dtype, inp.work)
+    return reduce_tokens(inp.xp, losses, inp.active, inp.bad, reduction, inp.shape, inp.dtype, inp.work, inp.counts)
 
 
 def _empty(inp: Inputs) -> Any:
@@ -77,7 +78,8 @@ def linear_cross_entropy(input: Any, linear_weight: Any, target: Any, /, *, line
     with ``z = input @ linear_weight.T + linear_bias`` (or ``softcap · tanh(z / softcap)``,
     Gemma 2's soft cap), ``lse_n = log Σ_c exp z_nc``; the z-loss (PaLM, Chowdhery et al. 2022)
     is counted, like the cross-entropy, only for tokens not ignored, and "mean" divides both by
-    their number. torch's ``F.linear_cross_entropy`` with lossreg's z-loss, soft cap and chunking.
+    their number (by Σ w[y] with class weights ``weight``, as cross-entropy; the z-loss is then
+    not defined). torch's ``F.linear_cross_entropy`` with lossreg's z-loss, soft cap and chunking.
 
     Shapes: ``input`` (..., D) (any leading axes, each a batch axis: (B, T, D) hidden states take
     (B, T) targets), ``linear_weight`` (C, D) as ``torch.nn.Linear`` holds it, ``target`` the
@@ -86,12 +88,11 @@ def linear_cross_entropy(input: Any, linear_weight: Any, target: Any, /, *, line
     tokens (None: automatic; a pair: tokens and classes) with an online log-sum-exp, in float32
     for half-precision inputs, so that no N×C array exists.
 
-    torch's other forms are computed through the logits, as torch's own reference path
-    (``options=None``) does: class weights ``weight`` (C,); probability targets (floating, of
-    the logits' shape: (..., C)); and K-dimensional outputs, a ``linear_weight`` of shape
-    (C, d1, ..., dK, D) giving logits (N, C, d1, ..., dK) for an (N, D) input, with targets
-    (N, d1, ..., dK) (or probabilities (N, C, d1, ..., dK)). The z-loss is defined only for the
-    chunked form. Reference: ``F.linear_cross_entropy`` (torch ≥ 2.13), ``F.cross_entropy(
+    torch's two other forms are computed through the logits, as torch's own reference path
+    (``options=None``) does: probability targets (floating, of the logits' shape: (..., C)); and
+    K-dimensional outputs, a ``linear_weight`` of shape (C, d1, ..., dK, D) giving logits
+    (N, C, d1, ..., dK) for an (N, D) input, with targets (N, d1, ..., dK) (or probabilities
+    (N, C, d1, ..., dK)). The z-loss is defined only for the chunked form. Reference: ``F.linear_cross_entropy`` (torch ≥ 2.13), ``F.cross_entropy(
     F.linear(input, linear_weight, linear_bias), target)``; Liger-Kernel, Cut Cross-Entropy
     (arXiv:2411.09009).
 
@@ -130,7 +131,7 @@ def linear_cross_entropy(input: Any, linear_weight: Any, target: Any, /, *, line
         summed = xp.sum(losses)
         if reduction == "sum":
             return toolkit.as_dtype(xp, toolkit.poison(xp, summed, _any(xp, inp.bad)), inp.dtype)
-        mean = summed / xp.sum(xp.astype(inp.active, inp.work))
+        mean = summed / xp.sum(inp.counts)
         return toolkit.as_dtype(xp, toolkit.poison(xp, mean, _any(xp, inp.bad)), inp.dtype)
     return _finish(inp, losses, reduction)
 
@@ -146,9 +147,9 @@ def _through_logits(input: Any, linear_weight: Any, target: Any, args: TorchArgu
     toolkit.check_floating(name, "linear_weight", linear_weight, xp)
     toolkit.check_number(name, "z_loss", z_loss, 0.0)
     if z_loss:
-        raise LossValueError(name, "z_loss", "0 with class weights, probability targets or a K-dimensional "
-                             "linear_weight (the z-loss is defined for class indices, a (C, D) weight and no "
-                             "class weights)", repr(z_loss))
+        raise LossValueError(name, "z_loss", "0 with probability targets or a K-dimensional linear_weight "
+                             "(the z-loss is defined for class indices, a (C, D) weight and no class weights)",
+                             repr(z_loss))
     if softcap is not None:
         toolkit.check_number(name, "softcap", softcap, 0.0)
         if softcap == 0:
@@ -223,9 +224,9 @@ def linear_cross_entropy_value_and_grad(
                        ignore_index=ignore_index, options=options, chunk_size=chunk_size, reduction=reduction,
                        label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap)
     if inp is None:
-        raise UnsupportedError(f"{name}_value_and_grad: class weights, probability targets and K-dimensional "
-                               "linear weights are computed through the logits; take their gradient with an "
-                               "autodiff library (torch, JAX) calling linear_cross_entropy")
+        raise UnsupportedError(f"{name}_value_and_grad: probability targets and K-dimensional linear weights "
+                               "are computed through the logits; take their gradient with an autodiff library "
+                               "(torch, JAX) calling linear_cross_entropy")
     if cotangent is not None:
         want = inp.shape if reduction == "none" else ()
         toolkit.namespace(name, input=input, cotangent=cotangent)
