@@ -82,6 +82,9 @@ class Inputs(NamedTuple):
     chunk_size: Any  # as asked (None: automatic), for kernels with plans of their own
 
 
+_MISSING = object()
+
+
 class TorchArguments(NamedTuple):
     """torch's keywords resolved: the bias (``linear_bias`` or lossreg's ``bias``), the ignored
     index (None: -100, torch's default for class indices) and the tokens per chunk (``chunk_size``,
@@ -111,9 +114,6 @@ def torch_arguments(name: str, linear_bias: Any, bias: Any, ignore_index: Any, o
             chunk_size = tokens
     named = ("bias", bias) if linear_bias is None else ("linear_bias", linear_bias)
     return TorchArguments(named[1], named[0], -100 if ignore_index is None else ignore_index, chunk_size)
-
-
-_MISSING = object()
 
 
 def takes_logits(linear_weight: Any, target: Any) -> bool:
@@ -169,8 +169,8 @@ def prepare_inputs(name: str, hidden: Any, weight: Any, target: Any, bias: Any, 
         raise LossValueError(name, "input", "hidden states of shape (D) or (N, ..., D)", "a 0-d array")
     d = hidden.shape[-1]
     if weight.ndim != 2 or weight.shape[1] != d or weight.shape[0] == 0:
-        raise LossValueError(name, "linear_weight", f"a (V, {d}) matrix (torch.nn.Linear's weight) with V ≥ 1 for hidden "
-                             f"states of width {d}", f"shape {tuple(weight.shape)}")
+        raise LossValueError(name, "linear_weight", f"a (V, {d}) matrix (torch.nn.Linear's weight) with V ≥ 1 "
+                             f"for hidden states of width {d}", f"shape {tuple(weight.shape)}")
     v = weight.shape[0]
     dtype = toolkit.result_type(xp, hidden, weight)
     if bias is not None:
