@@ -14,7 +14,6 @@ compared with the same parameter values, and the parameters' gradients are compa
 
 from __future__ import annotations
 
-import os
 import warnings
 from typing import Any
 
@@ -108,7 +107,7 @@ def test_moduleinfo_inputs_give_torchs_value_and_gradients(info: Any) -> None:
     for dtype in DTYPES:
         for i, item in enumerate(info.module_inputs_func(info, device="cpu", dtype=dtype, requires_grad=True,
                                                          training=True)):
-            if item.forward_input is None or i % _stride(cls.__name__):
+            if item.forward_input is None:
                 continue
             ctor, forward = item.constructor_input, item.forward_input
             where = f"{cls.__name__} {dtype} input {i}"
@@ -128,12 +127,6 @@ def test_moduleinfo_inputs_give_torchs_value_and_gradients(info: Any) -> None:
             _check(cls.__name__, lambda: ours(*forward.args, **forward.kwargs),
                    lambda: theirs(*forward.args, **forward.kwargs), [*inputs, *ours.parameters()], dtype, where,
                    reference_leaves=[*inputs, *theirs.parameters()])
-
-
-def _stride(module: str) -> int:
-    """Every input, except for LinearCrossEntropyLoss's 1714 (each builds a layer: 80 s in all),
-    of which every 9th; ``LOSSREG_ALL_TORCH_INPUTS=1`` checks them all."""
-    return 9 if module == "LinearCrossEntropyLoss" and os.environ.get("LOSSREG_ALL_TORCH_INPUTS") != "1" else 1
 
 
 def test_every_torch_loss_lossreg_has_is_covered() -> None:
