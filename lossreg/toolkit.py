@@ -506,7 +506,8 @@ def take_class(xp: Any, x: Any, index: Any) -> Any:
         return xp.sum(xp.where(classes == xp.expand_dims(index, axis=1), x, xp.zeros_like(x)), axis=1)
     n, c = x.shape[0], x.shape[1]
     if x.ndim == 2:  # the common (N, C) case
-        flat = xp.arange(0, n * c, c, dtype=xp.int64, device=dev) + xp.reshape(index, (n,))
+        # A step of at least 1: with no classes (C = 0) only an empty batch gets here.
+        flat = xp.arange(0, n * c, max(c, 1), dtype=xp.int64, device=dev) + xp.reshape(index, (n,))
         return xp.take(xp.reshape(x, (-1,)), flat)
     spatial = math.prod(x.shape[2:])
     index = xp.reshape(index, (n, spatial))

@@ -273,6 +273,14 @@ def test_empty_batch_mean(name: str) -> None:
     assert math.isnan(float(lossreg.spec(name).function(*_empty(name).values(), reduction="mean")))
 
 
+@pytest.mark.parametrize("name", ["nll_loss", "cross_entropy"])
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+def test_no_classes_in_an_empty_batch_with_class_weights(name: str, reduction: str) -> None:
+    """(0, 0) scores and an empty weight, as torch's own module error inputs pass them."""
+    _cmp(name, {"input": np.zeros((0, 0)), "target": np.zeros(0, dtype="int64")}, weight=np.zeros(0),
+         reduction=reduction)
+
+
 @pytest.mark.parametrize(("name", "target"), [("multi_margin_loss", np.zeros(0, dtype="int64")),
                                               ("multilabel_margin_loss", np.zeros((0, 3), dtype="int64"))])
 def test_margin_losses_empty_batch_mean_is_nan_where_torch_reads_garbage(name: str, target: np.ndarray) -> None:
