@@ -140,20 +140,22 @@ class LinearLossModule(LossModule):
             if options.get(key) is not None:
                 raise TypeError(f"{name}(): {key}= is the bias of a linear layer passed to forward; an owned "
                                 "layer has its own (bias=True)")
+        if bias and not {"linear_bias", "bias"} & set(self.spec.options):
+            raise TypeError(f"{name}(..., bias=True): the loss takes no bias")
         super().__init__(**options)
         self.num_classes, self.out_features = num_classes, tuple(out_features)
         self.linear = nn.Linear(in_features, math.prod(self.out_features, start=num_classes), bias=bool(bias),
                                 device=device, dtype=dtype)
 
     def extra_repr(self) -> str:
-        linear = self.__dict__["_modules"].get("linear")
+        linear = getattr(self, "linear", None)  # an owned layer, a submodule
         owned = "" if linear is None else (f"in_features={linear.in_features}, num_classes={self.num_classes}, "
                                            f"out_features={self.out_features}")
         return ", ".join(part for part in (owned, super().extra_repr()) if part)
 
     def forward(self, *arrays: Any, **named: Any) -> Any:
         """``loss(input, target)`` with an owned layer, else ``loss(input, linear_weight, target)``."""
-        linear = self.__dict__["_modules"].get("linear")
+        linear = getattr(self, "linear", None)  # an owned layer, a submodule
         if linear is None:
             return super().forward(*arrays, **named)
         given = dict(zip(("input", "target"), arrays))
@@ -165,8 +167,10 @@ class LinearLossModule(LossModule):
         if len(arrays) > 2 or set(given) != {"input", "target"}:
             raise TypeError(f"{self.spec.class_name}.forward() with an owned layer takes (input, target)")
         weight = linear.weight.reshape(self.num_classes, *self.out_features, linear.in_features)
-        bias = None if linear.bias is None else linear.bias.reshape(self.num_classes, *self.out_features)
-        options = {**self.loss_options(), "linear_bias": bias, "bias": None}
+        options = self.loss_options()
+        if linear.bias is not None:  # the loss's own bias options are refused for an owned layer (__init__)
+            options[next(k for k in ("linear_bias", "bias") if k in options)] = linear.bias.reshape(
+                self.num_classes, *self.out_features)
         return self._function(given["input"], weight, given["target"], **options)
 
 
