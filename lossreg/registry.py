@@ -13,6 +13,7 @@ import difflib
 import functools
 import inspect
 import json
+import numbers
 import os
 import sys
 import threading
@@ -188,6 +189,10 @@ def check_definition(function: Callable[..., Any], differentiable: Sequence[str]
                   f"not among its options", f"name some of {', '.join(option_names) or '(none)'}")
 
 
+def _real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 class Loss:
     """Base of the class forms: ``MSELoss(reduction="sum")(input, target)``.
 
@@ -200,10 +205,16 @@ class Loss:
     _dispatch: Callable[..., Any]
 
     def __init__(self, **options: Any) -> None:
-        for key in options:
+        for key, value in options.items():
             if key not in self.spec.options:
                 expected = "one of its options " + ", ".join(self.spec.options) if self.spec.options else "no options"
                 raise LossTypeError(self.spec.name, key, expected, "an unknown option")
+            # An option whose default is a number takes a number (or None, which some losses read as
+            # "off"; an array only if it is an array option): a complex or a string is refused when
+            # the object is made, as torch.nn refuses it, with the error the call would raise.
+            if (_real(self.spec.options[key]) and value is not None and not _real(value)
+                    and key not in self.spec.array_options):
+                raise LossValueError(self.spec.name, key, "a number", toolkit.describe(value))
         self.options = {**self.spec.options, **options}
 
     def __call__(self, *arrays: Any) -> Any:

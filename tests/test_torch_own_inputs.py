@@ -129,6 +129,32 @@ def test_moduleinfo_inputs_give_torchs_value_and_gradients(info: Any) -> None:
                    reference_leaves=[*inputs, *theirs.parameters()])
 
 
+@pytest.mark.parametrize("info", [pytest.param(m, id=m.module_cls.__name__) for m in MODULES
+                                  if m.module_error_inputs_func is not None])
+def test_where_torchs_module_error_inputs_raise_lossreg_raises_its_own_error(info: Any) -> None:
+    """In the constructor where torch raises there (``HuberLoss(delta=1+0j)``), else in forward.
+    One documented difference: a class weight of another floating dtype than the input's, which
+    torch refuses and lossreg casts to the input's dtype (exactly: a wider or equal dtype)."""
+    mine = getattr(lossreg_torch, info.module_cls.__name__)
+    for error in info.module_error_inputs_func(info, device="cpu", dtype=torch.float64, requires_grad=False,
+                                               training=True):
+        ctor, forward = error.module_error_input.constructor_input, error.module_error_input.forward_input
+        weight = ctor.kwargs.get("weight")
+        if isinstance(weight, torch.Tensor) and forward and weight.dtype != forward.args[0].dtype:
+            # The documented difference: torch's answer for the weight in the input's dtype.
+            cast = {**ctor.kwargs, "weight": weight.to(forward.args[0].dtype)}
+            want = info.module_cls(*ctor.args, **cast)(*forward.args, **forward.kwargs)
+            got = mine(*ctor.args, **ctor.kwargs)(*forward.args, **forward.kwargs)
+            assert _same(got, want, torch.float64), f"{info.module_cls.__name__}: {got} != torch's {want}"
+            continue
+        if forward is None:  # torch raises in its constructor, and so must lossreg
+            with pytest.raises(lossreg.LossError, match=f"^{mine.spec.name}: "):
+                mine(*ctor.args, **ctor.kwargs)
+            continue
+        with pytest.raises(lossreg.LossError, match=f"^{mine.spec.name}: "):
+            mine(*ctor.args, **ctor.kwargs)(*forward.args, **forward.kwargs)
+
+
 def test_every_torch_loss_lossreg_has_is_covered() -> None:
     """The lists above are not empty by accident (an import or a renamed entry in torch)."""
     assert len(OPS) >= 20 and len(MODULES) >= 18
