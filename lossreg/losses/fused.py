@@ -176,13 +176,14 @@ def _through_logits(input: Any, linear_weight: Any, target: Any, args: TorchArgu
             raise LossValueError(name, "ignore_index", "None with probability targets (torch's rule: a "
                                  "distribution has no ignored class)", repr(ignore_index))
         wanted, flat = (*lead, c, *out), (*batch, c, *out)
-        what = "probabilities"
+        what = (f"probabilities of shape {wanted} (a floating target; class indices would be integers of shape "
+                f"{(*lead, *out)})")
     else:
         toolkit.check_integer(name, "target", target, xp, "integer class indices or floating probabilities")
         wanted, flat = (*lead, *out), (*batch, *out)
-        what = "class indices"
-    toolkit.check_shape(name, "target", target, wanted, f"{what} of shape {wanted} for an input of shape "
-                        f"{tuple(input.shape)} and a linear_weight of shape {tuple(linear_weight.shape)}")
+        what = f"class indices of shape {wanted}"
+    toolkit.check_shape(name, "target", target, wanted, f"{what} for an input of shape {tuple(input.shape)} and a "
+                        f"linear_weight of shape {tuple(linear_weight.shape)}")
     w2 = xp.reshape(linear_weight, (math.prod(out) * c, d))
     z = xp.matmul(xp.reshape(input, (*batch, d)), xp.matrix_transpose(w2))
     if args.bias is not None:
