@@ -74,6 +74,7 @@ class Inputs(NamedTuple):
     active: Any  # bool (N,): counts towards the loss
     counts: Any  # (N,) work dtype: what each token counts for in "mean" (active, times w[y] with class weights)
     class_weight: Any  # (V,) work dtype, or None
+    ignore_index: int
     bad: Any  # bool (N,) of invalid targets on lazy arrays (poisoned to NaN), else None
     dtype: Any  # of the result
     work: Any  # to compute in (float32 for half precision)
@@ -147,6 +148,15 @@ def _check_chunk_size(name: str, chunk_size: Any) -> None:
                              "vocabulary entries) of positive integers", repr(chunk_size))
 
 
+def check_extensions(name: str, z_loss: Any, softcap: Any) -> None:
+    """lossreg's options beyond torch's: the z-loss weight (≥ 0) and the soft cap (None or > 0)."""
+    toolkit.check_number(name, "z_loss", z_loss, 0.0)
+    if softcap is not None:
+        toolkit.check_number(name, "softcap", softcap, 0.0)
+        if softcap == 0:
+            raise LossValueError(name, "softcap", "None or a positive number", repr(softcap))
+
+
 def prepare_inputs(name: str, hidden: Any, weight: Any, target: Any, bias: Any, ignore_index: Any, reduction: str,
             label_smoothing: Any, z_loss: Any, softcap: Any, chunk_size: Any, *, poison: bool = False,
             bias_name: str = "bias", class_weight: Any = None) -> Inputs:
@@ -159,11 +169,7 @@ def prepare_inputs(name: str, hidden: Any, weight: Any, target: Any, bias: Any, 
     toolkit.check_reduction(name, reduction)
     toolkit.check_number(name, "ignore_index", ignore_index, integer=True)
     toolkit.check_number(name, "label_smoothing", label_smoothing, 0.0, 1.0)
-    toolkit.check_number(name, "z_loss", z_loss, 0.0)
-    if softcap is not None:
-        toolkit.check_number(name, "softcap", softcap, 0.0)
-        if softcap == 0:
-            raise LossValueError(name, "softcap", "None or a positive number", repr(softcap))
+    check_extensions(name, z_loss, softcap)
     _check_chunk_size(name, chunk_size)
     if hidden.ndim == 0:
         raise LossValueError(name, "input", "hidden states of shape (D) or (N, ..., D)", "a 0-d array")
@@ -208,8 +214,8 @@ def prepare_inputs(name: str, hidden: Any, weight: Any, target: Any, bias: Any, 
                                  repr(z_loss))
         class_weight = toolkit.as_dtype(xp, class_weight, work)
         counts = counts * xp.take(class_weight, t)
-    return Inputs(xp, xp.reshape(hidden, (n, d)), weight, bias, t, active, counts, class_weight, bad, dtype, work,
-                  shape, plan_chunks(n, v, chunk_size), chunk_size)
+    return Inputs(xp, xp.reshape(hidden, (n, d)), weight, bias, t, active, counts, class_weight, ignore_index, bad,
+                  dtype, work, shape, plan_chunks(n, v, chunk_size), chunk_size)
 
 
 def prepare_call(name: str, input: Any, linear_weight: Any, target: Any, *, linear_bias: Any, bias: Any,

@@ -533,8 +533,8 @@ def pointwise_inputs(loss: str, input: Any, target: Any, reduction: str, *,
 
     Returns ``(xp, input, target, dtype)``: both arrays promoted to the dtype to compute in
     (float32 for half precision) and ``dtype``, the dtype of the result. ``labels``: the target
-    holds labels (0/1 or ±1), which may also come as integers or booleans, exact in any floating
-    dtype; they take the input's dtype, as torch does.
+    holds labels (0/1 or ±1), which may also come as integers, exact in any floating dtype; they
+    take the input's dtype, as torch does.
     """
     xp = namespace(loss, input=input, **{target_name: target})
     check_floating(loss, "input", input, xp)

@@ -51,7 +51,6 @@ class LossModule(nn.Module):
                 raise TypeError(f"{spec.class_name}() got multiple values for option '{key}'")
             options[key] = value
         options = self._loss_class()(**options).options  # the class form checks the option names
-        self._option_names = tuple(options)
         for key, value in options.items():
             if isinstance(value, nn.Parameter):  # a learned option (say, a temperature) trains with the model
                 self.register_parameter(key, value)
@@ -73,7 +72,7 @@ class LossModule(nn.Module):
 
     def loss_options(self) -> dict[str, Any]:
         """The options as the functional form takes them; array options are the current buffers."""
-        return {key: getattr(self, key) for key in self._option_names}
+        return {key: getattr(self, key) for key in self.spec.options}
 
     def forward(self, *arrays: Any, **named: Any) -> Any:
         """``loss(input, target)``, or by the functional form's argument names (``input=..., target=...``)."""

@@ -126,31 +126,27 @@ def _scan(meta: _Meta, h: Any, w: Any, b: Any, t: Any, act: Any, bad: Any, cw: A
     return losses, l_out, out[2].reshape(-1, d)[:n], d_w, d_b
 
 
-def _counts(act: Any, t: Any, cw: Any) -> Any:
-    """What each token counts for in "mean": w[y] of the active tokens (None without class weights)."""
-    return None if cw is None else jnp.where(act, cw[t], 0)
+def _base_coef(meta: _Meta, act: Any, counts: Any) -> Any:
+    return token_weights(jnp, act, meta.reduction, meta.work, counts)
 
 
-def _base_coef(meta: _Meta, act: Any, t: Any, cw: Any) -> Any:
-    return token_weights(jnp, act, meta.reduction, meta.work, _counts(act, t, cw))
-
-
-def _reduce(meta: _Meta, losses: Any, act: Any, bad: Any, t: Any, cw: Any) -> Any:
-    return reduce_tokens(jnp, losses, act, bad, meta.reduction, meta.shape, meta.dtype, meta.work, _counts(act, t, cw))
+def _reduce(meta: _Meta, losses: Any, act: Any, bad: Any, counts: Any) -> Any:
+    return reduce_tokens(jnp, losses, act, bad, meta.reduction, meta.shape, meta.dtype, meta.work, counts)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _lce(meta: _Meta, h: Any, w: Any, b: Any, t: Any, act: Any, bad: Any, cw: Any) -> Any:
+def _lce(meta: _Meta, h: Any, w: Any, b: Any, t: Any, act: Any, bad: Any, cw: Any, counts: Any) -> Any:
     losses, _ = _scan(meta, h, w, b, t, act, bad, cw, None)
-    return _reduce(meta, losses, act, bad, t, cw)
+    return _reduce(meta, losses, act, bad, counts)
 
 
-def _lce_fwd(meta: _Meta, h: Any, w: Any, b: Any, t: Any, act: Any, bad: Any, cw: Any) -> tuple[Any, Any]:
+def _lce_fwd(meta: _Meta, h: Any, w: Any, b: Any, t: Any, act: Any, bad: Any, cw: Any,
+             counts: Any) -> tuple[Any, Any]:
     if meta.reduction == "none" or meta.recompute:
         losses, lse = _scan(meta, h, w, b, t, act, bad, cw, None)
-        return _reduce(meta, losses, act, bad, t, cw), (False, (h, w, b, t, act, bad, cw, lse))
-    losses, _, d_h, d_w, d_b = _scan(meta, h, w, b, t, act, bad, cw, _base_coef(meta, act, t, cw))
-    return _reduce(meta, losses, act, bad, t, cw), (True, (h, w, b, d_h, d_w, d_b))
+        return _reduce(meta, losses, act, bad, counts), (False, (h, w, b, t, act, bad, cw, counts, lse))
+    losses, _, d_h, d_w, d_b = _scan(meta, h, w, b, t, act, bad, cw, _base_coef(meta, act, counts))
+    return _reduce(meta, losses, act, bad, counts), (True, (h, w, b, d_h, d_w, d_b))
 
 
 def _lce_bwd(meta: _Meta, res: Any, g: Any) -> tuple[Any, ...]:
@@ -159,13 +155,13 @@ def _lce_bwd(meta: _Meta, res: Any, g: Any) -> tuple[Any, ...]:
         h, w, b, d_h, d_w, d_b = saved
         d_h, d_w, d_b = d_h * g, d_w * g, d_b * g
     else:
-        h, w, b, t, act, bad, cw, lse = saved
-        coef = _base_coef(meta, act, t, cw) * (g.reshape(-1) if meta.reduction == "none" else g).astype(meta.work)
+        h, w, b, t, act, bad, cw, counts, lse = saved
+        coef = _base_coef(meta, act, counts) * (g.reshape(-1) if meta.reduction == "none" else g).astype(meta.work)
         _, _, d_h, d_w, d_b = _scan(meta, h, w, b, t, act, bad, cw, coef,
                                     lse if meta.chunks[1] < w.shape[0] else None)
     # The class weights are constants: torch does not differentiate them either (nll_loss).
     return (d_h.astype(h.dtype), d_w.astype(w.dtype), None if b is None else d_b.astype(b.dtype), None, None, None,
-            None)
+            None, None)
 
 
 _lce.defvjp(_lce_fwd, _lce_bwd)
@@ -194,7 +190,8 @@ def linear_cross_entropy(input: Any, linear_weight: Any, target: Any, /, *, line
     meta = _Meta(reduction, inp.shape, inp.dtype, inp.work, (tokens, vocab), float(label_smoothing),
                  float(z_loss), None if softcap is None else float(softcap), bool(recompute),
                  max(1, chunked.WEIGHT_GRAD_ELEMENTS // max(inp.hidden.shape[1], 1)))
-    return _lce_compiled(meta, inp.hidden, inp.weight, inp.bias, inp.target, inp.active, inp.bad, inp.class_weight)
+    return _lce_compiled(meta, inp.hidden, inp.weight, inp.bias, inp.target, inp.active, inp.bad, inp.class_weight,
+                         inp.counts)
 
 
 KERNELS = {"linear_cross_entropy": linear_cross_entropy}

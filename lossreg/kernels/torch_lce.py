@@ -453,8 +453,7 @@ def linear_cross_entropy(input: Any, linear_weight: Any, target: Any, /, *, line
     if inp is None:
         return NotImplemented
     if weight is not None:
-        return _class_weighted(inp, target, -100 if ignore_index is None else ignore_index, reduction,
-                               float(label_smoothing), softcap)
+        return _class_weighted(inp, target, reduction, float(label_smoothing), softcap)
     grads = torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in (inp.hidden, inp.weight, inp.bias))
     args = (inp.hidden, inp.weight, inp.bias, inp.target, inp.active, inp.bad, reduction, *_chunk_args(inp.chunk_size),
             float(label_smoothing), float(z_loss), None if softcap is None else float(softcap),
@@ -466,7 +465,7 @@ def linear_cross_entropy(input: Any, linear_weight: Any, target: Any, /, *, line
     return result.reshape(inp.shape) if reduction == "none" else result
 
 
-def _class_weighted(inp: Any, target: Tensor, ignore_index: int, reduction: str, label_smoothing: float,
+def _class_weighted(inp: Any, target: Tensor, reduction: str, label_smoothing: float,
                     softcap: float | None) -> Tensor:
     """With class weights, which the operators do not take: torch's reference path, the logits made
     whole (in the work dtype) and torch's cross-entropy. The portable chunked definition under
@@ -475,7 +474,7 @@ def _class_weighted(inp: Any, target: Tensor, ignore_index: int, reduction: str,
                                    None if inp.bias is None else inp.bias.to(inp.work))
     if softcap is not None:
         z = softcap * torch.tanh(z / softcap)
-    out = torch.nn.functional.cross_entropy(z, target.reshape(-1), weight=inp.class_weight, ignore_index=ignore_index,
+    out = torch.nn.functional.cross_entropy(z, target.reshape(-1), weight=inp.class_weight, ignore_index=inp.ignore_index,
                                             reduction=reduction, label_smoothing=label_smoothing)
     return (out.reshape(inp.shape) if reduction == "none" else out).to(inp.dtype)
 

@@ -23,8 +23,8 @@ import array_api_extra as xpx
 from array_api_compat import device
 
 from .. import toolkit
-from ..chunked import (Inputs, TorchArguments, chunk_loss, prepare_call, reduce_tokens, token_weights,
-                       torch_arguments)
+from ..chunked import (Inputs, TorchArguments, check_extensions, chunk_loss, prepare_call, reduce_tokens,
+                       token_weights, torch_arguments)
 from ..errors import LossError, LossTypeError, LossValueError, UnsupportedError
 from ..registry import define_loss
 from .classification import cross_entropy
@@ -145,15 +145,11 @@ def _through_logits(input: Any, linear_weight: Any, target: Any, args: TorchArgu
                            target=target, weight=weight, **{args.bias_name: args.bias})
     toolkit.check_floating(name, "input", input, xp)
     toolkit.check_floating(name, "linear_weight", linear_weight, xp)
-    toolkit.check_number(name, "z_loss", z_loss, 0.0)
+    check_extensions(name, z_loss, softcap)
     if z_loss:
         raise LossValueError(name, "z_loss", "0 with probability targets or a K-dimensional linear_weight "
                              "(the z-loss is defined for class indices, a (C, D) weight and no class weights)",
                              repr(z_loss))
-    if softcap is not None:
-        toolkit.check_number(name, "softcap", softcap, 0.0)
-        if softcap == 0:
-            raise LossValueError(name, "softcap", "None or a positive number", repr(softcap))
     if input.ndim == 0:
         raise LossValueError(name, "input", "hidden states of shape (D) or (N, ..., D)", "a 0-d array")
     d = input.shape[-1]
