@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import sys
@@ -76,12 +77,21 @@ def test_loading_the_plugins_imports_no_torch(site):
     assert "binary_focal_loss[torch]:segmentation" in report["kernels"]
 
 
+# The libraries each package's tests/test_peers.py compares its losses with (the test extras install them).
+PEERS = {"segmentation": ["torch", "monai", "keras"], "extras": ["keras", "jax", "optax", "sklearn"]}
+
+
 @pytest.mark.parametrize("name", list(PACKAGES))
-def test_the_package_passes_its_own_tests(site, name, tmp_path):
+def test_the_package_passes_its_own_tests_peers_included(site, name, tmp_path):
     package = tmp_path / name
     shutil.copytree(PLUGINS / f"lossreg-{name}", package, ignore=shutil.ignore_patterns("build", "*.egg-info"))
     # numpy only: the conformance test above covered the other backends; the kernel test uses torch itself.
-    done = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--lossreg-backend", "numpy"], site,
-               cwd=package)
+    done = run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "--lossreg-backend", "numpy"],
+               site, cwd=package)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
     assert " passed" in done.stdout and "failed" not in done.stdout
+    # A peer comparison may skip only for a peer that is missing here, and must say which.
+    missing = [peer for peer in PEERS[name] if importlib.util.find_spec(peer) is None]
+    for line in done.stdout.splitlines():
+        if line.startswith("SKIPPED"):
+            assert any(peer in line.lower() for peer in missing), line

@@ -61,8 +61,12 @@ def dice_loss(input: Any, target: Any, /, *, smooth: float = 1.0, reduction: str
     Shapes: ``input`` (probabilities in [0, 1]) and ``target`` (masks or soft labels in [0, 1])
     of one shape ``(N, d1, ...)``; sums run over every axis but the batch axis, so "none" gives
     shape ``(N,)``. ``smooth`` (s ≥ 0, as MONAI's ``smooth_nr = smooth_dr``) keeps empty masks
-    finite: a sample with empty prediction and target has loss 0. Keras' ``Dice`` sums over the
-    whole batch instead; MONAI's ``DiceLoss(batch=False)`` matches this.
+    finite: a sample with empty prediction and target has loss 0.
+
+    Peers: MONAI's ``DiceLoss`` scores each (sample, channel) pair and averages them, where this
+    pools a sample's channels: the two agree for one channel, and for ``C`` channels on inputs
+    reshaped to ``(N·C, ...)``. Keras' ``Dice`` scores the whole batch as one sample (``axis=None``)
+    and adds its epsilon to the denominator only (``smooth=0`` here).
     """
     xp, x, y, dtype = _overlap_inputs("dice_loss", input, target, reduction, smooth)
     overlap = xp.sum(x * y, axis=1)
@@ -83,6 +87,10 @@ def tversky_loss(input: Any, target: Any, /, *, alpha: float = 0.5, beta: float 
     ``TP = Σ x y``, ``FP = Σ x (1 - y)``, ``FN = Σ (1 - x) y`` over every axis but the batch
     axis. α weighs false positives, β false negatives (β > α favours recall); α = β = ½ with
     s = 0 is the Dice loss. Shapes and ``smooth`` as :func:`dice_loss`; "none" gives ``(N,)``.
+
+    Peers: MONAI's ``TverskyLoss`` as for :func:`dice_loss` (per channel). Keras' ``Tversky``
+    multiplies its ``alpha`` with ``Σ y (1 - x)``, the false negatives: its ``alpha`` is ``beta``
+    here, and its ``beta`` is ``alpha``.
     """
     name = "tversky_loss"
     toolkit.check_number(name, "alpha", alpha, 0.0)
@@ -152,7 +160,10 @@ def binary_focal_loss(input: Any, target: Any, /, *, alpha: float | None = 0.25,
     ``p = σ(x)``, ``p_t = p y + (1 - p)(1 - y)``, ``α_t = α y + (1 - α)(1 - y)``; ``alpha=None``
     drops the α weighting (torchvision's ``alpha=-1``), ``gamma=0`` gives BCE with logits.
     Shapes: ``input`` (logits) and ``target`` (in [0, 1]) of one shape. As torchvision's
-    ``sigmoid_focal_loss`` (whose default reduction is "none"; here "mean", as every lossreg loss).
+    ``sigmoid_focal_loss`` (whose default reduction is "none"; here "mean", as every lossreg loss)
+    and MONAI's ``FocalLoss``. Keras' ``BinaryFocalCrossentropy``, whose name this loss also
+    answers to, takes probabilities and no α by default: it is this loss with
+    ``from_logits=True, apply_class_balancing=True``.
     """
     xp, x, t, dtype = binary_focal_inputs(input, target, alpha, gamma, reduction)
     log_p, log_q, p, q = sigmoids(xp, x)
@@ -177,6 +188,11 @@ def focal_loss(input: Any, target: Any, /, *, gamma: float = 2.0, weight: Any = 
     and the reductions are those of ``cross_entropy`` ("mean" divides by the summed weights of the
     counted targets), so ``gamma=0`` is exactly cross-entropy (infinite logits included). Shapes:
     ``input`` (C), (N, C) or (N, C, d1, ...); ``target`` (), (N), (N, 1) or (N, d1, ...).
+
+    Peers: Keras' ``CategoricalFocalCrossentropy`` takes one-hot targets and an ``alpha`` (0.25 by
+    default) for every class alike, ``weight = [α] * C`` here, and its "mean" divides by the batch
+    ("sum" / N here). MONAI's ``FocalLoss(use_softmax=True)`` averages over the one-hot entries,
+    classes included: its "mean" is this one's divided by ``C``.
     """
     name = "focal_loss"
     toolkit.check_number(name, "gamma", gamma, 0.0)
