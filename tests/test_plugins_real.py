@@ -78,7 +78,7 @@ def test_loading_the_plugins_imports_no_torch(site):
 
 
 # The libraries each package's tests/test_peers.py compares its losses with (the test extras install them).
-PEERS = {"segmentation": ["torch", "monai", "keras"], "extras": ["keras", "jax", "optax", "sklearn"]}
+PEERS = {"segmentation": ["torch", "monai", "keras", "jax", "optax"], "extras": ["keras", "jax", "optax", "sklearn"]}
 
 
 @pytest.mark.parametrize("name", list(PACKAGES))

@@ -1,4 +1,4 @@
-"""Each loss against the library a user would otherwise pick: MONAI, Keras and torchvision's formula.
+"""Each loss against the library a user would otherwise pick: MONAI, Keras, optax.
 
 Where a peer's semantics differ from lossreg's, the test states the difference and checks that it
 is exactly that difference (the same numbers once it is accounted for). A peer that is not
@@ -148,3 +148,20 @@ def test_focal_is_keras_categorical_focal_crossentropy_with_alpha_as_class_weigh
         # Keras' "mean" divides by the batch, lossreg's by the summed weights of the targets: "sum" / N.
         np.testing.assert_allclose(focal_loss(x, labels, weight=np.full(C, alpha), reduction="sum") / 8, want,
                                    rtol=1e-6)
+
+
+# --- optax (values and jax.grad) ------------------------------------------------------------------
+
+def test_binary_focal_is_optax_sigmoid_focal_loss_gradients_included():
+    jax = pytest.importorskip("jax", reason="JAX is not installed (pip install jax)")
+    optax = pytest.importorskip("optax", reason="optax is not installed (pip install optax)")
+    with jax.enable_x64(True):
+        x = jax.numpy.asarray(rng.normal(scale=3.0, size=(N, 9)))
+        t = jax.numpy.asarray((rng.uniform(size=(N, 9)) < 0.3).astype(float))
+        for alpha in (None, 0.25):
+            for gamma in (0.0, 2.0):
+                value, grad = jax.value_and_grad(lambda z: binary_focal_loss(z, t, alpha=alpha, gamma=gamma))(x)
+                want, want_grad = jax.value_and_grad(
+                    lambda z: optax.losses.sigmoid_focal_loss(z, t, alpha=alpha, gamma=gamma).mean())(x)
+                np.testing.assert_allclose(value, want, rtol=1e-12)
+                np.testing.assert_allclose(grad, want_grad, rtol=1e-10, atol=1e-15)
