@@ -428,18 +428,21 @@ def compute_dtype(xp: Any, dtype: Any) -> Any:
     return xp.float32 if xp.finfo(dtype).bits < 32 else dtype
 
 
-def index_dtype(loss: str, name: str, xp: Any, size: int) -> Any:
-    """The integer dtype for indices into an array of ``size`` entries: int64, except on JAX
-    without x64, whose indices are int32 (asking it for int64 warns and truncates).
+def index_dtype(loss: str, name: str, xp: Any, size: int, shape: tuple[int, ...] | None = None) -> Any:
+    """The integer dtype for indices up to ``size`` (the largest one the loss computes, e.g. the
+    entries of an array): int64, except on JAX without x64, whose indices are int32 (asking it
+    for int64 warns and truncates).
 
-    An array too large for int32 indices there raises rather than wrap around.
+    Indices too large for int32 there raise rather than wrap around; ``shape``, that of the
+    argument ``name``, is then named in the error.
     """
     if not compat.is_jax_namespace(xp):
         return xp.int64
     dtype = xp.__array_namespace_info__().default_dtypes()["indexing"]
     if size > xp.iinfo(dtype).max:
-        raise LossValueError(loss, name, f"at most {xp.iinfo(dtype).max} entries with JAX's {dtype} indices "
-                             "(enable jax_enable_x64 for int64 ones)", f"{size}")
+        of = "" if shape is None else f" (shape {tuple(shape)})"
+        raise LossValueError(loss, name, f"indices of at most {xp.iinfo(dtype).max}, JAX's {dtype} "
+                             "(enable jax_enable_x64 for int64 ones)", f"indices up to {size}{of}")
     return dtype
 
 

@@ -67,7 +67,8 @@ def test_an_array_too_large_for_int32_indices_is_refused_rather_than_wrapped() -
 
     with jax.enable_x64(False):
         assert toolkit.index_dtype("ctc_loss", "log_probs", jnp, 2**31 - 1) == jnp.int32
-        with pytest.raises(LossValueError, match=r"ctc_loss.*log_probs.*2147483647 entries.*jax_enable_x64"):
-            toolkit.index_dtype("ctc_loss", "log_probs", jnp, 2**31)
+        with pytest.raises(LossValueError, match=r"ctc_loss.*log_probs.*at most 2147483647.*jax_enable_x64.*"
+                                                 r"got indices up to 2147483648 \(shape \(1024, 2048, 1024\)\)"):
+            toolkit.index_dtype("ctc_loss", "log_probs", jnp, 2**31, (1024, 2048, 1024))
     with jax.enable_x64(True):
         assert toolkit.index_dtype("ctc_loss", "log_probs", jnp, 2**40) == jnp.int64

@@ -403,7 +403,7 @@ def multilabel_margin_loss(input: Any, target: Any, /, *, reduction: str = "mean
     classes = xp.reshape(xp.arange(c, device=dev), (1, 1, c))
     names = (xp.reshape(t, (n, c, 1)) == classes) & xp.reshape(listed, (n, c, 1))  # position k names class i
     is_target = xp.any(names, axis=1)
-    ints = toolkit.index_dtype(name, "input", xp, n * c)
+    ints = toolkit.index_dtype(name, "input", xp, n * c, input.shape)
     rows = xp.reshape(xp.arange(n, dtype=ints, device=dev), (n, 1)) * c
     picked = xp.take(xp.reshape(x, (-1,)), xp.reshape(rows + xp.astype(t, ints), (-1,)))  # x[n, t[n, k]]
     # Same association as torch's kernel, so that a term exactly at the margin is exactly 0.

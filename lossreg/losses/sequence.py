@@ -139,7 +139,7 @@ def ctc(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, b
     xp = toolkit.namespace(name, log_probs=log_probs, targets=targets,
                            **{k: v for k, v in arrays.items() if k not in listed})
     # Flat indices reach T·N·C (log_probs) and N·(2S + 1) ≤ N·(2T + 1) (the states).
-    ints = toolkit.index_dtype(name, "log_probs", xp, 3 * math.prod(log_probs.shape))
+    ints = toolkit.index_dtype(name, "log_probs", xp, 3 * math.prod(log_probs.shape), log_probs.shape)
     if listed:
         dev = device(log_probs)
         input_lengths, target_lengths = (xp.asarray(listed[k], dtype=ints, device=dev) if k in listed else v
