@@ -2,6 +2,8 @@
 
     python benchmarks/bench_lce.py --out benchmarks/results/lce_cpu            # N=4096 D=512 V=32000
     python benchmarks/bench_lce.py --size small --out /tmp/lce                 # a quick check
+    python benchmarks/bench_lce.py --class-weights --no-jax --no-numpy --no-sweep \
+        --out benchmarks/results/lce_class_weights                            # torch, with weight=(V,)
 
 torch (CPU, float32, forward + backward of "mean"): the unfused reference, lossreg's kernel with
 gradients made in the forward pass (Liger-style) and recomputed in the backward pass (Cut
@@ -51,6 +53,7 @@ from typing import Any
 SIZES = {"full": (4096, 512, 32000), "small": (1024, 256, 8000)}
 CHUNKS = (64, 256, 512, 1024, (4096, 2048))  # tokens per chunk (whole vocabulary), or (tokens, vocab)
 JAX_CHUNKS = (64, 256, 512)  # the default is 128 at V=32000
+CLASS_WEIGHTS = False  # --class-weights: every torch variant is given class weights (torch's ``weight``)
 
 
 def _torch_inputs(n: int, d: int, v: int) -> tuple[Any, Any, Any]:
@@ -63,24 +66,27 @@ def _torch_inputs(n: int, d: int, v: int) -> tuple[Any, Any, Any]:
 
 
 def _torch_variants(chunks: tuple[Any, ...]) -> dict[str, Callable[..., Any]]:
+    import torch
     import torch.nn.functional as F
 
     from lossreg.kernels import torch_lce
 
+    def weight(w: Any) -> dict[str, Any]:  # with --class-weights: one per class, 0.5 to 1.5
+        return {"weight": torch.linspace(0.5, 1.5, w.shape[0])} if CLASS_WEIGHTS else {}
+
     variants: dict[str, Callable[..., Any]] = {
-        "torch unfused": lambda h, w, t: F.cross_entropy(F.linear(h, w), t),
-        "lossreg forward-time grads": lambda h, w, t: torch_lce.linear_cross_entropy(h, w, t),
-        "lossreg recomputed grads": lambda h, w, t: torch_lce.linear_cross_entropy(h, w, t, recompute=True),
+        "torch unfused": lambda h, w, t: F.cross_entropy(F.linear(h, w), t, **weight(w)),
+        "lossreg forward-time grads": lambda h, w, t: torch_lce.linear_cross_entropy(h, w, t, **weight(w)),
+        "lossreg recomputed grads": lambda h, w, t: torch_lce.linear_cross_entropy(h, w, t, recompute=True,
+                                                                                  **weight(w)),
     }
     if hasattr(F, "linear_cross_entropy"):  # torch ≥ 2.13's own chunked operator: the peer a torch user has
-        import torch
-
         options = torch.nn.LinearCrossEntropyOptions()
         variants["torch F.linear_cross_entropy(options=...)"] = lambda h, w, t: F.linear_cross_entropy(
-            h, w, t, options=options)
+            h, w, t, options=options, **weight(w))
     for c in chunks:
         variants[f"lossreg chunk {c}"] = (lambda c: lambda h, w, t: torch_lce.linear_cross_entropy(
-            h, w, t, chunk_size=c))(c)
+            h, w, t, chunk_size=c, **weight(w)))(c)
     return variants
 
 
@@ -131,8 +137,8 @@ def memory_child(variant: str, size: str) -> None:
 
 
 def _memory(variant: str, size: str) -> dict[str, int]:
-    out = subprocess.run([sys.executable, __file__, "--memory-child", variant, "--size", size],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, __file__, "--memory-child", variant, "--size", size,
+                          *["--class-weights"] * CLASS_WEIGHTS], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -371,7 +377,8 @@ def _markdown(torch_rows: list[dict[str, Any]], jax_rows: list[dict[str, Any]], 
               numpy_rows: tuple[dict[str, Any], ...] = ()) -> str:
     mb = 2**20
     lines = [f"# linear_cross_entropy, CPU, N={context['n']} D={context['d']} V={context['v']} float32, "
-             f"forward+backward ({context['date']})", "",
+             f"forward+backward{', class weights (weight=, one per class) everywhere' if context.get('class_weights') else ''} "
+             f"({context['date']})", "",
              f"Machine: {context['machine']}. Logits: {context['logits_mb']:.0f} MiB.", ""]
     if torch_rows:
         lines += ["| torch variant | median s | time / torch | peak extra MiB | / logits | beyond grads MiB | / logits |",
@@ -408,10 +415,14 @@ def main() -> None:
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--no-numpy", action="store_true")
     parser.add_argument("--compiled", action="store_true", help="also torch.compile (inductor) against the unfused")
+    parser.add_argument("--class-weights", action="store_true",
+                        help="torch only: every variant with class weights (weight=, one per class)")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     parser.add_argument("--compiled-memory-child", help=argparse.SUPPRESS)
     parser.add_argument("--numpy-memory-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global CLASS_WEIGHTS
+    CLASS_WEIGHTS = args.class_weights
     if args.memory_child:
         memory_child(args.memory_child, args.size)
         return
@@ -428,7 +439,7 @@ def main() -> None:
     compiled_rows = bench_torch_compiled(args.size, args.rounds) if args.compiled else []
     numpy_rows = [] if args.no_numpy else bench_numpy(args.size)
     load = os.getloadavg()
-    context = {"n": n, "d": d, "v": v, "logits_mb": n * v * 4 / 2**20,
+    context = {"n": n, "d": d, "v": v, "logits_mb": n * v * 4 / 2**20, "class_weights": CLASS_WEIGHTS,
                "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                "machine": f"{os.cpu_count()} CPUs shared with other jobs, load average {load[0]:.1f} at the end"}
     text = (_markdown(torch_rows, jax_rows, context, tuple(numpy_rows))

@@ -27,6 +27,7 @@ import torch.nn.functional as F  # noqa: E402
 import lossreg  # noqa: E402
 import lossreg.torch as lossreg_torch  # noqa: E402
 from lossreg.chunked import torch_arguments  # noqa: E402
+from lossreg.kernels import torch_lce  # noqa: E402
 
 RNG = np.random.default_rng(2130)
 X = RNG.normal(size=(5, 4))
@@ -155,11 +156,20 @@ def test_the_value_and_grad_form_refuses_what_it_cannot_chunk() -> None:
         lossreg.linear_cross_entropy_value_and_grad(X, W, Q)
 
 
+def _made_by_the_operator(value: Any) -> bool:
+    """Whether autograd's record of ``value`` leads (through views) to lossreg's operator."""
+    node = value.grad_fn
+    while node is not None and not type(node).__name__.startswith("GeneratedBackwardFor_lossreg_linear_cross_entropy"):
+        node = node.next_functions[0][0] if node.next_functions else None
+    return node is not None
+
+
 @pytest.mark.parametrize("chunks", [None, 2, (2, 4), (3, 1)])
 @pytest.mark.parametrize(("reduction", "smoothing"), [("mean", 0.0), ("mean", 0.2), ("sum", 0.1), ("none", 0.3)])
 def test_class_weights_are_chunked_with_torchs_value_and_gradients(chunks: Any, reduction: str, smoothing: float):
-    """The NumPy ``value_and_grad`` form and the JAX kernel (``custom_vjp``) take class weights in
-    chunks of tokens and of classes; "mean" divides by Σ w[y] over the tokens not ignored."""
+    """The NumPy ``value_and_grad`` form, the torch operators (forward-time and recomputed
+    gradients) and the JAX kernel (``custom_vjp``) take class weights in chunks of tokens and of
+    classes; "mean" divides by Σ w[y] over the tokens not ignored."""
     jax = pytest.importorskip("jax")
     from lossreg.kernels import jax_lce
 
@@ -172,6 +182,15 @@ def test_class_weights_are_chunked_with_torchs_value_and_gradients(chunks: Any, 
     np.testing.assert_allclose(value, want.detach().numpy(), rtol=1e-12)
     for g, wg in zip(grads, want_grads):
         np.testing.assert_allclose(g, wg, rtol=1e-10, atol=1e-12)
+    for recompute in (False, True):
+        xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (X, W, B))
+        got = torch_lce.linear_cross_entropy(xt, wt, _torch(T), chunk_size=chunks, recompute=recompute,
+                                             **{**{k: _torch(v) for k, v in options.items()}, "linear_bias": bt})
+        assert got is not NotImplemented  # the operators themselves, not the portable definition
+        assert _made_by_the_operator(got)  # ... and not torch's reference path (the logits made whole)
+        np.testing.assert_allclose(got.detach().numpy(), want.detach().numpy(), rtol=1e-12)
+        for g, wg in zip(torch.autograd.grad(got.sum(), (xt, wt, bt)), want_grads):
+            np.testing.assert_allclose(g.numpy(), wg, rtol=1e-10, atol=1e-12)
     with jax.enable_x64(True):
         jnp = jax.numpy
         jopts = {k: jnp.asarray(v) if isinstance(v, np.ndarray) else v for k, v in options.items()}

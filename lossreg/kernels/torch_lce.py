@@ -65,16 +65,18 @@ def _logits(h: Tensor, w: Tensor, b: Tensor | None, softcap: float | None) -> Te
 
 def _chunk(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, coef: Tensor | None, ls: float,
            zl: float, cap: float | None, vocab: int, lse: Tensor | None,
-           acc: tuple[Tensor, Tensor, Tensor | None] | None) -> tuple[Tensor | None, Tensor]:
+           acc: tuple[Tensor, Tensor, Tensor | None] | None,
+           cw: Tensor | None = None, wy: Tensor | None = None) -> tuple[Tensor | None, Tensor]:
     """Losses and lse of one chunk; with ``acc = (d_hidden rows, d_weight, d_bias)`` adds the
-    gradients, ``coef`` being d result / d loss per token (the formulas of ``fused.chunk_loss``).
+    gradients, ``coef`` being d result / d loss per token (the formulas of ``chunked.chunk_loss``);
+    ``cw`` (V,) the class weights, if any, and ``wy`` (B,) the target's weight of each token.
 
     Each block of logits is one array, turned in place into exponentials and then into its
     gradient: without a soft cap no other chunk-sized array exists (with one, its derivative)."""
     v = w.shape[0]
     blocks = [(j, min(j + vocab, v)) for j in range(0, v, vocab)]
     one = len(blocks) == 1
-    if one and h.is_cuda and h.dtype != torch.float64 and _triton_rows() is not None:  # opt-in, unverified
+    if one and cw is None and h.is_cuda and h.dtype != torch.float64 and _triton_rows() is not None:  # opt-in
         z = torch.mm(h, w.t()) if b is None else torch.addmm(b, h, w.t())
         rows: tuple[Tensor, Tensor] = _triton_rows()(z, t, act, None if acc is None else coef, ls, zl, cap)
         if acc is not None:
@@ -100,7 +102,8 @@ def _chunk(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, coef:
             pick = torch.where(inside.squeeze(1), z.gather(1, (tc - j).clamp_(0, k - j - 1)).squeeze(1), 0.0)
             picked = pick if picked is None else picked + pick
             if ls:
-                zsum = z.sum(1) if zsum is None else zsum + z.sum(1)
+                zs = z.sum(1) if cw is None else torch.mv(z, cw[j:k])  # Σ_c w_c z_c
+                zsum = zs if zsum is None else zsum + zs
             if one and acc is not None and cap is not None:
                 deriv = _cap_derivative(z, cap)
             mj = z.amax(1)
@@ -113,9 +116,9 @@ def _chunk(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, coef:
                 exp = e  # exp(z - m), kept for the gradient
             del z, e
         lse = m + s.log()
-        losses = (1.0 - ls) * (lse - picked)
+        losses = (1.0 - ls) * (lse - picked) if wy is None else (1.0 - ls) * wy * (lse - picked)
         if ls:
-            losses = losses + ls * (lse - zsum / v)
+            losses = losses + (ls * (lse - zsum / v) if cw is None else (ls / v) * (cw.sum() * lse - zsum))
         if zl:
             losses = losses + zl * lse * lse
         losses = torch.where(act, losses, 0.0)
@@ -125,8 +128,13 @@ def _chunk(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, coef:
         return losses, lse
     assert coef is not None and lse is not None
     d_h, d_w, d_b = acc
-    a = (coef * (1.0 + 2.0 * zl * lse)).unsqueeze(1)
-    on_target = (coef * (ls - 1.0)).unsqueeze(1)
+    if cw is None:
+        a = (coef * (1.0 + 2.0 * zl * lse)).unsqueeze(1)
+        on_target = (coef * (ls - 1.0)).unsqueeze(1)
+    else:  # no z-loss with class weights (refused by the preamble)
+        assert wy is not None
+        a = (coef * ((1.0 - ls) * wy + (ls / v) * cw.sum())).unsqueeze(1)
+        on_target = (coef * (ls - 1.0) * wy).unsqueeze(1)
     for j, k in blocks:
         if exp is not None:
             g = exp.mul_(a * scale)
@@ -136,8 +144,10 @@ def _chunk(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, coef:
             deriv = None if cap is None else _cap_derivative(z, cap)
             g = z.sub_(lse.unsqueeze(1)).exp_().mul_(a)
             del z
-        if ls:
+        if ls and cw is None:
             g.sub_((coef * (ls / v)).unsqueeze(1))
+        elif ls and cw is not None:
+            g.addr_(coef, cw[j:k], alpha=-ls / v)  # - (ε / V) coef_n w_c, in place
         inside = (tc >= j) & (tc < k)
         g.scatter_add_(1, (tc - j).clamp_(0, k - j - 1), torch.where(inside, on_target, 0.0))
         if deriv is not None:
@@ -220,12 +230,16 @@ def _plan(n: int, v: int, tokens: int, vocab: int, cuda: bool) -> tuple[int, int
 
 
 def _sweep(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, opts: tuple[int, int, float, float, float | None],
-           coef: Tensor | None, lse: Tensor | None = None) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor | None] | None]:
+           coef: Tensor | None, lse: Tensor | None = None, cw: Tensor | None = None,
+           wy: Tensor | None = None) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor | None] | None]:
     """Every chunk of tokens: per-token losses and lse (N,), and the gradients when ``coef`` is given
-    (from the saved ``lse`` when given, recomputing the logits: the Cut Cross-Entropy backward)."""
+    (from the saved ``lse`` when given, recomputing the logits: the Cut Cross-Entropy backward);
+    ``cw`` (V,) class weights and ``wy`` (N,) each token's ``cw[target]``, or both None."""
     tokens, vocab, ls, zl, cap = opts
     acc, w_acc, _ = _dtypes(h, w, b)
     h, w, b = _work(h, w, b)
+    if cw is not None and wy is not None:  # in the dtype the logits are read in (float32 for half on CUDA)
+        cw, wy = cw.to(acc), wy.to(acc)
     n, d = h.shape
     step, vocab = _plan(n, w.shape[0], tokens, vocab, h.is_cuda)
     losses = torch.zeros(n, dtype=acc, device=h.device)
@@ -239,20 +253,23 @@ def _sweep(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, opts:
         sl = slice(i, i + step)
         li, si = _chunk(h[sl], w, b, t[sl], act[sl], None if coef is None else coef[sl], ls, zl, cap, vocab,
                         lse[sl] if lse is not None and reuse else None,
-                        None if full is None else (full[0][sl], full[1], full[2]))
+                        None if full is None else (full[0][sl], full[1], full[2]), cw, None if wy is None else wy[sl])
         if li is not None:
             losses[sl] = li
         lse_out[sl] = si
     return losses, lse_out, full
 
 
-def _base_coef(act: Tensor, reduction: str, dtype: torch.dtype) -> Tensor:
-    """d result / d loss_n: 1 for active tokens ("sum", "none"), 1/count ("mean"), else 0."""
-    return token_weights(array_namespace(act), act, reduction, dtype)
+def _base_coef(act: Tensor, reduction: str, dtype: torch.dtype, wy: Tensor | None) -> Tensor:
+    """d result / d loss_n: 1 for active tokens ("sum", "none"), 1/count ("mean"; count: Σ w[y]
+    with class weights), else 0."""
+    return token_weights(array_namespace(act), act, reduction, dtype, wy)
 
 
-def _reduce(losses: Tensor, act: Tensor, bad: Tensor | None, reduction: str, dtype: torch.dtype) -> Tensor:
-    return reduce_tokens(array_namespace(losses), losses, act, bad, reduction, tuple(losses.shape), dtype, losses.dtype)
+def _reduce(losses: Tensor, act: Tensor, bad: Tensor | None, reduction: str, dtype: torch.dtype,
+            wy: Tensor | None) -> Tensor:
+    return reduce_tokens(array_namespace(losses), losses, act, bad, reduction, tuple(losses.shape), dtype, losses.dtype,
+                         wy)
 
 
 # --- the operators: one opaque call each for torch.compile ---------------------------------------------
@@ -265,17 +282,21 @@ def _reduce(losses: Tensor, act: Tensor, bad: Tensor | None, reduction: str, dty
 # tensors) and hashable constants; ``tokens``/``vocab`` 0 means "plan from the shapes".
 
 _Outputs = tuple[Tensor, Tensor, Tensor, Tensor, Tensor]
+_INPUTS = 15  # of the forward operator: autograd's formula returns a gradient (or None) for each
 
 
 @torch.library.custom_op("lossreg::linear_cross_entropy", mutates_args=())
-def _forward_op(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, bad: Tensor | None, reduction: str,
-                tokens: int, vocab: int, ls: float, zl: float, cap: float | None, early: bool) -> _Outputs:
+def _forward_op(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, bad: Tensor | None,
+                cw: Tensor | None, wy: Tensor | None, reduction: str, tokens: int, vocab: int, ls: float, zl: float,
+                cap: float | None, early: bool) -> _Outputs:
     """``(result, lse (N,), d_hidden, d_weight, d_bias)``: the gradients of the "mean"/"sum" result
-    when ``early`` (Liger-style, made in the forward pass), else (and without a bias) empty."""
+    when ``early`` (Liger-style, made in the forward pass), else (and without a bias) empty.
+    ``cw``/``wy``: the class weights and each token's weight of its target (not differentiated,
+    as torch's), or None."""
     acc, _, out = _dtypes(h, w, b)
-    coef = _base_coef(act, reduction, acc) if early else None
-    losses, lse, full = _sweep(h, w, b, t, act, (tokens, vocab, ls, zl, cap), coef)
-    result = _reduce(losses, act, bad, reduction, out)
+    coef = _base_coef(act, reduction, acc, wy) if early else None
+    losses, lse, full = _sweep(h, w, b, t, act, (tokens, vocab, ls, zl, cap), coef, None, cw, wy)
+    result = _reduce(losses, act, bad, reduction, out, wy)
     if full is None:
         return result, lse, *(h.new_empty(0, dtype=acc) for _ in range(3))  # type: ignore[return-value]
     d_h, d_w, d_b = full
@@ -283,8 +304,9 @@ def _forward_op(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, 
 
 
 @_forward_op.register_fake
-def _forward_fake(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, bad: Tensor | None, reduction: str,
-                  tokens: int, vocab: int, ls: float, zl: float, cap: float | None, early: bool) -> _Outputs:
+def _forward_fake(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, bad: Tensor | None,
+                  cw: Tensor | None, wy: Tensor | None, reduction: str, tokens: int, vocab: int, ls: float, zl: float,
+                  cap: float | None, early: bool) -> _Outputs:
     acc, w_acc, out = _dtypes(h, w, b)
     n = h.shape[0]
     result = h.new_empty((n,) if reduction == "none" else (), dtype=out)
@@ -296,24 +318,26 @@ def _forward_fake(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor
 
 
 @torch.library.custom_op("lossreg::linear_cross_entropy_backward", mutates_args=())
-def _backward_op(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, coef: Tensor, lse: Tensor,
-                 tokens: int, vocab: int, ls: float, zl: float, cap: float | None) -> tuple[Tensor, Tensor, Tensor]:
+def _backward_op(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, cw: Tensor | None,
+                 wy: Tensor | None, coef: Tensor, lse: Tensor, tokens: int, vocab: int, ls: float, zl: float,
+                 cap: float | None) -> tuple[Tensor, Tensor, Tensor]:
     """``(d_hidden, d_weight, d_bias)`` of ``Σ coef_n ℓ_n`` in the inputs' dtypes (d_bias empty
     without a bias), each chunk's logits made again from the saved log-sum-exp (Cut Cross-Entropy)."""
-    _, _, full = _sweep(h, w, b, t, act, (tokens, vocab, ls, zl, cap), coef, lse)
+    _, _, full = _sweep(h, w, b, t, act, (tokens, vocab, ls, zl, cap), coef, lse, cw, wy)
     assert full is not None
     d_h, d_w, d_b = full
     return d_h.to(h.dtype), d_w.to(w.dtype), h.new_empty(0) if d_b is None or b is None else d_b.to(b.dtype)
 
 
 @_backward_op.register_fake
-def _backward_fake(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, coef: Tensor, lse: Tensor,
-                   tokens: int, vocab: int, ls: float, zl: float, cap: float | None) -> tuple[Tensor, Tensor, Tensor]:
+def _backward_fake(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, cw: Tensor | None,
+                   wy: Tensor | None, coef: Tensor, lse: Tensor, tokens: int, vocab: int, ls: float, zl: float,
+                   cap: float | None) -> tuple[Tensor, Tensor, Tensor]:
     return h.new_empty(h.shape), w.new_empty(w.shape), h.new_empty(0) if b is None else b.new_empty(b.shape)
 
 
 def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: _Outputs) -> None:
-    h, w, b, t, act, bad, reduction, *opts, early = inputs
+    h, w, b, t, act, bad, cw, wy, reduction, *opts, early = inputs
     _, lse, d_h, d_w, d_b = output
     ctx.mark_non_differentiable(lse, d_h, d_w, d_b)
     ctx.set_materialize_grads(False)  # else autograd passes zeros of d_weight's size for the extra outputs
@@ -325,14 +349,14 @@ def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: _Outputs) -> None:
     if early:
         ctx.save_for_backward(d_h, d_w, None if b is None else d_b, bad)
     else:
-        ctx.save_for_backward(h, w, b, t, act, bad, lse)
+        ctx.save_for_backward(h, w, b, t, act, bad, cw, wy, lse)
 
 
 def _backward(ctx: Any, grad: Tensor | None, *unused: Any) -> tuple[Tensor | None, ...]:
     """Gradients of hidden, weight and bias (the other inputs: None)."""
     saved = ctx.saved_tensors
     if grad is None:  # the result was not used
-        return (None,) * 13
+        return (None,) * _INPUTS
     _refuse_second_order(ctx.tracked, grad, *saved)
     if ctx.early:
         d_h, d_w, d_b, bad = saved
@@ -350,16 +374,16 @@ def _backward(ctx: Any, grad: Tensor | None, *unused: Any) -> tuple[Tensor | Non
         dh_t, dw_t, db_t = ctx.dtypes
         d_h, d_w, d_b = d_h.to(dh_t), d_w.to(dw_t), None if d_b is None else d_b.to(db_t)
     else:
-        h, w, b, t, act, bad, lse = saved
+        h, w, b, t, act, bad, cw, wy, lse = saved
         g = grad.reshape(-1) if ctx.reduction == "none" else grad
-        coef = _base_coef(act, ctx.reduction, lse.dtype) * g.to(lse.dtype)
+        coef = _base_coef(act, ctx.reduction, lse.dtype, wy) * g.to(lse.dtype)
         # Detached: torch.func's grad levels would otherwise ask the operator for a formula of its own.
         d_h, d_w, d_b = torch.ops.lossreg.linear_cross_entropy_backward(
-            *(None if x is None else x.detach() for x in (h, w, b, t, act, coef, lse)), *ctx.opts)
+            *(None if x is None else x.detach() for x in (h, w, b, t, act, cw, wy, coef, lse)), *ctx.opts)
         d_b = None if b is None else d_b
     if bad is not None:  # invalid targets were poisoned in the value: so are the gradients
         d_h = torch.where(bad.unsqueeze(1), torch.nan, d_h)
-    return (d_h, d_w, d_b) + (None,) * 10
+    return (d_h, d_w, d_b) + (None,) * (_INPUTS - 3)
 
 
 def _refuse_second_order(tracked: bool, *tensors: Tensor | None) -> None:
@@ -452,10 +476,10 @@ def linear_cross_entropy(input: Any, linear_weight: Any, target: Any, /, *, line
                        poison=torch.compiler.is_compiling())
     if inp is None:
         return NotImplemented
-    if weight is not None:
-        return _class_weighted(inp, target, reduction, float(label_smoothing), softcap)
     grads = torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in (inp.hidden, inp.weight, inp.bias))
-    args = (inp.hidden, inp.weight, inp.bias, inp.target, inp.active, inp.bad, reduction, *_chunk_args(inp.chunk_size),
+    cw, wy = (None, None) if inp.class_weight is None else (inp.class_weight.detach(), inp.counts.detach())
+    args = (inp.hidden, inp.weight, inp.bias, inp.target, inp.active, inp.bad, cw, wy, reduction,
+            *_chunk_args(inp.chunk_size),
             float(label_smoothing), float(z_loss), None if softcap is None else float(softcap),
             grads and not recompute and reduction != "none")
     if torch._C._are_functorch_transforms_active():
@@ -463,20 +487,6 @@ def linear_cross_entropy(input: Any, linear_weight: Any, target: Any, /, *, line
     else:
         result = torch.ops.lossreg.linear_cross_entropy(*args)[0]
     return result.reshape(inp.shape) if reduction == "none" else result
-
-
-def _class_weighted(inp: Any, target: Tensor, reduction: str, label_smoothing: float,
-                    softcap: float | None) -> Tensor:
-    """With class weights, which the operators do not take: torch's reference path, the logits made
-    whole (in the work dtype) and torch's cross-entropy. The portable chunked definition under
-    autograd would keep every chunk's logits and more for the backward pass, and run slower."""
-    z = torch.nn.functional.linear(inp.hidden.to(inp.work), inp.weight.to(inp.work),
-                                   None if inp.bias is None else inp.bias.to(inp.work))
-    if softcap is not None:
-        z = softcap * torch.tanh(z / softcap)
-    out = torch.nn.functional.cross_entropy(z, target.reshape(-1), weight=inp.class_weight, ignore_index=inp.ignore_index,
-                                            reduction=reduction, label_smoothing=label_smoothing)
-    return (out.reshape(inp.shape) if reduction == "none" else out).to(inp.dtype)
 
 
 KERNELS = {"linear_cross_entropy": linear_cross_entropy}
