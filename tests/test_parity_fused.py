@@ -187,6 +187,9 @@ COMPILED = [
     ({"reduction": "sum", "label_smoothing": 0.1, "ignore_index": 1}, 3),
     ({"reduction": "none", "label_smoothing": 0.2, "softcap": 2.0}, None),
     ({"reduction": "mean", "recompute": True, "z_loss": 0.1}, (2, 4)),
+    # Class weights (V = 11) stay inside the operators too.
+    ({"reduction": "mean", "label_smoothing": 0.1, "weight": torch.linspace(0.5, 1.5, 11, dtype=torch.float64)}, 3),
+    ({"reduction": "none", "ignore_index": 1, "weight": torch.linspace(1.5, 0.5, 11, dtype=torch.float64)}, (4, 5)),
 ]
 MATMULS = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default,
            torch.ops.aten.matmul.default}
