@@ -62,12 +62,19 @@ KERAS: dict[str, Equivalent] = {
     "log_cosh_loss": Equivalent("keras.losses.LogCosh", _KERAS_AXIS),
     "mape_loss": Equivalent("keras.losses.MeanAbsolutePercentageError", _KERAS_AXIS),
     "msle_loss": Equivalent("keras.losses.MeanSquaredLogarithmicError", _KERAS_AXIS),
-    "dice_loss": Equivalent("keras.losses.Dice", "`(y_true, y_pred)` order"),
-    "tversky_loss": Equivalent("keras.losses.Tversky", "`alpha`, `beta` as here; `(y_true, y_pred)` order"),
+    "dice_loss": Equivalent("keras.losses.Dice", "`(y_true, y_pred)` order; Keras scores the whole batch as one "
+                            "sample (`axis=None`; per sample with `axis=(1, ...)`) and adds its epsilon to the "
+                            "denominator only: `smooth=0.0`"),
+    "tversky_loss": Equivalent("keras.losses.Tversky", "`(y_true, y_pred)` order; Keras' `alpha` weighs the false "
+                               "negatives: swap `alpha` and `beta`; `smooth=0.0`; whole batch as for `dice_loss`"),
     "binary_focal_loss": Equivalent("keras.losses.BinaryFocalCrossentropy",
                                     "`from_logits=True`, `alpha`, `gamma`; `apply_class_balancing=True` for `alpha`"),
-    "focal_loss": Equivalent("keras.losses.CategoricalFocalCrossentropy", "one-hot targets, `gamma`"),
-    "generalized_cross_entropy": Equivalent("keras.losses.CategoricalGeneralizedCrossEntropy", "`q` as `q`"),
+    "focal_loss": Equivalent("keras.losses.CategoricalFocalCrossentropy",
+                             "one-hot targets, `gamma`; Keras' `alpha` (0.25) is `weight=[alpha] * C`; "
+                             "its mean divides by the batch (`reduction=\"sum\"` / N)"),
+    "generalized_cross_entropy": Equivalent("keras.losses.CategoricalGeneralizedCrossEntropy",
+                                            "`q` as `q` (Keras' default 0.5, here 0.7); Keras takes "
+                                            "probabilities, lossreg logits: `(labels, softmax(x))`"),
 }
 
 OPTAX: dict[str, Equivalent] = {
@@ -99,7 +106,10 @@ OPTAX: dict[str, Equivalent] = {
     "log_cosh_loss": Equivalent("optax.losses.log_cosh", f"`(predictions, targets)`; {_OPTAX_NONE}"),
     "sparsemax_loss": Equivalent("optax.losses.multiclass_sparsemax_loss", "`(scores, labels)`"),
     "poly1_cross_entropy": Equivalent("optax.losses.poly_loss_cross_entropy", "`epsilon` as `epsilon`; one-hot labels"),
-    "dice_loss": Equivalent("optax.losses.dice_loss", "`(predictions, targets)`"),
+    "dice_loss": Equivalent("optax.losses.dice_loss",
+                            "`(predictions, targets, apply_softmax=False)`, classes on the last axis, one score "
+                            "per (sample, class) averaged over the classes: `dice_loss` on `(N·C, ...)` rows with "
+                            "`smooth` = 2 × optax's"),
     "binary_focal_loss": Equivalent("optax.losses.sigmoid_focal_loss", "`(logits, labels, alpha, gamma)`"),
     "nt_xent_loss": Equivalent("optax.losses.ntxent", "`(embeddings, labels, temperature)`"),
 }

@@ -4,8 +4,7 @@ Keras computes in float32 (its ``floatx``), so its comparisons hold to 1e-6; opt
 scikit-learn take float64 and agree to 1e-12, gradients included (both sides differentiated by
 ``jax.grad``). A peer that is not installed skips its tests, naming it; lossreg's own suite
 installs them all and runs these tests without skips (tests/test_plugins_real.py).
-``generalized_cross_entropy`` and ``z_loss`` have no peer in these libraries: their reference
-cases (mpmath, from the papers) are their check.
+``z_loss`` has no peer in these libraries: its reference cases (mpmath, from the paper) are its check.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ import os
 import numpy as np
 import pytest
 from lossreg_extras import (
+    generalized_cross_entropy,
     log_cosh_loss,
     mape_loss,
     msle_loss,
@@ -58,6 +58,16 @@ def test_regression_losses_are_keras_losses(keras, positive):
         np.testing.assert_allclose(ours(x, y, reduction="none").mean(axis=-1), np.asarray(theirs(y, x)), rtol=1e-6,
                                    err_msg=name)
         np.testing.assert_allclose(ours(x, y), float(np.mean(theirs(y, x))), rtol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("q", [0.5, 0.7])
+def test_generalized_cross_entropy_is_keras_categorical_gce_on_probabilities(keras, q):
+    """Keras takes probabilities and (y_true, y_pred); lossreg takes logits (and defaults to q = 0.7)."""
+    x, labels = rng.normal(size=(8, 5)), rng.integers(0, 5, size=8)
+    probabilities = np.exp(x) / np.exp(x).sum(axis=-1, keepdims=True)
+    peer = keras.losses.CategoricalGeneralizedCrossEntropy(q=q)
+    np.testing.assert_allclose(generalized_cross_entropy(x, labels, q=q), float(peer(labels, probabilities)),
+                               rtol=1e-6)
 
 
 # --- scikit-learn ---------------------------------------------------------------------------------

@@ -165,3 +165,20 @@ def test_binary_focal_is_optax_sigmoid_focal_loss_gradients_included():
                     lambda z: optax.losses.sigmoid_focal_loss(z, t, alpha=alpha, gamma=gamma).mean())(x)
                 np.testing.assert_allclose(value, want, rtol=1e-12)
                 np.testing.assert_allclose(grad, want_grad, rtol=1e-10, atol=1e-15)
+
+
+def test_dice_and_tversky_are_optax_dice_loss_per_class():
+    """optax scores each (sample, class), classes last, and averages over the classes; its Dice form
+    (alpha = beta = 1/2) has half lossreg's smoothing, its Tversky form the same."""
+    jax = pytest.importorskip("jax", reason="JAX is not installed (pip install jax)")
+    optax = pytest.importorskip("optax", reason="optax is not installed (pip install optax)")
+    p, y = probabilities_and_one_hot()
+    last = [np.moveaxis(a, 1, -1) for a in (p, y)]  # (N, H, W, C)
+    with jax.enable_x64(True):
+        for reduction in ("none", "mean"):
+            peer = np.asarray(optax.losses.dice_loss(*last, apply_softmax=False, smooth=1.0, reduction=reduction))
+            got = dice_loss(per_channel(p), per_channel(y), smooth=2.0, reduction="none").reshape(N, C)
+            np.testing.assert_allclose(got if reduction == "none" else got.mean(axis=1), peer, rtol=1e-12)
+        peer = optax.losses.dice_loss(*last, apply_softmax=False, smooth=1.0, alpha=0.3, beta=0.7, reduction="none")
+        got = tversky_loss(per_channel(p), per_channel(y), alpha=0.3, beta=0.7, smooth=1.0, reduction="none")
+        np.testing.assert_allclose(got.reshape(N, C), np.asarray(peer), rtol=1e-12)
