@@ -179,7 +179,9 @@ def _target_lengths(arrays: list[Any], options: dict[str, Any], values: Any) -> 
 
 def _token_weights(arrays: list[Any], options: dict[str, Any], values: Any) -> tuple[str, Any]:
     """linear_cross_entropy's mean, as cross-entropy's: weight[y] per token (1 without class
-    weights), 0 where y is ignored; the plain mean for probability targets."""
+    weights), 0 where y is ignored; the plain mean for probability targets. Taken from the
+    targets, not through nll_loss as :func:`_class_weights` does: that needs an N×C array, the
+    logits this loss never makes."""
     ops, target = keras.ops, arrays[2]
     if "int" not in keras.backend.standardize_dtype(target.dtype):
         return "count", None

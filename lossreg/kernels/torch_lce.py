@@ -76,6 +76,7 @@ def _chunk(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, coef:
     v = w.shape[0]
     blocks = [(j, min(j + vocab, v)) for j in range(0, v, vocab)]
     one = len(blocks) == 1
+    w_total = None if cw is None else cw.sum()  # W = Σ_c w_c
     if one and cw is None and h.is_cuda and h.dtype != torch.float64 and _triton_rows() is not None:  # opt-in
         z = torch.mm(h, w.t()) if b is None else torch.addmm(b, h, w.t())
         rows: tuple[Tensor, Tensor] = _triton_rows()(z, t, act, None if acc is None else coef, ls, zl, cap)
@@ -118,7 +119,7 @@ def _chunk(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, coef:
         lse = m + s.log()
         losses = (1.0 - ls) * (lse - picked) if wy is None else (1.0 - ls) * wy * (lse - picked)
         if ls:
-            losses = losses + (ls * (lse - zsum / v) if cw is None else (ls / v) * (cw.sum() * lse - zsum))
+            losses = losses + (ls * (lse - zsum / v) if w_total is None else (ls / v) * (w_total * lse - zsum))
         if zl:
             losses = losses + zl * lse * lse
         losses = torch.where(act, losses, 0.0)
@@ -132,8 +133,8 @@ def _chunk(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, coef:
         a = (coef * (1.0 + 2.0 * zl * lse)).unsqueeze(1)
         on_target = (coef * (ls - 1.0)).unsqueeze(1)
     else:  # no z-loss with class weights (refused by the preamble)
-        assert wy is not None
-        a = (coef * ((1.0 - ls) * wy + (ls / v) * cw.sum())).unsqueeze(1)
+        assert wy is not None and w_total is not None
+        a = (coef * ((1.0 - ls) * wy + (ls / v) * w_total)).unsqueeze(1)
         on_target = (coef * (ls - 1.0) * wy).unsqueeze(1)
     for j, k in blocks:
         if exp is not None:

@@ -92,9 +92,11 @@ def linear_cross_entropy(input: Any, linear_weight: Any, target: Any, /, *, line
     (``options=None``) does: probability targets (floating, of the logits' shape: (..., C)); and
     K-dimensional outputs, a ``linear_weight`` of shape (C, d1, ..., dK, D) giving logits
     (N, C, d1, ..., dK) for an (N, D) input, with targets (N, d1, ..., dK) (or probabilities
-    (N, C, d1, ..., dK)). The z-loss is defined only for the chunked form. Reference: ``F.linear_cross_entropy`` (torch ≥ 2.13), ``F.cross_entropy(
-    F.linear(input, linear_weight, linear_bias), target)``; Liger-Kernel, Cut Cross-Entropy
-    (arXiv:2411.09009).
+    (N, C, d1, ..., dK)). The z-loss is defined only for the chunked form.
+
+    Reference: ``F.linear_cross_entropy`` (torch ≥ 2.13), that is
+    ``F.cross_entropy(F.linear(input, linear_weight, linear_bias), target)``; Liger-Kernel, Cut
+    Cross-Entropy (arXiv:2411.09009).
 
     Args:
         linear_bias: the linear layer's bias, shape (C,) (or (C, d1, ..., dK)), or None.
