@@ -43,6 +43,9 @@ class LossSpec:
     array_options: tuple[str, ...] = ()  # options that hold arrays (e.g. weight)
     differentiable: tuple[str, ...] = ("input",)
     reference: str = ""  # what torch (or a paper) calls it
+    # Names other libraries give to something close to this loss but not equal to it, each with
+    # what it means there: looking one up is an error that says so, never a silently other number.
+    false_friends: dict[str, str] = field(default_factory=dict)
     replace: bool = False  # may take over a name another plugin registered
     plugin: str = ""  # filled in on registration
 

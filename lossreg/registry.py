@@ -18,7 +18,7 @@ import os
 import sys
 import threading
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from . import toolkit
@@ -68,6 +68,7 @@ def define_loss(
     reference: str = "",
     name: str | None = None,
     replace: bool = False,
+    false_friends: Mapping[str, str] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare a pure array-API function as a loss.
 
@@ -83,6 +84,10 @@ def define_loss(
     ``array_options`` (e.g. ``weight``). A malformed definition (no ``/`` or no ``*``, an option
     without a default, ``*args`` or ``**kwargs``, an unknown name in ``differentiable`` or
     ``array_options``) raises :class:`~lossreg.errors.DefinitionError` naming the function and the fix.
+
+    ``false_friends`` maps names that another library gives to a different quantity (optax's
+    ``l2_loss`` is half the squared error) to what that name means there and what to call
+    instead. They are not names of this loss: ``lossreg.get`` refuses them with that text.
     """
 
     if isinstance(aliases, str):  # tuple("mse") would register "m", "s" and "e"
@@ -106,6 +111,7 @@ def define_loss(
             differentiable=wrt,
             reference=reference,
             replace=replace,
+            false_friends=dict(false_friends or {}),
         )
         loss_name = spec.name
 
@@ -277,6 +283,12 @@ def _malformed(spec: LossSpec) -> str:
     aliases = spec.aliases
     if not (isinstance(aliases, (tuple, list)) and all(isinstance(a, str) and normalize(a) for a in aliases)):
         return f"aliases {spec.aliases!r} is not a tuple of names"
+    friends = spec.false_friends
+    if not (isinstance(friends, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in friends.items())):
+        return f"false_friends {friends!r} is not a dict of names to explanations"
+    own = {normalize(n) for n in spec.all_names} & {normalize(n) for n in friends}
+    if own:
+        return f"false_friends names {sorted(own)}, which are the loss's own names"
     if not callable(spec.function):
         return f"function {spec.function!r} is not callable"
     if not (isinstance(spec.inputs, tuple) and all(isinstance(i, str) for i in spec.inputs) and spec.inputs):
@@ -425,6 +437,11 @@ class Registry:
             raise LossTypeError("lossreg.get", "name", "a loss name (str)", type(name).__name__)
         key = normalize(name)
         if key not in self.index:
+            for spec in self.specs.values():
+                for friend, meaning in spec.false_friends.items():
+                    if normalize(friend) == key:
+                        raise UnknownLossError(f"no loss named {name!r}, on purpose: {meaning} (lossreg's closest "
+                                               f"is '{spec.name}', see its docs)")
             shown = {normalize(n): n for s in self.specs.values() for n in s.all_names}
             close = difflib.get_close_matches(key, list(shown), n=5, cutoff=0.6)
             hint = f"closest: {', '.join(shown[k] for k in close)}" if close else \

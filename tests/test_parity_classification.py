@@ -359,7 +359,7 @@ def test_multilabel_margin_special_rows() -> None:
     ("binary_crossentropy_from_logits", "binary_cross_entropy_with_logits"),
     ("soft_margin", "soft_margin_loss"), ("SoftMarginLoss", "soft_margin_loss"),
     ("multilabel_soft_margin", "multilabel_soft_margin_loss"), ("MultiLabelSoftMarginLoss", "multilabel_soft_margin_loss"),
-    ("multi_margin", "multi_margin_loss"), ("multiclass_hinge", "multi_margin_loss"), ("MultiMarginLoss", "multi_margin_loss"),
+    ("multi_margin", "multi_margin_loss"), ("MultiMarginLoss", "multi_margin_loss"),
     ("multilabel_margin", "multilabel_margin_loss"), ("MultiLabelMarginLoss", "multilabel_margin_loss"),
 ])
 def test_names(alias: str, name: str) -> None:

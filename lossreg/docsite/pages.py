@@ -318,6 +318,9 @@ def loss_page(spec: LossSpec, cases: list[Any], reports: list[tuple[str, dict[st
                 (("torch", "`torch.nn.Module`"), ("keras", "Keras 3 loss")) if importlib.util.find_spec(f"lossreg.{module}")]
     out += ["", "## Names", "", f"- function: `lossreg.{spec.name}`", f"- class: `lossreg.{spec.class_name}`", *adapters,
             f"- aliases for `lossreg.get`: {', '.join(f'`{a}`' for a in spec.aliases) or 'none'}",
+            *([f"- not its names (`lossreg.get` refuses them and says why): "
+               + "; ".join(f"`{name}`: {_escape(meaning)}" for name, meaning in spec.false_friends.items())]
+              if spec.false_friends else []),
             f"- plugin: `{spec.plugin}`", f"- reference: {spec.reference or 'none given'}",
             f"- kernels (faster paths for one library, checked against every case): "
             f"{', '.join(k.backend + (f' (`{k.name}`)' if k.name != k.backend else '') for k in kernels) or 'none'}",

@@ -316,9 +316,13 @@ def _margin_inputs(loss: str, input: Any, target: Any, reduction: str, target_sh
 
 @define_loss(
     class_name="MultiMarginLoss",
-    aliases=("multi_margin", "multiclass_hinge", "multi_class_hinge"),
+    aliases=("multi_margin",),
     array_options=("weight",),
     reference="torch.nn.MultiMarginLoss",
+    false_friends=dict.fromkeys(("multiclass_hinge", "multiclass_hinge_loss"), (
+        "optax's multiclass_hinge_loss and scikit-learn's multi-class hinge_loss are Crammer and Singer's "
+        "max_i(x_i + [i ≠ y]) - x_y, the largest violation; multi_margin_loss (torch's MultiMarginLoss, "
+        "Weston and Watkins') sums the violations and divides by C")),
 )
 def multi_margin_loss(input: Any, target: Any, /, *, p: int = 1, margin: float = 1.0, weight: Any = None,
                       reduction: str = "mean") -> Any:

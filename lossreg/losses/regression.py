@@ -12,9 +12,11 @@ from ..registry import define_loss
 
 @define_loss(
     class_name="MSELoss",
-    aliases=("mse", "mean_squared_error", "l2_loss", "squared_error"),
+    aliases=("mse", "mean_squared_error", "squared_error"),
     differentiable=("input", "target"),
     reference="torch.nn.MSELoss",
+    false_friends={"l2_loss": "optax's and TensorFlow's l2_loss is ½(x - y)², half of mse_loss's (x - y)²; "
+                              "use 0.5 * mse_loss(x, y, reduction='none')"},
 )
 def mse_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
     r"""Mean squared error: ``ℓ_i = (x_i - y_i)²``, then reduced.

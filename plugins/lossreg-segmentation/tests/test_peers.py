@@ -12,6 +12,8 @@ import os
 
 import numpy as np
 import pytest
+
+import lossreg
 from lossreg_segmentation import binary_focal_loss, dice_loss, focal_loss, generalized_dice_loss, tversky_loss
 
 rng = np.random.default_rng(11)
@@ -128,15 +130,17 @@ def test_tversky_keras_alpha_weighs_false_negatives(keras):
 
 
 def test_binary_focal_is_keras_binary_focal_crossentropy_on_logits_with_class_balancing(keras):
-    """``binary_focal_crossentropy`` is also a lossreg name of this loss, but Keras' defaults differ:
-    Keras takes probabilities (``from_logits=False``) and weighs no class (``apply_class_balancing``
-    False, i.e. lossreg's ``alpha=None``)."""
+    """Keras' defaults differ: Keras takes probabilities (``from_logits=False``) and weighs no class
+    (``apply_class_balancing`` False, i.e. lossreg's ``alpha=None``). So ``binary_focal_crossentropy``
+    is not a lossreg name of this loss: ``lossreg.get`` refuses it and says why."""
     x, t = rng.normal(scale=2.0, size=(N, 7)), (rng.uniform(size=(N, 7)) < 0.3).astype(float)
     peer = keras.losses.BinaryFocalCrossentropy(apply_class_balancing=True, alpha=0.25, gamma=2.0, from_logits=True)
     np.testing.assert_allclose(binary_focal_loss(x, t), float(peer(t, x)), rtol=1e-6)
     peer = keras.losses.BinaryFocalCrossentropy(gamma=2.0)
     probabilities = 1 / (1 + np.exp(-x))
     np.testing.assert_allclose(binary_focal_loss(x, t, alpha=None), float(peer(t, probabilities)), rtol=1e-5)
+    with pytest.raises(lossreg.UnknownLossError, match="on purpose: Keras' binary_focal_crossentropy takes probabilities"):
+        lossreg.get("binary_focal_crossentropy")
 
 
 def test_focal_is_keras_categorical_focal_crossentropy_with_alpha_as_class_weights(keras):

@@ -149,8 +149,12 @@ def binary_focal_inputs(input: Any, target: Any, alpha: Any, gamma: Any, reducti
 
 @define_loss(
     class_name="BinaryFocalLoss",
-    aliases=("sigmoid_focal_loss", "binary_focal_crossentropy"),
+    aliases=("sigmoid_focal_loss",),
     differentiable=("input", "target"),
+    false_friends={"binary_focal_crossentropy": (
+        "Keras' binary_focal_crossentropy takes probabilities and weighs no class by default; "
+        "binary_focal_loss takes logits and weighs by alpha: Keras' with from_logits=True, "
+        "apply_class_balancing=True")},
     reference="Lin et al. 2017, 'Focal Loss for Dense Object Detection', eq. 5; torchvision.ops.sigmoid_focal_loss",
 )
 def binary_focal_loss(input: Any, target: Any, /, *, alpha: float | None = 0.25, gamma: float = 2.0,
@@ -161,9 +165,9 @@ def binary_focal_loss(input: Any, target: Any, /, *, alpha: float | None = 0.25,
     drops the α weighting (torchvision's ``alpha=-1``), ``gamma=0`` gives BCE with logits.
     Shapes: ``input`` (logits) and ``target`` (in [0, 1]) of one shape. As torchvision's
     ``sigmoid_focal_loss`` (whose default reduction is "none"; here "mean", as every lossreg loss)
-    and MONAI's ``FocalLoss``. Keras' ``BinaryFocalCrossentropy``, whose name this loss also
-    answers to, takes probabilities and no α by default: it is this loss with
-    ``from_logits=True, apply_class_balancing=True``.
+    and MONAI's ``FocalLoss``. Keras' ``BinaryFocalCrossentropy`` takes probabilities and no α by
+    default: it is this loss with ``from_logits=True, apply_class_balancing=True``. Its name is
+    therefore not one of this loss's (``lossreg.get`` refuses it and says why).
     """
     xp, x, t, dtype = binary_focal_inputs(input, target, alpha, gamma, reduction)
     log_p, log_q, p, q = sigmoids(xp, x)
