@@ -26,6 +26,10 @@ loss is divided by its target length first. With all sample weights 1 the value 
 A plugin loss whose "mean" is not the plain mean of its unreduced values gets the plain weighted
 mean (``sample_weight=None`` is always exact).
 
+The Keras mask of ``y_pred`` (``Embedding(mask_zero=True)``, ``Masking``) weighs the unreduced
+loss as sample weights do, 0 at masked steps, and "mean" divides by the unmasked count (0 when
+everything is masked), as Keras's own losses do.
+
 Losses of more than two arrays take dicts keyed by the argument names:
 ``GaussianNLLLoss()({"target": y}, {"input": mu, "var": var})``; a bare ``y_pred`` is the first
 argument (``input``) and a bare ``y_true`` the ``target`` (else the second argument). Class-index targets keep their
@@ -72,12 +76,13 @@ class KerasLoss(keras.losses.Loss):
 
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
         check_backend(self.spec.name, keras.backend.backend())
+        mask = _keras_mask(y_pred[self.spec.inputs[0]] if isinstance(y_pred, dict) else y_pred)
         arrays = self._arrays(y_true, y_pred)
         options = self._options(arrays[0])
         function = self.lossreg._dispatch
-        if sample_weight is None:
+        if sample_weight is None and mask is None:
             return function(*arrays, **options)
-        return self._weighted(function, arrays, options, sample_weight)
+        return self._weighted(function, arrays, options, sample_weight, mask)
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
         return self(y_true, y_pred)
@@ -111,16 +116,15 @@ class KerasLoss(keras.losses.Loss):
                 options[key] = keras.ops.convert_to_tensor(_plain(options[key]), dtype=like.dtype)
         return options
 
-    def _weighted(self, function: Any, arrays: list[Any], options: dict[str, Any], sample_weight: Any) -> Any:
+    def _weighted(self, function: Any, arrays: list[Any], options: dict[str, Any], sample_weight: Any,
+                  mask: Any) -> Any:
         ops = keras.ops
         reduction = options["reduction"]
         values = function(*arrays, **{**options, "reduction": "none"})
-        s = ops.cast(ops.convert_to_tensor(sample_weight), values.dtype)
-        if s.ndim > values.ndim:
-            raise LossValueError(self.spec.name, "sample_weight", f"at most {values.ndim} dimension(s), one "
-                                 "weight per sample (or per value)", f"shape {tuple(s.shape)}")
-        s = ops.reshape(s, (*s.shape, *(1,) * (values.ndim - s.ndim)))  # leading axes, as Keras broadcasts
-        weighted = values * s
+        s = None if sample_weight is None else self._leading("sample_weight", sample_weight, values)
+        m = None if mask is None else self._leading("mask", mask, values)
+        w = m if s is None else s if m is None else s * m
+        weighted = values * w
         if reduction == "none":
             return weighted
         if reduction == "sum":
@@ -129,9 +133,28 @@ class KerasLoss(keras.losses.Loss):
             return ops.sum(weighted) / values.shape[0]
         rule = _MEAN_DENOMINATORS.get(self.spec.name)
         kind, d = rule(arrays, options, values) if rule else ("count", None)
-        if kind == "divide":
-            return ops.sum(weighted / d) / _size(values)
-        return ops.sum(weighted) / (_size(values) if d is None else ops.sum(d * s))
+        total = ops.sum(weighted / d) if kind == "divide" else ops.sum(weighted)
+        if kind == "count" and d is not None:
+            return total / ops.sum(d * w)
+        if m is None:
+            return total / _size(values)
+        # Over the unmasked values only, and 0 when all are masked: Keras's masked mean.
+        return ops.divide_no_nan(total, ops.sum(m * ops.ones_like(values)))
+
+    def _leading(self, what: str, w: Any, values: Any) -> Any:
+        """``w`` (sample weights or a mask) as weights of ``values``' leading axes, broadcast over the rest.
+
+        Each axis of ``w`` is that of ``values`` or 1, as Keras broadcasts; Keras's (N, 1) weights
+        of N values lose their last axis.
+        """
+        w = keras.ops.cast(keras.ops.convert_to_tensor(w), values.dtype)
+        if w.ndim == values.ndim + 1 and w.shape[-1] == 1:
+            w = keras.ops.squeeze(w, axis=-1)
+        if w.ndim > values.ndim or any(a not in (b, 1) for a, b in zip(w.shape, values.shape)):
+            name = "mask (the Keras mask of y_pred)" if what == "mask" else what
+            raise LossValueError(self.spec.name, name, f"a shape matching the leading axes of the unreduced loss "
+                                 f"{tuple(values.shape)}, each axis of that length or 1", f"shape {tuple(w.shape)}")
+        return keras.ops.reshape(w, (*w.shape, *(1,) * (values.ndim - w.ndim)))
 
     def get_config(self) -> dict[str, Any]:
         """Keras's name and dtype, and lossreg's options (array options as lists, as the class form's)."""
@@ -151,6 +174,19 @@ def _plain(value: Any) -> Any:
     from .backends import to_numpy
 
     return value if isinstance(value, (list, tuple)) else np.asarray(to_numpy(value))
+
+
+def _keras_mask(x: Any) -> Any:
+    """The Keras mask of ``x`` (set by ``Embedding(mask_zero=True)``, ``Masking``, ...), or None.
+
+    Keras's own losses read it so; it is an attribute, or for arrays that take none (JAX's) an
+    entry in a table by id, which only Keras's (internal) getter reads.
+    """
+    try:
+        from keras.src.backend import get_keras_mask
+    except ImportError:  # pragma: no cover - a Keras that moved it
+        return getattr(x, "_keras_mask", None)
+    return get_keras_mask(x)
 
 
 def _size(values: Any) -> Any:

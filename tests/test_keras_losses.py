@@ -2,7 +2,7 @@
 
 Keras reads KERAS_BACKEND once, when it is first imported, so each backend runs
 ``fixtures/keras_check.py`` in a subprocess: every loss against torch.nn (with and without
-sample weights), the sample-weight rules, get_config/from_config and keras.saving, a real
+sample weights), the sample-weight rules, Keras masks, get_config/from_config and keras.saving, a real
 ``model.compile``/``fit``/``save``/``load_model``, and the error for tensors lossreg cannot read.
 """
 
@@ -18,7 +18,8 @@ import pytest
 if importlib.util.find_spec("keras") is None:  # not imported here: that would fix this process's Keras backend
     pytest.skip("the keras extra is not installed: pip install 'lossreg[keras]'", allow_module_level=True)
 
-CHECKS = ["check_every_loss_equals_torch_nn", "check_sample_weight_rules", "check_config_and_saving",
+CHECKS = ["check_every_loss_equals_torch_nn", "check_sample_weight_rules", "check_keras_masks_leave_masked_steps_out",
+          "check_config_and_saving",
           "check_fit_and_load_model", "check_fit_class_weight_is_torchs_class_weight",
           "check_unsupported_tensors_are_a_lossreg_error"]
 
