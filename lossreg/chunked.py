@@ -192,7 +192,7 @@ def prepare_inputs(name: str, hidden: Any, weight: Any, target: Any, bias: Any, 
             wanted = f"{lead}" + (f" or ({lead[0]}, 1)" if len(lead) == 1 else "")
             raise LossValueError(name, "target", f"class indices of shape {wanted} for hidden states of shape "
                                  f"{tuple(hidden.shape)}", f"shape {tuple(target.shape)}")
-    t = xp.reshape(target, (n,))
+    t = toolkit.holding(name, "target", xp, xp.reshape(target, (n,)), ignore_index, v)
     ignored = t == ignore_index
     valid = (t >= 0) & (t < v)
     if poison:

@@ -446,6 +446,20 @@ def index_dtype(loss: str, name: str, xp: Any, size: int, shape: tuple[int, ...]
     return dtype
 
 
+def holding(loss: str, name: str, xp: Any, x: Any, *values: int) -> Any:
+    """Integer ``x`` (the argument ``name``) in a dtype that also holds each of ``values``.
+
+    A comparison converts a Python int to the array's dtype: JAX wraps it (a uint8 target compared
+    with ignore_index -100 compares with 156, so class 156 would count as ignored), array-api-strict
+    raises, and int8 cannot say that 200 is below 255 classes. Only such arrays are cast, to the
+    index dtype; the usual int32 and int64 ones are returned as they are.
+    """
+    info = xp.iinfo(x.dtype)
+    if all(info.min <= v <= info.max for v in values):
+        return x
+    return xp.astype(x, index_dtype(loss, name, xp, max(abs(v) for v in values), tuple(x.shape)))
+
+
 def minimum(xp: Any, x: Any, bound: float) -> Any:
     """``min(x, bound)`` elementwise for a Python number ``bound``; NaN propagates, gradient included.
 
@@ -698,6 +712,7 @@ def class_inputs(loss: str, input: Any, target: Any, *, weight: Any = None, igno
         check_shape(loss, "weight", weight, (c,), f"a vector of one weight per class, shape ({c},)")
     # Each mask built once, Python scalars rather than *_like arrays: in eager JAX every
     # operation is a dispatch of tens of µs, more than a small loss itself.
+    target = holding(loss, "target", xp, target, ignore_index, c)
     kept = target != ignore_index
     valid = (target >= 0) & (target < c)
     bad = check_values(loss, "target", target, ~valid & kept, xp,

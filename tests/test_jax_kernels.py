@@ -61,6 +61,12 @@ def test_bad_input_raises_the_same_lossreg_error_through_the_kernel():
         lossreg.binary_cross_entropy_with_logits(x, x, reduction="average")
 
 
+def test_an_option_given_as_an_array_is_refused_naming_that_array_not_a_tracer():
+    x, y = jnp.zeros((4, 3)), jnp.zeros((4,), dtype=jnp.int32)
+    with pytest.raises(lossreg.LossValueError, match=r"'label_smoothing' expected a number .*got Array\(0\.1"):
+        lossreg.cross_entropy(x, y, label_smoothing=jnp.asarray(0.1))
+
+
 def test_invalid_class_indices_are_poisoned_as_on_the_portable_path():
     x = jnp.zeros((2, 3))
     got = lossreg.cross_entropy(x, jnp.asarray([0, 7], dtype=jnp.int32), reduction="none")

@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -46,6 +47,8 @@ def log_probs(*shape: int) -> torch.Tensor:
 FORMS: list[tuple[str, str, Callable[[], tuple], dict[str, Any]]] = [
     ("ctc_loss", "lengths as lists", lambda: (log_probs(6, 2, 5), i([1, 2, 3], [4, 1, 0]), [6, 5], [3, 2]), {}),
     ("ctc_loss", "lengths as tuples", lambda: (log_probs(6, 2, 5), i([1, 2, 3], [4, 1, 0]), (6, 5), (3, 2)), {}),
+    ("ctc_loss", "lengths as lists of NumPy ints (list(array))",
+     lambda: (log_probs(6, 2, 5), i([1, 2, 3], [4, 1, 0]), list(np.array([6, 5])), list(np.array([3, 2]))), {}),
     ("ctc_loss", "concatenated targets, list lengths", lambda: (log_probs(6, 2, 5), i(1, 2, 3, 4, 1), [6, 6], [3, 2]),
      {"reduction": "sum"}),
     ("ctc_loss", "unbatched, tuple lengths", lambda: (log_probs(6, 5), i(1, 2, 2), (6,), (3,)), {}),

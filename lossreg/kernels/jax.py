@@ -39,13 +39,15 @@ def compiled(loss: str | Callable[..., Any], definition: Callable[..., Any] | No
     """
     loss_spec = getattr(catalogue, loss).spec if isinstance(loss, str) else loss.spec  # type: ignore[attr-defined]
     name: str = loss_spec.name
-    function, names = definition or loss_spec.function, loss_spec.inputs
+    function, names, array_options = definition or loss_spec.function, loss_spec.inputs, loss_spec.array_options
     programs: dict[tuple[tuple[str, Any], ...], Any] = {}
 
     def kernel(*arrays: Any, **options: Any) -> Any:
         if not all(isinstance(a, jax.Array) for a in arrays):
             return NotImplemented
-        traced = {k: v for k, v in options.items() if isinstance(v, jax.Array)}
+        # Only array options are traced: another option given as an array is the portable path's
+        # to refuse, naming the array the caller passed rather than a tracer.
+        traced = {k: v for k, v in options.items() if k in array_options and isinstance(v, jax.Array)}
         static = tuple(sorted((k, v) for k, v in options.items() if k not in traced))
         try:
             program = programs.get(static)

@@ -356,6 +356,7 @@ def multi_margin_loss(input: Any, target: Any, /, *, p: int = 1, margin: float =
         toolkit.check_floating(name, "weight", weight, xp)
         toolkit.check_shape(name, "weight", weight, (c,), f"a vector of one weight per class, shape ({c},)")
         dtype = toolkit.result_type(xp, input, weight)
+    target = toolkit.holding(name, "target", xp, target, c)
     valid = (target >= 0) & (target < c)
     bad = toolkit.check_values(name, "target", target, ~valid, xp, f"class indices in [0, {c})")
     work = toolkit.compute_dtype(xp, dtype)
@@ -395,6 +396,7 @@ def multilabel_margin_loss(input: Any, target: Any, /, *, reduction: str = "mean
     toolkit.check_same_shape(name, "target", target, "input", input)
     unbatched = input.ndim < 2
     n, c = (1, input.shape[0] if input.ndim else 1) if unbatched else input.shape
+    target = toolkit.holding(name, "target", xp, target, -1, c)
     bad = toolkit.check_values(name, "target", target, (target < -1) | (target >= c), xp,
                            f"class indices in [0, {c}) or -1 padding")
     dtype = input.dtype

@@ -28,10 +28,14 @@ def _abs(xp: Any, x: Any) -> Any:
     return _sign(xp, x) * x
 
 
-def _check_labels(loss: str, name: str, target: Any, xp: Any) -> None:
-    """Labels of ±1 may come as integers or floats; torch accepts any value and so does lossreg."""
+def _labels(loss: str, name: str, target: Any, xp: Any) -> Any:
+    """Labels of ±1 may come as integers or floats; torch accepts any value and so does lossreg.
+
+    Unsigned labels are widened to hold the -1 they are compared with.
+    """
     if not xp.isdtype(target.dtype, ("integral", "real floating")):
         raise LossTypeError(loss, name, "a real-valued array of labels 1 or -1", toolkit.describe(target))
+    return toolkit.holding(loss, name, xp, target, -1) if xp.isdtype(target.dtype, "integral") else target
 
 
 def _check_flag(loss: str, name: str, value: Any) -> None:
@@ -100,7 +104,7 @@ def margin_ranking_loss(input1: Any, input2: Any, target: Any, /, *, margin: flo
     """
     name = "margin_ranking_loss"
     xp = toolkit.namespace(name, input1=input1, input2=input2, target=target)
-    _check_labels(name, "target", target, xp)
+    target = _labels(name, "target", target, xp)
     toolkit.check_number(name, "margin", margin)
     toolkit.check_reduction(name, reduction)
     _same_ndim(name, input1=input1, input2=input2, target=target)
@@ -134,7 +138,7 @@ def hinge_embedding_loss(input: Any, target: Any, /, *, margin: float = 1.0, red
     name = "hinge_embedding_loss"
     xp = toolkit.namespace(name, input=input, target=target)
     toolkit.check_floating(name, "input", input, xp)
-    _check_labels(name, "target", target, xp)
+    target = _labels(name, "target", target, xp)
     toolkit.check_number(name, "margin", margin)
     toolkit.check_reduction(name, reduction)
     _broadcast(name, input=input.shape, target=target.shape)
@@ -170,7 +174,7 @@ def cosine_embedding_loss(input1: Any, input2: Any, target: Any, /, *, margin: f
     """
     name = "cosine_embedding_loss"
     xp = toolkit.namespace(name, input1=input1, input2=input2, target=target)
-    _check_labels(name, "target", target, xp)
+    target = _labels(name, "target", target, xp)
     toolkit.check_number(name, "margin", margin)
     toolkit.check_reduction(name, reduction)
     if target.ndim not in (0, 1):

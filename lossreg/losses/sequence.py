@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -128,13 +129,15 @@ def ctc(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, b
     """:func:`ctc_loss`, with the loop over the frames, ``over_frames(step, alpha, emit, running)``,
     and the three predecessors of each state, ``came_from(xp, alpha, sources)``, given."""
     name = "ctc_loss"
-    # Lengths may be sequences of ints, as torch.nn.functional.ctc_loss documents.
+    # Lengths may be sequences of ints, as torch.nn.functional.ctc_loss documents (NumPy's ints,
+    # from list(array), included, as torch takes them).
     listed = {k: v for k, v in (("input_lengths", input_lengths), ("target_lengths", target_lengths))
               if isinstance(v, (list, tuple))}
     for key, value in listed.items():
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value):
             raise LossTypeError(name, key, "an integer array or a list or tuple of ints",
                                 f"{type(value).__name__} {value!r:.60}")
+        listed[key] = [int(v) for v in value]
     arrays = {"input_lengths": input_lengths, "target_lengths": target_lengths}
     xp = toolkit.namespace(name, log_probs=log_probs, targets=targets,
                            **{k: v for k, v in arrays.items() if k not in listed})
