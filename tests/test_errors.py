@@ -45,6 +45,11 @@ BAD = {
                     lossreg.LossValueError, "binary_cross_entropy: argument 'input' expected probabilities in [0, 1], got 1.5"),
     "bce nan": (lambda: lossreg.binary_cross_entropy(np.array([np.nan]), np.array([1.0])),
                 lossreg.LossValueError, "expected probabilities in [0, 1], got nan"),
+    "bce target above 1 (torch: all elements of target should be between 0 and 1)": (
+        lambda: lossreg.binary_cross_entropy(np.array([0.3, 0.6]), np.array([1.5, 0.0])), lossreg.LossValueError,
+        "binary_cross_entropy: argument 'target' expected probabilities in [0, 1], got 1.5"),
+    "bce target nan": (lambda: lossreg.binary_cross_entropy(np.array([0.3, 0.6]), np.array([np.nan, 0.0])),
+                       lossreg.LossValueError, "argument 'target' expected probabilities in [0, 1], got nan"),
     "bce (N,) vs (N, 1)": (lambda: lossreg.binary_cross_entropy(P, Y.reshape(4, 1)), lossreg.LossValueError,
                            "binary_cross_entropy: argument 'target' expected the shape of 'input' (4,), got shape (4, 1)"),
 }
@@ -105,3 +110,16 @@ def test_value_checks_can_poison_instead_of_reading_values():
     with pytest.raises(lossreg.LossValueError, match="'mode' expected one of 'auto', 'sync', 'poison'"):
         with lossreg.value_checks("fast"):
             pass
+
+
+@pytest.mark.parametrize("target", [[1.5, 0.0], [-0.5, 1.0], [np.nan, 1.0]])
+def test_bce_refuses_targets_outside_0_1_on_torch_tensors_as_torch_does(target):
+    torch = pytest.importorskip("torch")
+    p, t = torch.tensor([0.3, 0.6], requires_grad=True), torch.tensor(target)
+    with pytest.raises(RuntimeError, match="target should be between 0 and 1"):
+        torch.nn.functional.binary_cross_entropy(p, t)
+    with pytest.raises(lossreg.LossValueError, match="argument 'target' expected probabilities in"):
+        lossreg.binary_cross_entropy(p, t)
+    with lossreg.value_checks("poison"):  # where values are not read, the bad element's loss is NaN
+        none = lossreg.binary_cross_entropy(p, t, reduction="none")
+    assert np.isnan(none[0].item()) and np.isfinite(none[1].item())

@@ -155,6 +155,10 @@ def bce_cases(rng: np.random.Generator) -> Iterator[dict[str, Any]]:
                  {"input": np.array([0.5, 1.5]), "target": np.array([0.0, 1.0])})
     yield raises("binary_cross_entropy", "negative-probability", "LossValueError",
                  {"input": np.array([-0.1, 0.5]), "target": np.array([0.0, 1.0])})
+    yield raises("binary_cross_entropy", "target-above-1", "LossValueError",
+                 {"input": np.array([0.3, 0.6]), "target": np.array([1.5, 0.0])})
+    yield raises("binary_cross_entropy", "negative-target", "LossValueError",
+                 {"input": np.array([0.3, 0.6]), "target": np.array([0.0, -0.5])})
     yield raises("binary_cross_entropy", "shape-n-vs-n1", "LossValueError",
                  {"input": np.array([0.5, 0.5]), "target": np.array([[0.0], [1.0]])})
     yield raises("binary_cross_entropy", "weight-not-broadcastable", "LossValueError",

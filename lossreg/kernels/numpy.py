@@ -133,8 +133,10 @@ def binary_cross_entropy(input: Any, target: Any, /, *, weight: Any = None, redu
         if type(weight) is not ndarray or weight.dtype != input.dtype or weight.ndim > input.ndim or not all(
                 s == 1 or s == t for s, t in zip(reversed(weight.shape), reversed(input.shape))):
             return NotImplemented
-    if not ((input >= 0) & (input <= 1)).all():
-        return NotImplemented  # the portable path names the offending value (NaN included)
+    # Both in [0, 1], as torch checks; NaN fails too (it propagates through min and max). The
+    # portable path names the offending value.
+    if not (input.min() >= 0 and input.max() <= 1 and target.min() >= 0 and target.max() <= 1):
+        return NotImplemented
     with np.errstate(divide="ignore"):  # log(0) = -inf, clamped to -100 as torch does
         log_x = np.maximum(np.log(input), -100.0)
         log_1mx = np.maximum(np.log(1 - input), -100.0)

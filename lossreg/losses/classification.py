@@ -159,15 +159,17 @@ def binary_cross_entropy(input: Any, target: Any, /, *, weight: Any = None, redu
     $$\ell_i = -w_i \left[ y_i \log x_i + (1 - y_i) \log (1 - x_i) \right]$$
 
     Each log is clamped at -100, as torch does, so exact 0 and 1 give finite losses. Shapes:
-    ``input`` (probabilities in [0, 1], else an error) and ``target`` of one shape, e.g. (N) or
-    (N, 1); ``weight`` broadcasts to the input's shape.
+    ``input`` and ``target`` (both probabilities in [0, 1], else an error, as in torch) of one
+    shape, e.g. (N) or (N, 1); ``weight`` broadcasts to the input's shape.
 
     Args:
         weight: weights that broadcast to the input's shape, or None (all 1).
     """
     name = "binary_cross_entropy"
     xp, x, y, dtype, weights = _weighted_pointwise(name, input, target, reduction, weight=weight)
-    bad = _check_probabilities(name, input, x, xp)
+    bad = _check_probabilities(name, "input", input, x, xp)
+    bad_target = _check_probabilities(name, "target", target, y, xp)
+    bad = bad_target if bad is None else bad if bad_target is None else bad | bad_target
     log_x, log_1mx = toolkit.safe_log(xp, x), toolkit.safe_log(xp, 1 - x)
     # -(y log x + (1 - y) log(1 - x)), in three operations rather than five.
     losses = y * (log_1mx - log_x) - log_1mx
@@ -176,8 +178,9 @@ def binary_cross_entropy(input: Any, target: Any, /, *, weight: Any = None, redu
     return toolkit.reduce(xp, toolkit.poison(xp, losses, bad), reduction, dtype)
 
 
-def _check_probabilities(loss: str, input: Any, x: Any, xp: Any) -> Any:
-    """:func:`toolkit.check_values` of ``x`` (``input`` in the dtype computed in) against [0, 1].
+def _check_probabilities(loss: str, name: str, input: Any, x: Any, xp: Any) -> Any:
+    """:func:`toolkit.check_values` of ``x`` (the argument ``name``, ``input``, in the dtype computed
+    in) against [0, 1].
 
     Where values may be read, two reductions (NaN propagates through min and max, so it fails
     too) stand for the mask, which is built only to name the offending value; elsewhere the
@@ -185,7 +188,7 @@ def _check_probabilities(loss: str, input: Any, x: Any, xp: Any) -> Any:
     """
     if toolkit.reads_values(input) and (not math.prod(x.shape) or (bool(xp.min(x) >= 0) and bool(xp.max(x) <= 1))):
         return None
-    return toolkit.check_values(loss, "input", input, ~((x >= 0) & (x <= 1)), xp, "probabilities in [0, 1]")
+    return toolkit.check_values(loss, name, input, ~((x >= 0) & (x <= 1)), xp, "probabilities in [0, 1]")
 
 
 def _weighted_pointwise(loss: str, input: Any, target: Any, reduction: str, labels: bool = False,
