@@ -16,6 +16,12 @@ context. Elsewhere (CUDA in the default mode, ``torch.compile``, ``torch.func`` 
 native call and the result is poisoned with NaN in the graph, as the portable path does, so
 no host synchronisation happens and the call can be captured in a CUDA graph.
 
+Inside a ``torch.autocast`` region, the losses torch runs in float32 there (its autocast "fp32"
+lists, CPU and CUDA: every torch.nn loss lossreg shares but GaussianNLLLoss and
+MultiLabelSoftMarginLoss) are run as torch runs them: half-precision tensors cast to float32,
+the float32 result returned. For the losses without a torch kernel, this adaptation is their
+torch kernel: the portable definition, called as autocast would call it.
+
 torch is imported only when this module is (the kernels hook imports it lazily).
 """
 
@@ -26,6 +32,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .. import losses as catalogue
 from .. import toolkit
 from .torch_common import _ENUM, _FLOAT, _INDEX, _class_args, _poison
 
@@ -329,7 +336,32 @@ def _triton() -> Any:
     return _TRITON[0]
 
 
-KERNELS = {
+def _as_autocast_runs_it(loss: str, kernel: Any) -> Any:
+    """``kernel`` (the portable definition when None), run inside ``torch.autocast`` as torch runs
+    its own ``loss`` there: floating half-precision arguments cast to float32, autocast off for
+    the call, the float32 result returned (a result rounded to bfloat16 first would lose 8 bits)."""
+    portable = getattr(catalogue, loss).portable
+    run = kernel or portable
+
+    def autocast_aware(*arrays: Any, **options: Any) -> Any:
+        x = arrays[0]
+        if isinstance(x, Tensor) and x.dtype in _HALF and torch.is_autocast_enabled(x.device.type):
+            arrays = tuple(_to_float32(a) for a in arrays)
+            options = {k: _to_float32(v) for k, v in options.items()}
+            with torch.autocast(x.device.type, enabled=False):
+                out = run(*arrays, **options)
+                return portable(*arrays, **options) if out is NotImplemented else out
+        return run(*arrays, **options)
+
+    autocast_aware.__name__ = loss
+    return autocast_aware
+
+
+def _to_float32(a: Any) -> Any:
+    return a.float() if isinstance(a, Tensor) and a.dtype in _HALF else a
+
+
+_KERNELS = {
     "mse_loss": mse_loss,
     "l1_loss": l1_loss,
     "binary_cross_entropy": binary_cross_entropy,
@@ -338,3 +370,8 @@ KERNELS = {
     "cross_entropy": cross_entropy,
     "ctc_loss": ctc_loss,
 }
+# The other losses of torch's autocast float32 lists (CPU and CUDA).
+AUTOCAST_ONLY = ("smooth_l1_loss", "huber_loss", "kl_div", "poisson_nll_loss", "soft_margin_loss", "multi_margin_loss",
+                 "multilabel_margin_loss", "hinge_embedding_loss", "margin_ranking_loss", "cosine_embedding_loss",
+                 "triplet_margin_loss")
+KERNELS = {loss: _as_autocast_runs_it(loss, _KERNELS.get(loss)) for loss in (*_KERNELS, *AUTOCAST_ONLY)}

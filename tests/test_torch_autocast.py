@@ -1,0 +1,73 @@
+"""Inside ``torch.autocast``, a loss gives what torch's loss gives there: computed in float32 from
+the half-precision activations, returned in float32 (torch's autocast float32 lists hold every
+torch.nn loss lossreg shares but GaussianNLLLoss and MultiLabelSoftMarginLoss, which autocast
+leaves to their operations, as it does lossreg's)."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+import torch.nn.functional as F  # noqa: E402
+
+import lossreg  # noqa: E402
+import lossreg.torch as LT  # noqa: E402
+
+
+def _calls(d: torch.dtype) -> dict[str, tuple]:
+    g = torch.Generator().manual_seed(0)
+    x, p = torch.randn(4, 5, generator=g, dtype=d), torch.rand(4, 5, generator=g, dtype=d)
+    t = torch.randint(0, 5, (4,), generator=g)
+    s = torch.randn(4, 5, generator=g, dtype=d).sign()
+    v, v2, y = (torch.randn(4, generator=g, dtype=d) for _ in range(3))
+    lp = torch.randn(6, 2, 5, generator=g, dtype=d).log_softmax(-1)
+    return {
+        "mse_loss": (F.mse_loss, (x, p)), "l1_loss": (F.l1_loss, (x, p)), "smooth_l1_loss": (F.smooth_l1_loss, (x, p)),
+        "huber_loss": (F.huber_loss, (x, p)), "binary_cross_entropy": (F.binary_cross_entropy, (p, p)),
+        "binary_cross_entropy_with_logits": (F.binary_cross_entropy_with_logits, (x, p)),
+        "cross_entropy": (F.cross_entropy, (x, t)), "nll_loss": (F.nll_loss, (x, t)),
+        "kl_div": (F.kl_div, (x.log_softmax(1), p)), "poisson_nll_loss": (F.poisson_nll_loss, (x, p)),
+        "gaussian_nll_loss": (F.gaussian_nll_loss, (x, p, p + 0.5)), "soft_margin_loss": (F.soft_margin_loss, (x, s)),
+        "multilabel_soft_margin_loss": (F.multilabel_soft_margin_loss, (x, (p > 0.5).to(d))),
+        "multi_margin_loss": (F.multi_margin_loss, (x, t)),
+        "multilabel_margin_loss": (F.multilabel_margin_loss, (x, torch.tensor([[1, 3, -1, 0, 0]] * 4))),
+        "hinge_embedding_loss": (F.hinge_embedding_loss, (x, s)),
+        "margin_ranking_loss": (F.margin_ranking_loss, (v, v2, y.sign())),
+        "cosine_embedding_loss": (F.cosine_embedding_loss, (x, p, y.sign())),
+        "triplet_margin_loss": (F.triplet_margin_loss, (x, p, s)),
+        "ctc_loss": (F.ctc_loss, (lp, torch.tensor([[1, 2], [3, 3]]), torch.tensor([6, 5]), torch.tensor([2, 2]))),
+    }
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bfloat16", "float16"])
+@pytest.mark.parametrize("loss", list(_calls(torch.float32)))
+def test_a_loss_under_autocast_is_torchs_in_value_and_dtype(loss, dtype):
+    native, arrays = _calls(dtype)[loss]
+    with torch.autocast("cpu", dtype=dtype):
+        want, got = native(*arrays), getattr(lossreg, loss)(*arrays)
+    assert got.dtype == want.dtype, f"{loss}: {got.dtype}, torch {want.dtype}"
+    torch.testing.assert_close(got, want, rtol=1e-5 if want.dtype == torch.float32 else 1e-2, atol=1e-6)
+
+
+def test_training_under_autocast_gets_torchs_loss_and_gradients_eager_and_compiled():
+    g = torch.Generator().manual_seed(1)
+    layer = torch.nn.Linear(8, 5)
+    x, t = torch.randn(16, 8, generator=g), torch.randint(0, 5, (16,), generator=g)
+    results = []
+    for loss in (torch.nn.CrossEntropyLoss(), LT.CrossEntropyLoss(),
+                 torch.compile(LT.CrossEntropyLoss(), fullgraph=True)):
+        layer.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            value = loss(layer(x), t)
+        value.backward()
+        results.append((value.dtype, value.detach(), layer.weight.grad.clone()))
+    for dtype, value, grad in results[1:]:
+        assert dtype == torch.float32
+        torch.testing.assert_close(value, results[0][1], rtol=0, atol=0)
+        torch.testing.assert_close(grad, results[0][2], rtol=0, atol=0)
+
+
+def test_outside_autocast_half_precision_stays_half():
+    x, t = torch.randn(4, 5).bfloat16(), torch.randint(0, 5, (4,))
+    assert lossreg.cross_entropy(x, t).dtype == torch.bfloat16
+    assert lossreg.huber_loss(x, x.flip(0)).dtype == torch.bfloat16
