@@ -719,7 +719,9 @@ def class_inputs(loss: str, input: Any, target: Any, *, weight: Any = None, igno
                        f"class indices in [0, {c}) or ignore_index={ignore_index}")
     active = valid & kept
     safe = xp.where(valid, target, 0)
-    dtype = input.dtype if weight is None else result_type(xp, input, weight)
+    # Class weights take the input's dtype: torch refuses weights of another one, and a float64
+    # weight built by NumPy must not turn a float32 loss into a float64 computation.
+    dtype = input.dtype
     work = compute_dtype(xp, dtype)
     input = as_dtype(xp, input, work)
     if weight is None:

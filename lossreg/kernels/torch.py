@@ -88,11 +88,16 @@ def _pair(input: Any, target: Any, reduction: Any) -> bool:
 
 
 def _fits(w: Any, input: Tensor) -> bool:
-    """``w`` is a tensor of the input's dtype and device that broadcasts to the input's shape."""
-    if not isinstance(w, Tensor) or w.dtype is not input.dtype or w.device != input.device:
+    """``w`` is a floating tensor on the input's device that broadcasts to the input's shape."""
+    if not isinstance(w, Tensor) or w.dtype not in _FLOAT or w.device != input.device:
         return False
     shape, full = w.shape, input.shape
     return len(shape) <= len(full) and all(s == 1 or s == t for s, t in zip(reversed(shape), reversed(full)))
+
+
+def _like(w: Any, input: Tensor) -> Any:
+    """A weight in the input's dtype, as torch's BCE losses take it (None stays None)."""
+    return w if w is None or w.dtype is input.dtype else w.to(input.dtype)
 
 
 def _plain(*xs: Any) -> bool:
@@ -142,6 +147,7 @@ def binary_cross_entropy(input: Any, target: Any, /, *, weight: Any = None, redu
             pass
     if not _pair(input, target, reduction) or (weight is not None and not _fits(weight, input)):
         return NotImplemented
+    weight = _like(weight, input)
     bad = None
     if not toolkit.reads_values(input):  # NaN counts as out of range, as in torch's check
         # Both are checked by torch (a device-side assert on CUDA), so both are replaced there.
@@ -170,6 +176,7 @@ def binary_cross_entropy_with_logits(input: Any, target: Any, /, *, weight: Any 
     if (not _pair(input, target, reduction) or (weight is not None and not _fits(weight, input))
             or (pos_weight is not None and not _fits(pos_weight, input))):
         return NotImplemented
+    weight, pos_weight = _like(weight, input), _like(pos_weight, input)
     try:
         if input.dtype in _HALF:
             return torch.binary_cross_entropy_with_logits(input.float(), target.float(), _float(weight),

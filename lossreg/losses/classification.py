@@ -166,7 +166,7 @@ def binary_cross_entropy(input: Any, target: Any, /, *, weight: Any = None, redu
         weight: weights that broadcast to the input's shape, or None (all 1).
     """
     name = "binary_cross_entropy"
-    xp, x, y, dtype, weights = _weighted_pointwise(name, input, target, reduction, weight=weight)
+    xp, x, y, dtype, weights = _weighted_pointwise(name, input, target, reduction, promote=False, weight=weight)
     bad = _check_probabilities(name, "input", input, x, xp)
     bad_target = _check_probabilities(name, "target", target, y, xp)
     bad = bad_target if bad is None else bad if bad_target is None else bad | bad_target
@@ -192,10 +192,12 @@ def _check_probabilities(loss: str, name: str, input: Any, x: Any, xp: Any) -> A
 
 
 def _weighted_pointwise(loss: str, input: Any, target: Any, reduction: str, labels: bool = False,
-                        **weights: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+                        promote: bool = True, **weights: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
     """:func:`toolkit.pointwise_inputs` plus optional weight arrays that broadcast to the input.
 
-    Returns ``(xp, input, target, dtype, weights)``, every array in the dtype to compute in.
+    Returns ``(xp, input, target, dtype, weights)``, every array in the dtype to compute in. With
+    ``promote`` a weight's dtype joins the result's, else the weights take the inputs' (as torch's
+    BCE losses do: float64 weights of float32 logits give a float32 loss).
     """
     xp, x, y, dtype = toolkit.pointwise_inputs(loss, input, target, reduction, labels=labels)
     present = {k: w for k, w in weights.items() if w is not None}
@@ -203,7 +205,7 @@ def _weighted_pointwise(loss: str, input: Any, target: Any, reduction: str, labe
         toolkit.namespace(loss, input=input, **present)
     for k, w in present.items():
         toolkit.check_broadcasts(loss, k, w, x, xp)
-        dtype = toolkit.result_type(xp, dtype, w.dtype)
+        dtype = toolkit.result_type(xp, dtype, w.dtype) if promote else dtype
     work = toolkit.compute_dtype(xp, dtype)
     present = {k: toolkit.as_dtype(xp, w, work) for k, w in present.items()}
     return xp, toolkit.as_dtype(xp, x, work), toolkit.as_dtype(xp, y, work), dtype, present
@@ -234,7 +236,8 @@ def binary_cross_entropy_with_logits(input: Any, target: Any, /, *, weight: Any 
             class of the last axis), or None (1).
     """
     name = "binary_cross_entropy_with_logits"
-    xp, x, y, dtype, w = _weighted_pointwise(name, input, target, reduction, weight=weight, pos_weight=pos_weight)
+    xp, x, y, dtype, w = _weighted_pointwise(name, input, target, reduction, promote=False, weight=weight,
+                                             pos_weight=pos_weight)
     # -log σ(x) = max(-x, 0) + log1p(exp(-|x|)), with -|x| = min(x, -x): maximum and minimum split
     # a tie in halves on torch and JAX alike, so the gradient at 0 is σ(0) - 1 = -1/2 (abs would
     # give JAX's +1 there). No where (toolkit.log_sigmoid has two): the slowest elementwise
@@ -358,7 +361,6 @@ def multi_margin_loss(input: Any, target: Any, /, *, p: int = 1, margin: float =
     if weight is not None:
         toolkit.check_floating(name, "weight", weight, xp)
         toolkit.check_shape(name, "weight", weight, (c,), f"a vector of one weight per class, shape ({c},)")
-        dtype = toolkit.result_type(xp, input, weight)
     target = toolkit.holding(name, "target", xp, target, c)
     valid = (target >= 0) & (target < c)
     bad = toolkit.check_values(name, "target", target, ~valid, xp, f"class indices in [0, {c})")
