@@ -61,10 +61,13 @@ def test_training_under_autocast_gets_torchs_loss_and_gradients_eager_and_compil
             value = loss(layer(x), t)
         value.backward()
         results.append((value.dtype, value.detach(), layer.weight.grad.clone()))
-    for dtype, value, grad in results[1:]:
+    for (dtype, value, grad), exact in zip(results[1:], (True, False)):
         assert dtype == torch.float32
-        torch.testing.assert_close(value, results[0][1], rtol=0, atol=0)
-        torch.testing.assert_close(grad, results[0][2], rtol=0, atol=0)
+        # Eager, torch's own operator on the same float32 logits: bit for bit. Compiled, inductor's
+        # fused kernel may sum in another order (an ulp apart).
+        tolerance = {"rtol": 0, "atol": 0} if exact else {}
+        torch.testing.assert_close(value, results[0][1], **tolerance)
+        torch.testing.assert_close(grad, results[0][2], **tolerance)
 
 
 def test_outside_autocast_half_precision_stays_half():
