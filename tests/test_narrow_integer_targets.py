@@ -61,7 +61,8 @@ def test_narrow_class_indices_are_the_classes_they_hold(library, what, loss, arr
 @pytest.mark.parametrize("library", _libraries())
 def test_linear_cross_entropy_reads_uint8_class_156_as_a_class(library):
     hidden, weight = rng.normal(size=(4, 8)).astype(np.float32), rng.normal(size=(200, 8)).astype(np.float32)
-    want = F.cross_entropy(torch.from_numpy(hidden) @ torch.from_numpy(weight).T, torch.from_numpy(_u8.astype(np.int64)))
+    logits = torch.from_numpy(hidden) @ torch.from_numpy(weight).T
+    want = F.cross_entropy(logits, torch.from_numpy(_u8.astype(np.int64)))
     got = lossreg.linear_cross_entropy(library(hidden), library(weight), library(_u8))
     np.testing.assert_allclose(np.asarray(lossreg.backends.to_numpy(got)), want.numpy(), rtol=1e-5)
 

@@ -152,9 +152,10 @@ def binary_cross_entropy(input: Any, target: Any, /, *, weight: Any = None, redu
     if not toolkit.reads_values(input):  # NaN counts as out of range, as in torch's check
         # Both are checked by torch (a device-side assert on CUDA), so both are replaced there.
         bad = ~((input >= 0) & (input <= 1) & (target >= 0) & (target <= 1))
-        half = torch.full((), 0.5, dtype=input.dtype, device=input.device)
-        input, target = torch.where(bad, half, input), torch.where(bad, half.to(target.dtype), target)
-    elif input.is_cuda and input.numel() and not bool(((input >= 0) & (input <= 1) & (target >= 0) & (target <= 1)).all()):
+        middle = torch.full((), 0.5, dtype=input.dtype, device=input.device)
+        input, target = torch.where(bad, middle, input), torch.where(bad, middle.to(target.dtype), target)
+    elif input.is_cuda and input.numel() and not bool(((input >= 0) & (input <= 1)
+                                                       & (target >= 0) & (target <= 1)).all()):
         return NotImplemented  # "sync" mode: the portable path names the offending value
     try:
         if weight is not None:
