@@ -366,6 +366,9 @@ def test_second_derivatives_raise_instead_of_giving_zero():
         hh = h.clone().requires_grad_(True)
         with pytest.raises(lossreg.UnsupportedError, match="first derivatives only"):
             torch.autograd.grad(loss(hh), hh, create_graph=True)
+        for forward_mode in (torch.func.jacfwd, torch.func.hessian):  # lossreg's error, not torch's
+            with pytest.raises(lossreg.UnsupportedError, match="first derivatives by reverse mode only"):
+                forward_mode(loss)(h)
     with lossreg.use_kernels(False):  # the portable definition has them
         hess = torch.func.hessian(lambda h: lossreg.linear_cross_entropy(h, w, t))(h)
     torch.testing.assert_close(hess, torch.func.hessian(lambda h: reference(h, w, t))(h))

@@ -434,6 +434,14 @@ class _UnderTransforms(torch.autograd.Function):
     setup_context = staticmethod(_setup_context)
     backward = staticmethod(_backward)
 
+    @staticmethod
+    def jvp(ctx: Any, *tangents: Any) -> Any:
+        # Forward mode (torch.func.jvp, jacfwd, hessian) has no formula here: lossreg's error, not
+        # torch's "you must implement the jvp function".
+        raise UnsupportedError("linear_cross_entropy: the torch kernel gives first derivatives by reverse mode "
+                               "only (no torch.func.jvp, jacfwd or hessian); lossreg.use_kernels(False) "
+                               "differentiates the portable definition in every mode")
+
 
 def _one_at_a_time(op: Any) -> Callable[..., Any]:
     """A vmap rule that runs ``op`` on each problem of the batch in turn and stacks the results:
