@@ -366,6 +366,10 @@ def reads_values(x: Any) -> bool:
         if _torch_traced(sys.modules["torch"], x) or x.is_meta:
             return False
         return mode == "sync" or (mode == "auto" and x.is_cpu)
+    if compat.is_jax_array(x):
+        # array-api-compat calls every JAX array lazy (it may be a tracer). A concrete one is read
+        # in "sync" mode only: "auto" leaves eager calls to the compiled kernels, which cannot.
+        return mode == "sync" and not isinstance(x, sys.modules["jax"].core.Tracer)
     if is_lazy(x):
         return False
     return mode == "sync" or (mode == "auto" and not _on_accelerator(x))

@@ -123,3 +123,23 @@ def test_bce_refuses_targets_outside_0_1_on_torch_tensors_as_torch_does(target):
     with lossreg.value_checks("poison"):  # where values are not read, the bad element's loss is NaN
         none = lossreg.binary_cross_entropy(p, t, reduction="none")
     assert np.isnan(none[0].item()) and np.isfinite(none[1].item())
+
+
+def test_jax_arrays_give_nan_but_sync_mode_reads_concrete_ones_and_raises():
+    """array-api-compat calls every JAX array lazy, and eager calls run compiled kernels: invalid
+    values give NaN by default. "sync" reads concrete arrays (op by op) and raises; traced ones,
+    under jax.jit, are still poisoned."""
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    x, bad = jnp.asarray(X), jnp.asarray([1, 9, 4])
+    assert np.isnan(float(lossreg.cross_entropy(x, bad)))
+    with lossreg.value_checks("sync"):
+        with pytest.raises(lossreg.LossValueError, match="cross_entropy: argument 'target' .* got 9"):
+            lossreg.cross_entropy(x, bad)
+        with pytest.raises(lossreg.LossValueError, match="argument 'input' expected probabilities in .* got 1.5"):
+            lossreg.binary_cross_entropy(jnp.asarray([0.5, 1.5]), jnp.asarray([0.0, 1.0]))
+        hidden, weight = jnp.asarray(X), jnp.ones((3, 5))
+        with pytest.raises(lossreg.LossValueError, match="linear_cross_entropy: argument 'target'"):
+            lossreg.linear_cross_entropy(hidden, weight, bad)
+        assert np.isnan(float(jax.jit(lossreg.cross_entropy)(x, bad)))
+        assert np.isfinite(float(lossreg.cross_entropy(x, jnp.asarray([1, 2, 4]))))

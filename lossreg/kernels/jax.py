@@ -45,6 +45,8 @@ def compiled(loss: str | Callable[..., Any], definition: Callable[..., Any] | No
     def kernel(*arrays: Any, **options: Any) -> Any:
         if not all(isinstance(a, jax.Array) for a in arrays):
             return NotImplemented
+        if toolkit.reads_values(arrays[0]):  # value_checks("sync") on concrete arrays: checked op by op
+            return NotImplemented
         # Only array options are traced: another option given as an array is the portable path's
         # to refuse, naming the array the caller passed rather than a tracer.
         traced = {k: v for k, v in options.items() if k in array_options and isinstance(v, jax.Array)}
