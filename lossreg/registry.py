@@ -135,6 +135,11 @@ def define_loss(
                     result = kernel(*arrays, **options)
                     if result is not NotImplemented:
                         return result
+            reg = _registry
+            if reg is not None and reg.superseded and loss_name in reg.superseded:
+                current = reg.specs[loss_name]  # a plugin took the name over (replace=True): its definition
+                if current.function is not function:
+                    return current.function(*arrays, **options)
             return function(*arrays, **options)
 
         dispatch.spec = spec  # type: ignore[attr-defined]
@@ -328,6 +333,9 @@ class Registry:
         self.kernels: dict[tuple[str, str], list[Kernel]] = {}
         self.backends: dict[str, Any] = {}
         self.cases: list[Any] = []
+        # Loss -> plugins whose definition of it was replaced (replace=True): their kernels and
+        # cases were written for the old definition, so they are not used for the new one.
+        self.superseded: dict[str, set[str]] = {}
         self._kernel_cache: dict[tuple[str, type], Callable[..., Any] | None] = {}
 
     def _fault(self, plugin: str, fault: str) -> None:
@@ -343,6 +351,10 @@ class Registry:
             self._fault(plugin, f"lossreg_kernels returned {problem}; it is not used")
             return
         name = item.name or getattr(item.function, "__name__", "kernel")
+        if plugin in self.superseded.get(loss, ()):
+            self._note(plugin, "kernels off", f"{loss}[{item.backend}]: the loss was replaced by plugin "
+                                              f"'{self.specs[loss].plugin}'")
+            return
         if item.disabled:
             self._note(plugin, "kernels off", f"{loss}[{item.backend}]: {item.disabled}")
             return
@@ -381,6 +393,13 @@ class Registry:
             return
         for case in cases:
             case.plugin = plugin
+        replaced = {normalize(n): loss for loss, plugins in self.superseded.items() if plugin in plugins
+                    for n in (loss, *self.specs[loss].all_names)}
+        dropped = [c for c in cases if normalize(c.loss) in replaced]
+        if dropped:  # written for the definition another plugin replaced
+            cases = [c for c in cases if normalize(c.loss) not in replaced]
+            losses = ", ".join(sorted({replaced[normalize(c.loss)] for c in dropped}))
+            self._note(plugin, "cases off", f"{len(dropped)} of {losses}: the loss was replaced")
         self.cases.extend(cases)
         self._note(plugin, "cases", f"{len(cases)} from {getattr(item, 'id', item)}")
 
@@ -416,16 +435,26 @@ class Registry:
             return
         keys = {normalize(n): n for n in new.all_names}
         owners = {self.index[k] for k in keys if k in self.index}
+        if owners and not new.replace and all(self.specs[o].replace and self.specs[o].plugin != plugin
+                                              for o in owners):
+            # Taken over by a plugin that loaded first (entry points load in name order): the same
+            # outcome as if this one had loaded first, not a fault of this plugin.
+            for owner in owners:
+                self.superseded.setdefault(owner, set()).add(plugin)
+                self._note(plugin, "replaced by others", f"{new.name} (by {self.specs[owner].plugin})")
+            return
         if owners and not new.replace:
             taken = "; ".join(f"'{n}' is a name of '{self.index[k]}' of plugin '{self.specs[self.index[k]].plugin}'"
                               for k, n in keys.items() if k in self.index)
             self._fault(plugin, f"loss '{new.name}' not registered: {taken}; define it with replace=True "
                                 "to take over")
             return
-        for owner in owners:  # replace: the old spec goes entirely
+        for owner in owners:  # replace: the old spec goes entirely, and with it its plugin's kernels and cases
             old = self.specs.pop(owner)
             self.classes.pop(owner, None)
             self.index = {k: v for k, v in self.index.items() if v != owner}
+            superseded = self.superseded.pop(owner, set()) | {old.plugin}
+            self.superseded[new.name] = self.superseded.get(new.name, set()) | superseded
             self._note(plugin, "replaced", f"{owner} (of {old.plugin})")
         spec = LossSpec(**{**new.__dict__, "plugin": plugin})
         self.specs[spec.name] = spec

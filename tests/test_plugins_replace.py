@@ -1,0 +1,85 @@
+"""``define_loss(..., replace=True)`` takes a name over entirely.
+
+The replaced definition's kernels and cases were written for it, not for the new one: they go
+with it, so no call silently computes the old loss through a kernel, and the conformance suite
+checks the new definition against its own cases only. The module attribute of a replaced
+built-in (``lossreg.l1_loss``) computes the new definition too. Which plugin loads first (entry
+points load in name order) does not matter: a plugin whose loss another plugin replaces is not
+at fault.
+"""
+
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import pytest
+
+import lossreg
+from lossreg import define_loss, toolkit
+
+
+@define_loss(class_name="L1Loss", aliases=("l1",), differentiable=("input", "target"), replace=True)
+def l1_loss(input, target, /, *, reduction="mean"):  # noqa: ANN001, ANN201
+    """``2 |x - y|``: a replacement that differs from the built-in, so that any use of it shows."""
+    xp, x, y, dtype = toolkit.pointwise_inputs("l1_loss", input, target, reduction)
+    return toolkit.reduce(xp, 2 * xp.abs(x - y), reduction, dtype)
+
+
+def _plugin(*losses) -> types.SimpleNamespace:  # noqa: ANN002
+    return types.SimpleNamespace(lossreg_losses=lossreg.hookimpl(lambda: list(losses)))
+
+
+@pytest.fixture
+def replaced_l1():
+    lossreg.register_plugin(_plugin(l1_loss), name="double-l1")
+    yield
+    lossreg.unregister_plugin("double-l1")
+
+
+def test_the_replacement_is_computed_on_every_library_and_form(replaced_l1):
+    torch = pytest.importorskip("torch")
+    x, y = np.array([1.0, 2.0]), np.zeros(2)
+    assert lossreg.spec("l1").plugin == "double-l1"
+    assert float(lossreg.get("l1")(x, y)) == 3.0  # the built-in NumPy kernel would give 1.5
+    assert float(lossreg.get("l1")(torch.tensor(x), torch.tensor(y))) == 3.0  # and the torch one
+    assert float(lossreg.l1_loss(x, y)) == 3.0  # the built-in's module attribute
+    assert float(lossreg.L1Loss()(x, y)) == 3.0
+
+
+def test_the_replaced_definitions_kernels_and_cases_go_with_it(replaced_l1):
+    reg = lossreg.registry()
+    assert not [k for ks in reg.kernels.values() for k in ks if k.loss == "l1_loss"]
+    assert not [c for c in reg.cases if lossreg.core.normalize(c.loss) in ("l1loss", "l1")]
+    notes = reg.plugins["lossreg"].registered
+    assert any("l1_loss" in n for n in notes["kernels off"]) and any("l1_loss" in n for n in notes["cases off"])
+    assert not reg.plugins["double-l1"].faults and not reg.plugins["lossreg"].faults
+
+
+@define_loss(class_name="CharbonnierLoss")
+def charbonnier_loss(input, target, /, *, eps=1e-3, reduction="mean"):  # noqa: ANN001, ANN201
+    """``√((x - y)² + ε²)``."""
+    xp, x, y, dtype = toolkit.pointwise_inputs("charbonnier_loss", input, target, reduction)
+    return toolkit.reduce(xp, xp.sqrt((x - y) ** 2 + eps**2), reduction, dtype)
+
+
+@define_loss(class_name="CharbonnierLoss", name="charbonnier_loss", replace=True)
+def charbonnier_loss_v2(input, target, /, *, eps=1e-3, reduction="mean"):  # noqa: ANN001, ANN201
+    """``√((x - y)² + ε²) - ε``: zero at zero."""
+    xp, x, y, dtype = toolkit.pointwise_inputs("charbonnier_loss", input, target, reduction)
+    return toolkit.reduce(xp, xp.sqrt((x - y) ** 2 + eps**2) - eps, reduction, dtype)
+
+
+@pytest.mark.parametrize("order", [("original", "takeover"), ("takeover", "original")])
+def test_a_take_over_does_not_depend_on_which_plugin_loads_first(order):
+    plugins = {"original": _plugin(charbonnier_loss), "takeover": _plugin(charbonnier_loss_v2)}
+    for name in order:
+        lossreg.register_plugin(plugins[name], name=name)
+    try:
+        reg = lossreg.registry()
+        assert lossreg.spec("charbonnier_loss").plugin == "takeover"
+        assert float(lossreg.charbonnier_loss(np.zeros(2), np.zeros(2))) == 0.0
+        assert not reg.plugins["original"].faults and not reg.plugins["takeover"].faults
+    finally:
+        for name in order:
+            lossreg.unregister_plugin(name)
