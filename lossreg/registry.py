@@ -135,9 +135,8 @@ def define_loss(
                     result = kernel(*arrays, **options)
                     if result is not NotImplemented:
                         return result
-            reg = _registry
-            if reg is not None and reg.superseded and loss_name in reg.superseded:
-                current = reg.specs[loss_name]  # a plugin took the name over (replace=True): its definition
+            if _registry is not None and _registry.superseded and loss_name in _registry.superseded:
+                current = _registry.specs[loss_name]  # a plugin took the name over (replace=True): its definition
                 if current.function is not function:
                     return current.function(*arrays, **options)
             return function(*arrays, **options)
