@@ -121,31 +121,53 @@ def define_loss(
 
         @functools.wraps(function)
         def dispatch(*arrays: Any, **options: Any) -> Any:
-            if arrays and (_kernels_on.get() if _kernels_on.active else _kernels_on.default):
-                if _compiling():
-                    # Chosen afresh from the loaded tables: a read of the cache would make Dynamo
-                    # guard on it, and recompile whenever another loss or array type filled it.
-                    kernel = _registry.choose_kernel(loss_name, arrays[0])  # type: ignore[union-attr]
-                else:
-                    reg = _registry or registry()
-                    kernel = reg._kernel_cache.get((loss_name, type(arrays[0])), missing)
-                    if kernel is missing:
-                        kernel = reg.kernel_for(loss_name, arrays[0])
-                if kernel is not None:
-                    result = kernel(*arrays, **options)
-                    if result is not NotImplemented:
-                        return result
-            if _registry is not None and _registry.superseded and loss_name in _registry.superseded:
-                current = _registry.specs[loss_name]  # a plugin took the name over (replace=True): its definition
-                if current.function is not function:
-                    return current.function(*arrays, **options)
-            return function(*arrays, **options)
+            try:  # free unless something raises
+                if arrays and (_kernels_on.get() if _kernels_on.active else _kernels_on.default):
+                    if _compiling():
+                        # Chosen afresh from the loaded tables: a read of the cache would make Dynamo
+                        # guard on it, and recompile whenever another loss or array type filled it.
+                        kernel = _registry.choose_kernel(loss_name, arrays[0])  # type: ignore[union-attr]
+                    else:
+                        reg = _registry or registry()
+                        kernel = reg._kernel_cache.get((loss_name, type(arrays[0])), missing)
+                        if kernel is missing:
+                            kernel = reg.kernel_for(loss_name, arrays[0])
+                    if kernel is not None:
+                        result = kernel(*arrays, **options)
+                        if result is not NotImplemented:
+                            return result
+                if _registry is not None and _registry.superseded and loss_name in _registry.superseded:
+                    current = _registry.specs[loss_name]  # a plugin took the name over (replace=True)
+                    if current.function is not function:
+                        return current.function(*arrays, **options)
+                return function(*arrays, **options)
+            except TypeError:
+                _check_call(spec, arrays, options)  # a call that cannot bind: lossreg's error, naming it
+                raise
 
         dispatch.spec = spec  # type: ignore[attr-defined]
         dispatch.portable = function  # type: ignore[attr-defined]
         return dispatch
 
     return decorate
+
+
+def _check_call(spec: LossSpec, arrays: tuple[Any, ...], options: dict[str, Any]) -> None:
+    """Raise :class:`LossTypeError` if the call does not fit the loss's signature (arrays by
+    position, options by keyword, no unknown option); return if it does."""
+    inputs = spec.inputs
+    for key in options:
+        if key in inputs:
+            raise LossTypeError(spec.name, key, f"its arrays by position: {spec.name}({', '.join(inputs)}, ...)",
+                                "the array by keyword")
+        if key not in spec.options:
+            raise LossTypeError(spec.name, key, "one of its options " + ", ".join(spec.options) if spec.options
+                                else "no options", "an unknown option")
+    try:
+        inspect.signature(spec.function).bind(*arrays, **options)
+    except TypeError:
+        raise LossTypeError(spec.name, "arrays", f"{len(inputs)} arrays by position ({', '.join(inputs)}), then "
+                            "options by keyword", f"{len(arrays)} positional arguments") from None
 
 
 def check_definition(function: Callable[..., Any], differentiable: Sequence[str] = (),

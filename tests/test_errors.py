@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -143,3 +145,17 @@ def test_jax_arrays_give_nan_but_sync_mode_reads_concrete_ones_and_raises():
             lossreg.linear_cross_entropy(hidden, weight, bad)
         assert np.isnan(float(jax.jit(lossreg.cross_entropy)(x, bad)))
         assert np.isfinite(float(lossreg.cross_entropy(x, jnp.asarray([1, 2, 4]))))
+
+
+@pytest.mark.parametrize("call, argument, expected", [
+    (lambda: lossreg.mse_loss(X), "arrays", "2 arrays by position (input, target), then options by keyword"),
+    (lambda: lossreg.mse_loss(X, X, "sum"), "arrays", "got 3 positional arguments"),
+    (lambda: lossreg.mse_loss(X, X, reductio="sum"), "reductio", "expected one of its options reduction"),
+    (lambda: lossreg.mse_loss(input=X, target=X), "input", "expected its arrays by position"),
+    (lambda: lossreg.MSELoss()(X), "arrays", "2 arrays by position"),
+    (lambda: lossreg.ctc_loss(X, X), "arrays", "4 arrays by position (log_probs, targets, input_lengths"),
+], ids=["too few arrays", "a positional option", "a misspelt option", "arrays by keyword", "class form",
+        "ctc, two of four"])
+def test_a_call_that_does_not_fit_the_signature_is_a_lossreg_error(call, argument, expected):
+    with pytest.raises(lossreg.LossTypeError, match=rf"argument '{argument}' .*{re.escape(expected)}"):
+        call()
