@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 from collections.abc import Sequence
@@ -31,8 +32,16 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _writable(path: str) -> bool:
+    folder = os.path.dirname(os.path.abspath(path))
+    return os.path.isdir(folder) and os.access(folder, os.W_OK) and not os.path.isdir(path)
+
+
 def cmd_plugins(args: argparse.Namespace) -> int:
-    infos = registry().plugins
+    reg = registry()
+    for backend in reg.backends.values():  # a backend whose availability check raises is a fault to list
+        backend.unavailable()
+    infos = reg.plugins
     if args.json:
         print(json.dumps([info.__dict__ for info in infos.values()], indent=1))
     else:
@@ -71,6 +80,10 @@ def cmd_conformance(args: argparse.Namespace) -> int:
     use_fast_jax_compile(eager_only=args.backend.strip() != "all" and "jax_jit" not in _split(args.backend))
     if "jax" in args.backend or args.backend.strip() == "all":
         conformance.share_jax_compiles()  # and JAX's compiled programs kept on disk between runs
+    if args.json and not _writable(args.json):
+        print(f"lossreg conformance: --json {args.json}: cannot write there (no such directory, or not writable)",
+              file=sys.stderr)
+        return 2
     reg = registry()
     all_backends = args.backend.strip() == "all"
     wanted = [name for name in reg.backends if not reg.backends[name].unavailable()] if all_backends \
@@ -93,6 +106,13 @@ def cmd_conformance(args: argparse.Namespace) -> int:
         name, _, number = item.rpartition("=")
         if number != conformance.COVER and not number.isdigit():
             print(f"lossreg conformance: --max-cases takes N, cover or BACKEND=N|cover,..., not {item!r}", file=sys.stderr)
+            return 2
+        if name and name not in reg.backends:
+            print(f"lossreg conformance: --max-cases names backend {name!r}, which is not registered "
+                  f"(known: {', '.join(reg.backends)})", file=sys.stderr)
+            return 2
+        if number == "0":
+            print("lossreg conformance: --max-cases 0 would run nothing; give at least 1, or cover", file=sys.stderr)
             return 2
         limits[name or "*"] = number if number == conformance.COVER else int(number)
     with shown:
@@ -128,7 +148,12 @@ def cmd_conformance(args: argparse.Namespace) -> int:
                 backends=wanted, dtypes=dtypes, device=args.device, device_names=hardware, max_cases=limits or None,
                 versions=versions, seconds=seconds, not_run=not_run, machine=platform.platform(),
                 processor=platform.processor(), matrix=conformance.matrix(outcomes, seconds)))
-    return 1 if conformance.summarize(outcomes)["failed"] else 0
+    counts = conformance.summarize(outcomes)
+    if not counts["passed"] and not counts["failed"]:
+        # A run that checked nothing is not a pass (as pytest's "no tests ran").
+        print("lossreg conformance: nothing ran (see the reasons above)", file=sys.stderr)
+        return 1
+    return 1 if counts["failed"] else 0
 
 
 def cmd_docs(args: argparse.Namespace) -> int:

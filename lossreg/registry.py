@@ -391,8 +391,24 @@ class Registry:
         elif item.name in self.backends:
             self._fault(plugin, f"backend '{item.name}' is already provided")
         else:
+            self._guard(plugin, item)
             self.backends[item.name] = item
             self._note(plugin, "backends", item.name)
+
+    def _guard(self, plugin: str, backend: Any) -> None:
+        """A backend whose availability checks raise is unavailable, with the reason, and its plugin
+        at fault: not a crash of every conformance run."""
+        for method in ("unavailable", "device_unavailable"):
+            def guarded(*args: Any, _method: str = method) -> str | None:
+                try:  # the class's method, looked up at each call (a test may patch it)
+                    return getattr(type(backend), _method)(backend, *args)
+                except Exception as exc:
+                    fault = f"backend '{backend.name}': {_method}() raised {type(exc).__name__}: {exc}"
+                    if fault not in self.plugins.setdefault(plugin, PluginInfo(plugin)).faults:
+                        self._fault(plugin, fault)
+                    return fault
+
+            setattr(backend, method, guarded)
 
     def drop_orphan_kernels(self) -> None:
         """Kernels for a backend no plugin provides could never be chosen, nor checked."""

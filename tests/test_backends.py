@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import types
 from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
@@ -309,6 +310,47 @@ def test_cli_bad_arguments_are_one_line_errors_before_anything_runs(args: list, 
     assert code == 2 and out == ""
     assert err.startswith("lossreg: ") and message in err and "Traceback" not in err
     assert "took" not in err  # numpy, named first, did not run
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--backend", "numpy", "--json", "/nonexistent/folder/report.json"], "cannot write there"),
+    (["--backend", "numpy", "--max-cases", "0"], "--max-cases 0 would run nothing"),
+    (["--backend", "numpy", "--max-cases", "nosuch=3"], "names backend 'nosuch', which is not registered"),
+])
+def test_cli_arguments_that_would_waste_the_run_are_refused_before_it(args: list, message: str,
+                                                                      capsys: pytest.CaptureFixture) -> None:
+    code, out = _cli(*args)
+    err = capsys.readouterr().err
+    assert code == 2 and out == "" and message in err and "Traceback" not in err
+
+
+def test_cli_a_run_that_checks_nothing_fails(capsys: pytest.CaptureFixture) -> None:
+    """As pytest's "no tests ran": every requested backend unavailable is not a pass."""
+    missing = next((name for name, b in registry().backends.items() if b.unavailable()), None)
+    if missing is None:
+        pytest.skip("every registered backend is available here")
+    code, out = _cli("--backend", missing, "--loss", "mse_loss")
+    assert code == 1 and "nothing ran" in capsys.readouterr().err
+
+
+def test_a_backend_whose_availability_check_raises_is_a_plugin_fault_not_a_crash() -> None:
+    class Broken(Backend):
+        name = short = "broken"
+        module = "numpy"
+
+        def unavailable(self) -> str | None:
+            raise RuntimeError("driver exploded")
+
+    plugin = types.SimpleNamespace(lossreg_backends=lossreg.hookimpl(lambda: [Broken()]))
+    with pytest.warns(lossreg.LossregPluginWarning, match="driver exploded"):
+        lossreg.register_plugin(plugin, name="broken-backend")
+        try:
+            code, out = _cli("--backend", "all", "--loss", "mse_loss", "--dtype", "float64", "--max-cases", "1")
+            assert code == 0, out
+            assert "not run: broken: backend 'broken': unavailable() raised RuntimeError: driver exploded" in out
+            assert any("driver exploded" in f for f in registry().plugins["broken-backend"].faults)
+        finally:
+            lossreg.unregister_plugin("broken-backend")
 
 
 def test_cli_matrix_stays_compact() -> None:
