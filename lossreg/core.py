@@ -75,6 +75,9 @@ class Kernel:
     disabled: str = ""  # why it is off (e.g. never verified on its hardware): listed, never called
 
 
+FLOATING = ("float16", "bfloat16", "float32", "float64")  # the dtypes a conformance run may test
+
+
 @dataclass
 class Case:
     """One reference case of one loss."""

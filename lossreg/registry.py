@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from . import toolkit
-from .core import Kernel, LossSpec, PluginInfo, normalize
+from .core import FLOATING, Kernel, LossSpec, PluginInfo, normalize
 from .errors import DefinitionError, LossTypeError, LossValueError, PluginError, UnknownLossError, warn_plugin
 from .toolkit import Setting
 
@@ -428,8 +428,18 @@ class Registry:
         except Exception as exc:
             self._fault(plugin, f"lossreg_cases: cannot read {item}: {type(exc).__name__}: {exc}")
             return
+        seen = {(normalize(c.loss), c.id) for c in self.cases}
+        kept = []
         for case in cases:
             case.plugin = plugin
+            problem = self._case_problem(case, seen)
+            if problem:  # a case that cannot check what it claims to: refused, not silently ignored
+                self._fault(plugin, f"lossreg_cases: case {case.id!r} of {case.loss!r} from {getattr(item, 'id', item)} "
+                                    f"is not used: {problem}")
+            else:
+                seen.add((normalize(case.loss), case.id))
+                kept.append(case)
+        cases = kept
         replaced = {normalize(n): loss for loss, plugins in self.superseded.items() if plugin in plugins
                     for n in (loss, *self.specs[loss].all_names)}
         dropped = [c for c in cases if normalize(c.loss) in replaced]
@@ -439,6 +449,42 @@ class Registry:
             self._note(plugin, "cases off", f"{len(dropped)} of {losses}: the loss was replaced")
         self.cases.extend(cases)
         self._note(plugin, "cases", f"{len(cases)} from {getattr(item, 'id', item)}")
+
+    def _case_problem(self, case: Any, seen: set[tuple[str, str]]) -> str:
+        """What makes ``case`` unusable, or "" (its loss, dtypes, error and gradients must be ones
+        the suite can check)."""
+        import numpy as np
+
+        from . import errors
+
+        key = normalize(case.loss) if isinstance(case.loss, str) else ""
+        if key not in self.index:
+            return f"no loss {case.loss!r} is registered"
+        if (key, case.id) in seen:
+            return "another case of this loss has the same id"
+        spec = self.specs[self.index[key]]
+        if case.dtypes is not None and not set(case.dtypes) <= set(FLOATING):
+            return f"dtypes {case.dtypes!r} are not among {', '.join(FLOATING)}"
+        for name, value in [*case.inputs.items(), *case.options.items()]:
+            if isinstance(value, dict) and "data" in value:
+                kind = value.get("dtype", "float")
+                try:
+                    kind == "float" or kind in FLOATING or np.dtype(kind)
+                except TypeError:
+                    return f"{name}'s dtype {kind!r} is not 'float' or a NumPy dtype name"
+        if case.raises is not None:
+            if not (isinstance(getattr(errors, str(case.raises), None), type)
+                    and issubclass(getattr(errors, case.raises), errors.LossError)):
+                return f"raises {case.raises!r}, which is not a lossreg error"
+        elif case.expected is None:
+            return "it has neither an expected value nor an error it raises"
+        # Gradients are checked for the arrays the loss differentiates; one of another name (a
+        # misspelt array, an option) could never be.
+        unknown = [g for g in case.grads if g not in spec.inputs]
+        if unknown:
+            return (f"gradients of {', '.join(map(repr, unknown))}, which is not one of its arrays "
+                    f"({', '.join(spec.inputs)}): the suite could never check it")
+        return ""
 
     def to_numpy(self, x: Any) -> Any:
         """Read an array of any registered backend back into NumPy (for configs and reports)."""
