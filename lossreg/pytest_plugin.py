@@ -76,7 +76,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("lossreg_backend_name", names, scope="session")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def lossreg_backend(lossreg_backend_name: str) -> Iterator[Any]:
     """The :class:`lossreg.testing.Backend` under test; skipped (saying why) if unavailable here."""
     from .registry import registry
@@ -87,17 +87,19 @@ def lossreg_backend(lossreg_backend_name: str) -> Iterator[Any]:
     reason = found.unavailable()
     if reason:
         pytest.skip(f"backend {lossreg_backend_name} unavailable: {reason}")
-    with found.scope():  # what the library needs (JAX's float64) holds for these tests only
+    # What the library needs (JAX's float64) holds for each test that asks for it, and only
+    # during that test: a session-wide scope leaked into the tests that ran after it.
+    with found.scope():
         yield found
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def lossreg_device(lossreg_backend: Any, request: pytest.FixtureRequest) -> str:
     """The device of ``--lossreg-device``, or the backend's default one."""
     return request.config.getoption("--lossreg-device") or lossreg_backend.devices[0]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def lossreg_xp(lossreg_backend: Any, lossreg_device: str) -> Any:
     """The array namespace (array-api-compat's) of the backend under test."""
     return lossreg_backend.xp(lossreg_device)

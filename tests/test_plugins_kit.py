@@ -119,3 +119,22 @@ def test_a_kernel_named_by_alias_is_used_and_may_decline():
         assert calls == ["sum"]
     finally:
         lossreg.unregister_plugin("alias_kernel")
+
+
+def test_the_backend_fixtures_float64_holds_for_their_own_tests_only(tmp_path):
+    """JAX's float64 (jax_enable_x64), which the jax backend's fixtures switch on, is off again for
+    the next test that does not ask for them."""
+    pytest.importorskip("jax")
+    import subprocess
+    import sys
+
+    (tmp_path / "test_leak.py").write_text(
+        "def test_uses_the_backend(lossreg_xp):\n"
+        "    lossreg_xp.asarray([1.0], dtype=lossreg_xp.float64)\n\n"
+        "def test_plain_jax_after_it():\n"
+        "    import jax.numpy as jnp\n"
+        "    assert jnp.asarray(1.0).dtype == jnp.float32\n")
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+                           "-p", "lossreg.pytest_plugin", "--lossreg-backend", "numpy,jax", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0 and "3 passed" in done.stdout, done.stdout[-2000:]
