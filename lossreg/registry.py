@@ -249,6 +249,14 @@ class Loss:
                 raise LossValueError(self.spec.name, key, "a number", toolkit.describe(value))
         self.options = {**self.spec.options, **options}
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # By name and options, not by the class object: class forms are made afresh by every
+        # reload (and register_plugin), so an object made before one still pickles after it.
+        return get, (self.spec.name,), {"options": self.options}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.options = state["options"]
+
     def __call__(self, *arrays: Any) -> Any:
         options = self.options
         listed = [k for k in self.spec.array_options if isinstance(options[k], (list, tuple))]
@@ -720,7 +728,7 @@ def names() -> list[str]:
 
 
 def from_config(config: dict[str, Any]) -> Loss:
-    """Rebuild a loss from ``Loss.get_config()`` output (or its JSON)."""
+    """Rebuild a loss from ``Loss.get_config()`` output (a dict, as ``json.loads`` gives it back)."""
     if not isinstance(config, dict) or "name" not in config:
         raise LossValueError("lossreg.from_config", "config", "a dict with 'name' and 'options'", repr(config))
     return get(config["name"], **config.get("options", {}))

@@ -69,6 +69,17 @@ def test_class_forms_pickle_by_name():
     assert pickle.loads(pickle.dumps(loss)) == loss
 
 
+def test_a_class_form_made_before_a_reload_still_pickles_after_it_options_kept():
+    weight = np.array([1.0, 2.0, 0.5])
+    loss = lossreg.CrossEntropyLoss(weight=weight, reduction="sum")
+    lossreg.reload()  # remakes every class form, as register_plugin does
+    again = pickle.loads(pickle.dumps(loss))
+    assert type(again) is lossreg.CrossEntropyLoss and again.options["weight"] is not weight
+    np.testing.assert_array_equal(again.options["weight"], weight)
+    x, t = np.eye(3), np.arange(3)
+    assert again(x, t) == loss(x, t)
+
+
 def test_the_spec_is_derived_from_the_function_signature():
     spec = lossreg.spec("cross_entropy")
     assert spec.inputs == ("input", "target")
