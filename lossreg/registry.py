@@ -701,8 +701,8 @@ def reload() -> Registry:
 def register_plugin(plugin: Any, name: str | None = None) -> None:
     """Register an in-process plugin object or module (as an entry point would) and reload."""
     name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
-    if any(n == name for n, _ in _extra):
-        raise PluginError(f"a plugin named '{name}' is already registered")
+    if any(n == name for n, _ in _extra) or name in registry().plugins:
+        raise PluginError(f"a plugin named '{name}' is already registered; give this one another name")
     _extra.append((name, plugin))
     reload()
 

@@ -118,3 +118,9 @@ def test_a_kernel_is_chosen_for_its_library_and_can_be_switched_off():
         assert calls == ["mean", "none"]
     finally:
         lossreg.unregister_plugin("test-kernel")
+
+
+def test_registering_a_plugin_under_a_name_already_loaded_is_refused_not_blamed_on_the_other():
+    with pytest.raises(lossreg.PluginError, match="a plugin named 'lossreg' is already registered"):
+        lossreg.register_plugin(object(), name="lossreg")
+    assert not lossreg.registry().plugins["lossreg"].faults
