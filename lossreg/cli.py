@@ -21,10 +21,12 @@ def _split(value: str) -> list[str]:
 
 def cmd_list(args: argparse.Namespace) -> int:
     reg = registry()
-    rows = [(s.name, s.class_name, s.plugin, ", ".join(s.aliases)) for s in (reg.specs[n] for n in sorted(reg.specs))]
+    specs = [reg.specs[n] for n in sorted(reg.specs)]
     if args.json:
-        print(json.dumps([dict(zip(("name", "class", "plugin", "aliases"), r)) for r in rows], indent=1))
+        print(json.dumps([{"name": s.name, "class": s.class_name, "plugin": s.plugin, "aliases": list(s.aliases)}
+                          for s in specs], indent=1))
         return 0
+    rows = [(s.name, s.class_name, s.plugin, ", ".join(s.aliases)) for s in specs]
     widths = [max(len(r[i]) for r in rows + [("name", "class", "plugin", "")]) for i in range(3)]
     print("  ".join(h.ljust(w) for h, w in zip(("name", "class", "plugin"), widths)) + "  aliases")
     for row in rows:
@@ -87,12 +89,13 @@ def cmd_conformance(args: argparse.Namespace) -> int:
     reg = registry()
     all_backends = args.backend.strip() == "all"
     wanted = [name for name in reg.backends if not reg.backends[name].unavailable()] if all_backends \
-        else _split(args.backend)
+        else list(dict.fromkeys(_split(args.backend)))  # each once, however often named
     dtypes = list(conformance.EPS) if args.dtype.strip() == "all" else _split(args.dtype)
     seconds: dict[str, float] = {}
     from .progress import ConformanceProgress
 
-    losses = _split(args.loss) if args.loss else None
+    # Each loss once, whichever of its names are given (an unknown name is an error here, exit 2).
+    losses = list(dict.fromkeys(reg.lookup(n).name for n in _split(args.loss))) if args.loss else None
     # A live display on a terminal; plain lines (one per backend) in a pipe or log, or with --json.
     shown = ConformanceProgress({name: len(losses) if losses else len(reg.specs) for name in wanted},
                                 live=False if args.json else None)

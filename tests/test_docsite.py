@@ -238,9 +238,12 @@ def test_a_loss_page_renders_in_a_real_browser(site: Path) -> None:
     page = site / "site" / "losses" / "huber_loss.html"
     probe = page.with_name(f"huber_loss_probe_{os.getpid()}.html")  # the page as built, plus a script that reports back
     probe.write_text(page.read_text(encoding="utf-8").replace("</body>", PROBE + "</body>"), encoding="utf-8")
-    done = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
-                           "--virtual-time-budget=15000", "--dump-dom", probe.as_uri()],
-                          capture_output=True, text=True, timeout=120)
+    try:
+        done = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
+                               "--virtual-time-budget=15000", "--dump-dom", probe.as_uri()],
+                              capture_output=True, text=True, timeout=120)
+    finally:  # the site is shared: a page left behind is one more page for the other tests
+        probe.unlink()
     found = re.search(r'<pre id="probe">(.*?)</pre>', done.stdout)
     assert found, f"the page did not finish loading: {done.stderr[-2000:]}"
     result = json.loads(found.group(1).replace("&quot;", '"'))
