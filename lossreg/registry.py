@@ -245,7 +245,7 @@ class Loss:
             # "off"; an array only if it is an array option): a complex or a string is refused when
             # the object is made, as torch.nn refuses it, with the error the call would raise.
             if (_real(self.spec.options[key]) and value is not None and not _real(value)
-                    and key not in self.spec.array_options):
+                    and (key not in self.spec.array_options or isinstance(value, (str, bytes, complex)))):
                 raise LossValueError(self.spec.name, key, "a number", toolkit.describe(value))
         self.options = {**self.spec.options, **options}
 
@@ -396,6 +396,9 @@ class Registry:
 
         if not isinstance(item, Backend):
             self._fault(plugin, f"lossreg_backends returned {type(item).__name__}, not a Backend")
+        elif not (isinstance(item.name, str) and item.name.strip()):
+            self._fault(plugin, f"lossreg_backends returned a {type(item).__name__} without a name "
+                                "(--backend needs one)")
         elif item.name in self.backends:
             self._fault(plugin, f"backend '{item.name}' is already provided")
         else:

@@ -161,3 +161,24 @@ def test_an_unknown_name_suggests_only_close_names():
         lossreg.get("barronn")
     with pytest.raises(lossreg.UnknownLossError, match=r"closest: huber, HuberLoss"):
         lossreg.get("huberr")
+
+
+def test_a_learned_option_takes_a_number_or_an_array_but_not_a_string_when_the_object_is_made(barron_plugin):
+    assert lossreg.get("BarronLoss", alpha=np.array(1.3)).options["alpha"] == 1.3
+    with pytest.raises(lossreg.LossValueError, match="barron_loss: argument 'alpha' expected a number, got str"):
+        lossreg.get("BarronLoss", alpha="1.3")
+
+
+def test_a_backend_without_a_name_is_a_plugin_fault():
+    from lossreg.testing import Backend
+
+    class Nameless(Backend):
+        module = "numpy"
+
+    with pytest.warns(lossreg.LossregPluginWarning, match="without a name"):
+        lossreg.register_plugin(types.SimpleNamespace(lossreg_backends=lossreg.hookimpl(lambda: [Nameless()])),
+                                name="nameless")
+    try:
+        assert "" not in lossreg.registry().backends
+    finally:
+        lossreg.unregister_plugin("nameless")
