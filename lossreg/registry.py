@@ -152,6 +152,11 @@ def define_loss(
     return decorate
 
 
+def _unknown_option(spec: LossSpec, key: str) -> LossTypeError:
+    expected = "one of its options " + ", ".join(spec.options) if spec.options else "no options"
+    return LossTypeError(spec.name, key, expected, "an unknown option")
+
+
 def _check_call(spec: LossSpec, arrays: tuple[Any, ...], options: dict[str, Any]) -> None:
     """Raise :class:`LossTypeError` if the call does not fit the loss's signature (arrays by
     position, options by keyword, no unknown option); return if it does."""
@@ -161,8 +166,7 @@ def _check_call(spec: LossSpec, arrays: tuple[Any, ...], options: dict[str, Any]
             raise LossTypeError(spec.name, key, f"its arrays by position: {spec.name}({', '.join(inputs)}, ...)",
                                 "the array by keyword")
         if key not in spec.options:
-            raise LossTypeError(spec.name, key, "one of its options " + ", ".join(spec.options) if spec.options
-                                else "no options", "an unknown option")
+            raise _unknown_option(spec, key)
     try:
         inspect.signature(spec.function).bind(*arrays, **options)
     except TypeError:
@@ -239,8 +243,7 @@ class Loss:
     def __init__(self, **options: Any) -> None:
         for key, value in options.items():
             if key not in self.spec.options:
-                expected = "one of its options " + ", ".join(self.spec.options) if self.spec.options else "no options"
-                raise LossTypeError(self.spec.name, key, expected, "an unknown option")
+                raise _unknown_option(self.spec, key)
             # An option whose default is a number takes a number (or None, which some losses read as
             # "off"; an array only if it is an array option): a complex or a string is refused when
             # the object is made, as torch.nn refuses it, with the error the call would raise.

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from .. import losses as catalogue
 from .. import toolkit
+from . import _TORCH_AUTOCAST_ONLY
 from .torch_common import _ENUM, _FLOAT, _INDEX, _class_args, _poison
 
 Tensor = torch.Tensor
@@ -378,8 +379,4 @@ _KERNELS = {
     "cross_entropy": cross_entropy,
     "ctc_loss": ctc_loss,
 }
-# The other losses of torch's autocast float32 lists (CPU and CUDA).
-AUTOCAST_ONLY = ("smooth_l1_loss", "huber_loss", "kl_div", "poisson_nll_loss", "soft_margin_loss", "multi_margin_loss",
-                 "multilabel_margin_loss", "hinge_embedding_loss", "margin_ranking_loss", "cosine_embedding_loss",
-                 "triplet_margin_loss")
-KERNELS = {loss: _as_autocast_runs_it(loss, _KERNELS.get(loss)) for loss in (*_KERNELS, *AUTOCAST_ONLY)}
+KERNELS = {loss: _as_autocast_runs_it(loss, _KERNELS.get(loss)) for loss in (*_KERNELS, *_TORCH_AUTOCAST_ONLY)}
