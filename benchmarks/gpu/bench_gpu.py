@@ -4,7 +4,7 @@
     python benchmarks/gpu/bench_gpu.py --device cpu --dry-run --out DIR   # the logic, small sizes
 
 Cross-entropy at N=8192, C=32000 and 128256, float32 and bfloat16, forward and forward+backward:
-``F.cross_entropy``, lossreg's default path (the torch kernel: Triton on CUDA when installed) and
+``F.cross_entropy``, ``torch.compile``d ``F.cross_entropy``, lossreg's default path (the torch kernel: Triton on CUDA when installed) and
 lossreg's portable path (kernels off), each with its median time and peak extra memory (the
 peak allocated during the call above what was allocated before it, the gradient included).
 MSE, L1 and BCE over 2^27 float32 elements likewise; then the same losses on CuPy arrays
@@ -123,7 +123,10 @@ def bench_torch(clock: Clock, device: str, dry: bool, bandwidth: float, reps: in
     rows = []
     n = 64 if dry else 8192
     classes = (1000, 4000) if dry else (32000, 128256)
-    variants = {"native": F.cross_entropy, "lossreg": lossreg.cross_entropy, "portable": _off(lossreg.cross_entropy)}
+    # torch.compile'd F.cross_entropy: what a user who compiles the model gets without lossreg.
+    compiled = torch.compile(F.cross_entropy, dynamic=True)  # one graph for both class counts
+    variants = {"native": F.cross_entropy, "compiled": compiled, "lossreg": lossreg.cross_entropy,
+                "portable": _off(lossreg.cross_entropy)}
     for c in classes:
         for dtype in (torch.float32, torch.bfloat16):
             g = torch.Generator(device=device).manual_seed(0)
@@ -134,6 +137,13 @@ def bench_torch(clock: Clock, device: str, dry: bool, bandwidth: float, reps: in
             for mode in ("forward", "forward+backward"):
                 fns = {k: (_fwd(f, logits, target) if mode == "forward" else _fwd_bwd(f, leaf, target))
                        for k, f in variants.items()}
+                try:
+                    fns["compiled"]()  # compiled outside the timed rounds
+                except torch.cuda.OutOfMemoryError:
+                    raise
+                except Exception as exc:  # report, and time the others
+                    log(f"CE {c} {dtype} {mode}: torch.compile failed: {type(exc).__name__}: {exc}")
+                    del fns["compiled"]
                 try:
                     med = interleaved(clock, fns, reps)
                     mem = {k: clock.peak_extra(f) for k, f in fns.items()}
@@ -269,14 +279,16 @@ def markdown(result: dict) -> str:
              f"Device: {result['device_name']}  ", "Versions: " + ", ".join(f"{k} {v}" for k, v in result["versions"].items()),
              f"  \nCopy bandwidth (read + write): {result['copy_GBps']:.0f} GB/s; Triton kernel in use: "
              f"{result['triton_in_use']}", "",
-             "| library | loss | shape | dtype | mode | native ms | lossreg ms | ratio | portable ms | ratio | floor ms | "
-             "lossreg/floor | extra peak GiB native / lossreg / portable |", "|" + "---|" * 13]
+             "| library | loss | shape | dtype | mode | native ms | compiled ms | lossreg ms | ratio | portable ms | ratio | "
+             "floor ms | lossreg/floor | extra peak GiB native / compiled / lossreg / portable |", "|" + "---|" * 14]
     for r in result["rows"]:
         ms, ratio = r["ms"], r.get("ratio_to_native", {})
         mem = r.get("peak_extra_bytes") or {}
-        mems = " / ".join("-" if mem.get(k) is None else f"{mem[k] / 2**30:.2f}" for k in ("native", "lossreg", "portable"))
+        mems = " / ".join("-" if mem.get(k) is None else f"{mem[k] / 2**30:.2f}"
+                          for k in ("native", "compiled", "lossreg", "portable"))
         lines.append(f"| {r['library']} | {r['loss']} | {'×'.join(map(str, r['shape']))} | {r['dtype']} | {r['mode']} | "
-                     f"{ms.get('native', float('nan')):.3f} | {ms['lossreg']:.3f} | {ratio.get('lossreg', float('nan')):.2f} | "
+                     f"{ms.get('native', float('nan')):.3f} | {ms.get('compiled', float('nan')):.3f} | "
+                     f"{ms['lossreg']:.3f} | {ratio.get('lossreg', float('nan')):.2f} | "
                      f"{ms['portable']:.3f} | {ratio.get('portable', float('nan')):.2f} | {r['floor_ms']:.3f} | "
                      f"{r['ratio_to_floor']['lossreg']:.2f} | {mems} |")
     if result.get("check"):

@@ -125,6 +125,32 @@ def main() -> int:
                     notes.append(f"kernels={kernels}: {err / eps:.2f} eps")
                 return ", ".join(notes)
 
+    # A kernel that fails declines, and the portable path answers in its place: the matrix would
+    # pass either way, so each GPU kernel must be seen to answer a plain call itself.
+    for (loss, backend), kernels in sorted(lossreg.registry().kernels.items()):
+        if backend not in ("cupy", "torch"):
+            continue
+        for kernel in kernels:
+            @check(f"{loss}: the {backend} kernel '{kernel.name}' answers a plain float32 CUDA call itself")
+            def _(loss: str = loss, backend: str = backend, kernel: Any = kernel) -> str:
+                arrays = [a.astype("float32") if a.dtype.kind == "f" else a for a in _plain_inputs(loss)]
+                if backend == "torch":
+                    args = [torch.asarray(a, device="cuda") for a in arrays]
+                    with lossreg.use_kernels(False):
+                        want = float(getattr(lossreg, loss)(*args).double().sum())
+                else:
+                    args = [cp.asarray(a) for a in arrays]
+                    want = float(getattr(lossreg, loss)(*arrays).sum())
+                got = kernel.function(*args)
+                if got is NotImplemented:
+                    from lossreg.kernels import cupy as cupy_kernels
+
+                    why = cupy_kernels.FAILURES.get(loss, "no error recorded") if backend == "cupy" else "-"
+                    raise AssertionError(f"declined (NotImplemented); last error: {why}")
+                value = float(got.double().sum()) if backend == "torch" else float(got.sum())
+                assert abs(value - want) <= 1e-4 * (1 + abs(want)), f"{value} != {want}"
+                return f"{value:.6g}"
+
     failed = [r for r in RESULTS if not r[1]]
     for name, ok, note in RESULTS:
         print(f"{'ok  ' if ok else 'FAIL'} {name}" + (f"  [{note}]" if note else ""))

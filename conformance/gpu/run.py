@@ -8,9 +8,10 @@ the machine lacks them, from ``conformance/gpu/site`` (filled by ``vendor.sh`` o
 has them, and carried along). Writes to OUT_DIR (default ``$OUT``, else
 ``conformance/results/gpu-<date>``):
 
-- ``gpu-matrix.txt``: the printed matrix of ``lossreg conformance --backend cupy,torch --device
-  cuda`` in float16, bfloat16, float32 and float64, with the device's name, the date and versions;
-- ``gpu-conformance.json``: every outcome, with the same context (``lossreg conformance --json``);
+- ``gpu-matrix-{torch,cupy,cupy-quick}.txt``: the printed matrix of ``lossreg conformance --backend
+  torch --device cuda`` (and cupy; and cupy ``--quick``, a fallback) in float16, bfloat16, float32
+  and float64, with the device's name, the date and versions;
+- ``gpu-conformance-*.json``: every outcome, with the same context (``lossreg conformance --json``);
 - ``gpu-checks.txt``: mixed libraries and devices on the GPU (a CuPy array with a torch tensor,
   CUDA with CPU tensors) must raise lossreg errors; kernels on and off agree on real calls;
 - ``gpu-sync.txt``: every loss, and a training step, under ``torch.cuda.set_sync_debug_mode("error")``;
@@ -19,7 +20,8 @@ has them, and carried along). Writes to OUT_DIR (default ``$OUT``, else
 - ``gpu-env.json``: nvidia-smi, versions, the commands and their exit codes and times.
 
 Environment: ``MAX_CASES`` (cases per loss, default all), ``DTYPES`` (default all four),
-``STEP_TIMEOUT`` (seconds per step, default 420), ``JAX=1`` to add ``jax_jit`` on the GPU.
+``STEP_TIMEOUT`` (seconds for the steps, which run side by side; default 420), ``JAX=1`` to add
+``jax_jit`` on the GPU, ``JOBS`` (processes for the matrix, default 4).
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ def main() -> int:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join([*python_path(), env.get("PYTHONPATH", "")]).strip(os.pathsep)
     timeout = int(os.environ.get("STEP_TIMEOUT", "420"))
+    device = os.environ.get("DEVICE", "cuda")  # DEVICE=cpu: a dry run of the whole script
     dtypes = os.environ.get("DTYPES", "float16,bfloat16,float32,float64")
     limit = ["--max-cases", os.environ["MAX_CASES"]] if os.environ.get("MAX_CASES") else []
     smi = nvidia_smi()
@@ -95,36 +98,55 @@ def main() -> int:
         report["commit"] = commit.stdout.strip()
     except OSError:
         pass
+    jobs = os.environ.get("JOBS", "4")
+
+    def matrix(backend: str, *extra: str) -> list[str]:
+        name = backend + ("-quick" if "--quick" in extra else "")
+        return [sys.executable, "-m", "lossreg.cli", "conformance", "--backend", backend, "--device", device,
+                "--dtype", dtypes, *extra, "--jobs", jobs, "--json", str(out / f"gpu-conformance-{name}.json")]
+
+    # One matrix per backend, so that a slow one cannot take the other's results with it when the
+    # time limit stops it; the quick CuPy matrix (every option value, shape and error once) is the
+    # fallback should CuPy's first compiles of its kernels make the full one too slow.
     steps = [
-        ("gpu-matrix.txt", [sys.executable, "-m", "lossreg.cli", "conformance", "--backend", "cupy,torch",
-                            "--device", "cuda", "--dtype", dtypes, *limit, "--json", str(out / "gpu-conformance.json")]),
+        ("gpu-matrix-torch.txt", matrix("torch", *limit)),
+        ("gpu-matrix-cupy.txt", matrix("cupy", *limit)),
+        ("gpu-matrix-cupy-quick.txt", matrix("cupy", "--quick")),
         ("gpu-checks.txt", [sys.executable, str(HERE / "checks.py")]),
         ("gpu-sync.txt", [sys.executable, str(HERE / "sync_checks.py")]),
     ]
     if os.environ.get("JAX") == "1":
         steps.append(("gpu-jax.txt", [sys.executable, "-m", "lossreg.cli", "conformance", "--backend", "jax_jit",
-                                      "--device", "cuda", "--dtype", "float32,float64", "--max-cases",
+                                      "--device", device, "--dtype", "float32,float64", "--max-cases",
                                       os.environ.get("MAX_CASES", "4"), "--json", str(out / "gpu-jax.json")]))
+    # The steps share the GPU but not their results: run them side by side (the matrix is bound by
+    # launches on the host, and the machine has cores to spare), each within the same time limit.
     status = 0
+    start = time.perf_counter()
+    running = []
     for name, command in steps:
-        start = time.perf_counter()
         header = f"# {' '.join(command[1:] if command[1] == '-m' else command)}\n# {smi}\n# {report['date']}\n"
         print(header, end="", flush=True)
+        running.append((name, command, header, subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.PIPE,
+                                                                 stderr=subprocess.PIPE, text=True)))
+    for name, command, header, process in running:
         try:
-            done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=timeout)
-            code, text = done.returncode, done.stdout + ("\n" + done.stderr if done.stderr else "")
-        except subprocess.TimeoutExpired as exc:
-            code = 124
-            text = f"{exc.stdout or ''}\n{exc.stderr or ''}\nstopped after {timeout} s"
-            text = text if isinstance(text, str) else text.decode()
+            stdout, stderr = process.communicate(timeout=max(1.0, timeout - (time.perf_counter() - start)))
+            code = process.returncode
+        except subprocess.TimeoutExpired:
+            process.kill()
+            stdout, stderr = process.communicate()
+            code, stderr = 124, f"{stderr}\nstopped after {timeout} s"
+        text = stdout + ("\n" + stderr if stderr else "")
         took = time.perf_counter() - start
         (out / name).write_text(header + text + f"\n# exit {code} after {took:.1f} s\n", encoding="utf-8")
-        print(text, flush=True)
+        print(header + text, flush=True)
         report["steps"].append({"file": name, "command": command[1:], "exit": code, "seconds": round(took, 1)})
         status = status or code
-        if name == "gpu-matrix.txt" and code in (0, 1):
-            ran = json.loads((out / "gpu-conformance.json").read_text(encoding="utf-8"))
-            for backend in ("cupy", "torch"):
+        if name.startswith("gpu-matrix-") and code in (0, 1):
+            ran = json.loads((out / name.replace("matrix", "conformance").replace(".txt", ".json")).read_text(
+                encoding="utf-8"))
+            for backend in sorted({o["backend"] for o in ran["outcomes"]}):
                 mine = [o for o in ran["outcomes"] if o["backend"] == backend]
                 if not any(o["status"] != "unsupported" for o in mine):
                     why = sorted({o["reason"] for o in mine})
