@@ -113,7 +113,10 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     usable: dict[str, Callable[..., Any]] = {}
     for name, f in variants.items():
-        problem = "" if name == "torch unfused" else _check(f, ref, h, w, t)
+        try:
+            problem = "" if name == "torch unfused" else _check(f, ref, h, w, t)
+        except Exception as exc:  # a variant that cannot run here is reported, not fatal
+            problem = f"raised {type(exc).__name__}: {str(exc)[:300]}"
         if problem:
             rows.append({"variant": name, "error": problem})
             print(f"{name}: NOT TIMED, disagrees with torch: {problem}", flush=True)
