@@ -186,7 +186,10 @@ def _resident_bytes() -> int:
 def _x64() -> Iterator[None]:
     import jax
 
-    with jax.enable_x64(True):  # thread-local and undone on exit, unlike jax.config.update
+    # Thread-local and undone on exit, unlike jax.config.update. Matmuls at full float32
+    # precision: on GPUs JAX's default rounds their inputs to TF32 (torch's default does not),
+    # a choice a user makes for the whole program; the reference is the float32 product.
+    with jax.enable_x64(True), jax.default_matmul_precision("highest"):
         yield
 
 
@@ -210,7 +213,8 @@ class JAXBackend(Backend):
             "eager JAX checks values only; the jax_jit backend checks JAX's gradients (under jax.jit)"
 
     def scope(self) -> contextlib.AbstractContextManager[None]:
-        """float64 (``jax_enable_x64``) within the block only: a run never changes the caller's JAX."""
+        """float64 (``jax_enable_x64``) and float32 matmuls at full precision within the block only:
+        a run never changes the caller's JAX."""
         return _x64()
 
     def device_unavailable(self, device: str) -> str | None:

@@ -36,6 +36,7 @@ from . import errors
 from .backends import JAXBackend, JAXJitBackend, use_fast_jax_compile
 from .core import Backend, Case, load_cases  # noqa: F401  (Case and load_cases: also their public home, lossreg.testing)
 from .registry import LossSpec, normalize, registry, use_kernels
+from .toolkit import reads_values, value_checks
 
 # Machine epsilon (the gap above 1.0) of each floating dtype the suite runs.
 EPS = {"float16": 2.0**-10, "bfloat16": 2.0**-7, "float32": 2.0**-23, "float64": 2.0**-52}
@@ -238,16 +239,30 @@ def check_case(case: Case, spec: LossSpec, function: Any, backend: Backend, dtyp
     rtol, atol = TOLERANCES[dtype]
     if case.raises:
         expected_error = getattr(errors, case.raises)
-        try:
-            value = backend.to_numpy(backend.call(function, arrays, options))
-        except expected_error:
+
+        def attempt() -> np.ndarray | None:
+            try:
+                return backend.to_numpy(backend.call(function, arrays, options))
+            except expected_error:
+                return None
+            except _Declined:
+                raise
+            except Exception as exc:
+                raise AssertionError(f"raised {type(exc).__name__}: {exc}; expected {case.raises}") from None
+
+        value = attempt()
+        if value is None:
             return 0.0
-        except _Declined:
-            raise
-        except Exception as exc:
-            raise AssertionError(f"raised {type(exc).__name__}: {exc}; expected {case.raises}") from None
         if backend.lazy and np.isnan(value).any():
             return 0.0  # lazy arrays cannot raise on data; invalid values come out as NaN
+        if arrays and not reads_values(arrays[0]) and np.isnan(value).any():
+            # An accelerator's values are not read by default (a read waits for the device): the
+            # invalid value poisons the result, and value_checks("sync") must raise instead.
+            with value_checks("sync"):
+                if attempt() is None:
+                    return 0.0
+            raise AssertionError(f"gave NaN, as the default mode must on {device}, but under "
+                                 f"value_checks('sync') did not raise {case.raises}")
         raise AssertionError(f"returned {value!r}; expected {case.raises}")
     want = np.asarray(case.expected, dtype="float64")
     want_grads: dict[str, np.ndarray | None] = {name: np.asarray(g, dtype="float64") for name, g in case.grads.items()}

@@ -133,6 +133,27 @@ def test_half_precision_is_judged_at_the_rounded_inputs() -> None:
         conformance.check_case(wrong, spec, spec.function, numpy, "float16", "cpu")
 
 
+def test_error_cases_on_arrays_not_read_give_nan_and_raise_when_synchronised() -> None:
+    """On a GPU the default mode reads no values (a read waits for the device): an invalid value
+    poisons the result. The case then passes only if ``value_checks("sync")`` raises its error.
+    ``value_checks("poison")`` on NumPy stands in for the GPU here."""
+    case = next(c for c in conformance.cases_for(lossreg.spec("binary_cross_entropy"), registry().cases)
+                if c.raises == "LossValueError" and c.id == "probability-above-1")
+    spec = lossreg.spec("binary_cross_entropy")
+    numpy = registry().backends["numpy"]
+    with lossreg.value_checks("poison"):
+        assert conformance.check_case(case, spec, spec.function, numpy, "float32", "cpu") == 0.0
+
+        def only_nan(input: Any, target: Any, /, **options: Any) -> Any:
+            return np.asarray(np.nan, dtype=input.dtype)
+
+        with pytest.raises(AssertionError, match=r"under value_checks\('sync'\) did not raise LossValueError"):
+            conformance.check_case(case, spec, only_nan, numpy, "float32", "cpu")
+    # Where values are read (eager CPU arrays by default) NaN is no substitute for the error.
+    with pytest.raises(AssertionError, match="expected LossValueError"):
+        conformance.check_case(case, spec, only_nan, numpy, "float32", "cpu")
+
+
 class ReadOnlyNumPy(NumPyBackend):
     """NumPy arrays that refuse writes: a loss that writes into its inputs fails here."""
 

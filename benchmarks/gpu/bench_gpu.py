@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "device_name": torch.cuda.get_device_name() if cuda else platform.processor() or "cpu",
         "versions": _versions(), "dry_run": args.dry_run,
-        "triton_in_use": bool(cuda and torch_kernels._triton_ce is not None),
+        "triton_in_use": bool(cuda and torch_kernels._triton() is not None),
     }
     os.makedirs(args.out, exist_ok=True)
     log = print

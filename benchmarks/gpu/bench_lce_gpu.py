@@ -42,26 +42,32 @@ def _inputs(n: int, d: int, v: int, dtype: torch.dtype, device: str) -> tuple[An
 
 
 def _variants(triton_ok: bool) -> dict[str, Callable[..., Any]]:
+    """torch unfused (and compiled), lossreg's torch kernel at several chunk sizes (tokens, or
+    (tokens, vocabulary entries)), with and without the Triton row kernel, and Liger-Kernel."""
     from lossreg.kernels import torch_lce
 
-    def lossreg_torch(h: Any, w: Any, t: Any) -> Any:
-        torch_lce._TRITON[:] = [None]  # the torch elementwise path
-        return torch_lce.linear_cross_entropy(h, w, t)
+    def lossreg_kernel(rows: Any, **options: Any) -> Callable[..., Any]:
+        def call(h: Any, w: Any, t: Any) -> Any:
+            torch_lce._TRITON[:] = [rows]  # None: the torch elementwise path
+            return torch_lce.linear_cross_entropy(h, w, t, **options)
 
+        return call
+
+    unfused = torch.compile(lambda h, w, t: F.cross_entropy(F.linear(h, w).float(), t))
     variants: dict[str, Callable[..., Any]] = {
         "torch unfused": lambda h, w, t: F.cross_entropy(F.linear(h, w).float(), t),
-        "lossreg torch kernel": lossreg_torch,
-        "lossreg recomputed": lambda h, w, t: (torch_lce._TRITON.__setitem__(slice(None), [None]),
-                                               torch_lce.linear_cross_entropy(h, w, t, recompute=True))[1],
+        "torch unfused, torch.compile": unfused,
+        "lossreg torch kernel": lossreg_kernel(None),
+        "lossreg torch kernel, 1024 tokens": lossreg_kernel(None, chunk_size=1024),
+        "lossreg recomputed": lossreg_kernel(None, recompute=True),
+        "lossreg recomputed, (8192, 8192)": lossreg_kernel(None, recompute=True, chunk_size=(8192, 8192)),
     }
     if triton_ok:
         from lossreg.kernels.triton_lce import rows
 
-        def lossreg_triton(h: Any, w: Any, t: Any) -> Any:
-            torch_lce._TRITON[:] = [rows]
-            return torch_lce.linear_cross_entropy(h, w, t)
-
-        variants["lossreg + triton rows"] = lossreg_triton
+        variants["lossreg + triton rows"] = lossreg_kernel(rows)
+        for tokens in (512, 1024, 2048):
+            variants[f"lossreg + triton rows, {tokens} tokens"] = lossreg_kernel(rows, chunk_size=tokens)
     try:
         from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy
 

@@ -77,13 +77,16 @@ def _chunk(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, coef:
     blocks = [(j, min(j + vocab, v)) for j in range(0, v, vocab)]
     one = len(blocks) == 1
     w_total = None if cw is None else cw.sum()  # W = Σ_c w_c
-    if one and cw is None and h.is_cuda and h.dtype != torch.float64 and _triton_rows() is not None:  # opt-in
+    if one and cw is None and h.is_cuda and h.dtype != torch.float64 and _triton_rows() is not None:
         z = torch.mm(h, w.t()) if b is None else torch.addmm(b, h, w.t())
         rows: tuple[Tensor, Tensor] = _triton_rows()(z, t, act, None if acc is None else coef, ls, zl, cap)
         if acc is not None:
             d_h, d_w, d_b = acc
             d_h.copy_(torch.mm(z, w))
-            d_w.add_(torch.mm(z.t(), h))
+            if z.dtype == d_w.dtype:
+                d_w.addmm_(z.t(), h)  # accumulated inside the matmul: no temporary of d_weight's size
+            else:
+                d_w.add_(torch.mm(z.t(), h))
             if d_b is not None:
                 d_b.add_(z.sum(0, dtype=d_b.dtype))
         return rows
@@ -172,9 +175,9 @@ def _chunk(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, coef:
 
 
 def _triton_rows() -> Any:
-    """triton_lce.rows when LOSSREG_LCE_TRITON=1 and Triton imports, else None (looked up once)."""
+    """triton_lce.rows when Triton imports, unless LOSSREG_LCE_TRITON=0; else None (looked up once)."""
     if not _TRITON:
-        if os.environ.get("LOSSREG_LCE_TRITON", "0") == "1" and importlib.util.find_spec("triton") is not None:
+        if os.environ.get("LOSSREG_LCE_TRITON", "1") != "0" and importlib.util.find_spec("triton") is not None:
             from .triton_lce import rows
 
             _TRITON.append(rows)

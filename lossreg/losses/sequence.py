@@ -244,8 +244,9 @@ def ctc(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, b
     # Shaped like a frame, so that on Dask every frame's operands share emit's chunks (arrays
     # created whole would be rechunked to them at every frame).
     neg = xp.full_like(emit[0, ...], -math.inf)
-    barred = xp.reshape(xp.where(allowed, xp.asarray(0.0, dtype=work, device=dev),
-                                 xp.asarray(-math.inf, dtype=work, device=dev)), (n, 3, length))
+    # zeros, not asarray(0.0): a tensor made from a Python number is a copy from the host, which
+    # waits for the device (CUDA's sync debug mode flags it); zeros is a fill on the device.
+    barred = xp.reshape(xp.where(allowed, xp.zeros((), dtype=work, device=dev), -math.inf), (n, 3, length))
 
     # Before the first frame: the empty prefix, at s = 0 with probability 1.
     alpha = xp.where(s_index == 0, 0.0, neg)
