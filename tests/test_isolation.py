@@ -108,18 +108,18 @@ def test_lossreg_reads_no_private_module_of_another_library():
     assert "jax._src" not in source and "from jax._src" not in source
 
 
-def test_cupy_kernels_are_off_until_asked_for(tmp_path):
+def test_cupy_kernels_are_on_unless_switched_off(tmp_path):
     """A stand-in ``cupy`` package on the path makes the CuPy kernels' registration run (CuPy itself
-    is never imported while registering); they are listed as off, with the reason, unless opted in."""
+    is never imported while registering); LOSSREG_CUPY_KERNELS=0 lists them as off, with the reason."""
     (tmp_path / "cupy").mkdir()
     (tmp_path / "cupy" / "__init__.py").write_text("raise ImportError('registration must not import cupy')\n")
     env = {**_environment(), "PYTHONPATH": str(tmp_path)}
     show = "import json, lossreg; r = lossreg.registry(); print(json.dumps([r.plugins['lossreg'].registered.get('kernels off', []), sorted(k[0] for k in r.kernels if k[1] == 'cupy')]))"
     off, on = (subprocess.run([sys.executable, "-c", show], env={**env, **extra}, capture_output=True, text=True,
-                              timeout=120) for extra in ({}, {"LOSSREG_CUPY_KERNELS": "1"}))
+                              timeout=120) for extra in ({"LOSSREG_CUPY_KERNELS": "0"}, {}))
     assert off.returncode == 0 and on.returncode == 0, off.stderr + on.stderr
     listed, used = json.loads(off.stdout)
     assert used == [] and len(listed) == 4
-    assert all("not yet verified on a GPU; LOSSREG_CUPY_KERNELS=1 turns the CuPy kernels on" in item for item in listed)
+    assert all("switched off by LOSSREG_CUPY_KERNELS=0" in item for item in listed)
     listed, used = json.loads(on.stdout)
     assert listed == [] and used == ["binary_cross_entropy", "cross_entropy", "l1_loss", "mse_loss"]

@@ -220,7 +220,7 @@ TRITON_CHECK = textwrap.dedent("""
     from lossreg.kernels import triton_ce
     torch.manual_seed(0)
     for dtype, tol in [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)]:
-        for n, c in [(6, 5), (5, 300)]:
+        for n, c in [(6, 5), (5, 300), (3, 9000)]:  # 9000: more than one block of a row
             for opts in [{}, {"reduction": "sum"}, {"reduction": "none"}, {"ignore_index": 1},
                          {"label_smoothing": 0.2}, {"weight": True, "label_smoothing": 0.1, "ignore_index": 0},
                          {"weight": True, "reduction": "none"}]:

@@ -66,7 +66,7 @@ def _variants(triton_ok: bool) -> dict[str, Callable[..., Any]]:
         from lossreg.kernels.triton_lce import rows
 
         variants["lossreg + triton rows"] = lossreg_kernel(rows)
-        for tokens in (512, 1024, 2048):
+        for tokens in (256, 1024, 2048):
             variants[f"lossreg + triton rows, {tokens} tokens"] = lossreg_kernel(rows, chunk_size=tokens)
     try:
         from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy

@@ -21,9 +21,8 @@ from typing import Any
 from ..hookspecs import hookimpl
 from ..registry import Kernel
 
-_CUPY_LOSSES = ("mse_loss", "l1_loss", "binary_cross_entropy", "cross_entropy")  # unverified: see kernels/cupy.py
-# Unverified code is off by default: the CuPy kernels have never run on a GPU.
-CUPY_OPT_IN = "LOSSREG_CUPY_KERNELS"
+_CUPY_LOSSES = ("mse_loss", "l1_loss", "binary_cross_entropy", "cross_entropy")  # checked on a GPU: kernels/cupy.py
+CUPY_SWITCH = "LOSSREG_CUPY_KERNELS"  # =0: the portable path on CuPy arrays
 _NUMPY_LOSSES = ("cross_entropy", "binary_cross_entropy", "mse_loss", "l1_loss")
 # Losses whose JAX peers (optax, jax.nn, Keras) are compiled functions: run under jax.jit (see kernels/jax.py).
 _JAX_LOSSES = ("cross_entropy", "binary_cross_entropy_with_logits", "kl_div", "triplet_margin_loss")
@@ -102,8 +101,8 @@ def lossreg_kernels() -> list[Kernel]:
     kernels = [Kernel(loss, "numpy", _kernel("numpy", f"{__name__}.numpy", loss), name="numpy")
                for loss in _NUMPY_LOSSES]
     if importlib.util.find_spec("cupy") is not None:
-        on = os.environ.get(CUPY_OPT_IN, "0") == "1"
-        why = "" if on else f"not yet verified on a GPU; {CUPY_OPT_IN}=1 turns the CuPy kernels on"
+        on = os.environ.get(CUPY_SWITCH, "1") != "0"
+        why = "" if on else f"switched off by {CUPY_SWITCH}=0"
         kernels += [Kernel(loss, "cupy", _kernel("cupy", f"{__name__}.cupy", loss) if on else _lazy(f"{__name__}.cupy", loss),
                            name="cupy", disabled=why) for loss in _CUPY_LOSSES]
     if importlib.util.find_spec("torch") is not None:
