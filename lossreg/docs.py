@@ -1,9 +1,12 @@
 """Generate the README's catalogue table from the registry (and a conformance report).
 
-    python -m lossreg.docs README.md --report conformance/results/cpu.json
+    python -m lossreg.docs README.md --report conformance/results/cpu.json \
+        --report conformance/results/gpu-h200/gpu-conformance-torch.json \
+        --report conformance/results/gpu-h200/gpu-conformance-cupy.json
 
 rewrites the part of README.md between the catalogue markers. The "verified on" column lists the
-backends on which every dtype and path of the loss passed in the report.
+backends (with the device, where it is not the CPU) on which every dtype and path of the loss
+passed in the reports.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ def verified(report: dict | None) -> dict[str, list[str]]:
         return {}
     status: dict[tuple[str, str], set[str]] = {}
     for o in report["outcomes"]:
-        status.setdefault((o["loss"], o["backend"]), set()).add(o["status"])
+        device = o.get("device") or "cpu"  # array_api_strict calls its CPU "CPU_DEVICE"
+        label = o["backend"] if device.lower() in ("cpu", "cpu_device") else f"{o['backend']} on {device}"
+        status.setdefault((o["loss"], label), set()).add(o["status"])
     found: dict[str, list[str]] = {}
     for (loss, backend), seen in status.items():
         if seen <= {"passed", "unsupported"} and "passed" in seen:
@@ -65,9 +70,11 @@ def main() -> None:
     os.environ["LOSSREG_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # the README documents the built-in catalogue
     parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("readme", type=Path)
-    parser.add_argument("--report", type=Path, help="a `lossreg conformance --json` report")
+    parser.add_argument("--report", type=Path, action="append", default=[],
+                        help="a `lossreg conformance --json` report (repeat for several)")
     args = parser.parse_args()
-    report = json.loads(args.report.read_text()) if args.report else None
+    reports = [json.loads(path.read_text()) for path in args.report]
+    report = {"outcomes": [o for r in reports for o in r["outcomes"]]} if reports else None
     print("updated" if update(args.readme, report) else "unchanged", args.readme)
 
 

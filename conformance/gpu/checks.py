@@ -125,6 +125,26 @@ def main() -> int:
                     notes.append(f"kernels={kernels}: {err / eps:.2f} eps")
                 return ", ".join(notes)
 
+    @check("cupy mse_loss, l1_loss, binary_cross_entropy over 2^22 + 5 elements (the row-sum path) = float64 NumPy")
+    def _() -> str:
+        from lossreg.kernels import cupy as cupy_kernels
+
+        a, b = rng.random(2**22 + 5), rng.random(2**22 + 5)
+        notes = []
+        for loss in ("mse_loss", "l1_loss", "binary_cross_entropy"):
+            want = float(getattr(lossreg, loss)(a, b))
+            for reduction, scale in (("mean", 1), ("sum", a.size)):
+                got = cupy_kernels.KERNELS[loss](cp.asarray(a, cp.float32), cp.asarray(b, cp.float32), reduction=reduction)
+                assert got is not NotImplemented, cupy_kernels.FAILURES.get(loss)
+                err = abs(float(got) / scale - want) / abs(want)
+                assert err <= 1e-5, f"{loss} {reduction}: relative error {err:.2e}"
+                notes.append(f"{loss} {reduction} {err:.1e}")
+        bad = cp.asarray(a, cp.float32)
+        bad[12345] = 1.5
+        assert np.isnan(float(cupy_kernels.binary_cross_entropy(bad, cp.asarray(b, cp.float32)))), \
+            "an input above 1 must poison BCE's sum"
+        return "; ".join(notes)
+
     # A kernel that fails declines, and the portable path answers in its place: the matrix would
     # pass either way, so each GPU kernel must be seen to answer a plain call itself.
     for (loss, backend), kernels in sorted(lossreg.registry().kernels.items()):

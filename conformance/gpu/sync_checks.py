@@ -204,6 +204,29 @@ def main() -> int:
         ours_ms, theirs_ms = (1e3 * float(np.median(times[k])) for k in ("lossreg", "F"))
         return f"{n}x{c} fwd+bwd median: lossreg {ours_ms:.3f} ms, F {theirs_ms:.3f} ms, ratio {ours_ms / theirs_ms:.2f}"
 
+    @check(f"torch.compile(fullgraph=True, dynamic=True) linear_cross_entropy on {DEVICE}, bfloat16: one graph for "
+           "two batch sizes, value and gradients = eager")
+    def _() -> str:
+        torch._dynamo.reset()
+        torch._dynamo.utils.counters.clear()
+        compiled = torch.compile(lambda h, w, t: lossreg.linear_cross_entropy(h, w, t), fullgraph=True, dynamic=True)
+        w = (torch.randn(5000, 256, device=DEVICE) / 16).to(torch.bfloat16).requires_grad_(True)
+        notes = []
+        for n in (700, 1100):
+            h = torch.randn(n, 256, device=DEVICE).to(torch.bfloat16).requires_grad_(True)
+            t = torch.randint(0, 5000, (n,), device=DEVICE)
+            t[::9] = -100
+            results = []
+            for fn in (compiled, lambda h, w, t: lossreg.linear_cross_entropy(h, w, t)):
+                value = fn(h, w, t)
+                results.append((value.float(), *(g.float() for g in torch.autograd.grad(value, (h, w)))))
+            for got, want in zip(*results):
+                torch.testing.assert_close(got, want, rtol=2e-2, atol=2e-3)
+            notes.append(f"N={n}: {float(results[0][0]):.4f}")
+        graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+        assert graphs == 1, f"{graphs} graphs"
+        return ", ".join(notes) + f"; {graphs} graph"
+
     failed = [r for r in RESULTS if not r[1]]
     skipped = [r for r in RESULTS if r[1] and r[2].startswith("not run")]
     for name, ok, note in RESULTS:

@@ -2,9 +2,8 @@
 # (Triton reads a kernel's parameter annotations, tl.constexpr among them: the @triton.jit kernels stay unannotated.)
 """Triton row kernel for linear_cross_entropy on CUDA: one chunk's logits into losses and gradient.
 
-UNVERIFIED: written without a GPU or Triton at hand (neither is installed where it was written),
-so it is off unless ``LOSSREG_LCE_TRITON=1``; ``benchmarks/gpu/bench_lce_gpu.py`` checks it
-against torch before timing it. The torch kernel (``torch_lce``) makes each chunk's logits with
+Checked on an H200 by every conformance case and by ``benchmarks/gpu/bench_lce_gpu.py`` (against
+torch before timing it); ``LOSSREG_LCE_TRITON=0`` switches it off. The torch kernel (``torch_lce``) makes each chunk's logits with
 one matmul (tensor cores, in the input dtype) and hands the (B, V) block to :func:`rows`, which
 replaces the five elementwise passes of the torch code by one program per row:
 
