@@ -123,3 +123,21 @@ def test_cupy_kernels_are_on_unless_switched_off(tmp_path):
     assert all("switched off by LOSSREG_CUPY_KERNELS=0" in item for item in listed)
     listed, used = json.loads(on.stdout)
     assert listed == [] and used == ["binary_cross_entropy", "cross_entropy", "l1_loss", "mse_loss"]
+
+
+def test_triton_cross_entropy_is_switched_off_alone(tmp_path):
+    """With Triton present (a stand-in package: registering never imports it), the Triton
+    cross-entropy is registered, and LOSSREG_CE_TRITON=0 lists it as off with the reason."""
+    (tmp_path / "triton").mkdir()
+    (tmp_path / "triton" / "__init__.py").write_text("raise ImportError('registration must not import triton')\n")
+    env = {**_environment(), "PYTHONPATH": str(tmp_path)}
+    show = ("import json, lossreg; r = lossreg.registry(); "
+            "print(json.dumps([r.plugins['lossreg'].registered.get('kernels off', []), "
+            "[k.name for k in r.kernels[('cross_entropy', 'torch')]]]))")
+    off, on = (subprocess.run([sys.executable, "-c", show], env={**env, **extra}, capture_output=True, text=True,
+                              timeout=120) for extra in ({"LOSSREG_CE_TRITON": "0"}, {}))
+    assert off.returncode == 0 and on.returncode == 0, off.stderr + on.stderr
+    listed, used = json.loads(off.stdout)
+    assert used == ["torch"] and any("switched off by LOSSREG_CE_TRITON=0" in item for item in listed)
+    listed, used = json.loads(on.stdout)
+    assert used == ["triton", "torch"] and listed == []

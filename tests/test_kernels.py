@@ -258,6 +258,46 @@ def test_triton_cross_entropy_in_interpreter() -> None:
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
 
 
+TRITON_LCE_CHECK = textwrap.dedent("""
+    import itertools, torch
+    from lossreg.kernels.triton_lce import rows
+    torch.manual_seed(0)
+    for (b, v), ls, zl, cap, grad, dtype in itertools.product(
+            [(5, 37), (3, 9000)], [0.0, 0.1], [0.0, 1e-3], [None, 3.0], [False, True], [torch.float32, torch.bfloat16]):
+        z = (torch.randn(b, v) * 4).to(dtype)
+        t = torch.randint(0, v, (b,))
+        t[0] = -100
+        act = t != -100
+        coef = torch.rand(b) * act if grad else None
+        # The definition: soft cap, then (1 - ls) (lse - z_t) + ls (lse - mean z) + zl lse², for active tokens.
+        zd = z.double().requires_grad_(True)
+        zz = cap * torch.tanh(zd / cap) if cap else zd
+        lse = torch.logsumexp(zz, 1)
+        want = (1 - ls) * (lse - zz.gather(1, t.clamp(0)[:, None])[:, 0]) + ls * (lse - zz.mean(1)) + zl * lse**2
+        want = torch.where(act, want, 0.0)
+        if grad:
+            (want * coef.double()).sum().backward()
+        got_z = z.clone()
+        losses, got_lse = rows(got_z, t, act, coef, ls, zl, cap)
+        tol = 1e-4 if dtype == torch.float32 else 5e-2
+        torch.testing.assert_close(losses.double(), want.detach(), rtol=tol, atol=tol)
+        torch.testing.assert_close(got_lse.double(), lse.detach(), rtol=tol, atol=tol)
+        if grad:  # written over the logits
+            torch.testing.assert_close(got_z.double(), zd.grad, rtol=tol, atol=tol * float(zd.grad.abs().max()))
+    print("ok")
+""")
+
+
+def test_triton_linear_cross_entropy_rows_in_interpreter() -> None:
+    """The Triton row kernel of linear_cross_entropy (losses, log-sum-exp and the gradient written
+    over the logits, with smoothing, z-loss and soft cap), in Triton's CPU interpreter."""
+    pytest.importorskip("triton", reason="triton is not installed (pip install triton)")
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    done = subprocess.run([sys.executable, "-c", TRITON_LCE_CHECK], env=env, cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
+
+
 def test_triton_kernel_declines_on_cpu() -> None:
     pytest.importorskip("triton", reason="triton is not installed (pip install triton)")
     if os.environ.get("TRITON_INTERPRET") == "1":

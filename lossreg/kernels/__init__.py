@@ -23,6 +23,7 @@ from ..registry import Kernel
 
 _CUPY_LOSSES = ("mse_loss", "l1_loss", "binary_cross_entropy", "cross_entropy")  # checked on a GPU: kernels/cupy.py
 CUPY_SWITCH = "LOSSREG_CUPY_KERNELS"  # =0: the portable path on CuPy arrays
+CE_TRITON_SWITCH = "LOSSREG_CE_TRITON"  # =0: torch's own cross-entropy on CUDA, not lossreg's Triton one
 _NUMPY_LOSSES = ("cross_entropy", "binary_cross_entropy", "mse_loss", "l1_loss")
 # Losses whose JAX peers (optax, jax.nn, Keras) are compiled functions: run under jax.jit (see kernels/jax.py).
 _JAX_LOSSES = ("cross_entropy", "binary_cross_entropy_with_logits", "kl_div", "triplet_margin_loss")
@@ -77,6 +78,15 @@ def jax_jit(loss: Callable[..., Any], definition: Callable[..., Any] | None = No
     return kernel
 
 
+def switched_on(switch: str) -> bool:
+    """Whether a family of kernels is on: unless its environment variable is "0"."""
+    return os.environ.get(switch, "1") != "0"
+
+
+def _off(switch: str) -> str:
+    return "" if switched_on(switch) else f"switched off by {switch}=0"
+
+
 def _triton_ce(*arrays: Any, **options: Any) -> Any:
     """The Triton cross-entropy (CUDA only): declines when Triton or CUDA is missing."""
     if "ok" not in _triton_ce.__dict__:
@@ -101,15 +111,14 @@ def lossreg_kernels() -> list[Kernel]:
     kernels = [Kernel(loss, "numpy", _kernel("numpy", f"{__name__}.numpy", loss), name="numpy")
                for loss in _NUMPY_LOSSES]
     if importlib.util.find_spec("cupy") is not None:
-        on = os.environ.get(CUPY_SWITCH, "1") != "0"
-        why = "" if on else f"switched off by {CUPY_SWITCH}=0"
-        kernels += [Kernel(loss, "cupy", _kernel("cupy", f"{__name__}.cupy", loss) if on else _lazy(f"{__name__}.cupy", loss),
+        why = _off(CUPY_SWITCH)
+        kernels += [Kernel(loss, "cupy", _lazy(f"{__name__}.cupy", loss) if why else _kernel("cupy", f"{__name__}.cupy", loss),
                            name="cupy", disabled=why) for loss in _CUPY_LOSSES]
     if importlib.util.find_spec("torch") is not None:
         # Triton first: the dispatcher takes the last kernel of a loss, and the torch one already
         # uses Triton on CUDA; the separate entry lets the conformance suite check it on its own.
         if importlib.util.find_spec("triton") is not None:
-            kernels.append(Kernel("cross_entropy", "torch", _triton_ce, name="triton"))
+            kernels.append(Kernel("cross_entropy", "torch", _triton_ce, name="triton", disabled=_off(CE_TRITON_SWITCH)))
         kernels += [Kernel(loss, "torch", _kernel("torch", f"{__name__}.torch", loss), name="torch")
                     for loss in _TORCH_LOSSES]
         kernels.append(Kernel("linear_cross_entropy", "torch", _kernel("torch", f"{__name__}.torch_lce",

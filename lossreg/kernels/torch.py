@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from .. import losses as catalogue
 from .. import toolkit
-from . import _TORCH_AUTOCAST_ONLY
+from . import _TORCH_AUTOCAST_ONLY, CE_TRITON_SWITCH, switched_on
 from .torch_common import _ENUM, _FLOAT, _INDEX, _class_args, _poison
 
 Tensor = torch.Tensor
@@ -329,14 +329,15 @@ _TRITON: list[Any] = []
 
 
 def _triton() -> Any:
-    """The Triton cross-entropy when Triton and a CUDA device are present, else None.
+    """The Triton cross-entropy when Triton and a CUDA device are present, else None (and with
+    ``LOSSREG_CE_TRITON=0``, read at the first call on CUDA).
 
     Imported on first use, not with this module: importing Triton is slow, and the two modules
     share their checks through ``torch_common``, so neither imports the other at import time.
     """
     if not _TRITON:
         found: Any = None
-        if torch.cuda.is_available():
+        if torch.cuda.is_available() and switched_on(CE_TRITON_SWITCH):
             try:
                 from .triton_ce import cross_entropy_index as found
             except Exception:  # Triton missing or broken: the native kernel serves
