@@ -23,7 +23,8 @@ if [ "${1:-}" = "--prepare" ]; then
     "$PY" -m pip download -q --no-deps --only-binary=:all: -d .whl \
         "array-api-compat==$("$PY" -c 'import array_api_compat as m; print(m.__version__)')" \
         "array-api-extra==$("$PY" -c 'import array_api_extra as m; print(m.__version__)')" liger-kernel==0.8.5
-    rm -rf build plugins/*/build
+    # pip wheel leaves egg-info in the plugins' src/: a test adding src/ to sys.path would see it as installed.
+    rm -rf build plugins/*/build plugins/*/src/*.egg-info
     ls -l .whl
     exit 0
 fi
