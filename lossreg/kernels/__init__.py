@@ -24,6 +24,7 @@ from ..registry import Kernel
 _CUPY_LOSSES = ("mse_loss", "l1_loss", "binary_cross_entropy", "cross_entropy")  # checked on a GPU: kernels/cupy.py
 CUPY_SWITCH = "LOSSREG_CUPY_KERNELS"  # =0: the portable path on CuPy arrays
 CE_TRITON_SWITCH = "LOSSREG_CE_TRITON"  # =0: torch's own cross-entropy on CUDA, not lossreg's Triton one
+LCE_TRITON_SWITCH = "LOSSREG_LCE_TRITON"  # =0: linear_cross_entropy's chunks on CUDA in torch operations
 _NUMPY_LOSSES = ("cross_entropy", "binary_cross_entropy", "mse_loss", "l1_loss")
 # Losses whose JAX peers (optax, jax.nn, Keras) are compiled functions: run under jax.jit (see kernels/jax.py).
 _JAX_LOSSES = ("cross_entropy", "binary_cross_entropy_with_logits", "kl_div", "triplet_margin_loss")

@@ -5,14 +5,12 @@ the bandwidth floor by ``benchmarks/gpu/run.sh``. An error while compiling or la
 makes it return ``NotImplemented`` (recorded in ``FAILURES``), so the portable path answers.
 
 MSE, L1 and BCE are one fused pass over both inputs: the loss of each element ("none"), or, for
-"mean" and "sum", its sums over 4096 rows, then ``cupy.sum`` of the rows (a ``ReductionKernel``
-to one value runs in one thread block: 420 times the bandwidth floor over 2^27 elements on an
-H200). BCE writes NaN where a value is
-outside [0, 1], as the portable path does where it may not read values (on a GPU by default);
-where it may, a NaN in the result hands the call to the portable path, which names the value.
-Cross-entropy makes two passes over the logits (the row maximum, then the sum of exponentials,
-fused; a third, fused, with label smoothing) and no N×C temporary. Forward only: CuPy has no
-autograd.
+"mean" and "sum", its sums over 4096 rows, then ``cupy.sum`` of the rows. BCE writes NaN where a
+value is outside [0, 1], as the portable path does where it may not read values (on a GPU by
+default); where it may, a NaN in the result hands the call to the portable path, which names the
+value. Cross-entropy makes two passes over the logits (the row maximum, then the sum of
+exponentials, fused; a third, fused, with label smoothing) and no N×C temporary. Forward only:
+CuPy has no autograd.
 """
 
 from __future__ import annotations
@@ -56,7 +54,7 @@ FAILURES: dict[str, str] = {}
 
 
 def _guarded(kernel: Callable[..., Any]) -> Callable[..., Any]:
-    """Unverified kernels are never worse than the portable path: an error declines the call."""
+    """A kernel is never worse than the portable path: an error declines the call."""
 
     @functools.wraps(kernel)
     def call(*arrays: Any, **options: Any) -> Any:

@@ -36,7 +36,6 @@ read in float32, and the gradients are accumulated in float32.
 from __future__ import annotations
 
 import importlib.util
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -45,13 +44,14 @@ from array_api_compat import array_namespace
 
 from ..chunked import plan_chunks, prepare_call, reduce_tokens, token_weights
 from ..errors import UnsupportedError
+from . import LCE_TRITON_SWITCH, switched_on
 
 Tensor = torch.Tensor
 _HALF = (torch.float16, torch.bfloat16)
 # Logits per chunk when chunk_size is None: 2^23 (32 MiB in float32: 256 tokens at V=32000, 1/16
 # of the logits at N=4096) on the CPU; 2^26 on CUDA: 512 tokens at V=128256, where on an H200
-# (N=8192, D=4096, bfloat16, Triton rows) 256 tokens took 1.18 times torch's unfused time and 512
-# took 0.94, each with 0.096 of the logits' size in extra memory (1024: 0.92, 0.16; README).
+# (N=8192, D=4096, bfloat16, Triton rows) 256 tokens took 1.19 times torch's unfused time and 512
+# took 0.96, each with 0.096 of the logits' size in extra memory (1024: 0.92, 0.16; README).
 CPU_CHUNK_ELEMENTS = 2**23
 CUDA_CHUNK_ELEMENTS = 2**26
 
@@ -179,7 +179,7 @@ def _chunk(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, coef:
 def _triton_rows() -> Any:
     """triton_lce.rows when Triton imports, unless LOSSREG_LCE_TRITON=0; else None (looked up once)."""
     if not _TRITON:
-        if os.environ.get("LOSSREG_LCE_TRITON", "1") != "0" and importlib.util.find_spec("triton") is not None:
+        if switched_on(LCE_TRITON_SWITCH) and importlib.util.find_spec("triton") is not None:
             from .triton_lce import rows
 
             _TRITON.append(rows)
