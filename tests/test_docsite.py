@@ -231,19 +231,21 @@ window.addEventListener("load", async () => {
 """
 
 
-def test_a_loss_page_renders_in_a_real_browser(site: Path) -> None:
+def test_a_loss_page_renders_in_a_real_browser(site: Path, tmp_path: Path) -> None:
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         pytest.skip("headless Chromium is not installed (Debian: apt-get install chromium); .ci/run installs it")
     page = site / "site" / "losses" / "huber_loss.html"
-    probe = page.with_name(f"huber_loss_probe_{os.getpid()}.html")  # the page as built, plus a script that reports back
-    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", PROBE + "</body>"), encoding="utf-8")
-    try:
-        done = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
-                               "--virtual-time-budget=15000", "--dump-dom", probe.as_uri()],
-                              capture_output=True, text=True, timeout=120)
-    finally:  # the site is shared: a page left behind is one more page for the other tests
-        probe.unlink()
+    # The page as built plus a script that reports back, written outside the site (which other
+    # tests, under xdist at the same time, count the pages of) and resolving its links there.
+    html = page.read_text(encoding="utf-8")
+    assert html.count("<head>") == 1
+    html = html.replace("<head>", f'<head><base href="{page.parent.as_uri()}/">').replace("</body>", PROBE + "</body>")
+    probe = tmp_path / "huber_loss_probe.html"
+    probe.write_text(html, encoding="utf-8")
+    done = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
+                           "--virtual-time-budget=15000", "--dump-dom", probe.as_uri()],
+                          capture_output=True, text=True, timeout=120)
     found = re.search(r'<pre id="probe">(.*?)</pre>', done.stdout)
     assert found, f"the page did not finish loading: {done.stderr[-2000:]}"
     result = json.loads(found.group(1).replace("&quot;", '"'))

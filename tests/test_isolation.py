@@ -108,35 +108,49 @@ def test_lossreg_reads_no_private_module_of_another_library():
     assert "jax._src" not in source and "from jax._src" not in source
 
 
-def test_cupy_kernels_are_on_unless_switched_off(tmp_path):
+def test_cupy_kernels_are_off_until_switched_on(tmp_path):
     """A stand-in ``cupy`` package on the path makes the CuPy kernels' registration run (CuPy itself
-    is never imported while registering); LOSSREG_CUPY_KERNELS=0 lists them as off, with the reason."""
+    is never imported while registering). They missed their speed target on a GPU, so they are
+    listed as off by default, saying why; LOSSREG_CUPY_KERNELS=1 switches them on, =0 off."""
     (tmp_path / "cupy").mkdir()
     (tmp_path / "cupy" / "__init__.py").write_text("raise ImportError('registration must not import cupy')\n")
     env = {**_environment(), "PYTHONPATH": str(tmp_path)}
     show = "import json, lossreg; r = lossreg.registry(); print(json.dumps([r.plugins['lossreg'].registered.get('kernels off', []), sorted(k[0] for k in r.kernels if k[1] == 'cupy')]))"
-    off, on = (subprocess.run([sys.executable, "-c", show], env={**env, **extra}, capture_output=True, text=True,
-                              timeout=120) for extra in ({"LOSSREG_CUPY_KERNELS": "0"}, {}))
-    assert off.returncode == 0 and on.returncode == 0, off.stderr + on.stderr
+    default, off, on = (subprocess.run([sys.executable, "-c", show], env={**env, **extra}, capture_output=True,
+                                       text=True, timeout=120)
+                        for extra in ({}, {"LOSSREG_CUPY_KERNELS": "0"}, {"LOSSREG_CUPY_KERNELS": "1"}))
+    assert default.returncode == off.returncode == on.returncode == 0, default.stderr + off.stderr + on.stderr
+    listed, used = json.loads(default.stdout)
+    listed = [item for item in listed if "[cupy]" in item]  # Triton's, where installed, is listed too
+    assert used == [] and len(listed) == 4
+    assert all("off by default: the CuPy kernels missed their target" in item and "LOSSREG_CUPY_KERNELS=1" in item
+               for item in listed)
     listed, used = json.loads(off.stdout)
+    listed = [item for item in listed if "[cupy]" in item]
     assert used == [] and len(listed) == 4
     assert all("switched off by LOSSREG_CUPY_KERNELS=0" in item for item in listed)
     listed, used = json.loads(on.stdout)
-    assert listed == [] and used == ["binary_cross_entropy", "cross_entropy", "l1_loss", "mse_loss"]
+    assert not any("[cupy]" in item for item in listed)
+    assert used == ["binary_cross_entropy", "cross_entropy", "l1_loss", "mse_loss"]
 
 
-def test_triton_cross_entropy_is_switched_off_alone(tmp_path):
+def test_triton_cross_entropy_is_off_until_switched_on(tmp_path):
     """With Triton present (a stand-in package: registering never imports it), the Triton
-    cross-entropy is registered, and LOSSREG_CE_TRITON=0 lists it as off with the reason."""
+    cross-entropy is registered but off by default, saying why (it missed its GPU speed target);
+    LOSSREG_CE_TRITON=1 switches it on, and =0 names the switch."""
     (tmp_path / "triton").mkdir()
     (tmp_path / "triton" / "__init__.py").write_text("raise ImportError('registration must not import triton')\n")
     env = {**_environment(), "PYTHONPATH": str(tmp_path)}
     show = ("import json, lossreg; r = lossreg.registry(); "
             "print(json.dumps([r.plugins['lossreg'].registered.get('kernels off', []), "
             "[k.name for k in r.kernels[('cross_entropy', 'torch')]]]))")
-    off, on = (subprocess.run([sys.executable, "-c", show], env={**env, **extra}, capture_output=True, text=True,
-                              timeout=120) for extra in ({"LOSSREG_CE_TRITON": "0"}, {}))
-    assert off.returncode == 0 and on.returncode == 0, off.stderr + on.stderr
+    default, off, on = (subprocess.run([sys.executable, "-c", show], env={**env, **extra}, capture_output=True,
+                                       text=True, timeout=120)
+                        for extra in ({}, {"LOSSREG_CE_TRITON": "0"}, {"LOSSREG_CE_TRITON": "1"}))
+    assert default.returncode == off.returncode == on.returncode == 0, default.stderr + off.stderr + on.stderr
+    listed, used = json.loads(default.stdout)
+    assert used == ["torch"] and any("off by default: the Triton cross-entropy missed its target" in item
+                                     and "LOSSREG_CE_TRITON=1" in item for item in listed)
     listed, used = json.loads(off.stdout)
     assert used == ["torch"] and any("switched off by LOSSREG_CE_TRITON=0" in item for item in listed)
     listed, used = json.loads(on.stdout)

@@ -28,6 +28,8 @@ mkdir -p "$OUT"
 # An installed lossreg (with its plugins' entry points) comes first; this checkout serves otherwise.
 export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD:$PWD/$DEPS"
 export PYTHONUNBUFFERED=1
+# lossreg's column times the kernels that are off by default until they meet their target.
+export LOSSREG_CE_TRITON=${LOSSREG_CE_TRITON:-1} LOSSREG_CUPY_KERNELS=${LOSSREG_CUPY_KERNELS:-1}
 DEVICE=cuda
 prev=""
 for arg in "$@"; do [ "$prev" = "--device" ] && DEVICE="$arg"; prev="$arg"; done

@@ -329,8 +329,8 @@ _TRITON: list[Any] = []
 
 
 def _triton() -> Any:
-    """The Triton cross-entropy when Triton and a CUDA device are present, else None (and with
-    ``LOSSREG_CE_TRITON=0``, read at the first call on CUDA).
+    """The Triton cross-entropy when Triton and a CUDA device are present and ``LOSSREG_CE_TRITON=1``
+    (off by default: see ``kernels.OFF_UNTIL_FAST``; read at the first call on CUDA), else None.
 
     Imported on first use, not with this module: importing Triton is slow, and the two modules
     share their checks through ``torch_common``, so neither imports the other at import time.
