@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import array_api_extra as xpx
-from array_api_compat import array_namespace, device
+from array_api_compat import array_namespace
 
 from . import toolkit
 from .errors import LossTypeError, LossValueError
@@ -310,7 +310,7 @@ def chunk_loss(xp: Any, h: Any, weight: Any, bias: Any, t: Any, active: Any, coe
     they are returned.
     """
     v = weight.shape[0]
-    dev = device(h)
+    dev = toolkit.device(h)
     blocks = [(j, min(j + vocab, v)) for j in range(0, v, vocab)]
     tcol = xp.reshape(t, (-1, 1))
     cw = class_weight

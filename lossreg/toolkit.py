@@ -50,13 +50,14 @@ __all__ = [
     "check_values", "poison", "value_checks", "check_mode", "is_lazy", "traced", "reads_values",
     "torch_compiling", "read_environment", "Setting",
     # dtypes and reductions
-    "result_type", "compute_dtype", "as_dtype", "reduce", "reduce_classes", "take_class", "class_shape",
+    "result_type", "compute_dtype", "as_dtype", "device", "reduce", "reduce_classes", "take_class", "class_shape",
     # numerics
     "log_softmax", "log_softmax_parts", "logsumexp", "log_sigmoid", "safe_log", "safe_pow", "minimum", "maximum",
     "REDUCTIONS", "OPTIONAL_ARRAYS", "CHECK_MODES",
 ]
 
 REDUCTIONS = ("none", "mean", "sum")
+STANDARD = "2024.12"  # the Array API version lossreg is written against
 
 
 def describe(x: Any) -> str:
@@ -106,6 +107,12 @@ def namespace(loss: str, *, optional: tuple[str, ...] = OPTIONAL_ARRAYS, **array
         _check_devices(loss, present)
     if types in _SIZE_UNKNOWN_TYPES:
         _check_sizes_known(loss, present)
+    if getattr(xp, "__array_api_version__", STANDARD) < STANDARD:  # read per call: array-api-strict's can change
+        name, x = next(iter(present.items()))
+        raise LossTypeError(loss, name, f"arrays of the Array API standard {STANDARD} or later (lossreg uses its "
+                            "Python scalars in where/minimum/maximum and take_along_axis; for array-api-strict: "
+                            f"set_array_api_strict_flags(api_version='{STANDARD}'))",
+                            f"{type(x).__module__.split('.')[0]} arrays of standard {xp.__array_api_version__}")
     return xp
 
 
@@ -172,14 +179,39 @@ def _device_of(x: Any) -> Any:
     return x.device if compat.is_torch_array(x) else compat.device(x)
 
 
+def _placement(x: Any) -> Any:
+    """What must be equal for two arrays to meet: their device, or None when anything goes.
+
+    A JAX array is placed on a set of devices, however it is split over them (``P(None, "b")``
+    log-probabilities meet ``P("b")`` targets), and JAX moves an uncommitted array (made by
+    ``jnp.asarray``, say) to the others, as ``jax.jit`` does: only committed device sets count.
+    """
+    device = _device_of(x)
+    if device is None or not compat.is_jax_array(x):  # traced arrays (jax.jit, grad) report no device
+        return device
+    return frozenset(x.devices()) if x.committed else None
+
+
 def _check_devices(loss: str, present: dict[str, Any]) -> None:
-    first_name, first = next(iter(present.items()))
-    device = _device_of(first)
-    for name, x in present.items():
-        other = _device_of(x)
-        # Traced arrays (under jax.jit or grad) report no device; they cannot be compared.
-        if other != device and device is not None and other is not None:
-            raise LossValueError(loss, name, f"an array on {first_name}'s device {device}", f"one on {other}")
+    placed = [(name, x, where) for name, x in present.items() if (where := _placement(x)) is not None]
+    for name, x, where in placed[1:]:
+        first_name, first, device = placed[0]
+        if where != device:
+            raise LossValueError(loss, name, f"an array on {first_name}'s device {_device_of(first)}",
+                                 f"one on {_device_of(x)}")
+
+
+def device(x: Any) -> Any:
+    """The device to make new arrays on that meet ``x`` (``device=`` of ``xp.arange``, ``xp.zeros``, ...).
+
+    ``array_api_compat.device(x)``, except for a JAX array split over several devices: its
+    sharding fits only arrays of its own shape, so new arrays go to JAX's default device (None),
+    from which JAX moves them next to ``x`` when they meet.
+    """
+    dev = compat.device(x)
+    if dev is not None and compat.is_jax_array(x) and len(x.devices()) > 1:
+        return None
+    return dev
 
 
 def check_reduction(loss: str, reduction: Any, allowed: tuple[str, ...] = REDUCTIONS) -> None:
@@ -520,7 +552,7 @@ def take_class(xp: Any, x: Any, index: Any) -> Any:
         if index.dtype != xp.int64 and not compat.is_jax_namespace(xp):
             index = xp.astype(index, xp.int64)
         return xp.squeeze(xp.take_along_axis(x, xp.expand_dims(index, axis=1), axis=1), axis=1)
-    dev = compat.device(x)
+    dev = device(x)
     index = index if index.dtype == xp.int64 else xp.astype(index, xp.int64)
     if compat.is_dask_namespace(xp):
         classes = xp.reshape(xp.arange(x.shape[1], dtype=xp.int64, device=dev), class_shape(x))
@@ -629,7 +661,7 @@ def log_softmax_parts(xp: Any, x: Any, *, axis: int = 1) -> tuple[Any, Any, Any]
     """
     if 0 in x.shape:  # nothing to reduce; Dask cannot take the max of an empty chunk
         shape = tuple(s for i, s in enumerate(x.shape) if i != axis % x.ndim)
-        zeros = xp.zeros(shape, dtype=x.dtype, device=compat.device(x))
+        zeros = xp.zeros(shape, dtype=x.dtype, device=device(x))
         return zeros, x, zeros
     # A clip rather than a where on -inf: one operation (each costs tens of µs in eager JAX).
     m = xp.floor(xp.clip(xp.max(x, axis=axis, keepdims=True), min=float(xp.finfo(x.dtype).min)))

@@ -179,6 +179,9 @@ pairs = {  # what the "coming from" pages say is equal
     "optax softmax_cross_entropy": (O.softmax_cross_entropy(logits, p), L.cross_entropy(logits, p, reduction="none")),
     "optax kl_divergence": (O.kl_divergence(np.log(q), p), L.kl_div(np.log(q), p, reduction="none").sum(-1)),
     "optax cosine_distance": (O.cosine_distance(x, y), L.cosine_embedding_loss(x, y, np.ones(4), reduction="none")),
+    # Close, not equal: equal with eps 0 at p = 2 (optax adds eps under the root, torch to each difference).
+    "optax triplet_margin_loss": (O.triplet_margin_loss(x, y, y[::-1], norm_degree=2, eps=0.0),
+                                  L.triplet_margin_loss(x, y, y[::-1].copy(), eps=0.0, reduction="none")),
     "keras MeanSquaredError": (K.MeanSquaredError()(y, x), L.mse_loss(x, y)),
     "keras MeanAbsoluteError": (K.MeanAbsoluteError()(y, x), L.l1_loss(x, y)),
     "keras Huber": (K.Huber(delta=0.7)(y, x), L.huber_loss(x, y, delta=0.7)),

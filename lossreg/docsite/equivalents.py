@@ -98,8 +98,9 @@ OPTAX: dict[str, Equivalent] = {
     "multi_margin_loss": Equivalent("optax.losses.multiclass_hinge_loss",
                                     "close, not equal: optax takes the largest other score, torch sums over them"),
     "triplet_margin_loss": Equivalent("optax.losses.triplet_margin_loss",
-                                      "`(anchors, positives, negatives, margin=, norm_degree=p, eps=)`; "
-                                      + _OPTAX_NONE),
+                                      "`(anchors, positives, negatives, margin=, norm_degree=p)`, close, not "
+                                      "equal: optax adds `eps` under the root (torch adds it to each difference) "
+                                      "and takes no absolute value (so an odd `p` differs); " + _OPTAX_NONE),
     "ctc_loss": Equivalent("optax.losses.ctc_loss",
                            "`(logits, logit_paddings, labels, label_paddings, blank_id)`: batch-major, "
                            "paddings instead of lengths, logits instead of log-probabilities"),

@@ -5,8 +5,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from array_api_compat import device
-
 from .. import toolkit
 from ..errors import LossValueError
 from ..registry import define_loss
@@ -372,7 +370,7 @@ def multi_margin_loss(input: Any, target: Any, /, *, p: int = 1, margin: float =
     hinge = xp.where(z > 0, z, xp.zeros_like(z))  # gradient 0 at z = 0, torch's choice
     if p == 2:
         hinge = hinge * hinge
-    is_target = xp.reshape(t, (n, 1)) == xp.reshape(xp.arange(c, device=device(x)), (1, c))
+    is_target = xp.reshape(t, (n, 1)) == xp.reshape(xp.arange(c, device=toolkit.device(x)), (1, c))
     losses = xp.sum(xp.where(is_target, xp.zeros_like(hinge), hinge), axis=1) / c
     if weight is not None:
         losses = losses * xp.take(toolkit.as_dtype(xp, weight, work), t)
@@ -407,7 +405,7 @@ def multilabel_margin_loss(input: Any, target: Any, /, *, reduction: str = "mean
     dtype = input.dtype
     x = xp.reshape(toolkit.as_dtype(xp, input, toolkit.compute_dtype(xp, dtype)), (n, c))
     t = xp.reshape(target, (n, c))
-    dev = device(x)
+    dev = toolkit.device(x)
     # listed[n, k]: position k comes before the first -1 of its row.
     listed = xp.cumulative_sum(xp.astype(t == -1, xp.int32), axis=1) == 0
     t = xp.where(listed & (t >= 0) & (t < c), t, xp.zeros_like(t))

@@ -20,7 +20,6 @@ import math
 from typing import Any
 
 import array_api_extra as xpx
-from array_api_compat import device
 
 from .. import toolkit
 from ..chunked import (Inputs, TorchArguments, check_extensions, chunk_loss, prepare_call, reduce_tokens,
@@ -240,7 +239,7 @@ def value_and_grad_flat(inp: Inputs, reduction: str, coef: Any, opts: dict[str, 
     n, d = inp.hidden.shape
     v = inp.weight.shape[0]
     step = inp.chunks.tokens
-    dev = device(inp.hidden)
+    dev = toolkit.device(inp.hidden)
     d_w = xp.zeros((v, d), dtype=inp.work, device=dev)
     d_b = xp.zeros((v,), dtype=inp.work, device=dev)
     grad_h = xp.zeros((n, d), dtype=inp.work, device=dev)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from array_api_compat import device
-
 from .. import toolkit
 from ..errors import LossValueError
 from ..registry import define_loss
@@ -187,7 +185,7 @@ def gaussian_nll_loss(input: Any, target: Any, var: Any, /, *, full: bool = Fals
         if not var >= 0:
             raise LossValueError(name, "var", "a non-negative variance", repr(var))
         work = toolkit.compute_dtype(xp, dtype)
-        v = xp.full(input.shape, max(var, eps), dtype=work, device=device(input))
+        v = xp.full(input.shape, max(var, eps), dtype=work, device=toolkit.device(input))
     else:
         toolkit.check_floating(name, "var", var, xp)
         var = _var_shape(xp, name, var, input)

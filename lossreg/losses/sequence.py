@@ -7,8 +7,6 @@ import numbers
 from collections.abc import Callable
 from typing import Any
 
-from array_api_compat import device
-
 from .. import toolkit
 from ..errors import LossTypeError, LossValueError
 from ..registry import define_loss
@@ -110,7 +108,7 @@ def sliced(xp: Any, alpha: Any, sources: Any) -> Any:
     """:func:`gathered` as slices of ``alpha`` padded on the left (the padding is barred anyway):
     under ``jax.jit`` its gradient is slices too, not a scatter per frame."""
     n, length = alpha.shape
-    padded = xp.concat([xp.zeros((n, 2), dtype=alpha.dtype, device=device(alpha)), alpha], axis=1)
+    padded = xp.concat([xp.zeros((n, 2), dtype=alpha.dtype, device=toolkit.device(alpha)), alpha], axis=1)
     return xp.stack([alpha, padded[:, 1:length + 1], padded[:, :length]], axis=1)
 
 
@@ -144,7 +142,7 @@ def ctc(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, b
     # Flat indices reach T·N·C (log_probs) and N·(2S + 1) ≤ N·(2T + 1) (the states).
     ints = toolkit.index_dtype(name, "log_probs", xp, 3 * math.prod(log_probs.shape), log_probs.shape)
     if listed:
-        dev = device(log_probs)
+        dev = toolkit.device(log_probs)
         input_lengths, target_lengths = (xp.asarray(listed[k], dtype=ints, device=dev) if k in listed else v
                                          for k, v in arrays.items())
     toolkit.check_floating(name, "log_probs", log_probs, xp)
@@ -168,7 +166,7 @@ def ctc(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, b
                              "(sum(target_lengths))", f"shape {tuple(targets.shape)}")
     il = _lengths(name, "input_lengths", input_lengths, xp, n, unbatched, ints)
     tl = _lengths(name, "target_lengths", target_lengths, xp, n, unbatched, ints)
-    dev = device(log_probs)
+    dev = toolkit.device(log_probs)
 
     # Invalid values raise on eager arrays; on lazy ones each flags the sequences it spoils.
     bad = [toolkit.check_values(name, "input_lengths", il, (il < 0) | (il > t_max), xp,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from array_api_compat import device, is_dask_namespace
+from array_api_compat import is_dask_namespace
 
 from lossreg import LossValueError, define_loss, toolkit
 
@@ -80,7 +80,8 @@ def sparsemax_loss(input: Any, target: Any, /, *, ignore_index: int = -100, redu
     cls = toolkit.class_inputs("sparsemax_loss", input, target, ignore_index=ignore_index, reduction=reduction)
     xp, x = cls.xp, cls.input
     if 0 in x.shape:
-        return toolkit.reduce_classes(cls, xp.zeros(cls.target.shape, dtype=x.dtype, device=device(x)), reduction)
+        empty = xp.zeros(cls.target.shape, dtype=x.dtype, device=toolkit.device(x))
+        return toolkit.reduce_classes(cls, empty, reduction)
     return toolkit.reduce_classes(cls, sparsemax_parts(xp, x, cls.target)[0], reduction)
 
 
@@ -102,7 +103,7 @@ def sparsemax_parts(xp: Any, x: Any, target: Any) -> tuple[Any, Any, Any]:
         squares = xp.sum(support * (z * z - tau * tau), axis=1)
     else:
         ordered = xp.sort(z, axis=1, descending=True)
-        k = xp.reshape(xp.arange(1, x.shape[1] + 1, dtype=z.dtype, device=device(z)), toolkit.class_shape(z))
+        k = xp.reshape(xp.arange(1, x.shape[1] + 1, dtype=z.dtype, device=toolkit.device(z)), toolkit.class_shape(z))
         cumulative = xp.cumulative_sum(ordered, axis=1)
         support = xp.astype(1 + k * ordered > cumulative, z.dtype)  # a prefix, at least the largest
         # τ from the support's size alone. At a tie (an entry equal to τ, in or out alike) the
@@ -138,7 +139,7 @@ def z_loss(input: Any, /, *, reduction: str = "mean") -> Any:
     dtype = input.dtype
     x = toolkit.as_dtype(xp, xp.expand_dims(input, axis=0) if unbatched else input, toolkit.compute_dtype(xp, dtype))
     if x.shape[0] == 0:  # Dask cannot take the max of an empty chunk
-        losses = xp.zeros((0, *x.shape[2:]), dtype=x.dtype, device=device(x))
+        losses = xp.zeros((0, *x.shape[2:]), dtype=x.dtype, device=toolkit.device(x))
     else:
         z = toolkit.logsumexp(xp, x, axis=1)
         losses = z * z

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from array_api_compat import device
 
 from lossreg import LossValueError, define_loss, toolkit
 
@@ -51,7 +50,7 @@ def nt_xent_loss(input: Any, positive: Any, /, *, temperature: float = 0.5, redu
     u, v = _unit_rows(xp, toolkit.as_dtype(xp, input, work)), _unit_rows(xp, toolkit.as_dtype(xp, positive, work))
     z = xp.concat([u, v], axis=0)
     similarity = xp.matmul(z, xp.permute_dims(z, (1, 0))) / temperature
-    index = xp.arange(2 * n, device=device(z))
+    index = xp.arange(2 * n, device=toolkit.device(z))
     itself = xp.expand_dims(index, axis=1) == xp.expand_dims(index, axis=0)
     similarity = xp.where(itself, xp.full_like(similarity, -math.inf), similarity)
     m, _, lse = toolkit.log_softmax_parts(xp, similarity)
