@@ -193,11 +193,16 @@ def _placement(x: Any) -> Any:
 
 
 def _check_devices(loss: str, present: dict[str, Any]) -> None:
-    placed = [(name, x, where) for name, x in present.items() if (where := _placement(x)) is not None]
-    for name, x, where in placed[1:]:
-        first_name, first, device = placed[0]
-        if where != device:
-            raise LossValueError(loss, name, f"an array on {first_name}'s device {_device_of(first)}",
+    # A plain loop: torch.compile (Dynamo) cannot trace an assignment expression in a comprehension.
+    first: Any = None
+    for name, x in present.items():
+        where = _placement(x)
+        if where is None:
+            continue
+        if first is None:
+            first = (name, x, where)
+        elif where != first[2]:
+            raise LossValueError(loss, name, f"an array on {first[0]}'s device {_device_of(first[1])}",
                                  f"one on {_device_of(x)}")
 
 
