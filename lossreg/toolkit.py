@@ -421,9 +421,10 @@ def check_values(loss: str, name: str, x: Any, bad: Any, xp: Any, expected: str)
     Eager CPU arrays raise at once, quoting an offending value. Lazy and traced arrays cannot be
     read, and reading a GPU array costs a synchronisation, so there (see :func:`value_checks`)
     the returned mask is applied with :func:`poison` instead: an invalid element yields NaN,
-    never a quietly wrong number.
+    never a quietly wrong number. A mask that cannot be read (computed from another, traced
+    array: ``torch.func.vmap`` over the lengths of plain targets, say) is returned too.
     """
-    if not reads_values(x):
+    if not (reads_values(x) and reads_values(bad)):
         return bad
     if bool(xp.any(bad)):
         flat = xp.reshape(x, (-1,))

@@ -294,8 +294,10 @@ def ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: A
     if (not 0 <= blank < c or targets.ndim not in (1, 2) or (targets.ndim == 2 and targets.shape[0] != n)
             or not _lengths_ok(input_lengths, n, unbatched, dev) or not _lengths_ok(target_lengths, n, unbatched, dev)):
         return NotImplemented
-    if not toolkit.reads_values(log_probs):
-        return NotImplemented  # the checks below read values; the portable path poisons instead
+    if not all(toolkit.reads_values(x) for x in (log_probs, targets, input_lengths, target_lengths)):
+        # The checks below read values; the portable path poisons instead (under vmap the targets
+        # or lengths alone may be batched, the log-probabilities plain).
+        return NotImplemented
     il, tl = input_lengths.reshape(n).long(), target_lengths.reshape(n).long()
     labels, width = targets.long(), targets.shape[-1]
     if targets.ndim == 2 and width:  # only the first target_lengths[i] labels of row i count

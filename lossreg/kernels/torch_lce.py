@@ -40,6 +40,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.autograd.forward_ad as _forward_ad
 from array_api_compat import array_namespace
 
 from ..chunked import plan_chunks, prepare_call, reduce_tokens, token_weights
@@ -347,12 +348,20 @@ def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: _Outputs) -> None:
     _, lse, d_h, d_w, d_b = output
     ctx.mark_non_differentiable(lse, d_h, d_w, d_b)
     ctx.set_materialize_grads(False)  # else autograd passes zeros of d_weight's size for the extra outputs
-    ctx.early, ctx.used, ctx.reduction, ctx.opts = early, False, reduction, tuple(opts)
+    ctx.early, ctx.reduction, ctx.opts = early, reduction, tuple(opts)
     # Eager autograd tracks the inputs (torch.func's levels are told apart in _refuse_second_order).
     ctx.tracked = not torch._C._are_functorch_transforms_active() and \
         any(x is not None and x.requires_grad for x in (h, w, b))
     ctx.dtypes = (h.dtype, w.dtype, None if b is None else b.dtype)
-    if early:
+    ctx.early_grads = None
+    ctx.held = early and _plain(d_h, d_w)
+    if ctx.held:
+        # Eager: the first backward pass scales these in place (_backward), so they are held
+        # here, outside autograd's saved tensors (whose version check would refuse a second
+        # pass); a second pass (retain_graph=True) recomputes them from the saved inputs.
+        ctx.early_grads = (d_h, d_w, None if b is None else d_b)
+        ctx.save_for_backward(h, w, b, t, act, bad, cw, wy, lse)
+    elif early:
         ctx.save_for_backward(d_h, d_w, None if b is None else d_b, bad)
     else:
         ctx.save_for_backward(h, w, b, t, act, bad, cw, wy, lse)
@@ -364,19 +373,20 @@ def _backward(ctx: Any, grad: Tensor | None, *unused: Any) -> tuple[Tensor | Non
     if grad is None:  # the result was not used
         return (None,) * _INPUTS
     _refuse_second_order(ctx.tracked, grad, *saved)
-    if ctx.early:
+    if ctx.early_grads is not None and _plain(grad):
+        # Eager, the first pass: scaled in place, as a copy would hold the gradients twice
+        # (d_weight is V×D), and let go of; a second pass recomputes them (below).
+        (d_h, d_w, d_b), ctx.early_grads = ctx.early_grads, None
+        d_h, d_w = d_h.mul_(grad), d_w.mul_(grad)
+        d_b = None if d_b is None else d_b.mul_(grad)
+        dh_t, dw_t, db_t = ctx.dtypes
+        d_h, d_w, d_b = d_h.to(dh_t), d_w.to(dw_t), None if d_b is None else d_b.to(db_t)
+        bad = saved[5]
+    elif ctx.early and not ctx.held:
+        # Traced (compiled: Inductor may reuse the buffers) or under torch.func (grad may be batched).
         d_h, d_w, d_b, bad = saved
-        if _plain(grad, d_h, d_w):
-            # Eager: scaled in place, as a copy would hold the gradients twice (d_weight is V×D).
-            if ctx.used:
-                raise RuntimeError("linear_cross_entropy: a second backward pass through one forward pass needs "
-                                   "recompute=True (the gradients made in the forward pass were scaled in place)")
-            ctx.used = True
-            d_h, d_w = d_h.mul_(grad), d_w.mul_(grad)
-            d_b = None if d_b is None else d_b.mul_(grad)
-        else:  # traced (compiled: Inductor may reuse the buffers) or under torch.func (grad may be batched)
-            d_h, d_w = d_h * grad, d_w * grad
-            d_b = None if d_b is None else d_b * grad
+        d_h, d_w = d_h * grad, d_w * grad
+        d_b = None if d_b is None else d_b * grad
         dh_t, dw_t, db_t = ctx.dtypes
         d_h, d_w, d_b = d_h.to(dh_t), d_w.to(dw_t), None if d_b is None else d_b.to(db_t)
     else:
@@ -496,7 +506,10 @@ def linear_cross_entropy(input: Any, linear_weight: Any, target: Any, /, *, line
             *_chunk_args(inp.chunk_size),
             float(label_smoothing), float(z_loss), None if softcap is None else float(softcap),
             grads and not recompute and reduction != "none")
-    if torch._C._are_functorch_transforms_active():
+    # Also inside torch.autograd.forward_ad's dual levels (a private counter, read defensively):
+    # the operator alone would drop the tangents of inputs that do not require grad (an answer
+    # of zero), where this raises.
+    if torch._C._are_functorch_transforms_active() or getattr(_forward_ad, "_current_level", -1) >= 0:
         result = _UnderTransforms.apply(*args)[0]
     else:
         result = torch.ops.lossreg.linear_cross_entropy(*args)[0]
