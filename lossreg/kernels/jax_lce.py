@@ -80,16 +80,16 @@ def _weight_grad_adder(rows: int) -> Any:
     return add
 
 
-def _zeros(shape: tuple[int, ...], dtype: Any, *arrays: Any) -> Any:
-    """Zeros of ``shape`` that vary over the ``shard_map`` axes any of ``arrays`` varies over.
+def _zero(dtype: Any, *arrays: Any) -> Any:
+    """A scalar zero that varies over the ``shard_map`` axes any of ``arrays`` varies over.
 
     A scan's carry must have the type of what its body returns; inside ``shard_map`` that type
     says which mesh axes a value varies over, and the weight gradient summed over this device's
     tokens varies over the axes the tokens are split on, where fresh zeros vary over none.
     ``zeros_like`` keeps the axes of its argument and a sum takes the union (outside
-    ``shard_map``, or before JAX had these types, it is just zeros; XLA folds the additions away).
+    ``shard_map``, or before JAX had these types, it is just zero; XLA folds the additions away).
     """
-    z = jnp.zeros(shape, dtype)
+    z = jnp.zeros((), dtype)
     for a in arrays:
         if a is not None:
             z = z + jnp.zeros_like(a, dtype=dtype, shape=())
@@ -115,8 +115,10 @@ def _scan(meta: _Meta, h: Any, w: Any, b: Any, t: Any, act: Any, bad: Any, cw: A
     if lse is not None:
         xs["lse"] = _padded(lse, step, 0)
     # The accumulators are the scan's carry, which XLA keeps in the output's buffer.
-    init: Any = (_zeros((v, d), meta.work, h, w, b, t, cw, coef), _zeros((v,), meta.work, h, w, b, t, cw, coef)) \
-        if grads else ()
+    init: Any = ()
+    if grads:
+        zero = _zero(meta.work, h, w, b, t, cw, coef)
+        init = (jnp.zeros((v, d), meta.work) + zero, jnp.zeros((v,), meta.work) + zero)
 
     def body(carry: Any, x: Any) -> tuple[Any, Any]:
         d_w, d_b = carry if grads else (None, None)
@@ -186,12 +188,12 @@ _lce.defvjp(_lce_fwd, _lce_bwd)
 
 def _lce_shared(meta: _Meta, h: Any, w: Any, b: Any, t: Any, act: Any, bad: Any, cw: Any, counts: Any) -> Any:
     """:func:`_lce` with its floating arguments varying over the same ``shard_map`` axes (see
-    :func:`_zeros`): a custom VJP must return each gradient with its argument's type, and the
+    :func:`_zero`): a custom VJP must return each gradient with its argument's type, and the
     gradient of a replicated weight, summed over this device's tokens, varies over the tokens'
     axes. Made alike here, outside the custom VJP, autodiff sums it over them (outside
     ``shard_map`` the additions are of zero, which XLA folds away)."""
     arrays = (h, w, b, t, act, cw)
-    h, w, b, cw = (None if x is None else x + _zeros((), x.dtype, *arrays) for x in (h, w, b, cw))
+    h, w, b, cw = (None if x is None else x + _zero(x.dtype, *arrays) for x in (h, w, b, cw))
     return _lce(meta, h, w, b, t, act, bad, cw, counts)
 
 

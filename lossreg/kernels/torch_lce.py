@@ -376,19 +376,14 @@ def _backward(ctx: Any, grad: Tensor | None, *unused: Any) -> tuple[Tensor | Non
     if ctx.early_grads is not None and _plain(grad):
         # Eager, the first pass: scaled in place, as a copy would hold the gradients twice
         # (d_weight is V×D), and let go of; a second pass recomputes them (below).
-        (d_h, d_w, d_b), ctx.early_grads = ctx.early_grads, None
+        (d_h, d_w, d_b), bad, ctx.early_grads = ctx.early_grads, saved[5], None
         d_h, d_w = d_h.mul_(grad), d_w.mul_(grad)
         d_b = None if d_b is None else d_b.mul_(grad)
-        dh_t, dw_t, db_t = ctx.dtypes
-        d_h, d_w, d_b = d_h.to(dh_t), d_w.to(dw_t), None if d_b is None else d_b.to(db_t)
-        bad = saved[5]
     elif ctx.early and not ctx.held:
         # Traced (compiled: Inductor may reuse the buffers) or under torch.func (grad may be batched).
         d_h, d_w, d_b, bad = saved
         d_h, d_w = d_h * grad, d_w * grad
         d_b = None if d_b is None else d_b * grad
-        dh_t, dw_t, db_t = ctx.dtypes
-        d_h, d_w, d_b = d_h.to(dh_t), d_w.to(dw_t), None if d_b is None else d_b.to(db_t)
     else:
         h, w, b, t, act, bad, cw, wy, lse = saved
         g = grad.reshape(-1) if ctx.reduction == "none" else grad
@@ -397,6 +392,8 @@ def _backward(ctx: Any, grad: Tensor | None, *unused: Any) -> tuple[Tensor | Non
         d_h, d_w, d_b = torch.ops.lossreg.linear_cross_entropy_backward(
             *(None if x is None else x.detach() for x in (h, w, b, t, act, cw, wy, coef, lse)), *ctx.opts)
         d_b = None if b is None else d_b
+    dh_t, dw_t, db_t = ctx.dtypes  # the forward-made gradients are in the work dtype (a no-op otherwise)
+    d_h, d_w, d_b = d_h.to(dh_t), d_w.to(dw_t), None if d_b is None else d_b.to(db_t)
     if bad is not None:  # invalid targets were poisoned in the value: so are the gradients
         d_h = torch.where(bad.unsqueeze(1), torch.nan, d_h)
     return (d_h, d_w, d_b) + (None,) * (_INPUTS - 3)
