@@ -3,7 +3,8 @@
 Timings on a shared 2-core machine move by ±30 %; the programs XLA compiles do not. For each
 loss optax also has, this counts the fusions of the compiled HLO module (forward, and
 ``jax.value_and_grad``) and how many of them write a full input-sized array (a pass over
-memory that a fused reduction avoids)::
+memory that a fused reduction avoids); a loop's fusions (CTC's scan over the frames) are
+counted per step, apart::
 
     python benchmarks/jax_programs.py --size medium,large --out benchmarks/results/jax_programs.md
 """
@@ -33,8 +34,12 @@ def programs(size: str) -> list[tuple[str, str, str, str]]:
             cells = []
             for lib in ("lossreg", "optax"):
                 text = jax.jit(transform(getattr(pair, lib))).lower(*arrays[lib]).compile().as_text()
+                computations = {c.split(" ", 1)[0].lstrip("%"): c for c in re.split(r"\n(?=\S)", text)}
                 fusions = [line for line in text[text.index("ENTRY"):].splitlines() if " fusion(" in line]
-                cells.append(f"{len(fusions)} / {sum(bool(full.search(line)) for line in fusions)}")
+                bodies = re.findall(r"body=%?([\w.\-]+)", text)
+                per_step = [computations.get(body, "").count(" fusion(") for body in bodies]
+                cells.append(f"{len(fusions)}" + "".join(f" + {n} per step" for n in per_step)
+                             + f" / {sum(bool(full.search(line)) for line in fusions)}")
             rows.append((pair.call, f"{size} {shape[0]}×{shape[1]}", mode, *cells))
     return rows
 
@@ -46,8 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     lines = ["# lossreg and optax under jax.jit: the compiled programs", "",
              f"Command: `python benchmarks/jax_programs.py {' '.join(argv or sys.argv[1:])}`", "",
-             "Each cell: fusions in the compiled HLO module / fusions that write a full input-sized array "
-             "(float32, XLA CPU).", "", "| call | size | mode | lossreg | optax |", "|---|---|---|---|---|"]
+             "Each cell: fusions in the compiled HLO module (a loop's, per step, apart) / fusions that "
+             "write a full input-sized array (float32, XLA CPU).", "",
+             "| call | size | mode | lossreg | optax |", "|---|---|---|---|---|"]
     for size in args.size.split(","):
         lines += ["| " + " | ".join(row) + " |" for row in programs(size.strip())]
     text = "\n".join(lines) + "\n"

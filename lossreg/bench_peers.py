@@ -268,7 +268,9 @@ def markdown(rows: Sequence[PeerRow], context: dict[str, Any]) -> str:
         "interleaved. Peers compute the same formula: optax's (Keras's) per-example values reduced by "
         "`.mean()`. `forward+grad` is `jax.value_and_grad` with respect to the first input. "
         "Targets (issue 13) apply to the optax ratio. `load`: the 1-minute load average as the row "
-        "finished; on a shared machine the ratios, interleaved, are what counts.",
+        "finished; on a shared machine the ratios, interleaved, are what counts. Each call is timed to "
+        "completion, so a tiny row is latency, and on JAX's asynchronous CPU dispatch a program's "
+        "latency depends on the program that ran before it (`benchmarks/jax_tiny_latency.py`).",
         HEADER, rows, _cells,
         lambda r: f"{r.call} {r.size} {r.mode} {r.optax_ratio:.2f}× (target {r.target}×)")
 

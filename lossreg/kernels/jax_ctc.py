@@ -4,8 +4,9 @@ The standard has no loop construct, so the portable recursion over the T frames 
 loop, which ``jax.jit`` unrolls into T copies of the frame's operations: compile time and
 memory grow with T (hundreds of frames take minutes to compile). Here the same frame step is the
 body of one ``lax.scan`` (compiled once, whatever T), and the whole loss one program per shape and
-options, as the other JAX kernels (see :mod:`lossreg.kernels.jax`), and the predecessors of each
-state are slices (:func:`~lossreg.losses.sequence.sliced`), whose gradient is slices too. The
+options, as the other JAX kernels (see :mod:`lossreg.kernels.jax`). Each state's three
+predecessors are slices, summed by an elementwise log-sum-exp (:func:`~lossreg.losses.sequence.sliced`):
+a frame compiles to one loop fusion instead of four, and its gradient is slices too. The
 gradient is autodiff's of the portable expression, so torch's ``exp(log_probs) - γ``.
 """
 

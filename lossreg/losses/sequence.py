@@ -27,6 +27,15 @@ def _logsumexp(xp: Any, terms: Any) -> Any:
     return m + xp.log(xp.where(dead, 1.0, total))
 
 
+def _logsumexp3(xp: Any, a: Any, b: Any, c: Any) -> Any:
+    """:func:`_logsumexp` of three arrays, elementwise: no reduction, so a compiler fuses it whole."""
+    m = xp.maximum(xp.maximum(a, b), c)
+    dead = m == -math.inf
+    shift = xp.where(dead, 0.0, m)
+    total = xp.exp(a - shift) + xp.exp(b - shift) + xp.exp(c - shift)
+    return m + xp.log(xp.where(dead, 1.0, total))
+
+
 def _without_gradient(xp: Any, e: Any) -> Any:
     """The value of ``e`` (finite, ≥ 1) exactly, with a zero gradient: floor is piecewise constant.
 
@@ -93,23 +102,26 @@ def ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: A
 
 
 Frame = Callable[[Any, Any, Any], Any]
+# ``(xp, alpha, sources, barred) -> log Σ`` over each state's three predecessors (see ctc).
+Predecessors = Callable[[Any, Any, Any, Any], Any]
 
 
-def gathered(xp: Any, alpha: Any, sources: Any) -> Any:
-    """``(alpha[s], alpha[s-1], alpha[s-2])`` stacked on axis 1, by one gather with fixed indices
-    (clamped at 0: the transitions from s < 0 are barred separately). Slices and a concatenation
-    would be cheaper to differentiate, but would split Dask's chunks a little further at every
-    frame."""
+def gathered(xp: Any, alpha: Any, sources: Any, barred: Any) -> Any:
+    """log Σ over ``(alpha[s], alpha[s-1], alpha[s-2])``, stacked on axis 1 by one gather with fixed
+    indices (clamped at 0: the transitions from s < 0 are barred anyway), then one reduction.
+    Eager and lazy libraries run or record each operation of every frame, and this is the fewest;
+    slices and a concatenation would also split Dask's chunks a little further at every frame."""
     n, length = alpha.shape
-    return xp.reshape(xp.take(alpha, sources, axis=1), (n, 3, length))
+    return _logsumexp(xp, xp.reshape(xp.take(alpha, sources, axis=1), (n, 3, length)) + barred)
 
 
-def sliced(xp: Any, alpha: Any, sources: Any) -> Any:
-    """:func:`gathered` as slices of ``alpha`` padded on the left (the padding is barred anyway):
-    under ``jax.jit`` its gradient is slices too, not a scatter per frame."""
+def sliced(xp: Any, alpha: Any, sources: Any, barred: Any) -> Any:
+    """:func:`gathered` as slices of ``alpha`` padded on the left and an elementwise log-sum-exp
+    of the three: under ``jax.jit`` a frame is then one loop fusion, where two reductions over
+    an axis of 3 split it into four, and the gradient is slices too, not a scatter per frame."""
     n, length = alpha.shape
-    padded = xp.concat([xp.zeros((n, 2), dtype=alpha.dtype, device=toolkit.device(alpha)), alpha], axis=1)
-    return xp.stack([alpha, padded[:, 1:length + 1], padded[:, :length]], axis=1)
+    padded = xp.concat([xp.full((n, 2), -math.inf, dtype=alpha.dtype, device=toolkit.device(alpha)), alpha], axis=1)
+    return _logsumexp3(xp, alpha, padded[:, 1:length + 1] + barred[:, 1, :], padded[:, :length] + barred[:, 2, :])
 
 
 def unrolled(step: Frame, alpha: Any, emit: Any, running: Any) -> Any:
@@ -123,9 +135,10 @@ def unrolled(step: Frame, alpha: Any, emit: Any, running: Any) -> Any:
 
 def ctc(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, blank: int, reduction: str,
         zero_infinity: bool, over_frames: Callable[[Frame, Any, Any, Any], Any],
-        came_from: Callable[[Any, Any, Any], Any]) -> Any:
+        came_from: Predecessors) -> Any:
     """:func:`ctc_loss`, with the loop over the frames, ``over_frames(step, alpha, emit, running)``,
-    and the three predecessors of each state, ``came_from(xp, alpha, sources)``, given."""
+    and the sum over each state's three predecessors, ``came_from(xp, alpha, sources, barred)``
+    (:func:`gathered` or :func:`sliced`), given."""
     name = "ctc_loss"
     # Lengths may be sequences of ints, as torch.nn.functional.ctc_loss documents (NumPy's ints,
     # from list(array), included, as torch takes them).
@@ -250,8 +263,7 @@ def ctc(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, b
     alpha = xp.where(s_index == 0, 0.0, neg)
 
     def step(alpha: Any, emit: Any, running: Any) -> Any:
-        paths = came_from(xp, alpha, sources) + barred
-        return xp.where(running, _logsumexp(xp, paths) + emit, alpha)  # frozen after the input's length
+        return xp.where(running, came_from(xp, alpha, sources, barred) + emit, alpha)  # frozen after the input's length
 
     alpha = over_frames(step, alpha, emit, running)
 
