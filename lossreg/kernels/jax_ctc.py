@@ -20,15 +20,11 @@ from ..losses import sequence
 from .jax import compiled
 
 
-# Frames up to which the scan is unrolled whole. Each step of a rolled loop costs a few µs of
-# latency on the CPU, most of a tiny call (B=2, T=5: forward+grad 1.5-2.1× optax rolled, 1.0-1.1×
-# unrolled); unrolling longer sequences slowed T=50 by 1.4-1.6× and lengthens the compile.
-UNROLL_FRAMES = 8
-
-
 def _scanned(step: sequence.Frame, alpha: Any, emit: Any, running: Any) -> Any:
-    return jax.lax.scan(lambda a, frame: (step(a, *frame), None), alpha, (emit, running),
-                        unroll=emit.shape[0] <= UNROLL_FRAMES)[0]
+    # Rolled whatever T: with the elementwise step, unrolling a tiny input (B=2, T=5) made its
+    # program larger and slower (benchmarks/jax_tiny_latency.py --dispatch sync, unrolled: 22.2 against
+    # 19.8 µs forward, 34.1 against 31.6 µs forward+grad), and T=50 unrolled by 4 was 1.4-1.6×.
+    return jax.lax.scan(lambda a, frame: (step(a, *frame), None), alpha, (emit, running))[0]
 
 
 def _ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, /, *, blank: int = 0,
