@@ -5,9 +5,9 @@ and optax's calls interleaved. At the tiny size that measures latency, and a pro
 on XLA's CPU runtime depends on which program ran just before it. This script times the tiny
 rows' compiled programs four ways, per call, 4000 calls each: alone (the same program call after
 call), against a second copy of itself, against the other library's program and against a
-trivial ``x + 1`` program (each pair alternated call by call), and prints percentiles in µs. ``--dispatch sync``
-turns JAX's asynchronous CPU dispatch off (``jax_cpu_enable_async_dispatch``: each program then
-runs in the calling thread, with no hand-over to a worker thread)::
+trivial ``x + 1`` program (each pair alternated call by call), and prints percentiles in µs.
+``--dispatch sync`` turns JAX's asynchronous CPU dispatch off (``jax_cpu_enable_async_dispatch``:
+each program then runs in the calling thread, with no hand-over to a worker thread)::
 
     python benchmarks/jax_tiny_latency.py --out benchmarks/results/jax_tiny_latency
     python benchmarks/jax_tiny_latency.py --dispatch sync --out benchmarks/results/jax_tiny_latency_sync

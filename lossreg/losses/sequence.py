@@ -12,28 +12,28 @@ from ..errors import LossTypeError, LossValueError
 from ..registry import define_loss
 
 
-def _logsumexp(xp: Any, terms: Any) -> Any:
-    """``log Σ exp(terms)`` over axis 1, as torch's CTC computes it, ``m + log Σ exp(x - m)`` with
-    m the maximum.
+def _shifted_log(xp: Any, m: Any, exp_sum: Callable[[Any], Any]) -> Any:
+    """``m + log exp_sum(m)``, with ``exp_sum(shift) = Σ exp(x - shift)``: log Σ exp(x) as torch's
+    CTC computes it, m the maximum of the terms.
 
     All terms -inf gives -inf with finite gradients: the where-guards keep -inf - -inf = NaN and
     log(0) out of the backward pass. The gradient does not depend on how the maximum splits ties
-    (the derivative through m cancels), so one reduction over the stacked terms serves.
+    (the derivative through m cancels).
     """
-    m = xp.max(terms, axis=1)
     dead = m == -math.inf
-    shift = xp.where(dead, 0.0, m)
-    total = xp.sum(xp.exp(terms - xp.expand_dims(shift, axis=1)), axis=1)
-    return m + xp.log(xp.where(dead, 1.0, total))
+    return m + xp.log(xp.where(dead, 1.0, exp_sum(xp.where(dead, 0.0, m))))
+
+
+def _logsumexp(xp: Any, terms: Any) -> Any:
+    """log Σ exp over axis 1, by one maximum and one sum over the stacked terms."""
+    return _shifted_log(xp, xp.max(terms, axis=1),
+                        lambda shift: xp.sum(xp.exp(terms - xp.expand_dims(shift, axis=1)), axis=1))
 
 
 def _logsumexp3(xp: Any, a: Any, b: Any, c: Any) -> Any:
-    """:func:`_logsumexp` of three arrays, elementwise: no reduction, so a compiler fuses it whole."""
-    m = xp.maximum(xp.maximum(a, b), c)
-    dead = m == -math.inf
-    shift = xp.where(dead, 0.0, m)
-    total = xp.exp(a - shift) + xp.exp(b - shift) + xp.exp(c - shift)
-    return m + xp.log(xp.where(dead, 1.0, total))
+    """log Σ exp of three arrays, elementwise: no reduction, so a compiler fuses it whole."""
+    return _shifted_log(xp, xp.maximum(xp.maximum(a, b), c),
+                        lambda shift: xp.exp(a - shift) + xp.exp(b - shift) + xp.exp(c - shift))
 
 
 def _without_gradient(xp: Any, e: Any) -> Any:
