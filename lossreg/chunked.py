@@ -255,8 +255,19 @@ def reduce_tokens(xp: Any, losses: Any, active: Any, bad: Any, reduction: str, s
     elif reduction == "sum":
         out = xp.sum(losses)
     else:
-        out = xp.sum(losses) / xp.sum(xp.astype(active if counts is None else counts, work))
+        out = mean_of_tokens(xp, xp.sum(losses), xp.astype(active if counts is None else counts, work))
     return toolkit.as_dtype(xp, out, dtype)
+
+
+def mean_of_tokens(xp: Any, summed: Any, counts: Any) -> Any:
+    """``summed / Σ counts``, cross_entropy's mean as torch divides it: NaN when no token counts
+    (every one ignored, or every w[y] 0) even where label smoothing made ``summed`` non-zero, since
+    torch divides its two parts apart (0 / 0 + s / 0); without NumPy's division warning."""
+    total = xp.sum(counts)
+    nothing = total == 0
+    nan = xp.all(counts == 0) | (summed == 0)
+    over_zero = xp.where(nan, math.nan, xp.where(summed > 0, math.inf, xp.full_like(summed, -math.inf)))
+    return xp.where(nothing, over_zero, summed / xp.where(nothing, 1.0, total))
 
 
 def _logits(xp: Any, h: Any, w: Any, b: Any, softcap: float | None, work: Any) -> tuple[Any, Any]:

@@ -21,10 +21,11 @@ the unreduced loss (``reduction="none"``), broadcast over its leading axes as Ke
 "none" returns the weighted values, "sum" their sum, "batchmean" their sum over the batch size,
 and "mean" their sum divided by what the loss's own mean divides by, weighted alike: the number of
 values for most losses (Keras's "sum_over_batch_size"), Σ sᵢ·weight[yᵢ] over the non-ignored
-targets for cross_entropy and nll_loss with class-index targets, and for ctc_loss each sequence's
+targets for the losses of class-index targets with ``ignore_index`` (cross_entropy, nll_loss, and
+plugins' losses such as focal_loss or poly1_cross_entropy), and for ctc_loss each sequence's
 loss is divided by its target length first. With all sample weights 1 the value is torch.nn's.
-A plugin loss whose "mean" is not the plain mean of its unreduced values gets the plain weighted
-mean (``sample_weight=None`` is always exact).
+A plugin loss whose "mean" is none of these gets the plain weighted mean (``sample_weight=None``
+is always exact).
 
 The Keras mask of ``y_pred`` (``Embedding(mask_zero=True)``, ``Masking``) weighs the unreduced
 loss as sample weights do, 0 at masked steps, and "mean" divides by the unmasked count (0 when
@@ -131,7 +132,7 @@ class KerasLoss(keras.losses.Loss):
             return ops.sum(weighted)
         if reduction == "batchmean":
             return ops.sum(weighted) / values.shape[0]
-        rule = _MEAN_DENOMINATORS.get(self.spec.name)
+        rule = _mean_rule(self.spec)
         kind, d = rule(arrays, options, values) if rule else ("count", None)
         total = ops.sum(weighted / d) if kind == "divide" else ops.sum(weighted)
         if kind == "count" and d is not None:
@@ -203,7 +204,7 @@ def _class_weights(arrays: list[Any], options: dict[str, Any], values: Any) -> t
         return "count", None  # probability targets: the plain mean over the samples
     nll_loss = registry().loss_class("nll_loss")._dispatch
     ones = -keras.ops.ones_like(x)  # nll of log-probabilities -1 is exactly weight[y] (0 if ignored)
-    return "count", nll_loss(ones, target, weight=options["weight"], ignore_index=options["ignore_index"],
+    return "count", nll_loss(ones, target, weight=options.get("weight"), ignore_index=options["ignore_index"],
                              reduction="none")
 
 
@@ -230,8 +231,20 @@ def _token_weights(arrays: list[Any], options: dict[str, Any], values: Any) -> t
     return "count", ops.take(ops.cast(options["weight"], values.dtype), ops.where(active, target, 0)) * kept
 
 
-_MEAN_DENOMINATORS = {"cross_entropy": _class_weights, "nll_loss": _class_weights, "ctc_loss": _target_lengths,
-                      "linear_cross_entropy": _token_weights}
+_MEAN_DENOMINATORS = {"ctc_loss": _target_lengths, "linear_cross_entropy": _token_weights}
+
+
+def _mean_rule(spec: LossSpec) -> Any:
+    """What the "mean" of ``spec`` divides by, weighted as its values are, or None for the count.
+
+    A loss of (N, C, ...) scores and class-index targets with ``ignore_index`` (cross_entropy,
+    nll_loss, and plugins' losses reduced by :func:`lossreg.toolkit.reduce_classes`) divides by
+    the class weights of its non-ignored targets.
+    """
+    rule = _MEAN_DENOMINATORS.get(spec.name)
+    if rule is None and "ignore_index" in spec.options and len(spec.inputs) == 2:
+        rule = _class_weights
+    return rule
 
 
 _classes: dict[str, type[KerasLoss]] = {}

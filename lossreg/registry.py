@@ -141,8 +141,16 @@ def define_loss(
                     if current.function is not function:
                         return current.function(*arrays, **options)
                 return function(*arrays, **options)
-            except TypeError:
-                _check_call(spec, arrays, options)  # a call that cannot bind: lossreg's error, naming it
+            except (TypeError, ValueError) as error:
+                # NumPy scalar options (np.int64 ignore_index, np.float32 margin), which torch takes
+                # as numbers: the call once more with Python ones. Only here, on the way out of a
+                # failed call, so that the usual call pays nothing for them.
+                plain = _python_numbers(options)
+                if plain is not None:
+                    return dispatch(*arrays, **plain)
+                if isinstance(error, TypeError):
+                    _check_call(spec, arrays, options)  # a call that cannot bind: lossreg's error, naming it
+                    _check_dtypes(spec, arrays, options)  # a dtype the library's isdtype cannot classify
                 raise
 
         dispatch.spec = spec  # type: ignore[attr-defined]
@@ -150,6 +158,35 @@ def define_loss(
         return dispatch
 
     return decorate
+
+
+def _python_numbers(options: dict[str, Any]) -> dict[str, Any] | None:
+    """``options`` with each NumPy scalar number (np.float32(0.5), np.int64(-100)) as the Python
+    number, or None if it holds none (NumPy's bools are not numbers: they stay, and are refused)."""
+    if not any(_numpy_number(v) for v in options.values()):
+        return None
+    return {k: v.item() if _numpy_number(v) else v for k, v in options.items()}
+
+
+def _numpy_number(value: Any) -> bool:
+    return (isinstance(value, numbers.Number) and type(value) not in (int, float, complex)
+            and type(value).__module__ == "numpy")
+
+
+def _check_dtypes(spec: LossSpec, arrays: tuple[Any, ...], options: dict[str, Any]) -> None:
+    """Raise :class:`LossTypeError` for an array whose dtype its library's ``isdtype`` refuses to
+    classify (a NumPy array of ml_dtypes' bfloat16, which ``np.asarray`` makes of a JAX one)."""
+    import array_api_compat as compat
+
+    named = {**dict(zip(spec.inputs, arrays)), **options}
+    for name, x in named.items():
+        if not compat.is_array_api_obj(x):
+            continue
+        try:
+            compat.array_namespace(x).isdtype(x.dtype, ("bool", "numeric"))
+        except (TypeError, ValueError):
+            raise LossTypeError(spec.name, name, "an array of one of the Array API's dtypes (for NumPy's "
+                                "bfloat16 from ml_dtypes: .astype(np.float32))", toolkit.describe(x)) from None
 
 
 def _unknown_option(spec: LossSpec, key: str) -> LossTypeError:
@@ -250,7 +287,8 @@ class Loss:
             if (_real(self.spec.options[key]) and value is not None and not _real(value)
                     and (key not in self.spec.array_options or isinstance(value, (str, bytes, complex)))):
                 raise LossValueError(self.spec.name, key, "a number", toolkit.describe(value))
-        self.options = {**self.spec.options, **options}
+        # NumPy scalar numbers kept as Python ones: as the call takes them, and JSON for get_config.
+        self.options = {**self.spec.options, **(_python_numbers(options) or options)}
 
     def __reduce__(self) -> tuple[Any, ...]:
         # By name and options, not by the class object: class forms are made afresh by every

@@ -167,11 +167,22 @@ def _namespace(loss: str, present: dict[str, Any]) -> Any:
     for name, x in present.items():
         if not compat.is_array_api_obj(x):
             raise LossTypeError(loss, name, "an array (NumPy, CuPy, torch, JAX, Dask, ...)", describe(x))
+        if _is_masked(x):
+            # NumPy's sums skip masked entries while the mean's count keeps them: a silently wrong loss.
+            raise LossTypeError(loss, name, "a plain array, not a NumPy masked array (pass x.filled(value), or "
+                                "x.data with a 0 weight where x.mask is set)",
+                                f"numpy MaskedArray of dtype {x.dtype} and shape {tuple(x.shape)}")
     try:
         return compat.array_namespace(*present.values())
     except TypeError:
         libraries = ", ".join(f"'{n}' from {type(x).__module__.split('.')[0]}" for n, x in present.items())
         raise LossTypeError(loss, "/".join(present), "arrays of one array library", libraries) from None
+
+
+def _is_masked(x: Any) -> bool:
+    """A NumPy masked array (``numpy.ma`` is only looked up if it is already imported)."""
+    ma = sys.modules.get("numpy.ma")
+    return ma is not None and isinstance(x, ma.MaskedArray)
 
 
 def _device_of(x: Any) -> Any:
@@ -252,8 +263,9 @@ def check_shape(loss: str, name: str, x: Any, shape: tuple[int | None, ...], wha
 
 
 def check_number(loss: str, name: str, value: Any, lo: float = -math.inf, hi: float = math.inf, *,
-                 integer: bool = False, arrays: bool = False) -> None:
-    """A Python scalar option within [lo, hi].
+                 integer: bool = False, arrays: bool = False, finite: bool = False) -> None:
+    """A Python scalar option within [lo, hi] (and not ±inf with ``finite``: an option such as an
+    epsilon or an exponent that would make every value NaN, 0 or inf).
 
     With ``arrays=True`` (for an option the loss declares differentiable or an array option), a
     0-d real array is accepted too: a learned option (a ``requires_grad`` tensor) or a value
@@ -270,9 +282,12 @@ def check_number(loss: str, name: str, value: Any, lo: float = -math.inf, hi: fl
         return
     kinds = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds) or not (lo <= value <= hi):
-        kind = "an integer" if integer else "a number"
+        kind = "an integer" if integer else "a finite number" if finite else "a number"
         bounds = "" if (lo, hi) == (-math.inf, math.inf) else f" in [{lo}, {hi}]"
         raise LossValueError(loss, name, kind + bounds, repr(value))
+    if finite and not -math.inf < value < math.inf:  # comparisons, not math.isinf: torch.compile traces them
+        raise LossValueError(loss, name, "a finite number" + ("" if lo == -math.inf else f" ≥ {lo}")
+                             + ("" if hi == math.inf else f" ≤ {hi}"), repr(value))
 
 
 def is_lazy(x: Any) -> bool:

@@ -126,6 +126,8 @@ def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_inde
         target = target.reshape(n)
     if weight is not None and (type(weight) is not ndarray or weight.dtype != input.dtype or weight.shape != (c,)):
         return NotImplemented
+    if weight is not None and label_smoothing and reduction == "mean":
+        return NotImplemented  # torch's mean of each part over Σ w[y_n] (NaN where it is 0): the portable path's
     ignored = target == ignore_index
     valid = (target >= 0) & (target < c)
     bad = None

@@ -40,7 +40,7 @@ def compiled(loss: str | Callable[..., Any], definition: Callable[..., Any] | No
     loss_spec = getattr(catalogue, loss).spec if isinstance(loss, str) else loss.spec  # type: ignore[attr-defined]
     name: str = loss_spec.name
     function, names, array_options = definition or loss_spec.function, loss_spec.inputs, loss_spec.array_options
-    programs: dict[tuple[tuple[str, Any], ...], Any] = {}
+    programs: dict[tuple[tuple[str, type, Any], ...], Any] = {}
 
     def kernel(*arrays: Any, **options: Any) -> Any:
         if not all(isinstance(a, jax.Array) for a in arrays):
@@ -50,13 +50,15 @@ def compiled(loss: str | Callable[..., Any], definition: Callable[..., Any] | No
         # Only array options are traced: another option given as an array is the portable path's
         # to refuse, naming the array the caller passed rather than a tracer.
         traced = {k: v for k, v in options.items() if k in array_options and isinstance(v, jax.Array)}
-        static = tuple(sorted((k, v) for k, v in options.items() if k not in traced))
+        # Each value with its type: 1, 1.0, True and np.int64(1) are equal keys, and the program
+        # compiled for one (its options fixed, and checked, when it was traced) would answer for another.
+        static = tuple(sorted((k, type(v), v) for k, v in options.items() if k not in traced))
         try:
             program = programs.get(static)
         except TypeError:  # an unhashable option value (a list of weights, say)
             return NotImplemented
         if program is None:
-            fixed = dict(static)
+            fixed = {k: v for k, _, v in static}
 
             def run(arrays: tuple[Any, ...], traced: dict[str, Any]) -> Any:
                 return function(*arrays, **fixed, **traced)

@@ -112,6 +112,13 @@ def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_inde
     losses = log_sum - picked if w is None else w * (log_sum - picked)
     if label_smoothing:
         smooth = w_sum * log_sum - weighted
+        if active is not None and w is not None and weight is not None and reduction == "mean":
+            # Each part over Σ w[y_n], as torch and the portable path: 0/0 + s/0 = NaN where that is 0.
+            with np.errstate(invalid="ignore", divide="ignore"):
+                total = _sum(w)
+                zero = np.zeros_like(losses)
+                return ((1.0 - label_smoothing) * (_sum(np.where(active, losses, zero)) / total)
+                        + (label_smoothing / c) * (_sum(np.where(active, smooth, zero)) / total))
         losses = (1.0 - label_smoothing) * losses + (label_smoothing / c) * smooth
     if active is not None:
         losses = np.where(active, losses, np.zeros_like(losses))

@@ -93,6 +93,13 @@ def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_inde
         # Σ_c -w_c log p_c with every term non-negative: no cancellation at large logits.
         w_sum = c * 1.0 if weight is None else xp.sum(w)
         smooth = w_sum * log_sum - xp.sum(w * shifted, axis=1)
+        if weight is not None and reduction == "mean":
+            # torch divides each part by Σ w[y_n] on its own: where that is 0 (every target of a
+            # class weighing 0), 0/0 + s/0 is NaN, where the sum of the parts over 0 would be inf.
+            parts = cls._replace(dtype=x.dtype)
+            mean = ((1.0 - label_smoothing) * toolkit.reduce_classes(parts, losses, reduction)
+                    + (label_smoothing / c) * toolkit.reduce_classes(parts, smooth, reduction))
+            return toolkit.as_dtype(xp, mean, cls.dtype)
         losses = (1.0 - label_smoothing) * losses + (label_smoothing / c) * smooth
     return toolkit.reduce_classes(cls, losses, reduction)
 

@@ -22,8 +22,8 @@ from typing import Any
 import array_api_extra as xpx
 
 from .. import toolkit
-from ..chunked import (Inputs, TorchArguments, check_extensions, chunk_loss, prepare_call, reduce_tokens,
-                       token_weights, torch_arguments)
+from ..chunked import (Inputs, TorchArguments, check_extensions, chunk_loss, mean_of_tokens, prepare_call,
+                       reduce_tokens, token_weights, torch_arguments)
 from ..errors import LossError, LossTypeError, LossValueError, UnsupportedError
 from ..registry import define_loss
 from .classification import cross_entropy
@@ -132,7 +132,7 @@ def linear_cross_entropy(input: Any, linear_weight: Any, target: Any, /, *, line
         summed = xp.sum(losses)
         if reduction == "sum":
             return toolkit.as_dtype(xp, toolkit.poison(xp, summed, _any(xp, inp.bad)), inp.dtype)
-        mean = summed / xp.sum(inp.counts)
+        mean = mean_of_tokens(xp, summed, inp.counts)
         return toolkit.as_dtype(xp, toolkit.poison(xp, mean, _any(xp, inp.bad)), inp.dtype)
     return _finish(inp, losses, reduction)
 

@@ -28,7 +28,7 @@ def poly1_cross_entropy(input: Any, target: Any, /, *, epsilon: float = 1.0, ign
     (N, 1) or (N, d1, ...).
     """
     name = "poly1_cross_entropy"
-    toolkit.check_number(name, "epsilon", epsilon, -1.0)
+    toolkit.check_number(name, "epsilon", epsilon, -1.0, finite=True)
     cls = toolkit.class_inputs(name, input, target, ignore_index=ignore_index, reduction=reduction)
     log_p = toolkit.take_class(cls.xp, toolkit.log_softmax(cls.xp, cls.input), cls.target)
     return toolkit.reduce_classes(cls, -log_p - epsilon * cls.xp.expm1(log_p), reduction)
@@ -49,9 +49,8 @@ def generalized_cross_entropy(input: Any, target: Any, /, *, q: float = 0.7, ign
     Shapes: ``input`` (C), (N, C) or (N, C, d1, ...); ``target`` (), (N), (N, 1) or (N, d1, ...).
     """
     name = "generalized_cross_entropy"
-    toolkit.check_number(name, "q", q, 0.0, 1.0)
-    if q == 0:
-        raise LossValueError(name, "q", "a number in (0, 1]", "0 (use cross_entropy)")
+    if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 < q <= 1:  # one message for every bad q
+        raise LossValueError(name, "q", "a number in (0, 1] (q → 0 is cross_entropy)", repr(q))
     cls = toolkit.class_inputs(name, input, target, ignore_index=ignore_index, reduction=reduction)
     log_p = toolkit.take_class(cls.xp, toolkit.log_softmax(cls.xp, cls.input), cls.target)
     return toolkit.reduce_classes(cls, -cls.xp.expm1(q * log_p) / q, reduction)  # expm1: exact for p_t near 1
@@ -96,23 +95,29 @@ def sparsemax_parts(xp: Any, x: Any, target: Any) -> tuple[Any, Any, Any]:
     _, z, _ = toolkit.log_softmax_parts(xp, x)  # z = x - ⌊max x⌋: the largest logit in [0, 1)
     if is_dask_namespace(xp):
         zj, zi = xp.expand_dims(z, axis=2), xp.expand_dims(z, axis=1)  # (N, C, 1, *d), (N, 1, C, *d)
-        above = xp.astype(zi >= zj, z.dtype)  # [z_i ≥ z_j] at [n, j, i]
-        k, cumulative = xp.sum(above, axis=2), xp.sum(above * zi, axis=2)
-        support = xp.astype(1 + k * z > cumulative, z.dtype)
-        tau = (xp.sum(support * z, axis=1, keepdims=True) - 1) / xp.sum(support, axis=1, keepdims=True)
-        squares = xp.sum(support * (z * z - tau * tau), axis=1)
+        above = zi >= zj  # [z_i ≥ z_j] at [n, j, i]
+        k, cumulative = xp.sum(xp.astype(above, z.dtype), axis=2), xp.sum(xp.where(above, zi, 0.0), axis=2)
+        support = 1 + k * z > cumulative
+        kept = xp.where(support, z, 0.0)  # selected, not multiplied: a -inf logit times 0 is NaN
+        tau = (xp.sum(kept, axis=1, keepdims=True) - 1) / xp.sum(xp.astype(support, z.dtype), axis=1, keepdims=True)
+        squares = xp.sum(xp.where(support, kept * kept - tau * tau, 0.0), axis=1)
     else:
         ordered = xp.sort(z, axis=1, descending=True)
         k = xp.reshape(xp.arange(1, x.shape[1] + 1, dtype=z.dtype, device=toolkit.device(z)), toolkit.class_shape(z))
         cumulative = xp.cumulative_sum(ordered, axis=1)
-        support = xp.astype(1 + k * ordered > cumulative, z.dtype)  # a prefix, at least the largest
+        support = 1 + k * ordered > cumulative  # a prefix, at least the largest
         # τ from the support's size alone. At a tie (an entry equal to τ, in or out alike) the
         # test above is decided by rounding, and a compiler that evaluates it twice (XLA, once
         # per reduction it feeds) may decide it once each way: (sum of 3) / 2.
-        size = xp.sum(support, axis=1)
+        # At least 1: a row of -inf logits has no support, and index -1 would take the previous
+        # row's sum (and pass it its NaN gradient).
+        size = toolkit.maximum(xp, xp.sum(xp.astype(support, z.dtype), axis=1), 1.0)
         last = xp.astype(size, toolkit.index_dtype("sparsemax_loss", "input", xp, x.shape[1])) - 1
         tau = xp.expand_dims((toolkit.take_class(xp, cumulative, last) - 1) / size, axis=1)
-        squares = xp.sum(support * (ordered * ordered - tau * tau), axis=1)
+        # Selected, not multiplied by the support: a -inf logit (a masked class, never in the
+        # support) times 0 is NaN, and so would be its gradient through a where on ordered².
+        kept = xp.where(support, ordered, 0.0)
+        squares = xp.sum(xp.where(support, kept * kept - tau * tau, 0.0), axis=1)
     return 0.5 * squares - toolkit.take_class(xp, z, target) + 0.5, z, tau
 
 

@@ -33,9 +33,8 @@ def nt_xent_loss(input: Any, positive: Any, /, *, temperature: float = 0.5, redu
     N ≥ 1; "none" gives (2N,), the losses of the ``input`` rows first.
     """
     name = "nt_xent_loss"
-    toolkit.check_number(name, "temperature", temperature, 0.0)
-    if temperature == 0:
-        raise LossValueError(name, "temperature", "a positive number", "0")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < math.inf:
+        raise LossValueError(name, "temperature", "a positive, finite number", repr(temperature))
     xp = toolkit.namespace(name, input=input, positive=positive)
     toolkit.check_floating(name, "input", input, xp)
     toolkit.check_floating(name, "positive", positive, xp)

@@ -49,7 +49,7 @@ def mape_loss(input: Any, target: Any, /, *, eps: float = 1e-7, reduction: str =
     one shape. The gradient at ``x = y`` is 0, as L1's.
     """
     name = "mape_loss"
-    toolkit.check_number(name, "eps", eps, 0.0)
+    toolkit.check_number(name, "eps", eps, 0.0, finite=True)
     xp, x, y, dtype = toolkit.pointwise_inputs(name, input, target, reduction)
     d = x - y
     a = xp.where(d > 0, d, xp.where(d < 0, -d, d * d))  # |d|, gradient 0 at d = 0, no boolean mask (vmap, meta)
@@ -70,7 +70,7 @@ def msle_loss(input: Any, target: Any, /, *, eps: float = 1e-7, reduction: str =
     Shapes: ``input`` and ``target`` of one shape.
     """
     name = "msle_loss"
-    toolkit.check_number(name, "eps", eps, 0.0)
+    toolkit.check_number(name, "eps", eps, 0.0, finite=True)
     xp, x, y, dtype = toolkit.pointwise_inputs(name, input, target, reduction)
     d = xp.log1p(_at_least(xp, x, eps)) - xp.log1p(_at_least(xp, y, eps))
     return toolkit.reduce(xp, d * d, reduction, dtype)

@@ -24,7 +24,8 @@ def binary_focal_loss_torch(input: Any, target: Any, /, *, alpha: float | None =
     xp, x, t, dtype = binary_focal_inputs(input, target, alpha, gamma, reduction)
     ce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
     z = t * torch.sigmoid(-x) + (1 - t) * torch.sigmoid(x)  # 1 - p_t, without cancellation
-    losses = ce if gamma == 0 else ce * z.pow(gamma)
+    # safe_pow: at a saturated logit z is 0, and z.pow(γ < 1)'s infinite derivative times ce = 0 is NaN.
+    losses = ce if gamma == 0 else ce * toolkit.safe_pow(xp, z, gamma)
     if alpha is not None:
         losses = losses * (alpha * t + (1 - alpha) * (1 - t))
     return toolkit.reduce(xp, losses, reduction, dtype)

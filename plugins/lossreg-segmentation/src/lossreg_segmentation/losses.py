@@ -41,7 +41,7 @@ def sigmoids(xp: Any, x: Any) -> tuple[Any, Any, Any, Any]:
 def _overlap_inputs(loss: str, input: Any, target: Any, reduction: str, smooth: Any) -> tuple[Any, Any, Any, Any]:
     """Probabilities and targets of one shape ``(N, d1, ...)``, flattened to ``(N, M)``."""
     xp, x, y, dtype = toolkit.pointwise_inputs(loss, input, target, reduction)
-    toolkit.check_number(loss, "smooth", smooth, 0.0)
+    toolkit.check_number(loss, "smooth", smooth, 0.0, finite=True)
     if input.ndim == 0:
         raise LossValueError(loss, "input", "a batch of shape (N, d1, ...), at least 1-d", "a 0-d array")
     x = unit_interval(loss, "input", input, x, xp)
@@ -93,8 +93,8 @@ def tversky_loss(input: Any, target: Any, /, *, alpha: float = 0.5, beta: float 
     here, and its ``beta`` is ``alpha``.
     """
     name = "tversky_loss"
-    toolkit.check_number(name, "alpha", alpha, 0.0)
-    toolkit.check_number(name, "beta", beta, 0.0)
+    toolkit.check_number(name, "alpha", alpha, 0.0, finite=True)
+    toolkit.check_number(name, "beta", beta, 0.0, finite=True)
     xp, x, y, dtype = _overlap_inputs(name, input, target, reduction, smooth)
     tp = xp.sum(x * y, axis=1)
     fp = xp.sum(x * (1 - y), axis=1)
@@ -120,7 +120,7 @@ def generalized_dice_loss(input: Any, target: Any, /, *, smooth: float = 1e-5, r
     """
     name = "generalized_dice_loss"
     xp, x, y, dtype = toolkit.pointwise_inputs(name, input, target, reduction)
-    toolkit.check_number(name, "smooth", smooth, 0.0)
+    toolkit.check_number(name, "smooth", smooth, 0.0, finite=True)
     if input.ndim < 2 or input.shape[1] == 0:
         raise LossValueError(name, "input", "class probabilities of shape (N, C, d1, ...) with C ≥ 1",
                              f"shape {tuple(input.shape)}")
@@ -142,7 +142,7 @@ def binary_focal_inputs(input: Any, target: Any, alpha: Any, gamma: Any, reducti
     name = "binary_focal_loss"
     if alpha is not None:
         toolkit.check_number(name, "alpha", alpha, 0.0, 1.0)
-    toolkit.check_number(name, "gamma", gamma, 0.0)
+    toolkit.check_number(name, "gamma", gamma, 0.0, finite=True)
     xp, x, t, dtype = toolkit.pointwise_inputs(name, input, target, reduction)
     return xp, x, unit_interval(name, "target", target, t, xp), dtype
 
@@ -199,7 +199,7 @@ def focal_loss(input: Any, target: Any, /, *, gamma: float = 2.0, weight: Any = 
     classes included: its "mean" is this one's divided by ``C``.
     """
     name = "focal_loss"
-    toolkit.check_number(name, "gamma", gamma, 0.0)
+    toolkit.check_number(name, "gamma", gamma, 0.0, finite=True)
     cls = toolkit.class_inputs(name, input, target, weight=weight, ignore_index=ignore_index, reduction=reduction)
     xp = cls.xp
     log_p = toolkit.take_class(xp, toolkit.log_softmax(xp, cls.input), cls.target)

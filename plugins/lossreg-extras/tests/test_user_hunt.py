@@ -1,0 +1,80 @@
+"""Edge cases found by a user-style bug hunt: inputs a training loop meets, checked against the
+peers (optax) and across backends."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from lossreg_extras import sparsemax_loss
+
+inf = math.inf
+
+
+def test_sparsemax_loss_takes_minus_inf_logits_as_masked_classes(lossreg_backend, lossreg_device):
+    # A -inf logit (a masked class) is never in the support; 0 · inf in the sum of squares made
+    # every such row NaN, where optax's multiclass_sparsemax_loss (and the JAX kernel) give 1, inf, 0.
+    x = lossreg_backend.asarray(np.array([[-inf, 0.0, 1.0], [-inf, 0.0, 1.0], [-inf, -inf, 1.0], [2.0, 0.5, 0.0]]),
+                                "float64", lossreg_device)
+    t = lossreg_backend.asarray(np.array([1, 0, 2, 1]), "int64", lossreg_device)
+    got = lossreg_backend.to_numpy(sparsemax_loss(x, t, reduction="none"))
+    np.testing.assert_allclose(got, [1.0, inf, 0.0, 1.5], rtol=1e-12)
+
+
+def test_sparsemax_loss_gradient_with_masked_classes_is_sparsemax_minus_onehot():
+    # torch autograd, with a row of -inf only (no support at all) next to the others: its index -1
+    # once took the previous row's sum and sent it a NaN gradient.
+    torch = pytest.importorskip("torch")
+    x = torch.tensor([[-inf, 0.0, 1.0], [-inf, -inf, 1.0], [-inf, -inf, -inf]], dtype=torch.float64,
+                     requires_grad=True)
+    losses = sparsemax_loss(x, torch.tensor([1, 2, 0]), reduction="none")
+    (grad,) = torch.autograd.grad(losses[0] + losses[1], x)
+    torch.testing.assert_close(grad[:2], torch.tensor([[0.0, -1.0, 1.0], [0.0, 0.0, 0.0]], dtype=torch.float64))
+
+
+def test_sparsemax_loss_with_masked_classes_is_optax_multiclass_sparsemax_loss():
+    jax = pytest.importorskip("jax")
+    optax = pytest.importorskip("optax")
+    with jax.enable_x64(True):
+        x = jax.numpy.asarray([[-inf, 0.0, 1.0, 0.8], [0.3, -inf, -inf, 0.1]])
+        t = jax.numpy.asarray([3, 0])
+        for loss in (sparsemax_loss, sparsemax_loss.portable):
+            value, grad = jax.value_and_grad(lambda a: loss(a, t))(x)
+            want, want_grad = jax.value_and_grad(lambda a: optax.losses.multiclass_sparsemax_loss(a, t).mean())(x)
+            np.testing.assert_allclose(value, want, rtol=1e-12)
+            np.testing.assert_allclose(grad, want_grad, rtol=1e-10, atol=1e-15)
+
+
+@pytest.mark.parametrize("q", [0, 0.0, -0.5, 1.5, math.nan])
+def test_generalized_cross_entropy_names_the_same_range_for_every_bad_q(q):
+    # The range said was [0.0, 1.0] for 1.5 but (0, 1] for 0: a caller fixing one error met the other.
+    from lossreg_extras import generalized_cross_entropy
+
+    import lossreg
+
+    with pytest.raises(lossreg.LossValueError, match=r"generalized_cross_entropy: argument 'q' expected a number in \(0, 1\]"):
+        generalized_cross_entropy(np.zeros((2, 3)), np.array([0, 1]), q=q)
+
+
+@pytest.mark.parametrize("temperature", [0, -1.0, math.inf, math.nan])
+def test_nt_xent_refuses_every_non_positive_or_infinite_temperature_with_one_message(temperature):
+    # -1 was refused as outside "[0.0, inf]" (0 then refused too), and inf silently gave log(2N - 1)
+    # with a zero gradient: a constant loss that trains nothing.
+    from lossreg_extras import nt_xent_loss
+
+    import lossreg
+
+    with pytest.raises(lossreg.LossValueError, match="nt_xent_loss: argument 'temperature' expected a positive, finite number"):
+        nt_xent_loss(np.eye(2, 3), np.eye(2, 3), temperature=temperature)
+
+
+@pytest.mark.parametrize("loss, option", [("mape_loss", "eps"), ("msle_loss", "eps"), ("poly1_cross_entropy", "epsilon")])
+def test_an_infinite_epsilon_is_refused_rather_than_giving_nan_or_zero(loss, option):
+    # eps=inf made msle NaN and mape 0 for every input, silently.
+    import lossreg
+
+    x = np.abs(np.eye(2, 3)) + 0.5
+    target = np.array([0, 1]) if loss == "poly1_cross_entropy" else x
+    with pytest.raises(lossreg.LossValueError, match=f"{loss}: argument '{option}' expected a finite number"):
+        lossreg.get(loss, **{option: math.inf})(x, target)
