@@ -491,12 +491,13 @@ def index_dtype(loss: str, name: str, xp: Any, size: int, shape: tuple[int, ...]
     for int64 warns and truncates).
 
     Indices too large for int32 there raise rather than wrap around; ``shape``, that of the
-    argument ``name``, is then named in the error.
+    argument ``name``, is then named in the error. A symbolic size (``jax.export`` with a
+    polymorphic shape), which cannot be compared, is not checked.
     """
     if not compat.is_jax_namespace(xp):
         return xp.int64
     dtype = xp.__array_namespace_info__().default_dtypes()["indexing"]
-    if size > xp.iinfo(dtype).max:
+    if isinstance(size, int) and size > xp.iinfo(dtype).max:
         of = "" if shape is None else f" (shape {tuple(shape)})"
         raise LossValueError(loss, name, f"indices of at most {xp.iinfo(dtype).max}, JAX's {dtype} "
                              "(enable jax_enable_x64 for int64 ones)", f"indices up to {size}{of}")

@@ -97,9 +97,10 @@ def _zero(dtype: Any, *arrays: Any) -> Any:
 
 
 def _scan(meta: _Meta, h: Any, w: Any, b: Any, t: Any, act: Any, bad: Any, cw: Any, coef: Any,
-          lse: Any = None) -> tuple[Any, ...]:
+          lse: Any = None, remat: bool = False) -> tuple[Any, ...]:
     """Per-token losses and lse (N,) and, with ``coef``, the gradients (work dtype; d_hidden NaN
-    where ``bad``, set inside the scan so that its output is the result's buffer)."""
+    where ``bad``, set inside the scan so that its output is the result's buffer). ``remat``: each
+    chunk under ``jax.checkpoint``, so that autodiff of the scan keeps its inputs, not its logits."""
     n, d = h.shape
     v = w.shape[0]
     step, vocab = meta.chunks
@@ -134,7 +135,7 @@ def _scan(meta: _Meta, h: Any, w: Any, b: Any, t: Any, act: Any, bad: Any, cw: A
         return (d_w, d_b), (losses, l_out, dh)
 
     carry: Any
-    carry, out = lax.scan(body, init, xs)
+    carry, out = lax.scan(jax.checkpoint(body) if remat else body, init, xs)
     losses, l_out = out[0].reshape(-1)[:n], out[1].reshape(-1)[:n]
     if not grads:
         return losses, l_out
@@ -161,26 +162,41 @@ def _lce(meta: _Meta, h: Any, w: Any, b: Any, t: Any, act: Any, bad: Any, cw: An
 
 def _lce_fwd(meta: _Meta, h: Any, w: Any, b: Any, t: Any, act: Any, bad: Any, cw: Any,
              counts: Any) -> tuple[Any, Any]:
+    inputs = (h, w, b, t, act, bad, cw, counts)
     if meta.reduction == "none" or meta.recompute:
         losses, lse = _scan(meta, h, w, b, t, act, bad, cw, None)
-        return _reduce(meta, losses, act, bad, counts), (False, (h, w, b, t, act, bad, cw, counts, lse))
+        return _reduce(meta, losses, act, bad, counts), (False, inputs, lse)
     losses, _, d_h, d_w, d_b = _scan(meta, h, w, b, t, act, bad, cw, _base_coef(meta, act, counts))
-    return _reduce(meta, losses, act, bad, counts), (True, (h, w, b, d_h, d_w, d_b))
+    return _reduce(meta, losses, act, bad, counts), (True, inputs, (d_h, d_w, d_b))
+
+
+def _class_weight_grads(meta: _Meta, h: Any, w: Any, b: Any, t: Any, act: Any, bad: Any, cw: Any, counts: Any,
+                        g: Any) -> tuple[Any, Any]:
+    """The cotangents of the class weights and of ``counts`` (w[y] of each token, made from the
+    class weights outside :func:`_lce`, so autodiff carries this one to them too): autodiff of the
+    loss as a function of those two alone, by a second pass over the chunks, each recomputed rather
+    than kept. Under ``jax.jit`` XLA drops it when the class weights' gradient is not used."""
+    def loss(cw: Any, counts: Any) -> Any:
+        return _reduce(meta, _scan(meta, h, w, b, t, act, bad, cw, None, remat=True)[0], act, bad, counts)
+
+    return jax.vjp(loss, cw, counts)[1](g)
 
 
 def _lce_bwd(meta: _Meta, res: Any, g: Any) -> tuple[Any, ...]:
-    early, saved = res
+    early, inputs, saved = res
+    h, w, b, t, act, bad, cw, counts = inputs
     if early:
-        h, w, b, d_h, d_w, d_b = saved
+        d_h, d_w, d_b = saved
         d_h, d_w, d_b = d_h * g, d_w * g, d_b * g
     else:
-        h, w, b, t, act, bad, cw, counts, lse = saved
         coef = _base_coef(meta, act, counts) * (g.reshape(-1) if meta.reduction == "none" else g).astype(meta.work)
         _, _, d_h, d_w, d_b = _scan(meta, h, w, b, t, act, bad, cw, coef,
-                                    lse if meta.chunks[1] < w.shape[0] else None)
-    # The class weights are constants: torch does not differentiate them either (nll_loss).
+                                    saved if meta.chunks[1] < w.shape[0] else None)
+    # The class weights are differentiated as the portable definition differentiates them (torch
+    # refuses to): through the loss and through the mean's denominator Σ w[y] (``counts``).
+    d_cw, d_counts = (None, None) if cw is None else _class_weight_grads(meta, h, w, b, t, act, bad, cw, counts, g)
     return (d_h.astype(h.dtype), d_w.astype(w.dtype), None if b is None else d_b.astype(b.dtype), None, None, None,
-            None, None)
+            d_cw, d_counts)
 
 
 _lce.defvjp(_lce_fwd, _lce_bwd)

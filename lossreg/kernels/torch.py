@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 
 from .. import losses as catalogue
 from .. import toolkit
@@ -52,6 +53,12 @@ _INT64 = torch.int64
 # which the fast path's ``type(...) is Tensor`` already turns away.
 _dynamo_compiling = torch.compiler.is_dynamo_compiling
 _mode = toolkit._check_mode  # the value-check setting, read as toolkit.reads_values reads it
+# Exceptions torch raises through a kernel's call as signals, not refusals: the kernels' fallbacks
+# (``except Exception``: the portable path decides) let them pass. Non-reentrant activation
+# checkpointing stops its recomputation at the last saved tensor by raising this one; swallowed, the
+# portable path would recompute on and trip checkpoint's own assertion.
+_SIGNALS: tuple[type[BaseException], ...] = tuple(
+    t for t in (getattr(torch.utils.checkpoint, "_StopRecomputationError", None),) if t is not None)
 
 
 def _common(input: Any, target: Any, weight: Any, ignore_index: Any) -> bool:
@@ -89,8 +96,10 @@ def _pair(input: Any, target: Any, reduction: Any) -> bool:
 
 
 def _fits(w: Any, input: Tensor) -> bool:
-    """``w`` is a floating tensor on the input's device that broadcasts to the input's shape."""
-    if not isinstance(w, Tensor) or w.dtype not in _FLOAT or w.device != input.device:
+    """``w`` is a floating tensor on the input's device that broadcasts to the input's shape, and
+    needs no gradient (torch's BCE kernels refuse a weight that requires one; the portable path
+    differentiates it, a ``nn.Parameter`` weight trains)."""
+    if not isinstance(w, Tensor) or w.dtype not in _FLOAT or w.device != input.device or w.requires_grad:
         return False
     shape, full = w.shape, input.shape
     return len(shape) <= len(full) and all(s == 1 or s == t for s, t in zip(reversed(shape), reversed(full)))
@@ -118,6 +127,8 @@ def mse_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
         if type(input) is Tensor and type(target) is Tensor:
             return _nn.mse_loss(input, target, _ENUM[reduction])
         return F.mse_loss(input, target, reduction=reduction)
+    except _SIGNALS:
+        raise
     except Exception:  # e.g. tensors on two devices: the portable path says so precisely
         return NotImplemented
 
@@ -131,6 +142,8 @@ def l1_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
         if type(input) is Tensor and type(target) is Tensor:
             return _nn.l1_loss(input, target, _ENUM[reduction])
         return F.l1_loss(input, target, reduction=reduction)
+    except _SIGNALS:
+        raise
     except Exception:
         return NotImplemented
 
@@ -144,6 +157,8 @@ def binary_cross_entropy(input: Any, target: Any, /, *, weight: Any = None, redu
         # The common call, as in _common: torch's range check is lossreg's (and raises on NaN).
         try:
             return _nn.binary_cross_entropy(input, target, None, _ENUM[reduction])
+        except _SIGNALS:
+            raise
         except Exception:  # out of range, or an unknown reduction: the general path decides
             pass
     if not _pair(input, target, reduction) or (weight is not None and not _fits(weight, input)):
@@ -168,6 +183,8 @@ def binary_cross_entropy(input: Any, target: Any, /, *, weight: Any = None, redu
             out = _nn.binary_cross_entropy(input, target, weight, _ENUM[reduction])
         else:
             out = F.binary_cross_entropy(input, target, weight=weight, reduction=reduction)
+    except _SIGNALS:
+        raise
     except Exception:  # on CPU: values outside [0, 1] (NaN included)
         return NotImplemented
     return _poison(out, bad, reduction)
@@ -187,6 +204,8 @@ def binary_cross_entropy_with_logits(input: Any, target: Any, /, *, weight: Any 
             return torch.binary_cross_entropy_with_logits(input, target, weight, pos_weight, _ENUM[reduction])
         return F.binary_cross_entropy_with_logits(input, target, weight=weight, reduction=reduction,
                                                   pos_weight=pos_weight)
+    except _SIGNALS:
+        raise
     except Exception:
         return NotImplemented
 
@@ -196,6 +215,8 @@ def nll_loss(input: Any, target: Any, /, *, weight: Any = None, ignore_index: in
     if _common(input, target, weight, ignore_index):
         try:
             return _nn.nll_loss_nd(input, target, None, _ENUM[reduction], ignore_index)
+        except _SIGNALS:
+            raise
         except Exception:  # torch refused: the general path decides (see _common)
             pass
     args = _class_args(input, target, weight, ignore_index, reduction)
@@ -210,6 +231,8 @@ def nll_loss(input: Any, target: Any, /, *, weight: Any = None, ignore_index: in
             out = _nn.nll_loss_nd(input, index, weight, _ENUM[reduction], ignore_index)
         else:
             out = F.nll_loss(input, index, weight=weight, ignore_index=ignore_index, reduction=reduction)
+    except _SIGNALS:
+        raise
     except Exception:  # on CPU: a class index out of range
         return NotImplemented
     return _poison(out, bad, reduction)
@@ -222,6 +245,8 @@ def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_inde
             and _common(input, target, weight, ignore_index)):
         try:
             return _nn.cross_entropy_loss(input, target, None, _ENUM[reduction], ignore_index, label_smoothing)
+        except _SIGNALS:
+            raise
         except Exception:  # torch refused: the general path decides (see _common)
             pass
     if type(label_smoothing) not in (int, float) or not 0.0 <= label_smoothing <= 1.0:
@@ -231,7 +256,7 @@ def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_inde
         if (ignore_index != -100 or not _pair(input, target, reduction) or input.ndim == 0
                 or (weight is not None and (not isinstance(weight, Tensor) or weight.dtype is not input.dtype
                                             or weight.shape != input.shape[input.ndim > 1:][:1]
-                                            or weight.device != input.device))):
+                                            or weight.device != input.device or weight.requires_grad))):
             return NotImplemented
         index = target
     else:
@@ -259,6 +284,8 @@ def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_inde
         else:
             out = F.cross_entropy(input, index, weight=weight, ignore_index=ignore_index, reduction=reduction,
                                   label_smoothing=label_smoothing)
+    except _SIGNALS:
+        raise
     except Exception:  # on CPU: a class index out of range
         return NotImplemented
     return _poison(out, bad, reduction)
@@ -320,6 +347,8 @@ def ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: A
         lp, labels = lp.unsqueeze(1), labels.reshape(1, -1) if targets.ndim == 2 else labels
     try:
         out = torch.ctc_loss(lp, labels, il, tl, blank, _ENUM[reduction], zero_infinity)
+    except _SIGNALS:
+        raise
     except Exception:
         return NotImplemented
     if unbatched and reduction == "none":

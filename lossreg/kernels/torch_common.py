@@ -41,8 +41,8 @@ def _class_args(input: Any, target: Any, weight: Any, ignore_index: Any, reducti
     ndim = input.ndim
     if ndim == 0 or (weight is not None and (not isinstance(weight, Tensor) or weight.dtype is not input.dtype
                                               or weight.shape != input.shape[ndim > 1:][:1]
-                                              or weight.device != input.device)):
-        return None
+                                              or weight.device != input.device or weight.requires_grad)):
+        return None  # a trainable weight too: torch's kernels do not differentiate it
     if target.dtype is not torch.int64:
         if target.dtype not in _INDEX:
             return None

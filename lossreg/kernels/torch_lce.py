@@ -490,7 +490,10 @@ def linear_cross_entropy(input: Any, linear_weight: Any, target: Any, /, *, line
     """The kernel: the portable checks, then the ``lossreg::linear_cross_entropy`` operator
     (``recompute``: the Cut Cross-Entropy split for "mean" and "sum" too, for the benchmark).
     Calls that go through the logits (probability targets, K-dimensional weights) are handed back
-    to the portable definition."""
+    to the portable definition, as are trainable class weights: the operator holds them constant
+    (torch refuses them), where the portable definition differentiates them."""
+    if isinstance(weight, torch.Tensor) and weight.requires_grad and torch.is_grad_enabled():
+        return NotImplemented
     inp = prepare_call("linear_cross_entropy", input, linear_weight, target, linear_bias=linear_bias, bias=bias,
                        weight=weight, ignore_index=ignore_index, options=options, chunk_size=chunk_size,
                        reduction=reduction, label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap,
