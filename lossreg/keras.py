@@ -77,7 +77,9 @@ class KerasLoss(keras.losses.Loss):
 
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
         check_backend(self.spec.name, keras.backend.backend())
-        mask = _keras_mask(y_pred[self.spec.inputs[0]] if isinstance(y_pred, dict) else y_pred)
+        # .get: a dict without the first argument is _arrays' LossValueError naming the arrays, not a KeyError
+        first = y_pred.get(self.spec.inputs[0]) if isinstance(y_pred, dict) else y_pred
+        mask = None if first is None else _keras_mask(first)
         arrays = self._arrays(y_true, y_pred)
         options = self._options(arrays[0])
         function = self.lossreg._dispatch
@@ -121,6 +123,8 @@ class KerasLoss(keras.losses.Loss):
                   mask: Any) -> Any:
         ops = keras.ops
         reduction = options["reduction"]
+        if reduction not in ("none", "sum", "mean"):  # the loss's own check of its reduction, as unweighted:
+            function(*arrays, **options)  # Keras's "sum_over_batch_size" or None, "batchmean" but for kl_div
         values = function(*arrays, **{**options, "reduction": "none"})
         s = None if sample_weight is None else self._leading("sample_weight", sample_weight, values)
         m = None if mask is None else self._leading("mask", mask, values)
@@ -136,7 +140,8 @@ class KerasLoss(keras.losses.Loss):
         kind, d = rule(arrays, options, values) if rule else ("count", None)
         total = ops.sum(weighted / d) if kind == "divide" else ops.sum(weighted)
         if kind == "count" and d is not None:
-            return total / ops.sum(d * w)
+            # With a mask, 0 when every step is masked, as Keras's masked mean (else 0 / 0 poisons fit)
+            return total / ops.sum(d * w) if m is None else ops.divide_no_nan(total, ops.sum(d * w))
         if m is None:
             return total / _size(values)
         # Over the unmasked values only, and 0 when all are masked: Keras's masked mean.
@@ -268,7 +273,7 @@ def loss_class(name: str) -> type[KerasLoss]:
     return cls
 
 
-def get(name: str, **options: Any) -> KerasLoss:
+def get(name: str, /, **options: Any) -> KerasLoss:
     """The Keras loss of ``name``, configured: ``lossreg.keras.get("mse", reduction="sum")``."""
     return loss_class(name)(**options)
 

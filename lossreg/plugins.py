@@ -145,7 +145,9 @@ def _register(pm: pluggy.PluginManager, info: PluginInfo, plugin: Any) -> None:
     except Exception as exc:  # pluggy rejects duplicate names and bad hook signatures
         _fail(info, f"registration failed, plugin skipped: {type(exc).__name__}: {exc}")
         return
-    for caller in pm.get_hookcallers(plugin) or ():
+    faults = len(info.faults)
+    callers = pm.get_hookcallers(plugin) or ()
+    for caller in callers:
         if not caller.has_spec():  # a typo: pluggy would silently never call it
             close = difflib.get_close_matches(caller.name, HOOKS, n=1)
             hint = f" (did you mean {close[0]}?)" if close else f" (lossreg's hooks: {', '.join(HOOKS)})"
@@ -154,6 +156,15 @@ def _register(pm: pluggy.PluginManager, info: PluginInfo, plugin: Any) -> None:
         function = getattr(plugin, hook, None)
         if callable(function) and not hasattr(function, GROUP + "_impl"):
             _fault(info, f"{hook} is not marked with @lossreg.hookimpl; it is never called")
+    for attr in dir(plugin):  # misspelt and unmarked: pluggy never even sees it
+        close = difflib.get_close_matches(attr, HOOKS, n=1, cutoff=0.8) if attr.startswith(GROUP + "_") else []
+        if close and attr not in HOOKS and not hasattr(getattr(plugin, attr, None), GROUP + "_impl"):
+            _fault(info, f"{attr} is not a lossreg hook (did you mean {close[0]}?) and is not marked with "
+                         "@lossreg.hookimpl; it is never called")
+    if len(info.faults) == faults and not any(caller.has_spec() for caller in callers):
+        where = f"its entry point names {info.entry_point}, which" if info.entry_point else "it"
+        _fault(info, f"registers nothing: {where} implements none of lossreg's hooks ({', '.join(HOOKS)}) "
+                     "marked with @lossreg.hookimpl; point the entry point at the module that holds them")
 
 
 def plugin_of(pm: pluggy.PluginManager, impl: pluggy.HookImpl) -> str:
@@ -165,7 +176,7 @@ def call_each(pm: pluggy.PluginManager, hook: str, infos: dict[str, PluginInfo])
     """Call ``hook`` on each plugin in registration order, isolating failures.
 
     Yields ``(plugin name, item)`` for every item returned; a plugin whose hook raises, or
-    returns something that is not iterable, is reported and contributes nothing to this hook.
+    returns something that is not iterable (None included), is reported and contributes nothing to this hook.
     """
     for impl in getattr(pm.hook, hook).get_hookimpls():  # in registration order
         name = plugin_of(pm, impl)
@@ -173,7 +184,9 @@ def call_each(pm: pluggy.PluginManager, hook: str, infos: dict[str, PluginInfo])
             result = impl.function()
             if isinstance(result, (str, bytes)):
                 raise TypeError(f"returned the string {result!r}, not an iterable of items")
-            items = list(result or ())
+            if result is None:  # a forgotten `return`: not "nothing to register", which is []
+                raise TypeError("returned None, not a list (is its return statement missing? return [] for nothing)")
+            items = list(result)
         except Exception as exc:
             _fault(infos.setdefault(name, PluginInfo(name)),
                    f"hook {hook} raised {type(exc).__name__}: {exc}; nothing it returns is registered")

@@ -95,8 +95,13 @@ def lossreg_backend(lossreg_backend_name: str) -> Iterator[Any]:
 
 @pytest.fixture
 def lossreg_device(lossreg_backend: Any, request: pytest.FixtureRequest) -> str:
-    """The device of ``--lossreg-device``, or the backend's default one."""
-    return request.config.getoption("--lossreg-device") or lossreg_backend.devices[0]
+    """The device of ``--lossreg-device``, or the backend's default one; skipped (saying why) where the
+    backend has no such device here, as the conformance suite calls it unsupported."""
+    device = request.config.getoption("--lossreg-device") or lossreg_backend.devices[0]
+    reason = lossreg_backend.device_unavailable(device)
+    if reason:
+        pytest.skip(f"backend {lossreg_backend.name} on {device} unavailable: {reason}")
+    return device
 
 
 @pytest.fixture

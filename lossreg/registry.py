@@ -21,6 +21,8 @@ import types
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import array_api_compat as compat
+
 from . import toolkit
 from .core import FLOATING, Kernel, LossSpec, PluginInfo, normalize
 from .errors import DefinitionError, LossTypeError, LossValueError, PluginError, UnknownLossError, warn_plugin
@@ -176,8 +178,6 @@ def _numpy_number(value: Any) -> bool:
 def _check_dtypes(spec: LossSpec, arrays: tuple[Any, ...], options: dict[str, Any]) -> None:
     """Raise :class:`LossTypeError` for an array whose dtype its library's ``isdtype`` refuses to
     classify (a NumPy array of ml_dtypes' bfloat16, which ``np.asarray`` makes of a JAX one)."""
-    import array_api_compat as compat
-
     named = {**dict(zip(spec.inputs, arrays)), **options}
     for name, x in named.items():
         if not compat.is_array_api_obj(x):
@@ -187,6 +187,28 @@ def _check_dtypes(spec: LossSpec, arrays: tuple[Any, ...], options: dict[str, An
         except (TypeError, ValueError):
             raise LossTypeError(spec.name, name, "an array of one of the Array API's dtypes (for NumPy's "
                                 "bfloat16 from ml_dtypes: .astype(np.float32))", toolkit.describe(x)) from None
+
+
+def _within_options(spec: LossSpec, kernel: Callable[..., Any]) -> Callable[..., Any]:
+    """``kernel``, handing back (``NotImplemented``) a call with a keyword of its own that the loss
+    does not take (a benchmark's knob, say): the portable definition then refuses it, as it would
+    with kernels off, instead of the kernel quietly taking it. Unwrapped when it has none."""
+    try:
+        params = inspect.signature(kernel).parameters.values()
+    except (TypeError, ValueError):  # a builtin or an extension's function: nothing to read
+        return kernel
+    own = tuple(p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+                and p.name not in spec.options and p.name not in spec.inputs)
+    if not own:
+        return kernel
+
+    @functools.wraps(kernel)
+    def within(*arrays: Any, **options: Any) -> Any:
+        if any(key in options for key in own):
+            return NotImplemented
+        return kernel(*arrays, **options)
+
+    return within
 
 
 def _unknown_option(spec: LossSpec, key: str) -> LossTypeError:
@@ -302,11 +324,9 @@ class Loss:
         options = self.options
         listed = [k for k in self.spec.array_options if isinstance(options[k], (list, tuple))]
         if listed and arrays:
-            from . import toolkit
-
             xp = toolkit.namespace(self.spec.name, **dict(zip(self.spec.inputs, arrays)))
             like = arrays[0]
-            options = {**options, **{k: xp.asarray(options[k], dtype=like.dtype, device=_device(like)) for k in listed}}
+            options = {**options, **{k: xp.asarray(options[k], dtype=like.dtype, device=compat.device(like)) for k in listed}}
         return self._dispatch(*arrays, **options)
 
     def get_config(self) -> dict[str, Any]:
@@ -335,12 +355,6 @@ class Loss:
         return type(other) is type(self) and json.dumps(self.get_config()) == json.dumps(other.get_config())
 
     __hash__ = None  # type: ignore[assignment]
-
-
-def _device(x: Any) -> Any:
-    import array_api_compat
-
-    return array_api_compat.device(x)
 
 
 def _functional(spec: LossSpec) -> Callable[..., Any]:
@@ -428,14 +442,17 @@ class Registry:
         if item.disabled:
             self._note(plugin, "kernels off", f"{loss}[{item.backend}]: {item.disabled}")
             return
-        kernel = Kernel(loss, item.backend, item.function, name, plugin)
+        kernel = Kernel(loss, item.backend, _within_options(self.specs[loss], item.function), name, plugin)
         self.kernels.setdefault((loss, item.backend), []).append(kernel)
         self._note(plugin, "kernels", f"{kernel.loss}[{kernel.backend}]")
 
     def add_backend(self, plugin: str, item: Any) -> None:
         from .core import Backend
 
-        if not isinstance(item, Backend):
+        if isinstance(item, type) and issubclass(item, Backend):
+            self._fault(plugin, f"lossreg_backends returned the class {item.__name__}, not an instance of it "
+                                f"(return {item.__name__}())")
+        elif not isinstance(item, Backend):
             self._fault(plugin, f"lossreg_backends returned {type(item).__name__}, not a Backend")
         elif not (isinstance(item.name, str) and item.name.strip()):
             self._fault(plugin, f"lossreg_backends returned a {type(item).__name__} without a name "
@@ -475,8 +492,13 @@ class Registry:
     def add_cases(self, plugin: str, item: Any) -> None:
         from .core import Case, load_cases
 
+        if not isinstance(item, (Case, str, os.PathLike)):  # a value_case dict, say: say what is wanted
+            self._fault(plugin, f"lossreg_cases returned {type(item).__name__} {item!r:.60}, not a lossreg.testing.Case "
+                                "or the path of a JSON case file (write value_case/error_case dicts with "
+                                "write_cases, or make each a Case with Case.from_dict)")
+            return
         try:
-            cases = [item] if isinstance(item, Case) else load_cases(item)
+            cases = [item] if isinstance(item, Case) else load_cases(os.fspath(item))
         except Exception as exc:
             self._fault(plugin, f"lossreg_cases: cannot read {item}: {type(exc).__name__}: {exc}")
             return
@@ -536,6 +558,11 @@ class Registry:
         if unknown:
             return (f"gradients of {', '.join(map(repr, unknown))}, which is not one of its arrays "
                     f"({', '.join(spec.inputs)}): the suite could never check it")
+        # Arrays are passed by the loss's own names: one of another name would be silently left out.
+        unknown = [name for name in case.inputs if name not in spec.inputs]
+        if unknown:
+            return (f"inputs {', '.join(map(repr, unknown))}, which is not one of its arrays "
+                    f"({', '.join(spec.inputs)}): the suite would leave it out of the call")
         return ""
 
     def to_numpy(self, x: Any) -> Any:
@@ -570,6 +597,10 @@ class Registry:
             return
         keys = {normalize(n): n for n in new.all_names}
         owners = {self.index[k] for k in keys if k in self.index}
+        if owners == {new.name} and self.specs[new.name].plugin == plugin and self.specs[new.name].function is new.function:
+            # Not a clash with itself (nor, with replace=True, a take-over of itself that would drop its own kernels).
+            self._fault(plugin, f"lossreg_losses returned loss '{new.name}' more than once; it is registered once")
+            return
         if owners and not new.replace and all(self.specs[o].replace and self.specs[o].plugin != plugin
                                               for o in owners):
             # Taken over by a plugin that loaded first (entry points load in name order): the same

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import runpy
+import shlex
 import textwrap
 from pathlib import Path
 
@@ -260,6 +261,12 @@ def create(name: str, directory: str | Path = ".", *, force: bool = False) -> Pa
         owner = registry().lookup(taken[0])
         raise ValueError(f"the loss names of plugin {values['name']!r} ({', '.join(taken)}) are taken by "
                          f"'{owner.name}' of plugin '{owner.plugin}'; choose another name")
+    # Installing a package of an installed plugin's distribution, module or entry-point name would
+    # replace that plugin (pip uninstalls a distribution of the same name) or shadow it.
+    installed = _installed_as(values)
+    if installed:
+        raise ValueError(f"plugin name {values['name']!r} is taken: {installed}; installing the generated "
+                         "package would replace or shadow it; choose another name")
     root = Path(directory) / values["dist"]
     if root.exists() and any(root.iterdir()) and not force:
         raise FileExistsError(f"{root} exists and is not empty (--force writes into it)")
@@ -271,11 +278,31 @@ def create(name: str, directory: str | Path = ".", *, force: bool = False) -> Pa
     return root
 
 
+def _installed_as(values: dict[str, str]) -> str:
+    """What already installed holds the distribution, module or entry-point name of ``values``, or ""."""
+    import importlib.metadata
+    import importlib.util
+
+    from .registry import registry
+
+    try:
+        dist = importlib.metadata.distribution(values["dist"])
+        return f"the distribution {dist.metadata['Name']} {dist.version} is installed"
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    info = registry().plugins.get(values["name"])
+    if info is not None:
+        return f"the lossreg plugin {info.name!r} ({info.distribution or 'in-process'}) is installed"
+    if importlib.util.find_spec(values["module"]) is not None:
+        return f"a module named {values['module']} is importable"
+    return ""
+
+
 def next_steps(root: Path) -> str:
     values = names(root.name)
     return textwrap.dedent(f"""\
         Created the lossreg plugin package {root}. Next:
-          cd {root}
+          cd {shlex.quote(str(root))}
           pip install -e ".[test]"
           lossreg list                      # {values['loss']} is there, from plugin {values['name']}
           lossreg conformance --backend numpy,array_api_strict --loss {values['loss']}

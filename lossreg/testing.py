@@ -66,8 +66,8 @@ def check_conformance(losses: Sequence[str] | None = None, *, plugin: str | None
                         pytrace=False)
         faults = [f for f in info.faults if not f.startswith("slow import")]
         if info.status != "loaded" or faults:
-            pytest.fail(f"lossreg plugin {plugin!r} is {info.status}: " + "; ".join(faults or info.faults),
-                        pytrace=False)
+            why = faults or info.faults or [_NOT_LOADED.get(info.status, "not loaded")]
+            pytest.fail(f"lossreg plugin {plugin!r} is {info.status}: " + "; ".join(why), pytrace=False)
         for fault in info.faults:
             warnings.warn(f"lossreg plugin '{plugin}': {fault}", LossregPluginWarning, stacklevel=2)
         if losses is None:
@@ -92,6 +92,11 @@ def check_conformance(losses: Sequence[str] | None = None, *, plugin: str | None
     if not counts["passed"]:
         pytest.skip("no backend could run the conformance suite:\n" + report)
     return outcomes
+
+
+# Why a plugin without faults was not loaded (lossreg.plugins' environment switches).
+_NOT_LOADED = {"blocked": "skipped by LOSSREG_BLOCK_PLUGINS, or not named in LOSSREG_PLUGINS",
+               "disabled": "no plugin is loaded while LOSSREG_DISABLE_PLUGIN_AUTOLOAD is set"}
 
 
 def _known(reg: Any, name: str) -> bool:
@@ -124,7 +129,8 @@ def value_case(loss: str, id: str, inputs: dict[str, Any], expected: Any, option
     """One case as a dict for :func:`write_cases`: ``loss(*inputs, **options)`` must give ``expected``
     (a number or nested list, float64) and ``d sum(loss) / d input`` must be ``grads[input]``.
 
-    ``inputs`` and array ``options`` are NumPy arrays (or anything ``np.asarray`` takes);
+    ``inputs`` are NumPy arrays (or anything ``np.asarray`` takes); array ``options`` must be NumPy
+    arrays (a list stays a plain list, which the functional form refuses for an array option);
     ``dtypes`` restricts the case to those run dtypes; ``source`` says where the formula is from.
     """
     case: dict[str, Any] = {"loss": loss, "id": id, "inputs": {k: encode_array(v) for k, v in inputs.items()},

@@ -52,7 +52,8 @@ __all__ = [
     # dtypes and reductions
     "result_type", "compute_dtype", "as_dtype", "device", "reduce", "reduce_classes", "take_class", "class_shape",
     # numerics
-    "log_softmax", "log_softmax_parts", "logsumexp", "log_sigmoid", "safe_log", "safe_pow", "minimum", "maximum",
+    "log_softmax", "log_softmax_parts", "logsumexp", "log_sigmoid", "safe_log", "safe_pow", "safe_abs", "sign",
+    "minimum", "maximum",
     "REDUCTIONS", "OPTIONAL_ARRAYS", "CHECK_MODES",
 ]
 
@@ -444,7 +445,9 @@ def check_values(loss: str, name: str, x: Any, bad: Any, xp: Any, expected: str)
     if bool(xp.any(bad)):
         flat = xp.reshape(x, (-1,))
         offender = flat[int(xp.argmax(xp.astype(xp.reshape(bad, (-1,)), xp.int8)))]
-        got = offender.item() if hasattr(offender, "item") else float(offender)
+        # array-api-strict has no .item(): an index is quoted as the integer it is, not as a float
+        got = (offender.item() if hasattr(offender, "item")
+               else int(offender) if xp.isdtype(offender.dtype, "integral") else float(offender))
         raise LossValueError(loss, name, expected, f"{got!r}")
     return None
 
@@ -651,6 +654,18 @@ def safe_pow(xp: Any, z: Any, exponent: float) -> Any:
         return xp.ones_like(z)
     positive = z > 0
     return xp.where(positive, xp.where(positive, z, xp.ones_like(z)) ** exponent, xp.zeros_like(z))
+
+
+def sign(xp: Any, x: Any) -> Any:
+    """``sign(x)``: -1, 0 or 1, NaN at NaN, made of ``where`` only: array-api-compat's torch
+    ``sign`` writes NaN through a boolean mask, which ``torch.func.vmap`` and meta tensors cannot run."""
+    return xp.where(x > 0, 1.0, xp.where(x < 0, -1.0, x * 0))
+
+
+def safe_abs(xp: Any, x: Any) -> Any:
+    """``|x|`` with torch's gradient on every library, ``sign(x)``: 0 at ``x = 0`` (JAX's ``abs``
+    gives 1 there), NaN at NaN."""
+    return sign(xp, x) * x
 
 
 def log_sigmoid(xp: Any, x: Any) -> Any:

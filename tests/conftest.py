@@ -34,3 +34,12 @@ def device(lossreg_device: str) -> str:
 @pytest.fixture
 def xp(lossreg_xp: Any) -> Any:
     return lossreg_xp
+
+
+@pytest.fixture
+def jax_float64() -> Any:
+    """JAX's float64 within one test only (thread-local): the other tests' JAX is left as it was."""
+    import jax
+
+    with jax.enable_x64(True):
+        yield

@@ -22,11 +22,7 @@ jax = pytest.importorskip("jax")
 jnp = jax.numpy
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    """float64 within each test only (thread-local): the other tests' JAX is left as it was."""
-    with jax.enable_x64(True):
-        yield
+pytestmark = pytest.mark.usefixtures("jax_float64")  # float64 in every test
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -6,6 +6,7 @@ torch``); these tests add random inputs, gradients, and the selection machinery.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -40,6 +41,8 @@ def _inputs(loss: str, shape: tuple[int, ...], dtype: torch.dtype, seed: int) ->
 CASES = [
     ("mse_loss", {}), ("mse_loss", {"reduction": "sum"}), ("mse_loss", {"reduction": "none"}),
     ("l1_loss", {}), ("l1_loss", {"reduction": "none"}),
+    ("smooth_l1_loss", {}), ("smooth_l1_loss", {"beta": 0.5, "reduction": "none"}), ("smooth_l1_loss", {"beta": 0.0}),
+    ("huber_loss", {"reduction": "sum"}), ("huber_loss", {"delta": 2.5, "reduction": "none"}),
     ("binary_cross_entropy", {}), ("binary_cross_entropy", {"reduction": "sum"}),
     ("binary_cross_entropy_with_logits", {}), ("binary_cross_entropy_with_logits", {"reduction": "none"}),
     ("nll_loss", {}), ("nll_loss", {"reduction": "none", "ignore_index": 1}),
@@ -378,3 +381,38 @@ def test_torch_kernels_do_not_import_the_triton_module() -> None:
             "assert k._KERNELS['cross_entropy'] is k.cross_entropy")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_keyword_only_a_kernel_takes_is_refused_as_with_kernels_off() -> None:
+    """A kernel may have knobs of its own (linear_cross_entropy's ``recompute``, for its benchmark);
+    a call through the loss reaches only the loss's options, kernels on or off."""
+    import types
+
+    seen = []
+
+    def knobbed(input, target, /, *, reduction="mean", fast=False):
+        seen.append(fast)
+        return lossreg.mse_loss.portable(input, target, reduction=reduction)
+
+    plugin = types.SimpleNamespace(lossreg_kernels=lossreg.hookimpl(lambda: [lossreg.Kernel("mse_loss", "torch", knobbed)]))
+    lossreg.register_plugin(plugin, name="knobbed-kernel")
+    try:
+        x, y = torch.randn(3, 2), torch.randn(3, 2)
+        assert lossreg.mse_loss(x, y) == torch.nn.functional.mse_loss(x, y) and seen == [False]
+        for kernels in (True, False):
+            with lossreg.use_kernels(kernels), pytest.raises(lossreg.LossTypeError, match=r"mse_loss.*'fast'.*unknown"):
+                lossreg.mse_loss(x, y, fast=True)
+        assert seen == [False]
+    finally:
+        lossreg.unregister_plugin("knobbed-kernel")
+
+    h, w, t = torch.randn(4, 8, requires_grad=True), torch.randn(10, 8), torch.tensor([0, 3, 9, 1])
+    arrays = [(h, w, t)]
+    if importlib.util.find_spec("jax") is not None:
+        import jax.numpy as jnp
+
+        arrays.append(tuple(jnp.asarray(a.detach().numpy()) for a in (h, w, t)))
+    for args in arrays:
+        for kernels in (True, False):
+            with lossreg.use_kernels(kernels), pytest.raises(lossreg.LossTypeError, match="'recompute'"):
+                lossreg.linear_cross_entropy(*args, recompute=True)

@@ -37,11 +37,11 @@ _NUMPY_LOSSES = ("cross_entropy", "binary_cross_entropy", "mse_loss", "l1_loss")
 _JAX_LOSSES = ("cross_entropy", "binary_cross_entropy_with_logits", "kl_div", "triplet_margin_loss")
 # The other losses of torch's autocast float32 lists: their torch kernel is the portable definition,
 # run as torch.autocast runs torch's losses (kernels/torch.py).
-_TORCH_AUTOCAST_ONLY = ("smooth_l1_loss", "huber_loss", "kl_div", "poisson_nll_loss", "soft_margin_loss",
+_TORCH_AUTOCAST_ONLY = ("kl_div", "poisson_nll_loss", "soft_margin_loss",
                         "multi_margin_loss", "multilabel_margin_loss", "hinge_embedding_loss", "margin_ranking_loss",
                         "cosine_embedding_loss", "triplet_margin_loss")
-_TORCH_LOSSES = ("mse_loss", "l1_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
-                 "nll_loss", "cross_entropy", "ctc_loss", *_TORCH_AUTOCAST_ONLY)
+_TORCH_LOSSES = ("mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "binary_cross_entropy",
+                 "binary_cross_entropy_with_logits", "nll_loss", "cross_entropy", "ctc_loss", *_TORCH_AUTOCAST_ONLY)
 
 
 def _lazy(module: str, loss: str) -> Callable[..., Any]:

@@ -27,6 +27,7 @@ torch is imported only when this module is (the kernels hook imports it lazily).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -118,34 +119,56 @@ def _float(x: Any) -> Any:
     return None if x is None else x.float()
 
 
-def mse_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
-    if not _pair(input, target, reduction):
-        return NotImplemented
+def _pointwise(aten: Any, functional: Any, input: Any, target: Any, reduction: str, **option: float) -> Any:
+    """torch's pointwise loss on two tensors that passed :func:`_pair`: the ATen operator
+    ``aten``, or ``functional`` for Tensor subclasses (which may override it through
+    ``__torch_function__``); half precision computed in float32, as the portable path does."""
     try:
         if input.dtype in _HALF:
-            return _nn.mse_loss(input.float(), target.float(), _ENUM[reduction]).to(input.dtype)
+            return aten(input.float(), target.float(), _ENUM[reduction], *option.values()).to(input.dtype)
         if type(input) is Tensor and type(target) is Tensor:
-            return _nn.mse_loss(input, target, _ENUM[reduction])
-        return F.mse_loss(input, target, reduction=reduction)
+            return aten(input, target, _ENUM[reduction], *option.values())
+        return functional(input, target, reduction=reduction, **option)
     except _SIGNALS:
         raise
     except Exception:  # e.g. tensors on two devices: the portable path says so precisely
         return NotImplemented
 
 
+def mse_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
+    if not _pair(input, target, reduction):
+        return NotImplemented
+    return _pointwise(_nn.mse_loss, F.mse_loss, input, target, reduction)
+
+
 def l1_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
     if not _pair(input, target, reduction):
         return NotImplemented
-    try:
-        if input.dtype in _HALF:
-            return _nn.l1_loss(input.float(), target.float(), _ENUM[reduction]).to(input.dtype)
-        if type(input) is Tensor and type(target) is Tensor:
-            return _nn.l1_loss(input, target, _ENUM[reduction])
-        return F.l1_loss(input, target, reduction=reduction)
-    except _SIGNALS:
-        raise
-    except Exception:
+    return _pointwise(_nn.l1_loss, F.l1_loss, input, target, reduction)
+
+
+def _threshold(value: Any) -> bool:
+    """A finite Python number ≥ 0: the only thresholds handed to torch (NaN fails the comparison);
+    anything else is the portable path's to refuse or to compute."""
+    return type(value) in (int, float) and 0 <= value < math.inf
+
+
+def smooth_l1_loss(input: Any, target: Any, /, *, reduction: str = "mean", beta: float = 1.0) -> Any:
+    """torch's own, for its second derivatives too: 1/β inside, at d = 0 included (the portable
+    formula's ``abs`` has slope 0 there on torch), and 0 at ``|d| = β``."""
+    if not (_pair(input, target, reduction) and _threshold(beta)):
         return NotImplemented
+    if beta == 0:  # as F.smooth_l1_loss: ATen's smooth_l1 would divide by β = 0 in its gradient
+        return l1_loss(input, target, reduction=reduction)
+    return _pointwise(_nn.smooth_l1_loss, F.smooth_l1_loss, input, target, reduction, beta=beta)
+
+
+def huber_loss(input: Any, target: Any, /, *, reduction: str = "mean", delta: float = 1.0,
+               weight: Any = None) -> Any:
+    """torch's own (without ``weight``), as :func:`smooth_l1_loss`."""
+    if weight is not None or not (_pair(input, target, reduction) and _threshold(delta) and delta > 0):
+        return NotImplemented
+    return _pointwise(_nn.huber_loss, F.huber_loss, input, target, reduction, delta=delta)
 
 
 def binary_cross_entropy(input: Any, target: Any, /, *, weight: Any = None, reduction: str = "mean") -> Any:
@@ -405,6 +428,8 @@ def _to_float32(a: Any) -> Any:
 _KERNELS = {
     "mse_loss": mse_loss,
     "l1_loss": l1_loss,
+    "smooth_l1_loss": smooth_l1_loss,
+    "huber_loss": huber_loss,
     "binary_cross_entropy": binary_cross_entropy,
     "binary_cross_entropy_with_logits": binary_cross_entropy_with_logits,
     "nll_loss": nll_loss,

@@ -373,7 +373,15 @@ def _backward(ctx: Any, grad: Tensor | None, *unused: Any) -> tuple[Tensor | Non
     if grad is None:  # the result was not used
         return (None,) * _INPUTS
     _refuse_second_order(ctx.tracked, grad, *saved)
-    if ctx.early_grads is not None and _plain(grad):
+    # torch's legacy vmap (``jacobian(vectorize=True)``, ``autograd.grad(is_grads_batched=True)``)
+    # batches ``grad`` inside a plain Tensor: scaled out of place, and not detached below (legacy
+    # vmap has no rule for detach; its fallback runs the backward operator once per cotangent).
+    legacy = torch._C._functorch.is_legacy_batchedtensor(grad)
+    if legacy and ctx.early_grads is not None:
+        (d_h, d_w, d_b), bad = ctx.early_grads, saved[5]
+        d_h, d_w = d_h * grad, d_w * grad
+        d_b = None if d_b is None else d_b * grad
+    elif ctx.early_grads is not None and _plain(grad):
         # Eager, the first pass: scaled in place, as a copy would hold the gradients twice
         # (d_weight is V×D), and let go of; a second pass recomputes them (below).
         (d_h, d_w, d_b), bad, ctx.early_grads = ctx.early_grads, saved[5], None
@@ -390,7 +398,8 @@ def _backward(ctx: Any, grad: Tensor | None, *unused: Any) -> tuple[Tensor | Non
         coef = _base_coef(act, ctx.reduction, lse.dtype, wy) * g.to(lse.dtype)
         # Detached: torch.func's grad levels would otherwise ask the operator for a formula of its own.
         d_h, d_w, d_b = torch.ops.lossreg.linear_cross_entropy_backward(
-            *(None if x is None else x.detach() for x in (h, w, b, t, act, cw, wy, coef, lse)), *ctx.opts)
+            *(None if x is None else x if legacy else x.detach() for x in (h, w, b, t, act, cw, wy, coef, lse)),
+            *ctx.opts)
         d_b = None if b is None else d_b
     dh_t, dw_t, db_t = ctx.dtypes  # the forward-made gradients are in the work dtype (a no-op otherwise)
     d_h, d_w, d_b = d_h.to(dh_t), d_w.to(dw_t), None if d_b is None else d_b.to(db_t)
@@ -502,7 +511,10 @@ def linear_cross_entropy(input: Any, linear_weight: Any, target: Any, /, *, line
         return NotImplemented
     grads = torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in (inp.hidden, inp.weight, inp.bias))
     cw, wy = (None, None) if inp.class_weight is None else (inp.class_weight.detach(), inp.counts.detach())
-    args = (inp.hidden, inp.weight, inp.bias, inp.target, inp.active, inp.bad, cw, wy, reduction,
+    # The chunks gather by target - offset: a narrow label dtype (a uint8 map with ignore_index=255,
+    # which the preamble keeps as it is) would wrap below 0, and gather takes only int32/int64.
+    target = inp.target if inp.target.dtype in (torch.int32, torch.int64) else inp.target.to(torch.int64)
+    args = (inp.hidden, inp.weight, inp.bias, target, inp.active, inp.bad, cw, wy, reduction,
             *_chunk_args(inp.chunk_size),
             float(label_smoothing), float(z_loss), None if softcap is None else float(softcap),
             grads and not recompute and reduction != "none")

@@ -243,13 +243,15 @@ def binary_cross_entropy_with_logits(input: Any, target: Any, /, *, weight: Any 
     name = "binary_cross_entropy_with_logits"
     xp, x, y, dtype, w = _weighted_pointwise(name, input, target, reduction, promote=False, weight=weight,
                                              pos_weight=pos_weight)
-    # -log σ(x) = max(-x, 0) + log1p(exp(-|x|)), with -|x| = min(x, -x): maximum and minimum split
-    # a tie in halves on torch and JAX alike, so the gradient at 0 is σ(0) - 1 = -1/2 (abs would
-    # give JAX's +1 there). No where (toolkit.log_sigmoid has two): the slowest elementwise
-    # operation on torch's CPU, and a select that XLA does not fuse into the reduction.
-    # -log(1 - σ(x)) = x - log σ(x).
-    minus_x = -x
-    positive = toolkit.maximum(xp, minus_x, 0.0) + xp.log1p(xp.exp(xp.minimum(x, minus_x)))
+    # -log σ(x) = max(-x, 0) + log1p(exp(-|x|)), with |x| = s x for the sign s of x (1 at 0) and
+    # max(-x, 0) kept where x < 0 only, both by masks: at x = 0 the expression is log1p(exp(-x))
+    # itself, so every derivative there is σ's (the gradient σ(0) - 1 = -1/2, the second derivative
+    # 1/4), where max/min or abs would split or zero the tie (a Hessian of 0 at logits of exactly
+    # 0: a zero-initialised head). No where (toolkit.log_sigmoid has two): the slowest elementwise
+    # operation on torch's CPU, and a select that XLA does not fuse into the reduction. max(-x, 0)
+    # rather than -x times the mask: +inf times 0 would be NaN. -log(1 - σ(x)) = x - log σ(x).
+    negative = xp.astype(x < 0, x.dtype)
+    positive = toolkit.maximum(xp, -x, 0.0) * negative + xp.log1p(xp.exp((2 * negative - 1) * x))
     if "pos_weight" in w:
         positive = positive * ((w["pos_weight"] - 1) * y + 1)
     losses = (1 - y) * x + positive

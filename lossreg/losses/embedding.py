@@ -17,17 +17,6 @@ def _clamp_min0(xp: Any, z: Any) -> Any:
     return xp.where(z >= 0, z, xp.where(z < 0, 0.0, z - z))
 
 
-def _sign(xp: Any, x: Any) -> Any:
-    """sign(x) (NaN at NaN) with ``where`` only: compat's torch ``sign`` writes through a boolean
-    mask, which ``torch.func.vmap`` and ``meta`` tensors cannot run."""
-    return xp.where(x > 0, 1.0, xp.where(x < 0, -1.0, x * 0))
-
-
-def _abs(xp: Any, x: Any) -> Any:
-    # sign(x)·x is |x| with torch's gradient sign(x), 0 at x = 0 (JAX's abs gives 1 there).
-    return _sign(xp, x) * x
-
-
 def _labels(loss: str, name: str, target: Any, xp: Any) -> Any:
     """Labels of ±1 may come as integers or floats; torch accepts any value and so does lossreg.
 
@@ -200,11 +189,11 @@ def cosine_embedding_loss(input1: Any, input2: Any, target: Any, /, *, margin: f
 def _norm(xp: Any, d: Any, p: float) -> Any:
     """``‖d‖_p`` over the last axis with torch's gradients (0 where the norm or an entry is 0)."""
     if p == 0:
-        return xp.sum(_sign(xp, d) * _sign(xp, d), axis=-1)  # the count of non-zeros, gradient 0
+        return xp.sum(toolkit.sign(xp, d) * toolkit.sign(xp, d), axis=-1)  # the count of non-zeros, gradient 0
     if p == 2:
         s = xp.sum(d * d, axis=-1)
     else:
-        a = _abs(xp, d)
+        a = toolkit.safe_abs(xp, d)
         if p == 1:
             return xp.sum(a, axis=-1)
         if math.isinf(p):
