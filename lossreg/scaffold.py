@@ -16,6 +16,10 @@ import runpy
 import shlex
 import textwrap
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .registry import Registry
 
 PYPROJECT = '''\
 [build-system]
@@ -255,15 +259,15 @@ def create(name: str, directory: str | Path = ".", *, force: bool = False) -> Pa
     """Write the package ``lossreg-NAME`` under ``directory``, with its cases generated; its root."""
     from .registry import normalize, registry
 
-    values = names(name)
-    taken = [n for n in (values["name"], values["loss"], values["cls"]) if normalize(n) in registry().index]
+    values, reg = names(name), registry()
+    taken = [n for n in (values["name"], values["loss"], values["cls"]) if normalize(n) in reg.index]
     if taken:
-        owner = registry().lookup(taken[0])
+        owner = reg.lookup(taken[0])
         raise ValueError(f"the loss names of plugin {values['name']!r} ({', '.join(taken)}) are taken by "
                          f"'{owner.name}' of plugin '{owner.plugin}'; choose another name")
     # Installing a package of an installed plugin's distribution, module or entry-point name would
     # replace that plugin (pip uninstalls a distribution of the same name) or shadow it.
-    installed = _installed_as(values)
+    installed = _installed_as(values, reg)
     if installed:
         raise ValueError(f"plugin name {values['name']!r} is taken: {installed}; installing the generated "
                          "package would replace or shadow it; choose another name")
@@ -278,19 +282,18 @@ def create(name: str, directory: str | Path = ".", *, force: bool = False) -> Pa
     return root
 
 
-def _installed_as(values: dict[str, str]) -> str:
-    """What already installed holds the distribution, module or entry-point name of ``values``, or ""."""
+def _installed_as(values: dict[str, str], reg: Registry) -> str:
+    """What already installed holds the distribution, module or entry-point name of ``values``
+    (``reg``: the loaded registry), or ""."""
     import importlib.metadata
     import importlib.util
-
-    from .registry import registry
 
     try:
         dist = importlib.metadata.distribution(values["dist"])
         return f"the distribution {dist.metadata['Name']} {dist.version} is installed"
     except importlib.metadata.PackageNotFoundError:
         pass
-    info = registry().plugins.get(values["name"])
+    info = reg.plugins.get(values["name"])
     if info is not None:
         return f"the lossreg plugin {info.name!r} ({info.distribution or 'in-process'}) is installed"
     if importlib.util.find_spec(values["module"]) is not None:

@@ -9,11 +9,10 @@ sample weights), the sample-weight rules, Keras masks, get_config/from_config an
 from __future__ import annotations
 
 import importlib.util
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from fixtures.keras_run import checks_passed
 
 if importlib.util.find_spec("keras") is None:  # not imported here: that would fix this process's Keras backend
     pytest.skip("the keras extra is not installed: pip install 'lossreg[keras]'", allow_module_level=True)
@@ -26,10 +25,4 @@ CHECKS = ["check_every_loss_equals_torch_nn", "check_sample_weight_rules", "chec
 
 @pytest.mark.parametrize("keras_backend", ["jax", "torch"])
 def test_keras_losses_on_backend(keras_backend: str, tmp_path: Path) -> None:
-    if importlib.util.find_spec(keras_backend) is None:
-        pytest.skip(f"{keras_backend} is not installed")
-    script = Path(__file__).parent / "fixtures" / "keras_check.py"
-    done = subprocess.run([sys.executable, str(script), keras_backend, str(tmp_path)], capture_output=True, text=True,
-                          timeout=600)
-    assert done.returncode == 0, done.stdout + done.stderr[-4000:]
-    assert [line.split()[1] for line in done.stdout.splitlines() if line.startswith("ok ")] == CHECKS
+    assert checks_passed("keras_check.py", keras_backend, tmp_path) == CHECKS

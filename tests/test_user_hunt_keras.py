@@ -13,12 +13,10 @@ a saved model loaded in a fresh interpreter, and (JAX) keras.distribution.DataPa
 from __future__ import annotations
 
 import importlib.util
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from fixtures.keras_run import checks_passed
 
 if importlib.util.find_spec("keras") is None:  # not imported here: that would fix this process's Keras backend
     pytest.skip("the keras extra is not installed: pip install 'lossreg[keras]'", allow_module_level=True)
@@ -35,15 +33,8 @@ CHECKS = ["check_compile_by_object_and_by_class", "check_get_takes_keras_name_an
 
 @pytest.mark.parametrize("keras_backend", ["jax", "torch"])
 def test_keras_user_hunt_on_backend(keras_backend: str, tmp_path: Path) -> None:
-    if importlib.util.find_spec(keras_backend) is None:
-        pytest.skip(f"{keras_backend} is not installed")
-    script = Path(__file__).parent / "fixtures" / "keras_hunt.py"
-    env = {k: v for k, v in os.environ.items() if k != "KERAS_HUNT_ONLY"}
-    done = subprocess.run([sys.executable, str(script), keras_backend, str(tmp_path)], capture_output=True, text=True,
-                          timeout=600, env=env)
-    assert done.returncode == 0, done.stdout + done.stderr[-4000:]
     expected = CHECKS + (["check_data_parallel_on_four_devices"] if keras_backend == "jax" else [])
-    assert [line.split()[1] for line in done.stdout.splitlines() if line.startswith("ok ")] == expected
+    assert checks_passed("keras_hunt.py", keras_backend, tmp_path) == expected
 
 
 @pytest.mark.parametrize(("dtype", "ignore_index"), [("uint8", 255), ("int8", 100), ("int16", 255)])
