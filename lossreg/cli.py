@@ -96,6 +96,11 @@ def cmd_conformance(args: argparse.Namespace) -> int:
 
     # Each loss once, whichever of its names are given (an unknown name is an error here, exit 2).
     losses = list(dict.fromkeys(reg.lookup(n).name for n in _split(args.loss))) if args.loss else None
+    for plugin in _split(args.plugin or ""):  # and every loss of each plugin named
+        found, notes = conformance.plugin_losses(plugin)
+        for note in notes:
+            print(note, file=sys.stderr)
+        losses = list(dict.fromkeys((losses or []) + found))
     # A live display on a terminal; plain lines (one per backend) in a pipe or log, or with --json.
     shown = ConformanceProgress({name: len(losses) if losses else len(reg.specs) for name in wanted},
                                 live=False if args.json else None)
@@ -210,6 +215,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
                         "(default float32,float64)")
     p.add_argument("--device", default=None, help="device, e.g. cuda or cuda:1 (default: each backend's first, e.g. cpu)")
     p.add_argument("--loss", default=None, help="comma-separated loss names (default: all)")
+    p.add_argument("--plugin", default=None,
+                   help="comma-separated plugins (entry-point or distribution names): every loss each registered, "
+                        "with --loss's; a plugin that is not loaded cleanly is an error (default: all losses)")
     p.add_argument("--max-cases", default=None, metavar="N|cover|BACKEND=N,...",
                    help="run at most N cases per loss, chosen to cover every option value, shape and expected "
                         "error first, or 'cover': as many as it takes to cover each once; per backend as "

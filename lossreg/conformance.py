@@ -32,7 +32,7 @@ from typing import Any
 import array_api_compat as compat
 import numpy as np
 
-from . import errors
+from . import errors, plugins
 from .backends import JAXBackend, JAXJitBackend, use_fast_jax_compile
 from .core import Backend, Case, load_cases  # noqa: F401  (Case and load_cases: also their public home, lossreg.testing)
 from .registry import LossSpec, normalize, registry, use_kernels
@@ -301,6 +301,32 @@ def check_case(case: Case, spec: LossSpec, function: Any, backend: Backend, dtyp
             raise AssertionError(f"gradient of {name} off by {ratio:.3g}× the tolerance")
         worst = max(worst, ratio)
     return worst
+
+
+# Why a plugin without faults was not loaded (lossreg.plugins' environment switches).
+_NOT_LOADED = {"blocked": "skipped by LOSSREG_BLOCK_PLUGINS, or not named in LOSSREG_PLUGINS",
+               "disabled": "no plugin is loaded while LOSSREG_DISABLE_PLUGIN_AUTOLOAD is set"}
+
+
+def plugin_losses(plugin: str) -> tuple[list[str], list[str]]:
+    """The losses the installed plugin ``plugin`` (its entry-point or distribution name) registered,
+    and its warnings (a slow import), for checking it; :class:`~lossreg.errors.PluginError` if it
+    cannot be checked as installed: unknown, blocked, failed, any fault, or no losses."""
+    reg = registry()
+    info = plugins.find(reg.plugins, plugin)
+    if info is None:
+        known = ", ".join(n for n in reg.plugins if n != "lossreg") or "none"
+        raise errors.PluginError(f"no lossreg plugin named {plugin!r} is loaded (plugins: {known}); is its package "
+                                 "installed, e.g. with `pip install -e .`, and is the entry point in the group "
+                                 "'lossreg'?")
+    faults = [f for f in info.faults if not f.startswith("slow import")]
+    if info.status != "loaded" or faults:
+        why = faults or info.faults or [_NOT_LOADED.get(info.status, "not loaded")]
+        raise errors.PluginError(f"lossreg plugin {info.name!r} is {info.status}: " + "; ".join(why))
+    losses = [spec.name for spec in reg.specs.values() if spec.plugin == info.name]
+    if not losses:
+        raise errors.PluginError(f"lossreg plugin {info.name!r} registered no losses")
+    return losses, [f"lossreg plugin '{info.name}': {fault}" for fault in info.faults]
 
 
 def cases_for(spec: LossSpec, cases: Iterable[Case]) -> list[Case]:

@@ -20,7 +20,8 @@ divides by the sum of the weights of the targets, not by the batch size.
 the unreduced loss (``reduction="none"``), broadcast over its leading axes as Keras does; then
 "none" returns the weighted values, "sum" their sum, "batchmean" their sum over the batch size,
 and "mean" their sum divided by what the loss's own mean divides by, weighted alike: the number of
-values for most losses (Keras's "sum_over_batch_size"), Σ sᵢ·weight[yᵢ] over the non-ignored
+values for most losses (Keras's "sum_over_batch_size"), Σ sᵢ·wᵢ for mse_loss and l1_loss given a
+per-element ``weight``, Σ sᵢ·weight[yᵢ] over the non-ignored
 targets for the losses of class-index targets with ``ignore_index`` (cross_entropy, nll_loss, and
 plugins' losses such as focal_loss or poly1_cross_entropy), and for ctc_loss each sequence's
 loss is divided by its target length first. With all sample weights 1 the value is torch.nn's.
@@ -236,7 +237,15 @@ def _token_weights(arrays: list[Any], options: dict[str, Any], values: Any) -> t
     return "count", ops.take(ops.cast(options["weight"], values.dtype), ops.where(active, target, 0)) * kept
 
 
-_MEAN_DENOMINATORS = {"ctc_loss": _target_lengths, "linear_cross_entropy": _token_weights}
+def _element_weights(arrays: list[Any], options: dict[str, Any], values: Any) -> tuple[str, Any]:
+    """mse_loss's and l1_loss's mean with their per-element ``weight``: divided by the weights."""
+    if options.get("weight") is None:
+        return "count", None
+    return "count", keras.ops.cast(keras.ops.convert_to_tensor(options["weight"]), values.dtype)
+
+
+_MEAN_DENOMINATORS = {"ctc_loss": _target_lengths, "linear_cross_entropy": _token_weights,
+                      "mse_loss": _element_weights, "l1_loss": _element_weights}
 
 
 def _mean_rule(spec: LossSpec) -> Any:

@@ -61,6 +61,14 @@ def _env_list(name: str) -> dict[str, str] | None:
     return None if value is None else {_canonical(item): item for item in items}
 
 
+def find(infos: dict[str, PluginInfo], name: str) -> PluginInfo | None:
+    """The plugin called ``name`` by its entry-point or its distribution's name, as the
+    environment switches take it (``extras``, ``lossreg-extras`` and ``lossreg_extras`` alike)."""
+    wanted = _canonical(name)
+    return next((info for info in infos.values()
+                 if wanted in (_canonical(info.name), _canonical(info.distribution or info.name))), None)
+
+
 _warn = warn_plugin  # the name older code imported
 
 

@@ -115,7 +115,7 @@ def define_loss(
             replace=replace,
             false_friends=dict(false_friends or {}),
         )
-        loss_name = spec.name
+        loss_name, loss_key = spec.name, normalize(spec.name)
 
         # The hot path of every call: a few dict and attribute lookups, nothing that torch.compile
         # cannot trace (no ContextVar, no os.environ: see read_environment).
@@ -138,9 +138,10 @@ def define_loss(
                         result = kernel(*arrays, **options)
                         if result is not NotImplemented:
                             return result
-                if _registry is not None and _registry.superseded and loss_name in _registry.superseded:
-                    current = _registry.specs[loss_name]  # a plugin took the name over (replace=True)
-                    if current.function is not function:
+                if _registry is not None and _registry.superseded:
+                    # A plugin took the loss over (replace=True), by this name or another of its names.
+                    current = _registry.specs.get(_registry.index.get(loss_key, ""))
+                    if current is not None and current.function is not function:
                         return current.function(*arrays, **options)
                 return function(*arrays, **options)
             except (TypeError, ValueError) as error:
@@ -299,7 +300,11 @@ class Loss:
     spec: LossSpec
     _dispatch: Callable[..., Any]
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, *args: Any, **options: Any) -> None:
+        if args:  # torch.nn's classes take some by position; the class forms take every option by keyword
+            raise LossTypeError(self.spec.name, "options", "options by keyword: "
+                                f"{self.spec.class_name}({', '.join(f'{k}=...' for k in self.spec.options)})",
+                                f"{len(args)} positional arguments")
         for key, value in options.items():
             if key not in self.spec.options:
                 raise _unknown_option(self.spec, key)
@@ -514,8 +519,7 @@ class Registry:
                 seen.add((normalize(case.loss), case.id))
                 kept.append(case)
         cases = kept
-        replaced = {normalize(n): loss for loss, plugins in self.superseded.items() if plugin in plugins
-                    for n in (loss, *self.specs[loss].all_names)}
+        replaced = {key: loss for key, loss in self.index.items() if plugin in self.superseded.get(loss, ())}
         dropped = [c for c in cases if normalize(c.loss) in replaced]
         if dropped:  # written for the definition another plugin replaced
             cases = [c for c in cases if normalize(c.loss) not in replaced]
@@ -618,7 +622,9 @@ class Registry:
         for owner in owners:  # replace: the old spec goes entirely, and with it its plugin's kernels and cases
             old = self.specs.pop(owner)
             self.classes.pop(owner, None)
-            self.index = {k: v for k, v in self.index.items() if v != owner}
+            # Its other names follow: taking over "mse" takes over the loss, so that get("mse_loss")
+            # and lossreg.mse_loss do not go on computing (or lose) what was replaced.
+            self.index = {k: new.name if v == owner else v for k, v in self.index.items()}
             superseded = self.superseded.pop(owner, set()) | {old.plugin}
             self.superseded[new.name] = self.superseded.get(new.name, set()) | superseded
             self._note(plugin, "replaced", f"{owner} (of {old.plugin})")

@@ -45,35 +45,27 @@ def check_conformance(losses: Sequence[str] | None = None, *, plugin: str | None
     """Run the conformance suite on ``losses`` (default: every loss ``plugin`` registered) and fail
     the calling test with the matrix if any case fails.
 
-    ``plugin`` must be loaded without faults (a failed import, a hook that raised, a name it
-    could not register all fail the test, saying why); a slow import only warns. Backends whose
-    library is not installed are skipped; if none could run, the test is skipped. Returns the
+    ``plugin`` (its entry-point or distribution name) must be loaded without faults (a failed
+    import, a hook that raised, a name it could not register all fail the test, saying why); a
+    slow import only warns. Backends whose library is not installed are skipped, each with a
+    warning saying why; if none could run, the test is skipped. Returns the
     :class:`Outcome` list. Needs pytest (it fails and skips tests).
     """
     import pytest
 
     from . import conformance
-    from .errors import LossregPluginWarning
+    from .errors import LossregPluginWarning, PluginError
     from .registry import registry
 
     reg = registry()
     if plugin is not None:
-        info = reg.plugins.get(plugin)
-        if info is None:
-            known = ", ".join(n for n in reg.plugins if n != "lossreg") or "none"
-            pytest.fail(f"no lossreg plugin named {plugin!r} is loaded (plugins: {known}); is its package "
-                        "installed, e.g. with `pip install -e .`, and is the entry point in the group 'lossreg'?",
-                        pytrace=False)
-        faults = [f for f in info.faults if not f.startswith("slow import")]
-        if info.status != "loaded" or faults:
-            why = faults or info.faults or [_NOT_LOADED.get(info.status, "not loaded")]
-            pytest.fail(f"lossreg plugin {plugin!r} is {info.status}: " + "; ".join(why), pytrace=False)
-        for fault in info.faults:
-            warnings.warn(f"lossreg plugin '{plugin}': {fault}", LossregPluginWarning, stacklevel=2)
-        if losses is None:
-            losses = [spec.name for spec in reg.specs.values() if spec.plugin == plugin]
-            if not losses:
-                pytest.fail(f"lossreg plugin {plugin!r} registered no losses", pytrace=False)
+        try:
+            found, notes = conformance.plugin_losses(plugin)
+        except PluginError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        for note in notes:
+            warnings.warn(note, LossregPluginWarning, stacklevel=2)
+        losses = found if losses is None else losses
     if losses is not None:
         missing = [name for name in losses if not _known(reg, name)]
         if missing:
@@ -84,6 +76,8 @@ def check_conformance(losses: Sequence[str] | None = None, *, plugin: str | None
     if unknown:
         pytest.fail(f"unknown backend {', '.join(unknown)}; known: {', '.join(reg.backends)}", pytrace=False)
     skipped = {b: why for b in names if (why := reg.backends[b].unavailable())}
+    for b, why in skipped.items():  # a pass must not hide what it did not check
+        warnings.warn(f"lossreg conformance: backend {b} not run: {why}", UserWarning, stacklevel=2)
     outcomes = conformance.run([b for b in names if b not in skipped], dtypes, device, losses)
     report = conformance.matrix(outcomes) + "".join(f"\nnot run: {b}: {why}" for b, why in skipped.items())
     counts = conformance.summarize(outcomes)
@@ -92,11 +86,6 @@ def check_conformance(losses: Sequence[str] | None = None, *, plugin: str | None
     if not counts["passed"]:
         pytest.skip("no backend could run the conformance suite:\n" + report)
     return outcomes
-
-
-# Why a plugin without faults was not loaded (lossreg.plugins' environment switches).
-_NOT_LOADED = {"blocked": "skipped by LOSSREG_BLOCK_PLUGINS, or not named in LOSSREG_PLUGINS",
-               "disabled": "no plugin is loaded while LOSSREG_DISABLE_PLUGIN_AUTOLOAD is set"}
 
 
 def _known(reg: Any, name: str) -> bool:

@@ -53,7 +53,7 @@ __all__ = [
     "result_type", "compute_dtype", "as_dtype", "device", "reduce", "reduce_classes", "take_class", "class_shape",
     # numerics
     "log_softmax", "log_softmax_parts", "logsumexp", "log_sigmoid", "safe_log", "safe_pow", "safe_abs", "sign",
-    "minimum", "maximum",
+    "minimum", "maximum", "clip", "divide",
     "REDUCTIONS", "OPTIONAL_ARRAYS", "CHECK_MODES",
 ]
 
@@ -540,6 +540,18 @@ def _bound(x: Any, bound: float) -> Any:
     return x.new_full((), bound) if compat.is_torch_array(x) else bound
 
 
+def clip(xp: Any, x: Any, min: float | None = None, max: float | None = None) -> Any:
+    """``xp.clip(x, min=min, max=max)`` for Python-number bounds, elementwise on every library.
+
+    array-api-compat's Dask ``clip`` broadcasts each bound to the whole result in a single chunk
+    (as large as ``x``, which then is rechunked to ``x``'s chunks): on data larger than memory
+    that one chunk does not fit. Dask's own ``clip`` works chunk by chunk.
+    """
+    if compat.is_dask_namespace(xp):
+        return x.clip(min, max)
+    return xp.clip(x, min=min, max=max)
+
+
 def reduce(xp: Any, values: Any, reduction: str, dtype: Any = None) -> Any:
     """Apply a "none" / "mean" / "sum" reduction, casting the result to ``dtype`` if given.
 
@@ -633,7 +645,7 @@ def safe_log(xp: Any, x: Any, floor: float = -100.0) -> Any:
     """
     positive = x > 0
     # Python scalars, not arrays of them: each *_like array is one more pass over x in eager code.
-    return xp.where(positive, xp.clip(xp.log(xp.where(positive, x, 1.0)), min=floor), floor)
+    return xp.where(positive, clip(xp, xp.log(xp.where(positive, x, 1.0)), min=floor), floor)
 
 
 def check_broadcasts(loss: str, name: str, w: Any, x: Any, xp: Any) -> None:
@@ -701,7 +713,7 @@ def log_softmax_parts(xp: Any, x: Any, *, axis: int = 1) -> tuple[Any, Any, Any]
         zeros = xp.zeros(shape, dtype=x.dtype, device=device(x))
         return zeros, x, zeros
     # A clip rather than a where on -inf: one operation (each costs tens of µs in eager JAX).
-    m = xp.floor(xp.clip(xp.max(x, axis=axis, keepdims=True), min=float(xp.finfo(x.dtype).min)))
+    m = xp.floor(clip(xp, xp.max(x, axis=axis, keepdims=True), min=float(xp.finfo(x.dtype).min)))
     shifted = x - m
     return xp.squeeze(m, axis=axis), shifted, xp.log(xp.sum(xp.exp(shifted), axis=axis))
 
@@ -821,18 +833,22 @@ def reduce_classes(cls: ClassInputs, losses: Any, reduction: str) -> Any:
         out = losses[0] if cls.unbatched else losses
     elif reduction == "sum":
         out = xp.sum(losses)
-    elif compat.is_jax_namespace(xp):
-        # IEEE's x / 0 is torch's answer (NaN when every target is ignored) and JAX does not warn.
-        # The guarded form below keeps XLA from fusing the final sums into the division: two
-        # more small fusions, cross_entropy 1.1-1.4x optax's forward at 256x1000 under jax.jit.
-        out = xp.sum(losses) / xp.sum(cls.weight)
     else:
-        total, count = xp.sum(losses), xp.sum(cls.weight)
-        nothing = count == 0
-        # x / 0 without NumPy's "invalid value" warning: NaN for 0 / 0 (every target ignored), ±inf
-        # else. Python scalars where they can be (each 0-d operation costs µs in eager code); the
-        # NaN not made from total, whose gradient would then be 0 · NaN.
-        over_zero = xp.where(total > 0, math.inf, xp.where(total < 0, -math.inf, xp.full_like(total, math.nan)))
-        # [()]: NumPy's where gives a 0-d array where the division gave a scalar (as the sum does).
-        out = xp.where(nothing, over_zero, total / xp.where(nothing, 1.0, count))[()]
+        out = divide(xp, xp.sum(losses), xp.sum(cls.weight))
     return as_dtype(xp, out, cls.dtype)
+
+
+def divide(xp: Any, total: Any, count: Any) -> Any:
+    """``total / count`` for a weighted mean, IEEE's answer where ``count`` is 0 (torch's: NaN for
+    0 / 0, every target ignored or every weight 0; ±inf else), without NumPy's division warning."""
+    if compat.is_jax_namespace(xp):
+        # JAX does not warn. The guarded form below keeps XLA from fusing the final sums into the
+        # division: two more small fusions, cross_entropy 1.1-1.4x optax's forward at 256x1000
+        # under jax.jit. Plain, its gradient is torch's too where the count is 0.
+        return total / count
+    nothing = count == 0
+    # Python scalars where they can be (each 0-d operation costs µs in eager code); the NaN not
+    # made from total, whose gradient would then be 0 · NaN.
+    over_zero = xp.where(total > 0, math.inf, xp.where(total < 0, -math.inf, xp.full_like(total, math.nan)))
+    # [()]: NumPy's where gives a 0-d array where the division gave a scalar (as the sum does).
+    return xp.where(nothing, over_zero, total / xp.where(nothing, 1.0, count))[()]

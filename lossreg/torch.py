@@ -26,6 +26,7 @@ from typing import Any, TypeGuard
 import torch
 from torch import nn
 
+from .errors import LossTypeError
 from .registry import Loss, LossSpec, registry
 from .registry import from_config as lossreg_from_config
 
@@ -43,12 +44,17 @@ class LossModule(nn.Module):
         super().__init__()
         spec = self.spec
         if len(args) > len(self._positional):
-            raise TypeError(f"{spec.class_name}() takes {len(self._positional)} positional option(s) "
-                            f"({', '.join(self._positional) or 'none'}), {len(args)} were given; "
-                            "pass options by keyword")
+            # torch.nn's next positional argument is most often the deprecated size_average.
+            extra = _torch_parameter(spec, len(self._positional))
+            raise LossTypeError(spec.name, extra or "options",
+                                f"at most {len(self._positional)} positional option(s) "
+                                f"({', '.join(self._positional) or 'none'}), then options by keyword"
+                                + (" (torch.nn's deprecated size_average and reduce are not taken: pass "
+                                   "reduction='none', 'mean' or 'sum')" if extra in ("size_average", "reduce") else ""),
+                                f"{len(args)} positional arguments")
         for key, value in zip(self._positional, args):
             if key in options:
-                raise TypeError(f"{spec.class_name}() got multiple values for option '{key}'")
+                raise LossTypeError(spec.name, key, "one value", "one by position and one by keyword")
             options[key] = value
         options = self._loss_class()(**options).options  # the class form checks the option names
         for key, value in options.items():
@@ -187,6 +193,16 @@ def _as_tensor(value: Any) -> torch.Tensor | None:
         return value
     tensor = torch.as_tensor(value)
     return tensor.to(torch.get_default_dtype()) if not tensor.is_floating_point() else tensor
+
+
+def _torch_parameter(spec: LossSpec, index: int) -> str | None:
+    """The name of torch.nn's positional constructor argument ``index`` for this loss, if any."""
+    reference = getattr(nn, spec.class_name, None)
+    if not (isinstance(reference, type) and issubclass(reference, nn.Module)):
+        return None
+    params = [p.name for p in list(inspect.signature(reference.__init__).parameters.values())[1:]
+              if p.kind is p.POSITIONAL_OR_KEYWORD]
+    return params[index] if index < len(params) else None
 
 
 def _torch_positional(spec: LossSpec) -> tuple[str, ...]:

@@ -263,3 +263,65 @@ def test_module_misuse_is_a_clear_error() -> None:
         lossreg_torch.LinearCrossEntropyLoss(4, 3, linear_bias=torch.zeros(3))
     with pytest.raises(TypeError, match=r"takes \(input, target\)"):
         lossreg_torch.LinearCrossEntropyLoss(4, 3)(torch.zeros(2, 4), torch.zeros(3, 4), torch.zeros(2))
+
+
+@pytest.mark.parametrize("layer_dtype", [torch.bfloat16, torch.float16, torch.float64])
+def test_states_and_a_layer_of_different_dtypes_are_promoted_where_torch_refuses_them(layer_dtype) -> None:
+    """A documented difference: float32 hidden states against a layer of another floating dtype
+    give the promoted dtype's loss (accumulated in float64 if either is, else float32), where
+    torch's matmul raises."""
+    h, t = torch.randn(6, 4, dtype=torch.float32), torch.randint(0, 5, (6,))
+    w = torch.randn(5, 4, dtype=layer_dtype, requires_grad=True)
+    with pytest.raises(RuntimeError, match="same dtype"):
+        F.linear_cross_entropy(h, w, t)
+    got = lossreg.linear_cross_entropy(h, w, t)
+    assert got.dtype == torch.promote_types(torch.float32, layer_dtype)
+    want = F.cross_entropy(h.double() @ w.double().T, t)
+    torch.testing.assert_close(got.double(), want, rtol=1e-6 if layer_dtype == torch.float64 else 1e-5, atol=0)
+    got.backward()
+    assert w.grad is not None and w.grad.dtype == layer_dtype
+
+
+class _Shapes(torch.utils._python_dispatch.TorchDispatchMode):
+    """The shapes of the tensors torch's operators write while it is on (views and aliases of
+    existing tensors, which write nothing, left out)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.made: list[tuple[int, ...]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+        out = func(*args, **(kwargs or {}))
+        if not (func.is_view or func.overloadpacket in (torch.ops.aten.detach, torch.ops.aten.alias)):
+            self.made += [tuple(x.shape) for x in (out if isinstance(out, (tuple, list)) else [out])
+                          if isinstance(x, torch.Tensor)]
+        return out
+
+
+@pytest.mark.parametrize("frozen", ["linear_weight", "input", "linear_bias"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_a_frozen_head_or_frozen_states_get_no_gradient_made_for_them(frozen: str, reduction: str) -> None:
+    """Training only the hidden states (a frozen or tied lm head, LoRA) or only the head (a linear
+    probe on frozen features): the kernel makes only the gradients asked for (no V×D d_weight for
+    a frozen head) and those are torch's, as for the unfused F.linear + F.cross_entropy."""
+    n, d, v = 48, 8, 200
+    gen = torch.Generator().manual_seed(0)
+    arrays = {"input": torch.randn(n, d, generator=gen, dtype=torch.float64),
+              "linear_weight": torch.randn(v, d, generator=gen, dtype=torch.float64),
+              "linear_bias": torch.randn(v, generator=gen, dtype=torch.float64)}
+    for name, x in arrays.items():
+        x.requires_grad_(name != frozen)
+    t = torch.randint(0, v, (n,), generator=gen)
+    with _Shapes() as seen:
+        ours = lossreg.linear_cross_entropy(arrays["input"], arrays["linear_weight"], t,
+                                            linear_bias=arrays["linear_bias"], reduction=reduction, chunk_size=16)
+        seed = torch.rand(ours.shape, generator=gen, dtype=torch.float64)
+        trained = [x for x in arrays.values() if x.requires_grad]
+        got = torch.autograd.grad((ours * seed).sum(), trained)
+    frozen_shape = tuple(arrays[frozen].shape)
+    assert frozen_shape not in seen.made, f"a gradient of the frozen {frozen} was made"
+    theirs = F.cross_entropy(F.linear(arrays["input"], arrays["linear_weight"], arrays["linear_bias"]), t,
+                             reduction=reduction)
+    torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
+    for g, want in zip(got, torch.autograd.grad((theirs * seed).sum(), trained)):
+        torch.testing.assert_close(g, want, rtol=1e-10, atol=1e-12)

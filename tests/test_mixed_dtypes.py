@@ -91,3 +91,14 @@ def test_where_torch_promotes_lossreg_promotes(call):
     want, got = call(F, a, b), call(lossreg, a, b)
     assert want.dtype == got.dtype == torch.float64
     torch.testing.assert_close(got, want)
+
+
+def test_bce_promotes_an_input_and_a_target_of_two_dtypes_where_torch_refuses_them():
+    """A documented difference: torch's BCELoss raises "Found dtype Double but expected Float";
+    lossreg promotes, as torch does for the other losses, giving the float64 answer."""
+    a, b = torch.tensor(P, dtype=torch.float32), torch.tensor(P[::-1].copy(), dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="Found dtype Double but expected Float"):
+        F.binary_cross_entropy(a, b)
+    got = lossreg.binary_cross_entropy(a, b)
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got, F.binary_cross_entropy(a.double(), b))

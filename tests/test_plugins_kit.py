@@ -45,6 +45,14 @@ def test_check_conformance_passes_and_returns_the_outcomes(plugin):
         (b, d, "passed") for b in ("numpy", "torch") for d in ("float32", "float64")}
 
 
+def test_check_conformance_warns_of_each_backend_it_could_not_run(plugin):
+    if lossreg.registry().backends["cupy"].unavailable() is None:
+        pytest.skip("CuPy runs here; the check needs a backend that cannot")
+    with pytest.warns(UserWarning, match="lossreg conformance: backend cupy not run: cupy is not installed"):
+        outcomes = check_conformance(plugin="kit", backends="numpy,cupy", dtypes=["float64"])
+    assert [(o.backend, o.status) for o in outcomes] == [("numpy", "passed")]
+
+
 def test_check_conformance_fails_with_the_matrix(plugin):
     plugin.cases = [_case(9.0, [3.0, 11.0])]  # a wrong gradient: only backends with autograd see it
     lossreg.reload()
@@ -87,7 +95,8 @@ def test_check_conformance_fails_for_a_plugin_with_faults():
 def test_check_conformance_skips_when_no_backend_can_run(monkeypatch):
     backend = lossreg.registry().backends["numpy"]
     monkeypatch.setattr(type(backend), "unavailable", lambda self: "pretend it is not installed")
-    with pytest.raises(pytest.skip.Exception, match="not run: numpy: pretend it is not installed"):
+    with pytest.raises(pytest.skip.Exception, match="not run: numpy: pretend it is not installed"), \
+            pytest.warns(UserWarning, match="backend numpy not run: pretend it is not installed"):
         check_conformance(["mse_loss"], backends=["numpy"])
 
 

@@ -71,6 +71,24 @@ def test_conformance_passes_on_numpy_array_api_strict_torch_and_read_only_numpy(
     assert all(o["status"] == "passed" for o in outcomes), [o for o in outcomes if o["status"] != "passed"]
 
 
+def test_conformance_of_a_plugin_by_its_distribution_name_runs_every_loss_it_registered(site, tmp_path):
+    report = tmp_path / "report.json"
+    done = run([*LOSSREG, "conformance", "--backend", "numpy", "--plugin", "lossreg-segmentation", "--loss", "mse",
+                "--json", str(report)], site)
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
+    checked = {o["loss"] for o in json.loads(report.read_text())["outcomes"]}
+    assert checked == {*SEGMENTATION, "mse_loss"}
+
+
+def test_conformance_of_a_plugin_that_is_not_loaded_is_an_error_saying_why(site):
+    blocked = run([*LOSSREG, "conformance", "--plugin", "lossreg_extras"], site, LOSSREG_BLOCK_PLUGINS="extras")
+    assert blocked.returncode == 2
+    assert "lossreg plugin 'extras' is blocked: skipped by LOSSREG_BLOCK_PLUGINS" in blocked.stderr
+    unknown = run([*LOSSREG, "conformance", "--plugin", "segmentatoin"], site)
+    assert unknown.returncode == 2
+    assert "no lossreg plugin named 'segmentatoin' is loaded (plugins: " in unknown.stderr
+
+
 def test_loading_the_plugins_imports_no_torch(site):
     report = probe(site, "out['torch'] = 'torch' in sys.modules", LOSSREG_SLOW_IMPORT_S="30")
     assert report["torch"] is False and report["warnings"] == []

@@ -83,3 +83,28 @@ def test_a_take_over_does_not_depend_on_which_plugin_loads_first(order):
     finally:
         for name in order:
             lossreg.unregister_plugin(name)
+
+
+@define_loss(class_name="HalfSquaredError", aliases=("mse",), differentiable=("input", "target"), replace=True)
+def half_squared_error(input, target, /, *, reduction="mean"):  # noqa: ANN001, ANN201
+    """``(x - y)² / 2``, taking over the built-in MSE by its alias "mse" alone."""
+    xp, x, y, dtype = toolkit.pointwise_inputs("half_squared_error", input, target, reduction)
+    return toolkit.reduce(xp, (x - y) ** 2 / 2, reduction, dtype)
+
+
+def test_taking_over_one_alias_takes_over_the_loss_under_all_its_names():
+    torch = pytest.importorskip("torch")
+    lossreg.register_plugin(_plugin(half_squared_error), name="half-mse")
+    try:
+        x, y = np.array([1.0, 3.0]), np.zeros(2)  # the built-in MSE: 5.0; the replacement: 2.5
+        for name in ("mse", "mse_loss", "MSELoss", "half_squared_error"):
+            assert lossreg.spec(name).plugin == "half-mse", name
+            assert float(lossreg.get(name)(x, y)) == 2.5, name
+        assert float(lossreg.mse_loss(x, y)) == 2.5  # the built-in's module attribute
+        assert float(lossreg.mse_loss(torch.tensor(x), torch.tensor(y))) == 2.5  # its torch kernel went too
+        reg = lossreg.registry()
+        assert not [c for c in reg.cases if lossreg.core.normalize(c.loss) in ("mseloss", "mse")]
+        assert not reg.plugins["half-mse"].faults and not reg.plugins["lossreg"].faults
+    finally:
+        lossreg.unregister_plugin("half-mse")
+    assert float(lossreg.mse_loss(np.array([1.0, 3.0]), np.zeros(2))) == 5.0

@@ -87,3 +87,21 @@ def smooth_cases() -> Iterator[dict[str, Any]]:
                  {"weight": np.ones((2,))})
     yield raises("huber_loss", "integer-weight", "LossTypeError", {"input": np.zeros(3), "target": np.zeros(3)},
                  {"weight": np.ones(3, dtype="int64")})
+    # F.mse_loss's and F.l1_loss's weight (torch 2.13; their modules have none): the input's
+    # shape, "mean" the weighted mean Σ w ℓ / Σ w. Own generator: the cases above stay as they were.
+    rng = np.random.default_rng(20261201)
+    for loss, ref in (("mse_loss", F.mse_loss), ("l1_loss", F.l1_loss)):
+        for shape_name, shape in (("vector", (5,)), ("matrix", (3, 4)), ("scalar", ())):
+            x, y, w = rng.normal(size=shape), rng.normal(size=shape), rng.uniform(0.0, 2.0, size=shape)
+            for reduction in REDUCTIONS:
+                yield golden(loss, ref, f"weight-{shape_name}-{reduction}", {"input": x, "target": y},
+                             {"reduction": reduction, "weight": w})
+        # All weights 0 (or none at all): 0 / 0, NaN as torch's weighted mean.
+        yield golden(loss, ref, "weight-zero-mean", {"input": np.array([1.0, 2.0]), "target": np.zeros(2)},
+                     {"reduction": "mean", "weight": np.zeros(2)}, grads=False)
+        yield golden(loss, ref, "weight-empty-mean", {"input": np.zeros(0), "target": np.zeros(0)},
+                     {"reduction": "mean", "weight": np.zeros(0)}, grads=False)
+        yield raises(loss, "weight-shape", "LossValueError", {"input": np.zeros((3, 2)), "target": np.zeros((3, 2))},
+                     {"weight": np.ones((2,))})
+        yield raises(loss, "integer-weight", "LossTypeError", {"input": np.zeros(3), "target": np.zeros(3)},
+                     {"weight": np.ones(3, dtype="int64")})

@@ -89,15 +89,15 @@ def _reduce(kernels: tuple[Any, Any], input: Any, target: Any, reduction: str) -
 
 
 @_guarded
-def mse_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
-    if not _pair(input, target, reduction):
+def mse_loss(input: Any, target: Any, /, *, reduction: str = "mean", weight: Any = None) -> Any:
+    if weight is not None or not _pair(input, target, reduction):
         return NotImplemented
     return _reduce(_sq, input, target, reduction)
 
 
 @_guarded
-def l1_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
-    if not _pair(input, target, reduction):
+def l1_loss(input: Any, target: Any, /, *, reduction: str = "mean", weight: Any = None) -> Any:
+    if weight is not None or not _pair(input, target, reduction):
         return NotImplemented
     return _reduce(_abs, input, target, reduction)
 

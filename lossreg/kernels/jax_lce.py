@@ -29,6 +29,7 @@ from jax import lax
 
 from .. import chunked
 from ..chunked import chunk_loss, reduce_tokens, token_weights
+from ..errors import UnsupportedError
 
 
 class _Meta(NamedTuple):
@@ -238,8 +239,16 @@ def linear_cross_entropy(input: Any, linear_weight: Any, target: Any, /, *, line
     meta = _Meta(reduction, inp.shape, inp.dtype, inp.work, (tokens, vocab), float(label_smoothing),
                  float(z_loss), None if softcap is None else float(softcap), bool(recompute),
                  max(1, chunked.WEIGHT_GRAD_ELEMENTS // max(inp.hidden.shape[1], 1)))
-    return _lce_compiled(meta, inp.hidden, inp.weight, inp.bias, inp.target, inp.active, inp.bad, inp.class_weight,
-                         inp.counts)
+    try:
+        return _lce_compiled(meta, inp.hidden, inp.weight, inp.bias, inp.target, inp.active, inp.bad,
+                             inp.class_weight, inp.counts)
+    except TypeError as exc:  # JAX's own words for a custom_vjp under jvp name neither the loss nor the way out
+        if "forward-mode" not in str(exc):
+            raise
+        raise UnsupportedError("linear_cross_entropy: the JAX kernel gives first derivatives by reverse mode "
+                               "only (no jax.jvp, jacfwd or linearize; jax.hessian works); "
+                               "lossreg.use_kernels(False) differentiates the portable definition in every mode"
+                               ) from exc
 
 
 KERNELS = {"linear_cross_entropy": linear_cross_entropy}

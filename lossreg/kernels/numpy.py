@@ -153,17 +153,17 @@ def binary_cross_entropy(input: Any, target: Any, /, *, weight: Any = None, redu
     return _reduce(losses, reduction)
 
 
-def mse_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
-    if not _same(input, target, reduction):
+def mse_loss(input: Any, target: Any, /, *, reduction: str = "mean", weight: Any = None) -> Any:
+    if weight is not None or not _same(input, target, reduction):
         return NotImplemented
     diff = input - target
     return _reduce(np.multiply(diff, diff, out=diff), reduction)
 
 
-def l1_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
+def l1_loss(input: Any, target: Any, /, *, reduction: str = "mean", weight: Any = None) -> Any:
     # |d| in place of the portable sign(d)·d (there for its gradient): the same values, one
     # array instead of three.
-    if not _same(input, target, reduction):
+    if weight is not None or not _same(input, target, reduction):
         return NotImplemented
     diff = input - target
     return _reduce(np.abs(diff, out=diff), reduction)

@@ -135,14 +135,16 @@ def _pointwise(aten: Any, functional: Any, input: Any, target: Any, reduction: s
         return NotImplemented
 
 
-def mse_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
-    if not _pair(input, target, reduction):
+def mse_loss(input: Any, target: Any, /, *, reduction: str = "mean", weight: Any = None) -> Any:
+    """torch's own, without ``weight`` (``F.mse_loss`` computes a weighted one op by op, as the
+    portable definition does)."""
+    if weight is not None or not _pair(input, target, reduction):
         return NotImplemented
     return _pointwise(_nn.mse_loss, F.mse_loss, input, target, reduction)
 
 
-def l1_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
-    if not _pair(input, target, reduction):
+def l1_loss(input: Any, target: Any, /, *, reduction: str = "mean", weight: Any = None) -> Any:
+    if weight is not None or not _pair(input, target, reduction):
         return NotImplemented
     return _pointwise(_nn.l1_loss, F.l1_loss, input, target, reduction)
 
@@ -332,6 +334,10 @@ def ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: A
     # to ~10 % of an element where exp(log_probs) and the posteriors nearly cancel (the regression
     # case fuzz-0fca803065), which the portable path, and so this kernel, must not. Its values
     # are as accurate as the portable ones, so a forward pass alone runs in the input's dtype.
+    if isinstance(log_probs, Tensor) and log_probs.device.type != "cpu":  # cuDNN's CPU targets and lengths
+        targets, input_lengths, target_lengths = (
+            x.to(log_probs.device) if isinstance(x, Tensor) and x.device.type == "cpu" else x
+            for x in (targets, input_lengths, target_lengths))
     if (not isinstance(targets, Tensor) or log_probs.dtype not in _FLOAT or log_probs.ndim not in (2, 3)
             or reduction not in _ENUM or type(zero_infinity) is not bool or type(blank) is not int
             or targets.dtype not in _INDEX or targets.device != log_probs.device or not log_probs.numel()):

@@ -66,12 +66,19 @@ def _logits(h: Tensor, w: Tensor, b: Tensor | None, softcap: float | None) -> Te
     return z
 
 
+# The gradients an operator call makes (``needs``, a bit mask): those of the inputs that require
+# one, so that a frozen head (LoRA) costs no V×D array and matmul, frozen states (a linear probe)
+# no N×V×D matmul.
+HIDDEN, WEIGHT, BIAS = 1, 2, 4
+ALL = HIDDEN | WEIGHT | BIAS
+
+
 def _chunk(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, coef: Tensor | None, ls: float,
            zl: float, cap: float | None, vocab: int, lse: Tensor | None,
-           acc: tuple[Tensor, Tensor, Tensor | None] | None,
+           acc: tuple[Tensor | None, Tensor | None, Tensor | None] | None,
            cw: Tensor | None = None, wy: Tensor | None = None) -> tuple[Tensor | None, Tensor]:
     """Losses and lse of one chunk; with ``acc = (d_hidden rows, d_weight, d_bias)`` adds the
-    gradients, ``coef`` being d result / d loss per token (the formulas of ``chunked.chunk_loss``);
+    gradients (each None that is not wanted), ``coef`` being d result / d loss per token (the formulas of ``chunked.chunk_loss``);
     ``cw`` (V,) the class weights, if any, and ``wy`` (B,) the target's weight of each token.
 
     Each block of logits is one array, turned in place into exponentials and then into its
@@ -85,10 +92,11 @@ def _chunk(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, coef:
         rows: tuple[Tensor, Tensor] = _triton_rows()(z, t, act, None if acc is None else coef, ls, zl, cap)
         if acc is not None:
             d_h, d_w, d_b = acc
-            d_h.copy_(torch.mm(z, w))
-            if z.dtype == d_w.dtype:
+            if d_h is not None:
+                d_h.copy_(torch.mm(z, w))
+            if d_w is not None and z.dtype == d_w.dtype:
                 d_w.addmm_(z.t(), h)  # accumulated inside the matmul: no temporary of d_weight's size
-            else:
+            elif d_w is not None:
                 d_w.add_(torch.mm(z.t(), h))
             if d_b is not None:
                 d_b.add_(z.sum(0, dtype=d_b.dtype))
@@ -161,13 +169,17 @@ def _chunk(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, coef:
             g.mul_(deriv)
             deriv = None
         gw = g.to(w.dtype) if w.dtype in _HALF else g
-        if j == 0:
+        if d_h is None:
+            pass  # frozen hidden states (a linear probe): no N×V×D matmul for them
+        elif j == 0:
             d_h.copy_(torch.mm(gw, w[j:k]))
         elif gw.dtype == d_h.dtype:
             d_h.addmm_(gw, w[j:k])
         else:  # half-precision matmuls (CUDA), float32 sums
             d_h.add_(torch.mm(gw, w[j:k]))
-        if gw.dtype == d_w.dtype:
+        if d_w is None:
+            pass  # a frozen head (LoRA, a tied embedding kept fixed): no V×D array, no matmul
+        elif gw.dtype == d_w.dtype:
             d_w[j:k].addmm_(gw.t(), h)  # accumulated inside the matmul: no temporary of d_weight's size
         else:
             d_w[j:k].add_(torch.mm(gw.t(), h))
@@ -238,9 +250,11 @@ def _plan(n: int, v: int, tokens: int, vocab: int, cuda: bool) -> tuple[int, int
 
 def _sweep(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, opts: tuple[int, int, float, float, float | None],
            coef: Tensor | None, lse: Tensor | None = None, cw: Tensor | None = None,
-           wy: Tensor | None = None) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor | None] | None]:
+           wy: Tensor | None = None, needs: int = ALL
+           ) -> tuple[Tensor, Tensor, tuple[Tensor | None, Tensor | None, Tensor | None] | None]:
     """Every chunk of tokens: per-token losses and lse (N,), and the gradients when ``coef`` is given
-    (from the saved ``lse`` when given, recomputing the logits: the Cut Cross-Entropy backward);
+    (from the saved ``lse`` when given, recomputing the logits: the Cut Cross-Entropy backward),
+    those ``needs`` names (:data:`HIDDEN` | :data:`WEIGHT` | :data:`BIAS`; the others None);
     ``cw`` (V,) class weights and ``wy`` (N,) each token's ``cw[target]``, or both None."""
     tokens, vocab, ls, zl, cap = opts
     acc, w_acc, _ = _dtypes(h, w, b)
@@ -253,14 +267,16 @@ def _sweep(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, opts:
     lse_out = torch.empty(n, dtype=acc, device=h.device)
     full = None
     if coef is not None:
-        full = (torch.empty(n, d, dtype=acc, device=h.device), torch.zeros(w.shape, dtype=w_acc, device=h.device),
-                None if b is None else torch.zeros(b.shape, dtype=acc, device=h.device))
+        full = (torch.empty(n, d, dtype=acc, device=h.device) if needs & HIDDEN else None,
+                torch.zeros(w.shape, dtype=w_acc, device=h.device) if needs & WEIGHT else None,
+                torch.zeros(b.shape, dtype=acc, device=h.device) if b is not None and needs & BIAS else None)
     reuse = lse is not None and vocab < w.shape[0]  # one block: the logits are made once anyway
     for i in range(0, n, step):
         sl = slice(i, i + step)
         li, si = _chunk(h[sl], w, b, t[sl], act[sl], None if coef is None else coef[sl], ls, zl, cap, vocab,
                         lse[sl] if lse is not None and reuse else None,
-                        None if full is None else (full[0][sl], full[1], full[2]), cw, None if wy is None else wy[sl])
+                        None if full is None else (None if full[0] is None else full[0][sl], full[1], full[2]), cw,
+                        None if wy is None else wy[sl])
         if li is not None:
             losses[sl] = li
         lse_out[sl] = si
@@ -289,66 +305,69 @@ def _reduce(losses: Tensor, act: Tensor, bad: Tensor | None, reduction: str, dty
 # tensors) and hashable constants; ``tokens``/``vocab`` 0 means "plan from the shapes".
 
 _Outputs = tuple[Tensor, Tensor, Tensor, Tensor, Tensor]
-_INPUTS = 15  # of the forward operator: autograd's formula returns a gradient (or None) for each
+_INPUTS = 16  # of the forward operator: autograd's formula returns a gradient (or None) for each
 
 
 @torch.library.custom_op("lossreg::linear_cross_entropy", mutates_args=())
 def _forward_op(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, bad: Tensor | None,
                 cw: Tensor | None, wy: Tensor | None, reduction: str, tokens: int, vocab: int, ls: float, zl: float,
-                cap: float | None, early: bool) -> _Outputs:
+                cap: float | None, early: bool, needs: int) -> _Outputs:
     """``(result, lse (N,), d_hidden, d_weight, d_bias)``: the gradients of the "mean"/"sum" result
-    when ``early`` (Liger-style, made in the forward pass), else (and without a bias) empty.
+    when ``early`` (Liger-style, made in the forward pass), those ``needs`` names; else (and
+    without a bias) empty.
     ``cw``/``wy``: the class weights and each token's weight of its target (not differentiated,
     as torch's), or None."""
     acc, _, out = _dtypes(h, w, b)
     coef = _base_coef(act, reduction, acc, wy) if early else None
-    losses, lse, full = _sweep(h, w, b, t, act, (tokens, vocab, ls, zl, cap), coef, None, cw, wy)
+    losses, lse, full = _sweep(h, w, b, t, act, (tokens, vocab, ls, zl, cap), coef, None, cw, wy, needs)
     result = _reduce(losses, act, bad, reduction, out, wy)
     if full is None:
         return result, lse, *(h.new_empty(0, dtype=acc) for _ in range(3))  # type: ignore[return-value]
-    d_h, d_w, d_b = full
-    return result, lse, d_h, d_w, h.new_empty(0, dtype=acc) if d_b is None else d_b
+    return (result, lse, *(h.new_empty(0, dtype=acc) if x is None else x for x in full))  # type: ignore[return-value]
 
 
 @_forward_op.register_fake
 def _forward_fake(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, bad: Tensor | None,
                   cw: Tensor | None, wy: Tensor | None, reduction: str, tokens: int, vocab: int, ls: float, zl: float,
-                  cap: float | None, early: bool) -> _Outputs:
+                  cap: float | None, early: bool, needs: int) -> _Outputs:
     acc, w_acc, out = _dtypes(h, w, b)
     n = h.shape[0]
     result = h.new_empty((n,) if reduction == "none" else (), dtype=out)
     lse = h.new_empty((n,), dtype=acc)
     if not early:
         return result, lse, h.new_empty(0, dtype=acc), h.new_empty(0, dtype=acc), h.new_empty(0, dtype=acc)
-    return (result, lse, h.new_empty(h.shape, dtype=acc), w.new_empty(w.shape, dtype=w_acc),
-            h.new_empty(0 if b is None else b.shape[0], dtype=acc))
+    return (result, lse, h.new_empty(h.shape if needs & HIDDEN else 0, dtype=acc),
+            w.new_empty(w.shape if needs & WEIGHT else 0, dtype=w_acc),
+            h.new_empty(b.shape[0] if b is not None and needs & BIAS else 0, dtype=acc))
 
 
 @torch.library.custom_op("lossreg::linear_cross_entropy_backward", mutates_args=())
 def _backward_op(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, cw: Tensor | None,
                  wy: Tensor | None, coef: Tensor, lse: Tensor, tokens: int, vocab: int, ls: float, zl: float,
-                 cap: float | None) -> tuple[Tensor, Tensor, Tensor]:
-    """``(d_hidden, d_weight, d_bias)`` of ``Σ coef_n ℓ_n`` in the inputs' dtypes (d_bias empty
-    without a bias), each chunk's logits made again from the saved log-sum-exp (Cut Cross-Entropy)."""
-    _, _, full = _sweep(h, w, b, t, act, (tokens, vocab, ls, zl, cap), coef, lse, cw, wy)
+                 cap: float | None, needs: int) -> tuple[Tensor, Tensor, Tensor]:
+    """``(d_hidden, d_weight, d_bias)`` of ``Σ coef_n ℓ_n`` in the inputs' dtypes (empty where
+    ``needs`` does not name them, or without a bias), each chunk's logits made again from the
+    saved log-sum-exp (Cut Cross-Entropy)."""
+    _, _, full = _sweep(h, w, b, t, act, (tokens, vocab, ls, zl, cap), coef, lse, cw, wy, needs)
     assert full is not None
-    d_h, d_w, d_b = full
-    return d_h.to(h.dtype), d_w.to(w.dtype), h.new_empty(0) if d_b is None or b is None else d_b.to(b.dtype)
+    return tuple(h.new_empty(0) if x is None else x.to(y.dtype)  # type: ignore[return-value]
+                 for x, y in zip(full, (h, w, h if b is None else b)))
 
 
 @_backward_op.register_fake
 def _backward_fake(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, cw: Tensor | None,
                    wy: Tensor | None, coef: Tensor, lse: Tensor, tokens: int, vocab: int, ls: float, zl: float,
-                   cap: float | None) -> tuple[Tensor, Tensor, Tensor]:
-    return h.new_empty(h.shape), w.new_empty(w.shape), h.new_empty(0) if b is None else b.new_empty(b.shape)
+                   cap: float | None, needs: int) -> tuple[Tensor, Tensor, Tensor]:
+    return (h.new_empty(h.shape if needs & HIDDEN else 0), w.new_empty(w.shape if needs & WEIGHT else 0),
+            h.new_empty(0) if b is None or not needs & BIAS else b.new_empty(b.shape))
 
 
 def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: _Outputs) -> None:
-    h, w, b, t, act, bad, cw, wy, reduction, *opts, early = inputs
+    h, w, b, t, act, bad, cw, wy, reduction, *opts, early, needs = inputs
     _, lse, d_h, d_w, d_b = output
     ctx.mark_non_differentiable(lse, d_h, d_w, d_b)
     ctx.set_materialize_grads(False)  # else autograd passes zeros of d_weight's size for the extra outputs
-    ctx.early, ctx.reduction, ctx.opts = early, reduction, tuple(opts)
+    ctx.early, ctx.reduction, ctx.opts, ctx.needs = early, reduction, tuple(opts), needs
     # Eager autograd tracks the inputs (torch.func's levels are told apart in _refuse_second_order).
     ctx.tracked = not torch._C._are_functorch_transforms_active() and \
         any(x is not None and x.requires_grad for x in (h, w, b))
@@ -359,10 +378,10 @@ def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: _Outputs) -> None:
         # Eager: the first backward pass scales these in place (_backward), so they are held
         # here, outside autograd's saved tensors (whose version check would refuse a second
         # pass); a second pass (retain_graph=True) recomputes them from the saved inputs.
-        ctx.early_grads = (d_h, d_w, None if b is None else d_b)
+        ctx.early_grads = (d_h, d_w, d_b)
         ctx.save_for_backward(h, w, b, t, act, bad, cw, wy, lse)
     elif early:
-        ctx.save_for_backward(d_h, d_w, None if b is None else d_b, bad)
+        ctx.save_for_backward(d_h, d_w, d_b, bad)
     else:
         ctx.save_for_backward(h, w, b, t, act, bad, cw, wy, lse)
 
@@ -379,19 +398,16 @@ def _backward(ctx: Any, grad: Tensor | None, *unused: Any) -> tuple[Tensor | Non
     legacy = torch._C._functorch.is_legacy_batchedtensor(grad)
     if legacy and ctx.early_grads is not None:
         (d_h, d_w, d_b), bad = ctx.early_grads, saved[5]
-        d_h, d_w = d_h * grad, d_w * grad
-        d_b = None if d_b is None else d_b * grad
+        d_h, d_w, d_b = d_h * grad, d_w * grad, d_b * grad
     elif ctx.early_grads is not None and _plain(grad):
         # Eager, the first pass: scaled in place, as a copy would hold the gradients twice
         # (d_weight is V×D), and let go of; a second pass recomputes them (below).
         (d_h, d_w, d_b), bad, ctx.early_grads = ctx.early_grads, saved[5], None
-        d_h, d_w = d_h.mul_(grad), d_w.mul_(grad)
-        d_b = None if d_b is None else d_b.mul_(grad)
+        d_h, d_w, d_b = d_h.mul_(grad), d_w.mul_(grad), d_b.mul_(grad)
     elif ctx.early and not ctx.held:
         # Traced (compiled: Inductor may reuse the buffers) or under torch.func (grad may be batched).
         d_h, d_w, d_b, bad = saved
-        d_h, d_w = d_h * grad, d_w * grad
-        d_b = None if d_b is None else d_b * grad
+        d_h, d_w, d_b = d_h * grad, d_w * grad, d_b * grad
     else:
         h, w, b, t, act, bad, cw, wy, lse = saved
         g = grad.reshape(-1) if ctx.reduction == "none" else grad
@@ -399,11 +415,11 @@ def _backward(ctx: Any, grad: Tensor | None, *unused: Any) -> tuple[Tensor | Non
         # Detached: torch.func's grad levels would otherwise ask the operator for a formula of its own.
         d_h, d_w, d_b = torch.ops.lossreg.linear_cross_entropy_backward(
             *(None if x is None else x if legacy else x.detach() for x in (h, w, b, t, act, cw, wy, coef, lse)),
-            *ctx.opts)
-        d_b = None if b is None else d_b
-    dh_t, dw_t, db_t = ctx.dtypes  # the forward-made gradients are in the work dtype (a no-op otherwise)
-    d_h, d_w, d_b = d_h.to(dh_t), d_w.to(dw_t), None if d_b is None else d_b.to(db_t)
-    if bad is not None:  # invalid targets were poisoned in the value: so are the gradients
+            *ctx.opts, ctx.needs)
+    # Each gradient not asked for (or of no bias) came as an empty tensor: None to autograd.
+    d_h, d_w, d_b = (x.to(dtype) if dtype is not None and ctx.needs & bit else None
+                     for x, dtype, bit in zip((d_h, d_w, d_b), ctx.dtypes, (HIDDEN, WEIGHT, BIAS)))
+    if bad is not None and d_h is not None:  # invalid targets were poisoned in the value: so are the gradients
         d_h = torch.where(bad.unsqueeze(1), torch.nan, d_h)
     return (d_h, d_w, d_b) + (None,) * (_INPUTS - 3)
 
@@ -509,7 +525,11 @@ def linear_cross_entropy(input: Any, linear_weight: Any, target: Any, /, *, line
                        poison=torch.compiler.is_compiling())
     if inp is None:
         return NotImplemented
-    grads = torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in (inp.hidden, inp.weight, inp.bias))
+    needs = sum(bit for bit, x in ((HIDDEN, inp.hidden), (WEIGHT, inp.weight), (BIAS, inp.bias))
+                if x is not None and x.requires_grad) if torch.is_grad_enabled() else 0
+    if torch._C._are_functorch_transforms_active():
+        needs = needs and ALL  # which level asks for which gradient is torch.func's business: all of them
+    grads = needs != 0
     cw, wy = (None, None) if inp.class_weight is None else (inp.class_weight.detach(), inp.counts.detach())
     # The chunks gather by target - offset: a narrow label dtype (a uint8 map with ignore_index=255,
     # which the preamble keeps as it is) would wrap below 0, and gather takes only int32/int64.
@@ -517,7 +537,7 @@ def linear_cross_entropy(input: Any, linear_weight: Any, target: Any, /, *, line
     args = (inp.hidden, inp.weight, inp.bias, target, inp.active, inp.bad, cw, wy, reduction,
             *_chunk_args(inp.chunk_size),
             float(label_smoothing), float(z_loss), None if softcap is None else float(softcap),
-            grads and not recompute and reduction != "none")
+            grads and not recompute and reduction != "none", needs)
     # Also inside torch.autograd.forward_ad's dual levels (a private counter, read defensively):
     # the operator alone would drop the tangents of inputs that do not require grad (an answer
     # of zero), where this raises.

@@ -14,48 +14,89 @@ from ..registry import define_loss
     class_name="MSELoss",
     aliases=("mse", "mean_squared_error", "squared_error"),
     differentiable=("input", "target"),
+    array_options=("weight",),
     reference="torch.nn.MSELoss",
     false_friends={"l2_loss": "optax's and TensorFlow's l2_loss is ½(x - y)², half of mse_loss's (x - y)²; "
                               "use 0.5 * mse_loss(x, y, reduction='none')"},
 )
-def mse_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
-    r"""Mean squared error: ``ℓ_i = (x_i - y_i)²``, then reduced.
+def mse_loss(input: Any, target: Any, /, *, reduction: str = "mean", weight: Any = None) -> Any:
+    r"""Mean squared error: ``ℓ_i = w_i (x_i - y_i)²``, then reduced.
 
-    $$\ell_i = (x_i - y_i)^2$$
+    $$\ell_i = w_i\,(x_i - y_i)^2$$
 
     Shapes: ``input`` and ``target`` of one shape, any number of dimensions. torch broadcasts
     unequal shapes with a warning; as the source document requires, lossreg refuses them.
+    ``weight`` (as ``F.mse_loss`` takes it; ``torch.nn.MSELoss`` does not) has the input's
+    shape, and "mean" is then the weighted mean ``Σ w_i ℓ_i / Σ w_i``; None weighs each term 1.
+
+    Args:
+        weight: per-element weights of the input's shape, or None (all 1).
     """
-    xp, x, y, dtype = toolkit.pointwise_inputs("mse_loss", input, target, reduction)
+    name = "mse_loss"
+    xp, x, y, dtype = toolkit.pointwise_inputs(name, input, target, reduction)
     diff = x - y
-    return toolkit.reduce(xp, diff * diff, reduction, dtype)
+    return _weighted_mean(xp, name, diff * diff, input, weight, reduction, dtype)
 
 
 @define_loss(
     class_name="L1Loss",
     aliases=("l1", "mae", "mean_absolute_error", "absolute_error"),
     differentiable=("input", "target"),
+    array_options=("weight",),
     reference="torch.nn.L1Loss",
 )
-def l1_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
-    r"""Mean absolute error: ``ℓ_i = |x_i - y_i|``, then reduced.
+def l1_loss(input: Any, target: Any, /, *, reduction: str = "mean", weight: Any = None) -> Any:
+    r"""Mean absolute error: ``ℓ_i = w_i |x_i - y_i|``, then reduced.
 
-    $$\ell_i = |x_i - y_i|$$
+    $$\ell_i = w_i\,|x_i - y_i|$$
 
     Shapes: ``input`` and ``target`` of one shape; unequal shapes are an error (torch broadcasts).
-    Less sensitive to outliers than MSE, since errors are not squared.
+    Less sensitive to outliers than MSE, since errors are not squared. ``weight`` as in
+    :func:`mse_loss` (``F.l1_loss``'s: "mean" is ``Σ w_i ℓ_i / Σ w_i``).
+
+    Args:
+        weight: per-element weights of the input's shape, or None (all 1).
     """
-    xp, x, y, dtype = toolkit.pointwise_inputs("l1_loss", input, target, reduction)
+    name = "l1_loss"
+    xp, x, y, dtype = toolkit.pointwise_inputs(name, input, target, reduction)
     d = x - y
     # |d| with torch's gradient sign(d), 0 at d = 0 (JAX's abs gives 1 there: the mask, which has
     # no gradient, makes it 0) and 0 at NaN on torch. Arithmetic, not where: a where is the
     # slowest elementwise operation on torch's CPU, forward and backward, and XLA does not fuse
     # a select into the reduction that follows.
-    return toolkit.reduce(xp, xp.abs(d) * xp.astype(d != 0, d.dtype), reduction, dtype)
+    return _weighted_mean(xp, name, xp.abs(d) * xp.astype(d != 0, d.dtype), input, weight, reduction, dtype)
+
+
+def _weights(xp: Any, name: str, input: Any, weight: Any, dtype: Any) -> tuple[Any, Any]:
+    """``(weight in the dtype to compute in, the result's dtype)`` for ``F.mse_loss``'s,
+    ``F.l1_loss``'s and ``F.huber_loss``'s per-element ``weight``: floating, of the input's shape
+    (torch raises for any other, broadcastable or not), promoting the result's dtype as torch does."""
+    toolkit.namespace(name, input=input, weight=weight)
+    toolkit.check_floating(name, "weight", weight, xp)
+    toolkit.check_same_shape(name, "weight", weight, "input", input)
+    dtype = toolkit.result_type(xp, dtype, weight.dtype)
+    return toolkit.as_dtype(xp, weight, toolkit.compute_dtype(xp, dtype)), dtype
+
+
+def _weighted_mean(xp: Any, name: str, losses: Any, input: Any, weight: Any, reduction: str, dtype: Any) -> Any:
+    """``losses`` weighted and reduced as ``F.mse_loss`` and ``F.l1_loss`` do: "mean" divides by
+    the sum of the weights (0 / 0 = NaN when they sum to 0 or there are none, as torch's)."""
+    if weight is None:
+        return toolkit.reduce(xp, losses, reduction, dtype)
+    w, dtype = _weights(xp, name, input, weight, dtype)
+    work = toolkit.compute_dtype(xp, dtype)
+    weighted = toolkit.as_dtype(xp, losses, work) * w
+    if reduction != "mean":
+        return toolkit.reduce(xp, weighted, reduction, dtype)
+    return toolkit.as_dtype(xp, toolkit.divide(xp, xp.sum(weighted), xp.sum(w)), dtype)
 
 
 def _huber(xp: Any, d: Any, delta: float) -> Any:
-    """``0.5 d²`` where ``|d| < δ``, else ``δ (|d| - 0.5 δ)``: as ``0.5 q² + δ (|d| - q)`` with ``q = min(|d|, δ)``.
+    """``0.5 d²`` where ``|d| < δ``, else ``δ (|d| - 0.5 δ)``: as ``0.5 q² + δ r`` with ``q = min(|d|, δ)``, ``r = max(|d| - δ, 0)``.
+
+    ``r`` is ``|d| - q`` computed apart from ``q``: differentiated as ``|d| - q``, the gradient
+    inside would be summed as ``δ + (q - δ)``, which loses ``q``'s digits to ``δ``'s (in float32
+    at δ = 1, a residual of 1e-5 got a gradient 0.14 % off; at δ = 1e4, 1e-3 got 0.00195).
 
     Branch-free, so that XLA fuses it into the reduction that follows (a ``where`` is a select,
     which its CPU reduction fusion does not take, and the selected array is written out; masks
@@ -71,7 +112,7 @@ def _huber(xp: Any, d: Any, delta: float) -> Any:
         return 0.5 * d * d
     z = xp.abs(d)
     q = toolkit.minimum(xp, z, delta)
-    return 0.5 * (q * q) + delta * (z - q)
+    return 0.5 * (q * q) + delta * toolkit.maximum(xp, z - delta, 0.0)
 
 
 @define_loss(
@@ -136,14 +177,11 @@ def huber_loss(input: Any, target: Any, /, *, reduction: str = "mean", delta: fl
         raise LossValueError(name, "delta", "a number > 0", repr(delta))
     xp, x, y, dtype = toolkit.pointwise_inputs(name, input, target, reduction)
     if weight is not None:
-        toolkit.namespace(name, input=input, weight=weight)
-        toolkit.check_floating(name, "weight", weight, xp)
-        toolkit.check_same_shape(name, "weight", weight, "input", input)
-        dtype = toolkit.result_type(xp, dtype, weight.dtype)
+        w, dtype = _weights(xp, name, input, weight, dtype)
         work = toolkit.compute_dtype(xp, dtype)
         x, y = toolkit.as_dtype(xp, x, work), toolkit.as_dtype(xp, y, work)
     diff = x - y
     losses = _huber(xp, diff, delta)
     if weight is not None:
-        losses = losses * toolkit.as_dtype(xp, weight, losses.dtype)
+        losses = losses * w
     return toolkit.reduce(xp, losses, reduction, dtype)

@@ -9,7 +9,6 @@ installs them all and runs these tests without skips (tests/test_plugins_real.py
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pytest
@@ -25,20 +24,6 @@ from lossreg_extras import (
 )
 
 rng = np.random.default_rng(5)
-
-
-@pytest.fixture(scope="module")
-def keras():
-    os.environ.setdefault("KERAS_BACKEND", "numpy")  # losses only: Keras' NumPy backend computes them
-    return pytest.importorskip("keras", reason="Keras 3 is not installed (pip install keras)")
-
-
-@pytest.fixture(scope="module")
-def jax():
-    jax = pytest.importorskip("jax", reason="JAX is not installed (pip install jax)")
-    pytest.importorskip("optax", reason="optax is not installed (pip install optax)")
-    with jax.enable_x64(True):
-        yield jax
 
 
 def regression_pair(positive: bool = False) -> tuple[np.ndarray, np.ndarray]:

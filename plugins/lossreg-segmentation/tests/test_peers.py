@@ -8,7 +8,6 @@ without skips (tests/test_plugins_real.py).
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pytest
@@ -31,18 +30,6 @@ def probabilities_and_one_hot() -> tuple[np.ndarray, np.ndarray]:
 def per_channel(a: np.ndarray) -> np.ndarray:
     """(N, C, ...) as (N·C, ...): each (sample, channel) pair becomes a sample of its own."""
     return a.reshape(a.shape[0] * a.shape[1], -1)
-
-
-@pytest.fixture(scope="module")
-def monai():
-    pytest.importorskip("torch", reason="MONAI needs torch")
-    return pytest.importorskip("monai.losses", reason="MONAI is not installed (pip install monai)")
-
-
-@pytest.fixture(scope="module")
-def keras():
-    os.environ.setdefault("KERAS_BACKEND", "numpy")  # losses only: Keras' NumPy backend computes them
-    return pytest.importorskip("keras", reason="Keras 3 is not installed (pip install keras)")
 
 
 def as_torch(*arrays: np.ndarray):

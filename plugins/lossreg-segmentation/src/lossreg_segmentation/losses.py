@@ -112,9 +112,9 @@ def generalized_dice_loss(input: Any, target: Any, /, *, smooth: float = 1e-5, r
     """Generalized Dice loss: Dice summed over classes, each weighted by its inverse squared volume.
 
     ``ℓ_n = 1 - (2 Σ_c w_c Σ x_c y_c + s) / (Σ_c w_c Σ (x_c + y_c) + s)`` with
-    ``w_c = 1 / (Σ y_c)²``; a class absent from a sample's target gets that sample's largest
-    finite weight, as MONAI's ``GeneralizedDiceLoss`` does. Shapes: ``input`` (class
-    probabilities, e.g. a softmax) and ``target`` (one-hot or soft labels) of one shape
+    ``w_c = 1 / (Σ y_c)²``; a class absent from a sample's target (or whose weight would overflow)
+    gets that sample's largest finite weight, as MONAI's ``GeneralizedDiceLoss`` does. Shapes:
+    ``input`` (class probabilities, e.g. a softmax) and ``target`` (one-hot or soft labels) of one shape
     ``(N, C, d1, ...)``, values in [0, 1]; "none" gives ``(N,)``. The weights depend on the target
     only, which is not differentiated.
     """
@@ -129,7 +129,9 @@ def generalized_dice_loss(input: Any, target: Any, /, *, smooth: float = 1e-5, r
     shape = (x.shape[0], x.shape[1], math.prod(x.shape[2:]))
     x, y = xp.reshape(x, shape), xp.reshape(y, shape)
     volume = xp.sum(y, axis=2)  # (N, C)
-    present = volume > 0
+    # A class whose weight would overflow (a soft target's volume below √(2 / max), ~1e-19 in
+    # float32) counts as absent, as MONAI's isinf finds it: an infinite weight made the loss inf / inf.
+    present = volume > math.sqrt(2 / float(xp.finfo(volume.dtype).max))
     w = xp.where(present, 1 / xp.where(present, volume, xp.ones_like(volume)) ** 2, xp.zeros_like(volume))
     w = xp.where(present, w, xp.max(w, axis=1, keepdims=True))
     overlap = xp.sum(w * xp.sum(x * y, axis=2), axis=1)
