@@ -387,3 +387,53 @@ def test_margin_losses_sum_over_an_empty_batch_is_0_where_torch_reads_uninitiali
     """README (*Empty input*): torch's CPU kernels return whatever memory holds; lossreg 0, as every other sum."""
     got = getattr(lossreg, name)(torch.zeros(0, 4, dtype=D), target, reduction="sum")
     assert (got.dtype, got.shape, got.item()) == (D, (), 0.0)
+
+
+# --- Smaller deliberate differences (README, "Where lossreg follows torch") --------------------------
+
+def _differences() -> list[Any]:
+    x, y = _p(4, 3), (_p(4, 3) > 0.5).to(D)
+    a, b, s = x[:, 0], x[:, 1], y[:, 0] * 2 - 1
+    return [
+        pytest.param("binary_cross_entropy", (x, y), {"weight": torch.ones(3, dtype=torch.int64)},
+                     lossreg.LossTypeError, "weight", id="integer BCE weight"),
+        pytest.param("binary_cross_entropy_with_logits", (x, y), {"pos_weight": torch.full((3,), 2, dtype=torch.uint8)},
+                     lossreg.LossTypeError, "pos_weight", id="uint8 pos_weight"),
+        pytest.param("mse_loss", (x, y), {"reduction": "elementwise_mean"}, lossreg.LossValueError, "reduction",
+                     id="legacy elementwise_mean"),
+        pytest.param("margin_ranking_loss", (a, b, s), {"margin": True}, lossreg.LossValueError, "margin",
+                     id="margin=True"),
+        pytest.param("margin_ranking_loss", (a, b, s), {"margin": float("nan")}, lossreg.LossValueError, "margin",
+                     id="margin=nan"),
+    ]
+
+
+@pytest.mark.parametrize(("name", "arrays", "options", "error", "argument"), _differences())
+def test_options_torch_computes_with_are_refused_naming_the_argument(name, arrays, options, error, argument) -> None:
+    getattr(F, name)(*arrays, **options)  # torch computes something
+    with pytest.raises(error, match=rf"^{name}: argument '{argument}' expected "):
+        getattr(lossreg, name)(*arrays, **options)
+
+
+def test_int32_class_targets_are_taken_where_torch_wants_int64() -> None:
+    x, t = _r(4, 3), torch.tensor([0, 1, 2, 1], dtype=torch.int32)
+    with pytest.raises(RuntimeError, match="expected target dtype to be Long or Byte"):
+        F.cross_entropy(x, t)
+    torch.testing.assert_close(lossreg.cross_entropy(x, t), F.cross_entropy(x, t.long()))
+
+
+def test_soft_margin_differentiates_a_target_that_requires_grad_where_torch_raises() -> None:
+    x, t = _r(4, 3), (torch.rand(4, 3, dtype=D) > 0.5).to(D) * 2 - 1
+    with pytest.raises(RuntimeError, match="not differentiable with respect to argument 'target'"):
+        torch.autograd.grad(F.soft_margin_loss(x, t.clone().requires_grad_()), [])
+    target = t.clone().requires_grad_()
+    got, = torch.autograd.grad(lossreg.soft_margin_loss(x, target), target)
+    torch.testing.assert_close(got, -x * torch.sigmoid(-target * x) / x.numel())  # d/dy log(1 + e^{-yx}) / n
+
+
+def test_a_string_number_option_is_a_lossreg_value_error_where_torch_raises_type_error() -> None:
+    a, b, s = _r(4), _r(4), torch.tensor([1.0, -1.0, 1.0, -1.0], dtype=D)
+    with pytest.raises(TypeError, match="must be float, not str"):
+        F.margin_ranking_loss(a, b, s, margin="1")
+    with pytest.raises(lossreg.LossValueError, match=r"^margin_ranking_loss: argument 'margin' expected a number, got '1'"):
+        lossreg.margin_ranking_loss(a, b, s, margin="1")
