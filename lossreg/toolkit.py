@@ -53,7 +53,7 @@ __all__ = [
     "result_type", "compute_dtype", "as_dtype", "device", "reduce", "reduce_classes", "take_class", "class_shape",
     # numerics
     "log_softmax", "log_softmax_parts", "logsumexp", "log_sigmoid", "safe_log", "safe_pow", "safe_abs", "sign",
-    "minimum", "maximum", "clip", "divide",
+    "minimum", "maximum", "clip", "divide", "beside",
     "REDUCTIONS", "OPTIONAL_ARRAYS", "CHECK_MODES",
 ]
 
@@ -550,6 +550,17 @@ def clip(xp: Any, x: Any, min: float | None = None, max: float | None = None) ->
     if compat.is_dask_namespace(xp):
         return x.clip(min, max)
     return xp.clip(x, min=min, max=max)
+
+
+def beside(reference: Any, x: Any) -> Any:
+    """``x`` moved to ``reference``'s device where torch itself would take it as it is: a CPU
+    tensor beside a tensor on another device (torch's ctc_loss moves CPU targets to the
+    log-probabilities' device, cuDNN's form). Anything else is returned unchanged, for the
+    device check that follows to judge."""
+    if (compat.is_torch_array(x) and compat.is_torch_array(reference) and x.device.type == "cpu"
+            and reference.device.type != "cpu"):
+        return x.to(reference.device)
+    return x
 
 
 def reduce(xp: Any, values: Any, reduction: str, dtype: Any = None) -> Any:

@@ -195,26 +195,28 @@ def _as_tensor(value: Any) -> torch.Tensor | None:
     return tensor.to(torch.get_default_dtype()) if not tensor.is_floating_point() else tensor
 
 
-def _torch_parameter(spec: LossSpec, index: int) -> str | None:
-    """The name of torch.nn's positional constructor argument ``index`` for this loss, if any."""
+def _torch_parameters(spec: LossSpec) -> list[str]:
+    """The positional constructor arguments of torch.nn's class of the same name, in order."""
     reference = getattr(nn, spec.class_name, None)
     if not (isinstance(reference, type) and issubclass(reference, nn.Module)):
-        return None
-    params = [p.name for p in list(inspect.signature(reference.__init__).parameters.values())[1:]
-              if p.kind is p.POSITIONAL_OR_KEYWORD]
+        return []
+    return [p.name for p in list(inspect.signature(reference.__init__).parameters.values())[1:]
+            if p.kind is p.POSITIONAL_OR_KEYWORD]
+
+
+def _torch_parameter(spec: LossSpec, index: int) -> str | None:
+    """The name of torch.nn's positional constructor argument ``index`` for this loss, if any."""
+    params = _torch_parameters(spec)
     return params[index] if index < len(params) else None
 
 
 def _torch_positional(spec: LossSpec) -> tuple[str, ...]:
     """The options torch.nn's class of the same name takes positionally, up to the first one lossreg lacks."""
-    reference = getattr(nn, spec.class_name, None)
-    if not (isinstance(reference, type) and issubclass(reference, nn.Module)):
-        return ()
     names = []
-    for p in list(inspect.signature(reference.__init__).parameters.values())[1:]:
-        if p.kind is not p.POSITIONAL_OR_KEYWORD or p.name not in spec.options:
+    for name in _torch_parameters(spec):
+        if name not in spec.options:
             break
-        names.append(p.name)
+        names.append(name)
     return tuple(names)
 
 

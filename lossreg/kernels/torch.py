@@ -334,10 +334,8 @@ def ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: A
     # to ~10 % of an element where exp(log_probs) and the posteriors nearly cancel (the regression
     # case fuzz-0fca803065), which the portable path, and so this kernel, must not. Its values
     # are as accurate as the portable ones, so a forward pass alone runs in the input's dtype.
-    if isinstance(log_probs, Tensor) and log_probs.device.type != "cpu":  # cuDNN's CPU targets and lengths
-        targets, input_lengths, target_lengths = (
-            x.to(log_probs.device) if isinstance(x, Tensor) and x.device.type == "cpu" else x
-            for x in (targets, input_lengths, target_lengths))
+    targets, input_lengths, target_lengths = (toolkit.beside(log_probs, x)  # cuDNN's CPU targets and lengths
+                                              for x in (targets, input_lengths, target_lengths))
     if (not isinstance(targets, Tensor) or log_probs.dtype not in _FLOAT or log_probs.ndim not in (2, 3)
             or reduction not in _ENUM or type(zero_infinity) is not bool or type(blank) is not int
             or targets.dtype not in _INDEX or targets.device != log_probs.device or not log_probs.numel()):

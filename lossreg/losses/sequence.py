@@ -7,8 +7,6 @@ import numbers
 from collections.abc import Callable
 from typing import Any
 
-import array_api_compat as compat
-
 from .. import toolkit
 from ..errors import LossTypeError, LossValueError
 from ..registry import define_loss
@@ -135,16 +133,6 @@ def unrolled(step: Frame, alpha: Any, emit: Any, running: Any) -> Any:
     return alpha
 
 
-def _beside(log_probs: Any, x: Any) -> Any:
-    """``x`` (the targets or lengths) moved to ``log_probs``' device where torch's ctc_loss takes it
-    as it is: a CPU tensor beside log-probabilities on another device (cuDNN's form: torch moves
-    the targets to the log-probabilities' device and reads the lengths on the host)."""
-    if (compat.is_torch_array(x) and compat.is_torch_array(log_probs) and x.device.type == "cpu"
-            and log_probs.device.type != "cpu"):
-        return x.to(log_probs.device)
-    return x
-
-
 def ctc(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, blank: int, reduction: str,
         zero_infinity: bool, over_frames: Callable[[Frame, Any, Any, Any], Any],
         came_from: Predecessors) -> Any:
@@ -152,7 +140,7 @@ def ctc(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, b
     and the sum over each state's three predecessors, ``came_from(xp, alpha, sources, barred)``
     (:func:`gathered` or :func:`sliced`), given."""
     name = "ctc_loss"
-    targets, input_lengths, target_lengths = (_beside(log_probs, x) for x in (targets, input_lengths, target_lengths))
+    targets, input_lengths, target_lengths = (toolkit.beside(log_probs, x) for x in (targets, input_lengths, target_lengths))
     # Lengths may be sequences of ints, as torch.nn.functional.ctc_loss documents (NumPy's ints,
     # from list(array), included, as torch takes them).
     listed = {k: v for k, v in (("input_lengths", input_lengths), ("target_lengths", target_lengths))
