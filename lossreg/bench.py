@@ -206,6 +206,20 @@ def main(argv: Sequence[str] | None = None, *, command: str | None = None) -> in
     return run_from_args(parser.parse_args(argv), command=command)
 
 
+def positive_int(value: str) -> int:
+    """An argparse type: a whole number of at least 1 (``--threads`` here, ``--jobs`` of
+    ``lossreg conformance``), which torch and the process pool refuse otherwise."""
+    import argparse
+
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {number}")
+    return number
+
+
 def add_arguments(parser: Any) -> None:
     parser.add_argument("--loss", default=None, help="comma-separated: " + ", ".join(LOSSES) + " (default: these; "
                         "with --library jax, every loss optax or Keras also has)")
@@ -215,7 +229,7 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--mode", default=None, help="with --library jax, comma-separated: " + ", ".join(
         m.replace(" ", "-") for m in PEER_MODES) + " (default: all)")
     parser.add_argument("--budget", type=float, default=0.5, help="seconds of sampling per row (default 0.5)")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--threads", type=positive_int, default=None,
                         help="torch threads for the torch-tensor rows (default: torch's own choice); on a "
                              "shared machine, 1 avoids stalls of parallel regions waiting for a busy core")
     parser.add_argument("--out", default=None, metavar="STEM",
@@ -233,13 +247,29 @@ def run_from_args(args: Any, *, command: str | None = None) -> int:
             if v not in known:
                 print(f"lossreg bench: unknown {what} {v!r}; expected one of {', '.join(known)}", file=sys.stderr)
                 return 2
+    for values, flag in zip(split, ("--size", "--library")):
+        if not values:  # `--size ""`: a run of nothing is no benchmark
+            print(f"lossreg bench: {flag} names nothing; leave it out for its default", file=sys.stderr)
+            return 2
     sizes, libraries = split
+    if args.loss is not None and not [s for s in args.loss.split(",") if s.strip()]:
+        print("lossreg bench: --loss names nothing; leave it out for its default", file=sys.stderr)
+        return 2
     losses = None if args.loss is None else [s.strip() for s in args.loss.split(",") if s.strip()]
     native = [lib for lib in libraries if lib != "jax"]
     for v in losses or () if native else ():
         if v not in LOSSES:
             print(f"lossreg bench: unknown loss {v!r}; expected one of {', '.join(LOSSES)}", file=sys.stderr)
             return 2
+    if "jax" in libraries and losses:
+        from . import bench_peers
+
+        peers = bench_peers.loss_names()
+        for v in losses:
+            if v not in peers and not (native and v in LOSSES):
+                print(f"lossreg bench: unknown loss {v!r} for --library jax; expected one of {', '.join(peers)}",
+                      file=sys.stderr)
+                return 2
     modes = PEER_MODES
     if getattr(args, "mode", None):
         modes = tuple(m.strip().replace("-", " ").replace("forward grad", "forward+grad")

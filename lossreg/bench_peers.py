@@ -216,6 +216,12 @@ def target_for(mode: str, size: str) -> float | None:
     return TARGETS.get((mode, size), TARGETS.get((mode, None)))
 
 
+def loss_names() -> list[str]:
+    """What ``run(losses=...)`` takes: each timed pair's loss, and its call's name."""
+    pairs = _pairs()
+    return list(dict.fromkeys([p.loss for p in pairs.values()] + [k.split("(")[0] for k in pairs]))
+
+
 def run(losses: Sequence[str] | None = None, sizes: Sequence[str] = tuple(SIZES), modes: Sequence[str] = MODES,
         budget_s: float = 0.5, log: Callable[[str], None] | None = None, seed: int = 0) -> list[PeerRow]:
     import numpy as np

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import array_api_extra as xpx
-from array_api_compat import array_namespace
+from array_api_compat import array_namespace, is_jax_namespace
 
 from . import toolkit
 from .errors import LossTypeError, LossValueError
@@ -264,6 +264,10 @@ def mean_of_tokens(xp: Any, summed: Any, counts: Any) -> Any:
     (every one ignored, or every w[y] 0) even where label smoothing made ``summed`` non-zero, since
     torch divides its two parts apart (0 / 0 + s / 0); without NumPy's division warning."""
     total = xp.sum(counts)
+    if is_jax_namespace(xp):
+        # JAX does not warn, and IEEE gives the answers (0 / 0, ±s / 0) with no NaN or inf constant
+        # in an untaken branch, which jax_debug_nans (jit off) would flag.
+        return xp.where(xp.all(counts == 0), summed * 0.0, summed) / total
     nothing = total == 0
     nan = xp.all(counts == 0) | (summed == 0)
     over_zero = xp.where(nan, math.nan, xp.where(summed > 0, math.inf, xp.full_like(summed, -math.inf)))
@@ -274,7 +278,8 @@ def _logits(xp: Any, h: Any, w: Any, b: Any, softcap: float | None, work: Any) -
     """``(softcap · tanh(u / softcap), tanh(u / softcap))`` with ``u = h @ w.T + b``, or ``(u, None)``."""
     u = xp.matmul(toolkit.as_dtype(xp, h, work), xp.matrix_transpose(toolkit.as_dtype(xp, w, work)))
     if b is not None:
-        u = u + toolkit.as_dtype(xp, b, work)
+        # Of u's rank: JAX's rank_promotion="raise" refuses an implicit promotion.
+        u = u + toolkit.as_dtype(xp, xp.reshape(b, (1,) * (u.ndim - b.ndim) + tuple(b.shape)), work)
     if softcap is None:
         return u, None
     th = xp.tanh(u / softcap)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from importlib import metadata
 
 from . import conformance
+from .bench import positive_int
 from .errors import LossError
 from .registry import registry
 
@@ -75,8 +76,29 @@ def cmd_new_plugin(args: argparse.Namespace) -> int:
     return 0
 
 
+def _selection_error(args: argparse.Namespace) -> str | None:
+    """Why a list option names nothing (``--loss ""``, an unset variable in a CI script) or mixes
+    ``all`` with names; None if each is well formed. Such a run would check something else than
+    what was asked (every loss, or nothing), so it is refused as a usage error."""
+    for flag, value in (("--backend", args.backend), ("--dtype", args.dtype), ("--loss", args.loss),
+                        ("--plugin", args.plugin)):
+        if value is None:
+            continue
+        names = _split(value)
+        if not names:
+            return f"{flag} {value!r} names nothing; leave {flag} out for its default"
+        if flag in ("--backend", "--dtype") and "all" in names and len(names) > 1:
+            return f"{flag} all means every one; it cannot be combined with names ({value!r})"
+    return None
+
+
 def cmd_conformance(args: argparse.Namespace) -> int:
     from .backends import use_fast_jax_compile
+
+    problem = _selection_error(args)
+    if problem:
+        print(f"lossreg conformance: {problem}", file=sys.stderr)
+        return 2
 
     # This process is the conformance run: fast XLA compiles, unless JAX is already up.
     use_fast_jax_compile(eager_only=args.backend.strip() != "all" and "jax_jit" not in _split(args.backend))
@@ -225,7 +247,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help="--max-cases cover on every backend (a backend named in --max-cases keeps its own): "
                         "each option value, input shape and expected error once, about a quarter of the cases")
-    p.add_argument("--jobs", type=int, default=None, metavar="N",
+    p.add_argument("--jobs", type=positive_int, default=None, metavar="N",
                    help="run (backend, loss) pairs, the slow backends' in slices of cases, in N processes "
                         "(default: one per core, at most 4, when eager JAX, jax_jit or Dask is among the "
                         "backends, else 1)")
@@ -250,12 +272,25 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; its exit status: 0 done (every case passed), 1 a failure (a case, or
+    ``plugins --strict``), 2 a usage error, 130 interrupted (Ctrl-C), 141 stdout closed early."""
     args = build_parser(argv).parse_args(argv)
     try:
-        return int(args.run(args))
+        code = int(args.run(args))
+        sys.stdout.flush()  # here, so that a reader gone away is seen below, not at exit
+        return code
     except LossError as error:  # a bad argument: its message says which and why, no traceback
         print(f"lossreg: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: a line, not a traceback
+        print("lossreg: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `lossreg list | head -1`: the reader has what it wanted
+        try:  # nothing more can reach it, including what Python flushes at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):  # stdout is not a file (captured in a test)
+            pass
+        return 141  # 128 + SIGPIPE, as the shell reports a writer the pipe stopped
 
 
 if __name__ == "__main__":

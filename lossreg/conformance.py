@@ -25,7 +25,7 @@ import functools
 import json
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -561,8 +561,9 @@ def _run_parallel(backends: Sequence[str | Backend], dtypes: Sequence[str], devi
     chosen = [b if isinstance(b, Backend) else reg.backends[b] for b in backends]
     uses_jax = any(isinstance(b, JAXBackend) for b in chosen)
     eager_only = not any(isinstance(b, JAXJitBackend) for b in chosen)
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_worker_setup, initargs=(uses_jax, eager_only)) as pool:
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_worker_setup, initargs=(uses_jax, eager_only))
+    with _stopped_on_interrupt(pool):
         futures = {pool.submit(_run_task, task): task for _, task in tasks}
         for future in as_completed(futures):
             backend, dtype, _, loss, _, part = futures[future]
@@ -590,6 +591,22 @@ def _run_parallel(backends: Sequence[str | Backend], dtypes: Sequence[str], devi
     return ordered
 
 
+@contextlib.contextmanager
+def _stopped_on_interrupt(pool: Any) -> Iterator[None]:
+    """``pool`` shut down on leaving; on Ctrl-C (or any error) at once: the tasks not started are
+    cancelled and the workers, which ignore SIGINT (see :func:`_worker_setup`), are stopped, not
+    waited for (a slice of eager JAX or Dask cases can take minutes)."""
+    try:
+        yield
+    except BaseException:
+        workers = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for worker in workers:
+            worker.terminate()
+        raise
+    pool.shutdown(wait=True)
+
+
 def _backend_name(backend: str | Backend) -> str:
     return backend if isinstance(backend, str) else backend.name
 
@@ -597,7 +614,11 @@ def _backend_name(backend: str | Backend) -> str:
 def _worker_setup(uses_jax: bool = True, eager_only: bool = False) -> None:
     """A worker process is the conformance run's own: fast XLA compiles (faster still in a run
     without jax_jit, see :func:`~lossreg.backends.use_fast_jax_compile`) and the shared JAX cache
-    (JAX imported only where a JAX backend runs)."""
+    (JAX imported only where a JAX backend runs). Ctrl-C reaches the whole process group: the
+    main process alone handles it, stopping the workers, which would each print a traceback."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     use_fast_jax_compile(eager_only)
     if uses_jax:
         share_jax_compiles()

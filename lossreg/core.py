@@ -6,6 +6,7 @@ library other than NumPy, nor any other part of lossreg but its errors.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import inspect
 import json
@@ -56,6 +57,27 @@ class LossSpec:
     @property
     def all_names(self) -> tuple[str, ...]:
         return (self.name, self.class_name, *self.aliases)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Field by field, as a dataclass would be, but for the portable function: pickle finds a
+        # function by its module and name, where define_loss's decorator left the dispatching
+        # form, which holds it as ``.portable``; so it goes by way of that form.
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "function"}
+        holder = _portable_holder(self.function)
+        return _unpickle_spec, (self.function if holder is None else holder, holder is not None, fields)
+
+
+def _portable_holder(function: Any) -> Any:
+    """What pickle finds under ``function``'s module and name when that is a dispatching form
+    holding ``function`` as ``.portable`` (not the function itself); else None."""
+    found: Any = sys.modules.get(getattr(function, "__module__", None) or "")
+    for part in (getattr(function, "__qualname__", "") or "<none>").split("."):
+        found = getattr(found, part, None)
+    return found if found is not function and getattr(found, "portable", None) is function else None
+
+
+def _unpickle_spec(function: Any, by_holder: bool, fields: dict[str, Any]) -> LossSpec:
+    return LossSpec(function=function.portable if by_holder else function, **fields)
 
 
 @dataclass(frozen=True)

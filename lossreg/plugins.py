@@ -94,7 +94,7 @@ def make_manager(extra: list[tuple[str, Any]]) -> tuple[pluggy.PluginManager, di
 
     autoload = os.environ.get("LOSSREG_DISABLE_PLUGIN_AUTOLOAD", "").strip().lower() in ("", "0", "false", "no")
     blocked, allowed = _env_list("LOSSREG_BLOCK_PLUGINS") or {}, _env_list("LOSSREG_PLUGINS")
-    seen: set[str] = set()
+    seen: set[str] = {_canonical(BUILTIN)}  # the built-in catalogue, always loaded: naming it is no fault
     for ep in sorted(importlib.metadata.entry_points(group=GROUP), key=lambda ep: ep.name):
         dist = getattr(ep, "dist", None)
         info = PluginInfo(ep.name, dist and dist.name, dist and dist.version, ep.value)

@@ -48,12 +48,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    value = config.getoption("--lossreg-backend")
+    if not _split(value):  # `--lossreg-backend "$UNSET"`: every lossreg test would be skipped, unseen
+        raise pytest.UsageError(f"--lossreg-backend {value!r} names no backend; leave it out for the default "
+                                f"({DEFAULT_BACKENDS}), or give 'all'")
     config.addinivalue_line("markers", "lossreg(backends=None): run this test's lossreg_backend / lossreg_xp "
                                        "only on these of the --lossreg-backend backends")
 
 
 def _split(value: str) -> list[str]:
-    return [b.strip() for b in value.split(",") if b.strip()]
+    return list(dict.fromkeys(b.strip() for b in value.split(",") if b.strip()))  # each once, as the command
 
 
 def _backend_names(config: pytest.Config) -> list[str]:

@@ -44,7 +44,7 @@ def read_environment() -> None:
     takes effect at the next ``lossreg.reload()``. Reading them then, not at every call, keeps
     the call path to a global lookup and lets ``torch.compile`` trace it.
     """
-    _kernels_on.default = os.environ.get("LOSSREG_KERNELS", "1") != "0"
+    _kernels_on.default = toolkit._env_switch("LOSSREG_KERNELS", True)
     toolkit.read_environment()
 
 
@@ -78,7 +78,8 @@ def define_loss(
     keyword-only ones (after ``*``), each with a default. Returns the functional form: it calls
     a registered kernel for the caller's array library when there is one (see
     :func:`use_kernels`), else the function itself, which stays reachable as ``.portable``;
-    ``.spec`` is the :class:`LossSpec`.
+    ``.spec`` is the :class:`LossSpec` as defined (its ``plugin`` is filled in only on the
+    registered copy, which :func:`lossreg.spec` returns).
 
     ``differentiable`` names the arguments whose gradient the loss defines: arrays, and options
     that may be arrays or traced values (a learned option as a ``requires_grad`` tensor, or an
@@ -336,17 +337,26 @@ class Loss:
 
     def get_config(self) -> dict[str, Any]:
         """A JSON-serializable description; ``from_config`` rebuilds an equal loss from it."""
+        return {"name": self.spec.name, "options": self._config_options()}
+
+    def _config_options(self, writable: bool = True) -> dict[str, Any]:
+        """The options as ``get_config`` writes them (array options as lists). One that JSON cannot
+        write (a callable ``distance_function``) raises, or, with ``writable=False`` (for ``==``),
+        is kept as it is; the others are then their JSON text."""
         options = {}
         for key, value in self.options.items():
             if key in self.spec.array_options and value is not None and not isinstance(value, (list, tuple)):
                 value = registry().to_numpy(value).tolist()
             try:
-                json.dumps(value)
+                text = json.dumps(value)
             except (TypeError, ValueError):
-                raise LossTypeError(self.spec.name, key, "a JSON-serializable option value for get_config",
-                                    type(value).__name__) from None
-            options[key] = value
-        return {"name": self.spec.name, "options": options}
+                if writable:
+                    raise LossTypeError(self.spec.name, key, "a JSON-serializable option value for get_config",
+                                        type(value).__name__) from None
+                options[key] = value
+                continue
+            options[key] = value if writable else text
+        return options
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Loss:
@@ -357,9 +367,18 @@ class Loss:
         return f"{self.spec.class_name}({changed})"
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and json.dumps(self.get_config()) == json.dumps(other.get_config())
+        # By loss and options, not by class object: a reload remakes the class forms, and a loss
+        # pickled before one loads as the new class. Options JSON cannot write (a callable) are
+        # compared as objects, not refused.
+        if not isinstance(other, Loss):
+            return NotImplemented
+        return other is self or (other.spec.name == self.spec.name
+                                 and self._config_options(False) == other._config_options(False))
 
-    __hash__ = None  # type: ignore[assignment]
+    def __hash__(self) -> int:
+        # Equal losses have one name; by name only, so that a hash never reads the options (which
+        # may be arrays) and stays while they are changed. Makes a loss a static argument of jax.jit.
+        return hash((Loss, self.spec.name))
 
 
 def _functional(spec: LossSpec) -> Callable[..., Any]:

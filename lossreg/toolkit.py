@@ -167,6 +167,10 @@ def _quiet_dynamo() -> None:
 def _namespace(loss: str, present: dict[str, Any]) -> Any:
     for name, x in present.items():
         if not compat.is_array_api_obj(x):
+            if _is_matrix(x):  # not an array to array-api-compat: "expected an array (NumPy, ...)" misled
+                raise LossTypeError(loss, name, "a plain array, not a NumPy matrix (it keeps two axes through "
+                                    "indexing and reductions): pass np.asarray(x)",
+                                    f"numpy matrix of dtype {x.dtype} and shape {tuple(x.shape)}")
             raise LossTypeError(loss, name, "an array (NumPy, CuPy, torch, JAX, Dask, ...)", describe(x))
         if _is_masked(x):
             # NumPy's sums skip masked entries while the mean's count keeps them: a silently wrong loss.
@@ -178,6 +182,12 @@ def _namespace(loss: str, present: dict[str, Any]) -> Any:
     except TypeError:
         libraries = ", ".join(f"'{n}' from {type(x).__module__.split('.')[0]}" for n, x in present.items())
         raise LossTypeError(loss, "/".join(present), "arrays of one array library", libraries) from None
+
+
+def _is_matrix(x: Any) -> bool:
+    """A NumPy ``np.matrix`` (NumPy is only looked up if it is already imported)."""
+    np = sys.modules.get("numpy")
+    return np is not None and isinstance(x, np.matrix)
 
 
 def _is_masked(x: Any) -> bool:
@@ -343,7 +353,32 @@ def read_environment() -> None:
     Read then rather than at every call: a call costs a global lookup, and traced code (which
     cannot see ``os.environ``) follows the setting too.
     """
-    _check_mode.default = os.environ.get("LOSSREG_VALUE_CHECKS", "auto")
+    raw = os.environ.get("LOSSREG_VALUE_CHECKS", "auto")
+    mode = raw.strip().lower() or "auto"
+    if mode not in CHECK_MODES:  # a typo must not switch the checks off: say so, keep the default
+        import warnings
+
+        warnings.warn(f"LOSSREG_VALUE_CHECKS={raw!r} is not one of {', '.join(CHECK_MODES)}; using 'auto'",
+                      UserWarning, stacklevel=2)
+        mode = "auto"
+    _check_mode.default = mode
+
+
+def _env_switch(name: str, default: bool) -> bool:
+    """An on/off environment variable: 1, true, yes, on / 0, false, no, off (any case); unset or
+    empty is ``default``, and anything else warns, naming the variable, and is ``default`` too."""
+    raw = os.environ.get(name, "")
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    if value:
+        import warnings
+
+        warnings.warn(f"{name}={raw!r} is not one of 1, true, yes, on / 0, false, no, off; "
+                      f"using the default ({'on' if default else 'off'})", UserWarning, stacklevel=3)
+    return default
 
 
 read_environment()
@@ -456,6 +491,10 @@ def poison(xp: Any, values: Any, bad: Any | None) -> Any:
     """NaN where ``bad`` (a mask from :func:`check_values`) is set; ``values`` unchanged if None."""
     if bad is None:
         return values
+    if compat.is_jax_array(values):
+        # A NaN made only where bad is set, √-1 (√-0 = -0 elsewhere): a NaN constant in the
+        # untaken branch trips jax_debug_nans, which checks every operation when jit is off.
+        return xp.where(bad, xp.sqrt(-xp.astype(bad, values.dtype)), values)
     # A Python scalar, not an array made from one: that would be a host-to-device copy (a
     # synchronisation on CUDA, and not allowed while capturing a CUDA graph).
     return xp.where(bad, math.nan, values)
@@ -468,11 +507,14 @@ def result_type(xp: Any, *arrays_and_dtypes: Any) -> Any:
     leaves out, with ``torch.result_type`` on tensors, a call torch.compile cannot put in a graph:
     every loss on bfloat16 input broke ``fullgraph=True``. Equal dtypes promote to themselves, and
     distinct floating ones as torch, JAX and NumPy agree: to the widest, float16 with bfloat16 to
-    float32. Anything else goes to ``xp.result_type``.
+    float32. Anything else goes to ``xp.result_type``. A NumPy dtype of the other byte order
+    (``'>f8'``, read from a file) is that dtype in the native order, as NumPy's arithmetic returns it.
     """
     dtypes: list[Any] = []
     for a in arrays_and_dtypes:
         dtype = getattr(a, "dtype", a)
+        if getattr(dtype, "isnative", True) is False:  # else '>f2' and '<f2' would "promote" to float32
+            dtype = dtype.newbyteorder("=")
         if dtype not in dtypes:
             dtypes.append(dtype)
     if len(dtypes) == 1:
@@ -576,7 +618,7 @@ def reduce(xp: Any, values: Any, reduction: str, dtype: Any = None) -> Any:
     elif reduction == "mean":
         n = math.prod(values.shape)
         values = xp.sum(values) / n if n else xp.sum(values) * math.nan
-    return values if dtype is None or values.dtype == dtype else xp.astype(values, dtype)
+    return values if dtype is None else as_dtype(xp, values, dtype)
 
 
 def take_class(xp: Any, x: Any, index: Any) -> Any:
@@ -618,13 +660,46 @@ def take_class(xp: Any, x: Any, index: Any) -> Any:
     return xp.reshape(xp.take(xp.reshape(x, (-1,)), flat), (n, *x.shape[2:]))
 
 
+def take_rows(xp: Any, x: Any, index: Any) -> Any:
+    """``x[t, n, index[n, k]]``: from each row ``x[t, n]`` (``x`` of shape (T, N, C)) the entries
+    that ``index`` (shape (N, K), integers in [0, C)) names for row n; shape (T, N, K).
+
+    One take from the flattened array. Dask cannot see the indices, so there a take would pair
+    every chunk of the index with every chunk of ``x`` (a graph quadratic in the chunks): a
+    product with the one-hot index, batched over the rows, picks the entries instead and stays
+    blockwise along them. It is exact, each pick an entry plus zeros; non-finite entries, whose
+    product with 0 is NaN, are picked apart as codes and put back.
+    """
+    t, n, c = x.shape
+    k = index.shape[1]
+    dev = device(x)
+    if not compat.is_dask_namespace(xp):
+        flat = (xp.reshape(xp.arange(t, dtype=index.dtype, device=dev), (t, 1, 1)) * (n * c)
+                + xp.reshape(xp.arange(n, dtype=index.dtype, device=dev), (1, n, 1)) * c
+                + xp.reshape(index, (1, n, k)))
+        return xp.reshape(xp.take(xp.reshape(x, (-1,)), xp.reshape(flat, (-1,)), axis=0), (t, n, k))
+    classes = xp.reshape(xp.arange(c, dtype=index.dtype, device=dev), (1, c, 1))
+    one_hot = xp.astype(classes == xp.reshape(index, (n, 1, k)), x.dtype)  # (N, C, K)
+    rows = xp.permute_dims(x, (1, 0, 2))  # (N, T, C)
+    special = [(math.nan, xp.isnan(rows)), (-math.inf, rows == -math.inf), (math.inf, rows == math.inf)]
+    codes = sum((xp.astype(hit, x.dtype) * (i + 1) for i, (_, hit) in enumerate(special)), xp.zeros_like(rows))
+    picked = xp.matmul(xp.where(codes == 0, rows, 0.0), one_hot)
+    picked_codes = xp.matmul(codes, one_hot)
+    for i, (value, _) in enumerate(special):
+        picked = xp.where(picked_codes == i + 1, value, picked)
+    return xp.permute_dims(picked, (1, 0, 2))
+
+
 def class_shape(x: Any, axis: int = 1) -> tuple[int, ...]:
     """A shape that broadcasts a (C,) vector against ``x`` along ``axis``."""
     return tuple(x.shape[axis] if i == axis else 1 for i in range(x.ndim))
 
 
 def as_dtype(xp: Any, x: Any, dtype: Any) -> Any:
-    """``x`` in ``dtype``, without a copy when it already is."""
+    """``x`` in ``dtype``, without a copy when it already is (a big-endian NumPy dtype, such as an
+    input's read from a file, is taken as the native one: results are in NumPy's native order)."""
+    if getattr(dtype, "isnative", True) is False:
+        dtype = dtype.newbyteorder("=")
     return x if x.dtype == dtype else xp.astype(x, dtype)
 
 

@@ -13,7 +13,9 @@ same name exists, its leading positional arguments too (``CrossEntropyLoss(weigh
 options (``weight``, ``pos_weight``, ...) are buffers: they move with ``.to()``/``.double()``,
 are saved in ``state_dict`` (``None`` is allowed and then not saved, as in torch.nn) and are
 broadcast by DDP; an option given as an ``nn.Parameter`` is registered as a parameter, and trains. The other options are plain attributes (``crit.reduction``), as in torch.nn.
-``forward(*arrays)`` calls the registered functional form, kernels included.
+``forward(*arrays)`` calls the registered functional form, kernels included. Importing this module
+registers lossreg's torch operators, so a program saved by ``torch.export.save`` loads
+(``torch.export.load``) in any process that imports ``lossreg.torch``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ import torch
 from torch import nn
 
 from .errors import LossTypeError
+# Registers lossreg's torch operators (``lossreg::linear_cross_entropy``), which a graph made by
+# torch.export calls: ``torch.export.load`` in another process needs them, and finds them once
+# this module is imported (otherwise they exist only after the kernel's first call).
+from .kernels import torch_lce as _torch_lce  # noqa: F401
 from .registry import Loss, LossSpec, registry
 from .registry import from_config as lossreg_from_config
 
@@ -106,9 +112,11 @@ class LossModule(nn.Module):
         return from_config(config)
 
     def extra_repr(self) -> str:
+        # An option that is a module (a distance function) is a child, which repr shows on its own.
         defaults = self.spec.options
         return ", ".join(f"{k}={v!r}" for k, v in self.loss_options().items()
-                         if k not in self.spec.array_options and not _same(v, defaults[k]))
+                         if k not in self.spec.array_options and not isinstance(v, nn.Module)
+                         and not _same(v, defaults[k]))
 
 
 class LinearLossModule(LossModule):

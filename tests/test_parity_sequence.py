@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import numpy as np
 import pytest
@@ -161,6 +162,59 @@ def test_on_dask_each_frame_adds_a_few_tasks_and_no_rechunk():
     (short, short_rechunks), (long, long_rechunks) = graph(3), graph(23)
     assert (long - short) / 20 < 50  # tasks per frame, two chunks (212 when frames rechunked)
     assert (long_rechunks - short_rechunks) / 20 < 5  # the setup's, along T (48 per frame then)
+
+
+def _backward_nodes(out: torch.Tensor) -> set[str]:
+    seen, stack = set(), [out.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is not None and type(node).__name__ not in seen:
+            seen.add(type(node).__name__)
+            stack.extend(next_fn for next_fn, _ in node.next_functions)
+    return seen
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+def test_values_left_unread_still_go_through_torchs_ctc_and_poison_the_bad_samples(reduction):
+    """In "poison" mode (and on CUDA in "auto") nothing is read back to check: torch's CTC still
+    computes, with the checks done in the graph, and a sample with a blank label or a length
+    past T becomes NaN, as the portable definition makes it."""
+    lp = torch.randn(6, 3, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    lp = lp.log_softmax(-1).requires_grad_()
+    targets, lengths = torch.tensor([[1, 2, 3], [4, 4, 0], [2, 0, 0]]), torch.tensor([3, 2, 1])
+    with lossreg.value_checks("poison"):
+        got = lossreg.ctc_loss(lp, targets, torch.tensor([6, 5, 4]), lengths, reduction=reduction)
+        bad = lossreg.ctc_loss(lp, torch.tensor([[1, 2, 3], [0, 4, 0], [2, 0, 0]]), torch.tensor([6, 9, 4]),
+                               lengths, reduction="none")
+    want = F.ctc_loss(lp, targets, torch.tensor([6, 5, 4]), lengths, reduction=reduction)
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(torch.autograd.grad(got.sum(), lp)[0], torch.autograd.grad(want.sum(), lp)[0])
+    assert "CtcLossBackward0" in _backward_nodes(got)
+    assert torch.isnan(bad[1]) and torch.isfinite(bad[[0, 2]]).all()
+
+
+def test_on_dask_the_graph_grows_linearly_with_the_batch_chunks():
+    """Data that outgrows one machine comes in many batch chunks. Each chunk's log-probabilities,
+    targets and lengths are read by that chunk's tasks only: no gather pairs every chunk with
+    every chunk (Dask's take with computed indices does, and says so in a PerformanceWarning)."""
+    da = pytest.importorskip("dask.array")
+    rng = np.random.default_rng(0)
+
+    def graph(chunks: int) -> dict:
+        n, frames = 2 * chunks, 5
+        arrays = [da.from_array(_log_softmax(rng.normal(size=(frames, n, 6))), chunks=(frames, 2, 6)),
+                  da.from_array(rng.integers(1, 6, size=(n, 3)), chunks=(2, 3)),
+                  da.from_array(np.full(n, frames), chunks=2), da.from_array(rng.integers(0, 4, size=n), chunks=2)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            lazy = lossreg.ctc_loss(*arrays, reduction="none")
+        eager = lossreg.ctc_loss(*(np.asarray(a) for a in arrays), reduction="none")
+        np.testing.assert_allclose(lazy.compute(), eager, rtol=1e-12)
+        return dict(lazy.__dask_graph__().layers)
+
+    few, many = graph(4), graph(32)
+    assert max(len(layer) for layer in many.values()) <= 2 * 32  # a few tasks per chunk, never 32 × 32
+    assert sum(map(len, many.values())) / sum(map(len, few.values())) < 32 / 4 * 1.05
 
 
 def test_jax_jit():

@@ -431,6 +431,22 @@ def test_soft_margin_differentiates_a_target_that_requires_grad_where_torch_rais
     torch.testing.assert_close(got, -x * torch.sigmoid(-target * x) / x.numel())  # d/dy log(1 + e^{-yx}) / n
 
 
+@pytest.mark.parametrize("call", [
+    lambda m, x, t, w: m.cross_entropy(x, t, weight=w, label_smoothing=0.2),
+    lambda m, x, t, w: m.nll_loss(x.log_softmax(1), t, weight=w),
+    lambda m, x, t, w: m.multi_margin_loss(x, t, weight=w),
+    lambda m, x, t, w: m.binary_cross_entropy_with_logits(x, (t[:, None] == torch.arange(4)).to(D), pos_weight=w),
+], ids=["cross_entropy", "nll_loss", "multi_margin_loss", "bce_with_logits_pos_weight"])
+def test_class_weights_that_require_grad_are_differentiated_where_torch_raises(call) -> None:
+    """A learned class weighting: torch refuses to differentiate ``weight``/``pos_weight``; lossreg
+    gives the gradient, checked against finite differences."""
+    x, t = _r(5, 4), torch.tensor([0, 3, 1, 1, 2])
+    w = torch.rand(4, dtype=D, generator=torch.Generator().manual_seed(1)) + 0.5
+    with pytest.raises(RuntimeError, match="not differentiable with respect to argument|not implemented"):
+        torch.autograd.grad(call(F, x, t, w.clone().requires_grad_()), [])
+    assert torch.autograd.gradcheck(lambda w: call(lossreg, x, t, w), (w.clone().requires_grad_(),))
+
+
 def test_a_string_number_option_is_a_lossreg_value_error_where_torch_raises_type_error() -> None:
     a, b, s = _r(4), _r(4), torch.tensor([1.0, -1.0, 1.0, -1.0], dtype=D)
     with pytest.raises(TypeError, match="must be float, not str"):

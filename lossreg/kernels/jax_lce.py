@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from .. import chunked
+from .. import chunked, toolkit
 from ..chunked import chunk_loss, reduce_tokens, token_weights
 from ..errors import UnsupportedError
 
@@ -132,7 +132,7 @@ def _scan(meta: _Meta, h: Any, w: Any, b: Any, t: Any, act: Any, bad: Any, cw: A
         if not grads:
             return carry, (losses, l_out)
         if "bad" in x:  # invalid targets were poisoned in the value: so are the gradients
-            dh = jnp.where(x["bad"][:, None], jnp.nan, dh)
+            dh = toolkit.poison(jnp, dh, x["bad"][:, None])  # no NaN constant (jax_debug_nans)
         return (d_w, d_b), (losses, l_out, dh)
 
     carry: Any
@@ -143,7 +143,7 @@ def _scan(meta: _Meta, h: Any, w: Any, b: Any, t: Any, act: Any, bad: Any, cw: A
     d_w, d_b = carry
     if bad is not None:  # as the portable gradient: any invalid target poisons the weight's and bias's
         anybad = jnp.any(bad)
-        d_w, d_b = jnp.where(anybad, jnp.nan, d_w), jnp.where(anybad, jnp.nan, d_b)
+        d_w, d_b = toolkit.poison(jnp, d_w, anybad), toolkit.poison(jnp, d_b, anybad)
     return losses, l_out, out[2].reshape(-1, d)[:n], d_w, d_b
 
 

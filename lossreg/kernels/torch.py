@@ -348,12 +348,25 @@ def ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: A
     if (not 0 <= blank < c or targets.ndim not in (1, 2) or (targets.ndim == 2 and targets.shape[0] != n)
             or not _lengths_ok(input_lengths, n, unbatched, dev) or not _lengths_ok(target_lengths, n, unbatched, dev)):
         return NotImplemented
-    if not all(toolkit.reads_values(x) for x in (log_probs, targets, input_lengths, target_lengths)):
-        # The checks below read values; the portable path poisons instead (under vmap the targets
-        # or lengths alone may be batched, the log-probabilities plain).
-        return NotImplemented
     il, tl = input_lengths.reshape(n).long(), target_lengths.reshape(n).long()
     labels, width = targets.long(), targets.shape[-1]
+    if not all(toolkit.reads_values(x) for x in (log_probs, targets, input_lengths, target_lengths)):
+        # Values that must not be read ("poison", CUDA in "auto"): lengths clamped and bad samples
+        # poisoned in the graph, as the portable path does, but through torch's CTC. Traced
+        # tensors are the portable path's: torch's CTC has an output shape that depends on the
+        # target lengths, which breaks torch.compile's graph (fullgraph=True fails) and has no
+        # fake or meta form; and torch.func may batch the targets or lengths alone. So are
+        # concatenated targets (each sample's span is found from the lengths).
+        if targets.ndim != 2 or any(toolkit.traced(x) for x in (log_probs, targets, il, tl)):
+            return NotImplemented
+        bad = (il < 0) | (il > t_max) | (tl < 0) | (tl > width)
+        il, tl = il.clamp(0, t_max), tl.clamp(0, width)
+        if width:
+            active = torch.arange(width, device=dev) < tl.unsqueeze(1)
+            wrong = active & ((labels < 0) | (labels >= c) | (labels == blank))
+            bad = bad | wrong.any(dim=1)
+            labels = torch.where(active & ~wrong, labels, (blank + 1) % c)
+        return _ctc(log_probs, labels, il, tl, blank, reduction, zero_infinity, unbatched, bad)
     if targets.ndim == 2 and width:  # only the first target_lengths[i] labels of row i count
         labels = torch.where(torch.arange(width, device=dev) < tl.unsqueeze(1), labels, (blank + 1) % c)
     # Every value the checks need, read in one synchronisation: the lengths' ranges, the total
@@ -366,14 +379,20 @@ def ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: A
     if (il_lo < 0 or il_hi > t_max or tl_lo < 0 or (tl_hi > width if targets.ndim == 2 else total != width)
             or (labels.numel() and (got[5] < 0 or got[6] >= c or got[7]))):
         return NotImplemented  # the portable path names the offending argument and value
+    return _ctc(log_probs, labels, il, tl, blank, reduction, zero_infinity, unbatched, None)
+
+
+def _ctc(log_probs: Tensor, labels: Tensor, il: Tensor, tl: Tensor, blank: int, reduction: str,
+         zero_infinity: bool, unbatched: bool, bad: Tensor | None) -> Any:
+    """torch's CTC of checked (or clamped) arguments, NaN for the samples ``bad`` flags."""
     if log_probs.requires_grad and torch.is_grad_enabled():
         lp = log_probs.double()
     else:
         lp = log_probs.float() if log_probs.dtype in _HALF else log_probs
     if unbatched:
-        lp, labels = lp.unsqueeze(1), labels.reshape(1, -1) if targets.ndim == 2 else labels
+        lp, labels = lp.unsqueeze(1), labels.reshape(1, -1) if labels.ndim == 2 else labels
     try:
-        out = torch.ctc_loss(lp, labels, il, tl, blank, _ENUM[reduction], zero_infinity)
+        out = _poison(torch.ctc_loss(lp, labels, il, tl, blank, _ENUM[reduction], zero_infinity), bad, reduction)
     except _SIGNALS:
         raise
     except Exception:

@@ -212,7 +212,9 @@ def _weighted_pointwise(loss: str, input: Any, target: Any, reduction: str, labe
         toolkit.check_broadcasts(loss, k, w, x, xp)
         dtype = toolkit.result_type(xp, dtype, w.dtype) if promote else dtype
     work = toolkit.compute_dtype(xp, dtype)
-    present = {k: toolkit.as_dtype(xp, w, work) for k, w in present.items()}
+    # Leading 1s up to the input's rank, explicitly: JAX's rank_promotion="raise" refuses implicit ones.
+    present = {k: toolkit.as_dtype(xp, xp.reshape(w, (1,) * (x.ndim - w.ndim) + tuple(w.shape)), work)
+               for k, w in present.items()}
     return xp, toolkit.as_dtype(xp, x, work), toolkit.as_dtype(xp, y, work), dtype, present
 
 

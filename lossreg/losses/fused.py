@@ -184,7 +184,7 @@ def _through_logits(input: Any, linear_weight: Any, target: Any, args: TorchArgu
     w2 = xp.reshape(linear_weight, (math.prod(out) * c, d))
     z = xp.matmul(xp.reshape(input, (*batch, d)), xp.matrix_transpose(w2))
     if args.bias is not None:
-        z = z + xp.reshape(args.bias, (-1,))
+        z = z + xp.reshape(args.bias, (1,) * (z.ndim - 1) + (-1,))  # of z's rank: JAX's rank_promotion="raise" refuses implicit ones
     z = xp.reshape(z, (*batch, c, *out))
     if softcap is not None:
         z = softcap * xp.tanh(z / softcap)

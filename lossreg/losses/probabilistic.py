@@ -20,10 +20,11 @@ def _xlogx(xp: Any, t: Any) -> Any:
 
     torch's gradient at t = 0 is NaN (its xlogy backward computes t / t); so is this one, without
     evaluating log(0) (NumPy would warn): √(t - t) is 0 there, with derivative ∞ - ∞.
-    Negative t give NaN, as in torch.
+    Negative t give NaN, as in torch. Elsewhere the root is √1: a √0 in the untaken branch would
+    still make a NaN in its backward (0 / 0), which torch's anomaly mode and jax_debug_nans flag.
     """
     zero = t == 0
-    nan_slope = xp.sqrt(xp.where(zero, t - t, 0.0))  # scalars, not *_like arrays: fewer eager JAX calls
+    nan_slope = xp.sqrt(xp.where(zero, t - t, 1.0))  # scalars, not *_like arrays: fewer eager JAX calls
     return xp.where(zero, nan_slope, t * xp.log(xp.where(zero, 1.0, t)))
 
 

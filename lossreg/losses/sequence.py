@@ -215,20 +215,25 @@ def ctc(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, b
     else:
         labels = xp.zeros((n, 0), dtype=ints, device=dev)
     positions = xp.reshape(xp.arange(s_max, dtype=ints, device=dev), (1, s_max))
-    blanks = xp.full((n, s_max), blank, dtype=ints, device=dev)
     # Padding (and, on lazy arrays, invalid labels) becomes blank, so that every gather stays in range.
     usable = (positions < xp.reshape(tl, (n, 1))) & (labels >= 0) & (labels < c)
-    labels = xp.where(usable, labels, blanks)
+    labels = xp.where(usable, labels, blank)
 
     # Extended labels l' = (b, y_1, b, y_2, ..., y_S, b), length L = 2S + 1.
     length = 2 * s_max + 1
-    extended = xp.full((n, 1), blank, dtype=ints, device=dev)
-    if s_max:  # Dask cannot reshape an empty array
-        extended = xp.concat([xp.reshape(xp.stack([blanks, labels], axis=2), (n, 2 * s_max)), extended], axis=1)
     s_index = xp.arange(length, dtype=ints, device=dev)
+    # The states as a row, beside (N, L) arrays: JAX's rank_promotion="raise" refuses implicit ranks.
+    s_row = xp.reshape(s_index, (1, length))
+    if s_max:
+        # One take along the labels, not a stack and a concatenation: on Dask these split the
+        # states into chunks that every frame would then have to merge again.
+        spread = xp.take(labels, _clamp(xp, (s_index - 1) // 2, 0, s_max - 1), axis=1)
+        extended = xp.where(s_row % 2 == 1, spread, blank)
+    else:  # Dask cannot take from an empty array
+        extended = xp.full((n, 1), blank, dtype=ints, device=dev)
     back2 = xp.clip(s_index - 2, 0, None)
     # The skip l'[s-2] -> l'[s] is allowed between two different labels (never from or to a blank).
-    skip = (s_index >= 2) & (extended != blank) & (extended != xp.take(extended, back2, axis=1))
+    skip = (s_row >= 2) & (extended != blank) & (extended != xp.take(extended, back2, axis=1))
     # alpha[s], alpha[s-1] and alpha[s-2] side by side (see gathered): each frame is then a
     # handful of operations, which is what eager JAX dispatches (and compiles per shape), Dask
     # adds to its graph and an unrolled jit compiles, T times over. Column j holds state
@@ -239,15 +244,13 @@ def ctc(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, b
     prior = state - columns // length
     sources = xp.clip(prior, 0, None)
     # -inf where a transition does not exist: from s - 1 < 0, or a skip from s - 2 not allowed.
-    allowed = (prior >= 0) & ((columns < 2 * length) | xp.take(skip, state, axis=1))
+    allowed = xp.reshape((prior >= 0), (1, 3 * length)) & (xp.reshape(columns < 2 * length, (1, 3 * length))
+                                                           | xp.take(skip, state, axis=1))
 
     dtype = log_probs.dtype
     work = toolkit.compute_dtype(xp, dtype)
     lp = xp.reshape(toolkit.as_dtype(xp, log_probs, work), (t_max, n, c))
-    index = (xp.reshape(xp.arange(t_max, dtype=ints, device=dev), (t_max, 1, 1)) * (n * c)
-             + xp.reshape(xp.arange(n, dtype=ints, device=dev), (1, n, 1)) * c
-             + xp.reshape(extended, (1, n, length)))
-    emit = xp.reshape(xp.take(xp.reshape(lp, (-1,)), xp.reshape(index, (-1,)), axis=0), (t_max, n, length))
+    emit = toolkit.take_rows(xp, lp, extended)
     frames = xp.reshape(xp.arange(t_max, dtype=ints, device=dev), (t_max, 1)) < xp.reshape(il, (1, n))
     # Frames past a sequence's length are never read; zeroing them keeps NaN padding out of the gradient.
     running = xp.reshape(frames, (t_max, n, 1))
@@ -261,7 +264,7 @@ def ctc(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, b
     barred = xp.reshape(xp.where(allowed, xp.zeros((), dtype=work, device=dev), -math.inf), (n, 3, length))
 
     # Before the first frame: the empty prefix, at s = 0 with probability 1.
-    alpha = xp.where(s_index == 0, 0.0, neg)
+    alpha = xp.where(s_row == 0, 0.0, neg)
 
     def step(alpha: Any, emit: Any, running: Any) -> Any:
         return xp.where(running, came_from(xp, alpha, sources, barred) + emit, alpha)  # frozen after the input's length
@@ -269,11 +272,11 @@ def ctc(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, b
     alpha = over_frames(step, alpha, emit, running)
 
     # log p(y | x) = logaddexp(alpha[2S], alpha[2S - 1]) at the last frame.
-    rows = xp.arange(n, dtype=ints, device=dev) * length
-    last = _clamp(xp, tl, 0, s_max) * 2
-    flat = xp.reshape(alpha, (-1,))
-    end_blank = xp.take(flat, rows + last, axis=0)
-    end_label = xp.where(last > 0, xp.take(flat, rows + xp.clip(last - 1, 0, None), axis=0), -math.inf)
+    # Each picked by a mask summed over the states (the pick plus zeros, exactly), not a take: on
+    # Dask a take would pair every batch chunk of the lengths with every one of alpha.
+    last = xp.reshape(_clamp(xp, tl, 0, s_max) * 2, (n, 1))
+    end_blank = xp.sum(xp.where(s_row == last, alpha, 0.0), axis=1)
+    end_label = xp.where(last[:, 0] > 0, xp.sum(xp.where(s_row == last - 1, alpha, 0.0), axis=1), -math.inf)
     losses = -_logsumexp(xp, xp.stack([end_blank, end_label], axis=1))
     losses = xp.where(tl > s_max, math.inf, losses)
 
