@@ -90,12 +90,19 @@ def test_a_reader_that_stops_early_gets_no_traceback():
     assert process.returncode == 141  # 128 + SIGPIPE: what the shell reports for a writer the pipe stopped
 
 
+def _sigint_as_at_a_terminal() -> None:
+    """Ctrl-C's default disposition in the child, as a shell at a terminal gives it: a test run
+    started in the background (``cmd &``, nohup) ignores SIGINT, and children inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupt(args: list[str], *, after_line: str | None = None, after_s: float = 0.0) -> tuple[int, str, float]:
     """Run ``lossreg conformance ARGS`` in a process group of its own and press Ctrl-C (SIGINT to the
     whole group, as a terminal does) once stderr shows ``after_line`` or after ``after_s`` seconds;
     the exit status, stderr and the seconds from the signal to the end."""
     process = subprocess.Popen([LOSSREG, "conformance", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env=_env(LOSSREG_JAX_CACHE="0"), start_new_session=True)
+                               text=True, env=_env(LOSSREG_JAX_CACHE="0"), start_new_session=True,
+                               preexec_fn=_sigint_as_at_a_terminal)
     assert process.stderr is not None
     seen = ""
     if after_line is not None:
