@@ -220,15 +220,78 @@ def positive_int(value: str) -> int:
     return number
 
 
+def positive_seconds(value: str) -> float:
+    """An argparse type: a number of seconds above 0 (``--budget``); 0, a negative number or NaN
+    would time nothing or sample without end."""
+    import argparse
+    import math
+
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, got {value!r}") from None
+    if not (number > 0 and math.isfinite(number)):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, got {value}")
+    return number
+
+
+# The torch rows' names by lossreg's name of their loss: --loss takes any name or alias of these.
+ROWS = {"mse_loss": "mse", "l1_loss": "l1", "cross_entropy": "cross_entropy", "binary_cross_entropy": "bce"}
+
+
+def loss_names(names: Sequence[str], libraries: Sequence[str]) -> tuple[list[str] | None, list[str] | None]:
+    """``--loss``'s names (any name or alias ``lossreg.get`` takes) as the torch rows' names and as
+    the JAX rows' (lossreg's names), each once; None for a library not chosen. ValueError for a name
+    the chosen libraries have no rows for: with torch or numpy, each must be one of ``LOSSES``
+    (which then runs on JAX where it has a peer there); with JAX alone, one of its peers."""
+    import lossreg
+
+    from .errors import LossError
+
+    native = [lib for lib in libraries if lib != "jax"]
+    resolved: list[tuple[str, str | None]] = []
+    for name in names:
+        try:
+            resolved.append((name, lossreg.spec(name).name))
+        except LossError:
+            resolved.append((name, None))
+    rows: list[str] | None = None
+    if native:
+        rows = []
+        for name, found in resolved:
+            if found is None:
+                raise ValueError(f"unknown loss {name!r}; expected one of {', '.join(LOSSES)} (or another of "
+                                 "their names: `lossreg list`)")
+            if found not in ROWS:
+                raise ValueError(f"no bench rows for loss {name!r} ({found}) on --library {', '.join(native)}; "
+                                 f"expected one of {', '.join(LOSSES)} (or another of their names: `lossreg list`)")
+            rows.append(ROWS[found])
+        rows = list(dict.fromkeys(rows))
+    peers: list[str] | None = None
+    if "jax" in libraries:
+        from . import bench_peers
+
+        known = bench_peers.loss_names()
+        if not native:
+            for name, found in resolved:
+                if (found or name) not in known:
+                    raise ValueError(f"unknown loss {name!r} for --library jax; expected one of {', '.join(known)} "
+                                     "(or another of their names: `lossreg list`)")
+        peers = list(dict.fromkeys(found or name for name, found in resolved))
+    return rows, peers
+
+
 def add_arguments(parser: Any) -> None:
-    parser.add_argument("--loss", default=None, help="comma-separated: " + ", ".join(LOSSES) + " (default: these; "
-                        "with --library jax, every loss optax or Keras also has)")
+    parser.add_argument("--loss", default=None, help="comma-separated: " + ", ".join(LOSSES) + " or any other "
+                        "of their names (default: these; with --library jax, every loss optax or Keras also has, "
+                        "which --library jax alone takes by any of its names)")
     parser.add_argument("--size", default=",".join(SIZES), help="comma-separated: " + ", ".join(SIZES))
     parser.add_argument("--library", default="torch,numpy",
                         help="comma-separated: torch, numpy (against native torch), jax (against optax and Keras)")
     parser.add_argument("--mode", default=None, help="with --library jax, comma-separated: " + ", ".join(
         m.replace(" ", "-") for m in PEER_MODES) + " (default: all)")
-    parser.add_argument("--budget", type=float, default=0.5, help="seconds of sampling per row (default 0.5)")
+    parser.add_argument("--budget", type=positive_seconds, default=0.5,
+                        help="seconds of sampling per row, above 0 (default 0.5)")
     parser.add_argument("--threads", type=positive_int, default=None,
                         help="torch threads for the torch-tensor rows (default: torch's own choice); on a "
                              "shared machine, 1 avoids stalls of parallel regions waiting for a busy core")
@@ -255,21 +318,15 @@ def run_from_args(args: Any, *, command: str | None = None) -> int:
     if args.loss is not None and not [s for s in args.loss.split(",") if s.strip()]:
         print("lossreg bench: --loss names nothing; leave it out for its default", file=sys.stderr)
         return 2
-    losses = None if args.loss is None else [s.strip() for s in args.loss.split(",") if s.strip()]
     native = [lib for lib in libraries if lib != "jax"]
-    for v in losses or () if native else ():
-        if v not in LOSSES:
-            print(f"lossreg bench: unknown loss {v!r}; expected one of {', '.join(LOSSES)}", file=sys.stderr)
+    rows_of: list[str] | None = None  # the torch rows' names
+    peer_losses: list[str] | None = None  # the JAX rows' (lossreg's names)
+    if args.loss is not None:
+        try:
+            rows_of, peer_losses = loss_names([s.strip() for s in args.loss.split(",") if s.strip()], libraries)
+        except ValueError as exc:
+            print(f"lossreg bench: {exc}", file=sys.stderr)
             return 2
-    if "jax" in libraries and losses:
-        from . import bench_peers
-
-        peers = bench_peers.loss_names()
-        for v in losses:
-            if v not in peers and not (native and v in LOSSES):
-                print(f"lossreg bench: unknown loss {v!r} for --library jax; expected one of {', '.join(peers)}",
-                      file=sys.stderr)
-                return 2
     modes = PEER_MODES
     if getattr(args, "mode", None):
         modes = tuple(m.strip().replace("-", " ").replace("forward grad", "forward+grad")
@@ -286,7 +343,7 @@ def run_from_args(args: Any, *, command: str | None = None) -> int:
     outputs: list[tuple[str, str, list[Any], dict[str, Any]]] = []
     if native:
         print("  ".join(HEADER))
-        rows = run(losses or LOSSES, sizes, native, budget_s=args.budget, log=print)
+        rows = run(rows_of or LOSSES, sizes, native, budget_s=args.budget, log=print)
         context["load_end"] = _load()
         outputs.append(("", markdown(rows, context), rows, dict(context)))
     if "jax" in libraries:
@@ -294,7 +351,7 @@ def run_from_args(args: Any, *, command: str | None = None) -> int:
 
         peer_context = {**context, "load_start": _load(), "versions": bench_peers.versions()}
         print("  ".join(bench_peers.HEADER))
-        peer_rows = bench_peers.run(losses, sizes, modes, budget_s=args.budget, log=print)
+        peer_rows = bench_peers.run(peer_losses, sizes, modes, budget_s=args.budget, log=print)
         peer_context["load_end"] = _load()
         outputs.append(("_jax" if native else "", bench_peers.markdown(peer_rows, peer_context), peer_rows,
                         peer_context))

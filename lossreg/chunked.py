@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import array_api_extra as xpx
-from array_api_compat import array_namespace, is_jax_namespace
+from array_api_compat import array_namespace, is_jax_namespace, is_numpy_namespace
 
 from . import toolkit
 from .errors import LossTypeError, LossValueError
@@ -271,7 +271,10 @@ def mean_of_tokens(xp: Any, summed: Any, counts: Any) -> Any:
     nothing = total == 0
     nan = xp.all(counts == 0) | (summed == 0)
     over_zero = xp.where(nan, math.nan, xp.where(summed > 0, math.inf, xp.full_like(summed, -math.inf)))
-    return xp.where(nothing, over_zero, summed / xp.where(nothing, 1.0, total))
+    mean = xp.where(nothing, over_zero, summed / xp.where(nothing, 1.0, total))
+    # NumPy's where gives a 0-d array where the division gave a scalar: the NumPy scalar every
+    # other reduced loss is (toolkit.divide likewise).
+    return mean[()] if is_numpy_namespace(xp) else mean
 
 
 def _logits(xp: Any, h: Any, w: Any, b: Any, softcap: float | None, work: Any) -> tuple[Any, Any]:
@@ -345,19 +348,18 @@ def chunk_loss(xp: Any, h: Any, weight: Any, bias: Any, t: Any, active: Any, coe
                 zs = xp.sum(z if cw is None else z * xp.reshape(cw[j:k], (1, -1)), axis=1)
                 zsum = zs if zsum is None else zsum + zs
             mj = xp.max(z, axis=1)
-            if m is None:
-                m = xp.where(mj == -math.inf, xp.zeros_like(mj), mj)  # a row of -inf: no -inf - -inf
-                e = xp.exp(z - xp.reshape(m, (-1, 1)))
-                s = xp.sum(e, axis=1)
-            else:
-                m_new = xp.maximum(m, mj)
-                e = xp.exp(z - xp.reshape(m_new, (-1, 1)))
-                s = s * xp.exp(m - m_new) + xp.sum(e, axis=1)
-                m = m_new
+            # m: the running maximum, -inf while every block so far is; shift: m, or 0 there (no
+            # -inf - -inf). Rescaling by exp(m - shift), not from a 0 standing in for -inf, keeps
+            # a block of -inf followed by logits below -88 (float32) from underflowing to lse = -inf.
+            m_new = mj if m is None else xp.maximum(m, mj)
+            shift = xp.where(m_new == -math.inf, xp.zeros_like(m_new), m_new)
+            e = xp.exp(z - xp.reshape(shift, (-1, 1)))
+            s = xp.sum(e, axis=1) if m is None else s * xp.exp(m - shift) + xp.sum(e, axis=1)
+            m = m_new
             if len(blocks) == 1:
                 kept.append((z, th))
                 kept.append((e, s))
-        lse = m + xp.log(s)
+        lse = shift + xp.log(s)
     losses = None
     if picked is not None:
         losses = (1.0 - label_smoothing) * wy * (lse - picked)

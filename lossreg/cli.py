@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from importlib import metadata
 
 from . import conformance
@@ -76,6 +78,32 @@ def cmd_new_plugin(args: argparse.Namespace) -> int:
     return 0
 
 
+STDOUT = "-"  # `--json` with no file (or `--json -`): the report on stdout
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr(active: bool) -> Iterator[None]:
+    """While active, whatever is written to stdout (by Python, by a library's C code, by a worker
+    process) goes to stderr: stdout then holds the JSON report alone."""
+    if not active:
+        yield
+        return
+    sys.stdout.flush()
+    try:
+        fd, saved = sys.stdout.fileno(), os.dup(sys.stdout.fileno())
+        os.dup2(sys.stderr.fileno(), fd)
+    except (AttributeError, OSError, ValueError):  # not a file (captured in a test): Python's prints only
+        fd = saved = None
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        if saved is not None:
+            os.dup2(saved, fd)
+            os.close(saved)
+
+
 def _selection_error(args: argparse.Namespace) -> str | None:
     """Why a list option names nothing (``--loss ""``, an unset variable in a CI script) or mixes
     ``all`` with names; None if each is well formed. Such a run would check something else than
@@ -104,7 +132,11 @@ def cmd_conformance(args: argparse.Namespace) -> int:
     use_fast_jax_compile(eager_only=args.backend.strip() != "all" and "jax_jit" not in _split(args.backend))
     if "jax" in args.backend or args.backend.strip() == "all":
         conformance.share_jax_compiles()  # and JAX's compiled programs kept on disk between runs
-    if args.json and not _writable(args.json):
+    to_stdout = args.json == STDOUT  # `--json` alone (or `--json -`): the report is stdout, and only it
+    if args.json is not None and not to_stdout and not args.json.strip():
+        print("lossreg conformance: --json '' names nothing; give a file, or --json alone for stdout", file=sys.stderr)
+        return 2
+    if args.json and not to_stdout and not _writable(args.json):
         print(f"lossreg conformance: --json {args.json}: cannot write there (no such directory, or not writable)",
               file=sys.stderr)
         return 2
@@ -145,16 +177,17 @@ def cmd_conformance(args: argparse.Namespace) -> int:
             print("lossreg conformance: --max-cases 0 would run nothing; give at least 1, or cover", file=sys.stderr)
             return 2
         limits[name or "*"] = number if number == conformance.COVER else int(number)
-    with shown:
+    with shown, _stdout_to_stderr(to_stdout):
         outcomes = conformance.run(wanted, dtypes, args.device, losses, max_cases=limits or None,
                                    progress=progress, step=shown.step,
                                    jobs=conformance.default_jobs(wanted) if args.jobs is None else args.jobs)
     order = list(dict.fromkeys(o.backend if args.device is None else f"{o.backend}@{o.device}" for o in outcomes))
     seconds = {name: seconds[name] for name in order if name in seconds}
-    print(conformance.matrix(outcomes, seconds))
+    human = sys.stderr if to_stdout else sys.stdout  # the matrix, for a person; the JSON for a program
+    print(conformance.matrix(outcomes, seconds), file=human)
     not_run = conformance.not_covered(wanted, args.device)
     for line in not_run:
-        print(f"not run: {line}")
+        print(f"not run: {line}", file=human)
     if args.json:
         import datetime
 
@@ -165,19 +198,24 @@ def cmd_conformance(args: argparse.Namespace) -> int:
             except metadata.PackageNotFoundError:
                 pass
         hardware = {}
-        for name in wanted:
-            backend = reg.backends[name]
-            if not backend.unavailable():
-                versions.update(backend.versions())
-                device = args.device or backend.devices[0]
-                if not backend.device_unavailable(device) and (found := backend.device_name(device)):
-                    hardware[f"{name}@{device}"] = found
-        with open(args.json, "w", encoding="utf-8") as f:
-            f.write(conformance.to_json(
-                outcomes, command=["lossreg", *sys.argv[1:]], date=datetime.datetime.now(datetime.timezone.utc).isoformat(),
-                backends=wanted, dtypes=dtypes, device=args.device, device_names=hardware, max_cases=limits or None,
-                versions=versions, seconds=seconds, not_run=not_run, machine=platform.platform(),
-                processor=platform.processor(), matrix=conformance.matrix(outcomes, seconds)))
+        with _stdout_to_stderr(to_stdout):  # a library that prints as it is asked its version
+            for name in wanted:
+                backend = reg.backends[name]
+                if not backend.unavailable():
+                    versions.update(backend.versions())
+                    device = args.device or backend.devices[0]
+                    if not backend.device_unavailable(device) and (found := backend.device_name(device)):
+                        hardware[f"{name}@{device}"] = found
+        report = conformance.to_json(
+            outcomes, command=["lossreg", *sys.argv[1:]], date=datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            backends=wanted, dtypes=dtypes, device=args.device, device_names=hardware, max_cases=limits or None,
+            versions=versions, seconds=seconds, not_run=not_run, machine=platform.platform(),
+            processor=platform.processor(), matrix=conformance.matrix(outcomes, seconds))
+        if to_stdout:
+            print(report)
+        else:
+            with open(args.json, "w", encoding="utf-8") as f:
+                f.write(report)
     counts = conformance.summarize(outcomes)
     if not counts["passed"] and not counts["failed"]:
         # A run that checked nothing is not a pass (as pytest's "no tests ran").
@@ -251,7 +289,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
                    help="run (backend, loss) pairs, the slow backends' in slices of cases, in N processes "
                         "(default: one per core, at most 4, when eager JAX, jax_jit or Dask is among the "
                         "backends, else 1)")
-    p.add_argument("--json", default=None, metavar="PATH", help="write every outcome to this JSON file")
+    p.add_argument("--json", nargs="?", const=STDOUT, default=None, metavar="PATH",
+                   help="the report, every outcome, as JSON: alone (or '-') on stdout, the matrix then on stderr, "
+                        "as list --json and plugins --json print theirs; with PATH, written to that file")
     p.set_defaults(run=cmd_conformance)
     p = sub.add_parser("bench", help="time lossreg against native torch on CPU, side by side")
     from . import bench  # light: imports torch and numpy only when run
@@ -271,6 +311,10 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+# The prefix of a message that already names the command: "lossreg: ...", "lossreg conformance: ...".
+_PREFIXED = re.compile(r"^lossreg(?: [\w-]+)?: ")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; its exit status: 0 done (every case passed), 1 a failure (a case, or
     ``plugins --strict``), 2 a usage error, 130 interrupted (Ctrl-C), 141 stdout closed early."""
@@ -280,7 +324,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()  # here, so that a reader gone away is seen below, not at exit
         return code
     except LossError as error:  # a bad argument: its message says which and why, no traceback
-        print(f"lossreg: {error}", file=sys.stderr)
+        # One prefix: "lossreg conformance: argument ..." (conformance.run's own) is not prefixed again.
+        print(f"lossreg: {_PREFIXED.sub('', str(error), count=1)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C: a line, not a traceback
         print("lossreg: interrupted", file=sys.stderr)

@@ -33,6 +33,7 @@ from . import hookspecs
 from .core import PluginInfo
 from .errors import warn_plugin
 from .registry import Registry, set_loader
+from .toolkit import _env_seconds
 
 GROUP = "lossreg"
 BUILTIN = "lossreg"
@@ -44,10 +45,7 @@ HOOKS = tuple(name for name in vars(hookspecs) if name.startswith("lossreg_"))
 
 def slow_import_s() -> float:
     """Import time (seconds) above which a plugin is reported: every process that uses lossreg pays it."""
-    try:
-        return float(os.environ.get("LOSSREG_SLOW_IMPORT_S", "1.0"))
-    except ValueError:
-        return 1.0
+    return _env_seconds("LOSSREG_SLOW_IMPORT_S", 1.0)  # a typo warns, as LOSSREG_VALUE_CHECKS's does
 
 
 def _canonical(name: str) -> str:

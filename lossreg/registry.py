@@ -169,7 +169,24 @@ def _python_numbers(options: dict[str, Any]) -> dict[str, Any] | None:
     number, or None if it holds none (NumPy's bools are not numbers: they stay, and are refused)."""
     if not any(_numpy_number(v) for v in options.values()):
         return None
-    return {k: v.item() if _numpy_number(v) else v for k, v in options.items()}
+    return {k: _python_number(v) if _numpy_number(v) else v for k, v in options.items()}
+
+
+def _python_number(value: Any) -> Any:
+    """The Python number of a NumPy scalar number. ``.item()`` of np.longdouble and np.clongdouble
+    is the NumPy scalar again (no Python type holds them): those are rounded, as torch reads them."""
+    plain = value.item()
+    if not _numpy_number(plain):
+        return plain
+    return float(plain) if isinstance(plain, numbers.Real) else complex(plain)
+
+
+def _json_writable(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _numpy_number(value: Any) -> bool:
@@ -347,6 +364,9 @@ class Loss:
         for key, value in self.options.items():
             if key in self.spec.array_options and value is not None and not isinstance(value, (list, tuple)):
                 value = registry().to_numpy(value).tolist()
+            if key in self.spec.array_options and isinstance(value, (list, tuple)) and not _json_writable(value):
+                with contextlib.suppress(TypeError, ValueError):  # NumPy numbers (list(weights)): JSON's numbers
+                    value = registry().to_numpy(value).tolist()
             try:
                 text = json.dumps(value)
             except (TypeError, ValueError):
@@ -664,6 +684,8 @@ class Registry:
                                                f"is '{spec.name}', see its docs)")
             shown = {normalize(n): n for s in self.specs.values() for n in s.all_names}
             close = difflib.get_close_matches(key, list(shown), n=5, cutoff=0.6)
+            if not close and len(key) >= 3:  # a word of longer names ("hinge" of hinge_embedding): too
+                close = sorted((k for k in shown if key in k), key=len)[:5]  # short a part of each for difflib
             hint = f"closest: {', '.join(shown[k] for k in close)}" if close else \
                 "no registered name is close (`lossreg list` shows them all)"
             # A loss that is missing because its plugin did not load: say so, not just what is close.

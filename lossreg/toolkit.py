@@ -273,6 +273,13 @@ def check_shape(loss: str, name: str, x: Any, shape: tuple[int | None, ...], wha
         raise LossValueError(loss, name, what, f"shape {tuple(x.shape)}")
 
 
+def check_flag(loss: str, name: str, value: Any) -> None:
+    """A bool option: anything else is a :class:`~lossreg.LossTypeError`, as torch's argument
+    parser raises a TypeError (``1`` and ``"yes"`` are not taken for True)."""
+    if not isinstance(value, bool):
+        raise LossTypeError(loss, name, "True or False", describe(value))
+
+
 def check_number(loss: str, name: str, value: Any, lo: float = -math.inf, hi: float = math.inf, *,
                  integer: bool = False, arrays: bool = False, finite: bool = False) -> None:
     """A Python scalar option within [lo, hi] (and not ±inf with ``finite``: an option such as an
@@ -379,6 +386,25 @@ def _env_switch(name: str, default: bool) -> bool:
         warnings.warn(f"{name}={raw!r} is not one of 1, true, yes, on / 0, false, no, off; "
                       f"using the default ({'on' if default else 'off'})", UserWarning, stacklevel=3)
     return default
+
+
+def _env_seconds(name: str, default: float) -> float:
+    """A number of seconds from the environment (0 or more; ``inf`` is never); unset or empty is
+    ``default``, and anything else warns, naming the variable, and is ``default`` too."""
+    raw = os.environ.get(name, "")
+    if not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value >= 0:  # not a number, NaN or negative
+        import warnings
+
+        warnings.warn(f"{name}={raw!r} is not a number of seconds (0 or more); using the default ({default})",
+                      UserWarning, stacklevel=3)
+        return default
+    return value
 
 
 read_environment()
@@ -715,6 +741,8 @@ def pointwise_inputs(loss: str, input: Any, target: Any, reduction: str, *,
     xp = namespace(loss, input=input, **{target_name: target})
     check_floating(loss, "input", input, xp)
     as_labels = labels and xp.isdtype(target.dtype, "integral")
+    if labels and not as_labels and not xp.isdtype(target.dtype, "real floating"):
+        raise LossTypeError(loss, target_name, "labels as a real floating-point or integer array", describe(target))
     if not as_labels:
         check_floating(loss, target_name, target, xp)
     check_same_shape(loss, target_name, target, "input", input)

@@ -255,13 +255,13 @@ SPECIFIC: dict[str, list[Case]] = {
          LossTypeError, "distance_function", "2"),
     ],
     "kl_div": [
-        ("log_target not a bool", lambda: lossreg.kl_div(LOGP, P, log_target="yes"), LossValueError, "log_target",
+        ("log_target not a bool", lambda: lossreg.kl_div(LOGP, P, log_target="yes"), LossTypeError, "log_target",
          "'yes'"),
         ("target shape", lambda: lossreg.kl_div(LOGP, P[:, :2]), LossValueError, "target", "(4, 2)"),
     ],
     "poisson_nll_loss": [
         ("negative eps", lambda: lossreg.poisson_nll_loss(X, P, eps=-1.0), LossValueError, "eps", "-1.0"),
-        ("full not a bool", lambda: lossreg.poisson_nll_loss(X, P, full=1), LossValueError, "full", "1"),
+        ("full not a bool", lambda: lossreg.poisson_nll_loss(X, P, full=1), LossTypeError, "full", "1"),
     ],
     "gaussian_nll_loss": [
         ("negative variance", lambda: lossreg.gaussian_nll_loss(X, X, -P), LossValueError, "var", "-0.5"),

@@ -4,7 +4,12 @@
 
 Every registered loss runs every case (values and gradients against the golden answers) on each
 backend, in float32 and float64 (``LOSSREG_CONFORMANCE_DTYPES`` changes that, and
-``LOSSREG_CONFORMANCE_MAX_CASES`` caps the cases per loss, as ``--max-cases`` does). On top:
+``LOSSREG_CONFORMANCE_MAX_CASES`` caps the cases per loss, as ``--max-cases`` does). On eager
+JAX and Dask, where each case costs 0.1-1 s (every new shape compiles its operations, or builds a
+graph), a loss with more than 100 cases (cross-entropy, CTC, Gaussian NLL, multi-margin, triplet
+margin) runs the cases that cover each of its option values, input shapes and expected errors
+once (``lossreg conformance --quick``'s choice): 38 of CTC's 112, say. ``LOSSREG_SLOW=1`` runs them all, as
+``lossreg conformance --backend all`` does (its record: ``conformance/results/cpu.json``). On top:
 ``lazy_xp_function`` runs each loss under ``jax.jit`` and forbids Dask from computing during the
 call; Dask with the class axis chunked too; array-api-strict with its data-dependent features
 switched off and on its fake devices.
@@ -27,6 +32,15 @@ from lossreg.registry import registry
 NAMES = lossreg.names()
 DTYPES = [d.strip() for d in os.environ.get("LOSSREG_CONFORMANCE_DTYPES", "float32,float64").split(",") if d.strip()]
 MAX_CASES = int(os.environ["LOSSREG_CONFORMANCE_MAX_CASES"]) if os.environ.get("LOSSREG_CONFORMANCE_MAX_CASES") else None
+SLOW = os.environ.get("LOSSREG_SLOW", "0") == "1"
+SLOW_BACKENDS, LONG = ("jax", "dask"), 100  # see the module's docstring
+
+
+def _max_cases(backend: Any, loss: str) -> conformance.MaxCases:
+    if MAX_CASES is not None or SLOW or backend.name not in SLOW_BACKENDS:
+        return MAX_CASES
+    long = len(conformance.cases_for(registry().lookup(loss), registry().cases)) > LONG
+    return conformance.COVER if long else None
 
 
 def _assert_passed(outcomes: list[conformance.Outcome]) -> None:
@@ -40,7 +54,21 @@ def _assert_passed(outcomes: list[conformance.Outcome]) -> None:
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("loss", NAMES)
 def test_conformance(backend: Any, device: str, loss: str, dtype: str) -> None:
-    _assert_passed(conformance.run([backend], [dtype], device, [loss], max_cases=MAX_CASES))
+    _assert_passed(conformance.run([backend], [dtype], device, [loss], max_cases=_max_cases(backend, loss)))
+
+
+def test_the_slow_backends_run_every_case_of_the_short_lists_and_a_covering_choice_of_the_long_ones() -> None:
+    cases = registry().cases
+    jax_backend = registry().backends["jax"]
+    counts = {name: len(conformance.cases_for(registry().lookup(name), cases)) for name in NAMES}
+    for name, count in counts.items():
+        limit = _max_cases(jax_backend, name)
+        if count <= LONG or SLOW or MAX_CASES is not None:
+            assert limit == MAX_CASES
+        else:
+            chosen = conformance.select_cases(conformance.cases_for(registry().lookup(name), cases), limit)
+            assert 0 < len(chosen) < count
+    assert _max_cases(registry().backends["numpy"], "ctc_loss") == MAX_CASES
 
 
 def call_loss(function: Any, *arrays: Any, **options: Any) -> Any:

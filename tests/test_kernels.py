@@ -248,6 +248,13 @@ TRITON_CHECK = textwrap.dedent("""
                 torch.testing.assert_close(g, h, rtol=tol, atol=tol)
                 with torch.no_grad():  # the forward-only launch writes no gradient
                     torch.testing.assert_close(triton_ce.cross_entropy(x, t, **opts).double(), w, rtol=tol, atol=tol)
+    # A row whose first block of 8192 logits is all -inf (masked classes): finite, as torch's.
+    x = torch.randn(2, 9000)
+    x[1, :8192] = -float("inf")
+    t = torch.tensor([3, 8500])
+    for opts in [{}, {"reduction": "none"}]:
+        got = triton_ce.cross_entropy(x, t, **opts)
+        torch.testing.assert_close(got, torch.nn.functional.cross_entropy(x, t, **opts), rtol=1e-5, atol=1e-5)
     print("ok")
 """)
 
@@ -287,6 +294,13 @@ TRITON_LCE_CHECK = textwrap.dedent("""
         torch.testing.assert_close(got_lse.double(), lse.detach(), rtol=tol, atol=tol)
         if grad:  # written over the logits
             torch.testing.assert_close(got_z.double(), zd.grad, rtol=tol, atol=tol * float(zd.grad.abs().max()))
+    # A row whose first block of 8192 logits is all -inf (classes masked by a -inf bias).
+    z = torch.randn(2, 9000)
+    z[1, :8192] = -float("inf")
+    t = torch.tensor([3, 8500])
+    losses, got_lse = rows(z.clone(), t, t >= 0, None, 0.0, 0.0, None)
+    torch.testing.assert_close(got_lse, torch.logsumexp(z, 1), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(losses, torch.nn.functional.cross_entropy(z, t, reduction="none"), rtol=1e-5, atol=1e-5)
     print("ok")
 """)
 

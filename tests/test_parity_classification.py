@@ -413,7 +413,7 @@ ERRORS = [
     ("multilabel_soft_margin_loss", (np.array(0.5), np.array(1.0)), {}, LossValueError, r"argument 'input' expected scores of shape \(C\) or \(N, C\), got a 0-d array"),
     ("multilabel_soft_margin_loss", (x34, y34), {"weight": np.ones(5)}, LossValueError, r"multilabel_soft_margin_loss: argument 'weight' expected a shape that broadcasts"),
     # Integer labels are taken (as torch takes them), booleans not (torch neither).
-    ("multilabel_soft_margin_loss", (x34, i34 > 0), {}, LossTypeError, r"argument 'target' expected a real floating-point array"),
+    ("multilabel_soft_margin_loss", (x34, i34 > 0), {}, LossTypeError, r"argument 'target' expected labels as a real floating-point or integer array"),
     ("multi_margin_loss", (x34, np.array([0, 4, 1])), {}, LossValueError, r"multi_margin_loss: argument 'target' expected class indices in \[0, 4\), got 4"),
     ("multi_margin_loss", (x34, np.array([0, -1, 1])), {}, LossValueError, r"expected class indices in \[0, 4\), got -1"),
     ("multi_margin_loss", (x34[0], np.array(9)), {}, LossValueError, r"expected class indices in \[0, 4\), got 9"),

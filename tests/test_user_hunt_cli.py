@@ -145,6 +145,7 @@ def test_ctrl_c_stops_the_worker_processes_of_jobs_at_once_without_their_traceba
     ["--backend", ""],         # it ran nothing and said "nothing ran", status 1, as for a failure
     ["--dtype", ""],
     ["--plugin", ""],
+    ["--json", ""],            # `--json "$REPORT"` with REPORT unset: it ran every case, wrote no report, exit 0
 ])
 def test_a_list_option_that_names_nothing_is_a_usage_error(args):
     done = lossreg("conformance", *(["--backend", "numpy"] if args[0] != "--backend" else []), *args)
@@ -218,6 +219,37 @@ def test_a_piped_run_prints_the_matrix_on_stdout_and_plain_progress_lines_on_std
         data["outcomes"][0])
 
 
+def test_json_alone_prints_the_report_on_stdout_as_list_and_plugins_do():
+    # `lossreg list --json` and `lossreg plugins --json` print JSON; `conformance --json` wanted a
+    # path ("argument --json: expected one argument"). Alone it prints the report on stdout, JSON
+    # only, and the matrix a person reads goes to stderr.
+    done = lossreg("conformance", "--json", "--backend", "numpy", *SMALL)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["backends"] == ["numpy"] and data["dtypes"] == ["float64"]
+    assert data["summary"]["passed"] >= 1 and data["summary"]["failed"] == 0
+    assert {o["loss"] for o in data["outcomes"]} == {"mse_loss"}
+    assert any(line.startswith("mse_loss ") for line in done.stderr.splitlines())  # the matrix
+
+
+def test_json_dash_is_stdout_too():
+    done = lossreg("conformance", "--backend", "numpy", *SMALL, "--json", "-")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["summary"]["failed"] == 0
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--backend", "nosuch"], "lossreg: argument 'backend' expected some of numpy"),
+    (["--backend", "numpy", "--dtype", "float8"], "lossreg: argument 'dtype' expected some of float16"),
+])
+def test_an_error_that_names_the_command_is_printed_with_one_prefix(args, message):
+    # It printed "lossreg: lossreg conformance: argument 'backend' ...".
+    done = lossreg("conformance", "--loss", "mse", *args)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith(message), done.stderr
+    assert "lossreg conformance:" not in done.stderr and done.stderr.count("lossreg") == 1
+
+
 # --- lossreg bench ----------------------------------------------------------------------------------
 
 def test_bench_tiny_writes_rows_whose_ratios_are_lossreg_over_native(tmp_path):
@@ -241,7 +273,13 @@ def test_bench_tiny_writes_rows_whose_ratios_are_lossreg_over_native(tmp_path):
     (["--library", " , "], "--library names nothing"),
     (["--loss", ""], "--loss names nothing"),                           # ran every loss
     (["--size", "huge"], "unknown size 'huge'"),
-    (["--loss", "mse_loss"], "unknown loss 'mse_loss'; expected one of mse, l1, cross_entropy, bce"),
+    (["--loss", "huber"], "no bench rows for loss 'huber' (huber_loss) on --library torch, numpy; expected one "
+                          "of mse, l1, cross_entropy, bce"),  # a registered loss the bench has no rows for
+    (["--loss", "nosuch"], "unknown loss 'nosuch'; expected one of mse, l1, cross_entropy, bce"),
+    (["--budget", "0"], "argument --budget: expected a number of seconds above 0, got 0"),  # was taken silently
+    (["--budget", "-5"], "argument --budget: expected a number of seconds above 0, got -5"),
+    (["--budget", "nan"], "argument --budget: expected a number of seconds above 0, got nan"),
+    (["--budget", "soon"], "argument --budget: expected a number of seconds above 0, got 'soon'"),
 ])
 def test_bench_refuses_bad_arguments_before_timing_anything(args, message):
     done = lossreg("bench", "--size", "tiny", "--budget", "0.01", *args)
@@ -257,6 +295,35 @@ def test_bench_jax_refuses_a_loss_it_has_no_peer_for():
     assert done.returncode == 2
     assert "unknown loss 'nosuch' for --library jax; expected one of cross_entropy" in done.stderr
     assert "Targets met" not in done.stdout
+
+
+def test_bench_loss_takes_any_name_or_alias_of_a_benched_loss(tmp_path):
+    # It took only its own row names (mse, l1, cross_entropy, bce): "mse_loss", "MSELoss" and the
+    # other names `lossreg.get` takes were unknown losses. Each loss is timed once, under its row name.
+    done = lossreg("bench", "--size", "tiny", "--library", "numpy", "--loss", "MSELoss,mean_squared_error,BCELoss",
+                   "--budget", "0.01", "--threads", "1", "--out", str(tmp_path / "cpu"))
+    assert done.returncode == 0, done.stderr
+    rows = json.loads((tmp_path / "cpu.json").read_text())["rows"]
+    assert [row["loss"] for row in rows] == ["mse", "bce"]
+
+
+def test_bench_jax_takes_the_torch_rows_names_and_aliases_as_well():
+    # `--library jax --loss mse` was "unknown loss 'mse' for --library jax": the JAX rows took
+    # registry names only, the torch rows their short names only. What each library's rows are
+    # given (in a process of its own: JAX, optax and Keras stay out of this one, which forks).
+    pytest.importorskip("optax")
+    done = _python("from lossreg import bench\n"
+                   "print(bench.loss_names(['mse', 'CrossEntropyLoss', 'ce', 'huber'], ['jax']))\n"
+                   "print(bench.loss_names(['mse_loss', 'cross_entropy', 'bce'], ['torch', 'jax']))\n"
+                   "try:\n"
+                   "    bench.loss_names(['nosuch'], ['jax'])\n"
+                   "except ValueError as error:\n"
+                   "    print(error)\n")
+    assert done.returncode == 0, done.stderr
+    jax_only, both, unknown = done.stdout.splitlines()
+    assert jax_only == str((None, ["mse_loss", "cross_entropy", "huber_loss"]))
+    assert both == str((["mse", "cross_entropy", "bce"], ["mse_loss", "cross_entropy", "binary_cross_entropy"]))
+    assert unknown.startswith("unknown loss 'nosuch' for --library jax; expected one of cross_entropy")
 
 
 # --- the pytest plugin, in a project of its own -----------------------------------------------------
@@ -398,3 +465,50 @@ def test_disabling_plugin_autoload_keeps_the_builtin_catalogue():
     done = lossreg("list", "--json", LOSSREG_DISABLE_PLUGIN_AUTOLOAD="1")
     assert done.returncode == 0
     assert {row["plugin"] for row in json.loads(done.stdout)} == {"lossreg"}
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "nan", "1,5"])
+def test_an_unusable_slow_import_threshold_warns_and_keeps_the_default(monkeypatch, value):
+    # LOSSREG_SLOW_IMPORT_S=abc was taken as 1.0 without a word; -1 reported every plugin as slow.
+    from lossreg import plugins
+
+    monkeypatch.setenv("LOSSREG_SLOW_IMPORT_S", value)
+    with pytest.warns(UserWarning, match=rf"LOSSREG_SLOW_IMPORT_S='{value}' is not a number of seconds \(0 or more\); "
+                                         r"using the default \(1.0\)"):
+        assert plugins.slow_import_s() == 1.0
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("0.5", 0.5), (" 2 ", 2.0), ("0", 0.0), ("", 1.0)])
+def test_a_slow_import_threshold_in_seconds_is_taken_without_a_warning(monkeypatch, recwarn, value, seconds):
+    from lossreg import plugins
+
+    monkeypatch.setenv("LOSSREG_SLOW_IMPORT_S", value)
+    assert plugins.slow_import_s() == seconds and not recwarn.list
+
+
+GPU_SWITCHES = [("LOSSREG_CUPY_KERNELS", False), ("LOSSREG_CE_TRITON", False), ("LOSSREG_LCE_TRITON", True)]
+
+
+@pytest.mark.parametrize(("switch", "default"), GPU_SWITCHES)
+@pytest.mark.parametrize(("value", "on"), [("0", False), ("false", False), ("OFF", False), ("no", False),
+                                           ("1", True), ("true", True), (" On ", True), ("yes", True)])
+def test_the_gpu_kernel_switches_take_the_spellings_lossreg_kernels_takes(monkeypatch, recwarn, switch, default,
+                                                                           value, on):
+    # Only "0" was off: LOSSREG_CUPY_KERNELS=false switched the CuPy kernels *on*, and
+    # LOSSREG_LCE_TRITON=off left the Triton rows on. Read on a GPU only; the reading is checked here.
+    from lossreg import kernels
+
+    monkeypatch.setenv(switch, value)
+    assert kernels.switched_on(switch) is on and not recwarn.list
+
+
+@pytest.mark.parametrize(("switch", "default"), GPU_SWITCHES)
+def test_an_unknown_gpu_kernel_switch_value_warns_and_keeps_the_default(monkeypatch, switch, default):
+    from lossreg import kernels
+
+    monkeypatch.setenv(switch, "banana")
+    with pytest.warns(UserWarning, match=f"{switch}='banana' is not one of 1, true, yes, on / 0, false, no, off; "
+                                         f"using the default \\({'on' if default else 'off'}\\)"):
+        assert kernels.switched_on(switch) is default
+    monkeypatch.delenv(switch)
+    assert kernels.switched_on(switch) is default

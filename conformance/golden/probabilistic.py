@@ -57,7 +57,7 @@ def kl_cases(rng: np.random.Generator) -> Iterator[dict[str, Any]]:
     yield raises("kl_div", "integer-input", "LossTypeError", {"input": np.zeros(3, dtype="int64"), "target": np.zeros(3)})
     yield raises("kl_div", "integer-target", "LossTypeError", {"input": np.zeros(3), "target": np.zeros(3, dtype="int64")})
     yield raises("kl_div", "bad-reduction", "LossValueError", ZEROS, {"reduction": "batch_mean"})
-    yield raises("kl_div", "log_target-not-bool", "LossValueError", ZEROS, {"log_target": "yes"})
+    yield raises("kl_div", "log_target-not-bool", "LossTypeError", ZEROS, {"log_target": "yes"})
 
 
 def poisson_cases(rng: np.random.Generator) -> Iterator[dict[str, Any]]:
@@ -95,8 +95,8 @@ def poisson_cases(rng: np.random.Generator) -> Iterator[dict[str, Any]]:
                                                                         "target": np.zeros(3, dtype="int64")})
     yield raises("poisson_nll_loss", "bad-reduction", "LossValueError", ZEROS, {"reduction": "batchmean"})
     yield raises("poisson_nll_loss", "negative-eps", "LossValueError", ZEROS, {"eps": -1e-8})
-    yield raises("poisson_nll_loss", "full-not-bool", "LossValueError", ZEROS, {"full": 1})
-    yield raises("poisson_nll_loss", "log_input-not-bool", "LossValueError", ZEROS, {"log_input": None})
+    yield raises("poisson_nll_loss", "full-not-bool", "LossTypeError", ZEROS, {"full": 1})
+    yield raises("poisson_nll_loss", "log_input-not-bool", "LossTypeError", ZEROS, {"log_input": None})
 
 
 def _gaussian_layouts() -> Iterator[tuple[str, tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
@@ -153,7 +153,7 @@ def gaussian_cases(rng: np.random.Generator) -> Iterator[dict[str, Any]]:
     yield raises("gaussian_nll_loss", "integer-var", "LossTypeError", {**good, "var": np.ones((4, 3), dtype="int64")})
     yield raises("gaussian_nll_loss", "bad-reduction", "LossValueError", good, {"reduction": "batchmean"})
     yield raises("gaussian_nll_loss", "negative-eps", "LossValueError", good, {"eps": -1e-6})
-    yield raises("gaussian_nll_loss", "full-not-bool", "LossValueError", good, {"full": "no"})
+    yield raises("gaussian_nll_loss", "full-not-bool", "LossTypeError", good, {"full": "no"})
 
 
 def cases() -> Iterator[dict[str, Any]]:

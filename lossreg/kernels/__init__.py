@@ -20,6 +20,7 @@ from typing import Any
 
 from ..hookspecs import hookimpl
 from ..registry import Kernel
+from ..toolkit import _env_switch
 
 _CUPY_LOSSES = ("mse_loss", "l1_loss", "binary_cross_entropy", "cross_entropy")  # checked on a GPU: kernels/cupy.py
 CUPY_SWITCH = "LOSSREG_CUPY_KERNELS"  # =1: lossreg's CuPy kernels, not the portable path, on CuPy arrays
@@ -87,15 +88,16 @@ def jax_jit(loss: Callable[..., Any], definition: Callable[..., Any] | None = No
 
 
 def switched_on(switch: str) -> bool:
-    """Whether a family of kernels is on: its environment variable, else on unless ``OFF_UNTIL_FAST``."""
-    return os.environ.get(switch, "0" if switch in OFF_UNTIL_FAST else "1") != "0"
+    """Whether a family of kernels is on: its environment variable (read as ``LOSSREG_KERNELS`` is:
+    1, true, yes, on / 0, false, no, off; anything else warns), else on unless ``OFF_UNTIL_FAST``."""
+    return _env_switch(switch, switch not in OFF_UNTIL_FAST)
 
 
 def _off(switch: str) -> str:
     if switched_on(switch):
         return ""
-    if switch in os.environ:
-        return f"switched off by {switch}=0"
+    if os.environ.get(switch, "").strip():  # set, and not on: off as written, or a typo (warned) for the default
+        return f"switched off by {switch}={os.environ[switch]}"
     return f"off by default: {OFF_UNTIL_FAST[switch]}; {switch}=1 switches it on"
 
 

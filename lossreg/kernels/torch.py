@@ -349,6 +349,8 @@ def ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: A
             or not _lengths_ok(input_lengths, n, unbatched, dev) or not _lengths_ok(target_lengths, n, unbatched, dev)):
         return NotImplemented
     il, tl = input_lengths.reshape(n).long(), target_lengths.reshape(n).long()
+    if unbatched and targets.ndim == 1:  # one sequence's labels, padded or not: the padded form's row
+        targets = targets.reshape(1, -1)
     labels, width = targets.long(), targets.shape[-1]
     if not all(toolkit.reads_values(x) for x in (log_probs, targets, input_lengths, target_lengths)):
         # Values that must not be read ("poison", CUDA in "auto"): lengths clamped and bad samples
@@ -448,6 +450,33 @@ def _to_float32(a: Any) -> Any:
     return a.float() if isinstance(a, Tensor) and a.dtype in _HALF else a
 
 
+def multi_margin_loss(input: Any, target: Any, /, *, p: int = 1, margin: float = 1.0, weight: Any = None,
+                      reduction: str = "mean") -> Any:
+    """torch's own for the common eager call: (N, C) float32/float64 scores, int64 classes (N,),
+    an optional weight (C,) of the input's dtype that needs no gradient. torch's kernel keeps
+    nothing of the input's size (forward+backward: the gradient alone), where the portable
+    definition holds several (N, C) temporaries and saves its masks for the backward pass (4.5
+    times torch's peak at N·C = 2^24). Anything else, and any refusal of torch's (a class out of
+    range), goes to the portable path and its lossreg error; so do torch.func's transforms, under
+    which the portable definition has the forward mode and second derivatives torch's kernel lacks."""
+    # _dynamo_compiling() first: Dynamo folds it to True, and traces none of the rest.
+    if (_dynamo_compiling() or type(input) is not Tensor or type(target) is not Tensor or input.dtype not in _FAST
+            or input.ndim != 2 or 0 in input.shape or target.dtype is not _INT64 or target.shape != input.shape[:1]
+            or target.device != input.device or not input.is_cpu or reduction not in _ENUM
+            or type(p) is not int or p not in (1, 2) or type(margin) not in (int, float)
+            or not -math.inf < margin < math.inf or not toolkit.reads_values(input) or not toolkit.reads_values(target)):
+        return NotImplemented
+    if weight is not None and (type(weight) is not Tensor or weight.dtype is not input.dtype or weight.requires_grad
+                               or weight.shape != input.shape[1:] or weight.device != input.device):
+        return NotImplemented
+    try:
+        return _nn.multi_margin_loss(input, target, p, margin, weight, _ENUM[reduction])
+    except _SIGNALS:
+        raise
+    except Exception:  # a class out of range: the portable path names it
+        return NotImplemented
+
+
 _KERNELS = {
     "mse_loss": mse_loss,
     "l1_loss": l1_loss,
@@ -458,5 +487,6 @@ _KERNELS = {
     "nll_loss": nll_loss,
     "cross_entropy": cross_entropy,
     "ctc_loss": ctc_loss,
+    "multi_margin_loss": multi_margin_loss,
 }
 KERNELS = {loss: _as_autocast_runs_it(loss, _KERNELS.get(loss)) for loss in (*_KERNELS, *_TORCH_AUTOCAST_ONLY)}

@@ -122,15 +122,15 @@ def _chunk(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, coef:
             if one and acc is not None and cap is not None:
                 deriv = _cap_derivative(z, cap)
             mj = z.amax(1)
-            m_new = mj if m is None else torch.maximum(m, mj)
-            m_new = torch.where(m_new == -torch.inf, 0.0, m_new)  # a row of -inf: no -inf - -inf
-            e = z.sub_(m_new.unsqueeze(1)).exp_()
-            s = e.sum(1) if s is None else s * (m - m_new).exp() + e.sum(1)
+            m_new = mj if m is None else torch.maximum(m, mj)  # -inf while every block so far is
+            shift = torch.where(m_new == -torch.inf, 0.0, m_new)  # a row of -inf: no -inf - -inf
+            e = z.sub_(shift.unsqueeze(1)).exp_()
+            s = e.sum(1) if s is None else s * (m - shift).exp() + e.sum(1)  # not from a 0 for -inf: no underflow
             m = m_new
             if one:
                 exp = e  # exp(z - m), kept for the gradient
             del z, e
-        lse = m + s.log()
+        lse = shift + s.log()
         losses = (1.0 - ls) * (lse - picked) if wy is None else (1.0 - ls) * wy * (lse - picked)
         if ls:
             losses = losses + (ls * (lse - zsum / v) if w_total is None else (ls / v) * (w_total * lse - zsum))

@@ -68,7 +68,9 @@ def _ce_kernel(X, stride_x, T, W, WSUM, SCALE, LOSS, LSE, GOUT, G, stride_g, n_c
             mask = cols < n_cols
             x = tl.load(x_row + cols, mask=mask, other=-float("inf")).to(tl.float32)
             m_new = tl.maximum(m, tl.max(x, 0))
-            d = d * tl.exp(m - m_new) + tl.sum(tl.exp(x - m_new), 0)
+            # Shifted by 0 while every logit so far is -inf: -inf - -inf would make d NaN.
+            shift = tl.where(m_new == -float("inf"), 0.0, m_new)
+            d = d * tl.exp(m - shift) + tl.sum(tl.exp(x - shift), 0)
             m = m_new
             if SMOOTH:
                 if HAS_WEIGHT:
@@ -76,7 +78,7 @@ def _ce_kernel(X, stride_x, T, W, WSUM, SCALE, LOSS, LSE, GOUT, G, stride_g, n_c
                     wx += tl.sum(tl.where(mask, w * x, 0.0), 0)
                 else:
                     wx += tl.sum(tl.where(mask, x, 0.0), 0)
-        lse = m + tl.log(d)
+        lse = tl.where(m == -float("inf"), 0.0, m) + tl.log(d)
         x_y = tl.load(x_row + y_safe).to(tl.float32)
         if SMOOTH:
             loss = (1.0 - eps) * w_y * (lse - x_y) + (eps / n_cols) * (w_sum * lse - wx)

@@ -52,12 +52,17 @@ def _rows_kernel(Z, stride_z, T, ACT, COEF, LOSS, LSE, n_cols, ls, zl, cap,
             z = cap * _tanh(z / cap)
         zm = tl.where(mask, z, -float("inf"))
         m_new = tl.maximum(m, tl.max(zm, 0))
-        d = d * tl.exp(m - m_new) + tl.sum(tl.exp(zm - m_new), 0)
+        # Shifted by 0 while every logit so far is -inf (classes masked by a -inf bias):
+        # -inf - -inf would make d NaN.
+        shift = tl.where(m_new == -float("inf"), 0.0, m_new)
+        d = d * tl.exp(m - shift) + tl.sum(tl.exp(zm - shift), 0)
         m = m_new
         zsum += tl.sum(tl.where(mask, z, 0.0), 0)
         picked += tl.sum(tl.where(cols == y, z, 0.0), 0)
-    lse = m + tl.log(d)
-    loss = (1.0 - ls) * (lse - picked) + ls * (lse - zsum / n_cols) + zl * lse * lse
+    lse = tl.where(m == -float("inf"), 0.0, m) + tl.log(d)
+    # Without smoothing the mean logit is not taken: 0 · ∞ would be NaN where a logit is -inf.
+    smooth = tl.where(ls != 0.0, ls * (lse - zsum / n_cols), 0.0)
+    loss = (1.0 - ls) * (lse - picked) + smooth + zl * lse * lse
     tl.store(LOSS + row, tl.where(active, loss, 0.0))
     tl.store(LSE + row, lse)
     if WRITE_GRAD:

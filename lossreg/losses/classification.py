@@ -420,15 +420,22 @@ def multilabel_margin_loss(input: Any, target: Any, /, *, reduction: str = "mean
     # listed[n, k]: position k comes before the first -1 of its row.
     listed = xp.cumulative_sum(xp.astype(t == -1, xp.int32), axis=1) == 0
     t = xp.where(listed & (t >= 0) & (t < c), t, xp.zeros_like(t))
+    # The pairs (listed position k, class i) make (N, K, C) arrays. Where the targets can be read,
+    # K is the longest list (positions past it are padding in every row and count 0): a few
+    # labels of thousands of classes, not N×C×C (16 GiB at N = C = 1024, where torch needs N×C).
+    k = c
+    if n * c and toolkit.reads_values(target):
+        k = int(xp.max(xp.sum(xp.astype(listed, xp.int32), axis=1)))
+        t, listed = t[:, :k], listed[:, :k]
     classes = xp.reshape(xp.arange(c, device=dev), (1, 1, c))
-    names = (xp.reshape(t, (n, c, 1)) == classes) & xp.reshape(listed, (n, c, 1))  # position k names class i
+    names = (xp.reshape(t, (n, k, 1)) == classes) & xp.reshape(listed, (n, k, 1))  # position k names class i
     is_target = xp.any(names, axis=1)
     ints = toolkit.index_dtype(name, "input", xp, n * c, input.shape)
     rows = xp.reshape(xp.arange(n, dtype=ints, device=dev), (n, 1)) * c
     picked = xp.take(xp.reshape(x, (-1,)), xp.reshape(rows + xp.astype(t, ints), (-1,)))  # x[n, t[n, k]]
     # Same association as torch's kernel, so that a term exactly at the margin is exactly 0.
-    z = 1 - xp.reshape(picked, (n, c, 1)) + xp.reshape(x, (n, 1, c))
-    counted = xp.reshape(listed, (n, c, 1)) & ~xp.reshape(is_target, (n, 1, c)) & (z > 0)
+    z = 1 - xp.reshape(picked, (n, k, 1)) + xp.reshape(x, (n, 1, c))
+    counted = xp.reshape(listed, (n, k, 1)) & ~xp.reshape(is_target, (n, 1, c)) & (z > 0)
     losses = xp.sum(xp.where(counted, z, xp.zeros_like(z)), axis=(1, 2)) / c
     losses = toolkit.poison(xp, losses, None if bad is None else xp.any(xp.reshape(bad, (n, c)), axis=1))
     return toolkit.reduce(xp, losses[0] if unbatched else losses, reduction, dtype)

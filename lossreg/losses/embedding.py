@@ -27,11 +27,6 @@ def _labels(loss: str, name: str, target: Any, xp: Any) -> Any:
     return toolkit.holding(loss, name, xp, target, -1) if xp.isdtype(target.dtype, "integral") else target
 
 
-def _check_flag(loss: str, name: str, value: Any) -> None:
-    if not isinstance(value, bool):
-        raise LossTypeError(loss, name, "True or False", toolkit.describe(value))
-
-
 def _check_positive_margin(loss: str, margin: Any) -> None:
     toolkit.check_number(loss, "margin", margin)
     if not margin > 0:  # torch raises for margin <= 0
@@ -77,6 +72,11 @@ def _floats(loss: str, xp: Any, **arrays: Any) -> tuple[Any, Any, list[Any]]:
     aliases=("margin_ranking", "ranking", "ranking_loss"),
     differentiable=("input1", "input2", "target"),
     reference="torch.nn.MarginRankingLoss",
+    false_friends=dict.fromkeys(("hinge", "hinge_loss"), (
+        "scikit-learn's hinge_loss and Keras' hinge are mean(max(0, 1 - y f)) of a decision function f and "
+        "labels y = ±1, which is margin_ranking_loss(f, zeros_like(f), y, margin=1.0); hinge_embedding_loss "
+        "(torch's HingeEmbeddingLoss) is another quantity, and scikit-learn's multi-class hinge_loss is "
+        "Crammer and Singer's (see 'multiclass_hinge')")),
 )
 def margin_ranking_loss(input1: Any, input2: Any, target: Any, /, *, margin: float = 0.0,
                         reduction: str = "mean") -> Any:
@@ -223,7 +223,7 @@ def _triplet_inputs(name: str, anchor: Any, positive: Any, negative: Any, margin
                     reduction: str) -> tuple[Any, Any, list[Any]]:
     xp = toolkit.namespace(name, anchor=anchor, positive=positive, negative=negative)
     _check_positive_margin(name, margin)
-    _check_flag(name, "swap", swap)
+    toolkit.check_flag(name, "swap", swap)
     toolkit.check_reduction(name, reduction)
     _same_ndim(name, anchor=anchor, positive=positive, negative=negative)
     _broadcast(name, anchor=anchor.shape, positive=positive.shape, negative=negative.shape)

@@ -10,11 +10,6 @@ from ..errors import LossValueError
 from ..registry import define_loss
 
 
-def _check_flag(loss: str, name: str, value: Any) -> None:
-    if not isinstance(value, bool):
-        raise LossValueError(loss, name, "True or False", repr(value))
-
-
 def _xlogx(xp: Any, t: Any) -> Any:
     """``t · log(t)`` with ``0 · log 0 = 0``: torch's ``xlogy(t, t)``, gradient included.
 
@@ -59,7 +54,7 @@ def kl_div(input: Any, target: Any, /, *, reduction: str = "mean", log_target: b
     """
     name = "kl_div"
     toolkit.check_reduction(name, reduction, (*toolkit.REDUCTIONS, "batchmean"))
-    _check_flag(name, "log_target", log_target)
+    toolkit.check_flag(name, "log_target", log_target)
     xp, x, t, dtype = toolkit.pointwise_inputs(name, input, target, "none")  # reduction checked above
     losses = xp.exp(t) * (t - x) if log_target else _xlogx(xp, t) - t * x
     if reduction != "batchmean":
@@ -98,8 +93,8 @@ def poisson_nll_loss(input: Any, target: Any, /, *, log_input: bool = True, full
         eps: added to the rate under the log when ``log_input=False``, ≥ 0.
     """
     name = "poisson_nll_loss"
-    _check_flag(name, "log_input", log_input)
-    _check_flag(name, "full", full)
+    toolkit.check_flag(name, "log_input", log_input)
+    toolkit.check_flag(name, "full", full)
     toolkit.check_number(name, "eps", eps, 0.0)
     xp, x, t, dtype = toolkit.pointwise_inputs(name, input, target, reduction)
     losses = xp.exp(x) - t * x if log_input else x - t * xp.log(x + eps)
@@ -170,7 +165,7 @@ def gaussian_nll_loss(input: Any, target: Any, var: Any, /, *, full: bool = Fals
         eps: the floor of ``var``, for stability, ≥ 0.
     """
     name = "gaussian_nll_loss"
-    _check_flag(name, "full", full)
+    toolkit.check_flag(name, "full", full)
     toolkit.check_number(name, "eps", eps, 0.0)
     scalar_var = isinstance(var, (int, float)) and not isinstance(var, bool)
     xp = toolkit.namespace(name, input=input, target=target, **({} if scalar_var else {"var": var}))

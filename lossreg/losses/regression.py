@@ -112,7 +112,8 @@ def _huber(xp: Any, d: Any, delta: float) -> Any:
         return 0.5 * d * d
     z = xp.abs(d)
     q = toolkit.minimum(xp, z, delta)
-    return 0.5 * (q * q) + delta * toolkit.maximum(xp, z - delta, 0.0)
+    # (0.5 q) q, torch's order: 0.5 (q q) overflows for q past 1.8e19 in float32 (q² > 3.4e38).
+    return (0.5 * q) * q + delta * toolkit.maximum(xp, z - delta, 0.0)
 
 
 @define_loss(

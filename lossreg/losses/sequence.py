@@ -161,8 +161,7 @@ def ctc(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, b
                                          for k, v in arrays.items())
     toolkit.check_floating(name, "log_probs", log_probs, xp)
     toolkit.check_reduction(name, reduction)
-    if not isinstance(zero_infinity, bool):
-        raise LossTypeError(name, "zero_infinity", "True or False", toolkit.describe(zero_infinity))
+    toolkit.check_flag(name, "zero_infinity", zero_infinity)
     if log_probs.ndim not in (2, 3):
         raise LossValueError(name, "log_probs", "log-probabilities of shape (T, N, C) or (T, C)",
                              f"shape {tuple(log_probs.shape)}")
@@ -174,6 +173,11 @@ def ctc(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, b
                              f"shape {tuple(log_probs.shape)}")
     toolkit.check_number(name, "blank", blank, 0, c - 1, integer=True)
     toolkit.check_integer(name, "targets", targets, xp, "an integer array of labels")
+    if unbatched and targets.ndim == 1:
+        # One sequence's labels, the first target_lengths of them read, as the padded form's one
+        # row: torch takes a row of exactly that length, and a longer (padded) one is what each
+        # sample of jax.vmap / torch.func.vmap over a padded batch gets.
+        targets = xp.reshape(targets, (1, targets.shape[0]))
     padded = targets.ndim == 2
     if targets.ndim not in (1, 2) or (padded and targets.shape[0] != n):
         raise LossValueError(name, "targets", f"padded labels of shape ({n}, S) or concatenated ones of shape "
