@@ -243,7 +243,7 @@ def device(x: Any) -> Any:
 
 def check_reduction(loss: str, reduction: Any, allowed: tuple[str, ...] = REDUCTIONS) -> None:
     """``reduction`` is one of ``allowed`` ("none", "mean", "sum" by default)."""
-    if reduction not in allowed:
+    if not isinstance(reduction, str) or reduction not in allowed:  # an array's `in` would be elementwise
         raise LossValueError(loss, "reduction", "one of " + ", ".join(map(repr, allowed)), repr(reduction))
 
 
@@ -955,10 +955,12 @@ def reduce_classes(cls: ClassInputs, losses: Any, reduction: str) -> Any:
 def divide(xp: Any, total: Any, count: Any) -> Any:
     """``total / count`` for a weighted mean, IEEE's answer where ``count`` is 0 (torch's: NaN for
     0 / 0, every target ignored or every weight 0; ±inf else), without NumPy's division warning."""
-    if compat.is_jax_namespace(xp):
-        # JAX does not warn. The guarded form below keeps XLA from fusing the final sums into the
-        # division: two more small fusions, cross_entropy 1.1-1.4x optax's forward at 256x1000
-        # under jax.jit. Plain, its gradient is torch's too where the count is 0.
+    if compat.is_jax_namespace(xp) or compat.is_torch_namespace(xp):
+        # Neither warns, and plain, the gradient is torch's where the count is 0 (torch divides
+        # plainly: F.mse_loss's sum(w ℓ) / sum(w), ATen's total_weight): ±inf, NaN times a 0
+        # weight; the guarded form below gives 0. On JAX it also keeps XLA from fusing the final
+        # sums into the division: two more small fusions, cross_entropy 1.1-1.4x optax's forward
+        # at 256x1000 under jax.jit.
         return total / count
     nothing = count == 0
     # Python scalars where they can be (each 0-d operation costs µs in eager code); the NaN not

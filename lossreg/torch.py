@@ -44,6 +44,7 @@ class LossModule(nn.Module):
 
     spec: LossSpec
     _positional: tuple[str, ...] = ()  # the options torch.nn's class of this name takes positionally
+    _forward_names: dict[str, str] = {}  # torch.nn's forward argument names that differ: {"log_input": "input"}
     _function: Any  # the dispatching functional form
 
     def __init__(self, *args: Any, **options: Any) -> None:
@@ -87,13 +88,20 @@ class LossModule(nn.Module):
         return {key: getattr(self, key) for key in self.spec.options}
 
     def forward(self, *arrays: Any, **named: Any) -> Any:
-        """``loss(input, target)``, or by the functional form's argument names (``input=..., target=...``)."""
+        """``loss(input, target)``, or by the functional form's argument names (``input=..., target=...``)
+        or by torch.nn's forward's, where they differ (``PoissonNLLLoss()(log_input=..., target=...)``)."""
         if named:
             arrays = self._by_name(arrays, named)
         return self._function(*arrays, **self.loss_options())
 
     def _by_name(self, arrays: tuple[Any, ...], named: dict[str, Any]) -> tuple[Any, ...]:
         inputs = self.spec.inputs
+        if self._forward_names:  # torch.nn's names, as its forward takes them (PoissonNLLLoss's log_input)
+            renamed = {self._forward_names.get(k, k): v for k, v in named.items()}
+            if len(renamed) < len(named):
+                raise TypeError(f"{self.spec.class_name}.forward() takes the arrays {', '.join(inputs)}; got "
+                                f"repeated {', '.join(sorted(k for k in named if k in self._forward_names))}")
+            named = renamed
         unknown = set(named) - set(inputs[len(arrays):])
         if unknown:
             raise TypeError(f"{self.spec.class_name}.forward() takes the arrays {', '.join(inputs)}; "
@@ -218,6 +226,19 @@ def _torch_parameter(spec: LossSpec, index: int) -> str | None:
     return params[index] if index < len(params) else None
 
 
+def _torch_forward_names(spec: LossSpec) -> dict[str, str]:
+    """torch.nn's forward argument names of the class of the same name, where they differ from the
+    loss's array names, mapped to those (``{"log_input": "input"}`` for PoissonNLLLoss)."""
+    reference = getattr(nn, spec.class_name, None)
+    if not (isinstance(reference, type) and issubclass(reference, nn.Module)):
+        return {}
+    names = [p.name for p in list(inspect.signature(reference.forward).parameters.values())[1:]
+             if p.kind is p.POSITIONAL_OR_KEYWORD]
+    if len(names) != len(spec.inputs):  # another interface (LinearCrossEntropyLoss owns its layer)
+        return {}
+    return {theirs: ours for theirs, ours in zip(names, spec.inputs) if theirs != ours and theirs not in spec.inputs}
+
+
 def _torch_positional(spec: LossSpec) -> tuple[str, ...]:
     """The options torch.nn's class of the same name takes positionally, up to the first one lossreg lacks."""
     names = []
@@ -242,6 +263,7 @@ def module_class(name: str) -> type[LossModule]:
             body: dict[str, Any] = {
                 "spec": spec,
                 "_positional": _torch_positional(spec),
+                "_forward_names": _torch_forward_names(spec),
                 "_function": staticmethod(registry().loss_class(spec.name)._dispatch),  # no lookup per call
                 "__module__": __name__,
                 "__qualname__": spec.class_name,

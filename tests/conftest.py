@@ -5,11 +5,17 @@ one runs once per backend of ``--lossreg-backend``."""
 
 from __future__ import annotations
 
+import importlib
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+import lossreg
 from lossreg.backends import use_fast_jax_compile
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -43,3 +49,35 @@ def jax_float64() -> Any:
 
     with jax.enable_x64(True):
         yield
+
+
+def _registered_plugin(name: str) -> Any:
+    """The real plugin package ``lossreg-<name>`` of plugins/, registered in this process as its
+    entry point would register it (its installed copy, else its sources); unregistered after the
+    module's tests."""
+    module = f"lossreg_{name}"
+    source = str(ROOT / "plugins" / f"lossreg-{name}" / "src")
+    added = importlib.util.find_spec(module) is None
+    if added:
+        sys.path.insert(0, source)
+    package = importlib.import_module(module)
+    registered = name not in lossreg.registry().plugins
+    if registered:
+        lossreg.register_plugin(package, name)
+    yield package
+    if registered:
+        lossreg.unregister_plugin(name)
+    if added:
+        sys.path.remove(source)
+
+
+@pytest.fixture(scope="module")
+def segmentation() -> Any:
+    """The lossreg-segmentation package, registered for the module's tests."""
+    yield from _registered_plugin("segmentation")
+
+
+@pytest.fixture(scope="module")
+def extras() -> Any:
+    """The lossreg-extras package, registered for the module's tests."""
+    yield from _registered_plugin("extras")

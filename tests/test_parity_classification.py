@@ -389,7 +389,7 @@ ERRORS = [
     ("cross_entropy", (x34, np.array([0, 1])), {}, LossValueError, r"argument 'target' expected class indices of shape \(3,\)"),
     ("cross_entropy", (x34, np.array([0, 1, 2])), {"weight": np.ones(5)}, LossValueError, r"argument 'weight' expected .*shape \(4,\)"),
     ("cross_entropy", (x34, np.array([0, 1, 2])), {"label_smoothing": -0.1}, LossValueError, r"'label_smoothing' expected a number in \[0.0, 1.0\]"),
-    ("cross_entropy", (x34, np.full((3, 4), 0.25)), {"ignore_index": 1}, LossValueError, r"'ignore_index' expected the default -100"),
+    ("cross_entropy", (x34, np.full((3, 4), 0.25)), {"ignore_index": 1}, LossValueError, r"'ignore_index' expected a negative value \(such as the default -100\)"),
     ("cross_entropy", (i34, np.array([0, 1, 2])), {}, LossTypeError, r"'input' expected a real floating-point array"),
     ("cross_entropy", (x34, np.array([0.0, 1.0, 2.0])), {}, LossValueError, r"'target' expected probabilities of the input's shape \(3, 4\), or class indices as an integer array, got \w+ array of dtype \S*float64 and shape \(3,\)"),
     ("cross_entropy", (x34, np.array([0, 1, 2])), {"reduction": "avg"}, LossValueError, r"'reduction' expected one of 'none', 'mean', 'sum', got 'avg'"),

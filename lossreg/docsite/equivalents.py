@@ -83,14 +83,19 @@ OPTAX: dict[str, Equivalent] = {
     "smooth_l1_loss": Equivalent("optax.losses.huber_loss",
                                  f"`smooth_l1_loss(beta=β) = huber_loss(delta=β) / β`; {_OPTAX_NONE}"),
     "binary_cross_entropy_with_logits": Equivalent("optax.losses.sigmoid_binary_cross_entropy",
-                                                   f"`(logits, labels)`; {_OPTAX_NONE}"),
+                                                   "`(logits, labels)`; torch's `(1 - y) x - log σ(x)` here: "
+                                                   "NaN at a logit of -inf with y > 0 (optax: inf), and 0 for "
+                                                   "losses below ~1e-16 at x ≪ 0, y = 0 (optax: 4e-18 at x = -40); "
+                                                   f"{_OPTAX_NONE}"),
     "multilabel_soft_margin_loss": Equivalent("optax.losses.sigmoid_binary_cross_entropy",
                                               "then `.mean(axis=-1)` over the classes"),
     "cross_entropy": Equivalent(
         "optax.losses.softmax_cross_entropy_with_integer_labels",
         "class indices: `softmax_cross_entropy_with_integer_labels(logits, labels)`; probabilities: "
         "`softmax_cross_entropy(logits, labels)`; label smoothing: `optax.smooth_labels`; classes on "
-        f"the last axis; {_OPTAX_NONE}"),
+        "the last axis; optax's `where=` and `safe_softmax_cross_entropy` give a class of logit -inf and "
+        "probability 0 no loss where torch's `0 · -inf` (and lossreg's) is NaN: mask such classes with a "
+        f"finite logit (e.g. -1e30) or use class indices; {_OPTAX_NONE}"),
     "kl_div": Equivalent("optax.losses.kl_divergence",
                          "`kl_divergence(log_predictions, targets)`, the same order as torch; "
                          "`log_target=True`: `kl_divergence_with_log_targets`; optax sums over the last axis"),

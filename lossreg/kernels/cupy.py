@@ -29,7 +29,7 @@ ndarray = cp.ndarray
 
 _SQ, _ABS = "(x - y) * (x - y)", "fabs(x - y)"
 _BCE = ("((x >= 0 && x <= 1 && y >= 0 && y <= 1) ? "
-        "-(y * fmax(log(x), (T)-100) + (1 - y) * fmax(log(1 - x), (T)-100)) : (T)nan(\"\"))")
+        "-(y * fmax(log(x), (T)-100) + (1 - y) * fmax(log1p(-x), (T)-100)) : (T)nan(\"\"))")
 
 
 def _pointwise(expression: str, name: str) -> tuple[Any, Any]:

@@ -146,7 +146,7 @@ def binary_cross_entropy(input: Any, target: Any, /, *, weight: Any = None, redu
         return NotImplemented
     with np.errstate(divide="ignore"):  # log(0) = -inf, clamped to -100 as torch does
         log_x = np.maximum(np.log(input), -100.0)
-        log_1mx = np.maximum(np.log(1 - input), -100.0)
+        log_1mx = np.maximum(np.log1p(-input), -100.0)  # log1p, as torch: 1 - x rounds a small x away
     losses = -(target * log_x + (1 - target) * log_1mx)
     if weight is not None:
         losses = losses * weight

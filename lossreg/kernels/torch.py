@@ -167,10 +167,20 @@ def smooth_l1_loss(input: Any, target: Any, /, *, reduction: str = "mean", beta:
 
 def huber_loss(input: Any, target: Any, /, *, reduction: str = "mean", delta: float = 1.0,
                weight: Any = None) -> Any:
-    """torch's own (without ``weight``), as :func:`smooth_l1_loss`."""
-    if weight is not None or not (_pair(input, target, reduction) and _threshold(delta) and delta > 0):
+    """torch's own, as :func:`smooth_l1_loss`; with ``weight`` as ``F.huber_loss`` computes it,
+    ATen's unreduced loss times the weights (so its second derivatives are torch's too)."""
+    if not (_pair(input, target, reduction) and _threshold(delta) and delta > 0):
         return NotImplemented
-    return _pointwise(_nn.huber_loss, F.huber_loss, input, target, reduction, delta=delta)
+    if weight is None:
+        return _pointwise(_nn.huber_loss, F.huber_loss, input, target, reduction, delta=delta)
+    if (type(weight) is not Tensor or not _plain(input, target) or input.dtype not in _FAST
+            or weight.dtype is not input.dtype or weight.shape != input.shape or weight.device != input.device):
+        return NotImplemented  # half precision, promotion, subclasses, refusals: the portable path
+    losses = _pointwise(_nn.huber_loss, F.huber_loss, input, target, "none", delta=delta)
+    if losses is NotImplemented:
+        return NotImplemented
+    weighted = losses * weight
+    return weighted if reduction == "none" else weighted.sum() if reduction == "sum" else weighted.mean()
 
 
 def binary_cross_entropy(input: Any, target: Any, /, *, weight: Any = None, reduction: str = "mean") -> Any:
@@ -237,6 +247,10 @@ def binary_cross_entropy_with_logits(input: Any, target: Any, /, *, weight: Any 
 
 def nll_loss(input: Any, target: Any, /, *, weight: Any = None, ignore_index: int = -100,
              reduction: str = "mean") -> Any:
+    if getattr(input, "ndim", None) == 4 and not input.is_contiguous():
+        # torch's 2-d NLL backward raises "grad_input must be contiguous" for a dense input in another
+        # layout (channels_last, NHWC permuted to NCHW): a contiguous copy, same value, has the gradient.
+        input = input.contiguous()
     if _common(input, target, weight, ignore_index):
         try:
             return _nn.nll_loss_nd(input, target, None, _ENUM[reduction], ignore_index)
@@ -278,7 +292,8 @@ def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_inde
         return NotImplemented
     bad = None
     if isinstance(target, Tensor) and target.dtype in _FLOAT:  # probabilities of the input's shape
-        if (ignore_index != -100 or not _pair(input, target, reduction) or input.ndim == 0
+        if (type(ignore_index) is not int or ignore_index >= 0  # torch takes any negative one there
+                or not _pair(input, target, reduction) or input.ndim == 0
                 or (weight is not None and (not isinstance(weight, Tensor) or weight.dtype is not input.dtype
                                             or weight.shape != input.shape[input.ndim > 1:][:1]
                                             or weight.device != input.device or weight.requires_grad))):

@@ -67,7 +67,7 @@ def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_inde
     Shapes: ``input`` (C), (N, C) or (N, C, d1, ..., dK). ``target`` either class indices as for
     :func:`nll_loss` (including the source document's (N, 1)), or probabilities of the
     input's shape, smoothed as ``t (1 - ε) + ε / C``, "mean" then dividing by N·d1·...·dK and
-    ``ignore_index`` not allowed.
+    ``ignore_index`` unused (it must be negative, as torch requires).
 
     Args:
         weight: a weight per class, shape (C,), or None (all 1).
@@ -112,9 +112,10 @@ def _cross_entropy_probabilities(xp: Any, input: Any, target: Any, weight: Any, 
     if target.shape != input.shape:  # floats of another shape are most likely indices of the wrong dtype
         raise LossValueError(name, "target", f"probabilities of the input's shape {tuple(input.shape)}, or "
                              "class indices as an integer array", toolkit.describe(target))
-    if ignore_index != -100:
-        raise LossValueError(name, "ignore_index", "the default -100 with probability targets "
-                                 "(there is no class index to ignore)", repr(ignore_index))
+    toolkit.check_number(name, "ignore_index", ignore_index, integer=True)
+    if ignore_index >= 0:  # ATen's check: any negative value (-100, -1, ...) is taken, and unused
+        raise LossValueError(name, "ignore_index", "a negative value (such as the default -100) with probability "
+                             "targets (there is no class index to ignore)", repr(ignore_index))
     unbatched = input.ndim == 1
     x, t = (xp.expand_dims(input, axis=0), xp.expand_dims(target, axis=0)) if unbatched else (input, target)
     c = x.shape[1]
@@ -153,10 +154,15 @@ def _log_sum_minus_shifted(xp: Any, x: Any) -> Any:
 
 @define_loss(
     class_name="BCELoss",
-    aliases=("bce", "binary_crossentropy", "binary_cross_entropy_loss", "log_loss"),
+    aliases=("bce", "binary_crossentropy", "binary_cross_entropy_loss"),
     differentiable=("input", "target"),
     array_options=("weight",),
     reference="torch.nn.BCELoss",
+    false_friends={"log_loss": (
+        "scikit-learn's log_loss(y_true, y_prob) takes the labels first (0/1 labels passed first here are "
+        "valid probabilities: no error, another number) and on (N, C) probabilities is the multi-class log "
+        "loss, nll_loss(log(p), labels), where binary_cross_entropy averages N·C binary losses; for 1-D binary "
+        "labels it is binary_cross_entropy(y_prob, y_true) up to its clipping at eps")},
 )
 def binary_cross_entropy(input: Any, target: Any, /, *, weight: Any = None, reduction: str = "mean") -> Any:
     r"""Binary cross-entropy of probabilities: ``ℓ_i = -w_i [y_i log x_i + (1 - y_i) log(1 - x_i)]``.
@@ -167,6 +173,12 @@ def binary_cross_entropy(input: Any, target: Any, /, *, weight: Any = None, redu
     ``input`` and ``target`` (both probabilities in [0, 1], else an error, as in torch) of one
     shape, e.g. (N) or (N, 1); ``weight`` broadcasts to the input's shape.
 
+    scikit-learn's ``log_loss(y_true, y_prob)`` is this loss only for 1-D binary labels, with the
+    prediction first here (0/1 labels passed first are valid probabilities: no error, another
+    value) and probabilities clipped to [eps, 1 - eps] there; on (N, C) class probabilities it is
+    ``nll_loss(log(p), labels)``, where this loss of (N, C) arrays is the mean of N·C binary
+    losses. So ``log_loss`` is not a name of this loss: ``lossreg.get("log_loss")`` says why.
+
     Args:
         weight: weights that broadcast to the input's shape, or None (all 1).
     """
@@ -175,12 +187,20 @@ def binary_cross_entropy(input: Any, target: Any, /, *, weight: Any = None, redu
     bad = _check_probabilities(name, "input", input, x, xp)
     bad_target = _check_probabilities(name, "target", target, y, xp)
     bad = bad_target if bad is None else bad if bad_target is None else bad | bad_target
-    log_x, log_1mx = toolkit.safe_log(xp, x), toolkit.safe_log(xp, 1 - x)
+    log_x, log_1mx = toolkit.safe_log(xp, x), _log1m(xp, x)
     # -(y log x + (1 - y) log(1 - x)), in three operations rather than five.
     losses = y * (log_1mx - log_x) - log_1mx
     if weights:
         losses = losses * weights["weight"]
     return toolkit.reduce(xp, toolkit.poison(xp, losses, bad), reduction, dtype)
+
+
+def _log1m(xp: Any, x: Any) -> Any:
+    """``max(log1p(-x), -100)``, as torch computes BCE's ``log(1 - x)`` (``1 - x`` would round a small
+    ``x`` away: in float32 the loss of x = 1e-8 against 0 became 0), with a finite gradient at x = 1
+    (the inner ``where``, as in :func:`toolkit.safe_log`)."""
+    below = x < 1
+    return xp.where(below, toolkit.clip(xp, xp.log1p(-xp.where(below, x, 0.0)), min=-100.0), -100.0)
 
 
 def _check_probabilities(loss: str, name: str, input: Any, x: Any, xp: Any) -> Any:
@@ -278,7 +298,9 @@ def soft_margin_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> 
     exceeds about 88 in float32 or 709 in float64; lossreg gives the finite value there.
     """
     xp, x, y, dtype = toolkit.pointwise_inputs("soft_margin_loss", input, target, reduction, labels=True)
-    return toolkit.reduce(xp, -toolkit.log_sigmoid(xp, y * x), reduction, dtype)
+    # x * y, not y * x: the unreduced result takes the input's layout, as torch's (a transposed target
+    # made it non-contiguous, where torch's result is contiguous and a caller's .view(-1) works).
+    return toolkit.reduce(xp, -toolkit.log_sigmoid(xp, x * y), reduction, dtype)
 
 
 @define_loss(

@@ -297,7 +297,8 @@ def triplet_margin_with_distance_loss(anchor: Any, positive: Any, negative: Any,
 
     ``distance_function(x, y)`` takes two arrays of the caller's library and returns their
     distances (one per row); ``None`` means ``‖x - y + 1e-6‖_2`` over the last axis, torch's
-    ``pairwise_distance``. It receives the inputs as given (half precision promoted to float32).
+    ``pairwise_distance``. It receives the inputs in the dtype the loss computes in: promoted together
+    (float32 and float64 arrays both as float64; torch passes them as given), half precision as float32.
     With ``swap``, ``d(a, n)`` becomes ``min(d(a, n), d(p, n))``. ``margin`` must be > 0.
     A callable option cannot go into JSON, so ``get_config`` refuses a loss that holds one.
     Shapes: as for :func:`triplet_margin_loss`.

@@ -143,7 +143,12 @@ def smooth_l1_loss(input: Any, target: Any, /, *, reduction: str = "mean", beta:
     diff = x - y
     if beta == 0:  # the quadratic branch would divide by zero, and its NaN gradient would leak
         return toolkit.reduce(xp, toolkit.safe_abs(xp, diff), reduction, dtype)
-    return toolkit.reduce(xp, _huber(xp, diff, beta) / beta, reduction, dtype)
+    # _huber(d, β) / β, as 0.5 q (q / β) + r: torch's linear part z - 0.5 β never squares β, which
+    # (0.5 β) β would, overflowing past β = 2.6e19 in float32 where the loss is finite. At q = β
+    # the first term is 0.5 β exactly; the gradient is _huber's divided by β (q / β inside).
+    z = xp.abs(diff)
+    q = toolkit.minimum(xp, z, beta)
+    return toolkit.reduce(xp, (0.5 * q) * (q / beta) + toolkit.maximum(xp, z - beta, 0.0), reduction, dtype)
 
 
 @define_loss(

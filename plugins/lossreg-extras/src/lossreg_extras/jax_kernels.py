@@ -25,7 +25,7 @@ def _log_cosh(d: Any) -> Any:
 
 @_log_cosh.defjvp
 def _log_cosh_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> tuple[Any, Any]:
-    # The derivative, tanh(d), said once: differentiated through its where, expm1 and log1p,
+    # The derivative, tanh(d), said once: differentiated through its min, max, expm1, exp and log1p,
     # JAX keeps three (N, ...) residuals for the backward pass where one is needed (1.3x optax's
     # forward+grad at 2048x8192 under jit).
     (d,), (t,) = primals, tangents

@@ -90,7 +90,8 @@ def tversky_loss(input: Any, target: Any, /, *, alpha: float = 0.5, beta: float 
 
     Peers: MONAI's ``TverskyLoss`` as for :func:`dice_loss` (per channel). Keras' ``Tversky``
     multiplies its ``alpha`` with ``Σ y (1 - x)``, the false negatives: its ``alpha`` is ``beta``
-    here, and its ``beta`` is ``alpha``.
+    here, and its ``beta`` is ``alpha``; as its ``Dice``, it adds its epsilon to the denominator
+    only (``smooth=0`` here).
     """
     name = "tversky_loss"
     toolkit.check_number(name, "alpha", alpha, 0.0, finite=True)
@@ -129,10 +130,13 @@ def generalized_dice_loss(input: Any, target: Any, /, *, smooth: float = 1e-5, r
     shape = (x.shape[0], x.shape[1], math.prod(x.shape[2:]))
     x, y = xp.reshape(x, shape), xp.reshape(y, shape)
     volume = xp.sum(y, axis=2)  # (N, C)
-    # A class whose weight would overflow (a soft target's volume below √(2 / max), ~1e-19 in
-    # float32) counts as absent, as MONAI's isinf finds it: an infinite weight made the loss inf / inf.
-    present = volume > math.sqrt(2 / float(xp.finfo(volume.dtype).max))
-    w = xp.where(present, 1 / xp.where(present, volume, xp.ones_like(volume)) ** 2, xp.zeros_like(volume))
+    # A class whose weight overflows (a soft target's volume below 1 / √max, ~5.4e-20 in float32)
+    # counts as absent, as MONAI's isinf finds it: an infinite weight made the loss inf / inf. The
+    # weight is (1 / v)², not 1 / v²: v² of a volume below ~1e-19 is subnormal in float32, which XLA
+    # flushes to 0 (an infinite weight, a NaN loss on JAX, where torch and MONAI keep the class).
+    inv = 1 / xp.where(volume > 0, volume, xp.ones_like(volume))
+    present = (volume > 0) & (inv < math.sqrt(float(xp.finfo(volume.dtype).max)))
+    w = xp.where(present, inv, xp.zeros_like(volume)) ** 2
     w = xp.where(present, w, xp.max(w, axis=1, keepdims=True))
     overlap = xp.sum(w * xp.sum(x * y, axis=2), axis=1)
     total = xp.sum(w * (xp.sum(x, axis=2) + volume), axis=1)
