@@ -110,10 +110,16 @@ def _huber(xp: Any, d: Any, delta: float) -> Any:
     """
     if delta == math.inf:
         return 0.5 * d * d
-    z = xp.abs(d)
-    q = toolkit.minimum(xp, z, delta)
+    q, r = _split(xp, d, delta)
     # (0.5 q) q, torch's order: 0.5 (q q) overflows for q past 1.8e19 in float32 (q² > 3.4e38).
-    return (0.5 * q) * q + delta * toolkit.maximum(xp, z - delta, 0.0)
+    return (0.5 * q) * q + delta * r
+
+
+def _split(xp: Any, d: Any, delta: float) -> tuple[Any, Any]:
+    """``(min(|d|, δ), max(|d| - δ, 0))``: the quadratic and linear parts' arguments of Huber and
+    smooth L1, without a ``where`` (see :func:`_huber`)."""
+    z = xp.abs(d)
+    return toolkit.minimum(xp, z, delta), toolkit.maximum(xp, z - delta, 0.0)
 
 
 @define_loss(
@@ -146,9 +152,8 @@ def smooth_l1_loss(input: Any, target: Any, /, *, reduction: str = "mean", beta:
     # _huber(d, β) / β, as 0.5 q (q / β) + r: torch's linear part z - 0.5 β never squares β, which
     # (0.5 β) β would, overflowing past β = 2.6e19 in float32 where the loss is finite. At q = β
     # the first term is 0.5 β exactly; the gradient is _huber's divided by β (q / β inside).
-    z = xp.abs(diff)
-    q = toolkit.minimum(xp, z, beta)
-    return toolkit.reduce(xp, (0.5 * q) * (q / beta) + toolkit.maximum(xp, z - beta, 0.0), reduction, dtype)
+    q, r = _split(xp, diff, beta)
+    return toolkit.reduce(xp, (0.5 * q) * (q / beta) + r, reduction, dtype)
 
 
 @define_loss(
