@@ -22,7 +22,7 @@ from .core import FLOATS, Backend, _version
 from .hookspecs import hookimpl
 
 __all__ = ["Backend", "FLOATS", "NumPyBackend", "ArrayAPIStrictBackend", "TorchBackend", "JAXBackend",
-           "JAXJitBackend", "DaskBackend", "CuPyBackend", "BUILTIN", "to_numpy", "to_list"]
+           "JAXJitBackend", "DaskBackend", "CuPyBackend", "BUILTIN", "to_numpy"]
 
 
 def _split_device(device: str) -> tuple[str, int | None]:
@@ -484,6 +484,3 @@ def to_numpy(x: Any) -> np.ndarray:
 
     return registry().to_numpy(x)
 
-
-def to_list(x: Any) -> Any:
-    return to_numpy(x).tolist()

@@ -282,14 +282,7 @@ def markdown(rows: Sequence[PeerRow], context: dict[str, Any]) -> str:
 
 
 def versions() -> dict[str, str]:
-    from importlib import metadata
-
+    from .timing import CORE
     from .timing import versions as _versions
 
-    out = _versions()
-    for name in ("jax", "jaxlib", "optax", "keras"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
+    return _versions(*CORE, "jax", "jaxlib", "optax", "keras")

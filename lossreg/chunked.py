@@ -1,7 +1,8 @@
 """Chunked linear layer + softmax cross-entropy, in array-API terms: the shared core of
 ``lossreg.losses.fused.linear_cross_entropy`` and of its torch and JAX kernels.
 
-It sits with the toolkit, below the catalogue and the kernels, which may not import each other:
+It sits with the toolkit, below the catalogue and the kernels (which may import the catalogue,
+never the other way), so that each of them reaches it without going through the others:
 the argument checks (:func:`prepare_inputs`, the same errors for every path), the chunking plan
 (:func:`plan_chunks`) and the computation of one chunk of tokens (:func:`chunk_loss`, the loss
 and, from the same logits, their gradient's three matmuls).
@@ -192,19 +193,8 @@ def prepare_inputs(name: str, hidden: Any, weight: Any, target: Any, bias: Any, 
             wanted = f"{lead}" + (f" or ({lead[0]}, 1)" if len(lead) == 1 else "")
             raise LossValueError(name, "target", f"class indices of shape {wanted} for hidden states of shape "
                                  f"{tuple(hidden.shape)}", f"shape {tuple(target.shape)}")
-    t = toolkit.holding(name, "target", xp, xp.reshape(target, (n,)), ignore_index, v)
-    ignored = t == ignore_index
-    valid = (t >= 0) & (t < v)
-    if poison:
-        bad = ~valid & ~ignored
-    else:
-        bad = toolkit.check_values(name, "target", target, xp.reshape(~valid & ~ignored, target.shape), xp,
-                                   f"class indices in [0, {v}) or ignore_index={ignore_index}")
-        if bad is not None:
-            bad = xp.reshape(bad, (n,))
+    t, active, bad = toolkit.class_targets(name, xp, xp.reshape(target, (n,)), ignore_index, v, read=not poison)
     work = toolkit.compute_dtype(xp, dtype)
-    t = xp.where(valid, t, xp.zeros_like(t))
-    active = valid & ~ignored
     counts = xp.astype(active, work)
     if class_weight is not None:  # as cross_entropy takes them: cast to the input's dtype, not promoting it
         toolkit.check_floating(name, "weight", class_weight, xp)
@@ -318,9 +308,8 @@ def chunk_loss(xp: Any, h: Any, weight: Any, bias: Any, t: Any, active: Any, coe
         ℓ_n = (1 - ε) w_{y_n} (lse_n - z_{n,y_n}) + (ε / V) (W lse_n - Σ_c w_c z_nc) + ζ lse_n²
         ∂ℓ_n/∂z_nc = ((1 - ε) w_{y_n} + ε W / V + 2ζ lse_n) p_nc - (1 - ε) w_{y_n} [c = y_n] - ε w_c / V
 
-    with p = softmax(z) (torch's cross-entropy with class weights and smoothing).
-
-    times ``1 - tanh²`` under the soft cap. The vocabulary goes by blocks of ``vocab``: a first
+    with p = softmax(z) (torch's cross-entropy with class weights and smoothing); under the soft
+    cap, the gradient of the raw logits is that times ``1 - tanh²``. The vocabulary goes by blocks of ``vocab``: a first
     pass keeps a running maximum and sum of exponentials (unless ``lse`` is given, as in the
     backward pass that recomputes the logits), a second recomputes each block for its gradient;
     with one block the logits are computed once. ``grads=False``: losses and lse only. With

@@ -10,7 +10,7 @@ import platform
 import re
 import sys
 from collections.abc import Iterator, Sequence
-from importlib import metadata
+from typing import Any
 
 from . import conformance
 from .bench import positive_int
@@ -120,6 +120,47 @@ def _selection_error(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _max_case_limits(args: argparse.Namespace, backends: Any) -> dict[str, int | str] | str:
+    """``--quick`` and ``--max-cases`` as conformance.run's ``max_cases`` (backend or "*" -> N or
+    "cover"), or what is wrong with them."""
+    limits: dict[str, int | str] = {"*": conformance.COVER} if args.quick else {}
+    for item in _split(args.max_cases or ""):
+        name, _, number = item.rpartition("=")
+        if number != conformance.COVER and not number.isdigit():
+            return f"--max-cases takes N, cover or BACKEND=N|cover,..., not {item!r}"
+        if name and name not in backends:
+            return f"--max-cases names backend {name!r}, which is not registered (known: {', '.join(backends)})"
+        if number == "0":
+            return "--max-cases 0 would run nothing; give at least 1, or cover"
+        limits[name or "*"] = number if number == conformance.COVER else int(number)
+    return limits
+
+
+def _report(args: argparse.Namespace, outcomes: Any, wanted: list[str], dtypes: list[str],
+            limits: dict[str, int | str], seconds: dict[str, float], not_run: list[str], to_stdout: bool) -> str:
+    """The ``--json`` report: the outcomes, with the versions and the hardware they ran on."""
+    import datetime
+
+    from .timing import versions as installed
+
+    reg = registry()
+    versions = installed("lossreg", "array_api_compat", "array_api_extra", "numpy")
+    hardware = {}
+    with _stdout_to_stderr(to_stdout):  # a library that prints as it is asked its version
+        for name in wanted:
+            backend = reg.backends[name]
+            if not backend.unavailable():
+                versions.update(backend.versions())
+                device = args.device or backend.devices[0]
+                if not backend.device_unavailable(device) and (found := backend.device_name(device)):
+                    hardware[f"{name}@{device}"] = found
+    return conformance.to_json(
+        outcomes, command=["lossreg", *sys.argv[1:]], date=datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        backends=wanted, dtypes=dtypes, device=args.device, device_names=hardware, max_cases=limits or None,
+        versions=versions, seconds=seconds, not_run=not_run, machine=platform.platform(),
+        processor=platform.processor(), matrix=conformance.matrix(outcomes, seconds))
+
+
 def cmd_conformance(args: argparse.Namespace) -> int:
     from .backends import use_fast_jax_compile
 
@@ -163,20 +204,10 @@ def cmd_conformance(args: argparse.Namespace) -> int:
         seconds[name if args.device is None else f"{name}@{device}"] = took
         shown.backend_done(name, device, took)
 
-    limits: dict[str, int | str] = {"*": conformance.COVER} if args.quick else {}
-    for item in _split(args.max_cases or ""):
-        name, _, number = item.rpartition("=")
-        if number != conformance.COVER and not number.isdigit():
-            print(f"lossreg conformance: --max-cases takes N, cover or BACKEND=N|cover,..., not {item!r}", file=sys.stderr)
-            return 2
-        if name and name not in reg.backends:
-            print(f"lossreg conformance: --max-cases names backend {name!r}, which is not registered "
-                  f"(known: {', '.join(reg.backends)})", file=sys.stderr)
-            return 2
-        if number == "0":
-            print("lossreg conformance: --max-cases 0 would run nothing; give at least 1, or cover", file=sys.stderr)
-            return 2
-        limits[name or "*"] = number if number == conformance.COVER else int(number)
+    limits = _max_case_limits(args, reg.backends)
+    if isinstance(limits, str):
+        print(f"lossreg conformance: {limits}", file=sys.stderr)
+        return 2
     with shown, _stdout_to_stderr(to_stdout):
         outcomes = conformance.run(wanted, dtypes, args.device, losses, max_cases=limits or None,
                                    progress=progress, step=shown.step,
@@ -189,28 +220,7 @@ def cmd_conformance(args: argparse.Namespace) -> int:
     for line in not_run:
         print(f"not run: {line}", file=human)
     if args.json:
-        import datetime
-
-        versions = {"python": platform.python_version()}
-        for name in ["lossreg", "array_api_compat", "array_api_extra", "numpy"]:
-            try:
-                versions[name] = metadata.version(name.replace("_", "-"))
-            except metadata.PackageNotFoundError:
-                pass
-        hardware = {}
-        with _stdout_to_stderr(to_stdout):  # a library that prints as it is asked its version
-            for name in wanted:
-                backend = reg.backends[name]
-                if not backend.unavailable():
-                    versions.update(backend.versions())
-                    device = args.device or backend.devices[0]
-                    if not backend.device_unavailable(device) and (found := backend.device_name(device)):
-                        hardware[f"{name}@{device}"] = found
-        report = conformance.to_json(
-            outcomes, command=["lossreg", *sys.argv[1:]], date=datetime.datetime.now(datetime.timezone.utc).isoformat(),
-            backends=wanted, dtypes=dtypes, device=args.device, device_names=hardware, max_cases=limits or None,
-            versions=versions, seconds=seconds, not_run=not_run, machine=platform.platform(),
-            processor=platform.processor(), matrix=conformance.matrix(outcomes, seconds))
+        report = _report(args, outcomes, wanted, dtypes, limits, seconds, not_run, to_stdout)
         if to_stdout:
             print(report)
         else:

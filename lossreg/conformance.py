@@ -558,9 +558,9 @@ def _run_parallel(backends: Sequence[str | Backend], dtypes: Sequence[str], devi
     results: dict[tuple[str, str], list[Outcome]] = {}
     spent: dict[str, float] = {}
     # "spawn": JAX and torch threads do not survive a fork.
-    chosen = [b if isinstance(b, Backend) else reg.backends[b] for b in backends]
-    uses_jax = any(isinstance(b, JAXBackend) for b in chosen)
-    eager_only = not any(isinstance(b, JAXJitBackend) for b in chosen)
+    picked = [b if isinstance(b, Backend) else reg.backends[b] for b in backends]
+    uses_jax = any(isinstance(b, JAXBackend) for b in picked)
+    eager_only = not any(isinstance(b, JAXJitBackend) for b in picked)
     pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_worker_setup, initargs=(uses_jax, eager_only))
     with _stopped_on_interrupt(pool):

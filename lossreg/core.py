@@ -23,7 +23,7 @@ import numpy as np
 
 __all__ = ["normalize", "LossSpec", "Kernel", "Case", "load_cases", "Backend", "PluginInfo", "FLOATS"]
 
-FLOATS = ("float16", "bfloat16", "float32", "float64")
+FLOATS = ("float16", "bfloat16", "float32", "float64")  # the dtypes a conformance run may test
 
 
 def normalize(name: str) -> str:
@@ -95,9 +95,6 @@ class Kernel:
     name: str = ""
     plugin: str = ""
     disabled: str = ""  # why it is off (e.g. never verified on its hardware): listed, never called
-
-
-FLOATING = ("float16", "bfloat16", "float32", "float64")  # the dtypes a conformance run may test
 
 
 @dataclass

@@ -67,12 +67,9 @@ def find(infos: dict[str, PluginInfo], name: str) -> PluginInfo | None:
                  if wanted in (_canonical(info.name), _canonical(info.distribution or info.name))), None)
 
 
-_warn = warn_plugin  # the name older code imported
-
-
 def _fault(info: PluginInfo, fault: str) -> None:
     info.faults.append(fault)
-    _warn(info.name, fault)
+    warn_plugin(info.name, fault)
 
 
 def _fail(info: PluginInfo, fault: str) -> None:
@@ -131,8 +128,9 @@ def _load(pm: pluggy.PluginManager, info: PluginInfo, ep: importlib.metadata.Ent
         _fail(info, f"import of {ep.value} failed, plugin skipped: {type(exc).__name__}: {exc}")
         return
     info.import_s = time.perf_counter() - start
-    if info.import_s > slow_import_s():
-        _fault(info, f"slow import: {info.import_s:.2f} s (over {slow_import_s():g} s, paid by every process "
+    limit = slow_import_s()
+    if info.import_s > limit:
+        _fault(info, f"slow import: {info.import_s:.2f} s (over {limit:g} s, paid by every process "
                      f"that uses lossreg; import heavy libraries inside functions)")
     _register(pm, info, plugin)
 
@@ -173,7 +171,7 @@ def _register(pm: pluggy.PluginManager, info: PluginInfo, plugin: Any) -> None:
                      "marked with @lossreg.hookimpl; point the entry point at the module that holds them")
 
 
-def plugin_of(pm: pluggy.PluginManager, impl: pluggy.HookImpl) -> str:
+def plugin_of(impl: pluggy.HookImpl) -> str:
     """The public plugin name of a hook implementation (built-in modules all report 'lossreg')."""
     return BUILTIN if impl.plugin_name.startswith(BUILTIN + ":") else impl.plugin_name
 
@@ -185,7 +183,7 @@ def call_each(pm: pluggy.PluginManager, hook: str, infos: dict[str, PluginInfo])
     returns something that is not iterable (None included), is reported and contributes nothing to this hook.
     """
     for impl in getattr(pm.hook, hook).get_hookimpls():  # in registration order
-        name = plugin_of(pm, impl)
+        name = plugin_of(impl)
         try:
             result = impl.function()
             if isinstance(result, (str, bytes)):

@@ -22,9 +22,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import array_api_compat as compat
+import numpy as np
 
-from . import toolkit
-from .core import FLOATING, Kernel, LossSpec, PluginInfo, normalize
+from . import errors, toolkit
+from .core import FLOATS, Backend, Case, Kernel, LossSpec, PluginInfo, load_cases, normalize
 from .errors import DefinitionError, LossTypeError, LossValueError, PluginError, UnknownLossError, warn_plugin
 from .toolkit import Setting
 
@@ -161,12 +162,32 @@ def define_loss(
                            for key, default in spec.options.items()):
                         return function(*arrays, **options)
                 raise
+            except OverflowError as error:
+                # A Python int past int64 (margin=2**70), which array libraries cannot take as a
+                # scalar: as a float where the option is one (torch's answer), else lossreg's error.
+                return dispatch(*arrays, **_within_range(spec, options, error))
 
         dispatch.spec = spec  # type: ignore[attr-defined]
         dispatch.portable = function  # type: ignore[attr-defined]
         return dispatch
 
     return decorate
+
+
+def _within_range(spec: LossSpec, options: dict[str, Any], error: OverflowError) -> dict[str, Any]:
+    """``options`` with each Python int beyond int64 as a float, where the option's default is a
+    float and the int within float64's range; any other such int raises :class:`LossValueError`.
+    Raises ``error`` when no option is such an int (the overflow came from elsewhere)."""
+    wide = {k: v for k, v in options.items() if type(v) is int and not -2**63 <= v < 2**63}
+    if not wide:
+        raise error
+    for key, value in wide.items():
+        if not isinstance(spec.options.get(key), float):
+            raise LossValueError(spec.name, key, "an integer in [-2**63, 2**63 - 1]", repr(value)) from None
+        if not -sys.float_info.max <= value <= sys.float_info.max:
+            raise LossValueError(spec.name, key, "a number within float64's range (|x| < 1.8e308)",
+                                 f"an int of {value.bit_length()} bits") from None
+    return {**options, **{k: float(v) for k, v in wide.items()}}
 
 
 def _python_numbers(options: dict[str, Any]) -> dict[str, Any] | None:
@@ -342,7 +363,8 @@ class Loss:
             # the object is made, as torch.nn refuses it, with the error the call would raise.
             if (_real(self.spec.options[key]) and value is not None and not _real(value)
                     and (key not in self.spec.array_options or isinstance(value, (str, bytes, complex)))):
-                raise LossValueError(self.spec.name, key, "a number", toolkit.describe(value))
+                raise LossValueError(self.spec.name, key, "a number",
+                                     toolkit._given_option(value, "a Python number", toolkit.describe))
         # NumPy scalar numbers kept as Python ones: as the call takes them, and JSON for get_config.
         self.options = {**self.spec.options, **(_python_numbers(options) or options)}
 
@@ -416,7 +438,9 @@ class Loss:
 
 
 def _functional(spec: LossSpec) -> Callable[..., Any]:
-    """The dispatching form of a spec (the decorated function when it came from define_loss)."""
+    """A dispatching form of a spec, made afresh (also for a spec that define_loss made: the class
+    form needs one that a hand-built spec, which has none, gets too); it reads only the fields
+    given here."""
     return define_loss(class_name=spec.class_name, name=spec.name, differentiable=spec.differentiable,
                        array_options=spec.array_options)(spec.function)
 
@@ -473,8 +497,8 @@ class Registry:
         self.classes: dict[str, type[Loss]] = {}
         self.index: dict[str, str] = {}  # normalized name -> canonical name
         self.kernels: dict[tuple[str, str], list[Kernel]] = {}
-        self.backends: dict[str, Any] = {}
-        self.cases: list[Any] = []
+        self.backends: dict[str, Backend] = {}
+        self.cases: list[Case] = []
         # Loss -> plugins whose definition of it was replaced (replace=True): their kernels and
         # cases were written for the old definition, so they are not used for the new one.
         self.superseded: dict[str, set[str]] = {}
@@ -488,6 +512,7 @@ class Registry:
         self.plugins.setdefault(plugin, PluginInfo(plugin)).registered.setdefault(hook, []).append(item)
 
     def add_kernel(self, plugin: str, item: Any) -> None:
+        """Register a :class:`Kernel` of ``plugin`` (a fault, reported, if it is malformed)."""
         loss, problem = self._kernel_loss(item)
         if problem:
             self._fault(plugin, f"lossreg_kernels returned {problem}; it is not used")
@@ -505,8 +530,7 @@ class Registry:
         self._note(plugin, "kernels", f"{kernel.loss}[{kernel.backend}]")
 
     def add_backend(self, plugin: str, item: Any) -> None:
-        from .core import Backend
-
+        """Register a :class:`Backend` instance of ``plugin`` under its (new) name."""
         if isinstance(item, type) and issubclass(item, Backend):
             self._fault(plugin, f"lossreg_backends returned the class {item.__name__}, not an instance of it "
                                 f"(return {item.__name__}())")
@@ -548,8 +572,8 @@ class Registry:
                                                f"which no plugin provides (known: {', '.join(self.backends)})")
 
     def add_cases(self, plugin: str, item: Any) -> None:
-        from .core import Case, load_cases
-
+        """Register a :class:`Case`, or every case of a JSON case file, of ``plugin``; each case
+        the suite could not check as it claims is refused and reported."""
         if not isinstance(item, (Case, str, os.PathLike)):  # a value_case dict, say: say what is wanted
             self._fault(plugin, f"lossreg_cases returned {type(item).__name__} {item!r:.60}, not a lossreg.testing.Case "
                                 "or the path of a JSON case file (write value_case/error_case dicts with "
@@ -584,23 +608,19 @@ class Registry:
     def _case_problem(self, case: Any, seen: set[tuple[str, str]]) -> str:
         """What makes ``case`` unusable, or "" (its loss, dtypes, error and gradients must be ones
         the suite can check)."""
-        import numpy as np
-
-        from . import errors
-
         key = normalize(case.loss) if isinstance(case.loss, str) else ""
         if key not in self.index:
             return f"no loss {case.loss!r} is registered"
         if (key, case.id) in seen:
             return "another case of this loss has the same id"
         spec = self.specs[self.index[key]]
-        if case.dtypes is not None and not set(case.dtypes) <= set(FLOATING):
-            return f"dtypes {case.dtypes!r} are not among {', '.join(FLOATING)}"
+        if case.dtypes is not None and not set(case.dtypes) <= set(FLOATS):
+            return f"dtypes {case.dtypes!r} are not among {', '.join(FLOATS)}"
         for name, value in [*case.inputs.items(), *case.options.items()]:
             if isinstance(value, dict) and "data" in value:
                 kind = value.get("dtype", "float")
                 try:
-                    kind == "float" or kind in FLOATING or np.dtype(kind)
+                    kind == "float" or kind in FLOATS or np.dtype(kind)
                 except TypeError:
                     return f"{name}'s dtype {kind!r} is not 'float' or a NumPy dtype name"
         if case.raises is not None:
@@ -624,8 +644,6 @@ class Registry:
 
     def to_numpy(self, x: Any) -> Any:
         """Read an array of any registered backend back into NumPy (for configs and reports)."""
-        import numpy as np
-
         for backend in self.backends.values():
             if backend.owns(x):
                 return backend.to_numpy(x)
@@ -644,6 +662,7 @@ class Registry:
         return self.index[normalize(item.loss)], ""
 
     def add_spec(self, plugin: str, item: Any) -> None:
+        """Register a loss of ``plugin`` (made with ``define_loss``) under all its names."""
         new = getattr(item, "spec", item)
         if not isinstance(new, LossSpec):
             self._fault(plugin, f"lossreg_losses returned {type(item).__name__}, not a loss defined with define_loss")
@@ -687,6 +706,8 @@ class Registry:
         self._note(plugin, "losses", spec.name)
 
     def lookup(self, name: str) -> LossSpec:
+        """The spec of the loss called ``name`` (any of its names, normalized), or an
+        :class:`UnknownLossError` that says what is close, a false friend, or a broken plugin."""
         if not isinstance(name, str):
             raise LossTypeError("lossreg.get", "name", "a loss name (str)", type(name).__name__)
         key = normalize(name)
@@ -712,6 +733,7 @@ class Registry:
         return self.specs[self.index[key]]
 
     def loss_class(self, name: str) -> type[Loss]:
+        """The class form of the loss called ``name``, made once."""
         spec = self.lookup(name)
         if spec.name not in self.classes:  # setdefault: racing threads all get the first class made
             return self.classes.setdefault(spec.name, make_class(spec))

@@ -65,11 +65,16 @@ def cpu() -> str:
     return platform.processor() or platform.machine()
 
 
-def versions() -> dict[str, str]:
+CORE = ("lossreg", "torch", "numpy", "array-api-compat", "array-api-extra")
+
+
+def versions(*names: str) -> dict[str, str]:
+    """Python's version and each installed distribution's of ``names`` (default :data:`CORE`),
+    keyed as named; one not installed is left out."""
     out = {"python": platform.python_version()}
-    for name in ("lossreg", "torch", "numpy", "array-api-compat", "array-api-extra"):
+    for name in names or CORE:
         try:
-            out[name] = metadata.version(name)
+            out[name] = metadata.version(name.replace("_", "-"))
         except metadata.PackageNotFoundError:
             pass
     return out

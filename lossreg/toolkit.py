@@ -35,7 +35,7 @@ import math
 import os
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import array_api_compat as compat
@@ -45,12 +45,14 @@ from .errors import LossTypeError, LossValueError
 __all__ = [
     # checks
     "namespace", "describe", "check_reduction", "check_floating", "check_integer", "check_shape",
-    "check_same_shape", "check_number", "check_broadcasts", "pointwise_inputs", "class_inputs", "ClassInputs",
+    "check_same_shape", "check_number", "check_flag", "check_broadcasts", "pointwise_inputs", "class_inputs",
+    "ClassInputs", "class_targets", "check_index_option",
     # invalid values, and arrays whose values cannot be read (tracers, meta tensors, lazy arrays)
     "check_values", "poison", "value_checks", "check_mode", "is_lazy", "traced", "reads_values",
     "torch_compiling", "read_environment", "Setting",
     # dtypes and reductions
-    "result_type", "compute_dtype", "as_dtype", "device", "reduce", "reduce_classes", "take_class", "class_shape",
+    "result_type", "compute_dtype", "as_dtype", "index_dtype", "holding", "device", "reduce", "reduce_classes",
+    "take_class", "take_rows", "class_shape",
     # numerics
     "log_softmax", "log_softmax_parts", "logsumexp", "log_sigmoid", "safe_log", "safe_pow", "safe_abs", "sign",
     "minimum", "maximum", "clip", "divide", "beside",
@@ -61,11 +63,17 @@ REDUCTIONS = ("none", "mean", "sum")
 STANDARD = "2024.12"  # the Array API version lossreg is written against
 
 
+def _library(x: Any) -> str:
+    """The array library of ``x`` as its users name it: "jax" for a concrete JAX array too, whose
+    class lives in ``jaxlib`` (a traced one's in ``jax``)."""
+    name = type(x).__module__.split(".")[0]
+    return "jax" if name == "jaxlib" else name
+
+
 def describe(x: Any) -> str:
     """A short account of a value for error messages: library, dtype and shape of arrays."""
     if compat.is_array_api_obj(x):
-        library = type(x).__module__.split(".")[0]
-        return f"{library} array of dtype {x.dtype} and shape {tuple(x.shape)}"
+        return f"{_library(x)} array of dtype {x.dtype} and shape {tuple(x.shape)}"
     return f"{type(x).__name__} {x!r}" if isinstance(x, (int, float, str, bool)) else type(x).__name__
 
 
@@ -180,7 +188,7 @@ def _namespace(loss: str, present: dict[str, Any]) -> Any:
     try:
         return compat.array_namespace(*present.values())
     except TypeError:
-        libraries = ", ".join(f"'{n}' from {type(x).__module__.split('.')[0]}" for n, x in present.items())
+        libraries = ", ".join(f"'{n}' from {_library(x)}" for n, x in present.items())
         raise LossTypeError(loss, "/".join(present), "arrays of one array library", libraries) from None
 
 
@@ -277,7 +285,7 @@ def check_flag(loss: str, name: str, value: Any) -> None:
     """A bool option: anything else is a :class:`~lossreg.LossTypeError`, as torch's argument
     parser raises a TypeError (``1`` and ``"yes"`` are not taken for True)."""
     if not isinstance(value, bool):
-        raise LossTypeError(loss, name, "True or False", describe(value))
+        raise LossTypeError(loss, name, "True or False", _given_option(value, "True or False", describe))
 
 
 def check_number(loss: str, name: str, value: Any, lo: float = -math.inf, hi: float = math.inf, *,
@@ -295,17 +303,37 @@ def check_number(loss: str, name: str, value: Any, lo: float = -math.inf, hi: fl
         if value.ndim != 0 or not xp.isdtype(value.dtype, "integral" if integer else ("integral", "real floating")):
             kind = "an integer" if integer else "a number"
             raise LossValueError(loss, name, f"{kind} or a 0-d {'integer' if integer else 'real'} array", describe(value))
-        if (lo, hi) != (-math.inf, math.inf) and _reads_values(value):
+        if (lo, hi) != (-math.inf, math.inf) and reads_values(value):
             check_values(loss, name, value, ~((value >= lo) & (value <= hi)), xp, f"a value in [{lo}, {hi}]")
         return
     kinds = (int,) if integer else (int, float)
+    if integer:  # what an array library takes as an integer scalar (torch: "Overflow when unpacking long long")
+        lo, hi = max(lo, -2**63), min(hi, 2**63 - 1)
+    elif type(value) is int and not -sys.float_info.max <= value <= sys.float_info.max:
+        raise LossValueError(loss, name, "a number within float64's range (|x| < 1.8e308)",
+                             f"an int of {value.bit_length()} bits")
     if isinstance(value, bool) or not isinstance(value, kinds) or not (lo <= value <= hi):
         kind = "an integer" if integer else "a finite number" if finite else "a number"
-        bounds = "" if (lo, hi) == (-math.inf, math.inf) else f" in [{lo}, {hi}]"
-        raise LossValueError(loss, name, kind + bounds, repr(value))
+        bounds = "" if (lo, hi) == (-math.inf, math.inf) else f" in [{_bound_text(lo)}, {_bound_text(hi)}]"
+        raise LossValueError(loss, name, kind + bounds, _given_option(value, "a Python number"))
     if finite and not -math.inf < value < math.inf:  # comparisons, not math.isinf: torch.compile traces them
         raise LossValueError(loss, name, "a finite number" + ("" if lo == -math.inf else f" ≥ {lo}")
                              + ("" if hi == math.inf else f" ≤ {hi}"), repr(value))
+
+
+def _given_option(value: Any, wanted: str, plain: Callable[[Any], str] = repr) -> str:
+    """What a non-array option was given, for its error (``plain(value)``): a value traced by a JAX
+    transformation (a schedule's value passed into a jitted step) says so, where JAX's own repr,
+    ``JitTracer(~float32[])``, did not say what to pass."""
+    jax = sys.modules.get("jax")
+    if jax is not None and isinstance(value, jax.core.Tracer):
+        return (f"{describe(value)} traced by a JAX transformation (jax.jit, grad, vmap): this option is static, "
+                f"pass {wanted} (a closure constant, or a static argument of jax.jit)")
+    return plain(value)
+
+
+def _bound_text(bound: float) -> str:
+    return {-2**63: "-2**63", 2**63 - 1: "2**63 - 1"}.get(bound, str(bound))  # type: ignore[call-overload]
 
 
 def is_lazy(x: Any) -> bool:
@@ -489,9 +517,6 @@ def reads_values(x: Any) -> bool:
     return mode == "sync" or (mode == "auto" and not _on_accelerator(x))
 
 
-_reads_values = reads_values  # the former private name
-
-
 def check_values(loss: str, name: str, x: Any, bad: Any, xp: Any, expected: str) -> Any:
     """Guard against invalid values of ``x`` flagged by the boolean array ``bad``.
 
@@ -573,6 +598,17 @@ def index_dtype(loss: str, name: str, xp: Any, size: int, shape: tuple[int, ...]
         raise LossValueError(loss, name, f"indices of at most {xp.iinfo(dtype).max}, JAX's {dtype} "
                              "(enable jax_enable_x64 for int64 ones)", f"indices up to {size}{of}")
     return dtype
+
+
+def check_index_option(loss: str, name: str, value: int, xp: Any) -> None:
+    """An integer option compared with class indices (``ignore_index``) within the index dtype:
+    past JAX's int32 (without x64) it would be refused as if the target held it."""
+    dtype = index_dtype(loss, name, xp, 0)
+    info = xp.iinfo(dtype)
+    if not info.min <= value <= info.max:
+        way_out = " (enable jax_enable_x64 for int64 ones)" if compat.is_jax_namespace(xp) else ""
+        raise LossValueError(loss, name, f"an integer in [{info.min}, {info.max}], the range of {dtype} "
+                             f"indices{way_out}", repr(value))
 
 
 def holding(loss: str, name: str, xp: Any, x: Any, *values: int) -> Any:
@@ -909,15 +945,7 @@ def class_inputs(loss: str, input: Any, target: Any, *, weight: Any = None, igno
     if weight is not None:
         check_floating(loss, "weight", weight, xp)
         check_shape(loss, "weight", weight, (c,), f"a vector of one weight per class, shape ({c},)")
-    # Each mask built once, Python scalars rather than *_like arrays: in eager JAX every
-    # operation is a dispatch of tens of µs, more than a small loss itself.
-    target = holding(loss, "target", xp, target, ignore_index, c)
-    kept = target != ignore_index
-    valid = (target >= 0) & (target < c)
-    bad = check_values(loss, "target", target, ~valid & kept, xp,
-                       f"class indices in [0, {c}) or ignore_index={ignore_index}")
-    active = valid & kept
-    safe = xp.where(valid, target, 0)
+    safe, active, bad = class_targets(loss, xp, target, ignore_index, c)
     # Class weights take the input's dtype: torch refuses weights of another one, and a float64
     # weight built by NumPy must not turn a float32 loss into a float64 computation.
     dtype = input.dtype
@@ -929,6 +957,25 @@ def class_inputs(loss: str, input: Any, target: Any, *, weight: Any = None, igno
         picked = xp.reshape(xp.take(as_dtype(xp, weight, work), xp.reshape(safe, (-1,))), safe.shape)
         w = xp.where(active, picked, 0.0)
     return ClassInputs(xp, input, safe, active, w, bad, dtype, unbatched)
+
+
+def class_targets(loss: str, xp: Any, target: Any, ignore_index: int, c: int, *,
+                  read: bool = True) -> tuple[Any, Any, Any]:
+    """Integer class indices ``target`` against ``c`` classes and ``ignore_index``: ``(safe,
+    active, bad)``, the indices with every one outside [0, C) made 0 (safe to gather with),
+    whether each counts (a class, not ignored), and :func:`check_values`' mask of the invalid
+    ones, or with ``read=False`` (a caller being traced) that mask unread.
+    """
+    check_index_option(loss, "ignore_index", ignore_index, xp)
+    target = holding(loss, "target", xp, target, ignore_index, c)
+    # Each mask built once, Python scalars rather than *_like arrays: in eager JAX every
+    # operation is a dispatch of tens of µs, more than a small loss itself.
+    kept = target != ignore_index
+    valid = (target >= 0) & (target < c)
+    wrong = ~valid & kept
+    bad = (check_values(loss, "target", target, wrong, xp, f"class indices in [0, {c}) or ignore_index={ignore_index}")
+           if read else wrong)
+    return xp.where(valid, target, 0), valid & kept, bad
 
 
 def reduce_classes(cls: ClassInputs, losses: Any, reduction: str) -> Any:

@@ -45,7 +45,10 @@ class LossModule(nn.Module):
     spec: LossSpec
     _positional: tuple[str, ...] = ()  # the options torch.nn's class of this name takes positionally
     _forward_names: dict[str, str] = {}  # torch.nn's forward argument names that differ: {"log_input": "input"}
-    _function: Any  # the dispatching functional form
+    # The spec's option names, read by every call: a module made inside torch.compile's trace
+    # (``CrossEntropyLoss()(z, y)`` in a forward) cannot hand Dynamo its spec, a frozen dataclass.
+    _option_names: tuple[str, ...] = ()
+    _loss_name: str  # the spec's name, the key of its dispatching functional form in _FUNCTIONS
 
     def __init__(self, *args: Any, **options: Any) -> None:
         super().__init__()
@@ -85,14 +88,14 @@ class LossModule(nn.Module):
 
     def loss_options(self) -> dict[str, Any]:
         """The options as the functional form takes them; array options are the current buffers."""
-        return {key: getattr(self, key) for key in self.spec.options}
+        return {key: getattr(self, key) for key in self._option_names}
 
     def forward(self, *arrays: Any, **named: Any) -> Any:
         """``loss(input, target)``, or by the functional form's argument names (``input=..., target=...``)
         or by torch.nn's forward's, where they differ (``PoissonNLLLoss()(log_input=..., target=...)``)."""
         if named:
             arrays = self._by_name(arrays, named)
-        return self._function(*arrays, **self.loss_options())
+        return _FUNCTIONS[self._loss_name](*arrays, **self.loss_options())
 
     def _by_name(self, arrays: tuple[Any, ...], named: dict[str, Any]) -> tuple[Any, ...]:
         inputs = self.spec.inputs
@@ -192,7 +195,7 @@ class LinearLossModule(LossModule):
         if linear.bias is not None:  # the loss's own bias options are refused for an owned layer (__init__)
             options[next(k for k in ("linear_bias", "bias") if k in options)] = linear.bias.reshape(
                 self.num_classes, *self.out_features)
-        return self._function(given["input"], weight, given["target"], **options)
+        return _FUNCTIONS[self._loss_name](given["input"], weight, given["target"], **options)
 
 
 def _is_size(k: object) -> TypeGuard[int]:
@@ -250,12 +253,19 @@ def _torch_positional(spec: LossSpec) -> tuple[str, ...]:
 
 
 _classes: dict[str, type[LossModule]] = {}
+# Each class's dispatching functional form, read from this global (not the class, nor the spec)
+# by every call: so torch.compile can trace a module made inside its trace too, whose attributes
+# it can follow only to objects it can rebuild, which neither the form's closure nor a spec is.
+_FUNCTIONS: dict[str, Any] = {}
 _lock = threading.Lock()
 
 
 def module_class(name: str) -> type[LossModule]:
     """The module class of the loss registered under ``name`` (any of its names)."""
     spec = registry().lookup(name)
+    made = _classes.get(spec.name)
+    if made is not None and made.spec == spec:  # without the lock, which torch.compile cannot trace
+        return made
     with _lock:  # one class per spec: pickle requires that the name finds the very same class
         cls = _classes.get(spec.name)
         if cls is None or cls.spec != spec:
@@ -264,7 +274,8 @@ def module_class(name: str) -> type[LossModule]:
                 "spec": spec,
                 "_positional": _torch_positional(spec),
                 "_forward_names": _torch_forward_names(spec),
-                "_function": staticmethod(registry().loss_class(spec.name)._dispatch),  # no lookup per call
+                "_option_names": tuple(spec.options),
+                "_loss_name": spec.name,
                 "__module__": __name__,
                 "__qualname__": spec.class_name,
                 "__doc__": inspect.getdoc(spec.function),
@@ -272,6 +283,7 @@ def module_class(name: str) -> type[LossModule]:
             if "options" in spec.options:  # torch.nn's name for an option: it shadows the property
                 body["options"] = None
             cls = type(spec.class_name, (base,), body)
+            _FUNCTIONS[spec.name] = registry().loss_class(spec.name)._dispatch  # no lookup per call
             _classes[spec.name] = cls
     return cls
 

@@ -97,6 +97,28 @@ def test_each_module_equals_torch_nn_in_value_and_gradient(name: str, options: d
     torch.testing.assert_close(g_got, g_want, rtol=1e-7, atol=1e-10, equal_nan=True)  # NaN where torch gives NaN
 
 
+@pytest.mark.parametrize(("name", "options"), CONFIGURED)
+def test_a_module_made_inside_torch_compile_fullgraph_gives_the_eager_modules_value_and_gradient(
+        name: str, options: dict) -> None:
+    """As model code written for torch.nn does (``loss_fct = CrossEntropyLoss(); loss_fct(logits,
+    labels)`` inside ``forward``): the module is made within the trace, with no graph break, from
+    its class (looked up in ``lossreg.torch``, which makes it, as importing it does) or by name."""
+    torch._dynamo.reset()  # the lambdas below share their code with every other loss's: each its own budget
+    opts = {k: torch.tensor(v, dtype=torch.float64) if isinstance(v, list) else v for k, v in options.items()}
+    class_name = lossreg.spec(name).class_name
+    by_class = torch.compile(lambda *arrays: getattr(lt, class_name)(**opts)(*arrays), backend="eager", fullgraph=True)
+    by_name = torch.compile(lambda *arrays: lt.get(name, **opts)(*arrays), backend="eager", fullgraph=True)
+    a, b = _inputs(name, options), _inputs(name, options)
+    want = lt.get(name, **opts)(*b)
+    got = by_class(*a)
+    torch.testing.assert_close(by_name(*_inputs(name, options)), want, rtol=1e-12, atol=0)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=0)
+    leaves = [(x, y) for x, y in zip(a, b) if x.requires_grad]
+    g_got = torch.autograd.grad(got.sum(), [x for x, _ in leaves], allow_unused=True, materialize_grads=True)
+    g_want = torch.autograd.grad(want.sum(), [y for _, y in leaves], allow_unused=True, materialize_grads=True)
+    torch.testing.assert_close(g_got, g_want, rtol=1e-12, atol=0, equal_nan=True)
+
+
 def test_constructor_arguments_are_torch_nns() -> None:
     w = torch.tensor(W3)
     assert torch.equal(lt.CrossEntropyLoss(w).weight, w)  # torch.nn's leading positional argument

@@ -39,23 +39,44 @@ _JAX_LOSSES = ("cross_entropy", "binary_cross_entropy_with_logits", "kl_div", "t
 # The other losses of torch's autocast float32 lists: their torch kernel is the portable definition,
 # run as torch.autocast runs torch's losses (kernels/torch.py).
 _TORCH_AUTOCAST_ONLY = ("kl_div", "poisson_nll_loss", "soft_margin_loss",
-                        "multi_margin_loss", "multilabel_margin_loss", "hinge_embedding_loss", "margin_ranking_loss",
+                        "multilabel_margin_loss", "hinge_embedding_loss", "margin_ranking_loss",
                         "cosine_embedding_loss", "triplet_margin_loss")
 _TORCH_LOSSES = ("mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "binary_cross_entropy",
-                 "binary_cross_entropy_with_logits", "nll_loss", "cross_entropy", "ctc_loss", *_TORCH_AUTOCAST_ONLY)
+                 "binary_cross_entropy_with_logits", "nll_loss", "cross_entropy", "ctc_loss", "multi_margin_loss",
+                 *_TORCH_AUTOCAST_ONLY)
 
 
-def _lazy(module: str, loss: str) -> Callable[..., Any]:
-    """The kernel ``KERNELS[loss]`` of ``module``, imported on first use."""
+def _deferred(load: Callable[[], Callable[..., Any]], name: str) -> Callable[..., Any]:
+    """A kernel that calls ``load()`` (which imports its library) on its first call, then what it returned."""
     real: list[Callable[..., Any]] = []
 
     def kernel(*arrays: Any, **options: Any) -> Any:
         if not real:
-            real.append(importlib.import_module(module).KERNELS[loss])
+            real.append(load())
         return real[0](*arrays, **options)
 
-    kernel.__name__ = loss
+    kernel.__name__ = name
     return kernel
+
+
+def _import(module: str) -> Any:
+    """``module``, imported. The torch kernels' modules by ``import`` statements: a kernel's first
+    call may be traced by torch.compile (lossreg used before torch was imported), and Dynamo runs
+    an import statement where it refuses ``importlib.import_module`` (``fullgraph=True`` failed)."""
+    if module == f"{__name__}.torch":
+        import lossreg.kernels.torch as torch_kernels
+
+        return torch_kernels
+    if module == f"{__name__}.torch_lce":
+        import lossreg.kernels.torch_lce as torch_lce_kernel
+
+        return torch_lce_kernel
+    return importlib.import_module(module)
+
+
+def _lazy(module: str, loss: str) -> Callable[..., Any]:
+    """The kernel ``KERNELS[loss]`` of ``module``, imported on first use."""
+    return _deferred(lambda: _import(module).KERNELS[loss], loss)
 
 
 def _kernel(library: str, module: str, loss: str) -> Callable[..., Any]:
@@ -76,15 +97,8 @@ def jax_jit(loss: Callable[..., Any], definition: Callable[..., Any] | None = No
     ``definition``, when given, is compiled instead of the portable one: a JAX form of the loss
     with its signature (one that states its derivative through ``jax.custom_jvp``, say).
     """
-    real: list[Callable[..., Any]] = []
-
-    def kernel(*arrays: Any, **options: Any) -> Any:
-        if not real:
-            real.append(importlib.import_module(f"{__name__}.jax").compiled(loss, definition))
-        return real[0](*arrays, **options)
-
-    kernel.__name__ = loss.spec.name  # type: ignore[attr-defined]
-    return kernel
+    return _deferred(lambda: importlib.import_module(f"{__name__}.jax").compiled(loss, definition),
+                     loss.spec.name)  # type: ignore[attr-defined]
 
 
 def switched_on(switch: str) -> bool:

@@ -10,14 +10,16 @@ per shape and options compiles one fused program instead of one per operation. U
 
 The argument checks run while tracing, so bad shapes, dtypes and options raise the same lossreg
 errors; the device check, which traced arrays cannot answer, runs before. A call the kernel
-cannot compile (a non-hashable option value, an array of another library) is handed back to the
-portable path with ``NotImplemented``.
+cannot compile (a non-hashable option value, an array of another library), or should not (an
+eager call with yet another value of a number option, see ``FLOAT_VALUES``), is handed back to
+the portable path with ``NotImplemented``.
 
 jax is imported only when this module is (the kernels hook imports it lazily).
 """
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +28,14 @@ import jax
 from .. import losses as catalogue
 from .. import toolkit
 from . import _JAX_LOSSES
+
+# Programs per set of options that differ only in their real-valued numbers (label_smoothing,
+# margin): those are static, so each value is a program compiled for it. A value that changes at
+# every eager call (a label-smoothing schedule) would compile at every call (optax's eager
+# functions compile nothing per value) and keep every program: past this many values, a new one
+# called eagerly runs the portable code op by op, which takes numbers as arguments and compiles
+# nothing per value. Under jax.jit (the jax_jit conformance backend too) the kernel is always used.
+FLOAT_VALUES = 8
 _TRACING_ERRORS = (jax.errors.ConcretizationTypeError, jax.errors.TracerBoolConversionError,
                    jax.errors.TracerIntegerConversionError, jax.errors.TracerArrayConversionError)
 
@@ -41,6 +51,7 @@ def compiled(loss: str | Callable[..., Any], definition: Callable[..., Any] | No
     name: str = loss_spec.name
     function, names, array_options = definition or loss_spec.function, loss_spec.inputs, loss_spec.array_options
     programs: dict[tuple[tuple[str, type, Any], ...], Any] = {}
+    float_values: dict[tuple[tuple[str, type, Any], ...], int] = {}  # programs per options but their floats
 
     def kernel(*arrays: Any, **options: Any) -> Any:
         if not all(isinstance(a, jax.Array) for a in arrays):
@@ -58,6 +69,12 @@ def compiled(loss: str | Callable[..., Any], definition: Callable[..., Any] | No
         except TypeError:  # an unhashable option value (a list of weights, say)
             return NotImplemented
         if program is None:
+            # Eager calls only: under an outer trace a new program is inlined, and compiles nothing of its own.
+            if any(_real(v) for _, _, v in static) and not any(isinstance(a, jax.core.Tracer) for a in arrays):
+                others = tuple((k, t, None if _real(v) else v) for k, t, v in static)
+                if float_values.get(others, 0) >= FLOAT_VALUES:
+                    return NotImplemented
+                float_values[others] = float_values.get(others, 0) + 1
             fixed = {k: v for k, _, v in static}
 
             def run(arrays: tuple[Any, ...], traced: dict[str, Any]) -> Any:
@@ -75,6 +92,11 @@ def compiled(loss: str | Callable[..., Any], definition: Callable[..., Any] | No
     kernel.__name__ = name
     kernel.__doc__ = f"{name} under jax.jit (see lossreg.kernels.jax)."
     return kernel
+
+
+def _real(value: Any) -> bool:
+    """A real number that is not an integer (nor a bool): 0.1, np.float32(0.5)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral)
 
 
 KERNELS = {loss: compiled(loss) for loss in _JAX_LOSSES}

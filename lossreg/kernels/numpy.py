@@ -72,6 +72,7 @@ def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_inde
                   reduction: str = "mean", label_smoothing: float = 0.0) -> Any:
     if (type(input) is not ndarray or type(target) is not ndarray or input.ndim != 2 or input.dtype not in _FLOATS
             or target.dtype.kind not in "iu" or reduction not in _REDUCTIONS or type(ignore_index) is not int
+            or not -1 << 63 <= ignore_index < 1 << 63  # past int64: the portable path refuses it
             or type(label_smoothing) not in (int, float) or not 0.0 <= label_smoothing <= 1.0 or 0 in input.shape):
         return NotImplemented
     n, c = input.shape

@@ -30,11 +30,15 @@ itself: a second derivative (``create_graph=True``, nested ``grad``) raises inst
 When no gradient is wanted, only the loss is computed. Half-precision inputs are computed in
 float32 on the CPU (each chunk of hidden states and the weight cast once per call); on CUDA the
 matmuls run in the input dtype (tensor cores, float32 accumulation inside), their results are
-read in float32, and the gradients are accumulated in float32.
+read in float32, and the gradients are accumulated in float32. Inside ``torch.autocast`` the
+inputs are cast as ``F.linear`` would take them there and the result is float32, as autocast's
+cross-entropy (:func:`_as_autocast_casts`), the operators running with autocast off (eager and
+compiled alike).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 from collections.abc import Callable
 from typing import Any
@@ -225,14 +229,16 @@ def _in_place_dtype(h: Tensor, w: Tensor, b: Tensor | None) -> bool:
     return h.is_cuda and h.dtype in _HALF and w.dtype == h.dtype and (b is None or b.dtype == h.dtype)
 
 
-def _dtypes(h: Tensor, w: Tensor, b: Tensor | None) -> tuple[torch.dtype, torch.dtype, torch.dtype]:
+def _dtypes(h: Tensor, w: Tensor, b: Tensor | None,
+            out_dtype: torch.dtype | None = None) -> tuple[torch.dtype, torch.dtype, torch.dtype]:
     """(accumulation, d_weight accumulation, result) dtypes: float64 if any input is, else float32;
     half-precision d_weight on CUDA is summed in its dtype inside each addmm (float32 within a
     matmul, rounded between chunks, as Liger-Kernel does): a float32 copy would be V×D×4 bytes, as
-    large as the logits at N=8192, D=4096."""
+    large as the logits at N=8192, D=4096. The result: ``out_dtype``, else the inputs' promoted."""
     acc = torch.float64 if torch.float64 in (h.dtype, w.dtype, None if b is None else b.dtype) else torch.float32
     out = torch.promote_types(h.dtype, w.dtype) if b is None else \
         torch.promote_types(torch.promote_types(h.dtype, w.dtype), b.dtype)
+    out = out if out_dtype is None else out_dtype
     return acc, (w.dtype if _in_place_dtype(h, w, b) else acc), out
 
 
@@ -305,19 +311,20 @@ def _reduce(losses: Tensor, act: Tensor, bad: Tensor | None, reduction: str, dty
 # tensors) and hashable constants; ``tokens``/``vocab`` 0 means "plan from the shapes".
 
 _Outputs = tuple[Tensor, Tensor, Tensor, Tensor, Tensor]
-_INPUTS = 16  # of the forward operator: autograd's formula returns a gradient (or None) for each
+_INPUTS = 17  # of the forward operator: autograd's formula returns a gradient (or None) for each
 
 
 @torch.library.custom_op("lossreg::linear_cross_entropy", mutates_args=())
 def _forward_op(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, bad: Tensor | None,
                 cw: Tensor | None, wy: Tensor | None, reduction: str, tokens: int, vocab: int, ls: float, zl: float,
-                cap: float | None, early: bool, needs: int) -> _Outputs:
+                cap: float | None, early: bool, needs: int, out_dtype: torch.dtype | None) -> _Outputs:
     """``(result, lse (N,), d_hidden, d_weight, d_bias)``: the gradients of the "mean"/"sum" result
     when ``early`` (Liger-style, made in the forward pass), those ``needs`` names; else (and
     without a bias) empty.
     ``cw``/``wy``: the class weights and each token's weight of its target (not differentiated,
-    as torch's), or None."""
-    acc, _, out = _dtypes(h, w, b)
+    as torch's), or None. ``out_dtype``: the result's dtype when not the inputs' (float32 under
+    torch.autocast, whose cross-entropy returns it)."""
+    acc, _, out = _dtypes(h, w, b, out_dtype)
     coef = _base_coef(act, reduction, acc, wy) if early else None
     losses, lse, full = _sweep(h, w, b, t, act, (tokens, vocab, ls, zl, cap), coef, None, cw, wy, needs)
     result = _reduce(losses, act, bad, reduction, out, wy)
@@ -329,8 +336,8 @@ def _forward_op(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, 
 @_forward_op.register_fake
 def _forward_fake(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, bad: Tensor | None,
                   cw: Tensor | None, wy: Tensor | None, reduction: str, tokens: int, vocab: int, ls: float, zl: float,
-                  cap: float | None, early: bool, needs: int) -> _Outputs:
-    acc, w_acc, out = _dtypes(h, w, b)
+                  cap: float | None, early: bool, needs: int, out_dtype: torch.dtype | None) -> _Outputs:
+    acc, w_acc, out = _dtypes(h, w, b, out_dtype)
     n = h.shape[0]
     result = h.new_empty((n,) if reduction == "none" else (), dtype=out)
     lse = h.new_empty((n,), dtype=acc)
@@ -363,7 +370,7 @@ def _backward_fake(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tenso
 
 
 def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: _Outputs) -> None:
-    h, w, b, t, act, bad, cw, wy, reduction, *opts, early, needs = inputs
+    h, w, b, t, act, bad, cw, wy, reduction, *opts, early, needs, _ = inputs
     _, lse, d_h, d_w, d_b = output
     ctx.mark_non_differentiable(lse, d_h, d_w, d_b)
     ctx.set_materialize_grads(False)  # else autograd passes zeros of d_weight's size for the extra outputs
@@ -525,7 +532,11 @@ def linear_cross_entropy(input: Any, linear_weight: Any, target: Any, /, *, line
                        poison=torch.compiler.is_compiling())
     if inp is None:
         return NotImplemented
-    needs = sum(bit for bit, x in ((HIDDEN, inp.hidden), (WEIGHT, inp.weight), (BIAS, inp.bias))
+    device = inp.hidden.device.type
+    autocast = torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device)  # not on meta
+    hidden, lw, lb, out_dtype = _as_autocast_casts(inp.hidden, inp.weight, inp.bias) if autocast else \
+        (inp.hidden, inp.weight, inp.bias, None)
+    needs = sum(bit for bit, x in ((HIDDEN, hidden), (WEIGHT, lw), (BIAS, lb))
                 if x is not None and x.requires_grad) if torch.is_grad_enabled() else 0
     if torch._C._are_functorch_transforms_active():
         needs = needs and ALL  # which level asks for which gradient is torch.func's business: all of them
@@ -534,18 +545,38 @@ def linear_cross_entropy(input: Any, linear_weight: Any, target: Any, /, *, line
     # The chunks gather by target - offset: a narrow label dtype (a uint8 map with ignore_index=255,
     # which the preamble keeps as it is) would wrap below 0, and gather takes only int32/int64.
     target = inp.target if inp.target.dtype in (torch.int32, torch.int64) else inp.target.to(torch.int64)
-    args = (inp.hidden, inp.weight, inp.bias, target, inp.active, inp.bad, cw, wy, reduction,
+    args = (hidden, lw, lb, target, inp.active, inp.bad, cw, wy, reduction,
             *_chunk_args(inp.chunk_size),
             float(label_smoothing), float(z_loss), None if softcap is None else float(softcap),
-            grads and not recompute and reduction != "none", needs)
-    # Also inside torch.autograd.forward_ad's dual levels (a private counter, read defensively):
-    # the operator alone would drop the tangents of inputs that do not require grad (an answer
-    # of zero), where this raises.
-    if torch._C._are_functorch_transforms_active() or getattr(_forward_ad, "_current_level", -1) >= 0:
-        result = _UnderTransforms.apply(*args)[0]
-    else:
-        result = torch.ops.lossreg.linear_cross_entropy(*args)[0]
+            grads and not recompute and reduction != "none", needs, out_dtype)
+    # Autocast off inside: the operators' matmuls would follow it in eager code only (a compiled
+    # graph runs its custom operators with autocast off), and the backward pass runs outside it.
+    with torch.autocast(hidden.device.type, enabled=False) if autocast else contextlib.nullcontext():
+        # Also inside torch.autograd.forward_ad's dual levels (a private counter, read defensively):
+        # the operator alone would drop the tangents of inputs that do not require grad (an answer
+        # of zero), where this raises.
+        if torch._C._are_functorch_transforms_active() or getattr(_forward_ad, "_current_level", -1) >= 0:
+            result = _UnderTransforms.apply(*args)[0]
+        else:
+            result = torch.ops.lossreg.linear_cross_entropy(*args)[0]
     return result.reshape(inp.shape) if reduction == "none" else result
+
+
+def _as_autocast_casts(h: Tensor, w: Tensor, b: Tensor | None
+                       ) -> tuple[Tensor, Tensor, Tensor | None, torch.dtype | None]:
+    """(hidden, weight, bias, result dtype) as ``torch.autocast`` (enabled) would hand them to
+    ``F.linear`` and take ``cross_entropy``'s result: the floating inputs but float64 cast to its
+    lower precision (differentiably, as autocast casts) and a float32 result (None with a float64
+    input: the inputs' dtype)."""
+    low = torch.get_autocast_dtype(h.device.type)
+
+    def cast(x: Tensor | None) -> Tensor | None:
+        return x if x is None or x.dtype == torch.float64 else x.to(low)
+
+    h2, w2, b2 = cast(h), cast(w), cast(b)
+    assert h2 is not None and w2 is not None
+    wide = torch.float64 in (h2.dtype, w2.dtype, None if b2 is None else b2.dtype)
+    return h2, w2, b2, None if wide else torch.float32
 
 
 KERNELS = {"linear_cross_entropy": linear_cross_entropy}

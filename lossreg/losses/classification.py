@@ -311,7 +311,7 @@ def soft_margin_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> 
     reference="torch.nn.MultiLabelSoftMarginLoss",
 )
 def multilabel_soft_margin_loss(input: Any, target: Any, /, *, weight: Any = None, reduction: str = "mean") -> Any:
-    r"""One-versus-all logistic loss, averaged over the classes (the last axis):
+    r"""One-versus-all logistic loss, averaged over the classes (the last axis).
 
     $$
     \ell_n = -\frac{1}{C} \sum_c w_c \left[ y_{nc} \log \sigma(x_{nc}) + (1 - y_{nc}) \log \sigma(-x_{nc}) \right]

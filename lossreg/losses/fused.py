@@ -65,7 +65,7 @@ def linear_cross_entropy(input: Any, linear_weight: Any, target: Any, /, *, line
                          weight: Any = None, reduction: str = "mean", ignore_index: int | None = None,
                          label_smoothing: float = 0.0, options: Any = None, z_loss: float = 0.0,
                          softcap: float | None = None, chunk_size: Any = None, bias: Any = None) -> Any:
-    r"""Cross-entropy of a linear layer's output, without materialising it:
+    r"""Cross-entropy of a linear layer's output, without materialising it.
 
     $$
     \ell_n = \mathrm{CE}(z_n, y_n) + \lambda_z\, \mathrm{lse}_n^2
@@ -130,10 +130,8 @@ def linear_cross_entropy(input: Any, linear_weight: Any, target: Any, /, *, line
     losses = xp.concat(parts) if parts else _empty(inp)
     if reduction != "none":  # the per-chunk sums, then as cross_entropy reduces them
         summed = xp.sum(losses)
-        if reduction == "sum":
-            return toolkit.as_dtype(xp, toolkit.poison(xp, summed, _any(xp, inp.bad)), inp.dtype)
-        mean = mean_of_tokens(xp, summed, inp.counts)
-        return toolkit.as_dtype(xp, toolkit.poison(xp, mean, _any(xp, inp.bad)), inp.dtype)
+        result = summed if reduction == "sum" else mean_of_tokens(xp, summed, inp.counts)
+        return toolkit.as_dtype(xp, toolkit.poison(xp, result, _any(xp, inp.bad)), inp.dtype)
     return _finish(inp, losses, reduction)
 
 
@@ -230,11 +228,14 @@ def linear_cross_entropy_value_and_grad(
         toolkit.namespace(name, input=input, cotangent=cotangent)
         toolkit.check_floating(name, "cotangent", cotangent, inp.xp)
         toolkit.check_shape(name, "cotangent", cotangent, want, f"an array of the result's shape {want}")
-    return value_and_grad_flat(inp, reduction, _coefficients(inp, reduction, cotangent),
+    return _value_and_grad_chunks(inp, reduction, _coefficients(inp, reduction, cotangent),
                                _options(label_smoothing, z_loss, softcap, inp))
 
 
-def value_and_grad_flat(inp: Inputs, reduction: str, coef: Any, opts: dict[str, Any]) -> tuple[Any, tuple[Any, Any, Any]]:
+def _value_and_grad_chunks(inp: Inputs, reduction: str, coef: Any, opts: dict[str, Any]) -> tuple[Any, tuple[Any, Any, Any]]:
+    """``(value, (d_input, d_linear_weight, d_bias))`` of checked inputs, chunk by chunk: each
+    chunk's ``coef`` (d result / d ℓ_n) scales its gradients, which the weight and bias ones are
+    summed into; invalid targets on lazy arrays poison the gradients as the value."""
     xp = inp.xp
     n, d = inp.hidden.shape
     v = inp.weight.shape[0]
@@ -252,10 +253,9 @@ def value_and_grad_flat(inp: Inputs, reduction: str, coef: Any, opts: dict[str, 
         grad_h = xpx.at(grad_h)[rows, ...].set(dh)  # in place where the library allows it: no second copy
     losses = xp.concat(parts) if parts else _empty(inp)
     value = _finish(inp, losses, reduction)
+    grad_w, grad_b = d_w, d_b
     if inp.bad is not None:  # invalid targets on lazy arrays: NaN gradients as well as NaN losses
         grad_h = toolkit.poison(xp, grad_h, xp.reshape(inp.bad, (-1, 1)))
-    grad_w, grad_b = d_w, d_b
-    if inp.bad is not None:
         grad_w = toolkit.poison(xp, grad_w, xp.any(inp.bad))
         grad_b = toolkit.poison(xp, grad_b, xp.any(inp.bad))
     hidden_shape = (*inp.shape, d)

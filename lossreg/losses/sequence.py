@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from .. import toolkit
 from ..errors import LossTypeError, LossValueError
@@ -133,13 +133,22 @@ def unrolled(step: Frame, alpha: Any, emit: Any, running: Any) -> Any:
     return alpha
 
 
-def ctc(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, blank: int, reduction: str,
-        zero_infinity: bool, over_frames: Callable[[Frame, Any, Any, Any], Any],
-        came_from: Predecessors) -> Any:
-    """:func:`ctc_loss`, with the loop over the frames, ``over_frames(step, alpha, emit, running)``,
-    and the sum over each state's three predecessors, ``came_from(xp, alpha, sources, barred)``
-    (:func:`gathered` or :func:`sliced`), given."""
-    name = "ctc_loss"
+class _Checked(NamedTuple):
+    """ctc's arguments, checked: lengths as (N,) integer arrays, the labels' (N, S) or
+    concatenated array, and the masks of the sequences that invalid values spoil (lazy arrays)."""
+
+    xp: Any
+    ints: Any
+    targets: Any
+    il: Any
+    tl: Any
+    padded: bool
+    unbatched: bool
+    bad: list[Any]
+
+
+def _checked(name: str, log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, blank: int,
+             reduction: str, zero_infinity: bool) -> _Checked:
     targets, input_lengths, target_lengths = (toolkit.beside(log_probs, x) for x in (targets, input_lengths, target_lengths))
     # Lengths may be sequences of ints, as torch.nn.functional.ctc_loss documents (NumPy's ints,
     # from list(array), included, as torch takes them).
@@ -206,24 +215,33 @@ def ctc(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, b
                                f"labels in [0, {c}) other than blank={blank} (within target_lengths)")
     if flagged is not None:
         bad.append(xp.any(flagged, axis=1) if padded else xp.reshape(xp.any(flagged), (1,)))
+    return _Checked(xp, ints, labels, il, tl, padded, unbatched, bad)
 
-    # A target longer than T cannot be aligned (inf), so at most T labels per sequence are read.
-    s_max = min(width, t_max)
-    il = _clamp(xp, il, 0, t_max)
-    if padded:
+
+def _read_labels(xp: Any, arg: _Checked, s_max: int, c: int, blank: int, dev: Any) -> Any:
+    """The first ``s_max`` labels of each sequence, (N, s_max), padding (and, on lazy arrays,
+    invalid labels) made blank, so that every gather stays in range."""
+    labels, tl, ints, n = arg.targets, arg.tl, arg.ints, arg.tl.shape[0]
+    if arg.padded:
         labels = labels[:, :s_max]
     elif s_max:
+        width = labels.shape[0]
         offsets = xp.cumulative_sum(tl) - tl
         spots = xp.reshape(offsets, (n, 1)) + xp.reshape(xp.arange(s_max, dtype=ints, device=dev), (1, s_max))
         labels = xp.reshape(xp.take(labels, xp.reshape(_clamp(xp, spots, 0, width - 1), (-1,)), axis=0), (n, s_max))
     else:
         labels = xp.zeros((n, 0), dtype=ints, device=dev)
     positions = xp.reshape(xp.arange(s_max, dtype=ints, device=dev), (1, s_max))
-    # Padding (and, on lazy arrays, invalid labels) becomes blank, so that every gather stays in range.
     usable = (positions < xp.reshape(tl, (n, 1))) & (labels >= 0) & (labels < c)
-    labels = xp.where(usable, labels, blank)
+    return xp.where(usable, labels, blank)
 
-    # Extended labels l' = (b, y_1, b, y_2, ..., y_S, b), length L = 2S + 1.
+
+def _transitions(xp: Any, labels: Any, blank: int, ints: Any, dev: Any) -> tuple[Any, Any, Any, Any]:
+    """``(extended, s_row, sources, allowed)``: the extended labels l' = (b, y_1, b, ..., y_S, b)
+    (N, L), the states 0..L-1 as a (1, L) row, and the three predecessors of each state, side by
+    side: column j of ``sources`` (3L) holds state j mod L's predecessor j // L steps back, and
+    ``allowed`` (N, 3L) says whether that transition exists."""
+    n, s_max = labels.shape
     length = 2 * s_max + 1
     s_index = xp.arange(length, dtype=ints, device=dev)
     # The states as a row, beside (N, L) arrays: JAX's rank_promotion="raise" refuses implicit ranks.
@@ -240,22 +258,40 @@ def ctc(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, b
     skip = (s_row >= 2) & (extended != blank) & (extended != xp.take(extended, back2, axis=1))
     # alpha[s], alpha[s-1] and alpha[s-2] side by side (see gathered): each frame is then a
     # handful of operations, which is what eager JAX dispatches (and compiles per shape), Dask
-    # adds to its graph and an unrolled jit compiles, T times over. Column j holds state
-    # s = j mod L, reached from s - j // L; built from one arange, so that on Dask the paths and
-    # the barred transitions are one chunk wide and no frame is rechunked.
+    # adds to its graph and an unrolled jit compiles, T times over. Built from one arange, so
+    # that on Dask the paths and the barred transitions are one chunk wide and no frame is rechunked.
     columns = xp.arange(3 * length, dtype=ints, device=dev)
     state = columns % length
     prior = state - columns // length
     sources = xp.clip(prior, 0, None)
-    # -inf where a transition does not exist: from s - 1 < 0, or a skip from s - 2 not allowed.
+    # Not allowed: from s - 1 < 0, or a skip from s - 2 between labels that may not skip.
     allowed = xp.reshape((prior >= 0), (1, 3 * length)) & (xp.reshape(columns < 2 * length, (1, 3 * length))
                                                            | xp.take(skip, state, axis=1))
+    return extended, s_row, sources, allowed
+
+
+def ctc(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, blank: int, reduction: str,
+        zero_infinity: bool, over_frames: Callable[[Frame, Any, Any, Any], Any],
+        came_from: Predecessors) -> Any:
+    """:func:`ctc_loss`, with the loop over the frames, ``over_frames(step, alpha, emit, running)``,
+    and the sum over each state's three predecessors, ``came_from(xp, alpha, sources, barred)``
+    (:func:`gathered` or :func:`sliced`), given."""
+    arg = _checked("ctc_loss", log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity)
+    xp, tl = arg.xp, arg.tl
+    t_max, n, c = log_probs.shape[0], tl.shape[0], log_probs.shape[-1]
+    dev = toolkit.device(log_probs)
+    # A target longer than T cannot be aligned (inf), so at most T labels per sequence are read.
+    s_max = min(arg.targets.shape[-1], t_max)
+    il = _clamp(xp, arg.il, 0, t_max)
+    extended, s_row, sources, allowed = _transitions(xp, _read_labels(xp, arg, s_max, c, blank, dev), blank,
+                                                     arg.ints, dev)
+    length = 2 * s_max + 1
 
     dtype = log_probs.dtype
     work = toolkit.compute_dtype(xp, dtype)
     lp = xp.reshape(toolkit.as_dtype(xp, log_probs, work), (t_max, n, c))
     emit = toolkit.take_rows(xp, lp, extended)
-    frames = xp.reshape(xp.arange(t_max, dtype=ints, device=dev), (t_max, 1)) < xp.reshape(il, (1, n))
+    frames = xp.reshape(xp.arange(t_max, dtype=arg.ints, device=dev), (t_max, 1)) < xp.reshape(il, (1, n))
     # Frames past a sequence's length are never read; zeroing them keeps NaN padding out of the gradient.
     running = xp.reshape(frames, (t_max, n, 1))
     emit = xp.where(running, emit, 0.0)
@@ -290,12 +326,12 @@ def ctc(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, b
     losses = losses + xp.where(xp.isfinite(e), e - _without_gradient(xp, e), 0.0)
     if zero_infinity:
         losses = xp.where(losses == math.inf, 0.0, losses)
-    for mask in bad:
+    for mask in arg.bad:
         losses = toolkit.poison(xp, losses, mask)
     if reduction == "mean":
         out = xp.mean(losses / xp.astype(xp.clip(tl, 1, None), work))
     elif reduction == "sum":
         out = xp.sum(losses)
     else:
-        out = losses[0] if unbatched else losses
+        out = losses[0] if arg.unbatched else losses
     return toolkit.as_dtype(xp, out, dtype)
