@@ -480,7 +480,8 @@ def test_bad_input_inside_a_compiled_step_is_a_lossreg_error_at_trace_time(case:
 def test_a_number_option_given_a_traced_value_says_it_is_traced_and_what_to_pass(option: str) -> None:
     # A label-smoothing (or Huber delta) schedule's value passed into the jitted step is a tracer:
     # the error named it by JAX's internal repr, "got JitTracer(~float32[])", without saying that
-    # the option is static (a Python number) under jax.jit.
+    # the option is static (a Python number) under jax.jit. (float64 where an earlier test in the
+    # same process left jax_enable_x64 on.)
     model, x, y = _model_and_batch()
     if option == "label_smoothing":
         loss = lambda z, value: lossreg.cross_entropy(z, y, label_smoothing=value)  # noqa: E731
@@ -488,7 +489,7 @@ def test_a_number_option_given_a_traced_value_says_it_is_traced_and_what_to_pass
         loss = lambda z, value: lossreg.huber_loss(z, jax.nn.one_hot(y, C), delta=value)  # noqa: E731
     step = nnx.jit(lambda m, value: nnx.value_and_grad(lambda m: loss(m(x), value))(m))
     message = (rf"{'cross_entropy' if option == 'label_smoothing' else 'huber_loss'}: argument '{option}' expected "
-               r"a number.*, got jax array of dtype float32 and shape \(\) traced by a JAX transformation "
+               r"a number.*, got jax array of dtype float(32|64) and shape \(\) traced by a JAX transformation "
                r"\(jax\.jit, grad, vmap\): this option is static, pass a Python number")
     with pytest.raises(lossreg.LossValueError, match=message):
         step(model, 0.1)
