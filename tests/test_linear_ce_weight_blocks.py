@@ -52,9 +52,9 @@ def test_numpy_value_and_grad_by_blocks_of_rows_match_torch(three_rows: None, n:
 
 
 @pytest.mark.parametrize(("n", "v", "chunks"), CASES)
-def test_jax_kernel_by_blocks_of_rows_matches_torch(three_rows: None, n: int, v: int, chunks: object):
+def test_jax_kernel_by_blocks_of_rows_matches_torch(three_rows: None, jax_float64: None, n: int, v: int,
+                                                     chunks: object):
     jax = pytest.importorskip("jax")
-    jax.config.update("jax_enable_x64", True)  # as lossreg's JAX backend does
     h, w, b, t = _example(n, v)
     tj = jax.numpy.asarray(t)
 
@@ -83,11 +83,10 @@ def test_compiled_jax_gradient_holds_no_weight_sized_temporary():
     assert temp < weight_bytes * 3 // 4, (temp, weight_bytes)
 
 
-def test_jax_invalid_target_poisons_every_gradient_as_the_portable_form():
+def test_jax_invalid_target_poisons_every_gradient_as_the_portable_form(jax_float64: None):
     """JAX arrays are not read by the checks: a target outside [0, V) makes the value NaN, and the
     gradients of hidden (its row), weight and bias NaN too, as the portable value_and_grad does."""
     jax = pytest.importorskip("jax")
-    jax.config.update("jax_enable_x64", True)
     h, w, b, t = _example(7, 11)
     t[3] = 11  # one past the vocabulary
     hj, wj, bj, tj = map(jax.numpy.asarray, (h, w, b, t))

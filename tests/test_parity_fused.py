@@ -100,13 +100,12 @@ def test_torch_tensors_dispatch_to_the_custom_operator():
 
 
 @pytest.mark.parametrize(("lead", "v", "chunks", "options"), CASES[::5], ids=IDS[::5])
-def test_jax_custom_vjp_under_jit_matches_torch(lead: tuple[int, ...], v: int, chunks: Any,
+def test_jax_custom_vjp_under_jit_matches_torch(jax_float64: None, lead: tuple[int, ...], v: int, chunks: Any,
                                                 options: dict[str, Any]):
     jax = pytest.importorskip("jax")
     jnp = jax.numpy
     ex = _example(lead, v, (lead, v, chunks), ignore=options.get("ignore_index", -100))
     want, want_grads = _torch_answer(ex, options)
-    jax.config.update("jax_enable_x64", True)  # as lossreg's JAX backend does
     t = jnp.asarray(ex["target"])
 
     def total(h: Any, w: Any, b: Any) -> Any:

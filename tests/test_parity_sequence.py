@@ -217,9 +217,8 @@ def test_on_dask_the_graph_grows_linearly_with_the_batch_chunks():
     assert sum(map(len, many.values())) / sum(map(len, few.values())) < 32 / 4 * 1.05
 
 
-def test_jax_jit():
+def test_jax_jit(jax_float64: None):
     jax = pytest.importorskip("jax")
-    jax.config.update("jax_enable_x64", True)
     inputs, blank = _problem(4, "concatenated")
     arrays = [jax.numpy.asarray(v) for v in inputs.values()]
     loss = jax.jit(lambda *a: lossreg.ctc_loss(*a, blank=blank, zero_infinity=True))
