@@ -70,8 +70,8 @@ def compiled(loss: str | Callable[..., Any], definition: Callable[..., Any] | No
             return NotImplemented
         if program is None:
             # Eager calls only: under an outer trace a new program is inlined, and compiles nothing of its own.
-            if any(_real(v) for _, _, v in static) and not any(isinstance(a, jax.core.Tracer) for a in arrays):
-                others = tuple((k, t, None if _real(v) else v) for k, t, v in static)
+            if any(_fractional(v) for _, _, v in static) and not any(isinstance(a, jax.core.Tracer) for a in arrays):
+                others = tuple((k, t, None if _fractional(v) else v) for k, t, v in static)
                 if float_values.get(others, 0) >= FLOAT_VALUES:
                     return NotImplemented
                 float_values[others] = float_values.get(others, 0) + 1
@@ -94,7 +94,7 @@ def compiled(loss: str | Callable[..., Any], definition: Callable[..., Any] | No
     return kernel
 
 
-def _real(value: Any) -> bool:
+def _fractional(value: Any) -> bool:
     """A real number that is not an integer (nor a bool): 0.1, np.float32(0.5)."""
     return isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral)
 
