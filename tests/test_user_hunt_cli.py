@@ -87,7 +87,9 @@ def test_a_reader_that_stops_early_gets_no_traceback():
     process.wait(timeout=300)
     assert first.split() == [b"name", b"class", b"plugin", b"aliases"]
     _no_traceback(err)
-    assert process.returncode == 141  # 128 + SIGPIPE: what the shell reports for a writer the pipe stopped
+    # 128 + SIGPIPE: what the shell reports for a writer the pipe stopped; 0 when the whole listing
+    # was already in the pipe's buffer before the reader closed it (a loaded machine: CI saw it).
+    assert process.returncode in (141, 0)
 
 
 def _sigint_as_at_a_terminal() -> None:
