@@ -130,7 +130,7 @@ def takes_logits(linear_weight: Any, target: Any) -> bool:
     # Read from the dtype itself where it can be: array_namespace is an lru_cache, which
     # torch.compile warns about on every trace.
     kind = getattr(dtype, "kind", None)  # NumPy's dtypes, which JAX, CuPy and Dask use
-    if isinstance(kind, str):
+    if isinstance(kind, str) and kind != "V":  # "V": ml_dtypes' bfloat16 (JAX's), which isdtype knows
         return kind == "f"
     floating = getattr(dtype, "is_floating_point", None)  # torch's
     if isinstance(floating, bool):
@@ -267,8 +267,11 @@ def mean_of_tokens(xp: Any, summed: Any, counts: Any) -> Any:
     return mean[()] if is_numpy_namespace(xp) else mean
 
 
-def _logits(xp: Any, h: Any, w: Any, b: Any, softcap: float | None, work: Any) -> tuple[Any, Any]:
-    """``(softcap · tanh(u / softcap), tanh(u / softcap))`` with ``u = h @ w.T + b``, or ``(u, None)``."""
+def _logits(xp: Any, h: Any, weight: Any, bias: Any, j: int, k: int, softcap: float | None,
+            work: Any) -> tuple[Any, Any]:
+    """The logits of vocabulary entries [j, k): ``(softcap · tanh(u / softcap), tanh(u / softcap))``
+    with ``u = h @ w.T + b`` (w, b: those rows of the weight and bias), or ``(u, None)``."""
+    w, b = weight[j:k, ...], None if bias is None else bias[j:k]
     u = xp.matmul(toolkit.as_dtype(xp, h, work), xp.matrix_transpose(toolkit.as_dtype(xp, w, work)))
     if b is not None:
         # Of u's rank: JAX's rank_promotion="raise" refuses an implicit promotion.
@@ -277,6 +280,40 @@ def _logits(xp: Any, h: Any, w: Any, b: Any, softcap: float | None, work: Any) -
         return u, None
     th = xp.tanh(u / softcap)
     return softcap * th, th
+
+
+def _forward(xp: Any, h: Any, weight: Any, bias: Any, tcol: Any, blocks: list[tuple[int, int]], cw: Any, *,
+             softcap: float | None, work: Any, smoothing: bool) -> tuple[Any, Any, Any, list[tuple[Any, Any]]]:
+    """The first pass of :func:`chunk_loss` over the vocabulary blocks: ``(lse, z[y], Σ_c w_c z_c,
+    kept)``, the sum None without ``smoothing``; ``kept`` holds the logits and exponentials of a
+    single block, which the gradient reuses (empty with several blocks)."""
+    dev = toolkit.device(h)
+    kept: list[tuple[Any, Any]] = []
+    picked = zsum = m = s = None
+    for j, k in blocks:
+        z, th = _logits(xp, h, weight, bias, j, k, softcap, work)
+        pick = xp.sum(xp.where(_targets_in(xp, tcol, j, k, dev), z, xp.zeros_like(z)), axis=1)
+        picked = pick if picked is None else picked + pick
+        if smoothing:
+            zs = xp.sum(z if cw is None else z * xp.reshape(cw[j:k], (1, -1)), axis=1)
+            zsum = zs if zsum is None else zsum + zs
+        mj = xp.max(z, axis=1)
+        # m: the running maximum, -inf while every block so far is; shift: m, or 0 there (no
+        # -inf - -inf). Rescaling by exp(m - shift), not from a 0 standing in for -inf, keeps
+        # a block of -inf followed by logits below -88 (float32) from underflowing to lse = -inf.
+        m_new = mj if m is None else xp.maximum(m, mj)
+        shift = xp.where(m_new == -math.inf, xp.zeros_like(m_new), m_new)
+        e = xp.exp(z - xp.reshape(shift, (-1, 1)))
+        s = xp.sum(e, axis=1) if m is None else s * xp.exp(m - shift) + xp.sum(e, axis=1)
+        m = m_new
+        if len(blocks) == 1:
+            kept += [(z, th), (e, s)]
+    return shift + xp.log(s), picked, zsum, kept
+
+
+def _targets_in(xp: Any, tcol: Any, j: int, k: int, dev: Any) -> Any:
+    """(B, k - j): where each token's target (``tcol``, (B, 1)) is vocabulary entry j, j + 1, ..."""
+    return xp.reshape(xp.arange(j, k, device=dev), (1, -1)) == tcol
 
 
 def add_weight_grad(xp: Any, d_weight: Any, start: int, g: Any, h: Any) -> Any:
@@ -318,39 +355,16 @@ def chunk_loss(xp: Any, h: Any, weight: Any, bias: Any, t: Any, active: Any, coe
     they are returned.
     """
     v = weight.shape[0]
-    dev = toolkit.device(h)
     blocks = [(j, min(j + vocab, v)) for j in range(0, v, vocab)]
     tcol = xp.reshape(t, (-1, 1))
     cw = class_weight
     wy = 1.0 if cw is None else xp.take(cw, t)  # w[y_n]
     w_total = v if cw is None else xp.sum(cw)
-    kept: list[tuple[Any, Any]] = []  # the one block's logits, reused by the gradient
-    picked = zsum = None
-    if lse is None or len(blocks) == 1:
-        m = s = None
-        for j, k in blocks:
-            z, th = _logits(xp, h, weight[j:k, ...], None if bias is None else bias[j:k], softcap, work)
-            hit = xp.reshape(xp.arange(j, k, device=dev), (1, -1)) == tcol
-            pick = xp.sum(xp.where(hit, z, xp.zeros_like(z)), axis=1)
-            picked = pick if picked is None else picked + pick
-            if label_smoothing:
-                zs = xp.sum(z if cw is None else z * xp.reshape(cw[j:k], (1, -1)), axis=1)
-                zsum = zs if zsum is None else zsum + zs
-            mj = xp.max(z, axis=1)
-            # m: the running maximum, -inf while every block so far is; shift: m, or 0 there (no
-            # -inf - -inf). Rescaling by exp(m - shift), not from a 0 standing in for -inf, keeps
-            # a block of -inf followed by logits below -88 (float32) from underflowing to lse = -inf.
-            m_new = mj if m is None else xp.maximum(m, mj)
-            shift = xp.where(m_new == -math.inf, xp.zeros_like(m_new), m_new)
-            e = xp.exp(z - xp.reshape(shift, (-1, 1)))
-            s = xp.sum(e, axis=1) if m is None else s * xp.exp(m - shift) + xp.sum(e, axis=1)
-            m = m_new
-            if len(blocks) == 1:
-                kept.append((z, th))
-                kept.append((e, s))
-        lse = shift + xp.log(s)
     losses = None
-    if picked is not None:
+    kept: list[tuple[Any, Any]] = []  # a single block's logits and exponentials, reused by the gradient
+    if lse is None or len(blocks) == 1:
+        lse, picked, zsum, kept = _forward(xp, h, weight, bias, tcol, blocks, cw, softcap=softcap, work=work,
+                                           smoothing=bool(label_smoothing))
         losses = (1.0 - label_smoothing) * wy * (lse - picked)
         if label_smoothing:
             losses = losses + (label_smoothing / v) * (w_total * lse - zsum)
@@ -365,6 +379,7 @@ def chunk_loss(xp: Any, h: Any, weight: Any, bias: Any, t: Any, active: Any, coe
     uniform = xp.reshape(coef * (label_smoothing / v), (-1, 1))
     d_h = None
     hw = toolkit.as_dtype(xp, h, work)
+    dev = toolkit.device(h)
     for j, k in blocks:
         if kept:
             (z, th), (e, s) = kept
@@ -372,15 +387,14 @@ def chunk_loss(xp: Any, h: Any, weight: Any, bias: Any, t: Any, active: Any, coe
             p = e * xp.reshape(1.0 / s, (-1, 1))
             del e
         else:
-            z, th = _logits(xp, h, weight[j:k, ...], None if bias is None else bias[j:k], softcap, work)
+            z, th = _logits(xp, h, weight, bias, j, k, softcap, work)
             p = xp.exp(z - xp.reshape(lse, (-1, 1)))
         del z
         g = a * p
         del p
         if label_smoothing:
             g = g - (uniform if cw is None else uniform * xp.reshape(cw[j:k], (1, -1)))
-        hit = xp.reshape(xp.arange(j, k, device=dev), (1, -1)) == tcol
-        g = xp.where(hit, g - on_target, g)
+        g = xp.where(_targets_in(xp, tcol, j, k, dev), g - on_target, g)
         if th is not None:
             g = g * (1.0 - th * th)
         wj = toolkit.as_dtype(xp, weight[j:k, ...], work)

@@ -27,7 +27,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 import array_api_compat as compat
 import numpy as np
@@ -54,6 +54,10 @@ ULPS = {"float16": 2, "bfloat16": 2, "float32": 32, "float64": 256}
 # scale = max(1, max |want|): absolute errors are relative to the size of the array's values.
 TOLERANCES = {dtype: (ULPS[dtype] * eps, ULPS[dtype] * eps) for dtype, eps in EPS.items()}
 DTYPE_ABBREVIATIONS = {"float16": "f16", "bfloat16": "bf16", "float32": "f32", "float64": "f64"}
+# An outcome's verdict: every case that ran agreed, one did not, or none could run (no backend
+# library, or a kernel that declined every case). The JSON report and summarize() use these words.
+Status = Literal["passed", "failed", "unsupported"]
+STATUSES: tuple[Status, ...] = get_args(Status)
 
 
 @dataclass
@@ -66,7 +70,7 @@ class Outcome:
     dtype: str
     device: str
     path: str  # "portable" or "kernel:<name>"
-    status: str  # passed | failed | unsupported
+    status: Status
     worst: float = 0.0  # largest |error| / tolerance over the cases
     cases: int = 0  # cases run
     not_applicable: int = 0  # cases that do not apply to this dtype (see ``notes``)
@@ -702,7 +706,8 @@ def _run_path(outcome: Outcome, spec: LossSpec, function: Any, backend: Backend,
 
 
 def summarize(outcomes: Sequence[Outcome]) -> dict[str, int]:
-    counts = {"passed": 0, "failed": 0, "unsupported": 0}
+    """How many outcomes have each status (every one of :data:`STATUSES`, 0 where none has)."""
+    counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
     for outcome in outcomes:
         counts[outcome.status] += 1
     return counts

@@ -34,7 +34,10 @@ class LossValueError(LossError, ValueError):
     """An argument has the right type but a wrong shape, value or option."""
 
     def __init__(self, loss: str, argument: str, expected: str, got: str):
-        super().__init__(_message(loss, argument, expected, got))
+        # What BaseException.__init__(message) does, written out: inside torch.compile, Dynamo
+        # traces this constructor and cannot call a builtin exception's __init__ (nor super()'s):
+        # it reported that, not this error (under fullgraph=True, it now names this one).
+        self.args = (_message(loss, argument, expected, got),)
         self.loss, self.argument, self.expected, self.got = loss, argument, expected, got
 
 
@@ -42,7 +45,10 @@ class LossTypeError(LossError, TypeError):
     """An argument is not an array, or an array of the wrong dtype, library or device."""
 
     def __init__(self, loss: str, argument: str, expected: str, got: str):
-        super().__init__(_message(loss, argument, expected, got))
+        # What BaseException.__init__(message) does, written out: inside torch.compile, Dynamo
+        # traces this constructor and cannot call a builtin exception's __init__ (nor super()'s):
+        # it reported that, not this error (under fullgraph=True, it now names this one).
+        self.args = (_message(loss, argument, expected, got),)
         self.loss, self.argument, self.expected, self.got = loss, argument, expected, got
 
 

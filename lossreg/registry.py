@@ -162,6 +162,11 @@ def define_loss(
                            for key, default in spec.options.items()):
                         return function(*arrays, **options)
                 raise
+            except RuntimeError:
+                # torch's own refusal of a sparse or nested tensor, from a kernel, which runs before
+                # the definition's checks: lossreg's error, naming the argument, instead.
+                _check_layouts(spec, arrays, options)
+                raise
             except OverflowError as error:
                 # A Python int past int64 (margin=2**70), which array libraries cannot take as a
                 # scalar: as a float where the option is one (torch's answer), else lossreg's error.
@@ -174,11 +179,18 @@ def define_loss(
     return decorate
 
 
+def _check_layouts(spec: LossSpec, arrays: tuple[Any, ...], options: dict[str, Any]) -> None:
+    """Raise lossreg's error for a sparse or nested torch tensor among the arrays of a failed call."""
+    given = {**dict(zip(spec.inputs, arrays)), **{k: options[k] for k in spec.array_options if k in options}}
+    if all(compat.is_torch_array(x) for x in given.values() if x is not None):
+        toolkit.namespace(spec.name, **given)
+
+
 def _within_range(spec: LossSpec, options: dict[str, Any], error: OverflowError) -> dict[str, Any]:
     """``options`` with each Python int beyond int64 as a float, where the option's default is a
     float and the int within float64's range; any other such int raises :class:`LossValueError`.
     Raises ``error`` when no option is such an int (the overflow came from elsewhere)."""
-    wide = {k: v for k, v in options.items() if type(v) is int and not -2**63 <= v < 2**63}
+    wide = {k: v for k, v in options.items() if type(v) is int and not toolkit.INT64_MIN <= v <= toolkit.INT64_MAX}
     if not wide:
         raise error
     for key, value in wide.items():
@@ -225,7 +237,9 @@ def _check_dtypes(spec: LossSpec, arrays: tuple[Any, ...], options: dict[str, An
     classify (a NumPy array of ml_dtypes' bfloat16, which ``np.asarray`` makes of a JAX one)."""
     named = {**dict(zip(spec.inputs, arrays)), **options}
     for name, x in named.items():
-        if not compat.is_array_api_obj(x):
+        # Numbers first: inside torch.compile a float option may be symbolic (dynamic=True), which
+        # Dynamo cannot ask hasattr of (is_array_api_obj), and would report that instead.
+        if x is None or isinstance(x, (bool, int, float, str)) or not compat.is_array_api_obj(x):
             continue
         try:
             compat.array_namespace(x).isdtype(x.dtype, ("bool", "numeric"))
@@ -574,36 +588,53 @@ class Registry:
     def add_cases(self, plugin: str, item: Any) -> None:
         """Register a :class:`Case`, or every case of a JSON case file, of ``plugin``; each case
         the suite could not check as it claims is refused and reported."""
+        cases = self._read_cases(plugin, item)
+        if cases is None:
+            return
+        source = getattr(item, "id", item)  # a Case by its id, a file by its path
+        cases = self._drop_replaced(plugin, self._usable_cases(plugin, cases, source))
+        self.cases.extend(cases)
+        self._note(plugin, "cases", f"{len(cases)} from {source}")
+
+    def _read_cases(self, plugin: str, item: Any) -> list[Case] | None:
+        """The cases ``item`` holds (itself, or a JSON case file's), or None, its plugin at fault."""
         if not isinstance(item, (Case, str, os.PathLike)):  # a value_case dict, say: say what is wanted
             self._fault(plugin, f"lossreg_cases returned {type(item).__name__} {item!r:.60}, not a lossreg.testing.Case "
                                 "or the path of a JSON case file (write value_case/error_case dicts with "
                                 "write_cases, or make each a Case with Case.from_dict)")
-            return
+            return None
         try:
-            cases = [item] if isinstance(item, Case) else load_cases(os.fspath(item))
+            return [item] if isinstance(item, Case) else load_cases(os.fspath(item))
         except Exception as exc:
             self._fault(plugin, f"lossreg_cases: cannot read {item}: {type(exc).__name__}: {exc}")
-            return
+            return None
+
+    def _usable_cases(self, plugin: str, cases: list[Case], source: Any) -> list[Case]:
+        """``cases``, now of ``plugin``, less those the suite could not check as they claim: each
+        of those is a fault of the plugin, not silently ignored."""
         seen = {(normalize(c.loss), c.id) for c in self.cases}
         kept = []
         for case in cases:
             case.plugin = plugin
             problem = self._case_problem(case, seen)
-            if problem:  # a case that cannot check what it claims to: refused, not silently ignored
-                self._fault(plugin, f"lossreg_cases: case {case.id!r} of {case.loss!r} from {getattr(item, 'id', item)} "
+            if problem:
+                self._fault(plugin, f"lossreg_cases: case {case.id!r} of {case.loss!r} from {source} "
                                     f"is not used: {problem}")
             else:
                 seen.add((normalize(case.loss), case.id))
                 kept.append(case)
-        cases = kept
+        return kept
+
+    def _drop_replaced(self, plugin: str, cases: list[Case]) -> list[Case]:
+        """``cases`` less those written for a definition of ``plugin`` that another plugin
+        replaced (they would check the replacement against the old answers), noted."""
         replaced = {key: loss for key, loss in self.index.items() if plugin in self.superseded.get(loss, ())}
         dropped = [c for c in cases if normalize(c.loss) in replaced]
-        if dropped:  # written for the definition another plugin replaced
-            cases = [c for c in cases if normalize(c.loss) not in replaced]
-            losses = ", ".join(sorted({replaced[normalize(c.loss)] for c in dropped}))
-            self._note(plugin, "cases off", f"{len(dropped)} of {losses}: the loss was replaced")
-        self.cases.extend(cases)
-        self._note(plugin, "cases", f"{len(cases)} from {getattr(item, 'id', item)}")
+        if not dropped:
+            return cases
+        losses = ", ".join(sorted({replaced[normalize(c.loss)] for c in dropped}))
+        self._note(plugin, "cases off", f"{len(dropped)} of {losses}: the loss was replaced")
+        return [c for c in cases if normalize(c.loss) not in replaced]
 
     def _case_problem(self, case: Any, seen: set[tuple[str, str]]) -> str:
         """What makes ``case`` unusable, or "" (its loss, dtypes, error and gradients must be ones
@@ -712,25 +743,37 @@ class Registry:
             raise LossTypeError("lossreg.get", "name", "a loss name (str)", type(name).__name__)
         key = normalize(name)
         if key not in self.index:
-            for spec in self.specs.values():
-                for friend, meaning in spec.false_friends.items():
-                    if normalize(friend) == key:
-                        raise UnknownLossError(f"no loss named {name!r}, on purpose: {meaning} (lossreg's closest "
-                                               f"is '{spec.name}', see its docs)")
-            shown = {normalize(n): n for s in self.specs.values() for n in s.all_names}
-            close = difflib.get_close_matches(key, list(shown), n=5, cutoff=0.6)
-            if not close and len(key) >= 3:  # a word of longer names ("hinge" of hinge_embedding): too
-                close = sorted((k for k in shown if key in k), key=len)[:5]  # short a part of each for difflib
-            hint = f"closest: {', '.join(shown[k] for k in close)}" if close else \
-                "no registered name is close (`lossreg list` shows them all)"
-            # A loss that is missing because its plugin did not load: say so, not just what is close.
-            broken = [f"plugin '{info.name}' {info.status}: {info.faults[0] if info.faults else info.status}"
-                      for info in self.plugins.values() if info.status in ("failed", "missing")]
-            related = [b for b in broken if key in normalize(b) or any(
-                normalize(part) in key for part in b.split("'")[1:2] if len(part) > 2)]
-            note = "; ".join(related or broken)
-            raise UnknownLossError(f"no loss named {name!r}; {hint}" + (f"; {note}" if note else ""))
+            raise self._unknown(name, key)
         return self.specs[self.index[key]]
+
+    def _unknown(self, name: str, key: str) -> UnknownLossError:
+        """The error for ``name`` (normalized: ``key``), which no loss has."""
+        for spec in self.specs.values():
+            for friend, meaning in spec.false_friends.items():
+                if normalize(friend) == key:
+                    return UnknownLossError(f"no loss named {name!r}, on purpose: {meaning} (lossreg's closest "
+                                            f"is '{spec.name}', see its docs)")
+        note = self._broken_plugins(key)
+        return UnknownLossError(f"no loss named {name!r}; {self._closest(key)}" + (f"; {note}" if note else ""))
+
+    def _closest(self, key: str) -> str:
+        """The registered names close to ``key``, as the error's hint."""
+        shown = {normalize(n): n for s in self.specs.values() for n in s.all_names}
+        close = difflib.get_close_matches(key, list(shown), n=5, cutoff=0.6)
+        if not close and len(key) >= 3:  # a word of longer names ("hinge" of hinge_embedding): too
+            close = sorted((k for k in shown if key in k), key=len)[:5]  # short a part of each for difflib
+        if not close:
+            return "no registered name is close (`lossreg list` shows them all)"
+        return f"closest: {', '.join(shown[k] for k in close)}"
+
+    def _broken_plugins(self, key: str) -> str:
+        """The plugins that did not load, those whose name or fault mentions ``key`` if any: the loss
+        may be missing because of them, which says more than what is close."""
+        broken = [f"plugin '{info.name}' {info.status}: {info.faults[0] if info.faults else info.status}"
+                  for info in self.plugins.values() if info.status in ("failed", "missing")]
+        related = [b for b in broken if key in normalize(b) or any(
+            normalize(part) in key for part in b.split("'")[1:2] if len(part) > 2)]
+        return "; ".join(related or broken)
 
     def loss_class(self, name: str) -> type[Loss]:
         """The class form of the loss called ``name``, made once."""

@@ -98,10 +98,25 @@ def _known(reg: Any, name: str) -> bool:
 
 # --- writing cases ------------------------------------------------------------------------------
 
+def _numpy(x: Any) -> np.ndarray:
+    """``np.asarray(x)``, with an ml_dtypes floating dtype (bfloat16, float8_*: NumPy's kind "V",
+    not "f", as JAX's bfloat16 arrays give them) as float64, which holds its values exactly."""
+    x = np.asarray(x)
+    if x.dtype.kind == "V":
+        try:
+            import ml_dtypes
+
+            ml_dtypes.finfo(x.dtype)
+        except (ImportError, ValueError):  # not a floating one
+            return x
+        return x.astype(np.float64)
+    return x
+
+
 def encode_array(x: Any) -> dict[str, Any]:
     """An array as a case file holds it: ``{"data", "dtype"}`` (``"float"`` for any floating dtype,
     which becomes the dtype under test), plus ``"shape"`` for empty arrays (lists lose it)."""
-    x = np.asarray(x)
+    x = _numpy(x)
     encoded: dict[str, Any] = {"data": x.tolist(), "dtype": "float" if x.dtype.kind == "f" else str(x.dtype)}
     if x.size == 0:
         encoded["shape"] = list(x.shape)
@@ -160,7 +175,7 @@ def write_cases(path: str | Path, cases: Iterable[dict[str, Any]], **header: Any
 def snap(x: Any, bits: int = 8) -> np.ndarray:
     """``x`` rounded to ``bits`` significant bits (8: float16 and bfloat16 hold it exactly), so that a
     reference answers for the very inputs each dtype is run on. Integer arrays are returned as they are."""
-    x = np.asarray(x)
+    x = _numpy(x)
     if x.dtype.kind != "f":
         return x
     mantissa, exponent = np.frexp(x)
@@ -173,7 +188,7 @@ def mp_array(x: Any) -> np.ndarray:
     """A floating array as an object array of ``mpmath.mpf`` (exact copies); other arrays unchanged."""
     import mpmath as mp
 
-    x = np.asarray(x)
+    x = _numpy(x)
     if x.dtype.kind != "f":
         return x
     out = np.empty(x.shape, dtype=object)

@@ -61,6 +61,8 @@ __all__ = [
 
 REDUCTIONS = ("none", "mean", "sum")
 STANDARD = "2024.12"  # the Array API version lossreg is written against
+# The integers an array library takes as a scalar: int64's (torch: "Overflow when unpacking long long").
+INT64_MIN, INT64_MAX = -2**63, 2**63 - 1
 
 
 def _library(x: Any) -> str:
@@ -87,6 +89,8 @@ _NAMESPACES: dict[tuple[type, ...], Any] = {}
 _NUMPY_TYPES: frozenset[type] = frozenset()
 # Argument types of a Dask call: its arrays may have unknown sizes (NaN in the shape).
 _SIZE_UNKNOWN_TYPES: frozenset[tuple[type, ...]] = frozenset()
+# Argument types of a torch call: a sparse or nested tensor has a dense one's class (or a subclass).
+_LAYOUT_TYPES: frozenset[tuple[type, ...]] = frozenset()
 
 
 def namespace(loss: str, *, optional: tuple[str, ...] = OPTIONAL_ARRAYS, **arrays: Any) -> Any:
@@ -98,6 +102,7 @@ def namespace(loss: str, *, optional: tuple[str, ...] = OPTIONAL_ARRAYS, **array
     present = {name: x for name, x in arrays.items() if x is not None or name not in optional}
     if torch_compiling():  # no cache (see torch_compiling); traced once per compilation anyway
         xp = _namespace(loss, present)
+        _check_dense(loss, present, xp)
         if len(present) > 1:
             _check_devices(loss, present)
         return xp
@@ -111,7 +116,12 @@ def namespace(loss: str, *, optional: tuple[str, ...] = OPTIONAL_ARRAYS, **array
         if compat.is_dask_namespace(xp):
             global _SIZE_UNKNOWN_TYPES
             _SIZE_UNKNOWN_TYPES = _SIZE_UNKNOWN_TYPES | {types}
+        if compat.is_torch_namespace(xp):
+            global _LAYOUT_TYPES
+            _LAYOUT_TYPES = _LAYOUT_TYPES | {types}
         _NAMESPACES[types] = xp
+    if types in _LAYOUT_TYPES:
+        _check_dense(loss, present, xp)
     if len(present) > 1 and not _NUMPY_TYPES.issuperset(types):
         _check_devices(loss, present)
     if types in _SIZE_UNKNOWN_TYPES:
@@ -123,6 +133,22 @@ def namespace(loss: str, *, optional: tuple[str, ...] = OPTIONAL_ARRAYS, **array
                             f"set_array_api_strict_flags(api_version='{STANDARD}'))",
                             f"{type(x).__module__.split('.')[0]} arrays of standard {xp.__array_api_version__}")
     return xp
+
+
+def _check_dense(loss: str, present: dict[str, Any], xp: Any) -> None:
+    """Refuse torch's sparse and nested tensors. torch's own losses refuse most of them, and where
+    the portable arithmetic goes through, the answer can be wrong (the mean of a jagged nested
+    tensor is not the mean of its values). A kernel that hands one to torch runs before this check,
+    and where torch takes it the answer is torch's."""
+    strided = getattr(xp, "strided", None)
+    if strided is None:  # not torch's namespace (a caller's own array_namespace); nothing to check
+        return
+    for name, x in present.items():
+        if x.layout is not strided or x.is_nested:
+            kind = "nested" if x.is_nested else str(x.layout).removeprefix("torch.")
+            fix = "its values, x.values(), or x.to_padded_tensor(...)" if x.is_nested else "x.to_dense()"
+            raise LossTypeError(loss, name, f"a dense (strided) tensor: pass {fix}",
+                                f"a torch {kind} tensor of dtype {x.dtype}")
 
 
 def _check_sizes_known(loss: str, present: dict[str, Any]) -> None:
@@ -308,7 +334,7 @@ def check_number(loss: str, name: str, value: Any, lo: float = -math.inf, hi: fl
         return
     kinds = (int,) if integer else (int, float)
     if integer:  # what an array library takes as an integer scalar (torch: "Overflow when unpacking long long")
-        lo, hi = max(lo, -2**63), min(hi, 2**63 - 1)
+        lo, hi = max(lo, INT64_MIN), min(hi, INT64_MAX)
     elif type(value) is int and not -sys.float_info.max <= value <= sys.float_info.max:
         raise LossValueError(loss, name, "a number within float64's range (|x| < 1.8e308)",
                              f"an int of {value.bit_length()} bits")
@@ -333,7 +359,7 @@ def _given_option(value: Any, wanted: str, plain: Callable[[Any], str] = repr) -
 
 
 def _bound_text(bound: float) -> str:
-    return {-2**63: "-2**63", 2**63 - 1: "2**63 - 1"}.get(bound, str(bound))  # type: ignore[call-overload]
+    return {INT64_MIN: "-2**63", INT64_MAX: "2**63 - 1"}.get(bound, str(bound))  # type: ignore[call-overload]
 
 
 def is_lazy(x: Any) -> bool:
@@ -938,7 +964,8 @@ def class_inputs(loss: str, input: Any, target: Any, *, weight: Any = None, igno
     n, c = input.shape[0], input.shape[1]
     expected = (n, *input.shape[2:])
     if tuple(target.shape) != expected:
-        wanted = "()" if unbatched else f"{expected}" + (f" or ({n}, 1)" if input.ndim == 2 else "")
+        # One f-string: Dynamo cannot concatenate two with symbolic sizes (dynamic shapes).
+        wanted = "()" if unbatched else f"{expected} or ({n}, 1)" if input.ndim == 2 else f"{expected}"
         raise LossValueError(loss, "target", f"class indices of shape {wanted} for input of shape "
                              f"{tuple(input.shape[1:] if unbatched else input.shape)}",
                              f"shape {tuple(target.shape) if not unbatched else tuple(target.shape[1:])}")

@@ -135,6 +135,49 @@ def test_array_option_from_another_library(name: str) -> None:
         _assert_reported(info, name, option, "torch")
 
 
+def _torch_inputs(name: str) -> dict[str, Any]:
+    torch = pytest.importorskip("torch")
+    return {k: torch.from_numpy(np.asarray(v)) for k, v in make_good(name).inputs.items()}
+
+
+def _raises_or_equals(name: str, argument: str, arrays: dict[str, Any], dense: Any) -> None:
+    """A layout lossreg cannot compute with is refused naming the argument; an answer must be the
+    dense tensors' (a kernel that hands the tensor to torch gets torch's own, where torch takes it)."""
+    try:
+        got = getattr(lossreg, name)(*arrays.values())
+    except LossTypeError as error:
+        assert error.argument == argument and "dense (strided) tensor" in error.expected, str(error)
+        return
+    np.testing.assert_allclose(got.to_dense().numpy(), dense.numpy(), rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("kernels", [True, False], ids=["kernels", "portable"])
+@pytest.mark.parametrize("name", NAMES)
+def test_sparse_tensors_are_refused_by_name_or_give_the_dense_answer(name: str, kernels: bool) -> None:
+    """torch's own losses refuse most sparse tensors; lossreg says which argument to make dense."""
+    arrays = _torch_inputs(name)
+    with lossreg.use_kernels(kernels):
+        dense = getattr(lossreg, name)(*arrays.values())
+        for argument, x in arrays.items():
+            layouts = [x.to_sparse()] + ([x.to_sparse_csr()] if x.ndim == 2 and x.is_floating_point() else [])
+            for sparse in layouts:
+                _raises_or_equals(name, argument, {**arrays, argument: sparse}, dense)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if make_good(n).inputs[next(iter(make_good(n).inputs))].ndim >= 2])
+def test_nested_tensors_are_refused_by_name_on_the_portable_path(name: str) -> None:
+    """The portable arithmetic would go through on a jagged tensor and reduce it wrongly (the mean
+    of a jagged MSE was 1e-6 of the values' mean): refused, naming the argument, before any of it."""
+    torch = pytest.importorskip("torch")
+    arrays = _torch_inputs(name)
+    first = next(iter(arrays))
+    for layout in (torch.jagged, torch.strided):
+        nested = torch.nested.nested_tensor(list(arrays[first]), layout=layout)
+        with lossreg.use_kernels(False), pytest.raises(LossTypeError) as info:
+            getattr(lossreg, name)(*{**arrays, first: nested}.values())
+        _assert_reported(info, name, first, "nested")
+
+
 # --- each loss's own cases: (description, call, exception, argument, text of what was given) ----
 
 X = make_good("cross_entropy").inputs["input"]  # (4, 3) scores

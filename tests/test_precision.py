@@ -80,6 +80,44 @@ def test_numpy_float16_returns_float16(name: str) -> None:
     assert abs(float(got) - want) <= BOUND * EPS["float16"] * max(abs(want), 1e-3)
 
 
+def _jax_half(name: str, dtype: str, inputs: dict[str, Any], **options: Any) -> float:
+    """The error in epsilons of ``name`` on JAX arrays of the half ``dtype`` (an ml_dtypes dtype, whose
+    NumPy kind is "V", not "f"), against torch's float64 reference on the same rounded inputs."""
+    jnp = pytest.importorskip("jax.numpy")
+    half = {k: jnp.asarray(v, dtype=dtype) if np.asarray(v).dtype.kind == "f" else jnp.asarray(v)
+            for k, v in inputs.items()}
+    got = getattr(lossreg, name)(*half.values(), **options)
+    assert str(got.dtype) == dtype
+    exact = {k: torch.from_numpy(np.array(v.astype("float32") if v.dtype == dtype else v)).to(
+        torch.float64 if v.dtype == dtype else torch.int64) for k, v in half.items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = REFERENCES[name](*exact.values(), **options).numpy()
+    g = np.asarray(got.astype("float32"), dtype=np.float64)
+    scale = np.maximum(np.abs(want), np.abs(want).mean())
+    return float((np.abs(g - want) / (EPS[dtype] * np.where(scale > 0, scale, 1.0))).max())
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", BUILT_IN)
+def test_jax_half_precision_error_within_dtype_bound(name: str, dtype: str) -> None:
+    for reduction in ("none", "mean"):
+        assert _jax_half(name, dtype, make_good(name, 0, n=64, c=16).inputs, reduction=reduction) <= BOUND
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["cross_entropy", "linear_cross_entropy"])
+def test_jax_half_precision_probability_targets_are_probabilities(name: str, dtype: str) -> None:
+    """A bfloat16 target is floating (it was read as not-integer-not-float: "expected integer
+    class indices" from linear_cross_entropy), in each half dtype."""
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(7), size=5)
+    inputs = ({"input": rng.normal(size=(5, 7)), "target": p} if name == "cross_entropy" else
+              {"input": rng.normal(size=(5, 3)), "linear_weight": rng.normal(size=(7, 3)), "target": p})
+    for reduction in ("none", "mean"):
+        assert _jax_half(name, dtype, inputs, reduction=reduction) <= BOUND
+
+
 def write_report() -> None:
     rows = [measure(name, dtype, REPORT_SEEDS) for name in BUILT_IN for dtype in DTYPES]
     meta = {"command": "python tests/test_precision.py", "torch": torch.__version__,

@@ -105,6 +105,7 @@ DDP_SCRIPT = textwrap.dedent('''
                 for a, b in zip(got, grads(torch.nn, reduction, extra, x, y, ddp=False)):
                     torch.testing.assert_close(2 * a, b, rtol=1e-12, atol=1e-15)
         print(f"rank{rank}-ok", flush=True)
+        dist.barrier()  # neither rank tears gloo down while the other still talks to it (SIGABRT on a busy machine)
         dist.destroy_process_group()
 
     if __name__ == "__main__":

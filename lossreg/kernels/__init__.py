@@ -50,9 +50,17 @@ def _deferred(load: Callable[[], Callable[..., Any]], name: str) -> Callable[...
     """A kernel that calls ``load()`` (which imports its library) on its first call, then what it returned."""
     real: list[Callable[..., Any]] = []
 
-    def kernel(*arrays: Any, **options: Any) -> Any:
+    def load_once() -> None:
         if not real:
             real.append(load())
+
+    # Dynamo (torch.compile) runs it, outside the trace, and guards on nothing it reads: a first
+    # call traced by torch.compile must not guard on `real` being empty (a recompilation on the
+    # second call, when it is not).
+    load_once._dynamo_marked_constant = True  # type: ignore[attr-defined]
+
+    def kernel(*arrays: Any, **options: Any) -> Any:
+        load_once()
         return real[0](*arrays, **options)
 
     kernel.__name__ = name

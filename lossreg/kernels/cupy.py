@@ -22,9 +22,8 @@ from typing import Any
 import cupy as cp
 
 from .. import toolkit
+from .ndarray_common import FLOATS, REDUCTIONS, class_target
 
-_REDUCTIONS = frozenset(("none", "mean", "sum"))
-_FLOATS = frozenset((cp.dtype(cp.float32), cp.dtype(cp.float64)))
 ndarray = cp.ndarray
 
 _SQ, _ABS = "(x - y) * (x - y)", "fabs(x - y)"
@@ -68,8 +67,8 @@ def _guarded(kernel: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _pair(input: Any, target: Any, reduction: Any) -> bool:
-    return (type(input) is ndarray and type(target) is ndarray and input.dtype in _FLOATS
-            and target.dtype == input.dtype and input.shape == target.shape and reduction in _REDUCTIONS
+    return (type(input) is ndarray and type(target) is ndarray and input.dtype in FLOATS
+            and target.dtype == input.dtype and input.shape == target.shape and reduction in REDUCTIONS
             and input.size > 0 and input.device == target.device)
 
 
@@ -115,17 +114,10 @@ def binary_cross_entropy(input: Any, target: Any, /, *, weight: Any = None, redu
 @_guarded
 def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_index: int = -100,
                   reduction: str = "mean", label_smoothing: float = 0.0) -> Any:
-    if (type(input) is not ndarray or type(target) is not ndarray or input.ndim != 2 or input.dtype not in _FLOATS
-            or target.dtype.kind not in "iu" or reduction not in _REDUCTIONS or type(ignore_index) is not int
-            or type(label_smoothing) not in (int, float) or not 0.0 <= label_smoothing <= 1.0 or 0 in input.shape):
+    target = class_target(ndarray, input, target, weight, ignore_index, reduction, label_smoothing)
+    if target is None:
         return NotImplemented
     n, c = input.shape
-    if target.shape != (n,):
-        if target.shape != (n, 1):
-            return NotImplemented
-        target = target.reshape(n)
-    if weight is not None and (type(weight) is not ndarray or weight.dtype != input.dtype or weight.shape != (c,)):
-        return NotImplemented
     if weight is not None and label_smoothing and reduction == "mean":
         return NotImplemented  # torch's mean of each part over Σ w[y_n] (NaN where it is 0): the portable path's
     ignored = target == ignore_index

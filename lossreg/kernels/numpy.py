@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-_REDUCTIONS = frozenset(("none", "mean", "sum"))
-_FLOATS = frozenset((np.dtype(np.float32), np.dtype(np.float64)))
+from .ndarray_common import FLOATS, REDUCTIONS, class_target
+
 ndarray = np.ndarray
 # The ufuncs' own reductions: the ndarray methods (x.sum(), x.max()) add a few µs of Python
 # wrapping per call, which is most of the time of a small loss. Same loops, same results.
@@ -42,8 +42,8 @@ def _same(input: Any, target: Any, reduction: Any) -> bool:
 
     0-d arrays are left to the portable path: their difference is a NumPy scalar, not a buffer.
     """
-    return (type(input) is ndarray and type(target) is ndarray and input.dtype in _FLOATS
-            and target.dtype == input.dtype and input.shape == target.shape and reduction in _REDUCTIONS
+    return (type(input) is ndarray and type(target) is ndarray and input.dtype in FLOATS
+            and target.dtype == input.dtype and input.shape == target.shape and reduction in REDUCTIONS
             and input.size > 0 and input.ndim > 0)
 
 
@@ -70,18 +70,10 @@ def _gather_all(buffer: Any, target: Any) -> Any:
 
 def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_index: int = -100,
                   reduction: str = "mean", label_smoothing: float = 0.0) -> Any:
-    if (type(input) is not ndarray or type(target) is not ndarray or input.ndim != 2 or input.dtype not in _FLOATS
-            or target.dtype.kind not in "iu" or reduction not in _REDUCTIONS or type(ignore_index) is not int
-            or not -1 << 63 <= ignore_index < 1 << 63  # past int64: the portable path refuses it
-            or type(label_smoothing) not in (int, float) or not 0.0 <= label_smoothing <= 1.0 or 0 in input.shape):
+    target = class_target(ndarray, input, target, weight, ignore_index, reduction, label_smoothing)
+    if target is None:
         return NotImplemented
     n, c = input.shape
-    if target.shape != (n,):
-        if target.shape != (n, 1):
-            return NotImplemented
-        target = target.reshape(n)  # the source document's (N, 1) labels
-    if weight is not None and (type(weight) is not ndarray or weight.dtype != input.dtype or weight.shape != (c,)):
-        return NotImplemented
     # No maximum is replaced: torch's NaN for a row with a +inf logit or only -inf logits comes
     # out of the arithmetic as it does in the portable path (which zeroes a -inf maximum only to
     # keep NaN out of gradients, and NumPy has none).
@@ -133,8 +125,8 @@ def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_inde
 
 
 def binary_cross_entropy(input: Any, target: Any, /, *, weight: Any = None, reduction: str = "mean") -> Any:
-    if (type(input) is not ndarray or type(target) is not ndarray or input.dtype not in _FLOATS
-            or target.dtype != input.dtype or input.shape != target.shape or reduction not in _REDUCTIONS
+    if (type(input) is not ndarray or type(target) is not ndarray or input.dtype not in FLOATS
+            or target.dtype != input.dtype or input.shape != target.shape or reduction not in REDUCTIONS
             or input.size == 0):
         return NotImplemented
     if weight is not None:
