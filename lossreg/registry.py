@@ -182,7 +182,8 @@ def define_loss(
 def _check_layouts(spec: LossSpec, arrays: tuple[Any, ...], options: dict[str, Any]) -> None:
     """Raise lossreg's error for a sparse or nested torch tensor among the arrays of a failed call."""
     given = {**dict(zip(spec.inputs, arrays)), **{k: options[k] for k in spec.array_options if k in options}}
-    if all(compat.is_torch_array(x) for x in given.values() if x is not None):
+    present = [x for x in given.values() if x is not None]
+    if present and all(compat.is_torch_array(x) for x in present):
         toolkit.namespace(spec.name, **given)
 
 
