@@ -71,6 +71,26 @@ def test_conformance_passes_on_numpy_array_api_strict_torch_and_read_only_numpy(
     assert all(o["status"] == "passed" for o in outcomes), [o for o in outcomes if o["status"] != "passed"]
 
 
+def test_conformance_passes_in_half_precision_on_torch_numpy_and_jax(site, tmp_path):
+    """float16 and bfloat16, whose cases the suite snaps to values those dtypes hold: each plugin
+    loss passes on torch and JAX in both, and on NumPy in float16; NumPy has no bfloat16, said so.
+    Eager JAX runs the covering choice of cases (``--quick``), compiling each shape."""
+    report = tmp_path / "report.json"
+    losses = ",".join(SEGMENTATION + EXTRAS)
+    done = run([*LOSSREG, "conformance", "--backend", "torch,numpy,jax", "--dtype", "float16,bfloat16", "--loss", losses,
+                "--quick", "--json", str(report)], site, timeout=600)
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
+    outcomes = json.loads(report.read_text())["outcomes"]
+    passed = {(o["loss"], o["backend"], o["dtype"]) for o in outcomes if o["status"] == "passed" and o["path"] == "portable"}
+    for loss in SEGMENTATION + EXTRAS:
+        for backend, dtype in [("torch", "float16"), ("torch", "bfloat16"), ("jax", "float16"), ("jax", "bfloat16"),
+                               ("numpy", "float16")]:
+            assert (loss, backend, dtype) in passed, (loss, backend, dtype)
+    unsupported = {(o["backend"], o["dtype"]) for o in outcomes if o["status"] == "unsupported"}
+    assert unsupported == {("numpy", "bfloat16")}, [o for o in outcomes if o["status"] == "unsupported"][:3]
+    assert "numpy has no bfloat16" in done.stdout + done.stderr
+
+
 def test_conformance_of_a_plugin_by_its_distribution_name_runs_every_loss_it_registered(site, tmp_path):
     report = tmp_path / "report.json"
     done = run([*LOSSREG, "conformance", "--backend", "numpy", "--plugin", "lossreg-segmentation", "--loss", "mse",
