@@ -52,7 +52,7 @@ __all__ = [
     "torch_compiling", "read_environment", "Setting",
     # dtypes and reductions
     "result_type", "compute_dtype", "as_dtype", "index_dtype", "holding", "device", "reduce", "reduce_classes",
-    "take_class", "take_rows", "class_shape",
+    "take_class", "take_rows", "take_along", "gathers_along_axis", "class_shape",
     # numerics
     "log_softmax", "log_softmax_parts", "logsumexp", "log_sigmoid", "safe_log", "safe_pow", "safe_abs", "sign",
     "minimum", "maximum", "clip", "divide", "beside",
@@ -709,6 +709,49 @@ def reduce(xp: Any, values: Any, reduction: str, dtype: Any = None) -> Any:
     return values if dtype is None else as_dtype(xp, values, dtype)
 
 
+def gathers_along_axis(xp: Any) -> bool:
+    """Whether picking entries of ``xp``'s arrays by index should gather along the axis.
+
+    NumPy and torch take from the flattened array instead (faster on NumPy, and on torch
+    ``take_along_dim`` fixes the batch size under ``torch.compile(dynamic=True)``: one graph per
+    batch size); Dask picks with a one-hot mask (see :func:`take_class`). Everywhere else a gather
+    along the axis is the better program: under ``jax.jit`` its gradient scatters straight into
+    the gradient of ``x`` (the flat form's into a zeroed copy, added in after), and on arrays
+    sharded with JAX's explicit axes a flattening reshape of a sharded axis is an error.
+    """
+    return not (compat.is_numpy_namespace(xp) or compat.is_dask_namespace(xp) or compat.is_torch_namespace(xp))
+
+
+def take_along(xp: Any, x: Any, index: Any, axis: int) -> Any:
+    """``xp.take_along_axis`` with an index dtype every library takes (JAX: any integer, as it has
+    no int64 unless x64 is on; others: int64, which torch's gather wants).
+
+    Along an axis sharded over devices in JAX's explicit sharding mode a gather is an error (its
+    result's placement is ambiguous), so there the entries are picked by a mask summed over the
+    axis: exact (each sum is the entry plus zeros), and the sum's placement is JAX's to infer.
+    """
+    if _sharded_explicitly(x, axis):
+        rows, index = xp.moveaxis(x, axis, -1), xp.moveaxis(index, axis, -1)  # (..., C), (..., K)
+        named = xp.expand_dims(index, axis=-1) == xp.arange(x.shape[axis], dtype=index.dtype)  # (..., K, C)
+        picked = xp.sum(xp.where(named, xp.expand_dims(rows, axis=-2), 0.0), axis=-1)
+        return xp.moveaxis(picked, -1, axis)
+    if index.dtype != xp.int64 and not compat.is_jax_namespace(xp):
+        index = xp.astype(index, xp.int64)
+    return xp.take_along_axis(x, index, axis=axis)
+
+
+def _sharded_explicitly(x: Any, axis: int) -> bool:
+    """Whether ``axis`` of the JAX array or tracer ``x`` is split over a mesh axis of explicit type."""
+    sharding: Any = getattr(getattr(x, "aval", None), "sharding", None)
+    explicit = getattr(getattr(sharding, "mesh", None), "explicit_axes", ())
+    if not explicit:
+        return False
+    axis %= x.ndim
+    names = sharding.spec[axis] if axis < len(sharding.spec) else None
+    names = (names,) if isinstance(names, str) else names or ()
+    return any(name in explicit for name in names)
+
+
 def take_class(xp: Any, x: Any, index: Any) -> Any:
     """``x[n, index[n, ...], ...]``: pick one entry along axis 1 of ``x`` (shape (N, C, *d)).
 
@@ -720,16 +763,8 @@ def take_class(xp: Any, x: Any, index: Any) -> Any:
     of ``x`` (quadratic in the chunks); there a one-hot ``where`` summed over the class axis costs
     one more pass over ``x`` but stays blockwise along both axes.
     """
-    # torch takes the flat form too: torch.take_along_dim fixes the batch size under
-    # torch.compile(dynamic=True) (one graph per batch size), the flat take does not.
-    if not (compat.is_numpy_namespace(xp) or compat.is_dask_namespace(xp) or compat.is_torch_namespace(xp)):
-        # One gather along the class axis. Under jax.jit its gradient scatters straight into the
-        # gradient of x; the flat form's scatters into a zeroed copy of x first, then adds it in
-        # (one more write and read of the whole array). JAX takes any integer index (and has no
-        # int64 unless x64 is on); torch's gather wants int64.
-        if index.dtype != xp.int64 and not compat.is_jax_namespace(xp):
-            index = xp.astype(index, xp.int64)
-        return xp.squeeze(xp.take_along_axis(x, xp.expand_dims(index, axis=1), axis=1), axis=1)
+    if gathers_along_axis(xp):
+        return xp.squeeze(take_along(xp, x, xp.expand_dims(index, axis=1), axis=1), axis=1)
     dev = device(x)
     index = index if index.dtype == xp.int64 else xp.astype(index, xp.int64)
     if compat.is_dask_namespace(xp):
@@ -752,7 +787,8 @@ def take_rows(xp: Any, x: Any, index: Any) -> Any:
     """``x[t, n, index[n, k]]``: from each row ``x[t, n]`` (``x`` of shape (T, N, C)) the entries
     that ``index`` (shape (N, K), integers in [0, C)) names for row n; shape (T, N, K).
 
-    One take from the flattened array. Dask cannot see the indices, so there a take would pair
+    One gather along the class axis, or (NumPy, torch: see :func:`gathers_along_axis`) one take
+    from the flattened array. Dask cannot see the indices, so there a take would pair
     every chunk of the index with every chunk of ``x`` (a graph quadratic in the chunks): a
     product with the one-hot index, batched over the rows, picks the entries instead and stays
     blockwise along them. It is exact, each pick an entry plus zeros; non-finite entries, whose
@@ -761,6 +797,8 @@ def take_rows(xp: Any, x: Any, index: Any) -> Any:
     t, n, c = x.shape
     k = index.shape[1]
     dev = device(x)
+    if gathers_along_axis(xp):
+        return take_along(xp, x, xp.broadcast_to(xp.reshape(index, (1, n, k)), (t, n, k)), axis=2)
     if not compat.is_dask_namespace(xp):
         flat = (xp.reshape(xp.arange(t, dtype=index.dtype, device=dev), (t, 1, 1)) * (n * c)
                 + xp.reshape(xp.arange(n, dtype=index.dtype, device=dev), (1, n, 1)) * c

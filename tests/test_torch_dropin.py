@@ -88,6 +88,8 @@ FORMS: list[tuple[str, str, Callable[[], tuple], dict[str, Any]]] = [
     ("multi_margin_loss", "unbatched (C), (1) target, as torch's own tests pass it", lambda: (r(4), i([2])),
      {"p": 2, "reduction": "none"}),
     ("multi_margin_loss", "one score (0-d), as torch's own tests pass it", lambda: (r(), i(0)), {}),
+    ("multi_margin_loss", "a batch of one (1, C) with a 0-d target: a 0-d loss", lambda: (r(1, 4), i(2)),
+     {"reduction": "none", "weight": u(4)}),
     ("multilabel_margin_loss", "one score (0-d), as torch's own tests pass it", lambda: (r(), i(0)), {}),
     ("multi_margin_loss", "p=2, weight", lambda: (r(3, 4), i(0, 3, 1)), {"p": 2, "weight": u(4), "margin": 0.5}),
     ("multilabel_margin_loss", "unbatched (C)", lambda: (r(4), i(3, 0, -1, 1)), {}),

@@ -55,6 +55,16 @@ def _padded(x: Any, step: int, fill: Any) -> Any:
     return x.reshape(k, step, *x.shape[1:])
 
 
+def _placed(x: Any) -> Any:
+    """``x``'s sharding on a mesh with explicit axes, else None (JAX's default).
+
+    In JAX's explicit sharding mode a product summed over a sharded axis (the weight gradient
+    ``gᵀ h`` over tokens split across devices) must be told where its result goes; the weight
+    gradient's accumulator says."""
+    sharding = jax.typeof(x).sharding
+    return sharding if getattr(sharding.mesh, "explicit_axes", ()) else None
+
+
 def _weight_grad_adder(rows: int) -> Any:
     """``add(xp, d_weight, start, g, h)``: ``d_weight[start : start + B'] += gᵀ h`` by blocks of
     ``rows`` in a ``fori_loop``, written in place into the accumulator. The blocks of a Python loop
@@ -68,13 +78,13 @@ def _weight_grad_adder(rows: int) -> Any:
 
         def block(i: Any, acc: Any) -> Any:
             j = start + i * step
-            part = lax.dynamic_slice_in_dim(g, i * step, step, axis=1).T @ h
+            part = jnp.matmul(lax.dynamic_slice_in_dim(g, i * step, step, axis=1).T, h, out_sharding=_placed(acc))
             return lax.dynamic_update_slice_in_dim(acc, lax.dynamic_slice_in_dim(acc, j, step) + part, j, 0)
 
         d_weight = block(0, d_weight) if full == 1 else lax.fori_loop(0, full, block, d_weight)
         if full * step < width:  # the last, shorter block
             j = start + full * step
-            part = g[:, full * step:].T @ h
+            part = jnp.matmul(g[:, full * step:].T, h, out_sharding=_placed(d_weight))
             d_weight = lax.dynamic_update_slice_in_dim(d_weight, d_weight[j:start + width] + part, j, 0)
         return d_weight
 

@@ -368,8 +368,8 @@ def multi_margin_loss(input: Any, target: Any, /, *, p: int = 1, margin: float =
     $$\ell_n = \frac{w_{y_n}}{C} \sum_{i \ne y_n} \max(0,\ \text{margin} - x_{n, y_n} + x_{n, i})^p$$
 
     ``p`` is 1 or 2. Shapes: ``input`` (C) or (N, C), or one score (0-d, C = 1, as torch takes
-    it); ``target`` () (or (1), unbatched) or (N) of class indices in
-    [0, C); ``weight`` (C,). "mean" divides by N, whatever the weights. A term exactly at the
+    it); ``target`` (N) of class indices in [0, C), or () where there is one sample (input (C),
+    (1, C) or 0-d; "none" then gives a 0-d loss, as torch does); ``weight`` (C,). "mean" divides by N, whatever the weights. A term exactly at the
     margin has gradient 0, as in torch.
 
     Args:
@@ -384,9 +384,9 @@ def multi_margin_loss(input: Any, target: Any, /, *, p: int = 1, margin: float =
     xp = _margin_inputs(name, input, target, reduction, "class indices", weight)
     unbatched = input.ndim < 2
     n, c = (1, input.shape[0] if input.ndim else 1) if unbatched else input.shape
-    # Unbatched, torch also takes the one index as a (1,) array.
-    if tuple(target.shape) not in (((), (1,)) if unbatched else ((n,),)):
-        raise LossValueError(name, "target", f"class indices of shape {'() or (1,)' if unbatched else (n,)} for "
+    # torch checks only the number of indices: one sample's index may be 0-d or (1,), batched or not.
+    if tuple(target.shape) not in (((), (1,)) if n == 1 else ((n,),)):
+        raise LossValueError(name, "target", f"class indices of shape {'() or (1,)' if n == 1 else (n,)} for "
                              f"input of shape {tuple(input.shape)}", f"shape {tuple(target.shape)}")
     dtype = input.dtype
     if weight is not None:
@@ -404,12 +404,12 @@ def multi_margin_loss(input: Any, target: Any, /, *, p: int = 1, margin: float =
     if p == 2:
         hinge = hinge * hinge
     is_target = xp.reshape(t, (n, 1)) == xp.reshape(xp.arange(c, device=toolkit.device(x)), (1, c))
-    losses = xp.sum(xp.where(is_target, xp.zeros_like(hinge), hinge), axis=1) / c
+    losses = xp.sum(xp.where(is_target, 0.0, hinge), axis=1) / c
     if weight is not None:
         losses = losses * xp.take(toolkit.as_dtype(xp, weight, work), t)
     losses = toolkit.poison(xp, losses, None if bad is None else xp.reshape(bad, (n,)))
-    # Unbatched, the losses take the target's shape: () or, as torch gives it, (1,).
-    return toolkit.reduce(xp, losses[0] if unbatched and target.ndim == 0 else losses, reduction, dtype)
+    # With one sample, the losses take the target's shape: () or (1,), as torch gives them.
+    return toolkit.reduce(xp, losses[0] if target.ndim == 0 else losses, reduction, dtype)
 
 
 @define_loss(
@@ -452,9 +452,12 @@ def multilabel_margin_loss(input: Any, target: Any, /, *, reduction: str = "mean
     classes = xp.reshape(xp.arange(c, device=dev), (1, 1, c))
     names = (xp.reshape(t, (n, k, 1)) == classes) & xp.reshape(listed, (n, k, 1))  # position k names class i
     is_target = xp.any(names, axis=1)
-    ints = toolkit.index_dtype(name, "input", xp, n * c, input.shape)
-    rows = xp.reshape(xp.arange(n, dtype=ints, device=dev), (n, 1)) * c
-    picked = xp.take(xp.reshape(x, (-1,)), xp.reshape(rows + xp.astype(t, ints), (-1,)))  # x[n, t[n, k]]
+    if toolkit.gathers_along_axis(xp):
+        picked = toolkit.take_along(xp, x, t, axis=1)  # x[n, t[n, k]]
+    else:
+        ints = toolkit.index_dtype(name, "input", xp, n * c, input.shape)
+        rows = xp.reshape(xp.arange(n, dtype=ints, device=dev), (n, 1)) * c
+        picked = xp.take(xp.reshape(x, (-1,)), xp.reshape(rows + xp.astype(t, ints), (-1,)))
     # Same association as torch's kernel, so that a term exactly at the margin is exactly 0.
     z = 1 - xp.reshape(picked, (n, k, 1)) + xp.reshape(x, (n, 1, c))
     counted = xp.reshape(listed, (n, k, 1)) & ~xp.reshape(is_target, (n, 1, c)) & (z > 0)

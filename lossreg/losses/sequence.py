@@ -120,7 +120,9 @@ def sliced(xp: Any, alpha: Any, sources: Any, barred: Any) -> Any:
     of the three: under ``jax.jit`` a frame is then one loop fusion, where two reductions over
     an axis of 3 split it into four, and the gradient is slices too, not a scatter per frame."""
     n, length = alpha.shape
-    padded = xp.concat([xp.full((n, 2), -math.inf, dtype=alpha.dtype, device=toolkit.device(alpha)), alpha], axis=1)
+    # The padding is made like a column of alpha, so that it is placed (sharded) as alpha is.
+    pad = xp.full_like(alpha[:, :1], -math.inf)
+    padded = xp.concat([pad, pad, alpha], axis=1)
     return _logsumexp3(xp, alpha, padded[:, 1:length + 1] + barred[:, 1, :], padded[:, :length] + barred[:, 2, :])
 
 
