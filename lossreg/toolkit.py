@@ -744,7 +744,7 @@ def _sharded_explicitly(x: Any, axis: int) -> bool:
     """Whether ``axis`` of the JAX array or tracer ``x`` is split over a mesh axis of explicit type."""
     sharding: Any = getattr(getattr(x, "aval", None), "sharding", None)
     explicit = getattr(getattr(sharding, "mesh", None), "explicit_axes", ())
-    if not explicit:
+    if not explicit or not x.ndim:
         return False
     axis %= x.ndim
     names = sharding.spec[axis] if axis < len(sharding.spec) else None

@@ -369,8 +369,8 @@ def multi_margin_loss(input: Any, target: Any, /, *, p: int = 1, margin: float =
 
     ``p`` is 1 or 2. Shapes: ``input`` (C) or (N, C), or one score (0-d, C = 1, as torch takes
     it); ``target`` (N) of class indices in [0, C), or () where there is one sample (input (C),
-    (1, C) or 0-d; "none" then gives a 0-d loss, as torch does); ``weight`` (C,). "mean" divides by N, whatever the weights. A term exactly at the
-    margin has gradient 0, as in torch.
+    (1, C) or 0-d; "none" then gives a 0-d loss, as torch does); ``weight`` (C,). "mean" divides
+    by N, whatever the weights. A term exactly at the margin has gradient 0, as in torch.
 
     Args:
         p: 1 or 2, the power of each hinge term.
