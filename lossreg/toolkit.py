@@ -52,7 +52,7 @@ __all__ = [
     "torch_compiling", "read_environment", "Setting",
     # dtypes and reductions
     "result_type", "compute_dtype", "as_dtype", "index_dtype", "holding", "device", "reduce", "reduce_classes",
-    "take_class", "take_rows", "take_along", "gathers_along_axis", "class_shape",
+    "take_class", "take_each", "take_rows", "take_along", "gathers_along_axis", "class_shape",
     # numerics
     "log_softmax", "log_softmax_parts", "logsumexp", "log_sigmoid", "safe_log", "safe_pow", "safe_abs", "sign",
     "minimum", "maximum", "clip", "divide", "beside",
@@ -758,29 +758,47 @@ def take_class(xp: Any, x: Any, index: Any) -> Any:
     ``index`` has shape (N, *d) and must already lie in [0, C). NumPy and torch take from the
     flattened array: three operations, several times faster than NumPy's ``take_along_axis``
     (and torch's keeps the batch size symbolic under ``torch.compile``); other libraries gather
-    along the axis.
-    Dask cannot see the indices, so its ``take`` pairs every chunk of ``index`` with every chunk
-    of ``x`` (quadratic in the chunks); there a one-hot ``where`` summed over the class axis costs
-    one more pass over ``x`` but stays blockwise along both axes.
+    along the axis, and Dask picks with a one-hot mask (see :func:`take_each`).
     """
     if gathers_along_axis(xp):
         return xp.squeeze(take_along(xp, x, xp.expand_dims(index, axis=1), axis=1), axis=1)
+    n, c = x.shape[0], x.shape[1]
+    if x.ndim == 2:  # the common (N, C) case
+        return xp.reshape(take_each(xp, x, xp.reshape(index, (n, 1))), (n,))
     dev = device(x)
     index = index if index.dtype == xp.int64 else xp.astype(index, xp.int64)
     if compat.is_dask_namespace(xp):
-        classes = xp.reshape(xp.arange(x.shape[1], dtype=xp.int64, device=dev), class_shape(x))
+        classes = xp.reshape(xp.arange(c, dtype=xp.int64, device=dev), class_shape(x))
         return xp.sum(xp.where(classes == xp.expand_dims(index, axis=1), x, xp.zeros_like(x)), axis=1)
-    n, c = x.shape[0], x.shape[1]
-    if x.ndim == 2:  # the common (N, C) case
-        # A step of at least 1: with no classes (C = 0) only an empty batch gets here.
-        flat = xp.arange(0, n * c, max(c, 1), dtype=xp.int64, device=dev) + xp.reshape(index, (n,))
-        return xp.take(xp.reshape(x, (-1,)), flat)
     spatial = math.prod(x.shape[2:])
     index = xp.reshape(index, (n, spatial))
     rows = xp.reshape(xp.arange(n, dtype=xp.int64, device=dev), (n, 1)) * (c * spatial)
     cols = xp.reshape(xp.arange(spatial, dtype=xp.int64, device=dev), (1, spatial))
     flat = xp.reshape(rows + index * spatial + cols, (-1,))
     return xp.reshape(xp.take(xp.reshape(x, (-1,)), flat), (n, *x.shape[2:]))
+
+
+def take_each(xp: Any, x: Any, index: Any) -> Any:
+    """``x[n, index[n, k]]``: from each row of ``x`` (shape (N, C)) the entries that ``index``
+    (shape (N, K), integers in [0, C)) names; shape (N, K).
+
+    NumPy and torch take from the flattened array; other libraries gather along the axis (see
+    :func:`gathers_along_axis`). Dask cannot see the indices, so its ``take`` pairs every chunk of
+    ``index`` with every chunk of ``x`` (quadratic in the chunks); there a one-hot ``where``
+    summed over the classes costs N·K·C but stays blockwise along both axes.
+    """
+    if gathers_along_axis(xp):
+        return take_along(xp, x, index, axis=1)
+    n, c = x.shape
+    k = index.shape[1]
+    dev = device(x)
+    index = index if index.dtype == xp.int64 else xp.astype(index, xp.int64)
+    if compat.is_dask_namespace(xp):
+        named = xp.reshape(index, (n, k, 1)) == xp.reshape(xp.arange(c, dtype=xp.int64, device=dev), (1, 1, c))
+        return xp.sum(xp.where(named, xp.reshape(x, (n, 1, c)), 0.0), axis=2)
+    # A step of at least 1: with no classes (C = 0) only an empty batch gets here.
+    rows = xp.reshape(xp.arange(0, n * c, max(c, 1), dtype=xp.int64, device=dev), (n, 1))
+    return xp.reshape(xp.take(xp.reshape(x, (-1,)), xp.reshape(rows + index, (-1,))), (n, k))
 
 
 def take_rows(xp: Any, x: Any, index: Any) -> Any:
@@ -799,7 +817,7 @@ def take_rows(xp: Any, x: Any, index: Any) -> Any:
     t, n, c = x.shape
     k = index.shape[1]
     dev = device(x)
-    if any(_sharded_explicitly(x, axis) for axis in range(3)):
+    if compat.is_jax_namespace(xp) and any(_sharded_explicitly(x, axis) for axis in range(3)):
         return take_along(xp, x, xp.broadcast_to(xp.reshape(index, (1, n, k)), (t, n, k)), axis=2)
     if not compat.is_dask_namespace(xp):
         flat = (xp.reshape(xp.arange(t, dtype=index.dtype, device=dev), (t, 1, 1)) * (n * c)

@@ -452,12 +452,7 @@ def multilabel_margin_loss(input: Any, target: Any, /, *, reduction: str = "mean
     classes = xp.reshape(xp.arange(c, device=dev), (1, 1, c))
     names = (xp.reshape(t, (n, k, 1)) == classes) & xp.reshape(listed, (n, k, 1))  # position k names class i
     is_target = xp.any(names, axis=1)
-    if toolkit.gathers_along_axis(xp):
-        picked = toolkit.take_along(xp, x, t, axis=1)  # x[n, t[n, k]]
-    else:
-        ints = toolkit.index_dtype(name, "input", xp, n * c, input.shape)
-        rows = xp.reshape(xp.arange(n, dtype=ints, device=dev), (n, 1)) * c
-        picked = xp.take(xp.reshape(x, (-1,)), xp.reshape(rows + xp.astype(t, ints), (-1,)))
+    picked = toolkit.take_each(xp, x, t)  # x[n, t[n, k]]
     # Same association as torch's kernel, so that a term exactly at the margin is exactly 0.
     z = 1 - xp.reshape(picked, (n, k, 1)) + xp.reshape(x, (n, 1, c))
     counted = xp.reshape(listed, (n, k, 1)) & ~xp.reshape(is_target, (n, 1, c)) & (z > 0)
