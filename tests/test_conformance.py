@@ -5,10 +5,10 @@
 Every registered loss runs every case (values and gradients against the golden answers) on each
 backend, in float32 and float64 (``LOSSREG_CONFORMANCE_DTYPES`` changes that, and
 ``LOSSREG_CONFORMANCE_MAX_CASES`` caps the cases per loss, as ``--max-cases`` does). On eager
-JAX and Dask, where each case costs 0.1-1 s (every new shape compiles its operations, or builds a
-graph), a loss with more than 100 cases (cross-entropy, CTC, Gaussian NLL, multi-margin, triplet
-margin) runs the cases that cover each of its option values, input shapes and expected errors
-once (``lossreg conformance --quick``'s choice): 38 of CTC's 112, say. ``LOSSREG_SLOW=1`` runs them all, as
+JAX and Dask, where each case costs 0.1-2 s (every new shape compiles its operations, or builds a
+graph), each loss runs the cases that cover each of its option values, input shapes and expected
+errors once (``lossreg conformance --quick``'s choice: 402 of the 1670 built-in cases, 38 of
+CTC's 112, say); the other backends run them all. ``LOSSREG_SLOW=1`` runs every case everywhere, as
 ``lossreg conformance --backend all`` does (its record: ``conformance/results/cpu.json``). On top:
 ``lazy_xp_function`` runs each loss under ``jax.jit`` and forbids Dask from computing during the
 call; Dask with the class axis chunked too; array-api-strict with its data-dependent features
@@ -33,14 +33,13 @@ NAMES = lossreg.names()
 DTYPES = [d.strip() for d in os.environ.get("LOSSREG_CONFORMANCE_DTYPES", "float32,float64").split(",") if d.strip()]
 MAX_CASES = int(os.environ["LOSSREG_CONFORMANCE_MAX_CASES"]) if os.environ.get("LOSSREG_CONFORMANCE_MAX_CASES") else None
 SLOW = os.environ.get("LOSSREG_SLOW", "0") == "1"
-SLOW_BACKENDS, LONG = ("jax", "dask"), 100  # see the module's docstring
+SLOW_BACKENDS = ("jax", "dask")  # see the module's docstring
 
 
-def _max_cases(backend: Any, loss: str) -> conformance.MaxCases:
+def _max_cases(backend: Any) -> conformance.MaxCases:
     if MAX_CASES is not None or SLOW or backend.name not in SLOW_BACKENDS:
         return MAX_CASES
-    long = len(conformance.cases_for(registry().lookup(loss), registry().cases)) > LONG
-    return conformance.COVER if long else None
+    return conformance.COVER
 
 
 def _assert_passed(outcomes: list[conformance.Outcome]) -> None:
@@ -54,21 +53,21 @@ def _assert_passed(outcomes: list[conformance.Outcome]) -> None:
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("loss", NAMES)
 def test_conformance(backend: Any, device: str, loss: str, dtype: str) -> None:
-    _assert_passed(conformance.run([backend], [dtype], device, [loss], max_cases=_max_cases(backend, loss)))
+    _assert_passed(conformance.run([backend], [dtype], device, [loss], max_cases=_max_cases(backend)))
 
 
-def test_the_slow_backends_run_every_case_of_the_short_lists_and_a_covering_choice_of_the_long_ones() -> None:
-    cases = registry().cases
-    jax_backend = registry().backends["jax"]
-    counts = {name: len(conformance.cases_for(registry().lookup(name), cases)) for name in NAMES}
-    for name, count in counts.items():
-        limit = _max_cases(jax_backend, name)
-        if count <= LONG or SLOW or MAX_CASES is not None:
-            assert limit == MAX_CASES
-        else:
-            chosen = conformance.select_cases(conformance.cases_for(registry().lookup(name), cases), limit)
-            assert 0 < len(chosen) < count
-    assert _max_cases(registry().backends["numpy"], "ctc_loss") == MAX_CASES
+def test_the_slow_backends_run_cases_covering_every_feature_of_each_losss_list_and_the_others_run_them_all() -> None:
+    assert _max_cases(registry().backends["numpy"]) == MAX_CASES
+    limit = _max_cases(registry().backends["jax"])
+    if SLOW or MAX_CASES is not None:
+        assert limit == MAX_CASES
+        return
+    for name in NAMES:
+        every = conformance.cases_for(registry().lookup(name), registry().cases)
+        chosen = conformance.select_cases(every, limit)
+        assert {case.id for case in chosen} <= {case.id for case in every}
+        features = [set().union(*map(conformance._features, cases)) for cases in (chosen, every)]
+        assert features[0] == features[1], f"{name}: the choice misses {features[1] - features[0]}"
 
 
 def call_loss(function: Any, *arrays: Any, **options: Any) -> Any:
