@@ -763,13 +763,14 @@ def take_class(xp: Any, x: Any, index: Any) -> Any:
     if gathers_along_axis(xp):
         return xp.squeeze(take_along(xp, x, xp.expand_dims(index, axis=1), axis=1), axis=1)
     n, c = x.shape[0], x.shape[1]
-    if x.ndim == 2:  # the common (N, C) case
-        return xp.reshape(take_each(xp, x, xp.reshape(index, (n, 1))), (n,))
     dev = device(x)
     index = index if index.dtype == xp.int64 else xp.astype(index, xp.int64)
     if compat.is_dask_namespace(xp):
         classes = xp.reshape(xp.arange(c, dtype=xp.int64, device=dev), class_shape(x))
         return xp.sum(xp.where(classes == xp.expand_dims(index, axis=1), x, xp.zeros_like(x)), axis=1)
+    if x.ndim == 2:  # the common (N, C) case: take_each's take without its four reshapes (~15 µs)
+        rows = xp.arange(0, n * c, max(c, 1), dtype=xp.int64, device=dev)
+        return xp.take(xp.reshape(x, (-1,)), rows + index)
     spatial = math.prod(x.shape[2:])
     index = xp.reshape(index, (n, spatial))
     rows = xp.reshape(xp.arange(n, dtype=xp.int64, device=dev), (n, 1)) * (c * spatial)
@@ -808,11 +809,11 @@ def take_rows(xp: Any, x: Any, index: Any) -> Any:
     One take from the flattened array (under ``jax.jit`` a gather along the class axis was no
     faster, value and gradient, at T, N, C = 200, 16, 128), or that gather where ``x`` is sharded
     with JAX's explicit axes (a flattening reshape of a sharded axis is an error there). Dask
-    cannot see the indices, so there a take would pair
-    every chunk of the index with every chunk of ``x`` (a graph quadratic in the chunks): a
-    product with the one-hot index, batched over the rows, picks the entries instead and stays
-    blockwise along them. It is exact, each pick an entry plus zeros; non-finite entries, whose
-    product with 0 is NaN, are picked apart as codes and put back.
+    cannot see the indices, so there a take would pair every chunk of the index with every chunk
+    of ``x`` (a graph quadratic in the chunks): a product with the one-hot index, batched over the
+    rows, picks the entries instead and stays blockwise along them. It is exact, each pick an
+    entry plus zeros; non-finite entries, whose product with 0 is NaN, are picked apart as codes
+    and put back.
     """
     t, n, c = x.shape
     k = index.shape[1]

@@ -20,6 +20,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from strategies import REFERENCES, make_good
+from sweep import sweep
 
 import lossreg
 import lossreg.torch as lt
@@ -97,7 +98,7 @@ def test_each_module_equals_torch_nn_in_value_and_gradient(name: str, options: d
     torch.testing.assert_close(g_got, g_want, rtol=1e-7, atol=1e-10, equal_nan=True)  # NaN where torch gives NaN
 
 
-@pytest.mark.parametrize(("name", "options"), CONFIGURED)
+@pytest.mark.parametrize(("name", "options"), sweep(CONFIGURED))  # a Dynamo trace apiece
 def test_a_module_made_inside_torch_compile_fullgraph_gives_the_eager_modules_value_and_gradient(
         name: str, options: dict) -> None:
     """As model code written for torch.nn does (``loss_fct = CrossEntropyLoss(); loss_fct(logits,

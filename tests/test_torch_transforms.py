@@ -4,9 +4,10 @@ Each loss (built-in, and those of the two plugin packages, registered in-process
 user calls it, through its dispatching form, kernels included, and compared with the same call
 in eager torch: values, and gradients of every differentiable input.
 
-- ``torch.compile(fullgraph=True)`` on ``aot_eager`` for every loss, forward and backward, at two
-  batch sizes under ``dynamic=True``, with one graph for both; on ``inductor`` for a few losses
-  (``LOSSREG_SLOW=1`` runs every loss on inductor).
+- ``torch.compile(fullgraph=True)`` on ``aot_eager``, forward and backward, at two batch sizes
+  under ``dynamic=True``, with one graph for both, and in bfloat16: for the representative losses
+  of :mod:`sweep` in CI, every loss under ``LOSSREG_SLOW=1``; on ``inductor`` for four losses
+  (every loss under ``LOSSREG_SLOW=1``).
 - ``torch.func``: ``vmap`` against a loop over the batch, ``grad`` and ``vjp`` against autograd,
   ``jacrev`` against ``torch.autograd.functional.jacobian``.
 - ``meta`` tensors: every loss runs without reading a value and gives the right shape and dtype.
@@ -15,20 +16,19 @@ in eager torch: values, and gradients of every differentiable input.
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import torch
+from sweep import SLOW, sweep
 from torch._dynamo.utils import counters
 from torch_examples import NAMES, differentiable, example, function, plugins_registered, tensors, torch_options
 
 import lossreg
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-SLOW = os.environ.get("LOSSREG_SLOW", "0") == "1"
 # Three kernels (cross_entropy; BCE, with its in-graph value check; linear_cross_entropy, two custom
 # operators) and portable code (huber):
 # inductor compiles C++ for each, several seconds apiece, so CI takes four.
@@ -91,7 +91,7 @@ def _marked(names: list[str], xfail: dict[str, str]) -> list:
             for n in names]
 
 
-@pytest.mark.parametrize("name", _marked(NAMES, RECOMPILES))
+@pytest.mark.parametrize("name", _marked(sweep(NAMES), RECOMPILES))
 def test_compiles_with_fullgraph_on_aot_eager(name: str) -> None:
     _check_compiled(name, "aot_eager")
 
@@ -109,7 +109,7 @@ def _half(inputs: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torc
             for k, v in inputs.items()}
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", sweep(NAMES))
 def test_compiles_with_fullgraph_in_bfloat16(name: str) -> None:
     """Half-precision training compiles too: dtype promotion is answered in the graph, not by a
     ``torch.result_type`` call Dynamo cannot trace; the compiled value and gradients are eager's."""

@@ -17,6 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from strategies import REFERENCES, make_good
+from sweep import sweep
 
 import lossreg
 
@@ -93,7 +94,7 @@ def chunked(name: str, arrays: list[np.ndarray], scheme: str) -> list[Any]:
 
 
 @pytest.mark.parametrize("scheme", list(CHUNKINGS))
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", sweep(NAMES))
 def test_every_chunking_gives_torchs_value_and_numpys_lazily(name: str, scheme: str) -> None:
     arrays = example(name)
     for reduction in REDUCTIONS:

@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from sweep import sweep
 from torch.export import Dim
 from torch_examples import BUILTIN, example, tensors, torch_options
 
@@ -285,7 +286,7 @@ def _batch_dims(inputs: dict[str, Any]) -> tuple[Any, ...]:
 
 
 @pytest.mark.parametrize("strict", [False, True])
-@pytest.mark.parametrize("name", BUILTIN)
+@pytest.mark.parametrize("name", sweep(BUILTIN))  # an export apiece
 def test_export_of_model_and_loss_with_a_dynamic_batch_gives_torch_nns_value(name: str, strict: bool) -> None:
     inputs, options = example(name)
     larger, _ = example(name, size=1, seed=1)  # another batch size, other values

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 from strategies import REFERENCES
+from sweep import sweep
 from torch_examples import BUILTIN, differentiable, example
 
 import lossreg
@@ -66,7 +67,18 @@ def _options_cases() -> list[tuple[str, dict[str, np.ndarray], dict[str, Any]]]:
 
 
 CASES = _options_cases()
-IDS = [f"{name}-{'-'.join(k for k in opts if k not in ('reduction',)) or 'defaults'}" for name, _, opts in CASES]
+
+
+def _ids(cases: list) -> list[str]:
+    return [f"{name}-{'-'.join(k for k in opts if k not in ('reduction',)) or 'defaults'}" for name, _, opts in cases]
+
+
+IDS = _ids(CASES)
+# JAX compiles each case's programs afresh: CI runs op-by-op debug_nans (the mode that finds a NaN
+# in an untaken branch) on every loss, the other JAX modes on sweep's representative losses
+# (every loss under LOSSREG_SLOW=1).
+SWEPT = sweep(CASES)
+SWEPT_IDS = _ids(SWEPT)
 
 
 def _reference(name: str, inputs: dict[str, np.ndarray], options: dict[str, Any]) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -128,7 +140,7 @@ def test_jax_debug_nans_op_by_op_finds_no_nan_made_inside_the_loss(x64, name, in
     _assert_matches_torch(name, inputs, options, got)
 
 
-@pytest.mark.parametrize(("name", "inputs", "options"), CASES, ids=IDS)
+@pytest.mark.parametrize(("name", "inputs", "options"), SWEPT, ids=SWEPT_IDS)
 @pytest.mark.parametrize("mode", ["debug_nans", "debug_infs"])
 def test_jax_debug_nans_and_infs_under_jit(x64, mode, name, inputs, options):
     """As a user runs them: the losses and their gradients, eager and under jit."""
@@ -140,7 +152,7 @@ def test_jax_debug_nans_and_infs_under_jit(x64, mode, name, inputs, options):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize(("name", "inputs", "options"), CASES, ids=IDS)
+@pytest.mark.parametrize(("name", "inputs", "options"), SWEPT, ids=SWEPT_IDS)
 def test_jax_rank_promotion_raise(x64, name, inputs, options):
     """lossreg must broadcast its own arrays explicitly: with jax_numpy_rank_promotion="raise" a
     (C,) weight for (N, C) inputs, or a (L,) index row against (N, L) states, is an error."""
@@ -153,7 +165,7 @@ def test_jax_rank_promotion_raise(x64, name, inputs, options):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize(("name", "inputs", "options"), CASES, ids=IDS)
+@pytest.mark.parametrize(("name", "inputs", "options"), SWEPT, ids=SWEPT_IDS)
 def test_jax_strict_dtype_promotion(x64, dtype, name, inputs, options):
     """Every floating input (array options included) in one dtype: no implicit promotion needed."""
     inputs = {k: v.astype(dtype) if v.dtype.kind == "f" else v for k, v in inputs.items()}
@@ -172,7 +184,7 @@ def test_jax_enable_checks(x64, name):
     _assert_matches_torch(name, inputs, options, got)
 
 
-@pytest.mark.parametrize("name", LOSSES)
+@pytest.mark.parametrize("name", sweep(LOSSES))
 def test_jax_x64_toggles_keep_the_input_dtype(name):
     """float32 inputs give float32 with x64 on or off; float64 ones (x64 on) give float64."""
     inputs, options = example(name)
