@@ -24,7 +24,10 @@ values for most losses (Keras's "sum_over_batch_size"), Σ sᵢ·wᵢ for mse_lo
 per-element ``weight``, Σ sᵢ·weight[yᵢ] over the non-ignored
 targets for the losses of class-index targets with ``ignore_index`` (cross_entropy, nll_loss, and
 plugins' losses such as focal_loss or poly1_cross_entropy), and for ctc_loss each sequence's
-loss is divided by its target length first. With all sample weights 1 the value is torch.nn's.
+loss is divided by its target length first. Where those weights sum to 0 (a batch whose sample
+weights are all 0, or whose targets are all ignored) that mean is 0, as Keras's own losses give,
+not torch's 0 / 0 = NaN, which in ``fit`` would turn the model's weights to NaN. Otherwise, with
+all sample weights 1, the value is torch.nn's.
 A plugin loss whose "mean" is none of these gets the plain weighted mean (``sample_weight=None``
 is always exact).
 
@@ -141,8 +144,9 @@ class KerasLoss(keras.losses.Loss):
         kind, d = rule(arrays, options, values) if rule else ("count", None)
         total = ops.sum(weighted / d) if kind == "divide" else ops.sum(weighted)
         if kind == "count" and d is not None:
-            # With a mask, 0 when every step is masked, as Keras's masked mean (else 0 / 0 poisons fit)
-            return total / ops.sum(d * w) if m is None else ops.divide_no_nan(total, ops.sum(d * w))
+            # 0 where the weights sum to 0 (a batch of zero sample weights, every step masked), as
+            # Keras's own weighted means: torch's 0 / 0 would turn the model's weights to NaN in fit.
+            return ops.divide_no_nan(total, ops.sum(d * w))
         if m is None:
             return total / _size(values)
         # Over the unmasked values only, and 0 when all are masked: Keras's masked mean.

@@ -248,6 +248,18 @@ def test_runs_on_meta_tensors(name: str, mode: str) -> None:
         assert got.is_meta and got.shape == want.shape and got.dtype == want.dtype, (reduction, got)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("name", NAMES)
+def test_runs_on_half_precision_meta_tensors(name: str, dtype: torch.dtype) -> None:
+    """Deferred initialisation of a half-precision model: meta tensors in bfloat16 and float16
+    (where the kernels ask whether autocast runs, which torch answers only for real devices)."""
+    inputs, options = example(name)
+    f = function(name)
+    want = f(*_half(tensors(inputs), dtype).values(), **torch_options(options))
+    got = f(*_half(tensors(inputs, device="meta"), dtype).values(), **torch_options(options, "meta"))
+    assert got.is_meta and got.shape == want.shape and got.dtype == want.dtype, got
+
+
 # --- the switches, read by traced code ----------------------------------------------------------------
 
 

@@ -287,19 +287,21 @@ def test_jax_half_precision_mean_over_a_million_elements_is_as_accurate_as_torch
     assert abs(float(ours) - exact) <= max(abs(theirs - exact), half_ulp)
 
 
-# --- known, not fixed: BCE with logits' gradient for confident negatives off torch's -------------------
+# --- BCE with logits: the gradient of a confident negative -------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="binary_cross_entropy_with_logits' portable definition is (1 - y) x - log σ(x), "
-                   "whose gradient is summed as (1 - y) - σ(-x): for y = 0 and x << 0 that is 1 - (1 - σ(x)), which "
-                   "loses σ(x) to float32 rounding (x = -15: 3.58e-7 for torch's 3.06e-7; x = -20: 0 for 2.06e-9); "
-                   "torch's backward is σ(x) - y. The absolute error stays below float32's eps")
 def test_bce_with_logits_gradient_of_a_confident_negative_is_torchs_on_jax_float32() -> None:
+    """σ(x) for y = 0 and x << 0, to the last digit, as torch's backward σ(x) - y gives it: summed as
+    1 - (1 - σ(x)) it would be lost to rounding (x = -20: 0 for 2.06e-9), with pos_weight too."""
     inputs = {"input": np.array([-15.0, -20.0, -30.0]), "target": np.zeros(3)}
     options = {"reduction": "sum"}
     _, (g_want,) = _torch(F.binary_cross_entropy_with_logits, inputs, options, torch.float32, ("input",))
     _, (g_got,) = _jax("binary_cross_entropy_with_logits", inputs, options, "float32", ("input",))
     _close(g_got, g_want, "gradient", rtol=4 * 2**-23)
+    options = {"reduction": "sum", "pos_weight": np.array([3.0])}
+    _, (g_want,) = _torch(F.binary_cross_entropy_with_logits, inputs, options, torch.float32, ("input",))
+    _, (g_got,) = _jax("binary_cross_entropy_with_logits", inputs, options, "float32", ("input",))
+    _close(g_got, g_want, "gradient with pos_weight", rtol=4 * 2**-23)
 
 
 # --- half precision on torch at the edges: computed in float32, returned in the half dtype -------------

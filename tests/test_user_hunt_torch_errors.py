@@ -240,6 +240,28 @@ def test_complex_input_is_a_lossreg_type_error_also_where_torch_takes_it(name: s
         getattr(lossreg, name)(c, 2 * c)
 
 
+_INTEGER_INPUTS = {
+    "margin_ranking_loss": (lambda a, b, c, y: (a[:, 0], b[:, 0], y), "input1"),
+    "triplet_margin_loss": (lambda a, b, c, y: (a, b, c), "anchor"),
+    "triplet_margin_with_distance_loss": (lambda a, b, c, y: (a, b, c), "anchor"),
+    "cosine_embedding_loss": (lambda a, b, c, y: (a, b, y), "input1"),
+    "poisson_nll_loss": (lambda a, b, c, y: (a, b.double()), "input"),
+}
+
+
+@pytest.mark.parametrize("name", list(_INTEGER_INPUTS))
+def test_integer_inputs_torch_promotes_to_floats_are_a_lossreg_type_error(name: str) -> None:
+    """README (*Refused*): integer scores, embeddings or log-rates, which torch promotes to floats
+    (float32 unless another array is float64, inexact past 2^24): a LossTypeError naming the
+    argument. Pass floats."""
+    arrays, argument = _INTEGER_INPUTS[name]
+    a, b, c = (torch.randint(0, 5, (4, 3), generator=_GEN) for _ in range(3))
+    args = arrays(a, b, c, torch.tensor([1, -1, 1, -1]))
+    assert getattr(F, name)(*args).is_floating_point()  # torch computes
+    with pytest.raises(lossreg.LossTypeError, match=rf"^{name}: argument '{argument}' expected a real floating-point"):
+        getattr(lossreg, name)(*args)
+
+
 def test_a_target_torch_only_warns_about_and_broadcasts_is_refused() -> None:
     """mse_loss of (N,) against (N, 1): torch warns and averages an N×N matrix; README: refused."""
     x, y = _r(4), _r(4, 1)

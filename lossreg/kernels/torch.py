@@ -449,7 +449,7 @@ def _as_autocast_runs_it(loss: str, kernel: Any) -> Any:
 
     def autocast_aware(*arrays: Any, **options: Any) -> Any:
         x = arrays[0]
-        if isinstance(x, Tensor) and x.dtype in _HALF and torch.is_autocast_enabled(x.device.type):
+        if isinstance(x, Tensor) and x.dtype in _HALF and _autocasting(x.device.type):
             arrays = tuple(_to_float32(a) for a in arrays)
             options = {k: _to_float32(v) for k, v in options.items()}
             with torch.autocast(x.device.type, enabled=False):
@@ -459,6 +459,11 @@ def _as_autocast_runs_it(loss: str, kernel: Any) -> Any:
 
     autocast_aware.__name__ = loss
     return autocast_aware
+
+
+def _autocasting(device: str) -> bool:
+    # Asked only of a device type autocast knows: torch raises for any other ("meta", say).
+    return torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device)
 
 
 def _to_float32(a: Any) -> Any:

@@ -252,8 +252,9 @@ def binary_cross_entropy_with_logits(input: Any, target: Any, /, *, weight: Any 
 
     $$\ell_i = -w_i \left[ p_i\, y_i \log \sigma(x_i) + (1 - y_i) \log (1 - \sigma(x_i)) \right]$$
 
-    Computed as torch does, ``ℓ = w [(1 - y) x + (1 + (p - 1) y) (max(-x, 0) + log1p(exp(-|x|)))]``,
-    which never overflows (logits of ±1e4 are fine). Shapes: ``input`` and ``target`` (soft
+    Computed as ``ℓ = w [(1 - y) x + (1 + (p - 1) y) (max(-x, 0) + log1p(exp(-|x|)))]``, torch's
+    form, which never overflows (logits of ±1e4 are fine), with the linear terms of ``x < 0`` joined,
+    so that the gradient of a confident negative is σ(x) to the last digit, as torch's. Shapes: ``input`` and ``target`` (soft
     targets in [0, 1] allowed) of one shape; ``weight`` and ``pos_weight`` broadcast to it, so a
     (C,) ``pos_weight`` weighs the positives of each class along the last axis.
 
@@ -265,18 +266,21 @@ def binary_cross_entropy_with_logits(input: Any, target: Any, /, *, weight: Any 
     name = "binary_cross_entropy_with_logits"
     xp, x, y, dtype, w = _weighted_pointwise(name, input, target, reduction, promote=False, weight=weight,
                                              pos_weight=pos_weight)
-    # -log σ(x) = max(-x, 0) + log1p(exp(-|x|)), with |x| = s x for the sign s of x (1 at 0) and
-    # max(-x, 0) kept where x < 0 only, both by masks: at x = 0 the expression is log1p(exp(-x))
-    # itself, so every derivative there is σ's (the gradient σ(0) - 1 = -1/2, the second derivative
-    # 1/4), where max/min or abs would split or zero the tie (a Hessian of 0 at logits of exactly
-    # 0: a zero-initialised head). No where (toolkit.log_sigmoid has two): the slowest elementwise
-    # operation on torch's CPU, and a select that XLA does not fuse into the reduction. max(-x, 0)
-    # rather than -x times the mask: +inf times 0 would be NaN. -log(1 - σ(x)) = x - log σ(x).
+    # ℓ = (1 - y) x + q softplus(-x), q = 1 + (p - 1) y, with softplus(-x) = max(-x, 0) + t and
+    # t = log1p(exp(-|x|)). Where x < 0, max(-x, 0) = -x joins (1 - y) x in one coefficient: as two
+    # terms, their gradients 1 and -1 would cancel against t's σ(x), which a confidently right
+    # negative (y = 0, x = -30) loses in full (torch's backward is σ(x) - y, exact). Masks, not
+    # where, sign and max: the mask n = [x < 0] has no gradient, and at x = 0 the expression is
+    # log1p(exp(-x)) itself, so every derivative there is σ's (gradient σ(0) - 1 = -1/2, second
+    # derivative 1/4), where max or abs would split or zero the tie (a Hessian of 0 at logits of
+    # exactly 0: a zero-initialised head); a where is also the slowest elementwise operation on
+    # torch's CPU and a select that XLA does not fuse into the reduction. 0 · min(x, 0) is 0 with
+    # no gradient but NaN at x = -inf, where torch's (1 - y) x + q softplus(-x) is -inf + inf.
     negative = xp.astype(x < 0, x.dtype)
-    positive = toolkit.maximum(xp, -x, 0.0) * negative + xp.log1p(xp.exp((2 * negative - 1) * x))
-    if "pos_weight" in w:
-        positive = positive * ((w["pos_weight"] - 1) * y + 1)
-    losses = (1 - y) * x + positive
+    tail = xp.log1p(xp.exp((2 * negative - 1) * x))
+    q = (w["pos_weight"] - 1) * y + 1 if "pos_weight" in w else None
+    linear = (1 - y) - (negative if q is None else negative * q)
+    losses = x * linear + (tail if q is None else q * tail) + toolkit.minimum(xp, x, 0.0) * 0
     if "weight" in w:
         losses = losses * w["weight"]
     return toolkit.reduce(xp, losses, reduction, dtype)
