@@ -288,8 +288,9 @@ def test_generalized_dice_in_float32_keeps_a_class_whose_weight_is_finite_as_mon
 
 def test_sigmoid_binary_cross_entropy_alias_is_torchs_formula_where_optax_differs_as_the_docs_say(optax):
     """``sigmoid_binary_cross_entropy`` (optax's name) is ``binary_cross_entropy_with_logits``, torch's
-    answer: optax's everywhere but at a logit of -inf with a positive label (torch NaN, optax inf) and at
-    losses torch's ``(1 - y) x - log σ(x)`` cancels to 0; the docs' optax mapping says both."""
+    answer: optax's everywhere but at a logit of -inf with a positive label (torch NaN, optax inf) and,
+    on torch tensors, at losses torch's ``(1 - y) x - log σ(x)`` cancels to 0, where the portable
+    definition (JAX here) gives optax's value; the docs' optax mapping says both."""
     import jax
 
     x = np.array([-np.inf, -np.inf, -40.0, -1e4, 3.0, -2.0, 40.0, 0.0])
@@ -298,11 +299,12 @@ def test_sigmoid_binary_cross_entropy_alias_is_torchs_formula_where_optax_differ
     got = ours(torch.tensor(x), torch.tensor(y))
     torch.testing.assert_close(got, torch.nn.functional.binary_cross_entropy_with_logits(
         torch.tensor(x), torch.tensor(y), reduction="none"), equal_nan=True, rtol=1e-15, atol=0)
-    np.testing.assert_allclose(ours(jax.numpy.asarray(x), jax.numpy.asarray(y)), got.numpy(), rtol=1e-15)
+    on_jax = np.asarray(ours(jax.numpy.asarray(x), jax.numpy.asarray(y)))
+    np.testing.assert_allclose(on_jax, got.numpy(), rtol=1e-15, atol=1e-17)
     theirs = np.asarray(optax.losses.sigmoid_binary_cross_entropy(jax.numpy.asarray(x), jax.numpy.asarray(y)))
     np.testing.assert_allclose(got.numpy()[3:], theirs[3:], rtol=1e-13)
     assert np.isnan(got.numpy()[:2]).all() and np.isposinf(theirs[:2]).all()
-    assert got[2] == 0 and theirs[2] == pytest.approx(math.log1p(math.exp(-40)), rel=1e-15)
+    assert got[2] == 0 and theirs[2] == pytest.approx(math.log1p(math.exp(-40)), rel=1e-15) == on_jax[2]
     from lossreg.docsite import equivalents
 
     assert "-inf" in equivalents.OPTAX["binary_cross_entropy_with_logits"].mapping

@@ -84,9 +84,10 @@ OPTAX: dict[str, Equivalent] = {
                                  f"`smooth_l1_loss(beta=β) = huber_loss(delta=β) / β`; {_OPTAX_NONE}"),
     "binary_cross_entropy_with_logits": Equivalent("optax.losses.sigmoid_binary_cross_entropy",
                                                    "`(logits, labels)`; torch's `(1 - y) x - log σ(x)` here: "
-                                                   "NaN at a logit of -inf with y > 0 (optax: inf), and 0 for "
-                                                   "losses below ~1e-16 at x ≪ 0, y = 0 (optax: 4e-18 at x = -40); "
-                                                   f"{_OPTAX_NONE}"),
+                                                   "NaN at a logit of -inf with y > 0 (optax: inf); for losses "
+                                                   "below ~1e-16 at x ≪ 0, y = 0 torch's kernel (torch tensors) "
+                                                   "gives 0, the portable definition optax's value (4e-18 at "
+                                                   f"x = -40); {_OPTAX_NONE}"),
     "multilabel_soft_margin_loss": Equivalent("optax.losses.sigmoid_binary_cross_entropy",
                                               "then `.mean(axis=-1)` over the classes"),
     "cross_entropy": Equivalent(

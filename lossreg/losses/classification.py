@@ -253,10 +253,11 @@ def binary_cross_entropy_with_logits(input: Any, target: Any, /, *, weight: Any 
     $$\ell_i = -w_i \left[ p_i\, y_i \log \sigma(x_i) + (1 - y_i) \log (1 - \sigma(x_i)) \right]$$
 
     Computed as ``ℓ = w [(1 - y) x + (1 + (p - 1) y) (max(-x, 0) + log1p(exp(-|x|)))]``, torch's
-    form, which never overflows (logits of ±1e4 are fine), with the linear terms of ``x < 0`` joined,
-    so that the gradient of a confident negative is σ(x) to the last digit, as torch's. Shapes: ``input`` and ``target`` (soft
-    targets in [0, 1] allowed) of one shape; ``weight`` and ``pos_weight`` broadcast to it, so a
-    (C,) ``pos_weight`` weighs the positives of each class along the last axis.
+    form, which never overflows (logits of ±1e4 are fine), with the linear terms of ``x < 0``
+    joined, so that the gradient of a confident negative is σ(x) to the last digit, as torch's.
+    Shapes: ``input`` and ``target`` (soft targets in [0, 1] allowed) of one shape; ``weight`` and
+    ``pos_weight`` broadcast to it, so a (C,) ``pos_weight`` weighs the positives of each class
+    along the last axis.
 
     Args:
         weight: weights that broadcast to the input's shape, or None (all 1).
@@ -269,7 +270,7 @@ def binary_cross_entropy_with_logits(input: Any, target: Any, /, *, weight: Any 
     # ℓ = (1 - y) x + q softplus(-x), q = 1 + (p - 1) y, with softplus(-x) = max(-x, 0) + t and
     # t = log1p(exp(-|x|)). Where x < 0, max(-x, 0) = -x joins (1 - y) x in one coefficient: as two
     # terms, their gradients 1 and -1 would cancel against t's σ(x), which a confidently right
-    # negative (y = 0, x = -30) loses in full (torch's backward is σ(x) - y, exact). Masks, not
+    # negative (y = 0, x = -30) loses in full (torch's backward, σ(x) - y, keeps it). Masks, not
     # where, sign and max: the mask n = [x < 0] has no gradient, and at x = 0 the expression is
     # log1p(exp(-x)) itself, so every derivative there is σ's (gradient σ(0) - 1 = -1/2, second
     # derivative 1/4), where max or abs would split or zero the tie (a Hessian of 0 at logits of
