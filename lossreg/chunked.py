@@ -292,7 +292,8 @@ def _forward(xp: Any, h: Any, weight: Any, bias: Any, tcol: Any, blocks: list[tu
     picked = zsum = m = s = None
     for j, k in blocks:
         z, th = _logits(xp, h, weight, bias, j, k, softcap, work)
-        pick = xp.sum(xp.where(_targets_in(xp, tcol, j, k, dev), z, xp.zeros_like(z)), axis=1)
+        pick = xp.sum(xp.where(toolkit.placed_like(xp, _targets_in(xp, tcol, j, k, dev), z), z, xp.zeros_like(z)),
+                      axis=1)
         picked = pick if picked is None else picked + pick
         if smoothing:
             zs = xp.sum(z if cw is None else z * xp.reshape(cw[j:k], (1, -1)), axis=1)
@@ -370,7 +371,7 @@ def chunk_loss(xp: Any, h: Any, weight: Any, bias: Any, t: Any, active: Any, coe
             losses = losses + (label_smoothing / v) * (w_total * lse - zsum)
         if z_loss:
             losses = losses + z_loss * lse * lse
-        losses = xp.where(active, losses, xp.zeros_like(losses))
+        losses = xp.where(toolkit.placed_like(xp, active, losses), losses, xp.zeros_like(losses))
     if not grads:
         return losses, lse, None, d_weight, d_bias
     a = xp.reshape(coef * ((1.0 - label_smoothing) * wy + (label_smoothing / v) * w_total + 2.0 * z_loss * lse),
@@ -394,7 +395,7 @@ def chunk_loss(xp: Any, h: Any, weight: Any, bias: Any, t: Any, active: Any, coe
         del p
         if label_smoothing:
             g = g - (uniform if cw is None else uniform * xp.reshape(cw[j:k], (1, -1)))
-        g = xp.where(_targets_in(xp, tcol, j, k, dev), g - on_target, g)
+        g = xp.where(toolkit.placed_like(xp, _targets_in(xp, tcol, j, k, dev), g), g - on_target, g)
         if th is not None:
             g = g * (1.0 - th * th)
         wj = toolkit.as_dtype(xp, weight[j:k, ...], work)

@@ -569,9 +569,12 @@ def poison(xp: Any, values: Any, bad: Any | None) -> Any:
     if bad is None:
         return values
     if compat.is_jax_array(values):
-        # A NaN made only where bad is set, √-1 (√-0 = -0 elsewhere): a NaN constant in the
-        # untaken branch trips jax_debug_nans, which checks every operation when jit is off.
-        return xp.where(bad, xp.sqrt(-xp.astype(bad, values.dtype)), values)
+        # A NaN added only where bad is set, √-1 (√-0 = -0 elsewhere, and x + -0 is x): a NaN
+        # constant in an untaken branch trips jax_debug_nans, which checks every operation when
+        # jit is off. An addition, not a where: on a mesh of explicit axes JAX places a sum of a
+        # batch-split array and a replicated one (a mask from targets the user did not split),
+        # where it refuses a select between them.
+        return values + xp.sqrt(-xp.astype(bad, values.dtype))
     # A Python scalar, not an array made from one: that would be a host-to-device copy (a
     # synchronisation on CUDA, and not allowed while capturing a CUDA graph).
     return xp.where(bad, math.nan, values)
@@ -738,6 +741,24 @@ def take_along(xp: Any, x: Any, index: Any, axis: int) -> Any:
     if index.dtype != xp.int64 and not compat.is_jax_namespace(xp):
         index = xp.astype(index, xp.int64)
     return xp.take_along_axis(x, index, axis=axis)
+
+
+def placed_like(xp: Any, mask: Any, like: Any) -> Any:
+    """``mask`` ready for a ``where`` that picks among arrays placed as ``like``.
+
+    On a JAX mesh of explicit axes a select refuses operands placed differently: a mask made
+    from targets the user did not split, picking among values of a batch-split input. There the
+    mask is or-ed with False of ``like``'s shape, which JAX places as the two joined; on every
+    other array ``mask`` itself, at no cost.
+    """
+    if not (_on_explicit_mesh(like) or _on_explicit_mesh(mask)):
+        return mask
+    return xp.logical_or(mask, xp.zeros_like(like, dtype=xp.bool))
+
+
+def _on_explicit_mesh(x: Any) -> bool:
+    sharding: Any = getattr(getattr(x, "aval", None), "sharding", None)
+    return bool(getattr(getattr(sharding, "mesh", None), "explicit_axes", ()))
 
 
 def _sharded_explicitly(x: Any, axis: int) -> bool:

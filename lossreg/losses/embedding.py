@@ -134,7 +134,8 @@ def hinge_embedding_loss(input: Any, target: Any, /, *, margin: float = 1.0, red
     dtype = input.dtype
     x = toolkit.as_dtype(xp, input, toolkit.compute_dtype(xp, dtype))
     zero = xp.zeros_like(x)
-    losses = xp.where(target != 1, _clamp_min0(xp, margin - x), zero) + xp.where(target != -1, x, zero)
+    losses = (xp.where(toolkit.placed_like(xp, target != 1, x), _clamp_min0(xp, margin - x), zero)
+              + xp.where(toolkit.placed_like(xp, target != -1, x), x, zero))
     return toolkit.reduce(xp, losses, reduction, dtype)
 
 
@@ -182,7 +183,8 @@ def cosine_embedding_loss(input1: Any, input2: Any, target: Any, /, *, margin: f
     prod = xp.sum(x1 * x2, axis=-1)
     cos = prod / xp.sqrt((xp.sum(x1 * x1, axis=-1) + eps) * (xp.sum(x2 * x2, axis=-1) + eps))
     zero = xp.zeros_like(cos)
-    losses = xp.where(target == 1, 1 - cos, zero) + xp.where(target == -1, _clamp_min0(xp, cos - margin), zero)
+    losses = (xp.where(toolkit.placed_like(xp, target == 1, cos), 1 - cos, zero)
+              + xp.where(toolkit.placed_like(xp, target == -1, cos), _clamp_min0(xp, cos - margin), zero))
     return toolkit.reduce(xp, losses, reduction, dtype)
 
 
