@@ -53,6 +53,8 @@ __all__ = [
     # dtypes and reductions
     "result_type", "compute_dtype", "as_dtype", "index_dtype", "holding", "device", "reduce", "reduce_classes",
     "take_class", "take_each", "take_rows", "take_along", "gathers_along_axis", "class_shape",
+    # placement on a JAX mesh of explicit axes
+    "placed_like", "whole",
     # numerics
     "log_softmax", "log_softmax_parts", "logsumexp", "log_sigmoid", "safe_log", "safe_pow", "safe_abs", "sign",
     "minimum", "maximum", "clip", "divide", "beside",
@@ -743,17 +745,35 @@ def take_along(xp: Any, x: Any, index: Any, axis: int) -> Any:
     return xp.take_along_axis(x, index, axis=axis)
 
 
-def placed_like(xp: Any, mask: Any, like: Any) -> Any:
-    """``mask`` ready for a ``where`` that picks among arrays placed as ``like``.
+def placed_like(xp: Any, x: Any, like: Any) -> Any:
+    """``x`` ready to meet arrays placed as ``like`` in a ``where`` or a ``concat``.
 
-    On a JAX mesh of explicit axes a select refuses operands placed differently: a mask made
-    from targets the user did not split, picking among values of a batch-split input. There the
-    mask is or-ed with False of ``like``'s shape, which JAX places as the two joined; on every
-    other array ``mask`` itself, at no cost.
+    On a JAX mesh of explicit axes both refuse operands placed differently: a mask made from
+    targets the user did not split, picking among values of a batch-split input; two views of a
+    batch of which only one is split. There ``x`` is joined with a zero array of ``like``'s shape
+    (or-ed with False, or +0 subtracted, which keeps -0 and every other value), and JAX places
+    the result as the two joined; on every other array ``x`` itself, at no cost.
     """
-    if not (_on_explicit_mesh(like) or _on_explicit_mesh(mask)):
-        return mask
-    return xp.logical_or(mask, xp.zeros_like(like, dtype=xp.bool))
+    if not (_on_explicit_mesh(like) or _on_explicit_mesh(x)):
+        return x
+    if x.dtype == xp.bool:
+        return xp.logical_or(x, xp.zeros_like(like, dtype=xp.bool))
+    return x - xp.zeros_like(like, dtype=x.dtype)
+
+
+def whole(xp: Any, x: Any) -> Any:
+    """``x`` gathered whole onto every device, where it lies split over a JAX mesh of explicit axes.
+
+    There JAX refuses a product that would split one mesh axis over two axes of its result, as
+    the similarities ``z @ z.T`` of batch-split rows would; with the second factor whole the
+    result is split by rows, the all-gather a mesh of automatic axes inserts on its own. Every
+    other array is returned as it is.
+    """
+    if not _on_explicit_mesh(x):
+        return x
+    import jax  # an array on a JAX mesh: JAX is imported already
+
+    return jax.sharding.reshard(x, x.aval.sharding.update(spec=jax.sharding.PartitionSpec()))
 
 
 def _on_explicit_mesh(x: Any) -> bool:

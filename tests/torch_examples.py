@@ -39,6 +39,9 @@ NAMES = sorted(BUILTIN) + sorted(PLUGIN_LOSSES)
 @contextlib.contextmanager
 def plugins_registered() -> Iterator[None]:
     """The two plugin packages registered in-process (as their entry points would), then removed."""
+    # Entry points first: where a build has left the packages' metadata under plugins/*/src (now
+    # on sys.path) they register under their entry-point names, and again by hand would clash.
+    lossreg.reload()
     added = []
     for name, module in PLUGINS.items():
         if all(f.spec.name not in lossreg.registry().specs for f in module.LOSSES):

@@ -47,10 +47,12 @@ def nt_xent_loss(input: Any, positive: Any, /, *, temperature: float = 0.5, redu
     dtype = toolkit.result_type(xp, input, positive)
     work = toolkit.compute_dtype(xp, dtype)
     u, v = _unit_rows(xp, toolkit.as_dtype(xp, input, work)), _unit_rows(xp, toolkit.as_dtype(xp, positive, work))
+    u = toolkit.placed_like(xp, u, v)  # one view split over a JAX mesh's batch axis, the other not
+    v = toolkit.placed_like(xp, v, u)
     z = xp.concat([u, v], axis=0)
-    similarity = xp.matmul(z, xp.permute_dims(z, (1, 0))) / temperature
+    similarity = xp.matmul(z, xp.permute_dims(toolkit.whole(xp, z), (1, 0))) / temperature
     index = xp.arange(2 * n, device=toolkit.device(z))
-    itself = xp.expand_dims(index, axis=1) == xp.expand_dims(index, axis=0)
+    itself = toolkit.placed_like(xp, xp.expand_dims(index, axis=1) == xp.expand_dims(index, axis=0), similarity)
     similarity = xp.where(itself, xp.full_like(similarity, -math.inf), similarity)
     m, _, lse = toolkit.log_softmax_parts(xp, similarity)
     pair = xp.sum(u * v, axis=1) / temperature
