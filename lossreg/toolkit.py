@@ -643,15 +643,18 @@ def check_index_option(loss: str, name: str, value: int, xp: Any) -> None:
 
 
 def holding(loss: str, name: str, xp: Any, x: Any, *values: int) -> Any:
-    """Integer ``x`` (the argument ``name``) in a dtype that also holds each of ``values``.
+    """Integer ``x`` (the argument ``name``) in a dtype that also holds each of ``values``, and
+    that every library indexes with.
 
     A comparison converts a Python int to the array's dtype: JAX wraps it (a uint8 target compared
     with ignore_index -100 compares with 156, so class 156 would count as ignored), array-api-strict
-    raises, and int8 cannot say that 200 is below 255 classes. Only such arrays are cast, to the
-    index dtype; the usual int32 and int64 ones are returned as they are.
+    raises, and int8 cannot say that 200 is below 255 classes. torch's ``index_select`` (``take``
+    of class weights) takes int32 and int64 indices only, so a uint8 label map is cast even where
+    its ignore_index of 255 fits. Such arrays are cast to the index dtype; the usual int32 and
+    int64 ones are returned as they are.
     """
     info = xp.iinfo(x.dtype)
-    if all(info.min <= v <= info.max for v in values):
+    if x.dtype in (xp.int32, xp.int64) and all(info.min <= v <= info.max for v in values):
         return x
     return xp.astype(x, index_dtype(loss, name, xp, max(abs(v) for v in values), tuple(x.shape)))
 

@@ -78,3 +78,46 @@ def test_unsigned_labels_of_one_are_compared_with_minus_one(library):
                                F.hinge_embedding_loss(t(x), torch.ones(4, 3, dtype=torch.float64)).numpy(), rtol=1e-6)
     np.testing.assert_allclose(np.asarray(lossreg.backends.to_numpy(cosine)),
                                F.cosine_embedding_loss(t(x1), t(x2), torch.ones(4)).numpy(), rtol=1e-6)
+
+
+_x5, _w5 = rng.normal(size=(4, 5)), rng.uniform(0.5, 2.0, 5)
+_h, _vocab = rng.normal(size=(4, 3)), rng.normal(size=(5, 3))
+WEIGHTED: list[tuple[str, Callable[..., Any], Callable[..., Any], dict[str, Any]]] = [
+    ("cross_entropy", lambda x, t, **o: lossreg.cross_entropy(x, t, **o), F.cross_entropy, {}),
+    ("cross_entropy, uint8 maps ignoring 255", lambda x, t, **o: lossreg.cross_entropy(x, t, **o), F.cross_entropy,
+     {"ignore_index": 255}),
+    ("nll_loss", lambda x, t, **o: lossreg.nll_loss(x, t, **o), F.nll_loss, {}),
+    ("multi_margin_loss", lambda x, t, **o: lossreg.multi_margin_loss(x, t, **o), F.multi_margin_loss, {}),
+]
+
+
+@pytest.mark.parametrize("kernels", [True, False], ids=["kernels", "portable"])
+@pytest.mark.parametrize("learned", [False, True], ids=["weight", "learned weight"])
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int8, torch.int16])
+@pytest.mark.parametrize("what, loss, reference, options", WEIGHTED, ids=[w[0] for w in WEIGHTED])
+def test_narrow_class_indices_with_class_weights_on_torch(what, loss, reference, options, dtype, learned, kernels):
+    """torch's ``index_select`` takes no int8, uint8 or int16 index: the class weights are still
+    picked by the classes such targets hold (a uint8 label map with 255 ignored and class weights is
+    the usual segmentation set-up), on torch's kernels and on the portable path."""
+    labels = [0, 4, 255 if options.get("ignore_index") == 255 and dtype == torch.uint8 else 1, 2]
+    target = torch.tensor(labels, dtype=dtype)
+    weight = torch.from_numpy(_w5.copy()).requires_grad_(learned)
+    want = reference(torch.from_numpy(_x5), target.long(), weight=weight.detach(), **options)
+    with lossreg.use_kernels(kernels):
+        got = loss(torch.from_numpy(_x5), target, weight=weight, **options)
+    torch.testing.assert_close(got.detach(), want, rtol=1e-12, atol=0)
+    if learned:  # the weights' gradient (torch's functions have none) is that of int64 targets
+        with lossreg.use_kernels(kernels):
+            wide = loss(torch.from_numpy(_x5), target.long(), weight=weight, **options)
+        (wanted_grad,) = torch.autograd.grad(wide, weight)
+        (grad,) = torch.autograd.grad(got, weight)
+        torch.testing.assert_close(grad, wanted_grad, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int8, torch.int16])
+def test_linear_cross_entropy_with_narrow_targets_and_class_weights_on_torch(dtype):
+    target = torch.tensor([0, 4, 1, 2], dtype=dtype)
+    weight = torch.from_numpy(_w5.copy())
+    want = F.cross_entropy(torch.from_numpy(_h) @ torch.from_numpy(_vocab).T, target.long(), weight=weight)
+    got = lossreg.linear_cross_entropy(torch.from_numpy(_h), torch.from_numpy(_vocab), target, weight=weight)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=0)

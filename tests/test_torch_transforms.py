@@ -20,6 +20,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from sweep import SLOW, sweep
@@ -232,6 +233,28 @@ def test_grad_vjp_and_jacrev_match_autograd(name: str) -> None:
 
 
 # --- meta tensors -----------------------------------------------------------------------------------
+
+
+# Empty batches a loss refuses, as torch does, or as its definition must.
+REFUSES_EMPTY = {"ctc_loss": "torch refuses an empty batch", "nt_xent_loss": "N ≥ 1: an embedding needs another view"}
+BATCH_AXIS = {"log_probs": 1}  # CTC's (T, N, C)
+NO_BATCH_AXIS = {"linear_weight"}  # linear_cross_entropy's vocabulary rows
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("name", [n for n in NAMES if n not in REFUSES_EMPTY])
+def test_a_batch_filtered_to_nothing_still_backpropagates(name: str, reduction: str) -> None:
+    """An empty batch gives its value (NaN for "mean", 0 for "sum", as torch) still joined to the
+    inputs' graph: ``backward`` runs and leaves each differentiable input an empty gradient."""
+    inputs, options = example(name)
+    empty = {k: v if k in NO_BATCH_AXIS else np.take(v, [], axis=BATCH_AXIS.get(k, 0)) for k, v in inputs.items()}
+    diff = differentiable(name, empty)
+    ins = tensors(empty, diff)
+    out = function(name)(*ins.values(), **{**torch_options(options), "reduction": reduction})
+    assert out.requires_grad, f"{name}: the empty batch's result is cut off from its inputs"
+    out.sum().backward()
+    for k in diff:
+        assert ins[k].grad is not None and ins[k].grad.shape == ins[k].shape, k
 
 
 @pytest.mark.parametrize("mode", ["auto", "sync"])

@@ -78,9 +78,8 @@ def sparsemax_loss(input: Any, target: Any, /, *, ignore_index: int = -100, redu
     """
     cls = toolkit.class_inputs("sparsemax_loss", input, target, ignore_index=ignore_index, reduction=reduction)
     xp, x = cls.xp, cls.input
-    if 0 in x.shape:
-        empty = xp.zeros(cls.target.shape, dtype=x.dtype, device=toolkit.device(x))
-        return toolkit.reduce_classes(cls, empty, reduction)
+    if 0 in x.shape:  # zeros summed from x, not made anew: torch's backward needs the graph to x
+        return toolkit.reduce_classes(cls, xp.sum(x, axis=1), reduction)
     return toolkit.reduce_classes(cls, sparsemax_parts(xp, x, cls.target)[0], reduction)
 
 
@@ -143,8 +142,8 @@ def z_loss(input: Any, /, *, reduction: str = "mean") -> Any:
     unbatched = input.ndim == 1
     dtype = input.dtype
     x = toolkit.as_dtype(xp, xp.expand_dims(input, axis=0) if unbatched else input, toolkit.compute_dtype(xp, dtype))
-    if x.shape[0] == 0:  # Dask cannot take the max of an empty chunk
-        losses = xp.zeros((0, *x.shape[2:]), dtype=x.dtype, device=toolkit.device(x))
+    if x.shape[0] == 0:  # Dask cannot take the max of an empty chunk; summed from x for torch's backward
+        losses = xp.sum(x, axis=1)
     else:
         z = toolkit.logsumexp(xp, x, axis=1)
         losses = z * z
