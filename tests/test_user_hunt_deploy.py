@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from sweep import sweep
 from torch.export import Dim
-from torch_examples import BUILTIN, example, tensors, torch_options
+from torch_examples import BUILTIN, differentiable, example, tensors, torch_options
 
 import lossreg
 import lossreg.torch
@@ -296,6 +296,54 @@ def test_export_of_model_and_loss_with_a_dynamic_batch_gives_torch_nns_value(nam
     want = getattr(F, name)(*tensors(larger).values(), **torch_options(options))
     torch.testing.assert_close(exported.module()(*tensors(larger).values()), want)
     torch.testing.assert_close(exported.run_decompositions().module()(*tensors(larger).values()), want)
+
+
+class _Call(torch.nn.Module):
+    def __init__(self, fn: Any) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *arrays: torch.Tensor) -> torch.Tensor:
+        return self.fn(*arrays)
+
+
+def _traced(how: str, fn: Any, arrays: tuple[torch.Tensor, ...]) -> Any:
+    if how == "export":
+        return torch.export.export(_Call(fn), arrays).module()
+    return torch.jit.trace(fn, arrays, check_trace=False)
+
+
+@pytest.mark.parametrize("how", ["export", "jit.trace"])
+@pytest.mark.parametrize("name", sweep(BUILTIN))  # an export apiece
+def test_a_traced_program_gives_the_gradients_its_run_asks_for(name: str, how: str) -> None:
+    """Traced from example inputs that require no gradient (the usual way), run with ones that do:
+    each gets eager's gradient, fixed neither by the trace nor left out (hidden states passed in)."""
+    inputs, options = example(name)
+    fn = lambda *xs: getattr(lossreg, name)(*xs, **torch_options(options))  # noqa: E731
+    program = _traced(how, fn, tuple(tensors(inputs).values()))
+    diff = differentiable(name, inputs)
+
+    def gradients(call: Any) -> tuple[torch.Tensor, ...]:
+        arrays = tensors(inputs, diff)
+        return torch.autograd.grad(call(*arrays.values()).sum(), [arrays[k] for k in diff])
+
+    for k, got, want in zip(diff, gradients(program), gradients(fn)):
+        torch.testing.assert_close(got, want, msg=lambda m, k=k: f"gradient of {k}: {m}")
+
+
+@pytest.mark.parametrize("how", ["export", "jit.trace"])
+def test_a_head_frozen_when_traced_and_unfrozen_later_gets_its_gradient(how: str) -> None:
+    """linear_cross_entropy's kernel makes only the gradients asked for (a frozen head costs no V×D
+    product); in a traced program that is asked when it runs, not when it was traced."""
+    inputs, _ = example("linear_cross_entropy")
+    frozen = tensors(inputs, ["input"])
+    program = _traced(how, lossreg.linear_cross_entropy, tuple(frozen.values()))
+    both = tensors(inputs, ["input", "linear_weight"])
+    got = torch.autograd.grad(program(*both.values()), [both["input"], both["linear_weight"]])
+    h, w, t = tensors(inputs, ["input", "linear_weight"]).values()
+    want = torch.autograd.grad(F.cross_entropy(h @ w.T, t), [h, w])
+    for g, wanted in zip(got, want):
+        torch.testing.assert_close(g, wanted)
 
 
 @pytest.mark.parametrize("cls", list(WEIGHTED))

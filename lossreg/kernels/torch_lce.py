@@ -395,7 +395,7 @@ def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: _Outputs) -> None:
 
 def _backward(ctx: Any, grad: Tensor | None, *unused: Any) -> tuple[Tensor | None, ...]:
     """Gradients of hidden, weight and bias (the other inputs: None)."""
-    saved = ctx.saved_tensors
+    saved, needs = ctx.saved_tensors, ctx.needs
     if grad is None:  # the result was not used
         return (None,) * _INPUTS
     _refuse_second_order(ctx.tracked, grad, *saved)
@@ -419,12 +419,14 @@ def _backward(ctx: Any, grad: Tensor | None, *unused: Any) -> tuple[Tensor | Non
         h, w, b, t, act, bad, cw, wy, lse = saved
         g = grad.reshape(-1) if ctx.reduction == "none" else grad
         coef = _base_coef(act, ctx.reduction, lse.dtype, wy) * g.to(lse.dtype)
+        if not torch._C._are_functorch_transforms_active():  # only those autograd asks for now (traced: ALL)
+            needs &= sum(bit for bit, asked in zip((HIDDEN, WEIGHT, BIAS), ctx.needs_input_grad) if asked)
         # Detached: torch.func's grad levels would otherwise ask the operator for a formula of its own.
         d_h, d_w, d_b = torch.ops.lossreg.linear_cross_entropy_backward(
             *(None if x is None else x if legacy else x.detach() for x in (h, w, b, t, act, cw, wy, coef, lse)),
-            *ctx.opts, ctx.needs)
+            *ctx.opts, needs)
     # Each gradient not asked for (or of no bias) came as an empty tensor: None to autograd.
-    d_h, d_w, d_b = (x.to(dtype) if dtype is not None and ctx.needs & bit else None
+    d_h, d_w, d_b = (x.to(dtype) if dtype is not None and needs & bit else None
                      for x, dtype, bit in zip((d_h, d_w, d_b), ctx.dtypes, (HIDDEN, WEIGHT, BIAS)))
     if bad is not None and d_h is not None:  # invalid targets were poisoned in the value: so are the gradients
         d_h = torch.where(bad.unsqueeze(1), torch.nan, d_h)
@@ -541,6 +543,11 @@ def linear_cross_entropy(input: Any, linear_weight: Any, target: Any, /, *, line
     if torch._C._are_functorch_transforms_active():
         needs = needs and ALL  # which level asks for which gradient is torch.func's business: all of them
     grads = needs != 0
+    if torch.jit.is_tracing() or torch.compiler.is_exporting():
+        # A traced program keeps these arguments, but which inputs require grad is known only when
+        # it runs (hidden states passed in, a head unfrozen after export): the forward pass makes
+        # no gradient, and the backward pass makes those autograd asks for then.
+        needs, grads = ALL, False
     cw, wy = (None, None) if inp.class_weight is None else (inp.class_weight.detach(), inp.counts.detach())
     # The chunks gather by target - offset: a narrow label dtype (a uint8 map with ignore_index=255,
     # which the preamble keeps as it is) would wrap below 0, and gather takes only int32/int64.
