@@ -290,7 +290,20 @@ def module_class(name: str) -> type[LossModule]:
 
 def get(name: str, *args: Any, **options: Any) -> LossModule:
     """The module of a loss, configured: ``lossreg.torch.get("mse", reduction="sum")``."""
+    _made(name)
     return module_class(name)(*args, **options)
+
+
+def _made(name: str) -> bool:
+    """Make the class of ``name`` (loading the plugins first). Dynamo runs a function so marked
+    rather than tracing it (as it runs ``torch.compiler.assume_constant_result`` functions), so a
+    first lookup inside ``torch.compile`` takes the locks and reads the entry points outside the
+    trace, and the traced lookup that follows finds the class made."""
+    module_class(name)
+    return True
+
+
+_made._dynamo_marked_constant = True  # type: ignore[attr-defined]
 
 
 def from_config(config: dict[str, Any]) -> LossModule:

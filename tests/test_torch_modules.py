@@ -13,6 +13,7 @@ import re
 import subprocess
 from collections.abc import Callable
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +97,23 @@ def test_each_module_equals_torch_nn_in_value_and_gradient(name: str, options: d
     g_got = torch.autograd.grad(got.sum(), [x for x, _ in leaves], allow_unused=True, materialize_grads=True)
     g_want = torch.autograd.grad(want.sum(), [y for _, y in leaves], allow_unused=True, materialize_grads=True)
     torch.testing.assert_close(g_got, g_want, rtol=1e-7, atol=1e-10, equal_nan=True)  # NaN where torch gives NaN
+
+
+def test_a_fresh_process_first_lookup_by_name_inside_torch_compile_fullgraph_compiles() -> None:
+    """The first ``lossreg.torch.get(name)`` of a process, inside a compiled region: the plugins
+    load and the class is made outside the trace (their locks and entry points cannot be traced)."""
+    script = textwrap.dedent("""
+        import torch, lossreg.torch as lt
+        x, t = torch.randn(2, 3, 4, 4, dtype=torch.float64), torch.randint(0, 3, (2, 4, 4))
+        step = torch.compile(lambda a, b: lt.get("cross_entropy", label_smoothing=0.1)(a, b), fullgraph=True,
+                             backend="eager")
+        got = step(x, t)
+        want = torch.nn.functional.cross_entropy(x, t, label_smoothing=0.1)
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=0)
+        print("ok")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
 
 
 @pytest.mark.parametrize(("name", "options"), sweep(CONFIGURED))  # a Dynamo trace apiece

@@ -117,7 +117,8 @@ def generalized_dice_loss(input: Any, target: Any, /, *, smooth: float = 1e-5, r
     gets that sample's largest finite weight, as MONAI's ``GeneralizedDiceLoss`` does. Shapes:
     ``input`` (class probabilities, e.g. a softmax) and ``target`` (one-hot or soft labels) of one shape
     ``(N, C, d1, ...)``, values in [0, 1]; "none" gives ``(N,)``. The weights depend on the target
-    only, which is not differentiated.
+    only; the loss is declared differentiable in ``input`` alone (the target is a label), though a
+    target that requires grad gets its true gradient, weights included (MONAI's raises there).
     """
     name = "generalized_dice_loss"
     xp, x, y, dtype = toolkit.pointwise_inputs(name, input, target, reduction)
