@@ -89,8 +89,8 @@ OPTIONAL_ARRAYS = ("weight", "pos_weight")
 # NumPy arrays of JAX's float0 dtype, which never reach a loss), and NumPy arrays all live on the CPU.
 _NAMESPACES: dict[tuple[type, ...], Any] = {}
 _NUMPY_TYPES: frozenset[type] = frozenset()
-# Argument types of a Dask call: its arrays may have unknown sizes (NaN in the shape).
-_SIZE_UNKNOWN_TYPES: frozenset[tuple[type, ...]] = frozenset()
+# Argument types of a Dask call: its arrays may have unknown sizes (NaN in the shape) or masked chunks.
+_DASK_TYPES: frozenset[tuple[type, ...]] = frozenset()
 # Argument types of a torch call: a sparse or nested tensor has a dense one's class (or a subclass).
 _LAYOUT_TYPES: frozenset[tuple[type, ...]] = frozenset()
 
@@ -116,8 +116,8 @@ def namespace(loss: str, *, optional: tuple[str, ...] = OPTIONAL_ARRAYS, **array
             global _NUMPY_TYPES
             _NUMPY_TYPES = _NUMPY_TYPES | set(types)
         if compat.is_dask_namespace(xp):
-            global _SIZE_UNKNOWN_TYPES
-            _SIZE_UNKNOWN_TYPES = _SIZE_UNKNOWN_TYPES | {types}
+            global _DASK_TYPES
+            _DASK_TYPES = _DASK_TYPES | {types}
         if compat.is_torch_namespace(xp):
             global _LAYOUT_TYPES
             _LAYOUT_TYPES = _LAYOUT_TYPES | {types}
@@ -126,8 +126,8 @@ def namespace(loss: str, *, optional: tuple[str, ...] = OPTIONAL_ARRAYS, **array
         _check_dense(loss, present, xp)
     if len(present) > 1 and not _NUMPY_TYPES.issuperset(types):
         _check_devices(loss, present)
-    if types in _SIZE_UNKNOWN_TYPES:
-        _check_sizes_known(loss, present)
+    if types in _DASK_TYPES:
+        _check_dask(loss, present)
     if getattr(xp, "__array_api_version__", STANDARD) < STANDARD:  # read per call: array-api-strict's can change
         name, x = next(iter(present.items()))
         raise LossTypeError(loss, name, f"arrays of the Array API standard {STANDARD} or later (lossreg uses its "
@@ -153,13 +153,20 @@ def _check_dense(loss: str, present: dict[str, Any], xp: Any) -> None:
                                 f"a torch {kind} tensor of dtype {x.dtype}")
 
 
-def _check_sizes_known(loss: str, present: dict[str, Any]) -> None:
-    """A shape with an unknown size (NaN: Dask after boolean indexing, say) cannot be checked
-    against the others, and "mean" would divide by NaN: refuse it rather than answer NaN."""
+def _check_dask(loss: str, present: dict[str, Any]) -> None:
+    """Dask arrays, per call (their type says neither): a shape with an unknown size (NaN: after
+    boolean indexing, say) cannot be checked against the others, and "mean" would divide by NaN;
+    masked chunks (``dask.array.ma``) would give NumPy masked arrays' silently wrong loss. Both are
+    refused rather than answered, without computing anything (``_meta`` is an empty chunk)."""
     for name, x in present.items():
         if any(math.isnan(s) for s in x.shape):
             raise LossValueError(loss, name, "an array of known shape (on a Dask array with unknown chunk sizes, "
                                  "call .compute_chunk_sizes() first)", f"shape {tuple(x.shape)}")
+        if _is_masked(getattr(x, "_meta", None)):
+            raise LossTypeError(loss, name, "a plain array, not a Dask array of NumPy masked chunks (their sums "
+                                "skip masked entries while a mean's count keeps them): pass da.ma.filled(x, value), "
+                                "or da.ma.getdata(x) with a 0 weight where da.ma.getmaskarray(x) is set",
+                                f"dask array of masked chunks of dtype {x.dtype} and shape {tuple(x.shape)}")
 
 
 def torch_compiling() -> bool:

@@ -21,6 +21,7 @@ from lossreg.errors import LossTypeError
 
 jax = pytest.importorskip("jax")
 jnp = jax.numpy
+dask = pytest.importorskip("dask")
 da = pytest.importorskip("dask.array")
 xs = pytest.importorskip("array_api_strict")
 
@@ -52,6 +53,33 @@ def test_a_masked_array_filled_gives_torchs_answer() -> None:
     got = lossreg.mse_loss(MASKED.filled(0.0), PLAIN)
     want = F.mse_loss(torch.from_numpy(MASKED.filled(0.0)), torch.from_numpy(PLAIN))
     np.testing.assert_allclose(got, want.numpy(), rtol=1e-15)
+
+
+@pytest.mark.parametrize(("name", "arrays", "argument"), [
+    ("mse_loss", (MASKED, PLAIN), "input"),
+    ("l1_loss", (PLAIN, MASKED), "target"),
+    ("cross_entropy", (MASKED, np.array([0, 1])), "input"),
+    ("binary_cross_entropy_with_logits", (PLAIN, MASKED / 10), "target"),
+])
+def test_a_dask_array_of_masked_chunks_is_refused_too_without_computing(name: str, arrays: tuple,
+                                                                        argument: str) -> None:
+    # dask.array.ma's chunks sum as NumPy's masked arrays do (mse 0.125 for 1.6875, cross-entropy
+    # below 0): refused on the chunks' type (_meta), the graph left uncomputed.
+    lazy = tuple(da.ma.masked_array(a, mask=np.ma.getmaskarray(a)) if isinstance(a, np.ma.MaskedArray)
+                 else da.from_array(a) for a in arrays)
+    with pytest.raises(LossTypeError) as info, dask.config.set(scheduler=_refuse_to_compute):
+        getattr(lossreg, name)(*lazy, reduction="none")
+    message = str(info.value)
+    assert message.startswith(f"{name}: argument '{argument}'"), message
+    assert "da.ma.filled" in info.value.expected and "masked chunks" in info.value.got, message
+    plain = getattr(lossreg, name)(*(da.ma.filled(a, 0.0) if isinstance(a, np.ma.MaskedArray) else da.from_array(a)
+                                     for a in arrays))
+    want = getattr(F, name)(*(torch.from_numpy(np.ma.filled(a, 0.0)) for a in arrays))
+    np.testing.assert_allclose(plain.compute(), want.numpy(), rtol=1e-12)
+
+
+def _refuse_to_compute(*args: object, **kwargs: object) -> None:
+    raise AssertionError("the loss computed its Dask arrays")
 
 
 # --- class weights, label smoothing, and a batch of zero-weight targets -------------------------
