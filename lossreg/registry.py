@@ -723,6 +723,14 @@ class Registry:
             self._fault(plugin, f"loss '{new.name}' not registered: {taken}; define it with replace=True "
                                 "to take over")
             return
+        rivals = sorted({self.specs[o].plugin for o in owners if self.specs[o].replace and self.specs[o].plugin != plugin})
+        if rivals:
+            # Two take-overs of one loss: the winner would be whichever entry point loads first.
+            # Not chosen silently: the later one is refused, a fault naming both plugins.
+            self._fault(plugin, f"loss '{new.name}' not registered: plugin '{rivals[0]}' also takes over "
+                                f"{', '.join(repr(o) for o in sorted(owners))} with replace=True; two plugins cannot "
+                                "both replace one loss (uninstall or block one)")
+            return
         for owner in owners:  # replace: the old spec goes entirely, and with it its plugin's kernels and cases
             old = self.specs.pop(owner)
             self.classes.pop(owner, None)

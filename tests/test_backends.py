@@ -133,6 +133,25 @@ def test_half_precision_is_judged_at_the_rounded_inputs() -> None:
         conformance.check_case(wrong, spec, spec.function, numpy, "float16", "cpu")
 
 
+@pytest.mark.parametrize("backend", ["torch", "jax_jit"])
+def test_a_golden_gradient_of_an_array_not_declared_differentiable_is_checked(backend: str) -> None:
+    """soft_margin_loss declares only its input differentiable, yet differentiates a target that
+    requires grad: a case that gives the target's gradient is held to it, not passed unchecked."""
+    pytest.importorskip("torch" if backend == "torch" else "jax")
+    x, y = np.array([0.5, -1.0, 2.0]), np.array([1.0, -1.0, 1.0])
+    dy = -x * (1 / (1 + np.exp(y * x))) / 3  # d mean(log(1 + exp(-y x))) / dy
+    spec = lossreg.spec("soft_margin_loss")
+    assert "target" not in spec.differentiable
+    right = conformance.Case("soft_margin_loss", "target-gradient", {"input": {"data": x.tolist()},
+                             "target": {"data": y.tolist()}}, {}, expected=float(np.mean(np.log1p(np.exp(-y * x)))),
+                             grads={"target": dy.tolist()})
+    chosen = registry().backends[backend]
+    assert conformance.check_case(right, spec, spec.function, chosen, "float64", "cpu") <= 1
+    wrong = conformance.Case(**{**right.__dict__, "grads": {"target": (1000 * dy).tolist()}})
+    with pytest.raises(AssertionError, match="gradient of target"):
+        conformance.check_case(wrong, spec, spec.function, chosen, "float64", "cpu")
+
+
 def test_error_cases_on_arrays_not_read_give_nan_and_raise_when_synchronised() -> None:
     """On a GPU the default mode reads no values (a read waits for the device): an invalid value
     poisons the result. The case then passes only if ``value_checks("sync")`` raises its error.

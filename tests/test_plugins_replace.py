@@ -108,3 +108,29 @@ def test_taking_over_one_alias_takes_over_the_loss_under_all_its_names():
     finally:
         lossreg.unregister_plugin("half-mse")
     assert float(lossreg.mse_loss(np.array([1.0, 3.0]), np.zeros(2))) == 5.0
+
+
+@define_loss(class_name="CharbonnierLoss", name="charbonnier_loss", replace=True)
+def charbonnier_loss_v3(input, target, /, *, eps=1e-3, reduction="mean"):  # noqa: ANN001, ANN201
+    """``(√((x - y)² + ε²) - ε) / ε``: a second take-over of the same loss."""
+    xp, x, y, dtype = toolkit.pointwise_inputs("charbonnier_loss", input, target, reduction)
+    return toolkit.reduce(xp, (xp.sqrt((x - y) ** 2 + eps**2) - eps) / eps, reduction, dtype)
+
+
+@pytest.mark.parametrize("order", [("v2", "v3"), ("v3", "v2")])
+def test_two_take_overs_of_one_loss_are_a_fault_naming_both_not_a_silent_load_order(order):
+    """With both plugins replacing it, the winner would be whichever loads first: the later one is
+    refused, and its fault (a LossregPluginWarning; ``lossreg plugins --strict`` fails) names the other."""
+    plugins = {"v2": _plugin(charbonnier_loss_v2), "v3": _plugin(charbonnier_loss_v3)}
+    first, later = order
+    with pytest.warns(lossreg.LossregPluginWarning, match=f"plugin '{first}' also takes over"):
+        for name in order:
+            lossreg.register_plugin(plugins[name], name=name)
+    try:
+        reg = lossreg.registry()
+        assert lossreg.spec("charbonnier_loss").plugin == first
+        assert not reg.plugins[first].faults
+        assert any("two plugins cannot both replace one loss" in fault for fault in reg.plugins[later].faults)
+    finally:
+        for name in order:
+            lossreg.unregister_plugin(name)
