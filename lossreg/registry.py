@@ -723,7 +723,8 @@ class Registry:
             self._fault(plugin, f"loss '{new.name}' not registered: {taken}; define it with replace=True "
                                 "to take over")
             return
-        rivals = sorted({self.specs[o].plugin for o in owners if self.specs[o].replace and self.specs[o].plugin != plugin})
+        rivals = sorted({self.specs[o].plugin for o in owners
+                         if self.specs[o].replace and self.specs[o].plugin != plugin})
         if rivals:
             # Two take-overs of one loss: the winner would be whichever entry point loads first.
             # Not chosen silently: the later one is refused, a fault naming both plugins.

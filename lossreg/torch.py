@@ -290,7 +290,8 @@ def module_class(name: str) -> type[LossModule]:
 
 def get(name: str, *args: Any, **options: Any) -> LossModule:
     """The module of a loss, configured: ``lossreg.torch.get("mse", reduction="sum")``."""
-    _made(name)
+    if torch.compiler.is_compiling():
+        _made(name)
     return module_class(name)(*args, **options)
 
 

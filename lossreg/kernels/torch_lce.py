@@ -549,10 +549,9 @@ def linear_cross_entropy(input: Any, linear_weight: Any, target: Any, /, *, line
         # no gradient, and the backward pass makes those autograd asks for then.
         needs, grads = ALL, False
     cw, wy = (None, None) if inp.class_weight is None else (inp.class_weight.detach(), inp.counts.detach())
-    # The chunks gather by target - offset: a narrow label dtype (a uint8 map with ignore_index=255,
-    # which the preamble keeps as it is) would wrap below 0, and gather takes only int32/int64.
-    target = inp.target if inp.target.dtype in (torch.int32, torch.int64) else inp.target.to(torch.int64)
-    args = (hidden, lw, lb, target, inp.active, inp.bad, cw, wy, reduction,
+    # The preamble's targets are int32 or int64 (toolkit.holding casts narrower labels), as the
+    # chunks' gather by target - offset needs.
+    args = (hidden, lw, lb, inp.target, inp.active, inp.bad, cw, wy, reduction,
             *_chunk_args(inp.chunk_size),
             float(label_smoothing), float(z_loss), None if softcap is None else float(softcap),
             grads and not recompute and reduction != "none", needs, out_dtype)
