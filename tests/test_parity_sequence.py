@@ -145,23 +145,98 @@ def test_lazy_arrays_poison_invalid_values():
         assert np.isnan(got.compute())
 
 
-def test_on_dask_each_frame_adds_a_few_tasks_and_no_rechunk():
-    """Dask records the frame loop, so what one frame adds to the graph is paid T times over.
-    Each frame stays within the batch chunks its inputs came in: about 20 tasks per chunk, and
-    no rechunk (arrays made whole would be rechunked to the inputs' chunks at every frame)."""
+def _dask_problem(frames: int, layout: str = "padded", seed: int = 0) -> list:
+    """Four sequences in two batch chunks, as Dask arrays."""
     da = pytest.importorskip("dask.array")
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
+    targets, lengths = rng.integers(1, 5, size=(4, 6)), np.array([3, 2, 6, 1])
+    if layout == "concatenated":
+        targets = _concatenate(targets, lengths)
+    return [da.from_array(_log_softmax(rng.normal(size=(frames, 4, 5))), chunks=(frames, 2, 5)),
+            da.from_array(targets, chunks=(2, 6) if layout == "padded" else 5),
+            da.from_array(np.full(4, frames), chunks=2), da.from_array(lengths, chunks=2)]
 
-    def graph(frames: int) -> tuple[int, int]:
-        arrays = [da.from_array(_log_softmax(rng.normal(size=(frames, 4, 5))), chunks=(frames, 2, 5)),
-                  da.from_array(rng.integers(1, 5, size=(4, 6)), chunks=(2, 6)),
-                  da.from_array(np.full(4, frames), chunks=2), da.from_array(np.array([3, 2, 6, 1]), chunks=2)]
-        tasks = dict(lossreg.ctc_loss(*arrays, reduction="none").__dask_graph__())
-        return len(tasks), sum("rechunk" in (k[0] if isinstance(k, tuple) else k) for k in tasks)
 
-    (short, short_rechunks), (long, long_rechunks) = graph(3), graph(23)
+def _tasks(lazy) -> tuple[int, int]:
+    tasks = dict(lazy.__dask_graph__())
+    return len(tasks), sum("rechunk" in (k[0] if isinstance(k, tuple) else k) for k in tasks)
+
+
+def test_the_portable_path_on_dask_adds_a_few_tasks_per_frame_and_no_rechunk():
+    """The portable definition records the frame loop, so what one frame adds to the graph is
+    paid T times over. Each frame stays within the batch chunks its inputs came in: about 20
+    tasks per chunk, and no rechunk (arrays made whole would be rechunked to the inputs' chunks
+    at every frame)."""
+    with lossreg.use_kernels(False):
+        (short, short_rechunks), (long, long_rechunks) = (
+            _tasks(lossreg.ctc_loss(*_dask_problem(frames), reduction="none")) for frames in (3, 23))
     assert (long - short) / 20 < 50  # tasks per frame, two chunks (212 when frames rechunked)
     assert (long_rechunks - short_rechunks) / 20 < 5  # the setup's, along T (48 per frame then)
+
+
+@pytest.mark.parametrize("layout", ["padded", "concatenated"])
+def test_the_dask_kernel_runs_each_chunks_frames_in_one_task_whatever_T(layout):
+    """lossreg's Dask kernel (the default on Dask arrays) puts no frame in the graph: T=3 and
+    T=300 build graphs of the same size (but for a chunk more of an arange over the frames),
+    and give the eager answer."""
+    sizes = []
+    for frames in (3, 300):
+        arrays = _dask_problem(frames, layout)
+        lazy = lossreg.ctc_loss(*arrays, reduction="none")
+        sizes.append(_tasks(lazy)[0])
+        np.testing.assert_allclose(lazy.compute(), lossreg.ctc_loss(*(np.asarray(a) for a in arrays),
+                                                                    reduction="none"), rtol=1e-12)
+    assert sizes[1] - sizes[0] <= 2
+
+
+def _refusing_scheduler(*args, **kwargs):
+    raise AssertionError("computed during the call")
+
+
+# Concatenated targets take the portable setup on Dask (its graph building is most of the time),
+# and the dtypes are that setup's: one dtype, two seeds.
+@pytest.mark.parametrize(("layout", "dtype"), [("padded", "float16"), ("padded", "float32"), ("padded", "float64"),
+                                               ("concatenated", "float32")])
+def test_the_dask_kernel_agrees_with_the_portable_definition_to_the_last_nan(layout, dtype):
+    """Values, dtypes and the sequences that invalid values turn to NaN are the portable
+    definition's (eager, in "poison" mode: what a lazy array gets), for every reduction and
+    zero_infinity, with the frames and classes in chunks of their own too; nothing is computed
+    during the call."""
+    da = pytest.importorskip("dask.array")
+    import dask
+    for seed in range(4 if layout == "padded" else 2):
+        inputs, blank = _problem(seed, layout)
+        lp, targets, il, tl = inputs.values()
+        variants = [(targets, il, tl), (targets, np.where(np.arange(il.size) == 0, lp.shape[0] + 1, il), tl),
+                    (np.where(targets == targets.flat[0], blank, targets) if targets.size else targets, il, tl),
+                    (targets, il, np.where(np.arange(tl.size) == 0, -1, tl))]
+        for targets_, il_, tl_ in variants:
+            arrays = [da.from_array(lp.astype(dtype), chunks=(max(1, lp.shape[0] // 2), 1, 3)),
+                      da.from_array(targets_, chunks=(1, 4) if layout == "padded" else 3),
+                      da.from_array(il_, chunks=1), da.from_array(tl_, chunks=1)]
+            for reduction, zero_infinity in itertools.product(REDUCTIONS, (False, True)):
+                options = {"blank": blank, "reduction": reduction, "zero_infinity": zero_infinity}
+                with dask.config.set(scheduler=_refusing_scheduler):
+                    lazy = lossreg.ctc_loss(*arrays, **options)
+                with lossreg.value_checks("poison"):
+                    want = lossreg.ctc_loss(lp.astype(dtype), targets_, il_, tl_, **options)
+                got = lazy.compute(scheduler="sync")
+                assert got.dtype == want.dtype == np.dtype(dtype)
+                np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+                np.testing.assert_allclose(got, want, rtol=1e-12 if dtype == "float64" else 1e-3)
+
+
+def test_the_dask_kernel_raises_bad_arguments_at_the_call():
+    pytest.importorskip("dask.array")
+    import dask
+    arrays = _dask_problem(5)
+    with dask.config.set(scheduler=_refusing_scheduler):
+        with pytest.raises(LossValueError, match="target_lengths"):
+            lossreg.ctc_loss(*arrays[:3], arrays[3][:3])
+        with pytest.raises(LossTypeError, match="targets"):
+            lossreg.ctc_loss(arrays[0], arrays[1].astype("float64"), *arrays[2:])
+        with pytest.raises(LossValueError, match="blank"):
+            lossreg.ctc_loss(*arrays, blank=5)
 
 
 def _backward_nodes(out: torch.Tensor) -> set[str]:
@@ -194,7 +269,8 @@ def test_values_left_unread_still_go_through_torchs_ctc_and_poison_the_bad_sampl
 
 
 def test_on_dask_the_graph_grows_linearly_with_the_batch_chunks():
-    """Data that outgrows one machine comes in many batch chunks. Each chunk's log-probabilities,
+    """Data that outgrows one machine comes in many batch chunks. On the portable path (the
+    kernel's graph is a few tasks per chunk, whatever T) each chunk's log-probabilities,
     targets and lengths are read by that chunk's tasks only: no gather pairs every chunk with
     every chunk (Dask's take with computed indices does, and says so in a PerformanceWarning)."""
     da = pytest.importorskip("dask.array")
@@ -205,7 +281,7 @@ def test_on_dask_the_graph_grows_linearly_with_the_batch_chunks():
         arrays = [da.from_array(_log_softmax(rng.normal(size=(frames, n, 6))), chunks=(frames, 2, 6)),
                   da.from_array(rng.integers(1, 6, size=(n, 3)), chunks=(2, 3)),
                   da.from_array(np.full(n, frames), chunks=2), da.from_array(rng.integers(0, 4, size=n), chunks=2)]
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), lossreg.use_kernels(False):
             warnings.simplefilter("error")
             lazy = lossreg.ctc_loss(*arrays, reduction="none")
         eager = lossreg.ctc_loss(*(np.asarray(a) for a in arrays), reduction="none")

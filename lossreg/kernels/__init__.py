@@ -164,4 +164,6 @@ def lossreg_kernels() -> list[Kernel]:
         kernels.append(Kernel("linear_cross_entropy", "jax", _kernel("jax", f"{__name__}.jax_lce",
                                                                      "linear_cross_entropy"), name="jax"))
         kernels.append(Kernel("ctc_loss", "jax", _kernel("jax", f"{__name__}.jax_ctc", "ctc_loss"), name="jax"))
+    if importlib.util.find_spec("dask") is not None:
+        kernels.append(Kernel("ctc_loss", "dask", _kernel("dask", f"{__name__}.dask_ctc", "ctc_loss"), name="dask"))
     return kernels

@@ -20,11 +20,15 @@ from ..losses import sequence
 from .jax import compiled
 
 
-def _scanned(step: sequence.Frame, alpha: Any, emit: Any, running: Any) -> Any:
+def _scanned(xp: Any, came_from: sequence.Predecessors, alpha: Any, emit: Any, running: Any, sources: Any,
+             barred: Any) -> Any:
     # Rolled whatever T: with the elementwise step, unrolling a tiny input (B=2, T=5) made its
     # program larger and slower (benchmarks/jax_tiny_latency.py --dispatch sync, unrolled: 22.2 against
     # 19.8 µs forward, 34.1 against 31.6 µs forward+grad), and T=50 unrolled by 4 was 1.4-1.6×.
-    return jax.lax.scan(lambda a, frame: (step(a, *frame), None), alpha, (emit, running))[0]
+    def step(a: Any, now: tuple[Any, Any]) -> tuple[Any, None]:
+        return sequence.frame(xp, came_from, a, *now, sources, barred), None
+
+    return jax.lax.scan(step, alpha, (emit, running))[0]
 
 
 def _ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, /, *, blank: int = 0,

@@ -101,9 +101,10 @@ def ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: A
     return ctc(log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity, unrolled, gathered)
 
 
-Frame = Callable[[Any, Any, Any], Any]
 # ``(xp, alpha, sources, barred) -> log Σ`` over each state's three predecessors (see ctc).
 Predecessors = Callable[[Any, Any, Any, Any], Any]
+# ``(xp, came_from, alpha, emit, running, sources, barred) -> alpha`` after the last frame (see ctc).
+Frames = Callable[[Any, Predecessors, Any, Any, Any, Any, Any], Any]
 
 
 def gathered(xp: Any, alpha: Any, sources: Any, barred: Any) -> Any:
@@ -126,16 +127,23 @@ def sliced(xp: Any, alpha: Any, sources: Any, barred: Any) -> Any:
     return _logsumexp3(xp, alpha, padded[:, 1:length + 1] + barred[:, 1, :], padded[:, :length] + barred[:, 2, :])
 
 
-def unrolled(step: Frame, alpha: Any, emit: Any, running: Any) -> Any:
-    """The frames in turn, ``alpha = step(alpha, emit[t], running[t])``: a Python loop, which
+def frame(xp: Any, came_from: Predecessors, alpha: Any, emit: Any, running: Any, sources: Any, barred: Any) -> Any:
+    """One frame of the alpha recursion: each state's predecessors summed, times the frame's
+    emission (a sum in log space), for the sequences still ``running``; the others keep ``alpha``."""
+    return xp.where(running, came_from(xp, alpha, sources, barred) + emit, alpha)
+
+
+def unrolled(xp: Any, came_from: Predecessors, alpha: Any, emit: Any, running: Any, sources: Any,
+             barred: Any) -> Any:
+    """The frames in turn, ``alpha = frame(alpha, emit[t], running[t])``: a Python loop, which
     the standard leaves as the only way (a lazy or traced library records every frame; JAX's
-    kernel runs the same step in a ``lax.scan`` instead)."""
+    kernel runs the same frame in a ``lax.scan``, Dask's the loop itself on each batch chunk)."""
     for t in range(emit.shape[0]):
-        alpha = step(alpha, emit[t, ...], running[t, ...])
+        alpha = frame(xp, came_from, alpha, emit[t, ...], running[t, ...], sources, barred)
     return alpha
 
 
-class _Checked(NamedTuple):
+class Checked(NamedTuple):
     """ctc's arguments, checked: lengths as (N,) integer arrays, the labels' (N, S) or
     concatenated array, and the masks of the sequences that invalid values spoil (lazy arrays)."""
 
@@ -149,8 +157,8 @@ class _Checked(NamedTuple):
     bad: list[Any]
 
 
-def _checked(name: str, log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, blank: int,
-             reduction: str, zero_infinity: bool) -> _Checked:
+def checked(name: str, log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, blank: int,
+             reduction: str, zero_infinity: bool) -> Checked:
     targets, input_lengths, target_lengths = (toolkit.beside(log_probs, x) for x in (targets, input_lengths, target_lengths))
     # Lengths may be sequences of ints, as torch.nn.functional.ctc_loss documents (NumPy's ints,
     # from list(array), included, as torch takes them).
@@ -217,10 +225,10 @@ def _checked(name: str, log_probs: Any, targets: Any, input_lengths: Any, target
                                f"labels in [0, {c}) other than blank={blank} (within target_lengths)")
     if flagged is not None:
         bad.append(xp.any(flagged, axis=1) if padded else xp.reshape(xp.any(flagged), (1,)))
-    return _Checked(xp, ints, labels, il, tl, padded, unbatched, bad)
+    return Checked(xp, ints, labels, il, tl, padded, unbatched, bad)
 
 
-def _read_labels(xp: Any, arg: _Checked, s_max: int, c: int, blank: int, dev: Any) -> Any:
+def _read_labels(xp: Any, arg: Checked, s_max: int, c: int, blank: int, dev: Any) -> Any:
     """The first ``s_max`` labels of each sequence, (N, s_max), padding (and, on lazy arrays,
     invalid labels) made blank, so that every gather stays in range."""
     labels, tl, ints, n = arg.targets, arg.tl, arg.ints, arg.tl.shape[0]
@@ -273,12 +281,12 @@ def _transitions(xp: Any, labels: Any, blank: int, ints: Any, dev: Any) -> tuple
 
 
 def ctc(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, blank: int, reduction: str,
-        zero_infinity: bool, over_frames: Callable[[Frame, Any, Any, Any], Any],
-        came_from: Predecessors) -> Any:
-    """:func:`ctc_loss`, with the loop over the frames, ``over_frames(step, alpha, emit, running)``,
-    and the sum over each state's three predecessors, ``came_from(xp, alpha, sources, barred)``
-    (:func:`gathered` or :func:`sliced`), given."""
-    arg = _checked("ctc_loss", log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity)
+        zero_infinity: bool, over_frames: Frames, came_from: Predecessors) -> Any:
+    """:func:`ctc_loss`, with the loop over the frames, ``over_frames(xp, came_from, alpha, emit,
+    running, sources, barred)`` (:func:`unrolled`, or a kernel's), and the sum over each state's
+    three predecessors, ``came_from(xp, alpha, sources, barred)`` (:func:`gathered` or
+    :func:`sliced`), given."""
+    arg = checked("ctc_loss", log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity)
     xp, tl = arg.xp, arg.tl
     t_max, n, c = log_probs.shape[0], tl.shape[0], log_probs.shape[-1]
     dev = toolkit.device(log_probs)
@@ -308,10 +316,7 @@ def ctc(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, b
     # Before the first frame: the empty prefix, at s = 0 with probability 1.
     alpha = xp.where(s_row == 0, 0.0, neg)
 
-    def step(alpha: Any, emit: Any, running: Any) -> Any:
-        return xp.where(running, came_from(xp, alpha, sources, barred) + emit, alpha)  # frozen after the input's length
-
-    alpha = over_frames(step, alpha, emit, running)
+    alpha = over_frames(xp, came_from, alpha, emit, running, sources, barred)
 
     # log p(y | x) = logaddexp(alpha[2S], alpha[2S - 1]) at the last frame.
     # Each picked by a mask summed over the states (the pick plus zeros, exactly), not a take: on
@@ -328,10 +333,17 @@ def ctc(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, b
     losses = losses + xp.where(xp.isfinite(e), e - _without_gradient(xp, e), 0.0)
     if zero_infinity:
         losses = xp.where(losses == math.inf, 0.0, losses)
+    return reduced(arg, losses, reduction, dtype)
+
+
+def reduced(arg: Checked, losses: Any, reduction: str, dtype: Any) -> Any:
+    """The sequences' ``losses`` (in the dtype computed in), NaN where ``arg``'s checks flagged
+    them, reduced as ``reduction`` says, in ``dtype``."""
+    xp = arg.xp
     for mask in arg.bad:
         losses = toolkit.poison(xp, losses, mask)
     if reduction == "mean":
-        out = xp.mean(losses / xp.astype(xp.clip(tl, 1, None), work))
+        out = xp.mean(losses / xp.astype(xp.clip(arg.tl, 1, None), losses.dtype))
     elif reduction == "sum":
         out = xp.sum(losses)
     else:
