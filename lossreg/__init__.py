@@ -219,7 +219,9 @@ def __getattr__(name: str) -> Any:
             return reg.loss_class(spec_.name)
         if name == spec_.name:
             return reg.loss_class(spec_.name)._dispatch
-    raise AttributeError(f"module 'lossreg' has no attribute {name!r}")
+    # A class name no loss has here (a pickled module of an in-process plugin, in a worker?): say why.
+    why = f" (no loss registered in this process has that class name. {registry.IN_PROCESS_ONLY})" if name[:1].isupper() else ""
+    raise AttributeError(f"module 'lossreg' has no attribute {name!r}{why}")
 
 
 def __dir__() -> list[str]:

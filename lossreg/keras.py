@@ -46,6 +46,7 @@ imported, so ``keras.models.load_model`` restores a model compiled with one.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -267,6 +268,15 @@ def _mean_rule(spec: LossSpec) -> Any:
 
 _classes: dict[str, type[KerasLoss]] = {}
 _lock = threading.Lock()
+
+
+def _forked() -> None:  # a lock held by another thread at a fork stays held in the child: a new one
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_forked)
 
 
 def loss_class(name: str) -> type[KerasLoss]:

@@ -126,16 +126,20 @@ def define_loss(
         @functools.wraps(function)
         def dispatch(*arrays: Any, **options: Any) -> Any:
             try:  # free unless something raises
-                if arrays and (_kernels_on.get() if _kernels_on.active else _kernels_on.default):
+                if arrays:
                     if _compiling():
-                        # Chosen afresh from the loaded tables: a read of the cache would make Dynamo
-                        # guard on it, and recompile whenever another loss or array type filled it.
-                        kernel = _registry.choose_kernel(loss_name, arrays[0])  # type: ignore[union-attr]
-                    else:
+                        # This thread's setting only (any thread's block changes the count), and the
+                        # kernel chosen afresh from the loaded tables: Dynamo guards on what it reads,
+                        # and would recompile whenever another thread or loss changed it.
+                        kernel = (_registry.choose_kernel(loss_name, arrays[0])  # type: ignore[union-attr]
+                                  if _kernels_on.here() else None)
+                    elif _kernels_on.get() if _kernels_on.active else _kernels_on.default:
                         reg = _registry or registry()
                         kernel = reg._kernel_cache.get((loss_name, type(arrays[0])), missing)
                         if kernel is missing:
                             kernel = reg.kernel_for(loss_name, arrays[0])
+                    else:
+                        kernel = None
                     if kernel is not None:
                         result = kernel(*arrays, **options)
                         if result is not NotImplemented:
@@ -350,6 +354,13 @@ def check_definition(function: Callable[..., Any], differentiable: Sequence[str]
                   f"not among its options", f"name some of {', '.join(option_names) or '(none)'}")
 
 
+def _same(value: Any, default: Any) -> bool:
+    """Whether an option's value is its default: by identity, or equal and of the same type (an
+    option read back from pickle or JSON is a copy; 1 and True, 0.0 and 0 are different options)."""
+    return value is default or (type(value) is type(default) and isinstance(value, (int, float, str, bool))
+                                and value == default)
+
+
 def _real(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
@@ -383,13 +394,16 @@ class Loss:
         # NumPy scalar numbers kept as Python ones: as the call takes them, and JSON for get_config.
         self.options = {**self.spec.options, **(_python_numbers(options) or options)}
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        # By name and options, not by the class object: class forms are made afresh by every
-        # reload (and register_plugin), so an object made before one still pickles after it.
-        return get, (self.spec.name,), {"options": self.options}
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # A class form by name and options, not by the class object: class forms are made afresh
+        # by every reload (and register_plugin), so an object made before one still pickles after
+        # it. A user's subclass of one is pickled by reference to it, as any class, with its attributes.
+        if type(self).__dict__.get("_made_by_lossreg"):
+            return _unpickled, (self.spec.name, self.spec.plugin), dict(self.__dict__)
+        return super().__reduce_ex__(protocol)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.options = state["options"]
+        self.__dict__.update(state)
 
     def __call__(self, *arrays: Any) -> Any:
         options = self.options
@@ -434,7 +448,7 @@ class Loss:
         return from_config(config)
 
     def __repr__(self) -> str:
-        changed = ", ".join(f"{k}={v!r}" for k, v in self.options.items() if v is not self.spec.options[k])
+        changed = ", ".join(f"{k}={v!r}" for k, v in self.options.items() if not _same(v, self.spec.options[k]))
         return f"{self.spec.class_name}({changed})"
 
     def __eq__(self, other: object) -> bool:
@@ -488,6 +502,9 @@ def _malformed(spec: LossSpec) -> str:
     return ""
 
 
+_CLASS_FORMS: dict[str, type[Loss]] = {}  # the last class form made per loss name, over registries
+
+
 def make_class(spec: LossSpec) -> type[Loss]:
     return type(spec.class_name, (Loss,), {
         "spec": spec,
@@ -495,6 +512,7 @@ def make_class(spec: LossSpec) -> type[Loss]:
         "__module__": "lossreg",
         "__qualname__": spec.class_name,
         "__doc__": inspect.getdoc(spec.function),
+        "_made_by_lossreg": True,
     })
 
 
@@ -786,10 +804,16 @@ class Registry:
         return "; ".join(related or broken)
 
     def loss_class(self, name: str) -> type[Loss]:
-        """The class form of the loss called ``name``, made once."""
+        """The class form of the loss called ``name``: the one made before, by this registry or an
+        earlier one, while its spec is unchanged (so that after a reload, objects made before are
+        still instances of ``lossreg.<ClassName>``)."""
         spec = self.lookup(name)
-        if spec.name not in self.classes:  # setdefault: racing threads all get the first class made
-            return self.classes.setdefault(spec.name, make_class(spec))
+        if spec.name not in self.classes:
+            made = _CLASS_FORMS.get(spec.name)
+            if made is None or made.spec != spec:
+                made = _CLASS_FORMS[spec.name] = make_class(spec)
+            made.spec = spec  # an equal spec, this registry's own
+            return self.classes.setdefault(spec.name, made)  # racing threads all get the first one
         return self.classes[spec.name]
 
     def kernel_for(self, loss: str, array: Any) -> Callable[..., Any] | None:
@@ -833,6 +857,17 @@ _lock = threading.RLock()  # reentrant, so that a plugin asking for the registry
 _building = False
 _registry: Registry | None = None
 _extra: list[tuple[str, Any]] = []
+
+
+def _forked() -> None:
+    """In the child of a fork: a lock held by another thread (loading plugins) at the fork would be
+    held there for ever, by a thread the child does not have; the child loads them itself."""
+    global _lock, _building
+    _lock, _building = threading.RLock(), False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
 
 
 def registry() -> Registry:
@@ -931,6 +966,21 @@ def spec(name: str) -> LossSpec:
 def get(name: str, **options: Any) -> Loss:
     """The class form of a loss, configured: ``get("mse", reduction="sum")(input, target)``."""
     return registry().loss_class(name)(**options)
+
+
+def _unpickled(name: str, plugin: str = "") -> Loss:
+    """A class form read back by pickle (see ``Loss.__reduce_ex__``), from this process's registry."""
+    try:
+        return registry().loss_class(name)()
+    except UnknownLossError as error:
+        raise UnknownLossError(f"a pickled loss '{name}' (of plugin '{plugin}') cannot be read back: {error}. "
+                               f"{IN_PROCESS_ONLY}") from None
+
+
+# Why a process may not know a loss that another one has (a spawned worker, say).
+IN_PROCESS_ONLY = ("A plugin registered in-process (lossreg.register_plugin) is known only in the process "
+                   "that registered it: register it in each new process too (in a DataLoader's worker_init_fn, "
+                   "a Pool's initializer), or install it as a package, whose entry point every process loads")
 
 
 def names() -> list[str]:

@@ -394,15 +394,20 @@ class Setting:
 
     def get(self) -> Any:
         if self.active:
-            stack = getattr(self._local, "stack", None)
-            if stack:
-                return stack[-1]
+            return self.here()
         return self.default
+
+    def here(self) -> Any:
+        """The value in force in this thread, read without ``active``: what traced code reads, as
+        Dynamo guards on what it reads, and ``active`` changes whenever any thread opens a block."""
+        stack = getattr(self._local, "stack", None)
+        return stack[-1][0] if stack else self.default
 
     @contextlib.contextmanager
     def override(self, value: Any) -> Iterator[None]:
         stack = self._local.__dict__.setdefault("stack", [])
-        stack.append(value)
+        entry = [value]  # its own entry, removed by identity: blocks may end out of order (a
+        stack.append(entry)  # generator closed, or an asyncio task left, inside another's block)
         with self._lock:
             self.active += 1
         try:
@@ -410,7 +415,10 @@ class Setting:
         finally:
             with self._lock:
                 self.active -= 1
-            stack.pop()
+            for i in range(len(stack) - 1, -1, -1):
+                if stack[i] is entry:
+                    del stack[i]
+                    break
 
 
 CHECK_MODES = ("auto", "sync", "poison")
@@ -536,13 +544,15 @@ def reads_values(x: Any) -> bool:
     False for :func:`traced` arrays; else by the mode: "sync" reads, "poison" does not, "auto"
     reads on the CPU only. Kernels use it to choose between a host check and an in-graph one.
     """
+    if compat.is_torch_array(x):  # the common case, on the hot path of the torch kernels: one device lookup
+        # Traced first: compiled code then reads no mode (Dynamo would guard on it).
+        if _torch_traced(sys.modules["torch"], x) or x.is_meta:
+            return False
+        mode = _check_mode.get() if _check_mode.active else _check_mode.default
+        return mode == "sync" or (mode == "auto" and x.is_cpu)
     mode = _check_mode.get() if _check_mode.active else _check_mode.default
     if mode == "poison":
         return False
-    if compat.is_torch_array(x):  # the common case, on the hot path of the torch kernels: one device lookup
-        if _torch_traced(sys.modules["torch"], x) or x.is_meta:
-            return False
-        return mode == "sync" or (mode == "auto" and x.is_cpu)
     if compat.is_jax_array(x):
         # array-api-compat calls every JAX array lazy (it may be a tracer). A concrete one is read
         # in "sync" mode only: "auto" leaves eager calls to the compiled kernels, which cannot.

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
 import threading
 from typing import Any, TypeGuard
 
@@ -33,7 +34,7 @@ from .errors import LossTypeError
 # torch.export calls: ``torch.export.load`` in another process needs them, and finds them once
 # this module is imported (otherwise they exist only after the kernel's first call).
 from .kernels import torch_lce as _torch_lce  # noqa: F401
-from .registry import Loss, LossSpec, registry
+from .registry import IN_PROCESS_ONLY, Loss, LossSpec, _same, registry
 from .registry import from_config as lossreg_from_config
 
 __all__ = ["LossModule", "LinearLossModule", "get", "from_config"]
@@ -202,10 +203,6 @@ def _is_size(k: object) -> TypeGuard[int]:
     return isinstance(k, int) and not isinstance(k, bool) and k >= 0
 
 
-def _same(a: Any, b: Any) -> bool:
-    return a is b or (type(a) is type(b) and isinstance(a, (int, float, str, bool)) and a == b)
-
-
 def _as_tensor(value: Any) -> torch.Tensor | None:
     """An array option as a buffer: tensors are kept as given (torch.nn does the same), others converted."""
     if value is None or isinstance(value, torch.Tensor):
@@ -258,6 +255,15 @@ _classes: dict[str, type[LossModule]] = {}
 # it can follow only to objects it can rebuild, which neither the form's closure nor a spec is.
 _FUNCTIONS: dict[str, Any] = {}
 _lock = threading.Lock()
+
+
+def _forked() -> None:  # a lock held by another thread at a fork stays held in the child: a new one
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_forked)
 
 
 def module_class(name: str) -> type[LossModule]:
@@ -319,7 +325,9 @@ def __getattr__(name: str) -> type[LossModule]:
         for spec in registry().specs.values():
             if name == spec.class_name:
                 return module_class(spec.name)
-    raise AttributeError(f"module 'lossreg.torch' has no attribute {name!r}")
+    # A class name no loss has here (a pickled module of an in-process plugin, in a worker?): say why.
+    why = f" (no loss registered in this process has that class name. {IN_PROCESS_ONLY})" if name[:1].isupper() else ""
+    raise AttributeError(f"module 'lossreg.torch' has no attribute {name!r}{why}")
 
 
 def __dir__() -> list[str]:

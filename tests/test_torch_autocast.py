@@ -74,3 +74,23 @@ def test_outside_autocast_half_precision_stays_half():
     x, t = torch.randn(4, 5).bfloat16(), torch.randint(0, 5, (4,))
     assert lossreg.cross_entropy(x, t).dtype == torch.bfloat16
     assert lossreg.huber_loss(x, x.flip(0)).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("loss", ["mse_loss", "l1_loss", "huber_loss"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_a_weighted_regression_loss_under_autocast_is_torchs_too(loss, reduction, dtype):
+    """torch composes weighted MSE and L1 of ordinary operations, which CPU autocast runs in the
+    half dtype (its weighted Huber is the autocast-listed operator times the weights: float32)."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(5, 4, generator=g, dtype=dtype).requires_grad_()
+    t, w = torch.randn(5, 4, generator=g, dtype=dtype), torch.rand(5, 4, generator=g, dtype=dtype) + 0.5
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        want = getattr(F, loss)(x, t, weight=w, reduction=reduction)
+        got = getattr(lossreg, loss)(x, t, weight=w, reduction=reduction)
+        module = getattr(LT, lossreg.spec(loss).class_name)(weight=w, reduction=reduction)(x, t)
+    for out in (got, module):
+        assert out.dtype == want.dtype
+        torch.testing.assert_close(out, want)
+        torch.testing.assert_close(torch.autograd.grad(out.sum(), x)[0],
+                                   torch.autograd.grad(want.sum(), x, retain_graph=True)[0])

@@ -238,21 +238,9 @@ def test_get_config_equals_the_class_forms_and_rebuilds_the_module() -> None:
         assert type(rebuilt) is type(module) and rebuilt.get_config() == config
 
 
-@pytest.fixture
-def segmentation_plugin():
-    """The real lossreg-segmentation package, registered in this process as its entry point would."""
-    sys.path.insert(0, str(ROOT / "plugins" / "lossreg-segmentation" / "src"))
-    import lossreg_segmentation
-
-    lossreg.register_plugin(lossreg_segmentation, "segmentation")
-    try:
-        yield
-    finally:
-        lossreg.unregister_plugin("segmentation")
-        sys.path.remove(str(ROOT / "plugins" / "lossreg-segmentation" / "src"))
-
-
-def test_plugins_losses_are_modules_too(segmentation_plugin) -> None:
+def test_plugins_losses_are_modules_too(segmentation) -> None:
+    """The real lossreg-segmentation package (conftest's fixture: registered as its entry point
+    would, unless another module's tests already did)."""
     assert "FocalLoss" in dir(lt) and "DiceLoss" in dir(lt)
     focal = lt.FocalLoss(weight=W3, gamma=0.0).double()  # gamma = 0: exactly weighted cross-entropy
     assert focal.weight.dtype == torch.float64 and focal.gamma == 0.0

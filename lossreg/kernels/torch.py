@@ -137,16 +137,32 @@ def _pointwise(aten: Any, functional: Any, input: Any, target: Any, reduction: s
 
 def mse_loss(input: Any, target: Any, /, *, reduction: str = "mean", weight: Any = None) -> Any:
     """torch's own, without ``weight`` (``F.mse_loss`` computes a weighted one op by op, as the
-    portable definition does)."""
-    if weight is not None or not _pair(input, target, reduction):
+    portable definition does, but for autocast: see :func:`_composed_under_autocast`)."""
+    if weight is not None:
+        return _composed_under_autocast(F.mse_loss, input, target, reduction, weight)
+    if not _pair(input, target, reduction):
         return NotImplemented
     return _pointwise(_nn.mse_loss, F.mse_loss, input, target, reduction)
 
 
 def l1_loss(input: Any, target: Any, /, *, reduction: str = "mean", weight: Any = None) -> Any:
-    if weight is not None or not _pair(input, target, reduction):
+    if weight is not None:
+        return _composed_under_autocast(F.l1_loss, input, target, reduction, weight)
+    if not _pair(input, target, reduction):
         return NotImplemented
     return _pointwise(_nn.l1_loss, F.l1_loss, input, target, reduction)
+
+
+def _composed_under_autocast(functional: Any, input: Any, target: Any, reduction: str, weight: Any) -> Any:
+    """A weighted MSE or L1 loss inside ``torch.autocast``: ``functional`` itself, which composes it
+    of ordinary operations (not the autocast-listed ``mse_loss``, ``l1_loss``), each of which
+    autocast then runs as it does (the CPU keeps the half dtype; CUDA runs ``pow`` and ``sum`` in
+    float32). Outside autocast, or with arguments torch would refuse, the portable definition."""
+    if not (_pair(input, target, reduction) and isinstance(weight, Tensor) and weight.dtype is input.dtype
+            and weight.shape == input.shape and weight.device == input.device
+            and _autocasting(input.device.type)):
+        return NotImplemented
+    return functional(input, target, reduction=reduction, weight=weight)
 
 
 def _threshold(value: Any) -> bool:
@@ -447,9 +463,13 @@ def _as_autocast_runs_it(loss: str, kernel: Any) -> Any:
     portable = getattr(catalogue, loss).portable
     run = kernel or portable
 
+    # Weighted MSE and L1: torch composes them of other operations, which autocast runs as it does.
+    composed = loss in ("mse_loss", "l1_loss")
+
     def autocast_aware(*arrays: Any, **options: Any) -> Any:
         x = arrays[0]
-        if isinstance(x, Tensor) and x.dtype in _HALF and _autocasting(x.device.type):
+        if (isinstance(x, Tensor) and x.dtype in _HALF and _autocasting(x.device.type)
+                and not (composed and options.get("weight") is not None)):
             arrays = tuple(_to_float32(a) for a in arrays)
             options = {k: _to_float32(v) for k, v in options.items()}
             with torch.autocast(x.device.type, enabled=False):
