@@ -38,7 +38,8 @@ everything is masked), as Keras's own losses do.
 Losses of more than two arrays take dicts keyed by the argument names:
 ``GaussianNLLLoss()({"target": y}, {"input": mu, "var": var})``; a bare ``y_pred`` is the first
 argument (``input``) and a bare ``y_true`` the ``target`` (else the second argument). Class-index targets keep their
-integer dtype (Keras would cast them to floats); floating ``y_true`` is cast to ``y_pred``'s dtype.
+integer dtype (Keras would cast them to floats); floating ``y_true`` is cast to ``y_pred``'s dtype, and
+so is an integer one where the loss takes floats (BCE's 0/1 labels, say), as Keras's own losses cast it.
 
 Classes are registered with ``keras.saving`` as ``"lossreg>ClassName"`` when this module is
 imported, so ``keras.models.load_model`` restores a model compiled with one.
@@ -52,8 +53,9 @@ from typing import Any
 
 import keras
 
-from .errors import LossValueError, UnsupportedError
+from .errors import LossTypeError, LossValueError, UnsupportedError
 from .registry import LossSpec, registry
+from .toolkit import FLOATING
 from .registry import from_config as lossreg_from_config
 
 __all__ = ["KerasLoss", "get", "from_config", "SUPPORTED_BACKENDS"]
@@ -87,6 +89,19 @@ class KerasLoss(keras.losses.Loss):
         mask = None if first is None else _keras_mask(first)
         arrays = self._arrays(y_true, y_pred)
         options = self._options(arrays[0])
+        try:
+            return self._compute(arrays, options, sample_weight, mask)
+        except LossTypeError as error:
+            # Integer labels where the loss takes floats (BCE's 0/1, a regression's whole numbers):
+            # Keras's own losses cast y_true to y_pred's dtype, and so does this one from now on.
+            index = self.spec.inputs.index(error.argument) if error.argument in self.spec.inputs else 0
+            if not (index and error.expected == FLOATING and _integer(arrays[index])):
+                raise
+            _FLOAT_LABELS.setdefault(self.spec.name, set()).add(error.argument)
+            arrays[index] = keras.ops.cast(arrays[index], arrays[0].dtype)
+            return self._compute(arrays, options, sample_weight, mask)
+
+    def _compute(self, arrays: list[Any], options: dict[str, Any], sample_weight: Any, mask: Any) -> Any:
         function = self.lossreg._dispatch
         if sample_weight is None and mask is None:
             return function(*arrays, **options)
@@ -110,9 +125,10 @@ class KerasLoss(keras.losses.Loss):
                                  ", ".join(sorted(given)) or "nothing")
         first = keras.ops.convert_to_tensor(given[names[0]], dtype=self.dtype)
         arrays = [first]
+        floating = _FLOAT_LABELS.get(self.spec.name, ())
         for name in names[1:]:
             x = keras.ops.convert_to_tensor(given[name])
-            if "float" in keras.backend.standardize_dtype(x.dtype):  # integer targets stay integers
+            if not _integer(x) or name in floating:  # class indices stay integers
                 x = keras.ops.cast(x, first.dtype)
             arrays.append(x)
         return arrays
@@ -178,6 +194,16 @@ class KerasLoss(keras.losses.Loss):
 
     def __repr__(self) -> str:
         return f"lossreg.keras.{self.lossreg!r}"
+
+
+# Arguments found to take floats only (by the lossreg error an integer one raised), per loss:
+# Keras's integer labels for them are cast to y_pred's dtype.
+_FLOAT_LABELS: dict[str, set[str]] = {}
+
+
+def _integer(x: Any) -> bool:
+    dtype = keras.backend.standardize_dtype(x.dtype)
+    return "int" in dtype or dtype == "bool"
 
 
 def _plain(value: Any) -> Any:

@@ -290,10 +290,13 @@ def check_reduction(loss: str, reduction: Any, allowed: tuple[str, ...] = REDUCT
         raise LossValueError(loss, "reduction", "one of " + ", ".join(map(repr, allowed)), repr(reduction))
 
 
+FLOATING = "a real floating-point array"  # what check_floating's error expects (lossreg.keras reads it)
+
+
 def check_floating(loss: str, name: str, x: Any, xp: Any) -> None:
     """``x`` has a real floating dtype."""
     if not xp.isdtype(x.dtype, "real floating"):
-        raise LossTypeError(loss, name, "a real floating-point array", describe(x))
+        raise LossTypeError(loss, name, FLOATING, describe(x))
 
 
 def check_integer(loss: str, name: str, x: Any, xp: Any, what: str = "an integer array") -> None:

@@ -7,8 +7,8 @@ multi-output dicts and lists with loss_weights and lossreg metrics, jit_compile 
 steps_per_execution, mixed_float16/mixed_bfloat16, int32/int64/uint8 and (N, 1) labels, uint8 label
 maps with ignore_index=255 into LinearCrossEntropyLoss, Keras-style reductions refused with sample
 weights too, a fully masked batch and a batch of zero sample weights giving 0 (not NaN) in fit, config round trips of every loss, MSE
-and L1 with per-element weights and sample weights,
-a saved model loaded in a fresh interpreter, and (JAX) keras.distribution.DataParallel on 4 CPU devices.
+and L1 with per-element weights and sample weights, integer labels of BCE, regression and Poisson
+losses cast as Keras casts them, a saved model loaded in a fresh interpreter, and (JAX) keras.distribution.DataParallel on 4 CPU devices.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ CHECKS = ["check_compile_by_object_and_by_class", "check_get_takes_keras_name_an
           "check_reduction_is_checked_with_sample_weight_and_mask", "check_fully_masked_batch_is_zero_not_nan",
           "check_dict_arguments_name_what_is_missing", "check_config_round_trips_for_every_loss",
           "check_element_weights_of_mse_and_l1_with_sample_weights", "check_zero_sample_weight_batch_is_zero_not_nan",
+          "check_integer_labels_of_losses_that_take_floats_are_cast_as_keras_casts_them",
           "check_saved_model_loads_in_a_fresh_process"]
 
 
