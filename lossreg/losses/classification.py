@@ -10,14 +10,15 @@ from ..errors import LossValueError
 from ..registry import define_loss
 
 
-# What torch's NLLLoss and CrossEntropyLoss say of a target that is not an integer array.
-_TARGET = "integer class indices (or, for cross_entropy, probabilities of the input's shape)"
+# What CrossEntropyLoss says of a target that is neither an integer array nor probabilities.
+_CE_TARGET = "integer class indices or probabilities of the input's shape"
 
 
 def _class_inputs(loss: str, input: Any, target: Any, weight: Any, ignore_index: Any,
                   reduction: str) -> toolkit.ClassInputs:
+    expected = _CE_TARGET if loss == "cross_entropy" else "integer class indices"
     return toolkit.class_inputs(loss, input, target, weight=weight, ignore_index=ignore_index,
-                                reduction=reduction, target_expected=_TARGET)
+                                reduction=reduction, target_expected=expected)
 
 
 @define_loss(
