@@ -25,7 +25,7 @@ per-element ``weight``, Σ sᵢ·weight[yᵢ] over the non-ignored
 targets for the losses of class-index targets with ``ignore_index`` (cross_entropy, nll_loss, and
 plugins' losses such as focal_loss or poly1_cross_entropy), and for ctc_loss each sequence's
 loss is divided by its target length first. Where those weights sum to 0 (a batch whose sample
-weights are all 0, or whose targets are all ignored) that mean is 0, as Keras's own losses give,
+weights are all 0, or whose targets are all ignored, with or without sample weights) that mean is 0, as Keras's own losses give,
 not torch's 0 / 0 = NaN, which in ``fit`` would turn the model's weights to NaN. Otherwise, with
 all sample weights 1, the value is torch.nn's.
 A plugin loss whose "mean" is none of these gets the plain weighted mean (``sample_weight=None``
@@ -39,7 +39,8 @@ Losses of more than two arrays take dicts keyed by the argument names:
 ``GaussianNLLLoss()({"target": y}, {"input": mu, "var": var})``; a bare ``y_pred`` is the first
 argument (``input``) and a bare ``y_true`` the ``target`` (else the second argument). Class-index targets keep their
 integer dtype (Keras would cast them to floats); floating ``y_true`` is cast to ``y_pred``'s dtype, and
-so is an integer one where the loss takes floats (BCE's 0/1 labels, say), as Keras's own losses cast it.
+so is an integer one where the loss takes floats (BCE's 0/1 labels, say), as Keras's own losses cast it,
+and one-hot rows of a class-index loss stored as integers or booleans (probabilities then).
 
 Classes are registered with ``keras.saving`` as ``"lossreg>ClassName"`` when this module is
 imported, so ``keras.models.load_model`` restores a model compiled with one.
@@ -103,9 +104,17 @@ class KerasLoss(keras.losses.Loss):
 
     def _compute(self, arrays: list[Any], options: dict[str, Any], sample_weight: Any, mask: Any) -> Any:
         function = self.lossreg._dispatch
-        if sample_weight is None and mask is None:
-            return function(*arrays, **options)
-        return self._weighted(function, arrays, options, sample_weight, mask)
+        if sample_weight is not None or mask is not None:
+            return self._weighted(function, arrays, options, sample_weight, mask)
+        out = function(*arrays, **options)
+        rule = _mean_rule(self.spec) if options["reduction"] == "mean" else None
+        kind, d = rule(arrays, options, None) if rule else ("count", None)
+        if kind != "count" or d is None:
+            return out
+        # A mean over nothing (every target ignored, or of class weight 0): 0, as Keras's own losses
+        # give and the weighted path does, not torch's 0 / 0 = NaN (which stops fit's TerminateOnNaN).
+        # torch.nn's value otherwise, exactly.
+        return keras.ops.where(keras.ops.sum(d) == 0, keras.ops.zeros_like(out), out)
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
         return self(y_true, y_pred)
@@ -128,10 +137,18 @@ class KerasLoss(keras.losses.Loss):
         floating = _FLOAT_LABELS.get(self.spec.name, ())
         for name in names[1:]:
             x = keras.ops.convert_to_tensor(given[name])
-            if not _integer(x) or name in floating:  # class indices stay integers
-                x = keras.ops.cast(x, first.dtype)
+            if not _integer(x) or name in floating or (name == truth and self._one_hot(x, first)):
+                x = keras.ops.cast(x, first.dtype)  # class indices stay integers
             arrays.append(x)
         return arrays
+
+    def _one_hot(self, target: Any, scores: Any) -> bool:
+        """Integer or boolean labels of a class-index loss with the scores' own shape (N, C, ...):
+        one-hot (or multi-hot) rows, e.g. from ``pandas.get_dummies``, which are probabilities, as
+        Keras's CategoricalCrossentropy reads them (class indices have no class axis). A class
+        axis of 1 is left alone: there (N, 1) are Keras's sparse labels."""
+        return ("ignore_index" in self.spec.options and target.ndim == scores.ndim >= 2
+                and tuple(target.shape) == tuple(scores.shape) and scores.shape[1] != 1)
 
     def _options(self, like: Any) -> dict[str, Any]:
         options = dict(self.lossreg.options)
@@ -234,6 +251,13 @@ def _size(values: Any) -> Any:
     return n
 
 
+# A mean rule, (arrays, options, values) -> (kind, d), is given the unreduced values where the
+# loss was weighted, and None where it was computed reduced (the unweighted call): d's dtype is
+# then the scores'.
+def _dtype(arrays: list[Any], values: Any) -> Any:
+    return arrays[0].dtype if values is None else values.dtype
+
+
 def _class_weights(arrays: list[Any], options: dict[str, Any], values: Any) -> tuple[str, Any]:
     """Per target, what cross-entropy's and NLL's mean divides by: weight[y], 0 where y is ignored."""
     x, target = arrays[0], arrays[1]
@@ -247,7 +271,7 @@ def _class_weights(arrays: list[Any], options: dict[str, Any], values: Any) -> t
 
 def _target_lengths(arrays: list[Any], options: dict[str, Any], values: Any) -> tuple[str, Any]:
     """ctc_loss's mean divides each sequence's loss by its target length (at least 1), then averages."""
-    lengths = keras.ops.cast(keras.ops.convert_to_tensor(arrays[3]), values.dtype)
+    lengths = keras.ops.cast(keras.ops.convert_to_tensor(arrays[3]), _dtype(arrays, values))
     return "divide", keras.ops.maximum(lengths, 1)
 
 
@@ -260,19 +284,20 @@ def _token_weights(arrays: list[Any], options: dict[str, Any], values: Any) -> t
     if "int" not in keras.backend.standardize_dtype(target.dtype):
         return "count", None
     ignore = -100 if options["ignore_index"] is None else options["ignore_index"]
-    target = ops.reshape(target, values.shape)  # the (N, 1) labels the chunked form reads as (N,)
+    target = ops.reshape(target, (-1,))  # the (N, 1) labels the chunked form reads as (N,)
     active = ops.not_equal(target, ignore)
-    kept = ops.cast(active, values.dtype)
+    dtype = _dtype(arrays, values)
+    kept = ops.cast(active, dtype)
     if options["weight"] is None:
         return "count", kept
-    return "count", ops.take(ops.cast(options["weight"], values.dtype), ops.where(active, target, 0)) * kept
+    return "count", ops.take(ops.cast(options["weight"], dtype), ops.where(active, target, 0)) * kept
 
 
 def _element_weights(arrays: list[Any], options: dict[str, Any], values: Any) -> tuple[str, Any]:
     """mse_loss's and l1_loss's mean with their per-element ``weight``: divided by the weights."""
     if options.get("weight") is None:
         return "count", None
-    return "count", keras.ops.cast(keras.ops.convert_to_tensor(options["weight"]), values.dtype)
+    return "count", keras.ops.cast(keras.ops.convert_to_tensor(options["weight"]), _dtype(arrays, values))
 
 
 _MEAN_DENOMINATORS = {"ctc_loss": _target_lengths, "linear_cross_entropy": _token_weights,

@@ -8,7 +8,8 @@ steps_per_execution, mixed_float16/mixed_bfloat16, int32/int64/uint8 and (N, 1) 
 maps with ignore_index=255 into LinearCrossEntropyLoss, Keras-style reductions refused with sample
 weights too, a fully masked batch and a batch of zero sample weights giving 0 (not NaN) in fit, config round trips of every loss, MSE
 and L1 with per-element weights and sample weights, integer labels of BCE, regression and Poisson
-losses cast as Keras casts them, a saved model loaded in a fresh interpreter, and (JAX) keras.distribution.DataParallel on 4 CPU devices.
+losses cast as Keras casts them, a batch of ignored targets 0 without weights too, one-hot rows
+stored as integers or booleans, a saved model loaded in a fresh interpreter, and (JAX) keras.distribution.DataParallel on 4 CPU devices.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ CHECKS = ["check_compile_by_object_and_by_class", "check_get_takes_keras_name_an
           "check_dict_arguments_name_what_is_missing", "check_config_round_trips_for_every_loss",
           "check_element_weights_of_mse_and_l1_with_sample_weights", "check_zero_sample_weight_batch_is_zero_not_nan",
           "check_integer_labels_of_losses_that_take_floats_are_cast_as_keras_casts_them",
+          "check_a_batch_of_ignored_targets_is_zero_without_weights_too",
+          "check_one_hot_labels_as_integers_or_booleans_are_probabilities",
           "check_saved_model_loads_in_a_fresh_process"]
 
 
