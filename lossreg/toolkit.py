@@ -163,7 +163,8 @@ def _check_dask(loss: str, present: dict[str, Any]) -> None:
     for name, x in present.items():
         if any(math.isnan(s) for s in x.shape):
             raise LossValueError(loss, name, "an array of known shape (on a Dask array with unknown chunk sizes, "
-                                 "call .compute_chunk_sizes() first)", f"shape {tuple(x.shape)}")
+                                 "call .compute_chunk_sizes() first, then .rechunk(x.chunksize) to drop the empty "
+                                 "chunks, on which some of Dask's reductions fail)", f"shape {tuple(x.shape)}")
         if _is_masked(getattr(x, "_meta", None)):
             raise LossTypeError(loss, name, "a plain array, not a Dask array of NumPy masked chunks (their sums "
                                 "skip masked entries while a mean's count keeps them): pass da.ma.filled(x, value), "

@@ -226,6 +226,27 @@ def test_the_dask_kernel_agrees_with_the_portable_definition_to_the_last_nan(lay
                 np.testing.assert_allclose(got, want, rtol=1e-12 if dtype == "float64" else 1e-3)
 
 
+def test_the_dask_kernel_takes_empty_batch_chunks_as_boolean_indexing_leaves_them():
+    """Sequences filtered by a mask, then ``compute_chunk_sizes()``: batch chunks (3, 0, 3)."""
+    da = pytest.importorskip("dask.array")
+    inputs, blank = _problem(5, "padded")
+    keep = da.from_array((np.arange(9) < 3) | (np.arange(9) >= 6), chunks=3)  # the middle chunk goes
+
+    def filtered(x: np.ndarray, axis: int):
+        nine = np.take(x, np.arange(9) % x.shape[axis], axis=axis)  # nine sequences, in chunks of 3
+        out = da.from_array(nine, chunks={axis: 3})[(slice(None),) * axis + (keep,)]
+        out.compute_chunk_sizes()
+        return out
+
+    arrays = [filtered(inputs["log_probs"], 1)] + [filtered(v, 0) for k, v in inputs.items() if k != "log_probs"]
+    assert arrays[0].chunks[1] == (3, 0, 3)
+    for reduction in REDUCTIONS:
+        got = lossreg.ctc_loss(*arrays, blank=blank, reduction=reduction, zero_infinity=True).compute()
+        want = F.ctc_loss(*(torch.from_numpy(np.asarray(a)) for a in arrays), blank=blank, reduction=reduction,
+                          zero_infinity=True)
+        np.testing.assert_allclose(got, want.numpy(), rtol=1e-10)
+
+
 def test_the_dask_kernel_raises_bad_arguments_at_the_call():
     pytest.importorskip("dask.array")
     import dask

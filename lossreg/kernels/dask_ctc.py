@@ -29,6 +29,8 @@ from ..losses import sequence
 
 def _chunk_losses(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, *, blank: int,
                   zero_infinity: bool) -> Any:
+    if log_probs.shape[1] == 0:  # an empty chunk (boolean indexing leaves them): no sequences, no losses
+        return array_api_compat.array_namespace(log_probs).zeros((0,), dtype=log_probs.dtype)
     with toolkit.value_checks("poison"):  # a lazy array's invalid values: NaN, not an error at compute
         return sequence.ctc(log_probs, targets, input_lengths, target_lengths, blank, "none", zero_infinity,
                             sequence.unrolled, sequence.gathered)
