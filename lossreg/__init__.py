@@ -214,14 +214,9 @@ def __getattr__(name: str) -> Any:
     if name in _SUBMODULES or name.startswith("__"):  # an import in progress asks for these first
         raise AttributeError(f"module 'lossreg' has no attribute {name!r}")
     reg = registry.registry()
-    for spec_ in reg.specs.values():
-        if name == spec_.class_name:
-            return reg.loss_class(spec_.name)
-        if name == spec_.name:
-            return reg.loss_class(spec_.name)._dispatch
-    # A class name no loss has here (a pickled module of an in-process plugin, in a worker?): say why.
-    why = f" (no loss registered in this process has that class name. {registry.IN_PROCESS_ONLY})" if name[:1].isupper() else ""
-    raise AttributeError(f"module 'lossreg' has no attribute {name!r}{why}")
+    if name in reg.specs:
+        return reg.loss_class(name)._dispatch
+    return reg.loss_class(registry.by_class_name("lossreg", name).name)
 
 
 def __dir__() -> list[str]:

@@ -55,7 +55,7 @@ from typing import Any
 import keras
 
 from .errors import LossTypeError, LossValueError, UnsupportedError
-from .registry import LossSpec, registry
+from .registry import LossSpec, by_class_name, registry
 from .toolkit import FLOATING
 from .registry import from_config as lossreg_from_config
 
@@ -258,15 +258,31 @@ def _dtype(arrays: list[Any], values: Any) -> Any:
     return arrays[0].dtype if values is None else values.dtype
 
 
+def _per_target(target: Any, options: dict[str, Any], dtype: Any, classes: int) -> tuple[str, Any]:
+    """weight[y] per target (1 without class weights), 0 where y is ignored: what a class-index
+    mean divides by, taken from the targets alone (O(N), not an N×C pass). A target out of
+    [0, classes) counts 1, where its own loss is already NaN or an error; and no take reads out
+    of range, which torch's take would raise at (a device assert on CUDA)."""
+    ops = keras.ops
+    ignore = options["ignore_index"]
+    kept = ops.ones_like(target, dtype="bool") if ignore is None else ops.not_equal(target, ignore)
+    if options.get("weight") is None:
+        return "count", ops.cast(kept, dtype)
+    inside = ops.logical_and(ops.greater_equal(target, 0), ops.less(target, classes))
+    weight = ops.take(ops.cast(options["weight"], dtype), ops.where(inside, target, 0))
+    return "count", ops.where(kept, ops.where(inside, weight, 1), 0)
+
+
 def _class_weights(arrays: list[Any], options: dict[str, Any], values: Any) -> tuple[str, Any]:
-    """Per target, what cross-entropy's and NLL's mean divides by: weight[y], 0 where y is ignored."""
+    """cross-entropy's and NLL's mean (and that of plugins' class-index losses): per target
+    weight[y], 0 where y is ignored; the plain mean for probability targets. Classes on axis 1
+    (axis 0 unbatched); the document's (N, 1) labels read as (N,)."""
     x, target = arrays[0], arrays[1]
     if "int" not in keras.backend.standardize_dtype(target.dtype):
-        return "count", None  # probability targets: the plain mean over the samples
-    nll_loss = registry().loss_class("nll_loss")._dispatch
-    ones = -keras.ops.ones_like(x)  # nll of log-probabilities -1 is exactly weight[y] (0 if ignored)
-    return "count", nll_loss(ones, target, weight=options.get("weight"), ignore_index=options["ignore_index"],
-                             reduction="none")
+        return "count", None
+    batched = x.ndim > 1
+    target = keras.ops.reshape(target, (-1, *x.shape[2:]) if batched else ())
+    return _per_target(target, options, _dtype(arrays, values), x.shape[1] if batched else x.shape[0])
 
 
 def _target_lengths(arrays: list[Any], options: dict[str, Any], values: Any) -> tuple[str, Any]:
@@ -276,21 +292,13 @@ def _target_lengths(arrays: list[Any], options: dict[str, Any], values: Any) -> 
 
 
 def _token_weights(arrays: list[Any], options: dict[str, Any], values: Any) -> tuple[str, Any]:
-    """linear_cross_entropy's mean, as cross-entropy's: weight[y] per token (1 without class
-    weights), 0 where y is ignored; the plain mean for probability targets. Taken from the
-    targets, not through nll_loss as :func:`_class_weights` does: that needs an N×C array, the
-    logits this loss never makes."""
-    ops, target = keras.ops, arrays[2]
+    """linear_cross_entropy's mean, as cross-entropy's, over the vocabulary of the lm head
+    (V, H): the tokens' class weights, never the logits this loss does not make."""
+    target = arrays[2]
     if "int" not in keras.backend.standardize_dtype(target.dtype):
         return "count", None
-    ignore = -100 if options["ignore_index"] is None else options["ignore_index"]
-    target = ops.reshape(target, (-1,))  # the (N, 1) labels the chunked form reads as (N,)
-    active = ops.not_equal(target, ignore)
-    dtype = _dtype(arrays, values)
-    kept = ops.cast(active, dtype)
-    if options["weight"] is None:
-        return "count", kept
-    return "count", ops.take(ops.cast(options["weight"], dtype), ops.where(active, target, 0)) * kept
+    options = {**options, "ignore_index": -100 if options["ignore_index"] is None else options["ignore_index"]}
+    return _per_target(keras.ops.reshape(target, (-1,)), options, _dtype(arrays, values), arrays[1].shape[0])
 
 
 def _element_weights(arrays: list[Any], options: dict[str, Any], values: Any) -> tuple[str, Any]:
@@ -360,11 +368,7 @@ def from_config(config: dict[str, Any]) -> KerasLoss:
 
 def __getattr__(name: str) -> type[KerasLoss]:
     """``lossreg.keras.MSELoss``: the Keras class of each registered loss, by its class name."""
-    if not name.startswith("__"):
-        for spec in registry().specs.values():
-            if name == spec.class_name:
-                return loss_class(spec.name)
-    raise AttributeError(f"module 'lossreg.keras' has no attribute {name!r}")
+    return loss_class(by_class_name("lossreg.keras", name).name)
 
 
 def __dir__() -> list[str]:

@@ -983,6 +983,19 @@ IN_PROCESS_ONLY = ("A plugin registered in-process (lossreg.register_plugin) is 
                    "a Pool's initializer), or install it as a package, whose entry point every process loads")
 
 
+def by_class_name(module: str, name: str) -> LossSpec:
+    """The spec of the loss whose class form is named ``name``, for a module's ``__getattr__``
+    (``lossreg.MSELoss``, ``lossreg.torch.MSELoss``, ``lossreg.keras.MSELoss``); else module's
+    AttributeError, saying why a class name may be unknown here (a pickled class form of an
+    in-process plugin, read back in a worker)."""
+    if not name.startswith("__"):
+        for spec_ in registry().specs.values():
+            if name == spec_.class_name:
+                return spec_
+    why = f" (no loss registered in this process has that class name. {IN_PROCESS_ONLY})" if name[:1].isupper() else ""
+    raise AttributeError(f"module {module!r} has no attribute {name!r}{why}")
+
+
 def names() -> list[str]:
     """The canonical names of every registered loss, sorted."""
     return sorted(registry().specs)

@@ -34,7 +34,7 @@ from .errors import LossTypeError
 # torch.export calls: ``torch.export.load`` in another process needs them, and finds them once
 # this module is imported (otherwise they exist only after the kernel's first call).
 from .kernels import torch_lce as _torch_lce  # noqa: F401
-from .registry import IN_PROCESS_ONLY, Loss, LossSpec, _same, registry
+from .registry import Loss, LossSpec, _same, by_class_name, registry
 from .registry import from_config as lossreg_from_config
 
 __all__ = ["LossModule", "LinearLossModule", "get", "from_config"]
@@ -321,13 +321,7 @@ def from_config(config: dict[str, Any]) -> LossModule:
 
 def __getattr__(name: str) -> type[LossModule]:
     """``lossreg.torch.MSELoss``: the module class of each registered loss, by its class name."""
-    if not name.startswith("__"):
-        for spec in registry().specs.values():
-            if name == spec.class_name:
-                return module_class(spec.name)
-    # A class name no loss has here (a pickled module of an in-process plugin, in a worker?): say why.
-    why = f" (no loss registered in this process has that class name. {IN_PROCESS_ONLY})" if name[:1].isupper() else ""
-    raise AttributeError(f"module 'lossreg.torch' has no attribute {name!r}{why}")
+    return module_class(by_class_name("lossreg.torch", name).name)
 
 
 def __dir__() -> list[str]:

@@ -34,6 +34,7 @@ CHECKS = ["check_compile_by_object_and_by_class", "check_get_takes_keras_name_an
           "check_integer_labels_of_losses_that_take_floats_are_cast_as_keras_casts_them",
           "check_a_batch_of_ignored_targets_is_zero_without_weights_too",
           "check_one_hot_labels_as_integers_or_booleans_are_probabilities",
+          "check_class_weighted_means_over_label_maps_and_out_of_range_targets",
           "check_saved_model_loads_in_a_fresh_process"]
 
 

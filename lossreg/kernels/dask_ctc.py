@@ -57,11 +57,11 @@ def _frames_per_chunk(xp: Any, came_from: sequence.Predecessors, alpha: Any, emi
 
 def ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, /, *, blank: int = 0,
              reduction: str = "mean", zero_infinity: bool = False) -> Any:
-    arg = sequence.checked("ctc_loss", log_probs, targets, input_lengths, target_lengths, blank, reduction,
-                           zero_infinity)
-    if not arg.padded:
+    if log_probs.ndim == 3 and getattr(targets, "ndim", None) == 1:  # concatenated; ctc checks the arguments
         return sequence.ctc(log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity,
                             _frames_per_chunk, sequence.gathered)
+    arg = sequence.checked("ctc_loss", log_probs, targets, input_lengths, target_lengths, blank, reduction,
+                           zero_infinity)
     xp, n = arg.xp, arg.tl.shape[0]
     work = toolkit.compute_dtype(xp, log_probs.dtype)
     lp = xp.reshape(toolkit.as_dtype(xp, log_probs, work), (log_probs.shape[0], n, log_probs.shape[-1]))
