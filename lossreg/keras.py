@@ -54,7 +54,7 @@ from typing import Any
 
 import keras
 
-from .errors import LossTypeError, LossValueError, UnsupportedError
+from .errors import LossError, LossTypeError, LossValueError, UnsupportedError
 from .registry import LossSpec, by_class_name, registry
 from .toolkit import FLOATING
 from .registry import from_config as lossreg_from_config
@@ -88,38 +88,57 @@ class KerasLoss(keras.losses.Loss):
         # .get: a dict without the first argument is _arrays' LossValueError naming the arrays, not a KeyError
         first = y_pred.get(self.spec.inputs[0]) if isinstance(y_pred, dict) else y_pred
         mask = None if first is None else _keras_mask(first)
-        arrays = self._arrays(y_true, y_pred)
+        arrays, hot = self._arrays(y_true, y_pred)
         options = self._options(arrays[0])
-        try:
-            return self._compute(arrays, options, sample_weight, mask)
-        except LossTypeError as error:
-            # Integer labels where the loss takes floats (BCE's 0/1, a regression's whole numbers):
-            # Keras's own losses cast y_true to y_pred's dtype, and so does this one from now on.
-            index = self.spec.inputs.index(error.argument) if error.argument in self.spec.inputs else 0
-            if not (index and error.expected == FLOATING and _integer(arrays[index])):
-                raise
-            _FLOAT_LABELS.setdefault(self.spec.name, set()).add(error.argument)
-            arrays[index] = keras.ops.cast(arrays[index], arrays[0].dtype)
-            return self._compute(arrays, options, sample_weight, mask)
+        while True:
+            try:
+                return self._compute(arrays, options, sample_weight, mask)
+            except LossError as error:
+                argument = str(getattr(error, "argument", ""))
+                index = self.spec.inputs.index(argument) if argument in self.spec.inputs else 0
+                if index and index == hot:
+                    # Integer rows of the scores' shape, read as one-hot probabilities, which this
+                    # loss does not take: the integers as given, and the loss's own word on them.
+                    arrays, hot = self._arrays(y_true, y_pred, one_hot=False)
+                    continue
+                # Integer labels where the loss takes floats (BCE's 0/1, a regression's whole numbers):
+                # Keras's own losses cast y_true to y_pred's dtype, and so does this one from now on.
+                # Each such argument once (GaussianNLL's target and var, say).
+                if not (index and isinstance(error, LossTypeError) and error.expected == FLOATING
+                        and _integer(arrays[index])):
+                    raise
+                _FLOAT_LABELS.setdefault(self.spec.name, set()).add(argument)
+                arrays[index] = keras.ops.cast(arrays[index], arrays[0].dtype)
 
     def _compute(self, arrays: list[Any], options: dict[str, Any], sample_weight: Any, mask: Any) -> Any:
         function = self.lossreg._dispatch
         if sample_weight is not None or mask is not None:
             return self._weighted(function, arrays, options, sample_weight, mask)
-        out = function(*arrays, **options)
         rule = _mean_rule(self.spec) if options["reduction"] == "mean" else None
-        kind, d = rule(arrays, options, None) if rule else ("count", None)
+        try:
+            kind, d = rule(arrays, options, None) if rule else ("count", None)
+        except Exception:  # arguments the rule cannot read (a target of the wrong size): the loss's own error
+            kind, d = "count", None
         if kind != "count" or d is None:
-            return out
-        # A mean over nothing (every target ignored, or of class weight 0): 0, as Keras's own losses
-        # give and the weighted path does, not torch's 0 / 0 = NaN (which stops fit's TerminateOnNaN).
+            return function(*arrays, **options)
+        # A mean over nothing (every target ignored, or of weight 0): 0, as Keras's own losses
+        # give and the weighted path does, not torch's 0 / 0 = NaN (which stops fit's
+        # TerminateOnNaN). Its gradient is 0 too: there the loss is computed with weights of 1,
+        # since the 0 / 0 of the unselected branch would make the gradient NaN all the same.
         # torch.nn's value otherwise, exactly.
-        return keras.ops.where(keras.ops.sum(d) == 0, keras.ops.zeros_like(out), out)
+        nothing = keras.ops.sum(d) == 0
+        if options.get("weight") is not None:
+            w = options["weight"]
+            options = {**options, "weight": keras.ops.where(nothing, keras.ops.ones_like(w), w)}
+        out = function(*arrays, **options)
+        return keras.ops.where(nothing, keras.ops.zeros_like(out), out)
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
         return self(y_true, y_pred)
 
-    def _arrays(self, y_true: Any, y_pred: Any) -> list[Any]:
+    def _arrays(self, y_true: Any, y_pred: Any, one_hot: bool = True) -> tuple[list[Any], int | None]:
+        """The loss's arrays in its order, and the index of integer one-hot rows read as
+        probabilities (cast to the scores' dtype), if any."""
         names = self.spec.inputs
         truth = next((n for n in ("target", "targets") if n in names), names[1] if len(names) > 1 else None)
         given: dict[str, Any] = {}
@@ -133,14 +152,16 @@ class KerasLoss(keras.losses.Loss):
                                  "keyed by these names when the loss takes more than two)",
                                  ", ".join(sorted(given)) or "nothing")
         first = keras.ops.convert_to_tensor(given[names[0]], dtype=self.dtype)
-        arrays = [first]
+        arrays, hot = [first], None
         floating = _FLOAT_LABELS.get(self.spec.name, ())
-        for name in names[1:]:
+        for index, name in enumerate(names[1:], 1):
             x = keras.ops.convert_to_tensor(given[name])
-            if not _integer(x) or name in floating or (name == truth and self._one_hot(x, first)):
+            if one_hot and name == truth and _integer(x) and name not in floating and self._one_hot(x, first):
+                hot = index
+            if not _integer(x) or name in floating or hot == index:
                 x = keras.ops.cast(x, first.dtype)  # class indices stay integers
             arrays.append(x)
-        return arrays
+        return arrays, hot
 
     def _one_hot(self, target: Any, scores: Any) -> bool:
         """Integer or boolean labels of a class-index loss with the scores' own shape (N, C, ...):

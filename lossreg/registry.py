@@ -154,8 +154,10 @@ def define_loss(
                 # NumPy scalar options (np.int64 ignore_index, np.float32 margin), which torch takes
                 # as numbers: the call once more with Python ones. Only here, on the way out of a
                 # failed call, so that the usual call pays nothing for them.
-                plain = _python_numbers(options)
+                # Not array options: a NumPy scalar where an array is expected is refused as given.
+                plain = _python_numbers({k: v for k, v in options.items() if k not in spec.array_options})
                 if plain is not None:
+                    plain = {**options, **plain}
                     return dispatch(*arrays, **plain)
                 if isinstance(error, TypeError):
                     _check_call(spec, arrays, options)  # a call that cannot bind: lossreg's error, naming it
@@ -402,8 +404,12 @@ class Loss:
             return _unpickled, (self.spec.name, self.spec.plugin), dict(self.__dict__)
         return super().__reduce_ex__(protocol)
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+    def __setstate__(self, state: Any) -> None:
+        if isinstance(state, tuple):  # a subclass with __slots__: (its __dict__ or None, its slots)
+            state, slots = state
+            for key, value in (slots or {}).items():
+                object.__setattr__(self, key, value)
+        self.__dict__.update(state or {})
 
     def __call__(self, *arrays: Any) -> Any:
         options = self.options
@@ -811,9 +817,11 @@ class Registry:
         if spec.name not in self.classes:
             made = _CLASS_FORMS.get(spec.name)
             if made is None or made.spec != spec:
-                made = _CLASS_FORMS[spec.name] = make_class(spec)
+                made = make_class(spec)
             made.spec = spec  # an equal spec, this registry's own
-            return self.classes.setdefault(spec.name, made)  # racing threads all get the first one
+            # Racing threads all get the first one made, and it is the one the next reload keeps.
+            kept = _CLASS_FORMS[spec.name] = self.classes.setdefault(spec.name, made)
+            return kept
         return self.classes[spec.name]
 
     def kernel_for(self, loss: str, array: Any) -> Callable[..., Any] | None:

@@ -77,7 +77,7 @@ def _library(x: Any) -> str:
 def describe(x: Any) -> str:
     """A short account of a value for error messages: library, dtype and shape of arrays."""
     if compat.is_array_api_obj(x):
-        if type(x).__module__ == "numpy" and type(x).__name__ != "ndarray":  # np.bool_(False), np.float32(2.0)
+        if compat.is_numpy_array(x) and not x.shape and type(x).__name__ != "ndarray":  # np.float32(2.0)
             return f"NumPy scalar {x!r}"
         return f"{_library(x)} array of dtype {x.dtype} and shape {tuple(x.shape)}"
     return f"{type(x).__name__} {x!r}" if isinstance(x, (int, float, str, bool)) else type(x).__name__

@@ -240,11 +240,17 @@ def test_the_dask_kernel_takes_empty_batch_chunks_as_boolean_indexing_leaves_the
 
     arrays = [filtered(inputs["log_probs"], 1)] + [filtered(v, 0) for k, v in inputs.items() if k != "log_probs"]
     assert arrays[0].chunks[1] == (3, 0, 3)
-    for reduction in REDUCTIONS:
-        got = lossreg.ctc_loss(*arrays, blank=blank, reduction=reduction, zero_infinity=True).compute()
-        want = F.ctc_loss(*(torch.from_numpy(np.asarray(a)) for a in arrays), blank=blank, reduction=reduction,
-                          zero_infinity=True)
-        np.testing.assert_allclose(got, want.numpy(), rtol=1e-10)
+    # The same sequences' labels concatenated, in chunks of 2: the portable setup on Dask, the
+    # frames per batch chunk.
+    labels, lengths = (np.asarray(a) for a in arrays[1:4:2])
+    joined = da.from_array(np.concatenate([row[:k] for row, k in zip(labels, lengths)]), chunks=2)
+    for targets in (arrays[1], joined):
+        for reduction in REDUCTIONS:
+            got = lossreg.ctc_loss(arrays[0], targets, *arrays[2:], blank=blank, reduction=reduction,
+                                   zero_infinity=True).compute()
+            want = F.ctc_loss(*(torch.from_numpy(np.asarray(a)) for a in arrays), blank=blank, reduction=reduction,
+                              zero_infinity=True)
+            np.testing.assert_allclose(got, want.numpy(), rtol=1e-10)
 
 
 def test_the_dask_kernel_raises_bad_arguments_at_the_call():

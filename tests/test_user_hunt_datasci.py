@@ -176,3 +176,22 @@ def test_a_class_form_with_a_list_of_numpy_float32_weights_writes_its_config() -
     rebuilt = lossreg.from_config(config)
     assert rebuilt == loss
     np.testing.assert_allclose(rebuilt(scores, LABELS), want.numpy(), rtol=1e-6)
+
+
+# --- NumPy arrays of other classes and NumPy scalars in error messages ---------------------------
+
+
+def test_a_memory_mapped_array_is_described_as_an_array_not_printed_whole(tmp_path) -> None:
+    """np.memmap (a feature matrix on disk) of the wrong dtype: its dtype and shape, as an ndarray's."""
+    labels = np.memmap(tmp_path / "y.dat", dtype="int64", mode="w+", shape=(1000,))
+    with pytest.raises(lossreg.LossTypeError) as error:
+        lossreg.mse_loss(np.zeros(1000), labels)
+    assert str(error.value).endswith("got numpy array of dtype int64 and shape (1000,)")
+
+
+@pytest.mark.parametrize(("name", "arrays"), [("cross_entropy", (SCORES, LABELS)), ("mse_loss", (SCORES, SCORES))])
+def test_a_numpy_scalar_where_an_array_weight_is_expected_is_judged_as_the_0_d_array_it_is(name, arrays) -> None:
+    """weight=np.float32(2.0): refused for its shape (), not described as the Python float 2.0
+    that a retry with Python numbers had made of it."""
+    with pytest.raises(LossValueError, match=r"argument 'weight' expected .*, got shape \(\)"):
+        getattr(lossreg, name)(*arrays, weight=np.float32(2.0))

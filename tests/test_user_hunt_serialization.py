@@ -52,6 +52,43 @@ def test_class_forms_are_pickled_by_name_and_stay_the_same_class_across_a_reload
     assert pickle.loads(pickle.dumps(loss)) == loss
 
 
+class SlottedCrossEntropy(lossreg.CrossEntropyLoss):
+    """A user's subclass that keeps its own attribute in a slot."""
+
+    __slots__ = ("scale",)
+
+    def __init__(self, scale: float, **options):
+        super().__init__(**options)
+        self.scale = scale
+
+
+@pytest.mark.parametrize("duplicate", [lambda x: pickle.loads(pickle.dumps(x, protocol=2)),
+                                       lambda x: pickle.loads(pickle.dumps(x)), copy.deepcopy, copy.copy],
+                         ids=["pickle-2", "pickle", "deepcopy", "copy"])
+def test_a_subclass_with_slots_keeps_them_when_copied(duplicate):
+    twin = duplicate(SlottedCrossEntropy(5.0, reduction="sum"))
+    assert type(twin) is SlottedCrossEntropy and twin.scale == 5.0 and twin.options["reduction"] == "sum"
+
+
+def test_class_forms_made_by_racing_threads_are_the_ones_a_reload_keeps():
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # interleave the threads as much as the interpreter allows
+    try:
+        for name in lossreg.names():
+            lossreg.reload()  # a fresh registry: every class form is made anew by the first thread asking
+            reg, start = lossreg.registry(), threading.Barrier(6)
+            threads = [threading.Thread(target=lambda: (start.wait(), reg.loss_class(name))) for _ in range(6)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            made = reg.loss_class(name)()
+            lossreg.reload()
+            assert isinstance(made, reg.loss_class(name)) and isinstance(made, lossreg.registry().loss_class(name)), name
+    finally:
+        sys.setswitchinterval(interval)
+
+
 def test_the_repr_of_a_copy_lists_only_the_options_that_differ_from_the_defaults():
     loss = lossreg.CrossEntropyLoss(label_smoothing=0.1)
     for twin in (pickle.loads(pickle.dumps(loss)), copy.deepcopy(loss), lossreg.from_config(loss.get_config())):

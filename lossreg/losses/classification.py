@@ -209,10 +209,10 @@ def _check_probabilities(loss: str, name: str, input: Any, x: Any, xp: Any) -> A
     in) against [0, 1].
 
     Where values may be read, two reductions (NaN propagates through min and max, so it fails
-    too) stand for the mask, which is built only to name the offending value; elsewhere the
-    mask is the poison.
+    too), read back together (one synchronisation on a GPU), stand for the mask, which is built
+    only to name the offending value; elsewhere the mask is the poison.
     """
-    if toolkit.reads_values(input) and (not math.prod(x.shape) or (bool(xp.min(x) >= 0) and bool(xp.max(x) <= 1))):
+    if toolkit.reads_values(input) and (not math.prod(x.shape) or bool((xp.min(x) >= 0) & (xp.max(x) <= 1))):
         return None
     return toolkit.check_values(loss, name, input, ~((x >= 0) & (x <= 1)), xp, "probabilities in [0, 1]")
 
