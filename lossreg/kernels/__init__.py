@@ -43,7 +43,7 @@ _TORCH_AUTOCAST_ONLY = ("kl_div", "poisson_nll_loss", "soft_margin_loss",
                         "cosine_embedding_loss", "triplet_margin_loss")
 _TORCH_LOSSES = ("mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "binary_cross_entropy",
                  "binary_cross_entropy_with_logits", "nll_loss", "cross_entropy", "ctc_loss", "multi_margin_loss",
-                 *_TORCH_AUTOCAST_ONLY)
+                 "multilabel_soft_margin_loss", *_TORCH_AUTOCAST_ONLY)
 
 
 def _deferred(load: Callable[[], Callable[..., Any]], name: str) -> Callable[..., Any]:

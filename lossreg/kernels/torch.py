@@ -517,6 +517,73 @@ def multi_margin_loss(input: Any, target: Any, /, *, p: int = 1, margin: float =
         return NotImplemented
 
 
+def _floats(*xs: Any) -> bool:
+    """Plain floating tensors of one dtype, shape and device: the calls the kernels below take
+    (anything else, integer labels included, is the portable path's)."""
+    first = xs[0]
+    return first.dtype in _FLOAT and all(type(x) is Tensor and x.dtype is first.dtype and x.shape == first.shape
+                                        and x.device == first.device for x in xs)
+
+
+def _half_in_float32(kernel: Any) -> Any:
+    """``kernel``, computing half precision in float32 and rounding the result back, as the
+    portable definitions do (a sum of many half-precision terms would lose most of its digits)."""
+    def run(*arrays: Any, **options: Any) -> Any:
+        x = arrays[0]
+        if not (isinstance(x, Tensor) and x.dtype in _HALF):
+            return kernel(*arrays, **options)
+        out = kernel(*(_to_float32(a) for a in arrays), **{k: _to_float32(v) for k, v in options.items()})
+        return out if out is NotImplemented else out.to(x.dtype)
+
+    run.__name__ = kernel.__name__
+    return run
+
+
+def _reduced(losses: Tensor, reduction: str) -> Tensor:
+    """As the portable definitions reduce: the mean is the sum over the count (NaN for none)."""
+    if reduction == "none":
+        return losses
+    total = losses.sum()
+    return total if reduction == "sum" else total / losses.numel()
+
+
+@_half_in_float32
+def soft_margin_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
+    """The portable definition's stable ``log(1 + exp(-y·x))`` in one fused operation,
+    ``softplus(-y·x)``: a threshold of 50 keeps softplus's linear branch where log1p(e^-z) is
+    below float64's rounding. (torch's own evaluates log1p(exp(-y·x)), which overflows to inf
+    past -y·x ≈ 88 in float32; the portable definition, and this, give the finite value.)"""
+    if not (reduction in _ENUM and isinstance(input, Tensor) and _floats(input, target)):
+        return NotImplemented
+    return _reduced(F.softplus(-(input * target), 1.0, 50.0), reduction)
+
+
+@_half_in_float32
+def margin_ranking_loss(input1: Any, input2: Any, target: Any, /, *, margin: float = 0.0,
+                        reduction: str = "mean") -> Any:
+    """torch's own, ``clamp_min(-y·(x1 - x2) + margin, 0)``, for three tensors of one shape and
+    float dtype (lossreg refuses the broadcasts torch makes) and a finite margin."""
+    if not (reduction in _ENUM and isinstance(input1, Tensor) and _floats(input1, input2, target)
+            and type(margin) in (int, float) and -math.inf < margin < math.inf):
+        return NotImplemented
+    return _reduced((-target * (input1 - input2) + margin).clamp_min(0), reduction)
+
+
+@_half_in_float32
+def multilabel_soft_margin_loss(input: Any, target: Any, /, *, weight: Any = None, reduction: str = "mean") -> Any:
+    """torch's composition, ``-(y·logsigmoid(x) + (1 - y)·logsigmoid(-x))`` averaged over the last
+    axis, with torch's fused ``logsigmoid``. Inside autocast, whose lists do not hold this loss,
+    the portable definition runs, as it did before this kernel."""
+    if not (reduction in _ENUM and isinstance(input, Tensor) and input.ndim and _floats(input, target)
+            and (weight is None or (_fits(weight, input) and weight.dtype is input.dtype))
+            and not _autocasting(input.device.type)):
+        return NotImplemented
+    losses = -(target * F.logsigmoid(input) + (1 - target) * F.logsigmoid(-input))
+    if weight is not None:
+        losses = losses * weight
+    return _reduced(losses.sum(-1) / input.shape[-1], reduction)
+
+
 _KERNELS = {
     "mse_loss": mse_loss,
     "l1_loss": l1_loss,
@@ -528,5 +595,8 @@ _KERNELS = {
     "cross_entropy": cross_entropy,
     "ctc_loss": ctc_loss,
     "multi_margin_loss": multi_margin_loss,
+    "soft_margin_loss": soft_margin_loss,
+    "margin_ranking_loss": margin_ranking_loss,
 }
 KERNELS = {loss: _as_autocast_runs_it(loss, _KERNELS.get(loss)) for loss in (*_KERNELS, *_TORCH_AUTOCAST_ONLY)}
+KERNELS["multilabel_soft_margin_loss"] = multilabel_soft_margin_loss  # autocast runs it in half precision
