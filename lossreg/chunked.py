@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import array_api_extra as xpx
-from array_api_compat import array_namespace, is_jax_namespace, is_numpy_namespace
+from array_api_compat import array_namespace, is_jax_namespace, is_numpy_namespace, is_torch_namespace
 
 from . import toolkit
 from .errors import LossTypeError, LossValueError
@@ -225,12 +225,13 @@ def token_weights(xp: Any, active: Any, reduction: str, work: Any, counts: Any =
     """``d result / d ℓ_n`` (N,) in ``work``: 1 for the tokens not ignored (``active``), over the
     mean's denominator for "mean" (the sum of ``counts``, what each token counts for: w[y] with
     class weights, else 1); 0 for the others (for all when every token is ignored: torch's zero
-    gradient beside its NaN mean). Shared by the portable gradient and the torch and JAX kernels."""
+    gradient beside its NaN mean). Tokens kept whose class weights sum to 0 divide by that 0:
+    torch's NaN gradient. Shared by the portable gradient and the torch and JAX kernels."""
     c = xp.astype(active, work)
     if reduction != "mean":
         return c
     total = xp.sum(c if counts is None else xp.astype(counts, work))
-    return c / xp.where(total > 0, total, xp.ones_like(total))
+    return c / xp.where(xp.any(active), total, xp.ones_like(total))
 
 
 def reduce_tokens(xp: Any, losses: Any, active: Any, bad: Any, reduction: str, shape: tuple[int, ...], dtype: Any,
@@ -245,14 +246,15 @@ def reduce_tokens(xp: Any, losses: Any, active: Any, bad: Any, reduction: str, s
     elif reduction == "sum":
         out = xp.sum(losses)
     else:
-        out = mean_of_tokens(xp, xp.sum(losses), xp.astype(active if counts is None else counts, work))
+        out = mean_of_tokens(xp, xp.sum(losses), xp.astype(active if counts is None else counts, work), active)
     return toolkit.as_dtype(xp, out, dtype)
 
 
-def mean_of_tokens(xp: Any, summed: Any, counts: Any) -> Any:
+def mean_of_tokens(xp: Any, summed: Any, counts: Any, active: Any = None) -> Any:
     """``summed / Σ counts``, cross_entropy's mean as torch divides it: NaN when no token counts
     (every one ignored, or every w[y] 0) even where label smoothing made ``summed`` non-zero, since
-    torch divides its two parts apart (0 / 0 + s / 0); without NumPy's division warning."""
+    torch divides its two parts apart (0 / 0 + s / 0); without NumPy's division warning. Its
+    gradient is torch's: 0 when every token is ignored, NaN when the ``active`` ones weigh 0."""
     total = xp.sum(counts)
     if is_jax_namespace(xp):
         # JAX does not warn, and IEEE gives the answers (0 / 0, ±s / 0) with no NaN or inf constant
@@ -261,7 +263,11 @@ def mean_of_tokens(xp: Any, summed: Any, counts: Any) -> Any:
     nothing = total == 0
     nan = xp.all(counts == 0) | (summed == 0)
     over_zero = xp.where(nan, math.nan, xp.where(summed > 0, math.inf, xp.full_like(summed, -math.inf)))
-    mean = xp.where(nothing, over_zero, summed / xp.where(nothing, 1.0, total))
+    # Dividing by the 0 in the branch not taken passes its NaN on to the gradient (torch's, where
+    # tokens weigh 0), and by 1 gives the zero gradient (every token ignored). Only where there
+    # is a gradient: NumPy would warn of the division.
+    by_one = nothing & ~xp.any(active) if active is not None and is_torch_namespace(xp) else nothing
+    mean = xp.where(nothing, over_zero, summed / xp.where(by_one, 1.0, total))
     # NumPy's where gives a 0-d array where the division gave a scalar: the NumPy scalar every
     # other reduced loss is (toolkit.divide likewise).
     return mean[()] if is_numpy_namespace(xp) else mean

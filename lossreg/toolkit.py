@@ -827,10 +827,12 @@ def take_class(xp: Any, x: Any, index: Any) -> Any:
     (and torch's keeps the batch size symbolic under ``torch.compile``); other libraries gather
     along the axis, and Dask picks with a one-hot mask (see :func:`take_each`).
     """
-    if gathers_along_axis(xp):
-        return xp.squeeze(take_along(xp, x, xp.expand_dims(index, axis=1), axis=1), axis=1)
     n, c = x.shape[0], x.shape[1]
     dev = device(x)
+    if not c:  # no classes (torch takes C = 0 where every target is ignored): nothing to pick, and 0s to mask
+        return xp.zeros(index.shape, dtype=x.dtype, device=dev)
+    if gathers_along_axis(xp):
+        return xp.squeeze(take_along(xp, x, xp.expand_dims(index, axis=1), axis=1), axis=1)
     index = index if index.dtype == xp.int64 else xp.astype(index, xp.int64)
     if compat.is_dask_namespace(xp):
         classes = xp.reshape(xp.arange(c, dtype=xp.int64, device=dev), class_shape(x))
@@ -1104,7 +1106,7 @@ def class_inputs(loss: str, input: Any, target: Any, *, weight: Any = None, igno
     dtype = input.dtype
     work = compute_dtype(xp, dtype)
     input = as_dtype(xp, input, work)
-    if weight is None:
+    if weight is None or not c:  # (no classes: every target is ignored, and nothing to take from)
         w = xp.astype(active, work)
     else:
         picked = xp.reshape(xp.take(as_dtype(xp, weight, work), xp.reshape(safe, (-1,))), safe.shape)

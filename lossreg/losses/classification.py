@@ -88,6 +88,9 @@ def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_inde
     nll = log_sum - (toolkit.take_class(xp, x, cls.target) - m)
     # Without class weights cls.weight is the 0/1 mask that reduce_classes applies anyway.
     losses = nll if weight is None else cls.weight * nll
+    if label_smoothing and not x.shape[1]:
+        # torch's ε / C times a sum over no classes, with C = 0: NaN for every target, ignored too.
+        return toolkit.reduce_classes(cls._replace(active=xp.ones_like(cls.active)), losses * math.nan, reduction)
     if label_smoothing:
         c = x.shape[1]
         w = 1.0 if weight is None else xp.reshape(toolkit.as_dtype(xp, weight, x.dtype), toolkit.class_shape(x))
@@ -126,13 +129,15 @@ def _cross_entropy_probabilities(xp: Any, input: Any, target: Any, weight: Any, 
     dtype = toolkit.result_type(xp, x, t) if weight is None else toolkit.result_type(xp, x, t, weight)
     work = toolkit.compute_dtype(xp, dtype)
     x, t = toolkit.as_dtype(xp, x, work), toolkit.as_dtype(xp, t, work)
-    if label_smoothing:
+    if label_smoothing and c:
         t = t * (1.0 - label_smoothing) + label_smoothing / c
     if weight is not None:
         t = t * xp.reshape(toolkit.as_dtype(xp, weight, work), toolkit.class_shape(x))
     losses = xp.sum(t * _log_sum_minus_shifted(xp, x), axis=1)
     if unbatched:
         losses = losses[0]
+    if not c and reduction == "mean":
+        losses = losses * math.nan  # torch's mean divides by N·C / C, here 0 / 0
     return toolkit.reduce(xp, losses, reduction, dtype)
 
 

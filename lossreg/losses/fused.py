@@ -130,7 +130,7 @@ def linear_cross_entropy(input: Any, linear_weight: Any, target: Any, /, *, line
     losses = xp.concat(parts) if parts else _empty(inp)
     if reduction != "none":  # the per-chunk sums, then as cross_entropy reduces them
         summed = xp.sum(losses)
-        result = summed if reduction == "sum" else mean_of_tokens(xp, summed, inp.counts)
+        result = summed if reduction == "sum" else mean_of_tokens(xp, summed, inp.counts, inp.active)
         return toolkit.as_dtype(xp, toolkit.poison(xp, result, _any(xp, inp.bad)), inp.dtype)
     return _finish(inp, losses, reduction)
 

@@ -115,6 +115,14 @@ def _huber(xp: Any, d: Any, delta: float) -> Any:
     return (0.5 * q) * q + delta * r
 
 
+def _held(xp: Any, threshold: float, dtype: Any) -> float:
+    """A threshold (δ, β) as ``dtype`` holds it, as torch's kernels compute with it: ∞ past the
+    dtype's largest number, 0 below its smallest normal one (where it rounds to 0, or XLA's CPU
+    flushes it to 0; torch's answer differs by less than that number there)."""
+    info = xp.finfo(dtype)
+    return math.inf if threshold > float(info.max) else 0.0 if threshold < float(info.smallest_normal) else threshold
+
+
 def _split(xp: Any, d: Any, delta: float) -> tuple[Any, Any]:
     """``(min(|d|, δ), max(|d| - δ, 0))``: the quadratic and linear parts' arguments of Huber and
     smooth L1, without a ``where`` (see :func:`_huber`)."""
@@ -147,6 +155,7 @@ def smooth_l1_loss(input: Any, target: Any, /, *, reduction: str = "mean", beta:
     toolkit.check_number(name, "beta", beta, 0.0)
     xp, x, y, dtype = toolkit.pointwise_inputs(name, input, target, reduction)
     diff = x - y
+    beta = _held(xp, beta, diff.dtype)
     if beta == 0:  # the quadratic branch would divide by zero, and its NaN gradient would leak
         return toolkit.reduce(xp, toolkit.safe_abs(xp, diff), reduction, dtype)
     # _huber(d, β) / β, as 0.5 q (q / β) + r: torch's linear part z - 0.5 β never squares β, which
@@ -192,7 +201,7 @@ def huber_loss(input: Any, target: Any, /, *, reduction: str = "mean", delta: fl
         work = toolkit.compute_dtype(xp, dtype)
         x, y = toolkit.as_dtype(xp, x, work), toolkit.as_dtype(xp, y, work)
     diff = x - y
-    losses = _huber(xp, diff, delta)
+    losses = _huber(xp, diff, _held(xp, delta, diff.dtype))
     if weight is not None:
         losses = losses * w
     return toolkit.reduce(xp, losses, reduction, dtype)

@@ -1,0 +1,97 @@
+"""Found by a differential fuzz of option combinations against torch.nn.functional (float64 the
+reference): thresholds that a float32 array cannot hold, no classes at all, and class weights that
+sum to 0 under the fused linear cross-entropy. Each gave NaN, a raw NumPy/torch error or a zero
+gradient where torch gives a number, NaN, or its NaN gradient."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+import lossreg
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+BACKENDS = {"numpy": np.asarray, "torch": torch.as_tensor}
+X, Y = np.array([0.5, -2.0, 3.0, 0.0], dtype=np.float32), np.array([0.1, 0.4, -1.0, 0.0], dtype=np.float32)
+
+
+def _value(out):
+    return np.asarray(out.detach() if hasattr(out, "detach") else out, dtype=np.float64)
+
+
+@pytest.mark.parametrize("kernels", [True, False])
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("name", "option", "value"), [
+    ("huber_loss", "delta", 1e39), ("huber_loss", "delta", 1e300),  # beyond float32: no linear part
+    ("smooth_l1_loss", "beta", 1e39),                                # beyond float32: 0.5 d² / ∞ = 0
+    ("smooth_l1_loss", "beta", 1e-300), ("smooth_l1_loss", "beta", 1e-46),  # round to 0: L1
+])
+def test_a_threshold_that_float32_cannot_hold_is_taken_as_float32_rounds_it(name, option, value, backend, kernels):
+    conv = BACKENDS[backend]
+    want = getattr(F, name)(torch.tensor(X), torch.tensor(Y), reduction="none", **{option: value}).numpy()
+    with lossreg.use_kernels(kernels):
+        got = getattr(lossreg, name)(conv(X), conv(Y), reduction="none", **{option: value})
+    np.testing.assert_allclose(_value(got), want, rtol=1e-6)
+
+
+def test_a_subnormal_beta_on_jax_float64_is_l1_not_nan():
+    """XLA's CPU flushes subnormal numbers to 0: β = 1e-310 divided by would be 0 / 0."""
+    jax = pytest.importorskip("jax")
+    with jax.enable_x64(True):
+        import jax.numpy as jnp
+
+        got = lossreg.smooth_l1_loss(jnp.asarray(X, dtype=jnp.float64), jnp.asarray(Y, dtype=jnp.float64),
+                                     reduction="none", beta=1e-310)
+    want = F.smooth_l1_loss(torch.tensor(X, dtype=torch.float64), torch.tensor(Y, dtype=torch.float64),
+                            reduction="none", beta=1e-310)
+    np.testing.assert_allclose(np.asarray(got), want.numpy(), rtol=1e-15)
+
+
+NO_CLASSES = [
+    ("nll_loss", np.full(2, -100), {}),
+    ("cross_entropy", np.full(2, -100), {}),
+    ("cross_entropy", np.full(2, -100), {"label_smoothing": 0.2}),
+    ("cross_entropy", np.full(2, -100), {"weight": np.zeros(0)}),
+    ("cross_entropy", np.zeros((2, 0)), {}),
+    ("cross_entropy", np.zeros((2, 0)), {"label_smoothing": 0.2}),
+]
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+@pytest.mark.parametrize("kernels", [True, False])
+@pytest.mark.parametrize(("name", "target", "options"), NO_CLASSES, ids=lambda v: str(v) if isinstance(v, dict) else None)
+def test_no_classes_every_target_ignored_or_no_probabilities_give_torchs_answer(name, target, options, kernels,
+                                                                               reduction):
+    """(N, 0) scores, which torch takes where every target is ignored (or the probabilities are
+    empty): NaN for a mean (0 / 0), 0 for a sum, NaN throughout with label smoothing (ε / C)."""
+    x = np.zeros((2, 0))
+    want = getattr(F, name)(torch.tensor(x), torch.tensor(target), reduction=reduction,
+                            **{k: torch.tensor(v) if isinstance(v, np.ndarray) else v for k, v in options.items()})
+    for conv in BACKENDS.values():
+        with lossreg.use_kernels(kernels), warnings.catch_warnings():
+            warnings.simplefilter("error")  # and without NumPy's division warnings
+            got = getattr(lossreg, name)(conv(x), conv(target), reduction=reduction,
+                                         **{k: conv(v) if isinstance(v, np.ndarray) else v for k, v in options.items()})
+        np.testing.assert_array_equal(_value(got), want.numpy())
+
+
+@pytest.mark.parametrize("kernels", [True, False])
+def test_linear_cross_entropy_whose_kept_tokens_weigh_0_has_torchs_nan_gradient(kernels):
+    """"mean" over tokens whose class weights are all 0: torch's value and gradients are NaN
+    (its 0 / 0); every token ignored instead keeps torch's zero gradient."""
+    h = torch.tensor([[0.1, -0.5], [0.3, 1.3]], dtype=torch.float64, requires_grad=True)
+    w = torch.tensor([[-1.8, 0.1], [0.7, 0.2]], dtype=torch.float64, requires_grad=True)
+    weight = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    for target in (torch.tensor([0, 0]), torch.tensor([-100, -100])):
+        want = torch.autograd.grad(F.linear_cross_entropy(h, w, target, weight=weight, ignore_index=-100), [h, w])
+        with lossreg.use_kernels(kernels):
+            got = torch.autograd.grad(lossreg.linear_cross_entropy(h, w, target, weight=weight, ignore_index=-100),
+                                      [h, w])
+        for g, r in zip(got, want):
+            torch.testing.assert_close(g, r, equal_nan=True)
+        assert math.isnan(want[0][0, 0]) == bool(target[0] == 0)
