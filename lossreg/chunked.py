@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import array_api_extra as xpx
-from array_api_compat import array_namespace, is_jax_namespace, is_numpy_namespace, is_torch_namespace
+from array_api_compat import array_namespace, is_jax_namespace, is_numpy_namespace
 
 from . import toolkit
 from .errors import LossTypeError, LossValueError
@@ -256,21 +256,16 @@ def mean_of_tokens(xp: Any, summed: Any, counts: Any, active: Any = None) -> Any
     torch divides its two parts apart (0 / 0 + s / 0); without NumPy's division warning. Its
     gradient is torch's: 0 when every token is ignored, NaN when the ``active`` ones weigh 0."""
     total = xp.sum(counts)
+    # Multiplied by 0, not replaced: the gradient stays torch's NaN where the kept tokens weigh 0.
+    kept = xp.where(xp.all(counts == 0), summed * 0.0, summed)
     if is_jax_namespace(xp):
-        # JAX does not warn, and IEEE gives the answers (0 / 0, ±s / 0) with no NaN or inf constant
-        # in an untaken branch, which jax_debug_nans (jit off) would flag.
-        return xp.where(xp.all(counts == 0), summed * 0.0, summed) / total
-    nothing = total == 0
-    nan = xp.all(counts == 0) | (summed == 0)
-    over_zero = xp.where(nan, math.nan, xp.where(summed > 0, math.inf, xp.full_like(summed, -math.inf)))
-    # Dividing by the 0 in the branch not taken passes its NaN on to the gradient (torch's, where
-    # tokens weigh 0), and by 1 gives the zero gradient (every token ignored). Only where there
-    # is a gradient: NumPy would warn of the division.
-    by_one = nothing & ~xp.any(active) if active is not None and is_torch_namespace(xp) else nothing
-    mean = xp.where(nothing, over_zero, summed / xp.where(by_one, 1.0, total))
-    # NumPy's where gives a 0-d array where the division gave a scalar: the NumPy scalar every
-    # other reduced loss is (toolkit.divide likewise).
-    return mean[()] if is_numpy_namespace(xp) else mean
+        # JAX does not warn, and IEEE gives the answers with no NaN or inf constant in an untaken
+        # branch, which jax_debug_nans (jit off) would flag.
+        return kept / total
+    # Every token ignored: torch's zero gradient, from a division by 1 in the branch not taken.
+    ignored = xp.all(counts == 0) if active is None else ~xp.any(active)
+    mean = xp.where(ignored, math.nan, toolkit.divide(xp, kept, xp.where(ignored, 1.0, total)))
+    return mean[()] if is_numpy_namespace(xp) else mean  # the NumPy scalar toolkit.divide gives
 
 
 def _logits(xp: Any, h: Any, weight: Any, bias: Any, j: int, k: int, softcap: float | None,

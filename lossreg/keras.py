@@ -114,11 +114,9 @@ class KerasLoss(keras.losses.Loss):
         function = self.lossreg._dispatch
         if sample_weight is not None or mask is not None:
             return self._weighted(function, arrays, options, sample_weight, mask)
-        rule = _mean_rule(self.spec) if options["reduction"] == "mean" else None
-        try:
-            kind, d = rule(arrays, options, None) if rule else ("count", None)
-        except Exception:  # arguments the rule cannot read (a target of the wrong size): the loss's own error
-            kind, d = "count", None
+        # ctc_loss's mean (of per-sequence divisions) is never over nothing: its value as computed.
+        rule = _mean_rule(self.spec) if options["reduction"] == "mean" and self.spec.name != "ctc_loss" else None
+        kind, d = rule(arrays, options, None) if rule else ("count", None)
         if kind != "count" or d is None:
             return function(*arrays, **options)
         # A mean over nothing (every target ignored, or of weight 0): 0, as Keras's own losses
@@ -299,11 +297,19 @@ def _class_weights(arrays: list[Any], options: dict[str, Any], values: Any) -> t
     weight[y], 0 where y is ignored; the plain mean for probability targets. Classes on axis 1
     (axis 0 unbatched); the document's (N, 1) labels read as (N,)."""
     x, target = arrays[0], arrays[1]
-    if "int" not in keras.backend.standardize_dtype(target.dtype):
-        return "count", None
     batched = x.ndim > 1
+    classes = x.shape[1] if batched else x.shape[0] if x.ndim else None
+    if (classes is None or "int" not in keras.backend.standardize_dtype(target.dtype)
+            or _size(target) != _size(x) // max(classes, 1) or not _class_weight_fits(options, classes)):
+        return "count", None  # probabilities, or arguments the loss itself refuses, with its error
     target = keras.ops.reshape(target, (-1, *x.shape[2:]) if batched else ())
-    return _per_target(target, options, _dtype(arrays, values), x.shape[1] if batched else x.shape[0])
+    return _per_target(target, options, _dtype(arrays, values), classes)
+
+
+def _class_weight_fits(options: dict[str, Any], classes: int) -> bool:
+    """No class weights, or a vector of one per class, that the rule can index."""
+    weight = options.get("weight")
+    return weight is None or tuple(getattr(weight, "shape", (None,))) == (classes,)
 
 
 def _target_lengths(arrays: list[Any], options: dict[str, Any], values: Any) -> tuple[str, Any]:
@@ -315,18 +321,20 @@ def _target_lengths(arrays: list[Any], options: dict[str, Any], values: Any) -> 
 def _token_weights(arrays: list[Any], options: dict[str, Any], values: Any) -> tuple[str, Any]:
     """linear_cross_entropy's mean, as cross-entropy's, over the vocabulary of the lm head
     (V, H): the tokens' class weights, never the logits this loss does not make."""
-    target = arrays[2]
-    if "int" not in keras.backend.standardize_dtype(target.dtype):
+    target, weight = arrays[2], arrays[1]
+    if ("int" not in keras.backend.standardize_dtype(target.dtype) or weight.ndim != 2
+            or not _class_weight_fits(options, weight.shape[0])):
         return "count", None
     options = {**options, "ignore_index": -100 if options["ignore_index"] is None else options["ignore_index"]}
-    return _per_target(keras.ops.reshape(target, (-1,)), options, _dtype(arrays, values), arrays[1].shape[0])
+    return _per_target(keras.ops.reshape(target, (-1,)), options, _dtype(arrays, values), weight.shape[0])
 
 
 def _element_weights(arrays: list[Any], options: dict[str, Any], values: Any) -> tuple[str, Any]:
     """mse_loss's and l1_loss's mean with their per-element ``weight``: divided by the weights."""
-    if options.get("weight") is None:
-        return "count", None
-    return "count", keras.ops.cast(keras.ops.convert_to_tensor(options["weight"]), _dtype(arrays, values))
+    weight = options.get("weight")
+    if weight is None or tuple(getattr(weight, "shape", ())) != tuple(arrays[0].shape):
+        return "count", None  # a weight the loss itself refuses, with its error
+    return "count", keras.ops.cast(keras.ops.convert_to_tensor(weight), _dtype(arrays, values))
 
 
 _MEAN_DENOMINATORS = {"ctc_loss": _target_lengths, "linear_cross_entropy": _token_weights,

@@ -82,18 +82,17 @@ def _common(input: Any, target: Any, weight: Any, ignore_index: Any) -> bool:
 
 
 def _pair(input: Any, target: Any, reduction: Any) -> bool:
-    """Two floating tensors of one dtype, shape and device, and a known reduction.
+    """Two floating tensors of one dtype, shape and device (:func:`_alike`), and a known reduction."""
+    return reduction in _ENUM and _alike(input, target)
 
-    The device is compared here because torch lets a 0-d CPU tensor join tensors on any device.
-    """
-    return (
-        isinstance(target, Tensor)
-        and reduction in _ENUM
-        and input.dtype in _FLOAT
-        and input.dtype is target.dtype
-        and input.shape == target.shape
-        and input.device == target.device
-    )
+
+def _alike(*xs: Any) -> bool:
+    """Floating tensors of one dtype, shape and device. The device is compared because torch lets
+    a 0-d CPU tensor join tensors on any device."""
+    first = xs[0]
+    return (isinstance(first, Tensor) and first.dtype in _FLOAT
+            and all(isinstance(x, Tensor) and x.dtype is first.dtype and x.shape == first.shape
+                    and x.device == first.device for x in xs))
 
 
 def _fits(w: Any, input: Tensor) -> bool:
@@ -470,8 +469,7 @@ def _as_autocast_runs_it(loss: str, kernel: Any) -> Any:
         x = arrays[0]
         if (isinstance(x, Tensor) and x.dtype in _HALF and _autocasting(x.device.type)
                 and not (composed and options.get("weight") is not None)):
-            arrays = tuple(_to_float32(a) for a in arrays)
-            options = {k: _to_float32(v) for k, v in options.items()}
+            arrays, options = _in_float32(arrays, options)
             with torch.autocast(x.device.type, enabled=False):
                 out = run(*arrays, **options)
                 return portable(*arrays, **options) if out is NotImplemented else out
@@ -488,6 +486,11 @@ def _autocasting(device: str) -> bool:
 
 def _to_float32(a: Any) -> Any:
     return a.float() if isinstance(a, Tensor) and a.dtype in _HALF else a
+
+
+def _in_float32(arrays: tuple[Any, ...], options: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """A call's half-precision tensors, arguments and options alike, in float32."""
+    return tuple(map(_to_float32, arrays)), {k: _to_float32(v) for k, v in options.items()}
 
 
 def multi_margin_loss(input: Any, target: Any, /, *, p: int = 1, margin: float = 1.0, weight: Any = None,
@@ -517,14 +520,6 @@ def multi_margin_loss(input: Any, target: Any, /, *, p: int = 1, margin: float =
         return NotImplemented
 
 
-def _floats(*xs: Any) -> bool:
-    """Plain floating tensors of one dtype, shape and device: the calls the kernels below take
-    (anything else, integer labels included, is the portable path's)."""
-    first = xs[0]
-    return first.dtype in _FLOAT and all(type(x) is Tensor and x.dtype is first.dtype and x.shape == first.shape
-                                        and x.device == first.device for x in xs)
-
-
 def _half_in_float32(kernel: Any) -> Any:
     """``kernel``, computing half precision in float32 and rounding the result back, as the
     portable definitions do (a sum of many half-precision terms would lose most of its digits)."""
@@ -532,19 +527,12 @@ def _half_in_float32(kernel: Any) -> Any:
         x = arrays[0]
         if not (isinstance(x, Tensor) and x.dtype in _HALF):
             return kernel(*arrays, **options)
-        out = kernel(*(_to_float32(a) for a in arrays), **{k: _to_float32(v) for k, v in options.items()})
+        arrays, options = _in_float32(arrays, options)
+        out = kernel(*arrays, **options)
         return out if out is NotImplemented else out.to(x.dtype)
 
     run.__name__ = kernel.__name__
     return run
-
-
-def _reduced(losses: Tensor, reduction: str) -> Tensor:
-    """As the portable definitions reduce: the mean is the sum over the count (NaN for none)."""
-    if reduction == "none":
-        return losses
-    total = losses.sum()
-    return total if reduction == "sum" else total / losses.numel()
 
 
 @_half_in_float32
@@ -553,9 +541,9 @@ def soft_margin_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> 
     ``softplus(-y·x)``: a threshold of 50 keeps softplus's linear branch where log1p(e^-z) is
     below float64's rounding. (torch's own evaluates log1p(exp(-y·x)), which overflows to inf
     past -y·x ≈ 88 in float32; the portable definition, and this, give the finite value.)"""
-    if not (reduction in _ENUM and isinstance(input, Tensor) and _floats(input, target)):
+    if not (_pair(input, target, reduction) and _plain(input, target)):
         return NotImplemented
-    return _reduced(F.softplus(-(input * target), 1.0, 50.0), reduction)
+    return toolkit.reduce(torch, F.softplus(-(input * target), 1.0, 50.0), reduction)
 
 
 @_half_in_float32
@@ -563,10 +551,10 @@ def margin_ranking_loss(input1: Any, input2: Any, target: Any, /, *, margin: flo
                         reduction: str = "mean") -> Any:
     """torch's own, ``clamp_min(-y·(x1 - x2) + margin, 0)``, for three tensors of one shape and
     float dtype (lossreg refuses the broadcasts torch makes) and a finite margin."""
-    if not (reduction in _ENUM and isinstance(input1, Tensor) and _floats(input1, input2, target)
+    if not (reduction in _ENUM and _alike(input1, input2, target) and _plain(input1, input2, target)
             and type(margin) in (int, float) and -math.inf < margin < math.inf):
         return NotImplemented
-    return _reduced((-target * (input1 - input2) + margin).clamp_min(0), reduction)
+    return toolkit.reduce(torch, (-target * (input1 - input2) + margin).clamp_min(0), reduction)
 
 
 @_half_in_float32
@@ -574,14 +562,14 @@ def multilabel_soft_margin_loss(input: Any, target: Any, /, *, weight: Any = Non
     """torch's composition, ``-(y·logsigmoid(x) + (1 - y)·logsigmoid(-x))`` averaged over the last
     axis, with torch's fused ``logsigmoid``. Inside autocast, whose lists do not hold this loss,
     the portable definition runs, as it did before this kernel."""
-    if not (reduction in _ENUM and isinstance(input, Tensor) and input.ndim and _floats(input, target)
+    if not (_pair(input, target, reduction) and _plain(input, target) and input.ndim
             and (weight is None or (_fits(weight, input) and weight.dtype is input.dtype))
             and not _autocasting(input.device.type)):
         return NotImplemented
     losses = -(target * F.logsigmoid(input) + (1 - target) * F.logsigmoid(-input))
     if weight is not None:
         losses = losses * weight
-    return _reduced(losses.sum(-1) / input.shape[-1], reduction)
+    return toolkit.reduce(torch, losses.sum(-1) / input.shape[-1], reduction)
 
 
 _KERNELS = {
