@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import array_api_extra as xpx
-from array_api_compat import array_namespace, is_jax_namespace, is_numpy_namespace
+from array_api_compat import array_namespace, is_dask_namespace, is_jax_namespace, is_numpy_namespace
 
 from . import toolkit
 from .errors import LossTypeError, LossValueError
@@ -121,8 +121,9 @@ def torch_arguments(name: str, linear_bias: Any, bias: Any, ignore_index: Any, o
 def takes_logits(linear_weight: Any, target: Any) -> bool:
     """Whether a call goes through the logits, as torch's reference path: with a K-dimensional
     ``linear_weight`` (C, d1, ..., dK, D) or probability (floating) targets. The chunked
-    computation (and its kernels) takes class indices and a (C, D) weight."""
-    if getattr(linear_weight, "ndim", 2) != 2:
+    computation (and its kernels) takes class indices and a (C, D) weight with C ≥ 1 (the logits
+    of no classes are nothing to chunk: cross_entropy's answer for C = 0 is torch's)."""
+    if getattr(linear_weight, "ndim", 2) != 2 or getattr(linear_weight, "shape", (1,))[0] == 0:
         return True
     dtype = getattr(target, "dtype", None)
     if dtype is None:  # not an array: the chunked path's checks say so
@@ -203,9 +204,13 @@ def prepare_inputs(name: str, hidden: Any, weight: Any, target: Any, bias: Any, 
             raise LossValueError(name, "z_loss", "0 with class weights (the z-loss is defined without them)",
                                  repr(z_loss))
         class_weight = toolkit.as_dtype(xp, class_weight, work)
-        counts = counts * xp.take(class_weight, t)
+        counts = counts * toolkit.lookup(xp, class_weight, t)
+    # Dask's own blocks (the hidden states' token chunks by the weight's vocabulary chunks) bound
+    # the logits each task holds: one chunk of the whole problem, whose graph is that of
+    # cross_entropy(h @ w.T, t), where chunks of MIN_TOKENS would add ~60 tasks per 128 tokens.
+    plan = Chunks(max(n, 1), max(v, 1)) if chunk_size is None and is_dask_namespace(xp) else plan_chunks(n, v, chunk_size)
     return Inputs(xp, xp.reshape(hidden, (n, d)), weight, bias, t, active, counts, class_weight, ignore_index, bad,
-                  dtype, work, shape, plan_chunks(n, v, chunk_size), chunk_size)
+                  dtype, work, shape, plan, chunk_size)
 
 
 def prepare_call(name: str, input: Any, linear_weight: Any, target: Any, *, linear_bias: Any, bias: Any,
@@ -360,7 +365,7 @@ def chunk_loss(xp: Any, h: Any, weight: Any, bias: Any, t: Any, active: Any, coe
     blocks = [(j, min(j + vocab, v)) for j in range(0, v, vocab)]
     tcol = xp.reshape(t, (-1, 1))
     cw = class_weight
-    wy = 1.0 if cw is None else xp.take(cw, t)  # w[y_n]
+    wy = 1.0 if cw is None else toolkit.lookup(xp, cw, t)  # w[y_n]
     w_total = v if cw is None else xp.sum(cw)
     losses = None
     kept: list[tuple[Any, Any]] = []  # a single block's logits and exponentials, reused by the gradient

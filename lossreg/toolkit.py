@@ -761,7 +761,7 @@ def take_along(xp: Any, x: Any, index: Any, axis: int) -> Any:
     result's placement is ambiguous), so there the entries are picked by a mask summed over the
     axis: exact (each sum is the entry plus zeros), and the sum's placement is JAX's to infer.
     """
-    if _sharded_explicitly(x, axis):
+    if sharded_explicitly(x, axis):
         rows, index = xp.moveaxis(x, axis, -1), xp.moveaxis(index, axis, -1)  # (..., C), (..., K)
         named = xp.expand_dims(index, axis=-1) == xp.arange(x.shape[axis], dtype=index.dtype)  # (..., K, C)
         picked = xp.sum(xp.where(named, xp.expand_dims(rows, axis=-2), 0.0), axis=-1)
@@ -769,6 +769,20 @@ def take_along(xp: Any, x: Any, index: Any, axis: int) -> Any:
     if index.dtype != xp.int64 and not compat.is_jax_namespace(xp):
         index = xp.astype(index, xp.int64)
     return xp.take_along_axis(x, index, axis=axis)
+
+
+def lookup(xp: Any, table: Any, index: Any) -> Any:
+    """``table[index]``: entries of the 1-d ``table`` (class weights, say) picked by an integer
+    array ``index`` of any shape (the result's), whose entries lie in [0, len(table)).
+
+    On a JAX mesh of explicit axes, where the index is split over devices and the table whole,
+    JAX asks where the gathered result goes: it is placed as the index is.
+    """
+    if _on_explicit_mesh(index):
+        return table.at[index].get(out_sharding=index.aval.sharding)
+    if index.ndim == 1:
+        return xp.take(table, index)
+    return xp.reshape(xp.take(table, xp.reshape(index, (-1,))), index.shape)
 
 
 def placed_like(xp: Any, x: Any, like: Any) -> Any:
@@ -807,7 +821,7 @@ def _on_explicit_mesh(x: Any) -> bool:
     return bool(getattr(getattr(sharding, "mesh", None), "explicit_axes", ()))
 
 
-def _sharded_explicitly(x: Any, axis: int) -> bool:
+def sharded_explicitly(x: Any, axis: int) -> bool:
     """Whether ``axis`` of the JAX array or tracer ``x`` is split over a mesh axis of explicit type."""
     sharding: Any = getattr(getattr(x, "aval", None), "sharding", None)
     explicit = getattr(getattr(sharding, "mesh", None), "explicit_axes", ())
@@ -887,7 +901,7 @@ def take_rows(xp: Any, x: Any, index: Any) -> Any:
     t, n, c = x.shape
     k = index.shape[1]
     dev = device(x)
-    if compat.is_jax_namespace(xp) and any(_sharded_explicitly(x, axis) for axis in range(3)):
+    if compat.is_jax_namespace(xp) and any(sharded_explicitly(x, axis) for axis in range(3)):
         return take_along(xp, x, xp.broadcast_to(xp.reshape(index, (1, n, k)), (t, n, k)), axis=2)
     if not compat.is_dask_namespace(xp):
         flat = (xp.reshape(xp.arange(t, dtype=index.dtype, device=dev), (t, 1, 1)) * (n * c)
@@ -1109,7 +1123,7 @@ def class_inputs(loss: str, input: Any, target: Any, *, weight: Any = None, igno
     if weight is None or not c:  # (no classes: every target is ignored, and nothing to take from)
         w = xp.astype(active, work)
     else:
-        picked = xp.reshape(xp.take(as_dtype(xp, weight, work), xp.reshape(safe, (-1,))), safe.shape)
+        picked = lookup(xp, as_dtype(xp, weight, work), safe)
         w = xp.where(active, picked, 0.0)
     return ClassInputs(xp, input, safe, active, w, bad, dtype, unbatched)
 

@@ -87,5 +87,5 @@ def test_sharded_over_eight_cpu_devices_with_automatic_and_explicit_axes() -> No
     script = Path(__file__).parent / "fixtures" / "jax_sharding.py"
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr[-4000:]
-    assert done.stdout.split("\n")[:6] == [f"ok {axes} ({mode} axes)" for mode in ("automatic", "explicit")
-                                            for axes in ("batch axis", "input alone", "class axis")]
+    assert done.stdout.split("\n")[:8] == [f"ok {axes} ({mode} axes)" for mode in ("automatic", "explicit")
+                                            for axes in ("batch axis", "class weights", "input alone", "class axis")]

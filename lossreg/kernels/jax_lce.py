@@ -246,6 +246,10 @@ def linear_cross_entropy(input: Any, linear_weight: Any, target: Any, /, *, line
     # measured): the automatic plan keeps the whole vocabulary, 16 tokens at a time past 2^18.
     tokens, vocab = inp.chunks if inp.chunk_size is not None else \
         chunked.plan_chunks(inp.hidden.shape[0], inp.weight.shape[0], split_vocab=False)
+    if tokens < inp.hidden.shape[0] and toolkit.sharded_explicitly(inp.hidden, 0):
+        # Tokens split over a mesh of explicit axes: JAX wants a scan's axis whole on every
+        # device, and more than one chunk is a scan over the tokens. The portable loop runs.
+        return NotImplemented
     meta = _Meta(reduction, inp.shape, inp.dtype, inp.work, (tokens, vocab), float(label_smoothing),
                  float(z_loss), None if softcap is None else float(softcap), bool(recompute),
                  max(1, chunked.WEIGHT_GRAD_ELEMENTS // max(inp.hidden.shape[1], 1)))

@@ -89,8 +89,10 @@ def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_inde
     # Without class weights cls.weight is the 0/1 mask that reduce_classes applies anyway.
     losses = nll if weight is None else cls.weight * nll
     if label_smoothing and not x.shape[1]:
-        # torch's ε / C times a sum over no classes, with C = 0: NaN for every target, ignored too.
-        return toolkit.reduce_classes(cls._replace(active=xp.ones_like(cls.active)), losses * math.nan, reduction)
+        # torch's ε / C times a sum over no classes, with C = 0: NaN for every target, ignored too,
+        # and for a sum or mean over no targets (ε / 0 times their sum, 0).
+        out = toolkit.reduce_classes(cls._replace(active=xp.ones_like(cls.active)), losses * math.nan, reduction)
+        return out if reduction == "none" else out * math.nan
     if label_smoothing:
         c = x.shape[1]
         w = 1.0 if weight is None else xp.reshape(toolkit.as_dtype(xp, weight, x.dtype), toolkit.class_shape(x))
@@ -417,7 +419,7 @@ def multi_margin_loss(input: Any, target: Any, /, *, p: int = 1, margin: float =
     is_target = xp.reshape(t, (n, 1)) == xp.reshape(xp.arange(c, device=toolkit.device(x)), (1, c))
     losses = xp.sum(xp.where(is_target, 0.0, hinge), axis=1) / c
     if weight is not None:
-        losses = losses * xp.take(toolkit.as_dtype(xp, weight, work), t)
+        losses = losses * toolkit.lookup(xp, toolkit.as_dtype(xp, weight, work), t)
     losses = toolkit.poison(xp, losses, None if bad is None else xp.reshape(bad, (n,)))
     # With one sample, the losses take the target's shape: () or (1,), as torch gives them.
     return toolkit.reduce(xp, losses[0] if target.ndim == 0 else losses, reduction, dtype)

@@ -152,8 +152,8 @@ def _through_logits(input: Any, linear_weight: Any, target: Any, args: TorchArgu
     if input.ndim == 0:
         raise LossValueError(name, "input", "hidden states of shape (D) or (N, ..., D)", "a 0-d array")
     d = input.shape[-1]
-    if linear_weight.ndim < 2 or linear_weight.shape[-1] != d or linear_weight.shape[0] == 0:
-        raise LossValueError(name, "linear_weight", f"a (C, {d}) or (C, d1, ..., dK, {d}) array with C ≥ 1 for "
+    if linear_weight.ndim < 2 or linear_weight.shape[-1] != d:
+        raise LossValueError(name, "linear_weight", f"a (C, {d}) or (C, d1, ..., dK, {d}) array for "
                              f"inputs of width {d}", f"shape {tuple(linear_weight.shape)}")
     c, out = linear_weight.shape[0], tuple(linear_weight.shape[1:-1])
     lead = tuple(input.shape[:-1])
