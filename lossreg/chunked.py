@@ -176,8 +176,8 @@ def prepare_inputs(name: str, hidden: Any, weight: Any, target: Any, bias: Any, 
     if hidden.ndim == 0:
         raise LossValueError(name, "input", "hidden states of shape (D) or (N, ..., D)", "a 0-d array")
     d = hidden.shape[-1]
-    if weight.ndim != 2 or weight.shape[1] != d or weight.shape[0] == 0:
-        raise LossValueError(name, "linear_weight", f"a (V, {d}) matrix (torch.nn.Linear's weight) with V ≥ 1 "
+    if weight.ndim != 2 or weight.shape[1] != d:  # (no classes, (0, d), go through the logits: takes_logits)
+        raise LossValueError(name, "linear_weight", f"a (V, {d}) matrix (torch.nn.Linear's weight) "
                              f"for hidden states of width {d}", f"shape {tuple(weight.shape)}")
     v = weight.shape[0]
     dtype = toolkit.result_type(xp, hidden, weight)
@@ -205,12 +205,29 @@ def prepare_inputs(name: str, hidden: Any, weight: Any, target: Any, bias: Any, 
                                  repr(z_loss))
         class_weight = toolkit.as_dtype(xp, class_weight, work)
         counts = counts * toolkit.lookup(xp, class_weight, t)
-    # Dask's own blocks (the hidden states' token chunks by the weight's vocabulary chunks) bound
-    # the logits each task holds: one chunk of the whole problem, whose graph is that of
-    # cross_entropy(h @ w.T, t), where chunks of MIN_TOKENS would add ~60 tasks per 128 tokens.
-    plan = Chunks(max(n, 1), max(v, 1)) if chunk_size is None and is_dask_namespace(xp) else plan_chunks(n, v, chunk_size)
     return Inputs(xp, xp.reshape(hidden, (n, d)), weight, bias, t, active, counts, class_weight, ignore_index, bad,
-                  dtype, work, shape, plan, chunk_size)
+                  dtype, work, shape, _plan(name, xp, hidden, n, v, chunk_size), chunk_size)
+
+
+def _plan(name: str, xp: Any, hidden: Any, n: int, v: int, chunk_size: Any) -> Chunks:
+    """:func:`plan_chunks` for ``hidden``'s library.
+
+    On Dask, whose own blocks (the hidden states' token chunks by the weight's vocabulary chunks)
+    bound the logits each task holds, one chunk of the whole problem: the graph of
+    ``cross_entropy(h @ w.T, t)``, where chunks of MIN_TOKENS would add ~60 tasks per 128 tokens.
+    With the tokens split over a JAX mesh of explicit axes, chunks in multiples of the parts,
+    which JAX slices a split axis in: the automatic plan's rounded up, any other refused.
+    """
+    if chunk_size is None and is_dask_namespace(xp):
+        return Chunks(max(n, 1), max(v, 1))
+    plan = plan_chunks(n, v, chunk_size)
+    parts = toolkit.explicit_parts(hidden, 0) if hidden.ndim == 2 else 1
+    if plan.tokens < n and plan.tokens % parts:
+        if chunk_size is not None:
+            raise LossValueError(name, "chunk_size", f"chunks of tokens in multiples of {parts}, the devices the "
+                                 "tokens are split over on a JAX mesh of explicit axes", repr(chunk_size))
+        plan = Chunks(-(-plan.tokens // parts) * parts, plan.vocab)
+    return plan
 
 
 def prepare_call(name: str, input: Any, linear_weight: Any, target: Any, *, linear_bias: Any, bias: Any,
@@ -231,12 +248,12 @@ def token_weights(xp: Any, active: Any, reduction: str, work: Any, counts: Any =
     mean's denominator for "mean" (the sum of ``counts``, what each token counts for: w[y] with
     class weights, else 1); 0 for the others (for all when every token is ignored: torch's zero
     gradient beside its NaN mean). Tokens kept whose class weights sum to 0 divide by that 0:
-    torch's NaN gradient. Shared by the portable gradient and the torch and JAX kernels."""
+    torch's NaN gradient, on them alone. Shared by the portable gradient and the torch and JAX kernels."""
     c = xp.astype(active, work)
     if reduction != "mean":
         return c
     total = xp.sum(c if counts is None else xp.astype(counts, work))
-    return c / xp.where(xp.any(active), total, xp.ones_like(total))
+    return xp.where(active, c / xp.where(xp.any(active), total, xp.ones_like(total)), 0.0)
 
 
 def reduce_tokens(xp: Any, losses: Any, active: Any, bad: Any, reduction: str, shape: tuple[int, ...], dtype: Any,
@@ -261,14 +278,15 @@ def mean_of_tokens(xp: Any, summed: Any, counts: Any, active: Any = None) -> Any
     torch divides its two parts apart (0 / 0 + s / 0); without NumPy's division warning. Its
     gradient is torch's: 0 when every token is ignored, NaN when the ``active`` ones weigh 0."""
     total = xp.sum(counts)
+    none = xp.all(counts == 0)
     # Multiplied by 0, not replaced: the gradient stays torch's NaN where the kept tokens weigh 0.
-    kept = xp.where(xp.all(counts == 0), summed * 0.0, summed)
+    kept = xp.where(none, summed * 0.0, summed)
     if is_jax_namespace(xp):
         # JAX does not warn, and IEEE gives the answers with no NaN or inf constant in an untaken
         # branch, which jax_debug_nans (jit off) would flag.
         return kept / total
     # Every token ignored: torch's zero gradient, from a division by 1 in the branch not taken.
-    ignored = xp.all(counts == 0) if active is None else ~xp.any(active)
+    ignored = none if active is None else ~xp.any(active)
     mean = xp.where(ignored, math.nan, toolkit.divide(xp, kept, xp.where(ignored, 1.0, total)))
     return mean[()] if is_numpy_namespace(xp) else mean  # the NumPy scalar toolkit.divide gives
 

@@ -309,7 +309,7 @@ def _class_weights(arrays: list[Any], options: dict[str, Any], values: Any) -> t
 def _class_weight_fits(options: dict[str, Any], classes: int) -> bool:
     """No class weights, or a vector of one per class, that the rule can index."""
     weight = options.get("weight")
-    return weight is None or tuple(getattr(weight, "shape", (None,))) == (classes,)
+    return weight is None or tuple(weight.shape) == (classes,)
 
 
 def _target_lengths(arrays: list[Any], options: dict[str, Any], values: Any) -> tuple[str, Any]:
@@ -321,12 +321,13 @@ def _target_lengths(arrays: list[Any], options: dict[str, Any], values: Any) -> 
 def _token_weights(arrays: list[Any], options: dict[str, Any], values: Any) -> tuple[str, Any]:
     """linear_cross_entropy's mean, as cross-entropy's, over the vocabulary of the lm head
     (V, H): the tokens' class weights, never the logits this loss does not make."""
-    target, weight = arrays[2], arrays[1]
-    if ("int" not in keras.backend.standardize_dtype(target.dtype) or weight.ndim != 2
-            or not _class_weight_fits(options, weight.shape[0])):
+    target, head = arrays[2], arrays[1]
+    if ("int" not in keras.backend.standardize_dtype(target.dtype) or head.ndim < 2
+            or not _class_weight_fits(options, head.shape[0])):
         return "count", None
     options = {**options, "ignore_index": -100 if options["ignore_index"] is None else options["ignore_index"]}
-    return _per_target(keras.ops.reshape(target, (-1,)), options, _dtype(arrays, values), weight.shape[0])
+    # Of the targets' shape, the unreduced loss's, which sample weights broadcast against.
+    return _per_target(target, options, _dtype(arrays, values), head.shape[0])
 
 
 def _element_weights(arrays: list[Any], options: dict[str, Any], values: Any) -> tuple[str, Any]:

@@ -823,14 +823,25 @@ def _on_explicit_mesh(x: Any) -> bool:
 
 def sharded_explicitly(x: Any, axis: int) -> bool:
     """Whether ``axis`` of the JAX array or tracer ``x`` is split over a mesh axis of explicit type."""
+    return bool(_explicit_names(x, axis))
+
+
+def explicit_parts(x: Any, axis: int) -> int:
+    """Into how many parts mesh axes of explicit type split ``axis`` of the JAX array or tracer
+    ``x`` (1 for any other array): JAX slices such an axis only in multiples of that."""
+    names = _explicit_names(x, axis)
+    return math.prod(x.aval.sharding.mesh.shape[name] for name in names) if names else 1
+
+
+def _explicit_names(x: Any, axis: int) -> tuple[str, ...]:
     sharding: Any = getattr(getattr(x, "aval", None), "sharding", None)
     explicit = getattr(getattr(sharding, "mesh", None), "explicit_axes", ())
     if not explicit or not x.ndim:
-        return False
+        return ()
     axis %= x.ndim
     names = sharding.spec[axis] if axis < len(sharding.spec) else None
     names = (names,) if isinstance(names, str) else names or ()
-    return any(name in explicit for name in names)
+    return tuple(name for name in names if name in explicit)
 
 
 def take_class(xp: Any, x: Any, index: Any) -> Any:

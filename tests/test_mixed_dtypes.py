@@ -102,3 +102,16 @@ def test_bce_promotes_an_input_and_a_target_of_two_dtypes_where_torch_refuses_th
     got = lossreg.binary_cross_entropy(a, b)
     assert got.dtype == torch.float64
     torch.testing.assert_close(got, F.binary_cross_entropy(a.double(), b))
+
+
+@pytest.mark.parametrize("call", [
+    lambda x, y, w: lossreg.soft_margin_loss(x, y),
+    lambda x, y, w: lossreg.margin_ranking_loss(x[:, 0], x[:, 1], y[:, 0]),
+    lambda x, y, w: lossreg.multilabel_soft_margin_loss(x, (y > 0).to(y.dtype)),
+    lambda x, y, w: lossreg.multilabel_soft_margin_loss(x, (y > 0).to(x.dtype), weight=w),
+], ids=["soft_margin", "margin_ranking", "multilabel_soft_margin", "multilabel_soft_margin weight"])
+def test_the_torch_kernels_of_half_input_with_float32_arguments_promote_to_float32(call):
+    # The kernels compute half precision in float32 and round back: only where every floating
+    # argument is of the half dtype; mixed, the portable path promotes.
+    x, y = torch.tensor(X, dtype=torch.float16), torch.tensor(np.sign(X + 0.1))
+    assert call(x, y, torch.tensor(W, dtype=torch.float32)).dtype == torch.float32

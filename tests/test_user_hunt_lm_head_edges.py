@@ -75,3 +75,19 @@ def test_the_fused_loss_on_dask_blocks_of_tokens_and_vocabulary_is_numpys(option
     got = lossreg.linear_cross_entropy(da.from_array(h, chunks=(70, 16)), da.from_array(w, chunks=(20, 16)),
                                        da.from_array(t, chunks=70), **options)
     np.testing.assert_allclose(_numpy(got), want, rtol=2e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kernels", [True, False])
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_kept_tokens_of_weight_zero_have_torchs_nan_gradient_and_ignored_ones_its_zero(label_smoothing, kernels):
+    # The mean divides by Σ w[y] = 0: torch's gradient is NaN on the kept tokens' rows, 0 on the ignored one.
+    rng = np.random.default_rng(2)
+    h, w = torch.tensor(rng.normal(size=(3, 4))), torch.tensor(rng.normal(size=(5, 4)))
+    t, cw = torch.tensor([0, -100, 1]), torch.tensor([0.0, 0.0, 1.0, 1.0, 1.0], dtype=torch.float64)
+    want = h.clone().requires_grad_()
+    F.cross_entropy(want @ w.T, t, weight=cw, label_smoothing=label_smoothing).backward()
+    got = h.clone().requires_grad_()
+    with lossreg.use_kernels(kernels):
+        lossreg.linear_cross_entropy(got, w, t, weight=cw, label_smoothing=label_smoothing).backward()
+    assert torch.isnan(want.grad[[0, 2]]).all() and (want.grad[1] == 0).all()
+    torch.testing.assert_close(got.grad, want.grad, equal_nan=True)

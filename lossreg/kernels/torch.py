@@ -525,7 +525,10 @@ def _half_in_float32(kernel: Any) -> Any:
     portable definitions do (a sum of many half-precision terms would lose most of its digits)."""
     def run(*arrays: Any, **options: Any) -> Any:
         x = arrays[0]
-        if not (isinstance(x, Tensor) and x.dtype in _HALF):
+        # Mixed with another floating dtype, the call is the portable path's, which promotes as torch.
+        if not (isinstance(x, Tensor) and x.dtype in _HALF) or any(
+                isinstance(a, Tensor) and a.is_floating_point() and a.dtype is not x.dtype
+                for a in (*arrays, *options.values())):
             return kernel(*arrays, **options)
         arrays, options = _in_float32(arrays, options)
         out = kernel(*arrays, **options)
