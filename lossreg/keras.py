@@ -114,10 +114,10 @@ class KerasLoss(keras.losses.Loss):
         function = self.lossreg._dispatch
         if sample_weight is not None or mask is not None:
             return self._weighted(function, arrays, options, sample_weight, mask)
-        # ctc_loss's mean (of per-sequence divisions) is never over nothing: its value as computed.
-        rule = _mean_rule(self.spec) if options["reduction"] == "mean" and self.spec.name != "ctc_loss" else None
-        kind, d = rule(arrays, options, None) if rule else ("count", None)
-        if kind != "count" or d is None:
+        kind, rule = _mean_rule(self.spec)
+        # A mean of per-value divisions (ctc_loss's) is never over nothing: its value as computed.
+        d = rule(arrays, options, None) if rule and kind == "count" and options["reduction"] == "mean" else None
+        if d is None:
             return function(*arrays, **options)
         # A mean over nothing (every target ignored, or of weight 0): 0, as Keras's own losses
         # give and the weighted path does, not torch's 0 / 0 = NaN (which stops fit's
@@ -193,8 +193,8 @@ class KerasLoss(keras.losses.Loss):
             return ops.sum(weighted)
         if reduction == "batchmean":
             return ops.sum(weighted) / values.shape[0]
-        rule = _mean_rule(self.spec)
-        kind, d = rule(arrays, options, values) if rule else ("count", None)
+        kind, rule = _mean_rule(self.spec)
+        d = rule(arrays, options, values) if rule else None
         total = ops.sum(weighted / d) if kind == "divide" else ops.sum(weighted)
         if kind == "count" and d is not None:
             # 0 where the weights sum to 0 (a batch of zero sample weights, every step masked), as
@@ -270,14 +270,15 @@ def _size(values: Any) -> Any:
     return n
 
 
-# A mean rule, (arrays, options, values) -> (kind, d), is given the unreduced values where the
-# loss was weighted, and None where it was computed reduced (the unweighted call): d's dtype is
-# then the scores'.
+# A mean rule, (arrays, options, values) -> d or None (the plain count), is given the unreduced
+# values where the loss was weighted, and None where it was computed reduced (the unweighted
+# call): d's dtype is then the scores'. Its kind says what the mean does with d: "count" divides
+# the sum by that of d (times the sample weights), "divide" averages the values each divided by d.
 def _dtype(arrays: list[Any], values: Any) -> Any:
     return arrays[0].dtype if values is None else values.dtype
 
 
-def _per_target(target: Any, options: dict[str, Any], dtype: Any, classes: int) -> tuple[str, Any]:
+def _per_target(target: Any, options: dict[str, Any], dtype: Any, classes: int) -> Any:
     """weight[y] per target (1 without class weights), 0 where y is ignored: what a class-index
     mean divides by, taken from the targets alone (O(N), not an N×C pass). A target out of
     [0, classes) counts 1, where its own loss is already NaN or an error; and no take reads out
@@ -286,13 +287,13 @@ def _per_target(target: Any, options: dict[str, Any], dtype: Any, classes: int) 
     ignore = options["ignore_index"]
     kept = ops.ones_like(target, dtype="bool") if ignore is None else ops.not_equal(target, ignore)
     if options.get("weight") is None:
-        return "count", ops.cast(kept, dtype)
+        return ops.cast(kept, dtype)
     inside = ops.logical_and(ops.greater_equal(target, 0), ops.less(target, classes))
     weight = ops.take(ops.cast(options["weight"], dtype), ops.where(inside, target, 0))
-    return "count", ops.where(kept, ops.where(inside, weight, 1), 0)
+    return ops.where(kept, ops.where(inside, weight, 1), 0)
 
 
-def _class_weights(arrays: list[Any], options: dict[str, Any], values: Any) -> tuple[str, Any]:
+def _class_weights(arrays: list[Any], options: dict[str, Any], values: Any) -> Any:
     """cross-entropy's and NLL's mean (and that of plugins' class-index losses): per target
     weight[y], 0 where y is ignored; the plain mean for probability targets. Classes on axis 1
     (axis 0 unbatched); the document's (N, 1) labels read as (N,)."""
@@ -301,7 +302,7 @@ def _class_weights(arrays: list[Any], options: dict[str, Any], values: Any) -> t
     classes = x.shape[1] if batched else x.shape[0] if x.ndim else None
     if (classes is None or "int" not in keras.backend.standardize_dtype(target.dtype)
             or _size(target) != _size(x) // max(classes, 1) or not _class_weight_fits(options, classes)):
-        return "count", None  # probabilities, or arguments the loss itself refuses, with its error
+        return None  # probabilities, or arguments the loss itself refuses, with its error
     target = keras.ops.reshape(target, (-1, *x.shape[2:]) if batched else ())
     return _per_target(target, options, _dtype(arrays, values), classes)
 
@@ -312,47 +313,47 @@ def _class_weight_fits(options: dict[str, Any], classes: int) -> bool:
     return weight is None or tuple(weight.shape) == (classes,)
 
 
-def _target_lengths(arrays: list[Any], options: dict[str, Any], values: Any) -> tuple[str, Any]:
+def _target_lengths(arrays: list[Any], options: dict[str, Any], values: Any) -> Any:
     """ctc_loss's mean divides each sequence's loss by its target length (at least 1), then averages."""
     lengths = keras.ops.cast(keras.ops.convert_to_tensor(arrays[3]), _dtype(arrays, values))
-    return "divide", keras.ops.maximum(lengths, 1)
+    return keras.ops.maximum(lengths, 1)
 
 
-def _token_weights(arrays: list[Any], options: dict[str, Any], values: Any) -> tuple[str, Any]:
+def _token_weights(arrays: list[Any], options: dict[str, Any], values: Any) -> Any:
     """linear_cross_entropy's mean, as cross-entropy's, over the vocabulary of the lm head
     (V, H): the tokens' class weights, never the logits this loss does not make."""
     target, head = arrays[2], arrays[1]
     if ("int" not in keras.backend.standardize_dtype(target.dtype) or head.ndim < 2
             or not _class_weight_fits(options, head.shape[0])):
-        return "count", None
+        return None
     options = {**options, "ignore_index": -100 if options["ignore_index"] is None else options["ignore_index"]}
     # Of the targets' shape, the unreduced loss's, which sample weights broadcast against.
     return _per_target(target, options, _dtype(arrays, values), head.shape[0])
 
 
-def _element_weights(arrays: list[Any], options: dict[str, Any], values: Any) -> tuple[str, Any]:
+def _element_weights(arrays: list[Any], options: dict[str, Any], values: Any) -> Any:
     """mse_loss's and l1_loss's mean with their per-element ``weight``: divided by the weights."""
     weight = options.get("weight")
     if weight is None or tuple(getattr(weight, "shape", ())) != tuple(arrays[0].shape):
-        return "count", None  # a weight the loss itself refuses, with its error
-    return "count", keras.ops.cast(keras.ops.convert_to_tensor(weight), _dtype(arrays, values))
+        return None  # a weight the loss itself refuses, with its error
+    return keras.ops.cast(keras.ops.convert_to_tensor(weight), _dtype(arrays, values))
 
 
-_MEAN_DENOMINATORS = {"ctc_loss": _target_lengths, "linear_cross_entropy": _token_weights,
-                      "mse_loss": _element_weights, "l1_loss": _element_weights}
+_MEAN_RULES = {"ctc_loss": ("divide", _target_lengths), "linear_cross_entropy": ("count", _token_weights),
+               "mse_loss": ("count", _element_weights), "l1_loss": ("count", _element_weights)}
 
 
-def _mean_rule(spec: LossSpec) -> Any:
-    """What the "mean" of ``spec`` divides by, weighted as its values are, or None for the count.
+def _mean_rule(spec: LossSpec) -> tuple[str, Any]:
+    """What the "mean" of ``spec`` divides by, weighted as its values are: (kind, rule), with
+    rule None for the count of values.
 
     A loss of (N, C, ...) scores and class-index targets with ``ignore_index`` (cross_entropy,
     nll_loss, and plugins' losses reduced by :func:`lossreg.toolkit.reduce_classes`) divides by
     the class weights of its non-ignored targets.
     """
-    rule = _MEAN_DENOMINATORS.get(spec.name)
-    if rule is None and "ignore_index" in spec.options and len(spec.inputs) == 2:
-        rule = _class_weights
-    return rule
+    if spec.name in _MEAN_RULES:
+        return _MEAN_RULES[spec.name]
+    return "count", _class_weights if "ignore_index" in spec.options and len(spec.inputs) == 2 else None
 
 
 _classes: dict[str, type[KerasLoss]] = {}

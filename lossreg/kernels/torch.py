@@ -81,9 +81,9 @@ def _common(input: Any, target: Any, weight: Any, ignore_index: Any) -> bool:
             and (_mode.get() if _mode.active else _mode.default) != "poison")
 
 
-def _pair(input: Any, target: Any, reduction: Any) -> bool:
-    """Two floating tensors of one dtype, shape and device (:func:`_alike`), and a known reduction."""
-    return reduction in _ENUM and _alike(input, target)
+def _pair(reduction: Any, *tensors: Any) -> bool:
+    """A known reduction, and floating tensors of one dtype, shape and device (:func:`_alike`)."""
+    return reduction in _ENUM and _alike(*tensors)
 
 
 def _alike(*xs: Any) -> bool:
@@ -139,7 +139,7 @@ def mse_loss(input: Any, target: Any, /, *, reduction: str = "mean", weight: Any
     portable definition does, but for autocast: see :func:`_composed_under_autocast`)."""
     if weight is not None:
         return _composed_under_autocast(F.mse_loss, input, target, reduction, weight)
-    if not _pair(input, target, reduction):
+    if not _pair(reduction, input, target):
         return NotImplemented
     return _pointwise(_nn.mse_loss, F.mse_loss, input, target, reduction)
 
@@ -147,7 +147,7 @@ def mse_loss(input: Any, target: Any, /, *, reduction: str = "mean", weight: Any
 def l1_loss(input: Any, target: Any, /, *, reduction: str = "mean", weight: Any = None) -> Any:
     if weight is not None:
         return _composed_under_autocast(F.l1_loss, input, target, reduction, weight)
-    if not _pair(input, target, reduction):
+    if not _pair(reduction, input, target):
         return NotImplemented
     return _pointwise(_nn.l1_loss, F.l1_loss, input, target, reduction)
 
@@ -157,7 +157,7 @@ def _composed_under_autocast(functional: Any, input: Any, target: Any, reduction
     of ordinary operations (not the autocast-listed ``mse_loss``, ``l1_loss``), each of which
     autocast then runs as it does (the CPU keeps the half dtype; CUDA runs ``pow`` and ``sum`` in
     float32). Outside autocast, or with arguments torch would refuse, the portable definition."""
-    if not (_pair(input, target, reduction) and isinstance(weight, Tensor) and weight.dtype is input.dtype
+    if not (_pair(reduction, input, target) and isinstance(weight, Tensor) and weight.dtype is input.dtype
             and weight.shape == input.shape and weight.device == input.device
             and _autocasting(input.device.type)):
         return NotImplemented
@@ -173,7 +173,7 @@ def _threshold(value: Any) -> bool:
 def smooth_l1_loss(input: Any, target: Any, /, *, reduction: str = "mean", beta: float = 1.0) -> Any:
     """torch's own, for its second derivatives too: 1/β inside, at d = 0 included (the portable
     formula's ``abs`` has slope 0 there on torch), and 0 at ``|d| = β``."""
-    if not (_pair(input, target, reduction) and _threshold(beta)):
+    if not (_pair(reduction, input, target) and _threshold(beta)):
         return NotImplemented
     if beta == 0:  # as F.smooth_l1_loss: ATen's smooth_l1 would divide by β = 0 in its gradient
         return l1_loss(input, target, reduction=reduction)
@@ -184,7 +184,7 @@ def huber_loss(input: Any, target: Any, /, *, reduction: str = "mean", delta: fl
                weight: Any = None) -> Any:
     """torch's own, as :func:`smooth_l1_loss`; with ``weight`` as ``F.huber_loss`` computes it,
     ATen's unreduced loss times the weights (so its second derivatives are torch's too)."""
-    if not (_pair(input, target, reduction) and _threshold(delta) and delta > 0):
+    if not (_pair(reduction, input, target) and _threshold(delta) and delta > 0):
         return NotImplemented
     if weight is None:
         return _pointwise(_nn.huber_loss, F.huber_loss, input, target, reduction, delta=delta)
@@ -211,7 +211,7 @@ def binary_cross_entropy(input: Any, target: Any, /, *, weight: Any = None, redu
             raise
         except Exception:  # out of range, or an unknown reduction: the general path decides
             pass
-    if not _pair(input, target, reduction) or (weight is not None and not _fits(weight, input)):
+    if not _pair(reduction, input, target) or (weight is not None and not _fits(weight, input)):
         return NotImplemented
     weight = _like(weight, input)
     bad = None
@@ -242,7 +242,7 @@ def binary_cross_entropy(input: Any, target: Any, /, *, weight: Any = None, redu
 
 def binary_cross_entropy_with_logits(input: Any, target: Any, /, *, weight: Any = None, reduction: str = "mean",
                                      pos_weight: Any = None) -> Any:
-    if (not _pair(input, target, reduction) or (weight is not None and not _fits(weight, input))
+    if (not _pair(reduction, input, target) or (weight is not None and not _fits(weight, input))
             or (pos_weight is not None and not _fits(pos_weight, input))):
         return NotImplemented
     weight, pos_weight = _like(weight, input), _like(pos_weight, input)
@@ -308,7 +308,7 @@ def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_inde
     bad = None
     if isinstance(target, Tensor) and target.dtype in _FLOAT:  # probabilities of the input's shape
         if (type(ignore_index) is not int or ignore_index >= 0  # torch takes any negative one there
-                or not _pair(input, target, reduction) or input.ndim == 0
+                or not _pair(reduction, input, target) or input.ndim == 0
                 or (weight is not None and (not isinstance(weight, Tensor) or weight.dtype is not input.dtype
                                             or weight.shape != input.shape[input.ndim > 1:][:1]
                                             or weight.device != input.device or weight.requires_grad))):
@@ -544,7 +544,7 @@ def soft_margin_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> 
     ``softplus(-y·x)``: a threshold of 50 keeps softplus's linear branch where log1p(e^-z) is
     below float64's rounding. (torch's own evaluates log1p(exp(-y·x)), which overflows to inf
     past -y·x ≈ 88 in float32; the portable definition, and this, give the finite value.)"""
-    if not (_pair(input, target, reduction) and _plain(input, target)):
+    if not (_pair(reduction, input, target) and _plain(input, target)):
         return NotImplemented
     return toolkit.reduce(torch, F.softplus(-(input * target), 1.0, 50.0), reduction)
 
@@ -554,7 +554,7 @@ def margin_ranking_loss(input1: Any, input2: Any, target: Any, /, *, margin: flo
                         reduction: str = "mean") -> Any:
     """torch's own, ``clamp_min(-y·(x1 - x2) + margin, 0)``, for three tensors of one shape and
     float dtype (lossreg refuses the broadcasts torch makes) and a finite margin."""
-    if not (reduction in _ENUM and _alike(input1, input2, target) and _plain(input1, input2, target)
+    if not (_pair(reduction, input1, input2, target) and _plain(input1, input2, target)
             and type(margin) in (int, float) and -math.inf < margin < math.inf):
         return NotImplemented
     return toolkit.reduce(torch, (-target * (input1 - input2) + margin).clamp_min(0), reduction)
@@ -565,7 +565,7 @@ def multilabel_soft_margin_loss(input: Any, target: Any, /, *, weight: Any = Non
     """torch's composition, ``-(y·logsigmoid(x) + (1 - y)·logsigmoid(-x))`` averaged over the last
     axis, with torch's fused ``logsigmoid``. Inside autocast, whose lists do not hold this loss,
     the portable definition runs, as it did before this kernel."""
-    if not (_pair(input, target, reduction) and _plain(input, target) and input.ndim
+    if not (_pair(reduction, input, target) and _plain(input, target) and input.ndim
             and (weight is None or (_fits(weight, input) and weight.dtype is input.dtype))
             and not _autocasting(input.device.type)):
         return NotImplemented
