@@ -782,6 +782,8 @@ def lookup(xp: Any, table: Any, index: Any) -> Any:
         return table.at[index].get(out_sharding=index.aval.sharding)
     if index.ndim == 1:
         return xp.take(table, index)
+    if math.prod(index.shape) == 0:  # Dask cannot flatten an empty index split in chunks
+        return xp.reshape(table[:0], index.shape)
     return xp.reshape(xp.take(table, xp.reshape(index, (-1,))), index.shape)
 
 

@@ -167,6 +167,18 @@ def test_an_empty_batch_gives_numpys_answer(name: str) -> None:
             np.testing.assert_array_equal(got, torch_reference(name, empty, reduction=reduction), err_msg=reduction)
 
 
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("name", ["cross_entropy", "nll_loss"])
+def test_empty_image_batches_split_in_chunks_with_class_weights_give_torchs_answer(name: str, reduction: str) -> None:
+    """(N, C, 0) scores, the batch in two chunks, Dask class weights: weight[y] of no targets
+    is empty (Dask could not flatten the empty, chunked targets to pick it)."""
+    x, t, w = np.zeros((2, 5, 0)), np.zeros((2, 0), dtype=np.int64), np.linspace(0.5, 2.0, 5)
+    want = getattr(F, name)(torch.tensor(x), torch.tensor(t), weight=torch.tensor(w), reduction=reduction)
+    loss = lossreg.get(name, reduction=reduction, weight=da.from_array(w, chunks=2))
+    got = lazily(loss, da.from_array(x, chunks=(1, 2, 0)), da.from_array(t, chunks=(1, 0))).compute()
+    np.testing.assert_array_equal(got, want.numpy())
+
+
 ZERO_D = ["mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "binary_cross_entropy",
           "binary_cross_entropy_with_logits", "soft_margin_loss", "kl_div", "poisson_nll_loss",
           "hinge_embedding_loss", "gaussian_nll_loss", "margin_ranking_loss"]

@@ -40,6 +40,11 @@ def test_a_head_of_no_classes_refuses_a_target_it_cannot_hold():
         lossreg.linear_cross_entropy(np.ones((2, 4)), np.zeros((0, 4)), np.array([0, -100]))
 
 
+def test_the_gradient_of_a_head_of_no_classes_is_left_to_autodiff_saying_why():
+    with pytest.raises(lossreg.UnsupportedError, match=r"a linear weight of no classes, \(0, D\)"):
+        lossreg.linear_cross_entropy_value_and_grad(np.ones((2, 4)), np.zeros((0, 4)), np.full(2, -100))
+
+
 @pytest.mark.parametrize("library", ["numpy", "torch"])
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 def test_no_targets_and_no_classes_with_label_smoothing_reduce_to_nan(reduction, library):

@@ -28,7 +28,6 @@ def _value(out):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(("name", "option", "value"), [
     ("huber_loss", "delta", 1e39), ("huber_loss", "delta", 1e300),  # beyond float32: no linear part
-    ("smooth_l1_loss", "beta", 1e39),                                # beyond float32: 0.5 d² / ∞ = 0
     ("smooth_l1_loss", "beta", 1e-300), ("smooth_l1_loss", "beta", 1e-46),  # round to 0: L1
 ])
 def test_a_threshold_that_float32_cannot_hold_is_taken_as_float32_rounds_it(name, option, value, backend, kernels):
@@ -37,6 +36,40 @@ def test_a_threshold_that_float32_cannot_hold_is_taken_as_float32_rounds_it(name
     with lossreg.use_kernels(kernels):
         got = getattr(lossreg, name)(conv(X), conv(Y), reduction="none", **{option: value})
     np.testing.assert_allclose(_value(got), want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch without kernels"])
+@pytest.mark.parametrize("beta", [3.5e38, 1e39])
+def test_a_beta_beyond_float32_keeps_its_reciprocal_where_torchs_forward_gives_0_or_nan(beta, backend):
+    """Smooth L1 at β past float32's largest number is quadratic throughout, 0.5 d² · (1/β), and
+    1/β is still a float32 number: the exact value and gradient d/β (torch's gradient), where
+    torch's forward gives 0.5 d² / ∞ = 0, and NaN once d² overflows."""
+    d = np.array([1.0, 1e20, 3e38, -2.0], dtype=np.float32)
+    x = torch.tensor(d, requires_grad=True)
+    with lossreg.use_kernels(backend == "numpy"):
+        got = lossreg.smooth_l1_loss(x if backend != "numpy" else d, np.zeros(4, np.float32) if backend == "numpy"
+                                     else torch.zeros(4), reduction="none", beta=beta)
+    exact = 0.5 * d.astype(np.float64) ** 2 / beta
+    np.testing.assert_allclose(_value(got), exact, rtol=1e-6)
+    assert _value(got)[2] > 1e37  # torch: NaN
+    if backend != "numpy":
+        (grad,) = torch.autograd.grad(got.sum(), x)
+        np.testing.assert_allclose(grad.numpy(), d.astype(np.float64) / beta, rtol=1e-6)
+
+
+@pytest.mark.parametrize("delta", [1e-39, 1e-45])
+@pytest.mark.parametrize("kernels", [True, False])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_subnormal_huber_delta_is_kept_as_torch_keeps_it(delta, backend, kernels):
+    """Huber's δ multiplies the linear part: a δ below float32's smallest normal number is not
+    0 (δ·|d| = 0.3 at d = 3e38, δ = 1e-39), value and gradient as torch's."""
+    d = np.array([1.0, 1e20, 3e38, -2.0], dtype=np.float32)
+    want = F.huber_loss(torch.tensor(d), torch.zeros(4), delta=delta, reduction="none").numpy()
+    x = BACKENDS[backend](d)
+    with lossreg.use_kernels(kernels):
+        got = lossreg.huber_loss(x, BACKENDS[backend](np.zeros(4, np.float32)), delta=delta, reduction="none")
+    np.testing.assert_allclose(_value(got), want, rtol=1e-6)
+    assert _value(got)[2] > 0
 
 
 def test_a_subnormal_beta_on_jax_float64_is_l1_not_nan():

@@ -220,9 +220,9 @@ def linear_cross_entropy_value_and_grad(
                        ignore_index=ignore_index, options=options, chunk_size=chunk_size, reduction=reduction,
                        label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap)
     if inp is None:
-        raise UnsupportedError(f"{name}_value_and_grad: probability targets and K-dimensional linear weights "
-                               "are computed through the logits; take their gradient with an autodiff library "
-                               "(torch, JAX) calling linear_cross_entropy")
+        raise UnsupportedError(f"{name}_value_and_grad: probability targets, K-dimensional linear weights and "
+                               "a linear weight of no classes, (0, D), are computed through the logits; take their "
+                               "gradient with an autodiff library (torch, JAX) calling linear_cross_entropy")
     if cotangent is not None:
         want = inp.shape if reduction == "none" else ()
         toolkit.namespace(name, input=input, cotangent=cotangent)

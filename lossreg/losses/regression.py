@@ -117,10 +117,8 @@ def _huber(xp: Any, d: Any, delta: float) -> Any:
 
 def _held(xp: Any, threshold: float, dtype: Any) -> float:
     """A threshold (δ, β) as ``dtype`` holds it, as torch's kernels compute with it: ∞ past the
-    dtype's largest number, 0 below its smallest normal one (where it rounds to 0, or XLA's CPU
-    flushes it to 0; torch's answer differs by less than that number there)."""
-    info = xp.finfo(dtype)
-    return math.inf if threshold > float(info.max) else 0.0 if threshold < float(info.smallest_normal) else threshold
+    dtype's largest number (a finite Python number there would overflow on the way, to NaN)."""
+    return math.inf if threshold > float(xp.finfo(dtype).max) else threshold
 
 
 def _split(xp: Any, d: Any, delta: float) -> tuple[Any, Any]:
@@ -155,14 +153,19 @@ def smooth_l1_loss(input: Any, target: Any, /, *, reduction: str = "mean", beta:
     toolkit.check_number(name, "beta", beta, 0.0)
     xp, x, y, dtype = toolkit.pointwise_inputs(name, input, target, reduction)
     diff = x - y
-    beta = _held(xp, beta, diff.dtype)
-    if beta == 0:  # the quadratic branch would divide by zero, and its NaN gradient would leak
+    if beta < float(xp.finfo(diff.dtype).smallest_normal):
+        # L1, within β / 2 of torch's answer: β rounds to 0 in the dtype or XLA's CPU flushes it
+        # to 0, and the quadratic branch would divide by it (its NaN gradient would leak).
         return toolkit.reduce(xp, toolkit.safe_abs(xp, diff), reduction, dtype)
+    held = _held(xp, beta, diff.dtype)
     # _huber(d, β) / β, as 0.5 q (q / β) + r: torch's linear part z - 0.5 β never squares β, which
     # (0.5 β) β would, overflowing past β = 2.6e19 in float32 where the loss is finite. At q = β
     # the first term is 0.5 β exactly; the gradient is _huber's divided by β (q / β inside).
-    q, r = _split(xp, diff, beta)
-    return toolkit.reduce(xp, (0.5 * q) * (q / beta) + r, reduction, dtype)
+    # A β past the dtype's range is ∞ there (no linear part), but its reciprocal is still held:
+    # 0.5 q (q · (1/β)) is exact where q / ∞ would be 0, value and gradient.
+    q, r = _split(xp, diff, held)
+    inside = q / held if held != math.inf else q * (1.0 / beta)
+    return toolkit.reduce(xp, (0.5 * q) * inside + r, reduction, dtype)
 
 
 @define_loss(
