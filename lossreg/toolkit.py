@@ -577,16 +577,28 @@ def check_values(loss: str, name: str, x: Any, bad: Any, xp: Any, expected: str)
     never a quietly wrong number. A mask that cannot be read (computed from another, traced
     array: ``torch.func.vmap`` over the lengths of plain targets, say) is returned too.
     """
-    if not (reads_values(x) and reads_values(bad)):
+    if not reads_values(x):
         return bad
-    if bool(xp.any(bad)):
+    held = _unwrapped_grad(bad) if compat.is_torch_array(bad) else bad
+    if not reads_values(held):
+        return bad
+    if bool(xp.any(held)):
         flat = xp.reshape(x, (-1,))
-        offender = flat[int(xp.argmax(xp.astype(xp.reshape(bad, (-1,)), xp.int8)))]
+        offender = flat[int(xp.argmax(xp.astype(xp.reshape(held, (-1,)), xp.int8)))]
         # array-api-strict has no .item(): an index is quoted as the integer it is, not as a float
         got = (offender.item() if hasattr(offender, "item")
                else int(offender) if xp.isdtype(offender.dtype, "integral") else float(offender))
         raise LossValueError(loss, name, expected, f"{got!r}")
     return None
+
+
+def _unwrapped_grad(bad: Any) -> Any:
+    """A mask made from plain tensors inside ``torch.func.grad``, ``vjp`` or ``jvp``, whose levels
+    wrap every result (vmap's wraps only what it batches), as the plain tensor it holds."""
+    functorch = sys.modules["torch"]._C._functorch
+    while functorch.is_gradtrackingtensor(bad):
+        bad = functorch.get_unwrapped(bad)
+    return bad
 
 
 def poison(xp: Any, values: Any, bad: Any | None) -> Any:

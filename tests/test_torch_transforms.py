@@ -175,6 +175,35 @@ def test_invalid_values_raise_eagerly_and_poison_under_tracing(name: str) -> Non
         assert f(*arrays).isnan()
 
 
+VALUE_TRANSFORMS = {  # each differentiates the loss in its first argument, the others held as plain tensors
+    "grad": lambda f, x: torch.func.grad_and_value(f)(x)[1],
+    "vjp": lambda f, x: torch.func.vjp(f, x)[0],
+    "jvp": lambda f, x: torch.func.jvp(f, (x,), (torch.ones_like(x),))[0],
+}
+TRANSFORMS = {**VALUE_TRANSFORMS, "jacrev": lambda f, x: torch.func.jacrev(f)(x),
+              "vmap of grad": lambda f, x: torch.func.vmap(torch.func.grad(f))(torch.stack([x, x]))}
+
+
+@pytest.mark.parametrize("kernels", [True, False], ids=["kernels", "portable"])
+@pytest.mark.parametrize("transform", TRANSFORMS)
+@pytest.mark.parametrize("name", sorted(set(INVALID) - {"binary_cross_entropy"}))
+def test_a_plain_tensor_beside_the_ones_a_transform_differentiates_is_checked_as_in_eager_code(name, transform,
+                                                                                              kernels):
+    """grad, vjp and jvp wrap every result, also a mask made from the plain target: it is read
+    all the same (as under vmap), and an invalid target raises."""
+    f, (x, *rest) = function(name), INVALID[name]()
+    with lossreg.use_kernels(kernels), pytest.raises(lossreg.LossValueError, match=name):
+        TRANSFORMS[transform](lambda a: f(a, *rest, reduction="sum"), x)
+
+
+@pytest.mark.parametrize("kernels", [True, False], ids=["kernels", "portable"])
+@pytest.mark.parametrize("transform", VALUE_TRANSFORMS)
+def test_an_invalid_value_of_the_differentiated_input_itself_makes_the_loss_nan(transform, kernels):
+    f, (x, y) = function("binary_cross_entropy"), INVALID["binary_cross_entropy"]()  # the probability 1.5
+    with lossreg.use_kernels(kernels):
+        assert VALUE_TRANSFORMS[transform](lambda a: f(a, y, reduction="sum"), x).isnan()
+
+
 # --- torch.func -------------------------------------------------------------------------------------
 
 
