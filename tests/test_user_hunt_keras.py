@@ -39,6 +39,7 @@ CHECKS = ["check_compile_by_object_and_by_class", "check_get_takes_keras_name_an
           "check_two_integer_arguments_that_take_floats_are_cast_on_the_first_call",
           "check_integer_one_hot_rows_for_a_class_index_loss_are_reported_as_given",
           "check_linear_cross_entropy_means_of_k_dimensional_heads_and_token_grids",
+          "check_float_targets_take_the_predictions_dtype_and_one_class_labels_are_checked",
           "check_saved_model_loads_in_a_fresh_process"]
 
 

@@ -78,3 +78,29 @@ def test_an_infinite_epsilon_is_refused_rather_than_giving_nan_or_zero(loss, opt
     target = np.array([0, 1]) if loss == "poly1_cross_entropy" else x
     with pytest.raises(lossreg.LossValueError, match=f"{loss}: argument '{option}' expected a finite number"):
         lossreg.get(loss, **{option: math.inf})(x, target)
+
+
+def test_generalized_cross_entropy_keeps_its_precision_where_the_target_is_nearly_certain():
+    """(1 - p_t^q) / q as -expm1(q log p_t) / q: in float32 at p_t = 1 - 8e-7 the subtraction
+    1 - exp(...) keeps one digit (8% off); expm1 keeps them all (mpmath: 8.3153e-07)."""
+    from lossreg_extras import generalized_cross_entropy
+
+    got = generalized_cross_entropy(np.array([[14.0, 0.0]], np.float32), np.array([0]), q=0.7)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(float(got), 8.3153e-07, rtol=1e-2)
+
+
+def test_nt_xent_gradient_at_an_all_zero_embedding_is_finite_as_pytorch_metric_learnings():
+    """A zero row stays zero, as F.normalize leaves it; the gradient through its norm is taken at
+    eps (torch's clamp_min), never √0's infinite slope, which would make it NaN."""
+    torch = pytest.importorskip("torch")
+    from lossreg_extras import nt_xent_loss
+
+    u = torch.tensor([[0.0, 0.0, 0.0], [1.0, 2.0, 3.0]], dtype=torch.float64, requires_grad=True)
+    v = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]], dtype=torch.float64)
+    loss = nt_xent_loss(u, v, temperature=0.5)
+    (grad,) = torch.autograd.grad(loss, u)
+    assert math.isclose(loss.item(), 1.140854920059398, rel_tol=1e-12)  # pytorch-metric-learning's NTXentLoss
+    assert torch.isfinite(grad).all()
+    torch.testing.assert_close(grad[0], torch.tensor([-4.748e11, 3.892e11, -3.541e11], dtype=torch.float64), rtol=1e-3,
+                               atol=0)
