@@ -524,8 +524,9 @@ def check_mode() -> str:
 def traced(x: Any) -> bool:
     """Whether ``x`` holds no values that could be read now: a tracer, a meta or lazy array.
 
-    torch: inside ``torch.compile`` (Dynamo, fake tensors), inside ``torch.func`` transforms
-    (vmap, grad, jacrev, ... wrap their tensors) and on ``meta`` tensors. Other libraries: lazy
+    torch: inside ``torch.compile`` (Dynamo, fake tensors), under ``torch.func.vmap`` (batched
+    tensors, alone or inside grad's wrappers) and on ``meta`` tensors; ``grad``, ``vjp`` and ``jvp``
+    alone wrap tensors whose values can be read, as torch's kernels do. Other libraries: lazy
     arrays (JAX under ``jit``, Dask).
     """
     if compat.is_torch_array(x):
@@ -534,9 +535,18 @@ def traced(x: Any) -> bool:
 
 
 def _torch_traced(torch: Any, x: Any) -> bool:
+    if torch.compiler.is_compiling():
+        return True
+    functorch = torch._C._functorch
+    if functorch.is_functorch_wrapped_tensor(x):
+        # torch.func's grad, vjp and jvp run eagerly: their wrappers hold values that can be read
+        # (torch's own kernels read them and raise). vmap's batching, below or alone, cannot be.
+        while functorch.is_gradtrackingtensor(x):
+            x = functorch.get_unwrapped(x)
+        if functorch.is_functorch_wrapped_tensor(x):
+            return True
     # A plain Tensor is never fake (FakeTensor is a subclass): the isinstance test is skipped.
-    return bool(torch.compiler.is_compiling() or torch._C._functorch.is_functorch_wrapped_tensor(x)
-                or (type(x) is not torch.Tensor and _is_fake(x)))
+    return type(x) is not torch.Tensor and _is_fake(x)
 
 
 def _is_fake(x: Any) -> bool:
@@ -577,28 +587,16 @@ def check_values(loss: str, name: str, x: Any, bad: Any, xp: Any, expected: str)
     never a quietly wrong number. A mask that cannot be read (computed from another, traced
     array: ``torch.func.vmap`` over the lengths of plain targets, say) is returned too.
     """
-    if not reads_values(x):
+    if not (reads_values(x) and reads_values(bad)):
         return bad
-    held = _unwrapped_grad(bad) if compat.is_torch_array(bad) else bad
-    if not reads_values(held):
-        return bad
-    if bool(xp.any(held)):
+    if bool(xp.any(bad)):
         flat = xp.reshape(x, (-1,))
-        offender = flat[int(xp.argmax(xp.astype(xp.reshape(held, (-1,)), xp.int8)))]
+        offender = flat[int(xp.argmax(xp.astype(xp.reshape(bad, (-1,)), xp.int8)))]
         # array-api-strict has no .item(): an index is quoted as the integer it is, not as a float
         got = (offender.item() if hasattr(offender, "item")
                else int(offender) if xp.isdtype(offender.dtype, "integral") else float(offender))
         raise LossValueError(loss, name, expected, f"{got!r}")
     return None
-
-
-def _unwrapped_grad(bad: Any) -> Any:
-    """A mask made from plain tensors inside ``torch.func.grad``, ``vjp`` or ``jvp``, whose levels
-    wrap every result (vmap's wraps only what it batches), as the plain tensor it holds."""
-    functorch = sys.modules["torch"]._C._functorch
-    while functorch.is_gradtrackingtensor(bad):
-        bad = functorch.get_unwrapped(bad)
-    return bad
 
 
 def poison(xp: Any, values: Any, bad: Any | None) -> Any:
@@ -1014,7 +1012,9 @@ def safe_pow(xp: Any, z: Any, exponent: float) -> Any:
 def sign(xp: Any, x: Any) -> Any:
     """``sign(x)``: -1, 0 or 1, NaN at NaN, made of ``where`` only: array-api-compat's torch
     ``sign`` writes NaN through a boolean mask, which ``torch.func.vmap`` and meta tensors cannot run."""
-    return xp.where(x > 0, 1.0, xp.where(x < 0, -1.0, x * 0))
+    # x · 0 keeps ±0 and NaN with a zero gradient; ∞ is put aside first, as ∞ · 0 would warn on
+    # NumPy where the result is not taken.
+    return xp.where(x > 0, 1.0, xp.where(x < 0, -1.0, xp.where(xp.isinf(x), 0.0, x) * 0))
 
 
 def safe_abs(xp: Any, x: Any) -> Any:

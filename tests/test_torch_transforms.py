@@ -185,12 +185,12 @@ TRANSFORMS = {**VALUE_TRANSFORMS, "jacrev": lambda f, x: torch.func.jacrev(f)(x)
 
 
 @pytest.mark.parametrize("kernels", [True, False], ids=["kernels", "portable"])
-@pytest.mark.parametrize("transform", TRANSFORMS)
-@pytest.mark.parametrize("name", sorted(set(INVALID) - {"binary_cross_entropy"}))
-def test_a_plain_tensor_beside_the_ones_a_transform_differentiates_is_checked_as_in_eager_code(name, transform,
-                                                                                              kernels):
-    """grad, vjp and jvp wrap every result, also a mask made from the plain target: it is read
-    all the same (as under vmap), and an invalid target raises."""
+@pytest.mark.parametrize(("name", "transform"), [(n, t) for n in sorted(INVALID) for t in TRANSFORMS
+                                                 if (n, t) != ("binary_cross_entropy", "vmap of grad")])
+def test_grad_vjp_and_jvp_run_eagerly_so_invalid_values_raise_as_in_eager_code(name, transform, kernels):
+    """Their wrappers hold values that can be read (torch's own kernels read them and raise), be
+    the invalid value in the plain target beside the differentiated input or in that input itself
+    (but not in an input vmap batches: see the next test but one)."""
     f, (x, *rest) = function(name), INVALID[name]()
     with lossreg.use_kernels(kernels), pytest.raises(lossreg.LossValueError, match=name):
         TRANSFORMS[transform](lambda a: f(a, *rest, reduction="sum"), x)
@@ -198,10 +198,21 @@ def test_a_plain_tensor_beside_the_ones_a_transform_differentiates_is_checked_as
 
 @pytest.mark.parametrize("kernels", [True, False], ids=["kernels", "portable"])
 @pytest.mark.parametrize("transform", VALUE_TRANSFORMS)
-def test_an_invalid_value_of_the_differentiated_input_itself_makes_the_loss_nan(transform, kernels):
+@pytest.mark.parametrize("name", sorted(INVALID))
+def test_a_target_made_inside_the_transformed_function_is_checked_too(name, transform, kernels):
+    f, (x, *rest) = function(name), INVALID[name]()
+    values = [r.tolist() for r in rest]
+    with lossreg.use_kernels(kernels), pytest.raises(lossreg.LossValueError, match=name):
+        VALUE_TRANSFORMS[transform](
+            lambda a: f(a, *(torch.tensor(v, dtype=r.dtype) for v, r in zip(values, rest)), reduction="sum"), x)
+
+
+@pytest.mark.parametrize("kernels", [True, False], ids=["kernels", "portable"])
+def test_under_vmap_of_grad_an_invalid_value_of_the_batched_input_makes_its_loss_nan(kernels):
     f, (x, y) = function("binary_cross_entropy"), INVALID["binary_cross_entropy"]()  # the probability 1.5
     with lossreg.use_kernels(kernels):
-        assert VALUE_TRANSFORMS[transform](lambda a: f(a, y, reduction="sum"), x).isnan()
+        value = torch.func.vmap(lambda a: torch.func.grad_and_value(lambda b: f(b, y, reduction="sum"))(a)[1])
+        assert value(torch.stack([x, x.clamp(max=1)])).isnan().tolist() == [True, False]
 
 
 # --- torch.func -------------------------------------------------------------------------------------

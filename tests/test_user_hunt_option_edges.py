@@ -72,6 +72,27 @@ def test_a_subnormal_huber_delta_is_kept_as_torch_keeps_it(delta, backend, kerne
     assert _value(got)[2] > 0
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("beta", [1e-39, 1e-41, 1e-45, 1e-50])
+def test_a_subnormal_beta_is_kept_as_torch_keeps_it_gradient_included(beta, dtype):
+    """Off torch's kernel a β below the smallest normal number is computed in units that make it
+    normal: the gradient d/β where |d| < β (torch's), never L1's ±1, nor 0/0; in float64 each
+    float32 β is a normal number; 1e-50 rounds to 0 in float32 and is L1 there, as in torch."""
+    d = torch.tensor([0.0, 3e-39, -7e-40, -4e-42, 1e-30, -2.0, 3e38, float("inf"), float("nan")], dtype=dtype)
+    x, mine = d.clone().requires_grad_(), d.clone().requires_grad_()
+    want = F.smooth_l1_loss(x, torch.zeros_like(d), beta=beta, reduction="none")
+    with lossreg.use_kernels(False):
+        got = lossreg.smooth_l1_loss(mine, torch.zeros_like(d), beta=beta, reduction="none")
+    atol = beta + 1.5e-45  # within β / 2 of torch's, and a float32 subnormal's rounding
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=atol, equal_nan=True)
+    (g_want,), (g_got,) = torch.autograd.grad(want.sum(), x), torch.autograd.grad(got.sum(), mine)
+    torch.testing.assert_close(g_got, g_want, rtol=1e-4, atol=0, equal_nan=True)  # β rounded to a subnormal
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow on the way
+        on_numpy = lossreg.smooth_l1_loss(d.numpy(), np.zeros(9, d.numpy().dtype), beta=beta, reduction="none")
+    np.testing.assert_allclose(_value(on_numpy), _value(want), rtol=1e-6, atol=atol)
+
+
 def test_a_subnormal_beta_on_jax_float64_is_l1_not_nan():
     """XLA's CPU flushes subnormal numbers to 0: β = 1e-310 divided by would be 0 / 0."""
     jax = pytest.importorskip("jax")
@@ -128,3 +149,14 @@ def test_linear_cross_entropy_whose_kept_tokens_weigh_0_has_torchs_nan_gradient(
         for g, r in zip(got, want):
             torch.testing.assert_close(g, r, equal_nan=True)
         assert math.isnan(want[0][0, 0]) == bool(target[0] == 0)
+
+
+@pytest.mark.parametrize("kernels", [True, False])
+def test_smooth_l1_with_beta_0_is_l1_loss_gradient_included(kernels):
+    """torch's smooth L1 at β = 0 is its L1 loss: the gradient sign(d), 0 at d = 0 and at NaN."""
+    d = torch.tensor([float("nan"), 1.0, 0.0, -float("inf"), -2.0])
+    x, mine = d.clone().requires_grad_(), d.clone().requires_grad_()
+    (want,) = torch.autograd.grad(F.smooth_l1_loss(x, torch.zeros(5), beta=0.0), x)
+    with lossreg.use_kernels(kernels):
+        (got,) = torch.autograd.grad(lossreg.smooth_l1_loss(mine, torch.zeros(5), beta=0.0), mine)
+    assert got.tolist() == want.tolist() and want.tolist() == pytest.approx([0.0, 0.2, 0.0, -0.2, -0.2])

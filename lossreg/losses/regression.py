@@ -59,12 +59,15 @@ def l1_loss(input: Any, target: Any, /, *, reduction: str = "mean", weight: Any 
     """
     name = "l1_loss"
     xp, x, y, dtype = toolkit.pointwise_inputs(name, input, target, reduction)
-    d = x - y
-    # |d| with torch's gradient sign(d), 0 at d = 0 (JAX's abs gives 1 there: the mask, which has
-    # no gradient, makes it 0) and 0 at NaN on torch. Arithmetic, not where: a where is the
-    # slowest elementwise operation on torch's CPU, forward and backward, and XLA does not fuse
-    # a select into the reduction that follows.
-    return _weighted_mean(xp, name, xp.abs(d) * xp.astype(d != 0, d.dtype), input, weight, reduction, dtype)
+    return _weighted_mean(xp, name, _abs(xp, x - y), input, weight, reduction, dtype)
+
+
+def _abs(xp: Any, d: Any) -> Any:
+    """``|d|`` with torch's gradient sign(d): 0 at d = 0 (JAX's abs gives 1 there: the mask, which
+    has no gradient, makes it 0) and 0 at NaN on torch. Arithmetic, not where: a where is the
+    slowest elementwise operation on torch's CPU, forward and backward, and XLA does not fuse a
+    select into the reduction that follows."""
+    return xp.abs(d) * xp.astype(d != 0, d.dtype)
 
 
 def _weights(xp: Any, name: str, input: Any, weight: Any, dtype: Any) -> tuple[Any, Any]:
@@ -115,10 +118,10 @@ def _huber(xp: Any, d: Any, delta: float) -> Any:
     return (0.5 * q) * q + delta * r
 
 
-def _held(xp: Any, threshold: float, dtype: Any) -> float:
-    """A threshold (δ, β) as ``dtype`` holds it, as torch's kernels compute with it: ∞ past the
-    dtype's largest number (a finite Python number there would overflow on the way, to NaN)."""
-    return math.inf if threshold > float(xp.finfo(dtype).max) else threshold
+def _held(threshold: float, finfo: Any) -> float:
+    """A threshold (δ, β) as a dtype of ``finfo`` holds it, as torch's kernels compute with it: ∞
+    past the dtype's largest number (a finite Python number there would overflow on the way, to NaN)."""
+    return math.inf if threshold > float(finfo.max) else threshold
 
 
 def _split(xp: Any, d: Any, delta: float) -> tuple[Any, Any]:
@@ -153,18 +156,30 @@ def smooth_l1_loss(input: Any, target: Any, /, *, reduction: str = "mean", beta:
     toolkit.check_number(name, "beta", beta, 0.0)
     xp, x, y, dtype = toolkit.pointwise_inputs(name, input, target, reduction)
     diff = x - y
-    if beta < float(xp.finfo(diff.dtype).smallest_normal):
-        # L1, within β / 2 of torch's answer: β rounds to 0 in the dtype or XLA's CPU flushes it
-        # to 0, and the quadratic branch would divide by it (its NaN gradient would leak).
+    if beta == 0:
+        return toolkit.reduce(xp, _abs(xp, diff), reduction, dtype)  # torch calls its l1_loss
+    finfo = xp.finfo(diff.dtype)
+    if beta <= 0.5 * float(finfo.smallest_normal) * float(finfo.eps):
+        # 0 in the dtype, as torch's kernel holds it: L1, whose gradient at NaN is NaN there
         return toolkit.reduce(xp, toolkit.safe_abs(xp, diff), reduction, dtype)
-    held = _held(xp, beta, diff.dtype)
+    held = _held(beta, finfo)
+    if beta < float(finfo.smallest_normal):
+        # β subnormal in the dtype: the same loss in units of a power of two that
+        # makes β normal (it is homogeneous: ℓ(d, β) = ℓ(sd, sβ) / s), where XLA's CPU would flush β
+        # to 0 and tie min(|d|, β) at d = 0. |d| is first held below the smallest normal number,
+        # so that |d| s cannot overflow; the gradient is torch's d / β.
+        tiny = float(finfo.smallest_normal)
+        scale = 2.0 ** math.ceil(math.log2(tiny / beta))
+        z = xp.abs(diff)
+        qs = toolkit.minimum(xp, toolkit.minimum(xp, z, tiny) * scale, beta * scale)
+        return toolkit.reduce(xp, (0.5 * qs) * (qs / (beta * scale)) / scale + (z - qs / scale), reduction, dtype)
     # _huber(d, β) / β, as 0.5 q (q / β) + r: torch's linear part z - 0.5 β never squares β, which
     # (0.5 β) β would, overflowing past β = 2.6e19 in float32 where the loss is finite. At q = β
     # the first term is 0.5 β exactly; the gradient is _huber's divided by β (q / β inside).
     # A β past the dtype's range is ∞ there (no linear part), but its reciprocal is still held:
     # 0.5 q (q · (1/β)) is exact where q / ∞ would be 0, value and gradient.
     q, r = _split(xp, diff, held)
-    inside = q / held if held != math.inf else q * (1.0 / beta)
+    inside = q * (1.0 / beta) if held == math.inf else q / held
     return toolkit.reduce(xp, (0.5 * q) * inside + r, reduction, dtype)
 
 
@@ -204,7 +219,7 @@ def huber_loss(input: Any, target: Any, /, *, reduction: str = "mean", delta: fl
         work = toolkit.compute_dtype(xp, dtype)
         x, y = toolkit.as_dtype(xp, x, work), toolkit.as_dtype(xp, y, work)
     diff = x - y
-    losses = _huber(xp, diff, _held(xp, delta, diff.dtype))
+    losses = _huber(xp, diff, _held(delta, xp.finfo(diff.dtype)))
     if weight is not None:
         losses = losses * w
     return toolkit.reduce(xp, losses, reduction, dtype)
