@@ -151,12 +151,13 @@ def _check_chunk_size(name: str, chunk_size: Any) -> None:
 
 
 def check_extensions(name: str, z_loss: Any, softcap: Any) -> None:
-    """lossreg's options beyond torch's: the z-loss weight (≥ 0) and the soft cap (None or > 0)."""
+    """lossreg's options beyond torch's: the z-loss weight (≥ 0) and the soft cap (None or > 0,
+    finite: ∞ · tanh(z / ∞) is NaN; no cap is None)."""
     toolkit.check_number(name, "z_loss", z_loss, 0.0)
     if softcap is not None:
-        toolkit.check_number(name, "softcap", softcap, 0.0)
+        toolkit.check_number(name, "softcap", softcap, 0.0, finite=True)
         if softcap == 0:
-            raise LossValueError(name, "softcap", "None or a positive number", repr(softcap))
+            raise LossValueError(name, "softcap", "None or a positive finite number", repr(softcap))
 
 
 def prepare_inputs(name: str, hidden: Any, weight: Any, target: Any, bias: Any, ignore_index: Any, reduction: str,

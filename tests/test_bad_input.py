@@ -9,6 +9,7 @@ probabilities, weights, options), one entry per loss, so that a new loss without
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -262,6 +263,7 @@ SPECIFIC: dict[str, list[Case]] = {
          LossValueError, "input", "(2, 3, 2)"),
         ("p = 3", lambda: lossreg.multi_margin_loss(X, T, p=3), LossValueError, "p", "3"),
         ("p = 1.5", lambda: lossreg.multi_margin_loss(X, T, p=1.5), LossValueError, "p", "1.5"),
+        ("p an array", lambda: lossreg.multi_margin_loss(X, T, p=np.array([1, 2])), LossValueError, "p", "array"),
         ("margin a string", lambda: lossreg.multi_margin_loss(X, T, margin="1"), LossValueError, "margin", "'1'"),
     ],
     "multilabel_margin_loss": [
@@ -376,6 +378,8 @@ SPECIFIC: dict[str, list[Case]] = {
         ("negative z_loss", lambda: lossreg.linear_cross_entropy(X, W5, T, z_loss=-0.1), LossValueError, "z_loss",
          "-0.1"),
         ("softcap 0", lambda: lossreg.linear_cross_entropy(X, W5, T, softcap=0.0), LossValueError, "softcap", "0.0"),
+        ("softcap inf (inf · tanh(z / inf) is NaN; no cap is None)",
+         lambda: lossreg.linear_cross_entropy(X, W5, T, softcap=math.inf), LossValueError, "softcap", "inf"),
         ("softcap a string", lambda: lossreg.linear_cross_entropy(X, W5, T, softcap="30"), LossValueError, "softcap",
          "'30'"),
         ("chunk_size 0", lambda: lossreg.linear_cross_entropy(X, W5, T, chunk_size=0), LossValueError, "chunk_size",

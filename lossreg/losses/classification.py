@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 from .. import toolkit
@@ -391,7 +392,7 @@ def multi_margin_loss(input: Any, target: Any, /, *, p: int = 1, margin: float =
         weight: a weight per class, shape (C,), taken at the target's class, or None (all 1).
     """
     name = "multi_margin_loss"
-    if isinstance(p, bool) or p not in (1, 2):
+    if isinstance(p, bool) or not isinstance(p, numbers.Real) or p not in (1, 2):  # an array's `in` is ambiguous
         raise LossValueError(name, "p", "1 or 2", repr(p))
     toolkit.check_number(name, "margin", margin)
     xp = _margin_inputs(name, input, target, reduction, "class indices", weight)
