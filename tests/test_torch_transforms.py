@@ -356,3 +356,47 @@ def test_switches_are_thread_local() -> None:
         assert not lossreg.kernels_enabled() and lossreg.toolkit.check_mode() == "poison"
     assert seen == {"kernels": True, "mode": "auto"}
     assert lossreg.kernels_enabled() and lossreg.toolkit.check_mode() == "auto"
+
+
+WEIGHTED = {  # a loss with a trainable weight option, its other inputs, and the weight's shape
+    "cross_entropy": (lambda: (torch.randn(5, 4, dtype=torch.float64), torch.tensor([0, 1, 2, 3, 1])), "weight", (4,)),
+    "nll_loss": (lambda: (torch.randn(5, 4, dtype=torch.float64).log_softmax(1), torch.tensor([0, 1, 2, 3, 1])),
+                 "weight", (4,)),
+    "binary_cross_entropy": (lambda: (torch.rand(5, 4, dtype=torch.float64) * 0.8 + 0.1,
+                                      torch.rand(5, 4, dtype=torch.float64)), "weight", (5, 4)),
+    "binary_cross_entropy_with_logits": (lambda: (torch.randn(5, 4, dtype=torch.float64),
+                                                  torch.rand(5, 4, dtype=torch.float64)), "pos_weight", (4,)),
+    "multi_margin_loss": (lambda: (torch.randn(5, 4, dtype=torch.float64), torch.tensor([0, 1, 2, 3, 1])),
+                          "weight", (4,)),
+}
+FORWARD_MODES = {
+    "jvp": lambda f, w, t: torch.func.jvp(f, (w,), (t,))[1],
+    "jacfwd": lambda f, w, t: (torch.func.jacfwd(f)(w) * t).sum(),
+    "dual tensor": lambda f, w, t: _dual(f, w, t),
+}
+
+
+def _dual(f, w, t):
+    import torch.autograd.forward_ad as fwAD
+
+    with fwAD.dual_level():
+        return fwAD.unpack_dual(f(fwAD.make_dual(w, t))).tangent
+
+
+@pytest.mark.parametrize("kernels", [True, False], ids=["kernels", "portable"])
+@pytest.mark.parametrize("mode", FORWARD_MODES)
+@pytest.mark.parametrize("name", sorted(WEIGHTED))
+def test_forward_mode_differentiates_a_weight_as_reverse_mode_does(name, mode, kernels):
+    """torch's kernels drop a weight's tangent (its forward mode gives 0, or no tangent, where its
+    reverse mode refuses the weight); lossreg's kernels leave such a weight to the portable path."""
+    make, option, shape = WEIGHTED[name]
+    torch.manual_seed(0)
+    arrays, w = make(), torch.rand(shape, dtype=torch.float64) + 0.5
+    t = torch.randn(shape, dtype=torch.float64)
+    f = lambda weight: getattr(lossreg, name)(*arrays, **{option: weight})  # noqa: E731
+    trainable = w.clone().requires_grad_()
+    (g,) = torch.autograd.grad(f(trainable), trainable)
+    with lossreg.use_kernels(kernels):
+        got = FORWARD_MODES[mode](f, w, t)
+    assert got is not None
+    torch.testing.assert_close(got, (g * t).sum(), rtol=1e-10, atol=1e-12)

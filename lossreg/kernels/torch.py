@@ -37,7 +37,7 @@ import torch.utils.checkpoint
 from .. import losses as catalogue
 from .. import toolkit
 from . import _TORCH_AUTOCAST_ONLY, CE_TRITON_SWITCH, switched_on
-from .torch_common import _ENUM, _FLOAT, _INDEX, _class_args, _poison
+from .torch_common import _ENUM, _FLOAT, _INDEX, _class_args, _differentiated, _poison
 
 Tensor = torch.Tensor
 # Typed Any: its stubs say str for the reduction, which the ATen operators take as an int.
@@ -99,7 +99,7 @@ def _fits(w: Any, input: Tensor) -> bool:
     """``w`` is a floating tensor on the input's device that broadcasts to the input's shape, and
     needs no gradient (torch's BCE kernels refuse a weight that requires one; the portable path
     differentiates it, a ``nn.Parameter`` weight trains)."""
-    if not isinstance(w, Tensor) or w.dtype not in _FLOAT or w.device != input.device or w.requires_grad:
+    if not isinstance(w, Tensor) or w.dtype not in _FLOAT or w.device != input.device or _differentiated(w):
         return False
     shape, full = w.shape, input.shape
     return len(shape) <= len(full) and all(s == 1 or s == t for s, t in zip(reversed(shape), reversed(full)))
@@ -311,7 +311,7 @@ def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_inde
                 or not _pair(reduction, input, target) or input.ndim == 0
                 or (weight is not None and (not isinstance(weight, Tensor) or weight.dtype is not input.dtype
                                             or weight.shape != input.shape[input.ndim > 1:][:1]
-                                            or weight.device != input.device or weight.requires_grad))):
+                                            or weight.device != input.device or _differentiated(weight)))):
             return NotImplemented
         index = target
     else:
@@ -509,7 +509,7 @@ def multi_margin_loss(input: Any, target: Any, /, *, p: int = 1, margin: float =
             or type(p) is not int or p not in (1, 2) or type(margin) not in (int, float)
             or not -math.inf < margin < math.inf or not toolkit.reads_values(input) or not toolkit.reads_values(target)):
         return NotImplemented
-    if weight is not None and (type(weight) is not Tensor or weight.dtype is not input.dtype or weight.requires_grad
+    if weight is not None and (type(weight) is not Tensor or weight.dtype is not input.dtype or _differentiated(weight)
                                or weight.shape != input.shape[1:] or weight.device != input.device):
         return NotImplemented
     try:

@@ -11,6 +11,7 @@ import math
 from typing import Any
 
 import torch
+import torch.autograd.forward_ad as _forward_ad
 
 from .. import toolkit
 
@@ -18,6 +19,19 @@ Tensor = torch.Tensor
 _ENUM = {"none": 0, "mean": 1, "sum": 2}
 _FLOAT = frozenset((torch.float16, torch.bfloat16, torch.float32, torch.float64))
 _INDEX = frozenset((torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8))
+
+
+def _differentiated(w: Tensor) -> bool:
+    """Whether a derivative with respect to ``w`` (a class or element weight) may be asked for:
+    it requires grad, ``torch.func.jvp`` or ``jacfwd`` wraps it, or it is a forward-mode dual
+    tensor. torch's kernels refuse the first and silently drop the others' tangent (0 where
+    lossreg's reverse mode and the portable path give the derivative), so they decline all three."""
+    if w.requires_grad:
+        return True
+    if torch.compiler.is_compiling():  # Dynamo's graphs carry no forward-mode tangents
+        return False
+    return bool(torch._C._functorch.is_gradtrackingtensor(w)) or (
+        _forward_ad._current_level >= 0 and _forward_ad.unpack_dual(w).tangent is not None)
 
 
 def _poison(out: Tensor, bad: Tensor | None, reduction: str) -> Tensor:
@@ -41,8 +55,8 @@ def _class_args(input: Any, target: Any, weight: Any, ignore_index: Any, reducti
     ndim = input.ndim
     if ndim == 0 or (weight is not None and (not isinstance(weight, Tensor) or weight.dtype is not input.dtype
                                               or weight.shape != input.shape[ndim > 1:][:1]
-                                              or weight.device != input.device or weight.requires_grad)):
-        return None  # a trainable weight too: torch's kernels do not differentiate it
+                                              or weight.device != input.device or _differentiated(weight))):
+        return None
     if target.dtype is not torch.int64:
         if target.dtype not in _INDEX:
             return None
