@@ -342,3 +342,28 @@ def test_half_inputs_at_the_edges_get_the_float32_answer_in_their_dtype(case: st
     _close(got, round_half(want), f"{name} in {dtype}", rtol=0)
     for g, w, arg in zip(g_got, g_want, grad):
         _close(g, round_half(w), f"{name} in {dtype}: gradient of {arg}", rtol=torch.finfo(half).eps)
+
+
+@pytest.mark.parametrize("pos_weight", [np.inf, -np.inf, 1e308])
+@pytest.mark.parametrize("backend", ["numpy", "torch without kernels", "jax", "array_api_strict"])
+def test_an_infinite_pos_weight_gives_torchs_infinite_loss_not_nan(pos_weight, backend):
+    """torch's (1 - y) x + q softplus(-x) with q = 1 + (p - 1) y is ±inf where y > 0 and p = ±inf
+    (NaN where y = 0: ∞ · 0); the branch-free form's mask of negative logits must not multiply the
+    infinite q by 0 where the logit is positive."""
+    x = np.array([[2.0, -1.0, 0.0, -30.0, 30.0], [-30.0, 5.0, 1.0, -1e-300, 1e300]])
+    y = np.array([[1.0, 0.0, 0.5, 1.0, 1.0], [0.0, 1.0, 1.0, 1.0, 0.0]])
+    p = np.full(5, pos_weight)
+    want = F.binary_cross_entropy_with_logits(torch.tensor(x), torch.tensor(y), pos_weight=torch.tensor(p),
+                                              reduction="none").numpy()
+    if backend == "jax":
+        with jax.enable_x64(True):
+            got = np.asarray(lossreg.binary_cross_entropy_with_logits(jnp.asarray(x), jnp.asarray(y), pos_weight=jnp.asarray(p),
+                                                                     reduction="none"))
+    else:
+        conv = {"numpy": np.asarray, "torch without kernels": torch.tensor,
+                "array_api_strict": pytest.importorskip("array_api_strict").asarray}[backend]
+        with lossreg.use_kernels(False), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # NumPy: ∞ · 0 where y = 0, NaN as in torch
+            got = lossreg.binary_cross_entropy_with_logits(conv(x), conv(y), pos_weight=conv(p), reduction="none")
+    # atol: at p = 1e308, y = 0, x = -30 torch rounds log1p(exp(-30)) = 9.3576e-14 to 9.237e-14
+    _close(np.asarray(got) if backend != "torch without kernels" else got.numpy(), want, "value", rtol=1e-6, atol=2e-15)

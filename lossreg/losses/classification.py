@@ -289,7 +289,11 @@ def binary_cross_entropy_with_logits(input: Any, target: Any, /, *, weight: Any 
     negative = xp.astype(x < 0, x.dtype)
     tail = xp.log1p(xp.exp((2 * negative - 1) * x))
     q = (w["pos_weight"] - 1) * y + 1 if "pos_weight" in w else None
-    linear = (1 - y) - (negative if q is None else negative * q)
+    if q is not None:  # q held finite where the mask is 0: an infinite pos_weight's 0 · ∞ would be NaN
+        big = float(xp.finfo(q.dtype).max)
+        linear = (1 - y) - negative * toolkit.maximum(xp, toolkit.minimum(xp, q, big), -big)
+    else:
+        linear = (1 - y) - negative
     losses = x * linear + (tail if q is None else q * tail) + toolkit.minimum(xp, x, 0.0) * 0
     if "weight" in w:
         losses = losses * w["weight"]
