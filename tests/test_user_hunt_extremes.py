@@ -367,3 +367,23 @@ def test_an_infinite_pos_weight_gives_torchs_infinite_loss_not_nan(pos_weight, b
             got = lossreg.binary_cross_entropy_with_logits(conv(x), conv(y), pos_weight=conv(p), reduction="none")
     # atol: at p = 1e308, y = 0, x = -30 torch rounds log1p(exp(-30)) = 9.3576e-14 to 9.237e-14
     _close(np.asarray(got) if backend != "torch without kernels" else got.numpy(), want, "value", rtol=1e-6, atol=2e-15)
+
+
+@pytest.mark.parametrize("p", [2.0, 3.0, 1.0])
+@pytest.mark.parametrize("backend", ["numpy", "torch without kernels", "jax", "array_api_strict"])
+def test_a_one_dimensional_embedding_distance_is_its_absolute_difference_at_any_magnitude(p, backend):
+    """D = 1: ‖d‖_p = |d| for every p, with no d^p to overflow: a negative at distance 3e38 in
+    float32 is finite, as on torch's CPU (which accumulates the norm in float64); the positive at
+    6e38 is inf, so the loss is inf, not inf - inf."""
+    a, pos, neg = (np.array([[3e38], [1.0], [0.5]], np.float32), np.array([[-3e38], [1.0], [-1.0]], np.float32),
+                   np.array([[0.0], [-1.0], [2.0]], np.float32))
+    want = F.triplet_margin_loss(torch.tensor(a), torch.tensor(pos), torch.tensor(neg), p=p, reduction="none").numpy()
+    if backend == "jax":
+        got = lossreg.triplet_margin_loss(jnp.asarray(a), jnp.asarray(pos), jnp.asarray(neg), p=p, reduction="none")
+    else:
+        conv = {"numpy": np.asarray, "torch without kernels": torch.tensor,
+                "array_api_strict": pytest.importorskip("array_api_strict").asarray}[backend]
+        with lossreg.use_kernels(False):
+            got = lossreg.triplet_margin_loss(conv(a), conv(pos), conv(neg), p=p, reduction="none")
+    assert want[0] == np.inf
+    _close(np.asarray(got) if backend != "torch without kernels" else got.numpy(), want, "value", rtol=1e-6)

@@ -192,6 +192,10 @@ def _norm(xp: Any, d: Any, p: float) -> Any:
     """``‖d‖_p`` over the last axis with torch's gradients (0 where the norm or an entry is 0)."""
     if p == 0:
         return xp.sum(toolkit.sign(xp, d) * toolkit.sign(xp, d), axis=-1)  # the count of non-zeros, gradient 0
+    if d.shape[-1] == 1:
+        # |d| for every p: d^p would overflow past |d| = 1.8e19 at p = 2 in float32 (torch's CPU
+        # accumulates a float32 norm in float64, so its distance of 3e38 is finite)
+        return xp.sum(toolkit.safe_abs(xp, d), axis=-1)
     if p == 2:
         s = xp.sum(d * d, axis=-1)
     else:
