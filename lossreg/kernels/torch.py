@@ -368,7 +368,8 @@ def ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: A
                                               for x in (targets, input_lengths, target_lengths))
     if (not isinstance(targets, Tensor) or log_probs.dtype not in _FLOAT or log_probs.ndim not in (2, 3)
             or reduction not in _ENUM or type(zero_infinity) is not bool or type(blank) is not int
-            or targets.dtype not in _INDEX or targets.device != log_probs.device or not log_probs.numel()):
+            or targets.dtype not in _INDEX or targets.device != log_probs.device or not log_probs.numel()
+            or (not _dynamo_compiling() and torch._C._functorch.is_gradtrackingtensor(log_probs))):  # no 2nd derivative
         return NotImplemented
     unbatched = log_probs.ndim == 2
     t_max, c = log_probs.shape[0], log_probs.shape[-1]
@@ -507,7 +508,8 @@ def multi_margin_loss(input: Any, target: Any, /, *, p: int = 1, margin: float =
             or input.ndim != 2 or 0 in input.shape or target.dtype is not _INT64 or target.shape != input.shape[:1]
             or target.device != input.device or not input.is_cpu or reduction not in _ENUM
             or type(p) is not int or p not in (1, 2) or type(margin) not in (int, float)
-            or not -math.inf < margin < math.inf or not toolkit.reads_values(input) or not toolkit.reads_values(target)):
+            or not -math.inf < margin < math.inf or not toolkit.reads_values(input) or not toolkit.reads_values(target)
+            or torch._C._functorch.is_functorch_wrapped_tensor(input)):  # its backward has no derivative
         return NotImplemented
     if weight is not None and (type(weight) is not Tensor or weight.dtype is not input.dtype or _differentiated(weight)
                                or weight.shape != input.shape[1:] or weight.device != input.device):

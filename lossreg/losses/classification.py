@@ -396,7 +396,8 @@ def multi_margin_loss(input: Any, target: Any, /, *, p: int = 1, margin: float =
         weight: a weight per class, shape (C,), taken at the target's class, or None (all 1).
     """
     name = "multi_margin_loss"
-    toolkit.check_number(name, "p", p)  # first: `in` would ask an array or a JAX tracer for a bool
+    if not isinstance(p, (bool, numbers.Real)):
+        toolkit.check_number(name, "p", p)  # first: `in` would ask an array or a JAX tracer for a bool
     if isinstance(p, bool) or not isinstance(p, numbers.Real) or p not in (1, 2):
         raise LossValueError(name, "p", "1 or 2", repr(p))
     toolkit.check_number(name, "margin", margin)
