@@ -114,6 +114,24 @@ def test_value_checks_can_poison_instead_of_reading_values():
             pass
 
 
+@pytest.mark.parametrize("kernels", [False, True], ids=["portable", "kernels"])
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+def test_a_poisoned_loss_keeps_finite_gradients_as_the_readme_says(reduction: str, kernels: bool) -> None:
+    """The NaN loss is the signal, not the gradients: the portable path gives the invalid sample
+    a zero gradient and the others those of the loss with its target ignored; torch's kernels
+    poison after reducing, so a reduced loss's gradient is zero throughout."""
+    torch = pytest.importorskip("torch")
+    x = torch.tensor(X, requires_grad=True)
+    with lossreg.value_checks("poison"), lossreg.use_kernels(kernels):
+        loss = lossreg.cross_entropy(x, torch.tensor([1, 9, 4]), reduction=reduction)
+    loss.sum().backward()
+    assert torch.isnan(loss).any() and bool(torch.isfinite(x.grad).all()) and not x.grad[1].any()
+    good = torch.tensor(X, requires_grad=True)
+    torch.nn.functional.cross_entropy(good, torch.tensor([1, -100, 4]), reduction=reduction).sum().backward()
+    expected = torch.zeros_like(good) if kernels and reduction != "none" else good.grad
+    torch.testing.assert_close(x.grad, expected)
+
+
 @pytest.mark.parametrize("target", [[1.5, 0.0], [-0.5, 1.0], [np.nan, 1.0]])
 def test_bce_refuses_targets_outside_0_1_on_torch_tensors_as_torch_does(target):
     torch = pytest.importorskip("torch")

@@ -37,7 +37,7 @@ import torch.utils.checkpoint
 from .. import losses as catalogue
 from .. import toolkit
 from . import _TORCH_AUTOCAST_ONLY, CE_TRITON_SWITCH, switched_on
-from .torch_common import _ENUM, _FLOAT, _INDEX, _class_args, _differentiated, _poison
+from .torch_common import _ENUM, _FLOAT, _INDEX, _class_args, _differentiated, _func_wrapped, _poison
 
 Tensor = torch.Tensor
 # Typed Any: its stubs say str for the reduction, which the ATen operators take as an int.
@@ -369,7 +369,7 @@ def ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: A
     if (not isinstance(targets, Tensor) or log_probs.dtype not in _FLOAT or log_probs.ndim not in (2, 3)
             or reduction not in _ENUM or type(zero_infinity) is not bool or type(blank) is not int
             or targets.dtype not in _INDEX or targets.device != log_probs.device or not log_probs.numel()
-            or (not _dynamo_compiling() and torch._C._functorch.is_gradtrackingtensor(log_probs))):  # no 2nd derivative
+            or _func_wrapped(log_probs)):
         return NotImplemented
     unbatched = log_probs.ndim == 2
     t_max, c = log_probs.shape[0], log_probs.shape[-1]
@@ -509,7 +509,7 @@ def multi_margin_loss(input: Any, target: Any, /, *, p: int = 1, margin: float =
             or target.device != input.device or not input.is_cpu or reduction not in _ENUM
             or type(p) is not int or p not in (1, 2) or type(margin) not in (int, float)
             or not -math.inf < margin < math.inf or not toolkit.reads_values(input) or not toolkit.reads_values(target)
-            or torch._C._functorch.is_functorch_wrapped_tensor(input)):  # its backward has no derivative
+            or _func_wrapped(input)):
         return NotImplemented
     if weight is not None and (type(weight) is not Tensor or weight.dtype is not input.dtype or _differentiated(weight)
                                or weight.shape != input.shape[1:] or weight.device != input.device):

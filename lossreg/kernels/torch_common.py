@@ -34,6 +34,13 @@ def _differentiated(w: Tensor) -> bool:
         _forward_ad._current_level >= 0 and _forward_ad.unpack_dual(w).tangent is not None)
 
 
+def _func_wrapped(x: Tensor) -> bool:
+    """Whether torch.func's transforms (grad, jacfwd, hessian, jvp, vmap) wrap ``x`` in eager mode.
+    Kernels whose native op has a first derivative only (CTC, multi-margin) decline there, so
+    that forward mode and second derivatives get the portable definition's, which has both."""
+    return not torch.compiler.is_compiling() and bool(torch._C._functorch.is_functorch_wrapped_tensor(x))
+
+
 def _poison(out: Tensor, bad: Tensor | None, reduction: str) -> Tensor:
     """NaN where ``bad`` (elementwise for "none", anywhere for "mean" and "sum"), in the graph."""
     if bad is None:
