@@ -1,5 +1,5 @@
 """Behaviours of the torch kernels' decline and poison conditions that a mutation hunt found
-unpinned (each test fails with the slip it is named for; see stop 42's note)."""
+unpinned (each test fails with the slip it is named for; see the notes of stops 42 and 43)."""
 
 from __future__ import annotations
 
@@ -126,3 +126,76 @@ def test_multi_margin_p_traced_by_jax_is_a_lossreg_error():
     x, y = jax.numpy.ones((2, 3)), jax.numpy.array([0, 1])
     with pytest.raises(lossreg.LossValueError, match="'p'"):
         jax.jit(lambda p: lossreg.multi_margin_loss(x, y, p=p))(2)
+
+
+def _compiled(name):
+    torch._dynamo.reset()
+    return torch.compile(lambda *a: getattr(lossreg, name)(*a, reduction="none"), fullgraph=True, backend="aot_eager")
+
+
+def test_compiled_bce_makes_a_target_outside_0_1_nan_in_its_element_only():
+    # slip: the kernel's in-graph mask tests the input's range alone (or drops target >= 0): torch's
+    # kernel then raises its own RuntimeError at run time instead of the poisoned element
+    x = torch.tensor([0.3, 0.6, 0.2, 0.4], dtype=torch.float64)
+    t = torch.tensor([1.5, -0.5, 1.0, 0.0], dtype=torch.float64)
+    out = _compiled("binary_cross_entropy")(x, t)
+    assert out.isnan().tolist() == [True, True, False, False]
+
+
+@pytest.mark.parametrize("name", ["nll_loss", "cross_entropy"])
+def test_compiled_class_index_equal_to_the_class_count_is_nan_in_its_element_only(name):
+    # slip: the poison mask of _class_args tests target > C, not target >= C: torch's kernel then
+    # raises "Target 4 is out of bounds" at run time
+    torch.manual_seed(0)
+    s = torch.randn(3, 4, dtype=torch.float64).log_softmax(1)
+    out = _compiled(name)(s, torch.tensor([0, 4, 2]))
+    assert out.isnan().tolist() == [False, True, False]
+
+
+@pytest.mark.parametrize("p", [1.0, 2.0, 3.0])
+def test_jax_gradient_of_a_one_dimensional_triplet_distance_of_zero_is_torchs(p):
+    # slip: _norm's D == 1 branch takes xp.abs, not toolkit.safe_abs: JAX's abs has gradient 1 at 0,
+    # so an anchor equal to its positive (or negative) gets a gradient torch does not give
+    jax = pytest.importorskip("jax")
+    a, pos, neg = [[1.0], [2.0], [0.5]], [[1.0], [2.5], [0.5]], [[1.2], [2.0], [3.0]]
+    got = jax.grad(lambda x: lossreg.triplet_margin_loss(x, jax.numpy.asarray(pos), jax.numpy.asarray(neg), p=p,
+                                                    eps=0.0))(jax.numpy.asarray(a))
+    t = torch.tensor(a, requires_grad=True)
+    torch.nn.functional.triplet_margin_loss(t, torch.tensor(pos), torch.tensor(neg), p=p, eps=0.0).backward()
+    torch.testing.assert_close(torch.from_numpy(np.asarray(got).copy()), t.grad, rtol=1e-6, atol=1e-7)
+
+
+def _ctc_label_equal_to_c():
+    torch.manual_seed(0)
+    lp = torch.randn(6, 3, 4, dtype=torch.float64).log_softmax(2)
+    return lp, torch.tensor([[1, 4, 2], [1, 2, 3], [2, 3, 1]]), torch.tensor([6, 6, 6]), torch.tensor([3, 3, 3])
+
+
+def test_poison_mode_makes_a_ctc_label_equal_to_the_class_count_nan_in_its_sample_only():
+    # slip: the kernel's in-graph label mask tests labels > C, not labels >= C: torch's CTC then
+    # reads the label C and gives a finite number
+    with lossreg.value_checks("poison"):
+        out = lossreg.ctc_loss(*_ctc_label_equal_to_c(), reduction="none")
+    assert out.isnan().tolist() == [True, False, False]
+
+
+@pytest.mark.parametrize("which", ["input_lengths", "target_lengths"])
+def test_poison_mode_makes_a_negative_ctc_length_nan_in_its_sample_only(which):
+    # slip: the kernel's in-graph length mask drops il < 0 / tl < 0: the clamped length 0 then
+    # gives torch's inf or a finite loss for that sample
+    torch.manual_seed(0)
+    lp = torch.randn(6, 3, 4, dtype=torch.float64).log_softmax(2)
+    lengths = {"input_lengths": torch.tensor([6, 6, 6]), "target_lengths": torch.tensor([3, 2, 3])}
+    lengths[which] = torch.tensor([-1, *lengths[which][1:].tolist()])
+    with lossreg.value_checks("poison"):
+        out = lossreg.ctc_loss(lp, torch.tensor([[1, 2, 2], [1, 2, 3], [2, 3, 1]]), lengths["input_lengths"],
+                               lengths["target_lengths"], reduction="none")
+    assert out.isnan().tolist() == [True, False, False]
+
+
+def test_a_nan_multi_margin_margin_is_refused_on_the_kernel_path_too():
+    # slip: multi_margin_loss's kernel drops its `-inf < margin < inf` decline: torch's kernel takes
+    # margin=nan and returns 0 silently, where the portable path names the bad option
+    x, y = torch.randn(3, 4, dtype=torch.float64), torch.tensor([0, 1, 2])
+    with pytest.raises(lossreg.LossValueError, match="margin"):
+        lossreg.multi_margin_loss(x, y, margin=float("nan"))

@@ -131,6 +131,19 @@ def test_all_targets_ignored_gives_nan_mean_and_zero_gradients_as_torch():
     _close([value, *grads[:2]], [want, *want_grads])
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_a_scalar_results_cotangent_may_be_a_python_number(reduction: str) -> None:
+    ex = _example((5,), 7, "float64", bias=False)
+    args = (ex["hidden"], ex["weight"], ex["target"])
+    value, grads = lossreg.linear_cross_entropy_value_and_grad(*args, reduction=reduction, cotangent=2.5)
+    same, scaled = lossreg.linear_cross_entropy_value_and_grad(*args, reduction=reduction, cotangent=np.asarray(2.5))
+    _close([value, *grads[:2]], [same, *scaled[:2]])
+    _, ones = lossreg.linear_cross_entropy_value_and_grad(*args, reduction=reduction)
+    _close(grads[:2], [2.5 * g for g in ones[:2]])
+    with pytest.raises(lossreg.LossTypeError, match="cotangent"):  # "none": an array of the tokens' shape
+        lossreg.linear_cross_entropy_value_and_grad(*args, reduction="none", cotangent=2.5)
+
+
 def test_half_precision_is_accumulated_in_float32():
     """bfloat16 inputs: the result is the float32 computation at the rounded inputs, rounded once."""
     ex = _example((64,), 300, "half", bias=False)

@@ -26,6 +26,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from .. import chunked, toolkit
 from ..chunked import chunk_loss, reduce_tokens, token_weights
@@ -63,6 +65,15 @@ def _placed(x: Any) -> Any:
     gradient's accumulator says."""
     sharding = jax.typeof(x).sharding
     return sharding if getattr(sharding.mesh, "explicit_axes", ()) else None
+
+
+def _replicated_beside(h: Any) -> Any:
+    """Replicated on ``h``'s mesh where that has explicit axes, else None: the place of the weight
+    gradient's accumulators. Zeros made inside ``jit`` sit on the context mesh, and tokens placed
+    on ``jax.make_mesh``'s explicit axes need none (no ``jax.set_mesh``): there the zeros would
+    be on no mesh, and adding the tokens' products into them a sharding error."""
+    placed = _placed(h)
+    return None if placed is None else NamedSharding(placed.mesh, P())
 
 
 def _weight_grad_adder(rows: int) -> Any:
@@ -130,7 +141,9 @@ def _scan(meta: _Meta, h: Any, w: Any, b: Any, t: Any, act: Any, bad: Any, cw: A
     init: Any = ()
     if grads:
         zero = _zero(meta.work, h, w, b, t, cw, coef)
-        init = (jnp.zeros((v, d), meta.work) + zero, jnp.zeros((v,), meta.work) + zero)
+        where = _replicated_beside(h)
+        init = (jnp.zeros((v, d), meta.work, out_sharding=where) + zero,
+                jnp.zeros((v,), meta.work, out_sharding=where) + zero)
 
     def body(carry: Any, x: Any) -> tuple[Any, Any]:
         d_w, d_b = carry if grads else (None, None)

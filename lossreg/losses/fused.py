@@ -34,6 +34,8 @@ def _coefficients(inp: Inputs, reduction: str, cotangent: Any) -> Any:
     act = token_weights(xp, inp.active, reduction, inp.work, inp.counts)
     if cotangent is None:
         return act
+    if type(cotangent) in (int, float):  # a scalar result's cotangent, as a Python number
+        return act * float(cotangent)
     g = toolkit.as_dtype(xp, cotangent, inp.work)
     return act * (xp.reshape(g, (-1,)) if reduction == "none" else g)
 
@@ -210,7 +212,7 @@ def linear_cross_entropy_value_and_grad(
 
     Returns ``(value, (d_input, d_linear_weight, d_bias))``: the gradients of ``sum(cotangent ·
     value)`` (``cotangent`` None means ones, so for "none" the gradient of the sum of the
-    per-token losses), each of its array's shape and dtype (``d_bias`` is None without a bias).
+    per-token losses; for "mean" and "sum" it may be a Python number), each of its array's shape and dtype (``d_bias`` is None without a bias).
     Chunk by chunk: the gradient of each chunk's logits is made, used for the three matmuls
     ``d_hidden = G W``, ``d_weight += Gᵀ h``, ``d_bias += Σ G`` and dropped, so the peak extra
     memory is a few chunks plus the gradients themselves. Same options and errors as the loss.
@@ -223,7 +225,7 @@ def linear_cross_entropy_value_and_grad(
         raise UnsupportedError(f"{name}_value_and_grad: probability targets, K-dimensional linear weights and "
                                "a linear weight of no classes, (0, D), are computed through the logits; take their "
                                "gradient with an autodiff library (torch, JAX) calling linear_cross_entropy")
-    if cotangent is not None:
+    if cotangent is not None and not (reduction != "none" and type(cotangent) in (int, float)):
         want = inp.shape if reduction == "none" else ()
         toolkit.namespace(name, input=input, cotangent=cotangent)
         toolkit.check_floating(name, "cotangent", cotangent, inp.xp)
