@@ -18,7 +18,7 @@ import array_api_extra as xpx
 from array_api_compat import array_namespace, is_dask_namespace, is_jax_namespace, is_numpy_namespace
 
 from . import toolkit
-from .errors import LossTypeError, LossValueError
+from .errors import LossTypeError, LossValueError, UnsupportedError
 
 # Logits per chunk when chunk_size is None: 2^22 (16 MiB in float32). The torch kernel holds one
 # such array at a time, the portable code and XLA two to four; on the reference size (N=4096,
@@ -160,6 +160,23 @@ def check_extensions(name: str, z_loss: Any, softcap: Any) -> None:
             raise LossValueError(name, "softcap", "None or a positive finite number", repr(softcap))
 
 
+def _tokens(name: str, argument: str, xp: Any, x: Any, shape: tuple[int, ...]) -> Any:
+    """``x`` with its leading axes merged into one of tokens. JAX's explicit sharding mode refuses
+    merging an axis split over devices after one that is not ((B, T) split over T, the sequence
+    parallelism of long contexts): that is lossreg's UnsupportedError saying what works, not
+    JAX's error from deep inside the loss (its class is private, so it is told by name)."""
+    try:
+        return xp.reshape(x, shape)
+    except Exception as exc:
+        if type(exc).__name__ != "ShardingTypeError":
+            raise
+        raise UnsupportedError(
+            f"{name}: argument '{argument}' of shape {tuple(x.shape)} is split over devices on an axis that JAX's "
+            "explicit sharding mode cannot merge into the tokens' axis (a sequence axis split while the batch axis "
+            "is not); split the batch axis (with or without the sequence axis), or compute the logits and call "
+            "cross_entropy on them") from exc
+
+
 def prepare_inputs(name: str, hidden: Any, weight: Any, target: Any, bias: Any, ignore_index: Any, reduction: str,
             label_smoothing: Any, z_loss: Any, softcap: Any, chunk_size: Any, *, poison: bool = False,
             bias_name: str = "bias", class_weight: Any = None) -> Inputs:
@@ -195,7 +212,8 @@ def prepare_inputs(name: str, hidden: Any, weight: Any, target: Any, bias: Any, 
             wanted = f"{lead}" + (f" or ({lead[0]}, 1)" if len(lead) == 1 else "")
             raise LossValueError(name, "target", f"class indices of shape {wanted} for hidden states of shape "
                                  f"{tuple(hidden.shape)}", f"shape {tuple(target.shape)}")
-    t, active, bad = toolkit.class_targets(name, xp, xp.reshape(target, (n,)), ignore_index, v, read=not poison)
+    t, active, bad = toolkit.class_targets(name, xp, _tokens(name, "target", xp, target, (n,)), ignore_index, v,
+                                           read=not poison)
     work = toolkit.compute_dtype(xp, dtype)
     counts = xp.astype(active, work)
     if class_weight is not None:  # as cross_entropy takes them: cast to the input's dtype, not promoting it
@@ -206,7 +224,8 @@ def prepare_inputs(name: str, hidden: Any, weight: Any, target: Any, bias: Any, 
                                  repr(z_loss))
         class_weight = toolkit.as_dtype(xp, class_weight, work)
         counts = counts * toolkit.lookup(xp, class_weight, t)
-    return Inputs(xp, xp.reshape(hidden, (n, d)), weight, bias, t, active, counts, class_weight, ignore_index, bad,
+    return Inputs(xp, _tokens(name, "input", xp, hidden, (n, d)), weight, bias, t, active, counts, class_weight,
+                  ignore_index, bad,
                   dtype, work, shape, _plan(name, xp, hidden, n, v, chunk_size), chunk_size)
 
 
