@@ -225,8 +225,7 @@ def prepare_inputs(name: str, hidden: Any, weight: Any, target: Any, bias: Any, 
         class_weight = toolkit.as_dtype(xp, class_weight, work)
         counts = counts * toolkit.lookup(xp, class_weight, t)
     return Inputs(xp, _tokens(name, "input", xp, hidden, (n, d)), weight, bias, t, active, counts, class_weight,
-                  ignore_index, bad,
-                  dtype, work, shape, _plan(name, xp, hidden, n, v, chunk_size), chunk_size)
+                  ignore_index, bad, dtype, work, shape, _plan(name, xp, hidden, n, v, chunk_size), chunk_size)
 
 
 def _plan(name: str, xp: Any, hidden: Any, n: int, v: int, chunk_size: Any) -> Chunks:

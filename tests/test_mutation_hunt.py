@@ -147,3 +147,16 @@ def test_linear_cross_entropy_with_every_token_ignored_is_nan_with_a_zero_gradie
         assert math.isnan(lossreg.linear_cross_entropy(h, w, t))
     assert math.isnan(value)
     assert not dh.any() and not dw.any()
+
+
+@pytest.mark.parametrize("p", [1.0, 2.0, 3.0])
+def test_jax_gradient_of_a_one_dimensional_triplet_distance_of_zero_is_torchs(p):
+    # slip: _norm's D == 1 branch takes xp.abs, not toolkit.safe_abs: JAX's abs has gradient 1 at 0,
+    # so an anchor equal to its positive (or negative) gets a gradient torch does not give
+    jax = pytest.importorskip("jax")
+    a, pos, neg = [[1.0], [2.0], [0.5]], [[1.0], [2.5], [0.5]], [[1.2], [2.0], [3.0]]
+    got = jax.grad(lambda x: lossreg.triplet_margin_loss(x, jax.numpy.asarray(pos), jax.numpy.asarray(neg), p=p,
+                                                    eps=0.0))(jax.numpy.asarray(a))
+    t = torch.tensor(a, requires_grad=True)
+    torch.nn.functional.triplet_margin_loss(t, torch.tensor(pos), torch.tensor(neg), p=p, eps=0.0).backward()
+    torch.testing.assert_close(torch.from_numpy(np.asarray(got).copy()), t.grad, rtol=1e-6, atol=1e-7)

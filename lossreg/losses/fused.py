@@ -212,7 +212,8 @@ def linear_cross_entropy_value_and_grad(
 
     Returns ``(value, (d_input, d_linear_weight, d_bias))``: the gradients of ``sum(cotangent ·
     value)`` (``cotangent`` None means ones, so for "none" the gradient of the sum of the
-    per-token losses; for "mean" and "sum" it may be a Python number), each of its array's shape and dtype (``d_bias`` is None without a bias).
+    per-token losses; for "mean" and "sum" it may be a Python number), each of its array's shape
+    and dtype (``d_bias`` is None without a bias).
     Chunk by chunk: the gradient of each chunk's logits is made, used for the three matmuls
     ``d_hidden = G W``, ``d_weight += Gᵀ h``, ``d_bias += Σ G`` and dropped, so the peak extra
     memory is a few chunks plus the gradients themselves. Same options and errors as the loss.
