@@ -366,21 +366,50 @@ def test_vmap_of_grad_gives_per_sample_gradients(reduction: str):
         torch.testing.assert_close(got[1][i], want[1], rtol=1e-10, atol=1e-12)
 
 
-def test_second_derivatives_raise_instead_of_giving_zero():
-    """The operators' gradients are made outside autograd: a second derivative is refused."""
-    h, w, t = torch.randn(5, 4, dtype=torch.float64), torch.randn(6, 4, dtype=torch.float64), torch.arange(5)
-    for reduction in ("mean", "none"):
-        def loss(h: Any) -> Any:
-            return lossreg.linear_cross_entropy(h, w, t, reduction=reduction).sum()
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("options", [{}, {"label_smoothing": 0.1, "softcap": 2.0, "z_loss": 1e-2},
+                                     {"weight": "classes", "ignore_index": 2}], ids=["plain", "smoothed", "weighted"])
+def test_second_derivatives_and_forward_mode_are_torchs(reduction: str, options: dict[str, Any]):
+    """What torch's composite F.linear_cross_entropy differentiates, the kernel does too: a gradient
+    penalty (create_graph=True, recomputed through the portable definition in the backward pass),
+    torch.func's nested grad, hessian and jacfwd, and forward-mode dual tensors (the call declines
+    to the portable definition). A first derivative still runs the operator."""
+    torch.manual_seed(3)
+    h, w, b = (torch.randn(*s, dtype=torch.float64) for s in ((2, 3, 4), (6, 4), (6,)))
+    t = torch.tensor([[0, 2, 5], [2, 1, 3]])
+    options = {**options, "weight": torch.rand(6, dtype=torch.float64)} if "weight" in options else options
+    z_loss = options.get("z_loss", 0.0)
+    torch_options = {k: v for k, v in options.items() if k not in ("softcap", "z_loss")}
 
-        with pytest.raises(lossreg.UnsupportedError, match="first derivatives only"):
-            torch.func.grad(lambda h: torch.func.grad(loss)(h).sum())(h)
-        hh = h.clone().requires_grad_(True)
-        with pytest.raises(lossreg.UnsupportedError, match="first derivatives only"):
-            torch.autograd.grad(loss(hh), hh, create_graph=True)
-        for forward_mode in (torch.func.jacfwd, torch.func.hessian):  # lossreg's error, not torch's
-            with pytest.raises(lossreg.UnsupportedError, match="first derivatives by reverse mode only"):
-                forward_mode(loss)(h)
-    with lossreg.use_kernels(False):  # the portable definition has them
-        hess = torch.func.hessian(lambda h: lossreg.linear_cross_entropy(h, w, t))(h)
-    torch.testing.assert_close(hess, torch.func.hessian(lambda h: reference(h, w, t))(h))
+    def ours(h: Any, w: Any, b: Any) -> Any:
+        return lossreg.linear_cross_entropy(h, w, t, linear_bias=b, reduction=reduction, **options)
+
+    def theirs(h: Any, w: Any, b: Any) -> Any:
+        cap = options.get("softcap")
+        z = torch.nn.functional.linear(h, w, b)
+        z = z if cap is None else cap * torch.tanh(z / cap)
+        loss = torch.nn.functional.cross_entropy(z.transpose(1, 2), t, reduction=reduction, **torch_options)
+        if not z_loss:
+            return loss
+        sq = torch.where(t != -100, torch.logsumexp(z, dim=-1) ** 2, 0.0)
+        return loss + z_loss * (sq if reduction == "none" else sq.sum() / (1 if reduction == "sum" else 6))
+
+    leaves = [x.clone().requires_grad_(True) for x in (h, w, b)]
+    _ran_the_operator(lambda: torch.autograd.grad(ours(*leaves).sum(), leaves))
+    def penalty(f: Any) -> Any:  # ‖∂ℓ/∂h‖², differentiated with respect to h, W and b
+        first = torch.autograd.grad(f(*leaves).sum(), leaves[0], create_graph=True)[0]
+        return torch.autograd.grad(first.pow(2).sum(), leaves)
+
+    for got, want in zip(penalty(ours), penalty(theirs)):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    torch.autograd.gradgradcheck(ours, tuple(leaves), check_batched_grad=False)
+    for transform in (torch.func.hessian, lambda f: torch.func.grad(lambda x: torch.func.grad(f)(x).pow(2).sum())):
+        torch.testing.assert_close(transform(lambda x: ours(x, w, b).sum())(h),
+                                   transform(lambda x: theirs(x, w, b).sum())(h), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(torch.func.jacfwd(lambda x: ours(h, x, b))(w),
+                               torch.func.jacfwd(lambda x: theirs(h, x, b))(w), rtol=1e-10, atol=1e-12)
+    tangent = torch.randn_like(h)
+    with torch.autograd.forward_ad.dual_level():
+        got_t = torch.autograd.forward_ad.unpack_dual(ours(torch.autograd.forward_ad.make_dual(h, tangent), w, b)).tangent
+        want_t = torch.autograd.forward_ad.unpack_dual(theirs(torch.autograd.forward_ad.make_dual(h, tangent), w, b)).tangent
+    torch.testing.assert_close(got_t, want_t, rtol=1e-10, atol=1e-12)

@@ -14,6 +14,7 @@ compared with the same parameter values, and the parameters' gradients are compa
 
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import Any
 
@@ -86,6 +87,68 @@ def test_opinfo_samples_give_torchs_value_and_gradients(op: Any, inputs: str) ->
                     continue
             _check(name, lambda: getattr(lossreg, name)(*args, **kwargs), lambda: op.op(*args, **kwargs),
                    leaves, dtype, where)
+
+
+def _skipped_by_torch(op: Any, test: str) -> bool:
+    """torch's own test suite skips (or expects to fail) ``test`` for this entry, on the CPU in float64."""
+    return any(getattr(d, "test_name", None) == test and getattr(d, "active_if", True)
+               and getattr(d, "device_type", None) in (None, "cpu") and torch.float64 in (getattr(d, "dtypes", None)
+                                                                                       or (torch.float64,))
+               for d in op.decorators)
+
+
+# PyTorch's own derivative checks (test_ops.py's TestBwdGradients / TestFwdGradients), each on
+# the entries that declare the mode and do not skip that test.
+MODES = {"gradgrad": ("supports_gradgrad", "test_fn_gradgrad"),
+         "forward AD": ("supports_forward_ad", "test_forward_mode_AD"),
+         "forward over reverse": ("supports_fwgrad_bwgrad", "test_fn_fwgrad_bwgrad")}
+
+
+# Samples per entry in those checks, spread evenly over its samples (gaussian_nll_loss has 324).
+MAX_SAMPLES = 48
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("op", [pytest.param(op, id=_label(op)) for op in OPS])
+def test_torchs_own_second_and_forward_derivative_checks_pass(op: Any, mode: str) -> None:
+    """``gradgradcheck`` (second derivatives by reverse mode, and forward over reverse) and
+    ``gradcheck`` with forward mode, on torch's float64 samples (up to MAX_SAMPLES of them) as PyTorch's test_ops runs them on its
+    op; a sample that fails must fail torch's own op too."""
+    flag, test = MODES[mode]
+    if not getattr(op, flag) or _skipped_by_torch(op, test):
+        pytest.skip(f"torch's {op.name} does not claim {mode} ({flag} or a skip of {test})")
+    name = op.name.split(".")[-1]
+    check = {"gradgrad": functools.partial(torch.autograd.gradgradcheck, check_batched_grad=False),
+             "forward AD": functools.partial(torch.autograd.gradcheck, check_forward_ad=True, check_backward_ad=False,
+                                             check_undefined_grad=False, check_batched_grad=False),
+             "forward over reverse": functools.partial(torch.autograd.gradgradcheck, check_fwd_over_rev=True,
+                                                       check_rev_over_rev=False, check_undefined_grad=False,
+                                                       check_batched_grad=False)}[mode]
+    samples = list(op.sample_inputs("cpu", torch.float64, requires_grad=True))
+    checked = 0
+    for i, sample in list(enumerate(samples))[::-(-len(samples) // MAX_SAMPLES)]:
+        args, kwargs = [sample.input, *sample.args], dict(sample.kwargs)
+        at = [j for j, a in enumerate(args) if isinstance(a, torch.Tensor) and a.requires_grad]
+        if not at or (name == "gaussian_nll_loss" and args[1].shape != args[0].shape):  # documented refusal
+            continue
+
+        def call(f: Any, *leaves: Any) -> Any:
+            given = list(args)
+            for j, leaf in zip(at, leaves):
+                given[j] = leaf
+            return f(*given, **kwargs)
+
+        leaves = tuple(args[j] for j in at)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                check(functools.partial(call, getattr(lossreg, name)), leaves)
+            except Exception as exc:
+                with pytest.raises(Exception):  # noqa: PT011  (whatever torch's own op fails with)
+                    check(functools.partial(call, op.op), leaves)
+                print(f"{_label(op)} sample {i}: fails as torch's own op does ({type(exc).__name__})")
+        checked += 1
+    assert checked, f"no sample of {_label(op)} was checked"
 
 
 @pytest.mark.parametrize("op", [pytest.param(op, id=_label(op)) for op in OPS if op.error_inputs_func is not None])

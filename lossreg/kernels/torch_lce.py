@@ -24,8 +24,13 @@ chunks, which depends on N, is never traced: under ``dynamic=True`` one graph se
 size, and a compiled training step holds no N×V array. torch.func's ``grad``, ``vjp`` and
 ``functional_call`` use the same operators (through an ``autograd.Function`` with
 ``setup_context``: torch 2.13's ``register_autograd`` lacks one, which torch.func requires);
-``vmap`` runs them once per problem of the batch. The gradient formula is not differentiable
-itself: a second derivative (``create_graph=True``, nested ``grad``) raises instead of giving zero.
+``vmap`` runs them once per problem of the batch. The operators' gradient formula is not
+differentiable itself, so where more than a first derivative by reverse mode may be asked for, the
+portable definition answers (holding the logits, as torch's composite ``F.linear_cross_entropy``
+does there): the kernel declines calls under torch.func's forward mode (``jvp``, ``jacfwd``,
+``hessian``), nested ``grad`` and forward-mode dual tensors, and an eager
+``backward(create_graph=True)`` (a gradient penalty, ``gradgradcheck``) recomputes the gradients by
+differentiating the portable definition on the saved inputs, so that they can be differentiated again.
 
 When no gradient is wanted, only the loss is computed. Half-precision inputs are computed in
 float32 on the CPU (each chunk of hidden states and the weight cast once per call); on CUDA the
@@ -47,6 +52,9 @@ import torch
 import torch.autograd.forward_ad as _forward_ad
 from array_api_compat import array_namespace
 
+from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters as _interpreters
+
+from .. import losses as catalogue
 from ..chunked import plan_chunks, prepare_call, reduce_tokens, token_weights
 from ..errors import UnsupportedError
 from . import LCE_TRITON_SWITCH, switched_on
@@ -57,6 +65,8 @@ _HALF = (torch.float16, torch.bfloat16)
 # of the logits at N=4096) on the CPU; 2^26 on CUDA: 512 tokens at V=128256, where on an H200
 # (N=8192, D=4096, bfloat16, Triton rows) 256 tokens took 1.19 times torch's unfused time and 512
 # took 0.96, each with 0.096 of the logits' size in extra memory (1024: 0.92, 0.16; README).
+_PORTABLE = catalogue.linear_cross_entropy.spec.function  # type: ignore[attr-defined]
+_GRAD, _JVP = torch._C._functorch.TransformType.Grad, torch._C._functorch.TransformType.Jvp
 CPU_CHUNK_ELEMENTS = 2**23
 CUDA_CHUNK_ELEMENTS = 2**26
 
@@ -375,7 +385,7 @@ def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: _Outputs) -> None:
     ctx.mark_non_differentiable(lse, d_h, d_w, d_b)
     ctx.set_materialize_grads(False)  # else autograd passes zeros of d_weight's size for the extra outputs
     ctx.early, ctx.reduction, ctx.opts, ctx.needs = early, reduction, tuple(opts), needs
-    # Eager autograd tracks the inputs (torch.func's levels are told apart in _refuse_second_order).
+    # Eager autograd tracks the inputs: a backward pass with grad mode on is create_graph=True (_recomputed).
     ctx.tracked = not torch._C._are_functorch_transforms_active() and \
         any(x is not None and x.requires_grad for x in (h, w, b))
     ctx.dtypes = (h.dtype, w.dtype, None if b is None else b.dtype)
@@ -398,7 +408,9 @@ def _backward(ctx: Any, grad: Tensor | None, *unused: Any) -> tuple[Tensor | Non
     saved, needs = ctx.saved_tensors, ctx.needs
     if grad is None:  # the result was not used
         return (None,) * _INPUTS
-    _refuse_second_order(ctx.tracked, grad, *saved)
+    if ctx.tracked and torch.is_grad_enabled() and _plain(grad, *(x for x in saved if x is not None)):
+        return _recomputed(ctx, grad, saved)  # eager backward(create_graph=True)
+    _refuse_second_order(grad, *saved)
     # torch's legacy vmap (``jacobian(vectorize=True)``, ``autograd.grad(is_grads_batched=True)``)
     # batches ``grad`` inside a plain Tensor: scaled out of place, and not detached below (legacy
     # vmap has no rule for detach; its fallback runs the backward operator once per cotangent).
@@ -433,17 +445,46 @@ def _backward(ctx: Any, grad: Tensor | None, *unused: Any) -> tuple[Tensor | Non
     return (d_h, d_w, d_b) + (None,) * (_INPUTS - 3)
 
 
-def _refuse_second_order(tracked: bool, *tensors: Tensor | None) -> None:
-    """The formula is not differentiable itself (the gradients are made by the operators, outside
-    autograd): differentiating it again would silently give zero, so it raises instead."""
-    if torch._C._are_functorch_transforms_active():  # one grad transform is this backward's own; two: nested
-        again = any(_grad_layers(x) > 1 for x in tensors if x is not None)
-    else:  # eager backward(create_graph=True); traced backward passes (fake tensors) are first-order
-        again = tracked and torch.is_grad_enabled() and all(x is None or type(x) is Tensor for x in tensors)
-    if again:
+def _recomputed(ctx: Any, grad: Tensor, saved: tuple[Any, ...]) -> tuple[Tensor | None, ...]:
+    """The gradients of an eager ``backward(create_graph=True)``, as autograd's of the portable
+    definition at the saved inputs (the ignored tokens given the target -1, ignored), so that
+    autograd can differentiate them again. It holds the logits, as torch's own does there."""
+    h, w, b, t, act, bad, cw, *_ = saved
+    ctx.early_grads = None
+    _, _, ls, z, cap = ctx.opts
+    asked = [x if x is not None and wanted else None for x, wanted in zip((h, w, b), ctx.needs_input_grad)]
+    value = _PORTABLE(h, w, torch.where(act, t, -1), linear_bias=b, weight=cw, reduction=ctx.reduction,
+                      ignore_index=-1, label_smoothing=ls, z_loss=z, softcap=cap)
+    found = iter(torch.autograd.grad(value, [x for x in asked if x is not None], grad.reshape(value.shape).to(value.dtype),
+                                     create_graph=True, allow_unused=True))
+    grads = [None if x is None else next(found) for x in asked]
+    if bad is not None and grads[0] is not None:
+        grads[0] = torch.where(bad.unsqueeze(1), torch.nan, grads[0])
+    return (*grads, *(None,) * (_INPUTS - 3))
+
+
+def _refuse_second_order(*tensors: Tensor | None) -> None:
+    """Under torch.func the formula is not differentiable itself (the gradients are made by the
+    operators, outside autograd): the call declines nested ``grad`` (:func:`_beyond_reverse`), and
+    should one reach here, differentiating again would silently give zero, so it raises instead."""
+    if torch._C._are_functorch_transforms_active() and any(_grad_layers(x) > 1 for x in tensors if x is not None):
         raise UnsupportedError("linear_cross_entropy: the torch kernel gives first derivatives only (no "
                                "create_graph=True, hessian or nested grad); lossreg.use_kernels(False) "
                                "differentiates the portable definition to any order")
+
+
+def _beyond_reverse(*tensors: Any) -> bool:
+    """Whether more than a first derivative by reverse mode may be asked of this call (eager):
+    torch.func's forward mode (``jvp``, ``jacfwd``, ``hessian``) or nested ``grad`` is around it,
+    or one of ``tensors`` is a forward-mode dual tensor. The kernel declines those calls."""
+    if torch.compiler.is_compiling():
+        return False
+    if torch._C._are_functorch_transforms_active():
+        kinds = [i.key() for i in _interpreters()]
+        if _JVP in kinds or kinds.count(_GRAD) > 1:
+            return True
+    return _forward_ad._current_level >= 0 and any(
+        isinstance(x, Tensor) and _forward_ad.unpack_dual(x).tangent is not None for x in tensors)
 
 
 def _grad_layers(x: Tensor) -> int:
@@ -527,6 +568,8 @@ def linear_cross_entropy(input: Any, linear_weight: Any, target: Any, /, *, line
     to the portable definition, as are trainable class weights: the operator holds them constant
     (torch refuses them), where the portable definition differentiates them."""
     if isinstance(weight, torch.Tensor) and weight.requires_grad and torch.is_grad_enabled():
+        return NotImplemented
+    if _beyond_reverse(input, linear_weight, linear_bias, bias, weight):
         return NotImplemented
     inp = prepare_call("linear_cross_entropy", input, linear_weight, target, linear_bias=linear_bias, bias=bias,
                        weight=weight, ignore_index=ignore_index, options=options, chunk_size=chunk_size,
