@@ -341,7 +341,7 @@ def _forward(xp: Any, h: Any, weight: Any, bias: Any, tcol: Any, blocks: list[tu
         if smoothing:
             zs = xp.sum(z if cw is None else z * xp.reshape(cw[j:k], (1, -1)), axis=1)
             zsum = zs if zsum is None else zsum + zs
-        mj = xp.max(z, axis=1)
+        mj = xp.max(toolkit.dense_chunks(z), axis=1)
         # m: the running maximum, -inf while every block so far is; shift: m, or 0 there (no
         # -inf - -inf). Rescaling by exp(m - shift), not from a 0 standing in for -inf, keeps
         # a block of -inf followed by logits below -88 (float32) from underflowing to lse = -inf.

@@ -57,7 +57,7 @@ __all__ = [
     "placed_like", "whole",
     # numerics
     "log_softmax", "log_softmax_parts", "logsumexp", "log_sigmoid", "safe_log", "safe_pow", "safe_abs", "sign",
-    "minimum", "maximum", "clip", "divide", "beside",
+    "minimum", "maximum", "clip", "dense_chunks", "divide", "beside",
     "REDUCTIONS", "OPTIONAL_ARRAYS", "CHECK_MODES",
 ]
 
@@ -163,8 +163,7 @@ def _check_dask(loss: str, present: dict[str, Any]) -> None:
     for name, x in present.items():
         if any(math.isnan(s) for s in x.shape):
             raise LossValueError(loss, name, "an array of known shape (on a Dask array with unknown chunk sizes, "
-                                 "call .compute_chunk_sizes() first, then .rechunk(x.chunksize) to drop the empty "
-                                 "chunks, on which some of Dask's reductions fail)", f"shape {tuple(x.shape)}")
+                                 "call .compute_chunk_sizes() first)", f"shape {tuple(x.shape)}")
         if _is_masked(getattr(x, "_meta", None)):
             raise LossTypeError(loss, name, "a plain array, not a Dask array of NumPy masked chunks (their sums "
                                 "skip masked entries while a mean's count keeps them): pass da.ma.filled(x, value), "
@@ -723,6 +722,19 @@ def clip(xp: Any, x: Any, min: float | None = None, max: float | None = None) ->
     return xp.clip(x, min=min, max=max)
 
 
+def dense_chunks(x: Any, axis: int | None = None) -> Any:
+    """A Dask array ``x`` rechunked without its empty chunks (along ``axis``, or every axis), on
+    which some of Dask's own reductions (``max``, ``min``) fail when computed: boolean indexing,
+    then ``compute_chunk_sizes()``, leaves them. Anything else (another library's array, chunks
+    of unknown size, an axis that is all empty) is returned as it is."""
+    if not compat.is_dask_array(x):
+        return x
+    drop = {i: tuple(c for c in sizes if c) for i, sizes in enumerate(x.chunks)
+            if (axis is None or i == axis % x.ndim) and 0 in sizes and sum(sizes)
+            and not any(math.isnan(c) for c in sizes)}
+    return x.rechunk(drop) if drop else x
+
+
 def beside(reference: Any, x: Any) -> Any:
     """``x`` moved to ``reference``'s device where torch itself would take it as it is: a CPU
     tensor beside a tensor on another device (torch's ctc_loss moves CPU targets to the
@@ -1056,7 +1068,7 @@ def log_softmax_parts(xp: Any, x: Any, *, axis: int = 1) -> tuple[Any, Any, Any]
         zeros = xp.zeros(shape, dtype=x.dtype, device=device(x))
         return zeros, x, zeros
     # A clip rather than a where on -inf: one operation (each costs tens of µs in eager JAX).
-    m = xp.floor(clip(xp, xp.max(x, axis=axis, keepdims=True), min=float(xp.finfo(x.dtype).min)))
+    m = xp.floor(clip(xp, xp.max(dense_chunks(x), axis=axis, keepdims=True), min=float(xp.finfo(x.dtype).min)))
     shifted = x - m
     return xp.squeeze(m, axis=axis), shifted, xp.log(xp.sum(xp.exp(shifted), axis=axis))
 
@@ -1078,7 +1090,7 @@ def logsumexp(xp: Any, x: Any, *, axis: int = 1, keepdims: bool = False) -> Any:
     """
     if 0 in x.shape:
         return xp.log(xp.sum(xp.exp(x), axis=axis, keepdims=keepdims))
-    m = xp.max(x, axis=axis, keepdims=True)
+    m = xp.max(dense_chunks(x), axis=axis, keepdims=True)
     m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
     out = m + xp.log(xp.sum(xp.exp(x - m), axis=axis, keepdims=True))
     return out if keepdims else xp.squeeze(out, axis=axis)

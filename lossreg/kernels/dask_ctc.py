@@ -18,7 +18,6 @@ frames and classes of its sequences: the inputs' chunks along those axes are mer
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import array_api_compat
@@ -56,23 +55,13 @@ def _frames_per_chunk(xp: Any, came_from: sequence.Predecessors, alpha: Any, emi
                         came_from=came_from, concatenate=True, meta=alpha._meta)
 
 
-def _nonempty(x: Any, axis: int) -> Any:
-    """``x`` without empty chunks along ``axis`` (anything but a Dask array of known chunks as it is)."""
-    if not isinstance(x, da.Array) or x.ndim <= axis:
-        return x
-    sizes = x.chunks[axis]
-    if 0 not in sizes or not sum(sizes) or any(math.isnan(c) for c in sizes):
-        return x
-    return x.rechunk({axis: tuple(c for c in sizes if c)})
-
-
 def ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, /, *, blank: int = 0,
              reduction: str = "mean", zero_infinity: bool = False) -> Any:
     if log_probs.ndim == 3 and getattr(targets, "ndim", None) == 1:  # concatenated; ctc checks the arguments
         # The portable setup runs on Dask here, and Dask's own operations fail on an empty chunk
         # (boolean indexing leaves them): the batch's chunks without them.
-        log_probs = _nonempty(log_probs, 1)
-        input_lengths, target_lengths = (_nonempty(x, 0) for x in (input_lengths, target_lengths))
+        log_probs = toolkit.dense_chunks(log_probs, 1)
+        input_lengths, target_lengths = (toolkit.dense_chunks(x, 0) for x in (input_lengths, target_lengths))
         return sequence.ctc(log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity,
                             _frames_per_chunk, sequence.gathered)
     arg = sequence.checked("ctc_loss", log_probs, targets, input_lengths, target_lengths, blank, reduction,

@@ -156,7 +156,7 @@ def _log_sum_minus_shifted(xp: Any, x: Any) -> Any:
     if 0 in x.shape:  # no maximum of nothing
         _, shifted, log_sum = toolkit.log_softmax_parts(xp, x)
         return xp.expand_dims(log_sum, axis=1) - shifted
-    top = toolkit.clip(xp, xp.max(x, axis=1, keepdims=True), min=float(xp.finfo(x.dtype).min))
+    top = toolkit.clip(xp, xp.max(toolkit.dense_chunks(x), axis=1, keepdims=True), min=float(xp.finfo(x.dtype).min))
     log_sum = xp.log(xp.sum(xp.exp(x + xp.ceil(-top)), axis=1, keepdims=True))
     return log_sum - (x - xp.floor(top))
 
@@ -456,8 +456,9 @@ def multilabel_margin_loss(input: Any, target: Any, /, *, reduction: str = "mean
     bad = toolkit.check_values(name, "target", target, (target < -1) | (target >= c), xp,
                            f"class indices in [0, {c}) or -1 padding")
     dtype = input.dtype
-    x = xp.reshape(toolkit.as_dtype(xp, input, toolkit.compute_dtype(xp, dtype)), (n, c))
-    t = xp.reshape(target, (n, c))
+    # Dask: chunks of the pairs below are pairs of the inputs' chunks, which an empty one breaks.
+    x = toolkit.dense_chunks(xp.reshape(toolkit.as_dtype(xp, input, toolkit.compute_dtype(xp, dtype)), (n, c)))
+    t = toolkit.dense_chunks(xp.reshape(target, (n, c)))
     dev = toolkit.device(x)
     # listed[n, k]: position k comes before the first -1 of its row.
     listed = xp.cumulative_sum(xp.astype(t == -1, xp.int32), axis=1) == 0

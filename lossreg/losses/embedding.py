@@ -203,6 +203,7 @@ def _norm(xp: Any, d: Any, p: float) -> Any:
         if p == 1:
             return xp.sum(a, axis=-1)
         if math.isinf(p):
+            a = toolkit.dense_chunks(a)
             return xp.max(a, axis=-1) if p > 0 else xp.min(a, axis=-1)
         nonzero = a > 0
         zero_power = xp.zeros_like(a) if p > 0 else xp.full_like(a, math.inf)

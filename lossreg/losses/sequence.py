@@ -26,7 +26,7 @@ def _shifted_log(xp: Any, m: Any, exp_sum: Callable[[Any], Any]) -> Any:
 
 def _logsumexp(xp: Any, terms: Any) -> Any:
     """log Σ exp over axis 1, by one maximum and one sum over the stacked terms."""
-    return _shifted_log(xp, xp.max(terms, axis=1),
+    return _shifted_log(xp, xp.max(toolkit.dense_chunks(terms), axis=1),
                         lambda shift: xp.sum(xp.exp(terms - xp.expand_dims(shift, axis=1)), axis=1))
 
 
