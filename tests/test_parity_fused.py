@@ -408,8 +408,8 @@ def test_second_derivatives_and_forward_mode_are_torchs(reduction: str, options:
                                    transform(lambda x: theirs(x, w, b).sum())(h), rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(torch.func.jacfwd(lambda x: ours(h, x, b))(w),
                                torch.func.jacfwd(lambda x: theirs(h, x, b))(w), rtol=1e-10, atol=1e-12)
-    tangent = torch.randn_like(h)
-    with torch.autograd.forward_ad.dual_level():
-        got_t = torch.autograd.forward_ad.unpack_dual(ours(torch.autograd.forward_ad.make_dual(h, tangent), w, b)).tangent
-        want_t = torch.autograd.forward_ad.unpack_dual(theirs(torch.autograd.forward_ad.make_dual(h, tangent), w, b)).tangent
-    torch.testing.assert_close(got_t, want_t, rtol=1e-10, atol=1e-12)
+    fw, tangent = torch.autograd.forward_ad, torch.randn_like(h)
+    with fw.dual_level():
+        got = fw.unpack_dual(ours(fw.make_dual(h, tangent), w, b)).tangent
+        want = fw.unpack_dual(theirs(fw.make_dual(h, tangent), w, b)).tangent
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)

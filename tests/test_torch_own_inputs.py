@@ -112,8 +112,8 @@ MAX_SAMPLES = 48
 @pytest.mark.parametrize("op", [pytest.param(op, id=_label(op)) for op in OPS])
 def test_torchs_own_second_and_forward_derivative_checks_pass(op: Any, mode: str) -> None:
     """``gradgradcheck`` (second derivatives by reverse mode, and forward over reverse) and
-    ``gradcheck`` with forward mode, on torch's float64 samples (up to MAX_SAMPLES of them) as PyTorch's test_ops runs them on its
-    op; a sample that fails must fail torch's own op too."""
+    ``gradcheck`` with forward mode, on torch's float64 samples (up to MAX_SAMPLES of them), as
+    PyTorch's test_ops runs them on its op; a sample that fails must fail torch's own op too."""
     flag, test = MODES[mode]
     if not getattr(op, flag) or _skipped_by_torch(op, test):
         pytest.skip(f"torch's {op.name} does not claim {mode} ({flag} or a skip of {test})")

@@ -51,7 +51,6 @@ from typing import Any
 import torch
 import torch.autograd.forward_ad as _forward_ad
 from array_api_compat import array_namespace
-
 from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters as _interpreters
 
 from .. import losses as catalogue
@@ -455,8 +454,9 @@ def _recomputed(ctx: Any, grad: Tensor, saved: tuple[Any, ...]) -> tuple[Tensor 
     asked = [x if x is not None and wanted else None for x, wanted in zip((h, w, b), ctx.needs_input_grad)]
     value = _PORTABLE(h, w, torch.where(act, t, -1), linear_bias=b, weight=cw, reduction=ctx.reduction,
                       ignore_index=-1, label_smoothing=ls, z_loss=z, softcap=cap)
-    found = iter(torch.autograd.grad(value, [x for x in asked if x is not None], grad.reshape(value.shape).to(value.dtype),
-                                     create_graph=True, allow_unused=True))
+    cotangent = grad.reshape(value.shape).to(value.dtype)
+    found = iter(torch.autograd.grad(value, [x for x in asked if x is not None], cotangent, create_graph=True,
+                                     allow_unused=True))
     grads = [None if x is None else next(found) for x in asked]
     if bad is not None and grads[0] is not None:
         grads[0] = torch.where(bad.unsqueeze(1), torch.nan, grads[0])
