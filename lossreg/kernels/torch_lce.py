@@ -468,9 +468,9 @@ def _refuse_second_order(*tensors: Tensor | None) -> None:
     operators, outside autograd): the call declines nested ``grad`` (:func:`_beyond_reverse`), and
     should one reach here, differentiating again would silently give zero, so it raises instead."""
     if torch._C._are_functorch_transforms_active() and any(_grad_layers(x) > 1 for x in tensors if x is not None):
-        raise UnsupportedError("linear_cross_entropy: the torch kernel gives first derivatives only (no "
-                               "create_graph=True, hessian or nested grad); lossreg.use_kernels(False) "
-                               "differentiates the portable definition to any order")
+        raise UnsupportedError("linear_cross_entropy: the torch kernel's operators give first derivatives only, "
+                               "and this nested torch.func transform did not reach the portable definition; "
+                               "lossreg.use_kernels(False) differentiates it to any order")
 
 
 def _beyond_reverse(*tensors: Any) -> bool:
@@ -523,11 +523,11 @@ class _UnderTransforms(torch.autograd.Function):
 
     @staticmethod
     def jvp(ctx: Any, *tangents: Any) -> Any:
-        # Forward mode (torch.func.jvp, jacfwd, hessian) has no formula here: lossreg's error, not
-        # torch's "you must implement the jvp function".
-        raise UnsupportedError("linear_cross_entropy: the torch kernel gives first derivatives by reverse mode "
-                               "only (no torch.func.jvp, jacfwd or hessian); lossreg.use_kernels(False) "
-                               "differentiates the portable definition in every mode")
+        # Forward mode has no formula here, and the call declines it (_beyond_reverse): should a
+        # tangent reach here anyway, lossreg's error, not torch's "you must implement the jvp function".
+        raise UnsupportedError("linear_cross_entropy: the torch kernel's operators give first derivatives by "
+                               "reverse mode only, and this forward-mode call did not reach the portable "
+                               "definition; lossreg.use_kernels(False) differentiates it in every mode")
 
 
 def _one_at_a_time(op: Any) -> Callable[..., Any]:
