@@ -241,7 +241,8 @@ def _plan(name: str, xp: Any, hidden: Any, n: int, v: int, chunk_size: Any) -> C
         return Chunks(max(n, 1), max(v, 1))
     plan = plan_chunks(n, v, chunk_size)
     parts = toolkit.explicit_parts(hidden, 0) if hidden.ndim == 2 else 1
-    if plan.tokens < n and plan.tokens % parts:
+    # parts first: under torch.compile, n is a symbol and `plan.tokens < n` a guard on the batch size.
+    if parts > 1 and plan.tokens < n and plan.tokens % parts:
         if chunk_size is not None:
             raise LossValueError(name, "chunk_size", f"chunks of tokens in multiples of {parts}, the devices the "
                                  "tokens are split over on a JAX mesh of explicit axes", repr(chunk_size))

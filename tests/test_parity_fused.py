@@ -250,6 +250,28 @@ def test_one_compiled_graph_serves_every_batch_size_without_the_logits(options: 
     assert not targets & MATMULS, targets & MATMULS
 
 
+def test_batches_either_side_of_the_automatic_chunk_share_one_compiled_graph():
+    """With chunk_size left automatic, the public call compiles once for a batch smaller than one
+    chunk of tokens (64 at V=65536) and for batches of several chunks: the plan is the operator's,
+    taken when it runs, not a guard on the batch size."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda h, w, t: lossreg.linear_cross_entropy(h, w, t), fullgraph=True, dynamic=True,
+                             backend="aot_eager")
+    before = counters["stats"]["unique_graphs"]
+    rng = np.random.default_rng(7)
+    w = torch.tensor(rng.normal(size=(65536, 3)), requires_grad=True)
+    for n in (30, 100, 200):
+        h = torch.tensor(rng.normal(size=(n, 3)), requires_grad=True)
+        t = torch.tensor(rng.integers(0, 65536, size=n))
+        value = compiled(h, w, t)
+        got = torch.autograd.grad(value, (h, w))
+        want = reference(h, w, t)
+        _close([value.detach(), *got], [want.detach(), *torch.autograd.grad(want, (h, w))])
+    assert counters["stats"]["unique_graphs"] - before == 1
+
+
 def test_inductor_compiles_the_training_step_once():
     """inductor (C++ code for the elementwise work around the operators) at two batch sizes."""
     import torch._inductor.config
