@@ -268,6 +268,69 @@ def test_triton_cross_entropy_in_interpreter() -> None:
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
 
 
+TRITON_BCE_CHECK = textwrap.dedent("""
+    import math, torch, lossreg
+    import torch.nn.functional as F
+    from lossreg.kernels import triton_bce
+    torch.manual_seed(0)
+    for dtype, tol in [(torch.float32, 1e-5), (torch.float16, 2e-3), (torch.bfloat16, 2e-2)]:
+        for shape in [(5,), (3, 7), (2, 4097)]:  # 2 x 4097: more than one block
+            x = torch.rand(shape).to(dtype)
+            x.view(-1)[:3] = torch.tensor([0.0, 1.0, 0.5])  # log 0 clamped to -100; the gradient at 0 and 1
+            t = torch.rand(shape).to(dtype)
+            for reduction in ("mean", "sum", "none"):
+                for weighted in (False, True):
+                    w = (torch.rand(shape[-1]) + 0.5).to(dtype) if weighted else None
+                    # torch's in float32, as lossreg's torch kernel computes half precision.
+                    leaf, ref = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+                    got = triton_bce.binary_cross_entropy(leaf, t, w, reduction)
+                    want = F.binary_cross_entropy(ref.float(), t.float(), None if w is None else w.float(),
+                                                  reduction=reduction).to(dtype)
+                    assert got.dtype == dtype and got.shape == want.shape, (got.dtype, got.shape)
+                    scale = torch.arange(1, got.numel() + 1, dtype=torch.float64).reshape(got.shape)
+                    (got.double() * scale).sum().backward()
+                    (want.double() * scale).sum().backward()
+                    torch.testing.assert_close(got.detach(), want.detach(), rtol=tol, atol=tol)
+                    torch.testing.assert_close(leaf.grad, ref.grad, rtol=tol, atol=tol)
+                    with torch.no_grad():
+                        torch.testing.assert_close(triton_bce.binary_cross_entropy(x, t, w, reduction),
+                                                   want.detach(), rtol=tol, atol=tol)
+    # Out of [0, 1] (or NaN), input or target: NaN where torch's CUDA kernel would assert.
+    for bad in ("input", "target", "nan"):
+        x, t = torch.rand(9), torch.rand(9)
+        if bad == "input":
+            x[4] = 1.5
+        elif bad == "target":
+            t[4] = -0.5
+        else:
+            x[4] = math.nan
+        leaf = x.clone().requires_grad_(True)
+        none = triton_bce.binary_cross_entropy(leaf, t, None, "none")
+        assert torch.isnan(none[4]) and not torch.isnan(torch.cat([none[:4], none[5:]])).any(), none
+        none.sum().backward()
+        assert torch.isnan(leaf.grad[4]) and not torch.isnan(torch.cat([leaf.grad[:4], leaf.grad[5:]])).any()
+        for reduction in ("mean", "sum"):
+            assert torch.isnan(triton_bce.binary_cross_entropy(x, t, None, reduction))
+    # Declined: float64, empty, a target that needs a gradient.
+    assert triton_bce.binary_cross_entropy(torch.rand(3, dtype=torch.float64), torch.rand(3, dtype=torch.float64),
+                                           None, "mean") is NotImplemented
+    assert triton_bce.binary_cross_entropy(torch.rand(0), torch.rand(0), None, "mean") is NotImplemented
+    assert triton_bce.binary_cross_entropy(torch.rand(3), torch.rand(3, requires_grad=True), None,
+                                           "mean") is NotImplemented
+    print("ok")
+""")
+
+
+def test_triton_binary_cross_entropy_in_interpreter() -> None:
+    """The Triton BCE (CUDA's default path), run by Triton's CPU interpreter, against torch in
+    float64: values and gradients at 0 and 1 too, and NaN where torch's CUDA kernel asserts."""
+    pytest.importorskip("triton", reason="triton is not installed (pip install triton)")
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    done = subprocess.run([sys.executable, "-c", TRITON_BCE_CHECK], env=env, cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
+
+
 TRITON_LCE_CHECK = textwrap.dedent("""
     import itertools, torch
     from lossreg.kernels.triton_lce import rows

@@ -18,6 +18,12 @@ import lossreg
 from lossreg.errors import LossTypeError, LossValueError
 
 RESULTS: list[tuple[str, bool, str]] = []
+# torch's own ctc_loss takes CPU targets and lengths beside CUDA log-probabilities (cuDNN's form).
+TAKES_CPU_INDICES = {"ctc_loss"}
+# Kernels that hand CUDA calls to the portable path on purpose, and why.
+CPU_ONLY = {("multi_margin_loss", "torch"): "torch's CUDA kernel signals a class out of range with a device-side "
+            "assert, which ends the process; the portable path gives NaN (or lossreg's error under "
+            "value_checks('sync'))"}
 
 
 def check(name: str) -> Callable[[Callable[[], str | None]], None]:
@@ -74,6 +80,19 @@ def main() -> int:
     for name in lossreg.names():
         spec = lossreg.spec(name)
         if len(spec.inputs) < 2:
+            continue
+        if name in TAKES_CPU_INDICES:
+            @check(f"{name}: torch CUDA input, CPU {', '.join(spec.inputs[1:])} -> torch's answer, kernels on and off")
+            def _(name: str = name) -> str:
+                arrays = _plain_inputs(name)
+                mixed = [torch.asarray(a, device="cuda" if i == 0 else "cpu") for i, a in enumerate(arrays)]
+                want = float(getattr(lossreg, name)(*(torch.asarray(a, device="cuda") for a in arrays)))
+                for kernels in (True, False):
+                    with lossreg.use_kernels(kernels):
+                        got = getattr(lossreg, name)(*mixed)
+                    assert got.device.type == "cuda" and abs(float(got) - want) <= 1e-6 * (1 + abs(want)), \
+                        f"kernels={kernels}: {got} != {want}"
+                return f"{want:.6g}"
             continue
 
         @check(f"{name}: torch CUDA input, CPU {spec.inputs[1]} -> LossValueError naming it")
@@ -167,6 +186,8 @@ def main() -> int:
                     with lossreg.value_checks("sync"):
                         got = kernel.function(*args)
                     note = " (answers under value_checks('sync') only: it reads values)"
+                if got is NotImplemented and (loss, backend) in CPU_ONLY:
+                    return f"declines on CUDA, by design: {CPU_ONLY[loss, backend]}"
                 if got is NotImplemented:
                     from lossreg.kernels import cupy as cupy_kernels
 

@@ -127,6 +127,18 @@ def main() -> int:
             with lossreg.value_checks("sync"):
                 return raises(lossreg.LossValueError, lambda: f(*arrays), name)
 
+    for name in ("mse_loss", "binary_cross_entropy", "cross_entropy", "soft_margin_loss"):
+        @check(f"{name}: torch.compile(fullgraph=True) in bfloat16 on {DEVICE} = eager (the kernels' autocast "
+               "probe traced by Dynamo)")
+        def _(name: str = name) -> str:
+            torch._dynamo.reset()
+            arrays = [torch.asarray(a, device=DEVICE) for a in _plain_inputs(name)]
+            arrays = [a.to(torch.bfloat16) if a.is_floating_point() else a for a in arrays]
+            f = getattr(lossreg, name)
+            got = torch.compile(f, fullgraph=True, backend="aot_eager")(*arrays)
+            torch.testing.assert_close(got, f(*arrays))
+            return f"{float(got):.4f}"
+
     def model_and_batch(seed: int) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
         torch.manual_seed(seed)
         model = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10)).to(DEVICE)

@@ -25,6 +25,7 @@ from ..toolkit import _env_switch
 _CUPY_LOSSES = ("mse_loss", "l1_loss", "binary_cross_entropy", "cross_entropy")  # checked on a GPU: kernels/cupy.py
 CUPY_SWITCH = "LOSSREG_CUPY_KERNELS"  # =1: lossreg's CuPy kernels, not the portable path, on CuPy arrays
 CE_TRITON_SWITCH = "LOSSREG_CE_TRITON"  # =1: lossreg's Triton cross-entropy on CUDA, not torch's own
+BCE_TRITON_SWITCH = "LOSSREG_BCE_TRITON"  # =0: binary_cross_entropy's in-graph checks on CUDA in torch operations
 LCE_TRITON_SWITCH = "LOSSREG_LCE_TRITON"  # =0: linear_cross_entropy's chunks on CUDA in torch operations
 # A kernel that passed conformance on a GPU but missed its speed target there stays off until it
 # meets it, and says why (the README's GPU section has the figures); "=1" switches it on.

@@ -31,13 +31,15 @@ import math
 from typing import Any
 
 import torch
+import torch.autograd.forward_ad as _forward_ad
 import torch.nn.functional as F
 import torch.utils.checkpoint
 
 from .. import losses as catalogue
 from .. import toolkit
-from . import _TORCH_AUTOCAST_ONLY, CE_TRITON_SWITCH, switched_on
-from .torch_common import _ENUM, _FLOAT, _INDEX, _class_args, _differentiated, _func_wrapped, _poison
+from . import _TORCH_AUTOCAST_ONLY, BCE_TRITON_SWITCH, CE_TRITON_SWITCH, switched_on
+from .torch_common import (_ENUM, _FLOAT, _INDEX, _autocasting, _class_args, _differentiated, _func_wrapped,
+                           _poison)
 
 Tensor = torch.Tensor
 # Typed Any: its stubs say str for the reduction, which the ATen operators take as an int.
@@ -215,6 +217,15 @@ def binary_cross_entropy(input: Any, target: Any, /, *, weight: Any = None, redu
         return NotImplemented
     weight = _like(weight, input)
     bad = None
+    if (input.is_cuda and not _dynamo_compiling() and not toolkit.reads_values(input) and not _func_wrapped(input)
+            and _forward_ad._current_level < 0):
+        # Eager CUDA code: the check, the NaN and the loss in one pass (compiled code keeps the
+        # operations below, which Inductor fuses itself).
+        triton_bce = _triton(BCE_TRITON_SWITCH)
+        if triton_bce is not None:
+            result = triton_bce(input, target, weight, reduction)
+            if result is not NotImplemented:
+                return result
     if not toolkit.reads_values(input):  # NaN counts as out of range, as in torch's check
         # Both are checked by torch (a device-side assert on CUDA), so both are replaced there.
         bad = ~((input >= 0) & (input <= 1) & (target >= 0) & (target <= 1))
@@ -435,25 +446,29 @@ def _ctc(log_probs: Tensor, labels: Tensor, il: Tensor, tl: Tensor, blank: int, 
     return out.to(log_probs.dtype)
 
 
-_TRITON: list[Any] = []
+_TRITON: dict[str, Any] = {}
 
 
-def _triton() -> Any:
-    """The Triton cross-entropy when Triton and a CUDA device are present and ``LOSSREG_CE_TRITON=1``
-    (off by default: see ``kernels.OFF_UNTIL_FAST``; read at the first call on CUDA), else None.
+def _triton(switch: str = CE_TRITON_SWITCH) -> Any:
+    """The Triton kernel behind ``switch`` (the cross-entropy's, off by default: see
+    ``kernels.OFF_UNTIL_FAST``; the probabilities' BCE, on) when Triton and a CUDA device are
+    present and the switch is on (read at the first call on CUDA), else None.
 
-    Imported on first use, not with this module: importing Triton is slow, and the two modules
-    share their checks through ``torch_common``, so neither imports the other at import time.
+    Imported on first use, not with this module: importing Triton is slow, and the modules share
+    their checks through ``torch_common``, so none imports another at import time.
     """
-    if not _TRITON:
+    if switch not in _TRITON:
         found: Any = None
-        if torch.cuda.is_available() and switched_on(CE_TRITON_SWITCH):
+        if torch.cuda.is_available() and switched_on(switch):
             try:
-                from .triton_ce import cross_entropy_index as found
+                if switch == CE_TRITON_SWITCH:
+                    from .triton_ce import cross_entropy_index as found
+                else:
+                    from .triton_bce import binary_cross_entropy as found
             except Exception:  # Triton missing or broken: the native kernel serves
                 found = None
-        _TRITON.append(found)
-    return _TRITON[0]
+        _TRITON[switch] = found
+    return _TRITON[switch]
 
 
 def _as_autocast_runs_it(loss: str, kernel: Any) -> Any:
@@ -480,11 +495,6 @@ def _as_autocast_runs_it(loss: str, kernel: Any) -> Any:
     return autocast_aware
 
 
-def _autocasting(device: str) -> bool:
-    # Asked only of a device type autocast knows: torch raises for any other ("meta", say).
-    return torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device)
-
-
 def _to_float32(a: Any) -> Any:
     return a.float() if isinstance(a, Tensor) and a.dtype in _HALF else a
 
@@ -502,7 +512,9 @@ def multi_margin_loss(input: Any, target: Any, /, *, p: int = 1, margin: float =
     definition holds several (N, C) temporaries and saves its masks for the backward pass (4.5
     times torch's peak at N·C = 2^24). Anything else, and any refusal of torch's (a class out of
     range), goes to the portable path and its lossreg error; so do torch.func's transforms, under
-    which the portable definition has the forward mode and second derivatives torch's kernel lacks."""
+    which the portable definition has the forward mode and second derivatives torch's kernel lacks.
+    CPU tensors only: on CUDA torch signals a class out of range with a device-side assert, which
+    ends the process."""
     # _dynamo_compiling() first: Dynamo folds it to True, and traces none of the rest.
     if (_dynamo_compiling() or type(input) is not Tensor or type(target) is not Tensor or input.dtype not in _FAST
             or input.ndim != 2 or 0 in input.shape or target.dtype is not _INT64 or target.shape != input.shape[:1]

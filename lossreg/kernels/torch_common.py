@@ -19,6 +19,17 @@ Tensor = torch.Tensor
 _ENUM = {"none": 0, "mean": 1, "sum": 2}
 _FLOAT = frozenset((torch.float16, torch.bfloat16, torch.float32, torch.float64))
 _INDEX = frozenset((torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8))
+# Read once: torch.amp.is_autocast_available raises nothing but is untraceable by Dynamo before
+# torch 2.13 (a graph break, an error under fullgraph=True), where a constant set is traced.
+_AUTOCAST_DEVICES = frozenset(d for d in ("cpu", "cuda", "xpu", "mps", "hpu", "mtia", "maia", "xla", "ipu",
+                                         torch._C._get_privateuse1_backend_name())
+                              if torch.amp.is_autocast_available(d))
+
+
+def _autocasting(device: str) -> bool:
+    """Whether ``torch.autocast`` is on for the device type ``device``; asked only of the types
+    autocast knows (torch raises for any other, "meta" say)."""
+    return device in _AUTOCAST_DEVICES and torch.is_autocast_enabled(device)
 
 
 def _differentiated(w: Tensor) -> bool:

@@ -57,6 +57,7 @@ from .. import losses as catalogue
 from ..chunked import plan_chunks, prepare_call, reduce_tokens, token_weights
 from ..errors import UnsupportedError
 from . import LCE_TRITON_SWITCH, switched_on
+from .torch_common import _autocasting
 
 Tensor = torch.Tensor
 _HALF = (torch.float16, torch.bfloat16)
@@ -578,7 +579,7 @@ def linear_cross_entropy(input: Any, linear_weight: Any, target: Any, /, *, line
     if inp is None:
         return NotImplemented
     device = inp.hidden.device.type
-    autocast = torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device)  # not on meta
+    autocast = _autocasting(device)
     hidden, lw, lb, out_dtype = _as_autocast_casts(inp.hidden, inp.weight, inp.bias) if autocast else \
         (inp.hidden, inp.weight, inp.bias, None)
     needs = sum(bit for bit, x in ((HIDDEN, hidden), (WEIGHT, lw), (BIAS, lb))
