@@ -488,7 +488,7 @@ def test_a_slow_import_threshold_in_seconds_is_taken_without_a_warning(monkeypat
     assert plugins.slow_import_s() == seconds and not recwarn.list
 
 
-GPU_SWITCHES = [("LOSSREG_CUPY_KERNELS", False), ("LOSSREG_CE_TRITON", False), ("LOSSREG_LCE_TRITON", True)]
+GPU_SWITCHES = [("LOSSREG_CUPY_KERNELS", False), ("LOSSREG_CE_TRITON", True), ("LOSSREG_LCE_TRITON", True)]
 
 
 @pytest.mark.parametrize(("switch", "default"), GPU_SWITCHES)

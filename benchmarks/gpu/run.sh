@@ -48,7 +48,8 @@ echo "bench exit $status"
 # Each variant (the Triton row kernel among them) is compared with torch before it is timed.
 timeout "${LCE_TIMEOUT:-300}" "$PY" benchmarks/gpu/bench_lce_gpu.py --out "$OUT" "$@" 2>&1 | tee "$OUT/bench_lce.log"
 echo "bench_lce exit ${PIPESTATUS[0]}"
-if [ "$DEVICE" = cuda ]; then  # the Triton cross-entropy's block size and warps
+if [ "$DEVICE" = cuda ]; then  # the Triton cross-entropy's block size and warps, and its size gate
     timeout "${SWEEP_TIMEOUT:-100}" "$PY" benchmarks/gpu/sweep_triton_ce.py --out "$OUT" 2>&1 | tee "$OUT/sweep.log"
+    timeout "${CROSSOVER_TIMEOUT:-100}" "$PY" benchmarks/gpu/ce_crossover.py --out "$OUT" 2>&1 | tee "$OUT/crossover.log"
 fi
 exit "$status"

@@ -144,6 +144,30 @@ def main() -> int:
                     notes.append(f"kernels={kernels}: {err / eps:.2f} eps")
                 return ", ".join(notes)
 
+    @check("cross_entropy on CUDA: the Triton kernel (no logits-sized temporary) from its size gate up, "
+           "torch's operator below it")
+    def _() -> str:
+        from lossreg.kernels import torch as torch_kernels
+
+        notes = []
+        for dtype, gate in ((torch.bfloat16, torch_kernels.TRITON_CE_MIN_ELEMENTS[0]),
+                            (torch.float32, torch_kernels.TRITON_CE_MIN_ELEMENTS[1])):
+            for n, expect_triton in ((gate // 4096, True), (gate // 4096 - 1, False)):
+                logits = torch.randn(n, 4096, device="cuda", dtype=dtype)
+                labels_ = torch.randint(0, 4096, (n,), device="cuda")
+                with torch.no_grad():
+                    lossreg.cross_entropy(logits, labels_)  # compiled and loaded outside the measure
+                    torch.cuda.synchronize()
+                    torch.cuda.reset_peak_memory_stats()
+                    before = torch.cuda.memory_allocated()
+                    lossreg.cross_entropy(logits, labels_)
+                    torch.cuda.synchronize()
+                extra = (torch.cuda.max_memory_allocated() - before) / (logits.numel() * logits.element_size())
+                assert (extra < 0.1) is expect_triton, f"{dtype} {n}x4096: extra peak {extra:.2f} of the logits"
+                notes.append(f"{str(dtype)[6:]} {n}x4096: {extra:.3f}")
+                del logits, labels_
+        return "extra peak / logits: " + ", ".join(notes)
+
     @check("cupy mse_loss, l1_loss, binary_cross_entropy over 2^22 + 5 elements (the row-sum path) = float64 NumPy")
     def _() -> str:
         from lossreg.kernels import cupy as cupy_kernels

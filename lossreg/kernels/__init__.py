@@ -24,15 +24,13 @@ from ..toolkit import _env_switch
 
 _CUPY_LOSSES = ("mse_loss", "l1_loss", "binary_cross_entropy", "cross_entropy")  # checked on a GPU: kernels/cupy.py
 CUPY_SWITCH = "LOSSREG_CUPY_KERNELS"  # =1: lossreg's CuPy kernels, not the portable path, on CuPy arrays
-CE_TRITON_SWITCH = "LOSSREG_CE_TRITON"  # =1: lossreg's Triton cross-entropy on CUDA, not torch's own
+CE_TRITON_SWITCH = "LOSSREG_CE_TRITON"  # =0: torch's own cross-entropy on CUDA at every size, not Triton
 BCE_TRITON_SWITCH = "LOSSREG_BCE_TRITON"  # =0: binary_cross_entropy's in-graph checks on CUDA in torch operations
 LCE_TRITON_SWITCH = "LOSSREG_LCE_TRITON"  # =0: linear_cross_entropy's chunks on CUDA in torch operations
 # A kernel that passed conformance on a GPU but missed its speed target there stays off until it
 # meets it, and says why (the README's GPU section has the figures); "=1" switches it on.
 OFF_UNTIL_FAST = {
-    CUPY_SWITCH: "the CuPy kernels missed their target on an H200 (1.38-7.3x the bandwidth floor, target 1.3x)",
-    CE_TRITON_SWITCH: ("the Triton cross-entropy missed its target on an H200 (8192x128256 bfloat16: "
-                       "1.03 ms forward, 2.43 ms forward+backward; targets 1.0 and 2.0 ms)"),
+    CUPY_SWITCH: "the CuPy kernels missed their target on an H200 (1.7-8.1x the bandwidth floor, target 1.3x)",
 }
 _NUMPY_LOSSES = ("cross_entropy", "binary_cross_entropy", "mse_loss", "l1_loss")
 # Losses whose JAX peers (optax, jax.nn, Keras) are compiled functions: run under jax.jit (see kernels/jax.py).

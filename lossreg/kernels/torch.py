@@ -330,9 +330,11 @@ def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_inde
         if args is None:
             return NotImplemented
         index, bad = args
-        # The Triton kernel in eager CUDA code; compiled code keeps torch's operator, which
-        # Inductor fuses itself (and a Triton launch inside a compiled graph would be opaque to it).
-        if input.is_cuda and not torch.compiler.is_compiling():
+        # The Triton kernel in eager CUDA code, for logits large enough to repay its host time;
+        # compiled code keeps torch's operator, which Inductor fuses itself (and a Triton launch
+        # inside a compiled graph would be opaque to it).
+        if (input.is_cuda and input.numel() >= TRITON_CE_MIN_ELEMENTS[input.dtype is torch.float32]
+                and not torch.compiler.is_compiling()):
             triton_ce = _triton()
             if triton_ce is not None:
                 result = triton_ce(input, index, weight=weight, ignore_index=ignore_index, reduction=reduction,
@@ -447,12 +449,17 @@ def _ctc(log_probs: Tensor, labels: Tensor, il: Tensor, tl: Tensor, blank: int, 
 
 
 _TRITON: dict[str, Any] = {}
+# Logits (half precision, float32) from which the Triton cross-entropy beats torch's operator on
+# an H200 (benchmarks/gpu/ce_crossover.py; the README's GPU section): below, its ~0.4 ms of host
+# time per call dominates. Half precision pays sooner: torch's operator computes it in a float32
+# copy, which the Triton kernel never makes.
+TRITON_CE_MIN_ELEMENTS = (1 << 26, 1 << 27)
 
 
 def _triton(switch: str = CE_TRITON_SWITCH) -> Any:
-    """The Triton kernel behind ``switch`` (the cross-entropy's, off by default: see
-    ``kernels.OFF_UNTIL_FAST``; the probabilities' BCE, on) when Triton and a CUDA device are
-    present and the switch is on (read at the first call on CUDA), else None.
+    """The Triton kernel behind ``switch`` (the cross-entropy's or the probabilities' BCE) when
+    Triton and a CUDA device are present and the switch is on (read at the first call on CUDA),
+    else None.
 
     Imported on first use, not with this module: importing Triton is slow, and the modules share
     their checks through ``torch_common``, so none imports another at import time.
