@@ -3,7 +3,7 @@
 off) and the Triton kernel called directly, over logits from 64×10 to 8192×128256,
 float32 and bfloat16, forward and forward+backward; one call per timed region (host time
 counted) and queued (bench_gpu.QUEUED calls per region). The size gate in
-``lossreg.kernels.torch`` (``TRITON_CE_MIN_BYTES``) is read off this table.
+``lossreg.kernels.torch`` (``TRITON_CE_MIN_HALF``, ``TRITON_CE_MIN_FLOAT32``) is read off this table.
 
     python benchmarks/gpu/ce_crossover.py --out DIR      (benchmarks/gpu/run.sh runs it)
 """

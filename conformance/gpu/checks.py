@@ -150,8 +150,8 @@ def main() -> int:
         from lossreg.kernels import torch as torch_kernels
 
         notes = []
-        for dtype, gate in ((torch.bfloat16, torch_kernels.TRITON_CE_MIN_ELEMENTS[0]),
-                            (torch.float32, torch_kernels.TRITON_CE_MIN_ELEMENTS[1])):
+        for dtype, gate in ((torch.bfloat16, torch_kernels.TRITON_CE_MIN_HALF),
+                            (torch.float32, torch_kernels.TRITON_CE_MIN_FLOAT32)):
             for n, expect_triton in ((gate // 4096, True), (gate // 4096 - 1, False)):
                 logits = torch.randn(n, 4096, device="cuda", dtype=dtype)
                 labels_ = torch.randint(0, 4096, (n,), device="cuda")

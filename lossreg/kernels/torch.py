@@ -333,8 +333,8 @@ def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_inde
         # The Triton kernel in eager CUDA code, for logits large enough to repay its host time;
         # compiled code keeps torch's operator, which Inductor fuses itself (and a Triton launch
         # inside a compiled graph would be opaque to it).
-        if (input.is_cuda and input.numel() >= TRITON_CE_MIN_ELEMENTS[input.dtype is torch.float32]
-                and not torch.compiler.is_compiling()):
+        if (not torch.compiler.is_compiling() and input.is_cuda
+                and input.numel() >= (TRITON_CE_MIN_FLOAT32 if input.dtype is torch.float32 else TRITON_CE_MIN_HALF)):
             triton_ce = _triton()
             if triton_ce is not None:
                 result = triton_ce(input, index, weight=weight, ignore_index=ignore_index, reduction=reduction,
@@ -453,7 +453,7 @@ _TRITON: dict[str, Any] = {}
 # an H200 (benchmarks/gpu/ce_crossover.py; the README's GPU section): below, its ~0.4 ms of host
 # time per call dominates. Half precision pays sooner: torch's operator computes it in a float32
 # copy, which the Triton kernel never makes.
-TRITON_CE_MIN_ELEMENTS = (1 << 26, 1 << 27)
+TRITON_CE_MIN_HALF, TRITON_CE_MIN_FLOAT32 = 1 << 26, 1 << 27
 
 
 def _triton(switch: str = CE_TRITON_SWITCH) -> Any:
