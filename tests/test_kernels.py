@@ -255,6 +255,15 @@ TRITON_CHECK = textwrap.dedent("""
     for opts in [{}, {"reduction": "none"}]:
         got = triton_ce.cross_entropy(x, t, **opts)
         torch.testing.assert_close(got, torch.nn.functional.cross_entropy(x, t, **opts), rtol=1e-5, atol=1e-5)
+    # create_graph=True (a gradient penalty): torch's second derivative, not an error.
+    x0, t = torch.randn(4, 5), torch.tensor([0, 1, -100, 3])
+    for opts in [{}, {"reduction": "none", "label_smoothing": 0.1}, {"weight": torch.rand(5) + 0.5}]:
+        penalties = []
+        for f in (triton_ce.cross_entropy, torch.nn.functional.cross_entropy):
+            x = x0.clone().requires_grad_(True)
+            g, = torch.autograd.grad(f(x, t, **opts).sum(), x, create_graph=True)
+            penalties.append(torch.autograd.grad(g.pow(2).sum(), x)[0])
+        torch.testing.assert_close(*penalties, rtol=1e-5, atol=1e-6)
     print("ok")
 """)
 
@@ -317,6 +326,16 @@ TRITON_BCE_CHECK = textwrap.dedent("""
     assert triton_bce.binary_cross_entropy(torch.rand(0), torch.rand(0), None, "mean") is NotImplemented
     assert triton_bce.binary_cross_entropy(torch.rand(3), torch.rand(3, requires_grad=True), None,
                                            "mean") is NotImplemented
+    # create_graph=True (a gradient penalty): torch's second derivative, not a silent zero.
+    x0, t = torch.randn(4, 5, dtype=torch.float64).float(), torch.rand(4, 5).round()
+    for reduction in ("mean", "sum", "none"):
+        penalties = []
+        for f in (lambda p: triton_bce.binary_cross_entropy(p, t, None, reduction),
+                  lambda p: F.binary_cross_entropy(p, t, reduction=reduction)):
+            x = x0.clone().requires_grad_(True)
+            g, = torch.autograd.grad(f(torch.sigmoid(x)).sum(), x, create_graph=True)
+            penalties.append(torch.autograd.grad(g.pow(2).sum(), x)[0])
+        torch.testing.assert_close(*penalties, rtol=1e-5, atol=1e-6)
     print("ok")
 """)
 

@@ -93,6 +93,16 @@ class _BinaryCrossEntropy(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[Any, ...]:
         x, t, w = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            # create_graph=True (a gradient penalty): the gradient again, by torch's operator on
+            # the valid values, as a function autograd can differentiate a second time.
+            bad = ~((x >= 0) & (x <= 1) & (t >= 0) & (t <= 1))
+            half = torch.full((), 0.5, dtype=torch.float32, device=x.device)
+            value = torch.nn.functional.binary_cross_entropy(
+                torch.where(bad, half, x.float()), torch.where(bad, half, t.float()),
+                weight=None if w is None else w.float(), reduction=ctx.reduction)
+            grad, = torch.autograd.grad(value, x, grad_out.to(value.dtype), create_graph=True)
+            return torch.where(bad, torch.full((), torch.nan, dtype=grad.dtype, device=grad.device), grad), None, None, None
         grad = torch.empty_like(x)
         # The incoming gradient is read on the device: no host synchronisation, graph-capturable.
         inv_count = 1.0 / x.numel() if ctx.reduction == "mean" else 1.0

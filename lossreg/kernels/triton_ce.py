@@ -185,12 +185,20 @@ class _CrossEntropy(torch.autograd.Function):
                 reduction: str, eps: float) -> torch.Tensor:
         out, lse, wsum, scale = _forward(input, index, weight, ignore_index, reduction, eps)
         ctx.save_for_backward(input, index, lse, weight, wsum, scale)
-        ctx.ignore_index, ctx.eps = ignore_index, eps
+        ctx.ignore_index, ctx.eps, ctx.reduction = ignore_index, eps, reduction
         return out
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[Any, ...]:
         input, index, lse, weight, wsum, scale = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            # create_graph=True (a gradient penalty): the gradient again, by torch's operator,
+            # as a function autograd can differentiate a second time; the launch's is not.
+            value = torch.nn.functional.cross_entropy(input.float(), index, weight=None if weight is None else
+                                                      weight.float(), ignore_index=ctx.ignore_index,
+                                                      reduction=ctx.reduction, label_smoothing=ctx.eps)
+            grad, = torch.autograd.grad(value, input, grad_out.to(value.dtype), create_graph=True)
+            return grad, None, None, None, None, None
         grad = _backward(input, index, weight, wsum, scale, lse, grad_out, ctx.ignore_index, ctx.eps)
         return grad, None, None, None, None, None
 
