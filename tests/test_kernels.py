@@ -264,6 +264,14 @@ TRITON_CHECK = textwrap.dedent("""
             g, = torch.autograd.grad(f(x, t, **opts).sum(), x, create_graph=True)
             penalties.append(torch.autograd.grad(g.pow(2).sum(), x)[0])
         torch.testing.assert_close(*penalties, rtol=1e-5, atol=1e-6)
+    # torch.func's transforms and forward-mode dual tensors are left to torch's operator.
+    import torch.autograd.forward_ad as fwAD
+    declined = []
+    torch.func.grad(lambda x: declined.append(triton_ce.cross_entropy(x, t)) or x.sum())(x0)
+    torch.func.vmap(lambda x: declined.append(triton_ce.cross_entropy(x, t)) or x.sum())(x0[None])
+    with fwAD.dual_level():
+        declined.append(triton_ce.cross_entropy(fwAD.make_dual(x0, torch.ones_like(x0)), t))
+    assert declined == [NotImplemented] * 3, declined
     print("ok")
 """)
 
@@ -336,6 +344,14 @@ TRITON_BCE_CHECK = textwrap.dedent("""
             g, = torch.autograd.grad(f(torch.sigmoid(x)).sum(), x, create_graph=True)
             penalties.append(torch.autograd.grad(g.pow(2).sum(), x)[0])
         torch.testing.assert_close(*penalties, rtol=1e-5, atol=1e-6)
+    # torch.func's transforms and forward-mode dual tensors are left to torch's operator.
+    import torch.autograd.forward_ad as fwAD
+    p0, declined = torch.rand(4, 5), []
+    torch.func.grad(lambda p: declined.append(triton_bce.binary_cross_entropy(p, t, None, "mean")) or p.sum())(p0)
+    torch.func.vmap(lambda p: declined.append(triton_bce.binary_cross_entropy(p, t[0], None, "mean")) or p.sum())(p0)
+    with fwAD.dual_level():
+        declined.append(triton_bce.binary_cross_entropy(fwAD.make_dual(p0, torch.ones_like(p0)), t, None, "mean"))
+    assert declined == [NotImplemented] * 3, declined
     print("ok")
 """)
 

@@ -31,7 +31,6 @@ import math
 from typing import Any
 
 import torch
-import torch.autograd.forward_ad as _forward_ad
 import torch.nn.functional as F
 import torch.utils.checkpoint
 
@@ -217,8 +216,7 @@ def binary_cross_entropy(input: Any, target: Any, /, *, weight: Any = None, redu
         return NotImplemented
     weight = _like(weight, input)
     bad = None
-    if (input.is_cuda and not _dynamo_compiling() and not toolkit.reads_values(input) and not _func_wrapped(input)
-            and _forward_ad._current_level < 0):
+    if input.is_cuda and not _dynamo_compiling() and not toolkit.reads_values(input):
         # Eager CUDA code: the check, the NaN and the loss in one pass (compiled code keeps the
         # operations below, which Inductor fuses itself).
         triton_bce = _triton(BCE_TRITON_SWITCH)

@@ -52,6 +52,14 @@ def _func_wrapped(x: Tensor) -> bool:
     return not torch.compiler.is_compiling() and bool(torch._C._functorch.is_functorch_wrapped_tensor(x))
 
 
+def _beyond_autograd(x: Tensor) -> bool:
+    """Whether ``x`` is seen by more than reverse-mode autograd, which the Triton kernels'
+    ``autograd.Function``s serve alone: torch.func's transforms (which refuse a Function without
+    ``setup_context``) or a forward-mode dual level (whose tangents a Function without ``jvp``
+    drops). The portable path or torch's operator answers there."""
+    return _func_wrapped(x) or _forward_ad._current_level >= 0
+
+
 def _poison(out: Tensor, bad: Tensor | None, reduction: str) -> Tensor:
     """NaN where ``bad`` (elementwise for "none", anywhere for "mean" and "sum"), in the graph."""
     if bad is None:

@@ -26,6 +26,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .torch_common import _beyond_autograd
+
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _BLOCK = 4096
@@ -114,9 +116,11 @@ class _BinaryCrossEntropy(torch.autograd.Function):
 def binary_cross_entropy(input: torch.Tensor, target: torch.Tensor, weight: Any, reduction: str) -> Any:
     """For tensors the torch kernel has checked (one floating dtype, one shape and device, a
     known reduction, a weight that broadcasts and needs no gradient); declines anything else:
-    float64, an empty input, a target that needs a gradient, a tensor subclass."""
+    float64, an empty input, a target that needs a gradient, a tensor subclass, torch.func's
+    transforms and forward-mode dual tensors."""
     if (type(input) is not torch.Tensor or type(target) is not torch.Tensor or input.dtype not in _DTYPES
-            or not (input.is_cuda or _INTERPRET) or input.numel() == 0 or target.requires_grad):
+            or not (input.is_cuda or _INTERPRET) or input.numel() == 0 or target.requires_grad
+            or _beyond_autograd(input)):
         return NotImplemented
     x, t = input.contiguous(), target.contiguous()
     w = None if weight is None else weight.to(input.dtype).expand(input.shape).contiguous()

@@ -30,7 +30,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .torch_common import _class_args, _poison
+from .torch_common import _beyond_autograd, _class_args, _poison
 
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -208,7 +208,7 @@ def cross_entropy_index(input: torch.Tensor, index: torch.Tensor, *, weight: Any
     """The Triton path for validated index targets (int64, in range or ignored); may decline."""
     if (input.ndim != 2 or input.dtype not in _DTYPES or not (input.is_cuda or _INTERPRET)
             or input.stride(1) != 1 or 0 in input.shape or not index.is_contiguous()
-            or (weight is not None and not weight.is_contiguous())):
+            or (weight is not None and not weight.is_contiguous()) or _beyond_autograd(input)):
         return NotImplemented
     if input.requires_grad and torch.is_grad_enabled():
         return _CrossEntropy.apply(input, index, weight, ignore_index, reduction, float(label_smoothing))
