@@ -104,7 +104,7 @@ class _BinaryCrossEntropy(torch.autograd.Function):
                 torch.where(bad, half, x.float()), torch.where(bad, half, t.float()),
                 weight=None if w is None else w.float(), reduction=ctx.reduction)
             grad, = torch.autograd.grad(value, x, grad_out.to(value.dtype), create_graph=True)
-            return torch.where(bad, torch.full((), torch.nan, dtype=grad.dtype, device=grad.device), grad), None, None, None
+            return grad.masked_fill(bad, torch.nan), None, None, None
         grad = torch.empty_like(x)
         # The incoming gradient is read on the device: no host synchronisation, graph-capturable.
         inv_count = 1.0 / x.numel() if ctx.reduction == "mean" else 1.0
