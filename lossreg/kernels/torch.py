@@ -38,7 +38,7 @@ from .. import losses as catalogue
 from .. import toolkit
 from . import _TORCH_AUTOCAST_ONLY, BCE_TRITON_SWITCH, CE_TRITON_SWITCH, switched_on
 from .torch_common import (_ENUM, _FLOAT, _INDEX, _autocasting, _class_args, _differentiated, _func_wrapped,
-                           _poison)
+                           _outside_unit, _poison)
 
 Tensor = torch.Tensor
 # Typed Any: its stubs say str for the reduction, which the ATen operators take as an int.
@@ -216,7 +216,8 @@ def binary_cross_entropy(input: Any, target: Any, /, *, weight: Any = None, redu
         return NotImplemented
     weight = _like(weight, input)
     bad = None
-    if input.is_cuda and not _dynamo_compiling() and not toolkit.reads_values(input):
+    reads = toolkit.reads_values(input)
+    if input.is_cuda and not reads and not _dynamo_compiling():
         # Eager CUDA code: the check, the NaN and the loss in one pass (compiled code keeps the
         # operations below, which Inductor fuses itself).
         triton_bce = _triton(BCE_TRITON_SWITCH)
@@ -224,13 +225,11 @@ def binary_cross_entropy(input: Any, target: Any, /, *, weight: Any = None, redu
             result = triton_bce(input, target, weight, reduction)
             if result is not NotImplemented:
                 return result
-    if not toolkit.reads_values(input):  # NaN counts as out of range, as in torch's check
-        # Both are checked by torch (a device-side assert on CUDA), so both are replaced there.
-        bad = ~((input >= 0) & (input <= 1) & (target >= 0) & (target <= 1))
+    if not reads:  # both are checked by torch (a device-side assert on CUDA), so both are replaced
+        bad = _outside_unit(input, target)
         middle = torch.full((), 0.5, dtype=input.dtype, device=input.device)
         input, target = torch.where(bad, middle, input), torch.where(bad, middle.to(target.dtype), target)
-    elif input.is_cuda and input.numel() and not bool(((input >= 0) & (input <= 1)
-                                                       & (target >= 0) & (target <= 1)).all()):
+    elif input.is_cuda and input.numel() and bool(_outside_unit(input, target).any()):
         return NotImplemented  # "sync" mode: the portable path names the offending value
     try:
         if weight is not None:

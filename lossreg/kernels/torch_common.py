@@ -68,6 +68,12 @@ def _poison(out: Tensor, bad: Tensor | None, reduction: str) -> Tensor:
     return out.masked_fill(bad if reduction == "none" else bad.any(), math.nan)
 
 
+def _outside_unit(x: Tensor, t: Tensor) -> Tensor:
+    """Where BCE's probabilities or targets leave [0, 1], NaN included: what torch's CUDA operator
+    asserts on (both, on the device)."""
+    return ~((x >= 0) & (x <= 1) & (t >= 0) & (t <= 1))
+
+
 def _class_args(input: Any, target: Any, weight: Any, ignore_index: Any, reduction: Any) -> Any:
     """``(index, bad)`` to hand to torch for an index-target loss, or None to decline.
 

@@ -26,7 +26,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .torch_common import _beyond_autograd
+from .torch_common import _beyond_autograd, _outside_unit
 
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -98,7 +98,7 @@ class _BinaryCrossEntropy(torch.autograd.Function):
         if torch.is_grad_enabled():
             # create_graph=True (a gradient penalty): the gradient again, by torch's operator on
             # the valid values, as a function autograd can differentiate a second time.
-            bad = ~((x >= 0) & (x <= 1) & (t >= 0) & (t <= 1))
+            bad = _outside_unit(x, t)
             half = torch.full((), 0.5, dtype=torch.float32, device=x.device)
             value = torch.nn.functional.binary_cross_entropy(
                 torch.where(bad, half, x.float()), torch.where(bad, half, t.float()),
