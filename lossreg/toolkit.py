@@ -56,7 +56,8 @@ __all__ = [
     # placement on a JAX mesh of explicit axes
     "placed_like", "whole",
     # numerics
-    "log_softmax", "log_softmax_parts", "logsumexp", "log_sigmoid", "safe_log", "safe_pow", "safe_abs", "sign",
+    "log_softmax", "log_softmax_parts", "logsumexp", "log_sigmoid", "safe_log", "safe_pow", "safe_abs", "absolute",
+    "sign", "stop_gradient",
     "minimum", "maximum", "clip", "dense_chunks", "divide", "beside",
     "REDUCTIONS", "OPTIONAL_ARRAYS", "CHECK_MODES",
 ]
@@ -1035,6 +1036,39 @@ def safe_abs(xp: Any, x: Any) -> Any:
     return sign(xp, x) * x
 
 
+def absolute(xp: Any, x: Any) -> Any:
+    """``|x|`` with torch's derivative, ``sign(x)``: 0 at ``x = 0``, as ``abs`` has on torch. At
+    NaN the derivative is the library's (torch's 0, JAX's -1); :func:`safe_abs` gives NaN there,
+    at the cost of three ``where``s.
+
+    JAX's ``abs`` has slope 1 at 0 (and -1 at NaN): there a mask of the non-zeros, which has no
+    derivative, is multiplied in (arithmetic rather than a ``where``, which XLA does not fuse
+    into the reduction that follows). Elsewhere ``abs`` alone: torch's is torch's, and NumPy, CuPy,
+    Dask and array-api-strict do not differentiate, while the mask would cost two passes over
+    ``x`` more in eager code.
+    """
+    a = xp.abs(x)
+    return a * xp.astype(x != 0, x.dtype) if compat.is_jax_namespace(xp) else a
+
+
+def stop_gradient(xp: Any, x: Any) -> Any:
+    """``x``'s value, a constant to automatic differentiation: torch's ``detach``, JAX's
+    ``lax.stop_gradient``; arrays of the libraries that do not differentiate are returned as they are.
+
+    For a quantity whose derivative is zero or cancels, such as the maximum a log-sum-exp is
+    shifted by. Differentiated, it adds nothing but costs passes over the input: torch's backward
+    of a maximum builds a mask of where it lies and counts it, even under a ``floor`` whose
+    derivative is 0 (JAX skips the derivative of what only a ``floor`` uses).
+    """
+    if compat.is_torch_array(x):
+        return x.detach()
+    if compat.is_jax_array(x):
+        import jax  # a JAX array: JAX is imported already
+
+        return jax.lax.stop_gradient(x)
+    return x
+
+
 def log_sigmoid(xp: Any, x: Any) -> Any:
     """``log σ(x) = -log(1 + exp(-x))``, as torch's ``logsigmoid``: ``-(max(-x, 0) + log1p(exp(-|x|)))``.
 
@@ -1059,8 +1093,9 @@ def log_softmax_parts(xp: Any, x: Any, *, axis: int = 1) -> tuple[Any, Any, Any]
     Why ``floor``: each ``exp(x - m)`` is still at most e and the largest at least 1, and floor
     has derivative 0 on every library, so autodiff never differentiates through the maximum.
     That derivative is zero anyway (softmax is shift-invariant), but computed it costs two more
-    passes over ``x`` (a mask of where the maximum is, and its count): this is the portable
-    spelling of optax's ``stop_gradient(max)``, and halves the gradient's time under ``jax.jit``.
+    passes over ``x`` (a mask of where the maximum is, and its count): the floor halves the
+    gradient's time under ``jax.jit``. torch's autograd runs the maximum's backward even under
+    the floor (with a zero gradient), so the maximum is also :func:`stop_gradient`'s.
     Shapes: ``x`` (N, C, d1, ...) for ``axis=1``; ``m`` and the log-sum (N, d1, ...).
     """
     if 0 in x.shape:  # nothing to reduce; Dask cannot take the max of an empty chunk
@@ -1068,7 +1103,8 @@ def log_softmax_parts(xp: Any, x: Any, *, axis: int = 1) -> tuple[Any, Any, Any]
         zeros = xp.zeros(shape, dtype=x.dtype, device=device(x))
         return zeros, x, zeros
     # A clip rather than a where on -inf: one operation (each costs tens of µs in eager JAX).
-    m = xp.floor(clip(xp, xp.max(dense_chunks(x), axis=axis, keepdims=True), min=float(xp.finfo(x.dtype).min)))
+    top = stop_gradient(xp, xp.max(dense_chunks(x), axis=axis, keepdims=True))
+    m = xp.floor(clip(xp, top, min=float(xp.finfo(x.dtype).min)))
     shifted = x - m
     return xp.squeeze(m, axis=axis), shifted, xp.log(xp.sum(xp.exp(shifted), axis=axis))
 
@@ -1090,7 +1126,7 @@ def logsumexp(xp: Any, x: Any, *, axis: int = 1, keepdims: bool = False) -> Any:
     """
     if 0 in x.shape:
         return xp.log(xp.sum(xp.exp(x), axis=axis, keepdims=keepdims))
-    m = xp.max(dense_chunks(x), axis=axis, keepdims=True)
+    m = stop_gradient(xp, xp.max(dense_chunks(x), axis=axis, keepdims=True))  # its derivative cancels
     m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
     out = m + xp.log(xp.sum(xp.exp(x - m), axis=axis, keepdims=True))
     return out if keepdims else xp.squeeze(out, axis=axis)

@@ -156,7 +156,7 @@ def _log_sum_minus_shifted(xp: Any, x: Any) -> Any:
     if 0 in x.shape:  # no maximum of nothing
         _, shifted, log_sum = toolkit.log_softmax_parts(xp, x)
         return xp.expand_dims(log_sum, axis=1) - shifted
-    top = xp.max(toolkit.dense_chunks(x), axis=1, keepdims=True)
+    top = toolkit.stop_gradient(xp, xp.max(toolkit.dense_chunks(x), axis=1, keepdims=True))
     top = toolkit.clip(xp, top, min=float(xp.finfo(x.dtype).min))
     log_sum = xp.log(xp.sum(xp.exp(x + xp.ceil(-top)), axis=1, keepdims=True))
     return log_sum - (x - xp.floor(top))

@@ -59,15 +59,7 @@ def l1_loss(input: Any, target: Any, /, *, reduction: str = "mean", weight: Any 
     """
     name = "l1_loss"
     xp, x, y, dtype = toolkit.pointwise_inputs(name, input, target, reduction)
-    return _weighted_mean(xp, name, _abs(xp, x - y), input, weight, reduction, dtype)
-
-
-def _abs(xp: Any, d: Any) -> Any:
-    """``|d|`` with torch's gradient sign(d): 0 at d = 0 (JAX's abs gives 1 there: the mask, which
-    has no gradient, makes it 0) and 0 at NaN on torch. Arithmetic, not where: a where is the
-    slowest elementwise operation on torch's CPU, forward and backward, and XLA does not fuse a
-    select into the reduction that follows."""
-    return xp.abs(d) * xp.astype(d != 0, d.dtype)
+    return _weighted_mean(xp, name, toolkit.absolute(xp, x - y), input, weight, reduction, dtype)
 
 
 def _weights(xp: Any, name: str, input: Any, weight: Any, dtype: Any) -> tuple[Any, Any]:
@@ -157,7 +149,7 @@ def smooth_l1_loss(input: Any, target: Any, /, *, reduction: str = "mean", beta:
     xp, x, y, dtype = toolkit.pointwise_inputs(name, input, target, reduction)
     diff = x - y
     if beta == 0:
-        return toolkit.reduce(xp, _abs(xp, diff), reduction, dtype)  # torch calls its l1_loss
+        return toolkit.reduce(xp, toolkit.absolute(xp, diff), reduction, dtype)  # torch calls its l1_loss
     finfo = xp.finfo(diff.dtype)
     if beta <= 0.5 * float(finfo.smallest_normal) * float(finfo.eps):
         # 0 in the dtype, as torch's kernel holds it: L1, whose gradient at NaN is NaN there

@@ -36,17 +36,6 @@ def _logsumexp3(xp: Any, a: Any, b: Any, c: Any) -> Any:
                         lambda shift: xp.exp(a - shift) + xp.exp(b - shift) + xp.exp(c - shift))
 
 
-def _without_gradient(xp: Any, e: Any) -> Any:
-    """The value of ``e`` (finite, ≥ 1) exactly, with a zero gradient: floor is piecewise constant.
-
-    ``e - floor(e)`` is exact and a multiple of ``eps``, so scaling it by ``1 / eps`` (a power
-    of two), flooring and scaling back loses nothing.
-    """
-    scale = 1 / xp.finfo(e.dtype).eps
-    whole = xp.floor(e)
-    return whole + xp.floor((e - whole) * scale) / scale
-
-
 def _clamp(xp: Any, x: Any, lo: int, hi: int) -> Any:
     """``clip(x, lo, hi)`` for integer arrays, as ``where``: a bound taken from a shape is symbolic
     under ``torch.compile(dynamic=True)``, which array-api-compat's torch ``clip`` cannot take."""
@@ -328,9 +317,9 @@ def ctc(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, b
     losses = xp.where(tl > s_max, math.inf, losses)
 
     # torch's backward returns exp(x) - γ, not the derivative -γ of its value (see the docstring):
-    # e - e_without_gradient adds exactly 0 to the value and Σ exp(x) to what is differentiated.
+    # e - e held constant adds exactly 0 to the value and Σ exp(x) to what is differentiated.
     e = xp.sum(xp.exp(xp.where(running, lp, -math.inf)), axis=(0, 2)) + 1
-    losses = losses + xp.where(xp.isfinite(e), e - _without_gradient(xp, e), 0.0)
+    losses = losses + xp.where(xp.isfinite(e), e - toolkit.stop_gradient(xp, e), 0.0)
     if zero_infinity:
         losses = xp.where(losses == math.inf, 0.0, losses)
     return reduced(arg, losses, reduction, dtype)
