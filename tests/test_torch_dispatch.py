@@ -68,3 +68,25 @@ def test_portable_definitions_compile_with_fullgraph(name: str) -> None:
     want = native(xw, t, reduction="sum")
     torch.testing.assert_close(got, want)
     torch.testing.assert_close(torch.autograd.grad(got, xg)[0], torch.autograd.grad(want, xw)[0])
+
+
+@pytest.mark.parametrize("shape", [(4, 5), (4, 5, 3)], ids=["(N, C)", "(N, C, d)"])
+def test_the_portable_cross_entropy_compiles_once_for_every_batch_size(shape: tuple[int, ...]) -> None:
+    """The target's logit is gathered along the class axis (torch's gather): its gradient is added
+    to the softmax's in place, and the batch size stays symbolic (array-api-compat's
+    take_along_dim compiled one graph per size)."""
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda a, b: lossreg.cross_entropy(a, b), fullgraph=True, backend="aot_eager",
+                             dynamic=True)
+    before = counters["stats"]["unique_graphs"]
+    for n in (4, 7, 9):
+        x = torch.randn(n, *shape[1:], dtype=torch.float64, requires_grad=True)
+        t = torch.randint(0, shape[1], (n, *shape[2:]))
+        with lossreg.use_kernels(False):
+            got = compiled(x, t)
+        (g,) = torch.autograd.grad(got, x)
+        x2 = x.detach().requires_grad_()
+        want = torch.nn.functional.cross_entropy(x2, t)
+        torch.testing.assert_close(got, want)
+        torch.testing.assert_close(g, torch.autograd.grad(want, x2)[0])
+    assert counters["stats"]["unique_graphs"] - before == 1

@@ -251,7 +251,21 @@ def test_smp_dice_tversky_jaccard_are_lossreg_overlap_losses_on_class_rows_of_th
     p = probabilities_as_smp_sees_them(mode, x, options)
     target = y if mode != "multiclass" else F.one_hot(torch.where(y == 255, 0, y), x.shape[1]).movedim(-1, 1)
     if not bool((p == target).any()):
-        assert_close(grad[0], want_grad[0], x.dtype, atol=1e-12 if x.dtype == torch.float64 else 1e-7)
+        if x.dtype == torch.float64:
+            assert_close(grad[0], want_grad[0], x.dtype, atol=1e-12)
+        else:
+            assert_as_near_in_float32(grad[0], want_grad[0], lambda z: smp_overlap(smp, mode, loss, options)(
+                z, y.double() if y.is_floating_point() else y), x)
+
+
+def assert_as_near_in_float32(got, want, peer, x):
+    """A float32 gradient within 2e-5 of the peer's, or as near the float64 answer as the peer's:
+    with -log(dice) of a batch whose one positive pixel has probability 0.002, smp's own float32
+    gradient is 1.5e-5 off the float64 one (and lossreg's 2e-6)."""
+    exact = value_and_grads(peer, x.double())[1][0]
+    ours, theirs = (got.double() - exact).abs(), (want.double() - exact).abs()
+    near = (got.double() - want.double()).abs() <= RTOL[torch.float32] * want.double().abs() + 1e-7
+    assert bool((near | (ours <= 2 * theirs + 1e-7)).all()), f"{got} against smp's {want} and float64's {exact}"
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])

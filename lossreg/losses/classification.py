@@ -208,9 +208,12 @@ def binary_cross_entropy(input: Any, target: Any, /, *, weight: Any = None, redu
 def _log1m(xp: Any, x: Any) -> Any:
     """``max(log1p(-x), -100)``, as torch computes BCE's ``log(1 - x)`` (``1 - x`` would round a small
     ``x`` away: in float32 the loss of x = 1e-8 against 0 became 0), with a finite gradient at x = 1
-    (the inner ``where``, as in :func:`toolkit.safe_log`)."""
+    (the inner ``where``, as in :func:`toolkit.safe_log`).
+
+    No clip: below 1, ``1 - x`` is at least float32's ``2^-24`` (float64's ``2^-53``), whose log
+    is -16.6 (-36.7), so only x = 1 reaches the floor, and there the outer ``where`` gives it."""
     below = x < 1
-    return xp.where(below, toolkit.clip(xp, xp.log1p(-xp.where(below, x, 0.0)), min=-100.0), -100.0)
+    return xp.where(below, xp.log1p(-xp.where(below, x, 0.0)), -100.0)
 
 
 def _check_probabilities(loss: str, name: str, input: Any, x: Any, xp: Any) -> Any:
