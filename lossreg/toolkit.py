@@ -793,7 +793,8 @@ def take_along(xp: Any, x: Any, index: Any, axis: int) -> Any:
     if index.dtype != xp.int64 and not compat.is_jax_namespace(xp):
         index = xp.astype(index, xp.int64)
     axis %= x.ndim
-    if compat.is_torch_array(x) and all(a == b for d, (a, b) in enumerate(zip(x.shape, index.shape)) if d != axis):
+    elsewhere = slice(None, axis), slice(axis + 1, None)
+    if compat.is_torch_array(x) and all(x.shape[s] == index.shape[s] for s in elsewhere):
         # torch's gather, which is take_along_axis where no axis broadcasts: array-api-compat's
         # take_along_dim broadcasts, which under torch.compile(dynamic=True) fixes the batch size
         # (one graph per size).
