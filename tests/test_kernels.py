@@ -495,6 +495,23 @@ def test_torch_kernels_do_not_import_the_triton_module() -> None:
     assert done.returncode == 0, done.stderr
 
 
+def test_each_triton_switch_names_a_kernel_that_exists() -> None:
+    """The switch → (module, function) table that ``_triton`` imports from on CUDA: read from the
+    modules' source, since importing them needs Triton and the lookup runs only with a GPU."""
+    import ast
+    import importlib.util
+
+    from lossreg.kernels import torch as torch_kernels
+
+    for switch, (module, function) in torch_kernels.TRITON_KERNELS.items():
+        spec = importlib.util.find_spec(f"lossreg.kernels.{module}")
+        assert spec is not None and spec.origin, (switch, module)
+        with open(spec.origin, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+        defined = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+        assert function in defined, (switch, module, function)
+
+
 def test_a_keyword_only_a_kernel_takes_is_refused_as_with_kernels_off() -> None:
     """A kernel may have knobs of its own (linear_cross_entropy's ``recompute``, for its benchmark);
     a call through the loss reaches only the loss's options, kernels on or off."""

@@ -27,6 +27,7 @@ torch is imported only when this module is (the kernels hook imports it lazily).
 
 from __future__ import annotations
 
+import importlib
 import math
 from typing import Any
 
@@ -453,10 +454,14 @@ _TRITON: dict[str, Any] = {}
 TRITON_CE_MIN_HALF, TRITON_CE_MIN_FLOAT32 = 1 << 26, 1 << 27
 
 
+# The Triton kernel behind each switch: (module of lossreg.kernels, function).
+TRITON_KERNELS = {CE_TRITON_SWITCH: ("triton_ce", "cross_entropy_index"),
+                  BCE_TRITON_SWITCH: ("triton_bce", "binary_cross_entropy")}
+
+
 def _triton(switch: str = CE_TRITON_SWITCH) -> Any:
-    """The Triton kernel behind ``switch`` (the cross-entropy's or the probabilities' BCE) when
-    Triton and a CUDA device are present and the switch is on (read at the first call on CUDA),
-    else None.
+    """The Triton kernel behind ``switch`` (see ``TRITON_KERNELS``) when Triton and a CUDA device
+    are present and the switch is on (read at the first call on CUDA), else None.
 
     Imported on first use, not with this module: importing Triton is slow, and the modules share
     their checks through ``torch_common``, so none imports another at import time.
@@ -464,11 +469,9 @@ def _triton(switch: str = CE_TRITON_SWITCH) -> Any:
     if switch not in _TRITON:
         found: Any = None
         if torch.cuda.is_available() and switched_on(switch):
+            module, function = TRITON_KERNELS[switch]
             try:
-                if switch == CE_TRITON_SWITCH:
-                    from .triton_ce import cross_entropy_index as found
-                else:
-                    from .triton_bce import binary_cross_entropy as found
+                found = getattr(importlib.import_module(f"{__package__}.{module}"), function)
             except Exception:  # Triton missing or broken: the native kernel serves
                 found = None
         _TRITON[switch] = found
