@@ -104,3 +104,12 @@ def test_nt_xent_gradient_at_an_all_zero_embedding_is_finite_as_pytorch_metric_l
     assert torch.isfinite(grad).all()
     torch.testing.assert_close(grad[0], torch.tensor([-4.748e11, 3.892e11, -3.541e11], dtype=torch.float64), rtol=1e-3,
                                atol=0)
+
+
+def test_nt_xent_of_no_pairs_names_the_shape_given():
+    # The error said "got shape (0, D)", a letter where the caller's embedding size belongs.
+    import lossreg
+
+    with pytest.raises(lossreg.LossValueError, match=r"expected at least one pair of embeddings \(N ≥ 1\), "
+                                                     r"got shape \(0, 7\)$"):
+        lossreg.nt_xent_loss(np.zeros((0, 7)), np.zeros((0, 7)))

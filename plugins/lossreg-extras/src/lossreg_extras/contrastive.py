@@ -43,7 +43,7 @@ def nt_xent_loss(input: Any, positive: Any, /, *, temperature: float = 0.5, redu
     toolkit.check_same_shape(name, "positive", positive, "input", input)
     n = input.shape[0]
     if n == 0:
-        raise LossValueError(name, "input", "at least one pair of embeddings (N ≥ 1)", "shape (0, D)")
+        raise LossValueError(name, "input", "at least one pair of embeddings (N ≥ 1)", f"shape {tuple(input.shape)}")
     dtype = toolkit.result_type(xp, input, positive)
     work = toolkit.compute_dtype(xp, dtype)
     u, v = _unit_rows(xp, toolkit.as_dtype(xp, input, work)), _unit_rows(xp, toolkit.as_dtype(xp, positive, work))
