@@ -48,6 +48,9 @@ class LossSpec:
     # what it means there: looking one up is an error that says so, never a silently other number.
     false_friends: dict[str, str] = field(default_factory=dict)
     replace: bool = False  # may take over a name another plugin registered
+    # The unreduced loss stacks this many views of the batch, view after view (NT-Xent: 2N losses
+    # for N pairs), so that a weight per sample (Keras's sample_weight, a mask) can weigh each view.
+    views: int = 1
     plugin: str = ""  # filled in on registration
 
     @property

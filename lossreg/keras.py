@@ -30,8 +30,9 @@ not torch's 0 / 0 = NaN, which in ``fit`` would turn the model's weights to NaN.
 all sample weights 1, the value is torch.nn's.
 A plugin loss whose "mean" is none of these gets the plain weighted mean (``sample_weight=None``
 is always exact).
-NT-Xent's unreduced loss stacks its two views (2N values for N pairs): a weight per pair, ``(N,)``
-as ``fit`` passes them, weighs both of its values (one per value, ``(2N,)``, is taken too).
+A loss whose unreduced values stack several views of the batch (``define_loss(views=2)``: NT-Xent's
+2N values for N pairs) takes a weight per sample, ``(N,)`` as ``fit`` passes them, for each of its
+values (one per value, ``(2N,)``, is taken too).
 
 The Keras mask of ``y_pred`` (``Embedding(mask_zero=True)``, ``Masking``) weighs the unreduced
 loss as sample weights do, 0 at masked steps, and "mean" divides by the unmasked count (0 when
@@ -216,7 +217,7 @@ class KerasLoss(keras.losses.Loss):
         w = keras.ops.cast(keras.ops.convert_to_tensor(w), values.dtype)
         if w.ndim == values.ndim + 1 and w.shape[-1] == 1:
             w = keras.ops.squeeze(w, axis=-1)
-        views = _VIEWS.get(self.spec.name, 1)
+        views = self.spec.views
         if views > 1 and w.ndim and values.ndim and w.shape[0] * views == values.shape[0]:
             w = keras.ops.concatenate([w] * views, axis=0)  # a sample's weight on each of its views' values
         if w.ndim > values.ndim or any(a not in (b, 1) for a, b in zip(w.shape, values.shape)):
@@ -347,10 +348,6 @@ def _element_weights(arrays: list[Any], options: dict[str, Any], values: Any) ->
     return keras.ops.cast(keras.ops.convert_to_tensor(weight), _dtype(arrays, values))
 
 
-# Losses whose unreduced values stack several views of the batch, view after view: NT-Xent's 2N
-# losses of N pairs (the input rows' first). Keras's sample weights and masks are one per sample
-# (per row of y_pred, as fit passes them): each weighs its sample's value in every view.
-_VIEWS = {"nt_xent_loss": 2}
 _MEAN_RULES = {"ctc_loss": ("divide", _target_lengths), "linear_cross_entropy": ("count", _token_weights),
                "mse_loss": ("count", _element_weights), "l1_loss": ("count", _element_weights)}
 

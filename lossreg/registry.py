@@ -72,6 +72,7 @@ def define_loss(
     name: str | None = None,
     replace: bool = False,
     false_friends: Mapping[str, str] | None = None,
+    views: int = 1,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare a pure array-API function as a loss.
 
@@ -92,10 +93,16 @@ def define_loss(
     ``false_friends`` maps names that another library gives to a different quantity (optax's
     ``l2_loss`` is half the squared error) to what that name means there and what to call
     instead. They are not names of this loss: ``lossreg.get`` refuses them with that text.
+
+    ``views``: the unreduced loss holds this many views of a batch of N samples, one after the
+    other (``nt_xent_loss``'s 2N losses of N pairs, the first view's first), so that a weight per
+    sample, as Keras's ``fit`` passes it, weighs the sample's value in every view.
     """
 
     if isinstance(aliases, str):  # tuple("mse") would register "m", "s" and "e"
         raise TypeError(f"define_loss: aliases must be a sequence of names, not the string {aliases!r}")
+    if isinstance(views, bool) or not isinstance(views, int) or views < 1:
+        raise TypeError(f"define_loss: views must be a positive int, not {views!r}")
 
     def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
         # The default: the argument named "input", if there is one.
@@ -116,6 +123,7 @@ def define_loss(
             reference=reference,
             replace=replace,
             false_friends=dict(false_friends or {}),
+            views=views,
         )
         loss_name, loss_key = spec.name, normalize(spec.name)
 

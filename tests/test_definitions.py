@@ -82,6 +82,18 @@ def test_the_spec_declares_a_differentiable_option_an_array_option():
     assert barron_loss.spec.array_options == ("alpha",)
 
 
+def test_a_loss_of_stacked_views_says_how_many_and_a_count_below_one_is_refused():
+    def pairs(a: Any, b: Any, /, *, reduction: str = "mean") -> Any:
+        xp = toolkit.namespace("pairs", a=a, b=b)
+        return toolkit.reduce(xp, xp.concat([a, b]), reduction, a.dtype)
+
+    assert define_loss(class_name="PairsLoss", views=2)(pairs).spec.views == 2
+    assert barron_loss.spec.views == 1
+    for bad in (0, True, 2.0):
+        with pytest.raises(TypeError, match="views must be a positive int"):
+            define_loss(class_name="PairsLoss", views=bad)
+
+
 @pytest.fixture
 def barron_plugin() -> Any:
     lossreg.register_plugin(types.SimpleNamespace(lossreg_losses=lossreg.hookimpl(lambda: [barron_loss])), name="barron")

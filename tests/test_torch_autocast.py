@@ -94,3 +94,44 @@ def test_a_weighted_regression_loss_under_autocast_is_torchs_too(loss, reduction
         torch.testing.assert_close(out, want)
         torch.testing.assert_close(torch.autograd.grad(out.sum(), x)[0],
                                    torch.autograd.grad(want.sum(), x, retain_graph=True)[0])
+
+
+@lossreg.define_loss(class_name="ContrastLoss", differentiable=("input", "other"))
+def _contrast_loss(input, other, /, *, reduction: str = "mean"):  # noqa: ANN001, ANN202
+    """A plugin's loss of a matmul and a softmax: -log softmax(x yᵀ)[i, i], as cross-entropy."""
+    xp = lossreg.toolkit.namespace("contrast_loss", input=input, other=other)
+    logits = xp.matmul(input, xp.permute_dims(other, (1, 0)))
+    _, shifted, log_sum = lossreg.toolkit.log_softmax_parts(xp, logits)
+    index = xp.arange(input.shape[0])
+    own = xp.sum(xp.where(index[:, None] == index[None, :], shifted, 0.0), axis=1)
+    return lossreg.toolkit.reduce(xp, log_sum - own, reduction, input.dtype)
+
+
+def test_a_plugins_torch_autocast_kernel_gives_the_float32_loss_under_autocast():
+    """``lossreg.kernels.torch_autocast(loss)``: under autocast, a plugin's loss runs as torch runs
+    ``cross_entropy`` there (its matmul too, which autocast would take to bfloat16); outside, as called."""
+    import types
+
+    from lossreg.kernels import torch_autocast
+
+    plugin = types.SimpleNamespace(
+        lossreg_losses=lossreg.hookimpl(lambda: [_contrast_loss]),
+        lossreg_kernels=lossreg.hookimpl(lambda: [lossreg.Kernel(loss="_contrast_loss", backend="torch",
+                                                                 function=torch_autocast(_contrast_loss))]))
+    lossreg.register_plugin(plugin, name="contrast")
+    try:
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(16, 8, generator=g)
+        y = x + 0.1 * torch.randn(16, 8, generator=g)
+        want = _contrast_loss(x.double() * 10, y.double())
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = _contrast_loss(x * 10, y)
+            got_half = _contrast_loss((x * 10).bfloat16(), y.bfloat16())
+            with lossreg.use_kernels(False):
+                op_by_op = _contrast_loss(x * 10, y)
+        assert got.dtype == got_half.dtype == torch.float32
+        torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=0)
+        assert abs(op_by_op.double() - want) > 100 * abs(got.double() - want)  # what autocast's bfloat16 matmul did
+        assert _contrast_loss(x.bfloat16(), y.bfloat16()).dtype == torch.bfloat16  # outside autocast: as called
+    finally:
+        lossreg.unregister_plugin("contrast")

@@ -108,6 +108,21 @@ def jax_jit(loss: Callable[..., Any], definition: Callable[..., Any] | None = No
                      loss.spec.name)  # type: ignore[attr-defined]
 
 
+def torch_autocast(loss: Callable[..., Any]) -> Callable[..., Any]:
+    """A torch kernel for a loss made with ``define_loss`` that half precision would spoil inside
+    ``torch.autocast`` (a softmax over similarities, a difference of nearly equal terms): there it
+    runs as torch runs its own ``cross_entropy``, half-precision arguments cast to float32 and the
+    portable definition called with autocast off (which would otherwise take a ``matmul`` to half
+    precision, float32 arguments included), and gives the float32 loss. Outside autocast it is
+    the portable definition, as called (and checked so by the conformance suite). torch is
+    imported on the first call::
+
+        Kernel(loss="nt_xent_loss", backend="torch", function=torch_autocast(nt_xent_loss), name="torch")
+    """
+    return _deferred(lambda: _import(f"{__name__}.torch").in_float32_under_autocast(loss),
+                     loss.spec.name)  # type: ignore[attr-defined]
+
+
 def switched_on(switch: str) -> bool:
     """Whether a family of kernels is on: its environment variable (read as ``LOSSREG_KERNELS`` is:
     1, true, yes, on / 0, false, no, off; anything else warns), else on unless ``OFF_UNTIL_FAST``."""

@@ -502,6 +502,22 @@ def _as_autocast_runs_it(loss: str, kernel: Any) -> Any:
     return autocast_aware
 
 
+def in_float32_under_autocast(loss: Any) -> Any:
+    """The kernel :func:`lossreg.kernels.torch_autocast` gives ``loss`` (a ``define_loss`` form)."""
+    portable = loss.portable
+
+    def kernel(*arrays: Any, **options: Any) -> Any:
+        x = arrays[0]
+        if not (isinstance(x, Tensor) and _autocasting(x.device.type)):
+            return portable(*arrays, **options)  # as the built-in losses' autocast kernels do
+        arrays, options = _in_float32(arrays, options)
+        with torch.autocast(x.device.type, enabled=False):
+            return portable(*arrays, **options)
+
+    kernel.__name__ = loss.spec.name
+    return kernel
+
+
 def _to_float32(a: Any) -> Any:
     return a.float() if isinstance(a, Tensor) and a.dtype in _HALF else a
 

@@ -1,6 +1,7 @@
 """The extras inside ``torch.autocast``: each loss is computed in float32 arithmetic there, as
-outside it, and returns its inputs' dtype (float32 embeddings give a float32 loss; the bfloat16
-activations of an autocast region a bfloat16 one, rounded from float32)."""
+outside it. NT-Xent, a softmax cross-entropy over similarities, gives the float32 loss there, as
+torch's ``cross_entropy`` does (its kernel, ``lossreg.kernels.torch_autocast``); the others
+return their inputs' dtype (bfloat16 activations give a bfloat16 loss, rounded once from float32)."""
 
 from __future__ import annotations
 
@@ -41,14 +42,23 @@ def test_nt_xent_of_float32_embeddings_under_autocast_is_the_float32_loss(temper
     torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-7)
 
 
-def test_nt_xent_of_bfloat16_activations_under_autocast_is_computed_as_outside_it():
-    # A projection head's bfloat16 outputs: the loss of those rounded embeddings in float32
-    # arithmetic, returned in bfloat16, as outside autocast (the similarities were bfloat16 products).
+def test_nt_xent_of_bfloat16_activations_under_autocast_is_the_float32_loss_of_them():
+    # A projection head's bfloat16 outputs: the loss of those rounded embeddings in float32, as
+    # torch's cross_entropy gives it under autocast (the similarities were bfloat16 products).
     u, v = _views()
     head = torch.nn.Linear(32, 16)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         a, b = head(u), head(v)
         got = lossreg.nt_xent_loss(a, b, temperature=0.1)
     want = lossreg.nt_xent_loss(a.detach().double(), b.detach().double(), temperature=0.1)
-    assert a.dtype == got.dtype == torch.bfloat16
-    assert got.float() == want.to(torch.bfloat16).float()  # the float64 loss, rounded once
+    assert a.dtype == torch.bfloat16 and got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), want, rtol=1e-6, atol=0)
+
+
+def test_outside_autocast_the_kernel_is_the_portable_definition():
+    # As called: bfloat16 embeddings give a bfloat16 loss there.
+    u, v = _views()
+    kernel = lossreg.registry().kernel_for("nt_xent_loss", u)
+    assert kernel is not None
+    torch.testing.assert_close(kernel(u, v), lossreg.nt_xent_loss.portable(u, v), rtol=0, atol=0)
+    assert kernel(u.bfloat16(), v.bfloat16()).dtype == torch.bfloat16

@@ -45,26 +45,22 @@ def _sparsemax_jax(*arrays: Any, **options: Any) -> Any:
     return sparsemax_loss(*arrays, **options)
 
 
-def _nt_xent_torch(*arrays: Any, **options: Any) -> Any:
-    from .torch_kernels import nt_xent_loss
-
-    return nt_xent_loss(*arrays, **options)
-
-
 @hookimpl
 def lossreg_kernels() -> list:
-    # Checked by conformance like every kernel. NT-Xent's torch kernel keeps its similarities
-    # (a matmul) out of torch.autocast's half precision (torch_kernels.py).
+    # Checked by conformance like every kernel. NT-Xent's torch kernel keeps its similarities (a
+    # matmul, which torch.autocast would run in half precision) and the positive pairs they are
+    # compared with in float32 inside autocast, as torch keeps its cross-entropy.
+    from lossreg.kernels import jax_jit, torch_autocast
+
     kernels = []
     if find_spec("torch") is not None:
-        kernels.append(Kernel(loss="nt_xent_loss", backend="torch", function=_nt_xent_torch, name="torch"))
+        kernels.append(Kernel(loss="nt_xent_loss", backend="torch", function=torch_autocast(nt_xent_loss),
+                              name="torch"))
     # JAX kernels. Poly-1's optax peer is compiled as a whole; op by op, eager JAX loses to it by
     # its number of dispatches (4x at 4x5), so its kernel is the same definition under jax.jit.
     # Log-cosh's and sparsemax's state their derivatives (jax_kernels.py).
     if find_spec("jax") is None:
         return kernels
-    from lossreg.kernels import jax_jit
-
     return [*kernels,
             Kernel(loss="poly1_cross_entropy", backend="jax", function=jax_jit(poly1_cross_entropy), name="jax"),
             Kernel(loss="log_cosh_loss", backend="jax", function=_log_cosh_jax, name="jax"),

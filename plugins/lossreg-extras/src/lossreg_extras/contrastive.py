@@ -23,6 +23,7 @@ def _unit_rows(xp: Any, x: Any, eps: float = 1e-12) -> Any:
     differentiable=("input", "positive"),
     reference="Chen et al. 2020, 'A Simple Framework for Contrastive Learning of Visual Representations' "
               "(SimCLR), eq. 1",
+    views=2,
 )
 def nt_xent_loss(input: Any, positive: Any, /, *, temperature: float = 0.5, reduction: str = "mean") -> Any:
     """Normalized temperature-scaled cross-entropy of two views of a batch of N examples.
