@@ -418,9 +418,16 @@ def chunk_loss(xp: Any, h: Any, weight: Any, bias: Any, t: Any, active: Any, coe
         losses = xp.where(toolkit.placed_like(xp, active, losses), losses, xp.zeros_like(losses))
     if not grads:
         return losses, lse, None, d_weight, d_bias
-    a = xp.reshape(coef * ((1.0 - label_smoothing) * wy + (label_smoothing / v) * w_total + 2.0 * z_loss * lse),
-                   (-1, 1))
-    on_target = xp.reshape(coef * ((1.0 - label_smoothing) * wy), (-1, 1))
+    # ∂ℓ/∂z = a p - coef ((1 - ε) w_y [c = y] + (ε / V) w_c). On the target the subtracted part
+    # is formed as ``a``'s first two terms are, so that with one class (p = 1 and W = w_y: the
+    # loss is constant) the gradient is exactly 0, torch's, not a rounding residue that the
+    # weight gradient multiplies by the hidden states (1e282 for hidden states of 1e300).
+    uniform_y = (label_smoothing / v) * (1.0 if cw is None else wy)
+    scale = (1.0 - label_smoothing) * wy + (label_smoothing / v) * w_total
+    if z_loss:  # not 0 · lse, which is NaN for an infinite lse
+        scale = scale + 2.0 * z_loss * lse
+    a = xp.reshape(coef * scale, (-1, 1))
+    on_target = xp.reshape(coef * ((1.0 - label_smoothing) * wy + uniform_y), (-1, 1))
     uniform = xp.reshape(coef * (label_smoothing / v), (-1, 1))
     d_h = None
     hw = toolkit.as_dtype(xp, h, work)
@@ -437,9 +444,10 @@ def chunk_loss(xp: Any, h: Any, weight: Any, bias: Any, t: Any, active: Any, coe
         del z
         g = a * p
         del p
+        off_target: Any = 0.0
         if label_smoothing:
-            g = g - (uniform if cw is None else uniform * xp.reshape(cw[j:k], (1, -1)))
-        g = xp.where(toolkit.placed_like(xp, _targets_in(xp, tcol, j, k, dev), g), g - on_target, g)
+            off_target = uniform if cw is None else uniform * xp.reshape(cw[j:k], (1, -1))
+        g = g - xp.where(toolkit.placed_like(xp, _targets_in(xp, tcol, j, k, dev), g), on_target, off_target)
         if th is not None:
             g = g * (1.0 - th * th)
         wj = toolkit.as_dtype(xp, weight[j:k, ...], work)

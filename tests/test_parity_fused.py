@@ -131,6 +131,47 @@ def test_all_targets_ignored_gives_nan_mean_and_zero_gradients_as_torch():
     _close([value, *grads[:2]], [want, *want_grads])
 
 
+ONE_CLASS = [{"reduction": "mean", "label_smoothing": 0.1}, {"reduction": "sum", "label_smoothing": 0.3},
+             {"reduction": "mean", "label_smoothing": 0.1, "weight": np.array([0.7])},
+             {"reduction": "none", "label_smoothing": 0.2}]
+
+
+@pytest.mark.parametrize("chunks", [None, 1, 7])
+@pytest.mark.parametrize("options", ONE_CLASS, ids=[str(i) for i in range(len(ONE_CLASS))])
+def test_one_class_gives_torchs_zero_gradients_at_logits_of_minus_5e300(jax_float64: None, options: dict[str, Any],
+                                                                         chunks: Any) -> None:
+    """With one class the loss is 0 whatever the logits, and torch's gradients are exactly 0. With
+    label smoothing the gradient of the logits, a p - (1 - ε) w_y - ε w_y, once left a rounding
+    residue (1e-18) that the weight's gradient multiplied by hidden states of 1e300: 1e282."""
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    rng = np.random.default_rng(5)
+    h = rng.normal(size=(24, 6)) * 1e300
+    w = -np.abs(rng.normal(size=(1, 6)))
+    b = np.array([-5e300])
+    t = np.zeros(24, dtype=np.int64)
+    t[::5] = -100
+    ex = {"hidden": h, "weight": w, "target": t, "bias": b}
+    topts = {k: torch.tensor(v) if isinstance(v, np.ndarray) else v for k, v in options.items()}
+    want, want_grads = _torch_answer(ex, topts)
+    assert not np.any(want) and not any(np.any(g) for g in want_grads)
+    th, tw, tb = (torch.tensor(ex[k], requires_grad=True) for k in ("hidden", "weight", "bias"))
+    value = torch_lce.linear_cross_entropy(th, tw, torch.tensor(t), bias=tb, chunk_size=chunks, **topts)
+    value.sum().backward()
+    _close([value.detach(), th.grad, tw.grad, tb.grad], [want, *want_grads])
+    value, grads = lossreg.linear_cross_entropy_value_and_grad(h, w, t, bias=b, chunk_size=chunks, **options)
+    _close([value, *grads], [want, *want_grads])
+    jopts = {k: jnp.asarray(v) if isinstance(v, np.ndarray) else v for k, v in options.items()}
+
+    def total(h: Any, w: Any, b: Any) -> Any:
+        return lossreg.linear_cross_entropy(h, w, jnp.asarray(t), bias=b, chunk_size=chunks, **jopts).sum()
+
+    args = [jnp.asarray(x) for x in (h, w, b)]
+    for fn in (total, jax.jit(total)):
+        value, grads = jax.value_and_grad(fn, argnums=(0, 1, 2))(*args)
+        _close([value, *grads], [np.sum(want), *want_grads])
+
+
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 def test_a_scalar_results_cotangent_may_be_a_python_number(reduction: str) -> None:
     ex = _example((5,), 7, "float64", bias=False)

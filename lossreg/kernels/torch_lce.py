@@ -157,13 +157,17 @@ def _chunk(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, coef:
         return losses, lse
     assert coef is not None and lse is not None
     d_h, d_w, d_b = acc
+    # The target's column is a p - coef ((1 - ε) w_y + (ε / V) w_y), its subtracted part formed as
+    # ``a``'s terms are: with one class (p = 1, W = w_y: a constant loss) exactly 0, torch's
+    # gradient, not a rounding residue that d_weight multiplies by the hidden states.
     if cw is None:
-        a = (coef * (1.0 + 2.0 * zl * lse)).unsqueeze(1)
-        on_target = (coef * (ls - 1.0)).unsqueeze(1)
+        base = (1.0 - ls) + (ls / v) * v
+        a = (coef * (base + 2.0 * zl * lse)).unsqueeze(1)
+        on_target = (coef * ((1.0 - ls) + (ls / v) * 1.0)).unsqueeze(1)
     else:  # no z-loss with class weights (refused by the preamble)
         assert wy is not None and w_total is not None
         a = (coef * ((1.0 - ls) * wy + (ls / v) * w_total)).unsqueeze(1)
-        on_target = (coef * (ls - 1.0) * wy).unsqueeze(1)
+        on_target = (coef * ((1.0 - ls) * wy + (ls / v) * wy)).unsqueeze(1)
     for j, k in blocks:
         if exp is not None:
             g = exp.mul_(a * scale)
@@ -173,12 +177,14 @@ def _chunk(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, coef:
             deriv = None if cap is None else _cap_derivative(z, cap)
             g = z.sub_(lse.unsqueeze(1)).exp_().mul_(a)
             del z
+        inside = (tc >= j) & (tc < k)
+        col = (tc - j).clamp_(0, k - j - 1)
+        picked = g.gather(1, col)  # the target's a p, before the smoothing's part is taken from every column
         if ls and cw is None:
             g.sub_((coef * (ls / v)).unsqueeze(1))
         elif ls and cw is not None:
             g.addr_(coef, cw[j:k], alpha=-ls / v)  # - (ε / V) coef_n w_c, in place
-        inside = (tc >= j) & (tc < k)
-        g.scatter_add_(1, (tc - j).clamp_(0, k - j - 1), torch.where(inside, on_target, 0.0))
+        g.scatter_(1, col, torch.where(inside, picked - on_target, g.gather(1, col)))
         if deriv is not None:
             g.mul_(deriv)
             deriv = None
