@@ -113,3 +113,30 @@ def test_nt_xent_of_no_pairs_names_the_shape_given():
     with pytest.raises(lossreg.LossValueError, match=r"expected at least one pair of embeddings \(N ≥ 1\), "
                                                      r"got shape \(0, 7\)$"):
         lossreg.nt_xent_loss(np.zeros((0, 7)), np.zeros((0, 7)))
+
+
+def test_sparsemax_loss_at_a_plus_inf_logit_gives_the_limit_and_its_gradient_on_every_path():
+    # A +inf logit: the loss is its limit, x_max - x_t (inf for a finite target, NaN for a +inf one,
+    # ∞ - ∞), and the gradient the limit of sparsemax(x) - onehot(t): uniform over the +inf logits.
+    # The shift by the maximum made inf - inf: the portable gradient was NaN at the +inf logit and
+    # the JAX kernel's (sparsemax from that NaN threshold) NaN across the row. optax's
+    # multiclass_sparsemax_loss gives NaN for the value and the whole gradient there.
+    jax = pytest.importorskip("jax")
+    torch = pytest.importorskip("torch")
+    x = np.array([[inf, 1.0, 0.0], [inf, 1.0, 0.0], [0.5, inf, inf], [inf, inf, 0.0], [1.0, 2.0, 0.5]])
+    t = np.array([1, 0, 0, 0, 2])
+    want = [inf, math.nan, inf, math.nan, 1.5]
+    want_grad = [[1.0, -1.0, 0.0], [0.0, 0.0, 0.0], [-1.0, 0.5, 0.5], [-0.5, 0.5, 0.0], [0.0, 1.0, -1.0]]
+    with jax.enable_x64(True):
+        jx, jt = jax.numpy.asarray(x), jax.numpy.asarray(t)
+        for loss in (sparsemax_loss, sparsemax_loss.portable):
+            for fn in (loss, jax.jit(loss, static_argnames="reduction")):
+                np.testing.assert_allclose(fn(jx, jt, reduction="none"), want, rtol=1e-12)
+                grad = jax.grad(lambda a, fn=fn: fn(a, jt, reduction="sum"))(jx)
+                np.testing.assert_allclose(grad, want_grad, rtol=1e-12)
+    tx = torch.tensor(x, requires_grad=True)
+    value = sparsemax_loss(tx, torch.tensor(t), reduction="none")
+    np.testing.assert_allclose(value.detach().numpy(), want, rtol=1e-12)
+    (grad,) = torch.autograd.grad(value.sum(), tx)  # NaN, but each row's gradient flows
+    np.testing.assert_allclose(grad.numpy(), want_grad, rtol=1e-12)
+    np.testing.assert_allclose(sparsemax_loss(x, t, reduction="none"), want, rtol=1e-12)

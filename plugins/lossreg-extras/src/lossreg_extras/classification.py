@@ -6,6 +6,7 @@ Each takes logits of shape (C), (N, C) or (N, C, d1, ...) with the class axis 1,
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from array_api_compat import is_dask_namespace
@@ -73,6 +74,8 @@ def sparsemax_loss(input: Any, target: Any, /, *, ignore_index: int = -100, redu
     ``1 + k_j z_j > Σ_{i: z_i ≥ z_j} z_i`` with ``k_j = #{i : z_i ≥ z_j}``, the same test (tied
     logits pass or fail it together either way), in O(C²) memory per sample. Logits are shifted
     by their maximum first (the loss is shift-invariant), so large logits keep their precision.
+    A +inf logit gives the limit: ``max x - x_t`` (inf, or NaN for a +inf target's ∞ - ∞) with
+    the gradient uniform over the +inf logits minus ``onehot(t)`` (optax's is NaN there).
     ``ignore_index`` and reductions as ``cross_entropy``. Shapes: ``input`` (C), (N, C) or
     (N, C, d1, ...); ``target`` (), (N) or (N, d1, ...).
     """
@@ -91,7 +94,13 @@ def sparsemax_parts(xp: Any, x: Any, target: Any) -> tuple[Any, Any, Any]:
     the gradient ``∂ℓ/∂x = sparsemax(x) - onehot(target)`` without differentiating the sort (see
     the plugin's JAX kernel). ``x`` must not be empty.
     """
-    _, z, _ = toolkit.log_softmax_parts(xp, x)  # z = x - ⌊max x⌋: the largest logit in [0, 1)
+    m, z, _ = toolkit.log_softmax_parts(xp, x)  # z = x - ⌊max x⌋: the largest logit in [0, 1)
+    # A +inf logit: z would be inf - inf, NaN. The limit as those logits grow (together) is a
+    # support of the +inf logits alone, sparsemax uniform over them: z = 0 there and -inf
+    # elsewhere gives that threshold, so the JAX kernel's sparsemax(x) - onehot is the limit too.
+    infinite = xp.expand_dims(m, axis=1) == math.inf  # not where a NaN logit makes the maximum NaN
+    is_inf = (x == math.inf) & infinite
+    z = xp.where(is_inf, 0.0, xp.where(infinite, -math.inf, z))
     if is_dask_namespace(xp):
         zj, zi = xp.expand_dims(z, axis=2), xp.expand_dims(z, axis=1)  # (N, C, 1, *d), (N, 1, C, *d)
         above = zi >= zj  # [z_i ≥ z_j] at [n, j, i]
@@ -117,7 +126,14 @@ def sparsemax_parts(xp: Any, x: Any, target: Any) -> tuple[Any, Any, Any]:
         # support) times 0 is NaN, and so would be its gradient through a where on ordered².
         kept = xp.where(support, ordered, 0.0)
         squares = xp.sum(xp.where(support, kept * kept - tau * tau, 0.0), axis=1)
-    return 0.5 * squares - toolkit.take_class(xp, z, target) + 0.5, z, tau
+    losses = 0.5 * squares - toolkit.take_class(xp, z, target) + 0.5
+    # There the loss is its value when the support is the largest logits alone, their mean minus
+    # x_t: inf for a finite target (NaN for a +inf one, ∞ - ∞, as cross_entropy's), whose
+    # gradient is the limit, uniform over the +inf logits minus onehot(t) (not NaN), as the
+    # kernel's. Each +inf selected, not multiplied by its weight: 0 · -inf is NaN.
+    count = xp.sum(xp.astype(is_inf, x.dtype), axis=1)
+    top = xp.sum(xp.where(is_inf, x, 0.0), axis=1) / toolkit.maximum(xp, count, 1.0)
+    return xp.where(xp.squeeze(infinite, axis=1), top - toolkit.take_class(xp, x, target), losses), z, tau
 
 
 @define_loss(
