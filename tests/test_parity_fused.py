@@ -172,6 +172,42 @@ def test_one_class_gives_torchs_zero_gradients_at_logits_of_minus_5e300(jax_floa
         _close([value, *grads], [np.sum(want), *want_grads])
 
 
+HUGE = [{"label_smoothing": 0.3, "reduction": "none"},
+        {"label_smoothing": 0.3, "weight": np.array([1.0, 0.5, 0.25]), "reduction": "none"},
+        {"label_smoothing": 0.1, "reduction": "sum", "ignore_index": 2}]
+
+
+@pytest.mark.parametrize("chunks", [None, 1, 2])
+@pytest.mark.parametrize("options", HUGE, ids=[str(i) for i in range(len(HUGE))])
+def test_label_smoothing_at_logits_near_the_largest_float_is_torchs(jax_float64: None, options: dict[str, Any],
+                                                                    chunks: Any) -> None:
+    """torch sums the smoothing term as Σ_c w_c (lse - z_c), terms of one sign; as W lse - Σ_c w_c z_c
+    it was inf - inf = NaN (or inf) for logits within a factor V of float64's largest, where torch's
+    loss is finite. Several vocabulary blocks (chunks of 1 and 2 classes) sum it across blocks."""
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    h = np.array([[1.5, 0.2], [1.67, 0.9], [0.3, 1.2]]) * 1e154
+    w = -np.array([[1.0, 0.1], [0.2, 1.0], [0.6, 0.6]]) * 1e154
+    t = np.array([1, 0, 2])
+    ex = {"hidden": h, "weight": w, "target": t, "bias": None}
+    topts = {k: torch.tensor(v) if isinstance(v, np.ndarray) else v for k, v in options.items()}
+    want, want_grads = _torch_answer(ex, topts)
+    assert np.all(np.isfinite(want)) and np.max(np.abs(h @ w.T)) > 1e307
+    th, tw = (torch.tensor(ex[k], requires_grad=True) for k in ("hidden", "weight"))
+    value = torch_lce.linear_cross_entropy(th, tw, torch.tensor(t), chunk_size=chunks, **topts)
+    value.sum().backward()
+    _close([value.detach(), th.grad, tw.grad], [want, *want_grads])
+    value, grads = lossreg.linear_cross_entropy_value_and_grad(h, w, t, chunk_size=chunks, **options)
+    _close([value, *grads[:2]], [want, *want_grads])
+    jopts = {k: jnp.asarray(v) if isinstance(v, np.ndarray) else v for k, v in options.items()}
+
+    def loss(h: Any, w: Any) -> Any:
+        return lossreg.linear_cross_entropy(h, w, jnp.asarray(t), chunk_size=chunks, **jopts)
+
+    for fn in (loss, jax.jit(loss)):
+        _close([fn(jnp.asarray(h), jnp.asarray(w))], [want])
+
+
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 def test_a_scalar_results_cotangent_may_be_a_python_number(reduction: str) -> None:
     ex = _example((5,), 7, "float64", bias=False)

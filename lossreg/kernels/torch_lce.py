@@ -125,20 +125,26 @@ def _chunk(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, coef:
         s: Any = None
         picked: Any = None
         zsum: Any = None
+        anchor: Any = None
         for j, k in blocks:
             z = _logits(h, w[j:k], None if b is None else b[j:k], cap)
             inside = (tc >= j) & (tc < k)
             pick = torch.where(inside.squeeze(1), z.gather(1, (tc - j).clamp_(0, k - j - 1)).squeeze(1), 0.0)
             picked = pick if picked is None else picked + pick
-            if ls:
-                zs = z.sum(1) if cw is None else torch.mv(z, cw[j:k])  # Σ_c w_c z_c
-                zsum = zs if zsum is None else zsum + zs
             if one and acc is not None and cap is not None:
                 deriv = _cap_derivative(z, cap)
             mj = z.amax(1)
             m_new = mj if m is None else torch.maximum(m, mj)  # -inf while every block so far is
             shift = torch.where(m_new == -torch.inf, 0.0, m_new)  # a row of -inf: no -inf - -inf
-            e = z.sub_(shift.unsqueeze(1)).exp_()
+            z.sub_(shift.unsqueeze(1))
+            if ls:
+                # Σ_c w_c (z_c - a), a the first block's shift, for torch's Σ_c w_c (lse - z_c) =
+                # W (lse - a) - Σ_c w_c (z_c - a): no overflow where Σ_c w_c z_c would (chunked._forward).
+                anchor = shift if anchor is None else anchor
+                zs = z.sum(1) if cw is None else torch.mv(z, cw[j:k])
+                zs = zs + (shift - anchor) * ((k - j) if cw is None else cw[j:k].sum())
+                zsum = zs if zsum is None else zsum + zs
+            e = z.exp_()
             s = e.sum(1) if s is None else s * (m - shift).exp() + e.sum(1)  # not from a 0 for -inf: no underflow
             m = m_new
             if one:
@@ -147,7 +153,8 @@ def _chunk(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, coef:
         lse = shift + s.log()
         losses = (1.0 - ls) * (lse - picked) if wy is None else (1.0 - ls) * wy * (lse - picked)
         if ls:
-            losses = losses + (ls * (lse - zsum / v) if w_total is None else (ls / v) * (w_total * lse - zsum))
+            losses = losses + (ls * ((lse - anchor) - zsum / v) if w_total is None
+                               else (ls / v) * (w_total * (lse - anchor) - zsum))
         if zl:
             losses = losses + zl * lse * lse
         losses = torch.where(act, losses, 0.0)
