@@ -77,7 +77,8 @@ def sparsemax_loss(input: Any, target: Any, /, *, ignore_index: int = -100, redu
     A +inf logit gives the limit: ``max x - x_t`` (inf, or NaN for a +inf target's ∞ - ∞) with
     the gradient uniform over the +inf logits minus ``onehot(t)`` (optax's is NaN there).
     ``ignore_index`` and reductions as ``cross_entropy``. Shapes: ``input`` (C), (N, C) or
-    (N, C, d1, ...); ``target`` (), (N) or (N, d1, ...).
+    (N, C, d1, ...); ``target`` (), (N) (or (N, 1) for (N, C) input, as ``cross_entropy``) or
+    (N, d1, ...).
     """
     cls = toolkit.class_inputs("sparsemax_loss", input, target, ignore_index=ignore_index, reduction=reduction)
     xp, x = cls.xp, cls.input
