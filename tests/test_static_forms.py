@@ -53,9 +53,11 @@ def test_the_plugin_packages_import_only_public_lossreg_names():
     import re
     from pathlib import Path
 
-    # lossreg.kernels: jax_jit, the documented way for a plugin to compile its loss for eager JAX;
-    # lossreg.keras: the Keras forms, which the plugins' tests use as a Keras user does
-    public = {"lossreg", "lossreg.toolkit", "lossreg.testing", "lossreg.errors", "lossreg.kernels", "lossreg.keras"}
+    # lossreg.kernels: jax_jit and torch_autocast, the documented ways for a plugin to compile its
+    # loss for eager JAX and keep it in float32 under torch.autocast; lossreg.keras and lossreg.torch:
+    # the Keras and torch.nn class forms, which the plugins' tests use as their users do
+    public = {"lossreg", "lossreg.toolkit", "lossreg.testing", "lossreg.errors", "lossreg.kernels", "lossreg.keras",
+              "lossreg.torch"}
     plugins = Path(__file__).resolve().parents[1] / "plugins"
     found = {}
     for path in plugins.rglob("*.py"):
