@@ -327,10 +327,11 @@ def _logits(xp: Any, h: Any, weight: Any, bias: Any, j: int, k: int, softcap: fl
 
 
 def _forward(xp: Any, h: Any, weight: Any, bias: Any, tcol: Any, blocks: list[tuple[int, int]], cw: Any, *,
-             softcap: float | None, work: Any, smoothing: bool) -> tuple[Any, Any, Any, list[tuple[Any, Any]]]:
+             softcap: float | None, work: Any, w_total: Any) -> tuple[Any, Any, Any, list[tuple[Any, Any]]]:
     """The first pass of :func:`chunk_loss` over the vocabulary blocks: ``(lse, z[y], Σ_c w_c (lse -
-    z_c), kept)``, the sum None without ``smoothing``; ``kept`` holds the logits and exponentials of
-    a single block, which the gradient reuses (empty with several blocks).
+    z_c), kept)``, the sum None where ``w_total`` (W, the classes' total weight) is None, without
+    label smoothing; ``kept`` holds the logits and exponentials of a single block, which the
+    gradient reuses (empty with several blocks).
 
     The sum is torch's, of non-negative terms: it is kept as ``Σ_c w_c (z_c - a)``, ``a`` the first
     block's shift, and taken from ``W (lse - a)`` at the end, where ``W lse - Σ_c w_c z_c`` would
@@ -339,7 +340,6 @@ def _forward(xp: Any, h: Any, weight: Any, bias: Any, tcol: Any, blocks: list[tu
     dev = toolkit.device(h)
     kept: list[tuple[Any, Any]] = []
     picked = zsum = m = s = anchor = None
-    weights = 0
     for j, k in blocks:
         z, th = _logits(xp, h, weight, bias, j, k, softcap, work)
         pick = xp.sum(xp.where(toolkit.placed_like(xp, _targets_in(xp, tcol, j, k, dev), z), z, xp.zeros_like(z)),
@@ -352,7 +352,7 @@ def _forward(xp: Any, h: Any, weight: Any, bias: Any, tcol: Any, blocks: list[tu
         m_new = mj if m is None else xp.maximum(m, mj)
         shift = xp.where(m_new == -math.inf, xp.zeros_like(m_new), m_new)
         shifted = z - xp.reshape(shift, (-1, 1))
-        if smoothing:
+        if w_total is not None:
             block_w = k - j if cw is None else xp.sum(cw[j:k])
             anchor = shift if anchor is None else anchor
             # Σ_c w_c (z_c - a) = Σ_c w_c (z_c - shift) + (shift - a) Σ_c w_c: each part at most the
@@ -360,14 +360,13 @@ def _forward(xp: Any, h: Any, weight: Any, bias: Any, tcol: Any, blocks: list[tu
             zs = xp.sum(shifted if cw is None else shifted * xp.reshape(cw[j:k], (1, -1)), axis=1)
             zs = zs + (shift - anchor) * block_w
             zsum = zs if zsum is None else zsum + zs
-            weights = weights + block_w
         e = xp.exp(shifted)
         s = xp.sum(e, axis=1) if m is None else s * xp.exp(m - shift) + xp.sum(e, axis=1)
         m = m_new
         if len(blocks) == 1:
             kept += [(z, th), (e, s)]
     lse = shift + xp.log(s)
-    spread = None if zsum is None else weights * (lse - anchor) - zsum
+    spread = None if zsum is None else w_total * (lse - anchor) - zsum
     return lse, picked, spread, kept
 
 
@@ -424,7 +423,7 @@ def chunk_loss(xp: Any, h: Any, weight: Any, bias: Any, t: Any, active: Any, coe
     kept: list[tuple[Any, Any]] = []  # a single block's logits and exponentials, reused by the gradient
     if lse is None or len(blocks) == 1:
         lse, picked, spread, kept = _forward(xp, h, weight, bias, tcol, blocks, cw, softcap=softcap, work=work,
-                                             smoothing=bool(label_smoothing))
+                                             w_total=w_total if label_smoothing else None)
         losses = (1.0 - label_smoothing) * wy * (lse - picked)
         if label_smoothing:
             losses = losses + (label_smoothing / v) * spread
