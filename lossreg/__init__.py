@@ -220,5 +220,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
+    # The public names only: what a tab completion should offer, not this module's own imports.
     reg = registry.registry()
-    return sorted({*globals(), *(s.class_name for s in reg.specs.values()), *reg.specs})
+    loaded = (name for name in globals() if name in _SUBMODULES)
+    return sorted({*__all__, *loaded, *(s.class_name for s in reg.specs.values()), *reg.specs})

@@ -91,6 +91,8 @@ def test_the_spec_is_derived_from_the_function_signature():
 def test_functional_and_class_forms_are_module_attributes():
     assert lossreg.CrossEntropyLoss.spec is lossreg.spec("ce")
     assert "BCELoss" in dir(lossreg)
+    assert {"backends", "toolkit"} <= set(dir(lossreg))  # the submodules a user reaches for
+    assert not {"annotations", "pkgutil", "TYPE_CHECKING", "Any"} & set(dir(lossreg))  # not this module's imports
     with pytest.raises(AttributeError):
         lossreg.NoSuchLoss  # noqa: B018
 
