@@ -181,6 +181,49 @@ def test_callable_distance_cannot_go_into_a_config():
     assert lossreg.from_config(plain.get_config()) == plain
 
 
+def _as_library(library: str, x: np.ndarray):
+    if library == "torch":
+        return torch.from_numpy(x)
+    if library == "dask":
+        return pytest.importorskip("dask.array").from_array(x)
+    module = {"jax": "jax.numpy", "array_api_strict": "array_api_strict"}.get(library, library)
+    return pytest.importorskip(module).asarray(x)
+
+
+LIBRARIES = ("numpy", "torch", "jax", "dask", "array_api_strict")
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+@pytest.mark.parametrize("returned", ["a Python number", "a NumPy array", "complex distances"])
+def test_a_distance_function_returning_no_real_array_of_the_inputs_library_is_refused(library, returned):
+    # torch's clamp_min raises for each; NumPy, JAX and Dask would broadcast the number or the foreign
+    # array into a loss, and torch's and array-api-strict's operators failed with their own TypeError.
+    distance = {"a Python number": lambda x, y: 1.0, "a NumPy array": lambda x, y: np.ones(4),
+                "complex distances": lambda x, y: _squared(x, y) * (1 + 1j)}[returned]
+    inputs = [_as_library(library, v) for v in _triplet(0, (4, 3)).values()]
+    if library == "numpy" and returned == "a NumPy array":
+        pytest.skip("an array of the inputs' library")
+    with pytest.raises(LossTypeError) as info:
+        lossreg.triplet_margin_with_distance_loss(*inputs, distance_function=distance)
+    assert info.value.argument == "distance_function" and "real distances" in info.value.expected, info.value
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_integer_distances_are_taken_as_torch_promotes_them(library):
+    # Counts, such as a Hamming distance: torch adds them to the margin as numbers; array-api-strict
+    # refused a float margin plus an integer array.
+    def hamming(x, y):
+        xp = array_api_compat.array_namespace(x, y)
+        return xp.sum(xp.astype(x > y, xp.int64), axis=-1)
+
+    inputs = _triplet(0, (4, 3))
+    want = F.triplet_margin_with_distance_loss(*(torch.from_numpy(v) for v in inputs.values()),
+                                               distance_function=hamming)
+    got = lossreg.triplet_margin_with_distance_loss(*(_as_library(library, v) for v in inputs.values()),
+                                                    distance_function=hamming)
+    np.testing.assert_allclose(np.asarray(got), want.numpy(), rtol=1e-6)
+
+
 def test_half_precision_is_computed_in_float32():
     rng = np.random.default_rng(0)
     a, p, n = (torch.from_numpy(rng.normal(size=(4, 8))).half() for _ in range(3))

@@ -246,6 +246,22 @@ def _triplet(xp: Any, distance: Callable[[Any, Any], Any], a: Any, p: Any, n: An
     return _clamp_min0(xp, margin + d_pos - d_neg)
 
 
+def _distances(loss: str, xp: Any, d: Any, like: Any) -> Any:
+    """What a caller's ``distance_function`` returned for arrays such as ``like``, checked: an array of
+    their library, as torch's ``clamp_min`` wants a tensor. A Python number or another library's array
+    would otherwise be broadcast into a loss by NumPy, JAX and Dask, and fail inside torch's and
+    array-api-strict's own operators. Integer and bool distances (counts) take the inputs' dtype, as
+    torch's ``margin + d`` promotes them; complex ones have no order to clamp (torch refuses them too)."""
+    try:
+        same = toolkit.namespace(loss, distance_function=d) is xp
+    except LossTypeError:  # not an array at all
+        same = False
+    if not same or xp.isdtype(d.dtype, "complex floating"):
+        raise LossTypeError(loss, "distance_function", f"a function returning real distances as an array of the "
+                            f"inputs' library ({toolkit.describe(like)})", f"one returning {toolkit.describe(d)}")
+    return d if xp.isdtype(d.dtype, "real floating") else toolkit.as_dtype(xp, d, like.dtype)
+
+
 @define_loss(
     class_name="TripletMarginLoss",
     aliases=("triplet", "triplet_margin"),
@@ -322,6 +338,9 @@ def triplet_margin_with_distance_loss(anchor: Any, positive: Any, negative: Any,
         raise LossTypeError(name, "distance_function", "a callable (x, y) -> distances, or None",
                             toolkit.describe(distance_function))
     xp, dtype, (a, pos, neg) = _triplet_inputs(name, anchor, positive, negative, margin, swap, reduction)
-    distance = distance_function or (lambda x, y: _pairwise_distance(xp, x, y))
+    if distance_function is None:
+        distance = lambda x, y: _pairwise_distance(xp, x, y)  # noqa: E731
+    else:
+        distance = lambda x, y: _distances(name, xp, distance_function(x, y), x)  # noqa: E731
     losses = _triplet(xp, distance, a, pos, neg, margin, swap)
     return toolkit.reduce(xp, losses, reduction, dtype)
