@@ -375,6 +375,26 @@ def _real(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
+def _check_listed(loss: str, key: str, value: list[Any] | tuple[Any, ...]) -> None:
+    """An array option given as a list or tuple (as ``get_config`` writes it) holds real numbers, or
+    0-d arrays, in equal-length rows: the call converts it with the caller's library, whose float
+    conversion reads None as NaN (NumPy) and a bool as 0 or 1 (where the functional form refuses
+    bool weights), drops a complex number's imaginary part (torch), or fails with its own error (a
+    string, a ragged list)."""
+    def shape(x: Any) -> tuple[int, ...]:
+        if isinstance(x, (list, tuple)):
+            rows = {shape(v) for v in x}
+            if len(rows) > 1:
+                raise LossValueError(loss, key, "an array, or a list of numbers (nested lists of equal lengths)",
+                                     f"rows of shapes {sorted(rows)}")
+            return (len(x), *next(iter(rows), ()))
+        if not (_real(x) or getattr(x, "shape", None) == ()):
+            raise LossTypeError(loss, key, "an array, or a list of numbers (nested lists of equal lengths)",
+                                f"a list holding {toolkit.describe(x)}")
+        return ()
+    shape(value)
+
+
 class Loss:
     """Base of the class forms: ``MSELoss(reduction="sum")(input, target)``.
 
@@ -401,6 +421,8 @@ class Loss:
                     and (key not in self.spec.array_options or isinstance(value, (str, bytes, complex)))):
                 raise LossValueError(self.spec.name, key, "a number",
                                      toolkit._given_option(value, "a Python number", toolkit.describe))
+            if key in self.spec.array_options and isinstance(value, (list, tuple)):
+                _check_listed(self.spec.name, key, value)
         # NumPy scalar numbers kept as Python ones: as the call takes them, and JSON for get_config.
         self.options = {**self.spec.options, **(_python_numbers(options) or options)}
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import lossreg
+from lossreg.errors import LossTypeError, LossValueError
 
 
 @pytest.mark.parametrize("name", ["mse", "MSELoss", "mse_loss", "MSE-Loss", "Mean_Squared_Error", "squared error"])
@@ -62,6 +63,31 @@ def test_list_options_become_arrays_of_the_callers_library():
     x, t = torch.randn(4, 3, dtype=torch.float64), torch.tensor([0, 1, 2, 2])
     torch.testing.assert_close(loss(x, t), torch.nn.CrossEntropyLoss(weight=torch.tensor([1.0, 2.0, 0.5],
                                                                                        dtype=torch.float64))(x, t))
+
+
+@pytest.mark.parametrize(("listed", "error", "got"), [
+    (["1", "2", "3"], LossTypeError, "str '1'"),
+    ([1.0, None, 2.0], LossTypeError, "NoneType"),  # NumPy's float conversion made it NaN: a NaN loss
+    ([True, False, True], LossTypeError, "bool True"),  # the functional form refuses bool weights
+    ([1 + 1j, 1.0, 1.0], LossTypeError, "complex"),  # torch dropped the imaginary part
+    ([[1.0, 2.0], [3.0]], LossValueError, "rows of shapes [(1,), (2,)]"),
+])
+def test_a_list_option_holds_numbers_in_rows_of_equal_lengths(listed, error, got):
+    # Refused when the class form is made, as its number options are, not by the caller's library
+    # at the call with its own error (or a silently wrong loss); so are the lossreg.torch modules.
+    torch = pytest.importorskip("torch")
+    import lossreg.torch as lt
+
+    for make in (lambda: lossreg.CrossEntropyLoss(weight=listed), lambda: lossreg.get("ce", weight=tuple(listed)),
+                 lambda: lt.CrossEntropyLoss(weight=listed)):
+        with pytest.raises(error) as info:
+            make()
+        assert info.value.argument == "weight" and got in info.value.got, info.value
+    x, t = torch.randn(4, 3, dtype=torch.float64), torch.tensor([0, 1, 2, 2])
+    ints = [1, 2, 3]  # Python ints are numbers: the weights' floats, in every form
+    want = torch.nn.CrossEntropyLoss(weight=torch.tensor(ints, dtype=torch.float64))(x, t)
+    torch.testing.assert_close(lossreg.CrossEntropyLoss(weight=ints)(x, t), want)
+    torch.testing.assert_close(lt.CrossEntropyLoss(weight=ints)(x, t), want, check_dtype=False)
 
 
 def test_class_forms_pickle_by_name():
