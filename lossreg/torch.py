@@ -204,11 +204,17 @@ def _is_size(k: object) -> TypeGuard[int]:
 
 
 def _as_tensor(value: Any) -> torch.Tensor | None:
-    """An array option as a buffer: tensors are kept as given (torch.nn does the same), others converted."""
+    """An array option as a buffer: tensors are kept as given (torch.nn does the same), others converted.
+
+    A list (numbers, as the class form checked) takes torch's default dtype, whatever its numbers
+    (Python ints past int64's range too); another library's array keeps its dtype, so that the call
+    refuses integer, bool and complex weights as the functional and class forms do (a cast to the
+    default dtype took them, and dropped a complex weight's imaginary part)."""
     if value is None or isinstance(value, torch.Tensor):
         return value
-    tensor = torch.as_tensor(value)
-    return tensor.to(torch.get_default_dtype()) if not tensor.is_floating_point() else tensor
+    if isinstance(value, (list, tuple)):
+        return torch.as_tensor(value, dtype=torch.get_default_dtype())
+    return torch.as_tensor(value)
 
 
 def _torch_parameters(spec: LossSpec) -> list[str]:

@@ -176,6 +176,26 @@ def test_array_options_are_buffers_that_move_and_round_trip_through_state_dict()
     assert unweighted.weight is None and "weight" not in unweighted.state_dict()  # as torch.nn
 
 
+@pytest.mark.parametrize("weight", [np.array([1 + 1j, 1.0, 1.0]), np.array([1, 2, 3]), np.array([True, False, True])],
+                         ids=["complex", "int64", "bool"])
+def test_a_numpy_array_option_keeps_its_dtype_so_the_call_refuses_what_the_functional_form_refuses(weight) -> None:
+    # A cast to torch's default dtype took integer and bool weights (which the functional and class
+    # forms refuse) and dropped a complex weight's imaginary part, giving a loss.
+    x, t = torch.randn(4, 3, dtype=torch.float64), torch.tensor([0, 1, 2, 2])
+    with pytest.raises(lossreg.LossTypeError) as info:
+        lt.CrossEntropyLoss(weight=weight)(x, t)
+    assert info.value.argument == "weight", info.value
+    with pytest.raises(lossreg.LossTypeError):
+        lossreg.cross_entropy(x, t, weight=torch.from_numpy(weight))
+
+
+def test_a_list_option_is_a_buffer_of_the_default_dtype_python_ints_past_int64_too() -> None:
+    x, t = torch.randn(4, 3, dtype=torch.float64), torch.tensor([0, 1, 2, 2])
+    crit = lt.CrossEntropyLoss(weight=[2**70, 1, 1])  # torch.as_tensor read them as int64: "Overflow"
+    assert crit.weight.dtype == torch.get_default_dtype()
+    torch.testing.assert_close(crit(x, t), F.cross_entropy(x, t, weight=torch.tensor([2.0**70, 1, 1]).double()))
+
+
 def test_an_option_given_as_a_parameter_is_a_parameter() -> None:
     weight = torch.nn.Parameter(torch.tensor(W3))
     crit = lt.CrossEntropyLoss(weight=weight)
