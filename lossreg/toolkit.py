@@ -1013,7 +1013,9 @@ def safe_log(xp: Any, x: Any, floor: float = -100.0) -> Any:
     finfo = xp.finfo(x.dtype)
     tiny = float(finfo.smallest_normal) * float(finfo.eps)  # the smallest subnormal number
     # Python scalars, not arrays of them: each *_like array is one more pass over x in eager code.
-    if floor >= math.log(tiny):
+    # That of a dtype wider than a Python float (NumPy's longdouble, 3.6e-4951) is 0.0 as one: it has
+    # no log, and takes the second where.
+    if tiny > 0.0 and floor >= math.log(tiny):
         return clip(xp, xp.log(xp.where(positive, x, tiny)), min=floor)
     return xp.where(positive, clip(xp, xp.log(xp.where(positive, x, 1.0)), min=floor), floor)
 

@@ -241,6 +241,16 @@ def test_big_endian_float64_input_gives_a_native_float64_loss(name: str) -> None
 
 
 @pytest.mark.parametrize("name", BUILTIN)
+def test_numpy_longdouble_input_gives_torchs_value_in_longdouble(name: str) -> None:
+    # A real floating dtype to NumPy's isdtype, which every loss takes; binary_cross_entropy raised
+    # "math domain error": its clamped log took math.log of longdouble's smallest number, 0.0 as a float.
+    inputs = {k: v.astype(np.longdouble) if v.dtype.kind == "f" else v for k, v in _example(name).items()}
+    got = getattr(lossreg, name)(*inputs.values(), reduction="none")
+    assert got.dtype == np.longdouble, got.dtype
+    _assert_value(got.astype(np.float64), _torch_value(name, _example(name), reduction="none"))
+
+
+@pytest.mark.parametrize("name", BUILTIN)
 def test_float16_of_either_byte_order_gives_a_float16_loss(name: str) -> None:
     # A big-endian float16 array (read from a file) beside a native one is still float16, as NumPy
     # promotes them: lossreg gave float32 (two "different" half dtypes), and gaussian_nll_loss raised
