@@ -290,11 +290,13 @@ def test_a_bfloat16_argument_among_float32_ones_is_promoted_before_the_arithmeti
 
 
 @pytest.mark.parametrize("kernels", [True, False], ids=["kernels", "portable"])
-@pytest.mark.parametrize(("name", "argument"), [("gaussian_nll_loss", "var")])
+@pytest.mark.parametrize(("name", "argument"), [("gaussian_nll_loss", "var"), ("linear_cross_entropy", "input"),
+                                                ("linear_cross_entropy", "linear_weight")])
 def test_a_float8_argument_among_float32_ones_is_promoted_as_a_half_precision_one(name: str, argument: str,
                                                                                    kernels: bool) -> None:
-    # The other losses compute torch's float8 values in float32; this one raised torch's own error:
-    # float8 has no comparison (gaussian_nll_loss's check of var, "lt_cpu" not implemented).
+    # The other losses compute torch's float8 values in float32; these two raised torch's own error:
+    # float8 has no comparison (gaussian_nll_loss's check of var, "lt_cpu" not implemented) and no
+    # promotion (the linear_cross_entropy kernel's promote_types: "Promotion for Float8 Types").
     args = {k: torch.from_numpy(np.asarray(v)) for k, v in make_good(name).inputs.items()}
     args = {k: v.float() if v.is_floating_point() else v for k, v in args.items()}
     args[argument] = args[argument].to(torch.float8_e4m3fn)

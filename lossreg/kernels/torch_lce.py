@@ -252,6 +252,16 @@ def _in_place_dtype(h: Tensor, w: Tensor, b: Tensor | None) -> bool:
     return h.is_cuda and h.dtype in _HALF and w.dtype == h.dtype and (b is None or b.dtype == h.dtype)
 
 
+def _promoted(a: torch.dtype, b: torch.dtype) -> torch.dtype:
+    """``torch.promote_types``, which refuses a float8 dtype beside another floating one ("Promotion
+    for Float8 Types is not supported"): those promote as the portable definition promotes them
+    (toolkit.result_type), to the wider, and to float32 below 32 bits."""
+    if a != b and a.is_floating_point and b.is_floating_point and 1 in (a.itemsize, b.itemsize):
+        wider = max(a, b, key=lambda d: d.itemsize)
+        return wider if wider.itemsize >= 4 else torch.float32
+    return torch.promote_types(a, b)
+
+
 def _dtypes(h: Tensor, w: Tensor, b: Tensor | None,
             out_dtype: torch.dtype | None = None) -> tuple[torch.dtype, torch.dtype, torch.dtype]:
     """(accumulation, d_weight accumulation, result) dtypes: float64 if any input is, else float32;
@@ -259,8 +269,7 @@ def _dtypes(h: Tensor, w: Tensor, b: Tensor | None,
     matmul, rounded between chunks, as Liger-Kernel does): a float32 copy would be V×D×4 bytes, as
     large as the logits at N=8192, D=4096. The result: ``out_dtype``, else the inputs' promoted."""
     acc = torch.float64 if torch.float64 in (h.dtype, w.dtype, None if b is None else b.dtype) else torch.float32
-    out = torch.promote_types(h.dtype, w.dtype) if b is None else \
-        torch.promote_types(torch.promote_types(h.dtype, w.dtype), b.dtype)
+    out = _promoted(h.dtype, w.dtype) if b is None else _promoted(_promoted(h.dtype, w.dtype), b.dtype)
     out = out if out_dtype is None else out_dtype
     return acc, (w.dtype if _in_place_dtype(h, w, b) else acc), out
 
