@@ -160,6 +160,16 @@ def check_extensions(name: str, z_loss: Any, softcap: Any) -> None:
             raise LossValueError(name, "softcap", "None or a positive finite number", repr(softcap))
 
 
+def check_softcap_range(name: str, softcap: Any, xp: Any, dtype: Any) -> None:
+    """A soft cap beyond the largest number of the dtype its logits are computed in (1e39 on
+    float32 arrays) is ∞ there, and ``∞ · tanh(z / ∞)`` is NaN: refused, as ``softcap=inf`` is,
+    rather than a NaN loss."""
+    if softcap is not None and softcap > float(xp.finfo(dtype).max):
+        raise LossValueError(name, "softcap", f"None or a positive number at most {dtype}'s largest, "
+                             f"{float(xp.finfo(dtype).max):.6g} (beyond it the cap is inf there, and "
+                             "inf * tanh(z / inf) is NaN)", repr(softcap))
+
+
 def _tokens(name: str, argument: str, xp: Any, x: Any, shape: tuple[int, ...]) -> Any:
     """``x`` with its leading axes merged into one of tokens. JAX's explicit sharding mode refuses
     merging an axis split over devices after one that is not ((B, T) split over T, the sequence
@@ -215,6 +225,7 @@ def prepare_inputs(name: str, hidden: Any, weight: Any, target: Any, bias: Any, 
     t, active, bad = toolkit.class_targets(name, xp, _tokens(name, "target", xp, target, (n,)), ignore_index, v,
                                            read=not poison)
     work = toolkit.compute_dtype(xp, dtype)
+    check_softcap_range(name, softcap, xp, work)
     counts = xp.astype(active, work)
     if class_weight is not None:  # as cross_entropy takes them: cast to the input's dtype, not promoting it
         toolkit.check_floating(name, "weight", class_weight, xp)

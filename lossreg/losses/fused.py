@@ -22,8 +22,8 @@ from typing import Any
 import array_api_extra as xpx
 
 from .. import toolkit
-from ..chunked import (Inputs, TorchArguments, check_extensions, chunk_loss, mean_of_tokens, prepare_call,
-                       reduce_tokens, token_weights, torch_arguments)
+from ..chunked import (Inputs, TorchArguments, check_extensions, check_softcap_range, chunk_loss, mean_of_tokens,
+                       prepare_call, reduce_tokens, token_weights, torch_arguments)
 from ..errors import LossError, LossTypeError, LossValueError, UnsupportedError
 from ..registry import define_loss
 from .classification import cross_entropy
@@ -187,6 +187,7 @@ def _through_logits(input: Any, linear_weight: Any, target: Any, args: TorchArgu
         z = z + xp.reshape(args.bias, (1,) * (z.ndim - 1) + (-1,))  # of z's rank: JAX's rank_promotion="raise" refuses implicit ones
     z = xp.reshape(z, (*batch, c, *out))
     if softcap is not None:
+        check_softcap_range(name, softcap, xp, z.dtype)
         z = softcap * xp.tanh(z / softcap)
     try:
         losses = cross_entropy(z, xp.reshape(target, flat), weight=weight, ignore_index=args.ignore_index,
