@@ -117,6 +117,12 @@ OPTAX: dict[str, Equivalent] = {
                             "`(predictions, targets, apply_softmax=False)`, classes on the last axis, one score "
                             "per (sample, class) averaged over the classes: `dice_loss` on `(N·C, ...)` rows with "
                             "`smooth` = 2 × optax's"),
+    "generalized_dice_loss": Equivalent("optax.losses.multiclass_generalized_dice_loss",
+                                        "another loss under the name: optax averages a Dice score per (sample, "
+                                        "class), classes last, weighted by `1 / (v² + 1e-7)` of each class's volume "
+                                        "over the whole batch, scaled to sum to C: `dice_loss` on `(N·C, ...)` rows "
+                                        "with `smooth` = 2 × optax's, times those weights, then the mean; here one "
+                                        "ratio of weighted sums per sample, weights from its own target"),
     "binary_focal_loss": Equivalent("optax.losses.sigmoid_focal_loss", "`(logits, labels, alpha, gamma)`"),
     "nt_xent_loss": Equivalent("optax.losses.ntxent", "`(embeddings, labels, temperature)`"),
 }

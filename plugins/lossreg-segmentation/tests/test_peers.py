@@ -173,3 +173,33 @@ def test_dice_and_tversky_are_optax_dice_loss_per_class():
         peer = optax.losses.dice_loss(*last, apply_softmax=False, smooth=1.0, alpha=0.3, beta=0.7, reduction="none")
         got = tversky_loss(per_channel(p), per_channel(y), alpha=0.3, beta=0.7, smooth=1.0, reduction="none")
         np.testing.assert_allclose(got.reshape(N, C), np.asarray(peer), rtol=1e-12)
+
+
+def test_optax_multiclass_generalized_dice_is_class_weighted_dice_per_class_not_this_loss():
+    """optax's ``multiclass_generalized_dice_loss`` is another loss under the name: a Dice score per
+    (sample, class), classes last, each weighted by one weight per class from the whole batch's
+    volumes, 1 / (v² + 1e-7) scaled to sum to C, then averaged. Sudre et al.'s generalized Dice here
+    forms one ratio per sample from its own volumes. optax's is dice_loss per (sample, class) row with
+    twice optax's smoothing, times those weights; gradients included."""
+    jax = pytest.importorskip("jax", reason="JAX is not installed (pip install jax)")
+    optax = pytest.importorskip("optax", reason="optax is not installed (pip install optax)")
+    p, y = probabilities_and_one_hot()
+    volume = y.sum(axis=(0, 2, 3))
+    weights = 1 / (volume ** 2 + 1e-7)
+    weights = weights / weights.sum() * C
+    with jax.enable_x64(True):
+        q, rows = jax.numpy.asarray(p), jax.numpy.asarray(per_channel(y))
+        for smooth in (1.0, 1e-5):
+            def peer(q):
+                last = [jax.numpy.moveaxis(a, 1, -1) for a in (q, y)]  # (N, H, W, C)
+                return optax.losses.multiclass_generalized_dice_loss(*last, smooth=smooth, apply_softmax=False)
+
+            def weighted_dice(q):
+                per = dice_loss(q.reshape(N * C, -1), rows, smooth=2 * smooth, reduction="none")
+                return (per.reshape(N, C) * weights).mean()
+
+            want, want_grad = jax.value_and_grad(peer)(q)
+            got, grad = jax.value_and_grad(weighted_dice)(q)
+            np.testing.assert_allclose(got, want, rtol=1e-12)
+            np.testing.assert_allclose(grad, want_grad, rtol=1e-10, atol=1e-15)
+            assert abs(generalized_dice_loss(p, y, smooth=smooth) - float(want)) > 1e-3  # not this loss's number
