@@ -294,12 +294,24 @@ def _per_target(target: Any, options: dict[str, Any], dtype: Any, classes: int) 
     of range, which torch's take would raise at (a device assert on CUDA)."""
     ops = keras.ops
     ignore = options["ignore_index"]
+    target = _holding(target, ignore)
     kept = ops.ones_like(target, dtype="bool") if ignore is None else ops.not_equal(target, ignore)
     if options.get("weight") is None:
         return ops.cast(kept, dtype)
     inside = ops.logical_and(ops.greater_equal(target, 0), ops.less(target, classes))
     weight = ops.take(ops.cast(options["weight"], dtype), ops.where(inside, target, 0))
     return ops.where(kept, ops.where(inside, weight, 1), 0)
+
+
+def _holding(target: Any, value: int | None) -> Any:
+    """Integer ``target`` in a dtype that holds ``value`` (as :func:`lossreg.toolkit.holding` for the
+    loss itself): a comparison converts the int to the labels' dtype, so a uint8 label map against
+    the default ignore_index -100 compared with 156 on JAX and torch, and class 156 counted as ignored."""
+    dtype = keras.backend.standardize_dtype(target.dtype)
+    fits = value is None or -2**31 <= value < 2**31
+    if dtype == "int64" or (dtype == "int32" and fits):
+        return target
+    return keras.ops.cast(target, "int32" if fits else "int64")
 
 
 def _class_weights(arrays: list[Any], options: dict[str, Any], values: Any) -> Any:

@@ -5,7 +5,8 @@ Keras reads KERAS_BACKEND once, when it is first imported, so each backend runs
 Keras's ``name=``, evaluate over a partial last batch (as Keras's own SparseCategoricalCrossentropy),
 multi-output dicts and lists with loss_weights and lossreg metrics, jit_compile and
 steps_per_execution, mixed_float16/mixed_bfloat16, int32/int64/uint8 and (N, 1) labels, uint8 label
-maps with ignore_index=255 into LinearCrossEntropyLoss, Keras-style reductions refused with sample
+maps with ignore_index=255 into LinearCrossEntropyLoss, uint8 labels of class 156 kept by the
+default ignore_index -100, Keras-style reductions refused with sample
 weights too, a fully masked batch and a batch of zero sample weights giving 0 (not NaN) in fit, config round trips of every loss, MSE
 and L1 with per-element weights and sample weights, integer labels of BCE, regression and Poisson
 losses cast as Keras casts them, a batch of ignored targets 0 without weights too, one-hot rows
@@ -35,6 +36,7 @@ CHECKS = ["check_compile_by_object_and_by_class", "check_get_takes_keras_name_an
           "check_a_batch_of_ignored_targets_is_zero_without_weights_too",
           "check_one_hot_labels_as_integers_or_booleans_are_probabilities",
           "check_class_weighted_means_over_label_maps_and_out_of_range_targets",
+          "check_uint8_labels_of_class_156_are_not_the_default_ignore_index",
           "check_a_mean_over_nothing_trains_on_with_finite_weights",
           "check_two_integer_arguments_that_take_floats_are_cast_on_the_first_call",
           "check_integer_one_hot_rows_for_a_class_index_loss_are_reported_as_given",
