@@ -30,7 +30,7 @@ def lossreg_losses() -> Iterable[Callable[..., Any] | LossSpec]:
     """Losses to register: functions decorated with :func:`lossreg.define_loss`, or their specs.
 
     A name or alias that another plugin already registered is refused, naming both plugins,
-    unless the spec was defined with ``replace=True``.
+    unless the spec was defined with ``replace=True``; the refused loss's kernels and cases are not used.
     """
 
 

@@ -571,6 +571,9 @@ class Registry:
         # Loss -> plugins whose definition of it was replaced (replace=True): their kernels and
         # cases were written for the old definition, so they are not used for the new one.
         self.superseded: dict[str, set[str]] = {}
+        # Loss -> plugins whose own loss of that name was refused (the name was taken): their kernels
+        # and cases name it too, but were written for their definition, not for the one registered.
+        self.refused: dict[str, set[str]] = {}
         self._kernel_cache: dict[tuple[str, type], Callable[..., Any] | None] = {}
 
     def _fault(self, plugin: str, fault: str) -> None:
@@ -590,6 +593,10 @@ class Registry:
         if plugin in self.superseded.get(loss, ()):
             self._note(plugin, "kernels off", f"{loss}[{item.backend}]: the loss was replaced by plugin "
                                               f"'{self.specs[loss].plugin}'")
+            return
+        if plugin in self.refused.get(loss, ()):
+            self._note(plugin, "kernels off", f"{loss}[{item.backend}]: the plugin's own loss of this name was not "
+                                              f"registered (plugin '{self.specs[loss].plugin}' has the name)")
             return
         if item.disabled:
             self._note(plugin, "kernels off", f"{loss}[{item.backend}]: {item.disabled}")
@@ -647,7 +654,7 @@ class Registry:
         if cases is None:
             return
         source = getattr(item, "id", item)  # a Case by its id, a file by its path
-        cases = self._drop_replaced(plugin, self._usable_cases(plugin, cases, source))
+        cases = self._usable_cases(plugin, self._drop_replaced(plugin, cases), source)
         self.cases.extend(cases)
         self._note(plugin, "cases", f"{len(cases)} from {source}")
 
@@ -682,14 +689,18 @@ class Registry:
 
     def _drop_replaced(self, plugin: str, cases: list[Case]) -> list[Case]:
         """``cases`` less those written for a definition of ``plugin`` that another plugin
-        replaced (they would check the replacement against the old answers), noted."""
-        replaced = {key: loss for key, loss in self.index.items() if plugin in self.superseded.get(loss, ())}
-        dropped = [c for c in cases if normalize(c.loss) in replaced]
-        if not dropped:
-            return cases
-        losses = ", ".join(sorted({replaced[normalize(c.loss)] for c in dropped}))
-        self._note(plugin, "cases off", f"{len(dropped)} of {losses}: the loss was replaced")
-        return [c for c in cases if normalize(c.loss) not in replaced]
+        replaced, or that was refused for a name another plugin has (they would check that
+        plugin's loss against answers for another), noted. Dropped before the cases are checked:
+        their ids are no clash with the other plugin's cases."""
+        for owners, why in ((self.superseded, "the loss was replaced"),
+                            (self.refused, "the plugin's own loss of this name was not registered")):
+            gone = {key: loss for key, loss in self.index.items() if plugin in owners.get(loss, ())}
+            dropped = [c for c in cases if isinstance(c.loss, str) and normalize(c.loss) in gone]
+            if dropped:
+                losses = ", ".join(sorted({gone[normalize(c.loss)] for c in dropped}))
+                self._note(plugin, "cases off", f"{len(dropped)} of {losses}: {why}")
+                cases = [c for c in cases if not (isinstance(c.loss, str) and normalize(c.loss) in gone)]
+        return cases
 
     def _case_problem(self, case: Any, seen: set[tuple[str, str]]) -> str:
         """What makes ``case`` unusable, or "" (its loss, dtypes, error and gradients must be ones
@@ -776,6 +787,7 @@ class Registry:
                               for k, n in keys.items() if k in self.index)
             self._fault(plugin, f"loss '{new.name}' not registered: {taken}; define it with replace=True "
                                 "to take over")
+            self._refuse(plugin, owners)
             return
         rivals = sorted({self.specs[o].plugin for o in owners
                          if self.specs[o].replace and self.specs[o].plugin != plugin})
@@ -785,6 +797,7 @@ class Registry:
             self._fault(plugin, f"loss '{new.name}' not registered: plugin '{rivals[0]}' also takes over "
                                 f"{', '.join(repr(o) for o in sorted(owners))} with replace=True; two plugins cannot "
                                 "both replace one loss (uninstall or block one)")
+            self._refuse(plugin, owners)
             return
         for owner in owners:  # replace: the old spec goes entirely, and with it its plugin's kernels and cases
             old = self.specs.pop(owner)
@@ -799,6 +812,14 @@ class Registry:
         self.specs[spec.name] = spec
         self.index.update(dict.fromkeys(keys, spec.name))
         self._note(plugin, "losses", spec.name)
+
+    def _refuse(self, plugin: str, owners: set[str]) -> None:
+        """Note that a loss of ``plugin`` was refused for the names of ``owners``: its kernels and cases
+        name the loss as the owner's are named, and would otherwise be run for another plugin's loss
+        (a kernel computing the refused loss in its place). A clash within one plugin stays its own."""
+        for owner in owners:
+            if self.specs[owner].plugin != plugin:
+                self.refused.setdefault(owner, set()).add(plugin)
 
     def lookup(self, name: str) -> LossSpec:
         """The spec of the loss called ``name`` (any of its names, normalized), or an

@@ -134,3 +134,39 @@ def test_two_take_overs_of_one_loss_are_a_fault_naming_both_not_a_silent_load_or
     finally:
         for name in order:
             lossreg.unregister_plugin(name)
+
+
+@define_loss(class_name="CharbonnierLoss", name="charbonnier_loss")
+def charbonnier_loss_rival(input, target, /, *, eps=1e-3, reduction="mean"):  # noqa: ANN001, ANN201
+    """``(x - y)²``: another plugin's loss of the same name, without replace=True: refused."""
+    xp, x, y, dtype = toolkit.pointwise_inputs("charbonnier_loss", input, target, reduction)
+    return toolkit.reduce(xp, (x - y) ** 2, reduction, dtype)
+
+
+def test_a_loss_refused_for_its_name_takes_its_kernels_and_cases_with_it():
+    """Its kernels and cases name it as the registered loss is named: run for that loss, a kernel
+    would compute the refused formula in its place (on NumPy arrays, here) and the cases would fail
+    the other plugin's conformance. They are not used, each noted; the clash is the one fault."""
+    rival = types.SimpleNamespace(
+        lossreg_losses=lossreg.hookimpl(lambda: [charbonnier_loss_rival]),
+        lossreg_kernels=lossreg.hookimpl(lambda: [lossreg.Kernel("charbonnier_loss", "numpy",
+                                                                  charbonnier_loss_rival.portable)]),
+        lossreg_cases=lossreg.hookimpl(lambda: [lossreg.testing.Case.from_dict(lossreg.testing.value_case(
+            "charbonnier_loss", "rival-square", {"input": np.array([2.0]), "target": np.zeros(1)}, 4.0))]))
+    lossreg.register_plugin(_plugin(charbonnier_loss), name="original")
+    with pytest.warns(lossreg.LossregPluginWarning, match="loss 'charbonnier_loss' not registered"):
+        lossreg.register_plugin(rival, name="rival")
+    try:
+        reg = lossreg.registry()
+        assert lossreg.spec("charbonnier_loss").plugin == "original"
+        assert float(lossreg.charbonnier_loss(np.array([2.0]), np.zeros(1), eps=0.0)) == 2.0  # not the rival's 4
+        assert not [k for ks in reg.kernels.values() for k in ks if k.plugin == "rival"]
+        assert not [c for c in reg.cases if c.plugin == "rival"]
+        notes = reg.plugins["rival"].registered
+        assert notes["kernels off"] == ["charbonnier_loss[numpy]: the plugin's own loss of this name was not "
+                                        "registered (plugin 'original' has the name)"]
+        assert notes["cases off"] == ["1 of charbonnier_loss: the plugin's own loss of this name was not registered"]
+        assert len(reg.plugins["rival"].faults) == 1 and not reg.plugins["original"].faults
+    finally:
+        lossreg.unregister_plugin("rival")
+        lossreg.unregister_plugin("original")
