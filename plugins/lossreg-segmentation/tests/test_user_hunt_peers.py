@@ -351,6 +351,17 @@ def test_keras_focal_losses_clip_probabilities_so_saturated_logits_differ(keras)
     np.testing.assert_allclose(focal_loss(x, labels, gamma=0.0), 2e4, rtol=1e-12)
 
 
+def test_keras_binary_focal_clips_the_sigmoid_too_so_logits_past_16_differ(keras):
+    """Keras' BinaryFocalCrossentropy(from_logits=True) takes σ(x) and clips it to [ε, 1 - ε], ε = 1e-7:
+    past |x| ≈ 16 its cross-entropy stops at -log ε ≈ 16 (the plugin's README says so). Below, the two agree."""
+    peer = keras.losses.BinaryFocalCrossentropy(from_logits=True, apply_class_balancing=True, gamma=0.0)
+    x, t = np.array([[5.0, 30.0]]), np.zeros((1, 2))
+    got = binary_focal_loss(x, t, gamma=0.0, reduction="none")  # (1 - α) · log(1 + eˣ)
+    np.testing.assert_allclose(got, 0.75 * np.logaddexp(0.0, x), rtol=1e-12)
+    np.testing.assert_allclose(np.mean(got[:, :1]), peer(t[:, :1], x[:, :1]), rtol=1e-6)
+    assert float(peer(t[:, 1:], x[:, 1:])) < 0.75 * 16.2 < float(got[0, 1])  # 22.5 here
+
+
 # --- every backend the plugin runs on, in float64 --------------------------------------------------
 
 def edge_cases() -> list:
