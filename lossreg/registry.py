@@ -266,19 +266,23 @@ def _check_dtypes(spec: LossSpec, arrays: tuple[Any, ...], options: dict[str, An
 def _within_options(spec: LossSpec, kernel: Callable[..., Any]) -> Callable[..., Any]:
     """``kernel``, handing back (``NotImplemented``) a call with a keyword of its own that the loss
     does not take (a benchmark's knob, say): the portable definition then refuses it, as it would
-    with kernels off, instead of the kernel quietly taking it. Unwrapped when it has none."""
+    with kernels off, instead of the kernel quietly taking it. So too a call with an option of the
+    loss that the kernel does not take (written for the common options only): the portable
+    definition computes it, where the kernel would raise a TypeError. Unwrapped when it has none."""
     try:
         params = inspect.signature(kernel).parameters.values()
     except (TypeError, ValueError):  # a builtin or an extension's function: nothing to read
         return kernel
     own = tuple(p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
                 and p.name not in spec.options and p.name not in spec.inputs)
-    if not own:
+    named = {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    lacks = () if any(p.kind is p.VAR_KEYWORD for p in params) else tuple(o for o in spec.options if o not in named)
+    if not own and not lacks:
         return kernel
 
     @functools.wraps(kernel)
     def within(*arrays: Any, **options: Any) -> Any:
-        if any(key in options for key in own):
+        if any(key in options for key in own) or any(key in options for key in lacks):
             return NotImplemented
         return kernel(*arrays, **options)
 
@@ -756,7 +760,15 @@ class Registry:
             return "", f"a Kernel of '{item.loss}' whose function {item.function!r:.60} is not callable"
         if normalize(item.loss) not in self.index:
             return "", f"a Kernel of '{item.loss}', which is not a registered loss"
-        return self.index[normalize(item.loss)], ""
+        spec = self.specs[self.index[normalize(item.loss)]]
+        try:  # called with the loss's arrays: a kernel that cannot take them would fail every call
+            inspect.signature(item.function).bind(*spec.inputs)
+        except TypeError as exc:
+            return "", (f"a Kernel of '{spec.name}' whose function {getattr(item.function, '__name__', '?')} does "
+                        f"not take the loss's arrays ({', '.join(spec.inputs)}): {exc}")
+        except ValueError:  # a builtin or an extension's function: nothing to read
+            pass
+        return spec.name, ""
 
     def add_spec(self, plugin: str, item: Any) -> None:
         """Register a loss of ``plugin`` (made with ``define_loss``) under all its names."""

@@ -74,6 +74,8 @@ def test_malformed_specs_kernels_backends_and_cases(everything):
                   ["lossreg_kernels returned str 'not a kernel'"],
                   ["Kernel of 'no_such_loss', which is not a registered loss"],
                   ["Kernel of 'malformed_fine_loss' whose function None is not callable"],
+                  ["Kernel of 'malformed_fine_loss' whose function _function does not take the loss's arrays "
+                   "(input, target)"],
                   ["backend 'no_such_backend', which no plugin provides"],
                   ["lossreg_backends returned object, not a Backend"],
                   ["lossreg_cases: cannot read", "FileNotFoundError"],
@@ -82,7 +84,7 @@ def test_malformed_specs_kernels_backends_and_cases(everything):
     info = everything["plugins"]["fault_malformed"]
     assert info["registered"] == {"losses": ["malformed_fine_loss"], "kernels": []}
     assert not any("fault_malformed" in k for k in everything["kernels"])
-    assert len(info["faults"]) == 11
+    assert len(info["faults"]) == 12
 
 
 def test_a_name_the_builtin_catalogue_has(everything):
@@ -124,7 +126,7 @@ def test_lossreg_plugins_shows_every_plugin_and_fault(site):
     out = done.stdout
     assert "fault_import  [failed, 1 fault]  lossreg-fault-import 0.1.0" in out
     assert "fault: import of lossreg_fault_import failed, plugin skipped: ImportError" in out
-    assert "fault_malformed  [loaded, 11 faults]  lossreg-fault-malformed 0.1.0" in out
+    assert "fault_malformed  [loaded, 12 faults]  lossreg-fault-malformed 0.1.0" in out
     assert "clash_c  [loaded]  lossreg-clash-c 0.1.0  import " in out
     assert "replaced (1): shared_loss (of clash_a)" in out
     assert "fault: slow import: " in out and "fault: hook lossreg_losses raised RuntimeError" in out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import types
 
 import numpy as np
 import pytest
@@ -144,8 +145,23 @@ def test_a_kernel_is_chosen_for_its_library_and_can_be_switched_off():
         with lossreg.use_kernels(False):
             lossreg.mse_loss(x, y)
         assert calls == ["mean", "none"]
+        # An option of the loss that the kernel does not take (mse_loss's weight) hands the call back to the
+        # portable definition, as NotImplemented does: not fast_mse's TypeError.
+        assert lossreg.mse_loss(x, y, weight=np.array([1.0, 3.0])) == 3.25 and calls == ["mean", "none"]
     finally:
         lossreg.unregister_plugin("test-kernel")
+
+
+def test_a_kernel_that_cannot_take_the_losss_arrays_is_a_fault_not_a_failure_of_every_call():
+    plugin = types.SimpleNamespace(lossreg_kernels=lossreg.hookimpl(
+        lambda: [lossreg.Kernel("mse_loss", "numpy", lambda input: input)]))
+    with pytest.warns(lossreg.LossregPluginWarning, match=r"does not take the loss's arrays \(input, target\)"):
+        lossreg.register_plugin(plugin, name="one-array-kernel")
+    try:
+        assert lossreg.registry().plugins["one-array-kernel"].registered == {}
+        assert lossreg.mse_loss(np.array([1.0, 2.0]), np.zeros(2)) == 2.5  # the built-in kernel, not the lambda
+    finally:
+        lossreg.unregister_plugin("one-array-kernel")
 
 
 def test_registering_a_plugin_under_a_name_already_loaded_is_refused_not_blamed_on_the_other():
