@@ -148,6 +148,12 @@ def define_loss(
                             kernel = reg.kernel_for(loss_name, arrays[0])
                     else:
                         kernel = None
+                    if kernel is not None and _registry is not None and _registry.refused:
+                        # Kernels are found by the loss's name: this function's, if it was refused for a
+                        # name another plugin's loss has, are that loss's (called directly, it computes itself).
+                        current = _registry.specs.get(_registry.index.get(loss_key, ""))
+                        if current is not None and current.function is not function:
+                            kernel = None
                     if kernel is not None:
                         result = kernel(*arrays, **options)
                         if result is not NotImplemented:

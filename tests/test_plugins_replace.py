@@ -170,3 +170,22 @@ def test_a_loss_refused_for_its_name_takes_its_kernels_and_cases_with_it():
     finally:
         lossreg.unregister_plugin("rival")
         lossreg.unregister_plugin("original")
+
+
+def test_a_loss_refused_for_its_name_called_directly_computes_itself_not_the_other_plugins_kernel():
+    """Kernels are found by the loss's name: the refused function (still its package's public name)
+    shares it with the registered loss, whose kernels compute that loss."""
+    original = types.SimpleNamespace(
+        lossreg_losses=lossreg.hookimpl(lambda: [charbonnier_loss]),
+        lossreg_kernels=lossreg.hookimpl(lambda: [lossreg.Kernel("charbonnier_loss", "numpy",
+                                                                  charbonnier_loss.portable)]))
+    lossreg.register_plugin(original, name="original")
+    with pytest.warns(lossreg.LossregPluginWarning, match="loss 'charbonnier_loss' not registered"):
+        lossreg.register_plugin(_plugin(charbonnier_loss_rival), name="rival")
+    try:
+        x, y = np.array([2.0]), np.zeros(1)
+        assert float(charbonnier_loss_rival(x, y)) == 4.0  # (x - y)², not the original's kernel: √(4 + ε²)
+        assert float(lossreg.charbonnier_loss(x, y, eps=0.0)) == 2.0
+    finally:
+        lossreg.unregister_plugin("rival")
+        lossreg.unregister_plugin("original")
