@@ -245,6 +245,24 @@ def _torch_forward_names(spec: LossSpec) -> dict[str, str]:
     return {theirs: ours for theirs, ours in zip(names, spec.inputs) if theirs != ours and theirs not in spec.inputs}
 
 
+def _forward_naming(spec: LossSpec, forward_names: dict[str, str]) -> Any:
+    """``LossModule.forward`` under a signature that names the arrays as torch.nn's forward does
+    (``(input, target)``; ``(log_input, target)`` for PoissonNLLLoss): ``torch.export`` binds its
+    ``dynamic_shapes`` and keyword inputs to those names, and ``(*arrays, **named)`` matched none of
+    the per-array specs written for torch.nn's module."""
+    theirs = {ours: name for name, ours in forward_names.items()}
+    names = [theirs.get(name, name) for name in spec.inputs]
+
+    def forward(self: LossModule, *arrays: Any, **named: Any) -> Any:
+        return LossModule.forward(self, *arrays, **named)
+
+    forward.__doc__ = LossModule.forward.__doc__
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    forward.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter(name, kind) for name in ("self", *names)])
+    return forward
+
+
 def _torch_positional(spec: LossSpec) -> tuple[str, ...]:
     """The options torch.nn's class of the same name takes positionally, up to the first one lossreg lacks."""
     names = []
@@ -294,6 +312,8 @@ def module_class(name: str) -> type[LossModule]:
             }
             if "options" in spec.options:  # torch.nn's name for an option: it shadows the property
                 body["options"] = None
+            if base is LossModule:  # LinearLossModule's arrays depend on whether it owns its layer
+                body["forward"] = _forward_naming(spec, body["_forward_names"])
             cls = type(spec.class_name, (base,), body)
             _FUNCTIONS[spec.name] = registry().loss_class(spec.name)._dispatch  # no lookup per call
             _classes[spec.name] = cls

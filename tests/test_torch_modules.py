@@ -8,6 +8,7 @@ with ``state_dict``/``torch.save``, hooked, and trained under DDP with two proce
 from __future__ import annotations
 
 import functools
+import inspect
 import io
 import re
 import subprocess
@@ -159,6 +160,26 @@ def test_forward_takes_the_arrays_by_name_too() -> None:
         crit(input=x)
     with pytest.raises(TypeError, match="unexpected or repeated input"):
         crit(x, y, input=x)
+
+
+def test_forward_signature_names_the_arrays_as_torch_nns_so_export_takes_its_dynamic_shapes() -> None:
+    """torch.export binds ``dynamic_shapes`` (and keyword inputs) to forward's parameters: the specs
+    written for torch.nn's module, per array by position or by torch.nn's names, fit lossreg's."""
+    for name in BUILTIN:
+        cls = getattr(torch.nn, lossreg.spec(name).class_name)
+        if name not in OTHER_INTERFACE_IN_TORCH:
+            assert (inspect.signature(getattr(lt, cls.__name__)().forward).parameters.keys()
+                    == inspect.signature(cls().forward).parameters.keys()), name
+    n = torch.export.Dim("n")
+    x, y = torch.randn(4, 3), torch.tensor([0, 2, 1, 1])
+    program = torch.export.export(lt.CrossEntropyLoss(label_smoothing=0.1), (x, y), dynamic_shapes=({0: n}, {0: n}))
+    x7, y7 = torch.randn(7, 3), torch.tensor([0, 2, 1, 1, 0, 2, 2])
+    torch.testing.assert_close(program.module()(x7, y7), F.cross_entropy(x7, y7, label_smoothing=0.1))
+    rates, counts = torch.randn(4, 3), torch.rand(4, 3) * 3
+    program = torch.export.export(lt.PoissonNLLLoss(), (), {"log_input": rates, "target": counts},
+                                  dynamic_shapes={"log_input": {0: n}, "target": {0: n}})
+    torch.testing.assert_close(program.module()(log_input=rates[:2], target=counts[:2]),
+                               F.poisson_nll_loss(rates[:2], counts[:2]))
 
 
 def test_array_options_are_buffers_that_move_and_round_trip_through_state_dict() -> None:
