@@ -94,6 +94,9 @@ class LossModule(nn.Module):
     def forward(self, *arrays: Any, **named: Any) -> Any:
         """``loss(input, target)``, or by the functional form's argument names (``input=..., target=...``)
         or by torch.nn's forward's, where they differ (``PoissonNLLLoss()(log_input=..., target=...)``)."""
+        traced = _fx_leaf(self, arrays, named)
+        if traced is not None:
+            return traced
         if named:
             arrays = self._by_name(arrays, named)
         return _FUNCTIONS[self._loss_name](*arrays, **self.loss_options())
@@ -180,6 +183,9 @@ class LinearLossModule(LossModule):
 
     def forward(self, *arrays: Any, **named: Any) -> Any:
         """``loss(input, target)`` with an owned layer, else ``loss(input, linear_weight, target)``."""
+        traced = _fx_leaf(self, arrays, named)
+        if traced is not None:
+            return traced
         linear = getattr(self, "linear", None)  # an owned layer, a submodule
         if linear is None:
             return super().forward(*arrays, **named)
@@ -197,6 +203,18 @@ class LinearLossModule(LossModule):
             options[next(k for k in ("linear_bias", "bias") if k in options)] = linear.bias.reshape(
                 self.num_classes, *self.out_features)
         return _FUNCTIONS[self._loss_name](given["input"], weight, given["target"], **options)
+
+
+def _fx_leaf(module: LossModule, arrays: tuple[Any, ...], named: dict[str, Any]) -> Any:
+    """Under ``torch.fx.symbolic_trace``, the call as a ``call_module`` node, else None. fx's tracer
+    keeps torch.nn's modules as leaves (it decides so by their ``__module__``) and runs any other
+    module's forward on its proxies, which lossreg's checks of shapes and dtypes cannot take: a model
+    holding its loss traced with torch.nn's, and with lossreg's raised fx's TraceError."""
+    proxy = next((a for a in (*arrays, *named.values()) if isinstance(a, torch.fx.Proxy)), None)
+    tracer = None if proxy is None else proxy.tracer
+    if not isinstance(tracer, torch.fx.Tracer):  # not fx's module tracer (a bare TracerBase records no modules)
+        return None
+    return tracer.create_proxy("call_module", tracer.path_of_module(module), arrays, named)
 
 
 def _is_size(k: object) -> TypeGuard[int]:

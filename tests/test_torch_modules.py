@@ -259,6 +259,21 @@ def test_in_a_module_tree_with_hooks_and_torch_save() -> None:
     torch.testing.assert_close(loaded(x, y), value)
 
 
+def test_torch_fx_symbolic_trace_of_a_model_holding_losses_keeps_them_leaves_as_torch_nns() -> None:
+    """fx's tracer keeps torch.nn's loss modules as ``call_module`` leaves; lossreg's are recorded as the
+    same leaves (their checks cannot run on fx's proxies), so the traced model computes the eager one's."""
+    torch.manual_seed(0)
+    model = Classifier().double()
+    traced = torch.fx.symbolic_trace(model)
+    assert [node.target for node in traced.graph.nodes if node.op == "call_module"][-2:] == ["losses.ce", "losses.nll"]
+    assert traced.state_dict().keys() == model.state_dict().keys()
+    x, y = torch.randn(5, 4, dtype=torch.float64), torch.tensor([0, 1, 2, 1, 0])
+    got, want = traced(x, y), model(x, y)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=0)
+    params = list(model.parameters())
+    torch.testing.assert_close(torch.autograd.grad(got, params), torch.autograd.grad(want, params), rtol=1e-12, atol=0)
+
+
 def test_torch_load_in_a_fresh_interpreter_finds_the_generated_class(tmp_path: Path) -> None:
     path = tmp_path / "model.pt"
     torch.save(torch.nn.ModuleDict({"crit": lt.CrossEntropyLoss(weight=W3, ignore_index=2)}), path)
