@@ -316,10 +316,11 @@ def check_same_shape(loss: str, name: str, x: Any, like_name: str, like: Any) ->
         )
 
 
-def check_shape(loss: str, name: str, x: Any, shape: tuple[int | None, ...], what: str) -> None:
-    """``shape`` may hold ``None`` for any length; ``what`` describes the expectation in words."""
+def check_shape(loss: str, name: str, x: Any, shape: tuple[int | None, ...], what: str | Callable[[], str]) -> None:
+    """``shape`` may hold ``None`` for any length; ``what`` describes the expectation in words, or
+    is a function making the words, called only to raise (see :func:`check_values`)."""
     if len(x.shape) != len(shape) or any(s is not None and s != d for s, d in zip(shape, x.shape)):
-        raise LossValueError(loss, name, what, f"shape {tuple(x.shape)}")
+        raise LossValueError(loss, name, what if isinstance(what, str) else what(), f"shape {tuple(x.shape)}")
 
 
 def check_flag(loss: str, name: str, value: Any) -> None:
@@ -578,7 +579,7 @@ def reads_values(x: Any) -> bool:
     return mode == "sync" or (mode == "auto" and not _on_accelerator(x))
 
 
-def check_values(loss: str, name: str, x: Any, bad: Any, xp: Any, expected: str) -> Any:
+def check_values(loss: str, name: str, x: Any, bad: Any, xp: Any, expected: str | Callable[[], str]) -> Any:
     """Guard against invalid values of ``x`` flagged by the boolean array ``bad``.
 
     Eager CPU arrays raise at once, quoting an offending value. Lazy and traced arrays cannot be
@@ -586,6 +587,11 @@ def check_values(loss: str, name: str, x: Any, bad: Any, xp: Any, expected: str)
     the returned mask is applied with :func:`poison` instead: an invalid element yields NaN,
     never a quietly wrong number. A mask that cannot be read (computed from another, traced
     array: ``torch.func.vmap`` over the lengths of plain targets, say) is returned too.
+
+    ``expected`` may be a function making the message, called only to raise: a message quoting
+    a size (``lambda: f"class indices in [0, {c})"``) formatted before the call would, under
+    ``torch.compile(dynamic=True)``, make the size a constant of the graph, compiled again for
+    every other number of classes.
     """
     if not (reads_values(x) and reads_values(bad)):
         return bad
@@ -595,7 +601,7 @@ def check_values(loss: str, name: str, x: Any, bad: Any, xp: Any, expected: str)
         # array-api-strict has no .item(): an index is quoted as the integer it is, not as a float
         got = (offender.item() if hasattr(offender, "item")
                else int(offender) if xp.isdtype(offender.dtype, "integral") else float(offender))
-        raise LossValueError(loss, name, expected, f"{got!r}")
+        raise LossValueError(loss, name, expected if isinstance(expected, str) else expected(), f"{got!r}")
     return None
 
 
@@ -1204,7 +1210,7 @@ def class_inputs(loss: str, input: Any, target: Any, *, weight: Any = None, igno
                              f"shape {tuple(target.shape) if not unbatched else tuple(target.shape[1:])}")
     if weight is not None:
         check_floating(loss, "weight", weight, xp)
-        check_shape(loss, "weight", weight, (c,), f"a vector of one weight per class, shape ({c},)")
+        check_shape(loss, "weight", weight, (c,), lambda: f"a vector of one weight per class, shape ({c},)")
     safe, active, bad = class_targets(loss, xp, target, ignore_index, c)
     # Class weights take the input's dtype: torch refuses weights of another one, and a float64
     # weight built by NumPy must not turn a float32 loss into a float64 computation.
@@ -1233,8 +1239,8 @@ def class_targets(loss: str, xp: Any, target: Any, ignore_index: int, c: int, *,
     kept = target != ignore_index
     valid = (target >= 0) & (target < c)
     wrong = ~valid & kept
-    bad = (check_values(loss, "target", target, wrong, xp, f"class indices in [0, {c}) or ignore_index={ignore_index}")
-           if read else wrong)
+    bad = (check_values(loss, "target", target, wrong, xp,
+                        lambda: f"class indices in [0, {c}) or ignore_index={ignore_index}") if read else wrong)
     return xp.where(valid, target, 0), valid & kept, bad
 
 

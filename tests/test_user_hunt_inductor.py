@@ -9,6 +9,9 @@ What the file pins (each lossreg count against torch.nn's, measured in the same 
   ``mark_dynamic`` under ``LOSSREG_SLOW=1``), for the losses of torch.nn a training loop uses:
   lossreg never breaks the graph and compiles no more often than torch.nn (torch.nn's ``CTCLoss``
   and ``GaussianNLLLoss`` break it; lossreg's compile); values and gradients are torch.nn's;
+- ``dynamic=True`` with the number of classes changing: one compile, as torch.nn's (the bug found:
+  the margin losses and cross-entropy's portable definition formatted their checks' messages,
+  which quote C, before checking, and that made C a constant of the graph);
 - a ``CrossEntropyLoss(weight, ignore_index, label_smoothing)`` training loop: a varying number of
   ignored labels, all-ignored batches, train/eval switching and ``torch.no_grad()`` evaluation
   compile as often as torch.nn's; a ``label_smoothing`` changed every step recompiles every step
@@ -176,6 +179,35 @@ def test_changing_batch_sizes_recompile_as_torch_nn_and_never_break_the_graph(na
     for (v, g), (tv, tg) in zip(got, want):
         torch.testing.assert_close(v, tv, rtol=1e-9, atol=1e-12)
         torch.testing.assert_close(g, tg, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize(("name", "kernels", "weighted"), [
+    ("MultiMarginLoss", True, False), ("MultiMarginLoss", True, True), ("MultiLabelMarginLoss", True, False),
+    ("CrossEntropyLoss", False, False), ("CrossEntropyLoss", False, True), ("NLLLoss", False, True)])
+def test_changing_class_counts_under_dynamic_true_compile_once_as_torch_nn(name: str, kernels: bool,
+                                                                          weighted: bool) -> None:
+    """``dynamic=True`` keeps C symbolic too. The checks' messages quote C (``class indices in [0, C)``,
+    ``a vector of one weight per class, shape (C,)``): formatted before the check, they made C a
+    constant of the graph, one compile per class count (the margin losses, and cross-entropy's
+    portable definition); they are now made only to raise."""
+    def call(n: int, c: int) -> Callable[[Callable[..., Any]], Any]:
+        def run(f: Callable[..., Any]) -> Any:
+            g = torch.Generator().manual_seed(c)
+            x = torch.randn(n, c, dtype=D, generator=g, requires_grad=True)
+            y = (torch.randint(-1, c, (n, c), generator=g) if name == "MultiLabelMarginLoss"
+                 else torch.randint(0, c, (n,), generator=g))
+            out = f(x, y, torch.rand(c, dtype=D, generator=g) if weighted else None)
+            return out.detach(), torch.autograd.grad(out, x)[0]
+        return run
+
+    def step(lib: Any) -> Callable[..., Any]:
+        return lambda x, y, w: getattr(lib, name)(**({"weight": w} if weighted else {}))(x, y)
+    calls = [call(n, c) for n, c in [(4, 3), (5, 7), (8, 11), (3, 5)]]
+    t_frames, _, want = _counted(step(nn), calls, dynamic=True)
+    with lossreg.use_kernels(kernels):
+        frames, breaks, got = _counted(step(lt), calls, dynamic=True)
+    assert (frames, breaks, t_frames) == (1, 0, 1)
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
 
 
 # --- a cross-entropy training loop: ignored labels, train/eval, no_grad, a smoothing schedule -------

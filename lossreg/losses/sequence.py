@@ -196,22 +196,22 @@ def checked(name: str, log_probs: Any, targets: Any, input_lengths: Any, target_
 
     # Invalid values raise on eager arrays; on lazy ones each flags the sequences it spoils.
     bad = [toolkit.check_values(name, "input_lengths", il, (il < 0) | (il > t_max), xp,
-                            f"lengths in [0, {t_max}] (T, the frames of log_probs)")]
+                            lambda: f"lengths in [0, {t_max}] (T, the frames of log_probs)")]
     width = targets.shape[-1]  # S padded, sum(target_lengths) concatenated
     labels = xp.astype(targets, ints)
     if padded:
         bad.append(toolkit.check_values(name, "target_lengths", tl, (tl < 0) | (tl > width), xp,
-                                    f"lengths in [0, {width}] (S, the padded targets' length)"))
+                                    lambda: f"lengths in [0, {width}] (S, the padded targets' length)"))
         active = xp.reshape(xp.arange(width, dtype=ints, device=dev), (1, width)) < xp.reshape(tl, (n, 1))
     else:
         bad.append(toolkit.check_values(name, "target_lengths", tl, tl < 0, xp, "non-negative lengths"))
         total = xp.reshape(xp.sum(tl), (1,))
         bad.append(toolkit.check_values(name, "target_lengths", total, total != width, xp,
-                                    f"lengths summing to {width}, the length of the concatenated targets"))
+                                    lambda: f"lengths summing to {width}, the length of the concatenated targets"))
         active = xp.ones(labels.shape, dtype=xp.bool, device=dev)
     wrong = active & ((labels < 0) | (labels >= c) | (labels == blank))
     flagged = toolkit.check_values(name, "targets", targets, wrong, xp,
-                               f"labels in [0, {c}) other than blank={blank} (within target_lengths)")
+                               lambda: f"labels in [0, {c}) other than blank={blank} (within target_lengths)")
     if flagged is not None:
         bad.append(xp.any(flagged, axis=1) if padded else xp.reshape(xp.any(flagged), (1,)))
     return Checked(xp, ints, labels, il, tl, padded, unbatched, bad)
