@@ -125,7 +125,7 @@ def define_loss(
             false_friends=dict(false_friends or {}),
             views=views,
         )
-        loss_name, loss_key = spec.name, normalize(spec.name)
+        loss_name, loss_key, arity = spec.name, normalize(spec.name), len(spec.inputs)
 
         # The hot path of every call: a few dict and attribute lookups, nothing that torch.compile
         # cannot trace (no ContextVar, no os.environ: see read_environment).
@@ -133,6 +133,8 @@ def define_loss(
 
         @functools.wraps(function)
         def dispatch(*arrays: Any, **options: Any) -> Any:
+            if len(arrays) < arity:  # torch.nn.functional's arrays by name too: F.ctc_loss(lp, y, input_lengths=...)
+                arrays, options = _arrays_in_place(spec, arrays, options)
             try:  # free unless something raises
                 if arrays:
                     if _compiling():
@@ -303,14 +305,33 @@ def _unknown_option(spec: LossSpec, key: str) -> LossTypeError:
     return LossTypeError(spec.name, key, expected, "an unknown option")
 
 
+def _arrays_in_place(spec: LossSpec, arrays: tuple[Any, ...], named: dict[str, Any]) -> tuple[tuple[Any, ...],
+                                                                                             dict[str, Any]]:
+    """The call with the arrays given by name (as torch.nn.functional and torch.nn's forward take
+    them) moved into place after those given by position, and ``named`` less them. A call that
+    names none is returned as it is: too few arrays, which :func:`_check_call` reports."""
+    rest = spec.inputs[len(arrays):]
+    if not any(key in named for key in spec.inputs):
+        return arrays, named
+    for key in spec.inputs:
+        if key in named and key not in rest:
+            raise LossTypeError(spec.name, key, f"each array once: {spec.name}({', '.join(spec.inputs)}, ...), "
+                                "by position or by name", "it by position and by name")
+        if key in rest and key not in named:
+            raise LossTypeError(spec.name, key, f"each array once: {spec.name}({', '.join(spec.inputs)}, ...), "
+                                "by position or by name", "no value (the arrays after it were given by name)")
+    options = {key: value for key, value in named.items() if key not in rest}
+    return (*arrays, *(named[key] for key in rest)), options
+
+
 def _check_call(spec: LossSpec, arrays: tuple[Any, ...], options: dict[str, Any]) -> None:
     """Raise :class:`LossTypeError` if the call does not fit the loss's signature (arrays by
-    position, options by keyword, no unknown option); return if it does."""
+    position or by name, options by keyword, no unknown option); return if it does."""
     inputs = spec.inputs
     for key in options:
         if key in inputs:
-            raise LossTypeError(spec.name, key, f"its arrays by position: {spec.name}({', '.join(inputs)}, ...)",
-                                "the array by keyword")
+            raise LossTypeError(spec.name, key, f"each array once: {spec.name}({', '.join(inputs)}, ...), "
+                                "by position or by name", "it by position and by name")
         if key not in spec.options:
             raise _unknown_option(spec, key)
     try:
@@ -451,7 +472,14 @@ class Loss:
                 object.__setattr__(self, key, value)
         self.__dict__.update(state or {})
 
-    def __call__(self, *arrays: Any) -> Any:
+    def __call__(self, *arrays: Any, **named: Any) -> Any:
+        if named:  # the arrays by name, as torch.nn's forward takes them; the options were given to the class
+            unknown = next((key for key in named if key not in self.spec.inputs), None)
+            if unknown is not None:
+                raise LossTypeError(self.spec.name, unknown, f"the arrays ({', '.join(self.spec.inputs)}) at the call, "
+                                    f"the options when the loss is made: {self.spec.class_name}({unknown}=...)",
+                                    "an argument that is not one of its arrays")
+            arrays, _ = _arrays_in_place(self.spec, arrays, named)
         options = self.options
         # A number too where the option is an array or None (pos_weight=np.float64(3.0), kept as 3.0,
         # or a 0-d array as get_config writes it): a 0-d array then, as for a list.

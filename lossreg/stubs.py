@@ -33,7 +33,7 @@ def render() -> str:
         lines += [f"    class {spec.class_name}(Loss):\n",
                   f'        """{summary}"""\n\n',
                   f"        def __init__(self, *{options}) -> None: ...\n",
-                  f"        def __call__(self, {arrays}, /) -> Any: ...\n\n"]
+                  f"        def __call__(self, {arrays}) -> Any: ...\n\n"]
     lines[-1] = lines[-1].rstrip("\n") + "\n"
     return "".join(lines) + END
 

@@ -106,16 +106,18 @@ class LossModule(nn.Module):
         if self._forward_names:  # torch.nn's names, as its forward takes them (PoissonNLLLoss's log_input)
             renamed = {self._forward_names.get(k, k): v for k, v in named.items()}
             if len(renamed) < len(named):
-                raise TypeError(f"{self.spec.class_name}.forward() takes the arrays {', '.join(inputs)}; got "
-                                f"repeated {', '.join(sorted(k for k in named if k in self._forward_names))}")
+                key = next(k for k in named if k in self._forward_names)
+                raise LossTypeError(self.spec.name, key, f"each array once: forward({', '.join(inputs)})",
+                                    f"it under two names (repeated {', '.join(sorted(named))})")
             named = renamed
-        unknown = set(named) - set(inputs[len(arrays):])
+        unknown = sorted(set(named) - set(inputs[len(arrays):]))
         if unknown:
-            raise TypeError(f"{self.spec.class_name}.forward() takes the arrays {', '.join(inputs)}; "
-                            f"got unexpected or repeated {', '.join(sorted(unknown))}")
+            raise LossTypeError(self.spec.name, unknown[0], f"each array once: forward({', '.join(inputs)}); the "
+                                "options when the module is made", "an unexpected or repeated argument")
         missing = [k for k in inputs[len(arrays):] if k not in named]
         if missing:
-            raise TypeError(f"{self.spec.class_name}.forward() is missing the array(s) {', '.join(missing)}")
+            raise LossTypeError(self.spec.name, missing[0], f"each array once: forward({', '.join(inputs)})",
+                                "no value")
         return (*arrays, *(named[k] for k in inputs[len(arrays):]))
 
     def get_config(self) -> dict[str, Any]:

@@ -169,11 +169,14 @@ def test_jax_arrays_give_nan_but_sync_mode_reads_concrete_ones_and_raises():
     (lambda: lossreg.mse_loss(X), "arrays", "2 arrays by position (input, target), then options by keyword"),
     (lambda: lossreg.mse_loss(X, X, "sum"), "arrays", "got 3 positional arguments"),
     (lambda: lossreg.mse_loss(X, X, reductio="sum"), "reductio", "expected one of its options reduction"),
-    (lambda: lossreg.mse_loss(input=X, target=X), "input", "expected its arrays by position"),
+    (lambda: lossreg.mse_loss(X, input=X), "input", "got it by position and by name"),
+    (lambda: lossreg.mse_loss(X, X, target=X), "target", "got it by position and by name"),
+    (lambda: lossreg.gaussian_nll_loss(X, target=X), "var", "got no value (the arrays after it were given by name)"),
     (lambda: lossreg.MSELoss()(X), "arrays", "2 arrays by position"),
+    (lambda: lossreg.MSELoss()(X, X, reduction="sum"), "reduction", "the options when the loss is made"),
     (lambda: lossreg.ctc_loss(X, X), "arrays", "4 arrays by position (log_probs, targets, input_lengths"),
-], ids=["too few arrays", "a positional option", "a misspelt option", "arrays by keyword", "class form",
-        "ctc, two of four"])
+], ids=["too few arrays", "a positional option", "a misspelt option", "an array twice", "the last array twice",
+        "a missing array among named ones", "class form", "class form, an option at the call", "ctc, two of four"])
 def test_a_call_that_does_not_fit_the_signature_is_a_lossreg_error(call, argument, expected):
     with pytest.raises(lossreg.LossTypeError, match=rf"argument '{argument}' .*{re.escape(expected)}"):
         call()

@@ -101,6 +101,24 @@ def test_modules_take_the_arrays_by_torch_nns_forward_names() -> None:
         lt.PoissonNLLLoss()(log_input=x, input=x, target=y)
 
 
+@pytest.mark.parametrize("name", LOSSES)
+def test_functional_and_class_forms_take_the_arrays_by_torchs_names_too(name: str) -> None:
+    """``F.gaussian_nll_loss(x, y, var=v)``, ``F.ctc_loss(lp, t, input_lengths=il, target_lengths=tl)``,
+    ``F.mse_loss(input=x, target=y)``: every split of the arrays between position and name that
+    torch's functional takes, lossreg's functional and class forms take, with torch's value; the
+    arrays on NumPy too."""
+    arrays = _example(name)
+    names = lossreg.spec(name).inputs
+    for k in range(len(arrays) + 1):  # the first k by position, the rest by name
+        positional, named = arrays[:k], dict(zip(names[k:], arrays[k:]))
+        want = _quiet(getattr(F, name), *positional, **named)
+        torch.testing.assert_close(_quiet(getattr(lossreg, name), *positional, **named), want)
+        torch.testing.assert_close(_quiet(lossreg.get(name), *positional, **named), want)
+        as_numpy = {key: value.numpy() for key, value in named.items()}
+        np_value = _quiet(getattr(lossreg, name), *(a.numpy() for a in positional), **as_numpy)
+        torch.testing.assert_close(torch.as_tensor(np_value), want)
+
+
 def _layouts(a: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
     out = [("transposed", a.T.contiguous().T)] if a.ndim == 2 else []
     return out + [("sliced", torch.cat([a, a], -1)[..., ::2])] if a.ndim >= 1 else out
