@@ -206,7 +206,9 @@ def _check_layouts(spec: LossSpec, arrays: tuple[Any, ...], options: dict[str, A
     given = {**dict(zip(spec.inputs, arrays)), **{k: options[k] for k in spec.array_options if k in options}}
     present = [x for x in given.values() if x is not None]
     if present and all(compat.is_torch_array(x) for x in present):
-        toolkit.namespace(spec.name, **given)
+        # Every array option may be None (a module whose layer has no bias passes linear_bias=None), not only
+        # namespace's default weight and pos_weight: None there is absent, and torch's own error goes out.
+        toolkit.namespace(spec.name, optional=tuple(spec.array_options), **given)
 
 
 def _within_range(spec: LossSpec, options: dict[str, Any], error: OverflowError) -> dict[str, Any]:

@@ -475,3 +475,24 @@ def test_a_string_number_option_is_a_lossreg_value_error_where_torch_raises_type
         F.margin_ranking_loss(a, b, s, margin="1")
     with pytest.raises(lossreg.LossValueError, match=r"^margin_ranking_loss: argument 'margin' expected a number, got '1'"):
         lossreg.margin_ranking_loss(a, b, s, margin="1")
+
+
+@pytest.mark.parametrize("bias", ["linear_bias", "bias"])
+def test_a_torch_error_with_a_bias_given_as_none_is_torchs_and_a_sparse_input_is_named(bias: str) -> None:
+    # A linear probe trained on features computed under torch.inference_mode: torch refuses to save
+    # them for backward. An owned layer without bias passes linear_bias=None, as may the user: the
+    # error was lossreg's "argument 'linear_bias' expected an array, got NoneType".
+    with torch.inference_mode():
+        features = torch.randn(10, 6)
+    w = torch.randn(9, 6, requires_grad=True)
+    y = torch.randint(0, 9, (10,))
+    with pytest.raises(RuntimeError, match="Inference tensors cannot be saved for backward") as torchs:
+        F.linear_cross_entropy(features, w, y)
+    assert not isinstance(torchs.value, lossreg.LossError)
+    for call in (lambda: lossreg.linear_cross_entropy(features, w, y, **{bias: None}),
+                 lambda: lt.LinearCrossEntropyLoss(6, 9)(features, y)):
+        with pytest.raises(RuntimeError, match="Inference tensors cannot be saved for backward") as ours:
+            call()
+        assert not isinstance(ours.value, lossreg.LossError)
+    with pytest.raises(lossreg.LossTypeError, match="argument 'input' expected a dense"):
+        lossreg.linear_cross_entropy(torch.randn(10, 6).to_sparse(), w, y, **{bias: None})
