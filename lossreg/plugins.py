@@ -24,7 +24,7 @@ import importlib.metadata
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pluggy
@@ -188,6 +188,9 @@ def call_each(pm: pluggy.PluginManager, hook: str, infos: dict[str, PluginInfo])
             result = impl.function()
             if isinstance(result, (str, bytes)):
                 raise TypeError(f"returned the string {result!r}, not an iterable of items")
+            if isinstance(result, Mapping):  # iterating it would register its keys, each then "a str"
+                raise TypeError(f"returned a {type(result).__name__}, not a list of items (return a list: "
+                                f"list(....values()) for a dict of losses, [...] around one case)")
             if result is None:  # a forgotten `return`: not "nothing to register", which is []
                 raise TypeError("returned None, not a list (is its return statement missing? return [] for nothing)")
             items = list(result)

@@ -168,3 +168,15 @@ def test_registering_a_plugin_under_a_name_already_loaded_is_refused_not_blamed_
     with pytest.raises(lossreg.PluginError, match="a plugin named 'lossreg' is already registered"):
         lossreg.register_plugin(object(), name="lossreg")
     assert not lossreg.registry().plugins["lossreg"].faults
+
+
+@pytest.mark.parametrize("hook", ["lossreg_losses", "lossreg_kernels", "lossreg_backends", "lossreg_cases"])
+def test_a_hook_returning_a_dict_is_a_fault_saying_so_not_a_str_for_each_of_its_keys(hook):
+    plugin = types.SimpleNamespace(**{hook: lossreg.hookimpl(lambda: {"mse_loss": lossreg.mse_loss})})
+    with pytest.warns(lossreg.LossregPluginWarning, match=f"hook {hook} raised TypeError: returned a dict, not a list"):
+        lossreg.register_plugin(plugin, name="dict-hook")
+    try:
+        faults = lossreg.registry().plugins["dict-hook"].faults
+        assert len(faults) == 1 and "str" not in faults[0], faults
+    finally:
+        lossreg.unregister_plugin("dict-hook")
