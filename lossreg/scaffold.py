@@ -247,9 +247,13 @@ FILES = {
 def names(name: str) -> dict[str, str]:
     """The names derived from a plugin name: distribution, module, entry point, loss and class."""
     plain = re.sub(r"^lossreg[-_]", "", name.strip().lower())
-    if not re.fullmatch(r"[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*", plain) or plain == "lossreg":
-        raise ValueError(f"{name!r} is not a plugin name: use letters, digits, '-' or '_', starting with a "
-                         "letter (e.g. 'charbonnier' for the distribution lossreg-charbonnier)")
+    example = "(e.g. 'charbonnier' for the distribution lossreg-charbonnier)"
+    if plain == "lossreg":  # the built-in catalogue's plugin and distribution name
+        raise ValueError(f"{name!r} is not a plugin name: 'lossreg' is reserved for the built-in catalogue {example}")
+    if not re.fullmatch(r"[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*", plain):
+        # Say the whole rule: 'x_' and 'a--b' have only allowed characters, but a separator out of place.
+        raise ValueError(f"{name!r} is not a plugin name: use letters and digits, starting with a letter, with "
+                         f"single '-' or '_' only between them {example}")
     snake = plain.replace("-", "_")
     return {"name": snake, "dist": "lossreg-" + snake.replace("_", "-"), "module": "lossreg_" + snake,
             "loss": snake + "_loss", "cls": "".join(part.title() for part in snake.split("_")) + "Loss"}

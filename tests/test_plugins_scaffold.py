@@ -69,9 +69,13 @@ def test_names_are_derived_and_checked(tmp_path):
     assert scaffold.names("lossreg-Focal_Tversky") == {
         "name": "focal_tversky", "dist": "lossreg-focal-tversky", "module": "lossreg_focal_tversky",
         "loss": "focal_tversky_loss", "cls": "FocalTverskyLoss"}
-    for bad in ("9lives", "has space", "lossreg", "", "a--b"):
-        with pytest.raises(ValueError, match="not a plugin name"):
+    for bad in ("9lives", "has space", "", "a--b", "x_", "-x", "lossreg-_x"):
+        with pytest.raises(ValueError, match="not a plugin name: use letters and digits, starting with a letter, "
+                                             "with single '-' or '_' only between them"):
             scaffold.names(bad)
+    for reserved in ("lossreg", "Lossreg", "lossreg-lossreg"):
+        with pytest.raises(ValueError, match="not a plugin name: 'lossreg' is reserved for the built-in catalogue"):
+            scaffold.names(reserved)
     with pytest.raises(ValueError, match="taken by 'huber_loss' of plugin 'lossreg'"):
         scaffold.create("huber", tmp_path)
     (tmp_path / "lossreg-mine").mkdir()
