@@ -107,6 +107,10 @@ def make_manager(extra: list[tuple[str, Any]]) -> tuple[pluggy.PluginManager, di
             info.status = "blocked"
         else:
             _load(pm, info, ep)
+    if autoload and _canonical(BUILTIN) in blocked:  # it cannot be blocked: say so rather than seem to have done it
+        _fault(infos[BUILTIN], f"LOSSREG_BLOCK_PLUGINS names '{blocked[_canonical(BUILTIN)]}', the built-in catalogue, "
+                               "which is always loaded (a plugin's loss can take over a built-in name with "
+                               "define_loss(..., replace=True))")
     for name in sorted((allowed or {})[key] for key in (allowed or {}).keys() - seen) if autoload else ():
         infos[name] = PluginInfo(name, status="missing")
         _fault(infos[name], "named in LOSSREG_PLUGINS, but no installed package provides a lossreg plugin of "

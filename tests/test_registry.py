@@ -180,3 +180,17 @@ def test_a_hook_returning_a_dict_is_a_fault_saying_so_not_a_str_for_each_of_its_
         assert len(faults) == 1 and "str" not in faults[0], faults
     finally:
         lossreg.unregister_plugin("dict-hook")
+
+
+def test_blocking_the_builtin_catalogue_is_a_fault_saying_it_is_always_loaded(monkeypatch):
+    monkeypatch.setenv("LOSSREG_BLOCK_PLUGINS", "Lossreg")
+    try:
+        with pytest.warns(lossreg.LossregPluginWarning, match="LOSSREG_BLOCK_PLUGINS names 'Lossreg', the built-in "
+                                                              "catalogue, which is always loaded"):
+            lossreg.reload()
+            lossreg.registry()
+        assert lossreg.spec("mse").plugin == "lossreg" and len(lossreg.registry().plugins["lossreg"].faults) == 1
+    finally:
+        monkeypatch.delenv("LOSSREG_BLOCK_PLUGINS")
+        lossreg.reload()
+    assert not lossreg.registry().plugins["lossreg"].faults
