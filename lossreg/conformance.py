@@ -136,10 +136,24 @@ def _error_ratio(got: np.ndarray, want: np.ndarray, rtol: float, atol: float) ->
         raise AssertionError(f"got non-finite values where finite ones were expected: {got}")
     if not got[~special].size:
         return 0.0
-    finite = want[~special]
-    scale = max(1.0, float(np.abs(finite).max()))
-    diff = np.abs(got[~special] - finite) / (atol * scale + rtol * np.abs(finite))
-    return float(diff.max())
+    return float(_ratios(got, want, rtol, atol).max())
+
+
+def _ratios(got: np.ndarray, want: np.ndarray, rtol: float, atol: float) -> np.ndarray:
+    """Each element's error against the tolerance (0 where ``want`` is not finite), in ``want``'s shape."""
+    got, want = got.astype("float64"), want.astype("float64")
+    finite = np.isfinite(want)
+    scale = max(1.0, float(np.abs(want[finite]).max(initial=0)))
+    diff = np.abs(np.where(finite, got, 0) - np.where(finite, want, 0))
+    return diff / (atol * scale + rtol * np.abs(np.where(finite, want, 0)))
+
+
+def _worst_element(got: np.ndarray, want: np.ndarray, rtol: float, atol: float) -> str:
+    """The element furthest off, as ``" at [i, j]: got g, expected w"`` (no place for a scalar): said
+    first, it survives the cut of a long message in the matrix, where whole arrays would not."""
+    at = np.unravel_index(int(np.argmax(_ratios(got, want, rtol, atol))), want.shape)
+    place = f" at {[int(i) for i in at]}" if want.ndim else ""
+    return f"{place}: got {float(got[at])!r}, expected {float(want[at])!r}"
 
 
 def _floats(backend: Backend, case: Case, names: Sequence[str], arrays: Sequence[Any],
@@ -293,18 +307,23 @@ def check_case(case: Case, spec: LossSpec, function: Any, backend: Backend, dtyp
         raise AssertionError(f"result on device {compat.device(value)}, input on {compat.device(arrays[0])}")
     worst = _error_ratio(got, want, rtol, atol)
     if worst > 1:  # before the gradients: a wrong value is reported as one, not as the gradient it implies
-        raise AssertionError(f"value off by {worst:.3g}× the tolerance: got {got.tolist()}, expected {want.tolist()}")
+        where = _worst_element(got, want, rtol, atol)
+        if want.ndim:  # the whole arrays after the worst element, for the JSON report
+            where += f"; of all {want.size}: got {got.tolist()}, expected {want.tolist()}"
+        raise AssertionError(f"value off by {worst:.3g}× the tolerance{where}")
     for i, grad in zip(wrt, grads):
         name = names[i]
         wanted = want_grads[name]
         if wanted is None:  # the reference backend cannot differentiate
             continue
+        got_grad = backend.to_numpy(grad)
         try:
-            ratio = _error_ratio(backend.to_numpy(grad), wanted, rtol, atol)
+            ratio = _error_ratio(got_grad, wanted, rtol, atol)
         except AssertionError as exc:
             raise AssertionError(f"gradient of {name}: {exc}") from None
         if ratio > 1:
-            raise AssertionError(f"gradient of {name} off by {ratio:.3g}× the tolerance")
+            raise AssertionError(f"gradient of {name} off by {ratio:.3g}× the tolerance"
+                                 f"{_worst_element(got_grad, wanted, rtol, atol)}")
         worst = max(worst, ratio)
     return worst
 

@@ -158,3 +158,33 @@ def test_array_api_strict_fake_device(device: str) -> None:
     """Inputs on a fake device: every result stays there (the runner checks each one)."""
     _registered("array_api_strict")
     _assert_passed(conformance.run(["array_api_strict"], ("float64",), device, None, max_cases=MAX_CASES))
+
+
+def _grid_case() -> lossreg.testing.Case:
+    return lossreg.testing.Case("mse_loss", "grid", {"input": {"data": [[0.0, 1.0], [2.0, 3.0]], "dtype": "float"},
+                                                     "target": {"data": [[0.0, 0.0], [0.0, 0.0]], "dtype": "float"}},
+                                {"reduction": "none"}, expected=[[0.0, 1.0], [4.0, 9.0]],
+                                grads={"input": [[0.0, 2.0], [4.0, 6.0]]})
+
+
+def test_a_wrong_value_is_reported_first_at_its_worst_element_then_whole():
+    """The matrix cuts a failure at 400 characters: the element furthest off comes before the arrays."""
+    def wrong(input, target, /, *, reduction):
+        return (input - target) ** 2 + (input == 2.0)
+
+    with pytest.raises(AssertionError, match=r"^value off by .*× the tolerance at \[1, 0\]: got 5\.0, expected 4\.0; "
+                                             r"of all 4: got \[\[0\.0, 1\.0\], \[5\.0, 9\.0\]\], expected \[\[0\.0, "):
+        conformance.check_case(_grid_case(), lossreg.spec("mse_loss"), wrong, registry().backends["numpy"],
+                               "float64", "cpu")
+
+
+def test_a_wrong_gradient_is_reported_with_the_got_and_expected_of_its_worst_element():
+    pytest.importorskip("torch")
+
+    def wrong(input, target, /, *, reduction):  # the value of (x - y)², the gradient of x · (x - y) held
+        return input * (input - target).detach()
+
+    with pytest.raises(AssertionError, match=r"^gradient of input off by .*× the tolerance at \[1, 1\]: got 3\.0, "
+                                             r"expected 6\.0$"):
+        conformance.check_case(_grid_case(), lossreg.spec("mse_loss"), wrong, registry().backends["torch"],
+                               "float64", "cpu")
