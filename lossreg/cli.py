@@ -286,8 +286,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="device, e.g. cuda or cuda:1 (default: each backend's first, e.g. cpu)")
     p.add_argument("--loss", default=None, help="comma-separated loss names (default: all)")
     p.add_argument("--plugin", default=None,
-                   help="comma-separated plugins (entry-point or distribution names): every loss each registered, "
-                        "with --loss's; a plugin that is not loaded cleanly is an error (default: all losses)")
+                   help="comma-separated plugins (entry-point or distribution names): every loss each registered "
+                        "or added kernels or cases to, with --loss's; a plugin that is not loaded cleanly is an error "
+                        "(default: all losses)")
     p.add_argument("--max-cases", default=None, metavar="N|cover|BACKEND=N,...",
                    help="run at most N cases per loss, chosen to cover every option value, shape and expected "
                         "error first, or 'cover': as many as it takes to cover each once; per backend as "

@@ -334,9 +334,10 @@ _NOT_LOADED = {"blocked": "skipped by LOSSREG_BLOCK_PLUGINS, or not named in LOS
 
 
 def plugin_losses(plugin: str) -> tuple[list[str], list[str]]:
-    """The losses the installed plugin ``plugin`` (its entry-point or distribution name) registered,
-    and its warnings (a slow import), for checking it; :class:`~lossreg.errors.PluginError` if it
-    cannot be checked as installed: unknown, blocked, failed, any fault, or no losses."""
+    """The losses the installed plugin ``plugin`` (its entry-point or distribution name) registered or
+    added kernels or cases to, and its warnings (a slow import), for checking it;
+    :class:`~lossreg.errors.PluginError` if it cannot be checked as installed: unknown, blocked,
+    failed, any fault, or none of these."""
     reg = registry()
     info = plugins.find(reg.plugins, plugin)
     if info is None:
@@ -349,8 +350,15 @@ def plugin_losses(plugin: str) -> tuple[list[str], list[str]]:
         why = faults or info.faults or [_NOT_LOADED.get(info.status, "not loaded")]
         raise errors.PluginError(f"lossreg plugin {info.name!r} is {info.status}: " + "; ".join(why))
     losses = [spec.name for spec in reg.specs.values() if spec.plugin == info.name]
+    # Kernels and cases may be for another plugin's loss (a faster torch kernel for the built-in
+    # cross_entropy): that loss is what such a plugin asks to be checked, with its kernels and cases.
+    theirs = [loss for (loss, _), kernels in reg.kernels.items() if any(k.plugin == info.name for k in kernels)]
+    theirs += [reg.index[key] for key in (normalize(c.loss) for c in reg.cases if c.plugin == info.name)
+               if key in reg.index]
+    losses += [name for name in dict.fromkeys(theirs) if name not in losses]
     if not losses:
-        raise errors.PluginError(f"lossreg plugin {info.name!r} registered no losses")
+        raise errors.PluginError(f"lossreg plugin {info.name!r} registered no losses, and no kernels or cases for "
+                                 "another plugin's")
     return losses, [f"lossreg plugin '{info.name}': {fault}" for fault in info.faults]
 
 

@@ -18,6 +18,7 @@ switched off and on its fake devices.
 from __future__ import annotations
 
 import os
+import types
 from typing import Any
 
 import numpy as np
@@ -188,3 +189,20 @@ def test_a_wrong_gradient_is_reported_with_the_got_and_expected_of_its_worst_ele
                                              r"expected 6\.0$"):
         conformance.check_case(_grid_case(), lossreg.spec("mse_loss"), wrong, registry().backends["torch"],
                                "float64", "cpu")
+
+
+def test_a_plugin_adding_only_a_kernel_to_a_builtin_loss_is_checked_by_its_name():
+    """`lossreg conformance --plugin NAME` and `lossreg_conformance(plugin=NAME)` of a plugin with a faster
+    kernel for a built-in loss check that loss, the plugin's kernel among its paths (not "registered no losses")."""
+    def wrong_mse(input, target, /, *, reduction="mean"):
+        return np.mean((input - target) ** 2) + 1.0
+
+    plugin = types.SimpleNamespace(lossreg_kernels=lossreg.hookimpl(
+        lambda: [lossreg.Kernel("mse", "numpy", wrong_mse, name="wrong_mse")]))
+    lossreg.register_plugin(plugin, name="kernel-only")
+    try:
+        assert conformance.plugin_losses("kernel-only") == (["mse_loss"], [])
+        with pytest.raises(pytest.fail.Exception, match=r"FAIL mse_loss \[numpy/float64/cpu, kernel:wrong_mse\]"):
+            lossreg.testing.check_conformance(plugin="kernel-only", backends=["numpy"], dtypes=["float64"])
+    finally:
+        lossreg.unregister_plugin("kernel-only")
