@@ -328,6 +328,10 @@ def run_from_args(args: Any, *, command: str | None = None) -> int:
             print(f"lossreg bench: {exc}", file=sys.stderr)
             return 2
     modes = PEER_MODES
+    if getattr(args, "mode", None) and "jax" not in libraries:  # the torch and numpy rows have no modes to choose
+        print(f"lossreg bench: --mode applies to --library jax only, not to --library {', '.join(libraries)}",
+              file=sys.stderr)
+        return 2
     if getattr(args, "mode", None):
         modes = tuple(m.strip().replace("-", " ").replace("forward grad", "forward+grad")
                       for m in args.mode.split(",") if m.strip())

@@ -282,6 +282,7 @@ def test_bench_tiny_writes_rows_whose_ratios_are_lossreg_over_native(tmp_path):
     (["--budget", "-5"], "argument --budget: expected a number of seconds above 0, got -5"),
     (["--budget", "nan"], "argument --budget: expected a number of seconds above 0, got nan"),
     (["--budget", "soon"], "argument --budget: expected a number of seconds above 0, got 'soon'"),
+    (["--library", "numpy", "--mode", "jit-forward"], "--mode applies to --library jax only"),  # was ignored
 ])
 def test_bench_refuses_bad_arguments_before_timing_anything(args, message):
     done = lossreg("bench", "--size", "tiny", "--budget", "0.01", *args)
