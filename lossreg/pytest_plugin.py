@@ -119,8 +119,9 @@ def lossreg_conformance(request: pytest.FixtureRequest) -> Callable[..., list[An
     """:func:`check_conformance` on the backends of ``--lossreg-backend`` and the device of ``--lossreg-device``."""
     chosen, device = _backend_names(request.config), request.config.getoption("--lossreg-device")
 
-    def check(losses: Sequence[str] | None = None, *, plugin: str | None = None,
-              backends: Sequence[str] | str | None = None, dtypes: Sequence[str] = ("float32", "float64")) -> list[Any]:
+    def check(losses: Sequence[str] | str | None = None, *, plugin: str | None = None,
+              backends: Sequence[str] | str | None = None,
+              dtypes: Sequence[str] | str = ("float32", "float64")) -> list[Any]:
         return check_conformance(losses, plugin=plugin, backends=chosen if backends is None else backends,
                                  dtypes=dtypes, device=device)
 

@@ -39,11 +39,12 @@ DEFAULT_BACKENDS = "numpy,array_api_strict,torch"
 
 # --- the conformance check, for tests ---------------------------------------------------------
 
-def check_conformance(losses: Sequence[str] | None = None, *, plugin: str | None = None,
+def check_conformance(losses: Sequence[str] | str | None = None, *, plugin: str | None = None,
                       backends: Sequence[str] | str = DEFAULT_BACKENDS,
-                      dtypes: Sequence[str] = ("float32", "float64"), device: str | None = None) -> list[Outcome]:
+                      dtypes: Sequence[str] | str = ("float32", "float64"), device: str | None = None) -> list[Outcome]:
     """Run the conformance suite on ``losses`` (default: every loss ``plugin`` registered) and fail
-    the calling test with the matrix if any case fails.
+    the calling test with the matrix if any case fails. ``losses``, ``backends`` and ``dtypes`` are
+    lists of names or comma-separated strings; one that names nothing fails the test.
 
     ``plugin`` (its entry-point or distribution name) must be loaded without faults (a failed
     import, a hook that raised, a name it could not register all fail the test, saying why); a
@@ -58,6 +59,10 @@ def check_conformance(losses: Sequence[str] | None = None, *, plugin: str | None
     from .registry import registry
 
     reg = registry()
+    losses, dtypes, names = (None if losses is None else _listed(losses)), _listed(dtypes), _listed(backends)
+    for what, given in (("losses", losses), ("backends", names), ("dtypes", dtypes)):
+        if given is not None and not given:  # not every loss, nor a skip: a list computed empty is a mistake
+            pytest.fail(f"check_conformance: {what} names nothing; leave it out for its default", pytrace=False)
     if plugin is not None:
         try:
             found, notes = conformance.plugin_losses(plugin)
@@ -71,7 +76,6 @@ def check_conformance(losses: Sequence[str] | None = None, *, plugin: str | None
         if missing:
             pytest.fail(f"no loss named {', '.join(map(repr, missing))} is registered; is the plugin that "
                         "defines it installed (`pip install -e .`)?", pytrace=False)
-    names = [b.strip() for b in backends.split(",") if b.strip()] if isinstance(backends, str) else list(backends)
     unknown = [b for b in names if b not in reg.backends]
     if unknown:
         pytest.fail(f"unknown backend {', '.join(unknown)}; known: {', '.join(reg.backends)}", pytrace=False)
@@ -86,6 +90,12 @@ def check_conformance(losses: Sequence[str] | None = None, *, plugin: str | None
     if not counts["passed"]:
         pytest.skip("no backend could run the conformance suite:\n" + report)
     return outcomes
+
+
+def _listed(names: Sequence[str] | str) -> list[str]:
+    """Names given as a list, or as one comma-separated string (as the command's flags take them):
+    a string is not iterated letter by letter."""
+    return [n.strip() for n in names.split(",") if n.strip()] if isinstance(names, str) else list(names)
 
 
 def _known(reg: Any, name: str) -> bool:

@@ -81,6 +81,20 @@ def test_check_conformance_says_what_is_missing():
         check_conformance(["mse_loss"], backends=["tensorflow"])
 
 
+def test_check_conformance_takes_losses_and_dtypes_as_a_comma_separated_string_as_it_takes_backends(plugin):
+    outcomes = check_conformance("kit_cube_loss, mse", backends="numpy", dtypes="float64")
+    assert {(o.loss, o.dtype) for o in outcomes} == {("kit_cube_loss", "float64"), ("mse_loss", "float64")}
+
+
+@pytest.mark.parametrize("given", [{"losses": []}, {"losses": " , "}, {"backends": []}, {"dtypes": ""}])
+def test_check_conformance_fails_for_a_list_that_names_nothing(plugin, given):
+    """As the command's `--loss ''`: a list computed empty is not every loss (losses=[] ran them all and
+    passed), nor a skip (backends=[], dtypes=[] skipped the test)."""
+    what = next(iter(given))
+    with pytest.raises(pytest.fail.Exception, match=f"check_conformance: {what} names nothing"):
+        check_conformance(**{"plugin": "kit", **given})
+
+
 def test_check_conformance_fails_for_a_plugin_with_faults():
     broken = types.SimpleNamespace(lossreg_losses=lossreg.hookimpl(lambda: [kit_cube_loss, 42]))
     with pytest.warns(lossreg.LossregPluginWarning, match="lossreg plugin 'broken': lossreg_losses returned int"):
