@@ -85,6 +85,10 @@ class NotApplicable(Exception):
     """The case cannot be run in this dtype (its values do not fit it)."""
 
 
+# The note of the cases a kernel handed back (they count as not applicable to its path, never as passed).
+DECLINED = "declined by a kernel: it returned NotImplemented"
+
+
 class _Declined(Exception):
     """A kernel returned NotImplemented: the case is not for it."""
 
@@ -713,9 +717,10 @@ def _run_path(outcome: Outcome, spec: LossSpec, function: Any, backend: Backend,
                 outcome.not_applicable += 1
                 outcome.notes[str(exc)] = outcome.notes.get(str(exc), 0) + 1
                 continue
-            except _Declined:
+            except _Declined:  # computed by the portable path, not by this one: not a case it passed
                 declined += 1
-                outcome.cases += 1
+                outcome.not_applicable += 1
+                outcome.notes[DECLINED] = outcome.notes.get(DECLINED, 0) + 1
                 continue
             except AssertionError as exc:
                 outcome.failures.append(f"{case.id}: {exc}")
@@ -727,7 +732,7 @@ def _run_path(outcome: Outcome, spec: LossSpec, function: Any, backend: Backend,
     outcome.seconds = time.perf_counter() - start
     if outcome.failures:
         outcome.status = "failed"
-    elif declined and declined == outcome.cases:
+    elif declined and not outcome.cases:
         outcome.status, outcome.reason = "unsupported", f"{outcome.path} declined every case (returned NotImplemented)"
     else:
         outcome.status = "passed"

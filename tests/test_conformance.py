@@ -206,3 +206,23 @@ def test_a_plugin_adding_only_a_kernel_to_a_builtin_loss_is_checked_by_its_name(
             lossreg.testing.check_conformance(plugin="kernel-only", backends=["numpy"], dtypes=["float64"])
     finally:
         lossreg.unregister_plugin("kernel-only")
+
+
+def test_cases_a_kernel_declines_are_not_counted_as_passed_by_it():
+    """A kernel may hand some calls back with NotImplemented: those cases are not its passes, and say so."""
+    def sums_only(input, target, /, *, reduction="mean"):
+        return np.sum((input - target) ** 2) if reduction == "sum" else NotImplemented
+
+    plugin = types.SimpleNamespace(lossreg_kernels=lossreg.hookimpl(
+        lambda: [lossreg.Kernel("mse_loss", "numpy", sums_only, name="sums_only")]))
+    lossreg.register_plugin(plugin, name="sums-only")
+    try:
+        outcomes = conformance.run(["numpy"], ["float64"], None, ["mse_loss"])
+    finally:
+        lossreg.unregister_plugin("sums-only")
+    portable = next(o for o in outcomes if o.path == "portable")
+    mine = next(o for o in outcomes if o.path == "kernel:sums_only")
+    declined = mine.notes[conformance.DECLINED]
+    assert mine.status == "passed" and 0 < mine.cases < portable.cases
+    assert mine.cases + declined == portable.cases and mine.not_applicable == declined
+    assert f"{declined} cases of 1 loss ({conformance.DECLINED})" in conformance.matrix(outcomes)
