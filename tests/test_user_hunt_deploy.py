@@ -265,7 +265,7 @@ def test_jit_script_refuses_a_model_holding_a_lossreg_criterion_as_the_readme_sa
     torch.jit.script(_Net(torch.nn.CrossEntropyLoss()))
     with pytest.raises(torch.jit.frontend.NotSupportedError, match="variable number of arguments") as refused:
         torch.jit.script(_Net(lossreg.torch.CrossEntropyLoss()))
-    assert "lossreg" in str(refused.value) and "def forward(self, *arrays" in str(refused.value)
+    assert "lossreg" in str(refused.value) and "*arrays" in str(refused.value)
 
 
 class _ModelAndLoss(torch.nn.Module):
