@@ -159,12 +159,19 @@ def _check_dense(loss: str, present: dict[str, Any], xp: Any) -> None:
 def _check_dask(loss: str, present: dict[str, Any]) -> None:
     """Dask arrays, per call (their type says neither): a shape with an unknown size (NaN: after
     boolean indexing, say) cannot be checked against the others, and "mean" would divide by NaN;
-    masked chunks (``dask.array.ma``) would give NumPy masked arrays' silently wrong loss. Both are
-    refused rather than answered, without computing anything (``_meta`` is an empty chunk)."""
+    masked chunks (``dask.array.ma``) would give NumPy masked arrays' silently wrong loss, and
+    ``np.matrix`` chunks (``da.from_array(np.asmatrix(x))``) multiply as matrices: ``d * d`` is each
+    block's matrix product, a wrong loss of the right shape. All are refused rather than answered,
+    without computing anything (``_meta`` is an empty chunk)."""
     for name, x in present.items():
         if any(math.isnan(s) for s in x.shape):
             raise LossValueError(loss, name, "an array of known shape (on a Dask array with unknown chunk sizes, "
                                  "call .compute_chunk_sizes() first)", f"shape {tuple(x.shape)}")
+        if _is_matrix(getattr(x, "_meta", None)):
+            raise LossTypeError(loss, name, "a plain array, not a Dask array of NumPy matrix chunks (they keep two "
+                                "axes through indexing and reductions, and * multiplies them as matrices): "
+                                "pass x.map_blocks(np.asarray)",
+                                f"dask array of matrix chunks of dtype {x.dtype} and shape {tuple(x.shape)}")
         if _is_masked(getattr(x, "_meta", None)):
             raise LossTypeError(loss, name, "a plain array, not a Dask array of NumPy masked chunks (their sums "
                                 "skip masked entries while a mean's count keeps them): pass da.ma.filled(x, value), "

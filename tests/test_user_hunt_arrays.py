@@ -4,7 +4,8 @@ Each test is one call from user code that gave a different answer from torch.nn.
 float64 (a silently wrong one, or an unclear error) before it was fixed: NumPy masked arrays (from
 ``np.ma.masked_invalid`` or netCDF), cross-entropy with class weights and label smoothing on a
 batch whose targets all weigh 0, NumPy scalars as options (and the JAX kernels' programs, which
-took ``True`` for an earlier ``1``), and NumPy arrays of ml_dtypes' bfloat16.
+took ``True`` for an earlier ``1``), NumPy arrays of ml_dtypes' bfloat16, and Dask arrays of
+``np.matrix`` chunks (whose ``*`` is a matrix product).
 """
 
 from __future__ import annotations
@@ -80,6 +81,24 @@ def test_a_dask_array_of_masked_chunks_is_refused_too_without_computing(name: st
 
 def _refuse_to_compute(*args: object, **kwargs: object) -> None:
     raise AssertionError("the loss computed its Dask arrays")
+
+
+@pytest.mark.parametrize("name", ["mse_loss", "huber_loss", "kl_div", "soft_margin_loss"])
+def test_a_dask_array_of_numpy_matrix_chunks_is_refused_without_computing(name: str) -> None:
+    # np.matrix is refused on NumPy; in Dask chunks its * is a matrix product, so each 2x2 block's
+    # unreduced loss was (d @ d)-like: a wrong loss of the right shape (mse_loss 0.47 for torch's 0.18).
+    rng = np.random.default_rng(0)
+    x, t = rng.normal(size=(4, 4)), np.sign(rng.normal(size=(4, 4)))
+    lazy_matrix = da.from_array(np.asmatrix(x), chunks=(2, 2))
+    with pytest.raises(LossTypeError) as info, dask.config.set(scheduler=_refuse_to_compute):
+        getattr(lossreg, name)(lazy_matrix, da.from_array(t, chunks=(2, 2)), reduction="none")
+    message = str(info.value)
+    assert message.startswith(f"{name}: argument 'input'"), message
+    assert "x.map_blocks(np.asarray)" in info.value.expected and "matrix chunks" in info.value.got, message
+    # What the error asks for gives torch's answer.
+    got = getattr(lossreg, name)(lazy_matrix.map_blocks(np.asarray), da.from_array(t, chunks=(2, 2)), reduction="none")
+    want = getattr(F, name)(torch.from_numpy(x), torch.from_numpy(t), reduction="none")
+    np.testing.assert_allclose(got.compute(), want.numpy(), rtol=1e-12)
 
 
 # --- class weights, label smoothing, and a batch of zero-weight targets -------------------------
