@@ -161,8 +161,10 @@ def _check_dask(loss: str, present: dict[str, Any]) -> None:
     boolean indexing, say) cannot be checked against the others, and "mean" would divide by NaN;
     masked chunks (``dask.array.ma``) would give NumPy masked arrays' silently wrong loss, and
     ``np.matrix`` chunks (``da.from_array(np.asmatrix(x))``) multiply as matrices: ``d * d`` is each
-    block's matrix product, a wrong loss of the right shape. All are refused rather than answered,
-    without computing anything (``_meta`` is an empty chunk)."""
+    block's matrix product, a wrong loss of the right shape. NumPy's timedelta64 is an integer to
+    array-api-compat's Dask ``isdtype`` (not to NumPy's), so durations were taken as class indices,
+    labels or CTC lengths. All are refused rather than answered, without computing anything
+    (``_meta`` is an empty chunk)."""
     for name, x in present.items():
         if any(math.isnan(s) for s in x.shape):
             raise LossValueError(loss, name, "an array of known shape (on a Dask array with unknown chunk sizes, "
@@ -172,6 +174,10 @@ def _check_dask(loss: str, present: dict[str, Any]) -> None:
                                 "axes through indexing and reductions, and * multiplies them as matrices): "
                                 "pass x.map_blocks(np.asarray)",
                                 f"dask array of matrix chunks of dtype {x.dtype} and shape {tuple(x.shape)}")
+        if x.dtype.kind == "m":
+            raise LossTypeError(loss, name, "a numeric array, not NumPy timedelta64 durations (not a number type of "
+                                "the standard, as on NumPy): pass x.astype(np.int64), or x / np.timedelta64(1, unit)",
+                                describe(x))
         if _is_masked(getattr(x, "_meta", None)):
             raise LossTypeError(loss, name, "a plain array, not a Dask array of NumPy masked chunks (their sums "
                                 "skip masked entries while a mean's count keeps them): pass da.ma.filled(x, value), "

@@ -169,6 +169,24 @@ def test_an_array_option_of_unknown_size_is_refused(option: str) -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_timedelta64_durations_are_refused_as_on_numpy(name: str) -> None:
+    # NumPy's timedelta64 is an integer to array-api-compat's Dask isdtype (not to NumPy's): Dask took
+    # durations as CTC lengths and targets or ±1 labels, silently, and crashed on class indices
+    # with an AttributeError from iinfo. NumPy refuses them; so does Dask now, naming the argument.
+    arrays = example(name)
+    for k, a in enumerate(arrays):
+        if a.dtype.kind not in "iu":
+            continue
+        argument = lossreg.spec(name).inputs[k]
+        durations = [a.astype("timedelta64[s]") if j == k else v for j, v in enumerate(arrays)]
+        with pytest.raises(lossreg.LossTypeError, match=rf"^{name}: argument '{argument}' expected .*timedelta64"):
+            lossreg.get(name)(*durations)
+        with pytest.raises(lossreg.LossTypeError, match=rf"^{name}: argument '{argument}' expected a numeric array, "
+                                                        r"not NumPy timedelta64 durations.*got dask array"):
+            lazily(lossreg.get(name), *(da.from_array(v, chunks=2) for v in durations))
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_an_empty_batch_gives_numpys_answer(name: str) -> None:
     arrays = example(name, n=3, c=4)
     if name == "linear_cross_entropy":  # the classifier's weights are not batched
