@@ -3,8 +3,9 @@
 Each test is one call from code that never imports torch (NumPy arrays, pandas columns turned
 into arrays, scikit-learn's encoders and metrics) that gave a different answer from
 torch.nn.functional's in float64, a crash, or a misleading error before it was fixed: NumPy's
-``np.longdouble`` options (whose ``.item()`` is not a Python number), and ``lossreg.get`` with
-scikit-learn's names for the hinge loss.
+``np.longdouble`` options (whose ``.item()`` is not a Python number), ``lossreg.get`` with
+scikit-learn's names for the hinge loss, and labels with a -1 marker cast to uint64 (read by the
+NumPy kernel as the last class).
 """
 
 from __future__ import annotations
@@ -195,3 +196,22 @@ def test_a_numpy_scalar_where_an_array_weight_is_expected_is_judged_as_the_0_d_a
     that a retry with Python numbers had made of it."""
     with pytest.raises(LossValueError, match=r"argument 'weight' expected .*, got shape \(\)"):
         getattr(lossreg, name)(*arrays, weight=np.float32(2.0))
+
+
+# --- labels cast to uint64 -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kernels", [True, False])
+@pytest.mark.parametrize("missing", [-1, -3])
+def test_an_unlabelled_row_cast_to_uint64_is_refused_not_read_as_a_class_from_the_end(kernels, missing) -> None:
+    """labels.astype(np.uint64) of a -1 "unlabelled" marker is 2^64 - 1: NumPy's gather wraps
+    that index to -1, so the NumPy kernel silently took the last class's loss, a finite number, for
+    the row. It is refused, as an index past the classes, with kernels on and off."""
+    labels = np.array([0, 2, missing, 1, 0]).astype(np.uint64)
+    with lossreg.use_kernels(kernels), pytest.raises(LossValueError, match=r"argument 'target' expected class "
+                                                                          r"indices in \[0, 3\)"):
+        lossreg.cross_entropy(SCORES, labels)
+    # Valid uint64 labels still give torch's answer, on the kernel's path too.
+    with lossreg.use_kernels(kernels):
+        got = lossreg.cross_entropy(SCORES, LABELS.astype(np.uint64), reduction="none")
+    np.testing.assert_allclose(got, F.cross_entropy(*_torch(SCORES, LABELS), reduction="none").numpy(), rtol=1e-12)
