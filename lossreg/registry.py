@@ -244,6 +244,15 @@ def _python_number(value: Any) -> Any:
     return float(plain) if isinstance(plain, numbers.Real) else complex(plain)
 
 
+def _listed(array: Any) -> Any:
+    """``array.tolist()`` in Python numbers. A long double array's ``tolist()`` keeps NumPy scalars
+    (no Python type holds them), which JSON cannot write: rounded to float64, as a long double
+    number option is read (``_python_number``)."""
+    if array.dtype == np.longdouble:
+        array = array.astype(np.float64)
+    return array.tolist()
+
+
 def _json_writable(value: Any) -> bool:
     try:
         json.dumps(value)
@@ -504,10 +513,10 @@ class Loss:
         options = {}
         for key, value in self.options.items():
             if key in self.spec.array_options and value is not None and not isinstance(value, (list, tuple)):
-                value = registry().to_numpy(value).tolist()
+                value = _listed(registry().to_numpy(value))
             if key in self.spec.array_options and isinstance(value, (list, tuple)) and not _json_writable(value):
                 with contextlib.suppress(TypeError, ValueError):  # NumPy numbers (list(weights)): JSON's numbers
-                    value = registry().to_numpy(value).tolist()
+                    value = _listed(registry().to_numpy(value))
             try:
                 text = json.dumps(value)
             except (TypeError, ValueError):

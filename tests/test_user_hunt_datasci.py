@@ -3,9 +3,9 @@
 Each test is one call from code that never imports torch (NumPy arrays, pandas columns turned
 into arrays, scikit-learn's encoders and metrics) that gave a different answer from
 torch.nn.functional's in float64, a crash, or a misleading error before it was fixed: NumPy's
-``np.longdouble`` options (whose ``.item()`` is not a Python number), ``lossreg.get`` with
-scikit-learn's names for the hinge loss, and labels with a -1 marker cast to uint64 (read by the
-NumPy kernel as the last class).
+``np.longdouble`` options and class weights (whose ``.item()`` is not a Python number),
+``lossreg.get`` with scikit-learn's names for the hinge loss, and labels with a -1 marker cast to
+uint64 (read by the NumPy kernel as a class counted from the end).
 """
 
 from __future__ import annotations
@@ -60,6 +60,18 @@ def test_a_class_form_made_with_a_long_double_option_computes_and_writes_its_con
     config = loss.get_config()
     assert type(config["options"][option]) is float
     assert lossreg.from_config(config) == loss
+
+
+@pytest.mark.parametrize("form", ["array", "list"])
+def test_a_class_form_with_long_double_class_weights_writes_its_config(form) -> None:
+    """Long double weights (np.longdouble's tolist() keeps NumPy scalars) made get_config raise
+    "expected a JSON-serializable option value, got list"; they are written as float64 numbers."""
+    weight = np.array([0.5, 1.0, 2.0], dtype=np.longdouble)
+    loss = lossreg.CrossEntropyLoss(weight=weight if form == "array" else list(weight))
+    config = json.loads(json.dumps(loss.get_config()))
+    assert config["options"]["weight"] == [0.5, 1.0, 2.0]
+    want = F.cross_entropy(*_torch(SCORES, LABELS), weight=torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64))
+    np.testing.assert_allclose(lossreg.from_config(config)(SCORES, LABELS), want.numpy(), rtol=1e-12)
 
 
 def test_a_complex_long_double_option_is_refused_with_a_lossreg_error() -> None:
