@@ -120,9 +120,10 @@ def _selection_error(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _max_case_limits(args: argparse.Namespace, backends: Any) -> dict[str, int | str] | str:
+def _max_case_limits(args: argparse.Namespace, backends: Any, wanted: Sequence[str]) -> dict[str, int | str] | str:
     """``--quick`` and ``--max-cases`` as conformance.run's ``max_cases`` (backend or "*" -> N or
-    "cover"), or what is wrong with them."""
+    "cover"), or what is wrong with them. A limit for a backend the run leaves out is noted, not
+    refused: one MAX_CASES may serve several runs (``conformance/gpu/run.py``)."""
     limits: dict[str, int | str] = {"*": conformance.COVER} if args.quick else {}
     for item in _split(args.max_cases or ""):
         name, _, number = item.rpartition("=")
@@ -130,6 +131,9 @@ def _max_case_limits(args: argparse.Namespace, backends: Any) -> dict[str, int |
             return f"--max-cases takes N, cover or BACKEND=N|cover,..., not {item!r}"
         if name and name not in backends:
             return f"--max-cases names backend {name!r}, which is not registered (known: {', '.join(backends)})"
+        if name and name not in wanted:
+            print(f"lossreg conformance: --max-cases names backend {name!r}, which this run leaves out "
+                  f"(--backend {','.join(wanted)}): its limit is unused", file=sys.stderr)
         if number == "0":
             return "--max-cases 0 would run nothing; give at least 1, or cover"
         limits[name or "*"] = number if number == conformance.COVER else int(number)
@@ -204,7 +208,7 @@ def cmd_conformance(args: argparse.Namespace) -> int:
         seconds[name if args.device is None else f"{name}@{device}"] = took
         shown.backend_done(name, device, took)
 
-    limits = _max_case_limits(args, reg.backends)
+    limits = _max_case_limits(args, reg.backends, wanted)
     if isinstance(limits, str):
         print(f"lossreg conformance: {limits}", file=sys.stderr)
         return 2

@@ -71,9 +71,9 @@ class Outcome:
     device: str
     path: str  # "portable" or "kernel:<name>"
     status: Status
-    worst: float = 0.0  # largest |error| / tolerance over the cases
-    cases: int = 0  # cases run
-    not_applicable: int = 0  # cases that do not apply to this dtype (see ``notes``)
+    worst: float = 0.0  # largest |error| / tolerance over the cases that passed (the others: ``failures``)
+    cases: int = 0  # cases run, failed ones included
+    not_applicable: int = 0  # cases that do not apply to this dtype or path (see ``notes``)
     total: int = 0  # cases registered for the loss (more than run when sampled)
     reason: str = ""
     failures: list[str] = field(default_factory=list)
@@ -839,7 +839,8 @@ def matrix(outcomes: Sequence[Outcome], seconds: dict[str, float] | None = None)
             if len(o.failures) > 5:
                 lines.append(f"       ... and {len(o.failures) - 5} more")
     if seconds:
-        lines.append("seconds      " + ", ".join(f"{name} {s:.1f}" for name, s in seconds.items()))
+        # Summed over the tasks: with --jobs a backend's slices run side by side, so these can add up past the wall time.
+        lines.append("task-seconds " + ", ".join(f"{name} {s:.1f}" for name, s in seconds.items()))
     counts = summarize(outcomes)
     cases = sum(o.cases for o in outcomes)
     lines.append(f"{counts['passed']} passed, {counts['failed']} failed, {counts['unsupported']} unsupported "

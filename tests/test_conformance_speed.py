@@ -67,6 +67,16 @@ def test_max_cases_refuses_what_it_cannot_read():
     assert "--max-cases takes N, cover or BACKEND=N|cover" in done.stderr and "'jax=few'" in done.stderr
 
 
+def test_max_cases_says_when_it_limits_a_backend_the_run_leaves_out():
+    """``--backend numpy --max-cases torch=3``: the run goes on (one limit may serve several runs),
+    saying that the limit is unused rather than seeming to have applied it."""
+    done = subprocess.run([sys.executable, "-m", "lossreg.cli", "conformance", "--backend", "numpy", "--loss", "mse",
+                           "--max-cases", "torch=3"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "--max-cases names backend 'torch', which this run leaves out (--backend numpy): its limit is unused" \
+        in done.stderr
+
+
 def test_a_run_with_a_slow_backend_spreads_over_the_cores_by_default():
     import os
 
