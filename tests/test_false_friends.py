@@ -22,6 +22,8 @@ from lossreg import define_loss, toolkit
     ("L2Loss", "mse_loss", "half of mse_loss"),
     ("multiclass_hinge", "multi_margin_loss", "Crammer and Singer"),
     ("multiclass-hinge-loss", "multi_margin_loss", "Crammer and Singer"),
+    ("categorical_crossentropy", "cross_entropy", "take probabilities by default .*from_logits=True"),
+    ("SparseCategoricalCrossentropy", "cross_entropy", "take probabilities by default .*from_logits=True"),
 ])
 def test_a_false_friend_is_refused_with_what_it_means_elsewhere(name, closest, says):
     with pytest.raises(lossreg.UnknownLossError, match=rf"no loss named {name!r}, on purpose: .*{says}.*'{closest}'"):
@@ -52,6 +54,27 @@ def test_optax_multiclass_hinge_takes_the_largest_violation_where_multi_margin_s
     ours = lossreg.multi_margin_loss(scores, labels, reduction="none")
     np.testing.assert_allclose(ours, violations.sum(axis=1) / 4, rtol=1e-12)  # Weston and Watkins, over C
     assert not np.allclose(ours, theirs)
+
+
+def test_keras_categorical_crossentropy_takes_probabilities_where_cross_entropy_takes_logits():
+    # The names were aliases of cross_entropy: lossreg.keras.get("sparse_categorical_crossentropy") on a
+    # softmax model's output took the probabilities for logits, softmax twice, with no error (1.08 for
+    # Keras' 1.35 on a 3-class batch), where the Keras user meant Keras' default, from_logits=False.
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "numpy")  # any backend computes a loss; this one needs nothing more
+    keras = pytest.importorskip("keras")
+    rng = np.random.default_rng(3)
+    logits = rng.standard_normal((6, 3))
+    p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    labels = rng.integers(0, 3, size=6)
+    theirs = np.asarray(keras.losses.sparse_categorical_crossentropy(labels, p))
+    np.testing.assert_allclose(theirs, lossreg.nll_loss(np.log(p), labels, reduction="none"), rtol=1e-5)
+    assert not np.allclose(theirs, lossreg.cross_entropy(p, labels, reduction="none"), rtol=1e-2)
+    hot = np.eye(3)[labels]
+    np.testing.assert_allclose(np.asarray(keras.losses.categorical_crossentropy(hot, p)), theirs, rtol=1e-5)
+    from_logits = np.asarray(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
+    np.testing.assert_allclose(from_logits, lossreg.cross_entropy(logits, labels, reduction="none"), rtol=1e-5)
 
 
 @define_loss(class_name="HalfSquaredError", aliases=("l2_loss",), differentiable=("input", "target"))

@@ -48,10 +48,15 @@ def nll_loss(input: Any, target: Any, /, *, weight: Any = None, ignore_index: in
 
 @define_loss(
     class_name="CrossEntropyLoss",
-    aliases=("ce", "categorical_cross_entropy", "softmax_cross_entropy", "sparse_categorical_cross_entropy"),
+    aliases=("ce", "softmax_cross_entropy"),
     differentiable=("input", "target"),
     array_options=("weight",),
     reference="torch.nn.CrossEntropyLoss",
+    false_friends=dict.fromkeys(("categorical_crossentropy", "sparse_categorical_crossentropy"), (
+        "Keras' categorical_crossentropy and sparse_categorical_crossentropy take probabilities by default "
+        "(from_logits=False), the softmax output of a model (cross_entropy of probabilities is no error, "
+        "another number); cross_entropy takes logits: it is Keras' with from_logits=True, and Keras' default "
+        "is nll_loss(log(p), labels)")),
 )
 def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_index: int = -100,
                   reduction: str = "mean", label_smoothing: float = 0.0) -> Any:
