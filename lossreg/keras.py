@@ -59,7 +59,7 @@ import keras
 
 from .errors import LossError, LossTypeError, LossValueError, UnsupportedError
 from .registry import LossSpec, by_class_name, registry
-from .toolkit import FLOATING
+from .toolkit import FLOATING, describe
 from .registry import from_config as lossreg_from_config
 
 __all__ = ["KerasLoss", "get", "from_config", "SUPPORTED_BACKENDS"]
@@ -152,17 +152,28 @@ class KerasLoss(keras.losses.Loss):
             raise LossValueError(self.spec.name, "y_true/y_pred", f"the arrays {', '.join(names)} (pass dicts "
                                  "keyed by these names when the loss takes more than two)",
                                  ", ".join(sorted(given)) or "nothing")
-        first = keras.ops.convert_to_tensor(given[names[0]], dtype=self.dtype)
+        first = self._tensor(names[0], given[names[0]], dtype=self.dtype)
         arrays, hot = [first], None
         floating = _FLOAT_LABELS.get(self.spec.name, ())
         for index, name in enumerate(names[1:], 1):
-            x = keras.ops.convert_to_tensor(given[name])
+            x = self._tensor(name, given[name])
             if one_hot and name == truth and _integer(x) and name not in floating and self._one_hot(x, first):
                 hot = index
             if not _integer(x) or name in floating or hot == index:
                 x = keras.ops.cast(x, first.dtype)  # class indices stay integers
             arrays.append(x)
         return arrays, hot
+
+    def _tensor(self, name: str, x: Any, dtype: Any = None) -> Any:
+        """``x`` as a tensor of the Keras backend. What the backend cannot convert (None where a
+        target belongs, as ``fit(x)`` without ``y`` passes it, strings, objects) is a LossTypeError
+        naming the argument, as the functional form's, not the backend's conversion error (JAX's
+        "None is not a valid value for jnp.array", torch's "Invalid dtype: str32")."""
+        try:
+            return keras.ops.convert_to_tensor(x, dtype=dtype)
+        except (TypeError, ValueError) as error:
+            raise LossTypeError(self.spec.name, name, "an array of numbers (NumPy, JAX, torch, a Keras tensor, "
+                                "a list of numbers)", describe(x)) from error
 
     def _one_hot(self, target: Any, scores: Any) -> bool:
         """Integer or boolean labels of a class-index loss with the scores' own shape (N, C, ...):
@@ -214,7 +225,7 @@ class KerasLoss(keras.losses.Loss):
         Each axis of ``w`` is that of ``values`` or 1, as Keras broadcasts; Keras's (N, 1) weights
         of N values lose their last axis.
         """
-        w = keras.ops.cast(keras.ops.convert_to_tensor(w), values.dtype)
+        w = keras.ops.cast(self._tensor(what, w), values.dtype)
         if w.ndim == values.ndim + 1 and w.shape[-1] == 1:
             w = keras.ops.squeeze(w, axis=-1)
         views = self.spec.views

@@ -10,7 +10,9 @@ default ignore_index -100, Keras-style reductions refused with sample
 weights too, a fully masked batch and a batch of zero sample weights giving 0 (not NaN) in fit, config round trips of every loss, MSE
 and L1 with per-element weights and sample weights, integer labels of BCE, regression and Poisson
 losses cast as Keras casts them, a batch of ignored targets 0 without weights too, one-hot rows
-stored as integers or booleans, a saved model loaded in a fresh interpreter, and (JAX) keras.distribution.DataParallel on 4 CPU devices.
+stored as integers or booleans, targets and sample weights the backend cannot convert (None from
+fit(x) without y, strings) a lossreg error naming them, a saved model loaded in a fresh interpreter,
+and (JAX) keras.distribution.DataParallel on 4 CPU devices.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ CHECKS = ["check_compile_by_object_and_by_class", "check_get_takes_keras_name_an
           "check_integer_one_hot_rows_for_a_class_index_loss_are_reported_as_given",
           "check_linear_cross_entropy_means_of_k_dimensional_heads_and_token_grids",
           "check_float_targets_take_the_predictions_dtype_and_one_class_labels_are_checked",
+          "check_what_the_backend_cannot_convert_is_a_lossreg_error_naming_it",
           "check_saved_model_loads_in_a_fresh_process"]
 
 
