@@ -170,10 +170,14 @@ class KerasLoss(keras.losses.Loss):
         naming the argument, as the functional form's, not the backend's conversion error (JAX's
         "None is not a valid value for jnp.array", torch's "Invalid dtype: str32")."""
         try:
-            return keras.ops.convert_to_tensor(x, dtype=dtype)
+            tensor = keras.ops.convert_to_tensor(x)
         except (TypeError, ValueError) as error:
             raise LossTypeError(self.spec.name, name, "an array of numbers (NumPy, JAX, torch, a Keras tensor, "
                                 "a list of numbers)", describe(x)) from error
+        if "complex" in keras.backend.standardize_dtype(tensor.dtype):
+            # Refused, as the functional form refuses it: a cast to y_pred's dtype drops the imaginary part.
+            raise LossTypeError(self.spec.name, name, "real numbers", describe(x if hasattr(x, "dtype") else tensor))
+        return tensor if dtype is None else keras.ops.cast(tensor, dtype)
 
     def _one_hot(self, target: Any, scores: Any) -> bool:
         """Integer or boolean labels of a class-index loss with the scores' own shape (N, C, ...):

@@ -11,7 +11,7 @@ weights too, a fully masked batch and a batch of zero sample weights giving 0 (n
 and L1 with per-element weights and sample weights, integer labels of BCE, regression and Poisson
 losses cast as Keras casts them, a batch of ignored targets 0 without weights too, one-hot rows
 stored as integers or booleans, targets and sample weights the backend cannot convert (None from
-fit(x) without y, strings) a lossreg error naming them, a saved model loaded in a fresh interpreter,
+fit(x) without y, strings) and complex ones a lossreg error naming them, a saved model loaded in a fresh interpreter,
 and (JAX) keras.distribution.DataParallel on 4 CPU devices.
 """
 
@@ -45,6 +45,7 @@ CHECKS = ["check_compile_by_object_and_by_class", "check_get_takes_keras_name_an
           "check_linear_cross_entropy_means_of_k_dimensional_heads_and_token_grids",
           "check_float_targets_take_the_predictions_dtype_and_one_class_labels_are_checked",
           "check_what_the_backend_cannot_convert_is_a_lossreg_error_naming_it",
+          "check_complex_arrays_are_refused_as_the_functional_form_refuses_them",
           "check_saved_model_loads_in_a_fresh_process"]
 
 
