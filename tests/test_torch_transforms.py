@@ -400,3 +400,53 @@ def test_forward_mode_differentiates_a_weight_as_reverse_mode_does(name, mode, k
         got = FORWARD_MODES[mode](f, w, t)
     assert got is not None
     torch.testing.assert_close(got, (g * t).sum(), rtol=1e-10, atol=1e-12)
+
+
+# An ensemble of weighted criteria (a weight per member, batched by vmap, as torch.func.stack_module_state
+# gives a module's buffers) inside forward mode: the weight check looked for a tangent on vmap's batched
+# tensor, whose unpack_dual has no batching rule (torch's RuntimeError "Batching rule not implemented for
+# aten::_unpack_dual" where torch.nn.functional answers).
+FORWARD_OVER_VMAP = {
+    "jvp": lambda f, x, t: torch.func.jvp(f, (x,), (t,))[1],
+    "jacfwd": lambda f, x, t: torch.func.jacfwd(f)(x),
+    "hessian": lambda f, x, t: torch.func.hessian(lambda x: f(x).sum())(x),
+    "dual tensor": lambda f, x, t: _dual(f, x, t),
+}
+
+
+@pytest.mark.parametrize("mode", FORWARD_OVER_VMAP)
+@pytest.mark.parametrize("name", sorted(WEIGHTED))
+def test_forward_mode_over_a_vmap_of_weights_gives_torchs_answer(name, mode):
+    make, option, shape = WEIGHTED[name]
+    torch.manual_seed(0)
+    (x, *rest), weights = make(), torch.rand(3, *shape, dtype=torch.float64) + 0.5
+    tangent = torch.randn_like(x)
+
+    def ensemble(loss):
+        return lambda x: torch.func.vmap(lambda w: loss(x, *rest, **{option: w}, reduction="none"))(weights)
+
+    def looped(loss):
+        return lambda x: torch.stack([loss(x, *rest, **{option: w}, reduction="none") for w in weights])
+
+    transform = FORWARD_OVER_VMAP[mode]
+    want = [transform(looped(getattr(lossreg, name)), x, tangent)]
+    if name != "multi_margin_loss":  # torch's has no forward mode
+        want.append(transform(ensemble(getattr(torch.nn.functional, name)), x, tangent))
+    got = transform(ensemble(getattr(lossreg, name)), x, tangent)
+    for w in want:
+        torch.testing.assert_close(got, w, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(WEIGHTED))
+def test_forward_mode_differentiates_a_weight_vmap_batches(name):
+    """The weight's tangent beneath vmap's batching: the reverse-mode gradient applied to it."""
+    make, option, shape = WEIGHTED[name]
+    torch.manual_seed(0)
+    arrays, w = make(), torch.rand(shape, dtype=torch.float64) + 0.5
+    t = torch.randn(shape, dtype=torch.float64)
+    f = lambda weight: torch.func.vmap(  # noqa: E731
+        lambda w: getattr(lossreg, name)(*arrays, **{option: w}))(weight.expand(2, *shape)).sum()
+    trainable = w.clone().requires_grad_()
+    (g,) = torch.autograd.grad(f(trainable), trainable)
+    for mode in FORWARD_MODES.values():
+        torch.testing.assert_close(mode(f, w, t), (g * t).sum(), rtol=1e-10, atol=1e-12)

@@ -3,8 +3,8 @@
 Each test is one pattern of real training code that gave a different answer from torch.nn's (or
 crashed) before it was fixed: a second backward pass through ``linear_cross_entropy``
 (``retain_graph=True``, as ``gradcheck`` and multi-loss training loops do), forward-mode AD with
-``torch.autograd.forward_ad`` dual tensors, and ``torch.func.vmap`` over CTC targets or lengths
-alone.
+``torch.autograd.forward_ad`` dual tensors (``torch.func.vmap`` inside their dual level too), and
+``torch.func.vmap`` over CTC targets or lengths alone.
 """
 
 from __future__ import annotations
@@ -74,3 +74,21 @@ def test_ctc_vmapped_over_targets_or_lengths_alone(batched: str, kernels: bool) 
         got = torch.func.vmap(lambda v: call(lossreg.ctc_loss, v))(stack)
     expected = torch.stack([call(F.ctc_loss, v) for v in stack])
     torch.testing.assert_close(got, expected)
+
+
+# Inside a forward-mode dual level, the kernel looked for tangents on the tensors vmap batches, whose
+# unpack_dual has no batching rule: torch's RuntimeError where F.linear_cross_entropy answers.
+def test_linear_cross_entropy_vmapped_inside_a_dual_level_gives_torchs_tangent() -> None:
+    g = torch.Generator().manual_seed(0)
+    hidden = torch.randn(3, 4, 6, dtype=torch.float64, generator=g)
+    weight = torch.randn(5, 6, dtype=torch.float64, generator=g)
+    target = torch.randint(0, 5, (3, 4), generator=g)
+    tangent = torch.randn(hidden.shape, dtype=torch.float64, generator=g)
+    results = []
+    for loss in (lossreg.linear_cross_entropy, F.linear_cross_entropy):
+        with fwAD.dual_level():
+            plain = torch.func.vmap(lambda h, t: loss(h, weight, t))(hidden, target)
+            dual = fwAD.unpack_dual(torch.func.vmap(lambda h, t: loss(h, weight, t))(fwAD.make_dual(hidden, tangent),
+                                                                                     target))
+            results.append((plain, dual.primal, dual.tangent))
+    torch.testing.assert_close(results[0], results[1], rtol=1e-10, atol=1e-12)

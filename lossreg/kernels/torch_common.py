@@ -41,8 +41,27 @@ def _differentiated(w: Tensor) -> bool:
         return True
     if torch.compiler.is_compiling():  # Dynamo's graphs carry no forward-mode tangents
         return False
-    return bool(torch._C._functorch.is_gradtrackingtensor(w)) or (
-        _forward_ad._current_level >= 0 and _forward_ad.unpack_dual(w).tangent is not None)
+    functorch = torch._C._functorch
+    # Beneath torch.func.vmap's batching too (a weight per member of an ensemble): grad's and jvp's
+    # wrappers may lie below it, and a dual tensor's tangent is on the tensor it batches.
+    while functorch.is_functorch_wrapped_tensor(w):
+        if functorch.is_gradtrackingtensor(w):
+            return True
+        w = functorch.get_unwrapped(w)
+    return _dual(w)
+
+
+def _dual(x: Tensor) -> bool:
+    """Whether ``x`` carries a forward-mode tangent (``torch.autograd.forward_ad``), looked for
+    beneath torch.func's wrappers: ``unpack_dual`` has no batching rule, and raised torch's
+    "Batching rule not implemented for aten::_unpack_dual" on a tensor ``torch.func.vmap``
+    batches inside a dual level (``torch.func.jvp``, ``jacfwd`` and ``hessian`` open one)."""
+    if _forward_ad._current_level < 0:
+        return False
+    functorch = torch._C._functorch
+    while functorch.is_functorch_wrapped_tensor(x):
+        x = functorch.get_unwrapped(x)
+    return _forward_ad.unpack_dual(x).tangent is not None
 
 
 def _func_wrapped(x: Tensor) -> bool:

@@ -57,7 +57,7 @@ from .. import losses as catalogue
 from ..chunked import plan_chunks, prepare_call, reduce_tokens, token_weights
 from ..errors import UnsupportedError
 from . import LCE_TRITON_SWITCH, switched_on
-from .torch_common import _autocasting
+from .torch_common import _autocasting, _dual
 
 Tensor = torch.Tensor
 _HALF = (torch.float16, torch.bfloat16)
@@ -506,8 +506,7 @@ def _beyond_reverse(*tensors: Any) -> bool:
         kinds = [i.key() for i in _interpreters()]
         if _JVP in kinds or kinds.count(_GRAD) > 1:
             return True
-    return _forward_ad._current_level >= 0 and any(
-        isinstance(x, Tensor) and _forward_ad.unpack_dual(x).tangent is not None for x in tensors)
+    return any(isinstance(x, Tensor) and _dual(x) for x in tensors)
 
 
 def _grad_layers(x: Tensor) -> int:
