@@ -539,9 +539,9 @@ def traced(x: Any) -> bool:
     """Whether ``x`` holds no values that could be read now: a tracer, a meta or lazy array.
 
     torch: inside ``torch.compile`` (Dynamo, fake tensors), under ``torch.func.vmap`` (batched
-    tensors, alone or inside grad's wrappers) and on ``meta`` tensors; ``grad``, ``vjp`` and ``jvp``
-    alone wrap tensors whose values can be read, as torch's kernels do. Other libraries: lazy
-    arrays (JAX under ``jit``, Dask).
+    tensors, alone or inside grad's wrappers), while ``make_fx`` records a graph (``torch.func.linearize``)
+    and on ``meta`` tensors; ``grad``, ``vjp`` and ``jvp`` alone wrap tensors whose values can be
+    read, as torch's kernels do. Other libraries: lazy arrays (JAX under ``jit``, Dask).
     """
     if compat.is_torch_array(x):
         return _torch_traced(sys.modules["torch"], x) or bool(x.is_meta)  # torch is loaded: x is its tensor
@@ -550,6 +550,11 @@ def traced(x: Any) -> bool:
 
 def _torch_traced(torch: Any, x: Any) -> bool:
     if torch.compiler.is_compiling():
+        return True
+    if torch._C._get_dispatch_mode(torch._C._TorchDispatchModeKey.PROXY) is not None:
+        # make_fx records the call (torch.func.linearize traces its jvp so) on real tensors, and
+        # refuses to read one: a value check's bool() raised its "trying to get value out of a
+        # tracing tensor" where torch's kernels, which check inside the operator, answer.
         return True
     functorch = torch._C._functorch
     if functorch.is_functorch_wrapped_tensor(x):

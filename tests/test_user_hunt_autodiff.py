@@ -2,7 +2,7 @@
 
 A user who computes Hessians (Newton steps, Laplace approximations, influence functions),
 Jacobians of unreduced losses, or Jacobian-vector products calls the loss inside
-``torch.func.jvp``/``jacfwd``/``hessian``, ``torch.autograd.functional.hessian`` and
+``torch.func.jvp``/``jacfwd``/``hessian``/``linearize``, ``torch.autograd.functional.hessian`` and
 ``jacobian(vectorize=True)``, ``torch.autograd.forward_ad`` dual tensors, ``gradgradcheck``,
 ``torch.func.vmap`` over ``jacrev``; or inside ``jax.jvp``/``jacfwd``/``hessian``/``linearize``
 and nested ``jax.grad``, under ``jit`` and ``vmap``. Each must give what the same transform gives
@@ -170,6 +170,22 @@ def test_torch_jacobians_of_unreduced_losses_and_per_sample_jacobians(name: str,
                lambda: torch.autograd.functional.jacobian(ref, primals, vectorize=True), None)
         _check("vmap(jacrev)", lambda: torch.func.vmap(torch.func.jacrev(ours, argnums))(*stacked),
                lambda: torch.func.vmap(torch.func.jacrev(ref, argnums))(*stacked), None)
+
+
+# torch.func.linearize records the jvp with make_fx, on real tensors that make_fx refuses to read: a
+# value check that read them raised its "trying to get value out of a tracing tensor" (with kernels:
+# ctc_loss, gaussian_nll_loss, linear_cross_entropy, multi_margin_loss and multilabel_margin_loss, whose
+# forward mode is the portable definition's; without: the class-index and probability checks too).
+@pytest.mark.parametrize("kernels", [True, False], ids=["kernels", "portable"])
+@pytest.mark.parametrize("name", NAMES)
+def test_torch_linearize_gives_the_jvp(name: str, kernels: bool) -> None:
+    inputs, diff, options = _problem(name, "none")
+    primals, tangents = _primals(inputs, diff)
+    with lossreg.use_kernels(kernels):
+        ours = _torch_loss(getattr(lossreg, name), inputs, diff, options)
+        want = torch.func.jvp(ours, primals, tangents)
+        value, jvp_of = torch.func.linearize(ours, *primals)
+    _close((value, jvp_of(*tangents)), want, "torch.func.linearize")
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
