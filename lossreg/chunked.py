@@ -310,8 +310,11 @@ def mean_of_tokens(xp: Any, summed: Any, counts: Any, active: Any = None) -> Any
     gradient is torch's: 0 when every token is ignored, NaN when the ``active`` ones weigh 0."""
     total = xp.sum(counts)
     none = xp.all(counts == 0)
-    # Multiplied by 0, not replaced: the gradient stays torch's NaN where the kept tokens weigh 0.
-    kept = xp.where(none, summed * 0.0, summed)
+    # Made 0 from itself, not replaced: the gradient stays torch's NaN where the kept tokens weigh 0.
+    # summed - summed, not summed * 0.0: under torch.func.jvp a 0-d float32 tensor times a Python
+    # float has a float64 tangent (the float counts as a 0-d float64 tensor there), and the jvp and
+    # jacfwd of a float32 "mean" were float64.
+    kept = xp.where(none, summed - summed, summed)
     if is_jax_namespace(xp):
         # JAX does not warn, and IEEE gives the answers with no NaN or inf constant in an untaken
         # branch, which jax_debug_nans (jit off) would flag.

@@ -3,8 +3,8 @@
 Each test is one pattern of real training code that gave a different answer from torch.nn's (or
 crashed) before it was fixed: a second backward pass through ``linear_cross_entropy``
 (``retain_graph=True``, as ``gradcheck`` and multi-loss training loops do), forward-mode AD with
-``torch.autograd.forward_ad`` dual tensors (``torch.func.vmap`` inside their dual level too), and
-``torch.func.vmap`` over CTC targets or lengths alone.
+``torch.autograd.forward_ad`` dual tensors (``torch.func.vmap`` inside their dual level too), the
+dtype of ``torch.func.jvp`` in float32, and ``torch.func.vmap`` over CTC targets or lengths alone.
 """
 
 from __future__ import annotations
@@ -92,3 +92,18 @@ def test_linear_cross_entropy_vmapped_inside_a_dual_level_gives_torchs_tangent()
                                                                                      target))
             results.append((plain, dual.primal, dual.tangent))
     torch.testing.assert_close(results[0], results[1], rtol=1e-10, atol=1e-12)
+
+
+# The mean's guard made 0 as summed * 0.0, whose tangent under torch.func.jvp is float64 for a 0-d
+# float32 sum (torch promotes the Python float as a 0-d float64 tensor there): jvp and jacfwd of a
+# float32 "mean" were float64, where torch's are float32.
+@pytest.mark.parametrize("kernels", [True, False], ids=["kernels", "portable"])
+def test_linear_cross_entropy_forward_mode_keeps_float32(kernels: bool) -> None:
+    hidden, weight, target = (x.float() if x.is_floating_point() else x for x in _lce_inputs())
+    tangent = torch.ones_like(hidden)
+    with lossreg.use_kernels(kernels):
+        got = torch.func.jvp(lambda h: lossreg.linear_cross_entropy(h, weight, target), (hidden,), (tangent,))
+        jacobian = torch.func.jacfwd(lambda h: lossreg.linear_cross_entropy(h, weight, target))(hidden)
+    want = torch.func.jvp(lambda h: F.linear_cross_entropy(h, weight, target), (hidden,), (tangent,))
+    torch.testing.assert_close(got, want)  # dtypes too
+    torch.testing.assert_close(jacobian, torch.func.jacfwd(lambda h: F.linear_cross_entropy(h, weight, target))(hidden))
