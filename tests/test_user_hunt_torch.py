@@ -4,7 +4,8 @@ Each test is one pattern of real training code that gave a different answer from
 crashed) before it was fixed: a second backward pass through ``linear_cross_entropy``
 (``retain_graph=True``, as ``gradcheck`` and multi-loss training loops do), forward-mode AD with
 ``torch.autograd.forward_ad`` dual tensors (``torch.func.vmap`` inside their dual level too), the
-dtype of ``torch.func.jvp`` in float32, and ``torch.func.vmap`` over CTC targets or lengths alone.
+dtype of ``torch.func.jvp`` in float32, ``torch.func.functionalize``, and ``torch.func.vmap`` over CTC
+targets or lengths alone.
 """
 
 from __future__ import annotations
@@ -107,3 +108,26 @@ def test_linear_cross_entropy_forward_mode_keeps_float32(kernels: bool) -> None:
     want = torch.func.jvp(lambda h: F.linear_cross_entropy(h, weight, target), (hidden,), (tangent,))
     torch.testing.assert_close(got, want)  # dtypes too
     torch.testing.assert_close(jacobian, torch.func.jacfwd(lambda h: F.linear_cross_entropy(h, weight, target))(hidden))
+
+
+# torch.func.functionalize (make_fx(functionalize(f)), an export flow) has no rule for the
+# autograd.Function that carries the kernel's operators under torch.func: torch's "NYI: Functionalize
+# rule for custom_function_call", where F.linear_cross_entropy functionalizes.
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_linear_cross_entropy_under_functionalize_gives_torchs_value_and_gradients(reduction: str) -> None:
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    hidden, weight, target = _lce_inputs()
+    both = (0, 1)
+    transforms = {
+        "functionalize": lambda f: torch.func.functionalize(f)(hidden, weight),
+        "grad of functionalize": lambda f: torch.func.grad(lambda h, w: torch.func.functionalize(f)(h, w).sum(),
+                                                           both)(hidden, weight),
+        "functionalize of grad": lambda f: torch.func.functionalize(torch.func.grad(lambda h, w: f(h, w).sum(),
+                                                                                    both))(hidden, weight),
+        "make_fx of functionalize": lambda f: make_fx(torch.func.functionalize(f))(hidden, weight)(hidden, weight),
+    }
+    for what, transform in transforms.items():
+        got = transform(lambda h, w: lossreg.linear_cross_entropy(h, w, target, reduction=reduction))
+        want = transform(lambda h, w: F.linear_cross_entropy(h, w, target, reduction=reduction))
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12, msg=lambda m: f"{what}: {m}")

@@ -67,6 +67,7 @@ _HALF = (torch.float16, torch.bfloat16)
 # took 0.96, each with 0.096 of the logits' size in extra memory (1024: 0.92, 0.16; README).
 _PORTABLE = catalogue.linear_cross_entropy.spec.function  # type: ignore[attr-defined]
 _GRAD, _JVP = torch._C._functorch.TransformType.Grad, torch._C._functorch.TransformType.Jvp
+_FUNCTIONALIZE = torch._C._functorch.TransformType.Functionalize
 CPU_CHUNK_ELEMENTS = 2**23
 CUDA_CHUNK_ELEMENTS = 2**26
 
@@ -499,12 +500,15 @@ def _refuse_second_order(*tensors: Tensor | None) -> None:
 def _beyond_reverse(*tensors: Any) -> bool:
     """Whether more than a first derivative by reverse mode may be asked of this call (eager):
     torch.func's forward mode (``jvp``, ``jacfwd``, ``hessian``) or nested ``grad`` is around it,
-    or one of ``tensors`` is a forward-mode dual tensor. The kernel declines those calls."""
+    or one of ``tensors`` is a forward-mode dual tensor. The kernel declines those calls, and
+    those under ``torch.func.functionalize`` too: it has no rule for the ``autograd.Function``
+    that carries the operators under torch.func (torch's "NYI: Functionalize rule for
+    custom_function_call", where F.linear_cross_entropy functionalizes)."""
     if torch.compiler.is_compiling():
         return False
     if torch._C._are_functorch_transforms_active():
         kinds = [i.key() for i in _interpreters()]
-        if _JVP in kinds or kinds.count(_GRAD) > 1:
+        if _JVP in kinds or _FUNCTIONALIZE in kinds or kinds.count(_GRAD) > 1:
             return True
     return any(isinstance(x, Tensor) and _dual(x) for x in tensors)
 
