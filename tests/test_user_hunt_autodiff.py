@@ -420,3 +420,24 @@ def test_jax_linear_cross_entropy_forward_mode_on_the_portable_path(x64: None) -
     unfused = lambda x: -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(x @ w.T), t[:, None], 1))  # noqa: E731
     _close([np.asarray(a) for a in got], [torch.as_tensor(np.asarray(a)) for a in jax.jvp(unfused, (h,), (dh,))],
            "portable jvp")
+
+
+def test_jax_linear_cross_entropy_gradient_of_a_jvp_is_lossregs_refusal_too(x64: None) -> None:
+    """Reverse mode over forward mode (``jax.grad`` or ``jax.vjp`` of a function taking a ``jax.jvp``
+    of the loss, with or without ``jit``) meets the kernel's custom VJP in forward mode as well: it is
+    the same UnsupportedError (JAX's own was a NotImplementedError, "Differentiation rule for
+    'custom_lin' not implemented", naming neither the loss nor the way out), and
+    ``use_kernels(False)`` gives the unfused cross-entropy's answer."""
+    rng = np.random.default_rng(0)
+    h, w = jnp.asarray(rng.standard_normal((6, 4))), jnp.asarray(rng.standard_normal((5, 4)))
+    t = jnp.asarray(rng.integers(0, 5, 6))
+    dh = jnp.asarray(rng.standard_normal((6, 4)))
+    directional = lambda x: jax.jvp(lambda y: lossreg.linear_cross_entropy(y, w, t), (x,), (dh,))[1]  # noqa: E731
+    for transform in (jax.grad, lambda f: jax.jit(jax.grad(f)), lambda f: lambda x: jax.vjp(f, x)[1](1.0)):
+        with pytest.raises(lossreg.UnsupportedError, match=r"^linear_cross_entropy: .*lossreg.use_kernels\(False\)"):
+            transform(directional)(h)
+    with lossreg.use_kernels(False):
+        got = jax.grad(directional)(h)
+    unfused = lambda x: -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(x @ w.T), t[:, None], 1))  # noqa: E731
+    want = jax.grad(lambda x: jax.jvp(unfused, (x,), (dh,))[1])(h)
+    _close(np.asarray(got), torch.as_tensor(np.asarray(want)), "portable gradient of a jvp")

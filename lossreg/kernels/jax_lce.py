@@ -269,8 +269,10 @@ def linear_cross_entropy(input: Any, linear_weight: Any, target: Any, /, *, line
     try:
         return _lce_compiled(meta, inp.hidden, inp.weight, inp.bias, inp.target, inp.active, inp.bad,
                              inp.class_weight, inp.counts)
-    except TypeError as exc:  # JAX's own words for a custom_vjp under jvp name neither the loss nor the way out
-        if "forward-mode" not in str(exc):
+    except (TypeError, NotImplementedError) as exc:  # JAX's own words for a custom_vjp under jvp name neither
+        # the loss nor the way out. Under an outer grad or vjp (the gradient of a jvp), the jvp
+        # meets the custom VJP's linearization, whose primitive has no derivative rule.
+        if "forward-mode" not in str(exc) and "'custom_lin'" not in str(exc):
             raise
         raise UnsupportedError("linear_cross_entropy: the JAX kernel gives first derivatives by reverse mode "
                                "only (no jax.jvp, jacfwd or linearize; jax.hessian works); "
