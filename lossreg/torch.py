@@ -29,7 +29,7 @@ from typing import Any, TypeGuard
 import torch
 from torch import nn
 
-from .errors import LossTypeError
+from .errors import LossTypeError, UnsupportedError
 # Registers lossreg's torch operators (``lossreg::linear_cross_entropy``), which a graph made by
 # torch.export calls: ``torch.export.load`` in another process needs them, and finds them once
 # this module is imported (otherwise they exist only after the kernel's first call).
@@ -94,6 +94,9 @@ class LossModule(nn.Module):
     def forward(self, *arrays: Any, **named: Any) -> Any:
         """``loss(input, target)``, or by the functional form's argument names (``input=..., target=...``)
         or by torch.nn's forward's, where they differ (``PoissonNLLLoss()(log_input=..., target=...)``)."""
+        return self._call(arrays, named)
+
+    def _call(self, arrays: tuple[Any, ...], named: dict[str, Any]) -> Any:
         traced = _fx_leaf(self, arrays, named)
         if traced is not None:
             return traced
@@ -212,11 +215,38 @@ def _fx_leaf(module: LossModule, arrays: tuple[Any, ...], named: dict[str, Any])
     keeps torch.nn's modules as leaves (it decides so by their ``__module__``) and runs any other
     module's forward on its proxies, which lossreg's checks of shapes and dtypes cannot take: a model
     holding its loss traced with torch.nn's, and with lossreg's raised fx's TraceError."""
+    if isinstance(arrays, torch.fx.Proxy):  # the loss module is the root being traced
+        return _fx_root(module, arrays)
     proxy = next((a for a in (*arrays, *named.values()) if isinstance(a, torch.fx.Proxy)), None)
     tracer = None if proxy is None else proxy.tracer
     if not isinstance(tracer, torch.fx.Tracer):  # not fx's module tracer (a bare TracerBase records no modules)
         return None
     return tracer.create_proxy("call_module", tracer.path_of_module(module), arrays, named)
+
+
+def _fx_root(module: LossModule, arrays: Any) -> Any:  # arrays: an fx Proxy, which fx does not type as indexable
+    """``torch.fx.symbolic_trace(loss_module)``: the call as a node of the functional form, as
+    torch.nn's loss modules trace to ``torch.nn.functional``'s. fx makes a root's ``*arrays`` a
+    single proxy (and ``**named`` another), so the traced module takes the arrays by position and
+    indexes them; array options and an owned layer's parameters are read as the module's attributes
+    (``get_attr``), so the graph follows their updates."""
+    tracer, options = arrays.tracer, module.loss_options()
+    callable_options = [k for k, v in options.items() if callable(v)]
+    if callable_options:  # fx records no callable as a node's argument
+        raise UnsupportedError(f"{module.spec.name}: torch.fx.symbolic_trace of the loss module itself with a "
+                               f"callable {callable_options[0]}; trace a model that holds it (the loss is a leaf "
+                               "there), or use torch.compile")
+    linear = getattr(module, "linear", None)
+    if linear is None:
+        return tracer.create_proxy("call_function", _FUNCTIONS[module._loss_name],
+                                   tuple(arrays[i] for i in range(len(module.spec.inputs))), options)
+    assert isinstance(module, LinearLossModule)  # the only module that owns a layer
+    shape = (module.num_classes, *module.out_features)
+    weight = tracer.create_proxy("get_attr", "linear.weight", (), {}).reshape(*shape, linear.in_features)
+    if "bias" in dict(linear.named_parameters()):  # not linear.bias: under fx that is a proxy too, never None
+        options[next(k for k in ("linear_bias", "bias") if k in options)] = tracer.create_proxy(
+            "get_attr", "linear.bias", (), {}).reshape(*shape)
+    return tracer.create_proxy("call_function", _FUNCTIONS[module._loss_name], (arrays[0], weight, arrays[1]), options)
 
 
 def _is_size(k: object) -> TypeGuard[int]:
@@ -274,7 +304,7 @@ def _forward_naming(spec: LossSpec, forward_names: dict[str, str]) -> Any:
     names = [theirs.get(name, name) for name in spec.inputs]
 
     def forward(self: LossModule, *arrays: Any, **named: Any) -> Any:
-        return LossModule.forward(self, *arrays, **named)
+        return self._call(arrays, named)  # not unpacked here: fx's root trace makes ``arrays`` one proxy
 
     forward.__doc__ = LossModule.forward.__doc__
     kind = inspect.Parameter.POSITIONAL_OR_KEYWORD

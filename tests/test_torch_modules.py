@@ -276,6 +276,39 @@ def test_torch_fx_symbolic_trace_of_a_model_holding_losses_keeps_them_leaves_as_
     torch.testing.assert_close(torch.autograd.grad(got, params), torch.autograd.grad(want, params), rtol=1e-12, atol=0)
 
 
+@pytest.mark.parametrize("name", BUILTIN)
+def test_torch_fx_symbolic_trace_of_a_loss_module_itself_records_its_functional_form(name: str) -> None:
+    """``torch.fx.symbolic_trace(torch.nn.MSELoss())`` records a call of ``F.mse_loss``; lossreg's module
+    traces to its functional form (fx raised its TraceError on the module's ``*arrays``). The traced
+    module takes the arrays by position, gives the module's value and gradients, and reads array
+    options and an owned layer's parameters as attributes, so it follows their updates."""
+    options = {k: torch.tensor(v, dtype=torch.float64) if isinstance(v, list) else v
+               for k, v in OPTIONS.get(name, {}).items()}
+    module = lt.get(name, **options)
+    if name == "linear_cross_entropy":  # the owned-layer form too: torch.nn's LinearCrossEntropyLoss(in, classes)
+        module = lt.LinearCrossEntropyLoss(4, 3, bias=True, dtype=torch.float64)
+    traced = torch.fx.symbolic_trace(module)
+    assert [n.op for n in traced.graph.nodes if n.op in ("call_function", "call_module")][-1] == "call_function"
+    arrays = _inputs(name, OPTIONS.get(name, {})) if name != "linear_cross_entropy" else [
+        torch.randn(5, 4, dtype=torch.float64, requires_grad=True), torch.tensor([0, 2, 1, 1, 0])]
+    got, want = traced(*arrays), module(*arrays)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=0)
+    leaves = [a for a in arrays if a.requires_grad] + list(module.parameters())
+    torch.testing.assert_close(torch.autograd.grad(got.sum(), leaves), torch.autograd.grad(want.sum(), leaves),
+                               equal_nan=True)  # poisson_nll_loss(full=True): torch's NaN at a target of 0
+    state = [t for t in (*module.parameters(), *module.buffers()) if t.is_floating_point()]
+    if state:
+        with torch.no_grad():
+            for t in state:
+                t.mul_(1.5)
+        torch.testing.assert_close(traced(*arrays), module(*arrays), rtol=1e-12, atol=0)
+
+
+def test_torch_fx_symbolic_trace_of_a_loss_module_with_a_callable_option_says_what_traces() -> None:
+    with pytest.raises(lossreg.UnsupportedError, match="distance_function; trace a model that holds it"):
+        torch.fx.symbolic_trace(lt.TripletMarginWithDistanceLoss(distance_function=torch.nn.PairwiseDistance()))
+
+
 def test_torch_load_in_a_fresh_interpreter_finds_the_generated_class(tmp_path: Path) -> None:
     path = tmp_path / "model.pt"
     torch.save(torch.nn.ModuleDict({"crit": lt.CrossEntropyLoss(weight=W3, ignore_index=2)}), path)
