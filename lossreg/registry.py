@@ -296,12 +296,13 @@ def _within_options(spec: LossSpec, kernel: Callable[..., Any]) -> Callable[...,
                 and p.name not in spec.options and p.name not in spec.inputs)
     named = {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
     lacks = () if any(p.kind is p.VAR_KEYWORD for p in params) else tuple(o for o in spec.options if o not in named)
-    if not own and not lacks:
+    handed_back = own + lacks
+    if not handed_back:
         return kernel
 
     @functools.wraps(kernel)
     def within(*arrays: Any, **options: Any) -> Any:
-        if any(key in options for key in own) or any(key in options for key in lacks):
+        if any(key in options for key in handed_back):
             return NotImplemented
         return kernel(*arrays, **options)
 

@@ -188,12 +188,12 @@ class LinearLossModule(LossModule):
 
     def forward(self, *arrays: Any, **named: Any) -> Any:
         """``loss(input, target)`` with an owned layer, else ``loss(input, linear_weight, target)``."""
+        linear = getattr(self, "linear", None)  # an owned layer, a submodule
+        if linear is None:
+            return self._call(arrays, named)
         traced = _fx_leaf(self, arrays, named)
         if traced is not None:
             return traced
-        linear = getattr(self, "linear", None)  # an owned layer, a submodule
-        if linear is None:
-            return super().forward(*arrays, **named)
         given = dict(zip(("input", "target"), arrays))
         for key, value in named.items():
             if key not in ("input", "target") or key in given:
@@ -210,11 +210,20 @@ class LinearLossModule(LossModule):
         return _FUNCTIONS[self._loss_name](given["input"], weight, given["target"], **options)
 
 
+# fx's flag for "a symbolic trace is running" (torch.fx._symbolic_trace, set by Tracer.trace); where a
+# torch lacks it, every call looks for proxies among its arrays.
+_FX_TRACE: Any = getattr(torch.fx, "_symbolic_trace", None)
+if not hasattr(_FX_TRACE, "_is_fx_tracing_flag"):
+    _FX_TRACE = None
+
+
 def _fx_leaf(module: LossModule, arrays: tuple[Any, ...], named: dict[str, Any]) -> Any:
     """Under ``torch.fx.symbolic_trace``, the call as a ``call_module`` node, else None. fx's tracer
     keeps torch.nn's modules as leaves (it decides so by their ``__module__``) and runs any other
     module's forward on its proxies, which lossreg's checks of shapes and dtypes cannot take: a model
     holding its loss traced with torch.nn's, and with lossreg's raised fx's TraceError."""
+    if _FX_TRACE is not None and not _FX_TRACE._is_fx_tracing_flag:  # no fx trace anywhere: one global read,
+        return None  # where looking for a Proxy among the arrays took half a microsecond of every call
     if isinstance(arrays, torch.fx.Proxy):  # the loss module is the root being traced
         return _fx_root(module, arrays)
     proxy = next((a for a in (*arrays, *named.values()) if isinstance(a, torch.fx.Proxy)), None)
