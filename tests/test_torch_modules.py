@@ -227,6 +227,32 @@ def test_an_option_given_as_a_parameter_is_a_parameter() -> None:
     assert weight.grad is not None and weight.grad.shape == (3,)
 
 
+def test_each_call_reads_the_options_wherever_torch_keeps_them_now() -> None:
+    """Options changed after the module is made take effect, as in torch.nn: an attribute set, a
+    buffer replaced, a weight swapped in by torch.func.functional_call, a parametrized weight."""
+    x, y = torch.randn(6, 3, dtype=torch.float64), torch.tensor([0, 1, 2, 2, 1, 0])
+    w = torch.tensor(W3, dtype=torch.float64)
+    ours, theirs = lt.CrossEntropyLoss(), torch.nn.CrossEntropyLoss()
+    for key, value in [("reduction", "sum"), ("label_smoothing", 0.2), ("ignore_index", 2), ("weight", w)]:
+        setattr(ours, key, value)
+        setattr(theirs, key, value)
+        torch.testing.assert_close(ours(x, y), theirs(x, y), rtol=0, atol=0)
+    ours.reduction = "mean"  # back to the default object's equal: passed or not, the same call
+    torch.testing.assert_close(ours(x, y), F.cross_entropy(x, y, weight=w, label_smoothing=0.2, ignore_index=2))
+
+    fresh = lt.CrossEntropyLoss(weight=[1.0, 1.0, 1.0])
+    swapped = torch.func.functional_call(fresh, {"weight": 2 * w}, (x, y))
+    torch.testing.assert_close(swapped, F.cross_entropy(x, y, weight=2 * w))
+    torch.testing.assert_close(fresh(x, y), F.cross_entropy(x, y))  # the module's own weight after the call
+
+    class Doubled(torch.nn.Module):
+        def forward(self, weight: torch.Tensor) -> torch.Tensor:
+            return 2 * weight
+
+    torch.nn.utils.parametrize.register_parametrization(fresh, "weight", Doubled())
+    torch.testing.assert_close(fresh(x, y), F.cross_entropy(x, y, weight=torch.full((3,), 2.0, dtype=torch.float64)))
+
+
 class Classifier(torch.nn.Module):
     def __init__(self) -> None:
         super().__init__()
