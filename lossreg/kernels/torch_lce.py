@@ -54,8 +54,9 @@ from array_api_compat import array_namespace
 from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters as _interpreters
 
 from .. import losses as catalogue
-from ..chunked import plan_chunks, prepare_call, reduce_tokens, token_weights
+from ..chunked import plan_chunks, prepare_call, reduce_tokens, token_weights, torch_arguments
 from ..errors import UnsupportedError
+from ..losses.fused import _through_logits
 from . import LCE_TRITON_SWITCH, switched_on
 from .torch_common import _autocasting, _dual
 
@@ -597,6 +598,16 @@ def linear_cross_entropy(input: Any, linear_weight: Any, target: Any, /, *, line
         return NotImplemented
     if _beyond_reverse(input, linear_weight, linear_bias, bias, weight):
         return NotImplemented
+    if (torch.jit.is_tracing() or torch.compiler.is_exporting()) and torch.onnx.is_in_onnx_export():
+        # ONNX has no lossreg operator (both exporters refused it): the logits, then cross_entropy, as
+        # torch.nn's LinearCrossEntropyLoss exports; not the portable chunk loop, whose Python range over
+        # the tokens fixed the batch size of the model. The z-loss is the chunked form's only. (Read
+        # only while tracing or exporting, which every ONNX export is: it costs an import lookup.)
+        if z_loss:
+            return NotImplemented
+        return _through_logits(input, linear_weight, target, torch_arguments(
+            "linear_cross_entropy", linear_bias, bias, ignore_index, options, chunk_size), weight, ignore_index,
+            reduction, label_smoothing, z_loss, softcap)
     inp = prepare_call("linear_cross_entropy", input, linear_weight, target, linear_bias=linear_bias, bias=bias,
                        weight=weight, ignore_index=ignore_index, options=options, chunk_size=chunk_size,
                        reduction=reduction, label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap,
