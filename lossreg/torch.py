@@ -51,6 +51,11 @@ class LossModule(nn.Module):
     _option_names: tuple[str, ...] = ()
     _option_defaults: tuple[tuple[str, Any], ...] = ()  # (name, default) of each option, in order
     _loss_name: str  # the spec's name, the key of its dispatching functional form in _FUNCTIONS
+    # torch.jit.script compiles every submodule's forward and properties, also of a model that only
+    # holds its criterion (a LightningModule, whose to_torchscript scripts it): forward(*arrays) and
+    # the options dict are not TorchScript, so forward is marked unused (a scripted call raises
+    # TorchScript's "annotated to be ignored" error) and the property is left out.
+    __jit_unused_properties__ = ["options"]
 
     def __init__(self, *args: Any, **options: Any) -> None:
         super().__init__()
@@ -92,6 +97,7 @@ class LossModule(nn.Module):
         """The options as the functional form takes them; array options are the current buffers."""
         return {key: getattr(self, key) for key in self._option_names}
 
+    @torch.jit.unused
     def forward(self, *arrays: Any, **named: Any) -> Any:
         """``loss(input, target)``, or by the functional form's argument names (``input=..., target=...``)
         or by torch.nn's forward's, where they differ (``PoissonNLLLoss()(log_input=..., target=...)``)."""
@@ -204,6 +210,7 @@ class LinearLossModule(LossModule):
                                            f"out_features={self.out_features}")
         return ", ".join(part for part in (owned, super().extra_repr()) if part)
 
+    @torch.jit.unused  # as LossModule.forward
     def forward(self, *arrays: Any, **named: Any) -> Any:
         """``loss(input, target)`` with an owned layer, else ``loss(input, linear_weight, target)``."""
         linear = getattr(self, "linear", None)  # an owned layer, a submodule
@@ -336,6 +343,7 @@ def _forward_naming(spec: LossSpec, forward_names: dict[str, str]) -> Any:
         return self._call(arrays, named)  # not unpacked here: fx's root trace makes ``arrays`` one proxy
 
     forward.__doc__ = LossModule.forward.__doc__
+    torch.jit.unused(forward)  # as LossModule.forward
     kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
     forward.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [inspect.Parameter(name, kind) for name in ("self", *names)])

@@ -87,3 +87,50 @@ def test_onnx_export_of_linear_cross_entropy_keeps_a_dynamic_batch() -> None:
     hidden, target = torch.randn(11, 8), torch.randint(0, 5, (11,))
     got = session.run(None, {"hidden": hidden.numpy(), "target": target.numpy()})[0]
     torch.testing.assert_close(torch.as_tensor(got), theirs(hidden, target).detach())
+
+class _Classifier(torch.nn.Module):
+    """A model that holds its criterion and calls it outside forward, in the training loop."""
+
+    def __init__(self, library: Any) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = torch.nn.Linear(8, 4)
+        self.criterion = library.CrossEntropyLoss(weight=torch.tensor([1.0, 2.0, 0.5, 1.5]))
+        self.bce = library.BCEWithLogitsLoss(pos_weight=torch.ones(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+# torch.jit.script compiles every submodule's forward, called or not: a model holding a lossreg
+# criterion raised NotSupportedError "Compiled functions can't take variable number of arguments"
+# at lossreg's forward(*arrays) (and then at the options property), where torch.nn's scripts.
+@pytest.mark.parametrize("library", [torch.nn, lossreg.torch], ids=["torch.nn", "lossreg"])
+def test_jit_script_of_a_model_that_holds_its_criterion_scripts_saves_and_loads(library: Any) -> None:
+    model, x = _Classifier(library), torch.randn(3, 8)
+    buffer = io.BytesIO()
+    torch.jit.save(torch.jit.script(model), buffer)
+    buffer.seek(0)
+    loaded = torch.jit.load(buffer)
+    torch.testing.assert_close(loaded(x), model(x))
+    torch.testing.assert_close(loaded.state_dict()["criterion.weight"], torch.tensor([1.0, 2.0, 0.5, 1.5]))
+    torch.testing.assert_close(model.criterion(model(x), torch.tensor([0, 3, 1])),  # eager calls are unchanged
+                               torch.nn.CrossEntropyLoss(weight=model.criterion.weight)(model(x), torch.tensor([0, 3, 1])))
+
+
+def test_lightning_to_torchscript_of_a_module_holding_lossreg_losses() -> None:
+    pl = pytest.importorskip("pytorch_lightning", reason="PyTorch Lightning's LightningModule.to_torchscript")
+
+    class Module(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = torch.nn.Linear(8, 4)
+            self.ce = lossreg.torch.CrossEntropyLoss(label_smoothing=0.1)
+            self.lce = lossreg.torch.LinearCrossEntropyLoss(8, 5)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(x)
+
+    module, x = Module(), torch.randn(3, 8)
+    torch.testing.assert_close(module.to_torchscript()(x), module(x))  # raised NotSupportedError
+
