@@ -24,6 +24,7 @@ import inspect
 import math
 import os
 import threading
+import types
 from typing import Any, TypeGuard
 
 import torch
@@ -175,6 +176,8 @@ class LinearLossModule(LossModule):
     describes the loss's options; the layer is state, saved by ``state_dict``.
     """
 
+    _owned_forward: Any  # forward, signed (input, target): made with the class (module_class)
+
     def __init__(self, in_features: int | None = None, num_classes: int | None = None, *,
                  out_features: tuple[int, ...] = (), bias: Any = None, device: Any = None, dtype: Any = None,
                  **options: Any) -> None:
@@ -200,9 +203,22 @@ class LinearLossModule(LossModule):
         if bias and not {"linear_bias", "bias"} & set(self.spec.options):
             raise TypeError(f"{name}(..., bias=True): the loss takes no bias")
         super().__init__(**options)
+        # forward as torch.nn's module of this name signs it, (input, target), where the class's names the
+        # arrays without a layer: torch.export binds dynamic_shapes and keyword inputs to these names.
+        self.forward = self._owned_forward  # type: ignore[method-assign]
         self.num_classes, self.out_features = num_classes, tuple(out_features)
         self.linear = nn.Linear(in_features, math.prod(self.out_features, start=num_classes), bias=bool(bias),
                                 device=device, dtype=dtype)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.pop("forward", None)  # bound to this module: a copy or an unpickled module binds its own
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        if "linear" in self._modules:
+            self.forward = self._owned_forward  # type: ignore[method-assign]
 
     def extra_repr(self) -> str:
         linear = getattr(self, "linear", None)  # an owned layer, a submodule
@@ -350,6 +366,20 @@ def _forward_naming(spec: LossSpec, forward_names: dict[str, str]) -> Any:
     return forward
 
 
+def _signed(function: Any, name: str, arrays: tuple[str, ...]) -> Any:
+    """A copy of ``function`` (its code, doc and TorchScript mark) named ``name``, under a signature
+    that names the arrays: ``inspect.signature``, which torch.export reads, gives ``(input, target)``
+    instead of ``(*arrays, **named)``."""
+    copy = types.FunctionType(function.__code__, function.__globals__, name, function.__defaults__,
+                              function.__closure__)
+    copy.__dict__.update(function.__dict__)
+    copy.__doc__, copy.__qualname__ = function.__doc__, f"{function.__qualname__.rpartition('.')[0]}.{name}"
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    copy.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter(array, kind) for array in ("self", *arrays)])
+    return copy
+
+
 def _torch_positional(spec: LossSpec) -> tuple[str, ...]:
     """The options torch.nn's class of the same name takes positionally, up to the first one lossreg lacks."""
     names = []
@@ -400,8 +430,11 @@ def module_class(name: str) -> type[LossModule]:
             }
             if "options" in spec.options:  # torch.nn's name for an option: it shadows the property
                 body["options"] = None
-            if base is LossModule:  # LinearLossModule's arrays depend on whether it owns its layer
+            if base is LossModule:
                 body["forward"] = _forward_naming(spec, body["_forward_names"])
+            else:  # the arrays depend on whether the module owns its layer; __init__ picks the owned one's
+                body["forward"] = _signed(LinearLossModule.forward, "forward", spec.inputs)
+                body["_owned_forward"] = _signed(LinearLossModule.forward, "_owned_forward", ("input", "target"))
             cls = type(spec.class_name, (base,), body)
             _FUNCTIONS[spec.name] = registry().loss_class(spec.name)._dispatch  # no lookup per call
             _classes[spec.name] = cls

@@ -7,7 +7,10 @@ packages (onnxruntime, onnxscript, pytorch_lightning) are skipped with a reason.
 
 from __future__ import annotations
 
+import copy
+import inspect
 import io
+import pickle
 from typing import Any
 
 import pytest
@@ -134,3 +137,34 @@ def test_lightning_to_torchscript_of_a_module_holding_lossreg_losses() -> None:
     module, x = Module(), torch.randn(3, 8)
     torch.testing.assert_close(module.to_torchscript()(x), module(x))  # raised NotSupportedError
 
+
+# lossreg's other modules sign forward as torch.nn's do; LinearCrossEntropyLoss kept (*arrays, **named),
+# so torch.export refused the dynamic_shapes written for torch.nn's: by name, UserError "its top-level
+# keys must be the arg names ['arrays']"; by position, "`inputs` has 1 elements, but `dynamic_shapes` has 2".
+@pytest.mark.parametrize("by", ["position", "name", "keyword inputs"])
+def test_export_of_linear_cross_entropy_with_its_layer_takes_torch_nns_dynamic_shapes(by: str) -> None:
+    batch = torch.export.Dim("batch")
+    hidden, target = torch.randn(6, 8), torch.tensor([0, 4, 2, 1, 2, 3])
+    ours = lossreg.torch.LinearCrossEntropyLoss(8, 5, bias=True, reduction="none")
+    theirs = torch.nn.LinearCrossEntropyLoss(8, 5, bias=True, reduction="none")
+    theirs.load_state_dict(ours.state_dict())
+    for module in (theirs, ours):  # the same call for both
+        if by == "position":
+            program = torch.export.export(module, (hidden, target), dynamic_shapes=({0: batch}, {0: batch}))
+        else:
+            args, kwargs = ((hidden, target), {}) if by == "name" else ((), {"input": hidden, "target": target})
+            program = torch.export.export(module, args, kwargs, dynamic_shapes={"input": {0: batch}, "target": {0: batch}})
+        run = program.module()
+        got = run(hidden[:3], target[:3]) if by != "keyword inputs" else run(input=hidden[:3], target=target[:3])
+        torch.testing.assert_close(got, theirs(hidden[:3], target[:3]))
+
+
+def test_linear_cross_entropy_forward_signature_follows_the_layer_through_copies_and_pickles() -> None:
+    owned, bare = lossreg.torch.LinearCrossEntropyLoss(8, 5), lossreg.torch.LinearCrossEntropyLoss()
+    assert list(inspect.signature(owned.forward).parameters) == ["input", "target"]  # torch.nn's
+    assert list(inspect.signature(bare.forward).parameters) == ["input", "linear_weight", "target"]
+    hidden, target = torch.randn(6, 8), torch.tensor([0, 4, 2, 1, 2, 3])
+    for again in (copy.copy(owned), copy.deepcopy(owned), pickle.loads(pickle.dumps(owned))):
+        assert list(inspect.signature(again.forward).parameters) == ["input", "target"]
+        again.reduction = "sum"  # the copy's forward is its own, not the original's
+        torch.testing.assert_close(again(hidden, target), owned(hidden, target) * 6)
