@@ -85,6 +85,8 @@ class LossModule(nn.Module):
 
     @classmethod
     def _loss_class(cls) -> type[Loss]:
+        if _dynamo_compiling():  # a module made inside torch.compile's trace: see _made
+            _made(cls.spec.name)
         return registry().loss_class(cls.spec.name)
 
     @property
@@ -452,8 +454,13 @@ def _made(name: str) -> bool:
     """Make the class of ``name`` (loading the plugins first). Dynamo runs a function so marked
     rather than tracing it (as it runs ``torch.compiler.assume_constant_result`` functions), so a
     first lookup inside ``torch.compile`` takes the locks and reads the entry points outside the
-    trace, and the traced lookup that follows finds the class made."""
+    trace, and the traced lookup that follows finds the class made. The class form too, which a
+    module's ``__init__`` looks up: a registry's first lookup of it (after ``lossreg.reload()``)
+    compares the spec with the one an earlier registry made it for, and under ``dynamic=True``
+    Dynamo takes the spec's ints for symbols and fails on the comparison ("SymNodeVariable() is
+    not a constant")."""
     module_class(name)
+    registry().loss_class(name)
     return True
 
 

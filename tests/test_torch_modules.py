@@ -16,6 +16,7 @@ from collections.abc import Callable
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -137,6 +138,28 @@ def test_a_module_made_inside_torch_compile_fullgraph_gives_the_eager_modules_va
     g_got = torch.autograd.grad(got.sum(), [x for x, _ in leaves], allow_unused=True, materialize_grads=True)
     g_want = torch.autograd.grad(want.sum(), [y for _, y in leaves], allow_unused=True, materialize_grads=True)
     torch.testing.assert_close(g_got, g_want, rtol=1e-12, atol=0, equal_nan=True)
+
+
+def test_a_module_made_inside_a_dynamic_compile_right_after_a_reload_compiles() -> None:
+    """Code that makes its criterion in the trace, compiled for torch.nn's and then lossreg's (one
+    code object, so Dynamo makes the second trace's ints symbols), right after a reload: the fresh
+    registry's first lookup of the class form compared the loss's spec with the earlier registry's
+    in the trace, and Dynamo raised "SymNodeVariable() is not a constant" (seen as a failure of
+    tests/test_user_hunt_inductor.py whenever an earlier test had reloaded the registry)."""
+    torch._dynamo.reset()
+    lt.MultiMarginLoss()  # the class form exists, made by the registry a reload replaces
+    lossreg.reload()
+    try:
+        def step(lib: Any) -> Callable[..., Any]:
+            return lambda x, y: lib.MultiMarginLoss(margin=0.5)(x, y)
+
+        for lib in (torch.nn, lt):
+            compiled = torch.compile(step(lib), backend="eager", dynamic=True)
+            for n, c in [(4, 3), (5, 7), (8, 11)]:
+                x, y = torch.randn(n, c, dtype=torch.float64), torch.randint(0, c, (n,))
+                torch.testing.assert_close(compiled(x, y), F.multi_margin_loss(x, y, margin=0.5), rtol=1e-12, atol=0)
+    finally:
+        lossreg.reload()
 
 
 def test_constructor_arguments_are_torch_nns() -> None:
