@@ -47,10 +47,9 @@ class LossModule(nn.Module):
     spec: LossSpec
     _positional: tuple[str, ...] = ()  # the options torch.nn's class of this name takes positionally
     _forward_names: dict[str, str] = {}  # torch.nn's forward argument names that differ: {"log_input": "input"}
-    # The spec's option names, read by every call: a module made inside torch.compile's trace
-    # (``CrossEntropyLoss()(z, y)`` in a forward) cannot hand Dynamo its spec, a frozen dataclass.
-    _option_names: tuple[str, ...] = ()
-    _option_defaults: tuple[tuple[str, Any], ...] = ()  # (name, default) of each option, in order
+    # The spec's options, (name, default) in order, read by every call: a module made inside torch.compile's
+    # trace (``CrossEntropyLoss()(z, y)`` in a forward) cannot hand Dynamo its spec, a frozen dataclass.
+    _option_defaults: tuple[tuple[str, Any], ...] = ()
     _loss_name: str  # the spec's name, the key of its dispatching functional form in _FUNCTIONS
     # torch.jit.script compiles every submodule's forward and properties, also of a model that only
     # holds its criterion (a LightningModule, whose to_torchscript scripts it): forward(*arrays) and
@@ -98,13 +97,13 @@ class LossModule(nn.Module):
 
     def loss_options(self) -> dict[str, Any]:
         """The options as the functional form takes them; array options are the current buffers."""
-        return {key: getattr(self, key) for key in self._option_names}
+        return {key: getattr(self, key) for key, _ in self._option_defaults}
 
     @torch.jit.unused
     def forward(self, *arrays: Any, **named: Any) -> Any:
         """``loss(input, target)``, or by the functional form's argument names (``input=..., target=...``)
         or by torch.nn's forward's, where they differ (``PoissonNLLLoss()(log_input=..., target=...)``)."""
-        return self._call(arrays, named)
+        return self._call(arrays, named)  # not unpacked here: fx's root trace makes ``arrays`` one proxy
 
     def _call(self, arrays: tuple[Any, ...], named: dict[str, Any]) -> Any:
         traced = _fx_leaf(self, arrays, named)
@@ -355,17 +354,7 @@ def _forward_naming(spec: LossSpec, forward_names: dict[str, str]) -> Any:
     ``dynamic_shapes`` and keyword inputs to those names, and ``(*arrays, **named)`` matched none of
     the per-array specs written for torch.nn's module."""
     theirs = {ours: name for name, ours in forward_names.items()}
-    names = [theirs.get(name, name) for name in spec.inputs]
-
-    def forward(self: LossModule, *arrays: Any, **named: Any) -> Any:
-        return self._call(arrays, named)  # not unpacked here: fx's root trace makes ``arrays`` one proxy
-
-    forward.__doc__ = LossModule.forward.__doc__
-    torch.jit.unused(forward)  # as LossModule.forward
-    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
-    forward.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        [inspect.Parameter(name, kind) for name in ("self", *names)])
-    return forward
+    return _signed(LossModule.forward, "forward", tuple(theirs.get(name, name) for name in spec.inputs))
 
 
 def _signed(function: Any, name: str, arrays: tuple[str, ...]) -> Any:
@@ -423,7 +412,6 @@ def module_class(name: str) -> type[LossModule]:
                 "spec": spec,
                 "_positional": _torch_positional(spec),
                 "_forward_names": _torch_forward_names(spec),
-                "_option_names": tuple(spec.options),
                 "_option_defaults": tuple(spec.options.items()),
                 "_loss_name": spec.name,
                 "__module__": __name__,

@@ -70,8 +70,8 @@ def _common(input: Any, target: Any, ignore_index: Any) -> bool:
     Two plain CPU tensors, (N, C) float32/float64 input and int64 classes, eager code, values
     readable (not "poison"), and no weight (which the caller tests): nothing is read or computed
     here, since torch's own checks then are lossreg's. A class out of range, a target that is not
-    (N,), an unknown reduction make torch raise, and the caller's general path decides (it takes (N, 1) labels, and
-    declines the rest so that the portable path raises lossreg's error). Under Dynamo (which
+    (N,), an unknown reduction make torch raise, and the caller's general path decides (it takes
+    (N, 1) labels, and declines the rest so that the portable path raises lossreg's error). Under Dynamo (which
     folds ``_dynamo_compiling()`` to True) and on fake or meta tensors the general path runs.
     torch.func transforms may pass: they run torch's check on the real values, and on an
     invalid class the general path poisons, as it would have. Only a 2-d input passes: the
