@@ -506,6 +506,10 @@ def _as_autocast_runs_it(loss: str, kernel: Any) -> Any:
     composed = loss in ("mse_loss", "l1_loss")
 
     def autocast_aware(*arrays: Any, **options: Any) -> Any:
+        copied = _inference_copies(arrays, options)
+        if copied is not None:  # the portable path too gets the copies, should the kernel decline
+            out = autocast_aware(*copied[0], **copied[1])
+            return portable(*copied[0], **copied[1]) if out is NotImplemented else out
         x = arrays[0]
         if (isinstance(x, Tensor) and x.dtype in _HALF and _autocasting(x.device.type)
                 and not (composed and options.get("weight") is not None)):
@@ -517,6 +521,52 @@ def _as_autocast_runs_it(loss: str, kernel: Any) -> Any:
 
     autocast_aware.__name__ = loss
     return autocast_aware
+
+
+def _inference_copies(arrays: tuple[Any, ...], options: dict[str, Any]) -> Any:
+    """``(arrays, options)`` with each tensor made under ``torch.inference_mode`` (a target, a
+    teacher's soft labels, a class weight) replaced by its copy, a normal tensor, where autograd
+    records the call (grad mode on, beside a tensor that requires grad); else None.
+
+    Autograd cannot save an inference tensor for the backward pass: torch's losses raise
+    "Inference tensors cannot be saved for backward" (the ``x - t`` of MSE saves nothing of ``t``,
+    but ``t * log x`` of BCE, KL, Poisson, the soft-margin losses saves it). No gradient flows into
+    such a tensor (it cannot require grad), so its copy, the workaround torch's message gives,
+    gives the same value and gradients. Not under Dynamo, whose traced tensors are fake ones."""
+    if _dynamo_compiling() or not torch.is_grad_enabled():  # off inside inference_mode too
+        return None
+    # Loops that stop at the first inference tensor. The usual call has none, and asks only its
+    # arrays that need no gradient (is_inference costs a method call each).
+    for a in arrays:
+        if isinstance(a, Tensor) and not a.requires_grad and a.is_inference():
+            break
+    else:
+        for a in options.values():
+            if isinstance(a, Tensor) and not a.requires_grad and a.is_inference():
+                break
+        else:
+            return None
+    if torch.is_inference_mode_enabled() or not any(isinstance(a, Tensor) and a.requires_grad
+                                                    for a in (*arrays, *options.values())):
+        return None  # (inference_mode with enable_grad inside: nothing is recorded, a copy would be one too)
+    return (tuple(a.clone() if isinstance(a, Tensor) and a.is_inference() else a for a in arrays),
+            {k: v.clone() if isinstance(v, Tensor) and v.is_inference() else v for k, v in options.items()})
+
+
+def _saving_inference_tensors(loss: str, kernel: Any) -> Any:
+    """``kernel`` given :func:`_inference_copies`' copies (and the portable definition with them,
+    should it decline) where autograd would have to save an inference tensor."""
+    portable = getattr(catalogue, loss).portable
+
+    def run(*arrays: Any, **options: Any) -> Any:
+        copied = _inference_copies(arrays, options)
+        if copied is None:
+            return kernel(*arrays, **options)
+        out = kernel(*copied[0], **copied[1])
+        return portable(*copied[0], **copied[1]) if out is NotImplemented else out
+
+    run.__name__ = loss
+    return run
 
 
 def in_float32_under_autocast(loss: Any) -> Any:
@@ -644,7 +694,9 @@ _KERNELS = {
     "margin_ranking_loss": margin_ranking_loss,
 }
 KERNELS = {loss: _as_autocast_runs_it(loss, _KERNELS.get(loss)) for loss in (*_KERNELS, *_TORCH_AUTOCAST_ONLY)}
-KERNELS["multilabel_soft_margin_loss"] = multilabel_soft_margin_loss  # autocast runs it in half precision
+# Autocast runs it in half precision (not autocast_aware), but it saves its target as the others do.
+KERNELS["multilabel_soft_margin_loss"] = _saving_inference_tensors("multilabel_soft_margin_loss",
+                                                                   multilabel_soft_margin_loss)
 # Their common call (plain float32/float64 tensors, which autocast leaves as they are) first, so that
 # a call of a few µs on tiny inputs passes through one Python function, not two: 0.25 µs (issue 13).
 _NLL_LOSS, _CROSS_ENTROPY = KERNELS["nll_loss"], KERNELS["cross_entropy"]

@@ -629,6 +629,12 @@ def linear_cross_entropy(input: Any, linear_weight: Any, target: Any, /, *, line
         # no gradient, and the backward pass makes those autograd asks for then.
         needs, grads = ALL, False
     cw, wy = (None, None) if inp.class_weight is None else (inp.class_weight.detach(), inp.counts.detach())
+    if grads and not torch.compiler.is_compiling():
+        # A bias or class weights made under torch.inference_mode: autograd cannot save them for the
+        # backward pass, where torch's F.linear saves no bias. Copies, normal tensors, as the other
+        # torch kernels take such weights (a copy of the hidden states or the layer would be large:
+        # those raise torch's "Inference tensors cannot be saved for backward", as torch's do).
+        lb, cw = (x.clone() if x is not None and x.is_inference() else x for x in (lb, cw))
     # The preamble's targets are int32 or int64 (toolkit.holding casts narrower labels), as the
     # chunks' gather by target - offset needs.
     args = (hidden, lw, lb, inp.target, inp.active, inp.bad, cw, wy, reduction,
