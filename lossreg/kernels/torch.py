@@ -506,18 +506,23 @@ def _as_autocast_runs_it(loss: str, kernel: Any) -> Any:
     composed = loss in ("mse_loss", "l1_loss")
 
     def autocast_aware(*arrays: Any, **options: Any) -> Any:
-        copied = _inference_copies(arrays, options)
-        if copied is not None:  # the portable path too gets the copies, should the kernel decline
-            out = autocast_aware(*copied[0], **copied[1])
-            return portable(*copied[0], **copied[1]) if out is NotImplemented else out
-        x = arrays[0]
-        if (isinstance(x, Tensor) and x.dtype in _HALF and _autocasting(x.device.type)
-                and not (composed and options.get("weight") is not None)):
-            arrays, options = _in_float32(arrays, options)
-            with torch.autocast(x.device.type, enabled=False):
-                out = run(*arrays, **options)
-                return portable(*arrays, **options) if out is NotImplemented else out
-        return run(*arrays, **options)
+        try:
+            x = arrays[0]
+            if (isinstance(x, Tensor) and x.dtype in _HALF and _autocasting(x.device.type)
+                    and not (composed and options.get("weight") is not None)):
+                wide, wide_options = _in_float32(arrays, options)
+                with torch.autocast(x.device.type, enabled=False):
+                    out = run(*wide, **wide_options)
+                    return portable(*wide, **wide_options) if out is NotImplemented else out
+            out = run(*arrays, **options)
+        except RuntimeError:
+            out = _with_normal_copies(autocast_aware, portable, arrays, options)
+            if out is None:
+                raise
+            return out
+        if out is NotImplemented:  # the dispatch's portable call would meet the same inference tensor
+            out = _with_normal_copies(portable, portable, arrays, options)
+        return NotImplemented if out is None else out
 
     autocast_aware.__name__ = loss
     return autocast_aware
@@ -533,40 +538,47 @@ def _inference_copies(arrays: tuple[Any, ...], options: dict[str, Any]) -> Any:
     but ``t * log x`` of BCE, KL, Poisson, the soft-margin losses saves it). No gradient flows into
     such a tensor (it cannot require grad), so its copy, the workaround torch's message gives,
     gives the same value and gradients. Not under Dynamo, whose traced tensors are fake ones."""
-    if _dynamo_compiling() or not torch.is_grad_enabled():  # off inside inference_mode too
+    if _dynamo_compiling() or not torch.is_grad_enabled() or torch.is_inference_mode_enabled():
+        return None  # nothing is recorded (inference_mode with enable_grad inside: a copy would be an inference tensor too)
+    tensors = [a for a in (*arrays, *options.values()) if isinstance(a, Tensor)]
+    if not any(a.is_inference() for a in tensors) or not any(a.requires_grad for a in tensors):
         return None
-    # Loops that stop at the first inference tensor. The usual call has none, and asks only its
-    # arrays that need no gradient (is_inference costs a method call each).
-    for a in arrays:
-        if isinstance(a, Tensor) and not a.requires_grad and a.is_inference():
-            break
-    else:
-        for a in options.values():
-            if isinstance(a, Tensor) and not a.requires_grad and a.is_inference():
-                break
-        else:
-            return None
-    if torch.is_inference_mode_enabled() or not any(isinstance(a, Tensor) and a.requires_grad
-                                                    for a in (*arrays, *options.values())):
-        return None  # (inference_mode with enable_grad inside: nothing is recorded, a copy would be one too)
-    return (tuple(a.clone() if isinstance(a, Tensor) and a.is_inference() else a for a in arrays),
-            {k: v.clone() if isinstance(v, Tensor) and v.is_inference() else v for k, v in options.items()})
+
+    def normal(a: Any) -> Any:
+        return a.clone() if isinstance(a, Tensor) and a.is_inference() else a
+
+    return tuple(map(normal, arrays)), {k: normal(v) for k, v in options.items()}
 
 
 def _saving_inference_tensors(loss: str, kernel: Any) -> Any:
-    """``kernel`` given :func:`_inference_copies`' copies (and the portable definition with them,
-    should it decline) where autograd would have to save an inference tensor."""
+    """``kernel``, given :func:`_with_normal_copies` where autograd had to save an inference tensor."""
     portable = getattr(catalogue, loss).portable
 
     def run(*arrays: Any, **options: Any) -> Any:
-        copied = _inference_copies(arrays, options)
-        if copied is None:
-            return kernel(*arrays, **options)
-        out = kernel(*copied[0], **copied[1])
-        return portable(*copied[0], **copied[1]) if out is NotImplemented else out
+        try:
+            out = kernel(*arrays, **options)
+        except RuntimeError:
+            out = _with_normal_copies(run, portable, arrays, options)
+            if out is None:
+                raise
+            return out
+        if out is NotImplemented:
+            out = _with_normal_copies(portable, portable, arrays, options)
+        return NotImplemented if out is None else out
 
     run.__name__ = loss
     return run
+
+
+def _with_normal_copies(call: Any, portable: Any, arrays: tuple[Any, ...], options: dict[str, Any]) -> Any:
+    """``call`` (then ``portable``, should it decline) with :func:`_inference_copies`' copies, or
+    None where there is nothing to copy. Asked only on the way out of a call that failed or
+    declined: the usual call has no inference tensor, and the scan costs 0.4 µs of a 6 µs call."""
+    copied = _inference_copies(arrays, options)
+    if copied is None:
+        return None
+    out = call(*copied[0], **copied[1])
+    return portable(*copied[0], **copied[1]) if out is NotImplemented else out
 
 
 def in_float32_under_autocast(loss: Any) -> Any:
