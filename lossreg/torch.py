@@ -77,7 +77,7 @@ class LossModule(nn.Module):
         for key, value in options.items():
             if isinstance(value, nn.Parameter):  # a learned option (say, a temperature) trains with the model
                 self.register_parameter(key, value)
-            elif key in spec.array_options:
+            elif key in spec.array_options and not _is_number(value):
                 self.register_buffer(key, _as_tensor(value))
             else:
                 setattr(self, key, value)
@@ -161,7 +161,7 @@ class LossModule(nn.Module):
         # An option that is a module (a distance function) is a child, which repr shows on its own.
         defaults = self.spec.options
         return ", ".join(f"{k}={v!r}" for k, v in self.loss_options().items()
-                         if k not in self.spec.array_options and not isinstance(v, nn.Module)
+                         if (k not in self.spec.array_options or _is_number(v)) and not isinstance(v, nn.Module)
                          and not _same(v, defaults[k]))
 
 
@@ -304,6 +304,14 @@ def _fx_root(module: LossModule, arrays: Any) -> Any:  # arrays: an fx Proxy, wh
 
 def _is_size(k: object) -> TypeGuard[int]:
     return isinstance(k, int) and not isinstance(k, bool) and k >= 0
+
+
+def _is_number(value: Any) -> bool:
+    """A Python number given for an array option (a plugin's ``quantile=0.9``, a learnable option's
+    default): kept as a number, as torch.nn keeps its numeric options (``HuberLoss.delta``), not
+    made a buffer, which took torch's default dtype: 0.9 became float32's 0.8999999762, so
+    float64 inputs got another loss than the functional form's and ``get_config()`` another value."""
+    return type(value) in (int, float)
 
 
 def _as_tensor(value: Any) -> torch.Tensor | None:

@@ -1,0 +1,61 @@
+"""A third-party plugin author's loss in lossreg's derived forms and test tools, and Dask users' arrays.
+
+The plugin here is what the README's guide writes: a pinball (quantile) loss whose ``quantile``
+may be learned (declared ``differentiable``, so an array option), registered in the running
+process. Its ``lossreg.torch`` module must compute what its functional form computes; the
+pytest plugin's marker must run a test on exactly the backends it names.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+import numpy as np
+import pytest
+
+import lossreg
+from lossreg import define_loss, toolkit
+
+torch = pytest.importorskip("torch")
+import lossreg.torch  # noqa: E402  (the module classes, lossreg.torch.PinballLoss)
+
+
+@define_loss(class_name="PinballLoss", aliases=("pinball",), differentiable=("input", "target", "quantile"),
+             reference="Koenker & Bassett 1978; sklearn.metrics.mean_pinball_loss")
+def pinball_loss(input: Any, target: Any, /, *, quantile: Any = 0.5, reduction: str = "mean") -> Any:
+    """Pinball loss: ``ℓ_i = max(q d_i, (q - 1) d_i)``, ``d = y - x``, then reduced."""
+    name = "pinball_loss"
+    xp, x, y, dtype = toolkit.pointwise_inputs(name, input, target, reduction)
+    toolkit.check_number(name, "quantile", quantile, 0.0, 1.0, arrays=True)
+    d = y - x
+    return toolkit.reduce(xp, xp.maximum(quantile * d, (quantile - 1) * d), reduction, dtype)
+
+
+@pytest.fixture
+def pinball() -> Any:
+    lossreg.register_plugin(types.SimpleNamespace(lossreg_losses=lossreg.hookimpl(lambda: [pinball_loss])),
+                            name="pinball_hunt")
+    yield
+    lossreg.unregister_plugin("pinball_hunt")
+
+
+def test_a_number_given_for_an_array_option_is_that_number_in_the_torch_module(pinball: Any) -> None:
+    """``lossreg.torch.PinballLoss(quantile=0.9)`` computes with 0.9, as the functional and class forms
+    do, on float64 inputs: the number was made a float32 buffer (0.8999999762), a loss 1e-8 off
+    (far above float64's tolerance) and a ``get_config()`` that no longer equalled the class form's.
+    A number stays a number, as torch.nn keeps its numeric options; a tensor is still a buffer."""
+    rng = np.random.default_rng(0)
+    x, y = torch.tensor(rng.normal(size=(4, 3))), torch.tensor(rng.normal(size=(4, 3)))
+    crit = lossreg.torch.PinballLoss(quantile=0.9)
+    assert crit(x, y).item() == lossreg.pinball_loss(x, y, quantile=0.9).item()
+    assert crit.get_config() == lossreg.PinballLoss(quantile=0.9).get_config()
+    assert crit.get_config()["options"]["quantile"] == 0.9
+    assert repr(crit) == "PinballLoss(quantile=0.9)"
+    assert crit.double()(x, y).item() == lossreg.pinball_loss(x, y, quantile=0.9).item()
+    # Arrays are buffers and move with the module; a Parameter trains.
+    buffered = lossreg.torch.PinballLoss(quantile=torch.tensor(0.25, dtype=torch.float64))
+    assert list(buffered.state_dict()) == ["quantile"]
+    learned = lossreg.torch.PinballLoss(quantile=torch.nn.Parameter(torch.tensor(0.25, dtype=torch.float64)))
+    learned(x, y).backward()
+    assert [name for name, _ in learned.named_parameters()] == ["quantile"] and learned.quantile.grad is not None
