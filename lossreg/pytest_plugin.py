@@ -13,8 +13,8 @@ Installing lossreg changes no pytest session. A project asks for the plugin in i
   takes it, or ``lossreg_xp`` / ``lossreg_device``, runs once per backend and is skipped where
   that library is not installed), ``lossreg_device`` and ``lossreg_xp`` (the backend's array
   namespace);
-- the marker ``@pytest.mark.lossreg(backends=["numpy", "torch"])``, which restricts one test to
-  those of the chosen backends;
+- the marker ``@pytest.mark.lossreg(backends=["numpy", "torch"])`` (or ``backends="numpy,torch"``),
+  which restricts one test to those of the chosen backends; a name no backend has is an error;
 - the fixture ``lossreg_conformance``: :func:`lossreg.testing.check_conformance` on the backends
   and device of the command line, which fails the test with the matrix::
 
@@ -76,7 +76,24 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     marker = metafunc.definition.get_closest_marker("lossreg")
     only = marker.kwargs.get("backends") if marker is not None else None
     if only is not None:
-        names = [n for n in names if n in only]
+        from .registry import registry
+
+        # A string is read as --lossreg-backend reads one ("numpy,torch"), not as characters: a
+        # substring test ran backends="jax_jit" on eager jax too. A name no backend has (a typo)
+        # is an error: it left the test with no backend, which pytest skipped as "got empty
+        # parameter set", so the test silently never ran.
+        only = _split(only) if isinstance(only, str) else list(only)
+        unknown = [n for n in only if n not in registry().backends]
+        if unknown:
+            pytest.fail(f"{metafunc.definition.nodeid}: @pytest.mark.lossreg(backends=...) names "
+                        f"{', '.join(map(repr, unknown))}, which no registered backend is; known: "
+                        f"{', '.join(registry().backends)}", pytrace=False)
+        chosen, names = names, [n for n in names if n in only]
+        if not names:  # marked for backends this run did not choose: a skip that says so
+            metafunc.parametrize("lossreg_backend_name", [pytest.param(None, marks=pytest.mark.skip(
+                reason=f"marked for lossreg backends {', '.join(only)}, none of --lossreg-backend "
+                       f"{','.join(chosen)}"))], ids=["lossreg-backend-not-chosen"], scope="session")
+            return
     metafunc.parametrize("lossreg_backend_name", names, scope="session")
 
 

@@ -8,11 +8,14 @@ pytest plugin's marker must run a test on exactly the backends it names.
 
 from __future__ import annotations
 
+import sys
+import textwrap
 import types
 from typing import Any
 
 import numpy as np
 import pytest
+from fixtures.plugin_sites import run
 
 import lossreg
 from lossreg import define_loss, toolkit
@@ -59,3 +62,55 @@ def test_a_number_given_for_an_array_option_is_that_number_in_the_torch_module(p
     learned = lossreg.torch.PinballLoss(quantile=torch.nn.Parameter(torch.tensor(0.25, dtype=torch.float64)))
     learned(x, y).backward()
     assert [name for name, _ in learned.named_parameters()] == ["quantile"] and learned.quantile.grad is not None
+
+
+def _pytest(tmp_path: Any, source: str, backends: str) -> Any:
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ["lossreg.pytest_plugin"]\n')
+    (tmp_path / "test_marked.py").write_text(textwrap.dedent(source))
+    return run([sys.executable, "-m", "pytest", "-v", "-rs", "-p", "no:cacheprovider", "-p", "no:randomly",
+                "-p", "no:xdist", "--lossreg-backend", backends], None, cwd=tmp_path)
+
+
+def test_the_marker_runs_a_test_on_exactly_the_backends_it_names(tmp_path: Any) -> None:
+    """``@pytest.mark.lossreg(backends="jax_jit")``, a string as ``--lossreg-backend`` takes, ran the
+    test on eager ``jax`` too (a substring test); now it names backends as the option does."""
+    pytest.importorskip("jax")
+    done = _pytest(tmp_path, """
+        import pytest
+
+        @pytest.mark.lossreg(backends="jax_jit")
+        def test_compiled_only(lossreg_backend):
+            assert lossreg_backend.name == "jax_jit"
+
+        @pytest.mark.lossreg(backends="numpy,jax")
+        def test_two(lossreg_backend):
+            assert lossreg_backend.name in ("numpy", "jax")
+    """, "numpy,jax,jax_jit")
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert "test_compiled_only[jax_jit] PASSED" in done.stdout and "test_compiled_only[jax]" not in done.stdout
+    assert "test_two[numpy] PASSED" in done.stdout and "test_two[jax] PASSED" in done.stdout, done.stdout
+
+
+def test_a_marker_naming_no_backend_is_an_error_and_one_not_chosen_a_skip_saying_so(tmp_path: Any) -> None:
+    """A misspelt backend in the marker left the test with no backend at all, which pytest skipped as
+    "got empty parameter set": the test silently never ran. It is a collection error naming it; a
+    backend that exists but was not chosen on the command line is a skip that says so."""
+    done = _pytest(tmp_path, """
+        import pytest
+
+        @pytest.mark.lossreg(backends=["nmupy"])
+        def test_misspelt(lossreg_xp):
+            pass
+    """, "numpy")
+    assert done.returncode != 0, done.stdout[-3000:]
+    assert "names 'nmupy', which no registered backend is; known: numpy" in done.stdout, done.stdout[-3000:]
+    done = _pytest(tmp_path, """
+        import pytest
+
+        @pytest.mark.lossreg(backends=["torch"])
+        def test_torch_only(lossreg_xp):
+            pass
+    """, "numpy,array_api_strict")
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert "1 skipped" in done.stdout, done.stdout[-3000:]
+    assert "marked for lossreg backends torch, none of --lossreg-backend numpy,array_api_strict" in done.stdout
