@@ -344,23 +344,30 @@ def check_flag(loss: str, name: str, value: Any) -> None:
 
 
 def check_number(loss: str, name: str, value: Any, lo: float = -math.inf, hi: float = math.inf, *,
-                 integer: bool = False, arrays: bool = False, finite: bool = False) -> None:
+                 integer: bool = False, arrays: bool = False, finite: bool = False) -> Any:
     """A Python scalar option within [lo, hi] (and not ±inf with ``finite``: an option such as an
-    epsilon or an exponent that would make every value NaN, 0 or inf).
+    epsilon or an exponent that would make every value NaN, 0 or inf). Returns the option to
+    compute with: ``value`` itself, but for an array whose value cannot be read (below).
 
     With ``arrays=True`` (for an option the loss declares differentiable or an array option), a
     0-d real array is accepted too: a learned option (a ``requires_grad`` tensor) or a value
     traced under ``jax.jit``. Its range is checked where its value can be read without a sync or
-    a trace (see :func:`check_values`); elsewhere an out-of-range value is the caller's to avoid.
+    a trace (see :func:`check_values`); elsewhere (JAX, Dask, CUDA, a trace) a floating one is
+    returned NaN where it is out of range, so that a loss computed with the returned option is NaN
+    rather than quietly computed from a value it does not take.
     """
     if arrays and compat.is_array_api_obj(value):
         xp = compat.array_namespace(value)
         if value.ndim != 0 or not xp.isdtype(value.dtype, "integral" if integer else ("integral", "real floating")):
             kind = "an integer" if integer else "a number"
             raise LossValueError(loss, name, f"{kind} or a 0-d {'integer' if integer else 'real'} array", describe(value))
-        if (lo, hi) != (-math.inf, math.inf) and reads_values(value):
-            check_values(loss, name, value, ~((value >= lo) & (value <= hi)), xp, f"a value in [{lo}, {hi}]")
-        return
+        if (lo, hi) == (-math.inf, math.inf) and not finite:
+            return value
+        bad = ~((value >= lo) & (value <= hi))
+        if finite:
+            bad = bad | xp.isinf(value)
+        bad = check_values(loss, name, value, bad, xp, f"a {'finite ' if finite else ''}value in [{lo}, {hi}]")
+        return poison(xp, value, bad) if xp.isdtype(value.dtype, "real floating") else value
     kinds = (int,) if integer else (int, float)
     if integer:  # what an array library takes as an integer scalar (torch: "Overflow when unpacking long long")
         lo, hi = max(lo, INT64_MIN), min(hi, INT64_MAX)
@@ -374,6 +381,7 @@ def check_number(loss: str, name: str, value: Any, lo: float = -math.inf, hi: fl
     if finite and not -math.inf < value < math.inf:  # comparisons, not math.isinf: torch.compile traces them
         raise LossValueError(loss, name, "a finite number" + ("" if lo == -math.inf else f" ≥ {lo}")
                              + ("" if hi == math.inf else f" ≤ {hi}"), repr(value))
+    return value
 
 
 def _given_option(value: Any, wanted: str, plain: Callable[[Any], str] = repr) -> str:

@@ -30,9 +30,9 @@ def pinball_loss(input: Any, target: Any, /, *, quantile: Any = 0.5, reduction: 
     """Pinball loss: ``ℓ_i = max(q d_i, (q - 1) d_i)``, ``d = y - x``, then reduced."""
     name = "pinball_loss"
     xp, x, y, dtype = toolkit.pointwise_inputs(name, input, target, reduction)
-    toolkit.check_number(name, "quantile", quantile, 0.0, 1.0, arrays=True)
+    q = toolkit.check_number(name, "quantile", quantile, 0.0, 1.0, arrays=True)
     d = y - x
-    return toolkit.reduce(xp, xp.maximum(quantile * d, (quantile - 1) * d), reduction, dtype)
+    return toolkit.reduce(xp, xp.maximum(q * d, (q - 1) * d), reduction, dtype)
 
 
 @pytest.fixture
@@ -62,6 +62,34 @@ def test_a_number_given_for_an_array_option_is_that_number_in_the_torch_module(p
     learned = lossreg.torch.PinballLoss(quantile=torch.nn.Parameter(torch.tensor(0.25, dtype=torch.float64)))
     learned(x, y).backward()
     assert [name for name, _ in learned.named_parameters()] == ["quantile"] and learned.quantile.grad is not None
+
+
+def test_a_learned_option_out_of_range_is_an_error_or_nan_never_a_quiet_number(pinball: Any) -> None:
+    """``toolkit.check_number(..., arrays=True)`` returns the option to compute with. A 0-d array
+    whose value it cannot read without a sync or a trace (eager and compiled JAX, Dask) comes back
+    NaN where it is out of range: ``quantile=jnp.asarray(1.5)`` gave the loss 0.113 with no error
+    (the check was skipped there), where a CPU tensor raises. In range, it is the option, value and
+    gradient."""
+    jax = pytest.importorskip("jax")
+    da = pytest.importorskip("dask.array")
+    jnp = jax.numpy
+    data = np.array([0.3, -1.2, 2.5, 0.0])
+    x, y = data, np.zeros(4)
+    with pytest.raises(lossreg.LossValueError, match=r"pinball_loss: argument 'quantile' expected a value in "
+                                                     r"\[0.0, 1.0\], got 1.5"):
+        pinball_loss(torch.tensor(x), torch.tensor(y), quantile=torch.tensor(1.5, dtype=torch.float64))
+    assert np.isnan(float(pinball_loss(jnp.asarray(x), jnp.asarray(y), quantile=jnp.asarray(1.5))))
+    jitted = jax.jit(lambda q: pinball_loss(jnp.asarray(x), jnp.asarray(y), quantile=q))
+    assert np.isnan(float(jitted(1.5))) and np.isnan(float(jitted(-0.25)))
+    lazy = pinball_loss(da.from_array(x, chunks=2), da.from_array(y, chunks=2), quantile=da.from_array(np.float64(1.5)))
+    assert np.isnan(float(lazy.compute()))
+    # In range, every library gives NumPy's value, and JAX the gradient d mean / dq = mean(y - x).
+    want = float(pinball_loss(x, y, quantile=0.25))
+    assert float(jitted(0.25)) == pytest.approx(want, rel=1e-6)
+    assert float(pinball_loss(da.from_array(x, chunks=2), da.from_array(y, chunks=2),
+                              quantile=da.from_array(np.float64(0.25))).compute()) == pytest.approx(want, rel=1e-12)
+    grad = jax.grad(lambda q: pinball_loss(jnp.asarray(x), jnp.asarray(y), quantile=q))(0.25)
+    assert float(grad) == pytest.approx(float(np.mean(y - x)), rel=1e-6)
 
 
 def _pytest(tmp_path: Any, source: str, backends: str) -> Any:
