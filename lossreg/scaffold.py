@@ -133,6 +133,9 @@ def {loss}(input: Any, target: Any, /, *, scale: float = 1.0, reduction: str = "
 
     Arrays are positional-only (before ``/``), options keyword-only with defaults (after ``*``).
     Shapes: ``input`` and ``target`` of one shape, any number of dimensions.
+
+    Options:
+        scale: the factor of the squared error, ≥ 0 (the docs page's meaning of the option).
     \"\"\"
     name = "{loss}"
     toolkit.check_number(name, "scale", scale, 0.0)
