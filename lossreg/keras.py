@@ -57,7 +57,7 @@ from typing import Any
 
 import keras
 
-from .errors import LossError, LossTypeError, LossValueError, UnsupportedError
+from .errors import DefinitionError, LossError, LossTypeError, LossValueError, UnsupportedError
 from .registry import LossSpec, by_class_name, registry
 from .toolkit import FLOATING, describe
 from .registry import from_config as lossreg_from_config
@@ -83,6 +83,14 @@ class KerasLoss(keras.losses.Loss):
 
     def __init__(self, *, name: str | None = None, dtype: Any = None, **options: Any) -> None:
         check_backend(self.spec.name, keras.backend.backend())
+        # keras.losses.Loss takes name= and dtype= itself: an option of either name could never be
+        # set here (the keyword went to Keras, the option kept its default, silently).
+        taken = [k for k in ("name", "dtype") if k in self.spec.options]
+        if taken:
+            raise DefinitionError(f"lossreg.keras.{self.spec.class_name}: option {taken[0]!r} of {self.spec.name} "
+                                  f"is keras.losses.Loss's own argument ({taken[0]}=), so the Keras loss cannot "
+                                  "take it; rename the option in the definition (the functional and class forms "
+                                  "take it as it is)")
         self.lossreg = registry().loss_class(self.spec.name)(**options)  # checks the option names
         super().__init__(name=name or self.spec.name, reduction="none", dtype=dtype)  # lossreg reduces
 

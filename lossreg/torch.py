@@ -30,7 +30,7 @@ from typing import Any, TypeGuard
 import torch
 from torch import nn
 
-from .errors import LossTypeError, UnsupportedError
+from .errors import DefinitionError, LossTypeError, UnsupportedError
 # Registers lossreg's torch operators (``lossreg::linear_cross_entropy``), which a graph made by
 # torch.export calls: ``torch.export.load`` in another process needs them, and finds them once
 # this module is imported (otherwise they exist only after the kernel's first call).
@@ -74,6 +74,15 @@ class LossModule(nn.Module):
                 raise LossTypeError(spec.name, key, "one value", "one by position and one by keyword")
             options[key] = value
         options = self._loss_class()(**options).options  # the class form checks the option names
+        # An option named as one of nn.Module's own attributes would replace it on the module:
+        # "training" was then set by .eval() (the loss 0 from then on, silently), "type" hid a method.
+        taken = [k for k in options if k == "training" or (k != "options" and hasattr(LossModule, k))]
+        if taken:
+            what = " (its train/eval flag)" if taken[0] == "training" else ""
+            raise DefinitionError(f"lossreg.torch.{spec.class_name}: option {taken[0]!r} of {spec.name} is "
+                                  f"torch.nn.Module's own attribute{what}, which the module cannot also hold; "
+                                  "rename the option in the definition (the functional and class forms take it "
+                                  "as it is)")
         for key, value in options.items():
             if isinstance(value, nn.Parameter):  # a learned option (say, a temperature) trains with the model
                 self.register_parameter(key, value)

@@ -8,6 +8,7 @@ pytest plugin's marker must run a test on exactly the backends it names.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import textwrap
 import types
@@ -90,6 +91,58 @@ def test_a_learned_option_out_of_range_is_an_error_or_nan_never_a_quiet_number(p
                               quantile=da.from_array(np.float64(0.25))).compute()) == pytest.approx(want, rel=1e-12)
     grad = jax.grad(lambda q: pinball_loss(jnp.asarray(x), jnp.asarray(y), quantile=q))(0.25)
     assert float(grad) == pytest.approx(float(np.mean(y - x)), rel=1e-6)
+
+
+@define_loss(class_name="GatedSquaredLoss")
+def gated_squared_loss(input: Any, target: Any, /, *, training: float = 1.0, name: str = "l2",
+                       reduction: str = "mean") -> Any:
+    """``ℓ_i = training · (x_i - y_i)²`` (or ``|x_i - y_i|`` with ``name="l1"``): options named as
+    torch.nn.Module's train/eval flag and as keras.losses.Loss's ``name=`` argument."""
+    xp, x, y, dtype = toolkit.pointwise_inputs("gated_squared_loss", input, target, reduction)
+    d = x - y
+    return toolkit.reduce(xp, training * (xp.abs(d) if name == "l1" else d * d), reduction, dtype)
+
+
+def test_an_option_named_as_the_modules_own_attribute_is_refused_by_that_form_not_overwritten() -> None:
+    """A plugin option ``training`` became the module's train/eval flag: ``.eval()`` set it to
+    False and the loss was 0 from then on, silently; an option ``name`` went to Keras's ``name=``
+    and kept its default. Those forms now refuse to be made, naming the option; the functional and
+    class forms take it."""
+    lossreg.register_plugin(types.SimpleNamespace(lossreg_losses=lossreg.hookimpl(lambda: [gated_squared_loss])),
+                            name="gated_hunt")
+    try:
+        x, y = torch.tensor([1.0, -2.0], dtype=torch.float64), torch.zeros(2, dtype=torch.float64)
+        assert lossreg.GatedSquaredLoss(training=2.0)(x, y).item() == 5.0
+        with pytest.raises(lossreg.DefinitionError, match=r"lossreg.torch.GatedSquaredLoss: option 'training' of "
+                                                          r"gated_squared_loss is torch.nn.Module's own attribute "
+                                                          r"\(its train/eval flag\).*rename the option"):
+            lossreg.torch.GatedSquaredLoss(training=2.0)
+    finally:
+        lossreg.unregister_plugin("gated_hunt")
+    if importlib.util.find_spec("keras") is None:
+        pytest.skip("keras is not installed")
+    # Keras reads KERAS_BACKEND once, at its first import: the Keras form in a process of its own.
+    script = textwrap.dedent("""
+        import types, lossreg, lossreg.keras
+        from lossreg import define_loss, toolkit
+
+        @define_loss(class_name="GatedSquaredLoss")
+        def gated_squared_loss(input, target, /, *, training=1.0, name="l2", reduction="mean"):
+            \"\"\"ℓ = training · (x - y)².\"\"\"
+            xp, x, y, dtype = toolkit.pointwise_inputs("gated_squared_loss", input, target, reduction)
+            return toolkit.reduce(xp, training * (x - y) ** 2, reduction, dtype)
+
+        lossreg.register_plugin(types.SimpleNamespace(lossreg_losses=lossreg.hookimpl(lambda: [gated_squared_loss])),
+                                name="gated_hunt")
+        try:
+            lossreg.keras.GatedSquaredLoss(name="l1")
+        except lossreg.DefinitionError as error:
+            print(error)
+    """)
+    done = run([sys.executable, "-c", script], None, KERAS_BACKEND="jax")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert ("lossreg.keras.GatedSquaredLoss: option 'name' of gated_squared_loss is keras.losses.Loss's own "
+            "argument (name=)") in done.stdout, done.stdout + done.stderr[-3000:]
 
 
 def _pytest(tmp_path: Any, source: str, backends: str) -> Any:
