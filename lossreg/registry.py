@@ -1085,6 +1085,19 @@ def reload() -> Registry:
 def register_plugin(plugin: Any, name: str | None = None) -> None:
     """Register an in-process plugin object or module (as an entry point would) and reload."""
     name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
+    # The very object registered already (an installed package's module, which its entry point
+    # loaded): pluggy refused it with its own ValueError, listing every plugin object it held, and
+    # a failed plugin of that name was left in `lossreg plugins`.
+    loaded = registry().pm.get_name(plugin)
+    if loaded is not None or any(p is plugin for _, p in _extra):
+        loaded = loaded or next(n for n, p in _extra if p is plugin)
+        info = registry().plugins.get(loaded)
+        if loaded.startswith("lossreg:"):  # the built-in catalogue's modules: see plugins.make_manager
+            loaded, how = "lossreg", "the built-in catalogue"
+        else:
+            how = "by its entry point" if info is not None and info.entry_point else "by register_plugin"
+        raise PluginError(f"{getattr(plugin, '__name__', plugin)!s} is already registered, as plugin '{loaded}' "
+                          f"({how}); its losses are there: it is not registered twice")
     if any(n == name for n, _ in _extra) or name in registry().plugins:
         raise PluginError(f"a plugin named '{name}' is already registered; give this one another name")
     _extra.append((name, plugin))

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from fixtures.plugin_sites import run
+from fixtures.plugin_sites import pip_install, run
 
 import lossreg
 from lossreg import define_loss, toolkit
@@ -143,6 +143,42 @@ def test_an_option_named_as_the_modules_own_attribute_is_refused_by_that_form_no
     assert done.returncode == 0, done.stderr[-3000:]
     assert ("lossreg.keras.GatedSquaredLoss: option 'name' of gated_squared_loss is keras.losses.Loss's own "
             "argument (name=)") in done.stdout, done.stdout + done.stderr[-3000:]
+
+
+def test_registering_an_installed_plugins_module_again_says_it_is_registered(tmp_path: Any) -> None:
+    """In a notebook, ``lossreg.register_plugin(lossreg_hunt_again)`` of a package already installed
+    (its entry point loaded it) warned with pluggy's "Plugin already registered under a different
+    name", followed by the repr of every plugin object pluggy held, and left a failed plugin
+    'lossreg_hunt_again' in `lossreg plugins` (so `--strict` failed). It is a PluginError saying
+    which plugin holds that module, and nothing is registered; so is registering one object twice."""
+    from lossreg import scaffold
+
+    site = pip_install([scaffold.create("hunt-again", tmp_path)], tmp_path / "site")
+    script = textwrap.dedent("""
+        import warnings
+        warnings.simplefilter("error")
+        import lossreg, lossreg_hunt_again
+        for name in (None, "another_name"):
+            try:
+                lossreg.register_plugin(lossreg_hunt_again, name=name)
+            except lossreg.PluginError as error:
+                print(error)
+        print(sorted(lossreg.registry().plugins), lossreg.registry().plugins["hunt_again"].faults)
+    """)
+    done = run([sys.executable, "-c", script], site)
+    assert done.returncode == 0, done.stderr[-3000:]
+    said = ("lossreg_hunt_again is already registered, as plugin 'hunt_again' (by its entry point); its losses are "
+            "there: it is not registered twice")
+    assert done.stdout.splitlines() == [said, said, "['hunt_again', 'lossreg'] []"], done.stdout
+    # In-process, one object twice (a notebook cell run again, under another name): the same.
+    plugin = types.SimpleNamespace(lossreg_losses=lossreg.hookimpl(lambda: [pinball_loss]))
+    lossreg.register_plugin(plugin, name="once")
+    try:
+        with pytest.raises(lossreg.PluginError, match=r"is already registered, as plugin 'once' \(by register_plugin\)"):
+            lossreg.register_plugin(plugin, name="twice")
+        assert "twice" not in lossreg.registry().plugins
+    finally:
+        lossreg.unregister_plugin("once")
 
 
 def _pytest(tmp_path: Any, source: str, backends: str) -> Any:
