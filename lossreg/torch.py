@@ -166,6 +166,17 @@ class LossModule(nn.Module):
     def from_config(cls, config: dict[str, Any]) -> LossModule:
         return from_config(config)
 
+    def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any) -> None:
+        # An array option held as a number (see _is_number) has no buffer, but a state_dict saved by
+        # a module that held it as an array (given a tensor, rebuilt from its config, or saved by an
+        # earlier lossreg that made every number a buffer) has one: the module takes it as that array.
+        for key in self.spec.array_options:
+            saved = state_dict.get(prefix + key)
+            if isinstance(saved, torch.Tensor) and key in self.__dict__ and _is_number(self.__dict__[key]):
+                del self.__dict__[key]
+                self.register_buffer(key, torch.empty_like(saved))
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
     def extra_repr(self) -> str:
         # An option that is a module (a distance function) is a child, which repr shows on its own.
         defaults = self.spec.options

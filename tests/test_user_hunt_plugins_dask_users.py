@@ -63,6 +63,15 @@ def test_a_number_given_for_an_array_option_is_that_number_in_the_torch_module(p
     learned = lossreg.torch.PinballLoss(quantile=torch.nn.Parameter(torch.tensor(0.25, dtype=torch.float64)))
     learned(x, y).backward()
     assert [name for name, _ in learned.named_parameters()] == ["quantile"] and learned.quantile.grad is not None
+    # A state_dict that holds the option (a module given a tensor, or saved when numbers were
+    # buffers) loads into a module rebuilt from the config, which holds a number: it takes the array.
+    rebuilt = lossreg.torch.from_config(buffered.get_config())
+    assert rebuilt.quantile == 0.25 and list(rebuilt.state_dict()) == []
+    rebuilt.load_state_dict(buffered.state_dict())
+    assert rebuilt.quantile.dtype == torch.float64 and rebuilt(x, y).item() == buffered(x, y).item()
+    older = {"quantile": torch.tensor(0.9)}  # what lossreg.torch.PinballLoss(quantile=0.9) saved before
+    crit.load_state_dict(older)
+    assert torch.equal(crit.quantile, older["quantile"])
 
 
 def test_a_learned_option_out_of_range_is_an_error_or_nan_never_a_quiet_number(pinball: Any) -> None:
