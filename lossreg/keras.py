@@ -205,6 +205,10 @@ class KerasLoss(keras.losses.Loss):
     def _weighted(self, function: Any, arrays: list[Any], options: dict[str, Any], sample_weight: Any,
                   mask: Any) -> Any:
         ops = keras.ops
+        if "reduction" not in options:  # a plugin's loss may have none: its values cannot be weighted
+            argument = "sample_weight" if sample_weight is not None else "mask (the Keras mask of y_pred)"
+            raise LossValueError(self.spec.name, argument, "a loss with a reduction option (the weights multiply "
+                                 "its unreduced values, reduction='none')", "a loss without one")
         reduction = options["reduction"]
         if reduction not in ("none", "sum", "mean"):  # the loss's own check of its reduction, as unweighted:
             function(*arrays, **options)  # Keras's "sum_over_batch_size" or None, "batchmean" but for kl_div

@@ -190,6 +190,38 @@ def test_registering_an_installed_plugins_module_again_says_it_is_registered(tmp
         lossreg.unregister_plugin("once")
 
 
+def test_sample_weights_for_a_keras_loss_without_a_reduction_option_are_a_lossreg_error() -> None:
+    """A plugin's loss need not have a ``reduction`` option (one always summed, say). Its Keras loss
+    computes as given, but with ``sample_weight`` (or ``fit(class_weight=...)``, a Keras mask) it
+    raised a bare ``KeyError: 'reduction'``; now a LossValueError naming the loss and the argument."""
+    if importlib.util.find_spec("keras") is None:
+        pytest.skip("keras is not installed")
+    script = textwrap.dedent("""
+        import types, numpy as np, lossreg, lossreg.keras
+        from lossreg import define_loss, toolkit
+
+        @define_loss(class_name="SummedSquaresLoss")
+        def summed_squares_loss(input, target, /, *, scale=1.0):
+            \"\"\"ℓ = scale · Σ (x - y)², always summed.\"\"\"
+            xp, x, y, dtype = toolkit.pointwise_inputs("summed_squares_loss", input, target, "sum")
+            return toolkit.reduce(xp, scale * (x - y) ** 2, "sum", dtype)
+
+        lossreg.register_plugin(types.SimpleNamespace(lossreg_losses=lossreg.hookimpl(lambda: [summed_squares_loss])),
+                                name="summed_hunt")
+        x, y = np.array([[1.0, 2.0], [0.5, -1.0]], "float32"), np.zeros((2, 2), "float32")
+        print(float(lossreg.keras.SummedSquaresLoss()(y, x)))
+        try:
+            lossreg.keras.SummedSquaresLoss()(y, x, sample_weight=np.ones(2, "float32"))
+        except lossreg.LossValueError as error:
+            print(error)
+    """)
+    done = run([sys.executable, "-c", script], None, KERAS_BACKEND="jax")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.splitlines() == [
+        "6.25", "summed_squares_loss: argument 'sample_weight' expected a loss with a reduction option (the weights "
+        "multiply its unreduced values, reduction='none'), got a loss without one"], done.stdout
+
+
 def _pytest(tmp_path: Any, source: str, backends: str) -> Any:
     (tmp_path / "conftest.py").write_text('pytest_plugins = ["lossreg.pytest_plugin"]\n')
     (tmp_path / "test_marked.py").write_text(textwrap.dedent(source))
