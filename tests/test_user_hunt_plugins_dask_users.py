@@ -2,8 +2,10 @@
 
 The plugin here is what the README's guide writes: a pinball (quantile) loss whose ``quantile``
 may be learned (declared ``differentiable``, so an array option), registered in the running
-process. Its ``lossreg.torch`` module must compute what its functional form computes; the
-pytest plugin's marker must run a test on exactly the backends it names.
+process. Its ``lossreg.torch`` module must compute what its functional form computes, its
+Keras loss take what it declares, ``register_plugin`` say what is already registered, and the
+pytest plugin's marker run a test on exactly the backends it names. Dask arrays whose chunks
+boolean indexing left empty must give NumPy's answer on every path, or a lossreg error.
 """
 
 from __future__ import annotations
@@ -220,6 +222,32 @@ def test_sample_weights_for_a_keras_loss_without_a_reduction_option_are_a_lossre
     assert done.stdout.splitlines() == [
         "6.25", "summed_squares_loss: argument 'sample_weight' expected a loss with a reduction option (the weights "
         "multiply its unreduced values, reduction='none'), got a loss without one"], done.stdout
+
+
+def test_ctc_with_concatenated_targets_of_rows_picked_by_a_mask_gives_numpys_value_on_the_portable_path() -> None:
+    """Sequences picked by a boolean mask, then ``compute_chunk_sizes()``, leave an empty chunk in the
+    lengths ((2, 0, 2) here). With concatenated targets the portable definition (``LOSSREG_KERNELS=0``,
+    ``use_kernels(False)``, the conformance suite's portable path) found each row's offset with
+    Dask's cumulative sum, which fails on an empty chunk when computed: a bare ValueError
+    "operands could not be broadcast together with shapes (0,) (2,)". Now it gives NumPy's losses,
+    as the Dask kernel does."""
+    da = pytest.importorskip("dask.array")
+    rng = np.random.default_rng(3)
+    t, n, c = 12, 6, 5
+    log_probs = np.log(rng.dirichlet(np.ones(c), size=(t, n)))
+    input_lengths, target_lengths = np.full(n, t), rng.integers(1, 5, size=n)
+    keep = np.array([True, True, False, False, True, True])  # the middle chunk of two rows is dropped
+    kept_lengths = target_lengths[keep]
+    flat = rng.integers(1, c, size=int(kept_lengths.sum()))
+    lengths = da.from_array(target_lengths, chunks=2)[da.from_array(keep, chunks=2)].compute_chunk_sizes()
+    assert lengths.chunks == ((2, 0, 2),)
+    for reduction in ("none", "mean", "sum"):
+        want = lossreg.ctc_loss(log_probs[:, keep], flat, input_lengths[keep], kept_lengths, reduction=reduction)
+        for kernels in (True, False):
+            with lossreg.use_kernels(kernels):
+                lazy = lossreg.ctc_loss(da.from_array(log_probs[:, keep], chunks=(t, 2, c)), da.from_array(flat, chunks=3),
+                                        da.from_array(input_lengths[keep], chunks=2), lengths, reduction=reduction)
+            np.testing.assert_allclose(lazy.compute(), want, rtol=1e-12, err_msg=f"{reduction}, kernels {kernels}")
 
 
 def _pytest(tmp_path: Any, source: str, backends: str) -> Any:

@@ -225,7 +225,11 @@ def _read_labels(xp: Any, arg: Checked, s_max: int, c: int, blank: int, dev: Any
         labels = labels[:, :s_max]
     elif s_max:
         width = labels.shape[0]
-        offsets = xp.cumulative_sum(tl) - tl
+        # Dask's cumulative sum fails when computed on an empty chunk ("operands could not be
+        # broadcast together with shapes (0,) (2,)"), which lengths picked by a boolean mask, then
+        # compute_chunk_sizes(), hold: summed without them (anything else as it is).
+        dense = toolkit.dense_chunks(tl)
+        offsets = xp.cumulative_sum(dense) - dense
         spots = xp.reshape(offsets, (n, 1)) + xp.reshape(xp.arange(s_max, dtype=ints, device=dev), (1, s_max))
         labels = xp.reshape(xp.take(labels, xp.reshape(_clamp(xp, spots, 0, width - 1), (-1,)), axis=0), (n, s_max))
     else:
