@@ -216,9 +216,21 @@ class KerasLoss(keras.losses.Loss):
         s = None if sample_weight is None else self._leading("sample_weight", sample_weight, values)
         m = None if mask is None else self._leading("mask", mask, values)
         w = m if s is None else s if m is None else s * m
-        weighted = values * w
         if reduction == "none":
-            return weighted
+            return values * w
+        # Half-precision values are reduced in float32, as the functional forms reduce them (torch's
+        # accumulation dtype), and the result cast back: summed in float16, the losses and weights of
+        # more than 65504 values (a 300×300 label map) were inf, and their mean NaN.
+        dtype = values.dtype
+        if keras.backend.standardize_dtype(dtype) in ("float16", "bfloat16"):
+            values, w, m = (None if a is None else ops.cast(a, "float32") for a in (values, w, m))
+        return ops.cast(self._reduced(arrays, options, values, w, m), dtype)
+
+    def _reduced(self, arrays: list[Any], options: dict[str, Any], values: Any, w: Any, m: Any) -> Any:
+        """The unreduced ``values`` weighted by ``w`` (sample weights times the mask ``m``), reduced."""
+        ops = keras.ops
+        reduction = options["reduction"]
+        weighted = values * w
         if reduction == "sum":
             return ops.sum(weighted)
         if reduction == "batchmean":
