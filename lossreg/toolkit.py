@@ -1037,9 +1037,11 @@ def safe_log(xp: Any, x: Any, floor: float = -100.0) -> Any:
 
     The ``where`` keeps ``log`` away from 0, so autograd never multiplies 0 by infinity. It puts
     the dtype's smallest positive number there, whose log is below the floor (-103.3 in float32,
-    -744.4 in float64; -inf where subnormal numbers are flushed to 0, as on XLA's CPU), so the
-    clip gives the floor: one ``where`` (a pass over x, and one in the backward) rather than a
-    second one for the value at 0. A floor below that log takes the second ``where``.
+    -744.4 in float64), so the clip gives the floor: one ``where`` (a pass over x, and one in the
+    backward) rather than a second one for the value at 0. A floor below that log takes the second
+    ``where``, and so does JAX: XLA flushes subnormal numbers to 0 (on CPU at least), so there the log
+    of the stand-in is -inf and its discarded gradient 0 / 0, a NaN that ``jax_debug_nans`` with jit
+    disabled reports inside the loss (under ``jit`` XLA fuses the two ``where`` into one pass).
     """
     positive = x > 0
     finfo = xp.finfo(x.dtype)
@@ -1047,7 +1049,7 @@ def safe_log(xp: Any, x: Any, floor: float = -100.0) -> Any:
     # Python scalars, not arrays of them: each *_like array is one more pass over x in eager code.
     # That of a dtype wider than a Python float (NumPy's longdouble, 3.6e-4951) is 0.0 as one: it has
     # no log, and takes the second where.
-    if tiny > 0.0 and floor >= math.log(tiny):
+    if tiny > 0.0 and floor >= math.log(tiny) and not compat.is_jax_namespace(xp):
         return clip(xp, xp.log(xp.where(positive, x, tiny)), min=floor)
     return xp.where(positive, clip(xp, xp.log(xp.where(positive, x, 1.0)), min=floor), floor)
 
