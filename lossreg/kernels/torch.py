@@ -515,14 +515,10 @@ def _as_autocast_runs_it(loss: str, kernel: Any) -> Any:
                     out = run(*wide, **wide_options)
                     return portable(*wide, **wide_options) if out is NotImplemented else out
             out = run(*arrays, **options)
-        except RuntimeError:
-            out = _with_normal_copies(autocast_aware, portable, arrays, options)
-            if out is None:
-                raise
-            return out
-        if out is NotImplemented:  # the dispatch's portable call would meet the same inference tensor
-            out = _with_normal_copies(portable, portable, arrays, options)
-        return NotImplemented if out is None else out
+        except RuntimeError as error:
+            return _with_normal_copies(autocast_aware, portable, arrays, options, error)
+        # Declined: the dispatch's portable call would meet the same inference tensor.
+        return _with_normal_copies(portable, portable, arrays, options) if out is NotImplemented else out
 
     autocast_aware.__name__ = loss
     return autocast_aware
@@ -557,26 +553,25 @@ def _saving_inference_tensors(loss: str, kernel: Any) -> Any:
     def run(*arrays: Any, **options: Any) -> Any:
         try:
             out = kernel(*arrays, **options)
-        except RuntimeError:
-            out = _with_normal_copies(run, portable, arrays, options)
-            if out is None:
-                raise
-            return out
-        if out is NotImplemented:
-            out = _with_normal_copies(portable, portable, arrays, options)
-        return NotImplemented if out is None else out
+        except RuntimeError as error:
+            return _with_normal_copies(run, portable, arrays, options, error)
+        return _with_normal_copies(portable, portable, arrays, options) if out is NotImplemented else out
 
     run.__name__ = loss
     return run
 
 
-def _with_normal_copies(call: Any, portable: Any, arrays: tuple[Any, ...], options: dict[str, Any]) -> Any:
-    """``call`` (then ``portable``, should it decline) with :func:`_inference_copies`' copies, or
-    None where there is nothing to copy. Asked only on the way out of a call that failed or
-    declined: the usual call has no inference tensor, and the scan costs 0.4 µs of a 6 µs call."""
+def _with_normal_copies(call: Any, portable: Any, arrays: tuple[Any, ...], options: dict[str, Any],
+                        error: RuntimeError | None = None) -> Any:
+    """``call`` (then ``portable``, should it decline) with :func:`_inference_copies`' copies, for
+    a call that raised ``error`` or (without one) declined. With nothing to copy, ``error`` is
+    raised again, or the decline stands. Asked only on the way out of such a call: the usual call
+    has no inference tensor, and the scan costs 0.4 µs of a 6 µs call."""
     copied = _inference_copies(arrays, options)
     if copied is None:
-        return None
+        if error is not None:
+            raise error
+        return NotImplemented
     out = call(*copied[0], **copied[1])
     return portable(*copied[0], **copied[1]) if out is NotImplemented else out
 
