@@ -55,8 +55,14 @@ KERAS: dict[str, Equivalent] = {
     "cosine_embedding_loss": Equivalent("keras.losses.CosineSimilarity",
                                         "Keras gives `-cos`, lossreg `1 - cos` for target 1: "
                                         "`CosineSimilarity()(x2, x1) == cosine_embedding_loss(x1, x2, ones) - 1`"),
-    "ctc_loss": Equivalent("keras.losses.CTC", "Keras takes `(y_true, y_pred)` batch-major `(N, T, C)` "
-                                               "probabilities and blank = the last class"),
+    # Keras 3's CTC (not tf.keras' ctc_batch_cost, of probabilities with the blank last): logits, blank 0.
+    "ctc_loss": Equivalent("keras.losses.CTC",
+                           "Keras takes `(y_true, y_pred)`: labels `(N, S)` padded with 0, each sequence's "
+                           "length its count of non-zero labels; batch-major `(N, T, C)` logits (it takes "
+                           "their log-softmax), every sequence all T frames; blank = class 0 (`blank=0`); its "
+                           "mean is over the batch, `reduction=\"sum\"` / N (lossreg's \"mean\" divides each "
+                           "loss by its target length first): `CTC()(y, z) == ctc_loss(log_softmax(z)"
+                           ".transpose(1, 0, 2), y, [T] * N, (y != 0).sum(1), reduction=\"sum\") / N`"),
     "multi_margin_loss": Equivalent("keras.losses.CategoricalHinge",
                                     "close, not equal: Keras takes the largest other score, torch sums over them"),
     "log_cosh_loss": Equivalent("keras.losses.LogCosh", _KERAS_AXIS),
