@@ -7,6 +7,11 @@ What this file pins:
   over the batch: the docs' mapping used to say probabilities with the blank last (tf.keras'
   ``ctc_batch_cost``), which gives another number; the equality the mapping now states is evaluated
   as written.
+- ``multi_margin_loss`` is not "close" to Keras' ``CategoricalHinge`` or optax's ``multiclass_hinge_loss``,
+  as the mappings said: those take the largest violation, torch the sum of the violations divided by C
+  (C times apart with one violation), and Keras floors the largest other score at 0 (its one-hot product
+  leaves a 0 at the true class), so with every other score negative it is not optax's either. The
+  mappings now state the formulas and the one relation that holds.
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
+import lossreg
 from lossreg.docsite import equivalents
 
 ENV = {**os.environ, "LOSSREG_DISABLE_PLUGIN_AUTOLOAD": "1", "KERAS_BACKEND": "jax"}
@@ -61,3 +68,52 @@ def test_keras_ctc_mapping_states_logits_blank_0_and_its_equality_holds_as_writt
     got = json.loads(done.stdout.strip().splitlines()[-1])
     assert got["left"] == pytest.approx(got["right"], rel=1e-5)  # Keras computes in float32
     assert got["keras_none"] == pytest.approx(got["lossreg_none"], rel=1e-5)
+
+
+# Scores of C = 4 classes, target 0: no violation, one, several; all other scores negative (row 3).
+HINGE_SCORES = np.array([[3.0, 0.5, 1.0, 0.2], [1.0, 1.5, 0.0, -0.5], [0.0, 0.9, 0.4, 2.0], [-1.0, -3.0, -2.0, -2.5]])
+HINGE_TARGETS = np.array([0, 0, 0, 0])
+C = HINGE_SCORES.shape[1]
+LARGEST_OTHER = np.max(HINGE_SCORES[:, 1:], axis=1)
+ONE_VIOLATION = (1 - HINGE_SCORES[:, :1] + HINGE_SCORES[:, 1:] > 0).sum(1) <= 1
+WESTON_WATKINS = np.maximum(0, 1 - HINGE_SCORES[:, :1] + HINGE_SCORES[:, 1:]).sum(1) / C
+
+
+def test_multi_margin_is_the_mean_of_the_violations_where_optax_takes_the_largest_as_the_mapping_says() -> None:
+    jax = pytest.importorskip("jax")
+    optax = pytest.importorskip("optax")
+    mapping = equivalents.OPTAX["multi_margin_loss"].mapping
+    assert "close" not in mapping and "/ C" in mapping and "C times lossreg's" in mapping
+    mine = np.asarray(lossreg.multi_margin_loss(HINGE_SCORES, HINGE_TARGETS, reduction="none"))
+    np.testing.assert_allclose(mine, WESTON_WATKINS, rtol=1e-15)
+    with jax.enable_x64(True):
+        theirs = np.asarray(optax.losses.multiclass_hinge_loss(HINGE_SCORES, HINGE_TARGETS))
+    np.testing.assert_allclose(theirs, np.maximum(0, 1 + LARGEST_OTHER - HINGE_SCORES[:, 0]), rtol=1e-15)
+    np.testing.assert_allclose(theirs[ONE_VIOLATION], C * mine[ONE_VIOLATION], rtol=1e-15)  # rows 0, 1, 3
+    assert theirs[2] < C * mine[2]  # two violations: the largest alone is less than their sum
+
+
+KERAS_HINGE = """
+import json, sys
+import keras, numpy as np
+scores, targets = np.array(json.loads(sys.argv[1])), np.array(json.loads(sys.argv[2]))
+one_hot = np.eye(scores.shape[1])[targets]
+print(json.dumps(np.asarray(keras.losses.CategoricalHinge(reduction=None)(one_hot, scores), float).tolist()))
+"""
+
+
+def test_keras_categorical_hinge_floors_the_largest_other_score_at_0_as_the_mapping_says() -> None:
+    if importlib.util.find_spec("keras") is None or importlib.util.find_spec("jax") is None:
+        pytest.skip("keras and jax are not installed")
+    mapping = equivalents.KERAS["multi_margin_loss"].mapping
+    assert "close" not in mapping and "max(0, max_{i≠y} x_i)" in mapping and "C times lossreg's" in mapping
+    done = subprocess.run([sys.executable, "-c", KERAS_HINGE, json.dumps(HINGE_SCORES.tolist()),
+                           json.dumps(HINGE_TARGETS.tolist())], capture_output=True, text=True, env=ENV, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    theirs = np.array(json.loads(done.stdout.strip().splitlines()[-1]))
+    np.testing.assert_allclose(theirs, np.maximum(0, 1 + np.maximum(0, LARGEST_OTHER) - HINGE_SCORES[:, 0]), rtol=1e-6)
+    assert theirs[3] == 2.0  # every other score negative: 1 + 0 - (-1), where optax's largest violation is 0
+    mine = np.asarray(lossreg.multi_margin_loss(HINGE_SCORES, HINGE_TARGETS, reduction="none"))
+    some_other_non_negative = LARGEST_OTHER >= 0
+    rows = ONE_VIOLATION & some_other_non_negative  # rows 0 and 1
+    np.testing.assert_allclose(theirs[rows], C * mine[rows], rtol=1e-6)

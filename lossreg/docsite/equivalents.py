@@ -63,8 +63,13 @@ KERAS: dict[str, Equivalent] = {
                            "mean is over the batch, `reduction=\"sum\"` / N (lossreg's \"mean\" divides each "
                            "loss by its target length first): `CTC()(y, z) == ctc_loss(log_softmax(z)"
                            ".transpose(1, 0, 2), y, [T] * N, (y != 0).sum(1), reduction=\"sum\") / N`"),
+    # Not close either: the largest violation against the mean of the violations over C classes.
     "multi_margin_loss": Equivalent("keras.losses.CategoricalHinge",
-                                    "close, not equal: Keras takes the largest other score, torch sums over them"),
+                                    "another quantity: Keras' `max(0, 1 + max(0, max_{i≠y} x_i) - x_y)` of "
+                                    "one-hot targets (the largest other score, floored at 0: its one-hot "
+                                    "product leaves 0 at the true class), torch's `Σ_{i≠y} max(0, 1 - x_y + "
+                                    "x_i) / C`; C times lossreg's (`reduction=\"none\"`) where at most one "
+                                    "class violates the margin and some other score is ≥ 0"),
     "log_cosh_loss": Equivalent("keras.losses.LogCosh", _KERAS_AXIS),
     "mape_loss": Equivalent("keras.losses.MeanAbsolutePercentageError", _KERAS_AXIS),
     "msle_loss": Equivalent("keras.losses.MeanSquaredLogarithmicError", _KERAS_AXIS),
@@ -108,7 +113,10 @@ OPTAX: dict[str, Equivalent] = {
                          "`log_target=True`: `kl_divergence_with_log_targets`; optax sums over the last axis"),
     "cosine_embedding_loss": Equivalent("optax.losses.cosine_distance", "`1 - cos`, the target-1 branch"),
     "multi_margin_loss": Equivalent("optax.losses.multiclass_hinge_loss",
-                                    "close, not equal: optax takes the largest other score, torch sums over them"),
+                                    "another quantity: optax's `max(0, 1 + max_{i≠y} x_i - x_y)` (Crammer and "
+                                    "Singer: the largest violation), torch's `Σ_{i≠y} max(0, 1 - x_y + x_i) / C` "
+                                    "(Weston and Watkins: every violation, divided by C); C times lossreg's "
+                                    "(`reduction=\"none\"`) where at most one class violates the margin"),
     "triplet_margin_loss": Equivalent("optax.losses.triplet_margin_loss",
                                       "`(anchors, positives, negatives, margin=, norm_degree=p)`, close, not "
                                       "equal: optax adds `eps` under the root (torch adds it to each difference) "
