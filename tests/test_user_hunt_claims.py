@@ -12,6 +12,9 @@ What this file pins:
   (C times apart with one violation), and Keras floors the largest other score at 0 (its one-hot product
   leaves a 0 at the true class), so with every other score negative it is not optax's either. The
   mappings now state the formulas and the one relation that holds.
+- README "Precision": a float16 ``mse_loss`` mean is finite where torch's squares overflow only when the
+  mean itself fits float16: the README said "with one difference of 300 is 900", which holds for 100
+  values (the case its test uses), not for that one difference alone (90,000: inf in both).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -117,3 +121,16 @@ def test_keras_categorical_hinge_floors_the_largest_other_score_at_0_as_the_mapp
     some_other_non_negative = LARGEST_OTHER >= 0
     rows = ONE_VIOLATION & some_other_non_negative  # rows 0 and 1
     np.testing.assert_allclose(theirs[rows], C * mine[rows], rtol=1e-6)
+
+
+def test_readme_float16_mse_example_states_the_100_values_it_holds_for() -> None:
+    torch = pytest.importorskip("torch")
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    assert '`mse_loss` "mean" of 100 values, one a difference of 300, is 900 here, inf in torch' in readme
+    hundred = torch.zeros(100, dtype=torch.float16)
+    hundred[0] = 300
+    assert lossreg.mse_loss(hundred, torch.zeros_like(hundred)).item() == 900
+    assert torch.isinf(torch.nn.functional.mse_loss(hundred, torch.zeros_like(hundred)))
+    alone = torch.tensor([300.0], dtype=torch.float16)  # 90,000 > 65504: no dtype trick makes that mean finite
+    assert torch.isinf(lossreg.mse_loss(alone, torch.zeros_like(alone)))
+    assert torch.isinf(torch.nn.functional.mse_loss(alone, torch.zeros_like(alone)))
