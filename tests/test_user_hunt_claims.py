@@ -15,11 +15,17 @@ What this file pins:
 - README "Precision": a float16 ``mse_loss`` mean is finite where torch's squares overflow only when the
   mean itself fits float16: the README said "with one difference of 300 is 900", which holds for 100
   values (the case its test uses), not for that one difference alone (90,000: inf in both).
+- The docstrings of ``mse_loss`` and ``l1_loss`` define ``ℓ_i = w_i (x_i - y_i)²`` (what "none" returns)
+  and said "mean" is ``Σ w_i ℓ_i / Σ w_i``: by that formula the weights count twice (0.48 where the mean
+  is 0.25). It is ``Σ ℓ_i / Σ w_i``. And the loss pages of these and of ``cross_entropy``/``nll_loss``
+  read the docs' generic "mean: their mean" for ``reduction``, where the mean is weighted: each now
+  documents its own.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import json
 import os
 import re
@@ -31,7 +37,7 @@ import numpy as np
 import pytest
 
 import lossreg
-from lossreg.docsite import equivalents
+from lossreg.docsite import equivalents, pages
 
 ENV = {**os.environ, "LOSSREG_DISABLE_PLUGIN_AUTOLOAD": "1", "KERAS_BACKEND": "jax"}
 
@@ -134,3 +140,40 @@ def test_readme_float16_mse_example_states_the_100_values_it_holds_for() -> None
     alone = torch.tensor([300.0], dtype=torch.float16)  # 90,000 > 65504: no dtype trick makes that mean finite
     assert torch.isinf(lossreg.mse_loss(alone, torch.zeros_like(alone)))
     assert torch.isinf(torch.nn.functional.mse_loss(alone, torch.zeros_like(alone)))
+
+
+def reduction_meaning(name: str) -> str:
+    """What the loss's docs page says ``reduction`` does (its docstring's line, else the generic one)."""
+    spec = lossreg.spec(name)
+    return pages.option_meaning(spec, "reduction", pages.parse_docstring(inspect.getdoc(spec.function) or ""))
+
+
+@pytest.mark.parametrize("name", ["mse_loss", "l1_loss"])
+def test_weighted_pointwise_mean_is_the_sum_of_the_weighted_terms_over_the_weights_as_documented(name) -> None:
+    doc = lossreg.spec(name).function.__doc__ or ""
+    assert "Σ w_i ℓ_i" not in doc  # ℓ_i already holds w_i: that would weigh twice
+    assert "Σ_i ℓ_i / Σ_i w_i" in doc and "Σ_i ℓ_i / Σ_i w_i" in reduction_meaning(name)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(2, 3, 4))
+    w = rng.uniform(0.1, 3.0, size=(3, 4))
+    terms = np.asarray(getattr(lossreg, name)(x, y, weight=w, reduction="none"))
+    np.testing.assert_allclose(terms, w * ((x - y) ** 2 if name == "mse_loss" else np.abs(x - y)), rtol=1e-15)
+    mean = float(getattr(lossreg, name)(x, y, weight=w))
+    assert mean == pytest.approx(terms.sum() / w.sum(), rel=1e-14)
+    assert mean != pytest.approx((w * terms).sum() / w.sum(), rel=1e-3)
+
+
+@pytest.mark.parametrize(("name", "label_smoothing"), [("cross_entropy", 0.0), ("cross_entropy", 0.2), ("nll_loss", 0.0)])
+def test_class_weighted_mean_over_kept_targets_is_what_the_page_says(name, label_smoothing) -> None:
+    assert "Σ_n ℓ_n / Σ_n w[y_n]" in reduction_meaning(name)
+    rng = np.random.default_rng(1)
+    scores = rng.normal(size=(6, 4, 3))
+    targets = np.array([[0, 1, 3], [2, -100, 1], [3, 3, 0], [-100, -100, 2], [1, 0, 0], [2, 2, 3]])
+    w = np.array([0.5, 2.0, 1.0, 3.0])
+    options = {"label_smoothing": label_smoothing} if label_smoothing else {}
+    loss = getattr(lossreg, name)
+    terms = np.asarray(loss(scores, targets, weight=w, reduction="none", **options))
+    kept = targets != -100
+    assert np.all(terms[~kept] == 0)
+    expected = terms.sum() / w[targets[kept]].sum()
+    assert float(loss(scores, targets, weight=w, **options)) == pytest.approx(expected, rel=1e-14)

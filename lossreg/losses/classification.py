@@ -40,6 +40,8 @@ def nll_loss(input: Any, target: Any, /, *, weight: Any = None, ignore_index: in
 
     Args:
         weight: a weight per class, shape (C,), or None (all 1).
+        reduction: "none" (each ℓ_n, 0 where ignored), "sum", or "mean": ``Σ_n ℓ_n / Σ_n w[y_n]`` over the
+            targets not ignored (their number without ``weight``).
     """
     cls = _class_inputs("nll_loss", input, target, weight, ignore_index, reduction)
     xp = cls.xp
@@ -78,6 +80,9 @@ def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_inde
 
     Args:
         weight: a weight per class, shape (C,), or None (all 1).
+        reduction: "none" (each ℓ_n, 0 where ignored), "sum", or "mean": for class indices
+            ``Σ_n ℓ_n / Σ_n w[y_n]`` over the targets not ignored (their number without ``weight``), for
+            probabilities ``Σ_n ℓ_n / (N·d1·...·dK)``.
         label_smoothing: ε in [0, 1]: the target is mixed with the uniform distribution over the C classes.
     """
     name = "cross_entropy"

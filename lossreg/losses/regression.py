@@ -27,9 +27,12 @@ def mse_loss(input: Any, target: Any, /, *, reduction: str = "mean", weight: Any
     Shapes: ``input`` and ``target`` of one shape, any number of dimensions. torch broadcasts
     unequal shapes with a warning; as the source document requires, lossreg refuses them.
     ``weight`` (as ``F.mse_loss`` takes it; ``torch.nn.MSELoss`` does not) has the input's
-    shape, and "mean" is then the weighted mean ``Σ w_i ℓ_i / Σ w_i``; None weighs each term 1.
+    shape, and "mean" is then the weighted mean ``Σ_i ℓ_i / Σ_i w_i`` (ℓ_i holds its w_i already:
+    ``Σ w_i (x_i - y_i)² / Σ w_i``); None weighs each term 1.
 
     Args:
+        reduction: "none" (each ℓ_i), "sum", or "mean": ``Σ_i ℓ_i / Σ_i w_i``, the plain mean without
+            ``weight``.
         weight: per-element weights of the input's shape, or None (all 1).
     """
     name = "mse_loss"
@@ -52,9 +55,11 @@ def l1_loss(input: Any, target: Any, /, *, reduction: str = "mean", weight: Any 
 
     Shapes: ``input`` and ``target`` of one shape; unequal shapes are an error (torch broadcasts).
     Less sensitive to outliers than MSE, since errors are not squared. ``weight`` as in
-    :func:`mse_loss` (``F.l1_loss``'s: "mean" is ``Σ w_i ℓ_i / Σ w_i``).
+    :func:`mse_loss` (``F.l1_loss``'s: "mean" is ``Σ_i ℓ_i / Σ_i w_i = Σ w_i |x_i - y_i| / Σ w_i``).
 
     Args:
+        reduction: "none" (each ℓ_i), "sum", or "mean": ``Σ_i ℓ_i / Σ_i w_i``, the plain mean without
+            ``weight``.
         weight: per-element weights of the input's shape, or None (all 1).
     """
     name = "l1_loss"
