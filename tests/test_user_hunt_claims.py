@@ -20,6 +20,9 @@ What this file pins:
   is 0.25). It is ``Σ ℓ_i / Σ w_i``. And the loss pages of these and of ``cross_entropy``/``nll_loss``
   read the docs' generic "mean: their mean" for ``reduction``, where the mean is weighted: each now
   documents its own.
+- README "Gradients", at ±inf targets: ``SoftMarginLoss``'s loss is 0 where x·y = +inf (the README said
+  "inf or NaN"), and its input gradient there is NaN as torch's, not the limit it has where the loss
+  is inf.
 """
 
 from __future__ import annotations
@@ -177,3 +180,23 @@ def test_class_weighted_mean_over_kept_targets_is_what_the_page_says(name, label
     assert np.all(terms[~kept] == 0)
     expected = terms.sum() / w[targets[kept]].sum()
     assert float(loss(scores, targets, weight=w, **options)) == pytest.approx(expected, rel=1e-14)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_soft_margin_at_infinite_targets_is_0_with_torchs_nan_gradient_where_x_y_is_plus_inf() -> None:
+    torch = pytest.importorskip("torch")
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    assert "or 0 for `SoftMarginLoss` where x·y = +inf" in readme
+    assert "NaN, as torch's, where its loss is 0" in readme
+    inf = float("inf")
+    x = torch.tensor([2.0, -2.0, 2.0, -2.0], dtype=torch.float64)
+    y = torch.tensor([inf, inf, -inf, -inf], dtype=torch.float64)  # x·y: +inf, -inf, -inf, +inf
+    mine, theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    losses = lossreg.soft_margin_loss(mine, y, reduction="none")
+    torch_losses = torch.nn.functional.soft_margin_loss(theirs, y, reduction="none")
+    assert losses.tolist() == torch_losses.tolist() == [0.0, inf, inf, 0.0]
+    (grad,) = torch.autograd.grad(losses.sum(), mine)
+    (torch_grad,) = torch.autograd.grad(torch_losses.sum(), theirs)
+    assert torch.isnan(torch_grad).all()
+    assert grad[1].item() == -inf and grad[2].item() == inf  # the limit, -y·σ(-x·y) → -y, where the loss is inf
+    assert torch.isnan(grad[[0, 3]]).all()  # 0 · inf where the loss is 0: NaN, as torch's
