@@ -23,6 +23,10 @@ What this file pins:
 - README "Gradients", at ±inf targets: ``SoftMarginLoss``'s loss is 0 where x·y = +inf (the README said
   "inf or NaN"), and its input gradient there is NaN as torch's, not the limit it has where the loss
   is inf.
+- ``keras.losses.KLDivergence()(p, q) == kl_div(log q, p, reduction="batchmean")`` holds for (N, C)
+  arrays only: Keras averages over every axis but the last, so a (C,) pair is C times apart and (N, T, C)
+  sequences 1/T times. The mapping now says for which shapes, and the general equality; both are
+  evaluated as written on 1-, 2- and 3-D inputs.
 """
 
 from __future__ import annotations
@@ -200,3 +204,37 @@ def test_soft_margin_at_infinite_targets_is_0_with_torchs_nan_gradient_where_x_y
     assert torch.isnan(torch_grad).all()
     assert grad[1].item() == -inf and grad[2].item() == inf  # the limit, -y·σ(-x·y) → -y, where the loss is inf
     assert torch.isnan(grad[[0, 3]]).all()  # 0 · inf where the loss is 0: NaN, as torch's
+
+
+KERAS_KL = """
+import json, sys
+import keras, numpy as np
+import lossreg
+rng = np.random.default_rng(0)
+out = {}
+for shape in [(5,), (4, 5), (4, 3, 5)]:
+    p = rng.dirichlet(np.ones(5), size=shape[:-1]) if len(shape) > 1 else rng.dirichlet(np.ones(5))
+    q = rng.dirichlet(np.ones(5), size=shape[:-1]) if len(shape) > 1 else rng.dirichlet(np.ones(5))
+    names = {"KLDivergence": keras.losses.KLDivergence, "kl_div": lossreg.kl_div, "p": p, "q": q, "log": np.log}
+    out[str(len(shape))] = [[float(eval(side.replace("log q", "log(q)"), names)) for side in claim.split(" == ")]
+                            for claim in json.loads(sys.argv[1])]
+print(json.dumps(out))
+"""
+
+
+def test_keras_kl_divergence_equalities_hold_for_the_shapes_the_mapping_names() -> None:
+    if importlib.util.find_spec("keras") is None or importlib.util.find_spec("jax") is None:
+        pytest.skip("keras and jax are not installed")
+    mapping = equivalents.KERAS["kl_div"].mapping
+    batchmean, general = [span for span in re.findall(r"`([^`]*)`", mapping) if " == " in span]
+    assert "batchmean" in batchmean and "for (N, C) arrays" in mapping
+    done = subprocess.run([sys.executable, "-c", KERAS_KL, json.dumps([batchmean, general])], capture_output=True,
+                          text=True, env=ENV, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    for ndim, ((keras_2d, lossreg_batchmean), (keras_any, lossreg_general)) in got.items():
+        assert keras_any == pytest.approx(lossreg_general, rel=1e-5), ndim  # Keras in float32
+        if ndim == "2":
+            assert keras_2d == pytest.approx(lossreg_batchmean, rel=1e-5)
+        else:  # (C,): C times apart; (N, T, C): 1/T
+            assert keras_2d != pytest.approx(lossreg_batchmean, rel=1e-2), ndim

@@ -49,7 +49,10 @@ KERAS: dict[str, Equivalent] = {
     "kl_div": Equivalent("keras.losses.KLDivergence",
                          "Keras takes probabilities `(y_true=p, y_pred=q)`, lossreg log-probabilities "
                          "`(input=log q, target=p)`: "
-                         "`KLDivergence()(p, q) == kl_div(log q, p, reduction=\"batchmean\")`"),
+                         "`KLDivergence()(p, q) == kl_div(log q, p, reduction=\"batchmean\")` for (N, C) "
+                         "arrays; Keras averages over every axis but the last, so in general (a (C,) pair, "
+                         "(N, T, C) sequences) `KLDivergence()(p, q) == kl_div(log q, p, "
+                         "reduction=\"sum\") * p.shape[-1] / p.size`"),
     "poisson_nll_loss": Equivalent("keras.losses.Poisson",
                                    "`log_input=False`: Keras takes the rate itself, `y_pred - y_true log(y_pred + 1e-7)`"),
     "cosine_embedding_loss": Equivalent("keras.losses.CosineSimilarity",
