@@ -439,6 +439,20 @@ def _real(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
+def listed_as_arrays(spec: LossSpec, options: dict[str, Any], arrays: Sequence[Any]) -> dict[str, Any]:
+    """``options`` with each array option given as a list or tuple, or as a number where the option
+    is an array or None (``pos_weight=3.0``, or a 0-d array as ``get_config`` writes it), as an array
+    of the first array's library, device and dtype: the functional form takes arrays there. The
+    class forms and ``lossreg.torch``'s modules (which keep such a number, see ``_is_number``) call it."""
+    listed = [k for k in spec.array_options if isinstance(options.get(k), (list, tuple))
+              or (_real(options.get(k)) and spec.options[k] is None)]
+    if not (listed and arrays):
+        return options
+    xp = toolkit.namespace(spec.name, **dict(zip(spec.inputs, arrays)))
+    like = arrays[0]
+    return {**options, **{k: xp.asarray(options[k], dtype=like.dtype, device=compat.device(like)) for k in listed}}
+
+
 def _check_listed(loss: str, key: str, value: list[Any] | tuple[Any, ...]) -> None:
     """An array option given as a list or tuple (as ``get_config`` writes it) holds real numbers, or
     0-d arrays, in equal-length rows: the call converts it with the caller's library, whose float
@@ -513,16 +527,7 @@ class Loss:
                                     f"the options when the loss is made: {self.spec.class_name}({unknown}=...)",
                                     "an argument that is not one of its arrays")
             arrays, _ = _arrays_in_place(self.spec, arrays, named)
-        options = self.options
-        # A number too where the option is an array or None (pos_weight=np.float64(3.0), kept as 3.0,
-        # or a 0-d array as get_config writes it): a 0-d array then, as for a list.
-        listed = [k for k in self.spec.array_options if isinstance(options[k], (list, tuple))
-                  or (_real(options[k]) and self.spec.options[k] is None)]
-        if listed and arrays:
-            xp = toolkit.namespace(self.spec.name, **dict(zip(self.spec.inputs, arrays)))
-            like = arrays[0]
-            options = {**options, **{k: xp.asarray(options[k], dtype=like.dtype, device=compat.device(like)) for k in listed}}
-        return self._dispatch(*arrays, **options)
+        return self._dispatch(*arrays, **listed_as_arrays(self.spec, self.options, arrays))
 
     def get_config(self) -> dict[str, Any]:
         """A JSON-serializable description; ``from_config`` rebuilds an equal loss from it."""

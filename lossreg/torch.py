@@ -35,7 +35,7 @@ from .errors import DefinitionError, LossTypeError, UnsupportedError
 # torch.export calls: ``torch.export.load`` in another process needs them, and finds them once
 # this module is imported (otherwise they exist only after the kernel's first call).
 from .kernels import torch_lce as _torch_lce  # noqa: F401
-from .registry import Loss, LossSpec, _same, by_class_name, registry
+from .registry import Loss, LossSpec, _same, by_class_name, listed_as_arrays, registry
 from .registry import from_config as lossreg_from_config
 
 __all__ = ["LossModule", "LinearLossModule", "get", "from_config"]
@@ -51,6 +51,10 @@ class LossModule(nn.Module):
     # trace (``CrossEntropyLoss()(z, y)`` in a forward) cannot hand Dynamo its spec, a frozen dataclass.
     _option_defaults: tuple[tuple[str, Any], ...] = ()
     _loss_name: str  # the spec's name, the key of its dispatching functional form in _FUNCTIONS
+    # The array options whose default is None (weight, pos_weight): one given as a number is kept as
+    # that number (see _is_number), which the functional form does not take there; each call makes it
+    # an array of the input's dtype and device, as the class form does.
+    _nullable_arrays: tuple[str, ...] = ()
     # torch.jit.script compiles every submodule's forward and properties, also of a model that only
     # holds its criterion (a LightningModule, whose to_torchscript scripts it): forward(*arrays) and
     # the options dict are not TorchScript, so forward is marked unused (a scripted call raises
@@ -120,7 +124,12 @@ class LossModule(nn.Module):
             return traced
         if named:
             arrays = self._by_name(arrays, named)
-        return _FUNCTIONS[self._loss_name](*arrays, **self._set_options())
+        options = self._set_options()
+        for key in self._nullable_arrays:
+            if _is_number(options.get(key)):  # BCEWithLogitsLoss(pos_weight=3.0): a 0-d array of the input's dtype
+                options = listed_as_arrays(self.spec, options, arrays)
+                break
+        return _FUNCTIONS[self._loss_name](*arrays, **options)
 
     def _set_options(self) -> dict[str, Any]:
         """The options the call passes: in eager code those not left at the loss's defaults, read from
@@ -265,7 +274,7 @@ class LinearLossModule(LossModule):
         if len(arrays) > 2 or set(given) != {"input", "target"}:
             raise TypeError(f"{self.spec.class_name}.forward() with an owned layer takes (input, target)")
         weight = linear.weight.reshape(self.num_classes, *self.out_features, linear.in_features)
-        options = self.loss_options()
+        options = listed_as_arrays(self.spec, self.loss_options(), (given["input"], weight))
         if linear.bias is not None:  # the loss's own bias options are refused for an owned layer (__init__)
             options[next(k for k in ("linear_bias", "bias") if k in options)] = linear.bias.reshape(
                 self.num_classes, *self.out_features)
@@ -441,6 +450,7 @@ def module_class(name: str) -> type[LossModule]:
                 "_positional": _torch_positional(spec),
                 "_forward_names": _torch_forward_names(spec),
                 "_option_defaults": tuple(spec.options.items()),
+                "_nullable_arrays": tuple(k for k in spec.array_options if spec.options[k] is None),
                 "_loss_name": spec.name,
                 "__module__": __name__,
                 "__qualname__": spec.class_name,
