@@ -55,6 +55,7 @@ class LossModule(nn.Module):
     # that number (see _is_number), which the functional form does not take there; each call makes it
     # an array of the input's dtype and device, as the class form does.
     _nullable_arrays: tuple[str, ...] = ()
+    _array_names: tuple[str, ...] = ()  # the spec's array options
     # torch.jit.script compiles every submodule's forward and properties, also of a model that only
     # holds its criterion (a LightningModule, whose to_torchscript scripts it): forward(*arrays) and
     # the options dict are not TorchScript, so forward is marked unused (a scripted call raises
@@ -94,6 +95,17 @@ class LossModule(nn.Module):
                 self.register_buffer(key, _as_tensor(value))
             else:
                 setattr(self, key, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # An array option held as a number (see _is_number) is a plain attribute, where a tensor assigned
+        # (crit.pos_weight = torch.tensor([...])) would stay one: not moved by .to(), not saved. It becomes
+        # a buffer, as it does in a module given None or an array for the option, and in torch.nn's.
+        if (name in self._array_names and isinstance(value, torch.Tensor) and not isinstance(value, nn.Parameter)
+                and _is_number(self.__dict__.get(name))):
+            del self.__dict__[name]
+            self.register_buffer(name, value)
+            return
+        super().__setattr__(name, value)
 
     @classmethod
     def _loss_class(cls) -> type[Loss]:
@@ -451,6 +463,7 @@ def module_class(name: str) -> type[LossModule]:
                 "_forward_names": _torch_forward_names(spec),
                 "_option_defaults": tuple(spec.options.items()),
                 "_nullable_arrays": tuple(k for k in spec.array_options if spec.options[k] is None),
+                "_array_names": tuple(spec.array_options),
                 "_loss_name": spec.name,
                 "__module__": __name__,
                 "__qualname__": spec.class_name,

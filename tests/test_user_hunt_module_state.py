@@ -53,3 +53,20 @@ def test_a_number_for_pos_weight_under_torch_compile() -> None:
     x, y = torch.linspace(-2, 2, 6).reshape(2, 3), torch.tensor([[0.0, 1, 1], [1, 0, 1]])
     crit = lossreg.torch.BCEWithLogitsLoss(pos_weight=2.0)
     torch.testing.assert_close(torch.compile(crit, backend="eager")(x, y), crit(x, y))
+
+
+def test_a_tensor_assigned_over_a_number_option_is_a_buffer_as_in_torch_nn() -> None:
+    """``crit.pos_weight = torch.tensor([...])`` on a module made with ``pos_weight=2.0`` makes the
+    tensor a buffer, as it does on a module made without one and on torch.nn's: ``.double()`` moves
+    it and ``state_dict`` saves it. It was a plain attribute, left float32 and left out of checkpoints."""
+    weights = torch.tensor([1.0, 2.0, 3.0])
+    for crit in (lossreg.torch.BCEWithLogitsLoss(pos_weight=2.0), lossreg.torch.BCEWithLogitsLoss(),
+                 torch.nn.BCEWithLogitsLoss()):
+        crit.pos_weight = weights
+        assert [name for name, _ in crit.named_buffers()] == ["pos_weight"]
+        assert crit.double().pos_weight.dtype == torch.float64
+        assert list(crit.state_dict()) == ["pos_weight"]
+    # A number assigned over a buffer is refused, as torch.nn refuses it.
+    with pytest.raises(TypeError, match="cannot assign 'float' as buffer"):
+        lossreg.torch.BCEWithLogitsLoss(pos_weight=weights).pos_weight = 3.0
+
