@@ -330,6 +330,9 @@ def _fx_root(module: LossModule, arrays: Any) -> Any:  # arrays: an fx Proxy, wh
         raise UnsupportedError(f"{module.spec.name}: torch.fx.symbolic_trace of the loss module itself with a "
                                f"callable {callable_options[0]}; trace a model that holds it (the loss is a leaf "
                                "there), or use torch.compile")
+    for key in module._nullable_arrays:  # a number there (pos_weight=2.0): an array of the input's dtype, per call
+        if _is_number(options[key]):
+            options[key] = tracer.create_proxy("call_function", _number_like, (options[key], arrays[0]), {})
     linear = getattr(module, "linear", None)
     if linear is None:
         return tracer.create_proxy("call_function", _FUNCTIONS[module._loss_name],
@@ -341,6 +344,12 @@ def _fx_root(module: LossModule, arrays: Any) -> Any:  # arrays: an fx Proxy, wh
         options[next(k for k in ("linear_bias", "bias") if k in options)] = tracer.create_proxy(
             "get_attr", "linear.bias", (), {}).reshape(*shape)
     return tracer.create_proxy("call_function", _FUNCTIONS[module._loss_name], (arrays[0], weight, arrays[1]), options)
+
+
+def _number_like(value: float, like: torch.Tensor) -> torch.Tensor:
+    """A number held for an array option as the 0-d array ``listed_as_arrays`` makes of it: a node of
+    a traced module's graph (``_fx_root``), which can hold the function but not the dict it returns."""
+    return torch.as_tensor(value, dtype=like.dtype, device=like.device)
 
 
 def _is_size(k: object) -> TypeGuard[int]:

@@ -70,3 +70,13 @@ def test_a_tensor_assigned_over_a_number_option_is_a_buffer_as_in_torch_nn() -> 
     with pytest.raises(TypeError, match="cannot assign 'float' as buffer"):
         lossreg.torch.BCEWithLogitsLoss(pos_weight=weights).pos_weight = 3.0
 
+
+def test_fx_symbolic_trace_of_a_module_holding_a_number_for_pos_weight() -> None:
+    """``torch.fx.symbolic_trace(BCEWithLogitsLoss(pos_weight=2.0))`` traces to a graph that computes
+    torch.nn's loss with ``pos_weight=torch.tensor(2.0)`` of the input's dtype: the number went into the
+    graph's call as it was, which the functional form refused ('pos_weight expected an array')."""
+    x = torch.linspace(-2, 2, 6, dtype=torch.float64).reshape(2, 3)
+    y = torch.tensor([[0.0, 1, 1], [1, 0, 1]], dtype=torch.float64)
+    traced = torch.fx.symbolic_trace(lossreg.torch.BCEWithLogitsLoss(pos_weight=2.0))
+    expected = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(2.0, dtype=torch.float64))(x, y)
+    torch.testing.assert_close(traced(x, y), expected)
