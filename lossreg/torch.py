@@ -137,10 +137,11 @@ class LossModule(nn.Module):
         if named:
             arrays = self._by_name(arrays, named)
         options = self._set_options()
-        for key in self._nullable_arrays:
-            if _is_number(options.get(key)):  # BCEWithLogitsLoss(pos_weight=3.0): a 0-d array of the input's dtype
-                options = listed_as_arrays(self.spec, options, arrays)
-                break
+        if options:  # (the default module's call, on 4×5 logits a few µs, asks nothing more)
+            for key in self._nullable_arrays:
+                if _is_number(options.get(key)):  # BCEWithLogitsLoss(pos_weight=3.0): a 0-d array of the input's dtype
+                    options = listed_as_arrays(self.spec, options, arrays)
+                    break
         return _FUNCTIONS[self._loss_name](*arrays, **options)
 
     def _set_options(self) -> dict[str, Any]:
