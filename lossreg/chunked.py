@@ -155,9 +155,15 @@ def check_extensions(name: str, z_loss: Any, softcap: Any) -> None:
     finite: ∞ · tanh(z / ∞) is NaN; no cap is None)."""
     toolkit.check_number(name, "z_loss", z_loss, 0.0)
     if softcap is not None:
-        toolkit.check_number(name, "softcap", softcap, 0.0, finite=True)
+        # One expectation for every refused cap: check_number's own ("a finite number in [0.0,
+        # inf]", "a finite number ≥ 0.0") would say that 0, which is refused too, is taken.
+        expected = "None or a positive finite number"
+        try:
+            toolkit.check_number(name, "softcap", softcap, 0.0, finite=True)
+        except LossValueError as e:
+            raise LossValueError(name, "softcap", expected, e.got) from None
         if softcap == 0:
-            raise LossValueError(name, "softcap", "None or a positive finite number", repr(softcap))
+            raise LossValueError(name, "softcap", expected, repr(softcap))
 
 
 def check_softcap_range(name: str, softcap: Any, xp: Any, dtype: Any) -> None:
