@@ -534,8 +534,10 @@ def _inference_copies(arrays: tuple[Any, ...], options: dict[str, Any]) -> Any:
     but ``t * log x`` of BCE, KL, Poisson, the soft-margin losses saves it). No gradient flows into
     such a tensor (it cannot require grad), so its copy, the workaround torch's message gives,
     gives the same value and gradients. Not under Dynamo, whose traced tensors are fake ones."""
+    # Nothing to copy where nothing is recorded; and inside inference_mode (with enable_grad within
+    # it) a copy would be an inference tensor too.
     if _dynamo_compiling() or not torch.is_grad_enabled() or torch.is_inference_mode_enabled():
-        return None  # nothing is recorded (inference_mode with enable_grad inside: a copy would be an inference tensor too)
+        return None
     tensors = [a for a in (*arrays, *options.values()) if isinstance(a, Tensor)]
     if not any(a.is_inference() for a in tensors) or not any(a.requires_grad for a in tensors):
         return None
