@@ -450,7 +450,11 @@ def listed_as_arrays(spec: LossSpec, options: dict[str, Any], arrays: Sequence[A
         return options
     xp = toolkit.namespace(spec.name, **dict(zip(spec.inputs, arrays)))
     like = arrays[0]
-    return {**options, **{k: xp.asarray(options[k], dtype=like.dtype, device=compat.device(like)) for k in listed}}
+    dtype, device = like.dtype, compat.device(like)
+    # A number as a fill on the device: an array made from a host number is a copy that waits for a
+    # GPU at every call (a list has no other way there).
+    return {**options, **{k: xp.asarray(options[k], dtype=dtype, device=device) if isinstance(options[k], (list, tuple))
+                          else xp.full((), float(options[k]), dtype=dtype, device=device) for k in listed}}
 
 
 def _check_listed(loss: str, key: str, value: list[Any] | tuple[Any, ...]) -> None:

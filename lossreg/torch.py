@@ -350,7 +350,7 @@ def _fx_root(module: LossModule, arrays: Any) -> Any:  # arrays: an fx Proxy, wh
 def _number_like(value: float, like: torch.Tensor) -> torch.Tensor:
     """A number held for an array option as the 0-d array ``listed_as_arrays`` makes of it: a node of
     a traced module's graph (``_fx_root``), which can hold the function but not the dict it returns."""
-    return torch.as_tensor(value, dtype=like.dtype, device=like.device)
+    return torch.full((), float(value), dtype=like.dtype, device=like.device)
 
 
 def _is_size(k: object) -> TypeGuard[int]:
