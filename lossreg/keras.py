@@ -51,14 +51,12 @@ imported, so ``keras.models.load_model`` restores a model compiled with one.
 
 from __future__ import annotations
 
-import os
-import threading
 from typing import Any
 
 import keras
 
 from .errors import DefinitionError, LossError, LossTypeError, LossValueError, UnsupportedError
-from .registry import LossSpec, by_class_name, registry
+from .registry import ForkSafeLock, LossSpec, by_class_name, registry
 from .toolkit import FLOATING, describe
 from .registry import from_config as lossreg_from_config
 
@@ -417,16 +415,7 @@ def _mean_rule(spec: LossSpec) -> tuple[str, Any]:
 
 
 _classes: dict[str, type[KerasLoss]] = {}
-_lock = threading.Lock()
-
-
-def _forked() -> None:  # a lock held by another thread at a fork stays held in the child: a new one
-    global _lock
-    _lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):  # POSIX
-    os.register_at_fork(after_in_child=_forked)
+_lock = ForkSafeLock()
 
 
 def loss_class(name: str) -> type[KerasLoss]:

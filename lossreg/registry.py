@@ -1000,17 +1000,37 @@ def _load(extra: list[tuple[str, Any]]) -> Registry:
     return _loader(extra)
 
 
-_lock = threading.RLock()  # reentrant, so that a plugin asking for the registry while loading is told, not deadlocked
+class ForkSafeLock:
+    """A lock (``threading.Lock``, or what ``make`` makes) that the child of a fork gets anew: one
+    held by another thread at the fork would be held in the child for ever, by a thread the child
+    does not have."""
+
+    def __init__(self, make: Callable[[], Any] = threading.Lock) -> None:
+        self._make = make
+        self._lock = make()
+        if hasattr(os, "register_at_fork"):  # POSIX
+            os.register_at_fork(after_in_child=self._renew)
+
+    def _renew(self) -> None:
+        self._lock = self._make()
+
+    def __enter__(self) -> Any:
+        return self._lock.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.__exit__(*exc)
+
+
+# Reentrant, so that a plugin asking for the registry while loading is told, not deadlocked.
+_lock = ForkSafeLock(threading.RLock)
 _building = False
 _registry: Registry | None = None
 _extra: list[tuple[str, Any]] = []
 
 
-def _forked() -> None:
-    """In the child of a fork: a lock held by another thread (loading plugins) at the fork would be
-    held there for ever, by a thread the child does not have; the child loads them itself."""
-    global _lock, _building
-    _lock, _building = threading.RLock(), False
+def _forked() -> None:  # a fork while another thread loaded plugins: the child loads them itself
+    global _building
+    _building = False
 
 
 if hasattr(os, "register_at_fork"):

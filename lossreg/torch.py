@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import os
-import threading
 import types
 from typing import Any, TypeGuard
 
@@ -35,7 +33,7 @@ from .errors import DefinitionError, LossTypeError, UnsupportedError
 # torch.export calls: ``torch.export.load`` in another process needs them, and finds them once
 # this module is imported (otherwise they exist only after the kernel's first call).
 from .kernels import torch_lce as _torch_lce  # noqa: F401
-from .registry import Loss, LossSpec, _same, by_class_name, listed_as_arrays, registry
+from .registry import ForkSafeLock, Loss, LossSpec, _same, by_class_name, listed_as_arrays, registry
 from .registry import from_config as lossreg_from_config
 
 __all__ = ["LossModule", "LinearLossModule", "get", "from_config"]
@@ -445,16 +443,7 @@ _classes: dict[str, type[LossModule]] = {}
 # by every call: so torch.compile can trace a module made inside its trace too, whose attributes
 # it can follow only to objects it can rebuild, which neither the form's closure nor a spec is.
 _FUNCTIONS: dict[str, Any] = {}
-_lock = threading.Lock()
-
-
-def _forked() -> None:  # a lock held by another thread at a fork stays held in the child: a new one
-    global _lock
-    _lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):  # POSIX
-    os.register_at_fork(after_in_child=_forked)
+_lock = ForkSafeLock()
 
 
 def module_class(name: str) -> type[LossModule]:

@@ -198,24 +198,55 @@ def test_a_fork_while_another_thread_loads_plugins_leaves_the_child_working():
     loading.start()
     time.sleep(0.5)  # the thread is inside the registry's load, holding its lock
     try:
-        pid = os.fork()
-        if pid == 0:  # the child: compute, then leave at once (no pytest teardown here)
-            code = 0 if float(lossreg.mse_loss(np.ones(3), np.zeros(3))) == 1.0 else 1
-            os._exit(code)
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                break
-            time.sleep(0.1)
-        else:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-            pytest.fail("the forked child never computed the loss (a lock held for ever)")
-        assert os.waitstatus_to_exitcode(status) == 0
+        _in_forked_child(lambda: float(lossreg.mse_loss(np.ones(3), np.zeros(3))) == 1.0)
     finally:
         loading.join()
         lossreg.unregister_plugin("hunt_slow_plugin")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+def test_a_fork_while_another_thread_makes_a_module_class_leaves_the_child_working():
+    """The lock that makes one torch module class per loss (lossreg.keras's Keras classes take the
+    same kind) is not held in a child forked while another thread holds it: the child makes its
+    classes."""
+    forms = pytest.importorskip("lossreg.torch")
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with forms._lock:
+            held.set()
+            release.wait()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait()
+    try:
+        def made_anew() -> bool:
+            forms._classes.clear()  # so that the child must take the lock to make the class
+            return forms.module_class("huber_loss").__name__ == "HuberLoss"
+        _in_forked_child(made_anew)
+    finally:
+        release.set()
+        holder.join()
+
+
+def _in_forked_child(check) -> None:
+    """Runs ``check`` in a forked child (leaving at once after it: no pytest teardown there) and
+    fails unless it returns True within a minute."""
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if check() else 1)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child never finished (a lock held for ever)")
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_a_loss_of_an_in_process_plugin_read_back_where_it_is_not_registered_says_why():
