@@ -551,9 +551,9 @@ class Loss:
             try:
                 text = json.dumps(value)
             except (TypeError, ValueError):
-                if writable:
+                if writable:  # described, not named by type: NumPy 2 names np.bool_'s type "bool", which JSON writes
                     raise LossTypeError(self.spec.name, key, "a JSON-serializable option value for get_config",
-                                        type(value).__name__) from None
+                                        toolkit.describe(value)) from None
                 options[key] = value
                 continue
             options[key] = value if writable else text
