@@ -1,9 +1,10 @@
 """A statistician's NumPy, Dask and array-api-strict calls, beyond ``test_user_hunt_datasci.py``.
 
 Each test is one call from code that holds NumPy arrays (or NumPy scalars, read from a config or
-a results table) that gave a misleading error before it was fixed: a class form holding a
-NumPy bool for a flag, whose ``get_config`` said the option was a "bool" that JSON cannot
-write.
+a results table) that gave a misleading error or a silently wrong value before it was fixed: a
+class form holding a NumPy bool for a flag, whose ``get_config`` said the option was a "bool"
+that JSON cannot write; big-endian uint64 labels (a FITS table) whose -1 "unlabelled" marker
+the NumPy kernel read as the last class.
 """
 
 from __future__ import annotations
@@ -33,3 +34,33 @@ def test_get_config_of_a_numpy_bool_flag_names_the_numpy_scalar_as_the_call_does
     # The fix the messages point to, a Python bool, writes and reads back.
     fixed = getattr(lossreg, cls)(**{flag: bool(np.array([True, False])[1])})
     assert lossreg.from_config(json.loads(json.dumps(fixed.get_config()))) == fixed
+
+
+# --- big-endian unsigned labels with a -1 "unlabelled" marker -----------------------------------
+# Labels read from a FITS table or an HDF5/netCDF dataset written on a big-endian machine are
+# '>u8' (FITS is big-endian by definition). A -1 "unlabelled" marker cast to unsigned is 2^64 - 1,
+# which NumPy's gather wraps back to -1: the NumPy kernel guarded native uint64 (dtype == np.uint64)
+# but not '>u8', which is not equal to it, so the row silently got the last class's loss (a finite
+# number) where the portable path, and native uint64, refuse the label.
+
+SCORES = np.random.default_rng(20261205).normal(size=(5, 3))
+LABELS = np.array([0, 2, 1, 1, 0])
+
+
+@pytest.mark.parametrize("kernels", [True, False])
+@pytest.mark.parametrize("dtype", [">u8", "<u8", ">u4", ">i8"])
+def test_an_unlabelled_marker_in_big_endian_labels_is_refused_on_every_path(dtype: str, kernels: bool) -> None:
+    labels = np.array([0, 2, -1, 1, 0]).astype(dtype)
+    with lossreg.use_kernels(kernels), pytest.raises(lossreg.LossValueError,
+                                                     match=r"argument 'target' expected class indices in \[0, 3\)"):
+        lossreg.cross_entropy(SCORES, labels, reduction="none")
+
+
+@pytest.mark.parametrize("kernels", [True, False])
+@pytest.mark.parametrize("dtype", [">u8", ">i8", ">u2"])
+def test_valid_big_endian_labels_are_the_classes_they_hold(dtype: str, kernels: bool) -> None:
+    torch = pytest.importorskip("torch")
+    want = torch.nn.functional.cross_entropy(torch.from_numpy(SCORES), torch.from_numpy(LABELS), reduction="none")
+    with lossreg.use_kernels(kernels):
+        got = lossreg.cross_entropy(SCORES, LABELS.astype(dtype), reduction="none")
+    np.testing.assert_allclose(got, want.numpy(), rtol=1e-12)

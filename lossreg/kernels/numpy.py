@@ -60,10 +60,12 @@ def _gather_all(buffer: Any, target: Any) -> Any:
     The gather itself rejects indices from C up, so only negative ones need a pass of their own
     (an unsigned view would not do: NumPy wraps uint64 indices back to negative ones). So do
     uint64 targets: one from 2^64 - C up (a -1 "unlabelled" cast to uint64) would pick from the end.
+    Told by kind and size, not by ``== np.uint64``: a big-endian '>u8' array (read from a FITS or
+    HDF5 file) is not equal to the native dtype, and wraps alike.
     """
     if not len(target) or _min(target) < 0:
         return None
-    if target.dtype == np.uint64 and _max(target) >= buffer.shape[1]:
+    if target.dtype.kind == "u" and target.dtype.itemsize >= 8 and _max(target) >= buffer.shape[1]:
         return None
     try:
         return buffer[_rows(len(target)), target]
