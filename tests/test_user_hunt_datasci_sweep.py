@@ -4,7 +4,8 @@ Each test is one call from code that holds NumPy arrays (or NumPy scalars, read 
 a results table) that gave a misleading error or a silently wrong value before it was fixed: a
 class form holding a NumPy bool for a flag, whose ``get_config`` said the option was a "bool"
 that JSON cannot write; big-endian uint64 labels (a FITS table) whose -1 "unlabelled" marker
-the NumPy kernel read as the last class.
+the NumPy kernel read as the last class; CTC lengths given as a list holding a number past int64
+(a -1 marker read back from uint64), which raised NumPy's or torch's OverflowError.
 """
 
 from __future__ import annotations
@@ -64,3 +65,47 @@ def test_valid_big_endian_labels_are_the_classes_they_hold(dtype: str, kernels: 
     with lossreg.use_kernels(kernels):
         got = lossreg.cross_entropy(SCORES, LABELS.astype(dtype), reduction="none")
     np.testing.assert_allclose(got, want.numpy(), rtol=1e-12)
+
+
+# --- CTC lengths given as a list, holding a number past int64 ------------------------------------
+# README: CTC lengths may be lists or tuples of ints. A list read back from uint64 lengths holding
+# a -1 marker (list(lengths) or lengths.tolist(): 2**64 - 1), or a bogus length past int64, raised
+# NumPy's "OverflowError: Python int too large to convert to C long" (torch's kernel: ValueError
+# "Overflow when unpacking long long"; JAX without x64: "out of bounds for int32" from 2**31),
+# naming neither the loss nor the argument. No such length fits the arrays: a LossValueError, as
+# for a length past T in an array.
+
+LOG_PROBS = np.log(np.full((5, 2, 3), 1 / 3))
+PADDED = np.array([[1, 2], [1, 1]])
+
+
+def _ctc_libraries() -> dict[str, object]:
+    libraries: dict[str, object] = {"numpy": np.asarray}
+    for name, module, convert in [("dask", "dask.array", "from_array"), ("array_api_strict", "array_api_strict", "asarray"),
+                                  ("torch", "torch", "from_numpy")]:
+        try:
+            libraries[name] = getattr(__import__(module, fromlist=["_"]), convert)
+        except ImportError:
+            pass
+    return libraries
+
+
+@pytest.mark.parametrize("kernels", [True, False])
+@pytest.mark.parametrize("library", list(_ctc_libraries()))
+@pytest.mark.parametrize(("argument", "lengths", "expected"), [
+    ("input_lengths", ([2**70, 5], [2, 2]), r"lengths in \[0, 5\] \(T, the frames of log_probs\)"),
+    ("input_lengths", ([5, -2**64], (2, 2)), r"lengths in \[0, 5\] \(T, the frames of log_probs\)"),
+    ("input_lengths", (list(np.array([-1, 5]).astype(np.uint64)), [2, 2]), r"lengths in \[0, 5\]"),
+    ("target_lengths", ([5, 5], (2, 2**63)), r"lengths in \[0, 2\] \(at most the targets' length\)"),
+])
+def test_a_length_past_int64_in_a_list_is_a_lossreg_error_naming_it(argument, lengths, expected, library,
+                                                                     kernels) -> None:
+    convert = _ctc_libraries()[library]
+    with lossreg.use_kernels(kernels), pytest.raises(lossreg.LossValueError,
+                                                     match=rf"^ctc_loss: argument '{argument}' expected {expected}"):
+        lossreg.ctc_loss(convert(LOG_PROBS), convert(PADDED), *lengths)
+    # In range, the same lists are lengths as torch takes them.
+    with lossreg.use_kernels(kernels):
+        value = lossreg.ctc_loss(convert(LOG_PROBS), convert(PADDED), [5, 5], (2, 2))
+    value = value.compute() if hasattr(value, "compute") else value
+    np.testing.assert_allclose(float(value), 1.1806811560223684, rtol=1e-12)

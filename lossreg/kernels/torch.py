@@ -380,8 +380,11 @@ def _lengths_ok(x: Any, n: int, unbatched: bool, device: Any) -> bool:
 
 
 def _as_lengths(x: Any, device: Any) -> Any:
-    """A list or tuple of ints (as F.ctc_loss takes them) as a tensor; anything else unchanged."""
-    if isinstance(x, (list, tuple)) and all(type(v) is int for v in x):
+    """A list or tuple of ints (as F.ctc_loss takes them) as a tensor; anything else unchanged (also
+    a list holding an int past int64, which torch.tensor refuses with its own error: the portable
+    path names it)."""
+    if isinstance(x, (list, tuple)) and all(type(v) is int and toolkit.INT64_MIN <= v <= toolkit.INT64_MAX
+                                            for v in x):
         return torch.tensor(x, dtype=torch.int64, device=device)
     return x
 

@@ -146,6 +146,24 @@ class Checked(NamedTuple):
     bad: list[Any]
 
 
+def _check_listed_range(name: str, listed: dict[str, Any], log_probs: Any, targets: Any, info: Any) -> None:
+    """A length given in a list past the index dtype's range (2**70, or a -1 marker read back from
+    uint64 as 2**64 - 1) is no length of these arrays, whose sizes fit that dtype: refused as the
+    array check refuses a length past T or the targets, where the conversion to an array would
+    raise its own OverflowError."""
+    for key, value in listed.items():
+        far = next((v for v in value if not info.min <= v <= info.max), None)
+        if far is None:
+            continue
+        if key == "input_lengths":
+            t = log_probs.shape[0] if log_probs.ndim else "T"
+            expected = f"lengths in [0, {t}] (T, the frames of log_probs)"
+        else:
+            s = targets.shape[-1] if targets.ndim else "S"
+            expected = f"lengths in [0, {s}] (at most the targets' length)"
+        raise LossValueError(name, key, expected, repr(far))
+
+
 def checked(name: str, log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, blank: int,
              reduction: str, zero_infinity: bool) -> Checked:
     targets, input_lengths, target_lengths = (toolkit.beside(log_probs, x) for x in (targets, input_lengths, target_lengths))
@@ -164,6 +182,7 @@ def checked(name: str, log_probs: Any, targets: Any, input_lengths: Any, target_
     # Flat indices reach T·N·C (log_probs) and N·(2S + 1) ≤ N·(2T + 1) (the states).
     ints = toolkit.index_dtype(name, "log_probs", xp, 3 * math.prod(log_probs.shape), log_probs.shape)
     if listed:
+        _check_listed_range(name, listed, log_probs, targets, xp.iinfo(ints))
         dev = toolkit.device(log_probs)
         input_lengths, target_lengths = (xp.asarray(listed[k], dtype=ints, device=dev) if k in listed else v
                                          for k, v in arrays.items())
