@@ -462,7 +462,7 @@ def _check_listed(loss: str, key: str, value: list[Any] | tuple[Any, ...]) -> No
     0-d arrays, in equal-length rows: the call converts it with the caller's library, whose float
     conversion reads None as NaN (NumPy) and a bool as 0 or 1 (where the functional form refuses
     bool weights), drops a complex number's imaginary part (torch), or fails with its own error (a
-    string, a ragged list)."""
+    string, a ragged list, an int past float64)."""
     def shape(x: Any) -> tuple[int, ...]:
         if isinstance(x, (list, tuple)):
             rows = {shape(v) for v in x}
@@ -470,11 +470,29 @@ def _check_listed(loss: str, key: str, value: list[Any] | tuple[Any, ...]) -> No
                 raise LossValueError(loss, key, "an array, or a list of numbers (nested lists of equal lengths)",
                                      f"rows of shapes {sorted(rows)}")
             return (len(x), *next(iter(rows), ()))
-        if not (_real(x) or getattr(x, "shape", None) == ()):
+        # np.timedelta64 is a NumPy integer (numbers.Real), but no number to lossreg (README).
+        if not (_real(x) or _real_0d(x)) or isinstance(x, np.timedelta64):
             raise LossTypeError(loss, key, "an array, or a list of numbers (nested lists of equal lengths)",
                                 f"a list holding {toolkit.describe(x)}")
+        if type(x) is int and not -sys.float_info.max <= x <= sys.float_info.max:  # float(x) would overflow
+            raise LossValueError(loss, key, "a list of numbers within float64's range (|x| < 1.8e308)",
+                                 f"a list holding an int of {x.bit_length()} bits")
         return ()
     shape(value)
+
+
+def _real_0d(x: Any) -> bool:
+    """A 0-d array (or NumPy scalar) of a real number, integer or floating: what the list's
+    conversion takes as its number. NumPy's bools, complex numbers, strings and dates are 0-d too
+    (list(mask) holds np.bool_), and would be converted as the Python bool, complex or string
+    beside them is refused: a bool as 0 or 1, a complex without its imaginary part, a date as a
+    count of days."""
+    if getattr(x, "shape", None) != () or not compat.is_array_api_obj(x):
+        return False
+    try:
+        return bool(compat.array_namespace(x).isdtype(x.dtype, ("integral", "real floating")))
+    except (TypeError, ValueError):  # a dtype the library cannot classify (np.str_, np.datetime64)
+        return False
 
 
 class Loss:

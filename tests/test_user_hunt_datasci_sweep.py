@@ -5,7 +5,9 @@ a results table) that gave a misleading error or a silently wrong value before i
 class form holding a NumPy bool for a flag, whose ``get_config`` said the option was a "bool"
 that JSON cannot write; big-endian uint64 labels (a FITS table) whose -1 "unlabelled" marker
 the NumPy kernel read as the last class; CTC lengths given as a list holding a number past int64
-(a -1 marker read back from uint64), which raised NumPy's or torch's OverflowError.
+(a -1 marker read back from uint64), which raised NumPy's or torch's OverflowError; class
+weights given as a list of NumPy bools (list(mask)), complex numbers or dates, which the class
+form took as numbers where it refuses Python bools and complex numbers.
 """
 
 from __future__ import annotations
@@ -109,3 +111,58 @@ def test_a_length_past_int64_in_a_list_is_a_lossreg_error_naming_it(argument, le
         value = lossreg.ctc_loss(convert(LOG_PROBS), convert(PADDED), [5, 5], (2, 2))
     value = value.compute() if hasattr(value, "compute") else value
     np.testing.assert_allclose(float(value), 1.1806811560223684, rtol=1e-12)
+
+
+# --- class weights given as a list of NumPy numbers --------------------------------------------
+# README: integer or bool weights are a LossTypeError (an array of bools, or a list of Python
+# bools, is refused). list(mask) or list(complex_weights) holds NumPy scalars, which are 0-d: the
+# class form let any 0-d element through, so list(np.array([True, False, True])) became 0/1 class
+# weights (the loss of the masked classes silently dropped), a NumPy complex lost its imaginary
+# part with only NumPy's ComplexWarning, a np.datetime64 became a count of days, and an np.str_
+# raised NumPy's ValueError. So did a Python int past float64 (NumPy's OverflowError).
+
+SCORES_4x3 = np.random.default_rng(1205).normal(size=(4, 3))
+CLASSES = np.array([0, 1, 2, 1])
+
+
+@pytest.mark.parametrize("element", [
+    np.bool_(True), np.array(True), np.complex128(1 + 1j), np.array(1 + 0j), np.str_("1"), np.array("1"),
+    np.datetime64("2026-12-05"), np.timedelta64(1, "s"), True, 1 + 0j,
+], ids=lambda e: f"{type(e).__name__}-{getattr(e, 'dtype', '')}")
+def test_a_list_of_class_weights_holding_no_real_number_is_refused_as_the_functional_form_refuses_it(
+        element: object) -> None:
+    with pytest.raises(lossreg.LossTypeError, match=r"^cross_entropy: argument 'weight' expected an array, or a "
+                                                    r"list of numbers .*, got a list holding "):
+        lossreg.CrossEntropyLoss(weight=[element, 2.0, 3.0])
+
+
+def test_a_list_of_numpy_bools_is_refused_like_a_list_of_python_bools_and_a_bool_array() -> None:
+    present = np.array([True, False, True])
+    for weight in (list(present), present.tolist()):
+        with pytest.raises(lossreg.LossTypeError, match="argument 'weight'"):
+            lossreg.CrossEntropyLoss(weight=weight)
+    with pytest.raises(lossreg.LossTypeError, match="argument 'weight'"):
+        lossreg.cross_entropy(SCORES_4x3, CLASSES, weight=present)
+    # The weights meant: as floats, taken in every form.
+    want = lossreg.cross_entropy(SCORES_4x3, CLASSES, weight=present.astype(np.float64))
+    np.testing.assert_allclose(lossreg.CrossEntropyLoss(weight=list(present.astype(np.float64)))(SCORES_4x3, CLASSES),
+                               want, rtol=1e-15)
+
+
+def test_a_list_of_class_weights_holding_an_int_past_float64_is_a_lossreg_error() -> None:
+    with pytest.raises(lossreg.LossValueError, match=r"argument 'weight' expected a list of numbers within "
+                                                     r"float64's range .*got a list holding an int of 1329 bits"):
+        lossreg.CrossEntropyLoss(weight=[10**400, 2.0, 3.0])
+    # An int past int64 but within float64 is the float it rounds to, as for a number option.
+    np.testing.assert_allclose(lossreg.CrossEntropyLoss(weight=[2**70, 2.0, 3.0])(SCORES_4x3, CLASSES),
+                               lossreg.cross_entropy(SCORES_4x3, CLASSES, weight=np.array([2.0**70, 2.0, 3.0])),
+                               rtol=1e-15)
+
+
+@pytest.mark.parametrize("weight", [
+    list(np.array([0.5, 2.0, 1.0], np.float32)), list(np.array([1, 2, 3], np.int8)),
+    list(np.array([1, 2, 3], np.uint64)), [np.array(0.5), np.array(2), 1.0], list(np.array([0.5, 2.0, 1.0], np.longdouble)),
+], ids=["float32", "int8", "uint64", "0-d arrays", "longdouble"])
+def test_lists_of_numpy_real_numbers_are_still_class_weights(weight: list) -> None:
+    want = lossreg.cross_entropy(SCORES_4x3, CLASSES, weight=np.array([float(w) for w in weight]))
+    np.testing.assert_allclose(lossreg.CrossEntropyLoss(weight=weight)(SCORES_4x3, CLASSES), want, rtol=1e-7)
