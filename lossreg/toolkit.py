@@ -716,12 +716,21 @@ def holding(loss: str, name: str, xp: Any, x: Any, *values: int) -> Any:
     raises, and int8 cannot say that 200 is below 255 classes. torch's ``index_select`` (``take``
     of class weights) takes int32 and int64 indices only, so a uint8 label map is cast even where
     its ignore_index of 255 fits. Such arrays are cast to the index dtype; the usual int32 and
-    int64 ones are returned as they are.
+    int64 ones are returned as they are. An unsigned value past the index dtype (uint64's from
+    2**63; uint32's from 2**31 on JAX without x64) would wrap to a negative one: a -100 or -1
+    marker cast to uint64 would read -100 or -1 again (an ignored target, the end of a
+    multilabel list), where uint32's 2**32 - 100 is refused. It is made the index dtype's largest
+    instead, past every class, as the number it holds is (read after the cast: torch cannot compare
+    uint64 tensors).
     """
     info = xp.iinfo(x.dtype)
     if x.dtype in (xp.int32, xp.int64) and all(info.min <= v <= info.max for v in values):
         return x
-    return xp.astype(x, index_dtype(loss, name, xp, max(abs(v) for v in values), tuple(x.shape)))
+    dtype = index_dtype(loss, name, xp, max(abs(v) for v in values), tuple(x.shape))
+    held = xp.astype(x, dtype)
+    if xp.isdtype(x.dtype, "unsigned integer") and info.max > xp.iinfo(dtype).max:
+        held = xp.where(held < 0, xp.iinfo(dtype).max, held)
+    return held
 
 
 def minimum(xp: Any, x: Any, bound: float) -> Any:

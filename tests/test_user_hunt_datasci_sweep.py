@@ -7,7 +7,8 @@ that JSON cannot write; big-endian uint64 labels (a FITS table) whose -1 "unlabe
 the NumPy kernel read as the last class; CTC lengths given as a list holding a number past int64
 (a -1 marker read back from uint64), which raised NumPy's or torch's OverflowError; class
 weights given as a list of NumPy bools (list(mask)), complex numbers or dates, which the class
-form took as numbers where it refuses Python bools and complex numbers.
+form took as numbers where it refuses Python bools and complex numbers; a -100 or -1 marker cast to
+uint64, which was read back as the marker (an ignored target, a list's end) where uint32 refuses it.
 """
 
 from __future__ import annotations
@@ -166,3 +167,46 @@ def test_a_list_of_class_weights_holding_an_int_past_float64_is_a_lossreg_error(
 def test_lists_of_numpy_real_numbers_are_still_class_weights(weight: list) -> None:
     want = lossreg.cross_entropy(SCORES_4x3, CLASSES, weight=np.array([float(w) for w in weight]))
     np.testing.assert_allclose(lossreg.CrossEntropyLoss(weight=weight)(SCORES_4x3, CLASSES), want, rtol=1e-7)
+
+
+# --- markers cast to uint64, by width -----------------------------------------------------------
+# labels.astype(np.uint32) of a -100 "ignore" marker is 2**32 - 100, refused as an index past the
+# classes ("uint labels are the numbers they hold"). In uint64 it is 2**64 - 100, which lossreg's
+# cast to int64 indices wrapped back to -100: the row was silently ignored (cross_entropy,
+# nll_loss, linear_cross_entropy), and a -1 in uint64 multilabel targets silently ended the row's
+# list. Every width now reads the number held: past every class, refused (NaN on Dask).
+
+
+def _unsigned_libraries() -> dict[str, object]:
+    libraries = _ctc_libraries()
+    libraries.pop("torch", None)
+    torch = pytest.importorskip("torch")
+    libraries["torch"] = torch.from_numpy  # torch's kernels decline uint64 targets: the portable path's
+    return libraries
+
+
+@pytest.mark.parametrize("kernels", [True, False])
+@pytest.mark.parametrize("library", list(_unsigned_libraries()))
+@pytest.mark.parametrize("dtype", ["uint32", "uint64"])
+@pytest.mark.parametrize(("name", "arrays", "marker"), [
+    ("cross_entropy", (SCORES_4x3,), -100),
+    ("nll_loss", (SCORES_4x3,), -100),
+    ("linear_cross_entropy", (SCORES_4x3, np.eye(3)), -100),
+    ("multilabel_margin_loss", (SCORES_4x3,), -1),
+])
+def test_a_marker_cast_to_unsigned_is_the_number_it_holds_in_every_width(name, arrays, marker, dtype, library,
+                                                                         kernels) -> None:
+    if name == "multilabel_margin_loss":
+        target = np.array([[0, marker, 2], [1, marker, 0], [2, 1, marker], [marker, 0, 0]])
+    else:
+        target = np.array([0, 2, marker, 1])
+    convert = _unsigned_libraries()[library]
+    call = [convert(a) for a in (*arrays, target.astype(dtype))]
+    marked = (target == marker).any(axis=-1) if target.ndim == 2 else target == marker
+    with lossreg.use_kernels(kernels):
+        if library == "dask":  # lazy: nothing is read, the marked rows' losses are NaN
+            losses = getattr(lossreg, name)(*call, reduction="none").compute()
+            np.testing.assert_array_equal(np.isnan(losses), marked)
+            return
+        with pytest.raises(lossreg.LossValueError, match=rf"^{name}: argument 'target' expected class indices"):
+            getattr(lossreg, name)(*call, reduction="none")
