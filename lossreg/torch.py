@@ -35,6 +35,7 @@ from .errors import DefinitionError, LossTypeError, UnsupportedError
 from .kernels import torch_lce as _torch_lce  # noqa: F401
 from .registry import ForkSafeLock, Loss, LossSpec, _same, by_class_name, listed_as_arrays, registry
 from .registry import from_config as lossreg_from_config
+from .toolkit import FLOATING, describe
 
 __all__ = ["LossModule", "LinearLossModule", "get", "from_config"]
 
@@ -90,7 +91,7 @@ class LossModule(nn.Module):
             if isinstance(value, nn.Parameter):  # a learned option (say, a temperature) trains with the model
                 self.register_parameter(key, value)
             elif key in spec.array_options and not _is_number(value):
-                self.register_buffer(key, _as_tensor(value))
+                self.register_buffer(key, _as_tensor(spec.name, key, value))
             else:
                 setattr(self, key, value)
 
@@ -363,18 +364,25 @@ def _is_number(value: Any) -> bool:
     return type(value) in (int, float)
 
 
-def _as_tensor(value: Any) -> torch.Tensor | None:
+def _as_tensor(loss: str, key: str, value: Any) -> torch.Tensor | None:
     """An array option as a buffer: tensors are kept as given (torch.nn does the same), others converted.
 
     A list (numbers, as the class form checked) takes torch's default dtype, whatever its numbers
     (Python ints past int64's range too); another library's array keeps its dtype, so that the call
     refuses integer, bool and complex weights as the functional and class forms do (a cast to the
-    default dtype took them, and dropped a complex weight's imaginary part)."""
+    default dtype took them, and dropped a complex weight's imaginary part). What torch cannot make
+    a tensor of (a string, a dict, a NumPy array of strings or objects) is refused here, naming the
+    option, as the class form refuses it at the call: torch's own conversion error named neither."""
     if value is None or isinstance(value, torch.Tensor):
         return value
-    if isinstance(value, (list, tuple)):
-        return torch.as_tensor(value, dtype=torch.get_default_dtype())
-    return torch.as_tensor(value)
+    try:
+        if isinstance(value, (list, tuple)):
+            return torch.as_tensor(value, dtype=torch.get_default_dtype())
+        return torch.as_tensor(value)
+    except (TypeError, RuntimeError, ValueError) as error:
+        array = getattr(value, "dtype", None) is not None  # one of strings, objects, dates: the class form's words
+        raise LossTypeError(loss, key, FLOATING if array else "an array (NumPy, CuPy, torch, JAX, Dask, ...)",
+                            describe(value)) from error
 
 
 def _torch_parameters(spec: LossSpec) -> list[str]:
