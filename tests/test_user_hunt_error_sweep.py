@@ -40,3 +40,25 @@ def test_a_torch_module_refuses_an_array_option_torch_cannot_hold_naming_it(loss
     error = info.value
     assert (error.loss, error.argument) == (spec.name, option) and got in error.got, str(error)
     assert error.expected in ("an array (NumPy, CuPy, torch, JAX, Dask, ...)", "a real floating-point array")
+
+
+@pytest.mark.parametrize("chunk_size", [2**63, 10**30, (10**30, 2), (2, 2**64), (10**30, 10**30)],
+                         ids=["2**63", "1e30", "(1e30, 2)", "(2, 2**64)", "(1e30, 1e30)"])
+def test_linear_cross_entropy_takes_a_chunk_size_past_int64_on_torch_as_one_chunk(chunk_size: Any) -> None:
+    """A chunk larger than the tokens (or the vocabulary) is one chunk, on every library: the
+    portable definition and the JAX kernel computed with ``chunk_size=10**30``, but the torch kernel
+    raised torch's RuntimeError "Expected a value of type 'int' for argument 'tokens'" from its
+    operator, whose ints are int64. Now torch's answer, value and gradients, from the functional
+    form and the module alike."""
+    gen = torch.Generator().manual_seed(0)
+    hidden = torch.randn(6, 4, dtype=torch.float64, generator=gen, requires_grad=True)
+    head = torch.randn(5, 4, dtype=torch.float64, generator=gen, requires_grad=True)
+    target = torch.tensor([0, 4, 1, 3, 2, -100])
+    want = torch.nn.functional.cross_entropy(hidden @ head.T, target)
+    want_grads = torch.autograd.grad(want, (hidden, head))
+    for call in (lambda: lossreg.linear_cross_entropy(hidden, head, target, chunk_size=chunk_size),
+                 lambda: lt.LinearCrossEntropyLoss(chunk_size=chunk_size)(hidden, head, target)):
+        got = call()
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=0)
+        for g, w in zip(torch.autograd.grad(got, (hidden, head)), want_grads):
+            torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-14)

@@ -575,13 +575,20 @@ torch.library.register_vmap("lossreg::linear_cross_entropy_backward",
                             _one_at_a_time(torch.ops.lossreg.linear_cross_entropy_backward))
 
 
+_INT64_MAX = 2**63 - 1
+
+
 def _chunk_args(chunk_size: Any) -> tuple[int, int]:
-    """chunk_size (None, tokens, or a pair; checked by the preamble) as the operators' two ints."""
+    """chunk_size (None, tokens, or a pair; checked by the preamble) as the operators' two ints.
+
+    A size past int64's range, which the operators' int arguments cannot hold (torch raised its
+    "Expected a value of type 'int'" where the portable definition computes), is int64's largest:
+    the same one chunk, as any size beyond the tokens or the vocabulary."""
     if chunk_size is None:
         return 0, 0
     if isinstance(chunk_size, int):
-        return chunk_size, 0
-    return int(chunk_size[0]), int(chunk_size[1])
+        return min(chunk_size, _INT64_MAX), 0
+    return min(int(chunk_size[0]), _INT64_MAX), min(int(chunk_size[1]), _INT64_MAX)
 
 
 def linear_cross_entropy(input: Any, linear_weight: Any, target: Any, /, *, linear_bias: Any = None,
