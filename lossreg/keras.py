@@ -196,8 +196,24 @@ class KerasLoss(keras.losses.Loss):
     def _options(self, like: Any) -> dict[str, Any]:
         options = dict(self.lossreg.options)
         for key in self.spec.array_options:
-            if options[key] is not None:
-                options[key] = keras.ops.convert_to_tensor(_plain(options[key]), dtype=like.dtype)
+            value = options[key]
+            if value is None:
+                continue
+            if isinstance(value, (list, tuple, int, float)) and not isinstance(value, bool):
+                # Numbers, as the class form checked them: an array of y_pred's dtype, as the class form makes.
+                options[key] = keras.ops.convert_to_tensor(_plain(value), dtype=like.dtype)
+                continue
+            try:
+                tensor = keras.ops.convert_to_tensor(_plain(value))
+            except (TypeError, ValueError) as error:  # a string, a dict: named, in the class form's words
+                array = getattr(value, "dtype", None) is not None  # of strings or objects
+                raise LossTypeError(self.spec.name, key, FLOATING if array else "an array (NumPy, CuPy, torch, JAX, "
+                                    "Dask, ...)", describe(value)) from error
+            # A floating array takes y_pred's dtype; integer, bool and complex ones are left as they
+            # are, for the loss to refuse as the functional and class forms do (a cast to y_pred's
+            # dtype took them, and dropped a complex weight's imaginary part).
+            floating = "float" in keras.backend.standardize_dtype(tensor.dtype)
+            options[key] = keras.ops.cast(tensor, like.dtype) if floating else tensor
         return options
 
     def _weighted(self, function: Any, arrays: list[Any], options: dict[str, Any], sample_weight: Any,

@@ -10,16 +10,29 @@ backend.
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from fixtures.keras_run import checks_passed
 
 import lossreg
 from lossreg.errors import LossTypeError
 
 torch = pytest.importorskip("torch")
 import lossreg.torch as lt  # noqa: E402
+
+KERAS_CHECKS = ["check_class_weights_of_integers_bools_or_complex_are_refused_as_the_class_form_refuses_them",
+                "check_a_string_for_an_array_option_is_a_lossreg_error"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("keras") is None, reason="the keras extra is not installed")
+@pytest.mark.parametrize("keras_backend", ["jax", "torch"])
+def test_keras_losses_refuse_bad_array_options_as_the_class_form(keras_backend: str, tmp_path: Path) -> None:
+    assert checks_passed("keras_error_sweep.py", keras_backend, tmp_path) == KERAS_CHECKS
+
 
 NOT_ARRAYS = [("1", "str '1'"), (b"1", "bytes"), ({"a": 1}, "dict"), (object(), "object"),
               (np.array("x"), "dtype <U1"), (np.array([1, "a"], dtype=object), "dtype object")]
