@@ -51,6 +51,7 @@ imported, so ``keras.models.load_model`` restores a model compiled with one.
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import keras
@@ -347,6 +348,10 @@ def _per_target(target: Any, options: dict[str, Any], dtype: Any, classes: int) 
     of range, which torch's take would raise at (a device assert on CUDA)."""
     ops = keras.ops
     ignore = options["ignore_index"]
+    if ignore is not None:
+        if not isinstance(ignore, numbers.Integral) or isinstance(ignore, bool):
+            return None  # not an index (ignore_index='1'): the loss itself refuses it, with its error
+        ignore = int(ignore)  # a NumPy integer too, as the loss takes it
     target = _holding(target, ignore)
     kept = ops.ones_like(target, dtype="bool") if ignore is None else ops.not_equal(target, ignore)
     if options.get("weight") is None:
