@@ -80,7 +80,7 @@ class KerasLoss(keras.losses.Loss):
 
     spec: LossSpec
 
-    def __init__(self, *, name: str | None = None, dtype: Any = None, **options: Any) -> None:
+    def __init__(self, *args: Any, name: str | None = None, dtype: Any = None, **options: Any) -> None:
         check_backend(self.spec.name, keras.backend.backend())
         # keras.losses.Loss takes name= and dtype= itself: an option of either name could never be
         # set here (the keyword went to Keras, the option kept its default, silently).
@@ -90,7 +90,9 @@ class KerasLoss(keras.losses.Loss):
                                   f"is keras.losses.Loss's own argument ({taken[0]}=), so the Keras loss cannot "
                                   "take it; rename the option in the definition (the functional and class forms "
                                   "take it as it is)")
-        self.lossreg = registry().loss_class(self.spec.name)(**options)  # checks the option names
+        # Checks the option names, and refuses options by position with the class form's error (not
+        # Python's "takes 1 positional argument"): Keras's own losses take (reduction, name) so.
+        self.lossreg = registry().loss_class(self.spec.name)(*args, **options)
         super().__init__(name=name or self.spec.name, reduction="none", dtype=dtype)  # lossreg reduces
 
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:

@@ -26,7 +26,8 @@ import lossreg.torch as lt  # noqa: E402
 
 KERAS_CHECKS = ["check_class_weights_of_integers_bools_or_complex_are_refused_as_the_class_form_refuses_them",
                 "check_a_string_for_an_array_option_is_a_lossreg_error",
-                "check_linear_cross_entropy_ignore_index_not_an_integer_is_a_lossreg_error"]
+                "check_linear_cross_entropy_ignore_index_not_an_integer_is_a_lossreg_error",
+                "check_options_by_position_are_the_class_forms_error"]
 
 
 @pytest.mark.skipif(importlib.util.find_spec("keras") is None, reason="the keras extra is not installed")
