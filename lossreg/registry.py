@@ -1201,9 +1201,14 @@ def names() -> list[str]:
 
 def from_config(config: dict[str, Any]) -> Loss:
     """Rebuild a loss from ``Loss.get_config()`` output (a dict, as ``json.loads`` gives it back)."""
-    if not isinstance(config, dict) or "name" not in config:
-        raise LossValueError("lossreg.from_config", "config", "a dict with 'name' and 'options'", repr(config))
-    return get(config["name"], **config.get("options", {}))
+    options = config.get("options", {}) if isinstance(config, dict) else None
+    # The options a dict of names too: None or a list there was Python's "argument after ** must be
+    # a mapping", and a number for a name its "keywords must be strings", naming neither the config.
+    if ("name" not in (config if isinstance(config, dict) else {}) or not isinstance(options, dict)
+            or not all(isinstance(k, str) for k in options)):
+        raise LossValueError("lossreg.from_config", "config", "a dict with 'name' and 'options' (a dict of the "
+                             "options by name)", repr(config))
+    return get(config["name"], **options)
 
 
 class _RegistryModule(types.ModuleType):

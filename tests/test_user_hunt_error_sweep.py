@@ -77,3 +77,20 @@ def test_linear_cross_entropy_takes_a_chunk_size_past_int64_on_torch_as_one_chun
         torch.testing.assert_close(got, want, rtol=1e-12, atol=0)
         for g, w in zip(torch.autograd.grad(got, (hidden, head)), want_grads):
             torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("config", [{"name": "mse_loss", "options": None}, {"name": "mse_loss", "options": []},
+                                    {"name": "huber_loss", "options": {1: 2.0}}],
+                         ids=["options None", "options a list", "an option named by a number"])
+@pytest.mark.parametrize("rebuild", [lossreg.from_config, lt.from_config], ids=["class form", "torch module"])
+def test_a_config_whose_options_are_not_a_dict_of_names_is_refused_as_a_malformed_config(config: Any,
+                                                                                       rebuild: Any) -> None:
+    """A config read back from JSON or YAML is ``{"name": ..., "options": {...}}``. An ``options`` of
+    None (``options:`` left empty in YAML), a list, or a key that is not a name was Python's
+    "argument after ** must be a mapping" / "keywords must be strings"; it is the error every other
+    malformed config gets."""
+    with pytest.raises(lossreg.LossValueError) as info:
+        rebuild(config)
+    error = info.value
+    assert (error.loss, error.argument) == ("lossreg.from_config", "config") and error.got == repr(config), str(error)
+    assert "'options'" in error.expected
