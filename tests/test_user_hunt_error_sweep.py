@@ -94,3 +94,26 @@ def test_a_config_whose_options_are_not_a_dict_of_names_is_refused_as_a_malforme
     error = info.value
     assert (error.loss, error.argument) == ("lossreg.from_config", "config") and error.got == repr(config), str(error)
     assert "'options'" in error.expected
+
+
+@pytest.mark.parametrize("kernels", [True, False], ids=["kernels", "portable"])
+@pytest.mark.parametrize("as_list", [list, tuple])
+def test_ctc_lengths_listed_from_a_tensor_are_taken_as_torch_takes_them(kernels: bool, as_list: Any) -> None:
+    """``list(lengths)`` of an integer tensor holds 0-d tensors, which torch's ``ctc_loss`` reads as
+    the ints they hold; lossreg refused them ("expected an integer array or a list or tuple of
+    ints"). Now torch's value and gradient. A 0-d float or bool tensor there stays refused, by
+    name (torch refuses the float one too)."""
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(6, 2, 4, dtype=torch.float64, generator=gen, requires_grad=True)
+    targets = torch.tensor([[1, 2], [3, 3]])
+    input_lengths, target_lengths = torch.tensor([6, 5]), torch.tensor([2, 1], dtype=torch.int32)
+    want = torch.nn.functional.ctc_loss(logits.log_softmax(-1), targets, as_list(input_lengths),
+                                        as_list(target_lengths))
+    with lossreg.use_kernels(kernels):
+        got = lossreg.ctc_loss(logits.log_softmax(-1), targets, as_list(input_lengths), as_list(target_lengths))
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=0)
+    torch.testing.assert_close(torch.autograd.grad(got, logits)[0], torch.autograd.grad(want, logits)[0])
+    for bad in (torch.tensor(6.0), torch.tensor(True)):
+        with lossreg.use_kernels(kernels), pytest.raises(LossTypeError) as info:
+            lossreg.ctc_loss(logits.log_softmax(-1), targets, as_list([bad, bad]), as_list(target_lengths))
+        assert (info.value.loss, info.value.argument) == ("ctc_loss", "input_lengths"), str(info.value)

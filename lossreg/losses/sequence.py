@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-import numbers
+import operator
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -164,18 +164,31 @@ def _check_listed_range(name: str, listed: dict[str, Any], log_probs: Any, targe
         raise LossValueError(name, key, expected, repr(far))
 
 
+def _listed_length(v: Any) -> int | None:
+    """One length of a list or tuple as torch reads it: an int, a NumPy int, or an integer tensor of one
+    element (``list(lengths)`` of a tensor holds 0-d ones, which torch takes, and lossreg refused);
+    None for anything else: a bool, a float, an array that cannot be read here (traced, meta)."""
+    if isinstance(v, bool) or "bool" in str(getattr(v, "dtype", "")):
+        return None
+    try:
+        return operator.index(v)
+    except (TypeError, ValueError, RuntimeError):
+        return None
+
+
 def checked(name: str, log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, blank: int,
              reduction: str, zero_infinity: bool) -> Checked:
     targets, input_lengths, target_lengths = (toolkit.beside(log_probs, x) for x in (targets, input_lengths, target_lengths))
     # Lengths may be sequences of ints, as torch.nn.functional.ctc_loss documents (NumPy's ints,
-    # from list(array), included, as torch takes them).
+    # from list(array), and 0-d integer tensors, from list(tensor), included, as torch takes them).
     listed = {k: v for k, v in (("input_lengths", input_lengths), ("target_lengths", target_lengths))
               if isinstance(v, (list, tuple))}
     for key, value in listed.items():
-        if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value):
+        lengths = [_listed_length(v) for v in value]
+        if None in lengths:
             raise LossTypeError(name, key, "an integer array or a list or tuple of ints",
                                 f"{type(value).__name__} {value!r:.60}")
-        listed[key] = [int(v) for v in value]
+        listed[key] = lengths
     arrays = {"input_lengths": input_lengths, "target_lengths": target_lengths}
     xp = toolkit.namespace(name, log_probs=log_probs, targets=targets,
                            **{k: v for k, v in arrays.items() if k not in listed})
