@@ -11,6 +11,7 @@ backend.
 from __future__ import annotations
 
 import importlib.util
+import math
 from pathlib import Path
 from typing import Any
 
@@ -117,3 +118,21 @@ def test_ctc_lengths_listed_from_a_tensor_are_taken_as_torch_takes_them(kernels:
         with lossreg.use_kernels(kernels), pytest.raises(LossTypeError) as info:
             lossreg.ctc_loss(logits.log_softmax(-1), targets, as_list([bad, bad]), as_list(target_lengths))
         assert (info.value.loss, info.value.argument) == ("ctc_loss", "input_lengths"), str(info.value)
+
+
+@pytest.mark.parametrize("kernels", [True, False], ids=["kernels", "portable"])
+@pytest.mark.parametrize(("name", "want"), [("mape_loss", 0.0), ("msle_loss", math.nan)])
+def test_extras_eps_past_float32s_range_is_infinite_on_torch_as_on_numpy(extras: Any, name: str, want: float,
+                                                                          kernels: bool) -> None:
+    """lossreg-extras' MAPE and MSLE floor values at ``eps``. On float32 arrays an ``eps`` past
+    float32's largest number is ∞, as NumPy and JAX round it (MAPE 100·|x - y| / ∞ = 0, MSLE
+    log1p(∞) - log1p(∞) = NaN); on float32 torch tensors the same call raised torch's
+    RuntimeError "value cannot be converted to type float without overflow" from inside the
+    loss. Now the same answer on every library."""
+    rng = np.random.default_rng(0)
+    x, y = rng.uniform(0.0, 1.0, (4, 3)).astype("float32"), rng.uniform(0.5, 1.5, (4, 3)).astype("float32")
+    with lossreg.use_kernels(kernels), np.errstate(over="ignore", invalid="ignore"):
+        on_numpy = getattr(lossreg, name)(x, y, eps=1e300)
+        on_torch = getattr(lossreg, name)(torch.from_numpy(x), torch.from_numpy(y), eps=1e300)
+    np.testing.assert_equal(float(on_torch), float(on_numpy))
+    np.testing.assert_equal(float(on_torch), want)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from lossreg import define_loss, toolkit
@@ -9,7 +10,11 @@ from lossreg import define_loss, toolkit
 
 def _at_least(xp: Any, x: Any, lo: float) -> Any:
     """``max(x, lo)`` (NaN stays NaN), as ``where``: compat's torch ``clip`` cannot take a
-    symbolic bound under ``torch.compile(dynamic=True)``."""
+    symbolic bound under ``torch.compile(dynamic=True)``. A bound past the largest number of
+    ``x``'s dtype is ∞ there, as NumPy and JAX round it: torch's ``where`` refused the Python number
+    ("value cannot be converted to type float without overflow", eps=1e300 on float32 tensors)."""
+    if lo > float(xp.finfo(x.dtype).max):
+        lo = math.inf
     return xp.where(x < lo, lo, x)
 
 
