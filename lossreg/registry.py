@@ -453,8 +453,22 @@ def listed_as_arrays(spec: LossSpec, options: dict[str, Any], arrays: Sequence[A
     dtype, device = like.dtype, compat.device(like)
     # A number as a fill on the device: an array made from a host number is a copy that waits for a
     # GPU at every call (a list has no other way there).
-    return {**options, **{k: xp.asarray(options[k], dtype=dtype, device=device) if isinstance(options[k], (list, tuple))
+    return {**options, **{k: _list_as_array(xp, options[k], dtype, device) if isinstance(options[k], (list, tuple))
                           else xp.full((), float(options[k]), dtype=dtype, device=device) for k in listed}}
+
+
+def _list_as_array(xp: Any, value: list[Any] | tuple[Any, ...], dtype: Any, device: Any) -> Any:
+    try:
+        return xp.asarray(value, dtype=dtype, device=device)
+    except TypeError:
+        return xp.asarray(python_numbers(value), dtype=dtype, device=device)
+
+
+def python_numbers(value: list[Any] | tuple[Any, ...]) -> list[Any]:
+    """A list option (checked by ``_check_listed``) in Python numbers, as ``get_config`` writes it:
+    one holding 0-d arrays (``list(weights)``), which torch's ``asarray`` refuses ("len() of
+    unsized object"), is read so before it is made an array."""
+    return _listed(registry().to_numpy(value))
 
 
 def _check_listed(loss: str, key: str, value: list[Any] | tuple[Any, ...]) -> None:

@@ -33,7 +33,7 @@ from .errors import DefinitionError, LossTypeError, UnsupportedError
 # torch.export calls: ``torch.export.load`` in another process needs them, and finds them once
 # this module is imported (otherwise they exist only after the kernel's first call).
 from .kernels import torch_lce as _torch_lce  # noqa: F401
-from .registry import ForkSafeLock, Loss, LossSpec, _same, by_class_name, listed_as_arrays, registry
+from .registry import ForkSafeLock, Loss, LossSpec, _same, by_class_name, listed_as_arrays, python_numbers, registry
 from .registry import from_config as lossreg_from_config
 from .toolkit import FLOATING, describe
 
@@ -377,7 +377,10 @@ def _as_tensor(loss: str, key: str, value: Any) -> torch.Tensor | None:
         return value
     try:
         if isinstance(value, (list, tuple)):
-            return torch.as_tensor(value, dtype=torch.get_default_dtype())
+            try:
+                return torch.as_tensor(value, dtype=torch.get_default_dtype())
+            except TypeError:  # a list of 0-d arrays (list(weights)): "len() of unsized object"
+                return torch.as_tensor(python_numbers(value), dtype=torch.get_default_dtype())
         return torch.as_tensor(value)
     except (TypeError, RuntimeError, ValueError) as error:
         array = getattr(value, "dtype", None) is not None  # one of strings, objects, dates: the class form's words

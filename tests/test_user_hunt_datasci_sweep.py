@@ -169,6 +169,23 @@ def test_lists_of_numpy_real_numbers_are_still_class_weights(weight: list) -> No
     np.testing.assert_allclose(lossreg.CrossEntropyLoss(weight=weight)(SCORES_4x3, CLASSES), want, rtol=1e-7)
 
 
+@pytest.mark.parametrize("form", ["class form", "lossreg.torch module"])
+def test_a_list_of_0d_arrays_weighs_torch_tensors_as_the_tensor_it_lists(form: str) -> None:
+    """list(weights) of a NumPy, torch or JAX array holds 0-d arrays, which torch's asarray refuses
+    ("len() of unsized object", torch's error): read as the numbers they hold."""
+    torch = pytest.importorskip("torch")
+    scores, classes = torch.from_numpy(SCORES_4x3), torch.from_numpy(CLASSES)
+    want = lossreg.cross_entropy(scores, classes, weight=torch.tensor([0.5, 2.0, 1.0], dtype=scores.dtype))
+    for weight in (list(np.array([0.5, 2.0, 1.0])), [np.array(0.5), np.array(2.0), np.array(1.0)],
+                   list(torch.tensor([0.5, 2.0, 1.0]))):
+        if form == "class form":
+            loss = lossreg.CrossEntropyLoss(weight=weight)
+        else:
+            import lossreg.torch as lt
+            loss = lt.CrossEntropyLoss(weight=weight).double()
+        torch.testing.assert_close(loss(scores, classes), want)
+
+
 # --- markers cast to uint64, by width -----------------------------------------------------------
 # labels.astype(np.uint32) of a -100 "ignore" marker is 2**32 - 100, refused as an index past the
 # classes ("uint labels are the numbers they hold"). In uint64 it is 2**64 - 100, which lossreg's
