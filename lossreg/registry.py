@@ -249,11 +249,18 @@ def _within_range(spec: LossSpec, options: dict[str, Any], error: OverflowError)
 
 
 def _python_numbers(options: dict[str, Any]) -> dict[str, Any] | None:
-    """``options`` with each NumPy scalar number (np.float32(0.5), np.int64(-100)) as the Python
-    number, or None if it holds none (NumPy's bools are not numbers: they stay, and are refused)."""
-    if not any(_numpy_number(v) for v in options.values()):
+    """``options`` with each NumPy scalar number (np.float32(0.5), np.int64(-100)), also within a
+    pair (``chunk_size=(np.int64(4096), 8192)``), as the Python number, or None if it holds none
+    (NumPy's bools are not numbers: they stay, and are refused)."""
+    def holds(v: Any) -> bool:
+        return _numpy_number(v) or (isinstance(v, tuple | list) and any(map(_numpy_number, v)))
+
+    def plain(v: Any) -> Any:
+        return _python_number(v) if _numpy_number(v) else v
+
+    if not any(map(holds, options.values())):
         return None
-    return {k: _python_number(v) if _numpy_number(v) else v for k, v in options.items()}
+    return {k: type(v)(map(plain, v)) if isinstance(v, tuple | list) else plain(v) for k, v in options.items()}
 
 
 def _python_number(value: Any) -> Any:
@@ -283,8 +290,10 @@ def _json_writable(value: Any) -> bool:
 
 
 def _numpy_number(value: Any) -> bool:
+    # np.timedelta64 is a NumPy integer to numbers.Number, but no number to lossreg (README): its
+    # .item() is a count of its units (margin=np.timedelta64(1, "ns") was read as 1).
     return (isinstance(value, numbers.Number) and type(value) not in (int, float, complex)
-            and type(value).__module__ == "numpy")
+            and type(value).__module__ == "numpy" and not isinstance(value, np.timedelta64))
 
 
 def _check_dtypes(spec: LossSpec, arrays: tuple[Any, ...], options: dict[str, Any]) -> None:

@@ -136,3 +136,39 @@ def test_extras_eps_past_float32s_range_is_infinite_on_torch_as_on_numpy(extras:
         on_torch = getattr(lossreg, name)(torch.from_numpy(x), torch.from_numpy(y), eps=1e300)
     np.testing.assert_equal(float(on_torch), float(on_numpy))
     np.testing.assert_equal(float(on_torch), want)
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+@pytest.mark.parametrize("chunk_size", [(np.int64(2), 3), [np.int32(2), np.int64(3)], (2, np.uint8(3))])
+def test_a_chunk_size_pair_of_numpy_integers_is_taken_as_a_single_numpy_integer_is(library: str,
+                                                                                  chunk_size: Any) -> None:
+    """NumPy integers are the numbers they hold in a number option (README), in a (tokens,
+    vocabulary) pair too: the pair was refused while ``chunk_size=np.int64(2)`` was taken."""
+    rng = np.random.default_rng(0)
+    x, w, t = rng.normal(size=(6, 4)), rng.normal(size=(5, 4)), np.array([0, 1, 2, 3, 4, 0])
+    if library == "torch":
+        x, w, t = (torch.from_numpy(a) for a in (x, w, t))
+    want = lossreg.linear_cross_entropy(x, w, t, chunk_size=(2, 3))
+    assert float(lossreg.linear_cross_entropy(x, w, t, chunk_size=chunk_size)) == pytest.approx(float(want))
+    assert float(lossreg.LinearCrossEntropyLoss(chunk_size=chunk_size)(x, w, t)) == pytest.approx(float(want))
+
+
+@pytest.mark.parametrize("when", [np.timedelta64(1, "ns"), np.timedelta64(2, "s"), np.datetime64(1, "ns")])
+def test_a_numpy_duration_or_date_is_no_number_option(when: Any) -> None:
+    """``margin=np.timedelta64(1, 'ns')`` was read as 1 (the count of its units), although NumPy
+    durations are no numbers to lossreg (README), as arrays of them are refused."""
+    x = np.ones((2, 3))
+    with pytest.raises(lossreg.errors.LossValueError, match=r"triplet_margin_loss: argument 'margin' expected a number"):
+        lossreg.triplet_margin_loss(x, x, x, margin=when)
+    with pytest.raises(lossreg.errors.LossValueError, match=r"margin_ranking_loss: argument 'margin'"):
+        lossreg.MarginRankingLoss(margin=when)(x, x, x)
+
+
+def test_a_variance_given_as_an_int_past_float64_is_refused_naming_var() -> None:
+    """``gaussian_nll_loss(x, y, 10**400)`` was Python's OverflowError (torch's own call: a TypeError
+    from ``any()``); a number option past float64's range is refused by name, and so is ``var``."""
+    x = np.ones(3)
+    with pytest.raises(lossreg.errors.LossValueError, match=r"gaussian_nll_loss: argument 'var' expected a number "
+                                                            r"within float64's range .* got an int of 1329 bits"):
+        lossreg.gaussian_nll_loss(x, x, 10**400)
+    assert lossreg.gaussian_nll_loss(x, x, 2) == lossreg.gaussian_nll_loss(x, x, 2.0)

@@ -180,6 +180,7 @@ def gaussian_nll_loss(input: Any, target: Any, var: Any, /, *, full: bool = Fals
     if scalar_var:
         if not var >= 0:
             raise LossValueError(name, "var", "a non-negative variance", repr(var))
+        toolkit.check_number(name, "var", var)  # an int past float64's range (10**400) is refused by name
         work = toolkit.compute_dtype(xp, dtype)
         v = xp.full(input.shape, max(var, eps), dtype=work, device=toolkit.device(input))
     else:
