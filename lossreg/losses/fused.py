@@ -182,7 +182,10 @@ def _through_logits(input: Any, linear_weight: Any, target: Any, args: TorchArgu
     toolkit.check_shape(name, "target", target, wanted, f"{what} for an input of shape {tuple(input.shape)} and a "
                         f"linear_weight of shape {tuple(linear_weight.shape)}")
     w2 = xp.reshape(linear_weight, (math.prod(out) * c, d))
-    z = xp.matmul(xp.reshape(input, (*batch, d)), xp.matrix_transpose(w2))
+    # Unbatched hidden states as one row (n, d), n = 1: torch's forward-mode tangent of a 1-d @ 2-d
+    # matmul has the shape (1, C) under the vmap gradcheck batches tangents with, so adding the
+    # bias raised there (torch's own OpInfo forward-AD check, check_batched_forward_grad).
+    z = xp.matmul(xp.reshape(input, (n, d)), xp.matrix_transpose(w2))
     if args.bias is not None:
         z = z + xp.reshape(args.bias, (1,) * (z.ndim - 1) + (-1,))  # of z's rank: JAX's rank_promotion="raise" refuses implicit ones
     z = xp.reshape(z, (*batch, c, *out))
