@@ -28,7 +28,8 @@ size, and a compiled training step holds no N×V array. torch.func's ``grad``, `
 differentiable itself, so where more than a first derivative by reverse mode may be asked for, the
 portable definition answers (holding the logits, as torch's composite ``F.linear_cross_entropy``
 does there): the kernel declines calls under torch.func's forward mode (``jvp``, ``jacfwd``,
-``hessian``), nested ``grad`` and forward-mode dual tensors, and an eager
+``hessian``), nested ``grad``, a ``grad`` beneath which eager autograd records (an outer
+``backward()`` of the gradient it makes), and forward-mode dual tensors, and an eager
 ``backward(create_graph=True)`` (a gradient penalty, ``gradgradcheck``) recomputes the gradients by
 differentiating the portable definition on the saved inputs, so that they can be differentiated again.
 
@@ -501,17 +502,42 @@ def _refuse_second_order(*tensors: Tensor | None) -> None:
 def _beyond_reverse(*tensors: Any) -> bool:
     """Whether more than a first derivative by reverse mode may be asked of this call (eager):
     torch.func's forward mode (``jvp``, ``jacfwd``, ``hessian``) or nested ``grad`` is around it,
-    or one of ``tensors`` is a forward-mode dual tensor. The kernel declines those calls, and
+    eager autograd records beneath a ``grad`` around it (:func:`_eager_autograd_beneath`), or one
+    of ``tensors`` is a forward-mode dual tensor. The kernel declines those calls, and
     those under ``torch.func.functionalize`` too: it has no rule for the ``autograd.Function``
     that carries the operators under torch.func (torch's "NYI: Functionalize rule for
     custom_function_call", where F.linear_cross_entropy functionalizes)."""
     if torch.compiler.is_compiling():
         return False
     if torch._C._are_functorch_transforms_active():
-        kinds = [i.key() for i in _interpreters()]
+        interpreters = _interpreters()
+        kinds = [i.key() for i in interpreters]
         if _JVP in kinds or _FUNCTIONALIZE in kinds or kinds.count(_GRAD) > 1:
             return True
+        if _GRAD in kinds and _eager_autograd_beneath(interpreters, tensors):
+            return True
     return any(isinstance(x, Tensor) and _dual(x) for x in tensors)
+
+
+def _eager_autograd_beneath(interpreters: Any, tensors: tuple[Any, ...]) -> bool:
+    """Whether eager autograd records beneath torch.func's ``grad`` (or ``vjp``) around this call: it was
+    on outside the transform, and a tensor of the call requires grad beneath torch.func's wrappers (one
+    the function closes over, or the transformed input made from one). The gradient torch.func computes
+    is then itself differentiated by eager autograd (a MAML inner step by ``torch.func.grad`` and an
+    outer ``backward()``), which the operators' formula, made outside autograd, cannot serve: the outer
+    gradient was disconnected (torch's "element 0 of tensors does not require grad"), or silently
+    lacked this loss's part where other terms reached the outer inputs."""
+    outermost = min((i for i in interpreters if i.key() == _GRAD), key=lambda i: i.level())
+    return bool(outermost.prev_grad_mode()) and any(isinstance(x, Tensor) and _base(x).requires_grad
+                                                      for x in tensors)
+
+
+def _base(x: Tensor) -> Tensor:
+    """``x`` beneath torch.func's wrappers: the tensor eager autograd sees."""
+    f = torch._C._functorch
+    while f.is_functorch_wrapped_tensor(x):
+        x = f.get_unwrapped(x)
+    return x
 
 
 def _grad_layers(x: Tensor) -> int:
