@@ -126,3 +126,37 @@ def test_maml_meta_gradient_through_the_module_form_and_functional_call():
         torch.func.functional_call(head, fast, (query, t_query)).backward()
         meta_gradients.append(head.proj.weight.grad)
     torch.testing.assert_close(meta_gradients[1], meta_gradients[0], rtol=1e-10, atol=1e-12)
+
+
+def _per_sample_losses_then_a_gradient_penalty(loss: Callable[..., Any], reduction: str) -> torch.Tensor:
+    """Per-sample losses by torch.func.vmap over a batch of sequences with a shared head weight, then a
+    penalty on the weight's gradient by ``backward(create_graph=True)``: the penalty's own gradient."""
+    g = torch.Generator().manual_seed(4)
+    hidden, targets = torch.randn(3, 4, 3, dtype=D, generator=g), torch.randint(0, 7, (3, 4), generator=g)
+    weight = torch.randn(7, 3, dtype=D, generator=g).requires_grad_()
+    per_sample = torch.func.vmap(lambda h, t: loss(h, weight, t, reduction=reduction))(hidden, targets)
+    grad_w, = torch.autograd.grad(per_sample.sum(), weight, create_graph=True)
+    return torch.autograd.grad((grad_w ** 2).sum(), weight)[0]
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_linear_cross_entropy_under_vmap_then_create_graph_is_lossregs_refusal(reduction):
+    """The operators' batched gradient cannot be differentiated again: lossreg's UnsupportedError naming
+    the way out (before: torch's "appears to not have been used in the graph" or "element 0 of tensors
+    does not require grad", and with allow_unused=True a second derivative of zero); use_kernels(False)
+    gives F.linear_cross_entropy's answer, and a first-order backward keeps the operators' answer."""
+    with pytest.raises(lossreg.UnsupportedError, match=r"^linear_cross_entropy: under torch.func.vmap .*"
+                                                        r"lossreg.use_kernels\(False\)"):
+        _per_sample_losses_then_a_gradient_penalty(lossreg.linear_cross_entropy, reduction)
+    want = _per_sample_losses_then_a_gradient_penalty(F.linear_cross_entropy, reduction)
+    with lossreg.use_kernels(False):
+        got = _per_sample_losses_then_a_gradient_penalty(lossreg.linear_cross_entropy, reduction)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    g = torch.Generator().manual_seed(5)
+    hidden, targets = torch.randn(3, 4, 3, dtype=D, generator=g), torch.randint(0, 7, (3, 4), generator=g)
+    grads = []
+    for loss in (F.linear_cross_entropy, lossreg.linear_cross_entropy):
+        weight = torch.randn(7, 3, dtype=D, generator=torch.Generator().manual_seed(6)).requires_grad_()
+        torch.func.vmap(lambda h, t: loss(h, weight, t, reduction=reduction))(hidden, targets).sum().backward()
+        grads.append(weight.grad)
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-10, atol=1e-12)

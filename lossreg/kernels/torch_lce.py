@@ -31,7 +31,8 @@ does there): the kernel declines calls under torch.func's forward mode (``jvp``,
 ``hessian``), nested ``grad``, a ``grad`` beneath which eager autograd records (an outer
 ``backward()`` of the gradient it makes), and forward-mode dual tensors, and an eager
 ``backward(create_graph=True)`` (a gradient penalty, ``gradgradcheck``) recomputes the gradients by
-differentiating the portable definition on the saved inputs, so that they can be differentiated again.
+differentiating the portable definition on the saved inputs, so that they can be differentiated again
+(under ``torch.func.vmap`` the batched gradients cannot be recomputed so: lossreg's UnsupportedError).
 
 When no gradient is wanted, only the loss is computed. Half-precision inputs are computed in
 float32 on the CPU (each chunk of hidden states and the weight cast once per call); on CUDA the
@@ -413,6 +414,12 @@ def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: _Outputs) -> None:
     # Eager autograd tracks the inputs: a backward pass with grad mode on is create_graph=True (_recomputed).
     ctx.tracked = not torch._C._are_functorch_transforms_active() and \
         any(x is not None and x.requires_grad for x in (h, w, b))
+    # Under torch.func.vmap alone, eager autograd records beneath when an input requires grad (grad mode is
+    # off here, but this runs only where it was on), and may ask for a graph of the gradient
+    # (create_graph=True), which the batched backward cannot recompute (see _backward). Under a grad
+    # transform, a call eager autograd records beneath was declined (_beyond_reverse).
+    ctx.beneath = (torch._C._are_functorch_transforms_active() and all(i.key() != _GRAD for i in _interpreters())
+                   and any(x is not None and _base(x).requires_grad for x in (h, w, b)))
     ctx.dtypes = (h.dtype, w.dtype, None if b is None else b.dtype)
     ctx.early_grads = None
     ctx.held = early and _plain(d_h, d_w)
@@ -435,6 +442,12 @@ def _backward(ctx: Any, grad: Tensor | None, *unused: Any) -> tuple[Tensor | Non
         return (None,) * _INPUTS
     if ctx.tracked and torch.is_grad_enabled() and _plain(grad, *(x for x in saved if x is not None)):
         return _recomputed(ctx, grad, saved)  # eager backward(create_graph=True)
+    if ctx.beneath and torch.is_grad_enabled():
+        # Eager backward(create_graph=True) of a call under vmap: the gradients below would be
+        # constants to autograd (an unused input, or a second derivative of zero with allow_unused).
+        raise UnsupportedError("linear_cross_entropy: under torch.func.vmap the torch kernel's gradient is not "
+                               "differentiable again (backward(create_graph=True)); call the loss outside vmap, "
+                               "or lossreg.use_kernels(False) differentiates it to any order")
     _refuse_second_order(grad, *saved)
     # torch's legacy vmap (``jacobian(vectorize=True)``, ``autograd.grad(is_grads_batched=True)``)
     # batches ``grad`` inside a plain Tensor: scaled out of place, and not detached below (legacy
@@ -527,9 +540,10 @@ def _eager_autograd_beneath(interpreters: Any, tensors: tuple[Any, ...]) -> bool
     outer ``backward()``), which the operators' formula, made outside autograd, cannot serve: the outer
     gradient was disconnected (torch's "element 0 of tensors does not require grad"), or silently
     lacked this loss's part where other terms reached the outer inputs."""
-    outermost = min((i for i in interpreters if i.key() == _GRAD), key=lambda i: i.level())
-    return bool(outermost.prev_grad_mode()) and any(isinstance(x, Tensor) and _base(x).requires_grad
-                                                      for x in tensors)
+    grads = [i for i in interpreters if i.key() == _GRAD]
+    # Grad mode as eager autograd has it: on entering the outermost grad transform (vmap keeps it).
+    eager = min(grads, key=lambda i: i.level()).prev_grad_mode() if grads else torch.is_grad_enabled()
+    return bool(eager) and any(isinstance(x, Tensor) and _base(x).requires_grad for x in tensors)
 
 
 def _base(x: Tensor) -> Tensor:
