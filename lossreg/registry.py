@@ -253,14 +253,14 @@ def _python_numbers(options: dict[str, Any]) -> dict[str, Any] | None:
     pair (``chunk_size=(np.int64(4096), 8192)``), as the Python number, or None if it holds none
     (NumPy's bools are not numbers: they stay, and are refused)."""
     def holds(v: Any) -> bool:
-        return _numpy_number(v) or (isinstance(v, tuple | list) and any(map(_numpy_number, v)))
+        return _numpy_number(v) or (isinstance(v, (list, tuple)) and any(map(_numpy_number, v)))
 
     def plain(v: Any) -> Any:
         return _python_number(v) if _numpy_number(v) else v
 
     if not any(map(holds, options.values())):
         return None
-    return {k: type(v)(map(plain, v)) if isinstance(v, tuple | list) else plain(v) for k, v in options.items()}
+    return {k: type(v)(map(plain, v)) if isinstance(v, (list, tuple)) else plain(v) for k, v in options.items()}
 
 
 def _python_number(value: Any) -> Any:
