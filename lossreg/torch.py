@@ -439,6 +439,22 @@ def _signed(function: Any, name: str, arrays: tuple[str, ...]) -> Any:
     return copy
 
 
+def _init_signed(spec: LossSpec, positional: tuple[str, ...]) -> Any:
+    """``LossModule.__init__`` (the same code, no call added) under the signature torch.nn's class of
+    this name has, less its deprecated ``size_average``/``reduce``: ``inspect.signature(CrossEntropyLoss)``
+    was ``(*args, **options)``, so what builds a criterion from its signature (LightningCLI's
+    ``class_path``/``init_args``, a config system's checks, ``help()``) found no option at all."""
+    init = LossModule.__init__
+    copy = types.FunctionType(init.__code__, init.__globals__, "__init__", init.__defaults__, init.__closure__)
+    copy.__doc__, copy.__qualname__ = init.__doc__, f"{spec.class_name}.__init__"
+    kind, options = inspect.Parameter, spec.options
+    copy.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [kind("self", kind.POSITIONAL_OR_KEYWORD)]
+        + [kind(k, kind.POSITIONAL_OR_KEYWORD, default=options[k]) for k in positional]
+        + [kind(k, kind.KEYWORD_ONLY, default=v) for k, v in options.items() if k not in positional])
+    return copy
+
+
 def _torch_positional(spec: LossSpec) -> tuple[str, ...]:
     """The options torch.nn's class of the same name takes positionally, up to the first one lossreg lacks."""
     names = []
@@ -483,6 +499,7 @@ def module_class(name: str) -> type[LossModule]:
                 body["options"] = None
             if base is LossModule:
                 body["forward"] = _forward_naming(spec, body["_forward_names"])
+                body["__init__"] = _init_signed(spec, body["_positional"])
             else:  # the arrays depend on whether the module owns its layer; __init__ picks the owned one's
                 body["forward"] = _signed(LinearLossModule.forward, "forward", spec.inputs)
                 body["_owned_forward"] = _signed(LinearLossModule.forward, "_owned_forward", ("input", "target"))

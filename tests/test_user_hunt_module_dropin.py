@@ -1,0 +1,61 @@
+"""lossreg.torch modules swapped in for torch.nn's inside existing PyTorch code: what code that
+inspects, builds or extends a criterion sees is what it saw with torch.nn's module."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import torch
+
+import lossreg
+import lossreg.torch as lt
+
+DEPRECATED = {"size_average", "reduce"}  # torch.nn's, deliberately not taken (README)
+SHARED = [s.class_name for s in lossreg.registry().specs.values()
+          if s.plugin == "lossreg" and isinstance(getattr(torch.nn, s.class_name, None), type)
+          and s.class_name != "LinearCrossEntropyLoss"]  # (its own constructor, in_features and num_classes)
+
+
+@pytest.mark.parametrize("name", SHARED)
+def test_the_constructor_signature_is_torch_nns_less_its_deprecated_arguments(name: str) -> None:
+    """What builds a criterion from its signature (LightningCLI's ``init_args``, a config system's
+    checks, ``help()``) sees torch.nn's arguments: the same leading positional ones, in order, then
+    the options by keyword, with the same defaults. It saw ``(*args, **options)``."""
+    ours = inspect.signature(getattr(lt, name)).parameters
+    theirs = {k: p for k, p in inspect.signature(getattr(torch.nn, name)).parameters.items() if k not in DEPRECATED}
+    positional = [k for k, p in ours.items() if p.kind is p.POSITIONAL_OR_KEYWORD]
+    assert positional == [k for k in theirs if k in lt.get(name)._positional]
+    assert all(p.kind is p.KEYWORD_ONLY for k, p in ours.items() if k not in positional)
+    for key, parameter in theirs.items():  # every torch.nn argument, with torch.nn's default
+        assert key in ours, key
+        assert ours[key].default == parameter.default, key
+
+
+def test_the_signature_binds_as_the_constructor_takes_the_arguments() -> None:
+    signature = inspect.signature(lt.CrossEntropyLoss)
+    weight = torch.tensor([1.0, 2.0, 0.5])
+    bound = signature.bind(weight, label_smoothing=0.1)
+    crit = lt.CrossEntropyLoss(*bound.args, **bound.kwargs)
+    assert crit.weight is weight and crit.label_smoothing == 0.1
+    with pytest.raises(TypeError):  # as the constructor refuses it, the signature does
+        signature.bind(weight, None)
+    with pytest.raises(lossreg.LossTypeError, match="size_average"):
+        lt.CrossEntropyLoss(weight, None)
+    assert str(inspect.signature(lt.HuberLoss)) == "(reduction='mean', delta=1.0, *, weight=None)"
+
+
+def test_a_subclass_with_its_own_constructor_keeps_its_own_signature() -> None:
+    class FocalLoss(lt.CrossEntropyLoss):
+        def __init__(self, weight: torch.Tensor | None = None, gamma: float = 2.0) -> None:
+            super().__init__(weight, reduction="none")
+            self.gamma = gamma
+
+        def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            ce = super().forward(input, target)
+            return ((1 - torch.exp(-ce)) ** self.gamma * ce).mean()
+
+    assert list(inspect.signature(FocalLoss).parameters) == ["weight", "gamma"]
+    x, y = torch.randn(6, 3, dtype=torch.float64), torch.tensor([0, 1, 2, 2, 1, 0])
+    ce = torch.nn.functional.cross_entropy(x, y, reduction="none")
+    torch.testing.assert_close(FocalLoss()(x, y), ((1 - torch.exp(-ce)) ** 2 * ce).mean())
