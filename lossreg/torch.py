@@ -315,16 +315,28 @@ def _fx_leaf(module: LossModule, arrays: tuple[Any, ...], named: dict[str, Any])
     tracer = None if proxy is None else proxy.tracer
     if not isinstance(tracer, torch.fx.Tracer):  # not fx's module tracer (a bare TracerBase records no modules)
         return None
+    if getattr(tracer, "root", None) is module or not _forward_as_made(module):
+        # A subclass's forward calling super().forward(...), which fx traces (its class is not torch.nn's):
+        # a call_module node runs that whole forward again, the subclass's work doubled (its "* 2" twice).
+        if named:
+            arrays = (module._by_name(arrays, named) if getattr(module, "linear", None) is None
+                      else (*arrays, *(named[k] for k in ("input", "target")[len(arrays):])))
+        return _fx_root(module, arrays, tracer)
     return tracer.create_proxy("call_module", tracer.path_of_module(module), arrays, named)
 
 
-def _fx_root(module: LossModule, arrays: Any) -> Any:  # arrays: an fx Proxy, which fx does not type as indexable
+def _forward_as_made(module: LossModule) -> bool:
+    """Whether the module's forward is lossreg's (its class generated, or a subclass that keeps its forward)."""
+    return next(c for c in type(module).__mro__ if "forward" in c.__dict__).__module__ == __name__
+
+
+def _fx_root(module: LossModule, arrays: Any, tracer: Any = None) -> Any:  # arrays: an fx Proxy, or a tuple of them
     """``torch.fx.symbolic_trace(loss_module)``: the call as a node of the functional form, as
     torch.nn's loss modules trace to ``torch.nn.functional``'s. fx makes a root's ``*arrays`` a
     single proxy (and ``**named`` another), so the traced module takes the arrays by position and
     indexes them; array options and an owned layer's parameters are read as the module's attributes
     (``get_attr``), so the graph follows their updates."""
-    tracer, options = arrays.tracer, module.loss_options()
+    tracer, options = tracer or arrays.tracer, module.loss_options()
     callable_options = [k for k, v in options.items() if callable(v)]
     if callable_options:  # fx records no callable as a node's argument
         raise UnsupportedError(f"{module.spec.name}: torch.fx.symbolic_trace of the loss module itself with a "
@@ -338,11 +350,11 @@ def _fx_root(module: LossModule, arrays: Any) -> Any:  # arrays: an fx Proxy, wh
         return tracer.create_proxy("call_function", _FUNCTIONS[module._loss_name],
                                    tuple(arrays[i] for i in range(len(module.spec.inputs))), options)
     assert isinstance(module, LinearLossModule)  # the only module that owns a layer
-    shape = (module.num_classes, *module.out_features)
-    weight = tracer.create_proxy("get_attr", "linear.weight", (), {}).reshape(*shape, linear.in_features)
+    shape, path = (module.num_classes, *module.out_features), tracer.path_of_module(linear)
+    weight = tracer.create_proxy("get_attr", f"{path}.weight", (), {}).reshape(*shape, linear.in_features)
     if "bias" in dict(linear.named_parameters()):  # not linear.bias: under fx that is a proxy too, never None
         options[next(k for k in ("linear_bias", "bias") if k in options)] = tracer.create_proxy(
-            "get_attr", "linear.bias", (), {}).reshape(*shape)
+            "get_attr", f"{path}.bias", (), {}).reshape(*shape)
     return tracer.create_proxy("call_function", _FUNCTIONS[module._loss_name], (arrays[0], weight, arrays[1]), options)
 
 

@@ -59,3 +59,39 @@ def test_a_subclass_with_its_own_constructor_keeps_its_own_signature() -> None:
     x, y = torch.randn(6, 3, dtype=torch.float64), torch.tensor([0, 1, 2, 2, 1, 0])
     ce = torch.nn.functional.cross_entropy(x, y, reduction="none")
     torch.testing.assert_close(FocalLoss()(x, y), ((1 - torch.exp(-ce)) ** 2 * ce).mean())
+
+
+class Doubled(lt.CrossEntropyLoss):
+    """A criterion extended the torch.nn way: forward overridden, the loss from super().forward."""
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return 2 * super().forward(input, target=target)
+
+
+class Model(torch.nn.Module):
+    def __init__(self, criterion: torch.nn.Module) -> None:
+        super().__init__()
+        self.net, self.criterion = torch.nn.Linear(4, 3), criterion
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.criterion(self.net(x), y)
+
+
+def test_fx_traces_a_subclass_forward_once_as_it_traces_torch_nns_subclass() -> None:
+    """fx traces a subclass's forward (its class is not torch.nn's); the call of super().forward in it
+    is the functional form's node. It was the loss module's call_module node, which ran the subclass's
+    whole forward again: the traced model gave twice the loss (four times it, not two)."""
+    torch.manual_seed(0)
+    x, y = torch.randn(6, 4, dtype=torch.float64), torch.tensor([0, 1, 2, 2, 1, 0])
+    weight = torch.tensor([1.0, 2.0, 0.5], dtype=torch.float64)
+    model = Model(Doubled(weight, label_smoothing=0.1)).double()
+    traced = torch.fx.symbolic_trace(model)
+    assert "call_module" not in {n.op for n in traced.graph.nodes if n.target == "criterion"}
+    torch.testing.assert_close(traced(x, y), model(x, y))
+    torch.testing.assert_close(model(x, y), 2 * torch.nn.functional.cross_entropy(
+        model.net(x), y, weight=weight, label_smoothing=0.1))
+    traced.criterion.weight = 2 * weight  # the graph reads the buffer, as it does for the loss module's own trace
+    torch.testing.assert_close(traced(x, y), 2 * torch.nn.functional.cross_entropy(
+        model.net(x), y, weight=2 * weight, label_smoothing=0.1))
+    root = torch.fx.symbolic_trace(Doubled(weight))  # the subclass itself traced
+    torch.testing.assert_close(root(model.net(x), y), Doubled(weight)(model.net(x), y))
