@@ -247,7 +247,8 @@ class LinearLossModule(LossModule):
         super().__init__(**options)
         # forward as torch.nn's module of this name signs it, (input, target), where the class's names the
         # arrays without a layer: torch.export binds dynamic_shapes and keyword inputs to these names.
-        self.forward = self._owned_forward  # type: ignore[method-assign]
+        if _forward_as_made(self):  # not over a subclass's own forward, which this hid (its work never done)
+            self.forward = self._owned_forward  # type: ignore[method-assign]
         self.num_classes, self.out_features = num_classes, tuple(out_features)
         self.linear = nn.Linear(in_features, math.prod(self.out_features, start=num_classes), bias=bool(bias),
                                 device=device, dtype=dtype)
@@ -259,7 +260,7 @@ class LinearLossModule(LossModule):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
-        if "linear" in self._modules:
+        if "linear" in self._modules and _forward_as_made(self):
             self.forward = self._owned_forward  # type: ignore[method-assign]
 
     def extra_repr(self) -> str:

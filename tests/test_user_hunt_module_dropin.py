@@ -3,7 +3,9 @@ inspects, builds or extends a criterion sees is what it saw with torch.nn's modu
 
 from __future__ import annotations
 
+import copy
 import inspect
+import pickle
 
 import pytest
 import torch
@@ -95,3 +97,29 @@ def test_fx_traces_a_subclass_forward_once_as_it_traces_torch_nns_subclass() -> 
         model.net(x), y, weight=2 * weight, label_smoothing=0.1))
     root = torch.fx.symbolic_trace(Doubled(weight))  # the subclass itself traced
     torch.testing.assert_close(root(model.net(x), y), Doubled(weight)(model.net(x), y))
+
+
+class Scaled(lt.LinearCrossEntropyLoss):
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return 2 * super().forward(input, target)
+
+
+class TorchScaled(torch.nn.LinearCrossEntropyLoss):
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return 2 * super().forward(input, target)
+
+
+def test_a_subclass_of_the_module_owning_its_linear_layer_runs_its_own_forward() -> None:
+    """LinearCrossEntropyLoss(in_features, num_classes) set its owned forward on the instance, which
+    hid a subclass's forward: its work was silently never done (here, the loss not doubled)."""
+
+    torch.manual_seed(0)
+    ours, theirs = Scaled(8, 5, bias=True).double(), TorchScaled(8, 5, bias=True).double()
+    theirs.load_state_dict(ours.state_dict(), strict=True)
+    h, y = torch.randn(4, 8, dtype=torch.float64), torch.tensor([0, 1, 2, 4])
+    plain = lt.LinearCrossEntropyLoss(8, 5, bias=True).double()
+    plain.load_state_dict(ours.state_dict())
+    for made in (ours, copy.deepcopy(ours), pickle.loads(pickle.dumps(ours))):
+        torch.testing.assert_close(made(h, y), theirs(h, y))
+        torch.testing.assert_close(made(h, y), 2 * plain(h, y))
+    torch.testing.assert_close(torch.fx.symbolic_trace(ours)(h, y), theirs(h, y))
