@@ -452,19 +452,22 @@ def _signed(function: Any, name: str, arrays: tuple[str, ...]) -> Any:
     return copy
 
 
-def _init_signed(spec: LossSpec, positional: tuple[str, ...]) -> Any:
-    """``LossModule.__init__`` (the same code, no call added) under the signature torch.nn's class of
-    this name has, less its deprecated ``size_average``/``reduce``: ``inspect.signature(CrossEntropyLoss)``
+def _init_signed(spec: LossSpec, base: type[LossModule], positional: tuple[str, ...]) -> Any:
+    """``base.__init__`` (the same code, no call added) under the signature torch.nn's class of this
+    name has, less its deprecated ``size_average``/``reduce``: ``inspect.signature(CrossEntropyLoss)``
     was ``(*args, **options)``, so what builds a criterion from its signature (LightningCLI's
     ``class_path``/``init_args``, a config system's checks, ``help()``) found no option at all."""
-    init = LossModule.__init__
+    init = base.__init__
     copy = types.FunctionType(init.__code__, init.__globals__, "__init__", init.__defaults__, init.__closure__)
-    copy.__doc__, copy.__qualname__ = init.__doc__, f"{spec.class_name}.__init__"
+    copy.__kwdefaults__, copy.__doc__ = init.__kwdefaults__, init.__doc__
+    copy.__qualname__ = f"{spec.class_name}.__init__"
     kind, options = inspect.Parameter, spec.options
+    own = [p for p in inspect.signature(init).parameters.values()  # self, and an owned layer's arguments
+           if p.kind not in (kind.VAR_POSITIONAL, kind.VAR_KEYWORD)]
     copy.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        [kind("self", kind.POSITIONAL_OR_KEYWORD)]
-        + [kind(k, kind.POSITIONAL_OR_KEYWORD, default=options[k]) for k in positional]
-        + [kind(k, kind.KEYWORD_ONLY, default=v) for k, v in options.items() if k not in positional])
+        own + [kind(k, kind.POSITIONAL_OR_KEYWORD, default=options[k]) for k in positional]
+        + [kind(k, kind.KEYWORD_ONLY, default=v) for k, v in options.items()
+           if k not in positional and all(k != p.name for p in own)])
     return copy
 
 
@@ -512,10 +515,10 @@ def module_class(name: str) -> type[LossModule]:
                 body["options"] = None
             if base is LossModule:
                 body["forward"] = _forward_naming(spec, body["_forward_names"])
-                body["__init__"] = _init_signed(spec, body["_positional"])
             else:  # the arrays depend on whether the module owns its layer; __init__ picks the owned one's
                 body["forward"] = _signed(LinearLossModule.forward, "forward", spec.inputs)
                 body["_owned_forward"] = _signed(LinearLossModule.forward, "_owned_forward", ("input", "target"))
+            body["__init__"] = _init_signed(spec, base, body["_positional"])
             cls = type(spec.class_name, (base,), body)
             _FUNCTIONS[spec.name] = registry().loss_class(spec.name)._dispatch  # no lookup per call
             _classes[spec.name] = cls

@@ -34,6 +34,17 @@ def test_the_constructor_signature_is_torch_nns_less_its_deprecated_arguments(na
         assert ours[key].default == parameter.default, key
 
 
+def test_the_owned_layer_modules_signature_lists_torch_nns_arguments_and_the_losss_options() -> None:
+    ours = inspect.signature(lt.LinearCrossEntropyLoss).parameters
+    theirs = inspect.signature(torch.nn.LinearCrossEntropyLoss).parameters
+    assert list(ours)[:2] == list(theirs)[:2] == ["in_features", "num_classes"]
+    for key, parameter in theirs.items():
+        assert key in ours and ours[key].kind is parameter.kind, key
+        if key not in ("in_features", "num_classes", "bias"):  # None there: the module built from options alone
+            assert ours[key].default == parameter.default, key
+    assert {"z_loss", "softcap"} <= set(ours)  # lossreg's own options, by keyword
+
+
 def test_the_signature_binds_as_the_constructor_takes_the_arguments() -> None:
     signature = inspect.signature(lt.CrossEntropyLoss)
     weight = torch.tensor([1.0, 2.0, 0.5])
