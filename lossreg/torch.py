@@ -316,14 +316,22 @@ def _fx_leaf(module: LossModule, arrays: tuple[Any, ...], named: dict[str, Any])
     tracer = None if proxy is None else proxy.tracer
     if not isinstance(tracer, torch.fx.Tracer):  # not fx's module tracer (a bare TracerBase records no modules)
         return None
-    if getattr(tracer, "root", None) is module or not _forward_as_made(module):
-        # A subclass's forward calling super().forward(...), which fx traces (its class is not torch.nn's):
-        # a call_module node runs that whole forward again, the subclass's work doubled (its "* 2" twice).
+    if getattr(tracer, "root", None) is module or not _forward_as_made(module) or _hooked(module):
+        # fx has called this module as it calls any but torch.nn's (by __call__, its hooks run on the proxies),
+        # and runs here a subclass's forward calling super().forward(...): a call_module node would run the
+        # hooks again at each call, or the whole forward (a subclass's "* 2" twice), so the functional form.
         if named:
             arrays = (module._by_name(arrays, named) if getattr(module, "linear", None) is None
                       else (*arrays, *(named[k] for k in ("input", "target")[len(arrays):])))
         return _fx_root(module, arrays, tracer)
     return tracer.create_proxy("call_module", tracer.path_of_module(module), arrays, named)
+
+
+def _hooked(module: LossModule) -> bool:
+    """Whether a call of the module runs forward hooks, its own or every module's."""
+    hooks = nn.modules.module
+    return bool(module._forward_hooks or module._forward_pre_hooks or hooks._global_forward_hooks
+                or hooks._global_forward_pre_hooks)
 
 
 def _forward_as_made(module: LossModule) -> bool:

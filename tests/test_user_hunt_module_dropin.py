@@ -134,3 +134,34 @@ def test_a_subclass_of_the_module_owning_its_linear_layer_runs_its_own_forward()
         torch.testing.assert_close(made(h, y), theirs(h, y))
         torch.testing.assert_close(made(h, y), 2 * plain(h, y))
     torch.testing.assert_close(torch.fx.symbolic_trace(ours)(h, y), theirs(h, y))
+
+
+@pytest.mark.parametrize("module", [torch.nn, lt], ids=["torch.nn", "lossreg.torch"])
+def test_fx_traced_model_runs_the_criterions_forward_hooks_once_as_eager_does(module) -> None:
+    """fx calls a module that is not torch.nn's through ``__call__``, so its hooks run on the trace's
+    proxies; the loss's call_module node then ran them again at each call of the traced model: a
+    pre-hook scaling the logits by 2 and a hook scaling the loss by 3 gave 3·3·loss(4·logits)."""
+    torch.manual_seed(0)
+    x, y = torch.randn(6, 4, dtype=torch.float64), torch.tensor([0, 1, 2, 2, 1, 0])
+    model = Model(module.CrossEntropyLoss(torch.tensor([1.0, 2.0, 0.5]))).double()
+    model.criterion.register_forward_pre_hook(lambda m, args, kwargs: ((2 * args[0], *args[1:]), kwargs),
+                                              with_kwargs=True)
+    model.criterion.register_forward_hook(lambda m, args, out: 3 * out)
+    want = 3 * torch.nn.functional.cross_entropy(2 * model.net(x), y, weight=model.criterion.weight)
+    torch.testing.assert_close(model(x, y), want)
+    torch.testing.assert_close(torch.fx.symbolic_trace(model)(x, y), want)
+
+
+@pytest.mark.parametrize("module", [torch.nn, lt], ids=["torch.nn", "lossreg.torch"])
+def test_fx_traced_model_runs_a_global_forward_hook_on_the_criterion_once_as_eager_does(module) -> None:
+    torch.manual_seed(0)
+    x, y = torch.randn(6, 4, dtype=torch.float64), torch.tensor([0, 1, 2, 2, 1, 0])
+    model = Model(module.CrossEntropyLoss()).double()
+    added = torch.nn.modules.module.register_module_forward_hook(  # every module's forward hook
+        lambda m, args, out: out + 1 if m is model.criterion else out)
+    try:
+        want = torch.nn.functional.cross_entropy(model.net(x), y) + 1
+        torch.testing.assert_close(model(x, y), want)
+        torch.testing.assert_close(torch.fx.symbolic_trace(model)(x, y), want)
+    finally:
+        added.remove()
