@@ -348,9 +348,11 @@ def _fx_root(module: LossModule, arrays: Any, tracer: Any = None) -> Any:  # arr
     tracer, options = tracer or arrays.tracer, module.loss_options()
     callable_options = [k for k, v in options.items() if callable(v)]
     if callable_options:  # fx records no callable as a node's argument
-        raise UnsupportedError(f"{module.spec.name}: torch.fx.symbolic_trace of the loss module itself with a "
-                               f"callable {callable_options[0]}; trace a model that holds it (the loss is a leaf "
-                               "there), or use torch.compile")
+        what = ("the loss module itself" if getattr(tracer, "root", None) is module
+                else "a loss module with forward hooks, or a subclass's forward,")
+        raise UnsupportedError(f"{module.spec.name}: torch.fx.symbolic_trace of {what} with a callable "
+                               f"{callable_options[0]}; trace a model that holds it (the loss is a leaf there, "
+                               "unhooked and of lossreg's class), or use torch.compile")
     for key in module._nullable_arrays:  # a number there (pos_weight=2.0): an array of the input's dtype, per call
         if _is_number(options[key]):
             options[key] = tracer.create_proxy("call_function", _number_like, (options[key], arrays[0]), {})

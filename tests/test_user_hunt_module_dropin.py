@@ -165,3 +165,20 @@ def test_fx_traced_model_runs_a_global_forward_hook_on_the_criterion_once_as_eag
         torch.testing.assert_close(torch.fx.symbolic_trace(model)(x, y), want)
     finally:
         added.remove()
+
+
+def test_fx_of_a_hooked_criterion_with_a_callable_option_says_what_traces() -> None:
+    """fx records no callable as a node's argument: what it cannot trace once is refused, not run twice."""
+    criterion = lt.TripletMarginWithDistanceLoss(distance_function=lambda u, v: (u - v).abs().sum(-1))
+    criterion.register_forward_hook(lambda m, args, out: 2 * out)
+
+    class Embedder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.criterion = criterion
+
+        def forward(self, a: torch.Tensor, p: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+            return self.criterion(a, p, n)
+
+    with pytest.raises(lossreg.UnsupportedError, match="forward hooks.*callable distance_function"):
+        torch.fx.symbolic_trace(Embedder())
