@@ -138,7 +138,8 @@ def generalized_dice_loss(input: Any, target: Any, /, *, smooth: float = 1e-5, r
     inv = 1 / xp.where(volume > 0, volume, xp.ones_like(volume))
     present = (volume > 0) & (inv < math.sqrt(float(xp.finfo(volume.dtype).max)))
     w = xp.where(present, inv, xp.zeros_like(volume)) ** 2
-    w = xp.where(present, w, xp.max(toolkit.dense_chunks(w), axis=1, keepdims=True))
+    if w.shape[0] != 0:  # Dask cannot take the max over axis 1 of an empty batch; no row to fill then
+        w = xp.where(present, w, xp.max(toolkit.dense_chunks(w), axis=1, keepdims=True))
     overlap = xp.sum(w * xp.sum(x * y, axis=2), axis=1)
     total = xp.sum(w * (xp.sum(x, axis=2) + volume), axis=1)
     return toolkit.reduce(xp, 1 - (2 * overlap + smooth) / (total + smooth), reduction, dtype)
