@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lossreg_segmentation import generalized_dice_loss
+from lossreg_segmentation import focal_loss, generalized_dice_loss
 
 
 @pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
@@ -19,3 +19,21 @@ def test_generalized_dice_of_an_empty_dask_batch_is_numpys(reduction):
     want = generalized_dice_loss(p, one_hot, reduction=reduction)
     got = generalized_dice_loss(da.from_array(p), da.from_array(one_hot), reduction=reduction).compute()
     np.testing.assert_array_equal(got, want)
+
+
+def test_monai_softmax_focal_mean_with_class_weights_is_the_weighted_sum_over_every_one_hot_entry(monai):
+    """The docstring's "MONAI's mean is this one's divided by C" holds without weights only: with
+    MONAI's ``weight`` MONAI still divides by the N·C·H one-hot entries, this loss's "mean" by the
+    summed weights of the targets (as cross_entropy's)."""
+    import torch
+
+    rng = np.random.default_rng(7)
+    n, c, h = 3, 3, 6
+    x, labels = rng.normal(size=(n, c, h)), rng.integers(0, c, size=(n, h))
+    one_hot = np.moveaxis(np.eye(c)[labels], -1, 1)
+    weight = np.array([0.2, 0.5, 0.3])
+    peer = monai.FocalLoss(use_softmax=True, weight=weight.tolist())(torch.tensor(x), torch.tensor(one_hot)).item()
+    np.testing.assert_allclose(focal_loss(x, labels, weight=weight, reduction="sum") / (n * c * h), peer, rtol=1e-6)
+    assert not np.isclose(focal_loss(x, labels, weight=weight) / c, peer, rtol=1e-3)
+    unweighted = monai.FocalLoss(use_softmax=True)(torch.tensor(x), torch.tensor(one_hot)).item()
+    np.testing.assert_allclose(focal_loss(x, labels) / c, unweighted, rtol=1e-6)

@@ -204,7 +204,9 @@ def focal_loss(input: Any, target: Any, /, *, gamma: float = 2.0, weight: Any = 
     Peers: Keras' ``CategoricalFocalCrossentropy`` takes one-hot targets and an ``alpha`` (0.25 by
     default) for every class alike, ``weight = [α] * C`` here, and its "mean" divides by the batch
     ("sum" / N here). MONAI's ``FocalLoss(use_softmax=True)`` averages over the one-hot entries,
-    classes included: its "mean" is this one's divided by ``C``.
+    classes included: its "mean" is this one's divided by ``C`` without weights; with its ``weight``
+    or ``alpha`` (``weight = [1 - α, α, ..., α]`` here) it is still "sum" / (N·C·d1·...), where this
+    one's "mean" divides by the summed weights of the targets.
     """
     name = "focal_loss"
     toolkit.check_number(name, "gamma", gamma, 0.0, finite=True)
