@@ -37,3 +37,24 @@ def test_monai_softmax_focal_mean_with_class_weights_is_the_weighted_sum_over_ev
     assert not np.isclose(focal_loss(x, labels, weight=weight) / c, peer, rtol=1e-3)
     unweighted = monai.FocalLoss(use_softmax=True)(torch.tensor(x), torch.tensor(one_hot)).item()
     np.testing.assert_allclose(focal_loss(x, labels) / c, unweighted, rtol=1e-6)
+
+
+def test_monai_generalized_dice_batch_true_uniform_weights_and_no_background_are_lossreg_on_what_they_compute(monai):
+    """MONAI's GeneralizedDiceLoss options, as the README's table states them: ``batch=True`` is this
+    loss on the classes-first rows (1, C, N·H·W); ``w_type="uniform"`` is ``dice_loss`` pooling a
+    sample's channels; ``include_background=False`` drops channel 0 (here a class absent from
+    sample 0, whose weight is that sample's largest)."""
+    import torch
+
+    from lossreg_segmentation import dice_loss
+
+    rng = np.random.default_rng(11)
+    n, c, h, w = 3, 4, 5, 6
+    p, labels = rng.uniform(size=(n, c, h, w)), rng.integers(0, c, size=(n, h, w))
+    labels[0][labels[0] == 2] = 0
+    one_hot = np.moveaxis(np.eye(c)[labels], -1, 1)
+    peer = lambda **options: monai.GeneralizedDiceLoss(**options)(torch.tensor(p), torch.tensor(one_hot)).item()
+    rows = [np.swapaxes(a, 0, 1).reshape(1, c, -1) for a in (p, one_hot)]
+    np.testing.assert_allclose(generalized_dice_loss(*rows), peer(batch=True), rtol=1e-6)  # MONAI's weights: float32
+    np.testing.assert_allclose(dice_loss(p, one_hot, smooth=1e-5), peer(w_type="uniform"), rtol=1e-12)
+    np.testing.assert_allclose(generalized_dice_loss(p[:, 1:], one_hot[:, 1:]), peer(include_background=False), rtol=1e-6)
