@@ -58,3 +58,34 @@ def test_monai_generalized_dice_batch_true_uniform_weights_and_no_background_are
     np.testing.assert_allclose(generalized_dice_loss(*rows), peer(batch=True), rtol=1e-6)  # MONAI's weights: float32
     np.testing.assert_allclose(dice_loss(p, one_hot, smooth=1e-5), peer(w_type="uniform"), rtol=1e-12)
     np.testing.assert_allclose(generalized_dice_loss(p[:, 1:], one_hot[:, 1:]), peer(include_background=False), rtol=1e-6)
+
+
+def test_monai_sigmoid_focal_sum_averages_the_spatial_axes_first_and_is_the_mean_without_them(monai):
+    """MONAI's FocalLoss (sigmoid, as binary_focal_loss) equals this loss in "mean" and "none"; its
+    "sum" is this one's divided by the spatial size H·W, and on (N, C) inputs, with no spatial axis,
+    torch's mean over an empty list of axes makes MONAI's "sum" this loss's "mean"."""
+    import torch
+
+    from lossreg_segmentation import binary_focal_loss
+
+    rng = np.random.default_rng(13)
+    x = rng.normal(size=(2, 3, 4, 5))
+    t = (rng.uniform(size=x.shape) < 0.4).astype(float)
+    peer = lambda x, t, reduction: monai.FocalLoss(alpha=0.25, reduction=reduction)(torch.tensor(x), torch.tensor(t)).numpy()
+    np.testing.assert_allclose(binary_focal_loss(x, t, reduction="none"), peer(x, t, "none"), rtol=1e-6)
+    np.testing.assert_allclose(binary_focal_loss(x, t), peer(x, t, "mean"), rtol=1e-6)
+    np.testing.assert_allclose(binary_focal_loss(x, t, reduction="sum") / (4 * 5), peer(x, t, "sum"), rtol=1e-6)
+    flat_x, flat_t = x[:, :, 0, 0], t[:, :, 0, 0]  # (N, C)
+    np.testing.assert_allclose(binary_focal_loss(flat_x, flat_t), peer(flat_x, flat_t, "sum"), rtol=1e-6)
+
+
+def test_monai_softmax_focal_sum_on_logits_without_spatial_axes_is_its_mean(monai):
+    """On (N, C) logits MONAI's softmax FocalLoss "sum" is its "mean" (an average over the N·C
+    one-hot entries): this loss's "sum" / (N·C), not its "sum"."""
+    import torch
+
+    rng = np.random.default_rng(17)
+    n, c = 4, 3
+    x, labels = rng.normal(size=(n, c)), rng.integers(0, c, size=n)
+    peer = monai.FocalLoss(use_softmax=True, reduction="sum")(torch.tensor(x), torch.tensor(np.eye(c)[labels])).item()
+    np.testing.assert_allclose(focal_loss(x, labels, reduction="sum") / (n * c), peer, rtol=1e-6)

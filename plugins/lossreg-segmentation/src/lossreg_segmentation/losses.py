@@ -173,9 +173,11 @@ def binary_focal_loss(input: Any, target: Any, /, *, alpha: float | None = 0.25,
     drops the α weighting (torchvision's ``alpha=-1``), ``gamma=0`` gives BCE with logits.
     Shapes: ``input`` (logits) and ``target`` (in [0, 1]) of one shape. As torchvision's
     ``sigmoid_focal_loss`` (whose default reduction is "none"; here "mean", as every lossreg loss)
-    and MONAI's ``FocalLoss``. Keras' ``BinaryFocalCrossentropy`` takes probabilities and no α by
-    default: it is this loss with ``from_logits=True, apply_class_balancing=True``. Its name is
-    therefore not one of this loss's (``lossreg.get`` refuses it and says why).
+    and MONAI's ``FocalLoss`` (but MONAI's "sum" first averages over the spatial axes, d1·...
+    times smaller, and on ``(N, C)`` inputs is the mean). Keras' ``BinaryFocalCrossentropy`` takes
+    probabilities and no α by default: it is this loss with ``from_logits=True,
+    apply_class_balancing=True``. Its name is therefore not one of this loss's (``lossreg.get``
+    refuses it and says why).
     """
     xp, x, t, dtype = binary_focal_inputs(input, target, alpha, gamma, reduction)
     log_p, log_q, p, q = sigmoids(xp, x)
