@@ -89,3 +89,23 @@ def test_monai_softmax_focal_sum_on_logits_without_spatial_axes_is_its_mean(mona
     x, labels = rng.normal(size=(n, c)), rng.integers(0, c, size=n)
     peer = monai.FocalLoss(use_softmax=True, reduction="sum")(torch.tensor(x), torch.tensor(np.eye(c)[labels])).item()
     np.testing.assert_allclose(focal_loss(x, labels, reduction="sum") / (n * c), peer, rtol=1e-6)
+
+
+def test_monai_dice_and_tversky_on_inputs_without_spatial_axes_score_the_whole_batch_as_one(monai):
+    """The README's "equal on (N·C, -1) rows" needs a spatial axis: on (N, C) inputs MONAI sums over
+    an empty list of axes, every axis to torch, and gives one score for the whole batch, this loss on
+    the batch as one sample, x.reshape(1, -1)."""
+    import torch
+
+    from lossreg_segmentation import dice_loss, tversky_loss
+
+    rng = np.random.default_rng(19)
+    p, y = rng.uniform(size=(4, 3)), (rng.uniform(size=(4, 3)) < 0.5).astype(float)
+    options = {"smooth_nr": 1.0, "smooth_dr": 1.0, "reduction": "none"}
+    dice = monai.DiceLoss(**options)(torch.tensor(p), torch.tensor(y)).numpy()
+    tversky = monai.TverskyLoss(alpha=0.3, beta=0.7, **options)(torch.tensor(p), torch.tensor(y)).numpy()
+    assert dice.size == tversky.size == 1
+    np.testing.assert_allclose(dice_loss(p.reshape(1, -1), y.reshape(1, -1), reduction="none"), dice.ravel(), rtol=1e-12)
+    np.testing.assert_allclose(tversky_loss(p.reshape(1, -1), y.reshape(1, -1), alpha=0.3, beta=0.7, reduction="none"),
+                               tversky.ravel(), rtol=1e-12)
+    assert not np.isclose(dice_loss(p.reshape(-1, 1), y.reshape(-1, 1)), dice.item())  # not the (N·C, -1) rows

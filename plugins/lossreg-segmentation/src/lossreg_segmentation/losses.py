@@ -65,7 +65,8 @@ def dice_loss(input: Any, target: Any, /, *, smooth: float = 1.0, reduction: str
 
     Peers: MONAI's ``DiceLoss`` scores each (sample, channel) pair and averages them, where this
     pools a sample's channels: the two agree for one channel, and for ``C`` channels on inputs
-    reshaped to ``(N·C, ...)``. Keras' ``Dice`` scores the whole batch as one sample (``axis=None``)
+    reshaped to ``(N·C, ...)``, given a spatial axis (on ``(N, C)`` MONAI scores the whole batch as
+    one sample). Keras' ``Dice`` scores the whole batch as one sample (``axis=None``)
     and adds its epsilon to the denominator only (``smooth=0`` here).
     """
     xp, x, y, dtype = _overlap_inputs("dice_loss", input, target, reduction, smooth)
