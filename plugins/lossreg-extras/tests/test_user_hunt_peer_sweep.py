@@ -1,0 +1,28 @@
+"""A sweep of the extras against the peers a user would otherwise pick, at the edges of their
+option grids: the claims the README makes about each peer, checked by the peer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lossreg_extras import msle_loss
+
+
+def test_msle_is_sklearn_mean_squared_log_error_on_non_negative_values_and_keras_below_zero():
+    """scikit-learn takes log1p of every value above -1 as it is: msle_loss with eps=0 on
+    non-negative values (the default eps moves only values below 1e-7); a value in (-1, 0) counts
+    as eps here, as in Keras, where scikit-learn takes its (negative) logarithm."""
+    metrics = pytest.importorskip("sklearn.metrics", reason="scikit-learn is not installed (pip install scikit-learn)")
+    rng = np.random.default_rng(29)
+    y, x = rng.uniform(0, 5, size=20), rng.uniform(0, 5, size=20)
+    x[:2] = 0.0
+    np.testing.assert_allclose(msle_loss(x, y, eps=0.0), metrics.mean_squared_log_error(y, x), rtol=1e-12)
+    np.testing.assert_allclose(msle_loss(x, y), metrics.mean_squared_log_error(y, x), rtol=1e-6)
+    if hasattr(metrics, "root_mean_squared_log_error"):  # scikit-learn >= 1.4
+        np.testing.assert_allclose(np.sqrt(msle_loss(x, y, eps=0.0)), metrics.root_mean_squared_log_error(y, x),
+                                   rtol=1e-12)
+    x[0] = -0.5
+    clipped = np.where(x < 1e-7, 1e-7, x)
+    np.testing.assert_allclose(msle_loss(x, y), np.mean((np.log1p(clipped) - np.log1p(y)) ** 2), rtol=1e-12)
+    assert not np.isclose(msle_loss(x, y), metrics.mean_squared_log_error(y, x), rtol=1e-3)
