@@ -26,3 +26,24 @@ def test_msle_is_sklearn_mean_squared_log_error_on_non_negative_values_and_keras
     clipped = np.where(x < 1e-7, 1e-7, x)
     np.testing.assert_allclose(msle_loss(x, y), np.mean((np.log1p(clipped) - np.log1p(y)) ** 2), rtol=1e-12)
     assert not np.isclose(msle_loss(x, y), metrics.mean_squared_log_error(y, x), rtol=1e-3)
+
+
+def test_optax_sparsemax_loss_of_the_same_name_is_the_binary_loss_this_one_of_two_logits():
+    """optax.losses.sparsemax_loss is the binary sparsemax loss of a score and a 0/1 label: this loss
+    (optax's multiclass_sparsemax_loss) of the logits [s, 0] with the class 1 - label; gradients too."""
+    jax = pytest.importorskip("jax", reason="JAX is not installed (pip install jax)")
+    optax = pytest.importorskip("optax", reason="optax is not installed (pip install optax)")
+    from lossreg_extras import sparsemax_loss
+
+    with jax.enable_x64(True):
+        jnp = jax.numpy
+        scores = jnp.linspace(-3.0, 3.0, 13)
+        labels = (jnp.arange(13) % 3 == 0).astype(jnp.int32)
+
+        def ours(s):
+            return sparsemax_loss(jnp.stack([s, jnp.zeros_like(s)], axis=1), 1 - labels, reduction="sum")
+
+        want, want_grad = jax.value_and_grad(lambda s: optax.losses.sparsemax_loss(s, labels).sum())(scores)
+        got, grad = jax.value_and_grad(ours)(scores)
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+        np.testing.assert_allclose(grad, want_grad, rtol=1e-12, atol=1e-15)

@@ -78,7 +78,8 @@ def sparsemax_loss(input: Any, target: Any, /, *, ignore_index: int = -100, redu
     the gradient uniform over the +inf logits minus ``onehot(t)`` (optax's is NaN there).
     ``ignore_index`` and reductions as ``cross_entropy``. Shapes: ``input`` (C), (N, C) or
     (N, C, d1, ...); ``target`` (), (N) (or (N, 1) for (N, C) input, as ``cross_entropy``) or
-    (N, d1, ...).
+    (N, d1, ...). This is optax's ``multiclass_sparsemax_loss``; optax's ``sparsemax_loss`` is the
+    binary loss of scores ``s`` (N) and 0/1 labels, this loss of ``[s, 0]`` with the class ``1 - label``.
     """
     cls = toolkit.class_inputs("sparsemax_loss", input, target, ignore_index=ignore_index, reduction=reduction)
     xp, x = cls.xp, cls.input
