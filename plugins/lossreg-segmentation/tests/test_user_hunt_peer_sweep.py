@@ -109,3 +109,19 @@ def test_monai_dice_and_tversky_on_inputs_without_spatial_axes_score_the_whole_b
     np.testing.assert_allclose(tversky_loss(p.reshape(1, -1), y.reshape(1, -1), alpha=0.3, beta=0.7, reduction="none"),
                                tversky.ravel(), rtol=1e-12)
     assert not np.isclose(dice_loss(p.reshape(-1, 1), y.reshape(-1, 1)), dice.item())  # not the (N·C, -1) rows
+
+
+def test_monai_dice_and_tversky_defaults_smooth_by_1e_5_where_these_smooth_by_1(monai):
+    """MONAI's DiceLoss() and TverskyLoss() smooth by 1e-5 (smooth_nr = smooth_dr), these losses by 1:
+    on a small mask the defaults give other numbers, and smooth=1e-5 gives MONAI's."""
+    import torch
+
+    from lossreg_segmentation import dice_loss, tversky_loss
+
+    rng = np.random.default_rng(31)
+    p, y = rng.uniform(size=(2, 1, 4, 4)), np.zeros((2, 1, 4, 4))
+    y[:, :, 1, 1] = 1.0  # one-pixel masks
+    for loss, peer in ((dice_loss, monai.DiceLoss()), (tversky_loss, monai.TverskyLoss())):
+        want = peer(torch.tensor(p), torch.tensor(y)).item()
+        np.testing.assert_allclose(loss(p, y, smooth=1e-5), want, rtol=1e-12)
+        assert abs(loss(p, y) - want) > 0.01
