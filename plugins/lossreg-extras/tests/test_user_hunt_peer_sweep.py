@@ -47,3 +47,23 @@ def test_optax_sparsemax_loss_of_the_same_name_is_the_binary_loss_this_one_of_tw
         got, grad = jax.value_and_grad(ours)(scores)
         np.testing.assert_allclose(got, want, rtol=1e-12)
         np.testing.assert_allclose(grad, want_grad, rtol=1e-12, atol=1e-15)
+
+
+def test_poly1_takes_the_class_indices_of_optax_one_hot_labels_and_refuses_soft_ones():
+    """optax's poly_loss_cross_entropy takes label vectors; poly1_cross_entropy their class indices
+    (the same loss on one-hot labels), and a floating-point target, such as smoothed labels, is a
+    lossreg error naming the argument, not a silent reinterpretation."""
+    jax = pytest.importorskip("jax", reason="JAX is not installed (pip install jax)")
+    optax = pytest.importorskip("optax", reason="optax is not installed (pip install optax)")
+    import lossreg
+    from lossreg_extras import poly1_cross_entropy
+
+    with jax.enable_x64(True):
+        jnp = jax.numpy
+        logits = jnp.asarray(np.random.default_rng(37).normal(size=(5, 4)))
+        labels = jnp.asarray([0, 3, 1, 1, 2])
+        one_hot = jax.nn.one_hot(labels, 4, dtype=logits.dtype)
+        want = optax.losses.poly_loss_cross_entropy(logits, one_hot, epsilon=1.0).mean()
+        np.testing.assert_allclose(poly1_cross_entropy(logits, labels), want, rtol=1e-12)
+        with pytest.raises(lossreg.LossTypeError, match="poly1_cross_entropy: argument 'target' expected integer class"):
+            poly1_cross_entropy(logits, optax.smooth_labels(one_hot, 0.1))
