@@ -65,5 +65,6 @@ def test_poly1_takes_the_class_indices_of_optax_one_hot_labels_and_refuses_soft_
         one_hot = jax.nn.one_hot(labels, 4, dtype=logits.dtype)
         want = optax.losses.poly_loss_cross_entropy(logits, one_hot, epsilon=1.0).mean()
         np.testing.assert_allclose(poly1_cross_entropy(logits, labels), want, rtol=1e-12)
-        with pytest.raises(lossreg.LossTypeError, match="poly1_cross_entropy: argument 'target' expected integer class"):
+        message = "poly1_cross_entropy: argument 'target' expected integer class"
+        with pytest.raises(lossreg.LossTypeError, match=message):
             poly1_cross_entropy(logits, optax.smooth_labels(one_hot, 0.1))

@@ -53,11 +53,14 @@ def test_monai_generalized_dice_batch_true_uniform_weights_and_no_background_are
     p, labels = rng.uniform(size=(n, c, h, w)), rng.integers(0, c, size=(n, h, w))
     labels[0][labels[0] == 2] = 0
     one_hot = np.moveaxis(np.eye(c)[labels], -1, 1)
-    peer = lambda **options: monai.GeneralizedDiceLoss(**options)(torch.tensor(p), torch.tensor(one_hot)).item()
+    def peer(**options):
+        return monai.GeneralizedDiceLoss(**options)(torch.tensor(p), torch.tensor(one_hot)).item()
+
     rows = [np.swapaxes(a, 0, 1).reshape(1, c, -1) for a in (p, one_hot)]
     np.testing.assert_allclose(generalized_dice_loss(*rows), peer(batch=True), rtol=1e-6)  # MONAI's weights: float32
     np.testing.assert_allclose(dice_loss(p, one_hot, smooth=1e-5), peer(w_type="uniform"), rtol=1e-12)
-    np.testing.assert_allclose(generalized_dice_loss(p[:, 1:], one_hot[:, 1:]), peer(include_background=False), rtol=1e-6)
+    np.testing.assert_allclose(generalized_dice_loss(p[:, 1:], one_hot[:, 1:]), peer(include_background=False),
+                               rtol=1e-6)
 
 
 def test_monai_sigmoid_focal_sum_averages_the_spatial_axes_first_and_is_the_mean_without_them(monai):
@@ -71,7 +74,9 @@ def test_monai_sigmoid_focal_sum_averages_the_spatial_axes_first_and_is_the_mean
     rng = np.random.default_rng(13)
     x = rng.normal(size=(2, 3, 4, 5))
     t = (rng.uniform(size=x.shape) < 0.4).astype(float)
-    peer = lambda x, t, reduction: monai.FocalLoss(alpha=0.25, reduction=reduction)(torch.tensor(x), torch.tensor(t)).numpy()
+    def peer(x, t, reduction):
+        return monai.FocalLoss(alpha=0.25, reduction=reduction)(torch.tensor(x), torch.tensor(t)).numpy()
+
     np.testing.assert_allclose(binary_focal_loss(x, t, reduction="none"), peer(x, t, "none"), rtol=1e-6)
     np.testing.assert_allclose(binary_focal_loss(x, t), peer(x, t, "mean"), rtol=1e-6)
     np.testing.assert_allclose(binary_focal_loss(x, t, reduction="sum") / (4 * 5), peer(x, t, "sum"), rtol=1e-6)
@@ -105,7 +110,8 @@ def test_monai_dice_and_tversky_on_inputs_without_spatial_axes_score_the_whole_b
     dice = monai.DiceLoss(**options)(torch.tensor(p), torch.tensor(y)).numpy()
     tversky = monai.TverskyLoss(alpha=0.3, beta=0.7, **options)(torch.tensor(p), torch.tensor(y)).numpy()
     assert dice.size == tversky.size == 1
-    np.testing.assert_allclose(dice_loss(p.reshape(1, -1), y.reshape(1, -1), reduction="none"), dice.ravel(), rtol=1e-12)
+    np.testing.assert_allclose(dice_loss(p.reshape(1, -1), y.reshape(1, -1), reduction="none"), dice.ravel(),
+                               rtol=1e-12)
     np.testing.assert_allclose(tversky_loss(p.reshape(1, -1), y.reshape(1, -1), alpha=0.3, beta=0.7, reduction="none"),
                                tversky.ravel(), rtol=1e-12)
     assert not np.isclose(dice_loss(p.reshape(-1, 1), y.reshape(-1, 1)), dice.item())  # not the (N·C, -1) rows
