@@ -1,0 +1,54 @@
+"""A JAX/optax user moving a training loop to lossreg: behaviour such a user meets, checked
+against optax on the same arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+jax = pytest.importorskip("jax")
+jnp = pytest.importorskip("jax.numpy")
+optax = pytest.importorskip("optax")
+
+import lossreg  # noqa: E402
+
+_COMPILES: list[str] = []
+_EVENT = "/jax/core/compile/backend_compile_duration"
+
+
+@pytest.fixture(scope="module")
+def compiles() -> list[str]:
+    """XLA compilations, one entry each, from the first use in this module on."""
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda e, _d, **_k: _COMPILES.append(e) if e == _EVENT else None)
+    return _COMPILES
+
+
+def test_an_eager_gradient_step_with_a_label_smoothing_schedule_stops_compiling(compiles: list[str]) -> None:
+    # A training step run without jit: jax.value_and_grad of the loss with this step's label
+    # smoothing. The JAX kernel took the tracers of an eager jax.grad for an enclosing jit's, which
+    # inlines its program, so it never counted the values: every new value compiled two programs
+    # (forward and backward), at every step, and kept them. Past a few values it now runs op by
+    # op, as a plain eager call does, and as optax's (uncompiled) functions run.
+    logits = jax.random.normal(jax.random.key(0), (16, 5))
+    y = jnp.arange(16, dtype=jnp.int32) % 5
+    schedule = [0.0043 + 0.0067 * i for i in range(24)]  # values no other test uses
+
+    def ours(value):
+        return jax.value_and_grad(lambda z: lossreg.cross_entropy(z, y, label_smoothing=value))(logits)
+
+    def theirs(value):
+        smoothed = optax.smooth_labels(jax.nn.one_hot(y, 5), value)
+        return jax.value_and_grad(lambda z: optax.softmax_cross_entropy(z, smoothed).mean())(logits)
+
+    counts = {}
+    for name, step in (("lossreg", ours), ("optax", theirs)):
+        results = [step(value) for value in schedule[:12]]
+        before = len(compiles)
+        results += [step(value) for value in schedule[12:]]
+        counts[name] = len(compiles) - before
+        counts[name + " results"] = results
+    assert counts["lossreg"] == counts["optax"] == 0
+    for (v1, g1), (v2, g2) in zip(counts["lossreg results"], counts["optax results"]):
+        np.testing.assert_allclose(v1, v2, rtol=1e-6)
+        np.testing.assert_allclose(g1, g2, rtol=1e-5, atol=1e-7)
