@@ -599,10 +599,21 @@ def reads_values(x: Any) -> bool:
     if compat.is_jax_array(x):
         # array-api-compat calls every JAX array lazy (it may be a tracer). A concrete one is read
         # in "sync" mode only: "auto" leaves eager calls to the compiled kernels, which cannot.
-        return mode == "sync" and not isinstance(x, sys.modules["jax"].core.Tracer)
+        return mode == "sync" and _jax_value_known(x)
     if is_lazy(x):
         return False
     return mode == "sync" or (mode == "auto" and not _on_accelerator(x))
+
+
+def _jax_value_known(x: Any) -> bool:
+    """Whether the values of the JAX array ``x`` can be read now: a concrete array, or a tracer of
+    ``jax.grad``, ``jax.value_and_grad`` or ``jax.jvp`` called outside ``jit`` (they run each
+    operation at once, on known values: its ``to_concrete_value``), not one of ``jit``, ``vmap`` or
+    ``eval_shape``, which stand for values not computed yet."""
+    if not isinstance(x, sys.modules["jax"].core.Tracer):
+        return True
+    concrete = getattr(x, "to_concrete_value", None)
+    return concrete is not None and concrete() is not None
 
 
 def check_values(loss: str, name: str, x: Any, bad: Any, xp: Any, expected: str | Callable[[], str]) -> Any:

@@ -52,3 +52,25 @@ def test_an_eager_gradient_step_with_a_label_smoothing_schedule_stops_compiling(
     for (v1, g1), (v2, g2) in zip(counts["lossreg results"], counts["optax results"]):
         np.testing.assert_allclose(v1, v2, rtol=1e-6)
         np.testing.assert_allclose(g1, g2, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("name, call", [
+    ("cross_entropy", lambda z, y: lossreg.cross_entropy(z, y)),
+    ("cross_entropy", lambda z, y: lossreg.cross_entropy(z, y, label_smoothing=0.1)),
+    ("nll_loss", lambda z, y: lossreg.nll_loss(jax.nn.log_softmax(z), y)),
+    ("linear_cross_entropy", lambda z, y: lossreg.linear_cross_entropy(z, jnp.eye(5), y)),
+])
+def test_value_checks_sync_raises_inside_an_eager_gradient_for_every_loss(name: str, call) -> None:
+    # Under value_checks("sync") a concrete JAX array is read and an invalid label raises. Inside
+    # jax.value_and_grad called eagerly the values are known too (nll_loss, which has no JAX
+    # kernel, raised), but the losses with a JAX kernel took the gradient's tracer for jit's and
+    # gave a NaN loss (and a finite gradient) instead.
+    logits = jax.random.normal(jax.random.key(1), (3, 5))
+    labels = jnp.asarray([0, 1, 9], dtype=jnp.int32)
+    with lossreg.value_checks("sync"):
+        with pytest.raises(lossreg.LossValueError, match=rf"{name}: argument 'target' .* got 9"):
+            call(logits, labels)
+        with pytest.raises(lossreg.LossValueError, match=rf"{name}: argument 'target' .* got 9"):
+            jax.value_and_grad(lambda z: call(z, labels))(logits)
+        # Under jit the values are not known: the loss is NaN, as without "sync".
+        assert np.isnan(jax.jit(lambda z: call(z, labels))(logits))

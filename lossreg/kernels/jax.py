@@ -69,8 +69,9 @@ def compiled(loss: str | Callable[..., Any], definition: Callable[..., Any] | No
         except TypeError:  # an unhashable option value (a list of weights, say)
             return NotImplemented
         if program is None:
-            # Eager calls only: under an outer jit a new program is inlined, and compiles nothing of its own.
-            if any(_fractional(v) for _, _, v in static) and all(map(_eager, arrays)):
+            # Eager calls only (an eager jax.grad's too, which runs and compiles each program it
+            # meets): under an outer jit a new program is inlined, and compiles nothing of its own.
+            if any(_fractional(v) for _, _, v in static) and all(map(toolkit._jax_value_known, arrays)):
                 others = tuple((k, t, None if _fractional(v) else v) for k, t, v in static)
                 if float_values.get(others, 0) >= FLOAT_VALUES:
                     return NotImplemented
@@ -92,18 +93,6 @@ def compiled(loss: str | Callable[..., Any], definition: Callable[..., Any] | No
     kernel.__name__ = name
     kernel.__doc__ = f"{name} under jax.jit (see lossreg.kernels.jax)."
     return kernel
-
-
-def _eager(x: Any) -> bool:
-    """Whether a program called on ``x`` runs (and is compiled) now rather than being inlined into
-    an enclosing one: ``x`` is a concrete array, or a tracer of ``jax.grad``, ``jax.value_and_grad``
-    or ``jax.jvp`` called outside ``jit``, whose values are known (its ``to_concrete_value``): those
-    transformations run each program they meet at once, so an eager training step with a
-    schedule's value compiled at every step, as a plain eager call did before ``FLOAT_VALUES``."""
-    if not isinstance(x, jax.core.Tracer):
-        return True
-    concrete = getattr(x, "to_concrete_value", None)
-    return concrete is not None and concrete() is not None
 
 
 def _fractional(value: Any) -> bool:
