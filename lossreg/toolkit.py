@@ -392,6 +392,10 @@ def _given_option(value: Any, wanted: str, plain: Callable[[Any], str] = repr) -
     if jax is not None and isinstance(value, jax.core.Tracer):
         return (f"{describe(value)} traced by a JAX transformation (jax.jit, grad, vmap): this option is static, "
                 f"pass {wanted} (a closure constant, or a static argument of jax.jit)")
+    if compat.is_array_api_obj(value) and getattr(value, "ndim", None) == 0:
+        # A 0-d array (jnp.float32(0.1), optax-style) may well be in range: "expected a number in
+        # [0.0, 1.0], got Array(0.1)" read as a wrong value; the kind is what is wrong.
+        return f"{plain(value)}, a 0-d array: this option is static, pass {wanted}"
     return plain(value)
 
 

@@ -74,3 +74,20 @@ def test_value_checks_sync_raises_inside_an_eager_gradient_for_every_loss(name: 
             jax.value_and_grad(lambda z: call(z, labels))(logits)
         # Under jit the values are not known: the loss is NaN, as without "sync".
         assert np.isnan(jax.jit(lambda z: call(z, labels))(logits))
+
+
+def test_a_jax_scalar_given_for_a_number_option_says_to_pass_a_python_number() -> None:
+    # optax takes jnp.float32(0.1) for its smoothing; lossreg's number options are static. The
+    # error said "expected a number in [0.0, 1.0], got Array(0.1, dtype=float32)", which reads as
+    # if 0.1 were out of range; it now says what is wrong and what to pass, for the functional
+    # and the class form alike.
+    logits, labels = jnp.zeros((4, 3)), jnp.zeros((4,), dtype=jnp.int32)
+    said = r"got Array\(0\.1, dtype=float32\), a 0-d array: this option is static, pass a Python number"
+    with pytest.raises(lossreg.LossValueError, match=r"'label_smoothing' expected a number in \[0\.0, 1\.0\], " + said):
+        lossreg.cross_entropy(logits, labels, label_smoothing=jnp.float32(0.1))
+    with pytest.raises(lossreg.LossValueError, match=r"'margin' expected a number, got .*a 0-d array: this option "
+                                                     r"is static, pass a Python number"):
+        lossreg.TripletMarginLoss(margin=jnp.float32(0.5))
+    with pytest.raises(lossreg.LossTypeError, match=r"'log_target' expected True or False, got .*a 0-d array: "
+                                                    r"this option is static, pass True or False"):
+        lossreg.kl_div(logits, logits, log_target=jnp.bool_(True))
