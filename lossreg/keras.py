@@ -58,7 +58,7 @@ import keras
 
 from .errors import DefinitionError, LossError, LossTypeError, LossValueError, UnsupportedError
 from .registry import ForkSafeLock, LossSpec, by_class_name, registry
-from .toolkit import FLOATING, describe
+from .toolkit import FLOATING, describe, not_an_array
 from .registry import from_config as lossreg_from_config
 
 __all__ = ["KerasLoss", "get", "from_config", "SUPPORTED_BACKENDS"]
@@ -209,9 +209,7 @@ class KerasLoss(keras.losses.Loss):
             try:
                 tensor = keras.ops.convert_to_tensor(_plain(value))
             except (TypeError, ValueError) as error:  # a string, a dict: named, in the class form's words
-                array = getattr(value, "dtype", None) is not None  # of strings or objects
-                raise LossTypeError(self.spec.name, key, FLOATING if array else "an array (NumPy, CuPy, torch, JAX, "
-                                    "Dask, ...)", describe(value)) from error
+                raise not_an_array(self.spec.name, key, value) from error
             # A floating array takes y_pred's dtype; integer, bool and complex ones are left as they
             # are, for the loss to refuse as the functional and class forms do (a cast to y_pred's
             # dtype took them, and dropped a complex weight's imaginary part).

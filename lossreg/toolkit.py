@@ -230,7 +230,7 @@ def _namespace(loss: str, present: dict[str, Any]) -> Any:
                 raise LossTypeError(loss, name, "a plain array, not a NumPy matrix (it keeps two axes through "
                                     "indexing and reductions): pass np.asarray(x)",
                                     f"numpy matrix of dtype {x.dtype} and shape {tuple(x.shape)}")
-            raise LossTypeError(loss, name, "an array (NumPy, CuPy, torch, JAX, Dask, ...)", describe(x))
+            raise LossTypeError(loss, name, AN_ARRAY, describe(x))
         if _is_masked(x):
             # NumPy's sums skip masked entries while the mean's count keeps them: a silently wrong loss.
             raise LossTypeError(loss, name, "a plain array, not a NumPy masked array (pass x.filled(value), or "
@@ -307,6 +307,15 @@ def check_reduction(loss: str, reduction: Any, allowed: tuple[str, ...] = REDUCT
 
 
 FLOATING = "a real floating-point array"  # what check_floating's error expects (lossreg.keras reads it)
+AN_ARRAY = "an array (NumPy, CuPy, torch, JAX, Dask, ...)"  # what an argument that is no array is told
+
+
+def not_an_array(loss: str, name: str, value: Any) -> LossTypeError:
+    """The error for an array option its library cannot make an array of (the adapters convert
+    them): one of strings, objects or dates (it has a dtype) is told the dtype wanted, anything
+    else (a string, a dict) that an array is."""
+    return LossTypeError(loss, name, FLOATING if getattr(value, "dtype", None) is not None else AN_ARRAY,
+                         describe(value))
 
 
 def check_floating(loss: str, name: str, x: Any, xp: Any) -> None:

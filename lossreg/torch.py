@@ -35,7 +35,7 @@ from .errors import DefinitionError, LossTypeError, UnsupportedError
 from .kernels import torch_lce as _torch_lce  # noqa: F401
 from .registry import ForkSafeLock, Loss, LossSpec, _same, by_class_name, listed_as_arrays, python_numbers, registry
 from .registry import from_config as lossreg_from_config
-from .toolkit import FLOATING, describe
+from .toolkit import not_an_array
 
 __all__ = ["LossModule", "LinearLossModule", "get", "from_config"]
 
@@ -406,9 +406,7 @@ def _as_tensor(loss: str, key: str, value: Any) -> torch.Tensor | None:
                 return torch.as_tensor(python_numbers(value), dtype=torch.get_default_dtype())
         return torch.as_tensor(value)
     except (TypeError, RuntimeError, ValueError) as error:
-        array = getattr(value, "dtype", None) is not None  # one of strings, objects, dates: the class form's words
-        raise LossTypeError(loss, key, FLOATING if array else "an array (NumPy, CuPy, torch, JAX, Dask, ...)",
-                            describe(value)) from error
+        raise not_an_array(loss, key, value) from error
 
 
 def _torch_parameters(spec: LossSpec) -> list[str]:
@@ -448,18 +446,24 @@ def _forward_naming(spec: LossSpec, forward_names: dict[str, str]) -> Any:
     return _signed(LossModule.forward, "forward", tuple(theirs.get(name, name) for name in spec.inputs))
 
 
-def _signed(function: Any, name: str, arrays: tuple[str, ...]) -> Any:
-    """A copy of ``function`` (its code, doc and TorchScript mark) named ``name``, under a signature
-    that names the arrays: ``inspect.signature``, which torch.export reads, gives ``(input, target)``
-    instead of ``(*arrays, **named)``."""
+def _copy(function: Any, name: str, qualname: str, parameters: list[inspect.Parameter]) -> Any:
+    """A copy of ``function`` (its code, defaults, doc and attributes, TorchScript's mark among them)
+    named ``name``, under the signature of ``parameters``, which ``inspect.signature`` reads."""
     copy = types.FunctionType(function.__code__, function.__globals__, name, function.__defaults__,
                               function.__closure__)
     copy.__dict__.update(function.__dict__)
-    copy.__doc__, copy.__qualname__ = function.__doc__, f"{function.__qualname__.rpartition('.')[0]}.{name}"
-    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
-    copy.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        [inspect.Parameter(array, kind) for array in ("self", *arrays)])
+    copy.__kwdefaults__, copy.__doc__, copy.__qualname__ = function.__kwdefaults__, function.__doc__, qualname
+    copy.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
     return copy
+
+
+def _signed(function: Any, name: str, arrays: tuple[str, ...]) -> Any:
+    """A copy of ``function`` named ``name``, under a signature that names the arrays:
+    ``inspect.signature``, which torch.export reads, gives ``(input, target)`` instead of
+    ``(*arrays, **named)``."""
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    return _copy(function, name, f"{function.__qualname__.rpartition('.')[0]}.{name}",
+                 [inspect.Parameter(array, kind) for array in ("self", *arrays)])
 
 
 def _init_signed(spec: LossSpec, base: type[LossModule], positional: tuple[str, ...]) -> Any:
@@ -467,18 +471,13 @@ def _init_signed(spec: LossSpec, base: type[LossModule], positional: tuple[str, 
     name has, less its deprecated ``size_average``/``reduce``: ``inspect.signature(CrossEntropyLoss)``
     was ``(*args, **options)``, so what builds a criterion from its signature (LightningCLI's
     ``class_path``/``init_args``, a config system's checks, ``help()``) found no option at all."""
-    init = base.__init__
-    copy = types.FunctionType(init.__code__, init.__globals__, "__init__", init.__defaults__, init.__closure__)
-    copy.__kwdefaults__, copy.__doc__ = init.__kwdefaults__, init.__doc__
-    copy.__qualname__ = f"{spec.class_name}.__init__"
-    kind, options = inspect.Parameter, spec.options
+    init, kind, options = base.__init__, inspect.Parameter, spec.options
     own = [p for p in inspect.signature(init).parameters.values()  # self, and an owned layer's arguments
            if p.kind not in (kind.VAR_POSITIONAL, kind.VAR_KEYWORD)]
-    copy.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        own + [kind(k, kind.POSITIONAL_OR_KEYWORD, default=options[k]) for k in positional]
-        + [kind(k, kind.KEYWORD_ONLY, default=v) for k, v in options.items()
-           if k not in positional and all(k != p.name for p in own)])
-    return copy
+    return _copy(init, "__init__", f"{spec.class_name}.__init__",
+                 own + [kind(k, kind.POSITIONAL_OR_KEYWORD, default=options[k]) for k in positional]
+                 + [kind(k, kind.KEYWORD_ONLY, default=v) for k, v in options.items()
+                    if k not in positional and all(k != p.name for p in own)])
 
 
 def _torch_positional(spec: LossSpec) -> tuple[str, ...]:

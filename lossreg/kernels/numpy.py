@@ -5,8 +5,8 @@ validation machinery per call (most of a small loss's time), and a fresh N×C ar
 step (``x - m``, then ``exp``), whose page faults cost as much as the arithmetic on large inputs.
 These kernels compute the same formulas with plain NumPy calls and one reused buffer; the
 results equal the portable path's to a unit or two in the last place (some float32 ones
-differ there: BCE's unreduced values, cross-entropy with class weights and label smoothing). They handle the common cases (float32/float64;
-for cross-entropy (N, C) scores and index targets) and return ``NotImplemented`` for everything
+differ there: BCE's unreduced values, cross-entropy with class weights and label smoothing).
+They handle the common cases (float32/float64; for cross-entropy (N, C) scores and index targets) and return ``NotImplemented`` for everything
 else, including every invalid input, so that the portable path raises its lossreg error.
 """
 
