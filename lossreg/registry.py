@@ -197,7 +197,7 @@ def define_loss(
                     plain = {**options, **plain}
                     return dispatch(*arrays, **plain)
                 if isinstance(error, TypeError):
-                    _check_call(spec, arrays, options)  # a call that cannot bind: lossreg's error, naming it
+                    check_call(spec, arrays, options)  # a call that cannot bind: lossreg's error, naming it
                     _check_dtypes(spec, arrays, options)  # a dtype the library's isdtype cannot classify
                     # A string option given another object (reduction=["mean"]), which a kernel's
                     # fast-path test hashed: the portable definition refuses it with lossreg's error.
@@ -261,6 +261,12 @@ def _python_numbers(options: dict[str, Any]) -> dict[str, Any] | None:
     if not any(map(holds, options.values())):
         return None
     return {k: type(v)(map(plain, v)) if isinstance(v, (list, tuple)) else plain(v) for k, v in options.items()}
+
+
+def plain_number(value: Any) -> Any:
+    """``value`` as the Python number if it is a NumPy scalar number (``np.float64(2.0)``), else as it is:
+    NumPy scalar numbers are taken where Python numbers are (README, "Options")."""
+    return _python_number(value) if _numpy_number(value) else value
 
 
 def _python_number(value: Any) -> Any:
@@ -351,7 +357,7 @@ def _arrays_in_place(spec: LossSpec, arrays: tuple[Any, ...], named: dict[str, A
                                                                                              dict[str, Any]]:
     """The call with the arrays given by name (as torch.nn.functional and torch.nn's forward take
     them) moved into place after those given by position, and ``named`` less them. A call that
-    names none is returned as it is: too few arrays, which :func:`_check_call` reports."""
+    names none is returned as it is: too few arrays, which :func:`check_call` reports."""
     rest = spec.inputs[len(arrays):]
     if not any(key in named for key in spec.inputs):
         return arrays, named
@@ -366,7 +372,7 @@ def _arrays_in_place(spec: LossSpec, arrays: tuple[Any, ...], named: dict[str, A
     return (*arrays, *(named[key] for key in rest)), options
 
 
-def _check_call(spec: LossSpec, arrays: tuple[Any, ...], options: dict[str, Any]) -> None:
+def check_call(spec: LossSpec, arrays: tuple[Any, ...], options: dict[str, Any]) -> None:
     """Raise :class:`LossTypeError` if the call does not fit the loss's signature (arrays by
     position or by name, options by keyword, no unknown option); return if it does."""
     inputs = spec.inputs

@@ -33,7 +33,8 @@ from .errors import DefinitionError, LossTypeError, UnsupportedError
 # torch.export calls: ``torch.export.load`` in another process needs them, and finds them once
 # this module is imported (otherwise they exist only after the kernel's first call).
 from .kernels import torch_lce as _torch_lce  # noqa: F401
-from .registry import ForkSafeLock, Loss, LossSpec, _same, by_class_name, listed_as_arrays, python_numbers, registry
+from .registry import (ForkSafeLock, Loss, LossSpec, _same, by_class_name, check_call, listed_as_arrays,
+                       python_numbers, registry)
 from .registry import from_config as lossreg_from_config
 from .toolkit import not_an_array
 
@@ -357,6 +358,11 @@ def _fx_root(module: LossModule, arrays: Any, tracer: Any = None) -> Any:  # arr
         if _is_number(options[key]):
             options[key] = tracer.create_proxy("call_function", _number_like, (options[key], arrays[0]), {})
     linear = getattr(module, "linear", None)
+    if isinstance(arrays, tuple):  # a hooked module's or a subclass's call: its arrays checked as an eager call's
+        if linear is None:
+            check_call(module.spec, arrays, {})
+        elif len(arrays) != 2:
+            raise TypeError(f"{module.spec.class_name}.forward() with an owned layer takes (input, target)")
     if linear is None:
         return tracer.create_proxy("call_function", _FUNCTIONS[module._loss_name],
                                    tuple(arrays[i] for i in range(len(module.spec.inputs))), options)

@@ -182,3 +182,34 @@ def test_fx_of_a_hooked_criterion_with_a_callable_option_says_what_traces() -> N
 
     with pytest.raises(lossreg.UnsupportedError, match="forward hooks.*callable distance_function"):
         torch.fx.symbolic_trace(Embedder())
+
+
+class Forwarding(torch.nn.Module):
+    """A model that calls its criterion with the arrays its caller names, hooked or not."""
+
+    def __init__(self, criterion: torch.nn.Module, names: tuple[str, ...]) -> None:
+        super().__init__()
+        self.criterion, self.names = criterion, names
+
+    def forward(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        given = {"h": h, "y": y}
+        return self.criterion(*(given[n] for n in self.names))
+
+
+@pytest.mark.parametrize(("criterion", "names", "error"), [
+    (lambda: lt.CrossEntropyLoss(), ("h", "y", "y"), "2 arrays by position .* got 3"),
+    (lambda: lt.CrossEntropyLoss(), ("h",), "2 arrays by position .* got 1"),
+    (lambda: lt.LinearCrossEntropyLoss(4, 3), ("h",), r"owned layer takes \(input, target\)"),
+    (lambda: lt.LinearCrossEntropyLoss(4, 3), ("h", "y", "y"), r"owned layer takes \(input, target\)"),
+], ids=["ce-three-arrays", "ce-one-array", "owned-layer-no-target", "owned-layer-three-arrays"])
+def test_fx_trace_of_a_hooked_criterion_checks_its_arrays_as_an_eager_call_does(criterion, names, error) -> None:
+    """A hooked criterion is traced as its functional form: with one array too many the extra one
+    was dropped silently (the traced model gave the loss of the first two), with one too few it was
+    an IndexError (a KeyError before) from inside the tracer. Now the eager call's error."""
+    model = Forwarding(criterion(), names)
+    h, y = torch.randn(2, 4), torch.tensor([0, 2])
+    with pytest.raises((TypeError, lossreg.LossTypeError), match=error):
+        model(h, y)
+    model.criterion.register_forward_hook(lambda m, args, out: out)
+    with pytest.raises((TypeError, lossreg.LossTypeError), match=error):
+        torch.fx.symbolic_trace(model)
