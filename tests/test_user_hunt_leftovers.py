@@ -284,3 +284,17 @@ def test_target_gradient_at_infinite_targets_is_torchs(loss, options, backend):
         with lossreg.use_kernels(backend == "torch-kernel"):
             got = torch.autograd.grad(fn(*got_args, reduction="sum", **options), got_args[1])[0]
     np.testing.assert_allclose(np.asarray(got), want.numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("number", [np.float64(2.0), np.float32(2.0), np.int64(2)], ids=type)
+def test_a_numpy_scalar_cotangent_is_the_number_as_a_python_one_is(number) -> None:
+    """``cotangent=`` of a scalar result may be a Python number; a NumPy scalar (what ``np.sum`` or
+    a config's ``np.float64`` gives) is taken as that number, as every number option takes one. It
+    was refused as an array of another library than the inputs' (np.float64 is even a float)."""
+    jnp = jax.numpy
+    h, w, y = jnp.linspace(-1, 1, 12).reshape(3, 4), jnp.linspace(0, 1, 20).reshape(5, 4), jnp.array([0, 4, 2])
+    value, grads = lossreg.linear_cross_entropy_value_and_grad(h, w, y, cotangent=number)
+    want, want_grads = lossreg.linear_cross_entropy_value_and_grad(h, w, y, cotangent=2.0)
+    np.testing.assert_array_equal(value, want)
+    for got, expected in zip(grads[:2], want_grads[:2]):
+        np.testing.assert_array_equal(got, expected)

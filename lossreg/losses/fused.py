@@ -25,7 +25,7 @@ from .. import toolkit
 from ..chunked import (Inputs, TorchArguments, check_extensions, check_softcap_range, chunk_loss, mean_of_tokens,
                        prepare_call, reduce_tokens, token_weights, torch_arguments)
 from ..errors import LossError, LossTypeError, LossValueError, UnsupportedError
-from ..registry import define_loss
+from ..registry import define_loss, plain_number
 from .classification import cross_entropy
 
 def _coefficients(inp: Inputs, reduction: str, cotangent: Any) -> Any:
@@ -230,6 +230,7 @@ def linear_cross_entropy_value_and_grad(
         raise UnsupportedError(f"{name}_value_and_grad: probability targets, K-dimensional linear weights and "
                                "a linear weight of no classes, (0, D), are computed through the logits; take their "
                                "gradient with an autodiff library (torch, JAX) calling linear_cross_entropy")
+    cotangent = plain_number(cotangent)
     if cotangent is not None and not (reduction != "none" and type(cotangent) in (int, float)):
         want = inp.shape if reduction == "none" else ()
         toolkit.namespace(name, input=input, cotangent=cotangent)
