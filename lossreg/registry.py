@@ -668,9 +668,26 @@ def _malformed(spec: LossSpec) -> str:
 _CLASS_FORMS: dict[str, type[Loss]] = {}  # the last class form made per loss name, over registries
 
 
+def signed_copy(function: Any, name: str, qualname: str, parameters: list[inspect.Parameter]) -> Any:
+    """A copy of ``function`` (its code, defaults, doc and attributes, TorchScript's mark among them)
+    named ``name``, under the signature of ``parameters``, which ``inspect.signature`` reads."""
+    copy = types.FunctionType(function.__code__, function.__globals__, name, function.__defaults__,
+                              function.__closure__)
+    copy.__dict__.update(function.__dict__)
+    copy.__kwdefaults__, copy.__doc__, copy.__qualname__ = function.__kwdefaults__, function.__doc__, qualname
+    copy.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    return copy
+
+
 def make_class(spec: LossSpec) -> type[Loss]:
+    kind = inspect.Parameter
     return type(spec.class_name, (Loss,), {
         "spec": spec,
+        # Loss.__init__ (the same code) under the loss's options, keyword-only with their defaults: what builds
+        # an object from its signature (a config system's checks, LightningCLI, help()) saw (*args, **options).
+        "__init__": signed_copy(Loss.__init__, "__init__", f"{spec.class_name}.__init__",
+                                [kind("self", kind.POSITIONAL_OR_KEYWORD)]
+                                + [kind(k, kind.KEYWORD_ONLY, default=v) for k, v in spec.options.items()]),
         "_dispatch": staticmethod(_functional(spec)),
         "__module__": "lossreg",
         "__qualname__": spec.class_name,

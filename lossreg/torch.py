@@ -34,7 +34,7 @@ from .errors import DefinitionError, LossTypeError, UnsupportedError
 # this module is imported (otherwise they exist only after the kernel's first call).
 from .kernels import torch_lce as _torch_lce  # noqa: F401
 from .registry import (ForkSafeLock, Loss, LossSpec, _same, by_class_name, check_call, listed_as_arrays,
-                       python_numbers, registry)
+                       python_numbers, registry, signed_copy)
 from .registry import from_config as lossreg_from_config
 from .toolkit import not_an_array
 
@@ -452,23 +452,12 @@ def _forward_naming(spec: LossSpec, forward_names: dict[str, str]) -> Any:
     return _signed(LossModule.forward, "forward", tuple(theirs.get(name, name) for name in spec.inputs))
 
 
-def _copy(function: Any, name: str, qualname: str, parameters: list[inspect.Parameter]) -> Any:
-    """A copy of ``function`` (its code, defaults, doc and attributes, TorchScript's mark among them)
-    named ``name``, under the signature of ``parameters``, which ``inspect.signature`` reads."""
-    copy = types.FunctionType(function.__code__, function.__globals__, name, function.__defaults__,
-                              function.__closure__)
-    copy.__dict__.update(function.__dict__)
-    copy.__kwdefaults__, copy.__doc__, copy.__qualname__ = function.__kwdefaults__, function.__doc__, qualname
-    copy.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
-    return copy
-
-
 def _signed(function: Any, name: str, arrays: tuple[str, ...]) -> Any:
     """A copy of ``function`` named ``name``, under a signature that names the arrays:
     ``inspect.signature``, which torch.export reads, gives ``(input, target)`` instead of
     ``(*arrays, **named)``."""
     kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
-    return _copy(function, name, f"{function.__qualname__.rpartition('.')[0]}.{name}",
+    return signed_copy(function, name, f"{function.__qualname__.rpartition('.')[0]}.{name}",
                  [inspect.Parameter(array, kind) for array in ("self", *arrays)])
 
 
@@ -480,7 +469,7 @@ def _init_signed(spec: LossSpec, base: type[LossModule], positional: tuple[str, 
     init, kind, options = base.__init__, inspect.Parameter, spec.options
     own = [p for p in inspect.signature(init).parameters.values()  # self, and an owned layer's arguments
            if p.kind not in (kind.VAR_POSITIONAL, kind.VAR_KEYWORD)]
-    return _copy(init, "__init__", f"{spec.class_name}.__init__",
+    return signed_copy(init, "__init__", f"{spec.class_name}.__init__",
                  own + [kind(k, kind.POSITIONAL_OR_KEYWORD, default=options[k]) for k in positional]
                  + [kind(k, kind.KEYWORD_ONLY, default=v) for k, v in options.items()
                     if k not in positional and all(k != p.name for p in own)])

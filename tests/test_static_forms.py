@@ -74,3 +74,13 @@ def test_lossreg_registry_is_the_submodule_and_calling_it_gives_the_loaded_regis
 
     assert lossreg.registry is module and isinstance(module, types.ModuleType)
     assert lossreg.registry() is module.registry() and isinstance(lossreg.registry(), module.Registry)
+
+
+def test_a_class_forms_run_time_signature_lists_its_options_with_their_defaults():
+    """What builds an object from its signature at run time (a config system's checks, LightningCLI's
+    ``init_args``, ``help()``) sees each option, keyword-only, with its default, for every loss,
+    plugins' too. It saw ``(*args, **options)``."""
+    for name, spec in lossreg.registry().specs.items():
+        parameters = inspect.signature(lossreg.registry().classes[name]).parameters
+        assert list(parameters) == list(spec.options), name
+        assert all(p.kind is p.KEYWORD_ONLY and p.default is spec.options[k] for k, p in parameters.items()), name
