@@ -301,7 +301,10 @@ def reduce_tokens(xp: Any, losses: Any, active: Any, bad: Any, reduction: str, s
     torch), in ``dtype``. Shared by the portable gradient and the torch and JAX kernels."""
     losses = toolkit.poison(xp, losses, bad)
     if reduction == "none":
-        out = xp.reshape(losses, shape)
+        # Not reshaped to the shape they have (the torch kernel's call): that reshape is a view, and
+        # autograd marks a view made inside a custom operator as such and refuses in-place changes
+        # of the result (``losses.mul_(mask)``), which torch's F.linear_cross_entropy takes.
+        out = losses if tuple(losses.shape) == tuple(shape) else xp.reshape(losses, shape)
     elif reduction == "sum":
         out = xp.sum(losses)
     else:
