@@ -9,6 +9,10 @@ What this file pins:
   operator (the per-token losses reshaped to their own shape), and autograd refuses in-place
   changes of such a view: "Output 0 of View is a view and is being modified inplace. This view
   was created inside a custom Function". Now the value and gradients are torch's.
+- With kernels off, ``nll_loss``'s gradient under ``create_graph=True`` (a gradient penalty) is a
+  constant with no graph, where torch's (and lossreg's torch kernel's) is recorded as a function
+  of the input: ``torch.autograd.grad`` of it raised "element 0 of tensors does not require grad".
+  README listed only the margin losses as differing so; it now names ``NLLLoss`` too.
 
 Checked and holding (probed for every registered built-in loss, kernels on and off, with weights,
 ``pos_weight``, probability targets and label smoothing; not pinned here where other files hold
@@ -28,6 +32,8 @@ integer and bool label dtypes and mixed floating dtypes (README's "Smaller delib
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -109,3 +115,24 @@ def test_unreduced_losses_changed_in_place_before_backward_give_torchs_gradients
     torch.testing.assert_close(got, want)
     for key, g, w in zip(diff, got_grads, want_grads):
         torch.testing.assert_close(g, w, msg=lambda m, key=key: f"d/d{key}: {m}")
+
+
+README = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8").split())
+
+
+@pytest.mark.parametrize("kernels", [True, False], ids=["kernels", "portable"])
+def test_nll_loss_gradient_is_recorded_as_a_function_of_the_input_only_by_its_torch_kernel(kernels: bool) -> None:
+    """A gradient penalty asks for the graph of the gradient (``create_graph=True``). torch's
+    NLLLoss records its gradient as a function of the input (whose derivative is 0); so does
+    lossreg's torch kernel, while the portable definition's gradient, a constant, has no graph:
+    README says so beside the margin losses that behave alike."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.log_softmax(torch.randn(4, 3, dtype=D, generator=g), 1).requires_grad_(True)
+    target = torch.tensor([0, 2, 1, 2])
+    want, = torch.autograd.grad(F.nll_loss(x, target), x, create_graph=True)
+    with lossreg.use_kernels(kernels):
+        got, = torch.autograd.grad(lossreg.nll_loss(x, target), x, create_graph=True)
+    torch.testing.assert_close(got.detach(), want.detach())
+    assert want.requires_grad
+    assert got.requires_grad is kernels
+    assert "with kernels off, nor is the gradient of `NLLLoss` (constant: the loss is linear in the input)" in README
