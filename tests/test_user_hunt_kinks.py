@@ -1,0 +1,49 @@
+"""User-style hunt: the exact points where a loss is not smooth, or where its terms tie or vanish.
+
+Beyond tests/test_user_hunt_extremes.py (which covers the kinks of Huber, the margin losses and
+the embedding losses on every backend): the edges found by constructing inputs *at* a clamp, a
+tie or a vanishing term of each loss, with torch.nn.functional's value and gradient as the
+reference, computed in each test. "Portable" below is the definition every library but torch
+(and torch with ``lossreg.use_kernels(False)``) runs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import lossreg
+
+jax = pytest.importorskip("jax")
+jnp = jax.numpy
+xps = pytest.importorskip("array_api_strict")
+
+
+def _portable(name: str, args: list[np.ndarray], library: str, **options):
+    """lossreg's ``name`` of NumPy ``args`` converted to ``library``, as a float64 NumPy array,
+    through the portable definition."""
+    if library == "torch, kernels off":
+        with lossreg.use_kernels(False):
+            return getattr(lossreg, name)(*map(torch.from_numpy, args), **options).double().numpy()
+    convert = {"jax": jnp.asarray, "array-api-strict": xps.asarray}[library]
+    return np.asarray(getattr(lossreg, name)(*map(convert, args), **options), dtype="float64")
+
+
+PORTABLE = ["torch, kernels off", "jax", "array-api-strict"]
+
+
+# --- binary_cross_entropy: the loss of a confident right prediction ------------------------------------
+
+
+@pytest.mark.parametrize("library", PORTABLE)
+def test_bce_of_a_confident_right_prediction_keeps_its_small_loss(library: str) -> None:
+    """At y = 1 the loss is -log x, about 1 - x as x nears 1: each log keeps its own coefficient,
+    as in torch's (y - 1) log(1 - x) - y log x, so that log(1 - x) (-11.5 at x = 0.99999) is not
+    added and subtracted again, which left its float32 rounding as the loss (1.049e-5 for 1.0e-5)."""
+    x = np.array([0.9999, 0.99999, 0.999999, 1e-4, 1e-5, 1e-6], dtype="float32")
+    y = np.array([1.0, 1.0, 1.0, 0.0, 0.0, 0.0], dtype="float32")
+    want = F.binary_cross_entropy(torch.from_numpy(x), torch.from_numpy(y), reduction="none").double().numpy()
+    got = _portable("binary_cross_entropy", [x, y], library, reduction="none")
+    np.testing.assert_allclose(got, want, rtol=2e-7)
