@@ -47,3 +47,34 @@ def test_bce_of_a_confident_right_prediction_keeps_its_small_loss(library: str) 
     want = F.binary_cross_entropy(torch.from_numpy(x), torch.from_numpy(y), reduction="none").double().numpy()
     got = _portable("binary_cross_entropy", [x, y], library, reduction="none")
     np.testing.assert_allclose(got, want, rtol=2e-7)
+
+
+# --- binary_cross_entropy_with_logits: an infinite logit with pos_weight ----------------------------
+
+
+def _bce_logits_target_gradient(library: str, x: np.ndarray, y: np.ndarray, pos_weight: np.ndarray) -> np.ndarray:
+    """The gradient of the summed loss with respect to the target, in float64."""
+    if library == "jax":
+        with jax.enable_x64(True):
+            grad = jax.grad(lambda t: lossreg.binary_cross_entropy_with_logits(
+                jnp.asarray(x), t, pos_weight=jnp.asarray(pos_weight), reduction="sum"))(jnp.asarray(y))
+            return np.asarray(grad)
+    target = torch.tensor(y, requires_grad=True)
+    fn = F if library == "torch.nn.functional" else lossreg
+    with lossreg.use_kernels(library != "torch, kernels off"):
+        loss = fn.binary_cross_entropy_with_logits(torch.tensor(x), target, pos_weight=torch.tensor(pos_weight),
+                                                   reduction="sum")
+    return torch.autograd.grad(loss, target)[0].numpy()
+
+
+@pytest.mark.parametrize("library", ["torch", "torch, kernels off", "jax"])
+def test_bce_with_logits_target_gradient_at_an_infinite_logit_with_pos_weight_is_torchs(library: str) -> None:
+    """At x = +∞ the loss is (1 - y) x, 0 for y = 1, and its target gradient is -x = -∞, as
+    torch's; with a pos_weight it was NaN off torch's kernel (the positive term's weight reached
+    the target through a product with the mask of negative logits, ∞ · 0)."""
+    x = np.array([np.inf, np.inf, -np.inf, 2.0])
+    y = np.array([1.0, 0.0, 0.0, 1.0])
+    for pos_weight in (np.full(4, 3.0), np.full(4, 0.0)):
+        want = _bce_logits_target_gradient("torch.nn.functional", x, y, pos_weight)
+        assert want[0] == want[1] == -np.inf
+        np.testing.assert_allclose(_bce_logits_target_gradient(library, x, y, pos_weight), want, rtol=1e-12)

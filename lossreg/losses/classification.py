@@ -308,7 +308,9 @@ def binary_cross_entropy_with_logits(input: Any, target: Any, /, *, weight: Any 
     q = (w["pos_weight"] - 1) * y + 1 if "pos_weight" in w else None
     if q is not None:  # q held finite where the mask is 0: an infinite pos_weight's 0 · ∞ would be NaN
         big = float(xp.finfo(q.dtype).max)
-        linear = (1 - y) - negative * toolkit.maximum(xp, toolkit.minimum(xp, q, big), -big)
+        # selected, not masked by a product: q's gradient through n · q is x · n, NaN at x = +∞
+        # (∞ · 0), which made the target's and pos_weight's gradients NaN where torch's are -∞
+        linear = (1 - y) - xp.where(x < 0, toolkit.maximum(xp, toolkit.minimum(xp, q, big), -big), 0.0)
     else:
         linear = (1 - y) - negative
     losses = x * linear + (tail if q is None else q * tail) + toolkit.minimum(xp, x, 0.0) * 0
