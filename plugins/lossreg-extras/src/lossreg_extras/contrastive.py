@@ -50,10 +50,14 @@ def nt_xent_loss(input: Any, positive: Any, /, *, temperature: float = 0.5, redu
     u, v = _unit_rows(xp, toolkit.as_dtype(xp, input, work)), _unit_rows(xp, toolkit.as_dtype(xp, positive, work))
     u = toolkit.placed_like(xp, u, v)  # one view split over a JAX mesh's batch axis, the other not
     v = toolkit.placed_like(xp, v, u)
-    z = xp.concat([u, v], axis=0)
+    z = toolkit.dense_chunks(xp.concat([u, v], axis=0), 0)  # Dask's cumulative sum below fails on an empty chunk
     similarity = xp.matmul(z, xp.permute_dims(toolkit.whole(xp, z), (1, 0))) / temperature
-    index = xp.arange(2 * n, device=toolkit.device(z))
-    itself = toolkit.placed_like(xp, xp.expand_dims(index, axis=1) == xp.expand_dims(index, axis=0), similarity)
+    # Each row's position counted along z's own rows, so that the mask is split as the similarities
+    # are (z's rows by whole(z)'s): on Dask an arange comparing with itself was one (2N, 2N) chunk,
+    # a task as large as the whole mask, however small the embeddings' chunks.
+    index = xp.cumulative_sum(xp.ones_like(z[:, 0], dtype=xp.int32))
+    itself = toolkit.placed_like(xp, xp.expand_dims(index, axis=1) == xp.expand_dims(toolkit.whole(xp, index), axis=0),
+                                 similarity)
     similarity = xp.where(itself, xp.full_like(similarity, -math.inf), similarity)
     m, _, lse = toolkit.log_softmax_parts(xp, similarity)
     pair = xp.sum(u * v, axis=1) / temperature
