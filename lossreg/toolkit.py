@@ -161,14 +161,24 @@ def _check_dask(loss: str, present: dict[str, Any]) -> None:
     boolean indexing, say) cannot be checked against the others, and "mean" would divide by NaN;
     masked chunks (``dask.array.ma``) would give NumPy masked arrays' silently wrong loss, and
     ``np.matrix`` chunks (``da.from_array(np.asmatrix(x))``) multiply as matrices: ``d * d`` is each
-    block's matrix product, a wrong loss of the right shape. NumPy's timedelta64 is an integer to
-    array-api-compat's Dask ``isdtype`` (not to NumPy's), so durations were taken as class indices,
-    labels or CTC lengths. All are refused rather than answered, without computing anything
-    (``_meta`` is an empty chunk)."""
+    block's matrix product, a wrong loss of the right shape. An axis of length 1 held in several
+    chunks (one row picked by a boolean mask, then ``compute_chunk_sizes()``: (0, 1, 0)) is taken by
+    Dask's arithmetic as one to broadcast beside an array holding it in one chunk, which pairs the
+    blocks wrongly (a silently wrong mean, a wrong shape, or a bare error when computed); one of
+    length 0 in several chunks (no row picked) makes Dask's sums fail when computed. NumPy's
+    timedelta64 is an integer to array-api-compat's Dask ``isdtype`` (not to NumPy's), so durations
+    were taken as class indices, labels or CTC lengths. All are refused rather than answered,
+    without computing anything (``_meta`` is an empty chunk)."""
     for name, x in present.items():
         if any(math.isnan(s) for s in x.shape):
             raise LossValueError(loss, name, "an array of known shape (on a Dask array with unknown chunk sizes, "
                                  "call .compute_chunk_sizes() first)", f"shape {tuple(x.shape)}")
+        split = [i for i, (size, chunks) in enumerate(zip(x.shape, x.chunks)) if size <= 1 and len(chunks) > 1]
+        if split:
+            raise LossValueError(loss, name, "an axis of length 0 or 1 in one chunk (Dask pairs the blocks of one held "
+                                 "in several wrongly beside arrays that hold it in one, and its reductions fail on "
+                                 "an empty one): pass lossreg.toolkit.dense_chunks(x)",
+                                 f"chunks {x.chunks[split[0]]} along axis {split[0]} of shape {tuple(x.shape)}")
         if _is_matrix(getattr(x, "_meta", None)):
             raise LossTypeError(loss, name, "a plain array, not a Dask array of NumPy matrix chunks (they keep two "
                                 "axes through indexing and reductions, and * multiplies them as matrices): "
@@ -791,13 +801,18 @@ def clip(xp: Any, x: Any, min: float | None = None, max: float | None = None) ->
 def dense_chunks(x: Any, axis: int | None = None) -> Any:
     """A Dask array ``x`` rechunked without its empty chunks (along ``axis``, or every axis), on
     which some of Dask's own reductions (``max``, ``min``) fail when computed: boolean indexing,
-    then ``compute_chunk_sizes()``, leaves them. Anything else (another library's array, chunks
-    of unknown size, an axis that is all empty) is returned as it is."""
+    then ``compute_chunk_sizes()``, leaves them. An axis that is all empty (no row picked) is cut
+    to its first chunk. Anything else (another library's array, chunks of unknown size) is
+    returned as it is."""
     if not compat.is_dask_array(x):
         return x
-    drop = {i: tuple(c for c in sizes if c) for i, sizes in enumerate(x.chunks)
-            if (axis is None or i == axis % x.ndim) and 0 in sizes and sum(sizes)
-            and not any(math.isnan(c) for c in sizes)}
+    axes = [i for i, sizes in enumerate(x.chunks) if (axis is None or i == axis % x.ndim) and 0 in sizes
+            and len(sizes) > 1 and not any(math.isnan(c) for c in sizes)]
+    # Dask's rechunk leaves an array with no elements as it is: its first block along an empty
+    # axis is the same (empty) array in one chunk.
+    empty = tuple(slice(0, 1) if i in axes and not sum(x.chunks[i]) else slice(None) for i in range(x.ndim))
+    x = x.blocks[empty] if any(s != slice(None) for s in empty) else x
+    drop = {i: tuple(c for c in x.chunks[i] if c) for i in axes if sum(x.chunks[i])}
     return x.rechunk(drop) if drop else x
 
 
