@@ -125,3 +125,35 @@ def test_rows_picked_by_a_mask_down_to_one_or_none_are_refused_and_dense_chunks_
         got = lossreg.get(name, reduction=reduction)(*dense).compute(scheduler="sync")
         assert got.shape == want.shape and got.dtype == want.dtype
         np.testing.assert_allclose(got, want, rtol=1e-12, err_msg=reduction)
+
+
+# --- CTC's mean -----------------------------------------------------------------------------------
+
+def whole_batch_layers(result: Any, n: int, rows: int) -> set[str]:
+    """The graph's arrays of any dtype whose first axis is the batch of ``n`` and holds more than
+    ``rows`` of them in one chunk."""
+    found = set()
+    for key, layer in result.__dask_graph__().layers.items():
+        meta = getattr(layer, "collection_annotations", None) or {}
+        chunks, shape = meta.get("chunks"), meta.get("shape")
+        if chunks and shape and shape[0] == n and max(chunks[0]) > rows:
+            found.add(key.rsplit("-", 1)[0])
+    return found
+
+
+@pytest.mark.parametrize("kernels", [True, False])
+def test_ctc_mean_keeps_the_target_lengths_in_the_batchs_chunks(kernels: bool) -> None:
+    """CTC's "mean" divides each loss by its target length clamped to 1. array-api-compat's Dask
+    ``clip`` broadcast the bound 1 to all N lengths in one chunk (``toolkit.clip`` exists for that),
+    on the Dask kernel and the portable path alike; the lengths now stay in the batch's chunks."""
+    rng = np.random.default_rng(4)
+    t, n, c, s, rows = 12, 64, 5, 4, 8
+    log_probs = np.log(rng.dirichlet(np.ones(c), size=(t, n)))
+    targets, input_lengths = rng.integers(1, c, size=(n, s)), np.full(n, t)
+    target_lengths = rng.integers(0, s + 1, size=n)
+    want = lossreg.ctc_loss(log_probs, targets, input_lengths, target_lengths)
+    with lossreg.use_kernels(kernels):
+        lazy = lossreg.ctc_loss(da.from_array(log_probs, chunks=(t, rows, c)), da.from_array(targets, chunks=(rows, s)),
+                                da.from_array(input_lengths, chunks=rows), da.from_array(target_lengths, chunks=rows))
+    assert not whole_batch_layers(lazy, n, rows)
+    np.testing.assert_allclose(lazy.compute(scheduler="sync"), want, rtol=1e-12)

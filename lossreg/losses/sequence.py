@@ -368,7 +368,7 @@ def reduced(arg: Checked, losses: Any, reduction: str, dtype: Any) -> Any:
     for mask in arg.bad:
         losses = toolkit.poison(xp, losses, mask)
     if reduction == "mean":
-        out = xp.mean(losses / xp.astype(xp.clip(arg.tl, 1, None), losses.dtype))
+        out = xp.mean(losses / xp.astype(toolkit.clip(xp, arg.tl, 1), losses.dtype))
     elif reduction == "sum":
         out = xp.sum(losses)
     else:
