@@ -214,6 +214,17 @@ def define_loss(
                 # A Python int past int64 (margin=2**70), which array libraries cannot take as a
                 # scalar: as a float where the option is one (torch's answer), else lossreg's error.
                 return dispatch(*arrays, **_within_range(spec, options, error))
+            except (FloatingPointError, RuntimeWarning) as error:
+                # NumPy under np.seterr(all="raise") (or under="warn" with warnings as errors): an
+                # exp that underflows to 0 (a logit far below the largest, a masked class's -1e9;
+                # in float32 a gap of 88 is enough) is how the log-sum-exp forms are meant to
+                # work, not a fault, and torch computes it silently. The call once more with
+                # underflow ignored, NumPy's other settings (overflow, invalid, divide) kept as
+                # the user set them. Here, on the way out, so that the usual call pays nothing.
+                if "underflow" not in str(error):
+                    raise
+                with np.errstate(under="ignore"):
+                    return dispatch(*arrays, **options)
 
         dispatch.spec = spec  # type: ignore[attr-defined]
         dispatch.portable = function  # type: ignore[attr-defined]
