@@ -256,6 +256,16 @@ def _plan(name: str, xp: Any, hidden: Any, n: int, v: int, chunk_size: Any) -> C
     """
     if chunk_size is None and is_dask_namespace(xp):
         return Chunks(max(n, 1), max(v, 1))
+    if is_jax_namespace(xp) and not isinstance(n, int):
+        # jax.export's symbolic size: the chunks (a Python loop, or the kernel's scan) are planned
+        # from the number of tokens, which JAX cannot compare or iterate over (its bare
+        # InconclusiveDimensionOperation or TypeError from inside the loss). torch.compile's
+        # symbolic sizes are ints to this test only when they are not symbolic either, and
+        # guards answer their comparisons: they go on.
+        raise UnsupportedError(
+            f"{name}: argument 'input' of shape {tuple(hidden.shape)} has a symbolic number of tokens "
+            "(jax.export with a symbolic shape); lossreg plans its chunks from that number: export it at a "
+            "fixed size, or compute the logits and call cross_entropy on them, which exports at any size")
     plan = plan_chunks(n, v, chunk_size)
     parts = toolkit.explicit_parts(hidden, 0) if hidden.ndim == 2 else 1
     # parts first: under torch.compile, n is a symbol and `plan.tokens < n` a guard on the batch size.
