@@ -452,8 +452,23 @@ def loss_class(name: str) -> type[KerasLoss]:
                 "__doc__": (spec.function.__doc__ or "").strip(),
             })
             cls = keras.saving.register_keras_serializable(package="lossreg", name=spec.class_name)(cls)
+            _minimised(cls)
             _classes[spec.name] = cls
     return cls
+
+
+def _minimised(cls: type[KerasLoss]) -> None:
+    """Mark ``cls`` as a loss to minimise, as Keras's built-in losses are. A loss given as a metric
+    (``metrics=[lossreg.keras.CrossEntropyLoss()]``, or in ``keras.metrics.MeanMetricWrapper``) is
+    marked "down" only if its class is in Keras's table of built-in losses; unmarked,
+    ``EarlyStopping`` and ``ModelCheckpoint`` in their default mode="auto" raised "Keras isn't able
+    to automatically determine whether that metric should be maximized or minimized"."""
+    try:
+        from keras.src.losses import ALL_OBJECTS
+    except ImportError:  # pragma: no cover - a Keras that moved it: the user passes mode="min"
+        return
+    if isinstance(ALL_OBJECTS, set):  # read only by that check (Keras's names table is built apart)
+        ALL_OBJECTS.add(cls)
 
 
 def get(name: str, /, **options: Any) -> KerasLoss:
