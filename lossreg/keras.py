@@ -43,7 +43,7 @@ Losses of more than two arrays take dicts keyed by the argument names:
 argument (``input``) and a bare ``y_true`` the ``target`` (else the second argument). Class-index targets keep their
 integer dtype (Keras would cast them to floats); floating ``y_true`` is cast to ``y_pred``'s dtype, and
 so is an integer one where the loss takes floats (BCE's 0/1 labels, say), as Keras's own losses cast it,
-and one-hot rows of a class-index loss stored as integers or booleans (probabilities then).
+a boolean one of the soft-margin losses (which take integer labels), and one-hot rows of a class-index loss stored as integers or booleans (probabilities then).
 
 Classes are registered with ``keras.saving`` as ``"lossreg>ClassName"`` when this module is
 imported, so ``keras.models.load_model`` restores a model compiled with one.
@@ -58,7 +58,7 @@ import keras
 
 from .errors import DefinitionError, LossError, LossTypeError, LossValueError, UnsupportedError
 from .registry import ForkSafeLock, LossSpec, by_class_name, registry
-from .toolkit import FLOATING, describe, not_an_array
+from .toolkit import FLOATING, LABELS, describe, not_an_array
 from .registry import from_config as lossreg_from_config
 
 __all__ = ["KerasLoss", "get", "from_config", "SUPPORTED_BACKENDS"]
@@ -113,10 +113,12 @@ class KerasLoss(keras.losses.Loss):
                     # loss does not take: the integers as given, and the loss's own word on them.
                     arrays, hot = self._arrays(y_true, y_pred, one_hot=False)
                     continue
-                # Integer labels where the loss takes floats (BCE's 0/1, a regression's whole numbers):
-                # Keras's own losses cast y_true to y_pred's dtype, and so does this one from now on.
+                # Integer labels where the loss takes floats (BCE's 0/1, a regression's whole numbers),
+                # or boolean ones where it takes integer or floating labels (multi-hot rows from
+                # pandas.get_dummies for MultiLabelSoftMarginLoss): Keras's own losses cast y_true to
+                # y_pred's dtype, and so does this one from now on (labels are exact as floats).
                 # Each such argument once (GaussianNLL's target and var, say).
-                if not (index and isinstance(error, LossTypeError) and error.expected == FLOATING
+                if not (index and isinstance(error, LossTypeError) and error.expected in (FLOATING, LABELS)
                         and _integer(arrays[index])):
                     raise
                 _FLOAT_LABELS.setdefault(self.spec.name, set()).add(argument)

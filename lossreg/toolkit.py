@@ -317,6 +317,7 @@ def check_reduction(loss: str, reduction: Any, allowed: tuple[str, ...] = REDUCT
 
 
 FLOATING = "a real floating-point array"  # what check_floating's error expects (lossreg.keras reads it)
+LABELS = "labels as a real floating-point or integer array"  # what pointwise_inputs' labels refuse (booleans)
 AN_ARRAY = "an array (NumPy, CuPy, torch, JAX, Dask, ...)"  # what an argument that is no array is told
 
 
@@ -1070,7 +1071,7 @@ def pointwise_inputs(loss: str, input: Any, target: Any, reduction: str, *,
     check_floating(loss, "input", input, xp)
     as_labels = labels and xp.isdtype(target.dtype, "integral")
     if labels and not as_labels and not xp.isdtype(target.dtype, "real floating"):
-        raise LossTypeError(loss, target_name, "labels as a real floating-point or integer array", describe(target))
+        raise LossTypeError(loss, target_name, LABELS, describe(target))
     if not as_labels:
         check_floating(loss, target_name, target, xp)
     check_same_shape(loss, target_name, target, "input", input)

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from fixtures.keras_run import checks_passed
 
-KERAS_CHECKS = ["check_a_loss_as_a_metric_is_minimised_by_early_stopping_and_checkpoints"]
+KERAS_CHECKS = ["check_a_loss_as_a_metric_is_minimised_by_early_stopping_and_checkpoints",
+                "check_boolean_multi_hot_labels_are_cast_as_keras_casts_them"]
 
 
 @pytest.mark.skipif(importlib.util.find_spec("keras") is None, reason="the keras extra is not installed")
