@@ -971,7 +971,11 @@ def take_class(xp: Any, x: Any, index: Any) -> Any:
     if not c:  # no classes (torch takes C = 0 where every target is ignored): nothing to pick, and 0s to mask
         return xp.zeros(index.shape, dtype=x.dtype, device=dev)
     if gathers_along_axis(xp):
-        return xp.squeeze(take_along(xp, x, xp.expand_dims(index, axis=1), axis=1), axis=1)
+        picked = take_along(xp, x, xp.expand_dims(index, axis=1), axis=1)
+        # "+ 0" reduces a DTensor's gather from logits sharded along the classes (tensor parallelism)
+        # while it still has the gather's shape: torch (2.13) cannot reduce that partial result
+        # once squeezed ("IndexError: too many indices"). Elsewhere it is one pass over N entries.
+        return xp.squeeze(picked + 0, axis=1)
     index = index if index.dtype == xp.int64 else xp.astype(index, xp.int64)
     if compat.is_dask_namespace(xp):
         classes = xp.reshape(xp.arange(c, dtype=xp.int64, device=dev), class_shape(x))

@@ -1,0 +1,82 @@
+"""torch.distributed on CPU (gloo), as a user of tensor parallelism runs it: lossreg's losses on
+DTensors sharded across two processes give the answer torch.nn gives on the whole tensors.
+
+A process group is process-wide, so each check runs its two ranks in a subprocess (with a timeout).
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("torch.distributed.tensor")
+
+CLASS_SHARDED = textwrap.dedent('''
+    import datetime, os, sys, torch, torch.distributed as dist, torch.multiprocessing as mp
+    import lossreg
+    from torch.distributed.tensor import distribute_tensor, Replicate, Shard
+    from torch.distributed.device_mesh import init_device_mesh
+
+    def worker(rank, port):
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
+        dist.init_process_group("gloo", rank=rank, world_size=2, timeout=datetime.timedelta(seconds=60))
+        mesh = init_device_mesh("cpu", (2,))
+        torch.manual_seed(0)
+        cases = {
+            "cross_entropy (N, C)": ("cross_entropy", torch.randn(6, 4, dtype=torch.float64),
+                                     torch.randint(0, 4, (6,))),
+            "cross_entropy (N, C, d)": ("cross_entropy", torch.randn(6, 4, 3, dtype=torch.float64),
+                                        torch.randint(0, 4, (6, 3))),
+            "nll_loss": ("nll_loss", torch.log_softmax(torch.randn(6, 4, dtype=torch.float64), 1),
+                         torch.randint(0, 4, (6,))),
+        }
+        failed = []
+        for case, (name, x, t) in cases.items():
+            leaf = x.clone().requires_grad_()
+            want = getattr(torch.nn.functional, name)(leaf, t)
+            (want_grad,) = torch.autograd.grad(want, leaf)
+            # logits sharded along the classes, the targets on every rank: a vocabulary-parallel head
+            dx = distribute_tensor(x, mesh, [Shard(1)]).requires_grad_()
+            try:
+                with lossreg.use_kernels(False):  # the portable definition: torch.func's, plugins' losses'
+                    got = getattr(lossreg, name)(dx, distribute_tensor(t, mesh, [Replicate()]))
+                (grad,) = torch.autograd.grad(got, dx)
+                torch.testing.assert_close(got.full_tensor(), want)
+                torch.testing.assert_close(grad.full_tensor(), want_grad)
+            except Exception as e:
+                failed.append(f"{case}: {type(e).__name__}: {e}")
+        print(f"rank{rank}: " + ("; ".join(failed) or "all torch's"), flush=True)
+        dist.barrier()
+        dist.destroy_process_group()
+        os._exit(0)  # the checks are reported: skip the teardown, where gloo's threads can abort a rank
+
+    if __name__ == "__main__":
+        mp.spawn(worker, args=(sys.argv[1],), nprocs=2, join=True)
+''')
+
+
+def _run_two_ranks(tmp_path, script: str) -> list[str]:
+    """What each rank reported ("rankN: ..."): the two ranks share stdout, and their lines may interleave."""
+    if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
+        pytest.skip("torch.distributed with the gloo backend is not available in this torch build")
+    path = tmp_path / "ranks.py"
+    path.write_text(script)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    done = subprocess.run([sys.executable, str(path), port], capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    return sorted(re.findall(r"rank\d: all torch's", done.stdout)) or [done.stdout]
+
+
+def test_class_index_losses_take_logits_sharded_along_the_classes(tmp_path) -> None:
+    """Picking the target's logit from class-sharded logits is a partial result on each rank;
+    torch reduced it only while it kept the gather's shape, and the squeezed pick raised
+    "IndexError: too many indices" in torch's own redistribution code."""
+    assert _run_two_ranks(tmp_path, CLASS_SHARDED) == ["rank0: all torch's", "rank1: all torch's"]
