@@ -54,7 +54,7 @@ __all__ = [
     "result_type", "compute_dtype", "as_dtype", "index_dtype", "holding", "device", "reduce", "reduce_classes",
     "take_class", "take_each", "take_rows", "take_along", "gathers_along_axis", "class_shape",
     # placement on a JAX mesh of explicit axes
-    "placed_like", "whole",
+    "placed_like", "whole", "arange_like",
     # numerics
     "log_softmax", "log_softmax_parts", "logsumexp", "log_sigmoid", "safe_log", "safe_pow", "safe_abs", "absolute",
     "sign", "stop_gradient",
@@ -913,6 +913,18 @@ def placed_like(xp: Any, x: Any, like: Any) -> Any:
     if x.dtype == xp.bool:
         return xp.logical_or(x, xp.zeros_like(like, dtype=xp.bool))
     return x - xp.zeros_like(like, dtype=x.dtype)
+
+
+def arange_like(xp: Any, n: int, like: Any, dtype: Any = None) -> Any:
+    """``xp.arange(n, dtype=dtype)`` made to meet ``like``: on its device, and where ``like`` is a
+    torch ``DTensor`` (tensor parallelism, FSDP2), a DTensor replicated over its mesh, since
+    torch refuses to mix a plain tensor with one ("got mixed torch.Tensor and DTensor")."""
+    out = xp.arange(n, dtype=dtype, device=device(like))
+    dtensor = sys.modules.get("torch.distributed.tensor")  # only looked up if torch has loaded it
+    if dtensor is None or not isinstance(like, dtensor.DTensor):
+        return out
+    mesh = like.device_mesh
+    return dtensor.DTensor.from_local(out, mesh, [dtensor.Replicate()] * mesh.ndim, run_check=False)
 
 
 def whole(xp: Any, x: Any) -> Any:

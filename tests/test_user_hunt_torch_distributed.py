@@ -80,3 +80,50 @@ def test_class_index_losses_take_logits_sharded_along_the_classes(tmp_path) -> N
     torch reduced it only while it kept the gather's shape, and the squeezed pick raised
     "IndexError: too many indices" in torch's own redistribution code."""
     assert _run_two_ranks(tmp_path, CLASS_SHARDED) == ["rank0: all torch's", "rank1: all torch's"]
+
+
+MARGIN_LOSSES = textwrap.dedent('''
+    import datetime, os, sys, torch, torch.distributed as dist, torch.multiprocessing as mp
+    import lossreg
+    from torch.distributed.tensor import distribute_tensor, Replicate, Shard
+    from torch.distributed.device_mesh import init_device_mesh
+
+    def worker(rank, port):
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
+        dist.init_process_group("gloo", rank=rank, world_size=2, timeout=datetime.timedelta(seconds=60))
+        mesh = init_device_mesh("cpu", (2,))
+        torch.manual_seed(0)
+        cases = {
+            "multi_margin_loss": torch.randint(0, 4, (6,)),
+            "multilabel_margin_loss": torch.tensor([[0, 3, -1, 0]] * 3 + [[2, -1, 1, 1]] * 3),
+        }
+        failed = []
+        for name, t in cases.items():
+            x = torch.randn(6, 4, dtype=torch.float64)
+            leaf = x.clone().requires_grad_()
+            want = getattr(torch.nn.functional, name)(leaf, t)
+            (want_grad,) = torch.autograd.grad(want, leaf)
+            for placement in (Shard(0), Replicate()):  # a batch split over the ranks, or on every rank
+                dx = distribute_tensor(x, mesh, [placement]).requires_grad_()
+                try:
+                    got = getattr(lossreg, name)(dx, distribute_tensor(t, mesh, [placement]))
+                    (grad,) = torch.autograd.grad(got, dx)
+                    torch.testing.assert_close(got.full_tensor(), want)
+                    torch.testing.assert_close(grad.full_tensor(), want_grad)
+                except Exception as e:
+                    failed.append(f"{name} {placement}: {type(e).__name__}: {e}")
+        print(f"rank{rank}: " + ("; ".join(failed) or "all torch's"), flush=True)
+        dist.barrier()
+        dist.destroy_process_group()
+        os._exit(0)
+
+    if __name__ == "__main__":
+        mp.spawn(worker, args=(sys.argv[1],), nprocs=2, join=True)
+''')
+
+
+def test_margin_losses_take_dtensors(tmp_path) -> None:
+    """torch's multi_margin_loss and multilabel_margin_loss have no sharding strategy; lossreg's
+    compare the targets with the class numbers, made as a DTensor on the input's mesh: a plain
+    tensor met the DTensor in "got mixed torch.Tensor and DTensor"."""
+    assert _run_two_ranks(tmp_path, MARGIN_LOSSES) == ["rank0: all torch's", "rank1: all torch's"]

@@ -442,7 +442,7 @@ def multi_margin_loss(input: Any, target: Any, /, *, p: int = 1, margin: float =
     hinge = xp.where(z > 0, z, xp.zeros_like(z))  # gradient 0 at z = 0, torch's choice
     if p == 2:
         hinge = hinge * hinge
-    is_target = xp.reshape(t, (n, 1)) == xp.reshape(xp.arange(c, device=toolkit.device(x)), (1, c))
+    is_target = xp.reshape(t, (n, 1)) == xp.reshape(toolkit.arange_like(xp, c, x), (1, c))
     losses = xp.sum(xp.where(is_target, 0.0, hinge), axis=1) / c
     if weight is not None:
         losses = losses * toolkit.lookup(xp, toolkit.as_dtype(xp, weight, work), t)
@@ -478,7 +478,6 @@ def multilabel_margin_loss(input: Any, target: Any, /, *, reduction: str = "mean
     # Dask: chunks of the pairs below are pairs of the inputs' chunks, which an empty one breaks.
     x = toolkit.dense_chunks(xp.reshape(toolkit.as_dtype(xp, input, toolkit.compute_dtype(xp, dtype)), (n, c)))
     t = toolkit.dense_chunks(xp.reshape(target, (n, c)))
-    dev = toolkit.device(x)
     # listed[n, k]: position k comes before the first -1 of its row.
     listed = xp.cumulative_sum(xp.astype(t == -1, xp.int32), axis=1) == 0
     t = xp.where(listed & (t >= 0) & (t < c), t, xp.zeros_like(t))
@@ -489,7 +488,7 @@ def multilabel_margin_loss(input: Any, target: Any, /, *, reduction: str = "mean
     if n * c and toolkit.reads_values(target):
         k = int(xp.max(xp.sum(xp.astype(listed, xp.int32), axis=1)))
         t, listed = t[:, :k], listed[:, :k]
-    classes = xp.reshape(xp.arange(c, device=dev), (1, 1, c))
+    classes = xp.reshape(toolkit.arange_like(xp, c, x), (1, 1, c))
     names = (xp.reshape(t, (n, k, 1)) == classes) & xp.reshape(listed, (n, k, 1))  # position k names class i
     is_target = xp.any(names, axis=1)
     picked = toolkit.take_each(xp, x, t)  # x[n, t[n, k]]
