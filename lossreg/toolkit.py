@@ -600,6 +600,12 @@ def _torch_traced(torch: Any, x: Any) -> bool:
     return type(x) is not torch.Tensor and _is_fake(x)
 
 
+def _is_dtensor(x: Any) -> bool:
+    """A torch ``DTensor`` (``torch.distributed.tensor`` is only looked up if torch has loaded it)."""
+    dtensor = sys.modules.get("torch.distributed.tensor")
+    return dtensor is not None and isinstance(x, dtensor.DTensor)
+
+
 def _is_fake(x: Any) -> bool:
     fake = sys.modules.get("torch._subclasses.fake_tensor")
     return fake is not None and isinstance(x, fake.FakeTensor)
@@ -613,7 +619,13 @@ def reads_values(x: Any) -> bool:
     """
     if compat.is_torch_array(x):  # the common case, on the hot path of the torch kernels: one device lookup
         # Traced first: compiled code then reads no mode (Dynamo would guard on it).
-        if _torch_traced(sys.modules["torch"], x) or x.is_meta:
+        torch = sys.modules["torch"]
+        if _torch_traced(torch, x) or x.is_meta:
+            return False
+        if type(x) is not torch.Tensor and _is_dtensor(x):
+            # Each rank holds a part: bool() or int() of a DTensor's reduction reads the rank's own
+            # part, so the ranks would decide apart (one raises, the other waits in its next
+            # collective: a hang). The in-graph check poisons the result on every rank alike.
             return False
         mode = _check_mode.get() if _check_mode.active else _check_mode.default
         return mode == "sync" or (mode == "auto" and x.is_cpu)
@@ -920,10 +932,9 @@ def arange_like(xp: Any, n: int, like: Any, dtype: Any = None) -> Any:
     torch ``DTensor`` (tensor parallelism, FSDP2), a DTensor replicated over its mesh, since
     torch refuses to mix a plain tensor with one ("got mixed torch.Tensor and DTensor")."""
     out = xp.arange(n, dtype=dtype, device=device(like))
-    dtensor = sys.modules.get("torch.distributed.tensor")  # only looked up if torch has loaded it
-    if dtensor is None or not isinstance(like, dtensor.DTensor):
+    if not _is_dtensor(like):
         return out
-    mesh = like.device_mesh
+    dtensor, mesh = sys.modules["torch.distributed.tensor"], like.device_mesh
     return dtensor.DTensor.from_local(out, mesh, [dtensor.Replicate()] * mesh.ndim, run_check=False)
 
 

@@ -127,3 +127,45 @@ def test_margin_losses_take_dtensors(tmp_path) -> None:
     compare the targets with the class numbers, made as a DTensor on the input's mesh: a plain
     tensor met the DTensor in "got mixed torch.Tensor and DTensor"."""
     assert _run_two_ranks(tmp_path, MARGIN_LOSSES) == ["rank0: all torch's", "rank1: all torch's"]
+
+
+INVALID_TARGET = textwrap.dedent('''
+    import datetime, math, os, sys, torch, torch.distributed as dist, torch.multiprocessing as mp
+    import lossreg
+    from torch.distributed.tensor import distribute_tensor, Shard
+    from torch.distributed.device_mesh import init_device_mesh
+
+    def worker(rank, port):
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
+        # A short timeout: a rank that raises alone leaves the other waiting in a collective.
+        dist.init_process_group("gloo", rank=rank, world_size=2, timeout=datetime.timedelta(seconds=20))
+        mesh = init_device_mesh("cpu", (2,))
+        torch.manual_seed(0)
+        x, t = torch.randn(8, 4, dtype=torch.float64), torch.randint(0, 4, (8,))
+        t[5] = 7  # no class 7: only rank 1's half of the batch holds it
+        failed = []
+        for kernels in (True, False):
+            try:
+                with lossreg.use_kernels(kernels):
+                    got = lossreg.cross_entropy(distribute_tensor(x, mesh, [Shard(0)]),
+                                                distribute_tensor(t, mesh, [Shard(0)]))
+                if not math.isnan(got.full_tensor().item()):
+                    failed.append(f"kernels={kernels}: {got.full_tensor().item()}, not NaN")
+            except Exception as e:
+                failed.append(f"kernels={kernels}: {type(e).__name__}: {e}")
+        print(f"rank{rank}: " + ("; ".join(failed) or "all torch's"), flush=True)
+        dist.barrier()
+        dist.destroy_process_group()
+        os._exit(0)
+
+    if __name__ == "__main__":
+        mp.spawn(worker, args=(sys.argv[1],), nprocs=2, join=True)
+''')
+
+
+def test_an_invalid_target_on_one_rank_is_nan_on_every_rank(tmp_path) -> None:
+    """On a DTensor, bool() of a reduction reads the rank's own part: the rank holding the bad
+    class raised lossreg's error while the other went on, into a collective that never completed
+    (torch's own F.cross_entropy does the same). lossreg does not read DTensors' values: the
+    check is in the graph, and the loss is NaN on every rank, as where values cannot be read."""
+    assert _run_two_ranks(tmp_path, INVALID_TARGET) == ["rank0: all torch's", "rank1: all torch's"]
