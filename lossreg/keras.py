@@ -43,7 +43,8 @@ Losses of more than two arrays take dicts keyed by the argument names:
 argument (``input``) and a bare ``y_true`` the ``target`` (else the second argument). Class-index targets keep their
 integer dtype (Keras would cast them to floats); floating ``y_true`` is cast to ``y_pred``'s dtype, and
 so is an integer one where the loss takes floats (BCE's 0/1 labels, say), as Keras's own losses cast it,
-a boolean one of the soft-margin losses (which take integer labels), and one-hot rows of a class-index loss stored as integers or booleans (probabilities then).
+a boolean one of the soft-margin losses (which take integer labels), and one-hot rows of a class-index
+loss stored as integers or booleans (probabilities then).
 
 Classes are registered with ``keras.saving`` as ``"lossreg>ClassName"`` when this module is
 imported, so ``keras.models.load_model`` restores a model compiled with one.
