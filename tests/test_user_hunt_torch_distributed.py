@@ -17,17 +17,37 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("torch.distributed.tensor")
 
-CLASS_SHARDED = textwrap.dedent('''
-    import datetime, os, sys, torch, torch.distributed as dist, torch.multiprocessing as mp
-    import lossreg
-    from torch.distributed.tensor import distribute_tensor, Replicate, Shard
-    from torch.distributed.device_mesh import init_device_mesh
 
-    def worker(rank, port):
-        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
-        dist.init_process_group("gloo", rank=rank, world_size=2, timeout=datetime.timedelta(seconds=60))
-        mesh = init_device_mesh("cpu", (2,))
-        torch.manual_seed(0)
+def _two_ranks(body: str, timeout_s: int = 60) -> str:
+    """A script that runs ``body`` (indented as a function's body) on each of two gloo ranks of a (2,)
+    CPU mesh, with ``rank``, ``mesh`` and ``failed`` (what disagreed with torch) in scope; each rank
+    then prints "rankN: all torch's" or what failed."""
+    head = textwrap.dedent(f'''
+        import datetime, math, os, sys, torch, torch.distributed as dist, torch.multiprocessing as mp
+        import lossreg
+        from torch.distributed.tensor import distribute_tensor, Replicate, Shard
+        from torch.distributed.device_mesh import init_device_mesh
+
+        def worker(rank, port):
+            os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
+            dist.init_process_group("gloo", rank=rank, world_size=2, timeout=datetime.timedelta(seconds={timeout_s}))
+            mesh = init_device_mesh("cpu", (2,))
+            torch.manual_seed(0)
+            failed = []
+    ''')
+    tail = textwrap.dedent('''
+            print(f"rank{rank}: " + ("; ".join(failed) or "all torch's"), flush=True)
+            dist.barrier()
+            dist.destroy_process_group()
+            os._exit(0)  # the checks are reported: skip the teardown, where gloo's threads can abort a rank
+
+        if __name__ == "__main__":
+            mp.spawn(worker, args=(sys.argv[1],), nprocs=2, join=True)
+    ''')
+    return head + textwrap.indent(textwrap.dedent(body), " " * 4) + tail
+
+
+CLASS_SHARDED = _two_ranks('''
         cases = {
             "cross_entropy (N, C)": ("cross_entropy", torch.randn(6, 4, dtype=torch.float64),
                                      torch.randint(0, 4, (6,))),
@@ -36,7 +56,6 @@ CLASS_SHARDED = textwrap.dedent('''
             "nll_loss": ("nll_loss", torch.log_softmax(torch.randn(6, 4, dtype=torch.float64), 1),
                          torch.randint(0, 4, (6,))),
         }
-        failed = []
         for case, (name, x, t) in cases.items():
             leaf = x.clone().requires_grad_()
             want = getattr(torch.nn.functional, name)(leaf, t)
@@ -51,14 +70,8 @@ CLASS_SHARDED = textwrap.dedent('''
                 torch.testing.assert_close(grad.full_tensor(), want_grad)
             except Exception as e:
                 failed.append(f"{case}: {type(e).__name__}: {e}")
-        print(f"rank{rank}: " + ("; ".join(failed) or "all torch's"), flush=True)
-        dist.barrier()
-        dist.destroy_process_group()
-        os._exit(0)  # the checks are reported: skip the teardown, where gloo's threads can abort a rank
-
-    if __name__ == "__main__":
-        mp.spawn(worker, args=(sys.argv[1],), nprocs=2, join=True)
 ''')
+
 
 
 def _run_two_ranks(tmp_path, script: str) -> list[str]:
@@ -82,22 +95,11 @@ def test_class_index_losses_take_logits_sharded_along_the_classes(tmp_path) -> N
     assert _run_two_ranks(tmp_path, CLASS_SHARDED) == ["rank0: all torch's", "rank1: all torch's"]
 
 
-MARGIN_LOSSES = textwrap.dedent('''
-    import datetime, os, sys, torch, torch.distributed as dist, torch.multiprocessing as mp
-    import lossreg
-    from torch.distributed.tensor import distribute_tensor, Replicate, Shard
-    from torch.distributed.device_mesh import init_device_mesh
-
-    def worker(rank, port):
-        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
-        dist.init_process_group("gloo", rank=rank, world_size=2, timeout=datetime.timedelta(seconds=60))
-        mesh = init_device_mesh("cpu", (2,))
-        torch.manual_seed(0)
+MARGIN_LOSSES = _two_ranks('''
         cases = {
             "multi_margin_loss": torch.randint(0, 4, (6,)),
             "multilabel_margin_loss": torch.tensor([[0, 3, -1, 0]] * 3 + [[2, -1, 1, 1]] * 3),
         }
-        failed = []
         for name, t in cases.items():
             x = torch.randn(6, 4, dtype=torch.float64)
             leaf = x.clone().requires_grad_()
@@ -112,13 +114,6 @@ MARGIN_LOSSES = textwrap.dedent('''
                     torch.testing.assert_close(grad.full_tensor(), want_grad)
                 except Exception as e:
                     failed.append(f"{name} {placement}: {type(e).__name__}: {e}")
-        print(f"rank{rank}: " + ("; ".join(failed) or "all torch's"), flush=True)
-        dist.barrier()
-        dist.destroy_process_group()
-        os._exit(0)
-
-    if __name__ == "__main__":
-        mp.spawn(worker, args=(sys.argv[1],), nprocs=2, join=True)
 ''')
 
 
@@ -129,21 +124,9 @@ def test_margin_losses_take_dtensors(tmp_path) -> None:
     assert _run_two_ranks(tmp_path, MARGIN_LOSSES) == ["rank0: all torch's", "rank1: all torch's"]
 
 
-INVALID_TARGET = textwrap.dedent('''
-    import datetime, math, os, sys, torch, torch.distributed as dist, torch.multiprocessing as mp
-    import lossreg
-    from torch.distributed.tensor import distribute_tensor, Shard
-    from torch.distributed.device_mesh import init_device_mesh
-
-    def worker(rank, port):
-        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
-        # A short timeout: a rank that raises alone leaves the other waiting in a collective.
-        dist.init_process_group("gloo", rank=rank, world_size=2, timeout=datetime.timedelta(seconds=20))
-        mesh = init_device_mesh("cpu", (2,))
-        torch.manual_seed(0)
+INVALID_TARGET = _two_ranks('''
         x, t = torch.randn(8, 4, dtype=torch.float64), torch.randint(0, 4, (8,))
         t[5] = 7  # no class 7: only rank 1's half of the batch holds it
-        failed = []
         for kernels in (True, False):
             try:
                 with lossreg.use_kernels(kernels):
@@ -153,14 +136,7 @@ INVALID_TARGET = textwrap.dedent('''
                     failed.append(f"kernels={kernels}: {got.full_tensor().item()}, not NaN")
             except Exception as e:
                 failed.append(f"kernels={kernels}: {type(e).__name__}: {e}")
-        print(f"rank{rank}: " + ("; ".join(failed) or "all torch's"), flush=True)
-        dist.barrier()
-        dist.destroy_process_group()
-        os._exit(0)
-
-    if __name__ == "__main__":
-        mp.spawn(worker, args=(sys.argv[1],), nprocs=2, join=True)
-''')
+''', timeout_s=20)  # a rank that raises alone leaves the other waiting
 
 
 def test_an_invalid_target_on_one_rank_is_nan_on_every_rank(tmp_path) -> None:
