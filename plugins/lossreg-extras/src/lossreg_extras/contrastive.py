@@ -53,11 +53,11 @@ def nt_xent_loss(input: Any, positive: Any, /, *, temperature: float = 0.5, redu
     z = toolkit.dense_chunks(xp.concat([u, v], axis=0), 0)  # Dask's cumulative sum below fails on an empty chunk
     similarity = xp.matmul(z, xp.permute_dims(toolkit.whole(xp, z), (1, 0))) / temperature
     # Each row's position counted along z's own rows, so that the mask is split as the similarities
-    # are (z's rows by whole(z)'s): on Dask an arange comparing with itself was one (2N, 2N) chunk,
-    # a task as large as the whole mask, however small the embeddings' chunks.
-    index = xp.cumulative_sum(xp.ones_like(z[:, 0], dtype=xp.int32))
-    itself = toolkit.placed_like(xp, xp.expand_dims(index, axis=1) == xp.expand_dims(toolkit.whole(xp, index), axis=0),
-                                 similarity)
+    # are: on Dask an arange compared with itself was one (2N, 2N) chunk, a task as large as the
+    # whole mask, however small the embeddings' chunks. Counted whole on a JAX mesh of explicit
+    # axes, which refuses a cumulative sum along a split axis (placed_like splits the mask after).
+    index = xp.cumulative_sum(toolkit.whole(xp, xp.ones_like(z[:, 0], dtype=xp.int32)))
+    itself = toolkit.placed_like(xp, xp.expand_dims(index, axis=1) == xp.expand_dims(index, axis=0), similarity)
     similarity = xp.where(itself, xp.full_like(similarity, -math.inf), similarity)
     m, _, lse = toolkit.log_softmax_parts(xp, similarity)
     pair = xp.sum(u * v, axis=1) / temperature
