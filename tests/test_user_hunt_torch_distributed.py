@@ -7,15 +7,14 @@ A process group is process-wide, so each check runs its two ranks in a subproces
 from __future__ import annotations
 
 import re
-import socket
-import subprocess
-import sys
 import textwrap
 
 import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("torch.distributed.tensor")
+
+import two_ranks  # noqa: E402  (it imports torch, which may be missing)
 
 
 def _two_ranks(body: str, timeout_s: int = 60) -> str:
@@ -76,14 +75,7 @@ CLASS_SHARDED = _two_ranks('''
 
 def _run_two_ranks(tmp_path, script: str) -> list[str]:
     """What each rank reported ("rankN: ..."): the two ranks share stdout, and their lines may interleave."""
-    if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
-        pytest.skip("torch.distributed with the gloo backend is not available in this torch build")
-    path = tmp_path / "ranks.py"
-    path.write_text(script)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = str(s.getsockname()[1])
-    done = subprocess.run([sys.executable, str(path), port], capture_output=True, text=True, timeout=240)
+    done = two_ranks.run(tmp_path / "ranks.py", script, timeout=240)
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     return sorted(re.findall(r"rank\d: all torch's", done.stdout)) or [done.stdout]
 

@@ -5,15 +5,13 @@ DDP with "sum" reduction and ignore_index. These held on first check; they guard
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
 import textwrap
 
 import pytest
 import torch
 
 import lossreg.torch as lt
+import two_ranks
 
 W, PW = [0.1, 0.3, 0.7], [1.3, 0.7, 2.9]  # not exact in half precision: a cast shows in the value
 WEIGHTED = {"CrossEntropyLoss": ("weight",), "NLLLoss": ("weight",), "BCELoss": ("weight",),
@@ -118,13 +116,6 @@ DDP_SCRIPT = textwrap.dedent('''
 
 
 def test_ddp_gradients_equal_torch_nns_with_sum_and_ignore_index(tmp_path) -> None:
-    if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
-        pytest.skip("torch.distributed with the gloo backend is not available in this torch build")
-    script = tmp_path / "ddp_sum.py"
-    script.write_text(DDP_SCRIPT)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = str(s.getsockname()[1])
-    done = subprocess.run([sys.executable, str(script), port], capture_output=True, text=True, timeout=120)
+    done = two_ranks.run(tmp_path / "ddp_sum.py", DDP_SCRIPT, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert sorted(done.stdout.replace("-ok", "-ok\n").split()) == ["rank0-ok", "rank1-ok"], done.stdout
