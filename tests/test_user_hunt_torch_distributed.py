@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -137,3 +138,32 @@ def test_an_invalid_target_on_one_rank_is_nan_on_every_rank(tmp_path) -> None:
     (torch's own F.cross_entropy does the same). lossreg does not read DTensors' values: the
     check is in the graph, and the loss is NaN on every rank, as where values cannot be read."""
     assert _run_two_ranks(tmp_path, INVALID_TARGET) == ["rank0: all torch's", "rank1: all torch's"]
+
+
+EXTRAS_SOURCE = str(Path(__file__).resolve().parents[1] / "plugins" / "lossreg-extras" / "src")
+PLUGIN_LOSS = _two_ranks(f'''
+        if "extras" not in lossreg.registry().plugins:  # not installed: registered from its sources
+            sys.path.insert(0, {EXTRAS_SOURCE!r})
+            import lossreg_extras
+            lossreg.register_plugin(lossreg_extras, "extras")
+        sparsemax = lossreg.get("sparsemax_loss")
+        x, t = torch.randn(6, 5, dtype=torch.float64), torch.randint(0, 5, (6,))
+        leaf = x.clone().requires_grad_()
+        want = sparsemax(leaf, t)  # no torch.nn equivalent: the same loss on the whole tensors
+        (want_grad,) = torch.autograd.grad(want, leaf)
+        for placement in (Shard(0), Replicate()):
+            dx = distribute_tensor(x, mesh, [placement]).requires_grad_()
+            try:
+                got = sparsemax(dx, distribute_tensor(t, mesh, [placement]))
+                (grad,) = torch.autograd.grad(got, dx)
+                torch.testing.assert_close(got.full_tensor(), want)
+                torch.testing.assert_close(grad.full_tensor(), want_grad)
+            except Exception as e:
+                failed.append(f"sparsemax_loss {{placement}}: {{type(e).__name__}}: {{e}}")
+''')
+
+
+def test_a_plugin_loss_takes_dtensors(tmp_path) -> None:
+    """lossreg-extras' sparsemax_loss numbers the sorted classes with ``toolkit.arange_like``, as the
+    built-in margin losses do: a plain ``arange`` met the DTensor in "got mixed torch.Tensor and DTensor"."""
+    assert _run_two_ranks(tmp_path, PLUGIN_LOSS) == ["rank0: all torch's", "rank1: all torch's"]

@@ -113,7 +113,7 @@ def sparsemax_parts(xp: Any, x: Any, target: Any) -> tuple[Any, Any, Any]:
         squares = xp.sum(xp.where(support, kept * kept - tau * tau, 0.0), axis=1)
     else:
         ordered = xp.sort(z, axis=1, descending=True)
-        k = xp.reshape(xp.arange(1, x.shape[1] + 1, dtype=z.dtype, device=toolkit.device(z)), toolkit.class_shape(z))
+        k = xp.reshape(toolkit.arange_like(xp, x.shape[1], z, z.dtype) + 1, toolkit.class_shape(z))  # a DTensor's too
         cumulative = xp.cumulative_sum(ordered, axis=1)
         support = 1 + k * ordered > cumulative  # a prefix, at least the largest
         # τ from the support's size alone. At a tie (an entry equal to τ, in or out alike) the
