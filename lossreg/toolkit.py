@@ -991,8 +991,10 @@ def take_class(xp: Any, x: Any, index: Any) -> Any:
     """
     n, c = x.shape[0], x.shape[1]
     dev = device(x)
-    if not c:  # no classes (torch takes C = 0 where every target is ignored): nothing to pick, and 0s to mask
-        return xp.zeros(index.shape, dtype=x.dtype, device=dev)
+    if not c:  # no classes (torch takes C = 0 where every target is ignored): nothing to pick, and 0s to mask,
+        # as a sum over the empty axis rather than new zeros: those would cut the loss from the input's
+        # autograd graph (torch: "element 0 of tensors does not require grad" at backward)
+        return xp.sum(x, axis=1)
     if gathers_along_axis(xp):
         picked = take_along(xp, x, xp.expand_dims(index, axis=1), axis=1)
         # "+ 0" reduces a DTensor's gather from logits sharded along the classes (tensor parallelism)
@@ -1227,8 +1229,10 @@ def log_softmax_parts(xp: Any, x: Any, *, axis: int = 1) -> tuple[Any, Any, Any]
     Shapes: ``x`` (N, C, d1, ...) for ``axis=1``; ``m`` and the log-sum (N, d1, ...).
     """
     if 0 in x.shape:  # nothing to reduce; Dask cannot take the max of an empty chunk
-        shape = tuple(s for i, s in enumerate(x.shape) if i != axis % x.ndim)
-        zeros = xp.zeros(shape, dtype=x.dtype, device=device(x))
+        # 0s as a sum over the axis (of nothing where it is empty), not new zeros: a loss of C = 0
+        # classes made of those is cut from the input's autograd graph, and its backward raises
+        # where torch's runs
+        zeros = xp.sum(x, axis=axis)
         return zeros, x, zeros
     # A clip rather than a where on -inf: one operation (each costs tens of µs in eager JAX).
     top = stop_gradient(xp, xp.max(dense_chunks(x), axis=axis, keepdims=True))
