@@ -445,7 +445,7 @@ class Setting:
         self._lock = threading.Lock()
 
     def get(self) -> Any:
-        if self.active:
+        if torch_compiling() or self.active:  # traced code counts no block (see override)
             return self.here()
         return self.default
 
@@ -460,13 +460,20 @@ class Setting:
         stack = self._local.__dict__.setdefault("stack", [])
         entry = [value]  # its own entry, removed by identity: blocks may end out of order (a
         stack.append(entry)  # generator closed, or an asyncio task left, inside another's block)
-        with self._lock:
-            self.active += 1
+        # A block opened in a function torch.compile traces changes this thread's stack only, which
+        # is all traced code reads (here()): Dynamo cannot enter the lock (under fullgraph=True the
+        # block was its "Unsupported context manager"), and it would guard on a count changed there
+        # and write it back after the graph, as a constant, over other threads' blocks.
+        counted = not torch_compiling()
+        if counted:
+            with self._lock:
+                self.active += 1
         try:
             yield
         finally:
-            with self._lock:
-                self.active -= 1
+            if counted:
+                with self._lock:
+                    self.active -= 1
             for i in range(len(stack) - 1, -1, -1):
                 if stack[i] is entry:
                     del stack[i]

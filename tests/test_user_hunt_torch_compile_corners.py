@@ -1,0 +1,104 @@
+"""A user-style hunt: torch.compile's and TorchScript's corners with lossreg's torch forms.
+
+A PyTorch engineer who compiles training and evaluation steps that call lossreg's functional
+forms, and who switches lossreg's behaviour with its context managers inside the compiled step.
+
+The bug found: ``with lossreg.use_kernels(False):`` or ``with lossreg.value_checks("poison"):``
+written inside a function compiled with ``fullgraph=True`` stopped Dynamo ("Unsupported context
+manager: Dynamo does not know how to enter a `lock` context manager"): the overrides count the
+open blocks under a ``threading.Lock``, which Dynamo cannot trace. Without ``fullgraph`` the
+frame fell back to eager code around the block. The lock is now left out while Dynamo traces
+(Dynamo replays the count's changes, which cancel, after the graph), so the block compiles into
+the graph, and the compiled code follows it as eager code does.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import pytest
+import torch
+from torch._dynamo.testing import CompileCounter
+
+import lossreg
+from lossreg import registry as lossreg_registry
+from lossreg import toolkit
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_dynamo() -> Any:
+    torch._dynamo.reset()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+    torch._dynamo.reset()
+
+
+# BCE at exactly 0 tells the paths apart: torch's kernel's gradient is -(t - x) · 1e12, the
+# portable definition's (1 - t) / (1 - x) = 0.2.
+X = torch.tensor([0.0, 0.5], dtype=torch.float64)
+T = torch.tensor([0.8, 0.5], dtype=torch.float64)
+
+
+def _slope(f: Any) -> float:
+    x = X.clone().requires_grad_(True)
+    return float(torch.autograd.grad(f(x, T), x)[0][0])
+
+
+def _bce_without_kernels(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    with lossreg.use_kernels(False):
+        return lossreg.binary_cross_entropy(x, t, reduction="sum")
+
+
+def _bce_with_kernels(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return lossreg.binary_cross_entropy(x, t, reduction="sum")
+
+
+def test_use_kernels_block_inside_a_fullgraph_compiled_function_compiles_and_is_followed() -> None:
+    cnt = CompileCounter()
+    compiled = torch.compile(_bce_without_kernels, backend=cnt, fullgraph=True)
+    assert _slope(compiled) == pytest.approx(0.2) == _slope(_bce_without_kernels)
+    assert _slope(compiled) == pytest.approx(0.2)
+    assert cnt.frame_count == 1  # one graph, not recompiled by the block it holds
+    # The block ends with the compiled call: the setting is back, in eager and compiled code alike.
+    assert lossreg.kernels_enabled() and lossreg_registry._kernels_on.active == 0
+    assert _slope(_bce_with_kernels) == pytest.approx(-0.8e12)
+    assert _slope(torch.compile(_bce_with_kernels, backend="aot_eager", fullgraph=True)) == pytest.approx(-0.8e12)
+
+
+def test_value_checks_block_inside_a_fullgraph_compiled_function_compiles() -> None:
+    def step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with lossreg.value_checks("poison"):
+            return lossreg.cross_entropy(x, y)
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(6, 5, generator=g, dtype=torch.float64), torch.randint(0, 5, (6,), generator=g)
+    compiled = torch.compile(step, backend="aot_eager", fullgraph=True)
+    torch.testing.assert_close(compiled(x, y), torch.nn.functional.cross_entropy(x, y))
+    assert toolkit.check_mode() == "auto" and toolkit._check_mode.active == 0
+    # Outside the block, eager code still raises for an invalid class index, as the default says.
+    with pytest.raises(lossreg.LossValueError, match="target"):
+        lossreg.cross_entropy(x, torch.full((6,), 7))
+
+
+def test_a_block_in_compiled_code_leaves_the_blocks_open_around_it_in_force() -> None:
+    """Dynamo writes back what the traced code changed after the graph: a count of open blocks
+    changed in the trace would be written back as the constant it had then, over the blocks other
+    threads open meanwhile; traced code changes only this thread's stack of settings."""
+    compiled = torch.compile(_bce_with_kernels_inside, backend="aot_eager", fullgraph=True)
+    with lossreg.use_kernels(False):
+        assert lossreg_registry._kernels_on.active == 1
+        assert _slope(compiled) == pytest.approx(-0.8e12)  # the inner block: kernels
+        assert lossreg_registry._kernels_on.active == 1 and not lossreg.kernels_enabled()
+        assert _slope(_bce_with_kernels) == pytest.approx(0.2)  # the outer block again
+    assert lossreg_registry._kernels_on.active == 0 and lossreg.kernels_enabled()
+    assert _slope(compiled) == pytest.approx(-0.8e12)
+
+
+def _bce_with_kernels_inside(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    with lossreg.use_kernels(True):
+        assert lossreg.kernels_enabled()  # read in the trace too
+        return lossreg.binary_cross_entropy(x, t, reduction="sum")
