@@ -22,6 +22,7 @@ import torch
 from torch._dynamo.testing import CompileCounter
 
 import lossreg
+import lossreg.torch
 from lossreg import registry as lossreg_registry
 from lossreg import toolkit
 
@@ -102,3 +103,53 @@ def _bce_with_kernels_inside(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     with lossreg.use_kernels(True):
         assert lossreg.kernels_enabled()  # read in the trace too
         return lossreg.binary_cross_entropy(x, t, reduction="sum")
+
+
+# --- torch.jit.trace of a model holding CTCLoss -------------------------------------------------------
+#
+# The bug found: lossreg's CTC kernel differentiates in float64 (torch's float32 CTC gradient loses up
+# to ~10 % of an element, see the kernel), but casts only where the call differentiates, a Python
+# branch that torch.jit.trace bakes into its graph. torch.jit.trace's own check (check_trace=True, the
+# default) retraces under no_grad, so a model whose log-probabilities require grad failed to trace
+# ("TracingCheckError: Graphs differed across invocations!") where torch.nn.CTCLoss traces; and a
+# program traced under no_grad, then trained, got torch's float32 gradient. A traced graph now casts
+# always: it gives eager lossreg's gradient however it was traced.
+
+
+class _Acoustic(torch.nn.Module):
+    def __init__(self, crit: torch.nn.Module, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(6, 5, dtype=dtype)
+        self.crit = crit
+
+    def forward(self, x: torch.Tensor, targets: torch.Tensor, il: torch.Tensor, tl: torch.Tensor) -> torch.Tensor:
+        return self.crit(self.proj(x).log_softmax(2), targets, il, tl)
+
+
+def _speech(n: int, dtype: torch.dtype, seed: int) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(9, n, 6, dtype=dtype, generator=g), torch.randint(1, 5, (n, 3), generator=g),
+            torch.full((n,), 9, dtype=torch.long), torch.randint(1, 4, (n,), generator=g))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_jit_trace_with_its_default_check_of_a_model_holding_ctc_loss_traces_as_torch_nns(dtype: torch.dtype) -> None:
+    torch.manual_seed(0)
+    model = _Acoustic(lossreg.torch.CTCLoss(zero_infinity=True), dtype)
+    reference = _Acoustic(torch.nn.CTCLoss(zero_infinity=True), dtype)
+    reference.load_state_dict(model.state_dict())
+    torch.jit.trace(reference, _speech(4, dtype, 0))  # torch.nn's traces with the check
+    traced = torch.jit.trace(model, _speech(4, dtype, 0))
+    batch = _speech(6, dtype, 1)
+    torch.testing.assert_close(traced(*batch), reference(*batch))
+
+
+def test_a_ctc_model_traced_under_no_grad_then_trained_gets_eager_lossregs_gradient() -> None:
+    torch.manual_seed(0)
+    model = _Acoustic(lossreg.torch.CTCLoss(), torch.float32)
+    with torch.no_grad():
+        traced = torch.jit.trace(model, _speech(4, torch.float32, 0), check_trace=False)
+    batch = _speech(6, torch.float32, 1)
+    got = torch.autograd.grad(traced(*batch), list(traced.parameters()))
+    want = torch.autograd.grad(model(*batch), list(model.parameters()))
+    torch.testing.assert_close(got, want, rtol=0, atol=0)

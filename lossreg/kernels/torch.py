@@ -449,7 +449,10 @@ def ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: A
 def _ctc(log_probs: Tensor, labels: Tensor, il: Tensor, tl: Tensor, blank: int, reduction: str,
          zero_infinity: bool, unbatched: bool, bad: Tensor | None) -> Any:
     """torch's CTC of checked (or clamped) arguments, NaN for the samples ``bad`` flags."""
-    if log_probs.requires_grad and torch.is_grad_enabled():
+    # torch.jit.trace records the cast whether or not this call differentiates: its graph cannot
+    # ask, the run that differentiates it may come later (traced under no_grad, or by its own
+    # check_trace, which retraces under no_grad: the two graphs differed, a TracingCheckError).
+    if torch.jit.is_tracing() or (log_probs.requires_grad and torch.is_grad_enabled()):
         lp = log_probs.double()
     else:
         lp = log_probs.float() if log_probs.dtype in _HALF else log_probs
