@@ -153,3 +153,49 @@ def test_a_ctc_model_traced_under_no_grad_then_trained_gets_eager_lossregs_gradi
     got = torch.autograd.grad(traced(*batch), list(traced.parameters()))
     want = torch.autograd.grad(model(*batch), list(model.parameters()))
     torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+# --- torch.jit.trace of a model holding LinearCrossEntropyLoss with learned class weights -------------
+#
+# The same bug in linear_cross_entropy: class weights that require grad go to the portable definition
+# (the fused operator holds them constant), but only where grad mode is on. Traced with the default
+# check, the graphs differed (TracingCheckError); traced (or exported by torch.export) under no_grad,
+# the program ran the operator and the class weights never trained (no gradient, silently).
+
+
+class _LM(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = torch.nn.Linear(4, 6, dtype=torch.float64)
+        self.head = torch.nn.Parameter(torch.randn(5, 6, dtype=torch.float64))
+        self.crit = lossreg.torch.LinearCrossEntropyLoss(weight=torch.nn.Parameter(torch.linspace(0.5, 2.0, 5,
+                                                                                               dtype=torch.float64)))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.crit(self.body(x), self.head, y)
+
+
+def _tokens(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 4, dtype=torch.float64, generator=g), torch.randint(0, 5, (n,), generator=g)
+
+
+@pytest.mark.parametrize("how", ["check_trace", "under_no_grad", "export_under_no_grad"])
+def test_a_traced_lm_with_learned_class_weights_trains_them(how: str) -> None:
+    torch.manual_seed(0)
+    model = _LM()
+    if how == "check_trace":
+        traced = torch.jit.trace(model, _tokens(6, 0))
+    elif how == "export_under_no_grad":
+        with torch.no_grad():
+            traced = torch.export.export(model, _tokens(6, 0)).module()
+    else:
+        with torch.no_grad():
+            traced = torch.jit.trace(model, _tokens(6, 0), check_trace=False)
+    x, y = _tokens(6 if how.startswith("export") else 9, 1)  # (the export's batch is static)
+    got = torch.autograd.grad(traced(x, y), list(traced.parameters()), allow_unused=True)
+    want = torch.autograd.grad(model(x, y), list(model.parameters()))
+    assert None not in got, "a parameter got no gradient"
+    assert [tuple(g.shape) for g in got] == [tuple(p.shape) for p in model.parameters()]
+    torch.testing.assert_close(got, want)
+    assert got[-1].abs().sum() > 0  # the class weights' gradient

@@ -641,7 +641,10 @@ def linear_cross_entropy(input: Any, linear_weight: Any, target: Any, /, *, line
     Calls that go through the logits (probability targets, K-dimensional weights) are handed back
     to the portable definition, as are trainable class weights: the operator holds them constant
     (torch refuses them), where the portable definition differentiates them."""
-    if isinstance(weight, torch.Tensor) and weight.requires_grad and torch.is_grad_enabled():
+    # (While torch.jit.trace or torch.export records, whatever the grad mode: the graph cannot ask,
+    # the run that trains the weights may come later, and check_trace retraces under no_grad.)
+    if isinstance(weight, torch.Tensor) and weight.requires_grad and (
+            torch.is_grad_enabled() or torch.jit.is_tracing() or torch.compiler.is_exporting()):
         return NotImplemented
     if _beyond_reverse(input, linear_weight, linear_bias, bias, weight):
         return NotImplemented
