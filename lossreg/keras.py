@@ -131,7 +131,8 @@ class KerasLoss(keras.losses.Loss):
             return self._weighted(function, arrays, options, sample_weight, mask)
         kind, rule = _mean_rule(self.spec)
         # A mean of per-value divisions (ctc_loss's) is never over nothing: its value as computed.
-        d = rule(arrays, options, None) if rule and kind == "count" and options["reduction"] == "mean" else None
+        # .get: a plugin's loss may have no reduction option (its value as computed, as _weighted says).
+        d = rule(arrays, options, None) if rule and kind == "count" and options.get("reduction") == "mean" else None
         if d is None:
             return function(*arrays, **options)
         # A mean over nothing (every target ignored, or of weight 0): 0, as Keras's own losses

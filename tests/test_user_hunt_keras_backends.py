@@ -1,0 +1,23 @@
+"""A Keras 3 user's hunt of ``lossreg.keras`` on each Keras backend lossreg reads (JAX, torch, and
+NumPy's, which computes losses for ``evaluate``/``predict``), each finding kept as the behaviour it
+now has.
+
+Keras reads KERAS_BACKEND once, when it is first imported, so the checks run
+``fixtures/keras_backends.py`` in a subprocess per backend.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+from fixtures.keras_run import checks_passed
+
+KERAS_CHECKS = ["check_a_class_index_loss_without_a_reduction_option_is_computed_as_it_is"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("keras") is None, reason="the keras extra is not installed")
+@pytest.mark.parametrize("keras_backend", ["jax", "torch", "numpy"])
+def test_keras_backends_hunt(keras_backend: str, tmp_path: Path) -> None:
+    assert checks_passed("keras_backends.py", keras_backend, tmp_path) == KERAS_CHECKS
