@@ -142,7 +142,7 @@ class KerasLoss(keras.losses.Loss):
         # torch.nn's value otherwise, exactly.
         nothing = keras.ops.sum(d) == 0
         if options.get("weight") is not None:
-            w = options["weight"]
+            w = keras.ops.convert_to_tensor(options["weight"])  # a list where a plugin's is no array option
             options = {**options, "weight": keras.ops.where(nothing, keras.ops.ones_like(w), w)}
         out = function(*arrays, **options)
         return keras.ops.where(nothing, keras.ops.zeros_like(out), out)
@@ -392,8 +392,11 @@ def _class_weights(arrays: list[Any], options: dict[str, Any], values: Any) -> A
 
 def _class_weight_fits(options: dict[str, Any], classes: int) -> bool:
     """No class weights, or a vector of one per class, that the rule can index."""
+    import numpy as np
+
     weight = options.get("weight")
-    return weight is None or tuple(weight.shape) == (classes,)
+    # A plugin's weight not declared an array option reaches here as given (a list has no .shape).
+    return weight is None or tuple(getattr(weight, "shape", None) or np.shape(weight)) == (classes,)
 
 
 def _target_lengths(arrays: list[Any], options: dict[str, Any], values: Any) -> Any:
