@@ -1265,6 +1265,13 @@ def from_config(config: dict[str, Any]) -> Loss:
             or not all(isinstance(k, str) for k in options)):
         raise LossValueError("lossreg.from_config", "config", "a dict with 'name' and 'options' (a dict of the "
                              "options by name)", repr(config))
+    # Any other key is refused, not dropped: a lossreg.keras loss's get_config() (Keras's config)
+    # holds its options beside its Keras name and dtype, and was rebuilt with the default options.
+    other = [k for k in config if k not in ("name", "options")]
+    if other:
+        raise LossValueError("lossreg.from_config", "config", "a dict with 'name' and 'options' only (a Keras "
+                             "loss's get_config() is rebuilt by its class's from_config; its lossreg_config() "
+                             "here)", f"the keys {', '.join(map(repr, config))}")
     return get(config["name"], **options)
 
 
