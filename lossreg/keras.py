@@ -211,10 +211,12 @@ class KerasLoss(keras.losses.Loss):
                 options[key] = keras.ops.convert_to_tensor(_plain(value), dtype=like.dtype)
                 continue
             try:
-                # The backend's own tensor as it is (moved to Keras's device): through NumPy, a JAX
-                # tracer (weights made under jit or grad) could not be read, and a torch tensor lost
-                # its gradient. Other arrays (NumPy, another library's) through NumPy.
-                tensor = keras.ops.convert_to_tensor(value if keras.ops.is_tensor(value) else _plain(value))
+                # The backend's own tensor as it is (moved to Keras's device), and a Keras Variable's
+                # value (a layer's bias as linear_bias: inside fit's step, JAX's traced value): through
+                # NumPy, a JAX tracer (weights made under jit or grad) could not be read, and a torch
+                # tensor or Variable lost its gradient. Other arrays (NumPy, another library's) through NumPy.
+                native = keras.ops.is_tensor(value) or isinstance(value, keras.Variable)
+                tensor = keras.ops.convert_to_tensor(value if native else _plain(value))
             except (TypeError, ValueError) as error:  # a string, a dict: named, in the class form's words
                 raise not_an_array(self.spec.name, key, value) from error
             # A floating array takes y_pred's dtype; integer, bool and complex ones are left as they
