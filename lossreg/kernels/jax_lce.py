@@ -211,7 +211,11 @@ def _lce_bwd(meta: _Meta, res: Any, g: Any) -> tuple[Any, ...]:
     h, w, b, t, act, bad, cw, counts = inputs
     if early:
         d_h, d_w, d_b = saved
-        d_h, d_w, d_b = d_h * g, d_w * g, d_b * g
+        # The cotangent comes in the loss's dtype (half precision for half inputs), the gradients
+        # in the work dtype: cast it, as the other branch does, or JAX's strict dtype promotion
+        # (jax_numpy_dtype_promotion="strict") refuses float16 times float32.
+        scale = g.astype(meta.work)
+        d_h, d_w, d_b = d_h * scale, d_w * scale, d_b * scale
     else:
         coef = _base_coef(meta, act, counts) * (g.reshape(-1) if meta.reduction == "none" else g).astype(meta.work)
         _, _, d_h, d_w, d_b = _scan(meta, h, w, b, t, act, bad, cw, coef,
