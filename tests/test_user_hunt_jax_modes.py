@@ -30,7 +30,8 @@ def test_linear_cross_entropy_half_precision_gradient_under_strict_dtype_promoti
     rng = np.random.default_rng(0)
     h = jnp.asarray(rng.standard_normal((6, 3)), dtype)
     w = jnp.asarray(rng.standard_normal((5, 3)), dtype)
-    arrays = {"linear_bias": jnp.asarray(rng.standard_normal(5), dtype), "weight": jnp.asarray(rng.random(5) + 0.5, dtype)}
+    arrays = {"linear_bias": jnp.asarray(rng.standard_normal(5), dtype),
+              "weight": jnp.asarray(rng.random(5) + 0.5, dtype)}
     t = jnp.asarray([0, 1, 2, 3, 4, -100])
     free = [h, w, *(arrays[k] for k in options)]
     argnums = tuple(range(len(free)))

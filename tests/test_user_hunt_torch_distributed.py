@@ -88,33 +88,44 @@ def test_class_index_losses_take_logits_sharded_along_the_classes(tmp_path) -> N
     assert _run_two_ranks(tmp_path, CLASS_SHARDED) == ["rank0: all torch's", "rank1: all torch's"]
 
 
-MARGIN_LOSSES = _two_ranks('''
-        cases = {
-            "multi_margin_loss": torch.randint(0, 4, (6,)),
-            "multilabel_margin_loss": torch.tensor([[0, 3, -1, 0]] * 3 + [[2, -1, 1, 1]] * 3),
-        }
-        for name, t in cases.items():
+EXTRAS_SOURCE = str(Path(__file__).resolve().parents[1] / "plugins" / "lossreg-extras" / "src")
+CLASS_NUMBERING = _two_ranks(f'''
+        if "extras" not in lossreg.registry().plugins:  # not installed: registered from its sources
+            sys.path.insert(0, {EXTRAS_SOURCE!r})
+            import lossreg_extras
+            lossreg.register_plugin(lossreg_extras, "extras")
+        sparsemax = lossreg.get("sparsemax_loss")
+        cases = {{  # the loss, its reference on the whole tensors, a target
+            "multi_margin_loss": (lossreg.multi_margin_loss, torch.nn.functional.multi_margin_loss,
+                                  torch.randint(0, 4, (6,))),
+            "multilabel_margin_loss": (lossreg.multilabel_margin_loss, torch.nn.functional.multilabel_margin_loss,
+                                       torch.tensor([[0, 3, -1, 0]] * 3 + [[2, -1, 1, 1]] * 3)),
+            # a plugin's loss, with no torch.nn equivalent: the same loss on the whole tensors
+            "sparsemax_loss": (sparsemax, sparsemax, torch.randint(0, 4, (6,))),
+        }}
+        for name, (loss, reference, t) in cases.items():
             x = torch.randn(6, 4, dtype=torch.float64)
             leaf = x.clone().requires_grad_()
-            want = getattr(torch.nn.functional, name)(leaf, t)
+            want = reference(leaf, t)
             (want_grad,) = torch.autograd.grad(want, leaf)
             for placement in (Shard(0), Replicate()):  # a batch split over the ranks, or on every rank
                 dx = distribute_tensor(x, mesh, [placement]).requires_grad_()
                 try:
-                    got = getattr(lossreg, name)(dx, distribute_tensor(t, mesh, [placement]))
+                    got = loss(dx, distribute_tensor(t, mesh, [placement]))
                     (grad,) = torch.autograd.grad(got, dx)
                     torch.testing.assert_close(got.full_tensor(), want)
                     torch.testing.assert_close(grad.full_tensor(), want_grad)
                 except Exception as e:
-                    failed.append(f"{name} {placement}: {type(e).__name__}: {e}")
+                    failed.append(f"{{name}} {{placement}}: {{type(e).__name__}}: {{e}}")
 ''')
 
 
-def test_margin_losses_take_dtensors(tmp_path) -> None:
+def test_losses_that_number_the_classes_take_dtensors(tmp_path) -> None:
     """torch's multi_margin_loss and multilabel_margin_loss have no sharding strategy; lossreg's
-    compare the targets with the class numbers, made as a DTensor on the input's mesh: a plain
-    tensor met the DTensor in "got mixed torch.Tensor and DTensor"."""
-    assert _run_two_ranks(tmp_path, MARGIN_LOSSES) == ["rank0: all torch's", "rank1: all torch's"]
+    compare the targets with the class numbers, and lossreg-extras' sparsemax_loss numbers its
+    sorted classes: the numbers are made by ``toolkit.arange_like``, a DTensor on the input's mesh.
+    A plain ``arange`` met the DTensor in "got mixed torch.Tensor and DTensor"."""
+    assert _run_two_ranks(tmp_path, CLASS_NUMBERING) == ["rank0: all torch's", "rank1: all torch's"]
 
 
 INVALID_TARGET = _two_ranks('''
@@ -139,31 +150,3 @@ def test_an_invalid_target_on_one_rank_is_nan_on_every_rank(tmp_path) -> None:
     check is in the graph, and the loss is NaN on every rank, as where values cannot be read."""
     assert _run_two_ranks(tmp_path, INVALID_TARGET) == ["rank0: all torch's", "rank1: all torch's"]
 
-
-EXTRAS_SOURCE = str(Path(__file__).resolve().parents[1] / "plugins" / "lossreg-extras" / "src")
-PLUGIN_LOSS = _two_ranks(f'''
-        if "extras" not in lossreg.registry().plugins:  # not installed: registered from its sources
-            sys.path.insert(0, {EXTRAS_SOURCE!r})
-            import lossreg_extras
-            lossreg.register_plugin(lossreg_extras, "extras")
-        sparsemax = lossreg.get("sparsemax_loss")
-        x, t = torch.randn(6, 5, dtype=torch.float64), torch.randint(0, 5, (6,))
-        leaf = x.clone().requires_grad_()
-        want = sparsemax(leaf, t)  # no torch.nn equivalent: the same loss on the whole tensors
-        (want_grad,) = torch.autograd.grad(want, leaf)
-        for placement in (Shard(0), Replicate()):
-            dx = distribute_tensor(x, mesh, [placement]).requires_grad_()
-            try:
-                got = sparsemax(dx, distribute_tensor(t, mesh, [placement]))
-                (grad,) = torch.autograd.grad(got, dx)
-                torch.testing.assert_close(got.full_tensor(), want)
-                torch.testing.assert_close(grad.full_tensor(), want_grad)
-            except Exception as e:
-                failed.append(f"sparsemax_loss {{placement}}: {{type(e).__name__}}: {{e}}")
-''')
-
-
-def test_a_plugin_loss_takes_dtensors(tmp_path) -> None:
-    """lossreg-extras' sparsemax_loss numbers the sorted classes with ``toolkit.arange_like``, as the
-    built-in margin losses do: a plain ``arange`` met the DTensor in "got mixed torch.Tensor and DTensor"."""
-    assert _run_two_ranks(tmp_path, PLUGIN_LOSS) == ["rank0: all torch's", "rank1: all torch's"]
