@@ -80,6 +80,7 @@ class KerasLoss(keras.losses.Loss):
     """Base of the generated Keras losses; ``spec`` is the loss's :class:`lossreg.LossSpec`."""
 
     spec: LossSpec
+    _call_weights: tuple[Any, Any] | None = None  # (sample_weight, mask) while a subclass's call runs
 
     def __init__(self, *args: Any, name: str | None = None, dtype: Any = None, **options: Any) -> None:
         check_backend(self.spec.name, keras.backend.backend())
@@ -101,6 +102,18 @@ class KerasLoss(keras.losses.Loss):
         # .get: a dict without the first argument is _arrays' LossValueError naming the arrays, not a KeyError
         first = y_pred.get(self.spec.inputs[0]) if isinstance(y_pred, dict) else y_pred
         mask = None if first is None else _keras_mask(first)
+        if type(self).call is not KerasLoss.call:
+            # A subclass's own call (Keras's way to customise a loss: super().call plus a penalty,
+            # say) gives the value, as keras.losses.Loss.__call__ calls it; it was skipped, silently.
+            # Its super().call is this loss weighted by this call's sample weights and mask.
+            self._call_weights = (sample_weight, mask)
+            try:
+                return self.call(y_true, y_pred)
+            finally:
+                self._call_weights = None
+        return self._value(y_true, y_pred, sample_weight, mask)
+
+    def _value(self, y_true: Any, y_pred: Any, sample_weight: Any, mask: Any) -> Any:
         arrays, hot = self._arrays(y_true, y_pred)
         options = self._options(arrays[0])
         while True:
@@ -148,7 +161,13 @@ class KerasLoss(keras.losses.Loss):
         return keras.ops.where(nothing, keras.ops.zeros_like(out), out)
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
-        return self(y_true, y_pred)
+        """The loss of ``y_pred`` (reduced, torch.nn's value); in a subclass's own ``call``, weighted
+        by the sample weights and Keras mask its ``__call__`` was given."""
+        weights = self._call_weights
+        if weights is None:
+            first = y_pred.get(self.spec.inputs[0]) if isinstance(y_pred, dict) else y_pred
+            weights = (None, None if first is None else _keras_mask(first))
+        return self._value(y_true, y_pred, *weights)
 
     def _arrays(self, y_true: Any, y_pred: Any, one_hot: bool = True) -> tuple[list[Any], int | None]:
         """The loss's arrays in its order, and the index of integer one-hot rows read as
