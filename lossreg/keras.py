@@ -41,7 +41,8 @@ everything is masked), as Keras's own losses do.
 Losses of more than two arrays take dicts keyed by the argument names:
 ``GaussianNLLLoss()({"target": y}, {"input": mu, "var": var})``; a bare ``y_pred`` is the first
 argument (``input``) and a bare ``y_true`` the ``target`` (else the second argument). Class-index targets keep their
-integer dtype (Keras would cast them to floats); floating ``y_true`` is cast to ``y_pred``'s dtype, and
+integer dtype (Keras would cast them to floats), and floating ones not of the scores' shape are class indices,
+cast to integers as Keras's sparse losses cast them; floating ``y_true`` is cast to ``y_pred``'s dtype, and
 so is an integer one where the loss takes floats (BCE's 0/1 labels, say), as Keras's own losses cast it,
 a boolean one of the soft-margin losses (which take integer labels), and one-hot rows of a class-index
 loss stored as integers or booleans (probabilities then).
@@ -189,6 +190,8 @@ class KerasLoss(keras.losses.Loss):
         floating = _FLOAT_LABELS.get(self.spec.name, ())
         for index, name in enumerate(names[1:], 1):
             x = self._tensor(name, given[name])
+            if name == truth and self._float_indices(x, first):
+                x = keras.ops.cast(x, "int32")
             if one_hot and name == truth and _integer(x) and name not in floating and self._one_hot(x, first):
                 hot = index
             if not _integer(x) or name in floating or hot == index:
@@ -210,6 +213,15 @@ class KerasLoss(keras.losses.Loss):
             # Refused, as the functional form refuses it: a cast to y_pred's dtype drops the imaginary part.
             raise LossTypeError(self.spec.name, name, "real numbers", describe(x if hasattr(x, "dtype") else tensor))
         return tensor if dtype is None else keras.ops.cast(tensor, dtype)
+
+    def _float_indices(self, target: Any, scores: Any) -> bool:
+        """Floating labels of a class-index loss not of the scores' shape (so not probabilities):
+        class indices stored as floats, as Keras's sparse losses read them (cast to integers).
+        Keras makes them: a keras.losses.Loss subclass's __call__ casts y_true to its float dtype
+        before its call (a loss combining this one with others), and fit passes float label
+        columns as they are; they were a LossValueError, where SparseCategoricalCrossentropy trains."""
+        return ("ignore_index" in self.spec.options and "float" in keras.backend.standardize_dtype(target.dtype)
+                and tuple(target.shape) != tuple(scores.shape))
 
     def _one_hot(self, target: Any, scores: Any) -> bool:
         """Integer or boolean labels of a class-index loss with the scores' own shape (N, C, ...):

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from fixtures.keras_run import checks_passed
 
-CHECKS = ["check_a_subclass_overriding_call_gives_its_own_value"]
+CHECKS = ["check_a_subclass_overriding_call_gives_its_own_value",
+          "check_float_class_indices_are_read_as_keras_sparse_losses_read_them"]
 
 
 @pytest.mark.skipif(importlib.util.find_spec("keras") is None, reason="the keras extra is not installed")
