@@ -364,7 +364,7 @@ def _fx_root(module: LossModule, arrays: Any, tracer: Any = None) -> Any:  # arr
         elif len(arrays) != 2:
             raise TypeError(f"{module.spec.class_name}.forward() with an owned layer takes (input, target)")
     if linear is None:
-        return tracer.create_proxy("call_function", _FUNCTIONS[module._loss_name],
+        return tracer.create_proxy("call_function", _traced_form(module._loss_name),
                                    tuple(arrays[i] for i in range(len(module.spec.inputs))), options)
     assert isinstance(module, LinearLossModule)  # the only module that owns a layer
     shape, path = (module.num_classes, *module.out_features), tracer.path_of_module(linear)
@@ -372,13 +372,52 @@ def _fx_root(module: LossModule, arrays: Any, tracer: Any = None) -> Any:  # arr
     if "bias" in dict(linear.named_parameters()):  # not linear.bias: under fx that is a proxy too, never None
         options[next(k for k in ("linear_bias", "bias") if k in options)] = tracer.create_proxy(
             "get_attr", f"{path}.bias", (), {}).reshape(*shape)
-    return tracer.create_proxy("call_function", _FUNCTIONS[module._loss_name], (arrays[0], weight, arrays[1]), options)
+    return tracer.create_proxy("call_function", _traced_form(module._loss_name), (arrays[0], weight, arrays[1]),
+                               options)
 
 
 def _number_like(value: float, like: torch.Tensor) -> torch.Tensor:
     """A number held for an array option as the 0-d array ``listed_as_arrays`` makes of it: a node of
     a traced module's graph (``_fx_root``), which can hold the function but not the dict it returns."""
+    recorded = _fx_node(_number_like, (value, like), {})
+    if recorded is not None:
+        return recorded
     return torch.full((), float(value), dtype=like.dtype, device=like.device)
+
+
+def _fx_node(function: Any, arrays: tuple[Any, ...], options: dict[str, Any]) -> Any:
+    """Under an fx trace, the call of a function a traced module's graph calls (``_traced_form``,
+    ``_number_like``) as a node again, else None: an unpickled GraphModule (``torch.load`` of
+    ``torch.save(symbolic_trace(...))``) is rebuilt by tracing its code, which called the function on
+    proxies (as ``torch.nn.functional``'s record themselves by ``__torch_function__``)."""
+    if _FX_TRACE is not None and not _FX_TRACE._is_fx_tracing_flag:
+        return None
+    proxy = next((a for a in (*arrays, *options.values()) if isinstance(a, torch.fx.Proxy)), None)
+    return None if proxy is None else proxy.tracer.create_proxy("call_function", function, arrays, options)
+
+
+_TRACED: dict[str, Any] = {}
+
+
+def _traced_form(name: str) -> Any:
+    """The call a traced loss module's graph records: the loss's functional form, as
+    ``lossreg.torch.<name>`` (``__getattr__``), where pickle finds it by its ``__module__`` and
+    ``__qualname__``. The registry's form itself names ``lossreg.losses.classification.cross_entropy``,
+    another object, so pickling the GraphModule (``torch.save`` of a traced model, which imports every
+    function its graph calls) failed with torch.package's ObjMismatchError; torch.nn's traced modules
+    call ``torch.nn.functional``'s, which pickle. It calls the form the registry has now."""
+    made = _TRACED.get(name)
+    if made is None:
+        module_class(name)  # the class, and with it _FUNCTIONS[name]: a fresh process's unpickling asks here first
+
+        def form(*arrays: Any, **options: Any) -> Any:
+            recorded = _fx_node(form, arrays, options)
+            return _FUNCTIONS[name](*arrays, **options) if recorded is None else recorded
+
+        form.__module__, form.__name__, form.__qualname__ = __name__, name, name
+        form.__doc__ = _FUNCTIONS[name].__doc__
+        made = _TRACED.setdefault(name, form)
+    return made
 
 
 def _is_size(k: object) -> TypeGuard[int]:
@@ -559,8 +598,11 @@ def from_config(config: dict[str, Any]) -> LossModule:
     return get(loss.spec.name, **config.get("options", {}))
 
 
-def __getattr__(name: str) -> type[LossModule]:
-    """``lossreg.torch.MSELoss``: the module class of each registered loss, by its class name."""
+def __getattr__(name: str) -> Any:
+    """``lossreg.torch.MSELoss``: the module class of each registered loss, by its class name; by the
+    loss's name, the functional form a traced loss module's graph calls (``_traced_form``)."""
+    if name in registry().specs:
+        return _traced_form(name)
     return module_class(by_class_name("lossreg.torch", name).name)
 
 

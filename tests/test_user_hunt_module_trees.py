@@ -1,0 +1,87 @@
+"""lossreg.torch modules inside the nn.Module trees torch users hold, and what torch does with those
+trees: a traced module saved and loaded as torch.nn's is."""
+
+from __future__ import annotations
+
+import copy
+import io
+import pickle
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+import lossreg.torch as lt
+
+W3 = [1.0, 2.0, 0.5]
+
+
+def _criteria() -> dict[str, torch.nn.Module]:
+    return {"weighted": lt.CrossEntropyLoss(weight=torch.tensor(W3), label_smoothing=0.1),
+            "number_pos_weight": lt.BCEWithLogitsLoss(pos_weight=2.0),  # a _number_like node
+            "owned_layer": lt.LinearCrossEntropyLoss(4, 3, bias=True)}
+
+
+def _arrays(name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    if name == "owned_layer":
+        return torch.randn(5, 4, generator=g), torch.tensor([0, 1, 2, 1, 0])
+    if name == "number_pos_weight":
+        return torch.randn(5, 3, generator=g), (torch.rand(5, 3, generator=g) > 0.5).float()
+    return torch.randn(5, 3, generator=g), torch.tensor([0, 1, 2, 1, 0])
+
+
+@pytest.mark.parametrize("name", list(_criteria()))
+def test_a_traced_loss_module_pickles_and_torch_saves_as_torch_nns(name: str) -> None:
+    """``torch.save(torch.fx.symbolic_trace(torch.nn.CrossEntropyLoss()))`` works: pickle imports each
+    function the graph calls by its name. lossreg's traced module called the registry's functional
+    form, which its name (``lossreg.losses.classification.cross_entropy``) does not find, and pickling
+    failed with torch.package's ObjMismatchError; the graph now calls ``lossreg.torch.cross_entropy``."""
+    module = _criteria()[name]
+    traced = torch.fx.symbolic_trace(module)
+    x, y = _arrays(name)
+    want = module(x, y)
+    buffer = io.BytesIO()
+    torch.save(traced, buffer)
+    buffer.seek(0)
+    for loaded in (torch.load(buffer, weights_only=False), pickle.loads(pickle.dumps(traced)), copy.deepcopy(traced)):
+        torch.testing.assert_close(loaded(x, y), want, rtol=0, atol=0)
+        assert [n.op for n in loaded.graph.nodes if n.op.startswith("call")][-1] == "call_function"
+
+
+def test_a_model_traced_with_a_hooked_criterion_pickles() -> None:
+    """A hooked criterion is traced through to its functional form (its hooks run on the trace): the
+    model's GraphModule calls that form, and pickles."""
+    model = torch.nn.ModuleDict({"net": torch.nn.Linear(4, 3), "loss": lt.CrossEntropyLoss(weight=W3)})
+    model["loss"].register_forward_hook(lambda module, args, out: out * 2)
+
+    class Model(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = model
+
+        def forward(self, x, y):  # type: ignore[no-untyped-def]  # fx records annotations, here strings
+            return self.inner["loss"](self.inner["net"](x), y)
+
+    eager = Model()
+    traced = torch.fx.symbolic_trace(eager)
+    x, y = torch.randn(5, 4), torch.tensor([0, 1, 2, 1, 0])
+    torch.testing.assert_close(pickle.loads(pickle.dumps(traced))(x, y), eager(x, y), rtol=0, atol=0)
+
+
+def test_a_saved_traced_loss_module_loads_in_a_fresh_process(tmp_path: Path) -> None:
+    path = tmp_path / "traced.pt"
+    module = lt.CrossEntropyLoss(weight=torch.tensor(W3))
+    torch.save(torch.fx.symbolic_trace(module), path)
+    x, y = _arrays("weighted")
+    code = textwrap.dedent(f"""
+        import torch
+        traced = torch.load({str(path)!r}, weights_only=False)  # no lossreg import: the graph's imports do it
+        x = torch.tensor({x.tolist()!r})
+        print(float(traced(x, torch.tensor({y.tolist()!r}))))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert float(out.split()[-1]) == pytest.approx(float(module(x, y)), rel=1e-6)
