@@ -347,7 +347,9 @@ def _fx_root(module: LossModule, arrays: Any, tracer: Any = None) -> Any:  # arr
     indexes them; array options and an owned layer's parameters are read as the module's attributes
     (``get_attr``), so the graph follows their updates."""
     tracer, options = tracer or arrays.tracer, module.loss_options()
-    callable_options = [k for k, v in options.items() if callable(v)]
+    # An fx Proxy is callable too: an option the trace computes (a parametrized weight, a Parameter
+    # option, which fx reads as get_attr nodes) is no callable option, and was refused as one.
+    callable_options = [k for k, v in options.items() if callable(v) and not isinstance(v, torch.fx.Proxy)]
     if callable_options:  # fx records no callable as a node's argument
         what = ("the loss module itself" if getattr(tracer, "root", None) is module
                 else "a loss module with forward hooks, or a subclass's forward,")

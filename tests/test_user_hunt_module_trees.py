@@ -85,3 +85,50 @@ def test_a_saved_traced_loss_module_loads_in_a_fresh_process(tmp_path: Path) -> 
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert float(out.split()[-1]) == pytest.approx(float(module(x, y)), rel=1e-6)
+
+
+class _Softplus(torch.nn.Module):
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.softplus(weight)
+
+
+def test_fx_traces_a_loss_module_with_a_parametrized_weight_as_torch_nns() -> None:
+    """``symbolic_trace`` of ``torch.nn.CrossEntropyLoss`` with a parametrized weight traces (fx computes
+    the weight on proxies). An fx Proxy is callable, and lossreg refused the weight as a "callable
+    weight" with UnsupportedError; it now traces to torch.nn's value, following the weight's updates."""
+    x, y = _arrays("weighted")
+    ours, theirs = lt.CrossEntropyLoss(weight=torch.tensor(W3)), torch.nn.CrossEntropyLoss(weight=torch.tensor(W3))
+    for module in (ours, theirs):
+        torch.nn.utils.parametrize.register_parametrization(module, "weight", _Softplus())
+    traced = torch.fx.symbolic_trace(ours)
+    torch.testing.assert_close(traced(x, y), torch.fx.symbolic_trace(theirs)(x, y), rtol=0, atol=0)
+    with torch.no_grad():
+        ours.parametrizations.weight.original.mul_(3)
+    torch.testing.assert_close(traced(x, y), ours(x, y), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("hooked", [False, True])
+def test_fx_traces_a_loss_module_whose_weight_is_a_parameter_and_its_gradient_flows(hooked: bool) -> None:
+    """An option given as an ``nn.Parameter`` trains (README); fx reads it as a proxy, which was refused
+    as a callable option, both for the loss module itself and for a hooked one inside a model."""
+    x, y = _arrays("weighted")
+    weight = torch.nn.Parameter(torch.tensor(W3))
+    criterion = lt.CrossEntropyLoss(weight=weight)
+    if hooked:
+        criterion.register_forward_hook(lambda module, args, out: 2 * out)
+    model = torch.nn.ModuleDict({"loss": criterion})
+
+    class Model(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = model
+
+        def forward(self, x, y):  # type: ignore[no-untyped-def]  # fx records annotations, here strings
+            return self.inner["loss"](x, y)
+
+    traced = torch.fx.symbolic_trace(Model() if hooked else criterion)
+    got = traced(x, y)
+    want = model["loss"](x, y)  # the eager module's (torch.nn's cross_entropy takes no gradient for its weight)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    (grad,) = torch.autograd.grad(got, weight)
+    torch.testing.assert_close(grad, torch.autograd.grad(want, weight)[0], rtol=0, atol=0)
