@@ -264,6 +264,14 @@ class LinearLossModule(LossModule):
         if "linear" in self._modules and _forward_as_made(self):
             self.forward = self._owned_forward  # type: ignore[method-assign]
 
+    def _replicate_for_data_parallel(self) -> Any:
+        # nn.DataParallel's replicas copy the module's __dict__, the owned form's bound forward with it:
+        # each replica ran the original's layer (device 0's), not the copy replicate gives it. It binds its own.
+        replica = super()._replicate_for_data_parallel()
+        if "forward" in self.__dict__:
+            replica.forward = replica._owned_forward
+        return replica
+
     def extra_repr(self) -> str:
         linear = getattr(self, "linear", None)  # an owned layer, a submodule
         owned = "" if linear is None else (f"in_features={linear.in_features}, num_classes={self.num_classes}, "

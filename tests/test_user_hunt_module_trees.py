@@ -132,3 +132,16 @@ def test_fx_traces_a_loss_module_whose_weight_is_a_parameter_and_its_gradient_fl
     torch.testing.assert_close(got, want, rtol=0, atol=0)
     (grad,) = torch.autograd.grad(got, weight)
     torch.testing.assert_close(grad, torch.autograd.grad(want, weight)[0], rtol=0, atol=0)
+
+
+def test_a_data_parallel_replica_of_the_owned_layer_module_runs_its_own_layer() -> None:
+    """``nn.DataParallel`` replicates a module per GPU by ``_replicate_for_data_parallel`` (a copy of its
+    ``__dict__``) and gives each replica its copy of the layer. The owned form's ``forward``, bound to
+    the module in that ``__dict__``, ran the original's layer (device 0's) in every replica; torch.nn's
+    ``LinearCrossEntropyLoss`` runs the replica's. Simulated here on the CPU, as replicate does it."""
+    x, y = _arrays("owned_layer")
+    for cls in (torch.nn.LinearCrossEntropyLoss, lt.LinearCrossEntropyLoss):
+        replica = cls(4, 3, bias=True)._replicate_for_data_parallel()
+        layer = torch.nn.Linear(4, 3)
+        replica._modules["linear"] = layer  # what replicate does, with the layer's copy on the replica's device
+        torch.testing.assert_close(replica(x, y), torch.nn.functional.cross_entropy(layer(x), y))
