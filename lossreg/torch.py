@@ -377,11 +377,14 @@ def _fx_root(module: LossModule, arrays: Any, tracer: Any = None) -> Any:  # arr
         return tracer.create_proxy("call_function", _traced_form(module._loss_name),
                                    tuple(arrays[i] for i in range(len(module.spec.inputs))), options)
     assert isinstance(module, LinearLossModule)  # the only module that owns a layer
-    shape, path = (module.num_classes, *module.out_features), tracer.path_of_module(linear)
-    weight = tracer.create_proxy("get_attr", f"{path}.weight", (), {}).reshape(*shape, linear.in_features)
-    if "bias" in dict(linear.named_parameters()):  # not linear.bias: under fx that is a proxy too, never None
-        options[next(k for k in ("linear_bias", "bias") if k in options)] = tracer.create_proxy(
-            "get_attr", f"{path}.bias", (), {}).reshape(*shape)
+    # The layer's weight and bias read as torch.nn's forward reads them (fx makes a parameter a get_attr
+    # node and traces a parametrization's computation): a get_attr of "linear.weight" made a parametrized
+    # weight (weight_norm) a copy of its value, which took no gradient and missed its updates, and a
+    # parametrized bias, not among the layer's named_parameters as "bias", was left out of the call.
+    shape = (module.num_classes, *module.out_features)
+    weight, bias = linear.weight.reshape(*shape, linear.in_features), linear.bias
+    if bias is not None:
+        options[next(k for k in ("linear_bias", "bias") if k in options)] = bias.reshape(*shape)
     return tracer.create_proxy("call_function", _traced_form(module._loss_name), (arrays[0], weight, arrays[1]),
                                options)
 

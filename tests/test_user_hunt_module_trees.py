@@ -145,3 +145,32 @@ def test_a_data_parallel_replica_of_the_owned_layer_module_runs_its_own_layer() 
         layer = torch.nn.Linear(4, 3)
         replica._modules["linear"] = layer  # what replicate does, with the layer's copy on the replica's device
         torch.testing.assert_close(replica(x, y), torch.nn.functional.cross_entropy(layer(x), y))
+
+
+class _Twice(torch.nn.Module):
+    def forward(self, tensor: torch.Tensor) -> torch.Tensor:
+        return 2 * tensor
+
+
+@pytest.mark.parametrize("parametrized", ["weight", "bias"])
+def test_fx_trace_of_the_owned_layer_module_traces_a_parametrized_layer_as_torch_nns(parametrized: str) -> None:
+    """``symbolic_trace(torch.nn.LinearCrossEntropyLoss(...))`` with a parametrized layer (weight_norm,
+    spectral_norm, parametrize) traces the parametrization: the graph's parameters are its originals,
+    which take the gradient. lossreg's graph read ``linear.weight`` as one get_attr, a copy of the
+    computed weight (no gradient, no updates), and left a parametrized bias out (another value)."""
+    x, y = _arrays("owned_layer")
+    traced = {}
+    for cls in (torch.nn.LinearCrossEntropyLoss, lt.LinearCrossEntropyLoss):
+        torch.manual_seed(0)
+        module = cls(4, 3, bias=True)
+        torch.nn.utils.parametrize.register_parametrization(module.linear, parametrized, _Twice())
+        graph = torch.fx.symbolic_trace(module)
+        value = graph(x, y)
+        torch.testing.assert_close(value, module(x, y))
+        traced[cls.__module__] = (value, dict(zip([n for n, _ in graph.named_parameters()],
+                                                  torch.autograd.grad(value, list(graph.parameters())))))
+    (ours, our_grads), (theirs, their_grads) = traced["lossreg.torch"], traced["torch.nn.modules.loss"]
+    torch.testing.assert_close(ours, theirs)
+    assert our_grads.keys() == their_grads.keys()
+    for name, grad in their_grads.items():
+        torch.testing.assert_close(our_grads[name], grad)
