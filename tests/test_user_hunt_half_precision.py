@@ -105,45 +105,49 @@ def test_jax_jit_value_and_grad_in_half_precision_are_torchs_float64_ones_rounde
         assert _error_eps(g, w.numpy(), dtype) <= 2.0, k
 
 
-def _plugin_cases() -> list[Any]:
+def _plugin_cases(plugin: str) -> list[Any]:
+    """One "mean" case with gradients, that may run in bfloat16, per loss of ``plugin``."""
     from lossreg.registry import registry
 
     picked: dict[str, Any] = {}
     for case in registry().cases:
-        if (case.plugin != "lossreg" and case.raises is None and case.options.get("reduction") == "mean"
+        if (case.plugin == plugin and case.raises is None and case.options.get("reduction") == "mean"
                 and (case.dtypes is None or "bfloat16" in case.dtypes) and case.grads):
             picked.setdefault(case.loss, case)
-    return [pytest.param(c, id=c.loss) for c in picked.values()] or [
-        pytest.param(None, marks=pytest.mark.skip(reason="no plugin installed: pip install -e plugins/lossreg-segmentation "
-                                                         "plugins/lossreg-extras"))]
+    return list(picked.values())
 
 
 @pytest.mark.parametrize("dtype", HALF)
-@pytest.mark.parametrize("case", _plugin_cases())
-def test_plugin_losses_under_jax_jit_and_grad_in_half_precision(case: Any, dtype: str) -> None:
+@pytest.mark.parametrize("plugin", ["extras", "segmentation"])
+def test_plugin_losses_under_jax_jit_and_grad_in_half_precision(plugin: str, dtype: str, request: Any) -> None:
     """The plugins' losses have no torch peer: the reference is lossreg's own float64 answer (which
     their conformance cases check against mpmath) on the same rounded inputs."""
     jnp = pytest.importorskip("jax.numpy")
-    spec = lossreg.spec(case.loss)
-    data = {k: np.asarray(v["data"], dtype="float64" if v["dtype"] == "float" else v["dtype"]) for k, v in case.inputs.items()}
-    options = {k: np.asarray(v["data"], dtype="float64") if isinstance(v, dict) else v for k, v in case.options.items()}
-    wrt = [k for k in spec.differentiable if k in data and _is_float(data[k])]
-    arrays = {k: jnp.asarray(v, dtype=dtype) if _is_float(v) else jnp.asarray(v) for k, v in data.items()}
-    jopts = {k: jnp.asarray(v, dtype=dtype) if isinstance(v, np.ndarray) else v for k, v in options.items()}
-    value, grads = _jax_value_and_grad(spec.function, arrays, jopts, wrt)
+    request.getfixturevalue(plugin)  # the real plugin package, registered as its entry point would
+    cases = _plugin_cases(plugin)
+    assert len(cases) >= 3, f"lossreg-{plugin} has cases to run"
+    for case in cases:
+        spec = lossreg.spec(case.loss)
+        data = {k: np.asarray(v["data"], dtype="float64" if v["dtype"] == "float" else v["dtype"])
+                for k, v in case.inputs.items()}
+        options = {k: np.asarray(v["data"], dtype="float64") if isinstance(v, dict) else v for k, v in case.options.items()}
+        wrt = [k for k in spec.differentiable if k in data and _is_float(data[k])]
+        arrays = {k: jnp.asarray(v, dtype=dtype) if _is_float(v) else jnp.asarray(v) for k, v in data.items()}
+        jopts = {k: jnp.asarray(v, dtype=dtype) if isinstance(v, np.ndarray) else v for k, v in options.items()}
+        value, grads = _jax_value_and_grad(spec.function, arrays, jopts, wrt)
 
-    exact = {k: torch.from_numpy(np.array(v.astype("float32"), dtype=np.float64) if _is_float(data[k]) else np.array(v))
-             for k, v in arrays.items()}
-    exact = {k: v.requires_grad_(k in wrt) if v.is_floating_point() else v for k, v in exact.items()}
-    topts = {k: torch.from_numpy(np.asarray(v.astype("float32"), dtype=np.float64)) if hasattr(v, "shape") else v
-             for k, v in jopts.items()}
-    want = spec.function(*exact.values(), **topts)
-    want_grads = torch.autograd.grad(want, [exact[k] for k in wrt])
+        exact = {k: torch.from_numpy(np.array(v.astype("float32"), dtype=np.float64) if _is_float(data[k]) else np.array(v))
+                 for k, v in arrays.items()}
+        exact = {k: v.requires_grad_(k in wrt) if v.is_floating_point() else v for k, v in exact.items()}
+        topts = {k: torch.from_numpy(np.asarray(v.astype("float32"), dtype=np.float64)) if hasattr(v, "shape") else v
+                 for k, v in jopts.items()}
+        want = spec.function(*exact.values(), **topts)
+        want_grads = torch.autograd.grad(want, [exact[k] for k in wrt])
 
-    assert {str(value.dtype)} | {str(g.dtype) for g in grads} == {dtype}
-    assert _error_eps(value, want.detach().numpy(), dtype) <= 1.0
-    for k, g, w in zip(wrt, grads, want_grads):
-        assert _error_eps(g, w.numpy(), dtype) <= 2.0, k
+        assert {str(value.dtype)} | {str(g.dtype) for g in grads} == {dtype}, case.loss
+        assert _error_eps(value, want.detach().numpy(), dtype) <= 1.0, case.loss
+        for k, g, w in zip(wrt, grads, want_grads):
+            assert _error_eps(g, w.numpy(), dtype) <= 2.0, (case.loss, k)
 
 
 # --- NumPy's bfloat16 -------------------------------------------------------------------------------
