@@ -60,7 +60,7 @@ import keras
 
 from .errors import DefinitionError, LossError, LossTypeError, LossValueError, UnsupportedError
 from .registry import ForkSafeLock, LossSpec, by_class_name, registry
-from .toolkit import FLOATING, LABELS, describe, not_an_array
+from .toolkit import FLOATING, FLOATING_OR_COMPLEX, LABELS, describe, not_an_array
 from .registry import from_config as lossreg_from_config
 
 __all__ = ["KerasLoss", "get", "from_config", "SUPPORTED_BACKENDS"]
@@ -133,8 +133,8 @@ class KerasLoss(keras.losses.Loss):
                 # pandas.get_dummies for MultiLabelSoftMarginLoss): Keras's own losses cast y_true to
                 # y_pred's dtype, and so does this one from now on (labels are exact as floats).
                 # Each such argument once (GaussianNLL's target and var, say).
-                if not (index and isinstance(error, LossTypeError) and error.expected in (FLOATING, LABELS)
-                        and _integer(arrays[index])):
+                if not (index and isinstance(error, LossTypeError)
+                        and error.expected in (FLOATING, FLOATING_OR_COMPLEX, LABELS) and _integer(arrays[index])):
                     raise
                 _FLOAT_LABELS.setdefault(self.spec.name, set()).add(argument)
                 arrays[index] = keras.ops.cast(arrays[index], arrays[0].dtype)
@@ -210,7 +210,9 @@ class KerasLoss(keras.losses.Loss):
             raise LossTypeError(self.spec.name, name, "an array of numbers (NumPy, JAX, torch, a Keras tensor, "
                                 "a list of numbers)", describe(x)) from error
         if "complex" in keras.backend.standardize_dtype(tensor.dtype):
-            # Refused, as the functional form refuses it: a cast to y_pred's dtype drops the imaginary part.
+            # Refused, as the functional forms refuse it: a cast to y_pred's dtype drops the imaginary
+            # part. L1Loss's too, whose functional form takes complex input as torch's does: Keras's
+            # own losses are real (its MeanAbsoluteError casts complex arrays to floats).
             raise LossTypeError(self.spec.name, name, "real numbers", describe(x if hasattr(x, "dtype") else tensor))
         return tensor if dtype is None else keras.ops.cast(tensor, dtype)
 

@@ -317,6 +317,8 @@ def check_reduction(loss: str, reduction: Any, allowed: tuple[str, ...] = REDUCT
 
 
 FLOATING = "a real floating-point array"  # what check_floating's error expects (lossreg.keras reads it)
+# ... and what it expects where complex numbers are taken too (l1_loss's, as torch's; lossreg.keras reads it)
+FLOATING_OR_COMPLEX = "a real floating-point array, or a complex64 or complex128 one"
 LABELS = "labels as a real floating-point or integer array"  # what pointwise_inputs' labels refuse (booleans)
 AN_ARRAY = "an array (NumPy, CuPy, torch, JAX, Dask, ...)"  # what an argument that is no array is told
 
@@ -329,10 +331,14 @@ def not_an_array(loss: str, name: str, value: Any) -> LossTypeError:
                          describe(value))
 
 
-def check_floating(loss: str, name: str, x: Any, xp: Any) -> None:
-    """``x`` has a real floating dtype."""
+def check_floating(loss: str, name: str, x: Any, xp: Any, take_complex: bool = False) -> None:
+    """``x`` has a real floating dtype or, where ``take_complex``, a complex one of single or double
+    precision. torch's complex32 is refused: half precision is computed in float32, and a cast of
+    complex numbers to it would drop their imaginary parts."""
     if not xp.isdtype(x.dtype, "real floating"):
-        raise LossTypeError(loss, name, FLOATING, describe(x))
+        if take_complex and xp.isdtype(x.dtype, "complex floating") and xp.finfo(x.dtype).bits >= 32:
+            return
+        raise LossTypeError(loss, name, FLOATING_OR_COMPLEX if take_complex else FLOATING, describe(x))
 
 
 def check_integer(loss: str, name: str, x: Any, xp: Any, what: str = "an integer array") -> None:
@@ -1094,22 +1100,24 @@ def as_dtype(xp: Any, x: Any, dtype: Any) -> Any:
     return x if x.dtype == dtype else xp.astype(x, dtype)
 
 
-def pointwise_inputs(loss: str, input: Any, target: Any, reduction: str, *,
-                     target_name: str = "target", labels: bool = False) -> tuple[Any, Any, Any, Any]:
+def pointwise_inputs(loss: str, input: Any, target: Any, reduction: str, *, target_name: str = "target",
+                     labels: bool = False, take_complex: bool = False) -> tuple[Any, Any, Any, Any]:
     """The common preamble of losses that compare two floating arrays of one shape.
 
     Returns ``(xp, input, target, dtype)``: both arrays promoted to the dtype to compute in
     (float32 for half precision) and ``dtype``, the dtype of the result. ``labels``: the target
     holds labels (0/1 or ±1), which may also come as integers, exact in any floating dtype; they
-    take the input's dtype, as torch does.
+    take the input's dtype, as torch does. ``take_complex``: complex64 and complex128 arrays are taken
+    too (with each other and with real ones, promoted as torch, NumPy and the standard promote a
+    real and a complex dtype: float64 with complex64 is complex128); ``dtype`` is then complex.
     """
     xp = namespace(loss, input=input, **{target_name: target})
-    check_floating(loss, "input", input, xp)
+    check_floating(loss, "input", input, xp, take_complex)
     as_labels = labels and xp.isdtype(target.dtype, "integral")
     if labels and not as_labels and not xp.isdtype(target.dtype, "real floating"):
         raise LossTypeError(loss, target_name, LABELS, describe(target))
     if not as_labels:
-        check_floating(loss, target_name, target, xp)
+        check_floating(loss, target_name, target, xp, take_complex)
     check_same_shape(loss, target_name, target, "input", input)
     check_reduction(loss, reduction)
     dtype = result_type(xp, input) if as_labels else result_type(xp, input, target)
@@ -1185,7 +1193,8 @@ def absolute(xp: Any, x: Any) -> Any:
     ``x`` more in eager code.
     """
     a = xp.abs(x)
-    return a * xp.astype(x != 0, x.dtype) if compat.is_jax_namespace(xp) else a
+    # a.dtype: that of a complex x is real (a complex mask would make |x| complex again)
+    return a * xp.astype(x != 0, a.dtype) if compat.is_jax_namespace(xp) else a
 
 
 def stop_gradient(xp: Any, x: Any) -> Any:

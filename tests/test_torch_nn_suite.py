@@ -62,7 +62,8 @@ def _hvp(first: tuple[Any, ...], leaves: tuple[Any, ...], v: tuple[Any, ...]) ->
     ``gradgradcheck`` takes it."""
     if not any(g.requires_grad for g in first):
         return [torch.zeros_like(x) for x in leaves]
-    s = sum((g * w).sum() for g, w in zip(first, v) if g.requires_grad)
+    # torch.real: a real scalar to differentiate where the leaves are complex (L1Loss's), itself elsewhere
+    s = sum(torch.real(g * w).sum() for g, w in zip(first, v) if g.requires_grad)
     out = torch.autograd.grad(s, leaves, allow_unused=True, retain_graph=True)
     return [torch.zeros_like(x) if o is None else o for x, o in zip(leaves, out)]
 
@@ -140,12 +141,9 @@ def test_criterion_entry(entry: dict[str, Any], dtype: Any) -> None:
 
 LOSS_ENTRIES = [e for e in common_nn.get_new_module_tests()
                 if "Loss" in e.get("fullname", "") or "loss" in e.get("fullname", "")]
-# torch's L1Loss takes complex input (|x - y|, real); lossreg refuses it, and the README does not
-# say so: a known, undocumented difference, kept visible as a strict expected failure.
-COMPLEX_L1 = pytest.mark.xfail(strict=True, raises=LossTypeError,
-                               reason="lossreg refuses complex input that torch's L1Loss takes")
-LOSS_ENTRY_PARAMS = [pytest.param(e, id=e["fullname"], marks=COMPLEX_L1 if "complex" in e["fullname"] else ())
-                     for e in LOSS_ENTRIES]
+# torch's L1Loss takes complex input (|x - y|, real), and so does lossreg's: its entries
+# ("complex" in the name) run as the others, their gradients compared too.
+LOSS_ENTRY_PARAMS = [pytest.param(e, id=e["fullname"]) for e in LOSS_ENTRIES]
 
 
 def _intercept(entry: dict[str, Any], dtype: Any) -> tuple[Any, str, tuple[Any, ...], dict[str, Any], Any]:
@@ -195,8 +193,7 @@ def test_new_module_loss_entry(entry: dict[str, Any], dtype: Any) -> None:
     module = getattr(LT, lossreg.spec(name).class_name)(**options)
     for got in (getattr(lossreg, name)(*args, **options), module(*args)):
         assert_same(got, want)
-        if not x.is_complex():
-            assert_same_derivatives(got, want, (x,), second=entry.get("check_gradgrad", True))
+        assert_same_derivatives(got, want, (x,), second=entry.get("check_gradgrad", True))
     with common_nn.set_default_dtype(torch.float64):
         reference = entry["reference_fn"](x.detach(), None, module)
     assert torch.allclose(getattr(lossreg, name)(*args, **options).detach(), reference.to(want.dtype),

@@ -50,6 +50,7 @@ _nn: Any = torch._C._nn
 _HALF = frozenset((torch.float16, torch.bfloat16))
 # For _common: bound once, so that a call pays no module lookups.
 _FAST = frozenset((torch.float32, torch.float64))
+_COMPLEX = frozenset((torch.complex64, torch.complex128))  # the complex dtypes l1_loss takes
 _INT64 = torch.int64
 # False in eager code, folded to True by Dynamo (torch.compiler.is_compiling also calls
 # torch.jit.is_scripting: twice the cost). Non-strict export and make_fx trace fake tensors,
@@ -147,11 +148,20 @@ def mse_loss(input: Any, target: Any, /, *, reduction: str = "mean", weight: Any
 
 
 def l1_loss(input: Any, target: Any, /, *, reduction: str = "mean", weight: Any = None) -> Any:
+    """torch's own, without ``weight``; also on complex64 or complex128 input and target of one
+    dtype, which torch's takes (its loss is the real ``|x - y|``, as the portable definition's)."""
     if weight is not None:
         return _composed_under_autocast(F.l1_loss, input, target, reduction, weight)
-    if not _pair(reduction, input, target):
+    if not _pair(reduction, input, target) and not (reduction in _ENUM and _complex_pair(input, target)):
         return NotImplemented
     return _pointwise(_nn.l1_loss, F.l1_loss, input, target, reduction)
+
+
+def _complex_pair(input: Any, target: Any) -> bool:
+    """Complex tensors of one dtype (complex64 or complex128: complex32 is refused by the portable
+    path), shape and device."""
+    return (isinstance(input, Tensor) and input.dtype in _COMPLEX and isinstance(target, Tensor)
+            and target.dtype is input.dtype and target.shape == input.shape and target.device == input.device)
 
 
 def _composed_under_autocast(functional: Any, input: Any, target: Any, reduction: str, weight: Any) -> Any:

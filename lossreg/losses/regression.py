@@ -63,8 +63,11 @@ def l1_loss(input: Any, target: Any, /, *, reduction: str = "mean", weight: Any 
         weight: per-element weights of the input's shape, or None (all 1).
     """
     name = "l1_loss"
-    xp, x, y, dtype = toolkit.pointwise_inputs(name, input, target, reduction)
-    return _weighted_mean(xp, name, toolkit.absolute(xp, x - y), input, weight, reduction, dtype)
+    xp, x, y, dtype = toolkit.pointwise_inputs(name, input, target, reduction, take_complex=True)
+    losses = toolkit.absolute(xp, x - y)
+    if losses.dtype != x.dtype:  # complex x and y: |x - y| is real, and so is the loss (float32 for complex64)
+        dtype = losses.dtype
+    return _weighted_mean(xp, name, losses, input, weight, reduction, dtype)
 
 
 def _weights(xp: Any, name: str, input: Any, weight: Any, dtype: Any) -> tuple[Any, Any]:
