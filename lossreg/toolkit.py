@@ -331,14 +331,15 @@ def not_an_array(loss: str, name: str, value: Any) -> LossTypeError:
                          describe(value))
 
 
-def check_floating(loss: str, name: str, x: Any, xp: Any, take_complex: bool = False) -> None:
+def check_floating(loss: str, name: str, x: Any, xp: Any, take_complex: bool = False) -> bool:
     """``x`` has a real floating dtype or, where ``take_complex``, a complex one of single or double
-    precision. torch's complex32 is refused: half precision is computed in float32, and a cast of
-    complex numbers to it would drop their imaginary parts."""
+    precision (then True is returned). torch's complex32 is refused: half precision is computed in
+    float32, and a cast of complex numbers to it would drop their imaginary parts."""
     if not xp.isdtype(x.dtype, "real floating"):
         if take_complex and xp.isdtype(x.dtype, "complex floating") and xp.finfo(x.dtype).bits >= 32:
-            return
+            return True
         raise LossTypeError(loss, name, FLOATING_OR_COMPLEX if take_complex else FLOATING, describe(x))
+    return False
 
 
 def check_integer(loss: str, name: str, x: Any, xp: Any, what: str = "an integer array") -> None:

@@ -1,4 +1,5 @@
-"""Complex input of L1Loss, as torch's takes it (README, "Errors and edge cases", *Complex input*).
+"""Complex input of L1Loss and the triplet losses, as torch's take it (README, "Errors and edge
+cases", *Complex input*).
 
 torch's ``L1Loss`` / ``F.l1_loss`` takes complex64 and complex128 input and target and gives the
 real ``|x - t|``, reduced, in float32 or float64, with torch's complex gradient; its own module
@@ -8,10 +9,13 @@ library whose namespace has complex dtypes, in its one portable definition (``ab
 array is real in the Array API standard), and the torch kernel hands them to torch's own. A
 complex and a real array are taken together, promoted as torch promotes them. Refused, with a
 LossTypeError naming the argument: complex weights (torch's loss is then complex), torch's
-experimental complex32, and complex input of every other loss, torch's own complex results
-(PoissonNLLLoss, GaussianNLLLoss) and real one (TripletMarginLoss) included. The Keras losses
-refuse complex arrays: Keras's own MeanAbsoluteError casts them to floats, dropping the
-imaginary parts.
+experimental complex32, and complex input of every other loss, those of torch's complex results
+(PoissonNLLLoss, GaussianNLLLoss) included. The Keras losses refuse complex arrays: Keras's own
+MeanAbsoluteError casts them to floats, dropping the imaginary parts.
+
+torch's TripletMarginLoss and TripletMarginWithDistanceLoss take complex embeddings too (their
+OpInfo lists complex dtypes), with a real loss: the p-norm of the moduli of a - p + eps. lossreg
+refused them; it now computes that norm of |a - p + eps|, for every p, with torch's gradients.
 
 The conformance cases hold real data only (JSON lists read as the run's floating dtype), so
 complex input is checked here, on each library, against torch's answer.
@@ -261,12 +265,11 @@ def test_complex_weights_and_complex32_are_refused_naming_the_argument() -> None
     ("mse_loss", lambda c: (c, c)),
     ("smooth_l1_loss", lambda c: (c, c)),
     ("huber_loss", lambda c: (c, c)),
-    # torch 2.13's CPU takes these, with complex results...
+    ("margin_ranking_loss", lambda c: (c[0], c[1], torch.ones(4))),
+    ("cosine_embedding_loss", lambda c: (c, c, torch.ones(3))),
+    # torch 2.13's CPU takes these, with complex results (nothing to minimise)
     ("poisson_nll_loss", lambda c: (c, c)),
     ("gaussian_nll_loss", lambda c: (c, c, torch.ones(3, 4, dtype=torch.float64))),
-    # ... and this one with a real result
-    ("triplet_margin_loss", lambda c: (c, c, c)),
-    ("triplet_margin_with_distance_loss", lambda c: (c, c, c)),
 ])
 def test_every_other_loss_still_refuses_complex_input(name: str, arrays: Callable[[Any], tuple[Any, ...]]) -> None:
     c = torch.from_numpy(X)
@@ -274,6 +277,117 @@ def test_every_other_loss_still_refuses_complex_input(name: str, arrays: Callabl
         getattr(lossreg, name)(*arrays(c))
     with pytest.raises(LossTypeError, match=r"expected a real floating-point array, got"):
         getattr(lossreg, name)(*(a.numpy() for a in arrays(c)))
+
+
+# --- TripletMarginLoss and TripletMarginWithDistanceLoss ---------------------------------------
+# torch's pairwise_distance of complex embeddings is the p-norm of the moduli of x1 - x2 + eps
+# (eps added to the real part): a real distance, and a real loss. lossreg's is the same norm of
+# |x1 - x2 + eps|, whose abs carries the gradient to the complex numbers as torch's does.
+
+A, P, N = (RNG.normal(size=(5, 4)) + 1j * RNG.normal(size=(5, 4)) for _ in range(3))
+P[0] = A[0]  # a zero distance (but for eps) ...
+N[1, 2] = A[1, 2]  # ... and a zero difference in one feature
+
+
+def _close(got: Any, want: Any, dtype: Any) -> None:
+    """Equal dtypes, and values within rounding of ``dtype`` (or of their own single precision)."""
+    assert got.dtype == want.dtype
+    double = dtype == torch.complex128 and got.dtype in (torch.float64, torch.complex128)
+    tol = {"rtol": 1e-12, "atol": 1e-14} if double else {"rtol": 2e-6, "atol": 1e-6}
+    torch.testing.assert_close(got, want, equal_nan=True, **tol)
+
+
+@pytest.mark.parametrize("swap", [False, True], ids=["", "swap"])
+@pytest.mark.parametrize("p", [2.0, 1.0, 0.0, 3.0, 0.5, -1.0, float("inf"), float("-inf")])
+@pytest.mark.parametrize("dtype", [torch.complex64, torch.complex128], ids=str)
+def test_triplet_margin_loss_of_complex_embeddings_is_torchs_real_loss_with_its_gradients(
+        dtype: Any, p: float, swap: bool) -> None:
+    a, pos, neg = (torch.from_numpy(v).to(dtype).requires_grad_() for v in (A, P, N))
+    for reduction in ("mean", "none"):
+        want = F.triplet_margin_loss(a, pos, neg, p=p, swap=swap, reduction=reduction)
+        wanted = torch.autograd.grad(want.sum(), (a, pos, neg), allow_unused=True)
+        for kernels in (True, False):
+            with lossreg.use_kernels(kernels):
+                got = lossreg.triplet_margin_loss(a, pos, neg, p=p, swap=swap, reduction=reduction)
+            _close(got, want, dtype)
+            if not got.requires_grad:  # p = 0: a count, whose gradient is 0 (torch's is None)
+                assert all(w is None or not w.any() for w in wanted)
+                continue
+            for g, w in zip(torch.autograd.grad(got.sum(), (a, pos, neg), allow_unused=True), wanted):
+                _close(torch.zeros_like(a) if g is None else g, torch.zeros_like(a) if w is None else w, dtype)
+
+
+@pytest.mark.parametrize("swap", [False, True], ids=["", "swap"])
+def test_triplet_margin_with_distance_loss_of_complex_embeddings_is_torchs(swap: bool) -> None:
+    """The default distance (pairwise_distance) and a caller's real one; a complex anchor with
+    real positives and negatives is promoted as torch promotes it (their gradients real)."""
+    a, pos, neg = (torch.from_numpy(v).requires_grad_() for v in (A, P, N))
+    real = torch.from_numpy(P.real.astype(np.float32)).requires_grad_()
+
+    def manhattan(x: Any, y: Any) -> Any:
+        return (x - y).abs().sum(-1)
+
+    for arrays, options in (((a, pos, neg), {}), ((a, pos, neg), {"distance_function": manhattan}),
+                            ((a, real, neg), {})):
+        want = F.triplet_margin_with_distance_loss(*arrays, swap=swap, **options)
+        got = lossreg.triplet_margin_with_distance_loss(*arrays, swap=swap, **options)
+        _close(got, want, torch.complex128)
+        for g, w in zip(torch.autograd.grad(got, arrays), torch.autograd.grad(want, arrays)):
+            assert g.dtype == w.dtype
+            _close(g, w, torch.complex128)
+        got = lossreg.triplet_margin_loss(*arrays, swap=swap) if not options else None
+        if got is not None:
+            _close(got, F.triplet_margin_loss(*arrays, swap=swap), torch.complex128)
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_triplet_losses_of_complex_embeddings_are_torchs_on_every_library(library: str,
+                                                                         request: pytest.FixtureRequest) -> None:
+    make, read = _library(library, request)
+    arrays = [torch.from_numpy(v) for v in (A, P, N)]
+    for p, swap in ((2.0, False), (1.0, True), (float("inf"), False)):
+        want = F.triplet_margin_loss(*arrays, p=p, swap=swap, reduction="none")
+        got = lossreg.triplet_margin_loss(*(make(v) for v in (A, P, N)), p=p, swap=swap, reduction="none")
+        assert str(got.dtype).endswith("float64")
+        np.testing.assert_allclose(read(got), want.numpy(), rtol=1e-12, atol=1e-14)
+    got = lossreg.triplet_margin_with_distance_loss(*(make(v) for v in (A, P, N)))
+    np.testing.assert_allclose(read(got), F.triplet_margin_with_distance_loss(*arrays).numpy(), rtol=1e-12)
+    with pytest.raises(LossTypeError, match=r"^triplet_margin_loss: argument 'anchor' expected a real floating-point "
+                                            r"array, or a complex64 or complex128 one, got .*int64"):
+        lossreg.triplet_margin_loss(make(np.ones((5, 4), np.int64)), make(P), make(N))
+
+
+@pytest.mark.parametrize("name", ["triplet_margin_loss", "triplet_margin_with_distance_loss"])
+def test_torchs_opinfo_complex_samples_of_the_triplet_losses_give_torchs_value_and_gradients(name: str) -> None:
+    pytest.importorskip("expecttest", reason="torch.testing._internal needs expecttest (the test extra)")
+    from torch.testing._internal.common_methods_invocations import op_db
+
+    (op,) = [op for op in op_db if op.name == f"nn.functional.{name}"]
+    checked = 0
+    for dtype in (torch.complex64, torch.complex128):
+        assert dtype in op.supported_dtypes("cpu")
+        for sample in op.sample_inputs("cpu", dtype, requires_grad=True):
+            args = (sample.input, *sample.args)
+            want, got = op.op(*args, **sample.kwargs), getattr(lossreg, name)(*args, **sample.kwargs)
+            _close(got, want, dtype)
+            leaves = [a for a in args if a.requires_grad]
+            for g, w in zip(torch.autograd.grad(got.sum(), leaves, allow_unused=True),
+                            torch.autograd.grad(want.sum(), leaves, allow_unused=True)):
+                _close(torch.zeros_like(leaves[0]) if g is None else g, torch.zeros_like(leaves[0]) if w is None else w,
+                       dtype)
+            checked += 1
+    assert checked >= 8
+
+
+def test_jax_triplet_gradients_are_the_conjugates_of_torchs_under_jit_too() -> None:
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    a = torch.from_numpy(A.astype(np.complex64)).requires_grad_()
+    want = torch.autograd.grad(F.triplet_margin_loss(a, *(torch.from_numpy(v.astype(np.complex64)) for v in (P, N))), a)
+    for f in (lossreg.triplet_margin_loss, jax.jit(lossreg.triplet_margin_loss)):
+        g = jax.grad(lambda x, f=f: f(x, jnp.asarray(P, jnp.complex64), jnp.asarray(N, jnp.complex64)))(
+            jnp.asarray(A, jnp.complex64))
+        np.testing.assert_allclose(np.conj(np.asarray(g)), want[0].numpy(), rtol=2e-5, atol=1e-6)
 
 
 KERAS_CHECK = """

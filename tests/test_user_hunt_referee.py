@@ -483,8 +483,10 @@ def test_complex_or_integer_scores_are_refused_with_a_lossreg_error(name: str, l
     # Never the real part silently, never a truncated integer loss.
     inputs, make = _example(name), LIBRARIES[library]
     first = next(iter(inputs))
-    # l1_loss takes complex scores, as torch's does (the real |x - t|: tests/test_user_hunt_complex_input.py)
-    complex_scores = [] if name == "l1_loss" else [inputs[first].astype(np.complex128)]
+    # l1_loss and the triplet losses take complex scores, as torch's do (a real loss:
+    # tests/test_user_hunt_complex_input.py)
+    taken = ("l1_loss", "triplet_margin_loss", "triplet_margin_with_distance_loss")
+    complex_scores = [] if name in taken else [inputs[first].astype(np.complex128)]
     for bad in (*complex_scores, np.round(inputs[first]).astype(np.int64)):
         arrays = [make(bad if k == first else v) for k, v in inputs.items()]
         for kernels in (True, False):

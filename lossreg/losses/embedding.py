@@ -58,13 +58,18 @@ def _same_ndim(loss: str, **arrays: Any) -> None:
                                  f"{y.ndim} dimensions (shape {tuple(y.shape)})")
 
 
-def _floats(loss: str, xp: Any, **arrays: Any) -> tuple[Any, Any, list[Any]]:
-    """``(dtype, work, arrays)``: the result dtype, the dtype to compute in and the cast arrays."""
+def _floats(loss: str, xp: Any, take_complex: bool = False, **arrays: Any) -> tuple[Any, Any, list[Any], bool]:
+    """``(dtype, work, arrays, complex)``: the result dtype, the dtype to compute in, the cast
+    arrays, and whether they are complex (``take_complex``: complex64 and complex128 arrays are
+    taken; the result dtype is then the real one of their precision, as distances are real)."""
+    complex_numbers = False
     for name, x in arrays.items():
-        toolkit.check_floating(loss, name, x, xp)
+        complex_numbers = toolkit.check_floating(loss, name, x, xp, take_complex) or complex_numbers
     dtype = toolkit.result_type(xp, *arrays.values())
     work = toolkit.compute_dtype(xp, dtype)
-    return dtype, work, [toolkit.as_dtype(xp, x, work) for x in arrays.values()]
+    if complex_numbers:
+        dtype = xp.float64 if dtype == xp.complex128 else xp.float32
+    return dtype, work, [toolkit.as_dtype(xp, x, work) for x in arrays.values()], complex_numbers
 
 
 @define_loss(
@@ -101,7 +106,7 @@ def margin_ranking_loss(input1: Any, input2: Any, target: Any, /, *, margin: flo
     floats = {"input1": input1, "input2": input2}
     if xp.isdtype(target.dtype, "real floating"):
         floats["target"] = target  # a floating target takes part in type promotion, as in torch
-    dtype, work, (x1, x2, *_) = _floats(name, xp, **floats)
+    dtype, work, (x1, x2, *_), _ = _floats(name, xp, **floats)
     y = toolkit.as_dtype(xp, target, work)
     return toolkit.reduce(xp, _clamp_min0(xp, -y * (x1 - x2) + margin), reduction, dtype)
 
@@ -178,7 +183,7 @@ def cosine_embedding_loss(input1: Any, input2: Any, target: Any, /, *, margin: f
     if labels is not None and pairs is not None and labels != 1 and pairs != 1 and labels != pairs:
         raise LossValueError(name, "target", f"one label per row of input1/input2, shape ({rows[0]})",
                              f"shape {tuple(target.shape)}")
-    dtype, _, (x1, x2) = _floats(name, xp, input1=input1, input2=input2)
+    dtype, _, (x1, x2), _ = _floats(name, xp, input1=input1, input2=input2)
     eps = 9.999999960041972e-13  # torch's `constexpr float EPSILON = 1e-12`, read as a double
     prod = xp.sum(x1 * x2, axis=-1)
     cos = prod / xp.sqrt((xp.sum(x1 * x1, axis=-1) + eps) * (xp.sum(x2 * x2, axis=-1) + eps))
@@ -214,28 +219,34 @@ def _norm(xp: Any, d: Any, p: float) -> Any:
     return xp.where(positive, xp.sqrt(safe) if p == 2 else safe ** (1 / p), xp.zeros_like(s))
 
 
-def _pairwise_distance(xp: Any, x1: Any, x2: Any, p: float = 2.0, eps: float = 1e-6, negated: bool = False) -> Any:
+def _pairwise_distance(xp: Any, x1: Any, x2: Any, p: float = 2.0, eps: float = 1e-6, negated: bool = False,
+                       moduli: bool = False) -> Any:
     """torch's ``pairwise_distance``: ``‖x1 - x2 + eps‖_p`` over the last axis (a 0-d pair: |x1 - x2 + eps|).
 
     ``negated`` computes the same norm of ``(x2 - x1) - eps``, exactly the negated difference, so
-    the same values and gradients; see :func:`triplet_margin_loss` for why.
+    the same values and gradients; see :func:`triplet_margin_loss` for why. ``moduli``: complex
+    arrays, whose difference's norm is that of its moduli ``|d|`` (eps added to the real part,
+    as torch adds it); ``abs``'s gradient, ``sgn(d)`` (0 at 0), carries torch's to ``d``.
     """
     d = x2 - x1 - eps if negated else x1 - x2 + eps
+    if moduli:
+        d = xp.abs(d)
     if d.ndim == 0:
         return _norm(xp, xp.reshape(d, (1,)), p)
     return _norm(xp, d, p)
 
 
 def _triplet_inputs(name: str, anchor: Any, positive: Any, negative: Any, margin: Any, swap: Any,
-                    reduction: str) -> tuple[Any, Any, list[Any]]:
+                    reduction: str) -> tuple[Any, Any, list[Any], bool]:
     xp = toolkit.namespace(name, anchor=anchor, positive=positive, negative=negative)
     _check_positive_margin(name, margin)
     toolkit.check_flag(name, "swap", swap)
     toolkit.check_reduction(name, reduction)
     _same_ndim(name, anchor=anchor, positive=positive, negative=negative)
     _broadcast(name, anchor=anchor.shape, positive=positive.shape, negative=negative.shape)
-    dtype, _, arrays = _floats(name, xp, anchor=anchor, positive=positive, negative=negative)
-    return xp, dtype, arrays
+    # complex embeddings too, as torch takes them: their distances, and so the loss, are real
+    dtype, _, arrays, moduli = _floats(name, xp, True, anchor=anchor, positive=positive, negative=negative)
+    return xp, dtype, arrays, moduli
 
 
 def _triplet(xp: Any, distance: Callable[[Any, Any], Any], a: Any, p: Any, n: Any, margin: float,
@@ -246,12 +257,13 @@ def _triplet(xp: Any, distance: Callable[[Any, Any], Any], a: Any, p: Any, n: An
     return _clamp_min0(xp, margin + d_pos - d_neg)
 
 
-def _distances(loss: str, xp: Any, d: Any, like: Any) -> Any:
+def _distances(loss: str, xp: Any, d: Any, like: Any, real: Any) -> Any:
     """What a caller's ``distance_function`` returned for arrays such as ``like``, checked: an array of
     their library, as torch's ``clamp_min`` wants a tensor. A Python number or another library's array
     would otherwise be broadcast into a loss by NumPy, JAX and Dask, and fail inside torch's and
     array-api-strict's own operators. Integer and bool distances (counts) take the inputs' dtype, as
-    torch's ``margin + d`` promotes them; complex ones have no order to clamp (torch refuses them too)."""
+    torch's ``margin + d`` promotes them (``real``: the inputs' computing dtype, or the real one of
+    complex inputs' precision); complex ones have no order to clamp (torch refuses them too)."""
     try:
         same = toolkit.namespace(loss, distance_function=d) is xp
     except LossTypeError:  # not an array at all
@@ -259,7 +271,7 @@ def _distances(loss: str, xp: Any, d: Any, like: Any) -> Any:
     if not same or xp.isdtype(d.dtype, "complex floating"):
         raise LossTypeError(loss, "distance_function", f"a function returning real distances as an array of the "
                             f"inputs' library ({toolkit.describe(like)})", f"one returning {toolkit.describe(d)}")
-    return d if xp.isdtype(d.dtype, "real floating") else toolkit.as_dtype(xp, d, like.dtype)
+    return d if xp.isdtype(d.dtype, "real floating") else toolkit.as_dtype(xp, d, real)
 
 
 @define_loss(
@@ -281,7 +293,9 @@ def triplet_margin_loss(anchor: Any, positive: Any, negative: Any, /, *, margin:
     including 0 (count of non-zeros), ±inf and negative values). With ``swap``, ``d(a, n)``
     becomes ``min(d(a, n), d(p, n))``. ``margin`` must be > 0. Shapes: (N, D) or (D) (any
     number of dimensions, the last one the embedding), one number of dimensions for all three,
-    broadcasting as in torch.
+    broadcasting as in torch. Complex embeddings (complex64, complex128) are taken, as torch takes
+    them: ``d`` is the norm of the moduli ``|x - y + eps|`` (eps added to the real part), real, and
+    so is the loss (float32 or float64).
 
     Args:
         margin: by how much the negative should be farther from the anchor than the positive.
@@ -293,15 +307,15 @@ def triplet_margin_loss(anchor: Any, positive: Any, negative: Any, /, *, margin:
     name = "triplet_margin_loss"
     toolkit.check_number(name, "p", p)
     toolkit.check_number(name, "eps", eps)
-    xp, dtype, (a, pos, neg) = _triplet_inputs(name, anchor, positive, negative, margin, swap, reduction)
+    xp, dtype, (a, pos, neg), moduli = _triplet_inputs(name, anchor, positive, negative, margin, swap, reduction)
     features = _broadcast(name, anchor=anchor.shape, positive=positive.shape, negative=negative.shape)[-1:]
     if features == (0,) and (p < 0 or math.isinf(p)):
         raise LossValueError(name, "p", "a norm that exists for empty vectors (p ≥ 0, finite)", repr(p))
     # d(a, n) as the norm of (n - a) - eps: the same numbers as (a - n) + eps, negated. Spelt
     # like d(a, p), both would add one broadcast eps, which XLA then writes out in full as an
     # (N, D) array shared by the two reductions (2.5x optax's time at 2048x8192 under jit).
-    losses = _triplet(xp, lambda x, y: _pairwise_distance(xp, x, y, p, eps), a, pos, neg, margin, swap,
-                      lambda x, y: _pairwise_distance(xp, x, y, p, eps, negated=True))
+    losses = _triplet(xp, lambda x, y: _pairwise_distance(xp, x, y, p, eps, moduli=moduli), a, pos, neg, margin, swap,
+                      lambda x, y: _pairwise_distance(xp, x, y, p, eps, negated=True, moduli=moduli))
     return toolkit.reduce(xp, losses, reduction, dtype)
 
 
@@ -323,8 +337,9 @@ def triplet_margin_with_distance_loss(anchor: Any, positive: Any, negative: Any,
     ``pairwise_distance``. It receives the inputs in the dtype the loss computes in: promoted together
     (float32 and float64 arrays both as float64; torch passes them as given), half precision as float32.
     With ``swap``, ``d(a, n)`` becomes ``min(d(a, n), d(p, n))``. ``margin`` must be > 0.
-    A callable option cannot go into JSON, so ``get_config`` refuses a loss that holds one.
-    Shapes: as for :func:`triplet_margin_loss`.
+    Complex embeddings are taken as by :func:`triplet_margin_loss` (a distance function gets them
+    as they are, and returns real distances). A callable option cannot go into JSON, so
+    ``get_config`` refuses a loss that holds one. Shapes: as for :func:`triplet_margin_loss`.
 
     Args:
         distance_function: a function of two arrays giving their distances along the last axis; None: the
@@ -337,10 +352,11 @@ def triplet_margin_with_distance_loss(anchor: Any, positive: Any, negative: Any,
     if distance_function is not None and not callable(distance_function):
         raise LossTypeError(name, "distance_function", "a callable (x, y) -> distances, or None",
                             toolkit.describe(distance_function))
-    xp, dtype, (a, pos, neg) = _triplet_inputs(name, anchor, positive, negative, margin, swap, reduction)
+    xp, dtype, (a, pos, neg), moduli = _triplet_inputs(name, anchor, positive, negative, margin, swap, reduction)
     if distance_function is None:
-        distance = lambda x, y: _pairwise_distance(xp, x, y)  # noqa: E731
+        distance = lambda x, y: _pairwise_distance(xp, x, y, moduli=moduli)  # noqa: E731
     else:
-        distance = lambda x, y: _distances(name, xp, distance_function(x, y), x)  # noqa: E731
+        real = dtype if moduli else a.dtype
+        distance = lambda x, y: _distances(name, xp, distance_function(x, y), x, real)  # noqa: E731
     losses = _triplet(xp, distance, a, pos, neg, margin, swap)
     return toolkit.reduce(xp, losses, reduction, dtype)
