@@ -666,7 +666,8 @@ def _jax_value_known(x: Any) -> bool:
     return concrete is not None and concrete() is not None
 
 
-def check_values(loss: str, name: str, x: Any, bad: Any, xp: Any, expected: str | Callable[[], str]) -> Any:
+def check_values(loss: str, name: str, x: Any, bad: Any, xp: Any, expected: str | Callable[[], str], *,
+                 quote: Any = None) -> Any:
     """Guard against invalid values of ``x`` flagged by the boolean array ``bad``.
 
     Eager CPU arrays raise at once, quoting an offending value. Lazy and traced arrays cannot be
@@ -679,11 +680,15 @@ def check_values(loss: str, name: str, x: Any, bad: Any, xp: Any, expected: str 
     a size (``lambda: f"class indices in [0, {c})"``) formatted before the call would, under
     ``torch.compile(dynamic=True)``, make the size a constant of the graph, compiled again for
     every other number of classes.
+
+    ``quote``, an array of ``x``'s shape, is where the offending value is read from: the user's own
+    array where ``x`` is a copy of it made to compute with (:func:`holding`'s index dtype, whose
+    largest number stands for every uint64 label past it), so that the error quotes what they hold.
     """
     if not (reads_values(x) and reads_values(bad)):
         return bad
     if bool(xp.any(bad)):
-        flat = xp.reshape(x, (-1,))
+        flat = xp.reshape(x if quote is None else quote, (-1,))
         offender = flat[int(xp.argmax(xp.astype(xp.reshape(bad, (-1,)), xp.int8)))]
         # array-api-strict has no .item(): an index is quoted as the integer it is, not as a float
         got = (offender.item() if hasattr(offender, "item")
@@ -1358,14 +1363,15 @@ def class_targets(loss: str, xp: Any, target: Any, ignore_index: int, c: int, *,
     ones, or with ``read=False`` (a caller being traced) that mask unread.
     """
     check_index_option(loss, "ignore_index", ignore_index, xp)
-    target = holding(loss, "target", xp, target, ignore_index, c)
+    given, target = target, holding(loss, "target", xp, target, ignore_index, c)
     # Each mask built once, Python scalars rather than *_like arrays: in eager JAX every
     # operation is a dispatch of tens of µs, more than a small loss itself.
     kept = target != ignore_index
     valid = (target >= 0) & (target < c)
     wrong = ~valid & kept
     bad = (check_values(loss, "target", target, wrong, xp,
-                        lambda: f"class indices in [0, {c}) or ignore_index={ignore_index}") if read else wrong)
+                        lambda: f"class indices in [0, {c}) or ignore_index={ignore_index}", quote=given)
+           if read else wrong)
     return xp.where(valid, target, 0), valid & kept, bad
 
 

@@ -431,9 +431,9 @@ def multi_margin_loss(input: Any, target: Any, /, *, p: int = 1, margin: float =
     if weight is not None:
         toolkit.check_floating(name, "weight", weight, xp)
         toolkit.check_shape(name, "weight", weight, (c,), lambda: f"a vector of one weight per class, shape ({c},)")
-    target = toolkit.holding(name, "target", xp, target, c)
+    given, target = target, toolkit.holding(name, "target", xp, target, c)
     valid = (target >= 0) & (target < c)
-    bad = toolkit.check_values(name, "target", target, ~valid, xp, lambda: f"class indices in [0, {c})")
+    bad = toolkit.check_values(name, "target", target, ~valid, xp, lambda: f"class indices in [0, {c})", quote=given)
     work = toolkit.compute_dtype(xp, dtype)
     x = xp.reshape(toolkit.as_dtype(xp, input, work), (n, c))
     t = xp.reshape(xp.where(valid, target, xp.zeros_like(target)), (n,))
@@ -471,9 +471,9 @@ def multilabel_margin_loss(input: Any, target: Any, /, *, reduction: str = "mean
     toolkit.check_same_shape(name, "target", target, "input", input)
     unbatched = input.ndim < 2
     n, c = (1, input.shape[0] if input.ndim else 1) if unbatched else input.shape
-    target = toolkit.holding(name, "target", xp, target, -1, c)
+    given, target = target, toolkit.holding(name, "target", xp, target, -1, c)
     bad = toolkit.check_values(name, "target", target, (target < -1) | (target >= c), xp,
-                           lambda: f"class indices in [0, {c}) or -1 padding")
+                               lambda: f"class indices in [0, {c}) or -1 padding", quote=given)
     dtype = input.dtype
     # Dask: chunks of the pairs below are pairs of the inputs' chunks, which an empty one breaks.
     x = toolkit.dense_chunks(xp.reshape(toolkit.as_dtype(xp, input, toolkit.compute_dtype(xp, dtype)), (n, c)))

@@ -1,0 +1,47 @@
+"""A NumPy user's arrays in every loss: the array forms NumPy users hold, against torch.nn.
+
+Checked and fine (not repeated here): long double, float16, big-endian, Fortran-ordered,
+negative-stride, zero-stride (``np.broadcast_to``) and read-only inputs, of every built-in and
+plugin loss; ``np.errstate(all="raise")`` on valid extreme inputs and on empty batches; masked
+arrays, ``np.matrix`` and pandas objects as inputs and as array options (refused); NumPy scalar
+options of every numeric option; NaN and ±inf placement against torch; float32 sums over
+millions of elements in every layout.
+
+Bugs this file found (each test below says which).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lossreg
+
+torch = pytest.importorskip("torch")
+
+SCORES = np.zeros((4, 3))
+
+
+# --- uint64 labels past int64 -------------------------------------------------------------------
+# A -100 "ignore" or -1 "unlabelled" marker cast to uint64 (labels.astype(np.uint64)) is refused,
+# as an index past the classes. The error quoted 9223372036854775807, the int64 stand-in lossreg
+# computes with, a number the user's array does not hold: it quotes the label itself.
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+@pytest.mark.parametrize(("name", "arrays", "target"), [
+    ("cross_entropy", (SCORES,), np.array([0, 2, -100, 1])),
+    ("nll_loss", (SCORES,), np.array([0, 2, -100, 1])),
+    ("linear_cross_entropy", (SCORES, np.eye(3)), np.array([0, 2, -100, 1])),
+    ("multi_margin_loss", (SCORES,), np.array([0, 2, -1, 1])),
+    ("multilabel_margin_loss", (SCORES,), np.array([[0, 2, -1], [1, -1, 0], [2, 1, -1], [-1, 0, 0]])),
+])
+@pytest.mark.parametrize("kernels", [True, False])
+def test_a_uint64_label_past_int64_is_quoted_as_the_number_the_array_holds(name, arrays, target, library,
+                                                                           kernels) -> None:
+    labels = target.astype(np.uint64)
+    held = int(labels[target < 0][0])  # the first marker, the first invalid label
+    convert = np.asarray if library == "numpy" else torch.from_numpy
+    with lossreg.use_kernels(kernels), pytest.raises(lossreg.LossValueError) as raised:
+        getattr(lossreg, name)(*map(convert, arrays), convert(labels))
+    assert str(raised.value).endswith(f", got {held}"), str(raised.value)
+    assert held > 2**63  # the number the user holds, past int64's 9223372036854775807
