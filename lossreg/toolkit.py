@@ -681,9 +681,10 @@ def check_values(loss: str, name: str, x: Any, bad: Any, xp: Any, expected: str 
     ``torch.compile(dynamic=True)``, make the size a constant of the graph, compiled again for
     every other number of classes.
 
-    ``quote``, an array of ``x``'s shape, is where the offending value is read from: the user's own
-    array where ``x`` is a copy of it made to compute with (:func:`holding`'s index dtype, whose
-    largest number stands for every uint64 label past it), so that the error quotes what they hold.
+    ``quote``, an array of ``x``'s size (read flattened), is where the offending value is read
+    from: the user's own array where ``x`` is a copy of it made to compute with (:func:`holding`'s
+    index dtype, whose largest number stands for every uint64 label past it; a cast to int64, in
+    which such a length is negative), so that the error quotes the number the user holds.
     """
     if not (reads_values(x) and reads_values(bad)):
         return bad

@@ -45,3 +45,24 @@ def test_a_uint64_label_past_int64_is_quoted_as_the_number_the_array_holds(name,
         getattr(lossreg, name)(*map(convert, arrays), convert(labels))
     assert str(raised.value).endswith(f", got {held}"), str(raised.value)
     assert held > 2**63  # the number the user holds, past int64's 9223372036854775807
+
+
+# CTC lengths in uint64 (read from a file, or a -1 "missing" marker cast): one past int64 was
+# quoted as the negative number lossreg's int64 copy holds (2**63 + 1 as -9223372036854775807,
+# 2**64 - 1 as -1, "expected lengths in [0, 5], got -1" for an array holding no -1).
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+@pytest.mark.parametrize("kernels", [True, False])
+@pytest.mark.parametrize(("argument", "lengths"), [
+    ("input_lengths", np.array([2**63 + 1, 5], dtype=np.uint64)),
+    ("input_lengths", np.array([5, -1]).astype(np.uint64)),
+    ("target_lengths", np.array([2, -1]).astype(np.uint64)),
+])
+def test_a_uint64_ctc_length_past_int64_is_quoted_as_the_number_the_array_holds(argument, lengths, kernels,
+                                                                                 library) -> None:
+    arrays = {"log_probs": np.log(np.full((5, 2, 3), 1 / 3)), "targets": np.array([[1, 2], [1, 1]]),
+              "input_lengths": np.array([5, 5]), "target_lengths": np.array([2, 2]), argument: lengths}
+    convert = np.asarray if library == "numpy" else torch.from_numpy
+    with lossreg.use_kernels(kernels), pytest.raises(lossreg.LossValueError, match=f"'{argument}'") as raised:
+        lossreg.ctc_loss(*map(convert, arrays.values()))
+    assert str(raised.value).endswith(f", got {int(lengths[lengths > 5][0])}"), str(raised.value)

@@ -227,13 +227,16 @@ def checked(name: str, log_probs: Any, targets: Any, input_lengths: Any, target_
     dev = toolkit.device(log_probs)
 
     # Invalid values raise on eager arrays; on lazy ones each flags the sequences it spoils.
+    # Quoted from the lengths as given (flattened, as il): a uint64 one past int64 is negative in il.
     bad = [toolkit.check_values(name, "input_lengths", il, (il < 0) | (il > t_max), xp,
-                            lambda: f"lengths in [0, {t_max}] (T, the frames of log_probs)")]
+                                lambda: f"lengths in [0, {t_max}] (T, the frames of log_probs)",
+                                quote=input_lengths)]
     width = targets.shape[-1]  # S padded, sum(target_lengths) concatenated
     labels = xp.astype(targets, ints)
     if padded:
         bad.append(toolkit.check_values(name, "target_lengths", tl, (tl < 0) | (tl > width), xp,
-                                    lambda: f"lengths in [0, {width}] (S, the padded targets' length)"))
+                                        lambda: f"lengths in [0, {width}] (S, the padded targets' length)",
+                                        quote=target_lengths))
         active = xp.reshape(xp.arange(width, dtype=ints, device=dev), (1, width)) < xp.reshape(tl, (n, 1))
     else:
         bad.append(toolkit.check_values(name, "target_lengths", tl, tl < 0, xp, "non-negative lengths"))
