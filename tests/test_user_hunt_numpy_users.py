@@ -66,3 +66,38 @@ def test_a_uint64_ctc_length_past_int64_is_quoted_as_the_number_the_array_holds(
     with lossreg.use_kernels(kernels), pytest.raises(lossreg.LossValueError, match=f"'{argument}'") as raised:
         lossreg.ctc_loss(*map(convert, arrays.values()))
     assert str(raised.value).endswith(f", got {int(lengths[lengths > 5][0])}"), str(raised.value)
+
+
+# --- unsigned ±1 labels that multiply -----------------------------------------------------------
+# README: uint8 labels are the numbers they hold (a -1 cast to uint8 is 255, torch's answer for
+# 255 in int64). margin_ranking_loss multiplied by the index-dtype copy made for comparisons with
+# -1, in which every unsigned label past that dtype is its largest number: a -1 cast to uint64
+# (2**64 - 1) counted 2**63 - 1, and to uint32 on JAX without x64 2**31 - 1, half the loss of the
+# number held. The other ±1 losses compare labels with ±1 (or cast them directly): unchanged.
+
+def _held_labels_ranking(x1: np.ndarray, x2: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    held = torch.from_numpy(labels.astype(np.float64))  # the numbers held, as torch reads float labels
+    return torch.nn.functional.margin_ranking_loss(torch.from_numpy(x1), torch.from_numpy(x2), held,
+                                                   reduction="none").numpy()
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch", "array_api_strict"])
+@pytest.mark.parametrize("kernels", [True, False])
+def test_margin_ranking_uint64_labels_are_the_numbers_they_hold(library, kernels) -> None:
+    x1, x2 = np.array([0.5, -1.25, 2.0, -0.75]), np.zeros(4)
+    labels = np.array([1, -1, 1, -1]).astype(np.uint64)  # -1 is 2**64 - 1
+    convert = {"numpy": np.asarray, "torch": torch.from_numpy,
+               "array_api_strict": pytest.importorskip("array_api_strict").asarray}[library]
+    with lossreg.use_kernels(kernels):
+        got = lossreg.margin_ranking_loss(convert(x1), convert(x2), convert(labels), reduction="none")
+    np.testing.assert_allclose(np.asarray(got), _held_labels_ranking(x1, x2, labels), rtol=1e-12)
+
+
+def test_margin_ranking_uint32_labels_on_jax_without_x64_are_the_numbers_they_hold() -> None:
+    jax = pytest.importorskip("jax")
+    if jax.config.jax_enable_x64:
+        pytest.skip("JAX's indices are int32 only without x64")
+    x1, x2 = np.array([0.5, -1.25, 2.0, -0.75], np.float32), np.zeros(4, np.float32)
+    labels = np.array([1, -1, 1, -1]).astype(np.uint32)  # -1 is 2**32 - 1
+    got = lossreg.margin_ranking_loss(*map(jax.numpy.asarray, (x1, x2, labels)), reduction="none")
+    np.testing.assert_allclose(np.asarray(got), _held_labels_ranking(x1, x2, labels), rtol=1e-6)

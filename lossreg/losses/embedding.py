@@ -98,7 +98,11 @@ def margin_ranking_loss(input1: Any, input2: Any, target: Any, /, *, margin: flo
     """
     name = "margin_ranking_loss"
     xp = toolkit.namespace(name, input1=input1, input2=input2, target=target)
-    target = _labels(name, "target", target, xp)
+    # The labels multiply: they are cast from the array as given, the numbers it holds. _labels'
+    # copy, made for comparisons with -1, holds the index dtype's largest number for every unsigned
+    # one past it (a -1 cast to uint64 counted 2**63 - 1, to uint32 on JAX without x64 2**31 - 1:
+    # half the loss of the number held).
+    given, target = target, _labels(name, "target", target, xp)
     toolkit.check_number(name, "margin", margin)
     toolkit.check_reduction(name, reduction)
     _same_ndim(name, input1=input1, input2=input2, target=target)
@@ -107,7 +111,7 @@ def margin_ranking_loss(input1: Any, input2: Any, target: Any, /, *, margin: flo
     if xp.isdtype(target.dtype, "real floating"):
         floats["target"] = target  # a floating target takes part in type promotion, as in torch
     dtype, work, (x1, x2, *_), _ = _floats(name, xp, **floats)
-    y = toolkit.as_dtype(xp, target, work)
+    y = toolkit.as_dtype(xp, given, work)
     return toolkit.reduce(xp, _clamp_min0(xp, -y * (x1 - x2) + margin), reduction, dtype)
 
 
