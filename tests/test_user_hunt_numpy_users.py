@@ -101,3 +101,31 @@ def test_margin_ranking_uint32_labels_on_jax_without_x64_are_the_numbers_they_ho
     labels = np.array([1, -1, 1, -1]).astype(np.uint32)  # -1 is 2**32 - 1
     got = lossreg.margin_ranking_loss(*map(jax.numpy.asarray, (x1, x2, labels)), reduction="none")
     np.testing.assert_allclose(np.asarray(got), _held_labels_ranking(x1, x2, labels), rtol=1e-6)
+
+
+# --- an infinite class weight with label smoothing ---------------------------------------------
+# weight = 1 / np.bincount(labels, minlength=C) is inf for a class absent from the data. torch's
+# smoothing term Σ_c -w_c log p_c is then +inf (every -log p_c > 0); lossreg's Σ w · log_sum -
+# Σ w · (x - m) multiplied that inf by the 0 of the row's largest logit: NaN in every row whose
+# largest logit was that class, and in the mean and the sum.
+
+@pytest.mark.parametrize("library", ["numpy", "array_api_strict", "jax", "torch"])
+@pytest.mark.parametrize("kernels", [True, False])
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+def test_an_infinite_class_weight_with_label_smoothing_gives_torchs_inf_not_nan(reduction, kernels,
+                                                                                library) -> None:
+    scores = np.array([[0.5, -1.0, 2.0], [1.5, 0.0, 3.0], [2.0, 1.0, 0.5], [0.0, 0.5, 1.0]])
+    classes = np.array([0, 1, 0, 1])  # class 2 never occurs, and is the largest score of three rows
+    with np.errstate(divide="ignore"):
+        weight = 1.0 / np.bincount(classes, minlength=3)
+    want = torch.nn.functional.cross_entropy(torch.from_numpy(scores), torch.from_numpy(classes),
+                                             weight=torch.from_numpy(weight), label_smoothing=0.1,
+                                             reduction=reduction).numpy()
+    convert = {"numpy": np.asarray, "torch": torch.from_numpy,
+               "array_api_strict": lambda a: pytest.importorskip("array_api_strict").asarray(a),
+               "jax": lambda a: pytest.importorskip("jax").numpy.asarray(a)}[library]
+    with lossreg.use_kernels(kernels):
+        got = lossreg.cross_entropy(convert(scores), convert(classes), weight=convert(weight), label_smoothing=0.1,
+                                    reduction=reduction)
+    np.testing.assert_array_equal(np.asarray(got), want)  # +inf throughout, as torch
+    assert np.isposinf(want).all()

@@ -45,6 +45,10 @@ _ROWS = 4096
 _sum_exp = cp.ReductionKernel("T x, T m", "T z", "exp(x - m)", "a + b", "z = a", "0", "lossreg_sum_exp")
 _sum_shifted = cp.ReductionKernel("T x, T m, T w", "T z", "w * (x - m)", "a + b", "z = a", "0",
                                   "lossreg_sum_w_shifted")
+# Σ_c w_c · -log p_c term by term, l the row's log-sum: an infinite class weight gives +inf, as
+# torch's, where w_sum · l - Σ w (x - m) multiplied it by the 0 of the row maximum (NaN).
+_sum_weighted_nll = cp.ReductionKernel("T x, T m, T l, T w", "T z", "w * (l - (x - m))", "a + b", "z = a", "0",
+                                       "lossreg_sum_weighted_nll")
 
 
 # The last error each kernel met, by loss: a failing kernel declines (the portable path answers),
@@ -137,9 +141,10 @@ def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_inde
     picked = input[cp.arange(n), safe] - m[:, 0]
     losses = w * (log_sum - picked)
     if label_smoothing:
-        wc = cp.ones((1, c), input.dtype) if weight is None else weight.reshape(1, c)
-        w_sum = float(c) if weight is None else weight.sum()
-        smooth = w_sum * log_sum - _sum_shifted(input, m, wc, axis=1)
+        if weight is None:
+            smooth = float(c) * log_sum - _sum_shifted(input, m, cp.ones((1, c), input.dtype), axis=1)
+        else:
+            smooth = _sum_weighted_nll(input, m, log_sum.reshape(n, 1), weight.reshape(1, c), axis=1)
         losses = (1.0 - label_smoothing) * losses + (label_smoothing / c) * smooth
     losses = cp.where(active, losses, 0).astype(input.dtype)
     if bad is not None:

@@ -103,14 +103,18 @@ def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_inde
             w = np.where(active, picked_w, np.zeros_like(picked_w))
         picked = buffer[_rows(n), safe]
     if label_smoothing:
-        wc = 1.0 if weight is None else weight.reshape(1, c)
-        w_sum = c * 1.0 if weight is None else _sum(weight)
-        weighted = _sum(wc * buffer, axis=1)
+        # Without weights Σ_c -log p_c = C · log_sum - Σ_c (x_c - m); with them term by term, as
+        # the portable path (an infinite weight times the row maximum's 0 would be NaN): the
+        # shifted logits are kept past the exponentials for that.
+        shifted = _sum(buffer, axis=1) if weight is None else buffer.copy()
     np.exp(buffer, out=buffer)
     log_sum = np.log(_sum(buffer, axis=1))
     losses = log_sum - picked if w is None else w * (log_sum - picked)
     if label_smoothing:
-        smooth = w_sum * log_sum - weighted
+        if weight is None:
+            smooth = c * log_sum - shifted
+        else:
+            smooth = _sum(weight.reshape(1, c) * (log_sum.reshape(n, 1) - shifted), axis=1)
         if active is not None and w is not None and weight is not None and reduction == "mean":
             # Each part over Σ w[y_n], as torch and the portable path: 0/0 + s/0 = NaN where that is 0.
             with np.errstate(invalid="ignore", divide="ignore"):

@@ -107,9 +107,14 @@ def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_inde
     if label_smoothing:
         c = x.shape[1]
         w = 1.0 if weight is None else xp.reshape(toolkit.as_dtype(xp, weight, x.dtype), toolkit.class_shape(x))
-        # Σ_c -w_c log p_c with every term non-negative: no cancellation at large logits.
-        w_sum = c * 1.0 if weight is None else xp.sum(w)
-        smooth = w_sum * log_sum - xp.sum(w * shifted, axis=1)
+        # Σ_c -w_c log p_c with every term non-negative: no cancellation at large logits. With
+        # class weights, term by term as torch sums them: Σ w · log_sum - Σ w · (x - m) made
+        # an infinite weight (1 / count of a class absent from the data) times the 0 of the row's
+        # largest logit a NaN, where each term w_c · (-log p_c) is +inf, torch's loss.
+        if weight is None:
+            smooth = c * log_sum - xp.sum(shifted, axis=1)
+        else:
+            smooth = xp.sum(w * (xp.expand_dims(log_sum, axis=1) - shifted), axis=1)
         if weight is not None and reduction == "mean":
             # torch divides each part by Σ w[y_n] on its own: where that is 0 (every target of a
             # class weighing 0), 0/0 + s/0 is NaN, where the sum of the parts over 0 would be inf.
