@@ -76,7 +76,7 @@ def _replicated_beside(h: Any) -> Any:
     return None if placed is None else NamedSharding(placed.mesh, P())
 
 
-def _weight_grad_adder(rows: int) -> Any:
+def _weight_grad_adder(rows: int, spread: bool = False) -> Any:
     """``add(xp, d_weight, start, g, h)``: ``d_weight[start : start + B'] += gᵀ h`` by blocks of
     ``rows`` in a ``fori_loop``, written in place into the accumulator. The blocks of a Python loop
     (``chunked.add_weight_grad``) would be scheduled side by side by XLA, and one product of the
@@ -85,6 +85,9 @@ def _weight_grad_adder(rows: int) -> Any:
     def add(xp: Any, d_weight: Any, start: int, g: Any, h: Any) -> Any:
         width = g.shape[1]
         step = min(rows, width)
+        per = _spread_rows(width, step) if spread and width == d_weight.shape[0] else 0
+        if per:
+            return _add_spread(d_weight, g, h, per)
         full = width // step
 
         def block(i: Any, acc: Any) -> Any:
@@ -100,6 +103,43 @@ def _weight_grad_adder(rows: int) -> Any:
         return d_weight
 
     return add
+
+
+# A weight split over the vocabulary (a tensor-parallel head) is split into contiguous runs of
+# rows, one per device; blocks of contiguous rows taken at a traced offset cross those runs, and
+# XLA's partitioner then gathers the whole weight gradient (and the chunk's logits) on every
+# device. Blocks of rows spread evenly over the vocabulary (rows i, i + k, i + 2k, ...) are a
+# slice of the other axis of a (V / k, k, D) view, so each device keeps its own rows. The view
+# needs k to divide V, and the rows of a block (V / k) to divide among the devices: their count
+# is taken a multiple of the largest power of two dividing V (up to SPREAD_ALIGN). Only in a scan
+# of several chunks: with one, XLA copied the (V / k, k, D) view (a temporary of the weight's size).
+SPREAD_ALIGN = 64
+
+
+def _spread_rows(width: int, step: int) -> int:
+    """The rows of each spread block (a divisor of ``width`` of at most ``step``, a multiple of
+    ``width``'s power of two up to SPREAD_ALIGN and at least a quarter of ``step``), or 0: contiguous blocks."""
+    if step >= width:
+        return 0
+    align = min(width & -width, SPREAD_ALIGN, 1 << (step.bit_length() - 1))
+    for per in range(step - step % align, max(step // 4, 1) - 1, -align):
+        if per and width % per == 0:
+            return per
+    return 0
+
+
+def _add_spread(d_weight: Any, g: Any, h: Any, per: int) -> Any:
+    """``d_weight += gᵀ h`` by ``width // per`` blocks of ``per`` rows, block ``i`` the rows
+    ``i, i + k, ...`` (k blocks): a dynamic index of the unsplit middle axis of a (per, k, D) view."""
+    v, d = d_weight.shape
+    k = v // per
+    g3 = g.reshape(g.shape[0], per, k)
+
+    def block(i: Any, acc: Any) -> Any:
+        part = jnp.matmul(lax.dynamic_index_in_dim(g3, i, axis=2, keepdims=False).T, h, out_sharding=_placed(acc))
+        return acc.at[:, i].add(part)
+
+    return lax.fori_loop(0, k, block, d_weight.reshape(per, k, d)).reshape(v, d)
 
 
 def _zero(dtype: Any, *arrays: Any) -> Any:
@@ -149,7 +189,7 @@ def _scan(meta: _Meta, h: Any, w: Any, b: Any, t: Any, act: Any, bad: Any, cw: A
         d_w, d_b = carry if grads else (None, None)
         losses, l_out, dh, d_w, d_b = chunk_loss(jnp, x["h"], w, b, x["t"], x["act"], x.get("coef"), lse=x.get("lse"),
                                                  grads=grads, d_weight=d_w, d_bias=d_b,
-                                                 add_weight=_weight_grad_adder(meta.weight_rows), **opts)
+                                                 add_weight=_weight_grad_adder(meta.weight_rows, n > step), **opts)
         if losses is None:
             losses = jnp.zeros(x["h"].shape[:1], meta.work)
         if not grads:
