@@ -226,6 +226,14 @@ def define_loss(
                 with np.errstate(under="ignore"):
                     return dispatch(*arrays, **options)
 
+        # The signature of the call the form takes: its arrays by position or by name (as torch.nn.functional
+        # takes them: gaussian_nll_loss(x, y, var=v)), not the definition's positional-only ones, which
+        # functools.wraps showed: signature(...).bind refused such a call, and jax.jit(...,
+        # donate_argnames="var") raised "positional-only" for an array the form takes by name.
+        kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+        own = inspect.signature(function)
+        dispatch.__signature__ = own.replace(  # type: ignore[attr-defined]
+            parameters=[p.replace(kind=kind) if p.kind is p.POSITIONAL_ONLY else p for p in own.parameters.values()])
         dispatch.spec = spec  # type: ignore[attr-defined]
         dispatch.portable = function  # type: ignore[attr-defined]
         return dispatch

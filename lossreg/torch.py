@@ -429,6 +429,7 @@ def _traced_form(name: str) -> Any:
 
         form.__module__, form.__name__, form.__qualname__ = __name__, name, name
         form.__doc__ = _FUNCTIONS[name].__doc__
+        form.__signature__ = inspect.signature(_FUNCTIONS[name])  # type: ignore[attr-defined]  # not (*arrays, **options)
         made = _TRACED.setdefault(name, form)
     return made
 

@@ -1,0 +1,49 @@
+"""What users' tools see of lossreg's public API: signatures, names and types, as inspect, pickle,
+JAX's transforms and static type checkers read them."""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+
+import numpy as np
+import pytest
+
+import lossreg
+
+
+def test_a_functional_forms_signature_takes_its_arrays_by_name_as_the_call_does():
+    """The functional forms take their arrays by position or, as torch.nn.functional takes them, by
+    name (``gaussian_nll_loss(x, y, var=v)``), and their signature says so: it showed the
+    definition's positional-only arrays, so ``signature(...).bind`` refused a call the form takes."""
+    x, v = np.ones(3), np.full(3, 2.0)
+    for name in lossreg.names():
+        spec = lossreg.spec(name)
+        parameters = inspect.signature(getattr(lossreg, name)).parameters
+        assert list(parameters) == [*spec.inputs, *spec.options], name
+        assert all(parameters[k].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for k in spec.inputs), name
+        assert all(parameters[k].kind is inspect.Parameter.KEYWORD_ONLY for k in spec.options), name
+    bound = inspect.signature(lossreg.gaussian_nll_loss).bind(x, x, var=v, reduction="sum")
+    assert float(lossreg.gaussian_nll_loss(*bound.args, **bound.kwargs)) == float(
+        lossreg.gaussian_nll_loss(x, x, v, reduction="sum"))
+    with pytest.raises(TypeError):  # options stay keyword-only, as the call refuses them by position
+        inspect.signature(lossreg.cross_entropy).bind(x, x, None)
+
+
+def test_lossreg_torch_functional_forms_show_the_same_signature():
+    pytest.importorskip("torch")
+    import lossreg.torch
+
+    assert inspect.signature(lossreg.torch.cross_entropy) == inspect.signature(lossreg.cross_entropy)
+
+
+def test_jax_jit_donates_an_array_given_by_name():
+    """``jax.jit`` maps ``donate_argnames`` (and ``static_argnames``) through the signature: an array
+    named there was refused as positional-only ("invalid argnames ... These are positional-only")."""
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    x, v = jnp.ones(3), jnp.full(3, 2.0)
+    expected = float(lossreg.gaussian_nll_loss(x, x, v))
+    with warnings.catch_warnings():  # CPU buffers cannot be donated: JAX warns, and computes
+        warnings.filterwarnings("ignore", "Some donated buffers were not usable")
+        assert float(jax.jit(lossreg.gaussian_nll_loss, donate_argnames="var")(x, x, var=v)) == expected
