@@ -41,7 +41,14 @@ from . import plugins as _plugins  # discovery: installs the registry's loader
 from .losses import *  # noqa: F403  (the built-in functional forms)
 from .losses import __all__ as _builtin_losses
 from .losses.fused import linear_cross_entropy_value_and_grad  # the gradients without autodiff
-from . import registry  # the module, callable: lossreg.registry() is the loaded registry
+if TYPE_CHECKING:
+    # Static tools take no module for callable ("Module not callable" at lossreg.registry()): they see
+    # the module's own class, callable; its attributes then read as Any (import them from lossreg.registry).
+    from .registry import _RegistryModule
+
+    registry: _RegistryModule
+else:
+    from . import registry  # the module, callable: lossreg.registry() is the loaded registry
 from .registry import (
     Kernel,
     Loss,

@@ -47,3 +47,19 @@ def test_jax_jit_donates_an_array_given_by_name():
     with warnings.catch_warnings():  # CPU buffers cannot be donated: JAX warns, and computes
         warnings.filterwarnings("ignore", "Some donated buffers were not usable")
         assert float(jax.jit(lossreg.gaussian_nll_loss, donate_argnames="var")(x, x, var=v)) == expected
+
+
+def test_type_checkers_take_lossreg_registry_for_callable(tmp_path):
+    """``lossreg.registry()``, the loaded registry (the module is callable at run time), type-checks
+    as a :class:`~lossreg.registry.Registry`: mypy and pyright reported "Module not callable"."""
+    api = pytest.importorskip("mypy.api")
+    script = tmp_path / "user.py"
+    script.write_text("import lossreg\nfrom lossreg.registry import Registry\n\n"
+                      "loaded: Registry = lossreg.registry()\nreveal_type(lossreg.registry().specs)\n")
+    config = tmp_path / "mypy.ini"  # lossreg checked, the array libraries not read (seconds, not minutes)
+    config.write_text("[mypy]\nfollow_imports = silent\n[mypy-torch.*,jax.*,jaxlib.*,dask.*,keras.*,numpy.*,"
+                      "array_api_compat.*,array_api_strict.*,pluggy.*,optax.*,rich.*,triton.*,cupy.*]\n"
+                      "follow_imports = skip\n")
+    out, err, status = api.run([str(script), "--config-file", str(config), "--cache-dir", str(tmp_path / "cache"),
+                                "--no-error-summary"])
+    assert status == 0 and "str, lossreg.core.LossSpec]" in out, out + err  # not Any
