@@ -19,7 +19,7 @@ import sys
 import threading
 import types
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol, cast
 
 import array_api_compat as compat
 import numpy as np
@@ -62,6 +62,17 @@ def use_kernels(enabled: bool = True) -> contextlib.AbstractContextManager[None]
     return _kernels_on.override(bool(enabled))
 
 
+class LossFunction(Protocol):
+    """What :func:`define_loss` returns, as type checkers see it: the functional form, callable as the
+    definition is, with its documented ``.spec`` and ``.portable`` (typed ``Callable[..., Any]``, a
+    plugin's ``loss.portable(...)`` was an error to mypy: "has no attribute 'portable'")."""
+
+    spec: LossSpec
+    portable: Callable[..., Any]
+
+    def __call__(self, *arrays: Any, **options: Any) -> Any: ...
+
+
 def define_loss(
     *,
     class_name: str,
@@ -73,7 +84,7 @@ def define_loss(
     replace: bool = False,
     false_friends: Mapping[str, str] | None = None,
     views: int = 1,
-) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+) -> Callable[[Callable[..., Any]], LossFunction]:
     """Declare a pure array-API function as a loss.
 
     Arrays are the function's positional-only parameters (before ``/``); options are its
@@ -104,7 +115,7 @@ def define_loss(
     if isinstance(views, bool) or not isinstance(views, int) or views < 1:
         raise TypeError(f"define_loss: views must be a positive int, not {views!r}")
 
-    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+    def decorate(function: Callable[..., Any]) -> LossFunction:
         # The default: the argument named "input", if there is one.
         wrt = tuple(p for p in inspect.signature(function).parameters if p == "input") if differentiable is None \
             else tuple(differentiable)
@@ -236,7 +247,7 @@ def define_loss(
             parameters=[p.replace(kind=kind) if p.kind is p.POSITIONAL_ONLY else p for p in own.parameters.values()])
         dispatch.spec = spec  # type: ignore[attr-defined]
         dispatch.portable = function  # type: ignore[attr-defined]
-        return dispatch
+        return cast(LossFunction, dispatch)
 
     return decorate
 

@@ -49,17 +49,46 @@ def test_jax_jit_donates_an_array_given_by_name():
         assert float(jax.jit(lossreg.gaussian_nll_loss, donate_argnames="var")(x, x, var=v)) == expected
 
 
-def test_type_checkers_take_lossreg_registry_for_callable(tmp_path):
-    """``lossreg.registry()``, the loaded registry (the module is callable at run time), type-checks
-    as a :class:`~lossreg.registry.Registry`: mypy and pyright reported "Module not callable"."""
+def _mypy(tmp_path, source: str) -> str:
+    """mypy's report on a user's script; fails the test on any error in it."""
     api = pytest.importorskip("mypy.api")
     script = tmp_path / "user.py"
-    script.write_text("import lossreg\nfrom lossreg.registry import Registry\n\n"
-                      "loaded: Registry = lossreg.registry()\nreveal_type(lossreg.registry().specs)\n")
+    script.write_text(source)
     config = tmp_path / "mypy.ini"  # lossreg checked, the array libraries not read (seconds, not minutes)
     config.write_text("[mypy]\nfollow_imports = silent\n[mypy-torch.*,jax.*,jaxlib.*,dask.*,keras.*,numpy.*,"
                       "array_api_compat.*,array_api_strict.*,pluggy.*,optax.*,rich.*,triton.*,cupy.*]\n"
                       "follow_imports = skip\n")
     out, err, status = api.run([str(script), "--config-file", str(config), "--cache-dir", str(tmp_path / "cache"),
                                 "--no-error-summary"])
-    assert status == 0 and "str, lossreg.core.LossSpec]" in out, out + err  # not Any
+    assert status == 0, out + err
+    return out
+
+
+def test_type_checkers_take_lossreg_registry_for_callable(tmp_path):
+    """``lossreg.registry()``, the loaded registry (the module is callable at run time), type-checks
+    as a :class:`~lossreg.registry.Registry`: mypy and pyright reported "Module not callable"."""
+    out = _mypy(tmp_path, "import lossreg\nfrom lossreg.registry import Registry\n\n"
+                          "loaded: Registry = lossreg.registry()\nreveal_type(lossreg.registry().specs)\n")
+    assert "str, lossreg.core.LossSpec]" in out, out  # not Any
+
+
+def test_type_checkers_see_a_defined_losss_spec_and_portable_definition(tmp_path):
+    """``define_loss`` returns the functional form with ``.spec`` and ``.portable``, as its docstring
+    says and plugins use them (lossreg-extras' JAX kernel calls ``sparsemax_loss.portable``): typed
+    ``Callable[..., Any]``, mypy reported "has no attribute 'portable'" in that correct code."""
+    out = _mypy(tmp_path, """from typing import Any
+
+from lossreg import define_loss, toolkit
+
+
+@define_loss(class_name="CharbonnierLoss")
+def charbonnier_loss(input: Any, target: Any, /, *, delta: float = 1.0, reduction: str = "mean") -> Any:
+    xp, x, y, dtype = toolkit.pointwise_inputs("charbonnier_loss", input, target, reduction)
+    return toolkit.reduce(xp, x - y, reduction, dtype)
+
+
+charbonnier_loss(1.0, 2.0, reduction="sum")
+charbonnier_loss.portable(1.0, 2.0, delta=2.0)
+reveal_type(charbonnier_loss.spec.class_name)
+""")
+    assert 'Revealed type is "builtins.str"' in out or 'Revealed type is "str"' in out, out
