@@ -1,9 +1,10 @@
-"""The class forms of the built-in catalogue, written out for IDEs and type checkers.
+"""The class and functional forms of the built-in catalogue, written out for IDEs and type checkers.
 
 lossreg makes ``lossreg.MSELoss`` and the other class forms at run time, from each loss's
-definition; static tools cannot see that. This module renders them as class declarations with
-their options' signatures, placed in ``lossreg/__init__.py`` under ``if TYPE_CHECKING:``
-(between the markers below), and checks that they are up to date (a test does)::
+definition, and names the functional forms (``lossreg.mse_loss``) from the catalogue; static tools
+cannot see that. This module renders them as declarations with their signatures, placed in
+``lossreg/__init__.py`` under ``if TYPE_CHECKING:`` (between the markers below), and checks that
+they are up to date (a test does)::
 
     python -m lossreg.stubs          # rewrites the block after changing the catalogue
 """
@@ -20,7 +21,10 @@ INIT = Path(__file__).resolve().parent / "__init__.py"
 
 
 def render() -> str:
-    """The block of declarations: one class per built-in loss, its options keyword-only."""
+    """The block of declarations: one class per built-in loss, its options keyword-only, then each
+    functional form (``lossreg.mse_loss``), which ``from .losses import *`` names only at run time
+    (the list is built from the catalogue): static tools saw no such name, IDEs offered none, and a
+    call was unchecked (``lossreg.cross_entropy(x, y, w)``, torch's positional weight, type-checked)."""
     from .losses import LOSSES
 
     lines = [START]
@@ -34,8 +38,23 @@ def render() -> str:
                   f'        """{summary}"""\n\n',
                   f"        def __init__(self, *{options}) -> None: ...\n",
                   f"        def __call__(self, {arrays}) -> Any: ...\n\n"]
+    for spec in sorted((getattr(loss, "spec") for loss in LOSSES), key=lambda s: s.name):
+        # Arrays by position or by name, as the functional form takes them (its signature says so too).
+        params = [p.replace(kind=p.POSITIONAL_OR_KEYWORD) if p.kind is p.POSITIONAL_ONLY else p
+                  for p in inspect.signature(spec.function).parameters.values()]
+        keyword = next((i for i, p in enumerate(params) if p.kind is p.KEYWORD_ONLY), len(params))
+        shown = ", ".join([*map(_declared, params[:keyword]), *(["*"] if keyword < len(params) else []),
+                           *map(_declared, params[keyword:])])
+        summary = spec.summary.replace('"""', "'''") or spec.name
+        lines += ["    @_form\n", f"    def {spec.name}({shown}) -> Any:\n",
+                  f'        """{summary}"""\n\n']
     lines[-1] = lines[-1].rstrip("\n") + "\n"
     return "".join(lines) + END
+
+
+def _declared(p: inspect.Parameter) -> str:
+    annotation = p.annotation if isinstance(p.annotation, str) else "Any"
+    return f"{p.name}: {annotation}" + ("" if p.default is p.empty else f" = {p.default!r}")
 
 
 def current() -> str:
