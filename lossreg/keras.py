@@ -53,13 +53,14 @@ imported, so ``keras.models.load_model`` restores a model compiled with one.
 
 from __future__ import annotations
 
+import inspect
 import numbers
 from typing import Any
 
 import keras
 
 from .errors import DefinitionError, LossError, LossTypeError, LossValueError, UnsupportedError
-from .registry import ForkSafeLock, LossSpec, by_class_name, registry
+from .registry import ForkSafeLock, LossSpec, by_class_name, registry, signed_copy
 from .toolkit import FLOATING, FLOATING_OR_COMPLEX, LABELS, describe, not_an_array
 from .registry import from_config as lossreg_from_config
 
@@ -495,11 +496,24 @@ def loss_class(name: str) -> type[KerasLoss]:
                 "__module__": __name__,
                 "__qualname__": spec.class_name,
                 "__doc__": (spec.function.__doc__ or "").strip(),
+                "__init__": _init_signed(spec),
             })
             cls = keras.saving.register_keras_serializable(package="lossreg", name=spec.class_name)(cls)
             _minimised(cls)
             _classes[spec.name] = cls
     return cls
+
+
+def _init_signed(spec: LossSpec) -> Any:
+    """``KerasLoss.__init__`` (the same code) under the loss's options, keyword-only with their
+    defaults, then Keras's ``name`` and ``dtype``: ``inspect.signature(CrossEntropyLoss)`` was
+    ``(*args, name=None, dtype=None, **options)``, so what builds a loss from its signature (a config
+    system's checks, ``help()``, an IDE) found no option, as the class form and torch module show them."""
+    kind = inspect.Parameter
+    return signed_copy(KerasLoss.__init__, "__init__", f"{spec.class_name}.__init__",
+                       [kind("self", kind.POSITIONAL_OR_KEYWORD)]
+                       + [kind(k, kind.KEYWORD_ONLY, default=v) for k, v in spec.options.items()]
+                       + [kind(k, kind.KEYWORD_ONLY, default=None) for k in ("name", "dtype") if k not in spec.options])
 
 
 def _minimised(cls: type[KerasLoss]) -> None:

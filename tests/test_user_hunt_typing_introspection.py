@@ -119,3 +119,30 @@ reveal_type(lossreg.cross_entropy)
     refused.mkdir()
     with pytest.raises(AssertionError, match="Too many positional arguments"):  # as the call refuses it
         _mypy(refused, "import lossreg\n\nlossreg.cross_entropy(1, 2, 3)\n")
+
+
+def test_a_keras_losss_signature_lists_its_options_then_keras_name_and_dtype():
+    """As the class form's and the torch module's do: it was ``(*args, name=None, dtype=None,
+    **options)``, so ``help()``, an IDE or a config system's checks found no option of the loss.
+    (In a subprocess: Keras reads KERAS_BACKEND once, when first imported.)"""
+    import importlib.util
+    import os
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("keras") is None or importlib.util.find_spec("jax") is None:
+        pytest.skip("needs keras and jax")
+    check = """
+import inspect, lossreg, lossreg.keras as lk
+for name, spec in lossreg.registry().specs.items():
+    parameters = inspect.signature(lk.loss_class(name)).parameters
+    assert list(parameters) == [*spec.options, "name", "dtype"], (name, list(parameters))
+    assert all(p.kind is p.KEYWORD_ONLY for p in parameters.values()), name
+    assert all(parameters[k].default is v for k, v in spec.options.items()), name
+loss = lk.CrossEntropyLoss(weight=[1.0, 2.0, 0.5], name="ce")
+assert loss.name == "ce" and loss.get_config()["weight"] == [1.0, 2.0, 0.5]
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "KERAS_BACKEND": "jax"})
+    assert done.stdout.strip() == "ok", done.stderr[-2000:]
