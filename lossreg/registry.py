@@ -711,6 +711,11 @@ def signed_copy(function: Any, name: str, qualname: str, parameters: list[inspec
 
 def make_class(spec: LossSpec) -> type[Loss]:
     kind = inspect.Parameter
+    dispatch = _functional(spec)
+    # A plugin's lossreg.<name> is this form (lossreg.__getattr__ reads it here), named so that pickle
+    # finds it there, as it finds the built-in lossreg.mse_loss: it named the plugin's module, whose own
+    # form is another object, so pickle (a process pool, a DataLoader worker) raised "not the same object".
+    dispatch.__module__, dispatch.__qualname__ = "lossreg", spec.name
     return type(spec.class_name, (Loss,), {
         "spec": spec,
         # Loss.__init__ (the same code) under the loss's options, keyword-only with their defaults: what builds
@@ -718,7 +723,7 @@ def make_class(spec: LossSpec) -> type[Loss]:
         "__init__": signed_copy(Loss.__init__, "__init__", f"{spec.class_name}.__init__",
                                 [kind("self", kind.POSITIONAL_OR_KEYWORD)]
                                 + [kind(k, kind.KEYWORD_ONLY, default=v) for k, v in spec.options.items()]),
-        "_dispatch": staticmethod(_functional(spec)),
+        "_dispatch": staticmethod(dispatch),
         "__module__": "lossreg",
         "__qualname__": spec.class_name,
         "__doc__": inspect.getdoc(spec.function),

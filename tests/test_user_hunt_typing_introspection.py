@@ -146,3 +146,29 @@ print("ok")
     done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "KERAS_BACKEND": "jax"})
     assert done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_a_plugin_losss_functional_form_pickles_by_reference_as_a_built_in_one():
+    """``lossreg.<name>`` of a plugin's loss pickles (a ``functools.partial`` of it sent to a process
+    pool, a DataLoader worker, Dask's scheduler), as ``lossreg.mse_loss`` does: it named the plugin's
+    module, where another object (the plugin's own form) is found, and pickle raised "not the same
+    object" (for an installed plugin; "Can't pickle local object" for one defined in a function)."""
+    import functools
+    import pickle
+    import types
+
+    @lossreg.define_loss(class_name="HuntPickledMSELoss")
+    def hunt_pickled_mse_loss(input, target, /, *, reduction: str = "mean"):  # type: ignore[no-untyped-def]
+        return 2 * lossreg.mse_loss(input, target, reduction=reduction)
+
+    plugin = types.SimpleNamespace(lossreg_losses=lossreg.hookimpl(lambda: [hunt_pickled_mse_loss]))
+    lossreg.register_plugin(plugin, "hunt_typing_pickle")
+    try:
+        form = lossreg.hunt_pickled_mse_loss
+        assert (form.__module__, form.__qualname__) == ("lossreg", "hunt_pickled_mse_loss")
+        assert pickle.loads(pickle.dumps(form)) is form
+        total = pickle.loads(pickle.dumps(functools.partial(form, reduction="sum")))
+        assert float(total(np.ones(3), np.zeros(3))) == 6.0
+    finally:
+        lossreg.unregister_plugin("hunt_typing_pickle")
+    assert pickle.loads(pickle.dumps(lossreg.mse_loss)) is lossreg.mse_loss  # as the built-in one did
