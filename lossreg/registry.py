@@ -716,13 +716,15 @@ def make_class(spec: LossSpec) -> type[Loss]:
     # finds it there, as it finds the built-in lossreg.mse_loss: it named the plugin's module, whose own
     # form is another object, so pickle (a process pool, a DataLoader worker) raised "not the same object".
     dispatch.__module__, dispatch.__qualname__ = "lossreg", spec.name
+    # Loss.__init__ (the same code) under the loss's options, keyword-only with their defaults: what builds
+    # an object from its signature (a config system's checks, LightningCLI, help()) saw (*args, **options).
+    init = signed_copy(Loss.__init__, "__init__", f"{spec.class_name}.__init__",
+                       [kind("self", kind.POSITIONAL_OR_KEYWORD)]
+                       + [kind(k, kind.KEYWORD_ONLY, default=v) for k, v in spec.options.items()])
+    init.__module__ = "lossreg"  # the class's, where pickle and help() find MSELoss.__init__ (not lossreg.registry)
     return type(spec.class_name, (Loss,), {
         "spec": spec,
-        # Loss.__init__ (the same code) under the loss's options, keyword-only with their defaults: what builds
-        # an object from its signature (a config system's checks, LightningCLI, help()) saw (*args, **options).
-        "__init__": signed_copy(Loss.__init__, "__init__", f"{spec.class_name}.__init__",
-                                [kind("self", kind.POSITIONAL_OR_KEYWORD)]
-                                + [kind(k, kind.KEYWORD_ONLY, default=v) for k, v in spec.options.items()]),
+        "__init__": init,
         "_dispatch": staticmethod(dispatch),
         "__module__": "lossreg",
         "__qualname__": spec.class_name,

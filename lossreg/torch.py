@@ -502,16 +502,18 @@ def _forward_naming(spec: LossSpec, forward_names: dict[str, str]) -> Any:
     ``dynamic_shapes`` and keyword inputs to those names, and ``(*arrays, **named)`` matched none of
     the per-array specs written for torch.nn's module."""
     theirs = {ours: name for name, ours in forward_names.items()}
-    return _signed(LossModule.forward, "forward", tuple(theirs.get(name, name) for name in spec.inputs))
+    return _signed(LossModule.forward, f"{spec.class_name}.forward",
+                   tuple(theirs.get(name, name) for name in spec.inputs))
 
 
-def _signed(function: Any, name: str, arrays: tuple[str, ...]) -> Any:
-    """A copy of ``function`` named ``name``, under a signature that names the arrays:
-    ``inspect.signature``, which torch.export reads, gives ``(input, target)`` instead of
-    ``(*arrays, **named)``."""
+def _signed(function: Any, qualname: str, arrays: tuple[str, ...]) -> Any:
+    """A copy of ``function`` named by ``qualname`` (its class's: ``CrossEntropyLoss.forward``, where
+    pickle and ``help()`` find it, not the base's ``LossModule.forward``, another object), under a
+    signature that names the arrays: ``inspect.signature``, which torch.export reads, gives
+    ``(input, target)`` instead of ``(*arrays, **named)``."""
     kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
-    return signed_copy(function, name, f"{function.__qualname__.rpartition('.')[0]}.{name}",
-                 [inspect.Parameter(array, kind) for array in ("self", *arrays)])
+    return signed_copy(function, qualname.rpartition(".")[2], qualname,
+                       [inspect.Parameter(array, kind) for array in ("self", *arrays)])
 
 
 def _init_signed(spec: LossSpec, base: type[LossModule], positional: tuple[str, ...]) -> Any:
@@ -573,8 +575,9 @@ def module_class(name: str) -> type[LossModule]:
             if base is LossModule:
                 body["forward"] = _forward_naming(spec, body["_forward_names"])
             else:  # the arrays depend on whether the module owns its layer; __init__ picks the owned one's
-                body["forward"] = _signed(LinearLossModule.forward, "forward", spec.inputs)
-                body["_owned_forward"] = _signed(LinearLossModule.forward, "_owned_forward", ("input", "target"))
+                body["forward"] = _signed(LinearLossModule.forward, f"{spec.class_name}.forward", spec.inputs)
+                body["_owned_forward"] = _signed(LinearLossModule.forward, f"{spec.class_name}._owned_forward",
+                                                 ("input", "target"))
             body["__init__"] = _init_signed(spec, base, body["_positional"])
             cls = type(spec.class_name, (base,), body)
             _FUNCTIONS[spec.name] = registry().loss_class(spec.name)._dispatch  # no lookup per call

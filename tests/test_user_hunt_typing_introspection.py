@@ -172,3 +172,29 @@ def test_a_plugin_losss_functional_form_pickles_by_reference_as_a_built_in_one()
     finally:
         lossreg.unregister_plugin("hunt_typing_pickle")
     assert pickle.loads(pickle.dumps(lossreg.mse_loss)) is lossreg.mse_loss  # as the built-in one did
+
+
+def test_generated_methods_are_named_for_their_class_where_pickle_and_help_find_them():
+    """``lossreg.torch.CrossEntropyLoss.forward`` was named ``LossModule.forward`` (so ``help()`` and a
+    bound method's repr showed the base class, and pickle by reference found the base's own forward,
+    another object), and ``lossreg.MSELoss.__init__`` named ``lossreg.registry``, where no MSELoss is."""
+    import importlib
+    import importlib.util
+    import pickle
+
+    def found(function: object) -> object:
+        owner: object = importlib.import_module(function.__module__)  # type: ignore[attr-defined]
+        for part in function.__qualname__.split("."):  # type: ignore[attr-defined]
+            owner = getattr(owner, part)
+        return owner
+
+    methods = [lossreg.MSELoss.__init__, lossreg.CrossEntropyLoss.__init__]
+    if importlib.util.find_spec("torch") is not None:
+        import lossreg.torch as lt
+
+        methods += [lt.CrossEntropyLoss.forward, lt.CrossEntropyLoss.__init__, lt.PoissonNLLLoss.forward,
+                    lt.LinearCrossEntropyLoss.forward]
+        assert "CrossEntropyLoss.forward of CrossEntropyLoss()" in repr(lt.CrossEntropyLoss().forward)
+    for method in methods:
+        assert found(method) is method, method.__qualname__
+        assert pickle.loads(pickle.dumps(method)) is method, method.__qualname__
