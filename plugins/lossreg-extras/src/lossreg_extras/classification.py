@@ -21,12 +21,17 @@ from lossreg import LossValueError, define_loss, toolkit
 )
 def poly1_cross_entropy(input: Any, target: Any, /, *, epsilon: float = 1.0, ignore_index: int = -100,
                         reduction: str = "mean") -> Any:
-    """Poly-1 loss: cross-entropy plus ``ε (1 - p_t)``, ``p_t`` the probability of the target class.
+    r"""Poly-1 loss: cross-entropy plus ``ε (1 - p_t)``, ``p_t`` the probability of the target class.
 
     ``epsilon = 0`` is cross-entropy; the paper keeps ``ε ≥ -1`` so the loss stays decreasing in
     ``p_t``. ``ignore_index``, the reductions and infinite logits are those of ``cross_entropy``
     without weights. Shapes: ``input`` (C), (N, C) or (N, C, d1, ...); ``target`` (), (N),
     (N, 1) or (N, d1, ...).
+
+    $$\ell_n = -\log p_{n, y_n} + \varepsilon\,(1 - p_{n, y_n}), \qquad p_n = \operatorname{softmax}(x_n)$$
+
+    Options:
+        epsilon: ε, the weight of ``1 - p_t`` (≥ -1); 0 gives cross-entropy.
     """
     name = "poly1_cross_entropy"
     toolkit.check_number(name, "epsilon", epsilon, -1.0, finite=True)
@@ -48,6 +53,9 @@ def generalized_cross_entropy(input: Any, target: Any, /, *, q: float = 0.7, ign
     ``q → 0`` tends to cross-entropy, ``q = 1`` is the mean absolute error of the probabilities
     (``1 - p_t``); the paper recommends 0.7. ``ignore_index`` and reductions as ``cross_entropy``.
     Shapes: ``input`` (C), (N, C) or (N, C, d1, ...); ``target`` (), (N), (N, 1) or (N, d1, ...).
+
+    Options:
+        q: the exponent, in (0, 1]: toward 0 the loss tends to cross-entropy, 1 gives ``1 - p_t``.
     """
     name = "generalized_cross_entropy"
     if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 < q <= 1:  # one message for every bad q

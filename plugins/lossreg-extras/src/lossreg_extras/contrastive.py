@@ -26,12 +26,18 @@ def _unit_rows(xp: Any, x: Any, eps: float = 1e-12) -> Any:
     views=2,
 )
 def nt_xent_loss(input: Any, positive: Any, /, *, temperature: float = 0.5, reduction: str = "mean") -> Any:
-    """Normalized temperature-scaled cross-entropy of two views of a batch of N examples.
+    r"""Normalized temperature-scaled cross-entropy of two views of a batch of N examples.
 
     The 2N embeddings ``z = [input; positive]`` are scaled to unit length, ``s_ij = z_i·z_j / τ``,
     and each one's loss is ``ℓ_i = -s_{i,p(i)} + log Σ_{k≠i} exp(s_ik)``, ``p(i)`` its other view:
     the other 2N - 2 embeddings are its negatives. Shapes: ``input`` and ``positive`` (N, D),
     N ≥ 1; "none" gives (2N,), the losses of the ``input`` rows first.
+
+    $$\ell_i = -s_{i, p(i)} + \log \sum_{k \ne i} e^{s_{ik}}, \qquad
+      s_{ik} = \frac{z_i \cdot z_k}{\tau\, \lVert z_i \rVert\, \lVert z_k \rVert}$$
+
+    Options:
+        temperature: τ, a positive number dividing the cosine similarities.
     """
     name = "nt_xent_loss"
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < math.inf:

@@ -64,6 +64,9 @@ def mape_loss(input: Any, target: Any, /, *, eps: float = 1e-7, reduction: str =
 
     ``eps`` (Keras' ``epsilon()``) keeps targets at 0 finite. Shapes: ``input`` and ``target`` of
     one shape. The gradient at ``x = y`` is 0, as L1's.
+
+    Options:
+        eps: ε ≥ 0, the smallest ``|y_i|`` divided by (Keras' ``epsilon()``, 1e-7).
     """
     name = "mape_loss"
     toolkit.check_number(name, "eps", eps, 0.0, finite=True)
@@ -85,6 +88,9 @@ def msle_loss(input: Any, target: Any, /, *, eps: float = 1e-7, reduction: str =
     For non-negative quantities (counts, prices) where relative errors matter; values below
     ``eps`` count as ``eps``, as in Keras, so negative predictions cost like 0 and get no gradient.
     Shapes: ``input`` and ``target`` of one shape.
+
+    Options:
+        eps: ε ≥ 0, the smallest value taken for ``x_i`` and ``y_i`` (Keras' ``epsilon()``, 1e-7).
     """
     name = "msle_loss"
     toolkit.check_number(name, "eps", eps, 0.0, finite=True)
@@ -104,6 +110,9 @@ def quantile_loss(input: Any, target: Any, /, *, quantile: float = 0.5, reductio
     Minimized in expectation by the q-quantile of the target; q = ½ is half the L1 loss. At
     ``x = y`` the gradient is that of the ``y ≥ x`` side, ``-q``. Shapes: ``input`` and ``target``
     of one shape.
+
+    Options:
+        quantile: q in [0, 1], the quantile predicted: under-predictions cost q, over-predictions 1 - q.
     """
     name = "quantile_loss"
     toolkit.check_number(name, "quantile", quantile, 0.0, 1.0)

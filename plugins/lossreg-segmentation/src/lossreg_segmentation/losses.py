@@ -68,6 +68,9 @@ def dice_loss(input: Any, target: Any, /, *, smooth: float = 1.0, reduction: str
     reshaped to ``(N·C, ...)``, given a spatial axis (on ``(N, C)`` MONAI scores the whole batch as
     one sample). Keras' ``Dice`` scores the whole batch as one sample (``axis=None``)
     and adds its epsilon to the denominator only (``smooth=0`` here).
+
+    Options:
+        smooth: s ≥ 0, added to the numerator and the denominator.
     """
     xp, x, y, dtype = _overlap_inputs("dice_loss", input, target, reduction, smooth)
     overlap = xp.sum(x * y, axis=1)
@@ -87,12 +90,20 @@ def tversky_loss(input: Any, target: Any, /, *, alpha: float = 0.5, beta: float 
 
     ``TP = Σ x y``, ``FP = Σ x (1 - y)``, ``FN = Σ (1 - x) y`` over every axis but the batch
     axis. α weighs false positives, β false negatives (β > α favours recall); α = β = ½ with
-    s = 0 is the Dice loss. Shapes and ``smooth`` as :func:`dice_loss`; "none" gives ``(N,)``.
+    s = 0 is the Dice loss. ``smooth`` as in :func:`dice_loss`.
+
+    Shapes: as :func:`dice_loss`, ``input`` and ``target`` of one shape ``(N, d1, ...)``, values in
+    [0, 1]; "none" gives ``(N,)``.
 
     Peers: MONAI's ``TverskyLoss`` as for :func:`dice_loss` (per channel). Keras' ``Tversky``
     multiplies its ``alpha`` with ``Σ y (1 - x)``, the false negatives: its ``alpha`` is ``beta``
     here, and its ``beta`` is ``alpha``; as its ``Dice``, it adds its epsilon to the denominator
     only (``smooth=0`` here).
+
+    Options:
+        alpha: α ≥ 0, the weight of the false positives.
+        beta: β ≥ 0, the weight of the false negatives.
+        smooth: s ≥ 0, added to the numerator and the denominator.
     """
     name = "tversky_loss"
     toolkit.check_number(name, "alpha", alpha, 0.0, finite=True)
@@ -111,7 +122,7 @@ def tversky_loss(input: Any, target: Any, /, *, alpha: float = 0.5, beta: float 
     reference="Sudre et al. 2017, 'Generalised Dice overlap as a deep learning loss function', eq. 2",
 )
 def generalized_dice_loss(input: Any, target: Any, /, *, smooth: float = 1e-5, reduction: str = "mean") -> Any:
-    """Generalized Dice loss: Dice summed over classes, each weighted by its inverse squared volume.
+    r"""Generalized Dice loss: Dice summed over classes, each weighted by its inverse squared volume.
 
     ``ℓ_n = 1 - (2 Σ_c w_c Σ x_c y_c + s) / (Σ_c w_c Σ (x_c + y_c) + s)`` with
     ``w_c = 1 / (Σ y_c)²``; a class absent from a sample's target (or whose weight would overflow)
@@ -120,6 +131,12 @@ def generalized_dice_loss(input: Any, target: Any, /, *, smooth: float = 1e-5, r
     ``(N, C, d1, ...)``, values in [0, 1]; "none" gives ``(N,)``. The weights depend on the target
     only; the loss is declared differentiable in ``input`` alone (the target is a label), though a
     target that requires grad gets its true gradient, weights included (MONAI's raises there).
+
+    $$\ell_n = 1 - \frac{2 \sum_c w_c \sum_j x_{ncj}\, y_{ncj} + s}{\sum_c w_c \sum_j (x_{ncj} + y_{ncj}) + s},
+      \qquad w_c = \Big(\sum_j y_{ncj}\Big)^{-2}$$
+
+    Options:
+        smooth: s ≥ 0, added to the numerator and the denominator.
     """
     name = "generalized_dice_loss"
     xp, x, y, dtype = toolkit.pointwise_inputs(name, input, target, reduction)
@@ -179,6 +196,10 @@ def binary_focal_loss(input: Any, target: Any, /, *, alpha: float | None = 0.25,
     probabilities and no α by default: it is this loss with ``from_logits=True,
     apply_class_balancing=True``. Its name is therefore not one of this loss's (``lossreg.get``
     refuses it and says why).
+
+    Options:
+        alpha: α in [0, 1], the weight of the positives (1 - α of the negatives), or None for none.
+        gamma: γ ≥ 0, the focusing exponent; 0 gives BCE with logits.
     """
     xp, x, t, dtype = binary_focal_inputs(input, target, alpha, gamma, reduction)
     log_p, log_q, p, q = sigmoids(xp, x)
@@ -210,6 +231,11 @@ def focal_loss(input: Any, target: Any, /, *, gamma: float = 2.0, weight: Any = 
     classes included: its "mean" is this one's divided by ``C`` without weights; with its ``weight``
     or ``alpha`` (``weight = [1 - α, α, ..., α]`` here) it is still "sum" / (N·C·d1·...), where this
     one's "mean" divides by the summed weights of the targets.
+
+    Options:
+        gamma: γ ≥ 0, the focusing exponent; 0 gives cross-entropy.
+        reduction: "none" (each ℓ_n, 0 where ignored), "sum", or "mean": ``Σ_n ℓ_n / Σ_n w[y_n]`` over the
+            targets not ignored (their number without ``weight``), as :func:`cross_entropy`'s.
     """
     name = "focal_loss"
     toolkit.check_number(name, "gamma", gamma, 0.0, finite=True)
