@@ -722,9 +722,15 @@ def make_class(spec: LossSpec) -> type[Loss]:
                        [kind("self", kind.POSITIONAL_OR_KEYWORD)]
                        + [kind(k, kind.KEYWORD_ONLY, default=v) for k, v in spec.options.items()])
     init.__module__ = "lossreg"  # the class's, where pickle and help() find MSELoss.__init__ (not lossreg.registry)
+    # Loss.__call__ (the same code) under the arrays' names, as the torch module's forward and the declarations
+    # in lossreg/__init__.py give them: inspect.signature(lossreg.MSELoss()) was (*arrays, **named).
+    call = signed_copy(Loss.__call__, "__call__", f"{spec.class_name}.__call__",
+                       [kind(k, kind.POSITIONAL_OR_KEYWORD) for k in ("self", *spec.inputs)])
+    call.__module__ = "lossreg"
     return type(spec.class_name, (Loss,), {
         "spec": spec,
         "__init__": init,
+        "__call__": call,
         "_dispatch": staticmethod(dispatch),
         "__module__": "lossreg",
         "__qualname__": spec.class_name,

@@ -226,3 +226,18 @@ def test_the_plugin_packages_losses_document_formula_shapes_and_options_for_thei
             assert set(doc.args) <= set(options), node.name
             checked.append(node.name)
     assert len(checked) >= 14, checked
+
+
+def test_a_class_forms_call_signature_names_its_arrays():
+    """As ``inspect.signature(lossreg.torch.GaussianNLLLoss().forward)`` and the static declaration
+    do: it was ``(*arrays, **named)``, so ``help()``, IPython's call hint and ``signature().bind``
+    showed none of the arrays the call takes (by position or by name)."""
+    x = np.ones(3)
+    for name, spec in lossreg.registry().specs.items():
+        loss = lossreg.registry().loss_class(name)()
+        parameters = inspect.signature(loss).parameters
+        assert list(parameters) == list(spec.inputs), name
+        assert all(p.kind is p.POSITIONAL_OR_KEYWORD and p.default is p.empty for p in parameters.values()), name
+    loss = lossreg.GaussianNLLLoss(reduction="sum")
+    bound = inspect.signature(loss).bind(x, x, var=2 * x)
+    assert float(loss(*bound.args, **bound.kwargs)) == float(loss(x, x, 2 * x))
