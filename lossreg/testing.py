@@ -87,8 +87,8 @@ def check_conformance(losses: Sequence[str] | str | None = None, *, plugin: str 
     counts = conformance.summarize(outcomes)
     if counts["failed"]:
         pytest.fail("lossreg conformance failed\n" + report, pytrace=False)
-    if not counts["passed"]:
-        pytest.skip("no backend could run the conformance suite:\n" + report)
+    if not any(o.cases for o in outcomes):  # unsupported everywhere, or no case applies to the dtypes
+        pytest.skip("no backend could run the conformance suite, or no case applies:\n" + report)
     return outcomes
 
 

@@ -1,0 +1,92 @@
+"""The conformance suite as its users run it: a plugin author's ``lossreg conformance`` in CI, its
+exit status and report, and the suite's reading of a plugin's cases.
+
+Each test registers a small plugin in this process (``lossreg.register_plugin``), as a notebook or
+a test would, and runs the command in this process (``lossreg.cli.main``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from contextlib import redirect_stdout
+from typing import Any
+
+import numpy as np
+import pytest
+
+import lossreg
+from lossreg import cli, conformance, define_loss, hookimpl, toolkit
+from lossreg.testing import Case, value_case
+
+X, Y = np.array([1.0, 2.0, 3.0]), np.array([0.5, 2.5, 1.0])
+# What the loss does, set by each test: None computes it right, else an exception to raise.
+FAULT: list[BaseException | None] = [None]
+
+
+@define_loss(class_name="HuntSquaredLoss", differentiable=("input", "target"))
+def hunt_squared_loss(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
+    """ℓ_i = (x_i - y_i)², then reduced; raises what a test asks it to."""
+    xp, x, y, dtype = toolkit.pointwise_inputs("hunt_squared_loss", input, target, reduction)
+    if FAULT[0] is not None:
+        raise FAULT[0]
+    return toolkit.reduce(xp, (x - y) ** 2, reduction, dtype)
+
+
+class Plugin:
+    def __init__(self, **case: Any) -> None:
+        self.case = case
+
+    @hookimpl
+    def lossreg_losses(self) -> list[Any]:
+        return [hunt_squared_loss]
+
+    @hookimpl
+    def lossreg_cases(self) -> list[Case]:
+        return [Case.from_dict(value_case("hunt_squared_loss", "sum", {"input": X, "target": Y}, ((X - Y) ** 2).sum(),
+                                          {"reduction": "sum"}, grads={"input": 2 * (X - Y), "target": 2 * (Y - X)},
+                                          **self.case))]
+
+
+@pytest.fixture
+def plugin(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The plugin registered in this process, with the case fields the test's parameter gives."""
+    lossreg.register_plugin(Plugin(**getattr(request, "param", {})), name="hunt")
+    try:
+        yield
+    finally:
+        FAULT[0] = None
+        lossreg.unregister_plugin("hunt")
+
+
+def conformance_cli(*args: str) -> tuple[int, str]:
+    out = io.StringIO()
+    with redirect_stdout(out):
+        code = cli.main(["conformance", "--backend", "numpy", "--loss", "hunt_squared_loss", *args])
+    return code, out.getvalue()
+
+
+# --- the exit status -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("plugin", [{"dtypes": ["float64"]}], indirect=True)
+def test_a_run_in_which_no_case_applies_to_the_dtypes_is_nothing_ran_not_a_pass(plugin: None,
+                                                                                capsys: pytest.CaptureFixture) -> None:
+    """Every case restricted to float64 and the run asked for float32: the matrix says n/a and "0
+    case runs", and the command exits 1, as the README says of a run in which nothing ran; it
+    exited 0, a CI job passing on a check that never happened."""
+    code, out = conformance_cli("--dtype", "float32")
+    assert "n/a" in out and "0 case runs" in out
+    assert code == 1 and "nothing ran" in capsys.readouterr().err
+    code, out = conformance_cli("--dtype", "float32,float64")  # one case ran: a pass
+    assert code == 0 and "1 case runs" in out
+
+
+@pytest.mark.parametrize("plugin", [{"dtypes": ["float64"]}], indirect=True)
+def test_check_conformance_skips_a_test_in_which_no_case_applies_to_the_dtypes(plugin: None) -> None:
+    """The pytest side says the same: skipped, saying why, not passed with nothing checked."""
+    from lossreg.testing import check_conformance
+
+    with pytest.raises(pytest.skip.Exception, match="no case applies"):
+        check_conformance("hunt_squared_loss", backends="numpy", dtypes="float32")
+    assert check_conformance("hunt_squared_loss", backends="numpy", dtypes="float64")[0].cases == 1
