@@ -269,8 +269,8 @@ def check_case(case: Case, spec: LossSpec, function: Any, backend: Backend, dtyp
                 return None
             except _Declined:
                 raise
-            except Exception as exc:
-                raise AssertionError(f"raised {type(exc).__name__}: {exc}; expected {case.raises}") from None
+            except _LOSS_FAULTS as exc:
+                raise AssertionError(f"{_raised(exc)}; expected {case.raises}") from None
 
         value = attempt()
         if value is None:
@@ -694,6 +694,31 @@ def share_jax_compiles() -> None:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
+# What a loss under test may raise that fails its case, not the run: any exception, also
+# SystemExit (a plugin's loss calling sys.exit or exit(): it ended the run with its status, 0 when
+# none was given, with no matrix and no report) and GeneratorExit; Ctrl-C still stops the run.
+_LOSS_FAULTS = (Exception, SystemExit, GeneratorExit)
+
+
+def _raised(exc: BaseException) -> str:
+    """``"raised Name: message"``, also for an exception whose ``str`` itself raises (which ended
+    the whole run with a traceback, the matrix unprinted)."""
+    try:
+        message = str(exc)
+    except Exception as error:
+        message = f"(its message could not be read: {type(error).__name__})"
+    return f"raised {type(exc).__name__}: {message}"
+
+
+def _ours(exc: AssertionError) -> bool:
+    """Whether the suite raised ``exc`` (its verdict, which says what is wrong), not the code under
+    test: a bare ``assert`` in a plugin's loss read as the failure ``"case-id: "``, saying nothing."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is None or tb.tb_frame.f_globals.get("__name__") == __name__
+
+
 def _run_path(outcome: Outcome, spec: LossSpec, function: Any, backend: Backend, cases: list[Case],
               references: References) -> Outcome:
     start = time.perf_counter()
@@ -722,10 +747,10 @@ def _run_path(outcome: Outcome, spec: LossSpec, function: Any, backend: Backend,
                 outcome.not_applicable += 1
                 outcome.notes[DECLINED] = outcome.notes.get(DECLINED, 0) + 1
                 continue
-            except AssertionError as exc:
-                outcome.failures.append(f"{case.id}: {exc}")
-            except Exception as exc:
-                outcome.failures.append(f"{case.id}: raised {type(exc).__name__}: {exc}")
+            except AssertionError as exc:  # the suite's verdict, or an `assert` in the loss under test
+                outcome.failures.append(f"{case.id}: {exc if _ours(exc) else _raised(exc)}")
+            except _LOSS_FAULTS as exc:
+                outcome.failures.append(f"{case.id}: {_raised(exc)}")
             else:
                 outcome.worst = max(outcome.worst, ratio)
             outcome.cases += 1

@@ -90,3 +90,36 @@ def test_check_conformance_skips_a_test_in_which_no_case_applies_to_the_dtypes(p
     with pytest.raises(pytest.skip.Exception, match="no case applies"):
         check_conformance("hunt_squared_loss", backends="numpy", dtypes="float32")
     assert check_conformance("hunt_squared_loss", backends="numpy", dtypes="float64")[0].cases == 1
+
+
+# --- a loss that raises: its case fails, saying what it raised; the run goes on ------------------
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no message")
+
+
+@pytest.mark.parametrize(("raised", "said"), [
+    (SystemExit(0), "raised SystemExit: 0"),        # ended the run, status 0, no matrix, no report
+    (SystemExit("bye"), "raised SystemExit: bye"),  # ended the run, status 1, no matrix
+    (Unprintable(), "raised Unprintable: (its message could not be read: RuntimeError)"),  # a traceback
+    (AssertionError(), "raised AssertionError"),    # a bare `assert` in the loss: the failure read "sum: "
+])
+def test_whatever_a_loss_raises_fails_its_case_with_the_matrix_and_the_report(plugin: None, raised: BaseException,
+                                                                              said: str, tmp_path: Any) -> None:
+    FAULT[0] = raised
+    report = tmp_path / "report.json"
+    code, out = conformance_cli("--dtype", "float64", "--json", str(report))
+    assert code == 1
+    assert f"FAIL hunt_squared_loss [numpy/float64/cpu, portable]\n       sum: {said}" in out
+    outcome, = json.loads(report.read_text())["outcomes"]
+    assert outcome["status"] == "failed" and outcome["failures"][0].startswith(f"sum: {said}")
+
+
+def test_the_suites_own_verdicts_are_not_said_to_be_raised_by_the_loss(plugin: None) -> None:
+    case, = [c for c in lossreg.registry().cases if c.loss == "hunt_squared_loss"]
+    wrong = Case.from_dict({**case.__dict__, "expected": 4.6})
+    with pytest.raises(AssertionError) as verdict:
+        conformance.check_case(wrong, lossreg.spec("hunt_squared_loss"), hunt_squared_loss,
+                               lossreg.registry().backends["numpy"], "float64", "cpu")
+    assert conformance._ours(verdict.value) and "value off by" in str(verdict.value)
