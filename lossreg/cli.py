@@ -134,7 +134,7 @@ def _max_case_limits(args: argparse.Namespace, backends: Any, wanted: Sequence[s
         if name and name not in wanted:
             print(f"lossreg conformance: --max-cases names backend {name!r}, which this run leaves out "
                   f"(--backend {','.join(wanted)}): its limit is unused", file=sys.stderr)
-        if number == "0":
+        if number != conformance.COVER and int(number) == 0:  # "00" too: it ran no case, reported as "no cases registered"
             return "--max-cases 0 would run nothing; give at least 1, or cover"
         limits[name or "*"] = number if number == conformance.COVER else int(number)
     return limits

@@ -430,6 +430,12 @@ def run(backends: Sequence[str | Backend], dtypes: Sequence[str] = ("float32", "
     unknown = [d for d in dtypes if d not in EPS]
     if unknown:
         raise errors.LossValueError("lossreg conformance", "dtype", "some of " + ", ".join(EPS), ", ".join(unknown))
+    # A limit below 1 would select no case, and every loss would fail as having no cases registered.
+    limits = list(max_cases.values()) if isinstance(max_cases, dict) else [max_cases]
+    wrong = [repr(n) for n in limits if n is not None and n != COVER and not (isinstance(n, (int, np.integer)) and n >= 1)]
+    if wrong:
+        raise errors.LossValueError("lossreg conformance", "max_cases", f"None, {COVER!r} or a whole number of at "
+                                    "least 1 (per backend in a dict)", ", ".join(wrong))
     unknown = [repr(b) for b in backends if not isinstance(b, Backend) and b not in reg.backends]
     if unknown:  # before anything runs, not after the backends ahead of it
         raise errors.LossValueError("lossreg conformance", "backend", "some of " + ", ".join(reg.backends),

@@ -123,3 +123,28 @@ def test_the_suites_own_verdicts_are_not_said_to_be_raised_by_the_loss(plugin: N
         conformance.check_case(wrong, lossreg.spec("hunt_squared_loss"), hunt_squared_loss,
                                lossreg.registry().backends["numpy"], "float64", "cpu")
     assert conformance._ours(verdict.value) and "value off by" in str(verdict.value)
+
+
+# --- how many cases ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("limit", ["00", "numpy=000", "numpy=cover,00"])
+def test_max_cases_zero_in_any_spelling_is_refused_as_0_is(limit: str, capsys: pytest.CaptureFixture) -> None:
+    """"00" ran no case and failed every loss as "no conformance cases are registered for this loss"."""
+    code, out = _cli_builtin("--max-cases", limit)
+    assert code == 2 and out == ""
+    assert "--max-cases 0 would run nothing" in capsys.readouterr().err
+
+
+def _cli_builtin(*args: str) -> tuple[int, str]:
+    out = io.StringIO()
+    with redirect_stdout(out):
+        code = cli.main(["conformance", "--backend", "numpy", "--loss", "mse_loss", *args])
+    return code, out.getvalue()
+
+
+@pytest.mark.parametrize("limit", [0, -1, {"numpy": 0}, {"*": -3, "numpy": "cover"}, "all"])
+def test_run_refuses_a_case_limit_that_selects_nothing(limit: Any) -> None:
+    with pytest.raises(lossreg.LossValueError, match="max_cases"):
+        conformance.run(["numpy"], ["float64"], losses=["mse_loss"], max_cases=limit)
+    outcome, = conformance.run(["numpy"], ["float64"], losses=["mse_loss"], max_cases=np.int64(1))[:1]
+    assert outcome.status == "passed" and outcome.cases == 1
