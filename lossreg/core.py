@@ -122,13 +122,37 @@ class Case:
         known = {k: data.pop(k) for k in list(data) if k in cls.__dataclass_fields__}
         if data:
             raise ValueError(f"case {known.get('id')!r}: unknown fields {sorted(data)}")
+        missing = [name for name in ("id", "inputs") if name not in known]
+        if missing:  # said as a case file's field, not as Case.__init__'s missing positional argument
+            raise ValueError(f"{_named(known)}no {' or '.join(map(repr, missing))} field")
+        # Objects of arrays by name: a list there was read, then broke the registry of every process
+        # that loaded the plugin (its case checks iterate them), not only the plugin.
+        wrong = [f"{name!r} is {type(known[name]).__name__} {known[name]!r:.40}"
+                 for name in ("inputs", "options", "grads") if not isinstance(known.get(name, {}), dict)]
+        if wrong:
+            raise ValueError(f"{_named(known)}{'; '.join(wrong)}, not an object of arrays by name")
         return cls(**known)
 
 
+def _named(case: dict[str, Any]) -> str:
+    return f"case {case['id']!r}: " if "id" in case else ""
+
+
 def load_cases(path: str | Path) -> list[Case]:
-    """Read a JSON case file: ``{"loss": name, "cases": [...]}`` (a case may name its own loss)."""
+    """Read a JSON case file: ``{"loss": name, "cases": [...]}`` (a case may name its own loss).
+    A malformed entry is a ValueError naming it (``cases[3]``, with its id when it has one)."""
     content = json.loads(Path(path).read_text(encoding="utf-8"))
-    return [Case.from_dict(case, content.get("loss")) for case in content["cases"]]
+    if not isinstance(content, dict) or not isinstance(content.get("cases"), list):
+        raise ValueError('a case file is an object {"loss": NAME, "cases": [...]}; this one has no "cases" list')
+    cases = []
+    for i, entry in enumerate(content["cases"]):
+        try:
+            if not isinstance(entry, dict):
+                raise ValueError(f"{type(entry).__name__} {entry!r:.40}, not an object")
+            cases.append(Case.from_dict(entry, content.get("loss")))
+        except ValueError as exc:
+            raise ValueError(f"cases[{i}]: {exc}") from None
+    return cases
 
 
 class Backend:

@@ -865,7 +865,10 @@ class Registry:
         kept = []
         for case in cases:
             case.plugin = plugin
-            problem = self._case_problem(case, seen)
+            try:
+                problem = self._case_problem(case, seen)
+            except Exception as exc:  # a Case made in code with fields of the wrong kinds: its plugin's fault
+                problem = f"malformed: {type(exc).__name__}: {exc}"
             if problem:
                 self._fault(plugin, f"lossreg_cases: case {case.id!r} of {case.loss!r} from {source} "
                                     f"is not used: {problem}")
@@ -900,6 +903,12 @@ class Registry:
         spec = self.specs[self.index[key]]
         if case.dtypes is not None and not set(case.dtypes) <= set(FLOATS):
             return f"dtypes {case.dtypes!r} are not among {', '.join(FLOATS)}"
+        # An input as a case file writes it, {"data": [...], "dtype": ...}: a bare list, or "values",
+        # failed every run of the case as "raised AttributeError" or "raised KeyError: 'data'".
+        bare = [name for name, value in case.inputs.items() if not (isinstance(value, dict) and "data" in value)]
+        if bare:
+            return (f"inputs {', '.join(map(repr, bare))} are not arrays as a case file gives them, "
+                    '{"data": [...], "dtype": "float"}')
         for name, value in [*case.inputs.items(), *case.options.items()]:
             if isinstance(value, dict) and "data" in value:
                 kind = value.get("dtype", "float")

@@ -148,3 +148,71 @@ def test_run_refuses_a_case_limit_that_selects_nothing(limit: Any) -> None:
         conformance.run(["numpy"], ["float64"], losses=["mse_loss"], max_cases=limit)
     outcome, = conformance.run(["numpy"], ["float64"], losses=["mse_loss"], max_cases=np.int64(1))[:1]
     assert outcome.status == "passed" and outcome.cases == 1
+
+
+# --- a plugin's case file with a malformed entry ------------------------------------------------------
+
+class FilePlugin:
+    def __init__(self, path: Any) -> None:
+        self.path = path
+
+    @hookimpl
+    def lossreg_losses(self) -> list[Any]:
+        return [hunt_squared_loss]
+
+    @hookimpl
+    def lossreg_cases(self) -> list[Any]:
+        return [self.path]
+
+
+GOOD = value_case("hunt_squared_loss", "sum", {"input": X, "target": Y}, ((X - Y) ** 2).sum(), {"reduction": "sum"})
+
+
+@pytest.mark.parametrize(("entry", "said"), [
+    ({k: v for k, v in GOOD.items() if k != "id"}, "cases[1]: no 'id' field"),
+    ({k: v for k, v in GOOD.items() if k != "inputs"}, "cases[1]: case 'sum': no 'inputs' field"),
+    ([1, 2], "cases[1]: list [1, 2], not an object"),
+    ({**GOOD, "inputs": [[1.0], [2.0]]}, "cases[1]: case 'sum': 'inputs' is list"),
+    ({**GOOD, "options": ["sum"]}, "cases[1]: case 'sum': 'options' is list"),
+])
+def test_a_malformed_entry_of_a_case_file_is_a_fault_naming_the_file_and_entry(entry: Any, said: str,
+                                                                                 tmp_path: Any) -> None:
+    """Not Case.__init__'s "missing 1 required positional argument" (which entry?) nor, for inputs
+    or options given as a list, an AttributeError out of the registry: that broke lossreg.get("mse")
+    and `lossreg list` in every process that loaded the plugin, where a fault keeps the rest working."""
+    path = tmp_path / "cases.json"
+    path.write_text(json.dumps({"loss": "hunt_squared_loss", "cases": [{**GOOD, "id": "first"}, entry]}))
+    with pytest.warns(lossreg.LossregPluginWarning) as warned:
+        lossreg.register_plugin(FilePlugin(path), name="hunt-file")
+    try:
+        fault, = lossreg.registry().plugins["hunt-file"].faults
+        assert f"cannot read {path}: ValueError: {said}" in fault
+        assert any(said in str(w.message) for w in warned)
+        assert lossreg.get("mse")(np.ones(2), np.zeros(2)) == 1.0  # everything else keeps working
+    finally:
+        lossreg.unregister_plugin("hunt-file")
+
+
+@pytest.mark.parametrize("array", [[1.0, 2.0, 3.0], {"values": [1.0, 2.0, 3.0], "dtype": "float"}])
+def test_an_input_not_written_as_a_case_files_array_is_a_fault_not_a_failure_at_every_run(array: Any,
+                                                                                          tmp_path: Any) -> None:
+    """It was registered, then failed on every backend as "raised AttributeError: 'list' object has
+    no attribute 'get'" or "raised KeyError: 'data'"."""
+    path = tmp_path / "cases.json"
+    path.write_text(json.dumps({"cases": [GOOD, {**GOOD, "id": "bare", "inputs": {**GOOD["inputs"], "input": array}}]}))
+    with pytest.warns(lossreg.LossregPluginWarning, match="case 'bare' .* is not used: inputs 'input' are not arrays"):
+        lossreg.register_plugin(FilePlugin(path), name="hunt-file")
+    try:
+        assert [c.id for c in lossreg.registry().cases if c.loss == "hunt_squared_loss"] == ["sum"]
+    finally:
+        lossreg.unregister_plugin("hunt-file")
+
+
+def test_a_case_made_in_code_with_a_list_of_inputs_is_a_fault_not_a_broken_registry() -> None:
+    plugin = FilePlugin(Case(loss="hunt_squared_loss", id="listed", inputs=[X, Y], expected=1.0))  # type: ignore[arg-type]
+    with pytest.warns(lossreg.LossregPluginWarning, match="case 'listed' .* is not used: malformed: AttributeError"):
+        lossreg.register_plugin(plugin, name="hunt-file")
+    try:
+        assert lossreg.get("mse")(np.ones(2), np.zeros(2)) == 1.0
+    finally:
+        lossreg.unregister_plugin("hunt-file")
