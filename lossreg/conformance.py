@@ -422,7 +422,9 @@ def run(backends: Sequence[str | Backend], dtypes: Sequence[str] = ("float32", "
     is called as each backend finishes, ``step(backend, device, loss, outcomes)`` as each loss
     finishes on a backend (every dtype and path). ``jobs`` > 1 spreads the (backend, loss, dtype)
     triples, the slow backends' cut into slices of cases (see ``_SLICE``), over that many
-    processes, which load plugins from entry points (not ones registered in this process). ``lossreg conformance`` and the worker processes keep JAX's compiled programs on
+    processes, which load plugins from entry points and register again those registered in this
+    process (a module by its name, another object pickled; where one cannot be sent, the suite
+    runs in this process, with a warning). ``lossreg conformance`` and the worker processes keep JAX's compiled programs on
     disk between runs (see :func:`share_jax_compiles`); an in-process run changes no JAX setting.
     """
     reg = registry()
@@ -441,7 +443,15 @@ def run(backends: Sequence[str | Backend], dtypes: Sequence[str] = ("float32", "
         raise errors.LossValueError("lossreg conformance", "backend", "some of " + ", ".join(reg.backends),
                                     ", ".join(unknown))
     if jobs > 1:
-        return _run_parallel(backends, dtypes, device, [s.name for s in specs], max_cases, progress, jobs, step)
+        plugins, unsendable = _plugins_for_workers()
+        if unsendable is None:
+            return _run_parallel(backends, dtypes, device, [s.name for s in specs], max_cases, progress, jobs, step,
+                                 plugins)
+        # Workers without it would not know its losses (UnknownLossError) or would leave out its
+        # kernels and cases of another plugin's loss (a pass of what was never checked).
+        warnings.warn(f"lossreg conformance: {unsendable}, so the suite runs in this process, not in {jobs} "
+                      "worker processes (install the plugin as a package, or register an importable module)",
+                      errors.LossregPluginWarning, stacklevel=2)
     references = References()
     outcomes: list[Outcome] = []
     for chosen in backends:
@@ -537,6 +547,8 @@ _WORKER_REFERENCES: References | None = None
 def _run_task(task: tuple[Any, ...]) -> tuple[list[Outcome], float]:
     global _WORKER_REFERENCES
     backend, dtype, device, loss, max_cases, part = task
+    if _WORKER_PLUGINS_FAILED is not None:  # the task would check another registry than the caller's
+        raise errors.PluginError(_WORKER_PLUGINS_FAILED)
     if _WORKER_REFERENCES is None:
         _WORKER_REFERENCES = References()
     reg = registry()
@@ -569,9 +581,66 @@ def _merge(parts: list[list[Outcome]]) -> list[Outcome]:
     return merged
 
 
+def _plugins_for_workers() -> tuple[list[tuple[str, str, Any]], str | None]:
+    """The plugins registered in this process (``lossreg.register_plugin``) as a worker process
+    registers them again, ``(name, "module", its name)`` or ``(name, "object", pickled)``; or why
+    one of them cannot be sent (a module another process cannot import, an object pickle cannot
+    take, or one of ``__main__`` where that is no file: a notebook)."""
+    import importlib.machinery
+    import pickle
+    import sys
+    import types
+
+    from .registry import in_process_plugins
+
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    sent: list[tuple[str, str, Any]] = []
+    for name, plugin in in_process_plugins():
+        module = plugin.__name__ if isinstance(plugin, types.ModuleType) else type(plugin).__module__
+        if module == "__main__" and main_file is None:
+            return [], f"plugin '{name}' is defined in __main__, which a worker process cannot import"
+        if isinstance(plugin, types.ModuleType):
+            if module != "__main__" and importlib.machinery.PathFinder.find_spec(module.partition(".")[0]) is None:
+                return [], f"plugin '{name}' is the module {module}, which is not importable from sys.path"
+            sent.append((name, "module", module))
+            continue
+        try:
+            sent.append((name, "object", pickle.dumps(plugin)))
+        except Exception as exc:
+            return [], f"plugin '{name}' cannot be pickled for a worker process: {type(exc).__name__}: {exc}"
+    return sent, None
+
+
+# Why the plugins of this process could not be registered in this worker (see _worker_setup).
+_WORKER_PLUGINS_FAILED: str | None = None
+
+
+def _register_in_worker(plugins: Sequence[tuple[str, str, Any]]) -> None:
+    global _WORKER_PLUGINS_FAILED
+    import importlib
+    import pickle
+
+    from .registry import register_plugin
+
+    for name, kind, payload in plugins:
+        try:
+            if kind == "module":
+                plugin = importlib.import_module("__mp_main__" if payload == "__main__" else payload)
+            else:
+                plugin = pickle.loads(payload)
+            if registry().pm.get_name(plugin) is None:  # not loaded here by its entry point already
+                register_plugin(plugin, name)
+        except Exception as exc:
+            _WORKER_PLUGINS_FAILED = (f"the plugin '{name}', registered in the calling process, could not be registered "
+                                      f"in a worker process: {type(exc).__name__}: {exc}; run with jobs=1, or install "
+                                      "it as a package")
+            return
+
+
 def _run_parallel(backends: Sequence[str | Backend], dtypes: Sequence[str], device: str | None, losses: list[str],
                   max_cases: MaxCases, progress: Callable[[str, str, float], None] | None,
-                  jobs: int, step: Callable[[str, str, str, list[Outcome]], None] | None = None) -> list[Outcome]:
+                  jobs: int, step: Callable[[str, str, str, list[Outcome]], None] | None = None,
+                  plugins: Sequence[tuple[str, str, Any]] = ()) -> list[Outcome]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -605,7 +674,7 @@ def _run_parallel(backends: Sequence[str | Backend], dtypes: Sequence[str], devi
     uses_jax = any(isinstance(b, JAXBackend) for b in picked)
     eager_only = not any(isinstance(b, JAXJitBackend) for b in picked)
     pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_worker_setup, initargs=(uses_jax, eager_only))
+                               initializer=_worker_setup, initargs=(uses_jax, eager_only, plugins))
     with _stopped_on_interrupt(pool):
         futures = {pool.submit(_run_task, task): task for _, task in tasks}
         for future in as_completed(futures):
@@ -654,7 +723,8 @@ def _backend_name(backend: str | Backend) -> str:
     return backend if isinstance(backend, str) else backend.name
 
 
-def _worker_setup(uses_jax: bool = True, eager_only: bool = False) -> None:
+def _worker_setup(uses_jax: bool = True, eager_only: bool = False,
+                  plugins: Sequence[tuple[str, str, Any]] = ()) -> None:
     """A worker process is the conformance run's own: fast XLA compiles (faster still in a run
     without jax_jit, see :func:`~lossreg.backends.use_fast_jax_compile`) and the shared JAX cache
     (JAX imported only where a JAX backend runs). Ctrl-C reaches the whole process group: the
@@ -665,6 +735,7 @@ def _worker_setup(uses_jax: bool = True, eager_only: bool = False) -> None:
     use_fast_jax_compile(eager_only)
     if uses_jax:
         share_jax_compiles()
+    _register_in_worker(plugins)  # the calling process's in-process plugins (see _plugins_for_workers)
 
 
 def share_jax_compiles() -> None:

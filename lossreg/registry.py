@@ -31,7 +31,8 @@ from .toolkit import Setting
 
 __all__ = [
     "LossSpec", "Kernel", "Loss", "define_loss", "get", "spec", "names", "from_config",
-    "use_kernels", "kernels_enabled", "register_plugin", "unregister_plugin", "reload", "registry", "normalize",
+    "use_kernels", "kernels_enabled", "register_plugin", "unregister_plugin", "in_process_plugins", "reload",
+    "registry", "normalize",
 ]
 
 
@@ -1247,6 +1248,12 @@ def register_plugin(plugin: Any, name: str | None = None) -> None:
         raise PluginError(f"a plugin named '{name}' is already registered; give this one another name")
     _extra.append((name, plugin))
     reload()
+
+
+def in_process_plugins() -> list[tuple[str, Any]]:
+    """The plugins registered in this process with :func:`register_plugin`, as (name, plugin), in
+    their order (what a worker process of the conformance suite registers again)."""
+    return list(_extra)
 
 
 def unregister_plugin(name: str) -> None:

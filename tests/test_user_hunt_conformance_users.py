@@ -216,3 +216,72 @@ def test_a_case_made_in_code_with_a_list_of_inputs_is_a_fault_not_a_broken_regis
         assert lossreg.get("mse")(np.ones(2), np.zeros(2)) == 1.0
     finally:
         lossreg.unregister_plugin("hunt-file")
+
+
+# --- jobs > 1 with a plugin registered in this process -----------------------------------------------
+
+def _mse_off_by_a_thousandth(input: Any, target: Any, /, *, reduction: str = "mean") -> Any:
+    xp, x, y, dtype = toolkit.pointwise_inputs("mse_loss", input, target, reduction)
+    return toolkit.reduce(xp, (x - y) ** 2 * 1.001, reduction, dtype)
+
+
+class KernelPlugin:
+    """A kernel for another plugin's loss (the built-in mse_loss on NumPy), wrong by 1e-3."""
+
+    def __init__(self, unpicklable: bool = False) -> None:
+        self.lock = __import__("threading").Lock() if unpicklable else None
+
+    @hookimpl
+    def lossreg_kernels(self) -> list[Any]:
+        return [lossreg.Kernel(loss="mse_loss", backend="numpy", function=_mse_off_by_a_thousandth, name="off")]
+
+
+@pytest.fixture
+def kernel_plugin(request: pytest.FixtureRequest) -> Iterator[None]:
+    lossreg.register_plugin(KernelPlugin(**getattr(request, "param", {})), name="hunt-kernel")
+    try:
+        yield
+    finally:
+        lossreg.unregister_plugin("hunt-kernel")
+
+
+def test_worker_processes_check_the_kernels_of_a_plugin_registered_in_this_process(kernel_plugin: None) -> None:
+    """With jobs=2 the workers, which load plugins from entry points, did not have it: its wrong
+    kernel was left out and mse_loss passed, on the portable path alone, as with jobs=1 it fails."""
+    for jobs in (1, 2):
+        found = {o.path: o.status for o in conformance.run(["numpy"], ["float64"], losses=["mse_loss"],
+                                                           jobs=jobs)}
+        assert found["kernel:off"] == "failed", (jobs, found)
+
+
+def test_worker_processes_know_the_losses_of_a_plugin_registered_in_this_process(plugin: None) -> None:
+    """It was an UnknownLossError out of a worker: "no loss named 'hunt_squared_loss'"."""
+    outcome, = conformance.run(["numpy"], ["float64"], losses=["hunt_squared_loss"], jobs=2)
+    assert outcome.status == "passed" and outcome.cases == 1
+
+
+@pytest.mark.parametrize("kernel_plugin", [{"unpicklable": True}], indirect=True)
+def test_a_plugin_that_cannot_be_sent_to_workers_runs_the_suite_here_saying_so(kernel_plugin: None) -> None:
+    with pytest.warns(lossreg.LossregPluginWarning, match="'hunt-kernel' cannot be pickled .* runs in this process"):
+        found = {o.path: o.status for o in conformance.run(["numpy"], ["float64"], losses=["mse_loss"],
+                                                           jobs=2)}
+    assert found["kernel:off"] == "failed"
+
+
+def _cannot_be_rebuilt() -> None:
+    raise RuntimeError("not in this process")
+
+
+class OnlyHere(KernelPlugin):
+    def __reduce__(self) -> Any:
+        return _cannot_be_rebuilt, ()
+
+
+def test_a_plugin_a_worker_cannot_rebuild_is_an_error_saying_so_not_another_registrys_verdict() -> None:
+    lossreg.register_plugin(OnlyHere(), name="hunt-kernel")
+    try:
+        with pytest.raises(lossreg.PluginError, match="'hunt-kernel', registered in the calling process, could not be "
+                                                      "registered in a worker process: RuntimeError"):
+            conformance.run(["numpy"], ["float64"], losses=["mse_loss"], jobs=2)
+    finally:
+        lossreg.unregister_plugin("hunt-kernel")
