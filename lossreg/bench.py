@@ -299,6 +299,20 @@ def add_arguments(parser: Any) -> None:
                         help="write STEM.json and STEM.md (e.g. benchmarks/results/cpu)")
 
 
+def _unwritable(stem: str) -> str | None:
+    """Why ``STEM.json`` and ``STEM.md`` cannot be written (their folder made, as the run's end makes
+    it), or None."""
+    folder = os.path.dirname(os.path.abspath(stem))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        return f"{exc.strerror or type(exc).__name__}: {exc.filename or folder}"
+    if not os.access(folder, os.W_OK):
+        return f"{folder} is not writable"
+    taken = [stem + ext for ext in (".json", ".md") if os.path.isdir(stem + ext)]
+    return f"{taken[0]} is a folder" if taken else None
+
+
 def run_from_args(args: Any, *, command: str | None = None) -> int:
     import torch
 
@@ -340,6 +354,10 @@ def run_from_args(args: Any, *, command: str | None = None) -> int:
             print(f"lossreg bench: unknown mode {bad[0]!r}; expected one of "
                   f"{', '.join(m.replace(' ', '-') for m in PEER_MODES)}", file=sys.stderr)
             return 2
+    problem = _unwritable(args.out) if args.out else None
+    if problem:  # said now, not as a traceback once every row has been timed and the results are lost
+        print(f"lossreg bench: --out {args.out}: cannot write there ({problem})", file=sys.stderr)
+        return 2
     context = {"command": command or " ".join(["lossreg", "bench", *sys.argv[1:]]),
                "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                "cpu": _cpu(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),

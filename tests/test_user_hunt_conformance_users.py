@@ -285,3 +285,17 @@ def test_a_plugin_a_worker_cannot_rebuild_is_an_error_saying_so_not_another_regi
             conformance.run(["numpy"], ["float64"], losses=["mse_loss"], jobs=2)
     finally:
         lossreg.unregister_plugin("hunt-kernel")
+
+
+# --- lossreg bench --------------------------------------------------------------------------------------
+
+def test_bench_refuses_an_out_it_cannot_write_before_timing_anything(tmp_path: Any,
+                                                                     capsys: pytest.CaptureFixture) -> None:
+    """As conformance's --json: it timed every row, then ended in a traceback (FileExistsError,
+    status 1) and the results were lost."""
+    (tmp_path / "file").write_text("")
+    code = cli.main(["bench", "--size", "tiny", "--loss", "mse", "--library", "numpy", "--budget", "0.01",
+                     "--out", str(tmp_path / "file" / "cpu")])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert f"lossreg bench: --out {tmp_path / 'file' / 'cpu'}: cannot write there" in err
