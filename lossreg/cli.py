@@ -337,6 +337,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``plugins --strict``), 2 a usage error, 130 interrupted (Ctrl-C), 141 stdout closed early."""
     args = build_parser(argv).parse_args(argv)
     try:
+        if getattr(args, "json", None) in (True, STDOUT):  # `list --json`, `conformance --json`: stdout is JSON only
+            with _stdout_to_stderr(True):  # so a plugin that prints as it is imported or registered prints to stderr
+                registry()
         code = int(args.run(args))
         sys.stdout.flush()  # here, so that a reader gone away is seen below, not at exit
         return code

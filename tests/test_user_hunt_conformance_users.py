@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
 from contextlib import redirect_stdout
 from typing import Any
@@ -299,3 +303,36 @@ def test_bench_refuses_an_out_it_cannot_write_before_timing_anything(tmp_path: A
     out, err = capsys.readouterr()
     assert code == 2 and out == ""
     assert f"lossreg bench: --out {tmp_path / 'file' / 'cpu'}: cannot write there" in err
+
+
+# --- --json on stdout, with a plugin that prints ----------------------------------------------------------
+
+def test_json_on_stdout_stays_json_when_an_installed_plugin_prints_as_it_loads(tmp_path: Any) -> None:
+    """A plugin (or a library it imports) that prints as it is imported or registered wrote that
+    line at the head of `lossreg list --json`, `plugins --json` and `conformance --json`, which
+    `jq` and json.load then refused: the README promises JSON only there. It goes to stderr now."""
+    (tmp_path / "lossreg_chatty.py").write_text(textwrap.dedent('''
+        print("lossreg-chatty: hello")
+        from lossreg import hookimpl
+
+        @hookimpl
+        def lossreg_cases():
+            print("lossreg-chatty: registering")
+            return []
+    '''))
+    info = tmp_path / "lossreg_chatty-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: lossreg-chatty\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[lossreg]\nchatty = lossreg_chatty\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOSSREG_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), *filter(None, [env.get("PYTHONPATH")])])
+    for args in (["list", "--json"], ["plugins", "--json"],
+                 ["conformance", "--loss", "mse", "--dtype", "float64", "--max-cases", "1", "--json"]):
+        done = subprocess.run([sys.executable, "-m", "lossreg", *args], capture_output=True, text=True, env=env,
+                              timeout=300, stdin=subprocess.DEVNULL)
+        assert done.returncode == 0, done.stderr
+        json.loads(done.stdout)
+        assert "lossreg-chatty: hello" in done.stderr and "lossreg-chatty: registering" in done.stderr
+    done = subprocess.run([sys.executable, "-m", "lossreg", "list"], capture_output=True, text=True, env=env,
+                          timeout=300, stdin=subprocess.DEVNULL)
+    assert done.stdout.startswith("lossreg-chatty: hello")  # without --json, stdout is the person's, as before
