@@ -14,7 +14,8 @@ Installing lossreg changes no pytest session. A project asks for the plugin in i
   that library is not installed), ``lossreg_device`` and ``lossreg_xp`` (the backend's array
   namespace);
 - the marker ``@pytest.mark.lossreg(backends=["numpy", "torch"])`` (or ``backends="numpy,torch"``),
-  which restricts one test to those of the chosen backends; a name no backend has is an error;
+  which restricts one test to those of the chosen backends (also those its ``lossreg_conformance``
+  checks); a name no backend has is an error;
 - the fixture ``lossreg_conformance``: :func:`lossreg.testing.check_conformance` on the backends
   and device of the command line, which fails the test with the matrix::
 
@@ -69,25 +70,37 @@ def _backend_names(config: pytest.Config) -> list[str]:
     return _split(value)
 
 
+def _marked(node: Any) -> list[str] | None:
+    """The backends of the test's ``@pytest.mark.lossreg(backends=...)``, or None (unmarked). A
+    string is read as --lossreg-backend reads one ("numpy,torch"), not as characters: a substring
+    test ran backends="jax_jit" on eager jax too."""
+    marker = node.get_closest_marker("lossreg")
+    only = marker.kwargs.get("backends") if marker is not None else None
+    if only is None:
+        return None
+    return _split(only) if isinstance(only, str) else list(only)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if not any(name in metafunc.fixturenames for name in _FIXTURES):
+    # lossreg_conformance too: the marker restricts its backends (see the fixture), and a name in
+    # it that no backend has is the same collection error (it was ignored, the test run on all).
+    if not any(name in metafunc.fixturenames for name in (*_FIXTURES, "lossreg_conformance")):
         return
     names = _backend_names(metafunc.config)
-    marker = metafunc.definition.get_closest_marker("lossreg")
-    only = marker.kwargs.get("backends") if marker is not None else None
+    only = _marked(metafunc.definition)
     if only is not None:
         from .registry import registry
 
-        # A string is read as --lossreg-backend reads one ("numpy,torch"), not as characters: a
-        # substring test ran backends="jax_jit" on eager jax too. A name no backend has (a typo)
-        # is an error: it left the test with no backend, which pytest skipped as "got empty
-        # parameter set", so the test silently never ran.
-        only = _split(only) if isinstance(only, str) else list(only)
+        # A name no backend has (a typo) is an error: it left the test with no backend, which
+        # pytest skipped as "got empty parameter set", so the test silently never ran.
         unknown = [n for n in only if n not in registry().backends]
         if unknown:
             pytest.fail(f"{metafunc.definition.nodeid}: @pytest.mark.lossreg(backends=...) names "
                         f"{', '.join(map(repr, unknown))}, which no registered backend is; known: "
                         f"{', '.join(registry().backends)}", pytrace=False)
+    if not any(name in metafunc.fixturenames for name in _FIXTURES):
+        return  # lossreg_conformance alone: not parametrized, it runs the suite on all of them at once
+    if only is not None:
         chosen, names = names, [n for n in names if n in only]
         if not names:  # marked for backends this run did not choose: a skip that says so
             metafunc.parametrize("lossreg_backend_name", [pytest.param(None, marks=pytest.mark.skip(
@@ -133,8 +146,14 @@ def lossreg_xp(lossreg_backend: Any, lossreg_device: str) -> Any:
 
 @pytest.fixture
 def lossreg_conformance(request: pytest.FixtureRequest) -> Callable[..., list[Any]]:
-    """:func:`check_conformance` on the backends of ``--lossreg-backend`` and the device of ``--lossreg-device``."""
+    """:func:`check_conformance` on the backends of ``--lossreg-backend`` (those of them the test's
+    ``lossreg`` marker names, if it has one) and the device of ``--lossreg-device``."""
     chosen, device = _backend_names(request.config), request.config.getoption("--lossreg-device")
+    only = _marked(request.node)
+    if only is not None:
+        if not [n for n in chosen if n in only]:  # as a lossreg_xp test marked so: a skip that says so
+            pytest.skip(f"marked for lossreg backends {', '.join(only)}, none of --lossreg-backend {','.join(chosen)}")
+        chosen = [n for n in chosen if n in only]
 
     def check(losses: Sequence[str] | str | None = None, *, plugin: str | None = None,
               backends: Sequence[str] | str | None = None,

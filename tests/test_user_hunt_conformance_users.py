@@ -336,3 +336,53 @@ def test_json_on_stdout_stays_json_when_an_installed_plugin_prints_as_it_loads(t
     done = subprocess.run([sys.executable, "-m", "lossreg", "list"], capture_output=True, text=True, env=env,
                           timeout=300, stdin=subprocess.DEVNULL)
     assert done.stdout.startswith("lossreg-chatty: hello")  # without --json, stdout is the person's, as before
+
+
+# --- the pytest plugin's marker on a lossreg_conformance test -------------------------------------------
+
+MARKED_TESTS = """
+import pytest
+
+
+@pytest.mark.lossreg(backends=["numpy"])
+def test_numpy_only(lossreg_conformance):
+    outcomes = lossreg_conformance(["mse_loss"])
+    assert {o.backend for o in outcomes} == {"numpy"}
+
+
+@pytest.mark.lossreg(backends="jax_jit")
+def test_not_chosen(lossreg_conformance):
+    lossreg_conformance(["mse_loss"])
+
+
+def test_unmarked(lossreg_conformance):
+    outcomes = lossreg_conformance(["mse_loss"], dtypes="float64")
+    assert {o.backend for o in outcomes} == {"numpy", "array_api_strict"}
+"""
+
+
+def _pytest_project(tmp_path: Any, tests: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ["lossreg.pytest_plugin"]\n')
+    (tmp_path / "test_mine.py").write_text(tests)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOSSREG_")}
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:randomly", "-p", "no:cacheprovider",
+                           "-p", "no:xdist", "--lossreg-backend", "numpy,array_api_strict"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600, env=env)
+
+
+def test_the_lossreg_marker_restricts_a_lossreg_conformance_test_as_it_does_a_lossreg_xp_test(tmp_path: Any) -> None:
+    """The README: the marker "restricts one test". On a test of lossreg_conformance it was ignored:
+    the suite ran on every --lossreg-backend, and a test marked for a backend the run did not choose
+    ran (and passed) where a lossreg_xp test is skipped, saying so."""
+    done = _pytest_project(tmp_path, MARKED_TESTS)
+    assert done.returncode == 0, done.stdout
+    assert "2 passed, 1 skipped" in done.stdout
+    assert "marked for lossreg backends jax_jit, none of --lossreg-backend numpy,array_api_strict" in done.stdout
+
+
+def test_a_lossreg_conformance_test_marked_with_an_unknown_backend_is_a_collection_error(tmp_path: Any) -> None:
+    """As for a lossreg_xp test; it ran on every backend, the typo unseen."""
+    done = _pytest_project(tmp_path, MARKED_TESTS.replace('backends="jax_jit"', 'backends="jax-jit"'))
+    assert done.returncode == 2, done.stdout  # pytest's "interrupted: errors during collection"
+    assert "names 'jax-jit', which no registered backend is" in done.stdout
