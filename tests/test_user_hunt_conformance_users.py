@@ -87,6 +87,17 @@ def test_a_run_in_which_no_case_applies_to_the_dtypes_is_nothing_ran_not_a_pass(
 
 
 @pytest.mark.parametrize("plugin", [{"dtypes": ["float64"]}], indirect=True)
+def test_the_json_summary_says_how_many_cases_ran_as_the_matrix_and_the_exit_status_do(plugin: None,
+                                                                                       tmp_path: Any) -> None:
+    """Its counts of statuses alone read "1 passed, 0 failed" for the run that exits 1 as nothing ran."""
+    for dtypes, runs, status in (("float32", 0, 1), ("float32,float64", 1, 0)):
+        report = tmp_path / "report.json"
+        code, out = conformance_cli("--dtype", dtypes, "--json", str(report))
+        summary = json.loads(report.read_text())["summary"]
+        assert code == status and summary["case_runs"] == runs and f"; {runs} case runs" in out
+
+
+@pytest.mark.parametrize("plugin", [{"dtypes": ["float64"]}], indirect=True)
 def test_check_conformance_skips_a_test_in_which_no_case_applies_to_the_dtypes(plugin: None) -> None:
     """The pytest side says the same: skipped, saying why, not passed with nothing checked."""
     from lossreg.testing import check_conformance
