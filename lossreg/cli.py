@@ -117,6 +117,10 @@ def _selection_error(args: argparse.Namespace) -> str | None:
             return f"{flag} {value!r} names nothing; leave {flag} out for its default"
         if flag in ("--backend", "--dtype") and "all" in names and len(names) > 1:
             return f"{flag} all means every one; it cannot be combined with names ({value!r})"
+    # `--device "$DEVICE"`, the variable unset, ran on each backend's first device (the CPU) and
+    # passed, where a GPU run was asked for.
+    if args.device is not None and not args.device.strip():
+        return f"--device {args.device!r} names nothing; leave --device out for each backend's first"
     return None
 
 

@@ -53,6 +53,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if not _split(value):  # `--lossreg-backend "$UNSET"`: every lossreg test would be skipped, unseen
         raise pytest.UsageError(f"--lossreg-backend {value!r} names no backend; leave it out for the default "
                                 f"({DEFAULT_BACKENDS}), or give 'all'")
+    device = config.getoption("--lossreg-device")
+    if device is not None and not device.strip():  # as --lossreg-backend "": the default device, unasked
+        raise pytest.UsageError(f"--lossreg-device {device!r} names no device; leave it out for each backend's first")
     config.addinivalue_line("markers", "lossreg(backends=None): run this test's lossreg_backend / lossreg_xp "
                                        "only on these of the --lossreg-backend backends")
 

@@ -372,13 +372,13 @@ def test_unmarked(lossreg_conformance):
 """
 
 
-def _pytest_project(tmp_path: Any, tests: str) -> subprocess.CompletedProcess[str]:
+def _pytest_project(tmp_path: Any, tests: str, *args: str) -> subprocess.CompletedProcess[str]:
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     (tmp_path / "conftest.py").write_text('pytest_plugins = ["lossreg.pytest_plugin"]\n')
     (tmp_path / "test_mine.py").write_text(tests)
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOSSREG_")}
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:randomly", "-p", "no:cacheprovider",
-                           "-p", "no:xdist", "--lossreg-backend", "numpy,array_api_strict"], cwd=tmp_path,
+                           "-p", "no:xdist", "--lossreg-backend", "numpy,array_api_strict", *args], cwd=tmp_path,
                           capture_output=True, text=True, timeout=600, env=env)
 
 
@@ -397,3 +397,21 @@ def test_a_lossreg_conformance_test_marked_with_an_unknown_backend_is_a_collecti
     done = _pytest_project(tmp_path, MARKED_TESTS.replace('backends="jax_jit"', 'backends="jax-jit"'))
     assert done.returncode == 2, done.stdout  # pytest's "interrupted: errors during collection"
     assert "names 'jax-jit', which no registered backend is" in done.stdout
+
+
+# --- a device option that names nothing ----------------------------------------------------------------
+
+@pytest.mark.parametrize("device", ["", "  "])
+def test_an_empty_device_is_a_usage_error_not_a_run_on_the_default_device(device: str,
+                                                                          capsys: pytest.CaptureFixture) -> None:
+    """`--device "$DEVICE"` with DEVICE unset ran on the CPU and passed, where a GPU run was asked
+    for; as `--backend ""`, it is refused."""
+    code, out = _cli_builtin("--device", device)
+    assert code == 2 and out == ""
+    assert f"--device {device!r} names nothing" in capsys.readouterr().err
+
+
+def test_an_empty_lossreg_device_is_a_pytest_usage_error(tmp_path: Any) -> None:
+    done = _pytest_project(tmp_path, MARKED_TESTS, "--lossreg-device", "")
+    assert done.returncode == 4  # pytest's usage error, as for --lossreg-backend ""
+    assert "--lossreg-device '' names no device" in done.stderr
