@@ -70,6 +70,8 @@ __all__ = [
     "LossregPluginWarning", "hookimpl", "Kernel", "Loss", "LossSpec", "define_loss", "from_config", "get",
     "kernels_enabled", "names", "register_plugin", "unregister_plugin", "registry", "reload", "spec",
     "use_kernels", "value_checks", "linear_cross_entropy_value_and_grad", *_builtin_losses,
+    # the built-in class forms (made on first access, see __getattr__): `from lossreg import *` gives them too
+    *(globals()[name].spec.class_name for name in _builtin_losses),
 ]
 
 

@@ -33,12 +33,16 @@ from .errors import DefinitionError, LossTypeError, UnsupportedError
 # torch.export calls: ``torch.export.load`` in another process needs them, and finds them once
 # this module is imported (otherwise they exist only after the kernel's first call).
 from .kernels import torch_lce as _torch_lce  # noqa: F401
+from . import losses as _catalogue
 from .registry import (ForkSafeLock, Loss, LossSpec, _same, by_class_name, check_call, listed_as_arrays,
                        python_numbers, registry, signed_copy)
 from .registry import from_config as lossreg_from_config
 from .toolkit import not_an_array
 
-__all__ = ["LossModule", "LinearLossModule", "get", "from_config"]
+# The built-in losses' module classes (made on first access, see __getattr__) too: `from lossreg.torch
+# import *` gives CrossEntropyLoss and the others, as `from torch.nn import *` gives torch's.
+__all__ = ["LossModule", "LinearLossModule", "get", "from_config",
+           *(getattr(_catalogue, name).spec.class_name for name in _catalogue.__all__)]
 
 
 class LossModule(nn.Module):

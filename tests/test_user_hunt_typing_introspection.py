@@ -241,3 +241,22 @@ def test_a_class_forms_call_signature_names_its_arrays():
     loss = lossreg.GaussianNLLLoss(reduction="sum")
     bound = inspect.signature(loss).bind(x, x, var=2 * x)
     assert float(loss(*bound.args, **bound.kwargs)) == float(loss(x, x, 2 * x))
+
+
+def test_a_star_import_gives_the_class_forms_and_the_torch_modules_as_torch_nns_gives_its_own():
+    """``from lossreg import *`` gives the class forms beside the functional forms, and ``from
+    lossreg.torch import *`` the module classes, as ``from torch.nn import *`` gives torch's: their
+    ``__all__`` named neither (they are made on first access)."""
+    torch = pytest.importorskip("torch")
+    from lossreg.losses import __all__ as built_in
+
+    classes = {getattr(lossreg, name).spec.class_name for name in built_in}
+    here: dict[str, object] = {}
+    exec("from lossreg import *", here)
+    assert classes <= here.keys() and set(built_in) <= here.keys()
+    assert here["MSELoss"] is lossreg.MSELoss
+    modules: dict[str, object] = {}
+    exec("from lossreg.torch import *", modules)
+    assert classes <= modules.keys()
+    assert all(issubclass(modules[c], torch.nn.Module) for c in classes)  # type: ignore[arg-type]
+    assert modules["CrossEntropyLoss"] is lossreg.torch.CrossEntropyLoss
