@@ -291,7 +291,8 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--mode", default=None, help="with --library jax, comma-separated: " + ", ".join(
         m.replace(" ", "-") for m in PEER_MODES) + " (default: all)")
     parser.add_argument("--budget", type=positive_seconds, default=0.5,
-                        help="seconds of sampling per row, above 0 (default 0.5)")
+                        help="seconds of sampling per row, above 0 (default 0.5); a row takes at least 5 rounds "
+                             "(3 where a round takes half a second or more), so a slow row can take longer")
     parser.add_argument("--threads", type=positive_int, default=None,
                         help="torch threads for the torch-tensor rows (default: torch's own choice); on a "
                              "shared machine, 1 avoids stalls of parallel regions waiting for a busy core")

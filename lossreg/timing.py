@@ -15,7 +15,7 @@ SIZES = {"tiny": (4, 5), "medium": (256, 1000), "large": (2048, 8192)}
 
 
 def measure(calls: dict[str, Callable[[], Any]], budget_s: float, min_samples: int = 5,
-            max_samples: int = 200, warmups: int = 2) -> tuple[dict[str, float], int, int]:
+            max_samples: int | None = None, warmups: int = 2) -> tuple[dict[str, float], int, int]:
     """Median seconds per call of each callable, sampled in interleaved rounds after ``warmups`` calls each.
 
     A call can slow the one after it (on JAX, any call that follows Keras's at 2048x8192 takes
@@ -24,6 +24,13 @@ def measure(calls: dict[str, Callable[[], Any]], budget_s: float, min_samples: i
     callables each follows each other one in half the rounds. (Rotation, ``a b c``, ``b c a``,
     ``c a b``, puts ``a`` after ``c`` in two rounds of three and ``b`` after ``c`` in one: it
     made lossreg, timed after Keras twice as often as optax, 1.1-1.4x optax where equal.)
+
+    Rounds are taken until ``budget_s`` seconds of sampling have passed on the clock
+    (``--budget``, "seconds of sampling per row"), and never fewer than ``min_samples`` (3 where
+    one round takes half a second or more), so a slow row overruns it; ``max_samples`` caps them
+    where given. (A count of rounds fixed beforehand from one call's time, capped at 200 rounds
+    of about 0.2 ms of calls, sampled a fast row for 0.1 s whatever the budget above that, and
+    on a loaded machine a row for several times the budget.)
     """
     for fn in calls.values():  # warm up: caches, lazy imports, allocator
         for _ in range(warmups):
@@ -34,20 +41,25 @@ def measure(calls: dict[str, Callable[[], Any]], budget_s: float, min_samples: i
     per_round = max(time.perf_counter() - start, 1e-7)
     batch = max(1, int(2e-4 * len(calls) / per_round))
     floor = min_samples if per_round < 0.5 else 3  # rows of whole seconds: three rounds
-    samples = int(min(max_samples, max(floor, budget_s / (per_round * batch))))
+    if max_samples is not None:
+        floor = min(floor, max_samples)
     times: dict[str, list[float]] = {k: [] for k in calls}
     names = list(calls)
     gc_was = gc.isenabled()
     gc.disable()
+    samples = 0
     try:
-        for i in range(samples):
-            order = names if i % 2 == 0 else names[:1] + names[:0:-1]
+        start = time.perf_counter()
+        while samples < floor or (time.perf_counter() - start < budget_s
+                                  and (max_samples is None or samples < max_samples)):
+            order = names if samples % 2 == 0 else names[:1] + names[:0:-1]
             for name in order:
                 fn = calls[name]
                 t0 = time.perf_counter()
                 for _ in range(batch):
                     fn()
                 times[name].append((time.perf_counter() - t0) / batch)
+            samples += 1
     finally:
         if gc_was:
             gc.enable()
