@@ -25,7 +25,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .timing import SIZES, cpu as _cpu, load as _load, measure as _measure, report, us as _us, versions as _versions
+from .timing import (SAME, SIZES, cpu as _cpu, differ, largest_difference, load as _load, measure as _measure, report,
+                     us as _us, versions as _versions)
 
 LOSSES = ("mse", "l1", "cross_entropy", "bce")
 PEER_MODES = ("jit forward", "jit forward+grad", "eager forward", "eager forward+grad")
@@ -52,6 +53,11 @@ class Row:
     calls_per_sample: int
     target: float | None = None
     portable_target: float | None = None
+    # The largest difference of lossreg's outputs (kernel and portable; the gradient in
+    # forward+backward) from native's, relative to native's largest: a ratio of two different
+    # computations means nothing, so a row beyond timing.SAME meets no target and says so.
+    max_rel_diff: float = 0.0
+    same_values: bool = field(init=False)
     kernel_ratio: float = field(init=False)
     portable_ratio: float = field(init=False)
     met: bool | None = field(init=False)
@@ -60,8 +66,11 @@ class Row:
     def __post_init__(self) -> None:
         self.kernel_ratio = self.kernel_us / self.native_us
         self.portable_ratio = self.portable_us / self.native_us
-        self.met = None if self.target is None else self.kernel_ratio <= self.target
-        self.portable_met = None if self.portable_target is None else self.portable_ratio <= self.portable_target
+        self.same_values = self.max_rel_diff <= SAME
+        judged = self.same_values
+        self.met = None if self.target is None or not judged else self.kernel_ratio <= self.target
+        self.portable_met = (None if self.portable_target is None or not judged
+                             else self.portable_ratio <= self.portable_target)
 
 
 def _inputs(loss: str, shape: tuple[int, int], seed: int = 0) -> tuple[Any, Any]:
@@ -147,10 +156,12 @@ def run(losses: Sequence[str] = LOSSES, sizes: Sequence[str] = tuple(SIZES), lib
                     x, y = _inputs(loss, SIZES[size])
                     for mode in modes:
                         calls = _calls(loss, library, mode, x, y)
-                        med, samples, batch = _measure(calls, budget_s)
+                        diff: list[float] = []
+                        med, samples, batch = _measure(
+                            calls, budget_s, check=lambda out: diff.append(largest_difference(out, "native")))
                         row = Row(library, loss, size, SIZES[size], mode, med["native"] * 1e6, med["kernel"] * 1e6,
                                   med["portable"] * 1e6, samples, batch, TARGETS.get((library, mode, size)),
-                                  PORTABLE_TARGETS.get((library, mode, size)))
+                                  PORTABLE_TARGETS.get((library, mode, size)), diff[0])
                         rows.append(row)
                         if log:
                             log(_line(row))
@@ -163,14 +174,16 @@ HEADER = ("library", "loss", "size", "mode", "native µs", "lossreg µs", "ratio
           "target")
 
 
-def _target(target: float | None, met: bool | None) -> str:
+def _target(target: float | None, met: bool | None, same: bool = True) -> str:
+    if not same:
+        return "VALUES DIFFER"
     return "" if target is None else f"≤{target} " + ("met" if met else "MISSED")
 
 
 def _cells(r: Row) -> tuple[str, ...]:
     return (r.library, r.loss, f"{r.size} {r.shape[0]}×{r.shape[1]}", r.mode, _us(r.native_us), _us(r.kernel_us),
-            f"{r.kernel_ratio:.2f}", _target(r.target, r.met), _us(r.portable_us), f"{r.portable_ratio:.2f}",
-            _target(r.portable_target, r.portable_met))
+            f"{r.kernel_ratio:.2f}", _target(r.target, r.met, r.same_values), _us(r.portable_us),
+            f"{r.portable_ratio:.2f}", _target(r.portable_target, r.portable_met, r.same_values))
 
 
 def _line(r: Row) -> str:
@@ -189,6 +202,7 @@ def markdown(rows: Sequence[Row], context: dict[str, Any]) -> str:
         "The first target is the default path's, the second the portable definition's on torch tensors.",
         HEADER, rows, _cells,
         lambda r: f"{r.library} {r.loss} {r.size} {r.mode} {r.kernel_ratio:.2f}× (target {r.target}×)")
+    text += differ(rows, lambda r: f"{r.library} {r.loss} {r.size} {r.mode}")
     judged = [r for r in rows if r.portable_met is not None]
     if judged:
         text += f"Portable targets met: {sum(bool(r.portable_met) for r in judged)} of {len(judged)}.\n"
@@ -314,6 +328,19 @@ def _unwritable(stem: str) -> str | None:
     return f"{taken[0]} is a folder" if taken else None
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with each float that is not finite replaced by None, in dicts, lists and tuples."""
+    import math
+
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def run_from_args(args: Any, *, command: str | None = None) -> int:
     import torch
 
@@ -384,7 +411,10 @@ def run_from_args(args: Any, *, command: str | None = None) -> int:
             stem = args.out + suffix
             os.makedirs(os.path.dirname(stem) or ".", exist_ok=True)
             with open(stem + ".json", "w", encoding="utf-8") as f:
-                json.dump({**ctx, "rows": [asdict(r) for r in rows]}, f, indent=1)
+                # allow_nan=False: JSON has no inf or NaN (json.dump would write the invalid
+                # `Infinity`), so a figure that is not finite (a row whose outputs differ in
+                # shape: max_rel_diff inf) is written as null.
+                json.dump(_finite({**ctx, "rows": [asdict(r) for r in rows]}), f, indent=1, allow_nan=False)
             with open(stem + ".md", "w", encoding="utf-8") as f:
                 f.write(md)
             print(f"wrote {stem}.json and {stem}.md")

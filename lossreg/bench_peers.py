@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .timing import SIZES, measure as _measure, report, us as _us
+from .timing import SAME, SIZES, differ, largest_difference, measure as _measure, report, us as _us
 
 MODES = ("jit forward", "jit forward+grad", "eager forward", "eager forward+grad")
 # Targets of issue 13, for lossreg / optax: (mode, size or None for every size) -> ratio.
@@ -182,6 +182,11 @@ class PeerRow:
     calls_per_sample: int
     target: float | None = None
     load: float | None = None  # the 1-minute load average when the row was taken (a shared machine)
+    # The largest difference of a peer's outputs (value, and gradient in forward+grad) from
+    # lossreg's, relative to lossreg's largest: beyond timing.SAME the row compares different
+    # formulas, meets no target and says so.
+    max_rel_diff: float = 0.0
+    same_values: bool = field(init=False)
     optax_ratio: float | None = field(init=False)
     keras_ratio: float | None = field(init=False)
     met: bool | None = field(init=False)
@@ -189,7 +194,9 @@ class PeerRow:
     def __post_init__(self) -> None:
         self.optax_ratio = None if self.optax_us is None else self.lossreg_us / self.optax_us
         self.keras_ratio = None if self.keras_us is None else self.lossreg_us / self.keras_us
-        self.met = None if self.target is None or self.optax_ratio is None else self.optax_ratio <= self.target
+        self.same_values = self.max_rel_diff <= SAME
+        self.met = (None if self.target is None or self.optax_ratio is None or not self.same_values
+                    else self.optax_ratio <= self.target)
 
 
 def _timed(fn: Callable[..., Any], args: tuple[Any, ...], mode: str) -> Callable[[], Any]:
@@ -243,11 +250,14 @@ def run(losses: Sequence[str] | None = None, sizes: Sequence[str] = tuple(SIZES)
                 # One warm-up call: a JAX function is compiled (whole under jit, per operation
                 # eagerly) on its first call, and the timing round after it is a second warm one.
                 # A second warm-up would add a sixth call of several seconds to each large row.
-                med, samples, batch = _measure(calls, budget_s, warmups=1)
+                diff: list[float] = []
+                med, samples, batch = _measure(
+                    calls, budget_s, warmups=1, check=lambda out: diff.append(largest_difference(out, "lossreg")))
                 row = PeerRow(pair.loss, pair.call, size, SIZES[size], mode, med["lossreg"] * 1e6,
                               med["optax"] * 1e6 if "optax" in med else None,
                               med["keras"] * 1e6 if "keras" in med else None, samples, batch,
-                              target_for(mode, size) if "optax" in med else None, _load1())
+                              target_for(mode, size) if "optax" in med else None, _load1(),
+                              diff[0])
                 rows.append(row)
                 if log:
                     log("  ".join(_cells(row)))
@@ -261,7 +271,8 @@ def _cells(r: PeerRow) -> tuple[str, ...]:
     def maybe(v: float | None, fmt: Callable[[float], str]) -> str:
         return "—" if v is None else fmt(v)
 
-    target = "" if r.target is None else f"≤{r.target} " + ("met" if r.met else "MISSED")
+    target = ("VALUES DIFFER" if not r.same_values else
+              "" if r.target is None else f"≤{r.target} " + ("met" if r.met else "MISSED"))
     return (r.call, f"{r.size} {r.shape[0]}×{r.shape[1]}", r.mode, _us(r.lossreg_us), maybe(r.optax_us, _us),
             maybe(r.optax_ratio, lambda v: f"{v:.2f}"), target, maybe(r.keras_us, _us),
             maybe(r.keras_ratio, lambda v: f"{v:.2f}"), maybe(r.load, lambda v: f"{v:.1f}"))
@@ -278,7 +289,8 @@ def markdown(rows: Sequence[PeerRow], context: dict[str, Any]) -> str:
         "completion, so a tiny row is latency, and on JAX's asynchronous CPU dispatch a program's "
         "latency depends on the program that ran before it (`benchmarks/jax_tiny_latency.py`).",
         HEADER, rows, _cells,
-        lambda r: f"{r.call} {r.size} {r.mode} {r.optax_ratio:.2f}× (target {r.target}×)")
+        lambda r: f"{r.call} {r.size} {r.mode} {r.optax_ratio:.2f}× (target {r.target}×)"
+    ) + differ(rows, lambda r: f"{r.call} {r.size} {r.mode}")
 
 
 def versions() -> dict[str, str]:

@@ -15,7 +15,8 @@ SIZES = {"tiny": (4, 5), "medium": (256, 1000), "large": (2048, 8192)}
 
 
 def measure(calls: dict[str, Callable[[], Any]], budget_s: float, min_samples: int = 5,
-            max_samples: int | None = None, warmups: int = 2) -> tuple[dict[str, float], int, int]:
+            max_samples: int | None = None, warmups: int = 2,
+            check: Callable[[dict[str, Any]], None] | None = None) -> tuple[dict[str, float], int, int]:
     """Median seconds per call of each callable, sampled in interleaved rounds after ``warmups`` calls each.
 
     A call can slow the one after it (on JAX, any call that follows Keras's at 2048x8192 takes
@@ -31,10 +32,19 @@ def measure(calls: dict[str, Callable[[], Any]], budget_s: float, min_samples: i
     where given. (A count of rounds fixed beforehand from one call's time, capped at 200 rounds
     of about 0.2 ms of calls, sampled a fast row for 0.1 s whatever the budget above that, and
     on a loaded machine a row for several times the budget.)
+
+    ``check``, where given, is called with each callable's output of its last warm-up call (at
+    least one), for :func:`largest_difference`: the callables must compute the same thing. It runs
+    before the timing, and the outputs are let go then, so that no timed call runs with them held
+    (at 2048x8192 a gradient is 64 MiB; held, it changes what the allocator reuses).
     """
-    for fn in calls.values():  # warm up: caches, lazy imports, allocator
-        for _ in range(warmups):
-            fn()
+    results: dict[str, Any] = {}
+    for name, fn in calls.items():  # warm up: caches, lazy imports, allocator
+        for _ in range(warmups if check is None else max(warmups, 1)):
+            results[name] = fn()
+    if check is not None:
+        check(results)
+    results.clear()
     start = time.perf_counter()
     for fn in calls.values():
         fn()
@@ -64,6 +74,51 @@ def measure(calls: dict[str, Callable[[], Any]], budget_s: float, min_samples: i
         if gc_was:
             gc.enable()
     return {k: statistics.median(v) for k, v in times.items()}, samples, batch
+
+
+def largest_difference(results: dict[str, Any], reference: str) -> float:
+    """The largest difference of any callable's output from ``reference``'s, relative to the
+    largest magnitude of the reference's (each array of a tuple, such as JAX's value and gradient,
+    compared in turn, in float64); inf where the shapes differ. A benchmark's ratio means
+    something only where this is at rounding level: else the two compute different things."""
+    import numpy as np
+
+    def leaves(out: Any) -> list[Any]:
+        if isinstance(out, (tuple, list)):
+            return [leaf for item in out for leaf in leaves(item)]
+        if hasattr(out, "detach"):  # a torch tensor
+            out = out.detach().cpu()
+        return [np.asarray(out, dtype=np.float64)]
+
+    want = leaves(results[reference])
+    worst = 0.0
+    for name, out in results.items():
+        got = leaves(out)
+        if len(got) != len(want) or any(g.shape != w.shape for g, w in zip(got, want)):
+            return float("inf")
+        for g, w in zip(got, want):
+            finite = np.isfinite(w)  # inf and NaN must match where they are
+            if not (np.array_equal(finite, np.isfinite(g)) and np.array_equal(g[~finite], w[~finite], equal_nan=True)):
+                return float("inf")
+            scale = float(np.max(np.abs(w[finite]), initial=0.0)) or 1.0
+            worst = max(worst, float(np.max(np.abs(g[finite] - w[finite]), initial=0.0)) / scale)
+    return worst
+
+
+# What ``lossreg bench`` calls computing the same thing: float32 arithmetic done in another
+# order (a sum over 2^24 elements, torch's CTC gradient) stays far below it; another formula
+# (a default option that differs, a mean over another axis) far above.
+SAME = 1e-3
+
+
+def differ(rows: Sequence[Any], name: Callable[[Any], str]) -> str:
+    """The report's line on rows whose compared calls gave different values (``same_values``
+    False): their ratios compare different computations, so no target is judged on them."""
+    bad = [r for r in rows if not r.same_values]
+    if not bad:
+        return ""
+    return ("Values differ (no target judged; largest relative difference from the reference): "
+            + "; ".join(f"{name(r)} {r.max_rel_diff:.1e}" for r in bad) + ".\n")
 
 
 def cpu() -> str:
