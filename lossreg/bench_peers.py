@@ -173,7 +173,7 @@ class PeerRow:
     loss: str
     call: str
     size: str
-    shape: tuple[int, int]
+    shape: tuple[int, ...]
     mode: str
     lossreg_us: float
     optax_us: float | None
@@ -253,7 +253,9 @@ def run(losses: Sequence[str] | None = None, sizes: Sequence[str] = tuple(SIZES)
                 diff: list[float] = []
                 med, samples, batch = _measure(
                     calls, budget_s, warmups=1, check=lambda out: diff.append(largest_difference(out, "lossreg")))
-                row = PeerRow(pair.loss, pair.call, size, SIZES[size], mode, med["lossreg"] * 1e6,
+                # The shape of lossreg's first array as timed: CTC's (B, T, K) are its own, not the size's.
+                shape = tuple(int(d) for d in arrays["lossreg"][0].shape)
+                row = PeerRow(pair.loss, pair.call, size, shape, mode, med["lossreg"] * 1e6,
                               med["optax"] * 1e6 if "optax" in med else None,
                               med["keras"] * 1e6 if "keras" in med else None, samples, batch,
                               target_for(mode, size) if "optax" in med else None, _load1(),
@@ -273,7 +275,7 @@ def _cells(r: PeerRow) -> tuple[str, ...]:
 
     target = ("VALUES DIFFER" if not r.same_values else
               "" if r.target is None else f"≤{r.target} " + ("met" if r.met else "MISSED"))
-    return (r.call, f"{r.size} {r.shape[0]}×{r.shape[1]}", r.mode, _us(r.lossreg_us), maybe(r.optax_us, _us),
+    return (r.call, f"{r.size} {'×'.join(map(str, r.shape))}", r.mode, _us(r.lossreg_us), maybe(r.optax_us, _us),
             maybe(r.optax_ratio, lambda v: f"{v:.2f}"), target, maybe(r.keras_us, _us),
             maybe(r.keras_ratio, lambda v: f"{v:.2f}"), maybe(r.load, lambda v: f"{v:.1f}"))
 

@@ -137,6 +137,17 @@ def test_largest_difference_reads_values_and_gradients_of_each_library():
 
 
 @jax_needed
+def test_a_ctc_row_gives_the_shape_it_timed():
+    # CTC runs at its own sizes, (B, T, K) = (2, 5, 5) for "tiny": the row (table and JSON) gives
+    # that, not the 4×5 of the other losses' tiny rows.
+    from lossreg import bench_peers
+
+    (row,) = bench_peers.run(["ctc_loss"], ["tiny"], ["jit forward"], budget_s=0.01)
+    assert row.shape == (2, 5, 5)
+    assert "tiny 2×5×5" in bench_peers._cells(row)
+
+
+@jax_needed
 def test_the_json_stays_valid_json_when_outputs_differ_in_shape(monkeypatch, tmp_path):
     # A peer that returns per-example values (no mean) differs from lossreg in shape: inf, which
     # JSON cannot hold; the file gives null there, not Python's `Infinity`.
