@@ -361,6 +361,14 @@ def run_from_args(args: Any, *, command: str | None = None) -> int:
         print("lossreg bench: --loss names nothing; leave it out for its default", file=sys.stderr)
         return 2
     native = [lib for lib in libraries if lib != "jax"]
+    if "jax" in libraries:  # its peers' rows need optax (Keras is optional): said now, not as a traceback
+        try:
+            import jax  # noqa: F401
+            import optax  # noqa: F401
+        except ImportError as exc:
+            print(f"lossreg bench: --library jax times lossreg against optax (and Keras) on JAX, and needs jax "
+                  f"and optax installed ({type(exc).__name__}: {exc})", file=sys.stderr)
+            return 2
     rows_of: list[str] | None = None  # the torch rows' names
     peer_losses: list[str] | None = None  # the JAX rows' (lossreg's names)
     if args.loss is not None:

@@ -176,3 +176,16 @@ def test_the_json_stays_valid_json_when_outputs_differ_in_shape(monkeypatch, tmp
     data = json.loads((tmp_path / "peers.json").read_text(), parse_constant=refuse)
     (row,) = data["rows"]
     assert row["max_rel_diff"] is None and row["same_values"] is False and row["met"] is None
+
+
+@pytest.mark.parametrize("module", ["optax", "jax"])
+def test_library_jax_without_its_peers_is_a_usage_error(monkeypatch, capsys, module):
+    # `--library jax` compares against optax: without it installed, one line and status 2 before
+    # anything is timed, not a ModuleNotFoundError traceback (after the torch rows, or at --loss).
+    from lossreg import bench
+
+    monkeypatch.setitem(__import__("sys").modules, module, None)  # as if not installed
+    for argv in (["--library", "jax", "--size", "tiny"], ["--library", "torch,jax", "--loss", "mse"]):
+        assert bench.main([*argv, "--budget", "0.01"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("lossreg bench: --library jax") and module in err and "Traceback" not in err
