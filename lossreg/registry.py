@@ -496,7 +496,7 @@ def listed_as_arrays(spec: LossSpec, options: dict[str, Any], arrays: Sequence[A
         return options
     xp = toolkit.namespace(spec.name, **dict(zip(spec.inputs, arrays)))
     like = arrays[0]
-    dtype, device = like.dtype, compat.device(like)
+    dtype, device = like.dtype, toolkit.device(like)  # JAX's default for an uncommitted array, as elsewhere
     # A number as a fill on the device: an array made from a host number is a copy that waits for a
     # GPU at every call (a list has no other way there).
     return {**options, **{k: _list_as_array(xp, options[k], dtype, device) if isinstance(options[k], (list, tuple))

@@ -302,10 +302,13 @@ def device(x: Any) -> Any:
 
     ``array_api_compat.device(x)``, except for a JAX array split over several devices: its
     sharding fits only arrays of its own shape, so new arrays go to JAX's default device (None),
-    from which JAX moves them next to ``x`` when they meet.
+    from which JAX moves them next to ``x`` when they meet. So too for an uncommitted JAX array
+    (``jnp.asarray``'s): an array made with ``device=`` is committed there, and would clash with
+    another argument committed to another device, which ``x`` itself meets (JAX moves it, and the
+    device check lets it pass); one made on the default device is uncommitted, as ``x`` is.
     """
     dev = compat.device(x)
-    if dev is not None and compat.is_jax_array(x) and len(x.devices()) > 1:
+    if dev is not None and compat.is_jax_array(x) and (len(x.devices()) > 1 or not x.committed):
         return None
     return dev
 
