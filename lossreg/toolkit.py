@@ -1207,6 +1207,20 @@ def absolute(xp: Any, x: Any) -> Any:
     return a * xp.astype(x != 0, a.dtype) if compat.is_jax_namespace(xp) else a
 
 
+def unstack(xp: Any, x: Any) -> tuple[Any, ...]:
+    """``x``'s slices along axis 0, made in one operation: ``xp.unstack(x, axis=0)``, torch's
+    ``unbind(0)`` on torch tensors (array-api-compat's unstack is a ``moveaxis`` and an iteration,
+    and ``torch.func.vmap`` has no batching rule for ``moveaxis``).
+
+    For a loop over the slices where ``x[i, ...]`` one at a time would be differentiated: each
+    such index's gradient is an array of ``x``'s whole shape in torch and eager JAX, n of them
+    summed, where unstack's gradient is one stack.
+    """
+    if compat.is_torch_array(x):
+        return tuple(x.unbind(0))
+    return tuple(xp.unstack(x, axis=0))
+
+
 def stop_gradient(xp: Any, x: Any) -> Any:
     """``x``'s value, a constant to automatic differentiation: torch's ``detach``, JAX's
     ``lax.stop_gradient``; arrays of the libraries that do not differentiate are returned as they are.

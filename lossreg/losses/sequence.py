@@ -127,8 +127,11 @@ def unrolled(xp: Any, came_from: Predecessors, alpha: Any, emit: Any, running: A
     """The frames in turn, ``alpha = frame(alpha, emit[t], running[t])``: a Python loop, which
     the standard leaves as the only way (a lazy or traced library records every frame; JAX's
     kernel runs the same frame in a ``lax.scan``, Dask's the loop itself on each batch chunk)."""
-    for t in range(emit.shape[0]):
-        alpha = frame(xp, came_from, alpha, emit[t, ...], running[t, ...], sources, barred)
+    # The frames are unstacked once, not indexed one by one: the gradient of ``emit[t, ...]`` is
+    # an array of emit's whole (T, N, L) shape in torch, T of them summed in the backward pass,
+    # O(T² N L) (T=1000, S=200, N=4: 25 s against torch's 0.1 s); unstack's is one stack.
+    for emit_t, running_t in zip(toolkit.unstack(xp, emit), toolkit.unstack(xp, running)):
+        alpha = frame(xp, came_from, alpha, emit_t, running_t, sources, barred)
     return alpha
 
 
