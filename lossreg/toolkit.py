@@ -1221,6 +1221,24 @@ def unstack(xp: Any, x: Any) -> tuple[Any, ...]:
     return tuple(xp.unstack(x, axis=0))
 
 
+def row_blocks(xp: Any, x: Any, step: int) -> tuple[Any, ...]:
+    """``x``'s rows in blocks of ``step`` (the last one shorter), made in one operation where the
+    library differentiates: torch's ``split``, JAX's ``jnp.split``; slices elsewhere.
+
+    For a loop over the blocks where ``x[i:i + step, ...]`` one at a time would be differentiated:
+    each slice's gradient is an array of ``x``'s whole shape in torch and eager JAX, n / step of
+    them summed, where a split's gradient is one concatenation.
+    """
+    n = x.shape[0]
+    if compat.is_torch_array(x):
+        return tuple(x.split(step, 0))
+    if compat.is_jax_array(x):
+        import jax.numpy as jnp  # a JAX array: JAX is imported already
+
+        return tuple(jnp.split(x, list(range(step, n, step)), axis=0))
+    return tuple(x[i:min(i + step, n), ...] for i in range(0, n, step))  # array-api-strict refuses stops past the end
+
+
 def stop_gradient(xp: Any, x: Any) -> Any:
     """``x``'s value, a constant to automatic differentiation: torch's ``detach``, JAX's
     ``lax.stop_gradient``; arrays of the libraries that do not differentiate are returned as they are.

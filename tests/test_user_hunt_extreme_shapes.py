@@ -64,3 +64,28 @@ def test_the_portable_ctc_over_a_few_frames_is_torchs_value_and_gradient(frames)
     ref.backward()
     torch.testing.assert_close(ours, ref)
     torch.testing.assert_close(x.grad, y.grad)
+
+
+def _linear_ce_backward_elements(tokens: int, trainable_class_weight: bool) -> int:
+    """Elements produced by the backward pass of the chunked linear cross-entropy, 256 tokens a chunk."""
+    g = torch.Generator().manual_seed(0)
+    d, v = 16, 64
+    hidden = torch.randn(tokens, d, generator=g, requires_grad=True)
+    weight = torch.randn(v, d, generator=g, requires_grad=True)
+    target = torch.randint(0, v, (tokens,), generator=g)
+    class_weight = torch.rand(v, generator=g).requires_grad_(trainable_class_weight)
+    with lossreg.use_kernels(not trainable_class_weight):  # a trainable one is the portable path's anyway
+        loss = lossreg.linear_cross_entropy(hidden, weight, target, weight=class_weight, chunk_size=256)
+    counter = _Elements()
+    with counter:
+        loss.backward()
+    return counter.total
+
+
+@pytest.mark.parametrize("trainable_class_weight", [False, True])
+def test_the_chunked_linear_cross_entropy_gradient_grows_linearly_with_the_number_of_tokens(trainable_class_weight):
+    # Each chunk's hidden states were a slice, whose gradient is an array of all N tokens: N / chunk
+    # of them made the backward pass O(N² D / chunk) (N = 16,384 at V = 32,000: 128 full copies).
+    short = _linear_ce_backward_elements(2048, trainable_class_weight)
+    long = _linear_ce_backward_elements(4096, trainable_class_weight)
+    assert long < 2.3 * short
