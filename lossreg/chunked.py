@@ -403,6 +403,19 @@ def _forward(xp: Any, h: Any, weight: Any, bias: Any, tcol: Any, blocks: list[tu
     return lse, picked, spread, kept
 
 
+def smoothing_weights(xp: Any, cw: Any) -> tuple[Any, Any]:
+    """The class weights ``cw`` (V,) as label smoothing's sum takes them: ``(finite, beyond)``, the
+    weights with each infinite (or NaN) one made 0, and the sum of those (0 when none is).
+
+    Torch's smoothing term Σ_c w_c (lse - z_c) is +inf for a weight of +inf (lse > z_c), but the
+    streamed form W (lse - a) - Σ_c w_c (z_c - a) is inf - inf and multiplies the weight by the
+    0 of the largest logit: NaN. Taken over the finite weights, plus ``beyond`` (±inf, or NaN for
+    mixed signs, torch's answer but where that class takes all the probability, lse = z_c: NaN
+    there). O(V), once per chunk: no work of the logits' size is added."""
+    finite = xp.isfinite(cw)
+    return xp.where(finite, cw, xp.zeros_like(cw)), xp.sum(xp.where(finite, xp.zeros_like(cw), cw))
+
+
 def _targets_in(xp: Any, tcol: Any, j: int, k: int, dev: Any) -> Any:
     """(B, k - j): where each token's target (``tcol``, (B, 1)) is vocabulary entry j, j + 1, ..."""
     return xp.reshape(xp.arange(j, k, device=dev), (1, -1)) == tcol
@@ -455,11 +468,13 @@ def chunk_loss(xp: Any, h: Any, weight: Any, bias: Any, t: Any, active: Any, coe
     losses = None
     kept: list[tuple[Any, Any]] = []  # a single block's logits and exponentials, reused by the gradient
     if lse is None or len(blocks) == 1:
-        lse, picked, spread, kept = _forward(xp, h, weight, bias, tcol, blocks, cw, softcap=softcap, work=work,
-                                             w_total=w_total if label_smoothing else None)
+        spread_w, beyond = (cw, None) if cw is None or not label_smoothing else smoothing_weights(xp, cw)
+        lse, picked, spread, kept = _forward(xp, h, weight, bias, tcol, blocks, spread_w, softcap=softcap,
+                                             work=work, w_total=(None if not label_smoothing else
+                                                                 w_total if beyond is None else xp.sum(spread_w)))
         losses = (1.0 - label_smoothing) * wy * (lse - picked)
         if label_smoothing:
-            losses = losses + (label_smoothing / v) * spread
+            losses = losses + (label_smoothing / v) * (spread if beyond is None else spread + beyond)
         if z_loss:
             losses = losses + z_loss * lse * lse
         losses = xp.where(toolkit.placed_like(xp, active, losses), losses, xp.zeros_like(losses))

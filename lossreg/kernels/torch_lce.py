@@ -56,7 +56,7 @@ from array_api_compat import array_namespace
 from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters as _interpreters
 
 from .. import losses as catalogue
-from ..chunked import plan_chunks, prepare_call, reduce_tokens, token_weights, torch_arguments
+from ..chunked import plan_chunks, prepare_call, reduce_tokens, smoothing_weights, token_weights, torch_arguments
 from ..errors import UnsupportedError
 from ..losses.fused import _through_logits
 from . import LCE_TRITON_SWITCH, switched_on
@@ -125,6 +125,9 @@ def _chunk(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, coef:
     deriv: Any = None
     scale: Any = None
     if lse is None or one:
+        # The smoothing's sum over the finite class weights, the infinite ones added at the end
+        # (chunked.smoothing_weights: no inf - inf, no 0 · inf, torch's +inf).
+        sw, beyond = (None, None) if cw is None or not ls else smoothing_weights(torch, cw)
         m: Any = None
         s: Any = None
         picked: Any = None
@@ -145,8 +148,8 @@ def _chunk(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, coef:
                 # Σ_c w_c (z_c - a), a the first block's shift, for torch's Σ_c w_c (lse - z_c) =
                 # W (lse - a) - Σ_c w_c (z_c - a): no overflow where Σ_c w_c z_c would (chunked._forward).
                 anchor = shift if anchor is None else anchor
-                zs = z.sum(1) if cw is None else torch.mv(z, cw[j:k])
-                zs = zs + (shift - anchor) * ((k - j) if cw is None else cw[j:k].sum())
+                zs = z.sum(1) if sw is None else torch.mv(z, sw[j:k])
+                zs = zs + (shift - anchor) * ((k - j) if sw is None else sw[j:k].sum())
                 zsum = zs if zsum is None else zsum + zs
             e = z.exp_()
             s = e.sum(1) if s is None else s * (m - shift).exp() + e.sum(1)  # not from a 0 for -inf: no underflow
@@ -157,8 +160,8 @@ def _chunk(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, coef:
         lse = shift + s.log()
         losses = (1.0 - ls) * (lse - picked) if wy is None else (1.0 - ls) * wy * (lse - picked)
         if ls:
-            losses = losses + (ls * ((lse - anchor) - zsum / v) if w_total is None
-                               else (ls / v) * (w_total * (lse - anchor) - zsum))
+            losses = losses + (ls * ((lse - anchor) - zsum / v) if sw is None
+                               else (ls / v) * (sw.sum() * (lse - anchor) - zsum + beyond))
         if zl:
             losses = losses + zl * lse * lse
         losses = torch.where(act, losses, 0.0)
