@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 
+import array_api_compat
 import numpy as np
 import pytest
 import torch
@@ -74,3 +75,60 @@ def test_linear_cross_entropy_finite_weights_with_smoothing_unchanged():
                            label_smoothing=0.2, reduction="none").numpy()
     got = lossreg.linear_cross_entropy(h, w, t, linear_bias=b, weight=cw, label_smoothing=0.2, reduction="none")
     np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+# --- triplet_margin_with_distance_loss: the loss is in the distances' dtype -------------------
+
+
+def _l1(x, y):
+    xp = array_api_compat.array_namespace(x, y)
+    return xp.sum(xp.abs(x - y), axis=-1)
+
+
+_DISTANCES = {
+    "float32": lambda x, y: _as(_l1(x, y), "float32"),
+    "float16": lambda x, y: _as(_l1(x, y), "float16"),
+    "int64": lambda x, y: _as(_rounded(_l1(x, y)), "int64"),
+}
+
+
+def _as(d, dtype):
+    xp = array_api_compat.array_namespace(d)
+    return xp.astype(d, getattr(xp, dtype))
+
+
+def _rounded(d):
+    return array_api_compat.array_namespace(d).round(d)
+
+
+@pytest.mark.parametrize("swap", [False, True])
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("returned", list(_DISTANCES))
+def test_triplet_with_distance_is_in_the_dtype_torchs_margin_plus_distance_gives(returned, reduction, swap):
+    rng = np.random.default_rng(1)
+    arrays = [torch.from_numpy(rng.standard_normal((5, 3))) for _ in range(3)]  # float64
+    kw = {"distance_function": _DISTANCES[returned], "reduction": reduction, "swap": swap}
+    want = F.triplet_margin_with_distance_loss(*arrays, **kw)
+    got = lossreg.triplet_margin_with_distance_loss(*arrays, **kw)
+    assert got.dtype == want.dtype  # float32, float16, and torch's default dtype for integer counts
+    module = lt.TripletMarginWithDistanceLoss(**kw)(*arrays)
+    assert module.dtype == want.dtype
+    np.testing.assert_allclose(got.double().numpy(), want.double().numpy(), rtol=1e-3)
+
+
+def test_triplet_with_distance_float32_distances_of_float64_arrays_elsewhere():
+    """NumPy and JAX (x64) alike: float32 distances, a float32 loss; integer counts, the library's
+    default floating dtype (NumPy: float64)."""
+    rng = np.random.default_rng(2)
+    arrays = [rng.standard_normal((5, 3)) for _ in range(3)]
+    assert lossreg.triplet_margin_with_distance_loss(*arrays, distance_function=_DISTANCES["float32"]).dtype \
+        == np.float32
+    assert lossreg.triplet_margin_with_distance_loss(*arrays, distance_function=_DISTANCES["int64"]).dtype \
+        == np.float64
+    with jax.enable_x64(True):
+        got = lossreg.triplet_margin_with_distance_loss(*map(jnp.asarray, arrays), reduction="none",
+                                                        distance_function=_DISTANCES["float32"])
+        assert got.dtype == jnp.float32
+    want = F.triplet_margin_with_distance_loss(*map(torch.from_numpy, arrays), reduction="none",
+                                               distance_function=_DISTANCES["float32"])
+    np.testing.assert_allclose(np.asarray(got), want.numpy(), rtol=1e-6)

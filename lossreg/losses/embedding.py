@@ -261,13 +261,15 @@ def _triplet(xp: Any, distance: Callable[[Any, Any], Any], a: Any, p: Any, n: An
     return _clamp_min0(xp, margin + d_pos - d_neg)
 
 
-def _distances(loss: str, xp: Any, d: Any, like: Any, real: Any) -> Any:
+def _distances(loss: str, xp: Any, d: Any, like: Any, real: Any, own: list[Any]) -> Any:
     """What a caller's ``distance_function`` returned for arrays such as ``like``, checked: an array of
     their library, as torch's ``clamp_min`` wants a tensor. A Python number or another library's array
     would otherwise be broadcast into a loss by NumPy, JAX and Dask, and fail inside torch's and
-    array-api-strict's own operators. Integer and bool distances (counts) take the inputs' dtype, as
-    torch's ``margin + d`` promotes them (``real``: the inputs' computing dtype, or the real one of
-    complex inputs' precision); complex ones have no order to clamp (torch refuses them too)."""
+    array-api-strict's own operators. Integer and bool distances (counts) take the library's default
+    floating dtype, as torch's ``margin + d`` promotes them (a Python float and an integer tensor:
+    torch's default dtype; NumPy's and JAX's own rule alike); complex ones have no order to clamp
+    (torch refuses them too). Distances not in ``real`` (the inputs' computing dtype, or the real one
+    of complex inputs' precision) are noted in ``own``: the loss is then in the distances' dtype."""
     try:
         same = toolkit.namespace(loss, distance_function=d) is xp
     except LossTypeError:  # not an array at all
@@ -275,7 +277,13 @@ def _distances(loss: str, xp: Any, d: Any, like: Any, real: Any) -> Any:
     if not same or xp.isdtype(d.dtype, "complex floating"):
         raise LossTypeError(loss, "distance_function", f"a function returning real distances as an array of the "
                             f"inputs' library ({toolkit.describe(like)})", f"one returning {toolkit.describe(d)}")
-    return d if xp.isdtype(d.dtype, "real floating") else toolkit.as_dtype(xp, d, real)
+    if not xp.isdtype(d.dtype, "real floating"):
+        d = toolkit.as_dtype(xp, d, xp.__array_namespace_info__().default_dtypes(
+            device=toolkit.device(d))["real floating"])
+        own.append(d.dtype)
+    elif d.dtype != real:
+        own.append(d.dtype)
+    return d
 
 
 @define_loss(
@@ -340,7 +348,9 @@ def triplet_margin_with_distance_loss(anchor: Any, positive: Any, negative: Any,
     distances (one per row); ``None`` means ``‖x - y + 1e-6‖_2`` over the last axis, torch's
     ``pairwise_distance``. It receives the inputs in the dtype the loss computes in: promoted together
     (float32 and float64 arrays both as float64; torch passes them as given), half precision as float32.
-    With ``swap``, ``d(a, n)`` becomes ``min(d(a, n), d(p, n))``. ``margin`` must be > 0.
+    The loss is in the inputs' dtype where the distances come back in that one, else in theirs, as
+    torch's ``margin + d`` promotes: float32 distances of float64 inputs give a float32 loss, integer
+    (or bool) ones the library's default floating dtype (torch's ``get_default_dtype()``). With ``swap``, ``d(a, n)`` becomes ``min(d(a, n), d(p, n))``. ``margin`` must be > 0.
     Complex embeddings are taken as by :func:`triplet_margin_loss` (a distance function gets them
     as they are, and returns real distances). A callable option cannot go into JSON, so
     ``get_config`` refuses a loss that holds one. Shapes: as for :func:`triplet_margin_loss`.
@@ -357,10 +367,14 @@ def triplet_margin_with_distance_loss(anchor: Any, positive: Any, negative: Any,
         raise LossTypeError(name, "distance_function", "a callable (x, y) -> distances, or None",
                             toolkit.describe(distance_function))
     xp, dtype, (a, pos, neg), moduli = _triplet_inputs(name, anchor, positive, negative, margin, swap, reduction)
+    own: list[Any] = []  # the dtypes of distances returned in another than the one computed in
     if distance_function is None:
         distance = lambda x, y: _pairwise_distance(xp, x, y, moduli=moduli)  # noqa: E731
     else:
         real = dtype if moduli else a.dtype
-        distance = lambda x, y: _distances(name, xp, distance_function(x, y), x, real)  # noqa: E731
+        distance = lambda x, y: _distances(name, xp, distance_function(x, y), x, real, own)  # noqa: E731
     losses = _triplet(xp, distance, a, pos, neg, margin, swap)
-    return toolkit.reduce(xp, losses, reduction, dtype)
+    # torch's loss is in the dtype of margin + d(a, p) - d(a, n): float32 distances of float64
+    # inputs give a float32 loss. Distances in the dtype computed in give the inputs' (half precision
+    # is computed in float32 and returned in its own dtype, as by every loss).
+    return toolkit.reduce(xp, losses, reduction, losses.dtype if own else dtype)
