@@ -628,4 +628,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *(s.class_name for s in registry().specs.values())})
+    # The functional forms too (lossreg.torch.cross_entropy, what __getattr__ gives by a loss's name):
+    # tab completion and dir() listed only the classes.
+    specs = registry().specs
+    return sorted({*globals(), *specs, *(s.class_name for s in specs.values())})

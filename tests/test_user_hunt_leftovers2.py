@@ -132,3 +132,16 @@ def test_triplet_with_distance_float32_distances_of_float64_arrays_elsewhere():
     want = F.triplet_margin_with_distance_loss(*map(torch.from_numpy, arrays), reduction="none",
                                                distance_function=_DISTANCES["float32"])
     np.testing.assert_allclose(np.asarray(got), want.numpy(), rtol=1e-6)
+
+
+# --- lossreg.torch: dir() and LinearCrossEntropyLoss's bias ----------------------------------
+
+
+def test_dir_of_lossreg_torch_lists_the_functional_forms_it_gives():
+    """``lossreg.torch.cross_entropy`` (what a traced loss module's graph calls) is there; dir() and
+    tab completion listed only the module classes."""
+    names = dir(lt)
+    for name in ("cross_entropy", "linear_cross_entropy", "mse_loss"):
+        assert name in names and callable(getattr(lt, name))
+    assert {"CrossEntropyLoss", "LinearCrossEntropyLoss", "LossModule"} <= set(names)
+
