@@ -226,14 +226,16 @@ class LinearLossModule(LossModule):
     _owned_forward: Any  # forward, signed (input, target): made with the class (module_class)
 
     def __init__(self, in_features: int | None = None, num_classes: int | None = None, *,
-                 out_features: tuple[int, ...] = (), bias: Any = None, device: Any = None, dtype: Any = None,
+                 out_features: tuple[int, ...] = (), bias: Any = False, device: Any = None, dtype: Any = None,
                  **options: Any) -> None:
         name = self.spec.class_name
         if in_features is None and num_classes is None:
             if out_features != () or device is not None or dtype is not None:
                 raise TypeError(f"{name}(): out_features, device and dtype describe an owned linear layer; "
                                 "give in_features and num_classes too")
-            if bias is not None:
+            # bias defaults to False, as torch.nn's (whether an owned layer has one); without a layer a
+            # bias given is the loss's own option, lossreg's earlier name of linear_bias (an array).
+            if bias is not None and bias is not False:
                 options["bias"] = bias
             super().__init__(**options)
             return

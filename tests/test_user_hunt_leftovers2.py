@@ -145,3 +145,16 @@ def test_dir_of_lossreg_torch_lists_the_functional_forms_it_gives():
         assert name in names and callable(getattr(lt, name))
     assert {"CrossEntropyLoss", "LinearCrossEntropyLoss", "LossModule"} <= set(names)
 
+
+def test_linear_cross_entropy_loss_bias_defaults_to_false_as_torch_nn():
+    import inspect
+    ours = inspect.signature(lt.LinearCrossEntropyLoss).parameters["bias"].default
+    assert ours is inspect.signature(torch.nn.LinearCrossEntropyLoss).parameters["bias"].default is False
+    assert lt.LinearCrossEntropyLoss(4, 5).linear.bias is None
+    assert lt.LinearCrossEntropyLoss(4, 5, bias=True).linear.bias is not None
+    # Without a layer, bias=False (torch.nn's "no bias") is no bias; an array is linear_bias's old name.
+    h, w, t = torch.randn(3, 4, dtype=torch.float64), torch.randn(5, 4, dtype=torch.float64), torch.tensor([0, 1, 4])
+    want = F.cross_entropy(h @ w.T, t)
+    torch.testing.assert_close(lt.LinearCrossEntropyLoss(bias=False)(h, w, t), want)
+    b = torch.randn(5, dtype=torch.float64)
+    torch.testing.assert_close(lt.LinearCrossEntropyLoss(bias=b)(h, w, t), F.cross_entropy(h @ w.T + b, t))
