@@ -51,7 +51,7 @@ __all__ = [
     "check_values", "poison", "value_checks", "check_mode", "is_lazy", "traced", "reads_values",
     "torch_compiling", "read_environment", "Setting",
     # dtypes and reductions
-    "result_type", "compute_dtype", "as_dtype", "index_dtype", "holding", "device", "reduce", "reduce_classes",
+    "result_type", "compute_dtype", "real_dtype", "as_dtype", "index_dtype", "holding", "device", "reduce", "reduce_classes",
     "take_class", "take_each", "take_rows", "take_along", "gathers_along_axis", "class_shape",
     # placement on a JAX mesh of explicit axes
     "placed_like", "whole", "arange_like",
@@ -745,6 +745,16 @@ def result_type(xp: Any, *arrays_and_dtypes: Any) -> Any:
 def compute_dtype(xp: Any, dtype: Any) -> Any:
     """The dtype to accumulate in: float32 for half-precision inputs, as torch does."""
     return xp.float32 if xp.finfo(dtype).bits < 32 else dtype
+
+
+def real_dtype(xp: Any, dtype: Any) -> Any:
+    """The real floating dtype of ``dtype``'s precision: float32 for complex64, float64 for
+    complex128 (what ``abs`` of such an array has, and a distance between two), a real one itself.
+    The standard's ``finfo(dtype).dtype``, which array-api-compat's torch gives as a name."""
+    if not xp.isdtype(dtype, "complex floating"):
+        return dtype
+    real = xp.finfo(dtype).dtype
+    return getattr(xp, real) if isinstance(real, str) else real
 
 
 def index_dtype(loss: str, name: str, xp: Any, size: int, shape: tuple[int, ...] | None = None) -> Any:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import warnings
 
 import array_api_compat
+import array_api_compat.numpy
+import array_api_compat.torch
 import numpy as np
 import pytest
 import torch
@@ -158,3 +160,20 @@ def test_linear_cross_entropy_loss_bias_defaults_to_false_as_torch_nn():
     torch.testing.assert_close(lt.LinearCrossEntropyLoss(bias=False)(h, w, t), want)
     b = torch.randn(5, dtype=torch.float64)
     torch.testing.assert_close(lt.LinearCrossEntropyLoss(bias=b)(h, w, t), F.cross_entropy(h @ w.T + b, t))
+
+
+# --- toolkit.real_dtype: one complex-to-real map, l1_loss's and the embedding losses' ---------
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch", "jax", "array_api_strict"])
+def test_real_dtype_is_the_real_one_of_a_complex_dtypes_precision(library):
+    from lossreg import toolkit
+    xp = {"numpy": array_api_compat.numpy, "torch": array_api_compat.torch, "jax": jnp}.get(library) \
+        or pytest.importorskip(library)
+    with jax.enable_x64(True):
+        assert toolkit.real_dtype(xp, xp.complex64) == xp.float32
+        assert toolkit.real_dtype(xp, xp.complex128) == xp.float64
+        assert toolkit.real_dtype(xp, xp.float32) == xp.float32
+        # what abs of such an array is: a dtype lossreg's result_type takes (not NumPy's scalar type)
+        x = xp.asarray([1 + 2j], dtype=xp.complex64)
+        assert toolkit.result_type(xp, toolkit.real_dtype(xp, x.dtype)) == xp.abs(x).dtype

@@ -67,9 +67,7 @@ def _floats(loss: str, xp: Any, take_complex: bool = False, **arrays: Any) -> tu
         complex_numbers = toolkit.check_floating(loss, name, x, xp, take_complex) or complex_numbers
     dtype = toolkit.result_type(xp, *arrays.values())
     work = toolkit.compute_dtype(xp, dtype)
-    if complex_numbers:
-        dtype = xp.float64 if dtype == xp.complex128 else xp.float32
-    return dtype, work, [toolkit.as_dtype(xp, x, work) for x in arrays.values()], complex_numbers
+    return toolkit.real_dtype(xp, dtype), work, [toolkit.as_dtype(xp, x, work) for x in arrays.values()], complex_numbers
 
 
 @define_loss(

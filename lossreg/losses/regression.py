@@ -65,9 +65,8 @@ def l1_loss(input: Any, target: Any, /, *, reduction: str = "mean", weight: Any 
     name = "l1_loss"
     xp, x, y, dtype = toolkit.pointwise_inputs(name, input, target, reduction, take_complex=True)
     losses = toolkit.absolute(xp, x - y)
-    if losses.dtype != x.dtype:  # complex x and y: |x - y| is real, and so is the loss (float32 for complex64)
-        dtype = losses.dtype
-    return _weighted_mean(xp, name, losses, input, weight, reduction, dtype)
+    # complex x and y: |x - y| is real, and so is the loss (float32 for complex64)
+    return _weighted_mean(xp, name, losses, input, weight, reduction, toolkit.real_dtype(xp, dtype))
 
 
 def _weights(xp: Any, name: str, input: Any, weight: Any, dtype: Any) -> tuple[Any, Any]:
