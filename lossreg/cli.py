@@ -237,8 +237,8 @@ def cmd_conformance(args: argparse.Namespace) -> int:
     counts = conformance.summarize(outcomes)
     if not counts["failed"] and not any(o.cases for o in outcomes):
         # A run that checked nothing is not a pass (as pytest's "no tests ran"): every outcome
-        # unsupported, or "passed" with no case run (n/a: each case restricted to other dtypes,
-        # or beyond the dtype's range), which exited 0 on the matrix's "0 case runs".
+        # unsupported or not applicable (n/a: each case restricted to other dtypes, or beyond the
+        # dtype's range), which exited 0 on the matrix's "0 case runs".
         print("lossreg conformance: nothing ran (see the reasons above)", file=sys.stderr)
         return 1
     return 1 if counts["failed"] else 0

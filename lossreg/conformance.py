@@ -3,7 +3,7 @@
 A case is data: inputs, options and the expected value and input gradients, computed in float64
 by a reference implementation (torch). Each loss runs through its portable definition and through
 every kernel registered for the backend; the outcome of each (loss, backend, dtype, path) is
-passed, failed or unsupported, with the largest error measured against the dtype's tolerance
+passed, failed, unsupported or not applicable (no case applies to it), with the largest error measured against the dtype's tolerance
 (1.0 means at the tolerance).
 
 How a run in a lower precision is judged. Rounding the inputs to float16 moves the exact answer
@@ -54,9 +54,11 @@ ULPS = {"float16": 2, "bfloat16": 2, "float32": 32, "float64": 256}
 # scale = max(1, max |want|): absolute errors are relative to the size of the array's values.
 TOLERANCES = {dtype: (ULPS[dtype] * eps, ULPS[dtype] * eps) for dtype, eps in EPS.items()}
 DTYPE_ABBREVIATIONS = {"float16": "f16", "bfloat16": "bf16", "float32": "f32", "float64": "f64"}
-# An outcome's verdict: every case that ran agreed, one did not, or none could run (no backend
-# library, or a kernel that declined every case). The JSON report and summarize() use these words.
-Status = Literal["passed", "failed", "unsupported"]
+# An outcome's verdict: every case that ran agreed, one did not, none could run (no backend
+# library, or a kernel that declined every case), or none applies (each restricted by the case to
+# other dtypes, or beyond the dtype's range: 0 cases run, the matrix's "n/a"; such an outcome read
+# "passed", a pass of nothing). The JSON report and summarize() use these words.
+Status = Literal["passed", "failed", "unsupported", "not_applicable"]
 STATUSES: tuple[Status, ...] = get_args(Status)
 
 
@@ -564,6 +566,12 @@ def _size(case: Case) -> int:
     return sum(int(np.prod(_data(spec).shape)) for spec in case.inputs.values())
 
 
+# Which slice's status a merged outcome takes: a failure anywhere; else a pass anywhere; a slice
+# whose every case a kernel declined (unsupported) over one whose cases did not apply, as one run
+# of both calls it (_run_path).
+_RANK = {"not_applicable": 0, "unsupported": 1, "passed": 2, "failed": 3}
+
+
 def _merge(parts: list[list[Outcome]]) -> list[Outcome]:
     """The outcomes of one loss and dtype, run as slices of its cases, as one run of them all."""
     merged = [Outcome(**{**asdict(o), "failures": list(o.failures), "notes": dict(o.notes)}) for o in parts[0]]
@@ -576,7 +584,7 @@ def _merge(parts: list[list[Outcome]]) -> list[Outcome]:
             into.seconds += o.seconds
             for note, count in o.notes.items():
                 into.notes[note] = into.notes.get(note, 0) + count
-            if o.status == "failed" or (o.status == "passed" and into.status == "unsupported"):
+            if _RANK[o.status] > _RANK[into.status]:
                 into.status, into.reason = o.status, o.reason
     return merged
 
@@ -836,6 +844,8 @@ def _run_path(outcome: Outcome, spec: LossSpec, function: Any, backend: Backend,
         outcome.status = "failed"
     elif declined and not outcome.cases:
         outcome.status, outcome.reason = "unsupported", f"{outcome.path} declined every case (returned NotImplemented)"
+    elif not outcome.cases:  # each case restricted to other dtypes or beyond this one's range (notes)
+        outcome.status, outcome.reason = "not_applicable", "no case applies to this dtype"
     else:
         outcome.status = "passed"
     return outcome
@@ -861,9 +871,7 @@ def _cell(group: list[Outcome]) -> str:
         return "FAIL"
     ran = [o for o in group if o.status == "passed"]
     if not ran:
-        return "-"
-    if not any(o.cases for o in ran):
-        return "n/a"
+        return "n/a" if any(o.status == "not_applicable" for o in group) else "-"
     worst = max(o.worst for o in ran)
     text = "1.0" if worst >= 0.995 else f"{worst:.2f}"[1:]  # ".12": 0.12 of the tolerance
     return text + ("k" if any(o.path != "portable" for o in ran) else "")
@@ -945,8 +953,8 @@ def matrix(outcomes: Sequence[Outcome], seconds: dict[str, float] | None = None)
         lines.append("task-seconds " + ", ".join(f"{name} {s:.1f}" for name, s in seconds.items()))
     counts = summarize(outcomes)
     cases = sum(o.cases for o in outcomes)
-    lines.append(f"{counts['passed']} passed, {counts['failed']} failed, {counts['unsupported']} unsupported "
-                 f"(loss × backend × dtype × path); {cases} case runs")
+    lines.append(f"{counts['passed']} passed, {counts['failed']} failed, {counts['unsupported']} unsupported, "
+                 f"{counts['not_applicable']} not applicable (loss × backend × dtype × path); {cases} case runs")
     return "\n".join(lines)
 
 
@@ -974,7 +982,7 @@ def not_covered(ran: Sequence[str], device: str | None = None) -> list[str]:
 def to_json(outcomes: Sequence[Outcome], **context: Any) -> str:
     return json.dumps({**context, "tolerances": {d: {"rtol": r, "atol": a, "eps": EPS[d]} for d, (r, a) in TOLERANCES.items()},
                        # The matrix's last line, case runs too: the exit status is 1 where none ran
-                       # (every outcome n/a), which the status counts alone call a pass.
+                       # (every outcome unsupported or not applicable).
                        "summary": {**summarize(outcomes), "case_runs": sum(o.cases for o in outcomes)},
                        "outcomes": [asdict(o) for o in outcomes]},
                       indent=1, default=str, allow_nan=True)

@@ -177,3 +177,85 @@ def test_real_dtype_is_the_real_one_of_a_complex_dtypes_precision(library):
         # what abs of such an array is: a dtype lossreg's result_type takes (not NumPy's scalar type)
         x = xp.asarray([1 + 2j], dtype=xp.complex64)
         assert toolkit.result_type(xp, toolkit.real_dtype(xp, x.dtype)) == xp.abs(x).dtype
+
+
+# --- conformance: an outcome in which no case applies is "not_applicable", not "passed" --------
+
+
+@lossreg.define_loss(class_name="LeftoverSquaredLoss", differentiable=("input", "target"))
+def leftover_squared_loss(input, target, /, *, reduction: str = "mean"):
+    """ℓ_i = (x_i - y_i)², then reduced."""
+    from lossreg import toolkit
+    xp, x, y, dtype = toolkit.pointwise_inputs("leftover_squared_loss", input, target, reduction)
+    return toolkit.reduce(xp, (x - y) ** 2, reduction, dtype)
+
+
+class _Float64Only:
+    """A plugin whose one case is restricted to float64."""
+
+    @lossreg.hookimpl
+    def lossreg_losses(self):
+        return [leftover_squared_loss]
+
+    @lossreg.hookimpl
+    def lossreg_cases(self):
+        from lossreg.testing import Case, value_case
+        x, y = np.array([1.0, 2.0, 3.0]), np.array([0.5, 2.5, 1.0])
+        return [Case.from_dict(value_case("leftover_squared_loss", "sum", {"input": x, "target": y},
+                                          ((x - y) ** 2).sum(), {"reduction": "sum"}, dtypes=["float64"]))]
+
+
+@pytest.fixture
+def float64_only():
+    lossreg.register_plugin(_Float64Only(), name="leftovers-f64")
+    try:
+        yield
+    finally:
+        lossreg.unregister_plugin("leftovers-f64")
+
+
+def _conformance_json(tmp_path, dtypes: str) -> tuple[int, dict, str]:
+    import contextlib
+    import io
+    import json
+
+    from lossreg import cli
+    out, report = io.StringIO(), tmp_path / "report.json"
+    with contextlib.redirect_stdout(out):
+        code = cli.main(["conformance", "--backend", "numpy", "--loss", "leftover_squared_loss",
+                         "--dtype", dtypes, "--json", str(report)])
+    return code, json.loads(report.read_text()), out.getvalue()
+
+
+def test_conformance_outcome_with_no_applicable_case_is_not_applicable_everywhere(float64_only, tmp_path):
+    """The JSON said status "passed" (and the summary "1 passed") for float32, where no case ran."""
+    code, report, matrix = _conformance_json(tmp_path, "float32,float64")
+    by_dtype = {o["dtype"]: o for o in report["outcomes"] if o["path"] == "portable"}
+    assert by_dtype["float32"]["status"] == "not_applicable" and by_dtype["float32"]["cases"] == 0
+    assert by_dtype["float32"]["reason"] == "no case applies to this dtype"
+    assert by_dtype["float64"]["status"] == "passed" and by_dtype["float64"]["cases"] == 1
+    assert report["summary"]["not_applicable"] >= 1 and report["summary"]["case_runs"] >= 1
+    assert "n/a" in matrix and "0 failed, 0 unsupported, 1 not applicable" in matrix
+    assert code == 0  # the float64 case ran and passed
+    code, report, matrix = _conformance_json(tmp_path, "float32")  # nothing ran: not a pass
+    assert code == 1 and {o["status"] for o in report["outcomes"]} == {"not_applicable"}
+    assert report["summary"]["passed"] == 0
+
+
+def test_check_conformance_warns_of_what_no_case_applied_to(float64_only):
+    from lossreg.testing import check_conformance
+    with pytest.warns(UserWarning, match="no case applies to leftover_squared_loss in float32"):
+        outcomes = check_conformance("leftover_squared_loss", backends="numpy", dtypes="float32,float64")
+    assert {o.dtype: o.status for o in outcomes if o.path == "portable"} == {"float32": "not_applicable",
+                                                                            "float64": "passed"}
+
+
+def test_merged_slices_pass_where_one_ran_and_not_applicable_where_none_did():
+    from lossreg import conformance
+
+    def part(status, cases):
+        return [conformance.Outcome("mse_loss", "lossreg", "numpy", "float64", "cpu", "portable", status,
+                                    cases=cases, total=9)]
+
+    assert conformance._merge([part("not_applicable", 0), part("passed", 2)])[0].status == "passed"
+    assert conformance._merge([part("not_applicable", 0), part("not_applicable", 0)])[0].status == "not_applicable"

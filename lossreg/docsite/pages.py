@@ -136,11 +136,15 @@ def _label(o: dict[str, Any]) -> str:
 
 def _cell(group: list[dict[str, Any]]) -> str:
     statuses = {o["status"] for o in group}
-    ran = [o for o in group if o["status"] != "unsupported"]
+    # No case applies to the dtype: "not_applicable" (an earlier report's "passed" with 0 cases run).
+    na = [o for o in group if o["status"] == "not_applicable" or (o["status"] == "passed" and o.get("cases") == 0)]
+    ran = [o for o in group if o["status"] == "passed" and all(o is not n for n in na)]
     if "failed" in statuses:
         bad = [o for o in group if o["status"] == "failed"]
         detail = "; ".join(f"{o['path']}: {(o.get('failures') or [o.get('reason', '')])[0]}" for o in bad)
         return f"**failed**: {_escape(detail)[:300]}"
+    if not ran and na:
+        return "n/a: no case applies to this dtype"
     if not ran:
         reasons = "; ".join(sorted({o.get("reason", "") for o in group}))
         return f"unsupported: {_escape(reasons)}"
