@@ -546,7 +546,20 @@ def default_jobs(backends: Sequence[str | Backend]) -> int:
 _WORKER_REFERENCES: References | None = None
 
 
-def _run_task(task: tuple[Any, ...]) -> tuple[list[Outcome], float]:
+def _run_task(task: tuple[Any, ...], beacon: str | None = None) -> tuple[list[Outcome], float]:
+    """One task in a worker process; ``beacon``, a file that exists while it runs (see _in_pool)."""
+    if beacon is None:
+        return _run_one(task)
+    with open(beacon, "w"):
+        pass
+    try:
+        return _run_one(task)
+    finally:
+        import os
+        os.remove(beacon)
+
+
+def _run_one(task: tuple[Any, ...]) -> tuple[list[Outcome], float]:
     global _WORKER_REFERENCES
     backend, dtype, device, loss, max_cases, part = task
     if _WORKER_PLUGINS_FAILED is not None:  # the task would check another registry than the caller's
@@ -649,9 +662,6 @@ def _run_parallel(backends: Sequence[str | Backend], dtypes: Sequence[str], devi
                   max_cases: MaxCases, progress: Callable[[str, str, float], None] | None,
                   jobs: int, step: Callable[[str, str, str, list[Outcome]], None] | None = None,
                   plugins: Sequence[tuple[str, str, Any]] = ()) -> list[Outcome]:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
     reg = registry()
     tasks: list[tuple[float, tuple[Any, ...]]] = []
     for b in backends:
@@ -677,38 +687,102 @@ def _run_parallel(backends: Sequence[str | Backend], dtypes: Sequence[str], devi
     got: dict[tuple[str, str], dict[tuple[str, int], list[Outcome]]] = {}
     results: dict[tuple[str, str], list[Outcome]] = {}
     spent: dict[str, float] = {}
-    # "spawn": JAX and torch threads do not survive a fork.
     picked = [b if isinstance(b, Backend) else reg.backends[b] for b in backends]
     uses_jax = any(isinstance(b, JAXBackend) for b in picked)
     eager_only = not any(isinstance(b, JAXJitBackend) for b in picked)
-    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_worker_setup, initargs=(uses_jax, eager_only, plugins))
-    with _stopped_on_interrupt(pool):
-        futures = {pool.submit(_run_task, task): task for _, task in tasks}
-        for future in as_completed(futures):
-            backend, dtype, _, loss, _, part = futures[future]
-            name = _backend_name(backend)
-            found, took = future.result()
-            spent[name] = spent.get(name, 0.0) + took
-            got.setdefault((name, loss), {})[(dtype, part[0] if part else 0)] = found
-            waiting[(name, loss)] -= 1
-            pending[name] -= 1
-            if not waiting[(name, loss)]:
-                parts = got.pop((name, loss))
-                results[(name, loss)] = [o for d in dtypes
-                                         for o in _merge([parts[k] for k in sorted(parts) if k[0] == d])]
-                if step is not None:
-                    found = results[(name, loss)]
-                    step(name, found[0].device if found else device or "", loss, found)
-            if not pending[name] and progress is not None:
-                done = [o for (b, _), found in results.items() if b == name for o in found]
-                progress(name, done[0].device if done else device or "", spent[name])
+
+    def record(task: tuple[Any, ...], found: list[Outcome], took: float) -> None:
+        backend, dtype, _, loss, _, part = task
+        name = _backend_name(backend)
+        spent[name] = spent.get(name, 0.0) + took
+        got.setdefault((name, loss), {})[(dtype, part[0] if part else 0)] = found
+        waiting[(name, loss)] -= 1
+        pending[name] -= 1
+        if not waiting[(name, loss)]:
+            parts = got.pop((name, loss))
+            results[(name, loss)] = [o for d in dtypes
+                                     for o in _merge([parts[k] for k in sorted(parts) if k[0] == d])]
+            if step is not None:
+                found = results[(name, loss)]
+                step(name, found[0].device if found else device or "", loss, found)
+        if not pending[name] and progress is not None:
+            done = [o for (b, _), found in results.items() if b == name for o in found]
+            progress(name, done[0].device if done else device or "", spent[name])
+
+    # A worker that dies (a loss calling os._exit, a crash in native code) breaks the whole pool:
+    # every task not finished fails with BrokenProcessPool, which ended the run with its traceback
+    # and no report. The tasks it was running are run again one by one, each in a pool of its own:
+    # the one that dies again fails, named; the others, and those not started, go on in a new pool.
+    remaining = [task for _, task in tasks]
+    while remaining:
+        running, lost = _in_pool(remaining, jobs, (uses_jax, eager_only, plugins), record)
+        for task in running:
+            again, never = _in_pool([task], 1, (uses_jax, eager_only, plugins), record)
+            for dead in again + never:
+                record(dead, _died(dead, device, never == [dead]), 0.0)
+        if lost and not running:  # no task was running: the workers died before any (their start)
+            for dead in lost:
+                record(dead, _died(dead, device, True), 0.0)
+            lost = []
+        remaining = lost
     ordered = []
     for backend in backends:
         name = _backend_name(backend)
         for dtype in dtypes:
             ordered += [o for loss in losses for o in results[(name, loss)] if o.dtype == dtype]
     return ordered
+
+
+def _in_pool(tasks: list[tuple[Any, ...]], jobs: int, setup: tuple[Any, ...],
+             record: Callable[[tuple[Any, ...], list[Outcome], float], None]) -> tuple[list[Any], list[Any]]:
+    """Run ``tasks`` in a pool of ``jobs`` worker processes, calling ``record(task, outcomes,
+    seconds)`` as each finishes. Returns ``(running, lost)``, empty unless a worker process died:
+    the tasks that were running then (one of them its cause; the pool stopped the others), and the
+    others not finished. Each task marks its start with a file (its beacon), removed as it ends."""
+    import multiprocessing
+    import shutil
+    import tempfile
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+    from pathlib import Path
+
+    beacons = Path(tempfile.mkdtemp(prefix="lossreg-conformance-"))
+    lost: list[tuple[Path, tuple[Any, ...]]] = []
+    try:
+        # "spawn": JAX and torch threads do not survive a fork.
+        pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_worker_setup, initargs=setup)
+        with _stopped_on_interrupt(pool):
+            futures = {pool.submit(_run_task, task, str(beacons / str(i))): (beacons / str(i), task)
+                       for i, task in enumerate(tasks)}
+            for future in as_completed(futures):
+                try:
+                    found, took = future.result()
+                except BrokenProcessPool:
+                    lost.append(futures[future])
+                    continue
+                record(futures[future][1], found, took)
+        return [t for b, t in lost if b.exists()], [t for b, t in lost if not b.exists()]
+    finally:
+        shutil.rmtree(beacons, ignore_errors=True)
+
+
+def _died(task: tuple[Any, ...], device: str | None, before: bool) -> list[Outcome]:
+    """The outcomes of a task whose worker process died (``before``: before it started it): failed,
+    on each path the loss has there, saying so; its cases are unchecked."""
+    backend, dtype, _, loss, max_cases, part = task
+    reg = registry()
+    chosen = backend if isinstance(backend, Backend) else reg.backends[backend]
+    spec = reg.lookup(loss)
+    kernels = reg.kernels.get((spec.name, chosen.kernels_of or chosen.name), [])
+    cases = select_cases(cases_for(spec, reg.cases), _limit(max_cases, chosen.name))
+    which = "" if part is None else f", cases {part[0] * part[1] + 1}-{min(len(cases), (part[0] + 1) * part[1])}"
+    what = (f"the worker process died before running {loss} on {chosen.name}/{dtype}{which}" if before else
+            f"the worker process died running {loss} on {chosen.name}/{dtype}{which} (it died again when run "
+            "alone: os._exit, a crash in native code, or killed)")
+    return [Outcome(spec.name, spec.plugin, chosen.name, dtype, device or chosen.devices[0], path, "failed",
+                    total=len(cases), reason=what, failures=[what + "; its cases are unchecked"])
+            for path in ["portable", *(f"kernel:{k.name}" for k in kernels)]]
 
 
 @contextlib.contextmanager
@@ -935,7 +1009,7 @@ def matrix(outcomes: Sequence[Outcome], seconds: dict[str, float] | None = None)
                      f"{len(per_loss)} loss{'es' * (len(per_loss) > 1)} ({note})")
     considered: dict[tuple[str, str], dict[str, tuple[int, int]]] = {}  # (backend, device) -> loss -> (run, total)
     for o in outcomes:
-        if o.status != "unsupported":
+        if o.status != "unsupported" and (o.cases or o.not_applicable):  # not a task whose worker died
             considered.setdefault((o.backend, o.device), {}).setdefault(o.loss, (o.cases + o.not_applicable, o.total))
     sampled = [f"{_label(*b)} {sum(r for r, _ in per.values())} of {sum(t for _, t in per.values())}"
                for b, per in considered.items() if any(r < t for r, t in per.values())]

@@ -259,3 +259,64 @@ def test_merged_slices_pass_where_one_ran_and_not_applicable_where_none_did():
 
     assert conformance._merge([part("not_applicable", 0), part("passed", 2)])[0].status == "passed"
     assert conformance._merge([part("not_applicable", 0), part("not_applicable", 0)])[0].status == "not_applicable"
+
+
+# --- conformance --jobs: a worker process that dies ----------------------------------------------
+
+_DYING_PLUGIN = '''
+import os
+
+import numpy as np
+
+import lossreg
+from lossreg import toolkit
+from lossreg.testing import Case, value_case
+
+
+@lossreg.define_loss(class_name="LeftoverDyingLoss", differentiable=("input", "target"))
+def leftover_dying_loss(input, target, /, *, reduction="mean"):
+    """The squared error; in float32 its process dies (os._exit, as native code crashing would)."""
+    xp, x, y, dtype = toolkit.pointwise_inputs("leftover_dying_loss", input, target, reduction)
+    if x.dtype == xp.float32:
+        os._exit(1)
+    return toolkit.reduce(xp, (x - y) ** 2, reduction, dtype)
+
+
+@lossreg.hookimpl
+def lossreg_losses():
+    return [leftover_dying_loss]
+
+
+@lossreg.hookimpl
+def lossreg_cases():
+    x, y = np.array([1.0, 2.0, 3.0]), np.array([0.5, 2.5, 1.0])
+    return [Case.from_dict(value_case("leftover_dying_loss", "sum", {"input": x, "target": y},
+                                      ((x - y) ** 2).sum(), {"reduction": "sum"}))]
+'''
+
+
+def test_conformance_jobs_reports_the_task_whose_worker_died_and_the_others(tmp_path, monkeypatch):
+    """It ended with a bare BrokenProcessPool traceback, no matrix, no report of the other tasks."""
+    import contextlib
+    import importlib
+    import io
+    import json
+
+    from lossreg import cli
+    (tmp_path / "leftover_dying_plugin.py").write_text(_DYING_PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))  # the worker processes import it by its name
+    lossreg.register_plugin(importlib.import_module("leftover_dying_plugin"), name="leftovers-dying")
+    try:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            code = cli.main(["conformance", "--backend", "numpy", "--loss", "leftover_dying_loss,mse_loss",
+                             "--jobs", "2", "--json", str(tmp_path / "report.json")])
+    finally:
+        lossreg.unregister_plugin("leftovers-dying")
+    assert code == 1
+    assert "died running leftover_dying_loss on numpy/float32" in out.getvalue()
+    report = json.loads((tmp_path / "report.json").read_text())
+    status = {(o["loss"], o["dtype"], o["path"]): o["status"] for o in report["outcomes"]}
+    assert status[("leftover_dying_loss", "float32", "portable")] == "failed"
+    assert status[("leftover_dying_loss", "float64", "portable")] == "passed"
+    assert {s for (loss, _, _), s in status.items() if loss == "mse_loss"} == {"passed"}
