@@ -3,6 +3,15 @@
 - ``linear_cross_entropy`` with an infinite class weight and label smoothing: torch's smoothing
   term Σ_c w_c (lse - z_c) is +inf, the streamed form (W (lse - a) - Σ_c w_c (z_c - a)) was
   inf - inf and 0 · inf: NaN losses where torch's are +inf.
+- ``triplet_margin_with_distance_loss`` whose distance function returns another dtype than the
+  inputs' (float32 distances of float64 inputs): torch's loss is in the dtype of
+  ``margin + d``, lossreg's was cast back to the inputs'.
+- ``dir(lossreg.torch)`` left out the functional forms it gives; ``LinearCrossEntropyLoss``'s
+  ``bias`` defaulted to None where torch.nn's defaults to False.
+- ``toolkit.real_dtype``: the one complex-to-real dtype map of l1_loss and the embedding losses.
+- ``lossreg conformance``: an outcome in which no case applied read "passed"; it is
+  "not_applicable". Under ``--jobs``, a worker process that died ended the run with a bare
+  BrokenProcessPool; the task it ran now fails, named, and the others are reported.
 """
 
 from __future__ import annotations
