@@ -329,3 +329,19 @@ def test_conformance_jobs_reports_the_task_whose_worker_died_and_the_others(tmp_
     assert status[("leftover_dying_loss", "float32", "portable")] == "failed"
     assert status[("leftover_dying_loss", "float64", "portable")] == "passed"
     assert {s for (loss, _, _), s in status.items() if loss == "mse_loss"} == {"passed"}
+
+
+def test_docs_read_not_applicable_outcomes_as_nothing_checked_not_as_a_pass():
+    """The loss pages and the README's "verified on" column: n/a is neither a pass nor a failure
+    (an earlier report's "passed" with 0 cases run reads as n/a too)."""
+    from lossreg import docs
+    from lossreg.docsite import pages
+
+    def outcome(dtype, status, cases):
+        return {"loss": "mse_loss", "backend": "numpy", "device": "cpu", "dtype": dtype, "path": "portable",
+                "status": status, "cases": cases, "worst": 0.0, "reason": ""}
+
+    for old in (outcome("float32", "not_applicable", 0), outcome("float32", "passed", 0)):
+        assert pages._cell([old]).startswith("n/a")
+    report = {"outcomes": [outcome("float32", "not_applicable", 0), outcome("float64", "passed", 3)]}
+    assert docs.verified(report) == {"mse_loss": ["numpy"]}
