@@ -484,8 +484,11 @@ def chunk_loss(xp: Any, h: Any, weight: Any, bias: Any, t: Any, active: Any, coe
     # is formed as ``a``'s first two terms are, so that with one class (p = 1 and W = w_y: the
     # loss is constant) the gradient is exactly 0, torch's, not a rounding residue that the
     # weight gradient multiplies by the hidden states (1e282 for hidden states of 1e300).
-    uniform_y = (label_smoothing / v) * (1.0 if cw is None else wy)
-    scale = (1.0 - label_smoothing) * wy + (label_smoothing / v) * w_total
+    # Without smoothing its terms are left out, not multiplied by 0: an infinite class weight (W =
+    # inf) would make 0 · inf = NaN the gradient of every token, where torch's is finite for the
+    # tokens of finite weight.
+    uniform_y = (label_smoothing / v) * (1.0 if cw is None else wy) if label_smoothing else 0.0
+    scale = (1.0 - label_smoothing) * wy + ((label_smoothing / v) * w_total if label_smoothing else 0.0)
     if z_loss:  # not 0 · lse, which is NaN for an infinite lse
         scale = scale + 2.0 * z_loss * lse
     a = xp.reshape(coef * scale, (-1, 1))

@@ -2,7 +2,8 @@
 
 - ``linear_cross_entropy`` with an infinite class weight and label smoothing: torch's smoothing
   term Σ_c w_c (lse - z_c) is +inf, the streamed form (W (lse - a) - Σ_c w_c (z_c - a)) was
-  inf - inf and 0 · inf: NaN losses where torch's are +inf.
+  inf - inf and 0 · inf: NaN losses where torch's are +inf. Without smoothing, the kernels'
+  gradients were NaN for every token (0 · inf), torch's finite for the tokens of finite weight.
 - ``triplet_margin_with_distance_loss`` whose distance function returns another dtype than the
   inputs' (float32 distances of float64 inputs): torch's loss is in the dtype of
   ``margin + d``, lossreg's was cast back to the inputs'.
@@ -76,6 +77,32 @@ def test_linear_cross_entropy_infinite_class_weight_with_smoothing_is_torchs_inf
                     got = lossreg.linear_cross_entropy(*args, linear_bias=torch.tensor(b), **kwt)
             got = got.numpy()
     np.testing.assert_array_equal(np.asarray(got), want)
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum"])
+@pytest.mark.parametrize("backend", ["torch-kernel", "jax"])
+def test_linear_cross_entropy_infinite_class_weight_gradients_without_smoothing_are_torchs(backend, reduction):
+    """The kernels' gradient carried the smoothing's (ε / V) W term at ε = 0: 0 · inf = NaN for every
+    token, where torch's is finite for the tokens of finite weight (and ±inf for the head)."""
+    h, w, b, t, cw = _head_with_infinite_weight("float64")
+    ht, wt = torch.tensor(h, requires_grad=True), torch.tensor(w, requires_grad=True)
+    want = F.cross_entropy(F.linear(ht, wt, torch.tensor(b)), torch.tensor(t), weight=torch.tensor(cw),
+                           reduction=reduction)
+    want_h, want_w = (g.numpy() for g in torch.autograd.grad(want.sum(), (ht, wt)))
+    assert np.isfinite(want_h[t != 2]).all()
+    if backend == "jax":
+        with jax.enable_x64(True):
+            def total(hj, wj):
+                return lossreg.linear_cross_entropy(hj, wj, jnp.asarray(t), linear_bias=jnp.asarray(b),
+                                                    weight=jnp.asarray(cw), reduction=reduction).sum()
+            got_h, got_w = (np.asarray(g) for g in jax.grad(total, argnums=(0, 1))(jnp.asarray(h), jnp.asarray(w)))
+    else:
+        hk, wk = torch.tensor(h, requires_grad=True), torch.tensor(w, requires_grad=True)
+        got = lossreg.linear_cross_entropy(hk, wk, torch.tensor(t), linear_bias=torch.tensor(b),
+                                           weight=torch.tensor(cw), reduction=reduction)
+        got_h, got_w = (g.numpy() for g in torch.autograd.grad(got.sum(), (hk, wk)))
+    np.testing.assert_allclose(got_h, want_h, rtol=1e-12)  # NaN where torch's is, for the infinite-weight token
+    np.testing.assert_allclose(got_w, want_w, rtol=1e-12)
 
 
 def test_linear_cross_entropy_finite_weights_with_smoothing_unchanged():

@@ -180,8 +180,9 @@ def _chunk(h: Tensor, w: Tensor, b: Tensor | None, t: Tensor, act: Tensor, coef:
         on_target = (coef * ((1.0 - ls) + (ls / v) * 1.0)).unsqueeze(1)
     else:  # no z-loss with class weights (refused by the preamble)
         assert wy is not None and w_total is not None
-        a = (coef * ((1.0 - ls) * wy + (ls / v) * w_total)).unsqueeze(1)
-        on_target = (coef * ((1.0 - ls) * wy + (ls / v) * wy)).unsqueeze(1)
+        # Without smoothing, no (ε / V) W term: 0 · inf, an infinite class weight's, is NaN for every token.
+        a = (coef * ((1.0 - ls) * wy + (ls / v) * w_total) if ls else coef * wy).unsqueeze(1)
+        on_target = (coef * ((1.0 - ls) * wy + (ls / v) * wy) if ls else coef * wy).unsqueeze(1)
     for j, k in blocks:
         if exp is not None:
             g = exp.mul_(a * scale)
