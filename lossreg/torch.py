@@ -230,9 +230,9 @@ class LinearLossModule(LossModule):
                  **options: Any) -> None:
         name = self.spec.class_name
         if in_features is None and num_classes is None:
-            if out_features != () or device is not None or dtype is not None:
-                raise TypeError(f"{name}(): out_features, device and dtype describe an owned linear layer; "
-                                "give in_features and num_classes too")
+            if out_features != () or device is not None or dtype is not None or bias is True:
+                raise TypeError(f"{name}(): out_features, device, dtype and bias=True describe an owned linear "
+                                "layer; give in_features and num_classes too")
             # bias defaults to False, as torch.nn's (whether an owned layer has one); without a layer a
             # bias given is the loss's own option, lossreg's earlier name of linear_bias (an array).
             if bias is not None and bias is not False:

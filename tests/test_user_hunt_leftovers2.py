@@ -198,6 +198,13 @@ def test_linear_cross_entropy_loss_bias_defaults_to_false_as_torch_nn():
     torch.testing.assert_close(lt.LinearCrossEntropyLoss(bias=b)(h, w, t), F.cross_entropy(h @ w.T + b, t))
 
 
+def test_linear_cross_entropy_loss_bias_true_without_a_layer_is_refused_when_made():
+    """torch.nn's bias=True is the owned layer's; without in_features it failed only at the call,
+    with 'bias expected a real floating-point array, got ... torch.bool'."""
+    with pytest.raises(TypeError, match="give in_features and num_classes"):
+        lt.LinearCrossEntropyLoss(bias=True)
+
+
 # --- toolkit.real_dtype: one complex-to-real map, l1_loss's and the embedding losses' ---------
 
 
