@@ -378,7 +378,11 @@ def _forward(xp: Any, h: Any, weight: Any, bias: Any, tcol: Any, blocks: list[tu
         pick = xp.sum(xp.where(toolkit.placed_like(xp, _targets_in(xp, tcol, j, k, dev), z), z, xp.zeros_like(z)),
                       axis=1)
         picked = pick if picked is None else picked + pick
-        mj = xp.max(toolkit.dense_chunks(z), axis=1)
+        # A constant to autodiff, as toolkit.logsumexp's maximum: lse does not depend on the shift
+        # (its derivative cancels), and differentiated, the maximum's backward multiplies its
+        # gradient by a 0/1 mask: where an infinite class weight makes that gradient inf - inf,
+        # NaN · 0 made the whole row of logits' gradients NaN (torch's: ±inf but at the target).
+        mj = toolkit.stop_gradient(xp, xp.max(toolkit.dense_chunks(z), axis=1))
         # m: the running maximum, -inf while every block so far is; shift: m, or 0 there (no
         # -inf - -inf). Rescaling by exp(m - shift), not from a 0 standing in for -inf, keeps
         # a block of -inf followed by logits below -88 (float32) from underflowing to lse = -inf.
