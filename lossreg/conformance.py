@@ -3,7 +3,8 @@
 A case is data: inputs, options and the expected value and input gradients, computed in float64
 by a reference implementation (torch). Each loss runs through its portable definition and through
 every kernel registered for the backend; the outcome of each (loss, backend, dtype, path) is
-passed, failed, unsupported or not applicable (no case applies to it), with the largest error measured against the dtype's tolerance
+passed, failed, unsupported or not applicable (no case applies to it), with the largest error
+measured against the dtype's tolerance
 (1.0 means at the tolerance).
 
 How a run in a lower precision is judged. Rounding the inputs to float16 moves the exact answer

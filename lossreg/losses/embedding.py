@@ -348,7 +348,8 @@ def triplet_margin_with_distance_loss(anchor: Any, positive: Any, negative: Any,
     (float32 and float64 arrays both as float64; torch passes them as given), half precision as float32.
     The loss is in the inputs' dtype where the distances come back in that one, else in theirs, as
     torch's ``margin + d`` promotes: float32 distances of float64 inputs give a float32 loss, integer
-    (or bool) ones the library's default floating dtype (torch's ``get_default_dtype()``). With ``swap``, ``d(a, n)`` becomes ``min(d(a, n), d(p, n))``. ``margin`` must be > 0.
+    (or bool) ones the library's default floating dtype (torch's ``get_default_dtype()``). With
+    ``swap``, ``d(a, n)`` becomes ``min(d(a, n), d(p, n))``. ``margin`` must be > 0.
     Complex embeddings are taken as by :func:`triplet_margin_loss` (a distance function gets them
     as they are, and returns real distances). A callable option cannot go into JSON, so
     ``get_config`` refuses a loss that holds one. Shapes: as for :func:`triplet_margin_loss`.
