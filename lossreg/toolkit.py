@@ -31,6 +31,7 @@ or, with class indices::
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import sys
@@ -57,7 +58,7 @@ __all__ = [
     "placed_like", "whole", "arange_like",
     # numerics
     "log_softmax", "log_softmax_parts", "logsumexp", "log_sigmoid", "safe_log", "safe_pow", "safe_abs", "absolute",
-    "sign", "stop_gradient",
+    "sign", "stop_gradient", "zero_with_gradient",
     "minimum", "maximum", "clip", "dense_chunks", "divide", "beside",
     "REDUCTIONS", "OPTIONAL_ARRAYS", "CHECK_MODES",
 ]
@@ -1265,6 +1266,38 @@ def stop_gradient(xp: Any, x: Any) -> Any:
 
         return jax.lax.stop_gradient(x)
     return x
+
+
+def zero_with_gradient(xp: Any, x: Any) -> Any:
+    """0 in value, with ``x``'s derivative where ``x`` is finite (0 elsewhere): the portable
+    ``where(isfinite(x), x - stop_gradient(x), 0)``, which adds a term to what is differentiated
+    and nothing to the value (CTC's ``Σ exp(log_probs)``, which gives torch's gradient).
+
+    On JAX the zero is stated with its derivative (``jax.custom_jvp``), so that a program that
+    only needs the value never computes ``x``: ``x - x`` is computed in full by XLA, which does
+    not take it for 0 (it is NaN for an infinite ``x``), a pass of ``exp`` over CTC's whole
+    ``log_probs`` in every forward call under ``jax.jit``.
+    """
+    if compat.is_jax_array(x):
+        return _jax_zero_with_gradient()(x)
+    return xp.where(xp.isfinite(x), x - stop_gradient(xp, x), 0.0)
+
+
+@functools.cache
+def _jax_zero_with_gradient() -> Any:
+    import jax  # called on a JAX array: JAX is imported already
+    import jax.numpy as jnp
+
+    @jax.custom_jvp
+    def zero(x: Any) -> Any:
+        return jnp.zeros_like(x)
+
+    @zero.defjvp
+    def _(primals: Any, tangents: Any) -> Any:
+        (x,), (t,) = primals, tangents
+        return jnp.zeros_like(x), jnp.where(jnp.isfinite(x), t, jnp.zeros_like(t))
+
+    return zero
 
 
 def log_sigmoid(xp: Any, x: Any) -> Any:

@@ -6,7 +6,9 @@ the load of the machine as timings do (timings are in ``benchmarks/results/jax_p
 
 - the backward pass keeps no mask of where each frame's log-sum-exp found its maximum: the
   shift is held constant (its derivative cancels), as optax's ``stop_gradient(max)``, and the
-  gradient is the same.
+  gradient is the same;
+- a forward call computes no ``exp`` over the whole ``log_probs`` for the term that gives torch's
+  gradient (``Σ exp(log_probs)``, 0 in value): it is only computed when differentiated.
 """
 
 from __future__ import annotations
@@ -64,3 +66,33 @@ def test_ctc_gradient_through_the_constant_shift_is_the_log_sum_exp_one():
         np.testing.assert_allclose(value, value_portable, rtol=1e-6)
         np.testing.assert_allclose(grad, grad_portable, rtol=1e-5, atol=1e-6)
         assert np.isfinite(np.asarray(grad)).all()
+
+
+def _transcendentals(classes: int) -> float:
+    compiled = jax.jit(_ctc).lower(_log_probs(classes)).compile()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    return cost.get("transcendentals", 0.0)
+
+
+def test_ctc_forward_computes_no_exp_over_the_log_probs():
+    # The frames' log-sum-exps do not depend on the number of classes; an exp over log_probs,
+    # for a term that is 0 in value, added T·N·C to every forward call.
+    assert _transcendentals(50) == _transcendentals(5)
+
+
+def test_ctc_gradient_still_carries_torchs_exp_term():
+    # torch's backward returns exp(log_probs) - γ: summed over the classes of a frame that is
+    # read, that is 1 - 1 = 0 for log-probabilities of a softmax... but not for others, where the
+    # term shows: log_probs shifted by a constant c get exp(c) times as much of it.
+    log_probs = _log_probs(5)
+    shifted = log_probs - 1.0
+    g = jax.jit(jax.grad(lambda x: lossreg.ctc_loss(x, TARGETS, *LENGTHS, reduction="sum")))
+    frames = np.arange(T)[:, None] < np.asarray(LENGTHS[0])[None, :]
+    sums = np.asarray(g(log_probs)).sum(axis=2), np.asarray(g(shifted)).sum(axis=2)
+    np.testing.assert_allclose(sums[0][frames], 0.0, atol=1e-5)
+    np.testing.assert_allclose(sums[1][frames], np.exp(-1.0) - 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(sums[0][~frames], 0.0)
+    # An infinite term (a log-probability of +inf) adds no gradient, as before.
+    broken = log_probs.at[0, 0, 0].set(jnp.inf)
+    assert np.asarray(g(broken))[:, 1].sum() == pytest.approx(np.asarray(g(log_probs))[:, 1].sum(), abs=1e-5)

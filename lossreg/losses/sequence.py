@@ -366,7 +366,7 @@ def ctc(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, b
     # torch's backward returns exp(x) - γ, not the derivative -γ of its value (see the docstring):
     # e - e held constant adds exactly 0 to the value and Σ exp(x) to what is differentiated.
     e = xp.sum(xp.exp(xp.where(running, lp, -math.inf)), axis=(0, 2)) + 1
-    losses = losses + xp.where(xp.isfinite(e), e - toolkit.stop_gradient(xp, e), 0.0)
+    losses = losses + toolkit.zero_with_gradient(xp, e)
     if zero_infinity:
         losses = xp.where(losses == math.inf, 0.0, losses)
     return reduced(arg, losses, reduction, dtype)
