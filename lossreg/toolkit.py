@@ -1095,6 +1095,10 @@ def take_rows(xp: Any, x: Any, index: Any) -> Any:
         flat = (xp.reshape(xp.arange(t, dtype=index.dtype, device=dev), (t, 1, 1)) * (n * c)
                 + xp.reshape(xp.arange(n, dtype=index.dtype, device=dev), (1, n, 1)) * c
                 + xp.reshape(index, (1, n, k)))
+        if compat.is_jax_namespace(xp):
+            # Clipped, not JAX's default "fill": the indices are in range, and fill checks each
+            # one (six operations an entry, in every CTC call's program under jax.jit).
+            return xp.reshape(xp.take(xp.reshape(x, (-1,)), xp.reshape(flat, (-1,)), axis=0, mode="clip"), (t, n, k))
         return xp.reshape(xp.take(xp.reshape(x, (-1,)), xp.reshape(flat, (-1,)), axis=0), (t, n, k))
     classes = xp.reshape(xp.arange(c, dtype=index.dtype, device=dev), (1, c, 1))
     one_hot = xp.astype(classes == xp.reshape(index, (n, 1, k)), x.dtype)  # (N, C, K)
