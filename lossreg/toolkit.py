@@ -894,7 +894,7 @@ def gathers_along_axis(xp: Any) -> bool:
     """Whether picking entries of ``xp``'s arrays by index should gather along the axis.
 
     NumPy takes from the flattened array instead (several times faster than its
-    ``take_along_axis``); Dask picks with a one-hot mask (see :func:`take_class`). Everywhere else
+    ``take_along_axis``); Dask picks within each block (see :func:`take_class`). Everywhere else
     a gather along the axis is the better program: its gradient scatters straight into a zeroed
     array of ``x``'s shape, which the other gradients of ``x`` are added to in place (the flat
     form's is a view of a flat array, added out of place: on torch a pass and an allocation more,
@@ -938,6 +938,16 @@ def lookup(xp: Any, table: Any, index: Any) -> Any:
     """
     if _on_explicit_mesh(index):
         return table.at[index].get(out_sharding=index.aval.sharding)
+    if compat.is_dask_array(index):
+        # One task per block of the index, each with the whole table (class weights: small). Dask's
+        # take from a Dask index is two layers that pair every chunk of the index with every
+        # chunk of the table, and the flattening reshapes two more.
+        import dask.array as da  # a Dask array: Dask is imported already
+
+        axes = _LETTERS[:index.ndim]
+        meta = table._meta if compat.is_dask_array(table) else table[:0]
+        return da.blockwise(_lookup_block, axes, index, axes, table, "z", concatenate=True, dtype=table.dtype,
+                            meta=meta)
     if index.ndim == 1:
         return xp.take(table, index)
     if math.prod(index.shape) == 0:  # Dask cannot flatten an empty index split in chunks
@@ -1020,8 +1030,8 @@ def take_class(xp: Any, x: Any, index: Any) -> Any:
 
     ``index`` has shape (N, *d) and must already lie in [0, C). NumPy takes from the flattened
     array: three operations, several times faster than its ``take_along_axis``; other libraries
-    gather along the axis (see :func:`gathers_along_axis`), and Dask picks with a one-hot mask
-    (see :func:`take_each`).
+    gather along the axis (see :func:`gathers_along_axis`), and Dask picks within each block of
+    ``x`` (see :func:`_dask_pick`).
     """
     n, c = x.shape[0], x.shape[1]
     dev = device(x)
@@ -1035,10 +1045,9 @@ def take_class(xp: Any, x: Any, index: Any) -> Any:
         # while it still has the gather's shape: torch (2.13) cannot reduce that partial result
         # once squeezed ("IndexError: too many indices"). Elsewhere it is one pass over N entries.
         return xp.squeeze(picked + 0, axis=1)
-    index = index if index.dtype == xp.int64 else xp.astype(index, xp.int64)
     if compat.is_dask_namespace(xp):
-        classes = xp.reshape(xp.arange(c, dtype=xp.int64, device=dev), class_shape(x))
-        return xp.sum(xp.where(classes == xp.expand_dims(index, axis=1), x, xp.zeros_like(x)), axis=1)
+        return _dask_pick(x, index, 1, drop=True)
+    index = index if index.dtype == xp.int64 else xp.astype(index, xp.int64)
     if x.ndim == 2:  # the common (N, C) case: take_each's take without its four reshapes (~15 µs)
         rows = xp.arange(0, n * c, max(c, 1), dtype=xp.int64, device=dev)
         return xp.take(xp.reshape(x, (-1,)), rows + index)
@@ -1055,19 +1064,16 @@ def take_each(xp: Any, x: Any, index: Any) -> Any:
     (shape (N, K), integers in [0, C)) names; shape (N, K).
 
     NumPy takes from the flattened array; other libraries gather along the axis (see
-    :func:`gathers_along_axis`). Dask cannot see the indices, so its ``take`` pairs every chunk of
-    ``index`` with every chunk of ``x`` (quadratic in the chunks); there a one-hot ``where``
-    summed over the classes costs N·K·C but stays blockwise along both axes.
+    :func:`gathers_along_axis`); Dask picks within each block of ``x`` (see :func:`_dask_pick`).
     """
     if gathers_along_axis(xp):
         return take_along(xp, x, index, axis=1)
+    if compat.is_dask_namespace(xp):
+        return _dask_pick(x, index, 1)
     n, c = x.shape
     k = index.shape[1]
     dev = device(x)
     index = index if index.dtype == xp.int64 else xp.astype(index, xp.int64)
-    if compat.is_dask_namespace(xp):
-        named = xp.reshape(index, (n, k, 1)) == xp.reshape(xp.arange(c, dtype=xp.int64, device=dev), (1, 1, c))
-        return xp.sum(xp.where(named, xp.reshape(x, (n, 1, c)), 0.0), axis=2)
     # A step of at least 1: with no classes (C = 0) only an empty batch gets here.
     rows = xp.reshape(xp.arange(0, n * c, max(c, 1), dtype=xp.int64, device=dev), (n, 1))
     return xp.reshape(xp.take(xp.reshape(x, (-1,)), xp.reshape(rows + index, (-1,))), (n, k))
@@ -1079,37 +1085,85 @@ def take_rows(xp: Any, x: Any, index: Any) -> Any:
 
     One take from the flattened array (under ``jax.jit`` a gather along the class axis was no
     faster, value and gradient, at T, N, C = 200, 16, 128), or that gather where ``x`` is sharded
-    with JAX's explicit axes (a flattening reshape of a sharded axis is an error there). Dask
-    cannot see the indices, so there a take would pair every chunk of the index with every chunk
-    of ``x`` (a graph quadratic in the chunks): a product with the one-hot index, batched over the
-    rows, picks the entries instead and stays blockwise along them. It is exact, each pick an
-    entry plus zeros; non-finite entries, whose product with 0 is NaN, are picked apart as codes
-    and put back.
+    with JAX's explicit axes (a flattening reshape of a sharded axis is an error there). Dask picks
+    within each block of ``x`` (see :func:`_dask_pick`).
     """
     t, n, c = x.shape
     k = index.shape[1]
     dev = device(x)
     if compat.is_jax_namespace(xp) and any(sharded_explicitly(x, axis) for axis in range(3)):
         return take_along(xp, x, xp.broadcast_to(xp.reshape(index, (1, n, k)), (t, n, k)), axis=2)
-    if not compat.is_dask_namespace(xp):
-        flat = (xp.reshape(xp.arange(t, dtype=index.dtype, device=dev), (t, 1, 1)) * (n * c)
-                + xp.reshape(xp.arange(n, dtype=index.dtype, device=dev), (1, n, 1)) * c
-                + xp.reshape(index, (1, n, k)))
-        if compat.is_jax_namespace(xp):
-            # Clipped, not JAX's default "fill": the indices are in range, and fill checks each
-            # one (six operations an entry, in every CTC call's program under jax.jit).
-            return xp.reshape(xp.take(xp.reshape(x, (-1,)), xp.reshape(flat, (-1,)), axis=0, mode="clip"), (t, n, k))
-        return xp.reshape(xp.take(xp.reshape(x, (-1,)), xp.reshape(flat, (-1,)), axis=0), (t, n, k))
-    classes = xp.reshape(xp.arange(c, dtype=index.dtype, device=dev), (1, c, 1))
-    one_hot = xp.astype(classes == xp.reshape(index, (n, 1, k)), x.dtype)  # (N, C, K)
-    rows = xp.permute_dims(x, (1, 0, 2))  # (N, T, C)
-    special = [(math.nan, xp.isnan(rows)), (-math.inf, rows == -math.inf), (math.inf, rows == math.inf)]
-    codes = sum((xp.astype(hit, x.dtype) * (i + 1) for i, (_, hit) in enumerate(special)), xp.zeros_like(rows))
-    picked = xp.matmul(xp.where(codes == 0, rows, 0.0), one_hot)
-    picked_codes = xp.matmul(codes, one_hot)
-    for i, (value, _) in enumerate(special):
-        picked = xp.where(picked_codes == i + 1, value, picked)
-    return xp.permute_dims(picked, (1, 0, 2))
+    if compat.is_dask_namespace(xp):
+        return _dask_pick(x, index, 2, missing=0)
+    flat = (xp.reshape(xp.arange(t, dtype=index.dtype, device=dev), (t, 1, 1)) * (n * c)
+            + xp.reshape(xp.arange(n, dtype=index.dtype, device=dev), (1, n, 1)) * c
+            + xp.reshape(index, (1, n, k)))
+    if compat.is_jax_namespace(xp):
+        # Clipped, not JAX's default "fill": the indices are in range, and fill checks each
+        # one (six operations an entry, in every CTC call's program under jax.jit).
+        return xp.reshape(xp.take(xp.reshape(x, (-1,)), xp.reshape(flat, (-1,)), axis=0, mode="clip"), (t, n, k))
+    return xp.reshape(xp.take(xp.reshape(x, (-1,)), xp.reshape(flat, (-1,)), axis=0), (t, n, k))
+
+
+# Index letters of Dask's blockwise: one per axis ("z" is kept for the class axis).
+_LETTERS = "abcdefghijklmnopqrstuvwxy"
+
+
+def _dask_pick(x: Any, index: Any, axis: int, *, drop: bool = False, missing: int | None = None) -> Any:
+    """Entries of the Dask array ``x`` picked along ``axis`` by the integer Dask array ``index``
+    (each in [0, C)), as one task per block of ``x``: a take within the block. ``index`` has
+    ``x``'s axes but for ``missing`` (an axis it is broadcast along: take_rows' frames), and
+    along ``axis`` the picks (K of them), or with ``drop`` no such axis (one pick, the axis gone).
+
+    Dask cannot see the indices: its ``take`` pairs every chunk of the index with every chunk of
+    ``x`` (a graph quadratic in the chunks), and a one-hot mask summed over the classes is
+    eight layers or more (take_rows' product with it, thirty), each built, tokenized and then
+    scheduled per call. Here a class axis held in one chunk is one layer; one split in chunks
+    (a vocabulary, say) is picked block by block, each block's entries (0 for an index in
+    another block) summed over the blocks: exact, an entry plus zeros, and no task holds more
+    than a block of ``x``.
+    """
+    import dask.array as da  # a Dask array: Dask is imported already
+
+    letters = _LETTERS[:x.ndim]
+    x_axes = letters[:axis] + "z" + letters[axis + 1:]
+    out = letters[:axis] + ("" if drop else "k") + letters[axis + 1:]
+    index_axes = "".join(a for i, a in enumerate(out) if i != missing)
+    options = dict(axis=axis, drop=drop, missing=missing, dtype=x.dtype, meta=x._meta, concatenate=True)
+    if len(x.chunks[axis]) == 1:
+        return da.blockwise(_pick_block, out, x, x_axes, index, index_axes, **options)
+    classes = da.arange(x.shape[axis], chunks=(x.chunks[axis],), dtype="int64")
+    parts = da.blockwise(_pick_block, out + "z", x, x_axes, index, index_axes, classes, "z", adjust_chunks={"z": 1},
+                         **options)
+    return da.sum(parts, axis=-1, dtype=x.dtype)
+
+
+def _pick_block(x: Any, index: Any, classes: Any = None, *, axis: int, drop: bool, missing: int | None) -> Any:
+    """One task of :func:`_dask_pick`, on NumPy (or CuPy) blocks; ``classes``: the class numbers
+    of ``x``'s block when the class axis is split (then a trailing axis of one is added)."""
+    xp = compat.array_namespace(x, index)
+    if drop:
+        index = xp.expand_dims(index, axis=axis)
+    elif missing is not None:
+        index = xp.expand_dims(index, axis=missing)
+    index = xp.broadcast_to(index, tuple(x.shape[i] if i != axis else index.shape[i] for i in range(x.ndim)))
+    if classes is None:
+        picked = xp.take_along_axis(x, index, axis=axis)
+    elif not x.shape[axis]:  # an empty block of classes (boolean indexing leaves them): no entry of it is picked
+        picked = xp.zeros(index.shape, dtype=x.dtype)
+    else:
+        local = xp.astype(index, classes.dtype) - classes[0]  # a uint8 index would wrap below the block
+        here = (local >= 0) & (local < x.shape[axis])
+        picked = xp.where(here, xp.take_along_axis(x, xp.where(here, local, 0), axis=axis), 0)
+    if drop:
+        picked = xp.squeeze(picked, axis=axis)
+    return picked if classes is None else xp.expand_dims(picked, axis=-1)
+
+
+def _lookup_block(index: Any, table: Any) -> Any:
+    """One task of :func:`lookup` on Dask: ``table[index]`` for a NumPy (or CuPy) block."""
+    xp = compat.array_namespace(index, table)
+    return xp.reshape(xp.take(table, xp.reshape(index, (-1,))), index.shape)
 
 
 def class_shape(x: Any, axis: int = 1) -> tuple[int, ...]:

@@ -1,7 +1,7 @@
 """The toolkit's picks by index, on every backend: ``take_class`` (one entry of each row),
 ``take_each`` (K entries of each row) and ``take_rows`` (K entries of each row of every frame)
 are NumPy's fancy indexing, whatever the backend does inside (a flat take, a gather along the
-axis, Dask's one-hot sum), non-finite entries and empty batches included."""
+axis, Dask's take within each block), non-finite entries and empty batches included."""
 
 from __future__ import annotations
 

@@ -1,0 +1,145 @@
+"""What a loss costs to build on Dask: graph layers per call.
+
+On Dask a loss only builds a graph, and each operation it records is a layer that Dask builds
+(tokenizing its arguments, inferring its output's type), copies into every later layer's graph,
+then materializes and schedules when computed: about a millisecond per layer, whatever the size
+of the data. A user who calls a loss once per batch of a Dask pipeline, and ``lossreg
+conformance --backend dask``, pay it per call. So the toolkit's Dask paths record as few layers
+as give the same values:
+
+- a pick by class index (``take_class``, ``take_each``, ``take_rows``: cross-entropy, NLL, the
+  margin losses, CTC's emissions) and a class-weight ``lookup`` are one task per block, a take
+  within the block (a one-hot mask summed over the classes was 8 layers, CTC's one-hot product
+  31; Dask's own take from a Dask index pairs every chunk of the index with every chunk of the
+  table); with the class axis split in chunks, a pick per block summed over the blocks;
+
+Values are NumPy's exactly (non-finite entries, float16, empty batches, chunked class axes).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import lossreg
+from lossreg import toolkit
+
+da = pytest.importorskip("dask.array")
+compat = pytest.importorskip("array_api_compat")
+
+rng = np.random.default_rng(13)
+
+
+def added_layers(result: Any, *inputs: Any) -> int:
+    """The layers ``result``'s graph holds beyond those of its inputs."""
+    known = set()
+    for x in inputs:
+        known |= set(x.__dask_graph__().layers)
+    return len(set(result.__dask_graph__().layers) - known)
+
+
+def scores(*shape: int, dtype: str = "float64") -> np.ndarray:
+    x = rng.standard_normal(shape).astype(dtype)
+    x.flat[:4] = [np.inf, -np.inf, np.nan, -0.0]
+    return x
+
+
+def xp_of(x: Any) -> Any:
+    return compat.array_namespace(x)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_take_class_on_dask_is_one_layer_with_numpys_values(dtype):
+    x, index = scores(6, 5, 3, dtype=dtype), rng.integers(0, 5, (6, 3))
+    index[0, :3] = [0, 0, 0]  # the non-finite entries (and -0) are picked as they are
+    lazy_x, lazy_index = da.from_array(x, chunks=(3, 5, 3)), da.from_array(index, chunks=(3, 3))
+    got = toolkit.take_class(xp_of(lazy_x), lazy_x, lazy_index)
+    assert added_layers(got, lazy_x, lazy_index) == 1
+    want = toolkit.take_class(np, x, index)
+    computed = got.compute()
+    assert computed.dtype == want.dtype
+    np.testing.assert_array_equal(computed, want)
+    assert np.array_equal(np.signbit(computed), np.signbit(want))
+
+
+def test_take_class_on_dask_with_the_classes_in_chunks_picks_block_by_block():
+    # A vocabulary split in chunks stays split: no task holds more than a block of the scores.
+    x, index = scores(6, 7), rng.integers(0, 7, (6,))
+    lazy_x, lazy_index = da.from_array(x, chunks=(3, 3)), da.from_array(index, chunks=3)
+    got = toolkit.take_class(xp_of(lazy_x), lazy_x, lazy_index)
+    assert added_layers(got, lazy_x, lazy_index) <= 4  # the blocks' class numbers, the picks, their sum
+    np.testing.assert_array_equal(got.compute(), toolkit.take_class(np, x, index))
+    assert max(got.chunks[0]) == 3
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int32", "int64"])
+def test_take_class_on_dask_with_the_classes_in_chunks_takes_any_integer_index(dtype):
+    x, index = scores(4, 300), rng.integers(0, 300, (4,)).astype(dtype if dtype != "uint8" else "int64")
+    index = np.minimum(index, 255).astype(dtype) if dtype == "uint8" else index
+    lazy_x, lazy_index = da.from_array(x, chunks=(2, 100)), da.from_array(index, chunks=2)
+    got = toolkit.take_class(xp_of(lazy_x), lazy_x, lazy_index)
+    np.testing.assert_array_equal(got.compute(), x[np.arange(4), index.astype("int64")])
+
+
+def test_take_class_on_dask_with_an_empty_chunk_of_classes():
+    # Boolean indexing, then compute_chunk_sizes(), leaves empty chunks: none of their entries is picked.
+    x, index = scores(6, 5), rng.integers(0, 5, (6,))
+    lazy_x = da.from_array(x, chunks=((3, 3), (2, 0, 3)))
+    assert lazy_x.chunks[1] == (2, 0, 3)
+    got = toolkit.take_class(xp_of(lazy_x), lazy_x, da.from_array(index, chunks=3))
+    np.testing.assert_array_equal(got.compute(), toolkit.take_class(np, x, index))
+
+
+@pytest.mark.parametrize("class_chunks", [6, 4])
+def test_take_each_and_take_rows_on_dask_are_one_layer_with_numpys_values(class_chunks):
+    x, index = scores(4, 6), rng.integers(0, 6, (4, 5))
+    lazy_x, lazy_index = da.from_array(x, chunks=(2, class_chunks)), da.from_array(index, chunks=(2, 3))
+    got = toolkit.take_each(xp_of(lazy_x), lazy_x, lazy_index)
+    assert added_layers(got, lazy_x, lazy_index) <= (1 if class_chunks == 6 else 4)
+    np.testing.assert_array_equal(got.compute(), toolkit.take_each(np, x, index))
+
+    frames = scores(3, 4, 6)  # (T, N, C): CTC's emissions of the extended labels
+    lazy_frames = da.from_array(frames, chunks=(2, 2, class_chunks))
+    got = toolkit.take_rows(xp_of(lazy_frames), lazy_frames, lazy_index)
+    assert added_layers(got, lazy_frames, lazy_index) <= (1 if class_chunks == 6 else 4)  # was 31
+    np.testing.assert_array_equal(got.compute(), toolkit.take_rows(np, frames, index))
+
+
+@pytest.mark.parametrize("shape", [(6,), (6, 2), (0,)])
+def test_lookup_on_dask_is_one_layer(shape):
+    table, index = rng.standard_normal(5), rng.integers(0, 5, shape)
+    lazy_table, lazy_index = da.from_array(table, chunks=2), da.from_array(index, chunks=3)
+    got = toolkit.lookup(xp_of(lazy_index), lazy_table, lazy_index)
+    assert added_layers(got, lazy_table, lazy_index) == 1
+    np.testing.assert_array_equal(got.compute(), toolkit.lookup(np, table, index))
+
+
+def test_weighted_cross_entropy_on_dask_with_split_classes_is_torchs():
+    # Every pick of the loss (the target's score, its class weight) on chunked classes and batch.
+    x, target, weight = rng.standard_normal((8, 7)), rng.integers(0, 7, (8,)), rng.random(7)
+    target[1] = -100
+    lazy = [da.from_array(x, chunks=(3, 3)), da.from_array(target, chunks=3), da.from_array(weight, chunks=4)]
+    for reduction in ("none", "mean", "sum"):
+        got = lossreg.cross_entropy(lazy[0], lazy[1], weight=lazy[2], reduction=reduction).compute()
+        want = F.cross_entropy(torch.tensor(x), torch.tensor(target), weight=torch.tensor(weight), reduction=reduction)
+        np.testing.assert_allclose(got, want.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_ctc_on_dask_builds_fewer_layers_than_before_and_matches_torch():
+    # The portable definition on Dask (kernels off): its emissions pick was 31 layers.
+    t, n, c, s = 6, 4, 5, 2
+    log_probs = np.log(rng.dirichlet(np.ones(c), (t, n)))
+    targets = rng.integers(1, c, (n, s))
+    lengths = [np.full(n, t), np.full(n, s)]
+    lazy = [da.from_array(log_probs, chunks=(t, 2, c)), da.from_array(targets, chunks=(2, s)),
+            *(da.from_array(v, chunks=2) for v in lengths)]
+    with lossreg.use_kernels(False):
+        got = lossreg.ctc_loss(*lazy, reduction="none")
+    assert not any(name.startswith("matmul") for name in got.__dask_graph__().layers)
+    want = F.ctc_loss(torch.tensor(log_probs), torch.tensor(targets), torch.tensor(lengths[0]),
+                      torch.tensor(lengths[1]), reduction="none")
+    np.testing.assert_allclose(got.compute(), want.numpy(), rtol=1e-10)
