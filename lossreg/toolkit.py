@@ -1249,6 +1249,10 @@ def safe_pow(xp: Any, z: Any, exponent: float) -> Any:
 def sign(xp: Any, x: Any) -> Any:
     """``sign(x)``: -1, 0 or 1, NaN at NaN, made of ``where`` only: array-api-compat's torch
     ``sign`` writes NaN through a boolean mask, which ``torch.func.vmap`` and meta tensors cannot run."""
+    if compat.is_dask_namespace(xp):
+        # Dask does not differentiate (nor vmap): its sign is one graph layer where the wheres
+        # below are eight, each built and scheduled per call (it gives 0 at -0, the wheres -0).
+        return xp.sign(x)
     # x · 0 keeps ±0 and NaN with a zero gradient; ∞ is put aside first, as ∞ · 0 would warn on
     # NumPy where the result is not taken.
     return xp.where(x > 0, 1.0, xp.where(x < 0, -1.0, xp.where(xp.isinf(x), 0.0, x) * 0))
@@ -1257,6 +1261,8 @@ def sign(xp: Any, x: Any) -> Any:
 def safe_abs(xp: Any, x: Any) -> Any:
     """``|x|`` with torch's gradient on every library, ``sign(x)``: 0 at ``x = 0`` (JAX's ``abs``
     gives 1 there), NaN at NaN."""
+    if compat.is_dask_namespace(xp):
+        return xp.abs(x)  # the same values; the product with sign is there for the gradient (see sign)
     return sign(xp, x) * x
 
 

@@ -12,6 +12,9 @@ as give the same values:
   within the block (a one-hot mask summed over the classes was 8 layers, CTC's one-hot product
   31; Dask's own take from a Dask index pairs every chunk of the index with every chunk of the
   table); with the class axis split in chunks, a pick per block summed over the blocks;
+- ``sign`` and ``safe_abs`` (every p-norm of ``triplet_margin_loss``) are Dask's own, one layer:
+  the eight ``where``s elsewhere are there for torch's ``vmap`` and gradients, which Dask has
+  neither of.
 
 Values are NumPy's exactly (non-finite entries, float16, empty batches, chunked class axes).
 """
@@ -116,6 +119,17 @@ def test_lookup_on_dask_is_one_layer(shape):
     got = toolkit.lookup(xp_of(lazy_index), lazy_table, lazy_index)
     assert added_layers(got, lazy_table, lazy_index) == 1
     np.testing.assert_array_equal(got.compute(), toolkit.lookup(np, table, index))
+
+
+def test_sign_and_safe_abs_on_dask_are_one_layer_with_numpys_values():
+    x = np.array([-2.0, -0.0, 0.0, 3.0, np.inf, -np.inf, np.nan], dtype="float32")
+    lazy = da.from_array(x, chunks=4)
+    for f in (toolkit.sign, toolkit.safe_abs):
+        got = f(xp_of(lazy), lazy)
+        assert added_layers(got, lazy) == 1, f.__name__
+        assert got.dtype == x.dtype
+        np.testing.assert_array_equal(got.compute(), f(np, x))  # -0 and 0 compare equal (sign's zero)
+    assert not np.signbit(toolkit.safe_abs(xp_of(lazy), lazy).compute()).any()
 
 
 def test_weighted_cross_entropy_on_dask_with_split_classes_is_torchs():
