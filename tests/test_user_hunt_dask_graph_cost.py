@@ -14,7 +14,10 @@ as give the same values:
   table); with the class axis split in chunks, a pick per block summed over the blocks;
 - ``sign`` and ``safe_abs`` (every p-norm of ``triplet_margin_loss``) are Dask's own, one layer:
   the eight ``where``s elsewhere are there for torch's ``vmap`` and gradients, which Dask has
-  neither of.
+  neither of;
+- ``divide`` (a weighted mean: cross-entropy's over the class weights, MSE's over a weight) is
+  one layer, each block dividing as torch does, without NumPy's warnings, where the guarded
+  form was nine.
 
 Values are NumPy's exactly (non-finite entries, float16, empty batches, chunked class axes).
 """
@@ -130,6 +133,24 @@ def test_sign_and_safe_abs_on_dask_are_one_layer_with_numpys_values():
         assert got.dtype == x.dtype
         np.testing.assert_array_equal(got.compute(), f(np, x))  # -0 and 0 compare equal (sign's zero)
     assert not np.signbit(toolkit.safe_abs(xp_of(lazy), lazy).compute()).any()
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_divide_on_dask_is_one_layer_with_torchs_quotient_and_no_warning(dtype):
+    import warnings
+
+    for total in (3.0, -2.0, 0.0, np.nan, np.inf):
+        for count in (0.0, -0.0, 2.0, np.inf):
+            t, c = np.asarray(total, dtype=dtype), np.asarray(count, dtype=dtype)
+            lazy_t, lazy_c = da.from_array(t), da.from_array(c)
+            got = toolkit.divide(xp_of(lazy_t), lazy_t, lazy_c)
+            assert added_layers(got, lazy_t, lazy_c) == 1
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # 0 / 0 and x / 0 are answers here, not warnings
+                computed = got.compute()
+            want = (torch.tensor(t) / torch.tensor(c)).numpy()  # ±inf by the signs, NaN for 0 / 0
+            assert computed.dtype == want.dtype
+            np.testing.assert_array_equal(computed, want)
 
 
 def test_weighted_cross_entropy_on_dask_with_split_classes_is_torchs():
