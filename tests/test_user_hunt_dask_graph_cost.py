@@ -207,3 +207,27 @@ def test_the_dask_backend_reads_back_an_input_it_made_without_computing_a_graph(
     with CountComputes():
         np.testing.assert_array_equal(backend.to_numpy(made * 2), data.astype("float32") * 2)
     assert CountComputes.computes == 1
+
+
+def test_the_dask_ctc_kernel_checks_each_sequence_once_in_its_tasks():
+    # Padded targets: each batch chunk's task runs the portable definition, which poisons the
+    # sequences its checks flag; the graph computed holds no second copy of those checks.
+    from lossreg.kernels import dask_ctc
+
+    t, n, c, s = 6, 4, 5, 3
+    log_probs = np.log(rng.dirichlet(np.ones(c), (t, n)))
+    targets = rng.integers(1, c, (n, s))
+    targets[1, 0] = 0  # a blank label: sequence 1 is invalid
+    input_lengths, target_lengths = np.array([t, t, t, t + 1]), np.array([3, 2, 2, 1])  # sequence 3: too long an input
+    lazy = [da.from_array(log_probs, chunks=(t, 2, c)), da.from_array(targets, chunks=(2, s)),
+            da.from_array(input_lengths, chunks=2), da.from_array(target_lengths, chunks=2)]
+    got = dask_ctc.ctc_loss(*lazy, reduction="none")
+    assert added_layers(got, *lazy) == 1  # the tasks (was 22: the checks again, and their poisoning)
+    losses = got.compute()
+    assert np.isnan(losses[[1, 3]]).all()
+    valid = [0, 2]  # torch refuses the others (lossreg raises on eager arrays, gives NaN on lazy ones)
+    want = F.ctc_loss(torch.tensor(log_probs[:, valid]), torch.tensor(targets[valid]),
+                      torch.tensor(input_lengths[valid]), torch.tensor(target_lengths[valid]), reduction="none")
+    np.testing.assert_allclose(losses[valid], want.numpy(), rtol=1e-10)
+    for reduction in ("mean", "sum"):
+        assert np.isnan(dask_ctc.ctc_loss(*lazy, reduction=reduction).compute())
