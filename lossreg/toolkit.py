@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import math
 import os
 import sys
@@ -845,6 +846,40 @@ def clip(xp: Any, x: Any, min: float | None = None, max: float | None = None) ->
     return xp.clip(x, min=min, max=max)
 
 
+def fused(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function(xp, *arrays, **options)``, run on concrete JAX arrays as one compiled program.
+
+    For setup computed from small index arrays (masks, gather indices, transition tables): eager
+    JAX compiles each operation as its own program for every new shape and dtype (~10 ms apiece
+    on a CPU), and such setup is tens of operations, more time than the loss; under ``jax.jit``
+    it is one. ``function`` must be pure: no value checks (they read values; under ``jit`` they
+    would poison instead of raise) and nothing read back to Python. ``arrays`` are arrays or None;
+    ``options`` are hashable and fixed for each program (a dtype, a device, a size). Every other
+    library's arrays, and traced JAX arrays (``jit``, ``vmap``, ``grad``), run ``function`` as it
+    is. Integer and boolean setup gives the same values either way.
+    """
+    # Its options (keyword-only parameters) and xp are static: a program per value, in jax.jit's
+    # own cache (bounded), as every eager operation is compiled per shape in JAX's.
+    static = [p.name for p in inspect.signature(function).parameters.values() if p.kind is p.KEYWORD_ONLY]
+    program: list[Any] = []
+
+    def run(xp: Any, *arrays: Any, **options: Any) -> Any:
+        if not (compat.is_jax_namespace(xp) and all(a is None or _concrete_jax(a) for a in arrays)):
+            return function(xp, *arrays, **options)
+        if not program:
+            import jax  # JAX arrays: JAX is imported already
+
+            program.append(jax.jit(function, static_argnums=0, static_argnames=static))
+        return program[0](xp, *arrays, **options)
+
+    return functools.wraps(function)(run)
+
+
+def _concrete_jax(x: Any) -> bool:
+    """A JAX array with values (not a tracer of ``jit``, ``vmap`` or ``grad``)."""
+    return compat.is_jax_array(x) and not isinstance(x, sys.modules["jax"].core.Tracer)
+
+
 def dense_chunks(x: Any, axis: int | None = None) -> Any:
     """A Dask array ``x`` rechunked without its empty chunks (along ``axis``, or every axis), on
     which some of Dask's own reductions (``max``, ``min``) fail when computed: boolean indexing,
@@ -1095,14 +1130,12 @@ def take_rows(xp: Any, x: Any, index: Any) -> Any:
         return take_along(xp, x, xp.broadcast_to(xp.reshape(index, (1, n, k)), (t, n, k)), axis=2)
     if compat.is_dask_namespace(xp):
         return _dask_pick(x, index, 2, missing=0)
-    flat = (xp.reshape(xp.arange(t, dtype=index.dtype, device=dev), (t, 1, 1)) * (n * c)
-            + xp.reshape(xp.arange(n, dtype=index.dtype, device=dev), (1, n, 1)) * c
-            + xp.reshape(index, (1, n, k)))
+    flat = _flat_rows(xp, index, t=t, c=c, dev=dev)
     if compat.is_jax_namespace(xp):
         # Clipped, not JAX's default "fill": the indices are in range, and fill checks each
         # one (six operations an entry, in every CTC call's program under jax.jit).
-        return xp.reshape(xp.take(xp.reshape(x, (-1,)), xp.reshape(flat, (-1,)), axis=0, mode="clip"), (t, n, k))
-    return xp.reshape(xp.take(xp.reshape(x, (-1,)), xp.reshape(flat, (-1,)), axis=0), (t, n, k))
+        return xp.reshape(xp.take(xp.reshape(x, (-1,)), flat, axis=0, mode="clip"), (t, n, k))
+    return xp.reshape(xp.take(xp.reshape(x, (-1,)), flat, axis=0), (t, n, k))
 
 
 # Index letters of Dask's blockwise: one per axis ("z" is kept for the class axis).
@@ -1164,6 +1197,17 @@ def _lookup_block(index: Any, table: Any) -> Any:
     """One task of :func:`lookup` on Dask: ``table[index]`` for a NumPy (or CuPy) block."""
     xp = compat.array_namespace(index, table)
     return xp.reshape(xp.take(table, xp.reshape(index, (-1,))), index.shape)
+
+
+@fused
+def _flat_rows(xp: Any, index: Any, *, t: int, c: int, dev: Any) -> Any:
+    """:func:`take_rows`' indices into the flattened (T, N, C) array, (T·N·K): one compiled
+    program on eager JAX, not nine."""
+    n, k = index.shape
+    flat = (xp.reshape(xp.arange(t, dtype=index.dtype, device=dev), (t, 1, 1)) * (n * c)
+            + xp.reshape(xp.arange(n, dtype=index.dtype, device=dev), (1, n, 1)) * c
+            + xp.reshape(index, (1, n, k)))
+    return xp.reshape(flat, (-1,))
 
 
 def class_shape(x: Any, axis: int = 1) -> tuple[int, ...]:

@@ -236,23 +236,20 @@ def checked(name: str, log_probs: Any, targets: Any, input_lengths: Any, target_
 
     # Invalid values raise on eager arrays; on lazy ones each flags the sequences it spoils.
     # Quoted from the lengths as given (flattened, as il): a uint64 one past int64 is negative in il.
-    bad = [toolkit.check_values(name, "input_lengths", il, (il < 0) | (il > t_max), xp,
+    width = targets.shape[-1]  # S padded, sum(target_lengths) concatenated
+    labels, il_wrong, tl_wrong, total, total_wrong, wrong = _invalid(
+        xp, targets, il, tl, padded=padded, t_max=t_max, c=c, blank=blank, ints=ints, dev=dev)
+    bad = [toolkit.check_values(name, "input_lengths", il, il_wrong, xp,
                                 lambda: f"lengths in [0, {t_max}] (T, the frames of log_probs)",
                                 quote=input_lengths)]
-    width = targets.shape[-1]  # S padded, sum(target_lengths) concatenated
-    labels = xp.astype(targets, ints)
     if padded:
-        bad.append(toolkit.check_values(name, "target_lengths", tl, (tl < 0) | (tl > width), xp,
+        bad.append(toolkit.check_values(name, "target_lengths", tl, tl_wrong, xp,
                                         lambda: f"lengths in [0, {width}] (S, the padded targets' length)",
                                         quote=target_lengths))
-        active = xp.reshape(xp.arange(width, dtype=ints, device=dev), (1, width)) < xp.reshape(tl, (n, 1))
     else:
-        bad.append(toolkit.check_values(name, "target_lengths", tl, tl < 0, xp, "non-negative lengths"))
-        total = xp.reshape(xp.sum(tl), (1,))
-        bad.append(toolkit.check_values(name, "target_lengths", total, total != width, xp,
+        bad.append(toolkit.check_values(name, "target_lengths", tl, tl_wrong, xp, "non-negative lengths"))
+        bad.append(toolkit.check_values(name, "target_lengths", total, total_wrong, xp,
                                     lambda: f"lengths summing to {width}, the length of the concatenated targets"))
-        active = xp.ones(labels.shape, dtype=xp.bool, device=dev)
-    wrong = active & ((labels < 0) | (labels >= c) | (labels == blank))
     flagged = toolkit.check_values(name, "targets", targets, wrong, xp,
                                lambda: f"labels in [0, {c}) other than blank={blank} (within target_lengths)")
     if flagged is not None:
@@ -260,11 +257,36 @@ def checked(name: str, log_probs: Any, targets: Any, input_lengths: Any, target_
     return Checked(xp, ints, labels, il, tl, padded, unbatched, bad)
 
 
-def _read_labels(xp: Any, arg: Checked, s_max: int, c: int, blank: int, dev: Any) -> Any:
+@toolkit.fused
+def _invalid(xp: Any, targets: Any, il: Any, tl: Any, *, padded: bool, t_max: int, c: int, blank: int, ints: Any,
+             dev: Any) -> tuple[Any, ...]:
+    """:func:`checked`'s masks of invalid values, computed before any is checked: ``(labels, il_wrong,
+    tl_wrong, total, total_wrong, wrong)``, the labels in the index dtype, lengths out of range,
+    the concatenated targets' summed lengths (1,) and whether they miss the targets' length (None
+    for padded targets), and labels out of range or blank within the lengths. One compiled program
+    on eager JAX, not a dozen (see :func:`toolkit.fused`)."""
+    n, width = tl.shape[0], targets.shape[-1]
+    labels = xp.astype(targets, ints)
+    il_wrong = (il < 0) | (il > t_max)
+    total = total_wrong = None
+    if padded:
+        tl_wrong = (tl < 0) | (tl > width)
+        active = xp.reshape(xp.arange(width, dtype=ints, device=dev), (1, width)) < xp.reshape(tl, (n, 1))
+    else:
+        tl_wrong = tl < 0
+        total = xp.reshape(xp.sum(tl), (1,))
+        total_wrong = total != width
+        active = xp.ones(labels.shape, dtype=xp.bool, device=dev)
+    wrong = active & ((labels < 0) | (labels >= c) | (labels == blank))
+    return labels, il_wrong, tl_wrong, total, total_wrong, wrong
+
+
+def _read_labels(xp: Any, labels: Any, tl: Any, padded: bool, s_max: int, c: int, blank: int, ints: Any,
+                 dev: Any) -> Any:
     """The first ``s_max`` labels of each sequence, (N, s_max), padding (and, on lazy arrays,
     invalid labels) made blank, so that every gather stays in range."""
-    labels, tl, ints, n = arg.targets, arg.tl, arg.ints, arg.tl.shape[0]
-    if arg.padded:
+    n = tl.shape[0]
+    if padded:
         labels = labels[:, :s_max]
     elif s_max:
         width = labels.shape[0]
@@ -316,6 +338,26 @@ def _transitions(xp: Any, labels: Any, blank: int, ints: Any, dev: Any) -> tuple
     return extended, s_row, sources, allowed
 
 
+@toolkit.fused
+def _alignment(xp: Any, labels: Any, tl: Any, il: Any, *, padded: bool, s_max: int, t_max: int, c: int, blank: int,
+               ints: Any, dev: Any) -> tuple[Any, ...]:
+    """What :func:`ctc` reads from the labels and lengths, as masks and indices: ``extended``,
+    ``sources`` and ``allowed`` (see :func:`_transitions`) of the first ``s_max`` labels; the
+    frames each sequence runs, ``running`` (T, N, 1); the masks of the states ``start`` (1, L),
+    the empty prefix, and ``at_blank``, ``at_label`` (N, L), the final blank and label (see
+    :func:`ctc`); whether a sequence ``has_label`` (N), and the sequences whose target is
+    ``too_long`` for the frames (N). Index arithmetic only, some forty operations on small
+    arrays: one compiled program on eager JAX, not forty (see :func:`toolkit.fused`)."""
+    n = tl.shape[0]
+    extended, s_row, sources, allowed = _transitions(
+        xp, _read_labels(xp, labels, tl, padded, s_max, c, blank, ints, dev), blank, ints, dev)
+    il = _clamp(xp, il, 0, t_max)
+    frames = xp.reshape(xp.arange(t_max, dtype=ints, device=dev), (t_max, 1)) < xp.reshape(il, (1, n))
+    last = xp.reshape(_clamp(xp, tl, 0, s_max) * 2, (n, 1))
+    return (extended, sources, allowed, xp.reshape(frames, (t_max, n, 1)), s_row == 0, s_row == last,
+            s_row == last - 1, last[:, 0] > 0, tl > s_max)
+
+
 def ctc(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, blank: int, reduction: str,
         zero_infinity: bool, over_frames: Frames, came_from: Predecessors) -> Any:
     """:func:`ctc_loss`, with the loop over the frames, ``over_frames(xp, came_from, alpha, emit,
@@ -328,18 +370,16 @@ def ctc(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, b
     dev = toolkit.device(log_probs)
     # A target longer than T cannot be aligned (inf), so at most T labels per sequence are read.
     s_max = min(arg.targets.shape[-1], t_max)
-    il = _clamp(xp, arg.il, 0, t_max)
-    extended, s_row, sources, allowed = _transitions(xp, _read_labels(xp, arg, s_max, c, blank, dev), blank,
-                                                     arg.ints, dev)
+    extended, sources, allowed, running, start, at_blank, at_label, has_label, too_long = _alignment(
+        xp, arg.targets, tl, arg.il, padded=arg.padded, s_max=s_max, t_max=t_max, c=c, blank=blank, ints=arg.ints,
+        dev=dev)
     length = 2 * s_max + 1
 
     dtype = log_probs.dtype
     work = toolkit.compute_dtype(xp, dtype)
     lp = xp.reshape(toolkit.as_dtype(xp, log_probs, work), (t_max, n, c))
     emit = toolkit.take_rows(xp, lp, extended)
-    frames = xp.reshape(xp.arange(t_max, dtype=arg.ints, device=dev), (t_max, 1)) < xp.reshape(il, (1, n))
     # Frames past a sequence's length are never read; zeroing them keeps NaN padding out of the gradient.
-    running = xp.reshape(frames, (t_max, n, 1))
     emit = xp.where(running, emit, 0.0)
 
     # Shaped like a frame, so that on Dask every frame's operands share emit's chunks (arrays
@@ -350,18 +390,17 @@ def ctc(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, b
     barred = xp.reshape(xp.where(allowed, xp.zeros((), dtype=work, device=dev), -math.inf), (n, 3, length))
 
     # Before the first frame: the empty prefix, at s = 0 with probability 1.
-    alpha = xp.where(s_row == 0, 0.0, neg)
+    alpha = xp.where(start, 0.0, neg)
 
     alpha = over_frames(xp, came_from, alpha, emit, running, sources, barred)
 
     # log p(y | x) = logaddexp(alpha[2S], alpha[2S - 1]) at the last frame.
     # Each picked by a mask summed over the states (the pick plus zeros, exactly), not a take: on
     # Dask a take would pair every batch chunk of the lengths with every one of alpha.
-    last = xp.reshape(_clamp(xp, tl, 0, s_max) * 2, (n, 1))
-    end_blank = xp.sum(xp.where(s_row == last, alpha, 0.0), axis=1)
-    end_label = xp.where(last[:, 0] > 0, xp.sum(xp.where(s_row == last - 1, alpha, 0.0), axis=1), -math.inf)
+    end_blank = xp.sum(xp.where(at_blank, alpha, 0.0), axis=1)
+    end_label = xp.where(has_label, xp.sum(xp.where(at_label, alpha, 0.0), axis=1), -math.inf)
     losses = -_logsumexp(xp, xp.stack([end_blank, end_label], axis=1))
-    losses = xp.where(tl > s_max, math.inf, losses)
+    losses = xp.where(too_long, math.inf, losses)
 
     # torch's backward returns exp(x) - γ, not the derivative -γ of its value (see the docstring):
     # e - e held constant adds exactly 0 to the value and Σ exp(x) to what is differentiated.
