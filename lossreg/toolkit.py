@@ -55,8 +55,8 @@ __all__ = [
     # dtypes and reductions
     "result_type", "compute_dtype", "real_dtype", "as_dtype", "index_dtype", "holding", "device", "reduce", "reduce_classes",
     "take_class", "take_each", "take_rows", "take_along", "gathers_along_axis", "class_shape",
-    # placement on a JAX mesh of explicit axes
-    "placed_like", "whole", "arange_like",
+    # placement on a JAX mesh of explicit axes; setup as one compiled program on eager JAX
+    "placed_like", "whole", "arange_like", "fused",
     # numerics
     "log_softmax", "log_softmax_parts", "logsumexp", "log_sigmoid", "safe_log", "safe_pow", "safe_abs", "absolute",
     "sign", "stop_gradient", "zero_with_gradient",
@@ -713,7 +713,7 @@ def poison(xp: Any, values: Any, bad: Any | None) -> Any:
         # jit is off. An addition, not a where: on a mesh of explicit axes JAX places a sum of a
         # batch-split array and a replicated one (a mask from targets the user did not split),
         # where it refuses a select between them.
-        return values + xp.sqrt(-xp.astype(bad, values.dtype))
+        return values + _nan_where(xp, bad, dtype=values.dtype)
     # A Python scalar, not an array made from one: that would be a host-to-device copy (a
     # synchronisation on CUDA, and not allowed while capturing a CUDA graph).
     return xp.where(bad, math.nan, values)
@@ -878,6 +878,13 @@ def fused(function: Callable[..., Any]) -> Callable[..., Any]:
 def _concrete_jax(x: Any) -> bool:
     """A JAX array with values (not a tracer of ``jit``, ``vmap`` or ``grad``)."""
     return compat.is_jax_array(x) and not isinstance(x, sys.modules["jax"].core.Tracer)
+
+
+@fused
+def _nan_where(xp: Any, bad: Any, *, dtype: Any) -> Any:
+    """NaN where the mask ``bad`` is set, -0 elsewhere, in ``dtype`` (see :func:`poison`): one
+    compiled program on eager JAX, not three."""
+    return xp.sqrt(-xp.astype(bad, dtype))
 
 
 def dense_chunks(x: Any, axis: int | None = None) -> Any:
@@ -1551,15 +1558,21 @@ def class_targets(loss: str, xp: Any, target: Any, ignore_index: int, c: int, *,
     """
     check_index_option(loss, "ignore_index", ignore_index, xp)
     given, target = target, holding(loss, "target", xp, target, ignore_index, c)
+    safe, active, wrong = _class_masks(xp, target, ignore_index=ignore_index, c=c)
+    bad = (check_values(loss, "target", target, wrong, xp,
+                        lambda: f"class indices in [0, {c}) or ignore_index={ignore_index}", quote=given)
+           if read else wrong)
+    return safe, active, bad
+
+
+@fused
+def _class_masks(xp: Any, target: Any, *, ignore_index: int, c: int) -> tuple[Any, Any, Any]:
+    """:func:`class_targets`' ``(safe, active, wrong)``: one compiled program on eager JAX, not six."""
     # Each mask built once, Python scalars rather than *_like arrays: in eager JAX every
     # operation is a dispatch of tens of µs, more than a small loss itself.
     kept = target != ignore_index
     valid = (target >= 0) & (target < c)
-    wrong = ~valid & kept
-    bad = (check_values(loss, "target", target, wrong, xp,
-                        lambda: f"class indices in [0, {c}) or ignore_index={ignore_index}", quote=given)
-           if read else wrong)
-    return xp.where(valid, target, 0), valid & kept, bad
+    return xp.where(valid, target, 0), valid & kept, ~valid & kept
 
 
 def reduce_classes(cls: ClassInputs, losses: Any, reduction: str) -> Any:

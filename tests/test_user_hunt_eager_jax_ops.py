@@ -106,8 +106,9 @@ def _ctc_arrays(t, n, c, s):
 
 # At most this many programs for one eager call (kernels off) on a new shape, after a first call
 # on another: the loss's own operations, with its setup as a few programs. Before toolkit.fused
-# (the same calls): 110 and 125; with it 53 and 54.
-BUDGETS = {"ctc_loss": 64, "ctc_loss concatenated": 70}
+# (the same calls): 110, 125, 24, 27 and 35; with it 53, 54, 18, 21 and 26.
+BUDGETS = {"ctc_loss": 64, "ctc_loss concatenated": 70, "cross_entropy": 20, "multi_margin_loss": 23,
+           "multilabel_margin_loss": 30}
 
 
 def _eager_call(case, size):
@@ -151,5 +152,11 @@ def test_invalid_values_still_raise_in_sync_mode_and_poison_otherwise():
                 lossreg.ctc_loss(log_probs, bad_targets, bad_lengths, tl)
             with pytest.raises(lossreg.LossValueError, match="targets.*other than blank=0.*got 0"):
                 lossreg.ctc_loss(log_probs, bad_targets, il, tl)
+            with pytest.raises(lossreg.LossValueError, match="target.*got 7"):
+                lossreg.cross_entropy(jnp.ones((2, 5)), jnp.asarray([1, 7]))
+            with pytest.raises(lossreg.LossValueError, match="target.*got 5"):
+                lossreg.multilabel_margin_loss(jnp.ones((2, 5)), jnp.asarray([[1, -1, 0, 0, 0], [5, 0, 0, 0, 0]]))
         losses = lossreg.ctc_loss(log_probs, bad_targets, il, tl, reduction="none")
         assert np.isnan(losses[0]) and np.isfinite(losses[1])
+        losses = lossreg.multi_margin_loss(jnp.ones((2, 5)), jnp.asarray([1, 7]), reduction="none")
+        assert np.isfinite(losses[0]) and np.isnan(losses[1])

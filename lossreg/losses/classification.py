@@ -437,11 +437,10 @@ def multi_margin_loss(input: Any, target: Any, /, *, p: int = 1, margin: float =
         toolkit.check_floating(name, "weight", weight, xp)
         toolkit.check_shape(name, "weight", weight, (c,), lambda: f"a vector of one weight per class, shape ({c},)")
     given, target = target, toolkit.holding(name, "target", xp, target, c)
-    valid = (target >= 0) & (target < c)
-    bad = toolkit.check_values(name, "target", target, ~valid, xp, lambda: f"class indices in [0, {c})", quote=given)
+    wrong, t = _margin_targets(xp, target, n=n, c=c)
+    bad = toolkit.check_values(name, "target", target, wrong, xp, lambda: f"class indices in [0, {c})", quote=given)
     work = toolkit.compute_dtype(xp, dtype)
     x = xp.reshape(toolkit.as_dtype(xp, input, work), (n, c))
-    t = xp.reshape(xp.where(valid, target, xp.zeros_like(target)), (n,))
     # Same association as torch's kernel, so that a term exactly at the margin is exactly 0.
     z = margin - xp.reshape(toolkit.take_class(xp, x, t), (n, 1)) + x
     hinge = xp.where(z > 0, z, xp.zeros_like(z))  # gradient 0 at z = 0, torch's choice
@@ -454,6 +453,27 @@ def multi_margin_loss(input: Any, target: Any, /, *, p: int = 1, margin: float =
     losses = toolkit.poison(xp, losses, None if bad is None else xp.reshape(bad, (n,)))
     # With one sample, the losses take the target's shape: () or (1,), as torch gives them.
     return toolkit.reduce(xp, losses[0] if target.ndim == 0 else losses, reduction, dtype)
+
+
+@toolkit.fused
+def _margin_targets(xp: Any, target: Any, *, n: int, c: int) -> tuple[Any, Any]:
+    """multi_margin_loss's class indices: where they are invalid, and (N,) with those made 0 (safe
+    to gather with). One compiled program on eager JAX, not seven (see :func:`toolkit.fused`)."""
+    valid = (target >= 0) & (target < c)
+    return ~valid, xp.reshape(xp.where(valid, target, xp.zeros_like(target)), (n,))
+
+
+@toolkit.fused
+def _label_lists(xp: Any, target: Any, *, n: int, c: int) -> tuple[Any, Any, Any]:
+    """multilabel_margin_loss's targets (N, C): where they are invalid, which positions are
+    ``listed`` (before the first -1 of their row), and the indices with every unlisted or invalid
+    one made 0. One compiled program on eager JAX, not a dozen (see :func:`toolkit.fused`)."""
+    wrong = (target < -1) | (target >= c)
+    # Dask: chunks of the pairs below are pairs of the inputs' chunks, which an empty one breaks.
+    t = toolkit.dense_chunks(xp.reshape(target, (n, c)))
+    # listed[n, k]: position k comes before the first -1 of its row.
+    listed = xp.cumulative_sum(xp.astype(t == -1, xp.int32), axis=1) == 0
+    return wrong, listed, xp.where(listed & (t >= 0) & (t < c), t, xp.zeros_like(t))
 
 
 @define_loss(
@@ -477,15 +497,12 @@ def multilabel_margin_loss(input: Any, target: Any, /, *, reduction: str = "mean
     unbatched = input.ndim < 2
     n, c = (1, input.shape[0] if input.ndim else 1) if unbatched else input.shape
     given, target = target, toolkit.holding(name, "target", xp, target, -1, c)
-    bad = toolkit.check_values(name, "target", target, (target < -1) | (target >= c), xp,
+    wrong, listed, t = _label_lists(xp, target, n=n, c=c)
+    bad = toolkit.check_values(name, "target", target, wrong, xp,
                                lambda: f"class indices in [0, {c}) or -1 padding", quote=given)
     dtype = input.dtype
     # Dask: chunks of the pairs below are pairs of the inputs' chunks, which an empty one breaks.
     x = toolkit.dense_chunks(xp.reshape(toolkit.as_dtype(xp, input, toolkit.compute_dtype(xp, dtype)), (n, c)))
-    t = toolkit.dense_chunks(xp.reshape(target, (n, c)))
-    # listed[n, k]: position k comes before the first -1 of its row.
-    listed = xp.cumulative_sum(xp.astype(t == -1, xp.int32), axis=1) == 0
-    t = xp.where(listed & (t >= 0) & (t < c), t, xp.zeros_like(t))
     # The pairs (listed position k, class i) make (N, K, C) arrays. Where the targets can be read,
     # K is the longest list (positions past it are padding in every row and count 0): a few
     # labels of thousands of classes, not N×C×C (16 GiB at N = C = 1024, where torch needs N×C).
