@@ -15,7 +15,6 @@ exponentials, their sum and the masks autodiff would keep for them.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import jax
@@ -61,10 +60,7 @@ def _logsumexp3_jvp(primals: tuple[Any, Any, Any], tangents: tuple[Any, Any, Any
 
 def _sliced(xp: Any, alpha: Any, sources: Any, barred: Any) -> Any:
     """:func:`~lossreg.losses.sequence.sliced` with :func:`_logsumexp3`."""
-    n, length = alpha.shape
-    pad = xp.full_like(alpha[:, :1], -math.inf)  # made like a column of alpha: placed (sharded) as alpha is
-    padded = xp.concat([pad, pad, alpha], axis=1)
-    return _logsumexp3(alpha, padded[:, 1:length + 1] + barred[:, 1, :], padded[:, :length] + barred[:, 2, :])
+    return sequence.sliced(xp, alpha, sources, barred, lse3=lambda _, a, b, c: _logsumexp3(a, b, c))
 
 
 def _ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, /, *, blank: int = 0,

@@ -110,15 +110,17 @@ def gathered(xp: Any, alpha: Any, sources: Any, barred: Any) -> Any:
     return _logsumexp(xp, xp.reshape(xp.take(alpha, sources, axis=1), (n, 3, length)) + barred)
 
 
-def sliced(xp: Any, alpha: Any, sources: Any, barred: Any) -> Any:
+def sliced(xp: Any, alpha: Any, sources: Any, barred: Any, *,
+           lse3: Callable[[Any, Any, Any, Any], Any] = _logsumexp3) -> Any:
     """:func:`gathered` as slices of ``alpha`` padded on the left and an elementwise log-sum-exp
-    of the three: under ``jax.jit`` a frame is then one loop fusion, where two reductions over
-    an axis of 3 split it into four, and the gradient is slices too, not a scatter per frame."""
+    of the three, ``lse3(xp, a, b, c)`` (a kernel may give one with its derivative stated): under
+    ``jax.jit`` a frame is then one loop fusion, where two reductions over an axis of 3 split it
+    into four, and the gradient is slices too, not a scatter per frame."""
     n, length = alpha.shape
     # The padding is made like a column of alpha, so that it is placed (sharded) as alpha is.
     pad = xp.full_like(alpha[:, :1], -math.inf)
     padded = xp.concat([pad, pad, alpha], axis=1)
-    return _logsumexp3(xp, alpha, padded[:, 1:length + 1] + barred[:, 1, :], padded[:, :length] + barred[:, 2, :])
+    return lse3(xp, alpha, padded[:, 1:length + 1] + barred[:, 1, :], padded[:, :length] + barred[:, 2, :])
 
 
 def frame(xp: Any, came_from: Predecessors, alpha: Any, emit: Any, running: Any, sources: Any, barred: Any) -> Any:
