@@ -140,9 +140,11 @@ def sparsemax_parts(xp: Any, x: Any, target: Any) -> tuple[Any, Any, Any]:
     # There the loss is its value when the support is the largest logits alone, their mean minus
     # x_t: inf for a finite target (NaN for a +inf one, ∞ - ∞, as cross_entropy's), whose
     # gradient is the limit, uniform over the +inf logits minus onehot(t) (not NaN), as the
-    # kernel's. Each +inf selected, not multiplied by its weight: 0 · -inf is NaN.
-    count = xp.sum(xp.astype(is_inf, x.dtype), axis=1)
-    top = xp.sum(xp.where(is_inf, x, 0.0), axis=1) / toolkit.maximum(xp, count, 1.0)
+    # kernel's. That mean is the row's maximum, +inf, whose derivative (torch's amax, JAX's max)
+    # is split evenly among the logits equal to it, the +inf ones. Under jax.jit it is the
+    # shift's maximum, computed once; their sum and count were two more reductions over the
+    # logits, each of an (N, C) array written out first.
+    top = xp.max(toolkit.dense_chunks(x), axis=1)
     return xp.where(xp.squeeze(infinite, axis=1), top - toolkit.take_class(xp, x, target), losses), z, tau
 
 
