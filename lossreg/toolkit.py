@@ -57,6 +57,8 @@ __all__ = [
     "take_class", "take_each", "take_rows", "take_along", "gathers_along_axis", "class_shape",
     # placement on a JAX mesh of explicit axes; setup as one compiled program on eager JAX
     "placed_like", "whole", "arange_like", "fused",
+    # a function of each row as one task per block on Dask
+    "along_rows",
     # numerics
     "log_softmax", "log_softmax_parts", "logsumexp", "log_sigmoid", "safe_log", "safe_pow", "safe_abs", "absolute",
     "sign", "stop_gradient", "zero_with_gradient",
@@ -1204,6 +1206,39 @@ def _lookup_block(index: Any, table: Any) -> Any:
     """One task of :func:`lookup` on Dask: ``table[index]`` for a NumPy (or CuPy) block."""
     xp = compat.array_namespace(index, table)
     return xp.reshape(xp.take(table, xp.reshape(index, (-1,))), index.shape)
+
+
+def along_rows(xp: Any, function: Callable[..., Any], *arrays: Any, **options: Any) -> Any:
+    """``function(xp, *arrays, **options)``, for a ``function`` whose result, shaped like
+    ``arrays[0]``, has rows (axis 0) that each depend only on the same row of every array of two
+    axes or more; 1-D arrays are read whole by every row. ``options`` are fixed (no arrays).
+
+    On Dask it is one task per chunk of rows, ``function`` run there on the blocks' own library
+    (NumPy, CuPy), every other axis merged into one chunk: Dask records each of the function's
+    operations as a graph layer, built (metadata, tokens) and then scheduled per call, and a loop
+    records them again at every step (CTC's frame: twenty layers, here one). The same operations
+    on the same blocks: the same values. Anything else (no Dask array) runs ``function`` as it is.
+    """
+    if not compat.is_dask_namespace(xp):
+        return function(xp, *arrays, **options)
+    import dask.array as da  # a Dask namespace: Dask is imported already
+
+    # One index per axis: the rows share "n", every other axis its own (merged, so concatenated).
+    operands: list[Any] = []
+    for i, x in enumerate(arrays):
+        if x.ndim == 1:
+            operands += [x.rechunk(-1), (f"{i}.0",)]
+        else:
+            others = range(1, x.ndim)
+            operands += [x.rechunk({j: -1 for j in others}), ("n",) + tuple(f"{i}.{j}" for j in others)]
+    first = arrays[0]
+    return da.blockwise(_rows_block, operands[1], *operands, function=function, concatenate=True,
+                        dtype=first.dtype, meta=first._meta, **options)
+
+
+def _rows_block(*blocks: Any, function: Callable[..., Any], **options: Any) -> Any:
+    """One task of :func:`along_rows`: ``function`` on NumPy (or CuPy) blocks."""
+    return function(compat.array_namespace(*blocks), *blocks, **options)
 
 
 @fused

@@ -180,6 +180,51 @@ def test_ctc_on_dask_builds_fewer_layers_than_before_and_matches_torch():
     np.testing.assert_allclose(got.compute(), want.numpy(), rtol=1e-10)
 
 
+def _ctc_frames(t: int, *, chunks: tuple[int, int], seed: int = 3) -> tuple[Any, np.ndarray]:
+    """The portable CTC (kernels off) on Dask, T frames, and torch's losses."""
+    n, c, s = 5, 4, 2
+    r = np.random.default_rng(seed)
+    log_probs = np.log(r.dirichlet(np.ones(c), (t, n)))
+    targets = r.integers(1, c, (n, s))
+    input_lengths, target_lengths = np.array([t, t - 1, 1, t, 0]), np.array([2, 1, 1, 0, 0])
+    lazy = [da.from_array(log_probs, chunks=(t, chunks[0], c)), da.from_array(targets, chunks=(chunks[0], 1)),
+            da.from_array(input_lengths, chunks=chunks[1]), da.from_array(target_lengths, chunks=chunks[1])]
+    with lossreg.use_kernels(False):
+        got = lossreg.ctc_loss(*lazy, reduction="none")
+    want = F.ctc_loss(torch.tensor(log_probs), torch.tensor(targets), torch.tensor(input_lengths),
+                      torch.tensor(target_lengths), reduction="none")
+    return got, want.numpy()
+
+
+@pytest.mark.parametrize("chunks", [(2, 2), (3, 4), (5, 5)])
+def test_the_portable_ctc_on_dask_records_each_frame_as_one_task_per_batch_chunk(chunks):
+    # A frame reads only each sequence's own rows (toolkit.along_rows): its predecessors' gather,
+    # log-sum-exp and emission were twenty layers, recorded again at every frame. Now one, and the
+    # frame's two slices (its emissions and which sequences still run). Batch chunks of the
+    # inputs that differ (and a label axis in chunks) are paired as Dask pairs them: a rechunk of
+    # the running sequences' slice more.
+    short, long = _ctc_frames(4, chunks=chunks), _ctc_frames(10, chunks=chunks)
+    per_frame = (len(long[0].__dask_graph__().layers) - len(short[0].__dask_graph__().layers)) / 6
+    assert per_frame == (3 if chunks[0] == chunks[1] else 4)
+    for got, want in (short, long):
+        np.testing.assert_allclose(got.compute(), want, rtol=1e-12)
+
+
+def test_along_rows_on_dask_is_one_layer_with_the_functions_values():
+    # Rows of (N, ...) arrays in chunks paired by Dask; their other axes, and 1-D arrays, whole.
+    def f(xp: Any, a: Any, b: Any, shared: Any, *, scale: float) -> Any:
+        return xp.where(b[:, :1, 0] > 0, a * scale + xp.sum(shared), xp.max(a, axis=1, keepdims=True))
+
+    a, b, shared = rng.standard_normal((7, 3)), rng.standard_normal((7, 2, 2)), rng.standard_normal(5)
+    lazy = [da.from_array(a, chunks=(3, 2)), da.from_array(b, chunks=(2, 1, 2)), da.from_array(shared, chunks=2)]
+    got = toolkit.along_rows(xp_of(lazy[0]), f, *lazy, scale=2.0)
+    assert got.chunks[1] == (3,)  # the rows in the chunks Dask pairs them in (here (2, 1, 1, 2, 1))
+    assert sum(name.startswith("rows_block") for name in got.__dask_graph__().layers) == 1
+    np.testing.assert_array_equal(got.compute(), f(np, a, b, shared, scale=2.0))
+    # Any other library: the function as it is.
+    assert toolkit.along_rows(np, f, a, b, shared, scale=2.0).shape == (7, 3)
+
+
 def test_the_dask_backend_reads_back_an_input_it_made_without_computing_a_graph():
     # The conformance suite reads every input of a float32 case back (its float64 answer is
     # computed at the rounded inputs): a Dask compute each, a millisecond however tiny the graph.

@@ -126,6 +126,13 @@ def sliced(xp: Any, alpha: Any, sources: Any, barred: Any, *,
 def frame(xp: Any, came_from: Predecessors, alpha: Any, emit: Any, running: Any, sources: Any, barred: Any) -> Any:
     """One frame of the alpha recursion: each state's predecessors summed, times the frame's
     emission (a sum in log space), for the sequences still ``running``; the others keep ``alpha``."""
+    # A sequence's frame reads only its own rows: on Dask one task per batch chunk, not the
+    # twenty graph layers of its operations, recorded again at every frame (see toolkit.along_rows).
+    return toolkit.along_rows(xp, _frame, alpha, emit, running, sources, barred, came_from=came_from)
+
+
+def _frame(xp: Any, alpha: Any, emit: Any, running: Any, sources: Any, barred: Any, *,
+           came_from: Predecessors) -> Any:
     return xp.where(running, came_from(xp, alpha, sources, barred) + emit, alpha)
 
 
