@@ -12,9 +12,12 @@ as give the same values:
   within the block (a one-hot mask summed over the classes was 8 layers, CTC's one-hot product
   31; Dask's own take from a Dask index pairs every chunk of the index with every chunk of the
   table); with the class axis split in chunks, a pick per block summed over the blocks;
-- ``sign`` and ``safe_abs`` (every p-norm of ``triplet_margin_loss``) are Dask's own, one layer:
-  the eight ``where``s elsewhere are there for torch's ``vmap`` and gradients, which Dask has
-  neither of;
+- ``sign`` and ``safe_abs`` (``smooth_l1_loss``'s at the tiniest beta) are Dask's own, one
+  layer: the eight ``where``s elsewhere are there for torch's ``vmap`` and gradients, which Dask
+  has neither of;
+- a function whose rows are independent (``along_rows``: CTC's frame, recorded at every frame)
+  or that reduces the last axis (``over_last_axis``: ``triplet_margin_loss``'s p-norms with their
+  guards) is one task per block, its operations run there on NumPy's blocks;
 - ``divide`` (a weighted mean: cross-entropy's over the class weights, MSE's over a weight) is
   one layer, each block dividing as torch does, without NumPy's warnings, where the guarded
   form was nine.
@@ -223,6 +226,38 @@ def test_along_rows_on_dask_is_one_layer_with_the_functions_values():
     np.testing.assert_array_equal(got.compute(), f(np, a, b, shared, scale=2.0))
     # Any other library: the function as it is.
     assert toolkit.along_rows(np, f, a, b, shared, scale=2.0).shape == (7, 3)
+
+
+@pytest.mark.parametrize("p", [2.0, 1.0, 0.0, np.inf, -np.inf, 3.0, -0.5])
+@pytest.mark.parametrize("swap", [False, True])
+def test_triplet_margin_loss_on_dask_records_each_distance_as_one_layer(p, swap):
+    # A p-norm's guards (for torch's gradients at 0) were up to twelve layers per distance,
+    # recorded per call; each distance reads its own row, so it is one task per block of rows
+    # (toolkit.over_last_axis), the embedding axis merged. NumPy's values, chunked or not.
+    shape = (7, 5)
+    x = [scores(*shape), scores(*shape)[::-1].copy(), rng.standard_normal(shape)]
+    lazy = [da.from_array(v, chunks=(3, 2)) for v in x]
+    got = lossreg.triplet_margin_loss(*lazy, p=p, swap=swap, reduction="none")
+    names = set(got.__dask_graph__().layers) - {n for v in lazy for n in v.__dask_graph__().layers}
+    assert sum(n.startswith("rows_block") for n in names) == (3 if swap else 2)
+    # The differences, the embedding axis' chunks merged, the distances, the margin, the clamp:
+    # 15 (20 with swap), where they were 17-39 (23-54) by p.
+    assert len(names) == (20 if swap else 15)
+    np.testing.assert_allclose(got.compute(), lossreg.triplet_margin_loss(*x, p=p, swap=swap, reduction="none"),
+                               rtol=1e-13, equal_nan=True)
+
+
+def test_over_last_axis_on_dask_is_one_layer_with_the_functions_values():
+    def f(xp: Any, x: Any, *, k: float) -> Any:
+        return xp.sum(x * k, axis=-1) + xp.max(x, axis=-1)
+
+    x = rng.standard_normal((5, 4, 6))
+    lazy = da.from_array(x, chunks=(2, 3, 4))
+    got = toolkit.over_last_axis(xp_of(lazy), f, lazy, k=3.0)
+    assert added_layers(got, lazy) == 2  # the merge of the last axis' chunks, the tasks
+    assert got.chunks == ((2, 2, 1), (3, 1))
+    np.testing.assert_allclose(got.compute(), f(np, x, k=3.0), rtol=1e-15)
+    assert toolkit.over_last_axis(xp_of(lazy), f, lazy[0, 0], k=3.0).compute().shape == ()  # a 1-D row: one number
 
 
 def test_the_dask_backend_reads_back_an_input_it_made_without_computing_a_graph():

@@ -195,7 +195,7 @@ def cosine_embedding_loss(input1: Any, input2: Any, target: Any, /, *, margin: f
     return toolkit.reduce(xp, losses, reduction, dtype)
 
 
-def _norm(xp: Any, d: Any, p: float) -> Any:
+def _norm(xp: Any, d: Any, *, p: float) -> Any:
     """``‖d‖_p`` over the last axis with torch's gradients (0 where the norm or an entry is 0)."""
     if p == 0:
         return xp.sum(toolkit.sign(xp, d) * toolkit.sign(xp, d), axis=-1)  # the count of non-zeros, gradient 0
@@ -233,9 +233,9 @@ def _pairwise_distance(xp: Any, x1: Any, x2: Any, p: float = 2.0, eps: float = 1
     d = x2 - x1 - eps if negated else x1 - x2 + eps
     if moduli:
         d = xp.abs(d)
-    if d.ndim == 0:
-        return _norm(xp, xp.reshape(d, (1,)), p)
-    return _norm(xp, d, p)
+    # Each distance reads its own row: on Dask one task per block, not the norm's guards layer by
+    # layer (see toolkit.over_last_axis).
+    return toolkit.over_last_axis(xp, _norm, xp.reshape(d, (1,)) if d.ndim == 0 else d, p=p)
 
 
 def _triplet_inputs(name: str, anchor: Any, positive: Any, negative: Any, margin: Any, swap: Any,
