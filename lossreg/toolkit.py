@@ -973,6 +973,18 @@ def take_along(xp: Any, x: Any, index: Any, axis: int) -> Any:
     return xp.take_along_axis(x, index, axis=axis)
 
 
+def take_within(xp: Any, x: Any, index: Any, axis: int) -> Any:
+    """``xp.take(x, index, axis=axis)`` for an ``index`` whose entries all lie in [0, x.shape[axis]).
+
+    JAX's take defaults to "fill": it wraps negative indices and checks every index against the
+    bounds, some six operations an entry in the compiled program (setup tables, computed on
+    every call under ``jax.jit``); here its gather clips, which in range changes nothing.
+    """
+    if compat.is_jax_namespace(xp):
+        return xp.take(x, index, axis=axis, mode="clip")
+    return xp.take(x, index, axis=axis)
+
+
 def lookup(xp: Any, table: Any, index: Any) -> Any:
     """``table[index]``: entries of the 1-d ``table`` (class weights, say) picked by an integer
     array ``index`` of any shape (the result's), whose entries lie in [0, len(table)).
@@ -1139,12 +1151,47 @@ def take_rows(xp: Any, x: Any, index: Any) -> Any:
         return take_along(xp, x, xp.broadcast_to(xp.reshape(index, (1, n, k)), (t, n, k)), axis=2)
     if compat.is_dask_namespace(xp):
         return _dask_pick(x, index, 2, missing=0)
-    flat = _flat_rows(xp, index, t=t, c=c, dev=dev)
     if compat.is_jax_namespace(xp):
-        # Clipped, not JAX's default "fill": the indices are in range, and fill checks each
-        # one (six operations an entry, in every CTC call's program under jax.jit).
-        return xp.reshape(xp.take(xp.reshape(x, (-1,)), flat, axis=0, mode="clip"), (t, n, k))
+        return _jax_take_rows()(x, index)
+    flat = _flat_rows(xp, index, t=t, c=c, dev=dev)
     return xp.reshape(xp.take(xp.reshape(x, (-1,)), flat, axis=0), (t, n, k))
+
+
+def _jax_flat_take_rows(x: Any, index: Any) -> Any:
+    """:func:`take_rows` on JAX as one take from the flattened array, whose transpose (the
+    gradient) is a scatter of single entries. Clipped, not JAX's default "fill": the indices are
+    in range, and fill checks each one (six operations an entry under jax.jit)."""
+    import jax.numpy as jnp  # a JAX array: JAX is imported already
+
+    t, n, c = x.shape
+    flat = _flat_rows(jnp, index, t=t, c=c, dev=device(x))
+    return jnp.reshape(jnp.take(jnp.reshape(x, (-1,)), flat, axis=0, mode="clip"), (t, n, index.shape[1]))
+
+
+@functools.cache
+def _jax_take_rows() -> Any:
+    """:func:`take_rows` on JAX: the value taken as columns of the (T, N·C) array, N·K indices
+    for all T frames, where the flat take computes T·N·K of them (an add each under jax.jit, in
+    every forward program: 390,000 at T, N, K = 200, 16, 121); the derivative is the flat take's
+    (:func:`_jax_flat_take_rows`), whose transpose scatters single entries, where a gradient of
+    the columns' take scatters columns (10× slower at that size). The same entries either way."""
+    import jax  # a JAX array: JAX is imported already
+    import jax.numpy as jnp
+
+    @jax.custom_jvp
+    def take(x: Any, index: Any) -> Any:
+        t, n, c = x.shape
+        k = index.shape[1]
+        columns = jnp.reshape(index + jnp.reshape(jnp.arange(n, dtype=index.dtype) * c, (n, 1)), (-1,))
+        return jnp.reshape(jnp.take(jnp.reshape(x, (t, n * c)), columns, axis=1, mode="clip"), (t, n, k))
+
+    @take.defjvp
+    def _(primals: Any, tangents: Any) -> Any:
+        (x, index), (dx, _) = primals, tangents
+        return take(x, index), _jax_flat_take_rows(dx, index)
+
+    # One program on eager JAX (kernels off), not one per operation; inlined under jax.jit.
+    return jax.jit(take)
 
 
 # Index letters of Dask's blockwise: one per axis ("z" is kept for the class axis).

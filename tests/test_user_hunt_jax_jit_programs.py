@@ -112,3 +112,28 @@ def test_ctc_gradient_still_carries_torchs_exp_term():
     # An infinite term (a log-probability of +inf) adds no gradient, as before.
     broken = log_probs.at[0, 0, 0].set(jnp.inf)
     assert np.asarray(g(broken))[:, 1].sum() == pytest.approx(np.asarray(g(log_probs))[:, 1].sum(), abs=1e-5)
+
+
+def _issue13_tiny_forward_flops() -> float:
+    """XLA's count of the tiny CTC row of ``lossreg bench --library jax`` (B, T, K, S = 2, 5, 5,
+    2: a log_softmax of the logits, then the loss summed), forward under ``jax.jit``."""
+    rng = np.random.default_rng(0)
+    logits = jnp.asarray(rng.normal(size=(2, 5, 5)), dtype=jnp.float32)
+    labels = jnp.asarray([[1, 3], [4, 2]], dtype=jnp.int32)
+    frames, used = jnp.asarray([5, 3], dtype=jnp.int32), jnp.asarray([2, 1], dtype=jnp.int32)
+
+    def loss(logits, labels, frames, used):
+        log_probs = jnp.transpose(jax.nn.log_softmax(logits, axis=-1), (1, 0, 2))
+        return lossreg.ctc_loss(log_probs, labels, frames, used, reduction="sum") / logits.shape[0]
+
+    cost = jax.jit(loss).lower(logits, labels, frames, used).compile().cost_analysis()
+    return (cost[0] if isinstance(cost, list) else cost)["flops"]
+
+
+def test_ctc_tiny_forward_program_runs_in_the_calling_thread():
+    # XLA's CPU client runs a program of under 1000 flops (its cost analysis) in the calling
+    # thread, and hands a larger one to a worker (50-100 µs when the worker has gone idle): the
+    # label bookkeeping (a floor division and a remainder of the states' indices, JAX's bounds
+    # checks of each take, a flat index for each emission) took the tiny program to 1739, where
+    # optax's counts 805 (issue 13's tiny row, 2.65-3.3x optax's time).
+    assert _issue13_tiny_forward_flops() < 1000

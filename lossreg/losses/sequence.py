@@ -317,7 +317,7 @@ def _transitions(xp: Any, labels: Any, blank: int, ints: Any, dev: Any) -> tuple
     """``(extended, s_row, sources, allowed)``: the extended labels l' = (b, y_1, b, ..., y_S, b)
     (N, L), the states 0..L-1 as a (1, L) row, and the three predecessors of each state, side by
     side: column j of ``sources`` (3L) holds state j mod L's predecessor j // L steps back, and
-    ``allowed`` (N, 3L) says whether that transition exists."""
+    ``allowed`` (N, 3, L) says whether that transition exists."""
     n, s_max = labels.shape
     length = 2 * s_max + 1
     s_index = xp.arange(length, dtype=ints, device=dev)
@@ -325,25 +325,30 @@ def _transitions(xp: Any, labels: Any, blank: int, ints: Any, dev: Any) -> tuple
     s_row = xp.reshape(s_index, (1, length))
     if s_max:
         # One take along the labels, not a stack and a concatenation: on Dask these split the
-        # states into chunks that every frame would then have to merge again.
-        spread = xp.take(labels, _clamp(xp, (s_index - 1) // 2, 0, s_max - 1), axis=1)
-        extended = xp.where(s_row % 2 == 1, spread, blank)
+        # states into chunks that every frame would then have to merge again. State s reads label
+        # (s - 1) // 2, as a shift of s - 1 clipped at 0 (the even states' reads are masked, and
+        # the last one, 2S, reads label S - 1): a floor division of a signed integer is some twenty
+        # operations an entry under jax.jit, a shift of one that is not negative one.
+        spread = toolkit.take_within(xp, labels, xp.clip(s_index - 1, 0, None) >> 1, axis=1)
+        extended = xp.where((s_row & 1) == 1, spread, blank)
     else:  # Dask cannot take from an empty array
         extended = xp.full((n, 1), blank, dtype=ints, device=dev)
-    back2 = xp.clip(s_index - 2, 0, None)
     # The skip l'[s-2] -> l'[s] is allowed between two different labels (never from or to a blank).
-    skip = (s_row >= 2) & (extended != blank) & (extended != xp.take(extended, back2, axis=1))
+    # States 0 and 1 have no s - 2: each is compared with itself, which no skip passes.
+    back2 = xp.where(s_index < 2, s_index, s_index - 2)
+    skip = (extended != blank) & (extended != toolkit.take_within(xp, extended, back2, axis=1))
     # alpha[s], alpha[s-1] and alpha[s-2] side by side (see gathered): each frame is then a
     # handful of operations, which is what eager JAX dispatches (and compiles per shape), Dask
-    # adds to its graph and an unrolled jit compiles, T times over. Built from one arange, so
-    # that on Dask the paths and the barred transitions are one chunk wide and no frame is rechunked.
-    columns = xp.arange(3 * length, dtype=ints, device=dev)
-    state = columns % length
-    prior = state - columns // length
-    sources = xp.clip(prior, 0, None)
-    # Not allowed: from s - 1 < 0, or a skip from s - 2 between labels that may not skip.
-    allowed = xp.reshape((prior >= 0), (1, 3 * length)) & (xp.reshape(columns < 2 * length, (1, 3 * length))
-                                                           | xp.take(skip, state, axis=1))
+    # adds to its graph and an unrolled jit compiles, T times over. Built by broadcasting a
+    # (3, 1) column of steps back against the states, not by dividing a (3L) arange by L (a
+    # floor division and a remainder, each many operations an entry under jax.jit): on Dask
+    # every operand is one chunk along the states, so no frame is rechunked.
+    back = xp.reshape(xp.arange(3, dtype=ints, device=dev), (1, 3, 1))
+    prior = xp.reshape(s_row, (1, 1, length)) - back
+    sources = xp.reshape(xp.clip(prior, 0, None), (3 * length,))
+    # Not allowed: from s - 1 < 0, or a skip from s - 2 between labels that may not skip (a
+    # skip is from s >= 2: one select, not the two masks' and and or on (N, 3, L) arrays).
+    allowed = xp.where(back < 2, prior >= 0, xp.reshape(skip, (n, 1, length)))
     return extended, s_row, sources, allowed
 
 
@@ -396,7 +401,7 @@ def ctc(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, b
     neg = xp.full_like(emit[0, ...], -math.inf)
     # zeros, not asarray(0.0): a tensor made from a Python number is a copy from the host, which
     # waits for the device (CUDA's sync debug mode flags it); zeros is a fill on the device.
-    barred = xp.reshape(xp.where(allowed, xp.zeros((), dtype=work, device=dev), -math.inf), (n, 3, length))
+    barred = xp.where(allowed, xp.zeros((), dtype=work, device=dev), -math.inf)
 
     # Before the first frame: the empty prefix, at s = 0 with probability 1.
     alpha = xp.where(start, 0.0, neg)
