@@ -1502,14 +1502,21 @@ def _jax_zero_with_gradient() -> Any:
     import jax  # called on a JAX array: JAX is imported already
     import jax.numpy as jnp
 
+    def zeros(x: Any) -> Any:
+        # A select that XLA folds to 0 (x is never computed for it), not zeros_like: that one does
+        # not depend on x, so under jax.vmap it is unbatched where the derivative is batched, and
+        # JAX (0.10) fails to differentiate such a rule inside a vmapped jit ("broadcast_in_dim
+        # broadcast_dimensions must have length equal to operand ndim"): grad of vmap(ctc_loss).
+        return jnp.where(False, x, jnp.zeros((), x.dtype))
+
     @jax.custom_jvp
     def zero(x: Any) -> Any:
-        return jnp.zeros_like(x)
+        return zeros(x)
 
     @zero.defjvp
     def _(primals: Any, tangents: Any) -> Any:
         (x,), (t,) = primals, tangents
-        return jnp.zeros_like(x), jnp.where(jnp.isfinite(x), t, jnp.zeros_like(t))
+        return zeros(x), jnp.where(jnp.isfinite(x), t, jnp.zeros_like(t))
 
     return zero
 

@@ -8,7 +8,9 @@ the load of the machine as timings do (timings are in ``benchmarks/results/jax_p
   shift is held constant (its derivative cancels), as optax's ``stop_gradient(max)``, and the
   gradient is the same; JAX's kernel states the derivative of each frame's log-sum-exp;
 - a forward call computes no ``exp`` over the whole ``log_probs`` for the term that gives torch's
-  gradient (``Σ exp(log_probs)``, 0 in value): it is only computed when differentiated.
+  gradient (``Σ exp(log_probs)``, 0 in value): it is only computed when differentiated;
+- and the zero that carries that term, stated with its derivative, still differentiates under
+  ``jax.vmap`` (per-sample losses over a padded batch, as a JAX user writes them).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 import pytest
 
 import lossreg
+from lossreg import toolkit
 
 jax = pytest.importorskip("jax")
 jnp = jax.numpy
@@ -137,3 +140,29 @@ def test_ctc_tiny_forward_program_runs_in_the_calling_thread():
     # checks of each take, a flat index for each emission) took the tiny program to 1739, where
     # optax's counts 805 (issue 13's tiny row, 2.65-3.3x optax's time).
     assert _issue13_tiny_forward_flops() < 1000
+
+
+def test_ctc_gradient_of_per_sample_losses_under_vmap_is_torchs():
+    # The stated zero's value did not depend on its input, so under vmap it was unbatched where
+    # its derivative was batched: grad of vmap(ctc_loss) raised JAX's "broadcast_in_dim
+    # broadcast_dimensions must have length equal to operand ndim" (the kernel, a jit, inside).
+    torch = pytest.importorskip("torch")
+    log_probs = _log_probs(5)
+    per_sample = jax.vmap(lambda x, y, il, tl: lossreg.ctc_loss(x, y, il, tl, reduction="sum"), in_axes=(1, 0, 0, 0))
+    got = jax.grad(lambda x: jnp.sum(per_sample(x, TARGETS, *LENGTHS)))(log_probs)
+    x = torch.tensor(np.asarray(log_probs), dtype=torch.float64, requires_grad=True)
+    lengths = [torch.tensor(np.asarray(a)) for a in LENGTHS]
+    loss = torch.nn.functional.ctc_loss(x, torch.tensor(np.asarray(TARGETS)), *lengths, reduction="sum")
+    np.testing.assert_allclose(got, torch.autograd.grad(loss, x)[0].numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_zero_with_gradient_differentiates_inside_a_vmapped_jit():
+    xp = toolkit.namespace("test", x=jnp.zeros(1))
+
+    def f(x):  # per sample: (1, 2) -> (1,), as CTC's per-sequence sums of an unbatched call
+        return jnp.sum(x, axis=1) + toolkit.zero_with_gradient(xp, jnp.sum(jnp.exp(x), axis=1))
+
+    x = jnp.asarray([[[0.0, 1.0]], [[2.0, -jnp.inf]]])
+    g = jax.grad(lambda x: jnp.sum(jax.vmap(jax.jit(f))(x)))(x)
+    np.testing.assert_allclose(g, 1.0 + np.exp(np.asarray(x)), rtol=1e-6)
+    assert np.asarray(jax.vmap(jax.jit(f))(x)).tolist() == [[1.0], [-np.inf]]
