@@ -1140,14 +1140,16 @@ def take_rows(xp: Any, x: Any, index: Any) -> Any:
     that ``index`` (shape (N, K), integers in [0, C)) names for row n; shape (T, N, K).
 
     One take from the flattened array (under ``jax.jit`` a gather along the class axis was no
-    faster, value and gradient, at T, N, C = 200, 16, 128), or that gather where ``x`` is sharded
-    with JAX's explicit axes (a flattening reshape of a sharded axis is an error there). Dask picks
+    faster, value and gradient, at T, N, C = 200, 16, 128), or that gather where ``x`` or ``index``
+    is sharded with JAX's explicit axes (a flattening reshape of a sharded axis is an error there:
+    the flat indices of split labels are split too). Dask picks
     within each block of ``x`` (see :func:`_dask_pick`).
     """
     t, n, c = x.shape
     k = index.shape[1]
     dev = device(x)
-    if compat.is_jax_namespace(xp) and any(sharded_explicitly(x, axis) for axis in range(3)):
+    if compat.is_jax_namespace(xp) and (any(sharded_explicitly(x, axis) for axis in range(3))
+                                        or any(sharded_explicitly(index, axis) for axis in range(2))):
         return take_along(xp, x, xp.broadcast_to(xp.reshape(index, (1, n, k)), (t, n, k)), axis=2)
     if compat.is_dask_namespace(xp):
         return _dask_pick(x, index, 2, missing=0)

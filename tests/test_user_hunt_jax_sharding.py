@@ -92,3 +92,39 @@ def test_linear_cross_entropy_weight_gradient_by_spread_blocks_is_the_portable_o
             want = jax.value_and_grad(loss, argnums=(0, 1, 2))(h, w, b)
         for a, c in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
             np.testing.assert_allclose(a, c, rtol=1e-10, atol=1e-12, err_msg=str(list(options)))
+
+
+CTC_TARGETS_SPLIT = """
+import os
+os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+import numpy as np, jax, jax.numpy as jnp
+from jax.sharding import NamedSharding, PartitionSpec as P
+import lossreg
+
+mesh = jax.make_mesh((4,), ("b",), axis_types=(jax.sharding.AxisType.Explicit,))
+rng = np.random.default_rng(0)
+x = rng.normal(size=(7, 8, 5))
+log_probs = jnp.asarray(x - np.log(np.exp(x).sum(-1, keepdims=True)), jnp.float32)
+targets, lengths = rng.integers(1, 5, (8, 3)), (rng.integers(3, 8, 8), rng.integers(0, 4, 8))
+plain = [jnp.asarray(a) for a in (targets, *lengths)]
+split = [jax.device_put(a, NamedSharding(mesh, P("b", *[None] * (a.ndim - 1)))) for a in plain]
+step = jax.jit(jax.value_and_grad(lambda x, *a: lossreg.ctc_loss(x, *a)))
+want, want_grad = step(log_probs, *plain)
+value, grad = step(log_probs, *split)  # the labels and lengths split over the batch, log_probs not
+np.testing.assert_allclose(value, want, rtol=1e-6)
+np.testing.assert_allclose(grad, want_grad, rtol=1e-5, atol=1e-6)
+print("ok")
+"""
+
+
+def test_ctc_with_only_its_targets_split_over_explicit_axes() -> None:
+    """Labels and lengths split over the batch on a mesh of explicit axes, log_probs replicated:
+    CTC's emissions were picked from the flattened log_probs by indices built from the split
+    labels, and JAX refused to flatten them ("This reshape is not supported"). They are now
+    gathered along the class axis, as for split log_probs."""
+    if importlib.util.find_spec("jax") is None:
+        pytest.skip("jax is not installed")
+    done = subprocess.run([sys.executable, "-c", CTC_TARGETS_SPLIT], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "LOSSREG_DISABLE_PLUGIN_AUTOLOAD": "1"})
+    assert done.returncode == 0, done.stdout + done.stderr[-4000:]
+    assert done.stdout.strip().splitlines()[-1] == "ok"
