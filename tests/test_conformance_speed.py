@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from lossreg.backends import fast_jax_compile_flags
@@ -85,3 +86,28 @@ def test_a_run_with_a_slow_backend_spreads_over_the_cores_by_default():
     assert conformance.default_jobs(["numpy", "torch", "array_api_strict"]) == 1
     assert conformance.default_jobs(["numpy", "dask"]) == max(1, min(os.cpu_count() or 1, 4))
     assert conformance.default_jobs(["jax"]) == conformance.default_jobs(["jax_jit"]) == conformance.default_jobs(["dask"])
+
+
+def test_eager_jax_makes_a_cases_arrays_without_compiling_a_program():
+    # jnp.asarray cast float64 data to float32 in a program compiled for every new shape: one per
+    # float32 input of the suite's cases. NumPy casts them; only bfloat16 is still JAX's (NumPy's
+    # cast to it rounds twice). Counted as programs lowered, which JAX's disk cache cannot spare.
+    import jax
+
+    from lossreg import backends
+
+    lowered = []
+
+    def count(event: str, duration: float, **_: object) -> None:
+        if event == "/jax/core/compile/jaxpr_to_mlir_module_duration":
+            lowered.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(count)
+    data = np.linspace(-3, 3, 7 * 11 * 5).reshape(7, 11, 5) / 7  # a shape no other test makes
+    jax_backend = backends.JAXBackend()
+    for dtype, spec in [("float32", data), ("float16", data), ("float64", data), ("int32", np.arange(7 * 11 * 3)),
+                        ("int64", np.arange(7 * 11 * 3)), ("bool", np.arange(7 * 11 * 3) % 2 == 0)]:
+        made = jax_backend.asarray(spec, dtype, "cpu")
+        assert str(made.dtype) == dtype and made.shape == spec.shape
+        np.testing.assert_array_equal(np.asarray(made), np.asarray(spec, dtype=dtype))
+    assert lowered == []
