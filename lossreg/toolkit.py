@@ -54,7 +54,7 @@ __all__ = [
     "torch_compiling", "read_environment", "Setting",
     # dtypes and reductions
     "result_type", "compute_dtype", "real_dtype", "as_dtype", "index_dtype", "holding", "device", "reduce", "reduce_classes",
-    "take_class", "take_each", "take_rows", "take_along", "gathers_along_axis", "class_shape",
+    "take_class", "take_each", "take_rows", "take_along", "take_within", "gathers_along_axis", "class_shape",
     # placement on a JAX mesh of explicit axes; setup as one compiled program on eager JAX
     "placed_like", "whole", "arange_like", "fused",
     # a function of each row, or reducing the last axis, as one task per block on Dask
