@@ -1161,13 +1161,12 @@ def take_rows(xp: Any, x: Any, index: Any) -> Any:
 
 def _jax_flat_take_rows(x: Any, index: Any) -> Any:
     """:func:`take_rows` on JAX as one take from the flattened array, whose transpose (the
-    gradient) is a scatter of single entries. Clipped, not JAX's default "fill": the indices are
-    in range, and fill checks each one (six operations an entry under jax.jit)."""
+    gradient) is a scatter of single entries."""
     import jax.numpy as jnp  # a JAX array: JAX is imported already
 
     t, n, c = x.shape
     flat = _flat_rows(jnp, index, t=t, c=c, dev=device(x))
-    return jnp.reshape(jnp.take(jnp.reshape(x, (-1,)), flat, axis=0, mode="clip"), (t, n, index.shape[1]))
+    return jnp.reshape(take_within(jnp, jnp.reshape(x, (-1,)), flat, axis=0), (t, n, index.shape[1]))
 
 
 @functools.cache
@@ -1185,7 +1184,7 @@ def _jax_take_rows() -> Any:
         t, n, c = x.shape
         k = index.shape[1]
         columns = jnp.reshape(index + jnp.reshape(jnp.arange(n, dtype=index.dtype) * c, (n, 1)), (-1,))
-        return jnp.reshape(jnp.take(jnp.reshape(x, (t, n * c)), columns, axis=1, mode="clip"), (t, n, k))
+        return jnp.reshape(take_within(jnp, jnp.reshape(x, (t, n * c)), columns, axis=1), (t, n, k))
 
     @take.defjvp
     def _(primals: Any, tangents: Any) -> Any:
@@ -1303,7 +1302,7 @@ def over_last_axis(xp: Any, function: Callable[..., Any], x: Any, **options: Any
 
 
 def _rows_block(*blocks: Any, function: Callable[..., Any], **options: Any) -> Any:
-    """One task of :func:`along_rows`: ``function`` on NumPy (or CuPy) blocks."""
+    """One task of :func:`along_rows` or :func:`over_last_axis`: ``function`` on NumPy (or CuPy) blocks."""
     return function(compat.array_namespace(*blocks), *blocks, **options)
 
 

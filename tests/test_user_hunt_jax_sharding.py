@@ -64,12 +64,7 @@ def test_linear_cross_entropy_keeps_a_vocabulary_split_head_split() -> None:
     of contiguous rows crossed the devices' runs of rows, and XLA gathered the whole (V, D)
     gradient on every device: 145 MiB of temporaries a device at V = 32000, D = 1024, where the
     unsplit call takes 32 MiB."""
-    if importlib.util.find_spec("jax") is None:
-        pytest.skip("jax is not installed")
-    done = subprocess.run([sys.executable, "-c", VOCAB_SPLIT], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "LOSSREG_DISABLE_PLUGIN_AUTOLOAD": "1"})
-    assert done.returncode == 0, done.stdout + done.stderr[-4000:]
-    assert done.stdout.strip().splitlines()[-1] == "ok"
+    _runs_on_four_devices(VOCAB_SPLIT)
 
 
 @pytest.mark.parametrize("v", [96, 100, 97])  # blocks of 16 and of 4 rows spread over the vocabulary; 97: contiguous
@@ -122,9 +117,14 @@ def test_ctc_with_only_its_targets_split_over_explicit_axes() -> None:
     CTC's emissions were picked from the flattened log_probs by indices built from the split
     labels, and JAX refused to flatten them ("This reshape is not supported"). They are now
     gathered along the class axis, as for split log_probs."""
+    _runs_on_four_devices(CTC_TARGETS_SPLIT)
+
+
+def _runs_on_four_devices(script: str) -> None:
+    """``script`` run in a fresh interpreter (its XLA_FLAGS make 4 CPU devices), which prints "ok" last."""
     if importlib.util.find_spec("jax") is None:
         pytest.skip("jax is not installed")
-    done = subprocess.run([sys.executable, "-c", CTC_TARGETS_SPLIT], capture_output=True, text=True, timeout=300,
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "LOSSREG_DISABLE_PLUGIN_AUTOLOAD": "1"})
     assert done.returncode == 0, done.stdout + done.stderr[-4000:]
     assert done.stdout.strip().splitlines()[-1] == "ok"

@@ -469,7 +469,8 @@ def _label_lists(xp: Any, target: Any, *, n: int, c: int) -> tuple[Any, Any, Any
     ``listed`` (before the first -1 of their row), and the indices with every unlisted or invalid
     one made 0. One compiled program on eager JAX, not a dozen (see :func:`toolkit.fused`)."""
     wrong = (target < -1) | (target >= c)
-    # Dask: chunks of the pairs below are pairs of the inputs' chunks, which an empty one breaks.
+    # Dask: chunks of the loss's (position, class) pairs are pairs of the inputs' chunks, which an
+    # empty one breaks.
     t = toolkit.dense_chunks(xp.reshape(target, (n, c)))
     # listed[n, k]: position k comes before the first -1 of its row.
     listed = xp.cumulative_sum(xp.astype(t == -1, xp.int32), axis=1) == 0
