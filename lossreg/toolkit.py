@@ -1636,8 +1636,12 @@ def class_inputs(loss: str, input: Any, target: Any, *, weight: Any = None, igno
     if tuple(target.shape) != expected:
         # One f-string: Dynamo cannot concatenate two with symbolic sizes (dynamic shapes).
         wanted = "()" if unbatched else f"{expected} or ({n}, 1)" if input.ndim == 2 else f"{expected}"
+        # Keras and JAX users' (N, d1, ..., C) scores: torch's classes are axis 1, which the
+        # shapes alone do not say.
+        last = input.ndim > 2 and tuple(target.shape) == tuple(input.shape[:-1])
+        hint = " (the classes are axis 1: move a last class axis there first)" if last else ""
         raise LossValueError(loss, "target", f"class indices of shape {wanted} for input of shape "
-                             f"{tuple(input.shape[1:] if unbatched else input.shape)}",
+                             f"{tuple(input.shape[1:] if unbatched else input.shape)}{hint}",
                              f"shape {tuple(target.shape) if not unbatched else tuple(target.shape[1:])}")
     if weight is not None:
         check_floating(loss, "weight", weight, xp)

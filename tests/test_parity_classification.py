@@ -387,6 +387,9 @@ ERRORS = [
     # (loss, inputs, options, exception, message pattern)
     ("cross_entropy", (x34, np.array([0, 4, 1])), {}, LossValueError, r"cross_entropy: argument 'target' expected class indices in \[0, 4\).*got 4"),
     ("cross_entropy", (x34, np.array([0, 1])), {}, LossValueError, r"argument 'target' expected class indices of shape \(3,\)"),
+    # Scores laid out (N, T, C), as Keras and JAX code has them: the error says where torch wants the classes.
+    ("cross_entropy", (np.zeros((8, 7, 5)), np.zeros((8, 7), dtype="int64")), {}, LossValueError, r"argument 'target' expected class indices of shape \(8, 5\) for input of shape \(8, 7, 5\) \(the classes are axis 1: move a last class axis there first\), got shape \(8, 7\)"),
+    ("nll_loss", (np.zeros((8, 7, 5)), np.zeros((8, 6), dtype="int64")), {}, LossValueError, r"for input of shape \(8, 7, 5\), got shape \(8, 6\)"),
     ("cross_entropy", (x34, np.array([0, 1, 2])), {"weight": np.ones(5)}, LossValueError, r"argument 'weight' expected .*shape \(4,\)"),
     ("cross_entropy", (x34, np.array([0, 1, 2])), {"label_smoothing": -0.1}, LossValueError, r"'label_smoothing' expected a number in \[0.0, 1.0\]"),
     ("cross_entropy", (x34, np.full((3, 4), 0.25)), {"ignore_index": 1}, LossValueError, r"'ignore_index' expected a negative value \(such as the default -100\)"),
