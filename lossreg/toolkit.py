@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import itertools
 import math
 import os
 import sys
@@ -58,7 +59,7 @@ __all__ = [
     # placement on a JAX mesh of explicit axes; setup as one compiled program on eager JAX
     "placed_like", "whole", "arange_like", "fused",
     # a function of each row, or reducing the last axis, as one task per block on Dask
-    "along_rows", "over_last_axis",
+    "along_rows", "by_rows", "over_last_axis",
     # numerics
     "log_softmax", "log_softmax_parts", "logsumexp", "log_sigmoid", "safe_log", "safe_pow", "safe_abs", "absolute",
     "sign", "stop_gradient", "zero_with_gradient",
@@ -848,8 +849,13 @@ def clip(xp: Any, x: Any, min: float | None = None, max: float | None = None) ->
     return xp.clip(x, min=min, max=max)
 
 
-def fused(function: Callable[..., Any]) -> Callable[..., Any]:
-    """``function(xp, *arrays, **options)``, run on concrete JAX arrays as one compiled program.
+Rows = tuple[int | None, ...]
+
+
+def fused(function: Callable[..., Any] | None = None, *,
+          rows: Rows | Callable[..., Rows | None] | None = None) -> Any:
+    """``function(xp, *arrays, **options)``, run on concrete JAX arrays as one compiled program, and
+    with ``rows`` on Dask arrays as one task per chunk of rows.
 
     For setup computed from small index arrays (masks, gather indices, transition tables): eager
     JAX compiles each operation as its own program for every new shape and dtype (~10 ms apiece
@@ -859,13 +865,23 @@ def fused(function: Callable[..., Any]) -> Callable[..., Any]:
     ``options`` are hashable and fixed for each program (a dtype, a device, a size). Every other
     library's arrays, and traced JAX arrays (``jit``, ``vmap``, ``grad``), run ``function`` as it
     is. Integer and boolean setup gives the same values either way.
+
+    With ``rows`` (``@fused(rows=(0, None, ...))``: each array's batch axis, or None for an array
+    every row reads whole; or a function of the options giving them, or None where the function
+    is not one of rows), Dask arrays run ``function`` as :func:`by_rows` does, one task per chunk
+    of rows (CTC's setup was some seventy graph layers).
     """
+    if function is None:
+        return functools.partial(fused, rows=rows)
     # Its options (keyword-only parameters) and xp are static: a program per value, in jax.jit's
     # own cache (bounded), as every eager operation is compiled per shape in JAX's.
     static = [p.name for p in inspect.signature(function).parameters.values() if p.kind is p.KEYWORD_ONLY]
     program: list[Any] = []
 
     def run(xp: Any, *arrays: Any, **options: Any) -> Any:
+        axes = rows(**options) if callable(rows) else rows
+        if axes is not None and compat.is_dask_namespace(xp):
+            return by_rows(xp, run, *arrays, rows=axes, **options)
         if not (compat.is_jax_namespace(xp) and all(a is None or _concrete_jax(a) for a in arrays)):
             return function(xp, *arrays, **options)
         if not program:
@@ -875,6 +891,94 @@ def fused(function: Callable[..., Any]) -> Callable[..., Any]:
         return program[0](xp, *arrays, **options)
 
     return functools.wraps(function)(run)
+
+
+def by_rows(xp: Any, function: Callable[..., Any], *arrays: Any, rows: Rows, **options: Any) -> Any:
+    """``function(xp, *arrays, **options)`` (an array or a tuple of arrays and Nones), for a
+    ``function`` whose results' rows each depend only on the same row of every array: ``rows``
+    gives each array's batch axis, or None for an array that every row reads whole (or for None).
+
+    On Dask it is one task per chunk of rows, ``function`` run there on the blocks' own library
+    (NumPy, CuPy), every other axis merged into one chunk: Dask records each operation as a graph
+    layer, built (metadata, tokens) and then scheduled per call. Each result is split by the rows
+    along the axis whose length is the rows' count (found by running ``function`` on zeros of one
+    and of two rows: a few operations on tiny arrays); a result without one, the same in every
+    task, is the first task's. The same operations on the same rows: the same values. Anything
+    else (no Dask array, or rows in chunks of unknown size) runs ``function`` as it is;
+    :func:`along_rows` is the one-result form.
+    """
+    batched = [(x, a) for x, a in zip(arrays, rows) if x is not None and a is not None]
+    # Chunks of unknown size (boolean indexing) cannot be paired: op by op, as Dask pairs them.
+    if not compat.is_dask_namespace(xp) or any(math.isnan(c) for x, a in batched for c in x.chunks[a]):
+        return function(xp, *arrays, **options)
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
+
+    first = batched[0][0]
+    # The rows split where any batched array's chunks split them (as Dask's own blockwise would
+    # rechunk them), so that results meet the arrays they came from without a rechunk.
+    ends = sorted({end for x, a in batched for end in itertools.accumulate(x.chunks[a])})
+    chunks = tuple(b - a for a, b in zip([0] + ends, ends) if b > a) or (0,)
+    # Every batched array in those chunks of rows, its other axes (and each array read whole) in
+    # one chunk: a task's blocks are then its rows' whole arrays.
+    held = [None if x is None else x.rechunk({j: chunks if j == a else -1 for j in range(x.ndim)})
+            for x, a in zip(arrays, rows)]
+    # The results' shapes and batch axes, from the function run on zeros of one and two rows (a
+    # few operations on tiny arrays; an array read whole is zeros of its shape, never written).
+    bxp = compat.array_namespace(first._meta)
+
+    def probe(n: int) -> Any:
+        return function(bxp, *(None if x is None else bxp.zeros(
+            tuple(n if j == a else size for j, size in enumerate(x.shape)), dtype=x.dtype)
+            for x, a in zip(arrays, rows)), **options)
+
+    one, two = probe(1), probe(2)
+    single = not isinstance(one, tuple)
+    name = f"{function.__name__.strip('_')}-{tokenize(function.__module__, function.__qualname__, options, *held)}"
+    layer: dict[Any, Any] = {(name, i): (_rows_task, function, options, *(
+        None if x is None else (x.name, *(i if j == a else 0 for j in range(x.ndim))) for x, a in zip(held, rows)))
+        for i in range(len(chunks))}
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=[x for x in held if x is not None])
+    results = [None if small is None else _rows_result(graph, name, k, single, chunks, small, large, first._meta,
+                                                       function.__qualname__)
+               for k, (small, large) in enumerate(zip(*((one,), (two,)) if single else (one, two)))]
+    return results[0] if single else tuple(results)
+
+
+def _rows_result(graph: Any, name: str, k: int, single: bool, chunks: tuple[int, ...], small: Any, large: Any,
+                 meta: Any, function: str) -> Any:
+    """:func:`by_rows`' result ``k`` as a Dask array, from its tasks' ``graph`` (each task named
+    ``(name, i)``), split along the axis where its probe of one row (``small``) and of two
+    (``large``) differ, or the first task's where they do not."""
+    import dask.array as da  # a Dask namespace: Dask is imported already
+    from dask.highlevelgraph import HighLevelGraph
+
+    along = [j for j in range(small.ndim) if small.shape[j] != large.shape[j]]
+    if len(along) > 1 or along and (small.shape[along[0]], large.shape[along[0]]) != (1, 2):
+        raise ValueError(f"{function}'s result {k} is not split by the rows: shape {small.shape} of one row, "
+                         f"{large.shape} of two")
+    part = f"{name}-{k}"
+    if along:
+        out_chunks = tuple(chunks if j == along[0] else (size,) for j, size in enumerate(small.shape))
+        picks = {(part, *(i if j == along[0] else 0 for j in range(small.ndim))): (_rows_part, (name, i), k, single)
+                 for i in range(len(chunks))}
+    else:  # the same in every task: the first one's
+        out_chunks = tuple((size,) for size in small.shape)
+        picks = {(part, *(0,) * small.ndim): (_rows_part, (name, 0), k, single)}
+    layers: dict[str, Any] = {**graph.layers, part: picks}
+    dependencies = {**graph.dependencies, part: {name}}
+    return da.Array(HighLevelGraph(layers, dependencies), part, out_chunks,
+                    meta=da.utils.meta_from_array(meta, ndim=small.ndim, dtype=small.dtype))
+
+
+def _rows_task(function: Callable[..., Any], options: dict[str, Any], *blocks: Any) -> Any:
+    """One task of :func:`by_rows`: ``function`` on NumPy (or CuPy) blocks."""
+    return function(compat.array_namespace(*(b for b in blocks if b is not None)), *blocks, **options)
+
+
+def _rows_part(results: Any, k: int, single: bool) -> Any:
+    """Result ``k`` of one task of :func:`by_rows`."""
+    return results if single else results[k]
 
 
 def _concrete_jax(x: Any) -> bool:

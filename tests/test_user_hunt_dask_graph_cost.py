@@ -204,11 +204,11 @@ def test_the_portable_ctc_on_dask_records_each_frame_as_one_task_per_batch_chunk
     # A frame reads only each sequence's own rows (toolkit.along_rows): its predecessors' gather,
     # log-sum-exp and emission were twenty layers, recorded again at every frame. Now one, and the
     # frame's two slices (its emissions and which sequences still run). Batch chunks of the
-    # inputs that differ (and a label axis in chunks) are paired as Dask pairs them: a rechunk of
-    # the running sequences' slice more.
+    # inputs that differ (and a label axis in chunks) are paired once, in the setup (see
+    # toolkit.by_rows), where each frame rechunked the running sequences' slice to them.
     short, long = _ctc_frames(4, chunks=chunks), _ctc_frames(10, chunks=chunks)
     per_frame = (len(long[0].__dask_graph__().layers) - len(short[0].__dask_graph__().layers)) / 6
-    assert per_frame == (3 if chunks[0] == chunks[1] else 4)
+    assert per_frame == 3
     for got, want in (short, long):
         np.testing.assert_allclose(got.compute(), want, rtol=1e-12)
 
@@ -311,3 +311,73 @@ def test_the_dask_ctc_kernel_checks_each_sequence_once_in_its_tasks():
     np.testing.assert_allclose(losses[valid], want.numpy(), rtol=1e-10)
     for reduction in ("mean", "sum"):
         assert np.isnan(dask_ctc.ctc_loss(*lazy, reduction=reduction).compute())
+
+
+def test_by_rows_on_dask_is_one_task_per_chunk_of_rows_with_the_functions_values():
+    # Rows on axis 0 of one array and axis 1 of another, in chunks that differ (an empty one
+    # among them): the tasks take the rows where either array splits them, every other axis
+    # and an array read whole in one chunk. Each result is split along the axis that follows
+    # the rows; one without such an axis is the first task's; a None passes through.
+    def f(xp: Any, a: Any, t: Any, shared: Any, *, k: float) -> Any:
+        per_row = xp.sum(a, axis=1) * k + xp.sum(shared)
+        frames = t + xp.reshape(a[:, 0], (1, -1))
+        return per_row, frames, shared * k, None
+
+    a, t, shared = rng.standard_normal((7, 3)), rng.standard_normal((4, 7)), rng.standard_normal(5)
+    lazy = [da.from_array(a, chunks=((3, 0, 4), (2, 1))), da.from_array(t, chunks=((2, 2), (2, 5))),
+            da.from_array(shared, chunks=2)]
+    got = toolkit.by_rows(xp_of(lazy[0]), f, *lazy, rows=(0, 1, None), k=2.0)
+    want = f(np, a, t, shared, k=2.0)
+    assert got[3] is None
+    assert got[0].chunks == ((2, 1, 4),) and got[1].chunks == ((4,), (2, 1, 4)) and got[2].chunks == ((5,),)
+    for result in got[:3]:
+        # The tasks and this result's part of them; the rest merges or splits the inputs' chunks.
+        added = set(result.__dask_graph__().layers) - {n for x in lazy for n in x.__dask_graph__().layers}
+        assert sorted(n for n in added if not n.startswith("rechunk")) == sorted(
+            n for n in result.__dask_graph__().layers if n.startswith("f-"))
+        assert sum(n.startswith("f-") for n in result.__dask_graph__().layers) == 2
+    for result, expected in zip(got[:3], want[:3]):
+        np.testing.assert_array_equal(result.compute(), expected)
+    # Any other library: the function as it is.
+    assert toolkit.by_rows(np, f, a, t, shared, rows=(0, 1, None), k=2.0)[1].shape == (4, 7)
+    # Rows in chunks of unknown size (boolean indexing) cannot be paired: op by op, the same values.
+    kept = lazy[0][da.from_array(a[:, 0], chunks=3) > -np.inf]
+    assert np.isnan(kept.chunks[0][0])
+    got = toolkit.by_rows(xp_of(kept), lambda xp, x: (xp.sum(x, axis=1), x.T * 2), kept, rows=(0,))
+    np.testing.assert_array_equal(got[0].compute(), np.sum(a, axis=1))
+    np.testing.assert_array_equal(got[1].compute(), a.T * 2)
+
+
+def test_by_rows_refuses_a_result_that_is_not_split_by_the_rows():
+    def doubled(xp: Any, a: Any) -> Any:
+        return xp.concat([a, a])
+
+    lazy = da.from_array(rng.standard_normal(6), chunks=3)
+    with pytest.raises(ValueError, match="result 0 is not split by the rows"):
+        toolkit.by_rows(xp_of(lazy), doubled, lazy, rows=(0,))
+
+
+@pytest.mark.parametrize("form", ["padded", "concatenated"])
+def test_the_portable_ctc_on_dask_runs_its_setup_and_each_loss_as_one_task_per_batch_chunk(form):
+    # The labels, lengths and transitions (toolkit.fused with rows), the emissions and the start,
+    # and each sequence's loss from its last alpha (toolkit.by_rows) read only their sequences'
+    # rows: a task per batch chunk each, where their operations were 102 layers (padded; 106
+    # concatenated). Concatenated targets' checks, and their labels read as rows from offsets
+    # summed over the batch, stay on Dask (each task reads its own rows, not every label).
+    t, n, c, s = 4, 5, 4, 2
+    r = np.random.default_rng(5)
+    log_probs = np.log(r.dirichlet(np.ones(c), (t, n)))
+    input_lengths, target_lengths = np.array([t, t - 1, 1, t, 0]), np.array([2, 1, 1, 0, 0])
+    padded = r.integers(1, c, (n, s))
+    flat = np.concatenate([row[:k] for row, k in zip(padded, target_lengths)])
+    targets = padded if form == "padded" else flat
+    lazy = [da.from_array(log_probs, chunks=(t, 2, c)), da.from_array(targets, chunks=2),
+            da.from_array(input_lengths, chunks=2), da.from_array(target_lengths, chunks=2)]
+    with lossreg.use_kernels(False):
+        got = lossreg.ctc_loss(*lazy, reduction="none")
+    # padded: the four frames' tasks and their 10 slices, 21 tasks and parts of the setup and the
+    # losses, 5 of the checks' poisoning; concatenated: 29 more of the checks and the rows.
+    assert added_layers(got, *lazy) == (40 if form == "padded" else 69)  # were 126 and 146
+    want = F.ctc_loss(torch.tensor(log_probs), torch.tensor(padded), torch.tensor(input_lengths),
+                      torch.tensor(target_lengths), reduction="none")
+    np.testing.assert_allclose(got.compute(), want.numpy(), rtol=1e-12)

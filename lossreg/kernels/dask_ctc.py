@@ -70,7 +70,10 @@ def ctc_loss(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: A
     xp, n = arg.xp, arg.tl.shape[0]
     work = toolkit.compute_dtype(xp, log_probs.dtype)
     lp = xp.reshape(toolkit.as_dtype(xp, log_probs, work), (log_probs.shape[0], n, log_probs.shape[-1]))
-    losses = da.blockwise(_chunk_losses, "n", lp, "tnc", arg.targets, "ns", arg.il, "n", arg.tl, "n",
+    # The targets as given (each task checks and casts its own): arg.targets, cast, is a task of
+    # the checks, which are not computed here (their masks are not used, see below).
+    labels = xp.reshape(targets, arg.targets.shape)
+    losses = da.blockwise(_chunk_losses, "n", lp, "tnc", labels, "ns", arg.il, "n", arg.tl, "n",
                           blank=blank, zero_infinity=zero_infinity, concatenate=True,
                           meta=lp._meta.reshape((0,)))
     # Each task poisons the sequences its own checks flag (_chunk_losses), the same masks as

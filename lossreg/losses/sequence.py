@@ -161,6 +161,7 @@ class Checked(NamedTuple):
     padded: bool
     unbatched: bool
     bad: list[Any]
+    rows: Any = None  # concatenated targets: each sequence's first labels as a row, (N, min(sum, T))
 
 
 def _check_listed_range(name: str, listed: dict[str, Any], log_probs: Any, targets: Any, info: Any) -> None:
@@ -246,7 +247,7 @@ def checked(name: str, log_probs: Any, targets: Any, input_lengths: Any, target_
     # Invalid values raise on eager arrays; on lazy ones each flags the sequences it spoils.
     # Quoted from the lengths as given (flattened, as il): a uint64 one past int64 is negative in il.
     width = targets.shape[-1]  # S padded, sum(target_lengths) concatenated
-    labels, il_wrong, tl_wrong, total, total_wrong, wrong = _invalid(
+    labels, il_wrong, tl_wrong, total, total_wrong, wrong, rows = _invalid(
         xp, targets, il, tl, padded=padded, t_max=t_max, c=c, blank=blank, ints=ints, dev=dev)
     bad = [toolkit.check_values(name, "input_lengths", il, il_wrong, xp,
                                 lambda: f"lengths in [0, {t_max}] (T, the frames of log_probs)",
@@ -263,21 +264,24 @@ def checked(name: str, log_probs: Any, targets: Any, input_lengths: Any, target_
                                lambda: f"labels in [0, {c}) other than blank={blank} (within target_lengths)")
     if flagged is not None:
         bad.append(xp.any(flagged, axis=1) if padded else xp.reshape(xp.any(flagged), (1,)))
-    return Checked(xp, ints, labels, il, tl, padded, unbatched, bad)
+    return Checked(xp, ints, labels, il, tl, padded, unbatched, bad, rows)
 
 
-@toolkit.fused
+@toolkit.fused(rows=lambda padded, **_: (0, 0, 0) if padded else None)  # concatenated: sums over the batch
 def _invalid(xp: Any, targets: Any, il: Any, tl: Any, *, padded: bool, t_max: int, c: int, blank: int, ints: Any,
              dev: Any) -> tuple[Any, ...]:
     """:func:`checked`'s masks of invalid values, computed before any is checked: ``(labels, il_wrong,
-    tl_wrong, total, total_wrong, wrong)``, the labels in the index dtype, lengths out of range,
-    the concatenated targets' summed lengths (1,) and whether they miss the targets' length (None
-    for padded targets), and labels out of range or blank within the lengths. One compiled program
-    on eager JAX, not a dozen (see :func:`toolkit.fused`)."""
+    tl_wrong, total, total_wrong, wrong, rows)``, the labels in the index dtype, lengths out of
+    range, the concatenated targets' summed lengths (1,) and whether they miss the targets' length
+    (None for padded targets), labels out of range or blank within the lengths, and the first
+    min(sum, T) of each sequence's concatenated labels as its row (None for padded targets: read
+    at offsets summed over the batch, here, so that what reads the labels then reads only each
+    sequence's own row). One compiled program on eager JAX, not a dozen, and with padded targets
+    one task per batch chunk on Dask (see :func:`toolkit.fused`)."""
     n, width = tl.shape[0], targets.shape[-1]
     labels = xp.astype(targets, ints)
     il_wrong = (il < 0) | (il > t_max)
-    total = total_wrong = None
+    total = total_wrong = rows = None
     if padded:
         tl_wrong = (tl < 0) | (tl > width)
         active = xp.reshape(xp.arange(width, dtype=ints, device=dev), (1, width)) < xp.reshape(tl, (n, 1))
@@ -286,28 +290,33 @@ def _invalid(xp: Any, targets: Any, il: Any, tl: Any, *, padded: bool, t_max: in
         total = xp.reshape(xp.sum(tl), (1,))
         total_wrong = total != width
         active = xp.ones(labels.shape, dtype=xp.bool, device=dev)
-    wrong = active & ((labels < 0) | (labels >= c) | (labels == blank))
-    return labels, il_wrong, tl_wrong, total, total_wrong, wrong
-
-
-def _read_labels(xp: Any, labels: Any, tl: Any, padded: bool, s_max: int, c: int, blank: int, ints: Any,
-                 dev: Any) -> Any:
-    """The first ``s_max`` labels of each sequence, (N, s_max), padding (and, on lazy arrays,
-    invalid labels) made blank, so that every gather stays in range."""
-    n = tl.shape[0]
-    if padded:
-        labels = labels[:, :s_max]
-    elif s_max:
-        width = labels.shape[0]
         # Dask's cumulative sum fails when computed on an empty chunk ("operands could not be
         # broadcast together with shapes (0,) (2,)"), which lengths picked by a boolean mask, then
         # compute_chunk_sizes(), hold: summed without them (anything else as it is).
         dense = toolkit.dense_chunks(tl)
-        offsets = xp.cumulative_sum(dense) - dense
-        spots = xp.reshape(offsets, (n, 1)) + xp.reshape(xp.arange(s_max, dtype=ints, device=dev), (1, s_max))
-        labels = xp.reshape(xp.take(labels, xp.reshape(_clamp(xp, spots, 0, width - 1), (-1,)), axis=0), (n, s_max))
-    else:
-        labels = xp.zeros((n, 0), dtype=ints, device=dev)
+        rows = _spread(xp, labels, xp.cumulative_sum(dense) - dense, min(width, t_max), ints, dev)
+    wrong = active & ((labels < 0) | (labels >= c) | (labels == blank))
+    return labels, il_wrong, tl_wrong, total, total_wrong, wrong, rows
+
+
+def _spread(xp: Any, flat: Any, offsets: Any, s_max: int, ints: Any, dev: Any) -> Any:
+    """The concatenated labels ``flat`` as rows (N, s_max), each sequence's first ``s_max`` read
+    from its ``offsets`` on (clamped into the array: what is read past a sequence's length is
+    masked by :func:`_read_labels`)."""
+    n = offsets.shape[0]
+    if not s_max:  # Dask cannot take from an empty array
+        return xp.zeros((n, 0), dtype=ints, device=dev)
+    width = flat.shape[0]
+    spots = xp.reshape(offsets, (n, 1)) + xp.reshape(xp.arange(s_max, dtype=ints, device=dev), (1, s_max))
+    return xp.reshape(xp.take(flat, xp.reshape(_clamp(xp, spots, 0, width - 1), (-1,)), axis=0), (n, s_max))
+
+
+def _read_labels(xp: Any, labels: Any, tl: Any, s_max: int, c: int, blank: int, ints: Any, dev: Any) -> Any:
+    """The first ``s_max`` labels of each sequence, (N, s_max), from its row of ``labels`` (the
+    padded targets, or the concatenated ones as rows: see :func:`_invalid`), padding (and, on lazy
+    arrays, invalid labels) made blank, so that every gather stays in range."""
+    n = tl.shape[0]
+    labels = labels[:, :s_max]
     positions = xp.reshape(xp.arange(s_max, dtype=ints, device=dev), (1, s_max))
     usable = (positions < xp.reshape(tl, (n, 1))) & (labels >= 0) & (labels < c)
     return xp.where(usable, labels, blank)
@@ -352,19 +361,20 @@ def _transitions(xp: Any, labels: Any, blank: int, ints: Any, dev: Any) -> tuple
     return extended, s_row, sources, allowed
 
 
-@toolkit.fused
-def _alignment(xp: Any, labels: Any, tl: Any, il: Any, *, padded: bool, s_max: int, t_max: int, c: int, blank: int,
-               ints: Any, dev: Any) -> tuple[Any, ...]:
-    """What :func:`ctc` reads from the labels and lengths, as masks and indices: ``extended``,
+@toolkit.fused(rows=(0, 0, 0))
+def _alignment(xp: Any, labels: Any, tl: Any, il: Any, *, s_max: int, t_max: int, c: int, blank: int, ints: Any,
+               dev: Any) -> tuple[Any, ...]:
+    """What :func:`ctc` reads from the labels' rows and the lengths, as masks and indices: ``extended``,
     ``sources`` and ``allowed`` (see :func:`_transitions`) of the first ``s_max`` labels; the
     frames each sequence runs, ``running`` (T, N, 1); the masks of the states ``start`` (1, L),
     the empty prefix, and ``at_blank``, ``at_label`` (N, L), the final blank and label (see
     :func:`ctc`); whether a sequence ``has_label`` (N), and the sequences whose target is
     ``too_long`` for the frames (N). Index arithmetic only, some forty operations on small
-    arrays: one compiled program on eager JAX, not forty (see :func:`toolkit.fused`)."""
+    arrays: one compiled program on eager JAX, not forty, and one task per batch chunk on Dask
+    (a sequence's setup reads only its own row: see :func:`toolkit.fused`)."""
     n = tl.shape[0]
     extended, s_row, sources, allowed = _transitions(
-        xp, _read_labels(xp, labels, tl, padded, s_max, c, blank, ints, dev), blank, ints, dev)
+        xp, _read_labels(xp, labels, tl, s_max, c, blank, ints, dev), blank, ints, dev)
     il = _clamp(xp, il, 0, t_max)
     frames = xp.reshape(xp.arange(t_max, dtype=ints, device=dev), (t_max, 1)) < xp.reshape(il, (1, n))
     last = xp.reshape(_clamp(xp, tl, 0, s_max) * 2, (n, 1))
@@ -385,13 +395,31 @@ def ctc(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, b
     # A target longer than T cannot be aligned (inf), so at most T labels per sequence are read.
     s_max = min(arg.targets.shape[-1], t_max)
     extended, sources, allowed, running, start, at_blank, at_label, has_label, too_long = _alignment(
-        xp, arg.targets, tl, arg.il, padded=arg.padded, s_max=s_max, t_max=t_max, c=c, blank=blank, ints=arg.ints,
-        dev=dev)
+        xp, arg.targets if arg.padded else arg.rows, tl, arg.il, s_max=s_max, t_max=t_max, c=c, blank=blank,
+        ints=arg.ints, dev=dev)
     length = 2 * s_max + 1
 
     dtype = log_probs.dtype
     work = toolkit.compute_dtype(xp, dtype)
     lp = xp.reshape(toolkit.as_dtype(xp, log_probs, work), (t_max, n, c))
+    # A sequence's emissions and start read only its own rows: on Dask one task per batch chunk,
+    # not the ten graph layers of its operations (see toolkit.by_rows).
+    emit, barred, alpha = toolkit.by_rows(xp, _opening, lp, extended, running, allowed, start, rows=(1, 0, 1, 0, None),
+                                          work=work, dev=dev)
+
+    alpha = over_frames(xp, came_from, alpha, emit, running, sources, barred)
+
+    # A sequence's loss reads only its own rows: on Dask one task per batch chunk, not the thirty
+    # graph layers of its operations (see toolkit.by_rows).
+    losses = toolkit.by_rows(xp, _ending, alpha, lp, running, at_blank, at_label, has_label, too_long,
+                             rows=(0, 1, 1, 0, 0, 0, 0), zero_infinity=zero_infinity)
+    return reduced(arg, losses, reduction, dtype)
+
+
+def _opening(xp: Any, lp: Any, extended: Any, running: Any, allowed: Any, start: Any, *, work: Any,
+             dev: Any) -> tuple[Any, Any, Any]:
+    """``(emit, barred, alpha)``: each frame's log-probabilities of the extended labels (T, N, L),
+    the transitions' log-weights (N, 3, L), and alpha before the first frame (see :func:`ctc`)."""
     emit = toolkit.take_rows(xp, lp, extended)
     # Frames past a sequence's length are never read; zeroing them keeps NaN padding out of the gradient.
     emit = xp.where(running, emit, 0.0)
@@ -405,9 +433,12 @@ def ctc(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, b
 
     # Before the first frame: the empty prefix, at s = 0 with probability 1.
     alpha = xp.where(start, 0.0, neg)
+    return emit, barred, alpha
 
-    alpha = over_frames(xp, came_from, alpha, emit, running, sources, barred)
 
+def _ending(xp: Any, alpha: Any, lp: Any, running: Any, at_blank: Any, at_label: Any, has_label: Any, too_long: Any,
+            *, zero_infinity: bool) -> Any:
+    """Each sequence's loss from ``alpha`` after the last frame (see :func:`ctc`)."""
     # log p(y | x) = logaddexp(alpha[2S], alpha[2S - 1]) at the last frame.
     # Each picked by a mask summed over the states (the pick plus zeros, exactly), not a take: on
     # Dask a take would pair every batch chunk of the lengths with every one of alpha.
@@ -422,7 +453,7 @@ def ctc(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, b
     losses = losses + toolkit.zero_with_gradient(xp, e)
     if zero_infinity:
         losses = xp.where(losses == math.inf, 0.0, losses)
-    return reduced(arg, losses, reduction, dtype)
+    return losses
 
 
 def reduced(arg: Checked, losses: Any, reduction: str, dtype: Any) -> Any:
