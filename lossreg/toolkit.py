@@ -880,7 +880,7 @@ def fused(function: Callable[..., Any] | None = None, *,
 
     def run(xp: Any, *arrays: Any, **options: Any) -> Any:
         axes = rows(**options) if callable(rows) else rows
-        if axes is not None and compat.is_dask_namespace(xp):
+        if axes is not None and _in_rows(xp, arrays, axes):
             return by_rows(xp, run, *arrays, rows=axes, **options)
         if not (compat.is_jax_namespace(xp) and all(a is None or _concrete_jax(a) for a in arrays)):
             return function(xp, *arrays, **options)
@@ -904,13 +904,12 @@ def by_rows(xp: Any, function: Callable[..., Any], *arrays: Any, rows: Rows, **o
     along the axis whose length is the rows' count (found by running ``function`` on zeros of one
     and of two rows: a few operations on tiny arrays); a result without one, the same in every
     task, is the first task's. The same operations on the same rows: the same values. Anything
-    else (no Dask array, or rows in chunks of unknown size) runs ``function`` as it is;
+    else (no Dask array, a 0-d one, rows in chunks of unknown size) runs ``function`` as it is;
     :func:`along_rows` is the one-result form.
     """
-    batched = [(x, a) for x, a in zip(arrays, rows) if x is not None and a is not None]
-    # Chunks of unknown size (boolean indexing) cannot be paired: op by op, as Dask pairs them.
-    if not compat.is_dask_namespace(xp) or any(math.isnan(c) for x, a in batched for c in x.chunks[a]):
+    if not _in_rows(xp, arrays, rows):
         return function(xp, *arrays, **options)
+    batched = [(x, a) for x, a in zip(arrays, rows) if x is not None and a is not None]
     from dask.base import tokenize
     from dask.highlevelgraph import HighLevelGraph
 
@@ -943,6 +942,14 @@ def by_rows(xp: Any, function: Callable[..., Any], *arrays: Any, rows: Rows, **o
                                                        function.__qualname__)
                for k, (small, large) in enumerate(zip(*((one,), (two,)) if single else (one, two)))]
     return results[0] if single else tuple(results)
+
+
+def _in_rows(xp: Any, arrays: tuple[Any, ...], rows: Rows) -> bool:
+    """Whether :func:`by_rows` runs ``arrays`` as tasks: Dask arrays with rows, none 0-d (no rows)
+    or in chunks of unknown size (boolean indexing: they cannot be paired)."""
+    batched = [(x, a) for x, a in zip(arrays, rows) if x is not None and a is not None]
+    return (compat.is_dask_namespace(xp) and bool(batched)
+            and all(x.ndim and not any(map(math.isnan, x.chunks[a])) for x, a in batched))
 
 
 def _rows_result(graph: Any, name: str, k: int, single: bool, chunks: tuple[int, ...], small: Any, large: Any,
@@ -1780,9 +1787,10 @@ def class_targets(loss: str, xp: Any, target: Any, ignore_index: int, c: int, *,
     return safe, active, bad
 
 
-@fused
+@fused(rows=(0,))
 def _class_masks(xp: Any, target: Any, *, ignore_index: int, c: int) -> tuple[Any, Any, Any]:
-    """:func:`class_targets`' ``(safe, active, wrong)``: one compiled program on eager JAX, not six."""
+    """:func:`class_targets`' ``(safe, active, wrong)``: one compiled program on eager JAX, not six,
+    and one task per chunk of targets on Dask, not eight layers."""
     # Each mask built once, Python scalars rather than *_like arrays: in eager JAX every
     # operation is a dispatch of tens of µs, more than a small loss itself.
     kept = target != ignore_index

@@ -381,3 +381,36 @@ def test_the_portable_ctc_on_dask_runs_its_setup_and_each_loss_as_one_task_per_b
     want = F.ctc_loss(torch.tensor(log_probs), torch.tensor(padded), torch.tensor(input_lengths),
                       torch.tensor(target_lengths), reduction="none")
     np.testing.assert_allclose(got.compute(), want.numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("target_shape", [(7,), (7, 2), ()])
+def test_class_index_masks_on_dask_are_one_task_per_chunk_of_targets(target_shape):
+    # Which targets are kept, valid, and safe to gather with (toolkit.fused with rows): one task
+    # per chunk of targets and its three results, where they were eight layers (a single target
+    # is read as a batch of one). torch's values, ignored and unbatched targets included.
+    x = np.log(rng.dirichlet(np.ones(5), target_shape[:1] + target_shape[1:])).transpose(
+        *((0, 2, 1) if len(target_shape) == 2 else range(len(target_shape) + 1)))
+    t = rng.integers(0, 5, target_shape)
+    if t.ndim:
+        t.flat[2] = -100
+    lazy = [da.from_array(x, chunks=3), da.from_array(t, chunks=3)]
+    got = lossreg.nll_loss(*lazy, reduction="none")
+    assert added_layers(got, *lazy) == 13 + 3 * (not t.ndim)  # were 17 (20 for a 0-d target)
+    want = F.nll_loss(torch.tensor(x), torch.tensor(t), reduction="none")
+    np.testing.assert_allclose(got.compute(), want.numpy(), rtol=1e-12)
+
+
+def test_a_fused_function_with_rows_runs_op_by_op_on_dask_rows_it_cannot_pair():
+    # Rows in chunks of unknown size (boolean indexing) and 0-d arrays: the function as it is.
+    @toolkit.fused(rows=(0,))
+    def doubled(xp: Any, x: Any) -> Any:
+        return x * 2
+
+    x = rng.standard_normal(6)
+    lazy = da.from_array(x, chunks=3)
+    assert sum(n.startswith("doubled-") for n in doubled(xp_of(lazy), lazy).__dask_graph__().layers) == 2
+    kept = lazy[lazy > -np.inf]
+    for y, want in ((kept, x * 2), (lazy[0], x[0] * 2)):
+        got = doubled(xp_of(y), y)
+        assert not any(n.startswith("doubled-") for n in got.__dask_graph__().layers)
+        np.testing.assert_array_equal(got.compute(), want)
