@@ -846,7 +846,18 @@ def clip(xp: Any, x: Any, min: float | None = None, max: float | None = None) ->
     """
     if compat.is_dask_namespace(xp):
         return x.clip(min, max)
+    if (compat.is_torch_array(x) and x.is_floating_point() and (min is not None or max is not None)
+            and not (_is_nan(min) or _is_nan(max))):
+        # array-api-compat's torch clip asks math.isnan of each bound, which torch.compile cannot
+        # trace for a symbolic float (a float option, or a default argument such as safe_log's
+        # floor, under dynamic=True): a graph break, refused under fullgraph=True.
+        return x.clamp(min, max)
     return xp.clip(x, min=min, max=max)
+
+
+def _is_nan(bound: float | None) -> bool:
+    # `bound != bound` rather than math.isnan: a comparison of a symbolic float is traceable.
+    return bound is not None and bound != bound
 
 
 Rows = tuple[int | None, ...]

@@ -210,6 +210,54 @@ def test_changing_class_counts_under_dynamic_true_compile_once_as_torch_nn(name:
     torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("kernels", [True, False])
+def test_bce_under_dynamic_true_fullgraph_compiles_once_on_both_paths(kernels: bool) -> None:
+    """``BCELoss`` clamps its logs at -100 (``toolkit.safe_log``'s ``floor=-100.0``). Under
+    ``dynamic=True`` Dynamo makes a float default argument symbolic, and array-api-compat's torch
+    ``clip`` asks ``math.isnan`` of its bounds, which Dynamo cannot trace: with the kernels off (the
+    portable definition, as a plugin's loss calling ``safe_log`` runs) the call broke the graph, and
+    ``fullgraph=True`` refused it ("torch.* op returned non-Tensor"). ``toolkit.clip`` now clamps torch
+    arrays itself."""
+    def call(n: int) -> Callable[[Callable[..., Any]], Any]:
+        def run(f: Callable[..., Any]) -> Any:
+            g = torch.Generator().manual_seed(n)
+            x = torch.rand(n, 3, dtype=D, generator=g).clamp(0.05, 0.95).requires_grad_(True)
+            # log(0) takes the -100 floor (the gradient there is not torch's off the kernels: see the README)
+            x0 = torch.zeros(n, 3, dtype=D)
+            t, w = torch.rand(n, 3, dtype=D, generator=g), torch.tensor(W5[:3], dtype=D)
+            out = f(x, x0, t, w)
+            return out.detach(), torch.autograd.grad(out, x)[0]
+        return run
+
+    def step(lib: Any) -> Callable[..., Any]:
+        return lambda x, x0, t, w: lib.BCELoss(weight=w)(x, t) + lib.BCELoss(weight=w)(x0, t)
+    calls = [call(n) for n in (4, 6, 9)]
+    t_frames, _, want = _counted(step(nn), calls, dynamic=True, fullgraph=True)
+    with lossreg.use_kernels(kernels):
+        frames, breaks, got = _counted(step(lt), calls, dynamic=True, fullgraph=True)
+    assert (frames, breaks, t_frames) == (1, 0, 1)
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+
+
+def test_toolkit_clip_takes_a_symbolic_float_bound_under_fullgraph() -> None:
+    """A plugin's loss passing a float option on to ``toolkit.clip`` (or ``safe_log``'s ``floor``)
+    compiles in one graph under ``dynamic=True``, for every value of the option; a NaN bound still
+    gives NaN, as array-api-compat's ``clip`` (and the standard) give, where ``torch.clamp`` would not."""
+    import array_api_compat.torch as xpt
+    from lossreg import toolkit
+
+    def run(f: Callable[..., Any]) -> list[Any]:
+        x = torch.tensor([1e-30, 0.5, 2.0], dtype=D)
+        return [f(x, lo) for lo in (-60.0, -10.0, 0.0)]
+    frames, breaks, got = _counted(lambda x, lo: toolkit.safe_log(xpt, x, floor=lo), [run],
+                                   dynamic=True, fullgraph=True)
+    assert (frames, breaks) == (1, 0)
+    x = torch.tensor([1e-30, 0.5, 2.0], dtype=D)
+    want = [torch.log(x).clamp(min=lo) for lo in (-60.0, -10.0, 0.0)]
+    torch.testing.assert_close(got[0], want, rtol=1e-12, atol=0.0)
+    assert toolkit.clip(xpt, x, min=float("nan")).isnan().all()
+
+
 # --- a cross-entropy training loop: ignored labels, train/eval, no_grad, a smoothing schedule -------
 
 def _ce_loop(lib: Any, what: str) -> tuple[int, int, list[Any]]:
