@@ -258,6 +258,31 @@ def test_toolkit_clip_takes_a_symbolic_float_bound_under_fullgraph() -> None:
     assert toolkit.clip(xpt, x, min=float("nan")).isnan().all()
 
 
+@pytest.mark.parametrize("p", [1.5, 3.0, float("inf")])
+def test_triplet_margin_loss_with_a_non_integer_p_compiles_under_dynamic_true_fullgraph(p: float) -> None:
+    """``TripletMarginLoss(p=1.5)``: ``dynamic=True`` makes the module's float ``p`` symbolic, and
+    the norm asked ``math.isinf(p)``, which Dynamo cannot trace: ``fullgraph=True`` refused the
+    model ("torch.* op returned non-Tensor"), where torch.nn's compiles in one graph. It now
+    compares p with infinity."""
+    def call(n: int) -> Callable[[Callable[..., Any]], Any]:
+        def run(f: Callable[..., Any]) -> Any:
+            g = torch.Generator().manual_seed(n)
+            a, pos, neg = (torch.randn(n, 5, dtype=D, generator=g) for _ in range(3))
+            a.requires_grad_(True)
+            out = f(a, pos, neg)
+            return out.detach(), torch.autograd.grad(out, a)[0]
+        return run
+
+    def step(lib: Any) -> Callable[..., Any]:
+        crit = lib.TripletMarginLoss(p=p, swap=True)
+        return lambda a, pos, neg: crit(a, pos, neg)
+    calls = [call(n) for n in (4, 6)]
+    t_frames, _, want = _counted(step(nn), calls, dynamic=True, fullgraph=True)
+    frames, breaks, got = _counted(step(lt), calls, dynamic=True, fullgraph=True)
+    assert (frames, breaks, t_frames) == (1, 0, 1)
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+
+
 # --- a cross-entropy training loop: ignored labels, train/eval, no_grad, a smoothing schedule -------
 
 def _ce_loop(lib: Any, what: str) -> tuple[int, int, list[Any]]:

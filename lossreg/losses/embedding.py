@@ -209,7 +209,7 @@ def _norm(xp: Any, d: Any, *, p: float) -> Any:
         a = toolkit.safe_abs(xp, d)
         if p == 1:
             return xp.sum(a, axis=-1)
-        if math.isinf(p):
+        if not -math.inf < p < math.inf:  # comparisons, not math.isinf: torch.compile traces a symbolic p
             a = toolkit.dense_chunks(a)
             return xp.max(a, axis=-1) if p > 0 else xp.min(a, axis=-1)
         nonzero = a > 0
@@ -319,7 +319,7 @@ def triplet_margin_loss(anchor: Any, positive: Any, negative: Any, /, *, margin:
     toolkit.check_number(name, "eps", eps)
     xp, dtype, (a, pos, neg), moduli = _triplet_inputs(name, anchor, positive, negative, margin, swap, reduction)
     features = _broadcast(name, anchor=anchor.shape, positive=positive.shape, negative=negative.shape)[-1:]
-    if features == (0,) and (p < 0 or math.isinf(p)):
+    if features == (0,) and (p < 0 or p == math.inf):
         raise LossValueError(name, "p", "a norm that exists for empty vectors (p ≥ 0, finite)", repr(p))
     # d(a, n) as the norm of (n - a) - eps: the same numbers as (a - n) + eps, negated. Spelt
     # like d(a, p), both would add one broadcast eps, which XLA then writes out in full as an
