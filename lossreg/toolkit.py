@@ -890,9 +890,10 @@ def fused(function: Callable[..., Any] | None = None, *,
     program: list[Any] = []
 
     def run(xp: Any, *arrays: Any, **options: Any) -> Any:
-        axes = rows(**options) if callable(rows) else rows
-        if axes is not None and _in_rows(xp, arrays, axes):
-            return by_rows(xp, run, *arrays, rows=axes, **options)
+        if rows is not None and compat.is_dask_namespace(xp):
+            axes = rows(**options) if callable(rows) else rows
+            if axes is not None and _in_rows(xp, arrays, axes):
+                return by_rows(xp, run, *arrays, rows=axes, **options)
         if not (compat.is_jax_namespace(xp) and all(a is None or _concrete_jax(a) for a in arrays)):
             return function(xp, *arrays, **options)
         if not program:
@@ -945,7 +946,8 @@ def by_rows(xp: Any, function: Callable[..., Any], *arrays: Any, rows: Rows, **o
     one, two = probe(1), probe(2)
     single = not isinstance(one, tuple)
     name = f"{function.__name__.strip('_')}-{tokenize(function.__module__, function.__qualname__, options, *held)}"
-    layer: dict[Any, Any] = {(name, i): (_rows_task, function, options, *(
+    task = functools.partial(_rows_block, function=function, **options)
+    layer: dict[Any, Any] = {(name, i): (task, *(
         None if x is None else (x.name, *(i if j == a else 0 for j in range(x.ndim))) for x, a in zip(held, rows)))
         for i in range(len(chunks))}
     graph = HighLevelGraph.from_collections(name, layer, dependencies=[x for x in held if x is not None])
@@ -958,9 +960,10 @@ def by_rows(xp: Any, function: Callable[..., Any], *arrays: Any, rows: Rows, **o
 def _in_rows(xp: Any, arrays: tuple[Any, ...], rows: Rows) -> bool:
     """Whether :func:`by_rows` runs ``arrays`` as tasks: Dask arrays with rows, none 0-d (no rows)
     or in chunks of unknown size (boolean indexing: they cannot be paired)."""
+    if not compat.is_dask_namespace(xp):
+        return False
     batched = [(x, a) for x, a in zip(arrays, rows) if x is not None and a is not None]
-    return (compat.is_dask_namespace(xp) and bool(batched)
-            and all(x.ndim and not any(map(math.isnan, x.chunks[a])) for x, a in batched))
+    return bool(batched) and all(x.ndim and not any(map(math.isnan, x.chunks[a])) for x, a in batched)
 
 
 def _rows_result(graph: Any, name: str, k: int, single: bool, chunks: tuple[int, ...], small: Any, large: Any,
@@ -987,11 +990,6 @@ def _rows_result(graph: Any, name: str, k: int, single: bool, chunks: tuple[int,
     dependencies = {**graph.dependencies, part: {name}}
     return da.Array(HighLevelGraph(layers, dependencies), part, out_chunks,
                     meta=da.utils.meta_from_array(meta, ndim=small.ndim, dtype=small.dtype))
-
-
-def _rows_task(function: Callable[..., Any], options: dict[str, Any], *blocks: Any) -> Any:
-    """One task of :func:`by_rows`: ``function`` on NumPy (or CuPy) blocks."""
-    return function(compat.array_namespace(*(b for b in blocks if b is not None)), *blocks, **options)
 
 
 def _rows_part(results: Any, k: int, single: bool) -> Any:
@@ -1269,7 +1267,6 @@ def take_rows(xp: Any, x: Any, index: Any) -> Any:
     """
     t, n, c = x.shape
     k = index.shape[1]
-    dev = device(x)
     if compat.is_jax_namespace(xp) and (any(sharded_explicitly(x, axis) for axis in range(3))
                                         or any(sharded_explicitly(index, axis) for axis in range(2))):
         return take_along(xp, x, xp.broadcast_to(xp.reshape(index, (1, n, k)), (t, n, k)), axis=2)
@@ -1277,18 +1274,15 @@ def take_rows(xp: Any, x: Any, index: Any) -> Any:
         return _dask_pick(x, index, 2, missing=0)
     if compat.is_jax_namespace(xp):
         return _jax_take_rows()(x, index)
-    flat = _flat_rows(xp, index, t=t, c=c, dev=dev)
-    return xp.reshape(xp.take(xp.reshape(x, (-1,)), flat, axis=0), (t, n, k))
+    return _flat_take_rows(xp, x, index)
 
 
-def _jax_flat_take_rows(x: Any, index: Any) -> Any:
-    """:func:`take_rows` on JAX as one take from the flattened array, whose transpose (the
-    gradient) is a scatter of single entries."""
-    import jax.numpy as jnp  # a JAX array: JAX is imported already
-
+def _flat_take_rows(xp: Any, x: Any, index: Any) -> Any:
+    """:func:`take_rows` as one take from the flattened array (on JAX the derivative's form: its
+    transpose, the gradient, is a scatter of single entries)."""
     t, n, c = x.shape
-    flat = _flat_rows(jnp, index, t=t, c=c, dev=device(x))
-    return jnp.reshape(take_within(jnp, jnp.reshape(x, (-1,)), flat, axis=0), (t, n, index.shape[1]))
+    flat = _flat_rows(xp, index, t=t, c=c, dev=device(x))
+    return xp.reshape(take_within(xp, xp.reshape(x, (-1,)), flat, axis=0), (t, n, index.shape[1]))
 
 
 @functools.cache
@@ -1296,7 +1290,7 @@ def _jax_take_rows() -> Any:
     """:func:`take_rows` on JAX: the value taken as columns of the (T, N·C) array, N·K indices
     for all T frames, where the flat take computes T·N·K of them (an add each under jax.jit, in
     every forward program: 390,000 at T, N, K = 200, 16, 121); the derivative is the flat take's
-    (:func:`_jax_flat_take_rows`), whose transpose scatters single entries, where a gradient of
+    (:func:`_flat_take_rows`), whose transpose scatters single entries, where a gradient of
     the columns' take scatters columns (10× slower at that size). The same entries either way."""
     import jax  # a JAX array: JAX is imported already
     import jax.numpy as jnp
@@ -1311,7 +1305,7 @@ def _jax_take_rows() -> Any:
     @take.defjvp
     def _(primals: Any, tangents: Any) -> Any:
         (x, index), (dx, _) = primals, tangents
-        return take(x, index), _jax_flat_take_rows(dx, index)
+        return take(x, index), _flat_take_rows(jnp, dx, index)
 
     # One program on eager JAX (kernels off), not one per operation; inlined under jax.jit.
     return jax.jit(take)
@@ -1424,8 +1418,9 @@ def over_last_axis(xp: Any, function: Callable[..., Any], x: Any, **options: Any
 
 
 def _rows_block(*blocks: Any, function: Callable[..., Any], **options: Any) -> Any:
-    """One task of :func:`along_rows` or :func:`over_last_axis`: ``function`` on NumPy (or CuPy) blocks."""
-    return function(compat.array_namespace(*blocks), *blocks, **options)
+    """One task of :func:`along_rows`, :func:`over_last_axis` or :func:`by_rows`: ``function`` on
+    NumPy (or CuPy) blocks (None where :func:`by_rows` was given None)."""
+    return function(compat.array_namespace(*(b for b in blocks if b is not None)), *blocks, **options)
 
 
 @fused
