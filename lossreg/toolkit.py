@@ -1158,19 +1158,26 @@ def arange_like(xp: Any, n: int, like: Any, dtype: Any = None) -> Any:
     return dtensor.DTensor.from_local(out, mesh, [dtensor.Replicate()] * mesh.ndim, run_check=False)
 
 
-def whole(xp: Any, x: Any) -> Any:
-    """``x`` gathered whole onto every device, where it lies split over a JAX mesh of explicit axes.
+def whole(xp: Any, x: Any, axis: int | None = None) -> Any:
+    """``x`` gathered whole onto every device, where it lies split over a JAX mesh of explicit axes;
+    with ``axis``, only that axis gathered (the others stay split).
 
     There JAX refuses a product that would split one mesh axis over two axes of its result, as
     the similarities ``z @ z.T`` of batch-split rows would; with the second factor whole the
-    result is split by rows, the all-gather a mesh of automatic axes inserts on its own. Every
-    other array is returned as it is.
+    result is split by rows, the all-gather a mesh of automatic axes inserts on its own. It also
+    refuses to slice a split axis into pieces smaller than its parts (one frame of a sequence
+    split over time). Every other array is returned as it is.
     """
-    if not _on_explicit_mesh(x):
+    if not (sharded_explicitly(x, axis) if axis is not None else _on_explicit_mesh(x)):
         return x
     import jax  # an array on a JAX mesh: JAX is imported already
 
-    return jax.sharding.reshard(x, x.aval.sharding.update(spec=jax.sharding.PartitionSpec()))
+    spec = jax.sharding.PartitionSpec()
+    if axis is not None:
+        kept = list(x.aval.sharding.spec) + [None] * (x.ndim - len(x.aval.sharding.spec))
+        kept[axis % x.ndim] = None
+        spec = jax.sharding.PartitionSpec(*kept)
+    return jax.sharding.reshard(x, x.aval.sharding.update(spec=spec))
 
 
 def _on_explicit_mesh(x: Any) -> bool:

@@ -120,6 +120,43 @@ def test_ctc_with_only_its_targets_split_over_explicit_axes() -> None:
     _runs_on_four_devices(CTC_TARGETS_SPLIT)
 
 
+CTC_TIME_SPLIT = """
+import os
+os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+import numpy as np, jax, jax.numpy as jnp
+from jax.sharding import NamedSharding, PartitionSpec as P
+import lossreg
+
+mesh = jax.make_mesh((4,), ("t",), axis_types=(jax.sharding.AxisType.Explicit,))
+rng = np.random.default_rng(0)
+x = rng.normal(size=(8, 3, 5))
+log_probs = jnp.asarray(x - np.log(np.exp(x).sum(-1, keepdims=True)), jnp.float32)
+targets, lengths = jnp.asarray(rng.integers(1, 5, (3, 3))), (jnp.asarray([8, 6, 5]), jnp.asarray([3, 2, 0]))
+over_time = NamedSharding(mesh, P("t"))
+unbatched = jnp.asarray(8), jnp.asarray(3)
+step = jax.jit(jax.value_and_grad(lambda x, *a: lossreg.ctc_loss(x, *a)))
+for kernels in (True, False):
+    with lossreg.use_kernels(kernels):
+        want, want_grad = step(log_probs, targets, *lengths)
+        with jax.set_mesh(mesh):
+            value, grad = step(jax.device_put(log_probs, over_time), targets, *lengths)
+            one, one_grad = step(jax.device_put(log_probs[:, 0], over_time), targets[0], *unbatched)  # (T, C)
+    np.testing.assert_allclose(value, want, rtol=1e-6)
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-5, atol=1e-6)
+    assert grad.sharding.is_equivalent_to(over_time, 3), grad.sharding
+    np.testing.assert_allclose(one, lossreg.ctc_loss(log_probs[:, 0], targets[0], *unbatched), rtol=1e-6)
+print("ok")
+"""
+
+
+def test_ctc_with_log_probs_split_over_time_on_explicit_axes() -> None:
+    """log_probs split over its frames (T, axis 0) on a mesh of explicit axes: the recursion reads
+    them one frame at a time, and JAX refused to slice a frame out of the split axis (a bare
+    ShardingTypeError). The frames are now gathered whole, as a mesh of automatic axes does on
+    its own: the same value and gradient, the gradient split over time like the input."""
+    _runs_on_four_devices(CTC_TIME_SPLIT)
+
+
 def _runs_on_four_devices(script: str) -> None:
     """``script`` run in a fresh interpreter (its XLA_FLAGS make 4 CPU devices), which prints "ok" last."""
     if importlib.util.find_spec("jax") is None:

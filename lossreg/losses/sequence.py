@@ -401,7 +401,9 @@ def ctc(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, b
 
     dtype = log_probs.dtype
     work = toolkit.compute_dtype(xp, dtype)
-    lp = xp.reshape(toolkit.as_dtype(xp, log_probs, work), (t_max, n, c))
+    # The frames are read one by one, which JAX refuses on a time axis split over a mesh of
+    # explicit axes; automatic axes gather it whole on their own.
+    lp = toolkit.whole(xp, xp.reshape(toolkit.as_dtype(xp, log_probs, work), (t_max, n, c)), axis=0)
     # A sequence's emissions and start read only its own rows: on Dask one task per batch chunk,
     # not the ten graph layers of its operations (see toolkit.by_rows).
     emit, barred, alpha = toolkit.by_rows(xp, _opening, lp, extended, running, allowed, start, rows=(1, 0, 1, 0, None),
