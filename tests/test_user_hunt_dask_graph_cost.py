@@ -348,6 +348,26 @@ def test_by_rows_on_dask_is_one_task_per_chunk_of_rows_with_the_functions_values
     np.testing.assert_array_equal(got[1].compute(), a.T * 2)
 
 
+def test_by_rows_learns_its_results_layout_from_no_row_and_one():
+    # by_rows runs the function where the graph is built, on zeros, to learn its results' shapes
+    # and which axis the rows split. A row of CTC's log-probabilities is all its T x C entries:
+    # probes of one row and of two held three such rows in the caller's memory before anything
+    # was computed; of no row and of one, one.
+    probed: list[int] = []
+
+    def f(xp: Any, a: Any) -> Any:
+        probed.append(a.shape[0])
+        return xp.sum(a, axis=1), a * 2
+
+    a = rng.standard_normal((6, 3))
+    lazy = da.from_array(a, chunks=2)
+    got = toolkit.by_rows(xp_of(lazy), f, lazy, rows=(0,))
+    assert sorted(probed) == [0, 1]
+    assert got[0].chunks == ((2, 2, 2),) and got[1].chunks == ((2, 2, 2), (3,))
+    np.testing.assert_array_equal(got[0].compute(), np.sum(a, axis=1))
+    np.testing.assert_array_equal(got[1].compute(), a * 2)
+
+
 def test_by_rows_refuses_a_result_that_is_not_split_by_the_rows():
     def doubled(xp: Any, a: Any) -> Any:
         return xp.concat([a, a])
