@@ -916,8 +916,9 @@ def by_rows(xp: Any, function: Callable[..., Any], *arrays: Any, rows: Rows, **o
     along the axis whose length is the rows' count (found by running ``function`` on zeros of no
     row and of one: a row is all its frames and classes, CTC's); a result without one, the same in every
     task, is the first task's. The same operations on the same rows: the same values. Anything
-    else (no Dask array, a 0-d one, rows in chunks of unknown size) runs ``function`` as it is;
-    :func:`along_rows` is the one-result form.
+    else (no Dask array, a 0-d one, rows in chunks of unknown size, arrays of different numbers
+    of rows, as one row broadcast against many) runs ``function`` as it is; :func:`along_rows` is
+    the one-result form.
     """
     if not _in_rows(xp, arrays, rows):
         return function(xp, *arrays, **options)
@@ -961,12 +962,15 @@ def by_rows(xp: Any, function: Callable[..., Any], *arrays: Any, rows: Rows, **o
 
 
 def _in_rows(xp: Any, arrays: tuple[Any, ...], rows: Rows) -> bool:
-    """Whether :func:`by_rows` runs ``arrays`` as tasks: Dask arrays with rows, none 0-d (no rows)
-    or in chunks of unknown size (boolean indexing: they cannot be paired)."""
+    """Whether :func:`by_rows` runs ``arrays`` as tasks: Dask arrays with rows, as many in each,
+    none 0-d (no rows) or in chunks of unknown size (boolean indexing: they cannot be paired)."""
     if not compat.is_dask_namespace(xp):
         return False
     batched = [(x, a) for x, a in zip(arrays, rows) if x is not None and a is not None]
-    return bool(batched) and all(x.ndim and not any(map(math.isnan, x.chunks[a])) for x, a in batched)
+    # Rows of one length: an array of one row broadcast against many has no block for each of
+    # theirs, and row i would not read its own row of it.
+    return (bool(batched) and all(x.ndim and not any(map(math.isnan, x.chunks[a])) for x, a in batched)
+            and len({x.shape[a] for x, a in batched}) == 1)
 
 
 def _rows_result(graph: Any, name: str, k: int, single: bool, chunks: tuple[int, ...], small: Any, large: Any,

@@ -230,21 +230,35 @@ def test_along_rows_on_dask_is_one_layer_with_the_functions_values():
 
 @pytest.mark.parametrize("p", [2.0, 1.0, 0.0, np.inf, -np.inf, 3.0, -0.5])
 @pytest.mark.parametrize("swap", [False, True])
-def test_triplet_margin_loss_on_dask_records_each_distance_as_one_layer(p, swap):
-    # A p-norm's guards (for torch's gradients at 0) were up to twelve layers per distance,
-    # recorded per call; each distance reads its own row, so it is one task per block of rows
-    # (toolkit.over_last_axis), the embedding axis merged. NumPy's values, chunked or not.
+def test_triplet_margin_loss_on_dask_records_each_chunk_of_triplets_as_one_task(p, swap):
+    # A p-norm's guards (for torch's gradients at 0) were up to twelve layers per distance, then
+    # one per distance (toolkit.over_last_axis) beside the differences, the margin and the clamp:
+    # 15 (20 with swap). A triplet's loss reads its own rows only, so a chunk of triplets is one
+    # task (toolkit.by_rows), the embedding axis merged. NumPy's values, chunked or not.
     shape = (7, 5)
     x = [scores(*shape), scores(*shape)[::-1].copy(), rng.standard_normal(shape)]
     lazy = [da.from_array(v, chunks=(3, 2)) for v in x]
     got = lossreg.triplet_margin_loss(*lazy, p=p, swap=swap, reduction="none")
     names = set(got.__dask_graph__().layers) - {n for v in lazy for n in v.__dask_graph__().layers}
-    assert sum(n.startswith("rows_block") for n in names) == (3 if swap else 2)
-    # The differences, the embedding axis' chunks merged, the distances, the margin, the clamp:
-    # 15 (20 with swap), where they were 17-39 (23-54) by p.
-    assert len(names) == (20 if swap else 15)
+    # Each input's embedding axis merged into one chunk, the tasks, the losses taken from them.
+    assert sorted(n.split("-")[0] for n in names) == ["rechunk", "rechunk", "rechunk", "triplet_pairwise",
+                                                      "triplet_pairwise"]
+    assert got.chunks == ((3, 3, 1),)
     np.testing.assert_allclose(got.compute(), lossreg.triplet_margin_loss(*x, p=p, swap=swap, reduction="none"),
                                rtol=1e-13, equal_nan=True)
+
+
+@pytest.mark.parametrize("name", ["triplet_margin_loss", "triplet_margin_with_distance_loss"])
+@pytest.mark.parametrize("shapes", [[(1, 5), (7, 5), (7, 5)], [(7, 5), (7, 1), (7, 5)], [(5,), (5,), (5,)],
+                                    [(2, 3, 5), (2, 3, 5), (2, 3, 5)]])
+def test_triplets_broadcast_or_of_one_axis_on_dask_give_numpys_values(name, shapes):
+    # One anchor against seven pairs has no chunk of rows for each of theirs: those are built op
+    # by op, as are embeddings of one axis (a single triplet, whose one axis is not its rows).
+    x = [rng.standard_normal(s) for s in shapes]
+    lazy = [da.from_array(v, chunks=2) for v in x]
+    for reduction in ("none", "mean"):
+        got = getattr(lossreg, name)(*lazy, swap=True, reduction=reduction).compute()
+        np.testing.assert_allclose(got, getattr(lossreg, name)(*x, swap=True, reduction=reduction), rtol=1e-13)
 
 
 def test_over_last_axis_on_dask_is_one_layer_with_the_functions_values():
@@ -434,3 +448,4 @@ def test_a_fused_function_with_rows_runs_op_by_op_on_dask_rows_it_cannot_pair():
         got = doubled(xp_of(y), y)
         assert not any(n.startswith("doubled-") for n in got.__dask_graph__().layers)
         np.testing.assert_array_equal(got.compute(), want)
+
