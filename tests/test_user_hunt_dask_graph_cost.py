@@ -449,3 +449,25 @@ def test_a_fused_function_with_rows_runs_op_by_op_on_dask_rows_it_cannot_pair():
         assert not any(n.startswith("doubled-") for n in got.__dask_graph__().layers)
         np.testing.assert_array_equal(got.compute(), want)
 
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("chunk_size", [3, (3, 4), (2, 5)])
+def test_linear_cross_entropy_in_chunks_on_dask_is_one_task_per_chunk_of_tokens(chunk_size, reduction):
+    # The loop over chunks of tokens and vocabulary blocks recorded some 25 layers per chunk and
+    # block (235-420 a call here); a token's loss reads its own row and the whole weight, so each
+    # chunk of tokens is one task running the chunks asked for on its rows. The tokens' chunks
+    # (4, 3) are not the loop's, and the weight is split over its classes: NumPy's values.
+    h, w, b, cw = scores(7, 5), scores(11, 5), scores(11), np.linspace(0.5, 2.0, 11)
+    t = np.array([3, 0, 10, -100, 7, 7, 1])
+    lazy = [da.from_array(h, chunks=(4, 2)), da.from_array(w, chunks=(6, 5)), da.from_array(t, chunks=4)]
+    options = dict(chunk_size=chunk_size, reduction=reduction, label_smoothing=0.1, softcap=3.0)
+    for extra in ({}, {"linear_bias": b, "weight": cw}):
+        arrays = {k: da.from_array(v, chunks=6) for k, v in extra.items()}
+        got = lossreg.linear_cross_entropy(*lazy, **options, **arrays)
+        assert added_layers(got, *lazy, *arrays.values()) < 40  # 235-420 before, by options
+        names = [n for n in got.__dask_graph__().layers if n.startswith("token_losses")]
+        assert len(names) == 2  # the tasks, the losses taken from them
+        assert len(got.__dask_graph__().layers[min(names, key=len)]) == 2  # the tokens' two chunks
+        want = lossreg.linear_cross_entropy(h, w, t, **options, **extra)
+        np.testing.assert_allclose(got.compute(), want, rtol=1e-13, atol=1e-15)
+

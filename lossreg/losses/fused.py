@@ -50,10 +50,9 @@ def _finish(inp: Inputs, losses: Any, reduction: str) -> Any:
     return reduce_tokens(inp.xp, losses, inp.active, inp.bad, reduction, inp.shape, inp.dtype, inp.work, inp.counts)
 
 
-def _empty(inp: Inputs) -> Any:
+def _empty(xp: Any, hidden: Any, work: Any) -> Any:
     """The (0,) losses of no tokens, made from the hidden states so that autodiff finds them used."""
-    xp = inp.xp
-    return xp.sum(toolkit.as_dtype(xp, inp.hidden, inp.work), axis=1) * 0.0
+    return xp.sum(toolkit.as_dtype(xp, hidden, work), axis=1) * 0.0
 
 
 @define_loss(
@@ -121,23 +120,37 @@ def linear_cross_entropy(input: Any, linear_weight: Any, target: Any, /, *, line
                                options, chunk_size), weight, ignore_index, reduction, label_smoothing, z_loss, softcap)
     xp = inp.xp
     opts = _options(label_smoothing, z_loss, softcap, inp)
-    n, step = inp.hidden.shape[0], inp.chunks.tokens
-    parts = []
-    # The hidden states split once, not sliced chunk by chunk: differentiated (torch, or trainable
-    # class weights, which torch's kernels hand here), each slice's gradient is an (N, D) array,
-    # N / chunk of them summed, O(N² D / chunk) (N = 16,384, V = 32,000: 128 of them).
-    for i, hidden in zip(range(0, n, step), toolkit.row_blocks(xp, inp.hidden, step)):
-        rows = slice(i, min(i + step, n))  # array-api-strict refuses stops past the end
-        act = inp.active[rows]
-        losses, *_ = chunk_loss(xp, hidden, inp.weight, inp.bias, inp.target[rows], act,
-                                None, grads=False, **opts)
-        parts.append(losses if reduction == "none" else xp.sum(losses, keepdims=True))
-    losses = xp.concat(parts) if parts else _empty(inp)
-    if reduction != "none":  # the per-chunk sums, then as cross_entropy reduces them
+    cw = opts.pop("class_weight")
+    # Chunks asked for: on Dask one task per chunk of tokens, which runs the chunks of tokens and of
+    # vocabulary asked for on its own rows (toolkit.by_rows; the weight, bias and class weights read
+    # whole), where the loop recorded some 25 graph layers per chunk and vocabulary block (250-420 a
+    # call at 7 tokens in chunks of 3 by 4 classes). The automatic plan is one chunk on Dask, whose
+    # own blocks of tokens and vocabulary bound the logits (see chunked._plan).
+    rows = (0, None, None, 0, 0, None) if inp.chunk_size is not None else (None,) * 6
+    losses = toolkit.by_rows(xp, _token_losses, inp.hidden, inp.weight, inp.bias, inp.target, inp.active, cw,
+                             rows=rows, step=inp.chunks.tokens, **opts)
+    if reduction != "none":  # as cross_entropy reduces them
         summed = xp.sum(losses)
         result = summed if reduction == "sum" else mean_of_tokens(xp, summed, inp.counts, inp.active)
         return toolkit.as_dtype(xp, toolkit.poison(xp, result, _any(xp, inp.bad)), inp.dtype)
     return _finish(inp, losses, reduction)
+
+
+def _token_losses(xp: Any, hidden: Any, weight: Any, bias: Any, target: Any, active: Any, class_weight: Any, *,
+                  step: int, **options: Any) -> Any:
+    """The losses (N,) of the tokens ``hidden`` (N, D), in chunks of ``step`` tokens (``options``:
+    :func:`~lossreg.chunked.chunk_loss`'s)."""
+    n = hidden.shape[0]
+    parts = []
+    # The hidden states split once, not sliced chunk by chunk: differentiated (torch, or trainable
+    # class weights, which torch's kernels hand here), each slice's gradient is an (N, D) array,
+    # N / chunk of them summed, O(N² D / chunk) (N = 16,384, V = 32,000: 128 of them).
+    for i, h in zip(range(0, n, step), toolkit.row_blocks(xp, hidden, step)):
+        rows = slice(i, min(i + step, n))  # array-api-strict refuses stops past the end
+        losses, *_ = chunk_loss(xp, h, weight, bias, target[rows], active[rows], None, grads=False,
+                                class_weight=class_weight, **options)
+        parts.append(losses)
+    return xp.concat(parts) if parts else _empty(xp, hidden, options["work"])
 
 
 def _through_logits(input: Any, linear_weight: Any, target: Any, args: TorchArguments, weight: Any,
@@ -262,7 +275,7 @@ def _value_and_grad_chunks(inp: Inputs, reduction: str, coef: Any, opts: dict[st
                                              inp.active[rows], coef[rows], d_weight=d_w, d_bias=d_b, **opts)
         parts.append(losses)
         grad_h = xpx.at(grad_h)[rows, ...].set(dh)  # in place where the library allows it: no second copy
-    losses = xp.concat(parts) if parts else _empty(inp)
+    losses = xp.concat(parts) if parts else _empty(xp, inp.hidden, inp.work)
     value = _finish(inp, losses, reduction)
     grad_w, grad_b = d_w, d_b
     if inp.bad is not None:  # invalid targets on lazy arrays: NaN gradients as well as NaN losses
