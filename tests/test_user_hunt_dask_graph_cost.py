@@ -471,3 +471,20 @@ def test_linear_cross_entropy_in_chunks_on_dask_is_one_task_per_chunk_of_tokens(
         want = lossreg.linear_cross_entropy(h, w, t, **options, **extra)
         np.testing.assert_allclose(got.compute(), want, rtol=1e-13, atol=1e-15)
 
+
+@pytest.mark.parametrize("shapes", [[(7, 5), (7, 5), (7,)], [(1, 5), (7, 5), (7,)], [(7, 5), (7, 5), (1,)],
+                                    [(5,), (5,), ()]])
+def test_cosine_embedding_loss_on_dask_is_one_task_per_chunk_of_pairs(shapes):
+    # Its products, sums, cosine and two cases were 27 layers a call; a pair reads its own rows,
+    # so a chunk of pairs is one task. Broadcast pairs (one row against seven, one label for
+    # all) and a single pair are built op by op. NumPy's values either way.
+    x1, x2 = rng.standard_normal(shapes[0]), rng.standard_normal(shapes[1])
+    y = rng.choice(np.array([1, -1, 0]), size=shapes[2])
+    lazy = [da.from_array(v, chunks=3) for v in (x1, x2, y)]
+    paired = shapes[0] == shapes[1] and shapes[2] == (7,)
+    for reduction in ("none", "mean"):
+        got = lossreg.cosine_embedding_loss(*lazy, margin=0.2, reduction=reduction)
+        if paired:
+            assert added_layers(got, *lazy) <= (5 if reduction == "none" else 8)  # 30 and 33 before
+        want = lossreg.cosine_embedding_loss(x1, x2, y, margin=0.2, reduction=reduction)
+        np.testing.assert_allclose(got.compute(), want, rtol=1e-13, atol=1e-15)
