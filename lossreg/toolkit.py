@@ -963,13 +963,24 @@ def by_rows(xp: Any, function: Callable[..., Any], *arrays: Any, rows: Rows, **o
 
 def _in_rows(xp: Any, arrays: tuple[Any, ...], rows: Rows) -> bool:
     """Whether :func:`by_rows` runs ``arrays`` as tasks: Dask arrays with rows, as many in each,
-    none 0-d (no rows) or in chunks of unknown size (boolean indexing: they cannot be paired)."""
+    none 0-d (no rows) or in chunks of unknown size (boolean indexing: they cannot be paired), and
+    each array read whole within Dask's chunk size."""
     if not compat.is_dask_namespace(xp):
         return False
+    import dask  # a Dask namespace: Dask is imported already
+    from dask.utils import parse_bytes
+
     batched = [(x, a) for x, a in zip(arrays, rows) if x is not None and a is not None]
+    # An array read whole is merged into one chunk for every task, and probed at its full size where
+    # the graph is built: past Dask's own chunk size (an LM head split by vocabulary, out of core)
+    # it is run op by op, keeping its blocks.
+    limit = parse_bytes(dask.config.get("array.chunk-size"))
+    split_whole = any(math.prod(x.numblocks) > 1 and x.nbytes > limit for x, a in zip(arrays, rows)
+                      if a is None and hasattr(x, "numblocks"))
     # Rows of one length: an array of one row broadcast against many has no block for each of
     # theirs, and row i would not read its own row of it.
-    return (bool(batched) and all(x.ndim and not any(map(math.isnan, x.chunks[a])) for x, a in batched)
+    return (bool(batched) and not split_whole
+            and all(x.ndim and not any(map(math.isnan, x.chunks[a])) for x, a in batched)
             and len({x.shape[a] for x, a in batched}) == 1)
 
 

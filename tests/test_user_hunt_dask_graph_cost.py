@@ -38,6 +38,7 @@ import lossreg
 from lossreg import toolkit
 
 da = pytest.importorskip("dask.array")
+dask = pytest.importorskip("dask")
 compat = pytest.importorskip("array_api_compat")
 
 rng = np.random.default_rng(13)
@@ -470,6 +471,20 @@ def test_linear_cross_entropy_in_chunks_on_dask_is_one_task_per_chunk_of_tokens(
         assert len(got.__dask_graph__().layers[min(names, key=len)]) == 2  # the tokens' two chunks
         want = lossreg.linear_cross_entropy(h, w, t, **options, **extra)
         np.testing.assert_allclose(got.compute(), want, rtol=1e-13, atol=1e-15)
+
+
+def test_linear_cross_entropy_keeps_a_head_larger_than_a_dask_chunk_in_its_blocks():
+    # One task per chunk of tokens reads the whole weight, merged into one chunk; a head split by
+    # vocabulary past Dask's own chunk size (out of core) is left in its blocks, op by op, the
+    # chunks asked for bounding the logits as before: NumPy's values either way.
+    h, w, t = scores(7, 5), scores(11, 5), np.array([3, 0, 10, -100, 7, 7, 1])
+    lazy = [da.from_array(h, chunks=(4, 5)), da.from_array(w, chunks=(6, 5)), da.from_array(t, chunks=4)]
+    with dask.config.set({"array.chunk-size": "256B"}):  # the weight is 440 bytes, in two blocks
+        got = lossreg.linear_cross_entropy(*lazy, chunk_size=(3, 4), reduction="none")
+    assert not [n for n in got.__dask_graph__().layers if n.startswith("token_losses")]
+    assert added_layers(got, *lazy) > 40  # the loop's operations, recorded one by one
+    want = lossreg.linear_cross_entropy(h, w, t, chunk_size=(3, 4), reduction="none")
+    np.testing.assert_allclose(got.compute(), want, rtol=1e-13, atol=1e-15)
 
 
 @pytest.mark.parametrize("shapes", [[(7, 5), (7, 5), (7,)], [(1, 5), (7, 5), (7,)], [(7, 5), (7, 5), (1,)],
