@@ -106,9 +106,13 @@ def _ctc_arrays(t, n, c, s):
 
 # At most this many programs for one eager call (kernels off) on a new shape, after a first call
 # on another: the loss's own operations, with its setup as a few programs. Before toolkit.fused
-# (the same calls): 110, 125, 24, 27 and 35; with it 53, 54, 18, 21 and 26.
-BUDGETS = {"ctc_loss": 64, "ctc_loss concatenated": 70, "cross_entropy": 20, "multi_margin_loss": 23,
-           "multilabel_margin_loss": 30}
+# (the same calls): 110, 125, 24, 27 and 35; with it 53, 54, 18, 21 and 26. CTC's opening, frame
+# and ending fused too (each a dozen operations, compiled again for every shape): 14 and 15, where
+# they were 49 and 50; GaussianNLLLoss's clamp of var, KLDivLoss's t·log t and the margin losses' clamp at 0
+# fused: 11, 5 and 7, where they were 17, 10 and 10.
+BUDGETS = {"ctc_loss": 20, "ctc_loss concatenated": 21, "cross_entropy": 20, "multi_margin_loss": 23,
+           "multilabel_margin_loss": 30, "gaussian_nll_loss": 13, "kl_div": 6,
+           "margin_ranking_loss": 8}
 
 
 def _eager_call(case, size):
@@ -120,6 +124,15 @@ def _eager_call(case, size):
             targets = jnp.concatenate([targets[i, :int(tl[i])] for i in range(size // 3)])
         return lambda: lossreg.ctc_loss(log_probs, targets, il, tl)
     x = jnp.asarray(rng.standard_normal((size, size + 4)), jnp.float32)
+    if case == "margin_ranking_loss":  # its clamp at 0, torch's gradient at 0 and NaN: five operations
+        y = jnp.sign(jnp.asarray(rng.standard_normal(x.shape), jnp.float32))
+        return lambda: lossreg.margin_ranking_loss(x, x[::-1], y, margin=0.5)
+    if case in ("gaussian_nll_loss", "kl_div"):  # a positive second array: variances, probabilities
+        y = jnp.asarray(rng.uniform(0.01, 1.0, (size, size + 4)), jnp.float32)
+        # var near 0 too, so that the clamp at eps takes some (and a target of 0 for t·log t)
+        z = jnp.asarray(rng.standard_normal((size, size + 4)), jnp.float32)
+        return (lambda: lossreg.gaussian_nll_loss(x, z, y.at[0, 0].set(0.0))) if case == "gaussian_nll_loss" \
+            else (lambda: lossreg.kl_div(x, y.at[0, 0].set(0.0)))
     if case == "multilabel_margin_loss":
         target = jnp.asarray(rng.integers(-1, size + 4, (size, size + 4)))
     else:

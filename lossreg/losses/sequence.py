@@ -131,8 +131,12 @@ def frame(xp: Any, came_from: Predecessors, alpha: Any, emit: Any, running: Any,
     return toolkit.along_rows(xp, _frame, alpha, emit, running, sources, barred, came_from=came_from)
 
 
+@toolkit.fused
 def _frame(xp: Any, alpha: Any, emit: Any, running: Any, sources: Any, barred: Any, *,
            came_from: Predecessors) -> Any:
+    # Fused: on concrete JAX arrays (eager calls) a frame is one compiled program, where its dozen
+    # operations were a dozen, each compiled again for every new shape; traced (jit, grad, the
+    # kernel's scan) and on every other library it runs as written, the same operations.
     return xp.where(running, came_from(xp, alpha, sources, barred) + emit, alpha)
 
 
@@ -418,10 +422,12 @@ def ctc(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, b
     return reduced(arg, losses, reduction, dtype)
 
 
+@toolkit.fused
 def _opening(xp: Any, lp: Any, extended: Any, running: Any, allowed: Any, start: Any, *, work: Any,
              dev: Any) -> tuple[Any, Any, Any]:
     """``(emit, barred, alpha)``: each frame's log-probabilities of the extended labels (T, N, L),
-    the transitions' log-weights (N, 3, L), and alpha before the first frame (see :func:`ctc`)."""
+    the transitions' log-weights (N, 3, L), and alpha before the first frame (see :func:`ctc`).
+    Fused, as :func:`_frame` and :func:`_ending`: one program per shape on concrete JAX arrays."""
     emit = toolkit.take_rows(xp, lp, extended)
     # Frames past a sequence's length are never read; zeroing them keeps NaN padding out of the gradient.
     emit = xp.where(running, emit, 0.0)
@@ -438,9 +444,10 @@ def _opening(xp: Any, lp: Any, extended: Any, running: Any, allowed: Any, start:
     return emit, barred, alpha
 
 
+@toolkit.fused
 def _ending(xp: Any, alpha: Any, lp: Any, running: Any, at_blank: Any, at_label: Any, has_label: Any, too_long: Any,
             *, zero_infinity: bool) -> Any:
-    """Each sequence's loss from ``alpha`` after the last frame (see :func:`ctc`)."""
+    """Each sequence's loss from ``alpha`` after the last frame (see :func:`ctc`); fused, as :func:`_frame`."""
     # log p(y | x) = logaddexp(alpha[2S], alpha[2S - 1]) at the last frame.
     # Each picked by a mask summed over the states (the pick plus zeros, exactly), not a take: on
     # Dask a take would pair every batch chunk of the lengths with every one of alpha.
