@@ -868,14 +868,17 @@ def fused(function: Callable[..., Any] | None = None, *,
     """``function(xp, *arrays, **options)``, run on concrete JAX arrays as one compiled program, and
     with ``rows`` on Dask arrays as one task per chunk of rows.
 
-    For setup computed from small index arrays (masks, gather indices, transition tables): eager
+    For setup computed from small index arrays (masks, gather indices, transition tables), and
+    helpers of a few float operations a loss calls on each new shape (CTC's frame, a clamp): eager
     JAX compiles each operation as its own program for every new shape and dtype (~10 ms apiece
     on a CPU), and such setup is tens of operations, more time than the loss; under ``jax.jit``
     it is one. ``function`` must be pure: no value checks (they read values; under ``jit`` they
     would poison instead of raise) and nothing read back to Python. ``arrays`` are arrays or None;
     ``options`` are hashable and fixed for each program (a dtype, a device, a size). Every other
     library's arrays, and traced JAX arrays (``jit``, ``vmap``, ``grad``), run ``function`` as it
-    is. Integer and boolean setup gives the same values either way.
+    is. Integer and boolean setup gives the same values either way; float helpers are the same
+    operations compiled by the same XLA (bitwise equal on every conformance case), but a fusion
+    may round differently where one would reassociate (a p-norm did, by float32 ulps: not fused).
 
     With ``rows`` (``@fused(rows=(0, None, ...))``: each array's batch axis, or None for an array
     every row reads whole; or a function of the options giving them, or None where the function
