@@ -59,7 +59,7 @@ __all__ = [
     # placement on a JAX mesh of explicit axes; setup as one compiled program on eager JAX
     "placed_like", "whole", "arange_like", "fused",
     # a function of each row, or reducing the last axis, as one task per block on Dask
-    "along_rows", "by_rows", "over_last_axis",
+    "along_rows", "by_rows", "rows_against", "over_last_axis",
     # numerics
     "log_softmax", "log_softmax_parts", "logsumexp", "log_sigmoid", "safe_log", "safe_pow", "safe_abs", "absolute",
     "sign", "stop_gradient", "zero_with_gradient",
@@ -962,6 +962,33 @@ def by_rows(xp: Any, function: Callable[..., Any], *arrays: Any, rows: Rows, **o
                                                        function.__qualname__)
                for k, (small, large) in enumerate(zip(*((empty,), (one,)) if single else (empty, one)))]
     return results[0] if single else tuple(results)
+
+
+def rows_against(xp: Any, x: Any, *arrays: Any) -> Rows:
+    """:func:`by_rows`' ``rows`` for ``arrays`` that broadcast against ``x``, whose rows are its
+    first axis: 0 for an array with those rows, None (read whole: every row reads the same) for one
+    of fewer axes or of one row broadcast to them, and for None; all None for a 0-d ``x`` (no rows).
+
+    Off Dask, where the rows are not read, all None without comparing sizes: under
+    ``torch.compile(dynamic=True)`` a comparison of sizes is a guard on them. All None too where an
+    array split along another axis would be merged into tasks past Dask's ``array.chunk-size``
+    (an elementwise loss of wide rows in chunks of columns): op by op, it keeps its blocks."""
+    if not compat.is_dask_namespace(xp) or any(_merged_past_limit(a) for a in arrays if a is not None):
+        return (None,) * len(arrays)
+    return tuple(None if a is None or not x.ndim or a.ndim != x.ndim or a.shape[0] != x.shape[0] else 0
+                 for a in arrays)
+
+
+def _merged_past_limit(x: Any) -> bool:
+    """Whether a Dask array split along an axis past its first would, its other axes merged into
+    one chunk (:func:`by_rows`' tasks), have blocks larger than Dask's ``array.chunk-size``."""
+    import dask  # a Dask namespace: Dask is imported already
+    from dask.utils import parse_bytes
+
+    if x.ndim < 2 or all(len(c) == 1 for c in x.chunks[1:]):
+        return False
+    block = max(x.chunks[0], default=0) * math.prod(x.shape[1:]) * x.dtype.itemsize
+    return bool(block > parse_bytes(dask.config.get("array.chunk-size")))
 
 
 def _in_rows(xp: Any, arrays: tuple[Any, ...], rows: Rows) -> bool:

@@ -503,3 +503,113 @@ def test_cosine_embedding_loss_on_dask_is_one_task_per_chunk_of_pairs(shapes):
             assert added_layers(got, *lazy) <= (5 if reduction == "none" else 8)  # 30 and 33 before
         want = lossreg.cosine_embedding_loss(x1, x2, y, margin=0.2, reduction=reduction)
         np.testing.assert_allclose(got.compute(), want, rtol=1e-13, atol=1e-15)
+
+
+def elementwise_rows(got: Any, *lazy: Any) -> int:
+    """``got``'s layers beyond its inputs', less the rechunks that put each input in chunks of rows."""
+    names = set(got.__dask_graph__().layers) - set().union(*(x.__dask_graph__().layers for x in lazy))
+    return len([n for n in names if not n.startswith("rechunk")])
+
+
+@pytest.mark.parametrize("weight_shape", [None, (5,), (1, 5), (7, 5), (7, 1)])
+def test_multilabel_soft_margin_loss_on_dask_is_one_task_per_chunk_of_samples(weight_shape):
+    # Its log-sigmoids, products and class sum were 24 (26 weighted) layers a call; a sample reads
+    # its own row and the class weights, read whole when they are one row for all (1, 5).
+    x, y = scores(7, 5), (rng.random((7, 5)) > 0.5).astype("float64")
+    w = None if weight_shape is None else rng.random(weight_shape)
+    lazy = [da.from_array(v, chunks=(3, 2)) for v in (x, y) + (() if w is None else (w,))]
+    for reduction in ("none", "mean", "sum"):
+        got = lossreg.multilabel_soft_margin_loss(lazy[0], lazy[1], weight=None if w is None else lazy[2],
+                                                  reduction=reduction)
+        # the tasks and their result; a weight's reshape to (1, 5); the sum's tree (up to 3), the mean's division
+        limit = 2 + (weight_shape == (5,)) + {"none": 0, "sum": 3, "mean": 4}[reduction]
+        assert elementwise_rows(got, *lazy) <= limit
+        want = lossreg.multilabel_soft_margin_loss(x, y, weight=w, reduction=reduction)
+        np.testing.assert_allclose(got.compute(), want, rtol=1e-13, atol=0)
+
+
+def test_multilabel_soft_margin_loss_on_dask_of_one_sample_reads_it_whole():
+    # One sample (C): no rows to split, its loss is 0-d; NumPy's value.
+    x, y, w = scores(5), (rng.random(5) > 0.5).astype("float64"), rng.random(5)
+    got = lossreg.multilabel_soft_margin_loss(*(da.from_array(v, chunks=2) for v in (x, y)),
+                                              weight=da.from_array(w, chunks=2), reduction="none")
+    assert got.shape == ()
+    np.testing.assert_allclose(got.compute(), lossreg.multilabel_soft_margin_loss(x, y, weight=w, reduction="none"),
+                               rtol=1e-13, atol=0)
+
+
+@pytest.mark.parametrize("shapes", [((7, 5), None, None), ((7, 5), (5,), (7, 5)), ((7, 5), (1, 5), (1, 5)),
+                                    ((7, 5), (7, 1), None), ((7,), (), ()), ((), None, None)])
+def test_bce_with_logits_on_dask_is_one_task_per_chunk_of_rows(shapes):
+    # Its terms were 14 (23 with both weights) layers a call; an element reads its own row and
+    # weights of one row for all (read whole). A 0-d input has no rows: op by op. NumPy's values
+    # (non-finite logits, infinite weights) either way.
+    x_shape, pw_shape, w_shape = shapes
+    x, y = scores(*x_shape), rng.random(x_shape)
+    pw = None if pw_shape is None else rng.random(pw_shape) * 3
+    w = None if w_shape is None else rng.random(w_shape)
+    if pw is not None and pw.ndim:
+        pw.flat[0] = np.inf
+    lazy = {k: None if v is None else da.from_array(v, chunks=3) for k, v in dict(x=x, y=y, pw=pw, w=w).items()}
+    for reduction in ("none", "mean"):
+        got = lossreg.binary_cross_entropy_with_logits(lazy["x"], lazy["y"], weight=lazy["w"], pos_weight=lazy["pw"],
+                                                       reduction=reduction)
+        if x.ndim:
+            reshapes = sum(v is not None and v.ndim < x.ndim for v in (pw, w))
+            limit = 2 + reshapes + (4 if reduction == "mean" else 0)
+            assert elementwise_rows(got, *(v for v in lazy.values() if v is not None)) <= limit
+        want = lossreg.binary_cross_entropy_with_logits(x, y, weight=w, pos_weight=pw, reduction=reduction)
+        np.testing.assert_allclose(got.compute(), want, rtol=1e-13, atol=0)
+
+
+@pytest.mark.parametrize("shapes", [((7, 5), (7, 5), (7, 5)), ((7, 5), (1, 5), (7,)), ((7, 5), (7, 1), (1, 5)),
+                                    ((7, 5), (7, 5), "scalar"), ((5,), (5,), (5,)), ((), (), ())])
+@pytest.mark.parametrize("full", [False, True])
+def test_gaussian_nll_loss_on_dask_is_one_task_per_chunk_of_rows(shapes, full):
+    # Its clamp, log and quotient were 19 layers a call (the clamp's straight-through gradient is
+    # 8 of them); an element reads its own row, and a target or variances of one row for all
+    # (read whole). A negative variance is NaN where it cannot raise, below eps it is eps.
+    x_shape, t_shape, v_shape = shapes
+    x, t = scores(*x_shape), rng.standard_normal(t_shape)
+    v = 0.5 if v_shape == "scalar" else rng.random(v_shape)
+    if not isinstance(v, float) and v.ndim:
+        v.flat[:3] = [0.0, 1e-9, 2.0]
+    lazy = [da.from_array(a, chunks=3) for a in (x, t) + (() if isinstance(v, float) else (v,))]
+    for reduction in ("none", "mean"):
+        got = lossreg.gaussian_nll_loss(*lazy[:2], lazy[2] if len(lazy) == 3 else v, full=full, eps=1e-6,
+                                        reduction=reduction)
+        if x.ndim:
+            # the tasks and their result, the variances' check, (N,)'s axis added; a mean's 4
+            checks = 0 if isinstance(v, float) else 1 + (len(v_shape) < len(x_shape))
+            assert elementwise_rows(got, *lazy) <= 2 + checks + (4 if reduction == "mean" else 0)
+        want = lossreg.gaussian_nll_loss(x, t, v, full=full, eps=1e-6, reduction=reduction)
+        np.testing.assert_allclose(got.compute(), want, rtol=1e-13, atol=0)
+
+
+def test_gaussian_nll_loss_on_dask_poisons_a_negative_variance_in_its_tasks():
+    x, t, v = rng.standard_normal((6, 4)), rng.standard_normal((6, 4)), rng.random((6, 4))
+    v[4, 1] = -1.0
+    got = lossreg.gaussian_nll_loss(*(da.from_array(a, chunks=(3, 4)) for a in (x, t, v)), reduction="none")
+    computed = got.compute()
+    assert np.isnan(computed[4, 1]) and np.isfinite(np.delete(computed.ravel(), 4 * 4 + 1)).all()
+    v[4, 1] = 1.0
+    np.testing.assert_allclose(np.delete(computed.ravel(), 17),
+                               np.delete(lossreg.gaussian_nll_loss(x, t, v, reduction="none").ravel(), 17),
+                               rtol=1e-13, atol=0)
+
+
+@pytest.mark.parametrize("name", ["binary_cross_entropy_with_logits", "gaussian_nll_loss",
+                                  "multilabel_soft_margin_loss"])
+def test_elementwise_losses_on_dask_keep_wide_rows_in_their_column_chunks(name):
+    # Rows wider than Dask's chunk size, split by columns: one task per chunk of rows would merge
+    # each into one block, so they run op by op in their own blocks (as before), NumPy's values.
+    x, y = scores(4, 600), (rng.random((4, 600)) > 0.5).astype("float64")
+    arrays = (x, y, rng.random((4, 600))) if name == "gaussian_nll_loss" else (x, y)
+    lazy = [da.from_array(a, chunks=(4, 100)) for a in arrays]
+    with dask.config.set({"array.chunk-size": "4KiB"}):  # a block of 4 rows is 19 KiB merged
+        got = getattr(lossreg, name)(*lazy, reduction="none")
+    assert not any(n.startswith("rechunk") for n in got.__dask_graph__().layers)
+    if got.ndim > 1:  # multilabel's losses are one per row
+        assert max(got.chunks[1]) == 100
+    want = getattr(lossreg, name)(*arrays, reduction="none")
+    np.testing.assert_allclose(got.compute(), want, rtol=1e-13, atol=0)

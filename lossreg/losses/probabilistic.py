@@ -186,7 +186,7 @@ def gaussian_nll_loss(input: Any, target: Any, var: Any, /, *, full: bool = Fals
             raise LossValueError(name, "var", "a non-negative variance", repr(var))
         toolkit.check_number(name, "var", var)  # an int past float64's range (10**400) is refused by name
         work = toolkit.compute_dtype(xp, dtype)
-        v = xp.full(input.shape, max(var, eps), dtype=work, device=toolkit.device(input))
+        v = None
     else:
         toolkit.check_floating(name, "var", var, xp)
         var = _var_shape(xp, name, var, input)
@@ -195,9 +195,23 @@ def gaussian_nll_loss(input: Any, target: Any, var: Any, /, *, full: bool = Fals
         v = toolkit.as_dtype(xp, var, work)
         # Checked in the working dtype: torch has no comparison of its float8 dtypes ("lt_cpu").
         bad = toolkit.check_values(name, "var", v, v < 0, xp, "non-negative variances")
-        v = _clamp_straight_through(xp, v, lo=eps) if eps > 0 else v
-    diff = toolkit.as_dtype(xp, input, work) - toolkit.as_dtype(xp, target, work)
+    x, t = toolkit.as_dtype(xp, input, work), toolkit.as_dtype(xp, target, work)
+    # An element's loss reads its own row (and a target or variances of one row, read whole): on
+    # Dask one task per chunk of rows (toolkit.by_rows), where its operations were 19 graph layers.
+    losses = toolkit.by_rows(xp, _gaussian_losses, x, t, v, bad, rows=toolkit.rows_against(xp, x, x, t, v, bad),
+                             eps=eps, full=full, var=None if v is not None else max(var, eps))
+    return toolkit.reduce(xp, losses, reduction, dtype)
+
+
+def _gaussian_losses(xp: Any, x: Any, t: Any, v: Any, bad: Any, *, eps: float, full: bool, var: float | None) -> Any:
+    """:func:`gaussian_nll_loss`'s losses of each element, of variances ``v`` (NaN where ``bad``),
+    or of the one variance ``var`` (already at least ``eps``) where ``v`` is None."""
+    if v is None:
+        v = xp.full(x.shape, var, dtype=x.dtype, device=toolkit.device(x))
+    elif eps > 0:
+        v = _clamp_straight_through(xp, v, lo=eps)
+    diff = x - t
     losses = 0.5 * (xp.log(v) + diff * diff / v)
     if full:
         losses = losses + 0.5 * math.log(2 * math.pi)
-    return toolkit.reduce(xp, toolkit.poison(xp, losses, bad), reduction, dtype)
+    return toolkit.poison(xp, losses, bad)
