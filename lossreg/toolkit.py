@@ -982,13 +982,17 @@ def rows_against(xp: Any, x: Any, *arrays: Any) -> Rows:
 def _merged_past_limit(x: Any) -> bool:
     """Whether a Dask array split along an axis past its first would, its other axes merged into
     one chunk (:func:`by_rows`' tasks), have blocks larger than Dask's ``array.chunk-size``."""
+    if x.ndim < 2 or all(len(c) == 1 for c in x.chunks[1:]):
+        return False
+    return max(x.chunks[0], default=0) * math.prod(x.shape[1:]) * x.dtype.itemsize > _dask_chunk_bytes()
+
+
+def _dask_chunk_bytes() -> int:
+    """Dask's ``array.chunk-size``: the most a block :func:`by_rows` merges may hold."""
     import dask  # a Dask namespace: Dask is imported already
     from dask.utils import parse_bytes
 
-    if x.ndim < 2 or all(len(c) == 1 for c in x.chunks[1:]):
-        return False
-    block = max(x.chunks[0], default=0) * math.prod(x.shape[1:]) * x.dtype.itemsize
-    return bool(block > parse_bytes(dask.config.get("array.chunk-size")))
+    return int(parse_bytes(dask.config.get("array.chunk-size")))
 
 
 def _in_rows(xp: Any, arrays: tuple[Any, ...], rows: Rows) -> bool:
@@ -997,15 +1001,11 @@ def _in_rows(xp: Any, arrays: tuple[Any, ...], rows: Rows) -> bool:
     each array read whole within Dask's chunk size."""
     if not compat.is_dask_namespace(xp):
         return False
-    import dask  # a Dask namespace: Dask is imported already
-    from dask.utils import parse_bytes
-
     batched = [(x, a) for x, a in zip(arrays, rows) if x is not None and a is not None]
     # An array read whole is merged into one chunk for every task, and probed at its full size where
     # the graph is built: past Dask's own chunk size (an LM head split by vocabulary, out of core)
     # it is run op by op, keeping its blocks.
-    limit = parse_bytes(dask.config.get("array.chunk-size"))
-    split_whole = any(math.prod(x.numblocks) > 1 and x.nbytes > limit for x, a in zip(arrays, rows)
+    split_whole = any(math.prod(x.numblocks) > 1 and x.nbytes > _dask_chunk_bytes() for x, a in zip(arrays, rows)
                       if a is None and hasattr(x, "numblocks"))
     # Rows of one length: an array of one row broadcast against many has no block for each of
     # theirs, and row i would not read its own row of it.
