@@ -89,17 +89,26 @@ def test_linear_cross_entropy_weight_gradient_by_spread_blocks_is_the_portable_o
             np.testing.assert_allclose(a, c, rtol=1e-10, atol=1e-12, err_msg=str(list(options)))
 
 
-CTC_TARGETS_SPLIT = """
+# Four CPU devices, a mesh of one explicit axis named as asked, log-probabilities of scores.
+CTC_ON_FOUR = """
 import os
 os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
 import numpy as np, jax, jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec as P
 import lossreg
 
-mesh = jax.make_mesh((4,), ("b",), axis_types=(jax.sharding.AxisType.Explicit,))
+def explicit_mesh(name):
+    return jax.make_mesh((4,), (name,), axis_types=(jax.sharding.AxisType.Explicit,))
+
+def log_softmax(x):
+    return jnp.asarray(x - np.log(np.exp(x).sum(-1, keepdims=True)), jnp.float32)
+
 rng = np.random.default_rng(0)
-x = rng.normal(size=(7, 8, 5))
-log_probs = jnp.asarray(x - np.log(np.exp(x).sum(-1, keepdims=True)), jnp.float32)
+"""
+
+CTC_TARGETS_SPLIT = CTC_ON_FOUR + """
+mesh = explicit_mesh("b")
+log_probs = log_softmax(rng.normal(size=(7, 8, 5)))
 targets, lengths = rng.integers(1, 5, (8, 3)), (rng.integers(3, 8, 8), rng.integers(0, 4, 8))
 plain = [jnp.asarray(a) for a in (targets, *lengths)]
 split = [jax.device_put(a, NamedSharding(mesh, P("b", *[None] * (a.ndim - 1)))) for a in plain]
@@ -120,17 +129,9 @@ def test_ctc_with_only_its_targets_split_over_explicit_axes() -> None:
     _runs_on_four_devices(CTC_TARGETS_SPLIT)
 
 
-CTC_TIME_SPLIT = """
-import os
-os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
-import numpy as np, jax, jax.numpy as jnp
-from jax.sharding import NamedSharding, PartitionSpec as P
-import lossreg
-
-mesh = jax.make_mesh((4,), ("t",), axis_types=(jax.sharding.AxisType.Explicit,))
-rng = np.random.default_rng(0)
-x = rng.normal(size=(8, 3, 5))
-log_probs = jnp.asarray(x - np.log(np.exp(x).sum(-1, keepdims=True)), jnp.float32)
+CTC_TIME_SPLIT = CTC_ON_FOUR + """
+mesh = explicit_mesh("t")
+log_probs = log_softmax(rng.normal(size=(8, 3, 5)))
 targets, lengths = jnp.asarray(rng.integers(1, 5, (3, 3))), (jnp.asarray([8, 6, 5]), jnp.asarray([3, 2, 0]))
 over_time = NamedSharding(mesh, P("t"))
 unbatched = jnp.asarray(8), jnp.asarray(3)
