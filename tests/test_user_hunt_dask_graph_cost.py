@@ -242,8 +242,8 @@ def test_triplet_margin_loss_on_dask_records_each_chunk_of_triplets_as_one_task(
     got = lossreg.triplet_margin_loss(*lazy, p=p, swap=swap, reduction="none")
     names = set(got.__dask_graph__().layers) - {n for v in lazy for n in v.__dask_graph__().layers}
     # Each input's embedding axis merged into one chunk, the tasks, the losses taken from them.
-    assert sorted(n.split("-")[0] for n in names) == ["rechunk", "rechunk", "rechunk", "triplet_pairwise",
-                                                      "triplet_pairwise"]
+    assert sorted(n.split("-")[0] for n in names) == ["rechunk", "rechunk", "rechunk", "triplet_losses",
+                                                      "triplet_losses"]
     assert got.chunks == ((3, 3, 1),)
     np.testing.assert_allclose(got.compute(), lossreg.triplet_margin_loss(*x, p=p, swap=swap, reduction="none"),
                                rtol=1e-13, equal_nan=True)

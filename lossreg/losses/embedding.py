@@ -270,20 +270,20 @@ def _triplet(xp: Any, distance: Callable[[Any, Any], Any], a: Any, p: Any, n: An
     return _clamp_min0(xp, margin + d_pos - d_neg)
 
 
-def _triplet_pairwise(xp: Any, a: Any, pos: Any, neg: Any, *, p: float, eps: float, margin: float, swap: bool,
-                      moduli: bool, negated: bool) -> Any:
+def _triplet_losses(xp: Any, a: Any, pos: Any, neg: Any, *, p: float, eps: float, margin: float, swap: bool,
+                    moduli: bool, negated: bool) -> Any:
     """The losses of triplets at ``pairwise_distance(p, eps)``; ``negated``: d(a, n) as the norm of
     (n - a) - eps (see :func:`triplet_margin_loss`)."""
     return _triplet(xp, lambda x, y: _pairwise_distance(xp, x, y, p, eps, moduli=moduli), a, pos, neg, margin, swap,
                     lambda x, y: _pairwise_distance(xp, x, y, p, eps, negated=negated, moduli=moduli))
 
 
-def _pairwise_triplets(xp: Any, a: Any, pos: Any, neg: Any, **options: Any) -> Any:
-    """:func:`_triplet_pairwise`, on Dask one task per chunk of triplets (``toolkit.by_rows``; a
+def _triplets_by_rows(xp: Any, a: Any, pos: Any, neg: Any, **options: Any) -> Any:
+    """:func:`_triplet_losses`, on Dask one task per chunk of triplets (``toolkit.by_rows``; a
     triplet reads its own rows): its distances, swap and clamp were 13 to 17 graph layers a call.
     Embeddings of one axis are a single triplet, and read whole."""
     rows = (0, 0, 0) if a.ndim > 1 else (None, None, None)
-    return toolkit.by_rows(xp, _triplet_pairwise, a, pos, neg, rows=rows, **options)
+    return toolkit.by_rows(xp, _triplet_losses, a, pos, neg, rows=rows, **options)
 
 
 def _distances(loss: str, xp: Any, d: Any, like: Any, real: Any, own: list[Any]) -> Any:
@@ -351,7 +351,7 @@ def triplet_margin_loss(anchor: Any, positive: Any, negative: Any, /, *, margin:
     # d(a, n) as the norm of (n - a) - eps: the same numbers as (a - n) + eps, negated. Spelt
     # like d(a, p), both would add one broadcast eps, which XLA then writes out in full as an
     # (N, D) array shared by the two reductions (2.5x optax's time at 2048x8192 under jit).
-    losses = _pairwise_triplets(xp, a, pos, neg, p=p, eps=eps, margin=margin, swap=swap, moduli=moduli, negated=True)
+    losses = _triplets_by_rows(xp, a, pos, neg, p=p, eps=eps, margin=margin, swap=swap, moduli=moduli, negated=True)
     return toolkit.reduce(xp, losses, reduction, dtype)
 
 
@@ -394,7 +394,7 @@ def triplet_margin_with_distance_loss(anchor: Any, positive: Any, negative: Any,
     xp, dtype, (a, pos, neg), moduli = _triplet_inputs(name, anchor, positive, negative, margin, swap, reduction)
     own: list[Any] = []  # the dtypes of distances returned in another than the one computed in
     if distance_function is None:  # torch's pairwise_distance: p = 2, eps = 1e-6
-        losses = _pairwise_triplets(xp, a, pos, neg, p=2.0, eps=1e-6, margin=margin, swap=swap, moduli=moduli,
+        losses = _triplets_by_rows(xp, a, pos, neg, p=2.0, eps=1e-6, margin=margin, swap=swap, moduli=moduli,
                                     negated=False)
     else:
         real = dtype if moduli else a.dtype
