@@ -917,8 +917,8 @@ def by_rows(xp: Any, function: Callable[..., Any], *arrays: Any, rows: Rows, **o
     (NumPy, CuPy), every other axis merged into one chunk: Dask records each operation as a graph
     layer, built (metadata, tokens) and then scheduled per call. Each result is split by the rows
     along the axis whose length is the rows' count (found by running ``function`` on zeros of no
-    row and of one: a row is all its frames and classes, CTC's); a result without one, the same in every
-    task, is the first task's. The same operations on the same rows: the same values. Anything
+    row and of one, where the graph is built); a result without one, the same in every task, is
+    the first task's. The same operations on the same rows: the same values. Anything
     else (no Dask array, a 0-d one, rows in chunks of unknown size, arrays of different numbers
     of rows, as one row broadcast against many) runs ``function`` as it is; :func:`along_rows` is
     the one-result form.
