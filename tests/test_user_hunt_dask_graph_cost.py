@@ -27,6 +27,7 @@ Values are NumPy's exactly (non-finite entries, float16, empty batches, chunked 
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -584,6 +585,23 @@ def test_gaussian_nll_loss_on_dask_is_one_task_per_chunk_of_rows(shapes, full):
             assert elementwise_rows(got, *lazy) <= 2 + checks + (4 if reduction == "mean" else 0)
         want = lossreg.gaussian_nll_loss(x, t, v, full=full, eps=1e-6, reduction=reduction)
         np.testing.assert_allclose(got.compute(), want, rtol=1e-13, atol=0)
+
+
+@pytest.mark.parametrize("strict", ["warnings as errors", "np.seterr raise"])
+def test_gaussian_nll_loss_at_eps_0_on_dask_builds_its_graph_without_numpys_warnings(strict):
+    # by_rows learns its results' layout by running the loss on zeros where the graph is built;
+    # at eps=0 nothing clamps their variance of 0, whose log(0) and 0/0 warned (RuntimeWarning) to
+    # a caller whose variances are all positive, and raised under -W error or np.seterr(all="raise"),
+    # where op by op Dask ran nothing. The zeros are no caller's data: NumPy's values, silently.
+    x, t, v = rng.standard_normal((6, 4)), rng.standard_normal((6, 4)), rng.random((6, 4)) + 0.1
+    lazy = [da.from_array(a, chunks=(3, 4)) for a in (x, t, v)]
+    with warnings.catch_warnings(), np.errstate(all="raise" if strict == "np.seterr raise" else "warn"):
+        warnings.simplefilter("error")
+        got = lossreg.gaussian_nll_loss(*lazy, eps=0.0, reduction="none")
+        computed = got.compute()
+    assert any(n.startswith("gaussian_losses") for n in got.__dask_graph__().layers)  # one task per chunk of rows
+    np.testing.assert_allclose(computed, lossreg.gaussian_nll_loss(x, t, v, eps=0.0, reduction="none"), rtol=1e-13,
+                               atol=0)
 
 
 def test_gaussian_nll_loss_on_dask_poisons_a_negative_variance_in_its_tasks():
