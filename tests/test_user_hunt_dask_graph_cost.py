@@ -384,6 +384,25 @@ def test_by_rows_learns_its_results_layout_from_no_row_and_one():
     np.testing.assert_array_equal(got[1].compute(), a * 2)
 
 
+def test_by_rows_gives_closures_of_one_def_tasks_of_their_own():
+    # Dask takes tasks of one key for one computation. by_rows named its tasks by the function's
+    # module and qualified name, its options and arrays: two closures of one def (a plugin's
+    # scaled(k)) on the same rows shared their keys, and a graph holding both computed one of
+    # them for each (6a where 2a + 3a is 5a). A module's own function keeps its name.
+    def scaled(k: float) -> Any:
+        def times(xp: Any, a: Any) -> Any:
+            return a * k
+        return times
+
+    a = rng.standard_normal((6, 3))
+    lazy = da.from_array(a, chunks=2)
+    two, three = (toolkit.by_rows(xp_of(lazy), scaled(k), lazy, rows=(0,)) for k in (2.0, 3.0))
+    assert two.name != three.name
+    np.testing.assert_array_equal((two + three).compute(), a * 2 + a * 3)
+    again = toolkit.by_rows(xp_of(lazy), scaled(2.0), lazy, rows=(0,))
+    assert again.name == two.name  # the same computation, the same keys (Dask's cache and culling rely on it)
+
+
 def test_by_rows_refuses_a_result_that_is_not_split_by_the_rows():
     def doubled(xp: Any, a: Any) -> Any:
         return xp.concat([a, a])
