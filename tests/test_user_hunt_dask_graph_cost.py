@@ -635,6 +635,22 @@ def test_gaussian_nll_loss_on_dask_poisons_a_negative_variance_in_its_tasks():
                                rtol=1e-13, atol=0)
 
 
+def test_cosine_embedding_loss_on_dask_keeps_embeddings_wider_than_a_chunk_in_their_blocks():
+    # One task per chunk of pairs merges each pair's D into one block: for embeddings wider than
+    # Dask's own chunk size, split along D (out of core), that block held all of a row's chunks,
+    # where the loss's sums, recorded one by one, kept Dask's blocks (as before one task per chunk
+    # of pairs). Such embeddings are run op by op, in their blocks: NumPy's values.
+    x1, x2, y = rng.standard_normal((4, 600)), rng.standard_normal((4, 600)), np.array([1, -1, 1, -1])
+    lazy = [da.from_array(x1, chunks=(4, 100)), da.from_array(x2, chunks=(4, 100)), da.from_array(y, chunks=4)]
+    with dask.config.set({"array.chunk-size": "4KiB"}):  # a block of 4 rows is 19 KiB merged
+        got = lossreg.cosine_embedding_loss(*lazy, margin=0.1, reduction="none")
+    assert not any(n.startswith(("cosine_losses", "rechunk")) for n in got.__dask_graph__().layers)
+    np.testing.assert_allclose(got.compute(), lossreg.cosine_embedding_loss(x1, x2, y, margin=0.1, reduction="none"),
+                               rtol=1e-13, atol=1e-15)
+    got = lossreg.cosine_embedding_loss(*lazy, margin=0.1, reduction="none")  # within the chunk size: tasks
+    assert any(n.startswith("cosine_losses") for n in got.__dask_graph__().layers)
+
+
 @pytest.mark.parametrize("name", ["binary_cross_entropy_with_logits", "gaussian_nll_loss",
                                   "multilabel_soft_margin_loss"])
 def test_elementwise_losses_on_dask_keep_wide_rows_in_their_column_chunks(name):

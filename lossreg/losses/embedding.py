@@ -190,8 +190,11 @@ def cosine_embedding_loss(input1: Any, input2: Any, target: Any, /, *, margin: f
                              f"shape {tuple(target.shape)}")
     dtype, _, (x1, x2), _ = _floats(name, xp, input1=input1, input2=input2)
     # A pair's loss reads its own rows: on Dask one task per chunk of pairs (toolkit.by_rows), where
-    # its products, sums, cosine and cases were 27 graph layers a call. One pair (D) is read whole.
-    pairs_rows = (0, 0, 0) if target.ndim else (None, None, None)
+    # its products, sums, cosine and cases were 27 graph layers a call. One pair (D) is read whole,
+    # and so are embeddings wider than Dask's chunk size in chunks of D (rows_against gives None):
+    # merged, a task's block would hold all their chunks; op by op, Dask's sums keep its blocks.
+    paired = target.ndim and toolkit.rows_against(xp, x1, x1, x2) == (0, 0)
+    pairs_rows = (0, 0, 0) if paired else (None, None, None)
     losses = toolkit.by_rows(xp, _cosine_losses, x1, x2, target, rows=pairs_rows, margin=margin)
     return toolkit.reduce(xp, losses, reduction, dtype)
 
