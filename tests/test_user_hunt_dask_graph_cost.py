@@ -27,6 +27,7 @@ Values are NumPy's exactly (non-finite entries, float16, empty batches, chunked 
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any
 
@@ -503,6 +504,23 @@ def test_linear_cross_entropy_keeps_a_head_larger_than_a_dask_chunk_in_its_block
         got = lossreg.linear_cross_entropy(*lazy, chunk_size=(3, 4), reduction="none")
     assert not [n for n in got.__dask_graph__().layers if n.startswith("token_losses")]
     assert added_layers(got, *lazy) > 40  # the loop's operations, recorded one by one
+    want = lossreg.linear_cross_entropy(h, w, t, chunk_size=(3, 4), reduction="none")
+    np.testing.assert_allclose(got.compute(), want, rtol=1e-13, atol=1e-15)
+
+
+def test_linear_cross_entropy_keeps_hidden_states_wider_than_a_dask_chunk_in_their_blocks():
+    # One task per chunk of tokens merges their hidden states' D into one block: split along D
+    # past Dask's own chunk size, that block held all of their chunks, where the loop, op by op,
+    # kept Dask's blocks (its products summed over D's chunks). Those run op by op: NumPy's values.
+    r = np.random.default_rng(8)
+    h, w, t = r.standard_normal((7, 40)), r.standard_normal((11, 40)), np.array([3, 0, 10, -100, 7, 7, 1])
+    lazy = [da.from_array(h, chunks=(4, 10)), da.from_array(w, chunks=(11, 40)), da.from_array(t, chunks=4)]
+    with dask.config.set({"array.chunk-size": "1KiB"}):  # 4 tokens' states merged are 1280 bytes
+        got = lossreg.linear_cross_entropy(*lazy, chunk_size=(3, 4), reduction="none")
+    assert not [n for n in got.__dask_graph__().layers if n.startswith("token_losses")]
+    rechunked = [layer.collection_annotations["chunks"] for n, layer in got.__dask_graph__().layers.items()
+                 if n.startswith("rechunk")]  # the weight's blocks, transposed (40 x 4): 320 bytes
+    assert max(math.prod(map(max, chunks)) * 8 for chunks in rechunked) <= 1024
     want = lossreg.linear_cross_entropy(h, w, t, chunk_size=(3, 4), reduction="none")
     np.testing.assert_allclose(got.compute(), want, rtol=1e-13, atol=1e-15)
 

@@ -125,8 +125,11 @@ def linear_cross_entropy(input: Any, linear_weight: Any, target: Any, /, *, line
     # vocabulary asked for on its own rows (toolkit.by_rows; the weight, bias and class weights read
     # whole), where the loop recorded some 25 graph layers per chunk and vocabulary block (250-420 a
     # call at 7 tokens in chunks of 3 by 4 classes). The automatic plan is one chunk on Dask, whose
-    # own blocks of tokens and vocabulary bound the logits (see chunked._plan).
-    rows = (0, None, None, 0, 0, None) if inp.chunk_size is not None else (None,) * 6
+    # own blocks of tokens and vocabulary bound the logits (see chunked._plan). Hidden states split
+    # along D past Dask's chunk size (rows_against gives None) would be merged into a block per
+    # task holding all their chunks: op by op, the loop keeps Dask's blocks.
+    by_tokens = inp.chunk_size is not None and toolkit.rows_against(xp, inp.hidden, inp.hidden) == (0,)
+    rows = (0, None, None, 0, 0, None) if by_tokens else (None,) * 6
     losses = toolkit.by_rows(xp, _token_losses, inp.hidden, inp.weight, inp.bias, inp.target, inp.active, cw,
                              rows=rows, step=inp.chunks.tokens, **opts)
     if reduction != "none":  # as cross_entropy reduces them
