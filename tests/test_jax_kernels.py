@@ -53,6 +53,21 @@ def test_the_kernel_is_chosen_for_jax_arrays_and_inlined_under_jit_and_vmap():
     np.testing.assert_allclose(jax.vmap(lambda a, b: lossreg.cross_entropy(a, b))(x, y), eager, rtol=1e-6)
 
 
+# Equations of triplet_margin_loss's program under jit, swap on (three distances): each is lowered
+# to MLIR for every program, and eager JAX's conformance run compiles the kernel once per case
+# (shapes × p × swap × reduction). They were 64, 43, 43, 82 and 43, when each norm's sign was
+# seven where-equations and its fills *_like arrays.
+TRIPLET_EQUATIONS = {0.0: 28, 1.0: 25, 2.0: 37, 3.0: 52, float("inf"): 25}
+
+
+@pytest.mark.parametrize("p", TRIPLET_EQUATIONS)
+def test_the_triplet_kernels_program_takes_jaxs_sign_and_number_fills(p):
+    x = jnp.ones((4, 5))
+    portable = lossreg.triplet_margin_loss.portable  # what the kernel runs under jax.jit
+    jaxpr = jax.make_jaxpr(lambda a, b, c: portable(a, b, c, p=p, swap=True))(x, x, x)
+    assert len(jaxpr.eqns) <= TRIPLET_EQUATIONS[p]
+
+
 def test_bad_input_raises_the_same_lossreg_error_through_the_kernel():
     x = jnp.zeros((4, 3))
     with pytest.raises(lossreg.LossValueError, match="target.*shape"):

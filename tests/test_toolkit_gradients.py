@@ -62,6 +62,30 @@ def test_absolute_has_torchs_derivative_on_torch_and_jax():
     assert got.tolist() == want.tolist()
 
 
+def test_sign_and_safe_abs_on_jax_are_jaxs_sign_with_the_wheres_values_and_torchs_derivative():
+    """One ``sign`` operation on JAX, where other libraries take seven (comparisons and wheres):
+    under ``jit`` each is an equation that every program using it lowers to MLIR again (three
+    triplet distances' norms at p ≠ 2), and eager JAX compiles each one per new shape. The values
+    are the wheres' (-1, 0 or 1, -0 at -0, NaN at NaN); ``safe_abs``'s derivative is torch's
+    ``sgn(x)``, in forward mode too (the wheres gave 0·∞ = NaN at ±∞ there), and NaN at NaN
+    (so that it propagates, where torch's is 0)."""
+    xp = toolkit.namespace("test", input=jnp.ones(2))
+    assert len(jax.make_jaxpr(lambda v: toolkit.sign(xp, v))(jnp.ones(3)).eqns) == 1
+    x = np.array(VALUES)
+    got, wheres = np.asarray(toolkit.sign(xp, jnp.asarray(x))), toolkit.sign(np, x)
+    np.testing.assert_array_equal(got, wheres)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(wheres))
+    assert not np.asarray(jax.grad(lambda v: jnp.sum(toolkit.sign(xp, v)))(jnp.asarray(x))).any()
+
+    xt = torch.tensor(VALUES, dtype=torch.float64, requires_grad=True)
+    (want,) = torch.autograd.grad(torch.abs(xt).sum(), xt)
+    want[-1] = np.nan  # VALUES ends with NaN
+    reverse = jax.vmap(jax.grad(lambda v: toolkit.safe_abs(xp, v)))(jnp.asarray(x))
+    forward = jax.jvp(lambda v: toolkit.safe_abs(xp, v), (jnp.asarray(x),), (jnp.ones(len(x)),))[1]
+    np.testing.assert_array_equal(np.asarray(reverse), want.numpy())
+    np.testing.assert_array_equal(np.asarray(forward), want.numpy())
+
+
 def _backward_nodes(value) -> set[str]:
     seen, names, stack = set(), set(), [value.grad_fn]
     while stack:
