@@ -124,6 +124,17 @@ def test_triplet_margin_zero_differences(p):
                  {"p": p, "margin": 5.0, "reduction": "none"})
 
 
+@pytest.mark.parametrize("swap", (False, True))
+def test_triplet_margin_at_p_0_counts_nan_and_infinite_entries_as_torch(swap):
+    """p = 0 is the count of non-zero entries: torch counts NaN and ±∞ among them, so a row
+    holding NaN has a finite distance (the other norms' are NaN)."""
+    rng = np.random.default_rng(3)
+    a, pos, neg = rng.normal(size=(3, 4, 5))
+    a[0, 1], pos[1, 2], neg[2, 0], a[2, 3] = math.nan, math.inf, -math.inf, math.nan
+    check_parity("triplet_margin_loss", F.triplet_margin_loss, {"anchor": a, "positive": pos, "negative": neg},
+                 {"p": 0.0, "swap": swap, "margin": 2.0, "reduction": "none"})
+
+
 def _l1(x, y):
     xp = array_api_compat.array_namespace(x, y)
     return xp.sum(xp.abs(x - y), axis=-1)

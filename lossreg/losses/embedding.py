@@ -212,7 +212,10 @@ def _cosine_losses(xp: Any, x1: Any, x2: Any, target: Any, *, margin: float) -> 
 def _norm(xp: Any, d: Any, *, p: float) -> Any:
     """``‖d‖_p`` over the last axis with torch's gradients (0 where the norm or an entry is 0)."""
     if p == 0:
-        return xp.sum(toolkit.sign(xp, d) * toolkit.sign(xp, d), axis=-1)  # the count of non-zeros, gradient 0
+        # The count of non-zeros, NaN among them as torch counts it (sign(d)² made a NaN of its
+        # row), with a zero gradient: d · 0 keeps the graph, taken at the zeros only (no ∞ · 0).
+        nonzero = d != 0
+        return xp.sum(xp.where(nonzero, 1.0, xp.where(nonzero, 0.0, d) * 0), axis=-1)
     if d.shape[-1] == 1:
         # |d| for every p: d^p would overflow past |d| = 1.8e19 at p = 2 in float32 (torch's CPU
         # accumulates a float32 norm in float64, so its distance of 3e38 is finite)
