@@ -369,42 +369,65 @@ def _forward(xp: Any, h: Any, weight: Any, bias: Any, tcol: Any, blocks: list[tu
     The sum is torch's, of non-negative terms: it is kept as ``Σ_c w_c (z_c - a)``, ``a`` the first
     block's shift, and taken from ``W (lse - a)`` at the end, where ``W lse - Σ_c w_c z_c`` would
     overflow (logits within a factor V of the largest float: inf - inf) or cancel (logits far
-    from 0 in float32)."""
-    dev = toolkit.device(h)
+    from 0 in float32).
+
+    Each block is one call of :func:`_online_block`, on eager JAX one compiled program per shape
+    (its block of the weight, bias, class weights and targets sliced here: the offset of a block
+    is not one more program): a block's work is the same arrays of one block as op by op, where
+    a program of the whole chunk might hold every block's logits at once."""
+    v = weight.shape[0]
     kept: list[tuple[Any, Any]] = []
-    picked = zsum = m = s = anchor = None
+    picked = zsum = m = s = anchor = shift = None
     for j, k in blocks:
-        z, th = _logits(xp, h, weight, bias, j, k, softcap, work)
-        pick = xp.sum(xp.where(toolkit.placed_like(xp, _targets_in(xp, tcol, j, k, dev), z), z, xp.zeros_like(z)),
-                      axis=1)
-        picked = pick if picked is None else picked + pick
-        # A constant to autodiff, as toolkit.logsumexp's maximum: lse does not depend on the shift
-        # (its derivative cancels), and differentiated, the maximum's backward multiplies its
-        # gradient by a 0/1 mask: where an infinite class weight makes that gradient inf - inf,
-        # NaN · 0 made the whole row of logits' gradients NaN (torch's: ±inf but at the target).
-        mj = toolkit.stop_gradient(xp, xp.max(toolkit.dense_chunks(z), axis=1))
-        # m: the running maximum, -inf while every block so far is; shift: m, or 0 there (no
-        # -inf - -inf). Rescaling by exp(m - shift), not from a 0 standing in for -inf, keeps
-        # a block of -inf followed by logits below -88 (float32) from underflowing to lse = -inf.
-        m_new = mj if m is None else xp.maximum(m, mj)
-        shift = xp.where(m_new == -math.inf, xp.zeros_like(m_new), m_new)
-        shifted = z - xp.reshape(shift, (-1, 1))
-        if w_total is not None:
-            block_w = k - j if cw is None else xp.sum(cw[j:k])
-            anchor = shift if anchor is None else anchor
-            # Σ_c w_c (z_c - a) = Σ_c w_c (z_c - shift) + (shift - a) Σ_c w_c: each part at most the
-            # logits' spread times the block's weight, as torch's Σ_c w_c (lse - z_c) is.
-            zs = xp.sum(shifted if cw is None else shifted * xp.reshape(cw[j:k], (1, -1)), axis=1)
-            zs = zs + (shift - anchor) * block_w
-            zsum = zs if zsum is None else zsum + zs
-        e = xp.exp(shifted)
-        s = xp.sum(e, axis=1) if m is None else s * xp.exp(m - shift) + xp.sum(e, axis=1)
-        m = m_new
+        whole = (j, k) == (0, v)
+        w = weight if whole else weight[j:k, ...]
+        b = bias if whole or bias is None else bias[j:k]
+        c = cw if whole or cw is None else cw[j:k]
+        tj = tcol if j == 0 else tcol - j  # the targets as indices into this block
+        picked, zsum, m, s, anchor, shift, z, th, e = _online_block(
+            xp, h, w, b, tj, c, picked, zsum, m, s, anchor, softcap=softcap, work=work,
+            weighted=w_total is not None, keep=len(blocks) == 1)
         if len(blocks) == 1:
             kept += [(z, th), (e, s)]
     lse = shift + xp.log(s)
     spread = None if zsum is None else w_total * (lse - anchor) - zsum
     return lse, picked, spread, kept
+
+
+@toolkit.fused
+def _online_block(xp: Any, h: Any, w: Any, b: Any, tj: Any, cw: Any, picked: Any, zsum: Any, m: Any, s: Any,
+                  anchor: Any, *, softcap: float | None, work: Any, weighted: bool, keep: bool) -> tuple[Any, ...]:
+    """One vocabulary block of :func:`_forward`: its running ``(z[y], Σ_c w_c (z_c - a), max, Σ exp,
+    a)`` updated by the block of weight rows ``w`` (bias ``b``, class weights ``cw``, targets ``tj``
+    counted from the block's first row), each None before the first block (``zsum`` and the anchor
+    ``a`` None unless ``weighted``), then the block's shift and, with ``keep``, its ``(z, tanh,
+    exp)`` (else None)."""
+    z, th = _logits(xp, h, w, b, 0, w.shape[0], softcap, work)
+    pick = xp.sum(xp.where(toolkit.placed_like(xp, _targets_in(xp, tj, 0, w.shape[0], toolkit.device(h)), z), z,
+                           xp.zeros_like(z)), axis=1)
+    picked = pick if picked is None else picked + pick
+    # A constant to autodiff, as toolkit.logsumexp's maximum: lse does not depend on the shift
+    # (its derivative cancels), and differentiated, the maximum's backward multiplies its
+    # gradient by a 0/1 mask: where an infinite class weight makes that gradient inf - inf,
+    # NaN · 0 made the whole row of logits' gradients NaN (torch's: ±inf but at the target).
+    mj = toolkit.stop_gradient(xp, xp.max(toolkit.dense_chunks(z), axis=1))
+    # m: the running maximum, -inf while every block so far is; shift: m, or 0 there (no
+    # -inf - -inf). Rescaling by exp(m - shift), not from a 0 standing in for -inf, keeps
+    # a block of -inf followed by logits below -88 (float32) from underflowing to lse = -inf.
+    m_new = mj if m is None else xp.maximum(m, mj)
+    shift = xp.where(m_new == -math.inf, xp.zeros_like(m_new), m_new)
+    shifted = z - xp.reshape(shift, (-1, 1))
+    if weighted:
+        block_w = w.shape[0] if cw is None else xp.sum(cw)
+        anchor = shift if anchor is None else anchor
+        # Σ_c w_c (z_c - a) = Σ_c w_c (z_c - shift) + (shift - a) Σ_c w_c: each part at most the
+        # logits' spread times the block's weight, as torch's Σ_c w_c (lse - z_c) is.
+        zs = xp.sum(shifted if cw is None else shifted * xp.reshape(cw, (1, -1)), axis=1)
+        zs = zs + (shift - anchor) * block_w
+        zsum = zs if zsum is None else zsum + zs
+    e = xp.exp(shifted)
+    s = xp.sum(e, axis=1) if m is None else s * xp.exp(m - shift) + xp.sum(e, axis=1)
+    return (picked, zsum, m_new, s, anchor, shift) + ((z, th, e) if keep else (None, None, None))
 
 
 def smoothing_weights(xp: Any, cw: Any) -> tuple[Any, Any]:
@@ -440,6 +463,53 @@ def add_weight_grad(xp: Any, d_weight: Any, start: int, g: Any, h: Any) -> Any:
     return d_weight
 
 
+def _blocks(v: int, vocab: int) -> list[tuple[int, int]]:
+    """The vocabulary blocks [j, k) of ``vocab`` entries (the last one shorter) of a vocabulary of ``v``."""
+    return [(j, min(j + vocab, v)) for j in range(0, v, vocab)]
+
+
+def _class_totals(xp: Any, t: Any, cw: Any, v: int) -> tuple[Any, Any]:
+    """``(w[y_n], W)``: each token's class weight and their total (1.0 and V without class weights)."""
+    return (1.0 if cw is None else toolkit.lookup(xp, cw, t)), (v if cw is None else xp.sum(cw))
+
+
+def _forward_losses(xp: Any, h: Any, weight: Any, bias: Any, tcol: Any, active: Any, cw: Any, wy: Any, w_total: Any,
+                    blocks: list[tuple[int, int]], *, label_smoothing: float, z_loss: float, softcap: float | None,
+                    work: Any) -> tuple[Any, Any, list[tuple[Any, Any]]]:
+    """``(losses, lse, kept)`` of one chunk of tokens (targets ``tcol`` (B, 1)): :func:`_forward`
+    and :func:`chunk_loss`'s formula of ℓ_n, 0 for the tokens not ``active``."""
+    v = weight.shape[0]
+    spread_w, beyond = (cw, None) if cw is None or not label_smoothing else smoothing_weights(xp, cw)
+    lse, picked, spread, kept = _forward(xp, h, weight, bias, tcol, blocks, spread_w, softcap=softcap,
+                                         work=work, w_total=(None if not label_smoothing else
+                                                             w_total if beyond is None else xp.sum(spread_w)))
+    losses = (1.0 - label_smoothing) * wy * (lse - picked)
+    if label_smoothing:
+        losses = losses + (label_smoothing / v) * (spread if beyond is None else spread + beyond)
+    if z_loss:
+        losses = losses + z_loss * lse * lse
+    losses = xp.where(toolkit.placed_like(xp, active, losses), losses, xp.zeros_like(losses))
+    return losses, lse, kept
+
+
+def _chunk_losses(xp: Any, h: Any, weight: Any, bias: Any, t: Any, active: Any, cw: Any, *, label_smoothing: float,
+                  z_loss: float, softcap: float | None, vocab: int, work: Any) -> tuple[Any, Any]:
+    """``(losses, lse)`` of one chunk of tokens, ``t`` (B,) its targets: :func:`chunk_loss` without gradients."""
+    v = weight.shape[0]
+    wy, w_total = _class_totals(xp, t, cw, v)
+    losses, lse, _ = _forward_losses(xp, h, weight, bias, xp.reshape(t, (-1, 1)), active, cw, wy, w_total,
+                                     _blocks(v, vocab), label_smoothing=label_smoothing, z_loss=z_loss,
+                                     softcap=softcap, work=work)
+    return losses, lse
+
+
+# A chunk of a single vocabulary block as one program on eager JAX: it holds that block's arrays,
+# as op by op (with several blocks, a program of the chunk might hold them all at once). Not
+# bitwise the values op by op: within a fusion XLA contracts a product and a sum into one FMA (as
+# under jax.jit): a few ulps of the chunk's largest loss; the conformance tolerances are far wider.
+_whole_chunk_losses = toolkit.fused(_chunk_losses)
+
+
 def chunk_loss(xp: Any, h: Any, weight: Any, bias: Any, t: Any, active: Any, coef: Any, *, label_smoothing: float,
                z_loss: float, softcap: float | None, vocab: int, work: Any, lse: Any = None,
                grads: bool = True, d_weight: Any = None, d_bias: Any = None,
@@ -464,24 +534,23 @@ def chunk_loss(xp: Any, h: Any, weight: Any, bias: Any, t: Any, active: Any, coe
     they are returned.
     """
     v = weight.shape[0]
-    blocks = [(j, min(j + vocab, v)) for j in range(0, v, vocab)]
+    blocks = _blocks(v, vocab)
+    if not grads and (lse is None or len(blocks) == 1):
+        # On eager JAX a chunk of one block is one compiled program per shape and options, where
+        # its operations were some forty (each compiled per shape); with several blocks, each block is.
+        forward = _whole_chunk_losses if len(blocks) == 1 else _chunk_losses
+        losses, lse = forward(xp, h, weight, bias, t, active, class_weight, label_smoothing=label_smoothing,
+                              z_loss=z_loss, softcap=softcap, vocab=vocab, work=work)
+        return losses, lse, None, d_weight, d_bias
     tcol = xp.reshape(t, (-1, 1))
     cw = class_weight
-    wy = 1.0 if cw is None else toolkit.lookup(xp, cw, t)  # w[y_n]
-    w_total = v if cw is None else xp.sum(cw)
+    wy, w_total = _class_totals(xp, t, cw, v)
     losses = None
     kept: list[tuple[Any, Any]] = []  # a single block's logits and exponentials, reused by the gradient
     if lse is None or len(blocks) == 1:
-        spread_w, beyond = (cw, None) if cw is None or not label_smoothing else smoothing_weights(xp, cw)
-        lse, picked, spread, kept = _forward(xp, h, weight, bias, tcol, blocks, spread_w, softcap=softcap,
-                                             work=work, w_total=(None if not label_smoothing else
-                                                                 w_total if beyond is None else xp.sum(spread_w)))
-        losses = (1.0 - label_smoothing) * wy * (lse - picked)
-        if label_smoothing:
-            losses = losses + (label_smoothing / v) * (spread if beyond is None else spread + beyond)
-        if z_loss:
-            losses = losses + z_loss * lse * lse
-        losses = xp.where(toolkit.placed_like(xp, active, losses), losses, xp.zeros_like(losses))
+        losses, lse, kept = _forward_losses(xp, h, weight, bias, tcol, active, cw, wy, w_total, blocks,
+                                            label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap,
+                                            work=work)
     if not grads:
         return losses, lse, None, d_weight, d_bias
     # ∂ℓ/∂z = a p - coef ((1 - ε) w_y [c = y] + (ε / V) w_c). On the target the subtracted part
