@@ -404,3 +404,24 @@ def test_cli_matrix_stays_compact() -> None:
     assert [r.split()[0] for r in table] == names
     assert max(map(len, table)) <= max(map(len, names)) + 2 + 5 * 5
     assert "unsupported  numpy/bf16, strict/f16, strict/bf16" in out or "numpy has no bfloat16" in out
+
+
+def test_dask_backend_reads_a_result_as_dask_computes_it() -> None:
+    # The suite runs a result's graph itself (dask.core.get and the array's finalizer): the same
+    # values, shape and dtype as Dask's compute, whatever the chunks.
+    da = pytest.importorskip("dask.array")
+    backend = DaskBackend()
+    x = da.from_array(np.arange(24.0).reshape(4, 6), chunks=(2, 3)) * 2
+    results = {
+        "blocks of rows and columns": x - 1,
+        "a 0-d sum across chunks": x.sum(),
+        "chunks of unknown size": x[x > 10],
+        "no elements": x[:0],
+        "integers": da.argmax(x, axis=1),
+        "a result of tasks that return tuples": lossreg.toolkit.by_rows(
+            compat.array_namespace(x), lambda xp, a: (xp.sum(a, axis=1), a[:, :1]), x, rows=(0,))[1],
+    }
+    for what, result in results.items():
+        got, want = backend.to_numpy(result), np.asarray(result.compute(scheduler="sync"))
+        assert got.shape == want.shape and got.dtype == want.dtype, what
+        np.testing.assert_array_equal(got, want, err_msg=what)
