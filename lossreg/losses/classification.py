@@ -93,28 +93,21 @@ def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_inde
                                             label_smoothing)
     cls = _class_inputs(name, input, target, weight, ignore_index, reduction)
     x = cls.input
-    m, shifted, log_sum = toolkit.log_softmax_parts(xp, x)
-    # -log p[n, y_n], picked from x rather than from x - m: a second use of x - m would make a
-    # compiler (XLA) write it out in full instead of fusing it into the exp-sum.
-    nll = log_sum - (toolkit.take_class(xp, x, cls.target) - m)
-    # Without class weights cls.weight is the 0/1 mask that reduce_classes applies anyway.
-    losses = nll if weight is None else cls.weight * nll
-    if label_smoothing and not x.shape[1]:
+    c = x.shape[1]
+    smoothing = bool(label_smoothing and c)
+    w = None if weight is None or not smoothing else toolkit.as_dtype(xp, weight, x.dtype)
+    # An element's loss reads its own row of scores: on Dask one task per chunk of rows
+    # (toolkit.by_rows), where its log-softmax, pick and weighting were 14 graph layers a call (18
+    # smoothed). Rows too wide to merge into one task within Dask's chunk size keep their blocks.
+    rows = (0, 0, 0, None) if toolkit.rows_against(xp, x, x) == (0,) else (None,) * 4
+    losses, smooth = toolkit.by_rows(xp, _index_losses, x, cls.target, None if weight is None else cls.weight, w,
+                                     rows=rows, smoothing=smoothing)
+    if label_smoothing and not c:
         # torch's ε / C times a sum over no classes, with C = 0: NaN for every target, ignored too,
         # and for a sum or mean over no targets (ε / 0 times their sum, 0).
         out = toolkit.reduce_classes(cls._replace(active=xp.ones_like(cls.active)), losses * math.nan, reduction)
         return out if reduction == "none" else out * math.nan
     if label_smoothing:
-        c = x.shape[1]
-        w = 1.0 if weight is None else xp.reshape(toolkit.as_dtype(xp, weight, x.dtype), toolkit.class_shape(x))
-        # Σ_c -w_c log p_c with every term non-negative: no cancellation at large logits. With
-        # class weights, term by term as torch sums them: Σ w · log_sum - Σ w · (x - m) made
-        # an infinite weight (1 / count of a class absent from the data) times the 0 of the row's
-        # largest logit a NaN, where each term w_c · (-log p_c) is +inf, torch's loss.
-        if weight is None:
-            smooth = c * log_sum - xp.sum(shifted, axis=1)
-        else:
-            smooth = xp.sum(w * (xp.expand_dims(log_sum, axis=1) - shifted), axis=1)
         if weight is not None and reduction == "mean":
             # torch divides each part by Σ w[y_n] on its own: where that is 0 (every target of a
             # class weighing 0), 0/0 + s/0 is NaN, where the sum of the parts over 0 would be inf.
@@ -124,6 +117,29 @@ def cross_entropy(input: Any, target: Any, /, *, weight: Any = None, ignore_inde
             return toolkit.as_dtype(xp, mean, cls.dtype)
         losses = (1.0 - label_smoothing) * losses + (label_smoothing / c) * smooth
     return toolkit.reduce_classes(cls, losses, reduction)
+
+
+def _index_losses(xp: Any, x: Any, target: Any, picked: Any, weight: Any, *,
+                  smoothing: bool) -> tuple[Any, Any]:
+    """:func:`cross_entropy`'s ``-w[y_n] log p[n, y_n]`` (N, d1, ...) of scores ``x`` (N, C, d1, ...)
+    at safe class indices ``target``, weighted by ``picked`` (``weight[target]``, or None), and with
+    ``smoothing`` the smoothing term ``Σ_c -w_c log p[n, c]`` of class weights ``weight`` (C,) or
+    None (all 1), else None."""
+    m, shifted, log_sum = toolkit.log_softmax_parts(xp, x)
+    # -log p[n, y_n], picked from x rather than from x - m: a second use of x - m would make a
+    # compiler (XLA) write it out in full instead of fusing it into the exp-sum.
+    nll = log_sum - (toolkit.take_class(xp, x, target) - m)
+    losses = nll if picked is None else picked * nll
+    if not smoothing:
+        return losses, None
+    # Σ_c -w_c log p_c with every term non-negative: no cancellation at large logits. With
+    # class weights, term by term as torch sums them: Σ w · log_sum - Σ w · (x - m) made
+    # an infinite weight (1 / count of a class absent from the data) times the 0 of the row's
+    # largest logit a NaN, where each term w_c · (-log p_c) is +inf, torch's loss.
+    if weight is None:
+        return losses, x.shape[1] * log_sum - xp.sum(shifted, axis=1)
+    w = xp.reshape(weight, toolkit.class_shape(x))
+    return losses, xp.sum(w * (xp.expand_dims(log_sum, axis=1) - shifted), axis=1)
 
 
 def _cross_entropy_probabilities(xp: Any, input: Any, target: Any, weight: Any, ignore_index: Any,
@@ -147,16 +163,29 @@ def _cross_entropy_probabilities(xp: Any, input: Any, target: Any, weight: Any, 
     dtype = toolkit.result_type(xp, x, t) if weight is None else toolkit.result_type(xp, x, t, weight)
     work = toolkit.compute_dtype(xp, dtype)
     x, t = toolkit.as_dtype(xp, x, work), toolkit.as_dtype(xp, t, work)
-    if label_smoothing and c:
-        t = t * (1.0 - label_smoothing) + label_smoothing / c
-    if weight is not None:
-        t = t * xp.reshape(toolkit.as_dtype(xp, weight, work), toolkit.class_shape(x))
-    losses = xp.sum(t * _log_sum_minus_shifted(xp, x), axis=1)
+    w = None if weight is None else toolkit.as_dtype(xp, weight, work)
+    # An element's loss reads its own row of scores and target: on Dask one task per chunk of
+    # rows (toolkit.by_rows), where its log-softmax, smoothing and sum were 12 to 16 graph layers a
+    # call. Rows too wide to merge into one task within Dask's chunk size keep their blocks.
+    rows = (0, 0, None) if toolkit.rows_against(xp, x, x) == (0,) else (None,) * 3
+    losses = toolkit.by_rows(xp, _probability_losses, x, t, w, rows=rows, label_smoothing=label_smoothing)
     if unbatched:
         losses = losses[0]
     if not c and reduction == "mean":
         losses = losses * math.nan  # torch's mean divides by N·C / C, here 0 / 0
     return toolkit.reduce(xp, losses, reduction, dtype)
+
+
+def _probability_losses(xp: Any, x: Any, t: Any, weight: Any, *, label_smoothing: float) -> Any:
+    """:func:`cross_entropy`'s ``Σ_c -w_c t'[n, c] log p[n, c]`` (N, d1, ...) of scores ``x`` and
+    probabilities ``t`` (N, C, d1, ...), ``t' = t (1 - ε) + ε / C`` smoothed, and class weights
+    ``weight`` (C,) or None (all 1)."""
+    c = x.shape[1]
+    if label_smoothing and c:
+        t = t * (1.0 - label_smoothing) + label_smoothing / c
+    if weight is not None:
+        t = t * xp.reshape(weight, toolkit.class_shape(x))
+    return xp.sum(t * _log_sum_minus_shifted(xp, x), axis=1)
 
 
 def _log_sum_minus_shifted(xp: Any, x: Any) -> Any:
