@@ -600,6 +600,42 @@ def test_bce_with_logits_on_dask_is_one_task_per_chunk_of_rows(shapes):
         np.testing.assert_allclose(got.compute(), want, rtol=1e-13, atol=0)
 
 
+@pytest.mark.parametrize("shapes", [((7, 5), None), ((7, 5), (5,)), ((7, 5), (7, 5)), ((7, 5), (7, 1)), ((7,), ()),
+                                    ((), None)])
+def test_bce_on_dask_is_one_task_per_chunk_of_rows_with_its_checks(shapes):
+    # Its logs, products and the checks of input and target in [0, 1] were 23 to 25 graph layers a
+    # call; an element reads its own row, and weights of one row for all (read whole).
+    # A probability outside [0, 1] (or NaN), in the input or the target, poisons its own element
+    # where it cannot raise. A 0-d input has no rows: op by op. torch's values either way.
+    x_shape, w_shape = shapes
+    x, y = rng.random(x_shape), rng.random(x_shape)
+    if x.ndim:
+        x.flat[:3], y.flat[3:5] = [0.0, 1.0, 1.5], [np.nan, 1.0]
+    w = None if w_shape is None else rng.random(w_shape)
+    lazy = {k: None if v is None else da.from_array(v, chunks=3) for k, v in dict(x=x, y=y, w=w).items()}
+    for reduction in ("none", "mean"):
+        got = lossreg.binary_cross_entropy(lazy["x"], lazy["y"], weight=lazy["w"], reduction=reduction)
+        if x.ndim:
+            reshapes = w is not None and w.ndim < x.ndim
+            limit = 2 + reshapes + (4 if reduction == "mean" else 0)
+            assert elementwise_rows(got, *(v for v in lazy.values() if v is not None)) <= limit
+        computed = got.compute()
+        if x.ndim and reduction == "none":
+            outside = np.zeros(x.shape, dtype=bool)
+            outside.flat[[2, 3]] = True  # the input's 1.5, the target's NaN
+            assert np.isnan(computed[outside]).all()
+            x.flat[2], y.flat[3] = 0.5, 0.5  # valid elsewhere: torch's values there
+            want = F.binary_cross_entropy(torch.tensor(x), torch.tensor(y), reduction="none",
+                                          weight=None if w is None else torch.tensor(w)).numpy()
+            np.testing.assert_allclose(computed[~outside], want[~outside], rtol=1e-13, atol=0)
+            x.flat[2], y.flat[3] = 1.5, np.nan
+        elif x.ndim:
+            assert np.isnan(computed)
+        else:
+            want = F.binary_cross_entropy(torch.tensor(x), torch.tensor(y), reduction=reduction)
+            np.testing.assert_allclose(computed, want.numpy(), rtol=1e-13, atol=0)
+
+
 @pytest.mark.parametrize("shapes", [((7, 5), (7, 5), (7, 5)), ((7, 5), (1, 5), (7,)), ((7, 5), (7, 1), (1, 5)),
                                     ((7, 5), (7, 5), "scalar"), ((5,), (5,), (5,)), ((), (), ())])
 @pytest.mark.parametrize("full", [False, True])
@@ -669,12 +705,13 @@ def test_cosine_embedding_loss_on_dask_keeps_embeddings_wider_than_a_chunk_in_th
     assert any(n.startswith("cosine_losses") for n in got.__dask_graph__().layers)
 
 
-@pytest.mark.parametrize("name", ["binary_cross_entropy_with_logits", "gaussian_nll_loss",
+@pytest.mark.parametrize("name", ["binary_cross_entropy", "binary_cross_entropy_with_logits", "gaussian_nll_loss",
                                   "multilabel_soft_margin_loss"])
 def test_elementwise_losses_on_dask_keep_wide_rows_in_their_column_chunks(name):
     # Rows wider than Dask's chunk size, split by columns: one task per chunk of rows would merge
     # each into one block, so they run op by op in their own blocks (as before), NumPy's values.
     x, y = scores(4, 600), (rng.random((4, 600)) > 0.5).astype("float64")
+    x = rng.random((4, 600)) if name == "binary_cross_entropy" else x  # probabilities
     arrays = (x, y, rng.random((4, 600))) if name == "gaussian_nll_loss" else (x, y)
     lazy = [da.from_array(a, chunks=(4, 100)) for a in arrays]
     with dask.config.set({"array.chunk-size": "4KiB"}):  # a block of 4 rows is 19 KiB merged

@@ -238,18 +238,38 @@ def binary_cross_entropy(input: Any, target: Any, /, *, weight: Any = None, redu
     """
     name = "binary_cross_entropy"
     xp, x, y, dtype, weights = _weighted_pointwise(name, input, target, reduction, promote=False, weight=weight)
+    # Values that can be read are checked here (an error at the call); the others' masks are made
+    # beside the losses, which they poison.
     bad = _check_probabilities(name, "input", input, x, xp)
     bad_target = _check_probabilities(name, "target", target, y, xp)
     bad = bad_target if bad is None else bad if bad_target is None else bad | bad_target
+    w = weights.get("weight")
+    # An element's loss reads its own row (and weights of one row, read whole): on Dask one task
+    # per chunk of rows (toolkit.by_rows), where its operations and checks were 23 to 25 graph
+    # layers a call.
+    losses = toolkit.by_rows(xp, _bce_losses, x, y, w, bad, rows=toolkit.rows_against(xp, x, x, y, w, bad),
+                             check_input=not toolkit.reads_values(input),
+                             check_target=not toolkit.reads_values(target))
+    return toolkit.reduce(xp, losses, reduction, dtype)
+
+
+def _bce_losses(xp: Any, x: Any, y: Any, weight: Any, bad: Any, *, check_input: bool, check_target: bool) -> Any:
+    """:func:`binary_cross_entropy`'s losses of each element, weighted by ``weight`` (or None), NaN
+    where the mask ``bad`` is set (or None) and, with ``check_input`` or ``check_target``, where
+    ``x`` or ``y`` is not a probability (values that could not be read where they were given)."""
     log_x, log_1mx = toolkit.safe_log(xp, x), _log1m(xp, x)
     # -(y log x + (1 - y) log(1 - x)) as torch writes it, (y - 1) log(1 - x) - y log x: each log
     # scaled by its own coefficient. The shorter y (log(1 - x) - log x) - log(1 - x) cancels
     # log(1 - x) against itself, and a confident right prediction (y = 1, x = 0.99999 in float32)
     # kept only log(1 - x)'s rounding: 1.049e-5 where the loss is 1.0e-5.
     losses = (y - 1) * log_1mx - y * log_x
-    if weights:
-        losses = losses * weights["weight"]
-    return toolkit.reduce(xp, toolkit.poison(xp, losses, bad), reduction, dtype)
+    if weight is not None:
+        losses = losses * weight
+    for check, z in ((check_input, x), (check_target, y)):
+        if check:
+            outside = _not_probabilities(z)
+            bad = outside if bad is None else bad | outside
+    return toolkit.poison(xp, losses, bad)
 
 
 def _log1m(xp: Any, x: Any) -> Any:
@@ -269,11 +289,19 @@ def _check_probabilities(loss: str, name: str, input: Any, x: Any, xp: Any) -> A
 
     Where values may be read, two reductions (NaN propagates through min and max, so it fails
     too), read back together (one synchronisation on a GPU), stand for the mask, which is built
-    only to name the offending value; elsewhere the mask is the poison.
+    only to name the offending value. Elsewhere None: the mask, the poison, is made with the
+    losses (:func:`_bce_losses`), on Dask in their tasks.
     """
-    if toolkit.reads_values(input) and (not math.prod(x.shape) or bool((xp.min(x) >= 0) & (xp.max(x) <= 1))):
+    if not toolkit.reads_values(input):
+        return None  # checked where the losses are made (see _bce_losses)
+    if not math.prod(x.shape) or bool((xp.min(x) >= 0) & (xp.max(x) <= 1)):
         return None
-    return toolkit.check_values(loss, name, input, ~((x >= 0) & (x <= 1)), xp, "probabilities in [0, 1]")
+    return toolkit.check_values(loss, name, input, _not_probabilities(x), xp, "probabilities in [0, 1]")
+
+
+def _not_probabilities(x: Any) -> Any:
+    """The mask of the entries of ``x`` outside [0, 1] (NaN included)."""
+    return ~((x >= 0) & (x <= 1))
 
 
 def _weighted_pointwise(loss: str, input: Any, target: Any, reduction: str, labels: bool = False,
