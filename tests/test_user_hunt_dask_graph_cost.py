@@ -705,6 +705,24 @@ def test_cosine_embedding_loss_on_dask_keeps_embeddings_wider_than_a_chunk_in_th
     assert any(n.startswith("cosine_losses") for n in got.__dask_graph__().layers)
 
 
+@pytest.mark.parametrize("shape", [(7, 5), (7,)])
+@pytest.mark.parametrize("log_input", [True, False])
+def test_poisson_nll_loss_with_stirlings_term_on_dask_is_one_task_per_chunk_of_rows(shape, log_input):
+    # Its rate term and Stirling's approximation (where t > 1) were 22 to 23 graph layers a call;
+    # an element reads its own row. torch's values, at targets of 0, 1 and past 1.
+    x = rng.standard_normal(shape) if log_input else rng.random(shape) * 3
+    t = rng.integers(0, 6, shape).astype("float64")
+    t.flat[:3] = [0.0, 1.0, 1.5]
+    lazy = [da.from_array(a, chunks=3) for a in (x, t)]
+    for reduction in ("none", "mean"):
+        got = lossreg.poisson_nll_loss(*lazy, log_input=log_input, full=True, reduction=reduction)
+        assert sum(n.startswith("poisson_losses-") for n in got.__dask_graph__().layers) == 2  # tasks, losses
+        assert elementwise_rows(got, *lazy) <= 2 + (4 if reduction == "mean" else 0)
+        want = F.poisson_nll_loss(torch.tensor(x), torch.tensor(t), log_input=log_input, full=True,
+                                  reduction=reduction)
+        np.testing.assert_allclose(got.compute(), want.numpy(), rtol=1e-12)
+
+
 @pytest.mark.parametrize("name", ["binary_cross_entropy", "binary_cross_entropy_with_logits", "gaussian_nll_loss",
                                   "multilabel_soft_margin_loss"])
 def test_elementwise_losses_on_dask_keep_wide_rows_in_their_column_chunks(name):
