@@ -723,6 +723,31 @@ def test_poisson_nll_loss_with_stirlings_term_on_dask_is_one_task_per_chunk_of_r
         np.testing.assert_allclose(got.compute(), want.numpy(), rtol=1e-12)
 
 
+@pytest.mark.parametrize("shapes", [((6,), (6,), (6,)), ((2, 3), (2, 3), (2, 3)), ((3, 1), (1, 4), (1, 1)),
+                                    ((1, 4), (3, 1), (1, 1)), ((), (), ())])
+def test_margin_ranking_and_hinge_embedding_losses_on_dask_are_one_task_per_chunk_of_rows(shapes):
+    # Their terms and clamps were 9 and 12 graph layers a call; an element reads its own row of
+    # each array with the result's rows, and an array of one row (broadcast) whole, whichever
+    # argument it is. A 0-d input has no rows: op by op. torch's values, at NaN and ±inf too.
+    x1, x2 = scores(*shapes[0]), rng.standard_normal(shapes[1])
+    y = np.where(rng.random(shapes[2]) < 0.5, -1.0, 1.0)
+    lazy = [da.from_array(a, chunks=3) for a in (x1, x2, y)]
+    hinge_target = (x2 > 0) * 2.0 - 1  # ±1 labels, broadcast as x2 is
+    lazy_hinge_target = da.from_array(hinge_target, chunks=3)
+    for reduction in ("none", "mean"):
+        ranking = lossreg.margin_ranking_loss(*lazy, margin=0.3, reduction=reduction)
+        hinge = lossreg.hinge_embedding_loss(lazy[0], lazy_hinge_target, margin=0.7, reduction=reduction)
+        if len(shapes[0]):
+            assert elementwise_rows(ranking, *lazy) <= 2 + (3 if reduction == "mean" else 0)
+            assert elementwise_rows(hinge, lazy[0], lazy_hinge_target) <= 2 + (3 if reduction == "mean" else 0)
+        t = [torch.tensor(a) for a in (x1, x2, y)]
+        want = F.margin_ranking_loss(*torch.broadcast_tensors(*t), margin=0.3, reduction=reduction)
+        np.testing.assert_allclose(ranking.compute(), want.numpy(), rtol=1e-12)
+        want = F.hinge_embedding_loss(*torch.broadcast_tensors(t[0], torch.tensor(hinge_target)), margin=0.7,
+                                      reduction=reduction)
+        np.testing.assert_allclose(hinge.compute(), want.numpy(), rtol=1e-12)
+
+
 @pytest.mark.parametrize("name", ["binary_cross_entropy", "binary_cross_entropy_with_logits", "gaussian_nll_loss",
                                   "multilabel_soft_margin_loss"])
 def test_elementwise_losses_on_dask_keep_wide_rows_in_their_column_chunks(name):

@@ -113,7 +113,28 @@ def margin_ranking_loss(input1: Any, input2: Any, target: Any, /, *, margin: flo
         floats["target"] = target  # a floating target takes part in type promotion, as in torch
     dtype, work, (x1, x2, *_), _ = _floats(name, xp, **floats)
     y = toolkit.as_dtype(xp, given, work)
-    return toolkit.reduce(xp, _clamp_min0(xp, -y * (x1 - x2) + margin), reduction, dtype)
+    # An element's loss reads its own row: on Dask one task per chunk of rows (toolkit.by_rows),
+    # where its operations were 9 graph layers a call.
+    losses = toolkit.by_rows(xp, _ranking_losses, x1, x2, y, rows=_broadcast_rows(xp, x1, x2, y), margin=margin)
+    return toolkit.reduce(xp, losses, reduction, dtype)
+
+
+def _ranking_losses(xp: Any, x1: Any, x2: Any, y: Any, *, margin: float) -> Any:
+    """:func:`margin_ranking_loss`'s losses of each element."""
+    return _clamp_min0(xp, -y * (x1 - x2) + margin)
+
+
+def _broadcast_rows(xp: Any, *arrays: Any) -> toolkit.Rows:
+    """:func:`toolkit.rows_against`'s rows of ``arrays`` that broadcast together, against the first
+    of them with the result's rows (the most axes, and the most rows among those): every row of
+    the result then reads its own row of each array with as many, and the others whole."""
+    ndim = max(a.ndim for a in arrays)
+    widest = [a for a in arrays if a.ndim == ndim]
+    rows = toolkit.rows_against(xp, widest[0], *arrays)
+    if all(r is None for r in rows):
+        # Off Dask, sizes are not compared (a guard on them under torch.compile(dynamic=True)).
+        return rows
+    return toolkit.rows_against(xp, max(widest, key=lambda a: a.shape[0]), *arrays)
 
 
 @define_loss(
@@ -143,10 +164,17 @@ def hinge_embedding_loss(input: Any, target: Any, /, *, margin: float = 1.0, red
     _broadcast(name, input=input.shape, target=target.shape)
     dtype = input.dtype
     x = toolkit.as_dtype(xp, input, toolkit.compute_dtype(xp, dtype))
-    zero = xp.zeros_like(x)
-    losses = (xp.where(toolkit.placed_like(xp, target != 1, x), _clamp_min0(xp, margin - x), zero)
-              + xp.where(toolkit.placed_like(xp, target != -1, x), x, zero))
+    # An element's loss reads its own row: on Dask one task per chunk of rows (toolkit.by_rows),
+    # where its operations were 12 graph layers a call.
+    losses = toolkit.by_rows(xp, _hinge_losses, x, target, rows=_broadcast_rows(xp, x, target), margin=margin)
     return toolkit.reduce(xp, losses, reduction, dtype)
+
+
+def _hinge_losses(xp: Any, x: Any, target: Any, *, margin: float) -> Any:
+    """:func:`hinge_embedding_loss`'s losses of each element."""
+    zero = xp.zeros_like(x)
+    return (xp.where(toolkit.placed_like(xp, target != 1, x), _clamp_min0(xp, margin - x), zero)
+            + xp.where(toolkit.placed_like(xp, target != -1, x), x, zero))
 
 
 @define_loss(
