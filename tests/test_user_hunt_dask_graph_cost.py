@@ -748,6 +748,21 @@ def test_margin_ranking_and_hinge_embedding_losses_on_dask_are_one_task_per_chun
         np.testing.assert_allclose(hinge.compute(), want.numpy(), rtol=1e-12)
 
 
+@pytest.mark.parametrize("shape", [(7, 5), (7,)])
+def test_kl_div_of_probabilities_on_dask_is_one_task_per_chunk_of_rows(shape):
+    # t log t - t x (torch's xlogy, 0 at t = 0) was 10 graph layers a call; an element reads its
+    # own row. torch's values, at targets of 0 and NaN inputs too.
+    x, t = np.log(rng.random(shape)), rng.random(shape)
+    x.flat[0], t.flat[1:3] = np.nan, 0.0
+    lazy = [da.from_array(a, chunks=3) for a in (x, t)]
+    for reduction in ("none", "mean", "batchmean"):
+        got = lossreg.kl_div(*lazy, reduction=reduction)
+        assert sum(n.startswith("kl_losses-") for n in got.__dask_graph__().layers) == 2  # tasks, losses
+        assert elementwise_rows(got, *lazy) <= 2 + (4 if reduction != "none" else 0)
+        want = F.kl_div(torch.tensor(x), torch.tensor(t), reduction=reduction)
+        np.testing.assert_allclose(got.compute(), want.numpy(), rtol=1e-12)
+
+
 @pytest.mark.parametrize("name", ["binary_cross_entropy", "binary_cross_entropy_with_logits", "gaussian_nll_loss",
                                   "multilabel_soft_margin_loss"])
 def test_elementwise_losses_on_dask_keep_wide_rows_in_their_column_chunks(name):
