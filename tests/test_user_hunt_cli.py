@@ -122,8 +122,9 @@ def _interrupt(args: list[str], *, after_line: str | None = None, after_s: float
 
 def test_ctrl_c_ends_the_run_with_one_line_and_status_130():
     # Ctrl-C printed a KeyboardInterrupt traceback through the conformance internals.
-    # numpy first (quick), then Dask's CTC, a minute or more: interrupted while it runs.
-    code, err, took = _interrupt(["--backend", "numpy,dask", "--loss", "ctc", "--jobs", "1"],
+    # numpy first (quick), then Dask's CTC and eager JAX's (compiling without the disk cache: half a
+    # minute or more): interrupted while they run.
+    code, err, took = _interrupt(["--backend", "numpy,dask,jax", "--loss", "ctc", "--jobs", "1"],
                                  after_line="numpy on cpu took")
     _no_traceback(err)
     assert err.rstrip().endswith("lossreg: interrupted")
@@ -132,8 +133,11 @@ def test_ctrl_c_ends_the_run_with_one_line_and_status_130():
 
 def test_ctrl_c_stops_the_worker_processes_of_jobs_at_once_without_their_tracebacks():
     # With --jobs each worker printed "Process SpawnProcess-1: Traceback ... KeyboardInterrupt",
-    # and the run waited for the slices in progress (minutes for Dask's CTC) before it ended.
-    code, err, took = _interrupt(["--backend", "numpy,dask", "--loss", "ctc", "--jobs", "2"], after_s=12)
+    # and the run waited for the slices in progress before it ended. Eager JAX's CTC compiling
+    # without the disk cache takes half a minute or more: workers are busy at 10 s (Dask's CTC
+    # alone, once minutes, ended in 7 s and could no longer be interrupted).
+    code, err, took = _interrupt(["--backend", "numpy,dask,jax", "--loss", "ctc,triplet", "--jobs", "2"],
+                                 after_s=10)
     _no_traceback(err)
     assert err.rstrip().endswith("lossreg: interrupted")
     assert code == 130 and took < 30
