@@ -137,3 +137,38 @@ def test_a_parallel_run_gives_each_eager_jax_loss_in_a_dtype_to_one_worker(monke
     eager = sorted((dtype, part) for backend, dtype, _, loss, _, part in given if backend == "jax")
     assert eager == [("float32", None), ("float64", None)]
     assert len([t for t in given if t[0] == "jax_jit"]) == 2 * -(-cases // conformance._SLICE["jax_jit"])
+
+
+def _setup_after_a_teardown(marker: str) -> None:
+    """A worker's setup, after an exit handler that stands for JAX's own (registered as JAX is
+    imported: it frees every compiled program, thousands in a run)."""
+    import atexit
+
+    from lossreg import conformance
+
+    atexit.register(lambda: open(marker, "w").close())
+    conformance._worker_setup(False, True, ())
+
+
+def _mse_outcomes() -> list:
+    from lossreg import conformance
+
+    return conformance.run(["numpy"], ["float32"], losses=["mse_loss"], max_cases=2)
+
+
+def test_a_worker_process_ends_without_tearing_down_what_it_loaded(tmp_path):
+    # The pool's shutdown waited for each worker to free every JAX program and module it held
+    # (1-2 CPU-s a worker, at the run's end). Its results are back by then: it now leaves at once,
+    # with status 0, skipping the exit handlers registered before its setup.
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    marker = tmp_path / "torn-down"
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_setup_after_a_teardown,
+                               initargs=(str(marker),))
+    outcomes = pool.submit(_mse_outcomes).result(timeout=120)
+    workers = list(pool._processes.values())
+    pool.shutdown(wait=True)
+    assert (outcomes[0].path, outcomes[0].status, outcomes[0].cases) == ("portable", "passed", 2)
+    assert [w.exitcode for w in workers] == [0]
+    assert not marker.exists()
