@@ -135,6 +135,17 @@ def test_triplet_margin_at_p_0_counts_nan_and_infinite_entries_as_torch(swap):
                  {"p": 0.0, "swap": swap, "margin": 2.0, "reduction": "none"})
 
 
+
+@pytest.mark.parametrize("p", (-1.0, -0.5, -2.5))
+def test_triplet_margin_at_negative_p_is_nan_for_a_row_holding_nan_as_torch(p):
+    """At p < 0 a zero entry's power is ∞ (the norm 0): a NaN entry is not one, its power is NaN
+    and so is its row's distance, as torch's (counted as a zero, it made the distance 0)."""
+    rng = np.random.default_rng(4)
+    a, pos, neg = rng.normal(size=(3, 4, 5))
+    a[0, 1], neg[2, 3], pos[3, 0] = math.nan, math.nan, 0.0
+    check_parity("triplet_margin_loss", F.triplet_margin_loss, {"anchor": a, "positive": pos, "negative": neg},
+                 {"p": p, "margin": 2.0, "reduction": "none"})
+
 def _l1(x, y):
     xp = array_api_compat.array_namespace(x, y)
     return xp.sum(xp.abs(x - y), axis=-1)

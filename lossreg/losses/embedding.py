@@ -257,7 +257,7 @@ def _norm(xp: Any, d: Any, *, p: float) -> Any:
         if not -math.inf < p < math.inf:  # comparisons, not math.isinf: torch.compile traces a symbolic p
             a = toolkit.dense_chunks(a)
             return xp.max(a, axis=-1) if p > 0 else xp.min(a, axis=-1)
-        nonzero = a > 0
+        nonzero = a != 0  # a is |d| or NaN: NaN too, its power NaN (filled as a zero, ∞ at p < 0 made the norm 0)
         # The fills are Python numbers, not *_like arrays: the same values (in a's dtype, as the
         # standard's where promotes a scalar), one operation fewer each, under jit and in eager code.
         s = xp.sum(xp.where(nonzero, xp.where(nonzero, a, 1.0) ** p, 0.0 if p > 0 else math.inf), axis=-1)
