@@ -1599,15 +1599,13 @@ def sign(xp: Any, x: Any) -> Any:
     """``sign(x)``: -1, 0 or 1, NaN at NaN; made of ``where`` only but on JAX and Dask (their own
     ``sign``): array-api-compat's torch ``sign`` writes NaN through a boolean mask, which
     ``torch.func.vmap`` and meta tensors cannot run."""
-    if compat.is_dask_namespace(xp):
+    if compat.is_dask_namespace(xp) or compat.is_jax_namespace(xp):
         # Dask does not differentiate (nor vmap): its sign is one graph layer where the wheres
         # below are eight, each built and scheduled per call (it gives 0 at -0, the wheres -0).
-        return xp.sign(x)
-    if compat.is_jax_namespace(xp):
-        # JAX's sign is one primitive with the wheres' values (-0 at -0 too) and a zero derivative
-        # that JAX knows to be zero, batched by vmap: the wheres were seven equations in every
-        # program under jit (a triplet distance's norm three times over), each lowered to MLIR
-        # per program, and seven compiled operations per new shape in eager code.
+        # JAX's is one primitive with the wheres' values (-0 at -0 too) and a zero derivative JAX
+        # knows, batched by vmap: the wheres were seven equations in every program under jit (a
+        # triplet distance's norm three times over), and seven compiled operations per new shape
+        # in eager code.
         return xp.sign(x)
     # x · 0 keeps ±0 and NaN with a zero gradient; ∞ is put aside first, as ∞ · 0 would warn on
     # NumPy where the result is not taken.
